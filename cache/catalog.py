@@ -1,0 +1,502 @@
+"""The catalog: the queryable index of what the store holds.
+
+The commit of a catalog row is the commit point of an ingest. The embedded
+default is SQLite (standard library) in WAL mode with ``synchronous=FULL``, so an
+acknowledged row survives a crash; :class:`Catalog` is the small interface a
+server database can implement instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import astuple, dataclass, field, fields
+from pathlib import Path
+from typing import Protocol
+
+from .errors import ConflictError, InvalidInputError
+
+MAX_PAGE_SIZE = 1000
+DEFAULT_PAGE_SIZE = 100
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    study_uid: str
+    patient_id: str = ""
+    patient_name: str = ""
+    patient_birth_date: str = ""
+    patient_sex: str = ""
+    study_date: str = ""
+    study_time: str = ""
+    accession_number: str = ""
+    study_description: str = ""
+
+
+@dataclass(frozen=True)
+class SeriesRow:
+    series_uid: str
+    study_uid: str
+    modality: str = ""
+    series_number: int = 0
+    series_description: str = ""
+    body_part: str = ""
+
+
+@dataclass(frozen=True)
+class InstanceRow:
+    sop_uid: str
+    series_uid: str
+    study_uid: str
+    sop_class_uid: str
+    sha256: str
+    size: int
+    instance_number: int = 0
+    transfer_syntax: str = ""
+    rows: int = 0
+    columns: int = 0
+    frames: int = 0
+    photometric: str = ""
+    name: str = ""
+    stored_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class StudySummary:
+    study: StudyRow
+    modalities: tuple[str, ...]
+    series_count: int
+    instance_count: int
+
+
+@dataclass(frozen=True)
+class SeriesSummary:
+    series: SeriesRow
+    instance_count: int
+
+
+@dataclass(frozen=True)
+class QueryFilter:
+    """Filters of the list queries; empty strings do not filter.
+
+    ``patient_id`` and ``accession_number`` take DICOM wildcards ``*`` and ``?``;
+    dates are ``YYYYMMDD`` and inclusive.
+    """
+
+    patient_id: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    modality: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    accession_number: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("date_from", "date_to"):
+            v = getattr(self, name)
+            if v and not (len(v) == 8 and v.isdigit()):
+                raise InvalidInputError(f"{name} must be YYYYMMDD, got {v[:20]!r}")
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(astuple(self)).encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Page:
+    size: int = DEFAULT_PAGE_SIZE
+    token: str = ""
+
+
+@dataclass
+class PutOutcome:
+    """What :meth:`Catalog.put_instance` did."""
+
+    outcome: str  # "stored" | "duplicate" | "replaced"
+    replaced: InstanceRow | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+class Catalog(Protocol):
+    """The catalog interface the rest of the code depends on."""
+
+    def put_instance(
+        self, study: StudyRow, series: SeriesRow, inst: InstanceRow, *, overwrite: bool
+    ) -> PutOutcome: ...
+    def get_instance(self, sop_uid: str) -> InstanceRow | None: ...
+    def instances(
+        self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = ""
+    ) -> list[InstanceRow]: ...
+    def delete_instances(self, sop_uids: Sequence[str]) -> list[InstanceRow]: ...
+    def is_referenced(self, sha256: str) -> bool: ...
+    def list_studies(self, flt: QueryFilter, page: Page) -> tuple[list[StudySummary], str]: ...
+    def list_series(self, flt: QueryFilter, page: Page) -> tuple[list[SeriesSummary], str]: ...
+    def list_instances(self, flt: QueryFilter, page: Page) -> tuple[list[InstanceRow], str]: ...
+    def totals(self) -> tuple[int, int]: ...
+    def close(self) -> None: ...
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS studies (
+    study_uid TEXT PRIMARY KEY,
+    patient_id TEXT NOT NULL DEFAULT '',
+    patient_name TEXT NOT NULL DEFAULT '',
+    patient_birth_date TEXT NOT NULL DEFAULT '',
+    patient_sex TEXT NOT NULL DEFAULT '',
+    study_date TEXT NOT NULL DEFAULT '',
+    study_time TEXT NOT NULL DEFAULT '',
+    accession_number TEXT NOT NULL DEFAULT '',
+    study_description TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient_id);
+CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date, study_uid);
+CREATE TABLE IF NOT EXISTS series (
+    series_uid TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL REFERENCES studies(study_uid),
+    modality TEXT NOT NULL DEFAULT '',
+    series_number INTEGER NOT NULL DEFAULT 0,
+    series_description TEXT NOT NULL DEFAULT '',
+    body_part TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX IF NOT EXISTS series_study ON series(study_uid);
+CREATE TABLE IF NOT EXISTS instances (
+    sop_uid TEXT PRIMARY KEY,
+    series_uid TEXT NOT NULL REFERENCES series(series_uid),
+    study_uid TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    instance_number INTEGER NOT NULL DEFAULT 0,
+    transfer_syntax TEXT NOT NULL DEFAULT '',
+    rows INTEGER NOT NULL DEFAULT 0,
+    columns INTEGER NOT NULL DEFAULT 0,
+    frames INTEGER NOT NULL DEFAULT 0,
+    photometric TEXT NOT NULL DEFAULT '',
+    name TEXT NOT NULL DEFAULT '',
+    stored_at REAL NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid, instance_number, sop_uid);
+CREATE INDEX IF NOT EXISTS instances_sha ON instances(sha256);
+"""
+
+
+def _cols(cls: type) -> list[str]:
+    return [f.name for f in fields(cls)]
+
+
+def _glob(pattern: str) -> str:
+    # DICOM wildcards are * and ?; SQLite GLOB also treats [ specially.
+    return pattern.replace("[", "[[]")
+
+
+def _encode_token(key: Sequence[object], flt: QueryFilter) -> str:
+    raw = json.dumps({"k": list(key), "f": flt.digest()}).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def _decode_token(token: str, flt: QueryFilter, arity: int) -> list[object] | None:
+    if not token:
+        return None
+    try:
+        obj = json.loads(base64.urlsafe_b64decode(token.encode()))
+        key = obj["k"]
+        ok = obj["f"] == flt.digest() and isinstance(key, list) and len(key) == arity
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise InvalidInputError("page token is malformed or belongs to another query")
+    return key
+
+
+class SqliteCatalog:
+    """SQLite catalog in WAL mode; one connection per thread.
+
+    Parameters
+    ----------
+    path:
+        Database file; created with its schema when missing.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        # executescript manages its own transaction.
+        self._db().executescript(_SCHEMA)
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+            with self._all_lock:
+                self._all.append(db)
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._all_lock:
+            for db in self._all:
+                db.close()
+            self._all.clear()
+        self._local = threading.local()
+
+    # -- writes ---------------------------------------------------------------
+
+    def put_instance(
+        self, study: StudyRow, series: SeriesRow, inst: InstanceRow, *, overwrite: bool
+    ) -> PutOutcome:
+        """Insert an instance with its study and series, atomically.
+
+        Raises
+        ------
+        ConflictError
+            Same SOP Instance UID with other bytes and ``overwrite`` is false.
+        InvalidInputError
+            The series already belongs to another study, or the UID to another series.
+        """
+        inst_cols = _cols(InstanceRow)
+        with self._tx() as db:
+            row = db.execute(
+                f"SELECT {','.join(inst_cols)} FROM instances WHERE sop_uid=?", (inst.sop_uid,)
+            ).fetchone()
+            existing = InstanceRow(*row) if row else None
+            if existing and existing.sha256 == inst.sha256:
+                return PutOutcome("duplicate")
+            if existing and not overwrite:
+                raise ConflictError(
+                    "an instance with this SOP Instance UID is stored with different bytes "
+                    "(ask for overwrite to replace it)",
+                    subject=inst.sop_uid,
+                )
+            other = db.execute(
+                "SELECT study_uid FROM series WHERE series_uid=?", (series.series_uid,)
+            ).fetchone()
+            if other and other[0] != study.study_uid:
+                raise InvalidInputError(
+                    "series is already stored under another study", subject=series.series_uid
+                )
+            if existing and existing.series_uid != inst.series_uid:
+                raise InvalidInputError(
+                    "SOP Instance UID is already stored in another series", subject=inst.sop_uid
+                )
+            scols = _cols(StudyRow)
+            db.execute(
+                f"INSERT OR IGNORE INTO studies ({','.join(scols)}) VALUES ({','.join('?' * len(scols))})",
+                astuple(study),
+            )
+            secols = _cols(SeriesRow)
+            db.execute(
+                f"INSERT OR IGNORE INTO series ({','.join(secols)}) VALUES ({','.join('?' * len(secols))})",
+                astuple(series),
+            )
+            values = astuple(inst)[:-1] + (inst.stored_at or time.time(),)
+            db.execute(
+                f"INSERT OR REPLACE INTO instances ({','.join(inst_cols)}) "
+                f"VALUES ({','.join('?' * len(inst_cols))})",
+                values,
+            )
+        return PutOutcome("replaced", replaced=existing) if existing else PutOutcome("stored")
+
+    def delete_instances(self, sop_uids: Sequence[str]) -> list[InstanceRow]:
+        """Delete instances, and series and studies left empty; return the deleted rows."""
+        cols = _cols(InstanceRow)
+        deleted: list[InstanceRow] = []
+        with self._tx() as db:
+            for uid in sop_uids:
+                row = db.execute(
+                    f"SELECT {','.join(cols)} FROM instances WHERE sop_uid=?", (uid,)
+                ).fetchone()
+                if row is None:
+                    continue
+                db.execute("DELETE FROM instances WHERE sop_uid=?", (uid,))
+                deleted.append(InstanceRow(*row))
+            db.execute(
+                "DELETE FROM series WHERE NOT EXISTS "
+                "(SELECT 1 FROM instances i WHERE i.series_uid = series.series_uid)"
+            )
+            db.execute(
+                "DELETE FROM studies WHERE NOT EXISTS "
+                "(SELECT 1 FROM series s WHERE s.study_uid = studies.study_uid)"
+            )
+        return deleted
+
+    # -- reads ----------------------------------------------------------------
+
+    def get_instance(self, sop_uid: str) -> InstanceRow | None:
+        cols = _cols(InstanceRow)
+        row = self._db().execute(
+            f"SELECT {','.join(cols)} FROM instances WHERE sop_uid=?", (sop_uid,)
+        ).fetchone()
+        return InstanceRow(*row) if row else None
+
+    def instances(
+        self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = ""
+    ) -> list[InstanceRow]:
+        """All instances of a study, a series, or the one instance, in series order."""
+        cols = _cols(InstanceRow)
+        where, args = [], []
+        for col, v in (("study_uid", study_uid), ("series_uid", series_uid), ("sop_uid", sop_uid)):
+            if v:
+                where.append(f"{col}=?")
+                args.append(v)
+        if not where:
+            raise ValueError("instances() needs study_uid, series_uid or sop_uid")
+        rows = self._db().execute(
+            f"SELECT {','.join(cols)} FROM instances WHERE {' AND '.join(where)} "
+            "ORDER BY series_uid, instance_number, sop_uid",
+            args,
+        ).fetchall()
+        return [InstanceRow(*r) for r in rows]
+
+    def is_referenced(self, sha256: str) -> bool:
+        return (
+            self._db().execute("SELECT 1 FROM instances WHERE sha256=? LIMIT 1", (sha256,)).fetchone()
+            is not None
+        )
+
+    def totals(self) -> tuple[int, int]:
+        n, size = self._db().execute("SELECT count(*), coalesce(sum(size), 0) FROM instances").fetchone()
+        return int(n), int(size)
+
+    @staticmethod
+    def _study_where(flt: QueryFilter, alias: str) -> tuple[list[str], list[object]]:
+        where: list[str] = []
+        args: list[object] = []
+        if flt.patient_id:
+            where.append(f"{alias}.patient_id GLOB ?")
+            args.append(_glob(flt.patient_id))
+        if flt.accession_number:
+            where.append(f"{alias}.accession_number GLOB ?")
+            args.append(_glob(flt.accession_number))
+        if flt.study_uid:
+            where.append(f"{alias}.study_uid = ?")
+            args.append(flt.study_uid)
+        if flt.date_from:
+            where.append(f"{alias}.study_date >= ?")
+            args.append(flt.date_from)
+        if flt.date_to:
+            where.append(f"{alias}.study_date <= ? AND {alias}.study_date != ''")
+            args.append(flt.date_to)
+        return where, args
+
+    @staticmethod
+    def _limit(page: Page) -> int:
+        size = page.size or DEFAULT_PAGE_SIZE
+        return min(size, MAX_PAGE_SIZE)
+
+    def list_studies(self, flt: QueryFilter, page: Page) -> tuple[list[StudySummary], str]:
+        where, args = self._study_where(flt, "st")
+        if flt.modality:
+            where.append("EXISTS (SELECT 1 FROM series x WHERE x.study_uid=st.study_uid AND x.modality=?)")
+            args.append(flt.modality)
+        if flt.series_uid:
+            where.append("EXISTS (SELECT 1 FROM series x WHERE x.study_uid=st.study_uid AND x.series_uid=?)")
+            args.append(flt.series_uid)
+        after = _decode_token(page.token, flt, 2)
+        if after:
+            where.append("(st.study_date, st.study_uid) > (?, ?)")
+            args.extend(after)
+        limit = self._limit(page)
+        cols = ",".join(f"st.{c}" for c in _cols(StudyRow))
+        sql = (
+            f"SELECT {cols}, "
+            "(SELECT group_concat(DISTINCT modality) FROM series x WHERE x.study_uid=st.study_uid), "
+            "(SELECT count(*) FROM series x WHERE x.study_uid=st.study_uid), "
+            "(SELECT count(*) FROM instances i WHERE i.study_uid=st.study_uid) "
+            f"FROM studies st {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY st.study_date, st.study_uid LIMIT ?"
+        )
+        rows = self._db().execute(sql, [*args, limit + 1]).fetchall()
+        n = len(_cols(StudyRow))
+        out = [
+            StudySummary(
+                StudyRow(*r[:n]),
+                tuple(sorted(m for m in (r[n] or "").split(",") if m)),
+                int(r[n + 1]),
+                int(r[n + 2]),
+            )
+            for r in rows[:limit]
+        ]
+        token = ""
+        if len(rows) > limit:
+            last = out[-1].study
+            token = _encode_token([last.study_date, last.study_uid], flt)
+        return out, token
+
+    def list_series(self, flt: QueryFilter, page: Page) -> tuple[list[SeriesSummary], str]:
+        where, args = self._study_where(flt, "st")
+        if flt.modality:
+            where.append("se.modality = ?")
+            args.append(flt.modality)
+        if flt.series_uid:
+            where.append("se.series_uid = ?")
+            args.append(flt.series_uid)
+        after = _decode_token(page.token, flt, 3)
+        if after:
+            where.append("(se.study_uid, se.series_number, se.series_uid) > (?, ?, ?)")
+            args.extend(after)
+        limit = self._limit(page)
+        cols = ",".join(f"se.{c}" for c in _cols(SeriesRow))
+        sql = (
+            f"SELECT {cols}, (SELECT count(*) FROM instances i WHERE i.series_uid=se.series_uid) "
+            "FROM series se JOIN studies st ON st.study_uid = se.study_uid "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY se.study_uid, se.series_number, se.series_uid LIMIT ?"
+        )
+        rows = self._db().execute(sql, [*args, limit + 1]).fetchall()
+        n = len(_cols(SeriesRow))
+        out = [SeriesSummary(SeriesRow(*r[:n]), int(r[n])) for r in rows[:limit]]
+        token = ""
+        if len(rows) > limit:
+            s = out[-1].series
+            token = _encode_token([s.study_uid, s.series_number, s.series_uid], flt)
+        return out, token
+
+    def list_instances(self, flt: QueryFilter, page: Page) -> tuple[list[InstanceRow], str]:
+        where, args = self._study_where(flt, "st")
+        if flt.modality:
+            where.append("se.modality = ?")
+            args.append(flt.modality)
+        if flt.series_uid:
+            where.append("i.series_uid = ?")
+            args.append(flt.series_uid)
+        after = _decode_token(page.token, flt, 3)
+        if after:
+            where.append("(i.series_uid, i.instance_number, i.sop_uid) > (?, ?, ?)")
+            args.extend(after)
+        limit = self._limit(page)
+        cols = ",".join(f"i.{c}" for c in _cols(InstanceRow))
+        sql = (
+            f"SELECT {cols} FROM instances i JOIN series se ON se.series_uid = i.series_uid "
+            "JOIN studies st ON st.study_uid = i.study_uid "
+            f"{'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY i.series_uid, i.instance_number, i.sop_uid LIMIT ?"
+        )
+        rows = self._db().execute(sql, [*args, limit + 1]).fetchall()
+        out = [InstanceRow(*r) for r in rows[:limit]]
+        token = ""
+        if len(rows) > limit:
+            i = out[-1]
+            token = _encode_token([i.series_uid, i.instance_number, i.sop_uid], flt)
+        return out, token

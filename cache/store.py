@@ -1,0 +1,172 @@
+"""Durable, content-addressed object store.
+
+Every ingested file is kept byte for byte under its sha256 and never evicted.
+A file streams into a staging file (bounded memory, hashed on the way), is
+fsynced, then renamed into place and the directory fsynced: a crash leaves
+either the whole object or only a staging file, which start-up sweeps away.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import InvalidInputError, LimitExceededError, NotFoundError
+
+log = logging.getLogger(__name__)
+
+_HEX = set("0123456789abcdef")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StagedFile:
+    """A file being received. Write chunks, then :meth:`ObjectStore.commit` or :meth:`discard`."""
+
+    def __init__(self, path: Path, *, name: str, max_bytes: int) -> None:
+        self.path = path
+        self.name = name
+        self.max_bytes = max_bytes
+        self.size = 0
+        self._hash = hashlib.sha256()
+        self._fh: BinaryIO | None = open(path, "xb")
+        self.sha256: str | None = None
+
+    def write(self, data: bytes) -> None:
+        """Append ``data``.
+
+        Raises
+        ------
+        LimitExceededError
+            When the file grows past ``max_bytes``; the staging file is removed.
+        """
+        if self._fh is None:
+            raise RuntimeError("staged file already closed")
+        if self.size + len(data) > self.max_bytes:
+            self.discard()
+            raise LimitExceededError(
+                f"file exceeds the size limit of {self.max_bytes} bytes", subject=self.name
+            )
+        self._fh.write(data)
+        self._hash.update(data)
+        self.size += len(data)
+
+    def close(self) -> str:
+        """Flush and fsync; return the sha256 of what was written."""
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+            self.sha256 = self._hash.hexdigest()
+        if self.sha256 is None:
+            raise RuntimeError("staged file was discarded")
+        return self.sha256
+
+    def discard(self) -> None:
+        """Remove the staging file; safe to call more than once."""
+        if self._fh is not None:
+            self._fh.close()
+            self._fh = None
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self) -> "StagedFile":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.discard()
+
+
+class ObjectStore:
+    """Content-addressed files under ``root/objects/ab/abcdef...``.
+
+    Parameters
+    ----------
+    root:
+        Directory of the store; created when missing.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.objects = self.root / "objects"
+        self.staging = self.root / "staging"
+        self.objects.mkdir(parents=True, exist_ok=True)
+        self.staging.mkdir(parents=True, exist_ok=True)
+        # Striped locks serialise commit and delete of the same content.
+        self._locks = [threading.Lock() for _ in range(64)]
+
+    def sweep_staging(self) -> int:
+        """Remove staging files left by a crash. Call at start-up only."""
+        removed = 0
+        for p in self.staging.iterdir():
+            p.unlink(missing_ok=True)
+            removed += 1
+        if removed:
+            log.info("removed leftover staging files", extra={"count": removed})
+        return removed
+
+    def stage(self, *, name: str, max_bytes: int) -> StagedFile:
+        """Open a new staging file for an incoming object called ``name`` (for messages)."""
+        return StagedFile(self.staging / f"{uuid.uuid4().hex}.part", name=name, max_bytes=max_bytes)
+
+    @contextmanager
+    def lock(self, sha256: str) -> Iterator[None]:
+        """Hold the lock of one content hash (commit against delete)."""
+        with self._locks[int(sha256[:2], 16) % len(self._locks)]:
+            yield
+
+    def _path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or not set(sha256) <= _HEX:
+            raise InvalidInputError("not a sha256 hex digest", subject=sha256[:80])
+        return self.objects / sha256[:2] / sha256
+
+    def commit(self, staged: StagedFile) -> str:
+        """Move a closed staged file into place; return its sha256. Idempotent per content."""
+        sha = staged.close()
+        dest = self._path(sha)
+        dest.parent.mkdir(exist_ok=True)
+        if dest.exists():
+            staged.discard()
+        else:
+            os.replace(staged.path, dest)
+            _fsync_dir(dest.parent)
+        return sha
+
+    def path(self, sha256: str) -> Path:
+        """Path of a stored object (read only).
+
+        Raises
+        ------
+        NotFoundError
+            When no object has that hash.
+        """
+        p = self._path(sha256)
+        if not p.exists():
+            raise NotFoundError("object missing from the store", subject=sha256)
+        return p
+
+    def exists(self, sha256: str) -> bool:
+        return self._path(sha256).exists()
+
+    def delete(self, sha256: str) -> int:
+        """Remove an object; return the bytes freed (0 when absent)."""
+        p = self._path(sha256)
+        try:
+            size = p.stat().st_size
+            p.unlink()
+        except FileNotFoundError:
+            return 0
+        return size

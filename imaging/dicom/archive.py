@@ -1,0 +1,331 @@
+"""The DICOM archive: ingest, query, metadata, frames and deletion over the shared storage.
+
+This is the one entry point the transport calls; it owns no storage of its own
+but composes the durable store, the catalog and the derived cache it is given.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from cache.catalog import (
+    Catalog,
+    InstanceRow,
+    Page,
+    QueryFilter,
+    SeriesSummary,
+    StudySummary,
+)
+from cache.derived import DerivedCache
+from cache.errors import ConflictError, InvalidInputError, NotFoundError
+from cache.keys import make_key
+from cache.store import ObjectStore, StagedFile
+
+from .frames import decode_frame, encode_png, modality_values, render_8bit
+from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
+from .parse import parse_instance, read_dataset
+from .pixels import Limits
+
+log = logging.getLogger(__name__)
+
+Outcome = Literal["stored", "duplicate", "replaced"]
+
+
+@dataclass
+class IngestReport:
+    """The result of one ingested file."""
+
+    name: str
+    outcome: Outcome
+    sha256: str
+    size: int
+    sop_uid: str
+    study_uid: str
+    series_uid: str
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass
+class FrameResult:
+    payload: bytes
+    media_type: str
+    dtype: str
+    shape: tuple[int, ...]
+    rescaled: bool
+    warnings: list[str]
+
+
+class IncomingFile:
+    """A file being received for ingest: write chunks, then :meth:`finish` or :meth:`abort`."""
+
+    def __init__(self, archive: "DicomArchive", staged: StagedFile, *, declared_size: int, overwrite: bool) -> None:
+        self._archive = archive
+        self._staged = staged
+        self.name = staged.name
+        self.declared_size = declared_size
+        self.overwrite = overwrite
+
+    @property
+    def size(self) -> int:
+        return self._staged.size
+
+    def write(self, data: bytes) -> None:
+        """Append a chunk (raises LimitExceededError past the file size limit)."""
+        if self.declared_size and self._staged.size + len(data) > self.declared_size:
+            self._staged.discard()
+            raise InvalidInputError(
+                f"more bytes than the declared size of {self.declared_size}", subject=self.name
+            )
+        self._staged.write(data)
+
+    def abort(self) -> None:
+        self._staged.discard()
+
+    def finish(self, expected_sha256: str = "") -> IngestReport:
+        """Validate, commit to the store and the catalog; return what happened."""
+        try:
+            return self._archive._commit(self._staged, self, expected_sha256)
+        finally:
+            self._staged.discard()
+
+
+class DicomArchive:
+    """DICOM objects over the shared store, catalog and derived cache.
+
+    Parameters
+    ----------
+    store, catalog, cache:
+        The storage tiers (see ``cache``).
+    limits:
+        Size and count limits enforced on every file.
+    """
+
+    def __init__(self, store: ObjectStore, catalog: Catalog, cache: DerivedCache, *, limits: Limits) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.cache = cache
+        self.limits = limits
+
+    # -- ingest ---------------------------------------------------------------
+
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
+        """Start receiving a file called ``name`` (as the client knows it)."""
+        from cache.errors import LimitExceededError
+
+        if declared_size > self.limits.max_file_bytes:
+            raise LimitExceededError(
+                f"declared size {declared_size} exceeds the file size limit of "
+                f"{self.limits.max_file_bytes} bytes",
+                subject=name,
+            )
+        staged = self.store.stage(name=name, max_bytes=self.limits.max_file_bytes)
+        return IncomingFile(self, staged, declared_size=declared_size, overwrite=overwrite)
+
+    def ingest_path(self, path: Path, *, name: str | None = None, overwrite: bool = False) -> IngestReport:
+        """Ingest a local file (used by tests and tools; the server streams instead)."""
+        incoming = self.begin(name or path.name, declared_size=path.stat().st_size, overwrite=overwrite)
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                incoming.write(chunk)
+        return incoming.finish()
+
+    def _commit(self, staged: StagedFile, incoming: IncomingFile, expected_sha256: str) -> IngestReport:
+        name = staged.name
+        sha = staged.close()
+        if incoming.declared_size and staged.size != incoming.declared_size:
+            raise InvalidInputError(
+                f"received {staged.size} of {incoming.declared_size} declared bytes (stream cut off?)",
+                subject=name,
+            )
+        if expected_sha256 and expected_sha256.lower() != sha:
+            raise InvalidInputError("sha256 of the received bytes does not match the one sent", subject=name)
+        parsed = parse_instance(staged.path, name=name, sha256=sha, size=staged.size, limits=self.limits)
+        inst = parsed.instance
+        report = IngestReport(
+            name, "stored", sha, staged.size, inst.sop_uid, inst.study_uid, inst.series_uid, parsed.warnings
+        )
+        existing = self.catalog.get_instance(inst.sop_uid)
+        if existing is not None and existing.sha256 == sha:
+            report.outcome = "duplicate"
+            return report
+        if existing is not None and not incoming.overwrite:
+            raise ConflictError(
+                "an instance with this SOP Instance UID is stored with different bytes "
+                "(ask for overwrite to replace it)",
+                subject=inst.sop_uid,
+            )
+        with self.store.lock(sha):
+            self.store.commit(staged)
+            try:
+                put = self.catalog.put_instance(parsed.study, parsed.series, inst, overwrite=incoming.overwrite)
+            except BaseException:
+                if not self.catalog.is_referenced(sha):
+                    self.store.delete(sha)
+                raise
+        report.outcome = put.outcome  # type: ignore[assignment]
+        if put.replaced is not None:
+            self._forget_content(put.replaced.sha256)
+        log.info(
+            "ingested",
+            extra={"outcome": report.outcome, "sha256": sha[:16], "bytes": staged.size, "warnings": len(parsed.warnings)},
+        )
+        return report
+
+    def _forget_content(self, sha: str) -> int:
+        """Drop derived values of ``sha``, and the object when no instance uses it."""
+        self.cache.evict_tag(sha)
+        with self.store.lock(sha):
+            if not self.catalog.is_referenced(sha):
+                return self.store.delete(sha)
+        return 0
+
+    # -- queries --------------------------------------------------------------
+
+    def list_studies(self, flt: QueryFilter, page: Page) -> tuple[list[StudySummary], str]:
+        return self.catalog.list_studies(flt, page)
+
+    def list_series(self, flt: QueryFilter, page: Page) -> tuple[list[SeriesSummary], str]:
+        return self.catalog.list_series(flt, page)
+
+    def list_instances(self, flt: QueryFilter, page: Page) -> tuple[list[InstanceRow], str]:
+        return self.catalog.list_instances(flt, page)
+
+    def instance(self, sop_uid: str) -> InstanceRow:
+        """The catalog row of one instance.
+
+        Raises
+        ------
+        NotFoundError
+            No instance has that SOP Instance UID.
+        """
+        if not sop_uid:
+            raise InvalidInputError("sop_instance_uid is required")
+        row = self.catalog.get_instance(sop_uid)
+        if row is None:
+            raise NotFoundError("no such instance", subject=sop_uid)
+        return row
+
+    def series_instances(self, series_uid: str) -> list[InstanceRow]:
+        """Every instance of a series.
+
+        Raises
+        ------
+        NotFoundError
+            The series holds no instance.
+        """
+        if not series_uid:
+            raise InvalidInputError("series_instance_uid is required")
+        rows = self.catalog.instances(series_uid=series_uid)
+        if not rows:
+            raise NotFoundError("no such series", subject=series_uid)
+        return rows
+
+    def file_path(self, row: InstanceRow) -> Path:
+        return self.store.path(row.sha256)
+
+    def iter_file(self, sop_uid: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The stored bytes of an instance, in chunks."""
+        path = self.file_path(self.instance(sop_uid))
+        with open(path, "rb") as fh:
+            while chunk := fh.read(chunk_size):
+                yield chunk
+
+    def metadata(
+        self,
+        *,
+        sop_uid: str = "",
+        series_uid: str = "",
+        include_private: bool = False,
+        bulk_data_threshold: int = 0,
+    ) -> list[tuple[str, str]]:
+        """The JSON model of one instance or of every instance of a series.
+
+        Returns ``(sop_uid, json text)`` pairs in series order.
+        """
+        rows = [self.instance(sop_uid)] if sop_uid else self.series_instances(series_uid)
+        threshold = bulk_data_threshold or DEFAULT_BULK_THRESHOLD
+        out = []
+        for row in rows:
+            model = instance_json(
+                self.file_path(row),
+                sop_uid=row.sop_uid,
+                name=row.sop_uid,
+                include_private=include_private,
+                bulk_data_threshold=threshold,
+            )
+            out.append((row.sop_uid, json.dumps(model, ensure_ascii=False, separators=(",", ":"))))
+        return out
+
+    # -- frames ---------------------------------------------------------------
+
+    def frame(self, sop_uid: str, index: int, *, fmt: Literal["raw", "png"]) -> FrameResult:
+        """One decoded frame as modality values or as a windowed PNG, through the derived cache.
+
+        Raises
+        ------
+        NotFoundError
+            Unknown instance, no pixel data, or frame out of range.
+        """
+        row = self.instance(sop_uid)
+        if row.frames == 0:
+            raise NotFoundError("instance has no pixel data", subject=sop_uid)
+        if not 0 <= index < row.frames:
+            raise NotFoundError(f"frame {index} out of range (0..{row.frames - 1})", subject=sop_uid)
+        key = make_key("dicom", "frame", row.sha256, {"index": index, "format": fmt})
+
+        def compute() -> tuple[bytes, str, dict[str, object]]:
+            path = self.file_path(row)
+            ds, _ = read_dataset(path, name=sop_uid)
+            arr = decode_frame(path, ds, index, name=sop_uid)
+            if fmt == "png":
+                out, notes = render_8bit(arr, ds, index)
+                return encode_png(out), "image/png", {
+                    "dtype": "|u1", "shape": list(out.shape), "rescaled": False, "warnings": notes,
+                }
+            values, rescaled = modality_values(arr, ds, index)
+            values = np.ascontiguousarray(values)
+            le = values.astype(values.dtype.newbyteorder("<"), copy=False)
+            return le.tobytes(), "application/octet-stream", {
+                "dtype": le.dtype.str, "shape": list(le.shape), "rescaled": rescaled, "warnings": [],
+            }
+
+        value = self.cache.get_or_compute(key, compute, tag=row.sha256)
+        meta = value.meta
+        return FrameResult(
+            value.payload,
+            value.media_type,
+            str(meta["dtype"]),
+            tuple(int(s) for s in meta["shape"]),
+            bool(meta["rescaled"]),
+            list(meta.get("warnings", [])),
+        )
+
+    # -- deletion -------------------------------------------------------------
+
+    def delete(self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "") -> tuple[int, int]:
+        """Delete a study, a series or an instance from catalog, store and derived cache.
+
+        Returns ``(instances deleted, bytes freed)``.
+
+        Raises
+        ------
+        NotFoundError
+            Nothing matches.
+        """
+        if sum(bool(x) for x in (study_uid, series_uid, sop_uid)) != 1:
+            raise InvalidInputError("give exactly one of study, series or SOP instance UID")
+        rows = self.catalog.instances(study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid)
+        if not rows:
+            raise NotFoundError("nothing stored under this UID", subject=study_uid or series_uid or sop_uid)
+        deleted = self.catalog.delete_instances([r.sop_uid for r in rows])
+        freed = sum(self._forget_content(r.sha256) for r in deleted)
+        for uid in {r.series_uid for r in deleted}:
+            self.cache.evict_tag(f"series:{uid}")
+        return len(deleted), freed

@@ -1,0 +1,169 @@
+"""One decoded frame: modality values (Modality LUT / rescale) and a windowed rendering."""
+
+from __future__ import annotations
+
+import io
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut, apply_modality_lut
+
+from cache.errors import InvalidInputError, NotFoundError
+
+from ..windowing import VoiFunction, apply_window, to_uint8
+from .pixels import classify_decode_error, decode_frames, has_pixels, pixel_layout
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Frame:
+    """A decoded frame with what a client needs to read it."""
+
+    array: np.ndarray
+    rescaled: bool
+    warnings: list[str] = field(default_factory=list)
+
+
+def _functional(ds: Dataset, index: int, sequence: str) -> Dataset | None:
+    """The item of ``sequence`` for frame ``index``: per-frame first, then shared."""
+    for groups, per_frame in (("PerFrameFunctionalGroupsSequence", True), ("SharedFunctionalGroupsSequence", False)):
+        seq = ds.get(groups)
+        if not seq:
+            continue
+        item = seq[index] if per_frame and index < len(seq) else (seq[0] if not per_frame else None)
+        if item is not None and item.get(sequence):
+            return item.get(sequence)[0]
+    return None
+
+
+def rescale_of(ds: Dataset, index: int) -> tuple[float, float] | None:
+    """Rescale (slope, intercept) of frame ``index``, or None when there is none."""
+    item = _functional(ds, index, "PixelValueTransformationSequence")
+    src = item if item is not None else ds
+    if "RescaleSlope" in src or "RescaleIntercept" in src:
+        return float(src.get("RescaleSlope", 1) or 1), float(src.get("RescaleIntercept", 0) or 0)
+    return None
+
+
+def _stored_range(ds: Dataset) -> tuple[int, int]:
+    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
+    if int(ds.get("PixelRepresentation") or 0):
+        return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    return 0, (1 << bits) - 1
+
+
+def modality_values(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarray, bool]:
+    """Apply the Modality LUT or rescale of frame ``index``.
+
+    Integer output when slope and intercept are integers (the narrowest of
+    int16/int32 that holds the stored range); float32 otherwise.
+    """
+    if arr.dtype.kind == "f" or int(ds.get("SamplesPerPixel") or 1) != 1:
+        return arr, False
+    if ds.get("ModalityLUTSequence"):
+        return apply_modality_lut(arr, ds), True
+    rescale = rescale_of(ds, index)
+    if rescale is None or rescale == (1.0, 0.0):
+        return arr, False
+    slope, intercept = rescale
+    if slope.is_integer() and intercept.is_integer():
+        lo, hi = _stored_range(ds)
+        ends = (lo * slope + intercept, hi * slope + intercept)
+        dtype = np.int16 if -32768 <= min(ends) and max(ends) <= 32767 else np.int32
+        out = arr.astype(np.int32) * int(slope) + int(intercept)
+        return out.astype(dtype, copy=False), True
+    return (arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)), True
+
+
+def decode_frame(path: Path, ds: Dataset, index: int, *, name: str, raw_color: bool = False) -> np.ndarray:
+    """Decode frame ``index`` (0-based) of the file at ``path``.
+
+    Raises
+    ------
+    NotFoundError
+        The object has no pixel data, or no such frame.
+    InvalidInputError, UnsupportedError
+        The stored pixel data does not decode.
+    """
+    if not has_pixels(ds):
+        raise NotFoundError("instance has no pixel data", subject=name)
+    frames = pixel_layout(ds)[3]
+    if not 0 <= index < frames:
+        raise NotFoundError(f"frame {index} out of range (0..{frames - 1})", subject=name)
+    try:
+        return next(iter(decode_frames(path, ds, indices=[index], raw=raw_color)))
+    except Exception as exc:
+        raise classify_decode_error(exc, ds, name) from exc
+
+
+def _window_of(ds: Dataset, index: int) -> tuple[float, float, VoiFunction] | None:
+    item = _functional(ds, index, "FrameVOILUTSequence")
+    src = item if item is not None else ds
+    center, width = src.get("WindowCenter"), src.get("WindowWidth")
+    if center is None or width is None:
+        return None
+    c = float(center[0] if hasattr(center, "__len__") and not isinstance(center, str) else center)
+    w = float(width[0] if hasattr(width, "__len__") and not isinstance(width, str) else width)
+    if w <= 0:
+        return None
+    return c, w, VoiFunction.parse(src.get("VOILUTFunction"))
+
+
+def render_8bit(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarray, list[str]]:
+    """Display values of one frame: colour as RGB, greyscale windowed to 8 bits.
+
+    ``arr`` is the decoded frame (colour already converted to RGB by pydicom).
+    Uses the instance's own window (first value), else its VOI LUT Sequence,
+    else the frame's range. MONOCHROME1 comes out inverted.
+    """
+    notes: list[str] = []
+    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
+    if photometric == "PALETTE COLOR":
+        rgb = apply_color_lut(arr, ds)
+        if rgb.dtype != np.uint8:
+            rgb = (rgb >> 8).astype(np.uint8) if rgb.dtype == np.uint16 else to_uint8(rgb)
+        return rgb, notes
+    if arr.ndim == 3:
+        if arr.dtype == np.uint8:
+            return arr, notes
+        top = float((1 << int(ds.get("BitsStored") or 16)) - 1)
+        return to_uint8(arr.astype(np.float32) * (255.0 / top)), notes
+    values, _ = modality_values(arr, ds, index)
+    window = _window_of(ds, index)
+    if window is not None:
+        c, w, fn = window
+        try:
+            y = apply_window(values, c, w, function=fn)
+        except ValueError:
+            window = None
+    if window is None and ds.get("VOILUTSequence"):
+        from pydicom.pixels import apply_voi_lut
+
+        lut = apply_voi_lut(values, ds, index=0).astype(np.float32)
+        lo, hi = float(lut.min()), float(lut.max())
+        y = (lut - lo) * (255.0 / max(hi - lo, 1e-6))
+        notes.append("rendered with the VOI LUT Sequence")
+        window = (0.0, 0.0, VoiFunction.LINEAR)
+    if window is None:
+        lo, hi = float(values.min()), float(values.max())
+        width = max(hi - lo, 1.0)
+        y = apply_window(values, lo + width / 2 + 0.5, width + 1)
+        notes.append("no window in the object; rendered with the frame's range")
+    out = to_uint8(y)
+    if photometric == "MONOCHROME1":
+        out = 255 - out
+    return out, notes
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """PNG bytes of an 8- or 16-bit greyscale or RGB array (fast compression)."""
+    if arr.dtype not in (np.uint8, np.uint16):
+        raise InvalidInputError(f"cannot encode {arr.dtype} as PNG")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()

@@ -1,0 +1,191 @@
+"""Read and validate one DICOM file: header, catalog rows, pixel data that decodes.
+
+Part 10 files and bare datasets (no preamble, no meta header) are both read;
+what pydicom can correct is corrected and reported as a warning, what cannot be
+used is an :class:`~cache.errors.InvalidInputError` naming the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import struct
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.errors import InvalidDicomError
+from pydicom.uid import (
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    MediaStorageDirectoryStorage,
+)
+
+from cache.catalog import InstanceRow, SeriesRow, StudyRow
+from cache.errors import InvalidInputError
+
+from .pixels import PIXEL_TAGS, Limits, has_pixels, pixel_layout, validate_pixels
+
+log = logging.getLogger(__name__)
+
+_UID_RE = re.compile(r"^[0-9A-Za-z.\-_]{1,64}$")
+_STRICT_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+@dataclass
+class ParsedInstance:
+    """What ingest needs to know of one file."""
+
+    study: StudyRow
+    series: SeriesRow
+    instance: InstanceRow
+    warnings: list[str] = field(default_factory=list)
+
+
+def _text(ds: Dataset, keyword: str) -> str:
+    value = ds.get(keyword)
+    if value is None:
+        return ""
+    if isinstance(value, pydicom.multival.MultiValue):
+        return "\\".join(str(v) for v in value)
+    return str(value).strip()
+
+
+def _int(ds: Dataset, keyword: str) -> int:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def read_dataset(
+    path: Path, *, name: str, stop_before_pixels: bool = False
+) -> tuple[Dataset, list[str]]:
+    """Read a file's dataset (pixel data deferred), Part 10 or bare.
+
+    Returns the dataset and the warnings collected while reading.
+
+    Raises
+    ------
+    InvalidInputError
+        When the bytes are empty, not DICOM, or the header is truncated or corrupt.
+    """
+    if path.stat().st_size == 0:
+        raise InvalidInputError("empty file", subject=name)
+    found: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            try:
+                ds = pydicom.dcmread(path, defer_size="256 KB", stop_before_pixels=stop_before_pixels)
+            except InvalidDicomError:
+                ds = pydicom.dcmread(
+                    path, defer_size="256 KB", stop_before_pixels=stop_before_pixels, force=True
+                )
+                found.append("no DICOM preamble/meta header; read as a bare dataset")
+            # Convert every element but the pixel data (left deferred, it may be
+            # gigabytes) so that a truncated or garbled header fails here.
+            for tag in list(ds.keys()):
+                if tag in PIXEL_TAGS:
+                    continue
+                elem = ds[tag]
+                if elem.VR == "SQ":
+                    for item in elem.value:
+                        for _ in item.iterall():
+                            pass
+        except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError,
+                KeyError, TypeError, NotImplementedError, UnicodeError, AttributeError) as exc:
+            raise InvalidInputError(
+                f"not a readable DICOM dataset ({type(exc).__name__}: {str(exc)[:200]})", subject=name
+            ) from exc
+    found.extend(str(w.message)[:300] for w in caught)
+    if not ds.get("file_meta") or "TransferSyntaxUID" not in ds.file_meta:
+        meta = ds.file_meta if isinstance(ds.get("file_meta"), FileMetaDataset) else FileMetaDataset()
+        implicit, little = ds.original_encoding if ds.original_encoding != (None, None) else (True, True)
+        if little:
+            meta.TransferSyntaxUID = ImplicitVRLittleEndian if implicit else ExplicitVRLittleEndian
+        elif not implicit:
+            meta.TransferSyntaxUID = ExplicitVRBigEndian
+        else:
+            raise InvalidInputError("implicit VR big endian is not a DICOM encoding", subject=name)
+        ds.file_meta = meta
+        found.append(f"no Transfer Syntax UID; inferred {meta.TransferSyntaxUID.name}")
+    return ds, found
+
+
+def _check_uid(ds: Dataset, keyword: str, name: str, found: list[str]) -> str:
+    uid = _text(ds, keyword).rstrip("\x00 ")
+    if not uid:
+        raise InvalidInputError(f"missing {keyword}; not a storable DICOM instance", subject=name)
+    if not _UID_RE.match(uid):
+        raise InvalidInputError(f"{keyword} is not a usable UID", subject=name)
+    if not _STRICT_UID_RE.match(uid):
+        found.append(f"{keyword} does not conform to PS3.5 9.1 (kept as sent)")
+    return uid
+
+
+def parse_instance(
+    path: Path, *, name: str, sha256: str, size: int, limits: Limits, validate: bool = True
+) -> ParsedInstance:
+    """Read, validate and describe the DICOM file at ``path``.
+
+    Raises
+    ------
+    InvalidInputError, LimitExceededError, UnsupportedError
+        As :func:`read_dataset` and :func:`validate_pixels`.
+    """
+    ds, found = read_dataset(path, name=name)
+    if ds.file_meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage:
+        raise InvalidInputError("a DICOMDIR (media storage directory), not an instance", subject=name)
+    sop_uid = _check_uid(ds, "SOPInstanceUID", name, found)
+    sop_class = _check_uid(ds, "SOPClassUID", name, found)
+    study_uid = _check_uid(ds, "StudyInstanceUID", name, found)
+    series_uid = _check_uid(ds, "SeriesInstanceUID", name, found)
+    try:
+        pixels = has_pixels(ds)
+        if pixels and validate:
+            found.extend(validate_pixels(ds, path, name=name, limits=limits))
+        rows, cols, _samples, frames, _bits = pixel_layout(ds) if pixels else (0, 0, 0, 0, 0)
+        study = StudyRow(
+            study_uid=study_uid,
+            patient_id=_text(ds, "PatientID"),
+            patient_name=_text(ds, "PatientName"),
+            patient_birth_date=_text(ds, "PatientBirthDate"),
+            patient_sex=_text(ds, "PatientSex"),
+            study_date=_text(ds, "StudyDate"),
+            study_time=_text(ds, "StudyTime"),
+            accession_number=_text(ds, "AccessionNumber"),
+            study_description=_text(ds, "StudyDescription"),
+        )
+        series = SeriesRow(
+            series_uid=series_uid,
+            study_uid=study_uid,
+            modality=_text(ds, "Modality"),
+            series_number=_int(ds, "SeriesNumber"),
+            series_description=_text(ds, "SeriesDescription"),
+            body_part=_text(ds, "BodyPartExamined"),
+        )
+    except (UnicodeError, ValueError, TypeError, struct.error, EOFError) as exc:
+        raise InvalidInputError(
+            f"header element cannot be read ({type(exc).__name__}: {str(exc)[:200]})", subject=name
+        ) from exc
+    instance = InstanceRow(
+        sop_uid=sop_uid,
+        series_uid=series_uid,
+        study_uid=study_uid,
+        sop_class_uid=sop_class,
+        sha256=sha256,
+        size=size,
+        instance_number=_int(ds, "InstanceNumber"),
+        transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
+        rows=rows,
+        columns=cols,
+        frames=frames,
+        photometric=_text(ds, "PhotometricInterpretation"),
+        name=name,
+    )
+    return ParsedInstance(study, series, instance, found)

@@ -1,0 +1,154 @@
+"""Pixel data: layout, limits, and frame-by-frame decoding through pydicom's decoders.
+
+Decoding goes through pydicom's own plugin registry (pylibjpeg, libjpeg,
+openjpeg, rle, pyjpegls, pillow), never a codec switch of ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.pixels import iter_pixels
+
+from cache.errors import InvalidInputError, LimitExceededError, UnsupportedError
+
+log = logging.getLogger(__name__)
+
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float Pixel, Double Float Pixel Data
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Bounds enforced on every file (bytes and counts)."""
+
+    max_file_bytes: int = 2 * 1024**3
+    max_pixel_bytes: int = 4 * 1024**3  # decoded Rows x Columns x Samples x Frames x Bits
+    max_frames: int = 100_000
+
+
+def _int(ds: Dataset, keyword: str) -> int:
+    try:
+        value = ds.get(keyword)
+        return int(value) if value not in (None, "") else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def pixel_layout(ds: Dataset) -> tuple[int, int, int, int, int]:
+    """Return (rows, columns, samples per pixel, frames, bits allocated)."""
+    rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
+    samples = _int(ds, "SamplesPerPixel") or 1
+    frames = _int(ds, "NumberOfFrames") or 1
+    bits = _int(ds, "BitsAllocated")
+    return rows, cols, samples, frames, bits
+
+
+def has_pixels(ds: Dataset) -> bool:
+    return any(tag in ds for tag in PIXEL_TAGS)
+
+
+def native_length(ds: Dataset) -> int:
+    """Bytes that native (uncompressed) pixel data of ``ds`` must hold."""
+    rows, cols, samples, frames, bits = pixel_layout(ds)
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+        # Two luminance samples share one pair of chrominance samples.
+        return math.ceil(rows * cols * 2 * frames * bits / 8)
+    return math.ceil(rows * cols * samples * frames * bits / 8)
+
+
+def decode_frames(
+    path: Path, ds: Dataset, *, indices: Iterable[int] | None = None, raw: bool = False, **opts: object
+) -> Iterator[np.ndarray]:
+    """Yield decoded frames of the file at ``path`` whose dataset is ``ds``.
+
+    A Part 10 file is decoded from its path, one frame in memory at a time. When
+    that fails (a bare dataset, or a dataset whose encoding differs from its
+    transfer syntax), pydicom decodes from the parsed dataset instead.
+    """
+    idx = list(indices) if indices is not None else None
+    if getattr(ds, "preamble", None) is not None:
+        try:
+            yield from iter_pixels(path, indices=idx, raw=raw, **opts)
+            return
+        except (ValueError, KeyError, AttributeError, EOFError) as exc:
+            if "Basic Offset Table" not in str(exc) and "tag" not in str(exc).lower():
+                raise
+            log.debug("path decoding failed, decoding from the dataset", exc_info=True)
+    yield from iter_pixels(ds, indices=idx, raw=raw, **opts)
+
+
+def classify_decode_error(exc: BaseException, ds: Dataset, name: str) -> Exception:
+    """Turn a decoder exception into the domain error that explains it."""
+    tsyntax = ds.file_meta.TransferSyntaxUID
+    msg = str(exc)
+    low = msg.lower()
+    if "missing" in low and "plugin" in low or "no pixel data decoders" in low or "not supported" in low:
+        return UnsupportedError(
+            f"no installed decoder for transfer syntax {tsyntax} ({tsyntax.name}): {msg[:300]}",
+            subject=name,
+        )
+    return InvalidInputError(
+        f"pixel data ({tsyntax.name}) does not decode: {type(exc).__name__}: {msg[:400]}",
+        subject=name,
+    )
+
+
+def validate_pixels(ds: Dataset, path: Path, *, name: str, limits: Limits) -> list[str]:
+    """Prove that the pixel data of ``ds`` decodes, frame by frame (bounded memory).
+
+    Returns warnings about tolerated oddities.
+
+    Raises
+    ------
+    LimitExceededError
+        The header claims more pixels or frames than allowed.
+    InvalidInputError
+        The pixel data is truncated, corrupt, or inconsistent with the header.
+    UnsupportedError
+        No installed decoder handles the transfer syntax.
+    """
+    found: list[str] = []
+    rows, cols, samples, frames, bits = pixel_layout(ds)
+    if not rows or not cols or not bits:
+        raise InvalidInputError("pixel data without Rows, Columns or Bits Allocated", subject=name)
+    if frames > limits.max_frames:
+        raise LimitExceededError(f"{frames} frames exceed the limit of {limits.max_frames}", subject=name)
+    decoded = math.ceil(rows * cols * samples * frames * bits / 8)
+    if decoded > limits.max_pixel_bytes:
+        raise LimitExceededError(
+            f"{rows}x{cols}x{samples}x{frames} at {bits} bits ({decoded} bytes decoded) "
+            f"exceeds the pixel limit of {limits.max_pixel_bytes} bytes",
+            subject=name,
+        )
+    tsyntax = ds.file_meta.TransferSyntaxUID
+    if not tsyntax.is_encapsulated:
+        elem = next(ds[t] for t in PIXEL_TAGS if t in ds)
+        need = native_length(ds)
+        # Raw elements know their length without loading the value.
+        length = getattr(elem, "length", None)
+        if length is None:
+            length = len(elem.value)
+        if length == 0xFFFFFFFF:
+            raise InvalidInputError("native pixel data with undefined length", subject=name)
+        if length < need:
+            raise InvalidInputError(
+                f"pixel data truncated: {length} bytes where the header needs {need}", subject=name
+            )
+        if length > need + 1:
+            found.append(f"pixel data has {length - need} bytes more than the header needs")
+        return found
+    n = 0
+    try:
+        for _frame in decode_frames(path, ds, raw=True):
+            n += 1
+    except Exception as exc:  # codec errors come in many types
+        raise classify_decode_error(exc, ds, name) from exc
+    if n != frames:
+        raise InvalidInputError(f"{n} frames decoded where the header says {frames}", subject=name)
+    return found

@@ -1,0 +1,75 @@
+"""VOI windowing: the functions of PS3.3 C.11.2.1.2, one implementation for DICOM and media.
+
+Every function maps input values ``x`` to ``[y_min, y_max]`` with float32
+arithmetic and leaves the caller to choose the output dtype.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+
+class VoiFunction(str, Enum):
+    LINEAR = "LINEAR"
+    LINEAR_EXACT = "LINEAR_EXACT"
+    SIGMOID = "SIGMOID"
+
+    @classmethod
+    def parse(cls, value: object) -> "VoiFunction":
+        """Return the function named by a DICOM VOILUTFunction value (default LINEAR)."""
+        text = str(value or "LINEAR").strip().upper()
+        try:
+            return cls(text)
+        except ValueError:
+            return cls.LINEAR
+
+
+def apply_window(
+    x: np.ndarray,
+    center: float,
+    width: float,
+    *,
+    function: VoiFunction = VoiFunction.LINEAR,
+    y_min: float = 0.0,
+    y_max: float = 255.0,
+) -> np.ndarray:
+    """Apply a VOI window exactly as PS3.3 C.11.2.1.2 defines it; returns float32.
+
+    Raises
+    ------
+    ValueError
+        If ``width`` is below 1 (LINEAR) or not positive (LINEAR_EXACT, SIGMOID).
+    """
+    xf = np.asarray(x, dtype=np.float32)
+    y_range = y_max - y_min
+    if function is VoiFunction.LINEAR:
+        if width < 1:
+            raise ValueError(f"window width must be at least 1 for LINEAR, got {width}")
+        # C.11.2.1.2.1: x <= c - 0.5 - (w-1)/2 -> y_min; x > c - 0.5 + (w-1)/2 -> y_max;
+        # else y = ((x - (c - 0.5)) / (w - 1) + 0.5) * (y_max - y_min) + y_min
+        lo = center - 0.5 - (width - 1) / 2
+        hi = center - 0.5 + (width - 1) / 2
+        if width == 1:
+            return np.where(xf <= lo, y_min, y_max).astype(np.float32)
+        y = ((xf - (center - 0.5)) / (width - 1) + 0.5) * y_range + y_min
+        y = np.where(xf <= lo, y_min, np.where(xf > hi, y_max, y))
+        return y.astype(np.float32, copy=False)
+    if width <= 0:
+        raise ValueError(f"window width must be positive, got {width}")
+    if function is VoiFunction.LINEAR_EXACT:
+        # C.11.2.1.3.2
+        lo = center - width / 2
+        hi = center + width / 2
+        y = (xf - center) / width * y_range + (y_min + y_max) / 2
+        y = np.where(xf <= lo, y_min, np.where(xf > hi, y_max, y))
+        return y.astype(np.float32, copy=False)
+    # C.11.2.1.3.1 SIGMOID
+    y = y_range / (1 + np.exp(-4 * (xf - center) / width)) + y_min
+    return y.astype(np.float32, copy=False)
+
+
+def to_uint8(y: np.ndarray) -> np.ndarray:
+    """Round a windowed float array in [0, 255] to uint8."""
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)

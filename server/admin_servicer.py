@@ -1,0 +1,23 @@
+"""AdminService: the derived cache's counters and the store's totals."""
+
+from __future__ import annotations
+
+import grpc
+
+from cache.catalog import Catalog
+from cache.derived import DerivedCache
+from voxelgate.v1 import admin_pb2, admin_pb2_grpc
+
+
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
+    def __init__(self, cache: DerivedCache, catalog: Catalog) -> None:
+        self._cache = cache
+        self._catalog = catalog
+
+    def GetCacheStats(self, request: admin_pb2.GetCacheStatsRequest, context: grpc.ServicerContext) -> admin_pb2.CacheStats:
+        s = self._cache.stats()
+        objects, size = self._catalog.totals()
+        return admin_pb2.CacheStats(
+            hits=s.hits, misses=s.misses, entries=s.entries, bytes=s.bytes, size_limit=s.size_limit,
+            evictions=s.evictions, computations=s.computations, store_objects=objects, store_bytes=size,
+        )

@@ -1,0 +1,170 @@
+"""Build the server (without starting it), and serve it until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from cache.catalog import SqliteCatalog
+from cache.derived import DerivedCache
+from cache.store import ObjectStore
+from imaging.dicom.archive import DicomArchive
+from voxelgate.v1 import admin_pb2, admin_pb2_grpc, dicom_pb2, dicom_pb2_grpc
+
+from .admin_servicer import AdminServicer
+from .auth import BearerAuthInterceptor, load_tokens
+from .config import Config
+from .dicom_servicer import DicomServicer
+from .errors import ErrorInterceptor
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+)
+
+
+@dataclass
+class Running:
+    """A built server and what it was built from."""
+
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+    archive: DicomArchive
+    cache: DerivedCache
+    catalog: SqliteCatalog
+
+    def stop(self, grace: float | None = None) -> None:
+        for name in ("", *SERVICE_NAMES):
+            self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        self.server.stop(grace).wait()
+        self.catalog.close()
+        self.cache.close()
+
+
+def open_storage(data_dir: Path, cache_bytes: int) -> tuple[ObjectStore, SqliteCatalog, DerivedCache]:
+    """Open (creating when missing) the three storage pieces under ``data_dir``."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = ObjectStore(data_dir / "store")
+    store.sweep_staging()
+    catalog = SqliteCatalog(data_dir / "catalog.sqlite3")
+    cache = DerivedCache(data_dir / "derived", size_limit=cache_bytes)
+    return store, catalog, cache
+
+
+def _credentials(config: Config) -> grpc.ServerCredentials | None:
+    if config.tls is None:
+        return None
+    chain = config.tls.cert_file.read_bytes()
+    key = config.tls.key_file.read_bytes()
+    if config.tls.client_ca_file is not None:
+        return grpc.ssl_server_credentials(
+            [(key, chain)], root_certificates=config.tls.client_ca_file.read_bytes(), require_client_auth=True
+        )
+    return grpc.ssl_server_credentials([(key, chain)])
+
+
+def build_server(config: Config) -> Running:
+    """Build the gRPC server with every service registered, bound but not started.
+
+    Raises
+    ------
+    ValueError
+        When the security configuration is refused (see ``Config.check_security``).
+    RuntimeError
+        When the address cannot be bound.
+    """
+    config.check_security()
+    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes)
+    archive = DicomArchive(store, catalog, cache, limits=config.limits)
+    interceptors: list[grpc.ServerInterceptor] = []
+    if config.token_file is not None:
+        interceptors.append(BearerAuthInterceptor(load_tokens(config.token_file)))
+    interceptors.append(ErrorInterceptor())
+    options = [
+        ("grpc.max_receive_message_length", config.max_message_bytes),
+        ("grpc.max_send_message_length", config.max_message_bytes),
+        ("grpc.so_reuseport", 0),
+    ]
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
+        interceptors=interceptors,
+        options=options,
+        maximum_concurrent_rpcs=config.workers * 4,
+    )
+    dicom_pb2_grpc.add_DicomServiceServicer_to_server(DicomServicer(archive), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(cache, catalog), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+        server,
+    )
+    host = f"[{config.host}]" if ":" in config.host and not config.host.startswith("[") else config.host
+    address = f"{host}:{config.port}"
+    creds = _credentials(config)
+    try:
+        port = server.add_secure_port(address, creds) if creds else server.add_insecure_port(address)
+    except RuntimeError as exc:
+        raise RuntimeError(f"cannot bind {address}: {exc}") from exc
+    if port == 0:
+        raise RuntimeError(f"cannot bind {address}")
+    for name in ("", *SERVICE_NAMES):
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return Running(server, port, health_servicer, archive, cache, catalog)
+
+
+def codec_report() -> dict[str, list[str]]:
+    """Which pixel-data decoder plugins pydicom finds available, per transfer syntax."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import AllTransferSyntaxes, UID
+
+    out: dict[str, list[str]] = {}
+    for uid in AllTransferSyntaxes:
+        if not UID(uid).is_encapsulated:
+            out[UID(uid).name] = ["native"]
+            continue
+        try:
+            out[UID(uid).name] = sorted(get_decoder(uid).available_plugins)
+        except (NotImplementedError, ValueError):
+            out[UID(uid).name] = []
+    return out
+
+
+def serve(config: Config) -> int:
+    """Build, start, and serve until SIGTERM or SIGINT; in-flight calls get the grace period."""
+    running = build_server(config)
+    running.server.start()
+    log.info(
+        "voxelgate serving",
+        extra={
+            "address": f"{config.host}:{running.port}",
+            "data_dir": str(config.data_dir),
+            "tls": config.tls is not None,
+            "auth": config.token_file is not None,
+        },
+    )
+    for ts, plugins in codec_report().items():
+        log.info("decoder", extra={"transfer_syntax": ts, "plugins": ",".join(plugins) or "NONE"})
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name, "grace_s": config.grace_seconds})
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stopping.wait()
+    running.stop(config.grace_seconds)
+    log.info("stopped")
+    return 0

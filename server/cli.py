@@ -1,0 +1,369 @@
+"""The ``voxelgate`` command: ``serve`` runs the server, the other commands are its clients."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+MiB = 1024 * 1024
+
+
+def _size(text: str) -> int:
+    """Parse 512M, 2G, 1048576 ... into bytes."""
+    t = text.strip().upper().removesuffix("B").removesuffix("I")
+    mult = {"K": 1024, "M": MiB, "G": 1024 * MiB, "T": 1024 * 1024 * MiB}
+    if t and t[-1] in mult:
+        return int(float(t[:-1]) * mult[t[-1]])
+    return int(t)
+
+
+def _env(name: str, default: Any) -> Any:
+    return os.environ.get(f"VOXELGATE_{name}", default)
+
+
+def _add_client_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--server", default=None, help="host:port (default $VOXELGATE_SERVER or 127.0.0.1:50051)")
+    p.add_argument("--ca-file", type=Path, default=None, help="CA bundle for a TLS server")
+    p.add_argument("--token-file", type=Path, default=None, help="bearer token file (or $VOXELGATE_TOKEN)")
+
+
+def _channel(args: argparse.Namespace) -> Any:
+    from .client import channel
+
+    token = args.token_file.read_text().strip() if args.token_file else None
+    return channel(args.server, ca_file=args.ca_file, token=token)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="voxelgate", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the server")
+    s.add_argument("--data-dir", type=Path, default=Path(_env("DATA_DIR", "voxelgate-data")))
+    s.add_argument("--host", default=_env("HOST", "127.0.0.1"))
+    s.add_argument("--port", type=int, default=int(_env("PORT", 50051)))
+    s.add_argument("--cache-size", type=_size, default=_size(_env("CACHE_SIZE", "2G")), help="derived cache bound")
+    s.add_argument("--max-file-size", type=_size, default=_size(_env("MAX_FILE_SIZE", "2G")))
+    s.add_argument("--max-pixel-bytes", type=_size, default=_size(_env("MAX_PIXEL_BYTES", "4G")))
+    s.add_argument("--max-frames", type=int, default=int(_env("MAX_FRAMES", 100000)))
+    s.add_argument("--max-message-size", type=_size, default=_size(_env("MAX_MESSAGE_SIZE", "16M")))
+    s.add_argument("--tls-cert", type=Path, default=None)
+    s.add_argument("--tls-key", type=Path, default=None)
+    s.add_argument("--tls-client-ca", type=Path, default=None, help="require client certificates (mutual TLS)")
+    s.add_argument("--token-file", type=Path, default=_env("TOKEN_FILE", None), help="accepted bearer tokens, one per line")
+    s.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without TLS and tokens")
+    s.add_argument("--grace", type=float, default=20.0, help="seconds in-flight calls get at shutdown")
+    s.add_argument("--workers", type=int, default=16)
+    s.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+
+    i = sub.add_parser("ingest", help="send DICOM files or folders (recursive) to the server")
+    i.add_argument("paths", nargs="+", type=Path)
+    i.add_argument("--json", action="store_true", help="one JSON line per file as its result arrives")
+    i.add_argument("--overwrite", action="store_true", help="replace instances stored with other bytes")
+    _add_client_args(i)
+
+    ls = sub.add_parser("ls", help="list studies and their series")
+    ls.add_argument("--patient-id", default="")
+    ls.add_argument("--modality", default="")
+    ls.add_argument("--study", default="", help="StudyInstanceUID")
+    ls.add_argument("--from", dest="date_from", default="", help="study date from (YYYYMMDD)")
+    ls.add_argument("--to", dest="date_to", default="", help="study date to (YYYYMMDD)")
+    ls.add_argument("--accession", default="")
+    ls.add_argument("--json", action="store_true")
+    _add_client_args(ls)
+
+    m = sub.add_parser("meta", help="DICOM JSON model of an instance, or of every instance of a series")
+    m.add_argument("uid")
+    m.add_argument("--private", action="store_true", help="include private tags")
+    _add_client_args(m)
+
+    f = sub.add_parser("frame", help="one decoded frame of an instance")
+    f.add_argument("uid")
+    f.add_argument("index", type=int, nargs="?", default=0)
+    f.add_argument("--format", choices=["png", "raw"], default="png")
+    f.add_argument("-o", "--output", type=Path, required=True)
+    _add_client_args(f)
+
+    d = sub.add_parser("delete", help="delete a study, series or instance")
+    g = d.add_mutually_exclusive_group(required=True)
+    g.add_argument("--study")
+    g.add_argument("--series")
+    g.add_argument("--instance")
+    _add_client_args(d)
+
+    st = sub.add_parser("stats", help="derived cache and store counters")
+    _add_client_args(st)
+
+    h = sub.add_parser("health", help="exit 0 when the server reports SERVING")
+    _add_client_args(h)
+    return parser
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from imaging.dicom.pixels import Limits
+
+    from . import logs
+    from .app import serve
+    from .config import Config, TlsConfig
+
+    logs.configure(args.log_level)
+    tls = None
+    if args.tls_cert or args.tls_key:
+        if not (args.tls_cert and args.tls_key):
+            print("voxelgate serve: --tls-cert and --tls-key go together", file=sys.stderr)
+            return 2
+        tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
+    config = Config(
+        data_dir=args.data_dir,
+        host=args.host,
+        port=args.port,
+        max_message_bytes=args.max_message_size,
+        cache_bytes=args.cache_size,
+        limits=Limits(max_file_bytes=args.max_file_size, max_pixel_bytes=args.max_pixel_bytes, max_frames=args.max_frames),
+        tls=tls,
+        token_file=Path(args.token_file) if args.token_file else None,
+        insecure=args.insecure,
+        workers=args.workers,
+        grace_seconds=args.grace,
+    )
+    try:
+        return serve(config)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"voxelgate serve: {exc}", file=sys.stderr)
+        return 2
+
+
+class _Progress:
+    """A one-line progress bar on stderr, only when stderr is a terminal."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.done = 0
+        self.tty = sys.stderr.isatty()
+        self.t0 = time.monotonic()
+
+    def step(self) -> None:
+        self.done += 1
+        if self.tty:
+            width = 30
+            filled = int(width * self.done / max(self.total, 1))
+            rate = self.done / max(time.monotonic() - self.t0, 1e-6)
+            sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {rate:.0f}/s")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.tty:
+            sys.stderr.write("\n")
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import grpc
+
+    from voxelgate.v1 import common_pb2, dicom_pb2_grpc
+
+    from .client import collect, ingest_requests
+
+    missing = [p for p in args.paths if not p.exists()]
+    if missing:
+        print(f"voxelgate ingest: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    candidates = collect(args.paths)
+    send = [c.path for c in candidates if not c.skip_reason]
+    counts = {"stored": 0, "duplicate": 0, "replaced": 0, "rejected": 0, "skipped": 0}
+    out = sys.stdout
+
+    def emit(path: Path, uid: str, status: str, reason: str, **extra: Any) -> None:
+        counts[status] += 1
+        if args.json:
+            out.write(json.dumps({"path": str(path), "sop_instance_uid": uid, "status": status, "reason": reason, **extra}) + "\n")
+            out.flush()
+        elif status in ("rejected", "skipped"):
+            sys.stderr.write(f"\r{status}: {reason if reason.startswith(str(path)) else f'{path}: {reason}'}\n")
+
+    for c in candidates:
+        if c.skip_reason:
+            emit(c.path, "", "skipped", c.skip_reason)
+    progress = _Progress(len(send))
+    names = {i: p for i, p in enumerate(send)}
+    stub = dicom_pb2_grpc.DicomServiceStub(_channel(args))
+    outcome_name = {
+        common_pb2.STORED: "stored", common_pb2.DUPLICATE: "duplicate",
+        common_pb2.REPLACED: "replaced", common_pb2.REJECTED: "rejected",
+    }
+    seen = set()
+    try:
+        for r in stub.Ingest(ingest_requests(((str(p), p) for p in send), overwrite=args.overwrite)):
+            seen.add(r.index)
+            status = outcome_name.get(r.outcome, "rejected")
+            emit(names.get(r.index, Path(r.name)), r.sop_instance_uid, status, r.reason,
+                 code=r.code, warnings=list(r.warnings))
+            progress.step()
+    except grpc.RpcError as exc:
+        progress.close()
+        print(f"voxelgate ingest: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        for i, p in names.items():
+            if i not in seen:
+                emit(p, "", "rejected", f"not sent: {exc.code().name}")
+        return 1
+    progress.close()
+    summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "stored")
+    print(f"voxelgate ingest: {summary}", file=sys.stderr)
+    return 1 if counts["rejected"] else 0
+
+
+def _fail(exc: Any) -> int:
+    print(f"voxelgate: {exc.code().name}: {exc.details()}", file=sys.stderr)
+    return 1
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    import grpc
+
+    from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
+
+    stub = dicom_pb2_grpc.DicomServiceStub(_channel(args))
+    flt = dicom_pb2.QueryFilter(
+        patient_id=args.patient_id, study_instance_uid=args.study, modality=args.modality,
+        study_date_from=args.date_from, study_date_to=args.date_to, accession_number=args.accession,
+    )
+    try:
+        studies, token = [], ""
+        while True:
+            r = stub.ListStudies(dicom_pb2.ListStudiesRequest(filter=flt, page=common_pb2.PageRequest(page_size=500, page_token=token)))
+            studies.extend(r.studies)
+            token = r.next_page_token
+            if not token:
+                break
+        rows = []
+        for st in studies:
+            series, token = [], ""
+            while True:
+                r = stub.ListSeries(dicom_pb2.ListSeriesRequest(
+                    filter=dicom_pb2.QueryFilter(study_instance_uid=st.study_instance_uid, modality=args.modality),
+                    page=common_pb2.PageRequest(page_size=500, page_token=token)))
+                series.extend(r.series)
+                token = r.next_page_token
+                if not token:
+                    break
+            rows.append((st, series))
+    except grpc.RpcError as exc:
+        return _fail(exc)
+    if args.json:
+        from google.protobuf.json_format import MessageToDict
+
+        for st, series in rows:
+            d = MessageToDict(st, preserving_proto_field_name=True)
+            d["series"] = [MessageToDict(s, preserving_proto_field_name=True) for s in series]
+            print(json.dumps(d, ensure_ascii=False))
+        return 0
+    for st, series in rows:
+        print(f"STUDY {st.study_instance_uid}  date={st.study_date or '-'}  patient_id={st.patient_id or '-'}  "
+              f"accession={st.accession_number or '-'}  {st.study_description}")
+        print(f"  {'SERIES UID':<64} {'MOD':<4} {'NO':>4} {'INST':>5}  DESCRIPTION")
+        for s in series:
+            print(f"  {s.series_instance_uid:<64} {s.modality:<4} {s.series_number:>4} {s.instance_count:>5}  {s.series_description}")
+    return 0
+
+
+def cmd_meta(args: argparse.Namespace) -> int:
+    import grpc
+
+    from voxelgate.v1 import dicom_pb2, dicom_pb2_grpc
+
+    stub = dicom_pb2_grpc.DicomServiceStub(_channel(args))
+    try:
+        try:
+            r = stub.GetMetadata(dicom_pb2.GetMetadataRequest(sop_instance_uid=args.uid, include_private=args.private))
+        except grpc.RpcError as exc:
+            if exc.code() is not grpc.StatusCode.NOT_FOUND:
+                raise
+            r = stub.GetMetadata(dicom_pb2.GetMetadataRequest(series_instance_uid=args.uid, include_private=args.private))
+    except grpc.RpcError as exc:
+        return _fail(exc)
+    models = [json.loads(i.json) for i in r.instances]
+    print(json.dumps(models[0] if len(models) == 1 and models and r.instances[0].sop_instance_uid == args.uid else models,
+                     indent=1, ensure_ascii=False))
+    return 0
+
+
+def cmd_frame(args: argparse.Namespace) -> int:
+    import grpc
+
+    from voxelgate.v1 import dicom_pb2, dicom_pb2_grpc
+
+    stub = dicom_pb2_grpc.DicomServiceStub(_channel(args))
+    fmt = dicom_pb2.PNG if args.format == "png" else dicom_pb2.RAW
+    try:
+        r = stub.GetFrame(dicom_pb2.GetFrameRequest(sop_instance_uid=args.uid, frame=args.index, format=fmt))
+    except grpc.RpcError as exc:
+        return _fail(exc)
+    args.output.write_bytes(r.data)
+    print(json.dumps({"media_type": r.media_type, "dtype": r.dtype, "shape": list(r.shape), "rescaled": r.rescaled}))
+    return 0
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    import grpc
+
+    from voxelgate.v1 import dicom_pb2, dicom_pb2_grpc
+
+    stub = dicom_pb2_grpc.DicomServiceStub(_channel(args))
+    if args.study:
+        req = dicom_pb2.DeleteRequest(study_instance_uid=args.study)
+    elif args.series:
+        req = dicom_pb2.DeleteRequest(series_instance_uid=args.series)
+    else:
+        req = dicom_pb2.DeleteRequest(sop_instance_uid=args.instance)
+    try:
+        r = stub.Delete(req)
+    except grpc.RpcError as exc:
+        return _fail(exc)
+    print(json.dumps({"instances_deleted": r.instances_deleted, "bytes_freed": r.bytes_freed}))
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from voxelgate.v1 import admin_pb2, admin_pb2_grpc
+
+    try:
+        r = admin_pb2_grpc.AdminServiceStub(_channel(args)).GetCacheStats(admin_pb2.GetCacheStatsRequest())
+    except grpc.RpcError as exc:
+        return _fail(exc)
+    print(json.dumps(MessageToDict(r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)))
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    try:
+        r = health_pb2_grpc.HealthStub(_channel(args)).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    except grpc.RpcError as exc:
+        return _fail(exc)
+    status = health_pb2.HealthCheckResponse.ServingStatus.Name(r.status)
+    print(status)
+    return 0 if r.status == health_pb2.HealthCheckResponse.SERVING else 1
+
+
+COMMANDS = {
+    "serve": cmd_serve, "ingest": cmd_ingest, "ls": cmd_ls, "meta": cmd_meta, "frame": cmd_frame,
+    "delete": cmd_delete, "stats": cmd_stats, "health": cmd_health,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return COMMANDS[args.command](args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,63 @@
+"""Server configuration: one dataclass, filled from the command line and the environment."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from imaging.dicom.pixels import Limits
+
+DEFAULT_PORT = 50051
+DEFAULT_DATA_DIR = Path("voxelgate-data")
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert_file: Path
+    key_file: Path
+    client_ca_file: Path | None = None  # set: mutual TLS, client certificates required
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything ``build_server`` needs."""
+
+    data_dir: Path = DEFAULT_DATA_DIR
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT
+    max_message_bytes: int = 16 * MiB
+    cache_bytes: int = 2 * 1024 * MiB
+    limits: Limits = field(default_factory=Limits)
+    tls: TlsConfig | None = None
+    token_file: Path | None = None
+    insecure: bool = False
+    workers: int = 16
+    grace_seconds: float = 20.0
+
+    def check_security(self) -> None:
+        """Refuse a non-loopback bind without TLS and tokens unless ``insecure``.
+
+        Raises
+        ------
+        ValueError
+            With the reason, when the configuration would expose the server.
+        """
+        if is_loopback(self.host) or self.insecure:
+            return
+        missing = [what for what, ok in (("TLS (--tls-cert/--tls-key)", self.tls), ("bearer tokens (--token-file)", self.token_file)) if not ok]
+        if missing:
+            raise ValueError(
+                f"binding to {self.host} needs {' and '.join(missing)}; "
+                "pass --insecure to serve without them on a trusted network"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,104 @@
+"""The one place that maps domain errors to gRPC status codes.
+
+Domain errors carry the object they concern and a reason without PHI; they go to
+the client as they are. Anything else becomes INTERNAL with a generic message
+and the traceback goes to the log, never to the client.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+
+from cache.errors import (
+    BusyError,
+    ConflictError,
+    InvalidInputError,
+    LimitExceededError,
+    NotFoundError,
+    PreconditionError,
+    UnsupportedError,
+    VoxelgateError,
+)
+
+log = logging.getLogger(__name__)
+
+_CODES: dict[type[VoxelgateError], grpc.StatusCode] = {
+    InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
+    NotFoundError: grpc.StatusCode.NOT_FOUND,
+    ConflictError: grpc.StatusCode.ALREADY_EXISTS,
+    LimitExceededError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    UnsupportedError: grpc.StatusCode.UNIMPLEMENTED,
+    PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+    BusyError: grpc.StatusCode.UNAVAILABLE,
+}
+
+
+def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
+    """The status code and client message for an exception raised by the domain."""
+    if isinstance(exc, VoxelgateError):
+        for cls in type(exc).__mro__:
+            if cls in _CODES:
+                return _CODES[cls], str(exc)
+        return grpc.StatusCode.INTERNAL, str(exc)
+    if isinstance(exc, (ValueError, TypeError)):
+        # Plain misuse of an argument, raised by the domain's own checks.
+        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)[:500]
+    return grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
+
+
+def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
+    code, message = status_for(exc)
+    if code is grpc.StatusCode.INTERNAL:
+        log.error("unexpected error", extra={"method": method}, exc_info=exc)
+    else:
+        log.info("request failed", extra={"method": method, "code": code.name})
+    context.abort(code, message)
+
+
+def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
+    def wrapper(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return fn(request, context)
+        except grpc.RpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - this is the mapping point
+            if context.code() is not None and context.code() is not grpc.StatusCode.OK:
+                raise
+            _abort(context, exc, method)
+
+    return wrapper
+
+
+def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str) -> Callable[..., Iterator[Any]]:
+    def wrapper(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        try:
+            yield from fn(request, context)
+        except grpc.RpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            _abort(context, exc, method)
+
+    return wrapper
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):
+    """Wraps every handler so that domain errors become status codes."""
+
+    def intercept_service(self, continuation: Callable[..., Any], handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        method = handler_call_details.method
+        if handler.unary_unary:
+            return handler._replace(unary_unary=_wrap_unary(handler.unary_unary, method))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=_wrap_unary(handler.stream_unary, method))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=_wrap_stream(handler.unary_stream, method))
+        if handler.stream_stream:
+            return handler._replace(stream_stream=_wrap_stream(handler.stream_stream, method))
+        return handler

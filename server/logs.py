@@ -1,0 +1,41 @@
+"""Structured logs: one JSON object per line, configured once by ``main``.
+
+Log records carry hashes, counts, codes and method names; patient names, IDs and
+other PHI never enter a record (the domain does not put them in messages).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+_STD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key, value in vars(record).items():
+            if key not in _STD and not key.startswith("_"):
+                out[key] = value if isinstance(value, (int, float, str, bool, type(None))) else str(value)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+def configure(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # pydicom warns about every non-conformant file through its logger; the
+    # warnings travel in the ingest results instead.
+    logging.getLogger("pydicom").setLevel(logging.ERROR)
