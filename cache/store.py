@@ -170,3 +170,11 @@ class ObjectStore:
         except FileNotFoundError:
             return 0
         return size
+
+    def hashes(self) -> Iterator[str]:
+        """Every stored content hash (walks the directory tree)."""
+        for sub in self.objects.iterdir():
+            if sub.is_dir():
+                for p in sub.iterdir():
+                    if len(p.name) == 64:
+                        yield p.name

@@ -66,10 +66,31 @@ def apply_window(
         y = np.where(xf <= lo, y_min, np.where(xf > hi, y_max, y))
         return y.astype(np.float32, copy=False)
     # C.11.2.1.3.1 SIGMOID
-    y = y_range / (1 + np.exp(-4 * (xf - center) / width)) + y_min
+    with np.errstate(over="ignore"):  # exp overflows to inf far below the window: y -> y_min
+        y = y_range / (1 + np.exp(-4 * (xf - center) / width)) + y_min
     return y.astype(np.float32, copy=False)
 
 
 def to_uint8(y: np.ndarray) -> np.ndarray:
     """Round a windowed float array in [0, 255] to uint8."""
     return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def window_to_uint8(
+    values: np.ndarray, center: float, width: float, *, function: VoiFunction = VoiFunction.LINEAR
+) -> np.ndarray:
+    """Window ``values`` to uint8 display values.
+
+    8- and 16-bit integer inputs go through a lookup table over the whole
+    dtype range (one gather per pixel, no float temporaries); the table is built
+    with :func:`apply_window`, so both paths give identical results.
+    """
+    if values.dtype in (np.int8, np.uint8, np.int16, np.uint16):
+        bits = values.dtype.itemsize * 8
+        unsigned = np.dtype(f"uint{bits}")
+        domain = np.arange(1 << bits, dtype=np.uint32).astype(unsigned)
+        if values.dtype.kind == "i":
+            domain = domain.view(values.dtype)
+        lut = to_uint8(apply_window(domain, center, width, function=function))
+        return np.take(lut, np.ascontiguousarray(values).view(unsigned))
+    return to_uint8(apply_window(values, center, width, function=function))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from concurrent import futures
@@ -15,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from cache.catalog import SqliteCatalog
 from cache.derived import DerivedCache
+from cache.gc import remove_orphans
 from cache.store import ObjectStore
 from imaging.dicom.archive import DicomArchive
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, dicom_pb2, dicom_pb2_grpc
@@ -119,6 +121,9 @@ def build_server(config: Config) -> Running:
         raise RuntimeError(f"cannot bind {address}: {exc}") from exc
     if port == 0:
         raise RuntimeError(f"cannot bind {address}")
+    # Objects left by a crash between store and catalog commit. Runs before
+    # serving; it holds each object's lock, so it would be safe beside ingests too.
+    remove_orphans(store, catalog.is_referenced)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Running(server, port, health_servicer, archive, cache, catalog)
@@ -143,6 +148,8 @@ def codec_report() -> dict[str, list[str]]:
 
 def serve(config: Config) -> int:
     """Build, start, and serve until SIGTERM or SIGINT; in-flight calls get the grace period."""
+    # openjpeg (inside Pillow) decodes JPEG 2000 with this many threads.
+    os.environ.setdefault("OPJ_NUM_THREADS", str(os.cpu_count() or 1))
     running = build_server(config)
     running.server.start()
     log.info(

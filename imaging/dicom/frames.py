@@ -14,7 +14,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 from cache.errors import InvalidInputError, NotFoundError
 
-from ..windowing import VoiFunction, apply_window, to_uint8
+from ..windowing import VoiFunction, to_uint8, window_to_uint8
 from .pixels import classify_decode_error, decode_frames, has_pixels, pixel_layout
 
 log = logging.getLogger(__name__)
@@ -135,26 +135,25 @@ def render_8bit(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarray, l
         return to_uint8(arr.astype(np.float32) * (255.0 / top)), notes
     values, _ = modality_values(arr, ds, index)
     window = _window_of(ds, index)
+    out: np.ndarray | None = None
     if window is not None:
         c, w, fn = window
         try:
-            y = apply_window(values, c, w, function=fn)
+            out = window_to_uint8(values, c, w, function=fn)
         except ValueError:
-            window = None
-    if window is None and ds.get("VOILUTSequence"):
+            out = None
+    if out is None and ds.get("VOILUTSequence"):
         from pydicom.pixels import apply_voi_lut
 
         lut = apply_voi_lut(values, ds, index=0).astype(np.float32)
         lo, hi = float(lut.min()), float(lut.max())
-        y = (lut - lo) * (255.0 / max(hi - lo, 1e-6))
+        out = to_uint8((lut - lo) * (255.0 / max(hi - lo, 1e-6)))
         notes.append("rendered with the VOI LUT Sequence")
-        window = (0.0, 0.0, VoiFunction.LINEAR)
-    if window is None:
+    if out is None:
         lo, hi = float(values.min()), float(values.max())
         width = max(hi - lo, 1.0)
-        y = apply_window(values, lo + width / 2 + 0.5, width + 1)
+        out = window_to_uint8(values, lo + width / 2 + 0.5, width + 1)
         notes.append("no window in the object; rendered with the frame's range")
-    out = to_uint8(y)
     if photometric == "MONOCHROME1":
         out = 255 - out
     return out, notes

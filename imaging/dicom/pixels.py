@@ -72,6 +72,19 @@ def decode_frames(
     transfer syntax), pydicom decodes from the parsed dataset instead.
     """
     idx = list(indices) if indices is not None else None
+    if "decoding_plugin" not in opts and _prefer_pillow(ds):
+        # Pillow's bundled openjpeg decodes with OPJ_NUM_THREADS threads (set by
+        # the server at start-up); pylibjpeg-openjpeg decodes on one core.
+        done = 0
+        try:
+            for frame in decode_frames(path, ds, indices=idx, raw=raw, decoding_plugin="pillow", **opts):
+                done += 1
+                yield frame
+            return
+        except Exception:  # noqa: BLE001 - fall back to pydicom's own plugin order
+            if done:
+                raise
+            log.debug("pillow could not decode; trying the other plugins", exc_info=True)
     if getattr(ds, "preamble", None) is not None:
         try:
             yield from iter_pixels(path, indices=idx, raw=raw, **opts)
@@ -81,6 +94,19 @@ def decode_frames(
                 raise
             log.debug("path decoding failed, decoding from the dataset", exc_info=True)
     yield from iter_pixels(ds, indices=idx, raw=raw, **opts)
+
+
+_J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
+
+
+def _prefer_pillow(ds: Dataset) -> bool:
+    """JPEG 2000, unsigned, one sample: the case where Pillow's decoder is exact and faster."""
+    return (
+        str(ds.file_meta.get("TransferSyntaxUID", "")) in _J2K
+        and not int(ds.get("PixelRepresentation") or 0)
+        and int(ds.get("SamplesPerPixel") or 1) == 1
+        and int(ds.get("BitsStored") or 16) <= 16
+    )
 
 
 def classify_decode_error(exc: BaseException, ds: Dataset, name: str) -> Exception:
