@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
-
 from cache.catalog import (
     Catalog,
     InstanceRow,
@@ -28,7 +26,8 @@ from cache.errors import ConflictError, InvalidInputError, NotFoundError
 from cache.keys import make_key
 from cache.store import ObjectStore, StagedFile
 
-from .frames import decode_frame, encode_png, modality_values, render_8bit
+from ..encode import encode_png, encode_raw
+from .frames import decode_frame, modality_values, render_8bit
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
 from .parse import parse_instance, read_dataset
 from .pixels import Limits
@@ -290,10 +289,9 @@ class DicomArchive:
                     "dtype": "|u1", "shape": list(out.shape), "rescaled": False, "warnings": notes,
                 }
             values, rescaled = modality_values(arr, ds, index)
-            values = np.ascontiguousarray(values)
-            le = values.astype(values.dtype.newbyteorder("<"), copy=False)
-            return le.tobytes(), "application/octet-stream", {
-                "dtype": le.dtype.str, "shape": list(le.shape), "rescaled": rescaled, "warnings": [],
+            payload, dtype, shape = encode_raw(values)
+            return payload, "application/octet-stream", {
+                "dtype": dtype, "shape": list(shape), "rescaled": rescaled, "warnings": [],
             }
 
         value = self.cache.get_or_compute(key, compute, tag=row.sha256)

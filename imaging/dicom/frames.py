@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
-from cache.errors import InvalidInputError, NotFoundError
+from cache.errors import NotFoundError
 
 from ..windowing import VoiFunction, to_uint8, window_to_uint8
 from .pixels import classify_decode_error, decode_frames, has_pixels, pixel_layout
@@ -157,12 +155,3 @@ def render_8bit(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarray, l
     if photometric == "MONOCHROME1":
         out = 255 - out
     return out, notes
-
-
-def encode_png(arr: np.ndarray) -> bytes:
-    """PNG bytes of an 8- or 16-bit greyscale or RGB array (fast compression)."""
-    if arr.dtype not in (np.uint8, np.uint16):
-        raise InvalidInputError(f"cannot encode {arr.dtype} as PNG")
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG", compress_level=1)
-    return buf.getvalue()

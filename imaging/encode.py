@@ -1,0 +1,58 @@
+"""Output encodings of rendered images, shared by DICOM and media: PNG 8/16-bit, JPEG, raw."""
+
+from __future__ import annotations
+
+import io
+from enum import Enum
+
+import numpy as np
+from PIL import Image
+
+from cache.errors import InvalidInputError
+
+
+class ImageFormat(str, Enum):
+    PNG = "png"        # 8-bit greyscale or RGB
+    PNG16 = "png16"    # 16-bit greyscale
+    JPEG = "jpeg"      # 8-bit, quality 90
+    RAW = "raw"        # little-endian values with dtype and shape
+
+    @property
+    def media_type(self) -> str:
+        return {
+            "png": "image/png", "png16": "image/png", "jpeg": "image/jpeg", "raw": "application/octet-stream",
+        }[self.value]
+
+
+def encode_png(arr: np.ndarray) -> bytes:
+    """PNG bytes of an 8-bit (greyscale or RGB) or 16-bit greyscale array; fast compression.
+
+    Raises
+    ------
+    InvalidInputError
+        For a dtype or shape PNG cannot carry.
+    """
+    if arr.dtype == np.uint16 and arr.ndim == 2:
+        img = Image.fromarray(np.ascontiguousarray(arr, dtype="<u2"), mode="I;16")
+    elif arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
+        img = Image.fromarray(np.ascontiguousarray(arr))
+    else:
+        raise InvalidInputError(f"cannot encode a {arr.dtype} array of shape {arr.shape} as PNG")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def encode_jpeg(arr: np.ndarray, *, quality: int = 90) -> bytes:
+    """Baseline JPEG of an 8-bit greyscale or RGB array."""
+    if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
+        raise InvalidInputError(f"cannot encode a {arr.dtype} array of shape {arr.shape} as JPEG")
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="JPEG", quality=quality)
+    return buf.getvalue()
+
+
+def encode_raw(arr: np.ndarray) -> tuple[bytes, str, tuple[int, ...]]:
+    """Little-endian bytes, numpy dtype string and shape of ``arr``."""
+    le = np.ascontiguousarray(arr).astype(arr.dtype.newbyteorder("<"), copy=False)
+    return le.tobytes(), le.dtype.str, tuple(le.shape)
