@@ -206,6 +206,7 @@ def _decode_token(token: str, flt: QueryFilter, arity: int) -> list[object] | No
         obj = json.loads(base64.urlsafe_b64decode(token.encode()))
         key = obj["k"]
         ok = obj["f"] == flt.digest() and isinstance(key, list) and len(key) == arity
+        ok = ok and all(isinstance(v, str) or (isinstance(v, int) and abs(v) < 2**63) for v in key)
     except (ValueError, KeyError, TypeError):
         ok = False
     if not ok:

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import diskcache
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,9 @@ class DerivedCache:
             str(directory),
             size_limit=size_limit,
             eviction_policy="least-recently-used",
-            # Cull enough per write that a large value cannot push the cache far past its bound.
-            cull_limit=100,
+            # diskcache's own cull drops cull_limit entries at once, which empties a
+            # cache of fewer entries (the new one too); _enforce_bound culls instead.
+            cull_limit=0,
         )
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
@@ -164,10 +166,20 @@ class DerivedCache:
         existed = key in self._cache
         # read=True stores a file-like value as a file without loading it again.
         self._cache.set(key, io.BytesIO(_encode(value)), read=True, tag=tag)
+        self._enforce_bound()
         with self._lock:
             if not existed:
                 self._puts += 1
         return value
+
+    def _enforce_bound(self) -> None:
+        # Evict the least recently used entry until the cache is back under its
+        # bound; the newest goes last, and also goes if it alone is too large.
+        while self._cache.volume() > self.size_limit:
+            row = self._cache._sql("SELECT key FROM Cache ORDER BY access_time LIMIT 1").fetchone()
+            if row is None:
+                break
+            self._cache.delete(row[0])
 
     def get_or_compute(
         self,
@@ -251,3 +263,15 @@ class DerivedCache:
 
     def close(self) -> None:
         self._cache.close()
+
+
+def npy_bytes(arr: "np.ndarray") -> bytes:
+    """The ``.npy`` serialisation of an array (how arrays live in the derived cache)."""
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
+    return buf.getvalue()
+
+
+def npy_array(payload: bytes | memoryview) -> "np.ndarray":
+    """The array of :func:`npy_bytes` output (raises ValueError when malformed)."""
+    return np.load(io.BytesIO(payload), allow_pickle=False)

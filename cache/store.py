@@ -105,6 +105,9 @@ class ObjectStore:
         self.staging = self.root / "staging"
         self.objects.mkdir(parents=True, exist_ok=True)
         self.staging.mkdir(parents=True, exist_ok=True)
+        # All 256 fan-out directories up front: no mkdir on the ingest path.
+        for i in range(256):
+            (self.objects / f"{i:02x}").mkdir(exist_ok=True)
         # Striped locks serialise commit and delete of the same content.
         self._locks = [threading.Lock() for _ in range(64)]
 
@@ -137,7 +140,6 @@ class ObjectStore:
         """Move a closed staged file into place; return its sha256. Idempotent per content."""
         sha = staged.close()
         dest = self._path(sha)
-        dest.parent.mkdir(exist_ok=True)
         if dest.exists():
             staged.discard()
         else:

@@ -11,6 +11,46 @@ from enum import Enum
 import numpy as np
 
 
+#: Named CT windows (center, width) in HU, as radiology references list them
+#: (e.g. Radiopaedia's "Windowing (CT)"). Documented in the README.
+PRESETS: dict[str, tuple[float, float]] = {
+    "brain": (40.0, 80.0),
+    "subdural": (75.0, 215.0),
+    "stroke": (40.0, 40.0),
+    "temporal_bone": (600.0, 2800.0),
+    "bone": (400.0, 1800.0),
+    "lung": (-600.0, 1500.0),
+    "mediastinum": (50.0, 350.0),
+    "soft_tissue": (50.0, 400.0),
+    "abdomen": (40.0, 400.0),
+    "liver": (60.0, 160.0),
+}
+
+
+def preset(name: str) -> tuple[float, float]:
+    """(center, width) of a named preset.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name (the message lists the known ones).
+    """
+    try:
+        return PRESETS[name.strip().lower()]
+    except KeyError:
+        raise ValueError(f"unknown window preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
+
+
+def auto_window(values: np.ndarray, *, low: float = 0.5, high: float = 99.5) -> tuple[float, float]:
+    """A LINEAR window covering the ``low``..``high`` percentiles of ``values``."""
+    sample = values.ravel()
+    if sample.size > 4_000_000:  # a strided sample is plenty for percentiles
+        sample = sample[:: sample.size // 2_000_000]
+    lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
+    width = max(hi - lo, 1.0)
+    return lo + width / 2 + 0.5, width + 1
+
+
 class VoiFunction(str, Enum):
     LINEAR = "LINEAR"
     LINEAR_EXACT = "LINEAR_EXACT"
@@ -94,3 +134,11 @@ def window_to_uint8(
         lut = to_uint8(apply_window(domain, center, width, function=function))
         return np.take(lut, np.ascontiguousarray(values).view(unsigned))
     return to_uint8(apply_window(values, center, width, function=function))
+
+
+def window_to_uint16(
+    values: np.ndarray, center: float, width: float, *, function: VoiFunction = VoiFunction.LINEAR
+) -> np.ndarray:
+    """Window ``values`` to the full 16-bit output range (for 16-bit PNG consumers)."""
+    y = apply_window(values, center, width, function=function, y_min=0.0, y_max=65535.0)
+    return np.clip(np.rint(y), 0, 65535).astype(np.uint16)

@@ -104,7 +104,7 @@ def build_server(config: Config) -> Running:
         options=options,
         maximum_concurrent_rpcs=config.workers * 4,
     )
-    dicom_pb2_grpc.add_DicomServiceServicer_to_server(DicomServicer(archive), server)
+    dicom_pb2_grpc.add_DicomServiceServicer_to_server(DicomServicer(archive, max_message_bytes=config.max_message_bytes), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(cache, catalog), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -151,6 +151,15 @@ def serve(config: Config) -> int:
     # openjpeg (inside Pillow) decodes JPEG 2000 with this many threads.
     os.environ.setdefault("OPJ_NUM_THREADS", str(os.cpu_count() or 1))
     running = build_server(config)
+    # Handlers go in before the start: a SIGTERM from then on must get the grace period.
+    stopping = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("shutting down", extra={"signal": signal.Signals(signum).name, "grace_s": config.grace_seconds})
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     running.server.start()
     log.info(
         "voxelgate serving",
@@ -163,14 +172,6 @@ def serve(config: Config) -> int:
     )
     for ts, plugins in codec_report().items():
         log.info("decoder", extra={"transfer_syntax": ts, "plugins": ",".join(plugins) or "NONE"})
-    stopping = threading.Event()
-
-    def on_signal(signum: int, _frame: object) -> None:
-        log.info("shutting down", extra={"signal": signal.Signals(signum).name, "grace_s": config.grace_seconds})
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     stopping.wait()
     running.stop(config.grace_seconds)
     log.info("stopped")

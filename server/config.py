@@ -27,7 +27,7 @@ class Config:
     data_dir: Path = DEFAULT_DATA_DIR
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
-    max_message_bytes: int = 16 * MiB
+    max_message_bytes: int = 64 * MiB
     cache_bytes: int = 2 * 1024 * MiB
     limits: Limits = field(default_factory=Limits)
     tls: TlsConfig | None = None

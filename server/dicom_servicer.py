@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import grpc
 
 from cache.catalog import InstanceRow, Page, QueryFilter
-from cache.errors import InvalidInputError
+from cache.errors import InvalidInputError, LimitExceededError
 from imaging.dicom.archive import DicomArchive, IncomingFile, IngestReport
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
 from .errors import status_for
+from .streams import prefetch
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,8 @@ def _rejected(name: str, index: int, exc: BaseException, size: int = 0) -> commo
     code, message = status_for(exc)
     if code is grpc.StatusCode.INTERNAL:
         log.error("unexpected ingest failure", extra={"index": index}, exc_info=exc)
+    if not message.startswith(f"{name}: "):
+        # Errors raised past parsing name a UID (a conflict, a series in another study).
         message = f"{name}: {message}"
     return common_pb2.IngestResult(
         name=name, index=index, outcome=common_pb2.REJECTED, code=code.name, reason=message, size=size
@@ -81,13 +85,42 @@ def _stored(index: int, r: IngestReport) -> common_pb2.IngestResult:
     )
 
 
+@dataclass
+class _Received:
+    """A file received whole and staged, waiting for validation and commit."""
+
+    index: int
+    incoming: IncomingFile
+    sha256: str
+
+
 class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
-    def __init__(self, archive: DicomArchive) -> None:
+    def __init__(self, archive: DicomArchive, *, max_message_bytes: int) -> None:
         self._archive = archive
+        self._max_message_bytes = max_message_bytes
 
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.IngestResult]:
+        # A reader thread receives and stages the next files while this thread
+        # validates and commits the previous one; results keep the stream's order.
+        events = prefetch(self._receive(request_iterator), depth=4)
+        try:
+            for event in events:
+                if isinstance(event, _Received):
+                    try:
+                        yield _stored(event.index, event.incoming.finish(event.sha256))
+                    except Exception as exc:  # noqa: BLE001 - one file's failure is its result
+                        yield _rejected(event.incoming.name, event.index, exc, event.incoming.size)
+                else:
+                    yield event
+        finally:
+            for event in events.close_and_drain():
+                if isinstance(event, _Received):
+                    event.incoming.abort()
+
+    def _receive(self, request_iterator: Iterator[common_pb2.IngestChunk]) -> Iterator["_Received | common_pb2.IngestResult"]:
+        """Stage the files of an ingest stream; yield each complete file or its rejection."""
         current: IncomingFile | None = None
         name, index, skipping = "", -1, False
         try:
@@ -112,7 +145,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
                         skipping = True
                 elif part == "data":
                     if current is None and not skipping:
-                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "data chunk before any file header")
+                        raise InvalidInputError("data chunk before any file header")
                     if skipping or current is None:
                         continue
                     try:
@@ -128,12 +161,9 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
                         skipping = False
                         continue
                     if current is None:
-                        context.abort(grpc.StatusCode.INVALID_ARGUMENT, "file end without a file header")
+                        raise InvalidInputError("file end without a file header")
                     incoming, current = current, None
-                    try:
-                        yield _stored(index, incoming.finish(msg.end.sha256))
-                    except Exception as exc:  # noqa: BLE001
-                        yield _rejected(name, index, exc, incoming.size)
+                    yield _Received(index, incoming, msg.end.sha256)
             if current is not None:
                 size = current.size
                 current.abort()
@@ -207,6 +237,12 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     def GetFrame(self, request: dicom_pb2.GetFrameRequest, context: grpc.ServicerContext) -> dicom_pb2.GetFrameResponse:
         fmt = "png" if request.format == dicom_pb2.PNG else "raw"
         f = self._archive.frame(request.sop_instance_uid, request.frame, fmt=fmt)
+        if len(f.payload) + 4096 > self._max_message_bytes:
+            raise LimitExceededError(
+                f"frame {request.frame} is {len(f.payload)} bytes as {fmt}, over the server's message limit "
+                f"of {self._max_message_bytes} (raise --max-message-size, or ask for PNG)",
+                subject=request.sop_instance_uid,
+            )
         return dicom_pb2.GetFrameResponse(
             data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(f.shape),
             rescaled=f.rescaled, warnings=f.warnings,

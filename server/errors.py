@@ -80,6 +80,9 @@ def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str) -> Callable[...,
         except grpc.RpcError:
             raise
         except Exception as exc:  # noqa: BLE001
+            # context.abort() inside the handler raises after setting its code: keep that code.
+            if context.code() is not None and context.code() is not grpc.StatusCode.OK:
+                raise
             _abort(context, exc, method)
 
     return wrapper

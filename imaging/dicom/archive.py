@@ -13,6 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+from pydicom.dataset import Dataset
+
 from cache.catalog import (
     Catalog,
     InstanceRow,
@@ -21,7 +24,7 @@ from cache.catalog import (
     SeriesSummary,
     StudySummary,
 )
-from cache.derived import DerivedCache
+from cache.derived import DerivedCache, npy_array, npy_bytes
 from cache.errors import ConflictError, InvalidInputError, NotFoundError
 from cache.keys import make_key
 from cache.store import ObjectStore, StagedFile
@@ -30,11 +33,19 @@ from ..encode import encode_png, encode_raw
 from .frames import decode_frame, modality_values, render_8bit
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
 from .parse import parse_instance, read_dataset
-from .pixels import Limits
+from .pixels import FrameSink, Limits
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["stored", "duplicate", "replaced"]
+
+NPY = "application/x-npy"
+#: Decoded bytes per file that ingest keeps in the derived cache (compressed data only).
+WARM_BYTES = 256 * 1024 * 1024
+
+
+def _decoded_key(sha: str, index: int) -> str:
+    return make_key("dicom", "decoded", sha, {"index": index})
 
 
 @dataclass
@@ -106,11 +117,20 @@ class DicomArchive:
         Size and count limits enforced on every file.
     """
 
-    def __init__(self, store: ObjectStore, catalog: Catalog, cache: DerivedCache, *, limits: Limits) -> None:
+    def __init__(
+        self,
+        store: ObjectStore,
+        catalog: Catalog,
+        cache: DerivedCache,
+        *,
+        limits: Limits,
+        warm_bytes: int = WARM_BYTES,
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.cache = cache
         self.limits = limits
+        self.warm_bytes = warm_bytes
 
     # -- ingest ---------------------------------------------------------------
 
@@ -145,7 +165,9 @@ class DicomArchive:
             )
         if expected_sha256 and expected_sha256.lower() != sha:
             raise InvalidInputError("sha256 of the received bytes does not match the one sent", subject=name)
-        parsed = parse_instance(staged.path, name=name, sha256=sha, size=staged.size, limits=self.limits)
+        parsed = parse_instance(
+            staged.path, name=name, sha256=sha, size=staged.size, limits=self.limits, on_frame=self._warm(sha)
+        )
         inst = parsed.instance
         report = IngestReport(
             name, "stored", sha, staged.size, inst.sop_uid, inst.study_uid, inst.series_uid, parsed.warnings
@@ -155,6 +177,7 @@ class DicomArchive:
             report.outcome = "duplicate"
             return report
         if existing is not None and not incoming.overwrite:
+            self.cache.evict_tag(sha)  # frames kept while validating
             raise ConflictError(
                 "an instance with this SOP Instance UID is stored with different bytes "
                 "(ask for overwrite to replace it)",
@@ -167,6 +190,7 @@ class DicomArchive:
             except BaseException:
                 if not self.catalog.is_referenced(sha):
                     self.store.delete(sha)
+                    self.cache.evict_tag(sha)
                 raise
         report.outcome = put.outcome  # type: ignore[assignment]
         if put.replaced is not None:
@@ -176,6 +200,17 @@ class DicomArchive:
             extra={"outcome": report.outcome, "sha256": sha[:16], "bytes": staged.size, "warnings": len(parsed.warnings)},
         )
         return report
+
+    def _warm(self, sha: str) -> "FrameSink":
+        """Keep the frames that validation decodes, while they fit the warm-up budget."""
+        budget = [self.warm_bytes]
+
+        def keep(index: int, frame: np.ndarray) -> None:
+            if frame.nbytes <= budget[0]:
+                budget[0] -= frame.nbytes
+                self.cache.put(_decoded_key(sha, index), npy_bytes(frame), NPY, tag=sha)
+
+        return keep
 
     def _forget_content(self, sha: str) -> int:
         """Drop derived values of ``sha``, and the object when no instance uses it."""
@@ -282,7 +317,7 @@ class DicomArchive:
         def compute() -> tuple[bytes, str, dict[str, object]]:
             path = self.file_path(row)
             ds, _ = read_dataset(path, name=sop_uid)
-            arr = decode_frame(path, ds, index, name=sop_uid)
+            arr = self.decoded_frame(row, ds, index)
             if fmt == "png":
                 out, notes = render_8bit(arr, ds, index)
                 return encode_png(out), "image/png", {
@@ -304,6 +339,22 @@ class DicomArchive:
             bool(meta["rescaled"]),
             list(meta.get("warnings", [])),
         )
+
+    def decoded_frame(self, row: InstanceRow, ds: Dataset, index: int) -> np.ndarray:
+        """Stored values of frame ``index`` (colour as RGB), decoded once for compressed data.
+
+        Compressed frames live in the derived cache (filled at ingest, where
+        validation decodes them anyway); native frames are read directly.
+        """
+        path = self.file_path(row)
+        if not ds.file_meta.TransferSyntaxUID.is_encapsulated:
+            return decode_frame(path, ds, index, name=row.sop_uid)
+        value = self.cache.get_or_compute(
+            _decoded_key(row.sha256, index),
+            lambda: (npy_bytes(decode_frame(path, ds, index, name=row.sop_uid)), NPY, {}),
+            tag=row.sha256,
+        )
+        return npy_array(value.payload)
 
     # -- deletion -------------------------------------------------------------
 

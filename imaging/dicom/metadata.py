@@ -8,7 +8,7 @@ from typing import Any
 from pydicom.dataelem import DataElement
 
 from .parse import read_dataset
-from .pixels import has_pixels
+from .pixels import PIXEL_TAGS, has_pixels
 
 DEFAULT_BULK_THRESHOLD = 1024
 
@@ -42,7 +42,7 @@ def instance_json(
     ds, _ = read_dataset(path, name=name, stop_before_pixels=False)
     pixel_vr = None
     if has_pixels(ds):
-        pix = next(ds[t] for t in (0x7FE00010, 0x7FE00008, 0x7FE00009) if t in ds)
+        pix = next(ds[t] for t in PIXEL_TAGS if t in ds)
         pixel_vr = (pix.tag, pix.VR if pix.VR in ("OB", "OW", "OF", "OD") else "OW")
         del ds[pix.tag]
     if not include_private:

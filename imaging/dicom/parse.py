@@ -15,9 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pydicom
+from pydicom.dataelem import RawDataElement
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import InvalidDicomError
+from pydicom.tag import Tag
 from pydicom.uid import (
+    DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
@@ -27,7 +31,15 @@ from pydicom.uid import (
 from cache.catalog import InstanceRow, SeriesRow, StudyRow
 from cache.errors import InvalidInputError
 
-from .pixels import PIXEL_TAGS, Limits, has_pixels, pixel_layout, validate_pixels
+from .pixels import (
+    PIXEL_TAGS,
+    FrameSink,
+    Limits,
+    has_pixels,
+    held_length,
+    pixel_layout,
+    validate_pixels,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +74,41 @@ def _int(ds: Dataset, keyword: str) -> int:
         return 0
 
 
+def _dictionary_vr(tag: int) -> str:
+    try:
+        return dictionary_VR(tag)
+    except KeyError:
+        return ""
+
+
+def _check_elements(ds: Dataset, name: str, file_size: int | None) -> None:
+    """Refuse a value cut short by the end of the file, and parse every sequence.
+
+    pydicom reads a value whose file ends early without complaint; its raw element
+    still knows the length the header announced. Plain elements stay raw (pydicom
+    converts them when they are read, which is cheap and rarely fails); sequences
+    are parsed now because a garbled sequence only shows when its items are read.
+    """
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag, keep_deferred=True)
+        if not isinstance(raw, RawDataElement):
+            continue
+        if raw.length != 0xFFFFFFFF:
+            held = held_length(raw, file_size)
+            if held is not None and held < raw.length:
+                raise InvalidInputError(
+                    f"file is truncated or not DICOM: element {Tag(tag)} announces {raw.length} bytes, "
+                    f"the file holds {held}", subject=name
+                )
+        if int(tag) in PIXEL_TAGS:
+            continue
+        if raw.VR == "SQ" or raw.length == 0xFFFFFFFF or (not raw.VR and _dictionary_vr(tag) == "SQ"):
+            elem = ds[tag]
+            if elem.VR == "SQ":
+                for item in elem.value:
+                    _check_elements(item, name, None)
+
+
 def read_dataset(
     path: Path, *, name: str, stop_before_pixels: bool = False
 ) -> tuple[Dataset, list[str]]:
@@ -87,21 +134,23 @@ def read_dataset(
                     path, defer_size="256 KB", stop_before_pixels=stop_before_pixels, force=True
                 )
                 found.append("no DICOM preamble/meta header; read as a bare dataset")
-            # Convert every element but the pixel data (left deferred, it may be
-            # gigabytes) so that a truncated or garbled header fails here.
-            for tag in list(ds.keys()):
-                if tag in PIXEL_TAGS:
-                    continue
-                elem = ds[tag]
-                if elem.VR == "SQ":
-                    for item in elem.value:
-                        for _ in item.iterall():
-                            pass
+            # pydicom stops quietly where a file ends inside an undefined-length value.
+            if any("End of file reached" in str(w.message) for w in caught):
+                raise InvalidInputError("file is truncated: it ends inside an undefined-length element", subject=name)
+            # The pixel data stays deferred (it may be gigabytes); the rest of the
+            # header must hold what it announces so that a cut-off file fails here.
+            deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
+            _check_elements(ds, name, None if deflated else path.stat().st_size)
         except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError,
                 KeyError, TypeError, NotImplementedError, UnicodeError, AttributeError) as exc:
             raise InvalidInputError(
                 f"not a readable DICOM dataset ({type(exc).__name__}: {str(exc)[:200]})", subject=name
             ) from exc
+        except OSError as exc:
+            # pydicom raises a bare OSError ("No tag to read ...") for a cut-off sequence.
+            if exc.errno is not None:
+                raise
+            raise InvalidInputError(f"not a readable DICOM dataset (truncated or corrupt: {str(exc)[:200]})", subject=name) from exc
     found.extend(str(w.message)[:300] for w in caught)
     if not ds.get("file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         meta = ds.file_meta if isinstance(ds.get("file_meta"), FileMetaDataset) else FileMetaDataset()
@@ -129,9 +178,19 @@ def _check_uid(ds: Dataset, keyword: str, name: str, found: list[str]) -> str:
 
 
 def parse_instance(
-    path: Path, *, name: str, sha256: str, size: int, limits: Limits, validate: bool = True
+    path: Path,
+    *,
+    name: str,
+    sha256: str,
+    size: int,
+    limits: Limits,
+    validate: bool = True,
+    on_frame: FrameSink | None = None,
 ) -> ParsedInstance:
     """Read, validate and describe the DICOM file at ``path``.
+
+    What pydicom tolerates with a warning (an invalid value, a wrong VR) is kept
+    and reported in :attr:`ParsedInstance.warnings`.
 
     Raises
     ------
@@ -139,6 +198,30 @@ def parse_instance(
         As :func:`read_dataset` and :func:`validate_pixels`.
     """
     ds, found = read_dataset(path, name=name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parsed = _describe(
+            ds, path, found, name=name, sha256=sha256, size=size, limits=limits, validate=validate, on_frame=on_frame
+        )
+    for w in caught:
+        text = str(w.message)[:300]
+        if text not in parsed.warnings:
+            parsed.warnings.append(text)
+    return parsed
+
+
+def _describe(
+    ds: Dataset,
+    path: Path,
+    found: list[str],
+    *,
+    name: str,
+    sha256: str,
+    size: int,
+    limits: Limits,
+    validate: bool,
+    on_frame: FrameSink | None,
+) -> ParsedInstance:
     if ds.file_meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage:
         raise InvalidInputError("a DICOMDIR (media storage directory), not an instance", subject=name)
     sop_uid = _check_uid(ds, "SOPInstanceUID", name, found)
@@ -148,7 +231,7 @@ def parse_instance(
     try:
         pixels = has_pixels(ds)
         if pixels and validate:
-            found.extend(validate_pixels(ds, path, name=name, limits=limits))
+            found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame))
         rows, cols, _samples, frames, _bits = pixel_layout(ds) if pixels else (0, 0, 0, 0, 0)
         study = StudyRow(
             study_uid=study_uid,

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import iter_pixels
 
@@ -20,7 +21,8 @@ from cache.errors import InvalidInputError, LimitExceededError, UnsupportedError
 
 log = logging.getLogger(__name__)
 
-PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel, Float Pixel, Double Float Pixel Data
+#: Pixel Data, Float Pixel Data, Double Float Pixel Data (plain ints: cheap membership tests)
+PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,15 @@ def pixel_layout(ds: Dataset) -> tuple[int, int, int, int, int]:
 
 def has_pixels(ds: Dataset) -> bool:
     return any(tag in ds for tag in PIXEL_TAGS)
+
+
+def held_length(raw: RawDataElement, file_size: int | None) -> int | None:
+    """Bytes the file really holds for a raw element's value (None when unknown)."""
+    if raw.value is not None:
+        return len(raw.value)
+    if file_size is None:
+        return None
+    return max(0, min(raw.length, file_size - raw.value_tell))
 
 
 def native_length(ds: Dataset) -> int:
@@ -85,7 +96,8 @@ def decode_frames(
             if done:
                 raise
             log.debug("pillow could not decode; trying the other plugins", exc_info=True)
-    if getattr(ds, "preamble", None) is not None:
+    # Decoding from the path reads the raw file, which cannot inflate a deflated dataset.
+    if getattr(ds, "preamble", None) is not None and not ds.file_meta.TransferSyntaxUID.is_deflated:
         try:
             yield from iter_pixels(path, indices=idx, raw=raw, **opts)
             return
@@ -125,8 +137,17 @@ def classify_decode_error(exc: BaseException, ds: Dataset, name: str) -> Excepti
     )
 
 
-def validate_pixels(ds: Dataset, path: Path, *, name: str, limits: Limits) -> list[str]:
+FrameSink = Callable[[int, np.ndarray], None]
+
+
+def validate_pixels(
+    ds: Dataset, path: Path, *, name: str, limits: Limits, on_frame: FrameSink | None = None
+) -> list[str]:
     """Prove that the pixel data of ``ds`` decodes, frame by frame (bounded memory).
+
+    Compressed frames are handed to ``on_frame(index, array)`` as they are decoded
+    (colour converted to RGB, as :func:`decode_frames` returns them), so that the
+    caller can keep the work instead of decoding again later.
 
     Returns warnings about tolerated oddities.
 
@@ -140,6 +161,13 @@ def validate_pixels(ds: Dataset, path: Path, *, name: str, limits: Limits) -> li
         No installed decoder handles the transfer syntax.
     """
     found: list[str] = []
+    for keyword in ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames", "BitsAllocated"):
+        # pixel_layout reads an unparsable value as 0 (absent); a decoder cannot.
+        value = ds.get(keyword)
+        try:
+            int(value) if value not in (None, "") else 0
+        except (TypeError, ValueError):
+            raise InvalidInputError(f"{keyword} {str(value)[:20]!r} is not an integer", subject=name) from None
     rows, cols, samples, frames, bits = pixel_layout(ds)
     if not rows or not cols or not bits:
         raise InvalidInputError("pixel data without Rows, Columns or Bits Allocated", subject=name)
@@ -154,12 +182,17 @@ def validate_pixels(ds: Dataset, path: Path, *, name: str, limits: Limits) -> li
         )
     tsyntax = ds.file_meta.TransferSyntaxUID
     if not tsyntax.is_encapsulated:
-        elem = next(ds[t] for t in PIXEL_TAGS if t in ds)
+        # The raw element knows its length without loading a value of gigabytes.
+        raw = next(ds.get_item(t, keep_deferred=True) for t in PIXEL_TAGS if t in ds)
         need = native_length(ds)
-        # Raw elements know their length without loading the value.
-        length = getattr(elem, "length", None)
+        length = None
+        if isinstance(raw, RawDataElement):
+            if raw.length == 0xFFFFFFFF:
+                raise InvalidInputError("native pixel data with undefined length", subject=name)
+            deflated = tsyntax.is_deflated
+            length = held_length(raw, None if deflated else path.stat().st_size)
         if length is None:
-            length = len(elem.value)
+            length = len(ds[raw.tag].value)
         if length == 0xFFFFFFFF:
             raise InvalidInputError("native pixel data with undefined length", subject=name)
         if length < need:
@@ -171,7 +204,9 @@ def validate_pixels(ds: Dataset, path: Path, *, name: str, limits: Limits) -> li
         return found
     n = 0
     try:
-        for _frame in decode_frames(path, ds, raw=True):
+        for frame in decode_frames(path, ds):
+            if on_frame is not None:
+                on_frame(n, frame)
             n += 1
     except Exception as exc:  # codec errors come in many types
         raise classify_decode_error(exc, ds, name) from exc

@@ -1,0 +1,250 @@
+"""Ingest throughput: voxelgate (CLI and gRPC stub) beside Orthanc's REST API, same files, same run.
+
+    python3.11 dev.py bench bench_ingest.py [--count 300] [--size 512] [--repeat 3] [--keep]
+
+Writes a synthetic CT series (CT Image Storage, one series, 512x512 int16,
+explicit VR little endian, uncompressed) to a temp directory, then stores it:
+
+- into ``voxelgate serve`` with ``voxelgate ingest DIR`` (wall time of the command,
+  interpreter start-up included), and with the Python gRPC stub over one
+  ``Ingest`` call per client (1 client, then 2 concurrent clients, each on its own
+  channel with half of the files);
+- into Orthanc (``POST /instances`` over keep-alive HTTP, 1 then 2 clients).
+
+Every measurement gets a fresh server and data directory, so nothing is a
+duplicate. Target: voxelgate at least Orthanc's instances/s with the same number
+of clients. When Orthanc is missing the peer rows are skipped (exit status 1 if
+``VOXELGATE_REQUIRE_PEERS=1``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import grpc
+
+from _orthanc import find_orthanc, orthanc_server, request, store_instance
+from _report import MiB, machine_line, ratio, require_peers, table, workdir
+from _server import VOXELGATE, process_cpu_seconds, voxelgate_server
+from _synth import write_ct_series
+from server.client import channel, ingest_requests
+from voxelgate.v1 import common_pb2, dicom_pb2_grpc
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One timed ingest of ``files`` instances totalling ``nbytes``; ``cpu``: the server's CPU seconds."""
+
+    system: str
+    method: str
+    clients: int
+    seconds: float
+    files: int
+    nbytes: int
+    cpu: float | None
+
+
+def _cpu_delta(pid: int, before: float | None) -> float | None:
+    after = process_cpu_seconds(pid)
+    return None if before is None or after is None else after - before
+
+
+def _split(paths: Sequence[Path], parts: int) -> list[list[Path]]:
+    """``paths`` in ``parts`` contiguous slices of nearly equal length."""
+    n = len(paths)
+    return [list(paths[i * n // parts : (i + 1) * n // parts]) for i in range(parts)]
+
+
+def _run_clients(
+    parts: list[list[Path]], prepare: Callable[[], object], send: Callable[[object, list[Path]], int], pid: int
+) -> tuple[float, float | None]:
+    """Run one thread per part; connections are made before the clock starts.
+
+    ``prepare`` opens a client's connection, ``send(conn, files)`` stores the files
+    and returns how many were stored. Returns the wall time from the common start
+    to the last client's end, and the CPU seconds process ``pid`` used meanwhile.
+
+    Raises
+    ------
+    RuntimeError
+        When a client fails or stores fewer files than it sent.
+    """
+    conns = [prepare() for _ in parts]
+    start = threading.Barrier(len(parts) + 1)
+    errors: list[BaseException] = []
+
+    def work(conn: object, files: list[Path]) -> None:
+        start.wait()
+        try:
+            stored = send(conn, files)
+            if stored != len(files):
+                raise RuntimeError(f"{stored} of {len(files)} files stored")
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(c, p)) for c, p in zip(conns, parts)]
+    for t in threads:
+        t.start()
+    cpu0 = process_cpu_seconds(pid)
+    start.wait()
+    t0 = time.perf_counter()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    cpu = _cpu_delta(pid, cpu0)
+    for c in conns:
+        close = getattr(c, "close", None)
+        if close is not None:
+            close()
+    if errors:
+        raise RuntimeError(f"a client failed: {errors[0]}") from errors[0]
+    return elapsed, cpu
+
+
+CLI = "CLI: voxelgate ingest DIR"
+STUB = "gRPC stub: 1 Ingest call/client"
+REST = "REST: POST /instances, keep-alive"
+
+
+def voxelgate_cli(work: Path, src: Path, paths: Sequence[Path], nbytes: int) -> Measure:
+    """``voxelgate ingest SRC --server ...`` against a fresh server: wall time of the command."""
+    with voxelgate_server(work) as srv:
+        cpu0 = process_cpu_seconds(srv.process.pid)
+        t0 = time.perf_counter()
+        proc = subprocess.run(
+            [str(VOXELGATE), "ingest", str(src), "--server", srv.target], capture_output=True, text=True
+        )
+        elapsed = time.perf_counter() - t0
+        cpu = _cpu_delta(srv.process.pid, cpu0)
+    if proc.returncode != 0 or f"{len(paths)} stored" not in proc.stderr:
+        raise RuntimeError(f"voxelgate ingest failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
+    return Measure("voxelgate", CLI, 1, elapsed, len(paths), nbytes, cpu)
+
+
+def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int) -> Measure:
+    """One ``Ingest`` call per client (own channel, own slice of the files) against a fresh server."""
+    with voxelgate_server(work) as srv:
+
+        def prepare() -> grpc.Channel:
+            ch = channel(srv.target)
+            grpc.channel_ready_future(ch).result(timeout=10)
+            return ch
+
+        def send(ch: object, files: list[Path]) -> int:
+            stub = dicom_pb2_grpc.DicomServiceStub(ch)
+            results = stub.Ingest(ingest_requests((p.name, p) for p in files))
+            return sum(r.outcome == common_pb2.STORED for r in results)
+
+        elapsed, cpu = _run_clients(_split(paths, clients), prepare, send, srv.process.pid)
+    return Measure("voxelgate", STUB, clients, elapsed, len(paths), nbytes, cpu)
+
+
+def orthanc(work: Path, binary: str, version: str, paths: Sequence[Path], nbytes: int, clients: int) -> Measure:
+    """``POST /instances`` of every file, keep-alive HTTP, one connection per client, fresh Orthanc."""
+    with orthanc_server(work, binary=binary) as orth:
+
+        def prepare() -> object:
+            conn = orth.connection()
+            request(conn, "GET", "/system")  # connect before the clock starts
+            return conn
+
+        def send(conn: object, files: list[Path]) -> int:
+            for p in files:
+                store_instance(conn, p.read_bytes())  # type: ignore[arg-type]
+            return len(files)
+
+        elapsed, cpu = _run_clients(_split(paths, clients), prepare, send, orth.process.pid)
+        conn = orth.connection()
+        status, body = request(conn, "GET", "/statistics")
+        conn.close()
+        if status != 200 or json.loads(body).get("CountInstances") != len(paths):
+            raise RuntimeError(f"Orthanc does not hold {len(paths)} instances: {body[:300]!r}")
+    return Measure(version, REST, clients, elapsed, len(paths), nbytes, cpu)
+
+
+def _median(runs: list[Measure]) -> Measure:
+    """The run of median wall time, with the median server CPU of all runs."""
+    by_time = sorted(runs, key=lambda m: m.seconds)
+    mid = by_time[(len(by_time) - 1) // 2]
+    cpus = [m.cpu for m in runs if m.cpu is not None]
+    return replace(mid, cpu=statistics.median(cpus) if cpus else None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=300, help="number of CT slices (default 300)")
+    parser.add_argument("--size", type=int, default=512, help="rows and columns of a slice (default 512)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the median is shown (default 3)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
+    args = parser.parse_args(argv)
+
+    work = workdir("voxelgate-bench-ingest-")
+    try:
+        src = work / "ct"
+        t0 = time.perf_counter()
+        paths = write_ct_series(src, count=args.count, size=args.size)
+        nbytes = sum(p.stat().st_size for p in paths)
+        print(f"bench_ingest: {len(paths)} CT slices {args.size}x{args.size} int16, explicit VR LE, "
+              f"{nbytes / MiB:.1f} MiB, written in {time.perf_counter() - t0:.1f} s")
+        print(machine_line())
+
+        binary, version = find_orthanc()
+        runs: dict[tuple[str, str, int], list[Measure]] = {}
+
+        def add(m: Measure) -> None:
+            runs.setdefault((m.system, m.method, m.clients), []).append(m)
+
+        for r in range(args.repeat):
+            add(voxelgate_cli(work / f"vg-cli-{r}", src, paths, nbytes))
+            for n in (1, 2):
+                add(voxelgate_stub(work / f"vg-stub-{n}-{r}", paths, nbytes, n))
+            if binary is not None:
+                for n in (1, 2):
+                    add(orthanc(work / f"orthanc-{n}-{r}", binary, version, paths, nbytes, n))
+            if not args.keep:
+                for d in work.glob(f"*-{r}"):  # each holds a 150 MiB copy of the series
+                    shutil.rmtree(d, ignore_errors=True)
+        results = [_median(v) for v in runs.values()]
+
+        print()
+        print(f"median of {args.repeat} runs, fresh server and data directory for each run")
+        print(table(
+            ["system", "client", "clients", "seconds", "inst/s", "MiB/s", "server CPU s"],
+            [(m.system, m.method, m.clients, m.seconds, m.files / m.seconds, m.nbytes / MiB / m.seconds,
+              "n/a" if m.cpu is None else f"{m.cpu:.2f}") for m in results],
+            align="<<>>>>>",
+        ))
+        print()
+        if binary is None:
+            print(f"peer Orthanc skipped: {version}")
+            if require_peers():
+                print("VOXELGATE_REQUIRE_PEERS=1: a missing peer is a failure", file=sys.stderr)
+                return 1
+            return 0
+        peer = {m.clients: m for m in results if m.system != "voxelgate"}
+        print("ratios, voxelgate inst/s / Orthanc inst/s with the same number of clients (target >= 1.00):")
+        for m in sorted((m for m in results if m.system == "voxelgate"), key=lambda m: (m.clients, m.method)):
+            p = peer[m.clients]
+            r = ratio(p.seconds, m.seconds)
+            verdict = "met" if float(r) >= 1.0 else "MISSED"
+            print(f"  {m.clients} client{'s' if m.clients > 1 else ' '}  {m.method:<33} {r}  {verdict}")
+        return 0
+    finally:
+        if args.keep:
+            print(f"kept {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,330 @@
+"""Axial, coronal and sagittal reformats of a :class:`~imaging.dicom.volume.Volume`, with slabs.
+
+Display convention
+------------------
+Whatever the acquisition (axial, coronal, sagittal, oblique, tilted), a
+reformat is laid out in patient space, DICOM LPS coordinates (x towards the
+patient's left, y posterior, z superior), the way radiologists read it:
+
+========  ==================================  ===============================  ===============
+plane     across the image (column index +)   down the image (row index +)     axis (index +)
+========  ==================================  ===============================  ===============
+AXIAL     +x: patient's right on the left     +y: anterior at the top          +z (superior)
+CORONAL   +x: patient's right on the left     -z: superior at the top          +y (posterior)
+SAGITTAL  +y: anterior on the left            -z: superior at the top          +x (left)
+========  ==================================  ===============================  ===============
+
+A :class:`Slice` carries that mapping the way a DICOM image does:
+``row_direction`` is the direction along a row, in which the column index
+grows (ImageOrientationPatient values 1-3), ``column_direction`` the direction
+down a column, in which the row index grows (values 4-6), ``origin`` the centre
+of pixel ``[0, 0]`` (ImagePositionPatient), and ``pixel_spacing`` is
+(row spacing, column spacing). Pixel ``[i, j]`` is at
+``origin + j * pixel_spacing[1] * row_direction + i * pixel_spacing[0] * column_direction``.
+
+Pixels are square, at the finer of the volume's sampling steps along the two
+in-plane directions; the image covers the volume's whole extent. Slices along
+the axis are numbered from 0 at the lowest coordinate (inferior, anterior,
+right) in steps of the volume's sampling step along the axis, and
+``position_mm`` is the patient coordinate along the axis (z for axial, y for
+coronal, x for sagittal). Values are modality values in the volume's dtype
+(interpolated values rounded for integer volumes); points outside the volume
+hold the volume's lowest value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+import numpy as np
+
+from cache.errors import InvalidInputError, NotFoundError
+
+from .volume import Interpolation, Volume, sample_grid
+
+SlabMode = Literal["max", "min", "mean"]
+
+
+class Plane(str, Enum):
+    """The three orthogonal reformat planes."""
+
+    AXIAL = "AXIAL"
+    CORONAL = "CORONAL"
+    SAGITTAL = "SAGITTAL"
+
+    @classmethod
+    def parse(cls, value: "str | Plane") -> "Plane":
+        """The plane named ``value`` (case-insensitive).
+
+        Raises
+        ------
+        InvalidInputError
+            For any other name.
+        """
+        try:
+            return cls(str(value.value if isinstance(value, Plane) else value).strip().upper())
+        except ValueError:
+            raise InvalidInputError(f"unknown plane {value!r}; use AXIAL, CORONAL or SAGITTAL") from None
+
+
+#: (row direction, column direction, axis) of each plane, LPS.
+CONVENTION: dict[Plane, tuple[tuple[float, float, float], tuple[float, float, float], tuple[float, float, float]]] = {
+    Plane.AXIAL: ((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)),
+    Plane.CORONAL: ((1.0, 0.0, 0.0), (0.0, 0.0, -1.0), (0.0, 1.0, 0.0)),
+    Plane.SAGITTAL: ((0.0, 1.0, 0.0), (0.0, 0.0, -1.0), (1.0, 0.0, 0.0)),
+}
+
+
+@dataclass(frozen=True)
+class PlaneGrid:
+    """Where the reformats of one volume in one plane lie.
+
+    Attributes
+    ----------
+    plane:
+        The plane.
+    row_direction, column_direction, axis:
+        Unit LPS vectors (see the module docstring).
+    pixel_spacing:
+        Side of the square pixels (mm).
+    rows, columns:
+        Size of every reformat.
+    count:
+        Number of slices along the axis.
+    axis_spacing:
+        Step between slices (mm).
+    first_mm:
+        ``position_mm`` of slice 0.
+    corner:
+        In-plane coordinates (along row and column direction, mm) of pixel ``[0, 0]``.
+    """
+
+    plane: Plane
+    row_direction: tuple[float, float, float]
+    column_direction: tuple[float, float, float]
+    axis: tuple[float, float, float]
+    pixel_spacing: float
+    rows: int
+    columns: int
+    count: int
+    axis_spacing: float
+    first_mm: float
+    corner: tuple[float, float]
+
+    def position_of(self, index: int) -> float:
+        """``position_mm`` of slice ``index``."""
+        return self.first_mm + index * self.axis_spacing
+
+    def nearest_index(self, position_mm: float) -> int:
+        """Index of the slice nearest to ``position_mm`` (clipped to the range)."""
+        return int(min(max(round((position_mm - self.first_mm) / self.axis_spacing), 0), self.count - 1))
+
+    def origin_at(self, position_mm: float) -> tuple[float, float, float]:
+        """LPS mm of pixel ``[0, 0]`` of the reformat at ``position_mm``."""
+        o = (self.corner[0] * np.asarray(self.row_direction) + self.corner[1] * np.asarray(self.column_direction)
+             + position_mm * np.asarray(self.axis))
+        return float(o[0]), float(o[1]), float(o[2])
+
+
+@dataclass(frozen=True, eq=False)
+class Slice:
+    """One reformatted image and its place in patient space.
+
+    Attributes
+    ----------
+    array:
+        ``(rows, columns)`` modality values, in the volume's dtype.
+    pixel_spacing:
+        ``(row spacing, column spacing)`` in mm; equal (square pixels).
+    origin:
+        LPS mm of the centre of pixel ``[0, 0]``.
+    row_direction, column_direction:
+        Unit LPS vectors along a row and down a column (ImageOrientationPatient order).
+    plane, index, position_mm:
+        The plane, the nearest slice index, and the position along the axis (mm).
+    slab_mm, slab_mode:
+        Thickness and kind of projection (0 for a plain slice).
+    frame_of_reference_uid:
+        The frame of reference the coordinates belong to.
+    """
+
+    array: np.ndarray
+    pixel_spacing: tuple[float, float]
+    origin: tuple[float, float, float]
+    row_direction: tuple[float, float, float]
+    column_direction: tuple[float, float, float]
+    plane: Plane
+    index: int
+    position_mm: float
+    slab_mm: float = 0.0
+    slab_mode: SlabMode = "max"
+    frame_of_reference_uid: str = ""
+
+    @property
+    def image_orientation(self) -> tuple[float, float, float, float, float, float]:
+        """ImageOrientationPatient of the slice."""
+        return (*self.row_direction, *self.column_direction)  # type: ignore[return-value]
+
+    def to_patient(self, row: float, column: float) -> tuple[float, float, float]:
+        """LPS mm of the (fractional) pixel ``[row, column]``."""
+        p = (np.asarray(self.origin) + column * self.pixel_spacing[1] * np.asarray(self.row_direction)
+             + row * self.pixel_spacing[0] * np.asarray(self.column_direction))
+        return float(p[0]), float(p[1]), float(p[2])
+
+
+def _step_along(volume: Volume, u: np.ndarray) -> float:
+    """Step along ``u`` (mm) that moves at most one voxel along every axis of ``volume``."""
+    reach = np.abs(volume.direction.T @ u) / np.asarray(volume.spacing)
+    return float(1.0 / reach.max())
+
+
+def plane_grid(volume: Volume, plane: Plane | str) -> PlaneGrid:
+    """The grid of ``volume``'s reformats in ``plane``: size, spacing and slice positions.
+
+    Raises
+    ------
+    InvalidInputError
+        For an unknown plane name.
+    """
+    plane = Plane.parse(plane)
+    u, v, w = (np.asarray(x) for x in CONVENTION[plane])
+    spacing = min(_step_along(volume, u), _step_along(volume, v))
+    axis_spacing = _step_along(volume, w)
+    n = np.array(volume.shape[::-1], dtype=np.float64) - 1
+    corners = volume.index_to_patient(np.array(list(np.ndindex(2, 2, 2)), dtype=np.float64) * n)
+    pu, pv, pw = corners @ u, corners @ v, corners @ w
+
+    def count(lo: float, hi: float, step: float) -> int:
+        return int(math.floor((hi - lo) / step + 1e-6)) + 1
+
+    return PlaneGrid(
+        plane=plane,
+        row_direction=CONVENTION[plane][0],
+        column_direction=CONVENTION[plane][1],
+        axis=CONVENTION[plane][2],
+        pixel_spacing=spacing,
+        rows=count(pv.min(), pv.max(), spacing),
+        columns=count(pu.min(), pu.max(), spacing),
+        count=count(pw.min(), pw.max(), axis_spacing),
+        axis_spacing=axis_spacing,
+        first_mm=float(pw.min()),
+        corner=(float(pu.min()), float(pv.min())),
+    )
+
+
+def reformat(
+    volume: Volume,
+    plane: Plane | str,
+    *,
+    index: int | None = None,
+    position_mm: float | None = None,
+    interpolation: Interpolation = "linear",
+    slab_mm: float = 0.0,
+    slab_mode: SlabMode = "max",
+    fill_value: float | None = None,
+) -> Slice:
+    """One axial, coronal or sagittal slice (or slab) of ``volume``, in the display convention.
+
+    Parameters
+    ----------
+    volume:
+        The volume.
+    plane:
+        ``AXIAL``, ``CORONAL`` or ``SAGITTAL``.
+    index:
+        Slice index along the plane's axis, 0 .. ``plane_grid(volume, plane).count - 1``.
+    position_mm:
+        Or the position along the axis in patient coordinates (z, y or x, mm);
+        sampled exactly there. Give exactly one of ``index`` and ``position_mm``.
+    interpolation:
+        ``"linear"`` (default) or ``"nearest"``.
+    slab_mm:
+        Thickness of a slab centred on the slice (0: a plain slice); samples are
+        taken one axis step apart within it.
+    slab_mode:
+        Projection through the slab: ``"max"`` (MIP), ``"min"`` (MinIP) or ``"mean"``.
+    fill_value:
+        Value outside the volume (default: the volume's lowest value).
+
+    Returns
+    -------
+    Slice
+
+    Raises
+    ------
+    InvalidInputError
+        Neither or both of ``index`` and ``position_mm``, an unknown plane,
+        interpolation or slab mode, or a negative or non-finite slab thickness.
+    NotFoundError
+        ``index`` or ``position_mm`` outside the volume along the axis.
+    """
+    grid = plane_grid(volume, plane)
+    if (index is None) == (position_mm is None):
+        raise InvalidInputError("give exactly one of a slice index or a position in mm")
+    if interpolation not in ("linear", "nearest"):
+        raise InvalidInputError(f"unknown interpolation {interpolation!r}; use linear or nearest")
+    if slab_mode not in ("max", "min", "mean"):
+        raise InvalidInputError(f"unknown slab mode {slab_mode!r}; use max, min or mean")
+    if not math.isfinite(slab_mm) or slab_mm < 0:
+        raise InvalidInputError(f"slab thickness must be >= 0 mm, got {slab_mm}")
+    last = grid.count - 1
+    if index is not None:
+        if not 0 <= index <= last:
+            raise NotFoundError(f"{grid.plane.value.lower()} slice index {index} out of range (0..{last})")
+        position = grid.position_of(index)
+    else:
+        assert position_mm is not None
+        lo = grid.first_mm - grid.axis_spacing / 2
+        hi = grid.position_of(last) + grid.axis_spacing / 2
+        if not (math.isfinite(position_mm) and lo <= position_mm <= hi):
+            raise NotFoundError(
+                f"{grid.plane.value.lower()} position {position_mm} mm outside the volume ({lo:.2f} to {hi:.2f} mm)"
+            )
+        position = float(position_mm)
+        index = grid.nearest_index(position)
+    half = int(math.floor(slab_mm / 2 / grid.axis_spacing + 1e-6)) if slab_mm > 0 else 0
+    w = np.asarray(grid.axis)
+    samples = sample_grid(
+        volume,
+        np.asarray(grid.origin_at(position)) - half * grid.axis_spacing * w,
+        (grid.row_direction, grid.column_direction, grid.axis),
+        (grid.pixel_spacing, grid.pixel_spacing, grid.axis_spacing),
+        (2 * half + 1, grid.rows, grid.columns),
+        interpolation=interpolation,
+        fill_value=math.nan,
+    )
+    if half == 0:
+        out = samples[0]
+    elif slab_mode == "max":
+        out = np.fmax.reduce(samples, axis=0)
+    elif slab_mode == "min":
+        out = np.fmin.reduce(samples, axis=0)
+    else:
+        valid = ~np.isnan(samples)
+        total = np.where(valid, samples, 0.0).sum(axis=0, dtype=np.float64)
+        n = valid.sum(axis=0)
+        out = np.divide(total, n, out=np.full(total.shape, np.nan), where=n > 0).astype(np.float32)
+    fill = volume.value_range[0] if fill_value is None else float(fill_value)
+    out = np.where(np.isnan(out), np.float32(fill), out)
+    dtype = volume.array.dtype
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        out = np.clip(np.rint(out), info.min, info.max).astype(dtype)
+    else:
+        out = out.astype(dtype, copy=False)
+    return Slice(
+        array=out,
+        pixel_spacing=(grid.pixel_spacing, grid.pixel_spacing),
+        origin=grid.origin_at(position),
+        row_direction=grid.row_direction,
+        column_direction=grid.column_direction,
+        plane=grid.plane,
+        index=index,
+        position_mm=position,
+        slab_mm=float(slab_mm),
+        slab_mode=slab_mode,
+        frame_of_reference_uid=volume.frame_of_reference_uid,
+    )

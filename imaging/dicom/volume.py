@@ -1,0 +1,576 @@
+"""One volume type in patient space, sampling it on any grid, and building it from a stack.
+
+Axis order and geometry
+-----------------------
+:class:`Volume` holds ``array`` of shape ``(slices, rows, columns)``: ``array[k, i, j]``
+is the voxel in slice ``k``, row ``i``, column ``j``, as numpy and
+``SimpleITK.GetArrayFromImage`` order them. Its ``affine`` is a 4x4 matrix that
+maps ``(j, i, k, 1)`` (column index, row index, slice index) to patient
+coordinates in millimetres in DICOM's LPS system (x towards the patient's left,
+y towards posterior, z towards superior), the centre of the voxel. Its first
+three columns are the column step, the row step and the slice step: for a
+volume built from DICOM slices, ``spacing_col * ImageOrientationPatient[0:3]``,
+``spacing_row * ImageOrientationPatient[3:6]`` and ``slice_spacing * normal``.
+This is SimpleITK's index order (x = column, y = row, z = slice), so
+``origin``, ``spacing`` and ``direction`` are the image's own.
+
+Building
+--------
+:func:`build_volume` turns a :class:`~imaging.dicom.stacks.Stack` into a
+volume from the frames' modality values. An evenly spaced, untilted stack is
+stacked as it is. Gantry tilt (slice positions that do not follow the normal)
+shifts every slice in-plane onto one rectilinear grid (``SimpleITK.Resample``,
+linear), widened to hold every slice whole; uneven spacing is interpolated
+linearly along the normal onto a uniform grid through the first and the last
+slice, at the median step (a blend of the two neighbouring slices, done in
+numpy: SimpleITK resamples from regular grids only, which uneven slices are
+not). Each is reported in the volume's warnings.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import SimpleITK as sitk
+
+from cache.errors import InvalidInputError, UnsupportedError
+
+from .stacks import Stack, uneven_spacing
+
+#: Format version of :meth:`Volume.geometry`; bump when its layout changes.
+GEOMETRY_VERSION = 1
+
+Interpolation = Literal["linear", "nearest"]
+LoadFrame = Callable[[str, int], np.ndarray]
+
+_INTERPOLATORS = {"linear": sitk.sitkLinear, "nearest": sitk.sitkNearestNeighbor}
+_DIRECTION_TOLERANCE = 1e-3
+
+
+def _readonly(arr: np.ndarray) -> np.ndarray:
+    view = arr.view()
+    view.flags.writeable = False
+    return view
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """Voxels in patient space: an array, a 4x4 LPS affine and a frame of reference.
+
+    Parameters
+    ----------
+    array:
+        Voxel values, shape ``(slices, rows, columns)``; kept as a read-only view.
+    affine:
+        4x4; maps ``(column index, row index, slice index, 1)`` to LPS millimetres.
+    frame_of_reference_uid:
+        The Frame of Reference UID the coordinates belong to ("" if unknown).
+    warnings:
+        What was corrected or tolerated while building it.
+
+    Raises
+    ------
+    ValueError
+        If the array is not 3-D and numeric, or the affine is not a 4x4 affine
+        with positive spacings and orthonormal directions (within 1e-3).
+    """
+
+    array: np.ndarray
+    affine: np.ndarray
+    frame_of_reference_uid: str = ""
+    warnings: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        arr = np.asarray(self.array)
+        if arr.ndim != 3 or 0 in arr.shape:
+            raise ValueError(f"array must be 3-D (slices, rows, columns) and non-empty, got shape {arr.shape}")
+        if arr.dtype.kind not in "iuf":
+            raise ValueError(f"array must hold integers or floats, got {arr.dtype}")
+        aff = np.array(self.affine, dtype=np.float64)
+        if aff.shape != (4, 4) or not np.all(np.isfinite(aff)):
+            raise ValueError("affine must be a finite 4x4 matrix")
+        if not np.allclose(aff[3], (0.0, 0.0, 0.0, 1.0)):
+            raise ValueError(f"affine's last row must be (0, 0, 0, 1), got {aff[3].tolist()}")
+        spacing = np.linalg.norm(aff[:3, :3], axis=0)
+        if not np.all(spacing > 0):
+            raise ValueError(f"spacing must be positive, got {spacing.tolist()}")
+        direction = aff[:3, :3] / spacing
+        err = float(np.abs(direction.T @ direction - np.eye(3)).max())
+        if err > _DIRECTION_TOLERANCE:
+            raise ValueError(f"direction must be orthonormal (off by {err:.2g})")
+        aff.flags.writeable = False
+        object.__setattr__(self, "array", _readonly(arr))
+        object.__setattr__(self, "affine", aff)
+        object.__setattr__(self, "warnings", tuple(str(w) for w in self.warnings))
+
+    # -- geometry -------------------------------------------------------------------
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """``(slices, rows, columns)``."""
+        s = self.array.shape
+        return int(s[0]), int(s[1]), int(s[2])
+
+    @property
+    def origin(self) -> tuple[float, float, float]:
+        """LPS position (mm) of the centre of voxel ``array[0, 0, 0]``."""
+        return tuple(float(v) for v in self.affine[:3, 3])  # type: ignore[return-value]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        """Voxel size (mm) along columns, rows and slices (SimpleITK's x, y, z order)."""
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
+    def direction(self) -> np.ndarray:
+        """3x3; its columns are the unit LPS directions of the column, row and slice axes."""
+        return self.affine[:3, :3] / np.linalg.norm(self.affine[:3, :3], axis=0)
+
+    def index_to_patient(self, index: np.ndarray | Sequence[float]) -> np.ndarray:
+        """LPS mm of ``(column, row, slice)`` indices, shape ``(..., 3)``."""
+        idx = np.asarray(index, dtype=np.float64)
+        return idx @ self.affine[:3, :3].T + self.affine[:3, 3]
+
+    def patient_to_index(self, points: np.ndarray | Sequence[float]) -> np.ndarray:
+        """Continuous ``(column, row, slice)`` indices of LPS points, shape ``(..., 3)``."""
+        pts = np.asarray(points, dtype=np.float64)
+        return (pts - self.affine[:3, 3]) @ np.linalg.inv(self.affine[:3, :3]).T
+
+    @cached_property
+    def value_range(self) -> tuple[float, float]:
+        """(lowest, highest) voxel value, computed once."""
+        return float(self.array.min()), float(self.array.max())
+
+    # -- SimpleITK ------------------------------------------------------------------
+
+    @classmethod
+    def from_sitk(
+        cls, image: sitk.Image, *, frame_of_reference_uid: str = "", warnings: Sequence[str] = ()
+    ) -> "Volume":
+        """A volume from a 3-D scalar SimpleITK image (its geometry is LPS, as ITK's is).
+
+        Raises
+        ------
+        ValueError
+            If the image is not 3-D or not scalar.
+        """
+        if image.GetDimension() != 3 or image.GetNumberOfComponentsPerPixel() != 1:
+            raise ValueError(
+                f"need a 3-D scalar image, got {image.GetDimension()}-D with "
+                f"{image.GetNumberOfComponentsPerPixel()} components"
+            )
+        direction = np.array(image.GetDirection(), dtype=np.float64).reshape(3, 3)
+        affine = np.eye(4)
+        affine[:3, :3] = direction * np.array(image.GetSpacing())
+        affine[:3, 3] = image.GetOrigin()
+        return cls(sitk.GetArrayFromImage(image), affine, frame_of_reference_uid, tuple(warnings))
+
+    def to_sitk(self) -> sitk.Image:
+        """A SimpleITK image (a copy) with this volume's origin, spacing and direction."""
+        image = sitk.GetImageFromArray(np.ascontiguousarray(self.array))
+        image.SetOrigin(self.origin)
+        image.SetSpacing(self.spacing)
+        image.SetDirection(tuple(float(v) for v in self.direction.ravel()))
+        return image
+
+    # -- caching --------------------------------------------------------------------
+
+    def geometry(self) -> dict[str, Any]:
+        """Everything but the voxels, JSON-able (for cache metadata and replies)."""
+        return {
+            "version": GEOMETRY_VERSION,
+            "shape": list(self.shape),
+            "dtype": self.array.dtype.str,
+            "affine": [[float(v) for v in row] for row in self.affine],
+            "origin": list(self.origin),
+            "spacing": list(self.spacing),
+            "direction": [float(v) for v in self.direction.ravel()],
+            "frame_of_reference_uid": self.frame_of_reference_uid,
+            "warnings": list(self.warnings),
+        }
+
+    def to_npy_bytes(self) -> bytes:
+        """The voxels as ``.npy`` bytes (no pickle)."""
+        buf = io.BytesIO()
+        np.save(buf, np.ascontiguousarray(self.array), allow_pickle=False)
+        return buf.getvalue()
+
+    @classmethod
+    def from_npy_bytes(cls, data: bytes | memoryview, geometry: dict[str, Any]) -> "Volume":
+        """Rebuild a volume from :meth:`to_npy_bytes` and :meth:`geometry`.
+
+        Raises
+        ------
+        ValueError
+            If the bytes are not ``.npy`` or disagree with the geometry (a cache
+            layer treats that as a miss).
+        """
+        if int(geometry.get("version", 0)) != GEOMETRY_VERSION:
+            raise ValueError(f"geometry version {geometry.get('version')} is not {GEOMETRY_VERSION}")
+        arr = np.load(io.BytesIO(bytes(data)), allow_pickle=False)
+        if list(arr.shape) != list(geometry["shape"]) or arr.dtype.str != geometry["dtype"]:
+            raise ValueError(
+                f"voxels are {arr.dtype.str}{list(arr.shape)}, geometry says {geometry['dtype']}{geometry['shape']}"
+            )
+        return cls(arr, np.array(geometry["affine"]), str(geometry.get("frame_of_reference_uid", "")),
+                   tuple(geometry.get("warnings", ())))
+
+
+# -- sampling ---------------------------------------------------------------------------
+
+
+def _unit(v: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    arr = np.asarray(v, dtype=np.float64).reshape(-1)
+    norm = float(np.linalg.norm(arr)) if arr.size == 3 else 0.0
+    if arr.size != 3 or not math.isfinite(norm) or abs(norm - 1.0) > 1e-2:
+        raise ValueError(f"{name} must be a unit 3-vector, got {arr.tolist()}")
+    return arr / norm
+
+
+def sample_grid(
+    volume: Volume,
+    origin: Sequence[float] | np.ndarray,
+    directions: Sequence[Sequence[float]] | np.ndarray,
+    spacing: Sequence[float],
+    shape: Sequence[int],
+    *,
+    interpolation: Interpolation = "linear",
+    fill_value: float = math.nan,
+) -> np.ndarray:
+    """Resample ``volume`` on a rectilinear grid in patient space (SimpleITK).
+
+    Grid point ``[k, i, j]`` is ``origin + j*spacing[0]*directions[0] +
+    i*spacing[1]*directions[1] + k*spacing[2]*directions[2]``. Only the part of
+    the volume the grid passes through is handed to SimpleITK, so a plane costs
+    about as much as its own pixels.
+
+    Parameters
+    ----------
+    volume:
+        What to sample.
+    origin:
+        LPS mm of grid point ``[0, 0, 0]``.
+    directions:
+        Three orthonormal LPS unit vectors: along columns, rows and slices of the grid.
+    spacing:
+        Step (mm) along each of ``directions``.
+    shape:
+        ``(slices, rows, columns)`` of the result.
+    interpolation:
+        ``"linear"`` or ``"nearest"``.
+    fill_value:
+        Value of grid points outside the volume.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape ``shape``.
+
+    Raises
+    ------
+    ValueError
+        For a bad interpolation name, non-positive spacing or shape, or
+        directions that are not orthonormal.
+    """
+    if interpolation not in _INTERPOLATORS:
+        raise ValueError(f"interpolation must be 'linear' or 'nearest', got {interpolation!r}")
+    dirs = np.array([_unit(d, "direction") for d in directions]) if len(directions) == 3 else None
+    if dirs is None or float(np.abs(dirs @ dirs.T - np.eye(3)).max()) > _DIRECTION_TOLERANCE:
+        raise ValueError("directions must be three orthonormal unit vectors")
+    sp = np.asarray(spacing, dtype=np.float64)
+    size = tuple(int(s) for s in shape)
+    if sp.shape != (3,) or not np.all(sp > 0) or len(size) != 3 or min(size) < 1:
+        raise ValueError(f"spacing must be 3 positive values and shape 3 positive sizes, got {spacing}, {shape}")
+    o = np.asarray(origin, dtype=np.float64).reshape(3)
+    out_shape = size
+    # Where the grid's corners fall in the volume's index space: crop to that box.
+    corners = np.array(list(np.ndindex(2, 2, 2)), dtype=np.float64) * (np.array(size[::-1]) - 1)
+    pts = o + (corners * sp) @ dirs
+    idx = volume.patient_to_index(pts)  # (column, row, slice)
+    vol_size = np.array(volume.shape[::-1])
+    lo, hi = idx.min(axis=0), idx.max(axis=0)
+    if np.any(hi < -0.5) or np.any(lo > vol_size - 0.5):
+        return np.full(out_shape, fill_value, dtype=np.float32)
+    start = np.clip(np.floor(lo).astype(int) - 1, 0, vol_size - 1)
+    stop = np.clip(np.ceil(hi).astype(int) + 1, 0, vol_size - 1) + 1
+    sub = volume.array[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
+    image = sitk.GetImageFromArray(np.ascontiguousarray(sub))
+    image.SetOrigin(tuple(float(v) for v in volume.index_to_patient(start.astype(np.float64))))
+    image.SetSpacing(volume.spacing)
+    image.SetDirection(tuple(float(v) for v in volume.direction.ravel()))
+    out = sitk.Resample(
+        image,
+        [size[2], size[1], size[0]],
+        sitk.Transform(),
+        _INTERPOLATORS[interpolation],
+        tuple(float(v) for v in o),
+        tuple(float(v) for v in sp),
+        tuple(float(v) for v in dirs.T.ravel()),
+        float(fill_value),
+        sitk.sitkFloat32,
+    )
+    return sitk.GetArrayFromImage(out)
+
+
+def sample_plane(
+    volume: Volume,
+    origin: Sequence[float] | np.ndarray,
+    row_dir: Sequence[float] | np.ndarray,
+    col_dir: Sequence[float] | np.ndarray,
+    pixel_spacing: Sequence[float],
+    shape: Sequence[int],
+    interpolation: Interpolation = "linear",
+    *,
+    fill_value: float = math.nan,
+) -> np.ndarray:
+    """Resample ``volume`` on a plane laid out as a DICOM image.
+
+    The arguments mean what a DICOM slice's attributes mean, so that an
+    original slice's grid is sampled with its own ImagePositionPatient,
+    ImageOrientationPatient, PixelSpacing, Rows and Columns: pixel ``[i, j]``
+    is at ``origin + j * pixel_spacing[1] * row_dir + i * pixel_spacing[0] * col_dir``.
+
+    Parameters
+    ----------
+    volume:
+        What to sample.
+    origin:
+        LPS mm of the centre of pixel ``[0, 0]`` (ImagePositionPatient).
+    row_dir, col_dir:
+        Unit LPS directions along a row (the column index grows; IOP values 1-3)
+        and down a column (the row index grows; IOP values 4-6).
+    pixel_spacing:
+        ``(row spacing, column spacing)`` in mm (PixelSpacing order).
+    shape:
+        ``(rows, columns)``.
+    interpolation:
+        ``"linear"`` (default) or ``"nearest"``.
+    fill_value:
+        Value of pixels outside the volume (NaN by default, to tell them apart).
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, shape ``(rows, columns)``.
+
+    Raises
+    ------
+    ValueError
+        If the directions are not orthogonal unit vectors, or spacing or shape
+        are not positive.
+    """
+    r, c = _unit(row_dir, "row_dir"), _unit(col_dir, "col_dir")
+    if len(pixel_spacing) != 2 or len(shape) != 2:
+        raise ValueError("pixel_spacing and shape take two values each (rows first)")
+    return sample_grid(
+        volume,
+        origin,
+        (r, c, np.cross(r, c)),
+        (float(pixel_spacing[1]), float(pixel_spacing[0]), 1.0),
+        (1, int(shape[0]), int(shape[1])),
+        interpolation=interpolation,
+        fill_value=fill_value,
+    )[0]
+
+
+# -- building from a stack ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class VolumeGrid:
+    """The grid a stack's volume will have, known from the headers alone.
+
+    Attributes
+    ----------
+    shape:
+        ``(slices, rows, columns)`` of the volume.
+    affine:
+        As :attr:`Volume.affine`.
+    offsets_mm:
+        ``(frames, 2)``: each frame's first pixel relative to the grid origin,
+        along the row and the column direction (non-zero only under tilt).
+    tilt_deg:
+        Angle between the line through the slice positions and the normal.
+    tilted, uneven:
+        Whether the slices are shifted in-plane, resp. interpolated along the normal.
+    warnings:
+        What building will correct.
+    """
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray
+    offsets_mm: np.ndarray
+    tilt_deg: float
+    tilted: bool
+    uneven: bool
+    warnings: tuple[str, ...]
+
+    @property
+    def spacing(self) -> tuple[float, float, float]:
+        return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
+
+    @property
+    def origin(self) -> tuple[float, float, float]:
+        return tuple(float(v) for v in self.affine[:3, 3])  # type: ignore[return-value]
+
+
+def plan_volume(stack: Stack) -> VolumeGrid:
+    """Work out the volume grid of ``stack``: size, affine, and what must be resampled.
+
+    Raises
+    ------
+    InvalidInputError
+        If the stack has no frame.
+    UnsupportedError
+        If the slices shift in-plane far more than a gantry tilt does (the grid
+        would grow past three times the slice size).
+    """
+    if not stack.frames:
+        raise InvalidInputError("empty stack: no frame to build a volume from")
+    r, c, n = stack.row_direction, stack.column_direction, stack.normal
+    row_sp, col_sp = stack.pixel_spacing
+    pos = np.array([f.position for f in stack.frames], dtype=np.float64)
+    d = np.asarray(stack.positions_mm, dtype=np.float64)
+    rel = pos - pos[0]
+    inplane = rel - np.outer(rel @ n, n)
+    a, b = inplane @ r, inplane @ c
+    shift = float(np.hypot(a, b).max())
+    tilted = shift > max(0.01, 0.05 * min(row_sp, col_sp))
+    extent = float(d[-1] - d[0])
+    tilt_deg = math.degrees(math.atan2(float(np.hypot(a[-1], b[-1])), extent)) if extent > 0 else 0.0
+    warnings: list[str] = []
+    rows, cols = stack.rows, stack.columns
+    origin = pos[0].copy()
+    if tilted:
+        a0, b0 = float(a.min()), float(b.min())
+        cols += math.ceil((float(a.max()) - a0) / col_sp - 1e-6)
+        rows += math.ceil((float(b.max()) - b0) / row_sp - 1e-6)
+        if rows > 3 * stack.rows or cols > 3 * stack.columns:
+            # Far beyond any gantry tilt (30 degrees over a 300 mm scan shifts ~170 mm).
+            raise UnsupportedError(
+                f"slice positions shift {shift:.0f} mm in-plane over {extent:.0f} mm along the normal: "
+                "not a gantry tilt that can be resampled"
+            )
+        origin = origin + a0 * r + b0 * c
+        offsets = np.stack([a - a0, b - b0], axis=1)
+        warnings.append(
+            f"gantry tilt of {tilt_deg:.1f} deg: slices shifted in-plane onto a rectilinear grid, "
+            f"widened from {stack.rows}x{stack.columns} to {rows}x{cols} to hold every slice"
+        )
+    else:
+        offsets = np.zeros((len(d), 2))
+    uneven = uneven_spacing(d)
+    if len(d) == 1:
+        thickness = stack.frames[0].slice_thickness
+        step = thickness if thickness and thickness > 0 else min(row_sp, col_sp)
+        slices = 1
+        warnings.append(f"single slice: slice spacing taken as {step:.3g} mm "
+                        f"({'Slice Thickness' if thickness and thickness > 0 else 'pixel spacing'})")
+    elif uneven:
+        median = float(np.median(np.diff(d)))
+        # A run of thin slices beside a long gap must not blow the grid up.
+        slices = min(max(2, round(extent / median) + 1), 4 * len(d))
+        step = extent / (slices - 1)
+        warnings.append(
+            f"uneven spacing: slices interpolated linearly along the normal onto {slices} slices "
+            f"{step:.3f} mm apart ({'the median step' if step < 1.5 * median else 'coarser than the median step'})"
+        )
+    else:
+        slices = len(d)
+        step = extent / (slices - 1)
+    affine = np.eye(4)
+    affine[:3, 0] = r * col_sp
+    affine[:3, 1] = c * row_sp
+    affine[:3, 2] = n * step
+    affine[:3, 3] = origin
+    affine.flags.writeable = False
+    return VolumeGrid((slices, rows, cols), affine, offsets, tilt_deg, tilted, uneven and len(d) > 1,
+                      tuple(warnings))
+
+
+def _common_dtype(frames: Sequence[np.ndarray]) -> np.dtype:
+    if any(f.dtype.kind == "f" for f in frames):
+        return np.dtype(np.float32)
+    return np.result_type(*(f.dtype for f in frames))
+
+
+def _shift_inplane(
+    frame: np.ndarray, offset: np.ndarray, stack: Stack, rows: int, cols: int, fill: float
+) -> np.ndarray:
+    """Place one slice on the common in-plane grid, ``offset`` mm from its origin (linear)."""
+    row_sp, col_sp = stack.pixel_spacing
+    image = sitk.GetImageFromArray(np.ascontiguousarray(frame, dtype=np.float32))
+    image.SetSpacing((col_sp, row_sp))
+    image.SetOrigin((float(offset[0]), float(offset[1])))
+    out = sitk.Resample(image, [cols, rows], sitk.Transform(), sitk.sitkLinear, (0.0, 0.0),
+                        (col_sp, row_sp), (1.0, 0.0, 0.0, 1.0), fill, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(out)
+
+
+def build_volume(stack: Stack, load_frame: LoadFrame, *, grid: VolumeGrid | None = None) -> Volume:
+    """Build the volume of ``stack`` from its frames' modality values.
+
+    Parameters
+    ----------
+    stack:
+        From :func:`~imaging.dicom.stacks.split_stacks`.
+    load_frame:
+        ``load_frame(sop_uid, frame_index)`` returns the MODALITY values (rescale
+        or Modality LUT applied) of one frame, shape ``(rows, columns)``.
+    grid:
+        :func:`plan_volume` of the stack, if already computed.
+
+    Returns
+    -------
+    Volume
+        Integer voxels when every frame is integer (the frames' common type;
+        interpolated values are rounded), float32 otherwise.
+
+    Raises
+    ------
+    InvalidInputError
+        If a frame's shape is not the stack's ``(rows, columns)``, or the stack is empty.
+    """
+    grid = grid or plan_volume(stack)
+    frames: list[np.ndarray] = []
+    for ref in stack.frames:
+        arr = np.asarray(load_frame(ref.sop_uid, ref.frame_index))
+        if arr.shape != (stack.rows, stack.columns):
+            raise InvalidInputError(
+                f"frame {ref.frame_index} decodes to shape {arr.shape}, not ({stack.rows}, {stack.columns})",
+                subject=ref.sop_uid,
+            )
+        frames.append(arr)
+    dtype = _common_dtype(frames)
+    warnings = [*stack.warnings, *grid.warnings]
+    if not grid.tilted and not grid.uneven:
+        array = np.stack(frames).astype(dtype, copy=False)
+        return Volume(array, grid.affine, stack.frame_of_reference_uid, tuple(warnings))
+    slices, rows, cols = grid.shape
+    fill = float(min(float(f.min()) for f in frames))
+    if grid.tilted:
+        shifted = [_shift_inplane(f, o, stack, rows, cols, fill) for f, o in zip(frames, grid.offsets_mm)]
+        warnings.append(f"voxels outside every acquired field of view hold the lowest value ({fill:g})")
+    else:
+        shifted = [f.astype(np.float32, copy=False) for f in frames]
+    frames.clear()
+    if grid.uneven:
+        d = np.asarray(stack.positions_mm) - stack.positions_mm[0]
+        target = np.arange(slices) * grid.spacing[2]
+        k = np.clip(np.searchsorted(d, target, side="right") - 1, 0, len(d) - 2)
+        w = np.clip((target - d[k]) / (d[k + 1] - d[k]), 0.0, 1.0).astype(np.float32)
+        out = np.empty((slices, rows, cols), dtype=np.float32)
+        for j in range(slices):
+            out[j] = shifted[k[j]] * (1.0 - w[j]) + shifted[k[j] + 1] * w[j]
+    else:
+        out = np.stack(shifted)
+    if dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        out = np.clip(np.rint(out), info.min, info.max).astype(dtype)
+    return Volume(out, grid.affine, stack.frame_of_reference_uid, tuple(warnings))

@@ -1,0 +1,79 @@
+"""Stream plumbing for servicers."""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+_ITEM, _END, _ERROR = range(3)
+
+
+class prefetch(Generic[T]):  # noqa: N801 - used like a function
+    """Iterate ``source`` on a background thread, up to ``depth`` items ahead.
+
+    Exceptions raised by ``source`` are re-raised to the consumer in order.
+    :meth:`close_and_drain` stops the thread and returns the items it had
+    produced but nobody consumed, so the caller can release them.
+    """
+
+    def __init__(self, source: Iterator[T], *, depth: int) -> None:
+        self._source = source
+        self._queue: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._pump, name="prefetch", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: tuple[int, object]) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _pump(self) -> None:
+        try:
+            for item in self._source:
+                if not self._put((_ITEM, item)):
+                    return
+            self._put((_END, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            self._put((_ERROR, exc))
+        finally:
+            close = getattr(self._source, "close", None)
+            if close is not None:
+                close()
+
+    def __iter__(self) -> Iterator[T]:
+        while True:
+            kind, value = self._queue.get()
+            if kind == _ITEM:
+                yield value  # type: ignore[misc]
+            elif kind == _END:
+                return
+            else:
+                raise value  # type: ignore[misc]
+
+    def close_and_drain(self, timeout: float = 10.0) -> list[T]:
+        """Stop the background thread; return items produced but not consumed.
+
+        Waits at most ``timeout`` seconds for a source blocked on input; what it
+        produces after that is abandoned (staging files are swept at start-up).
+        """
+        self._stop.set()
+        left: list[T] = []
+        deadline = time.monotonic() + timeout
+        while (self._thread.is_alive() and time.monotonic() < deadline) or not self._queue.empty():
+            try:
+                kind, value = self._queue.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if kind == _ITEM:
+                left.append(value)  # type: ignore[arg-type]
+        return left

@@ -1,0 +1,149 @@
+"""The durable, content-addressed object store."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from cache.errors import InvalidInputError, LimitExceededError, NotFoundError
+from cache.store import ObjectStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ObjectStore:
+    return ObjectStore(tmp_path / "store")
+
+
+def _staging_files(store: ObjectStore) -> list[Path]:
+    return list(store.staging.iterdir())
+
+
+def _put(store: ObjectStore, data: bytes, chunk: int = 7) -> str:
+    staged = store.stage(name="x.dcm", max_bytes=1 << 20)
+    for i in range(0, len(data), chunk):
+        staged.write(data[i : i + chunk])
+    return store.commit(staged)
+
+
+def test_staging_then_commit_is_content_addressed(store: ObjectStore) -> None:
+    data = b"DICM" + bytes(range(256)) * 40
+    staged = store.stage(name="a.dcm", max_bytes=1 << 20)
+    assert staged.path.parent == store.staging
+    for i in range(0, len(data), 1000):
+        staged.write(data[i : i + 1000])
+    assert staged.size == len(data)
+    assert _staging_files(store) == [staged.path]
+
+    sha = store.commit(staged)
+
+    assert sha == hashlib.sha256(data).hexdigest()
+    path = store.path(sha)
+    assert path == store.objects / sha[:2] / sha
+    assert path.read_bytes() == data
+    assert store.exists(sha)
+    assert _staging_files(store) == []
+
+
+def test_size_limit_is_enforced_while_writing(store: ObjectStore) -> None:
+    staged = store.stage(name="big.dcm", max_bytes=100)
+    staged.write(b"x" * 60)
+    staged.write(b"x" * 40)  # exactly at the limit is fine
+    with pytest.raises(LimitExceededError, match=r"big\.dcm.*100 bytes"):
+        staged.write(b"x")
+    assert not staged.path.exists()
+    assert _staging_files(store) == []
+    # The file is closed: nothing more can be written or committed.
+    with pytest.raises(RuntimeError):
+        staged.write(b"y")
+    with pytest.raises(RuntimeError):
+        store.commit(staged)
+    assert list(store.hashes()) == []
+
+
+def test_a_single_oversized_chunk_is_refused_before_it_is_written(store: ObjectStore) -> None:
+    staged = store.stage(name="big.dcm", max_bytes=10)
+    with pytest.raises(LimitExceededError):
+        staged.write(b"x" * 11)
+    assert _staging_files(store) == []
+
+
+def test_discard_removes_the_staging_file_and_is_repeatable(store: ObjectStore) -> None:
+    staged = store.stage(name="a.dcm", max_bytes=100)
+    staged.write(b"abc")
+    staged.discard()
+    staged.discard()
+    assert _staging_files(store) == []
+    assert list(store.hashes()) == []
+
+
+def test_context_manager_discards_on_error(store: ObjectStore) -> None:
+    with pytest.raises(KeyError):
+        with store.stage(name="a.dcm", max_bytes=100) as staged:
+            staged.write(b"abc")
+            raise KeyError("boom")
+    assert _staging_files(store) == []
+
+
+def test_sweep_staging_removes_leftovers(store: ObjectStore, tmp_path: Path) -> None:
+    left = [store.stage(name=f"{i}.dcm", max_bytes=100) for i in range(3)]
+    for s in left:
+        s.write(b"partial")
+    sha = _put(store, b"kept")
+    # A new store over the same directory, as at start-up after a crash.
+    again = ObjectStore(tmp_path / "store")
+    assert again.sweep_staging() == 3
+    assert _staging_files(again) == []
+    assert again.path(sha).read_bytes() == b"kept"
+    assert again.sweep_staging() == 0
+    for s in left:
+        s.discard()
+
+
+def test_commit_is_idempotent_per_content(store: ObjectStore) -> None:
+    first = _put(store, b"same bytes")
+    mtime = store.path(first).stat().st_mtime_ns
+    second = _put(store, b"same bytes", chunk=3)
+    assert first == second
+    assert store.path(first).stat().st_mtime_ns == mtime
+    assert [p.name for p in (store.objects / first[:2]).iterdir()] == [first]
+    assert _staging_files(store) == []
+
+
+def test_different_content_gets_different_objects(store: ObjectStore) -> None:
+    a, b = _put(store, b"one"), _put(store, b"two")
+    assert a != b
+    assert store.path(a).read_bytes() == b"one"
+    assert store.path(b).read_bytes() == b"two"
+
+
+def test_empty_object(store: ObjectStore) -> None:
+    staged = store.stage(name="empty", max_bytes=10)
+    sha = store.commit(staged)
+    assert sha == hashlib.sha256(b"").hexdigest()
+    assert store.path(sha).read_bytes() == b""
+
+
+def test_delete(store: ObjectStore) -> None:
+    sha = _put(store, b"12345")
+    assert store.delete(sha) == 5
+    assert not store.exists(sha)
+    with pytest.raises(NotFoundError):
+        store.path(sha)
+    assert store.delete(sha) == 0
+
+
+@pytest.mark.parametrize("bad", ["", "../" + "a" * 61, "A" * 64, "g" * 64, "a" * 63])
+def test_hashes_are_checked_before_touching_the_file_system(store: ObjectStore, bad: str) -> None:
+    with pytest.raises(InvalidInputError):
+        store.path(bad)
+    with pytest.raises(InvalidInputError):
+        store.delete(bad)
+
+
+def test_staging_names_are_unique(store: ObjectStore) -> None:
+    staged = [store.stage(name="same", max_bytes=1) for _ in range(20)]
+    assert len({s.path for s in staged}) == 20
+    for s in staged:
+        s.discard()

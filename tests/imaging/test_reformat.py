@@ -1,0 +1,162 @@
+"""Reformats follow one display convention whatever the acquisition orientation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cache.errors import InvalidInputError, NotFoundError
+from imaging.dicom.reformat import Plane, plane_grid, reformat
+from imaging.dicom.volume import Volume, sample_plane
+from tests.imaging._series import rotation
+
+MARKER = np.array([20.0, -25.0, 30.0])  # patient's left, anterior, superior of the centre (LPS)
+
+ACQUISITIONS = {
+    # (row direction, column direction) of the acquired slices; the normal is their cross product
+    "axial": ((1, 0, 0), (0, 1, 0)),
+    "axial-feet-first": ((-1, 0, 0), (0, 1, 0)),
+    "sagittal": ((0, 1, 0), (0, 0, -1)),
+    "coronal": ((1, 0, 0), (0, 0, -1)),
+    "oblique": tuple(tuple(rotation((1, 2, 0.5), 35.0)[:, k]) for k in (0, 1)),
+}
+
+
+def _acquired(name: str, spacing: tuple[float, float, float] = (1.5, 1.5, 2.5), size: int = 64) -> Volume:
+    """A volume acquired in ``name`` orientation, centred on the origin, with a ball at MARKER."""
+    r, c = (np.asarray(v, dtype=np.float64) for v in ACQUISITIONS[name])
+    direction = np.stack([r, c, np.cross(r, c)], axis=1)
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.asarray(spacing)
+    affine[:3, 3] = -direction @ (np.asarray(spacing) * (size - 1) / 2)
+    k, i, j = np.meshgrid(*(np.arange(size),) * 3, indexing="ij")
+    pts = np.stack([j, i, k], axis=-1).reshape(-1, 3) @ affine[:3, :3].T + affine[:3, 3]
+    values = np.where(np.linalg.norm(pts - MARKER, axis=1) < 4.0, 1000, -1000).astype(np.int16)
+    return Volume(values.reshape(size, size, size), affine, "1.2.3")
+
+
+@pytest.mark.parametrize("acquisition", list(ACQUISITIONS))
+def test_marker_shows_where_the_convention_says(acquisition: str) -> None:
+    vol = _acquired(acquisition)
+    for plane in Plane:
+        grid = plane_grid(vol, plane)
+        sl = reformat(vol, plane, position_mm=float(MARKER @ np.asarray(grid.axis)))
+        rows, cols = sl.array.shape
+        i, j = np.unravel_index(int(np.argmax(sl.array)), sl.array.shape)
+        assert sl.array[i, j] > 0, (acquisition, plane)
+        np.testing.assert_allclose(sl.to_patient(i, j), MARKER, atol=4.0)
+        if plane is Plane.AXIAL:  # patient's left on the image's right, anterior at the top
+            assert j > cols / 2 and i < rows / 2
+        elif plane is Plane.CORONAL:  # patient's left on the right, superior at the top
+            assert j > cols / 2 and i < rows / 2
+        else:  # anterior on the left, superior at the top
+            assert j < cols / 2 and i < rows / 2
+
+
+def test_directions_and_axes_of_each_plane() -> None:
+    vol = _acquired("oblique")
+    expected = {Plane.AXIAL: ((1, 0, 0), (0, 1, 0)), Plane.CORONAL: ((1, 0, 0), (0, 0, -1)),
+                Plane.SAGITTAL: ((0, 1, 0), (0, 0, -1))}
+    for plane, (row_dir, col_dir) in expected.items():
+        sl = reformat(vol, plane, index=3)
+        assert (sl.row_direction, sl.column_direction) == (row_dir, col_dir)
+        assert sl.image_orientation == (*row_dir, *col_dir)
+
+
+def test_axial_reformat_of_an_axial_volume_is_its_slice() -> None:
+    vol = _acquired("axial", spacing=(1.5, 1.5, 2.5), size=24)
+    for k in (0, 7, 23):
+        sl = reformat(vol, "axial", index=k)
+        np.testing.assert_array_equal(sl.array, vol.array[k])
+        assert sl.array.dtype == vol.array.dtype
+        np.testing.assert_allclose(sl.origin, vol.index_to_patient([0, 0, k]))
+
+
+def test_pixels_are_square_at_the_finer_spacing() -> None:
+    aff = np.diag([0.5, 0.7, 2.0, 1.0])
+    vol = Volume(np.zeros((10, 20, 30), np.int16), aff)
+    axial, coronal, sagittal = (reformat(vol, p, index=0) for p in ("axial", "coronal", "sagittal"))
+    assert axial.pixel_spacing == (0.5, 0.5) and axial.array.shape == (27, 30)  # 19 x 0.7 mm in 0.5 mm rows
+    assert coronal.pixel_spacing == (0.5, 0.5) and coronal.array.shape == (37, 30)  # 18 mm of z
+    assert sagittal.pixel_spacing == (0.7, 0.7) and sagittal.array.shape == (26, 20)
+    assert [plane_grid(vol, p).count for p in ("axial", "coronal", "sagittal")] == [10, 20, 30]
+
+
+def test_position_mm_and_index_agree() -> None:
+    vol = _acquired("oblique", size=32)
+    for plane in Plane:
+        grid = plane_grid(vol, plane)
+        for index in (0, grid.count // 3, grid.count - 1):
+            by_index = reformat(vol, plane, index=index)
+            by_mm = reformat(vol, plane, position_mm=by_index.position_mm)
+            assert by_mm.index == index and by_mm.position_mm == pytest.approx(grid.position_of(index))
+            np.testing.assert_array_equal(by_mm.array, by_index.array)
+            assert by_mm.origin == pytest.approx(by_index.origin)
+        between = reformat(vol, plane, position_mm=grid.position_of(2) + 0.4 * grid.axis_spacing)
+        assert between.index == 2
+
+
+def test_slice_mapping_places_pixels_in_patient_space() -> None:
+    vol = _acquired("oblique", size=32)
+    for plane in Plane:
+        sl = reformat(vol, plane, index=plane_grid(vol, plane).count // 2)
+        again = sample_plane(vol, sl.origin, sl.row_direction, sl.column_direction, sl.pixel_spacing,
+                             sl.array.shape, fill_value=vol.value_range[0])
+        np.testing.assert_allclose(sl.array, again, atol=0.5)  # reformat rounds to the integer dtype
+
+
+def test_nearest_interpolation_keeps_the_values() -> None:
+    vol = _acquired("oblique", size=32)
+    sl = reformat(vol, "coronal", index=10, interpolation="nearest")
+    assert set(np.unique(sl.array)) <= {-1000, 1000}
+
+
+def test_slabs_project_max_min_and_mean() -> None:
+    arr = np.zeros((9, 4, 5), np.int16)
+    arr[5, 1, 1] = 900  # one slice above the centre of the slab
+    arr[3, 2, 2] = -600  # one slice below
+    vol = Volume(arr, np.diag([1.0, 1.0, 2.0, 1.0]))
+    plain = reformat(vol, "axial", index=4)
+    assert plain.array.max() == 0 and plain.array.min() == 0
+    mip = reformat(vol, "axial", index=4, slab_mm=4.0)
+    assert mip.array[1, 1] == 900 and mip.array[2, 2] == 0 and mip.slab_mm == 4.0
+    minip = reformat(vol, "axial", index=4, slab_mm=4.0, slab_mode="min")
+    assert minip.array[2, 2] == -600 and minip.array[1, 1] == 0
+    mean = reformat(vol, "axial", index=4, slab_mm=4.0, slab_mode="mean")
+    assert mean.array[1, 1] == 300 and mean.array[2, 2] == -200
+    thin = reformat(vol, "axial", index=4, slab_mm=3.0)  # reaches no neighbour slice
+    assert thin.array.max() == 0
+    edge = reformat(vol, "axial", index=0, slab_mm=20.0, slab_mode="mean")  # outside samples are left out
+    assert edge.array[1, 1] == 150 and edge.array[2, 2] == -100 and edge.array[0, 0] == 0  # 6 of 11 inside
+    coronal_mip = reformat(vol, "coronal", index=1, slab_mm=2.0)
+    assert coronal_mip.array.max() == 900
+
+
+def test_float_volume_keeps_float32() -> None:
+    vol = Volume(np.linspace(0, 1, 60, dtype=np.float32).reshape(3, 4, 5), np.diag([1.0, 1.0, 1.0, 1.0]))
+    sl = reformat(vol, "sagittal", index=2)
+    assert sl.array.dtype == np.float32
+    # Sagittal: columns run anterior to posterior (+y), rows superior to inferior (-z).
+    np.testing.assert_allclose(sl.array, vol.array[::-1, :, 2], atol=1e-6)
+
+
+def test_bad_requests_are_named() -> None:
+    vol = _acquired("axial", size=16)
+    with pytest.raises(NotFoundError, match=r"axial slice index 16 out of range \(0..15\)"):
+        reformat(vol, "axial", index=16)
+    with pytest.raises(NotFoundError, match="out of range"):
+        reformat(vol, "coronal", index=-1)
+    with pytest.raises(NotFoundError, match="sagittal position 500.0 mm outside the volume"):
+        reformat(vol, "sagittal", position_mm=500.0)
+    with pytest.raises(InvalidInputError, match="exactly one"):
+        reformat(vol, "axial", index=1, position_mm=0.0)
+    with pytest.raises(InvalidInputError, match="exactly one"):
+        reformat(vol, "axial")
+    with pytest.raises(InvalidInputError, match="unknown plane"):
+        reformat(vol, "oblique", index=0)
+    with pytest.raises(InvalidInputError, match="slab mode"):
+        reformat(vol, "axial", index=0, slab_mm=2.0, slab_mode="median")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="slab thickness"):
+        reformat(vol, "axial", index=0, slab_mm=-1.0)
+    with pytest.raises(InvalidInputError, match="interpolation"):
+        reformat(vol, "axial", index=0, interpolation="cubic")  # type: ignore[arg-type]
