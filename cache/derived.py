@@ -13,18 +13,22 @@ import hashlib
 import io
 import json
 import logging
+import os
 import struct
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import diskcache
 import numpy as np
 
+from .errors import LimitExceededError
+
 log = logging.getLogger(__name__)
+_V = TypeVar("_V")
 
 _MAGIC = b"VGC1"
 
@@ -38,6 +42,47 @@ class CachedValue:
     meta: Mapping[str, Any] = field(default_factory=dict)
     checksum: str = ""
     created: float = 0.0
+
+
+@dataclass(frozen=True)
+class CachedFile:
+    """A derived value left in its file: ``path[offset:offset + length]`` is the payload.
+
+    Values small enough to live inside diskcache's database come with ``payload``
+    set and an empty ``path``.
+    """
+
+    path: str
+    offset: int
+    length: int
+    media_type: str
+    meta: Mapping[str, Any]
+    checksum: str
+    created: float
+    payload: bytes | None = None
+
+    def read(self) -> bytes:
+        if self.payload is not None:
+            return self.payload
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            return fh.read(self.length)
+
+    def iter_chunks(self, size: int = 1 << 20) -> "Iterator[bytes]":
+        """The payload in chunks (the file may be evicted meanwhile: the open handle keeps it)."""
+        if self.payload is not None:
+            for i in range(0, len(self.payload), size):
+                yield self.payload[i : i + size]
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(self.offset)
+            left = self.length
+            while left > 0:
+                chunk = fh.read(min(size, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+                yield chunk
 
 
 @dataclass(frozen=True)
@@ -79,7 +124,7 @@ class _Flight:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.value: CachedValue | None = None
+        self.value: object = None
         self.error: BaseException | None = None
 
 
@@ -111,6 +156,7 @@ class DerivedCache:
         self._hits = self._misses = self._computations = 0
         self._puts = self._explicit_deletes = 0
         self._initial_entries = len(self._cache)
+        self._verified: set[tuple[str, str]] = set()
 
     # -- plain access ---------------------------------------------------------
 
@@ -198,7 +244,41 @@ class DerivedCache:
         compute:
             Returns ``(payload, media_type, meta)``.
         """
-        value = self.get(key)
+        return self._get_or_build(key, self._read, compute, tag)
+
+    def get_or_compute_file(
+        self,
+        key: str,
+        compute: Callable[[], tuple[bytes, str, Mapping[str, Any]]],
+        *,
+        tag: str | None = None,
+    ) -> "CachedFile":
+        """Like :meth:`get_or_compute`, but the payload stays in its file.
+
+        For large values (volumes): the caller memory-maps or streams the bytes
+        at ``path[offset:offset + length]`` instead of loading them. The checksum
+        is verified the first time this process opens an entry.
+
+        Raises
+        ------
+        LimitExceededError
+            When the value is larger than the cache's bound (it cannot be kept).
+        """
+        return self._get_or_build(key, self._read_file, compute, tag)
+
+    def _get_or_build(
+        self,
+        key: str,
+        read: Callable[[str], _V | None],
+        compute: Callable[[], tuple[bytes, str, Mapping[str, Any]]],
+        tag: str | None,
+    ) -> _V:
+        value = read(key)
+        with self._lock:
+            if value is None:
+                self._misses += 1
+            else:
+                self._hits += 1
         if value is not None:
             return value
         with self._lock:
@@ -211,16 +291,21 @@ class DerivedCache:
             flight.done.wait()
             if flight.error is not None:
                 raise flight.error
-            assert flight.value is not None
-            return flight.value
+            return flight.value  # type: ignore[return-value]
         try:
             # Someone may have finished between our miss and taking the lead.
-            value = self._read(key)
+            value = read(key)
             if value is None:
                 with self._lock:
                     self._computations += 1
                 payload, media_type, meta = compute()
-                value = self.put(key, payload, media_type, meta, tag=tag)
+                stored = self.put(key, payload, media_type, meta, tag=tag)
+                value = read(key) if read is not self._read else stored  # type: ignore[assignment]
+                if value is None:
+                    raise LimitExceededError(
+                        f"derived value of {len(payload)} bytes does not fit the cache bound "
+                        f"of {self.size_limit} bytes", subject=key.split("?")[0]
+                    )
             flight.value = value
             return value
         except BaseException as exc:
@@ -230,6 +315,48 @@ class DerivedCache:
             with self._lock:
                 del self._flights[key]
             flight.done.set()
+
+    def _read_file(self, key: str) -> "CachedFile | None":
+        try:
+            handle = self._cache.get(key, default=None, read=True)
+        except Exception:  # noqa: BLE001 - a damaged entry is a miss
+            self._drop(key)
+            return None
+        if handle is None:
+            return None
+        try:
+            path = getattr(handle, "name", None)
+            head = handle.read(8)
+            if head[:4] != _MAGIC or len(head) < 8:
+                raise ValueError("bad magic")
+            (n,) = struct.unpack("<I", head[4:8])
+            header = json.loads(handle.read(n))
+            if not isinstance(path, str):
+                # Small values live inside diskcache's database, not in a file.
+                payload = handle.read()
+                if hashlib.sha256(payload).hexdigest() != header["checksum"]:
+                    raise ValueError("checksum mismatch")
+                return CachedFile("", 0, len(payload), header["media_type"], header["meta"],
+                                  header["checksum"], header["created"], payload)
+            offset = 8 + n
+            length = os.fstat(handle.fileno()).st_size - offset
+            stamp = (path, header["checksum"])
+            if stamp not in self._verified:
+                digest = hashlib.sha256()
+                while chunk := handle.read(1 << 22):
+                    digest.update(chunk)
+                if digest.hexdigest() != header["checksum"]:
+                    raise ValueError("checksum mismatch")
+                with self._lock:
+                    self._verified.add(stamp)
+            return CachedFile(path, offset, length, header["media_type"], header["meta"],
+                              header["checksum"], header["created"])
+        except (ValueError, KeyError, struct.error, json.JSONDecodeError, OSError):
+            log.warning("corrupt derived-cache entry dropped", extra={"key": key})
+            self._drop(key)
+            return None
+        finally:
+            handle.close()
 
     # -- maintenance ----------------------------------------------------------
 
@@ -275,3 +402,22 @@ def npy_bytes(arr: "np.ndarray") -> bytes:
 def npy_array(payload: bytes | memoryview) -> "np.ndarray":
     """The array of :func:`npy_bytes` output (raises ValueError when malformed)."""
     return np.load(io.BytesIO(payload), allow_pickle=False)
+
+
+def npy_memmap(path: str, offset: int) -> "np.ndarray":
+    """A read-only memory map of ``.npy`` bytes that start at ``offset`` in ``path``.
+
+    Raises
+    ------
+    ValueError
+        When the bytes there are not a ``.npy`` array.
+    """
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(fh)
+        data_offset = fh.tell()
+    if fortran or dtype.hasobject:
+        raise ValueError("only C-ordered numeric .npy payloads can be mapped")
+    return np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=shape)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import threading
+import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,18 +19,21 @@ from cache.derived import DerivedCache
 from cache.gc import remove_orphans
 from cache.store import ObjectStore
 from imaging.dicom.archive import DicomArchive
-from voxelgate.v1 import admin_pb2, admin_pb2_grpc, dicom_pb2, dicom_pb2_grpc
+from imaging.dicom.series import SeriesVolumes
+from voxelgate.v1 import admin_pb2, admin_pb2_grpc, dicom_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
 
 from .admin_servicer import AdminServicer
 from .auth import BearerAuthInterceptor, load_tokens
 from .config import Config
 from .dicom_servicer import DicomServicer
 from .errors import ErrorInterceptor
+from .volume_servicer import VolumeServicer
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAMES = (
     dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name,
+    volume_pb2.DESCRIPTOR.services_by_name["VolumeService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
@@ -105,6 +108,7 @@ def build_server(config: Config) -> Running:
         maximum_concurrent_rpcs=config.workers * 4,
     )
     dicom_pb2_grpc.add_DicomServiceServicer_to_server(DicomServicer(archive, max_message_bytes=config.max_message_bytes), server)
+    volume_pb2_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(SeriesVolumes(archive)), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(cache, catalog), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -152,11 +156,12 @@ def serve(config: Config) -> int:
     os.environ.setdefault("OPJ_NUM_THREADS", str(os.cpu_count() or 1))
     running = build_server(config)
     # Handlers go in before the start: a SIGTERM from then on must get the grace period.
-    stopping = threading.Event()
+    received: list[int] = []
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("shutting down", extra={"signal": signal.Signals(signum).name, "grace_s": config.grace_seconds})
-        stopping.set()
+        # Only note it: a handler runs between two bytecodes of the main thread, maybe
+        # inside a lock or a write to the log stream that the main thread holds.
+        received.append(signum)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -172,7 +177,11 @@ def serve(config: Config) -> int:
     )
     for ts, plugins in codec_report().items():
         log.info("decoder", extra={"transfer_syntax": ts, "plugins": ",".join(plugins) or "NONE"})
-    stopping.wait()
+    # Poll rather than block: a signal the kernel hands to another thread runs its
+    # handler only when the main thread next executes Python code.
+    while not received:
+        time.sleep(0.1)
+    log.info("shutting down", extra={"signal": signal.Signals(received[0]).name, "grace_s": config.grace_seconds})
     running.stop(config.grace_seconds)
     log.info("stopped")
     return 0

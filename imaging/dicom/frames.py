@@ -8,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
-from cache.errors import NotFoundError
+from cache.errors import InvalidInputError, NotFoundError
 
 from ..windowing import VoiFunction, to_uint8, window_to_uint8
 from .pixels import classify_decode_error, decode_frames, has_pixels, pixel_layout
@@ -69,13 +70,32 @@ def modality_values(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarra
     if rescale is None or rescale == (1.0, 0.0):
         return arr, False
     slope, intercept = rescale
-    if slope.is_integer() and intercept.is_integer():
-        lo, hi = _stored_range(ds)
-        ends = (lo * slope + intercept, hi * slope + intercept)
-        dtype = np.int16 if -32768 <= min(ends) and max(ends) <= 32767 else np.int32
+    dtype = modality_dtype(ds, index)
+    if dtype.kind == "i":
         out = arr.astype(np.int32) * int(slope) + int(intercept)
         return out.astype(dtype, copy=False), True
     return (arr.astype(np.float32) * np.float32(slope) + np.float32(intercept)), True
+
+
+def modality_dtype(ds: Dataset, index: int) -> np.dtype:
+    """The dtype :func:`modality_values` gives frame ``index``, known from the header alone."""
+    if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
+        return np.dtype(np.float32 if "FloatPixelData" in ds else np.float64)
+    bits = int(ds.get("BitsAllocated") or 16)
+    stored = np.dtype(f"{'i' if int(ds.get('PixelRepresentation') or 0) else 'u'}{max(1, bits // 8)}")
+    if int(ds.get("SamplesPerPixel") or 1) != 1:
+        return stored
+    if ds.get("ModalityLUTSequence"):
+        return np.dtype(np.uint16)
+    rescale = rescale_of(ds, index)
+    if rescale is None or rescale == (1.0, 0.0):
+        return stored
+    slope, intercept = rescale
+    if slope.is_integer() and intercept.is_integer():
+        lo, hi = _stored_range(ds)
+        ends = (lo * slope + intercept, hi * slope + intercept)
+        return np.dtype(np.int16 if -32768 <= min(ends) and max(ends) <= 32767 else np.int32)
+    return np.dtype(np.float32)
 
 
 def decode_frame(path: Path, ds: Dataset, index: int, *, name: str, raw_color: bool = False) -> np.ndarray:
@@ -99,14 +119,27 @@ def decode_frame(path: Path, ds: Dataset, index: int, *, name: str, raw_color: b
         raise classify_decode_error(exc, ds, name) from exc
 
 
-def _window_of(ds: Dataset, index: int) -> tuple[float, float, VoiFunction] | None:
-    item = _functional(ds, index, "FrameVOILUTSequence")
+def object_window(ds: Dataset, frame_index: int = 0, which: int = 0) -> tuple[float, float, VoiFunction] | None:
+    """The object's own window for a frame: the ``which``-th WindowCenter/Width pair.
+
+    Per-frame (Frame VOI LUT) values come before shared and top-level ones.
+    Returns None when the object has no usable window.
+
+    Raises
+    ------
+    InvalidInputError
+        When ``which`` is past the number of windows the object has.
+    """
+    item = _functional(ds, frame_index, "FrameVOILUTSequence")
     src = item if item is not None else ds
-    center, width = src.get("WindowCenter"), src.get("WindowWidth")
-    if center is None or width is None:
+    centers, widths = src.get("WindowCenter"), src.get("WindowWidth")
+    if centers is None or widths is None:
         return None
-    c = float(center[0] if hasattr(center, "__len__") and not isinstance(center, str) else center)
-    w = float(width[0] if hasattr(width, "__len__") and not isinstance(width, str) else width)
+    cs = list(centers) if isinstance(centers, MultiValue) else [centers]
+    ws = list(widths) if isinstance(widths, MultiValue) else [widths]
+    if not 0 <= which < min(len(cs), len(ws)):
+        raise InvalidInputError(f"window {which} out of range: the object has {min(len(cs), len(ws))}")
+    c, w = float(cs[which]), float(ws[which])
     if w <= 0:
         return None
     return c, w, VoiFunction.parse(src.get("VOILUTFunction"))
@@ -132,7 +165,7 @@ def render_8bit(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarray, l
         top = float((1 << int(ds.get("BitsStored") or 16)) - 1)
         return to_uint8(arr.astype(np.float32) * (255.0 / top)), notes
     values, _ = modality_values(arr, ds, index)
-    window = _window_of(ds, index)
+    window = object_window(ds, index)
     out: np.ndarray | None = None
     if window is not None:
         c, w, fn = window
