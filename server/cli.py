@@ -99,6 +99,37 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("stats", help="derived cache and store counters")
     _add_client_args(st)
 
+    v = sub.add_parser("volume", help="stacks of a series: size, spacing, origin, direction, warnings")
+    v.add_argument("series_uid")
+    v.add_argument("--json", action="store_true")
+    _add_client_args(v)
+
+    sl = sub.add_parser("slice", help="an axial, coronal or sagittal slice of a series, windowed")
+    sl.add_argument("series_uid")
+    sl.add_argument("--stack", type=int, default=0)
+    sl.add_argument("--plane", choices=["axial", "coronal", "sagittal"], default="axial")
+    where = sl.add_mutually_exclusive_group(required=True)
+    where.add_argument("--index", type=int)
+    where.add_argument("--mm", type=float, help="position along the plane's axis in patient mm")
+    win = sl.add_mutually_exclusive_group()
+    win.add_argument("--window", help="CENTER,WIDTH")
+    win.add_argument("--preset", help="brain, subdural, stroke, bone, lung, mediastinum, abdomen, liver, ...")
+    win.add_argument("--auto", action="store_true", help="window from the stack's percentiles")
+    sl.add_argument("--function", choices=["linear", "linear_exact", "sigmoid"], default="linear")
+    sl.add_argument("--format", choices=["png", "png16", "jpeg", "raw"], default="png")
+    sl.add_argument("--nearest", action="store_true", help="nearest-neighbour instead of linear interpolation")
+    sl.add_argument("--slab", type=float, default=0.0, help="slab thickness in mm (projection)")
+    sl.add_argument("--slab-mode", choices=["max", "min", "mean"], default="max")
+    sl.add_argument("-o", "--output", type=Path, required=True)
+    sl.add_argument("--json", action="store_true", help="print the slice's geometry as JSON")
+    _add_client_args(sl)
+
+    ex = sub.add_parser("export", help="write a stack's volume as NIfTI or NRRD (through GetVolume)")
+    ex.add_argument("series_uid")
+    ex.add_argument("--stack", type=int, default=0)
+    ex.add_argument("-o", "--output", type=Path, required=True, help="FILE.nii.gz, FILE.nii or FILE.nrrd")
+    _add_client_args(ex)
+
     h = sub.add_parser("health", help="exit 0 when the server reports SERVING")
     _add_client_args(h)
     return parser
@@ -354,9 +385,121 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if r.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
+def cmd_volume(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from voxelgate.v1 import volume_pb2, volume_pb2_grpc
+
+    stub = volume_pb2_grpc.VolumeServiceStub(_channel(args))
+    try:
+        info = stub.GetVolumeInfo(volume_pb2.GetVolumeInfoRequest(series_instance_uid=args.series_uid))
+    except grpc.RpcError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps(MessageToDict(info, preserving_proto_field_name=True)))
+        return 0
+    for st in info.stacks:
+        g = st.geometry
+        print(f"stack {st.stack}: {st.slice_count} slices {st.description}")
+        print(f"  size {'x'.join(map(str, g.size))}  spacing {', '.join(f'{v:.4g}' for v in g.spacing)} mm  dtype {st.dtype}")
+        print(f"  origin {', '.join(f'{v:.2f}' for v in g.origin)}  direction {', '.join(f'{v:.4f}' for v in g.direction)}")
+        for w in st.warnings:
+            print(f"  warning: {w}")
+    for e in info.excluded:
+        print(f"excluded {e.sop_instance_uid} frame {e.frame}: {e.reason}")
+    if not info.stacks:
+        print("no stack forms a volume")
+    return 0
+
+
+def cmd_slice(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from voxelgate.v1 import volume_pb2, volume_pb2_grpc
+
+    req = volume_pb2.GetSliceRequest(
+        series_instance_uid=args.series_uid, stack=args.stack,
+        plane={"axial": volume_pb2.AXIAL, "coronal": volume_pb2.CORONAL, "sagittal": volume_pb2.SAGITTAL}[args.plane],
+        encoding={"png": volume_pb2.ENCODING_PNG, "png16": volume_pb2.ENCODING_PNG16,
+                  "jpeg": volume_pb2.ENCODING_JPEG, "raw": volume_pb2.ENCODING_RAW}[args.format],
+        interpolation=volume_pb2.NEAREST if args.nearest else volume_pb2.LINEAR,
+        slab_mm=args.slab,
+        slab_mode={"max": volume_pb2.SLAB_MAX, "min": volume_pb2.SLAB_MIN, "mean": volume_pb2.SLAB_MEAN}[args.slab_mode],
+    )
+    if args.index is not None:
+        req.index = args.index
+    else:
+        req.position_mm = args.mm
+    if args.window:
+        try:
+            c, w = (float(v) for v in args.window.split(","))
+        except ValueError:
+            print("voxelgate slice: --window takes CENTER,WIDTH", file=sys.stderr)
+            return 2
+        fn = {"linear": volume_pb2.VOI_LINEAR, "linear_exact": volume_pb2.VOI_LINEAR_EXACT,
+              "sigmoid": volume_pb2.VOI_SIGMOID}[args.function]
+        req.window.CopyFrom(volume_pb2.Window(center=c, width=w, function=fn))
+    elif args.preset:
+        req.preset = args.preset
+    elif args.auto:
+        req.auto_window = True
+    try:
+        r = volume_pb2_grpc.VolumeServiceStub(_channel(args)).GetSlice(req)
+    except grpc.RpcError as exc:
+        return _fail(exc)
+    args.output.write_bytes(r.data)
+    meta = MessageToDict(r, preserving_proto_field_name=True)
+    meta.pop("data", None)
+    if args.json:
+        print(json.dumps(meta))
+    else:
+        print(f"{args.output}: {args.plane} slice {r.index}/{r.slice_count} at {r.position_mm:.2f} mm, "
+              f"{'x'.join(map(str, r.shape))} {r.media_type}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    import grpc
+    import numpy as np
+    import SimpleITK as sitk
+
+    from voxelgate.v1 import volume_pb2, volume_pb2_grpc
+
+    name = args.output.name.lower()
+    if not name.endswith((".nii.gz", ".nii", ".nrrd")):
+        print("voxelgate export: the output must end in .nii.gz, .nii or .nrrd", file=sys.stderr)
+        return 2
+    stub = volume_pb2_grpc.VolumeServiceStub(_channel(args))
+    header, parts = None, []
+    try:
+        for chunk in stub.GetVolume(volume_pb2.GetVolumeRequest(series_instance_uid=args.series_uid, stack=args.stack)):
+            if chunk.WhichOneof("part") == "header":
+                header = chunk.header
+            else:
+                parts.append(chunk.data)
+    except grpc.RpcError as exc:
+        return _fail(exc)
+    data = b"".join(parts)
+    if header is None or len(data) != header.total_bytes:
+        print("voxelgate export: the volume stream ended early", file=sys.stderr)
+        return 1
+    arr = np.frombuffer(data, dtype=np.dtype(header.dtype)).reshape(tuple(header.shape))
+    img = sitk.GetImageFromArray(arr)
+    g = header.geometry
+    img.SetSpacing(tuple(g.spacing))
+    img.SetOrigin(tuple(g.origin))
+    img.SetDirection(tuple(g.direction))
+    sitk.WriteImage(img, str(args.output), useCompression=name.endswith((".gz", ".nrrd")))
+    print(f"{args.output}: {'x'.join(map(str, g.size))} voxels, spacing {', '.join(f'{v:.4g}' for v in g.spacing)} mm")
+    return 0
+
+
 COMMANDS = {
     "serve": cmd_serve, "ingest": cmd_ingest, "ls": cmd_ls, "meta": cmd_meta, "frame": cmd_frame,
     "delete": cmd_delete, "stats": cmd_stats, "health": cmd_health,
+    "volume": cmd_volume, "slice": cmd_slice, "export": cmd_export,
 }
 
 

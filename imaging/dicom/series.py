@@ -21,7 +21,7 @@ from pydicom.dataset import Dataset
 
 from cache.catalog import InstanceRow
 from cache.derived import CachedFile, npy_memmap
-from cache.errors import InvalidInputError, NotFoundError, PreconditionError
+from cache.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 from cache.keys import make_key
 
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
@@ -276,7 +276,25 @@ class SeriesVolumes:
         PreconditionError
             The series cannot form a volume.
         """
-        plane = Plane.parse(plane)
+        try:
+            return self._render_slice(series_uid, stack, Plane.parse(plane), index, position_mm, window, fmt,
+                                      interpolation, slab_mm, slab_mode)
+        except VoxelgateError as exc:
+            raise exc.with_subject(series_uid) from exc.__cause__
+
+    def _render_slice(
+        self,
+        series_uid: str,
+        stack: int,
+        plane: Plane,
+        index: int | None,
+        position_mm: float | None,
+        window: WindowRequest,
+        fmt: ImageFormat,
+        interpolation: Literal["linear", "nearest"],
+        slab_mm: float,
+        slab_mode: Literal["max", "min", "mean"],
+    ) -> RenderedSlice:
         vol, entry = self.volume(series_uid, stack)
         layout = self.layout(series_uid)
         st = self._stack(layout, stack)
