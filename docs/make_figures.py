@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import io
 import sys
 import tempfile
 from pathlib import Path
@@ -17,6 +18,9 @@ from cache.derived import DerivedCache  # noqa: E402
 from cache.store import ObjectStore  # noqa: E402
 from imaging.dicom.archive import DicomArchive  # noqa: E402
 from imaging.dicom.pixels import Limits  # noqa: E402
+from imaging.dicom.reformat import plane_grid  # noqa: E402
+from imaging.dicom.series import SeriesVolumes, WindowRequest  # noqa: E402
+from PIL import Image  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "dicom"
 
@@ -33,6 +37,27 @@ def main() -> None:
         frame = archive.frame(report.sop_uid, 0, fmt="png")
         (ROOT / "docs" / "ct_frame.png").write_bytes(frame.payload)
         print("docs/ct_frame.png", frame.shape, frame.warnings)
+
+        # The three reformats of the tilted, unevenly spaced GE head CT, brain window.
+        for f in sorted((CORPUS / "ct-ge-head-tilt-variable-spacing").glob("*.dcm")):
+            ge = archive.ingest_path(f)
+        volumes = SeriesVolumes(archive)
+        vol, _ = volumes.volume(ge.series_uid)
+        images = []
+        for plane in ("axial", "coronal", "sagittal"):
+            count = plane_grid(vol, plane).count
+            r = volumes.render_slice(ge.series_uid, plane=plane, index=count // 2,
+                                     window=WindowRequest("preset", preset="brain"))
+            images.append(Image.open(io.BytesIO(r.payload)))
+        height = max(i.height for i in images)
+        sheet = Image.new("L", (sum(i.width for i in images) + 20 * (len(images) - 1), height))
+        x = 0
+        for img in images:
+            sheet.paste(img, (x, (height - img.height) // 2))
+            x += img.width + 20
+        sheet.thumbnail((1200, 1200))
+        sheet.save(ROOT / "docs" / "reformats.png", optimize=True)
+        print("docs/reformats.png", sheet.size)
 
 
 if __name__ == "__main__":
