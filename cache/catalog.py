@@ -20,7 +20,7 @@ from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
-from .errors import ConflictError, InvalidInputError
+from .errors import ConflictError, InvalidInputError, VoxelgateError
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -128,6 +128,9 @@ class Catalog(Protocol):
     def put_instance(
         self, study: StudyRow, series: SeriesRow, inst: InstanceRow, *, overwrite: bool
     ) -> PutOutcome: ...
+    def put_instances(
+        self, items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]]
+    ) -> list[PutOutcome | VoxelgateError]: ...
     def get_instance(self, sop_uid: str) -> InstanceRow | None: ...
     def instances(
         self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = ""
@@ -276,47 +279,75 @@ class SqliteCatalog:
         InvalidInputError
             The series already belongs to another study, or the UID to another series.
         """
-        inst_cols = _cols(InstanceRow)
+        out = self.put_instances([(study, series, inst, overwrite)])[0]
+        if isinstance(out, VoxelgateError):
+            raise out
+        return out
+
+    def put_instances(
+        self, items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]]
+    ) -> list[PutOutcome | VoxelgateError]:
+        """Insert several instances in one transaction (one sync); each succeeds or fails alone.
+
+        Returns, per item, its :class:`PutOutcome` or the error :meth:`put_instance`
+        would have raised for it.
+        """
+        outs: list[PutOutcome | VoxelgateError] = []
         with self._tx() as db:
-            row = db.execute(
-                f"SELECT {','.join(inst_cols)} FROM instances WHERE sop_uid=?", (inst.sop_uid,)
-            ).fetchone()
-            existing = InstanceRow(*row) if row else None
-            if existing and existing.sha256 == inst.sha256:
-                return PutOutcome("duplicate")
-            if existing and not overwrite:
-                raise ConflictError(
-                    "an instance with this SOP Instance UID is stored with different bytes "
-                    "(ask for overwrite to replace it)",
-                    subject=inst.sop_uid,
-                )
-            other = db.execute(
-                "SELECT study_uid FROM series WHERE series_uid=?", (series.series_uid,)
-            ).fetchone()
-            if other and other[0] != study.study_uid:
-                raise InvalidInputError(
-                    "series is already stored under another study", subject=series.series_uid
-                )
-            if existing and existing.series_uid != inst.series_uid:
-                raise InvalidInputError(
-                    "SOP Instance UID is already stored in another series", subject=inst.sop_uid
-                )
-            scols = _cols(StudyRow)
-            db.execute(
-                f"INSERT OR IGNORE INTO studies ({','.join(scols)}) VALUES ({','.join('?' * len(scols))})",
-                astuple(study),
+            for study, series, inst, overwrite in items:
+                db.execute("SAVEPOINT item")
+                try:
+                    outs.append(self._put(db, study, series, inst, overwrite))
+                    db.execute("RELEASE item")
+                except VoxelgateError as exc:
+                    db.execute("ROLLBACK TO item")
+                    db.execute("RELEASE item")
+                    outs.append(exc)
+        return outs
+
+    def _put(
+        self, db: sqlite3.Connection, study: StudyRow, series: SeriesRow, inst: InstanceRow, overwrite: bool
+    ) -> PutOutcome:
+        inst_cols = _cols(InstanceRow)
+        row = db.execute(
+            f"SELECT {','.join(inst_cols)} FROM instances WHERE sop_uid=?", (inst.sop_uid,)
+        ).fetchone()
+        existing = InstanceRow(*row) if row else None
+        if existing and existing.sha256 == inst.sha256:
+            return PutOutcome("duplicate")
+        if existing and not overwrite:
+            raise ConflictError(
+                "an instance with this SOP Instance UID is stored with different bytes "
+                "(ask for overwrite to replace it)",
+                subject=inst.sop_uid,
             )
-            secols = _cols(SeriesRow)
-            db.execute(
-                f"INSERT OR IGNORE INTO series ({','.join(secols)}) VALUES ({','.join('?' * len(secols))})",
-                astuple(series),
+        other = db.execute(
+            "SELECT study_uid FROM series WHERE series_uid=?", (series.series_uid,)
+        ).fetchone()
+        if other and other[0] != study.study_uid:
+            raise InvalidInputError(
+                "series is already stored under another study", subject=series.series_uid
             )
-            values = astuple(inst)[:-1] + (inst.stored_at or time.time(),)
-            db.execute(
-                f"INSERT OR REPLACE INTO instances ({','.join(inst_cols)}) "
-                f"VALUES ({','.join('?' * len(inst_cols))})",
-                values,
+        if existing and existing.series_uid != inst.series_uid:
+            raise InvalidInputError(
+                "SOP Instance UID is already stored in another series", subject=inst.sop_uid
             )
+        scols = _cols(StudyRow)
+        db.execute(
+            f"INSERT OR IGNORE INTO studies ({','.join(scols)}) VALUES ({','.join('?' * len(scols))})",
+            astuple(study),
+        )
+        secols = _cols(SeriesRow)
+        db.execute(
+            f"INSERT OR IGNORE INTO series ({','.join(secols)}) VALUES ({','.join('?' * len(secols))})",
+            astuple(series),
+        )
+        values = astuple(inst)[:-1] + (inst.stored_at or time.time(),)
+        db.execute(
+            f"INSERT OR REPLACE INTO instances ({','.join(inst_cols)}) "
+            f"VALUES ({','.join('?' * len(inst_cols))})",
+            values,
+        )
         return PutOutcome("replaced", replaced=existing) if existing else PutOutcome("stored")
 
     def delete_instances(self, sop_uids: Sequence[str]) -> list[InstanceRow]:

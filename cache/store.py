@@ -13,8 +13,8 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -136,16 +136,36 @@ class ObjectStore:
             raise InvalidInputError("not a sha256 hex digest", subject=sha256[:80])
         return self.objects / sha256[:2] / sha256
 
-    def commit(self, staged: StagedFile) -> str:
-        """Move a closed staged file into place; return its sha256. Idempotent per content."""
+    @contextmanager
+    def lock_many(self, hashes: Iterable[str]) -> Iterator[None]:
+        """Hold the locks of several content hashes (taken in one global order: no deadlock)."""
+        stripes = sorted({int(h[:2], 16) % len(self._locks) for h in hashes})
+        with ExitStack() as stack:
+            for i in stripes:
+                stack.enter_context(self._locks[i])
+            yield
+
+    def commit(self, staged: StagedFile, *, sync: bool = True) -> str:
+        """Move a closed staged file into place; return its sha256. Idempotent per content.
+
+        With ``sync=False`` the caller makes the rename durable with :meth:`sync_dirs`
+        before it commits anything that refers to the object (several renames then
+        share one journal commit).
+        """
         sha = staged.close()
         dest = self._path(sha)
         if dest.exists():
             staged.discard()
         else:
             os.replace(staged.path, dest)
-            _fsync_dir(dest.parent)
+            if sync:
+                _fsync_dir(dest.parent)
         return sha
+
+    def sync_dirs(self, hashes: Iterable[str]) -> None:
+        """Make the renames of objects into place durable (fsync their directories)."""
+        for sub in sorted({h[:2] for h in hashes}):
+            _fsync_dir(self.objects / sub)
 
     def path(self, sha256: str) -> Path:
         """Path of a stored object (read only).

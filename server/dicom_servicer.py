@@ -85,6 +85,9 @@ def _stored(index: int, r: IngestReport) -> common_pb2.IngestResult:
     )
 
 
+_GROUP_COMMIT = 16  # most files committed in one catalog transaction
+
+
 @dataclass
 class _Received:
     """A file received whole and staged, waiting for validation and commit."""
@@ -107,13 +110,17 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
         events = prefetch(self._receive(request_iterator), depth=4)
         try:
             for event in events:
-                if isinstance(event, _Received):
-                    try:
-                        yield _stored(event.index, event.incoming.finish(event.sha256))
-                    except Exception as exc:  # noqa: BLE001 - one file's failure is its result
-                        yield _rejected(event.incoming.name, event.index, exc, event.incoming.size)
-                else:
+                if not isinstance(event, _Received):
                     yield event
+                    continue
+                # Files already received commit together (one sync for the batch).
+                batch = [event, *events.take_ready(lambda e: isinstance(e, _Received), limit=_GROUP_COMMIT - 1)]
+                results = self._archive.finish_batch([(e.incoming, e.sha256) for e in batch])
+                for e, result in zip(batch, results):
+                    if isinstance(result, Exception):
+                        yield _rejected(e.incoming.name, e.index, result, e.incoming.size)
+                    else:
+                        yield _stored(e.index, result)
         finally:
             for event in events.close_and_drain():
                 if isinstance(event, _Received):
@@ -163,6 +170,12 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
                     if current is None:
                         raise InvalidInputError("file end without a file header")
                     incoming, current = current, None
+                    try:
+                        incoming.seal()  # fsync here, while the other thread commits earlier files
+                    except Exception as exc:  # noqa: BLE001
+                        incoming.abort()
+                        yield _rejected(name, index, exc, incoming.size)
+                        continue
                     yield _Received(index, incoming, msg.end.sha256)
             if current is not None:
                 size = current.size

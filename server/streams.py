@@ -5,7 +5,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -25,6 +25,7 @@ class prefetch(Generic[T]):  # noqa: N801 - used like a function
         self._source = source
         self._queue: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
+        self._pending: tuple[int, object] | None = None
         self._thread = threading.Thread(target=self._pump, name="prefetch", daemon=True)
         self._thread.start()
 
@@ -50,9 +51,31 @@ class prefetch(Generic[T]):  # noqa: N801 - used like a function
             if close is not None:
                 close()
 
+    def take_ready(self, accept: Callable[[T], bool], *, limit: int) -> list[T]:
+        """Items already produced and accepted by ``accept``, without waiting, up to ``limit``.
+
+        Stops at the first item that is not accepted (it stays first in line).
+        """
+        taken: list[T] = []
+        while len(taken) < limit:
+            if self._pending is None:
+                try:
+                    self._pending = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+            kind, value = self._pending
+            if kind != _ITEM or not accept(value):  # type: ignore[arg-type]
+                break
+            taken.append(value)  # type: ignore[arg-type]
+            self._pending = None
+        return taken
+
     def __iter__(self) -> Iterator[T]:
         while True:
-            kind, value = self._queue.get()
+            if self._pending is not None:
+                (kind, value), self._pending = self._pending, None
+            else:
+                kind, value = self._queue.get()
             if kind == _ITEM:
                 yield value  # type: ignore[misc]
             elif kind == _END:
@@ -68,6 +91,9 @@ class prefetch(Generic[T]):  # noqa: N801 - used like a function
         """
         self._stop.set()
         left: list[T] = []
+        if self._pending is not None and self._pending[0] == _ITEM:
+            left.append(self._pending[1])  # type: ignore[arg-type]
+        self._pending = None
         deadline = time.monotonic() + timeout
         while (self._thread.is_alive() and time.monotonic() < deadline) or not self._queue.empty():
             try:

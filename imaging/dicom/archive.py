@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -32,7 +32,7 @@ from cache.store import ObjectStore, StagedFile
 from ..encode import encode_png, encode_raw
 from .frames import decode_frame, modality_values, render_8bit
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
-from .parse import parse_instance, read_dataset
+from .parse import ParsedInstance, parse_instance, read_dataset
 from .pixels import FrameSink, Limits
 
 log = logging.getLogger(__name__)
@@ -98,12 +98,16 @@ class IncomingFile:
     def abort(self) -> None:
         self._staged.discard()
 
+    def seal(self) -> None:
+        """Flush and fsync the bytes received so far (the receiving thread can do this)."""
+        self._staged.close()
+
     def finish(self, expected_sha256: str = "") -> IngestReport:
         """Validate, commit to the store and the catalog; return what happened."""
-        try:
-            return self._archive._commit(self._staged, self, expected_sha256)
-        finally:
-            self._staged.discard()
+        result = self._archive.finish_batch([(self, expected_sha256)])[0]
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
 
 class DicomArchive:
@@ -155,7 +159,71 @@ class DicomArchive:
                 incoming.write(chunk)
         return incoming.finish()
 
-    def _commit(self, staged: StagedFile, incoming: IncomingFile, expected_sha256: str) -> IngestReport:
+    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[IngestReport | Exception]:
+        """Validate and commit received files; each gets its report or its error.
+
+        The files of a batch share one directory sync and one catalog transaction
+        (group commit): a report means the file is durable, and a file's failure
+        touches no other file of the batch.
+        """
+        results: list[IngestReport | Exception | None] = [None] * len(items)
+        pending: list[tuple[int, IncomingFile, ParsedInstance, IngestReport]] = []
+        try:
+            for i, (incoming, expected) in enumerate(items):
+                try:
+                    parsed, report = self._validate(incoming, expected)
+                    existing = self.catalog.get_instance(report.sop_uid)
+                    if existing is not None and existing.sha256 == report.sha256:
+                        report.outcome = "duplicate"
+                        results[i] = report
+                    elif existing is not None and not incoming.overwrite:
+                        raise ConflictError(
+                            "an instance with this SOP Instance UID is stored with different bytes "
+                            "(ask for overwrite to replace it)",
+                            subject=report.sop_uid,
+                        )
+                    else:
+                        pending.append((i, incoming, parsed, report))
+                except Exception as exc:  # noqa: BLE001 - one file's failure is its result
+                    results[i] = exc
+            replaced: list[str] = []
+            if pending:
+                shas = {p[3].sha256 for p in pending}
+                with self.store.lock_many(shas):
+                    for _, incoming, _, _ in pending:
+                        self.store.commit(incoming._staged, sync=False)
+                    self.store.sync_dirs(shas)
+                    outs = self.catalog.put_instances(
+                        [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending]
+                    )
+                    for (i, _, parsed, report), out in zip(pending, outs):
+                        if isinstance(out, Exception):
+                            results[i] = out
+                            continue
+                        report.outcome = out.outcome  # type: ignore[assignment]
+                        results[i] = report
+                        if out.replaced is not None:
+                            replaced.append(out.replaced.sha256)
+                    for sha in shas:
+                        if not self.catalog.is_referenced(sha):  # every file of this content failed
+                            self.store.delete(sha)
+                            self.cache.evict_tag(sha)
+            for sha in replaced:
+                self._forget_content(sha)
+        finally:
+            for incoming, _ in items:
+                incoming._staged.discard()
+        for (incoming, _), r in zip(items, results):
+            sha = incoming._staged.sha256
+            if isinstance(r, IngestReport):
+                log.info("ingested", extra={"outcome": r.outcome, "sha256": r.sha256[:16], "bytes": r.size,
+                                            "warnings": len(r.warnings)})
+            elif sha and not self.catalog.is_referenced(sha):
+                self.cache.evict_tag(sha)  # frames kept while validating a file that was not stored
+        return results  # type: ignore[return-value]
+
+    def _validate(self, incoming: IncomingFile, expected_sha256: str) -> tuple[ParsedInstance, IngestReport]:
+        staged = incoming._staged
         name = staged.name
         sha = staged.close()
         if incoming.declared_size and staged.size != incoming.declared_size:
@@ -172,34 +240,7 @@ class DicomArchive:
         report = IngestReport(
             name, "stored", sha, staged.size, inst.sop_uid, inst.study_uid, inst.series_uid, parsed.warnings
         )
-        existing = self.catalog.get_instance(inst.sop_uid)
-        if existing is not None and existing.sha256 == sha:
-            report.outcome = "duplicate"
-            return report
-        if existing is not None and not incoming.overwrite:
-            self.cache.evict_tag(sha)  # frames kept while validating
-            raise ConflictError(
-                "an instance with this SOP Instance UID is stored with different bytes "
-                "(ask for overwrite to replace it)",
-                subject=inst.sop_uid,
-            )
-        with self.store.lock(sha):
-            self.store.commit(staged)
-            try:
-                put = self.catalog.put_instance(parsed.study, parsed.series, inst, overwrite=incoming.overwrite)
-            except BaseException:
-                if not self.catalog.is_referenced(sha):
-                    self.store.delete(sha)
-                    self.cache.evict_tag(sha)
-                raise
-        report.outcome = put.outcome  # type: ignore[assignment]
-        if put.replaced is not None:
-            self._forget_content(put.replaced.sha256)
-        log.info(
-            "ingested",
-            extra={"outcome": report.outcome, "sha256": sha[:16], "bytes": staged.size, "warnings": len(parsed.warnings)},
-        )
-        return report
+        return parsed, report
 
     def _warm(self, sha: str) -> "FrameSink":
         """Keep the frames that validation decodes, while they fit the warm-up budget."""

@@ -1,0 +1,284 @@
+"""The derived cache: typed values with checksums, get-or-compute, tags, counters, the bound."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cache.derived import CachedValue, DerivedCache
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def cache_dir(tmp_path: Path) -> Path:
+    return tmp_path / "derived"
+
+
+@pytest.fixture
+def cache(cache_dir: Path) -> Iterator[DerivedCache]:
+    c = DerivedCache(cache_dir, size_limit=64 * MiB)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def _entry_files(directory: Path) -> list[Path]:
+    """The files diskcache keeps values in (everything but its SQLite database)."""
+    return [p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("cache.db")]
+
+
+def _disk_bytes(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def test_size_limit_must_be_positive(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="size_limit"):
+        DerivedCache(tmp_path / "d", size_limit=0)
+
+
+def test_put_get_round_trip(cache: DerivedCache) -> None:
+    payload = bytes(range(256)) * 1000
+    stored = cache.put("k", payload, "application/x-npy", {"shape": [2, 3], "dtype": "<i2"}, tag="sha")
+    got = cache.get("k")
+    assert isinstance(got, CachedValue)
+    assert got.payload == payload
+    assert got.media_type == "application/x-npy"
+    assert dict(got.meta) == {"shape": [2, 3], "dtype": "<i2"}
+    assert got.checksum == stored.checksum and len(got.checksum) == 64
+    assert got.created == pytest.approx(stored.created) and got.created > 0
+    assert cache.get("other") is None
+
+
+def test_empty_payload_round_trip(cache: DerivedCache) -> None:
+    cache.put("k", b"", "text/plain")
+    got = cache.get("k")
+    assert got is not None and got.payload == b""
+
+
+def test_values_survive_reopening(cache_dir: Path) -> None:
+    c = DerivedCache(cache_dir, size_limit=8 * MiB)
+    c.put("k", b"kept", "text/plain")
+    c.close()
+    c = DerivedCache(cache_dir, size_limit=8 * MiB)
+    try:
+        got = c.get("k")
+        assert got is not None and got.payload == b"kept"
+        assert c.stats().evictions == 0
+    finally:
+        c.close()
+
+
+def test_corrupt_file_is_a_miss_and_the_entry_is_dropped(cache: DerivedCache, cache_dir: Path) -> None:
+    cache.put("k", b"\x01" * 10_000, "application/octet-stream")
+    (path,) = _entry_files(cache_dir)
+    raw = bytearray(path.read_bytes())
+    raw[-100] ^= 0xFF  # a payload byte
+    path.write_bytes(bytes(raw))
+
+    assert cache.get("k") is None
+    assert "k" not in cache._cache
+    s = cache.stats()
+    assert (s.hits, s.misses, s.entries, s.evictions) == (0, 1, 0, 0)
+    # The next request computes it again.
+    calls: list[int] = []
+    got = cache.get_or_compute("k", lambda: (calls.append(1), (b"fresh", "text/plain", {}))[1])
+    assert got.payload == b"fresh" and calls == [1]
+    assert cache.get("k") is not None
+
+
+def test_truncated_file_is_a_miss(cache: DerivedCache, cache_dir: Path) -> None:
+    cache.put("k", b"\x02" * 10_000, "application/octet-stream")
+    (path,) = _entry_files(cache_dir)
+    path.write_bytes(path.read_bytes()[:6])
+    assert cache.get("k") is None
+    assert "k" not in cache._cache
+
+
+@pytest.mark.parametrize("blob", [b"garbage", b"VGC1\xff\xff\xff\xff{", b"VGC1\x02\x00\x00\x00{}payload", 12345])
+def test_foreign_value_written_directly_is_a_miss(cache: DerivedCache, blob: object) -> None:
+    cache._cache.set("k", blob)
+    assert cache.get("k") is None
+    assert "k" not in cache._cache
+
+
+def test_get_or_compute_computes_once_under_concurrency(cache: DerivedCache) -> None:
+    calls = 0
+    calls_lock = threading.Lock()
+    start = threading.Barrier(16)
+
+    def compute() -> tuple[bytes, str, dict[str, object]]:
+        nonlocal calls
+        with calls_lock:
+            calls += 1
+        time.sleep(0.3)
+        return b"expensive", "text/plain", {"n": 1}
+
+    results: list[CachedValue] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            start.wait()
+            results.append(cache.get_or_compute("k", compute, tag="t"))
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert errors == []
+    assert calls == 1
+    assert len(results) == 16
+    assert {r.payload for r in results} == {b"expensive"}
+    assert {r.checksum for r in results} == {results[0].checksum}
+    assert cache.stats().computations == 1
+    assert cache._flights == {}
+    # Afterwards it is a plain hit.
+    assert cache.get_or_compute("k", compute).payload == b"expensive"
+    assert calls == 1
+
+
+def test_different_keys_compute_in_parallel(cache: DerivedCache) -> None:
+    def compute() -> tuple[bytes, str, dict[str, object]]:
+        time.sleep(0.3)
+        return b"v", "text/plain", {}
+
+    threads = [threading.Thread(target=cache.get_or_compute, args=(f"k{i}", compute)) for i in range(4)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert time.monotonic() - t0 < 1.0  # not 4 x 0.3 s in a row
+    assert cache.stats().computations == 4
+
+
+def test_exception_in_compute_reaches_every_waiter_and_nothing_is_cached(cache: DerivedCache) -> None:
+    class Boom(RuntimeError):
+        pass
+
+    calls = 0
+    start = threading.Barrier(16)
+
+    def compute() -> tuple[bytes, str, dict[str, object]]:
+        nonlocal calls
+        calls += 1
+        time.sleep(0.3)
+        raise Boom("decoder failed")
+
+    caught: list[BaseException] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        start.wait()
+        try:
+            cache.get_or_compute("k", compute)
+        except BaseException as exc:  # noqa: BLE001
+            with lock:
+                caught.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert calls == 1
+    assert len(caught) == 16
+    assert all(isinstance(e, Boom) and str(e) == "decoder failed" for e in caught)
+    assert "k" not in cache._cache
+    assert cache.get("k") is None
+    assert cache._flights == {}
+    # A later call tries again.
+    assert cache.get_or_compute("k", lambda: (b"ok", "text/plain", {})).payload == b"ok"
+
+
+def test_evict_tag(cache: DerivedCache) -> None:
+    for i in range(3):
+        cache.put(f"a{i}", b"x", "text/plain", tag="sha-a")
+    cache.put("b0", b"y", "text/plain", tag="sha-b")
+    cache.put("untagged", b"z", "text/plain")
+    assert cache.evict_tag("sha-a") == 3
+    assert [cache.get(k) for k in ("a0", "a1", "a2")] == [None, None, None]
+    assert cache.get("b0") is not None and cache.get("untagged") is not None
+    assert cache.evict_tag("sha-a") == 0
+    s = cache.stats()
+    assert s.entries == 2
+    assert s.evictions == 0  # removing by tag is not an eviction
+
+
+def test_counters(cache: DerivedCache) -> None:
+    cache.get("a")  # miss
+    cache.put("a", b"1", "text/plain")
+    cache.get("a")  # hit
+    cache.get("a")  # hit
+    cache.get_or_compute("b", lambda: (b"2", "text/plain", {}))  # miss + computation
+    cache.get_or_compute("b", lambda: (b"3", "text/plain", {}))  # hit
+    s = cache.stats()
+    assert (s.hits, s.misses, s.computations, s.entries, s.evictions) == (3, 2, 1, 2, 0)
+    assert s.size_limit == 64 * MiB
+    assert 0 < s.bytes <= s.size_limit
+
+
+def test_overwriting_a_key_is_not_an_eviction(cache: DerivedCache) -> None:
+    cache.put("a", b"1", "text/plain")
+    cache.put("a", b"2", "text/plain")
+    got = cache.get("a")
+    assert got is not None and got.payload == b"2"
+    assert cache.stats().evictions == 0
+    assert cache.stats().entries == 1
+
+
+def test_the_bound_holds_on_disk_and_least_recently_used_go_first(tmp_path: Path) -> None:
+    directory = tmp_path / "bounded"
+    limit = 8 * MiB
+    c = DerivedCache(directory, size_limit=limit)
+    rng = random.Random(20240611)
+    try:
+        keys = [f"k{i:02d}" for i in range(40)]
+        for i, key in enumerate(keys):
+            c.put(key, rng.randbytes(MiB), "application/octet-stream")
+            # k00 is read after every write, so it stays the most recently used
+            # but one and must never be evicted.
+            assert c.get("k00") is not None, f"k00 evicted after {key}"
+            values = sum(p.stat().st_size for p in _entry_files(directory))
+            assert values <= limit, f"value files {values} > {limit} after {i + 1} puts"
+            wal = directory / "cache.db-wal"
+            wal_bytes = wal.stat().st_size if wal.exists() else 0
+            # SQLite checkpoints its WAL at 1000 pages (4 MiB), so it is bounded on
+            # its own; everything else must fit the limit with a little slack.
+            assert wal_bytes <= 1001 * 4096 + 32
+            assert _disk_bytes(directory) - wal_bytes <= limit + 256 * 1024
+        s = c.stats()
+        assert s.bytes <= limit
+        assert s.evictions > 0
+        assert s.entries >= 6  # about 7 values of 1 MiB fit; not emptied wholesale
+        assert s.evictions == 40 - s.entries
+        present = {k for k in keys if k in c._cache}
+        newest = keys[len(keys) - (s.entries - 1) :]
+        assert present == {"k00", *newest}
+        for k in newest:
+            got = c.get(k)
+            assert got is not None and len(got.payload) == MiB
+    finally:
+        c.close()
+
+
+def test_a_value_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
+    c = DerivedCache(tmp_path / "small", size_limit=2 * MiB)
+    try:
+        returned = c.put("big", os.urandom(3 * MiB), "application/octet-stream")
+        assert len(returned.payload) == 3 * MiB
+        assert c.stats().bytes <= 2 * MiB
+        assert sum(p.stat().st_size for p in _entry_files(tmp_path / "small")) <= 2 * MiB
+    finally:
+        c.close()

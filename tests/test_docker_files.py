@@ -1,0 +1,206 @@
+"""docker/ names the real entry point, port, data volume and health probe (Docker cannot run here)."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from server import cli
+from server.config import DEFAULT_PORT
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCKERFILE = ROOT / "docker" / "Dockerfile"
+COMPOSE = ROOT / "docker" / "compose.yaml"
+DOCKERIGNORE = ROOT / ".dockerignore"
+
+
+def _instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, continuation lines joined and comments dropped."""
+    out: list[tuple[str, str]] = []
+    pending = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not pending and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):
+            continue
+        if line.endswith("\\"):
+            pending += line[:-1] + " "
+            continue
+        full = (pending + line).strip()
+        pending = ""
+        if full:
+            word, _, rest = full.partition(" ")
+            out.append((word.upper(), rest.strip()))
+    assert not pending, "dangling line continuation"
+    return out
+
+
+def _argv(args: str) -> list[str]:
+    """The argument list of an exec-form (JSON) or shell-form instruction."""
+    if args.startswith("["):
+        value = json.loads(args)
+        assert isinstance(value, list) and all(isinstance(v, str) for v in value)
+        return value
+    return shlex.split(args)
+
+
+@pytest.fixture(scope="module")
+def stages() -> list[list[tuple[str, str]]]:
+    out: list[list[tuple[str, str]]] = []
+    for ins, args in _instructions(DOCKERFILE.read_text()):
+        if ins == "FROM":
+            out.append([])
+        assert out, f"{ins} before the first FROM"
+        out[-1].append((ins, args))
+    return out
+
+
+@pytest.fixture(scope="module")
+def final(stages: list[list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    return stages[-1]
+
+
+def _one(stage: list[tuple[str, str]], ins: str) -> str:
+    found = [a for i, a in stage if i == ins]
+    assert len(found) == 1, f"expected one {ins} in the final stage, found {found}"
+    return found[0]
+
+
+def _console_script() -> str:
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    (name,) = [n for n, target in scripts.items() if target == "server.cli:main"]
+    return name
+
+
+def test_base_image_is_slim_python_of_the_supported_version(stages: list[list[tuple[str, str]]]) -> None:
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert ">=3.11" in requires and "<3.12" in requires
+    for stage in stages:
+        image = stage[0][1].split()[0]
+        assert re.fullmatch(r"python:3\.11(\.\d+)?-slim(-\w+)?", image), image
+
+
+def test_entrypoint_is_the_console_script_serving_the_default_port(final: list[tuple[str, str]]) -> None:
+    argv = _argv(_one(final, "ENTRYPOINT"))
+    assert _one(final, "ENTRYPOINT").startswith("["), "exec form, so that the server is PID 1 and gets SIGTERM"
+    assert argv[0] == _console_script() == "voxelgate"
+    assert argv[1] == "serve"
+    args = argv[2:]
+    # The server must be reachable from outside the container ...
+    assert args[args.index("--host") + 1] == "0.0.0.0"
+    assert args[args.index("--port") + 1] == str(DEFAULT_PORT)
+    assert args[args.index("--data-dir") + 1] == "/data"
+    # ... and the image must not quietly turn the security check off.
+    assert "--insecure" not in argv
+    # The real parser takes these arguments (it exits on an unknown one).
+    parsed = cli.build_parser().parse_args(argv[1:])
+    assert (parsed.command, parsed.host, parsed.port, str(parsed.data_dir)) == ("serve", "0.0.0.0", DEFAULT_PORT, "/data")
+
+
+def test_port_and_data_volume(final: list[tuple[str, str]]) -> None:
+    assert _one(final, "EXPOSE").split() == [str(DEFAULT_PORT)]
+    volume = _one(final, "VOLUME")
+    assert _argv(volume) == ["/data"]
+
+
+def test_runs_as_a_non_root_user(final: list[tuple[str, str]]) -> None:
+    users = [(n, a) for n, (i, a) in enumerate(final) if i == "USER"]
+    assert users, "no USER in the final stage"
+    index, user = users[-1]
+    name = user.split(":")[0]
+    assert name not in {"root", "0", ""}
+    # Nothing after it switches back, and the entry point comes after it.
+    assert all(i != "USER" for i, _ in final[index + 1 :])
+    assert any(i == "ENTRYPOINT" for i, _ in final[index + 1 :])
+    created = " ".join(a for i, a in final if i == "RUN")
+    assert re.search(rf"useradd\b.*\b{re.escape(name)}\b", created), "the user is not created in the image"
+    assert "chown" in created and "/data" in created, "/data must belong to the user"
+
+
+def test_healthcheck_uses_the_grpc_health_service(final: list[tuple[str, str]]) -> None:
+    check = _one(final, "HEALTHCHECK")
+    assert "CMD" in check
+    cmd = check[check.index("CMD") + 3 :].strip()
+    argv = _argv(cmd)
+    text = " ".join(argv)
+    assert re.search(rf"\bvoxelgate health --server 127\.0\.0\.1:{DEFAULT_PORT}\b", text), text
+    assert "--ca-file" in text, "a TLS server needs the CA for the probe"
+    # `voxelgate health` is a client of grpc.health.v1.Health, which the server leaves open.
+    source = inspect.getsource(cli.cmd_health)
+    assert "HealthStub" in source and "SERVING" in source
+    from server.auth import OPEN_PREFIXES
+
+    assert "/grpc.health.v1.Health/" in OPEN_PREFIXES
+
+
+def test_gRPC_code_is_generated_at_build_time(stages: list[list[tuple[str, str]]]) -> None:
+    runs = " ".join(a for stage in stages for i, a in stage if i == "RUN")
+    assert "server._codegen" in runs or "dev.py env" in runs
+    # Pinned dependencies: the package's own pins are installed, nothing unpinned added.
+    for m in re.finditer(r"pip install ([^&]*)", runs):
+        for word in m.group(1).split():
+            if not word.startswith("-") and word not in {".", '".[dev]"', "'.[dev]'", ".[dev]"}:
+                assert "==" in word, f"unpinned pip install of {word}"
+
+
+def test_copy_sources_exist_and_are_not_ignored(stages: list[list[tuple[str, str]]]) -> None:
+    ignored = {line.strip().strip("/") for line in DOCKERIGNORE.read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    for stage in stages:
+        for ins, args in stage:
+            if ins != "COPY" or args.startswith("--from"):
+                continue
+            *sources, _dest = _argv(args)
+            for src in sources:
+                assert (ROOT / src).exists(), f"COPY {src}: not in the repository"
+                assert src.strip("/") not in ignored, f"COPY {src}: excluded by .dockerignore"
+
+
+def test_dockerignore_keeps_local_state_out() -> None:
+    lines = {line.strip() for line in DOCKERIGNORE.read_text().splitlines()}
+    for entry in (".git", ".venv", "/voxelgate", "voxelgate-data"):
+        assert entry in lines, f".dockerignore lacks {entry}"
+
+
+def test_compose_file() -> None:
+    text = COMPOSE.read_text()
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
+    assert re.search(r"^\s+dockerfile:\s*docker/Dockerfile\s*$", body, re.M)
+    assert re.search(r"^\s+context:\s*\.\.\s*$", body, re.M)
+    # Published on the host's loopback only, to the server's real port.
+    ports = re.findall(r'^\s+-\s*"?([\d.:]+)"?\s*$', body.split("ports:", 1)[1].split("volumes:", 1)[0], re.M)
+    assert ports == [f"127.0.0.1:{DEFAULT_PORT}:{DEFAULT_PORT}"]
+    # The data volume.
+    assert re.search(r"^\s+-\s*voxelgate-data:/data\s*$", body, re.M)
+    assert re.search(r"^volumes:\s*\n\s+voxelgate-data:", body, re.M)
+    # TLS and tokens come from secrets, and every secret used is declared with a file.
+    command = re.search(r"^\s+command:\s*\n((?:\s+-\s*.+\n)+)", body, re.M)
+    assert command, "compose passes no command arguments"
+    args = [line.strip()[1:].strip() for line in command.group(1).splitlines()]
+    for opt in ("--tls-cert", "--tls-key", "--token-file"):
+        assert opt in args, f"compose does not pass {opt}"
+        assert args[args.index(opt) + 1].startswith("/run/secrets/")
+    assert "--insecure" not in args
+    used = {a.removeprefix("/run/secrets/") for a in args if a.startswith("/run/secrets/")}
+    health_ca = re.search(r"VOXELGATE_HEALTH_CA_FILE:\s*/run/secrets/(\w+)", body)
+    assert health_ca, "the health probe gets no CA for the TLS server"
+    used.add(health_ca.group(1))
+    top = body.split("\nsecrets:", 1)[1]
+    declared = set(re.findall(r"^  (\w+):\s*\n\s+file:\s*\S+", top, re.M))
+    assert used <= declared, f"secrets used but not declared: {used - declared}"
+    service_secrets = body.split("    secrets:", 1)[1].split("    ports:", 1)[0]
+    assert used <= set(re.findall(r"-\s*(\w+)", service_secrets))
+    # Longer than the server's own grace for in-flight calls.
+    grace = re.search(r"stop_grace_period:\s*(\d+)s", body)
+    default_grace = cli.build_parser().parse_args(["serve"]).grace
+    assert grace and int(grace.group(1)) > default_grace
+    # And the command line it appends parses.
+    parsed = cli.build_parser().parse_args(["serve", *args])
+    assert parsed.tls_cert and parsed.tls_key and parsed.token_file
