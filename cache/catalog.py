@@ -232,6 +232,7 @@ class SqliteCatalog:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self._write_lock = threading.Lock()
         # executescript manages its own transaction.
         self._db().executescript(_SCHEMA)
 
@@ -250,13 +251,16 @@ class SqliteCatalog:
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         db = self._db()
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+        # Writers of this process queue on a lock: SQLite's own busy handler
+        # sleeps in steps of up to 100 ms, which would stall concurrent ingests.
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
 
     def close(self) -> None:
         with self._all_lock:
