@@ -145,6 +145,21 @@ def object_window(ds: Dataset, frame_index: int = 0, which: int = 0) -> tuple[fl
     return c, w, VoiFunction.parse(src.get("VOILUTFunction"))
 
 
+def voi_lut_display(values: np.ndarray, ds: Dataset, *, out_max: int) -> np.ndarray:
+    """Apply the object's first VOI LUT Sequence table, scaled from its nominal depth to 0..out_max.
+
+    The table's output range is 0 .. 2**bits - 1 (LUT Descriptor, third value);
+    values below the first mapped input take the first entry, above the last the last.
+    """
+    from pydicom.pixels import apply_voi_lut
+
+    item = ds.VOILUTSequence[0]
+    bits = int(item.LUTDescriptor[2]) or 16
+    mapped = apply_voi_lut(values, ds, index=0).astype(np.float32)
+    scaled = np.rint(mapped * (out_max / float((1 << bits) - 1)))
+    return np.clip(scaled, 0, out_max).astype(np.uint16 if out_max > 255 else np.uint8)
+
+
 def render_8bit(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarray, list[str]]:
     """Display values of one frame: colour as RGB, greyscale windowed to 8 bits.
 
@@ -174,11 +189,7 @@ def render_8bit(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarray, l
         except ValueError:
             out = None
     if out is None and ds.get("VOILUTSequence"):
-        from pydicom.pixels import apply_voi_lut
-
-        lut = apply_voi_lut(values, ds, index=0).astype(np.float32)
-        lo, hi = float(lut.min()), float(lut.max())
-        out = to_uint8((lut - lo) * (255.0 / max(hi - lo, 1e-6)))
+        out = voi_lut_display(values, ds, out_max=255).astype(np.uint8)
         notes.append("rendered with the VOI LUT Sequence")
     if out is None:
         lo, hi = float(values.min()), float(values.max())

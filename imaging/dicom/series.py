@@ -27,7 +27,7 @@ from cache.keys import make_key
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
 from ..windowing import PRESETS, VoiFunction, auto_window, preset, window_to_uint8, window_to_uint16
 from .archive import NPY, DicomArchive
-from .frames import modality_dtype, modality_values, object_window
+from .frames import modality_dtype, modality_values, object_window, voi_lut_display
 from .parse import read_dataset
 from .reformat import Plane, Slice, plane_grid, reformat
 from .stacks import Excluded, Stack, frame_refs, split_stacks
@@ -223,31 +223,35 @@ class SeriesVolumes:
 
     def _window(
         self, layout: SeriesLayout, stack: Stack, vol: Volume, req: WindowRequest
-    ) -> tuple[float, float, VoiFunction, list[str]]:
+    ) -> tuple[float, float, VoiFunction, bool, list[str]]:
+        """(center, width, function, use the object's VOI LUT table instead, notes)."""
         notes: list[str] = []
         if req.source == "explicit":
             if req.function is VoiFunction.LINEAR and req.width < 1:
                 raise InvalidInputError(f"window width must be at least 1 for LINEAR, got {req.width}")
             if req.width <= 0:
                 raise InvalidInputError(f"window width must be positive, got {req.width}")
-            return req.center, req.width, req.function, notes
+            return req.center, req.width, req.function, False, notes
         if req.source == "preset":
             try:
                 c, w = preset(req.preset)
             except ValueError as exc:
                 raise InvalidInputError(str(exc)) from None
-            return c, w, VoiFunction.LINEAR, notes
+            return c, w, VoiFunction.LINEAR, False, notes
         if req.source == "object":
             ds = layout.datasets[stack.frames[len(stack.frames) // 2].sop_uid]
             found = object_window(ds, stack.frames[len(stack.frames) // 2].frame_index, req.object_index)
             if found is not None:
-                return (*found, notes)
+                return (*found, False, notes)
+            if ds.get("VOILUTSequence"):
+                notes.append("windowed with the object's VOI LUT Sequence")
+                return 0.0, 0.0, VoiFunction.LINEAR, True, notes
             notes.append("the object has no window; used the automatic window")
         key = make_key("dicom", "autowindow", layout.identity, {"stack": stack.digest})
         value = self.archive.cache.get_or_compute(
             key, lambda: (b"", "text/plain", dict(zip(("c", "w"), auto_window(vol.array)))), tag=f"series:{layout.series_uid}"
         )
-        return float(value.meta["c"]), float(value.meta["w"]), VoiFunction.LINEAR, notes
+        return float(value.meta["c"]), float(value.meta["w"]), VoiFunction.LINEAR, False, notes
 
     # -- slices ---------------------------------------------------------------
 
@@ -309,20 +313,26 @@ class SeriesVolumes:
                           slab_mm=slab_mm, slab_mode=slab_mode)
             payload, dtype, shape = encode_raw(sl.array)
             return RenderedSlice(payload, fmt.media_type, dtype, shape, _geometry(sl), grid.count, None, ())
-        c, w, fn, notes = self._window(layout, st, vol, window)
+        c, w, fn, use_lut, notes = self._window(layout, st, vol, window)
         key = make_key(
             "dicom", "slice", entry.checksum,
             {"plane": plane.value, "i": index, "mm": position_mm, "interp": interpolation, "slab": slab_mm,
-             "mode": slab_mode, "fmt": fmt.value, "c": c, "w": w, "fn": fn.value, "inv": invert},
+             "mode": slab_mode, "fmt": fmt.value, "c": c, "w": w, "fn": fn.value, "inv": invert, "lut": use_lut},
         )
+
+        lut_ds = first if use_lut else None
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
             sl = reformat(vol, plane, index=index, position_mm=position_mm, interpolation=interpolation,
                           slab_mm=slab_mm, slab_mode=slab_mode)
-            if fmt is ImageFormat.PNG16:
+            if lut_ds is not None:
+                img = voi_lut_display(sl.array, lut_ds, out_max=65535 if fmt is ImageFormat.PNG16 else 255)
+                img = (65535 if fmt is ImageFormat.PNG16 else 255) - img if invert else img
+                data = encode_png(img) if fmt is not ImageFormat.JPEG else encode_jpeg(img)
+            elif fmt is ImageFormat.PNG16:
                 img = window_to_uint16(sl.array, c, w, function=fn)
                 data = encode_png(65535 - img if invert else img)
-            else:
+            else:  # PNG or JPEG, 8-bit
                 img = window_to_uint8(sl.array, c, w, function=fn)
                 if invert:
                     img = 255 - img
@@ -332,7 +342,8 @@ class SeriesVolumes:
         value = self.archive.cache.get_or_compute(key, compute, tag=f"series:{series_uid}")
         dtype = "<u2" if fmt is ImageFormat.PNG16 else "|u1"
         return RenderedSlice(value.payload, value.media_type, dtype, tuple(value.meta["shape"]),
-                             SliceGeometry.from_json(value.meta["geometry"]), grid.count, (c, w, fn), tuple(notes))
+                             SliceGeometry.from_json(value.meta["geometry"]), grid.count,
+                             None if lut_ds is not None else (c, w, fn), tuple(notes))
 
 
 def _geometry(sl: Slice) -> "SliceGeometry":
