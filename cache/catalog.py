@@ -141,6 +141,7 @@ class Catalog(Protocol):
     def list_series(self, flt: QueryFilter, page: Page) -> tuple[list[SeriesSummary], str]: ...
     def list_instances(self, flt: QueryFilter, page: Page) -> tuple[list[InstanceRow], str]: ...
     def totals(self) -> tuple[int, int]: ...
+    def generation(self) -> int: ...
     def close(self) -> None: ...
 
 
@@ -233,6 +234,7 @@ class SqliteCatalog:
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._write_lock = threading.Lock()
+        self._generation = 0
         # executescript manages its own transaction.
         self._db().executescript(_SCHEMA)
 
@@ -261,6 +263,11 @@ class SqliteCatalog:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+            self._generation += 1
+
+    def generation(self) -> int:
+        """A number that changes whenever this process commits a change to the catalog."""
+        return self._generation
 
     def close(self) -> None:
         with self._all_lock:

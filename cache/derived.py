@@ -17,6 +17,7 @@ import os
 import struct
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,9 +138,13 @@ class DerivedCache:
         Where diskcache keeps its files.
     size_limit:
         Bound in bytes on what the entries occupy on disk.
+    memory_bytes:
+        Bound of an in-memory tier in front of the disk for small values
+        (0: none). Values never change under a key, so it needs no invalidation
+        beyond :meth:`evict_tag` and :meth:`clear`.
     """
 
-    def __init__(self, directory: Path, *, size_limit: int) -> None:
+    def __init__(self, directory: Path, *, size_limit: int, memory_bytes: int = 0) -> None:
         if size_limit <= 0:
             raise ValueError(f"size_limit must be positive, got {size_limit}")
         self.size_limit = size_limit
@@ -157,6 +162,10 @@ class DerivedCache:
         self._puts = self._explicit_deletes = 0
         self._initial_entries = len(self._cache)
         self._verified: set[tuple[str, str]] = set()
+        # Optional in-memory tier for small, hot values (rendered slices, frames).
+        self._hot: OrderedDict[str, tuple[CachedValue, str | None]] = OrderedDict()
+        self._hot_bytes = 0
+        self._hot_limit = memory_bytes
 
     # -- plain access ---------------------------------------------------------
 
@@ -171,6 +180,32 @@ class DerivedCache:
         return value
 
     def _read(self, key: str) -> CachedValue | None:
+        if self._hot_limit:
+            with self._lock:
+                hot = self._hot.get(key)
+                if hot is not None:
+                    self._hot.move_to_end(key)
+                    return hot[0]
+        value = self._read_disk(key)
+        if value is not None:
+            self._keep_hot(key, value, None)
+        return value
+
+    def _keep_hot(self, key: str, value: CachedValue, tag: str | None) -> None:
+        """Keep a small value in memory too (values never change under a key)."""
+        size = len(value.payload)
+        if not self._hot_limit or size > self._hot_limit // 16:
+            return
+        with self._lock:
+            if key in self._hot:
+                return
+            self._hot[key] = (value, tag)
+            self._hot_bytes += size
+            while self._hot_bytes > self._hot_limit:
+                _, (old, _) = self._hot.popitem(last=False)
+                self._hot_bytes -= len(old.payload)
+
+    def _read_disk(self, key: str) -> CachedValue | None:
         try:
             handle = self._cache.get(key, default=None, read=True)
         except Exception:  # a damaged entry is a miss, never an error
@@ -213,6 +248,7 @@ class DerivedCache:
         # read=True stores a file-like value as a file without loading it again.
         self._cache.set(key, io.BytesIO(_encode(value)), read=True, tag=tag)
         self._enforce_bound()
+        self._keep_hot(key, value, tag)
         with self._lock:
             if not existed:
                 self._puts += 1
@@ -365,11 +401,17 @@ class DerivedCache:
         n = int(self._cache.evict(tag))
         with self._lock:
             self._explicit_deletes += n
+            if self._hot:
+                # Entries read back from disk lost their tag: drop every key not on disk any more.
+                for key in [k for k, (_, t) in self._hot.items() if t == tag or (t is None and k not in self._cache)]:
+                    self._hot_bytes -= len(self._hot.pop(key)[0].payload)
         return n
 
     def clear(self) -> None:
         with self._lock:
             self._explicit_deletes += len(self._cache)
+            self._hot.clear()
+            self._hot_bytes = 0
         self._cache.clear()
 
     def stats(self) -> CacheStats:

@@ -33,7 +33,8 @@ def encode_png(arr: np.ndarray) -> bytes:
         For a dtype or shape PNG cannot carry.
     """
     if arr.dtype == np.uint16 and arr.ndim == 2:
-        img = Image.fromarray(np.ascontiguousarray(arr, dtype="<u2"), mode="I;16")
+        # Pillow maps "<u2" to mode I;16 itself and (13.0) refuses an explicit mode="I;16".
+        img = Image.fromarray(np.ascontiguousarray(arr, dtype="<u2"))
     elif arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (3, 4))):
         img = Image.fromarray(np.ascontiguousarray(arr))
     else:

@@ -6,6 +6,7 @@ arithmetic and leaves the caller to choose the output dtype.
 
 from __future__ import annotations
 
+import functools
 from enum import Enum
 
 import numpy as np
@@ -116,29 +117,51 @@ def to_uint8(y: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(y), 0, 255).astype(np.uint8)
 
 
+_LUT_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16))
+#: Elements gathered per np.take call: big enough to amortise the call, small
+#: enough that numpy's widened index temporary stays in cache.
+_CHUNK = 1 << 20
+
+
+@functools.lru_cache(maxsize=64)
+def _lut(dtype: str, center: float, width: float, function: VoiFunction, out_max: int) -> np.ndarray:
+    """Display value of every input value of an 8/16-bit dtype, indexed by the value's unsigned bits."""
+    dt = np.dtype(dtype)
+    bits = dt.itemsize * 8
+    domain = np.arange(1 << bits, dtype=np.uint32).astype(f"uint{bits}")
+    if dt.kind == "i":
+        domain = domain.view(dt)
+    y = apply_window(domain, center, width, function=function, y_min=0.0, y_max=float(out_max))
+    lut = np.clip(np.rint(y), 0, out_max).astype(np.uint8 if out_max == 255 else np.uint16)
+    lut.flags.writeable = False
+    return lut
+
+
+def _window_to(
+    values: np.ndarray, center: float, width: float, function: VoiFunction, out_max: int
+) -> np.ndarray:
+    out_dtype = np.uint8 if out_max == 255 else np.uint16
+    if values.dtype in _LUT_DTYPES:
+        # One gather per pixel through a table built with apply_window (same results).
+        lut = _lut(values.dtype.str, float(center), float(width), function, out_max)
+        src = np.ascontiguousarray(values).reshape(-1).view(f"uint{values.dtype.itemsize * 8}")
+        out = np.empty(src.shape, dtype=out_dtype)
+        for start in range(0, src.size, _CHUNK):
+            np.take(lut, src[start : start + _CHUNK], out=out[start : start + _CHUNK])
+        return out.reshape(values.shape)
+    y = apply_window(values, center, width, function=function, y_min=0.0, y_max=float(out_max))
+    return np.clip(np.rint(y), 0, out_max).astype(out_dtype)
+
+
 def window_to_uint8(
     values: np.ndarray, center: float, width: float, *, function: VoiFunction = VoiFunction.LINEAR
 ) -> np.ndarray:
-    """Window ``values`` to uint8 display values.
-
-    8- and 16-bit integer inputs go through a lookup table over the whole
-    dtype range (one gather per pixel, no float temporaries); the table is built
-    with :func:`apply_window`, so both paths give identical results.
-    """
-    if values.dtype in (np.int8, np.uint8, np.int16, np.uint16):
-        bits = values.dtype.itemsize * 8
-        unsigned = np.dtype(f"uint{bits}")
-        domain = np.arange(1 << bits, dtype=np.uint32).astype(unsigned)
-        if values.dtype.kind == "i":
-            domain = domain.view(values.dtype)
-        lut = to_uint8(apply_window(domain, center, width, function=function))
-        return np.take(lut, np.ascontiguousarray(values).view(unsigned))
-    return to_uint8(apply_window(values, center, width, function=function))
+    """Window ``values`` to uint8 display values (8/16-bit integers through a cached table)."""
+    return _window_to(values, center, width, function, 255)
 
 
 def window_to_uint16(
     values: np.ndarray, center: float, width: float, *, function: VoiFunction = VoiFunction.LINEAR
 ) -> np.ndarray:
     """Window ``values`` to the full 16-bit output range (for 16-bit PNG consumers)."""
-    y = apply_window(values, center, width, function=function, y_min=0.0, y_max=65535.0)
-    return np.clip(np.rint(y), 0, 65535).astype(np.uint16)
+    return _window_to(values, center, width, function, 65535)

@@ -57,13 +57,15 @@ class Running:
         self.cache.close()
 
 
-def open_storage(data_dir: Path, cache_bytes: int) -> tuple[ObjectStore, SqliteCatalog, DerivedCache]:
+def open_storage(
+    data_dir: Path, cache_bytes: int, memory_bytes: int = 0
+) -> tuple[ObjectStore, SqliteCatalog, DerivedCache]:
     """Open (creating when missing) the three storage pieces under ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     store = ObjectStore(data_dir / "store")
     store.sweep_staging()
     catalog = SqliteCatalog(data_dir / "catalog.sqlite3")
-    cache = DerivedCache(data_dir / "derived", size_limit=cache_bytes)
+    cache = DerivedCache(data_dir / "derived", size_limit=cache_bytes, memory_bytes=memory_bytes)
     return store, catalog, cache
 
 
@@ -90,7 +92,7 @@ def build_server(config: Config) -> Running:
         When the address cannot be bound.
     """
     config.check_security()
-    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes)
+    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes, config.cache_memory_bytes)
     archive = DicomArchive(store, catalog, cache, limits=config.limits)
     interceptors: list[grpc.ServerInterceptor] = []
     if config.token_file is not None:

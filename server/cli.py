@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     s.add_argument("--port", type=int, default=int(_env("PORT", 50051)))
     s.add_argument("--cache-size", type=_size, default=_size(_env("CACHE_SIZE", "2G")), help="derived cache bound")
+    s.add_argument("--cache-memory", type=_size, default=_size(_env("CACHE_MEMORY", "128M")),
+                   help="in-memory tier of the derived cache for small values (0: none)")
     s.add_argument("--max-file-size", type=_size, default=_size(_env("MAX_FILE_SIZE", "2G")))
     s.add_argument("--max-pixel-bytes", type=_size, default=_size(_env("MAX_PIXEL_BYTES", "4G")))
     s.add_argument("--max-frames", type=int, default=int(_env("MAX_FRAMES", 100000)))
@@ -155,6 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         port=args.port,
         max_message_bytes=args.max_message_size,
         cache_bytes=args.cache_size,
+        cache_memory_bytes=args.cache_memory,
         limits=Limits(max_file_bytes=args.max_file_size, max_pixel_bytes=args.max_pixel_bytes, max_frames=args.max_frames),
         tls=tls,
         token_file=Path(args.token_file) if args.token_file else None,

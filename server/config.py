@@ -29,6 +29,7 @@ class Config:
     port: int = DEFAULT_PORT
     max_message_bytes: int = 64 * MiB
     cache_bytes: int = 2 * 1024 * MiB
+    cache_memory_bytes: int = 128 * MiB  # in-memory tier for small derived values
     limits: Limits = field(default_factory=Limits)
     tls: TlsConfig | None = None
     token_file: Path | None = None

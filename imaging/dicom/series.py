@@ -9,7 +9,9 @@ cached too.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -112,6 +114,7 @@ class SeriesVolumes:
         self.archive = archive
         self._lock = threading.Lock()
         self._layouts: OrderedDict[str, SeriesLayout] = OrderedDict()
+        self._by_series: dict[str, tuple[int, SeriesLayout]] = {}
         self._volumes: OrderedDict[str, tuple[Volume, CachedFile]] = OrderedDict()
         self._memo_series = memo_series
         self._memo_volumes = memo_volumes
@@ -126,12 +129,18 @@ class SeriesVolumes:
         NotFoundError
             No such series.
         """
+        generation = self.archive.catalog.generation()
+        with self._lock:
+            known = self._by_series.get(series_uid)
+            if known is not None and known[0] == generation:
+                return known[1]  # nothing was ingested or deleted since: no query needed
         rows = self.archive.series_instances(series_uid)
         identity = tuple(sorted(r.sha256 for r in rows))
         memo_key = hashlib.sha256("\n".join(identity).encode()).hexdigest()
         with self._lock:
             if memo_key in self._layouts:
                 self._layouts.move_to_end(memo_key)
+                self._by_series[series_uid] = (generation, self._layouts[memo_key])
                 return self._layouts[memo_key]
         datasets: dict[str, Dataset] = {}
         refs = []
@@ -146,9 +155,19 @@ class SeriesVolumes:
         out = SeriesLayout(series_uid, tuple(stacks), grids, tuple(excluded), identity, datasets)
         with self._lock:
             self._layouts[memo_key] = out
+            self._by_series[series_uid] = (generation, out)
             while len(self._layouts) > self._memo_series:
-                self._layouts.popitem(last=False)
+                _, dropped = self._layouts.popitem(last=False)
+                self._by_series.pop(dropped.series_uid, None)
         return out
+
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def _volume_key_of(identity: tuple[str, ...], digest: str) -> str:
+        return make_key("dicom", "volume", identity, {"stack": digest})
+
+    def _volume_key(self, layout: SeriesLayout, stack: Stack) -> str:
+        return self._volume_key_of(layout.identity, stack.digest)
 
     def _stack(self, layout: SeriesLayout, index: int) -> Stack:
         if not layout.stacks:
@@ -163,11 +182,13 @@ class SeriesVolumes:
 
     # -- volumes --------------------------------------------------------------
 
-    def volume(self, series_uid: str, stack_index: int = 0) -> tuple[Volume, CachedFile]:
+    def volume(
+        self, series_uid: str, stack_index: int = 0, *, layout: SeriesLayout | None = None
+    ) -> tuple[Volume, CachedFile]:
         """The volume of one stack (memory-mapped from the derived cache) and its cache entry."""
-        layout = self.layout(series_uid)
+        layout = layout or self.layout(series_uid)
         stack = self._stack(layout, stack_index)
-        key = make_key("dicom", "volume", layout.identity, {"stack": stack.digest})
+        key = self._volume_key(layout, stack)
         with self._lock:
             if key in self._volumes:
                 self._volumes.move_to_end(key)
@@ -227,6 +248,8 @@ class SeriesVolumes:
         """(center, width, function, use the object's VOI LUT table instead, notes)."""
         notes: list[str] = []
         if req.source == "explicit":
+            if not (math.isfinite(req.center) and math.isfinite(req.width)):
+                raise InvalidInputError(f"window center and width must be finite, got {req.center}, {req.width}")
             if req.function is VoiFunction.LINEAR and req.width < 1:
                 raise InvalidInputError(f"window width must be at least 1 for LINEAR, got {req.width}")
             if req.width <= 0:
@@ -299,8 +322,13 @@ class SeriesVolumes:
         slab_mm: float,
         slab_mode: Literal["max", "min", "mean"],
     ) -> RenderedSlice:
-        vol, entry = self.volume(series_uid, stack)
+        # Checked before any cache key is made of them (keys refuse non-finite numbers).
+        if position_mm is not None and not math.isfinite(position_mm):
+            raise InvalidInputError(f"position_mm must be a finite number, got {position_mm}")
+        if not math.isfinite(slab_mm) or slab_mm < 0:
+            raise InvalidInputError(f"slab thickness must be >= 0 mm, got {slab_mm}")
         layout = self.layout(series_uid)
+        vol, entry = self.volume(series_uid, stack, layout=layout)
         st = self._stack(layout, stack)
         grid = plane_grid(vol, plane)
         first = layout.datasets[st.frames[0].sop_uid]
