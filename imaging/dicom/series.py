@@ -22,7 +22,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from cache.catalog import InstanceRow
-from cache.derived import CachedFile, npy_memmap
+from cache.derived import CachedFile, npy_memmap, npy_parts
 from cache.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 from cache.keys import make_key
 
@@ -199,11 +199,14 @@ class SeriesVolumes:
             row: InstanceRow = rows[sop_uid]
             ds = layout.datasets[sop_uid]
             values, _ = modality_values(self.archive.decoded_frame(row, ds, frame_index), ds, frame_index)
+            if values.dtype == np.int32 and values.size and -32768 <= values.min() and values.max() <= 32767:
+                # int32 only because the stored range could overflow int16; these values don't.
+                values = values.astype(np.int16)
             return values
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
             vol = build_volume(stack, load_frame, grid=layout.grids[stack_index])
-            return vol.to_npy_bytes(), NPY, vol.geometry()
+            return npy_parts(vol.array), NPY, vol.geometry()  # type: ignore[return-value]
 
         entry = self.archive.cache.get_or_compute_file(key, compute, tag=f"series:{series_uid}")
         if entry.payload is not None:
