@@ -14,7 +14,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 from cache.errors import InvalidInputError, NotFoundError
 
 from ..windowing import VoiFunction, to_uint8, window_to_uint8
-from .pixels import classify_decode_error, decode_frames, has_pixels, pixel_layout
+from .pixels import classify_decode_error, decode_frames, has_pixels, pixel_layout, read_native_frame
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +113,9 @@ def decode_frame(path: Path, ds: Dataset, index: int, *, name: str, raw_color: b
     frames = pixel_layout(ds)[3]
     if not 0 <= index < frames:
         raise NotFoundError(f"frame {index} out of range (0..{frames - 1})", subject=name)
+    fast = read_native_frame(path, ds, index)
+    if fast is not None:
+        return fast
     try:
         return next(iter(decode_frames(path, ds, indices=[index], raw=raw_color)))
     except Exception as exc:

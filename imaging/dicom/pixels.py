@@ -121,6 +121,30 @@ def _prefer_pillow(ds: Dataset) -> bool:
     )
 
 
+def read_native_frame(path: Path, ds: Dataset, index: int) -> np.ndarray | None:
+    """Frame ``index`` of native little-endian greyscale pixel data, read straight from the file.
+
+    The common case of CT and MR series (8/16/32 bits allocated, all of them
+    stored, or unsigned) is a plain array at a known offset; anything else
+    returns None and goes through pydicom's decoders.
+    """
+    tsyntax = ds.file_meta.TransferSyntaxUID
+    if tsyntax.is_encapsulated or tsyntax.is_deflated or not tsyntax.is_little_endian:
+        return None
+    raw = ds.get_item(0x7FE00010, keep_deferred=True) if 0x7FE00010 in ds else None
+    if not isinstance(raw, RawDataElement) or raw.value is not None or raw.value_tell is None:
+        return None
+    rows, cols, samples, frames, bits = pixel_layout(ds)
+    signed = bool(int(ds.get("PixelRepresentation") or 0))
+    stored = int(ds.get("BitsStored") or bits)
+    if samples != 1 or bits not in (8, 16, 32) or (signed and stored != bits) or not 0 <= index < frames:
+        return None
+    dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
+    count = rows * cols
+    arr = np.fromfile(path, dtype=dtype, count=count, offset=raw.value_tell + index * count * dtype.itemsize)
+    return arr.reshape(rows, cols) if arr.size == count else None
+
+
 def classify_decode_error(exc: BaseException, ds: Dataset, name: str) -> Exception:
     """Turn a decoder exception into the domain error that explains it."""
     tsyntax = ds.file_meta.TransferSyntaxUID
