@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import grpc
 
 from cache.catalog import InstanceRow, Page, QueryFilter
-from cache.errors import InvalidInputError, LimitExceededError
-from imaging.dicom.archive import DicomArchive, IncomingFile, IngestReport
+from cache.errors import LimitExceededError
+from imaging.dicom.archive import DicomArchive, IngestReport
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
-from .errors import status_for
-from .streams import prefetch
+from .ingest_stream import serve_ingest
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +56,6 @@ def instance_pb(r: InstanceRow) -> dicom_pb2.Instance:
     )
 
 
-def _rejected(name: str, index: int, exc: BaseException, size: int = 0) -> common_pb2.IngestResult:
-    code, message = status_for(exc)
-    if code is grpc.StatusCode.INTERNAL:
-        log.error("unexpected ingest failure", extra={"index": index}, exc_info=exc)
-    if not message.startswith(f"{name}: "):
-        # Errors raised past parsing name a UID (a conflict, a series in another study).
-        message = f"{name}: {message}"
-    return common_pb2.IngestResult(
-        name=name, index=index, outcome=common_pb2.REJECTED, code=code.name, reason=message, size=size
-    )
-
-
 def _stored(index: int, r: IngestReport) -> common_pb2.IngestResult:
     return common_pb2.IngestResult(
         name=r.name,
@@ -85,18 +71,6 @@ def _stored(index: int, r: IngestReport) -> common_pb2.IngestResult:
     )
 
 
-_GROUP_COMMIT = 16  # most files committed in one catalog transaction
-
-
-@dataclass
-class _Received:
-    """A file received whole and staged, waiting for validation and commit."""
-
-    index: int
-    incoming: IncomingFile
-    sha256: str
-
-
 class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     def __init__(self, archive: DicomArchive, *, max_message_bytes: int) -> None:
         self._archive = archive
@@ -105,88 +79,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.IngestResult]:
-        # A reader thread receives and stages the next files while this thread
-        # validates and commits the previous one; results keep the stream's order.
-        events = prefetch(self._receive(request_iterator), depth=4)
-        try:
-            for event in events:
-                if not isinstance(event, _Received):
-                    yield event
-                    continue
-                # Files already received commit together (one sync for the batch).
-                batch = [event, *events.take_ready(lambda e: isinstance(e, _Received), limit=_GROUP_COMMIT - 1)]
-                results = self._archive.finish_batch([(e.incoming, e.sha256) for e in batch])
-                for e, result in zip(batch, results):
-                    if isinstance(result, Exception):
-                        yield _rejected(e.incoming.name, e.index, result, e.incoming.size)
-                    else:
-                        yield _stored(e.index, result)
-        finally:
-            for event in events.close_and_drain():
-                if isinstance(event, _Received):
-                    event.incoming.abort()
-
-    def _receive(self, request_iterator: Iterator[common_pb2.IngestChunk]) -> Iterator["_Received | common_pb2.IngestResult"]:
-        """Stage the files of an ingest stream; yield each complete file or its rejection."""
-        current: IncomingFile | None = None
-        name, index, skipping = "", -1, False
-        try:
-            for msg in request_iterator:
-                part = msg.WhichOneof("part")
-                if part == "header":
-                    if current is not None or skipping:
-                        if current is not None:
-                            current.abort()
-                            current = None
-                        if not skipping:
-                            yield _rejected(name, index, InvalidInputError("next file began before this one ended", subject=name))
-                    index += 1
-                    name = msg.header.name or f"file #{index}"
-                    skipping = False
-                    try:
-                        current = self._archive.begin(
-                            name, declared_size=msg.header.size, overwrite=msg.header.overwrite
-                        )
-                    except Exception as exc:  # noqa: BLE001 - one file's failure is its result
-                        yield _rejected(name, index, exc)
-                        skipping = True
-                elif part == "data":
-                    if current is None and not skipping:
-                        raise InvalidInputError("data chunk before any file header")
-                    if skipping or current is None:
-                        continue
-                    try:
-                        current.write(msg.data)
-                    except Exception as exc:  # noqa: BLE001
-                        size = current.size
-                        current.abort()
-                        current = None
-                        skipping = True
-                        yield _rejected(name, index, exc, size)
-                elif part == "end":
-                    if skipping:
-                        skipping = False
-                        continue
-                    if current is None:
-                        raise InvalidInputError("file end without a file header")
-                    incoming, current = current, None
-                    try:
-                        incoming.seal()  # fsync here, while the other thread commits earlier files
-                    except Exception as exc:  # noqa: BLE001
-                        incoming.abort()
-                        yield _rejected(name, index, exc, incoming.size)
-                        continue
-                    yield _Received(index, incoming, msg.end.sha256)
-            if current is not None:
-                size = current.size
-                current.abort()
-                current = None
-                yield _rejected(
-                    name, index, InvalidInputError(f"stream ended before the end of the file ({size} bytes received)", subject=name), size
-                )
-        finally:
-            if current is not None:
-                current.abort()
+        yield from serve_ingest(self._archive, request_iterator, _stored)
 
     def ListStudies(self, request: dicom_pb2.ListStudiesRequest, context: grpc.ServicerContext) -> dicom_pb2.ListStudiesResponse:
         rows, token = self._archive.list_studies(query_filter(request.filter), page(request.page))

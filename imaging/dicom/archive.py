@@ -27,9 +27,10 @@ from cache.catalog import (
 from cache.derived import DerivedCache, npy_array, npy_bytes
 from cache.errors import ConflictError, InvalidInputError, NotFoundError
 from cache.keys import make_key
-from cache.store import ObjectStore, StagedFile
+from cache.store import ObjectStore
 
 from ..encode import encode_png, encode_raw
+from ..ingest import IncomingFile, begin_file, ingest_path
 from .frames import decode_frame, modality_values, render_8bit
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
 from .parse import ParsedInstance, parse_instance, read_dataset
@@ -72,44 +73,6 @@ class FrameResult:
     warnings: list[str]
 
 
-class IncomingFile:
-    """A file being received for ingest: write chunks, then :meth:`finish` or :meth:`abort`."""
-
-    def __init__(self, archive: "DicomArchive", staged: StagedFile, *, declared_size: int, overwrite: bool) -> None:
-        self._archive = archive
-        self._staged = staged
-        self.name = staged.name
-        self.declared_size = declared_size
-        self.overwrite = overwrite
-
-    @property
-    def size(self) -> int:
-        return self._staged.size
-
-    def write(self, data: bytes) -> None:
-        """Append a chunk (raises LimitExceededError past the file size limit)."""
-        if self.declared_size and self._staged.size + len(data) > self.declared_size:
-            self._staged.discard()
-            raise InvalidInputError(
-                f"more bytes than the declared size of {self.declared_size}", subject=self.name
-            )
-        self._staged.write(data)
-
-    def abort(self) -> None:
-        self._staged.discard()
-
-    def seal(self) -> None:
-        """Flush and fsync the bytes received so far (the receiving thread can do this)."""
-        self._staged.close()
-
-    def finish(self, expected_sha256: str = "") -> IngestReport:
-        """Validate, commit to the store and the catalog; return what happened."""
-        result = self._archive.finish_batch([(self, expected_sha256)])[0]
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
-
 class DicomArchive:
     """DICOM objects over the shared store, catalog and derived cache.
 
@@ -140,24 +103,13 @@ class DicomArchive:
 
     def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
         """Start receiving a file called ``name`` (as the client knows it)."""
-        from cache.errors import LimitExceededError
-
-        if declared_size > self.limits.max_file_bytes:
-            raise LimitExceededError(
-                f"declared size {declared_size} exceeds the file size limit of "
-                f"{self.limits.max_file_bytes} bytes",
-                subject=name,
-            )
-        staged = self.store.stage(name=name, max_bytes=self.limits.max_file_bytes)
-        return IncomingFile(self, staged, declared_size=declared_size, overwrite=overwrite)
+        return begin_file(
+            self, self.store, name, max_bytes=self.limits.max_file_bytes, declared_size=declared_size, overwrite=overwrite
+        )
 
     def ingest_path(self, path: Path, *, name: str | None = None, overwrite: bool = False) -> IngestReport:
         """Ingest a local file (used by tests and tools; the server streams instead)."""
-        incoming = self.begin(name or path.name, declared_size=path.stat().st_size, overwrite=overwrite)
-        with open(path, "rb") as fh:
-            while chunk := fh.read(1 << 20):
-                incoming.write(chunk)
-        return incoming.finish()
+        return ingest_path(self, path, name=name, overwrite=overwrite)
 
     def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[IngestReport | Exception]:
         """Validate and commit received files; each gets its report or its error.
@@ -191,7 +143,7 @@ class DicomArchive:
                 shas = {p[3].sha256 for p in pending}
                 with self.store.lock_many(shas):
                     for _, incoming, _, _ in pending:
-                        self.store.commit(incoming._staged, sync=False)
+                        self.store.commit(incoming.staged, sync=False)
                     self.store.sync_dirs(shas)
                     outs = self.catalog.put_instances(
                         [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending]
@@ -212,9 +164,9 @@ class DicomArchive:
                 self._forget_content(sha)
         finally:
             for incoming, _ in items:
-                incoming._staged.discard()
+                incoming.staged.discard()
         for (incoming, _), r in zip(items, results):
-            sha = incoming._staged.sha256
+            sha = incoming.staged.sha256
             if isinstance(r, IngestReport):
                 log.info("ingested", extra={"outcome": r.outcome, "sha256": r.sha256[:16], "bytes": r.size,
                                             "warnings": len(r.warnings)})
@@ -223,22 +175,14 @@ class DicomArchive:
         return results  # type: ignore[return-value]
 
     def _validate(self, incoming: IncomingFile, expected_sha256: str) -> tuple[ParsedInstance, IngestReport]:
-        staged = incoming._staged
-        name = staged.name
-        sha = staged.close()
-        if incoming.declared_size and staged.size != incoming.declared_size:
-            raise InvalidInputError(
-                f"received {staged.size} of {incoming.declared_size} declared bytes (stream cut off?)",
-                subject=name,
-            )
-        if expected_sha256 and expected_sha256.lower() != sha:
-            raise InvalidInputError("sha256 of the received bytes does not match the one sent", subject=name)
+        staged = incoming.staged
+        sha = incoming.check(expected_sha256)
         parsed = parse_instance(
-            staged.path, name=name, sha256=sha, size=staged.size, limits=self.limits, on_frame=self._warm(sha)
+            staged.path, name=incoming.name, sha256=sha, size=staged.size, limits=self.limits, on_frame=self._warm(sha)
         )
         inst = parsed.instance
         report = IngestReport(
-            name, "stored", sha, staged.size, inst.sop_uid, inst.study_uid, inst.series_uid, parsed.warnings
+            incoming.name, "stored", sha, staged.size, inst.sop_uid, inst.study_uid, inst.series_uid, parsed.warnings
         )
         return parsed, report
 
