@@ -8,12 +8,14 @@ either the whole object or only a staging file, which start-up sweeps away.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import logging
 import os
+import sys
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -23,6 +25,21 @@ from .errors import InvalidInputError, LimitExceededError, NotFoundError
 log = logging.getLogger(__name__)
 
 _HEX = set("0123456789abcdef")
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    fn.restype = ctypes.c_int
+    return fn  # type: ignore[no-any-return]
+
+
+_SYNCFS = _load_syncfs()
 
 
 def _fsync_dir(path: Path) -> None:
@@ -44,6 +61,7 @@ class StagedFile:
         self._hash = hashlib.sha256()
         self._fh: BinaryIO | None = open(path, "xb")
         self.sha256: str | None = None
+        self.synced = False
 
     def write(self, data: bytes) -> None:
         """Append ``data``.
@@ -64,11 +82,17 @@ class StagedFile:
         self._hash.update(data)
         self.size += len(data)
 
-    def close(self) -> str:
-        """Flush and fsync; return the sha256 of what was written."""
+    def close(self, *, sync: bool = True) -> str:
+        """Flush (and fsync unless ``sync`` is false); return the sha256 of what was written.
+
+        An unsynced file must be made durable by :meth:`ObjectStore.sync_batch`
+        before anything refers to it.
+        """
         if self._fh is not None:
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            if sync:
+                os.fsync(self._fh.fileno())
+                self.synced = True
             self._fh.close()
             self._fh = None
             self.sha256 = self._hash.hexdigest()
@@ -148,11 +172,18 @@ class ObjectStore:
     def commit(self, staged: StagedFile, *, sync: bool = True) -> str:
         """Move a closed staged file into place; return its sha256. Idempotent per content.
 
-        With ``sync=False`` the caller makes the rename durable with :meth:`sync_dirs`
-        before it commits anything that refers to the object (several renames then
-        share one journal commit).
+        With ``sync=False`` the caller makes bytes and rename durable with
+        :meth:`sync_batch` before it commits anything that refers to the object
+        (a batch then shares one flush).
         """
-        sha = staged.close()
+        sha = staged.close(sync=sync)
+        if sync and not staged.synced:
+            fd = os.open(staged.path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            staged.synced = True
         dest = self._path(sha)
         if dest.exists():
             staged.discard()
@@ -162,8 +193,29 @@ class ObjectStore:
                 _fsync_dir(dest.parent)
         return sha
 
-    def sync_dirs(self, hashes: Iterable[str]) -> None:
-        """Make the renames of objects into place durable (fsync their directories)."""
+    def sync_batch(self, hashes: Iterable[str]) -> None:
+        """Make objects committed with ``sync=False`` durable: their bytes and their renames.
+
+        Where the platform has ``syncfs`` (Linux), one call flushes the whole
+        batch with one journal commit; elsewhere each object and directory is
+        fsynced.
+        """
+        hashes = sorted(set(hashes))
+        if not hashes:
+            return
+        if _SYNCFS is not None:
+            fd = os.open(self.objects, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                if _SYNCFS(fd) == 0:
+                    return
+            finally:
+                os.close(fd)
+        for h in hashes:
+            fd = os.open(self._path(h), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
         for sub in sorted({h[:2] for h in hashes}):
             _fsync_dir(self.objects / sub)
 

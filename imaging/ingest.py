@@ -46,8 +46,8 @@ class IncomingFile:
         self.staged.discard()
 
     def seal(self) -> None:
-        """Flush and fsync the bytes received so far (the receiving thread can do this)."""
-        self.staged.close()
+        """Close the file once all its bytes are in (its sink makes the batch durable at commit)."""
+        self.staged.close(sync=False)
 
     def check(self, expected_sha256: str) -> str:
         """Seal, check the declared size and checksum; return the sha256.
@@ -57,7 +57,7 @@ class IncomingFile:
         InvalidInputError
             Fewer bytes than declared (a cut stream) or a checksum mismatch.
         """
-        sha = self.staged.close()
+        sha = self.staged.close(sync=False)
         if self.declared_size and self.staged.size != self.declared_size:
             raise InvalidInputError(
                 f"received {self.staged.size} of {self.declared_size} declared bytes (stream cut off?)",

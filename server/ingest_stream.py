@@ -119,7 +119,7 @@ def _receive(sink: IngestSink, request_iterator: Iterator[common_pb2.IngestChunk
                     raise InvalidInputError("file end without a file header")
                 incoming, current = current, None
                 try:
-                    incoming.seal()  # fsync here, while the other thread commits earlier files
+                    incoming.seal()
                 except Exception as exc:  # noqa: BLE001
                     incoming.abort()
                     yield rejected(name, index, exc, incoming.size)

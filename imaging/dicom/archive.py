@@ -144,7 +144,7 @@ class DicomArchive:
                 with self.store.lock_many(shas):
                     for _, incoming, _, _ in pending:
                         self.store.commit(incoming.staged, sync=False)
-                    self.store.sync_dirs(shas)
+                    self.store.sync_batch(shas)
                     outs = self.catalog.put_instances(
                         [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending]
                     )
