@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import ConflictError, InvalidInputError, VoxelgateError
+from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -218,7 +219,7 @@ def _decode_token(token: str, flt: QueryFilter, arity: int) -> list[object] | No
     return key
 
 
-class SqliteCatalog:
+class SqliteCatalog(MediaCatalogMixin):
     """SQLite catalog in WAL mode; one connection per thread.
 
     Parameters
@@ -236,7 +237,7 @@ class SqliteCatalog:
         self._write_lock = threading.Lock()
         self._generation = 0
         # executescript manages its own transaction.
-        self._db().executescript(_SCHEMA)
+        self._db().executescript(_SCHEMA + MEDIA_SCHEMA)
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -413,14 +414,17 @@ class SqliteCatalog:
         return [InstanceRow(*r) for r in rows]
 
     def is_referenced(self, sha256: str) -> bool:
+        """Whether a DICOM instance or a media item holds this content."""
         return (
             self._db().execute("SELECT 1 FROM instances WHERE sha256=? LIMIT 1", (sha256,)).fetchone()
             is not None
-        )
+        ) or self.media_referenced(sha256)
 
     def totals(self) -> tuple[int, int]:
+        """(objects, bytes) of everything stored, DICOM and media."""
         n, size = self._db().execute("SELECT count(*), coalesce(sum(size), 0) FROM instances").fetchone()
-        return int(n), int(size)
+        mn, msize = self.media_totals()
+        return int(n) + mn, int(size) + msize
 
     @staticmethod
     def _study_where(flt: QueryFilter, alias: str) -> tuple[list[str], list[object]]:

@@ -20,13 +20,25 @@ from cache.gc import remove_orphans
 from cache.store import ObjectStore
 from imaging.dicom.archive import DicomArchive
 from imaging.dicom.series import SeriesVolumes
-from voxelgate.v1 import admin_pb2, admin_pb2_grpc, dicom_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
+from imaging.media import MediaLimits
+from imaging.media.library import MediaLibrary
+from voxelgate.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    dicom_pb2,
+    dicom_pb2_grpc,
+    media_pb2,
+    media_pb2_grpc,
+    volume_pb2,
+    volume_pb2_grpc,
+)
 
 from .admin_servicer import AdminServicer
 from .auth import BearerAuthInterceptor, load_tokens
 from .config import Config
 from .dicom_servicer import DicomServicer
 from .errors import ErrorInterceptor
+from .media_servicer import MediaServicer
 from .volume_servicer import VolumeServicer
 
 log = logging.getLogger(__name__)
@@ -34,6 +46,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name,
     volume_pb2.DESCRIPTOR.services_by_name["VolumeService"].full_name,
+    media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
 
@@ -111,6 +124,8 @@ def build_server(config: Config) -> Running:
     )
     dicom_pb2_grpc.add_DicomServiceServicer_to_server(DicomServicer(archive, max_message_bytes=config.max_message_bytes), server)
     volume_pb2_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(SeriesVolumes(archive)), server)
+    library = MediaLibrary(store, catalog, cache, limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes))
+    media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(cache, catalog), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

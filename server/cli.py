@@ -132,6 +132,38 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("-o", "--output", type=Path, required=True, help="FILE.nii.gz, FILE.nii or FILE.nrrd")
     _add_client_args(ex)
 
+    media = sub.add_parser("media", help="non-DICOM images: ingest, groups, sequences, frames, video export")
+    msub = media.add_subparsers(dest="media_command", required=True)
+    mi = msub.add_parser("ingest", help="send image files or folders (recursive)")
+    mi.add_argument("paths", nargs="+", type=Path)
+    mi.add_argument("--json", action="store_true", help="one JSON line per file as its result arrives")
+    _add_client_args(mi)
+    for kind in ("group", "sequence"):
+        mg = msub.add_parser(kind, help=f"ingest FILES and make them an image {kind}")
+        mg.add_argument("paths", nargs="+", type=Path)
+        mg.add_argument("--name", default="")
+        if kind == "sequence":
+            mg.add_argument("--mode", choices=["homogenize", "split"], default="homogenize")
+            mg.add_argument("--natural", action="store_true", help="order by file name (frame2 before frame10)")
+        mg.add_argument("--json", action="store_true")
+        _add_client_args(mg)
+    mn = msub.add_parser("info", help="describe a media item, group or sequence")
+    mn.add_argument("id")
+    _add_client_args(mn)
+    mf = msub.add_parser("frame", help="one frame of a media item, group or sequence")
+    mf.add_argument("id")
+    mf.add_argument("index", type=int)
+    mf.add_argument("--max-size", default="", help="WxH box to fit in, keeping the aspect ratio")
+    mf.add_argument("--format", choices=["png", "png16", "jpeg", "webp", "raw", "original"], default="png")
+    mf.add_argument("--window", default="", help="CENTER,WIDTH for 16-bit sources")
+    mf.add_argument("-o", "--output", type=Path, required=True)
+    _add_client_args(mf)
+    me = msub.add_parser("export", help="export a sequence as MP4 (H.264, faststart)")
+    me.add_argument("id")
+    me.add_argument("--fps", type=float, default=25.0)
+    me.add_argument("-o", "--output", type=Path, required=True)
+    _add_client_args(me)
+
     h = sub.add_parser("health", help="exit 0 when the server reports SERVING")
     _add_client_args(h)
     return parser
@@ -195,27 +227,28 @@ class _Progress:
             sys.stderr.write("\n")
 
 
-def cmd_ingest(args: argparse.Namespace) -> int:
+def _stream_ingest(
+    args: argparse.Namespace, ingest: Any, candidates: list[Any], *, command: str, id_key: str, id_field: str
+) -> tuple[int, list[tuple[Path, Any]]]:
+    """Send the candidates through one ``Ingest`` call (DICOM or media), printing one line per file.
+
+    Returns the exit status and ``(path, result)`` of every file the server answered.
+    """
     import grpc
 
-    from voxelgate.v1 import common_pb2, dicom_pb2_grpc
+    from voxelgate.v1 import common_pb2
 
-    from .client import collect, ingest_requests
+    from .client import ingest_requests
 
-    missing = [p for p in args.paths if not p.exists()]
-    if missing:
-        print(f"voxelgate ingest: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
-        return 2
-    candidates = collect(args.paths)
     send = [c.path for c in candidates if not c.skip_reason]
     counts = {"stored": 0, "duplicate": 0, "replaced": 0, "rejected": 0, "skipped": 0}
-    out = sys.stdout
+    answered: list[tuple[Path, Any]] = []
 
-    def emit(path: Path, uid: str, status: str, reason: str, **extra: Any) -> None:
+    def emit(path: Path, item_id: str, status: str, reason: str, **extra: Any) -> None:
         counts[status] += 1
         if args.json:
-            out.write(json.dumps({"path": str(path), "sop_instance_uid": uid, "status": status, "reason": reason, **extra}) + "\n")
-            out.flush()
+            sys.stdout.write(json.dumps({"path": str(path), id_key: item_id, "status": status, "reason": reason, **extra}) + "\n")
+            sys.stdout.flush()
         elif status in ("rejected", "skipped"):
             sys.stderr.write(f"\r{status}: {reason if reason.startswith(str(path)) else f'{path}: {reason}'}\n")
 
@@ -224,30 +257,50 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             emit(c.path, "", "skipped", c.skip_reason)
     progress = _Progress(len(send))
     names = {i: p for i, p in enumerate(send)}
-    stub = dicom_pb2_grpc.DicomServiceStub(_channel(args))
     outcome_name = {
         common_pb2.STORED: "stored", common_pb2.DUPLICATE: "duplicate",
         common_pb2.REPLACED: "replaced", common_pb2.REJECTED: "rejected",
     }
     seen = set()
     try:
-        for r in stub.Ingest(ingest_requests(((str(p), p) for p in send), overwrite=args.overwrite)):
+        for r in ingest(ingest_requests(((str(p), p) for p in send), overwrite=getattr(args, "overwrite", False))):
             seen.add(r.index)
             status = outcome_name.get(r.outcome, "rejected")
-            emit(names.get(r.index, Path(r.name)), r.sop_instance_uid, status, r.reason,
-                 code=r.code, warnings=list(r.warnings))
+            path = names.get(r.index, Path(r.name))
+            emit(path, getattr(r, id_field), status, r.reason, code=r.code, warnings=list(r.warnings))
+            answered.append((path, r))
             progress.step()
     except grpc.RpcError as exc:
         progress.close()
-        print(f"voxelgate ingest: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        print(f"voxelgate {command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
         for i, p in names.items():
             if i not in seen:
                 emit(p, "", "rejected", f"not sent: {exc.code().name}")
-        return 1
+        return 1, answered
     progress.close()
     summary = ", ".join(f"{v} {k}" for k, v in counts.items() if v or k == "stored")
-    print(f"voxelgate ingest: {summary}", file=sys.stderr)
-    return 1 if counts["rejected"] else 0
+    print(f"voxelgate {command}: {summary}", file=sys.stderr)
+    return (1 if counts["rejected"] else 0), answered
+
+
+def _existing(paths: list[Path], command: str) -> bool:
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"voxelgate {command}: no such file or folder: {', '.join(map(str, missing))}", file=sys.stderr)
+    return not missing
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from voxelgate.v1 import dicom_pb2_grpc
+
+    from .client import collect
+
+    if not _existing(args.paths, "ingest"):
+        return 2
+    stub = dicom_pb2_grpc.DicomServiceStub(_channel(args))
+    status, _ = _stream_ingest(args, stub.Ingest, collect(args.paths), command="ingest",
+                               id_key="sop_instance_uid", id_field="sop_instance_uid")
+    return status
 
 
 def _fail(exc: Any) -> int:
@@ -499,10 +552,84 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_media(args: argparse.Namespace) -> int:
+    import grpc
+    from google.protobuf.json_format import MessageToDict
+
+    from voxelgate.v1 import media_pb2, media_pb2_grpc
+
+    from .client import collect
+
+    stub = media_pb2_grpc.MediaServiceStub(_channel(args))
+    command = f"media {args.media_command}"
+    try:
+        if args.media_command in ("ingest", "group", "sequence"):
+            if not _existing(args.paths, command):
+                return 2
+            status, answered = _stream_ingest(args, stub.Ingest, collect(args.paths, sniff=False), command=command,
+                                              id_key="media_id", id_field="sha256")
+            if args.media_command == "ingest":
+                return status
+            ids = [r.sha256 for _, r in answered if r.sha256]
+            if status or not ids:
+                return 1
+            if args.media_command == "group":
+                sets = [stub.CreateGroup(media_pb2.CreateGroupRequest(name=args.name, media_ids=ids))]
+            else:
+                mode = media_pb2.SPLIT if args.mode == "split" else media_pb2.HOMOGENIZE
+                sets = list(stub.CreateSequence(media_pb2.CreateSequenceRequest(
+                    name=args.name, media_ids=ids, mode=mode, natural_order=args.natural)).sequences)
+            for st in sets:
+                if args.json:
+                    print(json.dumps(MessageToDict(st, preserving_proto_field_name=True)))
+                else:
+                    print(f"{st.kind} {st.set_id}: {len(st.frames)} frames {st.name}")
+                    for w in st.warnings:
+                        print(f"  {w}")
+            return 0
+        if args.media_command == "info":
+            r = stub.GetMediaInfo(media_pb2.GetMediaInfoRequest(id=args.id))
+            print(json.dumps(MessageToDict(r, preserving_proto_field_name=True), indent=1))
+            return 0
+        if args.media_command == "frame":
+            req = media_pb2.GetMediaFrameRequest(id=args.id, frame=args.index, format={
+                "png": media_pb2.MEDIA_PNG, "png16": media_pb2.MEDIA_PNG16, "jpeg": media_pb2.MEDIA_JPEG,
+                "webp": media_pb2.MEDIA_WEBP, "raw": media_pb2.MEDIA_RAW, "original": media_pb2.MEDIA_ORIGINAL}[args.format])
+            try:
+                if args.max_size:
+                    req.max_width, req.max_height = (int(v) for v in args.max_size.lower().split("x"))
+                if args.window:
+                    req.window_center, req.window_width = (float(v) for v in args.window.split(","))
+                    req.has_window = True
+            except ValueError:
+                print(f"voxelgate {command}: --max-size takes WxH and --window CENTER,WIDTH", file=sys.stderr)
+                return 2
+            r = stub.GetFrame(req)
+            args.output.write_bytes(r.data)
+            print(json.dumps({"media_type": r.media_type, "dtype": r.dtype, "shape": list(r.shape),
+                              "media_id": r.media_id, "page": r.page}))
+            return 0
+        if args.media_command == "export":
+            export_id = ""
+            for p in stub.ExportVideo(media_pb2.ExportVideoRequest(set_id=args.id, fps=args.fps)):
+                if sys.stderr.isatty():
+                    sys.stderr.write(f"\rencoding {p.frames_done}/{p.frames_total}")
+                if p.done:
+                    export_id = p.export_id
+            with open(args.output, "wb") as fh:
+                for chunk in stub.GetExport(media_pb2.GetExportRequest(export_id=export_id)):
+                    fh.write(chunk.data)
+            print(f"\n{args.output}: {args.output.stat().st_size} bytes" if sys.stderr.isatty() else str(args.output))
+            return 0
+    except grpc.RpcError as exc:
+        return _fail(exc)
+    return 2
+
+
 COMMANDS = {
     "serve": cmd_serve, "ingest": cmd_ingest, "ls": cmd_ls, "meta": cmd_meta, "frame": cmd_frame,
     "delete": cmd_delete, "stats": cmd_stats, "health": cmd_health,
-    "volume": cmd_volume, "slice": cmd_slice, "export": cmd_export,
+    "volume": cmd_volume, "slice": cmd_slice, "export": cmd_export, "media": cmd_media,
 }
 
 

@@ -1,0 +1,152 @@
+"""The media part of the catalog: images, and the groups and sequences made of them.
+
+Lives in the same SQLite database as the DICOM tree (one commit point for
+everything); :class:`MediaCatalogMixin` is mixed into ``SqliteCatalog``.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MEDIA_SCHEMA = """
+CREATE TABLE IF NOT EXISTS media_items (
+    media_id TEXT PRIMARY KEY,          -- sha256 of the bytes
+    name TEXT NOT NULL,
+    format TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    pages INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    info TEXT NOT NULL,                 -- JSON of imaging.media.ImageInfo
+    stored_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS media_sets (
+    set_id TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,                 -- group | sequence
+    name TEXT NOT NULL,
+    warnings TEXT NOT NULL,             -- JSON list
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS media_members (
+    set_id TEXT NOT NULL REFERENCES media_sets(set_id),
+    position INTEGER NOT NULL,
+    media_id TEXT NOT NULL REFERENCES media_items(media_id),
+    page INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    resized_from_width INTEGER NOT NULL DEFAULT 0,
+    resized_from_height INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (set_id, position)
+);
+"""
+
+
+@dataclass(frozen=True)
+class MediaRow:
+    media_id: str
+    name: str
+    format: str
+    width: int
+    height: int
+    pages: int
+    size: int
+    info: dict[str, Any]
+    stored_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class MemberRow:
+    position: int
+    media_id: str
+    page: int
+    name: str
+    width: int
+    height: int
+    resized_from_width: int = 0
+    resized_from_height: int = 0
+
+
+@dataclass(frozen=True)
+class SetRow:
+    set_id: str
+    kind: str
+    name: str
+    warnings: tuple[str, ...]
+    members: tuple[MemberRow, ...]
+
+
+class MediaCatalogMixin:
+    """Media tables of ``SqliteCatalog`` (needs its ``_db`` and ``_tx``)."""
+
+    _db: Any
+    _tx: Any
+
+    def put_media(self, rows: Sequence[MediaRow]) -> list[bool]:
+        """Insert media items in one transaction; per row, True when new (False: same bytes stored)."""
+        out = []
+        with self._tx() as db:
+            for r in rows:
+                cur = db.execute(
+                    "INSERT OR IGNORE INTO media_items VALUES (?,?,?,?,?,?,?,?,?)",
+                    (r.media_id, r.name, r.format, r.width, r.height, r.pages, r.size,
+                     json.dumps(r.info), r.stored_at or time.time()),
+                )
+                out.append(cur.rowcount == 1)
+        return out
+
+    def get_media(self, media_id: str) -> MediaRow | None:
+        row = self._db().execute("SELECT * FROM media_items WHERE media_id=?", (media_id,)).fetchone()
+        if row is None:
+            return None
+        return MediaRow(*row[:7], json.loads(row[7]), row[8])
+
+    def put_set(self, kind: str, set_id: str, name: str, members: Sequence[MemberRow], warnings: Sequence[str]) -> None:
+        with self._tx() as db:
+            db.execute("INSERT INTO media_sets VALUES (?,?,?,?,?)", (set_id, kind, name, json.dumps(list(warnings)), time.time()))
+            db.executemany(
+                "INSERT INTO media_members VALUES (?,?,?,?,?,?,?,?,?)",
+                [(set_id, m.position, m.media_id, m.page, m.name, m.width, m.height, m.resized_from_width,
+                  m.resized_from_height) for m in members],
+            )
+
+    def get_set(self, set_id: str) -> SetRow | None:
+        db: sqlite3.Connection = self._db()
+        row = db.execute("SELECT set_id, kind, name, warnings FROM media_sets WHERE set_id=?", (set_id,)).fetchone()
+        if row is None:
+            return None
+        members = db.execute(
+            "SELECT position, media_id, page, name, width, height, resized_from_width, resized_from_height "
+            "FROM media_members WHERE set_id=? ORDER BY position", (set_id,),
+        ).fetchall()
+        return SetRow(row[0], row[1], row[2], tuple(json.loads(row[3])), tuple(MemberRow(*m) for m in members))
+
+    def get_member(self, set_id: str, position: int) -> tuple[int, MemberRow | None] | None:
+        """(number of frames, frame ``position`` or None when out of range) of a set; None: no such set."""
+        db: sqlite3.Connection = self._db()
+        row = db.execute(
+            "SELECT (SELECT count(*) FROM media_members WHERE set_id=?) FROM media_sets WHERE set_id=?",
+            (set_id, set_id),
+        ).fetchone()
+        if row is None:
+            return None
+        m = db.execute(
+            "SELECT position, media_id, page, name, width, height, resized_from_width, resized_from_height "
+            "FROM media_members WHERE set_id=? AND position=?", (set_id, position),
+        ).fetchone()
+        return int(row[0]), (MemberRow(*m) if m else None)
+
+    def media_referenced(self, sha256: str) -> bool:
+        return self._db().execute("SELECT 1 FROM media_items WHERE media_id=? LIMIT 1", (sha256,)).fetchone() is not None
+
+    def media_totals(self) -> tuple[int, int]:
+        n, size = self._db().execute("SELECT count(*), coalesce(sum(size), 0) FROM media_items").fetchone()
+        return int(n), int(size)
+
+
+__all__ = ["MEDIA_SCHEMA", "MediaCatalogMixin", "MediaRow", "MemberRow", "SetRow"]

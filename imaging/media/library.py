@@ -1,0 +1,368 @@
+"""The media library: ingest, groups, sequences, frames and video export over the shared storage.
+
+The sibling of :class:`imaging.dicom.archive.DicomArchive`: it composes the same
+durable store, catalog and derived cache, and receives files through the same
+:mod:`imaging.ingest` plumbing. A media id is the sha256 of the file's bytes.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from cache.derived import DerivedCache
+from cache.errors import InvalidInputError, NotFoundError
+from cache.keys import make_key
+from cache.media_catalog import MediaRow, MemberRow, SetRow
+from cache.store import ObjectStore
+
+from ..ingest import IncomingFile, begin_file, ingest_path
+from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame, resize_fit
+from .sequence import resize_exact
+
+log = logging.getLogger(__name__)
+
+FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original"]
+_KEEP_JOBS = 64
+
+
+@dataclass
+class MediaReport:
+    """The result of one ingested media file."""
+
+    name: str
+    outcome: Literal["stored", "duplicate"]
+    media_id: str
+    size: int
+    info: ImageInfo
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class MediaFrameResult:
+    payload: bytes
+    media_type: str
+    dtype: str
+    shape: tuple[int, ...]
+    media_id: str
+    page: int
+
+
+@dataclass
+class ExportJob:
+    """A video export running in the background."""
+
+    export_id: str
+    total: int
+    done_frames: int = 0
+    finished: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    size_bytes: int = 0
+
+
+class MediaLibrary:
+    """Non-DICOM images over the shared store, catalog and derived cache.
+
+    Parameters
+    ----------
+    store, catalog, cache:
+        The storage tiers (see ``cache``); ``catalog`` must offer the media tables.
+    limits:
+        Size, pixel and page limits enforced on every file.
+    """
+
+    def __init__(self, store: ObjectStore, catalog: object, cache: DerivedCache, *, limits: MediaLimits) -> None:
+        self.store = store
+        self.catalog = catalog
+        self.cache = cache
+        self.limits = limits
+        self._jobs: dict[str, ExportJob] = {}
+        self._jobs_lock = threading.Lock()
+
+    # -- ingest ---------------------------------------------------------------
+
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
+        """Start receiving a file called ``name``."""
+        return begin_file(
+            self, self.store, name, max_bytes=self.limits.max_file_bytes, declared_size=declared_size, overwrite=overwrite
+        )
+
+    def ingest_path(self, path: Path, *, name: str | None = None) -> MediaReport:
+        """Ingest a local file (tests and tools; the server streams instead)."""
+        return ingest_path(self, path, name=name)
+
+    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[MediaReport | Exception]:
+        """Probe (every page must decode) and commit received files; one report or error each.
+
+        The files of a batch share one directory sync and one catalog transaction.
+        """
+        results: list[MediaReport | Exception | None] = [None] * len(items)
+        pending: list[tuple[int, IncomingFile, MediaReport]] = []
+        try:
+            for i, (incoming, expected) in enumerate(items):
+                try:
+                    sha = incoming.check(expected)
+                    info = probe_image(incoming.staged.path, name=incoming.name, limits=self.limits)
+                    report = MediaReport(incoming.name, "stored", sha, incoming.size, info, list(info.warnings))
+                    if self.catalog.get_media(sha) is not None:  # type: ignore[attr-defined]
+                        report.outcome = "duplicate"
+                        results[i] = report
+                    else:
+                        pending.append((i, incoming, report))
+                except Exception as exc:  # noqa: BLE001 - one file's failure is its result
+                    results[i] = exc
+            if pending:
+                shas = {r.media_id for _, _, r in pending}
+                with self.store.lock_many(shas):
+                    for _, incoming, _ in pending:
+                        self.store.commit(incoming.staged, sync=False)
+                    self.store.sync_batch(shas)
+                    new = self.catalog.put_media([  # type: ignore[attr-defined]
+                        MediaRow(r.media_id, r.name, r.info.format, r.info.width, r.info.height, r.info.pages,
+                                 r.size, r.info.to_json())
+                        for _, _, r in pending
+                    ])
+                for (i, _, report), is_new in zip(pending, new):
+                    report.outcome = "stored" if is_new else "duplicate"
+                    results[i] = report
+        finally:
+            for incoming, _ in items:
+                incoming.staged.discard()
+        for r in results:
+            if isinstance(r, MediaReport):
+                log.info("media ingested", extra={"outcome": r.outcome, "sha256": r.media_id[:16], "bytes": r.size})
+        return results  # type: ignore[return-value]
+
+    # -- items and sets -------------------------------------------------------
+
+    def media(self, media_id: str) -> tuple[MediaRow, ImageInfo]:
+        """The catalog row and the image description of one media item.
+
+        Raises
+        ------
+        NotFoundError
+            No media item has that id.
+        """
+        row = self.catalog.get_media(media_id) if media_id else None  # type: ignore[attr-defined]
+        if row is None:
+            raise NotFoundError("no such media item", subject=media_id or "(empty id)")
+        return row, ImageInfo.from_json(row.info)
+
+    def media_set(self, set_id: str) -> SetRow:
+        """A group or sequence.
+
+        Raises
+        ------
+        NotFoundError
+            No set has that id.
+        """
+        row = self.catalog.get_set(set_id) if set_id else None  # type: ignore[attr-defined]
+        if row is None:
+            raise NotFoundError("no such group or sequence", subject=set_id or "(empty id)")
+        return row
+
+    def info(self, item_id: str) -> ImageInfo | SetRow:
+        """A media item's description, or a group's or sequence's frames."""
+        if self.catalog.get_media(item_id) is not None:  # type: ignore[attr-defined]
+            return self.media(item_id)[1]
+        return self.media_set(item_id)
+
+    def _pages(self, media_ids: Sequence[str]) -> list[tuple[str, int, str, int, int]]:
+        if not media_ids:
+            raise InvalidInputError("empty group or sequence: give at least one media id")
+        out = []
+        for media_id in media_ids:
+            row, info = self.media(media_id)
+            for page in range(info.pages):
+                if page < len(info.page_sizes):
+                    w, h = info.page_sizes[page]
+                else:
+                    w, h = (info.width, info.height) if page == 0 else self._page_size(media_id, page)
+                out.append((media_id, page, row.name, w, h))
+        return out
+
+    def _page_size(self, media_id: str, page: int) -> tuple[int, int]:
+        """Displayed size of a later page of a multi-page file (pages may differ)."""
+        key = make_key("media", "pagesize", media_id, {"page": page})
+        value = self.cache.get_or_compute(key, lambda: (b"", "text/plain", self._measure(media_id, page)), tag=media_id)
+        return int(value.meta["w"]), int(value.meta["h"])
+
+    def _measure(self, media_id: str, page: int) -> dict[str, int]:
+        arr = decode_page(self.store.path(media_id), page, name=media_id, limits=self.limits)
+        return {"w": int(arr.shape[1]), "h": int(arr.shape[0])}
+
+    def create_group(self, name: str, media_ids: Sequence[str]) -> SetRow:
+        """A group: every page of every item, any sizes, nothing changed."""
+        pages = self._pages(media_ids)
+        members = [MemberRow(i, m, p, n, w, h) for i, (m, p, n, w, h) in enumerate(pages)]
+        set_id = uuid.uuid4().hex
+        self.catalog.put_set("group", set_id, name, members, [])  # type: ignore[attr-defined]
+        return self.media_set(set_id)
+
+    def create_sequence(
+        self, name: str, media_ids: Sequence[str], *, mode: Literal["homogenize", "split"], natural_order: bool
+    ) -> list[SetRow]:
+        """One sequence (homogenize: resized frames listed) or one per frame size (split)."""
+        plans = plan_sequence(self._pages(media_ids), mode=mode, natural_order=natural_order)
+        out = []
+        for k, frames in enumerate(plans):
+            members, warnings = [], []
+            for i, f in enumerate(frames):
+                rw, rh = f.resized_from or (0, 0)
+                members.append(MemberRow(i, f.media_id, f.page, f.name, f.width, f.height, rw, rh))
+                if f.resized_from:
+                    warnings.append(f"frame {i} ({f.name}, page {f.page}) resized from {rw}x{rh} to {f.width}x{f.height}")
+            set_id = uuid.uuid4().hex
+            label = name if len(plans) == 1 else f"{name} [{frames[0].width}x{frames[0].height}]"
+            self.catalog.put_set("sequence", set_id, label, members, warnings)  # type: ignore[attr-defined]
+            out.append(self.media_set(set_id))
+            log.info("sequence created", extra={"frames": len(members), "resized": len(warnings), "part": k})
+        return out
+
+    # -- frames ---------------------------------------------------------------
+
+    def _resolve(self, item_id: str, index: int) -> tuple[str, int, tuple[int, int] | None]:
+        """(media id, page, exact size the frame must have or None) of frame ``index`` of an item or set."""
+        if self.catalog.get_media(item_id) is not None:  # type: ignore[attr-defined]
+            _, info = self.media(item_id)
+            if not 0 <= index < info.pages:
+                raise NotFoundError(f"page {index} out of range (0..{info.pages - 1})", subject=item_id)
+            return item_id, index, None
+        found = self.catalog.get_member(item_id, index) if item_id else None  # type: ignore[attr-defined]
+        if found is None:
+            raise NotFoundError("no such media item, group or sequence", subject=item_id or "(empty id)")
+        count, m = found
+        if m is None:
+            raise NotFoundError(f"frame {index} out of range (0..{count - 1})", subject=item_id)
+        return m.media_id, m.page, (m.width, m.height) if m.resized_from_width else None
+
+    def frame(
+        self,
+        item_id: str,
+        index: int,
+        *,
+        fmt: FrameFormat = "png",
+        max_size: tuple[int, int] | None = None,
+        window: tuple[float, float] | None = None,
+    ) -> MediaFrameResult:
+        """Frame ``index`` of a media item (its page) or of a group or sequence, through the derived cache.
+
+        Raises
+        ------
+        NotFoundError
+            Unknown id or frame out of range.
+        InvalidInputError
+            A bad size or window.
+        """
+        media_id, page, exact = self._resolve(item_id, index)
+        if fmt == "original":
+            data = self.store.path(media_id).read_bytes()
+            row, _ = self.media(media_id)
+            return MediaFrameResult(data, f"image/{row.format}", "", (), media_id, page)
+        if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
+            raise InvalidInputError("max size must not be negative")
+        if window is not None and window[1] < 1:
+            raise InvalidInputError(f"window width must be at least 1, got {window[1]}")
+        params = {"page": page, "exact": list(exact) if exact else None, "max": list(max_size) if max_size else None,
+                  "fmt": fmt, "win": list(window) if window else None}
+        key = make_key("media", "frame", media_id, params)
+
+        def compute() -> tuple[bytes, str, dict[str, object]]:
+            arr = decode_page(self.store.path(media_id), page, name=media_id, limits=self.limits)
+            if exact is not None and (arr.shape[1], arr.shape[0]) != exact:
+                arr = resize_exact(arr, exact[0], exact[1])
+            if max_size is not None and any(max_size):
+                arr = resize_fit(arr, max_size[0] or arr.shape[1], max_size[1] or arr.shape[0])
+            payload, media_type, dtype, shape = render_frame(arr, fmt, window=window)
+            return payload, media_type, {"dtype": dtype, "shape": list(shape)}
+
+        value = self.cache.get_or_compute(key, compute, tag=media_id)
+        return MediaFrameResult(value.payload, value.media_type, str(value.meta["dtype"]),
+                                tuple(int(v) for v in value.meta["shape"]), media_id, page)
+
+    # -- video export ---------------------------------------------------------
+
+    @staticmethod
+    def export_id(set_id: str, fps: float) -> str:
+        return f"{set_id}@{fps:g}"
+
+    def _export_key(self, set_row: SetRow, fps: float) -> str:
+        ids = [f"{m.media_id}:{m.page}:{m.width}x{m.height}" for m in set_row.members]
+        return make_key("media", "mp4", set_row.set_id, {"fps": fps, "frames": ids}, version=1)
+
+    def start_export(self, set_id: str, fps: float = 25.0) -> ExportJob:
+        """Start (or join) the MP4 export of a sequence in the background."""
+        if not 0 < fps <= 240:
+            raise InvalidInputError(f"fps must be in (0, 240], got {fps}")
+        s = self.media_set(set_id)
+        if s.kind != "sequence":
+            raise InvalidInputError("only a sequence can be exported as video", subject=set_id)
+        export_id = self.export_id(set_id, fps)
+        with self._jobs_lock:
+            job = self._jobs.get(export_id)
+            if job is not None and (not job.finished.is_set() or job.error is None):
+                return job
+            job = self._jobs[export_id] = ExportJob(export_id, total=len(s.members))
+            # Keep the last finished jobs for their callers; the MP4s live in the derived cache.
+            finished = [k for k, j in self._jobs.items() if j.finished.is_set()]
+            for k in finished[: max(0, len(finished) - _KEEP_JOBS)]:
+                del self._jobs[k]
+        threading.Thread(target=self._run_export, args=(job, s, fps), name="export", daemon=True).start()
+        return job
+
+    def _run_export(self, job: ExportJob, s: SetRow, fps: float) -> None:
+        try:
+            entry = self.cache.get_or_compute_file(self._export_key(s, fps), lambda: self._encode(s, fps, job), tag=s.set_id)
+            job.size_bytes = entry.length
+            job.done_frames = job.total
+        except BaseException as exc:  # noqa: BLE001 - reported through the job
+            job.error = exc
+            log.warning("export failed", extra={"frames": job.total}, exc_info=exc)
+        finally:
+            job.finished.set()
+
+    def _encode(self, s: SetRow, fps: float, job: ExportJob | None) -> tuple[bytes, str, dict[str, object]]:
+        width, height = s.members[0].width, s.members[0].height
+
+        def frames() -> Iterator:  # type: ignore[type-arg]
+            for m in s.members:  # the set is loaded once: resolving frame i from the catalog each time is quadratic
+                arr = decode_page(self.store.path(m.media_id), m.page, name=m.media_id, limits=self.limits)
+                if (arr.shape[1], arr.shape[0]) != (width, height):
+                    arr = resize_exact(arr, width, height)
+                yield arr
+
+        def progress(n: int) -> None:
+            if job is not None:
+                job.done_frames = n
+
+        with tempfile.TemporaryDirectory(prefix="voxelgate-export-") as tmp:
+            out = Path(tmp) / "export.mp4"
+            export_mp4(frames(), out, fps=fps, width=width, height=height, on_progress=progress)
+            return out.read_bytes(), "video/mp4", {"fps": fps, "frames": len(s.members), "width": width, "height": height}
+
+    def export_job(self, export_id: str) -> ExportJob | None:
+        with self._jobs_lock:
+            return self._jobs.get(export_id)
+
+    def iter_export(self, export_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The MP4 of an export, built now if it is not in the derived cache (any more).
+
+        Raises
+        ------
+        NotFoundError
+            The id names no sequence.
+        """
+        set_id, _, fps_text = export_id.partition("@")
+        try:
+            fps = float(fps_text)
+        except ValueError:
+            raise NotFoundError("no such export", subject=export_id) from None
+        s = self.media_set(set_id)
+        entry = self.cache.get_or_compute_file(self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id)
+        yield from entry.iter_chunks(chunk_size)
