@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import platform
 import sys
 import tempfile
@@ -20,6 +21,14 @@ def require_peers() -> bool:
 def workdir(prefix: str) -> Path:
     """A fresh temporary directory (under ``$TMPDIR``) for one benchmark run."""
     return Path(tempfile.mkdtemp(prefix=prefix))
+
+
+def cleanup(work: Path, *, keep: bool) -> None:
+    """Remove a run's temporary directory, or say where it was kept."""
+    if keep:
+        print(f"kept {work}")
+    else:
+        shutil.rmtree(work, ignore_errors=True)
 
 
 def machine_line() -> str:

@@ -24,7 +24,6 @@ When Orthanc is missing the peer rows are skipped (exit status 1 if
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import time
@@ -35,7 +34,7 @@ import grpc
 import pydicom
 
 from _orthanc import find_gdcm_plugin, find_orthanc, orthanc_server, request, store_instance
-from _report import MiB, machine_line, ratio, require_peers, table, workdir
+from _report import MiB, cleanup, machine_line, ratio, require_peers, table, workdir
 from _server import voxelgate_server
 from _synth import write_mammo
 from server.client import channel, ingest_requests
@@ -212,10 +211,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"later {later} {'met' if ok_later else 'MISSED'}")
         return 0
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        cleanup(work, keep=args.keep)
 
 
 if __name__ == "__main__":

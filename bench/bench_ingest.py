@@ -34,7 +34,7 @@ from pathlib import Path
 import grpc
 
 from _orthanc import find_orthanc, orthanc_server, request, store_instance
-from _report import MiB, machine_line, ratio, require_peers, table, workdir
+from _report import MiB, cleanup, machine_line, ratio, require_peers, table, workdir
 from _server import VOXELGATE, process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 from server.client import channel, ingest_requests
@@ -240,10 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {m.clients} client{'s' if m.clients > 1 else ' '}  {m.method:<33} {r}  {verdict}")
         return 0
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        cleanup(work, keep=args.keep)
 
 
 if __name__ == "__main__":

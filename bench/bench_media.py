@@ -28,7 +28,6 @@ import argparse
 import hashlib
 import io
 import os
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -38,7 +37,7 @@ import numpy as np
 import PIL
 from PIL import Image, ImageOps
 
-from _report import MiB, machine_line, table, workdir
+from _report import MiB, cleanup, machine_line, table, workdir
 from _server import voxelgate_server
 from server.client import channel, ingest_requests
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc
@@ -183,10 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"cached GetFrame / Pillow decode+fit: {ratio:.2f} (target > 1.00: {verdict})")
         return 0 if ratio > 1 else 1
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        cleanup(work, keep=args.keep)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,6 @@ it was. Target, first-time slices with 8 clients: p50 under 15 ms, p99 under 50 
 from __future__ import annotations
 
 import argparse
-import shutil
 import threading
 import time
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from _client import cache_stats, fetch_volume, ingest_paths, series_uid_of
-from _report import machine_line, table, workdir
+from _report import cleanup, machine_line, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 from server.client import channel
@@ -194,10 +193,7 @@ def main(argv: list[str] | None = None) -> int:
               "(repeat passes answered from the derived cache)")
         return 0
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        cleanup(work, keep=args.keep)
 
 
 if __name__ == "__main__":

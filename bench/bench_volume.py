@@ -50,7 +50,7 @@ import SimpleITK as sitk
 from pydicom.uid import RLELossless
 
 from _client import FetchedVolume, fetch_volume, ingest_paths, series_uid_of
-from _report import MiB, machine_line, ratio, require_peers, table, workdir
+from _report import MiB, cleanup, machine_line, ratio, require_peers, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 from server.client import channel
@@ -352,10 +352,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"({part} part: {time.perf_counter() - t0:.0f} s)")
         return status
     finally:
-        if args.keep:
-            print(f"kept {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+        cleanup(work, keep=args.keep)
 
 
 if __name__ == "__main__":
