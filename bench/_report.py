@@ -23,6 +23,15 @@ def workdir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
+def skip_peer(name: str, why: str) -> int:
+    """Report a missing peer; the exit status is 1 when peers are required, else 0."""
+    print(f"peer {name} skipped: {why}")
+    if require_peers():
+        print("VOXELGATE_REQUIRE_PEERS=1: a missing peer is a failure", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cleanup(work: Path, *, keep: bool) -> None:
     """Remove a run's temporary directory, or say where it was kept."""
     if keep:

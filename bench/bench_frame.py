@@ -34,7 +34,7 @@ import grpc
 import pydicom
 
 from _orthanc import find_gdcm_plugin, find_orthanc, orthanc_server, request, store_instance
-from _report import MiB, cleanup, machine_line, ratio, require_peers, table, workdir
+from _report import MiB, cleanup, machine_line, ratio, skip_peer, table, workdir
 from _server import voxelgate_server
 from _synth import write_mammo
 from server.client import channel, ingest_requests
@@ -188,11 +188,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  ({i}) {note}")
         print()
         if binary is None:
-            print(f"peer Orthanc skipped: {version}")
-            if require_peers():
-                print("VOXELGATE_REQUIRE_PEERS=1: a missing peer is a failure", file=sys.stderr)
-                return 1
-            return 0
+            return skip_peer("Orthanc", version)
         print("ratios, voxelgate PNG / Orthanc rendered (first: target <= 1.00; later: target <= 0.50):")
         for obj in objects:
             ours = next(t for t in rows if t.system == "voxelgate" and t.obj == obj and t.call == "GetFrame PNG")

@@ -34,7 +34,7 @@ from pathlib import Path
 import grpc
 
 from _orthanc import find_orthanc, orthanc_server, request, store_instance
-from _report import MiB, cleanup, machine_line, ratio, require_peers, table, workdir
+from _report import MiB, cleanup, machine_line, ratio, skip_peer, table, workdir
 from _server import VOXELGATE, process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 from server.client import channel, ingest_requests
@@ -226,11 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         ))
         print()
         if binary is None:
-            print(f"peer Orthanc skipped: {version}")
-            if require_peers():
-                print("VOXELGATE_REQUIRE_PEERS=1: a missing peer is a failure", file=sys.stderr)
-                return 1
-            return 0
+            return skip_peer("Orthanc", version)
         peer = {m.clients: m for m in results if m.system != "voxelgate"}
         print("ratios, voxelgate inst/s / Orthanc inst/s with the same number of clients (target >= 1.00):")
         for m in sorted((m for m in results if m.system == "voxelgate"), key=lambda m: (m.clients, m.method)):

@@ -381,6 +381,21 @@ def _count_pages(src: _Source, limit: int) -> int:
     return count
 
 
+def _walk_pages(src: "_Source", limits: MediaLimits, name: str) -> Iterator[tuple[int, int | None]]:
+    """Seek to each page in turn, checking the page count and each page's declared size first.
+
+    Yields ``(page, label)``; the label names the page in messages of multi-page files.
+    """
+    page = 0
+    while page == 0 or _seek(src, page):
+        if page >= limits.max_pages:
+            raise LimitExceededError(f"more than {limits.max_pages} pages", subject=name)
+        label = page if src.multi_page() else None
+        _check_size(src.im.size, limits, name, label)
+        yield page, label
+        page += 1
+
+
 def probe_image(path: Path, *, name: str, limits: MediaLimits = MediaLimits()) -> ImageInfo:
     """Identify, bound and test-decode every page of an image file.
 
@@ -425,12 +440,7 @@ def probe_image(path: Path, *, name: str, limits: MediaLimits = MediaLimits()) -
         sizes: list[tuple[int, int]] = []
         mode, orientation, icc = "", 1, ""
         shown_warnings: tuple[str, ...] = ()
-        page = 0
-        while page == 0 or _seek(src, page):
-            if page >= limits.max_pages:
-                raise LimitExceededError(f"more than {limits.max_pages} pages", subject=name)
-            label = page if src.multi_page() else None
-            _check_size(src.im.size, limits, name, label)
+        for page, label in _walk_pages(src, limits, name):
             with _pillow_errors(name, src.fmt, label):
                 if page == 0:
                     shown = _display(src)
@@ -442,7 +452,6 @@ def probe_image(path: Path, *, name: str, limits: MediaLimits = MediaLimits()) -
                     turned = _orientation(src, [])
                     src.im.load()
                     sizes.append(src.im.size if _turned_on_load(src) else _displayed_size(src.im.size, turned))
-            page += 1
         warnings = [*src.warnings, *shown_warnings]
         served = _MODE_BITS.get(mode, 8)
         if bit_depth > served:
@@ -528,14 +537,8 @@ def iter_pages(path: Path, *, name: str, limits: MediaLimits = MediaLimits()) ->
         As ``decode_page``.
     """
     with _open(path, name=name, limits=limits) as src:
-        page = 0
-        while page == 0 or _seek(src, page):
-            if page >= limits.max_pages:
-                raise LimitExceededError(f"more than {limits.max_pages} pages", subject=name)
-            label = page if src.multi_page() else None
-            _check_size(src.im.size, limits, name, label)
+        for _page, label in _walk_pages(src, limits, name):
             with _pillow_errors(name, src.fmt, label):
                 arr = _to_array(_display(src).image)
             yield arr
             del arr
-            page += 1
