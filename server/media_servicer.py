@@ -82,7 +82,10 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def GetFrame(self, request: media_pb2.GetMediaFrameRequest, context: grpc.ServicerContext) -> media_pb2.MediaFrame:
         max_size = (request.max_width, request.max_height) if (request.max_width or request.max_height) else None
         window = (request.window_center, request.window_width) if request.has_window else None
-        f = self._library.frame(request.id, request.frame, fmt=_FORMATS[request.format], max_size=max_size, window=window)  # type: ignore[arg-type]
+        f = self._library.frame(
+            request.id, request.frame, fmt=_FORMATS[request.format], max_size=max_size, window=window,  # type: ignore[arg-type]
+            max_bytes=self._max_message_bytes - 4096,
+        )
         if len(f.payload) + 4096 > self._max_message_bytes:
             raise LimitExceededError(
                 f"frame {request.frame} is {len(f.payload)} bytes, over the server's message limit of "

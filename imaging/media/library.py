@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from cache.derived import DerivedCache
-from cache.errors import InvalidInputError, NotFoundError
+from cache.errors import InvalidInputError, LimitExceededError, NotFoundError
 from cache.keys import make_key
 from cache.media_catalog import MediaRow, MemberRow, SetRow
 from cache.store import ObjectStore
@@ -250,6 +250,7 @@ class MediaLibrary:
         fmt: FrameFormat = "png",
         max_size: tuple[int, int] | None = None,
         window: tuple[float, float] | None = None,
+        max_bytes: int | None = None,
     ) -> MediaFrameResult:
         """Frame ``index`` of a media item (its page) or of a group or sequence, through the derived cache.
 
@@ -262,7 +263,12 @@ class MediaLibrary:
         """
         media_id, page, exact = self._resolve(item_id, index)
         if fmt == "original":
-            data = self.store.path(media_id).read_bytes()
+            path = self.store.path(media_id)
+            size = path.stat().st_size
+            if max_bytes is not None and size > max_bytes:
+                raise LimitExceededError(f"the original file is {size} bytes, over the reply limit of {max_bytes}",
+                                         subject=item_id)
+            data = path.read_bytes()
             row, _ = self.media(media_id)
             return MediaFrameResult(data, f"image/{row.format}", "", (), media_id, page)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
