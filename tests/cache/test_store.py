@@ -147,3 +147,30 @@ def test_staging_names_are_unique(store: ObjectStore) -> None:
     assert len({s.path for s in staged}) == 20
     for s in staged:
         s.discard()
+
+
+@pytest.mark.parametrize("with_syncfs", [True, False])
+def test_a_batch_committed_unsynced_is_made_durable_by_sync_batch(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch, with_syncfs: bool
+) -> None:
+    """Group commit: renames without fsync, then one sync_batch (syncfs, or per-file fsync without it)."""
+    import cache.store as store_module
+
+    calls: list[str] = []
+    real_fsync = store_module.os.fsync
+    monkeypatch.setattr(store_module.os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+    if not with_syncfs:
+        monkeypatch.setattr(store_module, "_SYNCFS", None)
+    shas = []
+    for i in range(3):
+        staged = store.stage(name=f"f{i}", max_bytes=100)
+        staged.write(bytes([i]) * 10)
+        staged.close(sync=False)
+        shas.append(store.commit(staged, sync=False))
+    assert calls == []  # nothing flushed yet
+    store.sync_batch(shas)
+    assert all(store.exists(s) for s in shas)
+    if with_syncfs and store_module._SYNCFS is not None:
+        assert calls == []  # one syncfs, no fsync
+    else:
+        assert calls.count("fsync") == 3 + len({s[:2] for s in shas})  # each object and each directory
