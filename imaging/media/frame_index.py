@@ -1,0 +1,373 @@
+"""Frame-accurate access to a video: the frame index, ``read_frame``, ``FrameReader`` and ``iter_frames``.
+
+Convention
+----------
+Frame *n* is the n-th frame in **presentation order** (sorted by presentation
+timestamp) among the frames of the first video stream whose presentation
+timestamp is >= 0. Frames with a negative timestamp ("ghost frames": encoder
+priming or the part an edit list cuts away) are never shown by players and are
+not addressable; FFmpeg's decoder drops them too. When two packets carry the
+same timestamp only the first is addressable (``diagnose`` reports the
+repeat). Frames are returned as stored: not rotated and not resampled to
+square pixels.
+
+The index is built once from the packets, without decoding, and is
+serialisable (``to_bytes``: an ``.npz`` of ``.npy`` arrays) for the derived
+cache. Reading frame *n* seeks to the keyframe at or before its timestamp and
+decodes forward to that exact timestamp, so the frame does not depend on how
+the container maps times to packets.
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import numpy as np
+
+from cache.errors import InvalidInputError, NotFoundError
+
+from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
+
+_INDEX_VERSION = 1
+#: Frames a seek is worth, in decoding work (flush, refill of the threads' pipeline).
+_SEEK_COST_FRAMES = 4
+#: Frames decoded past a target before concluding it will not come (H.264's deepest reordering).
+_LOOKAHEAD = 16
+
+
+@dataclass(frozen=True)
+class FrameIndex:
+    """Presentation timestamps of every addressable frame of a video's first video stream.
+
+    Attributes
+    ----------
+    stream_index:
+        Index of the video stream in the container.
+    time_base:
+        Seconds per timestamp unit.
+    pts:
+        int64, strictly increasing: frame n's presentation timestamp.
+    keyframe:
+        bool: frame n is a keyframe (decoding can start there).
+    pos:
+        int64: byte offset of frame n's packet (-1 when unknown).
+    ghost_pts:
+        int64: the negative timestamps of the non-addressable frames, in decode order.
+    """
+
+    stream_index: int
+    time_base: Fraction
+    pts: np.ndarray
+    keyframe: np.ndarray
+    pos: np.ndarray
+    ghost_pts: np.ndarray
+
+    def __len__(self) -> int:
+        return int(len(self.pts))
+
+    @classmethod
+    def from_packets(cls, table: PacketTable) -> "FrameIndex":
+        """Build the index from a ``PacketTable`` (packets without any timestamp are skipped)."""
+        ts = np.where(table.pts != NO_TS, table.pts, table.dts)
+        have = ts != NO_TS
+        ghost = have & (ts < 0)
+        keep = np.flatnonzero(have & (ts >= 0))
+        order = keep[np.argsort(ts[keep], kind="stable")]
+        pts = ts[order]
+        first = np.ones(len(pts), dtype=bool)
+        first[1:] = pts[1:] != pts[:-1]  # repeated timestamps: the first in decode order wins
+        order = order[first]
+        return cls(
+            stream_index=table.stream_index,
+            time_base=table.time_base,
+            pts=ts[order].astype(np.int64),
+            keyframe=table.keyframe[order].astype(bool),
+            pos=table.pos[order].astype(np.int64),
+            ghost_pts=ts[ghost].astype(np.int64),
+        )
+
+    def time_of(self, n: int) -> float:
+        """Presentation time of frame ``n`` in seconds."""
+        return float(self.pts[n] * self.time_base)
+
+    def keyframe_before(self, n: int) -> int:
+        """Index of the last keyframe at or before frame ``n``; -1 when there is none.
+
+        There is none when the first frames depend on a ghost keyframe (one
+        with a negative timestamp): decoding them starts at the file's start.
+        """
+        keys = np.flatnonzero(self.keyframe[: n + 1])
+        return int(keys[-1]) if len(keys) else -1
+
+    def to_bytes(self) -> bytes:
+        """Serialise as an ``.npz`` (no pickles) for the derived cache."""
+        buf = io.BytesIO()
+        np.savez(
+            buf,
+            version=np.array([_INDEX_VERSION], dtype=np.int64),
+            header=np.array([self.stream_index, self.time_base.numerator, self.time_base.denominator], dtype=np.int64),
+            pts=self.pts,
+            keyframe=self.keyframe,
+            pos=self.pos,
+            ghost_pts=self.ghost_pts,
+        )
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "FrameIndex":
+        """Rebuild an index from ``to_bytes``'s output.
+
+        Raises
+        ------
+        ValueError
+            When the bytes are not an index of this version.
+        """
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as z:
+                if int(z["version"][0]) != _INDEX_VERSION:
+                    raise ValueError(f"version {int(z['version'][0])}, expected {_INDEX_VERSION}")
+                stream_index, num, den = (int(v) for v in z["header"])
+                return cls(
+                    stream_index=stream_index,
+                    time_base=Fraction(num, den),
+                    pts=z["pts"].astype(np.int64),
+                    keyframe=z["keyframe"].astype(bool),
+                    pos=z["pos"].astype(np.int64),
+                    ghost_pts=z["ghost_pts"].astype(np.int64),
+                )
+        except (KeyError, OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+            raise ValueError(f"not a frame index: {exc}") from exc
+
+
+def build_frame_index(path: Path, *, name: str, max_frames: int | None = None) -> FrameIndex:
+    """Demux ``path`` once (no decoding) and index its addressable frames.
+
+    Raises
+    ------
+    InvalidInputError
+        When the file cannot be read or demuxed, or holds no video stream.
+    LimitExceededError
+        When it holds more than ``max_frames`` video packets.
+    """
+    with open_video(path, name=name) as container:
+        table, _ = scan_packets(container, name=name, max_frames=max_frames)
+    return FrameIndex.from_packets(table)
+
+
+class FrameReader:
+    """Reads exact frames from one video, keeping the decoder open between calls.
+
+    Reading frame n+1 (or any later frame before the next keyframe) right after
+    frame n decodes forward from where the decoder stands instead of seeking
+    back to the keyframe. Not thread-safe; use one reader per caller.
+
+    Parameters
+    ----------
+    path:
+        The video; only read.
+    index:
+        Its ``FrameIndex``.
+    name:
+        How errors name it.
+    threads:
+        Let FFmpeg decode with frame and slice threads.
+
+    Raises
+    ------
+    InvalidInputError
+        When the file cannot be opened or has no stream at ``index.stream_index``.
+    """
+
+    def __init__(self, path: Path, index: FrameIndex, *, name: str | None = None, threads: bool = True) -> None:
+        self._name = name or path.name
+        self._index = index
+        self._container = open_video(path, name=self._name)
+        try:
+            self._stream = self._container.streams[index.stream_index]
+        except (IndexError, KeyError) as exc:
+            self._container.close()
+            raise InvalidInputError(f"no stream {index.stream_index}", subject=self._name) from exc
+        if threads:
+            self._stream.thread_type = "AUTO"
+        self._frames: Iterator[av.VideoFrame] | None = None
+        self._last: int | None = None  # furthest frame index the decoder has delivered since the seek
+        self._ahead: dict[int, av.VideoFrame] = {}  # decoded past the last target, by pts, not yet asked for
+        self._pts_to_n = {int(p): i for i, p in enumerate(index.pts)}
+        self.seeks = 0  # how many seeks were needed (for tests and benchmarks)
+        self.rejected_packets = 0  # packets the decoder refused (corrupt data)
+
+    def __enter__(self) -> "FrameReader":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._container.close()
+
+    def read(self, n: int) -> np.ndarray:
+        """Frame ``n`` as (H, W, 3) uint8 RGB.
+
+        Raises
+        ------
+        NotFoundError
+            When ``n`` is outside [0, number of addressable frames).
+        InvalidInputError
+            When the frame cannot be decoded.
+        """
+        return self.read_frame(n).to_ndarray(format="rgb24")
+
+    def read_frame(self, n: int) -> av.VideoFrame:
+        """Frame ``n`` as PyAV's ``VideoFrame`` (see ``read``)."""
+        if not 0 <= n < len(self._index):
+            raise NotFoundError(
+                f"frame {n} does not exist; the video has {len(self._index)} frames", subject=self._name
+            )
+        target = int(self._index.pts[n])
+        key = self._index.keyframe_before(n)
+        # Decoding on from where the decoder stands costs n - last frames; a
+        # seek costs n - key frames plus a flush and refill of the decoder.
+        forward = target in self._ahead or (
+            self._last is not None and self._last < n and key <= self._last + _SEEK_COST_FRAMES
+        )
+        if forward:
+            frame = self._decode_to(target)
+            if frame is not None:
+                return frame
+        # Seek to the keyframe at or before the target; if the demuxer lands
+        # after the target (its seek table is by decode time), step further back.
+        for k in self._seek_candidates(key):
+            self._seek(int(self._index.pts[k]) if k >= 0 else None)
+            frame = self._decode_to(target)
+            if frame is not None:
+                return frame
+        raise InvalidInputError(f"frame {n} (pts {target}) cannot be decoded", subject=self._name)
+
+    def _seek_candidates(self, key: int) -> list[int]:
+        keys = [int(k) for k in np.flatnonzero(self._index.keyframe[: key + 1])][::-1] if key >= 0 else []
+        return keys[:3] + [-1]  # -1: the start of the file
+
+    def _seek(self, pts: int | None) -> None:
+        self.seeks += 1
+        if pts is None:
+            self._container.seek(0, backward=True, any_frame=False, stream=None)
+        else:
+            self._container.seek(pts, backward=True, any_frame=False, stream=self._stream)
+        self._frames = self._decode_packets()
+        self._ahead.clear()
+        self._last = None
+
+    def _decode_packets(self) -> Iterator[av.VideoFrame]:
+        """Decode on from the demuxer's position, skipping packets the decoder rejects.
+
+        A rejected packet's own frame never comes out (``_decode_to`` then
+        reports it); later frames still decode, concealed by FFmpeg if they
+        refer to it, exact once the next keyframe is reached.
+        """
+        for packet in self._container.demux(self._stream):
+            try:
+                yield from packet.decode()
+            except av.FFmpegError:
+                self.rejected_packets += 1
+                continue
+
+    def _decode_to(self, target: int) -> av.VideoFrame | None:
+        """Decode forward to the frame with pts ``target``; None when it was passed or never came.
+
+        Frames decoded past the target are kept (up to ``_LOOKAHEAD``) for the
+        next calls. Looking that far past the target also copes with a decoder
+        whose output is out of order, which FFmpeg's H.264 decoder does after
+        a rejected packet.
+        """
+        frame = self._ahead.pop(target, None)
+        if frame is None:
+            if self._frames is None:
+                self._seek(None)
+            assert self._frames is not None
+            past = sum(1 for p in self._ahead if p > target)
+            while past < _LOOKAHEAD:
+                try:
+                    decoded = next(self._frames)
+                except StopIteration:
+                    self._frames = None
+                    break
+                except av.FFmpegError as exc:
+                    raise InvalidInputError(f"decoding failed: {ffmpeg_reason(exc)}", subject=self._name) from exc
+                if decoded.pts is None:
+                    continue
+                pts = int(decoded.pts)
+                n = self._pts_to_n.get(pts)
+                if n is not None and (self._last is None or n > self._last):
+                    self._last = n
+                if pts == target:
+                    frame = decoded
+                    break
+                if pts > target and n is not None:
+                    self._ahead[pts] = decoded
+                    past += 1
+        for pts in [p for p in self._ahead if p <= target]:
+            del self._ahead[pts]  # the caller moved past them
+        return frame
+
+
+def read_frame(path: Path, index: FrameIndex, n: int, *, name: str | None = None) -> np.ndarray:
+    """Exactly frame ``n`` of ``path`` (see the module's convention) as (H, W, 3) uint8 RGB.
+
+    Opens the file, seeks to the keyframe at or before the frame and decodes
+    forward to its timestamp. Use ``FrameReader`` to read several frames.
+
+    Raises
+    ------
+    NotFoundError
+        When ``n`` is outside [0, len(index)).
+    InvalidInputError
+        When the file cannot be opened or the frame cannot be decoded.
+    """
+    with FrameReader(path, index, name=name) as reader:
+        return reader.read(n)
+
+
+def iter_frames(
+    path: Path,
+    index: FrameIndex,
+    start: int = 0,
+    stop: int | None = None,
+    every: int = 1,
+    *,
+    name: str | None = None,
+) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield (n, RGB frame) for n in ``range(start, stop, every)``, decoding sequentially.
+
+    Frames between the ones yielded are decoded but not converted; when
+    ``every`` spans a keyframe the reader seeks instead of decoding through.
+
+    Raises
+    ------
+    ValueError
+        When ``every`` < 1 or ``start`` < 0.
+    InvalidInputError
+        When a frame cannot be decoded.
+    """
+    if every < 1:
+        raise ValueError(f"every must be >= 1, got {every}")
+    if start < 0:
+        raise ValueError(f"start must be >= 0, got {start}")
+    stop = len(index) if stop is None else min(stop, len(index))
+    return _iter_frames(path, index, range(start, stop, every), name=name)
+
+
+def _iter_frames(path: Path, index: FrameIndex, wanted: range, *, name: str | None) -> Iterator[tuple[int, np.ndarray]]:
+    with FrameReader(path, index, name=name) as reader:
+        for n in wanted:
+            yield n, reader.read(n)
+
