@@ -26,28 +26,42 @@ from .formats import (
 )
 from .render import RENDER_FORMATS, fit_size, render_frame, resize_exact, resize_fit
 from .sequence import SequenceFrame, natural_key, plan_sequence, resized_frames
+from .diagnose import Finding, diagnose
+from .frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames, read_frame
+from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
 from .video import export_mp4, mp4_top_level_boxes
 
 __all__ = [
     "READERS",
     "RENDER_FORMATS",
     "SUPPORTED_FORMATS",
+    "Finding",
+    "FrameIndex",
+    "FrameReader",
     "ImageInfo",
     "MediaLimits",
     "SequenceFrame",
+    "VideoInfo",
+    "VideoLimits",
+    "build_frame_index",
     "decode_page",
     "describe_bytes",
+    "diagnose",
     "export_mp4",
     "fit_size",
     "format_of_name",
+    "iter_frames",
     "iter_pages",
     "mp4_top_level_boxes",
     "natural_key",
     "plan_sequence",
     "probe_image",
+    "probe_video",
+    "read_frame",
     "render_frame",
     "resize_exact",
     "resize_fit",
     "resized_frames",
     "sniff_format",
+    "sniff_video_format",
 ]
