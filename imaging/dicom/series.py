@@ -212,13 +212,7 @@ class SeriesVolumes:
         if entry.payload is not None:
             vol = Volume.from_npy_bytes(entry.payload, dict(entry.meta))
         else:
-            geometry = dict(entry.meta)
-            vol = Volume(
-                npy_memmap(entry.path, entry.offset),
-                np.array(geometry["affine"]),
-                str(geometry.get("frame_of_reference_uid", "")),
-                tuple(geometry.get("warnings", ())),
-            )
+            vol = Volume.from_array(npy_memmap(entry.path, entry.offset), dict(entry.meta))
         with self._lock:
             self._volumes[key] = (vol, entry)
             while len(self._volumes) > self._memo_volumes:

@@ -29,7 +29,6 @@ not). Each is reported in the volume's warnings.
 
 from __future__ import annotations
 
-import io
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from typing import Any, Literal
 import numpy as np
 import SimpleITK as sitk
 
+from cache.derived import npy_array, npy_bytes
 from cache.errors import InvalidInputError, UnsupportedError
 
 from .stacks import Stack, uneven_spacing
@@ -197,9 +197,7 @@ class Volume:
 
     def to_npy_bytes(self) -> bytes:
         """The voxels as ``.npy`` bytes (no pickle)."""
-        buf = io.BytesIO()
-        np.save(buf, np.ascontiguousarray(self.array), allow_pickle=False)
-        return buf.getvalue()
+        return npy_bytes(self.array)
 
     @classmethod
     def from_npy_bytes(cls, data: bytes | memoryview, geometry: dict[str, Any]) -> "Volume":
@@ -208,12 +206,22 @@ class Volume:
         Raises
         ------
         ValueError
-            If the bytes are not ``.npy`` or disagree with the geometry (a cache
-            layer treats that as a miss).
+            As :meth:`from_array`, or when the bytes are not ``.npy``.
+        """
+        return cls.from_array(npy_array(data), geometry)
+
+    @classmethod
+    def from_array(cls, arr: np.ndarray, geometry: dict[str, Any]) -> "Volume":
+        """Rebuild a volume from its voxels (e.g. memory-mapped) and :meth:`geometry`.
+
+        Raises
+        ------
+        ValueError
+            If the geometry's version is not this one, or the voxels disagree with
+            it (a cache layer treats that as a miss).
         """
         if int(geometry.get("version", 0)) != GEOMETRY_VERSION:
             raise ValueError(f"geometry version {geometry.get('version')} is not {GEOMETRY_VERSION}")
-        arr = np.load(io.BytesIO(bytes(data)), allow_pickle=False)
         if list(arr.shape) != list(geometry["shape"]) or arr.dtype.str != geometry["dtype"]:
             raise ValueError(
                 f"voxels are {arr.dtype.str}{list(arr.shape)}, geometry says {geometry['dtype']}{geometry['shape']}"
