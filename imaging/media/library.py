@@ -179,23 +179,9 @@ class MediaLibrary:
         out = []
         for media_id in media_ids:
             row, info = self.media(media_id)
-            for page in range(info.pages):
-                if page < len(info.page_sizes):
-                    w, h = info.page_sizes[page]
-                else:
-                    w, h = (info.width, info.height) if page == 0 else self._page_size(media_id, page)
-                out.append((media_id, page, row.name, w, h))
+            # probe_image records every page's displayed size at ingest.
+            out.extend((media_id, page, row.name, w, h) for page, (w, h) in enumerate(info.page_sizes))
         return out
-
-    def _page_size(self, media_id: str, page: int) -> tuple[int, int]:
-        """Displayed size of a later page of a multi-page file (pages may differ)."""
-        key = make_key("media", "pagesize", media_id, {"page": page})
-        value = self.cache.get_or_compute(key, lambda: (b"", "text/plain", self._measure(media_id, page)), tag=media_id)
-        return int(value.meta["w"]), int(value.meta["h"])
-
-    def _measure(self, media_id: str, page: int) -> dict[str, int]:
-        arr = decode_page(self.store.path(media_id), page, name=media_id, limits=self.limits)
-        return {"w": int(arr.shape[1]), "h": int(arr.shape[0])}
 
     def create_group(self, name: str, media_ids: Sequence[str]) -> SetRow:
         """A group: every page of every item, any sizes, nothing changed."""
