@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import grpc
 
 from cache.catalog import InstanceRow, Page, QueryFilter
-from cache.errors import LimitExceededError
 from imaging.dicom.archive import DicomArchive, IngestReport
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
+from .errors import check_reply_size
 from .ingest_stream import serve_ingest
 
 log = logging.getLogger(__name__)
@@ -143,12 +143,8 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     def GetFrame(self, request: dicom_pb2.GetFrameRequest, context: grpc.ServicerContext) -> dicom_pb2.GetFrameResponse:
         fmt = "png" if request.format == dicom_pb2.PNG else "raw"
         f = self._archive.frame(request.sop_instance_uid, request.frame, fmt=fmt)
-        if len(f.payload) + 4096 > self._max_message_bytes:
-            raise LimitExceededError(
-                f"frame {request.frame} is {len(f.payload)} bytes as {fmt}, over the server's message limit "
-                f"of {self._max_message_bytes} (raise --max-message-size, or ask for PNG)",
-                subject=request.sop_instance_uid,
-            )
+        check_reply_size(len(f.payload), self._max_message_bytes, subject=request.sop_instance_uid,
+                         what=f"frame {request.frame} as {fmt}", advice="raise --max-message-size, or ask for PNG")
         return dicom_pb2.GetFrameResponse(
             data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(f.shape),
             rescaled=f.rescaled, warnings=f.warnings,

@@ -37,6 +37,24 @@ _CODES: dict[type[VoxelgateError], grpc.StatusCode] = {
 }
 
 
+#: Room left in a reply for the fields around its payload.
+REPLY_OVERHEAD = 4096
+
+
+def check_reply_size(size: int, limit: int, *, subject: str, what: str, advice: str) -> None:
+    """Refuse a reply payload the message limit would cut, before gRPC fails it obscurely.
+
+    Raises
+    ------
+    LimitExceededError
+        When ``size`` plus the reply's overhead exceeds ``limit``.
+    """
+    if size + REPLY_OVERHEAD > limit:
+        raise LimitExceededError(
+            f"{what} is {size} bytes, over the server's message limit of {limit} ({advice})", subject=subject
+        )
+
+
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and client message for an exception raised by the domain."""
     if isinstance(exc, VoxelgateError):

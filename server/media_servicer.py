@@ -6,12 +6,13 @@ from collections.abc import Iterator
 
 import grpc
 
-from cache.errors import InvalidInputError, LimitExceededError
+from cache.errors import InvalidInputError
 from cache.media_catalog import SetRow
 from imaging.media import ImageInfo
 from imaging.media.library import MediaLibrary, MediaReport
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
+from .errors import REPLY_OVERHEAD, check_reply_size
 from .ingest_stream import serve_ingest
 
 _FORMATS = {
@@ -84,14 +85,10 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         window = (request.window_center, request.window_width) if request.has_window else None
         f = self._library.frame(
             request.id, request.frame, fmt=_FORMATS[request.format], max_size=max_size, window=window,  # type: ignore[arg-type]
-            max_bytes=self._max_message_bytes - 4096,
+            max_bytes=self._max_message_bytes - REPLY_OVERHEAD,
         )
-        if len(f.payload) + 4096 > self._max_message_bytes:
-            raise LimitExceededError(
-                f"frame {request.frame} is {len(f.payload)} bytes, over the server's message limit of "
-                f"{self._max_message_bytes} (ask for a smaller size or another format)",
-                subject=request.id,
-            )
+        check_reply_size(len(f.payload), self._max_message_bytes, subject=request.id, what=f"frame {request.frame}",
+                         advice="ask for a smaller size or another format")
         return media_pb2.MediaFrame(data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(f.shape),
                                     media_id=f.media_id, page=f.page)
 
