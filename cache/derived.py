@@ -195,7 +195,10 @@ class DerivedCache:
 
     def get(self, key: str) -> CachedValue | None:
         """Return the value of ``key`` or ``None``; counts a hit or a miss."""
-        value = self._read(key)
+        return self._counted(self._read(key))
+
+    def _counted(self, value: _V | None) -> _V | None:
+        """Count a lookup's outcome as a hit or a miss and pass the value on."""
         with self._lock:
             if value is None:
                 self._misses += 1
@@ -349,12 +352,7 @@ class DerivedCache:
         compute: Callable[[], tuple[bytes, str, Mapping[str, Any]]],
         tag: str | None,
     ) -> _V:
-        value = read(key)
-        with self._lock:
-            if value is None:
-                self._misses += 1
-            else:
-                self._hits += 1
+        value = self._counted(read(key))
         if value is not None:
             return value
         with self._lock:
