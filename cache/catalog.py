@@ -143,6 +143,8 @@ class Catalog(Protocol):
     def list_instances(self, flt: QueryFilter, page: Page) -> tuple[list[InstanceRow], str]: ...
     def totals(self) -> tuple[int, int]: ...
     def generation(self) -> int: ...
+    def put_headers(self, items: Sequence[tuple[str, str]]) -> None: ...
+    def headers(self, sha256s: Sequence[str]) -> dict[str, str]: ...
     def close(self) -> None: ...
 
 
@@ -187,6 +189,12 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid, instance_number, sop_uid);
 CREATE INDEX IF NOT EXISTS instances_sha ON instances(sha256);
+-- Header summaries (imaging.dicom.headers), by content. Added after the first release:
+-- CREATE IF NOT EXISTS adds it to older databases; their instances simply have none.
+CREATE TABLE IF NOT EXISTS instance_headers (
+    sha256 TEXT PRIMARY KEY,
+    header TEXT NOT NULL
+);
 """
 
 
@@ -375,6 +383,11 @@ class SqliteCatalog(MediaCatalogMixin):
                     continue
                 db.execute("DELETE FROM instances WHERE sop_uid=?", (uid,))
                 deleted.append(InstanceRow(*row))
+            for sha in {r.sha256 for r in deleted}:
+                db.execute(
+                    "DELETE FROM instance_headers WHERE sha256=? AND NOT EXISTS "
+                    "(SELECT 1 FROM instances WHERE sha256=?)", (sha, sha),
+                )
             db.execute(
                 "DELETE FROM series WHERE NOT EXISTS "
                 "(SELECT 1 FROM instances i WHERE i.series_uid = series.series_uid)"
@@ -412,6 +425,25 @@ class SqliteCatalog(MediaCatalogMixin):
             args,
         ).fetchall()
         return [InstanceRow(*r) for r in rows]
+
+    def put_headers(self, items: Sequence[tuple[str, str]]) -> None:
+        """Keep header summaries, ``(sha256, text)`` pairs, of stored content (one transaction)."""
+        if not items:
+            return
+        with self._tx() as db:
+            db.executemany("INSERT OR REPLACE INTO instance_headers (sha256, header) VALUES (?, ?)", list(items))
+
+    def headers(self, sha256s: Sequence[str]) -> dict[str, str]:
+        """The header summaries kept for these contents (those without one are left out)."""
+        out: dict[str, str] = {}
+        shas = list(dict.fromkeys(sha256s))
+        for i in range(0, len(shas), 500):  # SQLite limits the number of parameters
+            part = shas[i : i + 500]
+            rows = self._db().execute(
+                f"SELECT sha256, header FROM instance_headers WHERE sha256 IN ({','.join('?' * len(part))})", part
+            ).fetchall()
+            out.update(rows)
+        return out
 
     def is_referenced(self, sha256: str) -> bool:
         """Whether a DICOM instance or a media item holds this content."""

@@ -108,7 +108,16 @@ class _PartsReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def read(self, size: int = -1) -> bytes:
+    def read(self, size: int = -1) -> bytes | memoryview:  # type: ignore[override]
+        if size > 0 and self._i < len(self._parts) and len(self._parts[self._i]) - self._pos >= size:
+            # Within one buffer: hand out a view of it, no copy (diskcache writes it as it is).
+            part = self._parts[self._i]
+            chunk = part[self._pos : self._pos + size]
+            self._pos += size
+            if self._pos == len(part):
+                self._i += 1
+                self._pos = 0
+            return chunk
         out = bytearray()
         while self._i < len(self._parts) and (size < 0 or len(out) < size):
             part = self._parts[self._i]
@@ -142,6 +151,9 @@ def _decode(blob: bytes) -> CachedValue:
     if hashlib.sha256(payload).hexdigest() != header["checksum"]:
         raise ValueError("checksum mismatch")
     return CachedValue(payload, header["media_type"], header["meta"], header["checksum"], header["created"])
+
+
+_WRITING = object()  # a flight's value: the leader holds it, its file is being written
 
 
 class _Flight:
@@ -190,6 +202,13 @@ class DerivedCache:
         self._hot: OrderedDict[str, tuple[CachedValue, str | None]] = OrderedDict()
         self._hot_bytes = 0
         self._hot_limit = memory_bytes
+        # Values computed with write_behind=True, waiting for the writer thread: the value
+        # (readable from memory meanwhile) or, for a file value, its parts.
+        self._pending: dict[str, tuple[CachedValue, list[bytes | memoryview] | None, str | None]] = {}
+        self._pending_cv = threading.Condition()
+        self._write_lock = threading.RLock()  # a pending write against evict_tag/clear
+        self._writer: threading.Thread | None = None
+        self._closing = False
 
     # -- plain access ---------------------------------------------------------
 
@@ -207,12 +226,15 @@ class DerivedCache:
         return value
 
     def _read(self, key: str) -> CachedValue | None:
-        if self._hot_limit:
+        if self._hot_limit or self._pending:
             with self._lock:
                 hot = self._hot.get(key)
                 if hot is not None:
                     self._hot.move_to_end(key)
                     return hot[0]
+                pending = self._pending.get(key)
+                if pending is not None and pending[1] is None:
+                    return pending[0]
         value = self._read_disk(key)
         if value is not None:
             self._keep_hot(key, value, None)
@@ -234,6 +256,11 @@ class DerivedCache:
 
     def _read_disk(self, key: str) -> CachedValue | None:
         try:
+            # A plain SELECT first: under the LRU policy diskcache's get opens a write transaction
+            # (to note the access), and threads colliding there wait in SQLite's busy handler,
+            # which sleeps in steps of up to 100 ms. A miss needs no transaction at all.
+            if key not in self._cache:
+                return None
             handle = self._cache.get(key, default=None, read=True)
         except Exception:  # a damaged entry is a miss, never an error
             log.warning("unreadable derived-cache entry dropped", exc_info=True)
@@ -312,6 +339,8 @@ class DerivedCache:
         compute: Callable[[], tuple[bytes, str, Mapping[str, Any]]],
         *,
         tag: str | None = None,
+        write_behind: bool = False,
+        memory_only: bool = False,
     ) -> CachedValue:
         """Return the cached value, computing it once if absent.
 
@@ -322,8 +351,19 @@ class DerivedCache:
         ----------
         compute:
             Returns ``(payload, media_type, meta)``.
+        write_behind:
+            Return a computed value at once and leave writing it to disk to one
+            background thread (small values that a caller waits for, such as
+            rendered slices: concurrent SQLite writers would queue on each other).
+            Until it is written, lookups find it in memory.
+        memory_only:
+            Keep the value in the in-memory tier only, when there is one and the
+            value fits it (else as ``write_behind``): for values that cost less to
+            compute again than to write (a rendered slice: a few milliseconds).
         """
-        return self._get_or_build(key, self._read, compute, tag)
+        if memory_only and self._hot_limit:
+            return self._get_or_build(key, self._read, compute, tag, memory_only=True)
+        return self._get_or_build(key, self._read, compute, tag, write_behind=write_behind or memory_only)
 
     def get_or_compute_file(
         self,
@@ -331,6 +371,7 @@ class DerivedCache:
         compute: Callable[[], tuple[bytes, str, Mapping[str, Any]]],
         *,
         tag: str | None = None,
+        write_behind: bool = False,
     ) -> "CachedFile":
         """Like :meth:`get_or_compute`, but the payload stays in its file.
 
@@ -338,12 +379,22 @@ class DerivedCache:
         at ``path[offset:offset + length]`` instead of loading them. The checksum
         is verified the first time this process opens an entry.
 
+        With ``write_behind``, the caller that computes gets back a record with an
+        empty ``path`` at once (it holds the value it computed) while one background
+        thread writes the file; the payload's buffers must not change meanwhile.
+        Everyone else asking for the key waits until the file is written.
+
         Raises
         ------
         LimitExceededError
             When the value is larger than the cache's bound (it cannot be kept).
         """
-        return self._get_or_build(key, self._read_file, compute, tag)
+        return self._get_or_build(key, self._read_file, compute, tag, write_behind=write_behind)
+
+    def pending(self, key: str) -> bool:
+        """Whether a write-behind value of ``key`` is still waiting to be written."""
+        with self._lock:
+            return key in self._pending
 
     def _get_or_build(
         self,
@@ -351,6 +402,9 @@ class DerivedCache:
         read: Callable[[str], _V | None],
         compute: Callable[[], tuple[bytes, str, Mapping[str, Any]]],
         tag: str | None,
+        *,
+        write_behind: bool = False,
+        memory_only: bool = False,
     ) -> _V:
         value = self._counted(read(key))
         if value is not None:
@@ -365,6 +419,8 @@ class DerivedCache:
             flight.done.wait()
             if flight.error is not None:
                 raise flight.error
+            if flight.value is _WRITING:  # the leader holds the value; the file is on its way
+                return self._get_or_build(key, read, compute, tag)
             return flight.value  # type: ignore[return-value]
         try:
             # Someone may have finished between our miss and taking the lead.
@@ -373,6 +429,27 @@ class DerivedCache:
                 with self._lock:
                     self._computations += 1
                 payload, media_type, meta = compute()
+                if memory_only and isinstance(payload, (bytes, bytearray)) and len(payload) <= self._hot_limit // 16:
+                    value = CachedValue(bytes(payload), media_type, dict(meta or {}),
+                                        hashlib.sha256(payload).hexdigest(), time.time())
+                    self._keep_hot(key, value, tag)
+                    flight.value = value
+                    return value  # type: ignore[return-value]
+                if (write_behind or memory_only) and isinstance(payload, (bytes, bytearray)) and read == self._read:
+                    value = self._put_behind(key, bytes(payload), None, media_type, meta, tag)
+                    flight.value = value
+                    return value  # type: ignore[return-value]
+                if write_behind and read == self._read_file:
+                    parts = [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else list(payload)
+                    length = sum(memoryview(p).nbytes for p in parts)
+                    if length > self.size_limit:
+                        raise LimitExceededError(
+                            f"derived value of {length} bytes does not fit the cache bound "
+                            f"of {self.size_limit} bytes", subject=key.split("?")[0]
+                        )
+                    queued = self._put_behind(key, b"", parts, media_type, meta, tag)
+                    flight.value = _WRITING
+                    return CachedFile("", 0, length, media_type, queued.meta, "", queued.created)  # type: ignore[return-value]
                 stored = self.put(key, payload, media_type, meta, tag=tag)
                 value = read(key) if read is not self._read else stored  # type: ignore[assignment]
                 if value is None:
@@ -391,7 +468,11 @@ class DerivedCache:
             flight.done.set()
 
     def _read_file(self, key: str) -> "CachedFile | None":
+        if self._pending:
+            self._wait_written(key)
         try:
+            if key not in self._cache:
+                return None
             handle = self._cache.get(key, default=None, read=True)
         except Exception:  # noqa: BLE001 - a damaged entry is a miss
             self._drop(key)
@@ -432,10 +513,79 @@ class DerivedCache:
         finally:
             handle.close()
 
+    # -- write-behind ---------------------------------------------------------
+
+    def _put_behind(
+        self, key: str, payload: bytes, parts: list[bytes | memoryview] | None, media_type: str,
+        meta: Mapping[str, Any], tag: str | None,
+    ) -> CachedValue:
+        checksum = hashlib.sha256(payload).hexdigest() if parts is None else ""
+        value = CachedValue(payload, media_type, dict(meta or {}), checksum, time.time())
+        with self._pending_cv:
+            if self._closing:
+                writer_alive = False
+            else:
+                with self._lock:
+                    self._pending[key] = (value, parts, tag)
+                if self._writer is None:
+                    self._writer = threading.Thread(target=self._write_pending, name="derived-cache-writer",
+                                                    daemon=True)
+                    self._writer.start()
+                self._pending_cv.notify()
+                writer_alive = True
+        if not writer_alive:  # closing: write it here
+            self.put(key, payload if parts is None else parts, media_type, meta, tag=tag)
+        elif parts is None:
+            self._keep_hot(key, value, tag)
+        return value
+
+    def _write_pending(self) -> None:
+        while True:
+            with self._pending_cv:
+                while not self._pending and not self._closing:
+                    self._pending_cv.wait()
+                if not self._pending and self._closing:
+                    return
+            with self._write_lock:
+                with self._lock:
+                    if not self._pending:
+                        continue
+                    key = next(iter(self._pending))
+                    value, parts, tag = self._pending[key]
+                try:
+                    self.put(key, value.payload if parts is None else parts, value.media_type, value.meta, tag=tag)
+                except Exception:  # noqa: BLE001 - a value not kept is recomputed when asked for again
+                    log.warning("derived-cache write-behind failed", exc_info=True)
+                finally:
+                    with self._lock:
+                        self._pending.pop(key, None)
+                    with self._pending_cv:
+                        self._pending_cv.notify_all()
+
+    def flush(self) -> None:
+        """Wait until every write-behind value is on disk."""
+        with self._pending_cv:
+            while self._pending:
+                self._pending_cv.wait(0.05)
+
+    def _wait_written(self, key: str) -> None:
+        with self._pending_cv:
+            while key in self._pending:
+                self._pending_cv.wait(0.05)
+
     # -- maintenance ----------------------------------------------------------
 
     def evict_tag(self, tag: str) -> int:
         """Remove every entry stored with ``tag``; return how many."""
+        with self._write_lock:
+            with self._lock:
+                for key in [k for k, (_, _, t) in self._pending.items() if t == tag]:
+                    del self._pending[key]
+            with self._pending_cv:
+                self._pending_cv.notify_all()
+            return self._evict_tag(tag)
+
+    def _evict_tag(self, tag: str) -> int:
         n = int(self._cache.evict(tag))
         with self._lock:
             self._explicit_deletes += n
@@ -446,11 +596,16 @@ class DerivedCache:
         return n
 
     def clear(self) -> None:
-        with self._lock:
-            self._explicit_deletes += len(self._cache)
-            self._hot.clear()
-            self._hot_bytes = 0
-        self._cache.clear()
+        with self._write_lock:
+            with self._pending_cv:
+                with self._lock:
+                    self._pending.clear()
+                self._pending_cv.notify_all()
+            with self._lock:
+                self._explicit_deletes += len(self._cache)
+                self._hot.clear()
+                self._hot_bytes = 0
+            self._cache.clear()
 
     def stats(self) -> CacheStats:
         entries = len(self._cache)
@@ -469,6 +624,11 @@ class DerivedCache:
             )
 
     def close(self) -> None:
+        with self._pending_cv:
+            self._closing = True
+            self._pending_cv.notify_all()
+        if self._writer is not None:
+            self._writer.join()
         self._cache.close()
 
 

@@ -7,6 +7,9 @@ arithmetic and leaves the caller to choose the output dtype.
 from __future__ import annotations
 
 import functools
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from enum import Enum
 
 import numpy as np
@@ -119,8 +122,29 @@ def to_uint8(y: np.ndarray) -> np.ndarray:
 
 _LUT_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16))
 #: Elements gathered per np.take call: big enough to amortise the call, small
-#: enough that numpy's widened index temporary stays in cache.
-_CHUNK = 1 << 20
+#: enough that numpy's widened index temporary (8 bytes an element) stays in L2.
+_CHUNK = 1 << 18
+#: From this many elements on, chunks are gathered by several threads (np.take
+#: releases the GIL), as many as there are cores, at most four.
+_PARALLEL_FROM = 1 << 22
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _threads() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
+                                       thread_name_prefix="window")
+        return _pool
+
+
+def _gather(lut: np.ndarray, src: np.ndarray, out: np.ndarray, start: int, stop: int) -> None:
+    for a in range(start, stop, _CHUNK):
+        b = min(a + _CHUNK, stop)
+        # Every index is below the table's length (it covers the whole dtype): no bounds check.
+        np.take(lut, src[a:b], out=out[a:b], mode="clip")
 
 
 @functools.lru_cache(maxsize=64)
@@ -146,8 +170,14 @@ def _window_to(
         lut = _lut(values.dtype.str, float(center), float(width), function, out_max)
         src = np.ascontiguousarray(values).reshape(-1).view(f"uint{values.dtype.itemsize * 8}")
         out = np.empty(src.shape, dtype=out_dtype)
-        for start in range(0, src.size, _CHUNK):
-            np.take(lut, src[start : start + _CHUNK], out=out[start : start + _CHUNK])
+        pool = _threads() if src.size >= _PARALLEL_FROM else None
+        if pool is None or pool._max_workers < 2:
+            _gather(lut, src, out, 0, src.size)
+        else:
+            step = -(-src.size // (4 * pool._max_workers) // _CHUNK) * _CHUNK  # a few parts per thread
+            parts = [pool.submit(_gather, lut, src, out, a, min(a + step, src.size)) for a in range(0, src.size, step)]
+            for part in parts:
+                part.result()
         return out.reshape(values.shape)
     y = apply_window(values, center, width, function=function, y_min=0.0, y_max=float(out_max))
     return np.clip(np.rint(y), 0, out_max).astype(out_dtype)

@@ -32,6 +32,7 @@ from cache.store import ObjectStore
 from ..encode import encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
 from .frames import decode_frame, modality_values, render_8bit
+from .headers import InstanceHeader, summarize
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
 from .parse import ParsedInstance, parse_instance, read_dataset
 from .pixels import FrameSink, Limits
@@ -148,6 +149,7 @@ class DicomArchive:
                     outs = self.catalog.put_instances(
                         [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending]
                     )
+                    headers: dict[str, str] = {}
                     for (i, _, parsed, report), out in zip(pending, outs):
                         if isinstance(out, Exception):
                             results[i] = out
@@ -156,6 +158,12 @@ class DicomArchive:
                         results[i] = report
                         if out.replaced is not None:
                             replaced.append(out.replaced.sha256)
+                        summary = self._summary(parsed)
+                        if summary is not None:
+                            headers[report.sha256] = summary
+                    # After the instances' commit: a summary is an aid to volume builds, not part
+                    # of what was acknowledged (an instance without one is parsed when built).
+                    self.catalog.put_headers(sorted(headers.items()))
                     for sha in shas:
                         if not self.catalog.is_referenced(sha):  # every file of this content failed
                             self.store.delete(sha)
@@ -185,6 +193,26 @@ class DicomArchive:
             incoming.name, "stored", sha, staged.size, inst.sop_uid, inst.study_uid, inst.series_uid, parsed.warnings
         )
         return parsed, report
+
+    @staticmethod
+    def _summary(parsed: ParsedInstance) -> str | None:
+        """The header summary of an ingested instance (None when it cannot be made: built by parsing then)."""
+        if parsed.dataset is None or parsed.instance.frames == 0:
+            return None
+        try:
+            return summarize(parsed.dataset, parsed.instance.sop_uid).to_json()
+        except Exception:  # noqa: BLE001 - a header odd enough to fail here is parsed again when built
+            log.debug("no header summary for an ingested instance", exc_info=True)
+            return None
+
+    def headers(self, rows: Sequence[InstanceRow]) -> dict[str, InstanceHeader]:
+        """Header summaries kept at ingest for these instances, by sha256 (some may be missing)."""
+        out = {}
+        for sha, text in self.catalog.headers([r.sha256 for r in rows]).items():
+            header = InstanceHeader.from_json(text)
+            if header is not None:
+                out[sha] = header
+        return out
 
     def _warm(self, sha: str) -> "FrameSink":
         """Keep the frames that validation decodes, while they fit the warm-up budget."""
@@ -324,6 +352,11 @@ class DicomArchive:
             bool(meta["rescaled"]),
             list(meta.get("warnings", [])),
         )
+
+    def cached_frame(self, row: InstanceRow, index: int) -> np.ndarray | None:
+        """Stored values of a compressed frame kept in the derived cache (at ingest), or None."""
+        value = self.cache.get(_decoded_key(row.sha256, index))
+        return None if value is None else npy_array(value.payload)
 
     def decoded_frame(self, row: InstanceRow, ds: Dataset, index: int) -> np.ndarray:
         """Stored values of frame ``index`` (colour as RGB), decoded once for compressed data.

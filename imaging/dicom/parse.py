@@ -55,6 +55,7 @@ class ParsedInstance:
     series: SeriesRow
     instance: InstanceRow
     warnings: list[str] = field(default_factory=list)
+    dataset: Dataset | None = field(default=None, repr=False)  # the parsed header (pixel data deferred)
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -207,6 +208,7 @@ def parse_instance(
         text = str(w.message)[:300]
         if text not in parsed.warnings:
             parsed.warnings.append(text)
+    parsed.dataset = ds
     return parsed
 
 

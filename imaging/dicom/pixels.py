@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,28 +122,67 @@ def _prefer_pillow(ds: Dataset) -> bool:
     )
 
 
-def read_native_frame(path: Path, ds: Dataset, index: int) -> np.ndarray | None:
-    """Frame ``index`` of native little-endian greyscale pixel data, read straight from the file.
+@dataclass(frozen=True)
+class NativeLayout:
+    """Where native little-endian greyscale frames sit in a Part 10 file: frame ``i`` is
+    ``rows * columns`` values of ``dtype`` at ``offset + i * frame_bytes``."""
+
+    offset: int
+    dtype: str
+    rows: int
+    columns: int
+    frames: int
+
+    @property
+    def frame_bytes(self) -> int:
+        return self.rows * self.columns * np.dtype(self.dtype).itemsize
+
+    def read(self, path: Path, index: int, *, out: np.ndarray | None = None) -> np.ndarray | None:
+        """Frame ``index`` read straight from the file (into ``out`` when given); None when the file is short."""
+        count = self.rows * self.columns
+        offset = self.offset + index * self.frame_bytes
+        if out is None:
+            arr = np.fromfile(path, dtype=self.dtype, count=count, offset=offset)
+            return arr.reshape(self.rows, self.columns) if arr.size == count else None
+        with open(path, "rb", buffering=0) as fh:
+            got = os.preadv(fh.fileno(), [memoryview(out).cast("B")], offset)
+        return out if got == self.frame_bytes else None
+
+
+def native_layout(ds: Dataset) -> NativeLayout | None:
+    """The :class:`NativeLayout` of ``ds``'s pixel data, or None when it is not a plain array in the file.
 
     The common case of CT and MR series (8/16/32 bits allocated, all of them
     stored, or unsigned) is a plain array at a known offset; anything else
-    returns None and goes through pydicom's decoders.
+    (compressed, deflated, big endian, colour, packed bits, a value not read from
+    a file) goes through pydicom's decoders.
     """
     tsyntax = ds.file_meta.TransferSyntaxUID
     if tsyntax.is_encapsulated or tsyntax.is_deflated or not tsyntax.is_little_endian:
         return None
+    # value_tell is where the value starts in the file the dataset was read from (also when
+    # a small value was read along with the header).
     raw = ds.get_item(0x7FE00010, keep_deferred=True) if 0x7FE00010 in ds else None
-    if not isinstance(raw, RawDataElement) or raw.value is not None or raw.value_tell is None:
+    if not isinstance(raw, RawDataElement) or raw.value_tell is None or raw.length in (0, 0xFFFFFFFF):
         return None
     rows, cols, samples, frames, bits = pixel_layout(ds)
     signed = bool(int(ds.get("PixelRepresentation") or 0))
     stored = int(ds.get("BitsStored") or bits)
-    if samples != 1 or bits not in (8, 16, 32) or (signed and stored != bits) or not 0 <= index < frames:
+    if samples != 1 or bits not in (8, 16, 32) or (signed and stored != bits) or rows < 1 or cols < 1:
         return None
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
-    count = rows * cols
-    arr = np.fromfile(path, dtype=dtype, count=count, offset=raw.value_tell + index * count * dtype.itemsize)
-    return arr.reshape(rows, cols) if arr.size == count else None
+    return NativeLayout(int(raw.value_tell), dtype.str, rows, cols, max(frames, 1))
+
+
+def read_native_frame(path: Path, ds: Dataset, index: int) -> np.ndarray | None:
+    """Frame ``index`` of native little-endian greyscale pixel data, read straight from the file.
+
+    None when :func:`native_layout` finds no plain array, or no such frame.
+    """
+    layout = native_layout(ds)
+    if layout is None or not 0 <= index < layout.frames:
+        return None
+    return layout.read(path, index)
 
 
 def classify_decode_error(exc: BaseException, ds: Dataset, name: str) -> Exception:

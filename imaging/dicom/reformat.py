@@ -190,6 +190,15 @@ def plane_grid(volume: Volume, plane: Plane | str) -> PlaneGrid:
         For an unknown plane name.
     """
     plane = Plane.parse(plane)
+    # A volume never changes: its grids are worked out once (kept beside its cached value range).
+    known: dict[Plane, PlaneGrid] = volume.__dict__.setdefault("_plane_grids", {})
+    grid = known.get(plane)
+    if grid is None:
+        grid = known[plane] = _plane_grid(volume, plane)
+    return grid
+
+
+def _plane_grid(volume: Volume, plane: Plane) -> PlaneGrid:
     u, v, w = (np.asarray(x) for x in CONVENTION[plane])
     spacing = min(_step_along(volume, u), _step_along(volume, v))
     axis_spacing = _step_along(volume, w)
@@ -307,12 +316,15 @@ def reformat(
         total = np.where(valid, samples, 0.0).sum(axis=0, dtype=np.float64)
         n = valid.sum(axis=0)
         out = np.divide(total, n, out=np.full(total.shape, np.nan), where=n > 0).astype(np.float32)
-    fill = volume.value_range[0] if fill_value is None else float(fill_value)
-    out = np.where(np.isnan(out), np.float32(fill), out)
+    outside = np.isnan(out)
+    if outside.any():
+        fill = volume.value_range[0] if fill_value is None else float(fill_value)
+        out = np.where(outside, np.float32(fill), out)
     dtype = volume.array.dtype
     if dtype.kind in "iu":
         info = np.iinfo(dtype)
-        out = np.clip(np.rint(out), info.min, info.max).astype(dtype)
+        out = np.rint(out, out=out if out.flags.writeable and out.dtype == np.float32 else None)
+        out = np.clip(out, info.min, info.max, out=out).astype(dtype)
     else:
         out = out.astype(dtype, copy=False)
     return Slice(

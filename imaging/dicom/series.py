@@ -14,7 +14,8 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -30,9 +31,10 @@ from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
 from ..windowing import PRESETS, VoiFunction, auto_window, preset, window_to_uint8, window_to_uint16
 from .archive import NPY, DicomArchive
 from .frames import modality_dtype, modality_values, object_window, voi_lut_display
+from .headers import InstanceHeader
 from .parse import read_dataset
 from .reformat import Plane, Slice, plane_grid, reformat
-from .stacks import Excluded, Stack, frame_refs, split_stacks
+from .stacks import Excluded, FrameRef, Stack, frame_refs, split_stacks
 from .volume import Volume, VolumeGrid, build_volume, plan_volume
 
 WindowSource = Literal["object", "preset", "auto", "explicit"]
@@ -54,16 +56,51 @@ class WindowRequest:
                 "preset": self.preset, "oi": self.object_index}
 
 
+class _Datasets(Mapping[str, Dataset]):
+    """The series' datasets by SOP Instance UID, each parsed the first time it is asked for.
+
+    A layout made from the header summaries kept at ingest needs none of them to
+    build a volume; windowing from the object's own values needs one.
+    """
+
+    def __init__(self, archive: DicomArchive, rows: Mapping[str, InstanceRow]) -> None:
+        self._archive = archive
+        self._rows = rows
+        self._parsed: dict[str, Dataset] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, sop_uid: str) -> Dataset:
+        ds = self._parsed.get(sop_uid)
+        if ds is not None:
+            return ds
+        row = self._rows[sop_uid]
+        ds, _ = read_dataset(self._archive.file_path(row), name=sop_uid)
+        with self._lock:
+            return self._parsed.setdefault(sop_uid, ds)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
 @dataclass(frozen=True)
 class SeriesLayout:
-    """How a series splits: its stacks (with their planned grids) and the frames left out."""
+    """How a series splits: its stacks (with their planned grids) and the frames left out.
+
+    ``datasets`` maps SOP Instance UIDs to parsed headers (parsed when first used);
+    ``headers`` holds the summaries kept at ingest, for the instances that have one.
+    """
 
     series_uid: str
     stacks: tuple[Stack, ...]
     grids: tuple[VolumeGrid, ...]
     excluded: tuple[Excluded, ...]
     identity: tuple[str, ...]  # content hashes of the series' instances
-    datasets: dict[str, Dataset] = field(repr=False, default_factory=dict)
+    datasets: Mapping[str, Dataset] = field(repr=False, default_factory=dict)
+    headers: Mapping[str, InstanceHeader] = field(repr=False, default_factory=dict)
+    rows: Mapping[str, InstanceRow] = field(repr=False, default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -142,17 +179,23 @@ class SeriesVolumes:
                 self._layouts.move_to_end(memo_key)
                 self._by_series[series_uid] = (generation, self._layouts[memo_key])
                 return self._layouts[memo_key]
-        datasets: dict[str, Dataset] = {}
+        by_uid = {r.sop_uid: r for r in rows}
+        datasets = _Datasets(self.archive, by_uid)
+        summaries = self.archive.headers(rows)
+        headers: dict[str, InstanceHeader] = {}
         refs = []
         for row in rows:
             if row.frames == 0:
                 continue
-            ds, _ = read_dataset(self.archive.file_path(row), name=row.sop_uid)
-            datasets[row.sop_uid] = ds
-            refs.extend(frame_refs(ds, row.sop_uid))
+            summary = summaries.get(row.sha256)
+            if summary is not None and all(f.sop_uid == row.sop_uid for f in summary.frames):
+                headers[row.sop_uid] = summary
+                refs.extend(summary.frames)
+            else:  # stored before summaries were kept: parse the header
+                refs.extend(frame_refs(datasets[row.sop_uid], row.sop_uid))
         stacks, excluded = split_stacks(refs)
         grids = tuple(plan_volume(s) for s in stacks)
-        out = SeriesLayout(series_uid, tuple(stacks), grids, tuple(excluded), identity, datasets)
+        out = SeriesLayout(series_uid, tuple(stacks), grids, tuple(excluded), identity, datasets, headers, by_uid)
         with self._lock:
             self._layouts[memo_key] = out
             self._by_series[series_uid] = (generation, out)
@@ -185,14 +228,22 @@ class SeriesVolumes:
     def volume(
         self, series_uid: str, stack_index: int = 0, *, layout: SeriesLayout | None = None
     ) -> tuple[Volume, CachedFile]:
-        """The volume of one stack (memory-mapped from the derived cache) and its cache entry."""
+        """The volume of one stack and its cache entry.
+
+        Memory-mapped from the derived cache; the caller that builds it gets it in
+        memory (the entry's ``path`` is then empty) while the file is written.
+        """
         layout = layout or self.layout(series_uid)
         stack = self._stack(layout, stack_index)
         key = self._volume_key(layout, stack)
         with self._lock:
-            if key in self._volumes:
+            known = self._volumes.get(key)
+            if known is not None:
                 self._volumes.move_to_end(key)
-                return self._volumes[key]
+                if known[1].path or known[1].payload is not None or self.archive.cache.pending(key):
+                    return known
+                # Built here and written to the cache since: map the file, let the memory go.
+                del self._volumes[key]
         rows = {r.sop_uid: r for r in self.archive.series_instances(series_uid)}
 
         def load_frame(sop_uid: str, frame_index: int) -> np.ndarray:
@@ -204,12 +255,24 @@ class SeriesVolumes:
                 values = values.astype(np.int16)
             return values
 
+        built: list[Volume] = []
+
         def compute() -> tuple[bytes, str, dict[str, object]]:
-            vol = build_volume(stack, load_frame, grid=layout.grids[stack_index])
+            grid = layout.grids[stack_index]
+            voxels = self._summary_voxels(layout, stack, grid)
+            if voxels is not None:
+                vol = Volume(voxels, grid.affine, stack.frame_of_reference_uid, (*stack.warnings, *grid.warnings))
+            else:
+                vol = build_volume(stack, load_frame, grid=grid)
+            built.append(vol)
             return npy_parts(vol.array), NPY, vol.geometry()  # type: ignore[return-value]
 
-        entry = self.archive.cache.get_or_compute_file(key, compute, tag=f"series:{series_uid}")
-        if entry.payload is not None:
+        # The builder answers from the volume in memory while the cache file is written
+        # behind it (150 MB of a CT); other callers wait for the file and map it.
+        entry = self.archive.cache.get_or_compute_file(key, compute, tag=f"series:{series_uid}", write_behind=True)
+        if built:
+            vol = built[0]
+        elif entry.payload is not None:
             vol = Volume.from_npy_bytes(entry.payload, dict(entry.meta))
         else:
             vol = Volume.from_array(npy_memmap(entry.path, entry.offset), dict(entry.meta))
@@ -218,6 +281,106 @@ class SeriesVolumes:
             while len(self._volumes) > self._memo_volumes:
                 self._volumes.popitem(last=False)
         return vol, entry
+
+    def _stored_frame(self, layout: SeriesLayout, row: InstanceRow, index: int) -> np.ndarray:
+        """Stored values of a frame that is not a plain array in its file: decoded at ingest, or now."""
+        cached = self.archive.cached_frame(row, index)
+        if cached is not None:
+            return cached
+        return self.archive.decoded_frame(row, layout.datasets[row.sop_uid], index)
+
+    def _summary_voxels(self, layout: SeriesLayout, stack: Stack, grid: VolumeGrid) -> np.ndarray | None:
+        """The voxels of an untilted, evenly spaced stack, built from the header summaries kept at ingest.
+
+        What :func:`~.volume.build_volume` makes of ``load_frame`` in :meth:`volume`
+        (modality values, int32 narrowed to int16 when a frame's values allow, the
+        frames' common dtype), without parsing a header: uncompressed frames are read
+        straight into their place in the result and rescaled there; compressed ones
+        come from the derived cache (decoded at ingest), two at a time. None when a
+        frame has no summary, goes through a Modality LUT or is not greyscale
+        integers, or when the stack needs resampling.
+        """
+        if grid.tilted or grid.uneven or not stack.frames:
+            return None
+        plans = []
+        for ref in stack.frames:
+            header = layout.headers.get(ref.sop_uid)
+            if header is None or header.modality_lut or ref.samples_per_pixel != 1:
+                return None
+            native = header.native
+            if native is not None and (ref.frame_index >= native.frames
+                                       or (native.rows, native.columns) != (stack.rows, stack.columns)):
+                return None
+            plans.append((layout.rows[ref.sop_uid], native, ref, np.dtype(header.modality_dtypes[ref.frame_index])))
+        if any(m.kind == "f" for _, _, _, m in plans):
+            target = np.dtype(np.float32)
+        else:  # hoping that every int32 frame narrows to int16 (widened below when one does not)
+            target = np.result_type(*{np.dtype(np.int16) if m == np.int32 else m for _, _, _, m in plans})
+        out = np.empty((len(plans), stack.rows, stack.columns), dtype=target)
+        raw_buf: np.ndarray | None = None
+
+        def decoded(plan: tuple[InstanceRow, object, FrameRef, np.dtype]) -> np.ndarray | None:
+            row, native, ref, _ = plan
+            return None if native is not None else self._stored_frame(layout, row, ref.frame_index)
+
+        def read_into_place(ks: list[int]) -> list[bool]:
+            return [plans[k][1].read(self.archive.file_path(plans[k][0]), plans[k][2].frame_index,  # type: ignore[union-attr]
+                                     out=out[k]) is not None for k in ks]
+
+        # Uncompressed frames of the result's dtype are read straight into place by two threads
+        # (reads and page faults release the GIL); compressed ones are fetched ahead the same way.
+        direct = [k for k, (_, native, _, _) in enumerate(plans) if native is not None and np.dtype(native.dtype) == target]
+        with ThreadPoolExecutor(2, thread_name_prefix="volume-frames") as pool:
+            halves = [direct[: len(direct) // 2], direct[len(direct) // 2 :]]
+            if not all(ok for part in pool.map(read_into_place, halves) for ok in part):
+                raise InvalidInputError("pixel data of a frame is cut short", subject=stack.frames[0].sop_uid)
+            in_place = set(direct)
+            fetched = pool.map(decoded, plans)
+            for k, ((row, native, ref, mdt), stored) in enumerate(zip(plans, fetched)):
+                rescale = ref.rescale if ref.rescale not in (None, (1.0, 0.0)) else None
+                if k in in_place:
+                    raw = out[k]  # read above (if the result was widened since, widened with it)
+                elif stored is not None:
+                    raw = stored
+                    if (raw.dtype.kind not in "iu" or raw.shape != (stack.rows, stack.columns)
+                            or (rescale is None and raw.dtype != mdt)):
+                        return None  # not what the summary foresaw: the general build decides
+                else:
+                    assert native is not None
+                    path = self.archive.file_path(row)
+                    raw_dtype = np.dtype(native.dtype)
+                    if raw_dtype == out.dtype:
+                        raw = native.read(path, ref.frame_index, out=out[k])
+                    else:
+                        if raw_buf is None or raw_buf.dtype != raw_dtype:
+                            raw_buf = np.empty((stack.rows, stack.columns), dtype=raw_dtype)
+                        raw = native.read(path, ref.frame_index, out=raw_buf)
+                if raw is None:
+                    raise InvalidInputError(f"pixel data of frame {ref.frame_index} is cut short", subject=ref.sop_uid)
+                raw_dtype = raw.dtype
+                if rescale is not None and mdt.kind == "f":  # as frames.modality_values computes it
+                    np.multiply(raw.astype(np.float32), np.float32(rescale[0]), out=out[k])
+                    out[k] += np.float32(rescale[1])
+                    continue
+                slope, intercept = (int(rescale[0]), int(rescale[1])) if rescale is not None else (1, 0)
+                if mdt == np.int32 and out.dtype == np.int16:
+                    # load_frame narrows an int32 frame to int16 when its values fit; else the volume is int32.
+                    lo, hi = int(raw.min()) * slope + intercept, int(raw.max()) * slope + intercept
+                    if not (-32768 <= min(lo, hi) and max(lo, hi) <= 32767):
+                        if raw.base is out or raw is out[k]:
+                            raw = raw.copy()
+                        out = out.astype(np.int32)
+                if rescale is None:
+                    if raw is not out[k] and raw.base is not out:
+                        out[k] = raw
+                elif raw_dtype == out.dtype == np.int16 and slope == 1 and (raw.base is out):
+                    out[k] += np.int16(intercept)  # in int16's range: what int32 arithmetic gives
+                else:
+                    values = raw.astype(np.int32)
+                    values *= slope
+                    values += intercept
+                    out[k] = values
+        return out
 
     @staticmethod
     def iter_voxel_bytes(vol: Volume, chunk_bytes: int = 2 << 20) -> "Iterator[bytes]":
@@ -230,9 +393,19 @@ class SeriesVolumes:
             yield np.ascontiguousarray(flat[start : start + rows_per_chunk], dtype=le).tobytes()
 
     def planned_dtype(self, layout: SeriesLayout, stack_index: int) -> str:
-        """The voxel dtype of a stack's volume, known from the headers (as the build combines frames)."""
+        """The voxel dtype of a stack's volume: the built volume's, else as the headers foretell it.
+
+        From the headers alone, a frame whose rescale could leave int16 counts as
+        int32; the build narrows it to int16 when its values fit. So once this
+        process holds the volume, its own dtype is the answer.
+        """
         stack = layout.stacks[stack_index]
-        dtypes = {modality_dtype(layout.datasets[f.sop_uid], f.frame_index) for f in stack.frames}
+        with self._lock:
+            known = self._volumes.get(self._volume_key(layout, stack))
+        if known is not None:
+            return known[0].array.dtype.newbyteorder("<").str
+        dtypes = {np.dtype(layout.headers[f.sop_uid].modality_dtypes[f.frame_index]) if f.sop_uid in layout.headers
+                  else modality_dtype(layout.datasets[f.sop_uid], f.frame_index) for f in stack.frames}
         if any(d.kind == "f" for d in dtypes):
             return np.dtype(np.float32).str
         return np.result_type(*dtypes).newbyteorder("<").str
@@ -325,7 +498,7 @@ class SeriesVolumes:
         if not math.isfinite(slab_mm) or slab_mm < 0:
             raise InvalidInputError(f"slab thickness must be >= 0 mm, got {slab_mm}")
         layout = self.layout(series_uid)
-        vol, entry = self.volume(series_uid, stack, layout=layout)
+        vol, _ = self.volume(series_uid, stack, layout=layout)
         st = self._stack(layout, stack)
         grid = plane_grid(vol, plane)
         first = layout.datasets[st.frames[0].sop_uid]
@@ -339,8 +512,10 @@ class SeriesVolumes:
             payload, dtype, shape = encode_raw(sl.array)
             return RenderedSlice(payload, fmt.media_type, dtype, shape, _geometry(sl), grid.count, None, ())
         c, w, fn, use_lut, notes = self._window(layout, st, vol, window)
+        # The volume's own key names what it was built from (its bytes follow from that).
+        volume_id = hashlib.sha256(self._volume_key(layout, st).encode()).hexdigest()
         key = make_key(
-            "dicom", "slice", entry.checksum,
+            "dicom", "slice", volume_id,
             {"plane": plane.value, "i": index, "mm": position_mm, "interp": interpolation, "slab": slab_mm,
              "mode": slab_mode, "fmt": fmt.value, "c": c, "w": w, "fn": fn.value, "inv": invert, "lut": use_lut},
         )
@@ -364,7 +539,9 @@ class SeriesVolumes:
                 data = encode_png(img) if fmt is ImageFormat.PNG else encode_jpeg(img)
             return data, fmt.media_type, {"shape": list(img.shape), "geometry": _geometry(sl).to_json()}
 
-        value = self.archive.cache.get_or_compute(key, compute, tag=f"series:{series_uid}")
+        # Kept in the cache's memory tier: rendering again (a few ms) costs less than writing it
+        # to disk, and a viewer is waiting for this one.
+        value = self.archive.cache.get_or_compute(key, compute, tag=f"series:{series_uid}", memory_only=True)
         dtype = "<u2" if fmt is ImageFormat.PNG16 else "|u1"
         return RenderedSlice(value.payload, value.media_type, dtype, tuple(value.meta["shape"]),
                              SliceGeometry.from_json(value.meta["geometry"]), grid.count,

@@ -23,6 +23,7 @@ import itertools
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Literal
 
 import numpy as np
@@ -185,9 +186,9 @@ class Stack:
         """What distinguishes this stack, e.g. ``temporal_position=2`` (empty if nothing)."""
         return ",".join(f"{k}={v}" for k, v in self.split_by)
 
-    @property
+    @cached_property
     def digest(self) -> str:
-        """sha256 of the ordered frame keys: identifies the stack in cache keys."""
+        """sha256 of the ordered frame keys: identifies the stack in cache keys (computed once)."""
         return hashlib.sha256("\n".join(f.key for f in self.frames).encode()).hexdigest()
 
 

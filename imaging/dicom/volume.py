@@ -29,6 +29,7 @@ not). Each is reported in the volume's warnings.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -296,7 +297,6 @@ def sample_grid(
     if sp.shape != (3,) or not np.all(sp > 0) or len(size) != 3 or min(size) < 1:
         raise ValueError(f"spacing must be 3 positive values and shape 3 positive sizes, got {spacing}, {shape}")
     o = np.asarray(origin, dtype=np.float64).reshape(3)
-    out_shape = size
     # Where the grid's corners fall in the volume's index space: crop to that box.
     corners = np.array(list(np.ndindex(2, 2, 2)), dtype=np.float64) * (np.array(size[::-1]) - 1)
     pts = o + (corners * sp) @ dirs
@@ -304,9 +304,22 @@ def sample_grid(
     vol_size = np.array(volume.shape[::-1])
     lo, hi = idx.min(axis=0), idx.max(axis=0)
     if np.any(hi < -0.5) or np.any(lo > vol_size - 0.5):
-        return np.full(out_shape, fill_value, dtype=np.float32)
+        return np.full(size, fill_value, dtype=np.float32)
     start = np.clip(np.floor(lo).astype(int) - 1, 0, vol_size - 1)
     stop = np.clip(np.ceil(hi).astype(int) + 1, 0, vol_size - 1) + 1
+    axes = _grid_axes(volume, dirs)
+    if axes is not None:
+        fast = _sample_aligned(volume, o, dirs, sp, size, axes, start, stop, interpolation, fill_value)
+        if fast is not None:
+            return fast
+    return _sample_sitk(volume, o, dirs, sp, size, start, stop, interpolation, fill_value)
+
+
+def _sample_sitk(
+    volume: Volume, o: np.ndarray, dirs: np.ndarray, sp: np.ndarray, size: tuple[int, ...],
+    start: np.ndarray, stop: np.ndarray, interpolation: Interpolation, fill_value: float,
+) -> np.ndarray:
+    """The general sampler: SimpleITK's Resample of the crop ``start:stop`` (column, row, slice)."""
     sub = volume.array[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
     image = sitk.GetImageFromArray(np.ascontiguousarray(sub))
     image.SetOrigin(tuple(float(v) for v in volume.index_to_patient(start.astype(np.float64))))
@@ -324,6 +337,162 @@ def sample_grid(
         sitk.sitkFloat32,
     )
     return sitk.GetArrayFromImage(out)
+
+
+def _grid_axes(volume: Volume, dirs: np.ndarray) -> tuple[int, int, int] | None:
+    """For each grid axis (columns, rows, slices), the volume axis (0 column, 1 row, 2 slice) it runs along.
+
+    Only when both the grid's and the volume's axes are patient axes exactly (up
+    to sign: every direction cosine 0 or +-1), which is when SimpleITK's sampling
+    separates into one dimension per axis and :func:`_sample_aligned` can do it
+    with the same arithmetic. None otherwise.
+    """
+    vd = volume.direction
+    world_of_volume = []
+    for k in range(3):
+        nz = np.flatnonzero(vd[:, k])
+        if nz.size != 1:
+            return None
+        world_of_volume.append(int(nz[0]))
+    out = []
+    for m in range(3):
+        nz = np.flatnonzero(dirs[m])
+        if nz.size != 1 or abs(abs(float(dirs[m, nz[0]])) - 1.0) > 1e-12:
+            return None
+        out.append(world_of_volume.index(int(nz[0])))
+    return out[0], out[1], out[2]
+
+
+def _gather(sub: np.ndarray, take: Sequence[np.ndarray]) -> np.ndarray:
+    """``sub[np.ix_(take[2], take[1], take[0])]``, slicing where the indices are a run (a view, no gather)."""
+    block = sub
+    gathers = []
+    for k in range(3):
+        ind, ax = take[k], 2 - k
+        step = int(ind[1] - ind[0]) if len(ind) > 1 else 1
+        if step in (1, -1) and np.array_equal(ind, ind[0] + step * np.arange(len(ind))):
+            stop = int(ind[-1]) + step
+            cut = slice(int(ind[0]), None if stop < 0 else stop, step)
+            block = block[(slice(None),) * ax + (cut,)]
+        else:
+            gathers.append((ax, ind))
+    if gathers:
+        # Read the (strided, memory-mapped) box once, then gather from memory that is at hand.
+        lo = [int(ind.min()) for _, ind in gathers]
+        box = [slice(None)] * 3
+        for (ax, _), first in zip(gathers, lo):
+            box[ax] = slice(first, max(int(ind.max()) for a, ind in gathers if a == ax) + 1)
+        block = np.ascontiguousarray(block[tuple(box)])
+        for (ax, ind), first in zip(gathers, lo):
+            block = np.take(block, ind - first, axis=ax)
+    return block
+
+
+@functools.lru_cache(maxsize=64)
+def _itk_point_to_index(direction: tuple[float, ...], spacing: tuple[float, float, float]) -> np.ndarray | None:
+    """ITK's own PhysicalPointToIndex matrix of an image with this direction and spacing, if it is clean.
+
+    ITK inverts direction x spacing numerically; for some axis permutations that
+    leaves entries of 1e-17 where zeros belong, which couple the axes. The matrix is
+    read back from SimpleITK (the index of each unit point from the origin is one of
+    its columns); None unless every row holds exactly one non-zero entry.
+    """
+    probe = sitk.Image([1, 1, 1], sitk.sitkUInt8)
+    probe.SetSpacing(spacing)
+    probe.SetDirection(direction)
+    matrix = np.array([probe.TransformPhysicalPointToContinuousIndex(tuple(np.eye(3)[i])) for i in range(3)]).T
+    if any(np.count_nonzero(row) != 1 for row in matrix):
+        return None
+    matrix.flags.writeable = False
+    return matrix
+
+
+def _sample_aligned(
+    volume: Volume, o: np.ndarray, dirs: np.ndarray, sp: np.ndarray, size: tuple[int, ...],
+    axes: tuple[int, int, int], start: np.ndarray, stop: np.ndarray, interpolation: Interpolation,
+    fill_value: float,
+) -> np.ndarray | None:
+    """:func:`_sample_sitk` in numpy for grids along an integer volume's own axes, with the same values.
+
+    The grid then takes whole voxel lines along each of its axes (a reformat of an
+    axial series in any of the three planes), so the sample is a gather from the
+    (memory-mapped) array with linear interpolation along only the axes whose
+    positions fall between voxels. The arithmetic is ITK's (``ResampleImageFilter``,
+    linear transform): each scanline's continuous indices are interpolated between
+    the indices of its first pixel and of one past its last
+    (``start * (1 - j/N) + end * j/N``), an index being ``(point - input origin)``
+    times the inverse of direction x spacing with the point from the output origin
+    and index; points outside ``[-0.5, size - 0.5)`` take ``fill_value``; linear
+    interpolation runs in float64 along columns, then rows, then slices
+    (``LinearInterpolateImageFunction``) before the cast to float32; nearest rounds
+    halves up (``Math::RoundHalfIntegerUp``).
+
+    Along the other two grid axes ITK's per-pixel blend of equal indices moves an
+    index by an ulp or so; for integer voxels that cannot change a value that is cast
+    to float32 (a float volume's could, by an ulp, so floats are left to SimpleITK).
+    It can change which side of a boundary or of a half an index falls on when it
+    sits exactly there (a position half a step outside, nearest sampling exactly
+    between two voxels): those grids return None and go to SimpleITK too.
+    """
+    to_index = _itk_point_to_index(tuple(float(v) for v in volume.direction.ravel()), volume.spacing)
+    if to_index is None:
+        return None
+    sub_origin = volume.index_to_patient(start.astype(np.float64))
+    sub_size = stop - start
+    index: dict[int, np.ndarray] = {}  # volume axis -> continuous indices (into the crop) along its grid axis
+    for m, k in enumerate(axes):
+        e = int(np.flatnonzero(dirs[m])[0])
+        step = float(dirs[m, e]) * float(sp[m])  # the output's IndexToPhysicalPoint entry
+        inverse = float(to_index[k, e])
+        count = size[2 - m]
+        if m == 0:  # the scanline
+            first = inverse * ((o[e] + step * 0.0) - sub_origin[e])
+            past = inverse * ((o[e] + step * float(count)) - sub_origin[e])
+            alpha = np.arange(count, dtype=np.float64) / float(count)
+            idx = first + (past - first) * alpha
+        else:
+            idx = inverse * ((o[e] + step * np.arange(count, dtype=np.float64)) - sub_origin[e])
+        index[k] = idx
+    inside = [(-0.5 <= index[k]) & (index[k] < sub_size[k] - 0.5) for k in range(3)]
+    safe = [np.where(inside[k], index[k], 0.0) for k in range(3)]
+    sub = volume.array[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
+    if interpolation == "nearest":
+        pick = [np.right_shift(np.rint(2.0 * safe[k] + 0.5).astype(np.int64), 1) for k in range(3)]
+        block = _gather(sub, pick).astype(np.float32)
+    else:
+        take, weights = [], []
+        for k in range(3):
+            base = np.maximum(np.floor(safe[k]), 0.0)
+            d = safe[k] - base
+            low = base.astype(np.int64)
+            lerp = (d > 0) & (low + 1 <= sub_size[k] - 1)
+            if lerp.any():  # gather both neighbours along this axis
+                take.append(np.concatenate((low, np.where(lerp, low + 1, low))))
+                weights.append(np.where(lerp, d, 0.0))
+            else:
+                take.append(low)
+                weights.append(None)
+        block = _gather(sub, take)
+        block = block.astype(np.float64 if any(w is not None for w in weights) else np.float32)
+        for k in range(3):  # columns, rows, slices: ITK's order
+            w = weights[k]
+            if w is None:
+                continue
+            ax = 2 - k
+            v0, v1 = np.split(block, 2, axis=ax)
+            shape = [1, 1, 1]
+            shape[ax] = len(w)
+            block = np.subtract(v1, v0)  # v0 + (v1 - v0) * w, with one temporary
+            block *= w.reshape(shape)
+            block += v0
+        block = block.astype(np.float32)
+    # block is (slice, row, column) of the volume; the grid wants (its slices, rows, columns).
+    out = np.ascontiguousarray(np.transpose(block, [2 - axes[2 - a] for a in range(3)]))
+    if not all(bool(i.all()) for i in inside):
+        grid_inside = (inside[axes[2]][:, None, None] & inside[axes[1]][None, :, None]
+                       & inside[axes[0]][None, None, :])
+        out[~grid_inside] = np.float32(fill_value)
+    return out
 
 
 def sample_plane(

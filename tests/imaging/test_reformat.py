@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from cache.errors import InvalidInputError, NotFoundError
+from imaging.dicom import volume as volume_module
 from imaging.dicom.reformat import Plane, plane_grid, reformat
+from imaging.dicom.stacks import split_stacks
 from imaging.dicom.volume import Volume, sample_plane
-from tests.imaging._series import rotation
+from tests.imaging._series import read_series, rotation
 
 MARKER = np.array([20.0, -25.0, 30.0])  # patient's left, anterior, superior of the centre (LPS)
 
@@ -160,3 +165,111 @@ def test_bad_requests_are_named() -> None:
         reformat(vol, "axial", index=0, slab_mm=-1.0)
     with pytest.raises(InvalidInputError, match="interpolation"):
         reformat(vol, "axial", index=0, interpolation="cubic")  # type: ignore[arg-type]
+
+
+# -- the numpy fast path against SimpleITK ---------------------------------------------------------
+#
+# Grids along the volume's own axes (any plane of an axial, coronal or sagittal acquisition) are
+# sampled in numpy (volume._sample_aligned) with ITK's arithmetic; everything else goes through
+# SimpleITK's Resample (volume._sample_sitk). The two must give the same values, bit for bit.
+
+#: (direction columns, as LPS axes with signs) of axis-aligned acquisitions: axial head first and
+#: feet first, coronal, sagittal.
+ALIGNED = {
+    "axial": ((1, 0, 0), (0, 1, 0), (0, 0, 1)),
+    "axial-feet-first": ((-1, 0, 0), (0, 1, 0), (0, 0, -1)),
+    "coronal": ((1, 0, 0), (0, 0, -1), (0, 1, 0)),
+    "sagittal": ((0, 1, 0), (0, 0, -1), (-1, 0, 0)),
+}
+
+
+def _real_ct_slices(corpus_dir: Path) -> tuple[np.ndarray, tuple[float, float]]:
+    """The GE head CT's own slices (HU, ordered along the normal) and its pixel spacing."""
+    refs, load = read_series(sorted((corpus_dir / "dicom" / "ct-ge-head-tilt-variable-spacing").iterdir()))
+    (stack,), _ = split_stacks(refs)
+    return np.stack([load(f.sop_uid, f.frame_index) for f in stack.frames]), stack.pixel_spacing
+
+
+def _on_grid(voxels: np.ndarray, acquisition: str, spacing: tuple[float, float, float]) -> Volume:
+    direction = np.array(ALIGNED[acquisition], dtype=np.float64).T
+    affine = np.eye(4)
+    affine[:3, :3] = direction * np.asarray(spacing)
+    affine[:3, 3] = (-121.3, 17.77, -48.1234)  # not a multiple of any spacing
+    return Volume(voxels, affine, "1.2.3")
+
+
+def _both_paths(monkeypatch: pytest.MonkeyPatch, vol: Volume, plane: Plane, **kw: object) -> tuple[np.ndarray, np.ndarray, int]:
+    calls = []
+    real = volume_module._sample_aligned
+
+    def spy(*args: object, **kwargs: object) -> object:
+        out = real(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(volume_module, "_sample_aligned", spy)
+    fast = reformat(vol, plane, **kw).array  # type: ignore[arg-type]
+    monkeypatch.setattr(volume_module, "_grid_axes", lambda *a: None)
+    general = reformat(vol, plane, **kw).array  # type: ignore[arg-type]
+    monkeypatch.undo()
+    return fast, general, sum(calls)
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("acquisition", list(ALIGNED))
+def test_fast_path_equals_simpleitk_on_real_ct(
+    corpus: Path, monkeypatch: pytest.MonkeyPatch, acquisition: str
+) -> None:
+    slices, (row_sp, col_sp) = _real_ct_slices(corpus)
+    rng = np.random.default_rng(11)
+    used = 0
+    for spacing, voxels in (((col_sp, row_sp, 2.5), slices), ((0.7, 0.5, 1.25), slices.astype(np.float32) / 7)):
+        vol = _on_grid(voxels, acquisition, spacing)
+        for plane in Plane:
+            grid = plane_grid(vol, plane)
+            last = grid.position_of(grid.count - 1)
+            places: list[dict[str, object]] = [{"index": 0}, {"index": grid.count - 1}, {"index": grid.count // 2}]
+            places += [{"position_mm": float(p)} for p in rng.uniform(grid.first_mm, last, 3)]
+            places += [{"position_mm": grid.first_mm + 0.5 * grid.axis_spacing},  # exactly between two slices
+                       {"position_mm": grid.first_mm - 0.5 * grid.axis_spacing},  # the edges of the range
+                       {"position_mm": last + 0.5 * grid.axis_spacing}]
+            for place in places:
+                for interpolation in ("linear", "nearest"):
+                    fast, general, n = _both_paths(monkeypatch, vol, plane, interpolation=interpolation, **place)
+                    assert fast.dtype == general.dtype and fast.shape == general.shape
+                    assert np.array_equal(fast, general), (acquisition, spacing, plane, place, interpolation,
+                                                           int((fast != general).sum()))
+                    used += n
+            fast, general, n = _both_paths(monkeypatch, vol, plane, index=grid.count // 2, slab_mm=6.0,
+                                           slab_mode="mean")
+            assert np.array_equal(fast, general)
+            used += n
+    assert used > 0  # the fast path did the sampling (not only SimpleITK twice)
+
+
+def test_fast_path_leaves_oblique_grids_to_simpleitk(monkeypatch: pytest.MonkeyPatch) -> None:
+    vol = _acquired("oblique", size=24)
+    taken = []
+    monkeypatch.setattr(volume_module, "_sample_aligned", lambda *a, **k: taken.append(1))
+    reformat(vol, "axial", index=3)
+    assert not taken
+    assert volume_module._grid_axes(_acquired("axial", size=8), np.eye(3)) == (0, 1, 2)
+
+
+def test_fast_path_is_much_faster_than_simpleitk(monkeypatch: pytest.MonkeyPatch) -> None:
+    import time
+    rng = np.random.default_rng(5)
+    vol = Volume(rng.integers(-1000, 2000, (120, 256, 256)).astype(np.int16), np.diag([0.8, 0.8, 1.25, 1.0]))
+
+    def best(n: int = 5) -> float:
+        out = math.inf
+        for i in range(n):
+            t0 = time.perf_counter()
+            reformat(vol, "coronal", index=40 + i)
+            out = min(out, time.perf_counter() - t0)
+        return out
+
+    fast = best()
+    monkeypatch.setattr(volume_module, "_grid_axes", lambda *a: None)
+    general = best()
+    assert fast < general, (fast, general)

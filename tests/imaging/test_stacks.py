@@ -211,3 +211,27 @@ def test_classic_multi_frame_is_a_frame_series() -> None:
     assert [r.frame_index for r in refs] == [0, 1, 2] and all(r.position is None for r in refs)
     stacks, excluded = split_stacks(refs)
     assert stacks == [] and {e.kind for e in excluded} == {"frame_series"}
+
+
+# -- header summaries kept at ingest --------------------------------------------------------------
+
+
+@pytest.mark.corpus
+def test_header_summary_round_trips_to_the_same_frame_refs(corpus: Path) -> None:
+    from imaging.dicom.headers import HEADER_VERSION, InstanceHeader, summarize
+    from imaging.dicom.parse import read_dataset
+
+    files = [*sorted((corpus / "dicom" / "mr-enhanced-multiframe").rglob("*.dcm")),
+             *sorted((corpus / "dicom" / "ct-ge-head-tilt-variable-spacing").iterdir())[:3]]
+    for path in files:
+        ds, _ = read_dataset(path, name=path.name)
+        uid = str(ds.SOPInstanceUID)
+        summary = summarize(ds, uid)
+        back = InstanceHeader.from_json(summary.to_json())
+        assert back == summary
+        assert list(back.frames) == frame_refs(ds, uid)
+        assert back.native is not None  # uncompressed little endian: read straight from the file
+        assert back.native.read(path, 0).shape == (back.frames[0].rows, back.frames[0].columns)
+    stale = summary.to_json().replace(f'"version":{HEADER_VERSION}', '"version":0')
+    assert InstanceHeader.from_json(stale) is None
+    assert InstanceHeader.from_json("not json") is None

@@ -7,6 +7,7 @@ import math
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -189,3 +190,102 @@ def test_absurd_geometry_is_refused_or_bounded() -> None:
     (stack,), _ = split_stacks(_stack_refs(zs))
     grid = plan_volume(stack)
     assert grid.shape[0] == 4 * len(zs) and "coarser than the median step" in grid.warnings[-1]
+
+
+# -- builds from the header summaries kept at ingest ----------------------------------------------
+
+
+def _archive(root: Path):  # type: ignore[no-untyped-def]
+    from cache.catalog import SqliteCatalog
+    from cache.derived import DerivedCache
+    from cache.store import ObjectStore
+    from imaging.dicom.archive import DicomArchive
+    from imaging.dicom.pixels import Limits
+
+    return DicomArchive(ObjectStore(root / "store"), SqliteCatalog(root / "catalog.sqlite3"),
+                        DerivedCache(root / "derived", size_limit=1 << 30), limits=Limits())
+
+
+def _general_build(volumes, layout, index):  # type: ignore[no-untyped-def]
+    """The volume as build_volume makes it from parsed headers and decoded frames (the reference)."""
+    from imaging.dicom.frames import modality_values
+
+    rows = dict(layout.rows)
+
+    def load(sop: str, frame: int) -> np.ndarray:
+        ds = layout.datasets[sop]
+        values, _ = modality_values(volumes.archive.decoded_frame(rows[sop], ds, frame), ds, frame)
+        if values.dtype == np.int32 and values.size and -32768 <= values.min() and values.max() <= 32767:
+            values = values.astype(np.int16)
+        return values
+
+    return build_volume(layout.stacks[index], load, grid=layout.grids[index])
+
+
+def _check_summary_builds(root: Path, paths: list[Path]) -> int:
+    import pydicom
+
+    from imaging.dicom.series import SeriesVolumes
+
+    archive = _archive(root)
+    try:
+        for p in paths:
+            archive.ingest_path(p)
+        volumes = SeriesVolumes(archive)
+        series = {str(pydicom.dcmread(p, stop_before_pixels=True).SeriesInstanceUID) for p in paths}
+        fast = 0
+        for uid in sorted(series):
+            layout = volumes.layout(uid)
+            assert layout.headers, "ingest kept no header summary"
+            for i, stack in enumerate(layout.stacks):
+                voxels = volumes._summary_voxels(layout, stack, layout.grids[i])
+                want = _general_build(volumes, layout, i)
+                served, _ = volumes.volume(uid, i, layout=layout)
+                assert served.array.dtype == want.array.dtype
+                np.testing.assert_array_equal(served.array, want.array)
+                if voxels is not None:
+                    fast += 1
+                    assert voxels.dtype == want.array.dtype
+                    np.testing.assert_array_equal(voxels, want.array)
+        return fast
+    finally:
+        archive.cache.close()
+        archive.catalog.close()
+
+
+@pytest.mark.parametrize("kw", [dict(), dict(slope=2.0, intercept=-1024.0), dict(slope=0.5, intercept=-7.25),
+                                dict(slope=1.0, intercept=0.0),
+                                # stored values whose modality values leave int16 half way up the stack
+                                dict(slope=4.0, intercept=-1024.0, field=lambda p: 30000 + 1000 * p[..., 2])],
+                         ids=["intercept", "slope-2", "float-slope", "none", "int32"])
+def test_summary_build_equals_the_general_build(tmp_path: Path, kw: dict) -> None:
+    from tests.imaging._series import write_series
+
+    axial = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    paths = write_series(tmp_path / "in", orientation=axial, positions=[[-10.0, -20.0, 3.0 + 2.5 * k] for k in range(9)],
+                         **kw)
+    assert _check_summary_builds(tmp_path / "data", paths) == 1
+
+
+@pytest.mark.corpus
+def test_summary_build_of_real_series_equals_the_general_build(tmp_path: Path, corpus: Path) -> None:
+    # Enhanced MR (per-frame float scaling, Philips; four time points, Siemens), RLE Lossless copies of
+    # CT slices (compressed: frames decoded at ingest) and the tilted GE CT (left to the general build).
+    import pydicom
+    from pydicom.uid import RLELossless
+
+    from tests.imaging._series import write_series
+
+    mr = sorted((corpus / "dicom" / "mr-enhanced-multiframe").rglob("*.dcm"))
+    assert _check_summary_builds(tmp_path / "mr", mr) >= 5
+    ge = sorted((corpus / "dicom" / "ct-ge-head-tilt-variable-spacing").iterdir())
+    assert _check_summary_builds(tmp_path / "ge", ge) == 0  # tilted: resampled by build_volume
+    axial = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    plain = write_series(tmp_path / "ct", orientation=axial, positions=[[0.0, 0.0, 1.5 * k] for k in range(6)])
+    packed = []
+    for p in plain:
+        ds = pydicom.dcmread(p)
+        ds.compress(RLELossless, encoding_plugin="pydicom")
+        ds.save_as(tmp_path / f"rle_{p.name}", enforce_file_format=True)
+        packed.append(tmp_path / f"rle_{p.name}")
+    assert _check_summary_builds(tmp_path / "rle", packed) == 1

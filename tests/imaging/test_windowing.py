@@ -336,3 +336,53 @@ def test_voi_function_parse_defaults_to_linear() -> None:
     assert VoiFunction.parse(" sigmoid ") is VoiFunction.SIGMOID
     assert VoiFunction.parse("LINEAR_EXACT") is VoiFunction.LINEAR_EXACT
     assert VoiFunction.parse("GAMMA") is VoiFunction.LINEAR
+
+
+# -- the large-input path and the PNG output --------------------------------------------------------
+
+
+@pytest.mark.parametrize("out_max", [255, 65535])
+def test_threaded_lookup_of_a_whole_volume_equals_the_float_path(monkeypatch: pytest.MonkeyPatch, out_max: int) -> None:
+    import imaging.windowing as windowing
+
+    rng = np.random.default_rng(8)
+    vol = rng.integers(-1100, 3100, size=(9, 301, 257)).astype(np.int16)  # odd sizes: ragged last chunk
+    monkeypatch.setattr(windowing, "_PARALLEL_FROM", 1)  # force the threads on a small input
+    monkeypatch.setattr(windowing, "_CHUNK", 4096)
+    fn = window_to_uint8 if out_max == 255 else window_to_uint16
+    got = fn(vol, 40.0, 400.0)
+    want = np.clip(np.rint(apply_window(vol, 40.0, 400.0, y_max=float(out_max))), 0, out_max)
+    assert got.dtype == (np.uint8 if out_max == 255 else np.uint16) and got.shape == vol.shape
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shape,dtype", [((37, 53), np.uint8), ((1, 1), np.uint8), ((64, 9, 2), np.uint8),
+                                         ((5, 7, 3), np.uint8), ((6, 4, 4), np.uint8), ((31, 17), np.uint16),
+                                         ((600, 1), np.uint16)])
+def test_png_decodes_to_exactly_the_array(shape: tuple[int, ...], dtype: type) -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    from imaging.encode import encode_png
+
+    rng = np.random.default_rng(3)
+    arr = rng.integers(0, np.iinfo(dtype).max + 1, size=shape).astype(dtype)
+    arr.flat[0] = np.iinfo(dtype).max  # the extremes survive
+    arr.flat[-1] = 0
+    data = encode_png(arr)
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    img = Image.open(BytesIO(data))
+    img.load()  # checks every chunk's CRC and the zlib stream
+    assert img.mode == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[1 if arr.ndim == 2 else shape[2]] or dtype == np.uint16
+    np.testing.assert_array_equal(np.asarray(img).astype(dtype), arr)
+
+
+def test_png_refuses_what_it_cannot_carry() -> None:
+    from cache.errors import InvalidInputError
+    from imaging.encode import encode_png
+
+    for bad in (np.zeros((4, 4), np.int16), np.zeros((4, 4, 5), np.uint8), np.zeros((0, 4), np.uint8),
+                np.zeros((2, 2, 3), np.uint16)):
+        with pytest.raises(InvalidInputError, match="PNG"):
+            encode_png(bad)

@@ -1,0 +1,153 @@
+"""Write-behind values of the derived cache, and the catalog's header summaries (added for volume builds)."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cache.catalog import InstanceRow, SeriesRow, SqliteCatalog, StudyRow
+from cache.derived import DerivedCache, npy_memmap, npy_parts
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture
+def cache(tmp_path: Path) -> Iterator[DerivedCache]:
+    c = DerivedCache(tmp_path / "derived", size_limit=64 * MiB)
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+def test_write_behind_value_is_served_at_once_and_lands_on_disk(tmp_path: Path, cache: DerivedCache) -> None:
+    calls = []
+
+    def compute() -> tuple[bytes, str, dict[str, object]]:
+        calls.append(1)
+        return b"x" * 100_000, "image/png", {"n": 1}
+
+    first = cache.get_or_compute("k", compute, tag="t", write_behind=True)
+    again = cache.get_or_compute("k", compute, tag="t", write_behind=True)  # pending or written: no recompute
+    assert first.payload == again.payload and calls == [1]
+    cache.flush()
+    assert not cache.pending("k")
+    cache.close()
+    reopened = DerivedCache(tmp_path / "derived", size_limit=64 * MiB)
+    try:
+        value = reopened.get("k")
+        assert value is not None and value.payload == b"x" * 100_000 and value.meta == {"n": 1}
+    finally:
+        reopened.close()
+
+
+def test_evicting_a_tag_drops_its_pending_writes(cache: DerivedCache) -> None:
+    gate = threading.Event()
+    real_put = cache.put
+
+    def slow_put(*args: object, **kwargs: object) -> object:
+        gate.wait(5)
+        return real_put(*args, **kwargs)  # type: ignore[arg-type]
+
+    cache.put = slow_put  # type: ignore[method-assign]
+    cache.get_or_compute("a", lambda: (b"1" * 10, "x", {}), tag="series:1", write_behind=True)
+    cache.get_or_compute("b", lambda: (b"2" * 10, "x", {}), tag="series:1", write_behind=True)
+    evicting = threading.Thread(target=cache.evict_tag, args=("series:1",))
+    evicting.start()  # waits while the writer is inside a put
+    gate.set()
+    evicting.join(10)
+    cache.flush()
+    cache.put = real_put  # type: ignore[method-assign]
+    # Whether the writer got to them first or not, nothing of the evicted tag is left.
+    assert cache.get("a") is None and cache.get("b") is None
+
+
+def test_write_behind_file_value_waiters_get_the_file(cache: DerivedCache) -> None:
+    arr = np.arange(3 * 64 * 64, dtype=np.int16).reshape(3, 64, 64)
+    started, release = threading.Event(), threading.Event()
+    results: list[object] = []
+
+    def compute() -> tuple[object, str, dict[str, object]]:
+        started.set()
+        release.wait(5)
+        return npy_parts(arr), "application/x-npy", {"shape": [3, 64, 64]}
+
+    def waiter() -> None:
+        started.wait(5)
+        results.append(cache.get_or_compute_file("vol", compute, write_behind=True))
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    leader = threading.Thread(target=lambda: results.append(cache.get_or_compute_file("vol", compute,
+                                                                                         write_behind=True)))
+    leader.start()
+    started.wait(5)
+    release.set()
+    t.join(10)
+    leader.join(10)
+    assert cache.stats().computations == 1
+    paths = sorted(getattr(r, "path") for r in results)
+    assert paths[0] == "" and paths[1]  # the leader holds the value; the waiter got the written file
+    entry = next(r for r in results if getattr(r, "path"))
+    np.testing.assert_array_equal(npy_memmap(entry.path, entry.offset), arr)  # type: ignore[attr-defined]
+
+
+def _rows(sha: str, sop: str) -> tuple[StudyRow, SeriesRow, InstanceRow, bool]:
+    return (StudyRow("1.2"), SeriesRow("1.2.3", "1.2"),
+            InstanceRow(sop, "1.2.3", "1.2", "1.2.840.10008.5.1.4.1.1.2", sha, 10, frames=1), False)
+
+
+def test_header_summaries_are_kept_by_content_and_go_with_the_last_instance(tmp_path: Path) -> None:
+    catalog = SqliteCatalog(tmp_path / "catalog.sqlite3")
+    try:
+        catalog.put_instances([_rows("a" * 64, "1.2.3.1"), _rows("b" * 64, "1.2.3.2")])
+        catalog.put_headers([("a" * 64, '{"v":1}'), ("b" * 64, '{"v":2}')])
+        assert catalog.headers(["a" * 64, "b" * 64, "c" * 64]) == {"a" * 64: '{"v":1}', "b" * 64: '{"v":2}'}
+        catalog.delete_instances(["1.2.3.1"])
+        assert catalog.headers(["a" * 64, "b" * 64]) == {"b" * 64: '{"v":2}'}
+    finally:
+        catalog.close()
+
+
+def test_a_catalog_from_before_summaries_gains_the_table(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.sqlite3"
+    catalog = SqliteCatalog(path)
+    catalog.put_instances([_rows("a" * 64, "1.2.3.1")])
+    catalog.close()
+    with sqlite3.connect(path) as db:  # as a database of the first release looks
+        db.execute("DROP TABLE instance_headers")
+    reopened = SqliteCatalog(path)
+    try:
+        assert reopened.headers(["a" * 64]) == {}  # no summary: volume builds parse the file
+        reopened.put_headers([("a" * 64, "{}")])
+        assert reopened.headers(["a" * 64]) == {"a" * 64: "{}"}
+        assert [r.sop_uid for r in reopened.instances(series_uid="1.2.3")] == ["1.2.3.1"]
+    finally:
+        reopened.close()
+
+
+def test_memory_only_values_are_hits_and_never_written(tmp_path: Path) -> None:
+    cache = DerivedCache(tmp_path / "hot", size_limit=64 * MiB, memory_bytes=8 * MiB)
+    try:
+        calls = []
+
+        def compute() -> tuple[bytes, str, dict[str, object]]:
+            calls.append(1)
+            return b"p" * 50_000, "image/png", {}
+
+        cache.get_or_compute("s", compute, tag="series:9", memory_only=True)
+        before = cache.stats()
+        assert cache.get_or_compute("s", compute, tag="series:9", memory_only=True).payload == b"p" * 50_000
+        assert cache.stats().hits == before.hits + 1 and calls == [1]
+        cache.flush()
+        assert "s" not in cache._cache  # nothing on disk
+        cache.evict_tag("series:9")
+        cache.get_or_compute("s", compute, tag="series:9", memory_only=True)
+        assert calls == [1, 1]  # evicted with its tag
+    finally:
+        cache.close()
