@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple, Sequence, TypeAlias
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from cache.errors import InvalidInputError
 
@@ -33,6 +33,7 @@ __all__ = [
     "mask_from_png",
     "mask_from_rle",
     "mask_to_png",
+    "mask_to_polygon",
     "mask_to_rle",
     "rasterize_polygon",
     "ring_is_simple",
@@ -293,20 +294,209 @@ def check_mask_shape(mask: Mask, plane_shape: tuple[int, int], *, subject: str |
 
 
 def rasterize_polygon(polygon: Polygon, plane_shape: tuple[int, int]) -> Mask:
-    """Fill ``polygon`` (holes cleared) on a ``plane_shape`` grid with Pillow.
+    """Fill ``polygon`` (holes cleared) on a ``plane_shape`` grid.
 
-    Parts outside the plane are clipped.
+    A pixel is set when its centre ``(x=col, y=row)`` lies inside or on an
+    outer ring and not strictly inside one of that ring's holes; the result is
+    the union over the rings, so a ring's holes never clear another ring (an
+    island in a hole, or overlapping rings). Sampling pixel centres exactly
+    (rather than Pillow's ``draw.polygon``, which puts pixel ``k``'s centre at
+    ``k + 0.5`` and rounds its spans) keeps an outline from
+    :func:`mask_to_polygon` and an interpolated polygon where they are. Parts
+    outside the plane are clipped.
     """
     h, w = (int(v) for v in plane_shape)
-    img = Image.new("L", (w, h), 0)
-    draw = ImageDraw.Draw(img)
-    # Outer rings first, then every hole, so that a hole is never refilled by a later ring.
+    out = np.zeros((h, w), dtype=bool)
     for ring in polygon.rings:
-        draw.polygon([tuple(p) for p in ring.outer.tolist()], fill=1, outline=1)
-    for ring in polygon.rings:
-        for hole in ring.holes:
-            draw.polygon([tuple(p) for p in hole.tolist()], fill=0, outline=0)
-    return Mask(np.asarray(img, dtype=np.uint8) > 0)
+        _fill_ring(out, [ring.outer, *ring.holes])
+    return Mask(out)
+
+
+_EDGE_EPS = 1e-7
+
+
+def _fill_ring(out: np.ndarray, loops: Sequence[np.ndarray]) -> None:
+    """OR into ``out`` the pixel centres inside the even-odd region of ``loops`` (boundary included)."""
+    h, w = out.shape
+    a = np.concatenate(loops)
+    b = np.concatenate([np.roll(loop, -1, axis=0) for loop in loops])
+    y_lo, y_hi = float(a[:, 1].min()), float(a[:, 1].max())
+    r0, r1 = max(int(np.ceil(y_lo - _EDGE_EPS)), 0), min(int(np.floor(y_hi + _EDGE_EPS)), h - 1)
+    if r1 < r0:
+        return
+    rows = np.arange(r0, r1 + 1)
+    xa, ya, xb, yb = a[:, 0], a[:, 1], b[:, 0], b[:, 1]
+    diff = np.zeros((len(rows), w + 1), dtype=np.int32)
+    # Scanning just above and just below each row's centre line, and widening every span by a
+    # hair, puts centres that lie on an edge (a box drawn on whole pixels) inside.
+    for scan in (rows - _EDGE_EPS, rows + _EDGE_EPS):
+        s = scan[:, None]
+        cross = (ya > s) != (yb > s)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x = np.where(cross, xa + (s - ya) * (xb - xa) / (yb - ya), np.inf)
+        x.sort(axis=1)
+        n = cross.sum(axis=1)
+        starts, ends = x[:, 0::2], x[:, 1::2]
+        k = min(starts.shape[1], ends.shape[1])
+        starts, ends = starts[:, :k], ends[:, :k]
+        valid = np.arange(k)[None, :] < (n // 2)[:, None]
+        c0 = np.ceil(starts - _EDGE_EPS)
+        c1 = np.floor(ends + _EDGE_EPS)
+        valid &= (c1 >= 0) & (c0 <= w - 1) & (c0 <= c1)
+        rr = np.broadcast_to(np.arange(len(rows))[:, None], valid.shape)[valid]
+        lo = np.clip(c0[valid], 0, w - 1).astype(np.int64)
+        hi = np.clip(c1[valid], 0, w - 1).astype(np.int64)
+        np.add.at(diff, (rr, lo), 1)
+        np.add.at(diff, (rr, hi + 1), -1)
+    out[r0 : r1 + 1] |= np.cumsum(diff[:, :w], axis=1) > 0
+
+
+# Marching squares on a binary mask. A cell joins four pixel centres, bits tl=8, tr=4, br=2,
+# bl=1; its edges are 0 top, 1 right, 2 bottom, 3 left, each crossed at its midpoint. The two
+# saddle cases (5, 10) keep the diagonal pixels apart, as 4-connectivity does, so that no two
+# rings ever share a point.
+_CELL_SEGMENTS: dict[int, tuple[tuple[int, int], ...]] = {
+    1: ((3, 2),), 2: ((2, 1),), 3: ((3, 1),), 4: ((0, 1),), 5: ((0, 1), (3, 2)), 6: ((0, 2),),
+    7: ((3, 0),), 8: ((3, 0),), 9: ((0, 2),), 10: ((3, 0), (2, 1)), 11: ((0, 1),), 12: ((3, 1),),
+    13: ((2, 1),), 14: ((3, 2),),
+}
+# Edge midpoints and corners in cell units, as (dx, dy) from the top-left pixel centre.
+_EDGE_MID = np.array([(0.5, 0.0), (1.0, 0.5), (0.5, 1.0), (0.0, 0.5)])
+_CORNERS = {8: (0.0, 0.0), 4: (1.0, 0.0), 2: (1.0, 1.0), 1: (0.0, 1.0)}
+
+
+def _oriented_segments() -> dict[int, list[tuple[int, int]]]:
+    """Each case's segments directed so that the foreground lies on the same side of every one."""
+    table: dict[int, list[tuple[int, int]]] = {}
+    for case, segs in _CELL_SEGMENTS.items():
+        out = []
+        for e1, e2 in segs:
+            a, b = _EDGE_MID[e1], _EDGE_MID[e2]
+            mid = (a + b) / 2
+            # The foreground corner nearest the segment tells its side (also in the saddle cases).
+            fg = min((np.array(c) for bit, c in _CORNERS.items() if case & bit), key=lambda c: float(np.hypot(*(c - mid))))
+            cross = (b[0] - a[0]) * (fg[1] - a[1]) - (b[1] - a[1]) * (fg[0] - a[0])
+            out.append((e1, e2) if cross > 0 else (e2, e1))
+        table[case] = out
+    return table
+
+
+_ORIENTED = _oriented_segments()
+
+
+def _trace_rings(mask: np.ndarray) -> list[np.ndarray]:
+    """Closed rings of the 0.5 level of ``mask`` in (x, y) pixel coordinates, as marching squares finds them.
+
+    Every ring separates foreground (4-connected) from background and runs
+    with the foreground on one fixed side, so outer rings and holes come out
+    with opposite signed areas.
+    """
+    padded = np.pad(mask.astype(np.uint8), 1)
+    case = (8 * padded[:-1, :-1] + 4 * padded[:-1, 1:] + 2 * padded[1:, 1:] + padded[1:, :-1]).astype(np.int64)
+    # Points are keyed on a doubled integer grid: midpoint (x, y) of the padded image -> (2x, 2y).
+    nxt: dict[tuple[int, int], tuple[int, int]] = {}
+    mid2 = (2 * _EDGE_MID).astype(np.int64)
+    for code, segs in _ORIENTED.items():
+        rows, cols = np.nonzero(case == code)
+        for e1, e2 in segs:
+            ax, ay = 2 * cols + mid2[e1, 0], 2 * rows + mid2[e1, 1]
+            bx, by = 2 * cols + mid2[e2, 0], 2 * rows + mid2[e2, 1]
+            nxt.update(zip(zip(ax.tolist(), ay.tolist()), zip(bx.tolist(), by.tolist())))
+    rings = []
+    while nxt:
+        start, point = nxt.popitem()
+        ring = [start]
+        while point != start:
+            ring.append(point)
+            point = nxt.pop(point)
+        # Back to the unpadded image's pixel coordinates.
+        rings.append(np.array(ring, dtype=np.float64) / 2.0 - 1.0)
+    return rings
+
+
+def _simplify(ring: np.ndarray, tolerance: float) -> np.ndarray:
+    """Douglas-Peucker on a closed ring: drop vertices closer than ``tolerance`` to the kept outline."""
+    n = len(ring)
+    if n <= 4 or tolerance <= 0:
+        return ring
+    # Split the ring at its first vertex and the vertex farthest from it; simplify both chains.
+    far = int(np.argmax(np.hypot(*(ring - ring[0]).T)))
+    keep = np.zeros(n, dtype=bool)
+    keep[[0, far]] = True
+    stack = [(0, far), (far, n)]
+    while stack:
+        i, j = stack.pop()
+        if j - i < 2:
+            continue
+        a, b = ring[i], ring[j % n]
+        pts = ring[i + 1 : j]
+        d = b - a
+        length = float(np.hypot(*d))
+        if length == 0.0:
+            dist = np.hypot(*(pts - a).T)
+        else:
+            dist = np.abs(d[0] * (pts[:, 1] - a[1]) - d[1] * (pts[:, 0] - a[0])) / length
+        k = int(np.argmax(dist))
+        if dist[k] > tolerance:
+            m = i + 1 + k
+            keep[m] = True
+            stack.extend([(i, m), (m, j)])
+    out = ring[keep]
+    return out if len(out) >= 3 else ring
+
+
+def _inside(point: np.ndarray, ring: np.ndarray) -> bool:
+    """Even-odd test of ``point`` against a closed ring."""
+    x, y = point
+    xi, yi = ring[:, 0], ring[:, 1]
+    xj, yj = np.roll(xi, 1), np.roll(yi, 1)
+    crosses = (yi > y) != (yj > y)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        xs = xi + (y - yi) * (xj - xi) / (yj - yi)
+    return bool(np.count_nonzero(crosses & (x < xs)) % 2)
+
+
+def mask_to_polygon(mask: Mask, *, tolerance: float = 0.5) -> Polygon | None:
+    """The outlines of a mask as a polygon: one ring per 4-connected component, with its holes.
+
+    Rings follow the 0.5 level of the mask (marching squares: through the
+    midpoints between a foreground and a background pixel centre), so that
+    :func:`rasterize_polygon` gives the mask back; with ``tolerance > 0`` each
+    ring is simplified (Douglas-Peucker) by at most that many pixels, keeping
+    a ring unsimplified where simplifying would make it cross itself. An
+    island inside a hole is an outer ring of its own.
+
+    Parameters
+    ----------
+    mask:
+        The mask to outline.
+    tolerance:
+        Largest distance in pixels between a dropped vertex and the kept outline.
+
+    Returns
+    -------
+    Polygon or None
+        ``None`` for an empty mask.
+    """
+    rings = _trace_rings(mask.array)
+    if not rings:
+        return None
+    outers: list[np.ndarray] = []
+    holes: list[np.ndarray] = []
+    for ring in rings:
+        simple = _simplify(ring, tolerance)
+        if len(simple) < len(ring) and not ring_is_simple(simple):
+            simple = ring
+        # Foreground lies on the positive side, so outer rings and holes differ in sign.
+        (outers if signed_area(ring) > 0 else holes).append(simple)
+    # Each hole belongs to the smallest outer ring around it.
+    areas = [abs(signed_area(o)) for o in outers]
+    owned: list[list[np.ndarray]] = [[] for _ in outers]
+    for hole in holes:
+        around = [i for i, o in enumerate(outers) if _inside(hole[0], o)]
+        if around:
+            owned[min(around, key=lambda i: areas[i])].append(hole)
+    return Polygon._trusted([Ring(o, tuple(h)) for o, h in zip(outers, owned)])
 
 
 # --- mask encodings ---------------------------------------------------------------------------

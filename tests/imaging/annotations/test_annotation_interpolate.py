@@ -134,20 +134,57 @@ def test_an_empty_key_ends_the_object_half_way() -> None:
 
 
 def test_a_hole_closes_and_keys_come_back_unchanged() -> None:
-    # Annulus (radii 8 and 20 mm) to a disc of 20 mm. Inside the hole at distance r from the centre
-    # the maps are 8 - r and r - 20; their blend vanishes at r = (8 - 28 t) / (1 - 2 t), so the hole
-    # shrinks faster than linearly and closes at t = 8 / 28, well before half way.
+    # Annulus (radii 8 and 20 mm) to a disc of 20 mm. A shape with holes is interpolated as its
+    # filled outline (here the 20 mm disc on both keys, so the outer edge stays put) minus its
+    # holes; the hole is on key 0 only, so it ends the way any structure ends at a key without
+    # it: its map r - 8 meets the constant depth of its deepest point, 8, and the blend
+    # (1 - t)(r - 8) + 8 t vanishes at r = 8 (1 - 2 t) / (1 - t): the hole closes half way.
     ring = Mask(_ellipse_mask(20, 20).array & ~_ellipse_mask(8, 8).array)
     disc = _ellipse_mask(20, 20)
-    out = interpolate([(0.0, ring), (1.0, disc)], [0.0, 0.15, 0.3, 0.9, 1.0], pixel_spacing=SPACING)
+    out = interpolate([(0.0, ring), (1.0, disc)], [0.0, 0.15, 0.3, 0.55, 0.9, 1.0], pixel_spacing=SPACING)
     assert out[0][2] == "key" and out[0][1] is ring
     assert out[-1][2] == "key" and out[-1][1] is disc
-    hole = disc.array & ~out[1][1].array
-    hole_radius = float(np.sqrt(hole.sum() * SPACING[0] * SPACING[1] / np.pi))
-    assert abs(hole_radius - (8 - 28 * 0.15) / (1 - 2 * 0.15)) < HALF_PIXEL
-    assert not (out[1][1].array & ~disc.array).any()  # the outer edge stays put
-    assert np.array_equal(out[2][1].array, disc.array)
+    for (t, mask, method) in out[1:3]:
+        assert method == "sdf"
+        hole = disc.array & ~mask.array
+        hole_radius = float(np.sqrt(hole.sum() * SPACING[0] * SPACING[1] / np.pi))
+        assert abs(hole_radius - 8 * (1 - 2 * t) / (1 - t)) < HALF_PIXEL
+        assert not (mask.array & ~disc.array).any()  # the outer edge stays put
+        assert _components(Mask(hole)) == 1
     assert np.array_equal(out[3][1].array, disc.array)
+    assert np.array_equal(out[4][1].array, disc.array)
+
+
+def test_a_thin_ring_that_widens_stays_a_ring() -> None:
+    # A 3 mm thick ring whose radius grows by 12 mm between the keys (a skull between slices):
+    # blending the ring's own maps would leave nothing where the two rings do not overlap, while
+    # outline and hole interpolated apart give the ring of the blended radius, still closed.
+    def ring(r: float) -> Mask:
+        return Mask(_ellipse_mask(r + 1.5, r + 1.5).array & ~_ellipse_mask(r - 1.5, r - 1.5).array)
+
+    [(_, mid, method)] = interpolate([(0.0, ring(12.0)), (2.0, ring(24.0))], [1.0], pixel_spacing=SPACING)
+    assert method == "sdf"
+    truth = ring(18.0).array
+    dice = 2 * (mid.array & truth).sum() / (mid.array.sum() + truth.sum())
+    assert dice > 0.9
+    assert _components(mid) == 1 and _components(Mask(~mid.array)) == 2  # one ring around one hole
+
+
+def test_a_structure_that_moves_is_carried_not_faded() -> None:
+    # A 5 mm disc that moves 8 mm between the keys, beside a disc that stays. Blending the two
+    # positions' maps in place gives the lens where they overlap (semi-axes 5 and 3 mm half way);
+    # carried along the move of its centroid it stays a disc of 5 mm, half way along.
+    cy = (PLANE[0] - 1) * SPACING[0] / 2
+    fixed = _ellipse_mask(6, 6, centre_mm=(cy, 12.0)).array
+    a = Mask(fixed | _ellipse_mask(5, 5, centre_mm=(cy - 4, 35.0)).array)
+    b = Mask(fixed | _ellipse_mask(5, 5, centre_mm=(cy + 4, 35.0)).array)
+    [(_, mid, _)] = interpolate([(0.0, a), (1.0, b)], [0.5], pixel_spacing=SPACING)
+    moving = mid.array & ~fixed
+    assert np.array_equal(mid.array & fixed, fixed)  # the fixed disc is untouched
+    assert abs(_equivalent_radius(Mask(moving)) - 5.0) < HALF_PIXEL
+    truth = _ellipse_mask(5, 5, centre_mm=(cy, 35.0)).array
+    assert 2 * (moving & truth).sum() / (moving.sum() + truth.sum()) > 0.95
+    assert _components(mid) == 2
 
 
 # --- boxes and points ---------------------------------------------------------------------------

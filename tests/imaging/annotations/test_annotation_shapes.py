@@ -22,7 +22,9 @@ from imaging.annotations import (
     mask_to_rle,
     rasterize_polygon,
     ring_is_simple,
+    signed_area,
 )
+from imaging.annotations.shapes import mask_to_polygon
 
 SQUARE = [(0, 0), (10, 0), (10, 10), (0, 10)]
 BOWTIE = [(0, 0), (10, 10), (10, 0), (0, 10)]
@@ -159,3 +161,47 @@ def test_rasterize_polygon_clears_holes() -> None:
     assert mask[4, 4] and mask[15, 15]
     assert not mask[9, 9] and not mask[0, 0]
     assert 225 - 36 <= mask.sum() <= 256 - 16
+
+
+def test_rasterize_polygon_samples_pixel_centres() -> None:
+    # A square from 1.6 to 4.4 holds the centres 2, 3 and 4 on each axis, no more and no fewer:
+    # no half-pixel shift towards the origin, no outline drawn around it.
+    square = Polygon([([(1.6, 1.6), (4.4, 1.6), (4.4, 4.4), (1.6, 4.4)], [])])
+    mask = rasterize_polygon(square, (8, 8)).array
+    expected = np.zeros((8, 8), bool)
+    expected[2:5, 2:5] = True
+    assert np.array_equal(mask, expected)
+    # Whole-pixel corners lie on the edges: on the edge counts as inside (a box drawn on pixels).
+    box = rasterize_polygon(Polygon([([(2, 1), (5, 1), (5, 3), (2, 3)], [])]), (8, 8)).array
+    assert box.sum() == 4 * 3 and box[1, 2] and box[3, 5]
+    # An island inside a hole of another ring stays: rings are joined, each minus its own holes.
+    frame = ([(0, 0), (9, 0), (9, 9), (0, 9)], [[(2, 2), (7, 2), (7, 7), (2, 7)]])
+    island = ([(4, 4), (5, 4), (5, 5), (4, 5)], [])
+    both = rasterize_polygon(Polygon([frame, island]), (10, 10)).array
+    assert both[4, 4] and both[5, 5] and not both[3, 3] and both[0, 0]
+
+
+def test_mask_to_polygon_gives_the_mask_back() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(40):
+        mask = rng.random((13, 17)) < 0.45
+        poly = mask_to_polygon(Mask(mask), tolerance=0.0)
+        assert poly is not None
+        assert np.array_equal(rasterize_polygon(poly, mask.shape).array, mask)
+        # Every ring is simple and a valid polygon can be built from the outlines.
+        Polygon([(r.outer, r.holes) for r in poly.rings])
+    assert mask_to_polygon(Mask(np.zeros((4, 4), bool))) is None
+
+
+def test_mask_to_polygon_nests_holes_and_islands() -> None:
+    mask = np.zeros((30, 30), bool)
+    mask[2:28, 2:28] = True
+    mask[8:22, 8:22] = False  # a hole
+    mask[12:18, 12:18] = True  # an island in it
+    poly = mask_to_polygon(Mask(mask))
+    assert poly is not None and len(poly.rings) == 2
+    frame, island = sorted(poly.rings, key=lambda r: -abs(signed_area(r.outer)))
+    assert len(frame.holes) == 1 and not island.holes
+    # Simplified, a straight-edged outline keeps few vertices and still rasterises back.
+    assert len(frame.outer) <= 8 and len(island.outer) <= 8
+    assert np.array_equal(rasterize_polygon(poly, mask.shape).array, mask)
