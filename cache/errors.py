@@ -60,3 +60,7 @@ class PreconditionError(VoxelgateError):
 
 class BusyError(VoxelgateError):
     """The server cannot take more of this work now; retry later."""
+
+
+class CancelledError(VoxelgateError):
+    """The caller cancelled a long operation; nothing it would have produced was kept."""

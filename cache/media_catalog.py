@@ -1,4 +1,4 @@
-"""The media part of the catalog: images, and the groups and sequences made of them.
+"""The media part of the catalog: images and videos, groups and sequences, re-encoding links.
 
 Lives in the same SQLite database as the DICOM tree (one commit point for
 everything); :class:`MediaCatalogMixin` is mixed into ``SqliteCatalog``.
@@ -22,7 +22,7 @@ CREATE TABLE IF NOT EXISTS media_items (
     height INTEGER NOT NULL,
     pages INTEGER NOT NULL,
     size INTEGER NOT NULL,
-    info TEXT NOT NULL,                 -- JSON of imaging.media.ImageInfo
+    info TEXT NOT NULL,                 -- JSON of ImageInfo, or of VideoInfo with "kind": "video"
     stored_at REAL NOT NULL
 );
 CREATE TABLE IF NOT EXISTS media_sets (
@@ -44,6 +44,13 @@ CREATE TABLE IF NOT EXISTS media_members (
     resized_from_height INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (set_id, position)
 );
+CREATE TABLE IF NOT EXISTS media_reencodes (
+    media_id TEXT PRIMARY KEY REFERENCES media_items(media_id),  -- the re-encoded item
+    source_id TEXT NOT NULL REFERENCES media_items(media_id),    -- the video it was made from
+    report TEXT NOT NULL,               -- JSON: mode, parameters, changes, fixed findings, frame map
+    created REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS media_reencodes_source ON media_reencodes(source_id);
 """
 
 
@@ -58,6 +65,11 @@ class MediaRow:
     size: int
     info: dict[str, Any]
     stored_at: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        """``"video"`` for a video (its ``info`` is a ``VideoInfo`` record), else ``"image"``."""
+        return "video" if self.info.get("kind") == "video" else "image"
 
 
 @dataclass(frozen=True)
@@ -105,6 +117,38 @@ class MediaCatalogMixin:
         if row is None:
             return None
         return MediaRow(*row[:7], json.loads(row[7]), row[8])
+
+    def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool:
+        """Store a re-encoded video and its link to the source in one transaction; True when the item is new.
+
+        When the same bytes were stored before, the item stays and its link and
+        report are replaced by these.
+        """
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT OR IGNORE INTO media_items VALUES (?,?,?,?,?,?,?,?,?)",
+                (row.media_id, row.name, row.format, row.width, row.height, row.pages, row.size,
+                 json.dumps(row.info), row.stored_at or time.time()),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO media_reencodes VALUES (?,?,?,?)",
+                (row.media_id, source_id, json.dumps(report), time.time()),
+            )
+        return cur.rowcount == 1
+
+    def get_reencode(self, media_id: str) -> tuple[str, dict[str, Any]] | None:
+        """(source id, report) of a re-encoded item; None when ``media_id`` was not made by re-encoding."""
+        row = self._db().execute(
+            "SELECT source_id, report FROM media_reencodes WHERE media_id=?", (media_id,)
+        ).fetchone()
+        return None if row is None else (str(row[0]), json.loads(row[1]))
+
+    def reencodes_of(self, source_id: str) -> list[str]:
+        """Ids of the items re-encoded from ``source_id``, oldest first."""
+        rows = self._db().execute(
+            "SELECT media_id FROM media_reencodes WHERE source_id=? ORDER BY created", (source_id,)
+        ).fetchall()
+        return [str(r[0]) for r in rows]
 
     def put_set(self, kind: str, set_id: str, name: str, members: Sequence[MemberRow], warnings: Sequence[str]) -> None:
         with self._tx() as db:

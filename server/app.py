@@ -25,6 +25,8 @@ from imaging.media.library import MediaLibrary
 from voxelgate.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    annotation_pb2,
+    annotation_pb2_grpc,
     dicom_pb2,
     dicom_pb2_grpc,
     media_pb2,
@@ -34,6 +36,7 @@ from voxelgate.v1 import (
 )
 
 from .admin_servicer import AdminServicer
+from .annotation_servicer import AnnotationServicer
 from .auth import BearerAuthInterceptor, load_tokens
 from .config import Config
 from .dicom_servicer import DicomServicer
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAMES = (
     dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name,
     volume_pb2.DESCRIPTOR.services_by_name["VolumeService"].full_name,
+    annotation_pb2.DESCRIPTOR.services_by_name["AnnotationService"].full_name,
     media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
@@ -61,11 +65,14 @@ class Running:
     archive: DicomArchive
     cache: DerivedCache
     catalog: SqliteCatalog
+    media: MediaLibrary | None = None
 
     def stop(self, grace: float | None = None) -> None:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
+        if self.media is not None:
+            self.media.readers.close()
         self.catalog.close()
         self.cache.close()
 
@@ -123,9 +130,12 @@ def build_server(config: Config) -> Running:
         maximum_concurrent_rpcs=config.workers * 4,
     )
     dicom_pb2_grpc.add_DicomServiceServicer_to_server(DicomServicer(archive, max_message_bytes=config.max_message_bytes), server)
-    volume_pb2_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(SeriesVolumes(archive)), server)
-    library = MediaLibrary(store, catalog, cache, limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes))
+    volumes = SeriesVolumes(archive)
+    volume_pb2_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(volumes), server)
+    library = MediaLibrary(store, catalog, cache, limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes),
+                           video_limits=config.video_limits)
     media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
+    annotation_pb2_grpc.add_AnnotationServiceServicer_to_server(AnnotationServicer(volumes, archive, library), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(cache, catalog), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -147,7 +157,7 @@ def build_server(config: Config) -> Running:
     remove_orphans(store, catalog.is_referenced)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, archive, cache, catalog)
+    return Running(server, port, health_servicer, archive, cache, catalog, library)
 
 
 def codec_report() -> dict[str, list[str]]:

@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-pixel-bytes", type=_size, default=_size(_env("MAX_PIXEL_BYTES", "4G")))
     s.add_argument("--max-frames", type=int, default=int(_env("MAX_FRAMES", 100000)))
     s.add_argument("--max-message-size", type=_size, default=_size(_env("MAX_MESSAGE_SIZE", "64M")))
+    s.add_argument("--max-video-size", type=_size, default=_size(_env("MAX_VIDEO_SIZE", "1G")), help="largest video file")
+    s.add_argument("--max-video-frames", type=int, default=int(_env("MAX_VIDEO_FRAMES", 100000)), help="most frames in a video")
     s.add_argument("--tls-cert", type=Path, default=None)
     s.add_argument("--tls-key", type=Path, default=None)
     s.add_argument("--tls-client-ca", type=Path, default=None, help="require client certificates (mutual TLS)")
@@ -158,11 +160,39 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("--window", default="", help="CENTER,WIDTH for 16-bit sources")
     mf.add_argument("-o", "--output", type=Path, required=True)
     _add_client_args(mf)
+    md = msub.add_parser("diagnose", help="what in a video threatens frame-accurate labels or playback")
+    md.add_argument("id")
+    md.add_argument("--decode", action="store_true", help="also decode every frame to find undecodable packets")
+    md.add_argument("--json", action="store_true", help="one JSON object per finding")
+    _add_client_args(md)
+    ms = msub.add_parser("frames", help="frames of a video as PNG files frame_%%d.png (from 0) in a folder")
+    ms.add_argument("id")
+    ms.add_argument("--every", type=int, default=1, help="every K-th frame")
+    ms.add_argument("--start", type=int, default=0)
+    ms.add_argument("--stop", type=int, default=0, help="exclusive; 0 = to the end")
+    ms.add_argument("-o", "--output", type=Path, required=True, help="folder (created when missing)")
+    _add_client_args(ms)
+    mr = msub.add_parser("reencode", help="re-encode a video (auto: least invasive fix; full: H.264 CFR faststart)")
+    mr.add_argument("id")
+    mr.add_argument("--mode", choices=["auto", "full"], default="auto")
+    mr.add_argument("--height", type=int, default=0, help="new height (width follows; implies a full re-encode)")
+    mr.add_argument("--fps", type=float, default=0.0, help="new constant frame rate (implies a full re-encode)")
+    mr.add_argument("--json", action="store_true", help="print the report (frame map included) as JSON")
+    _add_client_args(mr)
     me = msub.add_parser("export", help="export a sequence as MP4 (H.264, faststart)")
     me.add_argument("id")
     me.add_argument("--fps", type=float, default=25.0)
     me.add_argument("-o", "--output", type=Path, required=True)
     _add_client_args(me)
+
+    ip = sub.add_parser("interpolate", help="fill a sparse label map (NRRD, NIfTI) between its drawn slices")
+    ip.add_argument("input", type=Path, help="SPARSE.nrrd, .nii or .nii.gz")
+    ip.add_argument("-o", "--output", type=Path, required=True, help="FILLED.nrrd, .nii or .nii.gz")
+    ip.add_argument("--axis", choices=["z", "y", "x"], default="z", help="the slices are across this axis")
+    ip.add_argument("--method", choices=["sdf", "nearest"], default=None, help="default: sdf (shape-based)")
+    ip.add_argument("--keys", default="", help="the drawn slices, e.g. 12,15,18; an empty key slice ends an object")
+    ip.add_argument("--json", action="store_true", help="one JSON line per label: keys, filled slices, methods")
+    _add_client_args(ip)
 
     h = sub.add_parser("health", help="exit 0 when the server reports SERVING")
     _add_client_args(h)
@@ -171,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from imaging.dicom.pixels import Limits
+    from imaging.media.probe_video import VideoLimits
 
     from . import logs
     from .app import serve
@@ -183,6 +214,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print("voxelgate serve: --tls-cert and --tls-key go together", file=sys.stderr)
             return 2
         tls = TlsConfig(args.tls_cert, args.tls_key, args.tls_client_ca)
+    try:
+        video_limits = VideoLimits(max_file_bytes=args.max_video_size, max_frames=args.max_video_frames)
+    except ValueError as exc:
+        print(f"voxelgate serve: {exc}", file=sys.stderr)
+        return 2
     config = Config(
         data_dir=args.data_dir,
         host=args.host,
@@ -191,6 +227,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cache_bytes=args.cache_size,
         cache_memory_bytes=args.cache_memory,
         limits=Limits(max_file_bytes=args.max_file_size, max_pixel_bytes=args.max_pixel_bytes, max_frames=args.max_frames),
+        video_limits=video_limits,
         tls=tls,
         token_file=Path(args.token_file) if args.token_file else None,
         insecure=args.insecure,
@@ -609,6 +646,12 @@ def cmd_media(args: argparse.Namespace) -> int:
             print(json.dumps({"media_type": r.media_type, "dtype": r.dtype, "shape": list(r.shape),
                               "media_id": r.media_id, "page": r.page}))
             return 0
+        if args.media_command == "diagnose":
+            return _media_diagnose(args, stub)
+        if args.media_command == "frames":
+            return _media_frames(args, stub)
+        if args.media_command == "reencode":
+            return _media_reencode(args, stub)
         if args.media_command == "export":
             export_id = ""
             for p in stub.ExportVideo(media_pb2.ExportVideoRequest(set_id=args.id, fps=args.fps)):
@@ -626,10 +669,98 @@ def cmd_media(args: argparse.Namespace) -> int:
     return 2
 
 
+def _media_diagnose(args: argparse.Namespace, stub: Any) -> int:
+    from voxelgate.v1 import media_pb2
+
+    r = stub.Diagnose(media_pb2.DiagnoseRequest(media_id=args.id, decode_check=args.decode))
+    severity = {media_pb2.SEVERITY_INFO: "info", media_pb2.SEVERITY_WARNING: "warning", media_pb2.SEVERITY_ERROR: "error"}
+    for f in r.findings:
+        record = {"code": f.code, "severity": severity.get(f.severity, "unspecified"), "message": f.message,
+                  "evidence": {k: json.loads(v) for k, v in sorted(f.evidence.items())},
+                  "stream_indexes": list(f.stream_indexes), "fix": f.fix, "reencode_mode": f.reencode_mode}
+        if args.json:
+            print(json.dumps(record))
+        else:
+            print(f"{record['severity'].upper():<8} {f.code}: {f.message}")
+            print(f"         fix: {f.fix} (voxelgate media reencode --mode {f.reencode_mode})")
+            for k, v in record["evidence"].items():
+                print(f"         {k}: {json.dumps(v)}")
+    if not r.findings and not args.json:
+        print("no findings")
+    return 0
+
+
+def _media_frames(args: argparse.Namespace, stub: Any) -> int:
+    from voxelgate.v1 import media_pb2
+
+    if args.every < 1 or args.start < 0 or args.stop < 0:
+        print("voxelgate media frames: --every must be at least 1, --start and --stop not negative", file=sys.stderr)
+        return 2
+    args.output.mkdir(parents=True, exist_ok=True)
+    req = media_pb2.StreamFramesRequest(id=args.id, start=args.start, stop=args.stop, every=args.every,
+                                        format=media_pb2.MEDIA_PNG)
+    written = 0
+    for k, f in enumerate(stub.StreamFrames(req)):
+        # Files are numbered from 0 in the order they come (frame_k is video frame start + k * every).
+        target = args.output / f"frame_{k}.png"
+        tmp = target.with_name(f".{target.name}.partial")
+        tmp.write_bytes(f.data)
+        tmp.replace(target)
+        written += 1
+        if sys.stderr.isatty():
+            sys.stderr.write(f"\rframe {f.frame} ({written} written)")
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    print(f"{args.output}: {written} frames")
+    return 0
+
+
+def _media_reencode(args: argparse.Namespace, stub: Any) -> int:
+    from google.protobuf.json_format import MessageToDict
+
+    from voxelgate.v1 import media_pb2
+
+    req = media_pb2.ReencodeRequest(media_id=args.id, height=args.height, fps=args.fps,
+                                    mode=media_pb2.REENCODE_FULL if args.mode == "full" else media_pb2.REENCODE_AUTO)
+    bar = None
+    last = None
+    for p in stub.Reencode(req):
+        if bar is None:
+            bar = _Progress(int(p.frames_total))
+        while bar.done < min(p.frames_done, bar.total):
+            bar.step()
+        last = p
+    if bar is not None:
+        bar.close()
+    if last is None or not last.done:
+        print("voxelgate media reencode: the stream ended before the job did", file=sys.stderr)
+        return 1
+    r = last.report
+    if args.json:
+        print(json.dumps(MessageToDict(r, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)))
+        return 0
+    if not r.media_id:
+        print(f"nothing to fix: {args.id} left as it is")
+        return 0
+    kept = sum(1 for v in r.frame_map if v >= 0)
+    print(f"{r.mode} -> {r.media_id} {last.item.name}: {r.frames_in} frames in, {r.frames_out} out "
+          f"({len(r.frame_map) - kept} dropped), {r.width}x{r.height} at {r.fps:g} fps")
+    for c in r.changes:
+        print(f"  {c}")
+    return 0
+
+
+def cmd_interpolate(args: argparse.Namespace) -> int:
+    from .annotation_cli import cmd_interpolate as run
+
+    return run(args, _channel(args))
+
+
 COMMANDS = {
     "serve": cmd_serve, "ingest": cmd_ingest, "ls": cmd_ls, "meta": cmd_meta, "frame": cmd_frame,
     "delete": cmd_delete, "stats": cmd_stats, "health": cmd_health,
     "volume": cmd_volume, "slice": cmd_slice, "export": cmd_export, "media": cmd_media,
+    "interpolate": cmd_interpolate,
 }
 
 

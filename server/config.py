@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from imaging.dicom.pixels import Limits
+from imaging.media.probe_video import VideoLimits
 
 DEFAULT_PORT = 50051
 DEFAULT_DATA_DIR = Path("voxelgate-data")
@@ -31,6 +32,7 @@ class Config:
     cache_bytes: int = 2 * 1024 * MiB
     cache_memory_bytes: int = 128 * MiB  # in-memory tier for small derived values
     limits: Limits = field(default_factory=Limits)
+    video_limits: VideoLimits = field(default_factory=VideoLimits)  # MediaService videos: 1 GiB, 100,000 frames
     tls: TlsConfig | None = None
     token_file: Path | None = None
     insecure: bool = False

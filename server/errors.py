@@ -15,6 +15,7 @@ import grpc
 
 from cache.errors import (
     BusyError,
+    CancelledError,
     ConflictError,
     InvalidInputError,
     LimitExceededError,
@@ -34,6 +35,7 @@ _CODES: dict[type[VoxelgateError], grpc.StatusCode] = {
     UnsupportedError: grpc.StatusCode.UNIMPLEMENTED,
     PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
     BusyError: grpc.StatusCode.UNAVAILABLE,
+    CancelledError: grpc.StatusCode.CANCELLED,
 }
 
 

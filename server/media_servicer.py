@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
+from fractions import Fraction
 
 import grpc
 
 from cache.errors import InvalidInputError
 from cache.media_catalog import SetRow
-from imaging.media import ImageInfo
+from imaging.media import Finding, ImageInfo, VideoInfo
 from imaging.media.library import MediaLibrary, MediaReport
+from imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 from .errors import REPLY_OVERHEAD, check_reply_size
 from .ingest_stream import serve_ingest
+from .streams import prefetch
 
 _FORMATS = {
     media_pb2.MEDIA_PNG: "png",
@@ -42,6 +46,50 @@ def image_pb(media_id: str, name: str, info: ImageInfo) -> media_pb2.ImageDescri
         media_id=media_id, name=name, format=info.format, width=info.width, height=info.height,
         bit_depth=info.bit_depth, mode=info.mode, source_mode=info.source_mode, orientation=info.orientation,
         pages=info.pages, size_bytes=info.size_bytes, icc=info.icc, warnings=list(info.warnings),
+    )
+
+
+def _ratio(value: Fraction | tuple[int, int] | None) -> media_pb2.Ratio:
+    if value is None:
+        return media_pb2.Ratio(num=0, den=0)
+    if isinstance(value, tuple):
+        return media_pb2.Ratio(num=value[0], den=value[1])
+    return media_pb2.Ratio(num=value.numerator, den=value.denominator)
+
+
+def report_pb(r: ReencodeRecord) -> media_pb2.ReencodeReport:
+    return media_pb2.ReencodeReport(
+        source_id=r.source_id, media_id=r.media_id, requested_mode=r.requested_mode, mode=r.mode,
+        frame_map=r.frame_map, changes=r.changes, fixed=r.fixed, frames_in=r.frames_in, frames_out=r.frames_out,
+        width=r.width, height=r.out_height, fps=r.out_fps,
+    )
+
+
+def video_pb(media_id: str, name: str, info: VideoInfo, *, reencoded_from: ReencodeRecord | None = None,
+             reencoded_as: list[str] | None = None) -> media_pb2.VideoDescription:
+    return media_pb2.VideoDescription(
+        media_id=media_id, name=name, container=info.container, codec=info.codec, profile=info.profile,
+        width=info.width, height=info.height, sample_aspect_ratio=_ratio(info.sample_aspect_ratio),
+        display_aspect_ratio=_ratio(info.display_aspect_ratio), rotation=info.rotation,
+        average_rate=_ratio(info.average_rate), real_rate=_ratio(info.real_rate), guessed_rate=_ratio(info.guessed_rate),
+        frame_count=info.frame_count, addressable_frames=info.addressable_frames, duration_s=info.duration_s,
+        bitrate=info.bitrate, peak_bitrate=info.peak_bitrate, keyframe_interval_max=info.keyframe_interval_max,
+        keyframe_interval_mean=info.keyframe_interval_mean,
+        audio=[media_pb2.AudioStream(index=a.index, codec=a.codec, channels=a.channels, sample_rate=a.sample_rate)
+               for a in info.audio],
+        size_bytes=info.size_bytes, reencoded_from=report_pb(reencoded_from) if reencoded_from else None,
+        reencoded_as=reencoded_as or [],
+    )
+
+
+_SEVERITY = {"info": media_pb2.SEVERITY_INFO, "warning": media_pb2.SEVERITY_WARNING, "error": media_pb2.SEVERITY_ERROR}
+
+
+def finding_pb(f: Finding) -> media_pb2.Finding:
+    return media_pb2.Finding(
+        code=f.code, severity=_SEVERITY.get(f.severity, media_pb2.SEVERITY_UNSPECIFIED), message=f.message,
+        evidence={k: json.dumps(v) for k, v in f.evidence.items()}, stream_indexes=stream_indexes(f),
+        fix=f.fix, reencode_mode=reencode_mode_for(f),
     )
 
 
@@ -77,6 +125,11 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         info = self._library.info(request.id)
         if isinstance(info, SetRow):
             return media_pb2.MediaInfo(set=set_pb(info))
+        if isinstance(info, VideoInfo):
+            row, _ = self._library.video(request.id)
+            return media_pb2.MediaInfo(video=video_pb(
+                request.id, row.name, info, reencoded_from=self._library.reencoded_from(request.id),
+                reencoded_as=self._library.reencodes_of(request.id)))
         row, _ = self._library.media(request.id)
         return media_pb2.MediaInfo(image=image_pb(request.id, row.name, info))
 
@@ -90,7 +143,61 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         check_reply_size(len(f.payload), self._max_message_bytes, subject=request.id, what=f"frame {request.frame}",
                          advice="ask for a smaller size or another format")
         return media_pb2.MediaFrame(data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(f.shape),
-                                    media_id=f.media_id, page=f.page)
+                                    media_id=f.media_id, page=f.page, frame=f.frame, time_s=f.time_s or 0.0)
+
+    def Diagnose(self, request: media_pb2.DiagnoseRequest, context: grpc.ServicerContext) -> media_pb2.DiagnoseResponse:
+        findings = self._library.diagnose(request.media_id, decode_check=request.decode_check)
+        return media_pb2.DiagnoseResponse(media_id=request.media_id, findings=[finding_pb(f) for f in findings])
+
+    def StreamFrames(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext) -> Iterator[media_pb2.MediaFrame]:
+        fmt = _FORMATS[request.format]
+        if fmt not in ("png", "jpeg", "webp", "raw"):
+            raise InvalidInputError(f"StreamFrames sends png, jpeg, webp or raw frames, not {fmt}")
+        max_size = (request.max_width, request.max_height) if (request.max_width or request.max_height) else None
+        frames = self._library.iter_frames(request.id, start=request.start, stop=request.stop or None,
+                                           every=request.every or 1, fmt=fmt, max_size=max_size)
+        limit = self._max_message_bytes
+
+        def messages() -> Iterator[media_pb2.MediaFrame]:
+            for f in frames:
+                check_reply_size(len(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
+                                 advice="ask for a smaller size or another format")
+                yield media_pb2.MediaFrame(data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(f.shape),
+                                           media_id=f.media_id, page=f.page, frame=f.frame, time_s=f.time_s or 0.0)
+
+        # Decoding the next frames overlaps with sending this one.
+        ahead = prefetch(messages(), depth=3)
+        try:
+            for msg in ahead:
+                yield msg
+                if not context.is_active():
+                    return
+        finally:
+            ahead.close_and_drain()
+
+    def Reencode(self, request: media_pb2.ReencodeRequest, context: grpc.ServicerContext) -> Iterator[media_pb2.ReencodeProgress]:
+        job = self._library.start_reencode(
+            request.media_id, mode="full" if request.mode == media_pb2.REENCODE_FULL else "auto",
+            height=request.height or None, fps=request.fps or None,
+        )
+        context.add_callback(job.cancel.set)  # the caller went away or cancelled: stop, store nothing
+        last = -1
+        while not job.finished.wait(0.2):
+            if not context.is_active():
+                job.cancel.set()
+                return
+            if job.done != last:
+                last = job.done
+                yield media_pb2.ReencodeProgress(frames_done=job.done, frames_total=job.total)
+        if job.error is not None:
+            raise job.error
+        assert job.record is not None
+        item = None
+        if job.record.media_id:
+            row, info = self._library.video(job.record.media_id)
+            item = video_pb(row.media_id, row.name, info, reencoded_from=job.record)
+        yield media_pb2.ReencodeProgress(frames_done=job.total, frames_total=job.total, done=True,
+                                         report=report_pb(job.record), item=item)
 
     def ExportVideo(self, request: media_pb2.ExportVideoRequest, context: grpc.ServicerContext) -> Iterator[media_pb2.ExportProgress]:
         job = self._library.start_export(request.set_id, request.fps or 25.0)

@@ -116,3 +116,29 @@ def test_the_import_scanner_sees_what_it_should(tmp_path: Path) -> None:
         "def f():\n    from server import app\n    importlib.import_module('google.protobuf')\n"
     )
     assert _imports(f) == {"os", "grpc", "voxelgate", "server", "google"}
+
+
+def _module_imports(path: Path) -> set[str]:
+    """Full dotted names of the absolute imports of a module."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_annotations_know_neither_dicom_nor_media() -> None:
+    # imaging/annotations/ is handed positions and shapes; the DICOM and media sides adapt to it
+    # (imaging/dicom/annotation_grid.py, imaging/media/annotation_grid.py), never the reverse.
+    files = sorted((ROOT / "imaging" / "annotations").rglob("*.py"))
+    assert files
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(bad)
+        for f in files
+        if (bad := {m for m in _module_imports(f) if m.split(".")[0] in {"pydicom", "av", "highdicom"}
+                    or m.startswith(("imaging.dicom", "imaging.media"))})
+    }
+    assert offenders == {}

@@ -10,6 +10,9 @@ derived cache.
 - ``render``: ``resize_fit``, ``resize_exact``, ``render_frame`` (PNG, PNG16, JPEG, WebP, raw).
 - ``sequence``: ``natural_key``, ``plan_sequence`` (homogenise or split).
 - ``video``: ``export_mp4`` (H.264, constant frame rate, faststart).
+- ``video_library``: videos in ``MediaLibrary`` (frame index in the derived cache, reader pool,
+  diagnostics, re-encode jobs and their reports); imported by ``library``, not from here.
+- ``reencode``: ``reencode`` a video (remux or full H.264 CFR re-encode) with a frame map.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from .sequence import SequenceFrame, natural_key, plan_sequence, resized_frames
 from .diagnose import Finding, diagnose
 from .frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames, read_frame
 from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
+from .reencode import ReencodeResult, reencode
 from .video import export_mp4, mp4_top_level_boxes
 
 __all__ = [
@@ -40,6 +44,7 @@ __all__ = [
     "FrameReader",
     "ImageInfo",
     "MediaLimits",
+    "ReencodeResult",
     "SequenceFrame",
     "VideoInfo",
     "VideoLimits",
@@ -58,6 +63,7 @@ __all__ = [
     "probe_image",
     "probe_video",
     "read_frame",
+    "reencode",
     "render_frame",
     "resize_exact",
     "resize_fit",

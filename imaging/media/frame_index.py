@@ -30,6 +30,7 @@ from types import TracebackType
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 from cache.errors import InvalidInputError, NotFoundError
 
@@ -40,6 +41,7 @@ _INDEX_VERSION = 1
 _SEEK_COST_FRAMES = 4
 #: Frames decoded past a target before concluding it will not come (H.264's deepest reordering).
 _LOOKAHEAD = 16
+_NO_TARGET = np.iinfo(np.int64).min
 
 
 @dataclass(frozen=True)
@@ -200,6 +202,11 @@ class FrameReader:
         self._last: int | None = None  # furthest frame index the decoder has delivered since the seek
         self._ahead: dict[int, av.VideoFrame] = {}  # decoded past the last target, by pts, not yet asked for
         self._pts_to_n = {int(p): i for i, p in enumerate(index.pts)}
+        # One converter for every frame: a new one per frame (what ``to_ndarray(format=...)``
+        # does) rebuilds FFmpeg's scaler each time, which costs as much as the conversion.
+        self._rgb = VideoReformatter()
+        self._target = _NO_TARGET  # pts being decoded to (see ``_decode_packets``)
+        self.skip_nonref = True  # let the decoder drop unneeded frames on the way to a target
         self.seeks = 0  # how many seeks were needed (for tests and benchmarks)
         self.rejected_packets = 0  # packets the decoder refused (corrupt data)
 
@@ -225,7 +232,8 @@ class FrameReader:
         InvalidInputError
             When the frame cannot be decoded.
         """
-        return self.read_frame(n).to_ndarray(format="rgb24")
+        # One thread: the decoder's frame threads are busy meanwhile.
+        return self._rgb.reformat(self.read_frame(n), format="rgb24", threads=1).to_ndarray()
 
     def read_frame(self, n: int) -> av.VideoFrame:
         """Frame ``n`` as PyAV's ``VideoFrame`` (see ``read``)."""
@@ -273,8 +281,23 @@ class FrameReader:
         A rejected packet's own frame never comes out (``_decode_to`` then
         reports it); later frames still decode, concealed by FFmpeg if they
         refer to it, exact once the next keyframe is reached.
+
+        On the way from a keyframe to a target, a frame shown before the target
+        that no other frame refers to is never needed: the decoder is told to
+        drop such frames (``skip_frame = NONREF``, decided packet by packet, as
+        the target moves), which spares most B-frames of the GOP. Frames
+        dropped that way lie behind the target, so asking for one later seeks.
+        Not done once a packet was rejected.
         """
+        codec = self._stream.codec_context
+        skipping = False
         for packet in self._container.demux(self._stream):
+            # Not in a file whose packets the decoder rejects: its error recovery then
+            # depends on what it was given, and frames must match a sequential decode.
+            skip = self.skip_nonref and not self.rejected_packets and packet.pts is not None and packet.pts < self._target
+            if skip != skipping:
+                codec.skip_frame = "NONREF" if skip else "DEFAULT"
+                skipping = skip
             try:
                 yield from packet.decode()
             except av.FFmpegError:
@@ -290,6 +313,7 @@ class FrameReader:
         a rejected packet.
         """
         frame = self._ahead.pop(target, None)
+        self._target = target
         if frame is None:
             if self._frames is None:
                 self._seek(None)

@@ -1,8 +1,10 @@
-"""The media library: ingest, groups, sequences, frames and video export over the shared storage.
+"""The media library: ingest, groups, sequences, frames, video export and videos over the shared storage.
 
 The sibling of :class:`imaging.dicom.archive.DicomArchive`: it composes the same
 durable store, catalog and derived cache, and receives files through the same
 :mod:`imaging.ingest` plumbing. A media id is the sha256 of the file's bytes.
+Whether a file is an image or a video is sniffed from its first bytes; the
+video half lives in :mod:`imaging.media.video_library`.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ from cache.keys import make_key
 from cache.media_catalog import MediaRow, MemberRow, SetRow
 from cache.store import ObjectStore
 
-from ..ingest import IncomingFile, begin_file, ingest_path
+from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame, resize_fit
+from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
 from .sequence import resize_exact
+from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +44,7 @@ class MediaReport:
     outcome: Literal["stored", "duplicate"]
     media_id: str
     size: int
-    info: ImageInfo
+    info: ImageInfo | VideoInfo
     warnings: list[str] = field(default_factory=list)
 
 
@@ -52,6 +56,8 @@ class MediaFrameResult:
     shape: tuple[int, ...]
     media_id: str
     page: int
+    frame: int = 0              # the index asked for (page, position in a set, or video frame)
+    time_s: float | None = None  # video frames: presentation time
 
 
 @dataclass
@@ -66,32 +72,78 @@ class ExportJob:
     size_bytes: int = 0
 
 
-class MediaLibrary:
-    """Non-DICOM images over the shared store, catalog and derived cache.
+class _SniffedFile(IncomingFile):
+    """An incoming media file whose size limit is the image or the video one, sniffed from its first bytes.
+
+    The limit is enforced while the bytes stream in; the error gives the limit
+    and the size found (declared, or received so far).
+    """
+
+    _HEAD = 64
+
+    def __init__(self, sink: IngestSink, base: IncomingFile, *, image_bytes: int, video_bytes: int) -> None:
+        super().__init__(sink, base.staged, declared_size=base.declared_size, overwrite=base.overwrite)
+        self._image_bytes, self._video_bytes = image_bytes, video_bytes
+        self._head = b""
+        self._limit: int | None = None
+        self._what = "file"
+
+    def write(self, data: bytes) -> None:
+        if self._limit is None:
+            self._head += bytes(data[: self._HEAD - len(self._head)])
+            if len(self._head) >= self._HEAD:
+                video = sniff_video_format(self._head) is not None
+                self._limit = self._video_bytes if video else self._image_bytes
+                self._what = "video" if video else "image"
+                if self.declared_size > self._limit:
+                    self.staged.discard()
+                    raise LimitExceededError(
+                        f"the {self._what} has {self.declared_size} bytes; the limit is {self._limit}", subject=self.name
+                    )
+        limit = self._limit or max(self._image_bytes, self._video_bytes)
+        if self.staged.size + len(data) > limit:
+            found = self.staged.size + len(data)
+            self.staged.discard()
+            raise LimitExceededError(
+                f"the {self._what} has more than {limit} bytes ({found} received); the limit is {limit}",
+                subject=self.name,
+            )
+        super().write(data)
+
+
+class MediaLibrary(VideoLibraryMixin):
+    """Non-DICOM images and videos over the shared store, catalog and derived cache.
 
     Parameters
     ----------
     store, catalog, cache:
         The storage tiers (see ``cache``); ``catalog`` must offer the media tables.
     limits:
-        Size, pixel and page limits enforced on every file.
+        Size, pixel and page limits enforced on every image.
+    video_limits:
+        Size and frame limits enforced on every video (``VideoLimits()`` when None).
     """
 
-    def __init__(self, store: ObjectStore, catalog: object, cache: DerivedCache, *, limits: MediaLimits) -> None:
+    def __init__(
+        self, store: ObjectStore, catalog: object, cache: DerivedCache, *, limits: MediaLimits,
+        video_limits: VideoLimits | None = None,
+    ) -> None:
         self.store = store
         self.catalog = catalog
         self.cache = cache
         self.limits = limits
         self._jobs: dict[str, ExportJob] = {}
         self._jobs_lock = threading.Lock()
+        self._init_video(video_limits)
 
     # -- ingest ---------------------------------------------------------------
 
     def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
-        """Start receiving a file called ``name``."""
-        return begin_file(
-            self, self.store, name, max_bytes=self.limits.max_file_bytes, declared_size=declared_size, overwrite=overwrite
-        )
+        """Start receiving a file called ``name`` (image or video: the limit follows its first bytes)."""
+        image_bytes, video_bytes = self.limits.max_file_bytes, self.video_limits.max_file_bytes
+        base = begin_file(self, self.store, name, max_bytes=max(image_bytes, video_bytes),
+                          declared_size=declared_size, overwrite=overwrite)
+        return _SniffedFile(self, base, image_bytes=image_bytes, video_bytes=video_bytes)
 
     def ingest_path(self, path: Path, *, name: str | None = None) -> MediaReport:
         """Ingest a local file (tests and tools; the server streams instead)."""
@@ -108,8 +160,9 @@ class MediaLibrary:
             for i, (incoming, expected) in enumerate(items):
                 try:
                     sha = incoming.check(expected)
-                    info = probe_image(incoming.staged.path, name=incoming.name, limits=self.limits)
-                    report = MediaReport(incoming.name, "stored", sha, incoming.size, info, list(info.warnings))
+                    info = self._probe(incoming.staged.path, incoming.name)
+                    warnings = list(info.warnings) if isinstance(info, ImageInfo) else []
+                    report = MediaReport(incoming.name, "stored", sha, incoming.size, info, warnings)
                     if self.catalog.get_media(sha) is not None:  # type: ignore[attr-defined]
                         report.outcome = "duplicate"
                         results[i] = report
@@ -123,11 +176,7 @@ class MediaLibrary:
                     for _, incoming, _ in pending:
                         self.store.commit(incoming.staged, sync=False)
                     self.store.sync_batch(shas)
-                    new = self.catalog.put_media([  # type: ignore[attr-defined]
-                        MediaRow(r.media_id, r.name, r.info.format, r.info.width, r.info.height, r.info.pages,
-                                 r.size, r.info.to_json())
-                        for _, _, r in pending
-                    ])
+                    new = self.catalog.put_media([_row(r) for _, _, r in pending])  # type: ignore[attr-defined]
                 for (i, _, report), is_new in zip(pending, new):
                     report.outcome = "stored" if is_new else "duplicate"
                     results[i] = report
@@ -139,6 +188,14 @@ class MediaLibrary:
                 log.info("media ingested", extra={"outcome": r.outcome, "sha256": r.media_id[:16], "bytes": r.size})
         return results  # type: ignore[return-value]
 
+    def _probe(self, path: Path, name: str) -> ImageInfo | VideoInfo:
+        """Probe a received file as a video or an image, by its first bytes (never its name)."""
+        with path.open("rb") as fh:
+            head = fh.read(64)
+        if sniff_video_format(head) is not None:
+            return probe_video(path, name=name, limits=self.video_limits)
+        return probe_image(path, name=name, limits=self.limits)
+
     # -- items and sets -------------------------------------------------------
 
     def media(self, media_id: str) -> tuple[MediaRow, ImageInfo]:
@@ -148,10 +205,14 @@ class MediaLibrary:
         ------
         NotFoundError
             No media item has that id.
+        InvalidInputError
+            The item is a video (see ``video``).
         """
         row = self.catalog.get_media(media_id) if media_id else None  # type: ignore[attr-defined]
         if row is None:
             raise NotFoundError("no such media item", subject=media_id or "(empty id)")
+        if row.kind == "video":
+            raise InvalidInputError(f"is a {row.format} video, not an image", subject=media_id)
         return row, ImageInfo.from_json(row.info)
 
     def media_set(self, set_id: str) -> SetRow:
@@ -167,11 +228,34 @@ class MediaLibrary:
             raise NotFoundError("no such group or sequence", subject=set_id or "(empty id)")
         return row
 
-    def info(self, item_id: str) -> ImageInfo | SetRow:
-        """A media item's description, or a group's or sequence's frames."""
-        if self.catalog.get_media(item_id) is not None:  # type: ignore[attr-defined]
-            return self.media(item_id)[1]
+    def info(self, item_id: str) -> ImageInfo | VideoInfo | SetRow:
+        """A media item's description (image or video), or a group's or sequence's frames."""
+        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        if row is not None:
+            return self.video(item_id)[1] if row.kind == "video" else self.media(item_id)[1]
         return self.media_set(item_id)
+
+    def frame_times(self, item_id: str, *, fps: float = DEFAULT_SEQUENCE_FPS) -> list[float]:
+        """Presentation time in seconds of every addressable frame of an item, frame n at [n].
+
+        For a video, from its frame index (ghost frames are not addressable;
+        times are the container's presentation timestamps, so the first need
+        not be 0). For an image (its pages), a group or a sequence: n / ``fps``.
+
+        Raises
+        ------
+        NotFoundError
+            No media item, group or sequence has that id.
+        InvalidInputError
+            ``fps`` is not positive.
+        """
+        if not fps > 0:
+            raise InvalidInputError(f"fps must be positive, got {fps}")
+        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        if row is not None and row.kind == "video":
+            return self.video_frame_times(item_id)
+        count = self.media(item_id)[1].pages if row is not None else len(self.media_set(item_id).members)
+        return [n / fps for n in range(count)]
 
     def _pages(self, media_ids: Sequence[str]) -> list[tuple[str, int, str, int, int]]:
         if not media_ids:
@@ -215,7 +299,8 @@ class MediaLibrary:
 
     def _resolve(self, item_id: str, index: int) -> tuple[str, int, tuple[int, int] | None]:
         """(media id, page, exact size the frame must have or None) of frame ``index`` of an item or set."""
-        if self.catalog.get_media(item_id) is not None:  # type: ignore[attr-defined]
+        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        if row is not None:
             _, info = self.media(item_id)
             if not 0 <= index < info.pages:
                 raise NotFoundError(f"page {index} out of range (0..{info.pages - 1})", subject=item_id)
@@ -247,16 +332,16 @@ class MediaLibrary:
         InvalidInputError
             A bad size or window.
         """
-        media_id, page, exact = self._resolve(item_id, index)
         if fmt == "original":
-            path = self.store.path(media_id)
-            size = path.stat().st_size
-            if max_bytes is not None and size > max_bytes:
-                raise LimitExceededError(f"the original file is {size} bytes, over the reply limit of {max_bytes}",
-                                         subject=item_id)
-            data = path.read_bytes()
-            row, _ = self.media(media_id)
-            return MediaFrameResult(data, f"image/{row.format}", "", (), media_id, page)
+            return self._original(item_id, index, max_bytes)
+        if self.is_video(item_id):
+            if window is not None:
+                raise InvalidInputError("a window applies to 16-bit images, not to video frames", subject=item_id)
+            if fmt == "png16":
+                raise InvalidInputError("video frames are 8-bit: ask for png, jpeg, webp or raw", subject=item_id)
+            payload, media_type, dtype, shape, time_s = self.video_frame(item_id, index, fmt=fmt, max_size=max_size)
+            return MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, index, time_s)
+        media_id, page, exact = self._resolve(item_id, index)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
             raise InvalidInputError("max size must not be negative")
         if window is not None and window[1] < 1:
@@ -276,7 +361,59 @@ class MediaLibrary:
 
         value = self.cache.get_or_compute(key, compute, tag=media_id)
         return MediaFrameResult(value.payload, value.media_type, str(value.meta["dtype"]),
-                                tuple(int(v) for v in value.meta["shape"]), media_id, page)
+                                tuple(int(v) for v in value.meta["shape"]), media_id, page, index)
+
+    def iter_frames(
+        self,
+        item_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        every: int = 1,
+        fmt: FrameFormat = "raw",
+        max_size: tuple[int, int] | None = None,
+    ) -> Iterator[MediaFrameResult]:
+        """Frames ``range(start, stop, every)`` of a video (decoded sequentially) or of an image or set.
+
+        Raises
+        ------
+        NotFoundError
+            Unknown id.
+        InvalidInputError
+            A bad range, step, format or size, or a frame that cannot be decoded.
+        """
+        if self.is_video(item_id):
+            for n, time_s, payload, media_type, dtype, shape in self.iter_video_frames(
+                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size
+            ):
+                yield MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, n, time_s)
+            return
+        if every < 1:
+            raise InvalidInputError(f"every must be at least 1, got {every}")
+        total = len(self.frame_times(item_id))
+        stop = total if not stop else min(stop, total)
+        if not 0 <= start < stop:
+            raise InvalidInputError(f"frame range [{start}, {stop}) is empty or outside 0..{total - 1}", subject=item_id)
+        for n in range(start, stop, every):
+            yield self.frame(item_id, n, fmt=fmt, max_size=max_size)
+
+    def _original(self, item_id: str, index: int, max_bytes: int | None) -> MediaFrameResult:
+        """The stored file of an image page (all pages) or of a video (any frame asks for the whole file)."""
+        if self.is_video(item_id):
+            row, info = self.video(item_id)
+            if not 0 <= index < info.addressable_frames:
+                raise NotFoundError(f"frame {index} does not exist; the video has {info.addressable_frames} frames",
+                                    subject=item_id)
+            media_id, page, media_type = item_id, 0, VIDEO_MEDIA_TYPES.get(row.format, "application/octet-stream")
+        else:
+            media_id, page, _ = self._resolve(item_id, index)
+            media_type = f"image/{self.media(media_id)[0].format}"
+        path = self.store.path(media_id)
+        size = path.stat().st_size
+        if max_bytes is not None and size > max_bytes:
+            raise LimitExceededError(f"the original file is {size} bytes, over the reply limit of {max_bytes}",
+                                     subject=item_id)
+        return MediaFrameResult(path.read_bytes(), media_type, "", (), media_id, page, index)
 
     # -- video export ---------------------------------------------------------
 
@@ -358,3 +495,12 @@ class MediaLibrary:
         s = self.media_set(set_id)
         entry = self.cache.get_or_compute_file(self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id)
         yield from entry.iter_chunks(chunk_size)
+
+
+def _row(r: MediaReport) -> MediaRow:
+    """The catalog row of an ingested image or video."""
+    if isinstance(r.info, VideoInfo):
+        v = r.info
+        return MediaRow(r.media_id, r.name, v.container, v.width, v.height, v.addressable_frames, r.size, video_record(v))
+    i = r.info
+    return MediaRow(r.media_id, r.name, i.format, i.width, i.height, i.pages, r.size, i.to_json())

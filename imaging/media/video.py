@@ -12,7 +12,8 @@ from __future__ import annotations
 import os
 import struct
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -29,12 +30,81 @@ _BT709 = 1
 _MAX_SIDE = 16384  # libx264's limit on a side
 
 
-def _rate(fps: float) -> Fraction:
-    """Frame rate as a fraction; NTSC-style rates (29.97, 23.976) land on x000/1001."""
+def frame_rate(fps: float) -> Fraction:
+    """Frame rate as a fraction; NTSC-style rates (29.97, 23.976) land on x000/1001.
+
+    Raises
+    ------
+    ValueError
+        When ``fps`` is not positive.
+    """
     rate = Fraction(fps).limit_denominator(1001)
     if rate <= 0:
         raise ValueError(f"fps must be positive, got {fps}")
     return rate
+
+
+@contextmanager
+def atomic_output(out_path: Path) -> Iterator[Path]:
+    """A temporary path beside ``out_path``, moved onto it when the block completes.
+
+    When the block raises, the temporary file is removed and ``out_path`` is
+    left as it was, so nothing half-written is ever visible under its name.
+    """
+    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, out_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def add_h264_stream(
+    container: av.container.OutputContainer,
+    *,
+    rate: Fraction,
+    width: int,
+    height: int,
+    subject: str,
+    crf: int = 18,
+    preset: str = "medium",
+    gop: int | None = None,
+) -> av.video.stream.VideoStream:
+    """Add our browser-playable H.264 stream: libx264, yuv420p, ``rate`` CFR, tagged BT.709 limited range.
+
+    Frames sent to it must be yuv420p BT.709 limited range, ``width`` x
+    ``height`` (both even), with pts counted in frames (time base ``1 / rate``).
+    ``gop`` caps the keyframe interval in frames (libx264's default is 250).
+
+    Raises
+    ------
+    UnsupportedError
+        When libx264 is not available, or a side exceeds what it can encode.
+    ValueError
+        When a side is odd or not positive.
+    """
+    if width <= 0 or height <= 0 or width % 2 or height % 2:
+        raise ValueError(f"H.264 4:2:0 needs positive even sides, got {width} x {height}")
+    if width > _MAX_SIDE or height > _MAX_SIDE:
+        raise UnsupportedError(f"H.264 sides are limited to {_MAX_SIDE} pixels; got {width} x {height}", subject=subject)
+    try:
+        av.codec.Codec("libx264", "w")
+    except Exception as exc:  # noqa: BLE001 - PyAV raises its own UnknownCodecError
+        raise UnsupportedError("the H.264 encoder (libx264) is not available", subject=subject) from exc
+    stream = container.add_stream("libx264", rate=rate)
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    options = {"crf": str(crf), "preset": preset}
+    if gop is not None:
+        options["g"] = str(gop)
+    stream.options = options
+    codec = stream.codec_context
+    codec.time_base = 1 / rate
+    codec.colorspace = codec.color_primaries = codec.color_trc = _BT709
+    codec.color_range = int(ColorRange.MPEG)
+    return stream
 
 
 def _rgb(frame: np.ndarray, window: tuple[float, float] | None) -> tuple[np.ndarray, tuple[float, float] | None]:
@@ -107,32 +177,20 @@ def export_mp4(
     ValueError
         For a non-positive ``fps``, ``width`` or ``height``.
     """
-    rate = _rate(fps)
+    rate = frame_rate(fps)
     if width <= 0 or height <= 0:
         raise ValueError(f"width and height must be positive, got {width} x {height}")
     subject = out_path.name
     pad_w, pad_h = width % 2, height % 2
-    if width + pad_w > _MAX_SIDE or height + pad_h > _MAX_SIDE:
-        raise UnsupportedError(f"H.264 sides are limited to {_MAX_SIDE} pixels; got {width} x {height}", subject=subject)
-    try:
-        av.codec.Codec("libx264", "w")
-    except Exception as exc:  # noqa: BLE001 - PyAV raises its own UnknownCodecError
-        raise UnsupportedError("the H.264 encoder (libx264) is not available", subject=subject) from exc
-
-    fd, tmp_name = tempfile.mkstemp(dir=out_path.parent, prefix=f".{out_path.name}.", suffix=".partial")
-    os.close(fd)
-    tmp = Path(tmp_name)
     written = 0
     try:
-        with av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}) as container:
-            stream = container.add_stream("libx264", rate=rate)
-            stream.width, stream.height = width + pad_w, height + pad_h
-            stream.pix_fmt = "yuv420p"
-            stream.options = {"crf": str(crf), "preset": preset}
-            codec = stream.codec_context
-            codec.time_base = 1 / rate
-            codec.colorspace = codec.color_primaries = codec.color_trc = _BT709
-            codec.color_range = int(ColorRange.MPEG)
+        with (
+            atomic_output(out_path) as tmp,
+            av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}) as container,
+        ):
+            stream = add_h264_stream(
+                container, rate=rate, width=width + pad_w, height=height + pad_h, subject=subject, crf=crf, preset=preset
+            )
             for i, frame in enumerate(frames):
                 if frame.shape[:2] != (height, width):
                     raise InvalidInputError(
@@ -161,13 +219,10 @@ def export_mp4(
                 raise InvalidInputError("no frames to export", subject=subject)
             for packet in stream.encode(None):
                 container.mux(packet)
-        os.replace(tmp, out_path)
     except VoxelgateError:
         raise
     except av.FFmpegError as exc:
         raise UnsupportedError(f"H.264 encoding failed: {exc}", subject=subject) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return written
 
 

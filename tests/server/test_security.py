@@ -447,6 +447,7 @@ DOCUMENTED = {
     errors.UnsupportedError: grpc.StatusCode.UNIMPLEMENTED,
     errors.PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.BusyError: grpc.StatusCode.UNAVAILABLE,
+    errors.CancelledError: grpc.StatusCode.CANCELLED,
 }
 
 

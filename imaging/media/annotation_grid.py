@@ -1,0 +1,47 @@
+"""The frame grid of a stored video, image, group or sequence, as annotations are drawn on it.
+
+Positions are presentation times in seconds from
+:meth:`imaging.media.library.MediaLibrary.frame_times` (a video's own
+timestamps, which need not be evenly spaced); the plane is the frame as
+``MediaService.GetFrame`` returns it.
+"""
+
+from __future__ import annotations
+
+from cache.errors import PreconditionError
+from imaging.annotations.planes import SliceGrid
+from imaging.media.library import MediaLibrary
+
+__all__ = ["media_grid"]
+
+
+def media_grid(library: MediaLibrary, item_id: str) -> SliceGrid:
+    """The frames of ``item_id`` with their presentation times.
+
+    Raises
+    ------
+    NotFoundError
+        No media item, group or sequence has that id.
+    PreconditionError
+        The frames differ in size (a group of mixed images: make a sequence,
+        which brings them to one size), or their times do not increase.
+    """
+    times = library.frame_times(item_id)
+    if not times:
+        raise PreconditionError("has no frames", subject=item_id)
+    if library.is_video(item_id):
+        sizes = {tuple(library.frame(item_id, 0, fmt="raw").shape[:2])}
+    else:
+        info = library.info(item_id)
+        members = getattr(info, "members", None)
+        if members is not None:
+            sizes = {(m.height, m.width) for m in members}
+        else:
+            sizes = {(h, w) for w, h in info.page_sizes}  # type: ignore[union-attr]
+    if len(sizes) != 1:
+        raise PreconditionError(
+            f"frames come in {len(sizes)} sizes; annotate a sequence, whose frames share one size", subject=item_id)
+    try:
+        return SliceGrid(times, next(iter(sizes)), (1.0, 1.0), "s", "frame")  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise PreconditionError(f"frame times cannot serve as positions: {exc}", subject=item_id) from None

@@ -1,0 +1,592 @@
+"""Videos in the media library: frame index, exact frames, diagnostics and re-encoding.
+
+Mixed into :class:`imaging.media.library.MediaLibrary`, over the same store,
+catalog and derived cache as the images. A video is a ``media_items`` row whose
+``info`` is its ``VideoInfo`` record with ``"kind": "video"``.
+
+Frame numbers follow ``imaging.media.frame_index``: frame *n* is the n-th
+frame in presentation order among those with a timestamp >= 0 (ghost frames
+are not addressable). The frame index is built once per video and kept in the
+derived cache; open ``FrameReader`` objects are pooled per process so that a
+viewer stepping to frame n+1 right after frame n decodes one frame on instead
+of seeking back to the keyframe.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
+
+import numpy as np
+
+from cache.derived import DerivedCache
+from cache.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
+from cache.keys import make_key
+from cache.media_catalog import MediaRow
+from cache.store import ObjectStore
+
+from .diagnose import Finding, diagnose
+from .frame_index import FrameIndex, FrameReader, build_frame_index
+from .probe_video import VideoInfo, VideoLimits, probe_video
+from .reencode import reencode
+from .render import render_frame, resize_fit
+
+log = logging.getLogger(__name__)
+
+#: Media types of the stored containers (``GetFrame`` ORIGINAL of a video).
+VIDEO_MEDIA_TYPES: dict[str, str] = {
+    "mp4": "video/mp4",
+    "mov": "video/quicktime",
+    "webm": "video/webm",
+    "mkv": "video/x-matroska",
+}
+#: Frame rate that gives image sequences, groups and multi-page images their frame times.
+DEFAULT_SEQUENCE_FPS = 25.0
+_INDEX_VERSION = 1
+_KEEP_JOBS = 64
+ReencodeMode = Literal["auto", "full"]
+
+
+def video_record(info: VideoInfo) -> dict[str, Any]:
+    """The catalog ``info`` of a video: its probe record marked ``"kind": "video"``."""
+    return {"kind": "video", **info.to_json()}
+
+
+def reencode_mode_for(finding: Finding) -> str:
+    """Which ``Reencode`` mode removes ``finding``.
+
+    ``"auto"`` when a rewrite without decoding fixes it (remux without the
+    audio, faststart, another container): ``auto`` does exactly that when no
+    other finding needs more. ``"full"`` when only re-encoding the pictures does.
+    """
+    return "full" if finding.fix == "reencode" else "auto"
+
+
+def stream_indexes(finding: Finding) -> list[int]:
+    """The container stream indexes a finding's evidence names (video or audio streams)."""
+    found: list[int] = []
+    ev = finding.evidence
+    if isinstance(ev.get("stream_index"), int):
+        found.append(int(ev["stream_index"]))
+    for s in ev.get("streams", ()) or ():
+        if isinstance(s, dict) and isinstance(s.get("index"), int):
+            found.append(int(s["index"]))
+    return sorted(set(found))
+
+
+# -- the reader pool ------------------------------------------------------------------
+
+
+@dataclass
+class _Idle:
+    media_id: str
+    reader: FrameReader
+    index: FrameIndex
+    last: int  # the last frame this reader returned
+
+
+@dataclass(frozen=True)
+class ReaderStats:
+    """Counters of the reader pool (for tests and the benchmark)."""
+
+    opened: int
+    reused: int
+    seeks: int
+    idle: int
+
+
+class ReaderPool:
+    """Open ``FrameReader`` objects per video, handed out to one caller at a time.
+
+    A caller asking for frame n gets the idle reader of that video that last
+    returned the frame closest below n (its decoder can go on from there), or
+    a new reader. At most ``max_idle`` readers stay open; the least recently
+    used is closed first.
+    """
+
+    def __init__(self, max_idle: int = 16) -> None:
+        self._max_idle = max_idle
+        self._idle: list[_Idle] = []  # least recently used first
+        self._lock = threading.Lock()
+        self._opened = self._reused = self._seeks = 0
+
+    def read(
+        self, media_id: str, n: int, open_reader: Callable[[], tuple[FrameReader, FrameIndex]]
+    ) -> tuple[np.ndarray, FrameIndex]:
+        """Frame ``n`` of a video as (H, W, 3) uint8 RGB, and the video's index.
+
+        Raises
+        ------
+        NotFoundError
+            When ``n`` is out of range.
+        InvalidInputError
+            When the frame cannot be decoded.
+        """
+        entry = self._take(media_id, n)
+        if entry is None:
+            reader, index = open_reader()
+            entry = _Idle(media_id, reader, index, -1)
+            with self._lock:
+                self._opened += 1
+        before = entry.reader.seeks
+        try:
+            arr = entry.reader.read(n)
+        except NotFoundError:
+            self._give_back(entry, before)  # nothing was decoded: the reader is as it was
+            raise
+        except BaseException:
+            entry.reader.close()  # its decoder state is unknown
+            raise
+        entry.last = n
+        self._give_back(entry, before)
+        return arr, entry.index
+
+    def _take(self, media_id: str, n: int) -> _Idle | None:
+        with self._lock:
+            mine = [(i, e) for i, e in enumerate(self._idle) if e.media_id == media_id]
+            if not mine:
+                return None
+            behind = [(n - e.last, i) for i, e in mine if e.last < n]
+            at = min(behind)[1] if behind else mine[-1][0]
+            self._reused += 1
+            return self._idle.pop(at)
+
+    def _give_back(self, entry: _Idle, seeks_before: int) -> None:
+        with self._lock:
+            self._seeks += entry.reader.seeks - seeks_before
+            self._idle.append(entry)
+            extra = self._idle[: max(0, len(self._idle) - self._max_idle)]
+            del self._idle[: len(extra)]
+        for e in extra:
+            e.reader.close()
+
+    def stats(self) -> ReaderStats:
+        with self._lock:
+            return ReaderStats(self._opened, self._reused, self._seeks, len(self._idle))
+
+    def close(self) -> None:
+        """Close every idle reader."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for e in idle:
+            e.reader.close()
+
+
+# -- re-encoding jobs -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReencodeRecord:
+    """How a video was made from another by ``Reencode``, as stored in the catalog.
+
+    Attributes
+    ----------
+    media_id, source_id:
+        The new item and the video it was made from (empty ``media_id``: ``auto``
+        found nothing to fix and stored nothing).
+    requested_mode, mode:
+        ``"auto"`` or ``"full"`` as asked; ``"remux"``, ``"full"`` or ``"none"`` as done.
+    frame_map:
+        For every addressable frame of the source, its index in the new video; -1: dropped.
+    changes, fixed:
+        What changed, for people; the finding codes addressed.
+    """
+
+    media_id: str
+    source_id: str
+    requested_mode: str
+    mode: str
+    height: int | None
+    fps: float | None
+    frame_map: list[int]
+    changes: list[str]
+    fixed: list[str]
+    frames_in: int
+    frames_out: int
+    width: int
+    out_height: int
+    out_fps: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "media_id": self.media_id, "source_id": self.source_id, "requested_mode": self.requested_mode,
+            "mode": self.mode, "height": self.height, "fps": self.fps, "frame_map": list(self.frame_map),
+            "changes": list(self.changes), "fixed": list(self.fixed), "frames_in": self.frames_in,
+            "frames_out": self.frames_out, "width": self.width, "out_height": self.out_height,
+            "out_fps": self.out_fps,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ReencodeRecord":
+        return cls(
+            media_id=str(data["media_id"]), source_id=str(data["source_id"]),
+            requested_mode=str(data["requested_mode"]), mode=str(data["mode"]),
+            height=None if data.get("height") is None else int(data["height"]),
+            fps=None if data.get("fps") is None else float(data["fps"]),
+            frame_map=[int(v) for v in data["frame_map"]], changes=[str(c) for c in data["changes"]],
+            fixed=[str(c) for c in data["fixed"]], frames_in=int(data["frames_in"]),
+            frames_out=int(data["frames_out"]), width=int(data["width"]), out_height=int(data["out_height"]),
+            out_fps=float(data["out_fps"]),
+        )
+
+
+@dataclass
+class ReencodeJob:
+    """A re-encode running in the background; ``cancel`` stops it (nothing is stored then)."""
+
+    job_id: str
+    source_id: str
+    total: int
+    done: int = 0
+    cancel: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event = field(default_factory=threading.Event)
+    error: BaseException | None = None
+    record: ReencodeRecord | None = None
+
+    def progress(self, done: int, total: int) -> None:
+        self.done, self.total = int(done), int(total)
+
+
+def normalized_name(name: str) -> str:
+    """``clip.mov`` -> ``clip_normalized.mp4`` (the re-encoded file is always an MP4)."""
+    stem = PurePosixPath(name.replace("\\", "/")).name
+    stem = stem.rsplit(".", 1)[0] if "." in stem.lstrip(".") else stem
+    return f"{stem or 'video'}_normalized.mp4"
+
+
+# -- the mixin ------------------------------------------------------------------------
+
+
+class VideoLibraryMixin:
+    """The video half of ``MediaLibrary`` (needs its ``store``, ``catalog``, ``cache``)."""
+
+    store: ObjectStore
+    catalog: Any
+    cache: DerivedCache
+    video_limits: VideoLimits
+    readers: ReaderPool
+    _reencode_jobs: dict[str, ReencodeJob]
+    _reencode_lock: threading.Lock
+
+    def _init_video(self, video_limits: VideoLimits | None) -> None:
+        self.video_limits = video_limits or VideoLimits()
+        self.readers = ReaderPool()
+        self._reencode_jobs = {}
+        self._reencode_lock = threading.Lock()
+
+    # -- items ------------------------------------------------------------------------
+
+    def video(self, media_id: str) -> tuple[MediaRow, VideoInfo]:
+        """The catalog row and the probe record of a video.
+
+        Raises
+        ------
+        NotFoundError
+            No media item has that id.
+        InvalidInputError
+            The item is an image.
+        """
+        row = self.catalog.get_media(media_id) if media_id else None
+        if row is None:
+            raise NotFoundError("no such media item", subject=media_id or "(empty id)")
+        if row.kind != "video":
+            raise InvalidInputError(f"is a {row.format} image, not a video", subject=media_id)
+        return row, VideoInfo.from_json(row.info)
+
+    def is_video(self, item_id: str) -> bool:
+        row = self.catalog.get_media(item_id) if item_id else None
+        return row is not None and row.kind == "video"
+
+    def frame_index(self, media_id: str) -> FrameIndex:
+        """The video's frame index, built once (demuxing, no decoding) and kept in the derived cache.
+
+        Raises
+        ------
+        NotFoundError, InvalidInputError
+            See ``video``; also when the stored file cannot be demuxed.
+        """
+        row, _ = self.video(media_id)
+        key = make_key("media", "frame-index", media_id, version=_INDEX_VERSION)
+
+        def compute() -> tuple[bytes, str, dict[str, object]]:
+            index = build_frame_index(self.store.path(media_id), name=row.name, max_frames=self.video_limits.max_frames)
+            return index.to_bytes(), "application/x-npz", {"frames": len(index)}
+
+        value = self.cache.get_or_compute(key, compute, tag=media_id)
+        return FrameIndex.from_bytes(value.payload)
+
+    def video_frame_times(self, media_id: str) -> list[float]:
+        """Presentation time in seconds of every addressable frame of a video (frame n at [n])."""
+        index = self.frame_index(media_id)
+        tb = index.time_base
+        # int64 x int / int in float64 is the correctly rounded float of the exact fraction
+        # for timestamps below 2**53, as FrameIndex.time_of gives.
+        return (index.pts * tb.numerator / tb.denominator).tolist()
+
+    # -- frames -----------------------------------------------------------------------
+
+    def video_frame(
+        self, media_id: str, n: int, *, fmt: str = "png", max_size: tuple[int, int] | None = None
+    ) -> tuple[bytes, str, str, tuple[int, ...], float]:
+        """Exactly frame ``n`` of a video, encoded: (payload, media type, dtype, shape, time in s).
+
+        Encoded frames (PNG, JPEG, WebP) are kept in the derived cache; raw
+        frames are not (see below). A miss reads the frame through the reader pool.
+
+        Raises
+        ------
+        NotFoundError
+            Unknown id or frame out of range.
+        InvalidInputError
+            Not a video, a bad size or format, or the frame cannot be decoded.
+        """
+        row, info = self.video(media_id)
+        if not 0 <= n < info.addressable_frames:
+            raise NotFoundError(
+                f"frame {n} does not exist; the video has {info.addressable_frames} frames (0..{info.addressable_frames - 1})",
+                subject=media_id,
+            )
+        if fmt not in ("png", "jpeg", "webp", "raw"):
+            raise InvalidInputError(f"a video frame can be png, jpeg, webp or raw, not {fmt}", subject=media_id)
+        if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
+            raise InvalidInputError("max size must not be negative")
+        params = {"n": n, "fmt": fmt, "max": list(max_size) if max_size else None}
+        key = make_key("media", "video-frame", media_id, params, version=1)
+
+        def compute() -> tuple[bytes, str, dict[str, object]]:
+            arr, index = self.readers.read(media_id, n, lambda: self._open_reader(media_id, row.name))
+            payload, media_type, dtype, shape = _render(arr, fmt, max_size)
+            return payload, media_type, {"dtype": dtype, "shape": list(shape), "time": index.time_of(n)}
+
+        if fmt == "raw":
+            # Raw frames are large (6 MB at 1080p) and cheap to make from the pooled
+            # reader: hashing and writing them to the derived cache costs more than
+            # decoding one frame on. Encoded frames are worth keeping.
+            payload, media_type, meta = compute()
+            return payload, media_type, str(meta["dtype"]), tuple(int(s) for s in meta["shape"]), float(meta["time"])
+        v = self.cache.get_or_compute(key, compute, tag=media_id)
+        return v.payload, v.media_type, str(v.meta["dtype"]), tuple(int(s) for s in v.meta["shape"]), float(v.meta["time"])
+
+    def _open_reader(self, media_id: str, name: str) -> tuple[FrameReader, FrameIndex]:
+        index = self.frame_index(media_id)
+        return FrameReader(self.store.path(media_id), index, name=name, threads=True), index
+
+    def iter_video_frames(
+        self,
+        media_id: str,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        every: int = 1,
+        fmt: str = "raw",
+        max_size: tuple[int, int] | None = None,
+    ) -> Iterator[tuple[int, float, bytes, str, str, tuple[int, ...]]]:
+        """Frames ``range(start, stop, every)`` decoded sequentially: (n, time s, payload, media type, dtype, shape).
+
+        One reader of its own decodes forward (frame-threaded); it seeks only
+        when ``every`` spans a keyframe. Nothing goes to the derived cache.
+
+        Raises
+        ------
+        InvalidInputError
+            A bad range, format or size, or a frame that cannot be decoded.
+        """
+        row, info = self.video(media_id)
+        if every < 1:
+            raise InvalidInputError(f"every must be at least 1, got {every}")
+        total = info.addressable_frames
+        stop = total if stop is None or stop == 0 else stop
+        if not 0 <= start < total or stop <= start:
+            raise InvalidInputError(
+                f"frame range [{start}, {stop}) is empty or outside 0..{total - 1}", subject=media_id
+            )
+        if fmt not in ("png", "jpeg", "webp", "raw"):
+            raise InvalidInputError(f"a video frame can be png, jpeg, webp or raw, not {fmt}", subject=media_id)
+        if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
+            raise InvalidInputError("max size must not be negative")
+        stop = min(stop, total)
+        reader, index = self._open_reader(media_id, row.name)
+        return self._iter_frames(reader, index, range(start, stop, every), fmt, max_size)
+
+    @staticmethod
+    def _iter_frames(
+        reader: FrameReader, index: FrameIndex, wanted: range, fmt: str, max_size: tuple[int, int] | None
+    ) -> Iterator[tuple[int, float, bytes, str, str, tuple[int, ...]]]:
+        with reader:
+            for n in wanted:
+                payload, media_type, dtype, shape = _render(reader.read(n), fmt, max_size)
+                yield n, index.time_of(n), payload, media_type, dtype, shape
+
+    # -- diagnostics ------------------------------------------------------------------
+
+    def diagnose(self, media_id: str, *, decode_check: bool = False) -> list[Finding]:
+        """What in a video threatens frame-accurate access or playback (see ``imaging.media.diagnose``).
+
+        The findings are kept in the derived cache.
+
+        Raises
+        ------
+        NotFoundError, InvalidInputError
+            See ``video``.
+        """
+        row, info = self.video(media_id)
+        key = make_key("media", "diagnose", media_id, {"decode": decode_check}, version=1)
+
+        def compute() -> tuple[bytes, str, dict[str, object]]:
+            found = diagnose(self.store.path(media_id), info, self.frame_index(media_id), name=row.name,
+                             decode_check=decode_check)
+            return json.dumps([f.to_json() for f in found]).encode(), "application/json", {"count": len(found)}
+
+        value = self.cache.get_or_compute(key, compute, tag=media_id)
+        return [Finding(d["code"], d["severity"], d["message"], d["evidence"], d["fix"]) for d in json.loads(value.payload)]
+
+    # -- re-encoding ------------------------------------------------------------------
+
+    def start_reencode(
+        self, media_id: str, *, mode: str = "auto", height: int | None = None, fps: float | None = None
+    ) -> ReencodeJob:
+        """Start re-encoding a video in the background (see ``imaging.media.reencode``).
+
+        The result becomes a new media item named like the original with
+        ``_normalized`` before the extension, linked to its source with the
+        report (frame map included). Setting ``job.cancel`` stops the job and
+        stores nothing.
+
+        Raises
+        ------
+        NotFoundError, InvalidInputError
+            Unknown id, not a video, or a bad mode, height or frame rate.
+        """
+        if mode not in ("auto", "full"):
+            raise InvalidInputError(f"mode must be auto or full, got {mode!r}")
+        if height is not None and not 2 <= height <= 8192:
+            raise InvalidInputError(f"height must be in [2, 8192], got {height}")
+        if fps is not None and not 0 < fps <= 240:
+            raise InvalidInputError(f"fps must be in (0, 240], got {fps}")
+        row, info = self.video(media_id)
+        job = ReencodeJob(uuid.uuid4().hex, media_id, total=info.addressable_frames)
+        with self._reencode_lock:
+            self._reencode_jobs[job.job_id] = job
+            finished = [k for k, j in self._reencode_jobs.items() if j.finished.is_set()]
+            for k in finished[: max(0, len(finished) - _KEEP_JOBS)]:
+                del self._reencode_jobs[k]
+        threading.Thread(
+            target=self._run_reencode, args=(job, row, mode, height, fps), name="reencode", daemon=True
+        ).start()
+        return job
+
+    def reencode_job(self, job_id: str) -> ReencodeJob | None:
+        with self._reencode_lock:
+            return self._reencode_jobs.get(job_id)
+
+    def reencodes_running(self) -> int:
+        """How many re-encodes are running now."""
+        with self._reencode_lock:
+            return sum(1 for j in self._reencode_jobs.values() if not j.finished.is_set())
+
+    def _run_reencode(self, job: ReencodeJob, row: MediaRow, mode: str, height: int | None, fps: float | None) -> None:
+        dst = self.store.staging / f"{uuid.uuid4().hex}.reencode.mp4"  # swept at start-up after a crash
+        try:
+            result = reencode(
+                self.store.path(row.media_id), dst, mode=mode, height=height, fps=fps,
+                progress=job.progress, cancel=job.cancel, limits=self.video_limits,
+            )
+            if job.cancel.is_set():
+                raise CancelledError("re-encoding cancelled; nothing was stored", subject=row.media_id)
+            record = ReencodeRecord(
+                media_id="", source_id=row.media_id, requested_mode=mode, mode=result.mode, height=height, fps=fps,
+                frame_map=list(result.frame_map), changes=list(result.changes), fixed=list(result.fixed),
+                frames_in=result.frames_in, frames_out=result.frames_out, width=result.width,
+                out_height=result.height, out_fps=float(result.fps),
+            )
+            if result.mode != "none":
+                record = self._store_reencoded(dst, row, record, job.cancel)
+            job.record = record
+            job.done = job.total
+            log.info("reencoded", extra={"mode": result.mode, "frames_in": result.frames_in,
+                                         "frames_out": result.frames_out})
+        except BaseException as exc:  # noqa: BLE001 - reported through the job
+            if job.cancel.is_set():
+                job.error = CancelledError("re-encoding cancelled; nothing was stored", subject=row.media_id)
+                log.info("reencode cancelled", extra={"frames": job.done})
+            else:
+                job.error = exc
+                if not isinstance(exc, VoxelgateError):
+                    log.warning("reencode failed", exc_info=exc)
+        finally:
+            dst.unlink(missing_ok=True)
+            job.finished.set()
+
+    def _store_reencoded(
+        self, dst: Path, source: MediaRow, record: ReencodeRecord, cancel: threading.Event
+    ) -> ReencodeRecord:
+        name = normalized_name(source.name)
+        staged = self.store.stage(name=name, max_bytes=self.video_limits.max_file_bytes)
+        try:
+            with dst.open("rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    staged.write(chunk)
+            sha = staged.close(sync=False)
+            info = probe_video(staged.path, name=name, limits=self.video_limits)
+            record = ReencodeRecord(**{**record.__dict__, "media_id": sha})
+            row = MediaRow(sha, name, info.container, info.width, info.height, info.addressable_frames,
+                           info.size_bytes, video_record(info))
+            with self.store.lock(sha):
+                if cancel.is_set():  # the last moment a cancel still leaves nothing behind
+                    raise CancelledError("re-encoding cancelled; nothing was stored", subject=source.media_id)
+                self.store.commit(staged, sync=True)
+                self.catalog.put_reencoded(row, source.media_id, record.to_json())
+        finally:
+            staged.discard()
+        return record
+
+    def reencode_report(self, item_id: str) -> ReencodeRecord:
+        """How ``item_id`` was made by ``Reencode``: its source, what changed and the frame map.
+
+        Raises
+        ------
+        NotFoundError
+            When ``item_id`` is not an item made by re-encoding.
+        """
+        record = self.reencoded_from(item_id)
+        if record is None:
+            raise NotFoundError("no re-encoding made this item", subject=item_id or "(empty id)")
+        return record
+
+    def reencoded_from(self, media_id: str) -> ReencodeRecord | None:
+        """The report of the re-encoding that made ``media_id``; None when it was ingested."""
+        found = self.catalog.get_reencode(media_id) if media_id else None
+        return None if found is None else ReencodeRecord.from_json(found[1])
+
+    def reencodes_of(self, source_id: str) -> list[str]:
+        """Ids of the items re-encoded from ``source_id``, oldest first."""
+        return list(self.catalog.reencodes_of(source_id))
+
+
+def _render(
+    arr: np.ndarray, fmt: str, max_size: tuple[int, int] | None
+) -> tuple[bytes, str, str, tuple[int, ...]]:
+    if max_size is not None and any(max_size):
+        arr = resize_fit(arr, max_size[0] or arr.shape[1], max_size[1] or arr.shape[0])
+    return render_frame(arr, fmt)
+
+
+__all__ = [
+    "DEFAULT_SEQUENCE_FPS",
+    "VIDEO_MEDIA_TYPES",
+    "ReaderPool",
+    "ReaderStats",
+    "ReencodeJob",
+    "ReencodeRecord",
+    "VideoLibraryMixin",
+    "normalized_name",
+    "reencode_mode_for",
+    "stream_indexes",
+    "video_record",
+]

@@ -1,0 +1,97 @@
+"""AnnotationService: translates proto <-> ``imaging.annotations`` (slice grids, fill, segmentations)."""
+
+from __future__ import annotations
+
+import grpc
+
+from cache.errors import InvalidInputError, VoxelgateError
+from imaging.annotations import Shape
+from imaging.dicom.annotation_grid import DicomPlane, dicom_plane
+from imaging.media.annotation_grid import media_grid
+from imaging.annotations.planes import SliceGrid, fill, key_subject
+from imaging.dicom.seg import segmentation, store_segmentation
+from imaging.dicom.archive import DicomArchive
+from imaging.dicom.series import SeriesVolumes
+from imaging.media.library import MediaLibrary
+from voxelgate.v1 import annotation_pb2, annotation_pb2_grpc, volume_pb2
+
+from .annotation_codec import ToPixels, ToRequest, identity, pixels, shape_from_pb, shape_to_pb
+
+_PLANES = {volume_pb2.AXIAL: "AXIAL", volume_pb2.CORONAL: "CORONAL", volume_pb2.SAGITTAL: "SAGITTAL"}
+
+
+# -- the service --------------------------------------------------------------------------------
+
+
+class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
+    def __init__(self, volumes: SeriesVolumes, archive: DicomArchive, library: MediaLibrary) -> None:
+        self._volumes = volumes
+        self._archive = archive
+        self._library = library
+
+    def _source(self, request: annotation_pb2.InterpolateRequest) -> tuple[SliceGrid, DicomPlane | None, bool]:
+        """The slice grid, the DICOM plane (DICOM sources) and whether coordinates are patient mm."""
+        which = request.WhichOneof("source")
+        if which == "dicom":
+            d = request.dicom
+            if not d.series_instance_uid:
+                raise InvalidInputError("series_instance_uid is required", subject="source")
+            if d.source_frames and d.plane != volume_pb2.PLANE_UNSPECIFIED:
+                raise InvalidInputError("give a plane or source_frames, not both", subject="source")
+            if not d.source_frames and d.plane not in _PLANES:
+                raise InvalidInputError("plane must be AXIAL, CORONAL or SAGITTAL (or ask for source_frames)",
+                                        subject="source")
+            try:
+                plane = dicom_plane(self._volumes, d.series_instance_uid, d.stack,
+                                    plane=None if d.source_frames else _PLANES[d.plane])
+            except VoxelgateError as exc:
+                raise exc.with_subject(d.series_instance_uid) from exc.__cause__
+            return plane.grid, plane, d.coordinates == annotation_pb2.PATIENT_MM
+        if which == "media":
+            return media_grid(self._library, request.media.id), None, False
+        if which == "plane":
+            p = request.plane
+            if len(p.pixel_spacing) != 2:
+                raise InvalidInputError("pixel_spacing takes two values (rows, columns)", subject="plane")
+            try:
+                grid = SliceGrid(list(p.slice_positions), (p.rows, p.columns), tuple(p.pixel_spacing), "mm", "slice")
+            except ValueError as exc:
+                raise InvalidInputError(str(exc), subject="plane") from None
+            return grid, None, False
+        raise InvalidInputError("give a dicom, media or plane source", subject="source")
+
+    def Interpolate(self, request: annotation_pb2.InterpolateRequest, context: grpc.ServicerContext) -> annotation_pb2.InterpolateResponse:
+        grid, plane, patient = self._source(request)
+        opts = request.options
+        if opts.as_dicom_seg and plane is None:
+            raise InvalidInputError("a DICOM Segmentation needs a DICOM source", subject="as_dicom_seg")
+        keys: list[tuple[int, Shape]] = []
+        for i, key in enumerate(request.keys):
+            subject = key_subject(grid, i, key.index)
+            grid.check_index(key.index, subject=subject)
+            to_pixels: ToPixels = (
+                (lambda pts, k=key.index, s=subject: grid.to_pixels(k, pts, subject=s)) if patient else pixels
+            )
+            try:
+                keys.append((key.index, shape_from_pb(key.shape, grid.plane_shape, to_pixels)))
+            except InvalidInputError as exc:
+                raise exc.with_subject(subject) from exc.__cause__
+        index_range = (opts.range.first, opts.range.last) if opts.HasField("range") else None
+        filled, warnings = fill(grid, keys, method=opts.method or None, extrapolate=opts.extrapolate,
+                                index_range=index_range)
+        reply = annotation_pb2.InterpolateResponse(
+            unit=grid.unit, rows=grid.plane_shape[0], columns=grid.plane_shape[1],
+            warnings=[*(plane.warnings if plane else ()), *warnings],
+        )
+        for f in filled:
+            to_request: ToRequest = (lambda xy, k=f.index: grid.to_patient(k, xy)) if patient else identity
+            reply.shapes.append(annotation_pb2.InterpolatedShape(
+                index=f.index, position=f.position, method=f.method,
+                shape=shape_to_pb(f.shape, to_request, opts.mask_encoding)))
+        if opts.as_dicom_seg:
+            assert plane is not None
+            report = store_segmentation(self._archive, segmentation(plane, filled, label=opts.segment_label))
+            reply.segmentation.CopyFrom(annotation_pb2.StoredSegmentation(
+                sop_instance_uid=report.sop_uid, series_instance_uid=report.series_uid,
+                study_instance_uid=report.study_uid, sha256=report.sha256, frames=len(filled)))
+        return reply

@@ -1,0 +1,529 @@
+"""End to end: videos through MediaService over gRPC (ingest, info, diagnose, frames, re-encode).
+
+Videos are made here with PyAV (``tests/imaging/media/_videos.py``): B-frames, ghost
+frames (negative timestamps), variable frame rate, non-square pixels with a rotation,
+audio, a corrupted packet, in MP4, MOV, WebM and MKV. Expected pixels come from a plain
+sequential PyAV decode of the same file; expected findings from what the file was
+written with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import av
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from e2e_support import OUTCOME, Server, object_files, serve, staging_files
+from imaging.media.probe_video import VideoLimits, probe_video
+from server.client import ingest_bytes_requests
+from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, make_video
+from voxelgate.v1 import media_pb2, media_pb2_grpc
+
+CONTAINERS = {"bframes_mp4": "mp4", "sar_mov": "mov", "vp9_webm": "webm", "vfr_mkv": "mkv", "vp8_mkv": "mkv"}
+
+
+@dataclass
+class Videos:
+    server: Server
+    stub: media_pb2_grpc.MediaServiceStub
+    paths: dict[str, Path]
+    ids: dict[str, str]
+
+    def ingest(self, files: list[tuple[str, bytes]]) -> list:  # type: ignore[type-arg]
+        return list(self.stub.Ingest(ingest_bytes_requests(files)))
+
+    def info(self, kind: str) -> media_pb2.VideoDescription:
+        r = self.stub.GetMediaInfo(media_pb2.GetMediaInfoRequest(id=self.ids[kind]))
+        assert r.WhichOneof("item") == "video"
+        return r.video
+
+    def raw(self, media_id: str, n: int, **kw: object) -> np.ndarray:
+        r = self.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=media_id, frame=n, format=media_pb2.MEDIA_RAW, **kw))
+        assert r.media_type == "application/octet-stream" and np.dtype(r.dtype) == np.uint8 and r.frame == n
+        return np.frombuffer(r.data, np.uint8).reshape(tuple(r.shape))
+
+    def findings(self, kind: str, **kw: bool) -> dict[str, media_pb2.Finding]:
+        r = self.stub.Diagnose(media_pb2.DiagnoseRequest(media_id=self.ids[kind], **kw))
+        codes = [f.code for f in r.findings]
+        assert len(codes) == len(set(codes))
+        return {f.code: f for f in r.findings}
+
+
+def corrupt_copy(src: Path, dst: Path, packet: int) -> tuple[int, int]:
+    """Copy ``src`` with the payload of video packet ``packet`` (decode order) overwritten; (pts, pos)."""
+    with av.open(str(src)) as c:
+        pos, size, pts = [(p.pos, p.size, p.pts) for p in c.demux(video=0) if p.size][packet]
+    data = bytearray(src.read_bytes())
+    data[pos + 4 : pos + size] = np.random.default_rng(1).integers(0, 256, size - 4, dtype=np.uint8).tobytes()
+    dst.write_bytes(bytes(data))
+    return pts, pos
+
+
+def reference(path: Path) -> list[np.ndarray]:
+    """Frame n of a plain sequential decode: presentation order, timestamps >= 0, first of a repeat."""
+    seen: dict[int, np.ndarray] = {}
+    for pts, rgb in decode_all(path):
+        if pts is not None and pts >= 0 and pts not in seen:
+            seen[pts] = rgb
+    return [seen[p] for p in sorted(seen)]
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Videos]:
+    d = tmp_path_factory.mktemp("videos")
+    paths = make_set(d)
+    paths["corrupt_mp4"] = d / "corrupt.mp4"
+    corrupt_copy(paths["bframes_mp4"], paths["corrupt_mp4"], 10)
+    # Long GOP, so that reaching a late frame from its keyframe means decoding many frames.
+    paths["long_gop_mp4"] = make_video(d / "long_gop.mp4", "mp4", n=120, options={"g": "120", "sc_threshold": "0"})
+    with serve(tmp_path_factory.mktemp("video-server") / "data") as s:
+        v = Videos(s, media_pb2_grpc.MediaServiceStub(s.channel), paths, {})
+        results = v.ingest([(p.name, p.read_bytes()) for p in paths.values()])
+        assert [OUTCOME(r.outcome) for r in results] == ["STORED"] * len(paths), [r.reason for r in results]
+        v.ids = {k: r.sha256 for k, r in zip(paths, results)}
+        yield v
+
+
+# -- ingest ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", sorted(CONTAINERS))
+def test_each_container_is_stored_as_a_video(videos: Videos, kind: str) -> None:
+    data = videos.paths[kind].read_bytes()
+    assert videos.ids[kind] == hashlib.sha256(data).hexdigest()
+    info = videos.info(kind)
+    assert info.container == CONTAINERS[kind] and info.name == videos.paths[kind].name
+    assert info.size_bytes == len(data) and info.media_id == videos.ids[kind]
+    # Sniffed from the bytes, not the name: the same bytes under another name are a duplicate of a video.
+    [again] = videos.ingest([(f"renamed-{kind}.jpg", data)])
+    assert OUTCOME(again.outcome) == "DUPLICATE" and again.sha256 == videos.ids[kind]
+
+
+def test_info_fields(videos: Videos) -> None:
+    info = videos.info("bframes_mp4")
+    assert (info.codec, info.width, info.height) == ("h264", 64, 48)
+    assert info.profile  # libx264 at veryfast: High
+    assert (info.frame_count, info.addressable_frames) == (30, 30)
+    assert (info.average_rate.num, info.average_rate.den) == (30, 1)
+    assert (info.real_rate.num, info.real_rate.den) == (30, 1)
+    assert info.duration_s == pytest.approx(1.0, abs=1e-6)
+    assert info.bitrate == round(info.size_bytes * 8 / info.duration_s)
+    assert info.peak_bitrate > 0 and info.keyframe_interval_max <= 10  # g=10 (libx264 may add scene-cut keyframes)
+    assert (info.sample_aspect_ratio.num, info.sample_aspect_ratio.den) == (1, 1)
+    assert not info.audio and info.rotation == 0
+
+    sar = videos.info("sar_mov")
+    assert (sar.sample_aspect_ratio.num, sar.sample_aspect_ratio.den) == (4, 3)
+    assert (sar.display_aspect_ratio.num, sar.display_aspect_ratio.den) == (16, 9)  # 64*4 : 48*3
+    assert sar.rotation == 90
+
+    ghost = videos.info("ghost_mp4")
+    assert (ghost.frame_count, ghost.addressable_frames) == (30, 30 - GHOSTS)
+
+    audio = videos.info("audio_mp4")
+    assert [(a.index, a.codec, a.channels, a.sample_rate) for a in audio.audio] == [(1, "aac", 2, 48000)]
+    assert videos.info("vp9_webm").audio[0].codec == "opus"
+
+
+@pytest.mark.parametrize("kind", ["vfr_mkv", "vp9_webm", "ghost_mp4", "long_gop_mp4"])
+def test_info_is_the_probe_record(videos: Videos, kind: str) -> None:
+    from google.protobuf.json_format import MessageToDict
+
+    want = probe_video(videos.paths[kind], name=kind).to_json()
+    got = MessageToDict(videos.info(kind), preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    for key in ("container", "codec", "profile", "width", "height", "rotation", "frame_count", "addressable_frames",
+                "bitrate", "peak_bitrate", "keyframe_interval_max", "size_bytes"):
+        assert int(got[key]) == want[key] if isinstance(want[key], int) else got[key] == want[key], key
+    for key in ("duration_s", "keyframe_interval_mean"):
+        assert got[key] == pytest.approx(want[key]), key
+    for key in ("sample_aspect_ratio", "display_aspect_ratio"):
+        assert [int(got[key]["num"]), int(got[key]["den"])] == want[key], key
+    for key in ("average_rate", "real_rate", "guessed_rate"):
+        frac = f"{got[key]['num']}/{got[key]['den']}"
+        assert (frac if frac != "0/0" else None) == want[key], key
+    assert [{k: int(v) if k != "codec" else v for k, v in a.items()} for a in got["audio"]] == want["audio"]
+
+
+def test_image_calls_refuse_a_video_clearly(videos: Videos) -> None:
+    with pytest.raises(grpc.RpcError) as err:
+        videos.stub.CreateGroup(media_pb2.CreateGroupRequest(name="g", media_ids=[videos.ids["bframes_mp4"]]))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "video, not an image" in err.value.details()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> Iterator[tuple[Server, media_pb2_grpc.MediaServiceStub, dict[str, Path]]]:
+    paths = {"clip": make_video(tmp_path / "clip.mp4", "mp4", n=30)}
+    with serve(tmp_path / "data", video_limits=VideoLimits(max_file_bytes=4096, max_frames=20)) as s:
+        yield s, media_pb2_grpc.MediaServiceStub(s.channel), paths
+
+
+def _alive(s: Server) -> bool:
+    r = health_pb2_grpc.HealthStub(s.channel).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    return r.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_limits_are_enforced_and_nothing_is_stored(fresh, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    s, stub, paths = fresh
+    small = make_video(tmp_path / "small.mkv", "matroska", n=25)  # under 4096 bytes, over 20 frames
+    big = paths["clip"].read_bytes()
+    assert len(small.read_bytes()) < 4096 < len(big)
+    results = list(stub.Ingest(ingest_bytes_requests([("big.mp4", big), ("many.mkv", small.read_bytes())])))
+    by = {r.name: r for r in results}
+    assert {OUTCOME(r.outcome) for r in results} == {"REJECTED"}
+    assert by["big.mp4"].code == "RESOURCE_EXHAUSTED"
+    assert f"has {len(big)} bytes; the limit is 4096" in by["big.mp4"].reason
+    assert by["many.mkv"].code == "RESOURCE_EXHAUSTED"
+    assert "the video has 25 frames; the limit is 20" in by["many.mkv"].reason
+    assert object_files(s.data_dir) == {} and staging_files(s.data_dir) == []
+    assert _alive(s)
+
+
+def test_size_limit_while_streaming_without_a_declared_size(fresh) -> None:  # type: ignore[no-untyped-def]
+    from voxelgate.v1 import common_pb2
+
+    s, stub, paths = fresh
+    data = paths["clip"].read_bytes()
+    msgs = [common_pb2.IngestChunk(header=common_pb2.FileHeader(name="undeclared.mp4", size=0))]
+    msgs += [common_pb2.IngestChunk(data=data[i : i + 1000]) for i in range(0, len(data), 1000)]
+    msgs.append(common_pb2.IngestChunk(end=common_pb2.FileEnd()))
+    [r] = list(stub.Ingest(iter(msgs)))
+    assert r.code == "RESOURCE_EXHAUSTED"
+    found = re.search(r"the video has more than 4096 bytes \((\d+) received\); the limit is 4096", r.reason)
+    assert found and 4096 < int(found[1]) <= 5000, r.reason
+    # The image limit is not the video one: a 5 kB image passes the same server.
+    from PIL import Image
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(buf, "PNG")
+    assert len(buf.getvalue()) > 4096
+    [ok] = list(stub.Ingest(ingest_bytes_requests([("noise.png", buf.getvalue())])))
+    assert OUTCOME(ok.outcome) == "STORED", ok.reason
+    assert list(object_files(s.data_dir)) == [ok.sha256] and staging_files(s.data_dir) == []
+
+
+def test_truncated_and_foreign_files_are_rejected(videos: Videos) -> None:
+    data = videos.paths["faststart_mp4"].read_bytes()
+    before = set(object_files(videos.server.data_dir))
+    mkv = videos.paths["vfr_mkv"].read_bytes()
+    results = videos.ingest([
+        ("cut.mp4", data[: len(data) * 2 // 3]),
+        ("cut.mkv", mkv[: len(mkv) // 2]),
+        ("notes.mp4", b"these are not the frames you are looking for\n" * 20),
+        ("empty.webm", b""),
+    ])
+    for r in results:
+        assert OUTCOME(r.outcome) == "REJECTED" and r.code == "INVALID_ARGUMENT", (r.name, r.reason)
+        assert r.reason.startswith(f"{r.name}: ")
+    assert "truncated" in results[0].reason and "truncated" in results[1].reason
+    assert "not a video" not in results[0].reason
+    assert set(object_files(videos.server.data_dir)) == before
+    assert staging_files(videos.server.data_dir) == []
+    assert _alive(videos.server)
+
+
+# -- frames ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["bframes_mp4", "vfr_mkv", "ghost_mp4", "sar_mov", "vp9_webm", "audio_mp4"])
+def test_get_frame_equals_the_sequential_decode(videos: Videos, kind: str) -> None:
+    ref = reference(videos.paths[kind])
+    info = videos.info(kind)
+    assert info.addressable_frames == len(ref)
+    rng = np.random.default_rng(11)
+    for n in [0, len(ref) - 1, *(int(k) for k in rng.choice(len(ref), size=8, replace=False))]:
+        assert np.array_equal(videos.raw(videos.ids[kind], n), ref[n]), f"{kind} frame {n}"
+
+
+def test_frame_times_and_reply_times(videos: Videos) -> None:
+    lib = videos.server.running.media
+    assert lib is not None
+    times = lib.frame_times(videos.ids["vfr_mkv"])
+    assert times == pytest.approx([p / 30 for p in VFR_PTS], abs=1e-3)  # Matroska stores milliseconds
+    r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=videos.ids["vfr_mkv"], frame=3))
+    assert r.time_s == pytest.approx(times[3]) and r.frame == 3
+    assert lib.frame_times(videos.ids["ghost_mp4"])[0] == 0.0  # ghost frames are not addressable
+
+
+def test_get_frame_formats_and_size(videos: Videos) -> None:
+    vid = videos.ids["bframes_mp4"]
+    ref = reference(videos.paths["bframes_mp4"])[7]
+    for fmt, media_type in [(media_pb2.MEDIA_PNG, "image/png"), (media_pb2.MEDIA_JPEG, "image/jpeg"),
+                            (media_pb2.MEDIA_WEBP, "image/webp")]:
+        r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=vid, frame=7, format=fmt))
+        assert r.media_type == media_type
+        from PIL import Image
+        import io
+
+        img = np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB"))
+        if fmt == media_pb2.MEDIA_PNG:
+            assert np.array_equal(img, ref)
+        else:
+            assert np.abs(img.astype(int) - ref).mean() < 8
+    small = videos.raw(vid, 7, max_width=32, max_height=32)
+    assert small.shape == (24, 32, 3)
+    orig = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=vid, frame=0, format=media_pb2.MEDIA_ORIGINAL))
+    assert orig.media_type == "video/mp4" and orig.data == videos.paths["bframes_mp4"].read_bytes()
+
+
+def test_bad_frame_requests(videos: Videos) -> None:
+    vid = videos.ids["ghost_mp4"]
+    cases = [
+        (media_pb2.GetMediaFrameRequest(id=vid, frame=27), grpc.StatusCode.NOT_FOUND, "frame 27 does not exist"),
+        (media_pb2.GetMediaFrameRequest(id=vid, frame=0, format=media_pb2.MEDIA_PNG16), grpc.StatusCode.INVALID_ARGUMENT,
+         "8-bit"),
+        (media_pb2.GetMediaFrameRequest(id="0" * 64), grpc.StatusCode.NOT_FOUND, "no such"),
+    ]
+    for req, code, text in cases:
+        with pytest.raises(grpc.RpcError) as err:
+            videos.stub.GetFrame(req)
+        assert err.value.code() is code and text in err.value.details(), err.value.details()
+
+
+def test_stepping_does_not_seek_back_to_the_keyframe(videos: Videos) -> None:
+    lib = videos.server.running.media
+    assert lib is not None
+    vid = videos.ids["long_gop_mp4"]
+    ref = reference(videos.paths["long_gop_mp4"])
+    assert videos.info("long_gop_mp4").keyframe_interval_max == 120  # one keyframe: every seek goes to frame 0
+    assert np.array_equal(videos.raw(vid, 60), ref[60])
+    seeks = lib.readers.stats().seeks
+    t0 = time.perf_counter()
+    for n in range(61, 90):  # a viewer stepping forward, one frame at a time
+        assert np.array_equal(videos.raw(vid, n), ref[n]), n
+    per_step = (time.perf_counter() - t0) / 29
+    # Each step decoded on from the last frame: no seek back to the keyframe.
+    assert lib.readers.stats().seeks == seeks
+    assert per_step < 0.25, per_step  # generous: a loaded CI machine, a 64x48 picture
+    # Going back does seek (the counter is live).
+    assert np.array_equal(videos.raw(vid, 10), ref[10])
+    assert lib.readers.stats().seeks > seeks
+
+
+def test_stepping_in_parallel_viewers(videos: Videos) -> None:
+    """Two viewers stepping the same video each keep their own reader."""
+    vid = videos.ids["bframes_mp4"]
+    ref = reference(videos.paths["bframes_mp4"])
+    errors: list[str] = []
+
+    def view(start: int) -> None:
+        for n in range(start, start + 10):
+            try:
+                got = videos.raw(vid, n, max_width=64)  # another cache key than the other tests
+            except Exception as exc:  # noqa: BLE001 - reported below
+                errors.append(f"frame {n}: {exc!r}")
+                continue
+            if not np.array_equal(got, ref[n]):
+                errors.append(f"frame {n}")
+
+    threads = [threading.Thread(target=view, args=(s,)) for s in (0, 15)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+
+
+@pytest.mark.parametrize("every", [1, 3, 7])
+def test_stream_frames_every_k(videos: Videos, every: int) -> None:
+    kind = "vfr_mkv"
+    ref = reference(videos.paths[kind])
+    frames = list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(
+        id=videos.ids[kind], every=every, format=media_pb2.MEDIA_RAW)))
+    assert [f.frame for f in frames] == list(range(0, len(ref), every))
+    for f in frames:
+        assert np.array_equal(np.frombuffer(f.data, np.uint8).reshape(tuple(f.shape)), ref[f.frame])
+    assert [round(f.time_s * 30) for f in frames] == [VFR_PTS[n] for n in range(0, len(ref), every)]
+
+
+def test_stream_frames_range_and_png(videos: Videos) -> None:
+    from PIL import Image
+    import io
+
+    kind = "ghost_mp4"
+    ref = reference(videos.paths[kind])
+    frames = list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(
+        id=videos.ids[kind], start=5, stop=20, every=4, format=media_pb2.MEDIA_PNG)))
+    assert [f.frame for f in frames] == [5, 9, 13, 17]
+    for f in frames:
+        assert f.media_type == "image/png"
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(f.data)).convert("RGB")), ref[f.frame])
+    with pytest.raises(grpc.RpcError) as err:
+        list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(id=videos.ids[kind], start=40)))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "outside 0..26" in err.value.details()
+
+
+# -- diagnose -------------------------------------------------------------------------
+
+
+def _evidence(f: media_pb2.Finding) -> dict[str, object]:
+    return {k: json.loads(v) for k, v in f.evidence.items()}
+
+
+def test_diagnose_findings_match_the_files(videos: Videos) -> None:
+    assert videos.findings("faststart_mp4", decode_check=True) == {}
+
+    audio = videos.findings("audio_mp4")
+    assert set(audio) == {"audio_streams"}
+    f = audio["audio_streams"]
+    assert f.severity == media_pb2.SEVERITY_WARNING and f.fix == "remux-without-audio" and f.reencode_mode == "auto"
+    assert list(f.stream_indexes) == [1]
+    assert _evidence(f)["streams"] == [{"index": 1, "codec": "aac", "channels": 2, "sample_rate": 48000}]
+
+    ghost = videos.findings("ghost_mp4")["ghost_frames"]
+    ev = _evidence(ghost)
+    assert ev["count"] == GHOSTS and ghost.reencode_mode == "full" and list(ghost.stream_indexes) == [0]
+    assert ev["first_seconds"] == pytest.approx([-3 / 30, -2 / 30, -1 / 30], abs=1e-4)
+
+    vfr = videos.findings("vfr_mkv")["variable_frame_rate"]
+    steps: dict[int, int] = {}
+    for k, v in _evidence(vfr)["steps_seconds"].items():  # type: ignore[union-attr]
+        steps[round(float(k) * 30)] = steps.get(round(float(k) * 30), 0) + v  # ms: 33 and 34 are one step
+    want: dict[int, int] = {}
+    for a, b in zip(VFR_PTS, VFR_PTS[1:]):
+        want[b - a] = want.get(b - a, 0) + 1
+    assert steps == want and vfr.reencode_mode == "full"
+
+    sar = videos.findings("sar_mov")
+    assert _evidence(sar["non_square_pixels"])["sample_aspect_ratio"] == [4, 3]
+    assert "no_faststart" in sar and sar["no_faststart"].fix == "faststart"
+    assert sar["browser_unplayable"].fix == "remux"  # h264 is fine, the container is not
+
+    assert "browser_unplayable" in videos.findings("vp8_mkv")
+    assert "audio_streams" in videos.findings("vp9_webm")
+
+
+def test_diagnose_decode_check_finds_the_corrupt_packet(videos: Videos) -> None:
+    assert "corrupt_packets" not in videos.findings("corrupt_mp4")  # the demuxer does not flag it
+    f = videos.findings("corrupt_mp4", decode_check=True)["corrupt_packets"]
+    ev = _evidence(f)
+    assert f.severity == media_pb2.SEVERITY_ERROR and f.reencode_mode == "full"
+    assert ev["decode_errors"] + ev["corrupt_frames"] >= 1  # type: ignore[operator]
+    with av.open(str(videos.paths["corrupt_mp4"])) as c:
+        pts10 = [p.pts for p in c.demux(video=0) if p.size][10]
+    assert ev["first_decode_errors"][0]["packet"] == 10 and ev["first_decode_errors"][0]["pts"] == pts10  # type: ignore[index]
+
+
+def test_diagnose_refuses_an_image(videos: Videos) -> None:
+    from PIL import Image
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, "PNG")
+    [r] = videos.ingest([("tiny.png", buf.getvalue())])
+    with pytest.raises(grpc.RpcError) as err:
+        videos.stub.Diagnose(media_pb2.DiagnoseRequest(media_id=r.sha256))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "not a video" in err.value.details()
+
+
+# -- re-encode ------------------------------------------------------------------------
+
+
+def _reencode(videos: Videos, kind: str, **kw: object) -> list[media_pb2.ReencodeProgress]:
+    return list(videos.stub.Reencode(media_pb2.ReencodeRequest(media_id=videos.ids[kind], **kw)))
+
+
+def test_reencode_auto_remuxes_away_the_audio(videos: Videos) -> None:
+    msgs = _reencode(videos, "audio_mp4")
+    last = msgs[-1]
+    assert last.done and all(not m.done for m in msgs[:-1])
+    assert [m.frames_done for m in msgs] == sorted(m.frames_done for m in msgs)
+    r = last.report
+    assert (r.requested_mode, r.mode, r.source_id) == ("auto", "remux", videos.ids["audio_mp4"])
+    assert list(r.frame_map) == list(range(30)) and r.frames_in == r.frames_out == 30
+    assert "audio_streams" in r.fixed and any("audio" in c for c in r.changes)
+    item = last.item
+    assert item.media_id == r.media_id and item.name == "audio_normalized.mp4" and not item.audio
+    assert item.reencoded_from.source_id == videos.ids["audio_mp4"]
+    # GetMediaInfo of both ends shows the link; the new item is a video like any other.
+    new = videos.stub.GetMediaInfo(media_pb2.GetMediaInfoRequest(id=r.media_id)).video
+    assert list(new.reencoded_from.frame_map) == list(range(30)) and new.reencoded_from.mode == "remux"
+    assert r.media_id in videos.info("audio_mp4").reencoded_as
+    assert videos.findings("audio_mp4") and not videos.stub.Diagnose(
+        media_pb2.DiagnoseRequest(media_id=r.media_id)).findings
+    # Packets copied untouched: the same pixels, frame for frame.
+    for n in (0, 13, 29):
+        assert np.array_equal(videos.raw(r.media_id, n), videos.raw(videos.ids["audio_mp4"], n))
+    lib = videos.server.running.media
+    assert lib is not None and lib.reencode_report(r.media_id).frame_map == list(range(30))
+    assert r.media_id in object_files(videos.server.data_dir)
+
+
+def test_reencode_auto_with_nothing_to_fix_stores_nothing(videos: Videos) -> None:
+    before = set(object_files(videos.server.data_dir))
+    [last] = _reencode(videos, "faststart_mp4")
+    assert last.done and last.report.mode == "none" and last.report.media_id == "" and not last.HasField("item")
+    assert list(last.report.frame_map) == list(range(30))
+    assert set(object_files(videos.server.data_dir)) == before
+
+
+def test_reencode_auto_fixes_ghost_frames_with_a_full_reencode(videos: Videos) -> None:
+    r = _reencode(videos, "ghost_mp4")[-1].report
+    assert r.mode == "full" and "ghost_frames" in r.fixed
+    assert list(r.frame_map) == list(range(30 - GHOSTS))
+    new = videos.stub.GetMediaInfo(media_pb2.GetMediaInfoRequest(id=r.media_id)).video
+    assert new.addressable_frames == new.frame_count == 30 - GHOSTS
+    assert "ghost_frames" not in {f.code for f in videos.stub.Diagnose(media_pb2.DiagnoseRequest(media_id=r.media_id)).findings}
+
+
+def test_reencode_full_vfr_with_height_and_fps_maps_the_frames(videos: Videos) -> None:
+    last = _reencode(videos, "vfr_mkv", mode=media_pb2.REENCODE_FULL, height=24, fps=10)[-1]
+    r, item = last.report, last.item
+    assert r.mode == "full" and r.requested_mode == "full" and r.fps == pytest.approx(10)
+    assert (item.width, item.height, item.container, item.codec) == (32, 24, "mp4", "h264")
+    assert item.addressable_frames == r.frames_out and len(r.frame_map) == r.frames_in == len(VFR_PTS)
+    assert item.name == "vfr_normalized.mp4"
+    # Each kept source frame lands on the output frame nearest its time at 10 fps; the rest are dropped.
+    times = [p / 30 for p in VFR_PTS]
+    kept = [(n, k) for n, k in enumerate(r.frame_map) if k >= 0]
+    assert kept and len(kept) < len(VFR_PTS)
+    for n, k in kept:
+        assert abs(k / 10 - times[n]) <= 0.05 + 1e-9, (n, k)
+    assert sorted(k for _, k in kept) == [k for _, k in kept]
+    assert not {"variable_frame_rate"} & {f.code for f in videos.stub.Diagnose(
+        media_pb2.DiagnoseRequest(media_id=r.media_id)).findings}
+
+
+def test_reencode_bad_requests(videos: Videos) -> None:
+    for req, code in [
+        (media_pb2.ReencodeRequest(media_id="f" * 64), grpc.StatusCode.NOT_FOUND),
+        (media_pb2.ReencodeRequest(media_id=videos.ids["bframes_mp4"], fps=1000), grpc.StatusCode.INVALID_ARGUMENT),
+    ]:
+        with pytest.raises(grpc.RpcError) as err:
+            list(videos.stub.Reencode(req))
+        assert err.value.code() is code, err.value.details()
+
+
+def test_reencode_cancelled_stops_and_stores_nothing(tmp_path: Path) -> None:
+    src = make_video(tmp_path / "long.mp4", "mp4", n=300, rate=30, options={"g": "30"})
+    with serve(tmp_path / "data") as s:
+        stub = media_pb2_grpc.MediaServiceStub(s.channel)
+        [r] = list(stub.Ingest(ingest_bytes_requests([("long.mp4", src.read_bytes())])))
+        before = set(object_files(s.data_dir))
+        lib = s.running.media
+        assert lib is not None
+        call = stub.Reencode(media_pb2.ReencodeRequest(media_id=r.sha256, mode=media_pb2.REENCODE_FULL, height=720))
+        first = next(call)
+        assert not first.done and first.frames_total == 300
+        call.cancel()
+        with pytest.raises(grpc.RpcError) as err:
+            list(call)
+        assert err.value.code() is grpc.StatusCode.CANCELLED
+        deadline = time.monotonic() + 30
+        while lib.reencodes_running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lib.reencodes_running() == 0  # the job stopped
+        assert set(object_files(s.data_dir)) == before and staging_files(s.data_dir) == []
+        assert lib.reencodes_of(r.sha256) == []
+        assert _alive(s)
