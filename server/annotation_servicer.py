@@ -95,3 +95,18 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
                 sop_instance_uid=report.sop_uid, series_instance_uid=report.series_uid,
                 study_instance_uid=report.study_uid, sha256=report.sha256, frames=len(filled)))
         return reply
+
+    def RemapFrames(self, request: annotation_pb2.RemapFramesRequest, context: grpc.ServicerContext) -> annotation_pb2.RemapFramesResponse:
+        if not request.reencoded_id:
+            raise InvalidInputError("reencoded_id is required", subject="reencoded_id")
+        record = self._library.reencode_report(request.reencoded_id)
+        frame_map = record.frame_map
+        out: list[int] = []
+        for n in request.frames:
+            if n >= len(frame_map):
+                raise InvalidInputError(
+                    f"frame {n} is outside the source video, which has {len(frame_map)} addressable frames",
+                    subject=record.source_id)
+            out.append(frame_map[n])
+        return annotation_pb2.RemapFramesResponse(
+            source_id=record.source_id, frames=out, dropped=sum(1 for k in out if k < 0), changes=record.changes)

@@ -495,6 +495,28 @@ def test_reencode_full_vfr_with_height_and_fps_maps_the_frames(videos: Videos) -
         media_pb2.DiagnoseRequest(media_id=r.media_id)).findings}
 
 
+def test_labels_move_to_the_reencoded_video_through_remap_frames(videos: Videos) -> None:
+    from voxelgate.v1 import annotation_pb2, annotation_pb2_grpc
+
+    stub = annotation_pb2_grpc.AnnotationServiceStub(videos.server.channel)
+    r = _reencode(videos, "vfr_mkv", mode=media_pb2.REENCODE_FULL, fps=10)[-1].report
+    asked = [0, 3, len(VFR_PTS) - 1, 5]
+    got = stub.RemapFrames(annotation_pb2.RemapFramesRequest(reencoded_id=r.media_id, frames=asked))
+    assert got.source_id == videos.ids["vfr_mkv"]
+    assert list(got.frames) == [r.frame_map[n] for n in asked]
+    assert got.dropped == sum(1 for n in asked if r.frame_map[n] < 0) and list(got.changes) == list(r.changes)
+    # A kept frame shows the same picture in both videos.
+    n = next(n for n in asked if r.frame_map[n] >= 0)
+    a, b = videos.raw(videos.ids["vfr_mkv"], n), videos.raw(r.media_id, got.frames[asked.index(n)])
+    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).mean() < 8
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RemapFrames(annotation_pb2.RemapFramesRequest(reencoded_id=r.media_id, frames=[len(VFR_PTS)]))
+    assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and f"frame {len(VFR_PTS)}" in err.value.details()
+    with pytest.raises(grpc.RpcError) as err:
+        stub.RemapFrames(annotation_pb2.RemapFramesRequest(reencoded_id=videos.ids["vfr_mkv"], frames=[0]))
+    assert err.value.code() is grpc.StatusCode.NOT_FOUND
+
+
 def test_reencode_bad_requests(videos: Videos) -> None:
     for req, code in [
         (media_pb2.ReencodeRequest(media_id="f" * 64), grpc.StatusCode.NOT_FOUND),
