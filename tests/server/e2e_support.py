@@ -7,6 +7,10 @@ Not a test module. The end-to-end tests import it by name (pytest puts this fold
 from __future__ import annotations
 
 import hashlib
+import json
+import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -323,3 +327,23 @@ def ingest_bytes(stub: dicom_pb2_grpc.DicomServiceStub, files: Iterable[tuple[st
     from server.client import ingest_bytes_requests
 
     return list(stub.Ingest(ingest_bytes_requests(files, overwrite=overwrite)))
+
+
+# -- the ``voxelgate`` console script ------------------------------------------------------
+
+VOXELGATE = Path(sys.executable).parent / "voxelgate"
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment without any ``VOXELGATE_*`` of the developer's shell, plus ``extra``."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("VOXELGATE_")}, **extra}
+
+
+def vg(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the installed ``voxelgate`` command and capture its output (never raises on exit status)."""
+    return subprocess.run([str(VOXELGATE), *map(str, args)], capture_output=True, text=True, timeout=timeout,
+                          check=False, env=env if env is not None else clean_env())
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines() if line.strip()]

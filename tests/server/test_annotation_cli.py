@@ -8,9 +8,6 @@ nearest-slice copy (``--method nearest``) run the same way.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,15 +15,11 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import CORPUS
+from e2e_support import vg
 from server.app import Running
 
-VOXELGATE = Path(sys.executable).parent / "voxelgate"
 
 
-def vg(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXELGATE_")}
-    return subprocess.run([str(VOXELGATE), *map(str, args)], capture_output=True, text=True, timeout=120,
-                          check=False, env=env)
 
 
 @pytest.fixture

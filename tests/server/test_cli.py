@@ -3,36 +3,23 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
+from e2e_support import clean_env as _env, json_lines as _json_lines, vg
 from server.app import Running
 
-VOXELGATE = Path(sys.executable).parent / "voxelgate"
 FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")
 
 
-def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXELGATE_")}
-    return {**env, **extra}
 
 
-def vg(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VOXELGATE), *map(str, args)], capture_output=True, text=True, timeout=60, check=False,
-        env=env if env is not None else _env(),
-    )
 
 
-def _json_lines(text: str) -> list[dict]:  # type: ignore[type-arg]
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 @pytest.fixture

@@ -4,29 +4,20 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from e2e_support import json_lines, vg
 from server.app import Running
 
-VOXELGATE = Path(sys.executable).parent / "voxelgate"
 SIZES = {"frame1.png": (64, 48), "frame2.png": (32, 24), "frame10.png": (64, 48), "frame3.jpg": (32, 24)}
 
 
-def vg(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXELGATE_")}
-    return subprocess.run([str(VOXELGATE), *map(str, args)], capture_output=True, text=True, timeout=60,
-                          check=False, env=env)
 
 
-def json_lines(text: str) -> list[dict]:  # type: ignore[type-arg]
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
 @pytest.fixture

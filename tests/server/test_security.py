@@ -4,12 +4,10 @@ shutdown of the real process, and the one mapping from domain errors to status c
 from __future__ import annotations
 
 import json
-import os
 import queue
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -23,13 +21,13 @@ from pydicom.data import get_testdata_file
 
 import cache.errors as errors
 from conftest import make_config
+from e2e_support import VOXELGATE, clean_env
 from server.app import build_server
 from server.config import Config, TlsConfig
 from server.errors import ErrorInterceptor, status_for
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
-VOXELGATE = Path(sys.executable).parent / "voxelgate"
 TOKEN = "s3cret-token-for-tests"
 
 # -- (a) the bind check -----------------------------------------------------------
@@ -60,15 +58,13 @@ def test_build_server_refuses_before_touching_storage(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
-def _clean_env(**extra: str) -> dict[str, str]:
-    return {**{k: v for k, v in os.environ.items() if not k.startswith("VOXELGATE_")}, **extra}
 
 
 @pytest.mark.parametrize("env", [{}, {"VOXELGATE_TOKEN_FILE": ""}], ids=["no-env", "empty-token-env"])
 def test_cli_serve_on_all_interfaces_without_tls_exits_2(tmp_path: Path, env: dict[str, str]) -> None:
     out = subprocess.run(
         [str(VOXELGATE), "serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "d")],
-        capture_output=True, text=True, timeout=60, check=False, env=_clean_env(**env),
+        capture_output=True, text=True, timeout=60, check=False, env=clean_env(**env),
     )
     assert out.returncode == 2, out.stderr
     assert "binding to 0.0.0.0 needs TLS (--tls-cert/--tls-key) and bearer tokens (--token-file)" in out.stderr
@@ -209,7 +205,7 @@ def test_cli_health_over_tls(tls_token_server: int, pki: Pki) -> None:
     out = subprocess.run(
         [str(VOXELGATE), "health", "--server", f"127.0.0.1:{tls_token_server}", "--ca-file", str(pki.ca)],
         capture_output=True, text=True, timeout=60, check=False,
-        env=_clean_env(),
+        env=clean_env(),
     )
     assert (out.returncode, out.stdout.strip()) == (0, "SERVING"), out.stderr
 
@@ -271,7 +267,7 @@ class _Proc:
         self.p = subprocess.Popen(
             [str(VOXELGATE), "serve", "--data-dir", str(data_dir), "--port", "0", "--grace", str(grace),
              "--workers", "4"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_clean_env(), text=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env(), text=True,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()

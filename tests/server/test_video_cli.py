@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from e2e_support import vg
 from server.app import Running
 from tests.imaging.media._videos import GHOSTS, decode_all, make_video
 
-VOXELGATE = Path(sys.executable).parent / "voxelgate"
 
 
-def vg(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VOXELGATE_")}
-    return subprocess.run([str(VOXELGATE), *map(str, args)], capture_output=True, text=True, timeout=120,
-                          check=False, env=env)
 
 
 @pytest.fixture
