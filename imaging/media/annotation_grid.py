@@ -30,7 +30,8 @@ def media_grid(library: MediaLibrary, item_id: str) -> SliceGrid:
     if not times:
         raise PreconditionError("has no frames", subject=item_id)
     if library.is_video(item_id):
-        sizes = {tuple(library.frame(item_id, 0, fmt="raw").shape[:2])}
+        _, video = library.video(item_id)  # frames come out at the stream's stored size
+        sizes = {(video.height, video.width)}
     else:
         info = library.info(item_id)
         members = getattr(info, "members", None)
