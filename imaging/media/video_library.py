@@ -273,10 +273,14 @@ class VideoLibraryMixin:
     readers: ReaderPool
     _reencode_jobs: dict[str, ReencodeJob]
     _reencode_lock: threading.Lock
+    _ahead_slot: threading.Semaphore
 
     def _init_video(self, video_limits: VideoLimits | None) -> None:
         self.video_limits = video_limits or VideoLimits()
         self.readers = ReaderPool()
+        self._ahead_slot = threading.Semaphore(1)
+        self._ahead_lock = threading.Lock()
+        self._last_asked: dict[tuple[str, str, tuple[int, int] | None], int] = {}
         self._reencode_jobs = {}
         self._reencode_lock = threading.Lock()
 
@@ -356,14 +360,7 @@ class VideoLibraryMixin:
             raise InvalidInputError(f"a video frame can be png, jpeg, webp or raw, not {fmt}", subject=media_id)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
             raise InvalidInputError("max size must not be negative")
-        params = {"n": n, "fmt": fmt, "max": list(max_size) if max_size else None}
-        key = make_key("media", "video-frame", media_id, params, version=1)
-
-        def compute() -> tuple[bytes, str, dict[str, object]]:
-            arr, index = self.readers.read(media_id, n, lambda: self._open_reader(media_id, row.name))
-            payload, media_type, dtype, shape = _render(arr, fmt, max_size)
-            return payload, media_type, {"dtype": dtype, "shape": list(shape), "time": index.time_of(n)}
-
+        key, compute = self._frame_job(media_id, row.name, n, fmt, max_size)
         if fmt == "raw":
             # Raw frames are large (6 MB at 1080p) and cheap to make from the pooled
             # reader: hashing and writing them to the derived cache costs more than
@@ -371,7 +368,58 @@ class VideoLibraryMixin:
             payload, media_type, meta = compute()
             return payload, media_type, str(meta["dtype"]), tuple(int(s) for s in meta["shape"]), float(meta["time"])
         v = self.cache.get_or_compute(key, compute, tag=media_id)
+        if self._stepping(media_id, n, fmt, max_size) and n + 1 < info.addressable_frames:
+            self._read_ahead(media_id, row.name, n + 1, fmt, max_size)
         return v.payload, v.media_type, str(v.meta["dtype"]), tuple(int(s) for s in v.meta["shape"]), float(v.meta["time"])
+
+    def _frame_job(
+        self, media_id: str, name: str, n: int, fmt: str, max_size: tuple[int, int] | None
+    ) -> tuple[str, Callable[[], tuple[bytes, str, dict[str, object]]]]:
+        """The derived-cache key of an encoded frame and the function that makes it."""
+        params = {"n": n, "fmt": fmt, "max": list(max_size) if max_size else None}
+        key = make_key("media", "video-frame", media_id, params, version=1)
+
+        def compute() -> tuple[bytes, str, dict[str, object]]:
+            arr, index = self.readers.read(media_id, n, lambda: self._open_reader(media_id, name))
+            payload, media_type, dtype, shape = _render(arr, fmt, max_size)
+            return payload, media_type, {"dtype": dtype, "shape": list(shape), "time": index.time_of(n)}
+
+        return key, compute
+
+    def _stepping(self, media_id: str, n: int, fmt: str, max_size: tuple[int, int] | None) -> bool:
+        """Whether frame ``n`` was asked right after frame n - 1 (same video and rendering)."""
+        what = (media_id, fmt, max_size)
+        with self._ahead_lock:
+            before = self._last_asked.pop(what, None)
+            self._last_asked[what] = n
+            while len(self._last_asked) > 256:  # oldest first
+                del self._last_asked[next(iter(self._last_asked))]
+        return before == n - 1
+
+    def _read_ahead(self, media_id: str, name: str, n: int, fmt: str, max_size: tuple[int, int] | None) -> None:
+        """Make frame ``n`` in the background, for a viewer stepping frame by frame.
+
+        Only after a step (frame n - 1 asked right after n - 2), so that random
+        access pays nothing for it.
+
+        The pooled reader that just returned frame n - 1 decodes one frame on; the
+        result goes to the derived cache, where a request for it either finds it or
+        waits for this computation (single flight). At most one read-ahead runs at a
+        time per process; when one is running, this one is skipped.
+        """
+        if not self._ahead_slot.acquire(blocking=False):
+            return
+        key, compute = self._frame_job(media_id, name, n, fmt, max_size)
+
+        def run() -> None:
+            try:
+                self.cache.get_or_compute(key, compute, tag=media_id)
+            except Exception as exc:  # a caller asking for this frame gets the error itself
+                log.debug("read-ahead of a video frame failed: %s", type(exc).__name__)
+            finally:
+                self._ahead_slot.release()
+
+        threading.Thread(target=run, name="video-read-ahead", daemon=True).start()
 
     def _open_reader(self, media_id: str, name: str) -> tuple[FrameReader, FrameIndex]:
         index = self.frame_index(media_id)

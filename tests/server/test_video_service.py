@@ -311,6 +311,36 @@ def test_stepping_does_not_seek_back_to_the_keyframe(videos: Videos) -> None:
     assert lib.readers.stats().seeks > seeks
 
 
+def test_encoded_frames_are_read_ahead_for_a_viewer_stepping(videos: Videos) -> None:
+    """After frame n as PNG, frame n + 1 is made in the background by the same reader."""
+    from PIL import Image
+    import io
+
+    lib, cache = videos.server.running.media, videos.server.running.cache
+    assert lib is not None
+    vid = videos.ids["long_gop_mp4"]
+    ref = reference(videos.paths["long_gop_mp4"])
+
+    def png(n: int) -> np.ndarray:
+        r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=vid, frame=n, format=media_pb2.MEDIA_PNG))
+        return np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB"))
+
+    with lib._ahead_slot:  # no read-ahead of an earlier test still running
+        before = cache.stats()
+    assert np.array_equal(png(40), ref[40])  # random access: nothing is read ahead
+    assert np.array_equal(png(99), ref[99])
+    assert np.array_equal(png(100), ref[100])  # a step: 101 is made ahead of the ask
+    deadline = time.monotonic() + 20
+    while cache.stats().computations < before.computations + 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert cache.stats().computations == before.computations + 4  # 40, 99, 100, and 101 ahead
+    seeks, mid = lib.readers.stats().seeks, cache.stats()
+    assert np.array_equal(png(101), ref[101])
+    after = cache.stats()
+    assert after.hits == mid.hits + 1 and lib.readers.stats().seeks == seeks
+
+
 def test_stepping_in_parallel_viewers(videos: Videos) -> None:
     """Two viewers stepping the same video each keep their own reader."""
     vid = videos.ids["bframes_mp4"]
