@@ -25,7 +25,7 @@ from cache.media_catalog import MediaRow, MemberRow, SetRow
 from cache.store import ObjectStore
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
-from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame, resize_fit
+from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
 from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
 from .sequence import resize_exact
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
@@ -354,9 +354,7 @@ class MediaLibrary(VideoLibraryMixin):
             arr = decode_page(self.store.path(media_id), page, name=media_id, limits=self.limits)
             if exact is not None and (arr.shape[1], arr.shape[0]) != exact:
                 arr = resize_exact(arr, exact[0], exact[1])
-            if max_size is not None and any(max_size):
-                arr = resize_fit(arr, max_size[0] or arr.shape[1], max_size[1] or arr.shape[0])
-            payload, media_type, dtype, shape = render_frame(arr, fmt, window=window)
+            payload, media_type, dtype, shape = render_frame(arr, fmt, window=window, max_size=max_size)
             return payload, media_type, {"dtype": dtype, "shape": list(shape)}
 
         value = self.cache.get_or_compute(key, compute, tag=media_id)

@@ -179,8 +179,9 @@ def render_frame(
     *,
     window: tuple[float, float] | None = None,
     lossless: bool = False,
+    max_size: tuple[int, int] | None = None,
 ) -> tuple[bytes, str, str, tuple[int, ...]]:
-    """Encode a decoded page for a client.
+    """Encode a decoded page for a client (fitted within ``max_size`` first).
 
     Parameters
     ----------
@@ -193,6 +194,9 @@ def render_frame(
         applied with ``imaging.windowing`` (the DICOM side's implementation).
     lossless:
         WebP only: lossless instead of quality 90.
+    max_size:
+        (width, height) to fit within keeping the aspect ratio (``resize_fit``);
+        0 leaves that side unbounded, None or (0, 0) keeps the size.
 
     Returns
     -------
@@ -223,6 +227,8 @@ def render_frame(
     ValueError
         For an unknown ``fmt`` or an array of another kind.
     """
+    if max_size is not None and any(max_size):
+        arr = resize_fit(arr, max_size[0] or arr.shape[1], max_size[1] or arr.shape[0])
     try:
         kind = ImageFormat(str(fmt).lower())
     except ValueError:

@@ -35,7 +35,7 @@ from .diagnose import Finding, diagnose
 from .frame_index import FrameIndex, FrameReader, build_frame_index
 from .probe_video import VideoInfo, VideoLimits, probe_video
 from .reencode import reencode
-from .render import render_frame, resize_fit
+from .render import render_frame
 
 log = logging.getLogger(__name__)
 
@@ -381,7 +381,7 @@ class VideoLibraryMixin:
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
             arr, index = self.readers.read(media_id, n, lambda: self._open_reader(media_id, name))
-            payload, media_type, dtype, shape = _render(arr, fmt, max_size)
+            payload, media_type, dtype, shape = render_frame(arr, fmt, max_size=max_size)
             return payload, media_type, {"dtype": dtype, "shape": list(shape), "time": index.time_of(n)}
 
         return key, compute
@@ -468,7 +468,7 @@ class VideoLibraryMixin:
     ) -> Iterator[tuple[int, float, bytes, str, str, tuple[int, ...]]]:
         with reader:
             for n in wanted:
-                payload, media_type, dtype, shape = _render(reader.read(n), fmt, max_size)
+                payload, media_type, dtype, shape = render_frame(reader.read(n), fmt, max_size=max_size)
                 yield n, index.time_of(n), payload, media_type, dtype, shape
 
     # -- diagnostics ------------------------------------------------------------------
@@ -615,14 +615,6 @@ class VideoLibraryMixin:
     def reencodes_of(self, source_id: str) -> list[str]:
         """Ids of the items re-encoded from ``source_id``, oldest first."""
         return list(self.catalog.reencodes_of(source_id))
-
-
-def _render(
-    arr: np.ndarray, fmt: str, max_size: tuple[int, int] | None
-) -> tuple[bytes, str, str, tuple[int, ...]]:
-    if max_size is not None and any(max_size):
-        arr = resize_fit(arr, max_size[0] or arr.shape[1], max_size[1] or arr.shape[0])
-    return render_frame(arr, fmt)
 
 
 __all__ = [
