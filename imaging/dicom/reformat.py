@@ -43,7 +43,7 @@ import numpy as np
 
 from cache.errors import InvalidInputError, NotFoundError
 
-from .volume import Interpolation, Volume, sample_grid
+from .volume import Interpolation, Volume, round_to_dtype, sample_grid
 
 SlabMode = Literal["max", "min", "mean"]
 
@@ -296,6 +296,8 @@ def reformat(
         index = grid.nearest_index(position)
     half = int(math.floor(slab_mm / 2 / grid.axis_spacing + 1e-6)) if slab_mm > 0 else 0
     w = np.asarray(grid.axis)
+    dtype = volume.array.dtype
+    native = half == 0 and dtype.kind in "iu"  # integers straight out, filled with the volume's lowest value
     samples = sample_grid(
         volume,
         np.asarray(grid.origin_at(position)) - half * grid.axis_spacing * w,
@@ -303,9 +305,12 @@ def reformat(
         (grid.pixel_spacing, grid.pixel_spacing, grid.axis_spacing),
         (2 * half + 1, grid.rows, grid.columns),
         interpolation=interpolation,
-        fill_value=math.nan,
+        fill_value=fill_value if native else math.nan,
+        native=native,
     )
-    if half == 0:
+    if native:
+        out = samples[0]
+    elif half == 0:
         out = samples[0]
     elif slab_mode == "max":
         out = np.fmax.reduce(samples, axis=0)
@@ -316,17 +321,12 @@ def reformat(
         total = np.where(valid, samples, 0.0).sum(axis=0, dtype=np.float64)
         n = valid.sum(axis=0)
         out = np.divide(total, n, out=np.full(total.shape, np.nan), where=n > 0).astype(np.float32)
-    outside = np.isnan(out)
-    if outside.any():
-        fill = volume.value_range[0] if fill_value is None else float(fill_value)
-        out = np.where(outside, np.float32(fill), out)
-    dtype = volume.array.dtype
-    if dtype.kind in "iu":
-        info = np.iinfo(dtype)
-        out = np.rint(out, out=out if out.flags.writeable and out.dtype == np.float32 else None)
-        out = np.clip(out, info.min, info.max, out=out).astype(dtype)
-    else:
-        out = out.astype(dtype, copy=False)
+    if not native:
+        outside = np.isnan(out)
+        if outside.any():
+            fill = volume.value_range[0] if fill_value is None else float(fill_value)
+            out = np.where(outside, np.float32(fill), out)
+        out = round_to_dtype(out, dtype) if dtype.kind in "iu" else out.astype(dtype, copy=False)
     return Slice(
         array=out,
         pixel_spacing=(grid.pixel_spacing, grid.pixel_spacing),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
@@ -155,6 +156,9 @@ class SeriesVolumes:
         self._volumes: OrderedDict[str, tuple[Volume, CachedFile]] = OrderedDict()
         self._memo_series = memo_series
         self._memo_volumes = memo_volumes
+        # Renders run a core's worth at a time: more at once only trade the GIL back and forth
+        # between threads (each numpy call releases and retakes it), which costs more than it gives.
+        self._render_slots = threading.BoundedSemaphore(os.cpu_count() or 2)
 
     # -- layout ---------------------------------------------------------------
 
@@ -523,6 +527,10 @@ class SeriesVolumes:
         lut_ds = first if use_lut else None
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
+            with self._render_slots:
+                return render()
+
+        def render() -> tuple[bytes, str, dict[str, object]]:
             sl = reformat(vol, plane, index=index, position_mm=position_mm, interpolation=interpolation,
                           slab_mm=slab_mm, slab_mode=slab_mode)
             if lut_ds is not None:

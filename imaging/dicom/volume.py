@@ -250,7 +250,8 @@ def sample_grid(
     shape: Sequence[int],
     *,
     interpolation: Interpolation = "linear",
-    fill_value: float = math.nan,
+    fill_value: float | None = math.nan,
+    native: bool = False,
 ) -> np.ndarray:
     """Resample ``volume`` on a rectilinear grid in patient space (SimpleITK).
 
@@ -274,12 +275,17 @@ def sample_grid(
     interpolation:
         ``"linear"`` or ``"nearest"``.
     fill_value:
-        Value of grid points outside the volume.
+        Value of grid points outside the volume; ``None``: the volume's lowest value.
+    native:
+        For an integer volume, give the samples in its own dtype: the float32
+        samples rounded half to even and clipped to the dtype's range (what a
+        reformat shows), computed without the float32 detour where no point falls
+        between voxels. Ignored for a float volume.
 
     Returns
     -------
     numpy.ndarray
-        float32, shape ``shape``.
+        float32 (or the volume's integer dtype with ``native``), shape ``shape``.
 
     Raises
     ------
@@ -297,6 +303,8 @@ def sample_grid(
     if sp.shape != (3,) or not np.all(sp > 0) or len(size) != 3 or min(size) < 1:
         raise ValueError(f"spacing must be 3 positive values and shape 3 positive sizes, got {spacing}, {shape}")
     o = np.asarray(origin, dtype=np.float64).reshape(3)
+    dtype = volume.array.dtype if native and volume.array.dtype.kind in "iu" else None
+    fill = _Fill(volume, fill_value, dtype)
     # Where the grid's corners fall in the volume's index space: crop to that box.
     corners = np.array(list(np.ndindex(2, 2, 2)), dtype=np.float64) * (np.array(size[::-1]) - 1)
     pts = o + (corners * sp) @ dirs
@@ -304,15 +312,46 @@ def sample_grid(
     vol_size = np.array(volume.shape[::-1])
     lo, hi = idx.min(axis=0), idx.max(axis=0)
     if np.any(hi < -0.5) or np.any(lo > vol_size - 0.5):
-        return np.full(size, fill_value, dtype=np.float32)
+        return np.full(size, fill.value(), dtype=dtype or np.float32)
     start = np.clip(np.floor(lo).astype(int) - 1, 0, vol_size - 1)
     stop = np.clip(np.ceil(hi).astype(int) + 1, 0, vol_size - 1) + 1
     axes = _grid_axes(volume, dirs)
     if axes is not None:
-        fast = _sample_aligned(volume, o, dirs, sp, size, axes, start, stop, interpolation, fill_value)
+        fast = _sample_aligned(volume, o, dirs, sp, size, axes, start, stop, interpolation, fill)
         if fast is not None:
             return fast
-    return _sample_sitk(volume, o, dirs, sp, size, start, stop, interpolation, fill_value)
+    out = _sample_sitk(volume, o, dirs, sp, size, start, stop, interpolation, fill.float_value())
+    return out if dtype is None else round_to_dtype(out, dtype)
+
+
+class _Fill:
+    """The value of grid points outside the volume, worked out only when some point is outside.
+
+    ``None`` stands for the volume's lowest value (a scan over the whole array);
+    with an integer ``dtype`` the value is rounded and clipped like the samples.
+    """
+
+    def __init__(self, volume: Volume, value: float | None, dtype: np.dtype | None) -> None:
+        self._volume, self._value, self.dtype = volume, value, dtype
+
+    def float_value(self) -> float:
+        return self._volume.value_range[0] if self._value is None else float(self._value)
+
+    def value(self) -> float | int:
+        v = self.float_value()
+        if self.dtype is None:
+            return v
+        if not math.isfinite(v):
+            raise ValueError(f"an integer result needs a finite fill value, got {v}")
+        info = np.iinfo(self.dtype)
+        return int(min(max(round(v), info.min), info.max))  # round(): half to even, as np.rint
+
+
+def round_to_dtype(samples: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """float samples as ``dtype`` values: rounded half to even, clipped to the dtype's range."""
+    info = np.iinfo(dtype)
+    out = np.rint(samples, out=samples if samples.flags.writeable and samples.dtype == np.float32 else None)
+    return np.clip(out, info.min, info.max, out=out).astype(dtype)
 
 
 def _sample_sitk(
@@ -410,7 +449,7 @@ def _itk_point_to_index(direction: tuple[float, ...], spacing: tuple[float, floa
 def _sample_aligned(
     volume: Volume, o: np.ndarray, dirs: np.ndarray, sp: np.ndarray, size: tuple[int, ...],
     axes: tuple[int, int, int], start: np.ndarray, stop: np.ndarray, interpolation: Interpolation,
-    fill_value: float,
+    fill: _Fill,
 ) -> np.ndarray | None:
     """:func:`_sample_sitk` in numpy for grids along an integer volume's own axes, with the same values.
 
@@ -456,9 +495,12 @@ def _sample_aligned(
     inside = [(-0.5 <= index[k]) & (index[k] < sub_size[k] - 0.5) for k in range(3)]
     safe = [np.where(inside[k], index[k], 0.0) for k in range(3)]
     sub = volume.array[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
+    native = fill.dtype is not None
     if interpolation == "nearest":
         pick = [np.right_shift(np.rint(2.0 * safe[k] + 0.5).astype(np.int64), 1) for k in range(3)]
-        block = _gather(sub, pick).astype(np.float32)
+        block = _gather(sub, pick)
+        if not native:
+            block = block.astype(np.float32)
     else:
         take, weights = [], []
         for k in range(3):
@@ -473,7 +515,9 @@ def _sample_aligned(
                 take.append(low)
                 weights.append(None)
         block = _gather(sub, take)
-        block = block.astype(np.float64 if any(w is not None for w in weights) else np.float32)
+        blended = any(w is not None for w in weights)
+        if blended or not native:
+            block = block.astype(np.float64 if blended else np.float32)
         for k in range(3):  # columns, rows, slices: ITK's order
             w = weights[k]
             if w is None:
@@ -485,13 +529,18 @@ def _sample_aligned(
             block = np.subtract(v1, v0)  # v0 + (v1 - v0) * w, with one temporary
             block *= w.reshape(shape)
             block += v0
-        block = block.astype(np.float32)
+        if blended:
+            block = block.astype(np.float32)
+            if native:
+                block = round_to_dtype(block, sub.dtype)
     # block is (slice, row, column) of the volume; the grid wants (its slices, rows, columns).
     out = np.ascontiguousarray(np.transpose(block, [2 - axes[2 - a] for a in range(3)]))
+    if np.may_share_memory(out, sub):  # unblended native samples of a contiguous run: the caller gets a copy
+        out = out.copy()
     if not all(bool(i.all()) for i in inside):
         grid_inside = (inside[axes[2]][:, None, None] & inside[axes[1]][None, :, None]
                        & inside[axes[0]][None, None, :])
-        out[~grid_inside] = np.float32(fill_value)
+        out[~grid_inside] = fill.value() if native else np.float32(fill.float_value())
     return out
 
 

@@ -273,3 +273,18 @@ def test_fast_path_is_much_faster_than_simpleitk(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(volume_module, "_grid_axes", lambda *a: None)
     general = best()
     assert fast < general, (fast, general)
+
+
+def test_integer_slice_on_voxels_is_the_voxels_in_a_copy_of_its_own() -> None:
+    # An axial slice exactly on an integer volume's voxels comes straight from the array (no
+    # float detour), the same values, but never as a view the caller could write through.
+    rng = np.random.default_rng(3)
+    voxels = rng.integers(-1000, 2000, (6, 5, 4)).astype(np.int16)
+    vol = Volume(voxels.copy(), np.diag([1.0, 1.0, 2.0, 1.0]))
+    for interpolation in ("linear", "nearest"):
+        sl = reformat(vol, "axial", index=2, interpolation=interpolation)  # type: ignore[arg-type]
+        assert sl.array.dtype == np.int16
+        assert np.array_equal(sl.array, voxels[2])  # identity directions: the display order is the array's
+        assert not np.may_share_memory(sl.array, vol.array)
+        sl.array[...] = 0
+        assert np.array_equal(vol.array, voxels)
