@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import functools
 import math
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -109,6 +110,7 @@ class Volume:
         object.__setattr__(self, "array", _readonly(arr))
         object.__setattr__(self, "affine", aff)
         object.__setattr__(self, "warnings", tuple(str(w) for w in self.warnings))
+        object.__setattr__(self, "_column_major", [threading.Lock(), None, False])  # lock, copy, started
 
     # -- geometry -------------------------------------------------------------------
 
@@ -123,15 +125,40 @@ class Volume:
         """LPS position (mm) of the centre of voxel ``array[0, 0, 0]``."""
         return tuple(float(v) for v in self.affine[:3, 3])  # type: ignore[return-value]
 
-    @property
+    @cached_property
     def spacing(self) -> tuple[float, float, float]:
         """Voxel size (mm) along columns, rows and slices (SimpleITK's x, y, z order)."""
         return tuple(float(v) for v in np.linalg.norm(self.affine[:3, :3], axis=0))  # type: ignore[return-value]
 
-    @property
+    @cached_property
     def direction(self) -> np.ndarray:
-        """3x3; its columns are the unit LPS directions of the column, row and slice axes."""
-        return self.affine[:3, :3] / np.linalg.norm(self.affine[:3, :3], axis=0)
+        """3x3 (read-only); its columns are the unit LPS directions of the column, row and slice axes."""
+        out = self.affine[:3, :3] / np.linalg.norm(self.affine[:3, :3], axis=0)
+        out.flags.writeable = False
+        return out
+
+    def column_major(self, *, max_bytes: int = 1 << 30) -> np.ndarray | None:
+        """The voxels laid out column by column, once a background copy is made; else None.
+
+        Shape and values are ``array``'s, but the column axis is outermost in memory,
+        so a plane across the columns (a sagittal reformat of an axial acquisition)
+        reads one contiguous block instead of two bytes from every 1 KiB. The first
+        call starts the copy in a background thread (a volume's worth of memory, once
+        per volume, not above ``max_bytes``) and answers None until it is there.
+        """
+        state = self._column_major  # type: ignore[attr-defined]
+        if state[1] is not None or self.array.nbytes > max_bytes:
+            return state[1]
+        with state[0]:
+            if state[2]:
+                return state[1]
+            state[2] = True
+
+        def copy() -> None:
+            state[1] = _readonly(np.ascontiguousarray(np.moveaxis(self.array, 2, 0))).transpose(1, 2, 0)
+
+        threading.Thread(target=copy, name="volume-column-major", daemon=True).start()
+        return None
 
     def index_to_patient(self, index: np.ndarray | Sequence[float]) -> np.ndarray:
         """LPS mm of ``(column, row, slice)`` indices, shape ``(..., 3)``."""
@@ -494,7 +521,11 @@ def _sample_aligned(
         index[k] = idx
     inside = [(-0.5 <= index[k]) & (index[k] < sub_size[k] - 0.5) for k in range(3)]
     safe = [np.where(inside[k], index[k], 0.0) for k in range(3)]
-    sub = volume.array[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
+    voxels = volume.array
+    if axes[2] == 0 and voxels.shape[2] > 1 and voxels.strides[2] < voxels.strides[0]:
+        # The grid steps across columns, each of its planes one column's: read them where they are whole.
+        voxels = volume.column_major() if volume.column_major() is not None else voxels
+    sub = voxels[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
     native = fill.dtype is not None
     if interpolation == "nearest":
         pick = [np.right_shift(np.rint(2.0 * safe[k] + 0.5).astype(np.int64), 1) for k in range(3)]

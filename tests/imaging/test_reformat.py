@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -288,3 +289,18 @@ def test_integer_slice_on_voxels_is_the_voxels_in_a_copy_of_its_own() -> None:
         assert not np.may_share_memory(sl.array, vol.array)
         sl.array[...] = 0
         assert np.array_equal(vol.array, voxels)
+
+
+def test_sagittal_planes_come_from_a_column_major_copy_with_the_same_values() -> None:
+    rng = np.random.default_rng(4)
+    vol = Volume(rng.integers(-1000, 2000, (9, 7, 6)).astype(np.int16), np.diag([0.7, 0.7, 1.3, 1.0]))
+    before = [reformat(vol, "sagittal", index=i).array for i in range(plane_grid(vol, "sagittal").count)]
+    deadline = time.monotonic() + 30
+    while (copy := vol.column_major()) is None:  # the first sagittal reformat started it
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert copy.shape == vol.array.shape and np.array_equal(copy, vol.array)
+    assert copy.strides[2] > copy.strides[0] and not copy.flags.writeable  # columns outermost
+    after = [reformat(vol, "sagittal", index=i).array for i in range(len(before))]
+    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert Volume(vol.array, vol.affine).column_major(max_bytes=16) is None  # too big: never copied
