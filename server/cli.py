@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("id")
     mf.add_argument("index", type=int)
     mf.add_argument("--max-size", default="", help="WxH box to fit in, keeping the aspect ratio")
-    mf.add_argument("--format", choices=["png", "png16", "jpeg", "webp", "raw", "original"], default="png")
+    mf.add_argument("--format", choices=["png", "png16", "jpeg", "webp", "raw", "yuv420p", "original"], default="png",
+                    help="yuv420p: a video frame's raw I420 planes (Y, U, V), as the decoder gives them")
     mf.add_argument("--window", default="", help="CENTER,WIDTH for 16-bit sources")
     mf.add_argument("-o", "--output", type=Path, required=True)
     _add_client_args(mf)
@@ -631,7 +632,8 @@ def cmd_media(args: argparse.Namespace) -> int:
         if args.media_command == "frame":
             req = media_pb2.GetMediaFrameRequest(id=args.id, frame=args.index, format={
                 "png": media_pb2.MEDIA_PNG, "png16": media_pb2.MEDIA_PNG16, "jpeg": media_pb2.MEDIA_JPEG,
-                "webp": media_pb2.MEDIA_WEBP, "raw": media_pb2.MEDIA_RAW, "original": media_pb2.MEDIA_ORIGINAL}[args.format])
+                "webp": media_pb2.MEDIA_WEBP, "raw": media_pb2.MEDIA_RAW, "yuv420p": media_pb2.MEDIA_RAW_YUV420,
+                "original": media_pb2.MEDIA_ORIGINAL}[args.format])
             try:
                 if args.max_size:
                     req.max_width, req.max_height = (int(v) for v in args.max_size.lower().split("x"))
@@ -644,7 +646,8 @@ def cmd_media(args: argparse.Namespace) -> int:
             r = stub.GetFrame(req)
             args.output.write_bytes(r.data)
             print(json.dumps({"media_type": r.media_type, "dtype": r.dtype, "shape": list(r.shape),
-                              "media_id": r.media_id, "page": r.page}))
+                              "media_id": r.media_id, "page": r.page, "width": r.width, "height": r.height,
+                              "pixel_format": r.pixel_format}))
             return 0
         if args.media_command == "diagnose":
             return _media_diagnose(args, stub)

@@ -11,7 +11,8 @@ import grpc
 from cache.errors import InvalidInputError
 from cache.media_catalog import SetRow
 from imaging.media import Finding, ImageInfo, VideoInfo
-from imaging.media.library import MediaLibrary, MediaReport
+from imaging.media.library import MediaFrameResult, MediaLibrary, MediaReport
+from imaging.media.render import raw_pixel_format
 from imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
@@ -26,7 +27,18 @@ _FORMATS = {
     media_pb2.MEDIA_RAW: "raw",
     media_pb2.MEDIA_PNG16: "png16",
     media_pb2.MEDIA_ORIGINAL: "original",
+    media_pb2.MEDIA_RAW_YUV420: "yuv420p",
 }
+_STREAMED = ("png", "jpeg", "webp", "raw", "yuv420p")
+
+
+def frame_pb(f: MediaFrameResult, fmt: str) -> media_pb2.MediaFrame:
+    shape = tuple(f.shape)
+    height, width = (shape[0], shape[1]) if len(shape) >= 2 else (0, 0)
+    pixel_format = "yuv420p" if fmt == "yuv420p" else raw_pixel_format(f.dtype, shape) if fmt == "raw" else ""
+    return media_pb2.MediaFrame(data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(shape),
+                                media_id=f.media_id, page=f.page, frame=f.frame, time_s=f.time_s or 0.0,
+                                width=width, height=height, pixel_format=pixel_format)
 
 
 def _result(index: int, r: MediaReport) -> common_pb2.IngestResult:
@@ -136,14 +148,17 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def GetFrame(self, request: media_pb2.GetMediaFrameRequest, context: grpc.ServicerContext) -> media_pb2.MediaFrame:
         max_size = (request.max_width, request.max_height) if (request.max_width or request.max_height) else None
         window = (request.window_center, request.window_width) if request.has_window else None
+        fmt = _FORMATS[request.format]
         f = self._library.frame(
-            request.id, request.frame, fmt=_FORMATS[request.format], max_size=max_size, window=window,  # type: ignore[arg-type]
+            request.id, request.frame, fmt=fmt, max_size=max_size, window=window,  # type: ignore[arg-type]
             max_bytes=self._max_message_bytes - REPLY_OVERHEAD,
         )
         check_reply_size(len(f.payload), self._max_message_bytes, subject=request.id, what=f"frame {request.frame}",
                          advice="ask for a smaller size or another format")
-        return media_pb2.MediaFrame(data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(f.shape),
-                                    media_id=f.media_id, page=f.page, frame=f.frame, time_s=f.time_s or 0.0)
+        if fmt == "original":
+            return media_pb2.MediaFrame(data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(f.shape),
+                                        media_id=f.media_id, page=f.page, frame=f.frame, time_s=f.time_s or 0.0)
+        return frame_pb(f, fmt)
 
     def Diagnose(self, request: media_pb2.DiagnoseRequest, context: grpc.ServicerContext) -> media_pb2.DiagnoseResponse:
         findings = self._library.diagnose(request.media_id, decode_check=request.decode_check)
@@ -151,8 +166,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
 
     def StreamFrames(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext) -> Iterator[media_pb2.MediaFrame]:
         fmt = _FORMATS[request.format]
-        if fmt not in ("png", "jpeg", "webp", "raw"):
-            raise InvalidInputError(f"StreamFrames sends png, jpeg, webp or raw frames, not {fmt}")
+        if fmt not in _STREAMED:
+            raise InvalidInputError(f"StreamFrames sends {', '.join(_STREAMED)} frames, not {fmt}")
         max_size = (request.max_width, request.max_height) if (request.max_width or request.max_height) else None
         frames = self._library.iter_frames(request.id, start=request.start, stop=request.stop or None,
                                            every=request.every or 1, fmt=fmt, max_size=max_size)
@@ -162,8 +177,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             for f in frames:
                 check_reply_size(len(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
                                  advice="ask for a smaller size or another format")
-                yield media_pb2.MediaFrame(data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(f.shape),
-                                           media_id=f.media_id, page=f.page, frame=f.frame, time_s=f.time_s or 0.0)
+                yield frame_pb(f, fmt)
 
         # Decoding the next frames overlaps with sending this one.
         ahead = prefetch(messages(), depth=3)

@@ -16,6 +16,18 @@ serialisable (``to_bytes``: an ``.npz`` of ``.npy`` arrays) for the derived
 cache. Reading frame *n* seeks to the keyframe at or before its timestamp and
 decodes forward to that exact timestamp, so the frame does not depend on how
 the container maps times to packets.
+
+Raw pictures
+------------
+``FrameReader.read_picture`` gives a frame as bytes ready to send, in one of
+``RAW_PIXEL_FORMATS`` (FFmpeg's names): ``rgb24`` (H x W x 3, the bytes of
+``read``'s array) or ``yuv420p`` (I420: the Y plane, then U, then V, each
+ceil(H/2) x ceil(W/2); rows without padding). ``yuv420p`` is what H.264, HEVC
+and VP9 decoders give for most videos: it is then copied out of the decoder's
+planes unconverted, at half the bytes of RGB. Frames in another pixel format
+are converted to it with FFmpeg's scaler (4:2:2, 4:4:4 and deeper YUV keep their
+matrix and range; RGB sources become BT.709 limited range). The picture says
+which colour matrix and range its YUV values use.
 """
 
 from __future__ import annotations
@@ -30,11 +42,12 @@ from types import TracebackType
 
 import av
 import numpy as np
-from av.video.reformatter import VideoReformatter
+from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from cache.errors import InvalidInputError, NotFoundError
 
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
+from .render import fit_size
 
 _INDEX_VERSION = 1
 #: Frames a seek is worth, in decoding work (flush, refill of the threads' pipeline).
@@ -42,6 +55,10 @@ _SEEK_COST_FRAMES = 4
 #: Frames decoded past a target before concluding it will not come (H.264's deepest reordering).
 _LOOKAHEAD = 16
 _NO_TARGET = np.iinfo(np.int64).min
+#: Pixel formats of ``FrameReader.read_picture`` (FFmpeg's names).
+RAW_PIXEL_FORMATS: tuple[str, ...] = ("rgb24", "yuv420p")
+#: FFmpeg's AVColorSpace codes -> the matrix a picture reports (2: the file does not say).
+_MATRIX = {1: "bt709", 4: "fcc", 5: "bt601", 6: "bt601", 7: "smpte240m", 9: "bt2020", 10: "bt2020c"}
 
 
 @dataclass(frozen=True)
@@ -148,6 +165,91 @@ class FrameIndex:
             raise ValueError(f"not a frame index: {exc}") from exc
 
 
+@dataclass(frozen=True)
+class Picture:
+    """One decoded frame as bytes (see "Raw pictures" in the module's docstring).
+
+    Attributes
+    ----------
+    data:
+        The pixels, laid out as ``pixel_format`` says, rows without padding.
+    pixel_format:
+        ``"rgb24"`` or ``"yuv420p"``.
+    width, height:
+        Of the picture, in pixels.
+    matrix, color_range:
+        ``yuv420p`` only (else empty): the colour matrix of the YUV values
+        (``"bt709"``, ``"bt601"``, ``"bt2020"``, ...; ``"unspecified"`` when the
+        file does not say: players take BT.709 for HD and BT.601 for SD), and
+        ``"limited"`` (16..235) or ``"full"`` (0..255).
+    """
+
+    data: bytes
+    pixel_format: str
+    width: int
+    height: int
+    matrix: str = ""
+    color_range: str = ""
+
+
+def _packed(planes: list[tuple[av.video.plane.VideoPlane, int, int]]) -> bytes:
+    """The bytes of (plane, bytes per row, rows) one after the other, without row padding: one copy."""
+    parts: list[memoryview] = []
+    for plane, row, rows in planes:
+        mv = memoryview(plane)
+        step = plane.line_size
+        if step == row:
+            parts.append(mv[: row * rows])
+        else:
+            parts.extend(mv[i * step : i * step + row] for i in range(rows))
+    return b"".join(parts)
+
+
+def to_picture(
+    frame: av.VideoFrame,
+    pixel_format: str,
+    *,
+    size: tuple[int, int] | None = None,
+    reformatter: VideoReformatter | None = None,
+) -> Picture:
+    """Copy a decoded frame out as a ``Picture`` in ``pixel_format``, scaled to ``size`` (w, h) if given.
+
+    ``yuv420p`` of a ``yuv420p`` frame at its own size is a plain copy of the
+    decoder's planes; everything else goes through FFmpeg's scaler (Lanczos when
+    scaling). ``reformatter`` keeps the scaler between calls (one per thread).
+
+    Raises
+    ------
+    ValueError
+        For a pixel format outside ``RAW_PIXEL_FORMATS`` or a size that is not positive.
+    """
+    if pixel_format not in RAW_PIXEL_FORMATS:
+        raise ValueError(f"pixel_format: expected one of {', '.join(RAW_PIXEL_FORMATS)}, got {pixel_format!r}")
+    width, height = size or (frame.width, frame.height)
+    if width <= 0 or height <= 0:
+        raise ValueError(f"size: expected positive sides, got {width} x {height}")
+    scaled = (width, height) != (frame.width, frame.height)
+    how = reformatter or VideoReformatter()
+    interpolation = Interpolation.LANCZOS if scaled else None
+    if pixel_format == "rgb24":
+        # One thread: a decoder's frame threads are busy meanwhile.
+        out = how.reformat(frame, format="rgb24", width=width, height=height, interpolation=interpolation, threads=1)
+        return Picture(_packed([(out.planes[0], width * 3, height)]), "rgb24", width, height)
+    source = frame.format.name
+    if source == "yuvj420p":  # the same planes, full range: copied, not squeezed to limited range
+        out = how.reformat(frame, width=width, height=height, interpolation=interpolation, threads=1)
+        matrix, full = _MATRIX.get(int(frame.colorspace), "unspecified"), True
+    elif frame.format.is_rgb:
+        out = how.reformat(frame, format="yuv420p", width=width, height=height, interpolation=interpolation,
+                           dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG, threads=1)
+        matrix, full = "bt709", False
+    else:
+        out = how.reformat(frame, format="yuv420p", width=width, height=height, interpolation=interpolation, threads=1)
+        matrix, full = _MATRIX.get(int(frame.colorspace), "unspecified"), int(frame.color_range) == 2
+    data = _packed([(p, p.width, p.height) for p in out.planes[:3]])
+    return Picture(data, "yuv420p", width, height, matrix, "full" if full else "limited")
+
+
 def build_frame_index(path: Path, *, name: str, max_frames: int | None = None) -> FrameIndex:
     """Demux ``path`` once (no decoding) and index its addressable frames.
 
@@ -234,6 +336,27 @@ class FrameReader:
         """
         # One thread: the decoder's frame threads are busy meanwhile.
         return self._rgb.reformat(self.read_frame(n), format="rgb24", threads=1).to_ndarray()
+
+    def read_picture(
+        self, n: int, pixel_format: str = "rgb24", *, max_size: tuple[int, int] | None = None
+    ) -> Picture:
+        """Frame ``n`` as bytes in ``pixel_format`` (``to_picture``).
+
+        ``max_size`` (width, height; 0 leaves a side unbounded) fits the picture
+        within that box keeping its aspect ratio, never enlarging it.
+
+        Raises
+        ------
+        NotFoundError, InvalidInputError
+            As ``read``.
+        ValueError
+            As ``to_picture``, or for a negative ``max_size``.
+        """
+        frame = self.read_frame(n)
+        size = None
+        if max_size is not None and any(max_size):
+            size = fit_size(frame.width, frame.height, max_size[0] or frame.width, max_size[1] or frame.height)
+        return to_picture(frame, pixel_format, size=size, reformatter=self._rgb)
 
     def read_frame(self, n: int) -> av.VideoFrame:
         """Frame ``n`` as PyAV's ``VideoFrame`` (see ``read``)."""

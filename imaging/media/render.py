@@ -19,6 +19,21 @@ from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw, encode_we
 from ..windowing import auto_window, window_to_uint8, window_to_uint16
 
 RENDER_FORMATS: tuple[str, ...] = ("png", "png16", "jpeg", "webp", "raw")
+#: Raw arrays (numpy dtype string, channels; 0 for a 2-D array) -> FFmpeg's name of that layout.
+_RAW_PIXEL_FORMATS = {
+    ("|u1", 0): "gray", ("|u1", 2): "ya8", ("|u1", 3): "rgb24", ("|u1", 4): "rgba",
+    ("<u2", 0): "gray16le", ("<f4", 0): "grayf32le",
+}
+
+
+def raw_pixel_format(dtype: str, shape: tuple[int, ...]) -> str:
+    """FFmpeg's name for the layout of a raw frame (``render_frame``'s dtype and shape), "" when it has none.
+
+    ``"gray"``, ``"ya8"``, ``"rgb24"``, ``"rgba"``, ``"gray16le"``, ``"grayf32le"``;
+    32-bit integer pixels have no such name.
+    """
+    channels = shape[2] if len(shape) == 3 else 0 if len(shape) == 2 else -1
+    return _RAW_PIXEL_FORMATS.get((dtype, channels), "")
 
 
 def _check_array(arr: np.ndarray) -> None:
@@ -226,7 +241,11 @@ def render_frame(
         or pixels the format cannot carry.
     ValueError
         For an unknown ``fmt`` or an array of another kind.
+    InvalidInputError
+        Also for ``yuv420p``: offered for video frames only (``imaging.media.video_library``).
     """
+    if fmt == "yuv420p":
+        raise InvalidInputError("yuv420p (raw YUV 4:2:0) is a format of video frames; ask for raw for an image's pixels")
     if max_size is not None and any(max_size):
         arr = resize_fit(arr, max_size[0] or arr.shape[1], max_size[1] or arr.shape[0])
     try:

@@ -9,19 +9,28 @@ frame in presentation order among those with a timestamp >= 0 (ghost frames
 are not addressable). The frame index is built once per video and kept in the
 derived cache; open ``FrameReader`` objects are pooled per process so that a
 viewer stepping to frame n+1 right after frame n decodes one frame on instead
-of seeking back to the keyframe.
+of seeking back to the keyframe, and after serving frame n the pooled reader
+makes frame n+1 in the background (``ReadAhead``), so that the viewer's next
+ask finds it ready.
+
+Frame formats: ``png``, ``jpeg``, ``webp`` (kept in the derived cache), ``raw``
+(RGB, H x W x 3 uint8) and ``yuv420p`` (the decoder's I420 planes, see
+``imaging.media.frame_index``; neither raw format is cached: they cost less to
+make again than to hash and write).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 
@@ -32,7 +41,7 @@ from cache.media_catalog import MediaRow
 from cache.store import ObjectStore
 
 from .diagnose import Finding, diagnose
-from .frame_index import FrameIndex, FrameReader, build_frame_index
+from .frame_index import FrameIndex, FrameReader, Picture, build_frame_index
 from .probe_video import VideoInfo, VideoLimits, probe_video
 from .reencode import reencode
 from .render import render_frame
@@ -51,6 +60,17 @@ DEFAULT_SEQUENCE_FPS = 25.0
 _INDEX_VERSION = 1
 _KEEP_JOBS = 64
 ReencodeMode = Literal["auto", "full"]
+#: Frame formats of a video: encoded (cached) and raw (RGB array, or the decoder's I420 planes).
+VIDEO_FRAME_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp", "raw", "yuv420p")
+#: Viewers (video, format, size) whose next frame is kept ready at once; the oldest goes first.
+_AHEAD_STREAMS = 4
+#: How long an ask waits for its frame being read ahead before making it itself.
+_AHEAD_WAIT_S = 10.0
+#: Niceness of the read-ahead thread: work for a guess yields to work someone waits for.
+_AHEAD_NICE = 10
+_T = TypeVar("_T")
+#: A frame as ``video_frame`` returns it: payload, media type, dtype, shape, time in s.
+FrameResult = tuple[bytes, str, str, tuple[int, ...], float]
 
 
 def video_record(info: VideoInfo) -> dict[str, Any]:
@@ -128,15 +148,39 @@ class ReaderPool:
         InvalidInputError
             When the frame cannot be decoded.
         """
-        entry = self._take(media_id, n)
+        return self.use(media_id, n, open_reader, lambda reader: reader.read(n))
+
+    def use(
+        self,
+        media_id: str,
+        n: int,
+        open_reader: Callable[[], tuple[FrameReader, FrameIndex]] | None,
+        how: Callable[[FrameReader], _T],
+    ) -> tuple[_T, FrameIndex]:
+        """``how(reader)`` with the pooled reader best placed to read frame ``n``, and the video's index.
+
+        With ``open_reader`` None, only an idle reader that last returned one
+        of the two frames before ``n`` will do (reading ``n`` decodes on, never
+        seeks): ``LookupError`` when there is none.
+
+        Raises
+        ------
+        LookupError
+            See above.
+        NotFoundError, InvalidInputError
+            As ``how`` raises them (a frame out of range, or undecodable).
+        """
+        entry = self._take(media_id, n, near=open_reader is None)
         if entry is None:
+            if open_reader is None:
+                raise LookupError(f"no idle reader just before frame {n}")
             reader, index = open_reader()
             entry = _Idle(media_id, reader, index, -1)
             with self._lock:
                 self._opened += 1
         before = entry.reader.seeks
         try:
-            arr = entry.reader.read(n)
+            arr = how(entry.reader)
         except NotFoundError:
             self._give_back(entry, before)  # nothing was decoded: the reader is as it was
             raise
@@ -147,12 +191,15 @@ class ReaderPool:
         self._give_back(entry, before)
         return arr, entry.index
 
-    def _take(self, media_id: str, n: int) -> _Idle | None:
+    def _take(self, media_id: str, n: int, *, near: bool = False) -> _Idle | None:
         with self._lock:
             mine = [(i, e) for i, e in enumerate(self._idle) if e.media_id == media_id]
-            if not mine:
-                return None
             behind = [(n - e.last, i) for i, e in mine if e.last < n]
+            if near:
+                behind = [(d, i) for d, i in behind if d <= 2]
+                mine = []
+            if not behind and not mine:
+                return None
             at = min(behind)[1] if behind else mine[-1][0]
             self._reused += 1
             return self._idle.pop(at)
@@ -176,6 +223,143 @@ class ReaderPool:
             idle, self._idle = self._idle, []
         for e in idle:
             e.reader.close()
+
+
+# -- read-ahead -----------------------------------------------------------------------
+
+
+class AheadCancelled(Exception):
+    """A frame being read ahead was given up: its viewer asked for another one."""
+
+
+#: A viewer's stream of frames: (media id, format, size box).
+Stream = tuple[str, str, "tuple[int, int] | None"]
+
+
+@dataclass(eq=False)
+class _Ahead:
+    stream: Stream
+    n: int
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)
+    started: bool = False
+    result: FrameResult | None = None
+
+
+@dataclass(frozen=True)
+class AheadStats:
+    """Counters of the read-ahead (for tests and the benchmark)."""
+
+    scheduled: int
+    made: int  # frames made ahead
+    served: int  # asks answered by a frame made ahead
+    cancelled: int  # given up before or while being made: the viewer went elsewhere
+    skipped: int  # no reader stood just before the frame (it would have had to seek)
+
+
+class ReadAhead:
+    """After frame n of a viewer's stream, frame n + 1 made in the background, ready for its ask.
+
+    One thread works through the frames scheduled, oldest first, at a lower
+    priority (niceness ``_AHEAD_NICE`` on Linux) so that it yields the CPU to
+    requests someone waits for. ``make(stream, n, cancel)`` makes a frame; it
+    should use only a pooled reader already standing just before ``n`` (never
+    open or seek one) and give up when ``cancel`` is set.
+
+    A stream has at most one frame ahead; scheduling another, or an ask for a
+    frame other than the one ahead, cancels it. An ask for the frame ahead waits
+    for it if it is being made, and takes it over when it has not started yet.
+    The thread starts with the first frame scheduled, not at construction.
+    """
+
+    def __init__(self, make: Callable[[Stream, int, threading.Event], FrameResult | None]) -> None:
+        self._make = make
+        self._pending: OrderedDict[Stream, _Ahead] = OrderedDict()
+        self._queue: deque[_Ahead] = deque()
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._scheduled = self._made = self._served = self._cancelled = self._skipped = 0
+        self._busy = False
+
+    def schedule(self, stream: Stream, n: int) -> None:
+        """Make frame ``n`` of ``stream`` ahead (replacing the stream's earlier frame ahead)."""
+        entry = _Ahead(stream, n)
+        with self._cond:
+            old = self._pending.pop(stream, None)
+            if old is not None:
+                self._drop(old)
+            self._pending[stream] = entry
+            while len(self._pending) > _AHEAD_STREAMS:
+                self._drop(self._pending.popitem(last=False)[1])
+            self._queue.append(entry)
+            self._scheduled += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="video-read-ahead", daemon=True)
+                self._thread.start()
+            self._cond.notify()
+
+    def claim(self, stream: Stream, n: int) -> FrameResult | None:
+        """Frame ``n`` of ``stream`` if it was read ahead (waiting while it is being made), else None."""
+        with self._cond:
+            entry = self._pending.pop(stream, None)
+            if entry is None:
+                return None
+            if entry.n != n or not entry.started:
+                self._drop(entry)  # another frame, or not started: the asker makes it sooner itself
+                return None
+        entry.done.wait(_AHEAD_WAIT_S)
+        with self._cond:
+            if entry.result is None:
+                return None
+            self._served += 1
+        return entry.result
+
+    def _drop(self, entry: _Ahead) -> None:
+        if not entry.done.is_set() and not entry.cancel.is_set():
+            entry.cancel.set()
+            self._cancelled += 1
+
+    def stats(self) -> AheadStats:
+        with self._cond:
+            return AheadStats(self._scheduled, self._made, self._served, self._cancelled, self._skipped)
+
+    def idle(self, timeout: float = 10.0) -> bool:
+        """Wait until nothing is queued or being made (for tests); False on timeout."""
+        with self._cond:
+            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
+
+    def _run(self) -> None:
+        if hasattr(os, "setpriority"):
+            try:  # Linux: a thread's own niceness (PRIO_PROCESS with a thread id)
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _AHEAD_NICE)
+            except OSError:
+                log.debug("read-ahead runs at normal priority")
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: bool(self._queue))
+                entry = self._queue.popleft()
+                if entry.cancel.is_set():
+                    entry.done.set()
+                    continue
+                entry.started = self._busy = True
+            result: FrameResult | None = None
+            try:
+                result = self._make(entry.stream, entry.n, entry.cancel)
+            except LookupError:
+                with self._cond:
+                    self._skipped += 1
+            except AheadCancelled:
+                pass
+            except Exception as exc:  # an ask for this frame makes it again and gets the error itself
+                log.debug("read-ahead of a video frame failed: %s", type(exc).__name__)
+            finally:
+                with self._cond:
+                    entry.result = result
+                    if result is not None:
+                        self._made += 1
+                    self._busy = False
+                    entry.done.set()
+                    self._cond.notify_all()
 
 
 # -- re-encoding jobs -----------------------------------------------------------------
@@ -260,6 +444,39 @@ def normalized_name(name: str) -> str:
     return f"{stem or 'video'}_normalized.mp4"
 
 
+# -- frames ---------------------------------------------------------------------------
+
+
+def _check_frame_request(media_id: str, fmt: str, max_size: tuple[int, int] | None) -> None:
+    if fmt not in VIDEO_FRAME_FORMATS:
+        raise InvalidInputError(f"a video frame can be {', '.join(VIDEO_FRAME_FORMATS)}, not {fmt}", subject=media_id)
+    if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
+        raise InvalidInputError("max size must not be negative")
+
+
+def _resizes(max_size: tuple[int, int] | None) -> bool:
+    return max_size is not None and any(max_size)
+
+
+def _picture(reader: FrameReader, n: int, fmt: str, max_size: tuple[int, int] | None) -> Picture:
+    """Frame ``n`` as raw bytes: RGB (``raw``) or I420 (``yuv420p``, fitted within ``max_size`` by FFmpeg's Lanczos)."""
+    if fmt == "raw":
+        return reader.read_picture(n, "rgb24")
+    return reader.read_picture(n, "yuv420p", max_size=max_size if _resizes(max_size) else None)
+
+
+def raw_media_type(pic: Picture) -> str:
+    """The media type of a raw picture: RGB as ``application/octet-stream`` (as images), I420 with its colour."""
+    if pic.pixel_format == "rgb24":
+        return "application/octet-stream"
+    return f"video/x-raw; format={pic.pixel_format}; matrix={pic.matrix}; range={pic.color_range}"
+
+
+def _raw_result(pic: Picture, time_s: float) -> FrameResult:
+    shape = (pic.height, pic.width, 3) if pic.pixel_format == "rgb24" else (pic.height, pic.width)
+    return pic.data, raw_media_type(pic), "|u1", shape, time_s
+
+
 # -- the mixin ------------------------------------------------------------------------
 
 
@@ -271,16 +488,14 @@ class VideoLibraryMixin:
     cache: DerivedCache
     video_limits: VideoLimits
     readers: ReaderPool
+    ahead: ReadAhead
     _reencode_jobs: dict[str, ReencodeJob]
     _reencode_lock: threading.Lock
-    _ahead_slot: threading.Semaphore
 
     def _init_video(self, video_limits: VideoLimits | None) -> None:
         self.video_limits = video_limits or VideoLimits()
         self.readers = ReaderPool()
-        self._ahead_slot = threading.Semaphore(1)
-        self._ahead_lock = threading.Lock()
-        self._last_asked: dict[tuple[str, str, tuple[int, int] | None], int] = {}
+        self.ahead = ReadAhead(self._make_ahead)
         self._reencode_jobs = {}
         self._reencode_lock = threading.Lock()
 
@@ -337,11 +552,19 @@ class VideoLibraryMixin:
 
     def video_frame(
         self, media_id: str, n: int, *, fmt: str = "png", max_size: tuple[int, int] | None = None
-    ) -> tuple[bytes, str, str, tuple[int, ...], float]:
+    ) -> FrameResult:
         """Exactly frame ``n`` of a video, encoded: (payload, media type, dtype, shape, time in s).
 
-        Encoded frames (PNG, JPEG, WebP) are kept in the derived cache; raw
-        frames are not (see below). A miss reads the frame through the reader pool.
+        ``fmt`` is one of ``VIDEO_FRAME_FORMATS``. Encoded frames (PNG, JPEG,
+        WebP) are kept in the derived cache; raw frames are not (see below). A
+        miss reads the frame through the reader pool. ``yuv420p`` gives the
+        shape as (height, width) of the picture, its media type
+        ``video/x-raw; format=yuv420p; matrix=...; range=...`` (see
+        ``imaging.media.frame_index.Picture``).
+
+        As soon as frame n is decoded, frame n + 1 in the same format is made
+        in the background by the same reader (``ReadAhead``), for a viewer
+        stepping frame by frame; an ask for another frame cancels it.
 
         Raises
         ------
@@ -356,70 +579,80 @@ class VideoLibraryMixin:
                 f"frame {n} does not exist; the video has {info.addressable_frames} frames (0..{info.addressable_frames - 1})",
                 subject=media_id,
             )
-        if fmt not in ("png", "jpeg", "webp", "raw"):
-            raise InvalidInputError(f"a video frame can be png, jpeg, webp or raw, not {fmt}", subject=media_id)
-        if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
-            raise InvalidInputError("max size must not be negative")
-        key, compute = self._frame_job(media_id, row.name, n, fmt, max_size)
-        if fmt == "raw":
-            # Raw frames are large (6 MB at 1080p) and cheap to make from the pooled
-            # reader: hashing and writing them to the derived cache costs more than
-            # decoding one frame on. Encoded frames are worth keeping.
-            payload, media_type, meta = compute()
-            return payload, media_type, str(meta["dtype"]), tuple(int(s) for s in meta["shape"]), float(meta["time"])
-        v = self.cache.get_or_compute(key, compute, tag=media_id)
-        if self._stepping(media_id, n, fmt, max_size) and n + 1 < info.addressable_frames:
-            self._read_ahead(media_id, row.name, n + 1, fmt, max_size)
-        return v.payload, v.media_type, str(v.meta["dtype"]), tuple(int(s) for s in v.meta["shape"]), float(v.meta["time"])
+        _check_frame_request(media_id, fmt, max_size)
+        stream: Stream = (media_id, fmt, max_size)
+        more = n + 1 < info.addressable_frames
+        ready = self.ahead.claim(stream, n)
+        if ready is not None:
+            if more:
+                self.ahead.schedule(stream, n + 1)
+            return ready
+        scheduled = [False]
 
-    def _frame_job(
-        self, media_id: str, name: str, n: int, fmt: str, max_size: tuple[int, int] | None
-    ) -> tuple[str, Callable[[], tuple[bytes, str, dict[str, object]]]]:
-        """The derived-cache key of an encoded frame and the function that makes it."""
+        def decoded() -> None:
+            # Frame n is out of the decoder: frame n + 1 can be made while n is encoded and sent.
+            if more and not scheduled[0]:
+                scheduled[0] = True
+                self.ahead.schedule(stream, n + 1)
+
+        for attempt in (1, 2):
+            try:
+                result = self._make_frame(media_id, row.name, n, fmt, max_size, decoded=decoded)
+                break
+            except AheadCancelled:
+                # This key was being made ahead for another viewer, who went elsewhere.
+                if attempt == 2:
+                    raise InvalidInputError(f"frame {n} could not be made; ask again", subject=media_id) from None
+        decoded()  # also after a derived-cache hit: the read-ahead skips frames no reader stands before
+        return result
+
+    def _make_frame(
+        self,
+        media_id: str,
+        name: str,
+        n: int,
+        fmt: str,
+        max_size: tuple[int, int] | None,
+        *,
+        decoded: Callable[[], None] = lambda: None,
+        cancel: threading.Event | None = None,
+    ) -> FrameResult:
+        """Frame ``n`` made now (raw) or through the derived cache (encoded); ``decoded`` is called
+        once it is out of the decoder, ``cancel`` stops a read-ahead before the encoding."""
+        opener: Callable[[], tuple[FrameReader, FrameIndex]] | None = (
+            None if cancel is not None else lambda: self._open_reader(media_id, name)
+        )
+        if fmt in ("raw", "yuv420p") and (fmt == "yuv420p" or not _resizes(max_size)):
+            # Raw frames are large (6 MB of RGB at 1080p) and cheap to make from the pooled
+            # reader: hashing and writing them to the derived cache costs more than
+            # decoding one frame on. The bytes come straight out of the frame's planes.
+            pic, index = self.readers.use(media_id, n, opener, lambda r: _picture(r, n, fmt, max_size))
+            decoded()
+            return _raw_result(pic, index.time_of(n))
         params = {"n": n, "fmt": fmt, "max": list(max_size) if max_size else None}
         key = make_key("media", "video-frame", media_id, params, version=1)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
-            arr, index = self.readers.read(media_id, n, lambda: self._open_reader(media_id, name))
+            arr, index = self.readers.use(media_id, n, opener, lambda r: r.read(n))
+            decoded()
+            if cancel is not None and cancel.is_set():
+                raise AheadCancelled(f"frame {n}")
             payload, media_type, dtype, shape = render_frame(arr, fmt, max_size=max_size)
             return payload, media_type, {"dtype": dtype, "shape": list(shape), "time": index.time_of(n)}
 
-        return key, compute
+        if fmt == "raw":  # RGB fitted within a size: Pillow's Lanczos, as for images; not cached either
+            payload, media_type, meta = compute()
+            return payload, media_type, str(meta["dtype"]), tuple(int(v) for v in meta["shape"]), float(meta["time"])  # type: ignore[arg-type]
+        v = self.cache.get_or_compute(key, compute, tag=media_id, write_behind=True)
+        return v.payload, v.media_type, str(v.meta["dtype"]), tuple(int(s) for s in v.meta["shape"]), float(v.meta["time"])
 
-    def _stepping(self, media_id: str, n: int, fmt: str, max_size: tuple[int, int] | None) -> bool:
-        """Whether frame ``n`` was asked right after frame n - 1 (same video and rendering)."""
-        what = (media_id, fmt, max_size)
-        with self._ahead_lock:
-            before = self._last_asked.pop(what, None)
-            self._last_asked[what] = n
-            while len(self._last_asked) > 256:  # oldest first
-                del self._last_asked[next(iter(self._last_asked))]
-        return before == n - 1
-
-    def _read_ahead(self, media_id: str, name: str, n: int, fmt: str, max_size: tuple[int, int] | None) -> None:
-        """Make frame ``n`` in the background, for a viewer stepping frame by frame.
-
-        Only after a step (frame n - 1 asked right after n - 2), so that random
-        access pays nothing for it.
-
-        The pooled reader that just returned frame n - 1 decodes one frame on; the
-        result goes to the derived cache, where a request for it either finds it or
-        waits for this computation (single flight). At most one read-ahead runs at a
-        time per process; when one is running, this one is skipped.
-        """
-        if not self._ahead_slot.acquire(blocking=False):
-            return
-        key, compute = self._frame_job(media_id, name, n, fmt, max_size)
-
-        def run() -> None:
-            try:
-                self.cache.get_or_compute(key, compute, tag=media_id)
-            except Exception as exc:  # a caller asking for this frame gets the error itself
-                log.debug("read-ahead of a video frame failed: %s", type(exc).__name__)
-            finally:
-                self._ahead_slot.release()
-
-        threading.Thread(target=run, name="video-read-ahead", daemon=True).start()
+    def _make_ahead(self, stream: Stream, n: int, cancel: threading.Event) -> FrameResult | None:
+        """``ReadAhead``'s maker: frame ``n`` by the pooled reader standing just before it, else LookupError."""
+        media_id, fmt, max_size = stream
+        row = self.catalog.get_media(media_id)
+        if row is None or cancel.is_set():
+            return None
+        return self._make_frame(media_id, row.name, n, fmt, max_size, cancel=cancel)
 
     def _open_reader(self, media_id: str, name: str) -> tuple[FrameReader, FrameIndex]:
         index = self.frame_index(media_id)
@@ -454,10 +687,7 @@ class VideoLibraryMixin:
             raise InvalidInputError(
                 f"frame range [{start}, {stop}) is empty or outside 0..{total - 1}", subject=media_id
             )
-        if fmt not in ("png", "jpeg", "webp", "raw"):
-            raise InvalidInputError(f"a video frame can be png, jpeg, webp or raw, not {fmt}", subject=media_id)
-        if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
-            raise InvalidInputError("max size must not be negative")
+        _check_frame_request(media_id, fmt, max_size)
         stop = min(stop, total)
         reader, index = self._open_reader(media_id, row.name)
         return self._iter_frames(reader, index, range(start, stop, every), fmt, max_size)
@@ -468,7 +698,10 @@ class VideoLibraryMixin:
     ) -> Iterator[tuple[int, float, bytes, str, str, tuple[int, ...]]]:
         with reader:
             for n in wanted:
-                payload, media_type, dtype, shape = render_frame(reader.read(n), fmt, max_size=max_size)
+                if fmt == "yuv420p" or (fmt == "raw" and not _resizes(max_size)):
+                    payload, media_type, dtype, shape, _ = _raw_result(_picture(reader, n, fmt, max_size), 0.0)
+                else:
+                    payload, media_type, dtype, shape = render_frame(reader.read(n), fmt, max_size=max_size)
                 yield n, index.time_of(n), payload, media_type, dtype, shape
 
     # -- diagnostics ------------------------------------------------------------------
@@ -618,7 +851,13 @@ class VideoLibraryMixin:
 
 
 __all__ = [
+    "AheadCancelled",
+    "AheadStats",
     "DEFAULT_SEQUENCE_FPS",
+    "VIDEO_FRAME_FORMATS",
+    "FrameResult",
+    "ReadAhead",
+    "raw_media_type",
     "VIDEO_MEDIA_TYPES",
     "ReaderPool",
     "ReaderStats",

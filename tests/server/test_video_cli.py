@@ -59,6 +59,12 @@ def test_video_commands(server: str, tmp_path: Path) -> None:
     out = vg("media", "frame", vid, "7", "-o", one, "--server", server)
     assert out.returncode == 0, out.stderr
     assert np.array_equal(np.asarray(Image.open(one).convert("RGB")), ref[7])
+    planes = tmp_path / "f7.yuv"
+    out = vg("media", "frame", vid, "7", "--format", "yuv420p", "-o", planes, "--server", server)
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout)
+    assert (said["width"], said["height"], said["pixel_format"]) == (64, 48, "yuv420p")
+    assert planes.stat().st_size == 64 * 48 * 3 // 2
 
     folder = tmp_path / "frames"
     out = vg("media", "frames", vid, "--every", "5", "-o", folder, "--server", server)

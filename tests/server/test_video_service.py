@@ -27,7 +27,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from e2e_support import OUTCOME, Server, object_files, serve, staging_files
 from imaging.media.probe_video import VideoLimits, probe_video
 from server.client import ingest_bytes_requests
-from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, make_video
+from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, make_video, picture
 from voxelgate.v1 import media_pb2, media_pb2_grpc
 
 CONTAINERS = {"bframes_mp4": "mp4", "sar_mov": "mov", "vp9_webm": "webm", "vfr_mkv": "mkv", "vp8_mkv": "mkv"}
@@ -68,6 +68,30 @@ def corrupt_copy(src: Path, dst: Path, packet: int) -> tuple[int, int]:
     data[pos + 4 : pos + size] = np.random.default_rng(1).integers(0, 256, size - 4, dtype=np.uint8).tobytes()
     dst.write_bytes(bytes(data))
     return pts, pos
+
+
+def decoded(r: media_pb2.MediaFrame) -> np.ndarray:
+    """The RGB pixels of a PNG or raw RGB reply."""
+    from PIL import Image
+    import io
+
+    if r.media_type == "image/png":
+        return np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB"))
+    return np.frombuffer(r.data, np.uint8).reshape(tuple(r.shape))
+
+
+def yuv_reference(path: Path) -> list[bytes]:
+    """Frame n of a plain sequential decode as I420 bytes (Y, U, V planes without row padding)."""
+    seen: dict[int, bytes] = {}
+    with av.open(str(path)) as c:
+        for f in c.decode(video=0):
+            if f.pts is None or f.pts < 0 or f.pts in seen:
+                continue
+            g = f if f.format.name == "yuv420p" else f.reformat(format="yuv420p")
+            seen[f.pts] = b"".join(
+                np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].tobytes() for p in g.planes
+            )
+    return [seen[p] for p in sorted(seen)]
 
 
 def reference(path: Path) -> list[np.ndarray]:
@@ -311,34 +335,53 @@ def test_stepping_does_not_seek_back_to_the_keyframe(videos: Videos) -> None:
     assert lib.readers.stats().seeks > seeks
 
 
-def test_encoded_frames_are_read_ahead_for_a_viewer_stepping(videos: Videos) -> None:
-    """After frame n as PNG, frame n + 1 is made in the background by the same reader."""
-    from PIL import Image
-    import io
-
-    lib, cache = videos.server.running.media, videos.server.running.cache
+@pytest.mark.parametrize("fmt", [media_pb2.MEDIA_PNG, media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420])
+def test_the_next_frame_is_read_ahead_after_each_frame(videos: Videos, fmt: int) -> None:
+    """After frame n, frame n + 1 is made in the background by the reader that read n; the ask takes it."""
+    lib = videos.server.running.media
     assert lib is not None
-    vid = videos.ids["long_gop_mp4"]
-    ref = reference(videos.paths["long_gop_mp4"])
+    kind = "long_gop_mp4"
+    vid = videos.ids[kind]
+    ref = reference(videos.paths[kind])
+    yuv = yuv_reference(videos.paths[kind])
 
-    def png(n: int) -> np.ndarray:
-        r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=vid, frame=n, format=media_pb2.MEDIA_PNG))
-        return np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB"))
+    def check(n: int) -> None:
+        r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=vid, frame=n, format=fmt, max_width=1000 + fmt))
+        if fmt == media_pb2.MEDIA_RAW_YUV420:
+            assert r.data == yuv[n], n
+        else:
+            assert np.array_equal(decoded(r), ref[n]), n
 
-    with lib._ahead_slot:  # no read-ahead of an earlier test still running
-        before = cache.stats()
-    assert np.array_equal(png(40), ref[40])  # random access: nothing is read ahead
-    assert np.array_equal(png(99), ref[99])
-    assert np.array_equal(png(100), ref[100])  # a step: 101 is made ahead of the ask
-    deadline = time.monotonic() + 20
-    while cache.stats().computations < before.computations + 4 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    time.sleep(0.2)
-    assert cache.stats().computations == before.computations + 4  # 40, 99, 100, and 101 ahead
-    seeks, mid = lib.readers.stats().seeks, cache.stats()
-    assert np.array_equal(png(101), ref[101])
-    after = cache.stats()
-    assert after.hits == mid.hits + 1 and lib.readers.stats().seeks == seeks
+    assert lib.ahead.idle()
+    before = lib.ahead.stats()
+    check(30)  # random access: frame 31 is made ahead
+    assert lib.ahead.idle()
+    made = lib.ahead.stats()
+    assert made.made == before.made + 1 and made.served == before.served
+    seeks = lib.readers.stats().seeks
+    check(31)
+    assert lib.ahead.stats().served == made.served + 1
+    assert lib.readers.stats().seeks == seeks  # 31 came from the frame ahead, 32 is decoded on from it
+    assert lib.ahead.idle()
+    check(80)  # a jump: 32, made ahead, is not used
+    assert lib.ahead.idle()
+    after = lib.ahead.stats()
+    assert after.served == made.served + 1 and after.made == made.made + 2  # 32 and 81
+
+
+def test_a_jump_cancels_the_frame_ahead_and_random_access_never_waits_for_it(videos: Videos) -> None:
+    lib = videos.server.running.media
+    assert lib is not None
+    vid = videos.ids["bframes_mp4"]
+    ref = reference(videos.paths["bframes_mp4"])
+    assert lib.ahead.idle()
+    before = lib.ahead.stats()
+    for n in (3, 17, 8, 25, 1):  # each ask comes right after the last: the frame ahead is cancelled or unused
+        assert np.array_equal(videos.raw(vid, n, max_width=2000), ref[n])
+    assert lib.ahead.idle()
+    after = lib.ahead.stats()
+    assert after.scheduled == before.scheduled + 5 and after.served == before.served
+    assert after.made + after.cancelled + after.skipped == before.made + before.cancelled + before.skipped + 5
 
 
 def test_stepping_in_parallel_viewers(videos: Videos) -> None:
@@ -579,3 +622,81 @@ def test_reencode_cancelled_stops_and_stores_nothing(tmp_path: Path) -> None:
         assert set(object_files(s.data_dir)) == before and staging_files(s.data_dir) == []
         assert lib.reencodes_of(r.sha256) == []
         assert _alive(s)
+
+
+# -- raw YUV 4:2:0 --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["bframes_mp4", "vp9_webm", "ghost_mp4"])
+def test_get_frame_yuv420_is_the_decoders_planes(videos: Videos, kind: str) -> None:
+    yuv = yuv_reference(videos.paths[kind])
+    info = videos.info(kind)
+    for n in np.random.default_rng(5).choice(len(yuv), size=6, replace=False):
+        r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=videos.ids[kind], frame=int(n),
+                                                                format=media_pb2.MEDIA_RAW_YUV420))
+        assert r.data == yuv[n], n
+        assert (r.width, r.height, r.pixel_format) == (info.width, info.height, "yuv420p")
+        assert list(r.shape) == [info.height, info.width] and r.dtype == "|u1"
+        assert re.fullmatch(r"video/x-raw; format=yuv420p; matrix=\w+; range=(limited|full)", r.media_type)
+
+
+def test_stream_frames_yuv420_and_rgb_describe_their_pixels(videos: Videos) -> None:
+    kind = "vfr_mkv"
+    yuv, ref = yuv_reference(videos.paths[kind]), reference(videos.paths[kind])
+    frames = list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(
+        id=videos.ids[kind], every=2, format=media_pb2.MEDIA_RAW_YUV420)))
+    assert [f.frame for f in frames] == list(range(0, len(yuv), 2))
+    assert all(f.data == yuv[f.frame] and f.pixel_format == "yuv420p" for f in frames)
+    rgb = next(iter(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(id=videos.ids[kind], start=3,
+                                                                           format=media_pb2.MEDIA_RAW))))
+    assert (rgb.width, rgb.height, rgb.pixel_format) == (ref[3].shape[1], ref[3].shape[0], "rgb24")
+    assert np.array_equal(decoded(rgb), ref[3])
+
+
+def test_yuv420_fitted_within_a_size(videos: Videos) -> None:
+    r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=videos.ids["bframes_mp4"], frame=4,
+                                                            format=media_pb2.MEDIA_RAW_YUV420, max_width=31))
+    assert (r.width, r.height) == (31, 23)  # 64 x 48 fitted: odd sides, chroma rounded up
+    assert len(r.data) == 31 * 23 + 2 * 16 * 12
+    y = np.frombuffer(r.data[: 31 * 23], np.uint8).reshape(23, 31).astype(int)
+    ref = yuv_reference(videos.paths["bframes_mp4"])[4]
+    full = np.frombuffer(ref[: 64 * 48], np.uint8).reshape(48, 64).astype(int)
+    assert abs(y.mean() - full.mean()) < 3  # the same picture, smaller
+
+
+def test_yuv420_of_a_444_video_is_converted(videos: Videos, tmp_path: Path) -> None:
+    path = tmp_path / "yuv444.mp4"
+    with av.open(str(path), "w", format="mp4") as c:
+        s = c.add_stream("libx264", rate=30)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv444p"
+        s.options = {"preset": "veryfast"}
+        for i in range(6):
+            f = av.VideoFrame.from_ndarray(picture(i), format="rgb24").reformat(format="yuv444p")
+            f.pts = i
+            for p in s.encode(f):
+                c.mux(p)
+        for p in s.encode(None):
+            c.mux(p)
+    [res] = videos.ingest([(path.name, path.read_bytes())])
+    r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=res.sha256, frame=2, format=media_pb2.MEDIA_RAW_YUV420))
+    assert r.pixel_format == "yuv420p" and len(r.data) == 64 * 48 + 2 * 32 * 24
+    assert r.data == yuv_reference(path)[2]  # FFmpeg's 4:4:4 -> 4:2:0, the matrix kept
+
+
+def test_yuv420_is_for_videos_only(videos: Videos) -> None:
+    from PIL import Image
+    import io
+
+    buf = io.BytesIO()
+    Image.fromarray(picture(1)).save(buf, format="PNG")
+    [res] = videos.ingest([("still.png", buf.getvalue())])
+    for call in (
+        lambda: videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=res.sha256, format=media_pb2.MEDIA_RAW_YUV420)),
+        lambda: list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(id=res.sha256,
+                                                                            format=media_pb2.MEDIA_RAW_YUV420))),
+    ):
+        with pytest.raises(grpc.RpcError) as err:
+            call()
+        assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "video frames" in err.value.details()
+    rgb = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=res.sha256, format=media_pb2.MEDIA_RAW))
+    assert (rgb.width, rgb.height, rgb.pixel_format) == (64, 48, "rgb24")
