@@ -174,13 +174,20 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         limit = self._max_message_bytes
 
         def messages() -> Iterator[media_pb2.MediaFrame]:
-            for f in frames:
-                check_reply_size(len(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
-                                 advice="ask for a smaller size or another format")
-                yield frame_pb(f, fmt)
+            try:
+                for f in frames:
+                    check_reply_size(len(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
+                                     advice="ask for a smaller size or another format")
+                    yield frame_pb(f, fmt)
+            finally:
+                close = getattr(frames, "close", None)
+                if close is not None:
+                    close()  # closes the stream's reader now, whoever stops first
 
-        # Decoding the next frames overlaps with sending this one.
-        ahead = prefetch(messages(), depth=3)
+        # A thread of its own decodes, converts and builds the next messages (PyAV releases the
+        # GIL) while this one serialises and sends: a few frames ahead, stopped when the call ends.
+        ahead = prefetch(messages(), depth=3, name="stream-frames")
+        context.add_callback(ahead.stop)  # cancelled, timed out or finished: stop decoding at once
         try:
             for msg in ahead:
                 yield msg

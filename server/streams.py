@@ -21,12 +21,12 @@ class prefetch(Generic[T]):  # noqa: N801 - used like a function
     produced but nobody consumed, so the caller can release them.
     """
 
-    def __init__(self, source: Iterator[T], *, depth: int) -> None:
+    def __init__(self, source: Iterator[T], *, depth: int, name: str = "prefetch") -> None:
         self._source = source
         self._queue: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
         self._pending: tuple[int, object] | None = None
-        self._thread = threading.Thread(target=self._pump, name="prefetch", daemon=True)
+        self._thread = threading.Thread(target=self._pump, name=name, daemon=True)
         self._thread.start()
 
     def _put(self, item: tuple[int, object]) -> bool:
@@ -75,13 +75,22 @@ class prefetch(Generic[T]):  # noqa: N801 - used like a function
             if self._pending is not None:
                 (kind, value), self._pending = self._pending, None
             else:
-                kind, value = self._queue.get()
+                try:
+                    kind, value = self._queue.get(timeout=0.1)
+                except queue.Empty:
+                    if self._stop.is_set():  # stopped (``stop``): nothing more will come
+                        return
+                    continue
             if kind == _ITEM:
                 yield value  # type: ignore[misc]
             elif kind == _END:
                 return
             else:
                 raise value  # type: ignore[misc]
+
+    def stop(self) -> None:
+        """Ask the background thread to stop after the item it is producing (safe from any thread)."""
+        self._stop.set()
 
     def close_and_drain(self, timeout: float = 10.0) -> list[T]:
         """Stop the background thread; return items produced but not consumed.

@@ -437,6 +437,61 @@ def test_stream_frames_range_and_png(videos: Videos) -> None:
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "outside 0..26" in err.value.details()
 
 
+
+def _wait_until(check: object, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return True
+        time.sleep(0.02)
+    return bool(check())  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("fmt", [media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420, media_pb2.MEDIA_PNG],
+                         ids=["raw", "yuv420p", "png"])
+def test_stream_frames_cancelled_stops_its_decoder_thread_and_closes_its_reader(
+    videos: Videos, fmt: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from imaging.media.frame_index import FrameReader
+
+    opened: list[FrameReader] = []
+    closed: set[int] = set()
+    init, close = FrameReader.__init__, FrameReader.close
+
+    def counting_init(self: FrameReader, *args: object, **kw: object) -> None:
+        init(self, *args, **kw)  # type: ignore[arg-type]
+        opened.append(self)
+
+    def counting_close(self: FrameReader) -> None:
+        closed.add(id(self))
+        close(self)
+
+    monkeypatch.setattr(FrameReader, "__init__", counting_init)
+    monkeypatch.setattr(FrameReader, "close", counting_close)
+    def producers() -> list[object]:
+        """The streams' decoding threads, and server threads still waiting for one."""
+        import sys
+
+        waiting = []
+        for frame in sys._current_frames().values():
+            while frame is not None:
+                if frame.f_code.co_filename.endswith("streams.py") and frame.f_code.co_name == "__iter__":
+                    waiting.append(frame)
+                frame = frame.f_back  # type: ignore[assignment]
+        return [t for t in threading.enumerate() if t.name == "stream-frames"] + waiting
+    assert _wait_until(lambda: not producers())  # none left over from earlier tests
+    call = videos.stub.StreamFrames(media_pb2.StreamFramesRequest(id=videos.ids["long_gop_mp4"], format=fmt))
+    got = [next(call).frame for _ in range(2)]
+    assert got == [0, 1] and len(opened) == 1 and len(producers()) >= 1  # decoding ahead of the client
+    call.cancel()
+    assert _wait_until(lambda: not producers()), "the decoding thread outlived the cancelled call"
+    assert _wait_until(lambda: id(opened[0]) in closed), "the stream's reader was left open"
+    # A stream read to its end leaves nothing behind either.
+    assert len(list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(
+        id=videos.ids["long_gop_mp4"], start=110, format=fmt)))) == 10
+    assert _wait_until(lambda: not producers() and all(id(r) in closed for r in opened))
+
+
 # -- diagnose -------------------------------------------------------------------------
 
 
