@@ -10,8 +10,8 @@ are not addressable). The frame index is built once per video and kept in the
 derived cache; open ``FrameReader`` objects are pooled per process so that a
 viewer stepping to frame n+1 right after frame n decodes one frame on instead
 of seeking back to the keyframe, and after serving frame n the pooled reader
-makes frame n+1 in the background (``ReadAhead``), so that the viewer's next
-ask finds it ready.
+makes frame n+1 in the background, so that the viewer's next ask finds it
+ready (``ReaderPool`` and ``ReadAhead``, in ``imaging.media.video_readers``).
 
 Frame formats: ``png``, ``jpeg``, ``webp`` (kept in the derived cache), ``raw``
 (RGB, H x W x 3 uint8) and ``yuv420p`` (the decoder's I420 planes, see
@@ -23,16 +23,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import threading
 import uuid
-from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, TypeVar
-
-import numpy as np
+from typing import Any, Literal
 
 from cache.derived import DerivedCache
 from cache.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
@@ -45,6 +41,7 @@ from .frame_index import FrameIndex, FrameReader, Picture, build_frame_index
 from .probe_video import VideoInfo, VideoLimits, probe_video
 from .reencode import reencode
 from .render import render_frame
+from .video_readers import AheadCancelled, AheadStats, FrameResult, ReadAhead, ReaderPool, ReaderStats, Stream
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +59,6 @@ _KEEP_JOBS = 64
 ReencodeMode = Literal["auto", "full"]
 #: Frame formats of a video: encoded (cached) and raw (RGB array, or the decoder's I420 planes).
 VIDEO_FRAME_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp", "raw", "yuv420p")
-#: Viewers (video, format, size) whose next frame is kept ready at once; the oldest goes first.
-_AHEAD_STREAMS = 4
-#: How long an ask waits for its frame being read ahead before making it itself.
-_AHEAD_WAIT_S = 10.0
-#: Niceness of the read-ahead thread: work for a guess yields to work someone waits for.
-_AHEAD_NICE = 10
-_T = TypeVar("_T")
-#: A frame as ``video_frame`` returns it: payload, media type, dtype, shape, time in s.
-FrameResult = tuple[bytes, str, str, tuple[int, ...], float]
 
 
 def video_record(info: VideoInfo) -> dict[str, Any]:
@@ -98,268 +86,6 @@ def stream_indexes(finding: Finding) -> list[int]:
         if isinstance(s, dict) and isinstance(s.get("index"), int):
             found.append(int(s["index"]))
     return sorted(set(found))
-
-
-# -- the reader pool ------------------------------------------------------------------
-
-
-@dataclass
-class _Idle:
-    media_id: str
-    reader: FrameReader
-    index: FrameIndex
-    last: int  # the last frame this reader returned
-
-
-@dataclass(frozen=True)
-class ReaderStats:
-    """Counters of the reader pool (for tests and the benchmark)."""
-
-    opened: int
-    reused: int
-    seeks: int
-    idle: int
-
-
-class ReaderPool:
-    """Open ``FrameReader`` objects per video, handed out to one caller at a time.
-
-    A caller asking for frame n gets the idle reader of that video that last
-    returned the frame closest below n (its decoder can go on from there), or
-    a new reader. At most ``max_idle`` readers stay open; the least recently
-    used is closed first.
-    """
-
-    def __init__(self, max_idle: int = 16) -> None:
-        self._max_idle = max_idle
-        self._idle: list[_Idle] = []  # least recently used first
-        self._lock = threading.Lock()
-        self._opened = self._reused = self._seeks = 0
-
-    def read(
-        self, media_id: str, n: int, open_reader: Callable[[], tuple[FrameReader, FrameIndex]]
-    ) -> tuple[np.ndarray, FrameIndex]:
-        """Frame ``n`` of a video as (H, W, 3) uint8 RGB, and the video's index.
-
-        Raises
-        ------
-        NotFoundError
-            When ``n`` is out of range.
-        InvalidInputError
-            When the frame cannot be decoded.
-        """
-        return self.use(media_id, n, open_reader, lambda reader: reader.read(n))
-
-    def use(
-        self,
-        media_id: str,
-        n: int,
-        open_reader: Callable[[], tuple[FrameReader, FrameIndex]] | None,
-        how: Callable[[FrameReader], _T],
-    ) -> tuple[_T, FrameIndex]:
-        """``how(reader)`` with the pooled reader best placed to read frame ``n``, and the video's index.
-
-        With ``open_reader`` None, only an idle reader that last returned one
-        of the two frames before ``n`` will do (reading ``n`` decodes on, never
-        seeks): ``LookupError`` when there is none.
-
-        Raises
-        ------
-        LookupError
-            See above.
-        NotFoundError, InvalidInputError
-            As ``how`` raises them (a frame out of range, or undecodable).
-        """
-        entry = self._take(media_id, n, near=open_reader is None)
-        if entry is None:
-            if open_reader is None:
-                raise LookupError(f"no idle reader just before frame {n}")
-            reader, index = open_reader()
-            entry = _Idle(media_id, reader, index, -1)
-            with self._lock:
-                self._opened += 1
-        before = entry.reader.seeks
-        try:
-            arr = how(entry.reader)
-        except NotFoundError:
-            self._give_back(entry, before)  # nothing was decoded: the reader is as it was
-            raise
-        except BaseException:
-            entry.reader.close()  # its decoder state is unknown
-            raise
-        entry.last = n
-        self._give_back(entry, before)
-        return arr, entry.index
-
-    def _take(self, media_id: str, n: int, *, near: bool = False) -> _Idle | None:
-        with self._lock:
-            mine = [(i, e) for i, e in enumerate(self._idle) if e.media_id == media_id]
-            behind = [(n - e.last, i) for i, e in mine if e.last < n]
-            if near:
-                behind = [(d, i) for d, i in behind if d <= 2]
-                mine = []
-            if not behind and not mine:
-                return None
-            at = min(behind)[1] if behind else mine[-1][0]
-            self._reused += 1
-            return self._idle.pop(at)
-
-    def _give_back(self, entry: _Idle, seeks_before: int) -> None:
-        with self._lock:
-            self._seeks += entry.reader.seeks - seeks_before
-            self._idle.append(entry)
-            extra = self._idle[: max(0, len(self._idle) - self._max_idle)]
-            del self._idle[: len(extra)]
-        for e in extra:
-            e.reader.close()
-
-    def stats(self) -> ReaderStats:
-        with self._lock:
-            return ReaderStats(self._opened, self._reused, self._seeks, len(self._idle))
-
-    def close(self) -> None:
-        """Close every idle reader."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for e in idle:
-            e.reader.close()
-
-
-# -- read-ahead -----------------------------------------------------------------------
-
-
-class AheadCancelled(Exception):
-    """A frame being read ahead was given up: its viewer asked for another one."""
-
-
-#: A viewer's stream of frames: (media id, format, size box).
-Stream = tuple[str, str, "tuple[int, int] | None"]
-
-
-@dataclass(eq=False)
-class _Ahead:
-    stream: Stream
-    n: int
-    cancel: threading.Event = field(default_factory=threading.Event)
-    done: threading.Event = field(default_factory=threading.Event)
-    started: bool = False
-    result: FrameResult | None = None
-
-
-@dataclass(frozen=True)
-class AheadStats:
-    """Counters of the read-ahead (for tests and the benchmark)."""
-
-    scheduled: int
-    made: int  # frames made ahead
-    served: int  # asks answered by a frame made ahead
-    cancelled: int  # given up before or while being made: the viewer went elsewhere
-    skipped: int  # no reader stood just before the frame (it would have had to seek)
-
-
-class ReadAhead:
-    """After frame n of a viewer's stream, frame n + 1 made in the background, ready for its ask.
-
-    One thread works through the frames scheduled, oldest first, at a lower
-    priority (niceness ``_AHEAD_NICE`` on Linux) so that it yields the CPU to
-    requests someone waits for. ``make(stream, n, cancel)`` makes a frame; it
-    should use only a pooled reader already standing just before ``n`` (never
-    open or seek one) and give up when ``cancel`` is set.
-
-    A stream has at most one frame ahead; scheduling another, or an ask for a
-    frame other than the one ahead, cancels it. An ask for the frame ahead waits
-    for it if it is being made, and takes it over when it has not started yet.
-    The thread starts with the first frame scheduled, not at construction.
-    """
-
-    def __init__(self, make: Callable[[Stream, int, threading.Event], FrameResult | None]) -> None:
-        self._make = make
-        self._pending: OrderedDict[Stream, _Ahead] = OrderedDict()
-        self._queue: deque[_Ahead] = deque()
-        self._cond = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._scheduled = self._made = self._served = self._cancelled = self._skipped = 0
-        self._busy = False
-
-    def schedule(self, stream: Stream, n: int) -> None:
-        """Make frame ``n`` of ``stream`` ahead (replacing the stream's earlier frame ahead)."""
-        entry = _Ahead(stream, n)
-        with self._cond:
-            old = self._pending.pop(stream, None)
-            if old is not None:
-                self._drop(old)
-            self._pending[stream] = entry
-            while len(self._pending) > _AHEAD_STREAMS:
-                self._drop(self._pending.popitem(last=False)[1])
-            self._queue.append(entry)
-            self._scheduled += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="video-read-ahead", daemon=True)
-                self._thread.start()
-            self._cond.notify()
-
-    def claim(self, stream: Stream, n: int) -> FrameResult | None:
-        """Frame ``n`` of ``stream`` if it was read ahead (waiting while it is being made), else None."""
-        with self._cond:
-            entry = self._pending.pop(stream, None)
-            if entry is None:
-                return None
-            if entry.n != n or not entry.started:
-                self._drop(entry)  # another frame, or not started: the asker makes it sooner itself
-                return None
-        entry.done.wait(_AHEAD_WAIT_S)
-        with self._cond:
-            if entry.result is None:
-                return None
-            self._served += 1
-        return entry.result
-
-    def _drop(self, entry: _Ahead) -> None:
-        if not entry.done.is_set() and not entry.cancel.is_set():
-            entry.cancel.set()
-            self._cancelled += 1
-
-    def stats(self) -> AheadStats:
-        with self._cond:
-            return AheadStats(self._scheduled, self._made, self._served, self._cancelled, self._skipped)
-
-    def idle(self, timeout: float = 10.0) -> bool:
-        """Wait until nothing is queued or being made (for tests); False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
-
-    def _run(self) -> None:
-        if hasattr(os, "setpriority"):
-            try:  # Linux: a thread's own niceness (PRIO_PROCESS with a thread id)
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _AHEAD_NICE)
-            except OSError:
-                log.debug("read-ahead runs at normal priority")
-        while True:
-            with self._cond:
-                self._cond.wait_for(lambda: bool(self._queue))
-                entry = self._queue.popleft()
-                if entry.cancel.is_set():
-                    entry.done.set()
-                    continue
-                entry.started = self._busy = True
-            result: FrameResult | None = None
-            try:
-                result = self._make(entry.stream, entry.n, entry.cancel)
-            except LookupError:
-                with self._cond:
-                    self._skipped += 1
-            except AheadCancelled:
-                pass
-            except Exception as exc:  # an ask for this frame makes it again and gets the error itself
-                log.debug("read-ahead of a video frame failed: %s", type(exc).__name__)
-            finally:
-                with self._cond:
-                    entry.result = result
-                    if result is not None:
-                        self._made += 1
-                    self._busy = False
-                    entry.done.set()
-                    self._cond.notify_all()
 
 
 # -- re-encoding jobs -----------------------------------------------------------------

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from imaging.media.frame_index import FrameReader, build_frame_index, to_picture
-from imaging.media.video_library import AheadCancelled, ReadAhead
+from imaging.media.video_readers import AheadCancelled, ReadAhead
 from tests.imaging.media._videos import make_video
 
 
