@@ -10,8 +10,10 @@ derived cache.
 - ``render``: ``resize_fit``, ``resize_exact``, ``render_frame`` (PNG, PNG16, JPEG, WebP, raw).
 - ``sequence``: ``natural_key``, ``plan_sequence`` (homogenise or split).
 - ``video``: ``export_mp4`` (H.264, constant frame rate, faststart).
-- ``video_library``: videos in ``MediaLibrary`` (frame index in the derived cache, reader pool,
-  diagnostics, re-encode jobs and their reports); imported by ``library``, not from here.
+- ``video_library``: videos in ``MediaLibrary`` (frame index in the derived cache, diagnostics,
+  re-encode jobs and their reports); imported by ``library``, not from here.
+- ``video_readers``: the pool of open, positioned frame readers and the read-ahead of the next
+  frame a viewer will ask for.
 - ``reencode``: ``reencode`` a video (remux or full H.264 CFR re-encode) with a frame map.
 """
 
