@@ -152,8 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             stub = volume_pb2_grpc.VolumeServiceStub(admin)
             t0 = time.perf_counter()
             vol = fetch_volume(stub, series_uid)
-            print(f"volume {vol.header.dtype}{list(vol.array.shape)} built and fetched in "
-                  f"{time.perf_counter() - t0:.2f} s (not part of the latencies)")
+            built = time.perf_counter() - t0
+            # The first caller gets the volume while its cache file is still being written; a second
+            # GetVolume waits for that file, so the passes below start from a cached volume.
+            t0 = time.perf_counter()
+            fetch_volume(stub, series_uid)
+            print(f"volume {vol.header.dtype}{list(vol.array.shape)} built and fetched in {built:.2f} s, "
+                  f"fetched again from the derived cache in {time.perf_counter() - t0:.2f} s "
+                  "(not part of the latencies)")
             firsts = []
             for name, plane in PLANES:
                 # The first request of a plane (window 1000/2000: a key no pass uses) also tells the count.
