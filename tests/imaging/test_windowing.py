@@ -386,3 +386,53 @@ def test_png_refuses_what_it_cannot_carry() -> None:
                 np.zeros((2, 2, 3), np.uint16)):
         with pytest.raises(InvalidInputError, match="PNG"):
             encode_png(bad)
+
+
+# -- the integer-arithmetic form of the table (16-bit inputs) ---------------------------------------
+
+
+# The presets, windows whose clamp cuts the ramp's first level short (75/215), a 1-wide step,
+# off-grid centres and widths, ones that rounding to even or float32 keep from a straight
+# staircase (handled by the table), and both output depths.
+ARITH_WINDOWS = [*PRESETS.values(), (75.0, 215.0), (0.5, 1.0), (40.25, 80.5), (-3.75, 6.5), (12.3, 77.7),
+                 (3000.0, 60000.0), (30000.0, 9000.0), (-32760.0, 20.0), (65000.0, 7.0)]
+
+
+@pytest.mark.parametrize("out_max", [255, 65535])
+@pytest.mark.parametrize("fn", list(VoiFunction))
+@pytest.mark.parametrize("dtype", [np.int16, np.uint16])
+def test_every_16_bit_input_maps_as_the_standard_formula_says(dtype: type, fn: VoiFunction, out_max: int) -> None:
+    info = np.iinfo(dtype)
+    values = np.arange(info.min, info.max + 1, dtype=np.int64).astype(dtype)
+    convert = window_to_uint8 if out_max == 255 else window_to_uint16
+    for c, w in ARITH_WINDOWS:
+        expected = np.clip(np.rint(apply_window(values, c, w, function=fn, y_max=float(out_max))), 0, out_max)
+        np.testing.assert_array_equal(convert(values, c, w, function=fn), expected,
+                                      err_msg=f"{np.dtype(dtype)} {fn.value} c={c} w={w} -> {out_max}")
+
+
+def test_common_ct_windows_take_the_arithmetic_form() -> None:
+    import imaging.windowing as windowing
+
+    for name, (c, w) in PRESETS.items():
+        plan = windowing._affine("<i2", c, w, VoiFunction.LINEAR, 255)
+        assert plan is not None, f"{name} ({c}/{w}) fell back to the table"
+    # The bench's and the brain window's 8-bit form stays in 16-bit words.
+    plan = windowing._affine("<i2", 40.0, 80.0, VoiFunction.LINEAR, 255)
+    assert plan is not None and plan.word is np.uint16
+
+
+@pytest.mark.parametrize("out_max", [255, 65535])
+def test_threaded_arithmetic_of_a_whole_volume_equals_the_float_path(monkeypatch: pytest.MonkeyPatch,
+                                                                     out_max: int) -> None:
+    import imaging.windowing as windowing
+
+    rng = np.random.default_rng(9)
+    vol = rng.integers(-1100, 3100, size=(7, 301, 257)).astype(np.int16)
+    monkeypatch.setattr(windowing, "_PARALLEL_FROM", 1)
+    monkeypatch.setattr(windowing, "_CHUNK", 4096)
+    fn = window_to_uint8 if out_max == 255 else window_to_uint16
+    for c, w in [(40.0, 80.0), (75.0, 215.0), (-600.0, 1500.0)]:
+        got = fn(vol[:, ::2], c, w)  # a strided view too
+        want = np.clip(np.rint(apply_window(vol[:, ::2], c, w, y_max=float(out_max))), 0, out_max)
+        np.testing.assert_array_equal(got, want)
