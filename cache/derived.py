@@ -19,6 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -209,6 +210,10 @@ class DerivedCache:
         self._write_lock = threading.RLock()  # a pending write against evict_tag/clear
         self._writer: threading.Thread | None = None
         self._closing = False
+        # While a reply streams a value straight from memory, writing the next one (hashing
+        # and copying 150 MB) would take the cores the reply needs: see hold_writes.
+        self._holds: dict[int, float] = {}  # id of a hold -> when it lapses
+        self._flushing = 0
 
     # -- plain access ---------------------------------------------------------
 
@@ -539,11 +544,36 @@ class DerivedCache:
             self._keep_hot(key, value, tag)
         return value
 
+    @contextmanager
+    def hold_writes(self, *, at_most: float = 30.0) -> Iterator[None]:
+        """Keep write-behind values waiting (in memory) while the block runs, ``at_most`` seconds.
+
+        For a reply that streams a freshly computed value: its write would compete
+        for the same cores. A write already under way finishes; :meth:`flush`,
+        :meth:`close` and readers waiting for a file are not held back.
+        """
+        token = object()
+        with self._pending_cv:
+            self._holds[id(token)] = time.monotonic() + at_most
+        try:
+            yield
+        finally:
+            with self._pending_cv:
+                del self._holds[id(token)]
+                self._pending_cv.notify_all()
+
+    def _held(self) -> bool:
+        """Whether the writer should wait (called with ``_pending_cv`` held)."""
+        if self._closing or self._flushing or not self._holds:
+            return False
+        now = time.monotonic()
+        return any(until > now for until in self._holds.values())
+
     def _write_pending(self) -> None:
         while True:
             with self._pending_cv:
-                while not self._pending and not self._closing:
-                    self._pending_cv.wait()
+                while (not self._pending or self._held()) and not self._closing:
+                    self._pending_cv.wait(0.05 if self._pending else None)
                 if not self._pending and self._closing:
                     return
             with self._write_lock:
@@ -563,15 +593,27 @@ class DerivedCache:
                         self._pending_cv.notify_all()
 
     def flush(self) -> None:
-        """Wait until every write-behind value is on disk."""
+        """Wait until every write-behind value is on disk (held ones too)."""
         with self._pending_cv:
-            while self._pending:
-                self._pending_cv.wait(0.05)
+            self._flushing += 1
+            self._pending_cv.notify_all()
+            try:
+                while self._pending:
+                    self._pending_cv.wait(0.05)
+            finally:
+                self._flushing -= 1
 
     def _wait_written(self, key: str) -> None:
         with self._pending_cv:
-            while key in self._pending:
-                self._pending_cv.wait(0.05)
+            if key not in self._pending:
+                return
+            self._flushing += 1  # someone needs the file: a hold must not keep it from them
+            self._pending_cv.notify_all()
+            try:
+                while key in self._pending:
+                    self._pending_cv.wait(0.05)
+            finally:
+                self._flushing -= 1
 
     # -- maintenance ----------------------------------------------------------
 

@@ -151,3 +151,33 @@ def test_memory_only_values_are_hits_and_never_written(tmp_path: Path) -> None:
         assert calls == [1, 1]  # evicted with its tag
     finally:
         cache.close()
+
+
+def test_held_writes_wait_for_the_end_of_the_block_or_a_flush(cache: DerivedCache) -> None:
+    arr = np.arange(300_000, dtype=np.int16)
+    with cache.hold_writes():
+        entry = cache.get_or_compute_file("vol", lambda: (npy_parts(arr), "application/x-npy", {}), write_behind=True)
+        assert entry.path == ""  # the builder answers from memory
+        threading.Event().wait(0.3)
+        assert cache.pending("vol")  # held: not written while the reply streams
+    cache.flush()
+    assert not cache.pending("vol")
+    # A flush (or a reader waiting for the file) does not wait for the hold to end.
+    with cache.hold_writes():
+        cache.get_or_compute_file("vol2", lambda: (npy_parts(arr + 1), "application/x-npy", {}), write_behind=True)
+        cache.flush()
+        assert not cache.pending("vol2")
+        again = cache.get_or_compute_file("vol2", lambda: pytest.fail("computed twice"), write_behind=True)
+        np.testing.assert_array_equal(npy_memmap(again.path, again.offset), arr + 1)
+
+
+def test_a_hold_lasts_at_most_its_bound(cache: DerivedCache) -> None:
+    arr = np.arange(1000, dtype=np.int16)
+    with cache.hold_writes(at_most=0.1):
+        cache.get_or_compute_file("vol", lambda: (npy_parts(arr), "application/x-npy", {}), write_behind=True)
+        for _ in range(100):
+            if not cache.pending("vol"):
+                break
+            threading.Event().wait(0.05)
+        assert not cache.pending("vol")
+
