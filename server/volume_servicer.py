@@ -26,6 +26,8 @@ _ENCODINGS = {
     volume_pb2.ENCODING_JPEG: ImageFormat.JPEG,
     volume_pb2.ENCODING_RAW: ImageFormat.RAW,
 }
+#: Voxel bytes a GetVolume message carries: well under the 4 MiB a default gRPC client accepts.
+_CHUNK_BYTES = 2 << 20
 _SLAB = {volume_pb2.SLAB_MAX: "max", volume_pb2.SLAB_MIN: "min", volume_pb2.SLAB_MEAN: "mean"}
 
 
@@ -108,7 +110,8 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
         return reply
 
     def GetVolume(self, request: volume_pb2.GetVolumeRequest, context: grpc.ServicerContext) -> Iterator[volume_pb2.VolumeChunk]:
-        vol, entry = self._volumes.volume(request.series_instance_uid, request.stack)
+        # A volume built for this call goes to the derived cache once the last chunk is out.
+        vol, chunks = self._volumes.stream_volume(request.series_instance_uid, request.stack, chunk_bytes=_CHUNK_BYTES)
         header = volume_pb2.VolumeHeader(
             geometry=_geometry(vol.shape, vol.spacing, vol.origin, vol.direction.ravel().tolist()),
             dtype=vol.array.dtype.newbyteorder("<").str, shape=list(vol.shape),
@@ -116,7 +119,8 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             frame_of_reference_uid=vol.frame_of_reference_uid,
         )
         yield volume_pb2.VolumeChunk(header=header)
-        for chunk in self._volumes.iter_voxel_bytes(vol):
+        for chunk in chunks:
             if not context.is_active():
+                chunks.close()  # type: ignore[attr-defined]
                 return
             yield volume_pb2.VolumeChunk(data=chunk)

@@ -15,12 +15,14 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
+import numpy.ma  # noqa: F401 - np.median imports it on first use (40 ms inside the first volume request)
 from pydicom.dataset import Dataset
 
 from cache.catalog import InstanceRow
@@ -34,6 +36,7 @@ from .archive import NPY, DicomArchive
 from .frames import modality_dtype, modality_values, object_window, voi_lut_display
 from .headers import InstanceHeader
 from .parse import read_dataset
+from .pixels import NativeLayout
 from .reformat import Plane, Slice, plane_grid, reformat
 from .stacks import Excluded, FrameRef, Stack, frame_refs, split_stacks
 from .volume import Volume, VolumeGrid, build_volume, plan_volume
@@ -303,6 +306,9 @@ class SeriesVolumes:
         come from the derived cache (decoded at ingest), two at a time. None when a
         frame has no summary, goes through a Modality LUT or is not greyscale
         integers, or when the stack needs resampling.
+
+        When every frame is uncompressed and of the result's dtype, each is read and
+        rescaled (and checked to fit int16 when it was hoped to) in one pass while in cache.
         """
         if grid.tilted or grid.uneven or not stack.frames:
             return None
@@ -321,6 +327,12 @@ class SeriesVolumes:
         else:  # hoping that every int32 frame narrows to int16 (widened below when one does not)
             target = np.result_type(*{np.dtype(np.int16) if m == np.int32 else m for _, _, _, m in plans})
         out = np.empty((len(plans), stack.rows, stack.columns), dtype=target)
+        if all(native is not None and np.dtype(native.dtype) == target for _, native, _, _ in plans):
+            try:
+                self._read_in_place(plans, out)
+                return out
+            except _NeedsInt32:
+                pass  # a frame's values leave int16: the loop below widens the result
         raw_buf: np.ndarray | None = None
 
         def decoded(plan: tuple[InstanceRow, object, FrameRef, np.dtype]) -> np.ndarray | None:
@@ -386,15 +398,73 @@ class SeriesVolumes:
                     out[k] = values
         return out
 
-    @staticmethod
-    def iter_voxel_bytes(vol: Volume, chunk_bytes: int = 2 << 20) -> "Iterator[bytes]":
-        """The voxels in C order (slice, row, column), little endian, in chunks of whole rows."""
-        arr = vol.array
-        le = arr.dtype.newbyteorder("<")
-        flat = arr.reshape(-1, arr.shape[-1])
-        rows_per_chunk = max(1, chunk_bytes // max(1, arr.shape[-1] * arr.dtype.itemsize))
-        for start in range(0, flat.shape[0], rows_per_chunk):
-            yield np.ascontiguousarray(flat[start : start + rows_per_chunk], dtype=le).tobytes()
+    def _read_in_place(self, plans: list[tuple[InstanceRow, NativeLayout, FrameRef, np.dtype]],
+                       out: np.ndarray) -> None:
+        """Read uncompressed frames into ``out`` and rescale each in place.
+
+        Two threads take a few slices at a time (reads and numpy release the GIL);
+        each slice is checked and rescaled while it is still in cache, not in a
+        second pass over the volume.
+
+        Raises
+        ------
+        InvalidInputError
+            A frame's pixel data is cut short.
+        _NeedsInt32
+            A frame whose modality values may need int32 does (``out`` is int16).
+        """
+        n = len(plans)
+        starts = iter(range(0, n, _SLICES_A_TURN))
+
+        def work() -> None:
+            for a in starts:  # each start is handed out once, across threads
+                b = min(a + _SLICES_A_TURN, n)
+                for k in range(a, b):
+                    row, native, ref, mdt = plans[k]
+                    if native.read(self.archive.file_path(row), ref.frame_index, out=out[k]) is None:
+                        raise InvalidInputError(f"pixel data of frame {ref.frame_index} is cut short",
+                                                subject=ref.sop_uid)
+                    if mdt == np.int32 and not _fits_int16(out[k], ref.rescale):
+                        raise _NeedsInt32()
+                    _rescale_in_place(out[k], ref.rescale)
+
+        with ThreadPoolExecutor(2, thread_name_prefix="volume-frames") as pool:
+            parts = [pool.submit(work) for _ in range(2)]
+            for part in parts:
+                part.result()
+
+    def stream_volume(
+        self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20
+    ) -> tuple[Volume, "Iterator[bytes]"]:
+        """A stack's volume (as :meth:`volume`) and its voxels in chunks (as :meth:`iter_voxel_bytes`).
+
+        A volume built for this call is written to the derived cache once the last
+        chunk is taken (or the iterator is dropped): writing it meanwhile would take
+        the cores the reply needs.
+
+        Raises
+        ------
+        NotFoundError, PreconditionError, InvalidInputError
+            As :meth:`volume`.
+        """
+        # From before the build, whose cache write would otherwise start as the first chunk goes out.
+        hold = self.archive.cache.hold_writes()
+        hold.__enter__()
+        try:
+            vol, _ = self.volume(series_uid, stack_index)
+        except BaseException:
+            hold.__exit__(None, None, None)
+            raise
+        return vol, _released_after((chunk() for _, _, chunk in _row_chunks(vol.array, chunk_bytes)), hold)
+
+    def iter_voxel_bytes(self, vol: Volume, chunk_bytes: int = 2 << 20) -> "Iterator[bytes]":
+        """The voxels in C order (slice, row, column), little endian, in chunks of whole rows.
+
+        A volume built for this reply is written to the derived cache once the last chunk is taken.
+        """
+        with self.archive.cache.hold_writes():
+            for _, _, chunk in _row_chunks(vol.array, chunk_bytes):
+                yield chunk()
 
     def planned_dtype(self, layout: SeriesLayout, stack_index: int) -> str:
         """The voxel dtype of a stack's volume: the built volume's, else as the headers foretell it.
@@ -554,6 +624,64 @@ class SeriesVolumes:
         return RenderedSlice(value.payload, value.media_type, dtype, tuple(value.meta["shape"]),
                              SliceGeometry.from_json(value.meta["geometry"]), grid.count,
                              None if lut_ds is not None else (c, w, fn), tuple(notes))
+
+
+#: Slices a reader thread takes at a time (see ``_read_in_place``).
+_SLICES_A_TURN = 4
+
+
+class _NeedsInt32(Exception):
+    """A frame's modality values leave the int16 a volume was being read into."""
+
+
+def _fits_int16(stored: np.ndarray, rescale: tuple[float, float] | None) -> bool:
+    """Whether the modality values of integer ``stored`` values (integer rescale) fit int16."""
+    slope, intercept = (int(rescale[0]), int(rescale[1])) if rescale is not None else (1, 0)
+    lo, hi = int(stored.min()) * slope + intercept, int(stored.max()) * slope + intercept
+    return -32768 <= min(lo, hi) and max(lo, hi) <= 32767
+
+
+def _rescale_in_place(frame: np.ndarray, rescale: tuple[float, float] | None) -> None:
+    """Stored values to modality values in place, as ``frames.modality_values`` computes them.
+
+    Only for a frame whose modality dtype is its stored dtype (integer slope and intercept).
+    """
+    if rescale is None or rescale == (1.0, 0.0):
+        return
+    slope, intercept = int(rescale[0]), int(rescale[1])
+    if slope == 1 and frame.dtype == np.int16 and -32768 <= intercept <= 32767:
+        frame += np.int16(intercept)  # the sums are in int16's range: what int32 arithmetic gives
+        return
+    values = frame.astype(np.int32)
+    values *= slope
+    values += intercept
+    frame[...] = values
+
+
+def _released_after(chunks: "Iterator[bytes]", hold: "AbstractContextManager[None]") -> "Iterator[bytes]":
+    """``chunks``, then ``hold`` released (also when the consumer stops early; a hold never
+    iterated lapses by itself, see ``DerivedCache.hold_writes``)."""
+    try:
+        yield from chunks
+    finally:
+        hold.__exit__(None, None, None)
+
+
+def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> "Iterator[tuple[int, int, Callable[[], bytes]]]":
+    """(first row, row after the last, bytes of those rows) of ``arr`` (slice, row, column) in C order.
+
+    The bytes are little endian, made only when asked for (one chunk in memory at a time).
+    """
+    le = arr.dtype.newbyteorder("<")
+    flat = arr.reshape(-1, arr.shape[-1])
+    rows_per_chunk = max(1, chunk_bytes // max(1, arr.shape[-1] * arr.dtype.itemsize))
+    for start in range(0, flat.shape[0], rows_per_chunk):
+        stop = min(start + rows_per_chunk, flat.shape[0])
+        yield start, stop, functools.partial(_le_bytes, flat[start:stop], le)
+
+
+def _le_bytes(rows: np.ndarray, le: np.dtype) -> bytes:
+    return np.ascontiguousarray(rows, dtype=le).tobytes()
 
 
 def _geometry(sl: Slice) -> "SliceGeometry":

@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -289,3 +290,65 @@ def test_summary_build_of_real_series_equals_the_general_build(tmp_path: Path, c
         ds.save_as(tmp_path / f"rle_{p.name}", enforce_file_format=True)
         packed.append(tmp_path / f"rle_{p.name}")
     assert _check_summary_builds(tmp_path / "rle", packed) == 1
+
+
+def test_stream_volume_sends_the_volume_and_caches_it_after(tmp_path: Path) -> None:
+    import pydicom
+
+    from imaging.dicom.series import SeriesVolumes
+    from tests.imaging._series import write_series
+
+    axial = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    paths = write_series(tmp_path / "in", orientation=axial, positions=[[-10.0, -20.0, 3.0 + 2.5 * k] for k in range(23)])
+    uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
+    archive = _archive(tmp_path / "data")
+    try:
+        for p in paths:
+            archive.ingest_path(p)
+        volumes = SeriesVolumes(archive)
+        layout = volumes.layout(uid)
+        want = _general_build(volumes, layout, 0)
+        vol, chunks = volumes.stream_volume(uid, 0, chunk_bytes=7 * 40 * 2)  # a few rows, not whole slices
+        threading.Event().wait(0.2)
+        assert archive.cache.stats().entries == 0  # held while the reply streams
+        assert vol.shape == want.shape and vol.array.dtype == want.array.dtype
+        np.testing.assert_allclose(vol.affine, want.affine)
+        data = b"".join(chunks)
+        np.testing.assert_array_equal(np.frombuffer(data, dtype=vol.array.dtype).reshape(vol.shape), want.array)
+        archive.cache.flush()  # written once the last chunk is taken
+        stats = archive.cache.stats()
+        assert stats.computations == 1 and stats.entries >= 1
+        again, chunks = volumes.stream_volume(uid, 0)  # from memory or the cache file: no second build
+        assert b"".join(chunks) == data and archive.cache.stats().computations == 1
+        np.testing.assert_array_equal(again.array, want.array)
+    finally:
+        archive.cache.close()
+        archive.catalog.close()
+
+
+def test_stream_volume_of_a_cut_short_file_fails(tmp_path: Path) -> None:
+    import pydicom
+
+    from imaging.dicom.series import SeriesVolumes
+    from tests.imaging._series import write_series
+
+    axial = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
+    paths = write_series(tmp_path / "in", orientation=axial, positions=[[0.0, 0.0, 2.0 * k] for k in range(12)])
+    uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
+    archive = _archive(tmp_path / "data")
+    try:
+        for p in paths:
+            archive.ingest_path(p)
+        volumes = SeriesVolumes(archive)
+        layout = volumes.layout(uid)
+        victim = archive.file_path(layout.rows[layout.stacks[0].frames[9].sop_uid])
+        victim.chmod(0o644)
+        victim.write_bytes(victim.read_bytes()[:-100])  # the stored blob loses its last pixels
+        with pytest.raises(InvalidInputError, match="cut short"):
+            _, chunks = volumes.stream_volume(uid, 0, chunk_bytes=40 * 2)
+            for _ in chunks:
+                pass
+        assert archive.cache.stats().entries == 0  # nothing cached of a failed build
+    finally:
+        archive.cache.close()
+        archive.catalog.close()
