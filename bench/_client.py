@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pydicom
 
-from server.client import channel, ingest_requests
+from server.client import FetchedVolume, channel, ingest_requests
+from server.client import fetch_volume as client_fetch_volume
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
 
 
@@ -38,43 +38,39 @@ def ingest_paths(target: str, paths: Sequence[Path]) -> int:
     return stored
 
 
-@dataclass(frozen=True)
-class FetchedVolume:
-    """What ``GetVolume`` returned: the header, the voxels (C order) and when the header came."""
-
-    header: volume_pb2.VolumeHeader
-    array: np.ndarray
-    header_seconds: float  # from the call to the header's arrival (the build, mostly)
-
-
-def fetch_volume(stub: volume_pb2_grpc.VolumeServiceStub, series_uid: str, *, stack: int = 0) -> FetchedVolume:
+def fetch_volume(source: volume_pb2_grpc.VolumeServiceStub | grpc.Channel, series_uid: str, *,
+                 stack: int = 0) -> FetchedVolume:
     """Stream a stack's voxels into one numpy array (what a viewer backend would hold).
+
+    Given a channel, through :func:`server.client.fetch_volume` (each chunk copied once,
+    straight into the array); given a stub, through the stub's decoded messages.
 
     Raises
     ------
     RuntimeError
         When the stream has no header first or its byte count differs from the header's.
     """
+    if isinstance(source, grpc.Channel):
+        return client_fetch_volume(source, series_uid, stack=stack)
     t0 = time.perf_counter()
-    chunks = stub.GetVolume(volume_pb2.GetVolumeRequest(series_instance_uid=series_uid, stack=stack))
+    chunks = source.GetVolume(volume_pb2.GetVolumeRequest(series_instance_uid=series_uid, stack=stack))
     first = next(chunks)
     if first.WhichOneof("part") != "header":
         raise RuntimeError("GetVolume did not start with a header")
     header = first.header
     header_seconds = time.perf_counter() - t0
-    buf = bytearray(header.total_bytes)
-    view = memoryview(buf)
+    array = np.empty(tuple(header.shape), dtype=np.dtype(header.dtype).newbyteorder("<"))
+    dst = memoryview(array.reshape(-1)).cast("B")
     at = 0
     for chunk in chunks:
         n = len(chunk.data)
-        if at + n > len(buf):
+        if at + n > len(dst):
             raise RuntimeError(f"GetVolume sent more than the {header.total_bytes} bytes its header announced")
-        view[at : at + n] = chunk.data
+        dst[at : at + n] = chunk.data
         at += n
     if at != header.total_bytes:
         raise RuntimeError(f"GetVolume sent {at} of {header.total_bytes} bytes")
-    arr = np.frombuffer(buf, dtype=np.dtype(header.dtype).newbyteorder("<")).reshape(tuple(header.shape))
-    return FetchedVolume(header, arr, header_seconds)
+    return FetchedVolume(header, array, header_seconds)
 
 
 def cache_stats(ch: grpc.Channel) -> admin_pb2.CacheStats:

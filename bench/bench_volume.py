@@ -17,8 +17,10 @@ little endian) and a compressed copy of the same pixels: JPEG Lossless SV1
 - voxelgate: a fresh data directory; one server ingests the files (timed) and
   stops; a second, fresh server process on that data directory answers the first
   ``GetVolume`` (cold: stack split from the stored headers, frames decoded or read,
-  volume built, written to the derived cache, streamed; timed until the client
-  holds the whole array), then a second ``GetVolume`` (cached);
+  volume built, streamed, then written to the derived cache; timed until the client
+  holds the whole array, received with :func:`server.client.fetch_volume`, which
+  copies each chunk once into the preallocated array), then a second ``GetVolume``
+  (cached);
 - SimpleITK: ``ImageSeriesReader`` with GDCM's series file names (the names step,
   which reads every header, is counted), to an array;
 - dcm2niix ``-z n`` to a temporary directory (NIfTI written; its wall time);
@@ -143,11 +145,11 @@ def voxelgate_run(work: Path, paths: Sequence[Path], series_uid: str) -> OurRun:
         stub = volume_pb2_grpc.VolumeServiceStub(ch)
         cpu0 = process_cpu_seconds(srv.process.pid)
         t0 = time.perf_counter()
-        vol = fetch_volume(stub, series_uid)
+        vol = fetch_volume(ch, series_uid)
         cold = time.perf_counter() - t0
         cpu1 = process_cpu_seconds(srv.process.pid)
         t0 = time.perf_counter()
-        again = fetch_volume(stub, series_uid)
+        again = fetch_volume(ch, series_uid)
         cached = time.perf_counter() - t0
         info = stub.GetVolumeInfo(volume_pb2.GetVolumeInfoRequest(series_instance_uid=series_uid))
     if not np.array_equal(again.array, vol.array):

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 
-from voxelgate.v1 import common_pb2
+from voxelgate.v1 import common_pb2, volume_pb2
 
 CHUNK = 1 << 20
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -110,3 +112,82 @@ def ingest_bytes_requests(
         for i in range(0, len(data), chunk_size):
             yield common_pb2.IngestChunk(data=data[i : i + chunk_size])
         yield common_pb2.IngestChunk(end=common_pb2.FileEnd(sha256=hashlib.sha256(data).hexdigest()))
+
+
+# -- volumes -------------------------------------------------------------------------------------
+
+_GET_VOLUME = volume_pb2.DESCRIPTOR.services_by_name["VolumeService"].methods_by_name["GetVolume"]
+_DATA_TAG = 0x12  # VolumeChunk.data: field 2, length-delimited
+
+
+@dataclass(frozen=True)
+class FetchedVolume:
+    """A stack's voxels as ``GetVolume`` sent them, and when the header came."""
+
+    header: volume_pb2.VolumeHeader
+    array: np.ndarray
+    header_seconds: float  # from the call to the header's arrival (the server's build, mostly)
+
+
+def _data_view(message: bytes) -> memoryview | None:
+    """The voxel bytes of a serialised VolumeChunk that holds only ``data``, without parsing it.
+
+    None for anything else (the header, or a message protobuf would have to decode).
+    """
+    if not message or message[0] != _DATA_TAG:
+        return None
+    length = shift = 0
+    at = 1
+    while at < len(message) and at <= 10:
+        byte = message[at]
+        length |= (byte & 0x7F) << shift
+        at += 1
+        if not byte & 0x80:
+            return memoryview(message)[at:] if at + length == len(message) else None
+        shift += 7
+    return None
+
+
+def fetch_volume(ch: grpc.Channel, series_uid: str, *, stack: int = 0, timeout: float | None = None) -> FetchedVolume:
+    """Stream a stack's voxels into one numpy array, written in place as the chunks arrive.
+
+    The messages are taken as bytes and the voxels copied once, straight from each
+    message into the array (a ``data``-only chunk needs no protobuf object); any other
+    message is decoded with protobuf.
+
+    Raises
+    ------
+    grpc.RpcError
+        The call failed.
+    RuntimeError
+        The stream has no header first, or its byte count differs from the header's.
+    """
+    call = ch.unary_stream(
+        f"/{_GET_VOLUME.containing_service.full_name}/{_GET_VOLUME.name}",
+        request_serializer=volume_pb2.GetVolumeRequest.SerializeToString,
+        response_deserializer=bytes,  # as received: see _data_view
+    )
+    t0 = time.perf_counter()
+    messages = call(volume_pb2.GetVolumeRequest(series_instance_uid=series_uid, stack=stack), timeout=timeout)
+    first = volume_pb2.VolumeChunk.FromString(next(messages))
+    if first.WhichOneof("part") != "header":
+        raise RuntimeError("GetVolume did not start with a header")
+    header = first.header
+    header_seconds = time.perf_counter() - t0
+    array = np.empty(tuple(header.shape), dtype=np.dtype(header.dtype).newbyteorder("<"))
+    if array.nbytes != header.total_bytes:
+        raise RuntimeError(f"GetVolume header announces {header.total_bytes} bytes for {header.dtype}{list(header.shape)}")
+    dst = memoryview(array.reshape(-1)).cast("B")
+    at = 0
+    for message in messages:
+        data = _data_view(message)
+        if data is None:
+            data = volume_pb2.VolumeChunk.FromString(message).data
+        n = len(data)
+        if at + n > len(dst):
+            raise RuntimeError(f"GetVolume sent more than the {header.total_bytes} bytes its header announced")
+        dst[at : at + n] = data
+        at += n
+    if at != header.total_bytes:
+        raise RuntimeError(f"GetVolume sent {at} of {header.total_bytes} bytes")
+    return FetchedVolume(header, array, header_seconds)
