@@ -28,7 +28,9 @@ little endian) and a compressed copy of the same pixels: JPEG Lossless SV1
 
 Ingest validation decodes every compressed frame and keeps it in the derived
 cache, so the compressed volume build does not decode again: the ingest time is
-printed beside it. Target: our cold GetVolume faster than both peers. When
+printed beside it. This process (the client, and the in-process peers SimpleITK and
+pydicom) sets glibc's malloc thresholds as ``voxelgate serve`` does
+(``server.app.tune_malloc``; ``--no-tune-malloc`` leaves them). Target: our cold GetVolume faster than both peers. When
 dcm2niix is missing its rows are skipped (exit status 1 if ``VOXELGATE_REQUIRE_PEERS=1``).
 """
 
@@ -51,6 +53,7 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.uid import RLELossless
 
+from server.app import tune_malloc
 from _client import FetchedVolume, fetch_volume, ingest_paths, series_uid_of
 from _report import MiB, cleanup, machine_line, ratio, require_peers, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
@@ -322,7 +325,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--codec", choices=("auto", "jpeg-lossless", "rle", "jpeg-ls"), default="auto",
                         help="compressed copy (default: JPEG Lossless SV1 via dcmcjpeg, else RLE)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
+    parser.add_argument("--no-tune-malloc", action="store_true", help="leave this client's malloc as it is")
     args = parser.parse_args(argv)
+    if not args.no_tune_malloc:
+        tune_malloc()  # as voxelgate serve does: 2 MB chunks received into reused heap pages, not fresh ones
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     unknown = set(parts) - set(PARTS)
     if unknown:
