@@ -168,7 +168,13 @@ class Volume:
     def patient_to_index(self, points: np.ndarray | Sequence[float]) -> np.ndarray:
         """Continuous ``(column, row, slice)`` indices of LPS points, shape ``(..., 3)``."""
         pts = np.asarray(points, dtype=np.float64)
-        return (pts - self.affine[:3, 3]) @ np.linalg.inv(self.affine[:3, :3]).T
+        return (pts - self.affine[:3, 3]) @ self._index_of_patient
+
+    @cached_property
+    def _index_of_patient(self) -> np.ndarray:
+        out = np.linalg.inv(self.affine[:3, :3]).T
+        out.flags.writeable = False
+        return out
 
     @cached_property
     def value_range(self) -> tuple[float, float]:
@@ -429,19 +435,72 @@ def _grid_axes(volume: Volume, dirs: np.ndarray) -> tuple[int, int, int] | None:
     return out[0], out[1], out[2]
 
 
-def _gather(sub: np.ndarray, take: Sequence[np.ndarray]) -> np.ndarray:
+@dataclass(frozen=True)
+class _AxisPlan:
+    """How one volume axis is sampled along its grid axis (arrays read-only, shared by callers)."""
+
+    inside: np.ndarray       # bool per grid position: within [-0.5, size - 0.5)
+    all_inside: bool
+    take: np.ndarray         # int64 indices into the crop (linear: low ones, then high ones when blended)
+    weight: np.ndarray | None  # linear blend weight per grid position, None when none falls between voxels
+    run: slice | None        # ``take`` as a slice when it is a run of step +-1 (a view, no gather)
+
+
+def _frozen(arr: np.ndarray) -> np.ndarray:
+    arr.flags.writeable = False
+    return arr
+
+
+@functools.lru_cache(maxsize=512)
+def _axis_plan(
+    scanline: bool, o_e: float, step: float, inverse: float, count: int, origin_e: float, size: int,
+    interpolation: str,
+) -> _AxisPlan:
+    """ITK's continuous indices along one axis and what to gather for them (see :func:`_sample_aligned`).
+
+    Pure arithmetic on its scalar arguments, so it is kept: a plane's in-plane axes
+    are the same for every slice of it, and a viewer asks for many.
+    """
+    if scanline:
+        first = inverse * ((o_e + step * 0.0) - origin_e)
+        past = inverse * ((o_e + step * float(count)) - origin_e)
+        alpha = np.arange(count, dtype=np.float64) / float(count)
+        idx = first + (past - first) * alpha
+    else:
+        idx = inverse * ((o_e + step * np.arange(count, dtype=np.float64)) - origin_e)
+    inside = (-0.5 <= idx) & (idx < size - 0.5)
+    safe = np.where(inside, idx, 0.0)
+    weight = None
+    if interpolation == "nearest":
+        take = np.right_shift(np.rint(2.0 * safe + 0.5).astype(np.int64), 1)
+    else:
+        base = np.maximum(np.floor(safe), 0.0)
+        d = safe - base
+        low = base.astype(np.int64)
+        lerp = (d > 0) & (low + 1 <= size - 1)
+        if lerp.any():  # gather both neighbours along this axis
+            take = np.concatenate((low, np.where(lerp, low + 1, low)))
+            weight = _frozen(np.where(lerp, d, 0.0))
+        else:
+            take = low
+    run = None
+    step_i = int(take[1] - take[0]) if len(take) > 1 else 1
+    if step_i in (1, -1) and np.array_equal(take, take[0] + step_i * np.arange(len(take))):
+        stop = int(take[-1]) + step_i
+        run = slice(int(take[0]), None if stop < 0 else stop, step_i)
+    return _AxisPlan(_frozen(inside), bool(inside.all()), _frozen(take), weight, run)
+
+
+def _gather(sub: np.ndarray, plans: Sequence[_AxisPlan]) -> np.ndarray:
     """``sub[np.ix_(take[2], take[1], take[0])]``, slicing where the indices are a run (a view, no gather)."""
     block = sub
     gathers = []
     for k in range(3):
-        ind, ax = take[k], 2 - k
-        step = int(ind[1] - ind[0]) if len(ind) > 1 else 1
-        if step in (1, -1) and np.array_equal(ind, ind[0] + step * np.arange(len(ind))):
-            stop = int(ind[-1]) + step
-            cut = slice(int(ind[0]), None if stop < 0 else stop, step)
-            block = block[(slice(None),) * ax + (cut,)]
+        ax = 2 - k
+        if plans[k].run is not None:
+            block = block[(slice(None),) * ax + (plans[k].run,)]
         else:
-            gathers.append((ax, ind))
+            gathers.append((ax, plans[k].take))
     if gathers:
         # Read the (strided, memory-mapped) box once, then gather from memory that is at hand.
         lo = [int(ind.min()) for _, ind in gathers]
@@ -505,22 +564,14 @@ def _sample_aligned(
         return None
     sub_origin = volume.index_to_patient(start.astype(np.float64))
     sub_size = stop - start
-    index: dict[int, np.ndarray] = {}  # volume axis -> continuous indices (into the crop) along its grid axis
+    plans: list[_AxisPlan | None] = [None, None, None]  # by volume axis
     for m, k in enumerate(axes):
         e = int(np.flatnonzero(dirs[m])[0])
-        step = float(dirs[m, e]) * float(sp[m])  # the output's IndexToPhysicalPoint entry
-        inverse = float(to_index[k, e])
-        count = size[2 - m]
-        if m == 0:  # the scanline
-            first = inverse * ((o[e] + step * 0.0) - sub_origin[e])
-            past = inverse * ((o[e] + step * float(count)) - sub_origin[e])
-            alpha = np.arange(count, dtype=np.float64) / float(count)
-            idx = first + (past - first) * alpha
-        else:
-            idx = inverse * ((o[e] + step * np.arange(count, dtype=np.float64)) - sub_origin[e])
-        index[k] = idx
-    inside = [(-0.5 <= index[k]) & (index[k] < sub_size[k] - 0.5) for k in range(3)]
-    safe = [np.where(inside[k], index[k], 0.0) for k in range(3)]
+        plans[k] = _axis_plan(m == 0, float(o[e]), float(dirs[m, e]) * float(sp[m]),  # step: the output's
+                              float(to_index[k, e]), size[2 - m],                    # IndexToPhysicalPoint entry
+                              float(sub_origin[e]), int(sub_size[k]), interpolation)
+    axis_plans: list[_AxisPlan] = plans  # type: ignore[assignment]
+    inside = [pl.inside for pl in axis_plans]
     voxels = volume.array
     if axes[2] == 0 and voxels.shape[2] > 1 and voxels.strides[2] < voxels.strides[0]:
         # The grid steps across columns, each of its planes one column's: read them where they are whole.
@@ -528,24 +579,12 @@ def _sample_aligned(
     sub = voxels[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
     native = fill.dtype is not None
     if interpolation == "nearest":
-        pick = [np.right_shift(np.rint(2.0 * safe[k] + 0.5).astype(np.int64), 1) for k in range(3)]
-        block = _gather(sub, pick)
+        block = _gather(sub, axis_plans)
         if not native:
             block = block.astype(np.float32)
     else:
-        take, weights = [], []
-        for k in range(3):
-            base = np.maximum(np.floor(safe[k]), 0.0)
-            d = safe[k] - base
-            low = base.astype(np.int64)
-            lerp = (d > 0) & (low + 1 <= sub_size[k] - 1)
-            if lerp.any():  # gather both neighbours along this axis
-                take.append(np.concatenate((low, np.where(lerp, low + 1, low))))
-                weights.append(np.where(lerp, d, 0.0))
-            else:
-                take.append(low)
-                weights.append(None)
-        block = _gather(sub, take)
+        weights = [pl.weight for pl in axis_plans]
+        block = _gather(sub, axis_plans)
         blended = any(w is not None for w in weights)
         if blended or not native:
             block = block.astype(np.float64 if blended else np.float32)
@@ -568,7 +607,7 @@ def _sample_aligned(
     out = np.ascontiguousarray(np.transpose(block, [2 - axes[2 - a] for a in range(3)]))
     if np.may_share_memory(out, sub):  # unblended native samples of a contiguous run: the caller gets a copy
         out = out.copy()
-    if not all(bool(i.all()) for i in inside):
+    if not all(pl.all_inside for pl in axis_plans):
         grid_inside = (inside[axes[2]][:, None, None] & inside[axes[1]][None, :, None]
                        & inside[axes[0]][None, None, :])
         out[~grid_inside] = fill.value() if native else np.float32(fill.float_value())
