@@ -292,19 +292,25 @@ def test_summary_build_of_real_series_equals_the_general_build(tmp_path: Path, c
     assert _check_summary_builds(tmp_path / "rle", packed) == 1
 
 
-def test_stream_volume_sends_the_volume_and_caches_it_after(tmp_path: Path) -> None:
+def _ingested_axial_series(tmp_path: Path, positions: list[list[float]]):  # type: ignore[no-untyped-def]
+    """A synthetic axial series at ``positions``, ingested into a fresh archive; (archive, series UID)."""
     import pydicom
 
-    from imaging.dicom.series import SeriesVolumes
     from tests.imaging._series import write_series
 
     axial = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-    paths = write_series(tmp_path / "in", orientation=axial, positions=[[-10.0, -20.0, 3.0 + 2.5 * k] for k in range(23)])
-    uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
+    paths = write_series(tmp_path / "in", orientation=axial, positions=positions)
     archive = _archive(tmp_path / "data")
+    for p in paths:
+        archive.ingest_path(p)
+    return archive, str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
+
+
+def test_stream_volume_sends_the_volume_and_caches_it_after(tmp_path: Path) -> None:
+    from imaging.dicom.series import SeriesVolumes
+
+    archive, uid = _ingested_axial_series(tmp_path, [[-10.0, -20.0, 3.0 + 2.5 * k] for k in range(23)])
     try:
-        for p in paths:
-            archive.ingest_path(p)
         volumes = SeriesVolumes(archive)
         layout = volumes.layout(uid)
         want = _general_build(volumes, layout, 0)
@@ -327,18 +333,10 @@ def test_stream_volume_sends_the_volume_and_caches_it_after(tmp_path: Path) -> N
 
 
 def test_stream_volume_of_a_cut_short_file_fails(tmp_path: Path) -> None:
-    import pydicom
-
     from imaging.dicom.series import SeriesVolumes
-    from tests.imaging._series import write_series
 
-    axial = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-    paths = write_series(tmp_path / "in", orientation=axial, positions=[[0.0, 0.0, 2.0 * k] for k in range(12)])
-    uid = str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
-    archive = _archive(tmp_path / "data")
+    archive, uid = _ingested_axial_series(tmp_path, [[0.0, 0.0, 2.0 * k] for k in range(12)])
     try:
-        for p in paths:
-            archive.ingest_path(p)
         volumes = SeriesVolumes(archive)
         layout = volumes.layout(uid)
         victim = archive.file_path(layout.rows[layout.stacks[0].frames[9].sop_uid])
