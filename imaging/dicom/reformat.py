@@ -308,9 +308,7 @@ def reformat(
         fill_value=fill_value if native else math.nan,
         native=native,
     )
-    if native:
-        out = samples[0]
-    elif half == 0:
+    if half == 0:
         out = samples[0]
     elif slab_mode == "max":
         out = np.fmax.reduce(samples, axis=0)

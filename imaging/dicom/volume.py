@@ -446,11 +446,6 @@ class _AxisPlan:
     run: slice | None        # ``take`` as a slice when it is a run of step +-1 (a view, no gather)
 
 
-def _frozen(arr: np.ndarray) -> np.ndarray:
-    arr.flags.writeable = False
-    return arr
-
-
 @functools.lru_cache(maxsize=512)
 def _axis_plan(
     scanline: bool, o_e: float, step: float, inverse: float, count: int, origin_e: float, size: int,
@@ -480,7 +475,7 @@ def _axis_plan(
         lerp = (d > 0) & (low + 1 <= size - 1)
         if lerp.any():  # gather both neighbours along this axis
             take = np.concatenate((low, np.where(lerp, low + 1, low)))
-            weight = _frozen(np.where(lerp, d, 0.0))
+            weight = _readonly(np.where(lerp, d, 0.0))
         else:
             take = low
     run = None
@@ -488,7 +483,7 @@ def _axis_plan(
     if step_i in (1, -1) and np.array_equal(take, take[0] + step_i * np.arange(len(take))):
         stop = int(take[-1]) + step_i
         run = slice(int(take[0]), None if stop < 0 else stop, step_i)
-    return _AxisPlan(_frozen(inside), bool(inside.all()), _frozen(take), weight, run)
+    return _AxisPlan(_readonly(inside), bool(inside.all()), _readonly(take), weight, run)
 
 
 def _gather(sub: np.ndarray, plans: Sequence[_AxisPlan]) -> np.ndarray:
@@ -575,7 +570,8 @@ def _sample_aligned(
     voxels = volume.array
     if axes[2] == 0 and voxels.shape[2] > 1 and voxels.strides[2] < voxels.strides[0]:
         # The grid steps across columns, each of its planes one column's: read them where they are whole.
-        voxels = volume.column_major() if volume.column_major() is not None else voxels
+        copy = volume.column_major()
+        voxels = voxels if copy is None else copy
     sub = voxels[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
     native = fill.dtype is not None
     if interpolation == "nearest":
