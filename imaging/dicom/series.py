@@ -15,7 +15,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -379,13 +379,11 @@ class SeriesVolumes:
                     out[k] += np.float32(rescale[1])
                     continue
                 slope, intercept = (int(rescale[0]), int(rescale[1])) if rescale is not None else (1, 0)
-                if mdt == np.int32 and out.dtype == np.int16:
+                if mdt == np.int32 and out.dtype == np.int16 and not _fits_int16(raw, rescale):
                     # load_frame narrows an int32 frame to int16 when its values fit; else the volume is int32.
-                    lo, hi = int(raw.min()) * slope + intercept, int(raw.max()) * slope + intercept
-                    if not (-32768 <= min(lo, hi) and max(lo, hi) <= 32767):
-                        if raw.base is out or raw is out[k]:
-                            raw = raw.copy()
-                        out = out.astype(np.int32)
+                    if raw.base is out or raw is out[k]:
+                        raw = raw.copy()
+                    out = out.astype(np.int32)
                 if rescale is None:
                     if raw is not out[k] and raw.base is not out:
                         out[k] = raw
@@ -436,7 +434,7 @@ class SeriesVolumes:
     def stream_volume(
         self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20
     ) -> tuple[Volume, "Iterator[bytes]"]:
-        """A stack's volume (as :meth:`volume`) and its voxels in chunks (as :meth:`iter_voxel_bytes`).
+        """A stack's volume (as :meth:`volume`) and its voxels in chunks.
 
         A volume built for this call is written to the derived cache once the last
         chunk is taken (or the iterator is dropped): writing it meanwhile would take
@@ -455,16 +453,7 @@ class SeriesVolumes:
         except BaseException:
             hold.__exit__(None, None, None)
             raise
-        return vol, _released_after((chunk() for _, _, chunk in _row_chunks(vol.array, chunk_bytes)), hold)
-
-    def iter_voxel_bytes(self, vol: Volume, chunk_bytes: int = 2 << 20) -> "Iterator[bytes]":
-        """The voxels in C order (slice, row, column), little endian, in chunks of whole rows.
-
-        A volume built for this reply is written to the derived cache once the last chunk is taken.
-        """
-        with self.archive.cache.hold_writes():
-            for _, _, chunk in _row_chunks(vol.array, chunk_bytes):
-                yield chunk()
+        return vol, _released_after(_row_chunks(vol.array, chunk_bytes), hold)
 
     def planned_dtype(self, layout: SeriesLayout, stack_index: int) -> str:
         """The voxel dtype of a stack's volume: the built volume's, else as the headers foretell it.
@@ -667,21 +656,14 @@ def _released_after(chunks: "Iterator[bytes]", hold: "AbstractContextManager[Non
         hold.__exit__(None, None, None)
 
 
-def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> "Iterator[tuple[int, int, Callable[[], bytes]]]":
-    """(first row, row after the last, bytes of those rows) of ``arr`` (slice, row, column) in C order.
-
-    The bytes are little endian, made only when asked for (one chunk in memory at a time).
-    """
+def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> "Iterator[bytes]":
+    """The voxels of ``arr`` (slice, row, column) in C order, little endian, in chunks of whole rows
+    (each made when asked for: one chunk in memory at a time)."""
     le = arr.dtype.newbyteorder("<")
     flat = arr.reshape(-1, arr.shape[-1])
     rows_per_chunk = max(1, chunk_bytes // max(1, arr.shape[-1] * arr.dtype.itemsize))
     for start in range(0, flat.shape[0], rows_per_chunk):
-        stop = min(start + rows_per_chunk, flat.shape[0])
-        yield start, stop, functools.partial(_le_bytes, flat[start:stop], le)
-
-
-def _le_bytes(rows: np.ndarray, le: np.dtype) -> bytes:
-    return np.ascontiguousarray(rows, dtype=le).tobytes()
+        yield np.ascontiguousarray(flat[start : start + rows_per_chunk], dtype=le).tobytes()
 
 
 def _geometry(sl: Slice) -> "SliceGeometry":
