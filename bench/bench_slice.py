@@ -30,11 +30,11 @@ from pathlib import Path
 
 import numpy as np
 
-from _client import cache_stats, fetch_volume, ingest_paths, series_uid_of
+from _client import cache_stats, ingest_paths, series_uid_of
 from _report import cleanup, machine_line, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
-from server.client import channel
+from server.client import channel, fetch_volume
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 PLANES = (("axial", volume_pb2.AXIAL), ("coronal", volume_pb2.CORONAL), ("sagittal", volume_pb2.SAGITTAL))
@@ -151,12 +151,12 @@ def main(argv: list[str] | None = None) -> int:
             ingest_paths(srv.target, paths)
             stub = volume_pb2_grpc.VolumeServiceStub(admin)
             t0 = time.perf_counter()
-            vol = fetch_volume(stub, series_uid)
+            vol = fetch_volume(admin, series_uid)
             built = time.perf_counter() - t0
             # The first caller gets the volume while its cache file is still being written; a second
             # GetVolume waits for that file, so the passes below start from a cached volume.
             t0 = time.perf_counter()
-            fetch_volume(stub, series_uid)
+            fetch_volume(admin, series_uid)
             print(f"volume {vol.header.dtype}{list(vol.array.shape)} built and fetched in {built:.2f} s, "
                   f"fetched again from the derived cache in {time.perf_counter() - t0:.2f} s "
                   "(not part of the latencies)")

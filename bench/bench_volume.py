@@ -53,12 +53,12 @@ import pydicom
 import SimpleITK as sitk
 from pydicom.uid import RLELossless
 
-from server.app import tune_malloc
-from _client import FetchedVolume, fetch_volume, ingest_paths, series_uid_of
+from _client import ingest_paths, series_uid_of
 from _report import MiB, cleanup, machine_line, ratio, require_peers, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
-from server.client import channel
+from server.app import tune_malloc
+from server.client import FetchedVolume, channel, fetch_volume
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 DCM2NIIX = "/usr/bin/dcm2niix"

@@ -556,32 +556,23 @@ def cmd_slice(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     import grpc
-    import numpy as np
     import SimpleITK as sitk
 
-    from voxelgate.v1 import volume_pb2, volume_pb2_grpc
+    from .client import fetch_volume
 
     name = args.output.name.lower()
     if not name.endswith((".nii.gz", ".nii", ".nrrd")):
         print("voxelgate export: the output must end in .nii.gz, .nii or .nrrd", file=sys.stderr)
         return 2
-    stub = volume_pb2_grpc.VolumeServiceStub(_channel(args))
-    header, parts = None, []
     try:
-        for chunk in stub.GetVolume(volume_pb2.GetVolumeRequest(series_instance_uid=args.series_uid, stack=args.stack)):
-            if chunk.WhichOneof("part") == "header":
-                header = chunk.header
-            else:
-                parts.append(chunk.data)
+        fetched = fetch_volume(_channel(args), args.series_uid, stack=args.stack)
     except grpc.RpcError as exc:
         return _fail(exc)
-    data = b"".join(parts)
-    if header is None or len(data) != header.total_bytes:
-        print("voxelgate export: the volume stream ended early", file=sys.stderr)
+    except RuntimeError as exc:  # the stream broke off or did not match its header
+        print(f"voxelgate export: {exc}", file=sys.stderr)
         return 1
-    arr = np.frombuffer(data, dtype=np.dtype(header.dtype)).reshape(tuple(header.shape))
-    img = sitk.GetImageFromArray(arr)
-    g = header.geometry
+    img = sitk.GetImageFromArray(fetched.array)
+    g = fetched.header.geometry
     img.SetSpacing(tuple(g.spacing))
     img.SetOrigin(tuple(g.origin))
     img.SetDirection(tuple(g.direction))

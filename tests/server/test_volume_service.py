@@ -770,3 +770,20 @@ def test_series_that_cannot_form_a_volume_fail_the_precondition(stored: Stored, 
     # The server keeps serving.
     ok = get_slice(stored, "even", plane=SAGITTAL, index=3)
     assert decode_image(ok)[0].shape == tuple(ok.shape)
+
+
+def test_export_cli_writes_the_volume_with_its_geometry(stored: Stored, tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    from server.cli import main
+
+    syn = stored.synthetic["even"]
+    target = f"127.0.0.1:{stored.server.running.port}"
+    for name in ("even.nrrd", "even.nii.gz"):
+        assert main(["export", syn.series_uid, "-o", str(tmp_path / name), "--server", target]) == 0
+        img = sitk.ReadImage(str(tmp_path / name))
+        np.testing.assert_array_equal(sitk.GetArrayFromImage(img), syn.modality_volume())
+        assert img.GetSpacing() == pytest.approx((1.0, 1.0, 2.0))
+        assert img.GetOrigin() == pytest.approx((-10, -20, -7))
+    assert main(["export", "1.2.3.4", "-o", str(tmp_path / "none.nrrd"), "--server", target]) != 0
+    assert not (tmp_path / "none.nrrd").exists()
