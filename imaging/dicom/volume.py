@@ -137,6 +137,22 @@ class Volume:
         out.flags.writeable = False
         return out
 
+    @cached_property
+    def direction_key(self) -> tuple[float, ...]:
+        """:attr:`direction` row by row as a tuple (a cache key)."""
+        return tuple(float(v) for v in self.direction.ravel())
+
+    @cached_property
+    def patient_axes(self) -> tuple[int, int, int] | None:
+        """The patient axis (0 x, 1 y, 2 z) each of the column, row and slice axes runs along, if each runs along one."""
+        out = []
+        for k in range(3):
+            nz = np.flatnonzero(self.direction[:, k])
+            if nz.size != 1:
+                return None
+            out.append(int(nz[0]))
+        return out[0], out[1], out[2]
+
     def column_major(self, *, max_bytes: int = 1 << 30) -> np.ndarray | None:
         """The voxels laid out column by column, once a background copy is made; else None.
 
@@ -328,33 +344,76 @@ def sample_grid(
     """
     if interpolation not in _INTERPOLATORS:
         raise ValueError(f"interpolation must be 'linear' or 'nearest', got {interpolation!r}")
-    dirs = np.array([_unit(d, "direction") for d in directions]) if len(directions) == 3 else None
-    if dirs is None or float(np.abs(dirs @ dirs.T - np.eye(3)).max()) > _DIRECTION_TOLERANCE:
-        raise ValueError("directions must be three orthonormal unit vectors")
-    sp = np.asarray(spacing, dtype=np.float64)
-    size = tuple(int(s) for s in shape)
-    if sp.shape != (3,) or not np.all(sp > 0) or len(size) != 3 or min(size) < 1:
-        raise ValueError(f"spacing must be 3 positive values and shape 3 positive sizes, got {spacing}, {shape}")
+    frame = _grid_frame(_floats(directions, "directions"), _floats(spacing, "spacing"), tuple(int(s) for s in shape))
+    dirs, sp, size = frame.dirs, frame.spacing, frame.size
     o = np.asarray(origin, dtype=np.float64).reshape(3)
     dtype = volume.array.dtype if native and volume.array.dtype.kind in "iu" else None
     fill = _Fill(volume, fill_value, dtype)
     # Where the grid's corners fall in the volume's index space: crop to that box.
-    corners = np.array(list(np.ndindex(2, 2, 2)), dtype=np.float64) * (np.array(size[::-1]) - 1)
-    pts = o + (corners * sp) @ dirs
-    idx = volume.patient_to_index(pts)  # (column, row, slice)
+    idx = volume.patient_to_index(o + frame.corners)  # (column, row, slice)
     vol_size = np.array(volume.shape[::-1])
     lo, hi = idx.min(axis=0), idx.max(axis=0)
     if np.any(hi < -0.5) or np.any(lo > vol_size - 0.5):
         return np.full(size, fill.value(), dtype=dtype or np.float32)
     start = np.clip(np.floor(lo).astype(int) - 1, 0, vol_size - 1)
     stop = np.clip(np.ceil(hi).astype(int) + 1, 0, vol_size - 1) + 1
-    axes = _grid_axes(volume, dirs)
+    axes = _grid_axes(volume, frame)
     if axes is not None:
-        fast = _sample_aligned(volume, o, dirs, sp, size, axes, start, stop, interpolation, fill)
+        fast = _sample_aligned(volume, o, frame, axes, start, stop, interpolation, fill)
         if fast is not None:
             return fast
     out = _sample_sitk(volume, o, dirs, sp, size, start, stop, interpolation, fill.float_value())
     return out if dtype is None else round_to_dtype(out, dtype)
+
+
+def _floats(values: Sequence[Any] | np.ndarray, name: str) -> tuple[Any, ...]:
+    """``values`` (numbers, or sequences of them) as nested tuples of floats: a cache key."""
+    try:
+        return tuple(tuple(float(x) for x in np.asarray(v).reshape(-1)) if np.ndim(v) else float(v) for v in values)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{name} must be numbers, got {values!r}") from exc
+
+
+@dataclass(frozen=True)
+class _GridFrame:
+    """What :func:`sample_grid` works out from a grid's directions, spacing and shape (arrays read-only).
+
+    The same for every slice of a plane, so it is kept (:func:`_grid_frame`).
+    """
+
+    dirs: np.ndarray      # rows: unit LPS directions along the grid's columns, rows and slices
+    spacing: np.ndarray   # mm along each
+    size: tuple[int, int, int]  # (slices, rows, columns)
+    corners: np.ndarray   # (8, 3): the grid's corner points relative to its origin, mm
+    patient_axes: tuple[int, int, int] | None  # the patient axis of each grid axis, when each is one (+-)
+
+
+@functools.lru_cache(maxsize=256)
+def _grid_frame(directions: tuple[Any, ...], spacing: tuple[Any, ...], size: tuple[int, ...]) -> _GridFrame:
+    """Check a grid's directions, spacing and shape and work out what does not depend on its origin.
+
+    Raises
+    ------
+    ValueError
+        Directions that are not three orthonormal unit vectors, spacing not three
+        positive values, or shape not three positive sizes.
+    """
+    dirs = np.array([_unit(d, "direction") for d in directions]) if len(directions) == 3 else None
+    if dirs is None or float(np.abs(dirs @ dirs.T - np.eye(3)).max()) > _DIRECTION_TOLERANCE:
+        raise ValueError("directions must be three orthonormal unit vectors")
+    sp = np.asarray(spacing, dtype=np.float64)
+    if sp.shape != (3,) or not np.all(sp > 0) or len(size) != 3 or min(size) < 1:
+        raise ValueError(f"spacing must be 3 positive values and shape 3 positive sizes, got {spacing}, {size}")
+    corners = np.array(list(np.ndindex(2, 2, 2)), dtype=np.float64) * (np.array(size[::-1]) - 1)
+    patient_axes = []
+    for m in range(3):
+        nz = np.flatnonzero(dirs[m])
+        if nz.size != 1 or abs(abs(float(dirs[m, nz[0]])) - 1.0) > 1e-12:
+            break
+        patient_axes.append(int(nz[0]))
+    return _GridFrame(_readonly(dirs), _readonly(sp), (int(size[0]), int(size[1]), int(size[2])),
+                      _readonly((corners * sp) @ dirs),
+                      (patient_axes[0], patient_axes[1], patient_axes[2]) if len(patient_axes) == 3 else None)
 
 
 class _Fill:
@@ -411,7 +470,7 @@ def _sample_sitk(
     return sitk.GetArrayFromImage(out)
 
 
-def _grid_axes(volume: Volume, dirs: np.ndarray) -> tuple[int, int, int] | None:
+def _grid_axes(volume: Volume, frame: _GridFrame) -> tuple[int, int, int] | None:
     """For each grid axis (columns, rows, slices), the volume axis (0 column, 1 row, 2 slice) it runs along.
 
     Only when both the grid's and the volume's axes are patient axes exactly (up
@@ -419,19 +478,10 @@ def _grid_axes(volume: Volume, dirs: np.ndarray) -> tuple[int, int, int] | None:
     separates into one dimension per axis and :func:`_sample_aligned` can do it
     with the same arithmetic. None otherwise.
     """
-    vd = volume.direction
-    world_of_volume = []
-    for k in range(3):
-        nz = np.flatnonzero(vd[:, k])
-        if nz.size != 1:
-            return None
-        world_of_volume.append(int(nz[0]))
-    out = []
-    for m in range(3):
-        nz = np.flatnonzero(dirs[m])
-        if nz.size != 1 or abs(abs(float(dirs[m, nz[0]])) - 1.0) > 1e-12:
-            return None
-        out.append(world_of_volume.index(int(nz[0])))
+    world_of_volume = volume.patient_axes
+    if frame.patient_axes is None or world_of_volume is None:
+        return None
+    out = tuple(world_of_volume.index(e) for e in frame.patient_axes)
     return out[0], out[1], out[2]
 
 
@@ -528,9 +578,8 @@ def _itk_point_to_index(direction: tuple[float, ...], spacing: tuple[float, floa
 
 
 def _sample_aligned(
-    volume: Volume, o: np.ndarray, dirs: np.ndarray, sp: np.ndarray, size: tuple[int, ...],
-    axes: tuple[int, int, int], start: np.ndarray, stop: np.ndarray, interpolation: Interpolation,
-    fill: _Fill,
+    volume: Volume, o: np.ndarray, frame: _GridFrame, axes: tuple[int, int, int], start: np.ndarray,
+    stop: np.ndarray, interpolation: Interpolation, fill: _Fill,
 ) -> np.ndarray | None:
     """:func:`_sample_sitk` in numpy for grids along an integer volume's own axes, with the same values.
 
@@ -554,14 +603,15 @@ def _sample_aligned(
     sits exactly there (a position half a step outside, nearest sampling exactly
     between two voxels): those grids return None and go to SimpleITK too.
     """
-    to_index = _itk_point_to_index(tuple(float(v) for v in volume.direction.ravel()), volume.spacing)
+    to_index = _itk_point_to_index(volume.direction_key, volume.spacing)
     if to_index is None:
         return None
+    dirs, sp, size = frame.dirs, frame.spacing, frame.size
     sub_origin = volume.index_to_patient(start.astype(np.float64))
     sub_size = stop - start
     plans: list[_AxisPlan | None] = [None, None, None]  # by volume axis
     for m, k in enumerate(axes):
-        e = int(np.flatnonzero(dirs[m])[0])
+        e = frame.patient_axes[m]  # type: ignore[index]
         plans[k] = _axis_plan(m == 0, float(o[e]), float(dirs[m, e]) * float(sp[m]),  # step: the output's
                               float(to_index[k, e]), size[2 - m],                    # IndexToPhysicalPoint entry
                               float(sub_origin[e]), int(sub_size[k]), interpolation)

@@ -254,7 +254,8 @@ def test_fast_path_leaves_oblique_grids_to_simpleitk(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(volume_module, "_sample_aligned", lambda *a, **k: taken.append(1))
     reformat(vol, "axial", index=3)
     assert not taken
-    assert volume_module._grid_axes(_acquired("axial", size=8), np.eye(3)) == (0, 1, 2)
+    frame = volume_module._grid_frame(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)), (1.0, 1.0, 1.0), (1, 2, 2))
+    assert volume_module._grid_axes(_acquired("axial", size=8), frame) == (0, 1, 2)
 
 
 def test_fast_path_is_much_faster_than_simpleitk(monkeypatch: pytest.MonkeyPatch) -> None:
