@@ -9,7 +9,7 @@ from imaging.annotations import Shape
 from imaging.dicom.annotation_grid import DicomPlane, dicom_plane
 from imaging.media.annotation_grid import media_grid
 from imaging.annotations.planes import SliceGrid, fill, key_subject
-from imaging.dicom.seg import segmentation, store_segmentation
+from imaging.dicom.seg import next_series_number, segmentation, store_segmentation
 from imaging.dicom.archive import DicomArchive
 from imaging.dicom.series import SeriesVolumes
 from imaging.media.library import MediaLibrary
@@ -90,7 +90,9 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
                 shape=shape_to_pb(f.shape, to_request, opts.mask_encoding)))
         if opts.as_dicom_seg:
             assert plane is not None
-            report = store_segmentation(self._archive, segmentation(plane, filled, label=opts.segment_label))
+            number = next_series_number(self._archive, str(plane.sources[0].StudyInstanceUID))
+            seg = segmentation(plane, filled, label=opts.segment_label, series_number=number)
+            report = store_segmentation(self._archive, seg)
             reply.segmentation.CopyFrom(annotation_pb2.StoredSegmentation(
                 sop_instance_uid=report.sop_uid, series_instance_uid=report.series_uid,
                 study_instance_uid=report.study_uid, sha256=report.sha256, frames=len(filled)))

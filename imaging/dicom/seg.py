@@ -23,6 +23,7 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from cache.catalog import Page, QueryFilter
 from cache.errors import InvalidInputError, UnsupportedError
 from imaging.dicom.annotation_grid import DicomPlane
 from imaging.annotations.planes import Filled, as_mask
@@ -30,9 +31,9 @@ from imaging.dicom.archive import DicomArchive, IngestReport
 
 log = logging.getLogger(__name__)
 
-__all__ = ["SEG_SERIES_NUMBER", "segmentation", "store_segmentation"]
+__all__ = ["SEG_SERIES_NUMBER", "next_series_number", "segmentation", "store_segmentation"]
 
-#: Series Number of the Segmentation series this service writes.
+#: Lowest Series Number of the Segmentation series this service writes (see :func:`next_series_number`).
 SEG_SERIES_NUMBER = 9001
 
 #: Type 2 attributes of the source that highdicom copies into the Segmentation (Patient and General
@@ -62,7 +63,26 @@ def _version() -> str:
         return "0"
 
 
-def segmentation(plane: DicomPlane, filled: Sequence[Filled], *, label: str = "Annotation") -> hd.seg.Segmentation:
+def next_series_number(archive: DicomArchive, study_uid: str) -> int:
+    """The Series Number of a new Segmentation series in a study: above every series it holds, at least 9001.
+
+    A modality numbers the series it derives the same way, so each Segmentation
+    written into a study is told apart by its number (two written at the same
+    moment may still share one: the number is a label, the UID is the identity).
+    """
+    highest = SEG_SERIES_NUMBER - 1
+    page = Page()
+    while True:
+        rows, token = archive.catalog.list_series(QueryFilter(study_uid=study_uid), page)
+        highest = max([highest, *(r.series.series_number for r in rows)])
+        if not token:
+            return highest + 1
+        page = Page(page.size, token)
+
+
+def segmentation(
+    plane: DicomPlane, filled: Sequence[Filled], *, label: str = "Annotation", series_number: int = SEG_SERIES_NUMBER
+) -> hd.seg.Segmentation:
     """A BINARY Segmentation with one segment: one frame per filled slice.
 
     Masks are taken as they are, polygons and boxes rasterised on the slice.
@@ -108,7 +128,7 @@ def segmentation(plane: DicomPlane, filled: Sequence[Filled], *, label: str = "A
                 segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
                 segment_descriptions=[description],
                 series_instance_uid=generate_uid(),
-                series_number=SEG_SERIES_NUMBER,
+                series_number=series_number,
                 sop_instance_uid=generate_uid(),
                 instance_number=1,
                 manufacturer="voxelgate",

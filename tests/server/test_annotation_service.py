@@ -269,12 +269,14 @@ def test_segmentation_of_an_axial_acquisition_references_each_source_image(store
     plane = (SYNTH_SIZE, SYNTH_SIZE)
     k0, k1 = _disc(plane, 6, 6, 3), _disc(plane, 9, 8, 5)
     by_position = {float(s.number): s.sop_uid for s in SYNTH}
+    numbers = []
     for source in (dicom(stored.synthetic), A.DicomSource(series_instance_uid=stored.synthetic, source_frames=True)):
         reply = stored.stub.Interpolate(A.InterpolateRequest(
             dicom=source, keys=[A.Key(index=1, shape=rle_shape(k0)), A.Key(index=4, shape=rle_shape(k1))],
             options=A.InterpolateOptions(as_dicom_seg=True)))
         ds, _ = _seg_of(stored, reply.segmentation.sop_instance_uid, reply.segmentation.series_instance_uid)
         assert int(ds.NumberOfFrames) == 4
+        numbers.append(int(ds.SeriesNumber))
         frames = dict(zip(_frame_positions(ds), ds.pixel_array.astype(bool)))
         refs = {_rounded(item.PlanePositionSequence[0].ImagePositionPatient):
                 item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
@@ -283,6 +285,11 @@ def test_segmentation_of_an_axial_acquisition_references_each_source_image(store
             at = _rounded((0.0, 0.0, s.position))  # synthetic_slice puts slice n at (0, 0, n)
             assert refs[at] == by_position[s.position], (source, s.index)
             assert np.array_equal(frames[at], mask_of(s.shape))
+    # Each Segmentation series gets a number of its own, above the study's other series.
+    series = stored.server.dicom.ListSeries(dicom_pb2.ListSeriesRequest(
+        filter=dicom_pb2.QueryFilter(study_instance_uid=ds.StudyInstanceUID))).series
+    others = [s.series_number for s in series if s.series_instance_uid != reply.segmentation.series_instance_uid]
+    assert numbers[0] >= 9001 and numbers[1] == numbers[0] + 1 and numbers[1] > max(others), (numbers, others)
 
 
 # -- polygons --------------------------------------------------------------------------------------
