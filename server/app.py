@@ -30,7 +30,6 @@ from voxelgate.v1 import (
     dicom_pb2,
     dicom_pb2_grpc,
     media_pb2,
-    media_pb2_grpc,
     volume_pb2,
     volume_pb2_grpc,
 )
@@ -41,7 +40,7 @@ from .auth import BearerAuthInterceptor, load_tokens
 from .config import Config
 from .dicom_servicer import DicomServicer
 from .errors import ErrorInterceptor
-from .media_servicer import MediaServicer
+from .media_servicer import MediaServicer, add_media_service
 from .volume_servicer import VolumeServicer
 
 log = logging.getLogger(__name__)
@@ -134,7 +133,7 @@ def build_server(config: Config) -> Running:
     volume_pb2_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(volumes), server)
     library = MediaLibrary(store, catalog, cache, limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes),
                            video_limits=config.video_limits)
-    media_pb2_grpc.add_MediaServiceServicer_to_server(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
+    add_media_service(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
     annotation_pb2_grpc.add_AnnotationServiceServicer_to_server(AnnotationServicer(volumes, archive, library), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(cache, catalog), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)

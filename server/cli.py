@@ -587,9 +587,10 @@ def cmd_media(args: argparse.Namespace) -> int:
 
     from voxelgate.v1 import media_pb2, media_pb2_grpc
 
-    from .client import collect
+    from .client import collect, get_frame
 
-    stub = media_pb2_grpc.MediaServiceStub(_channel(args))
+    ch = _channel(args)
+    stub = media_pb2_grpc.MediaServiceStub(ch)
     command = f"media {args.media_command}"
     try:
         if args.media_command in ("ingest", "group", "sequence"):
@@ -634,8 +635,9 @@ def cmd_media(args: argparse.Namespace) -> int:
             except ValueError:
                 print(f"voxelgate {command}: --max-size takes WxH and --window CENTER,WIDTH", file=sys.stderr)
                 return 2
-            r = stub.GetFrame(req)
-            args.output.write_bytes(r.data)
+            got = get_frame(ch, req)
+            args.output.write_bytes(got.data)
+            r = got.info
             print(json.dumps({"media_type": r.media_type, "dtype": r.dtype, "shape": list(r.shape),
                               "media_id": r.media_id, "page": r.page, "width": r.width, "height": r.height,
                               "pixel_format": r.pixel_format}))
@@ -643,7 +645,7 @@ def cmd_media(args: argparse.Namespace) -> int:
         if args.media_command == "diagnose":
             return _media_diagnose(args, stub)
         if args.media_command == "frames":
-            return _media_frames(args, stub)
+            return _media_frames(args, ch)
         if args.media_command == "reencode":
             return _media_reencode(args, stub)
         if args.media_command == "export":
@@ -684,8 +686,10 @@ def _media_diagnose(args: argparse.Namespace, stub: Any) -> int:
     return 0
 
 
-def _media_frames(args: argparse.Namespace, stub: Any) -> int:
+def _media_frames(args: argparse.Namespace, ch: Any) -> int:
     from voxelgate.v1 import media_pb2
+
+    from .client import stream_frames
 
     if args.every < 1 or args.start < 0 or args.stop < 0:
         print("voxelgate media frames: --every must be at least 1, --start and --stop not negative", file=sys.stderr)
@@ -694,7 +698,7 @@ def _media_frames(args: argparse.Namespace, stub: Any) -> int:
     req = media_pb2.StreamFramesRequest(id=args.id, start=args.start, stop=args.stop, every=args.every,
                                         format=media_pb2.MEDIA_PNG)
     written = 0
-    for k, f in enumerate(stub.StreamFrames(req)):
+    for k, f in enumerate(stream_frames(ch, req)):
         # Files are numbered from 0 in the order they come (frame_k is video frame start + k * every).
         target = args.output / f"frame_{k}.png"
         tmp = target.with_name(f".{target.name}.partial")
@@ -702,7 +706,7 @@ def _media_frames(args: argparse.Namespace, stub: Any) -> int:
         tmp.replace(target)
         written += 1
         if sys.stderr.isatty():
-            sys.stderr.write(f"\rframe {f.frame} ({written} written)")
+            sys.stderr.write(f"\rframe {f.info.frame} ({written} written)")
     if sys.stderr.isatty():
         sys.stderr.write("\n")
     print(f"{args.output}: {written} frames")

@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from voxelgate.v1 import common_pb2, volume_pb2
+from voxelgate.v1 import common_pb2, media_pb2, volume_pb2
 
 CHUNK = 1 << 20
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -129,12 +129,12 @@ class FetchedVolume:
     header_seconds: float  # from the call to the header's arrival (the server's build, mostly)
 
 
-def _data_view(message: bytes) -> memoryview | None:
-    """The voxel bytes of a serialised VolumeChunk that holds only ``data``, without parsing it.
+def _leading_bytes(message: bytes, tag: int) -> tuple[memoryview, int] | None:
+    """A view of the length-delimited field ``tag`` that starts a serialised message, and where it ends.
 
-    None for anything else (the header, or a message protobuf would have to decode).
+    None when the message starts with anything else (or is cut short).
     """
-    if not message or message[0] != _DATA_TAG:
+    if not message or message[0] != tag:
         return None
     length = shift = 0
     at = 1
@@ -143,9 +143,19 @@ def _data_view(message: bytes) -> memoryview | None:
         length |= (byte & 0x7F) << shift
         at += 1
         if not byte & 0x80:
-            return memoryview(message)[at:] if at + length == len(message) else None
+            end = at + length
+            return (memoryview(message)[at:end], end) if end <= len(message) else None
         shift += 7
     return None
+
+
+def _data_view(message: bytes) -> memoryview | None:
+    """The voxel bytes of a serialised VolumeChunk that holds only ``data``, without parsing it.
+
+    None for anything else (the header, or a message protobuf would have to decode).
+    """
+    found = _leading_bytes(message, _DATA_TAG)
+    return found[0] if found is not None and found[1] == len(message) else None
 
 
 def fetch_volume(ch: grpc.Channel, series_uid: str, *, stack: int = 0, timeout: float | None = None) -> FetchedVolume:
@@ -191,3 +201,74 @@ def fetch_volume(ch: grpc.Channel, series_uid: str, *, stack: int = 0, timeout: 
     if at != header.total_bytes:
         raise RuntimeError(f"GetVolume sent {at} of {header.total_bytes} bytes")
     return FetchedVolume(header, array, header_seconds)
+
+
+# -- media frames --------------------------------------------------------------------------------
+
+_MEDIA = media_pb2.DESCRIPTOR.services_by_name["MediaService"]
+_FRAME_DATA_TAG = media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"].number << 3 | 2  # length-delimited
+
+
+@dataclass(frozen=True)
+class ReceivedFrame:
+    """A ``MediaFrame`` as received: ``info`` holds every field but ``data``, ``data`` is a view of the message."""
+
+    info: media_pb2.MediaFrame
+    data: memoryview
+
+
+def split_frame(message: bytes) -> ReceivedFrame:
+    """A serialised ``MediaFrame`` without copying its ``data``.
+
+    Protobuf writes ``data`` (field 1) first, so its bytes are a slice of the
+    message and only the small fields after it are parsed. A message in any
+    other order is parsed whole.
+    """
+    found = _leading_bytes(message, _FRAME_DATA_TAG)
+    if found is None:
+        info = media_pb2.MediaFrame.FromString(message)
+        data = memoryview(info.data)
+        info.ClearField("data")
+        return ReceivedFrame(info, data)
+    data, end = found
+    info = media_pb2.MediaFrame.FromString(memoryview(message)[end:])
+    if info.data:  # data written again later: the last one counts, as protobuf reads it
+        data = memoryview(info.data)
+        info.ClearField("data")
+    return ReceivedFrame(info, data)
+
+
+def get_frame(
+    ch: grpc.Channel, request: media_pb2.GetMediaFrameRequest, *, timeout: float | None = None
+) -> ReceivedFrame:
+    """``MediaService.GetFrame`` with the reply taken by ``split_frame`` (its data not copied by protobuf).
+
+    Raises
+    ------
+    grpc.RpcError
+        The call failed.
+    """
+    call = ch.unary_unary(
+        f"/{_MEDIA.full_name}/GetFrame",
+        request_serializer=media_pb2.GetMediaFrameRequest.SerializeToString,
+        response_deserializer=split_frame,
+    )
+    return call(request, timeout=timeout)  # type: ignore[no-any-return]
+
+
+def stream_frames(
+    ch: grpc.Channel, request: media_pb2.StreamFramesRequest, *, timeout: float | None = None
+) -> Iterator[ReceivedFrame]:
+    """``MediaService.StreamFrames`` with each frame taken by ``split_frame`` (its data not copied by protobuf).
+
+    Raises
+    ------
+    grpc.RpcError
+        The call failed (raised while iterating).
+    """
+    call = ch.unary_stream(
+        f"/{_MEDIA.full_name}/StreamFrames",
+        request_serializer=media_pb2.StreamFramesRequest.SerializeToString,
+        response_deserializer=split_frame,
+    )
+    return call(request, timeout=timeout)  # type: ignore[no-any-return]

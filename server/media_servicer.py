@@ -1,10 +1,18 @@
-"""MediaService: translates proto <-> ``imaging.media.library.MediaLibrary``, nothing more."""
+"""MediaService: translates proto <-> ``imaging.media.library.MediaLibrary``, nothing more.
+
+``GetFrame`` and ``StreamFrames`` answer with ``FrameReply`` objects that
+``frame_wire`` serialises (``add_media_service`` registers it): a raw 1080p frame
+is 3 to 6 MB, and building a ``MediaFrame`` around it and serialising that would
+copy the pixels twice more on their way to gRPC.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import grpc
 
@@ -32,13 +40,51 @@ _FORMATS = {
 _STREAMED = ("png", "jpeg", "webp", "raw", "yuv420p")
 
 
-def frame_pb(f: MediaFrameResult, fmt: str) -> media_pb2.MediaFrame:
+#: The wire tag of ``MediaFrame.data``: its field number, wire type 2 (length-delimited).
+_DATA_TAG = bytes([media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"].number << 3 | 2])
+
+
+@dataclass(frozen=True)
+class FrameReply:
+    """A ``MediaFrame`` reply as ``frame_wire`` sends it: ``head`` holds every field but ``data``."""
+
+    head: media_pb2.MediaFrame
+    data: bytes | memoryview
+
+
+def frame_reply(f: MediaFrameResult, fmt: str) -> FrameReply:
+    """The reply of ``GetFrame`` and ``StreamFrames`` for a frame made in format ``fmt``."""
     shape = tuple(f.shape)
     height, width = (shape[0], shape[1]) if len(shape) >= 2 else (0, 0)
     pixel_format = "yuv420p" if fmt == "yuv420p" else raw_pixel_format(f.dtype, shape) if fmt == "raw" else ""
-    return media_pb2.MediaFrame(data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(shape),
-                                media_id=f.media_id, page=f.page, frame=f.frame, time_s=f.time_s or 0.0,
-                                width=width, height=height, pixel_format=pixel_format)
+    head = media_pb2.MediaFrame(media_type=f.media_type, dtype=f.dtype, shape=list(shape), media_id=f.media_id,
+                                page=f.page, frame=f.frame, time_s=f.time_s or 0.0, width=width, height=height,
+                                pixel_format=pixel_format)
+    return FrameReply(head, f.payload)
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def frame_wire(reply: FrameReply) -> bytes:
+    """The serialised ``MediaFrame`` of ``reply``, the frame's bytes (or the view of them) copied once.
+
+    Protobuf writes fields in field-number order, so ``data`` (field 1) comes
+    first: its tag and length, the bytes, then the other fields as protobuf
+    serialises them. The result equals ``SerializeToString`` of the whole
+    message (a test checks it), which makes building the message and
+    serialising it (two copies of the bytes) unnecessary.
+    """
+    head = reply.head.SerializeToString()
+    if not reply.data:  # proto3 leaves an empty field out
+        return head
+    return b"".join((_DATA_TAG, _varint(len(reply.data)), reply.data, head))
 
 
 def _result(index: int, r: MediaReport) -> common_pb2.IngestResult:
@@ -117,6 +163,16 @@ def set_pb(s: SetRow) -> media_pb2.MediaSet:
     )
 
 
+def _after_call(context: grpc.ServicerContext) -> Callable[[Callable[[], None]], None]:
+    """Runs a function when the call has ended (its reply sent), or at once if it already has."""
+
+    def run(fn: Callable[[], None]) -> None:
+        if not context.add_callback(fn):
+            fn()
+
+    return run
+
+
 class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def __init__(self, library: MediaLibrary, *, max_message_bytes: int) -> None:
         self._library = library
@@ -145,26 +201,23 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         row, _ = self._library.media(request.id)
         return media_pb2.MediaInfo(image=image_pb(request.id, row.name, info))
 
-    def GetFrame(self, request: media_pb2.GetMediaFrameRequest, context: grpc.ServicerContext) -> media_pb2.MediaFrame:
+    def GetFrame(self, request: media_pb2.GetMediaFrameRequest, context: grpc.ServicerContext) -> FrameReply:
         max_size = (request.max_width, request.max_height) if (request.max_width or request.max_height) else None
         window = (request.window_center, request.window_width) if request.has_window else None
         fmt = _FORMATS[request.format]
         f = self._library.frame(
             request.id, request.frame, fmt=fmt, max_size=max_size, window=window,  # type: ignore[arg-type]
-            max_bytes=self._max_message_bytes - REPLY_OVERHEAD,
+            max_bytes=self._max_message_bytes - REPLY_OVERHEAD, after_reply=_after_call(context),
         )
         check_reply_size(len(f.payload), self._max_message_bytes, subject=request.id, what=f"frame {request.frame}",
                          advice="ask for a smaller size or another format")
-        if fmt == "original":
-            return media_pb2.MediaFrame(data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(f.shape),
-                                        media_id=f.media_id, page=f.page, frame=f.frame, time_s=f.time_s or 0.0)
-        return frame_pb(f, fmt)
+        return frame_reply(f, fmt)
 
     def Diagnose(self, request: media_pb2.DiagnoseRequest, context: grpc.ServicerContext) -> media_pb2.DiagnoseResponse:
         findings = self._library.diagnose(request.media_id, decode_check=request.decode_check)
         return media_pb2.DiagnoseResponse(media_id=request.media_id, findings=[finding_pb(f) for f in findings])
 
-    def StreamFrames(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext) -> Iterator[media_pb2.MediaFrame]:
+    def StreamFrames(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext) -> Iterator[FrameReply]:
         fmt = _FORMATS[request.format]
         if fmt not in _STREAMED:
             raise InvalidInputError(f"StreamFrames sends {', '.join(_STREAMED)} frames, not {fmt}")
@@ -173,12 +226,12 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                                            every=request.every or 1, fmt=fmt, max_size=max_size)
         limit = self._max_message_bytes
 
-        def messages() -> Iterator[media_pb2.MediaFrame]:
+        def messages() -> Iterator[FrameReply]:
             try:
                 for f in frames:
                     check_reply_size(len(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
                                      advice="ask for a smaller size or another format")
-                    yield frame_pb(f, fmt)
+                    yield frame_reply(f, fmt)
             finally:
                 close = getattr(frames, "close", None)
                 if close is not None:
@@ -244,3 +297,36 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             yield media_pb2.MediaChunk(data=chunk)
 
 
+#: MediaService methods whose replies are ``FrameReply`` objects.
+_FRAME_METHODS = ("GetFrame", "StreamFrames")
+
+
+class _HandlerTable:
+    """Stands in for a server to take the method handlers the generated code registers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Any] = {}
+
+    def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: dict[str, Any]) -> None:
+        self.handlers = dict(method_handlers)
+
+
+def add_media_service(servicer: MediaServicer, server: grpc.Server) -> None:
+    """Register ``servicer`` as ``media_pb2_grpc.add_MediaServiceServicer_to_server`` does, with
+    ``frame_wire`` as the response serializer of ``GetFrame`` and ``StreamFrames``.
+
+    The handler table is the generated one (request deserializers and the other
+    methods as generated); only those two serializers are replaced.
+    """
+    table = _HandlerTable()
+    media_pb2_grpc.add_MediaServiceServicer_to_server(servicer, table)
+    if not set(_FRAME_METHODS) <= table.handlers.keys():
+        raise RuntimeError("the generated MediaService registration no longer hands over its method handlers")
+    handlers = {name: h._replace(response_serializer=frame_wire) if name in _FRAME_METHODS else h
+                for name, h in table.handlers.items()}
+    service = media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    server.add_registered_method_handlers(service, handlers)

@@ -172,7 +172,8 @@ class Picture:
     Attributes
     ----------
     data:
-        The pixels, laid out as ``pixel_format`` says, rows without padding.
+        The pixels, laid out as ``pixel_format`` says, rows without padding
+        (bytes, or a read-only view of the converted frame when no copy was needed).
     pixel_format:
         ``"rgb24"`` or ``"yuv420p"``.
     width, height:
@@ -184,7 +185,7 @@ class Picture:
         ``"limited"`` (16..235) or ``"full"`` (0..255).
     """
 
-    data: bytes
+    data: bytes | memoryview
     pixel_format: str
     width: int
     height: int
@@ -192,8 +193,12 @@ class Picture:
     color_range: str = ""
 
 
-def _packed(planes: list[tuple[av.video.plane.VideoPlane, int, int]]) -> bytes:
-    """The bytes of (plane, bytes per row, rows) one after the other, without row padding: one copy."""
+def _packed(planes: list[tuple[av.video.plane.VideoPlane, int, int]]) -> bytes | memoryview:
+    """The bytes of (plane, bytes per row, rows) one after the other, without row padding.
+
+    One copy; none when that is one plane whose rows have no padding (a 1080p
+    RGB picture): then a read-only view of the plane, which keeps its frame alive.
+    """
     parts: list[memoryview] = []
     for plane, row, rows in planes:
         mv = memoryview(plane)
@@ -202,6 +207,8 @@ def _packed(planes: list[tuple[av.video.plane.VideoPlane, int, int]]) -> bytes:
             parts.append(mv[: row * rows])
         else:
             parts.extend(mv[i * step : i * step + row] for i in range(rows))
+    if len(parts) == 1:
+        return parts[0].toreadonly()
     return b"".join(parts)
 
 

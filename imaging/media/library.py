@@ -13,7 +13,7 @@ import logging
 import tempfile
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -50,7 +50,7 @@ class MediaReport:
 
 @dataclass(frozen=True)
 class MediaFrameResult:
-    payload: bytes
+    payload: bytes | memoryview  # a view for raw video frames that needed no copy (``frame_index.Picture``)
     media_type: str
     dtype: str
     shape: tuple[int, ...]
@@ -322,8 +322,11 @@ class MediaLibrary(VideoLibraryMixin):
         max_size: tuple[int, int] | None = None,
         window: tuple[float, float] | None = None,
         max_bytes: int | None = None,
+        after_reply: Callable[[Callable[[], None]], None] | None = None,
     ) -> MediaFrameResult:
         """Frame ``index`` of a media item (its page) or of a group or sequence, through the derived cache.
+
+        Video frames come from ``video_frame`` (``after_reply`` is for it).
 
         Raises
         ------
@@ -339,7 +342,9 @@ class MediaLibrary(VideoLibraryMixin):
                 raise InvalidInputError("a window applies to 16-bit images, not to video frames", subject=item_id)
             if fmt == "png16":
                 raise InvalidInputError("video frames are 8-bit: ask for png, jpeg, webp or raw", subject=item_id)
-            payload, media_type, dtype, shape, time_s = self.video_frame(item_id, index, fmt=fmt, max_size=max_size)
+            payload, media_type, dtype, shape, time_s = self.video_frame(
+                item_id, index, fmt=fmt, max_size=max_size, after_reply=after_reply
+            )
             return MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, index, time_s)
         media_id, page, exact = self._resolve(item_id, index)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):

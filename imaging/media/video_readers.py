@@ -34,7 +34,7 @@ _AHEAD_WAIT_S = 10.0
 _AHEAD_NICE = 10
 _T = TypeVar("_T")
 #: A frame as ``video_frame`` returns it: payload, media type, dtype, shape, time in s.
-FrameResult = tuple[bytes, str, str, tuple[int, ...], float]
+FrameResult = tuple[bytes | memoryview, str, str, tuple[int, ...], float]
 
 
 # -- the reader pool ------------------------------------------------------------------
@@ -179,6 +179,7 @@ class _Ahead:
     n: int
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)
+    queued: bool = False
     started: bool = False
     result: FrameResult | None = None
 
@@ -206,7 +207,8 @@ class ReadAhead:
     A stream has at most one frame ahead; scheduling another, or an ask for a
     frame other than the one ahead, cancels it. An ask for the frame ahead waits
     for it if it is being made, and takes it over when it has not started yet.
-    The thread starts with the first frame scheduled, not at construction.
+    ``reserve`` schedules a frame whose making starts later, when its caller
+    says. The thread starts with the first frame queued, not at construction.
     """
 
     def __init__(self, make: Callable[[Stream, int, threading.Event], FrameResult | None]) -> None:
@@ -220,6 +222,16 @@ class ReadAhead:
 
     def schedule(self, stream: Stream, n: int) -> None:
         """Make frame ``n`` of ``stream`` ahead (replacing the stream's earlier frame ahead)."""
+        self.reserve(stream, n)()
+
+    def reserve(self, stream: Stream, n: int) -> Callable[[], None]:
+        """Frame ``n`` of ``stream`` as its frame ahead, made once the returned function is called.
+
+        Until then the frame only holds its place: an ask for it makes it
+        itself (as for a frame not started), and an ask for another frame or a
+        new schedule drops it, after which the function does nothing. For work
+        that should wait until something else is done (a reply sent).
+        """
         entry = _Ahead(stream, n)
         with self._cond:
             old = self._pending.pop(stream, None)
@@ -228,12 +240,20 @@ class ReadAhead:
             self._pending[stream] = entry
             while len(self._pending) > _AHEAD_STREAMS:
                 self._drop(self._pending.popitem(last=False)[1])
-            self._queue.append(entry)
             self._scheduled += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="video-read-ahead", daemon=True)
-                self._thread.start()
-            self._cond.notify()
+
+        def start() -> None:
+            with self._cond:
+                if entry.cancel.is_set() or self._pending.get(stream) is not entry or entry.queued:
+                    return
+                entry.queued = True
+                self._queue.append(entry)
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name="video-read-ahead", daemon=True)
+                    self._thread.start()
+                self._cond.notify()
+
+        return start
 
     def claim(self, stream: Stream, n: int) -> FrameResult | None:
         """Frame ``n`` of ``stream`` if it was read ahead (waiting while it is being made), else None."""

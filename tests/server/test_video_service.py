@@ -26,7 +26,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from e2e_support import OUTCOME, Server, object_files, serve, staging_files
 from imaging.media.probe_video import VideoLimits, probe_video
-from server.client import ingest_bytes_requests
+from server.client import ReceivedFrame, get_frame, ingest_bytes_requests, stream_frames
 from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, make_video, picture
 from voxelgate.v1 import media_pb2, media_pb2_grpc
 
@@ -361,7 +361,9 @@ def test_the_next_frame_is_read_ahead_after_each_frame(videos: Videos, fmt: int)
     seeks = lib.readers.stats().seeks
     check(31)
     assert lib.ahead.stats().served == made.served + 1
-    assert lib.readers.stats().seeks == seeks  # 31 came from the frame ahead, 32 is decoded on from it
+    # 31 came from the frame ahead: 32 starts once 31's call has ended, decoded on from 31.
+    assert _wait_until(lambda: lib.ahead.stats().made == made.made + 1)
+    assert lib.readers.stats().seeks == seeks
     assert lib.ahead.idle()
     check(80)  # a jump: 32, made ahead, is not used
     assert lib.ahead.idle()
@@ -418,6 +420,26 @@ def test_stream_frames_every_k(videos: Videos, every: int) -> None:
     for f in frames:
         assert np.array_equal(np.frombuffer(f.data, np.uint8).reshape(tuple(f.shape)), ref[f.frame])
     assert [round(f.time_s * 30) for f in frames] == [VFR_PTS[n] for n in range(0, len(ref), every)]
+
+
+def test_the_client_helpers_receive_what_the_stub_does(videos: Videos) -> None:
+    """``get_frame`` and ``stream_frames`` (data not copied by protobuf) against the generated stub."""
+    ch, vid = videos.server.channel, videos.ids["bframes_mp4"]
+
+    def whole(f: ReceivedFrame) -> media_pb2.MediaFrame:
+        m = media_pb2.MediaFrame()
+        m.CopyFrom(f.info)
+        m.data = bytes(f.data)
+        return m
+
+    for fmt in (media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420, media_pb2.MEDIA_PNG, media_pb2.MEDIA_ORIGINAL):
+        req = media_pb2.GetMediaFrameRequest(id=vid, frame=7, format=fmt, max_width=40 + fmt)
+        assert whole(get_frame(ch, req)) == videos.stub.GetFrame(req), fmt
+    req = media_pb2.StreamFramesRequest(id=vid, start=2, every=5, format=media_pb2.MEDIA_RAW)
+    assert [whole(f) for f in stream_frames(ch, req)] == list(videos.stub.StreamFrames(req))
+    with pytest.raises(grpc.RpcError) as err:
+        get_frame(ch, media_pb2.GetMediaFrameRequest(id=vid, frame=10_000))
+    assert err.value.code() is grpc.StatusCode.NOT_FOUND
 
 
 def test_stream_frames_range_and_png(videos: Videos) -> None:

@@ -46,6 +46,10 @@ def test_rgb24_and_scaling() -> None:
     frame = _frame("yuv420p", 64, 48)
     rgb = to_picture(frame, "rgb24")
     assert rgb.data == frame.to_ndarray(format="rgb24").tobytes() and rgb.matrix == ""
+    # Rows of 192 bytes carry no padding: the picture is a read-only view of the converted frame.
+    assert isinstance(rgb.data, memoryview) and rgb.data.readonly and len(rgb.data) == 64 * 48 * 3
+    odd = to_picture(_frame("yuv420p"), "rgb24")  # rows of 21 bytes are padded: packed into bytes
+    assert isinstance(odd.data, bytes) and odd.data == _frame("yuv420p").to_ndarray(format="rgb24").tobytes()
     small = to_picture(frame, "yuv420p", size=(31, 23))
     assert (small.width, small.height, len(small.data)) == (31, 23, 31 * 23 + 2 * 16 * 12)
     with pytest.raises(ValueError, match="pixel_format"):
@@ -130,3 +134,37 @@ def test_frames_not_started_are_taken_over_and_skips_are_counted() -> None:
     st = ahead.stats()
     # Four streams are kept: "a" (being made) and s0..s5 are dropped, b was taken over.
     assert st.skipped == 1 and st.cancelled == 1 + 1 + 6 and st.made == 4
+
+
+def test_a_reserved_frame_is_made_only_when_started() -> None:
+    make = _Maker()
+    make.go.set()
+    ahead = ReadAhead(make)
+    stream = ("v", "raw", None)
+    start = ahead.reserve(stream, 4)
+    assert ahead.idle() and make.seen == [] and ahead.stats().scheduled == 1  # holds its place, nothing made
+    start()
+    start()  # once only
+    assert ahead.idle()
+    assert make.seen == [(4, False)]
+    assert ahead.claim(stream, 4) == (b"4", "x", "|u1", (1,), 0.0)
+
+
+def test_a_reserved_frame_not_started_yields_to_the_ask_and_later_starts_do_nothing() -> None:
+    make = _Maker()
+    make.go.set()
+    ahead = ReadAhead(make)
+    stream = ("v", "raw", None)
+    start = ahead.reserve(stream, 4)
+    assert ahead.claim(stream, 4) is None  # not started: the asker makes it itself
+    ahead.schedule(stream, 5)  # the asker's own next frame
+    start()  # too late: the stream has moved on
+    assert ahead.idle()
+    assert make.seen == [(5, False)]
+    later = ahead.reserve(stream, 6)
+    ahead.schedule(stream, 9)  # replaced before it started
+    later()
+    assert ahead.idle()
+    assert make.seen == [(5, False), (9, False)]
+    st = ahead.stats()
+    assert (st.scheduled, st.made, st.cancelled) == (4, 2, 2)
