@@ -31,7 +31,6 @@ from voxelgate.v1 import (
     dicom_pb2_grpc,
     media_pb2,
     volume_pb2,
-    volume_pb2_grpc,
 )
 
 from .admin_servicer import AdminServicer
@@ -41,7 +40,7 @@ from .config import Config
 from .dicom_servicer import DicomServicer
 from .errors import ErrorInterceptor
 from .media_servicer import MediaServicer, add_media_service
-from .volume_servicer import VolumeServicer
+from .volume_servicer import VolumeServicer, add_volume_service
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +129,7 @@ def build_server(config: Config) -> Running:
     )
     dicom_pb2_grpc.add_DicomServiceServicer_to_server(DicomServicer(archive, max_message_bytes=config.max_message_bytes), server)
     volumes = SeriesVolumes(archive)
-    volume_pb2_grpc.add_VolumeServiceServicer_to_server(VolumeServicer(volumes), server)
+    add_volume_service(VolumeServicer(volumes), server)
     library = MediaLibrary(store, catalog, cache, limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes),
                            video_limits=config.video_limits)
     add_media_service(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)

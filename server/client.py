@@ -14,6 +14,8 @@ import numpy as np
 
 from voxelgate.v1 import common_pb2, media_pb2, volume_pb2
 
+from . import wire
+
 CHUNK = 1 << 20
 DEFAULT_SERVER = "127.0.0.1:50051"
 DICOMDIR_CLASS = b"1.2.840.10008.1.3.10"
@@ -117,7 +119,7 @@ def ingest_bytes_requests(
 # -- volumes -------------------------------------------------------------------------------------
 
 _GET_VOLUME = volume_pb2.DESCRIPTOR.services_by_name["VolumeService"].methods_by_name["GetVolume"]
-_DATA_TAG = 0x12  # VolumeChunk.data: field 2, length-delimited
+_DATA_TAG = wire.field_tag(volume_pb2.VolumeChunk.DESCRIPTOR.fields_by_name["data"])
 
 
 @dataclass(frozen=True)
@@ -129,32 +131,12 @@ class FetchedVolume:
     header_seconds: float  # from the call to the header's arrival (the server's build, mostly)
 
 
-def _leading_bytes(message: bytes, tag: int) -> tuple[memoryview, int] | None:
-    """A view of the length-delimited field ``tag`` that starts a serialised message, and where it ends.
-
-    None when the message starts with anything else (or is cut short).
-    """
-    if not message or message[0] != tag:
-        return None
-    length = shift = 0
-    at = 1
-    while at < len(message) and at <= 10:
-        byte = message[at]
-        length |= (byte & 0x7F) << shift
-        at += 1
-        if not byte & 0x80:
-            end = at + length
-            return (memoryview(message)[at:end], end) if end <= len(message) else None
-        shift += 7
-    return None
-
-
 def _data_view(message: bytes) -> memoryview | None:
     """The voxel bytes of a serialised VolumeChunk that holds only ``data``, without parsing it.
 
     None for anything else (the header, or a message protobuf would have to decode).
     """
-    found = _leading_bytes(message, _DATA_TAG)
+    found = wire.leading_bytes(message, _DATA_TAG)
     return found[0] if found is not None and found[1] == len(message) else None
 
 
@@ -206,7 +188,7 @@ def fetch_volume(ch: grpc.Channel, series_uid: str, *, stack: int = 0, timeout: 
 # -- media frames --------------------------------------------------------------------------------
 
 _MEDIA = media_pb2.DESCRIPTOR.services_by_name["MediaService"]
-_FRAME_DATA_TAG = media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"].number << 3 | 2  # length-delimited
+_FRAME_DATA_TAG = wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"])
 
 
 @dataclass(frozen=True)
@@ -224,7 +206,7 @@ def split_frame(message: bytes) -> ReceivedFrame:
     message and only the small fields after it are parsed. A message in any
     other order is parsed whole.
     """
-    found = _leading_bytes(message, _FRAME_DATA_TAG)
+    found = wire.leading_bytes(message, _FRAME_DATA_TAG)
     if found is None:
         info = media_pb2.MediaFrame.FromString(message)
         data = memoryview(info.data)

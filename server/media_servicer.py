@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any
 
 import grpc
 
@@ -24,6 +23,7 @@ from imaging.media.render import raw_pixel_format
 from imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
+from . import wire
 from .errors import REPLY_OVERHEAD, check_reply_size
 from .ingest_stream import serve_ingest
 from .streams import prefetch
@@ -40,8 +40,8 @@ _FORMATS = {
 _STREAMED = ("png", "jpeg", "webp", "raw", "yuv420p")
 
 
-#: The wire tag of ``MediaFrame.data``: its field number, wire type 2 (length-delimited).
-_DATA_TAG = bytes([media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"].number << 3 | 2])
+#: The wire tag of ``MediaFrame.data`` (field 1: written first).
+_DATA_TAG = wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"])
 
 
 @dataclass(frozen=True)
@@ -63,15 +63,6 @@ def frame_reply(f: MediaFrameResult, fmt: str) -> FrameReply:
     return FrameReply(head, f.payload)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(value & 0x7F | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def frame_wire(reply: FrameReply) -> bytes:
     """The serialised ``MediaFrame`` of ``reply``, the frame's bytes (or the view of them) copied once.
 
@@ -81,10 +72,7 @@ def frame_wire(reply: FrameReply) -> bytes:
     message (a test checks it), which makes building the message and
     serialising it (two copies of the bytes) unnecessary.
     """
-    head = reply.head.SerializeToString()
-    if not reply.data:  # proto3 leaves an empty field out
-        return head
-    return b"".join((_DATA_TAG, _varint(len(reply.data)), reply.data, head))
+    return wire.bytes_first(_DATA_TAG, reply.data, reply.head.SerializeToString())
 
 
 def _result(index: int, r: MediaReport) -> common_pb2.IngestResult:
@@ -301,19 +289,6 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
 _FRAME_METHODS = ("GetFrame", "StreamFrames")
 
 
-class _HandlerTable:
-    """Stands in for a server to take the method handlers the generated code registers."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, Any] = {}
-
-    def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
-        pass
-
-    def add_registered_method_handlers(self, service_name: str, method_handlers: dict[str, Any]) -> None:
-        self.handlers = dict(method_handlers)
-
-
 def add_media_service(servicer: MediaServicer, server: grpc.Server) -> None:
     """Register ``servicer`` as ``media_pb2_grpc.add_MediaServiceServicer_to_server`` does, with
     ``frame_wire`` as the response serializer of ``GetFrame`` and ``StreamFrames``.
@@ -321,12 +296,6 @@ def add_media_service(servicer: MediaServicer, server: grpc.Server) -> None:
     The handler table is the generated one (request deserializers and the other
     methods as generated); only those two serializers are replaced.
     """
-    table = _HandlerTable()
-    media_pb2_grpc.add_MediaServiceServicer_to_server(servicer, table)
-    if not set(_FRAME_METHODS) <= table.handlers.keys():
-        raise RuntimeError("the generated MediaService registration no longer hands over its method handlers")
-    handlers = {name: h._replace(response_serializer=frame_wire) if name in _FRAME_METHODS else h
-                for name, h in table.handlers.items()}
-    service = media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
-    server.add_registered_method_handlers(service, handlers)
+    wire.add_service(media_pb2_grpc.add_MediaServiceServicer_to_server, servicer, server,
+                     media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
+                     {name: frame_wire for name in _FRAME_METHODS})

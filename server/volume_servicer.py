@@ -13,6 +13,8 @@ from imaging.encode import ImageFormat
 from imaging.windowing import VoiFunction
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
+from . import wire
+
 _PLANES = {volume_pb2.AXIAL: "axial", volume_pb2.CORONAL: "coronal", volume_pb2.SAGITTAL: "sagittal"}
 _FUNCTIONS = {
     volume_pb2.VOI_LINEAR: VoiFunction.LINEAR,
@@ -109,8 +111,11 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             reply.window.CopyFrom(volume_pb2.Window(center=c, width=w, function=_FUNCTIONS_PB[fn]))
         return reply
 
-    def GetVolume(self, request: volume_pb2.GetVolumeRequest, context: grpc.ServicerContext) -> Iterator[volume_pb2.VolumeChunk]:
-        # A volume built for this call goes to the derived cache once the last chunk is out.
+    def GetVolume(
+        self, request: volume_pb2.GetVolumeRequest, context: grpc.ServicerContext
+    ) -> Iterator[volume_pb2.VolumeChunk | bytes | memoryview]:
+        # A volume built for this call goes to the derived cache once the last chunk is out. The
+        # header is a message; the voxel chunks are views of the volume that chunk_wire sends.
         vol, chunks = self._volumes.stream_volume(request.series_instance_uid, request.stack, chunk_bytes=_CHUNK_BYTES)
         header = volume_pb2.VolumeHeader(
             geometry=_geometry(vol.shape, vol.spacing, vol.origin, vol.direction.ravel().tolist()),
@@ -123,4 +128,22 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             if not context.is_active():
                 chunks.close()  # type: ignore[attr-defined]
                 return
-            yield volume_pb2.VolumeChunk(data=chunk)
+            yield chunk  # voxel bytes: written by chunk_wire as a data-only VolumeChunk
+
+
+#: The wire tag of ``VolumeChunk.data``: a voxel chunk holds nothing else.
+_DATA_TAG = wire.field_tag(volume_pb2.VolumeChunk.DESCRIPTOR.fields_by_name["data"])
+
+
+def chunk_wire(chunk: volume_pb2.VolumeChunk | bytes | memoryview) -> bytes:
+    """A ``GetVolume`` reply: a message as protobuf serialises it; voxel bytes as a ``VolumeChunk``
+    holding only ``data``, copied once, straight from the volume (see :mod:`server.wire`)."""
+    if isinstance(chunk, volume_pb2.VolumeChunk):
+        return chunk.SerializeToString()
+    return wire.bytes_first(_DATA_TAG, chunk)
+
+
+def add_volume_service(servicer: VolumeServicer, server: grpc.Server) -> None:
+    """Register ``servicer`` as the generated code does, with ``chunk_wire`` serialising ``GetVolume``."""
+    wire.add_service(volume_pb2_grpc.add_VolumeServiceServicer_to_server, servicer, server,
+                     volume_pb2.DESCRIPTOR.services_by_name["VolumeService"].full_name, {"GetVolume": chunk_wire})

@@ -433,8 +433,8 @@ class SeriesVolumes:
 
     def stream_volume(
         self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20
-    ) -> tuple[Volume, "Iterator[bytes]"]:
-        """A stack's volume (as :meth:`volume`) and its voxels in chunks.
+    ) -> tuple[Volume, "Iterator[bytes | memoryview]"]:
+        """A stack's volume (as :meth:`volume`) and its voxels in chunks (views of it where it allows).
 
         A volume built for this call is written to the derived cache once the last
         chunk is taken (or the iterator is dropped): writing it meanwhile would take
@@ -647,7 +647,9 @@ def _rescale_in_place(frame: np.ndarray, rescale: tuple[float, float] | None) ->
     frame[...] = values
 
 
-def _released_after(chunks: "Iterator[bytes]", hold: "AbstractContextManager[None]") -> "Iterator[bytes]":
+def _released_after(
+    chunks: "Iterator[bytes | memoryview]", hold: "AbstractContextManager[None]"
+) -> "Iterator[bytes | memoryview]":
     """``chunks``, then ``hold`` released (also when the consumer stops early; a hold never
     iterated lapses by itself, see ``DerivedCache.hold_writes``)."""
     try:
@@ -656,14 +658,19 @@ def _released_after(chunks: "Iterator[bytes]", hold: "AbstractContextManager[Non
         hold.__exit__(None, None, None)
 
 
-def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> "Iterator[bytes]":
-    """The voxels of ``arr`` (slice, row, column) in C order, little endian, in chunks of whole rows
-    (each made when asked for: one chunk in memory at a time)."""
+def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> "Iterator[bytes | memoryview]":
+    """The voxels of ``arr`` (slice, row, column) in C order, little endian, in chunks of whole rows.
+
+    Views of ``arr`` where it is already laid out so (a built or memory-mapped
+    volume): nothing is copied here. Otherwise each chunk is made when asked for.
+    """
     le = arr.dtype.newbyteorder("<")
     flat = arr.reshape(-1, arr.shape[-1])
     rows_per_chunk = max(1, chunk_bytes // max(1, arr.shape[-1] * arr.dtype.itemsize))
+    in_place = flat.flags.c_contiguous and flat.dtype == le and flat.dtype.str == le.str
     for start in range(0, flat.shape[0], rows_per_chunk):
-        yield np.ascontiguousarray(flat[start : start + rows_per_chunk], dtype=le).tobytes()
+        rows = flat[start : start + rows_per_chunk]
+        yield memoryview(rows).cast("B") if in_place else np.ascontiguousarray(rows, dtype=le).tobytes()
 
 
 def _geometry(sl: Slice) -> "SliceGeometry":

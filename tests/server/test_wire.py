@@ -1,0 +1,48 @@
+"""server.wire: replies written as protobuf's own wire bytes, without protobuf copying the payload."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from server import wire
+from server.volume_servicer import chunk_wire
+from voxelgate.v1 import media_pb2, volume_pb2
+
+
+@pytest.mark.parametrize("value", [0, 1, 127, 128, 300, 16383, 16384, 2_097_151, 2_097_152, 6_220_800, 2**35])
+def test_varint_reads_back_through_protobuf(value: int) -> None:
+    # A varint-typed field: protobuf decodes our bytes to the same number.
+    msg = volume_pb2.VolumeHeader.FromString(bytes((4 << 3 | 0,)) + wire.varint(value))
+    assert msg.total_bytes == value
+    if value:  # proto3 leaves a zero out
+        assert volume_pb2.VolumeHeader(total_bytes=value).SerializeToString() == bytes((4 << 3 | 0,)) + wire.varint(value)
+
+
+@pytest.mark.parametrize("size", [1, 127, 128, 16384, 2 << 20])
+def test_a_voxel_chunk_is_protobufs_own_serialisation(size: int) -> None:
+    voxels = np.arange(size, dtype=np.uint32).astype(np.uint8)
+    got = chunk_wire(memoryview(voxels))  # a view of the volume, as GetVolume sends it
+    assert got == volume_pb2.VolumeChunk(data=voxels.tobytes()).SerializeToString()
+    assert volume_pb2.VolumeChunk.FromString(got).data == voxels.tobytes()
+    found = wire.leading_bytes(got, wire.field_tag(volume_pb2.VolumeChunk.DESCRIPTOR.fields_by_name["data"]))
+    assert found is not None and found[1] == len(got) and found[0] == voxels.tobytes()
+
+
+def test_the_header_goes_through_protobuf() -> None:
+    header = volume_pb2.VolumeChunk(header=volume_pb2.VolumeHeader(dtype="<i2", shape=[3, 4, 5], total_bytes=120))
+    assert chunk_wire(header) == header.SerializeToString()
+
+
+def test_leading_bytes_refuses_what_it_cannot_take_in_place() -> None:
+    tag = wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"])
+    assert wire.leading_bytes(b"", tag) is None
+    assert wire.leading_bytes(media_pb2.MediaFrame(media_type="image/png").SerializeToString(), tag) is None
+    cut = media_pb2.MediaFrame(data=b"x" * 300).SerializeToString()[:-1]
+    assert wire.leading_bytes(cut, tag) is None
+
+
+def test_field_tag_only_for_small_bytes_fields() -> None:
+    assert wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"]) == 0x0A
+    with pytest.raises(ValueError):
+        wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["frame"])
