@@ -532,10 +532,7 @@ class DerivedCache:
             else:
                 with self._lock:
                     self._pending[key] = (value, parts, tag)
-                if self._writer is None:
-                    self._writer = threading.Thread(target=self._write_pending, name="derived-cache-writer",
-                                                    daemon=True)
-                    self._writer.start()
+                self._start_writer()
                 self._pending_cv.notify()
                 writer_alive = True
         if not writer_alive:  # closing: write it here
@@ -543,6 +540,22 @@ class DerivedCache:
         elif parts is None:
             self._keep_hot(key, value, tag)
         return value
+
+    def start_writer(self) -> None:
+        """Start the write-behind thread now rather than with the first value to write.
+
+        A thread runs on the cores of the thread that starts it: a server starts
+        it before it keeps its request threads to one core (``imaging.cpu``).
+        """
+        with self._pending_cv:
+            if not self._closing:
+                self._start_writer()
+
+    def _start_writer(self) -> None:
+        """Start the write-behind thread if it is not running (``_pending_cv`` held)."""
+        if self._writer is None:
+            self._writer = threading.Thread(target=self._write_pending, name="derived-cache-writer", daemon=True)
+            self._writer.start()
 
     @contextmanager
     def hold_writes(self, *, at_most: float = 30.0) -> Iterator[None]:

@@ -17,6 +17,7 @@ from enum import Enum
 
 import numpy as np
 
+from .cpu import use_all_cores
 
 #: Named CT windows (center, width) in HU, as radiology references list them
 #: (e.g. Radiopaedia's "Windowing (CT)"). Documented in the README.
@@ -142,7 +143,7 @@ def _threads() -> ThreadPoolExecutor:
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
-                                       thread_name_prefix="window")
+                                       thread_name_prefix="window", initializer=use_all_cores)
         return _pool
 
 

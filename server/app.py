@@ -18,6 +18,7 @@ from cache.catalog import SqliteCatalog
 from cache.derived import DerivedCache
 from cache.gc import remove_orphans
 from cache.store import ObjectStore
+from imaging.cpu import all_cores, pin_requests
 from imaging.dicom.archive import DicomArchive
 from imaging.dicom.series import SeriesVolumes
 from imaging.media import MediaLimits
@@ -206,7 +207,12 @@ def serve(config: Config) -> int:
     # openjpeg (inside Pillow) decodes JPEG 2000 with this many threads.
     os.environ.setdefault("OPJ_NUM_THREADS", str(os.cpu_count() or 1))
     malloc_tuned = tune_malloc()
+    # Threads run where the thread that starts them may: from here this thread, and so gRPC's
+    # own threads and the request threads, stay on one core (imaging.cpu says why).
+    request_cores = pin_requests(config.request_cores) if config.request_cores > 0 else None
     running = build_server(config)
+    with all_cores():  # the cache writer hashes and writes whole volumes: every core
+        running.cache.start_writer()
     # Handlers go in before the start: a SIGTERM from then on must get the grace period.
     received: list[int] = []
 
@@ -226,6 +232,7 @@ def serve(config: Config) -> int:
             "tls": config.tls is not None,
             "auth": config.token_file is not None,
             "malloc_tuned": malloc_tuned,
+            "request_cores": sorted(request_cores) if request_cores else "all",
         },
     )
     for ts, plugins in codec_report().items():

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without TLS and tokens")
     s.add_argument("--grace", type=float, default=20.0, help="seconds in-flight calls get at shutdown")
     s.add_argument("--workers", type=int, default=16)
+    s.add_argument("--request-cores", type=int, default=1, metavar="N",
+                   help="keep the threads that run requests (Python) on N cores; decoders and other native "
+                        "work use every core (default 1; 0: every thread on every core)")
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
 
     i = sub.add_parser("ingest", help="send DICOM files or folders (recursive) to the server")
@@ -233,6 +236,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token_file=Path(args.token_file) if args.token_file else None,
         insecure=args.insecure,
         workers=args.workers,
+        request_cores=args.request_cores,
         grace_seconds=args.grace,
     )
     try:

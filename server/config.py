@@ -37,6 +37,7 @@ class Config:
     token_file: Path | None = None
     insecure: bool = False
     workers: int = 16
+    request_cores: int = 1  # cores the request threads run on (imaging.cpu); 0: every core
     grace_seconds: float = 20.0
 
     def check_security(self) -> None:

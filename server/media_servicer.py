@@ -17,6 +17,7 @@ import grpc
 
 from cache.errors import InvalidInputError
 from cache.media_catalog import SetRow
+from imaging.cpu import use_all_cores
 from imaging.media import Finding, ImageInfo, VideoInfo
 from imaging.media.library import MediaFrameResult, MediaLibrary, MediaReport
 from imaging.media.render import raw_pixel_format
@@ -215,6 +216,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         limit = self._max_message_bytes
 
         def messages() -> Iterator[FrameReply]:
+            use_all_cores()  # runs in the prefetch thread, which decodes and converts: native work
             try:
                 for f in frames:
                     check_reply_size(len(f.payload), limit, subject=request.id, what=f"frame {f.frame}",

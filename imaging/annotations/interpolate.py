@@ -50,6 +50,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from cache.errors import InvalidInputError
+from imaging.cpu import all_cores
 from imaging.annotations.shapes import (
     Box,
     Mask,
@@ -281,7 +282,8 @@ def _linear(a: Box | Points, b: Box | Points, t: float) -> Box | Points:
 def _maurer(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     img = sitk.GetImageFromArray(mask.astype(np.uint8))
     img.SetSpacing((spacing[1], spacing[0]))  # SimpleITK spacing is (x, y) = (column, row)
-    dist = sitk.SignedMaurerDistanceMap(img, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    with all_cores():  # ITK's threads
+        dist = sitk.SignedMaurerDistanceMap(img, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
     return sitk.GetArrayFromImage(dist).astype(np.float64)
 
 

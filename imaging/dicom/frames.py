@@ -13,6 +13,7 @@ from pydicom.pixels import apply_color_lut, apply_modality_lut
 
 from cache.errors import InvalidInputError, NotFoundError
 
+from ..cpu import all_cores
 from ..windowing import VoiFunction, to_uint8, window_to_uint8
 from .pixels import classify_decode_error, decode_frames, has_pixels, pixel_layout, read_native_frame
 
@@ -117,7 +118,8 @@ def decode_frame(path: Path, ds: Dataset, index: int, *, name: str, raw_color: b
     if fast is not None:
         return fast
     try:
-        return next(iter(decode_frames(path, ds, indices=[index], raw=raw_color)))
+        with all_cores():  # codecs that decode with threads of their own (openjpeg)
+            return next(iter(decode_frames(path, ds, indices=[index], raw=raw_color)))
     except Exception as exc:
         raise classify_decode_error(exc, ds, name) from exc
 

@@ -20,6 +20,8 @@ from pydicom.pixels import iter_pixels
 
 from cache.errors import InvalidInputError, LimitExceededError, UnsupportedError
 
+from ..cpu import all_cores
+
 log = logging.getLogger(__name__)
 
 #: Pixel Data, Float Pixel Data, Double Float Pixel Data (plain ints: cheap membership tests)
@@ -268,10 +270,11 @@ def validate_pixels(
         return found
     n = 0
     try:
-        for frame in decode_frames(path, ds):
-            if on_frame is not None:
-                on_frame(n, frame)
-            n += 1
+        with all_cores():  # codecs that decode with threads of their own (openjpeg)
+            for frame in decode_frames(path, ds):
+                if on_frame is not None:
+                    on_frame(n, frame)
+                n += 1
     except Exception as exc:  # codec errors come in many types
         raise classify_decode_error(exc, ds, name) from exc
     if n != frames:

@@ -30,6 +30,7 @@ from cache.derived import CachedFile, npy_memmap, npy_parts
 from cache.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 from cache.keys import make_key
 
+from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
 from ..windowing import PRESETS, VoiFunction, auto_window, preset, window_to_uint8, window_to_uint16
 from .archive import NPY, DicomArchive
@@ -346,7 +347,7 @@ class SeriesVolumes:
         # Uncompressed frames of the result's dtype are read straight into place by two threads
         # (reads and page faults release the GIL); compressed ones are fetched ahead the same way.
         direct = [k for k, (_, native, _, _) in enumerate(plans) if native is not None and np.dtype(native.dtype) == target]
-        with ThreadPoolExecutor(2, thread_name_prefix="volume-frames") as pool:
+        with ThreadPoolExecutor(2, thread_name_prefix="volume-frames", initializer=use_all_cores) as pool:
             halves = [direct[: len(direct) // 2], direct[len(direct) // 2 :]]
             if not all(ok for part in pool.map(read_into_place, halves) for ok in part):
                 raise InvalidInputError("pixel data of a frame is cut short", subject=stack.frames[0].sop_uid)
@@ -426,7 +427,7 @@ class SeriesVolumes:
                         raise _NeedsInt32()
                     _rescale_in_place(out[k], ref.rescale)
 
-        with ThreadPoolExecutor(2, thread_name_prefix="volume-frames") as pool:
+        with ThreadPoolExecutor(2, thread_name_prefix="volume-frames", initializer=use_all_cores) as pool:
             parts = [pool.submit(work) for _ in range(2)]
             for part in parts:
                 part.result()

@@ -42,6 +42,7 @@ import SimpleITK as sitk
 
 from cache.derived import npy_array, npy_bytes
 from cache.errors import InvalidInputError, UnsupportedError
+from imaging.cpu import all_cores, use_all_cores
 
 from .stacks import Stack, uneven_spacing
 
@@ -171,6 +172,7 @@ class Volume:
             state[2] = True
 
         def copy() -> None:
+            use_all_cores()  # a volume's worth of memory traffic: not on the request threads' core
             state[1] = _readonly(np.ascontiguousarray(np.moveaxis(self.array, 2, 0))).transpose(1, 2, 0)
 
         threading.Thread(target=copy, name="volume-column-major", daemon=True).start()
@@ -456,17 +458,18 @@ def _sample_sitk(
     image.SetOrigin(tuple(float(v) for v in volume.index_to_patient(start.astype(np.float64))))
     image.SetSpacing(volume.spacing)
     image.SetDirection(tuple(float(v) for v in volume.direction.ravel()))
-    out = sitk.Resample(
-        image,
-        [size[2], size[1], size[0]],
-        sitk.Transform(),
-        _INTERPOLATORS[interpolation],
-        tuple(float(v) for v in o),
-        tuple(float(v) for v in sp),
-        tuple(float(v) for v in dirs.T.ravel()),
-        float(fill_value),
-        sitk.sitkFloat32,
-    )
+    with all_cores():  # ITK's threads
+        out = sitk.Resample(
+            image,
+            [size[2], size[1], size[0]],
+            sitk.Transform(),
+            _INTERPOLATORS[interpolation],
+            tuple(float(v) for v in o),
+            tuple(float(v) for v in sp),
+            tuple(float(v) for v in dirs.T.ravel()),
+            float(fill_value),
+            sitk.sitkFloat32,
+        )
     return sitk.GetArrayFromImage(out)
 
 
@@ -850,8 +853,9 @@ def _shift_inplane(
     image = sitk.GetImageFromArray(np.ascontiguousarray(frame, dtype=np.float32))
     image.SetSpacing((col_sp, row_sp))
     image.SetOrigin((float(offset[0]), float(offset[1])))
-    out = sitk.Resample(image, [cols, rows], sitk.Transform(), sitk.sitkLinear, (0.0, 0.0),
-                        (col_sp, row_sp), (1.0, 0.0, 0.0, 1.0), fill, sitk.sitkFloat32)
+    with all_cores():  # ITK's threads
+        out = sitk.Resample(image, [cols, rows], sitk.Transform(), sitk.sitkLinear, (0.0, 0.0),
+                            (col_sp, row_sp), (1.0, 0.0, 0.0, 1.0), fill, sitk.sitkFloat32)
     return sitk.GetArrayFromImage(out)
 
 

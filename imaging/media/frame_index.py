@@ -45,6 +45,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
 from cache.errors import InvalidInputError, NotFoundError
+from imaging.cpu import all_cores
 
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
 from .render import fit_size
@@ -331,6 +332,7 @@ class FrameReader:
         """Close the file."""
         self._container.close()
 
+    @all_cores()  # FFmpeg's frame threads start with the first decode and keep these cores
     def read(self, n: int) -> np.ndarray:
         """Frame ``n`` as (H, W, 3) uint8 RGB.
 
@@ -344,6 +346,7 @@ class FrameReader:
         # One thread: the decoder's frame threads are busy meanwhile.
         return self._rgb.reformat(self.read_frame(n), format="rgb24", threads=1).to_ndarray()
 
+    @all_cores()
     def read_picture(
         self, n: int, pixel_format: str = "rgb24", *, max_size: tuple[int, int] | None = None
     ) -> Picture:
@@ -365,6 +368,7 @@ class FrameReader:
             size = fit_size(frame.width, frame.height, max_size[0] or frame.width, max_size[1] or frame.height)
         return to_picture(frame, pixel_format, size=size, reformatter=self._rgb)
 
+    @all_cores()
     def read_frame(self, n: int) -> av.VideoFrame:
         """Frame ``n`` as PyAV's ``VideoFrame`` (see ``read``)."""
         if not 0 <= n < len(self._index):

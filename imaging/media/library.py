@@ -23,6 +23,7 @@ from cache.errors import InvalidInputError, LimitExceededError, NotFoundError
 from cache.keys import make_key
 from cache.media_catalog import MediaRow, MemberRow, SetRow
 from cache.store import ObjectStore
+from imaging.cpu import use_all_cores
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
@@ -449,6 +450,7 @@ class MediaLibrary(VideoLibraryMixin):
         return job
 
     def _run_export(self, job: ExportJob, s: SetRow, fps: float) -> None:
+        use_all_cores()  # encoding: native work, off the request threads' core
         try:
             entry = self.cache.get_or_compute_file(self._export_key(s, fps), lambda: self._encode(s, fps, job), tag=s.set_id)
             job.size_bytes = entry.length

@@ -35,6 +35,7 @@ from cache.errors import CancelledError, InvalidInputError, NotFoundError, Voxel
 from cache.keys import make_key
 from cache.media_catalog import MediaRow
 from cache.store import ObjectStore
+from imaging.cpu import use_all_cores
 
 from .diagnose import Finding, diagnose
 from .frame_index import FrameIndex, FrameReader, Picture, build_frame_index
@@ -513,6 +514,7 @@ class VideoLibraryMixin:
             return sum(1 for j in self._reencode_jobs.values() if not j.finished.is_set())
 
     def _run_reencode(self, job: ReencodeJob, row: MediaRow, mode: str, height: int | None, fps: float | None) -> None:
+        use_all_cores()  # decoding and encoding: native work, off the request threads' core
         dst = self.store.staging / f"{uuid.uuid4().hex}.reencode.mp4"  # swept at start-up after a crash
         try:
             result = reencode(

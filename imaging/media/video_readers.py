@@ -21,6 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from cache.errors import NotFoundError
+from imaging.cpu import use_all_cores
 
 from .frame_index import FrameIndex, FrameReader
 
@@ -286,6 +287,7 @@ class ReadAhead:
             return self._cond.wait_for(lambda: not self._queue and not self._busy, timeout)
 
     def _run(self) -> None:
+        use_all_cores()  # decoding and converting: native work, off the request threads' core
         if hasattr(os, "setpriority"):
             try:  # Linux: a thread's own niceness (PRIO_PROCESS with a thread id)
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), _AHEAD_NICE)
