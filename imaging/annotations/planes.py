@@ -124,7 +124,7 @@ class SliceGrid:
 
     def _placement(self, index: int, subject: str) -> SlicePlacement:
         if self.placement is None:
-            raise InvalidInputError(f"patient coordinates need a DICOM source; give pixel coordinates", subject=subject)
+            raise InvalidInputError("patient coordinates need a DICOM source; give pixel coordinates", subject=subject)
         self.check_index(index, subject=subject)
         return self.placement(index)
 
