@@ -23,7 +23,7 @@ from cache.errors import InvalidInputError, LimitExceededError, NotFoundError
 from cache.keys import make_key
 from cache.media_catalog import MediaRow, MemberRow, SetRow
 from cache.store import ObjectStore
-from imaging.cpu import use_all_cores
+from imaging.cpu import all_cores, use_all_cores
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
@@ -189,6 +189,7 @@ class MediaLibrary(VideoLibraryMixin):
                 log.info("media ingested", extra={"outcome": r.outcome, "sha256": r.media_id[:16], "bytes": r.size})
         return results  # type: ignore[return-value]
 
+    @all_cores()  # decoding every page (or scanning every packet): native work, off the request threads' core
     def _probe(self, path: Path, name: str) -> ImageInfo | VideoInfo:
         """Probe a received file as a video or an image, by its first bytes (never its name)."""
         with path.open("rb") as fh:
