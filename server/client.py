@@ -207,14 +207,9 @@ def split_frame(message: bytes) -> ReceivedFrame:
     other order is parsed whole.
     """
     found = wire.leading_bytes(message, _FRAME_DATA_TAG)
-    if found is None:
-        info = media_pb2.MediaFrame.FromString(message)
-        data = memoryview(info.data)
-        info.ClearField("data")
-        return ReceivedFrame(info, data)
-    data, end = found
+    data, end = found if found is not None else (memoryview(b""), 0)
     info = media_pb2.MediaFrame.FromString(memoryview(message)[end:])
-    if info.data:  # data written again later: the last one counts, as protobuf reads it
+    if info.data:  # data parsed by protobuf (another order, or written again: the last one counts)
         data = memoryview(info.data)
         info.ClearField("data")
     return ReceivedFrame(info, data)

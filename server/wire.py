@@ -41,11 +41,13 @@ def bytes_first(tag: int, data: bytes | memoryview, rest: bytes = b"") -> bytes:
     """A message whose field ``tag`` holds ``data``, followed by ``rest`` (the other fields, serialised).
 
     Equals protobuf's own serialisation when that field has the lowest number of
-    those set; an empty ``data`` is left out, as proto3 does.
+    those set; an empty ``data`` is left out, as proto3 does. A view's length is
+    its size in bytes, whatever its item format.
     """
-    if not len(data):
+    size = memoryview(data).nbytes
+    if not size:
         return rest
-    return b"".join((bytes((tag,)), varint(len(data)), data, rest))
+    return b"".join((bytes((tag,)), varint(size), data, rest))
 
 
 def leading_bytes(message: bytes, tag: int) -> tuple[memoryview, int] | None:

@@ -668,7 +668,7 @@ def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> "Iterator[bytes | memoryvi
     le = arr.dtype.newbyteorder("<")
     flat = arr.reshape(-1, arr.shape[-1])
     rows_per_chunk = max(1, chunk_bytes // max(1, arr.shape[-1] * arr.dtype.itemsize))
-    in_place = flat.flags.c_contiguous and flat.dtype == le and flat.dtype.str == le.str
+    in_place = flat.flags.c_contiguous and flat.dtype == le
     for start in range(0, flat.shape[0], rows_per_chunk):
         rows = flat[start : start + rows_per_chunk]
         yield memoryview(rows).cast("B") if in_place else np.ascontiguousarray(rows, dtype=le).tobytes()

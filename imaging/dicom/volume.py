@@ -146,13 +146,7 @@ class Volume:
     @cached_property
     def patient_axes(self) -> tuple[int, int, int] | None:
         """The patient axis (0 x, 1 y, 2 z) each of the column, row and slice axes runs along, if each runs along one."""
-        out = []
-        for k in range(3):
-            nz = np.flatnonzero(self.direction[:, k])
-            if nz.size != 1:
-                return None
-            out.append(int(nz[0]))
-        return out[0], out[1], out[2]
+        return _patient_axes(self.direction.T)
 
     def column_major(self, *, max_bytes: int = 1 << 30) -> np.ndarray | None:
         """The voxels laid out column by column, once a background copy is made; else None.
@@ -407,15 +401,22 @@ def _grid_frame(directions: tuple[Any, ...], spacing: tuple[Any, ...], size: tup
     if sp.shape != (3,) or not np.all(sp > 0) or len(size) != 3 or min(size) < 1:
         raise ValueError(f"spacing must be 3 positive values and shape 3 positive sizes, got {spacing}, {size}")
     corners = np.array(list(np.ndindex(2, 2, 2)), dtype=np.float64) * (np.array(size[::-1]) - 1)
-    patient_axes = []
-    for m in range(3):
-        nz = np.flatnonzero(dirs[m])
-        if nz.size != 1 or abs(abs(float(dirs[m, nz[0]])) - 1.0) > 1e-12:
-            break
-        patient_axes.append(int(nz[0]))
     return _GridFrame(_readonly(dirs), _readonly(sp), (int(size[0]), int(size[1]), int(size[2])),
-                      _readonly((corners * sp) @ dirs),
-                      (patient_axes[0], patient_axes[1], patient_axes[2]) if len(patient_axes) == 3 else None)
+                      _readonly((corners * sp) @ dirs), _patient_axes(dirs))
+
+
+def _patient_axes(vectors: np.ndarray) -> tuple[int, int, int] | None:
+    """The patient axis (0 x, 1 y, 2 z) each of three unit vectors runs along (+-), or None.
+
+    Only when every vector has one non-zero entry and it is +-1.
+    """
+    out = []
+    for v in vectors:
+        nz = np.flatnonzero(v)
+        if nz.size != 1 or abs(abs(float(v[nz[0]])) - 1.0) > 1e-12:
+            return None
+        out.append(int(nz[0]))
+    return out[0], out[1], out[2]
 
 
 class _Fill:

@@ -29,6 +29,11 @@ def test_a_voxel_chunk_is_protobufs_own_serialisation(size: int) -> None:
     assert found is not None and found[1] == len(got) and found[0] == voxels.tobytes()
 
 
+def test_a_view_of_wider_items_counts_its_bytes() -> None:
+    voxels = np.arange(300, dtype="<i2")  # 300 items, 600 bytes
+    assert chunk_wire(memoryview(voxels)) == volume_pb2.VolumeChunk(data=voxels.tobytes()).SerializeToString()
+
+
 def test_the_header_goes_through_protobuf() -> None:
     header = volume_pb2.VolumeChunk(header=volume_pb2.VolumeHeader(dtype="<i2", shape=[3, 4, 5], total_bytes=120))
     assert chunk_wire(header) == header.SerializeToString()
