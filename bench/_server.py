@@ -20,12 +20,20 @@ VOXELGATE = ROOT / ".venv" / "bin" / "voxelgate"
 
 
 def process_cpu_seconds(pid: int) -> float | None:
-    """User plus system CPU seconds used so far by process ``pid`` (Linux ``/proc``), else ``None``."""
+    """User plus system CPU seconds used so far by process ``pid`` and its live descendants
+    (the serving processes of ``voxelgate serve --processes N``), from Linux ``/proc``; else ``None``."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            children = [int(c) for c in task.read_text().split()]
+        except OSError:
+            continue
+        total += sum(process_cpu_seconds(c) or 0.0 for c in children)
+    return total
 
 
 def free_port() -> int:

@@ -1,15 +1,16 @@
 """GetSlice latency over gRPC from a cached volume: axial, coronal, sagittal, windowed, PNG, 1 and 8 clients.
 
-    python3.11 dev.py bench bench_slice.py [--requests 300] [--clients 1,8] [--count 300] [--size 512]
-                                           [--source DIR] [--keep]
+    python3.11 dev.py bench bench_slice.py [--requests 300] [--clients 1,8] [--processes 1,2] [--count 300]
+                                           [--size 512] [--source DIR] [--keep]
 
 Writes (or takes from ``--source``) a synthetic CT series, ingests it into a fresh
-``voxelgate serve``, builds its volume with one ``GetVolume``, then asks for
-8-bit PNG reformats, windowed (40/80, the brain preset's values), with linear
-interpolation. For each plane and each number of clients, ``--requests`` slices
-at shuffled, distinct indices (seeded); each client is a thread with its own
-channel, all starting together. The client threads share this 2-core machine
-with the server, as a viewer backend on the same host would.
+``voxelgate serve`` (once for each ``--processes`` value), builds its volume with one
+``GetVolume``, then asks for 8-bit PNG reformats, windowed (40/80, the brain preset's
+values), with linear interpolation. For each plane and each number of clients,
+``--requests`` slices at shuffled, distinct indices (seeded); each client is a thread
+with its own channel and its own connection (as separate viewers would have), all
+starting together. The client threads share this 2-core machine with the server, as
+a viewer backend on the same host would.
 
 The server caches rendered slices in the derived cache (the key holds plane,
 index and window), so every configuration runs twice: first with slices never
@@ -35,7 +36,7 @@ from _report import cleanup, machine_line, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 from server.client import channel, fetch_volume
-from voxelgate.v1 import volume_pb2, volume_pb2_grpc
+from voxelgate.v1 import admin_pb2, admin_pb2_grpc, volume_pb2, volume_pb2_grpc
 
 PLANES = (("axial", volume_pb2.AXIAL), ("coronal", volume_pb2.CORONAL), ("sagittal", volume_pb2.SAGITTAL))
 CENTER, WIDTH = 40.0, 80.0
@@ -46,6 +47,7 @@ P50_TARGET_MS, P99_TARGET_MS = 15.0, 50.0
 class Pass:
     """One timed pass: latencies (s) of every request, wall time, cache counters moved, server CPU."""
 
+    processes: int
     plane: str
     clients: int
     phase: str
@@ -69,6 +71,40 @@ def _request(series_uid: str, plane: int, index: int, width: float) -> volume_pb
     )
 
 
+def _probe(series_uid: str, plane: int) -> volume_pb2.GetSliceRequest:
+    """A slice no pass asks for (window 1000/2000)."""
+    return volume_pb2.GetSliceRequest(series_instance_uid=series_uid, plane=plane, index=0,
+                                      window=volume_pb2.Window(center=1000.0, width=2000.0),
+                                      encoding=volume_pb2.ENCODING_PNG)
+
+
+def _warm_every_process(target: str, series_uid: str, plane: int, processes: int, *, settle: float = 1.0) -> None:
+    """Send the probe to every serving process, then give their background work ``settle`` seconds.
+
+    The kernel hands each new connection to one process, so new connections are
+    made until each process has answered one (``GetServerInfo`` tells which).
+    What a process does on its first request of a volume and plane (map the
+    volume, check its cache file, copy it column by column for sagittal planes)
+    is then behind it, as it is for one process after the first request.
+
+    Raises
+    ------
+    RuntimeError
+        When 200 connections did not reach every process.
+    """
+    seen: set[int] = set()
+    for _ in range(200):
+        with channel(target, own_connection=True) as ch:
+            info = admin_pb2_grpc.AdminServiceStub(ch).GetServerInfo(admin_pb2.GetServerInfoRequest())
+            if info.process not in seen:
+                volume_pb2_grpc.VolumeServiceStub(ch).GetSlice(_probe(series_uid, plane))
+                seen.add(info.process)
+        if len(seen) == processes:
+            time.sleep(settle)
+            return
+    raise RuntimeError(f"200 connections reached processes {sorted(seen)} of {processes}")
+
+
 def run_pass(
     target: str, requests: Sequence[volume_pb2.GetSliceRequest], clients: int, pid: int, admin: object
 ) -> tuple[np.ndarray, float, int, int, float | None]:
@@ -82,7 +118,7 @@ def run_pass(
         When a request fails or a reply is not a PNG.
     """
     shares = [list(requests[i::clients]) for i in range(clients)]
-    channels = [channel(target) for _ in range(clients)]
+    channels = [channel(target, own_connection=True) for _ in range(clients)]
     stubs = [volume_pb2_grpc.VolumeServiceStub(ch) for ch in channels]
     for st in stubs:  # connect and warm each channel outside the clock
         st.GetVolumeInfo(volume_pb2.GetVolumeInfoRequest(series_instance_uid=requests[0].series_instance_uid))
@@ -123,16 +159,57 @@ def run_pass(
             after.computations - before.computations, cpu)
 
 
+def serve_passes(
+    work: Path, paths: Sequence[Path], series_uid: str, processes: int, counts: Sequence[int], requests: int,
+    rng: np.random.Generator,
+) -> list[Pass]:
+    """Every pass against a fresh ``voxelgate serve --processes {processes}``."""
+    passes: list[Pass] = []
+    with voxelgate_server(work, extra_args=("--processes", str(processes))) as srv, channel(srv.target) as admin:
+        ingest_paths(srv.target, paths)
+        stub = volume_pb2_grpc.VolumeServiceStub(admin)
+        t0 = time.perf_counter()
+        vol = fetch_volume(admin, series_uid)
+        built = time.perf_counter() - t0
+        # The first caller gets the volume while its cache file is still being written; a second
+        # GetVolume waits for that file, so the passes below start from a cached volume.
+        t0 = time.perf_counter()
+        fetch_volume(admin, series_uid)
+        print(f"{processes} serving process{'es' if processes > 1 else ''}: volume {vol.header.dtype}"
+              f"{list(vol.array.shape)} built and fetched in {built:.2f} s, fetched again from the derived cache "
+              f"in {time.perf_counter() - t0:.2f} s (not part of the latencies)")
+        firsts = []
+        for name, plane in PLANES:
+            # The first request of a plane (window 1000/2000: a key no pass uses) also tells the count.
+            t0 = time.perf_counter()
+            probe = stub.GetSlice(_probe(series_uid, plane))
+            firsts.append(f"{name} {(time.perf_counter() - t0) * 1e3:.0f} ms ({probe.slice_count} slices, "
+                          f"{probe.shape[0]}x{probe.shape[1]} px, {len(probe.data) / 1024:.0f} KiB PNG)")
+            _warm_every_process(srv.target, series_uid, plane, processes)
+            for n, clients in enumerate(counts):
+                width = WIDTH + n  # a fresh window per client count: nothing of an earlier pass is reused
+                order = rng.permutation(probe.slice_count)
+                idx = np.resize(order, requests)  # distinct while requests <= slice count
+                reqs = [_request(series_uid, plane, int(i), width) for i in idx]
+                for phase in ("first time", "repeat"):
+                    lat, wall, hits, comps, cpu = run_pass(srv.target, reqs, clients, srv.process.pid, admin)
+                    passes.append(Pass(processes, name, clients, phase, lat, wall, hits, comps, cpu))
+        print("  first request per plane (volume mapped, nothing rendered yet; one process): " + "; ".join(firsts))
+    return passes
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="requests per plane and client count (default 300)")
     parser.add_argument("--clients", default="1,8", help="client counts (default 1,8)")
+    parser.add_argument("--processes", default="1,2", help="serving processes, one server each (default 1,2)")
     parser.add_argument("--count", type=int, default=300, help="number of CT slices (default 300)")
     parser.add_argument("--size", type=int, default=512, help="rows and columns of a slice (default 512)")
     parser.add_argument("--source", type=Path, help="an existing directory of the synthetic series to use")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.clients.split(",")]
+    process_counts = [int(c) for c in args.processes.split(",")]
 
     work = workdir("voxelgate-bench-slice-")
     try:
@@ -146,53 +223,24 @@ def main(argv: list[str] | None = None) -> int:
               "per configuration")
         print(machine_line())
         passes: list[Pass] = []
-        rng = np.random.default_rng(20240316)
-        with voxelgate_server(work / "vg") as srv, channel(srv.target) as admin:
-            ingest_paths(srv.target, paths)
-            stub = volume_pb2_grpc.VolumeServiceStub(admin)
-            t0 = time.perf_counter()
-            vol = fetch_volume(admin, series_uid)
-            built = time.perf_counter() - t0
-            # The first caller gets the volume while its cache file is still being written; a second
-            # GetVolume waits for that file, so the passes below start from a cached volume.
-            t0 = time.perf_counter()
-            fetch_volume(admin, series_uid)
-            print(f"volume {vol.header.dtype}{list(vol.array.shape)} built and fetched in {built:.2f} s, "
-                  f"fetched again from the derived cache in {time.perf_counter() - t0:.2f} s "
-                  "(not part of the latencies)")
-            firsts = []
-            for name, plane in PLANES:
-                # The first request of a plane (window 1000/2000: a key no pass uses) also tells the count.
-                t0 = time.perf_counter()
-                probe = stub.GetSlice(volume_pb2.GetSliceRequest(
-                    series_instance_uid=series_uid, plane=plane, index=0,
-                    window=volume_pb2.Window(center=1000.0, width=2000.0), encoding=volume_pb2.ENCODING_PNG))
-                firsts.append(f"{name} {(time.perf_counter() - t0) * 1e3:.0f} ms ({probe.slice_count} slices, "
-                              f"{probe.shape[0]}x{probe.shape[1]} px, {len(probe.data) / 1024:.0f} KiB PNG)")
-                for n, clients in enumerate(counts):
-                    width = WIDTH + n  # a fresh window per client count: nothing of an earlier pass is reused
-                    order = rng.permutation(probe.slice_count)
-                    idx = np.resize(order, args.requests)  # distinct while requests <= slice count
-                    reqs = [_request(series_uid, plane, int(i), width) for i in idx]
-                    for phase in ("first time", "repeat"):
-                        lat, wall, hits, comps, cpu = run_pass(srv.target, reqs, clients, srv.process.pid, admin)
-                        passes.append(Pass(name, clients, phase, lat, wall, hits, comps, cpu))
-            print("first request per plane (volume mapped, nothing rendered yet): " + "; ".join(firsts))
+        for processes in process_counts:
+            rng = np.random.default_rng(20240316)  # the same requests for each server
+            passes += serve_passes(work / f"vg{processes}", paths, series_uid, processes, counts, args.requests, rng)
         print()
         rows = []
         for p in passes:
-            rows.append((p.plane, p.clients, p.phase, len(p.latencies), p.pct(50), p.pct(90), p.pct(99),
+            rows.append((p.processes, p.plane, p.clients, p.phase, len(p.latencies), p.pct(50), p.pct(90), p.pct(99),
                          float(p.latencies.max() * 1e3), len(p.latencies) / p.wall,
                          "n/a" if p.cpu is None else f"{p.cpu * 1e3 / len(p.latencies):.1f}",
                          f"{p.computations}/{p.hits}"))
-        print(table(["plane", "clients", "pass", "requests", "p50 ms", "p90 ms", "p99 ms", "max ms", "req/s",
-                     "server CPU ms/req", "rendered/cache hits"], rows, align="<><>>>>>>>>"))
+        print(table(["processes", "plane", "clients", "pass", "requests", "p50 ms", "p90 ms", "p99 ms", "max ms", "req/s",
+                     "server CPU ms/req", "rendered/cache hits"], rows, align="><><>>>>>>>>"))
         print()
         print(f"target with 8 clients, first-time slices: p50 < {P50_TARGET_MS:g} ms and p99 < {P99_TARGET_MS:g} ms")
         for p in passes:
             if p.clients == max(counts):
                 ok = p.pct(50) < P50_TARGET_MS and p.pct(99) < P99_TARGET_MS
-                print(f"  {p.plane:<9} {p.phase:<10} p50 {p.pct(50):6.1f} ms  p99 {p.pct(99):6.1f} ms  "
+                print(f"  {p.processes} process{'es' if p.processes > 1 else '':<2} {p.plane:<9} {p.phase:<10} p50 {p.pct(50):6.1f} ms  p99 {p.pct(99):6.1f} ms  "
                       f"{'met' if ok else 'MISSED'}")
         cached = any(p.phase == "repeat" and p.hits >= len(p.latencies) for p in passes)
         print(f"rendered slices cached by the server: {'yes' if cached else 'no'} "

@@ -195,6 +195,10 @@ CREATE TABLE IF NOT EXISTS instance_headers (
     sha256 TEXT PRIMARY KEY,
     header TEXT NOT NULL
 );
+-- One row: a number every write transaction raises (SqliteCatalog.generation), so that each
+-- process serving from this catalog sees the others' changes.
+CREATE TABLE IF NOT EXISTS catalog_generation (n INTEGER NOT NULL);
+INSERT INTO catalog_generation (n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM catalog_generation);
 """
 
 
@@ -243,7 +247,6 @@ class SqliteCatalog(MediaCatalogMixin):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._write_lock = threading.Lock()
-        self._generation = 0
         # executescript manages its own transaction.
         self._db().executescript(_SCHEMA + MEDIA_SCHEMA)
 
@@ -268,15 +271,15 @@ class SqliteCatalog(MediaCatalogMixin):
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+                db.execute("UPDATE catalog_generation SET n = n + 1")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
-            self._generation += 1
 
     def generation(self) -> int:
-        """A number that changes whenever this process commits a change to the catalog."""
-        return self._generation
+        """A number that changes whenever a change to the catalog is committed, by any process."""
+        return int(self._db().execute("SELECT n FROM catalog_generation").fetchone()[0])
 
     def close(self) -> None:
         with self._all_lock:

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import logging
+import multiprocessing
 import os
 import struct
 import threading
@@ -98,6 +99,80 @@ class CacheStats:
     computations: int
 
 
+_HITS, _MISSES, _COMPUTATIONS, _PUTS, _DELETES = range(5)
+
+
+class SharedCacheState:
+    """What the processes serving one data directory share of the derived cache, in shared memory.
+
+    - Counters: each process adds to its own row (``row``) and
+      :meth:`DerivedCache.stats` sums the rows, so that any process answers for all.
+    - Which cache files have been read whole and found to match their checksums since
+      the start (``verified``/``mark_verified``): a volume's file is then checked once,
+      not once per process. A table of 128-bit digests with open addressing; a full
+      table or two writers racing for a slot only cost a check more.
+
+    Made by the parent before it starts the processes and handed to each (it
+    pickles only into a process being started).
+
+    Parameters
+    ----------
+    processes:
+        Rows of counters: one per process.
+    initial_entries:
+        Entries on disk when the cache was opened (evictions are counted from there).
+    stamps:
+        Slots of the table of verified files.
+    """
+
+    def __init__(self, processes: int = 1, *, initial_entries: int = 0, stamps: int = 4096) -> None:
+        if processes < 1:
+            raise ValueError(f"processes must be at least 1, got {processes}")
+        self.processes = processes
+        self._raw = multiprocessing.RawArray("q", processes * 5 + 1)
+        self._raw[processes * 5] = initial_entries
+        self._stamps = multiprocessing.RawArray("Q", 2 * stamps)
+
+    @property
+    def initial_entries(self) -> int:
+        return int(self._raw[self.processes * 5])
+
+    def row(self, index: int) -> np.ndarray:
+        """Process ``index``'s counters (hits, misses, computations, puts, deletes), a writable view."""
+        if not 0 <= index < self.processes:
+            raise ValueError(f"row {index} of {self.processes}")
+        return np.frombuffer(self._raw, dtype=np.int64, count=5, offset=index * 5 * 8)
+
+    def totals(self) -> np.ndarray:
+        """Each counter summed over the processes."""
+        return np.frombuffer(self._raw, dtype=np.int64, count=self.processes * 5).reshape(-1, 5).sum(axis=0)
+
+    def _slots(self, stamp: tuple[str, str]) -> "Iterator[tuple[np.ndarray, int, int]]":
+        digest = hashlib.blake2b("\0".join(stamp).encode(), digest_size=16).digest()
+        hi, lo = struct.unpack("<QQ", digest)
+        hi |= 1  # never the empty slot's (0, 0)
+        table = np.frombuffer(self._stamps, dtype=np.uint64).reshape(-1, 2)
+        start = lo % len(table)
+        for k in range(min(32, len(table))):
+            yield table[(start + k) % len(table)], hi, lo
+
+    def verified(self, stamp: tuple[str, str]) -> bool:
+        """Whether some process marked ``stamp`` (path, checksum) verified."""
+        for slot, hi, lo in self._slots(stamp):
+            if slot[0] == hi and slot[1] == lo:
+                return True
+            if slot[0] == 0:
+                return False
+        return False
+
+    def mark_verified(self, stamp: tuple[str, str]) -> None:
+        for slot, hi, lo in self._slots(stamp):
+            if slot[0] == 0 or (slot[0] == hi and slot[1] == lo):
+                slot[1] = lo
+                slot[0] = hi
+                return
+
+
 class _PartsReader(io.RawIOBase):
     """A read-only file over several buffers, read in order without joining them."""
 
@@ -179,9 +254,15 @@ class DerivedCache:
         Bound of an in-memory tier in front of the disk for small values
         (0: none). Values never change under a key, so it needs no invalidation
         beyond :meth:`evict_tag` and :meth:`clear`.
+    shared, process:
+        What this process shares with other processes serving the same directory
+        (:class:`SharedCacheState`), and its number among them (default: this
+        process alone). Every process's memory tier and computations in flight
+        are its own.
     """
 
-    def __init__(self, directory: Path, *, size_limit: int, memory_bytes: int = 0) -> None:
+    def __init__(self, directory: Path, *, size_limit: int, memory_bytes: int = 0,
+                 shared: SharedCacheState | None = None, process: int = 0) -> None:
         if size_limit <= 0:
             raise ValueError(f"size_limit must be positive, got {size_limit}")
         self.size_limit = size_limit
@@ -195,9 +276,8 @@ class DerivedCache:
         )
         self._lock = threading.Lock()
         self._flights: dict[str, _Flight] = {}
-        self._hits = self._misses = self._computations = 0
-        self._puts = self._explicit_deletes = 0
-        self._initial_entries = len(self._cache)
+        self._shared = shared if shared is not None else SharedCacheState(initial_entries=len(self._cache), stamps=1)
+        self._count = self._shared.row(process)
         self._verified: set[tuple[str, str]] = set()
         # Optional in-memory tier for small, hot values (rendered slices, frames).
         self._hot: OrderedDict[str, tuple[CachedValue, str | None]] = OrderedDict()
@@ -224,10 +304,7 @@ class DerivedCache:
     def _counted(self, value: _V | None) -> _V | None:
         """Count a lookup's outcome as a hit or a miss and pass the value on."""
         with self._lock:
-            if value is None:
-                self._misses += 1
-            else:
-                self._hits += 1
+            self._count[_MISSES if value is None else _HITS] += 1
         return value
 
     def _read(self, key: str) -> CachedValue | None:
@@ -288,7 +365,7 @@ class DerivedCache:
     def _drop(self, key: str) -> None:
         if self._cache.delete(key):
             with self._lock:
-                self._explicit_deletes += 1
+                self._count[_DELETES] += 1
 
     def put(
         self,
@@ -318,15 +395,17 @@ class DerivedCache:
         if len(parts) == 1:
             self._keep_hot(key, value, tag)
         else:
-            # This process wrote the file: reading it back needs no verification.
+            # This process wrote the file: reading it back needs no verification, here or elsewhere.
             handle = self._cache.get(key, default=None, read=True)
             if handle is not None:
+                stamp = (getattr(handle, "name", ""), value.checksum)
+                self._shared.mark_verified(stamp)
                 with self._lock:
-                    self._verified.add((getattr(handle, "name", ""), value.checksum))
+                    self._verified.add(stamp)
                 handle.close()
         with self._lock:
             if not existed:
-                self._puts += 1
+                self._count[_PUTS] += 1
         return value
 
     def _enforce_bound(self) -> None:
@@ -432,7 +511,7 @@ class DerivedCache:
             value = read(key)
             if value is None:
                 with self._lock:
-                    self._computations += 1
+                    self._count[_COMPUTATIONS] += 1
                 payload, media_type, meta = compute()
                 if memory_only and isinstance(payload, (bytes, bytearray)) and len(payload) <= self._hot_limit // 16:
                     value = CachedValue(bytes(payload), media_type, dict(meta or {}),
@@ -501,14 +580,15 @@ class DerivedCache:
             offset = 8 + n
             length = os.fstat(handle.fileno()).st_size - offset
             stamp = (path, header["checksum"])
-            if stamp not in self._verified:
+            if stamp not in self._verified and not self._shared.verified(stamp):
                 digest = hashlib.sha256()
                 while chunk := handle.read(1 << 22):
                     digest.update(chunk)
                 if digest.hexdigest() != header["checksum"]:
                     raise ValueError("checksum mismatch")
-                with self._lock:
-                    self._verified.add(stamp)
+                self._shared.mark_verified(stamp)
+            with self._lock:
+                self._verified.add(stamp)
             return CachedFile(path, offset, length, header["media_type"], header["meta"],
                               header["checksum"], header["created"])
         except (ValueError, KeyError, struct.error, json.JSONDecodeError, OSError):
@@ -643,7 +723,7 @@ class DerivedCache:
     def _evict_tag(self, tag: str) -> int:
         n = int(self._cache.evict(tag))
         with self._lock:
-            self._explicit_deletes += n
+            self._count[_DELETES] += n
             if self._hot:
                 # Entries read back from disk lost their tag: drop every key not on disk any more.
                 for key in [k for k, (_, t) in self._hot.items() if t == tag or (t is None and k not in self._cache)]:
@@ -657,7 +737,7 @@ class DerivedCache:
                     self._pending.clear()
                 self._pending_cv.notify_all()
             with self._lock:
-                self._explicit_deletes += len(self._cache)
+                self._count[_DELETES] += len(self._cache)
                 self._hot.clear()
                 self._hot_bytes = 0
             self._cache.clear()
@@ -667,15 +747,16 @@ class DerivedCache:
         with self._lock:
             # diskcache culls silently; what was written and is neither present
             # nor deleted by us was evicted.
-            evicted = self._initial_entries + self._puts - self._explicit_deletes - entries
+            t = self._shared.totals()
+            evicted = self._shared.initial_entries + int(t[_PUTS]) - int(t[_DELETES]) - entries
             return CacheStats(
-                hits=self._hits,
-                misses=self._misses,
+                hits=int(t[_HITS]),
+                misses=int(t[_MISSES]),
                 entries=entries,
                 bytes=int(self._cache.volume()),
                 size_limit=self.size_limit,
                 evictions=max(0, evicted),
-                computations=self._computations,
+                computations=int(t[_COMPUTATIONS]),
             )
 
     def close(self) -> None:

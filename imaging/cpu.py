@@ -25,25 +25,35 @@ from collections.abc import Iterator
 
 #: Every core the process may use, once :func:`pin_requests` pinned the request threads.
 _all: frozenset[int] | None = None
+#: The cores :func:`pin_requests` chose.
+_chosen: frozenset[int] | None = None
 
 
-def pin_requests(cores: int = 1) -> frozenset[int] | None:
+def pin_requests(cores: int = 1, *, first: int = 0) -> frozenset[int] | None:
     """Run the calling thread, and each thread it starts from now on, on ``cores`` of the process's cores.
 
+    The cores are taken in order from the ``first``-th (counting round the
+    process's cores), so that several serving processes each take their own.
     Returns the cores chosen, or None when there is nothing to choose from (the
     process may use no more than ``cores``, or the platform cannot pin threads).
     Call it once, from the thread that then starts the server.
     """
-    global _all
+    global _all, _chosen
     if cores < 1 or not hasattr(os, "sched_setaffinity"):
         return None
     allowed = frozenset(os.sched_getaffinity(0))
     if len(allowed) <= cores:
         return None
-    chosen = frozenset(sorted(allowed)[:cores])
-    _all = allowed
+    order = sorted(allowed)
+    chosen = frozenset(order[(first + k) % len(order)] for k in range(cores))
+    _all, _chosen = allowed, chosen
     os.sched_setaffinity(0, chosen)
     return chosen
+
+
+def request_cores() -> frozenset[int] | None:
+    """The cores :func:`pin_requests` keeps the request threads on; None when they are not pinned."""
+    return _chosen
 
 
 def use_all_cores() -> None:
@@ -72,4 +82,4 @@ def all_cores() -> Iterator[None]:
         os.sched_setaffinity(0, before)
 
 
-__all__ = ["all_cores", "pin_requests", "use_all_cores"]
+__all__ = ["all_cores", "pin_requests", "request_cores", "use_all_cores"]

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import multiprocessing
 import os
 import signal
+import socket
+import sys
 import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cache.catalog import SqliteCatalog
-from cache.derived import DerivedCache
+from cache.derived import SharedCacheState, DerivedCache
 from cache.gc import remove_orphans
 from cache.store import ObjectStore
 from imaging.cpu import all_cores, pin_requests
@@ -76,16 +81,45 @@ class Running:
         self.cache.close()
 
 
+@dataclass(frozen=True)
+class Worker:
+    """One of several processes serving one data directory on one port (``Config.processes``).
+
+    The parent did the start-up work (:func:`recover_storage`) before starting
+    it; it binds the port with ``SO_REUSEPORT`` beside its siblings, shares the
+    derived cache's counters and checks with them, and runs its requests on its own core.
+    """
+
+    index: int
+    cache_state: SharedCacheState
+    ready: Any  # a shared int (multiprocessing RawValue) it sets to 1 once it serves
+    parent_pid: int  # it stops when its parent is gone
+
+
 def open_storage(
-    data_dir: Path, cache_bytes: int, memory_bytes: int = 0
+    data_dir: Path, cache_bytes: int, memory_bytes: int = 0, *, worker: Worker | None = None
 ) -> tuple[ObjectStore, SqliteCatalog, DerivedCache]:
-    """Open (creating when missing) the three storage pieces under ``data_dir``."""
+    """Open (creating when missing) the three storage pieces under ``data_dir``.
+
+    Alone (no ``worker``) it also removes staging files left by a crash: only
+    before any process serves the directory.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     store = ObjectStore(data_dir / "store")
-    store.sweep_staging()
+    if worker is None:
+        store.sweep_staging()
     catalog = SqliteCatalog(data_dir / "catalog.sqlite3")
-    cache = DerivedCache(data_dir / "derived", size_limit=cache_bytes, memory_bytes=memory_bytes)
+    cache = DerivedCache(data_dir / "derived", size_limit=cache_bytes, memory_bytes=memory_bytes,
+                         shared=worker.cache_state if worker else None, process=worker.index if worker else 0)
     return store, catalog, cache
+
+
+def recover_storage(store: ObjectStore, catalog: SqliteCatalog) -> None:
+    """Remove objects left by a crash between store and catalog commit; before serving.
+
+    It holds each object's lock, so it would be safe beside ingests too.
+    """
+    remove_orphans(store, catalog.is_referenced)
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials | None:
@@ -100,8 +134,11 @@ def _credentials(config: Config) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, chain)])
 
 
-def build_server(config: Config) -> Running:
+def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     """Build the gRPC server with every service registered, bound but not started.
+
+    As one of several processes (``worker``), it skips the start-up work the
+    parent did and shares the port with its siblings.
 
     Raises
     ------
@@ -111,7 +148,7 @@ def build_server(config: Config) -> Running:
         When the address cannot be bound.
     """
     config.check_security()
-    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes, config.cache_memory_bytes)
+    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes, config.cache_memory_bytes, worker=worker)
     archive = DicomArchive(store, catalog, cache, limits=config.limits)
     interceptors: list[grpc.ServerInterceptor] = []
     if config.token_file is not None:
@@ -120,7 +157,7 @@ def build_server(config: Config) -> Running:
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", 0 if worker is None else 1),
     ]
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="rpc"),
@@ -135,7 +172,8 @@ def build_server(config: Config) -> Running:
                            video_limits=config.video_limits)
     add_media_service(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
     annotation_pb2_grpc.add_AnnotationServiceServicer_to_server(AnnotationServicer(volumes, archive, library), server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(cache, catalog), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(
+        cache, catalog, process=worker.index + 1 if worker else 1, processes=config.processes), server)
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -151,9 +189,8 @@ def build_server(config: Config) -> Running:
         raise RuntimeError(f"cannot bind {address}: {exc}") from exc
     if port == 0:
         raise RuntimeError(f"cannot bind {address}")
-    # Objects left by a crash between store and catalog commit. Runs before
-    # serving; it holds each object's lock, so it would be safe beside ingests too.
-    remove_orphans(store, catalog.is_referenced)
+    if worker is None:
+        recover_storage(store, catalog)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     return Running(server, port, health_servicer, archive, cache, catalog, library)
@@ -203,27 +240,35 @@ def tune_malloc() -> bool:
 
 
 def serve(config: Config) -> int:
-    """Build, start, and serve until SIGTERM or SIGINT; in-flight calls get the grace period."""
+    """Build, start, and serve until SIGTERM or SIGINT; in-flight calls get the grace period.
+
+    With ``config.processes`` above 1, that many processes serve (:func:`serve_processes`).
+    """
+    if config.processes < 1:
+        raise ValueError(f"--processes must be at least 1, got {config.processes}")
+    if config.processes > 1:
+        return serve_processes(config)
+    return _serve(config)
+
+
+def _serve(config: Config, worker: Worker | None = None) -> int:
+    """Serve in this process, alone or as ``worker``, until SIGTERM or SIGINT."""
     # openjpeg (inside Pillow) decodes JPEG 2000 with this many threads.
     os.environ.setdefault("OPJ_NUM_THREADS", str(os.cpu_count() or 1))
     malloc_tuned = tune_malloc()
     # Threads run where the thread that starts them may: from here this thread, and so gRPC's
-    # own threads and the request threads, stay on one core (imaging.cpu says why).
-    request_cores = pin_requests(config.request_cores) if config.request_cores > 0 else None
-    running = build_server(config)
+    # own threads and the request threads, stay on one core (imaging.cpu says why). Each worker
+    # of several takes the next cores.
+    request_cores = None
+    if config.request_cores > 0:
+        request_cores = pin_requests(config.request_cores, first=worker.index * config.request_cores if worker else 0)
+    running = build_server(config, worker=worker)
     with all_cores():  # the cache writer hashes and writes whole volumes: every core
         running.cache.start_writer()
-    # Handlers go in before the start: a SIGTERM from then on must get the grace period.
-    received: list[int] = []
-
-    def on_signal(signum: int, _frame: object) -> None:
-        # Only note it: a handler runs between two bytecodes of the main thread, maybe
-        # inside a lock or a write to the log stream that the main thread holds.
-        received.append(signum)
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    received = _note_signals()
     running.server.start()
+    if worker is not None:
+        worker.ready.value = 1
     log.info(
         "voxelgate serving",
         extra={
@@ -233,15 +278,157 @@ def serve(config: Config) -> int:
             "auth": config.token_file is not None,
             "malloc_tuned": malloc_tuned,
             "request_cores": sorted(request_cores) if request_cores else "all",
+            "processes": config.processes,
         },
     )
-    for ts, plugins in codec_report().items():
-        log.info("decoder", extra={"transfer_syntax": ts, "plugins": ",".join(plugins) or "NONE"})
+    if worker is None or worker.index == 0:
+        for ts, plugins in codec_report().items():
+            log.info("decoder", extra={"transfer_syntax": ts, "plugins": ",".join(plugins) or "NONE"})
     # Poll rather than block: a signal the kernel hands to another thread runs its
     # handler only when the main thread next executes Python code.
     while not received:
         time.sleep(0.1)
+        if worker is not None and os.getppid() != worker.parent_pid:  # the parent died (SIGKILL): stop too
+            received.append(signal.SIGTERM)
     log.info("shutting down", extra={"signal": signal.Signals(received[0]).name, "grace_s": config.grace_seconds})
     running.stop(config.grace_seconds)
     log.info("stopped")
     return 0
+
+
+def _note_signals() -> list[int]:
+    """Note SIGTERM and SIGINT in the list returned, from now on."""
+    received: list[int] = []
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Only note it: a handler runs between two bytecodes of the main thread, maybe
+        # inside a lock or a write to the log stream that the main thread holds.
+        received.append(signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return received
+
+
+def serve_processes(config: Config) -> int:
+    """Serve from ``config.processes`` processes sharing the port, until SIGTERM or SIGINT.
+
+    The Python that runs requests holds one interpreter lock per process, so a
+    single process answers on about one core's worth of Python, whatever the
+    machine has. Here this process does the start-up work once (staging files
+    and orphaned objects left by a crash), reserves the port, then starts the
+    workers (spawned, not forked: gRPC's threads do not survive a fork). Each
+    binds the port with ``SO_REUSEPORT`` and the kernel spreads connections over
+    them, so each client connection is served by one worker. They share the
+    store, the catalog (SQLite, in WAL mode), the derived cache and its counters;
+    each keeps its own memory: built volumes, the cache's memory tier, video
+    readers. A worker that dies is started again; one that dies before it serves
+    stops them all, and each stops when this process is gone. SIGTERM and SIGINT are passed on; each worker gives its calls
+    the grace period.
+
+    Returns 0 after a clean stop, 1 when a worker could not start.
+
+    Raises
+    ------
+    ValueError, RuntimeError, OSError
+        The security configuration is refused, or the address cannot be bound.
+    """
+    config.check_security()
+    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes)
+    try:
+        recover_storage(store, catalog)
+        state = SharedCacheState(config.processes, initial_entries=cache.stats().entries)
+    finally:
+        catalog.close()
+        cache.close()
+    holder = _reserve_port(config.host, config.port)
+    try:
+        return _supervise(dataclasses.replace(config, port=holder.getsockname()[1]), state)
+    finally:
+        holder.close()
+
+
+def _supervise(config: Config, state: SharedCacheState) -> int:
+    ctx = multiprocessing.get_context("spawn")
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel())
+    procs: dict[int, multiprocessing.process.BaseProcess] = {}
+    ready = [ctx.RawValue("i", 0) for _ in range(config.processes)]
+
+    def start(i: int) -> None:
+        ready[i].value = 0
+        worker = Worker(i, state, ready[i], os.getpid())
+        procs[i] = ctx.Process(target=_worker_main, args=(config, worker, level), name=f"voxelgate-{i + 1}")
+        procs[i].start()
+
+    received = _note_signals()
+    log.info("starting processes", extra={"processes": config.processes, "address": f"{config.host}:{config.port}"})
+    for i in range(config.processes):
+        start(i)
+    status = 0
+    while not received:
+        time.sleep(0.2)
+        for i, p in procs.items():
+            if p.is_alive() or received:
+                continue
+            if not ready[i].value:
+                log.error("a process exited while starting; stopping the others",
+                          extra={"worker": i + 1, "exit_code": p.exitcode})
+                received.append(signal.SIGTERM)
+                status = 1
+                break
+            log.warning("a process exited; starting it again", extra={"worker": i + 1, "exit_code": p.exitcode})
+            start(i)
+    if status == 0:
+        log.info("shutting down", extra={"signal": signal.Signals(received[0]).name, "processes": len(procs)})
+    for p in procs.values():
+        if p.is_alive():
+            p.terminate()  # SIGTERM: the worker stops with the grace period
+    deadline = time.monotonic() + config.grace_seconds + 10.0
+    for p in procs.values():
+        p.join(max(0.0, deadline - time.monotonic()))
+        if p.is_alive():
+            p.kill()
+            p.join()
+    log.info("stopped")
+    return status
+
+
+def _worker_main(config: Config, worker: Worker, log_level: str) -> None:
+    """A spawned worker's entry point (see :func:`serve_processes`)."""
+    from . import logs
+
+    logs.configure(log_level, process=worker.index + 1)
+    try:
+        code = _serve(config, worker)
+    except (ValueError, RuntimeError, OSError) as exc:
+        log.error("cannot serve", extra={"error": str(exc)})
+        code = 2
+    sys.exit(code)
+
+
+def _reserve_port(host: str, port: int) -> socket.socket:
+    """A socket bound (not listening) to ``host:port`` with ``SO_REUSEPORT``: it keeps the port for the workers.
+
+    First bound without ``SO_REUSEPORT``, so that a port another program uses is
+    refused as a single process would refuse it; port 0 picks a free port.
+
+    Raises
+    ------
+    RuntimeError
+        The address cannot be bound.
+    """
+    name = host.strip("[]")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
+            probe.bind(address)
+            address = (address[0], probe.getsockname()[1], *address[2:])
+        holder = socket.socket(family, kind, proto)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        holder.bind(address)
+    except (OSError, AttributeError) as exc:  # AttributeError: no SO_REUSEPORT on this platform
+        raise RuntimeError(f"cannot bind {host}:{port} for several processes: {exc}") from exc
+    return holder

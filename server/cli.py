@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--request-cores", type=int, default=1, metavar="N",
                    help="keep the threads that run requests (Python) on N cores; decoders and other native "
                         "work use every core (default 1; 0: every thread on every core)")
+    s.add_argument("--processes", type=int, default=int(_env("PROCESSES", 1)), metavar="N",
+                   help="serve from N processes sharing the port, each with its own core for requests "
+                        "(default 1; on a machine with several cores, one per core answers more requests)")
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
 
     i = sub.add_parser("ingest", help="send DICOM files or folders (recursive) to the server")
@@ -237,6 +240,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         insecure=args.insecure,
         workers=args.workers,
         request_cores=args.request_cores,
+        processes=args.processes,
         grace_seconds=args.grace,
     )
     try:

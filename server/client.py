@@ -23,15 +23,23 @@ DICOMDIR_CLASS = b"1.2.840.10008.1.3.10"
 
 def channel(
     target: str | None = None, *, ca_file: Path | None = None, token: str | None = None,
-    max_message_bytes: int = 64 * 1024 * 1024,
+    max_message_bytes: int = 64 * 1024 * 1024, own_connection: bool = False,
 ) -> grpc.Channel:
-    """A channel to the server: ``target`` or ``$VOXELGATE_SERVER`` or the local default."""
+    """A channel to the server: ``target`` or ``$VOXELGATE_SERVER`` or the local default.
+
+    Channels of one process to one target share a connection unless ``own_connection``
+    (gRPC's global subchannel pool): a client standing for a separate program, such as
+    one of several simulated viewers, wants its own (and may reach another serving
+    process, see ``voxelgate serve --processes``).
+    """
     target = target or os.environ.get("VOXELGATE_SERVER") or DEFAULT_SERVER
     token = token or os.environ.get("VOXELGATE_TOKEN") or None
     options = [
         ("grpc.max_receive_message_length", max_message_bytes),
         ("grpc.max_send_message_length", max_message_bytes),
     ]
+    if own_connection:
+        options.append(("grpc.use_local_subchannel_pool", 1))
     if ca_file is None and token is None:
         return grpc.insecure_channel(target, options=options)
     creds = grpc.ssl_channel_credentials(Path(ca_file).read_bytes() if ca_file else None)

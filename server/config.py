@@ -38,6 +38,7 @@ class Config:
     insecure: bool = False
     workers: int = 16
     request_cores: int = 1  # cores the request threads run on (imaging.cpu); 0: every core
+    processes: int = 1  # processes serving the port (server.app.serve_processes)
     grace_seconds: float = 20.0
 
     def check_security(self) -> None:

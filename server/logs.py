@@ -30,9 +30,25 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, ensure_ascii=False)
 
 
-def configure(level: str = "INFO") -> None:
+class _Process(logging.Filter):
+    """Adds which of several serving processes wrote a record (``worker``, from 1)."""
+
+    def __init__(self, number: int) -> None:
+        super().__init__()
+        self.number = number
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "worker"):
+            record.worker = self.number
+        return True
+
+
+def configure(level: str = "INFO", *, process: int | None = None) -> None:
+    """JSON lines on stderr at ``level``; as one of several serving processes, each record names it."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
+    if process is not None:
+        handler.addFilter(_Process(process))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

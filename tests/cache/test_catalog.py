@@ -394,3 +394,18 @@ def test_token_with_a_valid_digest_but_odd_values_is_invalid_input(many: SqliteC
     forged = base64.urlsafe_b64encode(json.dumps({"k": key, "f": flt.digest()}).encode()).decode()
     with pytest.raises(InvalidInputError, match="page token"):
         many.list_studies(flt, Page(size=2, token=forged))
+
+
+def test_generation_moves_with_every_commit_seen_from_another_connection(tmp_path: Path) -> None:
+    # Two catalogs on one file stand for two serving processes: each sees the other's commits.
+    a, b = SqliteCatalog(tmp_path / "c.sqlite3"), SqliteCatalog(tmp_path / "c.sqlite3")
+    try:
+        g0 = b.generation()
+        _put(a, "1.1", "1.1.1", "1.1.1.1")
+        g1 = b.generation()
+        assert g1 != g0 and a.generation() == g1
+        _put(b, "1.1", "1.1.1", "1.1.1.2")
+        assert a.generation() not in (g0, g1) and a.generation() == b.generation()
+    finally:
+        a.close()
+        b.close()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cache.derived import CachedValue, DerivedCache
+from cache.derived import CachedValue, DerivedCache, SharedCacheState
 
 MiB = 1024 * 1024
 
@@ -282,3 +282,37 @@ def test_a_value_larger_than_the_bound_is_not_kept(tmp_path: Path) -> None:
         assert sum(p.stat().st_size for p in _entry_files(tmp_path / "small")) <= 2 * MiB
     finally:
         c.close()
+
+
+def test_processes_share_counters_and_checked_files(cache_dir: Path) -> None:
+    """Caches sharing a SharedCacheState stand for the processes of one server."""
+    state = SharedCacheState(2)
+    a = DerivedCache(cache_dir, size_limit=64 * MiB, shared=state, process=0)
+    b = DerivedCache(cache_dir, size_limit=64 * MiB, shared=state, process=1)
+    c = DerivedCache(cache_dir, size_limit=64 * MiB, shared=state, process=0)  # process 1, started again
+    fresh = DerivedCache(cache_dir, size_limit=64 * MiB)  # the next run of the server
+    try:
+        payload = bytes(range(256)) * 1024
+        a.get_or_compute_file("v", lambda: (payload, "application/octet-stream", {}))
+        entry = b.get_or_compute_file("v", _never)  # read whole and checked here
+        assert entry.read() == payload
+        assert b.get("missing") is None
+        assert a.stats() == b.stats()
+        assert (a.stats().computations, a.stats().misses) == (1, 2)  # a's miss of "v", b's of "missing"
+
+        (path,) = _entry_files(cache_dir)
+        raw = bytearray(path.read_bytes())
+        raw[-100] ^= 0xFF
+        path.write_bytes(bytes(raw))
+        # Checked once for all the processes of this run: c trusts b's check ...
+        assert c.get_or_compute_file("v", _never).path == str(path)
+        # ... and a new run checks again, finds the damage and computes the value again.
+        again = fresh.get_or_compute_file("v", lambda: (payload, "application/octet-stream", {}))
+        assert again.read() == payload and fresh.stats().computations == 1
+    finally:
+        for x in (a, b, c, fresh):
+            x.close()
+
+
+def _never() -> tuple[bytes, str, dict[str, object]]:
+    raise AssertionError("computed again")

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from cache.errors import InvalidInputError, LimitExceededError, NotFoundError
 from cache.store import ObjectStore
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -174,3 +179,42 @@ def test_a_batch_committed_unsynced_is_made_durable_by_sync_batch(
         assert calls == []  # one syncfs, no fsync
     else:
         assert calls.count("fsync") == 3 + len({s[:2] for s in shas})  # each object and each directory
+
+
+_HOLDER = r"""
+import sys
+from cache.store import ObjectStore
+store = ObjectStore(sys.argv[1])
+with store.lock(sys.argv[2]):
+    print("held", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="flock: POSIX")
+def test_a_hash_lock_excludes_other_processes(store: ObjectStore) -> None:
+    """Commit and delete of one content exclude each other across the processes serving a store."""
+    sha = hashlib.sha256(b"x").hexdigest()
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(store.root), sha], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        got = threading.Event()
+
+        def take() -> None:
+            with store.lock(sha):
+                got.set()
+
+        t = threading.Thread(target=take, daemon=True)
+        t.start()
+        assert not got.wait(0.5)  # the other process holds it
+        other = next(h for h in (hashlib.sha256(bytes([i])).hexdigest() for i in range(256))
+                     if int(h[:2], 16) % 64 != int(sha[:2], 16) % 64)
+        with store.lock(other):
+            pass  # another content's lock is free meanwhile
+        holder.stdin.close()  # type: ignore[union-attr]
+        assert got.wait(10)
+        t.join(10)
+    finally:
+        holder.kill()
+        holder.wait(10)

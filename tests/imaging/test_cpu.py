@@ -54,6 +54,24 @@ def test_request_threads_stay_on_one_core_and_native_work_uses_all() -> None:
     assert seen["after_block"] == chosen
 
 
+_SECOND = r"""
+import json, os
+from imaging.cpu import pin_requests, request_cores
+every = sorted(os.sched_getaffinity(0))
+assert request_cores() is None
+chosen = sorted(pin_requests(1, first=len(every) + 1))  # counted round the cores
+print(json.dumps({"every": every, "chosen": chosen, "reported": sorted(request_cores())}))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux thread affinity and at least 2 cores")
+def test_each_serving_process_takes_the_next_core() -> None:
+    out = subprocess.run([sys.executable, "-c", _SECOND], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    seen = json.loads(out.stdout)
+    assert seen["chosen"] == [seen["every"][1]] == seen["reported"]
+
+
 def test_nothing_changes_until_pinned() -> None:
     from imaging.cpu import all_cores, use_all_cores
 

@@ -1,0 +1,184 @@
+"""End to end: ``voxelgate serve --processes 2``, several processes on one port and one data directory.
+
+A real server process starts two spawned workers; connections reach one or the
+other (``GetServerInfo`` says which). What one process stores, the other sees at
+once, also in a series layout it had already worked out; the derived cache's
+counters are the same whichever process answers; a worker killed with SIGKILL is
+started again; SIGTERM stops them all; and with the parent gone (SIGKILL), the
+workers stop by themselves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+
+from conftest import ROOT
+from e2e_support import ingest
+from server.client import channel
+from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc: Linux")
+
+
+class Processes:
+    """``python -m server serve --processes 2`` on an ephemeral port (read from a worker's log record)."""
+
+    def __init__(self, data_dir: Path, log: Path) -> None:
+        self.log = log
+        self._fh = open(log, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server", "serve", "--data-dir", str(data_dir), "--port", "0",
+             "--processes", "2", "--workers", "4", "--grace", "1"],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._fh,
+        )
+        self.address = self.wait_record("voxelgate serving")["address"]
+
+    def records(self) -> list[dict[str, object]]:
+        out = []
+        for line in self.log.read_text(errors="replace").splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
+
+    def wait_record(self, msg: str, count: int = 1, timeout: float = 60) -> dict[str, object]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = [r for r in self.records() if r.get("msg") == msg]
+            if len(found) >= count:
+                return found[count - 1]
+            if self.proc.poll() is not None:
+                raise AssertionError(f"server exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        raise AssertionError(f"no {msg!r} record #{count} within {timeout} s: {self.log.read_text()[-2000:]}")
+
+    def workers(self) -> list[int]:
+        """Process ids of the live workers (spawned children of the server process; not its resource tracker)."""
+        out: list[int] = []
+        for task in Path(f"/proc/{self.proc.pid}/task").glob("*/children"):
+            for pid in task.read_text().split():
+                try:
+                    if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                        out.append(int(pid))
+                except OSError:
+                    continue
+        return out
+
+    def connect(self, process: int, *, tries: int = 200) -> grpc.Channel:
+        """A channel whose connection the worker numbered ``process`` answers."""
+        for _ in range(tries):
+            ch = channel(self.address, own_connection=True)
+            try:
+                info = admin_pb2_grpc.AdminServiceStub(ch).GetServerInfo(admin_pb2.GetServerInfoRequest(), timeout=30)
+            except grpc.RpcError:
+                ch.close()
+                time.sleep(0.1)  # a worker may be starting again
+                continue
+            if info.process == process:
+                assert info.processes == 2
+                return ch
+            ch.close()
+        raise AssertionError(f"{tries} connections never reached process {process}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self._fh.close()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    srv = Processes(tmp_path / "data", tmp_path / "server.log")
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def _stats(ch: grpc.Channel) -> admin_pb2.CacheStats:
+    return admin_pb2_grpc.AdminServiceStub(ch).GetCacheStats(admin_pb2.GetCacheStatsRequest())
+
+
+def test_two_processes_share_storage_and_counters_and_are_restarted(processes: Processes, corpus: Path) -> None:
+    series_dir = corpus / "dicom" / "ct-ge-head-tilt-variable-spacing"
+    files = sorted(p for p in series_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+    assert len(files) > 10
+    one, two = processes.connect(1), processes.connect(2)
+
+    # Half the series stored through process 1: process 2 works out its layout from that.
+    results = ingest(dicom_pb2_grpc.DicomServiceStub(one), [(p.name, p) for p in files[: len(files) // 2]])
+    assert all(r.outcome == common_pb2.STORED for r in results)
+    series_uid = results[0].series_instance_uid
+    vol2 = volume_pb2_grpc.VolumeServiceStub(two)
+    before = vol2.GetVolumeInfo(volume_pb2.GetVolumeInfoRequest(series_instance_uid=series_uid))
+    assert sum(s.slice_count for s in before.stacks) == len(files) // 2
+
+    # The rest through process 1 too: process 2 sees every file at once, not its layout of before.
+    results = ingest(dicom_pb2_grpc.DicomServiceStub(one), [(p.name, p) for p in files[len(files) // 2:]])
+    assert all(r.outcome == common_pb2.STORED for r in results)
+    after = vol2.GetVolumeInfo(volume_pb2.GetVolumeInfoRequest(series_instance_uid=series_uid))
+    assert sum(s.slice_count for s in after.stacks) == len(files)
+    # Storing a file again through process 2 is a duplicate: one catalog.
+    again = ingest(dicom_pb2_grpc.DicomServiceStub(two), [(files[0].name, files[0])])
+    assert again[0].outcome == common_pb2.DUPLICATE
+
+    # A slice rendered by process 2, from the volume process 2 builds; the counters are everyone's.
+    reply = vol2.GetSlice(volume_pb2.GetSliceRequest(series_instance_uid=series_uid, plane=volume_pb2.CORONAL,
+                                                     index=10, encoding=volume_pb2.ENCODING_PNG))
+    assert reply.data.startswith(b"\x89PNG")
+    s1, s2 = _stats(one), _stats(two)
+    assert s1 == s2
+    assert s1.computations >= 2 and s1.store_objects == len(files)
+
+    # SIGKILL a worker: the server starts it again, and it answers.
+    pids = processes.workers()
+    assert len(pids) == 2
+    os.kill(pids[1], signal.SIGKILL)
+    processes.wait_record("a process exited; starting it again")
+    processes.wait_record("voxelgate serving", count=3)
+    for ch in (one, two):
+        ch.close()
+    for number in (1, 2):
+        with processes.connect(number) as ch:
+            info = volume_pb2_grpc.VolumeServiceStub(ch).GetVolumeInfo(
+                volume_pb2.GetVolumeInfoRequest(series_instance_uid=series_uid))
+            assert sum(s.slice_count for s in info.stacks) == len(files)
+    assert _stats(processes.connect(2)).computations == s1.computations  # the counters outlived the worker
+
+    # SIGTERM: every worker stops, then the server, cleanly.
+    workers = processes.workers()
+    processes.proc.send_signal(signal.SIGTERM)
+    assert processes.proc.wait(timeout=60) == 0
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert len([r for r in processes.records() if r.get("msg") == "stopped"]) == len(workers) + 1
+
+
+def test_workers_stop_when_the_server_process_is_killed(processes: Processes) -> None:
+    processes.wait_record("voxelgate serving", count=2)
+    workers = processes.workers()
+    assert len(workers) == 2
+    processes.proc.kill()
+    processes.proc.wait(timeout=10)
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in workers):
+        assert time.monotonic() < deadline, "workers outlived the server process"
+        time.sleep(0.1)
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (OSError, IndexError):
+        return "zombie"
