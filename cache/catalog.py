@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .errors import ConflictError, InvalidInputError, VoxelgateError
+from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
 
 MAX_PAGE_SIZE = 1000
@@ -246,7 +247,8 @@ class SqliteCatalog(MediaCatalogMixin):
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        # Writers queue on this (see _tx), those of other processes on this database too.
+        self._write_lock = ProcessLock(self.path.with_name(self.path.name + ".writer"))
         # executescript manages its own transaction.
         self._db().executescript(_SCHEMA + MEDIA_SCHEMA)
 
@@ -265,7 +267,7 @@ class SqliteCatalog(MediaCatalogMixin):
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         db = self._db()
-        # Writers of this process queue on a lock: SQLite's own busy handler
+        # Writers queue on a lock, across processes too: SQLite's own busy handler
         # sleeps in steps of up to 100 ms, which would stall concurrent ingests.
         with self._write_lock:
             db.execute("BEGIN IMMEDIATE")

@@ -13,7 +13,6 @@ import hashlib
 import logging
 import os
 import sys
-import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -21,11 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import InvalidInputError, LimitExceededError, NotFoundError
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: one process per store
-    fcntl = None  # type: ignore[assignment]
+from .locks import ProcessLock
 
 log = logging.getLogger(__name__)
 
@@ -119,39 +114,6 @@ class StagedFile:
         self.discard()
 
 
-class _StripeLock:
-    """A lock held against the other threads of this process and against other processes.
-
-    A thread lock first, then ``flock`` on a lock file opened once per process (``flock``
-    excludes other open files, so only other processes; the thread lock covers this
-    one's threads). Where ``fcntl`` is missing, only the thread lock.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self._thread = threading.Lock()
-        self._path = path
-        self._fd: int | None = None
-
-    def __enter__(self) -> None:
-        self._thread.acquire()
-        if fcntl is None:
-            return
-        try:
-            if self._fd is None:
-                self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except BaseException:
-            self._thread.release()
-            raise
-
-    def __exit__(self, *exc: object) -> None:
-        try:
-            if fcntl is not None and self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
-            self._thread.release()
-
-
 class ObjectStore:
     """Content-addressed files under ``root/objects/ab/abcdef...``.
 
@@ -171,10 +133,10 @@ class ObjectStore:
         for i in range(256):
             (self.objects / f"{i:02x}").mkdir(exist_ok=True)
         # Striped locks serialise commit and delete of the same content, between threads and
-        # between the processes serving this store (see _StripeLock).
+        # between the processes serving this store.
         locks = self.root / "locks"
         locks.mkdir(exist_ok=True)
-        self._locks = [_StripeLock(locks / f"{i:02d}") for i in range(64)]
+        self._locks = [ProcessLock(locks / f"{i:02d}") for i in range(64)]
 
     def sweep_staging(self) -> int:
         """Remove staging files left by a crash. Call at start-up only, before any process serves."""
