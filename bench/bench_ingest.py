@@ -8,7 +8,7 @@ explicit VR little endian, uncompressed) to a temp directory, then stores it:
 - into ``voxelgate serve`` with ``voxelgate ingest DIR`` (wall time of the command,
   interpreter start-up included), and with the Python gRPC stub over one
   ``Ingest`` call per client (1 client, then 2 concurrent clients, each on its own
-  channel with half of the files);
+  channel and connection with half of the files, as Orthanc's clients below);
 - into Orthanc (``POST /instances`` over keep-alive HTTP, 1 then 2 clients).
 
 Every measurement gets a fresh server and data directory, so nothing is a
@@ -135,7 +135,7 @@ def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int)
     with voxelgate_server(work) as srv:
 
         def prepare() -> grpc.Channel:
-            ch = channel(srv.target)
+            ch = channel(srv.target, own_connection=True)  # not gRPC's shared subchannel: one connection each
             grpc.channel_ready_future(ch).result(timeout=10)
             return ch
 
