@@ -15,6 +15,7 @@ import json
 import logging
 import multiprocessing
 import os
+import shutil
 import struct
 import threading
 import time
@@ -29,6 +30,7 @@ import diskcache
 import numpy as np
 
 from .errors import LimitExceededError
+from .locks import ProcessLock
 
 log = logging.getLogger(__name__)
 _V = TypeVar("_V")
@@ -232,6 +234,14 @@ def _decode(blob: bytes) -> CachedValue:
 _WRITING = object()  # a flight's value: the leader holds it, its file is being written
 
 
+def _let_go(lock: ProcessLock) -> None:
+    """Release a key's lock (see ``DerivedCache._other_processes_wait``) and close its file."""
+    try:
+        lock.__exit__(None, None, None)
+    finally:
+        lock.close()
+
+
 class _Flight:
     __slots__ = ("done", "value", "error")
 
@@ -294,6 +304,14 @@ class DerivedCache:
         # and copying 150 MB) would take the cores the reply needs: see hold_writes.
         self._holds: dict[int, float] = {}  # id of a hold -> when it lapses
         self._flushing = 0
+        # Builds of file values (volumes) across the processes serving this directory: one
+        # builds, the others wait for its file (see _other_processes_wait). Lock files of an
+        # earlier run go when the cache is opened alone, before any process serves.
+        self._flight_dir = Path(directory) / "flights"
+        if shared is None:
+            shutil.rmtree(self._flight_dir, ignore_errors=True)
+        self._flight_dir.mkdir(parents=True, exist_ok=True)
+        self._key_locks: dict[str, ProcessLock] = {}  # held until the key's file is written
 
     # -- plain access ---------------------------------------------------------
 
@@ -506,9 +524,13 @@ class DerivedCache:
             if flight.value is _WRITING:  # the leader holds the value; the file is on its way
                 return self._get_or_build(key, read, compute, tag)
             return flight.value  # type: ignore[return-value]
+        key_lock: ProcessLock | None = None
         try:
             # Someone may have finished between our miss and taking the lead.
             value = read(key)
+            if value is None and read == self._read_file and self._shared.processes > 1:
+                key_lock = self._other_processes_wait(key)
+                value = read(key)  # built by another process while we waited
             if value is None:
                 with self._lock:
                     self._count[_COMPUTATIONS] += 1
@@ -531,7 +553,8 @@ class DerivedCache:
                             f"derived value of {length} bytes does not fit the cache bound "
                             f"of {self.size_limit} bytes", subject=key.split("?")[0]
                         )
-                    queued = self._put_behind(key, b"", parts, media_type, meta, tag)
+                    queued = self._put_behind(key, b"", parts, media_type, meta, tag, key_lock=key_lock)
+                    key_lock = None  # released once the file is written
                     flight.value = _WRITING
                     return CachedFile("", 0, length, media_type, queued.meta, "", queued.created)  # type: ignore[return-value]
                 stored = self.put(key, payload, media_type, meta, tag=tag)
@@ -547,9 +570,22 @@ class DerivedCache:
             flight.error = exc
             raise
         finally:
+            if key_lock is not None:
+                _let_go(key_lock)
             with self._lock:
                 del self._flights[key]
             flight.done.set()
+
+    def _other_processes_wait(self, key: str) -> ProcessLock:
+        """Take the lock of ``key`` that other serving processes take before building it.
+
+        Blocks while another process holds it (builds the value or writes its file);
+        a process that dies lets go of it with its open files. Taken by a flight's
+        leader only, so no two threads of this process wait for it together.
+        """
+        lock = ProcessLock(self._flight_dir / hashlib.sha256(key.encode()).hexdigest())
+        lock.__enter__()
+        return lock
 
     def _read_file(self, key: str) -> "CachedFile | None":
         if self._pending:
@@ -602,8 +638,9 @@ class DerivedCache:
 
     def _put_behind(
         self, key: str, payload: bytes, parts: list[bytes | memoryview] | None, media_type: str,
-        meta: Mapping[str, Any], tag: str | None,
+        meta: Mapping[str, Any], tag: str | None, *, key_lock: ProcessLock | None = None,
     ) -> CachedValue:
+        """Queue a value for the writer; ``key_lock`` is let go when it leaves the queue."""
         checksum = hashlib.sha256(payload).hexdigest() if parts is None else ""
         value = CachedValue(payload, media_type, dict(meta or {}), checksum, time.time())
         with self._pending_cv:
@@ -612,14 +649,27 @@ class DerivedCache:
             else:
                 with self._lock:
                     self._pending[key] = (value, parts, tag)
+                    if key_lock is not None:
+                        self._key_locks[key] = key_lock
                 self._start_writer()
                 self._pending_cv.notify()
                 writer_alive = True
         if not writer_alive:  # closing: write it here
-            self.put(key, payload if parts is None else parts, media_type, meta, tag=tag)
+            try:
+                self.put(key, payload if parts is None else parts, media_type, meta, tag=tag)
+            finally:
+                if key_lock is not None:
+                    _let_go(key_lock)
         elif parts is None:
             self._keep_hot(key, value, tag)
         return value
+
+    def _unqueue(self, key: str) -> None:
+        """Take ``key`` off the writer's queue (``_lock`` held), letting go of its key lock."""
+        self._pending.pop(key, None)
+        lock = self._key_locks.pop(key, None)
+        if lock is not None:
+            _let_go(lock)
 
     def start_writer(self) -> None:
         """Start the write-behind thread now rather than with the first value to write.
@@ -681,7 +731,7 @@ class DerivedCache:
                     log.warning("derived-cache write-behind failed", exc_info=True)
                 finally:
                     with self._lock:
-                        self._pending.pop(key, None)
+                        self._unqueue(key)
                     with self._pending_cv:
                         self._pending_cv.notify_all()
 
@@ -715,7 +765,7 @@ class DerivedCache:
         with self._write_lock:
             with self._lock:
                 for key in [k for k, (_, _, t) in self._pending.items() if t == tag]:
-                    del self._pending[key]
+                    self._unqueue(key)
             with self._pending_cv:
                 self._pending_cv.notify_all()
             return self._evict_tag(tag)
@@ -734,7 +784,8 @@ class DerivedCache:
         with self._write_lock:
             with self._pending_cv:
                 with self._lock:
-                    self._pending.clear()
+                    for key in list(self._pending):
+                        self._unqueue(key)
                 self._pending_cv.notify_all()
             with self._lock:
                 self._count[_DELETES] += len(self._cache)

@@ -49,5 +49,11 @@ class ProcessLock:
         finally:
             self._thread.release()
 
+    def close(self) -> None:
+        """Close the lock file (not while held); the next ``with`` opens it again."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
 
 __all__ = ["ProcessLock"]

@@ -31,8 +31,9 @@ def cache(cache_dir: Path) -> Iterator[DerivedCache]:
 
 
 def _entry_files(directory: Path) -> list[Path]:
-    """The files diskcache keeps values in (everything but its SQLite database)."""
-    return [p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("cache.db")]
+    """The files diskcache keeps values in (everything but its SQLite database and the build locks)."""
+    return [p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("cache.db")
+            and p.parent.name != "flights"]
 
 
 def _disk_bytes(directory: Path) -> int:
@@ -316,3 +317,46 @@ def test_processes_share_counters_and_checked_files(cache_dir: Path) -> None:
 
 def _never() -> tuple[bytes, str, dict[str, object]]:
     raise AssertionError("computed again")
+
+
+@pytest.mark.parametrize("write_behind", [False, True])
+def test_processes_build_a_file_value_once(cache_dir: Path, write_behind: bool) -> None:
+    """Two caches sharing a SharedCacheState stand for two serving processes asked for one new volume."""
+    state = SharedCacheState(2)
+    a = DerivedCache(cache_dir, size_limit=64 * MiB, shared=state, process=0)
+    b = DerivedCache(cache_dir, size_limit=64 * MiB, shared=state, process=1)
+    payload = bytes(range(256)) * 4096
+    calls: list[str] = []
+    started = threading.Event()
+
+    def slow() -> tuple[bytes, str, dict[str, object]]:
+        calls.append("a")
+        started.set()
+        time.sleep(0.5)
+        return payload, "application/octet-stream", {}
+
+    try:
+        first = threading.Thread(target=a.get_or_compute_file, args=("vol", slow), kwargs={"write_behind": write_behind})
+        first.start()
+        assert started.wait(10)
+        got = b.get_or_compute_file("vol", lambda: (calls.append("b"), (payload, "application/octet-stream", {}))[1])
+        first.join(10)
+        assert calls == ["a"] and got.read() == payload and got.path  # b waited for a's file
+        assert a.stats().computations == 1
+
+        # A build that fails lets the other process build it.
+        def fail() -> tuple[bytes, str, dict[str, object]]:
+            started.set()
+            time.sleep(0.3)
+            raise RuntimeError("decoder failed")
+
+        started.clear()
+        failing = threading.Thread(target=lambda: pytest.raises(RuntimeError, a.get_or_compute_file, "vol2", fail))
+        failing.start()
+        assert started.wait(10)
+        again = b.get_or_compute_file("vol2", lambda: (payload, "application/octet-stream", {}))
+        failing.join(10)
+        assert again.read() == payload
+    finally:
+        a.close()
+        b.close()

@@ -2,8 +2,9 @@
 
 A real server process starts two spawned workers; connections reach one or the
 other (``GetServerInfo`` says which). What one process stores, the other sees at
-once, also in a series layout it had already worked out; the derived cache's
-counters are the same whichever process answers; a worker killed with SIGKILL is
+once, also in a series layout it had already worked out; a new volume asked of
+both at once is built once; the derived cache's counters are the same whichever
+process answers; a worker killed with SIGKILL is
 started again; SIGTERM stops them all; and with the parent gone (SIGKILL), the
 workers stop by themselves.
 """
@@ -15,16 +16,19 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
 from conftest import ROOT
 from e2e_support import ingest
-from server.client import channel
+from server.client import channel, fetch_volume
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc: Linux")
@@ -134,7 +138,20 @@ def test_two_processes_share_storage_and_counters_and_are_restarted(processes: P
     again = ingest(dicom_pb2_grpc.DicomServiceStub(two), [(files[0].name, files[0])])
     assert again[0].outcome == common_pb2.DUPLICATE
 
-    # A slice rendered by process 2, from the volume process 2 builds; the counters are everyone's.
+    # Both processes asked for the new volume at once: one builds it, the other maps its file.
+    before_build = _stats(one).computations
+    barrier = threading.Barrier(2)
+
+    def fetch(ch: grpc.Channel) -> np.ndarray:
+        barrier.wait()
+        return fetch_volume(ch, series_uid).array
+
+    with ThreadPoolExecutor(2) as pool:
+        arrays = list(pool.map(fetch, (one, two)))
+    assert np.array_equal(arrays[0], arrays[1])
+    assert _stats(two).computations == before_build + 1
+
+    # A slice rendered by process 2, from the volume; the counters are everyone's.
     reply = vol2.GetSlice(volume_pb2.GetSliceRequest(series_instance_uid=series_uid, plane=volume_pb2.CORONAL,
                                                      index=10, encoding=volume_pb2.ENCODING_PNG))
     assert reply.data.startswith(b"\x89PNG")
