@@ -20,7 +20,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from cache.catalog import SqliteCatalog
-from cache.derived import SharedCacheState, DerivedCache
+from cache.derived import DerivedCache, SharedCacheState
 from cache.gc import remove_orphans
 from cache.store import ObjectStore
 from imaging.cpu import all_cores, pin_requests
@@ -323,8 +323,8 @@ def serve_processes(config: Config) -> int:
     store, the catalog (SQLite, in WAL mode), the derived cache and its counters;
     each keeps its own memory: built volumes, the cache's memory tier, video
     readers. A worker that dies is started again; one that dies before it serves
-    stops them all, and each stops when this process is gone. SIGTERM and SIGINT are passed on; each worker gives its calls
-    the grace period.
+    stops them all, and each stops when this process is gone. SIGTERM and SIGINT
+    are passed on; each worker gives its calls the grace period.
 
     Returns 0 after a clean stop, 1 when a worker could not start.
 
@@ -426,9 +426,13 @@ def _reserve_port(host: str, port: int) -> socket.socket:
             probe.bind(address)
             address = (address[0], probe.getsockname()[1], *address[2:])
         holder = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise RuntimeError(f"cannot bind {host}:{port}: {exc}") from exc
+    try:
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         holder.bind(address)
     except (OSError, AttributeError) as exc:  # AttributeError: no SO_REUSEPORT on this platform
+        holder.close()
         raise RuntimeError(f"cannot bind {host}:{port} for several processes: {exc}") from exc
     return holder
