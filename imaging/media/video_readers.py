@@ -306,7 +306,8 @@ class ReadAhead:
                 result = self._make(entry.stream, entry.n, entry.cancel)
             except LookupError:
                 with self._cond:
-                    self._skipped += 1
+                    if not entry.cancel.is_set():  # a cancelled frame was counted as that (_drop)
+                        self._skipped += 1
             except AheadCancelled:
                 pass
             except Exception as exc:  # an ask for this frame makes it again and gets the error itself
@@ -314,7 +315,9 @@ class ReadAhead:
             finally:
                 with self._cond:
                     entry.result = result
-                    if result is not None:
+                    # Each frame scheduled ends as one of made, cancelled or skipped: one cancelled
+                    # while it was being made, which _make finished all the same, stays cancelled.
+                    if result is not None and not entry.cancel.is_set():
                         self._made += 1
                     self._busy = False
                     entry.done.set()

@@ -132,8 +132,36 @@ def test_frames_not_started_are_taken_over_and_skips_are_counted() -> None:
     make.go.set()
     assert ahead.idle()
     st = ahead.stats()
-    # Four streams are kept: "a" (being made) and s0..s5 are dropped, b was taken over.
-    assert st.skipped == 1 and st.cancelled == 1 + 1 + 6 and st.made == 4
+    # Four streams are kept: "a" (being made) and s0..s5 are dropped, b was taken over. Each frame
+    # scheduled ends as exactly one of made, cancelled or skipped: "a", which found no reader
+    # after it was dropped, counts as cancelled only.
+    assert st.skipped == 0 and st.cancelled == 1 + 1 + 6 and st.made == 4
+    assert st.made + st.cancelled + st.skipped == st.scheduled
+    ahead.schedule(("c", "raw", None), -1)  # no reader just before it, and nobody drops it: a skip
+    assert ahead.idle()
+    st = ahead.stats()
+    assert st.skipped == 1 and st.made + st.cancelled + st.skipped == st.scheduled
+
+
+def test_a_frame_cancelled_while_its_maker_finishes_counts_once() -> None:
+    class FinishesAnyway(_Maker):
+        """Ignores the cancel: the frame is made all the same, as a decode past its last check is."""
+
+        def __call__(self, stream: object, n: int, cancel: threading.Event) -> tuple[bytes, str, str, tuple[int, ...], float]:
+            self.nice = 0
+            self.go.wait(10)
+            return str(n).encode(), "x", "|u1", (1,), 0.0
+
+    make = FinishesAnyway()
+    ahead = ReadAhead(make)
+    ahead.schedule(("v", "raw", None), 1)
+    while make.nice is None:  # being made
+        threading.Event().wait(0.01)
+    assert ahead.claim(("v", "raw", None), 7) is None  # the viewer went elsewhere: cancelled
+    make.go.set()
+    assert ahead.idle()
+    st = ahead.stats()
+    assert (st.scheduled, st.made, st.cancelled, st.skipped, st.served) == (1, 0, 1, 0, 0)
 
 
 def test_a_reserved_frame_is_made_only_when_started() -> None:
