@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from e2e_support import ingest
+from e2e_support import ingest, object_files, staging_files
 from server.client import channel, fetch_volume
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
 
@@ -39,6 +39,7 @@ class Processes:
     """``python -m server serve --processes 2`` on an ephemeral port (read from a worker's log record)."""
 
     def __init__(self, data_dir: Path, log: Path) -> None:
+        self.data_dir = data_dir
         self.log = log
         self._fh = open(log, "wb")
         self.proc = subprocess.Popen(
@@ -181,6 +182,26 @@ def test_two_processes_share_storage_and_counters_and_are_restarted(processes: P
     assert processes.proc.wait(timeout=60) == 0
     assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
     assert len([r for r in processes.records() if r.get("msg") == "stopped"]) == len(workers) + 1
+
+
+def test_the_same_files_sent_to_both_processes_at_once_are_stored_once(processes: Processes, corpus: Path) -> None:
+    files = sorted(p for p in (corpus / "dicom" / "ct-ge-head-tilt-variable-spacing").rglob("*")
+                   if p.is_file() and not p.name.startswith("."))
+    one, two = processes.connect(1), processes.connect(2)
+    barrier = threading.Barrier(2)
+
+    def send(ch: grpc.Channel) -> list[int]:
+        barrier.wait()
+        return [r.outcome for r in ingest(dicom_pb2_grpc.DicomServiceStub(ch), [(p.name, p) for p in files])]
+
+    with ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(send, (one, two))
+    for a, b in zip(first, second):  # each file: stored by one process, a duplicate for the other
+        assert sorted((a, b)) == sorted((common_pb2.STORED, common_pb2.DUPLICATE))
+    assert len(object_files(processes.data_dir)) == len(files) and not staging_files(processes.data_dir)
+    assert _stats(one).store_objects == len(files)
+    one.close()
+    two.close()
 
 
 def test_workers_stop_when_the_server_process_is_killed(processes: Processes) -> None:
