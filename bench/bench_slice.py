@@ -35,8 +35,8 @@ from _client import cache_stats, ingest_paths, series_uid_of
 from _report import cleanup, machine_line, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
-from server.client import channel, fetch_volume
-from voxelgate.v1 import admin_pb2, admin_pb2_grpc, volume_pb2, volume_pb2_grpc
+from server.client import channel, fetch_volume, process_channel
+from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 PLANES = (("axial", volume_pb2.AXIAL), ("coronal", volume_pb2.CORONAL), ("sagittal", volume_pb2.SAGITTAL))
 CENTER, WIDTH = 40.0, 80.0
@@ -81,8 +81,6 @@ def _probe(series_uid: str, plane: int) -> volume_pb2.GetSliceRequest:
 def _warm_every_process(target: str, series_uid: str, plane: int, processes: int, *, settle: float = 1.0) -> None:
     """Send the probe to every serving process, then give their background work ``settle`` seconds.
 
-    The kernel hands each new connection to one process, so new connections are
-    made until each process has answered one (``GetServerInfo`` tells which).
     What a process does on its first request of a volume and plane (map the
     volume, check its cache file, copy it column by column for sagittal planes)
     is then behind it, as it is for one process after the first request.
@@ -90,19 +88,12 @@ def _warm_every_process(target: str, series_uid: str, plane: int, processes: int
     Raises
     ------
     RuntimeError
-        When 200 connections did not reach every process.
+        When a process could not be reached (``process_channel``).
     """
-    seen: set[int] = set()
-    for _ in range(200):
-        with channel(target, own_connection=True) as ch:
-            info = admin_pb2_grpc.AdminServiceStub(ch).GetServerInfo(admin_pb2.GetServerInfoRequest())
-            if info.process not in seen:
-                volume_pb2_grpc.VolumeServiceStub(ch).GetSlice(_probe(series_uid, plane))
-                seen.add(info.process)
-        if len(seen) == processes:
-            time.sleep(settle)
-            return
-    raise RuntimeError(f"200 connections reached processes {sorted(seen)} of {processes}")
+    for process in range(1, processes + 1):
+        with process_channel(target, process) as ch:
+            volume_pb2_grpc.VolumeServiceStub(ch).GetSlice(_probe(series_uid, plane))
+    time.sleep(settle)
 
 
 def run_pass(

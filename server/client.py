@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from voxelgate.v1 import common_pb2, media_pb2, volume_pb2
+from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, volume_pb2
 
 from . import wire
 
@@ -46,6 +46,33 @@ def channel(
     if token:
         creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(token))
     return grpc.secure_channel(target, creds, options=options)
+
+
+def process_channel(target: str, process: int, *, tries: int = 200, **kwargs: object) -> grpc.Channel:
+    """A channel of its own whose connection serving process ``process`` (from 1) answers.
+
+    With ``voxelgate serve --processes N`` the kernel hands each new connection to
+    one process, so connections are made until ``GetServerInfo`` names the one
+    wanted (a process that is starting again is waited for). ``kwargs`` go to
+    :func:`channel`.
+
+    Raises
+    ------
+    RuntimeError
+        When ``tries`` connections did not reach it.
+    """
+    for _ in range(tries):
+        ch = channel(target, own_connection=True, **kwargs)  # type: ignore[arg-type]
+        try:
+            info = admin_pb2_grpc.AdminServiceStub(ch).GetServerInfo(admin_pb2.GetServerInfoRequest(), timeout=30)
+        except grpc.RpcError:
+            ch.close()
+            time.sleep(0.1)
+            continue
+        if info.process == process:
+            return ch
+        ch.close()
+    raise RuntimeError(f"{tries} connections to {target} never reached serving process {process}")
 
 
 @dataclass(frozen=True)

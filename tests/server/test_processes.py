@@ -29,7 +29,7 @@ import pytest
 
 from conftest import ROOT
 from e2e_support import ingest, object_files, staging_files
-from server.client import channel, fetch_volume
+from server.client import fetch_volume, process_channel
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc: Linux")
@@ -81,21 +81,12 @@ class Processes:
                     continue
         return out
 
-    def connect(self, process: int, *, tries: int = 200) -> grpc.Channel:
+    def connect(self, process: int) -> grpc.Channel:
         """A channel whose connection the worker numbered ``process`` answers."""
-        for _ in range(tries):
-            ch = channel(self.address, own_connection=True)
-            try:
-                info = admin_pb2_grpc.AdminServiceStub(ch).GetServerInfo(admin_pb2.GetServerInfoRequest(), timeout=30)
-            except grpc.RpcError:
-                ch.close()
-                time.sleep(0.1)  # a worker may be starting again
-                continue
-            if info.process == process:
-                assert info.processes == 2
-                return ch
-            ch.close()
-        raise AssertionError(f"{tries} connections never reached process {process}")
+        ch = process_channel(self.address, process)
+        info = admin_pb2_grpc.AdminServiceStub(ch).GetServerInfo(admin_pb2.GetServerInfoRequest())
+        assert (info.process, info.processes) == (process, 2)
+        return ch
 
     def close(self) -> None:
         if self.proc.poll() is None:
