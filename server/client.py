@@ -12,6 +12,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from imaging.memory import fresh_array
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, volume_pb2
 
 from . import wire
@@ -201,7 +202,7 @@ def fetch_volume(ch: grpc.Channel, series_uid: str, *, stack: int = 0, timeout: 
         raise RuntimeError("GetVolume did not start with a header")
     header = first.header
     header_seconds = time.perf_counter() - t0
-    array = np.empty(tuple(header.shape), dtype=np.dtype(header.dtype).newbyteorder("<"))
+    array = fresh_array(tuple(header.shape), np.dtype(header.dtype).newbyteorder("<"), populate=True)
     if array.nbytes != header.total_bytes:
         raise RuntimeError(f"GetVolume header announces {header.total_bytes} bytes for {header.dtype}{list(header.shape)}")
     dst = memoryview(array.reshape(-1)).cast("B")

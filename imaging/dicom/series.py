@@ -32,6 +32,7 @@ from cache.keys import make_key
 
 from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
+from ..memory import fresh_array
 from ..windowing import PRESETS, VoiFunction, auto_window, preset, window_to_uint8, window_to_uint16
 from .archive import NPY, DicomArchive
 from .frames import modality_dtype, modality_values, object_window, voi_lut_display
@@ -327,7 +328,7 @@ class SeriesVolumes:
             target = np.dtype(np.float32)
         else:  # hoping that every int32 frame narrows to int16 (widened below when one does not)
             target = np.result_type(*{np.dtype(np.int16) if m == np.int32 else m for _, _, _, m in plans})
-        out = np.empty((len(plans), stack.rows, stack.columns), dtype=target)
+        out = fresh_array((len(plans), stack.rows, stack.columns), target)  # faulted in by the reader threads
         if all(native is not None and np.dtype(native.dtype) == target for _, native, _, _ in plans):
             try:
                 self._read_in_place(plans, out)

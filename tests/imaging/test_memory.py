@@ -1,0 +1,74 @@
+"""fresh_array: volume-sized arrays in anonymous memory of their own, faulted in at once on request."""
+
+from __future__ import annotations
+
+import gc
+import mmap
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from imaging.memory import SMALL_BYTES, fresh_array
+
+linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self (Linux)")
+MiB = 1 << 20
+
+
+def _rss() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc/self/status")
+
+
+def _huge_bytes(a: np.ndarray) -> int:
+    """AnonHugePages of the mapping that holds ``a`` (from /proc/self/smaps)."""
+    start = a.__array_interface__["data"][0]
+    inside = False
+    for line in Path("/proc/self/smaps").read_text().splitlines():
+        head = line.split()[0]
+        if "-" in head and not head.endswith(":"):
+            lo, hi = (int(x, 16) for x in head.split("-"))
+            inside = lo <= start < hi
+        elif inside and head == "AnonHugePages:":
+            return int(line.split()[1]) * 1024
+    raise AssertionError("the array's mapping is not in /proc/self/smaps")
+
+
+def test_a_large_array_is_an_ordinary_writable_c_array_over_its_own_mapping() -> None:
+    a = fresh_array((40, 512, 512), "<i2")
+    assert a.shape == (40, 512, 512) and a.dtype == np.dtype("<i2")
+    assert a.flags.c_contiguous and a.flags.writeable
+    assert isinstance(a.base, mmap.mmap) and len(a.base) == a.nbytes
+    assert a[3].base is a and a[:, 5].base is a  # views name it as they name a numpy.empty array
+    a[...] = 7
+    a[39, 511, 511] = -3
+    assert int(a.sum(dtype=np.int64)) == 7 * a.size - 10
+
+
+def test_small_arrays_come_from_numpy() -> None:
+    a = fresh_array((4, 64, 64), np.float32)
+    assert a.flags.owndata and a.nbytes < SMALL_BYTES
+
+
+@linux
+def test_populate_faults_the_pages_in_before_any_write() -> None:
+    gc.collect()
+    before = _rss()
+    a = fresh_array((64, 512, 512), np.int16, populate=True)  # 32 MiB
+    assert _rss() - before >= a.nbytes - 2 * MiB
+    del a
+
+
+@linux
+def test_without_populate_pages_come_on_first_write_and_are_small() -> None:
+    gc.collect()
+    before = _rss()
+    a = fresh_array((64, 512, 512), np.int16)
+    assert _rss() - before < 4 * MiB
+    a[...] = 1
+    assert _rss() - before >= a.nbytes - 2 * MiB
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        assert _huge_bytes(a) == 0
