@@ -9,7 +9,9 @@ beside the peers on the same file:
 
 * sequential decode: ``StreamFrames`` of every frame as raw RGB (decode, RGB
   conversion, gRPC to this process) and as raw YUV 4:2:0 (the decoder's I420
-  planes, no conversion, half the bytes) against ``ffmpeg -i x.mp4 -f null -``
+  planes, no conversion, half the bytes), and both again through
+  ``StreamFramesShared`` (frames written into shared memory of this process's,
+  only their descriptions sent over gRPC: for a client on the server's host), against ``ffmpeg -i x.mp4 -f null -``
   (decode only) and, in this process, PyAV with frame threading (decode only)
   and ``iter_frames`` (decode + RGB, no gRPC); frames/s and the ratio;
 * random ``GetFrame`` (raw RGB) latency over ``--samples`` random frames, cold
@@ -57,7 +59,7 @@ from _client import cache_stats
 from imaging.media.frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames
 from imaging.media.probe_video import probe_video
 from server.app import tune_malloc
-from server.client import channel, get_frame, ingest_requests, stream_frames
+from server.client import channel, get_frame, ingest_requests, stream_frames, stream_frames_shared
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 WIDTH, HEIGHT, FPS, GOP = 1920, 1080, 30, 50
@@ -249,11 +251,12 @@ def main(argv: list[str] | None = None) -> int:
                 return 1
             media_id = res.sha256
 
-            def stream_all(fmt: int = media_pb2.MEDIA_RAW) -> float:
+            def stream_all(fmt: int = media_pb2.MEDIA_RAW, shared: bool = False) -> float:
                 size = WIDTH * HEIGHT * 3 if fmt == media_pb2.MEDIA_RAW else WIDTH * HEIGHT * 3 // 2
+                how = stream_frames_shared if shared else stream_frames
                 t = time.perf_counter()
                 got = 0
-                for f in stream_frames(ch, media_pb2.StreamFramesRequest(id=media_id, format=fmt)):
+                for f in how(ch, media_pb2.StreamFramesRequest(id=media_id, format=fmt)):
                     got += 1
                     assert len(f.data) == size
                 assert got == total, (got, total)
@@ -277,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             runs["iter_frames (in process)"] = in_process
             runs["StreamFrames (gRPC)"] = stream_all
             runs["StreamFrames YUV (gRPC)"] = lambda: stream_all(media_pb2.MEDIA_RAW_YUV420)
+            runs["StreamFramesShared"] = lambda: stream_all(shared=True)
+            runs["StreamFramesShared YUV"] = lambda: stream_all(media_pb2.MEDIA_RAW_YUV420, shared=True)
             best = {k: float("inf") for k in runs}
             for _ in range(args.rounds):
                 for k, run in runs.items():
@@ -285,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 "ffmpeg": "-i x.mp4 -f null - (decode only)",
                 "PyAV": "decode, frame threads (no RGB)",
                 "iter_frames": "decode + RGB ndarray",
+                "StreamFramesShared YUV": "raw YUV 4:2:0, shared memory (same host)",
+                "StreamFramesShared": "raw RGB, shared memory (same host)",
                 "StreamFrames YUV": "raw YUV 4:2:0, every frame, over gRPC",
                 "StreamFrames": "raw RGB, every frame, over gRPC",
             }
@@ -354,6 +361,10 @@ def main(argv: list[str] | None = None) -> int:
             checks.append((f"StreamFrames raw RGB / ffmpeg CLI frames/s: {ratio:.2f}", "target >= 0.80", ratio >= 0.8))
             ratio = yuv_fps / ffmpeg_fps
             checks.append((f"StreamFrames raw YUV / ffmpeg CLI frames/s: {ratio:.2f}", "target >= 0.80", ratio >= 0.8))
+            for key, label in (("StreamFramesShared", "RGB"), ("StreamFramesShared YUV", "YUV")):
+                ratio = fps_of[key] / ffmpeg_fps
+                checks.append((f"StreamFramesShared raw {label} (same host) / ffmpeg CLI frames/s: {ratio:.2f}",
+                               "target >= 0.80", ratio >= 0.8))
         checks.append((f"GetFrame raw cold p50: {ms(raw_cold)[0]:.0f} ms", "target <= 100 ms", ms(raw_cold)[0] <= 100))
         for fmt, label in ((media_pb2.MEDIA_RAW, "raw RGB"), (media_pb2.MEDIA_RAW_YUV420, "raw YUV"),
                            (media_pb2.MEDIA_JPEG, "JPEG")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from imaging.memory import fresh_array
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, volume_pb2
 
 from . import wire
+from .shared_memory import ClientSegment
 
 CHUNK = 1 << 20
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -285,3 +287,54 @@ def stream_frames(
         response_deserializer=split_frame,
     )
     return call(request, timeout=timeout)  # type: ignore[no-any-return]
+
+
+def stream_frames_shared(
+    ch: grpc.Channel, request: media_pb2.StreamFramesRequest, *, slot_bytes: int | None = None, slots: int = 3,
+    timeout: float | None = None,
+) -> Iterator[ReceivedFrame]:
+    """``MediaService.StreamFramesShared``: the frames of ``request`` written by the server into
+    shared memory of this process's, for a client on the server's host (Linux).
+
+    Each frame's ``data`` is a view of its slot, good until the next frame is
+    taken, when the slot goes back to the server: copy what must outlive that.
+    ``slot_bytes`` defaults to the largest raw frame of the video (its width x
+    height x 3, from ``GetMediaInfo``); ``slots`` frames may be in flight.
+
+    Raises
+    ------
+    grpc.RpcError
+        The call failed (raised while iterating).
+    cache.errors.UnsupportedError
+        This host has no POSIX shared memory.
+    """
+    if slot_bytes is None:
+        info = ch.unary_unary(f"/{_MEDIA.full_name}/GetMediaInfo",
+                              request_serializer=media_pb2.GetMediaInfoRequest.SerializeToString,
+                              response_deserializer=media_pb2.MediaInfo.FromString)(
+            media_pb2.GetMediaInfoRequest(id=request.id), timeout=timeout)
+        if info.WhichOneof("item") != "video":
+            raise ValueError("slot_bytes must be given for frames of an image or a set")
+        slot_bytes = max(1, info.video.width * info.video.height * 3)
+    call = ch.stream_stream(
+        f"/{_MEDIA.full_name}/StreamFramesShared",
+        request_serializer=media_pb2.SharedFramesRequest.SerializeToString,
+        response_deserializer=media_pb2.MediaFrame.FromString,
+    )
+    with ClientSegment(slots * slot_bytes) as segment:
+        given_back: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+
+        def requests() -> Iterator[media_pb2.SharedFramesRequest]:
+            yield media_pb2.SharedFramesRequest(start=media_pb2.SharedFramesStart(
+                frames=request, segment=segment.name, slots=slots, slot_bytes=slot_bytes))
+            while (slot := given_back.get()) is not None:
+                yield media_pb2.SharedFramesRequest(release=slot)
+
+        replies = call(requests(), timeout=timeout)
+        try:
+            for info in replies:
+                yield ReceivedFrame(info, segment.view(info.shared_slot * slot_bytes, info.shared_bytes))
+                given_back.put(info.shared_slot)
+        finally:
+            given_back.put(None)
+            replies.cancel()  # nothing if the call is over; else (the caller stopped early) the server stops

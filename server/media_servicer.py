@@ -9,13 +9,15 @@ copy the pixels twice more on their way to gRPC.
 from __future__ import annotations
 
 import json
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 
 import grpc
 
-from cache.errors import InvalidInputError
+from cache.errors import InvalidInputError, LimitExceededError
 from cache.media_catalog import SetRow
 from imaging.cpu import use_all_cores
 from imaging.media import Finding, ImageInfo, VideoInfo
@@ -24,7 +26,7 @@ from imaging.media.render import raw_pixel_format
 from imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
-from . import wire
+from . import shared_memory, wire
 from .errors import REPLY_OVERHEAD, check_reply_size
 from .ingest_stream import serve_ingest
 from .streams import prefetch
@@ -74,6 +76,53 @@ def frame_wire(reply: FrameReply) -> bytes:
     serialising it (two copies of the bytes) unnecessary.
     """
     return wire.bytes_first(_DATA_TAG, reply.data, reply.head.SerializeToString())
+
+
+class _SlotsGivenBack:
+    """The free slots of a ``StreamFramesShared`` call: every slot at first, then each slot written
+    once the client gives it back.
+
+    A thread of its own reads the client's messages (the releases) while the
+    call's thread writes frames. A release of a slot that is not out, or any
+    other message, ends the call with INVALID_ARGUMENT.
+    """
+
+    def __init__(self, slots: int, requests: Iterator[media_pb2.SharedFramesRequest]) -> None:
+        self._free = deque(range(slots))
+        self._out: set[int] = set()
+        self._error: InvalidInputError | None = None
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, args=(requests,), name="shared-slots", daemon=True).start()
+
+    def _read(self, requests: Iterator[media_pb2.SharedFramesRequest]) -> None:
+        try:
+            for msg in requests:
+                with self._cond:
+                    if msg.WhichOneof("part") != "release":
+                        self._error = InvalidInputError("after its start, StreamFramesShared takes releases only")
+                    elif msg.release not in self._out:
+                        self._error = InvalidInputError(f"slot {msg.release} is not out: it cannot be given back")
+                    else:
+                        self._out.remove(msg.release)
+                        self._free.append(msg.release)
+                    self._cond.notify()
+                    if self._error is not None:
+                        return
+        except Exception:  # noqa: BLE001 - the call ended (cancelled, or the client went away)
+            return
+
+    def take(self, context: grpc.ServicerContext) -> int | None:
+        """A free slot, marked out (waiting for one to come back); None once the call has ended."""
+        with self._cond:
+            while not self._free and self._error is None:
+                if not context.is_active():
+                    return None
+                self._cond.wait(0.25)
+            if self._error is not None:
+                raise self._error
+            slot = self._free.popleft()
+            self._out.add(slot)
+            return slot
 
 
 def _result(index: int, r: MediaReport) -> common_pb2.IngestResult:
@@ -207,20 +256,57 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         return media_pb2.DiagnoseResponse(media_id=request.media_id, findings=[finding_pb(f) for f in findings])
 
     def StreamFrames(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext) -> Iterator[FrameReply]:
+        limit = self._max_message_bytes
+
+        def check(f: MediaFrameResult) -> None:
+            check_reply_size(len(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
+                             advice="ask for a smaller size or another format")
+
+        yield from self._replies(request, context, check)
+
+    def StreamFramesShared(self, request_iterator: Iterator[media_pb2.SharedFramesRequest],
+                           context: grpc.ServicerContext) -> Iterator[media_pb2.MediaFrame]:
+        first = next(request_iterator, None)
+        if first is None or first.WhichOneof("part") != "start":
+            raise InvalidInputError("StreamFramesShared starts with a start message")
+        start = first.start
+        slots, slot_bytes = start.slots, start.slot_bytes
+        if not 1 <= slots <= shared_memory.MAX_SLOTS or slot_bytes < 1:
+            raise InvalidInputError(f"slots must be 1 to {shared_memory.MAX_SLOTS} and slot_bytes at least 1; "
+                                    f"got {slots} and {slot_bytes}", subject=start.frames.id)
+
+        def check(f: MediaFrameResult) -> None:
+            if len(f.payload) > slot_bytes:
+                raise LimitExceededError(f"frame {f.frame} is {len(f.payload)} bytes, over the slots' {slot_bytes} "
+                                         "(make the slots larger)", subject=start.frames.id)
+
+        with shared_memory.open_for_writing(start.segment, slots * slot_bytes) as segment:
+            given_back = _SlotsGivenBack(slots, request_iterator)
+            for reply in self._replies(start.frames, context, check):
+                slot = given_back.take(context)
+                if slot is None:
+                    return  # the call ended
+                segment.write(slot * slot_bytes, reply.data)
+                head = media_pb2.MediaFrame()
+                head.CopyFrom(reply.head)
+                head.shared_slot, head.shared_bytes = slot, len(reply.data)
+                yield head
+
+    def _replies(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext,
+                 check: Callable[[MediaFrameResult], None]) -> Iterator[FrameReply]:
+        """The frames ``request`` asks for as replies, ``check`` first, made a few ahead by a thread of their own."""
         fmt = _FORMATS[request.format]
         if fmt not in _STREAMED:
             raise InvalidInputError(f"StreamFrames sends {', '.join(_STREAMED)} frames, not {fmt}")
         max_size = (request.max_width, request.max_height) if (request.max_width or request.max_height) else None
         frames = self._library.iter_frames(request.id, start=request.start, stop=request.stop or None,
                                            every=request.every or 1, fmt=fmt, max_size=max_size)
-        limit = self._max_message_bytes
 
         def messages() -> Iterator[FrameReply]:
             use_all_cores()  # runs in the prefetch thread, which decodes and converts: native work
             try:
                 for f in frames:
-                    check_reply_size(len(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
-                                     advice="ask for a smaller size or another format")
+                    check(f)
                     yield frame_reply(f, fmt)
             finally:
                 close = getattr(frames, "close", None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import threading
 import time
@@ -26,7 +27,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from e2e_support import OUTCOME, Server, object_files, serve, staging_files
 from imaging.media.probe_video import VideoLimits, probe_video
-from server.client import ReceivedFrame, get_frame, ingest_bytes_requests, stream_frames
+from server import shared_memory
+from server.client import ReceivedFrame, get_frame, ingest_bytes_requests, stream_frames, stream_frames_shared
 from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, make_video, picture
 from voxelgate.v1 import media_pb2, media_pb2_grpc
 
@@ -777,3 +779,152 @@ def test_yuv420_is_for_videos_only(videos: Videos) -> None:
         assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "video frames" in err.value.details()
     rgb = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=res.sha256, format=media_pb2.MEDIA_RAW))
     assert (rgb.width, rgb.height, rgb.pixel_format) == (64, 48, "rgb24")
+
+
+# -- frames through shared memory (StreamFramesShared) ------------------------------------
+
+shared_memory_only = pytest.mark.skipif(not shared_memory.available(), reason="POSIX shared memory in /dev/shm (Linux)")
+
+
+def _shared_call(videos: Videos, requests: list[media_pb2.SharedFramesRequest]) -> Iterator[media_pb2.MediaFrame]:
+    call = videos.server.channel.stream_stream(
+        "/voxelgate.v1.MediaService/StreamFramesShared",
+        request_serializer=media_pb2.SharedFramesRequest.SerializeToString,
+        response_deserializer=media_pb2.MediaFrame.FromString)
+    return call(iter(requests), timeout=30)  # type: ignore[no-any-return]
+
+
+def _start(frames: media_pb2.StreamFramesRequest, segment: str, slots: int, slot_bytes: int) -> media_pb2.SharedFramesRequest:
+    return media_pb2.SharedFramesRequest(start=media_pb2.SharedFramesStart(
+        frames=frames, segment=segment, slots=slots, slot_bytes=slot_bytes))
+
+
+def _segment_files() -> set[str]:
+    return {p.name for p in shared_memory.SHM_DIR.glob(shared_memory.PREFIX + "*")}
+
+
+@shared_memory_only
+@pytest.mark.parametrize("fmt", [media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420], ids=["raw", "yuv420p"])
+def test_shared_frames_are_the_streamed_frames(videos: Videos, fmt: int) -> None:
+    """Every frame through two slots (each written again and again) equals StreamFrames' reply."""
+    before = _segment_files()
+    req = media_pb2.StreamFramesRequest(id=videos.ids["bframes_mp4"], start=1, every=2, format=fmt)
+    streamed = list(videos.stub.StreamFrames(req))
+    got = []
+    for f in stream_frames_shared(videos.server.channel, req, slots=2):
+        assert f.info.data == b"" and f.info.shared_slot in (0, 1) and f.info.shared_bytes == len(f.data)
+        m = media_pb2.MediaFrame()
+        m.CopyFrom(f.info)
+        m.ClearField("shared_slot")
+        m.ClearField("shared_bytes")
+        m.data = bytes(f.data)
+        got.append(m)
+    assert len(streamed) > 4 and got == streamed
+    assert _segment_files() == before  # the client's segment is gone
+
+
+@shared_memory_only
+def test_a_client_that_stops_early_leaves_no_segment_and_the_server_stops(videos: Videos) -> None:
+    before = _segment_files()
+    frames = stream_frames_shared(videos.server.channel, media_pb2.StreamFramesRequest(
+        id=videos.ids["long_gop_mp4"], format=media_pb2.MEDIA_RAW), slots=2)
+    assert [next(frames).info.frame for _ in range(3)] == [0, 1, 2]
+    assert len(_segment_files() - before) == 1
+    frames.close()  # the caller stops: the call is cancelled and the segment removed
+    assert _segment_files() == before
+    assert _wait_until(lambda: not [t for t in threading.enumerate() if t.name in ("stream-frames", "shared-slots")])
+
+
+@shared_memory_only
+def test_bad_shared_memory_requests_get_clear_statuses(videos: Videos, tmp_path: Path) -> None:
+    vid = videos.ids["bframes_mp4"]
+    raw = media_pb2.StreamFramesRequest(id=vid, format=media_pb2.MEDIA_RAW)
+    frame_bytes = 64 * 48 * 3
+
+    def status(requests: list[media_pb2.SharedFramesRequest]) -> tuple[grpc.StatusCode, str, int]:
+        call = _shared_call(videos, requests)
+        got = 0
+        with pytest.raises(grpc.RpcError) as err:
+            for _ in call:
+                got += 1
+        return err.value.code(), err.value.details(), got
+
+    with shared_memory.ClientSegment(4 * frame_bytes) as seg:
+        code, details, _ = status([_start(raw, "../../etc/passwd", 2, frame_bytes)])
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and "voxelgate-" in details
+        code, details, _ = status([_start(raw, "voxelgate-absent0", 2, frame_bytes)])
+        assert code is grpc.StatusCode.NOT_FOUND and "voxelgate-absent0" in details
+        code, details, _ = status([_start(raw, seg.name, 8, frame_bytes)])
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and f"holds {4 * frame_bytes} bytes" in details
+        code, details, _ = status([_start(raw, seg.name, 0, frame_bytes)])
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and "slots must be 1 to 64" in details
+        code, details, _ = status([media_pb2.SharedFramesRequest(release=0)])
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and "starts with a start" in details
+        # A frame larger than a slot: the call ends, naming the frame and its size.
+        code, details, got = status([_start(raw, seg.name, 2, frame_bytes - 1)])
+        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and f"frame 0 is {frame_bytes} bytes" in details and got == 0
+        # Giving back a slot that is not out.
+        code, details, _ = status([_start(raw, seg.name, 2, frame_bytes), media_pb2.SharedFramesRequest(release=1)])
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and "slot 1 is not out" in details
+        # Not followed: a link with a segment's name.
+        link = shared_memory.SHM_DIR / "voxelgate-link0"
+        target = tmp_path / "target"
+        target.write_bytes(b"\0" * (4 * frame_bytes))
+        link.symlink_to(target)
+        try:
+            code, details, _ = status([_start(raw, link.name, 2, frame_bytes)])
+        finally:
+            link.unlink()
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and target.read_bytes() == b"\0" * (4 * frame_bytes)
+        if os.geteuid() == 0:  # root can give the segment to another user
+            os.chown(seg.path, 65534, -1)
+            code, details, _ = status([_start(raw, seg.name, 2, frame_bytes)])
+            assert code is grpc.StatusCode.FAILED_PRECONDITION and "another user" in details
+    health = health_pb2_grpc.HealthStub(videos.server.channel)
+    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+
+
+@shared_memory_only
+def test_a_segment_cut_short_by_its_client_does_not_hurt_the_server(videos: Videos) -> None:
+    """The server writes with pwrite, not through a mapping: a segment truncated meanwhile cannot kill it."""
+    req = media_pb2.StreamFramesRequest(id=videos.ids["bframes_mp4"], stop=6, format=media_pb2.MEDIA_RAW)
+    frame_bytes = 64 * 48 * 3
+    path = shared_memory.SHM_DIR / f"voxelgate-cut{os.getpid()}"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.ftruncate(fd, 2 * frame_bytes)
+        releases: list[media_pb2.SharedFramesRequest] = []
+        ready = threading.Condition()
+
+        def requests() -> Iterator[media_pb2.SharedFramesRequest]:
+            yield _start(req, path.name, 2, frame_bytes)
+            while True:
+                with ready:
+                    ready.wait_for(lambda: releases)
+                    r = releases.pop(0)
+                if r is None:
+                    return
+                yield r
+
+        call = videos.server.channel.stream_stream(
+            "/voxelgate.v1.MediaService/StreamFramesShared",
+            request_serializer=media_pb2.SharedFramesRequest.SerializeToString,
+            response_deserializer=media_pb2.MediaFrame.FromString)(requests(), timeout=30)
+        got = []
+        for f in call:
+            got.append(f.frame)
+            if f.frame == 0:
+                os.ftruncate(fd, 0)  # the client cuts its segment short while the server goes on writing
+            with ready:
+                releases.append(media_pb2.SharedFramesRequest(release=f.shared_slot))
+                ready.notify()
+        with ready:
+            releases.append(None)  # type: ignore[arg-type]
+            ready.notify()
+        assert got == [0, 1, 2, 3, 4, 5]
+        assert os.fstat(fd).st_size > 0  # the later writes lengthened it again
+    finally:
+        os.close(fd)
+        path.unlink()
+    health = health_pb2_grpc.HealthStub(videos.server.channel)
+    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
