@@ -22,6 +22,7 @@ from cache.media_catalog import SetRow
 from imaging.cpu import use_all_cores
 from imaging.media import Finding, ImageInfo, VideoInfo
 from imaging.media.library import MediaFrameResult, MediaLibrary, MediaReport
+from imaging.media.frame_index import Pieces, payload_bytes
 from imaging.media.render import raw_pixel_format
 from imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
@@ -52,7 +53,7 @@ class FrameReply:
     """A ``MediaFrame`` reply as ``frame_wire`` sends it: ``head`` holds every field but ``data``."""
 
     head: media_pb2.MediaFrame
-    data: bytes | memoryview
+    data: bytes | memoryview | Pieces
 
 
 def frame_reply(f: MediaFrameResult, fmt: str) -> FrameReply:
@@ -259,7 +260,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         limit = self._max_message_bytes
 
         def check(f: MediaFrameResult) -> None:
-            check_reply_size(len(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
+            check_reply_size(payload_bytes(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
                              advice="ask for a smaller size or another format")
 
         yield from self._replies(request, context, check)
@@ -276,8 +277,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                                     f"got {slots} and {slot_bytes}", subject=start.frames.id)
 
         def check(f: MediaFrameResult) -> None:
-            if len(f.payload) > slot_bytes:
-                raise LimitExceededError(f"frame {f.frame} is {len(f.payload)} bytes, over the slots' {slot_bytes} "
+            if payload_bytes(f.payload) > slot_bytes:
+                raise LimitExceededError(f"frame {f.frame} is {payload_bytes(f.payload)} bytes, over the slots' {slot_bytes} "
                                          "(make the slots larger)", subject=start.frames.id)
 
         with shared_memory.open_for_writing(start.segment, slots * slot_bytes) as segment:
@@ -289,7 +290,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                 segment.write(slot * slot_bytes, reply.data)
                 head = media_pb2.MediaFrame()
                 head.CopyFrom(reply.head)
-                head.shared_slot, head.shared_bytes = slot, len(reply.data)
+                head.shared_slot, head.shared_bytes = slot, payload_bytes(reply.data)
                 yield head
 
     def _replies(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext,

@@ -30,6 +30,7 @@ import re
 import stat
 import sys
 import uuid
+from collections.abc import Sequence
 from pathlib import Path
 
 from cache.errors import InvalidInputError, NotFoundError, PreconditionError, UnsupportedError
@@ -40,6 +41,8 @@ PREFIX = "voxelgate-"
 _NAME = re.compile(r"voxelgate-[A-Za-z0-9_-]{1,100}")
 #: Slots a stream may have in flight.
 MAX_SLOTS = 64
+#: Buffers a pwritev takes at once (Linux's IOV_MAX).
+_IOV_MAX = 1024
 
 
 def available() -> bool:
@@ -55,12 +58,22 @@ class SharedSegment:
         self.size = size
         self._fd = fd
 
-    def write(self, offset: int, data: bytes | memoryview) -> None:
-        """Write ``data`` at ``offset`` (``pwrite`` until every byte is written; the GIL is released meanwhile)."""
-        view = memoryview(data).cast("B")
-        while view:
-            n = os.pwrite(self._fd, view, offset)
-            view, offset = view[n:], offset + n
+    def write(self, offset: int, data: bytes | memoryview | Sequence[bytes | memoryview]) -> None:
+        """Write ``data`` at ``offset``: one buffer, or pieces one after the other (a frame's planes,
+        written straight from the decoder's memory). ``pwritev`` until every byte is written; the
+        GIL is released meanwhile."""
+        views = [v for v in (memoryview(p).cast("B") for p in (data if isinstance(data, (list, tuple)) else (data,)))
+                 if v.nbytes]
+        i = 0
+        while i < len(views):
+            n = os.pwritev(self._fd, views[i : i + _IOV_MAX], offset)
+            offset += n
+            while n and i < len(views):  # past what was written; a piece written in part goes on from there
+                if n >= views[i].nbytes:
+                    n -= views[i].nbytes
+                    i += 1
+                else:
+                    views[i], n = views[i][n:], 0
 
     def close(self) -> None:
         if self._fd >= 0:

@@ -13,7 +13,7 @@ format stays protobuf's, so any client parses these replies with its stock code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -37,17 +37,20 @@ def varint(value: int) -> bytes:
     return bytes(out)
 
 
-def bytes_first(tag: int, data: bytes | memoryview, rest: bytes = b"") -> bytes:
+def bytes_first(tag: int, data: bytes | memoryview | Sequence[bytes | memoryview], rest: bytes = b"") -> bytes:
     """A message whose field ``tag`` holds ``data``, followed by ``rest`` (the other fields, serialised).
 
     Equals protobuf's own serialisation when that field has the lowest number of
     those set; an empty ``data`` is left out, as proto3 does. A view's length is
-    its size in bytes, whatever its item format.
+    its size in bytes, whatever its item format. ``data`` may come in pieces (a
+    list or tuple of buffers, one after the other): they are copied once, into
+    the message.
     """
-    size = memoryview(data).nbytes
+    pieces = data if isinstance(data, (list, tuple)) else (data,)
+    size = sum(memoryview(p).nbytes for p in pieces)
     if not size:
         return rest
-    return b"".join((bytes((tag,)), varint(size), data, rest))
+    return b"".join((bytes((tag,)), varint(size), *pieces, rest))
 
 
 def leading_bytes(message: bytes, tag: int) -> tuple[memoryview, int] | None:

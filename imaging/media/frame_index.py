@@ -166,15 +166,36 @@ class FrameIndex:
             raise ValueError(f"not a frame index: {exc}") from exc
 
 
+class Pieces(tuple):  # type: ignore[type-arg]
+    """Bytes in pieces: views of a frame's planes, rows without padding, in order.
+
+    Whoever sends them joins or writes them once where they go (a reply's wire
+    bytes, a shared memory slot) instead of packing them first. ``len()`` counts
+    pieces; :attr:`nbytes` counts bytes.
+    """
+
+    @property
+    def nbytes(self) -> int:
+        return sum(p.nbytes for p in self)
+
+    def __bytes__(self) -> bytes:
+        return b"".join(self)
+
+
+def payload_bytes(payload: bytes | memoryview | Pieces) -> int:
+    """How many bytes a frame's payload holds, whether whole or in :class:`Pieces`."""
+    return payload.nbytes if isinstance(payload, Pieces) else memoryview(payload).nbytes
+
+
 @dataclass(frozen=True)
 class Picture:
     """One decoded frame as bytes (see "Raw pictures" in the module's docstring).
 
     Attributes
     ----------
-    data:
-        The pixels, laid out as ``pixel_format`` says, rows without padding
-        (bytes, or a read-only view of the converted frame when no copy was needed).
+    pieces:
+        The pixels, laid out as ``pixel_format`` says, rows without padding: views
+        of the converted frame's planes (which they keep alive). ``data`` joins them.
     pixel_format:
         ``"rgb24"`` or ``"yuv420p"``.
     width, height:
@@ -186,31 +207,32 @@ class Picture:
         ``"limited"`` (16..235) or ``"full"`` (0..255).
     """
 
-    data: bytes | memoryview
+    pieces: Pieces
     pixel_format: str
     width: int
     height: int
     matrix: str = ""
     color_range: str = ""
 
+    @property
+    def data(self) -> bytes | memoryview:
+        """The pixels in one buffer: a read-only view when they are one piece (a 1080p RGB picture), else a copy."""
+        if len(self.pieces) == 1:
+            return self.pieces[0].toreadonly()  # type: ignore[no-any-return]
+        return bytes(self.pieces)
 
-def _packed(planes: list[tuple[av.video.plane.VideoPlane, int, int]]) -> bytes | memoryview:
-    """The bytes of (plane, bytes per row, rows) one after the other, without row padding.
 
-    One copy; none when that is one plane whose rows have no padding (a 1080p
-    RGB picture): then a read-only view of the plane, which keeps its frame alive.
-    """
+def _pieces(planes: list[tuple[av.video.plane.VideoPlane, int, int]]) -> Pieces:
+    """Views of (plane, bytes per row, rows), one after the other, without row padding."""
     parts: list[memoryview] = []
     for plane, row, rows in planes:
-        mv = memoryview(plane)
+        mv = memoryview(plane).toreadonly()
         step = plane.line_size
         if step == row:
             parts.append(mv[: row * rows])
         else:
             parts.extend(mv[i * step : i * step + row] for i in range(rows))
-    if len(parts) == 1:
-        return parts[0].toreadonly()
-    return b"".join(parts)
+    return Pieces(parts)
 
 
 def to_picture(
@@ -242,7 +264,7 @@ def to_picture(
     if pixel_format == "rgb24":
         # One thread: a decoder's frame threads are busy meanwhile.
         out = how.reformat(frame, format="rgb24", width=width, height=height, interpolation=interpolation, threads=1)
-        return Picture(_packed([(out.planes[0], width * 3, height)]), "rgb24", width, height)
+        return Picture(_pieces([(out.planes[0], width * 3, height)]), "rgb24", width, height)
     source = frame.format.name
     if source == "yuvj420p":  # the same planes, full range: copied, not squeezed to limited range
         out = how.reformat(frame, width=width, height=height, interpolation=interpolation, threads=1)
@@ -254,8 +276,8 @@ def to_picture(
     else:
         out = how.reformat(frame, format="yuv420p", width=width, height=height, interpolation=interpolation, threads=1)
         matrix, full = _MATRIX.get(int(frame.colorspace), "unspecified"), int(frame.color_range) == 2
-    data = _packed([(p, p.width, p.height) for p in out.planes[:3]])
-    return Picture(data, "yuv420p", width, height, matrix, "full" if full else "limited")
+    pieces = _pieces([(p, p.width, p.height) for p in out.planes[:3]])
+    return Picture(pieces, "yuv420p", width, height, matrix, "full" if full else "limited")
 
 
 def build_frame_index(path: Path, *, name: str, max_frames: int | None = None) -> FrameIndex:

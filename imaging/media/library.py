@@ -27,6 +27,7 @@ from imaging.cpu import all_cores, use_all_cores
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
+from .frame_index import Pieces
 from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
 from .sequence import resize_exact
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
@@ -51,7 +52,7 @@ class MediaReport:
 
 @dataclass(frozen=True)
 class MediaFrameResult:
-    payload: bytes | memoryview  # a view for raw video frames that needed no copy (``frame_index.Picture``)
+    payload: bytes | memoryview | Pieces  # raw video frames: a view that needed no copy, or their planes' views (streams)
     media_type: str
     dtype: str
     shape: tuple[int, ...]

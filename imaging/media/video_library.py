@@ -38,7 +38,7 @@ from cache.store import ObjectStore
 from imaging.cpu import use_all_cores
 
 from .diagnose import Finding, diagnose
-from .frame_index import FrameIndex, FrameReader, Picture, build_frame_index
+from .frame_index import FrameIndex, FrameReader, Picture, Pieces, build_frame_index
 from .probe_video import VideoInfo, VideoLimits, probe_video
 from .reencode import reencode
 from .render import render_frame
@@ -199,9 +199,12 @@ def raw_media_type(pic: Picture) -> str:
     return f"video/x-raw; format={pic.pixel_format}; matrix={pic.matrix}; range={pic.color_range}"
 
 
+def _raw_shape(pic: Picture) -> tuple[int, ...]:
+    return (pic.height, pic.width, 3) if pic.pixel_format == "rgb24" else (pic.height, pic.width)
+
+
 def _raw_result(pic: Picture, time_s: float) -> FrameResult:
-    shape = (pic.height, pic.width, 3) if pic.pixel_format == "rgb24" else (pic.height, pic.width)
-    return pic.data, raw_media_type(pic), "|u1", shape, time_s
+    return pic.data, raw_media_type(pic), "|u1", _raw_shape(pic), time_s
 
 
 # -- the mixin ------------------------------------------------------------------------
@@ -409,10 +412,11 @@ class VideoLibraryMixin:
         every: int = 1,
         fmt: str = "raw",
         max_size: tuple[int, int] | None = None,
-    ) -> Iterator[tuple[int, float, bytes | memoryview, str, str, tuple[int, ...]]]:
+    ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
         """Frames ``range(start, stop, every)`` decoded sequentially: (n, time s, payload, media type, dtype, shape).
 
-        One reader of its own decodes forward (frame-threaded); it seeks only
+        A raw frame's payload is :class:`~.frame_index.Pieces` (views of its planes), for the
+        sender to join or write once. One reader of its own decodes forward (frame-threaded); it seeks only
         when ``every`` spans a keyframe. Nothing goes to the derived cache.
 
         Raises
@@ -437,11 +441,12 @@ class VideoLibraryMixin:
     @staticmethod
     def _iter_frames(
         reader: FrameReader, index: FrameIndex, wanted: range, fmt: str, max_size: tuple[int, int] | None
-    ) -> Iterator[tuple[int, float, bytes | memoryview, str, str, tuple[int, ...]]]:
+    ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
         with reader:
             for n in wanted:
                 if fmt == "yuv420p" or (fmt == "raw" and not _resizes(max_size)):
-                    payload, media_type, dtype, shape, _ = _raw_result(_picture(reader, n, fmt, max_size), 0.0)
+                    pic = _picture(reader, n, fmt, max_size)  # its planes' views: joined or written once by the sender
+                    payload, media_type, dtype, shape = pic.pieces, raw_media_type(pic), "|u1", _raw_shape(pic)
                 else:
                     payload, media_type, dtype, shape = render_frame(reader.read(n), fmt, max_size=max_size)
                 yield n, index.time_of(n), payload, media_type, dtype, shape

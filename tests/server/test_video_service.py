@@ -928,3 +928,16 @@ def test_a_segment_cut_short_by_its_client_does_not_hurt_the_server(videos: Vide
         path.unlink()
     health = health_pb2_grpc.HealthStub(videos.server.channel)
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+
+
+@shared_memory_only
+def test_a_segment_takes_pieces_written_one_after_the_other(tmp_path: Path) -> None:
+    """Planes' views written straight into a slot (more than pwritev takes at once, and one empty)."""
+    rng = np.random.default_rng(5)
+    pieces = [rng.integers(0, 256, int(n), dtype=np.uint8).tobytes() for n in rng.integers(0, 40, 2500)]
+    total = sum(len(p) for p in pieces)
+    with shared_memory.ClientSegment(total + 100) as client:
+        with shared_memory.open_for_writing(client.name, total + 100) as seg:
+            seg.write(100, [memoryview(p) for p in pieces])
+            seg.write(0, b"head")
+        assert bytes(client.view(100, total)) == b"".join(pieces) and bytes(client.view(0, 4)) == b"head"

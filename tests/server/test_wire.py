@@ -51,3 +51,14 @@ def test_field_tag_only_for_small_bytes_fields() -> None:
     assert wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"]) == 0x0A
     with pytest.raises(ValueError):
         wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["frame"])
+
+
+def test_bytes_in_pieces_make_protobufs_own_message() -> None:
+    tag = wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"])
+    data = bytes(range(256)) * 700
+    pieces = [memoryview(data)[:1000], memoryview(data)[1000:1001], memoryview(data)[1001:]]
+    rest = media_pb2.MediaFrame(media_type="x", frame=3).SerializeToString()
+    expected = media_pb2.MediaFrame(data=data, media_type="x", frame=3).SerializeToString()
+    assert wire.bytes_first(tag, pieces, rest) == expected
+    assert wire.bytes_first(tag, tuple(pieces), rest) == expected
+    assert wire.bytes_first(tag, [b"", b""], rest) == rest  # empty: left out, as proto3 does

@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from imaging.media.frame_index import FrameReader, build_frame_index, to_picture
+from imaging.media.frame_index import FrameReader, Pieces, build_frame_index, payload_bytes, to_picture
 from imaging.media.video_readers import AheadCancelled, ReadAhead
 from tests.imaging.media._videos import make_video
 
@@ -32,6 +32,19 @@ def test_yuv420p_is_copied_plane_by_plane_without_row_padding() -> None:
     assert (pic.width, pic.height, pic.pixel_format) == (7, 5, "yuv420p")
     assert len(pic.data) == 7 * 5 + 2 * 4 * 3 and pic.data == _planes(frame)
     assert (pic.matrix, pic.color_range) == ("unspecified", "limited")
+
+
+def test_pieces_are_views_of_the_planes_that_join_into_the_picture() -> None:
+    """A stream sends the planes' views as they are (joined or written once where they go)."""
+    padded = _frame("yuv420p")  # rows of 7 bytes in padded rows: a view per row
+    pic = to_picture(padded, "yuv420p")
+    assert isinstance(pic.pieces, Pieces) and len(pic.pieces) == 5 + 3 + 3
+    assert all(isinstance(p, memoryview) and p.readonly for p in pic.pieces)
+    assert bytes(pic.pieces) == _planes(padded) and pic.pieces.nbytes == payload_bytes(pic.pieces) == 59
+    whole = _frame("yuv420p", 64, 48)  # unpadded rows: a view per plane, no copy
+    pic = to_picture(whole, "yuv420p")
+    assert [p.nbytes for p in pic.pieces] == [64 * 48, 32 * 24, 32 * 24]
+    assert bytes(pic.pieces) == _planes(whole) == pic.data and payload_bytes(pic.data) == 64 * 48 * 3 // 2
 
 
 def test_full_range_and_rgb_sources() -> None:
