@@ -21,8 +21,8 @@ from cache.errors import InvalidInputError, LimitExceededError
 from cache.media_catalog import SetRow
 from imaging.cpu import use_all_cores
 from imaging.media import Finding, ImageInfo, VideoInfo
-from imaging.media.library import MediaFrameResult, MediaLibrary, MediaReport
 from imaging.media.frame_index import Pieces, payload_bytes
+from imaging.media.library import MediaFrameResult, MediaLibrary, MediaReport
 from imaging.media.render import raw_pixel_format
 from imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
@@ -277,8 +277,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                                     f"got {slots} and {slot_bytes}", subject=start.frames.id)
 
         def check(f: MediaFrameResult) -> None:
-            if payload_bytes(f.payload) > slot_bytes:
-                raise LimitExceededError(f"frame {f.frame} is {payload_bytes(f.payload)} bytes, over the slots' {slot_bytes} "
+            if (size := payload_bytes(f.payload)) > slot_bytes:
+                raise LimitExceededError(f"frame {f.frame} is {size} bytes, over the slots' {slot_bytes} "
                                          "(make the slots larger)", subject=start.frames.id)
 
         with shared_memory.open_for_writing(start.segment, slots * slot_bytes) as segment:
@@ -288,10 +288,8 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                 if slot is None:
                     return  # the call ended
                 segment.write(slot * slot_bytes, reply.data)
-                head = media_pb2.MediaFrame()
-                head.CopyFrom(reply.head)
-                head.shared_slot, head.shared_bytes = slot, payload_bytes(reply.data)
-                yield head
+                reply.head.shared_slot, reply.head.shared_bytes = slot, payload_bytes(reply.data)
+                yield reply.head  # made for this frame alone: no copy needed
 
     def _replies(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext,
                  check: Callable[[MediaFrameResult], None]) -> Iterator[FrameReply]:

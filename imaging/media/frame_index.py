@@ -24,7 +24,8 @@ Raw pictures
 ``read``'s array) or ``yuv420p`` (I420: the Y plane, then U, then V, each
 ceil(H/2) x ceil(W/2); rows without padding). ``yuv420p`` is what H.264, HEVC
 and VP9 decoders give for most videos: it is then copied out of the decoder's
-planes unconverted, at half the bytes of RGB. Frames in another pixel format
+planes unconverted (as views of them, which a sender copies once, where the
+bytes go), at half the bytes of RGB. Frames in another pixel format
 are converted to it with FFmpeg's scaler (4:2:2, 4:4:4 and deeper YUV keep their
 matrix and range; RGB sources become BT.709 limited range). The picture says
 which colour matrix and range its YUV values use.
