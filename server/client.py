@@ -298,8 +298,9 @@ def stream_frames_shared(
 
     Each frame's ``data`` is a view of its slot, good until the next frame is
     taken, when the slot goes back to the server: copy what must outlive that.
-    ``slot_bytes`` defaults to the largest raw frame of the video (its width x
-    height x 3, from ``GetMediaInfo``); ``slots`` frames may be in flight.
+    ``slot_bytes`` defaults to room for any frame of the video: its raw RGB size
+    (width x height x 3, from ``GetMediaInfo``) and a margin for an encoded frame
+    that comes out larger (a PNG of noise). ``slots`` frames may be in flight.
 
     Raises
     ------
@@ -315,7 +316,8 @@ def stream_frames_shared(
             media_pb2.GetMediaInfoRequest(id=request.id), timeout=timeout)
         if info.WhichOneof("item") != "video":
             raise ValueError("slot_bytes must be given for frames of an image or a set")
-        slot_bytes = max(1, info.video.width * info.video.height * 3)
+        raw = info.video.width * info.video.height * 3
+        slot_bytes = raw + raw // 64 + (64 << 10)
     call = ch.stream_stream(
         f"/{_MEDIA.full_name}/StreamFramesShared",
         request_serializer=media_pb2.SharedFramesRequest.SerializeToString,

@@ -804,9 +804,10 @@ def _segment_files() -> set[str]:
 
 
 @shared_memory_only
-@pytest.mark.parametrize("fmt", [media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420], ids=["raw", "yuv420p"])
+@pytest.mark.parametrize("fmt", [media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420, media_pb2.MEDIA_PNG],
+                         ids=["raw", "yuv420p", "png"])
 def test_shared_frames_are_the_streamed_frames(videos: Videos, fmt: int) -> None:
-    """Every frame through two slots (each written again and again) equals StreamFrames' reply."""
+    """Every frame through two slots (each written again and again) equals StreamFrames' reply, raw or encoded."""
     before = _segment_files()
     req = media_pb2.StreamFramesRequest(id=videos.ids["bframes_mp4"], start=1, every=2, format=fmt)
     streamed = list(videos.stub.StreamFrames(req))
