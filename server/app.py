@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import logging
 import multiprocessing
 import os
@@ -239,6 +240,26 @@ def tune_malloc() -> bool:
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
 
 
+def freeze_startup_objects() -> int:
+    """Leave what start-up made (modules, codecs, the server) out of the cyclic garbage collector; how many.
+
+    A full collection walks every object the collector tracks, holding the
+    interpreter lock meanwhile: with grpc, numpy, pydicom, SimpleITK and PyAV
+    imported, about 140,000 of them, 43 to 60 ms here, during which no request
+    of the process moves. Python runs one whenever the long-lived objects have
+    grown by a quarter, which a server that keeps series layouts and volumes for
+    hours does from time to time. Start-up's objects live as long as the process,
+    so there is nothing for the collector to find among them: after ``gc.freeze``
+    the same full collection took 5.9 ms. Reference counting still frees them,
+    and what requests make later is collected as before. (In ``bench_slice``
+    runs every full collection came during the imports, so the benches do not
+    show this.)
+    """
+    gc.collect()  # garbage of start-up goes now rather than being frozen
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def serve(config: Config) -> int:
     """Build, start, and serve until SIGTERM or SIGINT; in-flight calls get the grace period.
 
@@ -266,6 +287,7 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     with all_cores():  # the cache writer hashes and writes whole volumes: every core
         running.cache.start_writer()
     received = _note_signals()
+    frozen = freeze_startup_objects()
     running.server.start()
     if worker is not None:
         worker.ready.value = 1
@@ -279,6 +301,7 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
             "malloc_tuned": malloc_tuned,
             "request_cores": sorted(request_cores) if request_cores else "all",
             "processes": config.processes,
+            "gc_frozen": frozen,
         },
     )
     if worker is None or worker.index == 0:
