@@ -14,7 +14,7 @@ import grpc
 import numpy as np
 
 from imaging.memory import fresh_array
-from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, volume_pb2
+from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc, volume_pb2
 
 from . import wire
 from .shared_memory import ClientSegment
@@ -310,10 +310,8 @@ def stream_frames_shared(
         This host has no POSIX shared memory.
     """
     if slot_bytes is None:
-        info = ch.unary_unary(f"/{_MEDIA.full_name}/GetMediaInfo",
-                              request_serializer=media_pb2.GetMediaInfoRequest.SerializeToString,
-                              response_deserializer=media_pb2.MediaInfo.FromString)(
-            media_pb2.GetMediaInfoRequest(id=request.id), timeout=timeout)
+        info = media_pb2_grpc.MediaServiceStub(ch).GetMediaInfo(media_pb2.GetMediaInfoRequest(id=request.id),
+                                                                timeout=timeout)
         if info.WhichOneof("item") != "video":
             raise ValueError("slot_bytes must be given for frames of an image or a set")
         raw = info.video.width * info.video.height * 3
