@@ -300,14 +300,16 @@ def stream_frames_shared(
     taken, when the slot goes back to the server: copy what must outlive that.
     ``slot_bytes`` defaults to room for any frame of the video: its raw RGB size
     (width x height x 3, from ``GetMediaInfo``) and a margin for an encoded frame
-    that comes out larger (a PNG of noise). ``slots`` frames may be in flight.
+    that comes out larger (a PNG of noise), which also gives libswscale the room
+    it needs past an RGB picture it writes itself. ``slots`` frames may be in flight.
+    The segment is a sealed memfd of this process's (``server.shared_memory``).
 
     Raises
     ------
     grpc.RpcError
         The call failed (raised while iterating).
     cache.errors.UnsupportedError
-        This host has no POSIX shared memory.
+        This host cannot make a segment (not Linux).
     """
     if slot_bytes is None:
         info = media_pb2_grpc.MediaServiceStub(ch).GetMediaInfo(media_pb2.GetMediaInfoRequest(id=request.id),
@@ -326,7 +328,7 @@ def stream_frames_shared(
 
         def requests() -> Iterator[media_pb2.SharedFramesRequest]:
             yield media_pb2.SharedFramesRequest(start=media_pb2.SharedFramesStart(
-                frames=request, segment=segment.name, slots=slots, slot_bytes=slot_bytes))
+                frames=request, pid=segment.pid, fd=segment.fd, slots=slots, slot_bytes=slot_bytes))
             while (slot := given_back.get()) is not None:
                 yield media_pb2.SharedFramesRequest(release=slot)
 

@@ -14,12 +14,13 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import TypeVar
 
 import grpc
 
 from cache.errors import InvalidInputError, LimitExceededError
 from cache.media_catalog import SetRow
-from imaging.cpu import use_all_cores
+from imaging.cpu import all_cores, use_all_cores
 from imaging.media import Finding, ImageInfo, VideoInfo
 from imaging.media.frame_index import Pieces, payload_bytes
 from imaging.media.library import MediaFrameResult, MediaLibrary, MediaReport
@@ -77,6 +78,13 @@ def frame_wire(reply: FrameReply) -> bytes:
     serialising it (two copies of the bytes) unnecessary.
     """
     return wire.bytes_first(_DATA_TAG, reply.data, reply.head.SerializeToString())
+
+
+_Reply = TypeVar("_Reply")
+
+
+class _CallEnded(Exception):
+    """A ``StreamFramesShared`` call ended (cancelled, or its client went) while a frame waited for a slot."""
 
 
 class _SlotsGivenBack:
@@ -259,11 +267,12 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def StreamFrames(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext) -> Iterator[FrameReply]:
         limit = self._max_message_bytes
 
-        def check(f: MediaFrameResult) -> None:
+        def reply(f: MediaFrameResult, fmt: str) -> FrameReply:
             check_reply_size(payload_bytes(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
                              advice="ask for a smaller size or another format")
+            return frame_reply(f, fmt)
 
-        yield from self._replies(request, context, check)
+        yield from self._replies(request, context, reply)
 
     def StreamFramesShared(self, request_iterator: Iterator[media_pb2.SharedFramesRequest],
                            context: grpc.ServicerContext) -> Iterator[media_pb2.MediaFrame]:
@@ -271,50 +280,87 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         if first is None or first.WhichOneof("part") != "start":
             raise InvalidInputError("StreamFramesShared starts with a start message")
         start = first.start
-        slots, slot_bytes = start.slots, start.slot_bytes
+        slots, slot_bytes, item = start.slots, start.slot_bytes, start.frames.id
         if not 1 <= slots <= shared_memory.MAX_SLOTS or slot_bytes < 1:
             raise InvalidInputError(f"slots must be 1 to {shared_memory.MAX_SLOTS} and slot_bytes at least 1; "
-                                    f"got {slots} and {slot_bytes}", subject=start.frames.id)
+                                    f"got {slots} and {slot_bytes}", subject=item)
 
-        def check(f: MediaFrameResult) -> None:
-            if (size := payload_bytes(f.payload)) > slot_bytes:
-                raise LimitExceededError(f"frame {f.frame} is {size} bytes, over the slots' {slot_bytes} "
-                                         "(make the slots larger)", subject=start.frames.id)
-
-        with shared_memory.open_for_writing(start.segment, slots * slot_bytes) as segment:
+        with shared_memory.open_for_writing(start.pid, start.fd, slots * slot_bytes) as segment:
             given_back = _SlotsGivenBack(slots, request_iterator)
-            for reply in self._replies(start.frames, context, check):
+            written: list[int] = []  # the slot ``into`` gave the raw frame being made (by the prefetch thread)
+
+            def take(nbytes: int, what: str) -> int:
+                if nbytes > slot_bytes:
+                    raise LimitExceededError(f"{what} {nbytes} bytes, over the slots' {slot_bytes} "
+                                             "(make the slots larger)", subject=item)
                 slot = given_back.take(context)
                 if slot is None:
-                    return  # the call ended
-                segment.write(slot * slot_bytes, reply.data)
-                reply.head.shared_slot, reply.head.shared_bytes = slot, payload_bytes(reply.data)
-                yield reply.head  # made for this frame alone: no copy needed
+                    raise _CallEnded
+                return slot
+
+            def into(nbytes: int) -> memoryview:
+                """Where a raw frame goes: a free slot, which the decoder's converter writes into."""
+                written.append(slot := take(nbytes, "raw frames are"))
+                return segment.view(slot * slot_bytes, slot_bytes)
+
+            def reply(f: MediaFrameResult, fmt: str) -> media_pb2.MediaFrame:
+                nbytes = payload_bytes(f.payload)
+                if written:
+                    slot = written.pop()  # ``into`` gave it: the frame is in it
+                else:  # encoded (or scaled) frames come as bytes: copied into a slot
+                    slot = take(nbytes, f"frame {f.frame} is")
+                    segment.write(slot * slot_bytes, f.payload)
+                head = frame_reply(f, fmt).head  # made for this frame alone: no copy needed
+                head.shared_slot, head.shared_bytes = slot, nbytes
+                return head
+
+            try:
+                # No read-ahead thread: a reply here is a few bytes, sent at once, so this thread decodes and
+                # converts itself (one thread and two hand-overs a frame fewer: 0.2 to 0.3 ms of CPU a frame).
+                yield from self._replies(start.frames, context, reply, into=into, depth=0)
+            except _CallEnded:
+                return
 
     def _replies(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext,
-                 check: Callable[[MediaFrameResult], None]) -> Iterator[FrameReply]:
-        """The frames ``request`` asks for as replies, ``check`` first, made a few ahead by a thread of their own."""
+                 reply: Callable[[MediaFrameResult, str], _Reply],
+                 into: Callable[[int], memoryview] | None = None, depth: int = 3) -> Iterator[_Reply]:
+        """The frames ``request`` asks for as ``reply`` makes them of each: ``depth`` ahead by a thread of their own,
+        or (0) by this thread. Raw video frames are written into the buffers ``into`` gives, if given
+        (``MediaLibrary.iter_frames``)."""
         fmt = _FORMATS[request.format]
         if fmt not in _STREAMED:
             raise InvalidInputError(f"StreamFrames sends {', '.join(_STREAMED)} frames, not {fmt}")
         max_size = (request.max_width, request.max_height) if (request.max_width or request.max_height) else None
         frames = self._library.iter_frames(request.id, start=request.start, stop=request.stop or None,
-                                           every=request.every or 1, fmt=fmt, max_size=max_size)
+                                           every=request.every or 1, fmt=fmt, max_size=max_size, into=into)
 
-        def messages() -> Iterator[FrameReply]:
-            use_all_cores()  # runs in the prefetch thread, which decodes and converts: native work
+        def messages() -> Iterator[_Reply]:
             try:
                 for f in frames:
-                    check(f)
-                    yield frame_reply(f, fmt)
+                    yield reply(f, fmt)
             finally:
                 close = getattr(frames, "close", None)
                 if close is not None:
                     close()  # closes the stream's reader now, whoever stops first
 
+        def on_all_cores() -> Iterator[_Reply]:
+            use_all_cores()  # the prefetch thread's own cores: it decodes and converts, native work
+            yield from messages()
+
+        if not depth:  # made by this thread, one by one (on every core meanwhile, as the prefetch thread)
+            mine = messages()
+            try:
+                with all_cores():
+                    for msg in mine:
+                        yield msg
+                        if not context.is_active():
+                            return
+            finally:
+                mine.close()
+            return
         # A thread of its own decodes, converts and builds the next messages (PyAV releases the
         # GIL) while this one serialises and sends: a few frames ahead, stopped when the call ends.
-        ahead = prefetch(messages(), depth=3, name="stream-frames")
+        ahead = prefetch(on_all_cores(), depth=depth, name="stream-frames")
         context.add_callback(ahead.stop)  # cancelled, timed out or finished: stop decoding at once
         try:
             for msg in ahead:

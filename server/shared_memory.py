@@ -1,29 +1,40 @@
-"""Shared memory segments between a client and the server on one host (Linux): their one home.
+"""Shared memory between a client and the server on one host (Linux): their one home.
 
-``StreamFramesShared`` writes each frame into a slot of a POSIX shared memory
-segment that the client made, instead of sending it over the connection. For
-raw 1080p frames (3 to 6 MB) that saves most of gRPC's copies: the bytes are
-copied once, from the decoder into the segment, where a stream copies them five
-times (into a message, into gRPC's buffers, through the socket twice, into a
-bytes object). NVIDIA's Triton server offers the same for tensors.
+``StreamFramesShared`` writes each frame into a slot of a shared memory segment
+that the client made, instead of sending it over the connection. For raw 1080p
+frames (3 to 6 MB) that saves most of gRPC's copies: the frame is written once,
+into the slot (for RGB, by FFmpeg's scaler itself), where a stream copies it
+five times more (into a message, into gRPC's buffers, through the socket twice,
+into a bytes object). NVIDIA's Triton server offers the same for tensors.
 
-The client makes the segment (:class:`ClientSegment`) and names it. The server
-opens it (:func:`open_for_writing`) only when:
+The segment is a **sealed memfd**. The client (:class:`ClientSegment`) makes it
+with ``memfd_create`` under a name ``voxelgate-...``, sizes it, seals it against
+shrinking and growing (``F_SEAL_SHRINK``, ``F_SEAL_GROW``, then ``F_SEAL_SEAL``),
+maps it, and sends its process id and the descriptor's number. The server
+(:func:`open_for_writing`) opens ``/proc/PID/fd/FD`` (the kernel allows that only
+for a process of the server's own user), and then, on the descriptor it opened
+(so that a client cannot swap the file between the checks), accepts it only when:
 
-- the name is ``voxelgate-`` and 1 to 100 letters, digits, ``_`` or ``-`` (a name
-  in ``/dev/shm``, never a path);
-- ``/dev/shm/NAME`` is a regular file, opened without following a link;
-- it is owned by the server's own user, so that a client of another user
-  cannot make the server write where that user could not;
-- it holds every slot.
+- it is a memfd whose name is ``voxelgate-`` and 1 to 100 letters, digits, ``_``
+  or ``-``;
+- it is owned by the server's user, so that a client of another user cannot make
+  the server write where that user could not;
+- it is sealed against shrinking, and holds every slot.
 
-The server writes with ``pwrite``, not through a mapping: a client that shrinks
-the segment meanwhile only makes the file longer again, where a write into a
-mapping past the file's end would kill the server with ``SIGBUS``.
+The server then maps it and writes into the mapping. The seal is what makes that
+safe: a write through a mapping past the end of its file kills the writer with
+``SIGBUS``, and no one, the client included, can remove a seal or shrink a
+sealed file. (The client maps the segment with ``MAP_POPULATE``, so its memory
+is there before the server writes.)
+
+A client on another host or in another PID namespace (a container of its own)
+cannot name its descriptor to the server: the call ends with NOT_FOUND and it
+uses ``StreamFrames``.
 """
 
 from __future__ import annotations
 
+import fcntl
 import mmap
 import os
 import re
@@ -31,54 +42,61 @@ import stat
 import sys
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
+
+import numpy as np
 
 from cache.errors import InvalidInputError, NotFoundError, PreconditionError, UnsupportedError
 
-#: Where POSIX shared memory segments live on Linux (``shm_open``).
-SHM_DIR = Path("/dev/shm")
 PREFIX = "voxelgate-"
-_NAME = re.compile(r"voxelgate-[A-Za-z0-9_-]{1,100}")
+#: How the link of a segment's descriptor reads (``/proc/self/fd/N``).
+_LINK = re.compile(r"/memfd:(voxelgate-[A-Za-z0-9_-]{1,100}) \(deleted\)")
 #: Slots a stream may have in flight.
 MAX_SLOTS = 64
-#: Buffers a pwritev takes at once (Linux's IOV_MAX).
-_IOV_MAX = 1024
+_SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL if sys.platform.startswith("linux") else 0
 
 
 def available() -> bool:
-    """Whether this host has POSIX shared memory where this module looks for it."""
-    return sys.platform.startswith("linux") and SHM_DIR.is_dir()
+    """Whether this host has what segments need: Linux, memfd and ``/proc``."""
+    return sys.platform.startswith("linux") and hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 
 
 class SharedSegment:
-    """A client's segment, open for the server to write into."""
+    """A client's segment, mapped for the server to write into."""
 
-    def __init__(self, name: str, fd: int, size: int) -> None:
+    def __init__(self, name: str, mapping: mmap.mmap) -> None:
         self.name = name
-        self.size = size
-        self._fd = fd
+        self.size = len(mapping)
+        self._map: mmap.mmap | None = mapping
 
-    def write(self, offset: int, data: bytes | memoryview | Sequence[bytes | memoryview]) -> None:
-        """Write ``data`` at ``offset``: one buffer, or pieces one after the other (a frame's planes,
-        written straight from the decoder's memory). ``pwritev`` until every byte is written; the
-        GIL is released meanwhile."""
-        views = [v for v in (memoryview(p).cast("B") for p in (data if isinstance(data, (list, tuple)) else (data,)))
-                 if v.nbytes]
-        i = 0
-        while i < len(views):
-            n = os.pwritev(self._fd, views[i : i + _IOV_MAX], offset)
-            offset += n
-            while n and i < len(views):  # past what was written; a piece written in part goes on from there
-                if n >= views[i].nbytes:
-                    n -= views[i].nbytes
-                    i += 1
-                else:
-                    views[i], n = views[i][n:], 0
+    def view(self, offset: int, nbytes: int) -> memoryview:
+        """Writable bytes ``offset:offset + nbytes`` of the segment."""
+        if self._map is None:
+            raise ValueError("the segment is closed")
+        if not 0 <= offset <= offset + nbytes <= self.size:
+            raise ValueError(f"bytes {offset}:{offset + nbytes} are outside the segment's {self.size}")
+        return memoryview(self._map)[offset : offset + nbytes]
+
+    def write(self, offset: int, data: bytes | memoryview | Sequence[bytes | memoryview]) -> int:
+        """Copy ``data`` (one buffer, or pieces one after the other) to ``offset``; the GIL is released
+        for large pieces (numpy). Returns the bytes written."""
+        pieces = data if isinstance(data, (list, tuple)) else (data,)
+        sources = [np.frombuffer(p, np.uint8) for p in pieces]
+        total = sum(s.nbytes for s in sources)
+        dst = np.frombuffer(self.view(offset, total), np.uint8)
+        at = 0
+        for s in sources:
+            np.copyto(dst[at : at + s.nbytes], s)
+            at += s.nbytes
+        return total
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        """Unmap the segment (when no view of it is left; else when the last one goes)."""
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # a view is still held: the mapping goes with the last one
+            self._map = None
 
     def __enter__(self) -> SharedSegment:
         return self
@@ -87,68 +105,82 @@ class SharedSegment:
         self.close()
 
 
-def open_for_writing(name: str, nbytes: int) -> SharedSegment:
-    """The client's segment ``name``, checked as the module says, at least ``nbytes`` long.
+def open_for_writing(pid: int, fd: int, nbytes: int) -> SharedSegment:
+    """Descriptor ``fd`` of process ``pid``, checked as the module says, at least ``nbytes`` long, mapped.
 
     Raises
     ------
     InvalidInputError
-        A name outside the rules, or a segment that is not a regular file or is too short.
+        A descriptor that is not a sealed voxelgate memfd, or one too short.
     NotFoundError
-        No segment of that name on the server's host (a client on another host, or one that removed it).
+        No such process or descriptor on the server's host (a client on another host, in another
+        PID namespace, or one that closed it).
     PreconditionError
-        The segment belongs to another user.
+        The process or the segment belongs to another user.
     UnsupportedError
-        The server's host has no POSIX shared memory (not Linux).
+        The server's host has no memfd (not Linux).
     """
+    subject = f"descriptor {fd} of process {pid}"
     if not available():
         raise UnsupportedError("shared memory segments need a server on Linux; use StreamFrames")
-    if not _NAME.fullmatch(name):
-        raise InvalidInputError(f"a shared memory segment's name is {PREFIX} and 1 to 100 letters, digits, _ or -; "
-                                f"got {name[:120]!r}")
+    if pid < 1 or fd < 0:
+        raise InvalidInputError(f"a shared memory segment is named by a process id (>= 1) and a descriptor (>= 0); "
+                                f"got {pid} and {fd}")
     try:
-        fd = os.open(SHM_DIR / name, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC | getattr(os, "O_NONBLOCK", 0))
+        own = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise NotFoundError("no shared memory segment of that name on the server's host", subject=name) from None
+        raise NotFoundError("no such process or descriptor on the server's host (shared memory needs a client "
+                            "on the same host, in the same PID namespace)", subject=subject) from None
+    except PermissionError:
+        raise PreconditionError("the process belongs to another user than the server's", subject=subject) from None
     except OSError as exc:
-        raise InvalidInputError(f"cannot open the shared memory segment: {exc.strerror}", subject=name) from None
+        raise InvalidInputError(f"cannot open the shared memory segment: {exc.strerror}", subject=subject) from None
     try:
-        st = os.fstat(fd)
+        m = _LINK.fullmatch(os.readlink(f"/proc/self/fd/{own}"))
+        if m is None:
+            raise InvalidInputError(f"not a shared memory segment: a memfd named {PREFIX} and 1 to 100 letters, "
+                                    "digits, _ or -", subject=subject)
+        name = m.group(1)
+        st = os.fstat(own)
         if not stat.S_ISREG(st.st_mode):
             raise InvalidInputError("the shared memory segment is not a regular file", subject=name)
         if st.st_uid != os.geteuid():
             raise PreconditionError("the shared memory segment belongs to another user than the server's", subject=name)
+        if not fcntl.fcntl(own, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK:
+            raise InvalidInputError("the shared memory segment is not sealed against shrinking (F_SEAL_SHRINK)",
+                                    subject=name)
         if st.st_size < nbytes:
             raise InvalidInputError(f"the shared memory segment holds {st.st_size} bytes; its slots need {nbytes}",
                                     subject=name)
-    except BaseException:
-        os.close(fd)
-        raise
-    return SharedSegment(name, fd, st.st_size)
+        mapping = mmap.mmap(own, st.st_size, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(own)  # the mapping keeps the memory
+    return SharedSegment(name, mapping)
 
 
 class ClientSegment:
-    """A segment of the client's: made in ``/dev/shm`` under a fresh name, mapped, removed on :meth:`close`.
+    """A segment of the client's: a sealed memfd under a fresh name, mapped; :meth:`close` lets it go.
 
-    Only this process's user can open it (mode 0600).
+    ``pid`` and ``fd`` name it to a server on this host. The memory goes when the
+    client has closed it and the server has unmapped it.
     """
 
     def __init__(self, nbytes: int) -> None:
         if not available():
-            raise UnsupportedError("shared memory segments need Linux (/dev/shm)")
+            raise UnsupportedError("shared memory segments need Linux (memfd)")
         if nbytes < 1:
             raise ValueError(f"a segment needs at least 1 byte, got {nbytes}")
         self.name = f"{PREFIX}{uuid.uuid4().hex}"
-        self.path = SHM_DIR / self.name
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        self.pid = os.getpid()
+        self.fd = os.memfd_create(self.name, os.MFD_CLOEXEC | os.MFD_ALLOW_SEALING)
         try:
-            os.ftruncate(fd, nbytes)
-            self._map: mmap.mmap | None = mmap.mmap(fd, nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            os.ftruncate(self.fd, nbytes)
+            fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, _SEALS)
+            self._map: mmap.mmap | None = mmap.mmap(self.fd, nbytes, mmap.MAP_SHARED | mmap.MAP_POPULATE,
+                                                    mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
-            os.close(fd)
-            self.path.unlink(missing_ok=True)
+            os.close(self.fd)
             raise
-        os.close(fd)  # the mapping keeps the memory
         self.size = nbytes
 
     def view(self, offset: int, nbytes: int) -> memoryview:
@@ -160,8 +192,10 @@ class ClientSegment:
         return memoryview(self._map)[offset : offset + nbytes]
 
     def close(self) -> None:
-        """Remove the segment's name, and unmap it (when no view of it is left; else when the last one goes)."""
-        self.path.unlink(missing_ok=True)
+        """Close the descriptor, and unmap the segment (when no view of it is left; else when the last one goes)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
         if self._map is not None:
             try:
                 self._map.close()

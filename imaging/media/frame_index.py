@@ -28,14 +28,18 @@ planes unconverted (as views of them, which a sender copies once, where the
 bytes go), at half the bytes of RGB. Frames in another pixel format
 are converted to it with FFmpeg's scaler (4:2:2, 4:4:4 and deeper YUV keep their
 matrix and range; RGB sources become BT.709 limited range). The picture says
-which colour matrix and range its YUV values use.
+which colour matrix and range its YUV values use. Given ``into`` (a function
+that returns a buffer for the picture's bytes: a shared memory slot), the
+picture is written there instead: RGB by libswscale itself where
+``imaging.media.swscale`` takes the frame (no second copy of 6 MB), else
+copied once from the converted planes.
 """
 
 from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -50,6 +54,7 @@ from imaging.cpu import all_cores
 
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
 from .render import fit_size
+from .swscale import DirectRGB
 
 _INDEX_VERSION = 1
 #: Frames a seek is worth, in decoding work (flush, refill of the threads' pipeline).
@@ -236,12 +241,45 @@ def _pieces(planes: list[tuple[av.video.plane.VideoPlane, int, int]]) -> Pieces:
     return Pieces(parts)
 
 
+def picture_bytes(pixel_format: str, width: int, height: int) -> int:
+    """How many bytes a picture of ``pixel_format`` (one of ``RAW_PIXEL_FORMATS``) and that size holds."""
+    if pixel_format == "rgb24":
+        return width * height * 3
+    return width * height + 2 * ((width + 1) // 2) * ((height + 1) // 2)
+
+
+def _destination(into: Callable[[int], memoryview], nbytes: int) -> memoryview:
+    dst = memoryview(into(nbytes)).cast("B")
+    if dst.readonly or dst.nbytes < nbytes:
+        raise ValueError(f"into: expected a writable buffer of at least {nbytes} bytes, got "
+                         f"{'a read-only one' if dst.readonly else dst.nbytes}")
+    return dst
+
+
+def _write_planes(planes: list[tuple[av.video.plane.VideoPlane, int, int]], dst: memoryview) -> Pieces:
+    """Copy (plane, bytes per row, rows) one after the other into ``dst`` without row padding (numpy: the GIL
+    is released); the piece is the view of what was written."""
+    at = 0
+    for plane, row, rows in planes:
+        src = np.frombuffer(plane, np.uint8)
+        target = np.frombuffer(dst, np.uint8, count=row * rows, offset=at)
+        if plane.line_size == row:
+            np.copyto(target, src[: row * rows])
+        else:
+            rows_of = np.lib.stride_tricks.as_strided(src, (rows, row), (plane.line_size, 1), writeable=False)
+            np.copyto(target.reshape(rows, row), rows_of)
+        at += row * rows
+    return Pieces([dst[:at].toreadonly()])
+
+
 def to_picture(
     frame: av.VideoFrame,
     pixel_format: str,
     *,
     size: tuple[int, int] | None = None,
     reformatter: VideoReformatter | None = None,
+    into: Callable[[int], memoryview] | None = None,
+    direct: DirectRGB | None = None,
 ) -> Picture:
     """Copy a decoded frame out as a ``Picture`` in ``pixel_format``, scaled to ``size`` (w, h) if given.
 
@@ -249,10 +287,17 @@ def to_picture(
     decoder's planes; everything else goes through FFmpeg's scaler (Lanczos when
     scaling). ``reformatter`` keeps the scaler between calls (one per thread).
 
+    ``into``, when given, is called with the picture's size in bytes and returns
+    the writable buffer (at least that long) to write the picture into: the
+    picture's piece is then a view of it. ``direct`` (one per thread too) lets
+    libswscale write an RGB picture at the frame's size there itself
+    (``imaging.media.swscale``); otherwise the converted planes are copied there.
+
     Raises
     ------
     ValueError
-        For a pixel format outside ``RAW_PIXEL_FORMATS`` or a size that is not positive.
+        For a pixel format outside ``RAW_PIXEL_FORMATS``, a size that is not positive, or a
+        buffer from ``into`` that is read-only or too short.
     """
     if pixel_format not in RAW_PIXEL_FORMATS:
         raise ValueError(f"pixel_format: expected one of {', '.join(RAW_PIXEL_FORMATS)}, got {pixel_format!r}")
@@ -260,12 +305,19 @@ def to_picture(
     if width <= 0 or height <= 0:
         raise ValueError(f"size: expected positive sides, got {width} x {height}")
     scaled = (width, height) != (frame.width, frame.height)
+    dst = _destination(into, picture_bytes(pixel_format, width, height)) if into is not None else None
+
+    def placed(planes: list[tuple[av.video.plane.VideoPlane, int, int]]) -> Pieces:
+        return _pieces(planes) if dst is None else _write_planes(planes, dst)
+
     how = reformatter or VideoReformatter()
     interpolation = Interpolation.LANCZOS if scaled else None
     if pixel_format == "rgb24":
+        if dst is not None and not scaled and direct is not None and direct.convert(frame, dst):
+            return Picture(Pieces([dst[: width * height * 3].toreadonly()]), "rgb24", width, height)
         # One thread: a decoder's frame threads are busy meanwhile.
         out = how.reformat(frame, format="rgb24", width=width, height=height, interpolation=interpolation, threads=1)
-        return Picture(_pieces([(out.planes[0], width * 3, height)]), "rgb24", width, height)
+        return Picture(placed([(out.planes[0], width * 3, height)]), "rgb24", width, height)
     source = frame.format.name
     if source == "yuvj420p":  # the same planes, full range: copied, not squeezed to limited range
         out = how.reformat(frame, width=width, height=height, interpolation=interpolation, threads=1)
@@ -277,7 +329,7 @@ def to_picture(
     else:
         out = how.reformat(frame, format="yuv420p", width=width, height=height, interpolation=interpolation, threads=1)
         matrix, full = _MATRIX.get(int(frame.colorspace), "unspecified"), int(frame.color_range) == 2
-    pieces = _pieces([(p, p.width, p.height) for p in out.planes[:3]])
+    pieces = placed([(p, p.width, p.height) for p in out.planes[:3]])
     return Picture(pieces, "yuv420p", width, height, matrix, "full" if full else "limited")
 
 
@@ -338,6 +390,7 @@ class FrameReader:
         # One converter for every frame: a new one per frame (what ``to_ndarray(format=...)``
         # does) rebuilds FFmpeg's scaler each time, which costs as much as the conversion.
         self._rgb = VideoReformatter()
+        self._direct = DirectRGB()  # RGB written by libswscale into a caller's buffer (``read_picture``'s ``into``)
         self._target = _NO_TARGET  # pts being decoded to (see ``_decode_packets``)
         self.skip_nonref = True  # let the decoder drop unneeded frames on the way to a target
         self.seeks = 0  # how many seeks were needed (for tests and benchmarks)
@@ -371,12 +424,14 @@ class FrameReader:
 
     @all_cores()
     def read_picture(
-        self, n: int, pixel_format: str = "rgb24", *, max_size: tuple[int, int] | None = None
+        self, n: int, pixel_format: str = "rgb24", *, max_size: tuple[int, int] | None = None,
+        into: Callable[[int], memoryview] | None = None,
     ) -> Picture:
         """Frame ``n`` as bytes in ``pixel_format`` (``to_picture``).
 
         ``max_size`` (width, height; 0 leaves a side unbounded) fits the picture
-        within that box keeping its aspect ratio, never enlarging it.
+        within that box keeping its aspect ratio, never enlarging it. ``into``
+        gives the buffer to write the picture into, as for ``to_picture``.
 
         Raises
         ------
@@ -389,7 +444,7 @@ class FrameReader:
         size = None
         if max_size is not None and any(max_size):
             size = fit_size(frame.width, frame.height, max_size[0] or frame.width, max_size[1] or frame.height)
-        return to_picture(frame, pixel_format, size=size, reformatter=self._rgb)
+        return to_picture(frame, pixel_format, size=size, reformatter=self._rgb, into=into, direct=self._direct)
 
     @all_cores()
     def read_frame(self, n: int) -> av.VideoFrame:

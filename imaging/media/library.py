@@ -378,8 +378,11 @@ class MediaLibrary(VideoLibraryMixin):
         every: int = 1,
         fmt: FrameFormat = "raw",
         max_size: tuple[int, int] | None = None,
+        into: Callable[[int], memoryview] | None = None,
     ) -> Iterator[MediaFrameResult]:
         """Frames ``range(start, stop, every)`` of a video (decoded sequentially) or of an image or set.
+
+        ``into`` (videos' raw frames only): where to write each frame, as ``iter_video_frames`` says.
 
         Raises
         ------
@@ -390,7 +393,7 @@ class MediaLibrary(VideoLibraryMixin):
         """
         if self.is_video(item_id):
             for n, time_s, payload, media_type, dtype, shape in self.iter_video_frames(
-                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size
+                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size, into=into
             ):
                 yield MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, n, time_s)
             return

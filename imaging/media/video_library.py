@@ -185,11 +185,13 @@ def _resizes(max_size: tuple[int, int] | None) -> bool:
     return max_size is not None and any(max_size)
 
 
-def _picture(reader: FrameReader, n: int, fmt: str, max_size: tuple[int, int] | None) -> Picture:
-    """Frame ``n`` as raw bytes: RGB (``raw``) or I420 (``yuv420p``, fitted within ``max_size`` by FFmpeg's Lanczos)."""
+def _picture(reader: FrameReader, n: int, fmt: str, max_size: tuple[int, int] | None,
+             into: Callable[[int], memoryview] | None = None) -> Picture:
+    """Frame ``n`` as raw bytes: RGB (``raw``) or I420 (``yuv420p``, fitted within ``max_size`` by FFmpeg's Lanczos);
+    written into the buffer ``into`` gives, if given (``FrameReader.read_picture``)."""
     if fmt == "raw":
-        return reader.read_picture(n, "rgb24")
-    return reader.read_picture(n, "yuv420p", max_size=max_size if _resizes(max_size) else None)
+        return reader.read_picture(n, "rgb24", into=into)
+    return reader.read_picture(n, "yuv420p", max_size=max_size if _resizes(max_size) else None, into=into)
 
 
 def raw_media_type(pic: Picture) -> str:
@@ -412,11 +414,15 @@ class VideoLibraryMixin:
         every: int = 1,
         fmt: str = "raw",
         max_size: tuple[int, int] | None = None,
+        into: Callable[[int], memoryview] | None = None,
     ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
         """Frames ``range(start, stop, every)`` decoded sequentially: (n, time s, payload, media type, dtype, shape).
 
         A raw frame's payload is :class:`~.frame_index.Pieces` (views of its planes), for the
-        sender to join or write once. One reader of its own decodes forward (frame-threaded); it seeks only
+        sender to join or write once; or, with ``into``, the view of where the frame was written: ``into`` is
+        called with each raw frame's size in bytes and returns a writable buffer at least that long (a
+        shared memory slot), which libswscale writes RGB into directly where it can (``to_picture``).
+        Encoded frames are bytes either way. One reader of its own decodes forward (frame-threaded); it seeks only
         when ``every`` spans a keyframe. Nothing goes to the derived cache.
 
         Raises
@@ -436,16 +442,17 @@ class VideoLibraryMixin:
         _check_frame_request(media_id, fmt, max_size)
         stop = min(stop, total)
         reader, index = self._open_reader(media_id, row.name)
-        return self._iter_frames(reader, index, range(start, stop, every), fmt, max_size)
+        return self._iter_frames(reader, index, range(start, stop, every), fmt, max_size, into)
 
     @staticmethod
     def _iter_frames(
-        reader: FrameReader, index: FrameIndex, wanted: range, fmt: str, max_size: tuple[int, int] | None
+        reader: FrameReader, index: FrameIndex, wanted: range, fmt: str, max_size: tuple[int, int] | None,
+        into: Callable[[int], memoryview] | None,
     ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
         with reader:
             for n in wanted:
                 if fmt == "yuv420p" or (fmt == "raw" and not _resizes(max_size)):
-                    pic = _picture(reader, n, fmt, max_size)  # its planes' views: joined or written once by the sender
+                    pic = _picture(reader, n, fmt, max_size, into)  # views: joined or written once by the sender
                     payload, media_type, dtype, shape = pic.pieces, raw_media_type(pic), "|u1", _raw_shape(pic)
                 else:
                     payload, media_type, dtype, shape = render_frame(reader.read(n), fmt, max_size=max_size)

@@ -225,3 +225,30 @@ def test_a_port_in_use_is_refused_before_any_process_starts(tmp_path: Path) -> N
     assert out.returncode == 2
     assert f"cannot bind 127.0.0.1:{port}" in out.stderr
     assert "voxelgate serving" not in out.stderr
+
+
+def test_a_client_in_another_process_gets_frames_through_shared_memory(processes: Processes, tmp_path: Path) -> None:
+    """``StreamFramesShared`` across processes: the worker opens the client's memfd through /proc, writes each
+    frame into it (RGB by libswscale itself), and lets the segment go when the stream ends."""
+    from server.client import ingest_requests, stream_frames_shared
+    from tests.imaging.media._videos import make_video
+    from voxelgate.v1 import media_pb2, media_pb2_grpc
+
+    video = make_video(tmp_path / "clip.mp4", "mp4", n=12)
+    ch = processes.connect(1)
+    stub = media_pb2_grpc.MediaServiceStub(ch)
+    [res] = list(stub.Ingest(ingest_requests([(video.name, video)])))
+    assert res.outcome == common_pb2.STORED
+    for fmt in (media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420):
+        req = media_pb2.StreamFramesRequest(id=res.sha256, format=fmt)
+        streamed = [(f.frame, f.data) for f in stub.StreamFrames(req)]
+        shared = [(f.info.frame, bytes(f.data)) for f in stream_frames_shared(ch, req, slots=2)]
+        assert len(streamed) == 12 and shared == streamed
+
+    def mapped_anywhere() -> bool:
+        return any("memfd:voxelgate-" in Path(f"/proc/{pid}/maps").read_text() for pid in processes.workers())
+
+    deadline = time.monotonic() + 10
+    while mapped_anywhere() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not mapped_anywhere()

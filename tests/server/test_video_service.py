@@ -9,10 +9,13 @@ written with.
 
 from __future__ import annotations
 
+import fcntl
+import gc
 import hashlib
 import json
 import os
 import re
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -783,7 +786,7 @@ def test_yuv420_is_for_videos_only(videos: Videos) -> None:
 
 # -- frames through shared memory (StreamFramesShared) ------------------------------------
 
-shared_memory_only = pytest.mark.skipif(not shared_memory.available(), reason="POSIX shared memory in /dev/shm (Linux)")
+shared_memory_only = pytest.mark.skipif(not shared_memory.available(), reason="shared memory segments need Linux (memfd)")
 
 
 def _shared_call(videos: Videos, requests: list[media_pb2.SharedFramesRequest]) -> Iterator[media_pb2.MediaFrame]:
@@ -794,21 +797,33 @@ def _shared_call(videos: Videos, requests: list[media_pb2.SharedFramesRequest]) 
     return call(iter(requests), timeout=30)  # type: ignore[no-any-return]
 
 
-def _start(frames: media_pb2.StreamFramesRequest, segment: str, slots: int, slot_bytes: int) -> media_pb2.SharedFramesRequest:
+def _start(frames: media_pb2.StreamFramesRequest, fd: int, slots: int, slot_bytes: int,
+           pid: int | None = None) -> media_pb2.SharedFramesRequest:
     return media_pb2.SharedFramesRequest(start=media_pb2.SharedFramesStart(
-        frames=frames, segment=segment, slots=slots, slot_bytes=slot_bytes))
+        frames=frames, pid=os.getpid() if pid is None else pid, fd=fd, slots=slots, slot_bytes=slot_bytes))
 
 
-def _segment_files() -> set[str]:
-    return {p.name for p in shared_memory.SHM_DIR.glob(shared_memory.PREFIX + "*")}
+def _segments_held() -> int:
+    """Segments this process (client and server: the server runs in it) still holds open or mapped."""
+    gc.collect()
+    fds = sum(1 for fd in os.listdir("/proc/self/fd") if "memfd:voxelgate-" in _readlink(f"/proc/self/fd/{fd}"))
+    maps = sum(1 for line in Path("/proc/self/maps").read_text().splitlines() if "memfd:voxelgate-" in line)
+    return fds + maps
+
+
+def _readlink(path: str) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
 
 
 @shared_memory_only
 @pytest.mark.parametrize("fmt", [media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420, media_pb2.MEDIA_PNG],
                          ids=["raw", "yuv420p", "png"])
 def test_shared_frames_are_the_streamed_frames(videos: Videos, fmt: int) -> None:
-    """Every frame through two slots (each written again and again) equals StreamFrames' reply, raw or encoded."""
-    before = _segment_files()
+    """Every frame through two slots (each written again and again) equals StreamFrames' reply: raw RGB
+    written by libswscale into the slot, I420 copied from the decoder, PNG copied."""
     req = media_pb2.StreamFramesRequest(id=videos.ids["bframes_mp4"], start=1, every=2, format=fmt)
     streamed = list(videos.stub.StreamFrames(req))
     got = []
@@ -820,20 +835,21 @@ def test_shared_frames_are_the_streamed_frames(videos: Videos, fmt: int) -> None
         m.ClearField("shared_bytes")
         m.data = bytes(f.data)
         got.append(m)
+    del f  # the last frame's view of its slot
     assert len(streamed) > 4 and got == streamed
-    assert _segment_files() == before  # the client's segment is gone
+    assert _wait_until(lambda: _segments_held() == 0)  # closed by the client, unmapped by the server
 
 
 @shared_memory_only
 def test_a_client_that_stops_early_leaves_no_segment_and_the_server_stops(videos: Videos) -> None:
-    before = _segment_files()
+    assert _segments_held() == 0
     frames = stream_frames_shared(videos.server.channel, media_pb2.StreamFramesRequest(
         id=videos.ids["long_gop_mp4"], format=media_pb2.MEDIA_RAW), slots=2)
     assert [next(frames).info.frame for _ in range(3)] == [0, 1, 2]
-    assert len(_segment_files() - before) == 1
-    frames.close()  # the caller stops: the call is cancelled and the segment removed
-    assert _segment_files() == before
+    assert _segments_held() >= 2  # the client's descriptor and mappings (its own, the server's)
+    frames.close()  # the caller stops: the call is cancelled and the segment let go
     assert _wait_until(lambda: not [t for t in threading.enumerate() if t.name in ("stream-frames", "shared-slots")])
+    assert _wait_until(lambda: _segments_held() == 0)
 
 
 @shared_memory_only
@@ -851,94 +867,79 @@ def test_bad_shared_memory_requests_get_clear_statuses(videos: Videos, tmp_path:
         return err.value.code(), err.value.details(), got
 
     with shared_memory.ClientSegment(4 * frame_bytes) as seg:
-        code, details, _ = status([_start(raw, "../../etc/passwd", 2, frame_bytes)])
-        assert code is grpc.StatusCode.INVALID_ARGUMENT and "voxelgate-" in details
-        code, details, _ = status([_start(raw, "voxelgate-absent0", 2, frame_bytes)])
-        assert code is grpc.StatusCode.NOT_FOUND and "voxelgate-absent0" in details
-        code, details, _ = status([_start(raw, seg.name, 8, frame_bytes)])
+        code, details, _ = status([_start(raw, seg.fd, 2, frame_bytes, pid=0)])
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and "process id" in details
+        gone = subprocess.Popen(["true"])
+        gone.wait()  # a process that has ended: its id names nothing
+        code, details, _ = status([_start(raw, 3, 2, frame_bytes, pid=gone.pid)])
+        assert code is grpc.StatusCode.NOT_FOUND and f"descriptor 3 of process {gone.pid}" in details
+        code, details, _ = status([_start(raw, 1 << 20, 2, frame_bytes)])
+        assert code is grpc.StatusCode.NOT_FOUND and "same host" in details
+        code, details, _ = status([_start(raw, seg.fd, 8, frame_bytes)])
         assert code is grpc.StatusCode.INVALID_ARGUMENT and f"holds {4 * frame_bytes} bytes" in details
-        code, details, _ = status([_start(raw, seg.name, 0, frame_bytes)])
+        code, details, _ = status([_start(raw, seg.fd, 0, frame_bytes)])
         assert code is grpc.StatusCode.INVALID_ARGUMENT and "slots must be 1 to 64" in details
         code, details, _ = status([media_pb2.SharedFramesRequest(release=0)])
         assert code is grpc.StatusCode.INVALID_ARGUMENT and "starts with a start" in details
-        # A frame larger than a slot: the call ends, naming the frame and its size.
-        code, details, got = status([_start(raw, seg.name, 2, frame_bytes - 1)])
-        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and f"frame 0 is {frame_bytes} bytes" in details and got == 0
+        # A frame larger than a slot: the call ends, saying the frames' size, before any frame.
+        code, details, got = status([_start(raw, seg.fd, 2, frame_bytes - 1)])
+        assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and f"frames are {frame_bytes} bytes" in details and got == 0
         # Giving back a slot that is not out.
-        code, details, _ = status([_start(raw, seg.name, 2, frame_bytes), media_pb2.SharedFramesRequest(release=1)])
+        code, details, _ = status([_start(raw, seg.fd, 2, frame_bytes), media_pb2.SharedFramesRequest(release=1)])
         assert code is grpc.StatusCode.INVALID_ARGUMENT and "slot 1 is not out" in details
-        # Not followed: a link with a segment's name.
-        link = shared_memory.SHM_DIR / "voxelgate-link0"
+        # Descriptors that are not sealed voxelgate segments are not written: a file, a memfd of
+        # another name, a voxelgate memfd that could shrink under the server's mapping.
         target = tmp_path / "target"
         target.write_bytes(b"\0" * (4 * frame_bytes))
-        link.symlink_to(target)
+        other = os.memfd_create("other", os.MFD_ALLOW_SEALING)
+        unsealed = os.memfd_create("voxelgate-unsealed", os.MFD_ALLOW_SEALING)
+        file_fd = os.open(target, os.O_RDWR)
         try:
-            code, details, _ = status([_start(raw, link.name, 2, frame_bytes)])
+            for fd in (other, unsealed):
+                os.ftruncate(fd, 4 * frame_bytes)
+            fcntl.fcntl(other, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+            for fd, why in ((file_fd, "not a shared memory segment"), (other, "not a shared memory segment"),
+                            (unsealed, "not sealed against shrinking")):
+                code, details, _ = status([_start(raw, fd, 2, frame_bytes)])
+                assert code is grpc.StatusCode.INVALID_ARGUMENT and why in details, (fd, details)
         finally:
-            link.unlink()
-        assert code is grpc.StatusCode.INVALID_ARGUMENT and target.read_bytes() == b"\0" * (4 * frame_bytes)
+            for fd in (other, unsealed, file_fd):
+                os.close(fd)
+        assert target.read_bytes() == b"\0" * (4 * frame_bytes)
         if os.geteuid() == 0:  # root can give the segment to another user
-            os.chown(seg.path, 65534, -1)
-            code, details, _ = status([_start(raw, seg.name, 2, frame_bytes)])
+            os.fchown(seg.fd, 65534, -1)
+            code, details, _ = status([_start(raw, seg.fd, 2, frame_bytes)])
             assert code is grpc.StatusCode.FAILED_PRECONDITION and "another user" in details
     health = health_pb2_grpc.HealthStub(videos.server.channel)
     assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
 
 
 @shared_memory_only
-def test_a_segment_cut_short_by_its_client_does_not_hurt_the_server(videos: Videos) -> None:
-    """The server writes with pwrite, not through a mapping: a segment truncated meanwhile cannot kill it."""
-    req = media_pb2.StreamFramesRequest(id=videos.ids["bframes_mp4"], stop=6, format=media_pb2.MEDIA_RAW)
-    frame_bytes = 64 * 48 * 3
-    path = shared_memory.SHM_DIR / f"voxelgate-cut{os.getpid()}"
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.ftruncate(fd, 2 * frame_bytes)
-        releases: list[media_pb2.SharedFramesRequest] = []
-        ready = threading.Condition()
-
-        def requests() -> Iterator[media_pb2.SharedFramesRequest]:
-            yield _start(req, path.name, 2, frame_bytes)
-            while True:
-                with ready:
-                    ready.wait_for(lambda: releases)
-                    r = releases.pop(0)
-                if r is None:
-                    return
-                yield r
-
-        call = videos.server.channel.stream_stream(
-            "/voxelgate.v1.MediaService/StreamFramesShared",
-            request_serializer=media_pb2.SharedFramesRequest.SerializeToString,
-            response_deserializer=media_pb2.MediaFrame.FromString)(requests(), timeout=30)
-        got = []
-        for f in call:
-            got.append(f.frame)
-            if f.frame == 0:
-                os.ftruncate(fd, 0)  # the client cuts its segment short while the server goes on writing
-            with ready:
-                releases.append(media_pb2.SharedFramesRequest(release=f.shared_slot))
-                ready.notify()
-        with ready:
-            releases.append(None)  # type: ignore[arg-type]
-            ready.notify()
-        assert got == [0, 1, 2, 3, 4, 5]
-        assert os.fstat(fd).st_size > 0  # the later writes lengthened it again
-    finally:
-        os.close(fd)
-        path.unlink()
-    health = health_pb2_grpc.HealthStub(videos.server.channel)
-    assert health.Check(health_pb2.HealthCheckRequest()).status == health_pb2.HealthCheckResponse.SERVING
+def test_a_segment_can_be_cut_short_by_nobody() -> None:
+    """The server writes through a mapping: the seals, which no one can remove, keep the file whole under it."""
+    with shared_memory.ClientSegment(1 << 16) as client:
+        for attempt in (lambda: os.ftruncate(client.fd, 0), lambda: os.ftruncate(client.fd, 1 << 17),
+                        lambda: fcntl.fcntl(client.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE)):
+            with pytest.raises(PermissionError):
+                attempt()
+        reopened = os.open(f"/proc/self/fd/{client.fd}", os.O_RDWR)  # as the server opens it
+        try:
+            with pytest.raises(PermissionError):
+                os.ftruncate(reopened, 0)
+        finally:
+            os.close(reopened)
 
 
 @shared_memory_only
-def test_a_segment_takes_pieces_written_one_after_the_other(tmp_path: Path) -> None:
-    """Planes' views written straight into a slot (more than pwritev takes at once, and one empty)."""
+def test_a_segment_takes_pieces_written_one_after_the_other() -> None:
+    """Planes' views written into a slot one after the other (many, and one empty)."""
     rng = np.random.default_rng(5)
     pieces = [rng.integers(0, 256, int(n), dtype=np.uint8).tobytes() for n in rng.integers(0, 40, 2500)]
     total = sum(len(p) for p in pieces)
     with shared_memory.ClientSegment(total + 100) as client:
-        with shared_memory.open_for_writing(client.name, total + 100) as seg:
-            seg.write(100, [memoryview(p) for p in pieces])
+        with shared_memory.open_for_writing(client.pid, client.fd, total + 100) as seg:
+            assert seg.write(100, [memoryview(p) for p in pieces]) == total
             seg.write(0, b"head")
+            with pytest.raises(ValueError, match="outside"):
+                seg.write(total + 97, b"four")
         assert bytes(client.view(100, total)) == b"".join(pieces) and bytes(client.view(0, 4)) == b"head"
