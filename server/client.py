@@ -290,7 +290,7 @@ def stream_frames(
 
 
 def stream_frames_shared(
-    ch: grpc.Channel, request: media_pb2.StreamFramesRequest, *, slot_bytes: int | None = None, slots: int = 3,
+    ch: grpc.Channel, request: media_pb2.StreamFramesRequest, *, slot_bytes: int | None = None, slots: int = 6,
     timeout: float | None = None,
 ) -> Iterator[ReceivedFrame]:
     """``MediaService.StreamFramesShared``: the frames of ``request`` written by the server into
@@ -301,7 +301,9 @@ def stream_frames_shared(
     ``slot_bytes`` defaults to room for any frame of the video: its raw RGB size
     (width x height x 3, from ``GetMediaInfo``) and a margin for an encoded frame
     that comes out larger (a PNG of noise), which also gives libswscale the room
-    it needs past an RGB picture it writes itself. ``slots`` frames may be in flight.
+    it needs past an RGB picture it writes itself. ``slots`` frames may be in flight;
+    slots go back to the server half of them at a time, in one message (a message
+    a frame cost the two sides about 0.35 ms of CPU a frame more here).
     The segment is a sealed memfd of this process's (``server.shared_memory``).
 
     Raises
@@ -324,19 +326,24 @@ def stream_frames_shared(
         response_deserializer=media_pb2.MediaFrame.FromString,
     )
     with ClientSegment(slots * slot_bytes) as segment:
-        given_back: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        given_back: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
 
         def requests() -> Iterator[media_pb2.SharedFramesRequest]:
             yield media_pb2.SharedFramesRequest(start=media_pb2.SharedFramesStart(
                 frames=request, pid=segment.pid, fd=segment.fd, slots=slots, slot_bytes=slot_bytes))
-            while (slot := given_back.get()) is not None:
-                yield media_pb2.SharedFramesRequest(release=slot)
+            while (done := given_back.get()) is not None:
+                yield media_pb2.SharedFramesRequest(releases=media_pb2.SharedSlots(slots=done))
 
         replies = call(requests(), timeout=timeout)
+        batch = max(1, slots // 2)
+        held: list[int] = []
         try:
             for info in replies:
                 yield ReceivedFrame(info, segment.view(info.shared_slot * slot_bytes, info.shared_bytes))
-                given_back.put(info.shared_slot)
+                held.append(info.shared_slot)
+                if len(held) >= batch:
+                    given_back.put(held)
+                    held = []
         finally:
             given_back.put(None)
             replies.cancel()  # nothing if the call is over; else (the caller stopped early) the server stops

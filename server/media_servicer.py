@@ -106,14 +106,17 @@ class _SlotsGivenBack:
     def _read(self, requests: Iterator[media_pb2.SharedFramesRequest]) -> None:
         try:
             for msg in requests:
+                part = msg.WhichOneof("part")
+                slots = [msg.release] if part == "release" else list(msg.releases.slots) if part == "releases" else None
                 with self._cond:
-                    if msg.WhichOneof("part") != "release":
+                    if slots is None:
                         self._error = InvalidInputError("after its start, StreamFramesShared takes releases only")
-                    elif msg.release not in self._out:
-                        self._error = InvalidInputError(f"slot {msg.release} is not out: it cannot be given back")
-                    else:
-                        self._out.remove(msg.release)
-                        self._free.append(msg.release)
+                    for slot in slots or ():
+                        if slot not in self._out:
+                            self._error = InvalidInputError(f"slot {slot} is not out: it cannot be given back")
+                            break
+                        self._out.remove(slot)
+                        self._free.append(slot)
                     self._cond.notify()
                     if self._error is not None:
                         return

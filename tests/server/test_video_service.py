@@ -841,6 +841,21 @@ def test_shared_frames_are_the_streamed_frames(videos: Videos, fmt: int) -> None
 
 
 @shared_memory_only
+@pytest.mark.parametrize("slots", [1, 2, 5, 6])
+def test_slots_given_back_several_at_a_time_keep_the_stream_going(videos: Videos, slots: int) -> None:
+    """The client gives back half its slots at a time (one message): every frame still comes, in order,
+    each equal to the frame streamed, whatever the number of slots."""
+    req = media_pb2.StreamFramesRequest(id=videos.ids["long_gop_mp4"], format=media_pb2.MEDIA_RAW_YUV420)
+    streamed = [(f.frame, f.data) for f in videos.stub.StreamFrames(req)]
+    used = set()
+    got = []
+    for f in stream_frames_shared(videos.server.channel, req, slots=slots):
+        used.add(f.info.shared_slot)
+        got.append((f.info.frame, bytes(f.data)))
+    assert got == streamed and used == set(range(slots))
+
+
+@shared_memory_only
 def test_a_client_that_stops_early_leaves_no_segment_and_the_server_stops(videos: Videos) -> None:
     assert _segments_held() == 0
     frames = stream_frames_shared(videos.server.channel, media_pb2.StreamFramesRequest(
@@ -884,9 +899,12 @@ def test_bad_shared_memory_requests_get_clear_statuses(videos: Videos, tmp_path:
         # A frame larger than a slot: the call ends, saying the frames' size, before any frame.
         code, details, got = status([_start(raw, seg.fd, 2, frame_bytes - 1)])
         assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and f"frames are {frame_bytes} bytes" in details and got == 0
-        # Giving back a slot that is not out.
+        # Giving back a slot that is not out, alone or among others.
         code, details, _ = status([_start(raw, seg.fd, 2, frame_bytes), media_pb2.SharedFramesRequest(release=1)])
         assert code is grpc.StatusCode.INVALID_ARGUMENT and "slot 1 is not out" in details
+        code, details, _ = status([_start(raw, seg.fd, 3, frame_bytes),
+                                   media_pb2.SharedFramesRequest(releases=media_pb2.SharedSlots(slots=[2, 0]))])
+        assert code is grpc.StatusCode.INVALID_ARGUMENT and "is not out" in details
         # Descriptors that are not sealed voxelgate segments are not written: a file, a memfd of
         # another name, a voxelgate memfd that could shrink under the server's mapping.
         target = tmp_path / "target"
