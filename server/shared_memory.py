@@ -45,7 +45,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cache.errors import InvalidInputError, NotFoundError, PreconditionError, UnsupportedError
+from cache.errors import InvalidInputError, LimitExceededError, NotFoundError, PreconditionError, UnsupportedError
 
 PREFIX = "voxelgate-"
 #: How the link of a segment's descriptor reads (``/proc/self/fd/N``).
@@ -60,21 +60,37 @@ def available() -> bool:
     return sys.platform.startswith("linux") and hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
 
 
-class SharedSegment:
-    """A client's segment, mapped for the server to write into."""
+class _Mapped:
+    """A segment's mapping, seen in views; :meth:`_unmap` lets it go."""
 
-    def __init__(self, name: str, mapping: mmap.mmap) -> None:
-        self.name = name
+    def __init__(self, mapping: mmap.mmap) -> None:
         self.size = len(mapping)
         self._map: mmap.mmap | None = mapping
 
     def view(self, offset: int, nbytes: int) -> memoryview:
-        """Writable bytes ``offset:offset + nbytes`` of the segment."""
+        """Bytes ``offset:offset + nbytes`` of the segment (writable), without copying."""
         if self._map is None:
             raise ValueError("the segment is closed")
         if not 0 <= offset <= offset + nbytes <= self.size:
             raise ValueError(f"bytes {offset}:{offset + nbytes} are outside the segment's {self.size}")
         return memoryview(self._map)[offset : offset + nbytes]
+
+    def _unmap(self) -> None:
+        """Unmap the segment now, or (a view is still held) when the last view goes."""
+        if self._map is not None:
+            try:
+                self._map.close()
+            except BufferError:
+                pass  # a view is still held: the mapping goes with the last one
+            self._map = None
+
+
+class SharedSegment(_Mapped):
+    """A client's segment, mapped for the server to write into."""
+
+    def __init__(self, name: str, mapping: mmap.mmap) -> None:
+        super().__init__(mapping)
+        self.name = name
 
     def write(self, offset: int, data: bytes | memoryview | Sequence[bytes | memoryview]) -> int:
         """Copy ``data`` (one buffer, or pieces one after the other) to ``offset``; the GIL is released
@@ -91,12 +107,7 @@ class SharedSegment:
 
     def close(self) -> None:
         """Unmap the segment (when no view of it is left; else when the last one goes)."""
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:
-                pass  # a view is still held: the mapping goes with the last one
-            self._map = None
+        self._unmap()
 
     def __enter__(self) -> SharedSegment:
         return self
@@ -106,7 +117,8 @@ class SharedSegment:
 
 
 def open_for_writing(pid: int, fd: int, nbytes: int) -> SharedSegment:
-    """Descriptor ``fd`` of process ``pid``, checked as the module says, at least ``nbytes`` long, mapped.
+    """Descriptor ``fd`` of process ``pid``, checked as the module says, at least ``nbytes`` long, its first
+    ``nbytes`` mapped.
 
     Raises
     ------
@@ -117,6 +129,8 @@ def open_for_writing(pid: int, fd: int, nbytes: int) -> SharedSegment:
         PID namespace, or one that closed it).
     PreconditionError
         The process or the segment belongs to another user.
+    LimitExceededError
+        ``nbytes`` cannot be mapped (more than the address space).
     UnsupportedError
         The server's host has no memfd (not Linux).
     """
@@ -152,13 +166,19 @@ def open_for_writing(pid: int, fd: int, nbytes: int) -> SharedSegment:
         if st.st_size < nbytes:
             raise InvalidInputError(f"the shared memory segment holds {st.st_size} bytes; its slots need {nbytes}",
                                     subject=name)
-        mapping = mmap.mmap(own, st.st_size, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ | mmap.PROT_WRITE)
+        try:
+            # Only the slots, and no page touched before a frame is written there: what the
+            # server's memory holds is bounded by the frames it writes, not by what a client sized.
+            mapping = mmap.mmap(own, nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        except OSError as exc:
+            raise LimitExceededError(f"cannot map {nbytes} bytes of the shared memory segment: {exc.strerror}",
+                                     subject=name) from None
     finally:
         os.close(own)  # the mapping keeps the memory
     return SharedSegment(name, mapping)
 
 
-class ClientSegment:
+class ClientSegment(_Mapped):
     """A segment of the client's: a sealed memfd under a fresh name, mapped; :meth:`close` lets it go.
 
     ``pid`` and ``fd`` name it to a server on this host. The memory goes when the
@@ -176,32 +196,18 @@ class ClientSegment:
         try:
             os.ftruncate(self.fd, nbytes)
             fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, _SEALS)
-            self._map: mmap.mmap | None = mmap.mmap(self.fd, nbytes, mmap.MAP_SHARED | mmap.MAP_POPULATE,
-                                                    mmap.PROT_READ | mmap.PROT_WRITE)
+            mapping = mmap.mmap(self.fd, nbytes, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ | mmap.PROT_WRITE)
         except BaseException:
             os.close(self.fd)
             raise
-        self.size = nbytes
-
-    def view(self, offset: int, nbytes: int) -> memoryview:
-        """Bytes ``offset:offset + nbytes`` of the segment, without copying."""
-        if self._map is None:
-            raise ValueError("the segment is closed")
-        if not 0 <= offset <= offset + nbytes <= self.size:
-            raise ValueError(f"bytes {offset}:{offset + nbytes} are outside the segment's {self.size}")
-        return memoryview(self._map)[offset : offset + nbytes]
+        super().__init__(mapping)
 
     def close(self) -> None:
         """Close the descriptor, and unmap the segment (when no view of it is left; else when the last one goes)."""
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        if self._map is not None:
-            try:
-                self._map.close()
-            except BufferError:
-                pass  # a view is still held: the memory goes with the last one
-            self._map = None
+        self._unmap()
 
     def __enter__(self) -> ClientSegment:
         return self

@@ -924,6 +924,18 @@ def test_bad_shared_memory_requests_get_clear_statuses(videos: Videos, tmp_path:
             for fd in (other, unsealed, file_fd):
                 os.close(fd)
         assert target.read_bytes() == b"\0" * (4 * frame_bytes)
+        # A sparse segment of 2^47 bytes (128 TiB), slots to match: more than the address space,
+        # refused; the server maps the slots it is given and never touches a page it does not write.
+        huge = os.memfd_create("voxelgate-huge", os.MFD_ALLOW_SEALING)
+        try:
+            os.ftruncate(huge, 1 << 47)
+            fcntl.fcntl(huge, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
+            code, details, _ = status([_start(raw, huge, 64, 1 << 41)])
+            assert code is grpc.StatusCode.RESOURCE_EXHAUSTED and "cannot map" in details, details
+            code, details, got = status([_start(raw, huge, 2, 1 << 40), media_pb2.SharedFramesRequest(release=5)])
+            assert code is grpc.StatusCode.INVALID_ARGUMENT and "slot 5 is not out" in details
+        finally:
+            os.close(huge)
         if os.geteuid() == 0:  # root can give the segment to another user
             os.fchown(seg.fd, 65534, -1)
             code, details, _ = status([_start(raw, seg.fd, 2, frame_bytes)])
