@@ -290,7 +290,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
 
         with shared_memory.open_for_writing(start.pid, start.fd, slots * slot_bytes) as segment:
             given_back = _SlotsGivenBack(slots, request_iterator)
-            written: list[int] = []  # the slot ``into`` gave the raw frame being made (by the prefetch thread)
+            written: list[int] = []  # the slot ``into`` gave the raw frame that ``reply`` gets next (one thread)
 
             def take(nbytes: int, what: str) -> int:
                 if nbytes > slot_bytes:
