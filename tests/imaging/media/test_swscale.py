@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import av
 import numpy as np
@@ -96,3 +97,26 @@ def test_to_picture_into_a_buffer_equals_the_picture_in_pieces() -> None:
         to_picture(frame, "rgb24", into=lambda n: memoryview(bytes(n)))
     with pytest.raises(ValueError, match="at least 4608 bytes"):
         to_picture(frame, "yuv420p", into=lambda n: memoryview(bytearray(n - 1)))
+
+
+@linux_only
+def test_decoded_frames_cropped_from_their_coded_size(tmp_path: Path) -> None:
+    """H.264 codes 1080 rows as 1088 and crops: the planes start and stride as the decoder left them."""
+    path = tmp_path / "hd.mp4"
+    rng = np.random.default_rng(3)
+    with av.open(str(path), "w") as out:
+        s = out.add_stream("libx264", rate=25, options={"preset": "ultrafast"})
+        s.width, s.height, s.pix_fmt = 1920, 1080, "yuv420p"
+        for _ in range(3):
+            rgb = np.repeat(rng.integers(0, 256, (1080, 120, 3), dtype=np.uint8), 16, axis=1)
+            out.mux(s.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(s.encode())
+    direct = DirectRGB()
+    n = 1920 * 1080 * 3
+    with av.open(str(path)) as src:
+        frames = list(src.decode(video=0))
+        coded_height = src.streams.video[0].codec_context.coded_height
+    assert len(frames) == 3 and coded_height == 1088
+    for frame in frames:
+        dst = bytearray(n + SLACK)
+        assert direct.convert(frame, memoryview(dst)) and bytes(dst[:n]) == _pyav_rgb(frame)
