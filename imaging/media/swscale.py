@@ -82,6 +82,8 @@ _lib_lock = threading.Lock()
 
 def _load() -> _Lib | None:
     global _lib, _lib_error
+    if _lib is not None:  # loaded: no lock (``takes`` asks once a frame)
+        return _lib
     with _lib_lock:
         if _lib is None and _lib_error is None:
             try:
