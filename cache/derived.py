@@ -293,6 +293,7 @@ class DerivedCache:
         self._hot: OrderedDict[str, tuple[CachedValue, str | None]] = OrderedDict()
         self._hot_bytes = 0
         self._hot_limit = memory_bytes
+        self._spilled = False  # a memory_only value went to disk (see _read_memory_only)
         # Values computed with write_behind=True, waiting for the writer thread: the value
         # (readable from memory meanwhile) or, for a file value, its parts.
         self._pending: dict[str, tuple[CachedValue, list[bytes | memoryview] | None, str | None]] = {}
@@ -326,6 +327,16 @@ class DerivedCache:
         return value
 
     def _read(self, key: str) -> CachedValue | None:
+        value = self._read_held(key)
+        if value is not None:
+            return value
+        value = self._read_disk(key)
+        if value is not None:
+            self._keep_hot(key, value, None)
+        return value
+
+    def _read_held(self, key: str) -> CachedValue | None:
+        """The value of ``key`` if this process holds it: in the memory tier, or waiting to be written."""
         if self._hot_limit or self._pending:
             with self._lock:
                 hot = self._hot.get(key)
@@ -335,10 +346,13 @@ class DerivedCache:
                 pending = self._pending.get(key)
                 if pending is not None and pending[1] is None:
                     return pending[0]
-        value = self._read_disk(key)
-        if value is not None:
-            self._keep_hot(key, value, None)
-        return value
+        return None
+
+    def _read_memory_only(self, key: str) -> CachedValue | None:
+        """A ``memory_only`` value: what this process holds, and the disk only once such a value of
+        this process went there (too large for the memory tier). Two SQLite lookups fewer per miss;
+        a value another process spilled is computed again, as any value not at hand is."""
+        return self._read(key) if self._spilled else self._read_held(key)
 
     def _keep_hot(self, key: str, value: CachedValue, tag: str | None) -> None:
         """Keep a small value in memory too (values never change under a key)."""
@@ -464,7 +478,7 @@ class DerivedCache:
             compute again than to write (a rendered slice: a few milliseconds).
         """
         if memory_only and self._hot_limit:
-            return self._get_or_build(key, self._read, compute, tag, memory_only=True)
+            return self._get_or_build(key, self._read_memory_only, compute, tag, memory_only=True)
         return self._get_or_build(key, self._read, compute, tag, write_behind=write_behind or memory_only)
 
     def get_or_compute_file(
@@ -541,7 +555,10 @@ class DerivedCache:
                     self._keep_hot(key, value, tag)
                     flight.value = value
                     return value  # type: ignore[return-value]
-                if (write_behind or memory_only) and isinstance(payload, (bytes, bytearray)) and read == self._read:
+                if memory_only:
+                    self._spilled = True  # too large for the memory tier: it goes to disk, so look there too
+                if ((write_behind or memory_only) and isinstance(payload, (bytes, bytearray))
+                        and read in (self._read, self._read_memory_only)):
                     value = self._put_behind(key, bytes(payload), None, media_type, meta, tag)
                     flight.value = value
                     return value  # type: ignore[return-value]
@@ -558,7 +575,7 @@ class DerivedCache:
                     flight.value = _WRITING
                     return CachedFile("", 0, length, media_type, queued.meta, "", queued.created)  # type: ignore[return-value]
                 stored = self.put(key, payload, media_type, meta, tag=tag)
-                value = read(key) if read is not self._read else stored  # type: ignore[assignment]
+                value = stored if read == self._read_memory_only else read(key)  # type: ignore[assignment]
                 if value is None:
                     raise LimitExceededError(
                         f"derived value of {len(payload)} bytes does not fit the cache bound "
