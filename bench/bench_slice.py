@@ -1,7 +1,7 @@
 """GetSlice latency over gRPC from a cached volume: axial, coronal, sagittal, windowed, PNG, 1 and 8 clients.
 
     python3.11 dev.py bench bench_slice.py [--requests 300] [--clients 1,8] [--processes 1,2] [--count 300]
-                                           [--size 512] [--source DIR] [--keep]
+                                           [--size 512] [--source DIR] [--plane-stacks SIZE] [--keep]
 
 Writes (or takes from ``--source``) a synthetic CT series, ingests it into a fresh
 ``voxelgate serve`` (once for each ``--processes`` value), builds its volume with one
@@ -18,6 +18,13 @@ asked for before (the 8-client pass uses width 81, so it reuses nothing of the
 1-client pass), then the same requests again (served from the cache). The
 derived cache's counters before and after each pass are printed, to show which
 it was. Target, first-time slices with 8 clients: p50 under 15 ms, p99 under 50 ms.
+
+Each process reformats a whole coronal or sagittal plane of this axial series
+in the background after the plane's first request, and takes the axial slices
+as the volume's own once it checked a few (``PlaneStacks``); the passes start
+once every process logged that, and the times are printed. So they measure a
+viewer paging through a plane it opened a moment before. ``--plane-stacks 0``
+measures slices resampled on every request instead.
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ from server.client import channel, fetch_volume, process_channel
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 PLANES = (("axial", volume_pb2.AXIAL), ("coronal", volume_pb2.CORONAL), ("sagittal", volume_pb2.SAGITTAL))
+#: The planes of this axial series that the server stacks, once per process (PlaneStacks): the axial
+#: slices are the volume's own, the others are reformatted ahead.
+STACKED_PLANES = ("axial", "coronal", "sagittal")
 CENTER, WIDTH = 40.0, 80.0
 P50_TARGET_MS, P99_TARGET_MS = 15.0, 50.0
 
@@ -94,6 +104,34 @@ def _warm_every_process(target: str, series_uid: str, plane: int, processes: int
         with process_channel(target, process) as ch:
             volume_pb2_grpc.VolumeServiceStub(ch).GetSlice(_probe(series_uid, plane))
     time.sleep(settle)
+
+
+def _stacks_built(log_path: Path, plane: str, processes: int, *, timeout: float = 120.0) -> list[float]:
+    """Wait until every serving process logged the build of ``plane``'s stack; the seconds each took.
+
+    The first request of a coronal or sagittal plane of an axial acquisition
+    starts a background reformat of the whole plane in each process
+    (``imaging.dicom.reformat.PlaneStacks``); its log record gives the time.
+
+    Raises
+    ------
+    RuntimeError
+        When a build failed or did not end within ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        seconds, failed = [], False
+        for line in log_path.read_text(errors="replace").splitlines():
+            if f"{plane} stack of a volume " in line:
+                seconds.append(float(line.rsplit(" in ", 1)[1].split(" s")[0]))
+            failed = failed or f"could not build the {plane} stack" in line
+        if failed:
+            raise RuntimeError(f"a server could not build the {plane} stack (see {log_path})")
+        if len(seconds) >= processes:
+            return seconds
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{plane} stacks not built within {timeout:g} s ({len(seconds)} of {processes})")
+        time.sleep(0.05)
 
 
 def run_pass(
@@ -152,11 +190,14 @@ def run_pass(
 
 def serve_passes(
     work: Path, paths: Sequence[Path], series_uid: str, processes: int, counts: Sequence[int], requests: int,
-    rng: np.random.Generator,
+    rng: np.random.Generator, *, plane_stacks: str | None = None,
 ) -> list[Pass]:
-    """Every pass against a fresh ``voxelgate serve --processes {processes}``."""
+    """Every pass against a fresh ``voxelgate serve --processes {processes}`` (``--plane-stacks``, when given)."""
     passes: list[Pass] = []
-    with voxelgate_server(work, extra_args=("--processes", str(processes))) as srv, channel(srv.target) as admin:
+    extra = ("--processes", str(processes), *(("--plane-stacks", plane_stacks) if plane_stacks is not None else ()))
+    stacked = plane_stacks is None or plane_stacks.strip() not in ("0", "0B", "0K", "0M", "0G")
+    stack_times: list[str] = []
+    with voxelgate_server(work, extra_args=extra) as srv, channel(srv.target) as admin:
         ingest_paths(srv.target, paths)
         stub = volume_pb2_grpc.VolumeServiceStub(admin)
         t0 = time.perf_counter()
@@ -177,6 +218,9 @@ def serve_passes(
             firsts.append(f"{name} {(time.perf_counter() - t0) * 1e3:.0f} ms ({probe.slice_count} slices, "
                           f"{probe.shape[0]}x{probe.shape[1]} px, {len(probe.data) / 1024:.0f} KiB PNG)")
             _warm_every_process(srv.target, series_uid, plane, processes)
+            if stacked and name in STACKED_PLANES:
+                seconds = _stacks_built(srv.log_path, name, processes)
+                stack_times.append(f"{name} " + " and ".join(f"{s:.2f}" for s in seconds) + " s")
             for n, clients in enumerate(counts):
                 width = WIDTH + n  # a fresh window per client count: nothing of an earlier pass is reused
                 order = rng.permutation(probe.slice_count)
@@ -186,6 +230,8 @@ def serve_passes(
                     lat, wall, hits, comps, cpu = run_pass(srv.target, reqs, clients, srv.process.pid, admin)
                     passes.append(Pass(processes, name, clients, phase, lat, wall, hits, comps, cpu))
         print("  first request per plane (volume mapped, nothing rendered yet; one process): " + "; ".join(firsts))
+        print("  whole planes stacked in the background after the first request (each process; the passes "
+              "start once they are): " + ("; ".join(stack_times) if stack_times else "none (--plane-stacks 0)"))
     return passes
 
 
@@ -197,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=300, help="number of CT slices (default 300)")
     parser.add_argument("--size", type=int, default=512, help="rows and columns of a slice (default 512)")
     parser.add_argument("--source", type=Path, help="an existing directory of the synthetic series to use")
+    parser.add_argument("--plane-stacks", help="the servers' --plane-stacks (default theirs; 0: every coronal and "
+                                               "sagittal slice resampled when asked for)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.clients.split(",")]
@@ -216,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
         passes: list[Pass] = []
         for processes in process_counts:
             rng = np.random.default_rng(20240316)  # the same requests for each server
-            passes += serve_passes(work / f"vg{processes}", paths, series_uid, processes, counts, args.requests, rng)
+            passes += serve_passes(work / f"vg{processes}", paths, series_uid, processes, counts, args.requests, rng,
+                                   plane_stacks=args.plane_stacks)
         print()
         rows = []
         for p in passes:

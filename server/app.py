@@ -71,6 +71,7 @@ class Running:
     cache: DerivedCache
     catalog: SqliteCatalog
     media: MediaLibrary | None = None
+    volumes: SeriesVolumes | None = None
 
     def stop(self, grace: float | None = None) -> None:
         for name in ("", *SERVICE_NAMES):
@@ -167,7 +168,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         maximum_concurrent_rpcs=config.workers * 4,
     )
     dicom_pb2_grpc.add_DicomServiceServicer_to_server(DicomServicer(archive, max_message_bytes=config.max_message_bytes), server)
-    volumes = SeriesVolumes(archive)
+    volumes = SeriesVolumes(archive, plane_stack_bytes=config.plane_stack_bytes)
     add_volume_service(VolumeServicer(volumes), server)
     library = MediaLibrary(store, catalog, cache, limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes),
                            video_limits=config.video_limits)
@@ -194,7 +195,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         recover_storage(store, catalog)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, archive, cache, catalog, library)
+    return Running(server, port, health_servicer, archive, cache, catalog, library, volumes)
 
 
 def codec_report() -> dict[str, list[str]]:

@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cache-size", type=_size, default=_size(_env("CACHE_SIZE", "2G")), help="derived cache bound")
     s.add_argument("--cache-memory", type=_size, default=_size(_env("CACHE_MEMORY", "128M")),
                    help="in-memory tier of the derived cache for small values (0: none)")
+    s.add_argument("--plane-stacks", type=_size, default=_size(_env("PLANE_STACKS", "1G")),
+                   help="memory per process for whole coronal and sagittal planes reformatted in the background "
+                        "for volumes a viewer pages through (0: none; each slice is then resampled when asked for)")
     s.add_argument("--max-file-size", type=_size, default=_size(_env("MAX_FILE_SIZE", "2G")))
     s.add_argument("--max-pixel-bytes", type=_size, default=_size(_env("MAX_PIXEL_BYTES", "4G")))
     s.add_argument("--max-frames", type=int, default=int(_env("MAX_FRAMES", 100000)))
@@ -233,6 +236,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_message_bytes=args.max_message_size,
         cache_bytes=args.cache_size,
         cache_memory_bytes=args.cache_memory,
+        plane_stack_bytes=args.plane_stacks,
         limits=Limits(max_file_bytes=args.max_file_size, max_pixel_bytes=args.max_pixel_bytes, max_frames=args.max_frames),
         video_limits=video_limits,
         tls=tls,

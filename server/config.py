@@ -31,6 +31,7 @@ class Config:
     max_message_bytes: int = 64 * MiB
     cache_bytes: int = 2 * 1024 * MiB
     cache_memory_bytes: int = 128 * MiB  # in-memory tier for small derived values
+    plane_stack_bytes: int = 1024 * MiB  # per process: reformatted planes (imaging.dicom.reformat.PlaneStacks)
     limits: Limits = field(default_factory=Limits)
     video_limits: VideoLimits = field(default_factory=VideoLimits)  # MediaService videos: 1 GiB, 100,000 frames
     tls: TlsConfig | None = None

@@ -39,7 +39,7 @@ from .frames import modality_dtype, modality_values, object_window, voi_lut_disp
 from .headers import InstanceHeader
 from .parse import read_dataset
 from .pixels import NativeLayout
-from .reformat import Plane, Slice, plane_grid, reformat
+from .reformat import Plane, PlaneStacks, Slice, plane_grid
 from .stacks import Excluded, FrameRef, Stack, frame_refs, split_stacks
 from .volume import Volume, VolumeGrid, build_volume, plan_volume
 
@@ -153,8 +153,11 @@ class SeriesVolumes:
         process keeps at hand; the derived cache holds the rest.
     """
 
-    def __init__(self, archive: DicomArchive, *, memo_series: int = 16, memo_volumes: int = 8) -> None:
+    def __init__(self, archive: DicomArchive, *, memo_series: int = 16, memo_volumes: int = 8,
+                 plane_stack_bytes: int = 1 << 30) -> None:
         self.archive = archive
+        #: Whole planes reformatted once for the volumes a viewer pages through (see PlaneStacks).
+        self.planes = PlaneStacks(plane_stack_bytes)
         self._lock = threading.Lock()
         self._layouts: OrderedDict[str, SeriesLayout] = OrderedDict()
         self._by_series: dict[str, tuple[int, SeriesLayout]] = {}
@@ -220,6 +223,15 @@ class SeriesVolumes:
 
     def _volume_key(self, layout: SeriesLayout, stack: Stack) -> str:
         return self._volume_key_of(layout.identity, stack.digest)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=256)
+    def _volume_id_of(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()
+
+    def _volume_id(self, layout: SeriesLayout, stack: Stack) -> str:
+        """A short name of a stack's volume: the digest of its cache key (which names what it is built from)."""
+        return self._volume_id_of(self._volume_key(layout, stack))
 
     def _stack(self, layout: SeriesLayout, index: int) -> Stack:
         if not layout.stacks:
@@ -571,14 +583,18 @@ class SeriesVolumes:
             str(first.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
             or str(first.get("PresentationLUTShape", "")).strip() == "INVERSE"
         )
+        # The volume's own key names what it was built from (its bytes follow from that).
+        volume_id = self._volume_id(layout, st)
+
+        def reformat() -> Slice:
+            return self.planes.reformat(vol, volume_id, plane, index=index, position_mm=position_mm,
+                                        interpolation=interpolation, slab_mm=slab_mm, slab_mode=slab_mode)
+
         if fmt is ImageFormat.RAW:
-            sl = reformat(vol, plane, index=index, position_mm=position_mm, interpolation=interpolation,
-                          slab_mm=slab_mm, slab_mode=slab_mode)
+            sl = reformat()
             payload, dtype, shape = encode_raw(sl.array)
             return RenderedSlice(payload, fmt.media_type, dtype, shape, _geometry(sl), grid.count, None, ())
         c, w, fn, use_lut, notes = self._window(layout, st, vol, window)
-        # The volume's own key names what it was built from (its bytes follow from that).
-        volume_id = hashlib.sha256(self._volume_key(layout, st).encode()).hexdigest()
         key = make_key(
             "dicom", "slice", volume_id,
             {"plane": plane.value, "i": index, "mm": position_mm, "interp": interpolation, "slab": slab_mm,
@@ -592,8 +608,7 @@ class SeriesVolumes:
                 return render()
 
         def render() -> tuple[bytes, str, dict[str, object]]:
-            sl = reformat(vol, plane, index=index, position_mm=position_mm, interpolation=interpolation,
-                          slab_mm=slab_mm, slab_mode=slab_mode)
+            sl = reformat()
             if lut_ds is not None:
                 img = voi_lut_display(sl.array, lut_ds, out_max=65535 if fmt is ImageFormat.PNG16 else 255)
                 img = (65535 if fmt is ImageFormat.PNG16 else 255) - img if invert else img

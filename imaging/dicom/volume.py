@@ -112,7 +112,8 @@ class Volume:
         object.__setattr__(self, "array", _readonly(arr))
         object.__setattr__(self, "affine", aff)
         object.__setattr__(self, "warnings", tuple(str(w) for w in self.warnings))
-        object.__setattr__(self, "_column_major", [threading.Lock(), None, False])  # lock, copy, started
+        # lock, copy, started, done (set once the copy is there or was not made)
+        object.__setattr__(self, "_column_major", [threading.Lock(), None, False, threading.Event()])
 
     # -- geometry -------------------------------------------------------------------
 
@@ -149,29 +150,35 @@ class Volume:
         """The patient axis (0 x, 1 y, 2 z) each of the column, row and slice axes runs along, if each runs along one."""
         return _patient_axes(self.direction.T)
 
-    def column_major(self, *, max_bytes: int = 1 << 30) -> np.ndarray | None:
+    def column_major(self, *, max_bytes: int = 1 << 30, wait: bool = False) -> np.ndarray | None:
         """The voxels laid out column by column, once a background copy is made; else None.
 
         Shape and values are ``array``'s, but the column axis is outermost in memory,
         so a plane across the columns (a sagittal reformat of an axial acquisition)
         reads one contiguous block instead of two bytes from every 1 KiB. The first
         call starts the copy in a background thread (a volume's worth of memory, once
-        per volume, not above ``max_bytes``) and answers None until it is there.
+        per volume, not above ``max_bytes``) and answers None until it is there;
+        with ``wait``, the call waits for the copy (None only above ``max_bytes``).
         """
         state = self._column_major  # type: ignore[attr-defined]
         if state[1] is not None or self.array.nbytes > max_bytes:
             return state[1]
         with state[0]:
-            if state[2]:
-                return state[1]
+            started = state[2]
             state[2] = True
 
         def copy() -> None:
             use_all_cores()  # a volume's worth of memory traffic: not on the request threads' core
-            state[1] = _readonly(_columns_outermost(self.array)).transpose(1, 2, 0)
+            try:
+                state[1] = _readonly(_columns_outermost(self.array)).transpose(1, 2, 0)
+            finally:
+                state[3].set()
 
-        threading.Thread(target=copy, name="volume-column-major", daemon=True).start()
-        return None
+        if not started:
+            threading.Thread(target=copy, name="volume-column-major", daemon=True).start()
+        if wait:
+            state[3].wait()
+        return state[1]
 
     def index_to_patient(self, index: np.ndarray | Sequence[float]) -> np.ndarray:
         """LPS mm of ``(column, row, slice)`` indices, shape ``(..., 3)``."""
@@ -652,8 +659,8 @@ def _sample_aligned(
         weights = [pl.weight for pl in axis_plans]
         block = _gather(sub, axis_plans)
         blended = any(w is not None for w in weights)
-        if blended or not native:
-            block = block.astype(np.float64 if blended else np.float32)
+        if not blended and not native:
+            block = block.astype(np.float32)
         for k in range(3):  # columns, rows, slices: ITK's order
             w = weights[k]
             if w is None:
@@ -662,7 +669,7 @@ def _sample_aligned(
             v0, v1 = np.split(block, 2, axis=ax)
             shape = [1, 1, 1]
             shape[ax] = len(w)
-            block = np.subtract(v1, v0)  # v0 + (v1 - v0) * w, with one temporary
+            block = np.subtract(v1, v0, dtype=np.float64)  # v0 + (v1 - v0) * w in float64, one temporary
             block *= w.reshape(shape)
             block += v0
         if blended:

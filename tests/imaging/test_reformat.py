@@ -11,7 +11,7 @@ import pytest
 
 from cache.errors import InvalidInputError, NotFoundError
 from imaging.dicom import volume as volume_module
-from imaging.dicom.reformat import Plane, plane_grid, reformat
+from imaging.dicom.reformat import Plane, PlaneStacks, Slice, plane_grid, reformat
 from imaging.dicom.stacks import split_stacks
 from imaging.dicom.volume import Volume, sample_plane
 from tests.imaging._series import read_series, rotation
@@ -305,3 +305,110 @@ def test_sagittal_planes_come_from_a_column_major_copy_with_the_same_values() ->
     after = [reformat(vol, "sagittal", index=i).array for i in range(len(before))]
     assert all(np.array_equal(a, b) for a, b in zip(before, after))
     assert Volume(vol.array, vol.affine).column_major(max_bytes=16) is None  # too big: never copied
+
+
+# -- whole planes stacked ahead (PlaneStacks) ------------------------------------------------
+
+
+def _stacked(stacks: PlaneStacks, vol: Volume, name: str, plane: Plane, *, timeout: float = 60.0) -> np.ndarray:
+    """The plane's stack, once the background build that the first call starts has ended."""
+    deadline = time.monotonic() + timeout
+    while (stack := stacks.stack(vol, name, plane)) is None:
+        assert time.monotonic() < deadline, f"no {plane.value} stack within {timeout} s"
+        time.sleep(0.01)
+    return stack
+
+
+def _same_slice(a: Slice, b: Slice) -> bool:
+    return (a.array.dtype == b.array.dtype and np.array_equal(a.array, b.array)
+            and (a.pixel_spacing, a.origin, a.row_direction, a.column_direction, a.plane, a.index, a.position_mm,
+                 a.frame_of_reference_uid)
+            == (b.pixel_spacing, b.origin, b.row_direction, b.column_direction, b.plane, b.index, b.position_mm,
+                b.frame_of_reference_uid))
+
+
+@pytest.mark.corpus
+@pytest.mark.parametrize("acquisition", list(ALIGNED))
+def test_stacked_planes_give_every_slice_as_reformat_does_on_real_ct(corpus: Path, acquisition: str) -> None:
+    slices, (row_sp, col_sp) = _real_ct_slices(corpus)
+    for spacing in ((col_sp, row_sp, 2.5), (0.7, 0.5, 1.25)):  # the second blends within the plane too
+        vol = _on_grid(slices, acquisition, spacing)
+        stacks = PlaneStacks(1 << 30)
+        for plane in Plane:
+            lies_in = abs(float(np.dot(plane_grid(vol, plane).axis, vol.direction[:, 2]))) == 1.0
+            name = f"{acquisition}-{spacing}"
+            if lies_in and stacks.stack(vol, name, plane) is None:
+                # The plane the slices lie in: stacked only as the volume itself, when its slices are its own.
+                assert not stacks._building, (acquisition, plane)
+                continue
+            stack = _stacked(stacks, vol, name, plane)
+            assert not stack.flags.writeable
+            for i in range(plane_grid(vol, plane).count):
+                got = stacks.reformat(vol, name, plane, index=i)
+                assert np.shares_memory(got.array, stack)
+                assert _same_slice(got, reformat(vol, plane, index=i)), (acquisition, spacing, plane, i)
+
+
+def test_a_plane_the_slices_lie_in_is_the_volume_itself() -> None:
+    rng = np.random.default_rng(21)
+    vol = Volume(rng.integers(-1000, 2000, (7, 6, 5)).astype(np.int16), np.diag([0.8, 0.8, 2.0, 1.0]), "1.2.3")
+    stacks = PlaneStacks(1 << 20)
+    stack = _stacked(stacks, vol, "v", Plane.AXIAL)
+    assert stack is vol.array and stacks.held_bytes() == 0  # views of the volume: nothing held
+    for i in range(7):
+        assert _same_slice(stacks.reformat(vol, "v", "axial", index=i), reformat(vol, "axial", index=i))
+    # Rectangular pixels (resampled to square ones) or a flipped row direction: not the volume's own slices.
+    for affine in (np.diag([0.8, 0.6, 2.0, 1.0]), np.diag([-0.8, 0.8, 2.0, 1.0])):
+        other = Volume(vol.array, affine)
+        assert stacks.stack(other, "w", Plane.AXIAL) is None and not stacks._building
+
+
+def test_stacks_only_for_what_they_answer_and_within_their_bound() -> None:
+    rng = np.random.default_rng(22)
+    vol = Volume(rng.integers(-1000, 2000, (20, 16, 12)).astype(np.int16), np.diag([0.7, 0.7, 1.3, 1.0]))
+    nbytes = {p: plane_grid(vol, p).count * plane_grid(vol, p).rows * plane_grid(vol, p).columns * 2
+              for p in (Plane.CORONAL, Plane.SAGITTAL)}
+    stacks = PlaneStacks(max(nbytes.values()))  # room for one stack
+    # Requests a stack does not answer start nothing and come from reformat.
+    for kw in ({"position_mm": 3.0}, {"index": 2, "interpolation": "nearest"}, {"index": 2, "slab_mm": 3.0}):
+        assert _same_slice(stacks.reformat(vol, "v", "coronal", **kw), reformat(vol, "coronal", **kw))  # type: ignore[arg-type]
+    assert not stacks._building and stacks.held_bytes() == 0
+    coronal = _stacked(stacks, vol, "v", Plane.CORONAL)
+    assert stacks.held_bytes() == coronal.nbytes
+    _stacked(stacks, vol, "v", Plane.SAGITTAL)  # the least recently used one makes room
+    assert stacks.held_bytes() == nbytes[Plane.SAGITTAL] <= stacks.max_bytes
+    assert stacks.held() == [("v", Plane.SAGITTAL)]
+    # Off, float voxels (left to SimpleITK) and oblique volumes: never stacked; bad requests still refused.
+    for other, name in ((PlaneStacks(0), "v"), (stacks, "f"), (stacks, "o")):
+        v = {"v": vol, "f": Volume(vol.array.astype(np.float32), vol.affine), "o": _acquired("oblique", size=12)}[name]
+        assert other.stack(v, name, Plane.CORONAL) is None and not other._building
+    with pytest.raises(NotFoundError):
+        stacks.reformat(vol, "v", "sagittal", index=10_000)
+    with pytest.raises(InvalidInputError):
+        stacks.reformat(vol, "v", "sagittal", index=1, slab_mode="median")  # type: ignore[arg-type]
+
+
+def test_concurrent_first_requests_build_a_plane_once(caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+    import threading
+
+    rng = np.random.default_rng(23)
+    vol = Volume(rng.integers(-1000, 2000, (40, 64, 64)).astype(np.int16), np.diag([0.7, 0.7, 1.3, 1.0]))
+    stacks = PlaneStacks(1 << 30)
+    start = threading.Barrier(8)
+    got: list[Slice] = []
+
+    def ask(i: int) -> None:
+        start.wait()
+        got.append(stacks.reformat(vol, "v", "coronal", index=i))
+
+    with caplog.at_level(logging.INFO, logger="imaging.dicom.reformat"):
+        threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        _stacked(stacks, vol, "v", Plane.CORONAL)
+    assert all(_same_slice(s, reformat(vol, "coronal", index=s.index)) for s in got)
+    built = [r for r in caplog.records if "coronal stack of a volume reformatted" in r.getMessage()]
+    assert len(built) == 1

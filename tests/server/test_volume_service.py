@@ -11,6 +11,7 @@ checked pixel by pixel against the mapping the reply declares.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from io import BytesIO
@@ -27,6 +28,7 @@ from conftest import CORPUS
 from e2e_support import OUTCOME, PYDICOM_DATA, Server, by_name, data_file, ingest, read, serve, uid_for
 from imaging.dicom.frames import modality_values
 from imaging.dicom.pixels import decode_frames
+from imaging.dicom.reformat import Plane
 from imaging.dicom.stacks import frame_refs, split_stacks
 from imaging.dicom.volume import build_volume, plan_volume
 from imaging.windowing import PRESETS, VoiFunction, auto_window, window_to_uint8, window_to_uint16
@@ -636,10 +638,40 @@ def test_get_volume_of_each_enhanced_mr_stack(stored: Stored) -> None:
 # -- the derived cache ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("plane", [AXIAL, CORONAL, SAGITTAL], ids=["axial", "coronal", "sagittal"])
+def test_slices_from_a_stacked_plane_are_those_resampled_on_request(stored: Stored, plane: int) -> None:
+    # The first request of a plane stacks it in the background (imaging.dicom.reformat.PlaneStacks);
+    # slices by index come from the stack from then on, slices by position in mm are resampled each
+    # time. At every slice's own position both must give the same voxels and the same PNG.
+    volumes = stored.server.running.volumes
+    assert volumes is not None
+    first = get_slice(stored, "even", plane=plane, index=0, encoding=volume_pb2.ENCODING_RAW)
+    layout = volumes.layout(stored.series["even"])
+    wanted = (volumes._volume_id(layout, layout.stacks[0]), Plane(volume_pb2.Plane.Name(plane)))
+    deadline = time.monotonic() + 60
+    while wanted not in volumes.planes.held():
+        assert time.monotonic() < deadline, f"no {wanted[1].value} stack"
+        time.sleep(0.02)
+    window = volume_pb2.Window(center=-300.0, width=1700.0)
+    for index in range(first.slice_count):
+        by_index = get_slice(stored, "even", plane=plane, index=index, encoding=volume_pb2.ENCODING_RAW)
+        by_mm = get_slice(stored, "even", plane=plane, position_mm=by_index.position_mm,
+                          encoding=volume_pb2.ENCODING_RAW)
+        assert by_mm.index == index and list(by_mm.origin) == list(by_index.origin)
+        np.testing.assert_array_equal(raw(by_index), raw(by_mm))
+        png = [get_slice(stored, "even", plane=plane, encoding=volume_pb2.ENCODING_PNG, window=window, **where).data
+               for where in ({"index": index}, {"position_mm": by_index.position_mm})]
+        assert png[0] == png[1]
+
+
 def test_repeated_requests_are_served_from_the_cache(stored: Stored) -> None:
     kw = dict(plane=SAGITTAL, index=9, window=volume_pb2.Window(center=12.5, width=77),
               encoding=volume_pb2.ENCODING_PNG)
     first = get_slice(stored, "sagittal", **kw)
+    # A volume built for a request is written behind it and mapped from the cache by the next
+    # request (a hit of its own): let that happen first.
+    stored.server.running.cache.flush()
+    assert get_slice(stored, "sagittal", **kw).data == first.data
     before = stats(stored.server)
     again = get_slice(stored, "sagittal", **kw)
     after = stats(stored.server)
