@@ -137,6 +137,10 @@ _BIG_CHUNKS = 4
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _table_lock = threading.Lock()
+#: Calls of each recent window by a slice's worth of values (see _window_to), oldest first.
+_window_uses: dict[tuple[str, float, float, "VoiFunction", int], int] = {}
+_WINDOW_USES_KEPT = 1024
+_FIT_AFTER_USES = 3
 
 
 def _threads() -> ThreadPoolExecutor:
@@ -361,13 +365,19 @@ def _window_to(
         # inputs by the table's integer-arithmetic form when it has one (a few SIMD passes),
         # else one gather a pixel.
         key = (values.dtype.str, float(center), float(width), function, out_max)
+        src = np.ascontiguousarray(values).reshape(-1)
         with _table_lock:  # concurrent requests with a new window build its table once
             lut = _lut(*key)
-        src = np.ascontiguousarray(values).reshape(-1)
-        # The arithmetic form is worth finding (1.5 to 5 ms) for a volume's worth of values; a
-        # slice or two (0.2 ms by it, 0.3 ms by the table) may come with a new window each
-        # time, as a viewer's window drag sends them.
-        plan = _affine(*key) if src.size >= _PARALLEL_FROM else None
+            # The arithmetic form takes 1.5 to 5 ms to find. A volume's worth of values pays
+            # that back at once; a 512x512 slice saves 0.1 ms by it (0.2 ms against the
+            # table's 0.3), so a slice takes it once its window came back a few times (a
+            # viewer paging with it), not for each window of a viewer's window drag.
+            uses = _window_uses.pop(key, 0) + 1
+            _window_uses[key] = uses
+            if len(_window_uses) > _WINDOW_USES_KEPT:
+                del _window_uses[next(iter(_window_uses))]
+            fit = src.size >= _PARALLEL_FROM or uses > _FIT_AFTER_USES
+            plan = _affine(*key) if fit else None
         out = np.empty(src.shape, dtype=out_dtype)
         pool = _threads() if src.size >= _PARALLEL_FROM else None
         workers = pool._max_workers if pool is not None else 1

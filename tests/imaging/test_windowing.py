@@ -436,3 +436,25 @@ def test_threaded_arithmetic_of_a_whole_volume_equals_the_float_path(monkeypatch
         got = fn(vol[:, ::2], c, w)  # a strided view too
         want = np.clip(np.rint(apply_window(vol[:, ::2], c, w, y_max=float(out_max))), 0, out_max)
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_slice_takes_the_arithmetic_form_once_its_window_came_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Finding the arithmetic form costs milliseconds: a slice windowed with a new window (a
+    # viewer's window drag) goes through the table; a window used again and again (paging) earns it.
+    import imaging.windowing as windowing
+
+    monkeypatch.setattr(windowing, "_window_uses", {})
+    windowing._affine.cache_clear()
+    rng = np.random.default_rng(12)
+    sl = rng.integers(-1100, 3100, size=(64, 48)).astype(np.int16)
+    c, w = 37.25, 211.5
+    want = np.clip(np.rint(apply_window(sl, c, w, y_max=255.0)), 0, 255)
+    for use in range(1, windowing._FIT_AFTER_USES + 2):
+        np.testing.assert_array_equal(window_to_uint8(sl, c, w), want)
+        fitted = windowing._affine.cache_info().currsize
+        assert fitted == (1 if use > windowing._FIT_AFTER_USES else 0), use
+    # The record of windows seen stays bounded.
+    monkeypatch.setattr(windowing, "_WINDOW_USES_KEPT", 4)
+    for k in range(10):
+        window_to_uint8(sl, 40.0, 100.0 + k)
+    assert len(windowing._window_uses) <= 4
