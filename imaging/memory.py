@@ -6,8 +6,7 @@ to its host (virtio-balloon free page reporting, which reports free blocks of
 huge-page size), the first touch of such an array is either very fast or very
 slow: on this project's 2-core machine, writing a fresh 150 MiB array took
 0.025 s or 0.3 to 0.68 s from run to run, where the same array in 4 KiB pages
-took 0.11 s every time, and 0.08 s faulted in by one ``MAP_POPULATE`` call
-(``/tmp`` probe, fresh processes, alternating). A cold ``GetVolume`` of that
+took 0.11 s every time (``/tmp`` probe, fresh processes, alternating). A cold ``GetVolume`` of that
 size paid it twice, once in the server's build and once in the client's array:
 0.83 to 1.06 s, against 0.41 to 0.57 s with :func:`fresh_array` in both.
 
@@ -28,22 +27,28 @@ SMALL_BYTES = 16 << 20
 def fresh_array(shape: Sequence[int], dtype: np.typing.DTypeLike, *, populate: bool = False) -> np.ndarray:
     """An uninitialised C-contiguous array of ``shape`` and ``dtype`` in anonymous memory of its own.
 
-    With ``populate`` the kernel faults every page in at once (``MAP_POPULATE``):
+    With ``populate`` every page is faulted in before the array is returned:
     for a single thread about to write the whole array. Without it, pages are
     faulted in as they are first written, which lets several threads share the
     work. The memory is returned to the system when the array (and every view
     of it) is gone.
+
+    The pages are faulted in by numpy, a byte a page, with the interpreter lock
+    released, not by ``MAP_POPULATE``: Python's ``mmap`` holds the lock through
+    the call, and the kernel holds the process's memory-map lock through a
+    populating call, so other threads stopped for its whole length (90 ms for
+    150 MB here; a page at a time took 105 to 137 ms in all, and no other
+    thread waited longer than 0.5 ms).
     """
     dtype = np.dtype(dtype)
     shape = tuple(int(n) for n in shape)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes < SMALL_BYTES or not hasattr(mmap, "MAP_ANONYMOUS"):
         return np.empty(shape, dtype)
-    flags = mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
-    if populate:
-        flags |= getattr(mmap, "MAP_POPULATE", 0)
-    # One array over the mapping, so that views of it name it as their base, as numpy.empty's do.
-    mapping = mmap.mmap(-1, nbytes, flags=flags)
-    if not populate and hasattr(mmap, "MADV_NOHUGEPAGE"):
+    mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
         mapping.madvise(mmap.MADV_NOHUGEPAGE)  # small pages even where the kernel would give huge ones unasked
+    if populate:
+        np.ndarray((nbytes,), dtype=np.uint8, buffer=mapping)[:: mmap.PAGESIZE] = 0
+    # One array over the mapping, so that views of it name it as their base, as numpy.empty's do.
     return np.ndarray(shape, dtype=dtype, buffer=mapping)

@@ -5,6 +5,9 @@ from __future__ import annotations
 import gc
 import mmap
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -72,3 +75,26 @@ def test_without_populate_pages_come_on_first_write_and_are_small() -> None:
     assert _rss() - before >= a.nbytes - 2 * MiB
     if hasattr(mmap, "MADV_NOHUGEPAGE"):
         assert _huge_bytes(a) == 0
+
+
+def _longest_stop_of_this_thread(work: Callable[[], object]) -> float:
+    """The longest time (s) this thread could not run Python while another thread ran ``work``."""
+    worker = threading.Thread(target=work)
+    longest, last = 0.0, time.perf_counter()
+    worker.start()
+    while worker.is_alive():
+        now = time.perf_counter()
+        longest, last = max(longest, now - last), now
+    worker.join()
+    return longest
+
+
+@linux
+def test_populating_does_not_stop_other_threads() -> None:
+    # MAP_POPULATE holds the interpreter lock (Python's mmap) and the kernel's memory-map lock for the
+    # whole call; fresh_array faults the pages in one by one from numpy instead.
+    nbytes = 160 * MiB
+    held = _longest_stop_of_this_thread(
+        lambda: mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE))
+    ours = _longest_stop_of_this_thread(lambda: fresh_array((nbytes // 2,), np.int16, populate=True))
+    assert ours < held / 2, (ours, held)
