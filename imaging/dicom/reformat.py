@@ -410,6 +410,8 @@ class PlaneStacks:
     ) -> Slice:
         """:func:`reformat`, from the plane's stack when it is there (``name`` names ``volume``'s content).
 
+        A slice from a stack is a read-only view of it (or of the volume); :func:`reformat`'s own are copies.
+
         Raises
         ------
         InvalidInputError, NotFoundError
