@@ -24,8 +24,8 @@ for a process of the server's own user), and then, on the descriptor it opened
 The server then maps it and writes into the mapping. The seal is what makes that
 safe: a write through a mapping past the end of its file kills the writer with
 ``SIGBUS``, and no one, the client included, can remove a seal or shrink a
-sealed file. (The client maps the segment with ``MAP_POPULATE``, so its memory
-is there before the server writes.)
+sealed file. (The client faults the segment's pages in when it maps it, so its
+memory is there before the server writes: ``imaging.memory.fault_in``.)
 
 A client on another host or in another PID namespace (a container of its own)
 cannot name its descriptor to the server: the call ends with NOT_FOUND and it
@@ -46,6 +46,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from cache.errors import InvalidInputError, LimitExceededError, NotFoundError, PreconditionError, UnsupportedError
+from imaging.memory import fault_in
 
 PREFIX = "voxelgate-"
 #: How the link of a segment's descriptor reads (``/proc/self/fd/N``).
@@ -196,7 +197,8 @@ class ClientSegment(_Mapped):
         try:
             os.ftruncate(self.fd, nbytes)
             fcntl.fcntl(self.fd, fcntl.F_ADD_SEALS, _SEALS)
-            mapping = mmap.mmap(self.fd, nbytes, mmap.MAP_SHARED | mmap.MAP_POPULATE, mmap.PROT_READ | mmap.PROT_WRITE)
+            mapping = mmap.mmap(self.fd, nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            fault_in(mapping)
         except BaseException:
             os.close(self.fd)
             raise
