@@ -303,7 +303,8 @@ def stream_frames_shared(
     that comes out larger (a PNG of noise), which also gives libswscale the room
     it needs past an RGB picture it writes itself. ``slots`` frames may be in flight;
     slots go back to the server half of them at a time, in one message (a message
-    a frame cost the two sides about 0.35 ms of CPU a frame more here).
+    a frame cost the two sides about 0.35 ms of CPU a frame more here), and the
+    server describes the frames it wrote about as many at a time.
     The segment is a sealed memfd of this process's (``server.shared_memory``).
 
     Raises
@@ -323,7 +324,7 @@ def stream_frames_shared(
     call = ch.stream_stream(
         f"/{_MEDIA.full_name}/StreamFramesShared",
         request_serializer=media_pb2.SharedFramesRequest.SerializeToString,
-        response_deserializer=media_pb2.MediaFrame.FromString,
+        response_deserializer=media_pb2.SharedFrames.FromString,
     )
     with ClientSegment(slots * slot_bytes) as segment:
         given_back: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
@@ -338,12 +339,13 @@ def stream_frames_shared(
         batch = max(1, slots // 2)
         held: list[int] = []
         try:
-            for info in replies:
-                yield ReceivedFrame(info, segment.view(info.shared_slot * slot_bytes, info.shared_bytes))
-                held.append(info.shared_slot)
-                if len(held) >= batch:
-                    given_back.put(held)
-                    held = []
+            for reply in replies:
+                for info in reply.frames:
+                    yield ReceivedFrame(info, segment.view(info.shared_slot * slot_bytes, info.shared_bytes))
+                    held.append(info.shared_slot)
+                    if len(held) >= batch:
+                        given_back.put(held)
+                        held = []
         finally:
             given_back.put(None)
             replies.cancel()  # nothing if the call is over; else (the caller stopped early) the server stops

@@ -123,6 +123,11 @@ class _SlotsGivenBack:
         except Exception:  # noqa: BLE001 - the call ended (cancelled, or the client went away)
             return
 
+    def free(self) -> int:
+        """How many slots are free now (more may come back at any time, none go out but by ``take``)."""
+        with self._cond:
+            return len(self._free)
+
     def take(self, context: grpc.ServicerContext) -> int | None:
         """A free slot, marked out (waiting for one to come back); None once the call has ended."""
         with self._cond:
@@ -278,7 +283,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         yield from self._replies(request, context, reply)
 
     def StreamFramesShared(self, request_iterator: Iterator[media_pb2.SharedFramesRequest],
-                           context: grpc.ServicerContext) -> Iterator[media_pb2.MediaFrame]:
+                           context: grpc.ServicerContext) -> Iterator[media_pb2.SharedFrames]:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "start":
             raise InvalidInputError("StreamFramesShared starts with a start message")
@@ -317,10 +322,21 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                 head.shared_slot, head.shared_bytes = slot, nbytes
                 return head
 
+            # A reply describes several frames: once half the slots hold frames not yet described (the client
+            # gives slots back half of them at a time), or when no slot is free, since the next frame waits for
+            # the client, which waits for these. A message a frame cost the client 0.25 ms of CPU a frame more.
+            batch = max(1, slots // 2)
+            pending: list[media_pb2.MediaFrame] = []
             try:
                 # No read-ahead thread: a reply here is a few bytes, sent at once, so this thread decodes and
                 # converts itself (one thread and two hand-overs a frame fewer: 0.2 to 0.3 ms of CPU a frame).
-                yield from self._replies(start.frames, context, reply, into=into, depth=0)
+                for head in self._replies(start.frames, context, reply, into=into, depth=0):
+                    pending.append(head)
+                    if len(pending) >= batch or not given_back.free():
+                        yield media_pb2.SharedFrames(frames=pending)
+                        pending = []
+                if pending:
+                    yield media_pb2.SharedFrames(frames=pending)
             except _CallEnded:
                 return
 

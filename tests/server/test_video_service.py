@@ -14,11 +14,12 @@ import gc
 import hashlib
 import json
 import os
+import queue
 import re
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -789,11 +790,11 @@ def test_yuv420_is_for_videos_only(videos: Videos) -> None:
 shared_memory_only = pytest.mark.skipif(not shared_memory.available(), reason="shared memory segments need Linux (memfd)")
 
 
-def _shared_call(videos: Videos, requests: list[media_pb2.SharedFramesRequest]) -> Iterator[media_pb2.MediaFrame]:
+def _shared_call(videos: Videos, requests: Iterable[media_pb2.SharedFramesRequest]) -> Iterator[media_pb2.SharedFrames]:
     call = videos.server.channel.stream_stream(
         "/voxelgate.v1.MediaService/StreamFramesShared",
         request_serializer=media_pb2.SharedFramesRequest.SerializeToString,
-        response_deserializer=media_pb2.MediaFrame.FromString)
+        response_deserializer=media_pb2.SharedFrames.FromString)
     return call(iter(requests), timeout=30)  # type: ignore[no-any-return]
 
 
@@ -853,6 +854,36 @@ def test_slots_given_back_several_at_a_time_keep_the_stream_going(videos: Videos
         used.add(f.info.shared_slot)
         got.append((f.info.frame, bytes(f.data)))
     assert got == streamed and used == set(range(slots))
+
+
+@shared_memory_only
+@pytest.mark.parametrize(("slots", "replies"), [(6, [3, 3]), (5, [2, 2, 1]), (1, [1])])
+def test_a_reply_describes_half_the_slots_or_what_is_written_when_no_slot_is_free(
+        videos: Videos, slots: int, replies: list[int]) -> None:
+    """The server describes the frames it wrote once half the slots (at least one) hold frames not yet
+    described, and, when no slot is left free, the frames it has: the client, which gives slots back only
+    once it has them, is never left waiting for frames the server holds back."""
+    frame_bytes = 64 * 48 * 3
+    releases: queue.SimpleQueue[media_pb2.SharedFramesRequest | None] = queue.SimpleQueue()
+    with shared_memory.ClientSegment(slots * frame_bytes) as seg:
+        def requests() -> Iterator[media_pb2.SharedFramesRequest]:
+            yield _start(media_pb2.StreamFramesRequest(id=videos.ids["long_gop_mp4"], format=media_pb2.MEDIA_RAW),
+                         seg.fd, slots, frame_bytes)
+            while (msg := releases.get()) is not None:
+                yield msg
+
+        call = _shared_call(videos, requests())
+        try:
+            got = [[(f.frame, f.shared_slot) for f in next(call).frames] for _ in replies]
+            assert [len(r) for r in got] == replies
+            assert [f for r in got for f in r] == [(n, n) for n in range(slots)]  # every slot out, in order
+            # A slot comes back: the next frame goes into it.
+            releases.put(media_pb2.SharedFramesRequest(releases=media_pb2.SharedSlots(slots=[0])))
+            assert [(f.frame, f.shared_slot) for f in next(call).frames] == [(slots, 0)]
+        finally:
+            releases.put(None)
+            call.cancel()
+    assert _wait_until(lambda: _segments_held() == 0)  # the server let the segment go when the call ended
 
 
 @shared_memory_only
