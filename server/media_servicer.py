@@ -339,6 +339,10 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                     yield media_pb2.SharedFrames(frames=pending)
             except _CallEnded:
                 return
+            except Exception:
+                if pending:  # the frames written before the error are the client's, then the error
+                    yield media_pb2.SharedFrames(frames=pending)
+                raise
 
     def _replies(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext,
                  reply: Callable[[MediaFrameResult, str], _Reply],

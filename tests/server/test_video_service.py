@@ -887,6 +887,27 @@ def test_a_reply_describes_half_the_slots_or_what_is_written_when_no_slot_is_fre
 
 
 @shared_memory_only
+def test_frames_written_before_an_error_reach_the_client_before_the_error(videos: Videos) -> None:
+    """A frame that does not fit a slot ends the call with RESOURCE_EXHAUSTED; the frames written before it,
+    not yet described (the server describes three at a time here), come first."""
+    req = media_pb2.StreamFramesRequest(id=videos.ids["long_gop_mp4"], format=media_pb2.MEDIA_PNG)
+    sizes = [len(f.data) for f in videos.stub.StreamFrames(req)]
+    # The first frame larger than every one before it, not among the first: its predecessors fit the slots.
+    first_over = next(i for i in range(2, len(sizes)) if sizes[i] > max(sizes[:i]) and i % 3)
+    got: list[int] = []
+    try:
+        for f in stream_frames_shared(videos.server.channel, req, slots=6, slot_bytes=max(sizes[:first_over])):
+            got.append(f.info.frame)
+        status = None
+    except grpc.RpcError as err:
+        status = (err.code(), err.details())
+    assert status is not None and status[0] is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert f"frame {first_over} is" in status[1] and got == list(range(first_over))
+    del f  # the last frame's view of the segment (the traceback's frames went with the except clause)
+    assert _wait_until(lambda: _segments_held() == 0)
+
+
+@shared_memory_only
 def test_a_client_that_stops_early_leaves_no_segment_and_the_server_stops(videos: Videos) -> None:
     assert _segments_held() == 0
     frames = stream_frames_shared(videos.server.channel, media_pb2.StreamFramesRequest(
