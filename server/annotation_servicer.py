@@ -102,7 +102,7 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
         if not request.reencoded_id:
             raise InvalidInputError("reencoded_id is required", subject="reencoded_id")
         record = self._library.reencode_report(request.reencoded_id)
-        frame_map = record.frame_map
+        frame_map = record.result.frame_map
         out: list[int] = []
         for n in request.frames:
             if n >= len(frame_map):
@@ -111,4 +111,4 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
                     subject=record.source_id)
             out.append(frame_map[n])
         return annotation_pb2.RemapFramesResponse(
-            source_id=record.source_id, frames=out, dropped=sum(1 for k in out if k < 0), changes=record.changes)
+            source_id=record.source_id, frames=out, dropped=sum(1 for k in out if k < 0), changes=record.result.changes)

@@ -171,10 +171,11 @@ def _ratio(value: Fraction | tuple[int, int] | None) -> media_pb2.Ratio:
 
 
 def report_pb(r: ReencodeRecord) -> media_pb2.ReencodeReport:
+    done = r.result
     return media_pb2.ReencodeReport(
-        source_id=r.source_id, media_id=r.media_id, requested_mode=r.requested_mode, mode=r.mode,
-        frame_map=r.frame_map, changes=r.changes, fixed=r.fixed, frames_in=r.frames_in, frames_out=r.frames_out,
-        width=r.width, height=r.out_height, fps=r.out_fps,
+        source_id=r.source_id, media_id=r.media_id, requested_mode=r.requested_mode, mode=done.mode,
+        frame_map=done.frame_map, changes=done.changes, fixed=done.fixed, frames_in=done.frames_in,
+        frames_out=done.frames_out, width=done.width, height=done.height, fps=done.fps,
     )
 
 

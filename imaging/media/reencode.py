@@ -147,6 +147,22 @@ class ReencodeResult:
             "fps": self.fps,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "ReencodeResult":
+        """The result ``to_json`` wrote.
+
+        Raises
+        ------
+        KeyError, ValueError, TypeError
+            When ``data`` lacks a field or holds a value of the wrong kind.
+        """
+        return cls(
+            mode=str(data["mode"]), frame_map=[int(v) for v in data["frame_map"]],
+            changes=[str(c) for c in data["changes"]], fixed=[str(c) for c in data["fixed"]],
+            frames_in=int(data["frames_in"]), frames_out=int(data["frames_out"]), width=int(data["width"]),
+            height=int(data["height"]), fps=float(data["fps"]),
+        )
+
 
 def reencode(
     src: Path,

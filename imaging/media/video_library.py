@@ -26,7 +26,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -40,7 +40,7 @@ from imaging.cpu import use_all_cores
 from .diagnose import Finding, diagnose
 from .frame_index import FrameIndex, FrameReader, Picture, Pieces, build_frame_index
 from .probe_video import VideoInfo, VideoLimits, probe_video
-from .reencode import reencode
+from .reencode import ReencodeResult, reencode
 from .render import render_frame
 from .video_readers import AheadCancelled, AheadStats, FrameResult, ReadAhead, ReaderPool, ReaderStats, Stream
 
@@ -101,49 +101,36 @@ class ReencodeRecord:
     media_id, source_id:
         The new item and the video it was made from (empty ``media_id``: ``auto``
         found nothing to fix and stored nothing).
-    requested_mode, mode:
-        ``"auto"`` or ``"full"`` as asked; ``"remux"``, ``"full"`` or ``"none"`` as done.
-    frame_map:
-        For every addressable frame of the source, its index in the new video; -1: dropped.
-    changes, fixed:
-        What changed, for people; the finding codes addressed.
+    requested_mode, height, fps:
+        As asked: ``"auto"`` or ``"full"``, the new height and frame rate (None: the source's).
+    result:
+        What was done (``reencode``'s result): the mode (``"remux"``, ``"full"`` or ``"none"``),
+        the frame map, what changed, the output's frames, size and rate.
     """
 
     media_id: str
     source_id: str
     requested_mode: str
-    mode: str
     height: int | None
     fps: float | None
-    frame_map: list[int]
-    changes: list[str]
-    fixed: list[str]
-    frames_in: int
-    frames_out: int
-    width: int
-    out_height: int
-    out_fps: float
+    result: ReencodeResult
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "media_id": self.media_id, "source_id": self.source_id, "requested_mode": self.requested_mode,
-            "mode": self.mode, "height": self.height, "fps": self.fps, "frame_map": list(self.frame_map),
-            "changes": list(self.changes), "fixed": list(self.fixed), "frames_in": self.frames_in,
-            "frames_out": self.frames_out, "width": self.width, "out_height": self.out_height,
-            "out_fps": self.out_fps,
-        }
+        """One flat object: what was asked, and the result's fields with its height and fps as ``out_height``
+        and ``out_fps`` (the catalog's records have had this form since they were first written)."""
+        done = self.result.to_json()
+        out_height, out_fps = done.pop("height"), done.pop("fps")
+        return {"media_id": self.media_id, "source_id": self.source_id, "requested_mode": self.requested_mode,
+                "height": self.height, "fps": self.fps, **done, "out_height": out_height, "out_fps": out_fps}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ReencodeRecord":
         return cls(
             media_id=str(data["media_id"]), source_id=str(data["source_id"]),
-            requested_mode=str(data["requested_mode"]), mode=str(data["mode"]),
+            requested_mode=str(data["requested_mode"]),
             height=None if data.get("height") is None else int(data["height"]),
             fps=None if data.get("fps") is None else float(data["fps"]),
-            frame_map=[int(v) for v in data["frame_map"]], changes=[str(c) for c in data["changes"]],
-            fixed=[str(c) for c in data["fixed"]], frames_in=int(data["frames_in"]),
-            frames_out=int(data["frames_out"]), width=int(data["width"]), out_height=int(data["out_height"]),
-            out_fps=float(data["out_fps"]),
+            result=ReencodeResult.from_json({**data, "height": data["out_height"], "fps": data["out_fps"]}),
         )
 
 
@@ -535,12 +522,8 @@ class VideoLibraryMixin:
             )
             if job.cancel.is_set():
                 raise CancelledError("re-encoding cancelled; nothing was stored", subject=row.media_id)
-            record = ReencodeRecord(
-                media_id="", source_id=row.media_id, requested_mode=mode, mode=result.mode, height=height, fps=fps,
-                frame_map=list(result.frame_map), changes=list(result.changes), fixed=list(result.fixed),
-                frames_in=result.frames_in, frames_out=result.frames_out, width=result.width,
-                out_height=result.height, out_fps=float(result.fps),
-            )
+            record = ReencodeRecord(media_id="", source_id=row.media_id, requested_mode=mode, height=height, fps=fps,
+                                    result=result)
             if result.mode != "none":
                 record = self._store_reencoded(dst, row, record, job.cancel)
             job.record = record
@@ -570,7 +553,7 @@ class VideoLibraryMixin:
                     staged.write(chunk)
             sha = staged.close(sync=False)
             info = probe_video(staged.path, name=name, limits=self.video_limits)
-            record = ReencodeRecord(**{**record.__dict__, "media_id": sha})
+            record = replace(record, media_id=sha)
             row = MediaRow(sha, name, info.container, info.width, info.height, info.addressable_frames,
                            info.size_bytes, video_record(info))
             with self.store.lock(sha):

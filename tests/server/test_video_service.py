@@ -612,7 +612,7 @@ def test_reencode_auto_remuxes_away_the_audio(videos: Videos) -> None:
     for n in (0, 13, 29):
         assert np.array_equal(videos.raw(r.media_id, n), videos.raw(videos.ids["audio_mp4"], n))
     lib = videos.server.running.media
-    assert lib is not None and lib.reencode_report(r.media_id).frame_map == list(range(30))
+    assert lib is not None and lib.reencode_report(r.media_id).result.frame_map == list(range(30))
     assert r.media_id in object_files(videos.server.data_dir)
 
 

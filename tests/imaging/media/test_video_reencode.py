@@ -313,3 +313,28 @@ def test_result_is_json_ready(videos: dict[str, Path], tmp_path: Path) -> None:
     data = json.loads(json.dumps(result.to_json()))
     assert data["frame_map"] == result.frame_map and data["mode"] == "full"
     assert Fraction(data["fps"]).limit_denominator(1001) == 30
+
+
+def test_a_record_keeps_the_catalogs_flat_form_and_reads_back(videos: dict[str, Path], tmp_path: Path) -> None:
+    """``ReencodeRecord`` (what was asked, and ``reencode``'s result) is stored as one flat object, the form the
+    catalog has held since records were first written: a record of that form reads back, and one written
+    now has exactly its keys and round-trips through JSON."""
+    import json
+
+    from imaging.media.video_library import ReencodeRecord
+
+    result = reencode(videos["ghost_mp4"], tmp_path / "out.mp4", mode="full", height=32)
+    record = ReencodeRecord(media_id="b" * 64, source_id="a" * 64, requested_mode="full", height=32, fps=None,
+                            result=result)
+    data = json.loads(json.dumps(record.to_json()))
+    assert set(data) == {"media_id", "source_id", "requested_mode", "mode", "height", "fps", "frame_map", "changes",
+                         "fixed", "frames_in", "frames_out", "width", "out_height", "out_fps"}
+    assert (data["height"], data["fps"], data["out_height"]) == (32, None, result.height)
+    assert data["out_fps"] == result.fps and data["frame_map"] == result.frame_map
+    assert ReencodeRecord.from_json(data) == record
+    stored = {"media_id": "c" * 64, "source_id": "d" * 64, "requested_mode": "auto", "mode": "remux", "height": None,
+              "fps": None, "frame_map": [0, 1, 2], "changes": ["1 audio stream(s) removed"], "fixed": ["audio_streams"],
+              "frames_in": 3, "frames_out": 3, "width": 64, "out_height": 48, "out_fps": 30.0}
+    old = ReencodeRecord.from_json(stored)
+    assert (old.result.mode, old.result.height, old.result.fps, old.result.frame_map) == ("remux", 48, 30.0, [0, 1, 2])
+    assert old.to_json() == stored
