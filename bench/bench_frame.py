@@ -1,6 +1,6 @@
 """Frame latency: voxelgate GetFrame beside Orthanc's rendered frame, same file, same run.
 
-    python3.11 dev.py bench bench_frame.py [--later 5] [--keep]
+    python3 dev.py bench bench_frame.py [--later 5] [--keep]
 
 Builds one mammography-sized frame (4096 x 3328, 12 bits stored in 16,
 MONOCHROME2, breast-like blob plus noise, seeded, with a Window Center/Width)
@@ -36,7 +36,7 @@ from _orthanc import find_gdcm_plugin, find_orthanc, orthanc_server, request, st
 from _report import MiB, cleanup, machine_line, ratio, skip_peer, table, workdir
 from _server import voxelgate_server
 from _synth import write_mammo
-from server.client import channel, ingest_requests
+from voxelgate.server.client import channel, ingest_requests
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
 BIG_MESSAGES = "64M"

@@ -1,6 +1,6 @@
 """Ingest throughput: voxelgate (CLI and gRPC stub) beside Orthanc's REST API, same files, same run.
 
-    python3.11 dev.py bench bench_ingest.py [--count 300] [--size 512] [--repeat 3] [--keep]
+    python3 dev.py bench bench_ingest.py [--count 300] [--size 512] [--repeat 3] [--keep]
 
 Writes a synthetic CT series (CT Image Storage, one series, 512x512 int16,
 explicit VR little endian, uncompressed) to a temp directory, then stores it:
@@ -36,7 +36,7 @@ from _orthanc import find_orthanc, orthanc_server, request, store_instance
 from _report import MiB, cleanup, machine_line, ratio, skip_peer, table, workdir
 from _server import VOXELGATE, process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
-from server.client import channel, ingest_requests
+from voxelgate.server.client import channel, ingest_requests
 from voxelgate.v1 import common_pb2, dicom_pb2_grpc
 
 

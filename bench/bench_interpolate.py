@@ -1,6 +1,6 @@
 """Annotation interpolation quality: ours beside the nearest key and ITK's morphological contour interpolation.
 
-    python3.11 dev.py bench bench_interpolate.py [--k 2,3,4,6] [--cases labels,ct] [--detail] [--no-itk]
+    python3 dev.py bench bench_interpolate.py [--k 2,3,4,6] [--cases labels,ct] [--detail] [--no-itk]
 
 Real objects, real spacing:
 
@@ -18,7 +18,7 @@ For k = 2, 3, 4, 6 and each label, the slices ``first, first + k, first + 2k, ..
 the label's extent and its last slice are the keys (what an annotator draws); the
 slices between them are held out and filled by:
 
-* ``ours sdf``: :func:`imaging.annotations.interpolate` on masks (method ``sdf``);
+* ``ours sdf``: :func:`voxelgate.imaging.annotations.interpolate` on masks (method ``sdf``);
 * ``ours polygon``: each key mask outlined as a polygon (:func:`mask_to_polygon`),
   interpolated as polygons (``contour-morph``; ``mask-fallback`` where the rings do not
   pair up, counted in the table), rasterised;
@@ -53,13 +53,13 @@ import SimpleITK as sitk
 
 import _itk_peer
 from _report import cleanup, machine_line, ratio, skip_peer, table, workdir
-from cache.errors import InvalidInputError
-from imaging.annotations import Mask, Polygon, interpolate
-from imaging.annotations.shapes import mask_to_polygon, rasterize_polygon
-from imaging.dicom.frames import modality_values
-from imaging.dicom.parse import read_dataset
-from imaging.dicom.pixels import decode_frames, has_pixels
-from imaging.dicom.stacks import frame_refs, split_stacks
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.annotations import Mask, Polygon, interpolate
+from voxelgate.imaging.annotations.shapes import mask_to_polygon, rasterize_polygon
+from voxelgate.imaging.dicom.frames import modality_values
+from voxelgate.imaging.dicom.parse import read_dataset
+from voxelgate.imaging.dicom.pixels import decode_frames, has_pixels
+from voxelgate.imaging.dicom.stacks import frame_refs, split_stacks
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = ROOT.parent / "shared" / "corpus"

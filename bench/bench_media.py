@@ -1,6 +1,6 @@
 """Media images: ingest, first frame and cached re-read over gRPC, beside plain Pillow, same files, same run.
 
-    python3.11 dev.py bench bench_media.py [--count 1000] [--box 512] [--keep]
+    python3 dev.py bench bench_media.py [--count 1000] [--box 512] [--keep]
 
 Writes ``--count`` mixed images (seeded): JPEG, PNG, WebP, TIFF (LZW, deflate, none)
 and BMP, RGB and greyscale, each side 256..1024 px, with smooth content and a little
@@ -39,7 +39,7 @@ from PIL import Image, ImageOps
 
 from _report import MiB, cleanup, machine_line, table, workdir
 from _server import voxelgate_server
-from server.client import channel, ingest_requests
+from voxelgate.server.client import channel, ingest_requests
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc
 
 #: (Pillow format, save options, weight in the mix, extension)

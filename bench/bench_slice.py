@@ -1,6 +1,6 @@
 """GetSlice latency over gRPC from a cached volume: axial, coronal, sagittal, windowed, PNG, 1 and 8 clients.
 
-    python3.11 dev.py bench bench_slice.py [--requests 300] [--clients 1,8] [--processes 1,2] [--count 300]
+    python3 dev.py bench bench_slice.py [--requests 300] [--clients 1,8] [--processes 1,2] [--count 300]
                                            [--size 512] [--source DIR] [--plane-stacks SIZE] [--keep]
 
 Writes (or takes from ``--source``) a synthetic CT series, ingests it into a fresh
@@ -42,7 +42,7 @@ from _client import cache_stats, ingest_paths, series_uid_of
 from _report import cleanup, machine_line, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
-from server.client import channel, fetch_volume, process_channel
+from voxelgate.server.client import channel, fetch_volume, process_channel
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 PLANES = (("axial", volume_pb2.AXIAL), ("coronal", volume_pb2.CORONAL), ("sagittal", volume_pb2.SAGITTAL))
@@ -127,7 +127,7 @@ def _stacks_built(log_path: Path, plane: str, processes: int, *, timeout: float 
 
     The first request of a coronal or sagittal plane of an axial acquisition
     starts a background reformat of the whole plane in each process
-    (``imaging.dicom.reformat.PlaneStacks``); its log record gives the time.
+    (``voxelgate.imaging.dicom.reformat.PlaneStacks``); its log record gives the time.
 
     Raises
     ------

@@ -1,6 +1,6 @@
 """Video frames: sequential decode through StreamFrames against the ffmpeg CLI, GetFrame latency, same run.
 
-    python3.11 dev.py bench bench_video.py [--seconds 30] [--samples 50] [--keep]
+    python3 dev.py bench bench_video.py [--seconds 30] [--samples 50] [--keep]
 
 Writes a 1080p H.264 video with PyAV (30 fps, ``--seconds`` long, a keyframe
 every 50 frames exactly, B-frames, moving textured content, faststart) in a
@@ -29,12 +29,12 @@ beside the peers on the same file:
 Targets (issue 6): StreamFrames >= 0.8 x the ffmpeg CLI's frames/s; random
 GetFrame p50 <= 100 ms cold; stepping p50 <= 10 ms.
 
-Frames are received as a viewer would, through ``server.client.get_frame`` and
+Frames are received as a viewer would, through ``voxelgate.server.client.get_frame`` and
 ``stream_frames``: the reply's bytes are taken as they arrive, without protobuf
 copying the frame twice more.
 
 This process (the client) sets glibc's malloc thresholds as ``voxelgate serve``
-does (``server.app.tune_malloc``): receiving 3-6 MB messages in fresh pages
+does (``voxelgate.server.app.tune_malloc``): receiving 3-6 MB messages in fresh pages
 otherwise costs the client more than the server's work (``--no-tune-malloc``).
 """
 
@@ -56,10 +56,10 @@ from PIL import Image
 from _report import cleanup, machine_line, skip_peer, table, workdir
 from _server import voxelgate_server
 from _client import cache_stats
-from imaging.media.frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames
-from imaging.media.probe_video import probe_video
-from server.app import tune_malloc
-from server.client import channel, get_frame, ingest_requests, stream_frames, stream_frames_shared
+from voxelgate.imaging.media.frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames
+from voxelgate.imaging.media.probe_video import probe_video
+from voxelgate.server.app import tune_malloc
+from voxelgate.server.client import channel, get_frame, ingest_requests, stream_frames, stream_frames_shared
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 WIDTH, HEIGHT, FPS, GOP = 1920, 1080, 30, 50
@@ -142,7 +142,7 @@ def pyav_seek_decode(path: Path, pts: int) -> float:
 _ECHO_SERVER = """
 import sys, grpc
 from concurrent import futures
-from server.app import tune_malloc
+from voxelgate.server.app import tune_malloc
 tune_malloc()  # as voxelgate serve does
 size = int(sys.argv[1])
 payload = bytes(size)

@@ -1,6 +1,6 @@
 """Volume build: voxelgate's first GetVolume beside SimpleITK and dcm2niix, same files, same run.
 
-    python3.11 dev.py bench bench_volume.py [--parts build,slice,window] [--count 300] [--size 512]
+    python3 dev.py bench bench_volume.py [--parts build,slice,window] [--count 300] [--size 512]
                                             [--repeat 3] [--codec auto|jpeg-lossless|rle|jpeg-ls] [--keep]
 
 By default this runs the three volume benchmarks of issue 3 one after the other:
@@ -18,7 +18,7 @@ little endian) and a compressed copy of the same pixels: JPEG Lossless SV1
   stops; a second, fresh server process on that data directory answers the first
   ``GetVolume`` (cold: stack split from the stored headers, frames decoded or read,
   volume built, streamed, then written to the derived cache; timed until the client
-  holds the whole array, received with :func:`server.client.fetch_volume`, which
+  holds the whole array, received with :func:`voxelgate.server.client.fetch_volume`, which
   copies each chunk once into the preallocated array), then a second ``GetVolume``
   (cached);
 - SimpleITK: ``ImageSeriesReader`` with GDCM's series file names (the names step,
@@ -30,7 +30,7 @@ Ingest validation decodes every compressed frame and keeps it in the derived
 cache, so the compressed volume build does not decode again: the ingest time is
 printed beside it. This process (the client, and the in-process peers SimpleITK and
 pydicom) sets glibc's malloc thresholds as ``voxelgate serve`` does
-(``server.app.tune_malloc``; ``--no-tune-malloc`` leaves them). Target: our cold GetVolume faster than both peers. When
+(``voxelgate.server.app.tune_malloc``; ``--no-tune-malloc`` leaves them). Target: our cold GetVolume faster than both peers. When
 dcm2niix is missing its rows are skipped (exit status 1 if ``VOXELGATE_REQUIRE_PEERS=1``).
 """
 
@@ -57,8 +57,8 @@ from _client import ingest_paths, series_uid_of
 from _report import MiB, cleanup, machine_line, ratio, require_peers, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
-from server.app import tune_malloc
-from server.client import FetchedVolume, channel, fetch_volume
+from voxelgate.server.app import tune_malloc
+from voxelgate.server.client import FetchedVolume, channel, fetch_volume
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 DCM2NIIX = "/usr/bin/dcm2niix"

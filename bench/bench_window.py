@@ -1,15 +1,15 @@
 """Windowing throughput of a whole CT volume against a plain memory copy of it, in-process, same run.
 
-    python3.11 dev.py bench bench_window.py [--count 300] [--size 512] [--repeat 5]
+    python3 dev.py bench bench_window.py [--count 300] [--size 512] [--repeat 5]
 
 Builds a 300x512x512 int16 volume of the synthetic thorax phantom (HU, seeded),
 then times, best of ``--repeat``:
 
 - ``numpy.copyto`` into a preallocated int16 volume, whole and slice by slice
   (the bandwidth ceiling);
-- ``imaging.windowing.window_to_uint8`` (40/80 LINEAR), whole volume in one call
+- ``voxelgate.imaging.windowing.window_to_uint8`` (40/80 LINEAR), whole volume in one call
   and slice by slice (a call per slice, as a renderer makes them);
-- ``imaging.windowing.window_to_uint16`` (40/80 LINEAR), whole and slice by slice;
+- ``voxelgate.imaging.windowing.window_to_uint16`` (40/80 LINEAR), whole and slice by slice;
 - a plain numpy float32 window per slice (``apply_window`` + ``to_uint8``), for
   reference.
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from _report import machine_line, table
 from _synth import _ct_phantom_hu  # the same phantom the DICOM series carry
-from imaging.windowing import apply_window, to_uint8, window_to_uint8, window_to_uint16
+from voxelgate.imaging.windowing import apply_window, to_uint8, window_to_uint8, window_to_uint16
 
 CENTER, WIDTH = 40.0, 80.0
 TARGET = 0.25

@@ -20,7 +20,7 @@ from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
-from .errors import ConflictError, InvalidInputError, VoxelgateError
+from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
 
@@ -190,7 +190,7 @@ CREATE TABLE IF NOT EXISTS instances (
 );
 CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid, instance_number, sop_uid);
 CREATE INDEX IF NOT EXISTS instances_sha ON instances(sha256);
--- Header summaries (imaging.dicom.headers), by content. Added after the first release:
+-- Header summaries (voxelgate.imaging.dicom.headers), by content. Added after the first release:
 -- CREATE IF NOT EXISTS adds it to older databases; their instances simply have none.
 CREATE TABLE IF NOT EXISTS instance_headers (
     sha256 TEXT PRIMARY KEY,

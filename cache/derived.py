@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import diskcache
 import numpy as np
 
-from .errors import LimitExceededError
+from voxelgate.errors import LimitExceededError
 from .locks import ProcessLock
 
 log = logging.getLogger(__name__)
@@ -692,7 +692,7 @@ class DerivedCache:
         """Start the write-behind thread now rather than with the first value to write.
 
         A thread runs on the cores of the thread that starts it: a server starts
-        it before it keeps its request threads to one core (``imaging.cpu``).
+        it before it keeps its request threads to one core (``voxelgate.imaging.cpu``).
         """
         with self._pending_cv:
             if not self._closing:

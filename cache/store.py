@@ -19,7 +19,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import InvalidInputError, LimitExceededError, NotFoundError
+from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 from .locks import ProcessLock
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import numpy as np
 from isal import isal_zlib
 from PIL import Image
 
-from cache.errors import InvalidInputError
+from voxelgate.errors import InvalidInputError
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from cache.errors import InvalidInputError, LimitExceededError
-from cache.store import ObjectStore, StagedFile
+from voxelgate.errors import InvalidInputError, LimitExceededError
+from voxelgate.cache.store import ObjectStore, StagedFile
 
 
 class IngestSink(Protocol):

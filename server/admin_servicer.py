@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import grpc
 
-from cache.catalog import Catalog
-from cache.derived import DerivedCache
-from imaging.cpu import request_cores
+from voxelgate.cache.catalog import Catalog
+from voxelgate.cache.derived import DerivedCache
+from voxelgate.imaging.cpu import request_cores
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc
 
 

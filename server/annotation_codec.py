@@ -1,4 +1,4 @@
-"""AnnotationService messages <-> ``imaging.annotations`` shapes (shared by the servicer and the CLI)."""
+"""AnnotationService messages <-> ``voxelgate.imaging.annotations`` shapes (shared by the servicer and the CLI)."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cache.errors import InvalidInputError
-from imaging.annotations import (
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.annotations import (
     Box,
     Mask,
     Points,

@@ -1,18 +1,18 @@
-"""AnnotationService: translates proto <-> ``imaging.annotations`` (slice grids, fill, segmentations)."""
+"""AnnotationService: translates proto <-> ``voxelgate.imaging.annotations`` (slice grids, fill, segmentations)."""
 
 from __future__ import annotations
 
 import grpc
 
-from cache.errors import InvalidInputError, VoxelgateError
-from imaging.annotations import Shape
-from imaging.dicom.annotation_grid import DicomPlane, dicom_plane
-from imaging.media.annotation_grid import media_grid
-from imaging.annotations.planes import SliceGrid, fill, key_subject
-from imaging.dicom.seg import next_series_number, segmentation, store_segmentation
-from imaging.dicom.archive import DicomArchive
-from imaging.dicom.series import SeriesVolumes
-from imaging.media.library import MediaLibrary
+from voxelgate.errors import InvalidInputError, VoxelgateError
+from voxelgate.imaging.annotations import Shape
+from voxelgate.imaging.dicom.annotation_grid import DicomPlane, dicom_plane
+from voxelgate.imaging.media.annotation_grid import media_grid
+from voxelgate.imaging.annotations.planes import SliceGrid, fill, key_subject
+from voxelgate.imaging.dicom.seg import next_series_number, segmentation, store_segmentation
+from voxelgate.imaging.dicom.archive import DicomArchive
+from voxelgate.imaging.dicom.series import SeriesVolumes
+from voxelgate.imaging.media.library import MediaLibrary
 from voxelgate.v1 import annotation_pb2, annotation_pb2_grpc, volume_pb2
 
 from .annotation_codec import ToPixels, ToRequest, identity, pixels, shape_from_pb, shape_to_pb

@@ -20,15 +20,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from cache.catalog import SqliteCatalog
-from cache.derived import DerivedCache, SharedCacheState
-from cache.gc import remove_orphans
-from cache.store import ObjectStore
-from imaging.cpu import all_cores, pin_requests
-from imaging.dicom.archive import DicomArchive
-from imaging.dicom.series import SeriesVolumes
-from imaging.media import MediaLimits
-from imaging.media.library import MediaLibrary
+from voxelgate.cache.catalog import SqliteCatalog
+from voxelgate.cache.derived import DerivedCache, SharedCacheState
+from voxelgate.cache.gc import remove_orphans
+from voxelgate.cache.store import ObjectStore
+from voxelgate.imaging.cpu import all_cores, pin_requests
+from voxelgate.imaging.dicom.archive import DicomArchive
+from voxelgate.imaging.dicom.series import SeriesVolumes
+from voxelgate.imaging.media import MediaLimits
+from voxelgate.imaging.media.library import MediaLibrary
 from voxelgate.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -45,7 +45,7 @@ from .annotation_servicer import AnnotationServicer
 from .auth import BearerAuthInterceptor, load_tokens
 from .config import Config
 from .dicom_servicer import DicomServicer
-from .errors import ErrorInterceptor
+from .status import ErrorInterceptor
 from .media_servicer import MediaServicer, add_media_service
 from .volume_servicer import VolumeServicer, add_volume_service
 
@@ -279,7 +279,7 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     os.environ.setdefault("OPJ_NUM_THREADS", str(os.cpu_count() or 1))
     malloc_tuned = tune_malloc()
     # Threads run where the thread that starts them may: from here this thread, and so gRPC's
-    # own threads and the request threads, stay on one core (imaging.cpu says why). Each worker
+    # own threads and the request threads, stay on one core (voxelgate.imaging.cpu says why). Each worker
     # of several takes the next cores.
     request_cores = None
     if config.request_cores > 0:

@@ -210,8 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from imaging.dicom.pixels import Limits
-    from imaging.media.probe_video import VideoLimits
+    from voxelgate.imaging.dicom.pixels import Limits
+    from voxelgate.imaging.media.probe_video import VideoLimits
 
     from . import logs
     from .app import serve

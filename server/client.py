@@ -13,7 +13,7 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from imaging.memory import fresh_array
+from voxelgate.imaging.memory import fresh_array
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc, volume_pb2
 
 from . import shared_memory, wire
@@ -305,13 +305,13 @@ def stream_frames_shared(
     slots go back to the server half of them at a time, in one message (a message
     a frame cost the two sides about 0.35 ms of CPU a frame more here), and the
     server describes the frames it wrote about as many at a time.
-    The segment is a sealed memfd of this process's (``server.shared_memory``).
+    The segment is a sealed memfd of this process's (``voxelgate.server.shared_memory``).
 
     Raises
     ------
     grpc.RpcError
         The call failed (raised while iterating).
-    cache.errors.UnsupportedError
+    voxelgate.errors.UnsupportedError
         This host cannot make a segment (not Linux).
     """
     if slot_bytes is None:

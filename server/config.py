@@ -6,8 +6,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from imaging.dicom.pixels import Limits
-from imaging.media.probe_video import VideoLimits
+from voxelgate.imaging.dicom.pixels import Limits
+from voxelgate.imaging.media.probe_video import VideoLimits
 
 DEFAULT_PORT = 50051
 DEFAULT_DATA_DIR = Path("voxelgate-data")
@@ -31,15 +31,15 @@ class Config:
     max_message_bytes: int = 64 * MiB
     cache_bytes: int = 2 * 1024 * MiB
     cache_memory_bytes: int = 128 * MiB  # in-memory tier for small derived values
-    plane_stack_bytes: int = 1024 * MiB  # per process: reformatted planes (imaging.dicom.reformat.PlaneStacks)
+    plane_stack_bytes: int = 1024 * MiB  # per process: reformatted planes (voxelgate.imaging.dicom.reformat.PlaneStacks)
     limits: Limits = field(default_factory=Limits)
     video_limits: VideoLimits = field(default_factory=VideoLimits)  # MediaService videos: 1 GiB, 100,000 frames
     tls: TlsConfig | None = None
     token_file: Path | None = None
     insecure: bool = False
     workers: int = 16
-    request_cores: int = 1  # cores the request threads run on (imaging.cpu); 0: every core
-    processes: int = 1  # processes serving the port (server.app.serve_processes)
+    request_cores: int = 1  # cores the request threads run on (voxelgate.imaging.cpu); 0: every core
+    processes: int = 1  # processes serving the port (voxelgate.server.app.serve_processes)
     grace_seconds: float = 20.0
 
     def check_security(self) -> None:

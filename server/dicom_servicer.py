@@ -1,4 +1,4 @@
-"""DicomService: translates proto <-> ``imaging.dicom.DicomArchive`` calls, nothing more."""
+"""DicomService: translates proto <-> ``voxelgate.imaging.dicom.DicomArchive`` calls, nothing more."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import grpc
 
-from cache.catalog import InstanceRow, Page, QueryFilter
-from imaging.dicom.archive import DicomArchive, IngestReport
+from voxelgate.cache.catalog import InstanceRow, Page, QueryFilter
+from voxelgate.imaging.dicom.archive import DicomArchive, IngestReport
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
-from .errors import check_reply_size
+from .status import check_reply_size
 from .ingest_stream import serve_ingest
 
 log = logging.getLogger(__name__)

@@ -9,11 +9,11 @@ from typing import Any
 
 import grpc
 
-from cache.errors import InvalidInputError
-from imaging.ingest import IncomingFile, IngestSink
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.ingest import IncomingFile, IngestSink
 from voxelgate.v1 import common_pb2
 
-from .errors import status_for
+from .status import status_for
 from .streams import prefetch
 
 log = logging.getLogger(__name__)

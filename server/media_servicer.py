@@ -1,4 +1,4 @@
-"""MediaService: translates proto <-> ``imaging.media.library.MediaLibrary``, nothing more.
+"""MediaService: translates proto <-> ``voxelgate.imaging.media.library.MediaLibrary``, nothing more.
 
 ``GetFrame`` and ``StreamFrames`` answer with ``FrameReply`` objects that
 ``frame_wire`` serialises (``add_media_service`` registers it): a raw 1080p frame
@@ -18,18 +18,18 @@ from typing import TypeVar
 
 import grpc
 
-from cache.errors import InvalidInputError, LimitExceededError
-from cache.media_catalog import SetRow
-from imaging.cpu import all_cores, use_all_cores
-from imaging.media import Finding, ImageInfo, VideoInfo
-from imaging.media.frame_index import Pieces, payload_bytes
-from imaging.media.library import MediaFrameResult, MediaLibrary, MediaReport
-from imaging.media.render import raw_pixel_format
-from imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
+from voxelgate.errors import InvalidInputError, LimitExceededError
+from voxelgate.cache.media_catalog import SetRow
+from voxelgate.imaging.cpu import all_cores, use_all_cores
+from voxelgate.imaging.media import Finding, ImageInfo, VideoInfo
+from voxelgate.imaging.media.frame_index import Pieces, payload_bytes
+from voxelgate.imaging.media.library import MediaFrameResult, MediaLibrary, MediaReport
+from voxelgate.imaging.media.render import raw_pixel_format
+from voxelgate.imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 from . import shared_memory, wire
-from .errors import REPLY_OVERHEAD, check_reply_size
+from .status import REPLY_OVERHEAD, check_reply_size
 from .ingest_stream import serve_ingest
 from .streams import prefetch
 

@@ -25,7 +25,7 @@ The server then maps it and writes into the mapping. The seal is what makes that
 safe: a write through a mapping past the end of its file kills the writer with
 ``SIGBUS``, and no one, the client included, can remove a seal or shrink a
 sealed file. (The client faults the segment's pages in when it maps it, so its
-memory is there before the server writes: ``imaging.memory.fault_in``.)
+memory is there before the server writes: ``voxelgate.imaging.memory.fault_in``.)
 
 A client on another host or in another PID namespace (a container of its own)
 cannot name its descriptor to the server: the call ends with NOT_FOUND and it
@@ -45,8 +45,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from cache.errors import InvalidInputError, LimitExceededError, NotFoundError, PreconditionError, UnsupportedError
-from imaging.memory import fault_in
+from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError, PreconditionError, UnsupportedError
+from voxelgate.imaging.memory import fault_in
 
 PREFIX = "voxelgate-"
 #: How the link of a segment's descriptor reads (``/proc/self/fd/N``).

@@ -1,4 +1,4 @@
-"""VolumeService: translates proto <-> ``imaging.dicom.series.SeriesVolumes``, nothing more."""
+"""VolumeService: translates proto <-> ``voxelgate.imaging.dicom.series.SeriesVolumes``, nothing more."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from collections.abc import Iterator
 
 import grpc
 
-from cache.errors import InvalidInputError
-from imaging.dicom.series import SeriesVolumes, WindowRequest
-from imaging.dicom.volume import VolumeGrid
-from imaging.encode import ImageFormat
-from imaging.windowing import VoiFunction
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.dicom.series import SeriesVolumes, WindowRequest
+from voxelgate.imaging.dicom.volume import VolumeGrid
+from voxelgate.imaging.encode import ImageFormat
+from voxelgate.imaging.windowing import VoiFunction
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 from . import wire
@@ -137,7 +137,7 @@ _DATA_TAG = wire.field_tag(volume_pb2.VolumeChunk.DESCRIPTOR.fields_by_name["dat
 
 def chunk_wire(chunk: volume_pb2.VolumeChunk | bytes | memoryview) -> bytes:
     """A ``GetVolume`` reply: a message as protobuf serialises it; voxel bytes as a ``VolumeChunk``
-    holding only ``data``, copied once, straight from the volume (see :mod:`server.wire`)."""
+    holding only ``data``, copied once, straight from the volume (see :mod:`voxelgate.server.wire`)."""
     if isinstance(chunk, volume_pb2.VolumeChunk):
         return chunk.SerializeToString()
     return wire.bytes_first(_DATA_TAG, chunk)

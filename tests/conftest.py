@@ -10,9 +10,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from imaging.dicom.pixels import Limits
-from server.app import Running, build_server
-from server.config import Config
+from voxelgate.imaging.dicom.pixels import Limits
+from voxelgate.server.app import Running, build_server
+from voxelgate.server.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(os.environ.get("VOXELGATE_CORPUS", ROOT.parent / "shared" / "corpus"))

@@ -9,18 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from server import _codegen
+from voxelgate import _codegen
 
 ROOT = Path(__file__).resolve().parent.parent
-GENERATED = ROOT / _codegen.PACKAGE
+GENERATED = ROOT / _codegen.PACKAGE / "v1"
 _BARE_IMPORT = re.compile(r"^\s*(import\s+\w+_pb2(_grpc)?\b|from\s+\w+_pb2(_grpc)?\s+import\b)", re.MULTILINE)
 
 
 def _files(base: Path) -> dict[str, str]:
+    """The generated files under ``base/voxelgate/v1``, by their path inside ``voxelgate/``."""
     pkg = base / _codegen.PACKAGE
     return {
         p.relative_to(pkg).as_posix(): p.read_text()
-        for p in sorted(pkg.rglob("*"))
+        for p in sorted((pkg / "v1").rglob("*"))
         if p.is_file() and p.suffix in {".py", ".pyi"}
     }
 
@@ -44,14 +45,14 @@ def test_every_proto_file_is_generated(regenerated: Path) -> None:
 
 def test_generated_code_matches_proto(regenerated: Path) -> None:
     if not GENERATED.is_dir():
-        pytest.fail(f"{GENERATED} is missing: run `python3.11 dev.py env` to generate it")
+        pytest.fail(f"{GENERATED} is missing: run `python3 dev.py env` to generate it")
     fresh, current = _files(regenerated), _files(ROOT)
     missing = sorted(set(fresh) - set(current))
     stale = sorted(set(current) - set(fresh))
     changed = sorted(name for name in set(fresh) & set(current) if fresh[name] != current[name])
     assert (missing, stale, changed) == ([], [], []), (
         f"generated code drifted from proto/: missing {missing}, stale {stale}, changed {changed}; "
-        "run `python3.11 dev.py env` (generated code is never edited by hand)"
+        "run `python3 dev.py env` (generated code is never edited by hand)"
     )
 
 
@@ -78,6 +79,7 @@ def test_regenerated_package_imports_in_a_fresh_interpreter(regenerated: Path) -
         for n in _files(regenerated)
         if n.endswith(".py") and not n.endswith("__init__.py")
     )
+    (regenerated / _codegen.PACKAGE / "__init__.py").write_text("")  # ours, not generated
     code = (
         "import importlib, sys\n"
         f"sys.path.insert(0, {str(regenerated)!r})\n"
@@ -85,5 +87,6 @@ def test_regenerated_package_imports_in_a_fresh_interpreter(regenerated: Path) -
         "    m = importlib.import_module(n)\n"
         f"    assert m.__file__.startswith({str(regenerated)!r}), m.__file__\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run([sys.executable, "-c", code], cwd=regenerated, capture_output=True, text=True, timeout=60,
+                         check=False)
     assert out.returncode == 0, out.stderr[-2000:]

@@ -7,8 +7,8 @@ Nothing here knows about DICOM, media or transport.
 
 from __future__ import annotations
 
-from imaging.annotations.interpolate import METHODS, interpolate
-from imaging.annotations.shapes import (
+from voxelgate.imaging.annotations.interpolate import METHODS, interpolate
+from voxelgate.imaging.annotations.shapes import (
     Box,
     Mask,
     Points,

@@ -49,9 +49,9 @@ from typing import Callable, Sequence, TypeVar
 import numpy as np
 import SimpleITK as sitk
 
-from cache.errors import InvalidInputError
-from imaging.cpu import all_cores
-from imaging.annotations.shapes import (
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.cpu import all_cores
+from voxelgate.imaging.annotations.shapes import (
     Box,
     Mask,
     Points,

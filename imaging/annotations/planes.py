@@ -1,6 +1,6 @@
 """The slices or frames an annotation is drawn on, and filling the ones between its keys.
 
-:func:`~imaging.annotations.interpolate.interpolate` works on physical
+:func:`~voxelgate.imaging.annotations.interpolate.interpolate` works on physical
 positions only. A :class:`SliceGrid` is what a caller (a DICOM stack in one
 plane, a video, a client's label map) knows of its slices: the physical
 position of each index, the plane's size and pixel spacing, and, for DICOM,
@@ -16,9 +16,9 @@ from typing import Literal
 
 import numpy as np
 
-from cache.errors import InvalidInputError
-from imaging.annotations.interpolate import interpolate
-from imaging.annotations.shapes import Box, Mask, Polygon, Shape, check_mask_shape, rasterize_polygon
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.annotations.interpolate import interpolate
+from voxelgate.imaging.annotations.shapes import Box, Mask, Polygon, Shape, check_mask_shape, rasterize_polygon
 
 __all__ = ["Filled", "SliceGrid", "SlicePlacement", "as_mask", "fill"]
 
@@ -31,7 +31,7 @@ class SlicePlacement:
 
     Pixel ``(row, col)`` (shape coordinates ``x = col``, ``y = row``) is at
     ``origin + col * pixel_spacing[1] * row_direction + row * pixel_spacing[0] * column_direction``,
-    as :meth:`imaging.dicom.reformat.Slice.to_patient` maps it.
+    as :meth:`voxelgate.imaging.dicom.reformat.Slice.to_patient` maps it.
     """
 
     origin: tuple[float, float, float]
@@ -192,7 +192,7 @@ def fill(
     keys:
         ``(index, shape)`` pairs, two or more, all of one kind.
     method, extrapolate:
-        As :func:`~imaging.annotations.interpolate.interpolate`.
+        As :func:`~voxelgate.imaging.annotations.interpolate.interpolate`.
     index_range:
         ``(first, last)`` inclusive; default from the first key to the last.
 
@@ -204,7 +204,7 @@ def fill(
     Raises
     ------
     InvalidInputError
-        As :func:`~imaging.annotations.interpolate.interpolate`, and for a
+        As :func:`~voxelgate.imaging.annotations.interpolate.interpolate`, and for a
         key outside the grid, a mask whose size is not the plane's, or a range
         outside the grid (or outside the keys without ``extrapolate``). Keys
         are named ``key i (slice n)``.

@@ -5,7 +5,7 @@ units the caller chose (pixels of the displayed plane, or mm). When a shape is
 rasterised, pixel ``(row, col)`` has its centre at ``(x=col, y=row)``.
 
 Shapes validate themselves when built and raise
-:class:`~cache.errors.InvalidInputError` without a subject; the caller, who
+:class:`~voxelgate.errors.InvalidInputError` without a subject; the caller, who
 knows which key a shape belongs to, attaches one with
 ``err.with_subject("key 3")``.
 """
@@ -19,7 +19,7 @@ from typing import NamedTuple, Sequence, TypeAlias
 import numpy as np
 from PIL import Image
 
-from cache.errors import InvalidInputError
+from voxelgate.errors import InvalidInputError
 
 __all__ = [
     "Box",

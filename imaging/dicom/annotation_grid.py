@@ -3,9 +3,9 @@
 Two kinds of grid:
 
 * a plane (axial, coronal, sagittal): the reformatted grid of the stack's
-  volume that :meth:`imaging.dicom.series.SeriesVolumes.render_slice` (and so
+  volume that :meth:`voxelgate.imaging.dicom.series.SeriesVolumes.render_slice` (and so
   ``VolumeService.GetSlice``) serves, through
-  :func:`imaging.dicom.reformat.plane_grid`: same slice indices, size, pixel
+  :func:`voxelgate.imaging.dicom.reformat.plane_grid`: same slice indices, size, pixel
   spacing and ``position_mm``, so shapes drawn on those images line up;
 * the stack's own frames as acquired (the images ``DicomService.GetFrame``
   returns), in stack order, at their positions along the normal, which may be
@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 
 from pydicom.dataset import Dataset
 
-from cache.errors import NotFoundError, PreconditionError
-from imaging.annotations.planes import SliceGrid, SlicePlacement
-from imaging.dicom.reformat import Plane, plane_grid
-from imaging.dicom.series import SeriesLayout, SeriesVolumes
-from imaging.dicom.stacks import Stack
+from voxelgate.errors import NotFoundError, PreconditionError
+from voxelgate.imaging.annotations.planes import SliceGrid, SlicePlacement
+from voxelgate.imaging.dicom.reformat import Plane, plane_grid
+from voxelgate.imaging.dicom.series import SeriesLayout, SeriesVolumes
+from voxelgate.imaging.dicom.stacks import Stack
 
 __all__ = ["DicomPlane", "dicom_plane"]
 

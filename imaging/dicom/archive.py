@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 from pydicom.dataset import Dataset
 
-from cache.catalog import (
+from voxelgate.cache.catalog import (
     Catalog,
     InstanceRow,
     Page,
@@ -24,10 +24,10 @@ from cache.catalog import (
     SeriesSummary,
     StudySummary,
 )
-from cache.derived import DerivedCache, npy_array, npy_bytes
-from cache.errors import ConflictError, InvalidInputError, NotFoundError
-from cache.keys import make_key
-from cache.store import ObjectStore
+from voxelgate.cache.derived import DerivedCache, npy_array, npy_bytes
+from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError
+from voxelgate.cache.keys import make_key
+from voxelgate.cache.store import ObjectStore
 
 from ..encode import encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path

@@ -11,7 +11,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.pixels import apply_color_lut, apply_modality_lut
 
-from cache.errors import InvalidInputError, NotFoundError
+from voxelgate.errors import InvalidInputError, NotFoundError
 
 from ..cpu import all_cores
 from ..windowing import VoiFunction, to_uint8, window_to_uint8

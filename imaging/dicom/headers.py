@@ -34,9 +34,9 @@ class InstanceHeader:
     Attributes
     ----------
     frames:
-        :func:`~imaging.dicom.stacks.frame_refs` of the instance.
+        :func:`~voxelgate.imaging.dicom.stacks.frame_refs` of the instance.
     modality_dtypes:
-        :func:`~imaging.dicom.frames.modality_dtype` of each frame (numpy dtype strings).
+        :func:`~voxelgate.imaging.dicom.frames.modality_dtype` of each frame (numpy dtype strings).
     native:
         Where uncompressed pixel data sits in the file (None: decode through pydicom).
     modality_lut:

@@ -2,7 +2,7 @@
 
 Part 10 files and bare datasets (no preamble, no meta header) are both read;
 what pydicom can correct is corrected and reported as a warning, what cannot be
-used is an :class:`~cache.errors.InvalidInputError` naming the reason.
+used is an :class:`~voxelgate.errors.InvalidInputError` naming the reason.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from pydicom.uid import (
     MediaStorageDirectoryStorage,
 )
 
-from cache.catalog import InstanceRow, SeriesRow, StudyRow
-from cache.errors import InvalidInputError
+from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
+from voxelgate.errors import InvalidInputError
 
 from .pixels import (
     PIXEL_TAGS,

@@ -18,7 +18,7 @@ from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import iter_pixels
 
-from cache.errors import InvalidInputError, LimitExceededError, UnsupportedError
+from voxelgate.errors import InvalidInputError, LimitExceededError, UnsupportedError
 
 from ..cpu import all_cores
 

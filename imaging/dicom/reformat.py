@@ -1,4 +1,4 @@
-"""Axial, coronal and sagittal reformats of a :class:`~imaging.dicom.volume.Volume`, with slabs.
+"""Axial, coronal and sagittal reformats of a :class:`~voxelgate.imaging.dicom.volume.Volume`, with slabs.
 
 Display convention
 ------------------
@@ -45,8 +45,8 @@ from typing import Literal
 
 import numpy as np
 
-from cache.errors import InvalidInputError, NotFoundError
-from imaging.cpu import use_all_cores
+from voxelgate.errors import InvalidInputError, NotFoundError
+from voxelgate.imaging.cpu import use_all_cores
 
 from .volume import Interpolation, Volume, round_to_dtype, sample_grid
 

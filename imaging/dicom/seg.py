@@ -23,11 +23,11 @@ from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
-from cache.catalog import Page, QueryFilter
-from cache.errors import InvalidInputError, UnsupportedError
-from imaging.dicom.annotation_grid import DicomPlane
-from imaging.annotations.planes import Filled, as_mask
-from imaging.dicom.archive import DicomArchive, IngestReport
+from voxelgate.cache.catalog import Page, QueryFilter
+from voxelgate.errors import InvalidInputError, UnsupportedError
+from voxelgate.imaging.dicom.annotation_grid import DicomPlane
+from voxelgate.imaging.annotations.planes import Filled, as_mask
+from voxelgate.imaging.dicom.archive import DicomArchive, IngestReport
 
 log = logging.getLogger(__name__)
 

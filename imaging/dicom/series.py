@@ -2,7 +2,7 @@
 
 This composes the pieces: the archive's catalog and decoded frames, stack
 splitting (:mod:`.stacks`), volume building (:mod:`.volume`), reformats
-(:mod:`.reformat`) and windowing (:mod:`imaging.windowing`). Volumes are built
+(:mod:`.reformat`) and windowing (:mod:`voxelgate.imaging.windowing`). Volumes are built
 once into the derived cache and memory-mapped from there; rendered slices are
 cached too.
 """
@@ -25,10 +25,10 @@ import numpy as np
 import numpy.ma  # noqa: F401 - np.median imports it on first use (40 ms inside the first volume request)
 from pydicom.dataset import Dataset
 
-from cache.catalog import InstanceRow
-from cache.derived import CachedFile, npy_memmap, npy_parts
-from cache.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
-from cache.keys import make_key
+from voxelgate.cache.catalog import InstanceRow
+from voxelgate.cache.derived import CachedFile, npy_memmap, npy_parts
+from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
+from voxelgate.cache.keys import make_key
 
 from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw

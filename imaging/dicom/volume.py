@@ -16,7 +16,7 @@ This is SimpleITK's index order (x = column, y = row, z = slice), so
 
 Building
 --------
-:func:`build_volume` turns a :class:`~imaging.dicom.stacks.Stack` into a
+:func:`build_volume` turns a :class:`~voxelgate.imaging.dicom.stacks.Stack` into a
 volume from the frames' modality values. An evenly spaced, untilted stack is
 stacked as it is. Gantry tilt (slice positions that do not follow the normal)
 shifts every slice in-plane onto one rectilinear grid (``SimpleITK.Resample``,
@@ -40,10 +40,10 @@ from typing import Any, Literal
 import numpy as np
 import SimpleITK as sitk
 
-from cache.derived import npy_array, npy_bytes
-from cache.errors import InvalidInputError, UnsupportedError
-from imaging.cpu import all_cores, use_all_cores
-from imaging.memory import fresh_array
+from voxelgate.cache.derived import npy_array, npy_bytes
+from voxelgate.errors import InvalidInputError, UnsupportedError
+from voxelgate.imaging.cpu import all_cores, use_all_cores
+from voxelgate.imaging.memory import fresh_array
 
 from .stacks import Stack, uneven_spacing
 
@@ -456,7 +456,7 @@ def _columns_outermost(arr: np.ndarray) -> np.ndarray:
     Each slice is transposed while it is in cache, where numpy's copy of the whole
     moved axis would read two bytes from every row of every slice in its inner
     loop: 0.17 s instead of 0.57 s for a 300x512x512 int16 volume. Its memory is faulted in
-    at once (:func:`~imaging.memory.fresh_array`): 0.2 s every time, where numpy's huge
+    at once (:func:`~voxelgate.imaging.memory.fresh_array`): 0.2 s every time, where numpy's huge
     pages took 0.15 s or 0.7 s from run to run here.
     """
     out = fresh_array((arr.shape[2], arr.shape[0], arr.shape[1]), arr.dtype, populate=True)
@@ -889,7 +889,7 @@ def build_volume(stack: Stack, load_frame: LoadFrame, *, grid: VolumeGrid | None
     Parameters
     ----------
     stack:
-        From :func:`~imaging.dicom.stacks.split_stacks`.
+        From :func:`~voxelgate.imaging.dicom.stacks.split_stacks`.
     load_frame:
         ``load_frame(sop_uid, frame_index)`` returns the MODALITY values (rescale
         or Modality LUT applied) of one frame, shape ``(rows, columns)``.

@@ -1,6 +1,6 @@
 """Non-DICOM media: single images, image groups, image sequences and their MP4 export.
 
-The sibling of ``imaging.dicom``: it knows nothing of gRPC or of storage; the
+The sibling of ``voxelgate.imaging.dicom``: it knows nothing of gRPC or of storage; the
 server stores files and decoded frames in the shared store, catalog and
 derived cache.
 

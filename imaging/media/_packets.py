@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from cache.errors import InvalidInputError, LimitExceededError
+from voxelgate.errors import InvalidInputError, LimitExceededError
 
 
 @dataclass(frozen=True)

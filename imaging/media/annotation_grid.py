@@ -1,16 +1,16 @@
 """The frame grid of a stored video, image, group or sequence, as annotations are drawn on it.
 
 Positions are presentation times in seconds from
-:meth:`imaging.media.library.MediaLibrary.frame_times` (a video's own
+:meth:`voxelgate.imaging.media.library.MediaLibrary.frame_times` (a video's own
 timestamps, which need not be evenly spaced); the plane is the frame as
 ``MediaService.GetFrame`` returns it.
 """
 
 from __future__ import annotations
 
-from cache.errors import PreconditionError
-from imaging.annotations.planes import SliceGrid
-from imaging.media.library import MediaLibrary
+from voxelgate.errors import PreconditionError
+from voxelgate.imaging.annotations.planes import SliceGrid
+from voxelgate.imaging.media.library import MediaLibrary
 
 __all__ = ["media_grid"]
 

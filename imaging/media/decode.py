@@ -58,7 +58,7 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageFile
 
-from cache.errors import (
+from voxelgate.errors import (
     InvalidInputError,
     LimitExceededError,
     NotFoundError,

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import av
 import numpy as np
 
-from cache.errors import InvalidInputError
+from voxelgate.errors import InvalidInputError
 
 from .frame_index import FrameIndex
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets

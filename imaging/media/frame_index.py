@@ -31,7 +31,7 @@ matrix and range; RGB sources become BT.709 limited range). The picture says
 which colour matrix and range its YUV values use. Given ``into`` (a function
 that returns a buffer for the picture's bytes: a shared memory slot), the
 picture is written there instead: RGB by libswscale itself where
-``imaging.media.swscale`` takes the frame (no second copy of 6 MB), else
+``voxelgate.imaging.media.swscale`` takes the frame (no second copy of 6 MB), else
 copied once from the converted planes.
 """
 
@@ -49,8 +49,8 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoReformatter
 
-from cache.errors import InvalidInputError, NotFoundError
-from imaging.cpu import all_cores
+from voxelgate.errors import InvalidInputError, NotFoundError
+from voxelgate.imaging.cpu import all_cores
 
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
 from .render import fit_size
@@ -291,7 +291,7 @@ def to_picture(
     the writable buffer (at least that long) to write the picture into: the
     picture's piece is then a view of it. ``direct`` (one per thread too) lets
     libswscale write an RGB picture at the frame's size there itself
-    (``imaging.media.swscale``); otherwise the converted planes are copied there.
+    (``voxelgate.imaging.media.swscale``); otherwise the converted planes are copied there.
 
     Raises
     ------

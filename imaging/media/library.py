@@ -1,10 +1,10 @@
 """The media library: ingest, groups, sequences, frames, video export and videos over the shared storage.
 
-The sibling of :class:`imaging.dicom.archive.DicomArchive`: it composes the same
+The sibling of :class:`voxelgate.imaging.dicom.archive.DicomArchive`: it composes the same
 durable store, catalog and derived cache, and receives files through the same
-:mod:`imaging.ingest` plumbing. A media id is the sha256 of the file's bytes.
+:mod:`voxelgate.imaging.ingest` plumbing. A media id is the sha256 of the file's bytes.
 Whether a file is an image or a video is sniffed from its first bytes; the
-video half lives in :mod:`imaging.media.video_library`.
+video half lives in :mod:`voxelgate.imaging.media.video_library`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from cache.derived import DerivedCache
-from cache.errors import InvalidInputError, LimitExceededError, NotFoundError
-from cache.keys import make_key
-from cache.media_catalog import MediaRow, MemberRow, SetRow
-from cache.store import ObjectStore
-from imaging.cpu import all_cores, use_all_cores
+from voxelgate.cache.derived import DerivedCache
+from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
+from voxelgate.cache.keys import make_key
+from voxelgate.cache.media_catalog import MediaRow, MemberRow, SetRow
+from voxelgate.cache.store import ObjectStore
+from voxelgate.imaging.cpu import all_cores, use_all_cores
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame

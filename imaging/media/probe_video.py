@@ -20,7 +20,7 @@ from typing import Any
 import av
 import numpy as np
 
-from cache.errors import InvalidInputError, LimitExceededError
+from voxelgate.errors import InvalidInputError, LimitExceededError
 
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
 from .formats import describe_bytes

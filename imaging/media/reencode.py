@@ -72,7 +72,7 @@ import av
 from av.video.frame import PictureType
 from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
-from cache.errors import CancelledError, InvalidInputError, UnsupportedError, VoxelgateError
+from voxelgate.errors import CancelledError, InvalidInputError, UnsupportedError, VoxelgateError
 
 from ._packets import ffmpeg_reason, open_video
 from .diagnose import MAX_KEYFRAME_INTERVAL_HD, Finding, diagnose

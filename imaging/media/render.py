@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from cache.errors import InvalidInputError
+from voxelgate.errors import InvalidInputError
 
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw, encode_webp
 from ..windowing import auto_window, window_to_uint8, window_to_uint16
@@ -206,7 +206,7 @@ def render_frame(
         ``"png"``, ``"png16"``, ``"jpeg"``, ``"webp"`` or ``"raw"``.
     window:
         (center, width) of a linear VOI window for single-channel images,
-        applied with ``imaging.windowing`` (the DICOM side's implementation).
+        applied with ``voxelgate.imaging.windowing`` (the DICOM side's implementation).
     lossless:
         WebP only: lossless instead of quality 90.
     max_size:
@@ -242,7 +242,7 @@ def render_frame(
     ValueError
         For an unknown ``fmt`` or an array of another kind.
     InvalidInputError
-        Also for ``yuv420p``: offered for video frames only (``imaging.media.video_library``).
+        Also for ``yuv420p``: offered for video frames only (``voxelgate.imaging.media.video_library``).
     """
     if fmt == "yuv420p":
         raise InvalidInputError("yuv420p (raw YUV 4:2:0) is a format of video frames; ask for raw for an image's pixels")

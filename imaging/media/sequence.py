@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from cache.errors import InvalidInputError
+from voxelgate.errors import InvalidInputError
 
 from .render import resize_exact
 

@@ -21,7 +21,7 @@ import av
 import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
-from cache.errors import InvalidInputError, UnsupportedError, VoxelgateError
+from voxelgate.errors import InvalidInputError, UnsupportedError, VoxelgateError
 
 from ..windowing import auto_window, window_to_uint8
 

@@ -1,21 +1,21 @@
 """Videos in the media library: frame index, exact frames, diagnostics and re-encoding.
 
-Mixed into :class:`imaging.media.library.MediaLibrary`, over the same store,
+Mixed into :class:`voxelgate.imaging.media.library.MediaLibrary`, over the same store,
 catalog and derived cache as the images. A video is a ``media_items`` row whose
 ``info`` is its ``VideoInfo`` record with ``"kind": "video"``.
 
-Frame numbers follow ``imaging.media.frame_index``: frame *n* is the n-th
+Frame numbers follow ``voxelgate.imaging.media.frame_index``: frame *n* is the n-th
 frame in presentation order among those with a timestamp >= 0 (ghost frames
 are not addressable). The frame index is built once per video and kept in the
 derived cache; open ``FrameReader`` objects are pooled per process so that a
 viewer stepping to frame n+1 right after frame n decodes one frame on instead
 of seeking back to the keyframe, and after serving frame n the pooled reader
 makes frame n+1 in the background, so that the viewer's next ask finds it
-ready (``ReaderPool`` and ``ReadAhead``, in ``imaging.media.video_readers``).
+ready (``ReaderPool`` and ``ReadAhead``, in ``voxelgate.imaging.media.video_readers``).
 
 Frame formats: ``png``, ``jpeg``, ``webp`` (kept in the derived cache), ``raw``
 (RGB, H x W x 3 uint8) and ``yuv420p`` (the decoder's I420 planes, see
-``imaging.media.frame_index``; neither raw format is cached: they cost less to
+``voxelgate.imaging.media.frame_index``; neither raw format is cached: they cost less to
 make again than to hash and write).
 """
 
@@ -30,12 +30,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
-from cache.derived import DerivedCache
-from cache.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
-from cache.keys import make_key
-from cache.media_catalog import MediaRow
-from cache.store import ObjectStore
-from imaging.cpu import use_all_cores
+from voxelgate.cache.derived import DerivedCache
+from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
+from voxelgate.cache.keys import make_key
+from voxelgate.cache.media_catalog import MediaRow
+from voxelgate.cache.store import ObjectStore
+from voxelgate.imaging.cpu import use_all_cores
 
 from .diagnose import Finding, diagnose
 from .frame_index import FrameIndex, FrameReader, Picture, Pieces, build_frame_index
@@ -285,7 +285,7 @@ class VideoLibraryMixin:
         miss reads the frame through the reader pool. ``yuv420p`` gives the
         shape as (height, width) of the picture, its media type
         ``video/x-raw; format=yuv420p; matrix=...; range=...`` (see
-        ``imaging.media.frame_index.Picture``).
+        ``voxelgate.imaging.media.frame_index.Picture``).
 
         As soon as frame n is decoded, frame n + 1 in the same format is made
         in the background by the same reader (``ReadAhead``), for a viewer
@@ -448,7 +448,7 @@ class VideoLibraryMixin:
     # -- diagnostics ------------------------------------------------------------------
 
     def diagnose(self, media_id: str, *, decode_check: bool = False) -> list[Finding]:
-        """What in a video threatens frame-accurate access or playback (see ``imaging.media.diagnose``).
+        """What in a video threatens frame-accurate access or playback (see ``voxelgate.imaging.media.diagnose``).
 
         The findings are kept in the derived cache.
 
@@ -473,7 +473,7 @@ class VideoLibraryMixin:
     def start_reencode(
         self, media_id: str, *, mode: str = "auto", height: int | None = None, fps: float | None = None
     ) -> ReencodeJob:
-        """Start re-encoding a video in the background (see ``imaging.media.reencode``).
+        """Start re-encoding a video in the background (see ``voxelgate.imaging.media.reencode``).
 
         The result becomes a new media item named like the original with
         ``_normalized`` before the extension, linked to its source with the

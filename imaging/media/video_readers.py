@@ -4,7 +4,7 @@
 stepping to frame n+1 right after frame n decodes one frame on instead of
 seeking back to the keyframe. ``ReadAhead`` makes frame n+1 in the background
 after frame n was served, so that the viewer's next ask finds it ready. Both
-are used by ``imaging.media.video_library``; neither knows about the catalog,
+are used by ``voxelgate.imaging.media.video_library``; neither knows about the catalog,
 the derived cache or the frame formats.
 """
 
@@ -20,8 +20,8 @@ from typing import TypeVar
 
 import numpy as np
 
-from cache.errors import NotFoundError
-from imaging.cpu import use_all_cores
+from voxelgate.errors import NotFoundError
+from voxelgate.imaging.cpu import use_all_cores
 
 from .frame_index import FrameIndex, FrameReader
 

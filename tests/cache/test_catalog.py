@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cache.catalog import (
+from voxelgate.cache.catalog import (
     InstanceRow,
     Page,
     QueryFilter,
@@ -18,7 +18,7 @@ from cache.catalog import (
     SqliteCatalog,
     StudyRow,
 )
-from cache.errors import ConflictError, InvalidInputError
+from voxelgate.errors import ConflictError, InvalidInputError
 
 
 def _sha(n: int | str) -> str:
@@ -291,7 +291,7 @@ def test_paging_with_a_filter(many: SqliteCatalog) -> None:
 
 
 def test_page_size_is_capped_and_zero_means_default(many: SqliteCatalog) -> None:
-    from cache.catalog import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+    from voxelgate.cache.catalog import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
     assert DEFAULT_PAGE_SIZE <= MAX_PAGE_SIZE
     rows, token = many.list_instances(QueryFilter(), Page(size=0))

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cache.derived import CachedValue, DerivedCache, SharedCacheState
+from voxelgate.cache.derived import CachedValue, DerivedCache, SharedCacheState
 
 MiB = 1024 * 1024
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from cache.keys import SCHEMA_VERSION, make_key
+from voxelgate.cache.keys import SCHEMA_VERSION, make_key
 
 SHA = "ab" * 32
 

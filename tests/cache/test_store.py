@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cache.errors import InvalidInputError, LimitExceededError, NotFoundError
-from cache.store import ObjectStore
+from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
+from voxelgate.cache.store import ObjectStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -159,7 +159,7 @@ def test_a_batch_committed_unsynced_is_made_durable_by_sync_batch(
     store: ObjectStore, monkeypatch: pytest.MonkeyPatch, with_syncfs: bool
 ) -> None:
     """Group commit: renames without fsync, then one sync_batch (syncfs, or per-file fsync without it)."""
-    import cache.store as store_module
+    import voxelgate.cache.store as store_module
 
     calls: list[str] = []
     real_fsync = store_module.os.fsync
@@ -183,7 +183,7 @@ def test_a_batch_committed_unsynced_is_made_durable_by_sync_batch(
 
 _HOLDER = r"""
 import sys
-from cache.store import ObjectStore
+from voxelgate.cache.store import ObjectStore
 store = ObjectStore(sys.argv[1])
 with store.lock(sys.argv[2]):
     print("held", flush=True)

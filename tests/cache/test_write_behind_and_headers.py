@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache.catalog import InstanceRow, SeriesRow, SqliteCatalog, StudyRow
-from cache.derived import DerivedCache, npy_memmap, npy_parts
+from voxelgate.cache.catalog import InstanceRow, SeriesRow, SqliteCatalog, StudyRow
+from voxelgate.cache.derived import DerivedCache, npy_memmap, npy_parts
 
 MiB = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""imaging.cpu: request threads kept on one core, native work on every core (checked in a child interpreter)."""
+"""voxelgate.imaging.cpu: request threads kept on one core, native work on every core (checked in a child interpreter)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _CHILD = r"""
 import json, os, threading
-from imaging.cpu import all_cores, pin_requests, use_all_cores
+from voxelgate.imaging.cpu import all_cores, pin_requests, use_all_cores
 
 def cores_of_a_new_thread(setup=None):
     out = []
@@ -56,7 +56,7 @@ def test_request_threads_stay_on_one_core_and_native_work_uses_all() -> None:
 
 _SECOND = r"""
 import json, os
-from imaging.cpu import pin_requests, request_cores
+from voxelgate.imaging.cpu import pin_requests, request_cores
 every = sorted(os.sched_getaffinity(0))
 assert request_cores() is None
 chosen = sorted(pin_requests(1, first=len(every) + 1))  # counted round the cores
@@ -73,7 +73,7 @@ def test_each_serving_process_takes_the_next_core() -> None:
 
 
 def test_nothing_changes_until_pinned() -> None:
-    from imaging.cpu import all_cores, use_all_cores
+    from voxelgate.imaging.cpu import all_cores, use_all_cores
 
     if not hasattr(os, "sched_getaffinity"):
         pytest.skip("no thread affinity on this platform")

@@ -1,4 +1,4 @@
-"""``imaging.encode.pillow_save``: Pillow's bytes, encoded with the GIL released for large images."""
+"""``voxelgate.imaging.encode.pillow_save``: Pillow's bytes, encoded with the GIL released for large images."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from imaging.encode import encode_jpeg, pillow_save
+from voxelgate.imaging.encode import encode_jpeg, pillow_save
 
 
 def _in_memory(img: Image.Image, **params: object) -> bytes:

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cache.errors import InvalidInputError, NotFoundError
-from imaging.dicom import volume as volume_module
-from imaging.dicom.reformat import Plane, PlaneStacks, Slice, plane_grid, reformat
-from imaging.dicom.stacks import split_stacks
-from imaging.dicom.volume import Volume, sample_plane
+from voxelgate.errors import InvalidInputError, NotFoundError
+from voxelgate.imaging.dicom import volume as volume_module
+from voxelgate.imaging.dicom.reformat import Plane, PlaneStacks, Slice, plane_grid, reformat
+from voxelgate.imaging.dicom.stacks import split_stacks
+from voxelgate.imaging.dicom.volume import Volume, sample_plane
 from tests.imaging._series import read_series, rotation
 
 MARKER = np.array([20.0, -25.0, 30.0])  # patient's left, anterior, superior of the centre (LPS)
@@ -402,7 +402,7 @@ def test_concurrent_first_requests_build_a_plane_once(caplog: pytest.LogCaptureF
         start.wait()
         got.append(stacks.reformat(vol, "v", "coronal", index=i))
 
-    with caplog.at_level(logging.INFO, logger="imaging.dicom.reformat"):
+    with caplog.at_level(logging.INFO, logger="voxelgate.imaging.dicom.reformat"):
         threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
         for t in threads:
             t.start()

@@ -10,8 +10,8 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
-from imaging.dicom.parse import read_dataset
-from imaging.dicom.stacks import FrameRef, frame_refs, split_stacks
+from voxelgate.imaging.dicom.parse import read_dataset
+from voxelgate.imaging.dicom.stacks import FrameRef, frame_refs, split_stacks
 from tests.imaging._series import read_series
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
@@ -218,8 +218,8 @@ def test_classic_multi_frame_is_a_frame_series() -> None:
 
 @pytest.mark.corpus
 def test_header_summary_round_trips_to_the_same_frame_refs(corpus: Path) -> None:
-    from imaging.dicom.headers import HEADER_VERSION, InstanceHeader, summarize
-    from imaging.dicom.parse import read_dataset
+    from voxelgate.imaging.dicom.headers import HEADER_VERSION, InstanceHeader, summarize
+    from voxelgate.imaging.dicom.parse import read_dataset
 
     files = [*sorted((corpus / "dicom" / "mr-enhanced-multiframe").rglob("*.dcm")),
              *sorted((corpus / "dicom" / "ct-ge-head-tilt-variable-spacing").iterdir())[:3]]

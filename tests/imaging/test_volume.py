@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from cache.errors import InvalidInputError, UnsupportedError
-from imaging.dicom.stacks import FrameRef, split_stacks
-from imaging.dicom.volume import Volume, build_volume, plan_volume, sample_grid, sample_plane
+from voxelgate.errors import InvalidInputError, UnsupportedError
+from voxelgate.imaging.dicom.stacks import FrameRef, split_stacks
+from voxelgate.imaging.dicom.volume import Volume, build_volume, plan_volume, sample_grid, sample_plane
 from tests.conftest import ROOT
 from tests.imaging._series import rotation
 
@@ -178,7 +178,7 @@ def test_tilted_stack_is_widened_to_hold_every_slice() -> None:
 
 
 def test_imaging_does_not_load_grpc() -> None:
-    code = ("import sys, imaging.dicom.volume, imaging.dicom.stacks, imaging.dicom.reformat; "
+    code = ("import sys, voxelgate.imaging.dicom.volume, voxelgate.imaging.dicom.stacks, voxelgate.imaging.dicom.reformat; "
             "assert not any(m == 'grpc' or m.startswith(('grpc.', 'server')) for m in sys.modules), 'grpc loaded'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)
 
@@ -197,11 +197,11 @@ def test_absurd_geometry_is_refused_or_bounded() -> None:
 
 
 def _archive(root: Path):  # type: ignore[no-untyped-def]
-    from cache.catalog import SqliteCatalog
-    from cache.derived import DerivedCache
-    from cache.store import ObjectStore
-    from imaging.dicom.archive import DicomArchive
-    from imaging.dicom.pixels import Limits
+    from voxelgate.cache.catalog import SqliteCatalog
+    from voxelgate.cache.derived import DerivedCache
+    from voxelgate.cache.store import ObjectStore
+    from voxelgate.imaging.dicom.archive import DicomArchive
+    from voxelgate.imaging.dicom.pixels import Limits
 
     return DicomArchive(ObjectStore(root / "store"), SqliteCatalog(root / "catalog.sqlite3"),
                         DerivedCache(root / "derived", size_limit=1 << 30), limits=Limits())
@@ -209,7 +209,7 @@ def _archive(root: Path):  # type: ignore[no-untyped-def]
 
 def _general_build(volumes, layout, index):  # type: ignore[no-untyped-def]
     """The volume as build_volume makes it from parsed headers and decoded frames (the reference)."""
-    from imaging.dicom.frames import modality_values
+    from voxelgate.imaging.dicom.frames import modality_values
 
     rows = dict(layout.rows)
 
@@ -226,7 +226,7 @@ def _general_build(volumes, layout, index):  # type: ignore[no-untyped-def]
 def _check_summary_builds(root: Path, paths: list[Path]) -> int:
     import pydicom
 
-    from imaging.dicom.series import SeriesVolumes
+    from voxelgate.imaging.dicom.series import SeriesVolumes
 
     archive = _archive(root)
     try:
@@ -307,7 +307,7 @@ def _ingested_axial_series(tmp_path: Path, positions: list[list[float]]):  # typ
 
 
 def test_stream_volume_sends_the_volume_and_caches_it_after(tmp_path: Path) -> None:
-    from imaging.dicom.series import SeriesVolumes
+    from voxelgate.imaging.dicom.series import SeriesVolumes
 
     archive, uid = _ingested_axial_series(tmp_path, [[-10.0, -20.0, 3.0 + 2.5 * k] for k in range(23)])
     try:
@@ -333,7 +333,7 @@ def test_stream_volume_sends_the_volume_and_caches_it_after(tmp_path: Path) -> N
 
 
 def test_stream_volume_of_a_cut_short_file_fails(tmp_path: Path) -> None:
-    from imaging.dicom.series import SeriesVolumes
+    from voxelgate.imaging.dicom.series import SeriesVolumes
 
     archive, uid = _ingested_axial_series(tmp_path, [[0.0, 0.0, 2.0 * k] for k in range(12)])
     try:

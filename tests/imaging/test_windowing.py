@@ -23,7 +23,7 @@ import pytest
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_voi_lut, apply_windowing
 
-from imaging.windowing import (
+from voxelgate.imaging.windowing import (
     PRESETS,
     VoiFunction,
     apply_window,
@@ -343,7 +343,7 @@ def test_voi_function_parse_defaults_to_linear() -> None:
 
 @pytest.mark.parametrize("out_max", [255, 65535])
 def test_threaded_lookup_of_a_whole_volume_equals_the_float_path(monkeypatch: pytest.MonkeyPatch, out_max: int) -> None:
-    import imaging.windowing as windowing
+    import voxelgate.imaging.windowing as windowing
 
     rng = np.random.default_rng(8)
     vol = rng.integers(-1100, 3100, size=(9, 301, 257)).astype(np.int16)  # odd sizes: ragged last chunk
@@ -364,7 +364,7 @@ def test_png_decodes_to_exactly_the_array(shape: tuple[int, ...], dtype: type) -
 
     from PIL import Image
 
-    from imaging.encode import encode_png
+    from voxelgate.imaging.encode import encode_png
 
     rng = np.random.default_rng(3)
     arr = rng.integers(0, np.iinfo(dtype).max + 1, size=shape).astype(dtype)
@@ -379,8 +379,8 @@ def test_png_decodes_to_exactly_the_array(shape: tuple[int, ...], dtype: type) -
 
 
 def test_png_refuses_what_it_cannot_carry() -> None:
-    from cache.errors import InvalidInputError
-    from imaging.encode import encode_png
+    from voxelgate.errors import InvalidInputError
+    from voxelgate.imaging.encode import encode_png
 
     for bad in (np.zeros((4, 4), np.int16), np.zeros((4, 4, 5), np.uint8), np.zeros((0, 4), np.uint8),
                 np.zeros((2, 2, 3), np.uint16)):
@@ -412,7 +412,7 @@ def test_every_16_bit_input_maps_as_the_standard_formula_says(dtype: type, fn: V
 
 
 def test_common_ct_windows_take_the_arithmetic_form() -> None:
-    import imaging.windowing as windowing
+    import voxelgate.imaging.windowing as windowing
 
     for name, (c, w) in PRESETS.items():
         plan = windowing._affine("<i2", c, w, VoiFunction.LINEAR, 255)
@@ -425,7 +425,7 @@ def test_common_ct_windows_take_the_arithmetic_form() -> None:
 @pytest.mark.parametrize("out_max", [255, 65535])
 def test_threaded_arithmetic_of_a_whole_volume_equals_the_float_path(monkeypatch: pytest.MonkeyPatch,
                                                                      out_max: int) -> None:
-    import imaging.windowing as windowing
+    import voxelgate.imaging.windowing as windowing
 
     rng = np.random.default_rng(9)
     vol = rng.integers(-1100, 3100, size=(7, 301, 257)).astype(np.int16)
@@ -441,7 +441,7 @@ def test_threaded_arithmetic_of_a_whole_volume_equals_the_float_path(monkeypatch
 def test_a_slice_takes_the_arithmetic_form_once_its_window_came_back(monkeypatch: pytest.MonkeyPatch) -> None:
     # Finding the arithmetic form costs milliseconds: a slice windowed with a new window (a
     # viewer's window drag) goes through the table; a window used again and again (paging) earns it.
-    import imaging.windowing as windowing
+    import voxelgate.imaging.windowing as windowing
 
     monkeypatch.setattr(windowing, "_window_uses", {})
     windowing._affine.cache_clear()

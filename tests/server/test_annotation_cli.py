@@ -16,7 +16,7 @@ import SimpleITK as sitk
 
 from conftest import CORPUS
 from e2e_support import vg
-from server.app import Running
+from voxelgate.server.app import Running
 
 
 

@@ -25,8 +25,8 @@ from PIL import Image
 from conftest import CORPUS, ROOT
 from e2e_support import OUTCOME, Server, SyntheticSpec, all_instances, by_name, ingest, ingest_bytes, instance_file, \
     serve, synthetic_slice
-from imaging.annotations import Mask, mask_from_png, mask_to_png, mask_to_rle
-from server.client import ingest_bytes_requests
+from voxelgate.imaging.annotations import Mask, mask_from_png, mask_to_png, mask_to_rle
+from voxelgate.server.client import ingest_bytes_requests
 from voxelgate.v1 import annotation_pb2 as A
 from voxelgate.v1 import annotation_pb2_grpc, dicom_pb2, media_pb2_grpc, volume_pb2, volume_pb2_grpc
 

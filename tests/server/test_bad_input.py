@@ -38,7 +38,7 @@ from e2e_support import (
     staging_files,
     synthetic_slice,
 )
-from imaging.dicom.pixels import Limits
+from voxelgate.imaging.dicom.pixels import Limits
 from voxelgate.v1 import admin_pb2, common_pb2, dicom_pb2
 
 MAX_FILE = 256 * 1024

@@ -11,7 +11,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from e2e_support import clean_env as _env, json_lines as _json_lines, vg
-from server.app import Running
+from voxelgate.server.app import Running
 
 FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")
 

@@ -1,6 +1,6 @@
 """End to end: kill -9 in the middle of an ingest, restart, and check what survived.
 
-The server runs as a real process (``python -m server serve``) over a data directory. The
+The server runs as a real process (``python -m voxelgate.server serve``) over a data directory. The
 client streams 150 synthetic CT slices (seeded) through one Ingest call, keeping at most
 WINDOW files in flight, and records every STORED result it receives. After KILL_AT results
 the server gets SIGKILL. A new server on the same directory must then show:
@@ -36,7 +36,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from conftest import ROOT
 from e2e_support import OUTCOME, SyntheticSpec, all_instances, ingest, instance_file, synthetic_slice
-from server.client import ingest_requests
+from voxelgate.server.client import ingest_requests
 from voxelgate.v1 import dicom_pb2_grpc
 
 N_FILES = 150
@@ -45,13 +45,13 @@ WINDOW = 8
 
 
 class ServerProcess:
-    """``python -m server serve`` on an ephemeral port; the port is read from its log."""
+    """``python -m voxelgate.server serve`` on an ephemeral port; the port is read from its log."""
 
     def __init__(self, data_dir: Path, log: Path) -> None:
         self.log = log
         self._log_fh = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--data-dir", str(data_dir), "--port", "0",
+            [sys.executable, "-m", "voxelgate.server", "serve", "--data-dir", str(data_dir), "--port", "0",
              "--workers", "4", "--grace", "1"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._log_fh,
         )

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from e2e_support import json_lines, vg
-from server.app import Running
+from voxelgate.server.app import Running
 
 SIZES = {"frame1.png": (64, 48), "frame2.png": (32, 24), "frame10.png": (64, 48), "frame3.jpg": (32, 24)}
 

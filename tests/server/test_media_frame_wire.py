@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from server.client import split_frame
-from server.media_servicer import FrameReply, frame_wire
+from voxelgate.server.client import split_frame
+from voxelgate.server.media_servicer import FrameReply, frame_wire
 from voxelgate.v1 import media_pb2
 
 

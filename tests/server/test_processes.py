@@ -29,21 +29,21 @@ import pytest
 
 from conftest import ROOT
 from e2e_support import ingest, object_files, staging_files
-from server.client import fetch_volume, process_channel
+from voxelgate.server.client import fetch_volume, process_channel
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc: Linux")
 
 
 class Processes:
-    """``python -m server serve --processes 2`` on an ephemeral port (read from a worker's log record)."""
+    """``python -m voxelgate.server serve --processes 2`` on an ephemeral port (read from a worker's log record)."""
 
     def __init__(self, data_dir: Path, log: Path) -> None:
         self.data_dir = data_dir
         self.log = log
         self._fh = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server", "serve", "--data-dir", str(data_dir), "--port", "0",
+            [sys.executable, "-m", "voxelgate.server", "serve", "--data-dir", str(data_dir), "--port", "0",
              "--processes", "2", "--workers", "4", "--grace", "1"],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._fh,
         )
@@ -220,7 +220,7 @@ def test_a_port_in_use_is_refused_before_any_process_starts(tmp_path: Path) -> N
         taken.listen()
         port = taken.getsockname()[1]
         out = subprocess.run(
-            [sys.executable, "-m", "server", "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+            [sys.executable, "-m", "voxelgate.server", "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port),
              "--processes", "2"], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert f"cannot bind 127.0.0.1:{port}" in out.stderr
@@ -230,7 +230,7 @@ def test_a_port_in_use_is_refused_before_any_process_starts(tmp_path: Path) -> N
 def test_a_client_in_another_process_gets_frames_through_shared_memory(processes: Processes, tmp_path: Path) -> None:
     """``StreamFramesShared`` across processes: the worker opens the client's memfd through /proc, writes each
     frame into it (RGB by libswscale itself), and lets the segment go when the stream ends."""
-    from server.client import ingest_requests, stream_frames_shared
+    from voxelgate.server.client import ingest_requests, stream_frames_shared
     from tests.imaging.media._videos import make_video
     from voxelgate.v1 import media_pb2, media_pb2_grpc
 

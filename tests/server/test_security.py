@@ -19,12 +19,12 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydicom.data import get_testdata_file
 
-import cache.errors as errors
+import voxelgate.errors as errors
 from conftest import make_config
 from e2e_support import VOXELGATE, clean_env
-from server.app import build_server
-from server.config import Config, TlsConfig
-from server.errors import ErrorInterceptor, status_for
+from voxelgate.server.app import build_server
+from voxelgate.server.config import Config, TlsConfig
+from voxelgate.server.status import ErrorInterceptor, status_for
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -312,7 +312,7 @@ def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) ->
     proc = _Proc(tmp_path / "data", grace)
     try:
         rec = proc.wait_for("voxelgate serving")
-        assert int(rec["gc_frozen"]) > 50_000  # start-up's objects are out of the collector's way (server.app)
+        assert int(rec["gc_frozen"]) > 50_000  # start-up's objects are out of the collector's way (voxelgate.server.app)
         port = int(str(rec["address"]).rsplit(":", 1)[1])
         data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
         pieces = [data[i : i + 1500] for i in range(0, len(data), 1500)]
@@ -381,7 +381,7 @@ def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) ->
         proc.close()
 
     # What was acknowledged is there after a restart.
-    from cache.catalog import SqliteCatalog
+    from voxelgate.cache.catalog import SqliteCatalog
 
     cat = SqliteCatalog(tmp_path / "data" / "catalog.sqlite3")
     try:
@@ -536,7 +536,7 @@ def test_the_interceptor_applies_the_mapping_on_a_real_server(caplog: pytest.Log
 
             e = unary("NotFound")
             assert (e.code(), e.details()) == (grpc.StatusCode.NOT_FOUND, "1.2.3: gone")
-            with caplog.at_level("ERROR", logger="server.errors"):
+            with caplog.at_level("ERROR", logger="voxelgate.server.status"):
                 e = unary("Internal")
             assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
             got, e = stream("StreamLimit")

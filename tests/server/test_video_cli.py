@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from e2e_support import vg
-from server.app import Running
+from voxelgate.server.app import Running
 from tests.imaging.media._videos import GHOSTS, decode_all, make_video
 
 

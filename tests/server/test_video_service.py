@@ -30,9 +30,9 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from e2e_support import OUTCOME, Server, object_files, serve, staging_files
-from imaging.media.probe_video import VideoLimits, probe_video
-from server import shared_memory
-from server.client import ReceivedFrame, get_frame, ingest_bytes_requests, stream_frames, stream_frames_shared
+from voxelgate.imaging.media.probe_video import VideoLimits, probe_video
+from voxelgate.server import shared_memory
+from voxelgate.server.client import ReceivedFrame, get_frame, ingest_bytes_requests, stream_frames, stream_frames_shared
 from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, make_video, picture
 from voxelgate.v1 import media_pb2, media_pb2_grpc
 
@@ -480,7 +480,7 @@ def _wait_until(check: object, timeout: float = 5.0) -> bool:
 def test_stream_frames_cancelled_stops_its_decoder_thread_and_closes_its_reader(
     videos: Videos, fmt: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from imaging.media.frame_index import FrameReader
+    from voxelgate.imaging.media.frame_index import FrameReader
 
     opened: list[FrameReader] = []
     closed: set[int] = set()

@@ -1,4 +1,4 @@
-"""``server.app.tune_malloc``: set once by ``voxelgate serve`` so that 3-6 MB video frames reuse heap pages."""
+"""``voxelgate.server.app.tune_malloc``: set once by ``voxelgate serve`` so that 3-6 MB video frames reuse heap pages."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 _PROBE = """
 import resource, sys, threading
-from server.app import tune_malloc
+from voxelgate.server.app import tune_malloc
 tuned = tune_malloc() if sys.argv[1] == "1" else False
 frame = b"x" * (6 << 20)
 faults = []

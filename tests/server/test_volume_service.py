@@ -26,12 +26,12 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
 from conftest import CORPUS
 from e2e_support import OUTCOME, PYDICOM_DATA, Server, by_name, data_file, ingest, read, serve, uid_for
-from imaging.dicom.frames import modality_values
-from imaging.dicom.pixels import decode_frames
-from imaging.dicom.reformat import Plane
-from imaging.dicom.stacks import frame_refs, split_stacks
-from imaging.dicom.volume import build_volume, plan_volume
-from imaging.windowing import PRESETS, VoiFunction, auto_window, window_to_uint8, window_to_uint16
+from voxelgate.imaging.dicom.frames import modality_values
+from voxelgate.imaging.dicom.pixels import decode_frames
+from voxelgate.imaging.dicom.reformat import Plane
+from voxelgate.imaging.dicom.stacks import frame_refs, split_stacks
+from voxelgate.imaging.dicom.volume import build_volume, plan_volume
+from voxelgate.imaging.windowing import PRESETS, VoiFunction, auto_window, window_to_uint8, window_to_uint16
 from voxelgate.v1 import admin_pb2, volume_pb2, volume_pb2_grpc
 
 GE = "ct-ge-head-tilt-variable-spacing"
@@ -641,7 +641,7 @@ def test_get_volume_of_each_enhanced_mr_stack(stored: Stored) -> None:
 
 @pytest.mark.parametrize("plane", [AXIAL, CORONAL, SAGITTAL], ids=["axial", "coronal", "sagittal"])
 def test_slices_from_a_stacked_plane_are_those_resampled_on_request(stored: Stored, plane: int) -> None:
-    # The first request of a plane stacks it in the background (imaging.dicom.reformat.PlaneStacks);
+    # The first request of a plane stacks it in the background (voxelgate.imaging.dicom.reformat.PlaneStacks);
     # slices by index come from the stack from then on, slices by position in mm are resampled each
     # time. At every slice's own position both must give the same voxels and the same PNG.
     volumes = stored.server.running.volumes
@@ -662,7 +662,7 @@ def test_slices_from_a_stacked_plane_are_those_resampled_on_request(stored: Stor
         np.testing.assert_array_equal(raw(by_index), raw(by_mm))
         png = [get_slice(stored, "even", plane=plane, encoding=volume_pb2.ENCODING_PNG, window=window, **where)
                for where in ({"index": index}, {"position_mm": by_index.position_mm})]
-        # The same image; not always the same bytes (imaging.encode.encode_png: ISA-L's deflate).
+        # The same image; not always the same bytes (voxelgate.imaging.encode.encode_png: ISA-L's deflate).
         np.testing.assert_array_equal(decode_image(png[0])[0], decode_image(png[1])[0])
 
 
@@ -809,7 +809,7 @@ def test_series_that_cannot_form_a_volume_fail_the_precondition(stored: Stored, 
 def test_export_cli_writes_the_volume_with_its_geometry(stored: Stored, tmp_path: Path) -> None:
     import SimpleITK as sitk
 
-    from server.cli import main
+    from voxelgate.server.cli import main
 
     syn = stored.synthetic["even"]
     target = f"127.0.0.1:{stored.server.running.port}"

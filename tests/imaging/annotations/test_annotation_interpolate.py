@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from cache.errors import InvalidInputError
-from imaging.annotations import Box, Mask, Points, Polygon, Polyline, interpolate, ring_is_simple
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.annotations import Box, Mask, Points, Polygon, Polyline, interpolate, ring_is_simple
 
 # In-plane spacing (row, column) in mm: anisotropic on purpose, so physical units matter.
 SPACING = (0.7, 0.55)

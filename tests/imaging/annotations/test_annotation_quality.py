@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from imaging.annotations import Mask, Polygon, interpolate
-from imaging.annotations.shapes import mask_to_polygon, rasterize_polygon
+from voxelgate.imaging.annotations import Mask, Polygon, interpolate
+from voxelgate.imaging.annotations.shapes import mask_to_polygon, rasterize_polygon
 from conftest import ROOT, require_peer
 
 K = 3

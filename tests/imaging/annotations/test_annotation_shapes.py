@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cache.errors import InvalidInputError
-from imaging.annotations import (
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.annotations import (
     Box,
     Mask,
     Points,
@@ -24,7 +24,7 @@ from imaging.annotations import (
     ring_is_simple,
     signed_area,
 )
-from imaging.annotations.shapes import mask_to_polygon
+from voxelgate.imaging.annotations.shapes import mask_to_polygon
 
 SQUARE = [(0, 0), (10, 0), (10, 10), (0, 10)]
 BOWTIE = [(0, 0), (10, 10), (10, 0), (0, 10)]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from imaging.media import decode_page, probe_image
+from voxelgate.imaging.media import decode_page, probe_image
 from tests.imaging.media._images import (
     ADOBE_RGB_COLORANTS,
     ADOBE_RGB_GAMMA,

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cache.errors import InvalidInputError, LimitExceededError, NotFoundError
-from imaging.media import (
+from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
+from voxelgate.imaging.media import (
     SUPPORTED_FORMATS,
     ImageInfo,
     MediaLimits,

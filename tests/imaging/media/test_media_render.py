@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cache.errors import InvalidInputError
-from imaging.encode import encode_webp
-from imaging.media import fit_size, render_frame, resize_exact, resize_fit
-from imaging.windowing import auto_window, window_to_uint8, window_to_uint16
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.encode import encode_webp
+from voxelgate.imaging.media import fit_size, render_frame, resize_exact, resize_fit
+from voxelgate.imaging.windowing import auto_window, window_to_uint8, window_to_uint16
 
 
 def _rng() -> np.random.Generator:

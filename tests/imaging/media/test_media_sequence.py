@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from cache.errors import InvalidInputError
-from imaging.media import SequenceFrame, natural_key, plan_sequence, resized_frames
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.media import SequenceFrame, natural_key, plan_sequence, resized_frames
 
 
 def test_natural_order() -> None:

@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from cache.errors import InvalidInputError
-from imaging.media import export_mp4, mp4_top_level_boxes
+from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.media import export_mp4, mp4_top_level_boxes
 
 
 def _frames(n: int, h: int, w: int) -> list[np.ndarray]:

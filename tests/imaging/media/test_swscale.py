@@ -1,4 +1,4 @@
-"""libswscale writing RGB straight into a caller's buffer (``imaging.media.swscale``) and ``to_picture(into=...)``."""
+"""libswscale writing RGB straight into a caller's buffer (``voxelgate.imaging.media.swscale``) and ``to_picture(into=...)``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from av.video.reformatter import VideoReformatter
 
-from imaging.media import swscale
-from imaging.media.frame_index import picture_bytes, to_picture
-from imaging.media.swscale import SLACK, DirectRGB
+from voxelgate.imaging.media import swscale
+from voxelgate.imaging.media.frame_index import picture_bytes, to_picture
+from voxelgate.imaging.media.swscale import SLACK, DirectRGB
 
 # On Linux it must work (the shared memory stream counts on it); elsewhere frames go through PyAV.
 linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PyAV's libswscale is found in /proc")

@@ -9,7 +9,7 @@ import av
 import numpy as np
 import pytest
 
-from imaging.media.frame_index import FrameReader, build_frame_index
+from voxelgate.imaging.media.frame_index import FrameReader, build_frame_index
 from tests.imaging.media._videos import decode_all, make_video
 
 

@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from imaging.media.frame_index import FrameReader, Pieces, build_frame_index, payload_bytes, to_picture
-from imaging.media.video_readers import AheadCancelled, ReadAhead
+from voxelgate.imaging.media.frame_index import FrameReader, Pieces, build_frame_index, payload_bytes, to_picture
+from voxelgate.imaging.media.video_readers import AheadCancelled, ReadAhead
 from tests.imaging.media._videos import make_video
 
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import av
 import pytest
 
-from cache.errors import InvalidInputError, LimitExceededError
-from imaging.media.probe_video import (
+from voxelgate.errors import InvalidInputError, LimitExceededError
+from voxelgate.imaging.media.probe_video import (
     VideoInfo,
     VideoLimits,
     keyframe_intervals,

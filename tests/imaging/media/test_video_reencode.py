@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cache.errors import CancelledError, InvalidInputError, LimitExceededError
-from imaging.media.diagnose import diagnose
-from imaging.media.frame_index import FrameIndex, build_frame_index
-from imaging.media.probe_video import VideoLimits, probe_video
-from imaging.media.reencode import ReencodeResult, reencode
-from imaging.media.video import mp4_top_level_boxes
+from voxelgate.errors import CancelledError, InvalidInputError, LimitExceededError
+from voxelgate.imaging.media.diagnose import diagnose
+from voxelgate.imaging.media.frame_index import FrameIndex, build_frame_index
+from voxelgate.imaging.media.probe_video import VideoLimits, probe_video
+from voxelgate.imaging.media.reencode import ReencodeResult, reencode
+from voxelgate.imaging.media.video import mp4_top_level_boxes
 from tests.imaging.media._videos import GHOSTS, VFR_PTS, make_set, make_video, picture
 from tests.imaging.media.test_video_diagnose import _corrupt_copy
 
@@ -321,7 +321,7 @@ def test_a_record_keeps_the_catalogs_flat_form_and_reads_back(videos: dict[str, 
     now has exactly its keys and round-trips through JSON."""
     import json
 
-    from imaging.media.video_library import ReencodeRecord
+    from voxelgate.imaging.media.video_library import ReencodeRecord
 
     result = reencode(videos["ghost_mp4"], tmp_path / "out.mp4", mode="full", height=32)
     record = ReencodeRecord(media_id="b" * 64, source_id="a" * 64, requested_mode="full", height=32, fps=None,

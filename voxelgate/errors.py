@@ -1,7 +1,7 @@
 """The domain's error hierarchy.
 
 It lives in the lowest layer so that storage, imaging and media raise the same
-types; ``server.errors`` is the one place that maps them to gRPC status codes.
+types; ``voxelgate.server.status`` is the one place that maps them to gRPC status codes.
 Each error carries the object it concerns (a file name, a UID, a frame) so the
 message a client sees names it. Messages never carry patient data.
 """

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from cache.errors import (
+from voxelgate.errors import (
     BusyError,
     CancelledError,
     ConflictError,

@@ -1,6 +1,7 @@
-"""Generate the Python gRPC code for ``proto/`` into the ``voxelgate`` package.
+"""Generate the Python gRPC code for ``proto/`` into ``voxelgate/v1/``.
 
-Run by the set-up command (``dev.py``) and by the drift test. The include root is
+The generated code is committed; run by the set-up command (``dev.py``) when a
+``.proto`` file changed, and by the drift test, which regenerates and compares. The include root is
 ``proto/`` so that generated modules import each other by their full package path
 (``from voxelgate.v1 import common_pb2``), never by a bare ``import common_pb2``.
 """
@@ -10,9 +11,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent  # the repository
 PROTO_ROOT = ROOT / "proto"
 PACKAGE = "voxelgate"
+GENERATED_INIT = '"""Generated from proto/ by voxelgate/_codegen.py. Do not edit."""\n'
 
 
 def proto_files(proto_root: Path = PROTO_ROOT) -> list[Path]:
@@ -42,17 +44,17 @@ def generate(out_dir: Path, *, proto_root: Path = PROTO_ROOT) -> list[Path]:
     ]
     if protoc.main(args) != 0:
         raise RuntimeError(f"protoc failed on {[f.name for f in files]}")
-    # Packages need their __init__.py; protoc writes none.
-    for sub in {out_dir / PACKAGE} | {out_dir / f.parent.relative_to(proto_root) for f in files}:
-        init = sub / "__init__.py"
-        if not init.exists():
-            init.write_text('"""Generated from proto/ by server/_codegen.py. Do not edit."""\n')
-    return sorted(p for p in (out_dir / PACKAGE).rglob("*") if p.is_file() and p.suffix in {".py", ".pyi"})
+    # The generated packages need their __init__.py; protoc writes none. (The root
+    # package, voxelgate/__init__.py, is ours, not generated.)
+    generated_dirs = sorted({out_dir / f.parent.relative_to(proto_root) for f in files})
+    for sub in generated_dirs:
+        (sub / "__init__.py").write_text(GENERATED_INIT)
+    return sorted(p for d in generated_dirs for p in d.rglob("*") if p.is_file() and p.suffix in {".py", ".pyi"})
 
 
 def main() -> int:
     generated = generate(ROOT)
-    print(f"generated {len(generated)} files into {ROOT / PACKAGE}", file=sys.stderr)
+    print(f"generated {len(generated)} files into {ROOT / PACKAGE / 'v1'}", file=sys.stderr)
     return 0
 
 

@@ -1,0 +1,1 @@
+"""Generated from proto/ by voxelgate/_codegen.py. Do not edit."""

@@ -1,0 +1,240 @@
+from voxelgate.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FrameFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    FRAME_FORMAT_UNSPECIFIED: _ClassVar[FrameFormat]
+    RAW: _ClassVar[FrameFormat]
+    PNG: _ClassVar[FrameFormat]
+FRAME_FORMAT_UNSPECIFIED: FrameFormat
+RAW: FrameFormat
+PNG: FrameFormat
+
+class QueryFilter(_message.Message):
+    __slots__ = ("patient_id", "study_instance_uid", "modality", "study_date_from", "study_date_to", "accession_number", "series_instance_uid")
+    PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    STUDY_DATE_FROM_FIELD_NUMBER: _ClassVar[int]
+    STUDY_DATE_TO_FIELD_NUMBER: _ClassVar[int]
+    ACCESSION_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    patient_id: str
+    study_instance_uid: str
+    modality: str
+    study_date_from: str
+    study_date_to: str
+    accession_number: str
+    series_instance_uid: str
+    def __init__(self, patient_id: _Optional[str] = ..., study_instance_uid: _Optional[str] = ..., modality: _Optional[str] = ..., study_date_from: _Optional[str] = ..., study_date_to: _Optional[str] = ..., accession_number: _Optional[str] = ..., series_instance_uid: _Optional[str] = ...) -> None: ...
+
+class Study(_message.Message):
+    __slots__ = ("study_instance_uid", "patient_id", "patient_name", "patient_birth_date", "patient_sex", "study_date", "study_time", "accession_number", "study_description", "modalities", "series_count", "instance_count")
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_NAME_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_BIRTH_DATE_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_SEX_FIELD_NUMBER: _ClassVar[int]
+    STUDY_DATE_FIELD_NUMBER: _ClassVar[int]
+    STUDY_TIME_FIELD_NUMBER: _ClassVar[int]
+    ACCESSION_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    STUDY_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    MODALITIES_FIELD_NUMBER: _ClassVar[int]
+    SERIES_COUNT_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    study_instance_uid: str
+    patient_id: str
+    patient_name: str
+    patient_birth_date: str
+    patient_sex: str
+    study_date: str
+    study_time: str
+    accession_number: str
+    study_description: str
+    modalities: _containers.RepeatedScalarFieldContainer[str]
+    series_count: int
+    instance_count: int
+    def __init__(self, study_instance_uid: _Optional[str] = ..., patient_id: _Optional[str] = ..., patient_name: _Optional[str] = ..., patient_birth_date: _Optional[str] = ..., patient_sex: _Optional[str] = ..., study_date: _Optional[str] = ..., study_time: _Optional[str] = ..., accession_number: _Optional[str] = ..., study_description: _Optional[str] = ..., modalities: _Optional[_Iterable[str]] = ..., series_count: _Optional[int] = ..., instance_count: _Optional[int] = ...) -> None: ...
+
+class Series(_message.Message):
+    __slots__ = ("series_instance_uid", "study_instance_uid", "modality", "series_number", "series_description", "instance_count", "body_part_examined")
+    SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    SERIES_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    SERIES_DESCRIPTION_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    BODY_PART_EXAMINED_FIELD_NUMBER: _ClassVar[int]
+    series_instance_uid: str
+    study_instance_uid: str
+    modality: str
+    series_number: int
+    series_description: str
+    instance_count: int
+    body_part_examined: str
+    def __init__(self, series_instance_uid: _Optional[str] = ..., study_instance_uid: _Optional[str] = ..., modality: _Optional[str] = ..., series_number: _Optional[int] = ..., series_description: _Optional[str] = ..., instance_count: _Optional[int] = ..., body_part_examined: _Optional[str] = ...) -> None: ...
+
+class Instance(_message.Message):
+    __slots__ = ("sop_instance_uid", "series_instance_uid", "study_instance_uid", "sop_class_uid", "instance_number", "transfer_syntax_uid", "rows", "columns", "number_of_frames", "sha256", "size", "photometric_interpretation")
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    SOP_CLASS_UID_FIELD_NUMBER: _ClassVar[int]
+    INSTANCE_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_SYNTAX_UID_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    COLUMNS_FIELD_NUMBER: _ClassVar[int]
+    NUMBER_OF_FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    PHOTOMETRIC_INTERPRETATION_FIELD_NUMBER: _ClassVar[int]
+    sop_instance_uid: str
+    series_instance_uid: str
+    study_instance_uid: str
+    sop_class_uid: str
+    instance_number: int
+    transfer_syntax_uid: str
+    rows: int
+    columns: int
+    number_of_frames: int
+    sha256: str
+    size: int
+    photometric_interpretation: str
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., study_instance_uid: _Optional[str] = ..., sop_class_uid: _Optional[str] = ..., instance_number: _Optional[int] = ..., transfer_syntax_uid: _Optional[str] = ..., rows: _Optional[int] = ..., columns: _Optional[int] = ..., number_of_frames: _Optional[int] = ..., sha256: _Optional[str] = ..., size: _Optional[int] = ..., photometric_interpretation: _Optional[str] = ...) -> None: ...
+
+class ListStudiesRequest(_message.Message):
+    __slots__ = ("filter", "page")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    filter: QueryFilter
+    page: _common_pb2.PageRequest
+    def __init__(self, filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+
+class ListStudiesResponse(_message.Message):
+    __slots__ = ("studies", "next_page_token")
+    STUDIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    studies: _containers.RepeatedCompositeFieldContainer[Study]
+    next_page_token: str
+    def __init__(self, studies: _Optional[_Iterable[_Union[Study, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListSeriesRequest(_message.Message):
+    __slots__ = ("filter", "page")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    filter: QueryFilter
+    page: _common_pb2.PageRequest
+    def __init__(self, filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+
+class ListSeriesResponse(_message.Message):
+    __slots__ = ("series", "next_page_token")
+    SERIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    series: _containers.RepeatedCompositeFieldContainer[Series]
+    next_page_token: str
+    def __init__(self, series: _Optional[_Iterable[_Union[Series, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ListInstancesRequest(_message.Message):
+    __slots__ = ("filter", "page")
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    filter: QueryFilter
+    page: _common_pb2.PageRequest
+    def __init__(self, filter: _Optional[_Union[QueryFilter, _Mapping]] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+
+class ListInstancesResponse(_message.Message):
+    __slots__ = ("instances", "next_page_token")
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    instances: _containers.RepeatedCompositeFieldContainer[Instance]
+    next_page_token: str
+    def __init__(self, instances: _Optional[_Iterable[_Union[Instance, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetMetadataRequest(_message.Message):
+    __slots__ = ("sop_instance_uid", "series_instance_uid", "include_private", "bulk_data_threshold")
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_PRIVATE_FIELD_NUMBER: _ClassVar[int]
+    BULK_DATA_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    sop_instance_uid: str
+    series_instance_uid: str
+    include_private: bool
+    bulk_data_threshold: int
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., include_private: _Optional[bool] = ..., bulk_data_threshold: _Optional[int] = ...) -> None: ...
+
+class InstanceMetadata(_message.Message):
+    __slots__ = ("sop_instance_uid", "json")
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    JSON_FIELD_NUMBER: _ClassVar[int]
+    sop_instance_uid: str
+    json: str
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., json: _Optional[str] = ...) -> None: ...
+
+class GetMetadataResponse(_message.Message):
+    __slots__ = ("instances",)
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
+    instances: _containers.RepeatedCompositeFieldContainer[InstanceMetadata]
+    def __init__(self, instances: _Optional[_Iterable[_Union[InstanceMetadata, _Mapping]]] = ...) -> None: ...
+
+class GetFrameRequest(_message.Message):
+    __slots__ = ("sop_instance_uid", "frame", "format")
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    sop_instance_uid: str
+    frame: int
+    format: FrameFormat
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[FrameFormat, str]] = ...) -> None: ...
+
+class GetFrameResponse(_message.Message):
+    __slots__ = ("data", "media_type", "dtype", "shape", "rescaled", "warnings")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    RESCALED_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    media_type: str
+    dtype: str
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    rescaled: bool
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., rescaled: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class GetInstanceFileRequest(_message.Message):
+    __slots__ = ("sop_instance_uid",)
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    sop_instance_uid: str
+    def __init__(self, sop_instance_uid: _Optional[str] = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class DeleteRequest(_message.Message):
+    __slots__ = ("study_instance_uid", "series_instance_uid", "sop_instance_uid")
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    study_instance_uid: str
+    series_instance_uid: str
+    sop_instance_uid: str
+    def __init__(self, study_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., sop_instance_uid: _Optional[str] = ...) -> None: ...
+
+class DeleteResponse(_message.Message):
+    __slots__ = ("instances_deleted", "bytes_freed")
+    INSTANCES_DELETED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FREED_FIELD_NUMBER: _ClassVar[int]
+    instances_deleted: int
+    bytes_freed: int
+    def __init__(self, instances_deleted: _Optional[int] = ..., bytes_freed: _Optional[int] = ...) -> None: ...
