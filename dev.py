@@ -131,14 +131,25 @@ def typecheck() -> int:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(target)
-    back = sorted(((f"voxelgate/{n.removeprefix('voxelgate.')}", os.path.relpath(t, ROOT))
-                   for n, t in links.items() if n != "voxelgate"), key=lambda kv: -len(kv[0]))
-    out = subprocess.run([str(PY), "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", "voxelgate"],
-                         cwd=view, capture_output=True, text=True, check=False)
+    back = sorted(
+        (
+            (f"voxelgate/{n.removeprefix('voxelgate.')}", os.path.relpath(t, ROOT))
+            for n, t in links.items()
+            if n != "voxelgate"
+        ),
+        key=lambda kv: -len(kv[0]),
+    )
+    out = subprocess.run(
+        [str(PY), "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "-p", "voxelgate"],
+        cwd=view,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     for line in (out.stdout + out.stderr).splitlines():
         for prefix, real in back:
             if line.startswith(prefix + "/") or line.startswith(prefix + ":"):
-                line = real + line[len(prefix):]
+                line = real + line[len(prefix) :]
                 break
         print(line)
     return out.returncode

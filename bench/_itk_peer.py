@@ -56,9 +56,12 @@ def run(labels: np.ndarray, keys: dict[int, list[int]], work: Path, *, timeout: 
     work.mkdir(parents=True, exist_ok=True)
     src, dst = work / "keys.npz", work / "filled.npy"
     dst.unlink(missing_ok=True)
-    np.savez(src, labels=labels.astype(np.uint8), **{f"keys_{k}": np.asarray(v, dtype=np.int64) for k, v in keys.items()})
-    proc = subprocess.run([sys.executable, __file__, str(src), str(dst)], capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    np.savez(
+        src, labels=labels.astype(np.uint8), **{f"keys_{k}": np.asarray(v, dtype=np.int64) for k, v in keys.items()}
+    )
+    proc = subprocess.run(
+        [sys.executable, __file__, str(src), str(dst)], capture_output=True, text=True, timeout=timeout, check=False
+    )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     info = json.loads(lines[-1]) if lines else {}
     if proc.returncode == MISSING:

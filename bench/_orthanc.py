@@ -63,7 +63,10 @@ class OrthancProcess:
 
 
 def request(
-    conn: http.client.HTTPConnection, method: str, path: str, body: bytes | None = None,
+    conn: http.client.HTTPConnection,
+    method: str,
+    path: str,
+    body: bytes | None = None,
     headers: dict[str, str] | None = None,
 ) -> tuple[int, bytes]:
     """One request on a kept-alive connection; returns ``(status, body)`` (body fully read)."""

@@ -43,10 +43,7 @@ def cleanup(work: Path, *, keep: bool) -> None:
 def machine_line() -> str:
     """One line saying where the figures come from (CPU count and load matter here)."""
     load = os.getloadavg() if hasattr(os, "getloadavg") else (0.0, 0.0, 0.0)
-    return (
-        f"machine: {platform.machine()} {os.cpu_count()} CPUs, load {load[0]:.2f}, "
-        f"Python {sys.version.split()[0]}"
-    )
+    return f"machine: {platform.machine()} {os.cpu_count()} CPUs, load {load[0]:.2f}, Python {sys.version.split()[0]}"
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, align: str = "") -> str:

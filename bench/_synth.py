@@ -81,9 +81,7 @@ def _ct_phantom_hu(rng: np.random.Generator, z: np.ndarray, size: int) -> np.nda
     return out
 
 
-def write_ct_series(
-    directory: Path, *, count: int = 300, size: int = 512, seed: int = 20240314
-) -> list[Path]:
+def write_ct_series(directory: Path, *, count: int = 300, size: int = 512, seed: int = 20240314) -> list[Path]:
     """Write ``count`` CT Image Storage slices of one series into ``directory``.
 
     ``size`` x ``size`` signed 16-bit, Rescale Slope 1 / Intercept -1024,

@@ -75,7 +75,9 @@ def _ingest(target: str, path: Path) -> str:
     return results[0].sop_instance_uid
 
 
-def voxelgate_frames(work: Path, path: Path, obj: str, fmt: str, later: int, extra_args: tuple[str, ...] = ()) -> Timing:
+def voxelgate_frames(
+    work: Path, path: Path, obj: str, fmt: str, later: int, extra_args: tuple[str, ...] = ()
+) -> Timing:
     """Fresh server, ingest ``path``, then GetFrame in ``fmt`` once (cold) and ``later`` times."""
     call = f"GetFrame {fmt}" + (f" (--max-message-size {extra_args[-1]})" if extra_args else "")
     timing = Timing("voxelgate", obj, call)
@@ -100,8 +102,9 @@ def voxelgate_frames(work: Path, path: Path, obj: str, fmt: str, later: int, ext
     return timing
 
 
-def orthanc_frames(work: Path, binary: str, version: str, path: Path, obj: str, later: int,
-                   plugins: tuple[Path, ...] = ()) -> Timing:
+def orthanc_frames(
+    work: Path, binary: str, version: str, path: Path, obj: str, later: int, plugins: tuple[Path, ...] = ()
+) -> Timing:
     """Fresh Orthanc, upload ``path``, then ``GET .../frames/0/rendered`` once and ``later`` times."""
     call = "GET /instances/{id}/frames/0/rendered" + (" (+GDCM plugin)" if plugins else "")
     timing = Timing(version, obj, call)
@@ -149,8 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             "J2K lossless": write_mammo(work / "mg_j2k.dcm", compressed=True),
             "uncompressed": write_mammo(work / "mg_native.dcm", compressed=False),
         }
-        print(f"bench_frame: mammography frame 4096x3328, 12 bits in 16, MONOCHROME2, window 2000/3000; "
-              f"written in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"bench_frame: mammography frame 4096x3328, 12 bits in 16, MONOCHROME2, window 2000/3000; "
+            f"written in {time.perf_counter() - t0:.1f} s"
+        )
         for obj, p in objects.items():
             print(f"  {obj:<13} {p.stat().st_size / MiB:5.1f} MiB  {p.name}")
         print(machine_line())
@@ -166,23 +171,35 @@ def main(argv: list[str] | None = None) -> int:
             raw = voxelgate_frames(work / f"vg-raw-{i}", p, obj, "RAW", args.later)
             rows.append(raw)
             if raw.failed.startswith("RESOURCE_EXHAUSTED"):
-                rows.append(voxelgate_frames(work / f"vg-raw-big-{i}", p, obj, "RAW", args.later,
-                                             ("--max-message-size", BIG_MESSAGES)))
+                rows.append(
+                    voxelgate_frames(
+                        work / f"vg-raw-big-{i}", p, obj, "RAW", args.later, ("--max-message-size", BIG_MESSAGES)
+                    )
+                )
             if binary is not None:
                 plugins = (gdcm,) if gdcm is not None and obj.startswith("J2K") else ()
                 rows.append(orthanc_frames(work / f"orthanc-{i}", binary, version, p, obj, args.later, plugins))
 
         notes = list(dict.fromkeys(t.failed for t in rows if t.failed))
         print()
-        print(table(
-            ["system", "object", "call", "first s", f"later s (median of {args.later})", "reply MiB", "note"],
-            [(t.system, t.obj, t.call,
-              "-" if t.first is None else f"{t.first:.3f}",
-              "-" if t.later_median is None else f"{t.later_median:.4f}",
-              f"{t.nbytes / MiB:.2f}" if t.nbytes else "-",
-              f"failed ({notes.index(t.failed) + 1})" if t.failed else "") for t in rows],
-            align="<<<>>><",
-        ))
+        print(
+            table(
+                ["system", "object", "call", "first s", f"later s (median of {args.later})", "reply MiB", "note"],
+                [
+                    (
+                        t.system,
+                        t.obj,
+                        t.call,
+                        "-" if t.first is None else f"{t.first:.3f}",
+                        "-" if t.later_median is None else f"{t.later_median:.4f}",
+                        f"{t.nbytes / MiB:.2f}" if t.nbytes else "-",
+                        f"failed ({notes.index(t.failed) + 1})" if t.failed else "",
+                    )
+                    for t in rows
+                ],
+                align="<<<>>><",
+            )
+        )
         for i, note in enumerate(notes, 1):
             print(f"  ({i}) {note}")
         print()
@@ -196,14 +213,18 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             peer = next(t for t in rows if t.system == version and t.obj == obj)
             if peer.failed:
-                print(f"  {obj:<13} n/a: Orthanc cannot render it ({notes.index(peer.failed) + 1})"
-                      + ("" if gdcm else "; the Debian package orthanc-gdcm would give a JPEG 2000 peer"))
+                print(
+                    f"  {obj:<13} n/a: Orthanc cannot render it ({notes.index(peer.failed) + 1})"
+                    + ("" if gdcm else "; the Debian package orthanc-gdcm would give a JPEG 2000 peer")
+                )
                 continue
             first, later = ratio(ours.first, peer.first), ratio(ours.later_median, peer.later_median)
             ok_first = first != "n/a" and float(first) <= 1.0
             ok_later = later != "n/a" and float(later) <= 0.5
-            print(f"  {obj:<13} first {first} {'met' if ok_first else 'MISSED'}   "
-                  f"later {later} {'met' if ok_later else 'MISSED'}")
+            print(
+                f"  {obj:<13} first {first} {'met' if ok_first else 'MISSED'}   "
+                f"later {later} {'met' if ok_later else 'MISSED'}"
+            )
         return 0
     finally:
         cleanup(work, keep=args.keep)

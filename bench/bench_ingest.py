@@ -183,7 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=300, help="number of CT slices (default 300)")
     parser.add_argument("--size", type=int, default=512, help="rows and columns of a slice (default 512)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of each measurement; the median is shown (default 3)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of each measurement; the median is shown (default 3)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
     args = parser.parse_args(argv)
 
@@ -193,8 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         paths = write_ct_series(src, count=args.count, size=args.size)
         nbytes = sum(p.stat().st_size for p in paths)
-        print(f"bench_ingest: {len(paths)} CT slices {args.size}x{args.size} int16, explicit VR LE, "
-              f"{nbytes / MiB:.1f} MiB, written in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"bench_ingest: {len(paths)} CT slices {args.size}x{args.size} int16, explicit VR LE, "
+            f"{nbytes / MiB:.1f} MiB, written in {time.perf_counter() - t0:.1f} s"
+        )
         print(machine_line())
 
         binary, version = find_orthanc()
@@ -217,12 +221,24 @@ def main(argv: list[str] | None = None) -> int:
 
         print()
         print(f"median of {args.repeat} runs, fresh server and data directory for each run")
-        print(table(
-            ["system", "client", "clients", "seconds", "inst/s", "MiB/s", "server CPU s"],
-            [(m.system, m.method, m.clients, m.seconds, m.files / m.seconds, m.nbytes / MiB / m.seconds,
-              "n/a" if m.cpu is None else f"{m.cpu:.2f}") for m in results],
-            align="<<>>>>>",
-        ))
+        print(
+            table(
+                ["system", "client", "clients", "seconds", "inst/s", "MiB/s", "server CPU s"],
+                [
+                    (
+                        m.system,
+                        m.method,
+                        m.clients,
+                        m.seconds,
+                        m.files / m.seconds,
+                        m.nbytes / MiB / m.seconds,
+                        "n/a" if m.cpu is None else f"{m.cpu:.2f}",
+                    )
+                    for m in results
+                ],
+                align="<<>>>>>",
+            )
+        )
         print()
         if binary is None:
             return skip_peer("Orthanc", version)

@@ -317,9 +317,11 @@ def main(argv: list[str] | None = None) -> int:
     for c in cases:
         steps = np.unique(np.round(np.diff(c.positions), 2))
         extents = {c.names.get(v, str(v)): int((c.labels == v).any(axis=(1, 2)).sum()) for v in c.label_values()}
-        print(f"  {c.name}: {c.labels.shape[0]}x{c.labels.shape[1]}x{c.labels.shape[2]}, pixel "
-              f"{c.spacing[0]:.3g}x{c.spacing[1]:.3g} mm, slice steps {', '.join(f'{s:g}' for s in steps)} mm, "
-              f"slices per label {extents}")
+        print(
+            f"  {c.name}: {c.labels.shape[0]}x{c.labels.shape[1]}x{c.labels.shape[2]}, pixel "
+            f"{c.spacing[0]:.3g}x{c.spacing[1]:.3g} mm, slice steps {', '.join(f'{s:g}' for s in steps)} mm, "
+            f"slices per label {extents}"
+        )
     print(machine_line())
 
     work = workdir("voxelgate-bench-interpolate-")
@@ -334,8 +336,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         else:
             use_itk = True
-            print(f"ITK peer ({probe.versions}) runs in a child process per case; loading its wrapping takes "
-                  f"{probe.load_seconds:.1f} s there (not counted below)")
+            print(
+                f"ITK peer ({probe.versions}) runs in a child process per case; loading its wrapping takes "
+                f"{probe.load_seconds:.1f} s there (not counted below)"
+            )
 
     methods: list[tuple[str, Callable[[Case, int], Run]]] = [
         ("ours sdf", lambda c, k: ours(c, k, "sdf")),
@@ -355,8 +359,20 @@ def main(argv: list[str] | None = None) -> int:
                 if args.detail:
                     detail.setdefault((c.name, k, name), Score()).add(c, run)
 
-    headers = ["set", "k", "method", "slices", "mean Dice", "worst Dice", "HD95 mm", "no HD", "time s",
-               "time/ITK", "Dice-ITK", "Dice-nearest"]
+    headers = [
+        "set",
+        "k",
+        "method",
+        "slices",
+        "mean Dice",
+        "worst Dice",
+        "HD95 mm",
+        "no HD",
+        "time s",
+        "time/ITK",
+        "Dice-ITK",
+        "Dice-nearest",
+    ]
 
     def rows_of(table_scores: dict[tuple[str, int, str], Score]) -> list[list[object]]:
         rows = []
@@ -364,21 +380,32 @@ def main(argv: list[str] | None = None) -> int:
             itk_s = table_scores.get((group, k, "ITK"))
             near = table_scores.get((group, k, "nearest"))
             mean = float(np.mean(s.dices)) if s.dices else float("nan")
-            rows.append([
-                group, k, name, len(s.dices), mean, float(np.min(s.dices)) if s.dices else float("nan"),
-                float(np.mean(s.hds)) if s.hds else float("nan"), s.missed, s.seconds,
-                ratio(s.seconds, itk_s.seconds if itk_s else None),
-                f"{mean - float(np.mean(itk_s.dices)):+.3f}" if itk_s and itk_s.dices else "n/a",
-                f"{mean - float(np.mean(near.dices)):+.3f}" if near and near.dices else "n/a",
-            ])
+            rows.append(
+                [
+                    group,
+                    k,
+                    name,
+                    len(s.dices),
+                    mean,
+                    float(np.min(s.dices)) if s.dices else float("nan"),
+                    float(np.mean(s.hds)) if s.hds else float("nan"),
+                    s.missed,
+                    s.seconds,
+                    ratio(s.seconds, itk_s.seconds if itk_s else None),
+                    f"{mean - float(np.mean(itk_s.dices)):+.3f}" if itk_s and itk_s.dices else "n/a",
+                    f"{mean - float(np.mean(near.dices)):+.3f}" if near and near.dices else "n/a",
+                ]
+            )
         return rows
 
     print()
     print(table(headers, rows_of(scores), align="<><>>>>>>>>>"))
     fallbacks = {key: s.notes for key, s in scores.items() if key[2] == "ours polygon"}
     print()
-    print("ours polygon, method per filled slice: "
-          + "; ".join(f"{g} k={k}: {_merge_notes(n)}" for (g, k, _), n in fallbacks.items()))
+    print(
+        "ours polygon, method per filled slice: "
+        + "; ".join(f"{g} k={k}: {_merge_notes(n)}" for (g, k, _), n in fallbacks.items())
+    )
     if args.detail:
         print()
         print(table(["case", *headers[1:]], rows_of(detail), align="<><>>>>>>>>>"))
@@ -390,8 +417,11 @@ def main(argv: list[str] | None = None) -> int:
             if ours_s is None or not ours_s.dices:
                 continue
             m = float(np.mean(ours_s.dices))
-            beats = [m > float(np.mean(scores[(group, k, other)].dices))
-                     for other in ("nearest", "ITK") if (group, k, other) in scores]
+            beats = [
+                m > float(np.mean(scores[(group, k, other)].dices))
+                for other in ("nearest", "ITK")
+                if (group, k, other) in scores
+            ]
             verdicts.append(f"{group} k={k}: {'met' if all(beats) else 'NOT met'}")
     print()
     print("target (ours sdf mean Dice above nearest and ITK): " + "; ".join(verdicts))

@@ -115,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
         by_ext: dict[str, int] = {}
         for p in files:
             by_ext[p.suffix] = by_ext.get(p.suffix, 0) + 1
-        print(f"bench_media: {len(files)} images, {total / MiB:.0f} MiB "
-              f"({', '.join(f'{n} {e}' for e, n in sorted(by_ext.items()))}), 256..1024 px a side; "
-              f"written in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"bench_media: {len(files)} images, {total / MiB:.0f} MiB "
+            f"({', '.join(f'{n} {e}' for e, n in sorted(by_ext.items()))}), 256..1024 px a side; "
+            f"written in {time.perf_counter() - t0:.1f} s"
+        )
         print(machine_line())
         rows: list[tuple[str, str, float, float, float]] = []
 
@@ -143,8 +145,11 @@ def main(argv: list[str] | None = None) -> int:
                 nbytes = 0
                 t = time.perf_counter()
                 for media_id in ids:
-                    reply = stub.GetFrame(media_pb2.GetMediaFrameRequest(
-                        id=media_id, format=media_pb2.MEDIA_PNG, max_width=args.box, max_height=args.box))
+                    reply = stub.GetFrame(
+                        media_pb2.GetMediaFrameRequest(
+                            id=media_id, format=media_pb2.MEDIA_PNG, max_width=args.box, max_height=args.box
+                        )
+                    )
                     nbytes += len(reply.data)
                 return time.perf_counter() - t, nbytes
 
@@ -156,19 +161,22 @@ def main(argv: list[str] | None = None) -> int:
             row("cached GetFrame", f"PNG fit {args.box}x{args.box}, derived cache", seconds, nbytes)
             s2 = admin.GetCacheStats(admin_pb2.GetCacheStatsRequest())
             cached_rate = rate(len(files), seconds)
-            cache_note = (f"cache: first pass {s1.computations - s0.computations} computations, "
-                          f"{s1.hits - s0.hits} hits; second pass {s2.computations - s1.computations} computations, "
-                          f"{s2.hits - s1.hits} hits; {s2.entries} entries, {s2.bytes / MiB:.0f} MiB on disk")
+            cache_note = (
+                f"cache: first pass {s1.computations - s0.computations} computations, "
+                f"{s1.hits - s0.hits} hits; second pass {s2.computations - s1.computations} computations, "
+                f"{s2.hits - s1.hits} hits; {s2.entries} entries, {s2.bytes / MiB:.0f} MiB on disk"
+            )
             if s2.computations != s1.computations or s2.hits - s1.hits < len(files):
                 print(f"the second pass was not served from the cache: {cache_note}", file=sys.stderr)
                 return 1
 
-        for encode, how in ((False, f"open+load+transpose+convert+fit {args.box}"),
-                            (True, f"open+load+transpose+convert+fit {args.box}+PNG encode")):
+        for encode, how in (
+            (False, f"open+load+transpose+convert+fit {args.box}"),
+            (True, f"open+load+transpose+convert+fit {args.box}+PNG encode"),
+        ):
             t = time.perf_counter()
             nbytes = sum(pillow_read(p, args.box, encode=encode) for p in files)
-            row(f"Pillow {PIL.__version__}", how,
-                time.perf_counter() - t, total)
+            row(f"Pillow {PIL.__version__}", how, time.perf_counter() - t, total)
             if not encode:
                 pillow_rate = rate(len(files), rows[-1][2])
 

@@ -83,9 +83,13 @@ def _request(series_uid: str, plane: int, index: int, width: float) -> volume_pb
 
 def _probe(series_uid: str, plane: int) -> volume_pb2.GetSliceRequest:
     """A slice no pass asks for (window 1000/2000)."""
-    return volume_pb2.GetSliceRequest(series_instance_uid=series_uid, plane=plane, index=0,
-                                      window=volume_pb2.Window(center=1000.0, width=2000.0),
-                                      encoding=volume_pb2.ENCODING_PNG)
+    return volume_pb2.GetSliceRequest(
+        series_instance_uid=series_uid,
+        plane=plane,
+        index=0,
+        window=volume_pb2.Window(center=1000.0, width=2000.0),
+        encoding=volume_pb2.ENCODING_PNG,
+    )
 
 
 def _warm_every_process(target: str, series_uid: str, plane: int, processes: int, *, settle: float = 1.0) -> None:
@@ -200,13 +204,25 @@ def run_pass(
     if errors:
         raise RuntimeError(f"a client failed: {errors[0]}") from errors[0]
     cpu = None if cpu0 is None or cpu1 is None else cpu1 - cpu0
-    return (np.array([x for part in lat for x in part]), wall, after.hits - before.hits,
-            after.computations - before.computations, cpu)
+    return (
+        np.array([x for part in lat for x in part]),
+        wall,
+        after.hits - before.hits,
+        after.computations - before.computations,
+        cpu,
+    )
 
 
 def serve_passes(
-    work: Path, paths: Sequence[Path], series_uid: str, processes: int, counts: Sequence[int], requests: int,
-    rng: np.random.Generator, *, plane_stacks: str | None = None,
+    work: Path,
+    paths: Sequence[Path],
+    series_uid: str,
+    processes: int,
+    counts: Sequence[int],
+    requests: int,
+    rng: np.random.Generator,
+    *,
+    plane_stacks: str | None = None,
 ) -> list[Pass]:
     """Every pass against a fresh ``voxelgate serve --processes {processes}`` (``--plane-stacks``, when given)."""
     passes: list[Pass] = []
@@ -227,16 +243,20 @@ def serve_passes(
         # The volume's cache file is written once the replies are out (hashing and copying 150 MB):
         # the passes start after that, from the volume mapped from its file.
         written = _volume_written(admin, vol.array.nbytes)
-        print(f"{processes} serving process{'es' if processes > 1 else ''}: volume {vol.header.dtype}"
-              f"{list(vol.array.shape)} built and fetched in {built:.2f} s, fetched again from the derived cache "
-              f"in {again:.2f} s, its cache file written {written:.2f} s later (not part of the latencies)")
+        print(
+            f"{processes} serving process{'es' if processes > 1 else ''}: volume {vol.header.dtype}"
+            f"{list(vol.array.shape)} built and fetched in {built:.2f} s, fetched again from the derived cache "
+            f"in {again:.2f} s, its cache file written {written:.2f} s later (not part of the latencies)"
+        )
         firsts = []
         for name, plane in PLANES:
             # The first request of a plane (window 1000/2000: a key no pass uses) also tells the count.
             t0 = time.perf_counter()
             probe = stub.GetSlice(_probe(series_uid, plane))
-            firsts.append(f"{name} {(time.perf_counter() - t0) * 1e3:.0f} ms ({probe.slice_count} slices, "
-                          f"{probe.shape[0]}x{probe.shape[1]} px, {len(probe.data) / 1024:.0f} KiB PNG)")
+            firsts.append(
+                f"{name} {(time.perf_counter() - t0) * 1e3:.0f} ms ({probe.slice_count} slices, "
+                f"{probe.shape[0]}x{probe.shape[1]} px, {len(probe.data) / 1024:.0f} KiB PNG)"
+            )
             _warm_every_process(srv.target, series_uid, plane, processes)
             if stacked and name in STACKED_PLANES:
                 seconds = _stacks_built(srv.log_path, name, processes)
@@ -250,8 +270,10 @@ def serve_passes(
                     lat, wall, hits, comps, cpu = run_pass(srv.target, reqs, clients, srv.process.pid, admin)
                     passes.append(Pass(processes, name, clients, phase, lat, wall, hits, comps, cpu))
         print("  first request per plane (volume mapped, nothing rendered yet; one process): " + "; ".join(firsts))
-        print("  whole planes stacked in the background after the first request (each process; the passes "
-              "start once they are): " + ("; ".join(stack_times) if stack_times else "none (--plane-stacks 0)"))
+        print(
+            "  whole planes stacked in the background after the first request (each process; the passes "
+            "start once they are): " + ("; ".join(stack_times) if stack_times else "none (--plane-stacks 0)")
+        )
     return passes
 
 
@@ -263,8 +285,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=300, help="number of CT slices (default 300)")
     parser.add_argument("--size", type=int, default=512, help="rows and columns of a slice (default 512)")
     parser.add_argument("--source", type=Path, help="an existing directory of the synthetic series to use")
-    parser.add_argument("--plane-stacks", help="the servers' --plane-stacks (default theirs; 0: every coronal and "
-                                               "sagittal slice resampled when asked for)")
+    parser.add_argument(
+        "--plane-stacks",
+        help="the servers' --plane-stacks (default theirs; 0: every coronal and "
+        "sagittal slice resampled when asked for)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     args = parser.parse_args(argv)
     counts = [int(c) for c in args.clients.split(",")]
@@ -277,34 +302,78 @@ def main(argv: list[str] | None = None) -> int:
         else:
             paths = write_ct_series(work / "ct", count=args.count, size=args.size)
         series_uid = series_uid_of(paths[0])
-        print(f"bench_slice: GetSlice of a {len(paths)}-slice {args.size}x{args.size} int16 CT volume, "
-              f"8-bit PNG, window {CENTER:g}/{WIDTH:g} LINEAR, linear interpolation, {args.requests} requests "
-              "per configuration")
+        print(
+            f"bench_slice: GetSlice of a {len(paths)}-slice {args.size}x{args.size} int16 CT volume, "
+            f"8-bit PNG, window {CENTER:g}/{WIDTH:g} LINEAR, linear interpolation, {args.requests} requests "
+            "per configuration"
+        )
         print(machine_line())
         passes: list[Pass] = []
         for processes in process_counts:
             rng = np.random.default_rng(20240316)  # the same requests for each server
-            passes += serve_passes(work / f"vg{processes}", paths, series_uid, processes, counts, args.requests, rng,
-                                   plane_stacks=args.plane_stacks)
+            passes += serve_passes(
+                work / f"vg{processes}",
+                paths,
+                series_uid,
+                processes,
+                counts,
+                args.requests,
+                rng,
+                plane_stacks=args.plane_stacks,
+            )
         print()
         rows = []
         for p in passes:
-            rows.append((p.processes, p.plane, p.clients, p.phase, len(p.latencies), p.pct(50), p.pct(90), p.pct(99),
-                         float(p.latencies.max() * 1e3), len(p.latencies) / p.wall,
-                         "n/a" if p.cpu is None else f"{p.cpu * 1e3 / len(p.latencies):.1f}",
-                         f"{p.computations}/{p.hits}"))
-        print(table(["processes", "plane", "clients", "pass", "requests", "p50 ms", "p90 ms", "p99 ms", "max ms",
-                     "req/s", "server CPU ms/req", "rendered/cache hits"], rows, align="><><>>>>>>>>"))
+            rows.append(
+                (
+                    p.processes,
+                    p.plane,
+                    p.clients,
+                    p.phase,
+                    len(p.latencies),
+                    p.pct(50),
+                    p.pct(90),
+                    p.pct(99),
+                    float(p.latencies.max() * 1e3),
+                    len(p.latencies) / p.wall,
+                    "n/a" if p.cpu is None else f"{p.cpu * 1e3 / len(p.latencies):.1f}",
+                    f"{p.computations}/{p.hits}",
+                )
+            )
+        print(
+            table(
+                [
+                    "processes",
+                    "plane",
+                    "clients",
+                    "pass",
+                    "requests",
+                    "p50 ms",
+                    "p90 ms",
+                    "p99 ms",
+                    "max ms",
+                    "req/s",
+                    "server CPU ms/req",
+                    "rendered/cache hits",
+                ],
+                rows,
+                align="><><>>>>>>>>",
+            )
+        )
         print()
         print(f"target with 8 clients, first-time slices: p50 < {P50_TARGET_MS:g} ms and p99 < {P99_TARGET_MS:g} ms")
         for p in passes:
             if p.clients == max(counts):
                 ok = p.pct(50) < P50_TARGET_MS and p.pct(99) < P99_TARGET_MS
-                print(f"  {p.processes} process{'es' if p.processes > 1 else '':<2} {p.plane:<9} {p.phase:<10} "
-                      f"p50 {p.pct(50):6.1f} ms  p99 {p.pct(99):6.1f} ms  {'met' if ok else 'MISSED'}")
+                print(
+                    f"  {p.processes} process{'es' if p.processes > 1 else '':<2} {p.plane:<9} {p.phase:<10} "
+                    f"p50 {p.pct(50):6.1f} ms  p99 {p.pct(99):6.1f} ms  {'met' if ok else 'MISSED'}"
+                )
         cached = any(p.phase == "repeat" and p.hits >= len(p.latencies) for p in passes)
-        print(f"rendered slices cached by the server: {'yes' if cached else 'no'} "
-              "(repeat passes answered from the derived cache)")
+        print(
+            f"rendered slices cached by the server: {'yes' if cached else 'no'} "
+            "(repeat passes answered from the derived cache)"
+        )
         return 0
     finally:
         cleanup(work, keep=args.keep)

@@ -167,8 +167,13 @@ def transport_ceiling(size: int, count: int, samples: int) -> tuple[float, list[
     """Messages/s of a stream of ``count`` ``size``-byte messages, and unary call latencies, over loopback gRPC."""
     import grpc
 
-    proc = subprocess.Popen([sys.executable, "-c", _ECHO_SERVER, str(size)], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, cwd=Path(__file__).resolve().parent.parent)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _ECHO_SERVER, str(size)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     try:
         assert proc.stdout is not None
         port = int(proc.stdout.readline())
@@ -192,7 +197,9 @@ def transport_ceiling(size: int, count: int, samples: int) -> tuple[float, list[
     return rate, lat
 
 
-def reader_latencies(path: Path, index: FrameIndex, picks: list[int], steps_from: list[int]) -> tuple[list[float], list[float]]:
+def reader_latencies(
+    path: Path, index: FrameIndex, picks: list[int], steps_from: list[int]
+) -> tuple[list[float], list[float]]:
     """In process, one ``FrameReader``: (random frame, each after a jump; frame n+1 right after frame n)."""
     random_s, step_s = [], []
     with FrameReader(path, index) as reader:
@@ -228,9 +235,11 @@ def main(argv: list[str] | None = None) -> int:
         info = probe_video(video, name=video.name)
         index = build_frame_index(video, name=video.name)
         total = len(index)
-        print(f"bench_video: {WIDTH}x{HEIGHT} H.264 {info.profile}, {total} frames at {FPS} fps "
-              f"({info.duration_s:.1f} s), keyframe every {info.keyframe_interval_max} frames, "
-              f"{info.size_bytes / 2**20:.0f} MiB; ready in {time.perf_counter() - t0:.1f} s")
+        print(
+            f"bench_video: {WIDTH}x{HEIGHT} H.264 {info.profile}, {total} frames at {FPS} fps "
+            f"({info.duration_s:.1f} s), keyframe every {info.keyframe_interval_max} frames, "
+            f"{info.size_bytes / 2**20:.0f} MiB; ready in {time.perf_counter() - t0:.1f} s"
+        )
         print(machine_line())
         print(f"client malloc thresholds {'raised as the server does' if tuned else 'left at glibc defaults'}")
         rng = np.random.default_rng(args.seed)
@@ -300,8 +309,12 @@ def main(argv: list[str] | None = None) -> int:
             stream_fps = fps_of["StreamFrames (gRPC)"]
             yuv_fps = fps_of["StreamFrames YUV (gRPC)"]
             rows = [
-                (k, next(h for p, h in how.items() if k.startswith(p)), v,
-                 "" if ffmpeg_fps is None or k.startswith("ffmpeg") else f"{v / ffmpeg_fps:.2f} x ffmpeg")
+                (
+                    k,
+                    next(h for p, h in how.items() if k.startswith(p)),
+                    v,
+                    "" if ffmpeg_fps is None or k.startswith("ffmpeg") else f"{v / ffmpeg_fps:.2f} x ffmpeg",
+                )
                 for k, v in fps_of.items()
             ]
 
@@ -316,14 +329,19 @@ def main(argv: list[str] | None = None) -> int:
             lat: list[tuple[str, str, float, float]] = []
             cache_notes = []
             steps: dict[int, list[float]] = {}
-            for fmt, label in ((media_pb2.MEDIA_RAW, "raw RGB"), (media_pb2.MEDIA_RAW_YUV420, "raw YUV"),
-                               (media_pb2.MEDIA_JPEG, "JPEG")):
+            for fmt, label in (
+                (media_pb2.MEDIA_RAW, "raw RGB"),
+                (media_pb2.MEDIA_RAW_YUV420, "raw YUV"),
+                (media_pb2.MEDIA_JPEG, "JPEG"),
+            ):
                 cold = [get(n, fmt) for n in picks]
                 s0 = cache_stats(ch)
                 warm = [get(n, fmt) for n in picks]
                 s1 = cache_stats(ch)
-                cache_notes.append(f"{label} warm pass: {s1.hits - s0.hits} cache hits, "
-                                   f"{s1.computations - s0.computations} computations")
+                cache_notes.append(
+                    f"{label} warm pass: {s1.hits - s0.hits} cache hits, "
+                    f"{s1.computations - s0.computations} computations"
+                )
                 stepping = []
                 for n in steps_from:
                     get(n, fmt)
@@ -338,8 +356,14 @@ def main(argv: list[str] | None = None) -> int:
                     raw_cold = cold
         plain = [pyav_seek_decode(video, int(index.pts[n])) for n in picks]
         echo_rate, echo_lat = transport_ceiling(WIDTH * HEIGHT * 3, min(total, 300), args.samples)
-        rows.append(("gRPC transport alone", "stream of 6 MB messages, no decoding", echo_rate,
-                     "" if ffmpeg_fps is None else f"{echo_rate / ffmpeg_fps:.2f} x ffmpeg"))
+        rows.append(
+            (
+                "gRPC transport alone",
+                "stream of 6 MB messages, no decoding",
+                echo_rate,
+                "" if ffmpeg_fps is None else f"{echo_rate / ffmpeg_fps:.2f} x ffmpeg",
+            )
+        )
         in_random, in_step = reader_latencies(video, index, picks, steps_from)
 
         print()
@@ -363,11 +387,19 @@ def main(argv: list[str] | None = None) -> int:
             checks.append((f"StreamFrames raw YUV / ffmpeg CLI frames/s: {ratio:.2f}", "target >= 0.80", ratio >= 0.8))
             for key, label in (("StreamFramesShared", "RGB"), ("StreamFramesShared YUV", "YUV")):
                 ratio = fps_of[key] / ffmpeg_fps
-                checks.append((f"StreamFramesShared raw {label} (same host) / ffmpeg CLI frames/s: {ratio:.2f}",
-                               "target >= 0.80", ratio >= 0.8))
+                checks.append(
+                    (
+                        f"StreamFramesShared raw {label} (same host) / ffmpeg CLI frames/s: {ratio:.2f}",
+                        "target >= 0.80",
+                        ratio >= 0.8,
+                    )
+                )
         checks.append((f"GetFrame raw cold p50: {ms(raw_cold)[0]:.0f} ms", "target <= 100 ms", ms(raw_cold)[0] <= 100))
-        for fmt, label in ((media_pb2.MEDIA_RAW, "raw RGB"), (media_pb2.MEDIA_RAW_YUV420, "raw YUV"),
-                           (media_pb2.MEDIA_JPEG, "JPEG")):
+        for fmt, label in (
+            (media_pb2.MEDIA_RAW, "raw RGB"),
+            (media_pb2.MEDIA_RAW_YUV420, "raw YUV"),
+            (media_pb2.MEDIA_JPEG, "JPEG"),
+        ):
             step = ms(steps[fmt])[0]
             checks.append((f"GetFrame {label} next-frame p50: {step:.1f} ms", "target <= 10 ms", step <= 10))
         for what, target, ok in checks:

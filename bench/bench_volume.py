@@ -93,9 +93,10 @@ def choose_codec(name: str) -> Codec:
     if name == "jpeg-ls":
         return Codec("JPEG-LS", "1.2.840.10008.1.2.4.80", "pydicom with the pyjpegls encoder")
     return Codec(
-        "RLE", str(RLELossless),
-        "pydicom's native RLE encoder" + ("" if name == "rle" else
-                                          ": NO JPEG LOSSLESS (4.70) COPY, dcmcjpeg (DCMTK) is not installed"),
+        "RLE",
+        str(RLELossless),
+        "pydicom's native RLE encoder"
+        + ("" if name == "rle" else ": NO JPEG LOSSLESS (4.70) COPY, dcmcjpeg (DCMTK) is not installed"),
     )
 
 
@@ -182,8 +183,9 @@ def dcm2niix_run(directory: Path) -> float:
     """
     with tempfile.TemporaryDirectory(prefix="voxelgate-dcm2niix-") as out:
         t0 = time.perf_counter()
-        proc = subprocess.run([DCM2NIIX, "-z", "n", "-o", out, "-f", "vol", str(directory)],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            [DCM2NIIX, "-z", "n", "-o", out, "-f", "vol", str(directory)], capture_output=True, text=True
+        )
         elapsed = time.perf_counter() - t0
         if proc.returncode != 0 or not list(Path(out).glob("*.nii")):
             raise RuntimeError(f"dcm2niix failed ({proc.returncode}): {proc.stdout[-400:]} {proc.stderr[-400:]}")
@@ -217,9 +219,11 @@ def agreement(ours: FetchedVolume, image: sitk.Image) -> str:
     spacing = float(np.abs(np.divide(g.spacing, image.GetSpacing()) - 1).max())
     direction = float(np.abs(np.subtract(g.direction, image.GetDirection())).max())
     ok = same_voxels and origin <= 0.01 and spacing <= 1e-3 and direction <= 1e-4
-    return (f"{'AGREES' if ok else 'DIFFERS'}: voxels {'identical' if same_voxels else 'DIFFERENT'} "
-            f"(ours {ours.header.dtype}{list(ours.array.shape)}, SimpleITK {theirs.dtype}{list(theirs.shape)}), "
-            f"origin off {origin:.2g} mm, spacing off {spacing:.2g}, direction off {direction:.2g}")
+    return (
+        f"{'AGREES' if ok else 'DIFFERS'}: voxels {'identical' if same_voxels else 'DIFFERENT'} "
+        f"(ours {ours.header.dtype}{list(ours.array.shape)}, SimpleITK {theirs.dtype}{list(theirs.shape)}), "
+        f"origin off {origin:.2g} mm, spacing off {spacing:.2g}, direction off {direction:.2g}"
+    )
 
 
 # -- the run ------------------------------------------------------------------------------------
@@ -240,10 +244,14 @@ def run_build(args: argparse.Namespace, work: Path) -> int:
     t0 = time.perf_counter()
     packed = write_compressed_copy(codec, paths, work / "ct-compressed")
     packed_bytes = sum(p.stat().st_size for p in packed)
-    print(f"bench_volume build: {len(paths)} CT slices {args.size}x{args.size} int16, explicit VR LE, "
-          f"{native_bytes / MiB:.1f} MiB (written in {written:.1f} s)")
-    print(f"compressed copy: {codec.label} ({codec.transfer_syntax}) by {codec.how}, "
-          f"{packed_bytes / MiB:.1f} MiB (in {time.perf_counter() - t0:.1f} s)")
+    print(
+        f"bench_volume build: {len(paths)} CT slices {args.size}x{args.size} int16, explicit VR LE, "
+        f"{native_bytes / MiB:.1f} MiB (written in {written:.1f} s)"
+    )
+    print(
+        f"compressed copy: {codec.label} ({codec.transfer_syntax}) by {codec.how}, "
+        f"{packed_bytes / MiB:.1f} MiB (in {time.perf_counter() - t0:.1f} s)"
+    )
     print(machine_line())
     have_dcm2niix = Path(DCM2NIIX).exists() or shutil.which("dcm2niix") is not None
 
@@ -269,20 +277,36 @@ def run_build(args: argparse.Namespace, work: Path) -> int:
                 assert image is not None
                 notes.append(f"{label}: {agreement(ours[0].volume, image)}")
                 if ours[0].info_dtype != ours[0].volume.header.dtype:
-                    notes.append(f"{label}: GetVolumeInfo announces dtype {ours[0].info_dtype!r} but GetVolume "
-                                 f"sends {ours[0].volume.header.dtype!r}")
+                    notes.append(
+                        f"{label}: GetVolumeInfo announces dtype {ours[0].info_dtype!r} but GetVolume "
+                        f"sends {ours[0].volume.header.dtype!r}"
+                    )
             if not args.keep:
                 shutil.rmtree(run_dir, ignore_errors=True)
         cold = _median([o.cold for o in ours])
         cpus = [o.cold_cpu for o in ours if o.cold_cpu is not None]
         rows += [
             (label, "voxelgate ingest (1 Ingest call, fresh data dir)", _median([o.ingest for o in ours]), ""),
-            (label, "voxelgate first GetVolume, fresh process (build+stream)", cold,
-             f"header after {_median([o.cold_header for o in ours]):.2f} s; server CPU "
-             + (f"{statistics.median(cpus):.2f} s" if cpus else "n/a")),
+            (
+                label,
+                "voxelgate first GetVolume, fresh process (build+stream)",
+                cold,
+                f"header after {_median([o.cold_header for o in ours]):.2f} s; server CPU "
+                + (f"{statistics.median(cpus):.2f} s" if cpus else "n/a"),
+            ),
             (label, "voxelgate second GetVolume (cached)", _median([o.cached for o in ours]), ""),
-            (label, f"SimpleITK {sitk.Version_VersionString()} ImageSeriesReader", _median(sitk_s), "GDCM names + read"),
-            (label, "dcm2niix -z n", _median(niix_s) if niix_s else "n/a", "skipped: not installed" if not niix_s else ""),
+            (
+                label,
+                f"SimpleITK {sitk.Version_VersionString()} ImageSeriesReader",
+                _median(sitk_s),
+                "GDCM names + read",
+            ),
+            (
+                label,
+                "dcm2niix -z n",
+                _median(niix_s) if niix_s else "n/a",
+                "skipped: not installed" if not niix_s else "",
+            ),
             (label, "pydicom loop (reference)", _median(loop_s), f"pydicom {pydicom.__version__}"),
         ]
         for peer, secs in (("SimpleITK", _median(sitk_s)), ("dcm2niix", _median(niix_s) if niix_s else None)):
@@ -302,9 +326,11 @@ def run_build(args: argparse.Namespace, work: Path) -> int:
     print()
     for n in notes:
         print(n)
-    print("Note: ingest validation decodes every compressed frame and keeps it in the derived cache, so the\n"
-          "compressed volume build reads decoded frames instead of decoding again; the peers decode in the\n"
-          "times above. The ingest row is the price of that.")
+    print(
+        "Note: ingest validation decodes every compressed frame and keeps it in the derived cache, so the\n"
+        "compressed volume build reads decoded frames instead of decoding again; the peers decode in the\n"
+        "times above. The ingest row is the price of that."
+    )
     if not have_dcm2niix:
         print("peer dcm2niix skipped: /usr/bin/dcm2niix missing (Debian package dcm2niix)")
         if require_peers():
@@ -318,12 +344,20 @@ PARTS = ("build", "slice", "window")
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--parts", default=",".join(PARTS), help="comma-separated, of build, slice, window (default all)")
+    parser.add_argument(
+        "--parts", default=",".join(PARTS), help="comma-separated, of build, slice, window (default all)"
+    )
     parser.add_argument("--count", type=int, default=300, help="number of CT slices (default 300)")
     parser.add_argument("--size", type=int, default=512, help="rows and columns of a slice (default 512)")
-    parser.add_argument("--repeat", type=int, default=3, help="runs of the build measurements; medians shown (default 3)")
-    parser.add_argument("--codec", choices=("auto", "jpeg-lossless", "rle", "jpeg-ls"), default="auto",
-                        help="compressed copy (default: JPEG Lossless SV1 via dcmcjpeg, else RLE)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs of the build measurements; medians shown (default 3)"
+    )
+    parser.add_argument(
+        "--codec",
+        choices=("auto", "jpeg-lossless", "rle", "jpeg-ls"),
+        default="auto",
+        help="compressed copy (default: JPEG Lossless SV1 via dcmcjpeg, else RLE)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
     parser.add_argument("--no-tune-malloc", action="store_true", help="leave this client's malloc as it is")
     args = parser.parse_args(argv)
@@ -343,8 +377,10 @@ def main(argv: list[str] | None = None) -> int:
         def slice_part() -> int:
             import bench_slice
 
-            return bench_slice.main(["--count", str(args.count), "--size", str(args.size)]
-                                    + (["--source", str(work / "ct")] if (work / "ct").is_dir() else []))
+            return bench_slice.main(
+                ["--count", str(args.count), "--size", str(args.size)]
+                + (["--source", str(work / "ct")] if (work / "ct").is_dir() else [])
+            )
 
         def window_part() -> int:
             import bench_window

@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     vol = phantom_volume(args.count, args.size)
-    print(f"bench_window: {vol.dtype}{list(vol.shape)} HU volume ({vol.nbytes / 1e6:.0f} MB) made in "
-          f"{time.perf_counter() - t0:.1f} s; window {CENTER:g}/{WIDTH:g} LINEAR; best of {args.repeat}")
+    print(
+        f"bench_window: {vol.dtype}{list(vol.shape)} HU volume ({vol.nbytes / 1e6:.0f} MB) made in "
+        f"{time.perf_counter() - t0:.1f} s; window {CENTER:g}/{WIDTH:g} LINEAR; best of {args.repeat}"
+    )
     print(machine_line())
     n = vol.shape[0]
     copy_dst = np.empty_like(vol)
@@ -113,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(["operation", "calls", "ms", "GB/s in", "of copy (same calls)"], rows, align="<<>>>"))
     print()
-    print(f"target: windowing >= {TARGET:.2f} of copy's bandwidth (element-wise numpy, no BLAS: "
-          "OPENBLAS_CORETYPE plays no part)")
+    print(
+        f"target: windowing >= {TARGET:.2f} of copy's bandwidth (element-wise numpy, no BLAS: "
+        "OPENBLAS_CORETYPE plays no part)"
+    )
     for what, how, s in results:
         if what.startswith("window_to"):
             r = (gb / s) / copy_gbs[how]

@@ -127,16 +127,12 @@ class PutOutcome:
 class Catalog(Protocol):
     """The catalog interface the rest of the code depends on."""
 
-    def put_instance(
-        self, study: StudyRow, series: SeriesRow, inst: InstanceRow, *, overwrite: bool
-    ) -> PutOutcome: ...
+    def put_instance(self, study: StudyRow, series: SeriesRow, inst: InstanceRow, *, overwrite: bool) -> PutOutcome: ...
     def put_instances(
         self, items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]]
     ) -> list[PutOutcome | VoxelgateError]: ...
     def get_instance(self, sop_uid: str) -> InstanceRow | None: ...
-    def instances(
-        self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = ""
-    ) -> list[InstanceRow]: ...
+    def instances(self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "") -> list[InstanceRow]: ...
     def delete_instances(self, sop_uids: Sequence[str]) -> list[InstanceRow]: ...
     def is_referenced(self, sha256: str) -> bool: ...
     def list_studies(self, flt: QueryFilter, page: Page) -> tuple[list[StudySummary], str]: ...
@@ -292,9 +288,7 @@ class SqliteCatalog(MediaCatalogMixin):
 
     # -- writes ---------------------------------------------------------------
 
-    def put_instance(
-        self, study: StudyRow, series: SeriesRow, inst: InstanceRow, *, overwrite: bool
-    ) -> PutOutcome:
+    def put_instance(self, study: StudyRow, series: SeriesRow, inst: InstanceRow, *, overwrite: bool) -> PutOutcome:
         """Insert an instance with its study and series, atomically.
 
         Raises
@@ -334,9 +328,7 @@ class SqliteCatalog(MediaCatalogMixin):
         self, db: sqlite3.Connection, study: StudyRow, series: SeriesRow, inst: InstanceRow, overwrite: bool
     ) -> PutOutcome:
         inst_cols = _cols(InstanceRow)
-        row = db.execute(
-            f"SELECT {','.join(inst_cols)} FROM instances WHERE sop_uid=?", (inst.sop_uid,)
-        ).fetchone()
+        row = db.execute(f"SELECT {','.join(inst_cols)} FROM instances WHERE sop_uid=?", (inst.sop_uid,)).fetchone()
         existing = InstanceRow(*row) if row else None
         if existing and existing.sha256 == inst.sha256:
             return PutOutcome("duplicate")
@@ -346,17 +338,11 @@ class SqliteCatalog(MediaCatalogMixin):
                 "(ask for overwrite to replace it)",
                 subject=inst.sop_uid,
             )
-        other = db.execute(
-            "SELECT study_uid FROM series WHERE series_uid=?", (series.series_uid,)
-        ).fetchone()
+        other = db.execute("SELECT study_uid FROM series WHERE series_uid=?", (series.series_uid,)).fetchone()
         if other and other[0] != study.study_uid:
-            raise InvalidInputError(
-                "series is already stored under another study", subject=series.series_uid
-            )
+            raise InvalidInputError("series is already stored under another study", subject=series.series_uid)
         if existing and existing.series_uid != inst.series_uid:
-            raise InvalidInputError(
-                "SOP Instance UID is already stored in another series", subject=inst.sop_uid
-            )
+            raise InvalidInputError("SOP Instance UID is already stored in another series", subject=inst.sop_uid)
         scols = _cols(StudyRow)
         db.execute(
             f"INSERT OR IGNORE INTO studies ({','.join(scols)}) VALUES ({','.join('?' * len(scols))})",
@@ -369,8 +355,7 @@ class SqliteCatalog(MediaCatalogMixin):
         )
         values = astuple(inst)[:-1] + (inst.stored_at or time.time(),)
         db.execute(
-            f"INSERT OR REPLACE INTO instances ({','.join(inst_cols)}) "
-            f"VALUES ({','.join('?' * len(inst_cols))})",
+            f"INSERT OR REPLACE INTO instances ({','.join(inst_cols)}) VALUES ({','.join('?' * len(inst_cols))})",
             values,
         )
         return PutOutcome("replaced", replaced=existing) if existing else PutOutcome("stored")
@@ -381,9 +366,7 @@ class SqliteCatalog(MediaCatalogMixin):
         deleted: list[InstanceRow] = []
         with self._tx() as db:
             for uid in sop_uids:
-                row = db.execute(
-                    f"SELECT {','.join(cols)} FROM instances WHERE sop_uid=?", (uid,)
-                ).fetchone()
+                row = db.execute(f"SELECT {','.join(cols)} FROM instances WHERE sop_uid=?", (uid,)).fetchone()
                 if row is None:
                     continue
                 db.execute("DELETE FROM instances WHERE sop_uid=?", (uid,))
@@ -391,15 +374,14 @@ class SqliteCatalog(MediaCatalogMixin):
             for sha in {r.sha256 for r in deleted}:
                 db.execute(
                     "DELETE FROM instance_headers WHERE sha256=? AND NOT EXISTS "
-                    "(SELECT 1 FROM instances WHERE sha256=?)", (sha, sha),
+                    "(SELECT 1 FROM instances WHERE sha256=?)",
+                    (sha, sha),
                 )
             db.execute(
-                "DELETE FROM series WHERE NOT EXISTS "
-                "(SELECT 1 FROM instances i WHERE i.series_uid = series.series_uid)"
+                "DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_uid = series.series_uid)"
             )
             db.execute(
-                "DELETE FROM studies WHERE NOT EXISTS "
-                "(SELECT 1 FROM series s WHERE s.study_uid = studies.study_uid)"
+                "DELETE FROM studies WHERE NOT EXISTS (SELECT 1 FROM series s WHERE s.study_uid = studies.study_uid)"
             )
         return deleted
 
@@ -407,14 +389,10 @@ class SqliteCatalog(MediaCatalogMixin):
 
     def get_instance(self, sop_uid: str) -> InstanceRow | None:
         cols = _cols(InstanceRow)
-        row = self._db().execute(
-            f"SELECT {','.join(cols)} FROM instances WHERE sop_uid=?", (sop_uid,)
-        ).fetchone()
+        row = self._db().execute(f"SELECT {','.join(cols)} FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone()
         return InstanceRow(*row) if row else None
 
-    def instances(
-        self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = ""
-    ) -> list[InstanceRow]:
+    def instances(self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "") -> list[InstanceRow]:
         """All instances of a study, a series, or the one instance, in series order."""
         cols = _cols(InstanceRow)
         where, args = [], []
@@ -424,11 +402,15 @@ class SqliteCatalog(MediaCatalogMixin):
                 args.append(v)
         if not where:
             raise ValueError("instances() needs study_uid, series_uid or sop_uid")
-        rows = self._db().execute(
-            f"SELECT {','.join(cols)} FROM instances WHERE {' AND '.join(where)} "
-            "ORDER BY series_uid, instance_number, sop_uid",
-            args,
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute(
+                f"SELECT {','.join(cols)} FROM instances WHERE {' AND '.join(where)} "
+                "ORDER BY series_uid, instance_number, sop_uid",
+                args,
+            )
+            .fetchall()
+        )
         return [InstanceRow(*r) for r in rows]
 
     def put_headers(self, items: Sequence[tuple[str, str]]) -> None:
@@ -444,17 +426,20 @@ class SqliteCatalog(MediaCatalogMixin):
         shas = list(dict.fromkeys(sha256s))
         for i in range(0, len(shas), 500):  # SQLite limits the number of parameters
             part = shas[i : i + 500]
-            rows = self._db().execute(
-                f"SELECT sha256, header FROM instance_headers WHERE sha256 IN ({','.join('?' * len(part))})", part
-            ).fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    f"SELECT sha256, header FROM instance_headers WHERE sha256 IN ({','.join('?' * len(part))})", part
+                )
+                .fetchall()
+            )
             out.update(rows)
         return out
 
     def is_referenced(self, sha256: str) -> bool:
         """Whether a DICOM instance or a media item holds this content."""
         return (
-            self._db().execute("SELECT 1 FROM instances WHERE sha256=? LIMIT 1", (sha256,)).fetchone()
-            is not None
+            self._db().execute("SELECT 1 FROM instances WHERE sha256=? LIMIT 1", (sha256,)).fetchone() is not None
         ) or self.media_referenced(sha256)
 
     def totals(self) -> tuple[int, int]:

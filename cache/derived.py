@@ -271,8 +271,15 @@ class DerivedCache:
         are its own.
     """
 
-    def __init__(self, directory: Path, *, size_limit: int, memory_bytes: int = 0,
-                 shared: SharedCacheState | None = None, process: int = 0) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        size_limit: int,
+        memory_bytes: int = 0,
+        shared: SharedCacheState | None = None,
+        process: int = 0,
+    ) -> None:
         if size_limit <= 0:
             raise ValueError(f"size_limit must be positive, got {size_limit}")
         self.size_limit = size_limit
@@ -550,15 +557,19 @@ class DerivedCache:
                     self._count[_COMPUTATIONS] += 1
                 payload, media_type, meta = compute()
                 if memory_only and isinstance(payload, (bytes, bytearray)) and len(payload) <= self._hot_limit // 16:
-                    value = CachedValue(bytes(payload), media_type, dict(meta or {}),
-                                        hashlib.sha256(payload).hexdigest(), time.time())
+                    value = CachedValue(
+                        bytes(payload), media_type, dict(meta or {}), hashlib.sha256(payload).hexdigest(), time.time()
+                    )
                     self._keep_hot(key, value, tag)
                     flight.value = value
                     return value  # type: ignore[return-value]
                 if memory_only:
                     self._spilled = True  # too large for the memory tier: it goes to disk, so look there too
-                if ((write_behind or memory_only) and isinstance(payload, (bytes, bytearray))
-                        and read in (self._read, self._read_memory_only)):
+                if (
+                    (write_behind or memory_only)
+                    and isinstance(payload, (bytes, bytearray))
+                    and read in (self._read, self._read_memory_only)
+                ):
                     value = self._put_behind(key, bytes(payload), None, media_type, meta, tag)
                     flight.value = value
                     return value  # type: ignore[return-value]
@@ -567,8 +578,8 @@ class DerivedCache:
                     length = sum(memoryview(p).nbytes for p in parts)
                     if length > self.size_limit:
                         raise LimitExceededError(
-                            f"derived value of {length} bytes does not fit the cache bound "
-                            f"of {self.size_limit} bytes", subject=key.split("?")[0]
+                            f"derived value of {length} bytes does not fit the cache bound of {self.size_limit} bytes",
+                            subject=key.split("?")[0],
                         )
                     queued = self._put_behind(key, b"", parts, media_type, meta, tag, key_lock=key_lock)
                     key_lock = None  # released once the file is written
@@ -579,7 +590,8 @@ class DerivedCache:
                 if value is None:
                     raise LimitExceededError(
                         f"derived value of {len(payload)} bytes does not fit the cache bound "
-                        f"of {self.size_limit} bytes", subject=key.split("?")[0]
+                        f"of {self.size_limit} bytes",
+                        subject=key.split("?")[0],
                     )
             flight.value = value
             return value
@@ -628,8 +640,16 @@ class DerivedCache:
                 payload = handle.read()
                 if hashlib.sha256(payload).hexdigest() != header["checksum"]:
                     raise ValueError("checksum mismatch")
-                return CachedFile("", 0, len(payload), header["media_type"], header["meta"],
-                                  header["checksum"], header["created"], payload)
+                return CachedFile(
+                    "",
+                    0,
+                    len(payload),
+                    header["media_type"],
+                    header["meta"],
+                    header["checksum"],
+                    header["created"],
+                    payload,
+                )
             offset = 8 + n
             length = os.fstat(handle.fileno()).st_size - offset
             stamp = (path, header["checksum"])
@@ -642,8 +662,9 @@ class DerivedCache:
                 self._shared.mark_verified(stamp)
             with self._lock:
                 self._verified.add(stamp)
-            return CachedFile(path, offset, length, header["media_type"], header["meta"],
-                              header["checksum"], header["created"])
+            return CachedFile(
+                path, offset, length, header["media_type"], header["meta"], header["checksum"], header["created"]
+            )
         except (ValueError, KeyError, struct.error, json.JSONDecodeError, OSError):
             log.warning("corrupt derived-cache entry dropped", extra={"key": key})
             self._drop(key)
@@ -654,8 +675,15 @@ class DerivedCache:
     # -- write-behind ---------------------------------------------------------
 
     def _put_behind(
-        self, key: str, payload: bytes, parts: list[bytes | memoryview] | None, media_type: str,
-        meta: Mapping[str, Any], tag: str | None, *, key_lock: ProcessLock | None = None,
+        self,
+        key: str,
+        payload: bytes,
+        parts: list[bytes | memoryview] | None,
+        media_type: str,
+        meta: Mapping[str, Any],
+        tag: str | None,
+        *,
+        key_lock: ProcessLock | None = None,
     ) -> CachedValue:
         """Queue a value for the writer; ``key_lock`` is let go when it leaves the queue."""
         checksum = hashlib.sha256(payload).hexdigest() if parts is None else ""

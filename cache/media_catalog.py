@@ -106,8 +106,17 @@ class MediaCatalogMixin:
             for r in rows:
                 cur = db.execute(
                     "INSERT OR IGNORE INTO media_items VALUES (?,?,?,?,?,?,?,?,?)",
-                    (r.media_id, r.name, r.format, r.width, r.height, r.pages, r.size,
-                     json.dumps(r.info), r.stored_at or time.time()),
+                    (
+                        r.media_id,
+                        r.name,
+                        r.format,
+                        r.width,
+                        r.height,
+                        r.pages,
+                        r.size,
+                        json.dumps(r.info),
+                        r.stored_at or time.time(),
+                    ),
                 )
                 out.append(cur.rowcount == 1)
         return out
@@ -127,8 +136,17 @@ class MediaCatalogMixin:
         with self._tx() as db:
             cur = db.execute(
                 "INSERT OR IGNORE INTO media_items VALUES (?,?,?,?,?,?,?,?,?)",
-                (row.media_id, row.name, row.format, row.width, row.height, row.pages, row.size,
-                 json.dumps(row.info), row.stored_at or time.time()),
+                (
+                    row.media_id,
+                    row.name,
+                    row.format,
+                    row.width,
+                    row.height,
+                    row.pages,
+                    row.size,
+                    json.dumps(row.info),
+                    row.stored_at or time.time(),
+                ),
             )
             db.execute(
                 "INSERT OR REPLACE INTO media_reencodes VALUES (?,?,?,?)",
@@ -138,25 +156,42 @@ class MediaCatalogMixin:
 
     def get_reencode(self, media_id: str) -> tuple[str, dict[str, Any]] | None:
         """(source id, report) of a re-encoded item; None when ``media_id`` was not made by re-encoding."""
-        row = self._db().execute(
-            "SELECT source_id, report FROM media_reencodes WHERE media_id=?", (media_id,)
-        ).fetchone()
+        row = (
+            self._db().execute("SELECT source_id, report FROM media_reencodes WHERE media_id=?", (media_id,)).fetchone()
+        )
         return None if row is None else (str(row[0]), json.loads(row[1]))
 
     def reencodes_of(self, source_id: str) -> list[str]:
         """Ids of the items re-encoded from ``source_id``, oldest first."""
-        rows = self._db().execute(
-            "SELECT media_id FROM media_reencodes WHERE source_id=? ORDER BY created", (source_id,)
-        ).fetchall()
+        rows = (
+            self._db()
+            .execute("SELECT media_id FROM media_reencodes WHERE source_id=? ORDER BY created", (source_id,))
+            .fetchall()
+        )
         return [str(r[0]) for r in rows]
 
     def put_set(self, kind: str, set_id: str, name: str, members: Sequence[MemberRow], warnings: Sequence[str]) -> None:
         with self._tx() as db:
-            db.execute("INSERT INTO media_sets VALUES (?,?,?,?,?)", (set_id, kind, name, json.dumps(list(warnings)), time.time()))
+            db.execute(
+                "INSERT INTO media_sets VALUES (?,?,?,?,?)",
+                (set_id, kind, name, json.dumps(list(warnings)), time.time()),
+            )
             db.executemany(
                 "INSERT INTO media_members VALUES (?,?,?,?,?,?,?,?,?)",
-                [(set_id, m.position, m.media_id, m.page, m.name, m.width, m.height, m.resized_from_width,
-                  m.resized_from_height) for m in members],
+                [
+                    (
+                        set_id,
+                        m.position,
+                        m.media_id,
+                        m.page,
+                        m.name,
+                        m.width,
+                        m.height,
+                        m.resized_from_width,
+                        m.resized_from_height,
+                    )
+                    for m in members
+                ],
             )
 
     def get_set(self, set_id: str) -> SetRow | None:
@@ -166,7 +201,8 @@ class MediaCatalogMixin:
             return None
         members = db.execute(
             "SELECT position, media_id, page, name, width, height, resized_from_width, resized_from_height "
-            "FROM media_members WHERE set_id=? ORDER BY position", (set_id,),
+            "FROM media_members WHERE set_id=? ORDER BY position",
+            (set_id,),
         ).fetchall()
         return SetRow(row[0], row[1], row[2], tuple(json.loads(row[3])), tuple(MemberRow(*m) for m in members))
 
@@ -181,12 +217,15 @@ class MediaCatalogMixin:
             return None
         m = db.execute(
             "SELECT position, media_id, page, name, width, height, resized_from_width, resized_from_height "
-            "FROM media_members WHERE set_id=? AND position=?", (set_id, position),
+            "FROM media_members WHERE set_id=? AND position=?",
+            (set_id, position),
         ).fetchone()
         return int(row[0]), (MemberRow(*m) if m else None)
 
     def media_referenced(self, sha256: str) -> bool:
-        return self._db().execute("SELECT 1 FROM media_items WHERE media_id=? LIMIT 1", (sha256,)).fetchone() is not None
+        return (
+            self._db().execute("SELECT 1 FROM media_items WHERE media_id=? LIMIT 1", (sha256,)).fetchone() is not None
+        )
 
     def media_totals(self) -> tuple[int, int]:
         n, size = self._db().execute("SELECT count(*), coalesce(sum(size), 0) FROM media_items").fetchone()

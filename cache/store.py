@@ -75,9 +75,7 @@ class StagedFile:
             raise RuntimeError("staged file already closed")
         if self.size + len(data) > self.max_bytes:
             self.discard()
-            raise LimitExceededError(
-                f"file exceeds the size limit of {self.max_bytes} bytes", subject=self.name
-            )
+            raise LimitExceededError(f"file exceeds the size limit of {self.max_bytes} bytes", subject=self.name)
         self._fh.write(data)
         self._hash.update(data)
         self.size += len(data)

@@ -1,6 +1,6 @@
 """Render the README's pictures from the real corpus through the domain API.
 
-    python3.11 dev.py env && .venv/bin/python docs/make_figures.py
+python3.11 dev.py env && .venv/bin/python docs/make_figures.py
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         archive = DicomArchive(
-            ObjectStore(d / "store"), SqliteCatalog(d / "catalog.sqlite3"),
-            DerivedCache(d / "derived", size_limit=1 << 30), limits=Limits(),
+            ObjectStore(d / "store"),
+            SqliteCatalog(d / "catalog.sqlite3"),
+            DerivedCache(d / "derived", size_limit=1 << 30),
+            limits=Limits(),
         )
         series = sorted((CORPUS / "ct-philips-head-study" / "S3010").glob("I*"), key=lambda p: int(p.name[1:]))
         report = archive.ingest_path(series[len(series) // 2])
@@ -46,8 +48,9 @@ def main() -> None:
         images = []
         for plane in ("axial", "coronal", "sagittal"):
             count = plane_grid(vol, plane).count
-            r = volumes.render_slice(ge.series_uid, plane=plane, index=count // 2,
-                                     window=WindowRequest("preset", preset="brain"))
+            r = volumes.render_slice(
+                ge.series_uid, plane=plane, index=count // 2, window=WindowRequest("preset", preset="brain")
+            )
             images.append(Image.open(io.BytesIO(r.payload)))
         height = max(i.height for i in images)
         sheet = Image.new("L", (sum(i.width for i in images) + 20 * (len(images) - 1), height))

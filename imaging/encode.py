@@ -18,16 +18,19 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageFormat(str, Enum):
-    PNG = "png"        # 8-bit grey, grey+alpha, RGB or RGBA
-    PNG16 = "png16"    # 16-bit greyscale
-    JPEG = "jpeg"      # 8-bit, quality 90
-    WEBP = "webp"      # 8-bit RGB or RGBA, lossy (quality 90) or lossless
-    RAW = "raw"        # little-endian values with dtype and shape
+    PNG = "png"  # 8-bit grey, grey+alpha, RGB or RGBA
+    PNG16 = "png16"  # 16-bit greyscale
+    JPEG = "jpeg"  # 8-bit, quality 90
+    WEBP = "webp"  # 8-bit RGB or RGBA, lossy (quality 90) or lossless
+    RAW = "raw"  # little-endian values with dtype and shape
 
     @property
     def media_type(self) -> str:
         return {
-            "png": "image/png", "png16": "image/png", "jpeg": "image/jpeg", "webp": "image/webp",
+            "png": "image/png",
+            "png16": "image/png",
+            "jpeg": "image/jpeg",
+            "webp": "image/webp",
             "raw": "application/octet-stream",
         }[self.value]
 

@@ -89,7 +89,9 @@ def begin_file(
         raise LimitExceededError(
             f"declared size {declared_size} exceeds the file size limit of {max_bytes} bytes", subject=name
         )
-    return IncomingFile(sink, store.stage(name=name, max_bytes=max_bytes), declared_size=declared_size, overwrite=overwrite)
+    return IncomingFile(
+        sink, store.stage(name=name, max_bytes=max_bytes), declared_size=declared_size, overwrite=overwrite
+    )
 
 
 def ingest_path(sink: IngestSink, path: Path, *, name: str | None = None, overwrite: bool = False) -> Any:

@@ -147,8 +147,9 @@ def _threads() -> ThreadPoolExecutor:
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1)),
-                                       thread_name_prefix="window", initializer=use_all_cores)
+            _pool = ThreadPoolExecutor(
+                max_workers=max(1, min(4, os.cpu_count() or 1)), thread_name_prefix="window", initializer=use_all_cores
+            )
         return _pool
 
 
@@ -292,8 +293,9 @@ def _fit_affine(lut: np.ndarray, dtype: np.dtype, slope: float | None) -> _Affin
         scale = 1 << shift
         centres = {round(v * scale) for v in s}
         inner = slice(1, -1) if clamp else slice(None)
-        for mul in sorted({m + k for m in centres for k in range(-3, 4) if m + k >= 0},
-                          key=lambda m: min(abs(m - c) for c in centres)):
+        for mul in sorted(
+            {m + k for m in centres for k in range(-3, 4) if m + k >= 0}, key=lambda m: min(abs(m - c) for c in centres)
+        ):
             r_lo = int(np.max(g[inner] * scale - d[inner] * mul))
             r_hi = int(np.min((g[inner] + 1) * scale - 1 - d[inner] * mul))
             if clamp:  # the ends only need to land at or beyond the table's ends
@@ -314,8 +316,9 @@ def _fit_affine(lut: np.ndarray, dtype: np.dtype, slope: float | None) -> _Affin
             continue
         fractions = [v - step for v in slopes]
         for mul, r in lines(g, shift, fractions, False):
-            plan = _Affine(dtype, lo, hi, mul, (r - lo * mul) % (1 << 16), shift, np.uint16,
-                           step, (-step * lo) % (1 << 16))
+            plan = _Affine(
+                dtype, lo, hi, mul, (r - lo * mul) % (1 << 16), shift, np.uint16, step, (-step * lo) % (1 << 16)
+            )
             if exact(plan):
                 return plan
     for clamp in (False, True):
@@ -323,8 +326,9 @@ def _fit_affine(lut: np.ndarray, dtype: np.dtype, slope: float | None) -> _Affin
         if clamp and span < 2:
             continue
         for mul, r in lines(fv, shift, slopes, clamp):
-            plan = _Affine(dtype, lo, hi, mul, (r - lo * mul) % (1 << 32), shift, np.uint32,
-                           clamp=(first, last) if clamp else None)
+            plan = _Affine(
+                dtype, lo, hi, mul, (r - lo * mul) % (1 << 32), shift, np.uint32, clamp=(first, last) if clamp else None
+            )
             if exact(plan):
                 return plan
     return None
@@ -341,8 +345,9 @@ def _affine(dtype: str, center: float, width: float, function: VoiFunction, out_
     return _fit_affine(_lut(dtype, center, width, function, out_max), dt, slope)
 
 
-def _map_part(lut: np.ndarray, plan: _Affine | None, src: np.ndarray, out: np.ndarray, start: int, stop: int,
-              chunk: int) -> None:
+def _map_part(
+    lut: np.ndarray, plan: _Affine | None, src: np.ndarray, out: np.ndarray, start: int, stop: int, chunk: int
+) -> None:
     """Window ``src[start:stop]`` into ``out`` chunk by chunk (each chunk stays in cache)."""
     if plan is not None:
         for a in range(start, stop, chunk):
@@ -356,9 +361,7 @@ def _map_part(lut: np.ndarray, plan: _Affine | None, src: np.ndarray, out: np.nd
         np.take(lut, index[a:b], out=out[a:b], mode="clip")
 
 
-def _window_to(
-    values: np.ndarray, center: float, width: float, function: VoiFunction, out_max: int
-) -> np.ndarray:
+def _window_to(values: np.ndarray, center: float, width: float, function: VoiFunction, out_max: int) -> np.ndarray:
     out_dtype = np.uint8 if out_max == 255 else np.uint16
     if values.dtype in _LUT_DTYPES:
         # Through a table built with apply_window (same results): a volume's worth of 16-bit

@@ -16,15 +16,27 @@ class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
         self._catalog = catalog
         self._process, self._processes = process, processes
 
-    def GetServerInfo(self, request: admin_pb2.GetServerInfoRequest, context: grpc.ServicerContext) -> admin_pb2.ServerInfo:
+    def GetServerInfo(
+        self, request: admin_pb2.GetServerInfoRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.ServerInfo:
         cores = request_cores()
-        return admin_pb2.ServerInfo(process=self._process, processes=self._processes,
-                                    request_cores=sorted(cores) if cores else [])
+        return admin_pb2.ServerInfo(
+            process=self._process, processes=self._processes, request_cores=sorted(cores) if cores else []
+        )
 
-    def GetCacheStats(self, request: admin_pb2.GetCacheStatsRequest, context: grpc.ServicerContext) -> admin_pb2.CacheStats:
+    def GetCacheStats(
+        self, request: admin_pb2.GetCacheStatsRequest, context: grpc.ServicerContext
+    ) -> admin_pb2.CacheStats:
         s = self._cache.stats()
         objects, size = self._catalog.totals()
         return admin_pb2.CacheStats(
-            hits=s.hits, misses=s.misses, entries=s.entries, bytes=s.bytes, size_limit=s.size_limit,
-            evictions=s.evictions, computations=s.computations, store_objects=objects, store_bytes=size,
+            hits=s.hits,
+            misses=s.misses,
+            entries=s.entries,
+            bytes=s.bytes,
+            size_limit=s.size_limit,
+            evictions=s.evictions,
+            computations=s.computations,
+            store_objects=objects,
+            store_bytes=size,
         )

@@ -76,7 +76,8 @@ def plane_source(img: sitk.Image, axis: str) -> annotation_pb2.PlaneSource:
     start = float(np.dot(img.GetOrigin(), direction[:, k]))
     in_plane = [a for a in (2, 1, 0) if a != k]  # SimpleITK axes of the plane's rows, then columns
     return annotation_pb2.PlaneSource(
-        rows=size[in_plane[0]], columns=size[in_plane[1]],
+        rows=size[in_plane[0]],
+        columns=size[in_plane[1]],
         pixel_spacing=[spacing[in_plane[0]], spacing[in_plane[1]]],
         slice_positions=[start + i * spacing[k] for i in range(size[k])],
     )
@@ -115,11 +116,13 @@ def fill_label_map(
         if len(label_keys) < 2:
             entry["skipped"] = "drawn on one slice only: nothing to fill between"
             continue
-        reply = stub.Interpolate(annotation_pb2.InterpolateRequest(
-            plane=source,
-            keys=[annotation_pb2.Key(index=i, shape=mask_shape_pb(planes[i] == label)) for i in label_keys],
-            options=annotation_pb2.InterpolateOptions(method=method or ""),
-        ))
+        reply = stub.Interpolate(
+            annotation_pb2.InterpolateRequest(
+                plane=source,
+                keys=[annotation_pb2.Key(index=i, shape=mask_shape_pb(planes[i] == label)) for i in label_keys],
+                options=annotation_pb2.InterpolateOptions(method=method or ""),
+            )
+        )
         methods: Counter[str] = Counter()
         for s in reply.shapes:
             if s.method == "key":
@@ -147,8 +150,9 @@ def cmd_interpolate(args: argparse.Namespace, channel: grpc.Channel) -> int:
         print(f"voxelgate interpolate: {exc}", file=sys.stderr)
         return 2
     try:
-        out, report = fill_label_map(annotation_pb2_grpc.AnnotationServiceStub(channel), img, arr, axis=args.axis,
-                                     method=args.method, keys=keys)
+        out, report = fill_label_map(
+            annotation_pb2_grpc.AnnotationServiceStub(channel), img, arr, axis=args.axis, method=args.method, keys=keys
+        )
     except grpc.RpcError as exc:
         print(f"voxelgate interpolate: {exc.code().name}: {exc.details()}", file=sys.stderr)
         return 1

@@ -59,8 +59,9 @@ def shape_from_pb(pb: annotation_pb2.Shape, plane_shape: tuple[int, int], to_pix
     if kind == "mask":
         which = pb.mask.WhichOneof("encoding")
         if which == "rle":
-            return mask_from_rle({"size": list(pb.mask.rle.size), "counts": list(pb.mask.rle.counts)},
-                                 plane_shape=plane_shape)
+            return mask_from_rle(
+                {"size": list(pb.mask.rle.size), "counts": list(pb.mask.rle.counts)}, plane_shape=plane_shape
+            )
         if which == "png":
             return mask_from_png(pb.mask.png, plane_shape=plane_shape)
         raise InvalidInputError("mask has neither rle nor png")
@@ -104,7 +105,9 @@ def shape_to_pb(shape: Shape, to_request: ToRequest, encoding: int) -> annotatio
     if encoding == annotation_pb2.MASK_PNG:
         return annotation_pb2.Shape(mask=annotation_pb2.Mask(png=mask_to_png(shape)))
     rle = mask_to_rle(shape)
-    return annotation_pb2.Shape(mask=annotation_pb2.Mask(rle=annotation_pb2.RleMask(size=rle["size"], counts=rle["counts"])))
+    return annotation_pb2.Shape(
+        mask=annotation_pb2.Mask(rle=annotation_pb2.RleMask(size=rle["size"], counts=rle["counts"]))
+    )
 
 
 def identity(xy: np.ndarray) -> np.ndarray:

@@ -39,11 +39,13 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
             if d.source_frames and d.plane != volume_pb2.PLANE_UNSPECIFIED:
                 raise InvalidInputError("give a plane or source_frames, not both", subject="source")
             if not d.source_frames and d.plane not in _PLANES:
-                raise InvalidInputError("plane must be AXIAL, CORONAL or SAGITTAL (or ask for source_frames)",
-                                        subject="source")
+                raise InvalidInputError(
+                    "plane must be AXIAL, CORONAL or SAGITTAL (or ask for source_frames)", subject="source"
+                )
             try:
-                plane = dicom_plane(self._volumes, d.series_instance_uid, d.stack,
-                                    plane=None if d.source_frames else _PLANES[d.plane])
+                plane = dicom_plane(
+                    self._volumes, d.series_instance_uid, d.stack, plane=None if d.source_frames else _PLANES[d.plane]
+                )
             except VoxelgateError as exc:
                 raise exc.with_subject(d.series_instance_uid) from exc.__cause__
             return plane.grid, plane, d.coordinates == annotation_pb2.PATIENT_MM
@@ -60,7 +62,9 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
             return grid, None, False
         raise InvalidInputError("give a dicom, media or plane source", subject="source")
 
-    def Interpolate(self, request: annotation_pb2.InterpolateRequest, context: grpc.ServicerContext) -> annotation_pb2.InterpolateResponse:
+    def Interpolate(
+        self, request: annotation_pb2.InterpolateRequest, context: grpc.ServicerContext
+    ) -> annotation_pb2.InterpolateResponse:
         grid, plane, patient = self._source(request)
         opts = request.options
         if opts.as_dicom_seg and plane is None:
@@ -77,28 +81,44 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
             except InvalidInputError as exc:
                 raise exc.with_subject(subject) from exc.__cause__
         index_range = (opts.range.first, opts.range.last) if opts.HasField("range") else None
-        filled, warnings = fill(grid, keys, method=opts.method or None, extrapolate=opts.extrapolate,
-                                index_range=index_range)
+        filled, warnings = fill(
+            grid, keys, method=opts.method or None, extrapolate=opts.extrapolate, index_range=index_range
+        )
         reply = annotation_pb2.InterpolateResponse(
-            unit=grid.unit, rows=grid.plane_shape[0], columns=grid.plane_shape[1],
+            unit=grid.unit,
+            rows=grid.plane_shape[0],
+            columns=grid.plane_shape[1],
             warnings=[*(plane.warnings if plane else ()), *warnings],
         )
         for f in filled:
             to_request: ToRequest = (lambda xy, k=f.index: grid.to_patient(k, xy)) if patient else identity
-            reply.shapes.append(annotation_pb2.InterpolatedShape(
-                index=f.index, position=f.position, method=f.method,
-                shape=shape_to_pb(f.shape, to_request, opts.mask_encoding)))
+            reply.shapes.append(
+                annotation_pb2.InterpolatedShape(
+                    index=f.index,
+                    position=f.position,
+                    method=f.method,
+                    shape=shape_to_pb(f.shape, to_request, opts.mask_encoding),
+                )
+            )
         if opts.as_dicom_seg:
             assert plane is not None
             number = next_series_number(self._archive, str(plane.sources[0].StudyInstanceUID))
             seg = segmentation(plane, filled, label=opts.segment_label, series_number=number)
             report = store_segmentation(self._archive, seg)
-            reply.segmentation.CopyFrom(annotation_pb2.StoredSegmentation(
-                sop_instance_uid=report.sop_uid, series_instance_uid=report.series_uid,
-                study_instance_uid=report.study_uid, sha256=report.sha256, frames=len(filled)))
+            reply.segmentation.CopyFrom(
+                annotation_pb2.StoredSegmentation(
+                    sop_instance_uid=report.sop_uid,
+                    series_instance_uid=report.series_uid,
+                    study_instance_uid=report.study_uid,
+                    sha256=report.sha256,
+                    frames=len(filled),
+                )
+            )
         return reply
 
-    def RemapFrames(self, request: annotation_pb2.RemapFramesRequest, context: grpc.ServicerContext) -> annotation_pb2.RemapFramesResponse:
+    def RemapFrames(
+        self, request: annotation_pb2.RemapFramesRequest, context: grpc.ServicerContext
+    ) -> annotation_pb2.RemapFramesResponse:
         if not request.reencoded_id:
             raise InvalidInputError("reencoded_id is required", subject="reencoded_id")
         record = self._library.reencode_report(request.reencoded_id)
@@ -108,7 +128,9 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
             if n >= len(frame_map):
                 raise InvalidInputError(
                     f"frame {n} is outside the source video, which has {len(frame_map)} addressable frames",
-                    subject=record.source_id)
+                    subject=record.source_id,
+                )
             out.append(frame_map[n])
         return annotation_pb2.RemapFramesResponse(
-            source_id=record.source_id, frames=out, dropped=sum(1 for k in out if k < 0), changes=record.result.changes)
+            source_id=record.source_id, frames=out, dropped=sum(1 for k in out if k < 0), changes=record.result.changes
+        )

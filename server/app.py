@@ -111,8 +111,13 @@ def open_storage(
     if worker is None:
         store.sweep_staging()
     catalog = SqliteCatalog(data_dir / "catalog.sqlite3")
-    cache = DerivedCache(data_dir / "derived", size_limit=cache_bytes, memory_bytes=memory_bytes,
-                         shared=worker.cache_state if worker else None, process=worker.index if worker else 0)
+    cache = DerivedCache(
+        data_dir / "derived",
+        size_limit=cache_bytes,
+        memory_bytes=memory_bytes,
+        shared=worker.cache_state if worker else None,
+        process=worker.index if worker else 0,
+    )
     return store, catalog, cache
 
 
@@ -167,15 +172,23 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         options=options,
         maximum_concurrent_rpcs=config.workers * 4,
     )
-    dicom_pb2_grpc.add_DicomServiceServicer_to_server(DicomServicer(archive, max_message_bytes=config.max_message_bytes), server)
+    dicom_pb2_grpc.add_DicomServiceServicer_to_server(
+        DicomServicer(archive, max_message_bytes=config.max_message_bytes), server
+    )
     volumes = SeriesVolumes(archive, plane_stack_bytes=config.plane_stack_bytes)
     add_volume_service(VolumeServicer(volumes), server)
-    library = MediaLibrary(store, catalog, cache, limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes),
-                           video_limits=config.video_limits)
+    library = MediaLibrary(
+        store,
+        catalog,
+        cache,
+        limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes),
+        video_limits=config.video_limits,
+    )
     add_media_service(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
     annotation_pb2_grpc.add_AnnotationServiceServicer_to_server(AnnotationServicer(volumes, archive, library), server)
-    admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(
-        cache, catalog, process=worker.index + 1 if worker else 1, processes=config.processes), server)
+    admin_pb2_grpc.add_AdminServiceServicer_to_server(
+        AdminServicer(cache, catalog, process=worker.index + 1 if worker else 1, processes=config.processes), server
+    )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -395,8 +408,10 @@ def _supervise(config: Config, state: SharedCacheState) -> int:
             if p.is_alive() or received:
                 continue
             if not ready[i].value:
-                log.error("a process exited while starting; stopping the others",
-                          extra={"worker": i + 1, "exit_code": p.exitcode})
+                log.error(
+                    "a process exited while starting; stopping the others",
+                    extra={"worker": i + 1, "exit_code": p.exitcode},
+                )
                 received.append(signal.SIGTERM)
                 status = 1
                 break
@@ -443,8 +458,9 @@ def _reserve_port(host: str, port: int) -> socket.socket:
     """
     name = host.strip("[]")
     try:
-        family, kind, proto, _, address = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM,
-                                                             flags=socket.AI_PASSIVE)[0]
+        family, kind, proto, _, address = socket.getaddrinfo(
+            name, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
         with socket.socket(family, kind, proto) as probe:
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC binds
             probe.bind(address)

@@ -48,30 +48,54 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default=_env("HOST", "127.0.0.1"))
     s.add_argument("--port", type=int, default=int(_env("PORT", 50051)))
     s.add_argument("--cache-size", type=_size, default=_size(_env("CACHE_SIZE", "2G")), help="derived cache bound")
-    s.add_argument("--cache-memory", type=_size, default=_size(_env("CACHE_MEMORY", "128M")),
-                   help="in-memory tier of the derived cache for small values (0: none)")
-    s.add_argument("--plane-stacks", type=_size, default=_size(_env("PLANE_STACKS", "1G")),
-                   help="memory per process for whole coronal and sagittal planes reformatted in the background "
-                        "for volumes a viewer pages through (0: none; each slice is then resampled when asked for)")
+    s.add_argument(
+        "--cache-memory",
+        type=_size,
+        default=_size(_env("CACHE_MEMORY", "128M")),
+        help="in-memory tier of the derived cache for small values (0: none)",
+    )
+    s.add_argument(
+        "--plane-stacks",
+        type=_size,
+        default=_size(_env("PLANE_STACKS", "1G")),
+        help="memory per process for whole coronal and sagittal planes reformatted in the background "
+        "for volumes a viewer pages through (0: none; each slice is then resampled when asked for)",
+    )
     s.add_argument("--max-file-size", type=_size, default=_size(_env("MAX_FILE_SIZE", "2G")))
     s.add_argument("--max-pixel-bytes", type=_size, default=_size(_env("MAX_PIXEL_BYTES", "4G")))
     s.add_argument("--max-frames", type=int, default=int(_env("MAX_FRAMES", 100000)))
     s.add_argument("--max-message-size", type=_size, default=_size(_env("MAX_MESSAGE_SIZE", "64M")))
-    s.add_argument("--max-video-size", type=_size, default=_size(_env("MAX_VIDEO_SIZE", "1G")), help="largest video file")
-    s.add_argument("--max-video-frames", type=int, default=int(_env("MAX_VIDEO_FRAMES", 100000)), help="most frames in a video")
+    s.add_argument(
+        "--max-video-size", type=_size, default=_size(_env("MAX_VIDEO_SIZE", "1G")), help="largest video file"
+    )
+    s.add_argument(
+        "--max-video-frames", type=int, default=int(_env("MAX_VIDEO_FRAMES", 100000)), help="most frames in a video"
+    )
     s.add_argument("--tls-cert", type=Path, default=None)
     s.add_argument("--tls-key", type=Path, default=None)
     s.add_argument("--tls-client-ca", type=Path, default=None, help="require client certificates (mutual TLS)")
-    s.add_argument("--token-file", type=Path, default=_env("TOKEN_FILE", None) or None, help="accepted bearer tokens, one per line")
+    s.add_argument(
+        "--token-file", type=Path, default=_env("TOKEN_FILE", None) or None, help="accepted bearer tokens, one per line"
+    )
     s.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without TLS and tokens")
     s.add_argument("--grace", type=float, default=20.0, help="seconds in-flight calls get at shutdown")
     s.add_argument("--workers", type=int, default=16)
-    s.add_argument("--request-cores", type=int, default=1, metavar="N",
-                   help="keep the threads that run requests (Python) on N cores; decoders and other native "
-                        "work use every core (default 1; 0: every thread on every core)")
-    s.add_argument("--processes", type=int, default=int(_env("PROCESSES", 1)), metavar="N",
-                   help="serve from N processes sharing the port, each with its own core for requests "
-                        "(default 1; on a machine with several cores, one per core answers more requests)")
+    s.add_argument(
+        "--request-cores",
+        type=int,
+        default=1,
+        metavar="N",
+        help="keep the threads that run requests (Python) on N cores; decoders and other native "
+        "work use every core (default 1; 0: every thread on every core)",
+    )
+    s.add_argument(
+        "--processes",
+        type=int,
+        default=int(_env("PROCESSES", 1)),
+        metavar="N",
+        help="serve from N processes sharing the port, each with its own core for requests "
+        "(default 1; on a machine with several cores, one per core answers more requests)",
+    )
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
 
     i = sub.add_parser("ingest", help="send DICOM files or folders (recursive) to the server")
@@ -165,8 +189,12 @@ def build_parser() -> argparse.ArgumentParser:
     mf.add_argument("id")
     mf.add_argument("index", type=int)
     mf.add_argument("--max-size", default="", help="WxH box to fit in, keeping the aspect ratio")
-    mf.add_argument("--format", choices=["png", "png16", "jpeg", "webp", "raw", "yuv420p", "original"], default="png",
-                    help="yuv420p: a video frame's raw I420 planes (Y, U, V), as the decoder gives them")
+    mf.add_argument(
+        "--format",
+        choices=["png", "png16", "jpeg", "webp", "raw", "yuv420p", "original"],
+        default="png",
+        help="yuv420p: a video frame's raw I420 planes (Y, U, V), as the decoder gives them",
+    )
     mf.add_argument("--window", default="", help="CENTER,WIDTH for 16-bit sources")
     mf.add_argument("-o", "--output", type=Path, required=True)
     _add_client_args(mf)
@@ -237,7 +265,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         cache_bytes=args.cache_size,
         cache_memory_bytes=args.cache_memory,
         plane_stack_bytes=args.plane_stacks,
-        limits=Limits(max_file_bytes=args.max_file_size, max_pixel_bytes=args.max_pixel_bytes, max_frames=args.max_frames),
+        limits=Limits(
+            max_file_bytes=args.max_file_size, max_pixel_bytes=args.max_pixel_bytes, max_frames=args.max_frames
+        ),
         video_limits=video_limits,
         tls=tls,
         token_file=Path(args.token_file) if args.token_file else None,
@@ -297,7 +327,9 @@ def _stream_ingest(
     def emit(path: Path, item_id: str, status: str, reason: str, **extra: Any) -> None:
         counts[status] += 1
         if args.json:
-            sys.stdout.write(json.dumps({"path": str(path), id_key: item_id, "status": status, "reason": reason, **extra}) + "\n")
+            sys.stdout.write(
+                json.dumps({"path": str(path), id_key: item_id, "status": status, "reason": reason, **extra}) + "\n"
+            )
             sys.stdout.flush()
         elif status in ("rejected", "skipped"):
             sys.stderr.write(f"\r{status}: {reason if reason.startswith(str(path)) else f'{path}: {reason}'}\n")
@@ -308,8 +340,10 @@ def _stream_ingest(
     progress = _Progress(len(send))
     names = {i: p for i, p in enumerate(send)}
     outcome_name = {
-        common_pb2.STORED: "stored", common_pb2.DUPLICATE: "duplicate",
-        common_pb2.REPLACED: "replaced", common_pb2.REJECTED: "rejected",
+        common_pb2.STORED: "stored",
+        common_pb2.DUPLICATE: "duplicate",
+        common_pb2.REPLACED: "replaced",
+        common_pb2.REJECTED: "rejected",
     }
     seen = set()
     try:
@@ -348,8 +382,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if not _existing(args.paths, "ingest"):
         return 2
     stub = dicom_pb2_grpc.DicomServiceStub(_channel(args))
-    status, _ = _stream_ingest(args, stub.Ingest, collect(args.paths), command="ingest",
-                               id_key="sop_instance_uid", id_field="sop_instance_uid")
+    status, _ = _stream_ingest(
+        args, stub.Ingest, collect(args.paths), command="ingest", id_key="sop_instance_uid", id_field="sop_instance_uid"
+    )
     return status
 
 
@@ -365,13 +400,19 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
     stub = dicom_pb2_grpc.DicomServiceStub(_channel(args))
     flt = dicom_pb2.QueryFilter(
-        patient_id=args.patient_id, study_instance_uid=args.study, modality=args.modality,
-        study_date_from=args.date_from, study_date_to=args.date_to, accession_number=args.accession,
+        patient_id=args.patient_id,
+        study_instance_uid=args.study,
+        modality=args.modality,
+        study_date_from=args.date_from,
+        study_date_to=args.date_to,
+        accession_number=args.accession,
     )
     try:
         studies, token = [], ""
         while True:
-            r = stub.ListStudies(dicom_pb2.ListStudiesRequest(filter=flt, page=common_pb2.PageRequest(page_size=500, page_token=token)))
+            r = stub.ListStudies(
+                dicom_pb2.ListStudiesRequest(filter=flt, page=common_pb2.PageRequest(page_size=500, page_token=token))
+            )
             studies.extend(r.studies)
             token = r.next_page_token
             if not token:
@@ -380,9 +421,12 @@ def cmd_ls(args: argparse.Namespace) -> int:
         for st in studies:
             series, token = [], ""
             while True:
-                r = stub.ListSeries(dicom_pb2.ListSeriesRequest(
-                    filter=dicom_pb2.QueryFilter(study_instance_uid=st.study_instance_uid, modality=args.modality),
-                    page=common_pb2.PageRequest(page_size=500, page_token=token)))
+                r = stub.ListSeries(
+                    dicom_pb2.ListSeriesRequest(
+                        filter=dicom_pb2.QueryFilter(study_instance_uid=st.study_instance_uid, modality=args.modality),
+                        page=common_pb2.PageRequest(page_size=500, page_token=token),
+                    )
+                )
                 series.extend(r.series)
                 token = r.next_page_token
                 if not token:
@@ -399,11 +443,15 @@ def cmd_ls(args: argparse.Namespace) -> int:
             print(json.dumps(d, ensure_ascii=False))
         return 0
     for st, series in rows:
-        print(f"STUDY {st.study_instance_uid}  date={st.study_date or '-'}  patient_id={st.patient_id or '-'}  "
-              f"accession={st.accession_number or '-'}  {st.study_description}")
+        print(
+            f"STUDY {st.study_instance_uid}  date={st.study_date or '-'}  patient_id={st.patient_id or '-'}  "
+            f"accession={st.accession_number or '-'}  {st.study_description}"
+        )
         print(f"  {'SERIES UID':<64} {'MOD':<4} {'NO':>4} {'INST':>5}  DESCRIPTION")
         for s in series:
-            print(f"  {s.series_instance_uid:<64} {s.modality:<4} {s.series_number:>4} {s.instance_count:>5}  {s.series_description}")
+            print(
+                f"  {s.series_instance_uid:<64} {s.modality:<4} {s.series_number:>4} {s.instance_count:>5}  {s.series_description}"
+            )
     return 0
 
 
@@ -419,12 +467,19 @@ def cmd_meta(args: argparse.Namespace) -> int:
         except grpc.RpcError as exc:
             if exc.code() is not grpc.StatusCode.NOT_FOUND:
                 raise
-            r = stub.GetMetadata(dicom_pb2.GetMetadataRequest(series_instance_uid=args.uid, include_private=args.private))
+            r = stub.GetMetadata(
+                dicom_pb2.GetMetadataRequest(series_instance_uid=args.uid, include_private=args.private)
+            )
     except grpc.RpcError as exc:
         return _fail(exc)
     models = [json.loads(i.json) for i in r.instances]
-    print(json.dumps(models[0] if len(models) == 1 and models and r.instances[0].sop_instance_uid == args.uid else models,
-                     indent=1, ensure_ascii=False))
+    print(
+        json.dumps(
+            models[0] if len(models) == 1 and models and r.instances[0].sop_instance_uid == args.uid else models,
+            indent=1,
+            ensure_ascii=False,
+        )
+    )
     return 0
 
 
@@ -508,8 +563,12 @@ def cmd_volume(args: argparse.Namespace) -> int:
     for st in info.stacks:
         g = st.geometry
         print(f"stack {st.stack}: {st.slice_count} slices {st.description}")
-        print(f"  size {'x'.join(map(str, g.size))}  spacing {', '.join(f'{v:.4g}' for v in g.spacing)} mm  dtype {st.dtype}")
-        print(f"  origin {', '.join(f'{v:.2f}' for v in g.origin)}  direction {', '.join(f'{v:.4f}' for v in g.direction)}")
+        print(
+            f"  size {'x'.join(map(str, g.size))}  spacing {', '.join(f'{v:.4g}' for v in g.spacing)} mm  dtype {st.dtype}"
+        )
+        print(
+            f"  origin {', '.join(f'{v:.2f}' for v in g.origin)}  direction {', '.join(f'{v:.4f}' for v in g.direction)}"
+        )
         for w in st.warnings:
             print(f"  warning: {w}")
     for e in info.excluded:
@@ -526,13 +585,20 @@ def cmd_slice(args: argparse.Namespace) -> int:
     from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
     req = volume_pb2.GetSliceRequest(
-        series_instance_uid=args.series_uid, stack=args.stack,
+        series_instance_uid=args.series_uid,
+        stack=args.stack,
         plane={"axial": volume_pb2.AXIAL, "coronal": volume_pb2.CORONAL, "sagittal": volume_pb2.SAGITTAL}[args.plane],
-        encoding={"png": volume_pb2.ENCODING_PNG, "png16": volume_pb2.ENCODING_PNG16,
-                  "jpeg": volume_pb2.ENCODING_JPEG, "raw": volume_pb2.ENCODING_RAW}[args.format],
+        encoding={
+            "png": volume_pb2.ENCODING_PNG,
+            "png16": volume_pb2.ENCODING_PNG16,
+            "jpeg": volume_pb2.ENCODING_JPEG,
+            "raw": volume_pb2.ENCODING_RAW,
+        }[args.format],
         interpolation=volume_pb2.NEAREST if args.nearest else volume_pb2.LINEAR,
         slab_mm=args.slab,
-        slab_mode={"max": volume_pb2.SLAB_MAX, "min": volume_pb2.SLAB_MIN, "mean": volume_pb2.SLAB_MEAN}[args.slab_mode],
+        slab_mode={"max": volume_pb2.SLAB_MAX, "min": volume_pb2.SLAB_MIN, "mean": volume_pb2.SLAB_MEAN}[
+            args.slab_mode
+        ],
     )
     if args.index is not None:
         req.index = args.index
@@ -544,8 +610,11 @@ def cmd_slice(args: argparse.Namespace) -> int:
         except ValueError:
             print("voxelgate slice: --window takes CENTER,WIDTH", file=sys.stderr)
             return 2
-        fn = {"linear": volume_pb2.VOI_LINEAR, "linear_exact": volume_pb2.VOI_LINEAR_EXACT,
-              "sigmoid": volume_pb2.VOI_SIGMOID}[args.function]
+        fn = {
+            "linear": volume_pb2.VOI_LINEAR,
+            "linear_exact": volume_pb2.VOI_LINEAR_EXACT,
+            "sigmoid": volume_pb2.VOI_SIGMOID,
+        }[args.function]
         req.window.CopyFrom(volume_pb2.Window(center=c, width=w, function=fn))
     elif args.preset:
         req.preset = args.preset
@@ -561,8 +630,10 @@ def cmd_slice(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(meta))
     else:
-        print(f"{args.output}: {args.plane} slice {r.index}/{r.slice_count} at {r.position_mm:.2f} mm, "
-              f"{'x'.join(map(str, r.shape))} {r.media_type}")
+        print(
+            f"{args.output}: {args.plane} slice {r.index}/{r.slice_count} at {r.position_mm:.2f} mm, "
+            f"{'x'.join(map(str, r.shape))} {r.media_type}"
+        )
     return 0
 
 
@@ -608,8 +679,14 @@ def cmd_media(args: argparse.Namespace) -> int:
         if args.media_command in ("ingest", "group", "sequence"):
             if not _existing(args.paths, command):
                 return 2
-            status, answered = _stream_ingest(args, stub.Ingest, collect(args.paths, sniff=False), command=command,
-                                              id_key="media_id", id_field="sha256")
+            status, answered = _stream_ingest(
+                args,
+                stub.Ingest,
+                collect(args.paths, sniff=False),
+                command=command,
+                id_key="media_id",
+                id_field="sha256",
+            )
             if args.media_command == "ingest":
                 return status
             ids = [r.sha256 for _, r in answered if r.sha256]
@@ -619,8 +696,13 @@ def cmd_media(args: argparse.Namespace) -> int:
                 sets = [stub.CreateGroup(media_pb2.CreateGroupRequest(name=args.name, media_ids=ids))]
             else:
                 mode = media_pb2.SPLIT if args.mode == "split" else media_pb2.HOMOGENIZE
-                sets = list(stub.CreateSequence(media_pb2.CreateSequenceRequest(
-                    name=args.name, media_ids=ids, mode=mode, natural_order=args.natural)).sequences)
+                sets = list(
+                    stub.CreateSequence(
+                        media_pb2.CreateSequenceRequest(
+                            name=args.name, media_ids=ids, mode=mode, natural_order=args.natural
+                        )
+                    ).sequences
+                )
             for st in sets:
                 if args.json:
                     print(json.dumps(MessageToDict(st, preserving_proto_field_name=True)))
@@ -634,10 +716,19 @@ def cmd_media(args: argparse.Namespace) -> int:
             print(json.dumps(MessageToDict(r, preserving_proto_field_name=True), indent=1))
             return 0
         if args.media_command == "frame":
-            req = media_pb2.GetMediaFrameRequest(id=args.id, frame=args.index, format={
-                "png": media_pb2.MEDIA_PNG, "png16": media_pb2.MEDIA_PNG16, "jpeg": media_pb2.MEDIA_JPEG,
-                "webp": media_pb2.MEDIA_WEBP, "raw": media_pb2.MEDIA_RAW, "yuv420p": media_pb2.MEDIA_RAW_YUV420,
-                "original": media_pb2.MEDIA_ORIGINAL}[args.format])
+            req = media_pb2.GetMediaFrameRequest(
+                id=args.id,
+                frame=args.index,
+                format={
+                    "png": media_pb2.MEDIA_PNG,
+                    "png16": media_pb2.MEDIA_PNG16,
+                    "jpeg": media_pb2.MEDIA_JPEG,
+                    "webp": media_pb2.MEDIA_WEBP,
+                    "raw": media_pb2.MEDIA_RAW,
+                    "yuv420p": media_pb2.MEDIA_RAW_YUV420,
+                    "original": media_pb2.MEDIA_ORIGINAL,
+                }[args.format],
+            )
             try:
                 if args.max_size:
                     req.max_width, req.max_height = (int(v) for v in args.max_size.lower().split("x"))
@@ -650,9 +741,20 @@ def cmd_media(args: argparse.Namespace) -> int:
             got = get_frame(ch, req)
             args.output.write_bytes(got.data)
             r = got.info
-            print(json.dumps({"media_type": r.media_type, "dtype": r.dtype, "shape": list(r.shape),
-                              "media_id": r.media_id, "page": r.page, "width": r.width, "height": r.height,
-                              "pixel_format": r.pixel_format}))
+            print(
+                json.dumps(
+                    {
+                        "media_type": r.media_type,
+                        "dtype": r.dtype,
+                        "shape": list(r.shape),
+                        "media_id": r.media_id,
+                        "page": r.page,
+                        "width": r.width,
+                        "height": r.height,
+                        "pixel_format": r.pixel_format,
+                    }
+                )
+            )
             return 0
         if args.media_command == "diagnose":
             return _media_diagnose(args, stub)
@@ -681,11 +783,21 @@ def _media_diagnose(args: argparse.Namespace, stub: Any) -> int:
     from voxelgate.v1 import media_pb2
 
     r = stub.Diagnose(media_pb2.DiagnoseRequest(media_id=args.id, decode_check=args.decode))
-    severity = {media_pb2.SEVERITY_INFO: "info", media_pb2.SEVERITY_WARNING: "warning", media_pb2.SEVERITY_ERROR: "error"}
+    severity = {
+        media_pb2.SEVERITY_INFO: "info",
+        media_pb2.SEVERITY_WARNING: "warning",
+        media_pb2.SEVERITY_ERROR: "error",
+    }
     for f in r.findings:
-        record = {"code": f.code, "severity": severity.get(f.severity, "unspecified"), "message": f.message,
-                  "evidence": {k: json.loads(v) for k, v in sorted(f.evidence.items())},
-                  "stream_indexes": list(f.stream_indexes), "fix": f.fix, "reencode_mode": f.reencode_mode}
+        record = {
+            "code": f.code,
+            "severity": severity.get(f.severity, "unspecified"),
+            "message": f.message,
+            "evidence": {k: json.loads(v) for k, v in sorted(f.evidence.items())},
+            "stream_indexes": list(f.stream_indexes),
+            "fix": f.fix,
+            "reencode_mode": f.reencode_mode,
+        }
         if args.json:
             print(json.dumps(record))
         else:
@@ -707,8 +819,9 @@ def _media_frames(args: argparse.Namespace, ch: Any) -> int:
         print("voxelgate media frames: --every must be at least 1, --start and --stop not negative", file=sys.stderr)
         return 2
     args.output.mkdir(parents=True, exist_ok=True)
-    req = media_pb2.StreamFramesRequest(id=args.id, start=args.start, stop=args.stop, every=args.every,
-                                        format=media_pb2.MEDIA_PNG)
+    req = media_pb2.StreamFramesRequest(
+        id=args.id, start=args.start, stop=args.stop, every=args.every, format=media_pb2.MEDIA_PNG
+    )
     written = 0
     for k, f in enumerate(stream_frames(ch, req)):
         # Files are numbered from 0 in the order they come (frame_k is video frame start + k * every).
@@ -730,8 +843,12 @@ def _media_reencode(args: argparse.Namespace, stub: Any) -> int:
 
     from voxelgate.v1 import media_pb2
 
-    req = media_pb2.ReencodeRequest(media_id=args.id, height=args.height, fps=args.fps,
-                                    mode=media_pb2.REENCODE_FULL if args.mode == "full" else media_pb2.REENCODE_AUTO)
+    req = media_pb2.ReencodeRequest(
+        media_id=args.id,
+        height=args.height,
+        fps=args.fps,
+        mode=media_pb2.REENCODE_FULL if args.mode == "full" else media_pb2.REENCODE_AUTO,
+    )
     bar = None
     last = None
     for p in stub.Reencode(req):
@@ -753,8 +870,10 @@ def _media_reencode(args: argparse.Namespace, stub: Any) -> int:
         print(f"nothing to fix: {args.id} left as it is")
         return 0
     kept = sum(1 for v in r.frame_map if v >= 0)
-    print(f"{r.mode} -> {r.media_id} {last.item.name}: {r.frames_in} frames in, {r.frames_out} out "
-          f"({len(r.frame_map) - kept} dropped), {r.width}x{r.height} at {r.fps:g} fps")
+    print(
+        f"{r.mode} -> {r.media_id} {last.item.name}: {r.frames_in} frames in, {r.frames_out} out "
+        f"({len(r.frame_map) - kept} dropped), {r.width}x{r.height} at {r.fps:g} fps"
+    )
     for c in r.changes:
         print(f"  {c}")
     return 0
@@ -767,9 +886,18 @@ def cmd_interpolate(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
-    "serve": cmd_serve, "ingest": cmd_ingest, "ls": cmd_ls, "meta": cmd_meta, "frame": cmd_frame,
-    "delete": cmd_delete, "stats": cmd_stats, "health": cmd_health,
-    "volume": cmd_volume, "slice": cmd_slice, "export": cmd_export, "media": cmd_media,
+    "serve": cmd_serve,
+    "ingest": cmd_ingest,
+    "ls": cmd_ls,
+    "meta": cmd_meta,
+    "frame": cmd_frame,
+    "delete": cmd_delete,
+    "stats": cmd_stats,
+    "health": cmd_health,
+    "volume": cmd_volume,
+    "slice": cmd_slice,
+    "export": cmd_export,
+    "media": cmd_media,
     "interpolate": cmd_interpolate,
 }
 

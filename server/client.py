@@ -25,8 +25,12 @@ DICOMDIR_CLASS = b"1.2.840.10008.1.3.10"
 
 
 def channel(
-    target: str | None = None, *, ca_file: Path | None = None, token: str | None = None,
-    max_message_bytes: int = 64 * 1024 * 1024, own_connection: bool = False,
+    target: str | None = None,
+    *,
+    ca_file: Path | None = None,
+    token: str | None = None,
+    max_message_bytes: int = 64 * 1024 * 1024,
+    own_connection: bool = False,
 ) -> grpc.Channel:
     """A channel to the server: ``target`` or ``$VOXELGATE_SERVER`` or the local default.
 
@@ -206,7 +210,9 @@ def fetch_volume(ch: grpc.Channel, series_uid: str, *, stack: int = 0, timeout: 
     header_seconds = time.perf_counter() - t0
     array = fresh_array(tuple(header.shape), np.dtype(header.dtype).newbyteorder("<"), populate=True)
     if array.nbytes != header.total_bytes:
-        raise RuntimeError(f"GetVolume header announces {header.total_bytes} bytes for {header.dtype}{list(header.shape)}")
+        raise RuntimeError(
+            f"GetVolume header announces {header.total_bytes} bytes for {header.dtype}{list(header.shape)}"
+        )
     dst = memoryview(array.reshape(-1)).cast("B")
     at = 0
     for message in messages:
@@ -290,7 +296,11 @@ def stream_frames(
 
 
 def stream_frames_shared(
-    ch: grpc.Channel, request: media_pb2.StreamFramesRequest, *, slot_bytes: int | None = None, slots: int = 6,
+    ch: grpc.Channel,
+    request: media_pb2.StreamFramesRequest,
+    *,
+    slot_bytes: int | None = None,
+    slots: int = 6,
     timeout: float | None = None,
 ) -> Iterator[ReceivedFrame]:
     """``MediaService.StreamFramesShared``: the frames of ``request`` written by the server into
@@ -315,8 +325,9 @@ def stream_frames_shared(
         This host cannot make a segment (not Linux).
     """
     if slot_bytes is None:
-        info = media_pb2_grpc.MediaServiceStub(ch).GetMediaInfo(media_pb2.GetMediaInfoRequest(id=request.id),
-                                                                timeout=timeout)
+        info = media_pb2_grpc.MediaServiceStub(ch).GetMediaInfo(
+            media_pb2.GetMediaInfoRequest(id=request.id), timeout=timeout
+        )
         if info.WhichOneof("item") != "video":
             raise ValueError("slot_bytes must be given for frames of an image or a set")
         raw = info.video.width * info.video.height * 3
@@ -330,8 +341,11 @@ def stream_frames_shared(
         given_back: queue.SimpleQueue[list[int] | None] = queue.SimpleQueue()
 
         def requests() -> Iterator[media_pb2.SharedFramesRequest]:
-            yield media_pb2.SharedFramesRequest(start=media_pb2.SharedFramesStart(
-                frames=request, pid=segment.pid, fd=segment.fd, slots=slots, slot_bytes=slot_bytes))
+            yield media_pb2.SharedFramesRequest(
+                start=media_pb2.SharedFramesStart(
+                    frames=request, pid=segment.pid, fd=segment.fd, slots=slots, slot_bytes=slot_bytes
+                )
+            )
             while (done := given_back.get()) is not None:
                 yield media_pb2.SharedFramesRequest(releases=media_pb2.SharedSlots(slots=done))
 

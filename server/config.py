@@ -31,7 +31,9 @@ class Config:
     max_message_bytes: int = 64 * MiB
     cache_bytes: int = 2 * 1024 * MiB
     cache_memory_bytes: int = 128 * MiB  # in-memory tier for small derived values
-    plane_stack_bytes: int = 1024 * MiB  # per process: reformatted planes (voxelgate.imaging.dicom.reformat.PlaneStacks)
+    plane_stack_bytes: int = (
+        1024 * MiB
+    )  # per process: reformatted planes (voxelgate.imaging.dicom.reformat.PlaneStacks)
     limits: Limits = field(default_factory=Limits)
     video_limits: VideoLimits = field(default_factory=VideoLimits)  # MediaService videos: 1 GiB, 100,000 frames
     tls: TlsConfig | None = None
@@ -52,7 +54,14 @@ class Config:
         """
         if is_loopback(self.host) or self.insecure:
             return
-        missing = [what for what, ok in (("TLS (--tls-cert/--tls-key)", self.tls), ("bearer tokens (--token-file)", self.token_file)) if not ok]
+        missing = [
+            what
+            for what, ok in (
+                ("TLS (--tls-cert/--tls-key)", self.tls),
+                ("bearer tokens (--token-file)", self.token_file),
+            )
+            if not ok
+        ]
         if missing:
             raise ValueError(
                 f"binding to {self.host} needs {' and '.join(missing)}; "

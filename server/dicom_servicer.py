@@ -81,7 +81,9 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     ) -> Iterator[common_pb2.IngestResult]:
         yield from serve_ingest(self._archive, request_iterator, _stored)
 
-    def ListStudies(self, request: dicom_pb2.ListStudiesRequest, context: grpc.ServicerContext) -> dicom_pb2.ListStudiesResponse:
+    def ListStudies(
+        self, request: dicom_pb2.ListStudiesRequest, context: grpc.ServicerContext
+    ) -> dicom_pb2.ListStudiesResponse:
         rows, token = self._archive.list_studies(query_filter(request.filter), page(request.page))
         return dicom_pb2.ListStudiesResponse(
             studies=[
@@ -104,7 +106,9 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             next_page_token=token,
         )
 
-    def ListSeries(self, request: dicom_pb2.ListSeriesRequest, context: grpc.ServicerContext) -> dicom_pb2.ListSeriesResponse:
+    def ListSeries(
+        self, request: dicom_pb2.ListSeriesRequest, context: grpc.ServicerContext
+    ) -> dicom_pb2.ListSeriesResponse:
         rows, token = self._archive.list_series(query_filter(request.filter), page(request.page))
         return dicom_pb2.ListSeriesResponse(
             series=[
@@ -122,11 +126,15 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             next_page_token=token,
         )
 
-    def ListInstances(self, request: dicom_pb2.ListInstancesRequest, context: grpc.ServicerContext) -> dicom_pb2.ListInstancesResponse:
+    def ListInstances(
+        self, request: dicom_pb2.ListInstancesRequest, context: grpc.ServicerContext
+    ) -> dicom_pb2.ListInstancesResponse:
         rows, token = self._archive.list_instances(query_filter(request.filter), page(request.page))
         return dicom_pb2.ListInstancesResponse(instances=[instance_pb(r) for r in rows], next_page_token=token)
 
-    def GetMetadata(self, request: dicom_pb2.GetMetadataRequest, context: grpc.ServicerContext) -> dicom_pb2.GetMetadataResponse:
+    def GetMetadata(
+        self, request: dicom_pb2.GetMetadataRequest, context: grpc.ServicerContext
+    ) -> dicom_pb2.GetMetadataResponse:
         target = request.WhichOneof("target")
         if target is None:
             raise ValueError("give sop_instance_uid or series_instance_uid")
@@ -143,14 +151,25 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     def GetFrame(self, request: dicom_pb2.GetFrameRequest, context: grpc.ServicerContext) -> dicom_pb2.GetFrameResponse:
         fmt = "png" if request.format == dicom_pb2.PNG else "raw"
         f = self._archive.frame(request.sop_instance_uid, request.frame, fmt=fmt)
-        check_reply_size(len(f.payload), self._max_message_bytes, subject=request.sop_instance_uid,
-                         what=f"frame {request.frame} as {fmt}", advice="raise --max-message-size, or ask for PNG")
+        check_reply_size(
+            len(f.payload),
+            self._max_message_bytes,
+            subject=request.sop_instance_uid,
+            what=f"frame {request.frame} as {fmt}",
+            advice="raise --max-message-size, or ask for PNG",
+        )
         return dicom_pb2.GetFrameResponse(
-            data=f.payload, media_type=f.media_type, dtype=f.dtype, shape=list(f.shape),
-            rescaled=f.rescaled, warnings=f.warnings,
+            data=f.payload,
+            media_type=f.media_type,
+            dtype=f.dtype,
+            shape=list(f.shape),
+            rescaled=f.rescaled,
+            warnings=f.warnings,
         )
 
-    def GetInstanceFile(self, request: dicom_pb2.GetInstanceFileRequest, context: grpc.ServicerContext) -> Iterator[dicom_pb2.FileChunk]:
+    def GetInstanceFile(
+        self, request: dicom_pb2.GetInstanceFileRequest, context: grpc.ServicerContext
+    ) -> Iterator[dicom_pb2.FileChunk]:
         for chunk in self._archive.iter_file(request.sop_instance_uid):
             yield dicom_pb2.FileChunk(data=chunk)
 

@@ -74,7 +74,9 @@ def serve_ingest(
                 event.incoming.abort()
 
 
-def _receive(sink: IngestSink, request_iterator: Iterator[common_pb2.IngestChunk]) -> Iterator["_Received | common_pb2.IngestResult"]:
+def _receive(
+    sink: IngestSink, request_iterator: Iterator[common_pb2.IngestChunk]
+) -> Iterator["_Received | common_pb2.IngestResult"]:
     """Stage the files of an ingest stream; yield each complete file or its rejection."""
     current: IncomingFile | None = None
     name, index, skipping = "", -1, False
@@ -87,14 +89,14 @@ def _receive(sink: IngestSink, request_iterator: Iterator[common_pb2.IngestChunk
                         current.abort()
                         current = None
                     if not skipping:
-                        yield rejected(name, index, InvalidInputError("next file began before this one ended", subject=name))
+                        yield rejected(
+                            name, index, InvalidInputError("next file began before this one ended", subject=name)
+                        )
                 index += 1
                 name = msg.header.name or f"file #{index}"
                 skipping = False
                 try:
-                    current = sink.begin(
-                        name, declared_size=msg.header.size, overwrite=msg.header.overwrite
-                    )
+                    current = sink.begin(name, declared_size=msg.header.size, overwrite=msg.header.overwrite)
                 except Exception as exc:  # noqa: BLE001 - one file's failure is its result
                     yield rejected(name, index, exc)
                     skipping = True
@@ -130,7 +132,10 @@ def _receive(sink: IngestSink, request_iterator: Iterator[common_pb2.IngestChunk
             current.abort()
             current = None
             yield rejected(
-                name, index, InvalidInputError(f"stream ended before the end of the file ({size} bytes received)", subject=name), size
+                name,
+                index,
+                InvalidInputError(f"stream ended before the end of the file ({size} bytes received)", subject=name),
+                size,
             )
     finally:
         if current is not None:

@@ -62,9 +62,18 @@ def frame_reply(f: MediaFrameResult, fmt: str) -> FrameReply:
     shape = tuple(f.shape)
     height, width = (shape[0], shape[1]) if len(shape) >= 2 else (0, 0)
     pixel_format = "yuv420p" if fmt == "yuv420p" else raw_pixel_format(f.dtype, shape) if fmt == "raw" else ""
-    head = media_pb2.MediaFrame(media_type=f.media_type, dtype=f.dtype, shape=list(shape), media_id=f.media_id,
-                                page=f.page, frame=f.frame, time_s=f.time_s or 0.0, width=width, height=height,
-                                pixel_format=pixel_format)
+    head = media_pb2.MediaFrame(
+        media_type=f.media_type,
+        dtype=f.dtype,
+        shape=list(shape),
+        media_id=f.media_id,
+        page=f.page,
+        frame=f.frame,
+        time_s=f.time_s or 0.0,
+        width=width,
+        height=height,
+        pixel_format=pixel_format,
+    )
     return FrameReply(head, f.payload)
 
 
@@ -156,9 +165,19 @@ def _result(index: int, r: MediaReport) -> common_pb2.IngestResult:
 
 def image_pb(media_id: str, name: str, info: ImageInfo) -> media_pb2.ImageDescription:
     return media_pb2.ImageDescription(
-        media_id=media_id, name=name, format=info.format, width=info.width, height=info.height,
-        bit_depth=info.bit_depth, mode=info.mode, source_mode=info.source_mode, orientation=info.orientation,
-        pages=info.pages, size_bytes=info.size_bytes, icc=info.icc, warnings=list(info.warnings),
+        media_id=media_id,
+        name=name,
+        format=info.format,
+        width=info.width,
+        height=info.height,
+        bit_depth=info.bit_depth,
+        mode=info.mode,
+        source_mode=info.source_mode,
+        orientation=info.orientation,
+        pages=info.pages,
+        size_bytes=info.size_bytes,
+        icc=info.icc,
+        warnings=list(info.warnings),
     )
 
 
@@ -173,25 +192,56 @@ def _ratio(value: Fraction | tuple[int, int] | None) -> media_pb2.Ratio:
 def report_pb(r: ReencodeRecord) -> media_pb2.ReencodeReport:
     done = r.result
     return media_pb2.ReencodeReport(
-        source_id=r.source_id, media_id=r.media_id, requested_mode=r.requested_mode, mode=done.mode,
-        frame_map=done.frame_map, changes=done.changes, fixed=done.fixed, frames_in=done.frames_in,
-        frames_out=done.frames_out, width=done.width, height=done.height, fps=done.fps,
+        source_id=r.source_id,
+        media_id=r.media_id,
+        requested_mode=r.requested_mode,
+        mode=done.mode,
+        frame_map=done.frame_map,
+        changes=done.changes,
+        fixed=done.fixed,
+        frames_in=done.frames_in,
+        frames_out=done.frames_out,
+        width=done.width,
+        height=done.height,
+        fps=done.fps,
     )
 
 
-def video_pb(media_id: str, name: str, info: VideoInfo, *, reencoded_from: ReencodeRecord | None = None,
-             reencoded_as: list[str] | None = None) -> media_pb2.VideoDescription:
+def video_pb(
+    media_id: str,
+    name: str,
+    info: VideoInfo,
+    *,
+    reencoded_from: ReencodeRecord | None = None,
+    reencoded_as: list[str] | None = None,
+) -> media_pb2.VideoDescription:
     return media_pb2.VideoDescription(
-        media_id=media_id, name=name, container=info.container, codec=info.codec, profile=info.profile,
-        width=info.width, height=info.height, sample_aspect_ratio=_ratio(info.sample_aspect_ratio),
-        display_aspect_ratio=_ratio(info.display_aspect_ratio), rotation=info.rotation,
-        average_rate=_ratio(info.average_rate), real_rate=_ratio(info.real_rate), guessed_rate=_ratio(info.guessed_rate),
-        frame_count=info.frame_count, addressable_frames=info.addressable_frames, duration_s=info.duration_s,
-        bitrate=info.bitrate, peak_bitrate=info.peak_bitrate, keyframe_interval_max=info.keyframe_interval_max,
+        media_id=media_id,
+        name=name,
+        container=info.container,
+        codec=info.codec,
+        profile=info.profile,
+        width=info.width,
+        height=info.height,
+        sample_aspect_ratio=_ratio(info.sample_aspect_ratio),
+        display_aspect_ratio=_ratio(info.display_aspect_ratio),
+        rotation=info.rotation,
+        average_rate=_ratio(info.average_rate),
+        real_rate=_ratio(info.real_rate),
+        guessed_rate=_ratio(info.guessed_rate),
+        frame_count=info.frame_count,
+        addressable_frames=info.addressable_frames,
+        duration_s=info.duration_s,
+        bitrate=info.bitrate,
+        peak_bitrate=info.peak_bitrate,
+        keyframe_interval_max=info.keyframe_interval_max,
         keyframe_interval_mean=info.keyframe_interval_mean,
-        audio=[media_pb2.AudioStream(index=a.index, codec=a.codec, channels=a.channels, sample_rate=a.sample_rate)
-               for a in info.audio],
-        size_bytes=info.size_bytes, reencoded_from=report_pb(reencoded_from) if reencoded_from else None,
+        audio=[
+            media_pb2.AudioStream(index=a.index, codec=a.codec, channels=a.channels, sample_rate=a.sample_rate)
+            for a in info.audio
+        ],
+        size_bytes=info.size_bytes,
+        reencoded_from=report_pb(reencoded_from) if reencoded_from else None,
         reencoded_as=reencoded_as or [],
     )
 
@@ -201,19 +251,33 @@ _SEVERITY = {"info": media_pb2.SEVERITY_INFO, "warning": media_pb2.SEVERITY_WARN
 
 def finding_pb(f: Finding) -> media_pb2.Finding:
     return media_pb2.Finding(
-        code=f.code, severity=_SEVERITY.get(f.severity, media_pb2.SEVERITY_UNSPECIFIED), message=f.message,
-        evidence={k: json.dumps(v) for k, v in f.evidence.items()}, stream_indexes=stream_indexes(f),
-        fix=f.fix, reencode_mode=reencode_mode_for(f),
+        code=f.code,
+        severity=_SEVERITY.get(f.severity, media_pb2.SEVERITY_UNSPECIFIED),
+        message=f.message,
+        evidence={k: json.dumps(v) for k, v in f.evidence.items()},
+        stream_indexes=stream_indexes(f),
+        fix=f.fix,
+        reencode_mode=reencode_mode_for(f),
     )
 
 
 def set_pb(s: SetRow) -> media_pb2.MediaSet:
     return media_pb2.MediaSet(
-        set_id=s.set_id, kind=s.kind, name=s.name, warnings=list(s.warnings),
+        set_id=s.set_id,
+        kind=s.kind,
+        name=s.name,
+        warnings=list(s.warnings),
         frames=[
-            media_pb2.SetFrame(index=m.position, media_id=m.media_id, page=m.page, name=m.name, width=m.width,
-                               height=m.height, resized_from_width=m.resized_from_width,
-                               resized_from_height=m.resized_from_height)
+            media_pb2.SetFrame(
+                index=m.position,
+                media_id=m.media_id,
+                page=m.page,
+                name=m.name,
+                width=m.width,
+                height=m.height,
+                resized_from_width=m.resized_from_width,
+                resized_from_height=m.resized_from_height,
+            )
             for m in s.members
         ],
     )
@@ -234,26 +298,40 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         self._library = library
         self._max_message_bytes = max_message_bytes
 
-    def Ingest(self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext) -> Iterator[common_pb2.IngestResult]:
+    def Ingest(
+        self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
+    ) -> Iterator[common_pb2.IngestResult]:
         yield from serve_ingest(self._library, request_iterator, _result)
 
     def CreateGroup(self, request: media_pb2.CreateGroupRequest, context: grpc.ServicerContext) -> media_pb2.MediaSet:
         return set_pb(self._library.create_group(request.name, list(request.media_ids)))
 
-    def CreateSequence(self, request: media_pb2.CreateSequenceRequest, context: grpc.ServicerContext) -> media_pb2.CreateSequenceResponse:
+    def CreateSequence(
+        self, request: media_pb2.CreateSequenceRequest, context: grpc.ServicerContext
+    ) -> media_pb2.CreateSequenceResponse:
         mode = "split" if request.mode == media_pb2.SPLIT else "homogenize"
-        sets = self._library.create_sequence(request.name, list(request.media_ids), mode=mode, natural_order=request.natural_order)
+        sets = self._library.create_sequence(
+            request.name, list(request.media_ids), mode=mode, natural_order=request.natural_order
+        )
         return media_pb2.CreateSequenceResponse(sequences=[set_pb(s) for s in sets])
 
-    def GetMediaInfo(self, request: media_pb2.GetMediaInfoRequest, context: grpc.ServicerContext) -> media_pb2.MediaInfo:
+    def GetMediaInfo(
+        self, request: media_pb2.GetMediaInfoRequest, context: grpc.ServicerContext
+    ) -> media_pb2.MediaInfo:
         info = self._library.info(request.id)
         if isinstance(info, SetRow):
             return media_pb2.MediaInfo(set=set_pb(info))
         if isinstance(info, VideoInfo):
             row, _ = self._library.video(request.id)
-            return media_pb2.MediaInfo(video=video_pb(
-                request.id, row.name, info, reencoded_from=self._library.reencoded_from(request.id),
-                reencoded_as=self._library.reencodes_of(request.id)))
+            return media_pb2.MediaInfo(
+                video=video_pb(
+                    request.id,
+                    row.name,
+                    info,
+                    reencoded_from=self._library.reencoded_from(request.id),
+                    reencoded_as=self._library.reencodes_of(request.id),
+                )
+            )
         row, _ = self._library.media(request.id)
         return media_pb2.MediaInfo(image=image_pb(request.id, row.name, info))
 
@@ -262,37 +340,57 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         window = (request.window_center, request.window_width) if request.has_window else None
         fmt = _FORMATS[request.format]
         f = self._library.frame(
-            request.id, request.frame, fmt=fmt, max_size=max_size, window=window,  # type: ignore[arg-type]
-            max_bytes=self._max_message_bytes - REPLY_OVERHEAD, after_reply=_after_call(context),
+            request.id,
+            request.frame,
+            fmt=fmt,
+            max_size=max_size,
+            window=window,  # type: ignore[arg-type]
+            max_bytes=self._max_message_bytes - REPLY_OVERHEAD,
+            after_reply=_after_call(context),
         )
-        check_reply_size(len(f.payload), self._max_message_bytes, subject=request.id, what=f"frame {request.frame}",
-                         advice="ask for a smaller size or another format")
+        check_reply_size(
+            len(f.payload),
+            self._max_message_bytes,
+            subject=request.id,
+            what=f"frame {request.frame}",
+            advice="ask for a smaller size or another format",
+        )
         return frame_reply(f, fmt)
 
     def Diagnose(self, request: media_pb2.DiagnoseRequest, context: grpc.ServicerContext) -> media_pb2.DiagnoseResponse:
         findings = self._library.diagnose(request.media_id, decode_check=request.decode_check)
         return media_pb2.DiagnoseResponse(media_id=request.media_id, findings=[finding_pb(f) for f in findings])
 
-    def StreamFrames(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext) -> Iterator[FrameReply]:
+    def StreamFrames(
+        self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext
+    ) -> Iterator[FrameReply]:
         limit = self._max_message_bytes
 
         def reply(f: MediaFrameResult, fmt: str) -> FrameReply:
-            check_reply_size(payload_bytes(f.payload), limit, subject=request.id, what=f"frame {f.frame}",
-                             advice="ask for a smaller size or another format")
+            check_reply_size(
+                payload_bytes(f.payload),
+                limit,
+                subject=request.id,
+                what=f"frame {f.frame}",
+                advice="ask for a smaller size or another format",
+            )
             return frame_reply(f, fmt)
 
         yield from self._replies(request, context, reply)
 
-    def StreamFramesShared(self, request_iterator: Iterator[media_pb2.SharedFramesRequest],
-                           context: grpc.ServicerContext) -> Iterator[media_pb2.SharedFrames]:
+    def StreamFramesShared(
+        self, request_iterator: Iterator[media_pb2.SharedFramesRequest], context: grpc.ServicerContext
+    ) -> Iterator[media_pb2.SharedFrames]:
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("part") != "start":
             raise InvalidInputError("StreamFramesShared starts with a start message")
         start = first.start
         slots, slot_bytes, item = start.slots, start.slot_bytes, start.frames.id
         if not 1 <= slots <= shared_memory.MAX_SLOTS or slot_bytes < 1:
-            raise InvalidInputError(f"slots must be 1 to {shared_memory.MAX_SLOTS} and slot_bytes at least 1; "
-                                    f"got {slots} and {slot_bytes}", subject=item)
+            raise InvalidInputError(
+                f"slots must be 1 to {shared_memory.MAX_SLOTS} and slot_bytes at least 1; got {slots} and {slot_bytes}",
+                subject=item,
+            )
 
         with shared_memory.open_for_writing(start.pid, start.fd, slots * slot_bytes) as segment:
             given_back = _SlotsGivenBack(slots, request_iterator)
@@ -300,8 +398,9 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
 
             def take(nbytes: int, what: str) -> int:
                 if nbytes > slot_bytes:
-                    raise LimitExceededError(f"{what} {nbytes} bytes, over the slots' {slot_bytes} "
-                                             "(make the slots larger)", subject=item)
+                    raise LimitExceededError(
+                        f"{what} {nbytes} bytes, over the slots' {slot_bytes} (make the slots larger)", subject=item
+                    )
                 slot = given_back.take(context)
                 if slot is None:
                     raise _CallEnded
@@ -345,9 +444,14 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             if error is not None:
                 raise error
 
-    def _replies(self, request: media_pb2.StreamFramesRequest, context: grpc.ServicerContext,
-                 reply: Callable[[MediaFrameResult, str], _Reply],
-                 into: Callable[[int], memoryview] | None = None, depth: int = 3) -> Iterator[_Reply]:
+    def _replies(
+        self,
+        request: media_pb2.StreamFramesRequest,
+        context: grpc.ServicerContext,
+        reply: Callable[[MediaFrameResult, str], _Reply],
+        into: Callable[[int], memoryview] | None = None,
+        depth: int = 3,
+    ) -> Iterator[_Reply]:
         """The frames ``request`` asks for as ``reply`` makes them of each: ``depth`` ahead by a thread of their own,
         or (0) by this thread. Raw video frames are written into the buffers ``into`` gives, if given
         (``MediaLibrary.iter_frames``)."""
@@ -355,8 +459,15 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         if fmt not in _STREAMED:
             raise InvalidInputError(f"StreamFrames sends {', '.join(_STREAMED)} frames, not {fmt}")
         max_size = (request.max_width, request.max_height) if (request.max_width or request.max_height) else None
-        frames = self._library.iter_frames(request.id, start=request.start, stop=request.stop or None,
-                                           every=request.every or 1, fmt=fmt, max_size=max_size, into=into)
+        frames = self._library.iter_frames(
+            request.id,
+            start=request.start,
+            stop=request.stop or None,
+            every=request.every or 1,
+            fmt=fmt,
+            max_size=max_size,
+            into=into,
+        )
 
         def messages() -> Iterator[_Reply]:
             try:
@@ -394,10 +505,14 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         finally:
             ahead.close_and_drain()
 
-    def Reencode(self, request: media_pb2.ReencodeRequest, context: grpc.ServicerContext) -> Iterator[media_pb2.ReencodeProgress]:
+    def Reencode(
+        self, request: media_pb2.ReencodeRequest, context: grpc.ServicerContext
+    ) -> Iterator[media_pb2.ReencodeProgress]:
         job = self._library.start_reencode(
-            request.media_id, mode="full" if request.mode == media_pb2.REENCODE_FULL else "auto",
-            height=request.height or None, fps=request.fps or None,
+            request.media_id,
+            mode="full" if request.mode == media_pb2.REENCODE_FULL else "auto",
+            height=request.height or None,
+            fps=request.fps or None,
         )
         context.add_callback(job.cancel.set)  # the caller went away or cancelled: stop, store nothing
         last = -1
@@ -415,10 +530,13 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         if job.record.media_id:
             row, info = self._library.video(job.record.media_id)
             item = video_pb(row.media_id, row.name, info, reencoded_from=job.record)
-        yield media_pb2.ReencodeProgress(frames_done=job.total, frames_total=job.total, done=True,
-                                         report=report_pb(job.record), item=item)
+        yield media_pb2.ReencodeProgress(
+            frames_done=job.total, frames_total=job.total, done=True, report=report_pb(job.record), item=item
+        )
 
-    def ExportVideo(self, request: media_pb2.ExportVideoRequest, context: grpc.ServicerContext) -> Iterator[media_pb2.ExportProgress]:
+    def ExportVideo(
+        self, request: media_pb2.ExportVideoRequest, context: grpc.ServicerContext
+    ) -> Iterator[media_pb2.ExportProgress]:
         job = self._library.start_export(request.set_id, request.fps or 25.0)
         last = -1
         while True:
@@ -432,10 +550,13 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                 return  # the job goes on without its caller
         if job.error is not None:
             raise job.error
-        yield media_pb2.ExportProgress(frames_done=job.total, frames_total=job.total, done=True,
-                                       export_id=job.export_id, size_bytes=job.size_bytes)
+        yield media_pb2.ExportProgress(
+            frames_done=job.total, frames_total=job.total, done=True, export_id=job.export_id, size_bytes=job.size_bytes
+        )
 
-    def GetExport(self, request: media_pb2.GetExportRequest, context: grpc.ServicerContext) -> Iterator[media_pb2.MediaChunk]:
+    def GetExport(
+        self, request: media_pb2.GetExportRequest, context: grpc.ServicerContext
+    ) -> Iterator[media_pb2.MediaChunk]:
         if not request.export_id:
             raise InvalidInputError("export_id is required")
         for chunk in self._library.iter_export(request.export_id):
@@ -453,6 +574,10 @@ def add_media_service(servicer: MediaServicer, server: grpc.Server) -> None:
     The handler table is the generated one (request deserializers and the other
     methods as generated); only those two serializers are replaced.
     """
-    wire.add_service(media_pb2_grpc.add_MediaServiceServicer_to_server, servicer, server,
-                     media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
-                     {name: frame_wire for name in _FRAME_METHODS})
+    wire.add_service(
+        media_pb2_grpc.add_MediaServiceServicer_to_server,
+        servicer,
+        server,
+        media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
+        {name: frame_wire for name in _FRAME_METHODS},
+    )

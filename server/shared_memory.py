@@ -149,13 +149,17 @@ def open_for_writing(pid: int, fd: int, nbytes: int) -> SharedSegment:
     if not available():
         raise UnsupportedError("shared memory segments need a server on Linux; use StreamFrames")
     if pid < 1 or fd < 0:
-        raise InvalidInputError(f"a shared memory segment is named by a process id (>= 1) and a descriptor (>= 0); "
-                                f"got {pid} and {fd}")
+        raise InvalidInputError(
+            f"a shared memory segment is named by a process id (>= 1) and a descriptor (>= 0); got {pid} and {fd}"
+        )
     try:
         own = os.open(f"/proc/{pid}/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise NotFoundError("no such process or descriptor on the server's host (shared memory needs a client "
-                            "on the same host, in the same PID namespace)", subject=subject) from None
+        raise NotFoundError(
+            "no such process or descriptor on the server's host (shared memory needs a client "
+            "on the same host, in the same PID namespace)",
+            subject=subject,
+        ) from None
     except PermissionError:
         raise PreconditionError("the process belongs to another user than the server's", subject=subject) from None
     except OSError as exc:
@@ -163,8 +167,10 @@ def open_for_writing(pid: int, fd: int, nbytes: int) -> SharedSegment:
     try:
         m = _LINK.fullmatch(os.readlink(f"/proc/self/fd/{own}"))
         if m is None:
-            raise InvalidInputError(f"not a shared memory segment: a memfd named {PREFIX} and 1 to 100 letters, "
-                                    "digits, _ or -", subject=subject)
+            raise InvalidInputError(
+                f"not a shared memory segment: a memfd named {PREFIX} and 1 to 100 letters, digits, _ or -",
+                subject=subject,
+            )
         name = m.group(1)
         st = os.fstat(own)
         if not stat.S_ISREG(st.st_mode):
@@ -172,18 +178,21 @@ def open_for_writing(pid: int, fd: int, nbytes: int) -> SharedSegment:
         if st.st_uid != os.geteuid():
             raise PreconditionError("the shared memory segment belongs to another user than the server's", subject=name)
         if not fcntl.fcntl(own, fcntl.F_GET_SEALS) & fcntl.F_SEAL_SHRINK:
-            raise InvalidInputError("the shared memory segment is not sealed against shrinking (F_SEAL_SHRINK)",
-                                    subject=name)
+            raise InvalidInputError(
+                "the shared memory segment is not sealed against shrinking (F_SEAL_SHRINK)", subject=name
+            )
         if st.st_size < nbytes:
-            raise InvalidInputError(f"the shared memory segment holds {st.st_size} bytes; its slots need {nbytes}",
-                                    subject=name)
+            raise InvalidInputError(
+                f"the shared memory segment holds {st.st_size} bytes; its slots need {nbytes}", subject=name
+            )
         try:
             # Only the slots, and no page touched before a frame is written there: what the
             # server's memory holds is bounded by the frames it writes, not by what a client sized.
             mapping = mmap.mmap(own, nbytes, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
         except OSError as exc:
-            raise LimitExceededError(f"cannot map {nbytes} bytes of the shared memory segment: {exc.strerror}",
-                                     subject=name) from None
+            raise LimitExceededError(
+                f"cannot map {nbytes} bytes of the shared memory segment: {exc.strerror}", subject=name
+            ) from None
     finally:
         os.close(own)  # the mapping keeps the memory
     return SharedSegment(name, mapping)

@@ -33,9 +33,13 @@ _CHUNK_BYTES = 2 << 20
 _SLAB = {volume_pb2.SLAB_MAX: "max", volume_pb2.SLAB_MIN: "min", volume_pb2.SLAB_MEAN: "mean"}
 
 
-def _geometry(shape: tuple[int, int, int], spacing: tuple[float, ...], origin: tuple[float, ...], direction: list[float]) -> volume_pb2.Geometry:
+def _geometry(
+    shape: tuple[int, int, int], spacing: tuple[float, ...], origin: tuple[float, ...], direction: list[float]
+) -> volume_pb2.Geometry:
     slices, rows, cols = shape
-    return volume_pb2.Geometry(size=[cols, rows, slices], spacing=list(spacing), origin=list(origin), direction=direction)
+    return volume_pb2.Geometry(
+        size=[cols, rows, slices], spacing=list(spacing), origin=list(origin), direction=direction
+    )
 
 
 def _grid_geometry(grid: VolumeGrid) -> volume_pb2.Geometry:
@@ -60,25 +64,31 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
     def __init__(self, volumes: SeriesVolumes) -> None:
         self._volumes = volumes
 
-    def GetVolumeInfo(self, request: volume_pb2.GetVolumeInfoRequest, context: grpc.ServicerContext) -> volume_pb2.VolumeInfo:
+    def GetVolumeInfo(
+        self, request: volume_pb2.GetVolumeInfoRequest, context: grpc.ServicerContext
+    ) -> volume_pb2.VolumeInfo:
         layout = self._volumes.layout(request.series_instance_uid)
         stacks = []
         for i, (stack, grid) in enumerate(zip(layout.stacks, layout.grids)):
-            stacks.append(volume_pb2.StackInfo(
-                stack=i,
-                slice_count=len(stack.frames),
-                geometry=_grid_geometry(grid),
-                frame_of_reference_uid=stack.frame_of_reference_uid,
-                dtype=self._volumes.planned_dtype(layout, i),
-                warnings=list(stack.warnings) + [w for w in grid.warnings if w not in stack.warnings],
-                sop_instance_uids=sorted({f.sop_uid for f in stack.frames}),
-                description=stack.label,
-            ))
+            stacks.append(
+                volume_pb2.StackInfo(
+                    stack=i,
+                    slice_count=len(stack.frames),
+                    geometry=_grid_geometry(grid),
+                    frame_of_reference_uid=stack.frame_of_reference_uid,
+                    dtype=self._volumes.planned_dtype(layout, i),
+                    warnings=list(stack.warnings) + [w for w in grid.warnings if w not in stack.warnings],
+                    sop_instance_uids=sorted({f.sop_uid for f in stack.frames}),
+                    description=stack.label,
+                )
+            )
         return volume_pb2.VolumeInfo(
             series_instance_uid=request.series_instance_uid,
             stacks=stacks,
-            excluded=[volume_pb2.ExcludedFrame(sop_instance_uid=e.frame.sop_uid, frame=e.frame.frame_index, reason=e.reason)
-                      for e in layout.excluded],
+            excluded=[
+                volume_pb2.ExcludedFrame(sop_instance_uid=e.frame.sop_uid, frame=e.frame.frame_index, reason=e.reason)
+                for e in layout.excluded
+            ],
         )
 
     def GetSlice(self, request: volume_pb2.GetSliceRequest, context: grpc.ServicerContext) -> volume_pb2.SliceImage:
@@ -101,10 +111,18 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
         )
         g = r.geometry
         reply = volume_pb2.SliceImage(
-            data=r.payload, media_type=r.media_type, dtype=r.dtype, shape=list(r.shape),
-            pixel_spacing=list(g.pixel_spacing), origin=list(g.origin), row_direction=list(g.row_direction),
-            column_direction=list(g.column_direction), index=g.index, position_mm=g.position_mm,
-            slice_count=r.slice_count, warnings=list(r.warnings),
+            data=r.payload,
+            media_type=r.media_type,
+            dtype=r.dtype,
+            shape=list(r.shape),
+            pixel_spacing=list(g.pixel_spacing),
+            origin=list(g.origin),
+            row_direction=list(g.row_direction),
+            column_direction=list(g.column_direction),
+            index=g.index,
+            position_mm=g.position_mm,
+            slice_count=r.slice_count,
+            warnings=list(r.warnings),
         )
         if r.window is not None:
             c, w, fn = r.window
@@ -119,8 +137,10 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
         vol, chunks = self._volumes.stream_volume(request.series_instance_uid, request.stack, chunk_bytes=_CHUNK_BYTES)
         header = volume_pb2.VolumeHeader(
             geometry=_geometry(vol.shape, vol.spacing, vol.origin, vol.direction.ravel().tolist()),
-            dtype=vol.array.dtype.newbyteorder("<").str, shape=list(vol.shape),
-            total_bytes=int(vol.array.nbytes), warnings=list(vol.warnings),
+            dtype=vol.array.dtype.newbyteorder("<").str,
+            shape=list(vol.shape),
+            total_bytes=int(vol.array.nbytes),
+            warnings=list(vol.warnings),
             frame_of_reference_uid=vol.frame_of_reference_uid,
         )
         yield volume_pb2.VolumeChunk(header=header)
@@ -145,5 +165,10 @@ def chunk_wire(chunk: volume_pb2.VolumeChunk | bytes | memoryview) -> bytes:
 
 def add_volume_service(servicer: VolumeServicer, server: grpc.Server) -> None:
     """Register ``servicer`` as the generated code does, with ``chunk_wire`` serialising ``GetVolume``."""
-    wire.add_service(volume_pb2_grpc.add_VolumeServiceServicer_to_server, servicer, server,
-                     volume_pb2.DESCRIPTOR.services_by_name["VolumeService"].full_name, {"GetVolume": chunk_wire})
+    wire.add_service(
+        volume_pb2_grpc.add_VolumeServiceServicer_to_server,
+        servicer,
+        server,
+        volume_pb2.DESCRIPTOR.services_by_name["VolumeService"].full_name,
+        {"GetVolume": chunk_wire},
+    )

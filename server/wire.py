@@ -102,7 +102,9 @@ def add_service(
     add_to_server(servicer, table)
     if not set(serializers) <= table.handlers.keys():
         raise RuntimeError(f"the generated {service_name} registration no longer hands over its method handlers")
-    handlers = {name: h._replace(response_serializer=serializers[name]) if name in serializers else h
-                for name, h in table.handlers.items()}
+    handlers = {
+        name: h._replace(response_serializer=serializers[name]) if name in serializers else h
+        for name, h in table.handlers.items()
+    }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_name, handlers),))
     server.add_registered_method_handlers(service_name, handlers)

@@ -49,8 +49,15 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def make_config(data_dir: Path, **overrides: object) -> Config:
-    base = dict(data_dir=data_dir, host="127.0.0.1", port=0, cache_bytes=256 * 1024 * 1024,
-                limits=Limits(), workers=8, grace_seconds=5.0)
+    base = dict(
+        data_dir=data_dir,
+        host="127.0.0.1",
+        port=0,
+        cache_bytes=256 * 1024 * 1024,
+        limits=Limits(),
+        workers=8,
+        grace_seconds=5.0,
+    )
     base.update(overrides)
     return Config(**base)  # type: ignore[arg-type]
 

@@ -87,6 +87,7 @@ def test_regenerated_package_imports_in_a_fresh_interpreter(regenerated: Path) -
         "    m = importlib.import_module(n)\n"
         f"    assert m.__file__.startswith({str(regenerated)!r}), m.__file__\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], cwd=regenerated, capture_output=True, text=True, timeout=60,
-                         check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=regenerated, capture_output=True, text=True, timeout=60, check=False
+    )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -86,8 +86,11 @@ def test_base_image_is_slim_python_of_the_supported_version(stages: list[list[tu
         image = stage[0][1].split()[0]
         found = re.fullmatch(r"python:3\.(\d+)(\.\d+)?-slim(-\w+)?", image)
         assert found, image
-        assert f"<3.{int(found.group(1)) + 1}" in requires or f"<3.{int(found.group(1)) + 2}" in requires or (
-            f"<3.{int(found.group(1)) + 3}" in requires), f"{image} is outside requires-python {requires}"
+        assert (
+            f"<3.{int(found.group(1)) + 1}" in requires
+            or f"<3.{int(found.group(1)) + 2}" in requires
+            or (f"<3.{int(found.group(1)) + 3}" in requires)
+        ), f"{image} is outside requires-python {requires}"
 
 
 def test_entrypoint_is_the_console_script_serving_the_default_port(final: list[tuple[str, str]]) -> None:
@@ -104,7 +107,12 @@ def test_entrypoint_is_the_console_script_serving_the_default_port(final: list[t
     assert "--insecure" not in argv
     # The real parser takes these arguments (it exits on an unknown one).
     parsed = cli.build_parser().parse_args(argv[1:])
-    assert (parsed.command, parsed.host, parsed.port, str(parsed.data_dir)) == ("serve", "0.0.0.0", DEFAULT_PORT, "/data")
+    assert (parsed.command, parsed.host, parsed.port, str(parsed.data_dir)) == (
+        "serve",
+        "0.0.0.0",
+        DEFAULT_PORT,
+        "/data",
+    )
 
 
 def test_port_and_data_volume(final: list[tuple[str, str]]) -> None:
@@ -158,8 +166,11 @@ def test_the_image_installs_the_runtime_only(stages: list[list[tuple[str, str]]]
 
 
 def test_copy_sources_exist_and_are_not_ignored(stages: list[list[tuple[str, str]]]) -> None:
-    ignored = {line.strip().strip("/") for line in DOCKERIGNORE.read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip().strip("/")
+        for line in DOCKERIGNORE.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     for stage in stages:
         for ins, args in stage:
             if ins != "COPY" or args.startswith("--from"):

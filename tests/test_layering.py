@@ -35,8 +35,16 @@ for door in ("voxelgate.dimse", "voxelgate.dicomweb"):
     if door in PACKAGE_DIR:
         FORBIDDEN[door] = {"voxelgate.server", "voxelgate.imaging", "voxelgate.cache"}
 # The root package's own modules (errors and what every layer shares) import no layer.
-ROOT_FORBIDDEN = {"voxelgate.cache", "voxelgate.imaging", "voxelgate.server", "voxelgate.client", "voxelgate.v1",
-                  "voxelgate.dimse", "voxelgate.dicomweb", *GRPC}
+ROOT_FORBIDDEN = {
+    "voxelgate.cache",
+    "voxelgate.imaging",
+    "voxelgate.server",
+    "voxelgate.client",
+    "voxelgate.v1",
+    "voxelgate.dimse",
+    "voxelgate.dicomweb",
+    *GRPC,
+}
 
 
 def _folder(package: str) -> Path:
@@ -105,8 +113,9 @@ def test_domain_imports_without_grpc_in_a_fresh_interpreter() -> None:
     assert out.returncode == 0, out.stderr
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert {"voxelgate.cache.derived", "voxelgate.imaging.dicom.volume"} <= loaded  # the check ran
-    leaked = _hits(loaded, {"grpc", "grpc_health", "grpc_reflection", "voxelgate.v1", "voxelgate.server",
-                            "voxelgate.client"})
+    leaked = _hits(
+        loaded, {"grpc", "grpc_health", "grpc_reflection", "voxelgate.v1", "voxelgate.server", "voxelgate.client"}
+    )
     assert not leaked, f"importing the domain loaded {sorted(leaked)}"
 
 
@@ -117,16 +126,17 @@ def test_static_imports_point_down(package: str) -> None:
     files = sorted(_folder(package).rglob("*.py"))
     assert files, f"no python files under {PACKAGE_DIR[package]}/"
     offenders = {
-        str(f.relative_to(ROOT)): sorted(bad)
-        for f in files
-        if (bad := _hits(_imports(f, package), FORBIDDEN[package]))
+        str(f.relative_to(ROOT)): sorted(bad) for f in files if (bad := _hits(_imports(f, package), FORBIDDEN[package]))
     }
     assert offenders == {}, f"{package} imports from a layer above it or beside it: {offenders}"
 
 
 def test_the_root_package_imports_no_layer() -> None:
-    offenders = {str(f.relative_to(ROOT)): sorted(bad) for f in _root_modules()
-                 if (bad := _hits(_imports(f, "voxelgate"), ROOT_FORBIDDEN))}
+    offenders = {
+        str(f.relative_to(ROOT)): sorted(bad)
+        for f in _root_modules()
+        if (bad := _hits(_imports(f, "voxelgate"), ROOT_FORBIDDEN))
+    }
     assert offenders == {}
 
 
@@ -166,7 +176,9 @@ def test_the_import_scanner_sees_what_it_should(tmp_path: Path) -> None:
     )
     assert _imports(f) == {"os", "grpc.aio", "voxelgate.v1", "server", "google.protobuf"}
     assert _hits({"grpc.aio", "grpcio_x", "voxelgate.v1.dicom_pb2"}, {"grpc", "voxelgate.v1"}) == {
-        "grpc.aio", "voxelgate.v1.dicom_pb2"}
+        "grpc.aio",
+        "voxelgate.v1.dicom_pb2",
+    }
     # Relative imports resolve against the module's package.
     inner = _folder("voxelgate.imaging") / "dicom" / "volume.py"
     assert "voxelgate.imaging.dicom.stacks" in _imports(inner, "voxelgate.imaging")
@@ -180,7 +192,13 @@ def test_annotations_know_neither_dicom_nor_media() -> None:
     offenders = {
         str(f.relative_to(ROOT)): sorted(bad)
         for f in files
-        if (bad := {m for m in _imports(f, "voxelgate.imaging") if m.split(".")[0] in {"pydicom", "av", "highdicom"}
-                    or m.startswith(("voxelgate.imaging.dicom", "voxelgate.imaging.media"))})
+        if (
+            bad := {
+                m
+                for m in _imports(f, "voxelgate.imaging")
+                if m.split(".")[0] in {"pydicom", "av", "highdicom"}
+                or m.startswith(("voxelgate.imaging.dicom", "voxelgate.imaging.media"))
+            }
+        )
     }
     assert offenders == {}

@@ -537,15 +537,25 @@ class _Blend:
         reach = np.ceil(np.abs(self.delta)).astype(int) + self._MARGIN  # (x, y)
         h, w = plane_shape
         oy, ox = origin
-        rows = (max(oy + min(b[0] for b in boxes) - int(reach[1]), 0), min(oy + max(b[1] for b in boxes) + int(reach[1]), h))
-        cols = (max(ox + min(b[2] for b in boxes) - int(reach[0]), 0), min(ox + max(b[3] for b in boxes) + int(reach[0]), w))
+        rows = (
+            max(oy + min(b[0] for b in boxes) - int(reach[1]), 0),
+            min(oy + max(b[1] for b in boxes) + int(reach[1]), h),
+        )
+        cols = (
+            max(ox + min(b[2] for b in boxes) - int(reach[0]), 0),
+            min(ox + max(b[3] for b in boxes) + int(reach[0]), w),
+        )
         self.crop = (slice(*rows), slice(*cols))
         size = (rows[1] - rows[0], cols[1] - cols[0])
         # Where the cut (g0, g1) lands in the crop, and which part of it does.
-        dst = (slice(max(oy - rows[0], 0), min(oy + g0.shape[0], rows[1]) - rows[0]),
-               slice(max(ox - cols[0], 0), min(ox + g0.shape[1], cols[1]) - cols[0]))
-        src = (slice(max(rows[0] - oy, 0), max(rows[0] - oy, 0) + dst[0].stop - dst[0].start),
-               slice(max(cols[0] - ox, 0), max(cols[0] - ox, 0) + dst[1].stop - dst[1].start))
+        dst = (
+            slice(max(oy - rows[0], 0), min(oy + g0.shape[0], rows[1]) - rows[0]),
+            slice(max(ox - cols[0], 0), min(ox + g0.shape[1], cols[1]) - cols[0]),
+        )
+        src = (
+            slice(max(rows[0] - oy, 0), max(rows[0] - oy, 0) + dst[0].stop - dst[0].start),
+            slice(max(cols[0] - ox, 0), max(cols[0] - ox, 0) + dst[1].stop - dst[1].start),
+        )
         maps = []
         for g in (g0, g1):
             local = np.zeros(size, dtype=bool)

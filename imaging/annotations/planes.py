@@ -46,9 +46,11 @@ class SlicePlacement:
     def to_patient(self, xy: np.ndarray) -> np.ndarray:
         """LPS mm of ``(n, 2)`` pixel coordinates ``(x, y)``; shape ``(n, 3)``."""
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        return (np.asarray(self.origin)
-                + np.outer(xy[:, 0] * self.pixel_spacing[1], self.row_direction)
-                + np.outer(xy[:, 1] * self.pixel_spacing[0], self.column_direction))
+        return (
+            np.asarray(self.origin)
+            + np.outer(xy[:, 0] * self.pixel_spacing[1], self.row_direction)
+            + np.outer(xy[:, 1] * self.pixel_spacing[0], self.column_direction)
+        )
 
     def to_pixels(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel coordinates ``(n, 2)`` of LPS points ``(n, 3)``, and each point's distance off the plane (mm)."""
@@ -99,8 +101,10 @@ class SliceGrid:
             raise ValueError("positions must be finite, one per slice, and there must be at least one")
         if pos.size > 1 and not (np.diff(pos) > 0).all():
             at = int(np.flatnonzero(np.diff(pos) <= 0)[0])
-            raise ValueError(f"positions must increase strictly ({self.kind}s {at} and {at + 1} are at "
-                             f"{pos[at]:g} and {pos[at + 1]:g} {self.unit})")
+            raise ValueError(
+                f"positions must increase strictly ({self.kind}s {at} and {at + 1} are at "
+                f"{pos[at]:g} and {pos[at + 1]:g} {self.unit})"
+            )
         rows, cols = (int(v) for v in self.plane_shape)
         row_sp, col_sp = (float(v) for v in self.pixel_spacing)
         if rows <= 0 or cols <= 0:
@@ -119,8 +123,9 @@ class SliceGrid:
     def check_index(self, index: int, *, subject: str) -> None:
         """Raise :class:`InvalidInputError` naming ``subject`` when ``index`` is not a slice of the grid."""
         if not 0 <= index < self.count:
-            raise InvalidInputError(f"{self.kind} {index} is outside the {self.kind}s 0..{self.count - 1}",
-                                    subject=subject)
+            raise InvalidInputError(
+                f"{self.kind} {index} is outside the {self.kind}s 0..{self.count - 1}", subject=subject
+            )
 
     def _placement(self, index: int, subject: str) -> SlicePlacement:
         if self.placement is None:
@@ -152,7 +157,9 @@ class SliceGrid:
         if off.size and abs(off[worst]) > tolerance:
             raise InvalidInputError(
                 f"point {worst} lies {off[worst]:+.2f} mm off {self.kind} {index} (more than {tolerance:.2f} mm): "
-                "it belongs to another slice", subject=subject)
+                "it belongs to another slice",
+                subject=subject,
+            )
         return xy
 
     def to_patient(self, index: int, xy: np.ndarray) -> np.ndarray:
@@ -219,7 +226,9 @@ def fill(
     seen: dict[int, int] = {}
     for i, index in enumerate(indices):
         if index in seen:
-            raise InvalidInputError(f"is on the same {grid.kind} as key {seen[index]}", subject=key_subject(grid, i, index))
+            raise InvalidInputError(
+                f"is on the same {grid.kind} as key {seen[index]}", subject=key_subject(grid, i, index)
+            )
         seen[index] = i
     lo, hi = (min(indices), max(indices)) if indices else (0, 0)
     first, last = index_range if index_range is not None else (lo, hi)
@@ -230,7 +239,8 @@ def fill(
     if len(indices) >= 2 and not extrapolate and (first < lo or last > hi):
         raise InvalidInputError(
             f"{grid.kind}s {first}..{last} reach outside the keys ({lo}..{hi}); ask for extrapolation to hold the end keys",
-            subject="range")
+            subject="range",
+        )
     wanted = list(range(first, last + 1))
     results = interpolate(
         [(float(grid.positions[index]), shape) for index, (_, shape) in zip(indices, keys)],
@@ -246,7 +256,8 @@ def fill(
     if fallback:
         warnings.append(
             f"{len(fallback)} {grid.kind}(s) ({_ranges(fallback)}) came back as masks: the polygon keys around them "
-            "differ in their rings or holes, or their morph would intersect itself")
+            "differ in their rings or holes, or their morph would intersect itself"
+        )
     return out, warnings
 
 
@@ -279,10 +290,18 @@ def as_mask(shape: Shape, plane_shape: tuple[int, int], *, subject: str) -> Mask
         if shape.x0 == shape.x1 or shape.y0 == shape.y1:
             # A degenerate box is a line of pixels; Pillow draws it as the outline.
             mask = np.zeros(plane_shape, dtype=bool)
-            r0, r1 = int(np.clip(round(shape.y0), 0, plane_shape[0])), int(np.clip(round(shape.y1) + 1, 0, plane_shape[0]))
-            c0, c1 = int(np.clip(round(shape.x0), 0, plane_shape[1])), int(np.clip(round(shape.x1) + 1, 0, plane_shape[1]))
+            r0, r1 = (
+                int(np.clip(round(shape.y0), 0, plane_shape[0])),
+                int(np.clip(round(shape.y1) + 1, 0, plane_shape[0])),
+            )
+            c0, c1 = (
+                int(np.clip(round(shape.x0), 0, plane_shape[1])),
+                int(np.clip(round(shape.x1) + 1, 0, plane_shape[1])),
+            )
             mask[r0:r1, c0:c1] = True
             return Mask(mask)
         return rasterize_polygon(Polygon([(outer, ())]), plane_shape)
-    raise InvalidInputError(f"a {type(shape).__name__.lower()} encloses no area; a segmentation needs masks, "
-                            "polygons or boxes", subject=subject)
+    raise InvalidInputError(
+        f"a {type(shape).__name__.lower()} encloses no area; a segmentation needs masks, polygons or boxes",
+        subject=subject,
+    )

@@ -107,7 +107,9 @@ def ring_is_simple(ring: np.ndarray, *, block: int = 256) -> bool:
     idx = np.arange(n)
 
     def orient(p0: np.ndarray, p1: np.ndarray, q: np.ndarray) -> np.ndarray:
-        return np.sign((p1[..., 0] - p0[..., 0]) * (q[..., 1] - p0[..., 1]) - (p1[..., 1] - p0[..., 1]) * (q[..., 0] - p0[..., 0]))
+        return np.sign(
+            (p1[..., 0] - p0[..., 0]) * (q[..., 1] - p0[..., 1]) - (p1[..., 1] - p0[..., 1]) * (q[..., 0] - p0[..., 0])
+        )
 
     for start in range(0, n, block):
         i = idx[start : start + block, None]
@@ -356,9 +358,20 @@ def _fill_ring(out: np.ndarray, loops: Sequence[np.ndarray]) -> None:
 # saddle cases (5, 10) keep the diagonal pixels apart, as 4-connectivity does, so that no two
 # rings ever share a point.
 _CELL_SEGMENTS: dict[int, tuple[tuple[int, int], ...]] = {
-    1: ((3, 2),), 2: ((2, 1),), 3: ((3, 1),), 4: ((0, 1),), 5: ((0, 1), (3, 2)), 6: ((0, 2),),
-    7: ((3, 0),), 8: ((3, 0),), 9: ((0, 2),), 10: ((3, 0), (2, 1)), 11: ((0, 1),), 12: ((3, 1),),
-    13: ((2, 1),), 14: ((3, 2),),
+    1: ((3, 2),),
+    2: ((2, 1),),
+    3: ((3, 1),),
+    4: ((0, 1),),
+    5: ((0, 1), (3, 2)),
+    6: ((0, 2),),
+    7: ((3, 0),),
+    8: ((3, 0),),
+    9: ((0, 2),),
+    10: ((3, 0), (2, 1)),
+    11: ((0, 1),),
+    12: ((3, 1),),
+    13: ((2, 1),),
+    14: ((3, 2),),
 }
 # Edge midpoints and corners in cell units, as (dx, dy) from the top-left pixel centre.
 _EDGE_MID = np.array([(0.5, 0.0), (1.0, 0.5), (0.5, 1.0), (0.0, 0.5)])
@@ -374,7 +387,9 @@ def _oriented_segments() -> dict[int, list[tuple[int, int]]]:
             a, b = _EDGE_MID[e1], _EDGE_MID[e2]
             mid = (a + b) / 2
             # The foreground corner nearest the segment tells its side (also in the saddle cases).
-            fg = min((np.array(c) for bit, c in _CORNERS.items() if case & bit), key=lambda c: float(np.hypot(*(c - mid))))
+            fg = min(
+                (np.array(c) for bit, c in _CORNERS.items() if case & bit), key=lambda c: float(np.hypot(*(c - mid)))
+            )
             cross = (b[0] - a[0]) * (fg[1] - a[1]) - (b[1] - a[1]) * (fg[0] - a[0])
             out.append((e1, e2) if cross > 0 else (e2, e1))
         table[case] = out

@@ -105,6 +105,7 @@ def dicom_plane(volumes: SeriesVolumes, series_uid: str, stack: int = 0, *, plan
     def placed_reformat(i: int) -> SlicePlacement:
         return SlicePlacement(pg.origin_at(pg.position_of(i)), pg.row_direction, pg.column_direction, spacing)
 
-    grid = SliceGrid([pg.position_of(i) for i in range(pg.count)], (pg.rows, pg.columns), spacing, "mm", "slice",
-                     placed_reformat)
+    grid = SliceGrid(
+        [pg.position_of(i) for i in range(pg.count)], (pg.rows, pg.columns), spacing, "mm", "slice", placed_reformat
+    )
     return DicomPlane(grid, series_uid, stack, plane, sources, vol.frame_of_reference_uid, tuple(vol.warnings))

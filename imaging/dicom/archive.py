@@ -105,7 +105,12 @@ class DicomArchive:
     def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
         """Start receiving a file called ``name`` (as the client knows it)."""
         return begin_file(
-            self, self.store, name, max_bytes=self.limits.max_file_bytes, declared_size=declared_size, overwrite=overwrite
+            self,
+            self.store,
+            name,
+            max_bytes=self.limits.max_file_bytes,
+            declared_size=declared_size,
+            overwrite=overwrite,
         )
 
     def ingest_path(self, path: Path, *, name: str | None = None, overwrite: bool = False) -> IngestReport:
@@ -176,8 +181,10 @@ class DicomArchive:
         for (incoming, _), r in zip(items, results):
             sha = incoming.staged.sha256
             if isinstance(r, IngestReport):
-                log.info("ingested", extra={"outcome": r.outcome, "sha256": r.sha256[:16], "bytes": r.size,
-                                            "warnings": len(r.warnings)})
+                log.info(
+                    "ingested",
+                    extra={"outcome": r.outcome, "sha256": r.sha256[:16], "bytes": r.size, "warnings": len(r.warnings)},
+                )
             elif sha and not self.catalog.is_referenced(sha):
                 self.cache.evict_tag(sha)  # frames kept while validating a file that was not stored
         return results  # type: ignore[return-value]
@@ -333,14 +340,28 @@ class DicomArchive:
             arr = self.decoded_frame(row, ds, index)
             if fmt == "png":
                 out, notes = render_8bit(arr, ds, index)
-                return encode_png(out), "image/png", {
-                    "dtype": "|u1", "shape": list(out.shape), "rescaled": False, "warnings": notes,
-                }
+                return (
+                    encode_png(out),
+                    "image/png",
+                    {
+                        "dtype": "|u1",
+                        "shape": list(out.shape),
+                        "rescaled": False,
+                        "warnings": notes,
+                    },
+                )
             values, rescaled = modality_values(arr, ds, index)
             payload, dtype, shape = encode_raw(values)
-            return payload, "application/octet-stream", {
-                "dtype": dtype, "shape": list(shape), "rescaled": rescaled, "warnings": [],
-            }
+            return (
+                payload,
+                "application/octet-stream",
+                {
+                    "dtype": dtype,
+                    "shape": list(shape),
+                    "rescaled": rescaled,
+                    "warnings": [],
+                },
+            )
 
         value = self.cache.get_or_compute(key, compute, tag=row.sha256)
         meta = value.meta

@@ -49,13 +49,16 @@ class InstanceHeader:
     modality_lut: bool
 
     def to_json(self) -> str:
-        return json.dumps({
-            "version": HEADER_VERSION,
-            "frames": [asdict(f) for f in self.frames],
-            "modality_dtypes": list(self.modality_dtypes),
-            "native": asdict(self.native) if self.native is not None else None,
-            "modality_lut": self.modality_lut,
-        }, separators=(",", ":"))
+        return json.dumps(
+            {
+                "version": HEADER_VERSION,
+                "frames": [asdict(f) for f in self.frames],
+                "modality_dtypes": list(self.modality_dtypes),
+                "native": asdict(self.native) if self.native is not None else None,
+                "modality_lut": self.modality_lut,
+            },
+            separators=(",", ":"),
+        )
 
     @classmethod
     def from_json(cls, text: str) -> "InstanceHeader | None":
@@ -66,8 +69,9 @@ class InstanceHeader:
                 return None
             names = {f.name for f in fields(FrameRef)}
             frames = tuple(
-                FrameRef(**{k: (tuple(v) if k in _TUPLE_FIELDS and v is not None else v)
-                            for k, v in f.items() if k in names})
+                FrameRef(
+                    **{k: (tuple(v) if k in _TUPLE_FIELDS and v is not None else v) for k, v in f.items() if k in names}
+                )
                 for f in d["frames"]
             )
             native = NativeLayout(**d["native"]) if d["native"] is not None else None

@@ -99,7 +99,8 @@ def _check_elements(ds: Dataset, name: str, file_size: int | None) -> None:
             if held is not None and held < raw.length:
                 raise InvalidInputError(
                     f"file is truncated or not DICOM: element {Tag(tag)} announces {raw.length} bytes, "
-                    f"the file holds {held}", subject=name
+                    f"the file holds {held}",
+                    subject=name,
                 )
         if int(tag) in PIXEL_TAGS:
             continue
@@ -110,9 +111,7 @@ def _check_elements(ds: Dataset, name: str, file_size: int | None) -> None:
                     _check_elements(item, name, None)
 
 
-def read_dataset(
-    path: Path, *, name: str, stop_before_pixels: bool = False
-) -> tuple[Dataset, list[str]]:
+def read_dataset(path: Path, *, name: str, stop_before_pixels: bool = False) -> tuple[Dataset, list[str]]:
     """Read a file's dataset (pixel data deferred), Part 10 or bare.
 
     Returns the dataset and the warnings collected while reading.
@@ -131,9 +130,7 @@ def read_dataset(
             try:
                 ds = pydicom.dcmread(path, defer_size="256 KB", stop_before_pixels=stop_before_pixels)
             except InvalidDicomError:
-                ds = pydicom.dcmread(
-                    path, defer_size="256 KB", stop_before_pixels=stop_before_pixels, force=True
-                )
+                ds = pydicom.dcmread(path, defer_size="256 KB", stop_before_pixels=stop_before_pixels, force=True)
                 found.append("no DICOM preamble/meta header; read as a bare dataset")
             # pydicom stops quietly where a file ends inside an undefined-length value.
             if any("End of file reached" in str(w.message) for w in caught):
@@ -142,8 +139,18 @@ def read_dataset(
             # header must hold what it announces so that a cut-off file fails here.
             deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
             _check_elements(ds, name, None if deflated else path.stat().st_size)
-        except (InvalidDicomError, EOFError, ValueError, struct.error, OverflowError,
-                KeyError, TypeError, NotImplementedError, UnicodeError, AttributeError) as exc:
+        except (
+            InvalidDicomError,
+            EOFError,
+            ValueError,
+            struct.error,
+            OverflowError,
+            KeyError,
+            TypeError,
+            NotImplementedError,
+            UnicodeError,
+            AttributeError,
+        ) as exc:
             raise InvalidInputError(
                 f"not a readable DICOM dataset ({type(exc).__name__}: {str(exc)[:200]})", subject=name
             ) from exc
@@ -151,7 +158,9 @@ def read_dataset(
             # pydicom raises a bare OSError ("No tag to read ...") for a cut-off sequence.
             if exc.errno is not None:
                 raise
-            raise InvalidInputError(f"not a readable DICOM dataset (truncated or corrupt: {str(exc)[:200]})", subject=name) from exc
+            raise InvalidInputError(
+                f"not a readable DICOM dataset (truncated or corrupt: {str(exc)[:200]})", subject=name
+            ) from exc
     found.extend(str(w.message)[:300] for w in caught)
     if not ds.get("file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         meta = ds.file_meta if isinstance(ds.get("file_meta"), FileMetaDataset) else FileMetaDataset()

@@ -262,9 +262,7 @@ def validate_pixels(
         if length == 0xFFFFFFFF:
             raise InvalidInputError("native pixel data with undefined length", subject=name)
         if length < need:
-            raise InvalidInputError(
-                f"pixel data truncated: {length} bytes where the header needs {need}", subject=name
-            )
+            raise InvalidInputError(f"pixel data truncated: {length} bytes where the header needs {need}", subject=name)
         if length > need + 1:
             found.append(f"pixel data has {length - need} bytes more than the header needs")
         return found

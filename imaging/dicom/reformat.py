@@ -131,8 +131,11 @@ class PlaneGrid:
 
     def origin_at(self, position_mm: float) -> tuple[float, float, float]:
         """LPS mm of pixel ``[0, 0]`` of the reformat at ``position_mm``."""
-        o = (self.corner[0] * np.asarray(self.row_direction) + self.corner[1] * np.asarray(self.column_direction)
-             + position_mm * np.asarray(self.axis))
+        o = (
+            self.corner[0] * np.asarray(self.row_direction)
+            + self.corner[1] * np.asarray(self.column_direction)
+            + position_mm * np.asarray(self.axis)
+        )
         return float(o[0]), float(o[1]), float(o[2])
 
 
@@ -177,8 +180,11 @@ class Slice:
 
     def to_patient(self, row: float, column: float) -> tuple[float, float, float]:
         """LPS mm of the (fractional) pixel ``[row, column]``."""
-        p = (np.asarray(self.origin) + column * self.pixel_spacing[1] * np.asarray(self.row_direction)
-             + row * self.pixel_spacing[0] * np.asarray(self.column_direction))
+        p = (
+            np.asarray(self.origin)
+            + column * self.pixel_spacing[1] * np.asarray(self.row_direction)
+            + row * self.pixel_spacing[0] * np.asarray(self.column_direction)
+        )
         return float(p[0]), float(p[1]), float(p[2])
 
 
@@ -335,8 +341,15 @@ def reformat(
     return _placed(volume, grid, out, index, position, slab_mm, slab_mode)
 
 
-def _placed(volume: Volume, grid: PlaneGrid, array: np.ndarray, index: int, position: float, slab_mm: float = 0.0,
-            slab_mode: SlabMode = "max") -> Slice:
+def _placed(
+    volume: Volume,
+    grid: PlaneGrid,
+    array: np.ndarray,
+    index: int,
+    position: float,
+    slab_mm: float = 0.0,
+    slab_mode: SlabMode = "max",
+) -> Slice:
     """``array`` as the reformat of ``volume`` at ``position`` in ``grid``'s plane."""
     return Slice(
         array=array,
@@ -357,9 +370,14 @@ def _lies_in(volume: Volume, grid: PlaneGrid) -> bool:
     """Whether ``grid``'s slices are ``volume``'s own, pixel for pixel: same axes, directions, sampling and extent."""
     d = volume.direction  # its columns: the directions of the column, row and slice index
     sx, sy, sz = volume.spacing
-    return (tuple(d[:, 0]) == grid.row_direction and tuple(d[:, 1]) == grid.column_direction
-            and tuple(d[:, 2]) == grid.axis and sx == sy == grid.pixel_spacing and sz == grid.axis_spacing
-            and (grid.count, grid.rows, grid.columns) == volume.shape)
+    return (
+        tuple(d[:, 0]) == grid.row_direction
+        and tuple(d[:, 1]) == grid.column_direction
+        and tuple(d[:, 2]) == grid.axis
+        and sx == sy == grid.pixel_spacing
+        and sz == grid.axis_spacing
+        and (grid.count, grid.rows, grid.columns) == volume.shape
+    )
 
 
 class PlaneStacks:
@@ -418,13 +436,26 @@ class PlaneStacks:
             As :func:`reformat`.
         """
         grid = plane_grid(volume, plane)
-        if (index is not None and position_mm is None and interpolation == "linear" and slab_mm == 0
-                and slab_mode in ("max", "min", "mean") and 0 <= index < grid.count):
+        if (
+            index is not None
+            and position_mm is None
+            and interpolation == "linear"
+            and slab_mm == 0
+            and slab_mode in ("max", "min", "mean")
+            and 0 <= index < grid.count
+        ):
             stack = self.stack(volume, name, grid.plane)
             if stack is not None:
                 return _placed(volume, grid, stack[index], index, grid.position_of(index), 0.0, slab_mode)
-        return reformat(volume, plane, index=index, position_mm=position_mm, interpolation=interpolation,
-                        slab_mm=slab_mm, slab_mode=slab_mode)
+        return reformat(
+            volume,
+            plane,
+            index=index,
+            position_mm=position_mm,
+            interpolation=interpolation,
+            slab_mm=slab_mm,
+            slab_mode=slab_mode,
+        )
 
     def stack(self, volume: Volume, name: str, plane: Plane) -> np.ndarray | None:
         """The plane's stack (read-only, ``(count, rows, columns)``), or None, starting its build when it is worth one."""
@@ -482,9 +513,15 @@ class PlaneStacks:
                 self._bytes -= old
             self._stacks[key] = (stack, held)
             self._bytes += held
-        log.info("%s stack of a volume %s: %d slices of %dx%d in %.2f s", plane.value.lower(),
-                 "reformatted" if held else "taken as it is", grid.count, grid.rows, grid.columns,
-                 time.perf_counter() - started)
+        log.info(
+            "%s stack of a volume %s: %d slices of %dx%d in %.2f s",
+            plane.value.lower(),
+            "reformatted" if held else "taken as it is",
+            grid.count,
+            grid.rows,
+            grid.columns,
+            time.perf_counter() - started,
+        )
 
     def held_bytes(self) -> int:
         """Memory the stacks hold (views of volumes count nothing)."""

@@ -38,8 +38,17 @@ SEG_SERIES_NUMBER = 9001
 
 #: Type 2 attributes of the source that highdicom copies into the Segmentation (Patient and General
 #: Study modules). Anonymised files often leave them out; they are written empty then, as type 2 allows.
-_TYPE2_COPIED = ("PatientID", "PatientName", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
-                 "StudyDate", "StudyTime", "ReferringPhysicianName")
+_TYPE2_COPIED = (
+    "PatientID",
+    "PatientName",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)
 
 
@@ -114,7 +123,9 @@ def segmentation(
         segmented_property_type=codes.SCT.Tissue,
         algorithm_type=hd.seg.SegmentAlgorithmTypeValues.SEMIAUTOMATIC,
         algorithm_identification=hd.AlgorithmIdentificationSequence(
-            name="voxelgate interpolate", family=codes.DCM.MorphologicalOperations, version=version,
+            name="voxelgate interpolate",
+            family=codes.DCM.MorphologicalOperations,
+            version=version,
             parameters={"methods": ",".join(sorted({f.method for f in filled}))[:64]},
         ),
     )
@@ -137,15 +148,18 @@ def segmentation(
                 device_serial_number="0",
                 content_label="INTERPOLATED",
                 content_description=f"interpolated {grid.kind}s {filled[0].index}-{filled[-1].index}"[:64],
-                pixel_measures=hd.PixelMeasuresSequence(pixel_spacing=list(grid.pixel_spacing), slice_thickness=thickness),
+                pixel_measures=hd.PixelMeasuresSequence(
+                    pixel_spacing=list(grid.pixel_spacing), slice_thickness=thickness
+                ),
                 plane_orientation=hd.PlaneOrientationSequence("PATIENT", orientation),  # type: ignore[arg-type]
                 plane_positions=positions,
                 omit_empty_frames=False,
             )
     except (ValueError, TypeError, AttributeError) as exc:
         # highdicom explains what it refuses; the message names attributes, not values.
-        raise UnsupportedError(f"cannot build a segmentation of this stack ({str(exc)[:200]})",
-                               subject=plane.series_uid) from exc
+        raise UnsupportedError(
+            f"cannot build a segmentation of this stack ({str(exc)[:200]})", subject=plane.series_uid
+        ) from exc
 
 
 def store_segmentation(archive: DicomArchive, seg: Dataset) -> IngestReport:
@@ -166,5 +180,8 @@ def store_segmentation(archive: DicomArchive, seg: Dataset) -> IngestReport:
         incoming.abort()
         raise
     report = incoming.finish()
-    log.info("segmentation stored", extra={"sha256": report.sha256[:16], "bytes": report.size, "frames": len(seg.PerFrameFunctionalGroupsSequence)})
+    log.info(
+        "segmentation stored",
+        extra={"sha256": report.sha256[:16], "bytes": report.size, "frames": len(seg.PerFrameFunctionalGroupsSequence)},
+    )
     return report

@@ -58,8 +58,14 @@ class WindowRequest:
     object_index: int = 0
 
     def params(self) -> dict[str, object]:
-        return {"src": self.source, "c": self.center, "w": self.width, "fn": self.function.value,
-                "preset": self.preset, "oi": self.object_index}
+        return {
+            "src": self.source,
+            "c": self.center,
+            "w": self.width,
+            "fn": self.function.value,
+            "preset": self.preset,
+            "oi": self.object_index,
+        }
 
 
 class _Datasets(Mapping[str, Dataset]):
@@ -153,8 +159,9 @@ class SeriesVolumes:
         process keeps at hand; the derived cache holds the rest.
     """
 
-    def __init__(self, archive: DicomArchive, *, memo_series: int = 16, memo_volumes: int = 8,
-                 plane_stack_bytes: int = 1 << 30) -> None:
+    def __init__(
+        self, archive: DicomArchive, *, memo_series: int = 16, memo_volumes: int = 8, plane_stack_bytes: int = 1 << 30
+    ) -> None:
         self.archive = archive
         #: Whole planes reformatted once for the volumes a viewer pages through (see PlaneStacks).
         self.planes = PlaneStacks(plane_stack_bytes)
@@ -332,8 +339,9 @@ class SeriesVolumes:
             if header is None or header.modality_lut or ref.samples_per_pixel != 1:
                 return None
             native = header.native
-            if native is not None and (ref.frame_index >= native.frames
-                                       or (native.rows, native.columns) != (stack.rows, stack.columns)):
+            if native is not None and (
+                ref.frame_index >= native.frames or (native.rows, native.columns) != (stack.rows, stack.columns)
+            ):
                 return None
             plans.append((layout.rows[ref.sop_uid], native, ref, np.dtype(header.modality_dtypes[ref.frame_index])))
         if any(m.kind == "f" for _, _, _, m in plans):
@@ -354,12 +362,21 @@ class SeriesVolumes:
             return None if native is not None else self._stored_frame(layout, row, ref.frame_index)
 
         def read_into_place(ks: list[int]) -> list[bool]:
-            return [plans[k][1].read(self.archive.file_path(plans[k][0]), plans[k][2].frame_index,  # type: ignore[union-attr]
-                                     out=out[k]) is not None for k in ks]
+            return [
+                plans[k][1].read(
+                    self.archive.file_path(plans[k][0]),
+                    plans[k][2].frame_index,  # type: ignore[union-attr]
+                    out=out[k],
+                )
+                is not None
+                for k in ks
+            ]
 
         # Uncompressed frames of the result's dtype are read straight into place by two threads
         # (reads and page faults release the GIL); compressed ones are fetched ahead the same way.
-        direct = [k for k, (_, native, _, _) in enumerate(plans) if native is not None and np.dtype(native.dtype) == target]
+        direct = [
+            k for k, (_, native, _, _) in enumerate(plans) if native is not None and np.dtype(native.dtype) == target
+        ]
         with ThreadPoolExecutor(2, thread_name_prefix="volume-frames", initializer=use_all_cores) as pool:
             halves = [direct[: len(direct) // 2], direct[len(direct) // 2 :]]
             if not all(ok for part in pool.map(read_into_place, halves) for ok in part):
@@ -372,8 +389,11 @@ class SeriesVolumes:
                     raw = out[k]  # read above (if the result was widened since, widened with it)
                 elif stored is not None:
                     raw = stored
-                    if (raw.dtype.kind not in "iu" or raw.shape != (stack.rows, stack.columns)
-                            or (rescale is None and raw.dtype != mdt)):
+                    if (
+                        raw.dtype.kind not in "iu"
+                        or raw.shape != (stack.rows, stack.columns)
+                        or (rescale is None and raw.dtype != mdt)
+                    ):
                         return None  # not what the summary foresaw: the general build decides
                 else:
                     assert native is not None
@@ -410,8 +430,9 @@ class SeriesVolumes:
                     out[k] = values
         return out
 
-    def _read_in_place(self, plans: list[tuple[InstanceRow, NativeLayout, FrameRef, np.dtype]],
-                       out: np.ndarray) -> None:
+    def _read_in_place(
+        self, plans: list[tuple[InstanceRow, NativeLayout, FrameRef, np.dtype]], out: np.ndarray
+    ) -> None:
         """Read uncompressed frames into ``out`` and rescale each in place.
 
         Two threads take a few slices at a time (reads and numpy release the GIL);
@@ -434,8 +455,9 @@ class SeriesVolumes:
                 for k in range(a, b):
                     row, native, ref, mdt = plans[k]
                     if native.read(self.archive.file_path(row), ref.frame_index, out=out[k]) is None:
-                        raise InvalidInputError(f"pixel data of frame {ref.frame_index} is cut short",
-                                                subject=ref.sop_uid)
+                        raise InvalidInputError(
+                            f"pixel data of frame {ref.frame_index} is cut short", subject=ref.sop_uid
+                        )
                     if mdt == np.int32 and not _fits_int16(out[k], ref.rescale):
                         raise _NeedsInt32()
                     _rescale_in_place(out[k], ref.rescale)
@@ -481,8 +503,12 @@ class SeriesVolumes:
             known = self._volumes.get(self._volume_key(layout, stack))
         if known is not None:
             return known[0].array.dtype.newbyteorder("<").str
-        dtypes = {np.dtype(layout.headers[f.sop_uid].modality_dtypes[f.frame_index]) if f.sop_uid in layout.headers
-                  else modality_dtype(layout.datasets[f.sop_uid], f.frame_index) for f in stack.frames}
+        dtypes = {
+            np.dtype(layout.headers[f.sop_uid].modality_dtypes[f.frame_index])
+            if f.sop_uid in layout.headers
+            else modality_dtype(layout.datasets[f.sop_uid], f.frame_index)
+            for f in stack.frames
+        }
         if any(d.kind == "f" for d in dtypes):
             return np.dtype(np.float32).str
         return np.result_type(*dtypes).newbyteorder("<").str
@@ -519,7 +545,9 @@ class SeriesVolumes:
             notes.append("the object has no window; used the automatic window")
         key = make_key("dicom", "autowindow", layout.identity, {"stack": stack.digest})
         value = self.archive.cache.get_or_compute(
-            key, lambda: (b"", "text/plain", dict(zip(("c", "w"), auto_window(vol.array)))), tag=f"series:{layout.series_uid}"
+            key,
+            lambda: (b"", "text/plain", dict(zip(("c", "w"), auto_window(vol.array)))),
+            tag=f"series:{layout.series_uid}",
         )
         return float(value.meta["c"]), float(value.meta["w"]), VoiFunction.LINEAR, False, notes
 
@@ -551,8 +579,18 @@ class SeriesVolumes:
             The series cannot form a volume.
         """
         try:
-            return self._render_slice(series_uid, stack, Plane.parse(plane), index, position_mm, window, fmt,
-                                      interpolation, slab_mm, slab_mode)
+            return self._render_slice(
+                series_uid,
+                stack,
+                Plane.parse(plane),
+                index,
+                position_mm,
+                window,
+                fmt,
+                interpolation,
+                slab_mm,
+                slab_mode,
+            )
         except VoxelgateError as exc:
             raise exc.with_subject(series_uid) from exc.__cause__
 
@@ -587,8 +625,16 @@ class SeriesVolumes:
         volume_id = self._volume_id(layout, st)
 
         def reformat() -> Slice:
-            return self.planes.reformat(vol, volume_id, plane, index=index, position_mm=position_mm,
-                                        interpolation=interpolation, slab_mm=slab_mm, slab_mode=slab_mode)
+            return self.planes.reformat(
+                vol,
+                volume_id,
+                plane,
+                index=index,
+                position_mm=position_mm,
+                interpolation=interpolation,
+                slab_mm=slab_mm,
+                slab_mode=slab_mode,
+            )
 
         if fmt is ImageFormat.RAW:
             sl = reformat()
@@ -596,9 +642,23 @@ class SeriesVolumes:
             return RenderedSlice(payload, fmt.media_type, dtype, shape, _geometry(sl), grid.count, None, ())
         c, w, fn, use_lut, notes = self._window(layout, st, vol, window)
         key = make_key(
-            "dicom", "slice", volume_id,
-            {"plane": plane.value, "i": index, "mm": position_mm, "interp": interpolation, "slab": slab_mm,
-             "mode": slab_mode, "fmt": fmt.value, "c": c, "w": w, "fn": fn.value, "inv": invert, "lut": use_lut},
+            "dicom",
+            "slice",
+            volume_id,
+            {
+                "plane": plane.value,
+                "i": index,
+                "mm": position_mm,
+                "interp": interpolation,
+                "slab": slab_mm,
+                "mode": slab_mode,
+                "fmt": fmt.value,
+                "c": c,
+                "w": w,
+                "fn": fn.value,
+                "inv": invert,
+                "lut": use_lut,
+            },
         )
 
         lut_ds = first if use_lut else None
@@ -627,9 +687,16 @@ class SeriesVolumes:
         # to disk, and a viewer is waiting for this one.
         value = self.archive.cache.get_or_compute(key, compute, tag=f"series:{series_uid}", memory_only=True)
         dtype = "<u2" if fmt is ImageFormat.PNG16 else "|u1"
-        return RenderedSlice(value.payload, value.media_type, dtype, tuple(value.meta["shape"]),
-                             SliceGeometry.from_json(value.meta["geometry"]), grid.count,
-                             None if lut_ds is not None else (c, w, fn), tuple(notes))
+        return RenderedSlice(
+            value.payload,
+            value.media_type,
+            dtype,
+            tuple(value.meta["shape"]),
+            SliceGeometry.from_json(value.meta["geometry"]),
+            grid.count,
+            None if lut_ds is not None else (c, w, fn),
+            tuple(notes),
+        )
 
 
 #: Slices a reader thread takes at a time (see ``_read_in_place``).
@@ -692,7 +759,9 @@ def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> "Iterator[bytes | memoryvi
 
 def _geometry(sl: Slice) -> "SliceGeometry":
     return SliceGeometry(
-        plane=sl.plane.value, index=int(sl.index), position_mm=float(sl.position_mm),
+        plane=sl.plane.value,
+        index=int(sl.index),
+        position_mm=float(sl.position_mm),
         pixel_spacing=tuple(float(v) for v in sl.pixel_spacing),
         origin=tuple(float(v) for v in sl.origin),
         row_direction=tuple(float(v) for v in sl.row_direction),

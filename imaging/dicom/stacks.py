@@ -408,8 +408,15 @@ def _exclusion(ref: FrameRef) -> tuple[ExclusionKind, str] | None:
     if ref.position is None and ref.number_of_frames > 1:
         return "frame_series", "multi-frame object without per-frame positions: a frame series, not a volume"
     if ref.position is None or ref.orientation is None or ref.pixel_spacing is None:
-        missing = [n for n, v in (("ImagePositionPatient", ref.position), ("ImageOrientationPatient",
-                   ref.orientation), ("PixelSpacing", ref.pixel_spacing)) if v is None]
+        missing = [
+            n
+            for n, v in (
+                ("ImagePositionPatient", ref.position),
+                ("ImageOrientationPatient", ref.orientation),
+                ("PixelSpacing", ref.pixel_spacing),
+            )
+            if v is None
+        ]
         return "no_geometry", f"no {', '.join(missing)}: cannot be placed in patient space"
     if _orthonormal(ref.orientation) is None:
         return "no_geometry", "ImageOrientationPatient is not two orthogonal unit vectors"
@@ -488,8 +495,7 @@ def _resolve_repeats(frames: list[FrameRef], normal: np.ndarray) -> list[tuple[_
             if all(max(len(c) for c in _clusters(d[idx])) == 1 for idx in parts.values()):
                 ordered = sorted(parts.items(), key=lambda kv: tuple(_sort_value(v) for v in kv[0]))
                 return [
-                    (tuple((a, _fmt(v)) for a, v in zip(combo, key)), [frames[i] for i in idx])
-                    for key, idx in ordered
+                    (tuple((a, _fmt(v)) for a, v in zip(combo, key)), [frames[i] for i in idx]) for key, idx in ordered
                 ]
     return [((), frames)]
 
@@ -529,8 +535,11 @@ def _order(
         kept.append(cluster[0])
         for i in cluster[1:]:
             excluded.append(
-                Excluded(frames[i], "duplicate",
-                         f"same position ({d[i]:.2f} mm along the normal) as {frames[cluster[0]].key}")
+                Excluded(
+                    frames[i],
+                    "duplicate",
+                    f"same position ({d[i]:.2f} mm along the normal) as {frames[cluster[0]].key}",
+                )
             )
     if len(kept) < len(frames):
         warnings.append(f"{len(frames) - len(kept)} frame(s) at duplicate positions left out")
@@ -611,23 +620,26 @@ def split_stacks(
                 g.frames.append(ref)
                 break
         else:
-            groups.append(_Group(ref.orientation, ref.pixel_spacing, ref.rows, ref.columns,
-                                 ref.frame_of_reference_uid, [ref]))
+            groups.append(
+                _Group(ref.orientation, ref.pixel_spacing, ref.rows, ref.columns, ref.frame_of_reference_uid, [ref])
+            )
     groups.sort(key=lambda g: (-len(g.frames), g.frame_of_reference_uid, g.orientation, g.rows, g.columns))
     stacks: list[Stack] = []
     for g in groups:
         if len(g.frames) == 1 and len(groups[0].frames) > 1:
-            excluded.append(Excluded(
-                g.frames[0], "odd_slice",
-                f"single slice unlike the rest of the series ({_describe_difference(g, groups[0])})",
-            ))
+            excluded.append(
+                Excluded(
+                    g.frames[0],
+                    "odd_slice",
+                    f"single slice unlike the rest of the series ({_describe_difference(g, groups[0])})",
+                )
+            )
             continue
         r, c = _orthonormal(g.orientation)  # type: ignore[misc]
         d = _normal_positions(g.frames, np.cross(r, c))
         if len(g.frames) > 1 and len(_clusters(d)) == 1:
             excluded.extend(
-                Excluded(f, "frame_series",
-                         f"{len(g.frames)} frames share one position: a frame series, not a volume")
+                Excluded(f, "frame_series", f"{len(g.frames)} frames share one position: a frame series, not a volume")
                 for f in g.frames
             )
             continue

@@ -280,8 +280,12 @@ class Volume:
             raise ValueError(
                 f"voxels are {arr.dtype.str}{list(arr.shape)}, geometry says {geometry['dtype']}{geometry['shape']}"
             )
-        return cls(arr, np.array(geometry["affine"]), str(geometry.get("frame_of_reference_uid", "")),
-                   tuple(geometry.get("warnings", ())))
+        return cls(
+            arr,
+            np.array(geometry["affine"]),
+            str(geometry.get("frame_of_reference_uid", "")),
+            tuple(geometry.get("warnings", ())),
+        )
 
 
 # -- sampling ---------------------------------------------------------------------------
@@ -385,10 +389,10 @@ class _GridFrame:
     The same for every slice of a plane, so it is kept (:func:`_grid_frame`).
     """
 
-    dirs: np.ndarray      # rows: unit LPS directions along the grid's columns, rows and slices
-    spacing: np.ndarray   # mm along each
+    dirs: np.ndarray  # rows: unit LPS directions along the grid's columns, rows and slices
+    spacing: np.ndarray  # mm along each
     size: tuple[int, int, int]  # (slices, rows, columns)
-    corners: np.ndarray   # (8, 3): the grid's corner points relative to its origin, mm
+    corners: np.ndarray  # (8, 3): the grid's corner points relative to its origin, mm
     patient_axes: tuple[int, int, int] | None  # the patient axis of each grid axis, when each is one (+-)
 
 
@@ -409,8 +413,13 @@ def _grid_frame(directions: tuple[Any, ...], spacing: tuple[Any, ...], size: tup
     if sp.shape != (3,) or not np.all(sp > 0) or len(size) != 3 or min(size) < 1:
         raise ValueError(f"spacing must be 3 positive values and shape 3 positive sizes, got {spacing}, {size}")
     corners = np.array(list(np.ndindex(2, 2, 2)), dtype=np.float64) * (np.array(size[::-1]) - 1)
-    return _GridFrame(_readonly(dirs), _readonly(sp), (int(size[0]), int(size[1]), int(size[2])),
-                      _readonly((corners * sp) @ dirs), _patient_axes(dirs))
+    return _GridFrame(
+        _readonly(dirs),
+        _readonly(sp),
+        (int(size[0]), int(size[1]), int(size[2])),
+        _readonly((corners * sp) @ dirs),
+        _patient_axes(dirs),
+    )
 
 
 def _patient_axes(vectors: np.ndarray) -> tuple[int, int, int] | None:
@@ -473,11 +482,18 @@ def round_to_dtype(samples: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def _sample_sitk(
-    volume: Volume, o: np.ndarray, dirs: np.ndarray, sp: np.ndarray, size: tuple[int, ...],
-    start: np.ndarray, stop: np.ndarray, interpolation: Interpolation, fill_value: float,
+    volume: Volume,
+    o: np.ndarray,
+    dirs: np.ndarray,
+    sp: np.ndarray,
+    size: tuple[int, ...],
+    start: np.ndarray,
+    stop: np.ndarray,
+    interpolation: Interpolation,
+    fill_value: float,
 ) -> np.ndarray:
     """The general sampler: SimpleITK's Resample of the crop ``start:stop`` (column, row, slice)."""
-    sub = volume.array[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
+    sub = volume.array[start[2] : stop[2], start[1] : stop[1], start[0] : stop[0]]
     image = sitk.GetImageFromArray(np.ascontiguousarray(sub))
     image.SetOrigin(tuple(float(v) for v in volume.index_to_patient(start.astype(np.float64))))
     image.SetSpacing(volume.spacing)
@@ -516,16 +532,22 @@ def _grid_axes(volume: Volume, frame: _GridFrame) -> tuple[int, int, int] | None
 class _AxisPlan:
     """How one volume axis is sampled along its grid axis (arrays read-only, shared by callers)."""
 
-    inside: np.ndarray       # bool per grid position: within [-0.5, size - 0.5)
+    inside: np.ndarray  # bool per grid position: within [-0.5, size - 0.5)
     all_inside: bool
-    take: np.ndarray         # int64 indices into the crop (linear: low ones, then high ones when blended)
+    take: np.ndarray  # int64 indices into the crop (linear: low ones, then high ones when blended)
     weight: np.ndarray | None  # linear blend weight per grid position, None when none falls between voxels
-    run: slice | None        # ``take`` as a slice when it is a run of step +-1 (a view, no gather)
+    run: slice | None  # ``take`` as a slice when it is a run of step +-1 (a view, no gather)
 
 
 @functools.lru_cache(maxsize=512)
 def _axis_plan(
-    scanline: bool, o_e: float, step: float, inverse: float, count: int, origin_e: float, size: int,
+    scanline: bool,
+    o_e: float,
+    step: float,
+    inverse: float,
+    count: int,
+    origin_e: float,
+    size: int,
     interpolation: str,
 ) -> _AxisPlan:
     """ITK's continuous indices along one axis and what to gather for them (see :func:`_sample_aligned`).
@@ -605,8 +627,14 @@ def _itk_point_to_index(direction: tuple[float, ...], spacing: tuple[float, floa
 
 
 def _sample_aligned(
-    volume: Volume, o: np.ndarray, frame: _GridFrame, axes: tuple[int, int, int], start: np.ndarray,
-    stop: np.ndarray, interpolation: Interpolation, fill: _Fill,
+    volume: Volume,
+    o: np.ndarray,
+    frame: _GridFrame,
+    axes: tuple[int, int, int],
+    start: np.ndarray,
+    stop: np.ndarray,
+    interpolation: Interpolation,
+    fill: _Fill,
 ) -> np.ndarray | None:
     """:func:`_sample_sitk` in numpy for grids along an integer volume's own axes, with the same values.
 
@@ -639,9 +667,16 @@ def _sample_aligned(
     plans: list[_AxisPlan | None] = [None, None, None]  # by volume axis
     for m, k in enumerate(axes):
         e = frame.patient_axes[m]  # type: ignore[index]
-        plans[k] = _axis_plan(m == 0, float(o[e]), float(dirs[m, e]) * float(sp[m]),  # step: the output's
-                              float(to_index[k, e]), size[2 - m],                    # IndexToPhysicalPoint entry
-                              float(sub_origin[e]), int(sub_size[k]), interpolation)
+        plans[k] = _axis_plan(
+            m == 0,
+            float(o[e]),
+            float(dirs[m, e]) * float(sp[m]),  # step: the output's
+            float(to_index[k, e]),
+            size[2 - m],  # IndexToPhysicalPoint entry
+            float(sub_origin[e]),
+            int(sub_size[k]),
+            interpolation,
+        )
     axis_plans: list[_AxisPlan] = plans  # type: ignore[assignment]
     inside = [pl.inside for pl in axis_plans]
     voxels = volume.array
@@ -649,7 +684,7 @@ def _sample_aligned(
         # The grid steps across columns, each of its planes one column's: read them where they are whole.
         copy = volume.column_major()
         voxels = voxels if copy is None else copy
-    sub = voxels[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]]
+    sub = voxels[start[2] : stop[2], start[1] : stop[1], start[0] : stop[0]]
     native = fill.dtype is not None
     if interpolation == "nearest":
         block = _gather(sub, axis_plans)
@@ -681,8 +716,7 @@ def _sample_aligned(
     if np.may_share_memory(out, sub):  # unblended native samples of a contiguous run: the caller gets a copy
         out = out.copy()
     if not all(pl.all_inside for pl in axis_plans):
-        grid_inside = (inside[axes[2]][:, None, None] & inside[axes[1]][None, :, None]
-                       & inside[axes[0]][None, None, :])
+        grid_inside = inside[axes[2]][:, None, None] & inside[axes[1]][None, :, None] & inside[axes[0]][None, None, :]
         out[~grid_inside] = fill.value() if native else np.float32(fill.float_value())
     return out
 
@@ -839,8 +873,10 @@ def plan_volume(stack: Stack) -> VolumeGrid:
         thickness = stack.frames[0].slice_thickness
         step = thickness if thickness and thickness > 0 else min(row_sp, col_sp)
         slices = 1
-        warnings.append(f"single slice: slice spacing taken as {step:.3g} mm "
-                        f"({'Slice Thickness' if thickness and thickness > 0 else 'pixel spacing'})")
+        warnings.append(
+            f"single slice: slice spacing taken as {step:.3g} mm "
+            f"({'Slice Thickness' if thickness and thickness > 0 else 'pixel spacing'})"
+        )
     elif uneven:
         median = float(np.median(np.diff(d)))
         # A run of thin slices beside a long gap must not blow the grid up.
@@ -859,8 +895,7 @@ def plan_volume(stack: Stack) -> VolumeGrid:
     affine[:3, 2] = n * step
     affine[:3, 3] = origin
     affine.flags.writeable = False
-    return VolumeGrid((slices, rows, cols), affine, offsets, tilt_deg, tilted, uneven and len(d) > 1,
-                      tuple(warnings))
+    return VolumeGrid((slices, rows, cols), affine, offsets, tilt_deg, tilted, uneven and len(d) > 1, tuple(warnings))
 
 
 def _common_dtype(frames: Sequence[np.ndarray]) -> np.dtype:
@@ -878,8 +913,17 @@ def _shift_inplane(
     image.SetSpacing((col_sp, row_sp))
     image.SetOrigin((float(offset[0]), float(offset[1])))
     with all_cores():  # ITK's threads
-        out = sitk.Resample(image, [cols, rows], sitk.Transform(), sitk.sitkLinear, (0.0, 0.0),
-                            (col_sp, row_sp), (1.0, 0.0, 0.0, 1.0), fill, sitk.sitkFloat32)
+        out = sitk.Resample(
+            image,
+            [cols, rows],
+            sitk.Transform(),
+            sitk.sitkLinear,
+            (0.0, 0.0),
+            (col_sp, row_sp),
+            (1.0, 0.0, 0.0, 1.0),
+            fill,
+            sitk.sitkFloat32,
+        )
     return sitk.GetArrayFromImage(out)
 
 

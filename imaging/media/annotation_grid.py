@@ -41,7 +41,8 @@ def media_grid(library: MediaLibrary, item_id: str) -> SliceGrid:
             sizes = {(h, w) for w, h in info.page_sizes}  # type: ignore[union-attr]
     if len(sizes) != 1:
         raise PreconditionError(
-            f"frames come in {len(sizes)} sizes; annotate a sequence, whose frames share one size", subject=item_id)
+            f"frames come in {len(sizes)} sizes; annotate a sequence, whose frames share one size", subject=item_id
+        )
     try:
         return SliceGrid(times, next(iter(sizes)), (1.0, 1.0), "s", "frame")  # type: ignore[arg-type]
     except ValueError as exc:

@@ -82,9 +82,9 @@ def _classify(icc: bytes) -> ProfileInfo:
         return ProfileInfo("unreadable profile", "", False, _clean(str(exc)))
     if space != "RGB":
         return ProfileInfo(description, space, False)
-    grid = np.stack(
-        np.meshgrid(*(np.linspace(0, 255, 6, dtype=np.uint8),) * 3, indexing="ij"), axis=-1
-    ).reshape(1, -1, 3)
+    grid = np.stack(np.meshgrid(*(np.linspace(0, 255, 6, dtype=np.uint8),) * 3, indexing="ij"), axis=-1).reshape(
+        1, -1, 3
+    )
     try:
         out = ImageCms.profileToProfile(
             Image.fromarray(grid), profile, _srgb(), renderingIntent=_INTENT, outputMode="RGB", flags=_FLAGS

@@ -85,7 +85,15 @@ _HEAD_BYTES = 4096
 
 #: What Pillow's plugins raise for malformed, truncated or corrupt input.
 _PILLOW_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, KeyError, struct.error, zlib.error,
+    OSError,
+    SyntaxError,
+    ValueError,
+    EOFError,
+    IndexError,
+    TypeError,
+    KeyError,
+    struct.error,
+    zlib.error,
     ImageCms.PyCMSError,
 )
 
@@ -156,10 +164,10 @@ def _pillow_errors(name: str, fmt: str, page: int | None) -> Iterator[None]:
         log.debug("decoding failed", exc_info=True)  # no file name: names can carry PHI
         reason = _reason(exc)
         if "not available" in reason or "unsupported" in reason.lower():
-            raise UnsupportedError(f"{_where(page)}{fmt.upper()} variant not supported: {reason}", subject=name) from exc
-        raise InvalidInputError(
-            f"{_where(page)}truncated or corrupt {fmt.upper()}: {reason}", subject=name
-        ) from exc
+            raise UnsupportedError(
+                f"{_where(page)}{fmt.upper()} variant not supported: {reason}", subject=name
+            ) from exc
+        raise InvalidInputError(f"{_where(page)}truncated or corrupt {fmt.upper()}: {reason}", subject=name) from exc
 
 
 def _check_size(size: tuple[int, int], limits: MediaLimits, name: str, page: int | None) -> None:
@@ -477,9 +485,7 @@ def probe_image(path: Path, *, name: str, limits: MediaLimits = MediaLimits()) -
         )
 
 
-def decode_page(
-    path: Path, page: int = 0, *, name: str, limits: MediaLimits = MediaLimits()
-) -> np.ndarray:
+def decode_page(path: Path, page: int = 0, *, name: str, limits: MediaLimits = MediaLimits()) -> np.ndarray:
     """Decode one page of an image file as a person sees it.
 
     See the module docstring for the conversions and the array returned for

@@ -251,8 +251,10 @@ def picture_bytes(pixel_format: str, width: int, height: int) -> int:
 def _destination(into: Callable[[int], memoryview], nbytes: int) -> memoryview:
     dst = memoryview(into(nbytes)).cast("B")
     if dst.readonly or dst.nbytes < nbytes:
-        raise ValueError(f"into: expected a writable buffer of at least {nbytes} bytes, got "
-                         f"{'a read-only one' if dst.readonly else dst.nbytes}")
+        raise ValueError(
+            f"into: expected a writable buffer of at least {nbytes} bytes, got "
+            f"{'a read-only one' if dst.readonly else dst.nbytes}"
+        )
     return dst
 
 
@@ -323,8 +325,16 @@ def to_picture(
         out = how.reformat(frame, width=width, height=height, interpolation=interpolation, threads=1)
         matrix, full = _MATRIX.get(int(frame.colorspace), "unspecified"), True
     elif frame.format.is_rgb:
-        out = how.reformat(frame, format="yuv420p", width=width, height=height, interpolation=interpolation,
-                           dst_colorspace=Colorspace.ITU709, dst_color_range=ColorRange.MPEG, threads=1)
+        out = how.reformat(
+            frame,
+            format="yuv420p",
+            width=width,
+            height=height,
+            interpolation=interpolation,
+            dst_colorspace=Colorspace.ITU709,
+            dst_color_range=ColorRange.MPEG,
+            threads=1,
+        )
         matrix, full = "bt709", False
     else:
         out = how.reformat(frame, format="yuv420p", width=width, height=height, interpolation=interpolation, threads=1)
@@ -424,7 +434,11 @@ class FrameReader:
 
     @all_cores()
     def read_picture(
-        self, n: int, pixel_format: str = "rgb24", *, max_size: tuple[int, int] | None = None,
+        self,
+        n: int,
+        pixel_format: str = "rgb24",
+        *,
+        max_size: tuple[int, int] | None = None,
         into: Callable[[int], memoryview] | None = None,
     ) -> Picture:
         """Frame ``n`` as bytes in ``pixel_format`` (``to_picture``).
@@ -506,7 +520,9 @@ class FrameReader:
         for packet in self._container.demux(self._stream):
             # Not in a file whose packets the decoder rejects: its error recovery then
             # depends on what it was given, and frames must match a sequential decode.
-            skip = self.skip_nonref and not self.rejected_packets and packet.pts is not None and packet.pts < self._target
+            skip = (
+                self.skip_nonref and not self.rejected_packets and packet.pts is not None and packet.pts < self._target
+            )
             if skip != skipping:
                 codec.skip_frame = "NONREF" if skip else "DEFAULT"
                 skipping = skip
@@ -606,4 +622,3 @@ def _iter_frames(path: Path, index: FrameIndex, wanted: range, *, name: str | No
     with FrameReader(path, index, name=name) as reader:
         for n in wanted:
             yield n, reader.read(n)
-

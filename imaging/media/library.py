@@ -52,13 +52,15 @@ class MediaReport:
 
 @dataclass(frozen=True)
 class MediaFrameResult:
-    payload: bytes | memoryview | Pieces  # raw video frames: a view that needed no copy, or their planes' views (streams)
+    payload: (
+        bytes | memoryview | Pieces
+    )  # raw video frames: a view that needed no copy, or their planes' views (streams)
     media_type: str
     dtype: str
     shape: tuple[int, ...]
     media_id: str
     page: int
-    frame: int = 0              # the index asked for (page, position in a set, or video frame)
+    frame: int = 0  # the index asked for (page, position in a set, or video frame)
     time_s: float | None = None  # video frames: presentation time
 
 
@@ -100,7 +102,8 @@ class _SniffedFile(IncomingFile):
                 if self.declared_size > self._limit:
                     self.staged.discard()
                     raise LimitExceededError(
-                        f"the {self._what} has {self.declared_size} bytes; the limit is {self._limit}", subject=self.name
+                        f"the {self._what} has {self.declared_size} bytes; the limit is {self._limit}",
+                        subject=self.name,
                     )
         limit = self._limit or max(self._image_bytes, self._video_bytes)
         if self.staged.size + len(data) > limit:
@@ -127,7 +130,12 @@ class MediaLibrary(VideoLibraryMixin):
     """
 
     def __init__(
-        self, store: ObjectStore, catalog: object, cache: DerivedCache, *, limits: MediaLimits,
+        self,
+        store: ObjectStore,
+        catalog: object,
+        cache: DerivedCache,
+        *,
+        limits: MediaLimits,
         video_limits: VideoLimits | None = None,
     ) -> None:
         self.store = store
@@ -143,8 +151,14 @@ class MediaLibrary(VideoLibraryMixin):
     def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
         """Start receiving a file called ``name`` (image or video: the limit follows its first bytes)."""
         image_bytes, video_bytes = self.limits.max_file_bytes, self.video_limits.max_file_bytes
-        base = begin_file(self, self.store, name, max_bytes=max(image_bytes, video_bytes),
-                          declared_size=declared_size, overwrite=overwrite)
+        base = begin_file(
+            self,
+            self.store,
+            name,
+            max_bytes=max(image_bytes, video_bytes),
+            declared_size=declared_size,
+            overwrite=overwrite,
+        )
         return _SniffedFile(self, base, image_bytes=image_bytes, video_bytes=video_bytes)
 
     def ingest_path(self, path: Path, *, name: str | None = None) -> MediaReport:
@@ -290,7 +304,9 @@ class MediaLibrary(VideoLibraryMixin):
                 rw, rh = f.resized_from or (0, 0)
                 members.append(MemberRow(i, f.media_id, f.page, f.name, f.width, f.height, rw, rh))
                 if f.resized_from:
-                    warnings.append(f"frame {i} ({f.name}, page {f.page}) resized from {rw}x{rh} to {f.width}x{f.height}")
+                    warnings.append(
+                        f"frame {i} ({f.name}, page {f.page}) resized from {rw}x{rh} to {f.width}x{f.height}"
+                    )
             set_id = uuid.uuid4().hex
             label = name if len(plans) == 1 else f"{name} [{frames[0].width}x{frames[0].height}]"
             self.catalog.put_set("sequence", set_id, label, members, warnings)  # type: ignore[attr-defined]
@@ -354,8 +370,13 @@ class MediaLibrary(VideoLibraryMixin):
             raise InvalidInputError("max size must not be negative")
         if window is not None and window[1] < 1:
             raise InvalidInputError(f"window width must be at least 1, got {window[1]}")
-        params = {"page": page, "exact": list(exact) if exact else None, "max": list(max_size) if max_size else None,
-                  "fmt": fmt, "win": list(window) if window else None}
+        params = {
+            "page": page,
+            "exact": list(exact) if exact else None,
+            "max": list(max_size) if max_size else None,
+            "fmt": fmt,
+            "win": list(window) if window else None,
+        }
         key = make_key("media", "frame", media_id, params)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
@@ -366,8 +387,15 @@ class MediaLibrary(VideoLibraryMixin):
             return payload, media_type, {"dtype": dtype, "shape": list(shape)}
 
         value = self.cache.get_or_compute(key, compute, tag=media_id)
-        return MediaFrameResult(value.payload, value.media_type, str(value.meta["dtype"]),
-                                tuple(int(v) for v in value.meta["shape"]), media_id, page, index)
+        return MediaFrameResult(
+            value.payload,
+            value.media_type,
+            str(value.meta["dtype"]),
+            tuple(int(v) for v in value.meta["shape"]),
+            media_id,
+            page,
+            index,
+        )
 
     def iter_frames(
         self,
@@ -402,7 +430,9 @@ class MediaLibrary(VideoLibraryMixin):
         total = len(self.frame_times(item_id))
         stop = total if not stop else min(stop, total)
         if not 0 <= start < stop:
-            raise InvalidInputError(f"frame range [{start}, {stop}) is empty or outside 0..{total - 1}", subject=item_id)
+            raise InvalidInputError(
+                f"frame range [{start}, {stop}) is empty or outside 0..{total - 1}", subject=item_id
+            )
         for n in range(start, stop, every):
             yield self.frame(item_id, n, fmt=fmt, max_size=max_size)
 
@@ -411,8 +441,9 @@ class MediaLibrary(VideoLibraryMixin):
         if self.is_video(item_id):
             row, info = self.video(item_id)
             if not 0 <= index < info.addressable_frames:
-                raise NotFoundError(f"frame {index} does not exist; the video has {info.addressable_frames} frames",
-                                    subject=item_id)
+                raise NotFoundError(
+                    f"frame {index} does not exist; the video has {info.addressable_frames} frames", subject=item_id
+                )
             media_id, page, media_type = item_id, 0, VIDEO_MEDIA_TYPES.get(row.format, "application/octet-stream")
         else:
             media_id, page, _ = self._resolve(item_id, index)
@@ -420,8 +451,9 @@ class MediaLibrary(VideoLibraryMixin):
         path = self.store.path(media_id)
         size = path.stat().st_size
         if max_bytes is not None and size > max_bytes:
-            raise LimitExceededError(f"the original file is {size} bytes, over the reply limit of {max_bytes}",
-                                     subject=item_id)
+            raise LimitExceededError(
+                f"the original file is {size} bytes, over the reply limit of {max_bytes}", subject=item_id
+            )
         return MediaFrameResult(path.read_bytes(), media_type, "", (), media_id, page, index)
 
     # -- video export ---------------------------------------------------------
@@ -457,7 +489,9 @@ class MediaLibrary(VideoLibraryMixin):
     def _run_export(self, job: ExportJob, s: SetRow, fps: float) -> None:
         use_all_cores()  # encoding: native work, off the request threads' core
         try:
-            entry = self.cache.get_or_compute_file(self._export_key(s, fps), lambda: self._encode(s, fps, job), tag=s.set_id)
+            entry = self.cache.get_or_compute_file(
+                self._export_key(s, fps), lambda: self._encode(s, fps, job), tag=s.set_id
+            )
             job.size_bytes = entry.length
             job.done_frames = job.total
         except BaseException as exc:  # noqa: BLE001 - reported through the job
@@ -483,7 +517,11 @@ class MediaLibrary(VideoLibraryMixin):
         with tempfile.TemporaryDirectory(prefix="voxelgate-export-") as tmp:
             out = Path(tmp) / "export.mp4"
             export_mp4(frames(), out, fps=fps, width=width, height=height, on_progress=progress)
-            return out.read_bytes(), "video/mp4", {"fps": fps, "frames": len(s.members), "width": width, "height": height}
+            return (
+                out.read_bytes(),
+                "video/mp4",
+                {"fps": fps, "frames": len(s.members), "width": width, "height": height},
+            )
 
     def export_job(self, export_id: str) -> ExportJob | None:
         with self._jobs_lock:
@@ -503,7 +541,9 @@ class MediaLibrary(VideoLibraryMixin):
         except ValueError:
             raise NotFoundError("no such export", subject=export_id) from None
         s = self.media_set(set_id)
-        entry = self.cache.get_or_compute_file(self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id)
+        entry = self.cache.get_or_compute_file(
+            self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id
+        )
         yield from entry.iter_chunks(chunk_size)
 
 
@@ -511,6 +551,8 @@ def _row(r: MediaReport) -> MediaRow:
     """The catalog row of an ingested image or video."""
     if isinstance(r.info, VideoInfo):
         v = r.info
-        return MediaRow(r.media_id, r.name, v.container, v.width, v.height, v.addressable_frames, r.size, video_record(v))
+        return MediaRow(
+            r.media_id, r.name, v.container, v.width, v.height, v.addressable_frames, r.size, video_record(v)
+        )
     i = r.info
     return MediaRow(r.media_id, r.name, i.format, i.width, i.height, i.pages, r.size, i.to_json())

@@ -87,8 +87,29 @@ _MP4_CODECS = frozenset(("h264", "vp9", "av1"))
 _REMUX_FIXES = frozenset(("remux-without-audio", "faststart", "remux"))
 _COMMON_RATES: tuple[Fraction, ...] = tuple(
     Fraction(r)
-    for r in (1, 2, 5, 10, 12, 15, 20, Fraction(24000, 1001), 24, 25, Fraction(30000, 1001), 30, 48, 50,
-              Fraction(60000, 1001), 60, 90, 100, 120, 144, 240)
+    for r in (
+        1,
+        2,
+        5,
+        10,
+        12,
+        15,
+        20,
+        Fraction(24000, 1001),
+        24,
+        25,
+        Fraction(30000, 1001),
+        30,
+        48,
+        50,
+        Fraction(60000, 1001),
+        60,
+        90,
+        100,
+        120,
+        144,
+        240,
+    )
 )
 _SNAP = 0.05
 #: Decoded frames held to put them back in presentation order: FFmpeg's H.264
@@ -157,10 +178,15 @@ class ReencodeResult:
             When ``data`` lacks a field or holds a value of the wrong kind.
         """
         return cls(
-            mode=str(data["mode"]), frame_map=[int(v) for v in data["frame_map"]],
-            changes=[str(c) for c in data["changes"]], fixed=[str(c) for c in data["fixed"]],
-            frames_in=int(data["frames_in"]), frames_out=int(data["frames_out"]), width=int(data["width"]),
-            height=int(data["height"]), fps=float(data["fps"]),
+            mode=str(data["mode"]),
+            frame_map=[int(v) for v in data["frame_map"]],
+            changes=[str(c) for c in data["changes"]],
+            fixed=[str(c) for c in data["fixed"]],
+            frames_in=int(data["frames_in"]),
+            frames_out=int(data["frames_out"]),
+            width=int(data["width"]),
+            height=int(data["height"]),
+            fps=float(data["fps"]),
         )
 
 
@@ -242,21 +268,35 @@ def reencode(
         same_shape = out_h == info.height and (rate is None or rate == frame_rate(source_rate))
         if not findings and same_shape:
             return ReencodeResult(
-                "none", list(range(len(index))), [], [], len(index), len(index), info.width, info.height,
+                "none",
+                list(range(len(index))),
+                [],
+                [],
+                len(index),
+                len(index),
+                info.width,
+                info.height,
                 source_rate,
             )
         if same_shape and info.codec in _MP4_CODECS and all(f.fix in _REMUX_FIXES for f in findings):
             return _remux(src, dst, info, index, findings, job)
-    return _full(src, dst, info, index, findings, job, rate=rate or _snap_rate(source_rate), out_h=out_h,
-                 resized=height is not None)
+    return _full(
+        src,
+        dst,
+        info,
+        index,
+        findings,
+        job,
+        rate=rate or _snap_rate(source_rate),
+        out_h=out_h,
+        resized=height is not None,
+    )
 
 
 class _Job:
     """Progress reporting (throttled) and cancellation of one call."""
 
-    def __init__(
-        self, name: str, progress: Callable[[int, int], None] | None, cancel: threading.Event | None
-    ) -> None:
+    def __init__(self, name: str, progress: Callable[[int, int], None] | None, cancel: threading.Event | None) -> None:
         self.name = name
         self._progress = progress
         self._cancel = cancel
@@ -339,7 +379,9 @@ def _remux(
     except VoxelgateError:
         raise
     except av.FFmpegError as exc:
-        raise InvalidInputError(f"remuxing failed after {done} packets: {ffmpeg_reason(exc)}", subject=job.name) from exc
+        raise InvalidInputError(
+            f"remuxing failed after {done} packets: {ffmpeg_reason(exc)}", subject=job.name
+        ) from exc
     job.step(total, total, final=True)
     changes = []
     codes = {f.code for f in findings}
@@ -352,8 +394,15 @@ def _remux(
     if "no_faststart" in codes or info.container != "mp4":
         changes.append("index (moov) moved before the media data (faststart)")
     return ReencodeResult(
-        "remux", list(range(len(index))), changes, [f.code for f in findings], len(index), len(index),
-        info.width, info.height, _average_rate(info, index),
+        "remux",
+        list(range(len(index))),
+        changes,
+        [f.code for f in findings],
+        len(index),
+        len(index),
+        info.width,
+        info.height,
+        _average_rate(info, index),
     )
 
 
@@ -493,7 +542,13 @@ def _full(
             vin = inp.streams[index.stream_index]
             vin.thread_type = "AUTO"
             vout = add_h264_stream(
-                out, rate=rate, width=out_w, height=out_h, subject=job.name, crf=_CRF, preset=_PRESET,
+                out,
+                rate=rate,
+                width=out_w,
+                height=out_h,
+                subject=job.name,
+                crf=_CRF,
+                preset=_PRESET,
                 gop=MAX_KEYFRAME_INTERVAL_HD,
             )
             if info.rotation:
@@ -540,9 +595,16 @@ def _full(
     lost = total - plan.taken  # rejected, flagged corrupt, never output, or output too late
     lost_why = f"{decoded.rejected} packet(s) rejected by the decoder, {flagged} frame(s) flagged corrupt"
     result_changes = _full_changes(
-        info, index, findings, rate=rate, out_w=out_w, out_h=out_h, resized=resized,
+        info,
+        index,
+        findings,
+        rate=rate,
+        out_w=out_w,
+        out_h=out_h,
+        resized=resized,
         lost=f"{lost} corrupt or undecodable frame(s) dropped ({lost_why})" if lost else "",
-        rate_dropped=plan.taken - shown_count, duplicated=plan.total_out - shown_count,
+        rate_dropped=plan.taken - shown_count,
+        duplicated=plan.total_out - shown_count,
     )
     fixed = [f.code for f in findings]
     if lost and "corrupt_packets" not in fixed:

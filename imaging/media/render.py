@@ -21,8 +21,12 @@ from ..windowing import auto_window, window_to_uint8, window_to_uint16
 RENDER_FORMATS: tuple[str, ...] = ("png", "png16", "jpeg", "webp", "raw")
 #: Raw arrays (numpy dtype string, channels; 0 for a 2-D array) -> FFmpeg's name of that layout.
 _RAW_PIXEL_FORMATS = {
-    ("|u1", 0): "gray", ("|u1", 2): "ya8", ("|u1", 3): "rgb24", ("|u1", 4): "rgba",
-    ("<u2", 0): "gray16le", ("<f4", 0): "grayf32le",
+    ("|u1", 0): "gray",
+    ("|u1", 2): "ya8",
+    ("|u1", 3): "rgb24",
+    ("|u1", 4): "rgba",
+    ("<u2", 0): "gray16le",
+    ("<f4", 0): "grayf32le",
 }
 
 
@@ -245,7 +249,9 @@ def render_frame(
         Also for ``yuv420p``: offered for video frames only (``voxelgate.imaging.media.video_library``).
     """
     if fmt == "yuv420p":
-        raise InvalidInputError("yuv420p (raw YUV 4:2:0) is a format of video frames; ask for raw for an image's pixels")
+        raise InvalidInputError(
+            "yuv420p (raw YUV 4:2:0) is a format of video frames; ask for raw for an image's pixels"
+        )
     if max_size is not None and any(max_size):
         arr = resize_fit(arr, max_size[0] or arr.shape[1], max_size[1] or arr.shape[0])
     try:
@@ -273,8 +279,12 @@ def render_frame(
             pixels = arr
         elif window is None and arr.dtype == np.uint16:
             pixels = arr
-        elif window is None and arr.dtype.kind in "ui" and arr.dtype != np.uint8 and arr.size and (
-            0 <= int(arr.min()) and int(arr.max()) <= 65535
+        elif (
+            window is None
+            and arr.dtype.kind in "ui"
+            and arr.dtype != np.uint8
+            and arr.size
+            and (0 <= int(arr.min()) and int(arr.max()) <= 65535)
         ):
             pixels = arr.astype(np.uint16)
         else:

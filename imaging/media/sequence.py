@@ -139,7 +139,11 @@ def plan_sequence(
         return [
             [
                 SequenceFrame(
-                    media_id, page, name, first_w, first_h,
+                    media_id,
+                    page,
+                    name,
+                    first_w,
+                    first_h,
                     None if (width, height) == (first_w, first_h) else (width, height),
                 )
                 for media_id, page, name, width, height in ordered

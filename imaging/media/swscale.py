@@ -117,8 +117,13 @@ class DirectRGB:
     @staticmethod
     def takes(frame: av.VideoFrame) -> bool:
         """Whether ``convert`` converts ``frame`` (see the module's docstring), given room."""
-        return (frame.format.name in _SOURCE_FORMATS and frame.width % 16 == 0 and frame.height > 0
-                and int(frame.colorspace) in _SWS_COLORSPACE and available())
+        return (
+            frame.format.name in _SOURCE_FORMATS
+            and frame.width % 16 == 0
+            and frame.height > 0
+            and int(frame.colorspace) in _SWS_COLORSPACE
+            and available()
+        )
 
     def convert(self, frame: av.VideoFrame, dst: memoryview) -> bool:
         """Write ``frame`` as RGB (H x W x 3, rows without padding) at the start of ``dst``.
@@ -135,8 +140,19 @@ class DirectRGB:
         if out.nbytes < width * height * 3 + SLACK:
             return False
         source = frame.format.name
-        ctx = lib.sws.sws_getCachedContext(self._ctx, width, height, lib.pix_fmt[source], width, height,
-                                           lib.pix_fmt["rgb24"], _SWS_BILINEAR, None, None, None)
+        ctx = lib.sws.sws_getCachedContext(
+            self._ctx,
+            width,
+            height,
+            lib.pix_fmt[source],
+            width,
+            height,
+            lib.pix_fmt["rgb24"],
+            _SWS_BILINEAR,
+            None,
+            None,
+            None,
+        )
         if not ctx:
             self._ctx = None  # freed by sws_getCachedContext on failure
             return False

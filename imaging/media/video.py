@@ -88,7 +88,9 @@ def add_h264_stream(
     if width <= 0 or height <= 0 or width % 2 or height % 2:
         raise ValueError(f"H.264 4:2:0 needs positive even sides, got {width} x {height}")
     if width > _MAX_SIDE or height > _MAX_SIDE:
-        raise UnsupportedError(f"H.264 sides are limited to {_MAX_SIDE} pixels; got {width} x {height}", subject=subject)
+        raise UnsupportedError(
+            f"H.264 sides are limited to {_MAX_SIDE} pixels; got {width} x {height}", subject=subject
+        )
     try:
         av.codec.Codec("libx264", "w")
     except Exception as exc:  # noqa: BLE001 - PyAV raises its own UnknownCodecError
@@ -189,7 +191,13 @@ def export_mp4(
             av.open(str(tmp), mode="w", format="mp4", container_options={"movflags": "+faststart"}) as container,
         ):
             stream = add_h264_stream(
-                container, rate=rate, width=width + pad_w, height=height + pad_h, subject=subject, crf=crf, preset=preset
+                container,
+                rate=rate,
+                width=width + pad_w,
+                height=height + pad_h,
+                subject=subject,
+                crf=crf,
+                preset=preset,
             )
             for i, frame in enumerate(frames):
                 if frame.shape[:2] != (height, width):

@@ -120,13 +120,22 @@ class ReencodeRecord:
         and ``out_fps`` (the catalog's records have had this form since they were first written)."""
         done = self.result.to_json()
         out_height, out_fps = done.pop("height"), done.pop("fps")
-        return {"media_id": self.media_id, "source_id": self.source_id, "requested_mode": self.requested_mode,
-                "height": self.height, "fps": self.fps, **done, "out_height": out_height, "out_fps": out_fps}
+        return {
+            "media_id": self.media_id,
+            "source_id": self.source_id,
+            "requested_mode": self.requested_mode,
+            "height": self.height,
+            "fps": self.fps,
+            **done,
+            "out_height": out_height,
+            "out_fps": out_fps,
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "ReencodeRecord":
         return cls(
-            media_id=str(data["media_id"]), source_id=str(data["source_id"]),
+            media_id=str(data["media_id"]),
+            source_id=str(data["source_id"]),
             requested_mode=str(data["requested_mode"]),
             height=None if data.get("height") is None else int(data["height"]),
             fps=None if data.get("fps") is None else float(data["fps"]),
@@ -172,8 +181,13 @@ def _resizes(max_size: tuple[int, int] | None) -> bool:
     return max_size is not None and any(max_size)
 
 
-def _picture(reader: FrameReader, n: int, fmt: str, max_size: tuple[int, int] | None,
-             into: Callable[[int], memoryview] | None = None) -> Picture:
+def _picture(
+    reader: FrameReader,
+    n: int,
+    fmt: str,
+    max_size: tuple[int, int] | None,
+    into: Callable[[int], memoryview] | None = None,
+) -> Picture:
     """Frame ``n`` as raw bytes: RGB (``raw``) or I420 (``yuv420p``, fitted within ``max_size`` by FFmpeg's Lanczos);
     written into the buffer ``into`` gives, if given (``FrameReader.read_picture``)."""
     if fmt == "raw":
@@ -378,7 +392,13 @@ class VideoLibraryMixin:
             payload, media_type, meta = compute()
             return payload, media_type, str(meta["dtype"]), tuple(int(v) for v in meta["shape"]), float(meta["time"])  # type: ignore[arg-type]
         v = self.cache.get_or_compute(key, compute, tag=media_id, write_behind=True)
-        return v.payload, v.media_type, str(v.meta["dtype"]), tuple(int(s) for s in v.meta["shape"]), float(v.meta["time"])
+        return (
+            v.payload,
+            v.media_type,
+            str(v.meta["dtype"]),
+            tuple(int(s) for s in v.meta["shape"]),
+            float(v.meta["time"]),
+        )
 
     def _make_ahead(self, stream: Stream, n: int, cancel: threading.Event) -> FrameResult | None:
         """``ReadAhead``'s maker: frame ``n`` by the pooled reader standing just before it, else LookupError."""
@@ -433,7 +453,11 @@ class VideoLibraryMixin:
 
     @staticmethod
     def _iter_frames(
-        reader: FrameReader, index: FrameIndex, wanted: range, fmt: str, max_size: tuple[int, int] | None,
+        reader: FrameReader,
+        index: FrameIndex,
+        wanted: range,
+        fmt: str,
+        max_size: tuple[int, int] | None,
         into: Callable[[int], memoryview] | None,
     ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
         with reader:
@@ -461,12 +485,15 @@ class VideoLibraryMixin:
         key = make_key("media", "diagnose", media_id, {"decode": decode_check}, version=1)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
-            found = diagnose(self.store.path(media_id), info, self.frame_index(media_id), name=row.name,
-                             decode_check=decode_check)
+            found = diagnose(
+                self.store.path(media_id), info, self.frame_index(media_id), name=row.name, decode_check=decode_check
+            )
             return json.dumps([f.to_json() for f in found]).encode(), "application/json", {"count": len(found)}
 
         value = self.cache.get_or_compute(key, compute, tag=media_id)
-        return [Finding(d["code"], d["severity"], d["message"], d["evidence"], d["fix"]) for d in json.loads(value.payload)]
+        return [
+            Finding(d["code"], d["severity"], d["message"], d["evidence"], d["fix"]) for d in json.loads(value.payload)
+        ]
 
     # -- re-encoding ------------------------------------------------------------------
 
@@ -517,19 +544,27 @@ class VideoLibraryMixin:
         dst = self.store.staging / f"{uuid.uuid4().hex}.reencode.mp4"  # swept at start-up after a crash
         try:
             result = reencode(
-                self.store.path(row.media_id), dst, mode=mode, height=height, fps=fps,
-                progress=job.progress, cancel=job.cancel, limits=self.video_limits,
+                self.store.path(row.media_id),
+                dst,
+                mode=mode,
+                height=height,
+                fps=fps,
+                progress=job.progress,
+                cancel=job.cancel,
+                limits=self.video_limits,
             )
             if job.cancel.is_set():
                 raise CancelledError("re-encoding cancelled; nothing was stored", subject=row.media_id)
-            record = ReencodeRecord(media_id="", source_id=row.media_id, requested_mode=mode, height=height, fps=fps,
-                                    result=result)
+            record = ReencodeRecord(
+                media_id="", source_id=row.media_id, requested_mode=mode, height=height, fps=fps, result=result
+            )
             if result.mode != "none":
                 record = self._store_reencoded(dst, row, record, job.cancel)
             job.record = record
             job.done = job.total
-            log.info("reencoded", extra={"mode": result.mode, "frames_in": result.frames_in,
-                                         "frames_out": result.frames_out})
+            log.info(
+                "reencoded", extra={"mode": result.mode, "frames_in": result.frames_in, "frames_out": result.frames_out}
+            )
         except BaseException as exc:  # noqa: BLE001 - reported through the job
             if job.cancel.is_set():
                 job.error = CancelledError("re-encoding cancelled; nothing was stored", subject=row.media_id)
@@ -554,8 +589,16 @@ class VideoLibraryMixin:
             sha = staged.close(sync=False)
             info = probe_video(staged.path, name=name, limits=self.video_limits)
             record = replace(record, media_id=sha)
-            row = MediaRow(sha, name, info.container, info.width, info.height, info.addressable_frames,
-                           info.size_bytes, video_record(info))
+            row = MediaRow(
+                sha,
+                name,
+                info.container,
+                info.width,
+                info.height,
+                info.addressable_frames,
+                info.size_bytes,
+                video_record(info),
+            )
             with self.store.lock(sha):
                 if cancel.is_set():  # the last moment a cancel still leaves nothing behind
                     raise CancelledError("re-encoding cancelled; nothing was stored", subject=source.media_id)

@@ -28,15 +28,31 @@ def _sha(n: int | str) -> str:
 
 
 def _rows(
-    study: str, series: str, sop: str, *, sha: str | None = None, number: int = 0,
-    patient_id: str = "P1", date: str = "20240101", modality: str = "CT", series_number: int = 1,
+    study: str,
+    series: str,
+    sop: str,
+    *,
+    sha: str | None = None,
+    number: int = 0,
+    patient_id: str = "P1",
+    date: str = "20240101",
+    modality: str = "CT",
+    series_number: int = 1,
     accession: str = "",
 ) -> tuple[StudyRow, SeriesRow, InstanceRow]:
     return (
         StudyRow(study, patient_id=patient_id, study_date=date, accession_number=accession),
         SeriesRow(series, study, modality=modality, series_number=series_number),
-        InstanceRow(sop, series, study, "1.2.840.10008.5.1.4.1.1.2", sha or _sha(sop), 100,
-                    instance_number=number, stored_at=1.0),
+        InstanceRow(
+            sop,
+            series,
+            study,
+            "1.2.840.10008.5.1.4.1.1.2",
+            sha or _sha(sop),
+            100,
+            instance_number=number,
+            stored_at=1.0,
+        ),
     )
 
 
@@ -232,8 +248,16 @@ def many(catalog: SqliteCatalog) -> SqliteCatalog:
         date = "20240101" if st < 2 else f"2024020{st}"
         for se in range(3):
             for i in range(2 + (st + se) % 3):
-                _put(catalog, f"9.{st}", f"9.{st}.{se}", f"9.{st}.{se}.{i}", number=i // 2, date=date,
-                     series_number=(se * 7) % 3, patient_id="P")
+                _put(
+                    catalog,
+                    f"9.{st}",
+                    f"9.{st}.{se}",
+                    f"9.{st}.{se}.{i}",
+                    number=i // 2,
+                    date=date,
+                    series_number=(se * 7) % 3,
+                    patient_id="P",
+                )
     return catalog
 
 

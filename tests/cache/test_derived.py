@@ -32,8 +32,11 @@ def cache(cache_dir: Path) -> Iterator[DerivedCache]:
 
 def _entry_files(directory: Path) -> list[Path]:
     """The files diskcache keeps values in (everything but its SQLite database and the build locks)."""
-    return [p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("cache.db")
-            and p.parent.name != "flights"]
+    return [
+        p
+        for p in directory.rglob("*")
+        if p.is_file() and not p.name.startswith("cache.db") and p.parent.name != "flights"
+    ]
 
 
 def _disk_bytes(directory: Path) -> int:
@@ -336,7 +339,9 @@ def test_processes_build_a_file_value_once(cache_dir: Path, write_behind: bool) 
         return payload, "application/octet-stream", {}
 
     try:
-        first = threading.Thread(target=a.get_or_compute_file, args=("vol", slow), kwargs={"write_behind": write_behind})
+        first = threading.Thread(
+            target=a.get_or_compute_file, args=("vol", slow), kwargs={"write_behind": write_behind}
+        )
         first.start()
         assert started.wait(10)
         got = b.get_or_compute_file("vol", lambda: (calls.append("b"), (payload, "application/octet-stream", {}))[1])

@@ -195,8 +195,13 @@ with store.lock(sys.argv[2]):
 def test_a_hash_lock_excludes_other_processes(store: ObjectStore) -> None:
     """Commit and delete of one content exclude each other across the processes serving a store."""
     sha = hashlib.sha256(b"x").hexdigest()
-    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(store.root), sha], cwd=ROOT,
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(store.root), sha],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         got = threading.Event()
@@ -208,8 +213,11 @@ def test_a_hash_lock_excludes_other_processes(store: ObjectStore) -> None:
         t = threading.Thread(target=take, daemon=True)
         t.start()
         assert not got.wait(0.5)  # the other process holds it
-        other = next(h for h in (hashlib.sha256(bytes([i])).hexdigest() for i in range(256))
-                     if int(h[:2], 16) % 64 != int(sha[:2], 16) % 64)
+        other = next(
+            h
+            for h in (hashlib.sha256(bytes([i])).hexdigest() for i in range(256))
+            if int(h[:2], 16) % 64 != int(sha[:2], 16) % 64
+        )
         with store.lock(other):
             pass  # another content's lock is free meanwhile
         holder.stdin.close()  # type: ignore[union-attr]

@@ -83,8 +83,9 @@ def test_write_behind_file_value_waiters_get_the_file(cache: DerivedCache) -> No
 
     t = threading.Thread(target=waiter)
     t.start()
-    leader = threading.Thread(target=lambda: results.append(cache.get_or_compute_file("vol", compute,
-                                                                                         write_behind=True)))
+    leader = threading.Thread(
+        target=lambda: results.append(cache.get_or_compute_file("vol", compute, write_behind=True))
+    )
     leader.start()
     started.wait(5)
     release.set()
@@ -98,8 +99,12 @@ def test_write_behind_file_value_waiters_get_the_file(cache: DerivedCache) -> No
 
 
 def _rows(sha: str, sop: str) -> tuple[StudyRow, SeriesRow, InstanceRow, bool]:
-    return (StudyRow("1.2"), SeriesRow("1.2.3", "1.2"),
-            InstanceRow(sop, "1.2.3", "1.2", "1.2.840.10008.5.1.4.1.1.2", sha, 10, frames=1), False)
+    return (
+        StudyRow("1.2"),
+        SeriesRow("1.2.3", "1.2"),
+        InstanceRow(sop, "1.2.3", "1.2", "1.2.840.10008.5.1.4.1.1.2", sha, 10, frames=1),
+        False,
+    )
 
 
 def test_header_summaries_are_kept_by_content_and_go_with_the_last_instance(tmp_path: Path) -> None:
@@ -180,4 +185,3 @@ def test_a_hold_lasts_at_most_its_bound(cache: DerivedCache) -> None:
                 break
             threading.Event().wait(0.05)
         assert not cache.pending("vol")
-

@@ -80,7 +80,7 @@ def write_series(
     jj, ii = np.meshgrid(np.arange(columns), np.arange(rows))
     paths = []
     for n, pos in zip(numbers, positions):
-        pts = (np.asarray(pos) + jj[..., None] * pixel_spacing[1] * r + ii[..., None] * pixel_spacing[0] * c)
+        pts = np.asarray(pos) + jj[..., None] * pixel_spacing[1] * r + ii[..., None] * pixel_spacing[0] * c
         stored = np.clip(np.rint((field(pts) - intercept) / slope), -32768, 32767).astype(np.int16)
         meta = FileMetaDataset()
         meta.MediaStorageSOPClassUID = CTImageStorage
@@ -146,8 +146,9 @@ def reproduce(
     for ref in frames:
         assert ref.position is not None and ref.orientation is not None and ref.pixel_spacing is not None
         original = np.asarray(load_frame(ref.sop_uid, ref.frame_index), dtype=np.float32)
-        got = sample_plane(volume, ref.position, ref.orientation[:3], ref.orientation[3:], ref.pixel_spacing,
-                           (ref.rows, ref.columns))
+        got = sample_plane(
+            volume, ref.position, ref.orientation[:3], ref.orientation[3:], ref.pixel_spacing, (ref.rows, ref.columns)
+        )
         mask = body_mask(original, threshold, erode)
         inside = mask & ~np.isnan(got)
         body += int(mask.sum())

@@ -41,10 +41,14 @@ print(json.dumps(seen))
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs Linux thread affinity and at least 2 cores")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux thread affinity and at least 2 cores",
+)
 def test_request_threads_stay_on_one_core_and_native_work_uses_all() -> None:
-    out = subprocess.run([sys.executable, "-c", _CHILD], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _CHILD], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
     seen = json.loads(out.stdout)
     every, chosen = seen["every"], seen["chosen"]
     assert len(chosen) == 1 and chosen[0] in every and seen["before_pin"] == every
@@ -64,10 +68,14 @@ print(json.dumps({"every": every, "chosen": chosen, "reported": sorted(request_c
 """
 
 
-@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
-                    reason="needs Linux thread affinity and at least 2 cores")
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+    reason="needs Linux thread affinity and at least 2 cores",
+)
 def test_each_serving_process_takes_the_next_core() -> None:
-    out = subprocess.run([sys.executable, "-c", _SECOND], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", _SECOND], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True
+    )
     seen = json.loads(out.stdout)
     assert seen["chosen"] == [seen["every"][1]] == seen["reported"]
 

@@ -95,6 +95,7 @@ def test_populating_does_not_stop_other_threads() -> None:
     # whole call; fresh_array faults the pages in one by one from numpy instead.
     nbytes = 160 * MiB
     held = _longest_stop_of_this_thread(
-        lambda: mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE))
+        lambda: mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+    )
     ours = _longest_stop_of_this_thread(lambda: fresh_array((nbytes // 2,), np.int16, populate=True))
     assert ours < held / 2, (ours, held)

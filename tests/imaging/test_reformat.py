@@ -61,8 +61,11 @@ def test_marker_shows_where_the_convention_says(acquisition: str) -> None:
 
 def test_directions_and_axes_of_each_plane() -> None:
     vol = _acquired("oblique")
-    expected = {Plane.AXIAL: ((1, 0, 0), (0, 1, 0)), Plane.CORONAL: ((1, 0, 0), (0, 0, -1)),
-                Plane.SAGITTAL: ((0, 1, 0), (0, 0, -1))}
+    expected = {
+        Plane.AXIAL: ((1, 0, 0), (0, 1, 0)),
+        Plane.CORONAL: ((1, 0, 0), (0, 0, -1)),
+        Plane.SAGITTAL: ((0, 1, 0), (0, 0, -1)),
+    }
     for plane, (row_dir, col_dir) in expected.items():
         sl = reformat(vol, plane, index=3)
         assert (sl.row_direction, sl.column_direction) == (row_dir, col_dir)
@@ -106,8 +109,15 @@ def test_slice_mapping_places_pixels_in_patient_space() -> None:
     vol = _acquired("oblique", size=32)
     for plane in Plane:
         sl = reformat(vol, plane, index=plane_grid(vol, plane).count // 2)
-        again = sample_plane(vol, sl.origin, sl.row_direction, sl.column_direction, sl.pixel_spacing,
-                             sl.array.shape, fill_value=vol.value_range[0])
+        again = sample_plane(
+            vol,
+            sl.origin,
+            sl.row_direction,
+            sl.column_direction,
+            sl.pixel_spacing,
+            sl.array.shape,
+            fill_value=vol.value_range[0],
+        )
         np.testing.assert_allclose(sl.array, again, atol=0.5)  # reformat rounds to the integer dtype
 
 
@@ -199,7 +209,9 @@ def _on_grid(voxels: np.ndarray, acquisition: str, spacing: tuple[float, float, 
     return Volume(voxels, affine, "1.2.3")
 
 
-def _both_paths(monkeypatch: pytest.MonkeyPatch, vol: Volume, plane: Plane, **kw: object) -> tuple[np.ndarray, np.ndarray, int]:
+def _both_paths(
+    monkeypatch: pytest.MonkeyPatch, vol: Volume, plane: Plane, **kw: object
+) -> tuple[np.ndarray, np.ndarray, int]:
     calls = []
     real = volume_module._sample_aligned
 
@@ -218,9 +230,7 @@ def _both_paths(monkeypatch: pytest.MonkeyPatch, vol: Volume, plane: Plane, **kw
 
 @pytest.mark.corpus
 @pytest.mark.parametrize("acquisition", list(ALIGNED))
-def test_fast_path_equals_simpleitk_on_real_ct(
-    corpus: Path, monkeypatch: pytest.MonkeyPatch, acquisition: str
-) -> None:
+def test_fast_path_equals_simpleitk_on_real_ct(corpus: Path, monkeypatch: pytest.MonkeyPatch, acquisition: str) -> None:
     slices, (row_sp, col_sp) = _real_ct_slices(corpus)
     rng = np.random.default_rng(11)
     used = 0
@@ -231,18 +241,27 @@ def test_fast_path_equals_simpleitk_on_real_ct(
             last = grid.position_of(grid.count - 1)
             places: list[dict[str, object]] = [{"index": 0}, {"index": grid.count - 1}, {"index": grid.count // 2}]
             places += [{"position_mm": float(p)} for p in rng.uniform(grid.first_mm, last, 3)]
-            places += [{"position_mm": grid.first_mm + 0.5 * grid.axis_spacing},  # exactly between two slices
-                       {"position_mm": grid.first_mm - 0.5 * grid.axis_spacing},  # the edges of the range
-                       {"position_mm": last + 0.5 * grid.axis_spacing}]
+            places += [
+                {"position_mm": grid.first_mm + 0.5 * grid.axis_spacing},  # exactly between two slices
+                {"position_mm": grid.first_mm - 0.5 * grid.axis_spacing},  # the edges of the range
+                {"position_mm": last + 0.5 * grid.axis_spacing},
+            ]
             for place in places:
                 for interpolation in ("linear", "nearest"):
                     fast, general, n = _both_paths(monkeypatch, vol, plane, interpolation=interpolation, **place)
                     assert fast.dtype == general.dtype and fast.shape == general.shape
-                    assert np.array_equal(fast, general), (acquisition, spacing, plane, place, interpolation,
-                                                           int((fast != general).sum()))
+                    assert np.array_equal(fast, general), (
+                        acquisition,
+                        spacing,
+                        plane,
+                        place,
+                        interpolation,
+                        int((fast != general).sum()),
+                    )
                     used += n
-            fast, general, n = _both_paths(monkeypatch, vol, plane, index=grid.count // 2, slab_mm=6.0,
-                                           slab_mode="mean")
+            fast, general, n = _both_paths(
+                monkeypatch, vol, plane, index=grid.count // 2, slab_mm=6.0, slab_mode="mean"
+            )
             assert np.array_equal(fast, general)
             used += n
     assert used > 0  # the fast path did the sampling (not only SimpleITK twice)
@@ -260,6 +279,7 @@ def test_fast_path_leaves_oblique_grids_to_simpleitk(monkeypatch: pytest.MonkeyP
 
 def test_fast_path_is_much_faster_than_simpleitk(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
+
     rng = np.random.default_rng(5)
     vol = Volume(rng.integers(-1000, 2000, (120, 256, 256)).astype(np.int16), np.diag([0.8, 0.8, 1.25, 1.0]))
 
@@ -320,11 +340,30 @@ def _stacked(stacks: PlaneStacks, vol: Volume, name: str, plane: Plane, *, timeo
 
 
 def _same_slice(a: Slice, b: Slice) -> bool:
-    return (a.array.dtype == b.array.dtype and np.array_equal(a.array, b.array)
-            and (a.pixel_spacing, a.origin, a.row_direction, a.column_direction, a.plane, a.index, a.position_mm,
-                 a.frame_of_reference_uid)
-            == (b.pixel_spacing, b.origin, b.row_direction, b.column_direction, b.plane, b.index, b.position_mm,
-                b.frame_of_reference_uid))
+    return (
+        a.array.dtype == b.array.dtype
+        and np.array_equal(a.array, b.array)
+        and (
+            a.pixel_spacing,
+            a.origin,
+            a.row_direction,
+            a.column_direction,
+            a.plane,
+            a.index,
+            a.position_mm,
+            a.frame_of_reference_uid,
+        )
+        == (
+            b.pixel_spacing,
+            b.origin,
+            b.row_direction,
+            b.column_direction,
+            b.plane,
+            b.index,
+            b.position_mm,
+            b.frame_of_reference_uid,
+        )
+    )
 
 
 @pytest.mark.corpus
@@ -366,8 +405,10 @@ def test_a_plane_the_slices_lie_in_is_the_volume_itself() -> None:
 def test_stacks_only_for_what_they_answer_and_within_their_bound() -> None:
     rng = np.random.default_rng(22)
     vol = Volume(rng.integers(-1000, 2000, (20, 16, 12)).astype(np.int16), np.diag([0.7, 0.7, 1.3, 1.0]))
-    nbytes = {p: plane_grid(vol, p).count * plane_grid(vol, p).rows * plane_grid(vol, p).columns * 2
-              for p in (Plane.CORONAL, Plane.SAGITTAL)}
+    nbytes = {
+        p: plane_grid(vol, p).count * plane_grid(vol, p).rows * plane_grid(vol, p).columns * 2
+        for p in (Plane.CORONAL, Plane.SAGITTAL)
+    }
     stacks = PlaneStacks(max(nbytes.values()))  # room for one stack
     # Requests a stack does not answer start nothing and come from reformat.
     for kw in ({"position_mm": 3.0}, {"index": 2, "interpolation": "nearest"}, {"index": 2, "slab_mm": 3.0}):

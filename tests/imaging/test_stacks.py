@@ -20,9 +20,19 @@ CT = "1.2.840.10008.5.1.4.1.1.2"
 
 
 def _ref(n: int, z: float, **kw: object) -> FrameRef:
-    base = FrameRef(sop_uid=f"1.2.3.{n}", frame_index=0, position=(-100.0, -100.0, z), orientation=AXIAL,
-                    pixel_spacing=(0.5, 0.5), rows=8, columns=8, sop_class_uid=CT, frame_of_reference_uid="1.2.9",
-                    image_type=("ORIGINAL", "PRIMARY", "AXIAL"), instance_number=n)
+    base = FrameRef(
+        sop_uid=f"1.2.3.{n}",
+        frame_index=0,
+        position=(-100.0, -100.0, z),
+        orientation=AXIAL,
+        pixel_spacing=(0.5, 0.5),
+        rows=8,
+        columns=8,
+        sop_class_uid=CT,
+        frame_of_reference_uid="1.2.9",
+        image_type=("ORIGINAL", "PRIMARY", "AXIAL"),
+        instance_number=n,
+    )
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -52,13 +62,16 @@ def test_acquisition_numbers_that_change_every_slice_do_not_split() -> None:
     assert len(stacks) == 1 and len(stacks[0].frames) == 6 and not excluded
 
 
-@pytest.mark.parametrize("attribute,values", [
-    ("temporal_position", (1, 2, 3)),
-    ("echo", (10.0, 40.0, 80.0)),
-    ("stack_id", ("1", "2", "3")),
-    ("acquisition_number", (1, 2, 3)),
-    ("image_type", (("ORIGINAL", "PRIMARY", "M"), ("ORIGINAL", "PRIMARY", "P"), ("ORIGINAL", "PRIMARY", "R"))),
-])
+@pytest.mark.parametrize(
+    "attribute,values",
+    [
+        ("temporal_position", (1, 2, 3)),
+        ("echo", (10.0, 40.0, 80.0)),
+        ("stack_id", ("1", "2", "3")),
+        ("acquisition_number", (1, 2, 3)),
+        ("image_type", (("ORIGINAL", "PRIMARY", "M"), ("ORIGINAL", "PRIMARY", "P"), ("ORIGINAL", "PRIMARY", "R"))),
+    ],
+)
 def test_repeated_positions_split_by_what_differs(attribute: str, values: tuple[object, ...]) -> None:
     refs = [_ref(10 * t + i, 3.0 * i, **{attribute: v}) for t, v in enumerate(values) for i in range(4)]
     stacks, excluded = split_stacks(refs[::-1])
@@ -71,8 +84,12 @@ def test_repeated_positions_split_by_what_differs(attribute: str, values: tuple[
 
 
 def test_two_dimensions_split_together() -> None:
-    refs = [_ref(100 * e + 10 * t + i, 2.0 * i, echo=float(e), temporal_position=t)
-            for e in (1, 2) for t in (1, 2) for i in range(3)]
+    refs = [
+        _ref(100 * e + 10 * t + i, 2.0 * i, echo=float(e), temporal_position=t)
+        for e in (1, 2)
+        for t in (1, 2)
+        for i in range(3)
+    ]
     stacks, _ = split_stacks(refs)
     assert len(stacks) == 4
     assert {s.label for s in stacks} == {f"temporal_position={t},echo={e:g}" for t in (1, 2) for e in (1.0, 2.0)}
@@ -128,8 +145,9 @@ def test_single_slice_series_is_a_stack() -> None:
 
 
 def test_frames_of_different_frames_of_reference_never_mix() -> None:
-    refs = _series([0.0, 2.0]) + [replace(r, sop_uid=r.sop_uid + ".9", frame_of_reference_uid="1.2.8")
-                                  for r in _series([0.0, 2.0])]
+    refs = _series([0.0, 2.0]) + [
+        replace(r, sop_uid=r.sop_uid + ".9", frame_of_reference_uid="1.2.8") for r in _series([0.0, 2.0])
+    ]
     stacks, _ = split_stacks(refs)
     assert sorted(s.frame_of_reference_uid for s in stacks) == ["1.2.8", "1.2.9"]
 
@@ -166,8 +184,11 @@ def test_philips_study_folder_leaves_out_scout_and_secondary_captures(corpus: Pa
     assert len(stack.frames) == 58 and stack.warnings == ()
     assert np.all(np.diff(stack.positions_mm) > 2.3)
     kinds = sorted((e.kind, e.reason) for e in excluded)
-    assert kinds == [("localizer", "localizer (ImageType LOCALIZER)")] + [
-        ("secondary_capture", "secondary capture: not an acquired slice")] * 5
+    assert (
+        kinds
+        == [("localizer", "localizer (ImageType LOCALIZER)")]
+        + [("secondary_capture", "secondary capture: not an acquired slice")] * 5
+    )
 
 
 @pytest.mark.corpus
@@ -221,8 +242,10 @@ def test_header_summary_round_trips_to_the_same_frame_refs(corpus: Path) -> None
     from voxelgate.imaging.dicom.headers import HEADER_VERSION, InstanceHeader, summarize
     from voxelgate.imaging.dicom.parse import read_dataset
 
-    files = [*sorted((corpus / "dicom" / "mr-enhanced-multiframe").rglob("*.dcm")),
-             *sorted((corpus / "dicom" / "ct-ge-head-tilt-variable-spacing").iterdir())[:3]]
+    files = [
+        *sorted((corpus / "dicom" / "mr-enhanced-multiframe").rglob("*.dcm")),
+        *sorted((corpus / "dicom" / "ct-ge-head-tilt-variable-spacing").iterdir())[:3],
+    ]
     for path in files:
         ds, _ = read_dataset(path, name=path.name)
         uid = str(ds.SOPInstanceUID)

@@ -21,8 +21,11 @@ from tests.conftest import ROOT
 from tests.imaging._series import rotation
 
 
-def _affine(spacing: tuple[float, float, float] = (0.5, 0.7, 2.0), direction: np.ndarray | None = None,
-            origin: tuple[float, float, float] = (-10.0, 20.0, 5.0)) -> np.ndarray:
+def _affine(
+    spacing: tuple[float, float, float] = (0.5, 0.7, 2.0),
+    direction: np.ndarray | None = None,
+    origin: tuple[float, float, float] = (-10.0, 20.0, 5.0),
+) -> np.ndarray:
     aff = np.eye(4)
     aff[:3, :3] = (np.eye(3) if direction is None else direction) * np.asarray(spacing)
     aff[:3, 3] = origin
@@ -31,8 +34,9 @@ def _affine(spacing: tuple[float, float, float] = (0.5, 0.7, 2.0), direction: np
 
 def _volume(dtype: type = np.int16, direction: np.ndarray | None = None) -> Volume:
     rng = np.random.default_rng(3)
-    return Volume(rng.integers(-1000, 1000, size=(6, 7, 8)).astype(dtype), _affine(direction=direction), "1.2.3",
-                  ("a warning",))
+    return Volume(
+        rng.integers(-1000, 1000, size=(6, 7, 8)).astype(dtype), _affine(direction=direction), "1.2.3", ("a warning",)
+    )
 
 
 def test_geometry_properties_follow_the_documented_axis_order() -> None:
@@ -56,14 +60,17 @@ def test_array_is_read_only_and_the_callers_is_not() -> None:
     assert vol.array[0, 0, 0] == 5
 
 
-@pytest.mark.parametrize("array,affine,match", [
-    (np.zeros((3, 4)), _affine(), "3-D"),
-    (np.zeros((0, 4, 4)), _affine(), "3-D"),
-    (np.zeros((2, 2, 2), dtype=complex), _affine(), "integers or floats"),
-    (np.zeros((2, 2, 2)), np.eye(3), "4x4"),
-    (np.zeros((2, 2, 2)), _affine(spacing=(1.0, 0.0, 1.0)), "positive"),
-    (np.zeros((2, 2, 2)), _affine(direction=np.array([[1, 0.1, 0], [0, 1, 0], [0, 0, 1.0]])), "orthonormal"),
-])
+@pytest.mark.parametrize(
+    "array,affine,match",
+    [
+        (np.zeros((3, 4)), _affine(), "3-D"),
+        (np.zeros((0, 4, 4)), _affine(), "3-D"),
+        (np.zeros((2, 2, 2), dtype=complex), _affine(), "integers or floats"),
+        (np.zeros((2, 2, 2)), np.eye(3), "4x4"),
+        (np.zeros((2, 2, 2)), _affine(spacing=(1.0, 0.0, 1.0)), "positive"),
+        (np.zeros((2, 2, 2)), _affine(direction=np.array([[1, 0.1, 0], [0, 1, 0], [0, 0, 1.0]])), "orthonormal"),
+    ],
+)
 def test_invariants_are_checked_when_built(array: np.ndarray, affine: np.ndarray, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         Volume(array, affine)
@@ -128,10 +135,20 @@ def test_sample_grid_and_plane_reject_bad_arguments() -> None:
 
 
 def _stack_refs(zs: list[float], shift: float = 0.0, **kw: object) -> list[FrameRef]:
-    base = FrameRef(sop_uid="1.2", frame_index=0, position=(0.0, 0.0, 0.0), orientation=(1, 0, 0, 0, 1, 0),
-                    pixel_spacing=(1.0, 1.0), rows=4, columns=5, sop_class_uid="1.2.840.10008.5.1.4.1.1.2")
-    return [replace(base, sop_uid=f"1.2.{i}", position=(0.0, shift * z, z), **kw)  # type: ignore[arg-type]
-            for i, z in enumerate(zs)]
+    base = FrameRef(
+        sop_uid="1.2",
+        frame_index=0,
+        position=(0.0, 0.0, 0.0),
+        orientation=(1, 0, 0, 0, 1, 0),
+        pixel_spacing=(1.0, 1.0),
+        rows=4,
+        columns=5,
+        sop_class_uid="1.2.840.10008.5.1.4.1.1.2",
+    )
+    return [
+        replace(base, sop_uid=f"1.2.{i}", position=(0.0, shift * z, z), **kw)  # type: ignore[arg-type]
+        for i, z in enumerate(zs)
+    ]
 
 
 def test_plan_of_a_single_slice_uses_the_slice_thickness() -> None:
@@ -178,8 +195,10 @@ def test_tilted_stack_is_widened_to_hold_every_slice() -> None:
 
 
 def test_imaging_does_not_load_grpc() -> None:
-    code = ("import sys, voxelgate.imaging.dicom.volume, voxelgate.imaging.dicom.stacks, voxelgate.imaging.dicom.reformat; "
-            "assert not any(m == 'grpc' or m.startswith(('grpc.', 'server')) for m in sys.modules), 'grpc loaded'")
+    code = (
+        "import sys, voxelgate.imaging.dicom.volume, voxelgate.imaging.dicom.stacks, voxelgate.imaging.dicom.reformat; "
+        "assert not any(m == 'grpc' or m.startswith(('grpc.', 'server')) for m in sys.modules), 'grpc loaded'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)
 
 
@@ -203,8 +222,12 @@ def _archive(root: Path):  # type: ignore[no-untyped-def]
     from voxelgate.imaging.dicom.archive import DicomArchive
     from voxelgate.imaging.dicom.pixels import Limits
 
-    return DicomArchive(ObjectStore(root / "store"), SqliteCatalog(root / "catalog.sqlite3"),
-                        DerivedCache(root / "derived", size_limit=1 << 30), limits=Limits())
+    return DicomArchive(
+        ObjectStore(root / "store"),
+        SqliteCatalog(root / "catalog.sqlite3"),
+        DerivedCache(root / "derived", size_limit=1 << 30),
+        limits=Limits(),
+    )
 
 
 def _general_build(volumes, layout, index):  # type: ignore[no-untyped-def]
@@ -254,17 +277,25 @@ def _check_summary_builds(root: Path, paths: list[Path]) -> int:
         archive.catalog.close()
 
 
-@pytest.mark.parametrize("kw", [dict(), dict(slope=2.0, intercept=-1024.0), dict(slope=0.5, intercept=-7.25),
-                                dict(slope=1.0, intercept=0.0),
-                                # stored values whose modality values leave int16 half way up the stack
-                                dict(slope=4.0, intercept=-1024.0, field=lambda p: 30000 + 1000 * p[..., 2])],
-                         ids=["intercept", "slope-2", "float-slope", "none", "int32"])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(),
+        dict(slope=2.0, intercept=-1024.0),
+        dict(slope=0.5, intercept=-7.25),
+        dict(slope=1.0, intercept=0.0),
+        # stored values whose modality values leave int16 half way up the stack
+        dict(slope=4.0, intercept=-1024.0, field=lambda p: 30000 + 1000 * p[..., 2]),
+    ],
+    ids=["intercept", "slope-2", "float-slope", "none", "int32"],
+)
 def test_summary_build_equals_the_general_build(tmp_path: Path, kw: dict) -> None:
     from tests.imaging._series import write_series
 
     axial = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
-    paths = write_series(tmp_path / "in", orientation=axial, positions=[[-10.0, -20.0, 3.0 + 2.5 * k] for k in range(9)],
-                         **kw)
+    paths = write_series(
+        tmp_path / "in", orientation=axial, positions=[[-10.0, -20.0, 3.0 + 2.5 * k] for k in range(9)], **kw
+    )
     assert _check_summary_builds(tmp_path / "data", paths) == 1
 
 

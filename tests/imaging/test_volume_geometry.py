@@ -34,8 +34,12 @@ def _oblique() -> tuple[float, ...]:
     return (*(rot @ (1.0, 0.0, 0.0)), *(rot @ (0.0, 1.0, 0.0)))
 
 
-def _positions(orientation: tuple[float, ...], steps: list[float], shift_per_mm: tuple[float, float] = (0.0, 0.0),
-               start: tuple[float, float, float] = (-14.0, -20.0, 31.0)) -> list[list[float]]:
+def _positions(
+    orientation: tuple[float, ...],
+    steps: list[float],
+    shift_per_mm: tuple[float, float] = (0.0, 0.0),
+    start: tuple[float, float, float] = (-14.0, -20.0, 31.0),
+) -> list[list[float]]:
     r, c = np.asarray(orientation[:3]), np.asarray(orientation[3:])
     n = np.cross(r, c)
     d = np.concatenate([[0.0], np.cumsum(steps)])
@@ -49,8 +53,9 @@ def _one_stack(paths: list[Path]):  # type: ignore[no-untyped-def]
     return stacks[0], load
 
 
-@pytest.mark.parametrize("orientation", [AXIAL, _oblique(), (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)],
-                         ids=["axial", "oblique", "sagittal"])
+@pytest.mark.parametrize(
+    "orientation", [AXIAL, _oblique(), (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)], ids=["axial", "oblique", "sagittal"]
+)
 def test_untilted_even_series_is_unchanged_and_matches_simpleitk(
     tmp_path: Path, orientation: tuple[float, ...]
 ) -> None:
@@ -105,8 +110,9 @@ def test_tilted_unevenly_spaced_series_lands_in_patient_space(tmp_path: Path) ->
 def _dcm2niix_volume(folder: Path, out: Path) -> Volume:
     require_peer("dcm2niix", have_program("dcm2niix"), "apt-get install dcm2niix")
     out.mkdir()
-    subprocess.run(["dcm2niix", "-z", "n", "-f", "vol", "-o", str(out), str(folder)],
-                   check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        ["dcm2niix", "-z", "n", "-f", "vol", "-o", str(out), str(folder)], check=True, capture_output=True, timeout=120
+    )
     # The most corrected output: tilt-corrected (_Tilt) and equalised (_Eq) when it made them.
     path = max(out.glob("*.nii"), key=lambda p: (p.stem.count("_Tilt") + p.stem.count("_Eq"), p.name))
     warn = sitk.ProcessObject.GetGlobalWarningDisplay()
@@ -119,8 +125,9 @@ def _dcm2niix_volume(folder: Path, out: Path) -> Volume:
 
 
 @pytest.mark.corpus
-@pytest.mark.parametrize("series,tilt", [("ct-ge-head-tilt-variable-spacing", 18.5),
-                                         ("ct-philips-head-study/S3010", 16.5)])
+@pytest.mark.parametrize(
+    "series,tilt", [("ct-ge-head-tilt-variable-spacing", 18.5), ("ct-philips-head-study/S3010", 16.5)]
+)
 def test_tilted_ct_reproduces_every_slice(
     corpus: Path, tmp_path: Path, series: str, tilt: float, record_property: Callable[[str, object], None]
 ) -> None:
@@ -139,9 +146,11 @@ def test_tilted_ct_reproduces_every_slice(
     if peer is not None:
         record_property("dcm2niix_median_hu", round(peer.median, 2))
         record_property("dcm2niix_covered", round(peer.covered, 4))
-    print(f"\n{series}: ours median {ours.median:.2f} HU (max {max(ours.mad_per_slice):.1f}), "
-          f"covered {ours.covered:.1%}; dcm2niix "
-          + (f"median {peer.median:.2f} HU, covered {peer.covered:.1%}" if peer else "absent"))
+    print(
+        f"\n{series}: ours median {ours.median:.2f} HU (max {max(ours.mad_per_slice):.1f}), "
+        f"covered {ours.covered:.1%}; dcm2niix "
+        + (f"median {peer.median:.2f} HU, covered {peer.covered:.1%}" if peer else "absent")
+    )
     assert ours.covered == 1.0
     assert ours.median < 25.0
     assert len(ours.mad_per_slice) == len(stack.frames)
@@ -164,8 +173,9 @@ def _check_frames(vol: Volume, stack, load, tol: float) -> None:  # type: ignore
         frame = load(ref.sop_uid, ref.frame_index)
         original = frame.astype(np.float64)
         np.testing.assert_array_equal(vol.array[k], frame.astype(vol.array.dtype))
-        got = sample_plane(vol, ref.position, ref.orientation[:3], ref.orientation[3:], ref.pixel_spacing,
-                           (ref.rows, ref.columns))
+        got = sample_plane(
+            vol, ref.position, ref.orientation[:3], ref.orientation[3:], ref.pixel_spacing, (ref.rows, ref.columns)
+        )
         assert not np.isnan(got).any()
         assert np.abs(got - original).max() <= tol * max(1.0, np.abs(original).max())
 
@@ -219,13 +229,28 @@ def test_enhanced_ct_frames_are_ordered_by_position() -> None:
     # both place the same values at the same patient positions.
     theirs = Volume.from_sitk(sitk.ReadImage(str(path)))
     for ref in stack.frames:
-        got = sample_plane(theirs, ref.position, ref.orientation[:3], ref.orientation[3:], ref.pixel_spacing,
-                           (ref.rows, ref.columns), "nearest")
+        got = sample_plane(
+            theirs,
+            ref.position,
+            ref.orientation[:3],
+            ref.orientation[3:],
+            ref.pixel_spacing,
+            (ref.rows, ref.columns),
+            "nearest",
+        )
         np.testing.assert_array_equal(got, load(ref.sop_uid, ref.frame_index))
 
 
-@pytest.mark.parametrize("name", ["emri_small.dcm", "emri_small_RLE.dcm", "emri_small_jpeg_ls_lossless.dcm",
-                                  "emri_small_jpeg_2k_lossless.dcm", "emri_small_big_endian.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "emri_small.dcm",
+        "emri_small_RLE.dcm",
+        "emri_small_jpeg_ls_lossless.dcm",
+        "emri_small_jpeg_2k_lossless.dcm",
+        "emri_small_big_endian.dcm",
+    ],
+)
 def test_enhanced_mr_without_functional_groups_is_a_frame_series(name: str) -> None:
     # These pydicom-data files were stripped of their functional groups: no
     # frame has a position, so they cannot form a volume.

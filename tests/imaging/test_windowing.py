@@ -38,8 +38,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # (center, width): integer, half-integer and quarter centres; widths 1, 1.5, 2 and beyond.
 # Every edge below is a dyadic fraction, so float32 holds it exactly.
-WINDOWS = [(0.0, 1.0), (40.0, 1.0), (10.0, 2.0), (0.5, 3.0), (40.25, 80.5), (-3.75, 6.5),
-           (1000.125, 1.5), (40.0, 400.0), (-600.0, 1500.0), (32000.0, 2.0)]
+WINDOWS = [
+    (0.0, 1.0),
+    (40.0, 1.0),
+    (10.0, 2.0),
+    (0.5, 3.0),
+    (40.25, 80.5),
+    (-3.75, 6.5),
+    (1000.125, 1.5),
+    (40.0, 400.0),
+    (-600.0, 1500.0),
+    (32000.0, 2.0),
+]
 STEPS = [1.0, 1 / 64]  # "one step" for integer data and for float data
 OUTPUT_RANGES = [(0.0, 255.0), (0.0, 65535.0), (-1.0, 1.0), (-32768.0, 32767.0)]
 
@@ -112,8 +122,10 @@ def test_linear_exact_at_its_edges_and_one_step_either_side(c: float, w: float, 
     for step in [*STEPS, w / 4]:
         xs = [lo - step, lo, lo + step, c, hi - step, hi, hi + step]
         got = _window(xs, c, w, VoiFunction.LINEAR_EXACT, y_min, y_max)
-        ref = [float(_linear_exact_ref(Fraction(x), Fraction(c), Fraction(w), Fraction(y_min), Fraction(y_max)))
-               for x in xs]
+        ref = [
+            float(_linear_exact_ref(Fraction(x), Fraction(c), Fraction(w), Fraction(y_min), Fraction(y_max)))
+            for x in xs
+        ]
         np.testing.assert_allclose(got, ref, rtol=0, atol=_tolerance(y_min, y_max), err_msg=f"c={c} w={w} step={step}")
         assert got[0] == y_min and got[1] == y_min and got[6] == y_max
         assert got[3] == pytest.approx((y_min + y_max) / 2, abs=_tolerance(y_min, y_max))
@@ -122,8 +134,21 @@ def test_linear_exact_at_its_edges_and_one_step_either_side(c: float, w: float, 
 @pytest.mark.parametrize(("y_min", "y_max"), OUTPUT_RANGES)
 @pytest.mark.parametrize(("c", "w"), [*WINDOWS, (0.0, 0.5)])
 def test_sigmoid_around_its_centre_and_edges(c: float, w: float, y_min: float, y_max: float) -> None:
-    xs = sorted({c - w, c - w / 2 - 1, c - w / 2, c - w / 2 + 1, c - 1, c, c + 1, c + w / 2 - 1, c + w / 2,
-                 c + w / 2 + 1, c + w})
+    xs = sorted(
+        {
+            c - w,
+            c - w / 2 - 1,
+            c - w / 2,
+            c - w / 2 + 1,
+            c - 1,
+            c,
+            c + 1,
+            c + w / 2 - 1,
+            c + w / 2,
+            c + w / 2 + 1,
+            c + w,
+        }
+    )
     got = _window(xs, c, w, VoiFunction.SIGMOID, y_min, y_max)
     ref = [_sigmoid_ref(x, c, w, y_min, y_max) for x in xs]
     np.testing.assert_allclose(got, ref, rtol=0, atol=(y_max - y_min) * 1e-5, err_msg=f"c={c} w={w}")
@@ -179,8 +204,10 @@ def _pydicom_output_range(ds: Dataset) -> tuple[float, float]:
     bits = int(ds.BitsStored)
     lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if ds.PixelRepresentation else (0, 2**bits - 1)
     if "RescaleSlope" in ds:
-        lo, hi = lo * float(ds.RescaleSlope) + float(ds.RescaleIntercept), hi * float(ds.RescaleSlope) + float(
-            ds.RescaleIntercept)
+        lo, hi = (
+            lo * float(ds.RescaleSlope) + float(ds.RescaleIntercept),
+            hi * float(ds.RescaleSlope) + float(ds.RescaleIntercept),
+        )
     return float(lo), float(hi)
 
 
@@ -196,12 +223,21 @@ def _inputs(dtype: np.dtype, c: float, w: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("fn", list(VoiFunction))
-@pytest.mark.parametrize(("c", "w"), [(40.0, 400.0), (-600.0, 1500.0), (40.5, 1.0), (1000.25, 2.0), (0.0, 3.5),
-                                      (30000.0, 9000.0)])
-@pytest.mark.parametrize(("dtype", "rescale"), [(np.dtype(np.int16), None), (np.dtype(np.int16), (1.0, -1024.0)),
-                                                (np.dtype(np.uint16), None), (np.dtype(np.float32), None)])
-def test_agrees_with_pydicom_apply_windowing(dtype: np.dtype, rescale: tuple[float, float] | None, c: float, w: float,
-                                             fn: VoiFunction) -> None:
+@pytest.mark.parametrize(
+    ("c", "w"), [(40.0, 400.0), (-600.0, 1500.0), (40.5, 1.0), (1000.25, 2.0), (0.0, 3.5), (30000.0, 9000.0)]
+)
+@pytest.mark.parametrize(
+    ("dtype", "rescale"),
+    [
+        (np.dtype(np.int16), None),
+        (np.dtype(np.int16), (1.0, -1024.0)),
+        (np.dtype(np.uint16), None),
+        (np.dtype(np.float32), None),
+    ],
+)
+def test_agrees_with_pydicom_apply_windowing(
+    dtype: np.dtype, rescale: tuple[float, float] | None, c: float, w: float, fn: VoiFunction
+) -> None:
     x = _inputs(dtype, c, w)
     ds = _voi_dataset(dtype, c, w, fn, rescale)
     y_min, y_max = _pydicom_output_range(ds)
@@ -224,8 +260,14 @@ def test_uint8_lookup_path_equals_the_float_path_over_the_whole_dtype(dtype: typ
     values = np.arange(info.min, info.max + 1, dtype=np.int64).astype(dtype)
     rng = np.random.default_rng(3)
     values = rng.permutation(values).reshape(-1, 64) if values.size >= 4096 else rng.permutation(values)
-    windows = [(0.0, 1.0), (40.0, 400.0), (-600.0, 1500.0), (100.5, 3.0), (float(info.max), 10.0),
-               (float(info.min), 2.0)]
+    windows = [
+        (0.0, 1.0),
+        (40.0, 400.0),
+        (-600.0, 1500.0),
+        (100.5, 3.0),
+        (float(info.max), 10.0),
+        (float(info.min), 2.0),
+    ]
     for c, w in windows:
         got = window_to_uint8(values, c, w, function=fn)
         expected = to_uint8(apply_window(values.astype(np.float32), c, w, function=fn))
@@ -356,9 +398,18 @@ def test_threaded_lookup_of_a_whole_volume_equals_the_float_path(monkeypatch: py
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("shape,dtype", [((37, 53), np.uint8), ((1, 1), np.uint8), ((64, 9, 2), np.uint8),
-                                         ((5, 7, 3), np.uint8), ((6, 4, 4), np.uint8), ((31, 17), np.uint16),
-                                         ((600, 1), np.uint16)])
+@pytest.mark.parametrize(
+    "shape,dtype",
+    [
+        ((37, 53), np.uint8),
+        ((1, 1), np.uint8),
+        ((64, 9, 2), np.uint8),
+        ((5, 7, 3), np.uint8),
+        ((6, 4, 4), np.uint8),
+        ((31, 17), np.uint16),
+        ((600, 1), np.uint16),
+    ],
+)
 def test_png_decodes_to_exactly_the_array(shape: tuple[int, ...], dtype: type) -> None:
     from io import BytesIO
 
@@ -382,8 +433,12 @@ def test_png_refuses_what_it_cannot_carry() -> None:
     from voxelgate.errors import InvalidInputError
     from voxelgate.imaging.encode import encode_png
 
-    for bad in (np.zeros((4, 4), np.int16), np.zeros((4, 4, 5), np.uint8), np.zeros((0, 4), np.uint8),
-                np.zeros((2, 2, 3), np.uint16)):
+    for bad in (
+        np.zeros((4, 4), np.int16),
+        np.zeros((4, 4, 5), np.uint8),
+        np.zeros((0, 4), np.uint8),
+        np.zeros((2, 2, 3), np.uint16),
+    ):
         with pytest.raises(InvalidInputError, match="PNG"):
             encode_png(bad)
 
@@ -394,8 +449,18 @@ def test_png_refuses_what_it_cannot_carry() -> None:
 # The presets, windows whose clamp cuts the ramp's first level short (75/215), a 1-wide step,
 # off-grid centres and widths, ones that rounding to even or float32 keep from a straight
 # staircase (handled by the table), and both output depths.
-ARITH_WINDOWS = [*PRESETS.values(), (75.0, 215.0), (0.5, 1.0), (40.25, 80.5), (-3.75, 6.5), (12.3, 77.7),
-                 (3000.0, 60000.0), (30000.0, 9000.0), (-32760.0, 20.0), (65000.0, 7.0)]
+ARITH_WINDOWS = [
+    *PRESETS.values(),
+    (75.0, 215.0),
+    (0.5, 1.0),
+    (40.25, 80.5),
+    (-3.75, 6.5),
+    (12.3, 77.7),
+    (3000.0, 60000.0),
+    (30000.0, 9000.0),
+    (-32760.0, 20.0),
+    (65000.0, 7.0),
+]
 
 
 @pytest.mark.parametrize("out_max", [255, 65535])
@@ -407,8 +472,11 @@ def test_every_16_bit_input_maps_as_the_standard_formula_says(dtype: type, fn: V
     convert = window_to_uint8 if out_max == 255 else window_to_uint16
     for c, w in ARITH_WINDOWS:
         expected = np.clip(np.rint(apply_window(values, c, w, function=fn, y_max=float(out_max))), 0, out_max)
-        np.testing.assert_array_equal(convert(values, c, w, function=fn), expected,
-                                      err_msg=f"{np.dtype(dtype)} {fn.value} c={c} w={w} -> {out_max}")
+        np.testing.assert_array_equal(
+            convert(values, c, w, function=fn),
+            expected,
+            err_msg=f"{np.dtype(dtype)} {fn.value} c={c} w={w} -> {out_max}",
+        )
 
 
 def test_common_ct_windows_take_the_arithmetic_form() -> None:
@@ -423,8 +491,9 @@ def test_common_ct_windows_take_the_arithmetic_form() -> None:
 
 
 @pytest.mark.parametrize("out_max", [255, 65535])
-def test_threaded_arithmetic_of_a_whole_volume_equals_the_float_path(monkeypatch: pytest.MonkeyPatch,
-                                                                     out_max: int) -> None:
+def test_threaded_arithmetic_of_a_whole_volume_equals_the_float_path(
+    monkeypatch: pytest.MonkeyPatch, out_max: int
+) -> None:
     import voxelgate.imaging.windowing as windowing
 
     rng = np.random.default_rng(9)

@@ -104,20 +104,37 @@ def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def ingest(stub: dicom_pb2_grpc.DicomServiceStub, files: Iterable[tuple[str, Path]], **kw: Any) -> list[common_pb2.IngestResult]:
+def ingest(
+    stub: dicom_pb2_grpc.DicomServiceStub, files: Iterable[tuple[str, Path]], **kw: Any
+) -> list[common_pb2.IngestResult]:
     """Send ``(name, path)`` pairs in one Ingest call; return the results in order."""
     return list(stub.Ingest(ingest_requests(files, **kw)))
 
 
-def ingest_chunks(stub: dicom_pb2_grpc.DicomServiceStub, chunks: Iterable[common_pb2.IngestChunk]) -> list[common_pb2.IngestResult]:
+def ingest_chunks(
+    stub: dicom_pb2_grpc.DicomServiceStub, chunks: Iterable[common_pb2.IngestChunk]
+) -> list[common_pb2.IngestResult]:
     return list(stub.Ingest(iter(list(chunks))))
 
 
-def file_chunks(name: str, data: bytes, *, overwrite: bool = False, sha256: str | None = None,
-                declared: int | None = None, end: bool = True, chunk: int = 64 * 1024) -> list[common_pb2.IngestChunk]:
+def file_chunks(
+    name: str,
+    data: bytes,
+    *,
+    overwrite: bool = False,
+    sha256: str | None = None,
+    declared: int | None = None,
+    end: bool = True,
+    chunk: int = 64 * 1024,
+) -> list[common_pb2.IngestChunk]:
     """The request messages of one in-memory file; ``end=False`` leaves the FileEnd out."""
-    msgs = [common_pb2.IngestChunk(header=common_pb2.FileHeader(
-        name=name, size=len(data) if declared is None else declared, overwrite=overwrite))]
+    msgs = [
+        common_pb2.IngestChunk(
+            header=common_pb2.FileHeader(
+                name=name, size=len(data) if declared is None else declared, overwrite=overwrite
+            )
+        )
+    ]
     msgs += [common_pb2.IngestChunk(data=data[i : i + chunk]) for i in range(0, len(data), chunk)]
     if end:
         digest = hashlib.sha256(data).hexdigest() if sha256 is None else sha256
@@ -125,15 +142,25 @@ def file_chunks(name: str, data: bytes, *, overwrite: bool = False, sha256: str 
     return msgs
 
 
-def walk(call: Callable[..., Any], request_type: type, field: str, *, page_size: int = 0,
-         flt: dicom_pb2.QueryFilter | None = None) -> list[Any]:
+def walk(
+    call: Callable[..., Any],
+    request_type: type,
+    field: str,
+    *,
+    page_size: int = 0,
+    flt: dicom_pb2.QueryFilter | None = None,
+) -> list[Any]:
     """Every row of a paged List* call, following next_page_token to the end."""
     rows: list[Any] = []
     token = ""
     tokens: set[str] = set()
     while True:
-        reply = call(request_type(filter=flt or dicom_pb2.QueryFilter(),
-                                  page=common_pb2.PageRequest(page_size=page_size, page_token=token)))
+        reply = call(
+            request_type(
+                filter=flt or dicom_pb2.QueryFilter(),
+                page=common_pb2.PageRequest(page_size=page_size, page_token=token),
+            )
+        )
         rows.extend(getattr(reply, field))
         token = reply.next_page_token
         if not token:
@@ -142,7 +169,9 @@ def walk(call: Callable[..., Any], request_type: type, field: str, *, page_size:
         tokens.add(token)
 
 
-def all_instances(stub: dicom_pb2_grpc.DicomServiceStub, flt: dicom_pb2.QueryFilter | None = None) -> list[dicom_pb2.Instance]:
+def all_instances(
+    stub: dicom_pb2_grpc.DicomServiceStub, flt: dicom_pb2.QueryFilter | None = None
+) -> list[dicom_pb2.Instance]:
     return walk(stub.ListInstances, dicom_pb2.ListInstancesRequest, "instances", page_size=1000, flt=flt)
 
 
@@ -150,7 +179,9 @@ def instance_file(stub: dicom_pb2_grpc.DicomServiceStub, sop_uid: str) -> bytes:
     return b"".join(c.data for c in stub.GetInstanceFile(dicom_pb2.GetInstanceFileRequest(sop_instance_uid=sop_uid)))
 
 
-def raw_frame(stub: dicom_pb2_grpc.DicomServiceStub, sop_uid: str, frame: int = 0) -> tuple[np.ndarray, dicom_pb2.GetFrameResponse]:
+def raw_frame(
+    stub: dicom_pb2_grpc.DicomServiceStub, sop_uid: str, frame: int = 0
+) -> tuple[np.ndarray, dicom_pb2.GetFrameResponse]:
     """GetFrame RAW as an array, checking that the reply is self-consistent."""
     reply = stub.GetFrame(dicom_pb2.GetFrameRequest(sop_instance_uid=sop_uid, frame=frame, format=dicom_pb2.RAW))
     assert reply.media_type == "application/octet-stream"
@@ -322,8 +353,9 @@ def synthetic_slice(spec: SyntheticSpec, rng: np.random.Generator, *, rows: int 
     return buf.getvalue()
 
 
-def ingest_bytes(stub: dicom_pb2_grpc.DicomServiceStub, files: Iterable[tuple[str, bytes]], *,
-                 overwrite: bool = False) -> list[common_pb2.IngestResult]:
+def ingest_bytes(
+    stub: dicom_pb2_grpc.DicomServiceStub, files: Iterable[tuple[str, bytes]], *, overwrite: bool = False
+) -> list[common_pb2.IngestResult]:
     from voxelgate.server.client import ingest_bytes_requests
 
     return list(stub.Ingest(ingest_bytes_requests(files, overwrite=overwrite)))
@@ -341,8 +373,14 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 def vg(*args: str | Path, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the installed ``voxelgate`` command and capture its output (never raises on exit status)."""
-    return subprocess.run([str(VOXELGATE), *map(str, args)], capture_output=True, text=True, timeout=timeout,
-                          check=False, env=env if env is not None else clean_env())
+    return subprocess.run(
+        [str(VOXELGATE), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=env if env is not None else clean_env(),
+    )
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

@@ -19,15 +19,14 @@ from e2e_support import vg
 from voxelgate.server.app import Running
 
 
-
-
-
 @pytest.fixture
 def server(running: Running) -> str:
     return f"127.0.0.1:{running.port}"
 
 
-def _write(arr: np.ndarray, like: sitk.Image | None, path: Path, *, spacing: tuple[float, ...] = (0.5, 0.7, 2.5)) -> Path:
+def _write(
+    arr: np.ndarray, like: sitk.Image | None, path: Path, *, spacing: tuple[float, ...] = (0.5, 0.7, 2.5)
+) -> Path:
     img = sitk.GetImageFromArray(arr)
     if like is not None:
         img.CopyInformation(like)
@@ -103,9 +102,9 @@ def test_keys_option_lets_an_empty_key_end_an_object(server: str, tmp_path: Path
 
 def test_other_axis_and_text_report(server: str, tmp_path: Path) -> None:
     arr = np.zeros((12, 16, 14), np.int16)
-    arr[3:9, 2, 4:10] = 1   # drawn on y = 2 and y = 10 (slices across y)
+    arr[3:9, 2, 4:10] = 1  # drawn on y = 2 and y = 10 (slices across y)
     arr[4:8, 10, 5:9] = 1
-    arr[6, 6, 6] = 2        # a label drawn on one slice only
+    arr[6, 6, 6] = 2  # a label drawn on one slice only
     sparse = _write(arr, None, tmp_path / "sparse.nrrd")
     run = vg("interpolate", sparse, "-o", tmp_path / "filled.nrrd", "--axis", "y", "--server", server)
     assert run.returncode == 0, run.stderr

@@ -23,8 +23,18 @@ import pytest
 from PIL import Image
 
 from conftest import CORPUS, ROOT
-from e2e_support import OUTCOME, Server, SyntheticSpec, all_instances, by_name, ingest, ingest_bytes, instance_file, \
-    serve, synthetic_slice
+from e2e_support import (
+    OUTCOME,
+    Server,
+    SyntheticSpec,
+    all_instances,
+    by_name,
+    ingest,
+    ingest_bytes,
+    instance_file,
+    serve,
+    synthetic_slice,
+)
 from voxelgate.imaging.annotations import Mask, mask_from_png, mask_to_png, mask_to_rle
 from voxelgate.server.client import ingest_bytes_requests
 from voxelgate.v1 import annotation_pb2 as A
@@ -48,8 +58,10 @@ class Stored:
 def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
     rng = np.random.default_rng(4)
     with serve(tmp_path_factory.mktemp("annotation") / "data") as server:
-        results = ingest_bytes(server.dicom, [(f"synth{s.number}", synthetic_slice(s, rng, rows=SYNTH_SIZE, columns=SYNTH_SIZE))
-                                              for s in SYNTH])
+        results = ingest_bytes(
+            server.dicom,
+            [(f"synth{s.number}", synthetic_slice(s, rng, rows=SYNTH_SIZE, columns=SYNTH_SIZE)) for s in SYNTH],
+        )
         assert {OUTCOME(r.outcome) for r in results} == {"STORED"}
         ge = None
         folder = CORPUS / "dicom" / GE
@@ -57,8 +69,13 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
             got = by_name(ingest(server.dicom, [(p.name, p) for p in sorted(folder.glob("*.dcm"))]))
             assert {OUTCOME(r.outcome) for r in got.values()} == {"STORED"}
             ge = next(iter(got.values())).series_instance_uid
-        yield Stored(server, annotation_pb2_grpc.AnnotationServiceStub(server.channel),
-                     volume_pb2_grpc.VolumeServiceStub(server.channel), ge, SYNTH[0].series_uid)
+        yield Stored(
+            server,
+            annotation_pb2_grpc.AnnotationServiceStub(server.channel),
+            volume_pb2_grpc.VolumeServiceStub(server.channel),
+            ge,
+            SYNTH[0].series_uid,
+        )
 
 
 def ge_uid(stored: Stored) -> str:
@@ -97,8 +114,11 @@ def mask_of(shape: A.Shape) -> np.ndarray:
 
 
 def polygon(*rings: list[tuple[float, float]]) -> A.Shape:
-    return A.Shape(polygon=A.Polygon(rings=[
-        A.PolygonRing(outer=A.PointList(points=[A.Point(x=x, y=y) for x, y in ring])) for ring in rings]))
+    return A.Shape(
+        polygon=A.Polygon(
+            rings=[A.PolygonRing(outer=A.PointList(points=[A.Point(x=x, y=y) for x, y in ring])) for ring in rings]
+        )
+    )
 
 
 def dicom(uid: str, plane: int = volume_pb2.AXIAL, **kw: object) -> A.DicomSource:
@@ -125,9 +145,12 @@ def test_acquired_frames_weigh_by_mm_not_by_index(stored: Stored) -> None:
     mm, _ = ge_positions()
     a, b = np.array([100.0, 100, 200, 200]), np.array([200.0, 140, 260, 240])
     # Keys around the irregular steps: 13 -> 14 is 1.08 mm, 14 -> 15 is 7 mm.
-    reply = stored.stub.Interpolate(A.InterpolateRequest(
-        dicom=A.DicomSource(series_instance_uid=uid, source_frames=True),
-        keys=[A.Key(index=12, shape=box(*a)), A.Key(index=16, shape=box(*b))]))
+    reply = stored.stub.Interpolate(
+        A.InterpolateRequest(
+            dicom=A.DicomSource(series_instance_uid=uid, source_frames=True),
+            keys=[A.Key(index=12, shape=box(*a)), A.Key(index=16, shape=box(*b))],
+        )
+    )
     assert reply.unit == "mm" and (reply.rows, reply.columns) == (512, 512)
     assert [s.index for s in reply.shapes] == [12, 13, 14, 15, 16]
     assert [s.method for s in reply.shapes] == ["key", "linear", "linear", "linear", "key"]
@@ -145,11 +168,15 @@ def test_acquired_frames_weigh_by_mm_not_by_index(stored: Stored) -> None:
 def test_axial_plane_is_the_grid_getslice_serves(stored: Stored) -> None:
     uid = ge_uid(stored)
     a, b = np.array([100.0, 300, 200, 400]), np.array([180.0, 260, 300, 420])
-    reply = stored.stub.Interpolate(A.InterpolateRequest(
-        dicom=dicom(uid), keys=[A.Key(index=60, shape=box(*a)), A.Key(index=64, shape=box(*b))]))
+    reply = stored.stub.Interpolate(
+        A.InterpolateRequest(dicom=dicom(uid), keys=[A.Key(index=60, shape=box(*a)), A.Key(index=64, shape=box(*b))])
+    )
     for s in reply.shapes:
-        sl = stored.volume.GetSlice(volume_pb2.GetSliceRequest(
-            series_instance_uid=uid, plane=volume_pb2.AXIAL, index=s.index, encoding=volume_pb2.ENCODING_RAW))
+        sl = stored.volume.GetSlice(
+            volume_pb2.GetSliceRequest(
+                series_instance_uid=uid, plane=volume_pb2.AXIAL, index=s.index, encoding=volume_pb2.ENCODING_RAW
+            )
+        )
         assert s.position == pytest.approx(sl.position_mm, abs=1e-9)
         assert (reply.rows, reply.columns) == tuple(sl.shape)
     three_quarters = reply.shapes[3]  # slice 63, 3/4 of the way in mm on this even grid
@@ -162,8 +189,11 @@ def test_patient_mm_coordinates_match_pixels(stored: Stored) -> None:
     uid = ge_uid(stored)
 
     def patient(index: int, pts: list[tuple[float, float]]) -> list[A.Point]:
-        sl = stored.volume.GetSlice(volume_pb2.GetSliceRequest(series_instance_uid=uid, plane=volume_pb2.CORONAL,
-                                                                index=index, encoding=volume_pb2.ENCODING_RAW))
+        sl = stored.volume.GetSlice(
+            volume_pb2.GetSliceRequest(
+                series_instance_uid=uid, plane=volume_pb2.CORONAL, index=index, encoding=volume_pb2.ENCODING_RAW
+            )
+        )
         o, r, c = (np.array(v) for v in (sl.origin, sl.row_direction, sl.column_direction))
         out = []
         for x, y in pts:
@@ -173,14 +203,24 @@ def test_patient_mm_coordinates_match_pixels(stored: Stored) -> None:
 
     ka = [(100.0, 100.0), (150.0, 110.0), (120.0, 160.0)]
     kb = [(110.0, 90.0), (170.0, 120.0), (125.0, 180.0)]
-    pix = stored.stub.Interpolate(A.InterpolateRequest(
-        dicom=dicom(uid, volume_pb2.CORONAL),
-        keys=[A.Key(index=300, shape=A.Shape(points=A.PointList(points=[A.Point(x=x, y=y) for x, y in ka]))),
-              A.Key(index=310, shape=A.Shape(points=A.PointList(points=[A.Point(x=x, y=y) for x, y in kb])))]))
-    mm = stored.stub.Interpolate(A.InterpolateRequest(
-        dicom=dicom(uid, volume_pb2.CORONAL, coordinates=A.PATIENT_MM),
-        keys=[A.Key(index=300, shape=A.Shape(points=A.PointList(points=patient(300, ka)))),
-              A.Key(index=310, shape=A.Shape(points=A.PointList(points=patient(310, kb))))]))
+    pix = stored.stub.Interpolate(
+        A.InterpolateRequest(
+            dicom=dicom(uid, volume_pb2.CORONAL),
+            keys=[
+                A.Key(index=300, shape=A.Shape(points=A.PointList(points=[A.Point(x=x, y=y) for x, y in ka]))),
+                A.Key(index=310, shape=A.Shape(points=A.PointList(points=[A.Point(x=x, y=y) for x, y in kb]))),
+            ],
+        )
+    )
+    mm = stored.stub.Interpolate(
+        A.InterpolateRequest(
+            dicom=dicom(uid, volume_pb2.CORONAL, coordinates=A.PATIENT_MM),
+            keys=[
+                A.Key(index=300, shape=A.Shape(points=A.PointList(points=patient(300, ka)))),
+                A.Key(index=310, shape=A.Shape(points=A.PointList(points=patient(310, kb)))),
+            ],
+        )
+    )
     assert len(pix.shapes) == len(mm.shapes) == 11
     for p, m in zip(pix.shapes, mm.shapes):
         xy = [(q.x, q.y) for q in p.shape.points.points]
@@ -204,9 +244,13 @@ def test_masks_round_trip_rle_and_png(stored: Stored) -> None:
     k0, k1 = _disc(plane, 300, 250, 30), _disc(plane, 330, 270, 50)
     replies = {}
     for enc, make in ((A.MASK_RLE, rle_shape), (A.MASK_PNG, png_shape)):
-        replies[enc] = stored.stub.Interpolate(A.InterpolateRequest(
-            dicom=dicom(uid), keys=[A.Key(index=50, shape=make(k0)), A.Key(index=56, shape=make(k1))],
-            options=A.InterpolateOptions(mask_encoding=enc)))
+        replies[enc] = stored.stub.Interpolate(
+            A.InterpolateRequest(
+                dicom=dicom(uid),
+                keys=[A.Key(index=50, shape=make(k0)), A.Key(index=56, shape=make(k1))],
+                options=A.InterpolateOptions(mask_encoding=enc),
+            )
+        )
     rle, png = replies[A.MASK_RLE], replies[A.MASK_PNG]
     assert [s.shape.mask.WhichOneof("encoding") for s in rle.shapes] == ["rle"] * 7
     assert [s.shape.mask.WhichOneof("encoding") for s in png.shapes] == ["png"] * 7
@@ -233,7 +277,9 @@ def _rounded(p: object) -> tuple[float, ...]:
 
 
 def _frame_positions(ds: pydicom.Dataset) -> list[tuple[float, ...]]:
-    return [_rounded(item.PlanePositionSequence[0].ImagePositionPatient) for item in ds.PerFrameFunctionalGroupsSequence]
+    return [
+        _rounded(item.PlanePositionSequence[0].ImagePositionPatient) for item in ds.PerFrameFunctionalGroupsSequence
+    ]
 
 
 def test_segmentation_on_a_reformatted_plane_is_stored_and_fetched(stored: Stored) -> None:
@@ -241,9 +287,13 @@ def test_segmentation_on_a_reformatted_plane_is_stored_and_fetched(stored: Store
     plane = (673, 512)
     k0, k1 = _disc(plane, 300, 250, 30), _disc(plane, 330, 270, 50)
     k1[320:340, 200:215] = True  # a second component appears: frames must carry it
-    reply = stored.stub.Interpolate(A.InterpolateRequest(
-        dicom=dicom(uid), keys=[A.Key(index=50, shape=rle_shape(k0)), A.Key(index=54, shape=rle_shape(k1))],
-        options=A.InterpolateOptions(as_dicom_seg=True, segment_label="lesion")))
+    reply = stored.stub.Interpolate(
+        A.InterpolateRequest(
+            dicom=dicom(uid),
+            keys=[A.Key(index=50, shape=rle_shape(k0)), A.Key(index=54, shape=rle_shape(k1))],
+            options=A.InterpolateOptions(as_dicom_seg=True, segment_label="lesion"),
+        )
+    )
     seg = reply.segmentation
     assert seg.sop_instance_uid and seg.frames == 5 and len(seg.sha256) == 64
     ds, hseg = _seg_of(stored, seg.sop_instance_uid, seg.series_instance_uid)
@@ -256,13 +306,17 @@ def test_segmentation_on_a_reformatted_plane_is_stored_and_fetched(stored: Store
     frames = dict(zip(_frame_positions(ds), ds.pixel_array.astype(bool)))
     assert len(frames) == 5
     for s in reply.shapes:
-        sl = stored.volume.GetSlice(volume_pb2.GetSliceRequest(
-            series_instance_uid=uid, plane=volume_pb2.AXIAL, index=s.index, encoding=volume_pb2.ENCODING_RAW))
+        sl = stored.volume.GetSlice(
+            volume_pb2.GetSliceRequest(
+                series_instance_uid=uid, plane=volume_pb2.AXIAL, index=s.index, encoding=volume_pb2.ENCODING_RAW
+            )
+        )
         assert np.array_equal(frames[_rounded(sl.origin)], mask_of(s.shape)), s.index
     assert hseg.number_of_segments == 1
     shared = ds.SharedFunctionalGroupsSequence[0]
-    np.testing.assert_allclose([float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient],
-                               [1, 0, 0, 0, 1, 0], atol=1e-6)
+    np.testing.assert_allclose(
+        [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient], [1, 0, 0, 0, 1, 0], atol=1e-6
+    )
 
 
 def test_segmentation_of_an_axial_acquisition_references_each_source_image(stored: Stored) -> None:
@@ -271,23 +325,31 @@ def test_segmentation_of_an_axial_acquisition_references_each_source_image(store
     by_position = {float(s.number): s.sop_uid for s in SYNTH}
     numbers = []
     for source in (dicom(stored.synthetic), A.DicomSource(series_instance_uid=stored.synthetic, source_frames=True)):
-        reply = stored.stub.Interpolate(A.InterpolateRequest(
-            dicom=source, keys=[A.Key(index=1, shape=rle_shape(k0)), A.Key(index=4, shape=rle_shape(k1))],
-            options=A.InterpolateOptions(as_dicom_seg=True)))
+        reply = stored.stub.Interpolate(
+            A.InterpolateRequest(
+                dicom=source,
+                keys=[A.Key(index=1, shape=rle_shape(k0)), A.Key(index=4, shape=rle_shape(k1))],
+                options=A.InterpolateOptions(as_dicom_seg=True),
+            )
+        )
         ds, _ = _seg_of(stored, reply.segmentation.sop_instance_uid, reply.segmentation.series_instance_uid)
         assert int(ds.NumberOfFrames) == 4
         numbers.append(int(ds.SeriesNumber))
         frames = dict(zip(_frame_positions(ds), ds.pixel_array.astype(bool)))
-        refs = {_rounded(item.PlanePositionSequence[0].ImagePositionPatient):
-                item.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
-                for item in ds.PerFrameFunctionalGroupsSequence}
+        refs = {
+            _rounded(item.PlanePositionSequence[0].ImagePositionPatient): item.DerivationImageSequence[0]
+            .SourceImageSequence[0]
+            .ReferencedSOPInstanceUID
+            for item in ds.PerFrameFunctionalGroupsSequence
+        }
         for s in reply.shapes:
             at = _rounded((0.0, 0.0, s.position))  # synthetic_slice puts slice n at (0, 0, n)
             assert refs[at] == by_position[s.position], (source, s.index)
             assert np.array_equal(frames[at], mask_of(s.shape))
     # Each Segmentation series gets a number of its own, above the study's other series.
-    series = stored.server.dicom.ListSeries(dicom_pb2.ListSeriesRequest(
-        filter=dicom_pb2.QueryFilter(study_instance_uid=ds.StudyInstanceUID))).series
+    series = stored.server.dicom.ListSeries(
+        dicom_pb2.ListSeriesRequest(filter=dicom_pb2.QueryFilter(study_instance_uid=ds.StudyInstanceUID))
+    ).series
     others = [s.series_number for s in series if s.series_instance_uid != reply.segmentation.series_instance_uid]
     assert numbers[0] >= 9001 and numbers[1] == numbers[0] + 1 and numbers[1] > max(others), (numbers, others)
 
@@ -298,13 +360,20 @@ def test_segmentation_of_an_axial_acquisition_references_each_source_image(store
 def test_polygon_morph_and_fallback_are_reported(stored: Stored) -> None:
     square = [(4.0, 4.0), (12.0, 4.0), (12.0, 12.0), (4.0, 12.0)]
     turned = [(10.0, 14.0), (14.0, 10.0), (10.0, 6.0), (6.0, 10.0)][::-1]  # other winding and start
-    reply = stored.stub.Interpolate(A.InterpolateRequest(
-        dicom=dicom(stored.synthetic), keys=[A.Key(index=0, shape=polygon(square)), A.Key(index=2, shape=polygon(turned))]))
+    reply = stored.stub.Interpolate(
+        A.InterpolateRequest(
+            dicom=dicom(stored.synthetic),
+            keys=[A.Key(index=0, shape=polygon(square)), A.Key(index=2, shape=polygon(turned))],
+        )
+    )
     assert [s.method for s in reply.shapes] == ["key", "contour-morph", "key"]
     assert len(reply.shapes[1].shape.polygon.rings) == 1
     two = polygon([(1.0, 1.0), (5.0, 1.0), (5.0, 5.0)], [(9.0, 9.0), (14.0, 9.0), (14.0, 14.0)])
-    split = stored.stub.Interpolate(A.InterpolateRequest(
-        dicom=dicom(stored.synthetic), keys=[A.Key(index=0, shape=polygon(square)), A.Key(index=2, shape=two)]))
+    split = stored.stub.Interpolate(
+        A.InterpolateRequest(
+            dicom=dicom(stored.synthetic), keys=[A.Key(index=0, shape=polygon(square)), A.Key(index=2, shape=two)]
+        )
+    )
     assert split.shapes[1].method == "mask-fallback" and split.shapes[1].shape.WhichOneof("kind") == "mask"
     assert any("came back as masks" in w for w in split.warnings)
 
@@ -318,33 +387,83 @@ def _bad_requests(uid: str) -> dict[str, tuple[A.InterpolateRequest, str]]:
     return {
         "one key": (A.InterpolateRequest(dicom=src, keys=[ok]), "keys"),
         "no key": (A.InterpolateRequest(dicom=src), "keys"),
-        "mixed kinds": (A.InterpolateRequest(dicom=src, keys=[ok, A.Key(index=3, shape=A.Shape(
-            points=A.PointList(points=[A.Point(x=1, y=1)])))]), "key 1"),
-        "polygon of two points": (A.InterpolateRequest(dicom=src, keys=[
-            A.Key(index=1, shape=polygon([(1, 1), (5, 5), (1, 1)])), A.Key(index=3, shape=polygon([(1, 1), (5, 1), (5, 5)]))]),
-            "key 0 (slice 1)"),
-        "self-intersecting polygon": (A.InterpolateRequest(dicom=src, keys=[
-            A.Key(index=1, shape=polygon([(1, 1), (5, 1), (5, 5), (1, 1)])),
-            A.Key(index=3, shape=polygon([(1, 1), (5, 5), (5, 1), (1, 5)]))]), "key 1 (slice 3)"),
-        "mask of another size": (A.InterpolateRequest(dicom=src, keys=[
-            A.Key(index=1, shape=rle_shape(np.ones((SYNTH_SIZE, SYNTH_SIZE), bool))),
-            A.Key(index=3, shape=png_shape(np.ones((SYNTH_SIZE, SYNTH_SIZE + 1), bool)))]), "key 1 (slice 3)"),
-        "key outside the stack": (A.InterpolateRequest(dicom=src, keys=[ok, A.Key(index=6, shape=box(1, 1, 5, 5))]),
-                                  "key 1 (slice 6)"),
+        "mixed kinds": (
+            A.InterpolateRequest(
+                dicom=src, keys=[ok, A.Key(index=3, shape=A.Shape(points=A.PointList(points=[A.Point(x=1, y=1)])))]
+            ),
+            "key 1",
+        ),
+        "polygon of two points": (
+            A.InterpolateRequest(
+                dicom=src,
+                keys=[
+                    A.Key(index=1, shape=polygon([(1, 1), (5, 5), (1, 1)])),
+                    A.Key(index=3, shape=polygon([(1, 1), (5, 1), (5, 5)])),
+                ],
+            ),
+            "key 0 (slice 1)",
+        ),
+        "self-intersecting polygon": (
+            A.InterpolateRequest(
+                dicom=src,
+                keys=[
+                    A.Key(index=1, shape=polygon([(1, 1), (5, 1), (5, 5), (1, 1)])),
+                    A.Key(index=3, shape=polygon([(1, 1), (5, 5), (5, 1), (1, 5)])),
+                ],
+            ),
+            "key 1 (slice 3)",
+        ),
+        "mask of another size": (
+            A.InterpolateRequest(
+                dicom=src,
+                keys=[
+                    A.Key(index=1, shape=rle_shape(np.ones((SYNTH_SIZE, SYNTH_SIZE), bool))),
+                    A.Key(index=3, shape=png_shape(np.ones((SYNTH_SIZE, SYNTH_SIZE + 1), bool))),
+                ],
+            ),
+            "key 1 (slice 3)",
+        ),
+        "key outside the stack": (
+            A.InterpolateRequest(dicom=src, keys=[ok, A.Key(index=6, shape=box(1, 1, 5, 5))]),
+            "key 1 (slice 6)",
+        ),
         "two keys on one slice": (A.InterpolateRequest(dicom=src, keys=[ok, ok]), "key 1 (slice 1)"),
         "no shape": (A.InterpolateRequest(dicom=src, keys=[ok, A.Key(index=3)]), "key 1 (slice 3)"),
-        "range outside the keys": (A.InterpolateRequest(dicom=src, keys=[ok, A.Key(index=3, shape=box(1, 1, 5, 5))],
-                                                        options=A.InterpolateOptions(range=A.IndexRange(first=0, last=3))),
-                                   "range"),
-        "unknown method": (A.InterpolateRequest(dicom=src, keys=[ok, A.Key(index=3, shape=box(1, 1, 5, 5))],
-                                                options=A.InterpolateOptions(method="sdf")), "method"),
-        "point off its slice": (A.InterpolateRequest(dicom=dicom(uid, coordinates=A.PATIENT_MM), keys=[
-            A.Key(index=1, shape=A.Shape(points=A.PointList(points=[A.Point(x=0, y=0, z=2.0)]))),
-            A.Key(index=3, shape=A.Shape(points=A.PointList(points=[A.Point(x=0, y=0, z=7.0)])))]), "key 1 (slice 3)"),
-        "seg of points": (A.InterpolateRequest(dicom=src, keys=[
-            A.Key(index=1, shape=A.Shape(points=A.PointList(points=[A.Point(x=1, y=1)]))),
-            A.Key(index=3, shape=A.Shape(points=A.PointList(points=[A.Point(x=2, y=2)])))],
-            options=A.InterpolateOptions(as_dicom_seg=True)), "slice 1"),
+        "range outside the keys": (
+            A.InterpolateRequest(
+                dicom=src,
+                keys=[ok, A.Key(index=3, shape=box(1, 1, 5, 5))],
+                options=A.InterpolateOptions(range=A.IndexRange(first=0, last=3)),
+            ),
+            "range",
+        ),
+        "unknown method": (
+            A.InterpolateRequest(
+                dicom=src, keys=[ok, A.Key(index=3, shape=box(1, 1, 5, 5))], options=A.InterpolateOptions(method="sdf")
+            ),
+            "method",
+        ),
+        "point off its slice": (
+            A.InterpolateRequest(
+                dicom=dicom(uid, coordinates=A.PATIENT_MM),
+                keys=[
+                    A.Key(index=1, shape=A.Shape(points=A.PointList(points=[A.Point(x=0, y=0, z=2.0)]))),
+                    A.Key(index=3, shape=A.Shape(points=A.PointList(points=[A.Point(x=0, y=0, z=7.0)]))),
+                ],
+            ),
+            "key 1 (slice 3)",
+        ),
+        "seg of points": (
+            A.InterpolateRequest(
+                dicom=src,
+                keys=[
+                    A.Key(index=1, shape=A.Shape(points=A.PointList(points=[A.Point(x=1, y=1)]))),
+                    A.Key(index=3, shape=A.Shape(points=A.PointList(points=[A.Point(x=2, y=2)]))),
+                ],
+                options=A.InterpolateOptions(as_dicom_seg=True),
+            ),
+            "slice 1",
+        ),
         "no plane": (A.InterpolateRequest(dicom=A.DicomSource(series_instance_uid=uid), keys=[ok]), "source"),
         "no source": (A.InterpolateRequest(keys=[ok]), "source"),
     }
@@ -358,14 +477,21 @@ def test_bad_input_is_invalid_argument_naming_the_key(stored: Stored, case: str)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT, info.value.details()
     assert named in info.value.details(), info.value.details()
     # The server is still up.
-    assert stored.stub.Interpolate(A.InterpolateRequest(dicom=dicom(stored.synthetic), keys=[
-        A.Key(index=0, shape=box(1, 1, 2, 2)), A.Key(index=1, shape=box(2, 2, 3, 3))])).shapes
+    assert stored.stub.Interpolate(
+        A.InterpolateRequest(
+            dicom=dicom(stored.synthetic),
+            keys=[A.Key(index=0, shape=box(1, 1, 2, 2)), A.Key(index=1, shape=box(2, 2, 3, 3))],
+        )
+    ).shapes
 
 
 def test_unknown_sources_are_not_found(stored: Stored) -> None:
     keys = [A.Key(index=0, shape=box(1, 1, 2, 2)), A.Key(index=1, shape=box(2, 2, 3, 3))]
-    for source in ({"dicom": dicom("1.2.3.4.5")}, {"media": A.MediaSource(id="0" * 64)},
-                   {"dicom": A.DicomSource(series_instance_uid=stored.synthetic, stack=3, plane=volume_pb2.AXIAL)}):
+    for source in (
+        {"dicom": dicom("1.2.3.4.5")},
+        {"media": A.MediaSource(id="0" * 64)},
+        {"dicom": A.DicomSource(series_instance_uid=stored.synthetic, stack=3, plane=volume_pb2.AXIAL)},
+    ):
         with pytest.raises(grpc.RpcError) as info:
             stored.stub.Interpolate(A.InterpolateRequest(keys=keys, **source))  # type: ignore[arg-type]
         assert info.value.code() is grpc.StatusCode.NOT_FOUND, info.value.details()
@@ -376,21 +502,29 @@ def test_unknown_sources_are_not_found(stored: Stored) -> None:
 
 def test_explicit_plane_uses_its_positions(stored: Stored) -> None:
     positions = [0.0, 1.0, 5.0, 6.0, 20.0]
-    reply = stored.stub.Interpolate(A.InterpolateRequest(
-        plane=A.PlaneSource(rows=32, columns=32, pixel_spacing=[0.5, 0.5], slice_positions=positions),
-        keys=[A.Key(index=0, shape=box(0, 0, 10, 10)), A.Key(index=4, shape=box(10, 10, 20, 20))]))
+    reply = stored.stub.Interpolate(
+        A.InterpolateRequest(
+            plane=A.PlaneSource(rows=32, columns=32, pixel_spacing=[0.5, 0.5], slice_positions=positions),
+            keys=[A.Key(index=0, shape=box(0, 0, 10, 10)), A.Key(index=4, shape=box(10, 10, 20, 20))],
+        )
+    )
     assert [s.position for s in reply.shapes] == positions
     for s in reply.shapes:
         np.testing.assert_allclose(box_of(s.shape), np.array([0, 0, 10, 10]) + s.position / 20 * 10)
     with pytest.raises(grpc.RpcError) as info:
-        stored.stub.Interpolate(A.InterpolateRequest(
-            plane=A.PlaneSource(rows=32, columns=32, pixel_spacing=[0.5, 0.5], slice_positions=[0.0, 2.0, 1.0]),
-            keys=[A.Key(index=0, shape=box(0, 0, 1, 1)), A.Key(index=2, shape=box(0, 0, 1, 1))]))
+        stored.stub.Interpolate(
+            A.InterpolateRequest(
+                plane=A.PlaneSource(rows=32, columns=32, pixel_spacing=[0.5, 0.5], slice_positions=[0.0, 2.0, 1.0]),
+                keys=[A.Key(index=0, shape=box(0, 0, 1, 1)), A.Key(index=2, shape=box(0, 0, 1, 1))],
+            )
+        )
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "plane" in info.value.details()
 
 
 def _videos():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("annotation_videos", ROOT / "tests" / "imaging" / "media" / "_videos.py")
+    spec = importlib.util.spec_from_file_location(
+        "annotation_videos", ROOT / "tests" / "imaging" / "media" / "_videos.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -404,8 +538,11 @@ def test_boxes_across_video_frames_at_uneven_timestamps(stored: Stored, tmp_path
     (result,) = list(media.Ingest(ingest_bytes_requests([("vfr.mkv", path.read_bytes())])))
     assert result.code == "OK", result.reason
     a, b = np.array([0.0, 0, 10, 10]), np.array([20.0, 10, 40, 30])
-    reply = stored.stub.Interpolate(A.InterpolateRequest(
-        media=A.MediaSource(id=result.sha256), keys=[A.Key(index=5, shape=box(*a)), A.Key(index=7, shape=box(*b))]))
+    reply = stored.stub.Interpolate(
+        A.InterpolateRequest(
+            media=A.MediaSource(id=result.sha256), keys=[A.Key(index=5, shape=box(*a)), A.Key(index=7, shape=box(*b))]
+        )
+    )
     assert reply.unit == "s" and (reply.rows, reply.columns) == (videos.H, videos.W)
     # The container's own timestamps (Matroska keeps milliseconds), read here with PyAV.
     import av
@@ -423,13 +560,21 @@ def test_boxes_across_video_frames_at_uneven_timestamps(stored: Stored, tmp_path
     assert (reply.shapes[1].position - times[5]) / (times[7] - times[5]) == pytest.approx(0.75, abs=0.01)
     np.testing.assert_allclose(box_of(reply.shapes[1].shape), 0.25 * a + 0.75 * b, atol=0.2)
     with pytest.raises(grpc.RpcError) as info:
-        stored.stub.Interpolate(A.InterpolateRequest(
-            media=A.MediaSource(id=result.sha256), keys=[A.Key(index=2, shape=box(*a)), A.Key(index=99, shape=box(*b))]))
+        stored.stub.Interpolate(
+            A.InterpolateRequest(
+                media=A.MediaSource(id=result.sha256),
+                keys=[A.Key(index=2, shape=box(*a)), A.Key(index=99, shape=box(*b))],
+            )
+        )
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "key 1 (frame 99)" in info.value.details()
     with pytest.raises(grpc.RpcError) as info:
-        stored.stub.Interpolate(A.InterpolateRequest(
-            media=A.MediaSource(id=result.sha256), keys=[A.Key(index=2, shape=box(*a)), A.Key(index=6, shape=box(*b))],
-            options=A.InterpolateOptions(as_dicom_seg=True)))
+        stored.stub.Interpolate(
+            A.InterpolateRequest(
+                media=A.MediaSource(id=result.sha256),
+                keys=[A.Key(index=2, shape=box(*a)), A.Key(index=6, shape=box(*b))],
+                options=A.InterpolateOptions(as_dicom_seg=True),
+            )
+        )
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "as_dicom_seg" in info.value.details()
 
 
@@ -445,12 +590,19 @@ def test_image_sequence_frames(stored: Stored, tmp_path: Path) -> None:
 
     (seq,) = media.CreateSequence(media_pb2.CreateSequenceRequest(name="s", media_ids=ids)).sequences
     k0, k1 = _disc((20, 30), 10, 8, 4), _disc((20, 30), 10, 20, 6)
-    reply = stored.stub.Interpolate(A.InterpolateRequest(
-        media=A.MediaSource(id=seq.set_id), keys=[A.Key(index=0, shape=png_shape(k0)), A.Key(index=3, shape=png_shape(k1))]))
+    reply = stored.stub.Interpolate(
+        A.InterpolateRequest(
+            media=A.MediaSource(id=seq.set_id),
+            keys=[A.Key(index=0, shape=png_shape(k0)), A.Key(index=3, shape=png_shape(k1))],
+        )
+    )
     assert reply.unit == "s" and [s.method for s in reply.shapes] == ["key", "sdf", "sdf", "key"]
     assert (reply.rows, reply.columns) == (20, 30)
     with pytest.raises(grpc.RpcError) as info:
-        stored.stub.Interpolate(A.InterpolateRequest(
-            media=A.MediaSource(id=seq.set_id),
-            keys=[A.Key(index=0, shape=png_shape(k0)), A.Key(index=3, shape=png_shape(np.ones((30, 20), bool)))]))
+        stored.stub.Interpolate(
+            A.InterpolateRequest(
+                media=A.MediaSource(id=seq.set_id),
+                keys=[A.Key(index=0, shape=png_shape(k0)), A.Key(index=3, shape=png_shape(np.ones((30, 20), bool)))],
+            )
+        )
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "key 1 (frame 3)" in info.value.details()

@@ -132,8 +132,13 @@ def catalogued(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Catalogued]
 
 
 def _studies(c: Catalogued, page_size: int = 0, **flt: str) -> list[str]:
-    rows = walk(c.server.dicom.ListStudies, dicom_pb2.ListStudiesRequest, "studies",
-                page_size=page_size, flt=dicom_pb2.QueryFilter(**flt))
+    rows = walk(
+        c.server.dicom.ListStudies,
+        dicom_pb2.ListStudiesRequest,
+        "studies",
+        page_size=page_size,
+        flt=dicom_pb2.QueryFilter(**flt),
+    )
     return [c.uid_to_study[s.study_instance_uid] for s in rows]
 
 
@@ -144,13 +149,19 @@ N_INSTANCES = sum(n for *_, series in STUDIES.values() for _, n in series.values
     ("call", "request_type", "field", "key", "total"),
     [
         ("ListStudies", dicom_pb2.ListStudiesRequest, "studies", "study_instance_uid", len(STUDIES)),
-        ("ListSeries", dicom_pb2.ListSeriesRequest, "series", "series_instance_uid",
-         sum(len(s[3]) for s in STUDIES.values())),
+        (
+            "ListSeries",
+            dicom_pb2.ListSeriesRequest,
+            "series",
+            "series_instance_uid",
+            sum(len(s[3]) for s in STUDIES.values()),
+        ),
         ("ListInstances", dicom_pb2.ListInstancesRequest, "instances", "sop_instance_uid", N_INSTANCES),
     ],
 )
-def test_paging_walks_everything_once(catalogued: Catalogued, call: str, request_type: type,
-                                      field: str, key: str, total: int) -> None:
+def test_paging_walks_everything_once(
+    catalogued: Catalogued, call: str, request_type: type, field: str, key: str, total: int
+) -> None:
     """Every page size from 1 to N walks all rows once, in the same order as one big page."""
     method = getattr(catalogued.server.dicom, call)
     reference = [getattr(r, key) for r in walk(method, request_type, field, page_size=1000)]
@@ -173,8 +184,10 @@ def test_paging_walks_everything_once(catalogued: Catalogued, call: str, request
 
 def test_study_counts(catalogued: Catalogued) -> None:
     """Each study lists its modalities and its series and instance counts."""
-    rows = {catalogued.uid_to_study[s.study_instance_uid]: s for s in walk(
-        catalogued.server.dicom.ListStudies, dicom_pb2.ListStudiesRequest, "studies")}
+    rows = {
+        catalogued.uid_to_study[s.study_instance_uid]: s
+        for s in walk(catalogued.server.dicom.ListStudies, dicom_pb2.ListStudiesRequest, "studies")
+    }
     for study, (pid, date, acc, series) in STUDIES.items():
         s = rows[study]
         assert (s.patient_id, s.study_date, s.accession_number) == (pid, date, acc)
@@ -216,15 +229,29 @@ def test_study_uid_and_series_filters(catalogued: Catalogued) -> None:
     series = walk(stub.ListSeries, dicom_pb2.ListSeriesRequest, "series", flt=dicom_pb2.QueryFilter(modality="MR"))
     assert sorted(catalogued.uid_to_study[s.study_instance_uid] for s in series) == ["st1", "st3", "st5"]
     assert {s.modality for s in series} == {"MR"}
-    mr = walk(stub.ListInstances, dicom_pb2.ListInstancesRequest, "instances", page_size=2,
-              flt=dicom_pb2.QueryFilter(modality="MR"))
+    mr = walk(
+        stub.ListInstances,
+        dicom_pb2.ListInstancesRequest,
+        "instances",
+        page_size=2,
+        flt=dicom_pb2.QueryFilter(modality="MR"),
+    )
     assert len(mr) == 2 + 3 + 2
-    st1_series = walk(stub.ListSeries, dicom_pb2.ListSeriesRequest, "series",
-                      flt=dicom_pb2.QueryFilter(study_instance_uid=next(u for u, s in catalogued.uid_to_study.items() if s == "st1")))
+    st1_series = walk(
+        stub.ListSeries,
+        dicom_pb2.ListSeriesRequest,
+        "series",
+        flt=dicom_pb2.QueryFilter(study_instance_uid=next(u for u, s in catalogued.uid_to_study.items() if s == "st1")),
+    )
     assert sorted((s.series_number, s.modality, s.instance_count) for s in st1_series) == [(1, "CT", 3), (2, "MR", 2)]
     one = st1_series[0].series_instance_uid
-    insts = walk(stub.ListInstances, dicom_pb2.ListInstancesRequest, "instances", page_size=1,
-                 flt=dicom_pb2.QueryFilter(series_instance_uid=one))
+    insts = walk(
+        stub.ListInstances,
+        dicom_pb2.ListInstancesRequest,
+        "instances",
+        page_size=1,
+        flt=dicom_pb2.QueryFilter(series_instance_uid=one),
+    )
     assert {i.series_instance_uid for i in insts} == {one}
     assert [i.instance_number for i in insts] == list(range(1, len(insts) + 1))
 
@@ -233,8 +260,11 @@ def test_study_uid_and_series_filters(catalogued: Catalogued) -> None:
 def test_bad_page_tokens_are_invalid_argument(catalogued: Catalogued, call: str) -> None:
     """A garbage token, a token of another query, or of another list call: INVALID_ARGUMENT."""
     stub = catalogued.server.dicom
-    req_type = {"ListStudies": dicom_pb2.ListStudiesRequest, "ListSeries": dicom_pb2.ListSeriesRequest,
-                "ListInstances": dicom_pb2.ListInstancesRequest}[call]
+    req_type = {
+        "ListStudies": dicom_pb2.ListStudiesRequest,
+        "ListSeries": dicom_pb2.ListSeriesRequest,
+        "ListInstances": dicom_pb2.ListInstancesRequest,
+    }[call]
     method = getattr(stub, call)
     token = method(req_type(page=common_pb2.PageRequest(page_size=1))).next_page_token
     assert token
@@ -244,7 +274,9 @@ def test_bad_page_tokens_are_invalid_argument(catalogued: Catalogued, call: str)
     bad = [
         req_type(page=common_pb2.PageRequest(page_size=1, page_token="not a token")),
         req_type(page=common_pb2.PageRequest(page_size=1, page_token=token[:-6] + "AAAAAA")),
-        req_type(filter=dicom_pb2.QueryFilter(patient_id="P-*"), page=common_pb2.PageRequest(page_size=1, page_token=token)),
+        req_type(
+            filter=dicom_pb2.QueryFilter(patient_id="P-*"), page=common_pb2.PageRequest(page_size=1, page_token=token)
+        ),
         req_type(page=common_pb2.PageRequest(page_size=1, page_token=foreign)),
     ]
     for req in bad:
@@ -252,17 +284,21 @@ def test_bad_page_tokens_are_invalid_argument(catalogued: Catalogued, call: str)
             method(req)
         assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT, req.page.page_token
     # The good token still works afterwards.
-    assert getattr(method(req_type(page=common_pb2.PageRequest(page_size=1, page_token=token))), {
-        "ListStudies": "studies", "ListSeries": "series", "ListInstances": "instances"}[call])
+    assert getattr(
+        method(req_type(page=common_pb2.PageRequest(page_size=1, page_token=token))),
+        {"ListStudies": "studies", "ListSeries": "series", "ListInstances": "instances"}[call],
+    )
 
 
 @pytest.mark.parametrize("date", ["2024-01-01", "2024011", "abcdefgh", "202401011"])
 def test_bad_dates_are_invalid_argument(catalogued: Catalogued, date: str) -> None:
     """A study date that is not YYYYMMDD is refused by every list call, from or to."""
     stub = catalogued.server.dicom
-    for method, req_type in ((stub.ListStudies, dicom_pb2.ListStudiesRequest),
-                             (stub.ListSeries, dicom_pb2.ListSeriesRequest),
-                             (stub.ListInstances, dicom_pb2.ListInstancesRequest)):
+    for method, req_type in (
+        (stub.ListStudies, dicom_pb2.ListStudiesRequest),
+        (stub.ListSeries, dicom_pb2.ListSeriesRequest),
+        (stub.ListInstances, dicom_pb2.ListInstancesRequest),
+    ):
         for flt in (dicom_pb2.QueryFilter(study_date_from=date), dicom_pb2.QueryFilter(study_date_to=date)):
             with pytest.raises(grpc.RpcError) as err:
                 method(req_type(filter=flt))
@@ -328,18 +364,21 @@ def test_delete_instance_series_study(dicom_stub, admin_stub, data_dir: Path) ->
     with pytest.raises(grpc.RpcError) as err:
         dicom_stub.GetMetadata(dicom_pb2.GetMetadataRequest(series_instance_uid=mr[0].series_instance_uid))
     assert err.value.code() is grpc.StatusCode.NOT_FOUND
-    (study_a,) = dicom_stub.ListStudies(dicom_pb2.ListStudiesRequest(
-        filter=dicom_pb2.QueryFilter(study_instance_uid=mr[0].study_instance_uid))).studies
+    (study_a,) = dicom_stub.ListStudies(
+        dicom_pb2.ListStudiesRequest(filter=dicom_pb2.QueryFilter(study_instance_uid=mr[0].study_instance_uid))
+    ).studies
     assert (study_a.series_count, study_a.instance_count, list(study_a.modalities)) == (1, 2, ["CT"])
 
     # One study.
     b = groups["del-b/s1"]
     reply = dicom_stub.Delete(dicom_pb2.DeleteRequest(study_instance_uid=b[0].study_instance_uid))
     assert reply.instances_deleted == 2
-    assert not dicom_stub.ListStudies(dicom_pb2.ListStudiesRequest(
-        filter=dicom_pb2.QueryFilter(study_instance_uid=b[0].study_instance_uid))).studies
-    assert not dicom_stub.ListSeries(dicom_pb2.ListSeriesRequest(
-        filter=dicom_pb2.QueryFilter(study_instance_uid=b[0].study_instance_uid))).series
+    assert not dicom_stub.ListStudies(
+        dicom_pb2.ListStudiesRequest(filter=dicom_pb2.QueryFilter(study_instance_uid=b[0].study_instance_uid))
+    ).studies
+    assert not dicom_stub.ListSeries(
+        dicom_pb2.ListSeriesRequest(filter=dicom_pb2.QueryFilter(study_instance_uid=b[0].study_instance_uid))
+    ).series
     for r in b:
         _gone(dicom_stub, r.sop_instance_uid)
 
@@ -367,9 +406,11 @@ def test_delete_needs_one_target(dicom_stub) -> None:  # type: ignore[no-untyped
     with pytest.raises(grpc.RpcError) as err:
         dicom_stub.Delete(dicom_pb2.DeleteRequest())
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-    for req in (dicom_pb2.DeleteRequest(study_instance_uid="1.2.3"),
-                dicom_pb2.DeleteRequest(series_instance_uid="1.2.3"),
-                dicom_pb2.DeleteRequest(sop_instance_uid="1.2.3")):
+    for req in (
+        dicom_pb2.DeleteRequest(study_instance_uid="1.2.3"),
+        dicom_pb2.DeleteRequest(series_instance_uid="1.2.3"),
+        dicom_pb2.DeleteRequest(sop_instance_uid="1.2.3"),
+    ):
         with pytest.raises(grpc.RpcError) as err:
             dicom_stub.Delete(req)
         assert err.value.code() is grpc.StatusCode.NOT_FOUND

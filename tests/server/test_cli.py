@@ -16,12 +16,6 @@ from voxelgate.server.app import Running
 FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")
 
 
-
-
-
-
-
-
 @pytest.fixture
 def server(running: Running) -> str:
     return f"127.0.0.1:{running.port}"

@@ -51,9 +51,23 @@ class ServerProcess:
         self.log = log
         self._log_fh = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "voxelgate.server", "serve", "--data-dir", str(data_dir), "--port", "0",
-             "--workers", "4", "--grace", "1"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._log_fh,
+            [
+                sys.executable,
+                "-m",
+                "voxelgate.server",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                "0",
+                "--workers",
+                "4",
+                "--grace",
+                "1",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self._log_fh,
         )
         self.address = self._wait_address()
         self.channel = grpc.insecure_channel(self.address)
@@ -199,8 +213,9 @@ def test_kill_during_ingest_keeps_acknowledged_and_nothing_partial(
     assert not os.listdir(data_dir / "store" / "staging")
 
 
-def test_kill_with_a_file_half_received(tmp_path: Path, slices: list[tuple[str, Path]],
-                                        processes: list[ServerProcess]) -> None:
+def test_kill_with_a_file_half_received(
+    tmp_path: Path, slices: list[tuple[str, Path]], processes: list[ServerProcess]
+) -> None:
     """SIGKILL while a file sits half-written in staging: after the restart the staging area
     is swept, and only the file acknowledged before it is visible."""
     from voxelgate.v1 import common_pb2

@@ -54,55 +54,66 @@ _UNDECODABLE = r"does not decode"
 #: bytes are not listed: :func:`expected_outcomes` derives them from the UIDs.
 EXPECTED_REJECTED: dict[str, tuple[str, str]] = {
     # Not DICOM at all: text, JSON, gzip, an ICC profile, pydicom's text dumps, a licence.
-    **{name: ("INVALID_ARGUMENT", _NOT_DICOM) for name in (
-        "pydicom/test_files/README.txt",
-        "pydicom/test_files/dicomdirtests/README.txt",
-        "pydicom/test_files/dicomdirtests/TINY_ALPHA/README",
-        "pydicom/test_files/rtplan.dump",
-        "pydicom/test_files/rtstruct.dump",
-        "pydicom/test_files/zipMR.gz",
-        "pydicom/test_files/crayons.icc",
-        "pydicom/test_files/test_PN.json",
-        "pydicom/test_files/test1.json",
-        "pydicom/charset_files/FileInfo.txt",
-        "pydicom/palettes/README.md",
-        "corpus/LICENSE-dcm_qa",
-        # Starts one byte into its first element: parsed as a dataset it is garbage.
-        "pydicom/test_files/no_meta.dcm",
-    )},
+    **{
+        name: ("INVALID_ARGUMENT", _NOT_DICOM)
+        for name in (
+            "pydicom/test_files/README.txt",
+            "pydicom/test_files/dicomdirtests/README.txt",
+            "pydicom/test_files/dicomdirtests/TINY_ALPHA/README",
+            "pydicom/test_files/rtplan.dump",
+            "pydicom/test_files/rtstruct.dump",
+            "pydicom/test_files/zipMR.gz",
+            "pydicom/test_files/crayons.icc",
+            "pydicom/test_files/test_PN.json",
+            "pydicom/test_files/test1.json",
+            "pydicom/charset_files/FileInfo.txt",
+            "pydicom/palettes/README.md",
+            "corpus/LICENSE-dcm_qa",
+            # Starts one byte into its first element: parsed as a dataset it is garbage.
+            "pydicom/test_files/no_meta.dcm",
+        )
+    },
     # DICOM datasets without the UIDs an archive files them under (Type 1 in every IOD).
-    **{name: ("INVALID_ARGUMENT", _NO_UID) for name in (
-        "pydicom/test_files/no_meta_group_length.dcm",
-        "pydicom/test_files/meta_missing_tsyntax.dcm",
-        "pydicom/test_files/priv_SQ.dcm",
-        "pydicom/test_files/nested_priv_SQ.dcm",
-        "pydicom/test_files/empty_charset_LEI.dcm",
-        "pydicom/test_files/UN_sequence.dcm",
-        "pydicom/charset_files/chrSQEncoding.dcm",
-        "pydicom/charset_files/chrSQEncoding1.dcm",
-        # JPEG-LS near-lossless samples: codec test streams wrapped without Study/Series UIDs.
-        "pydicom/test_files/JPEGLSNearLossless_08.dcm",
-        "pydicom/test_files/JPEGLSNearLossless_16.dcm",
-        "pydicom/test_files/SC_rgb_jls_lossy_sample.dcm",
-        "pydicom/test_files/SC_rgb_jls_lossy_line.dcm",
-        # Color Palette IODs: no patient, no study; not instances of a study.
-        *(f"pydicom/palettes/{p}.dcm" for p in (
-            "fall", "hotiron", "hotmetalblue", "pet", "pet20step", "spring", "summer", "winter")),
-    )},
+    **{
+        name: ("INVALID_ARGUMENT", _NO_UID)
+        for name in (
+            "pydicom/test_files/no_meta_group_length.dcm",
+            "pydicom/test_files/meta_missing_tsyntax.dcm",
+            "pydicom/test_files/priv_SQ.dcm",
+            "pydicom/test_files/nested_priv_SQ.dcm",
+            "pydicom/test_files/empty_charset_LEI.dcm",
+            "pydicom/test_files/UN_sequence.dcm",
+            "pydicom/charset_files/chrSQEncoding.dcm",
+            "pydicom/charset_files/chrSQEncoding1.dcm",
+            # JPEG-LS near-lossless samples: codec test streams wrapped without Study/Series UIDs.
+            "pydicom/test_files/JPEGLSNearLossless_08.dcm",
+            "pydicom/test_files/JPEGLSNearLossless_16.dcm",
+            "pydicom/test_files/SC_rgb_jls_lossy_sample.dcm",
+            "pydicom/test_files/SC_rgb_jls_lossy_line.dcm",
+            # Color Palette IODs: no patient, no study; not instances of a study.
+            *(
+                f"pydicom/palettes/{p}.dcm"
+                for p in ("fall", "hotiron", "hotmetalblue", "pet", "pet20step", "spring", "summer", "winter")
+            ),
+        )
+    },
     # Media directories, not instances (the Philips study's vendor DIRFILEs are DICOMDIRs).
-    **{name: ("INVALID_ARGUMENT", _DICOMDIR) for name in (
-        "pydicom/test_files/dicomdirtests/DICOMDIR",
-        "pydicom/test_files/dicomdirtests/DICOMDIR-bigEnd",
-        "pydicom/test_files/dicomdirtests/DICOMDIR-empty.dcm",
-        "pydicom/test_files/dicomdirtests/DICOMDIR-implicit",
-        "pydicom/test_files/dicomdirtests/DICOMDIR-nooffset",
-        "pydicom/test_files/dicomdirtests/DICOMDIR-nopatient",
-        "pydicom/test_files/dicomdirtests/DICOMDIR-reordered",
-        "pydicom/test_files/dicomdirtests/TINY_ALPHA/DICOMDIR",
-        "corpus/ct-philips-head-study/S1000/DIRFILE",
-        "corpus/ct-philips-head-study/S3010/DIRFILE",
-        "corpus/ct-philips-head-study/S4010/DIRFILE",
-    )},
+    **{
+        name: ("INVALID_ARGUMENT", _DICOMDIR)
+        for name in (
+            "pydicom/test_files/dicomdirtests/DICOMDIR",
+            "pydicom/test_files/dicomdirtests/DICOMDIR-bigEnd",
+            "pydicom/test_files/dicomdirtests/DICOMDIR-empty.dcm",
+            "pydicom/test_files/dicomdirtests/DICOMDIR-implicit",
+            "pydicom/test_files/dicomdirtests/DICOMDIR-nooffset",
+            "pydicom/test_files/dicomdirtests/DICOMDIR-nopatient",
+            "pydicom/test_files/dicomdirtests/DICOMDIR-reordered",
+            "pydicom/test_files/dicomdirtests/TINY_ALPHA/DICOMDIR",
+            "corpus/ct-philips-head-study/S1000/DIRFILE",
+            "corpus/ct-philips-head-study/S3010/DIRFILE",
+            "corpus/ct-philips-head-study/S4010/DIRFILE",
+        )
+    },
     # Cut-off files: the pixel data, a sequence value, the encapsulated pixel data.
     "pydicom/test_files/MR_truncated.dcm": ("INVALID_ARGUMENT", _TRUNCATED),
     "pydicom/test_files/rtplan_truncated.dcm": ("INVALID_ARGUMENT", _TRUNCATED),
@@ -137,8 +148,19 @@ REPRESENTATIVE: dict[str, str] = {
 }
 
 CHARSET_FILES = (
-    "chrArab", "chrFren", "chrGerm", "chrGreek", "chrH31", "chrH32", "chrHbrw", "chrI2",
-    "chrJapMulti", "chrKoreanMulti", "chrRuss", "chrX1", "chrX2",
+    "chrArab",
+    "chrFren",
+    "chrGerm",
+    "chrGreek",
+    "chrH31",
+    "chrH32",
+    "chrHbrw",
+    "chrI2",
+    "chrJapMulti",
+    "chrKoreanMulti",
+    "chrRuss",
+    "chrX1",
+    "chrX2",
 )
 
 NON_IMAGES = {
@@ -166,39 +188,111 @@ class Ref:
 #: frame with pydicom (pixel_array + Modality LUT / rescale) and compares all of it.
 REFERENCE = (
     # int16 stored, rescale 1/-1024: the stored range shifted by -1024 needs int32.
-    Ref("pydicom/test_files/CT_small.dcm", 0, (128, 128), "<i4", True,
-        {(0, 0): -849, (64, 64): 904, (127, 127): -115, (42, 85): 16}),
-    Ref("pydicom/test_files/JPGExtended.dcm", 0, (1024, 256), "<u2", False,
-        {(0, 0): 1, (512, 128): 14, (1023, 255): 1, (341, 170): 31}),
-    Ref("pydicom/test_files/ExplVR_BigEnd.dcm", 0, (60, 80, 3), "|u1", False,
-        {(0, 0): (171, 171, 171), (30, 40): (255, 255, 0), (59, 79): (255, 232, 0)}),
-    Ref("pydicom/test_files/image_dfl.dcm", 0, (512, 512), "|u1", False,
-        {(0, 0): 213, (256, 256): 65, (511, 511): 188, (170, 341): 184}),
+    Ref(
+        "pydicom/test_files/CT_small.dcm",
+        0,
+        (128, 128),
+        "<i4",
+        True,
+        {(0, 0): -849, (64, 64): 904, (127, 127): -115, (42, 85): 16},
+    ),
+    Ref(
+        "pydicom/test_files/JPGExtended.dcm",
+        0,
+        (1024, 256),
+        "<u2",
+        False,
+        {(0, 0): 1, (512, 128): 14, (1023, 255): 1, (341, 170): 31},
+    ),
+    Ref(
+        "pydicom/test_files/ExplVR_BigEnd.dcm",
+        0,
+        (60, 80, 3),
+        "|u1",
+        False,
+        {(0, 0): (171, 171, 171), (30, 40): (255, 255, 0), (59, 79): (255, 232, 0)},
+    ),
+    Ref(
+        "pydicom/test_files/image_dfl.dcm",
+        0,
+        (512, 512),
+        "|u1",
+        False,
+        {(0, 0): 213, (256, 256): 65, (511, 511): 188, (170, 341): 184},
+    ),
     # YBR_FULL JPEG: RGB out, as pydicom converts it.
-    Ref("pydicom/test_files/SC_rgb_jpeg_dcmtk.dcm", 0, (100, 100, 3), "|u1", False,
-        {(0, 0): (254, 0, 0), (50, 50): (125, 130, 255), (99, 99): (255, 255, 255), (33, 66): (129, 255, 129)}),
-    Ref("pydicom-data/JPGLosslessP14SV1_1s_1f_8b.dcm", 0, (768, 1024), "|u1", False,
-        {(0, 0): 0, (384, 512): 15, (256, 682): 117}),
-    Ref("pydicom-data/emri_small_jpeg_ls_lossless.dcm", 0, (64, 64), "<u2", False,
-        {(0, 0): 31, (32, 32): 110, (63, 63): 135, (21, 42): 311}),
-    Ref("pydicom-data/emri_small_jpeg_ls_lossless.dcm", 9, (64, 64), "<u2", False,
-        {(0, 0): 110, (32, 32): 203, (63, 63): 147, (21, 42): 32}),
-    Ref("pydicom/test_files/GDCMJ2K_TextGBR.dcm", 0, (400, 400, 3), "|u1", False,
-        {(0, 0): (128, 128, 128), (45, 140): (223, 32, 32), (184, 120): (0, 255, 0), (301, 182): (120, 120, 136)}),
+    Ref(
+        "pydicom/test_files/SC_rgb_jpeg_dcmtk.dcm",
+        0,
+        (100, 100, 3),
+        "|u1",
+        False,
+        {(0, 0): (254, 0, 0), (50, 50): (125, 130, 255), (99, 99): (255, 255, 255), (33, 66): (129, 255, 129)},
+    ),
+    Ref(
+        "pydicom-data/JPGLosslessP14SV1_1s_1f_8b.dcm",
+        0,
+        (768, 1024),
+        "|u1",
+        False,
+        {(0, 0): 0, (384, 512): 15, (256, 682): 117},
+    ),
+    Ref(
+        "pydicom-data/emri_small_jpeg_ls_lossless.dcm",
+        0,
+        (64, 64),
+        "<u2",
+        False,
+        {(0, 0): 31, (32, 32): 110, (63, 63): 135, (21, 42): 311},
+    ),
+    Ref(
+        "pydicom-data/emri_small_jpeg_ls_lossless.dcm",
+        9,
+        (64, 64),
+        "<u2",
+        False,
+        {(0, 0): 110, (32, 32): 203, (63, 63): 147, (21, 42): 32},
+    ),
+    Ref(
+        "pydicom/test_files/GDCMJ2K_TextGBR.dcm",
+        0,
+        (400, 400, 3),
+        "|u1",
+        False,
+        {(0, 0): (128, 128, 128), (45, 140): (223, 32, 32), (184, 120): (0, 255, 0), (301, 182): (120, 120, 136)},
+    ),
     # JPEG 2000 lossy CT, 14 bits signed, rescale 1/-1024: fits int16.
-    Ref("pydicom/test_files/693_J2KI.dcm", 0, (512, 512), "<i2", True,
-        {(0, 0): -3040, (256, 256): 32, (170, 341): 35}),
-    Ref("pydicom/test_files/SC_rgb_rle.dcm", 0, (100, 100, 3), "|u1", False,
-        {(0, 0): (255, 0, 0), (50, 50): (128, 128, 255), (33, 66): (128, 255, 128)}),
+    Ref("pydicom/test_files/693_J2KI.dcm", 0, (512, 512), "<i2", True, {(0, 0): -3040, (256, 256): 32, (170, 341): 35}),
+    Ref(
+        "pydicom/test_files/SC_rgb_rle.dcm",
+        0,
+        (100, 100, 3),
+        "|u1",
+        False,
+        {(0, 0): (255, 0, 0), (50, 50): (128, 128, 255), (33, 66): (128, 255, 128)},
+    ),
     # Modality LUT Sequence.
-    Ref("pydicom-data/mlut_18.dcm", 0, (512, 512), "<u2", True,
-        {(0, 0): 32759, (256, 256): 31447, (511, 511): 65535, (170, 341): 39321}),
+    Ref(
+        "pydicom-data/mlut_18.dcm",
+        0,
+        (512, 512),
+        "<u2",
+        True,
+        {(0, 0): 32759, (256, 256): 31447, (511, 511): 65535, (170, 341): 39321},
+    ),
     # Enhanced CT: the rescale lives in the functional groups.
-    Ref("pydicom-data/eCT_Supplemental.dcm", 1, (512, 512), "<i4", True,
-        {(0, 0): -1024, (256, 256): -2, (170, 341): 46}),
+    Ref(
+        "pydicom-data/eCT_Supplemental.dcm", 1, (512, 512), "<i4", True, {(0, 0): -1024, (256, 256): -2, (170, 341): 46}
+    ),
     # CR, MONOCHROME1, rescale slope 0.684: float32.
-    Ref("pydicom/test_files/dicomdirtests/77654033/CR1/6154", 0, (16, 16), "<f4", True,
-        {(0, 0): 1563.896, (8, 8): 1920.26, (15, 15): 1853.912}),
+    Ref(
+        "pydicom/test_files/dicomdirtests/77654033/CR1/6154",
+        0,
+        (16, 16),
+        "<f4",
+        True,
+        {(0, 0): 1563.896, (8, 8): 1920.26, (15, 15): 1853.912},
+    ),
 )
 
 
@@ -382,8 +476,9 @@ def test_patient_name_decoded_with_its_character_set(batch: Batch, stem: str) ->
     name = f"pydicom/charset_files/{stem}.dcm"
     ds = read(batch.paths[name], stop_before_pixels=True)
     _stored(batch, name)
-    studies = batch.server.dicom.ListStudies(dicom_pb2.ListStudiesRequest(
-        filter=dicom_pb2.QueryFilter(study_instance_uid=ds.StudyInstanceUID))).studies
+    studies = batch.server.dicom.ListStudies(
+        dicom_pb2.ListStudiesRequest(filter=dicom_pb2.QueryFilter(study_instance_uid=ds.StudyInstanceUID))
+    ).studies
     assert len(studies) == 1
     expected = str(ds.PatientName)
     assert not expected.isascii()  # there is something to decode
@@ -423,5 +518,7 @@ def test_corpus_studies(corpus: Path, batch: Batch) -> None:
     ge = [r for n, r in batch.results.items() if n.startswith("corpus/ct-ge-head-tilt-variable-spacing/")]
     assert len(ge) == 28 and {OUTCOME(r.outcome) for r in ge} == {"STORED"}
     assert len({r.series_instance_uid for r in ge}) == 1
-    philips = [r for n, r in batch.results.items() if n.startswith("corpus/ct-philips-head-study/") and "DIRFILE" not in n]
+    philips = [
+        r for n, r in batch.results.items() if n.startswith("corpus/ct-philips-head-study/") and "DIRFILE" not in n
+    ]
     assert len(philips) == 64 and {OUTCOME(r.outcome) for r in philips} == {"STORED"}

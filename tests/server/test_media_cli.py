@@ -16,10 +16,6 @@ from voxelgate.server.app import Running
 SIZES = {"frame1.png": (64, 48), "frame2.png": (32, 24), "frame10.png": (64, 48), "frame3.jpg": (32, 24)}
 
 
-
-
-
-
 @pytest.fixture
 def server(running: Running) -> str:
     return f"127.0.0.1:{running.port}"
@@ -64,7 +60,9 @@ def test_sequence_info_frame_export(server: str, images: Path, tmp_path: Path) -
     import av
 
     given = [images / n for n in ("frame10.png", "frame3.jpg", "frame1.png", "frame2.png")]
-    out = vg("media", "sequence", *given, "--natural", "--mode", "split", "--name", "clip", "--json", "--server", server)
+    out = vg(
+        "media", "sequence", *given, "--natural", "--mode", "split", "--name", "clip", "--json", "--server", server
+    )
     assert out.returncode == 0, out.stderr
     sets = [line for line in json_lines(out.stdout) if "set_id" in line]
     assert len(sets) == 2
@@ -90,8 +88,20 @@ def test_sequence_info_frame_export(server: str, images: Path, tmp_path: Path) -
     assert out.returncode == 0, out.stderr
     with Image.open(png) as img:
         assert img.format == "PNG" and img.size == (32, 24)
-    out = vg("media", "frame", media_id, "0", "--max-size", "64x64", "--format", "raw", "-o", tmp_path / "f.raw",
-             "--server", server)
+    out = vg(
+        "media",
+        "frame",
+        media_id,
+        "0",
+        "--max-size",
+        "64x64",
+        "--format",
+        "raw",
+        "-o",
+        tmp_path / "f.raw",
+        "--server",
+        server,
+    )
     assert out.returncode == 0, out.stderr
     meta = json.loads(out.stdout)
     assert meta["shape"] == [48, 64, 3] and meta["dtype"] in ("uint8", "|u1")

@@ -10,9 +10,17 @@ from voxelgate.v1 import media_pb2
 
 
 def _head(**kw: object) -> media_pb2.MediaFrame:
-    fields: dict[str, object] = dict(media_type="video/x-raw; format=yuv420p; matrix=bt709; range=limited",
-                                     dtype="|u1", shape=[1080, 1920], media_id="ab" * 32, frame=41, time_s=1.3667,
-                                     width=1920, height=1080, pixel_format="yuv420p")
+    fields: dict[str, object] = dict(
+        media_type="video/x-raw; format=yuv420p; matrix=bt709; range=limited",
+        dtype="|u1",
+        shape=[1080, 1920],
+        media_id="ab" * 32,
+        frame=41,
+        time_s=1.3667,
+        width=1920,
+        height=1080,
+        pixel_format="yuv420p",
+    )
     fields.update(kw)
     return media_pb2.MediaFrame(**fields)  # type: ignore[arg-type]
 
@@ -31,8 +39,10 @@ def test_the_wire_is_protobufs_own_serialisation(size: int) -> None:
 
 
 def test_an_encoded_frame_and_the_original_file() -> None:
-    for head, data in ((_head(media_type="image/jpeg", dtype="|u1", shape=[48, 64, 3], pixel_format=""), b"\xff\xd8jpeg"),
-                       (media_pb2.MediaFrame(media_type="video/mp4", media_id="cd" * 32), b"\x00\x00\x00\x18ftypmp42")):
+    for head, data in (
+        (_head(media_type="image/jpeg", dtype="|u1", shape=[48, 64, 3], pixel_format=""), b"\xff\xd8jpeg"),
+        (media_pb2.MediaFrame(media_type="video/mp4", media_id="cd" * 32), b"\x00\x00\x00\x18ftypmp42"),
+    ):
         whole = media_pb2.MediaFrame()
         whole.CopyFrom(head)
         whole.data = data

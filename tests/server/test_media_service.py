@@ -45,16 +45,16 @@ class Sample:
 
     name: str
     data: bytes
-    fmt: str                        # sniffed format
-    width: int                      # as displayed
+    fmt: str  # sniffed format
+    width: int  # as displayed
     height: int
-    mode: str                       # of the displayed pixels
+    mode: str  # of the displayed pixels
     bit_depth: int = 8
     pages: int = 1
     orientation: int = 1
     source_mode: str = ""
     pixels: list[np.ndarray] = field(default_factory=list)  # displayed pixels of each page
-    exact: bool = True              # False: pixels are a reference within a tolerance
+    exact: bool = True  # False: pixels are a reference within a tolerance
 
     @property
     def sha(self) -> str:
@@ -88,13 +88,13 @@ def pillow_decode(data: bytes, mode: str | None = None) -> np.ndarray:
 #: EXIF orientation -> the displayed array from the stored one (the EXIF 2.3 definitions).
 ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
     1: lambda a: a,
-    2: lambda a: a[:, ::-1],                     # mirror horizontal
-    3: lambda a: a[::-1, ::-1],                  # rotate 180
-    4: lambda a: a[::-1, :],                     # mirror vertical
-    5: lambda a: a.swapaxes(0, 1),               # mirror horizontal, rotate 270 CW (transpose)
-    6: lambda a: np.rot90(a, -1),                # rotate 90 CW
-    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),   # mirror horizontal, rotate 90 CW (transverse)
-    8: lambda a: np.rot90(a, 1),                 # rotate 270 CW
+    2: lambda a: a[:, ::-1],  # mirror horizontal
+    3: lambda a: a[::-1, ::-1],  # rotate 180
+    4: lambda a: a[::-1, :],  # mirror vertical
+    5: lambda a: a.swapaxes(0, 1),  # mirror horizontal, rotate 270 CW (transpose)
+    6: lambda a: np.rot90(a, -1),  # rotate 90 CW
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),  # mirror horizontal, rotate 90 CW (transverse)
+    8: lambda a: np.rot90(a, 1),  # rotate 270 CW
 }
 
 
@@ -117,7 +117,11 @@ def make_samples() -> list[Sample]:
     data = encode(Image.fromarray(picture(rng, W, H, 1)), "JPEG", quality=90)
     add(Sample("gray.jpg", data, "jpeg", W, H, "L", pixels=[pillow_decode(data)]))
     data = encode(Image.fromarray(picture(rng, W, H)).convert("CMYK"), "JPEG", quality=95)
-    add(Sample("cmyk.jpg", data, "jpeg", W, H, "RGB", source_mode="CMYK", pixels=[pillow_decode(data, "RGB")], exact=False))
+    add(
+        Sample(
+            "cmyk.jpg", data, "jpeg", W, H, "RGB", source_mode="CMYK", pixels=[pillow_decode(data, "RGB")], exact=False
+        )
+    )
 
     add(Sample("gray.png", encode(Image.fromarray(gray), "PNG"), "png", W, H, "L", pixels=[gray]))
     add(Sample("rgb.png", encode(Image.fromarray(rgb), "PNG"), "png", W, H, "RGB", pixels=[rgb]))
@@ -133,26 +137,48 @@ def make_samples() -> list[Sample]:
     palette = rng.integers(0, 256, 16 * 3).astype(np.uint8)
     pal.putpalette(palette.tolist())
     data = encode(pal, "PNG", transparency=0)
-    rgba_pal = np.concatenate([palette.reshape(16, 3)[index], np.where(index == 0, 0, 255)[..., None].astype(np.uint8)], axis=-1)
+    rgba_pal = np.concatenate(
+        [palette.reshape(16, 3)[index], np.where(index == 0, 0, 255)[..., None].astype(np.uint8)], axis=-1
+    )
     assert np.array_equal(pillow_decode(data, "RGBA"), rgba_pal)
     add(Sample("palette.png", data, "png", W, H, "RGBA", source_mode="P", pixels=[rgba_pal]))
 
     webp = picture(rng, W, H)
-    add(Sample("lossless.webp", encode(Image.fromarray(webp), "WEBP", lossless=True), "webp", W, H, "RGB", pixels=[webp]))
+    add(
+        Sample(
+            "lossless.webp", encode(Image.fromarray(webp), "WEBP", lossless=True), "webp", W, H, "RGB", pixels=[webp]
+        )
+    )
     data = encode(Image.fromarray(picture(rng, W, H)), "AVIF", quality=80)
     add(Sample("photo.avif", data, "avif", W, H, "RGB", pixels=[pillow_decode(data, "RGB")]))
     bmp = picture(rng, W, H)
     add(Sample("image.bmp", encode(Image.fromarray(bmp), "BMP"), "bmp", W, H, "RGB", pixels=[bmp]))
 
     pages = [picture(rng, 40, 30, 1), picture(rng, 40, 30, 1), picture(rng, 24, 20, 1)]
-    data = encode(Image.fromarray(pages[0]), "TIFF", save_all=True, append_images=[Image.fromarray(p) for p in pages[1:]])
+    data = encode(
+        Image.fromarray(pages[0]), "TIFF", save_all=True, append_images=[Image.fromarray(p) for p in pages[1:]]
+    )
     add(Sample("pages.tif", data, "tiff", 40, 30, "L", pages=3, pixels=pages))
     t16 = rng.integers(0, 65536, (H, W), dtype=np.uint16)
     add(Sample("gray16.tif", encode(Image.fromarray(t16), "TIFF"), "tiff", W, H, "I;16", bit_depth=16, pixels=[t16]))
     lzw = picture(rng, W, H)
-    add(Sample("lzw.tif", encode(Image.fromarray(lzw), "TIFF", compression="tiff_lzw"), "tiff", W, H, "RGB", pixels=[lzw]))
+    add(
+        Sample(
+            "lzw.tif", encode(Image.fromarray(lzw), "TIFF", compression="tiff_lzw"), "tiff", W, H, "RGB", pixels=[lzw]
+        )
+    )
     dfl = picture(rng, W, H)
-    add(Sample("deflate.tif", encode(Image.fromarray(dfl), "TIFF", compression="tiff_adobe_deflate"), "tiff", W, H, "RGB", pixels=[dfl]))
+    add(
+        Sample(
+            "deflate.tif",
+            encode(Image.fromarray(dfl), "TIFF", compression="tiff_adobe_deflate"),
+            "tiff",
+            W,
+            H,
+            "RGB",
+            pixels=[dfl],
+        )
+    )
 
     # EXIF orientations: a 40 x 24 picture stored as is, displayed turned by the tag.
     for o in range(1, 9):
@@ -169,11 +195,33 @@ def make_samples() -> list[Sample]:
         # TIFF keeps the Orientation tag in the page's own directory (Pillow applies it when it loads).
         stored = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
         data = encode(Image.fromarray(stored), "TIFF", exif=with_orientation(o))
-        add(Sample(f"orient-{o}.tif", data, "tiff", w, h, "RGB", orientation=o, pixels=[np.ascontiguousarray(ORIENT[o](stored))]))
+        add(
+            Sample(
+                f"orient-{o}.tif",
+                data,
+                "tiff",
+                w,
+                h,
+                "RGB",
+                orientation=o,
+                pixels=[np.ascontiguousarray(ORIENT[o](stored))],
+            )
+        )
     for o in (5, 6):  # WebP and AVIF carry EXIF too
         stored = rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)
         data = encode(Image.fromarray(stored), "WEBP", lossless=True, exif=with_orientation(o))
-        add(Sample(f"orient-{o}.webp", data, "webp", 24, 40, "RGB", orientation=o, pixels=[np.ascontiguousarray(ORIENT[o](stored))]))
+        add(
+            Sample(
+                f"orient-{o}.webp",
+                data,
+                "webp",
+                24,
+                40,
+                "RGB",
+                orientation=o,
+                pixels=[np.ascontiguousarray(ORIENT[o](stored))],
+            )
+        )
         data = encode(Image.fromarray(picture(rng, 40, 24)), "AVIF", quality=90, exif=with_orientation(o))
         shown = np.ascontiguousarray(ORIENT[o](pillow_decode(data, "RGB")))
         add(Sample(f"orient-{o}.avif", data, "avif", 24, 40, "RGB", orientation=o, pixels=[shown]))
@@ -331,9 +379,12 @@ def test_original_is_byte_for_byte(media: Media, batch: dict[str, common_pb2.Ing
         assert media.frame(s.sha, page, media_pb2.MEDIA_ORIGINAL).data == s.data
 
 
-@pytest.mark.parametrize("fmt,pillow_format", [(media_pb2.MEDIA_PNG, "PNG"), (media_pb2.MEDIA_JPEG, "JPEG"),
-                                               (media_pb2.MEDIA_WEBP, "WEBP")])
-@pytest.mark.parametrize("name", ["rgb.png", "gray.png", "rgba.png", "palette.png", "cmyk.jpg", "orient-6.jpg", "photo.avif"])
+@pytest.mark.parametrize(
+    "fmt,pillow_format", [(media_pb2.MEDIA_PNG, "PNG"), (media_pb2.MEDIA_JPEG, "JPEG"), (media_pb2.MEDIA_WEBP, "WEBP")]
+)
+@pytest.mark.parametrize(
+    "name", ["rgb.png", "gray.png", "rgba.png", "palette.png", "cmyk.jpg", "orient-6.jpg", "photo.avif"]
+)
 def test_encoded_frames_decode_at_the_right_size(media: Media, batch, fmt: int, pillow_format: str, name: str) -> None:  # type: ignore[no-untyped-def]
     s = BY_NAME[name]
     img = media.image(s.sha, 0, fmt)
@@ -350,15 +401,20 @@ def test_encoded_frames_decode_at_the_right_size(media: Media, batch, fmt: int, 
         assert np.abs(got.astype(np.int32) - want).mean() < 12, name
 
 
-@pytest.mark.parametrize("box,expected", [
-    ((32, 32), (32, 24)),       # width binds
-    ((100, 24), (32, 24)),      # height binds
-    ((16, 0), (16, 12)),        # width only
-    ((0, 12), (16, 12)),        # height only
-    ((1000, 1000), (64, 48)),   # never upscaled
-    ((64, 48), (64, 48)),
-])
-def test_fit_keeps_aspect_and_never_upscales(media: Media, batch, box: tuple[int, int], expected: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(
+    "box,expected",
+    [
+        ((32, 32), (32, 24)),  # width binds
+        ((100, 24), (32, 24)),  # height binds
+        ((16, 0), (16, 12)),  # width only
+        ((0, 12), (16, 12)),  # height only
+        ((1000, 1000), (64, 48)),  # never upscaled
+        ((64, 48), (64, 48)),
+    ],
+)
+def test_fit_keeps_aspect_and_never_upscales(
+    media: Media, batch, box: tuple[int, int], expected: tuple[int, int]
+) -> None:  # type: ignore[no-untyped-def]
     s = BY_NAME["rgb.png"]
     img = media.image(s.sha, 0, media_pb2.MEDIA_PNG, max_width=box[0], max_height=box[1])
     assert img.size == expected
@@ -397,8 +453,11 @@ def test_sixteen_bit_png16_and_window(media: Media, batch, name: str) -> None:  
 
 
 def test_window_width_below_one_is_invalid(media: Media, batch) -> None:  # type: ignore[no-untyped-def]
-    err = rpc_error(lambda: media.frame(BY_NAME["gray16.png"].sha, 0, media_pb2.MEDIA_PNG, has_window=True,
-                                        window_center=100.0, window_width=0.0))
+    err = rpc_error(
+        lambda: media.frame(
+            BY_NAME["gray16.png"].sha, 0, media_pb2.MEDIA_PNG, has_window=True, window_center=100.0, window_width=0.0
+        )
+    )
     assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
 
 
@@ -456,9 +515,11 @@ def test_icc_profile_converted_to_srgb_or_kept(media: Media) -> None:
     rng = np.random.default_rng(12)
     stored = picture(rng, W, H)
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-    files = [("swapped-icc.png", encode(Image.fromarray(stored), "PNG", icc_profile=swapped_primaries_profile())),
-             ("srgb-icc.jpg", encode(Image.fromarray(stored), "JPEG", quality=95, icc_profile=srgb)),
-             ("srgb-icc.png", encode(Image.fromarray(stored), "PNG", icc_profile=srgb))]
+    files = [
+        ("swapped-icc.png", encode(Image.fromarray(stored), "PNG", icc_profile=swapped_primaries_profile())),
+        ("srgb-icc.jpg", encode(Image.fromarray(stored), "JPEG", quality=95, icc_profile=srgb)),
+        ("srgb-icc.png", encode(Image.fromarray(stored), "PNG", icc_profile=srgb)),
+    ]
     results = {r.name: r for r in media.ingest(files)}
     assert {OUTCOME(r.outcome) for r in results.values()} == {"STORED"}
 
@@ -499,8 +560,13 @@ def test_group_keeps_every_page_at_its_size(media: Media, batch) -> None:  # typ
     assert err.code() is grpc.StatusCode.NOT_FOUND
 
 
-FRAME_SIZES = {"frame1.png": (64, 48), "frame2.png": (32, 24), "frame3.png": (64, 48),
-               "frame10.png": (80, 60), "frame11.png": (64, 48)}
+FRAME_SIZES = {
+    "frame1.png": (64, 48),
+    "frame2.png": (32, 24),
+    "frame3.png": (64, 48),
+    "frame10.png": (80, 60),
+    "frame11.png": (64, 48),
+}
 GIVEN = ["frame10.png", "frame2.png", "frame11.png", "frame1.png", "frame3.png"]
 NATURAL = ["frame1.png", "frame2.png", "frame3.png", "frame10.png", "frame11.png"]
 
@@ -520,7 +586,9 @@ def frames(media: Media) -> dict[str, tuple[str, np.ndarray]]:
 
 
 def sequence(media: Media, frames, order: list[str], *, mode: int, natural: bool) -> list[media_pb2.MediaSet]:  # type: ignore[no-untyped-def]
-    req = media_pb2.CreateSequenceRequest(name="seq", media_ids=[frames[n][0] for n in order], mode=mode, natural_order=natural)
+    req = media_pb2.CreateSequenceRequest(
+        name="seq", media_ids=[frames[n][0] for n in order], mode=mode, natural_order=natural
+    )
     return list(media.stub.CreateSequence(req).sequences)
 
 
@@ -584,7 +652,9 @@ def test_split_one_sequence_per_size(media: Media, frames) -> None:  # type: ign
 
 def test_split_of_a_multipage_tiff(media: Media, batch) -> None:  # type: ignore[no-untyped-def]
     """Pages are frames; pages of another size go to another sequence."""
-    seqs = sequence(media, {"pages.tif": (batch["pages.tif"].sha256, None)}, ["pages.tif"], mode=media_pb2.SPLIT, natural=False)
+    seqs = sequence(
+        media, {"pages.tif": (batch["pages.tif"].sha256, None)}, ["pages.tif"], mode=media_pb2.SPLIT, natural=False
+    )
     got = sorted(((f.width, f.height), f.page) for s in seqs for f in s.frames)
     assert got == [((24, 20), 2), ((40, 30), 0), ((40, 30), 1)]
 
@@ -661,8 +731,13 @@ def test_export_reports_progress(media: Media) -> None:
 
     rng = np.random.default_rng(9)
     results = media.ingest([(f"long{i}.png", encode(Image.fromarray(picture(rng, 320, 240)), "PNG")) for i in range(4)])
-    (seq,) = list(media.stub.CreateSequence(media_pb2.CreateSequenceRequest(
-        name="long", media_ids=[r.sha256 for r in results] * 8, mode=media_pb2.HOMOGENIZE)).sequences)
+    (seq,) = list(
+        media.stub.CreateSequence(
+            media_pb2.CreateSequenceRequest(
+                name="long", media_ids=[r.sha256 for r in results] * 8, mode=media_pb2.HOMOGENIZE
+            )
+        ).sequences
+    )
     assert len(seq.frames) == 32  # an item may appear more than once in a sequence
     t0 = time.monotonic()
     progress, data = export(media, seq.set_id, 25.0)
@@ -684,8 +759,13 @@ def test_export_of_odd_sized_frames(media: Media, batch) -> None:  # type: ignor
     rng = np.random.default_rng(5)
     files = [(f"odd{i}.png", encode(Image.fromarray(picture(rng, 37, 21)), "PNG")) for i in range(3)]
     results = media.ingest(files)
-    (seq,) = list(media.stub.CreateSequence(media_pb2.CreateSequenceRequest(
-        name="odd", media_ids=[r.sha256 for r in results], mode=media_pb2.HOMOGENIZE)).sequences)
+    (seq,) = list(
+        media.stub.CreateSequence(
+            media_pb2.CreateSequenceRequest(
+                name="odd", media_ids=[r.sha256 for r in results], mode=media_pb2.HOMOGENIZE
+            )
+        ).sequences
+    )
     _, data = export(media, seq.set_id, 25.0)
     with av.open(io.BytesIO(data)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 3
@@ -703,7 +783,9 @@ def test_exporting_a_group_is_invalid(media: Media, batch) -> None:  # type: ign
 def test_empty_sets_are_invalid(media: Media) -> None:
     err = rpc_error(lambda: media.stub.CreateSequence(media_pb2.CreateSequenceRequest(name="empty")))
     assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
-    err = rpc_error(lambda: media.stub.CreateSequence(media_pb2.CreateSequenceRequest(name="empty", mode=media_pb2.SPLIT)))
+    err = rpc_error(
+        lambda: media.stub.CreateSequence(media_pb2.CreateSequenceRequest(name="empty", mode=media_pb2.SPLIT))
+    )
     assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
     err = rpc_error(lambda: media.stub.CreateGroup(media_pb2.CreateGroupRequest(name="empty")))
     assert err.code() is grpc.StatusCode.INVALID_ARGUMENT
@@ -745,8 +827,12 @@ def png_chunk(kind: bytes, payload: bytes) -> bytes:
 
 def png_declaring(width: int, height: int, rows: bytes) -> bytes:
     """A PNG with a valid IHDR (8-bit RGB) and CRCs, declaring ``width x height``."""
-    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + png_chunk(b"IDAT", zlib.compress(rows)) + png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + png_chunk(b"IDAT", zlib.compress(rows))
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def tiff_with_bad_second_page(rng: np.random.Generator) -> bytes:
@@ -796,8 +882,19 @@ def bad_batch(media: Media) -> tuple[dict[str, common_pb2.IngestResult], list[tu
         "zero-width.png": png_declaring(0, 10, bytes(10)),  # 10 rows of 0 pixels (Pillow cannot write one)
         "empty.png": b"",
     }
-    order = ["good-1.png", "bomb.png", "good-2.jpg", "truncated.jpg", "random.jpg", "good-3.tif",
-             "bad-page.tif", "zero-width.png", "good-4.webp", "empty.png", "good-5.bmp"]
+    order = [
+        "good-1.png",
+        "bomb.png",
+        "good-2.jpg",
+        "truncated.jpg",
+        "random.jpg",
+        "good-3.tif",
+        "bad-page.tif",
+        "zero-width.png",
+        "good-4.webp",
+        "empty.png",
+        "good-5.bmp",
+    ]
     everything = {**dict(goods), **bads}
     results = media.ingest([(n, everything[n]) for n in order])
     assert [r.name for r in results] == order and [r.index for r in results] == list(range(len(order)))

@@ -108,8 +108,17 @@ def test_instance_metadata_round_trips_through_pydicom(stored: Stored) -> None:
     assert want.keys() == got.keys()
     mismatched = {f"{tag:08X}": (want[tag], got[tag]) for tag in want if want[tag] != got[tag]}
     assert not mismatched
-    for keyword in ("PatientName", "StudyInstanceUID", "SOPInstanceUID", "Modality", "Rows",
-                    "Columns", "PixelSpacing", "ImagePositionPatient", "RescaleIntercept"):
+    for keyword in (
+        "PatientName",
+        "StudyInstanceUID",
+        "SOPInstanceUID",
+        "Modality",
+        "Rows",
+        "Columns",
+        "PixelSpacing",
+        "ImagePositionPatient",
+        "RescaleIntercept",
+    ):
         assert back[keyword].value == original[keyword].value, keyword
 
 
@@ -130,7 +139,9 @@ def test_bulk_data_threshold(stored: Stored) -> None:
     """Binary values longer than the threshold become BulkDataURIs, shorter stay inline."""
     sop = stored.sop["CT_small.dcm"]
     small = json.loads(_metadata(stored, sop_instance_uid=sop, include_private=True, bulk_data_threshold=4)[0].json)
-    large = json.loads(_metadata(stored, sop_instance_uid=sop, include_private=True, bulk_data_threshold=1 << 20)[0].json)
+    large = json.loads(
+        _metadata(stored, sop_instance_uid=sop, include_private=True, bulk_data_threshold=1 << 20)[0].json
+    )
     uri_small = {t for t, v in small.items() if "BulkDataURI" in v}
     uri_large = {t for t, v in large.items() if "BulkDataURI" in v}
     assert uri_large == {"7FE00010"}  # pixel data is always a reference
@@ -169,8 +180,10 @@ def test_metadata_of_non_image(stored: Stored) -> None:
 
 def test_metadata_errors(stored: Stored) -> None:
     """Unknown UIDs are NOT_FOUND; a request without a target is INVALID_ARGUMENT."""
-    for req in (dicom_pb2.GetMetadataRequest(sop_instance_uid="1.2.3.4.5.6.7"),
-                dicom_pb2.GetMetadataRequest(series_instance_uid="1.2.3.4.5.6.7")):
+    for req in (
+        dicom_pb2.GetMetadataRequest(sop_instance_uid="1.2.3.4.5.6.7"),
+        dicom_pb2.GetMetadataRequest(series_instance_uid="1.2.3.4.5.6.7"),
+    ):
         with pytest.raises(grpc.RpcError) as err:
             stored.server.dicom.GetMetadata(req)
         assert err.value.code() is grpc.StatusCode.NOT_FOUND
@@ -228,7 +241,9 @@ def test_monochrome1_is_inverted(stored: Stored) -> None:
     values = pydicom_modality_frame(FILES["CR1_6154"])  # float: slope 0.684
     y = 255.0 - linear_window(values, float(ds.WindowCenter), float(ds.WindowWidth))
     _assert_rendered(png, y)
-    assert png[np.unravel_index(np.argmax(values), values.shape)] < png[np.unravel_index(np.argmin(values), values.shape)]
+    assert (
+        png[np.unravel_index(np.argmax(values), values.shape)] < png[np.unravel_index(np.argmin(values), values.shape)]
+    )
 
 
 @pytest.mark.parametrize("name", ["SC_rgb_jpeg_dcmtk.dcm", "examples_ybr_color.dcm", "ExplVR_BigEnd.dcm"])
@@ -264,6 +279,9 @@ def test_palette_colour_comes_out_rgb(stored: Stored) -> None:
 def test_frame_out_of_range_is_not_found(stored: Stored) -> None:
     """Frame 30 of a 30-frame instance does not exist."""
     with pytest.raises(grpc.RpcError) as err:
-        stored.server.dicom.GetFrame(dicom_pb2.GetFrameRequest(
-            sop_instance_uid=stored.sop["examples_ybr_color.dcm"], frame=30, format=dicom_pb2.PNG))
+        stored.server.dicom.GetFrame(
+            dicom_pb2.GetFrameRequest(
+                sop_instance_uid=stored.sop["examples_ybr_color.dcm"], frame=30, format=dicom_pb2.PNG
+            )
+        )
     assert err.value.code() is grpc.StatusCode.NOT_FOUND

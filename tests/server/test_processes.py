@@ -43,9 +43,25 @@ class Processes:
         self.log = log
         self._fh = open(log, "wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "voxelgate.server", "serve", "--data-dir", str(data_dir), "--port", "0",
-             "--processes", "2", "--workers", "4", "--grace", "1"],
-            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=self._fh,
+            [
+                sys.executable,
+                "-m",
+                "voxelgate.server",
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                "0",
+                "--processes",
+                "2",
+                "--workers",
+                "4",
+                "--grace",
+                "1",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=self._fh,
         )
         self.address = self.wait_record("voxelgate serving")["address"]
 
@@ -123,7 +139,7 @@ def test_two_processes_share_storage_and_counters_and_are_restarted(processes: P
     assert sum(s.slice_count for s in before.stacks) == len(files) // 2
 
     # The rest through process 1 too: process 2 sees every file at once, not its layout of before.
-    results = ingest(dicom_pb2_grpc.DicomServiceStub(one), [(p.name, p) for p in files[len(files) // 2:]])
+    results = ingest(dicom_pb2_grpc.DicomServiceStub(one), [(p.name, p) for p in files[len(files) // 2 :]])
     assert all(r.outcome == common_pb2.STORED for r in results)
     after = vol2.GetVolumeInfo(volume_pb2.GetVolumeInfoRequest(series_instance_uid=series_uid))
     assert sum(s.slice_count for s in after.stacks) == len(files)
@@ -145,8 +161,11 @@ def test_two_processes_share_storage_and_counters_and_are_restarted(processes: P
     assert _stats(two).computations == before_build + 1
 
     # A slice rendered by process 2, from the volume; the counters are everyone's.
-    reply = vol2.GetSlice(volume_pb2.GetSliceRequest(series_instance_uid=series_uid, plane=volume_pb2.CORONAL,
-                                                     index=10, encoding=volume_pb2.ENCODING_PNG))
+    reply = vol2.GetSlice(
+        volume_pb2.GetSliceRequest(
+            series_instance_uid=series_uid, plane=volume_pb2.CORONAL, index=10, encoding=volume_pb2.ENCODING_PNG
+        )
+    )
     assert reply.data.startswith(b"\x89PNG")
     s1, s2 = _stats(one), _stats(two)
     assert s1 == s2
@@ -163,7 +182,8 @@ def test_two_processes_share_storage_and_counters_and_are_restarted(processes: P
     for number in (1, 2):
         with processes.connect(number) as ch:
             info = volume_pb2_grpc.VolumeServiceStub(ch).GetVolumeInfo(
-                volume_pb2.GetVolumeInfoRequest(series_instance_uid=series_uid))
+                volume_pb2.GetVolumeInfoRequest(series_instance_uid=series_uid)
+            )
             assert sum(s.slice_count for s in info.stacks) == len(files)
     assert _stats(processes.connect(2)).computations == s1.computations  # the counters outlived the worker
 
@@ -176,8 +196,11 @@ def test_two_processes_share_storage_and_counters_and_are_restarted(processes: P
 
 
 def test_the_same_files_sent_to_both_processes_at_once_are_stored_once(processes: Processes, corpus: Path) -> None:
-    files = sorted(p for p in (corpus / "dicom" / "ct-ge-head-tilt-variable-spacing").rglob("*")
-                   if p.is_file() and not p.name.startswith("."))
+    files = sorted(
+        p
+        for p in (corpus / "dicom" / "ct-ge-head-tilt-variable-spacing").rglob("*")
+        if p.is_file() and not p.name.startswith(".")
+    )
     one, two = processes.connect(1), processes.connect(2)
     barrier = threading.Barrier(2)
 
@@ -220,8 +243,23 @@ def test_a_port_in_use_is_refused_before_any_process_starts(tmp_path: Path) -> N
         taken.listen()
         port = taken.getsockname()[1]
         out = subprocess.run(
-            [sys.executable, "-m", "voxelgate.server", "serve", "--data-dir", str(tmp_path / "data"), "--port", str(port),
-             "--processes", "2"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+            [
+                sys.executable,
+                "-m",
+                "voxelgate.server",
+                "serve",
+                "--data-dir",
+                str(tmp_path / "data"),
+                "--port",
+                str(port),
+                "--processes",
+                "2",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
     assert out.returncode == 2
     assert f"cannot bind 127.0.0.1:{port}" in out.stderr
     assert "voxelgate serving" not in out.stderr

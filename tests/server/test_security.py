@@ -58,13 +58,15 @@ def test_build_server_refuses_before_touching_storage(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
-
-
 @pytest.mark.parametrize("env", [{}, {"VOXELGATE_TOKEN_FILE": ""}], ids=["no-env", "empty-token-env"])
 def test_cli_serve_on_all_interfaces_without_tls_exits_2(tmp_path: Path, env: dict[str, str]) -> None:
     out = subprocess.run(
         [str(VOXELGATE), "serve", "--host", "0.0.0.0", "--port", "0", "--data-dir", str(tmp_path / "d")],
-        capture_output=True, text=True, timeout=60, check=False, env=clean_env(**env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=clean_env(**env),
     )
     assert out.returncode == 2, out.stderr
     assert "binding to 0.0.0.0 needs TLS (--tls-cert/--tls-key) and bearer tokens (--token-file)" in out.stderr
@@ -92,18 +94,66 @@ def _openssl(*args: str, cwd: Path) -> None:
 
 
 def _make_ca(d: Path, name: str) -> None:
-    _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2", "-subj", f"/CN=voxelgate {name}",
-             "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-             cwd=d)
+    _openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.crt",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN=voxelgate {name}",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        cwd=d,
+    )
 
 
 def _make_leaf(d: Path, name: str, ca: str, ext: str) -> None:
     (d / f"{name}.ext").write_text(ext + "basicConstraints=CA:FALSE\n")
-    _openssl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}", cwd=d)
-    _openssl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
-             "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext", cwd=d)
+    _openssl(
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+        "-keyout",
+        f"{name}.key",
+        "-out",
+        f"{name}.csr",
+        "-subj",
+        f"/CN={name}",
+        cwd=d,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        f"{name}.csr",
+        "-CA",
+        f"{ca}.crt",
+        "-CAkey",
+        f"{ca}.key",
+        "-CAcreateserial",
+        "-out",
+        f"{name}.crt",
+        "-days",
+        "2",
+        "-extfile",
+        f"{name}.ext",
+        cwd=d,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +167,15 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     _make_leaf(d, "server", "ca", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
     _make_leaf(d, "client", "ca", "extendedKeyUsage=clientAuth\n")
     _make_leaf(d, "rogue-client", "rogue-ca", "extendedKeyUsage=clientAuth\n")
-    return Pki(d / "ca.crt", d / "server.crt", d / "server.key", d / "client.crt", d / "client.key",
-               d / "rogue-client.crt", d / "rogue-client.key")
+    return Pki(
+        d / "ca.crt",
+        d / "server.crt",
+        d / "server.key",
+        d / "client.crt",
+        d / "client.key",
+        d / "rogue-client.crt",
+        d / "rogue-client.key",
+    )
 
 
 def _tls_server(data_dir: Path, pki: Pki, **overrides: object):  # type: ignore[no-untyped-def]
@@ -128,8 +185,9 @@ def _tls_server(data_dir: Path, pki: Pki, **overrides: object):  # type: ignore[
     return running
 
 
-def _secure_channel(port: int, pki: Pki, *, token: str | None = None, client_cert: bool = False,
-                    rogue_client: bool = False) -> grpc.Channel:
+def _secure_channel(
+    port: int, pki: Pki, *, token: str | None = None, client_cert: bool = False, rogue_client: bool = False
+) -> grpc.Channel:
     key = chain = None
     if client_cert or rogue_client:
         key = (pki.other_client_key if rogue_client else pki.client_key).read_bytes()
@@ -204,7 +262,10 @@ def test_health_needs_no_token(tls_token_server: int, pki: Pki) -> None:
 def test_cli_health_over_tls(tls_token_server: int, pki: Pki) -> None:
     out = subprocess.run(
         [str(VOXELGATE), "health", "--server", f"127.0.0.1:{tls_token_server}", "--ca-file", str(pki.ca)],
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
         env=clean_env(),
     )
     assert (out.returncode, out.stdout.strip()) == (0, "SERVING"), out.stderr
@@ -265,9 +326,22 @@ class _Proc:
 
     def __init__(self, data_dir: Path, grace: float) -> None:
         self.p = subprocess.Popen(
-            [str(VOXELGATE), "serve", "--data-dir", str(data_dir), "--port", "0", "--grace", str(grace),
-             "--workers", "4"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=clean_env(), text=True,
+            [
+                str(VOXELGATE),
+                "serve",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                "0",
+                "--grace",
+                str(grace),
+                "--workers",
+                "4",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            env=clean_env(),
+            text=True,
         )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
@@ -312,7 +386,9 @@ def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) ->
     proc = _Proc(tmp_path / "data", grace)
     try:
         rec = proc.wait_for("voxelgate serving")
-        assert int(rec["gc_frozen"]) > 50_000  # start-up's objects are out of the collector's way (voxelgate.server.app)
+        assert (
+            int(rec["gc_frozen"]) > 50_000
+        )  # start-up's objects are out of the collector's way (voxelgate.server.app)
         port = int(str(rec["address"]).rsplit(":", 1)[1])
         data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
         pieces = [data[i : i + 1500] for i in range(0, len(data), 1500)]
@@ -367,7 +443,7 @@ def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) ->
 
         caller.join(20)
         assert not caller.is_alive()
-        assert failure == [], "".join(proc.lines)[-3000:] + f"\nrc={proc.p.poll()} t={time.monotonic()-t_term}"
+        assert failure == [], "".join(proc.lines)[-3000:] + f"\nrc={proc.p.poll()} t={time.monotonic() - t_term}"
         assert len(results) == 1
         assert results[0].outcome == common_pb2.STORED, results[0].reason
         assert results[0].code == "OK" and results[0].name == "slow.dcm"
@@ -523,6 +599,7 @@ def test_the_interceptor_applies_the_mapping_on_a_real_server(caplog: pytest.Log
     server.start()
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+
             def unary(name: str) -> grpc.RpcError:
                 with pytest.raises(grpc.RpcError) as info:
                     ch.unary_unary(f"/test.Errors/{name}")(b"", timeout=10)
@@ -538,7 +615,10 @@ def test_the_interceptor_applies_the_mapping_on_a_real_server(caplog: pytest.Log
             assert (e.code(), e.details()) == (grpc.StatusCode.NOT_FOUND, "1.2.3: gone")
             with caplog.at_level("ERROR", logger="voxelgate.server.status"):
                 e = unary("Internal")
-            assert (e.code(), e.details()) == (grpc.StatusCode.INTERNAL, "internal error; the server log has the details")
+            assert (e.code(), e.details()) == (
+                grpc.StatusCode.INTERNAL,
+                "internal error; the server log has the details",
+            )
             got, e = stream("StreamLimit")
             assert got == [b"first"]
             assert (e.code(), e.details()) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "too many")

@@ -14,9 +14,6 @@ from voxelgate.server.app import Running
 from tests.imaging.media._videos import GHOSTS, decode_all, make_video
 
 
-
-
-
 @pytest.fixture
 def server(running: Running) -> str:
     return f"127.0.0.1:{running.port}"

@@ -172,8 +172,20 @@ def test_info_is_the_probe_record(videos: Videos, kind: str) -> None:
 
     want = probe_video(videos.paths[kind], name=kind).to_json()
     got = MessageToDict(videos.info(kind), preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
-    for key in ("container", "codec", "profile", "width", "height", "rotation", "frame_count", "addressable_frames",
-                "bitrate", "peak_bitrate", "keyframe_interval_max", "size_bytes"):
+    for key in (
+        "container",
+        "codec",
+        "profile",
+        "width",
+        "height",
+        "rotation",
+        "frame_count",
+        "addressable_frames",
+        "bitrate",
+        "peak_bitrate",
+        "keyframe_interval_max",
+        "size_bytes",
+    ):
         assert int(got[key]) == want[key] if isinstance(want[key], int) else got[key] == want[key], key
     for key in ("duration_s", "keyframe_interval_mean"):
         assert got[key] == pytest.approx(want[key]), key
@@ -247,12 +259,14 @@ def test_truncated_and_foreign_files_are_rejected(videos: Videos) -> None:
     data = videos.paths["faststart_mp4"].read_bytes()
     before = set(object_files(videos.server.data_dir))
     mkv = videos.paths["vfr_mkv"].read_bytes()
-    results = videos.ingest([
-        ("cut.mp4", data[: len(data) * 2 // 3]),
-        ("cut.mkv", mkv[: len(mkv) // 2]),
-        ("notes.mp4", b"these are not the frames you are looking for\n" * 20),
-        ("empty.webm", b""),
-    ])
+    results = videos.ingest(
+        [
+            ("cut.mp4", data[: len(data) * 2 // 3]),
+            ("cut.mkv", mkv[: len(mkv) // 2]),
+            ("notes.mp4", b"these are not the frames you are looking for\n" * 20),
+            ("empty.webm", b""),
+        ]
+    )
     for r in results:
         assert OUTCOME(r.outcome) == "REJECTED" and r.code == "INVALID_ARGUMENT", (r.name, r.reason)
         assert r.reason.startswith(f"{r.name}: ")
@@ -289,8 +303,11 @@ def test_frame_times_and_reply_times(videos: Videos) -> None:
 def test_get_frame_formats_and_size(videos: Videos) -> None:
     vid = videos.ids["bframes_mp4"]
     ref = reference(videos.paths["bframes_mp4"])[7]
-    for fmt, media_type in [(media_pb2.MEDIA_PNG, "image/png"), (media_pb2.MEDIA_JPEG, "image/jpeg"),
-                            (media_pb2.MEDIA_WEBP, "image/webp")]:
+    for fmt, media_type in [
+        (media_pb2.MEDIA_PNG, "image/png"),
+        (media_pb2.MEDIA_JPEG, "image/jpeg"),
+        (media_pb2.MEDIA_WEBP, "image/webp"),
+    ]:
         r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=vid, frame=7, format=fmt))
         assert r.media_type == media_type
         from PIL import Image
@@ -311,8 +328,11 @@ def test_bad_frame_requests(videos: Videos) -> None:
     vid = videos.ids["ghost_mp4"]
     cases = [
         (media_pb2.GetMediaFrameRequest(id=vid, frame=27), grpc.StatusCode.NOT_FOUND, "frame 27 does not exist"),
-        (media_pb2.GetMediaFrameRequest(id=vid, frame=0, format=media_pb2.MEDIA_PNG16), grpc.StatusCode.INVALID_ARGUMENT,
-         "8-bit"),
+        (
+            media_pb2.GetMediaFrameRequest(id=vid, frame=0, format=media_pb2.MEDIA_PNG16),
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "8-bit",
+        ),
         (media_pb2.GetMediaFrameRequest(id="0" * 64), grpc.StatusCode.NOT_FOUND, "no such"),
     ]
     for req, code, text in cases:
@@ -420,8 +440,11 @@ def test_stepping_in_parallel_viewers(videos: Videos) -> None:
 def test_stream_frames_every_k(videos: Videos, every: int) -> None:
     kind = "vfr_mkv"
     ref = reference(videos.paths[kind])
-    frames = list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(
-        id=videos.ids[kind], every=every, format=media_pb2.MEDIA_RAW)))
+    frames = list(
+        videos.stub.StreamFrames(
+            media_pb2.StreamFramesRequest(id=videos.ids[kind], every=every, format=media_pb2.MEDIA_RAW)
+        )
+    )
     assert [f.frame for f in frames] == list(range(0, len(ref), every))
     for f in frames:
         assert np.array_equal(np.frombuffer(f.data, np.uint8).reshape(tuple(f.shape)), ref[f.frame])
@@ -454,8 +477,11 @@ def test_stream_frames_range_and_png(videos: Videos) -> None:
 
     kind = "ghost_mp4"
     ref = reference(videos.paths[kind])
-    frames = list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(
-        id=videos.ids[kind], start=5, stop=20, every=4, format=media_pb2.MEDIA_PNG)))
+    frames = list(
+        videos.stub.StreamFrames(
+            media_pb2.StreamFramesRequest(id=videos.ids[kind], start=5, stop=20, every=4, format=media_pb2.MEDIA_PNG)
+        )
+    )
     assert [f.frame for f in frames] == [5, 9, 13, 17]
     for f in frames:
         assert f.media_type == "image/png"
@@ -463,7 +489,6 @@ def test_stream_frames_range_and_png(videos: Videos) -> None:
     with pytest.raises(grpc.RpcError) as err:
         list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(id=videos.ids[kind], start=40)))
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "outside 0..26" in err.value.details()
-
 
 
 def _wait_until(check: object, timeout: float = 5.0) -> bool:
@@ -475,8 +500,9 @@ def _wait_until(check: object, timeout: float = 5.0) -> bool:
     return bool(check())  # type: ignore[operator]
 
 
-@pytest.mark.parametrize("fmt", [media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420, media_pb2.MEDIA_PNG],
-                         ids=["raw", "yuv420p", "png"])
+@pytest.mark.parametrize(
+    "fmt", [media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420, media_pb2.MEDIA_PNG], ids=["raw", "yuv420p", "png"]
+)
 def test_stream_frames_cancelled_stops_its_decoder_thread_and_closes_its_reader(
     videos: Videos, fmt: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -496,6 +522,7 @@ def test_stream_frames_cancelled_stops_its_decoder_thread_and_closes_its_reader(
 
     monkeypatch.setattr(FrameReader, "__init__", counting_init)
     monkeypatch.setattr(FrameReader, "close", counting_close)
+
     def producers() -> list[object]:
         """The streams' decoding threads, and server threads still waiting for one."""
         import sys
@@ -507,6 +534,7 @@ def test_stream_frames_cancelled_stops_its_decoder_thread_and_closes_its_reader(
                     waiting.append(frame)
                 frame = frame.f_back  # type: ignore[assignment]
         return [t for t in threading.enumerate() if t.name == "stream-frames"] + waiting
+
     assert _wait_until(lambda: not producers())  # none left over from earlier tests
     call = videos.stub.StreamFrames(media_pb2.StreamFramesRequest(id=videos.ids["long_gop_mp4"], format=fmt))
     got = [next(call).frame for _ in range(2)]
@@ -515,8 +543,16 @@ def test_stream_frames_cancelled_stops_its_decoder_thread_and_closes_its_reader(
     assert _wait_until(lambda: not producers()), "the decoding thread outlived the cancelled call"
     assert _wait_until(lambda: id(opened[0]) in closed), "the stream's reader was left open"
     # A stream read to its end leaves nothing behind either.
-    assert len(list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(
-        id=videos.ids["long_gop_mp4"], start=110, format=fmt)))) == 10
+    assert (
+        len(
+            list(
+                videos.stub.StreamFrames(
+                    media_pb2.StreamFramesRequest(id=videos.ids["long_gop_mp4"], start=110, format=fmt)
+                )
+            )
+        )
+        == 10
+    )
     assert _wait_until(lambda: not producers() and all(id(r) in closed for r in opened))
 
 
@@ -606,8 +642,10 @@ def test_reencode_auto_remuxes_away_the_audio(videos: Videos) -> None:
     new = videos.stub.GetMediaInfo(media_pb2.GetMediaInfoRequest(id=r.media_id)).video
     assert list(new.reencoded_from.frame_map) == list(range(30)) and new.reencoded_from.mode == "remux"
     assert r.media_id in videos.info("audio_mp4").reencoded_as
-    assert videos.findings("audio_mp4") and not videos.stub.Diagnose(
-        media_pb2.DiagnoseRequest(media_id=r.media_id)).findings
+    assert (
+        videos.findings("audio_mp4")
+        and not videos.stub.Diagnose(media_pb2.DiagnoseRequest(media_id=r.media_id)).findings
+    )
     # Packets copied untouched: the same pixels, frame for frame.
     for n in (0, 13, 29):
         assert np.array_equal(videos.raw(r.media_id, n), videos.raw(videos.ids["audio_mp4"], n))
@@ -630,7 +668,9 @@ def test_reencode_auto_fixes_ghost_frames_with_a_full_reencode(videos: Videos) -
     assert list(r.frame_map) == list(range(30 - GHOSTS))
     new = videos.stub.GetMediaInfo(media_pb2.GetMediaInfoRequest(id=r.media_id)).video
     assert new.addressable_frames == new.frame_count == 30 - GHOSTS
-    assert "ghost_frames" not in {f.code for f in videos.stub.Diagnose(media_pb2.DiagnoseRequest(media_id=r.media_id)).findings}
+    assert "ghost_frames" not in {
+        f.code for f in videos.stub.Diagnose(media_pb2.DiagnoseRequest(media_id=r.media_id)).findings
+    }
 
 
 def test_reencode_full_vfr_with_height_and_fps_maps_the_frames(videos: Videos) -> None:
@@ -647,8 +687,9 @@ def test_reencode_full_vfr_with_height_and_fps_maps_the_frames(videos: Videos) -
     for n, k in kept:
         assert abs(k / 10 - times[n]) <= 0.05 + 1e-9, (n, k)
     assert sorted(k for _, k in kept) == [k for _, k in kept]
-    assert not {"variable_frame_rate"} & {f.code for f in videos.stub.Diagnose(
-        media_pb2.DiagnoseRequest(media_id=r.media_id)).findings}
+    assert not {"variable_frame_rate"} & {
+        f.code for f in videos.stub.Diagnose(media_pb2.DiagnoseRequest(media_id=r.media_id)).findings
+    }
 
 
 def test_labels_move_to_the_reencoded_video_through_remap_frames(videos: Videos) -> None:
@@ -715,8 +756,9 @@ def test_get_frame_yuv420_is_the_decoders_planes(videos: Videos, kind: str) -> N
     yuv = yuv_reference(videos.paths[kind])
     info = videos.info(kind)
     for n in np.random.default_rng(5).choice(len(yuv), size=6, replace=False):
-        r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=videos.ids[kind], frame=int(n),
-                                                                format=media_pb2.MEDIA_RAW_YUV420))
+        r = videos.stub.GetFrame(
+            media_pb2.GetMediaFrameRequest(id=videos.ids[kind], frame=int(n), format=media_pb2.MEDIA_RAW_YUV420)
+        )
         assert r.data == yuv[n], n
         assert (r.width, r.height, r.pixel_format) == (info.width, info.height, "yuv420p")
         assert list(r.shape) == [info.height, info.width] and r.dtype == "|u1"
@@ -726,19 +768,30 @@ def test_get_frame_yuv420_is_the_decoders_planes(videos: Videos, kind: str) -> N
 def test_stream_frames_yuv420_and_rgb_describe_their_pixels(videos: Videos) -> None:
     kind = "vfr_mkv"
     yuv, ref = yuv_reference(videos.paths[kind]), reference(videos.paths[kind])
-    frames = list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(
-        id=videos.ids[kind], every=2, format=media_pb2.MEDIA_RAW_YUV420)))
+    frames = list(
+        videos.stub.StreamFrames(
+            media_pb2.StreamFramesRequest(id=videos.ids[kind], every=2, format=media_pb2.MEDIA_RAW_YUV420)
+        )
+    )
     assert [f.frame for f in frames] == list(range(0, len(yuv), 2))
     assert all(f.data == yuv[f.frame] and f.pixel_format == "yuv420p" for f in frames)
-    rgb = next(iter(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(id=videos.ids[kind], start=3,
-                                                                           format=media_pb2.MEDIA_RAW))))
+    rgb = next(
+        iter(
+            videos.stub.StreamFrames(
+                media_pb2.StreamFramesRequest(id=videos.ids[kind], start=3, format=media_pb2.MEDIA_RAW)
+            )
+        )
+    )
     assert (rgb.width, rgb.height, rgb.pixel_format) == (ref[3].shape[1], ref[3].shape[0], "rgb24")
     assert np.array_equal(decoded(rgb), ref[3])
 
 
 def test_yuv420_fitted_within_a_size(videos: Videos) -> None:
-    r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=videos.ids["bframes_mp4"], frame=4,
-                                                            format=media_pb2.MEDIA_RAW_YUV420, max_width=31))
+    r = videos.stub.GetFrame(
+        media_pb2.GetMediaFrameRequest(
+            id=videos.ids["bframes_mp4"], frame=4, format=media_pb2.MEDIA_RAW_YUV420, max_width=31
+        )
+    )
     assert (r.width, r.height) == (31, 23)  # 64 x 48 fitted: odd sides, chroma rounded up
     assert len(r.data) == 31 * 23 + 2 * 16 * 12
     y = np.frombuffer(r.data[: 31 * 23], np.uint8).reshape(23, 31).astype(int)
@@ -775,8 +828,9 @@ def test_yuv420_is_for_videos_only(videos: Videos) -> None:
     [res] = videos.ingest([("still.png", buf.getvalue())])
     for call in (
         lambda: videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=res.sha256, format=media_pb2.MEDIA_RAW_YUV420)),
-        lambda: list(videos.stub.StreamFrames(media_pb2.StreamFramesRequest(id=res.sha256,
-                                                                            format=media_pb2.MEDIA_RAW_YUV420))),
+        lambda: list(
+            videos.stub.StreamFrames(media_pb2.StreamFramesRequest(id=res.sha256, format=media_pb2.MEDIA_RAW_YUV420))
+        ),
     ):
         with pytest.raises(grpc.RpcError) as err:
             call()
@@ -787,21 +841,28 @@ def test_yuv420_is_for_videos_only(videos: Videos) -> None:
 
 # -- frames through shared memory (StreamFramesShared) ------------------------------------
 
-shared_memory_only = pytest.mark.skipif(not shared_memory.available(), reason="shared memory segments need Linux (memfd)")
+shared_memory_only = pytest.mark.skipif(
+    not shared_memory.available(), reason="shared memory segments need Linux (memfd)"
+)
 
 
 def _shared_call(videos: Videos, requests: Iterable[media_pb2.SharedFramesRequest]) -> Iterator[media_pb2.SharedFrames]:
     call = videos.server.channel.stream_stream(
         "/voxelgate.v1.MediaService/StreamFramesShared",
         request_serializer=media_pb2.SharedFramesRequest.SerializeToString,
-        response_deserializer=media_pb2.SharedFrames.FromString)
+        response_deserializer=media_pb2.SharedFrames.FromString,
+    )
     return call(iter(requests), timeout=30)  # type: ignore[no-any-return]
 
 
-def _start(frames: media_pb2.StreamFramesRequest, fd: int, slots: int, slot_bytes: int,
-           pid: int | None = None) -> media_pb2.SharedFramesRequest:
-    return media_pb2.SharedFramesRequest(start=media_pb2.SharedFramesStart(
-        frames=frames, pid=os.getpid() if pid is None else pid, fd=fd, slots=slots, slot_bytes=slot_bytes))
+def _start(
+    frames: media_pb2.StreamFramesRequest, fd: int, slots: int, slot_bytes: int, pid: int | None = None
+) -> media_pb2.SharedFramesRequest:
+    return media_pb2.SharedFramesRequest(
+        start=media_pb2.SharedFramesStart(
+            frames=frames, pid=os.getpid() if pid is None else pid, fd=fd, slots=slots, slot_bytes=slot_bytes
+        )
+    )
 
 
 def _segments_held() -> int:
@@ -820,8 +881,9 @@ def _readlink(path: str) -> str:
 
 
 @shared_memory_only
-@pytest.mark.parametrize("fmt", [media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420, media_pb2.MEDIA_PNG],
-                         ids=["raw", "yuv420p", "png"])
+@pytest.mark.parametrize(
+    "fmt", [media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420, media_pb2.MEDIA_PNG], ids=["raw", "yuv420p", "png"]
+)
 def test_shared_frames_are_the_streamed_frames(videos: Videos, fmt: int) -> None:
     """Every frame through two slots (each written again and again) equals StreamFrames' reply: raw RGB
     written by libswscale into the slot, I420 copied from the decoder, PNG copied."""
@@ -859,16 +921,22 @@ def test_slots_given_back_several_at_a_time_keep_the_stream_going(videos: Videos
 @shared_memory_only
 @pytest.mark.parametrize(("slots", "replies"), [(6, [3, 3]), (5, [2, 2, 1]), (1, [1])])
 def test_a_reply_describes_half_the_slots_or_what_is_written_when_no_slot_is_free(
-        videos: Videos, slots: int, replies: list[int]) -> None:
+    videos: Videos, slots: int, replies: list[int]
+) -> None:
     """The server describes the frames it wrote once half the slots (at least one) hold frames not yet
     described, and, when no slot is left free, the frames it has: the client, which gives slots back only
     once it has them, is never left waiting for frames the server holds back."""
     frame_bytes = 64 * 48 * 3
     releases: queue.SimpleQueue[media_pb2.SharedFramesRequest | None] = queue.SimpleQueue()
     with shared_memory.ClientSegment(slots * frame_bytes) as seg:
+
         def requests() -> Iterator[media_pb2.SharedFramesRequest]:
-            yield _start(media_pb2.StreamFramesRequest(id=videos.ids["long_gop_mp4"], format=media_pb2.MEDIA_RAW),
-                         seg.fd, slots, frame_bytes)
+            yield _start(
+                media_pb2.StreamFramesRequest(id=videos.ids["long_gop_mp4"], format=media_pb2.MEDIA_RAW),
+                seg.fd,
+                slots,
+                frame_bytes,
+            )
             while (msg := releases.get()) is not None:
                 yield msg
 
@@ -910,8 +978,11 @@ def test_frames_written_before_an_error_reach_the_client_before_the_error(videos
 @shared_memory_only
 def test_a_client_that_stops_early_leaves_no_segment_and_the_server_stops(videos: Videos) -> None:
     assert _segments_held() == 0
-    frames = stream_frames_shared(videos.server.channel, media_pb2.StreamFramesRequest(
-        id=videos.ids["long_gop_mp4"], format=media_pb2.MEDIA_RAW), slots=2)
+    frames = stream_frames_shared(
+        videos.server.channel,
+        media_pb2.StreamFramesRequest(id=videos.ids["long_gop_mp4"], format=media_pb2.MEDIA_RAW),
+        slots=2,
+    )
     assert [next(frames).info.frame for _ in range(3)] == [0, 1, 2]
     assert _segments_held() >= 2  # the client's descriptor and mappings (its own, the server's)
     frames.close()  # the caller stops: the call is cancelled and the segment let go
@@ -954,8 +1025,12 @@ def test_bad_shared_memory_requests_get_clear_statuses(videos: Videos, tmp_path:
         # Giving back a slot that is not out, alone or among others.
         code, details, _ = status([_start(raw, seg.fd, 2, frame_bytes), media_pb2.SharedFramesRequest(release=1)])
         assert code is grpc.StatusCode.INVALID_ARGUMENT and "slot 1 is not out" in details
-        code, details, _ = status([_start(raw, seg.fd, 3, frame_bytes),
-                                   media_pb2.SharedFramesRequest(releases=media_pb2.SharedSlots(slots=[2, 0]))])
+        code, details, _ = status(
+            [
+                _start(raw, seg.fd, 3, frame_bytes),
+                media_pb2.SharedFramesRequest(releases=media_pb2.SharedSlots(slots=[2, 0])),
+            ]
+        )
         assert code is grpc.StatusCode.INVALID_ARGUMENT and "is not out" in details
         # Descriptors that are not sealed voxelgate segments are not written: a file, a memfd of
         # another name, a voxelgate memfd that could shrink under the server's mapping.
@@ -968,8 +1043,11 @@ def test_bad_shared_memory_requests_get_clear_statuses(videos: Videos, tmp_path:
             for fd in (other, unsealed):
                 os.ftruncate(fd, 4 * frame_bytes)
             fcntl.fcntl(other, fcntl.F_ADD_SEALS, fcntl.F_SEAL_SHRINK)
-            for fd, why in ((file_fd, "not a shared memory segment"), (other, "not a shared memory segment"),
-                            (unsealed, "not sealed against shrinking")):
+            for fd, why in (
+                (file_fd, "not a shared memory segment"),
+                (other, "not a shared memory segment"),
+                (unsealed, "not sealed against shrinking"),
+            ):
                 code, details, _ = status([_start(raw, fd, 2, frame_bytes)])
                 assert code is grpc.StatusCode.INVALID_ARGUMENT and why in details, (fd, details)
         finally:
@@ -1000,8 +1078,11 @@ def test_bad_shared_memory_requests_get_clear_statuses(videos: Videos, tmp_path:
 def test_a_segment_can_be_cut_short_by_nobody() -> None:
     """The server writes through a mapping: the seals, which no one can remove, keep the file whole under it."""
     with shared_memory.ClientSegment(1 << 16) as client:
-        for attempt in (lambda: os.ftruncate(client.fd, 0), lambda: os.ftruncate(client.fd, 1 << 17),
-                        lambda: fcntl.fcntl(client.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE)):
+        for attempt in (
+            lambda: os.ftruncate(client.fd, 0),
+            lambda: os.ftruncate(client.fd, 1 << 17),
+            lambda: fcntl.fcntl(client.fd, fcntl.F_ADD_SEALS, fcntl.F_SEAL_WRITE),
+        ):
             with pytest.raises(PermissionError):
                 attempt()
         reopened = os.open(f"/proc/self/fd/{client.fd}", os.O_RDWR)  # as the server opens it

@@ -32,8 +32,14 @@ print(int(tuned), faults[0])
 
 
 def _run(tune: bool, **env: str) -> tuple[int, int]:
-    out = subprocess.run([sys.executable, "-c", _PROBE, "1" if tune else "0"], cwd=ROOT, capture_output=True,
-                         text=True, check=True, env={**os.environ, **env}).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, "1" if tune else "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    ).stdout.split()
     return int(out[0]), int(out[1])
 
 

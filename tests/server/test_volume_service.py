@@ -47,8 +47,11 @@ CONVENTION = {
     CORONAL: ((1, 0, 0), (0, 0, -1), (0, 1, 0)),
     SAGITTAL: ((0, 1, 0), (0, 0, -1), (1, 0, 0)),
 }
-FUNCTIONS = {volume_pb2.VOI_LINEAR: VoiFunction.LINEAR, volume_pb2.VOI_LINEAR_EXACT: VoiFunction.LINEAR_EXACT,
-             volume_pb2.VOI_SIGMOID: VoiFunction.SIGMOID}
+FUNCTIONS = {
+    volume_pb2.VOI_LINEAR: VoiFunction.LINEAR,
+    volume_pb2.VOI_LINEAR_EXACT: VoiFunction.LINEAR_EXACT,
+    volume_pb2.VOI_SIGMOID: VoiFunction.SIGMOID,
+}
 INTERCEPT = -1024
 
 
@@ -177,27 +180,42 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
         "inverse": write_synthetic(folder / "inverse", "inverse", presentation_shape="INVERSE", identity="pair"),
         # A sagittal acquisition whose rows run anterior (the display puts anterior on the left, so it
         # flips them) and columns towards the feet, slices along +x; one window, SIGMOID.
-        "sagittal": write_synthetic(folder / "sag", "sagittal", orientation=(0, -1, 0, 0, 0, -1), corner=(-9, 11, 13),
-                                    count=10, rows=24, columns=36, windows=((50, 300),), voi_function="SIGMOID"),
+        "sagittal": write_synthetic(
+            folder / "sag",
+            "sagittal",
+            orientation=(0, -1, 0, 0, 0, -1),
+            corner=(-9, 11, 13),
+            count=10,
+            rows=24,
+            columns=36,
+            windows=((50, 300),),
+            voi_function="SIGMOID",
+        ),
         "no_window": write_synthetic(folder / "no_window", "no_window", count=4, rows=8, columns=8, windows=()),
     }
     files: dict[str, Path] = {f"synthetic/{p.parent.name}/{p.name}": p for s in synthetic.values() for p in s.paths}
     files.update(_corpus_files())
-    files.update({
-        "CT_small.dcm": data_file("CT_small.dcm"),  # one CT slice
-        "MR_small.dcm": data_file("MR_small.dcm"),  # one MR slice
-        "CR1_6154": CR_MONOCHROME1,  # MONOCHROME1 CR, no patient geometry
-        "test-SR.dcm": data_file("test-SR.dcm"),  # structured report, no pixels
-    })
+    files.update(
+        {
+            "CT_small.dcm": data_file("CT_small.dcm"),  # one CT slice
+            "MR_small.dcm": data_file("MR_small.dcm"),  # one MR slice
+            "CR1_6154": CR_MONOCHROME1,  # MONOCHROME1 CR, no patient geometry
+            "test-SR.dcm": data_file("test-SR.dcm"),  # structured report, no pixels
+        }
+    )
     with serve(tmp_path_factory.mktemp("volume") / "data") as server:
         results = by_name(ingest(server.dicom, files.items()))
         bad = {n: r.reason for n, r in results.items() if OUTCOME(r.outcome) != "STORED"}
         assert not bad
         series: dict[str, str] = {label: s.series_uid for label, s in synthetic.items()}
         for name, r in results.items():
-            for label, prefix in (("ge", GE), ("philips_scout", f"{PHILIPS}/S1000/"),
-                                  ("philips_axial", f"{PHILIPS}/S3010/"), ("philips_sc", f"{PHILIPS}/S4010/"),
-                                  ("enhanced_mr", SIEMENS_MR)):
+            for label, prefix in (
+                ("ge", GE),
+                ("philips_scout", f"{PHILIPS}/S1000/"),
+                ("philips_axial", f"{PHILIPS}/S3010/"),
+                ("philips_sc", f"{PHILIPS}/S4010/"),
+                ("enhanced_mr", SIEMENS_MR),
+            ):
                 if name.startswith(prefix):
                     assert series.setdefault(label, r.series_instance_uid) == r.series_instance_uid, name
             if "/" not in name:
@@ -361,8 +379,10 @@ def test_enhanced_mr_time_points_are_stacks(stored: Stored) -> None:
     (sop,) = reply.stacks[3].sop_instance_uids
     mr = (read(p) for n, p in stored.files.items() if n.startswith(SIEMENS_MR))
     (ds,) = [d for d in mr if d.SOPInstanceUID == sop]
-    per_frame = {(float(f.FrameVOILUTSequence[0].WindowCenter), float(f.FrameVOILUTSequence[0].WindowWidth))
-                 for f in ds.PerFrameFunctionalGroupsSequence}
+    per_frame = {
+        (float(f.FrameVOILUTSequence[0].WindowCenter), float(f.FrameVOILUTSequence[0].WindowWidth))
+        for f in ds.PerFrameFunctionalGroupsSequence
+    }
     assert (one.window.center, one.window.width) in per_frame and not one.warnings
 
 
@@ -480,8 +500,9 @@ def test_position_between_slices_interpolates_or_takes_the_nearest(stored: Store
     z0 = stored.synthetic["even"].slices[0][0][2]
     lin = get_slice(stored, "even", position_mm=z0 + 1.0, encoding=volume_pb2.ENCODING_RAW)
     np.testing.assert_array_equal(raw(lin), linear_field(pixel_points(lin)).astype(np.int16))
-    near = get_slice(stored, "even", position_mm=z0 + 0.75, encoding=volume_pb2.ENCODING_RAW,
-                     interpolation=volume_pb2.NEAREST)
+    near = get_slice(
+        stored, "even", position_mm=z0 + 0.75, encoding=volume_pb2.ENCODING_RAW, interpolation=volume_pb2.NEAREST
+    )
     np.testing.assert_array_equal(raw(near), stored.synthetic["even"].modality_volume()[0])
 
 
@@ -489,16 +510,23 @@ def test_position_between_slices_interpolates_or_takes_the_nearest(stored: Store
 
 
 def _raw_and(stored: Stored, label: str, **kw: object) -> tuple[np.ndarray, volume_pb2.SliceImage]:
-    values = raw(get_slice(stored, label, encoding=volume_pb2.ENCODING_RAW,
-                           **{k: v for k, v in kw.items() if k in ("plane", "index", "stack")}))
+    values = raw(
+        get_slice(
+            stored,
+            label,
+            encoding=volume_pb2.ENCODING_RAW,
+            **{k: v for k, v in kw.items() if k in ("plane", "index", "stack")},
+        )
+    )
     return values, get_slice(stored, label, **kw)
 
 
 @pytest.mark.parametrize("function", [volume_pb2.VOI_LINEAR, volume_pb2.VOI_LINEAR_EXACT, volume_pb2.VOI_SIGMOID])
 @pytest.mark.parametrize(("center", "width"), [(40, 80), (0.5, 1), (100.25, 33.5)])
 def test_explicit_window_is_the_windowed_raw_slice(stored: Stored, center: float, width: float, function: int) -> None:
-    values, reply = _raw_and(stored, "even", plane=CORONAL, index=5,
-                             window=volume_pb2.Window(center=center, width=width, function=function))
+    values, reply = _raw_and(
+        stored, "even", plane=CORONAL, index=5, window=volume_pb2.Window(center=center, width=width, function=function)
+    )
     img, mode = decode_image(reply)
     assert mode == "L"
     np.testing.assert_array_equal(img, window_to_uint8(values, center, width, function=FUNCTIONS[function]))
@@ -507,8 +535,9 @@ def test_explicit_window_is_the_windowed_raw_slice(stored: Stored, center: float
 
 def test_png16_is_16_bit_and_jpeg_decodes(stored: Stored) -> None:
     window = volume_pb2.Window(center=40, width=400)
-    values, png16 = _raw_and(stored, "even", plane=SAGITTAL, index=10, window=window,
-                             encoding=volume_pb2.ENCODING_PNG16)
+    values, png16 = _raw_and(
+        stored, "even", plane=SAGITTAL, index=10, window=window, encoding=volume_pb2.ENCODING_PNG16
+    )
     img, mode = decode_image(png16)
     assert png16.media_type == "image/png" and png16.dtype == "<u2"
     assert mode.startswith("I;16") and img.dtype == np.uint16 and img.shape == tuple(png16.shape)
@@ -573,8 +602,9 @@ def test_monochrome1_and_inverse_shape_come_out_inverted(stored: Stored, label: 
         assert plain.std() > 0
         np.testing.assert_array_equal(inverted.astype(np.int64), top - plain.astype(np.int64))
     # Modality values are not display values: RAW is the same.
-    same = [get_slice(stored, s, plane=CORONAL, index=7, encoding=volume_pb2.ENCODING_RAW).data
-            for s in ("even", label)]
+    same = [
+        get_slice(stored, s, plane=CORONAL, index=7, encoding=volume_pb2.ENCODING_RAW).data for s in ("even", label)
+    ]
     assert same[0] == same[1]
 
 
@@ -586,8 +616,10 @@ def test_slab_projections_bound_the_plain_slice(stored: Stored) -> None:
     count = get_slice(stored, "ge", index=0, encoding=volume_pb2.ENCODING_RAW).slice_count
     kw = dict(plane=AXIAL, index=count // 2, encoding=volume_pb2.ENCODING_RAW)
     plain = raw(get_slice(stored, "ge", **kw))
-    slabs = {mode: raw(get_slice(stored, "ge", slab_mm=12.0, slab_mode=mode, **kw))
-             for mode in (volume_pb2.SLAB_MAX, volume_pb2.SLAB_MIN, volume_pb2.SLAB_MEAN)}
+    slabs = {
+        mode: raw(get_slice(stored, "ge", slab_mm=12.0, slab_mode=mode, **kw))
+        for mode in (volume_pb2.SLAB_MAX, volume_pb2.SLAB_MIN, volume_pb2.SLAB_MEAN)
+    }
     mip, minip, mean = slabs[volume_pb2.SLAB_MAX], slabs[volume_pb2.SLAB_MIN], slabs[volume_pb2.SLAB_MEAN]
     assert all(s.shape == plain.shape and s.dtype == plain.dtype for s in slabs.values())
     assert np.all(mip >= plain) and np.all(minip <= plain)
@@ -656,19 +688,23 @@ def test_slices_from_a_stacked_plane_are_those_resampled_on_request(stored: Stor
     window = volume_pb2.Window(center=-300.0, width=1700.0)
     for index in range(first.slice_count):
         by_index = get_slice(stored, "even", plane=plane, index=index, encoding=volume_pb2.ENCODING_RAW)
-        by_mm = get_slice(stored, "even", plane=plane, position_mm=by_index.position_mm,
-                          encoding=volume_pb2.ENCODING_RAW)
+        by_mm = get_slice(
+            stored, "even", plane=plane, position_mm=by_index.position_mm, encoding=volume_pb2.ENCODING_RAW
+        )
         assert by_mm.index == index and list(by_mm.origin) == list(by_index.origin)
         np.testing.assert_array_equal(raw(by_index), raw(by_mm))
-        png = [get_slice(stored, "even", plane=plane, encoding=volume_pb2.ENCODING_PNG, window=window, **where)
-               for where in ({"index": index}, {"position_mm": by_index.position_mm})]
+        png = [
+            get_slice(stored, "even", plane=plane, encoding=volume_pb2.ENCODING_PNG, window=window, **where)
+            for where in ({"index": index}, {"position_mm": by_index.position_mm})
+        ]
         # The same image; not always the same bytes (voxelgate.imaging.encode.encode_png: ISA-L's deflate).
         np.testing.assert_array_equal(decode_image(png[0])[0], decode_image(png[1])[0])
 
 
 def test_repeated_requests_are_served_from_the_cache(stored: Stored) -> None:
-    kw = dict(plane=SAGITTAL, index=9, window=volume_pb2.Window(center=12.5, width=77),
-              encoding=volume_pb2.ENCODING_PNG)
+    kw = dict(
+        plane=SAGITTAL, index=9, window=volume_pb2.Window(center=12.5, width=77), encoding=volume_pb2.ENCODING_PNG
+    )
     first = get_slice(stored, "sagittal", **kw)
     # A volume built for a request is written behind it and mapped from the cache by the next
     # request (a hit of its own): let that happen first.
@@ -742,19 +778,43 @@ BAD_SLICES: list[tuple[str, dict, grpc.StatusCode, tuple[str, ...]]] = [
     ("coronal index out of range", dict(plane=CORONAL, index=40), grpc.StatusCode.NOT_FOUND, ("index 40",)),
     ("position outside", dict(position_mm=500.0), grpc.StatusCode.NOT_FOUND, ("500",)),
     ("position not a number", dict(position_mm=float("nan")), grpc.StatusCode.INVALID_ARGUMENT, ("position_mm",)),
-    ("width below 1", dict(window=volume_pb2.Window(center=40, width=0.5)), grpc.StatusCode.INVALID_ARGUMENT,
-     ("at least 1",)),
-    ("width 0, LINEAR_EXACT", dict(window=volume_pb2.Window(center=40, width=0, function=volume_pb2.VOI_LINEAR_EXACT)),
-     grpc.StatusCode.INVALID_ARGUMENT, ("width",)),
-    ("negative width, SIGMOID", dict(window=volume_pb2.Window(center=40, width=-3, function=volume_pb2.VOI_SIGMOID)),
-     grpc.StatusCode.INVALID_ARGUMENT, ("width",)),
-    ("width not a number", dict(window=volume_pb2.Window(center=40, width=float("nan"))),
-     grpc.StatusCode.INVALID_ARGUMENT, ("width",)),
-    ("center not finite", dict(window=volume_pb2.Window(center=float("inf"), width=100)),
-     grpc.StatusCode.INVALID_ARGUMENT, ("center",)),
+    (
+        "width below 1",
+        dict(window=volume_pb2.Window(center=40, width=0.5)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ("at least 1",),
+    ),
+    (
+        "width 0, LINEAR_EXACT",
+        dict(window=volume_pb2.Window(center=40, width=0, function=volume_pb2.VOI_LINEAR_EXACT)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ("width",),
+    ),
+    (
+        "negative width, SIGMOID",
+        dict(window=volume_pb2.Window(center=40, width=-3, function=volume_pb2.VOI_SIGMOID)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ("width",),
+    ),
+    (
+        "width not a number",
+        dict(window=volume_pb2.Window(center=40, width=float("nan"))),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ("width",),
+    ),
+    (
+        "center not finite",
+        dict(window=volume_pb2.Window(center=float("inf"), width=100)),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ("center",),
+    ),
     ("unknown preset", dict(preset="lungs"), grpc.StatusCode.INVALID_ARGUMENT, ("lungs", "brain", "mediastinum")),
-    ("window index past the object's", dict(object_window=True, window_index=2), grpc.StatusCode.INVALID_ARGUMENT,
-     ("window 2",)),
+    (
+        "window index past the object's",
+        dict(object_window=True, window_index=2),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        ("window 2",),
+    ),
     ("plane unspecified", dict(plane=volume_pb2.PLANE_UNSPECIFIED), grpc.StatusCode.INVALID_ARGUMENT, ("plane",)),
     ("unknown plane number", dict(plane=7), grpc.StatusCode.INVALID_ARGUMENT, ("plane",)),
     ("no location", dict(no_location=True), grpc.StatusCode.INVALID_ARGUMENT, ("index", "position_mm")),
@@ -764,8 +824,9 @@ BAD_SLICES: list[tuple[str, dict, grpc.StatusCode, tuple[str, ...]]] = [
 
 
 @pytest.mark.parametrize(("what", "kw", "code", "needles"), BAD_SLICES, ids=[b[0] for b in BAD_SLICES])
-def test_bad_slice_requests_get_a_clear_status(stored: Stored, what: str, kw: dict, code: grpc.StatusCode,
-                                               needles: tuple[str, ...]) -> None:
+def test_bad_slice_requests_get_a_clear_status(
+    stored: Stored, what: str, kw: dict, code: grpc.StatusCode, needles: tuple[str, ...]
+) -> None:
     request = _slice_request(stored, **kw)
     expect_error(lambda: stored.volume.GetSlice(request), code, *needles)
     if kw.get("window") is not None or "preset" in kw or "object_window" in kw:
@@ -777,16 +838,31 @@ def test_bad_slice_requests_get_a_clear_status(stored: Stored, what: str, kw: di
 def test_unknown_series_and_stack_are_not_found(stored: Stored) -> None:
     unknown = "1.2.3.4.5.6.7.8.9"
     v = stored.volume
-    expect_error(lambda: v.GetVolumeInfo(volume_pb2.GetVolumeInfoRequest(series_instance_uid=unknown)),
-                 grpc.StatusCode.NOT_FOUND, unknown)
-    expect_error(lambda: v.GetSlice(volume_pb2.GetSliceRequest(series_instance_uid=unknown, plane=AXIAL, index=0)),
-                 grpc.StatusCode.NOT_FOUND, unknown)
-    expect_error(lambda: v.GetVolume(volume_pb2.GetVolumeRequest(series_instance_uid=unknown)),
-                 grpc.StatusCode.NOT_FOUND, unknown)
-    expect_error(lambda: v.GetVolume(volume_pb2.GetVolumeRequest(series_instance_uid=stored.series["even"], stack=3)),
-                 grpc.StatusCode.NOT_FOUND, "stack 3")
-    expect_error(lambda: v.GetVolumeInfo(volume_pb2.GetVolumeInfoRequest()), grpc.StatusCode.INVALID_ARGUMENT,
-                 "series_instance_uid")
+    expect_error(
+        lambda: v.GetVolumeInfo(volume_pb2.GetVolumeInfoRequest(series_instance_uid=unknown)),
+        grpc.StatusCode.NOT_FOUND,
+        unknown,
+    )
+    expect_error(
+        lambda: v.GetSlice(volume_pb2.GetSliceRequest(series_instance_uid=unknown, plane=AXIAL, index=0)),
+        grpc.StatusCode.NOT_FOUND,
+        unknown,
+    )
+    expect_error(
+        lambda: v.GetVolume(volume_pb2.GetVolumeRequest(series_instance_uid=unknown)),
+        grpc.StatusCode.NOT_FOUND,
+        unknown,
+    )
+    expect_error(
+        lambda: v.GetVolume(volume_pb2.GetVolumeRequest(series_instance_uid=stored.series["even"], stack=3)),
+        grpc.StatusCode.NOT_FOUND,
+        "stack 3",
+    )
+    expect_error(
+        lambda: v.GetVolumeInfo(volume_pb2.GetVolumeInfoRequest()),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "series_instance_uid",
+    )
 
 
 @pytest.mark.parametrize("label", ["test-SR.dcm", "CR1_6154", "philips_sc", "philips_scout"])
@@ -795,8 +871,11 @@ def test_series_that_cannot_form_a_volume_fail_the_precondition(stored: Stored, 
     v = stored.volume
     for call in (
         lambda: v.GetSlice(volume_pb2.GetSliceRequest(series_instance_uid=uid, plane=AXIAL, index=0)),
-        lambda: v.GetSlice(volume_pb2.GetSliceRequest(series_instance_uid=uid, plane=CORONAL, position_mm=0.0,
-                                                      encoding=volume_pb2.ENCODING_RAW)),
+        lambda: v.GetSlice(
+            volume_pb2.GetSliceRequest(
+                series_instance_uid=uid, plane=CORONAL, position_mm=0.0, encoding=volume_pb2.ENCODING_RAW
+            )
+        ),
         lambda: v.GetVolume(volume_pb2.GetVolumeRequest(series_instance_uid=uid)),
     ):
         details = expect_error(call, grpc.StatusCode.FAILED_PRECONDITION, "no stack that forms a volume")

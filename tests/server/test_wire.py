@@ -16,7 +16,9 @@ def test_varint_reads_back_through_protobuf(value: int) -> None:
     msg = volume_pb2.VolumeHeader.FromString(bytes((4 << 3 | 0,)) + wire.varint(value))
     assert msg.total_bytes == value
     if value:  # proto3 leaves a zero out
-        assert volume_pb2.VolumeHeader(total_bytes=value).SerializeToString() == bytes((4 << 3 | 0,)) + wire.varint(value)
+        assert volume_pb2.VolumeHeader(total_bytes=value).SerializeToString() == bytes((4 << 3 | 0,)) + wire.varint(
+            value
+        )
 
 
 @pytest.mark.parametrize("size", [1, 127, 128, 16384, 2 << 20])

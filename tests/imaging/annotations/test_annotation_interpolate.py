@@ -14,7 +14,9 @@ SPACING = (0.7, 0.55)
 PLANE = (96, 120)
 
 
-def _ellipse_mask(a_mm: float, b_mm: float, plane: tuple[int, int] = PLANE, centre_mm: tuple[float, float] | None = None) -> Mask:
+def _ellipse_mask(
+    a_mm: float, b_mm: float, plane: tuple[int, int] = PLANE, centre_mm: tuple[float, float] | None = None
+) -> Mask:
     """Pixels whose centres lie in the ellipse x²/a² + y²/b² <= 1 (x along columns), in mm."""
     rows, cols = np.indices(plane, dtype=np.float64)
     y = rows * SPACING[0]
@@ -144,7 +146,7 @@ def test_a_hole_closes_and_keys_come_back_unchanged() -> None:
     out = interpolate([(0.0, ring), (1.0, disc)], [0.0, 0.15, 0.3, 0.55, 0.9, 1.0], pixel_spacing=SPACING)
     assert out[0][2] == "key" and out[0][1] is ring
     assert out[-1][2] == "key" and out[-1][1] is disc
-    for (t, mask, method) in out[1:3]:
+    for t, mask, method in out[1:3]:
         assert method == "sdf"
         hole = disc.array & ~mask.array
         hole_radius = float(np.sqrt(hole.sum() * SPACING[0] * SPACING[1] / np.pi))
@@ -217,7 +219,9 @@ def test_points_are_linear_per_landmark() -> None:
 # --- polygons and polylines ---------------------------------------------------------------------
 
 
-def _star(n_tips: int, r_out: float, r_in: float, start: float, clockwise: bool, centre: tuple[float, float]) -> np.ndarray:
+def _star(
+    n_tips: int, r_out: float, r_in: float, start: float, clockwise: bool, centre: tuple[float, float]
+) -> np.ndarray:
     angles = start + np.arange(2 * n_tips) * np.pi / n_tips
     radii = np.where(np.arange(2 * n_tips) % 2 == 0, r_out, r_in)
     pts = np.column_stack([centre[0] + radii * np.cos(angles), centre[1] + radii * np.sin(angles)])

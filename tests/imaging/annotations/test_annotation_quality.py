@@ -41,8 +41,12 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
 
 def _fill(masks: np.ndarray, positions: np.ndarray, spacing: tuple[float, float], method: str) -> dict[int, np.ndarray]:
     keys, held = _split(len(masks))
-    out = interpolate([(positions[z], Mask(masks[z])) for z in keys], [positions[z] for z in held],
-                      method=method, pixel_spacing=spacing)
+    out = interpolate(
+        [(positions[z], Mask(masks[z])) for z in keys],
+        [positions[z] for z in held],
+        method=method,
+        pixel_spacing=spacing,
+    )
     return {z: shape.array for z, (_, shape, _) in zip(held, out)}  # type: ignore[union-attr]
 
 
@@ -63,10 +67,13 @@ def test_sdf_and_polygons_beat_the_nearest_key_on_a_real_lesion(corpus: Path) ->
     keys, held = _split(len(masks))
     polygons = [mask_to_polygon(Mask(masks[z])) for z in keys]
     assert all(isinstance(p, Polygon) for p in polygons)
-    out = interpolate(list(zip(positions[keys], polygons)), positions[held], pixel_spacing=spacing,
-                      plane_shape=masks.shape[1:])
-    filled = {z: rasterize_polygon(s, masks.shape[1:]).array if isinstance(s, Polygon) else s.array  # type: ignore[union-attr]
-              for z, (_, s, _) in zip(held, out)}
+    out = interpolate(
+        list(zip(positions[keys], polygons)), positions[held], pixel_spacing=spacing, plane_shape=masks.shape[1:]
+    )
+    filled = {
+        z: rasterize_polygon(s, masks.shape[1:]).array if isinstance(s, Polygon) else s.array  # type: ignore[union-attr]
+        for z, (_, s, _) in zip(held, out)
+    }
     assert _mean_dice(filled, masks) > nearest + 0.015
 
 

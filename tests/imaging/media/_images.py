@@ -22,9 +22,7 @@ def png_chunk(kind: bytes, data: bytes) -> bytes:
 def png_bytes(width: int, height: int, *, bit_depth: int = 8, colour_type: int = 0, idat: bytes = b"") -> bytes:
     """A PNG whose IHDR declares ``width`` x ``height``; ``idat`` is the compressed scanlines (may be empty)."""
     ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
-    )
+    return b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", idat) + png_chunk(b"IEND", b"")
 
 
 def png_rgb16(arr: np.ndarray) -> bytes:
@@ -50,8 +48,12 @@ def _xyz(x: float, y: float, z: float) -> bytes:
 def _desc(text: str) -> bytes:
     ascii_ = text.encode("ascii") + b"\x00"
     return (
-        b"desc\x00\x00\x00\x00" + struct.pack(">I", len(ascii_)) + ascii_
-        + struct.pack(">II", 0, 0) + struct.pack(">HB", 0, 0) + bytes(67)
+        b"desc\x00\x00\x00\x00"
+        + struct.pack(">I", len(ascii_))
+        + ascii_
+        + struct.pack(">II", 0, 0)
+        + struct.pack(">HB", 0, 0)
+        + bytes(67)
     )
 
 
@@ -89,7 +91,9 @@ def adobe_rgb_like_profile(description: str = "Test Adobe RGB (1998)") -> bytes:
     """A matrix/TRC RGB display profile with Adobe RGB (1998)'s primaries and gamma."""
     r, g, b = ADOBE_RGB_COLORANTS
     return _profile(
-        b"mntr", b"RGB ", b"XYZ ",
+        b"mntr",
+        b"RGB ",
+        b"XYZ ",
         [
             (b"desc", _desc(description)),
             (b"wtpt", _xyz(*_D50)),
@@ -106,7 +110,9 @@ def adobe_rgb_like_profile(description: str = "Test Adobe RGB (1998)") -> bytes:
 def gray_profile(description: str = "Test Gray Gamma 2.2") -> bytes:
     """A greyscale display profile (gamma 2.2)."""
     return _profile(
-        b"mntr", b"GRAY", b"XYZ ",
+        b"mntr",
+        b"GRAY",
+        b"XYZ ",
         [(b"desc", _desc(description)), (b"wtpt", _xyz(*_D50)), (b"kTRC", _curve(2.2))],
     )
 
@@ -172,10 +178,16 @@ def tiff_declaring(width: int, height: int) -> bytes:
         (279, 4, 1, 1),  # StripByteCounts
     ]
     ifd_offset = 10
-    ifd = struct.pack("<H", len(entries)) + b"".join(
-        struct.pack("<HHII", tag, typ, count, value) if typ == 4 else struct.pack("<HHIHH", tag, typ, count, value, 0)
-        for tag, typ, count, value in entries
-    ) + struct.pack("<I", 0)
+    ifd = (
+        struct.pack("<H", len(entries))
+        + b"".join(
+            struct.pack("<HHII", tag, typ, count, value)
+            if typ == 4
+            else struct.pack("<HHIHH", tag, typ, count, value, 0)
+            for tag, typ, count, value in entries
+        )
+        + struct.pack("<I", 0)
+    )
     return b"II*\x00" + struct.pack("<I", ifd_offset) + b"\x00\x00" + ifd
 
 

@@ -67,7 +67,7 @@ def _source(kind: str, rng: np.random.Generator, h: int = 24, w: int = 40) -> np
     y, x = np.mgrid[0:h, 0:w]
     base = (x * 5 + y * 3).astype(np.float64)
     if kind == "1":
-        return (rng.random((h, w)) > 0.5)
+        return rng.random((h, w)) > 0.5
     if kind == "I;16":
         return rng.integers(0, 65536, (h, w), dtype=np.uint16)
     if kind == "I":
@@ -84,7 +84,9 @@ def _source(kind: str, rng: np.random.Generator, h: int = 24, w: int = 40) -> np
 def test_every_format_and_mode_probes_and_decodes(tmp_path: Path, case: tuple) -> None:  # type: ignore[type-arg]
     name, fmt, kind, options, expected, lossless = case
     src = _source(kind, _rng())
-    img = Image.frombytes("CMYK", (src.shape[1], src.shape[0]), src.tobytes()) if kind == "CMYK" else Image.fromarray(src)
+    img = (
+        Image.frombytes("CMYK", (src.shape[1], src.shape[0]), src.tobytes()) if kind == "CMYK" else Image.fromarray(src)
+    )
     path = _save(tmp_path / name, img, fmt, **options)
 
     info = probe_image(path, name=name)
@@ -96,8 +98,15 @@ def test_every_format_and_mode_probes_and_decodes(tmp_path: Path, case: tuple) -
     assert not [w for w in info.warnings if "name says" in w]
 
     arr = decode_page(path, name=name)
-    want = {"L": np.uint8, "LA": np.uint8, "RGB": np.uint8, "RGBA": np.uint8, "I;16": np.uint16,
-            "I": np.int32, "F": np.float32}[info.mode]
+    want = {
+        "L": np.uint8,
+        "LA": np.uint8,
+        "RGB": np.uint8,
+        "RGBA": np.uint8,
+        "I;16": np.uint16,
+        "I": np.int32,
+        "F": np.float32,
+    }[info.mode]
     assert arr.dtype == want
     assert arr.shape[:2] == (24, 40)
     assert arr.shape[2:] == {"L": (), "LA": (2,), "RGB": (3,), "RGBA": (4,)}.get(info.mode, ())

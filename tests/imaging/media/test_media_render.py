@@ -28,8 +28,13 @@ def _decode(payload: bytes) -> np.ndarray:
 
 @pytest.mark.parametrize(
     ("size", "box", "expected"),
-    [((100, 50), (40, 40), (40, 20)), ((50, 100), (40, 40), (20, 40)), ((30, 20), (300, 300), (30, 20)),
-     ((1000, 3), (10, 10), (10, 1)), ((640, 480), (320, 1000), (320, 240))],
+    [
+        ((100, 50), (40, 40), (40, 20)),
+        ((50, 100), (40, 40), (20, 40)),
+        ((30, 20), (300, 300), (30, 20)),
+        ((1000, 3), (10, 10), (10, 1)),
+        ((640, 480), (320, 1000), (320, 240)),
+    ],
 )
 def test_fit_size_keeps_aspect_and_never_enlarges(
     size: tuple[int, int], box: tuple[int, int], expected: tuple[int, int]

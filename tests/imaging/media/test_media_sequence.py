@@ -13,10 +13,19 @@ from voxelgate.imaging.media import SequenceFrame, natural_key, plan_sequence, r
 def test_natural_order() -> None:
     names = ["frame10.png", "frame2.png", "frame1.png", "Frame3.PNG", "frame.png", "frame100.png", "frame20.png"]
     assert sorted(names, key=natural_key) == [
-        "frame.png", "frame1.png", "frame2.png", "Frame3.PNG", "frame10.png", "frame20.png", "frame100.png",
+        "frame.png",
+        "frame1.png",
+        "frame2.png",
+        "Frame3.PNG",
+        "frame10.png",
+        "frame20.png",
+        "frame100.png",
     ]
     assert sorted(["img_2_10.jpg", "img_2_9.jpg", "img_10_1.jpg", "img_1_99.jpg"], key=natural_key) == [
-        "img_1_99.jpg", "img_2_9.jpg", "img_2_10.jpg", "img_10_1.jpg",
+        "img_1_99.jpg",
+        "img_2_9.jpg",
+        "img_2_10.jpg",
+        "img_10_1.jpg",
     ]
     # A numeric suffix is part of the name, not an extension.
     assert sorted(["scan.10", "scan.9", "scan.100"], key=natural_key) == ["scan.9", "scan.10", "scan.100"]
@@ -72,7 +81,9 @@ def test_split_groups_by_size_in_order_of_first_appearance() -> None:
     assert all((f.width, f.height) == (s[0].width, s[0].height) for s in seqs for f in s)
     natural = plan_sequence(ITEMS, mode="split", natural_order=True)
     assert [[f.name for f in s] for s in natural] == [
-        ["frame1.png", "frame10.png"], ["frame2.png", "stack.tif"], ["stack.tif"],
+        ["frame1.png", "frame10.png"],
+        ["frame2.png", "stack.tif"],
+        ["stack.tif"],
     ]
 
 

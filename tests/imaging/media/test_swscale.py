@@ -40,8 +40,11 @@ def test_it_finds_pyavs_own_libswscale() -> None:
 
 @linux_only
 @pytest.mark.parametrize("fmt", ["yuv420p", "yuvj420p"])
-@pytest.mark.parametrize("colorspace", [1, 2, 4, 5, 6, 7, 9], ids=["bt709", "unspecified", "fcc", "bt470bg",
-                                                                    "smpte170m", "smpte240m", "bt2020"])
+@pytest.mark.parametrize(
+    "colorspace",
+    [1, 2, 4, 5, 6, 7, 9],
+    ids=["bt709", "unspecified", "fcc", "bt470bg", "smpte170m", "smpte240m", "bt2020"],
+)
 @pytest.mark.parametrize("color_range", [0, 1, 2], ids=["range-unspecified", "limited", "full"])
 def test_direct_rgb_is_pyavs_conversion_byte_for_byte(fmt: str, colorspace: int, color_range: int) -> None:
     direct = DirectRGB()
@@ -56,9 +59,11 @@ def test_direct_rgb_is_pyavs_conversion_byte_for_byte(fmt: str, colorspace: int,
 @linux_only
 def test_frames_it_does_not_take_are_left_to_pyav_untouched() -> None:
     direct = DirectRGB()
-    for frame in (_noise("yuv420p", 200, 16),   # width not a multiple of 16: another code path in libswscale
-                  _noise("yuv422p", 64, 16),    # not 4:2:0
-                  _noise("yuv420p", 64, 16, colorspace=10)):  # BT.2020 constant luminance
+    for frame in (
+        _noise("yuv420p", 200, 16),  # width not a multiple of 16: another code path in libswscale
+        _noise("yuv422p", 64, 16),  # not 4:2:0
+        _noise("yuv420p", 64, 16, colorspace=10),
+    ):  # BT.2020 constant luminance
         dst = bytearray(b"\xab" * (frame.width * frame.height * 3 + SLACK))
         assert not direct.takes(frame) and not direct.convert(frame, memoryview(dst))
         assert dst == b"\xab" * len(dst)
@@ -70,11 +75,11 @@ def test_frames_it_does_not_take_are_left_to_pyav_untouched() -> None:
 def test_to_picture_into_a_buffer_equals_the_picture_in_pieces() -> None:
     asked: list[int] = []
     for fmt, pixel_format, width, height, size in (
-        ("yuv420p", "rgb24", 64, 48, None),      # libswscale writes it (Linux)
-        ("yuv420p", "rgb24", 21, 9, None),       # PyAV converts, then it is copied
+        ("yuv420p", "rgb24", 64, 48, None),  # libswscale writes it (Linux)
+        ("yuv420p", "rgb24", 21, 9, None),  # PyAV converts, then it is copied
         ("yuv420p", "rgb24", 64, 48, (30, 20)),  # scaled
-        ("yuv420p", "yuv420p", 21, 9, None),     # padded planes, copied row by row
-        ("yuv420p", "yuv420p", 64, 48, None),    # whole planes
+        ("yuv420p", "yuv420p", 21, 9, None),  # padded planes, copied row by row
+        ("yuv420p", "yuv420p", 64, 48, None),  # whole planes
         ("yuvj420p", "yuv420p", 64, 48, None),
         ("gbrp", "yuv420p", 22, 10, None),
     ):

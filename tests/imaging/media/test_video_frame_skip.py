@@ -17,7 +17,9 @@ from tests.imaging.media._videos import decode_all, make_video
 def nonref_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # B-frames that nothing refers to (no B-pyramid): the frames a decoder may drop.
     return make_video(
-        tmp_path_factory.mktemp("skip") / "nonref.mp4", "mp4", n=60,
+        tmp_path_factory.mktemp("skip") / "nonref.mp4",
+        "mp4",
+        n=60,
         options={"g": "30", "bf": "3", "x264-params": "b-pyramid=none:scenecut=0"},
     )
 

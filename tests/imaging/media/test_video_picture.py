@@ -16,8 +16,9 @@ from tests.imaging.media._videos import make_video
 
 
 def _planes(frame: av.VideoFrame) -> bytes:
-    return b"".join(np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].tobytes()
-                    for p in frame.planes)
+    return b"".join(
+        np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].tobytes() for p in frame.planes
+    )
 
 
 def _frame(fmt: str, width: int = 7, height: int = 5) -> av.VideoFrame:
@@ -90,7 +91,9 @@ class _Maker:
         self.seen: list[tuple[int, bool]] = []
         self.nice: int | None = None
 
-    def __call__(self, stream: object, n: int, cancel: threading.Event) -> tuple[bytes, str, str, tuple[int, ...], float]:
+    def __call__(
+        self, stream: object, n: int, cancel: threading.Event
+    ) -> tuple[bytes, str, str, tuple[int, ...], float]:
         if hasattr(os, "getpriority"):
             self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         self.go.wait(10)
@@ -160,7 +163,9 @@ def test_a_frame_cancelled_while_its_maker_finishes_counts_once() -> None:
     class FinishesAnyway(_Maker):
         """Ignores the cancel: the frame is made all the same, as a decode past its last check is."""
 
-        def __call__(self, stream: object, n: int, cancel: threading.Event) -> tuple[bytes, str, str, tuple[int, ...], float]:
+        def __call__(
+            self, stream: object, n: int, cancel: threading.Event
+        ) -> tuple[bytes, str, str, tuple[int, ...], float]:
             self.nice = 0
             self.go.wait(10)
             return str(n).encode(), "x", "|u1", (1,), 0.0

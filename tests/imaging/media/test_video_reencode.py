@@ -324,17 +324,45 @@ def test_a_record_keeps_the_catalogs_flat_form_and_reads_back(videos: dict[str, 
     from voxelgate.imaging.media.video_library import ReencodeRecord
 
     result = reencode(videos["ghost_mp4"], tmp_path / "out.mp4", mode="full", height=32)
-    record = ReencodeRecord(media_id="b" * 64, source_id="a" * 64, requested_mode="full", height=32, fps=None,
-                            result=result)
+    record = ReencodeRecord(
+        media_id="b" * 64, source_id="a" * 64, requested_mode="full", height=32, fps=None, result=result
+    )
     data = json.loads(json.dumps(record.to_json()))
-    assert set(data) == {"media_id", "source_id", "requested_mode", "mode", "height", "fps", "frame_map", "changes",
-                         "fixed", "frames_in", "frames_out", "width", "out_height", "out_fps"}
+    assert set(data) == {
+        "media_id",
+        "source_id",
+        "requested_mode",
+        "mode",
+        "height",
+        "fps",
+        "frame_map",
+        "changes",
+        "fixed",
+        "frames_in",
+        "frames_out",
+        "width",
+        "out_height",
+        "out_fps",
+    }
     assert (data["height"], data["fps"], data["out_height"]) == (32, None, result.height)
     assert data["out_fps"] == result.fps and data["frame_map"] == result.frame_map
     assert ReencodeRecord.from_json(data) == record
-    stored = {"media_id": "c" * 64, "source_id": "d" * 64, "requested_mode": "auto", "mode": "remux", "height": None,
-              "fps": None, "frame_map": [0, 1, 2], "changes": ["1 audio stream(s) removed"], "fixed": ["audio_streams"],
-              "frames_in": 3, "frames_out": 3, "width": 64, "out_height": 48, "out_fps": 30.0}
+    stored = {
+        "media_id": "c" * 64,
+        "source_id": "d" * 64,
+        "requested_mode": "auto",
+        "mode": "remux",
+        "height": None,
+        "fps": None,
+        "frame_map": [0, 1, 2],
+        "changes": ["1 audio stream(s) removed"],
+        "fixed": ["audio_streams"],
+        "frames_in": 3,
+        "frames_out": 3,
+        "width": 64,
+        "out_height": 48,
+        "out_fps": 30.0,
+    }
     old = ReencodeRecord.from_json(stored)
     assert (old.result.mode, old.result.height, old.result.fps, old.result.frame_map) == ("remux", 48, 30.0, [0, 1, 2])
     assert old.to_json() == stored
