@@ -75,10 +75,10 @@ def run(labels: np.ndarray, keys: dict[int, list[int]], work: Path, *, timeout: 
 def _child(src: str, dst: str) -> None:
     t0 = time.perf_counter()
     try:
-        from importlib.metadata import version  # noqa: PLC0415
+        from importlib.metadata import version
 
-        from itk import itkMorphologicalContourInterpolatorPython as mci  # noqa: PLC0415
-        from itk import itkPyBufferPython as buffers  # noqa: PLC0415
+        from itk import itkMorphologicalContourInterpolatorPython as mci
+        from itk import itkPyBufferPython as buffers
     except ImportError as exc:
         print(json.dumps({"missing": f"{type(exc).__name__}: {exc}"}), flush=True)
         os._exit(MISSING)

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
-import shutil
 import platform
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    PYDICOM_IMPLEMENTATION_UID,
     CTImageStorage,
     DigitalMammographyXRayImageStorageForPresentation,
     ExplicitVRLittleEndian,
     JPEG2000Lossless,
-    PYDICOM_IMPLEMENTATION_UID,
 )
 
 _STUDY_DATE = _dt.date(2024, 3, 14).strftime("%Y%m%d")

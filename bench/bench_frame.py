@@ -31,11 +31,11 @@ from pathlib import Path
 
 import grpc
 import pydicom
-
 from _orthanc import find_gdcm_plugin, find_orthanc, orthanc_server, request, store_instance
 from _report import MiB, cleanup, machine_line, ratio, skip_peer, table, workdir
 from _server import voxelgate_server
 from _synth import write_mammo
+
 from voxelgate.server.client import channel, ingest_requests
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 

@@ -31,11 +31,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import grpc
-
 from _orthanc import find_orthanc, orthanc_server, request, store_instance
 from _report import MiB, cleanup, machine_line, ratio, skip_peer, table, workdir
 from _server import VOXELGATE, process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
+
 from voxelgate.server.client import channel, ingest_requests
 from voxelgate.v1 import common_pb2, dicom_pb2_grpc
 

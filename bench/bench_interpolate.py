@@ -48,11 +48,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+import _itk_peer
 import numpy as np
 import SimpleITK as sitk
-
-import _itk_peer
 from _report import cleanup, machine_line, ratio, skip_peer, table, workdir
+
 from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.annotations import Mask, Polygon, interpolate
 from voxelgate.imaging.annotations.shapes import mask_to_polygon, rasterize_polygon

@@ -35,10 +35,10 @@ from pathlib import Path
 
 import numpy as np
 import PIL
-from PIL import Image, ImageOps
-
 from _report import MiB, cleanup, machine_line, table, workdir
 from _server import voxelgate_server
+from PIL import Image, ImageOps
+
 from voxelgate.server.client import channel, ingest_requests
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc
 

@@ -37,11 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from _client import cache_stats, ingest_paths, series_uid_of
 from _report import cleanup, machine_line, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
+
 from voxelgate.server.client import channel, fetch_volume, process_channel
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 

@@ -45,17 +45,17 @@ import shutil
 import subprocess
 import sys
 import time
-from fractions import Fraction
 from collections.abc import Callable
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
-from PIL import Image
-
+from _client import cache_stats
 from _report import cleanup, machine_line, skip_peer, table, workdir
 from _server import voxelgate_server
-from _client import cache_stats
+from PIL import Image
+
 from voxelgate.imaging.media.frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames
 from voxelgate.imaging.media.probe_video import probe_video
 from voxelgate.server.app import tune_malloc

@@ -51,12 +51,12 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import SimpleITK as sitk
-from pydicom.uid import RLELossless
-
 from _client import ingest_paths, series_uid_of
 from _report import MiB, cleanup, machine_line, ratio, require_peers, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
+from pydicom.uid import RLELossless
+
 from voxelgate.server.app import tune_malloc
 from voxelgate.server.client import FetchedVolume, channel, fetch_volume
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc

@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-
 from _report import machine_line, table
 from _synth import _ct_phantom_hu  # the same phantom the DICOM series carry
+
 from voxelgate.imaging.windowing import apply_window, to_uint8, window_to_uint8, window_to_uint16
 
 CENTER, WIDTH = 40.0, 80.0

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Protocol
 
 from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
+
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
 

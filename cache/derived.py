@@ -30,6 +30,7 @@ import diskcache
 import numpy as np
 
 from voxelgate.errors import LimitExceededError
+
 from .locks import ProcessLock
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class CachedFile:
             fh.seek(self.offset)
             return fh.read(self.length)
 
-    def iter_chunks(self, size: int = 1 << 20) -> "Iterator[bytes]":
+    def iter_chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
         """The payload in chunks (the file may be evicted meanwhile: the open handle keeps it)."""
         if self.payload is not None:
             for i in range(0, len(self.payload), size):
@@ -149,7 +150,7 @@ class SharedCacheState:
         """Each counter summed over the processes."""
         return np.frombuffer(self._raw, dtype=np.int64, count=self.processes * 5).reshape(-1, 5).sum(axis=0)
 
-    def _slots(self, stamp: tuple[str, str]) -> "Iterator[tuple[np.ndarray, int, int]]":
+    def _slots(self, stamp: tuple[str, str]) -> Iterator[tuple[np.ndarray, int, int]]:
         digest = hashlib.blake2b("\0".join(stamp).encode(), digest_size=16).digest()
         hi, lo = struct.unpack("<QQ", digest)
         hi |= 1  # never the empty slot's (0, 0)
@@ -243,7 +244,7 @@ def _let_go(lock: ProcessLock) -> None:
 
 
 class _Flight:
-    __slots__ = ("done", "value", "error")
+    __slots__ = ("done", "error", "value")
 
     def __init__(self) -> None:
         self.done = threading.Event()
@@ -495,7 +496,7 @@ class DerivedCache:
         *,
         tag: str | None = None,
         write_behind: bool = False,
-    ) -> "CachedFile":
+    ) -> CachedFile:
         """Like :meth:`get_or_compute`, but the payload stays in its file.
 
         For large values (volumes): the caller memory-maps or streams the bytes
@@ -579,7 +580,7 @@ class DerivedCache:
                     if length > self.size_limit:
                         raise LimitExceededError(
                             f"derived value of {length} bytes does not fit the cache bound of {self.size_limit} bytes",
-                            subject=key.split("?")[0],
+                            subject=key.split("?", maxsplit=1)[0],
                         )
                     queued = self._put_behind(key, b"", parts, media_type, meta, tag, key_lock=key_lock)
                     key_lock = None  # released once the file is written
@@ -591,7 +592,7 @@ class DerivedCache:
                     raise LimitExceededError(
                         f"derived value of {len(payload)} bytes does not fit the cache bound "
                         f"of {self.size_limit} bytes",
-                        subject=key.split("?")[0],
+                        subject=key.split("?", maxsplit=1)[0],
                     )
             flight.value = value
             return value
@@ -616,7 +617,7 @@ class DerivedCache:
         lock.__enter__()
         return lock
 
-    def _read_file(self, key: str) -> "CachedFile | None":
+    def _read_file(self, key: str) -> CachedFile | None:
         if self._pending:
             self._wait_written(key)
         try:
@@ -772,7 +773,7 @@ class DerivedCache:
                     value, parts, tag = self._pending[key]
                 try:
                     self.put(key, value.payload if parts is None else parts, value.media_type, value.meta, tag=tag)
-                except Exception:  # noqa: BLE001 - a value not kept is recomputed when asked for again
+                except Exception:
                     log.warning("derived-cache write-behind failed", exc_info=True)
                 finally:
                     with self._lock:
@@ -864,19 +865,19 @@ class DerivedCache:
         self._cache.close()
 
 
-def npy_bytes(arr: "np.ndarray") -> bytes:
+def npy_bytes(arr: np.ndarray) -> bytes:
     """The ``.npy`` serialisation of an array (how arrays live in the derived cache)."""
     buf = io.BytesIO()
     np.save(buf, np.ascontiguousarray(arr), allow_pickle=False)
     return buf.getvalue()
 
 
-def npy_array(payload: bytes | memoryview) -> "np.ndarray":
+def npy_array(payload: bytes | memoryview) -> np.ndarray:
     """The array of :func:`npy_bytes` output (raises ValueError when malformed)."""
     return np.load(io.BytesIO(payload), allow_pickle=False)
 
 
-def npy_memmap(path: str, offset: int) -> "np.ndarray":
+def npy_memmap(path: str, offset: int) -> np.ndarray:
     """A read-only memory map of ``.npy`` bytes that start at ``offset`` in ``path``.
 
     Raises
@@ -895,7 +896,7 @@ def npy_memmap(path: str, offset: int) -> "np.ndarray":
     return np.memmap(path, dtype=dtype, mode="r", offset=data_offset, shape=shape)
 
 
-def npy_parts(arr: "np.ndarray") -> list[bytes | memoryview]:
+def npy_parts(arr: np.ndarray) -> list[bytes | memoryview]:
     """``.npy`` serialisation of ``arr`` as (header, the array's own memory): no copy of the data."""
     arr = np.ascontiguousarray(arr)
     buf = io.BytesIO()

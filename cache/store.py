@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
+
 from .locks import ProcessLock
 
 log = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ class StagedFile:
             self._fh = None
         self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "StagedFile":
+    def __enter__(self) -> StagedFile:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from voxelgate.errors import InvalidInputError, LimitExceededError
 from voxelgate.cache.store import ObjectStore, StagedFile
+from voxelgate.errors import InvalidInputError, LimitExceededError
 
 
 class IngestSink(Protocol):
-    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> "IncomingFile": ...
-    def finish_batch(self, items: Sequence[tuple["IncomingFile", str]]) -> list[Any]: ...
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile: ...
+    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[Any]: ...
 
 
 class IncomingFile:

@@ -65,7 +65,7 @@ class VoiFunction(str, Enum):
     SIGMOID = "SIGMOID"
 
     @classmethod
-    def parse(cls, value: object) -> "VoiFunction":
+    def parse(cls, value: object) -> VoiFunction:
         """Return the function named by a DICOM VOILUTFunction value (default LINEAR)."""
         text = str(value or "LINEAR").strip().upper()
         try:
@@ -138,7 +138,7 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _table_lock = threading.Lock()
 #: Calls of each recent window by a slice's worth of values (see _window_to), oldest first.
-_window_uses: dict[tuple[str, float, float, "VoiFunction", int], int] = {}
+_window_uses: dict[tuple[str, float, float, VoiFunction, int], int] = {}
 _WINDOW_USES_KEPT = 1024
 _FIT_AFTER_USES = 3
 

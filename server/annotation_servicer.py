@@ -6,12 +6,12 @@ import grpc
 
 from voxelgate.errors import InvalidInputError, VoxelgateError
 from voxelgate.imaging.annotations import Shape
-from voxelgate.imaging.dicom.annotation_grid import DicomPlane, dicom_plane
-from voxelgate.imaging.media.annotation_grid import media_grid
 from voxelgate.imaging.annotations.planes import SliceGrid, fill, key_subject
-from voxelgate.imaging.dicom.seg import next_series_number, segmentation, store_segmentation
+from voxelgate.imaging.dicom.annotation_grid import DicomPlane, dicom_plane
 from voxelgate.imaging.dicom.archive import DicomArchive
+from voxelgate.imaging.dicom.seg import next_series_number, segmentation, store_segmentation
 from voxelgate.imaging.dicom.series import SeriesVolumes
+from voxelgate.imaging.media.annotation_grid import media_grid
 from voxelgate.imaging.media.library import MediaLibrary
 from voxelgate.v1 import annotation_pb2, annotation_pb2_grpc, volume_pb2
 

@@ -45,8 +45,8 @@ from .annotation_servicer import AnnotationServicer
 from .auth import BearerAuthInterceptor, load_tokens
 from .config import Config
 from .dicom_servicer import DicomServicer
-from .status import ErrorInterceptor
 from .media_servicer import MediaServicer, add_media_service
+from .status import ErrorInterceptor
 from .volume_servicer import VolumeServicer, add_volume_service
 
 log = logging.getLogger(__name__)
@@ -214,7 +214,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
 def codec_report() -> dict[str, list[str]]:
     """Which pixel-data decoder plugins pydicom finds available, per transfer syntax."""
     from pydicom.pixels import get_decoder
-    from pydicom.uid import AllTransferSyntaxes, UID
+    from pydicom.uid import UID, AllTransferSyntaxes
 
     out: dict[str, list[str]] = {}
     for uid in AllTransferSyntaxes:

@@ -11,8 +11,8 @@ from voxelgate.cache.catalog import InstanceRow, Page, QueryFilter
 from voxelgate.imaging.dicom.archive import DicomArchive, IngestReport
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
-from .status import check_reply_size
 from .ingest_stream import serve_ingest
+from .status import check_reply_size
 
 log = logging.getLogger(__name__)
 

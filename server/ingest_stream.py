@@ -76,7 +76,7 @@ def serve_ingest(
 
 def _receive(
     sink: IngestSink, request_iterator: Iterator[common_pb2.IngestChunk]
-) -> Iterator["_Received | common_pb2.IngestResult"]:
+) -> Iterator[_Received | common_pb2.IngestResult]:
     """Stage the files of an ingest stream; yield each complete file or its rejection."""
     current: IncomingFile | None = None
     name, index, skipping = "", -1, False

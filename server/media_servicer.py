@@ -18,8 +18,8 @@ from typing import TypeVar
 
 import grpc
 
-from voxelgate.errors import InvalidInputError, LimitExceededError
 from voxelgate.cache.media_catalog import SetRow
+from voxelgate.errors import InvalidInputError, LimitExceededError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 from voxelgate.imaging.media import Finding, ImageInfo, VideoInfo
 from voxelgate.imaging.media.frame_index import Pieces, payload_bytes
@@ -29,8 +29,8 @@ from voxelgate.imaging.media.video_library import ReencodeRecord, reencode_mode_
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 from . import shared_memory, wire
-from .status import REPLY_OVERHEAD, check_reply_size
 from .ingest_stream import serve_ingest
+from .status import REPLY_OVERHEAD, check_reply_size
 from .streams import prefetch
 
 _FORMATS = {
@@ -579,5 +579,5 @@ def add_media_service(servicer: MediaServicer, server: grpc.Server) -> None:
         servicer,
         server,
         media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
-        {name: frame_wire for name in _FRAME_METHODS},
+        dict.fromkeys(_FRAME_METHODS, frame_wire),
     )

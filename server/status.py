@@ -85,7 +85,7 @@ def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
             return fn(request, context)
         except grpc.RpcError:
             raise
-        except Exception as exc:  # noqa: BLE001 - this is the mapping point
+        except Exception as exc:
             if context.code() is not None and context.code() is not grpc.StatusCode.OK:
                 raise
             _abort(context, exc, method)
@@ -99,7 +99,7 @@ def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str) -> Callable[...,
             yield from fn(request, context)
         except grpc.RpcError:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             # context.abort() inside the handler raises after setting its code: keep that code.
             if context.code() is not None and context.code() is not grpc.StatusCode.OK:
                 raise

@@ -13,7 +13,7 @@ T = TypeVar("T")
 _ITEM, _END, _ERROR = range(3)
 
 
-class prefetch(Generic[T]):  # noqa: N801 - used like a function
+class prefetch(Generic[T]):
     """Iterate ``source`` on a background thread, up to ``depth`` items ahead.
 
     Exceptions raised by ``source`` are re-raised to the consumer in order.

@@ -27,8 +27,8 @@ def generate(out_dir: Path, *, proto_root: Path = PROTO_ROOT) -> list[Path]:
 
     Returns the generated files. Raises ``RuntimeError`` when protoc fails.
     """
-    from grpc_tools import protoc  # only needed at set-up time
     import grpc_tools
+    from grpc_tools import protoc  # only needed at set-up time
 
     well_known = Path(grpc_tools.__file__).parent / "_proto"
     files = proto_files(proto_root)

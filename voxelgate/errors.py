@@ -25,7 +25,7 @@ class VoxelgateError(Exception):
         self.subject = subject
         super().__init__(f"{subject}: {reason}" if subject else reason)
 
-    def with_subject(self, subject: str) -> "VoxelgateError":
+    def with_subject(self, subject: str) -> VoxelgateError:
         """Return a copy of this error naming ``subject`` (when it named none)."""
         if self.subject:
             return self

@@ -43,14 +43,14 @@ Methods (the name reported with every result):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 import SimpleITK as sitk
 
 from voxelgate.errors import InvalidInputError
-from voxelgate.imaging.cpu import all_cores
 from voxelgate.imaging.annotations.shapes import (
     Box,
     Mask,
@@ -64,6 +64,7 @@ from voxelgate.imaging.annotations.shapes import (
     ring_is_simple,
     signed_area,
 )
+from voxelgate.imaging.cpu import all_cores
 
 __all__ = ["METHODS", "interpolate"]
 
@@ -453,7 +454,7 @@ class _Parts:
         return (self.centroids[idx] * w[:, None]).sum(axis=0) / w.sum()
 
     @classmethod
-    def of(cls, mask: np.ndarray) -> "_Parts":
+    def of(cls, mask: np.ndarray) -> _Parts:
         labels, n = _label_components(mask)
         rows, cols = np.nonzero(labels)
         lab = labels[rows, cols]

@@ -13,8 +13,9 @@ knows which key a shape belongs to, attaches one with
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, Sequence, TypeAlias
+from typing import NamedTuple, TypeAlias
 
 import numpy as np
 from PIL import Image
@@ -240,7 +241,7 @@ class Polygon:
         object.__setattr__(self, "rings", tuple(rings))
 
     @classmethod
-    def _trusted(cls, rings: Sequence[Ring]) -> "Polygon":
+    def _trusted(cls, rings: Sequence[Ring]) -> Polygon:
         """Build without validation (results whose validity the caller has checked)."""
         obj = object.__new__(cls)
         object.__setattr__(obj, "rings", tuple(rings))

@@ -25,9 +25,9 @@ from voxelgate.cache.catalog import (
     StudySummary,
 )
 from voxelgate.cache.derived import DerivedCache, npy_array, npy_bytes
-from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.store import ObjectStore
+from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError
 
 from ..encode import encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
@@ -208,7 +208,7 @@ class DicomArchive:
             return None
         try:
             return summarize(parsed.dataset, parsed.instance.sop_uid).to_json()
-        except Exception:  # noqa: BLE001 - a header odd enough to fail here is parsed again when built
+        except Exception:
             log.debug("no header summary for an ingested instance", exc_info=True)
             return None
 
@@ -221,7 +221,7 @@ class DicomArchive:
                 out[sha] = header
         return out
 
-    def _warm(self, sha: str) -> "FrameSink":
+    def _warm(self, sha: str) -> FrameSink:
         """Keep the frames that validation decodes, while they fit the warm-up budget."""
         budget = [self.warm_bytes]
 

@@ -95,7 +95,7 @@ def modality_dtype(ds: Dataset, index: int) -> np.dtype:
     if slope.is_integer() and intercept.is_integer():
         lo, hi = _stored_range(ds)
         ends = (lo * slope + intercept, hi * slope + intercept)
-        return np.dtype(np.int16 if -32768 <= min(ends) and max(ends) <= 32767 else np.int32)
+        return np.dtype(np.int16 if min(ends) >= -32768 and max(ends) <= 32767 else np.int32)
     return np.dtype(np.float32)
 
 

@@ -61,7 +61,7 @@ class InstanceHeader:
         )
 
     @classmethod
-    def from_json(cls, text: str) -> "InstanceHeader | None":
+    def from_json(cls, text: str) -> InstanceHeader | None:
         """The summary in ``text``, or None when it is of another version or unreadable."""
         try:
             d = json.loads(text)

@@ -95,7 +95,7 @@ def decode_frames(
                 done += 1
                 yield frame
             return
-        except Exception:  # noqa: BLE001 - fall back to pydicom's own plugin order
+        except Exception:
             if done:
                 raise
             log.debug("pillow could not decode; trying the other plugins", exc_info=True)
@@ -192,7 +192,7 @@ def classify_decode_error(exc: BaseException, ds: Dataset, name: str) -> Excepti
     tsyntax = ds.file_meta.TransferSyntaxUID
     msg = str(exc)
     low = msg.lower()
-    if "missing" in low and "plugin" in low or "no pixel data decoders" in low or "not supported" in low:
+    if ("missing" in low and "plugin" in low) or "no pixel data decoders" in low or "not supported" in low:
         return UnsupportedError(
             f"no installed decoder for transfer syntax {tsyntax} ({tsyntax.name}): {msg[:300]}",
             subject=name,

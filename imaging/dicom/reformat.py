@@ -63,7 +63,7 @@ class Plane(str, Enum):
     SAGITTAL = "SAGITTAL"
 
     @classmethod
-    def parse(cls, value: "str | Plane") -> "Plane":
+    def parse(cls, value: str | Plane) -> Plane:
         """The plane named ``value`` (case-insensitive).
 
         Raises
@@ -500,7 +500,7 @@ class PlaneStacks:
                     stack[i] = reformat(volume, plane, index=i).array
                 stack.flags.writeable = False
                 held = stack.nbytes
-        except Exception:  # noqa: BLE001 - a stack is only a shortcut; slices are reformatted as before
+        except Exception:
             log.warning("could not build the %s stack of a volume", plane.value.lower(), exc_info=True)
             with self._lock:
                 self._building.discard(key)

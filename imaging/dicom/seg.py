@@ -25,8 +25,8 @@ from pydicom.uid import generate_uid
 
 from voxelgate.cache.catalog import Page, QueryFilter
 from voxelgate.errors import InvalidInputError, UnsupportedError
-from voxelgate.imaging.dicom.annotation_grid import DicomPlane
 from voxelgate.imaging.annotations.planes import Filled, as_mask
+from voxelgate.imaging.dicom.annotation_grid import DicomPlane
 from voxelgate.imaging.dicom.archive import DicomArchive, IngestReport
 
 log = logging.getLogger(__name__)

@@ -22,13 +22,13 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-import numpy.ma  # noqa: F401 - np.median imports it on first use (40 ms inside the first volume request)
+import numpy.ma
 from pydicom.dataset import Dataset
 
 from voxelgate.cache.catalog import InstanceRow
 from voxelgate.cache.derived import CachedFile, npy_memmap, npy_parts
-from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 from voxelgate.cache.keys import make_key
+from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 
 from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
@@ -131,7 +131,7 @@ class SliceGeometry:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_json(cls, d: dict[str, object]) -> "SliceGeometry":
+    def from_json(cls, d: dict[str, object]) -> SliceGeometry:
         return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})  # type: ignore[arg-type]
 
 
@@ -278,7 +278,7 @@ class SeriesVolumes:
             row: InstanceRow = rows[sop_uid]
             ds = layout.datasets[sop_uid]
             values, _ = modality_values(self.archive.decoded_frame(row, ds, frame_index), ds, frame_index)
-            if values.dtype == np.int32 and values.size and -32768 <= values.min() and values.max() <= 32767:
+            if values.dtype == np.int32 and values.size and values.min() >= -32768 and values.max() <= 32767:
                 # int32 only because the stored range could overflow int16; these values don't.
                 values = values.astype(np.int16)
             return values
@@ -469,7 +469,7 @@ class SeriesVolumes:
 
     def stream_volume(
         self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20
-    ) -> tuple[Volume, "Iterator[bytes | memoryview]"]:
+    ) -> tuple[Volume, Iterator[bytes | memoryview]]:
         """A stack's volume (as :meth:`volume`) and its voxels in chunks (views of it where it allows).
 
         A volume built for this call is written to the derived cache once the last
@@ -711,7 +711,7 @@ def _fits_int16(stored: np.ndarray, rescale: tuple[float, float] | None) -> bool
     """Whether the modality values of integer ``stored`` values (integer rescale) fit int16."""
     slope, intercept = (int(rescale[0]), int(rescale[1])) if rescale is not None else (1, 0)
     lo, hi = int(stored.min()) * slope + intercept, int(stored.max()) * slope + intercept
-    return -32768 <= min(lo, hi) and max(lo, hi) <= 32767
+    return min(lo, hi) >= -32768 and max(lo, hi) <= 32767
 
 
 def _rescale_in_place(frame: np.ndarray, rescale: tuple[float, float] | None) -> None:
@@ -732,8 +732,8 @@ def _rescale_in_place(frame: np.ndarray, rescale: tuple[float, float] | None) ->
 
 
 def _released_after(
-    chunks: "Iterator[bytes | memoryview]", hold: "AbstractContextManager[None]"
-) -> "Iterator[bytes | memoryview]":
+    chunks: Iterator[bytes | memoryview], hold: AbstractContextManager[None]
+) -> Iterator[bytes | memoryview]:
     """``chunks``, then ``hold`` released (also when the consumer stops early; a hold never
     iterated lapses by itself, see ``DerivedCache.hold_writes``)."""
     try:
@@ -742,7 +742,7 @@ def _released_after(
         hold.__exit__(None, None, None)
 
 
-def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> "Iterator[bytes | memoryview]":
+def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> Iterator[bytes | memoryview]:
     """The voxels of ``arr`` (slice, row, column) in C order, little endian, in chunks of whole rows.
 
     Views of ``arr`` where it is already laid out so (a built or memory-mapped
@@ -757,7 +757,7 @@ def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> "Iterator[bytes | memoryvi
         yield memoryview(rows).cast("B") if in_place else np.ascontiguousarray(rows, dtype=le).tobytes()
 
 
-def _geometry(sl: Slice) -> "SliceGeometry":
+def _geometry(sl: Slice) -> SliceGeometry:
     return SliceGeometry(
         plane=sl.plane.value,
         index=int(sl.index),

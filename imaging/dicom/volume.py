@@ -204,9 +204,7 @@ class Volume:
     # -- SimpleITK ------------------------------------------------------------------
 
     @classmethod
-    def from_sitk(
-        cls, image: sitk.Image, *, frame_of_reference_uid: str = "", warnings: Sequence[str] = ()
-    ) -> "Volume":
+    def from_sitk(cls, image: sitk.Image, *, frame_of_reference_uid: str = "", warnings: Sequence[str] = ()) -> Volume:
         """A volume from a 3-D scalar SimpleITK image (its geometry is LPS, as ITK's is).
 
         Raises
@@ -254,7 +252,7 @@ class Volume:
         return npy_bytes(self.array)
 
     @classmethod
-    def from_npy_bytes(cls, data: bytes | memoryview, geometry: dict[str, Any]) -> "Volume":
+    def from_npy_bytes(cls, data: bytes | memoryview, geometry: dict[str, Any]) -> Volume:
         """Rebuild a volume from :meth:`to_npy_bytes` and :meth:`geometry`.
 
         Raises
@@ -265,7 +263,7 @@ class Volume:
         return cls.from_array(npy_array(data), geometry)
 
     @classmethod
-    def from_array(cls, arr: np.ndarray, geometry: dict[str, Any]) -> "Volume":
+    def from_array(cls, arr: np.ndarray, geometry: dict[str, Any]) -> Volume:
         """Rebuild a volume from its voxels (e.g. memory-mapped) and :meth:`geometry`.
 
         Raises
@@ -562,7 +560,7 @@ def _axis_plan(
         idx = first + (past - first) * alpha
     else:
         idx = inverse * ((o_e + step * np.arange(count, dtype=np.float64)) - origin_e)
-    inside = (-0.5 <= idx) & (idx < size - 0.5)
+    inside = (idx >= -0.5) & (idx < size - 0.5)
     safe = np.where(inside, idx, 0.0)
     weight = None
     if interpolation == "nearest":

@@ -20,6 +20,7 @@ derived cache.
 from __future__ import annotations
 
 from .decode import decode_page, iter_pages, probe_image
+from .diagnose import Finding, diagnose
 from .formats import (
     READERS,
     SUPPORTED_FORMATS,
@@ -29,12 +30,11 @@ from .formats import (
     format_of_name,
     sniff_format,
 )
-from .render import RENDER_FORMATS, fit_size, render_frame, resize_exact, resize_fit
-from .sequence import SequenceFrame, natural_key, plan_sequence, resized_frames
-from .diagnose import Finding, diagnose
 from .frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames, read_frame
 from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
 from .reencode import ReencodeResult, reencode
+from .render import RENDER_FORMATS, fit_size, render_frame, resize_exact, resize_fit
+from .sequence import SequenceFrame, natural_key, plan_sequence, resized_frames
 from .video import export_mp4, mp4_top_level_boxes
 
 __all__ = [

@@ -30,7 +30,7 @@ _INTENT = ImageCms.Intent.RELATIVE_COLORIMETRIC
 _FLAGS = ImageCms.Flags.BLACKPOINTCOMPENSATION
 _SRGB_TOLERANCE = 2
 _CACHE_SIZE = 64
-_classified: OrderedDict[bytes, "ProfileInfo"] = OrderedDict()
+_classified: OrderedDict[bytes, ProfileInfo] = OrderedDict()
 _classified_lock = threading.Lock()
 
 

@@ -389,7 +389,7 @@ def _count_pages(src: _Source, limit: int) -> int:
     return count
 
 
-def _walk_pages(src: "_Source", limits: MediaLimits, name: str) -> Iterator[tuple[int, int | None]]:
+def _walk_pages(src: _Source, limits: MediaLimits, name: str) -> Iterator[tuple[int, int | None]]:
     """Seek to each page in turn, checking the page count and each page's declared size first.
 
     Yields ``(page, label)``; the label names the page in messages of multi-page files.

@@ -22,8 +22,8 @@ import numpy as np
 
 from voxelgate.errors import InvalidInputError
 
-from .frame_index import FrameIndex
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
+from .frame_index import FrameIndex
 from .probe_video import VideoInfo
 from .video import mp4_top_level_boxes
 

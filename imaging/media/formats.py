@@ -279,7 +279,7 @@ class ImageInfo:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "ImageInfo":
+    def from_json(cls, data: Mapping[str, Any]) -> ImageInfo:
         """Rebuild an ``ImageInfo`` from ``to_json``'s dict.
 
         Raises

@@ -96,10 +96,10 @@ class FrameIndex:
     ghost_pts: np.ndarray
 
     def __len__(self) -> int:
-        return int(len(self.pts))
+        return len(self.pts)
 
     @classmethod
-    def from_packets(cls, table: PacketTable) -> "FrameIndex":
+    def from_packets(cls, table: PacketTable) -> FrameIndex:
         """Build the index from a ``PacketTable`` (packets without any timestamp are skipped)."""
         ts = np.where(table.pts != NO_TS, table.pts, table.dts)
         have = ts != NO_TS
@@ -147,7 +147,7 @@ class FrameIndex:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "FrameIndex":
+    def from_bytes(cls, data: bytes) -> FrameIndex:
         """Rebuild an index from ``to_bytes``'s output.
 
         Raises
@@ -406,7 +406,7 @@ class FrameReader:
         self.seeks = 0  # how many seeks were needed (for tests and benchmarks)
         self.rejected_packets = 0  # packets the decoder refused (corrupt data)
 
-    def __enter__(self) -> "FrameReader":
+    def __enter__(self) -> FrameReader:
         return self
 
     def __exit__(

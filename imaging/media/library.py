@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Literal
 
 from voxelgate.cache.derived import DerivedCache
-from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaRow, MemberRow, SetRow
 from voxelgate.cache.store import ObjectStore
+from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
@@ -494,7 +494,7 @@ class MediaLibrary(VideoLibraryMixin):
             )
             job.size_bytes = entry.length
             job.done_frames = job.total
-        except BaseException as exc:  # noqa: BLE001 - reported through the job
+        except BaseException as exc:
             job.error = exc
             log.warning("export failed", extra={"frames": job.total}, exc_info=exc)
         finally:

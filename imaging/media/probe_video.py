@@ -215,7 +215,7 @@ class VideoInfo:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "VideoInfo":
+    def from_json(cls, data: Mapping[str, Any]) -> VideoInfo:
         """Rebuild a ``VideoInfo`` from ``to_json``'s dict.
 
         Raises

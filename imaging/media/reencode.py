@@ -169,7 +169,7 @@ class ReencodeResult:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ReencodeResult":
+    def from_json(cls, data: dict[str, Any]) -> ReencodeResult:
         """The result ``to_json`` wrote.
 
         Raises

@@ -178,7 +178,7 @@ def _to_uint16(arr: np.ndarray, window: tuple[float, float] | None) -> np.ndarra
         return arr
     if arr.dtype == np.uint8:
         return arr.astype(np.uint16) * 257
-    if arr.dtype.kind in "ui" and arr.size and 0 <= int(arr.min()) and int(arr.max()) <= 65535:
+    if arr.dtype.kind in "ui" and arr.size and int(arr.min()) >= 0 and int(arr.max()) <= 65535:
         return arr.astype(np.uint16)
     return _window(arr, auto_window(arr), 65535)
 
@@ -275,16 +275,14 @@ def render_frame(
         return _encoded(encode_png(pixels), kind, pixels)
 
     if kind is ImageFormat.PNG:
-        if not grey:
-            pixels = arr
-        elif window is None and arr.dtype == np.uint16:
+        if not grey or (window is None and arr.dtype == np.uint16):
             pixels = arr
         elif (
             window is None
             and arr.dtype.kind in "ui"
             and arr.dtype != np.uint8
             and arr.size
-            and (0 <= int(arr.min()) and int(arr.max()) <= 65535)
+            and (int(arr.min()) >= 0 and int(arr.max()) <= 65535)
         ):
             pixels = arr.astype(np.uint16)
         else:

@@ -93,7 +93,7 @@ def add_h264_stream(
         )
     try:
         av.codec.Codec("libx264", "w")
-    except Exception as exc:  # noqa: BLE001 - PyAV raises its own UnknownCodecError
+    except Exception as exc:
         raise UnsupportedError("the H.264 encoder (libx264) is not available", subject=subject) from exc
     stream = container.add_stream("libx264", rate=rate)
     stream.width, stream.height = width, height

@@ -31,10 +31,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from voxelgate.cache.derived import DerivedCache
-from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaRow
 from voxelgate.cache.store import ObjectStore
+from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
 from voxelgate.imaging.cpu import use_all_cores
 
 from .diagnose import Finding, diagnose
@@ -132,7 +132,7 @@ class ReencodeRecord:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "ReencodeRecord":
+    def from_json(cls, data: dict[str, Any]) -> ReencodeRecord:
         return cls(
             media_id=str(data["media_id"]),
             source_id=str(data["source_id"]),
@@ -565,7 +565,7 @@ class VideoLibraryMixin:
             log.info(
                 "reencoded", extra={"mode": result.mode, "frames_in": result.frames_in, "frames_out": result.frames_out}
             )
-        except BaseException as exc:  # noqa: BLE001 - reported through the job
+        except BaseException as exc:
             if job.cancel.is_set():
                 job.error = CancelledError("re-encoding cancelled; nothing was stored", subject=row.media_id)
                 log.info("reencode cancelled", extra={"frames": job.done})
@@ -632,20 +632,20 @@ class VideoLibraryMixin:
 
 
 __all__ = [
-    "AheadCancelled",
-    "AheadStats",
     "DEFAULT_SEQUENCE_FPS",
     "VIDEO_FRAME_FORMATS",
+    "VIDEO_MEDIA_TYPES",
+    "AheadCancelled",
+    "AheadStats",
     "FrameResult",
     "ReadAhead",
-    "raw_media_type",
-    "VIDEO_MEDIA_TYPES",
     "ReaderPool",
     "ReaderStats",
     "ReencodeJob",
     "ReencodeRecord",
     "VideoLibraryMixin",
     "normalized_name",
+    "raw_media_type",
     "reencode_mode_for",
     "stream_indexes",
     "video_record",

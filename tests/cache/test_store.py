@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.cache.store import ObjectStore
+from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -84,10 +84,9 @@ def test_discard_removes_the_staging_file_and_is_repeatable(store: ObjectStore) 
 
 
 def test_context_manager_discards_on_error(store: ObjectStore) -> None:
-    with pytest.raises(KeyError):
-        with store.stage(name="a.dcm", max_bytes=100) as staged:
-            staged.write(b"abc")
-            raise KeyError("boom")
+    with pytest.raises(KeyError), store.stage(name="a.dcm", max_bytes=100) as staged:
+        staged.write(b"abc")
+        raise KeyError("boom")
     assert _staging_files(store) == []
 
 

@@ -92,9 +92,9 @@ def test_write_behind_file_value_waiters_get_the_file(cache: DerivedCache) -> No
     t.join(10)
     leader.join(10)
     assert cache.stats().computations == 1
-    paths = sorted(getattr(r, "path") for r in results)
+    paths = sorted(r.path for r in results)
     assert paths[0] == "" and paths[1]  # the leader holds the value; the waiter got the written file
-    entry = next(r for r in results if getattr(r, "path"))
+    entry = next(r for r in results if r.path)
     np.testing.assert_array_equal(npy_memmap(entry.path, entry.offset), arr)  # type: ignore[attr-defined]
 
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.imaging._series import read_series, rotation
 from voxelgate.errors import InvalidInputError, NotFoundError
 from voxelgate.imaging.dicom import volume as volume_module
 from voxelgate.imaging.dicom.reformat import Plane, PlaneStacks, Slice, plane_grid, reformat
 from voxelgate.imaging.dicom.stacks import split_stacks
 from voxelgate.imaging.dicom.volume import Volume, sample_plane
-from tests.imaging._series import read_series, rotation
 
 MARKER = np.array([20.0, -25.0, 30.0])  # patient's left, anterior, superior of the centre (LPS)
 
@@ -51,9 +51,7 @@ def test_marker_shows_where_the_convention_says(acquisition: str) -> None:
         i, j = np.unravel_index(int(np.argmax(sl.array)), sl.array.shape)
         assert sl.array[i, j] > 0, (acquisition, plane)
         np.testing.assert_allclose(sl.to_patient(i, j), MARKER, atol=4.0)
-        if plane is Plane.AXIAL:  # patient's left on the image's right, anterior at the top
-            assert j > cols / 2 and i < rows / 2
-        elif plane is Plane.CORONAL:  # patient's left on the right, superior at the top
+        if plane is Plane.AXIAL or plane is Plane.CORONAL:  # patient's left on the image's right, anterior at the top
             assert j > cols / 2 and i < rows / 2
         else:  # anterior on the left, superior at the top
             assert j < cols / 2 and i < rows / 2

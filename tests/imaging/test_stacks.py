@@ -10,9 +10,9 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 
+from tests.imaging._series import read_series
 from voxelgate.imaging.dicom.parse import read_dataset
 from voxelgate.imaging.dicom.stacks import FrameRef, frame_refs, split_stacks
-from tests.imaging._series import read_series
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 SAGITTAL = (0.0, 1.0, 0.0, 0.0, 0.0, -1.0)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
+from tests.conftest import ROOT
+from tests.imaging._series import rotation
 from voxelgate.errors import InvalidInputError, UnsupportedError
 from voxelgate.imaging.dicom.stacks import FrameRef, split_stacks
 from voxelgate.imaging.dicom.volume import Volume, build_volume, plan_volume, sample_grid, sample_plane
-from tests.conftest import ROOT
-from tests.imaging._series import rotation
 
 
 def _affine(
@@ -239,7 +239,7 @@ def _general_build(volumes, layout, index):  # type: ignore[no-untyped-def]
     def load(sop: str, frame: int) -> np.ndarray:
         ds = layout.datasets[sop]
         values, _ = modality_values(volumes.archive.decoded_frame(rows[sop], ds, frame), ds, frame)
-        if values.dtype == np.int32 and values.size and -32768 <= values.min() and values.max() <= 32767:
+        if values.dtype == np.int32 and values.size and values.min() >= -32768 and values.max() <= 32767:
             values = values.astype(np.int16)
         return values
 

@@ -21,10 +21,10 @@ import pytest
 import SimpleITK as sitk
 from pydicom.data import get_testdata_file
 
-from voxelgate.imaging.dicom.stacks import split_stacks
-from voxelgate.imaging.dicom.volume import Volume, build_volume, plan_volume, sample_plane
 from tests.conftest import have_program, require_peer
 from tests.imaging._series import read_series, reproduce, rotation, smooth_field, write_series
+from voxelgate.imaging.dicom.stacks import split_stacks
+from voxelgate.imaging.dicom.volume import Volume, build_volume, plan_volume, sample_plane
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 

@@ -323,7 +323,7 @@ def test_preset_values_are_the_ones_the_readme_documents() -> None:
         if not line.startswith("| "):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        for i in range(0, len(cells) - 2):
+        for i in range(len(cells) - 2):
             name, center, width = cells[i : i + 3]
             if name in PRESETS and re.fullmatch(r"-?\d+(\.\d+)?", center) and re.fullmatch(r"\d+(\.\d+)?", width):
                 documented[name] = (float(center), float(width))
@@ -385,7 +385,7 @@ def test_voi_function_parse_defaults_to_linear() -> None:
 
 @pytest.mark.parametrize("out_max", [255, 65535])
 def test_threaded_lookup_of_a_whole_volume_equals_the_float_path(monkeypatch: pytest.MonkeyPatch, out_max: int) -> None:
-    import voxelgate.imaging.windowing as windowing
+    from voxelgate.imaging import windowing
 
     rng = np.random.default_rng(8)
     vol = rng.integers(-1100, 3100, size=(9, 301, 257)).astype(np.int16)  # odd sizes: ragged last chunk
@@ -480,7 +480,7 @@ def test_every_16_bit_input_maps_as_the_standard_formula_says(dtype: type, fn: V
 
 
 def test_common_ct_windows_take_the_arithmetic_form() -> None:
-    import voxelgate.imaging.windowing as windowing
+    from voxelgate.imaging import windowing
 
     for name, (c, w) in PRESETS.items():
         plan = windowing._affine("<i2", c, w, VoiFunction.LINEAR, 255)
@@ -494,7 +494,7 @@ def test_common_ct_windows_take_the_arithmetic_form() -> None:
 def test_threaded_arithmetic_of_a_whole_volume_equals_the_float_path(
     monkeypatch: pytest.MonkeyPatch, out_max: int
 ) -> None:
-    import voxelgate.imaging.windowing as windowing
+    from voxelgate.imaging import windowing
 
     rng = np.random.default_rng(9)
     vol = rng.integers(-1100, 3100, size=(7, 301, 257)).astype(np.int16)
@@ -510,7 +510,7 @@ def test_threaded_arithmetic_of_a_whole_volume_equals_the_float_path(
 def test_a_slice_takes_the_arithmetic_form_once_its_window_came_back(monkeypatch: pytest.MonkeyPatch) -> None:
     # Finding the arithmetic form costs milliseconds: a slice windowed with a new window (a
     # viewer's window drag) goes through the table; a window used again and again (paging) earns it.
-    import voxelgate.imaging.windowing as windowing
+    from voxelgate.imaging import windowing
 
     monkeypatch.setattr(windowing, "_window_uses", {})
     windowing._affine.cache_clear()

@@ -23,10 +23,10 @@ import numpy as np
 import pydicom
 import pydicom.data
 import pytest
+from conftest import make_config
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 
-from conftest import make_config
 from voxelgate.server.app import Running, build_server
 from voxelgate.server.client import ingest_requests
 from voxelgate.v1 import admin_pb2_grpc, common_pb2, dicom_pb2, dicom_pb2_grpc

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from conftest import CORPUS
 from e2e_support import vg
+
 from voxelgate.server.app import Running
 
 

@@ -20,8 +20,6 @@ import highdicom as hd
 import numpy as np
 import pydicom
 import pytest
-from PIL import Image
-
 from conftest import CORPUS, ROOT
 from e2e_support import (
     OUTCOME,
@@ -35,6 +33,8 @@ from e2e_support import (
     serve,
     synthetic_slice,
 )
+from PIL import Image
+
 from voxelgate.imaging.annotations import Mask, mask_from_png, mask_to_png, mask_to_rle
 from voxelgate.server.client import ingest_bytes_requests
 from voxelgate.v1 import annotation_pb2 as A

@@ -20,9 +20,6 @@ import grpc
 import numpy as np
 import pydicom
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from pydicom.encaps import generate_frames
-
 from e2e_support import (
     OUTCOME,
     Server,
@@ -38,6 +35,9 @@ from e2e_support import (
     staging_files,
     synthetic_slice,
 )
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from pydicom.encaps import generate_frames
+
 from voxelgate.imaging.dicom.pixels import Limits
 from voxelgate.v1 import admin_pb2, common_pb2, dicom_pb2
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-
 from e2e_support import (
     OUTCOME,
     Server,
@@ -33,6 +32,7 @@ from e2e_support import (
     synthetic_slice,
     walk,
 )
+
 from voxelgate.v1 import admin_pb2, common_pb2, dicom_pb2
 
 # -- duplicates, conflicts, overwrite -----------------------------------------------------------

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from e2e_support import clean_env as _env
+from e2e_support import json_lines as _json_lines
+from e2e_support import vg
 from pydicom.data import get_testdata_file
 
-from e2e_support import clean_env as _env, json_lines as _json_lines, vg
 from voxelgate.server.app import Running
 
 FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")

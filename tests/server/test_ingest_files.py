@@ -17,11 +17,10 @@ from pathlib import Path
 
 import grpc
 import pytest
-from pydicom.uid import generate_uid
-
 from conftest import CORPUS
 from e2e_support import (
     OUTCOME,
+    Server,
     all_instances,
     assert_modality_equal,
     by_name,
@@ -35,10 +34,11 @@ from e2e_support import (
     raw_frame,
     read,
     serve,
-    Server,
     sha256_of,
     staging_files,
 )
+from pydicom.uid import generate_uid
+
 from voxelgate.v1 import admin_pb2, common_pb2, dicom_pb2
 
 # -- what each file must do ----------------------------------------------------------------
@@ -98,9 +98,8 @@ EXPECTED_REJECTED: dict[str, tuple[str, str]] = {
         )
     },
     # Media directories, not instances (the Philips study's vendor DIRFILEs are DICOMDIRs).
-    **{
-        name: ("INVALID_ARGUMENT", _DICOMDIR)
-        for name in (
+    **dict.fromkeys(
+        (
             "pydicom/test_files/dicomdirtests/DICOMDIR",
             "pydicom/test_files/dicomdirtests/DICOMDIR-bigEnd",
             "pydicom/test_files/dicomdirtests/DICOMDIR-empty.dcm",
@@ -112,8 +111,9 @@ EXPECTED_REJECTED: dict[str, tuple[str, str]] = {
             "corpus/ct-philips-head-study/S1000/DIRFILE",
             "corpus/ct-philips-head-study/S3010/DIRFILE",
             "corpus/ct-philips-head-study/S4010/DIRFILE",
-        )
-    },
+        ),
+        ("INVALID_ARGUMENT", _DICOMDIR),
+    ),
     # Cut-off files: the pixel data, a sequence value, the encapsulated pixel data.
     "pydicom/test_files/MR_truncated.dcm": ("INVALID_ARGUMENT", _TRUNCATED),
     "pydicom/test_files/rtplan_truncated.dcm": ("INVALID_ARGUMENT", _TRUNCATED),

@@ -15,9 +15,6 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
-from pydicom.dataset import Dataset
-from pydicom.pixels import apply_color_lut
-
 from e2e_support import (
     OUTCOME,
     PYDICOM_DATA,
@@ -30,6 +27,9 @@ from e2e_support import (
     read,
     serve,
 )
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_color_lut
+
 from voxelgate.v1 import dicom_pb2
 
 CT5N = PYDICOM_DATA / "test_files" / "dicomdirtests" / "98892001" / "CT5N"

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import grpc
 import pytest
+from conftest import make_config
+from e2e_support import VOXELGATE, clean_env
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydicom.data import get_testdata_file
 
-import voxelgate.errors as errors
-from conftest import make_config
-from e2e_support import VOXELGATE, clean_env
+from voxelgate import errors
 from voxelgate.server.app import build_server
 from voxelgate.server.config import Config, TlsConfig
 from voxelgate.server.status import ErrorInterceptor, status_for
@@ -229,9 +229,8 @@ def test_tls_with_the_right_token_works(tls_token_server: int, pki: Pki) -> None
 
 @pytest.mark.parametrize("token", [None, "wrong-token", TOKEN + "x", TOKEN[:-1], "", "# accepted tokens"])
 def test_missing_or_wrong_token_is_unauthenticated(tls_token_server: int, pki: Pki, token: str | None) -> None:
-    with _secure_channel(tls_token_server, pki, token=token) as ch:
-        with pytest.raises(grpc.RpcError) as info:
-            _list(ch)
+    with _secure_channel(tls_token_server, pki, token=token) as ch, pytest.raises(grpc.RpcError) as info:
+        _list(ch)
     assert info.value.code() is grpc.StatusCode.UNAUTHENTICATED
     assert "bearer token" in info.value.details()
 
@@ -272,17 +271,15 @@ def test_cli_health_over_tls(tls_token_server: int, pki: Pki) -> None:
 
 
 def test_plaintext_client_cannot_talk_to_a_tls_server(tls_token_server: int) -> None:
-    with grpc.insecure_channel(f"127.0.0.1:{tls_token_server}") as ch:
-        with pytest.raises(grpc.RpcError) as info:
-            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    with grpc.insecure_channel(f"127.0.0.1:{tls_token_server}") as ch, pytest.raises(grpc.RpcError) as info:
+        health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert info.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
 def test_client_that_does_not_trust_the_server_certificate_fails(tls_token_server: int, pki: Pki) -> None:
     creds = grpc.ssl_channel_credentials(pki.other_client_cert.read_bytes())  # the wrong CA
-    with grpc.secure_channel(f"127.0.0.1:{tls_token_server}", creds) as ch:
-        with pytest.raises(grpc.RpcError) as info:
-            health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
+    with grpc.secure_channel(f"127.0.0.1:{tls_token_server}", creds) as ch, pytest.raises(grpc.RpcError) as info:
+        health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(), timeout=5)
     assert info.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
@@ -299,16 +296,14 @@ def mtls_server(tmp_path: Path, pki: Pki) -> Iterator[int]:
 
 
 def test_mutual_tls_refuses_a_client_without_a_certificate(mtls_server: int, pki: Pki) -> None:
-    with _secure_channel(mtls_server, pki) as ch:
-        with pytest.raises(grpc.RpcError) as info:
-            _list(ch)
+    with _secure_channel(mtls_server, pki) as ch, pytest.raises(grpc.RpcError) as info:
+        _list(ch)
     assert info.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
 def test_mutual_tls_refuses_a_certificate_from_another_ca(mtls_server: int, pki: Pki) -> None:
-    with _secure_channel(mtls_server, pki, rogue_client=True) as ch:
-        with pytest.raises(grpc.RpcError) as info:
-            _list(ch)
+    with _secure_channel(mtls_server, pki, rogue_client=True) as ch, pytest.raises(grpc.RpcError) as info:
+        _list(ch)
     assert info.value.code() is grpc.StatusCode.UNAVAILABLE
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from e2e_support import vg
 from PIL import Image
 
-from e2e_support import vg
-from voxelgate.server.app import Running
 from tests.imaging.media._videos import GHOSTS, decode_all, make_video
+from voxelgate.server.app import Running
 
 
 @pytest.fixture

@@ -27,13 +27,13 @@ import av
 import grpc
 import numpy as np
 import pytest
+from e2e_support import OUTCOME, Server, object_files, serve, staging_files
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from e2e_support import OUTCOME, Server, object_files, serve, staging_files
+from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, make_video, picture
 from voxelgate.imaging.media.probe_video import VideoLimits, probe_video
 from voxelgate.server import shared_memory
 from voxelgate.server.client import ReceivedFrame, get_frame, ingest_bytes_requests, stream_frames, stream_frames_shared
-from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, make_video, picture
 from voxelgate.v1 import media_pb2, media_pb2_grpc
 
 CONTAINERS = {"bframes_mp4": "mp4", "sar_mov": "mov", "vp9_webm": "webm", "vfr_mkv": "mkv", "vp8_mkv": "mkv"}
@@ -78,8 +78,9 @@ def corrupt_copy(src: Path, dst: Path, packet: int) -> tuple[int, int]:
 
 def decoded(r: media_pb2.MediaFrame) -> np.ndarray:
     """The RGB pixels of a PNG or raw RGB reply."""
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     if r.media_type == "image/png":
         return np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB"))
@@ -244,8 +245,9 @@ def test_size_limit_while_streaming_without_a_declared_size(fresh) -> None:  # t
     found = re.search(r"the video has more than 4096 bytes \((\d+) received\); the limit is 4096", r.reason)
     assert found and 4096 < int(found[1]) <= 5000, r.reason
     # The image limit is not the video one: a 5 kB image passes the same server.
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)).save(buf, "PNG")
@@ -310,8 +312,9 @@ def test_get_frame_formats_and_size(videos: Videos) -> None:
     ]:
         r = videos.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=vid, frame=7, format=fmt))
         assert r.media_type == media_type
-        from PIL import Image
         import io
+
+        from PIL import Image
 
         img = np.asarray(Image.open(io.BytesIO(r.data)).convert("RGB"))
         if fmt == media_pb2.MEDIA_PNG:
@@ -472,8 +475,9 @@ def test_the_client_helpers_receive_what_the_stub_does(videos: Videos) -> None:
 
 
 def test_stream_frames_range_and_png(videos: Videos) -> None:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     kind = "ghost_mp4"
     ref = reference(videos.paths[kind])
@@ -608,8 +612,9 @@ def test_diagnose_decode_check_finds_the_corrupt_packet(videos: Videos) -> None:
 
 
 def test_diagnose_refuses_an_image(videos: Videos) -> None:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buf = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buf, "PNG")
@@ -820,8 +825,9 @@ def test_yuv420_of_a_444_video_is_converted(videos: Videos, tmp_path: Path) -> N
 
 
 def test_yuv420_is_for_videos_only(videos: Videos) -> None:
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(picture(1)).save(buf, format="PNG")

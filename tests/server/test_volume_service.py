@@ -20,12 +20,12 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from conftest import CORPUS
+from e2e_support import OUTCOME, PYDICOM_DATA, Server, by_name, data_file, ingest, read, serve, uid_for
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
-from conftest import CORPUS
-from e2e_support import OUTCOME, PYDICOM_DATA, Server, by_name, data_file, ingest, read, serve, uid_for
 from voxelgate.imaging.dicom.frames import modality_values
 from voxelgate.imaging.dicom.pixels import decode_frames
 from voxelgate.imaging.dicom.reformat import Plane

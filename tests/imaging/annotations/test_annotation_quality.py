@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from conftest import ROOT, require_peer
 
 from voxelgate.imaging.annotations import Mask, Polygon, interpolate
 from voxelgate.imaging.annotations.shapes import mask_to_polygon, rasterize_polygon
-from conftest import ROOT, require_peer
 
 K = 3
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from voxelgate.imaging.media import decode_page, probe_image
 from tests.imaging.media._images import (
     ADOBE_RGB_COLORANTS,
     ADOBE_RGB_GAMMA,
@@ -18,6 +17,7 @@ from tests.imaging.media._images import (
     cmyk_profile,
     gray_profile,
 )
+from voxelgate.imaging.media import decode_page, probe_image
 
 
 def _rng() -> np.random.Generator:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.imaging.media._images import corrupt_tiff_page, png_bytes, png_rgb16, tiff_declaring
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.imaging.media import (
     SUPPORTED_FORMATS,
@@ -23,7 +24,6 @@ from voxelgate.imaging.media import (
     probe_image,
     sniff_format,
 )
-from tests.imaging.media._images import corrupt_tiff_page, png_bytes, png_rgb16, tiff_declaring
 
 
 def _rng() -> np.random.Generator:

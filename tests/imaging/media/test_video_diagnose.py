@@ -12,11 +12,11 @@ import av
 import numpy as np
 import pytest
 
+from tests.imaging.media._videos import GHOSTS, VFR_PTS, make_set, make_video
 from voxelgate.imaging.media.diagnose import Finding, diagnose
 from voxelgate.imaging.media.frame_index import build_frame_index
 from voxelgate.imaging.media.probe_video import probe_video
 from voxelgate.imaging.media.video import mp4_top_level_boxes
-from tests.imaging.media._videos import GHOSTS, VFR_PTS, make_set, make_video
 
 
 @pytest.fixture(scope="module")

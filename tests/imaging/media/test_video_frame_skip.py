@@ -9,8 +9,8 @@ import av
 import numpy as np
 import pytest
 
-from voxelgate.imaging.media.frame_index import FrameReader, build_frame_index
 from tests.imaging.media._videos import decode_all, make_video
+from voxelgate.imaging.media.frame_index import FrameReader, build_frame_index
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ import av
 import numpy as np
 import pytest
 
+from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, picture
 from voxelgate.errors import InvalidInputError, NotFoundError
 from voxelgate.imaging.media.frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames, read_frame
-from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, picture
 
 KINDS = ["bframes_mp4", "ghost_mp4", "vfr_mkv", "sar_mov", "vp9_webm", "vp8_mkv", "audio_mp4"]
 

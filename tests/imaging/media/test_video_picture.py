@@ -10,9 +10,9 @@ import av
 import numpy as np
 import pytest
 
+from tests.imaging.media._videos import make_video
 from voxelgate.imaging.media.frame_index import FrameReader, Pieces, build_frame_index, payload_bytes, to_picture
 from voxelgate.imaging.media.video_readers import AheadCancelled, ReadAhead
-from tests.imaging.media._videos import make_video
 
 
 def _planes(frame: av.VideoFrame) -> bytes:

@@ -7,8 +7,10 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import numpy as np
 import pytest
 
+from tests.imaging.media._videos import GHOSTS, VFR_PTS, H, W, make_set, make_video
 from voxelgate.errors import InvalidInputError, LimitExceededError
 from voxelgate.imaging.media.probe_video import (
     VideoInfo,
@@ -18,9 +20,6 @@ from voxelgate.imaging.media.probe_video import (
     probe_video,
     sniff_video_format,
 )
-from tests.imaging.media._videos import GHOSTS, H, VFR_PTS, W, make_set, make_video
-
-import numpy as np
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +49,7 @@ def test_probe_fields(
     assert info.average_rate == info.real_rate == info.guessed_rate == Fraction(30)
     assert info.size_bytes == path.stat().st_size
     assert info.bitrate == round(info.size_bytes * 8 / info.duration_s)
-    assert 0 < info.peak_bitrate
+    assert info.peak_bitrate > 0
     assert 1 <= info.keyframe_interval_mean <= info.keyframe_interval_max <= frames
     if codec == "h264":
         assert info.profile == "High"

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.imaging.media._videos import GHOSTS, VFR_PTS, make_set, make_video, picture
+from tests.imaging.media.test_video_diagnose import _corrupt_copy
 from voxelgate.errors import CancelledError, InvalidInputError, LimitExceededError
 from voxelgate.imaging.media.diagnose import diagnose
 from voxelgate.imaging.media.frame_index import FrameIndex, build_frame_index
 from voxelgate.imaging.media.probe_video import VideoLimits, probe_video
 from voxelgate.imaging.media.reencode import ReencodeResult, reencode
 from voxelgate.imaging.media.video import mp4_top_level_boxes
-from tests.imaging.media._videos import GHOSTS, VFR_PTS, make_set, make_video, picture
-from tests.imaging.media.test_video_diagnose import _corrupt_copy
 
 
 @pytest.fixture(scope="module")
