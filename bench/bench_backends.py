@@ -21,6 +21,7 @@ extra), started on free loopback ports in temporary directories
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -38,7 +39,7 @@ from voxelgate.server.client import channel
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from peers import (  # noqa: E402 - tests/peers.py starts the peers for the tests and for this script
+from peers import (  # tests/peers.py starts the peers for the tests and for this script
     PostgresCluster,
     SeaweedS3,
     fill_synthetic_catalog,
@@ -118,8 +119,8 @@ def end_to_end(work: Path, cluster: PostgresCluster, s3: SeaweedS3, files: int, 
         rows.append(
             [
                 name,
-                "" if mbps != mbps else f"{mbps:.1f}",
-                "" if mbps != mbps else ratio(mbps, base[0]),
+                "" if math.isnan(mbps) else f"{mbps:.1f}",
+                "" if math.isnan(mbps) else ratio(mbps, base[0]),
                 f"{first:.0f}",
                 ratio(first, base[1]),
                 f"{warm:.2f}",
