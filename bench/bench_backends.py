@@ -169,9 +169,8 @@ def catalog_scale(work: Path, cluster: PostgresCluster, n_rows: int, queries: in
     big = PostgresCatalog(url, max_connections=4)
     t = time.perf_counter()
     n_studies, n_series, n_inst = fill_synthetic_catalog(url, n_rows)
-    print(
-        f"catalog: {n_studies} studies, {n_series} series, {n_inst} instances by COPY in {time.perf_counter() - t:.0f} s"
-    )
+    built = time.perf_counter() - t
+    print(f"catalog: {n_studies} studies, {n_series} series, {n_inst} instances by COPY in {built:.0f} s")
     filters = {
         "no filter": QueryFilter(),
         "patient id": QueryFilter(patient_id=f"P{n_studies // 4:08d}"),
