@@ -263,16 +263,31 @@ def fill_synthetic_catalog(
     n_studies = max(1, instances // per_study)
     with psycopg.connect(url) as conn:
         with conn.cursor() as cur:
+            # The counts the catalog keeps (voxelgate.cache.catalog_writes) are written with the rows.
             with cur.copy(
-                "COPY studies (study_uid, patient_id, patient_name, study_date, accession_number) FROM STDIN"
+                "COPY studies (study_uid, patient_id, patient_name, study_date, accession_number, "
+                "series_count, instance_count) FROM STDIN"
             ) as copy:
                 for s in range(n_studies):
                     date = f"{2000 + rng.randrange(25)}{1 + rng.randrange(12):02d}{1 + rng.randrange(28):02d}"
-                    copy.write_row((f"2.25.{s}", f"P{s // 2:08d}", f"Name^{s // 2}", date, f"A{s:09d}"))
-            with cur.copy("COPY series (series_uid, study_uid, modality, series_number) FROM STDIN") as copy:
+                    copy.write_row(
+                        (
+                            f"2.25.{s}",
+                            f"P{s // 2:08d}",
+                            f"Name^{s // 2}",
+                            date,
+                            f"A{s:09d}",
+                            series_per_study,
+                            per_study,
+                        )
+                    )
+            with cur.copy(
+                "COPY series (series_uid, study_uid, modality, series_number, instance_count) FROM STDIN"
+            ) as copy:
                 for s in range(n_studies):
                     for k in range(series_per_study):
-                        copy.write_row((f"2.25.{s}.{k}", f"2.25.{s}", MODALITIES[(s + k) % len(MODALITIES)], k + 1))
+                        modality = MODALITIES[(s + k) % len(MODALITIES)]
+                        copy.write_row((f"2.25.{s}.{k}", f"2.25.{s}", modality, k + 1, instances_per_series))
             with cur.copy(
                 "COPY instances (sop_uid, series_uid, study_uid, sop_class_uid, sha256, size, instance_number, "
                 "rows, columns, frames) FROM STDIN"
