@@ -33,6 +33,7 @@ from .catalog_rows import (
     cols,
 )
 from .catalog_writes import InstanceWritesMixin
+from .coordination import COORDINATION_SCHEMA, CoordinationMixin
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
 from .sql_dialect import SQLITE, Dialect
@@ -197,12 +198,13 @@ class Connection(Protocol):
     def execute(self, sql: Any, params: Any = ..., /) -> Any: ...
 
 
-class SqlCatalog(InstanceWritesMixin, MediaCatalogMixin):
+class SqlCatalog(InstanceWritesMixin, MediaCatalogMixin, CoordinationMixin):
     """The catalog's queries, written once for every SQL engine (see :mod:`voxelgate.cache.sql_dialect`).
 
     A subclass gives the engine: its :class:`Dialect` (``_sql``), ``_read()``
     (a connection for reads), ``_tx()`` (one write transaction that also raises
-    the generation counter unless ``bump`` is false), ``generation()``,
+    the generation counter unless ``bump`` is false, and is not flushed on its
+    own when ``durable`` is false), ``generation()``,
     ``close()``, and the errors its driver raises for a broken constraint
     (``_integrity_errors``). Writes go through ``_write``, which an engine whose
     writers can deadlock each other runs again when they do.
@@ -223,12 +225,12 @@ class SqlCatalog(InstanceWritesMixin, MediaCatalogMixin):
         raise NotImplementedError
 
     @contextmanager
-    def _tx(self, *, bump: bool = True) -> Iterator[Connection]:
+    def _tx(self, *, bump: bool = True, durable: bool = True) -> Iterator[Connection]:
         raise NotImplementedError
 
-    def _write(self, fn: Callable[[Any], _T], *, bump: bool = True) -> _T:
+    def _write(self, fn: Callable[[Any], _T], *, bump: bool = True, durable: bool = True) -> _T:
         """``fn(connection)`` in one write transaction; its result."""
-        with self._tx(bump=bump) as db:
+        with self._tx(bump=bump, durable=durable) as db:
             return fn(db)
 
     def _one(self, sql: str, args: Sequence[object] = ()) -> Any:
@@ -274,9 +276,9 @@ class SqlCatalog(InstanceWritesMixin, MediaCatalogMixin):
         return out
 
     def is_referenced(self, sha256: str) -> bool:
-        """Whether a DICOM instance or a media item holds this content."""
+        """Whether a DICOM instance, a media item or a job's result holds this content."""
         found = self._one("SELECT 1 FROM instances WHERE sha256=? LIMIT 1", (sha256,)) is not None
-        return found or self.media_referenced(sha256)
+        return found or self.media_referenced(sha256) or self.job_referenced(sha256)
 
     def totals(self) -> tuple[int, int]:
         """(objects, bytes) of everything stored, DICOM and media."""
@@ -424,7 +426,7 @@ class SqliteCatalog(SqlCatalog):
         # Writers queue on this (see _tx), those of other processes on this database too.
         self._write_lock = ProcessLock(self.path.with_name(self.path.name + ".writer"))
         # executescript manages its own transaction.
-        self._db().executescript(_SCHEMA + MEDIA_SCHEMA)
+        self._db().executescript(_SCHEMA + MEDIA_SCHEMA + COORDINATION_SCHEMA)
         self._upgrade()
 
     def _upgrade(self) -> None:
@@ -464,20 +466,26 @@ class SqliteCatalog(SqlCatalog):
         yield self._db()
 
     @contextmanager
-    def _tx(self, *, bump: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, bump: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
         db = self._db()
         # Writers queue on a lock, across processes too: SQLite's own busy handler
         # sleeps in steps of up to 100 ms, which would stall concurrent ingests.
         with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
+            if not durable:  # WAL without a flush of its own: the next durable commit carries it
+                db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield db
-                if bump:
-                    db.execute("UPDATE catalog_generation SET n = n + 1")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    if bump:
+                        db.execute("UPDATE catalog_generation SET n = n + 1")
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            finally:
+                if not durable:
+                    db.execute("PRAGMA synchronous=FULL")
 
     def generation(self) -> int:
         """A number that changes whenever a change to the catalog is committed, by any process."""

@@ -30,7 +30,6 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass, field
 from typing import Any, TypeVar
 
@@ -107,10 +106,7 @@ class InstanceWritesMixin:
     _sql: Dialect
     _integrity_errors: tuple[type[BaseException], ...]
 
-    def _write(self, fn: Callable[[Any], _T], *, bump: bool = True) -> _T:
-        raise NotImplementedError
-
-    def _tx(self, *, bump: bool = True) -> AbstractContextManager[Any]:
+    def _write(self, fn: Callable[[Any], _T], *, bump: bool = True, durable: bool = True) -> _T:
         raise NotImplementedError
 
     def _select_in(self, db: Any, sql: str, values: Iterable[str]) -> list[Any]:

@@ -22,6 +22,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .catalog import SqlCatalog
+from .coordination import PG_INTENTS, PG_JOBS
 from .sql_dialect import POSTGRESQL
 
 if TYPE_CHECKING:
@@ -166,6 +167,12 @@ UPDATE studies SET series_count = c.n
  WHERE studies.study_uid = c.study_uid;
 """,
     ),
+    (
+        5,
+        "-- Upload intents (voxelgate.cache.coordination): the orphan sweep reads these, not the bucket.\n"
+        + PG_INTENTS,
+    ),
+    (6, "-- Background jobs claimed by replicas (voxelgate.cache.coordination).\n" + PG_JOBS),
 )
 
 #: The schema version this code serves.
@@ -256,19 +263,21 @@ class PostgresCatalog(SqlCatalog):
             yield conn
 
     @contextmanager
-    def _tx(self, *, bump: bool = True) -> Iterator[psycopg.Connection[Any]]:
+    def _tx(self, *, bump: bool = True, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
         with self._pool.connection() as conn, conn.transaction():
+            if not durable:  # committed without waiting for the WAL flush: the next durable commit carries it
+                conn.execute("SET LOCAL synchronous_commit = off")
             yield conn
             if bump:
                 # Last, so the counter's row lock is held only for the commit itself.
                 conn.execute("UPDATE catalog_generation SET n = n + 1")
 
-    def _write(self, fn: Callable[[Any], _T], *, bump: bool = True) -> _T:
+    def _write(self, fn: Callable[[Any], _T], *, bump: bool = True, durable: bool = True) -> _T:
         """``fn(connection)`` in one write transaction, run again (up to :data:`WRITE_ATTEMPTS` times) when
         PostgreSQL aborts it for another writer's sake (a deadlock, or a row it relied on deleted meanwhile)."""
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                with self._tx(bump=bump) as db:
+                with self._tx(bump=bump, durable=durable) as db:
                     return fn(db)
             except self._retry_errors as exc:
                 if attempt == WRITE_ATTEMPTS:

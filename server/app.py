@@ -22,7 +22,6 @@ from grpc_reflection.v1alpha import reflection
 
 from voxelgate.cache.catalog import SqlCatalog
 from voxelgate.cache.derived import DerivedCache, SharedCacheState
-from voxelgate.cache.gc import remove_orphans
 from voxelgate.cache.store import Store
 from voxelgate.imaging.cpu import all_cores, pin_requests
 from voxelgate.imaging.dicom.archive import DicomArchive
@@ -138,9 +137,13 @@ def open_storage(
 def recover_storage(store: Store, catalog: SqlCatalog) -> None:
     """Remove objects left by a crash between store and catalog commit; before serving.
 
-    It holds each object's lock, so it would be safe beside ingests too.
+    Only the objects of upload intents are looked at (this replica's, and any
+    replica's that are long stale), never a listing of the whole store: its
+    cost follows the uploads that were in flight, not the store's size. Each is
+    dealt with under its content's lock, so it is safe beside ingests of other
+    replicas too.
     """
-    remove_orphans(store, catalog.is_referenced)
+    store.sweep_intents(catalog.is_referenced, startup=True)
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials | None:

@@ -153,6 +153,9 @@ class DicomArchive:
             if pending:
                 shas = {p[3].sha256 for p in pending}
                 with self.store.lock_many(shas):
+                    # Recorded before any byte is written, cleared once the rows committed: a crash in
+                    # between leaves intents, which the sweep at start reads (not the whole store).
+                    self.store.intend(shas)
                     for _, incoming, _, _ in pending:
                         self.store.commit(incoming.staged, sync=False)
                     self.store.sync_batch(shas)
@@ -178,6 +181,7 @@ class DicomArchive:
                         if not self.catalog.is_referenced(sha):  # every file of this content failed
                             self.store.delete(sha)
                             self.cache.evict_tag(sha)
+                    self.store.settle(shas)
             for sha in replaced:
                 self._forget_content(sha)
         finally:

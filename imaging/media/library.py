@@ -189,10 +189,12 @@ class MediaLibrary(VideoLibraryMixin):
             if pending:
                 shas = {r.media_id for _, _, r in pending}
                 with self.store.lock_many(shas):
+                    self.store.intend(shas)  # cleared once the rows committed (see DicomArchive.finish_batch)
                     for _, incoming, _ in pending:
                         self.store.commit(incoming.staged, sync=False)
                     self.store.sync_batch(shas)
                     new = self.catalog.put_media([_row(r) for _, _, r in pending])  # type: ignore[attr-defined]
+                    self.store.settle(shas)
                 for (i, _, report), is_new in zip(pending, new):
                     report.outcome = "stored" if is_new else "duplicate"
                     results[i] = report
