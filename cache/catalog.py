@@ -281,10 +281,11 @@ class SqlCatalog(InstanceWritesMixin, MediaCatalogMixin, CoordinationMixin):
         return found or self.media_referenced(sha256) or self.job_referenced(sha256)
 
     def totals(self) -> tuple[int, int]:
-        """(objects, bytes) of everything stored, DICOM and media."""
+        """(objects, bytes) of everything stored: DICOM, media, and the results jobs keep (exports)."""
         n, size = self._one("SELECT count(*), coalesce(sum(size), 0) FROM instances")
         mn, msize = self.media_totals()
-        return int(n) + mn, int(size) + msize
+        jn, jsize = self.job_totals()
+        return int(n) + mn + jn, int(size) + msize + jsize
 
     def _study_where(self, flt: QueryFilter, alias: str) -> tuple[list[str], list[object]]:
         where: list[str] = []

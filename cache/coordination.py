@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     result TEXT NOT NULL DEFAULT '',    -- JSON, once done
     error TEXT NOT NULL DEFAULT '',     -- JSON {type, reason, subject}, once failed or cancelled
     result_sha256 TEXT NOT NULL DEFAULT '',  -- an object of the store the result keeps (an export's MP4)
+    result_size INTEGER NOT NULL DEFAULT 0,  -- its bytes
     created REAL NOT NULL,
     updated REAL NOT NULL
 );
@@ -86,6 +87,7 @@ CREATE TABLE jobs (
     result TEXT NOT NULL DEFAULT '',
     error TEXT NOT NULL DEFAULT '',
     result_sha256 TEXT NOT NULL DEFAULT '',
+    result_size BIGINT NOT NULL DEFAULT 0,
     created DOUBLE PRECISION NOT NULL,
     updated DOUBLE PRECISION NOT NULL
 );
@@ -258,17 +260,21 @@ class CoordinationMixin:
         result: dict[str, Any] | None = None,
         error: dict[str, Any] | None = None,
         result_sha256: str = "",
+        result_size: int = 0,
         db: Any = None,
     ) -> bool:
         """Record the end of a job; False when it is no longer ``claim``'s (another runner took it over).
 
-        With ``db``, inside that open transaction (the one that stores what the job made).
+        ``result_sha256``/``result_size``: an object of the store the result
+        keeps (counted as stored, kept until the job is pruned). With ``db``,
+        inside that open transaction (the one that stores what the job made).
         """
         if state not in (DONE, FAILED, CANCELLED):
             raise ValueError(f"a job ends done, failed or cancelled, not {state!r}")
         now = self._sql.now
         sql = self._sql.q(
-            f"UPDATE jobs SET state=?, result=?, error=?, result_sha256=?, done=total, lease_until=0, updated={now} "
+            f"UPDATE jobs SET state=?, result=?, error=?, result_sha256=?, result_size=?, done=total, lease_until=0, "
+            f"updated={now} "
             "WHERE job_id=? AND owner=? AND attempt=? AND state='running'"
         )
         args = (
@@ -276,6 +282,7 @@ class CoordinationMixin:
             json.dumps(result) if result is not None else "",
             json.dumps(error) if error is not None else "",
             result_sha256,
+            result_size,
             claim.job_id,
             claim.owner,
             claim.attempt,
@@ -301,6 +308,11 @@ class CoordinationMixin:
         )
         rows = self._write(lambda db: db.execute(sql, (older_than,)).fetchall(), bump=False)
         return [(str(r[0]), str(r[1])) for r in rows]
+
+    def job_totals(self) -> tuple[int, int]:
+        """(objects, bytes) that finished jobs keep in the store."""
+        n, size = self._one("SELECT count(*), coalesce(sum(result_size), 0) FROM jobs WHERE result_sha256 != ''")
+        return int(n), int(size)
 
     def job_referenced(self, sha256: str) -> bool:
         """Whether a job's result keeps this object."""

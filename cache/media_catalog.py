@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from voxelgate.errors import ConflictError
+
+from .coordination import DONE, Claim
 from .sql_dialect import Dialect
 
 MEDIA_SCHEMA = """
@@ -106,6 +109,7 @@ class MediaCatalogMixin:
     _tx: Any
     _one: Any
     _all: Any
+    finish_job: Any
 
     def put_media(self, rows: Sequence[MediaRow]) -> list[bool]:
         """Insert media items in one transaction; per row, True when new (False: same bytes stored)."""
@@ -136,11 +140,26 @@ class MediaCatalogMixin:
             return None
         return MediaRow(*row[:7], json.loads(row[7]), row[8])
 
-    def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool:
+    def put_reencoded(
+        self,
+        row: MediaRow,
+        source_id: str,
+        report: dict[str, Any],
+        *,
+        job: Claim | None = None,
+        job_result: dict[str, Any] | None = None,
+    ) -> bool:
         """Store a re-encoded video and its link to the source in one transaction; True when the item is new.
 
         When the same bytes were stored before, the item stays and its link and
-        report are replaced by these.
+        report are replaced by these. With ``job``, the job that made it ends
+        (done, ``job_result``) in the same transaction: a replica that lost the
+        job to another stores nothing.
+
+        Raises
+        ------
+        ConflictError
+            ``job`` is no longer this runner's (another replica took it over).
         """
         with self._tx() as db:
             cur = db.execute(
@@ -161,7 +180,9 @@ class MediaCatalogMixin:
                 self._sql.upsert("media_reencodes", ["media_id", "source_id", "report", "created"], ["media_id"]),
                 (row.media_id, source_id, json.dumps(report), time.time()),
             )
-        return cur.rowcount == 1
+            if job is not None and not self.finish_job(job, DONE, result=job_result, db=db):
+                raise ConflictError("another replica took this job over", subject=job.job_id)
+        return bool(cur.rowcount == 1)
 
     def get_reencode(self, media_id: str) -> tuple[str, dict[str, Any]] | None:
         """(source id, report) of a re-encoded item; None when ``media_id`` was not made by re-encoding."""

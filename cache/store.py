@@ -13,9 +13,9 @@ import hashlib
 import logging
 import os
 import sys
-import uuid
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from voxelgate.cache.store import Store
 from voxelgate.imaging.cpu import all_cores, pin_requests
 from voxelgate.imaging.dicom.archive import DicomArchive
 from voxelgate.imaging.dicom.series import SeriesVolumes
+from voxelgate.imaging.jobs import POLL_S, PROGRESS_S, JobRunner
 from voxelgate.imaging.media import MediaLimits
 from voxelgate.imaging.media.library import MediaLibrary
 from voxelgate.v1 import (
@@ -42,7 +44,7 @@ from voxelgate.v1 import (
 from .admin_servicer import AdminServicer
 from .annotation_servicer import AnnotationServicer
 from .auth import BearerAuthInterceptor, load_tokens
-from .backends import open_catalog, open_store
+from .backends import open_catalog, open_store, replica_id
 from .config import Backends, Config
 from .dicom_servicer import DicomServicer
 from .media_servicer import MediaServicer, add_media_service
@@ -58,6 +60,10 @@ SERVICE_NAMES = (
     media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
 )
+#: The health service's name for liveness: SERVING while the process serves at all, draining included
+#: (a probe that fails restarts the process). The empty name and the services' names are readiness:
+#: SERVING once start-up is done, NOT_SERVING from SIGTERM on (a load balancer sends no new calls).
+LIVENESS = "liveness"
 
 
 @dataclass
@@ -73,11 +79,29 @@ class Running:
     store: Store | None = None
     media: MediaLibrary | None = None
     volumes: SeriesVolumes | None = None
+    jobs: JobRunner | None = None
 
-    def stop(self, grace: float | None = None) -> None:
+    def drain(self, seconds: float) -> None:
+        """Report NOT_SERVING (readiness) while still answering, for ``seconds``: load balancers and
+        Kubernetes stop sending new calls before the server stops taking them."""
+        self._not_ready()
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def _not_ready(self) -> None:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.jobs is not None:
+            self.jobs.draining = True
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls, give those in flight ``grace`` seconds, hand this process's background jobs
+        over (their leases given up: another replica takes them at once), and close the storage."""
+        self._not_ready()
         self.server.stop(grace).wait()
+        if self.jobs is not None:
+            self.jobs.close(hand_off=True)
+        self.health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.media is not None:
             self.media.readers.close()
         self.catalog.close()
@@ -196,20 +220,39 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     )
     volumes = SeriesVolumes(archive, plane_stack_bytes=config.plane_stack_bytes)
     add_volume_service(VolumeServicer(volumes), server)
+    lease = config.job_lease_seconds
+    jobs = JobRunner(
+        catalog,
+        owner=f"{replica_id(config.data_dir)}/{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}",
+        lease_s=lease,
+        poll_s=min(POLL_S, lease / 4),
+        progress_s=min(PROGRESS_S, lease / 4),
+    )
     library = MediaLibrary(
         store,
         catalog,
         cache,
         limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes),
         video_limits=config.video_limits,
+        jobs=jobs,
     )
     add_media_service(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
     annotation_pb2_grpc.add_AnnotationServiceServicer_to_server(AnnotationServicer(volumes, archive, library), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(cache, catalog, process=worker.index + 1 if worker else 1, processes=config.processes), server
+        AdminServicer(
+            cache,
+            catalog,
+            process=worker.index + 1 if worker else 1,
+            processes=config.processes,
+            replica=replica_id(config.data_dir),
+        ),
+        server,
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):  # ready once start-up below is done
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
@@ -227,7 +270,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         recover_storage(store, catalog)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, archive, cache, catalog, store, library, volumes)
+    return Running(server, port, health_servicer, archive, cache, catalog, store, library, volumes, jobs)
 
 
 def codec_report() -> dict[str, list[str]]:
@@ -319,6 +362,8 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     running = build_server(config, worker=worker)
     with all_cores():  # the cache writer hashes and writes whole volumes: every core
         running.cache.start_writer()
+        if running.jobs is not None:
+            running.jobs.start()  # renews this process's jobs, takes over those of replicas that died
     received = _note_signals()
     frozen = freeze_startup_objects()
     running.server.start()
@@ -346,7 +391,15 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
         time.sleep(0.1)
         if worker is not None and os.getppid() != worker.parent_pid:  # the parent died (SIGKILL): stop too
             received.append(signal.SIGTERM)
-    log.info("shutting down", extra={"signal": signal.Signals(received[0]).name, "grace_s": config.grace_seconds})
+    log.info(
+        "shutting down",
+        extra={
+            "signal": signal.Signals(received[0]).name,
+            "drain_s": config.drain_seconds,
+            "grace_s": config.grace_seconds,
+        },
+    )
+    running.drain(config.drain_seconds)
     running.stop(config.grace_seconds)
     log.info("stopped")
     return 0

@@ -67,6 +67,27 @@ def _add_backend_options(s: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_replica_options(s: argparse.ArgumentParser) -> None:
+    """Serving beside other replicas behind a load balancer (docs/scale-out.md)."""
+    g = s.add_argument_group("replicas")
+    g.add_argument(
+        "--drain",
+        type=float,
+        default=float(_env("DRAIN", 0)),
+        metavar="SECONDS",
+        help="after SIGTERM, report NOT_SERVING (readiness) this long while still answering, so that the load "
+        "balancer stops sending calls first; then in-flight calls get --grace (default 0)",
+    )
+    g.add_argument(
+        "--job-lease",
+        type=float,
+        default=float(_env("JOB_LEASE", 20)),
+        metavar="SECONDS",
+        help="background jobs (re-encodes, exports) of a replica that stops renewing them are taken over by "
+        "another replica after this (default 20)",
+    )
+
+
 def _backends(args: argparse.Namespace) -> Backends:
     from .config import Backends
 
@@ -139,6 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     _add_backend_options(s)
+    _add_replica_options(s)
 
     i = sub.add_parser("ingest", help="send DICOM files or folders (recursive) to the server")
     i.add_argument("paths", nargs="+", type=Path)
@@ -319,6 +341,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         processes=args.processes,
         grace_seconds=args.grace,
         backends=_backends(args),
+        drain_seconds=args.drain,
+        job_lease_seconds=args.job_lease,
     )
     try:
         return serve(config)

@@ -56,6 +56,10 @@ class Config:
     processes: int = 1  # processes serving the port (voxelgate.server.app.serve_processes)
     grace_seconds: float = 20.0
     backends: Backends = field(default_factory=Backends)
+    drain_seconds: float = 0.0  # after SIGTERM: health NOT_SERVING this long before calls stop being taken
+    job_lease_seconds: float = (
+        20.0  # a dead replica's background jobs are taken over after this (voxelgate.imaging.jobs)
+    )
 
     def check_security(self) -> None:
         """Refuse a non-loopback bind without TLS and tokens unless ``insecure``.

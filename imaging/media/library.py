@@ -10,20 +10,22 @@ video half lives in :mod:`voxelgate.imaging.media.video_library`.
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from voxelgate.cache.coordination import CANCELLED, DONE, FAILED
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaRow, MemberRow, SetRow
 from voxelgate.cache.store import Store
-from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
-from voxelgate.imaging.cpu import all_cores, use_all_cores
+from voxelgate.errors import CancelledError, ConflictError, InvalidInputError, LimitExceededError, NotFoundError
+from voxelgate.imaging.cpu import all_cores
+from voxelgate.imaging.jobs import JobRunner, JobStatus, LocalJob, Outcome
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
@@ -35,7 +37,8 @@ from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibrary
 log = logging.getLogger(__name__)
 
 FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original"]
-_KEEP_JOBS = 64
+#: The kind of export jobs (``voxelgate.imaging.jobs``).
+EXPORT = "export"
 
 
 @dataclass
@@ -62,18 +65,6 @@ class MediaFrameResult:
     page: int
     frame: int = 0  # the index asked for (page, position in a set, or video frame)
     time_s: float | None = None  # video frames: presentation time
-
-
-@dataclass
-class ExportJob:
-    """A video export running in the background."""
-
-    export_id: str
-    total: int
-    done_frames: int = 0
-    finished: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    size_bytes: int = 0
 
 
 class _SniffedFile(IncomingFile):
@@ -127,6 +118,10 @@ class MediaLibrary(VideoLibraryMixin):
         Size, pixel and page limits enforced on every image.
     video_limits:
         Size and frame limits enforced on every video (``VideoLimits()`` when None).
+    jobs:
+        Runs re-encodes and exports in the background, claimed through the
+        catalog (``voxelgate.imaging.jobs``); one of this process's own when
+        None (``catalog`` must then offer the jobs table).
     """
 
     def __init__(
@@ -137,13 +132,15 @@ class MediaLibrary(VideoLibraryMixin):
         *,
         limits: MediaLimits,
         video_limits: VideoLimits | None = None,
+        jobs: JobRunner | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.cache = cache
         self.limits = limits
-        self._jobs: dict[str, ExportJob] = {}
-        self._jobs_lock = threading.Lock()
+        self.jobs = jobs or JobRunner(catalog, owner=f"local:{os.getpid()}:{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
+        self.jobs.register(EXPORT, self._export_job)
+        self.jobs.on_result_pruned = self._drop_result
         self._init_video(video_limits)
 
     # -- ingest ---------------------------------------------------------------
@@ -464,45 +461,102 @@ class MediaLibrary(VideoLibraryMixin):
     def export_id(set_id: str, fps: float) -> str:
         return f"{set_id}@{fps:g}"
 
-    def _export_key(self, set_row: SetRow, fps: float) -> str:
-        ids = [f"{m.media_id}:{m.page}:{m.width}x{m.height}" for m in set_row.members]
-        return make_key("media", "mp4", set_row.set_id, {"fps": fps, "frames": ids}, version=1)
+    @staticmethod
+    def _export_job_id(export_id: str) -> str:
+        return f"{EXPORT}:{export_id}"
 
-    def start_export(self, set_id: str, fps: float = 25.0) -> ExportJob:
-        """Start (or join) the MP4 export of a sequence in the background."""
+    @staticmethod
+    def export_of(job_id: str) -> str:
+        """The export id (``set@fps``) of an export job."""
+        return job_id.removeprefix(f"{EXPORT}:")
+
+    def start_export(self, set_id: str, fps: float = 25.0) -> str:
+        """Start (or join) the MP4 export of a sequence in the background; the job's id.
+
+        One job per sequence and rate, recorded in the catalog: asked again on
+        any replica, the export running (or done) is joined; a failed or
+        cancelled one runs again. Its MP4 is kept in the object store for
+        ``GetExport`` on any replica, until the job is pruned.
+
+        Raises
+        ------
+        InvalidInputError
+            A bad rate, or a set that is not a sequence.
+        NotFoundError
+            No such set.
+        """
         if not 0 < fps <= 240:
             raise InvalidInputError(f"fps must be in (0, 240], got {fps}")
         s = self.media_set(set_id)
         if s.kind != "sequence":
             raise InvalidInputError("only a sequence can be exported as video", subject=set_id)
-        export_id = self.export_id(set_id, fps)
-        with self._jobs_lock:
-            job = self._jobs.get(export_id)
-            if job is not None and (not job.finished.is_set() or job.error is None):
-                return job
-            job = self._jobs[export_id] = ExportJob(export_id, total=len(s.members))
-            # Keep the last finished jobs for their callers; the MP4s live in the derived cache.
-            finished = [k for k, j in self._jobs.items() if j.finished.is_set()]
-            for k in finished[: max(0, len(finished) - _KEEP_JOBS)]:
-                del self._jobs[k]
-        threading.Thread(target=self._run_export, args=(job, s, fps), name="export", daemon=True).start()
-        return job
+        job_id = self._export_job_id(self.export_id(set_id, fps))
+        params = {"set_id": set_id, "fps": fps}
+        for _ in range(3):
+            try:
+                return self.jobs.submit(EXPORT, params, total=len(s.members), job_id=job_id).job_id
+            except ValueError:  # it exists: join it, or run it again if it failed
+                pass
+            st = self.jobs.status(job_id)
+            if st.state not in (FAILED, CANCELLED) or self.jobs.resubmit(job_id, EXPORT, params, total=len(s.members)):
+                return job_id
+        return job_id
 
-    def _run_export(self, job: ExportJob, s: SetRow, fps: float) -> None:
-        use_all_cores()  # encoding: native work, off the request threads' core
+    def export_status(self, job_id: str) -> JobStatus:
+        """An export job's state, wherever it runs (see ``voxelgate.imaging.jobs.JobRunner.follow``).
+
+        Raises
+        ------
+        NotFoundError
+            No such job.
+        """
+        return self.jobs.status(job_id)
+
+    def _export_job(self, job: LocalJob) -> Outcome:
+        """Encode the export, keep its MP4 in the store and record the end, as one runner's (see ``_store_result``)."""
+        set_id, fps = str(job.params["set_id"]), float(job.params["fps"])
+        s = self.media_set(set_id)
+        job.progress(0, len(s.members))
+        with tempfile.TemporaryDirectory(prefix="voxelgate-export-") as tmp:
+            out = Path(tmp) / "export.mp4"
+            self._encode(s, fps, out, job)
+            meta = {"fps": fps, "frames": len(s.members), "width": s.members[0].width, "height": s.members[0].height}
+            return self._store_result(job, out, "export.mp4", {**meta, "size_bytes": out.stat().st_size})
+
+    def _store_result(self, job: LocalJob, path: Path, name: str, result: dict[str, object]) -> Outcome:
+        """Keep a job's result file in the object store and end the job with it (a runner that lost the job
+        keeps nothing)."""
+        staged = self.store.stage(name=name, max_bytes=max(self.video_limits.max_file_bytes, path.stat().st_size))
         try:
-            entry = self.cache.get_or_compute_file(
-                self._export_key(s, fps), lambda: self._encode(s, fps, job), tag=s.set_id
-            )
-            job.size_bytes = entry.length
-            job.done_frames = job.total
-        except BaseException as exc:
-            job.error = exc
-            log.warning("export failed", extra={"frames": job.total}, exc_info=exc)
+            with path.open("rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    staged.write(chunk)
+            sha = staged.close(sync=False)
+            with self.store.lock(sha):
+                self.store.intend([sha])
+                try:
+                    self.store.commit(staged, sync=True)
+                    if not self.catalog.finish_job(
+                        job.claim, DONE, result=result, result_sha256=sha, result_size=staged.size
+                    ):
+                        raise ConflictError("another replica took this job over", subject=job.job_id)
+                except BaseException:
+                    if not self.catalog.is_referenced(sha):
+                        self.store.delete(sha)
+                    raise
+                finally:
+                    self.store.settle([sha])
         finally:
-            job.finished.set()
+            staged.discard()
+        return Outcome(result, sha, recorded=True)
 
-    def _encode(self, s: SetRow, fps: float, job: ExportJob | None) -> tuple[bytes, str, dict[str, object]]:
+    def _drop_result(self, sha: str) -> None:
+        """Delete a pruned job's result object unless something else holds the same bytes."""
+        with self.store.lock(sha):
+            if not self.catalog.is_referenced(sha):
+                self.store.delete(sha)
+
+    def _encode(self, s: SetRow, fps: float, out: Path, job: LocalJob) -> None:
         width, height = s.members[0].width, s.members[0].height
 
         def frames() -> Iterator:  # type: ignore[type-arg]
@@ -513,24 +567,15 @@ class MediaLibrary(VideoLibraryMixin):
                 yield arr
 
         def progress(n: int) -> None:
-            if job is not None:
-                job.done_frames = n
+            if job.cancel.is_set():
+                raise CancelledError("the export was stopped", subject=s.set_id)
+            job.progress(n, len(s.members))
 
-        with tempfile.TemporaryDirectory(prefix="voxelgate-export-") as tmp:
-            out = Path(tmp) / "export.mp4"
-            export_mp4(frames(), out, fps=fps, width=width, height=height, on_progress=progress)
-            return (
-                out.read_bytes(),
-                "video/mp4",
-                {"fps": fps, "frames": len(s.members), "width": width, "height": height},
-            )
-
-    def export_job(self, export_id: str) -> ExportJob | None:
-        with self._jobs_lock:
-            return self._jobs.get(export_id)
+        export_mp4(frames(), out, fps=fps, width=width, height=height, on_progress=progress)
 
     def iter_export(self, export_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The MP4 of an export, built now if it is not in the derived cache (any more).
+        """The MP4 of an export: from the object store once its job is done (on any replica), after waiting for
+        the job (started now if there is none: it was never asked for, or pruned).
 
         Raises
         ------
@@ -542,11 +587,20 @@ class MediaLibrary(VideoLibraryMixin):
             fps = float(fps_text)
         except ValueError:
             raise NotFoundError("no such export", subject=export_id) from None
-        s = self.media_set(set_id)
-        entry = self.cache.get_or_compute_file(
-            self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id
-        )
-        yield from entry.iter_chunks(chunk_size)
+        job_id = self._export_job_id(export_id)
+        try:
+            st = self.jobs.status(job_id)
+        except NotFoundError:
+            st = None
+        if st is None or st.state in (FAILED, CANCELLED):
+            job_id = self.start_export(set_id, fps)
+        *_, st = self.jobs.follow(job_id)  # its last status: finished
+        if st.state != DONE:
+            raise st.error or NotFoundError("no such export", subject=export_id)
+        row = self.catalog.get_job(job_id)
+        if row is None or not row.result_sha256:
+            raise NotFoundError("the export is gone; ask for it again", subject=export_id)
+        yield from self.store.iter_bytes(row.result_sha256, chunk_size)
 
 
 def _row(r: MediaReport) -> MediaRow:

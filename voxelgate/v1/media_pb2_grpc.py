@@ -173,6 +173,10 @@ class MediaServiceServicer:
     def Reencode(self, request, context):
         """Re-encode a video: progress messages, the last one (done) with the new item and
         the report (frame map included). Cancelling the call stops the job; nothing is stored.
+        The job runs in the background on one replica and is recorded in the catalog: the first
+        message names it (job_id). When the call breaks because its replica went away, the job
+        goes on (another replica takes it over), and a Reencode with that job_id, on any replica,
+        follows it to its end.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -180,7 +184,8 @@ class MediaServiceServicer:
 
     def ExportVideo(self, request, context):
         """Export a sequence as MP4 (H.264, constant frame rate, faststart): progress messages,
-        the last one with the export id; the job goes on if the caller goes away.
+        the last one with the export id; the job goes on if the caller goes away (on another
+        replica if this one does), and ExportVideo asked again on any replica joins it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
