@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import grpc
 
 from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.dicom.building import VolumeGrid
 from voxelgate.imaging.dicom.series import SeriesVolumes, WindowRequest
-from voxelgate.imaging.dicom.volume import VolumeGrid
 from voxelgate.imaging.encode import ImageFormat
 from voxelgate.imaging.windowing import VoiFunction
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc

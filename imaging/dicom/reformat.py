@@ -48,7 +48,8 @@ import numpy as np
 from voxelgate.errors import InvalidInputError, NotFoundError
 from voxelgate.imaging.cpu import use_all_cores
 
-from .volume import Interpolation, Volume, round_to_dtype, sample_grid
+from .sampling import Interpolation, round_to_dtype, sample_grid
+from .volume import Volume
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Series volumes for viewers: stacks, cached volumes, windowed reformats.
 
 This composes the pieces: the archive's catalog and decoded frames, stack
-splitting (:mod:`.stacks`), volume building (:mod:`.volume`), reformats
+splitting (:mod:`.stacks`), volume building (:mod:`.building`), reformats
 (:mod:`.reformat`) and windowing (:mod:`voxelgate.imaging.windowing`). Volumes are built
 once into the derived cache and memory-mapped from there; rendered slices are
 cached too.
@@ -26,7 +26,7 @@ import numpy.ma
 from pydicom.dataset import Dataset
 
 from voxelgate.cache.catalog import InstanceRow
-from voxelgate.cache.derived import CachedFile, npy_memmap, npy_parts
+from voxelgate.cache.derived import CachedFile, npy_parts
 from voxelgate.cache.keys import make_key
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 
@@ -35,13 +35,14 @@ from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
 from ..memory import fresh_array
 from ..windowing import PRESETS, VoiFunction, auto_window, preset, window_to_uint8, window_to_uint16
 from .archive import NPY, DicomArchive
+from .building import VolumeGrid, build_volume, plan_volume, volume_from_cache
 from .frames import modality_dtype, modality_values, object_window, voi_lut_display
 from .headers import InstanceHeader
 from .parse import read_dataset
 from .pixels import NativeLayout
 from .reformat import Plane, PlaneStacks, Slice, plane_grid
 from .stacks import Excluded, FrameRef, Stack, frame_refs, split_stacks
-from .volume import Volume, VolumeGrid, build_volume, plan_volume
+from .volume import Volume
 
 WindowSource = Literal["object", "preset", "auto", "explicit"]
 
@@ -298,12 +299,7 @@ class SeriesVolumes:
         # The builder answers from the volume in memory while the cache file is written
         # behind it (150 MB of a CT); other callers wait for the file and map it.
         entry = self.archive.cache.get_or_compute_file(key, compute, tag=f"series:{series_uid}", write_behind=True)
-        if built:
-            vol = built[0]
-        elif entry.payload is not None:
-            vol = Volume.from_npy_bytes(entry.payload, dict(entry.meta))
-        else:
-            vol = Volume.from_array(npy_memmap(entry.path, entry.offset), dict(entry.meta))
+        vol = built[0] if built else volume_from_cache(entry)
         with self._lock:
             self._volumes[key] = (vol, entry)
             while len(self._volumes) > self._memo_volumes:
@@ -320,7 +316,7 @@ class SeriesVolumes:
     def _summary_voxels(self, layout: SeriesLayout, stack: Stack, grid: VolumeGrid) -> np.ndarray | None:
         """The voxels of an untilted, evenly spaced stack, built from the header summaries kept at ingest.
 
-        What :func:`~.volume.build_volume` makes of ``load_frame`` in :meth:`volume`
+        What :func:`~.building.build_volume` makes of ``load_frame`` in :meth:`volume`
         (modality values, int32 narrowed to int16 when a frame's values allow, the
         frames' common dtype), without parsing a header: uncompressed frames are read
         straight into their place in the result and rescaled there; compressed ones
