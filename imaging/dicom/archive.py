@@ -24,8 +24,9 @@ from voxelgate.cache.catalog import (
     SeriesSummary,
     StudySummary,
 )
-from voxelgate.cache.derived import DerivedCache, npy_array, npy_bytes
+from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
+from voxelgate.cache.npy import npy_array, npy_bytes
 from voxelgate.cache.store import ObjectStore
 from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError
 

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 import SimpleITK as sitk
 
-from voxelgate.cache.derived import CachedFile, npy_memmap
+from voxelgate.cache.npy import npy_memmap
+from voxelgate.cache.records import CachedFile
 from voxelgate.errors import InvalidInputError, UnsupportedError
 from voxelgate.imaging.cpu import all_cores
 

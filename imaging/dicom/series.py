@@ -26,8 +26,9 @@ import numpy.ma
 from pydicom.dataset import Dataset
 
 from voxelgate.cache.catalog import InstanceRow
-from voxelgate.cache.derived import CachedFile, npy_parts
 from voxelgate.cache.keys import make_key
+from voxelgate.cache.npy import npy_parts
+from voxelgate.cache.records import CachedFile
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 
 from ..cpu import use_all_cores
@@ -286,7 +287,7 @@ class SeriesVolumes:
 
         built: list[Volume] = []
 
-        def compute() -> tuple[bytes, str, dict[str, object]]:
+        def compute() -> tuple[list[bytes | memoryview], str, dict[str, object]]:
             grid = layout.grids[stack_index]
             voxels = self._summary_voxels(layout, stack, grid)
             if voxels is not None:
@@ -294,7 +295,7 @@ class SeriesVolumes:
             else:
                 vol = build_volume(stack, load_frame, grid=grid)
             built.append(vol)
-            return npy_parts(vol.array), NPY, vol.geometry()  # type: ignore[return-value]
+            return npy_parts(vol.array), NPY, vol.geometry()
 
         # The builder answers from the volume in memory while the cache file is written
         # behind it (150 MB of a CT); other callers wait for the file and map it.

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import SimpleITK as sitk
 
-from voxelgate.cache.derived import npy_array, npy_bytes
+from voxelgate.cache.npy import npy_array, npy_bytes
 from voxelgate.imaging.cpu import use_all_cores
 from voxelgate.imaging.memory import fresh_array
 
