@@ -6,11 +6,14 @@ so it needs no invalidation beyond dropping a tag's entries and clearing.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable
 
+from .lru import LRU
 from .records import CachedValue
+
+
+def _payload_bytes(held: tuple[CachedValue, str | None]) -> int:
+    return len(held[0].payload)
 
 
 class MemoryTier:
@@ -25,9 +28,7 @@ class MemoryTier:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._lock = threading.Lock()
-        self._values: OrderedDict[str, tuple[CachedValue, str | None]] = OrderedDict()
-        self._bytes = 0
+        self._values: LRU[str, tuple[CachedValue, str | None]] = LRU(max_bytes=limit, size=_payload_bytes, locked=True)
 
     def fits(self, size: int) -> bool:
         """Whether a payload of ``size`` bytes would be kept."""
@@ -36,39 +37,21 @@ class MemoryTier:
     def get(self, key: str) -> CachedValue | None:
         if not self.limit:
             return None
-        with self._lock:
-            held = self._values.get(key)
-            if held is None:
-                return None
-            self._values.move_to_end(key)
-            return held[0]
+        held = self._values.get(key)
+        return None if held is None else held[0]
 
     def keep(self, key: str, value: CachedValue, tag: str | None) -> None:
         """Keep ``value`` if it fits (a key already kept keeps its value: values never change under a key)."""
-        size = len(value.payload)
-        if not self.fits(size):
-            return
-        with self._lock:
-            if key in self._values:
-                return
-            self._values[key] = (value, tag)
-            self._bytes += size
-            while self._bytes > self.limit:
-                _, (old, _) = self._values.popitem(last=False)
-                self._bytes -= len(old.payload)
+        if self.fits(len(value.payload)):
+            self._values.add(key, (value, tag))
 
     def evict(self, tag: str, gone: Callable[[str], bool]) -> None:
         """Drop the values kept with ``tag``, and those kept without a tag for which ``gone(key)`` holds."""
-        with self._lock:
-            if not self._values:
-                return
-            for key in [k for k, (_, t) in self._values.items() if t == tag or (t is None and gone(k))]:
-                self._bytes -= len(self._values.pop(key)[0].payload)
+        if len(self._values):
+            self._values.discard_if(lambda key, held: held[1] == tag or (held[1] is None and gone(key)))
 
     def clear(self) -> None:
-        with self._lock:
-            self._values.clear()
-            self._bytes = 0
+        self._values.clear()
 
 
 __all__ = ["MemoryTier"]

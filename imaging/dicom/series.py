@@ -14,7 +14,6 @@ import hashlib
 import math
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -27,6 +26,7 @@ from pydicom.dataset import Dataset
 
 from voxelgate.cache.catalog import InstanceRow
 from voxelgate.cache.keys import make_key
+from voxelgate.cache.lru import LRU
 from voxelgate.cache.npy import npy_parts
 from voxelgate.cache.records import CachedFile
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
@@ -168,11 +168,10 @@ class SeriesVolumes:
         #: Whole planes reformatted once for the volumes a viewer pages through (see PlaneStacks).
         self.planes = PlaneStacks(plane_stack_bytes)
         self._lock = threading.Lock()
-        self._layouts: OrderedDict[str, SeriesLayout] = OrderedDict()
+        # Both under _lock, with _by_series.
+        self._layouts: LRU[str, SeriesLayout] = LRU(memo_series, on_evict=self._forget_series)
         self._by_series: dict[str, tuple[int, SeriesLayout]] = {}
-        self._volumes: OrderedDict[str, tuple[Volume, CachedFile]] = OrderedDict()
-        self._memo_series = memo_series
-        self._memo_volumes = memo_volumes
+        self._volumes: LRU[str, tuple[Volume, CachedFile]] = LRU(memo_volumes)
         # Renders run a core's worth at a time: more at once only trade the GIL back and forth
         # between threads (each numpy call releases and retakes it), which costs more than it gives.
         self._render_slots = threading.BoundedSemaphore(os.cpu_count() or 2)
@@ -196,10 +195,10 @@ class SeriesVolumes:
         identity = tuple(sorted(r.sha256 for r in rows))
         memo_key = hashlib.sha256("\n".join(identity).encode()).hexdigest()
         with self._lock:
-            if memo_key in self._layouts:
-                self._layouts.move_to_end(memo_key)
-                self._by_series[series_uid] = (generation, self._layouts[memo_key])
-                return self._layouts[memo_key]
+            memo = self._layouts.get(memo_key)
+            if memo is not None:
+                self._by_series[series_uid] = (generation, memo)
+                return memo
         by_uid = {r.sop_uid: r for r in rows}
         datasets = _Datasets(self.archive, by_uid)
         summaries = self.archive.headers(rows)
@@ -218,12 +217,13 @@ class SeriesVolumes:
         grids = tuple(plan_volume(s) for s in stacks)
         out = SeriesLayout(series_uid, tuple(stacks), grids, tuple(excluded), identity, datasets, headers, by_uid)
         with self._lock:
-            self._layouts[memo_key] = out
             self._by_series[series_uid] = (generation, out)
-            while len(self._layouts) > self._memo_series:
-                _, dropped = self._layouts.popitem(last=False)
-                self._by_series.pop(dropped.series_uid, None)
+            self._layouts.put(memo_key, out)
         return out
+
+    def _forget_series(self, _: str, dropped: SeriesLayout) -> None:
+        """A layout left the memo: its series is looked up again (``_lock`` held)."""
+        self._by_series.pop(dropped.series_uid, None)
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
@@ -269,11 +269,10 @@ class SeriesVolumes:
         with self._lock:
             known = self._volumes.get(key)
             if known is not None:
-                self._volumes.move_to_end(key)
                 if known[1].path or known[1].payload is not None or self.archive.cache.pending(key):
                     return known
                 # Built here and written to the cache since: map the file, let the memory go.
-                del self._volumes[key]
+                self._volumes.pop(key)
         rows = {r.sop_uid: r for r in self.archive.series_instances(series_uid)}
 
         def load_frame(sop_uid: str, frame_index: int) -> np.ndarray:
@@ -302,9 +301,7 @@ class SeriesVolumes:
         entry = self.archive.cache.get_or_compute_file(key, compute, tag=f"series:{series_uid}", write_behind=True)
         vol = built[0] if built else volume_from_cache(entry)
         with self._lock:
-            self._volumes[key] = (vol, entry)
-            while len(self._volumes) > self._memo_volumes:
-                self._volumes.popitem(last=False)
+            self._volumes.put(key, (vol, entry))
         return vol, entry
 
     def _stored_frame(self, layout: SeriesLayout, row: InstanceRow, index: int) -> np.ndarray:
@@ -497,7 +494,7 @@ class SeriesVolumes:
         """
         stack = layout.stacks[stack_index]
         with self._lock:
-            known = self._volumes.get(self._volume_key(layout, stack))
+            known = self._volumes.peek(self._volume_key(layout, stack))
         if known is not None:
             return known[0].array.dtype.newbyteorder("<").str
         dtypes = {
