@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from voxelgate.imaging.dicom.pixels import Limits
+from voxelgate.imaging.limits import Limits
 from voxelgate.server.app import Running, build_server
 from voxelgate.server.config import Config
 

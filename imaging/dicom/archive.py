@@ -36,7 +36,8 @@ from .frames import decode_frame, modality_values, render_8bit
 from .headers import InstanceHeader, summarize
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
 from .parse import ParsedInstance, parse_instance, read_dataset
-from .pixels import FrameSink, Limits
+from ..limits import Limits
+from .pixels import FrameSink
 
 log = logging.getLogger(__name__)
 

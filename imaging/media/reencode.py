@@ -77,7 +77,8 @@ from voxelgate.errors import CancelledError, InvalidInputError, UnsupportedError
 from ._packets import ffmpeg_reason, open_video
 from .diagnose import MAX_KEYFRAME_INTERVAL_HD, Finding, diagnose
 from .frame_index import FrameIndex, build_frame_index
-from .probe_video import VideoInfo, VideoLimits, probe_video
+from ..limits import VideoLimits
+from .probe_video import VideoInfo, probe_video
 from .video import add_h264_stream, atomic_output, frame_rate
 
 MODES: tuple[str, ...] = ("auto", "full")

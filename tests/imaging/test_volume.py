@@ -223,7 +223,7 @@ def _archive(root: Path):  # type: ignore[no-untyped-def]
     from voxelgate.cache.derived import DerivedCache
     from voxelgate.cache.store import ObjectStore
     from voxelgate.imaging.dicom.archive import DicomArchive
-    from voxelgate.imaging.dicom.pixels import Limits
+    from voxelgate.imaging.limits import Limits
 
     return DicomArchive(
         ObjectStore(root / "store"),
