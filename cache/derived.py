@@ -14,6 +14,7 @@ one process while the others wait for its file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import shutil
 import threading
@@ -247,30 +248,36 @@ class DerivedCache:
             When the value is larger than the cache's bound (it cannot be kept).
         """
         in_memory = memory_only and bool(self._memory.limit)
-        behind = write_behind or memory_only
+        read = self._read_memory_only if in_memory else self._read
+        value = self._counted(read(key))
+        if value is not None:  # a hit costs no more than the lookup
+            return value
+        make = functools.partial(self._make_value, key, compute, tag, in_memory, write_behind or memory_only)
+        return self._single_flight(key, read, make, behind=False)
 
-        def make(_: _Lease, __: bool) -> tuple[CachedValue, bool]:
-            payload, media_type, meta = compute()
-            if in_memory:
-                if isinstance(payload, bytes | bytearray) and self._memory.fits(len(payload)):
-                    value = CachedValue(
-                        bytes(payload), media_type, dict(meta or {}), hashlib.sha256(payload).hexdigest(), time.time()
-                    )
-                    self._memory.keep(key, value, tag)
-                    return value, False
-                self._spilled = True  # too large for the memory tier: it goes to disk, so look there too
-            if behind and isinstance(payload, bytes | bytearray):
-                return self._put_behind(key, bytes(payload), None, media_type, meta, tag), False
-            stored = self.put(key, payload, media_type, meta, tag=tag)
-            kept = stored if in_memory else self._read(key)
-            if kept is None:
-                raise LimitExceededError(
-                    f"derived value of {len(payload)} bytes does not fit the cache bound of {self.size_limit} bytes",
-                    subject=key.split("?", maxsplit=1)[0],
+    def _make_value(
+        self, key: str, compute: Compute, tag: str | None, in_memory: bool, behind: bool, *_: object
+    ) -> tuple[CachedValue, bool]:
+        """:meth:`get_or_compute`'s computation of a missing value, and where it is kept."""
+        payload, media_type, meta = compute()
+        if in_memory:
+            if isinstance(payload, bytes | bytearray) and self._memory.fits(len(payload)):
+                value = CachedValue(
+                    bytes(payload), media_type, dict(meta or {}), hashlib.sha256(payload).hexdigest(), time.time()
                 )
-            return kept, False
-
-        return self._single_flight(key, self._read_memory_only if in_memory else self._read, make, behind=False)
+                self._memory.keep(key, value, tag)
+                return value, False
+            self._spilled = True  # too large for the memory tier: it goes to disk, so look there too
+        if behind and isinstance(payload, bytes | bytearray):
+            return self._put_behind(key, bytes(payload), None, media_type, meta, tag), False
+        stored = self.put(key, payload, media_type, meta, tag=tag)
+        kept = stored if in_memory else self._read(key)
+        if kept is None:
+            raise LimitExceededError(
+                f"derived value of {len(payload)} bytes does not fit the cache bound of {self.size_limit} bytes",
+                subject=key.split("?", maxsplit=1)[0],
+            )
+        return kept, False
 
     def get_or_compute_file(
         self,
@@ -296,29 +303,35 @@ class DerivedCache:
         LimitExceededError
             When the value is larger than the cache's bound (it cannot be kept).
         """
+        value = self._counted(self._read_file(key))
+        if value is not None:
+            return value
+        make = functools.partial(self._make_file, key, compute, tag)
+        return self._single_flight(key, self._read_file, make, behind=write_behind, across_processes=True)
 
-        def make(lease: _Lease, behind: bool) -> tuple[CachedFile, bool]:
-            payload, media_type, meta = compute()
-            if behind:
-                parts = _parts(payload)
-                length = sum(memoryview(p).nbytes for p in parts)
-                if length > self.size_limit:
-                    raise LimitExceededError(
-                        f"derived value of {length} bytes does not fit the cache bound of {self.size_limit} bytes",
-                        subject=key.split("?", maxsplit=1)[0],
-                    )
-                queued = self._put_behind(key, b"", parts, media_type, meta, tag, key_lock=lease.take())
-                return CachedFile("", 0, length, media_type, queued.meta, "", queued.created), True
-            self.put(key, payload, media_type, meta, tag=tag)
-            value = self._read_file(key)
-            if value is None:
+    def _make_file(
+        self, key: str, compute: Compute, tag: str | None, lease: _Lease, behind: bool
+    ) -> tuple[CachedFile, bool]:
+        """:meth:`get_or_compute_file`'s computation of a missing value: written now, or behind."""
+        payload, media_type, meta = compute()
+        if behind:
+            parts = _parts(payload)
+            length = sum(memoryview(p).nbytes for p in parts)
+            if length > self.size_limit:
                 raise LimitExceededError(
-                    f"derived value of {len(payload)} bytes does not fit the cache bound of {self.size_limit} bytes",
+                    f"derived value of {length} bytes does not fit the cache bound of {self.size_limit} bytes",
                     subject=key.split("?", maxsplit=1)[0],
                 )
-            return value, False
-
-        return self._single_flight(key, self._read_file, make, behind=write_behind, across_processes=True)
+            queued = self._put_behind(key, b"", parts, media_type, meta, tag, key_lock=lease.take())
+            return CachedFile("", 0, length, media_type, queued.meta, "", queued.created), True
+        self.put(key, payload, media_type, meta, tag=tag)
+        value = self._read_file(key)
+        if value is None:
+            raise LimitExceededError(
+                f"derived value of {len(payload)} bytes does not fit the cache bound of {self.size_limit} bytes",
+                subject=key.split("?", maxsplit=1)[0],
+            )
+        return value, False
 
     def pending(self, key: str) -> bool:
         """Whether a write-behind value of ``key`` is still waiting to be written."""
@@ -333,16 +346,13 @@ class DerivedCache:
         behind: bool,
         across_processes: bool = False,
     ) -> _V:
-        """``read(key)``, else ``make`` it once while every other caller of this process waits.
+        """After a counted miss of ``read(key)``, ``make`` the value once while this process's other callers wait.
 
         ``make(lease, behind)`` returns the value and whether it is the leader's alone
         while its file is being written (the others then read the file).
         ``across_processes``: the leader takes the key's lock that the other
         serving processes take before they build it, and reads again once it has it.
         """
-        value = self._counted(read(key))
-        if value is not None:
-            return value
         with self._lock:
             known = self._flights.get(key)
             flight: _Flight[Any] = _Flight() if known is None else known
@@ -353,6 +363,9 @@ class DerivedCache:
             if flight.error is not None:
                 raise flight.error
             if flight.writing:  # the leader holds the value; the file is on its way
+                value = self._counted(read(key))
+                if value is not None:
+                    return value
                 return self._single_flight(key, read, make, behind=False, across_processes=across_processes)
             return cast("_V", flight.value)
         lease = _Lease()

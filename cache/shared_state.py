@@ -54,11 +54,19 @@ class SharedCacheState:
     def initial_entries(self) -> int:
         return int(self._raw[self.processes * _COUNTERS])
 
-    def row(self, index: int) -> np.ndarray:
-        """Process ``index``'s counters (hits, misses, computations, puts, deletes), a writable view."""
+    def row(self, index: int) -> memoryview:
+        """Process ``index``'s counters (hits, misses, computations, puts, deletes), a writable view.
+
+        A memoryview of int64: adding to one of its items costs a third of a numpy element's.
+
+        Raises
+        ------
+        ValueError
+            If there is no such row.
+        """
         if not 0 <= index < self.processes:
             raise ValueError(f"row {index} of {self.processes}")
-        return np.frombuffer(self._raw, dtype=np.int64, count=_COUNTERS, offset=index * _COUNTERS * 8)
+        return memoryview(self._raw).cast("B").cast("q")[index * _COUNTERS : (index + 1) * _COUNTERS]
 
     def totals(self) -> np.ndarray:
         """Each counter summed over the processes."""
