@@ -167,9 +167,11 @@ class DiskTier:
         Then evict, least recently used first, until the bound holds: the new entry
         goes last, and goes too if it alone is larger than the bound.
         """
-        existed = key in self.diskcache
-        # read=True streams a file-like value into diskcache's file (4 MiB at a time).
-        self.diskcache.set(key, PartsReader([header(value), *parts]), read=True, tag=tag)
+        # read=True streams a file-like value into diskcache's file (4 MiB at a time). A key
+        # already there (a value put again) is replaced: add, and set only when add refuses.
+        added = self.diskcache.add(key, PartsReader([header(value), *parts]), read=True, tag=tag)
+        if not added:
+            self.diskcache.set(key, PartsReader([header(value), *parts]), read=True, tag=tag)
         self._recency.stored(key, tag)
         self._enforce_bound()
         if len(parts) > 1:
@@ -181,7 +183,7 @@ class DiskTier:
                 with self._verified_lock:
                     self._verified.add(stamp)
                 handle.close()
-        if not existed:
+        if added:
             self.counters.add(PUTS)
 
     def _enforce_bound(self) -> None:

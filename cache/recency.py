@@ -19,10 +19,10 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
+_WAL_PAGES = 256  # checkpoint the write-ahead log at about 1 MiB
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS used (key TEXT PRIMARY KEY, at REAL NOT NULL, tag TEXT) WITHOUT ROWID",
     "CREATE INDEX IF NOT EXISTS used_at ON used (at)",
-    "CREATE INDEX IF NOT EXISTS used_tag ON used (tag) WHERE tag IS NOT NULL",
 )
 
 
@@ -45,13 +45,14 @@ class RecencyIndex:
         # SQLite's busy handler, which sleeps in steps of up to 100 ms.
         self._con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
+        self._wal = path.with_name(path.name + "-wal")
         try:
             self._con.execute("PRAGMA journal_mode=WAL")
             # Never synced: the order is advisory, and a file damaged by a power cut is made again.
             self._con.execute("PRAGMA synchronous=OFF")
-            # Checkpoint often and keep the WAL short: it sits in the cache's bounded directory.
-            self._con.execute("PRAGMA wal_autocheckpoint=32")
-            self._con.execute("PRAGMA journal_size_limit=131072")
+            # A short write-ahead log: it counts in the cache's bound (see nbytes).
+            self._con.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
+            self._con.execute(f"PRAGMA journal_size_limit={_WAL_PAGES * 4096}")
             for statement in _SCHEMA:
                 self._con.execute(statement)
             self._page_size = int(self._con.execute("PRAGMA page_size").fetchone()[0])
@@ -105,6 +106,7 @@ class RecencyIndex:
             self._con.execute("DELETE FROM used WHERE key = ?", (key,))
 
     def forget_tag(self, tag: str) -> None:
+        # A scan: a tag goes rarely (a series deleted), where an index on tags would cost every store.
         with self._lock:
             self._con.execute("DELETE FROM used WHERE tag = ?", (tag,))
 
@@ -136,9 +138,14 @@ class RecencyIndex:
         return int(added)
 
     def nbytes(self) -> int:
-        """What the index occupies in its file (its write-ahead log aside, as diskcache counts its own)."""
+        """What the index occupies: its database and its write-ahead log."""
         with self._lock:
-            return int(self._con.execute("PRAGMA page_count").fetchone()[0]) * self._page_size
+            pages = int(self._con.execute("PRAGMA page_count").fetchone()[0])
+        try:
+            wal = self._wal.stat().st_size
+        except FileNotFoundError:
+            wal = 0
+        return pages * self._page_size + wal
 
     def close(self) -> None:
         with self._lock:
