@@ -32,11 +32,11 @@ from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError
 
 from ..encode import encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
+from ..limits import Limits
 from .frames import decode_frame, modality_values, render_8bit
 from .headers import InstanceHeader, summarize
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
 from .parse import ParsedInstance, parse_instance, read_dataset
-from ..limits import Limits
 from .pixels import FrameSink
 
 log = logging.getLogger(__name__)

@@ -74,10 +74,10 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from voxelgate.errors import CancelledError, InvalidInputError, UnsupportedError, VoxelgateError
 
+from ..limits import VideoLimits
 from ._packets import ffmpeg_reason, open_video
 from .diagnose import MAX_KEYFRAME_INTERVAL_HD, Finding, diagnose
 from .frame_index import FrameIndex, build_frame_index
-from ..limits import VideoLimits
 from .probe_video import VideoInfo, probe_video
 from .video import add_h264_stream, atomic_output, frame_rate
 
