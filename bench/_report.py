@@ -417,6 +417,10 @@ added, is in [performance.md](performance.md).
 
 Run one with `python3 dev.py bench SCRIPT [options]` (each starts its own server and peer on
 loopback with fresh temporary storage); `--results DIR` keeps a trial run out of this page.
+`bench_volume.py` runs `bench_slice.py` and `bench_window.py` too (`--parts` chooses);
+`bench_slice.py --plane-stacks 0` measures slices resampled on every request;
+`bench_interpolate.py --detail` prints every case, with its worst Dice and HD95 in mm. What each
+needs besides the package is in its section.
 """
 
 
