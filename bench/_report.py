@@ -394,10 +394,21 @@ def page_path(folder: Path) -> Path:
     return folder.parent / f"{folder.name}.md"
 
 
+def unrecorded(reports: Sequence[Report]) -> list[str]:
+    """The scripts in ``bench/`` of which no record exists."""
+    have = {r.script for r in reports}
+    return sorted(p.stem for p in (ROOT / "bench").glob("bench_*.py") if p.stem not in have)
+
+
 def write_page(folder: Path) -> Path:
-    """Generate the page from every record in ``folder``; its path."""
+    """Generate the page from every record in ``folder``; its path.
+
+    The page of the default folder also lists the scripts that have no record yet.
+    """
     path = page_path(folder)
-    path.write_text(render_page(load_reports(folder), folder_name=folder.name))
+    reports = load_reports(folder)
+    pending = unrecorded(reports) if folder.resolve() == RESULTS.resolve() else []
+    path.write_text(render_page(reports, folder_name=folder.name, pending=pending))
     return path
 
 
@@ -424,13 +435,15 @@ needs besides the package is in its section.
 """
 
 
-def render_page(reports: Sequence[Report], *, folder_name: str = "benchmarks") -> str:
-    """The Markdown page for ``reports`` (one section each, a summary first)."""
+def render_page(reports: Sequence[Report], *, folder_name: str = "benchmarks", pending: Sequence[str] = ()) -> str:
+    """The Markdown page for ``reports`` (one section each, a summary first); ``pending``: scripts not run yet."""
     out = [_HEADER.format(folder=folder_name)]
     out.append("| benchmark | run | machine | targets met |")
     out.append("|---|---|---|---|")
     for r in reports:
         out.append(f"| [{_name(r)}](#{_anchor(r)}) | {_date(r)} | {_machine_short(r)} | {_targets(r)} |")
+    for script in pending:
+        out.append(f"| {script} | not run yet | | |")
     out.append("")
     for r in reports:
         out.extend(_section(r))

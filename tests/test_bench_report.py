@@ -119,6 +119,16 @@ def test_the_results_folder_comes_from_the_environment(tmp_path: Path, monkeypat
     assert report_module.results_folder() == ROOT / "docs" / "benchmarks"
 
 
+def test_scripts_without_a_record_are_listed_on_the_default_page_only(tmp_path: Path) -> None:
+    rep = report_module.Report(script="bench_ingest", title="t")
+    assert "bench_ingest" not in report_module.unrecorded([rep])
+    assert "bench_window" in report_module.unrecorded([rep])
+    page = report_module.render_page([rep], pending=["bench_window"])
+    assert "| bench_window | not run yet | | |" in page
+    (tmp_path / "benchmarks").mkdir()
+    assert "not run yet" not in report_module.write_page(tmp_path / "benchmarks").read_text()
+
+
 def test_historical_records_say_so(tmp_path: Path) -> None:
     rep = report_module.Report(
         script="bench_old",
@@ -146,12 +156,16 @@ def test_a_file_that_is_not_a_record_is_named(tmp_path: Path) -> None:
 
 def test_the_committed_page_is_generated_from_the_committed_records() -> None:
     folder = ROOT / "docs" / "benchmarks"
-    expected = report_module.render_page(report_module.load_reports(folder), folder_name=folder.name)
+    reports = report_module.load_reports(folder)
+    pending = report_module.unrecorded(reports)
+    expected = report_module.render_page(reports, folder_name=folder.name, pending=pending)
     assert (ROOT / "docs" / "benchmarks.md").read_text() == expected, (
         "docs/benchmarks.md differs from its records: run `python bench/_report.py`"
     )
     scripts = {p.stem for p in BENCH.glob("bench_*.py")}
-    assert {r.script for r in report_module.load_reports(folder)} == scripts
+    assert {r.script for r in reports} | set(pending) == scripts
+    for script in pending:
+        assert f"| {script} | not run yet | | |" in expected
 
 
 @pytest.mark.parametrize("script", sorted(p.name for p in BENCH.glob("bench_*.py")))

@@ -28,7 +28,6 @@ README_LIMIT = 7 * 1024
 #: Pages written on parallel branches of issue 17; a link to them is accepted while they are absent.
 PENDING = {
     ROOT / "docs" / "client.md": "the Python client's guide, written with voxelgate.client",
-    ROOT / "docs" / "scale-out.md": "the scale-out deployment, written with the PostgreSQL catalog and S3 store",
 }
 #: Generated from benchmark records, some of them historical: it names code as it was then.
 GENERATED = {ROOT / "docs" / "benchmarks.md"}
