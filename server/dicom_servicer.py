@@ -29,6 +29,8 @@ _VALUES: dict[int, ValueSpace] = {
     volume_pb2.VALUE_SPACE_MODALITY: "modality",
     volume_pb2.VALUE_SPACE_STORED: "stored",
 }
+#: Bytes a GetBulkData message carries: well under the 4 MiB a default gRPC client accepts.
+_BULK_CHUNK_BYTES = 1 << 20
 _OUTCOMES = {
     "stored": common_pb2.STORED,
     "duplicate": common_pb2.DUPLICATE,
@@ -156,10 +158,39 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             series_uid=request.series_instance_uid,
             include_private=request.include_private,
             bulk_data_threshold=request.bulk_data_threshold,
+            keywords=request.keywords,
         )
         return dicom_pb2.GetMetadataResponse(
             instances=[dicom_pb2.InstanceMetadata(sop_instance_uid=uid, json=text) for uid, text in items]
         )
+
+    def GetBulkData(
+        self, request: dicom_pb2.GetBulkDataRequest, context: grpc.ServicerContext
+    ) -> Iterator[dicom_pb2.BulkDataChunk]:
+        target = request.WhichOneof("target")
+        value = self._archive.bulk_data(
+            uri=request.uri if target == "uri" else "",
+            sop_uid=request.element.sop_instance_uid if target == "element" else "",
+            tag_path=request.element.tag_path if target == "element" else "",
+            frame=request.frame if request.HasField("frame") else None,
+            offset=request.offset,
+            length=request.length,
+            chunk_size=_BULK_CHUNK_BYTES,
+        )
+        yield dicom_pb2.BulkDataChunk(
+            header=dicom_pb2.BulkDataHeader(
+                vr=value.vr,
+                total_length=value.total,
+                offset=value.offset,
+                length=value.length,
+                transfer_syntax_uid=value.transfer_syntax_uid,
+                encapsulated=value.encapsulated,
+            )
+        )
+        for chunk in value.chunks:
+            if not context.is_active():
+                return
+            yield dicom_pb2.BulkDataChunk(data=chunk)
 
     def GetFrame(self, request: dicom_pb2.GetFrameRequest, context: grpc.ServicerContext) -> dicom_pb2.GetFrameResponse:
         fmt = _FORMATS.get(request.format)

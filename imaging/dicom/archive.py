@@ -33,6 +33,7 @@ from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError, Vo
 from ..encode import encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
 from ..windowing import VoiFunction
+from .bulk import BulkValue, open_bulk, parse_bulk_uri, parse_tag_path
 from .display import WindowRequest, render_frame
 from .frames import decode_frame, modality_values
 from .headers import InstanceHeader, summarize
@@ -316,10 +317,12 @@ class DicomArchive:
         series_uid: str = "",
         include_private: bool = False,
         bulk_data_threshold: int = 0,
+        keywords: bool = False,
     ) -> list[tuple[str, str]]:
         """The JSON model of one instance or of every instance of a series.
 
-        Returns ``(sop_uid, json text)`` pairs in series order.
+        Returns ``(sop_uid, json text)`` pairs in series order. See
+        :func:`.metadata.instance_json` (``keywords`` adds each element's keyword).
         """
         rows = [self.instance(sop_uid)] if sop_uid else self.series_instances(series_uid)
         threshold = bulk_data_threshold or DEFAULT_BULK_THRESHOLD
@@ -328,12 +331,50 @@ class DicomArchive:
             model = instance_json(
                 self.file_path(row),
                 sop_uid=row.sop_uid,
+                study_uid=row.study_uid,
+                series_uid=row.series_uid,
                 name=row.sop_uid,
                 include_private=include_private,
                 bulk_data_threshold=threshold,
+                keywords=keywords,
             )
             out.append((row.sop_uid, json.dumps(model, ensure_ascii=False, separators=(",", ":"))))
         return out
+
+    def bulk_data(
+        self,
+        *,
+        uri: str = "",
+        sop_uid: str = "",
+        tag_path: str = "",
+        frame: int | None = None,
+        offset: int = 0,
+        length: int = 0,
+        chunk_size: int = 1 << 20,
+    ) -> BulkValue:
+        """The stored bytes a BulkDataURI of the JSON model names (or an instance and tag path).
+
+        Raises
+        ------
+        InvalidInputError
+            Neither or both of ``uri`` and ``sop_uid``/``tag_path``, a malformed URI or
+            path, and as :func:`.bulk.open_bulk`.
+        NotFoundError
+            No such instance, element, item or frame.
+        """
+        if bool(uri) == bool(sop_uid or tag_path):
+            raise InvalidInputError("give a BulkDataURI, or a SOP Instance UID and a tag path", subject="target")
+        if uri:
+            sop_uid, path = parse_bulk_uri(uri)
+        else:
+            path = parse_tag_path(tag_path)
+        row = self.instance(sop_uid)
+        file = self.file_path(row)
+        try:
+            ds, _ = read_dataset(file, name=sop_uid)
+            return open_bulk(file, ds, path, frame=frame, offset=offset, length=length, chunk_size=chunk_size)
+        except VoxelgateError as exc:
+            raise exc.with_subject(sop_uid) from exc.__cause__
 
     # -- frames ---------------------------------------------------------------
 

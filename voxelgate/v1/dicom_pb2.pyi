@@ -161,16 +161,18 @@ class ListInstancesResponse(_message.Message):
     def __init__(self, instances: _Optional[_Iterable[_Union[Instance, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetMetadataRequest(_message.Message):
-    __slots__ = ("sop_instance_uid", "series_instance_uid", "include_private", "bulk_data_threshold")
+    __slots__ = ("sop_instance_uid", "series_instance_uid", "include_private", "bulk_data_threshold", "keywords")
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PRIVATE_FIELD_NUMBER: _ClassVar[int]
     BULK_DATA_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    KEYWORDS_FIELD_NUMBER: _ClassVar[int]
     sop_instance_uid: str
     series_instance_uid: str
     include_private: bool
     bulk_data_threshold: int
-    def __init__(self, sop_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., include_private: _Optional[bool] = ..., bulk_data_threshold: _Optional[int] = ...) -> None: ...
+    keywords: bool
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., include_private: _Optional[bool] = ..., bulk_data_threshold: _Optional[int] = ..., keywords: _Optional[bool] = ...) -> None: ...
 
 class InstanceMetadata(_message.Message):
     __slots__ = ("sop_instance_uid", "json")
@@ -185,6 +187,52 @@ class GetMetadataResponse(_message.Message):
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     instances: _containers.RepeatedCompositeFieldContainer[InstanceMetadata]
     def __init__(self, instances: _Optional[_Iterable[_Union[InstanceMetadata, _Mapping]]] = ...) -> None: ...
+
+class GetBulkDataRequest(_message.Message):
+    __slots__ = ("uri", "element", "frame", "offset", "length")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    ELEMENT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    element: BulkDataElement
+    frame: int
+    offset: int
+    length: int
+    def __init__(self, uri: _Optional[str] = ..., element: _Optional[_Union[BulkDataElement, _Mapping]] = ..., frame: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class BulkDataElement(_message.Message):
+    __slots__ = ("sop_instance_uid", "tag_path")
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    TAG_PATH_FIELD_NUMBER: _ClassVar[int]
+    sop_instance_uid: str
+    tag_path: str
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., tag_path: _Optional[str] = ...) -> None: ...
+
+class BulkDataHeader(_message.Message):
+    __slots__ = ("vr", "total_length", "offset", "length", "transfer_syntax_uid", "encapsulated")
+    VR_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_SYNTAX_UID_FIELD_NUMBER: _ClassVar[int]
+    ENCAPSULATED_FIELD_NUMBER: _ClassVar[int]
+    vr: str
+    total_length: int
+    offset: int
+    length: int
+    transfer_syntax_uid: str
+    encapsulated: bool
+    def __init__(self, vr: _Optional[str] = ..., total_length: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., transfer_syntax_uid: _Optional[str] = ..., encapsulated: _Optional[bool] = ...) -> None: ...
+
+class BulkDataChunk(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: BulkDataHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[BulkDataHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GetFrameRequest(_message.Message):
     __slots__ = ("sop_instance_uid", "frame", "format", "window", "preset", "auto_window", "object_window", "object_voi_lut", "window_index", "values")
