@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 from e2e_support import OUTCOME, PYDICOM_DATA, Server, by_name, data_file, ingest, read, serve
 from PIL import Image
+from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from voxelgate.v1 import dicom_pb2, volume_pb2, volume_pb2_grpc
@@ -50,6 +51,18 @@ def _variant(src: Path, out: Path, **attributes: object) -> Path:
             setattr(ds, keyword, value)
     ds.save_as(out, enforce_file_format=True)
     return out
+
+
+#: A VOI LUT table for CT5N (beside its window): HU 0..2047 onto 0..65535 in steps of 32, 16 bits.
+LUT_FIRST, LUT_ENTRIES = 0, 2048
+
+
+def _voi_lut_item() -> Dataset:
+    item = Dataset()
+    item.add_new(0x00283002, "US", [LUT_ENTRIES, LUT_FIRST, 16])  # LUT Descriptor (US or SS)
+    item.LUTExplanation = "HU 0 to 2047"
+    item.add_new(0x00283006, "US", [min(65535, 32 * i) for i in range(LUT_ENTRIES)])  # LUT Data (US or OW)
+    return item
 
 
 @dataclass
@@ -87,7 +100,11 @@ def stored(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stored]:
     series = generate_uid()
     for p in sorted(CT5N.iterdir()):
         files[f"ct5n/{p.name}"] = _variant(
-            p, folder / f"ct5n_{p.name}.dcm", SeriesInstanceUID=series, PresentationLUTShape="INVERSE"
+            p,
+            folder / f"ct5n_{p.name}.dcm",
+            SeriesInstanceUID=series,
+            PresentationLUTShape="INVERSE",
+            VOILUTSequence=[_voi_lut_item()],
         )
     with serve(folder / "data") as server:
         results = by_name(ingest(server.dicom, files.items()))
@@ -380,3 +397,28 @@ def test_raw_slices_say_when_interpolated_values_were_rounded(stored: Stored) ->
             )
         )
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "float_values" in err.value.details()
+
+
+def test_getslice_and_getframe_apply_the_objects_voi_lut_table_alike(stored: Stored) -> None:
+    """object_voi_lut on GetSlice and GetFrame: the table of C.11.2.1.1 (inputs below its first mapped
+    value take its first entry, above its last its last) on HU, then INVERSE, in 16 bits."""
+    for p in sorted(CT5N.iterdir())[:2]:
+        label = f"ct5n/{p.name}"
+        ds = read(stored.files[label])
+        hu = ds.pixel_array.astype(np.int64) * int(ds.RescaleSlope) + int(ds.RescaleIntercept)
+        table = np.minimum(65535, 32 * np.arange(LUT_ENTRIES))
+        want = 65535.0 - table[np.clip(hu - LUT_FIRST, 0, LUT_ENTRIES - 1)]
+        got, reply = frame(stored, label, format=dicom_pb2.PNG16, object_voi_lut=True)
+        np.testing.assert_array_equal(got, want)
+        assert not reply.HasField("window") and reply.inverted
+        sl = stored.volume.GetSlice(
+            volume_pb2.GetSliceRequest(
+                series_instance_uid=stored.ct_series,
+                plane=volume_pb2.AXIAL,
+                position_mm=float(ds.ImagePositionPatient[2]),
+                object_voi_lut=True,
+                encoding=volume_pb2.ENCODING_PNG16,
+            )
+        )
+        np.testing.assert_array_equal(np.asarray(Image.open(io.BytesIO(sl.data))), want)
+        assert not sl.HasField("window")
