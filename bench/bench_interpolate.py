@@ -41,6 +41,7 @@ time.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -62,7 +63,7 @@ from voxelgate.imaging.dicom.pixels import decode_frames, has_pixels
 from voxelgate.imaging.dicom.stacks import frame_refs, split_stacks
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("VOXELGATE_CORPUS", ROOT.parent / "shared" / "corpus"))  # as tests/conftest.py
 CT_SERIES = {
     "GE head CT (uneven)": "dicom/ct-ge-head-tilt-variable-spacing",
     "Philips head CT": "dicom/ct-philips-head-study/S3010",
