@@ -113,7 +113,7 @@ def diagnose(
     findings += _vfr(index)
     findings += _sar(info)
     findings += _corrupt(path, table, name=name, decode_check=decode_check)
-    findings += _timestamps(table)
+    findings += _timestamps(index, table)
     findings += _keyframes(info)
     findings += _faststart(path, info)
     findings += _browser(info)
@@ -135,17 +135,31 @@ def _audio(info: VideoInfo) -> list[Finding]:
 
 
 def _ghosts(index: FrameIndex, table: PacketTable) -> list[Finding]:
-    if len(index.ghost_pts) == 0:
+    hidden = sorted(int(p) for p in index.discarded_pts)
+    negative = sorted(int(p) for p in index.pts[index.known & (index.pts < 0)])
+    if not hidden and not negative:
         return []
-    ghosts = sorted(int(p) for p in index.ghost_pts)
+    parts = []
+    if hidden:
+        parts.append(
+            f"{len(hidden)} picture(s) hidden by the edit list: no player shows them and FFmpeg's decoder drops "
+            "them, so they are not frames"
+        )
+    if negative:
+        parts.append(
+            f"{len(negative)} frame(s) with a negative timestamp: FFmpeg's extraction writes them first, so they are "
+            f"frames 0 to {len(negative) - 1}, but a player that starts at 0 s may not show them"
+        )
+    ghosts = sorted(hidden + negative)
     return [
         Finding(
             "ghost_frames",
             "warning",
-            f"{len(ghosts)} frame(s) with a negative presentation timestamp; they are not addressable "
-            "and some tools count them, shifting frame numbers",
+            "; ".join(parts) + ". Tools that treat them otherwise number every later frame differently",
             {
                 "count": len(ghosts),
+                "discarded": len(hidden),
+                "negative_frames": len(negative),
                 "stream_index": table.stream_index,
                 "first_pts": ghosts[:_EXAMPLES],
                 "first_seconds": [round(float(p * table.time_base), 6) for p in ghosts[:_EXAMPLES]],
@@ -155,7 +169,9 @@ def _ghosts(index: FrameIndex, table: PacketTable) -> list[Finding]:
 
 
 def _steps(index: FrameIndex) -> Counter[int]:
-    return Counter(int(s) for s in np.diff(index.pts))
+    """Timestamp steps between frames with distinct timestamps (repeats are their own finding)."""
+    known = index.pts[index.known]
+    return Counter(int(s) for s in np.diff(known) if s > 0)
 
 
 def _vfr(index: FrameIndex) -> list[Finding]:
@@ -256,12 +272,12 @@ def _ts(value: Any) -> int | None:
     return None if int(value) == NO_TS else int(value)
 
 
-def _timestamps(table: PacketTable) -> list[Finding]:
+def _timestamps(index: FrameIndex, table: PacketTable) -> list[Finding]:
     findings: list[Finding] = []
     pts = table.pts
-    have = pts != NO_TS
-    missing = int((~have).sum())
-    counts = Counter(int(p) for p in pts[have])
+    used = ~table.discard
+    missing = int(((pts == NO_TS) & used).sum())
+    counts = Counter(int(p) for p in index.pts[index.known])
     repeated = sorted(p for p, c in counts.items() if c > 1)
     if repeated or missing:
         findings.append(
@@ -270,7 +286,8 @@ def _timestamps(table: PacketTable) -> list[Finding]:
                 "error",
                 f"{len(repeated)} presentation timestamp(s) used by more than one frame"
                 + (f", {missing} packet(s) without one" if missing else "")
-                + ": those frames cannot be told apart by time",
+                + ": they are all frames (FFmpeg's numbering), but a player seeking by time shows one of each "
+                "repeat and labels on the others cannot be checked in a browser",
                 {
                     "stream_index": table.stream_index,
                     "repeated_pts": repeated[:_EXAMPLES],
@@ -279,6 +296,7 @@ def _timestamps(table: PacketTable) -> list[Finding]:
                 },
             )
         )
+    have = pts != NO_TS
     dts = table.dts
     both = (dts != NO_TS) & have
     d = dts[dts != NO_TS]

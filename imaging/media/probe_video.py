@@ -24,7 +24,7 @@ from voxelgate.errors import InvalidInputError, LimitExceededError
 
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
 from .formats import describe_bytes
-from .frame_index import FrameIndex
+from .frame_index import FrameIndex, index_packets
 
 logger = logging.getLogger(__name__)
 
@@ -339,7 +339,7 @@ def probe_video(path: Path, *, name: str, limits: VideoLimits | None = None) -> 
         _check_complete(fmt, head, size, video, len(table.size), name=name)
         if len(table.size) == 0:
             raise InvalidInputError("the video stream holds no frames", subject=name)
-        index = FrameIndex.from_packets(table)
+        index = index_packets(path, table, name=name)
         rotation = _first_frame_rotation(path, name=name)
         cc = video.codec_context
         codec = cc.name
@@ -436,15 +436,18 @@ def _check_complete(fmt: str, head: bytes, size: int, video: Any, counted: int, 
 
 
 def _duration(table: PacketTable, index: FrameIndex) -> float:
-    """Seconds from the first addressable frame to the end of the last one."""
+    """Seconds from the first frame to the end of the last one."""
     if len(index) == 0:
         return 0.0
-    have = table.pts != NO_TS
-    ends = table.pts[have] + table.duration[have]
-    last = int(ends.max())
+    times = index.seconds()
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    have = (table.pts != NO_TS) & ~table.discard
+    if not have.any():
+        return float(times[-1] - times[0]) + step
+    last = float(int((table.pts[have] + table.duration[have]).max()) * table.time_base)
     if len(index) > 1 and not table.duration[have].any():
-        last += int(np.median(np.diff(index.pts)))  # no durations: assume the last frame lasts one step
-    return float((last - int(index.pts[0])) * table.time_base)
+        last += step  # no durations: assume the last frame lasts one step
+    return last - float(times[0])
 
 
 def _first_frame_rotation(path: Path, *, name: str) -> int:

@@ -76,7 +76,7 @@ from voxelgate.errors import CancelledError, InvalidInputError, UnsupportedError
 
 from ._packets import ffmpeg_reason, open_video
 from .diagnose import MAX_KEYFRAME_INTERVAL_HD, Finding, diagnose
-from .frame_index import FrameIndex, build_frame_index
+from .frame_index import FrameIndex, Placer, build_frame_index
 from .probe_video import VideoInfo, VideoLimits, probe_video
 from .video import add_h264_stream, atomic_output, frame_rate
 
@@ -529,7 +529,7 @@ def _full(
         raise InvalidInputError("the video has no addressable frame", subject=job.name)
     out_w = _out_size(info, out_h)
     plan = _plan(index, info, rate)
-    pts_to_n = {int(p): i for i, p in enumerate(index.pts)}
+    placer = Placer(index, -1)  # frame numbers of the pictures a sequential decode gives
     total = len(index)
     flagged = 0
     decoded = _Decoded()
@@ -568,9 +568,9 @@ def _full(
 
             for frame in decoded.frames(inp, vin):
                 job.check_cancel(plan.taken, total)
-                n = pts_to_n.get(int(frame.pts)) if frame.pts is not None else None
+                n = placer.place(None if frame.pts is None else int(frame.pts))
                 if n is None:
-                    continue  # a ghost frame or a repeated timestamp: not addressable
+                    continue  # not one of the index's frames
                 if frame.is_corrupt:
                     flagged += 1
                     continue
@@ -703,8 +703,10 @@ def _full_changes(
         changes.append(f"{rate_dropped} frame(s) dropped: another frame fell nearer the same output instant")
     if duplicated:
         changes.append(f"{duplicated} output frame(s) repeat the frame before (timing gaps or dropped frames)")
-    if len(index.ghost_pts):
-        changes.append(f"{len(index.ghost_pts)} ghost frame(s) (negative timestamps) removed")
+    if len(index.discarded_pts):
+        changes.append(f"{len(index.discarded_pts)} picture(s) hidden by the edit list left out (they were not frames)")
+    if index.negative:
+        changes.append(f"{index.negative} frame(s) with a negative timestamp kept: the output starts with them at 0 s")
     if lost:
         changes.append(lost)
     if resized:

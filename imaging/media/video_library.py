@@ -4,9 +4,10 @@ Mixed into :class:`voxelgate.imaging.media.library.MediaLibrary`, over the same 
 catalog and derived cache as the images. A video is a ``media_items`` row whose
 ``info`` is its ``VideoInfo`` record with ``"kind": "video"``.
 
-Frame numbers follow ``voxelgate.imaging.media.frame_index``: frame *n* is the n-th
-frame in presentation order among those with a timestamp >= 0 (ghost frames
-are not addressable). The frame index is built once per video and kept in the
+Frame numbers follow ``voxelgate.imaging.media.frame_index``: frame *n* is the picture
+``ffmpeg -fps_mode passthrough frame_%d.png`` writes as ``frame_{n+1}.png`` (pictures
+sharing a timestamp, or with a negative one, are frames; those an edit list hides are
+not). The frame index is built once per video and kept in the
 derived cache; open ``FrameReader`` objects are pooled per process so that a
 viewer stepping to frame n+1 right after frame n decodes one frame on instead
 of seeking back to the keyframe, and after serving frame n the pooled reader
@@ -55,7 +56,10 @@ VIDEO_MEDIA_TYPES: dict[str, str] = {
 }
 #: Frame rate that gives image sequences, groups and multi-page images their frame times.
 DEFAULT_SEQUENCE_FPS = 25.0
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
+#: The frame numbering a catalog record's ``addressable_frames`` counts in (1: presentation order among
+#: timestamps >= 0, repeats dropped; 2: FFmpeg's passthrough numbering). Older records are recounted.
+FRAME_NUMBERING = 2
 _KEEP_JOBS = 64
 ReencodeMode = Literal["auto", "full"]
 #: Frame formats of a video: encoded (cached) and raw (RGB array, or the decoder's I420 planes).
@@ -63,8 +67,8 @@ VIDEO_FRAME_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp", "raw", "yuv420p")
 
 
 def video_record(info: VideoInfo) -> dict[str, Any]:
-    """The catalog ``info`` of a video: its probe record marked ``"kind": "video"``."""
-    return {"kind": "video", **info.to_json()}
+    """The catalog ``info`` of a video: its probe record marked ``"kind": "video"`` and its frame numbering."""
+    return {"kind": "video", "numbering": FRAME_NUMBERING, **info.to_json()}
 
 
 def reencode_mode_for(finding: Finding) -> str:
@@ -244,12 +248,19 @@ class VideoLibraryMixin:
         InvalidInputError
             The item is an image.
         """
+        row = self._video_row(media_id)
+        info = VideoInfo.from_json(row.info)
+        if row.info.get("numbering") != FRAME_NUMBERING:  # stored before frames were FFmpeg's: count them again
+            info = replace(info, addressable_frames=len(self.frame_index(media_id)))
+        return row, info
+
+    def _video_row(self, media_id: str) -> MediaRow:
         row = self.catalog.get_media(media_id) if media_id else None
         if row is None:
             raise NotFoundError("no such media item", subject=media_id or "(empty id)")
         if row.kind != "video":
             raise InvalidInputError(f"is a {row.format} image, not a video", subject=media_id)
-        return row, VideoInfo.from_json(row.info)
+        return row  # type: ignore[no-any-return]
 
     def is_video(self, item_id: str) -> bool:
         row = self.catalog.get_media(item_id) if item_id else None
@@ -263,7 +274,7 @@ class VideoLibraryMixin:
         NotFoundError, InvalidInputError
             See ``video``; also when the stored file cannot be demuxed.
         """
-        row, _ = self.video(media_id)
+        row = self._video_row(media_id)
         key = make_key("media", "frame-index", media_id, version=_INDEX_VERSION)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
@@ -274,12 +285,8 @@ class VideoLibraryMixin:
         return FrameIndex.from_bytes(value.payload)
 
     def video_frame_times(self, media_id: str) -> list[float]:
-        """Presentation time in seconds of every addressable frame of a video (frame n at [n])."""
-        index = self.frame_index(media_id)
-        tb = index.time_base
-        # int64 x int / int in float64 is the correctly rounded float of the exact fraction
-        # for timestamps below 2**53, as FrameIndex.time_of gives.
-        return (index.pts * tb.numerator / tb.denominator).tolist()
+        """Presentation time in seconds of every frame of a video (frame n at [n]; see ``FrameIndex.seconds``)."""
+        return self.frame_index(media_id).seconds().tolist()  # type: ignore[no-any-return]
 
     # -- frames -----------------------------------------------------------------------
 
@@ -378,7 +385,7 @@ class VideoLibraryMixin:
             decoded()
             return _raw_result(pic, index.time_of(n))
         params = {"n": n, "fmt": fmt, "max": list(max_size) if max_size else None}
-        key = make_key("media", "video-frame", media_id, params, version=1)
+        key = make_key("media", "video-frame", media_id, params, version=2)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
             arr, index = self.readers.use(media_id, n, opener, lambda r: r.read(n))
@@ -482,7 +489,7 @@ class VideoLibraryMixin:
             See ``video``.
         """
         row, info = self.video(media_id)
-        key = make_key("media", "diagnose", media_id, {"decode": decode_check}, version=1)
+        key = make_key("media", "diagnose", media_id, {"decode": decode_check}, version=2)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
             found = diagnose(

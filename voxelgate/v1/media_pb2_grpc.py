@@ -31,9 +31,13 @@ class MediaServiceStub:
     (MP4, MOV, WebM, MKV), over the same store, catalog and derived cache as DICOM.
     A media id is the sha256 of the file's bytes; groups and sequences get their own ids.
 
-    Video frame numbers: frame n is the n-th frame in presentation order among the
-    frames of the first video stream whose presentation timestamp is >= 0. Frames
-    with a negative timestamp ("ghost frames") are not addressable.
+    Video frame numbers: frame n is the picture that
+    `ffmpeg -i VIDEO -fps_mode passthrough frame_%d.png` writes as frame_{n+1}.png: every
+    picture the decoder of the first video stream outputs, in presentation order. Pictures
+    that share a timestamp are each a frame; pictures with a negative timestamp that the
+    decoder outputs (a WebM starting at -0.1 s) are the first frames; pictures an MP4/MOV
+    edit list hides ("ghost frames": no player shows them, FFmpeg's decoder drops them) are
+    not frames. Diagnose reports all three.
     """
 
     def __init__(self, channel):
@@ -104,9 +108,13 @@ class MediaServiceServicer:
     (MP4, MOV, WebM, MKV), over the same store, catalog and derived cache as DICOM.
     A media id is the sha256 of the file's bytes; groups and sequences get their own ids.
 
-    Video frame numbers: frame n is the n-th frame in presentation order among the
-    frames of the first video stream whose presentation timestamp is >= 0. Frames
-    with a negative timestamp ("ghost frames") are not addressable.
+    Video frame numbers: frame n is the picture that
+    `ffmpeg -i VIDEO -fps_mode passthrough frame_%d.png` writes as frame_{n+1}.png: every
+    picture the decoder of the first video stream outputs, in presentation order. Pictures
+    that share a timestamp are each a frame; pictures with a negative timestamp that the
+    decoder outputs (a WebM starting at -0.1 s) are the first frames; pictures an MP4/MOV
+    edit list hides ("ghost frames": no player shows them, FFmpeg's decoder drops them) are
+    not frames. Diagnose reports all three.
     """
 
     def Ingest(self, request_iterator, context):
@@ -263,9 +271,13 @@ class MediaService:
     (MP4, MOV, WebM, MKV), over the same store, catalog and derived cache as DICOM.
     A media id is the sha256 of the file's bytes; groups and sequences get their own ids.
 
-    Video frame numbers: frame n is the n-th frame in presentation order among the
-    frames of the first video stream whose presentation timestamp is >= 0. Frames
-    with a negative timestamp ("ghost frames") are not addressable.
+    Video frame numbers: frame n is the picture that
+    `ffmpeg -i VIDEO -fps_mode passthrough frame_%d.png` writes as frame_{n+1}.png: every
+    picture the decoder of the first video stream outputs, in presentation order. Pictures
+    that share a timestamp are each a frame; pictures with a negative timestamp that the
+    decoder outputs (a WebM starting at -0.1 s) are the first frames; pictures an MP4/MOV
+    edit list hides ("ghost frames": no player shows them, FFmpeg's decoder drops them) are
+    not frames. Diagnose reports all three.
     """
 
     @staticmethod
