@@ -73,6 +73,9 @@ def frame_reply(f: MediaFrameResult, fmt: str) -> FrameReply:
         width=width,
         height=height,
         pixel_format=pixel_format,
+        rotation=f.rotation,
+        mirrored=f.mirrored,
+        pixel_aspect_ratio=_ratio(f.pixel_ratio) if f.pixel_ratio else None,
     )
     return FrameReply(head, f.payload)
 
@@ -243,6 +246,9 @@ def video_pb(
         size_bytes=info.size_bytes,
         reencoded_from=report_pb(reencoded_from) if reencoded_from else None,
         reencoded_as=reencoded_as or [],
+        mirrored=info.mirrored,
+        display_width=info.display_size[0],
+        display_height=info.display_size[1],
     )
 
 
@@ -347,6 +353,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             window=window,  # type: ignore[arg-type]
             max_bytes=self._max_message_bytes - REPLY_OVERHEAD,
             after_reply=_after_call(context),
+            stored=request.stored_orientation,
         )
         check_reply_size(
             len(f.payload),
@@ -467,6 +474,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             fmt=fmt,
             max_size=max_size,
             into=into,
+            stored=request.stored_orientation,
         )
 
         def messages() -> Iterator[_Reply]:

@@ -35,8 +35,9 @@ def media_grid(library: MediaLibrary, item_id: str) -> SliceGrid:
         raise PreconditionError("has no frames", subject=item_id)
     if library.is_video(item_id):
         times = spread_ties(times)
-        _, video = library.video(item_id)  # frames come out at the stream's stored size
-        sizes = {(video.height, video.width)}
+        _, video = library.video(item_id)  # frames come out as displayed: turned by the display matrix
+        width, height = video.display_size
+        sizes = {(height, width)}
     else:
         info = library.info(item_id)
         members = getattr(info, "members", None)

@@ -7,7 +7,8 @@ decode order (demuxed again; no decoding unless ``decode_check``) and returns
 - ``"remux-without-audio"``: copy the video packets untouched, drop the audio;
 - ``"faststart"``: rewrite the MP4 with ``moov`` first, packets untouched;
 - ``"remux"``: copy the packets into an MP4 (the codec is fine, the container is not);
-- ``"reencode"``: a full re-encode (H.264, constant frame rate, square pixels, faststart).
+- ``"reencode"``: a full re-encode (H.264, constant frame rate, square pixels, the display
+  matrix's turn applied to the pixels, faststart).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def diagnose(
     -------
     list of Finding
         In a fixed order: audio, ghost frames, variable frame rate, aspect
-        ratio, corrupt packets, timestamps, keyframes, faststart, browser codec.
+        ratio, rotation, corrupt packets, timestamps, keyframes, faststart, browser codec.
 
     Raises
     ------
@@ -112,6 +113,7 @@ def diagnose(
     findings += _ghosts(index, table)
     findings += _vfr(index)
     findings += _sar(info)
+    findings += _rotation(info)
     findings += _corrupt(path, table, name=name, decode_check=decode_check)
     findings += _timestamps(index, table)
     findings += _keyframes(info)
@@ -216,6 +218,43 @@ def _sar(info: VideoInfo) -> list[Finding]:
                 "display_aspect_ratio": list(info.display_aspect_ratio),
                 "width": info.width,
                 "height": info.height,
+            },
+        )
+    ]
+
+
+def _rotation(info: VideoInfo) -> list[Finding]:
+    if not info.rotation and not info.mirrored:
+        return []
+    turn = info.orientation
+    w, h = info.width, info.height
+    dw, dh = info.display_size
+    if turn is None:
+        message = (
+            f"the display matrix turns the picture {info.rotation} degrees, not a right angle: players differ "
+            "(Chrome turns only by right angles), and frames are returned as stored"
+        )
+    else:
+        what = " and ".join(
+            ([f"turned {turn.rotation} degrees counter-clockwise"] if turn.rotation else [])
+            + (["mirrored"] if turn.mirrored else [])
+        )
+        message = (
+            f"the display matrix shows the stored {w}x{h} picture {what} ({dw}x{dh}), as browsers and ffmpeg do: "
+            "frames are returned so (ask for the stored orientation to get them as stored); tools that ignore "
+            "the matrix see other pixels, so their label coordinates do not match the browser's"
+        )
+    return [
+        Finding(
+            "display_rotation",
+            "warning",
+            message,
+            {
+                "rotation": info.rotation,
+                "mirrored": info.mirrored,
+                "stored_size": [w, h],
+                "displayed_size": [dw, dh],
+                "applied": turn is not None,
             },
         )
     ]

@@ -62,6 +62,9 @@ class MediaFrameResult:
     page: int
     frame: int = 0  # the index asked for (page, position in a set, or video frame)
     time_s: float | None = None  # video frames: presentation time
+    rotation: int = 0  # video frames: counter-clockwise degrees the stored picture was turned (display matrix)
+    mirrored: bool = False  # video frames: the stored picture was mirrored (before the turn)
+    pixel_ratio: tuple[int, int] | None = None  # video frames: aspect ratio of one pixel of the picture sent
 
 
 @dataclass
@@ -342,10 +345,12 @@ class MediaLibrary(VideoLibraryMixin):
         window: tuple[float, float] | None = None,
         max_bytes: int | None = None,
         after_reply: Callable[[Callable[[], None]], None] | None = None,
+        stored: bool = False,
     ) -> MediaFrameResult:
         """Frame ``index`` of a media item (its page) or of a group or sequence, through the derived cache.
 
-        Video frames come from ``video_frame`` (``after_reply`` is for it).
+        Video frames come from ``video_frame`` (``after_reply`` is for it), turned as displayed unless
+        ``stored`` (images are always as displayed: their EXIF orientation is applied).
 
         Raises
         ------
@@ -362,9 +367,12 @@ class MediaLibrary(VideoLibraryMixin):
             if fmt == "png16":
                 raise InvalidInputError("video frames are 8-bit: ask for png, jpeg, webp or raw", subject=item_id)
             payload, media_type, dtype, shape, time_s = self.video_frame(
-                item_id, index, fmt=fmt, max_size=max_size, after_reply=after_reply
+                item_id, index, fmt=fmt, max_size=max_size, after_reply=after_reply, stored=stored
             )
-            return MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, index, time_s)
+            turn, ratio = self.frame_turn(item_id, stored=stored)
+            return MediaFrameResult(
+                payload, media_type, dtype, shape, item_id, 0, index, time_s, turn[0], turn[1], ratio
+            )
         media_id, page, exact = self._resolve(item_id, index)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
             raise InvalidInputError("max size must not be negative")
@@ -407,10 +415,12 @@ class MediaLibrary(VideoLibraryMixin):
         fmt: FrameFormat = "raw",
         max_size: tuple[int, int] | None = None,
         into: Callable[[int], memoryview] | None = None,
+        stored: bool = False,
     ) -> Iterator[MediaFrameResult]:
         """Frames ``range(start, stop, every)`` of a video (decoded sequentially) or of an image or set.
 
         ``into`` (videos' raw frames only): where to write each frame, as ``iter_video_frames`` says.
+        Video frames are turned as displayed unless ``stored`` (as ``frame``).
 
         Raises
         ------
@@ -420,10 +430,13 @@ class MediaLibrary(VideoLibraryMixin):
             A bad range, step, format or size, or a frame that cannot be decoded.
         """
         if self.is_video(item_id):
+            turn, ratio = self.frame_turn(item_id, stored=stored)
             for n, time_s, payload, media_type, dtype, shape in self.iter_video_frames(
-                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size, into=into
+                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size, into=into, stored=stored
             ):
-                yield MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, n, time_s)
+                yield MediaFrameResult(
+                    payload, media_type, dtype, shape, item_id, 0, n, time_s, turn[0], turn[1], ratio
+                )
             return
         if every < 1:
             raise InvalidInputError(f"every must be at least 1, got {every}")

@@ -213,7 +213,12 @@ class Rotator:
         graph = av.filter.Graph()
         graph.threads = 1  # the decoder's frame threads are busy meanwhile
         nodes = [graph.add_buffer(width=width, height=height, format=av.VideoFormat(fmt), time_base=Fraction(1, 1))]
-        nodes += [graph.add(name, args) for name, args in self.orientation.filters()]
+        filters = self.orientation.filters()
+        nodes += [graph.add(name, args) for name, args in filters]
+        if any(name == "vflip" for name, _ in filters):
+            # vflip only points the rows backwards (negative line sizes); a copy makes them plain rows,
+            # which the readers of a frame's planes expect.
+            nodes.append(graph.add("copy"))
         nodes.append(graph.add("buffersink"))
         graph.link_nodes(*nodes).configure()
         return graph

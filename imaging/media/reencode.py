@@ -42,13 +42,15 @@ frame before. ``frame_map[n]`` is the first output frame showing source frame
 
 Rotation and colour
 -------------------
-The rotation is **carried**, not applied: the output's pixels are stored in the
-source's orientation and its display matrix gets the same rotation, so label
-coordinates in stored pixels (what ``frame_index`` returns) keep their
-orientation; only the scale (``width``/``height`` against the source's)
-changes. Colours are converted from the source frame's tagged colourspace
-(an untagged one is read as FFmpeg reads it, like ``GetFrame`` does) to
-BT.709, as ``export_mp4`` writes.
+A full re-encode **applies** the display matrix's turn (a right angle, and a mirror) to the
+pixels, with ffmpeg's own filters, and writes no display matrix: the output's stored
+pictures are what the source displayed, which is what ``GetFrame`` returns for either
+(label coordinates carry over; only the scale changes), and tools that ignore display
+matrices see the same. ``height`` and the output's aspect ratio are those of the displayed
+picture. A turn by another angle is carried in the display matrix, pixels as stored. A
+remux carries the matrix untouched. Colours are converted from the source frame's tagged
+colourspace (an untagged one is read as FFmpeg reads it, like ``GetFrame`` does) to BT.709,
+as ``export_mp4`` writes.
 
 Output
 ------
@@ -77,6 +79,7 @@ from voxelgate.errors import CancelledError, InvalidInputError, UnsupportedError
 from ._packets import ffmpeg_reason, open_video
 from .diagnose import MAX_KEYFRAME_INTERVAL_HD, Finding, diagnose
 from .frame_index import FrameIndex, Placer, build_frame_index
+from .orientation import Rotator
 from .probe_video import VideoInfo, VideoLimits, probe_video
 from .video import add_h264_stream, atomic_output, frame_rate
 
@@ -263,9 +266,10 @@ def reencode(
     job.check_cancel(0, len(index))
     findings = diagnose(src, info, index, name=name, decode_check=(mode == "auto"))
     source_rate = _average_rate(info, index)
-    out_h = _even(height) if height is not None else _even(info.height)
+    shown_h = info.display_size[1]
+    out_h = _even(height) if height is not None else _even(shown_h)
     if mode == "auto":
-        same_shape = out_h == info.height and (rate is None or rate == frame_rate(source_rate))
+        same_shape = out_h == shown_h and (rate is None or rate == frame_rate(source_rate))
         if not findings and same_shape:
             return ReencodeResult(
                 "none",
@@ -507,9 +511,11 @@ def _plan(index: FrameIndex, info: VideoInfo, rate: Fraction) -> _CfrPlan:
 
 
 def _out_size(info: VideoInfo, out_h: int) -> int:
-    """Even output width for ``out_h`` rows keeping the displayed aspect ratio (square pixels)."""
-    sar_n, sar_d = info.sample_aspect_ratio
-    return _even(out_h * info.width * sar_n / (info.height * sar_d))
+    """Even output width for ``out_h`` rows keeping the displayed picture's aspect ratio (square pixels)."""
+    turn = info.orientation
+    width, height = info.display_size
+    sar_n, sar_d = turn.displayed_ratio(info.sample_aspect_ratio) if turn else info.sample_aspect_ratio
+    return _even(out_h * width * sar_n / (height * sar_d))
 
 
 def _full(
@@ -551,9 +557,10 @@ def _full(
                 preset=_PRESET,
                 gop=MAX_KEYFRAME_INTERVAL_HD,
             )
-            if info.rotation:
+            turn = info.orientation
+            if turn is None:  # not a right angle: carried, not applied
                 vout.set_display_rotation(info.rotation)
-            encoder = _Encoder(out, vout, rate, out_w, out_h)
+            encoder = _Encoder(out, vout, rate, out_w, out_h, Rotator(turn) if turn and not turn.identity else None)
             held: dict[int, av.VideoFrame] = {}
             heap: list[tuple[int, int, av.VideoFrame]] = []
 
@@ -639,9 +646,16 @@ class _Encoder:
     """Converts each shown source frame once and encodes output frames 0, 1, 2, ..."""
 
     def __init__(
-        self, out: av.container.OutputContainer, stream: av.video.stream.VideoStream, rate: Fraction, w: int, h: int
+        self,
+        out: av.container.OutputContainer,
+        stream: av.video.stream.VideoStream,
+        rate: Fraction,
+        w: int,
+        h: int,
+        turn: Rotator | None = None,
     ) -> None:
         self._out, self._stream = out, stream
+        self._turn = turn  # the display matrix, applied to the pixels
         self._time_base = 1 / rate
         self._w, self._h = w, h
         self._converted: dict[int, av.VideoFrame] = {}
@@ -650,6 +664,8 @@ class _Encoder:
     def write(self, n: int, frame: av.VideoFrame) -> None:
         pic = self._converted.get(n)
         if pic is None:
+            if self._turn is not None:
+                frame = self._turn(frame)
             pic = frame.reformat(
                 width=self._w,
                 height=self._h,
@@ -691,8 +707,10 @@ def _full_changes(
     codes = {f.code: f for f in findings}
     fps = _rate_text(rate)
     changes = [
-        f"re-encoded {info.codec} {info.width}x{info.height} ({info.container}) to H.264 yuv420p "
-        f"{out_w}x{out_h} at a constant {fps} fps, MP4 with faststart"
+        (
+            f"re-encoded {info.codec} {info.width}x{info.height} ({info.container}) to H.264 yuv420p "
+            f"{out_w}x{out_h} at a constant {fps} fps, MP4 with faststart"
+        )
     ]
     if "variable_frame_rate" in codes:
         steps = codes["variable_frame_rate"].evidence.get("steps", {})
@@ -709,15 +727,26 @@ def _full_changes(
         changes.append(f"{index.negative} frame(s) with a negative timestamp kept: the output starts with them at 0 s")
     if lost:
         changes.append(lost)
+    turn = info.orientation
+    shown_w, shown_h = info.display_size
+    if turn is not None and not turn.identity:
+        what = " and ".join(
+            ([f"turned {turn.rotation} degrees counter-clockwise"] if turn.rotation else [])
+            + (["mirrored"] if turn.mirrored else [])
+        )
+        changes.append(
+            f"pixels {what} as the display matrix said ({info.width}x{info.height} stored -> {shown_w}x{shown_h} "
+            "shown); the output has no display matrix"
+        )
+    elif info.rotation:
+        changes.append(f"rotation {info.rotation} degrees (not a right angle) carried in the display matrix")
     if resized:
-        changes.append(f"resized {info.height}->{out_h} rows")
+        changes.append(f"resized {shown_h}->{out_h} rows")
     if info.sample_aspect_ratio[0] != info.sample_aspect_ratio[1]:
-        n, d = info.sample_aspect_ratio
-        changes.append(f"non-square pixels {n}:{d} made square: {info.width}x{info.height} -> {out_w}x{out_h}")
-    elif not resized and (out_w, out_h) != (info.width, info.height):
-        changes.append(f"scaled to even sides: {info.width}x{info.height} -> {out_w}x{out_h}")
-    if info.rotation:
-        changes.append(f"rotation {info.rotation} degrees carried in the display matrix (pixels not rotated)")
+        n, d = turn.displayed_ratio(info.sample_aspect_ratio) if turn else info.sample_aspect_ratio
+        changes.append(f"non-square pixels {n}:{d} made square: {shown_w}x{shown_h} -> {out_w}x{out_h}")
+    elif not resized and (out_w, out_h) != (shown_w, shown_h):
+        changes.append(f"scaled to even sides: {shown_w}x{shown_h} -> {out_w}x{out_h}")
     if info.audio:
         changes.append(f"{len(info.audio)} audio stream(s) removed")
     if "sparse_keyframes" in codes:

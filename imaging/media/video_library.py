@@ -191,12 +191,15 @@ def _picture(
     fmt: str,
     max_size: tuple[int, int] | None,
     into: Callable[[int], memoryview] | None = None,
+    *,
+    stored: bool = False,
 ) -> Picture:
     """Frame ``n`` as raw bytes: RGB (``raw``) or I420 (``yuv420p``, fitted within ``max_size`` by FFmpeg's Lanczos);
-    written into the buffer ``into`` gives, if given (``FrameReader.read_picture``)."""
+    written into the buffer ``into`` gives, if given (``FrameReader.read_picture``); as displayed unless ``stored``."""
     if fmt == "raw":
-        return reader.read_picture(n, "rgb24", into=into)
-    return reader.read_picture(n, "yuv420p", max_size=max_size if _resizes(max_size) else None, into=into)
+        return reader.read_picture(n, "rgb24", into=into, stored=stored)
+    size = max_size if _resizes(max_size) else None
+    return reader.read_picture(n, "yuv420p", max_size=size, into=into, stored=stored)
 
 
 def raw_media_type(pic: Picture) -> str:
@@ -284,6 +287,21 @@ class VideoLibraryMixin:
         value = self.cache.get_or_compute(key, compute, tag=media_id)
         return FrameIndex.from_bytes(value.payload)
 
+    def frame_turn(self, media_id: str, *, stored: bool = False) -> tuple[tuple[int, bool], tuple[int, int]]:
+        """((rotation, mirrored), pixel aspect ratio) of a video's frames as returned: turned as displayed (or not,
+        when ``stored`` or the turn is not a right angle); pixels keep their aspect ratio, swapped by a quarter turn.
+
+        Raises
+        ------
+        NotFoundError, InvalidInputError
+            See ``video``.
+        """
+        _, info = self.video(media_id)
+        turn = None if stored else info.orientation
+        if turn is None:
+            return (0, False), info.sample_aspect_ratio
+        return (turn.rotation, turn.mirrored), turn.displayed_ratio(info.sample_aspect_ratio)
+
     def video_frame_times(self, media_id: str) -> list[float]:
         """Presentation time in seconds of every frame of a video (frame n at [n]; see ``FrameIndex.seconds``)."""
         return self.frame_index(media_id).seconds().tolist()  # type: ignore[no-any-return]
@@ -298,6 +316,7 @@ class VideoLibraryMixin:
         fmt: str = "png",
         max_size: tuple[int, int] | None = None,
         after_reply: Callable[[Callable[[], None]], None] | None = None,
+        stored: bool = False,
     ) -> FrameResult:
         """Exactly frame ``n`` of a video, encoded: (payload, media type, dtype, shape, time in s).
 
@@ -306,7 +325,8 @@ class VideoLibraryMixin:
         miss reads the frame through the reader pool. ``yuv420p`` gives the
         shape as (height, width) of the picture, its media type
         ``video/x-raw; format=yuv420p; matrix=...; range=...`` (see
-        ``voxelgate.imaging.media.frame_index.Picture``).
+        ``voxelgate.imaging.media.frame_index.Picture``). Frames are turned as the video is
+        displayed (its display matrix, ``VideoInfo.orientation``), as stored with ``stored``.
 
         As soon as frame n is decoded, frame n + 1 in the same format is made
         in the background by the same reader (``ReadAhead``), for a viewer
@@ -331,7 +351,7 @@ class VideoLibraryMixin:
                 subject=media_id,
             )
         _check_frame_request(media_id, fmt, max_size)
-        stream: Stream = (media_id, fmt, max_size)
+        stream: Stream = (media_id, fmt, max_size, stored)
         more = n + 1 < info.addressable_frames
         ready = self.ahead.claim(stream, n)
         if ready is not None:
@@ -352,7 +372,7 @@ class VideoLibraryMixin:
 
         for attempt in (1, 2):
             try:
-                result = self._make_frame(media_id, row.name, n, fmt, max_size, decoded=decoded)
+                result = self._make_frame(media_id, row.name, n, fmt, max_size, decoded=decoded, stored=stored)
                 break
             except AheadCancelled:
                 # This key was being made ahead for another viewer, who went elsewhere.
@@ -371,6 +391,7 @@ class VideoLibraryMixin:
         *,
         decoded: Callable[[], None] = lambda: None,
         cancel: threading.Event | None = None,
+        stored: bool = False,
     ) -> FrameResult:
         """Frame ``n`` made now (raw) or through the derived cache (encoded); ``decoded`` is called
         once it is out of the decoder, ``cancel`` stops a read-ahead before the encoding."""
@@ -381,14 +402,14 @@ class VideoLibraryMixin:
             # Raw frames are large (6 MB of RGB at 1080p) and cheap to make from the pooled
             # reader: hashing and writing them to the derived cache costs more than
             # decoding one frame on. The bytes come straight out of the frame's planes.
-            pic, index = self.readers.use(media_id, n, opener, lambda r: _picture(r, n, fmt, max_size))
+            pic, index = self.readers.use(media_id, n, opener, lambda r: _picture(r, n, fmt, max_size, stored=stored))
             decoded()
             return _raw_result(pic, index.time_of(n))
-        params = {"n": n, "fmt": fmt, "max": list(max_size) if max_size else None}
+        params = {"n": n, "fmt": fmt, "max": list(max_size) if max_size else None, "stored": stored}
         key = make_key("media", "video-frame", media_id, params, version=2)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
-            arr, index = self.readers.use(media_id, n, opener, lambda r: r.read(n))
+            arr, index = self.readers.use(media_id, n, opener, lambda r: r.read(n, stored=stored))
             decoded()
             if cancel is not None and cancel.is_set():
                 raise AheadCancelled(f"frame {n}")
@@ -409,15 +430,16 @@ class VideoLibraryMixin:
 
     def _make_ahead(self, stream: Stream, n: int, cancel: threading.Event) -> FrameResult | None:
         """``ReadAhead``'s maker: frame ``n`` by the pooled reader standing just before it, else LookupError."""
-        media_id, fmt, max_size = stream
+        media_id, fmt, max_size, stored = stream
         row = self.catalog.get_media(media_id)
         if row is None or cancel.is_set():
             return None
-        return self._make_frame(media_id, row.name, n, fmt, max_size, cancel=cancel)
+        return self._make_frame(media_id, row.name, n, fmt, max_size, cancel=cancel, stored=stored)
 
     def _open_reader(self, media_id: str, name: str) -> tuple[FrameReader, FrameIndex]:
         index = self.frame_index(media_id)
-        return FrameReader(self.store.path(media_id), index, name=name, threads=True), index
+        turn = self.video(media_id)[1].orientation
+        return FrameReader(self.store.path(media_id), index, name=name, threads=True, orientation=turn), index
 
     def iter_video_frames(
         self,
@@ -429,6 +451,7 @@ class VideoLibraryMixin:
         fmt: str = "raw",
         max_size: tuple[int, int] | None = None,
         into: Callable[[int], memoryview] | None = None,
+        stored: bool = False,
     ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
         """Frames ``range(start, stop, every)`` decoded sequentially: (n, time s, payload, media type, dtype, shape).
 
@@ -437,7 +460,8 @@ class VideoLibraryMixin:
         called with each raw frame's size in bytes and returns a writable buffer at least that long (a
         shared memory slot), which libswscale writes RGB into directly where it can (``to_picture``).
         Encoded frames are bytes either way. One reader of its own decodes forward (frame-threaded); it seeks only
-        when ``every`` spans a keyframe. Nothing goes to the derived cache.
+        when ``every`` spans a keyframe. Nothing goes to the derived cache. Frames are turned as
+        displayed, or as stored with ``stored`` (as ``video_frame``).
 
         Raises
         ------
@@ -456,7 +480,7 @@ class VideoLibraryMixin:
         _check_frame_request(media_id, fmt, max_size)
         stop = min(stop, total)
         reader, index = self._open_reader(media_id, row.name)
-        return self._iter_frames(reader, index, range(start, stop, every), fmt, max_size, into)
+        return self._iter_frames(reader, index, range(start, stop, every), fmt, max_size, into, stored)
 
     @staticmethod
     def _iter_frames(
@@ -466,14 +490,16 @@ class VideoLibraryMixin:
         fmt: str,
         max_size: tuple[int, int] | None,
         into: Callable[[int], memoryview] | None,
+        stored: bool,
     ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
         with reader:
             for n in wanted:
                 if fmt == "yuv420p" or (fmt == "raw" and not _resizes(max_size)):
-                    pic = _picture(reader, n, fmt, max_size, into)  # views: joined or written once by the sender
+                    pic = _picture(reader, n, fmt, max_size, into, stored=stored)  # views: joined or written once
                     payload, media_type, dtype, shape = pic.pieces, raw_media_type(pic), "|u1", _raw_shape(pic)
                 else:
-                    payload, media_type, dtype, shape = render_frame(reader.read(n), fmt, max_size=max_size)
+                    frame = reader.read(n, stored=stored)
+                    payload, media_type, dtype, shape = render_frame(frame, fmt, max_size=max_size)
                 yield n, index.time_of(n), payload, media_type, dtype, shape
 
     # -- diagnostics ------------------------------------------------------------------

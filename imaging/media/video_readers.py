@@ -175,8 +175,8 @@ class AheadCancelled(Exception):
     """A frame being read ahead was given up: its viewer asked for another one."""
 
 
-#: A viewer's stream of frames: (media id, format, size box).
-Stream = tuple[str, str, "tuple[int, int] | None"]
+#: A viewer's stream of frames: (media id, format, size box, stored orientation).
+Stream = tuple[str, str, "tuple[int, int] | None", bool]
 
 
 @dataclass(eq=False)

@@ -177,7 +177,7 @@ class AudioStream(_message.Message):
     def __init__(self, index: _Optional[int] = ..., codec: _Optional[str] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ...) -> None: ...
 
 class VideoDescription(_message.Message):
-    __slots__ = ("media_id", "name", "container", "codec", "profile", "width", "height", "sample_aspect_ratio", "display_aspect_ratio", "rotation", "average_rate", "real_rate", "guessed_rate", "frame_count", "addressable_frames", "duration_s", "bitrate", "peak_bitrate", "keyframe_interval_max", "keyframe_interval_mean", "audio", "size_bytes", "reencoded_from", "reencoded_as")
+    __slots__ = ("media_id", "name", "container", "codec", "profile", "width", "height", "sample_aspect_ratio", "display_aspect_ratio", "rotation", "average_rate", "real_rate", "guessed_rate", "frame_count", "addressable_frames", "duration_s", "bitrate", "peak_bitrate", "keyframe_interval_max", "keyframe_interval_mean", "audio", "size_bytes", "reencoded_from", "reencoded_as", "mirrored", "display_width", "display_height")
     MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +202,9 @@ class VideoDescription(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     REENCODED_FROM_FIELD_NUMBER: _ClassVar[int]
     REENCODED_AS_FIELD_NUMBER: _ClassVar[int]
+    MIRRORED_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     media_id: str
     name: str
     container: str
@@ -226,10 +229,13 @@ class VideoDescription(_message.Message):
     size_bytes: int
     reencoded_from: ReencodeReport
     reencoded_as: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, media_id: _Optional[str] = ..., name: _Optional[str] = ..., container: _Optional[str] = ..., codec: _Optional[str] = ..., profile: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., sample_aspect_ratio: _Optional[_Union[Ratio, _Mapping]] = ..., display_aspect_ratio: _Optional[_Union[Ratio, _Mapping]] = ..., rotation: _Optional[int] = ..., average_rate: _Optional[_Union[Ratio, _Mapping]] = ..., real_rate: _Optional[_Union[Ratio, _Mapping]] = ..., guessed_rate: _Optional[_Union[Ratio, _Mapping]] = ..., frame_count: _Optional[int] = ..., addressable_frames: _Optional[int] = ..., duration_s: _Optional[float] = ..., bitrate: _Optional[int] = ..., peak_bitrate: _Optional[int] = ..., keyframe_interval_max: _Optional[int] = ..., keyframe_interval_mean: _Optional[float] = ..., audio: _Optional[_Iterable[_Union[AudioStream, _Mapping]]] = ..., size_bytes: _Optional[int] = ..., reencoded_from: _Optional[_Union[ReencodeReport, _Mapping]] = ..., reencoded_as: _Optional[_Iterable[str]] = ...) -> None: ...
+    mirrored: bool
+    display_width: int
+    display_height: int
+    def __init__(self, media_id: _Optional[str] = ..., name: _Optional[str] = ..., container: _Optional[str] = ..., codec: _Optional[str] = ..., profile: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., sample_aspect_ratio: _Optional[_Union[Ratio, _Mapping]] = ..., display_aspect_ratio: _Optional[_Union[Ratio, _Mapping]] = ..., rotation: _Optional[int] = ..., average_rate: _Optional[_Union[Ratio, _Mapping]] = ..., real_rate: _Optional[_Union[Ratio, _Mapping]] = ..., guessed_rate: _Optional[_Union[Ratio, _Mapping]] = ..., frame_count: _Optional[int] = ..., addressable_frames: _Optional[int] = ..., duration_s: _Optional[float] = ..., bitrate: _Optional[int] = ..., peak_bitrate: _Optional[int] = ..., keyframe_interval_max: _Optional[int] = ..., keyframe_interval_mean: _Optional[float] = ..., audio: _Optional[_Iterable[_Union[AudioStream, _Mapping]]] = ..., size_bytes: _Optional[int] = ..., reencoded_from: _Optional[_Union[ReencodeReport, _Mapping]] = ..., reencoded_as: _Optional[_Iterable[str]] = ..., mirrored: _Optional[bool] = ..., display_width: _Optional[int] = ..., display_height: _Optional[int] = ...) -> None: ...
 
 class GetMediaFrameRequest(_message.Message):
-    __slots__ = ("id", "frame", "format", "max_width", "max_height", "has_window", "window_center", "window_width")
+    __slots__ = ("id", "frame", "format", "max_width", "max_height", "has_window", "window_center", "window_width", "stored_orientation")
     ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +244,7 @@ class GetMediaFrameRequest(_message.Message):
     HAS_WINDOW_FIELD_NUMBER: _ClassVar[int]
     WINDOW_CENTER_FIELD_NUMBER: _ClassVar[int]
     WINDOW_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    STORED_ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     frame: int
     format: MediaFormat
@@ -246,10 +253,11 @@ class GetMediaFrameRequest(_message.Message):
     has_window: bool
     window_center: float
     window_width: float
-    def __init__(self, id: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[MediaFormat, str]] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., has_window: _Optional[bool] = ..., window_center: _Optional[float] = ..., window_width: _Optional[float] = ...) -> None: ...
+    stored_orientation: bool
+    def __init__(self, id: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[MediaFormat, str]] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., has_window: _Optional[bool] = ..., window_center: _Optional[float] = ..., window_width: _Optional[float] = ..., stored_orientation: _Optional[bool] = ...) -> None: ...
 
 class MediaFrame(_message.Message):
-    __slots__ = ("data", "media_type", "dtype", "shape", "media_id", "page", "frame", "time_s", "width", "height", "pixel_format", "shared_slot", "shared_bytes")
+    __slots__ = ("data", "media_type", "dtype", "shape", "media_id", "page", "frame", "time_s", "width", "height", "pixel_format", "shared_slot", "shared_bytes", "rotation", "mirrored", "pixel_aspect_ratio")
     DATA_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +271,9 @@ class MediaFrame(_message.Message):
     PIXEL_FORMAT_FIELD_NUMBER: _ClassVar[int]
     SHARED_SLOT_FIELD_NUMBER: _ClassVar[int]
     SHARED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_FIELD_NUMBER: _ClassVar[int]
+    MIRRORED_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_ASPECT_RATIO_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     media_type: str
     dtype: str
@@ -276,10 +287,13 @@ class MediaFrame(_message.Message):
     pixel_format: str
     shared_slot: int
     shared_bytes: int
-    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., media_id: _Optional[str] = ..., page: _Optional[int] = ..., frame: _Optional[int] = ..., time_s: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., pixel_format: _Optional[str] = ..., shared_slot: _Optional[int] = ..., shared_bytes: _Optional[int] = ...) -> None: ...
+    rotation: int
+    mirrored: bool
+    pixel_aspect_ratio: Ratio
+    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., media_id: _Optional[str] = ..., page: _Optional[int] = ..., frame: _Optional[int] = ..., time_s: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., pixel_format: _Optional[str] = ..., shared_slot: _Optional[int] = ..., shared_bytes: _Optional[int] = ..., rotation: _Optional[int] = ..., mirrored: _Optional[bool] = ..., pixel_aspect_ratio: _Optional[_Union[Ratio, _Mapping]] = ...) -> None: ...
 
 class StreamFramesRequest(_message.Message):
-    __slots__ = ("id", "start", "stop", "every", "format", "max_width", "max_height")
+    __slots__ = ("id", "start", "stop", "every", "format", "max_width", "max_height", "stored_orientation")
     ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
@@ -287,6 +301,7 @@ class StreamFramesRequest(_message.Message):
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     MAX_WIDTH_FIELD_NUMBER: _ClassVar[int]
     MAX_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STORED_ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     start: int
     stop: int
@@ -294,7 +309,8 @@ class StreamFramesRequest(_message.Message):
     format: MediaFormat
     max_width: int
     max_height: int
-    def __init__(self, id: _Optional[str] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., every: _Optional[int] = ..., format: _Optional[_Union[MediaFormat, str]] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ...) -> None: ...
+    stored_orientation: bool
+    def __init__(self, id: _Optional[str] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., every: _Optional[int] = ..., format: _Optional[_Union[MediaFormat, str]] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., stored_orientation: _Optional[bool] = ...) -> None: ...
 
 class SharedFramesRequest(_message.Message):
     __slots__ = ("start", "release", "releases")

@@ -56,6 +56,9 @@ def _check_output(src: Path, dst: Path, result: ReencodeResult, *, min_psnr: flo
     assert (info.width, info.height) == (result.width, result.height)
     assert info.sample_aspect_ratio == (1, 1) or result.mode == "remux"
     src_index, src_frames = _frames(src)
+    turn = probe_video(src, name=src.name).orientation
+    if turn is not None and result.mode == "full":  # a full re-encode stores what the source displayed
+        src_frames = [np.ascontiguousarray(turn.apply(f)) for f in src_frames]
     out_index, out_frames = _frames(dst)
     assert len(out_index) == result.frames_out == info.addressable_frames
     assert result.frames_in == len(src_index) == len(result.frame_map)
@@ -127,11 +130,16 @@ def test_auto_remuxes_h264_from_other_containers(tmp_path: Path, fmt: str) -> No
     _check_output(src, dst, result)
 
 
-def test_rotation_is_carried_by_a_remux(tmp_path: Path) -> None:
-    src = make_video(tmp_path / "rot.mp4", "mp4", rotation=90, audio="aac")
+def test_auto_applies_a_rotation_to_the_pixels(tmp_path: Path) -> None:
+    # A turn is a finding whose fix is a full re-encode (no remux can turn pixels): the output stores what the
+    # source displayed, so frames (which come as displayed) and label coordinates stay the same.
+    src = make_video(tmp_path / "rot.mp4", "mp4", rotation=270, audio="aac")
     dst = tmp_path / "out.mp4"
-    assert reencode(src, dst).mode == "remux"
-    assert probe_video(dst, name="out").rotation == 90
+    result = reencode(src, dst)
+    assert result.mode == "full" and "display_rotation" in result.fixed
+    info = probe_video(dst, name="out")
+    assert (info.width, info.height, info.rotation, info.mirrored) == (48, 64, 0, False)
+    _check_output(src, dst, result)
 
 
 def test_auto_writes_nothing_for_a_clean_file(videos: dict[str, Path], tmp_path: Path) -> None:
@@ -150,7 +158,7 @@ def test_auto_writes_nothing_for_a_clean_file(videos: dict[str, Path], tmp_path:
     [
         ("ghost_mp4", "auto", {"ghost_frames", "no_faststart"}),
         ("vfr_mkv", "auto", {"variable_frame_rate", "browser_unplayable"}),
-        ("sar_mov", "auto", {"non_square_pixels", "no_faststart", "browser_unplayable"}),
+        ("sar_mov", "auto", {"non_square_pixels", "display_rotation", "no_faststart", "browser_unplayable"}),
         ("vp8_mkv", "auto", {"browser_unplayable"}),
         ("vp9_webm", "full", {"audio_streams"}),
         ("audio_mp4", "full", {"audio_streams"}),
@@ -209,23 +217,24 @@ def test_frame_rate_conversion(videos: dict[str, Path], tmp_path: Path, fps: int
 
 
 def test_new_height_keeps_the_aspect(videos: dict[str, Path], tmp_path: Path) -> None:
-    src = videos["sar_mov"]  # 64x48 at 4:3 pixels: displayed 16:9
+    src = videos["sar_mov"]  # 64x48 at 4:3 pixels turned 90 degrees: displayed 48x64 at 3:4 pixels, 9:16
     dst = tmp_path / "out.mp4"
-    result = reencode(src, dst, height=36)
-    assert (result.mode, result.width, result.height) == ("full", 64, 36)
+    result = reencode(src, dst, height=32)
+    assert (result.mode, result.width, result.height) == ("full", 18, 32)
     info = probe_video(dst, name="out")
-    assert info.display_aspect_ratio == (16, 9) and info.rotation == 90  # carried, pixels not rotated
-    assert any("resized 48->36" in c for c in result.changes)
-    _check_output(src, dst, result, min_psnr=25)
+    assert info.display_aspect_ratio == (9, 16) and info.rotation == 0  # the turn is in the pixels
+    assert any("resized 64->32" in c for c in result.changes)
+    _check_output(src, dst, result, min_psnr=22)
 
 
 def test_square_pixels_and_rotation(videos: dict[str, Path], tmp_path: Path) -> None:
     dst = tmp_path / "out.mp4"
     result = reencode(videos["sar_mov"], dst)
     info = probe_video(dst, name="out")
-    assert (info.width, info.height, info.sample_aspect_ratio, info.rotation) == (86, 48, (1, 1), 90)
-    assert any("4:3 made square" in c for c in result.changes)
-    assert any("rotation 90" in c for c in result.changes)
+    # Displayed 48x64 with 3:4 pixels: 36x64 square pixels, stored upright (no display matrix).
+    assert (info.width, info.height, info.sample_aspect_ratio, info.rotation) == (36, 64, (1, 1), 0)
+    assert any("3:4 made square" in c for c in result.changes)
+    assert any("turned 90 degrees counter-clockwise" in c and "no display matrix" in c for c in result.changes)
 
 
 def test_corrupt_frames_are_dropped(videos: dict[str, Path], tmp_path: Path) -> None:
