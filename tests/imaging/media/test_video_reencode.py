@@ -196,16 +196,6 @@ def test_variable_frame_rate_at_the_timestamp_grid(videos: dict[str, Path], tmp_
     _check_output(videos["vfr_mkv"], dst, result)
 
 
-def test_variable_frame_rate_default_rate(videos: dict[str, Path], tmp_path: Path) -> None:
-    # 30 frames over 35/30 s average 25.7 fps, snapped to 25; frames falling on one output instant drop.
-    result = reencode(videos["vfr_mkv"], tmp_path / "out.mp4")
-    assert result.fps == 25 and result.frames_out == round(35 / 30 * 25)
-    for n, k in enumerate(result.frame_map):
-        if k >= 0:
-            assert k == round(VFR_PTS[n] / 30 * 25 + 1e-9)
-    assert result.frame_map.count(-1) > 0 and any("variable frame rate" in c for c in result.changes)
-
-
 @pytest.mark.parametrize(("fps", "expect"), [(15, lambda n: n // 2 if n % 2 == 0 else -1), (60, lambda n: 2 * n)])
 def test_frame_rate_conversion(videos: dict[str, Path], tmp_path: Path, fps: int, expect) -> None:  # type: ignore[no-untyped-def]
     src = videos["faststart_mp4"]
