@@ -8,7 +8,6 @@ server database can implement instead.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import sqlite3
@@ -24,9 +23,7 @@ from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
-
-MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 100
+from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_token, encode_token
 
 
 @dataclass(frozen=True)
@@ -210,23 +207,11 @@ def _glob(pattern: str) -> str:
 
 
 def _encode_token(key: Sequence[object], flt: QueryFilter) -> str:
-    raw = json.dumps({"k": list(key), "f": flt.digest()}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    return encode_token(key, flt.digest())
 
 
 def _decode_token(token: str, flt: QueryFilter, arity: int) -> list[object] | None:
-    if not token:
-        return None
-    try:
-        obj = json.loads(base64.urlsafe_b64decode(token.encode()))
-        key = obj["k"]
-        ok = obj["f"] == flt.digest() and isinstance(key, list) and len(key) == arity
-        ok = ok and all(isinstance(v, str) or (isinstance(v, int) and abs(v) < 2**63) for v in key)
-    except (ValueError, KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise InvalidInputError("page token is malformed or belongs to another query")
-    return key
+    return decode_token(token, flt.digest(), arity)
 
 
 class SqliteCatalog(MediaCatalogMixin):
@@ -248,6 +233,7 @@ class SqliteCatalog(MediaCatalogMixin):
         self._write_lock = ProcessLock(self.path.with_name(self.path.name + ".writer"))
         # executescript manages its own transaction.
         self._db().executescript(_SCHEMA + MEDIA_SCHEMA)
+        self._migrate_media()
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

@@ -28,6 +28,7 @@ from voxelgate.imaging.cpu import all_cores, use_all_cores
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
 from .frame_index import Pieces
+from .inventory import InventoryMixin
 from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
 from .sequence import resize_exact
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
@@ -119,7 +120,7 @@ class _SniffedFile(IncomingFile):
         super().write(data)
 
 
-class MediaLibrary(VideoLibraryMixin):
+class MediaLibrary(VideoLibraryMixin, InventoryMixin):
     """Non-DICOM images and videos over the shared store, catalog and derived cache.
 
     Parameters

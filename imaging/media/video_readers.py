@@ -160,6 +160,15 @@ class ReaderPool:
         with self._lock:
             return ReaderStats(self._opened, self._reused, self._seeks, len(self._idle))
 
+    def forget(self, media_id: str) -> int:
+        """Close the idle readers of a video (deleted: their open files would keep its bytes); return how many."""
+        with self._lock:
+            gone = [e for e in self._idle if e.media_id == media_id]
+            self._idle = [e for e in self._idle if e.media_id != media_id]
+        for e in gone:
+            e.reader.close()
+        return len(gone)
+
     def close(self) -> None:
         """Close every idle reader."""
         with self._lock:

@@ -34,6 +34,14 @@ class ReencodeMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REENCODE_AUTO: _ClassVar[ReencodeMode]
     REENCODE_FULL: _ClassVar[ReencodeMode]
+
+class MediaKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEDIA_KIND_UNSPECIFIED: _ClassVar[MediaKind]
+    MEDIA_KIND_IMAGE: _ClassVar[MediaKind]
+    MEDIA_KIND_VIDEO: _ClassVar[MediaKind]
+    MEDIA_KIND_GROUP: _ClassVar[MediaKind]
+    MEDIA_KIND_SEQUENCE: _ClassVar[MediaKind]
 HOMOGENIZE: SequenceMode
 SPLIT: SequenceMode
 MEDIA_PNG: MediaFormat
@@ -49,6 +57,11 @@ SEVERITY_WARNING: FindingSeverity
 SEVERITY_ERROR: FindingSeverity
 REENCODE_AUTO: ReencodeMode
 REENCODE_FULL: ReencodeMode
+MEDIA_KIND_UNSPECIFIED: MediaKind
+MEDIA_KIND_IMAGE: MediaKind
+MEDIA_KIND_VIDEO: MediaKind
+MEDIA_KIND_GROUP: MediaKind
+MEDIA_KIND_SEQUENCE: MediaKind
 
 class ImageDescription(_message.Message):
     __slots__ = ("media_id", "name", "format", "width", "height", "bit_depth", "mode", "source_mode", "orientation", "pages", "size_bytes", "icc", "warnings")
@@ -476,3 +489,73 @@ class MediaChunk(_message.Message):
     DATA_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ListMediaRequest(_message.Message):
+    __slots__ = ("kinds", "name_prefix", "created_from", "created_to", "source_id", "page")
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    NAME_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATED_TO_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    kinds: _containers.RepeatedScalarFieldContainer[MediaKind]
+    name_prefix: str
+    created_from: float
+    created_to: float
+    source_id: str
+    page: _common_pb2.PageRequest
+    def __init__(self, kinds: _Optional[_Iterable[_Union[MediaKind, str]]] = ..., name_prefix: _Optional[str] = ..., created_from: _Optional[float] = ..., created_to: _Optional[float] = ..., source_id: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+
+class MediaEntry(_message.Message):
+    __slots__ = ("id", "kind", "name", "created", "format", "width", "height", "frames", "size_bytes", "source_id", "sets")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SETS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: MediaKind
+    name: str
+    created: float
+    format: str
+    width: int
+    height: int
+    frames: int
+    size_bytes: int
+    source_id: str
+    sets: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[MediaKind, str]] = ..., name: _Optional[str] = ..., created: _Optional[float] = ..., format: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frames: _Optional[int] = ..., size_bytes: _Optional[int] = ..., source_id: _Optional[str] = ..., sets: _Optional[int] = ...) -> None: ...
+
+class ListMediaResponse(_message.Message):
+    __slots__ = ("items", "next_page_token")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[MediaEntry]
+    next_page_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[MediaEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteMediaRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteMediaResponse(_message.Message):
+    __slots__ = ("id", "kind", "name", "freed_bytes", "derived_entries")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DERIVED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: MediaKind
+    name: str
+    freed_bytes: int
+    derived_entries: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[MediaKind, str]] = ..., name: _Optional[str] = ..., freed_bytes: _Optional[int] = ..., derived_entries: _Optional[int] = ...) -> None: ...
