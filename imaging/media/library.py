@@ -27,9 +27,10 @@ from voxelgate.imaging.cpu import all_cores, use_all_cores
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
+from .formats import SUPPORTED_FORMATS, describe_bytes, sniff_format
 from .frame_index import Pieces
 from .inventory import InventoryMixin
-from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
+from .probe_video import VIDEO_FORMATS, VideoInfo, VideoLimits, probe_video, sniff_video_format
 from .sequence import resize_exact
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 
@@ -197,7 +198,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
                         self.store.commit(incoming.staged, sync=False)
                     self.store.sync_batch(shas)
                     new = self.catalog.put_media([_row(r) for _, _, r in pending])  # type: ignore[attr-defined]
-                for (i, _, report), is_new in zip(pending, new):
+                for (i, _, report), is_new in zip(pending, new, strict=True):
                     report.outcome = "stored" if is_new else "duplicate"
                     results[i] = report
         finally:
@@ -210,11 +211,21 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
 
     @all_cores()  # decoding every page (or scanning every packet): native work, off the request threads' core
     def _probe(self, path: Path, name: str) -> ImageInfo | VideoInfo:
-        """Probe a received file as a video or an image, by its first bytes (never its name)."""
+        """Probe a received file as a video or an image, by its first bytes (never its name).
+
+        Raises
+        ------
+        InvalidInputError
+            Bytes of neither (saying what they look like and what is accepted), or a broken file.
+        LimitExceededError
+            A file over the image or video limits.
+        """
         with path.open("rb") as fh:
-            head = fh.read(64)
+            head = fh.read(512)
         if sniff_video_format(head) is not None:
             return probe_video(path, name=name, limits=self.video_limits)
+        if head and sniff_format(head) is None:
+            raise InvalidInputError(unsupported_media(head), subject=name)
         return probe_image(path, name=name, limits=self.limits)
 
     # -- items and sets -------------------------------------------------------
@@ -559,6 +570,17 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
             self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id
         )
         yield from entry.iter_chunks(chunk_size)
+
+
+def unsupported_media(head: bytes) -> str:
+    """Why a file's first bytes are not media this library takes: what they look like, and what it accepts."""
+    what = describe_bytes(head)
+    if what is None:
+        what = f"bytes of no format known here (they start {head[:4].hex(' ')})"
+    return (
+        f"not a supported image or video: the file is {what}. MediaService takes images "
+        f"({', '.join(SUPPORTED_FORMATS)}) and videos ({', '.join(VIDEO_FORMATS)}), told apart by their bytes"
+    )
 
 
 def _row(r: MediaReport) -> MediaRow:
