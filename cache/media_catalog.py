@@ -239,6 +239,11 @@ class MediaCatalogMixin:
             return None
         return _media_row(row)
 
+    def update_media_info(self, media_id: str, info: dict[str, Any], pages: int) -> None:
+        """Replace an item's ``info`` record and page (or frame) count: a record recounted under newer rules."""
+        with self._tx() as db:
+            db.execute("UPDATE media_items SET info=?, pages=? WHERE media_id=?", (json.dumps(info), pages, media_id))
+
     def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool:
         """Store a re-encoded video and its link to the source in one transaction; True when the item is new.
 

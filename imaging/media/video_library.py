@@ -255,6 +255,8 @@ class VideoLibraryMixin:
         info = VideoInfo.from_json(row.info)
         if row.info.get("numbering") != FRAME_NUMBERING:  # stored before frames were FFmpeg's: count them again
             info = replace(info, addressable_frames=len(self.frame_index(media_id)))
+            self.catalog.update_media_info(media_id, video_record(info), info.addressable_frames)
+            row = replace(row, info=video_record(info), pages=info.addressable_frames)
         return row, info
 
     def _video_row(self, media_id: str) -> MediaRow:

@@ -137,3 +137,17 @@ def test_the_turn_is_a_finding(lib: Library) -> None:
     assert f.severity == media_pb2.SEVERITY_WARNING and f.fix == "reencode" and f.reencode_mode == "full"
     assert json.loads(f.evidence["rotation"]) == 90 and json.loads(f.evidence["displayed_size"]) == [48, 64]
     assert "turned 90 degrees counter-clockwise" in f.message
+
+
+def test_records_stored_before_are_recounted_once(lib: Library) -> None:
+    # A video stored when repeats were not frames: its record says 20 frames and has no numbering marker.
+    media = lib.server.running.media
+    assert media is not None
+    vid = lib.ids["pairs"]
+    old = {k: v for k, v in media.catalog.get_media(vid).info.items() if k != "numbering"}
+    media.catalog.update_media_info(vid, {**old, "addressable_frames": 20}, 20)
+    info = lib.stub.GetMediaInfo(media_pb2.GetMediaInfoRequest(id=vid)).video
+    assert info.addressable_frames == 40
+    row = media.catalog.get_media(vid)
+    assert (row.pages, row.info["addressable_frames"], row.info["numbering"]) == (40, 40, 2)  # written back
+    assert np.array_equal(_rgb(_frame(lib, "pairs", 39, format=media_pb2.MEDIA_RAW)), lib.shown["pairs"][39])
