@@ -182,6 +182,13 @@ FROM media_sets s
 """
 
 
+#: The sets holding an item (set id, kind, name, created), oldest first.
+_HOLDERS = (
+    "SELECT DISTINCT s.set_id, s.kind, s.name, s.created FROM media_members mm "
+    "JOIN media_sets s ON s.set_id = mm.set_id WHERE mm.media_id=? ORDER BY s.created, s.set_id"
+)
+
+
 class MediaCatalogMixin:
     """Media tables of ``SqliteCatalog`` (needs its ``_db`` and ``_tx``)."""
 
@@ -381,15 +388,7 @@ class MediaCatalogMixin:
 
     def sets_holding(self, media_id: str) -> list[tuple[str, str, str]]:
         """(set id, kind, name) of the groups and sequences that hold ``media_id``, oldest first."""
-        rows = (
-            self._db()
-            .execute(
-                "SELECT DISTINCT s.set_id, s.kind, s.name, s.created FROM media_members mm "
-                "JOIN media_sets s ON s.set_id = mm.set_id WHERE mm.media_id=? ORDER BY s.created, s.set_id",
-                (media_id,),
-            )
-            .fetchall()
-        )
+        rows = self._db().execute(_HOLDERS, (media_id,)).fetchall()
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     def delete_media(self, media_id: str) -> MediaRow | None:
@@ -407,11 +406,7 @@ class MediaCatalogMixin:
             row = db.execute("SELECT * FROM media_items WHERE media_id=?", (media_id,)).fetchone()
             if row is None:
                 return None
-            held = db.execute(
-                "SELECT DISTINCT s.set_id, s.kind, s.name, s.created FROM media_members mm "
-                "JOIN media_sets s ON s.set_id = mm.set_id WHERE mm.media_id=? ORDER BY s.created, s.set_id",
-                (media_id,),
-            ).fetchall()
+            held = db.execute(_HOLDERS, (media_id,)).fetchall()
             if held:
                 named = ", ".join(f"{k} {n!r} ({i})" for i, k, n, _ in held[:5]) + (", ..." if len(held) > 5 else "")
                 raise PreconditionError(
