@@ -1,14 +1,14 @@
 """The media part of the catalog: images and videos, groups and sequences, re-encoding links.
 
-Lives in the same SQLite database as the DICOM tree (one commit point for
-everything); :class:`MediaCatalogMixin` is mixed into ``SqliteCatalog``.
+Lives in the same database as the DICOM tree (one commit point for
+everything); :class:`MediaCatalogMixin` is mixed into the SQL catalogs
+(``SqlCatalog``: SQLite and PostgreSQL), whose dialect spells what differs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
@@ -17,6 +17,7 @@ from typing import Any
 from voxelgate.errors import InvalidInputError, PreconditionError
 
 from .paging import decode_token, encode_token, page_limit
+from .sql_dialect import Dialect
 
 #: What ``list_media`` lists: media items (images and videos), and sets (groups and sequences).
 MEDIA_KINDS: tuple[str, ...] = ("image", "video", "group", "sequence")
@@ -60,6 +61,9 @@ CREATE TABLE IF NOT EXISTS media_reencodes (
 );
 CREATE INDEX IF NOT EXISTS media_reencodes_source ON media_reencodes(source_id);
 """
+
+
+_MEDIA_COLS = ["media_id", "name", "format", "width", "height", "pages", "size", "info", "stored_at"]
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ class MediaEntry:
 
 _ENTRIES = """
 SELECT m.media_id AS id,
-       CASE WHEN json_extract(m.info, '$.kind') = 'video' THEN 'video' ELSE 'image' END AS kind,
+       CASE WHEN {kind} = 'video' THEN 'video' ELSE 'image' END AS kind,
        m.name AS name, m.stored_at AS created, m.format AS format, m.width AS width, m.height AS height,
        m.pages AS frames, m.size AS size,
        coalesce((SELECT r.source_id FROM media_reencodes r WHERE r.media_id = m.media_id), '') AS source_id,
@@ -190,20 +194,25 @@ _HOLDERS = (
 
 
 class MediaCatalogMixin:
-    """Media tables of ``SqliteCatalog`` (needs its ``_db`` and ``_tx``)."""
+    """Media tables of the SQL catalogs (needs their ``_sql``, ``_read``, ``_tx``, ``_one`` and ``_all``)."""
 
-    _db: Any
+    _sql: Dialect
+    _read: Any
     _tx: Any
+    _one: Any
+    _all: Any
 
-    def _migrate_media(self) -> None:
-        """Catalogs made before media could be deleted tie a re-encode's source to an existing item: drop that
-        foreign key (a deleted source leaves its re-encodes and their frame maps)."""
+    def _migrate_media_sqlite(self) -> None:
+        """SQLite catalogs made before media could be deleted tie a re-encode's source to an existing item: drop
+        that foreign key (a deleted source leaves its re-encodes and their frame maps). PostgreSQL's is a migration
+        of its own (``voxelgate.cache.pg_catalog``)."""
 
         def tied(db: sqlite3.Connection) -> bool:
             return any(r[3] == "source_id" for r in db.execute("PRAGMA foreign_key_list(media_reencodes)"))
 
-        if not tied(self._db()):
-            return
+        with self._read() as db:
+            if not tied(db):
+                return
         with self._tx() as db:
             if not tied(db):
                 return  # another process did it meanwhile
@@ -221,10 +230,11 @@ class MediaCatalogMixin:
     def put_media(self, rows: Sequence[MediaRow]) -> list[bool]:
         """Insert media items in one transaction; per row, True when new (False: same bytes stored)."""
         out = []
+        sql = self._sql.insert_ignore("media_items", _MEDIA_COLS)
         with self._tx() as db:
             for r in rows:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO media_items VALUES (?,?,?,?,?,?,?,?,?)",
+                    sql,
                     (
                         r.media_id,
                         r.name,
@@ -241,7 +251,7 @@ class MediaCatalogMixin:
         return out
 
     def get_media(self, media_id: str) -> MediaRow | None:
-        row = self._db().execute("SELECT * FROM media_items WHERE media_id=?", (media_id,)).fetchone()
+        row = self._one(f"SELECT {','.join(_MEDIA_COLS)} FROM media_items WHERE media_id=?", (media_id,))
         if row is None:
             return None
         return _media_row(row)
@@ -249,7 +259,9 @@ class MediaCatalogMixin:
     def update_media_info(self, media_id: str, info: dict[str, Any], pages: int) -> None:
         """Replace an item's ``info`` record and page (or frame) count: a record recounted under newer rules."""
         with self._tx() as db:
-            db.execute("UPDATE media_items SET info=?, pages=? WHERE media_id=?", (json.dumps(info), pages, media_id))
+            db.execute(
+                self._sql.q("UPDATE media_items SET info=?, pages=? WHERE media_id=?"), (json.dumps(info), pages, media_id)
+            )
 
     def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool:
         """Store a re-encoded video and its link to the source in one transaction; True when the item is new.
@@ -259,7 +271,7 @@ class MediaCatalogMixin:
         """
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO media_items VALUES (?,?,?,?,?,?,?,?,?)",
+                self._sql.insert_ignore("media_items", _MEDIA_COLS),
                 (
                     row.media_id,
                     row.name,
@@ -273,77 +285,68 @@ class MediaCatalogMixin:
                 ),
             )
             db.execute(
-                "INSERT OR REPLACE INTO media_reencodes VALUES (?,?,?,?)",
+                self._sql.upsert("media_reencodes", ["media_id", "source_id", "report", "created"], ["media_id"]),
                 (row.media_id, source_id, json.dumps(report), time.time()),
             )
         return cur.rowcount == 1
 
     def get_reencode(self, media_id: str) -> tuple[str, dict[str, Any]] | None:
         """(source id, report) of a re-encoded item; None when ``media_id`` was not made by re-encoding."""
-        row = (
-            self._db().execute("SELECT source_id, report FROM media_reencodes WHERE media_id=?", (media_id,)).fetchone()
-        )
+        row = self._one("SELECT source_id, report FROM media_reencodes WHERE media_id=?", (media_id,))
         return None if row is None else (str(row[0]), json.loads(row[1]))
 
     def reencodes_of(self, source_id: str) -> list[str]:
         """Ids of the items re-encoded from ``source_id``, oldest first."""
-        rows = (
-            self._db()
-            .execute("SELECT media_id FROM media_reencodes WHERE source_id=? ORDER BY created", (source_id,))
-            .fetchall()
-        )
+        rows = self._all("SELECT media_id FROM media_reencodes WHERE source_id=? ORDER BY created", (source_id,))
         return [str(r[0]) for r in rows]
 
     def put_set(self, kind: str, set_id: str, name: str, members: Sequence[MemberRow], warnings: Sequence[str]) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO media_sets VALUES (?,?,?,?,?)",
+                self._sql.q("INSERT INTO media_sets VALUES (?,?,?,?,?)"),
                 (set_id, kind, name, json.dumps(list(warnings)), time.time()),
             )
-            db.executemany(
-                "INSERT INTO media_members VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        set_id,
-                        m.position,
-                        m.media_id,
-                        m.page,
-                        m.name,
-                        m.width,
-                        m.height,
-                        m.resized_from_width,
-                        m.resized_from_height,
-                    )
-                    for m in members
-                ],
-            )
+            member_sql = self._sql.q("INSERT INTO media_members VALUES (?,?,?,?,?,?,?,?,?)")
+            for values in [
+                (
+                    set_id,
+                    m.position,
+                    m.media_id,
+                    m.page,
+                    m.name,
+                    m.width,
+                    m.height,
+                    m.resized_from_width,
+                    m.resized_from_height,
+                )
+                for m in members
+            ]:
+                db.execute(member_sql, values)
 
     def get_set(self, set_id: str) -> SetRow | None:
-        db: sqlite3.Connection = self._db()
-        row = db.execute("SELECT set_id, kind, name, warnings FROM media_sets WHERE set_id=?", (set_id,)).fetchone()
+        row = self._one("SELECT set_id, kind, name, warnings FROM media_sets WHERE set_id=?", (set_id,))
         if row is None:
             return None
-        members = db.execute(
+        members = self._all(
             "SELECT position, media_id, page, name, width, height, resized_from_width, resized_from_height "
             "FROM media_members WHERE set_id=? ORDER BY position",
             (set_id,),
-        ).fetchall()
+        )
         return SetRow(row[0], row[1], row[2], tuple(json.loads(row[3])), tuple(MemberRow(*m) for m in members))
 
     def get_member(self, set_id: str, position: int) -> tuple[int, MemberRow | None] | None:
         """(number of frames, frame ``position`` or None when out of range) of a set; None: no such set."""
-        db: sqlite3.Connection = self._db()
-        row = db.execute(
+        row = self._one(
             "SELECT (SELECT count(*) FROM media_members WHERE set_id=?) FROM media_sets WHERE set_id=?",
             (set_id, set_id),
-        ).fetchone()
+        )
         if row is None:
             return None
-        m = db.execute(
+        m = self._one(
             "SELECT position, media_id, page, name, width, height, resized_from_width, resized_from_height "
             "FROM media_members WHERE set_id=? AND position=?",
             (set_id, position),
-        ).fetchone()
+        )
         return int(row[0]), (MemberRow(*m) if m else None)
 
     def list_media(self, query: MediaQuery, *, page_size: int = 0, token: str = "") -> tuple[list[MediaEntry], str]:
@@ -373,22 +376,21 @@ class MediaCatalogMixin:
         if query.source_id:
             where.append("source_id = ?")
             args.append(query.source_id)
-        after = decode_token(token, query.digest(), 2)
+        after = decode_token(token, query.digest(), (float, str))
         if after:
             where.append("(created, id) > (?, ?)")
             args.extend(after)
         limit = page_limit(page_size)
-        sql = (
-            f"SELECT * FROM ({_ENTRIES}) {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY created, id LIMIT ?"
-        )
-        rows = self._db().execute(sql, [*args, limit + 1]).fetchall()
+        entries = _ENTRIES.format(kind=self._sql.json_text("m.info", "kind"))
+        sql = f"SELECT * FROM ({entries}) AS e {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY created, id LIMIT ?"
+        rows = self._all(sql, [*args, limit + 1])
         out = [MediaEntry(*r) for r in rows[:limit]]
         nxt = encode_token([out[-1].created, out[-1].id], query.digest()) if len(rows) > limit else ""
         return out, nxt
 
     def sets_holding(self, media_id: str) -> list[tuple[str, str, str]]:
         """(set id, kind, name) of the groups and sequences that hold ``media_id``, oldest first."""
-        rows = self._db().execute(_HOLDERS, (media_id,)).fetchall()
+        rows = self._all(_HOLDERS, (media_id,))
         return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]
 
     def delete_media(self, media_id: str) -> MediaRow | None:
@@ -403,10 +405,11 @@ class MediaCatalogMixin:
             the set's later frames, which labels refer to.
         """
         with self._tx() as db:
-            row = db.execute("SELECT * FROM media_items WHERE media_id=?", (media_id,)).fetchone()
+            q = self._sql.q
+            row = db.execute(q(f"SELECT {','.join(_MEDIA_COLS)} FROM media_items WHERE media_id=?"), (media_id,)).fetchone()
             if row is None:
                 return None
-            held = db.execute(_HOLDERS, (media_id,)).fetchall()
+            held = db.execute(q(_HOLDERS), (media_id,)).fetchall()
             if held:
                 named = ", ".join(f"{k} {n!r} ({i})" for i, k, n, _ in held[:5]) + (", ..." if len(held) > 5 else "")
                 raise PreconditionError(
@@ -414,8 +417,8 @@ class MediaCatalogMixin:
                     "frames; delete them first (their other items stay)",
                     subject=media_id,
                 )
-            db.execute("DELETE FROM media_reencodes WHERE media_id=?", (media_id,))
-            db.execute("DELETE FROM media_items WHERE media_id=?", (media_id,))
+            db.execute(q("DELETE FROM media_reencodes WHERE media_id=?"), (media_id,))
+            db.execute(q("DELETE FROM media_items WHERE media_id=?"), (media_id,))
         return _media_row(row)
 
     def delete_set(self, set_id: str) -> SetRow | None:
@@ -424,17 +427,15 @@ class MediaCatalogMixin:
         if found is None:
             return None
         with self._tx() as db:
-            db.execute("DELETE FROM media_members WHERE set_id=?", (set_id,))
-            gone = db.execute("DELETE FROM media_sets WHERE set_id=?", (set_id,)).rowcount
+            db.execute(self._sql.q("DELETE FROM media_members WHERE set_id=?"), (set_id,))
+            gone = db.execute(self._sql.q("DELETE FROM media_sets WHERE set_id=?"), (set_id,)).rowcount
         return found if gone else None
 
     def media_referenced(self, sha256: str) -> bool:
-        return (
-            self._db().execute("SELECT 1 FROM media_items WHERE media_id=? LIMIT 1", (sha256,)).fetchone() is not None
-        )
+        return self._one("SELECT 1 FROM media_items WHERE media_id=? LIMIT 1", (sha256,)) is not None
 
     def media_totals(self) -> tuple[int, int]:
-        n, size = self._db().execute("SELECT count(*), coalesce(sum(size), 0) FROM media_items").fetchone()
+        n, size = self._one("SELECT count(*), coalesce(sum(size), 0) FROM media_items")
         return int(n), int(size)
 
 

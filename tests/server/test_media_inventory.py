@@ -216,7 +216,7 @@ def test_delete_racing_an_ingest_of_the_same_bytes(lib: Lib) -> None:
     threads = [threading.Thread(target=f) for f in (ingest, ingest, delete)]
     for t in threads:
         t.start()
-    time.sleep(3)
+    time.sleep(2)
     stop.set()
     for t in threads:
         t.join(30)
