@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import astuple, dataclass
@@ -260,7 +261,8 @@ class MediaCatalogMixin:
         """Replace an item's ``info`` record and page (or frame) count: a record recounted under newer rules."""
         with self._tx() as db:
             db.execute(
-                self._sql.q("UPDATE media_items SET info=?, pages=? WHERE media_id=?"), (json.dumps(info), pages, media_id)
+                self._sql.q("UPDATE media_items SET info=?, pages=? WHERE media_id=?"),
+                (json.dumps(info), pages, media_id),
             )
 
     def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool:
@@ -288,7 +290,7 @@ class MediaCatalogMixin:
                 self._sql.upsert("media_reencodes", ["media_id", "source_id", "report", "created"], ["media_id"]),
                 (row.media_id, source_id, json.dumps(report), time.time()),
             )
-        return cur.rowcount == 1
+        return bool(cur.rowcount == 1)
 
     def get_reencode(self, media_id: str) -> tuple[str, dict[str, Any]] | None:
         """(source id, report) of a re-encoded item; None when ``media_id`` was not made by re-encoding."""
@@ -382,7 +384,8 @@ class MediaCatalogMixin:
             args.extend(after)
         limit = page_limit(page_size)
         entries = _ENTRIES.format(kind=self._sql.json_text("m.info", "kind"))
-        sql = f"SELECT * FROM ({entries}) AS e {'WHERE ' + ' AND '.join(where) if where else ''} ORDER BY created, id LIMIT ?"
+        cond = f"WHERE {' AND '.join(where)}" if where else ""
+        sql = f"SELECT * FROM ({entries}) AS e {cond} ORDER BY created, id LIMIT ?"
         rows = self._all(sql, [*args, limit + 1])
         out = [MediaEntry(*r) for r in rows[:limit]]
         nxt = encode_token([out[-1].created, out[-1].id], query.digest()) if len(rows) > limit else ""
@@ -406,7 +409,9 @@ class MediaCatalogMixin:
         """
         with self._tx() as db:
             q = self._sql.q
-            row = db.execute(q(f"SELECT {','.join(_MEDIA_COLS)} FROM media_items WHERE media_id=?"), (media_id,)).fetchone()
+            row = db.execute(
+                q(f"SELECT {','.join(_MEDIA_COLS)} FROM media_items WHERE media_id=?"), (media_id,)
+            ).fetchone()
             if row is None:
                 return None
             held = db.execute(q(_HOLDERS), (media_id,)).fetchall()

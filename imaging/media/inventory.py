@@ -31,7 +31,7 @@ from typing import Any
 
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.media_catalog import MediaEntry, MediaQuery
-from voxelgate.cache.store import ObjectStore
+from voxelgate.cache.store import Store
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError
 
 from .video_readers import ReaderPool
@@ -61,7 +61,7 @@ class Deleted:
 class InventoryMixin:
     """The listing and deleting half of ``MediaLibrary`` (needs its storage, readers and re-encode jobs)."""
 
-    store: ObjectStore
+    store: Store
     catalog: Any
     cache: DerivedCache
     readers: ReaderPool

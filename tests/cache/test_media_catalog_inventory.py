@@ -70,7 +70,13 @@ def test_filters(cat: SqlCatalog) -> None:
     assert ids(created_from=1002.0, created_to=1004.0) == [_sha(2), _sha(3)]
     [entry] = cat.list_media(MediaQuery(kinds=("image",), name_prefix="item1"))[0]
     assert (entry.kind, entry.format, entry.width, entry.height, entry.frames, entry.size, entry.sets) == (
-        "image", "png", 4, 3, 1, 11, 1,
+        "image",
+        "png",
+        4,
+        3,
+        1,
+        11,
+        1,
     )
 
 
