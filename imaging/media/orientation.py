@@ -4,7 +4,8 @@ A video's display matrix (MP4/MOV ``tkhd``, Matroska projection, an H.264 or
 HEVC display orientation SEI; FFmpeg's ``AV_FRAME_DATA_DISPLAYMATRIX``) says
 how the stored picture is turned for display. Players apply it: Chrome reads
 it as a rotation in 90-degree steps and a mirror
-(``media/base/video_transformation.cc``), Firefox and Safari rotate too, and
+(``media/base/video_transformation.cc``), Firefox and Safari rotate too (their
+handling of mirrors was not checked here), and
 the ffmpeg CLI's ``-autorotate`` (on by default) inserts ``transpose``,
 ``hflip`` and ``vflip``. A label drawn on what a browser shows refers to the
 turned picture, so frames are returned as displayed unless the stored
