@@ -19,9 +19,12 @@ import hashlib
 import io
 import re
 import struct
+import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -720,15 +723,29 @@ def test_export_mp4(media: Media, frames) -> None:  # type: ignore[no-untyped-de
     assert progress2[-1].export_id == progress[-1].export_id and data2 == data
 
 
-def test_export_reports_progress(media: Media) -> None:
-    """A longer export streams progress (frames done, rising) before the message with the export id.
+def test_export_reports_progress(media: Media, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export streams progress (frames done, rising) while it runs, then the message with the export id.
 
-    The server reports every 0.2 s; an export that takes 0.5 s or more must have shown some.
+    The encoder is held after 8 and again after 24 of the 32 frames until the caller has
+    seen a message saying so: the test does not depend on how long encoding takes here.
     """
-    import time
-
     import av
 
+    from voxelgate.imaging.media import library
+
+    holds = {8: threading.Event(), 24: threading.Event()}
+    encode_mp4 = library.export_mp4
+
+    def export_held(frames: Iterable[np.ndarray], out: Path, **options: Any) -> int:
+        def held() -> Iterator[np.ndarray]:
+            for i, frame in enumerate(frames):
+                if i in holds:
+                    holds[i].wait(30)
+                yield frame
+
+        return encode_mp4(held(), out, **options)
+
+    monkeypatch.setattr(library, "export_mp4", export_held)
     rng = np.random.default_rng(9)
     results = media.ingest([(f"long{i}.png", encode(Image.fromarray(picture(rng, 320, 240)), "PNG")) for i in range(4)])
     (seq,) = list(
@@ -739,15 +756,27 @@ def test_export_reports_progress(media: Media) -> None:
         ).sequences
     )
     assert len(seq.frames) == 32  # an item may appear more than once in a sequence
-    t0 = time.monotonic()
-    progress, data = export(media, seq.set_id, 25.0)
-    elapsed = time.monotonic() - t0
-    middle = progress[:-1]
+    stream = media.stub.ExportVideo(media_pb2.ExportVideoRequest(set_id=seq.set_id, fps=25.0), timeout=120)
+    progress: list[media_pb2.ExportProgress] = []
+    try:
+        for frames_done, release in holds.items():
+            for p in stream:
+                progress.append(p)
+                if p.done or p.frames_done == frames_done:
+                    break
+            assert progress and not progress[-1].done and progress[-1].frames_done == frames_done, progress
+            release.set()
+    finally:
+        for release in holds.values():
+            release.set()
+    progress += list(stream)
+    middle, done = progress[:-1], progress[-1]
     assert all(not p.done and not p.export_id and p.frames_total == 32 for p in middle)
-    done = [p.frames_done for p in progress]
-    assert done == sorted(done) and done[-1] == 32
-    if elapsed >= 0.5:
-        assert middle, f"no progress message in a {elapsed:.2f} s export"
+    counts = [p.frames_done for p in progress]
+    assert counts == sorted(counts) and counts[-1] == 32
+    assert done.done and done.export_id
+    data = b"".join(c.data for c in media.stub.GetExport(media_pb2.GetExportRequest(export_id=done.export_id)))
+    assert done.size_bytes == len(data)
     with av.open(io.BytesIO(data)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 32
 
