@@ -5,19 +5,17 @@ from __future__ import annotations
 import os
 import random
 import threading
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 
+from tests._threads import in_thread
 from voxelgate.cache.derived import CachedValue, DerivedCache, SharedCacheState
 from voxelgate.cache.locks import ProcessLock
 
 MiB = 1024 * 1024
-_T = TypeVar("_T")
 
 
 @pytest.fixture
@@ -117,24 +115,6 @@ def test_foreign_value_written_directly_is_a_miss(cache: DerivedCache, blob: obj
     assert "k" not in cache._cache
 
 
-def _start(call: Callable[[], _T]) -> Future[_T]:
-    """Run ``call`` on a thread of its own; ``result()`` gives its value or raises its exception.
-
-    A daemon thread, so that a call that hangs fails its test (``result`` times out) without
-    keeping the test run from ending.
-    """
-    future: Future[_T] = Future()
-
-    def run() -> None:
-        try:
-            future.set_result(call())
-        except BaseException as exc:  # noqa: BLE001 - handed to the test by result()
-            future.set_exception(exc)
-
-    threading.Thread(target=run, daemon=True).start()
-    return future
-
-
 class _CountedFlights(dict[str, object]):
     """Stands in for ``DerivedCache._flights`` and counts its lookups.
 
@@ -172,7 +152,7 @@ def test_get_or_compute_computes_once_under_concurrency(cache: DerivedCache) -> 
         flights.wait_for_lookups(16)  # every caller is here while this one computes
         return b"expensive", "text/plain", {"n": 1}
 
-    futures = [_start(partial(cache.get_or_compute, "k", compute, tag="t")) for _ in range(16)]
+    futures = [in_thread(partial(cache.get_or_compute, "k", compute, tag="t")) for _ in range(16)]
     results = [f.result(timeout=60) for f in futures]
     assert calls == 1
     assert {r.payload for r in results} == {b"expensive"}
@@ -192,7 +172,7 @@ def test_different_keys_compute_in_parallel(cache: DerivedCache) -> None:
         together.wait()
         return b"v", "text/plain", {}
 
-    futures = [_start(partial(cache.get_or_compute, f"k{i}", compute)) for i in range(4)]
+    futures = [in_thread(partial(cache.get_or_compute, f"k{i}", compute)) for i in range(4)]
     assert [f.result(timeout=60).payload for f in futures] == [b"v"] * 4
     assert cache.stats().computations == 4
 
@@ -210,7 +190,7 @@ def test_exception_in_compute_reaches_every_waiter_and_nothing_is_cached(cache: 
         flights.wait_for_lookups(16)  # every caller waits for this computation
         raise Boom("decoder failed")
 
-    futures = [_start(partial(cache.get_or_compute, "k", compute)) for _ in range(16)]
+    futures = [in_thread(partial(cache.get_or_compute, "k", compute)) for _ in range(16)]
     for f in futures:
         with pytest.raises(Boom, match=r"^decoder failed$"):
             f.result(timeout=60)
@@ -373,11 +353,11 @@ def test_processes_build_a_file_value_once(
         return payload, "application/octet-stream", {}
 
     try:
-        first = _start(
+        first = in_thread(
             partial(a.get_or_compute_file, "vol", partial(build_in_a, fails=False), write_behind=write_behind)
         )
         assert a_builds.wait(30)
-        got = _start(partial(b.get_or_compute_file, "vol", build_in_b)).result(timeout=60)
+        got = in_thread(partial(b.get_or_compute_file, "vol", build_in_b)).result(timeout=60)
         first.result(timeout=60)
         assert calls == ["a"] and got.read() == payload and got.path  # b waited for a's file
         assert a.stats().computations == 1
@@ -386,9 +366,9 @@ def test_processes_build_a_file_value_once(
         calls.clear()
         a_builds.clear()
         b_waits.clear()
-        failing = _start(partial(a.get_or_compute_file, "vol2", partial(build_in_a, fails=True)))
+        failing = in_thread(partial(a.get_or_compute_file, "vol2", partial(build_in_a, fails=True)))
         assert a_builds.wait(30)
-        again = _start(partial(b.get_or_compute_file, "vol2", build_in_b)).result(timeout=60)
+        again = in_thread(partial(b.get_or_compute_file, "vol2", build_in_b)).result(timeout=60)
         with pytest.raises(RuntimeError, match="decoder failed"):
             failing.result(timeout=60)
         assert calls == ["a", "b"] and again.read() == payload

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -289,6 +290,9 @@ def test_fast_path_is_much_faster_than_simpleitk(monkeypatch: pytest.MonkeyPatch
             out = min(out, time.perf_counter() - t0)
         return out
 
+    # The fast path exists only to be faster, so here timing is the behaviour. It is about ten
+    # times faster on an idle machine; the best of five runs of each, and only "faster" asked,
+    # keep a loaded machine from failing it. How much faster is bench/'s to say.
     fast = best()
     monkeypatch.setattr(volume_module, "_grid_axes", lambda *a: None)
     general = best()
@@ -434,19 +438,15 @@ def test_concurrent_first_requests_build_a_plane_once(caplog: pytest.LogCaptureF
     rng = np.random.default_rng(23)
     vol = Volume(rng.integers(-1000, 2000, (40, 64, 64)).astype(np.int16), np.diag([0.7, 0.7, 1.3, 1.0]))
     stacks = PlaneStacks(1 << 30)
-    start = threading.Barrier(8)
-    got: list[Slice] = []
+    start = threading.Barrier(8, timeout=30)
 
-    def ask(i: int) -> None:
+    def ask(i: int) -> Slice:
         start.wait()
-        got.append(stacks.reformat(vol, "v", "coronal", index=i))
+        return stacks.reformat(vol, "v", "coronal", index=i)
 
     with caplog.at_level(logging.INFO, logger="voxelgate.imaging.dicom.reformat"):
-        threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with ThreadPoolExecutor(8) as pool:
+            got = [f.result(timeout=60) for f in [pool.submit(ask, i) for i in range(8)]]
         _stacked(stacks, vol, "v", Plane.CORONAL)
     assert all(_same_slice(s, reformat(vol, "coronal", index=s.index)) for s in got)
     built = [r for r in caplog.records if "coronal stack of a volume reformatted" in r.getMessage()]

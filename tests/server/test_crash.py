@@ -238,7 +238,7 @@ def test_kill_with_a_file_half_received(
         done = next(call)
         assert OUTCOME(done.outcome) == "STORED"
         staging = data_dir / "store" / "staging"
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not any(staging.iterdir()):
             assert time.monotonic() < deadline, "the half file never reached staging"
             time.sleep(0.01)

@@ -351,17 +351,17 @@ def test_stepping_does_not_seek_back_to_the_keyframe(videos: Videos) -> None:
     ref = reference(videos.paths["long_gop_mp4"])
     assert videos.info("long_gop_mp4").keyframe_interval_max == 120  # one keyframe: every seek goes to frame 0
     assert np.array_equal(videos.raw(vid, 60), ref[60])
-    seeks = lib.readers.stats().seeks
-    t0 = time.perf_counter()
+    before = lib.readers.stats()
     for n in range(61, 90):  # a viewer stepping forward, one frame at a time
         assert np.array_equal(videos.raw(vid, n), ref[n]), n
-    per_step = (time.perf_counter() - t0) / 29
-    # Each step decoded on from the last frame: no seek back to the keyframe.
-    assert lib.readers.stats().seeks == seeks
-    assert per_step < 0.25, per_step  # generous: a loaded CI machine, a 64x48 picture
+    # Each step decoded on from the last frame with the same reader: no seek back to the
+    # keyframe, no reader opened afresh (which would decode from frame 0). How fast that
+    # is belongs to bench/.
+    after = lib.readers.stats()
+    assert (after.seeks, after.opened) == (before.seeks, before.opened)
     # Going back does seek (the counter is live).
     assert np.array_equal(videos.raw(vid, 10), ref[10])
-    assert lib.readers.stats().seeks > seeks
+    assert lib.readers.stats().seeks > after.seeks
 
 
 @pytest.mark.parametrize("fmt", [media_pb2.MEDIA_PNG, media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420])
@@ -495,7 +495,7 @@ def test_stream_frames_range_and_png(videos: Videos) -> None:
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "outside 0..26" in err.value.details()
 
 
-def _wait_until(check: object, timeout: float = 5.0) -> bool:
+def _wait_until(check: object, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():  # type: ignore[operator]
