@@ -165,6 +165,8 @@ def test_a_corrupt_keyframe_costs_its_gop_only(videos: dict[str, Path], tmp_path
             except av.FFmpegError:
                 pass
     assert int(index.pts[k1]) not in survived
+    other_gops = [n for n in range(len(index)) if n < k1 - 2 or n >= k2]
+    assert all(int(index.pts[n]) in survived for n in other_gops)  # FFmpeg lost only the broken GOP
     with FrameReader(broken, index, name="broken.mp4") as reader:
         for n in range(len(index)):
             pts = int(index.pts[n])
