@@ -103,6 +103,7 @@ def _longest_stop_of_this_thread(work: Callable[[], object]) -> float:
     return longest
 
 
+@pytest.mark.slow
 @linux
 def test_populating_does_not_stop_other_threads() -> None:
     # MAP_POPULATE holds the interpreter lock (Python's mmap) and the kernel's memory-map lock for the

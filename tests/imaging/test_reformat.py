@@ -227,6 +227,7 @@ def _both_paths(
     return fast, general, sum(calls)
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 @pytest.mark.parametrize("acquisition", list(ALIGNED))
 def test_fast_path_equals_simpleitk_on_real_ct(corpus: Path, monkeypatch: pytest.MonkeyPatch, acquisition: str) -> None:
@@ -368,6 +369,7 @@ def _same_slice(a: Slice, b: Slice) -> bool:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 @pytest.mark.parametrize("acquisition", list(ALIGNED))
 def test_stacked_planes_give_every_slice_as_reformat_does_on_real_ct(corpus: Path, acquisition: str) -> None:

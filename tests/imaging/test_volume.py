@@ -299,6 +299,7 @@ def test_summary_build_equals_the_general_build(tmp_path: Path, kw: dict) -> Non
     assert _check_summary_builds(tmp_path / "data", paths) == 1
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 def test_summary_build_of_real_series_equals_the_general_build(tmp_path: Path, corpus: Path) -> None:
     # Enhanced MR (per-frame float scaling, Philips; four time points, Siemens), RLE Lossless copies of

@@ -124,6 +124,7 @@ def _dcm2niix_volume(folder: Path, out: Path) -> Volume:
     return Volume.from_sitk(image)
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 @pytest.mark.parametrize(
     "series,tilt", [("ct-ge-head-tilt-variable-spacing", 18.5), ("ct-philips-head-study/S3010", 16.5)]

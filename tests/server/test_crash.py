@@ -39,6 +39,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from voxelgate.server.client import ingest_requests
 from voxelgate.v1 import dicom_pb2_grpc
 
+pytestmark = pytest.mark.slow  # each test starts and kills server processes
+
 N_FILES = 150
 KILL_AT = 40
 WINDOW = 8

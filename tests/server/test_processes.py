@@ -32,7 +32,10 @@ from e2e_support import ingest, object_files, staging_files
 from voxelgate.server.client import fetch_volume, process_channel
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc: Linux")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc: Linux"),
+    pytest.mark.slow,  # every test starts server processes (two or three interpreters each)
+]
 
 
 class Processes:

@@ -60,6 +60,7 @@ def test_build_server_refuses_before_touching_storage(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env", [{}, {"VOXELGATE_TOKEN_FILE": ""}], ids=["no-env", "empty-token-env"])
 def test_cli_serve_on_all_interfaces_without_tls_exits_2(tmp_path: Path, env: dict[str, str]) -> None:
     out = subprocess.run(
@@ -379,6 +380,7 @@ class _Proc:
         self.p.stderr.close()
 
 
+@pytest.mark.slow
 def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) -> None:
     # A grace period far longer than the test takes: timing decides nothing here
     # but the last check, that the server did not wait the whole of it.

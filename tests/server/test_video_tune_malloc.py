@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # each test starts interpreters that copy 360 MB
 _PROBE = """
 import resource, sys, threading
 from voxelgate.server.app import tune_malloc

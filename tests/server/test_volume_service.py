@@ -726,6 +726,7 @@ def test_repeated_requests_are_served_from_the_cache(stored: Stored) -> None:
     assert after.computations == before.computations and after.misses == before.misses
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 def test_concurrent_requests_build_a_volume_once_and_a_restart_reuses_it(tmp_path: Path, corpus: Path) -> None:
     data_dir = tmp_path / "data"

@@ -86,6 +86,7 @@ def _itk_peer():  # type: ignore[no-untyped-def]
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 def test_itk_morphological_contour_interpolation_is_not_better(corpus: Path, tmp_path: Path) -> None:
     peer = _itk_peer()
