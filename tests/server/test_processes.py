@@ -66,7 +66,9 @@ class Processes:
             stdout=subprocess.DEVNULL,
             stderr=self._fh,
         )
-        self.address = self.wait_record("voxelgate serving")["address"]
+        # Both processes: connections reach only the ones listening, so a test that asks for
+        # process 2 while it still starts would never get it.
+        self.address = self.wait_record("voxelgate serving", count=2)["address"]
 
     def records(self) -> list[dict[str, object]]:
         out = []
@@ -213,7 +215,7 @@ def test_the_same_files_sent_to_both_processes_at_once_are_stored_once(processes
 
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(send, (one, two))
-    for a, b in zip(first, second):  # each file: stored by one process, a duplicate for the other
+    for a, b in zip(first, second, strict=True):  # each file: stored by one process, a duplicate for the other
         assert sorted((a, b)) == sorted((common_pb2.STORED, common_pb2.DUPLICATE))
     assert len(object_files(processes.data_dir)) == len(files) and not staging_files(processes.data_dir)
     assert _stats(one).store_objects == len(files)
