@@ -450,6 +450,11 @@ def test_concurrent_first_requests_build_a_plane_once(caplog: pytest.LogCaptureF
         with ThreadPoolExecutor(8) as pool:
             got = [f.result(timeout=60) for f in [pool.submit(ask, i) for i in range(8)]]
         _stacked(stacks, vol, "v", Plane.CORONAL)
+        # The build logs once its stack is in place, a moment after: count once the builders are done.
+        deadline = time.monotonic() + 60
+        while any(t.name == "plane-stack" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "a plane-stack build never ended"
+            time.sleep(0.01)
     assert all(_same_slice(s, reformat(vol, "coronal", index=s.index)) for s in got)
     built = [r for r in caplog.records if "coronal stack of a volume reformatted" in r.getMessage()]
     assert len(built) == 1
