@@ -161,7 +161,7 @@ def test_bad_requests_are_named() -> None:
         reformat(vol, "axial", index=16)
     with pytest.raises(NotFoundError, match="out of range"):
         reformat(vol, "coronal", index=-1)
-    with pytest.raises(NotFoundError, match="sagittal position 500.0 mm outside the volume"):
+    with pytest.raises(NotFoundError, match=r"sagittal position 500\.0 mm outside the volume"):
         reformat(vol, "sagittal", position_mm=500.0)
     with pytest.raises(InvalidInputError, match="exactly one"):
         reformat(vol, "axial", index=1, position_mm=0.0)
@@ -326,7 +326,7 @@ def test_sagittal_planes_come_from_a_column_major_copy_with_the_same_values() ->
     assert copy.shape == vol.array.shape and np.array_equal(copy, vol.array)
     assert copy.strides[2] > copy.strides[0] and not copy.flags.writeable  # columns outermost
     after = [reformat(vol, "sagittal", index=i).array for i in range(len(before))]
-    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     assert Volume(vol.array, vol.affine).column_major(max_bytes=16) is None  # too big: never copied
 
 

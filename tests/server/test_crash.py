@@ -51,7 +51,7 @@ class ServerProcess:
 
     def __init__(self, data_dir: Path, log: Path) -> None:
         self.log = log
-        self._log_fh = open(log, "wb")
+        self._log_fh = open(log, "wb")  # noqa: SIM115 - the server's stderr until close()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -151,7 +151,7 @@ def test_kill_during_ingest_keeps_acknowledged_and_nothing_partial(
     def requests() -> Iterator[object]:
         for i, item in enumerate(slices):
             with lock:
-                lock.wait_for(lambda: state["killed"] or state["received"] >= i - WINDOW)
+                lock.wait_for(lambda i=i: state["killed"] or state["received"] >= i - WINDOW)
                 if state["killed"]:
                     return
                 state["released"] = i + 1

@@ -23,13 +23,14 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-from e2e_support import OUTCOME, Server, object_files, serve, staging_files
+from e2e_support import OUTCOME, Server, call_through, object_files, serve, staging_files
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image, ImageOps
 
@@ -305,9 +306,7 @@ def ids(batch: dict[str, common_pb2.IngestResult], *names: str) -> list[str]:
 
 def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
-        result = call()
-        if isinstance(result, Iterator):
-            list(result)
+        call_through(call)
     return info.value
 
 
@@ -383,7 +382,8 @@ def test_original_is_byte_for_byte(media: Media, batch: dict[str, common_pb2.Ing
 
 
 @pytest.mark.parametrize(
-    "fmt,pillow_format", [(media_pb2.MEDIA_PNG, "PNG"), (media_pb2.MEDIA_JPEG, "JPEG"), (media_pb2.MEDIA_WEBP, "WEBP")]
+    ("fmt", "pillow_format"),
+    [(media_pb2.MEDIA_PNG, "PNG"), (media_pb2.MEDIA_JPEG, "JPEG"), (media_pb2.MEDIA_WEBP, "WEBP")],
 )
 @pytest.mark.parametrize(
     "name", ["rgb.png", "gray.png", "rgba.png", "palette.png", "cmyk.jpg", "orient-6.jpg", "photo.avif"]
@@ -405,7 +405,7 @@ def test_encoded_frames_decode_at_the_right_size(media: Media, batch, fmt: int, 
 
 
 @pytest.mark.parametrize(
-    "box,expected",
+    ("box", "expected"),
     [
         ((32, 32), (32, 24)),  # width binds
         ((100, 24), (32, 24)),  # height binds
@@ -550,7 +550,7 @@ def test_group_keeps_every_page_at_its_size(media: Media, batch) -> None:  # typ
     assert list(group.warnings) == []
     expected = [(n, p) for n in names for p in range(BY_NAME[n].pages)]
     assert [(f.name, f.page) for f in group.frames] == expected
-    for i, (f, (name, page)) in enumerate(zip(group.frames, expected)):
+    for i, (f, (name, page)) in enumerate(zip(group.frames, expected, strict=True)):
         s = BY_NAME[name]
         assert f.index == i and f.media_id == s.sha
         want = s.pixels[page]
@@ -595,7 +595,7 @@ def sequence(media: Media, frames, order: list[str], *, mode: int, natural: bool
     return list(media.stub.CreateSequence(req).sequences)
 
 
-@pytest.mark.parametrize("natural,order", [(True, NATURAL), (False, GIVEN)])
+@pytest.mark.parametrize(("natural", "order"), [(True, NATURAL), (False, GIVEN)])
 def test_homogenize(media: Media, frames, natural: bool, order: list[str]) -> None:  # type: ignore[no-untyped-def]
     """Every frame gets the first frame's size; exactly the resized ones are listed, with their sizes."""
     (seq,) = sequence(media, frames, GIVEN, mode=media_pb2.HOMOGENIZE, natural=natural)
@@ -841,7 +841,7 @@ def test_unknown_ids_are_not_found(media: Media, batch) -> None:  # type: ignore
 
 def test_frame_out_of_range_is_not_found(media: Media, batch) -> None:  # type: ignore[no-untyped-def]
     for name in ("rgb.png", "gray16.tif"):
-        err = rpc_error(lambda: media.frame(batch[name].sha256, 1))
+        err = rpc_error(partial(media.frame, batch[name].sha256, 1))
         assert err.code() is grpc.StatusCode.NOT_FOUND, err.details()
     err = rpc_error(lambda: media.frame(batch["rgb.png"].sha256, 2**32 - 1))
     assert err.code() is grpc.StatusCode.NOT_FOUND
@@ -870,13 +870,13 @@ def tiff_with_bad_second_page(rng: np.random.Generator) -> bytes:
     data = bytearray(encode(pages[0], "TIFF", save_all=True, append_images=pages[1:], compression="tiff_adobe_deflate"))
     with Image.open(io.BytesIO(bytes(data))) as img:
         img.seek(1)
-        spans = list(zip(img.tag_v2[273], img.tag_v2[279]))  # StripOffsets, StripByteCounts
+        spans = list(zip(img.tag_v2[273], img.tag_v2[279], strict=True))  # StripOffsets, StripByteCounts
     for offset, count in spans:
         data[offset : offset + count] = b"\xff" * count
     with Image.open(io.BytesIO(bytes(data))) as img:  # the first page still decodes; the second does not
         img.load()
         img.seek(1)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="decoder error"):
             img.load()
     return bytes(data)
 
@@ -950,7 +950,7 @@ def test_good_files_around_them_are_stored(media: Media, bad_batch) -> None:  # 
     for name, data in bads.items():  # nothing of the bad ones was kept
         sha = hashlib.sha256(data).hexdigest()
         assert sha not in object_files(media.server.data_dir), name
-        err = rpc_error(lambda: media.stub.GetMediaInfo(media_pb2.GetMediaInfoRequest(id=sha)))
+        err = rpc_error(partial(media.stub.GetMediaInfo, media_pb2.GetMediaInfoRequest(id=sha)))
         assert err.code() is grpc.StatusCode.NOT_FOUND
 
 

@@ -1,4 +1,5 @@
-"""``voxelgate.server.app.tune_malloc``: set once by ``voxelgate serve`` so that 3-6 MB video frames reuse heap pages."""
+"""``voxelgate.server.app.tune_malloc``: set once by ``voxelgate serve``, so that 3-6 MB video frames
+reuse heap pages."""
 
 from __future__ import annotations
 
