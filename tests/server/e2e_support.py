@@ -62,6 +62,14 @@ def serve(data_dir: Path, **overrides: Any) -> Iterator[Server]:
         running.stop(1.0)
 
 
+def call_through(call: Callable[[], object]) -> None:
+    """Make ``call`` and read a streamed reply to its end: a stream's error comes while it is read."""
+    result = call()
+    if isinstance(result, Iterator):
+        for _ in result:
+            pass
+
+
 def pydicom_name(path: Path) -> str:
     """A stable, readable batch name for a file of pydicom or pydicom-data."""
     path = Path(path).resolve()

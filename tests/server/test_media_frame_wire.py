@@ -1,4 +1,5 @@
-"""MediaFrame replies written without protobuf copying the frame (``frame_wire``) and read without it (``split_frame``)."""
+"""MediaFrame replies written without protobuf copying the frame (``frame_wire``), and read without
+it (``split_frame``)."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -22,6 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import av
 import grpc
@@ -118,7 +120,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Videos]:
         v = Videos(s, media_pb2_grpc.MediaServiceStub(s.channel), paths, {})
         results = v.ingest([(p.name, p.read_bytes()) for p in paths.values()])
         assert [OUTCOME(r.outcome) for r in results] == ["STORED"] * len(paths), [r.reason for r in results]
-        v.ids = {k: r.sha256 for k, r in zip(paths, results)}
+        v.ids = {k: r.sha256 for k, r in zip(paths, results, strict=True)}
         yield v
 
 
@@ -351,17 +353,17 @@ def test_stepping_does_not_seek_back_to_the_keyframe(videos: Videos) -> None:
     ref = reference(videos.paths["long_gop_mp4"])
     assert videos.info("long_gop_mp4").keyframe_interval_max == 120  # one keyframe: every seek goes to frame 0
     assert np.array_equal(videos.raw(vid, 60), ref[60])
-    seeks = lib.readers.stats().seeks
-    t0 = time.perf_counter()
+    before = lib.readers.stats()
     for n in range(61, 90):  # a viewer stepping forward, one frame at a time
         assert np.array_equal(videos.raw(vid, n), ref[n]), n
-    per_step = (time.perf_counter() - t0) / 29
-    # Each step decoded on from the last frame: no seek back to the keyframe.
-    assert lib.readers.stats().seeks == seeks
-    assert per_step < 0.25, per_step  # generous: a loaded CI machine, a 64x48 picture
+    # Each step decoded on from the last frame with the same reader: no seek back to the
+    # keyframe, no reader opened afresh (which would decode from frame 0). How fast that
+    # is belongs to bench/.
+    after = lib.readers.stats()
+    assert (after.seeks, after.opened) == (before.seeks, before.opened)
     # Going back does seek (the counter is live).
     assert np.array_equal(videos.raw(vid, 10), ref[10])
-    assert lib.readers.stats().seeks > seeks
+    assert lib.readers.stats().seeks > after.seeks
 
 
 @pytest.mark.parametrize("fmt", [media_pb2.MEDIA_PNG, media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420])
@@ -495,7 +497,7 @@ def test_stream_frames_range_and_png(videos: Videos) -> None:
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "outside 0..26" in err.value.details()
 
 
-def _wait_until(check: object, timeout: float = 5.0) -> bool:
+def _wait_until(check: object, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():  # type: ignore[operator]
@@ -532,11 +534,12 @@ def test_stream_frames_cancelled_stops_its_decoder_thread_and_closes_its_reader(
         import sys
 
         waiting = []
-        for frame in sys._current_frames().values():
+        for top in sys._current_frames().values():
+            frame: FrameType | None = top
             while frame is not None:
                 if frame.f_code.co_filename.endswith("streams.py") and frame.f_code.co_name == "__iter__":
                     waiting.append(frame)
-                frame = frame.f_back  # type: ignore[assignment]
+                frame = frame.f_back
         return [t for t in threading.enumerate() if t.name == "stream-frames"] + waiting
 
     assert _wait_until(lambda: not producers())  # none left over from earlier tests
@@ -587,7 +590,7 @@ def test_diagnose_findings_match_the_files(videos: Videos) -> None:
     for k, v in _evidence(vfr)["steps_seconds"].items():  # type: ignore[union-attr]
         steps[round(float(k) * 30)] = steps.get(round(float(k) * 30), 0) + v  # ms: 33 and 34 are one step
     want: dict[int, int] = {}
-    for a, b in zip(VFR_PTS, VFR_PTS[1:]):
+    for a, b in itertools.pairwise(VFR_PTS):
         want[b - a] = want.get(b - a, 0) + 1
     assert steps == want and vfr.reencode_mode == "full"
 
@@ -1005,9 +1008,14 @@ def test_bad_shared_memory_requests_get_clear_statuses(videos: Videos, tmp_path:
     def status(requests: list[media_pb2.SharedFramesRequest]) -> tuple[grpc.StatusCode, str, int]:
         call = _shared_call(videos, requests)
         got = 0
-        with pytest.raises(grpc.RpcError) as err:
+
+        def read_all() -> None:
+            nonlocal got
             for _ in call:
                 got += 1
+
+        with pytest.raises(grpc.RpcError) as err:
+            read_all()
         return err.value.code(), err.value.details(), got
 
     with shared_memory.ClientSegment(4 * frame_bytes) as seg:

@@ -96,7 +96,7 @@ def _mux(
 
 
 #: Presentation timestamps (1/30 s) of the variable-frame-rate file: gaps of 2 and 3 ticks among 1s.
-VFR_PTS: list[int] = [0, 1, 2, 4, 5, 6, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24] + list(range(25, 35))
+VFR_PTS: list[int] = [0, 1, 2, 4, 5, 6, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24, *range(25, 35)]
 #: Frames of the ghost file that get a negative timestamp (pts = i - GHOSTS).
 GHOSTS = 3
 

@@ -288,7 +288,7 @@ def test_progress_reaches_the_total(videos: dict[str, Path], tmp_path: Path) -> 
 def test_bad_input(videos: dict[str, Path], tmp_path: Path) -> None:
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"\x00" * 4096)
-    with pytest.raises(InvalidInputError, match="junk.mp4"):
+    with pytest.raises(InvalidInputError, match=r"junk\.mp4"):
         reencode(junk, tmp_path / "out.mp4")
     with pytest.raises(LimitExceededError, match="the limit is 10"):
         reencode(videos["bframes_mp4"], tmp_path / "out.mp4", limits=VideoLimits(max_frames=10))
