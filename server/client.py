@@ -13,11 +13,11 @@ from pathlib import Path
 import grpc
 import numpy as np
 
-from voxelgate.imaging.memory import fresh_array
+from voxelgate import shared_memory, wire
+from voxelgate.memory import fresh_array
+from voxelgate.shared_memory import ClientSegment
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc, volume_pb2
 
-from . import shared_memory, wire
-from .shared_memory import ClientSegment
 
 CHUNK = 1 << 20
 DEFAULT_SERVER = "127.0.0.1:50051"
@@ -315,7 +315,7 @@ def stream_frames_shared(
     slots go back to the server half of them at a time, in one message (a message
     a frame cost the two sides about 0.35 ms of CPU a frame more here), and the
     server describes the frames it wrote about as many at a time.
-    The segment is a sealed memfd of this process's (``voxelgate.server.shared_memory``).
+    The segment is a sealed memfd of this process's (``voxelgate.shared_memory``).
 
     Raises
     ------

@@ -32,7 +32,7 @@ from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError
 
 from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
-from ..memory import fresh_array
+from voxelgate.memory import fresh_array
 from ..windowing import PRESETS, VoiFunction, auto_window, preset, window_to_uint8, window_to_uint16
 from .archive import NPY, DicomArchive
 from .frames import modality_dtype, modality_values, object_window, voi_lut_display
