@@ -36,7 +36,8 @@ from _report import MiB, cleanup, machine_line, ratio, skip_peer, table, workdir
 from _server import VOXELGATE, process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 
-from voxelgate.server.client import channel, ingest_requests
+from voxelgate.client.files import ingest_requests
+from voxelgate.client.transport import channel
 from voxelgate.v1 import common_pb2, dicom_pb2_grpc
 
 

@@ -9,10 +9,10 @@ copy the pixels twice more on their way to gRPC.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import grpc
 
@@ -22,7 +22,7 @@ from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 from voxelgate.imaging.media import Finding, ImageInfo, VideoInfo
 from voxelgate.imaging.media.frame_index import Pieces, payload_bytes
-from voxelgate.imaging.media.library import MediaFrameResult, MediaLibrary, MediaReport
+from voxelgate.imaging.media.library import FrameFormat, MediaFrameResult, MediaLibrary, MediaReport
 from voxelgate.imaging.media.render import raw_pixel_format
 from voxelgate.imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
@@ -33,7 +33,7 @@ from .shared_frames import serve_shared_frames
 from .status import REPLY_OVERHEAD, check_reply_size
 from .streams import prefetch
 
-_FORMATS = {
+_FORMATS: dict[int, FrameFormat] = {
     media_pb2.MEDIA_PNG: "png",
     media_pb2.MEDIA_JPEG: "jpeg",
     media_pb2.MEDIA_WEBP: "webp",
@@ -250,7 +250,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def CreateSequence(
         self, request: media_pb2.CreateSequenceRequest, context: grpc.ServicerContext
     ) -> media_pb2.CreateSequenceResponse:
-        mode = "split" if request.mode == media_pb2.SPLIT else "homogenize"
+        mode: Literal["homogenize", "split"] = "split" if request.mode == media_pb2.SPLIT else "homogenize"
         sets = self._library.create_sequence(
             request.name, list(request.media_ids), mode=mode, natural_order=request.natural_order
         )
@@ -285,7 +285,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             request.frame,
             fmt=fmt,
             max_size=max_size,
-            window=window,  # type: ignore[arg-type]
+            window=window,
             max_bytes=self._max_message_bytes - REPLY_OVERHEAD,
             after_reply=_after_call(context),
         )
@@ -358,7 +358,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             into=into,
         )
 
-        def messages() -> Iterator[_Reply]:
+        def messages() -> Generator[_Reply, None, None]:
             try:
                 for f in frames:
                     yield reply(f, fmt)
