@@ -48,10 +48,7 @@ def translate(exc: BaseException, address: str, timeout: float | None = None) ->
     if name == "UNAVAILABLE" and any(s in details.lower() for s in _NO_CONNECTION):
         return ServerUnreachableError(f"no voxelgate server at {address} ({details})", code=name)
     if name == "DEADLINE_EXCEEDED" and timeout is not None:
-        return DeadlineExceededError(
-            f"no answer within the call's deadline of {timeout:g} s (pass timeout=..., or Deadlines to the Client)",
-            code=name,
-        )
+        return DeadlineExceededError(f"no answer within the call's deadline of {timeout:g} s", code=name)
     return error_for(name, details or name)
 
 

@@ -26,7 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from voxelgate.errors import ServerUnreachableError, VoxelgateError
+from voxelgate.errors import DeadlineExceededError, ServerUnreachableError, VoxelgateError
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -100,25 +100,34 @@ def command(name: str, run: Callable[[argparse.Namespace, Client], int]) -> Call
 
     def main(args: argparse.Namespace) -> int:
         try:
-            with connect(args) as vg:
+            vg = connect(args)
+        except UsageError as exc:
+            return fail(name, str(exc), USAGE)
+        try:
+            with vg:
                 return run(args, vg)
         except UsageError as exc:
             return fail(name, str(exc), USAGE)
         except ServerUnreachableError as exc:
-            return fail(name, unreachable(exc))
+            return fail(name, unreachable(vg.address, exc))
+        except DeadlineExceededError as exc:
+            return fail(name, f"{exc.code}: {exc.details} (--timeout SECONDS sets it)")
         except VoxelgateError as exc:
             return fail(name, f"{exc.code}: {exc.details}")
         except BrokenPipeError:
             return output_closed()
+        except OSError as exc:  # a local file: the input named, or an output that cannot be written
+            return fail(name, f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "), USAGE)
+        except ValueError as exc:  # an argument the client refused before asking the server
+            return fail(name, str(exc), USAGE)
         except KeyboardInterrupt:
             return fail(name, "interrupted", INTERRUPTED)
 
     return main
 
 
-def unreachable(exc: VoxelgateError) -> str:
+def unreachable(address: str, exc: VoxelgateError) -> str:
     """The line for a server that is not there."""
-    address = exc.details.removeprefix("no voxelgate server at ").split(" ", 1)[0]
     return f"no voxelgate server at {address} ({exc.code}): start one with `voxelgate serve`"
 
 

@@ -183,6 +183,7 @@ class IngestCall(Iterator[IngestResult]):
         self._local: deque[IngestResult] = deque(done)
         self._stopped = threading.Event()
         self.sent = 0  #: files sent whole so far
+        self._lock = threading.Lock()  # the request thread and the caller's both mark files answered
         self._answered: set[int] = set()  # positions in ``files`` with a result
         self._sent_as: list[int] = []  # the server's file index -> position in ``files``
         self._call = start(self._requests())
@@ -196,7 +197,9 @@ class IngestCall(Iterator[IngestResult]):
     @property
     def unanswered(self) -> list[tuple[str, Path | None]]:
         """Name and path of each file to send that has no result yet (not sent, or not confirmed)."""
-        return [(f.name, f.path) for i, f in enumerate(self._files) if i not in self._answered]
+        with self._lock:
+            answered = set(self._answered)
+        return [(f.name, f.path) for i, f in enumerate(self._files) if i not in answered]
 
     def stop(self) -> None:
         """Send no file after the one being sent; the results of the files sent still come."""
@@ -231,9 +234,11 @@ class IngestCall(Iterator[IngestResult]):
             self._finished = True
             raise self._translate(exc) from exc
         k = self._sent_as[reply.index] if reply.index < len(self._sent_as) else -1
-        if k in self._answered:  # a file abandoned here (read failed mid-file): answered already
+        with self._lock:
+            abandoned = k in self._answered  # a file abandoned here (read failed mid-file): answered already
+            self._answered.add(k)
+        if abandoned:
             return next(self)
-        self._answered.add(k)
         item = self._files[k] if k >= 0 else _Item(reply.name)
         return IngestResult(
             name=item.name,
@@ -258,8 +263,7 @@ class IngestCall(Iterator[IngestResult]):
             try:
                 first = next(chunks)
             except OSError as exc:
-                self._answered.add(k)
-                self._local.append(self._unreadable(item, exc))
+                self._answer_here(k, self._unreadable(item, exc))
                 continue
             self._sent_as.append(k)  # before the header goes: the server answers only after it
             yield first
@@ -268,22 +272,26 @@ class IngestCall(Iterator[IngestResult]):
             except OSError as exc:
                 # Read failed mid-file: ending the stream is the only way to abandon a file (the
                 # server rejects it); the files after it are not sent.
-                self._answered.add(k)
-                self._local.append(self._unreadable(item, exc))
+                self._answer_here(k, self._unreadable(item, exc))
                 for j in range(k + 1, len(self._files)):
                     rest = self._files[j]
-                    self._answered.add(j)
-                    self._local.append(
+                    self._answer_here(
+                        j,
                         IngestResult(
                             rest.name,
                             rest.path,
                             Outcome.REJECTED,
                             code="",
                             reason=f"{rest.name}: not sent: reading {item.name} failed and ended the call",
-                        )
+                        ),
                     )
                 return
             self.sent += 1
+
+    def _answer_here(self, k: int, result: IngestResult) -> None:
+        with self._lock:
+            self._answered.add(k)
+        self._local.append(result)
 
     @staticmethod
     def _unreadable(item: _Item, exc: OSError) -> IngestResult:

@@ -147,7 +147,7 @@ def missing_paths(paths: list[Path]) -> None:
         raise UsageError(f"no such file or folder: {', '.join(map(str, missing))}")
 
 
-def stream_ingest(name: str, call: IngestCall, *, as_json: bool) -> tuple[int, list[IngestResult]]:
+def stream_ingest(name: str, call: IngestCall, *, address: str, as_json: bool) -> tuple[int, list[IngestResult]]:
     """Print one line per file of an ingest under way (JSON on stdout, or problems on stderr) and a summary.
 
     Returns the exit status and every result. A closed stdout stops sending (the files
@@ -183,7 +183,7 @@ def stream_ingest(name: str, call: IngestCall, *, as_json: bool) -> tuple[int, l
                 progress.step()
     except VoxelgateError as exc:
         progress.close()
-        message = unreachable(exc) if isinstance(exc, ServerUnreachableError) else f"{exc.code}: {exc.details}"
+        message = unreachable(address, exc) if isinstance(exc, ServerUnreachableError) else f"{exc.code}: {exc.details}"
         fail(name, message)
         for path, _ in call.unanswered:
             line(path, "", "rejected", f"not confirmed: {exc.code}")
@@ -209,7 +209,8 @@ def _summary(counts: dict[str, int]) -> str:
 
 def cmd_ingest(args: argparse.Namespace, vg: Client) -> int:
     missing_paths(args.paths)
-    status, _ = stream_ingest("ingest", vg.ingest(args.paths, overwrite=args.overwrite), as_json=args.json)
+    call = vg.ingest(args.paths, overwrite=args.overwrite)
+    status, _ = stream_ingest("ingest", call, address=vg.address, as_json=args.json)
     return status
 
 

@@ -87,7 +87,7 @@ def cmd_ingest(args: argparse.Namespace, vg: Client) -> int:
     from .cli import missing_paths, stream_ingest
 
     missing_paths(args.paths)
-    status, _ = stream_ingest("media ingest", vg.ingest_media(args.paths), as_json=args.json)
+    status, _ = stream_ingest("media ingest", vg.ingest_media(args.paths), address=vg.address, as_json=args.json)
     return status
 
 
@@ -95,7 +95,8 @@ def cmd_set(args: argparse.Namespace, vg: Client) -> int:
     from .cli import missing_paths, stream_ingest
 
     missing_paths(args.paths)
-    status, results = stream_ingest(f"media {args.media_command}", vg.ingest_media(args.paths), as_json=False)
+    call = vg.ingest_media(args.paths)
+    status, results = stream_ingest(f"media {args.media_command}", call, address=vg.address, as_json=False)
     ids = [r.media_id for r in results if r.media_id]
     if status or not ids:
         return FAILED

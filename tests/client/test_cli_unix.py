@@ -8,14 +8,19 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import threading
+from collections.abc import Iterator
+from concurrent import futures
 from pathlib import Path
 
+import grpc
 import pytest
 
 from tests.imaging._series import write_series
 from tests.server.e2e_support import VOXELGATE, clean_env, vg
 from voxelgate.client import Client, Outcome
 from voxelgate.server.app import Running
+from voxelgate.v1 import volume_pb2
 
 POSITIONS = [(-10.0, -20.0, float(z)) for z in (-2, -1, 0, 1, 2)]
 
@@ -110,11 +115,39 @@ def test_exit_codes_say_what_went_wrong(server: str, series: str, tmp_path: Path
     assert not (tmp_path / "x.png").exists()
     unknown = vg("slice", series, "--index", "99", "-o", tmp_path / "x.png", "--server", server)
     assert unknown.returncode == 1 and unknown.stderr.startswith("voxelgate slice: NOT_FOUND: ")
-    late = vg("volume", series, "--timeout", "0.000001", "--server", server)
-    assert late.returncode == 1 and "DEADLINE_EXCEEDED" in late.stderr and "Traceback" not in late.stderr
     assert vg("volume", series, "--timeout", "-3", "--server", server).returncode == 2
-    env = clean_env(VOXELGATE_TIMEOUT="0.000001")
-    assert "DEADLINE_EXCEEDED" in vg("volume", series, "--server", server, env=env).stderr
+
+
+@pytest.fixture
+def silent() -> Iterator[str]:
+    """A gRPC server whose GetVolumeInfo never answers (until the test is over)."""
+    done = threading.Event()
+    server = grpc.server(futures.ThreadPoolExecutor(2))
+    port = server.add_insecure_port("127.0.0.1:0")
+    handler = grpc.unary_unary_rpc_method_handler(
+        lambda request, context: done.wait(30) and volume_pb2.VolumeInfo(),
+        request_deserializer=volume_pb2.GetVolumeInfoRequest.FromString,
+        response_serializer=volume_pb2.VolumeInfo.SerializeToString,
+    )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("voxelgate.v1.VolumeService", {"GetVolumeInfo": handler}),)
+    )
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        done.set()
+        server.stop(0)
+
+
+def test_a_call_that_does_not_answer_ends_at_its_deadline(silent: str) -> None:
+    late = vg("volume", "1.2.3", "--timeout", "0.5", "--server", silent)
+    assert late.returncode == 1 and "Traceback" not in late.stderr
+    assert late.stderr.strip() == (
+        "voxelgate volume: DEADLINE_EXCEEDED: no answer within the call's deadline of 0.5 s (--timeout SECONDS sets it)"
+    )
+    from_env = vg("volume", "1.2.3", "--server", silent, env=clean_env(VOXELGATE_TIMEOUT="0.5"))
+    assert from_env.returncode == 1 and "deadline of 0.5 s" in from_env.stderr
 
 
 def test_a_door_registers_its_commands_in_one_line() -> None:

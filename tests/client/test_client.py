@@ -204,9 +204,6 @@ def test_errors_are_the_domain_classes_with_code_and_details(vg: Client, stored:
     with pytest.raises(errors.PreconditionError) as pre:
         vg.get_slice(stored["rtplan.dcm"].series_instance_uid, index=0)
     assert pre.value.code == "FAILED_PRECONDITION"
-    with pytest.raises(errors.DeadlineExceededError, match="deadline of 1e-06 s") as late:
-        vg.get_volume(_series_uid(stored), timeout=1e-6)
-    assert late.value.code == "DEADLINE_EXCEEDED"
     with Client("127.0.0.1:1", retry=None) as nowhere, pytest.raises(errors.ServerUnreachableError) as gone:
         nowhere.health()
     assert gone.value.code == "UNAVAILABLE" and "no voxelgate server at 127.0.0.1:1" in str(gone.value)
