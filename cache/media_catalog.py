@@ -1,17 +1,19 @@
 """The media part of the catalog: images and videos, groups and sequences, re-encoding links.
 
-Lives in the same SQLite database as the DICOM tree (one commit point for
-everything); :class:`MediaCatalogMixin` is mixed into ``SqliteCatalog``.
+Lives in the same database as the DICOM tree (one commit point for
+everything); :class:`MediaCatalogMixin` is mixed into the SQL catalogs
+(``SqlCatalog``: SQLite and PostgreSQL), whose dialect spells what differs.
 """
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from .sql_dialect import Dialect
 
 MEDIA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS media_items (
@@ -54,6 +56,9 @@ CREATE INDEX IF NOT EXISTS media_reencodes_source ON media_reencodes(source_id);
 """
 
 
+_MEDIA_COLS = ["media_id", "name", "format", "width", "height", "pages", "size", "info", "stored_at"]
+
+
 @dataclass(frozen=True)
 class MediaRow:
     media_id: str
@@ -94,18 +99,22 @@ class SetRow:
 
 
 class MediaCatalogMixin:
-    """Media tables of ``SqliteCatalog`` (needs its ``_db`` and ``_tx``)."""
+    """Media tables of the SQL catalogs (needs their ``_sql``, ``_read``, ``_tx``, ``_one`` and ``_all``)."""
 
-    _db: Any
+    _sql: Dialect
+    _read: Any
     _tx: Any
+    _one: Any
+    _all: Any
 
     def put_media(self, rows: Sequence[MediaRow]) -> list[bool]:
         """Insert media items in one transaction; per row, True when new (False: same bytes stored)."""
         out = []
+        sql = self._sql.insert_ignore("media_items", _MEDIA_COLS)
         with self._tx() as db:
             for r in rows:
                 cur = db.execute(
-                    "INSERT OR IGNORE INTO media_items VALUES (?,?,?,?,?,?,?,?,?)",
+                    sql,
                     (
                         r.media_id,
                         r.name,
@@ -122,7 +131,7 @@ class MediaCatalogMixin:
         return out
 
     def get_media(self, media_id: str) -> MediaRow | None:
-        row = self._db().execute("SELECT * FROM media_items WHERE media_id=?", (media_id,)).fetchone()
+        row = self._one(f"SELECT {','.join(_MEDIA_COLS)} FROM media_items WHERE media_id=?", (media_id,))
         if row is None:
             return None
         return MediaRow(*row[:7], json.loads(row[7]), row[8])
@@ -135,7 +144,7 @@ class MediaCatalogMixin:
         """
         with self._tx() as db:
             cur = db.execute(
-                "INSERT OR IGNORE INTO media_items VALUES (?,?,?,?,?,?,?,?,?)",
+                self._sql.insert_ignore("media_items", _MEDIA_COLS),
                 (
                     row.media_id,
                     row.name,
@@ -149,86 +158,75 @@ class MediaCatalogMixin:
                 ),
             )
             db.execute(
-                "INSERT OR REPLACE INTO media_reencodes VALUES (?,?,?,?)",
+                self._sql.upsert("media_reencodes", ["media_id", "source_id", "report", "created"], ["media_id"]),
                 (row.media_id, source_id, json.dumps(report), time.time()),
             )
         return cur.rowcount == 1
 
     def get_reencode(self, media_id: str) -> tuple[str, dict[str, Any]] | None:
         """(source id, report) of a re-encoded item; None when ``media_id`` was not made by re-encoding."""
-        row = (
-            self._db().execute("SELECT source_id, report FROM media_reencodes WHERE media_id=?", (media_id,)).fetchone()
-        )
+        row = self._one("SELECT source_id, report FROM media_reencodes WHERE media_id=?", (media_id,))
         return None if row is None else (str(row[0]), json.loads(row[1]))
 
     def reencodes_of(self, source_id: str) -> list[str]:
         """Ids of the items re-encoded from ``source_id``, oldest first."""
-        rows = (
-            self._db()
-            .execute("SELECT media_id FROM media_reencodes WHERE source_id=? ORDER BY created", (source_id,))
-            .fetchall()
-        )
+        rows = self._all("SELECT media_id FROM media_reencodes WHERE source_id=? ORDER BY created", (source_id,))
         return [str(r[0]) for r in rows]
 
     def put_set(self, kind: str, set_id: str, name: str, members: Sequence[MemberRow], warnings: Sequence[str]) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO media_sets VALUES (?,?,?,?,?)",
+                self._sql.q("INSERT INTO media_sets VALUES (?,?,?,?,?)"),
                 (set_id, kind, name, json.dumps(list(warnings)), time.time()),
             )
-            db.executemany(
-                "INSERT INTO media_members VALUES (?,?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        set_id,
-                        m.position,
-                        m.media_id,
-                        m.page,
-                        m.name,
-                        m.width,
-                        m.height,
-                        m.resized_from_width,
-                        m.resized_from_height,
-                    )
-                    for m in members
-                ],
-            )
+            member_sql = self._sql.q("INSERT INTO media_members VALUES (?,?,?,?,?,?,?,?,?)")
+            for values in [
+                (
+                    set_id,
+                    m.position,
+                    m.media_id,
+                    m.page,
+                    m.name,
+                    m.width,
+                    m.height,
+                    m.resized_from_width,
+                    m.resized_from_height,
+                )
+                for m in members
+            ]:
+                db.execute(member_sql, values)
 
     def get_set(self, set_id: str) -> SetRow | None:
-        db: sqlite3.Connection = self._db()
-        row = db.execute("SELECT set_id, kind, name, warnings FROM media_sets WHERE set_id=?", (set_id,)).fetchone()
+        row = self._one("SELECT set_id, kind, name, warnings FROM media_sets WHERE set_id=?", (set_id,))
         if row is None:
             return None
-        members = db.execute(
+        members = self._all(
             "SELECT position, media_id, page, name, width, height, resized_from_width, resized_from_height "
             "FROM media_members WHERE set_id=? ORDER BY position",
             (set_id,),
-        ).fetchall()
+        )
         return SetRow(row[0], row[1], row[2], tuple(json.loads(row[3])), tuple(MemberRow(*m) for m in members))
 
     def get_member(self, set_id: str, position: int) -> tuple[int, MemberRow | None] | None:
         """(number of frames, frame ``position`` or None when out of range) of a set; None: no such set."""
-        db: sqlite3.Connection = self._db()
-        row = db.execute(
+        row = self._one(
             "SELECT (SELECT count(*) FROM media_members WHERE set_id=?) FROM media_sets WHERE set_id=?",
             (set_id, set_id),
-        ).fetchone()
+        )
         if row is None:
             return None
-        m = db.execute(
+        m = self._one(
             "SELECT position, media_id, page, name, width, height, resized_from_width, resized_from_height "
             "FROM media_members WHERE set_id=? AND position=?",
             (set_id, position),
-        ).fetchone()
+        )
         return int(row[0]), (MemberRow(*m) if m else None)
 
     def media_referenced(self, sha256: str) -> bool:
-        return (
-            self._db().execute("SELECT 1 FROM media_items WHERE media_id=? LIMIT 1", (sha256,)).fetchone() is not None
-        )
+        return self._one("SELECT 1 FROM media_items WHERE media_id=? LIMIT 1", (sha256,)) is not None
 
     def media_totals(self) -> tuple[int, int]:
-        n, size = self._db().execute("SELECT count(*), coalesce(sum(size), 0) FROM media_items").fetchone()
+        n, size = self._one("SELECT count(*), coalesce(sum(size), 0) FROM media_items")
         return int(n), int(size)
 
 

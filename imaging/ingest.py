@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from voxelgate.cache.store import ObjectStore, StagedFile
+from voxelgate.cache.store import StagedFile, Store
 from voxelgate.errors import InvalidInputError, LimitExceededError
 
 
@@ -76,7 +76,7 @@ class IncomingFile:
 
 
 def begin_file(
-    sink: IngestSink, store: ObjectStore, name: str, *, max_bytes: int, declared_size: int, overwrite: bool
+    sink: IngestSink, store: Store, name: str, *, max_bytes: int, declared_size: int, overwrite: bool
 ) -> IncomingFile:
     """Open a staging file for ``name`` after checking its declared size against ``max_bytes``.
 

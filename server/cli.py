@@ -10,7 +10,10 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Backends
 
 MiB = 1024 * 1024
 
@@ -26,6 +29,44 @@ def _size(text: str) -> int:
 
 def _env(name: str, default: Any) -> Any:
     return os.environ.get(f"VOXELGATE_{name}", default)
+
+
+def _add_backend_options(s: argparse.ArgumentParser) -> None:
+    """Where the catalog and the objects live (docs/scale-out.md); credentials never go on the command line."""
+    g = s.add_argument_group("backends (default: SQLite and a folder in the data directory)")
+    g.add_argument(
+        "--catalog",
+        default=_env("CATALOG", ""),
+        metavar="URL",
+        help="postgresql://user@host:port/db: the catalog on PostgreSQL (password: PGPASSWORD or ~/.pgpass)",
+    )
+    g.add_argument(
+        "--store",
+        default=_env("STORE", ""),
+        metavar="URL",
+        help="s3://bucket/prefix: objects on any S3 API (credentials: the standard AWS variables or files)",
+    )
+    g.add_argument("--s3-endpoint", default=_env("S3_ENDPOINT", ""), help="S3 endpoint URL (default: AWS_ENDPOINT_URL)")
+    g.add_argument("--s3-region", default=_env("S3_REGION", ""), help="S3 region (default: AWS_REGION)")
+    g.add_argument(
+        "--object-cache-size",
+        type=_size,
+        default=_size(_env("OBJECT_CACHE_SIZE", "4G")),
+        help="with --store s3://: local copies of whole objects kept for file readers",
+    )
+
+
+def _backends(args: argparse.Namespace) -> Backends:
+    from .config import Backends
+
+    return Backends(
+        catalog=args.catalog,
+        store=args.store,
+        s3_endpoint=args.s3_endpoint,
+        s3_region=args.s3_region,
+        object_cache_bytes=args.object_cache_size,
+        catalog_connections=max(4, args.workers + 2),
+    )
 
 
 def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> argparse.ArgumentParser:
@@ -84,6 +125,7 @@ def add_serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "(default 1; on a machine with several cores, one per core answers more requests)",
     )
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+    _add_backend_options(s)
     return s
 
 
@@ -138,6 +180,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         request_cores=args.request_cores,
         processes=args.processes,
         grace_seconds=args.grace,
+        backends=_backends(args),
     )
     try:
         return serve(config)

@@ -22,6 +22,18 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class Backends:
+    """Where the catalog and the objects live (docs/scale-out.md); the defaults are the embedded ones."""
+
+    catalog: str = ""  # "": SQLite in the data directory; postgresql://user@host/db: PostgreSQL
+    store: str = ""  # "": a folder in the data directory; s3://bucket/prefix: any S3 API
+    s3_endpoint: str = ""  # "": AWS_ENDPOINT_URL(_S3), else AWS itself
+    s3_region: str = ""  # "": AWS_REGION / AWS_DEFAULT_REGION / the AWS config file
+    object_cache_bytes: int = 4 * 1024 * MiB  # with s3://: local copies of whole objects for file readers
+    catalog_connections: int = 16  # with postgresql://: connections per process
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything ``build_server`` needs."""
 
@@ -43,6 +55,7 @@ class Config:
     request_cores: int = 1  # cores the request threads run on (voxelgate.imaging.cpu); 0: every core
     processes: int = 1  # processes serving the port (voxelgate.server.app.serve_processes)
     grace_seconds: float = 20.0
+    backends: Backends = field(default_factory=Backends)
 
     def check_security(self) -> None:
         """Refuse a non-loopback bind without TLS and tokens unless ``insecure``.

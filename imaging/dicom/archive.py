@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -26,7 +27,7 @@ from voxelgate.cache.catalog import (
 )
 from voxelgate.cache.derived import DerivedCache, npy_array, npy_bytes
 from voxelgate.cache.keys import make_key
-from voxelgate.cache.store import ObjectStore
+from voxelgate.cache.store import Store
 from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError
 
 from ..encode import encode_png, encode_raw
@@ -44,6 +45,10 @@ Outcome = Literal["stored", "duplicate", "replaced"]
 NPY = "application/x-npy"
 #: Decoded bytes per file that ingest keeps in the derived cache (compressed data only).
 WARM_BYTES = 256 * 1024 * 1024
+
+
+#: Transfer syntaxes whose frames sit at known offsets (NativeLayout): read with ranged GETs from an object store.
+_NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 
 
 def _decoded_key(sha: str, index: int) -> str:
@@ -87,7 +92,7 @@ class DicomArchive:
 
     def __init__(
         self,
-        store: ObjectStore,
+        store: Store,
         catalog: Catalog,
         cache: DerivedCache,
         *,
@@ -285,11 +290,19 @@ class DicomArchive:
         return self.store.path(row.sha256)
 
     def iter_file(self, sop_uid: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The stored bytes of an instance, in chunks."""
-        path = self.file_path(self.instance(sop_uid))
-        with open(path, "rb") as fh:
-            while chunk := fh.read(chunk_size):
-                yield chunk
+        """The stored bytes of an instance, in chunks (streamed from the store)."""
+        yield from self.store.iter_bytes(self.instance(sop_uid).sha256, chunk_size)
+
+    @contextmanager
+    def _frame_source(self, row: InstanceRow) -> Iterator[Path | BinaryIO]:
+        """Where one frame of ``row`` is read from: the stored file, or (native pixel data of an object not
+        on this host) the object read with ranged GETs, so a frame of a large file costs its header and its
+        own bytes. Encapsulated (compressed) data is fetched whole: its decoders read the whole pixel data."""
+        if self.store.is_local(row.sha256) or row.transfer_syntax not in _NATIVE_SYNTAXES:
+            yield self.file_path(row)
+            return
+        with self.store.open(row.sha256) as fh:
+            yield fh
 
     def metadata(
         self,
@@ -335,9 +348,12 @@ class DicomArchive:
         key = make_key("dicom", "frame", row.sha256, {"index": index, "format": fmt})
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
-            path = self.file_path(row)
-            ds, _ = read_dataset(path, name=sop_uid)
-            arr = self.decoded_frame(row, ds, index)
+            with self._frame_source(row) as source:
+                ds, _ = read_dataset(source, name=sop_uid, size=row.size)
+                arr = self.decoded_frame(row, ds, index, source=source)
+                return render(ds, arr)
+
+        def render(ds: Dataset, arr: np.ndarray) -> tuple[bytes, str, dict[str, object]]:
             if fmt == "png":
                 out, notes = render_8bit(arr, ds, index)
                 return (
@@ -379,13 +395,16 @@ class DicomArchive:
         value = self.cache.get(_decoded_key(row.sha256, index))
         return None if value is None else npy_array(value.payload)
 
-    def decoded_frame(self, row: InstanceRow, ds: Dataset, index: int) -> np.ndarray:
+    def decoded_frame(
+        self, row: InstanceRow, ds: Dataset, index: int, *, source: Path | BinaryIO | None = None
+    ) -> np.ndarray:
         """Stored values of frame ``index`` (colour as RGB), decoded once for compressed data.
 
         Compressed frames live in the derived cache (filled at ingest, where
-        validation decodes them anyway); native frames are read directly.
+        validation decodes them anyway); native frames are read directly, from
+        ``source`` when given (the file ``ds`` was read from).
         """
-        path = self.file_path(row)
+        path = self.file_path(row) if source is None else source
         if not ds.file_meta.TransferSyntaxUID.is_encapsulated:
             return decode_frame(path, ds, index, name=row.sop_uid)
         value = self.cache.get_or_compute(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -99,7 +100,7 @@ def modality_dtype(ds: Dataset, index: int) -> np.dtype:
     return np.dtype(np.float32)
 
 
-def decode_frame(path: Path, ds: Dataset, index: int, *, name: str, raw_color: bool = False) -> np.ndarray:
+def decode_frame(path: Path | BinaryIO, ds: Dataset, index: int, *, name: str, raw_color: bool = False) -> np.ndarray:
     """Decode frame ``index`` (0-based) of the file at ``path``.
 
     Raises

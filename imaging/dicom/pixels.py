@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from pydicom.dataelem import RawDataElement
@@ -77,7 +78,7 @@ def native_length(ds: Dataset) -> int:
 
 
 def decode_frames(
-    path: Path, ds: Dataset, *, indices: Iterable[int] | None = None, raw: bool = False, **opts: object
+    path: Path | BinaryIO, ds: Dataset, *, indices: Iterable[int] | None = None, raw: bool = False, **opts: object
 ) -> Iterator[np.ndarray]:
     """Yield decoded frames of the file at ``path`` whose dataset is ``ds``.
 
@@ -139,10 +140,19 @@ class NativeLayout:
     def frame_bytes(self) -> int:
         return self.rows * self.columns * np.dtype(self.dtype).itemsize
 
-    def read(self, path: Path, index: int, *, out: np.ndarray | None = None) -> np.ndarray | None:
-        """Frame ``index`` read straight from the file (into ``out`` when given); None when the file is short."""
+    def read(self, path: Path | BinaryIO, index: int, *, out: np.ndarray | None = None) -> np.ndarray | None:
+        """Frame ``index`` read straight from the file (into ``out`` when given); None when the file is short.
+
+        ``path`` may be an open binary file (an object read with ranged GETs: one
+        request for the frame's bytes).
+        """
         count = self.rows * self.columns
         offset = self.offset + index * self.frame_bytes
+        if not isinstance(path, Path):
+            buf = out if out is not None else np.empty((self.rows, self.columns), dtype=self.dtype)
+            path.seek(offset)
+            got = path.readinto(buf.data.cast("B"))  # type: ignore[attr-defined]  # BinaryIO omits readinto
+            return buf if got == self.frame_bytes else None
         if out is None:
             arr = np.fromfile(path, dtype=self.dtype, count=count, offset=offset)
             return arr.reshape(self.rows, self.columns) if arr.size == count else None
@@ -176,7 +186,7 @@ def native_layout(ds: Dataset) -> NativeLayout | None:
     return NativeLayout(int(raw.value_tell), dtype.str, rows, cols, max(frames, 1))
 
 
-def read_native_frame(path: Path, ds: Dataset, index: int) -> np.ndarray | None:
+def read_native_frame(path: Path | BinaryIO, ds: Dataset, index: int) -> np.ndarray | None:
     """Frame ``index`` of native little-endian greyscale pixel data, read straight from the file.
 
     None when :func:`native_layout` finds no plain array, or no such frame.

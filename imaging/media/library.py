@@ -21,7 +21,7 @@ from typing import Literal
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaRow, MemberRow, SetRow
-from voxelgate.cache.store import ObjectStore
+from voxelgate.cache.store import Store
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 
@@ -131,7 +131,7 @@ class MediaLibrary(VideoLibraryMixin):
 
     def __init__(
         self,
-        store: ObjectStore,
+        store: Store,
         catalog: object,
         cache: DerivedCache,
         *,

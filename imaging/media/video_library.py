@@ -33,7 +33,7 @@ from typing import Any, Literal
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaRow
-from voxelgate.cache.store import ObjectStore
+from voxelgate.cache.store import Store
 from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
 from voxelgate.imaging.cpu import use_all_cores
 
@@ -216,7 +216,7 @@ def _raw_result(pic: Picture, time_s: float) -> FrameResult:
 class VideoLibraryMixin:
     """The video half of ``MediaLibrary`` (needs its ``store``, ``catalog``, ``cache``)."""
 
-    store: ObjectStore
+    store: Store
     catalog: Any
     cache: DerivedCache
     video_limits: VideoLimits

@@ -33,10 +33,7 @@ _AHEAD_STREAMS = 4
 _AHEAD_WAIT_S = 10.0
 #: Niceness of the read-ahead thread: work for a guess yields to work someone waits for. At 10
 #: (a tenth of a normal thread's share) it starved on a loaded machine and came late; 5 (a third)
-#: still yields. bench_video on a 10 s clip, two interleaved rounds each, next frame p50 at
-#: nice 10 / 5 / 0: raw RGB 11.7 and 10.0 / 8.5 and 9.0 / 9.1 and 9.0 ms, JPEG 14.3 and 16.1 /
-#: 10.9 and 14.5 / 12.9 and 7.7 ms; cold RGB 109 and 90 / 90 and 85 / 82 and 93 ms (no cost to
-#: cold asks within the noise).
+#: still yields, at no cost to cold asks that bench_video could see (docs/performance.md).
 _AHEAD_NICE = 5
 _T = TypeVar("_T")
 #: A frame as ``video_frame`` returns it: payload, media type, dtype, shape, time in s.
