@@ -334,20 +334,23 @@ def channel(
     return open_channel(settings, options)
 
 
-def process_channel(target: str, process: int, *, tries: int = 200, **kwargs: Any) -> grpc.Channel:
+def process_channel(target: str, process: int, *, timeout: float = 120.0, **kwargs: Any) -> grpc.Channel:
     """A channel of its own whose connection serving process ``process`` (from 1) answers.
 
     With ``voxelgate serve --processes N`` the kernel hands each new connection to
     one process, so connections are made until ``GetServerInfo`` names the one
-    wanted (a process that is starting again is waited for). ``kwargs`` go to
-    :func:`channel`.
+    wanted, for up to ``timeout`` seconds (a process that is starting, or starting
+    again, is waited for). ``kwargs`` go to :func:`channel`.
 
     Raises
     ------
     RuntimeError
-        When ``tries`` connections did not reach it.
+        When no connection reached it in time.
     """
-    for _ in range(tries):
+    deadline = time.monotonic() + timeout
+    tries = 0
+    while time.monotonic() < deadline:
+        tries += 1
         ch = channel(target, own_connection=True, **kwargs)
         try:
             info = admin_pb2_grpc.AdminServiceStub(ch).GetServerInfo(admin_pb2.GetServerInfoRequest(), timeout=30)
@@ -358,4 +361,6 @@ def process_channel(target: str, process: int, *, tries: int = 200, **kwargs: An
         if info.process == process:
             return ch
         ch.close()
-    raise RuntimeError(f"{tries} connections to {target} never reached serving process {process}")
+        if tries % 20 == 0:  # the wanted process may not listen yet: give it time, not only connections
+            time.sleep(0.1)
+    raise RuntimeError(f"{tries} connections to {target} in {timeout:g} s never reached serving process {process}")

@@ -3,6 +3,7 @@ into a clean virtual environment and imports ``voxelgate.client`` without any te
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -30,9 +31,13 @@ def test_every_package_folder_is_listed() -> None:
 
 @pytest.mark.slow
 def test_the_wheel_installs_alone_and_imports_the_client(tmp_path: Path) -> None:
+    # Built from a copy of the checkout, so that setuptools' build/ folder is not left in it.
+    source = tmp_path / "source"
+    junk = shutil.ignore_patterns(".git", ".venv*", "build", "*.egg-info", "__pycache__", ".pytest_cache")
+    shutil.copytree(ROOT, source, ignore=junk, symlinks=True)
     dist = tmp_path / "dist"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(source)],
         capture_output=True,
         text=True,
         timeout=600,
