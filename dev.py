@@ -5,6 +5,7 @@
     python3 dev.py test  [pytest options]            # run the test suite (-m "not slow": the quick loop)
     python3 dev.py check                             # the gates: ruff (lint, format) and mypy
     python3 dev.py bench SCRIPT [options]            # run a script from bench/
+    python3 dev.py examples [pytest options]         # run examples/ against a real server (runtime and test deps)
     python3 dev.py run PROGRAM [args]                # run a program of the environment (voxelgate, python, ...)
     python3 dev.py env                               # only set up the environment for development
 
@@ -169,6 +170,12 @@ def main(argv: list[str]) -> int:
     if cmd == "check":
         ensure_env()
         return check()
+    if cmd == "examples":
+        # The runtime and the test runner only, so that the examples run where a hospital's scripts
+        # would: CI runs this with the newest Python it has (VOXELGATE_VENV=.venv-3.13 python3.13 dev.py examples).
+        ensure_env(("test",))
+        examples = ROOT / "tests" / "client" / "test_examples.py"
+        _exec("python", "-m", "pytest", "-p", "no:cacheprovider", str(examples), *rest)
     if cmd == "bench":
         ensure_env()
         if not rest:

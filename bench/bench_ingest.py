@@ -36,7 +36,8 @@ from _report import MiB, Report, add_report_arguments, cleanup, ratio_value, ski
 from _server import VOXELGATE, process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 
-from voxelgate.server.client import channel, ingest_requests
+from voxelgate.client.files import ingest_requests
+from voxelgate.client.transport import channel
 from voxelgate.v1 import common_pb2, dicom_pb2_grpc
 
 

@@ -39,7 +39,8 @@ from _report import MiB, Report, add_report_arguments, cleanup, table, workdir
 from _server import voxelgate_server
 from PIL import Image, ImageOps
 
-from voxelgate.server.client import channel, ingest_requests
+from voxelgate.client.files import ingest_requests
+from voxelgate.client.transport import channel
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc
 
 #: (Pillow format, save options, weight in the mix, extension)

@@ -42,7 +42,8 @@ from _report import Report, add_report_arguments, cleanup, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 
-from voxelgate.server.client import channel, fetch_volume, process_channel
+from voxelgate.client.streams import fetch_volume
+from voxelgate.client.transport import channel, process_channel
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 PLANES = (("axial", volume_pb2.AXIAL), ("coronal", volume_pb2.CORONAL), ("sagittal", volume_pb2.SAGITTAL))

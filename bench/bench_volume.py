@@ -18,7 +18,7 @@ little endian) and a compressed copy of the same pixels: JPEG Lossless SV1
   stops; a second, fresh server process on that data directory answers the first
   ``GetVolume`` (cold: stack split from the stored headers, frames decoded or read,
   volume built, streamed, then written to the derived cache; timed until the client
-  holds the whole array, received with :func:`voxelgate.server.client.fetch_volume`, which
+  holds the whole array, received with :func:`voxelgate.client.streams.fetch_volume`, which
   copies each chunk once into the preallocated array), then a second ``GetVolume``
   (cached);
 - SimpleITK: ``ImageSeriesReader`` with GDCM's series file names (the names step,
@@ -57,8 +57,9 @@ from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 from pydicom.uid import RLELossless
 
+from voxelgate.client.streams import FetchedVolume, fetch_volume
+from voxelgate.client.transport import channel
 from voxelgate.server.app import tune_malloc
-from voxelgate.server.client import FetchedVolume, channel, fetch_volume
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 DCM2NIIX = "/usr/bin/dcm2niix"

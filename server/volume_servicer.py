@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from voxelgate import wire
 from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.dicom.display import WindowRequest
 from voxelgate.imaging.dicom.series import SeriesVolumes
@@ -14,7 +15,7 @@ from voxelgate.imaging.encode import ImageFormat
 from voxelgate.imaging.windowing import VoiFunction
 from voxelgate.v1 import dicom_pb2, volume_pb2, volume_pb2_grpc
 
-from . import wire
+from .serializers import add_service
 
 _PLANES = {volume_pb2.AXIAL: "axial", volume_pb2.CORONAL: "coronal", volume_pb2.SAGITTAL: "sagittal"}
 _FUNCTIONS = {
@@ -181,7 +182,7 @@ _DATA_TAG = wire.field_tag(volume_pb2.VolumeChunk.DESCRIPTOR.fields_by_name["dat
 
 def chunk_wire(chunk: volume_pb2.VolumeChunk | bytes | memoryview) -> bytes:
     """A ``GetVolume`` reply: a message as protobuf serialises it; voxel bytes as a ``VolumeChunk``
-    holding only ``data``, copied once, straight from the volume (see :mod:`voxelgate.server.wire`)."""
+    holding only ``data``, copied once, straight from the volume (see :mod:`voxelgate.wire`)."""
     if isinstance(chunk, volume_pb2.VolumeChunk):
         return chunk.SerializeToString()
     return wire.bytes_first(_DATA_TAG, chunk)
@@ -189,7 +190,7 @@ def chunk_wire(chunk: volume_pb2.VolumeChunk | bytes | memoryview) -> bytes:
 
 def add_volume_service(servicer: VolumeServicer, server: grpc.Server) -> None:
     """Register ``servicer`` as the generated code does, with ``chunk_wire`` serialising ``GetVolume``."""
-    wire.add_service(
+    add_service(
         volume_pb2_grpc.add_VolumeServiceServicer_to_server,
         servicer,
         server,

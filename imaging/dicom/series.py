@@ -29,10 +29,10 @@ from voxelgate.cache.catalog import InstanceRow
 from voxelgate.cache.derived import CachedFile, npy_memmap, npy_parts
 from voxelgate.cache.keys import make_key
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
+from voxelgate.memory import fresh_array
 
 from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
-from ..memory import fresh_array
 from ..windowing import PRESETS, VoiFunction, auto_window
 from .archive import NPY, DicomArchive, ValueSpace
 from .display import Voi, WindowRequest, choose_voi, inverts, to_display

@@ -36,7 +36,7 @@ from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibrary
 
 log = logging.getLogger(__name__)
 
-FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original"]
+FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original", "yuv420p"]
 _KEEP_JOBS = 64
 
 

@@ -35,8 +35,8 @@ from e2e_support import (
 )
 from PIL import Image
 
+from voxelgate.client.files import ingest_bytes_requests
 from voxelgate.imaging.annotations import Mask, mask_from_png, mask_to_png, mask_to_rle
-from voxelgate.server.client import ingest_bytes_requests
 from voxelgate.v1 import annotation_pb2 as A
 from voxelgate.v1 import annotation_pb2_grpc, dicom_pb2, media_pb2_grpc, volume_pb2, volume_pb2_grpc
 

@@ -40,7 +40,7 @@ from conftest import ROOT
 from e2e_support import OUTCOME, SyntheticSpec, all_instances, ingest, instance_file, synthetic_slice
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from voxelgate.server.client import ingest_requests
+from voxelgate.client.files import ingest_requests
 from voxelgate.v1 import dicom_pb2_grpc
 
 pytestmark = pytest.mark.slow  # each test starts and kills server processes

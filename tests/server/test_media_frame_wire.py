@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from voxelgate.server.client import split_frame
+from voxelgate.client.streams import split_frame
 from voxelgate.server.media_servicer import FrameReply, frame_wire
 from voxelgate.v1 import media_pb2
 

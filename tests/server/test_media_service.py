@@ -34,8 +34,8 @@ from e2e_support import OUTCOME, Server, call_through, object_files, serve, stag
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image, ImageOps
 
+from voxelgate.client.files import ingest_bytes_requests
 from voxelgate.imaging.windowing import window_to_uint8, window_to_uint16
-from voxelgate.server.client import ingest_bytes_requests
 from voxelgate.v1 import admin_pb2, common_pb2, media_pb2, media_pb2_grpc
 
 W, H = 64, 48  # the default picture size (not square: orientation and aspect errors show)

@@ -29,7 +29,8 @@ import pytest
 from conftest import ROOT
 from e2e_support import ingest, object_files, staging_files
 
-from voxelgate.server.client import fetch_volume, process_channel
+from voxelgate.client.streams import fetch_volume
+from voxelgate.client.transport import process_channel
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
 
 pytestmark = [
@@ -275,7 +276,8 @@ def test_a_client_in_another_process_gets_frames_through_shared_memory(processes
     """``StreamFramesShared`` across processes: the worker opens the client's memfd through /proc, writes each
     frame into it (RGB by libswscale itself), and lets the segment go when the stream ends."""
     from tests.imaging.media._videos import make_video
-    from voxelgate.server.client import ingest_requests, stream_frames_shared
+    from voxelgate.client.files import ingest_requests
+    from voxelgate.client.streams import stream_frames_shared
     from voxelgate.v1 import media_pb2, media_pb2_grpc
 
     video = make_video(tmp_path / "clip.mp4", "mp4", n=12)

@@ -519,8 +519,14 @@ DOCUMENTED = {
     errors.LimitExceededError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.UnsupportedError: grpc.StatusCode.UNIMPLEMENTED,
     errors.PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,
     errors.BusyError: grpc.StatusCode.UNAVAILABLE,
+    errors.ServerUnreachableError: grpc.StatusCode.UNAVAILABLE,
     errors.CancelledError: grpc.StatusCode.CANCELLED,
+    errors.DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    errors.InternalError: grpc.StatusCode.INTERNAL,
 }
 
 

@@ -33,9 +33,10 @@ from e2e_support import OUTCOME, Server, object_files, serve, staging_files
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, make_video, picture
+from voxelgate import shared_memory
+from voxelgate.client.files import ingest_bytes_requests
+from voxelgate.client.streams import ReceivedFrame, get_frame, stream_frames, stream_frames_shared
 from voxelgate.imaging.media.probe_video import VideoLimits, probe_video
-from voxelgate.server import shared_memory
-from voxelgate.server.client import ReceivedFrame, get_frame, ingest_bytes_requests, stream_frames, stream_frames_shared
 from voxelgate.v1 import media_pb2, media_pb2_grpc
 
 CONTAINERS = {"bframes_mp4": "mp4", "sar_mov": "mov", "vp9_webm": "webm", "vfr_mkv": "mkv", "vp8_mkv": "mkv"}

@@ -887,7 +887,7 @@ def test_series_that_cannot_form_a_volume_fail_the_precondition(stored: Stored, 
 def test_export_cli_writes_the_volume_with_its_geometry(stored: Stored, tmp_path: Path) -> None:
     import SimpleITK as sitk
 
-    from voxelgate.server.cli import main
+    from voxelgate.client.cli import main
 
     syn = stored.synthetic["even"]
     target = f"127.0.0.1:{stored.server.running.port}"

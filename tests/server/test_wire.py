@@ -1,11 +1,11 @@
-"""voxelgate.server.wire: replies written as protobuf's own wire bytes, without protobuf copying the payload."""
+"""voxelgate.wire: replies written as protobuf's own wire bytes, without protobuf copying the payload."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from voxelgate.server import wire
+from voxelgate import wire
 from voxelgate.server.volume_servicer import chunk_wire
 from voxelgate.v1 import media_pb2, volume_pb2
 

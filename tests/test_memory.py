@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voxelgate.imaging.memory import SMALL_BYTES, fresh_array
+from voxelgate.memory import SMALL_BYTES, fresh_array
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self (Linux)")
 MiB = 1 << 20
