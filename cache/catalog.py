@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 
@@ -226,7 +226,7 @@ def _decode_token(token: str, flt: QueryFilter, arity: int) -> list[object] | No
         ok = False
     if not ok:
         raise InvalidInputError("page token is malformed or belongs to another query")
-    return key
+    return cast("list[object]", key)  # checked above: a list of str and int
 
 
 class SqliteCatalog(MediaCatalogMixin):
@@ -354,7 +354,7 @@ class SqliteCatalog(MediaCatalogMixin):
             f"INSERT OR IGNORE INTO series ({','.join(secols)}) VALUES ({','.join('?' * len(secols))})",
             astuple(series),
         )
-        values = astuple(inst)[:-1] + (inst.stored_at or time.time(),)
+        values = (*astuple(inst)[:-1], inst.stored_at or time.time())
         db.execute(
             f"INSERT OR REPLACE INTO instances ({','.join(inst_cols)}) VALUES ({','.join('?' * len(inst_cols))})",
             values,

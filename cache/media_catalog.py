@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,8 +97,8 @@ class SetRow:
 class MediaCatalogMixin:
     """Media tables of ``SqliteCatalog`` (needs its ``_db`` and ``_tx``)."""
 
-    _db: Any
-    _tx: Any
+    _db: Callable[[], sqlite3.Connection]
+    _tx: Callable[[], AbstractContextManager[sqlite3.Connection]]
 
     def put_media(self, rows: Sequence[MediaRow]) -> list[bool]:
         """Insert media items in one transaction; per row, True when new (False: same bytes stored)."""
@@ -125,7 +126,8 @@ class MediaCatalogMixin:
         row = self._db().execute("SELECT * FROM media_items WHERE media_id=?", (media_id,)).fetchone()
         if row is None:
             return None
-        return MediaRow(*row[:7], json.loads(row[7]), row[8])
+        # Column by column: a starred slice of an untyped row has no length mypy can count.
+        return MediaRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8])
 
     def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool:
         """Store a re-encoded video and its link to the source in one transaction; True when the item is new.
