@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Protocol, cast
+from typing import Literal, Protocol, cast
 
 from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 
@@ -120,7 +120,7 @@ class Page:
 class PutOutcome:
     """What :meth:`Catalog.put_instance` did."""
 
-    outcome: str  # "stored" | "duplicate" | "replaced"
+    outcome: Literal["stored", "duplicate", "replaced"]
     replaced: InstanceRow | None = None
     warnings: list[str] = field(default_factory=list)
 

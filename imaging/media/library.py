@@ -76,7 +76,7 @@ class ExportJob:
     size_bytes: int = 0
 
 
-class _SniffedFile(IncomingFile):
+class _SniffedFile(IncomingFile[MediaReport]):
     """An incoming media file whose size limit is the image or the video one, sniffed from its first bytes.
 
     The limit is enforced while the bytes stream in; the error gives the limit
@@ -85,7 +85,9 @@ class _SniffedFile(IncomingFile):
 
     _HEAD = 64
 
-    def __init__(self, sink: IngestSink, base: IncomingFile, *, image_bytes: int, video_bytes: int) -> None:
+    def __init__(
+        self, sink: IngestSink[MediaReport], base: IncomingFile[MediaReport], *, image_bytes: int, video_bytes: int
+    ) -> None:
         super().__init__(sink, base.staged, declared_size=base.declared_size, overwrite=base.overwrite)
         self._image_bytes, self._video_bytes = image_bytes, video_bytes
         self._head = b""
@@ -148,7 +150,7 @@ class MediaLibrary(VideoLibraryMixin):
 
     # -- ingest ---------------------------------------------------------------
 
-    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile[MediaReport]:
         """Start receiving a file called ``name`` (image or video: the limit follows its first bytes)."""
         image_bytes, video_bytes = self.limits.max_file_bytes, self.video_limits.max_file_bytes
         base = begin_file(
@@ -165,13 +167,13 @@ class MediaLibrary(VideoLibraryMixin):
         """Ingest a local file (tests and tools; the server streams instead)."""
         return ingest_path(self, path, name=name)
 
-    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[MediaReport | Exception]:
+    def finish_batch(self, items: Sequence[tuple[IncomingFile[MediaReport], str]]) -> list[MediaReport | Exception]:
         """Probe (every page must decode) and commit received files; one report or error each.
 
         The files of a batch share one directory sync and one catalog transaction.
         """
         results: list[MediaReport | Exception | None] = [None] * len(items)
-        pending: list[tuple[int, IncomingFile, MediaReport]] = []
+        pending: list[tuple[int, IncomingFile[MediaReport], MediaReport]] = []
         try:
             for i, (incoming, expected) in enumerate(items):
                 try:
