@@ -15,7 +15,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -472,7 +472,7 @@ class SeriesVolumes:
 
     def stream_volume(
         self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20
-    ) -> tuple[Volume, Iterator[bytes | memoryview]]:
+    ) -> tuple[Volume, Generator[bytes | memoryview, None, None]]:
         """A stack's volume (as :meth:`volume`) and its voxels in chunks (views of it where it allows).
 
         A volume built for this call is written to the derived cache once the last
@@ -736,7 +736,7 @@ def _rescale_in_place(frame: np.ndarray, rescale: tuple[float, float] | None) ->
 
 def _released_after(
     chunks: Iterator[bytes | memoryview], hold: AbstractContextManager[None]
-) -> Iterator[bytes | memoryview]:
+) -> Generator[bytes | memoryview, None, None]:
     """``chunks``, then ``hold`` released (also when the consumer stops early; a hold never
     iterated lapses by itself, see ``DerivedCache.hold_writes``)."""
     try:
