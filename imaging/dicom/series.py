@@ -294,9 +294,8 @@ class SeriesVolumes:
             else:
                 vol = build_volume(stack, load_frame, grid=grid)
             built.append(vol)
-            # The payload may be a list of buffers (written without a copy); get_or_compute_file's
-            # annotation in cache/derived.py says bytes only.
-            return npy_parts(vol.array), NPY, vol.geometry()  # type: ignore[return-value]
+            parts = npy_parts(vol.array)  # written without a copy
+            return parts, NPY, vol.geometry()  # type: ignore[return-value]  # derived.py says bytes; takes buffer lists too
 
         # The builder answers from the volume in memory while the cache file is written
         # behind it (150 MB of a CT); other callers wait for the file and map it.
