@@ -18,13 +18,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
-from .sql_dialect import SQLITE, Dialect
+from .sql_dialect import SQLITE, Connection, Dialect
 
 MAX_PAGE_SIZE = 1000
 DEFAULT_PAGE_SIZE = 100
@@ -121,7 +121,7 @@ class Page:
 class PutOutcome:
     """What :meth:`Catalog.put_instance` did."""
 
-    outcome: str  # "stored" | "duplicate" | "replaced"
+    outcome: Literal["stored", "duplicate", "replaced"]
     replaced: InstanceRow | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -231,22 +231,7 @@ def _decode_token(token: str, flt: QueryFilter, types: tuple[type, ...]) -> list
         ok = False
     if not ok:
         raise InvalidInputError("page token is malformed or belongs to another query")
-    return key
-
-
-class Cursor(Protocol):
-    """What the catalog needs of a DB-API cursor (sqlite3's and psycopg's both are)."""
-
-    @property
-    def rowcount(self) -> int: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
-class Connection(Protocol):
-    """What the catalog needs of a connection: ``execute`` returning a cursor."""
-
-    def execute(self, sql: Any, params: Any = ..., /) -> Any: ...
+    return cast("list[object]", key)  # checked above: a list of str and int
 
 
 class SqlCatalog(MediaCatalogMixin):

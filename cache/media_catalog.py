@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from .sql_dialect import Dialect
+from .sql_dialect import Connection, Dialect
 
 MEDIA_SCHEMA = """
 CREATE TABLE IF NOT EXISTS media_items (
@@ -98,14 +99,31 @@ class SetRow:
     members: tuple[MemberRow, ...]
 
 
-class MediaCatalogMixin:
-    """Media tables of the SQL catalogs (needs their ``_sql``, ``_read``, ``_tx``, ``_one`` and ``_all``)."""
+class MediaCatalog(Protocol):
+    """The media tables' interface the media library depends on."""
 
+    def put_media(self, rows: Sequence[MediaRow]) -> list[bool]: ...
+    def get_media(self, media_id: str) -> MediaRow | None: ...
+    def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool: ...
+    def get_reencode(self, media_id: str) -> tuple[str, dict[str, Any]] | None: ...
+    def reencodes_of(self, source_id: str) -> list[str]: ...
+    def put_set(
+        self, kind: str, set_id: str, name: str, members: Sequence[MemberRow], warnings: Sequence[str]
+    ) -> None: ...
+    def get_set(self, set_id: str) -> SetRow | None: ...
+    def get_member(self, set_id: str, position: int) -> tuple[int, MemberRow | None] | None: ...
+    def media_referenced(self, sha256: str) -> bool: ...
+    def media_totals(self) -> tuple[int, int]: ...
+
+
+class MediaCatalogMixin:
+    """Media tables of the SQL catalogs (needs their ``_sql``, ``_tx``, ``_one`` and ``_all``)."""
+
+    # Given by the SQL catalog this is mixed into (voxelgate.cache.catalog.SqlCatalog).
     _sql: Dialect
-    _read: Any
-    _tx: Any
-    _one: Any
-    _all: Any
+    _tx: Callable[[], AbstractContextManager[Connection]]
+    _one: Callable[[str, Sequence[object]], Any]
+    _all: Callable[[str, Sequence[object]], list[Any]]
 
     def put_media(self, rows: Sequence[MediaRow]) -> list[bool]:
         """Insert media items in one transaction; per row, True when new (False: same bytes stored)."""
@@ -134,7 +152,8 @@ class MediaCatalogMixin:
         row = self._one(f"SELECT {','.join(_MEDIA_COLS)} FROM media_items WHERE media_id=?", (media_id,))
         if row is None:
             return None
-        return MediaRow(*row[:7], json.loads(row[7]), row[8])
+        # Column by column: a starred slice of an untyped row has no length mypy can count.
+        return MediaRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], json.loads(row[7]), row[8])
 
     def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool:
         """Store a re-encoded video and its link to the source in one transaction; True when the item is new.
@@ -226,8 +245,8 @@ class MediaCatalogMixin:
         return self._one("SELECT 1 FROM media_items WHERE media_id=? LIMIT 1", (sha256,)) is not None
 
     def media_totals(self) -> tuple[int, int]:
-        n, size = self._one("SELECT count(*), coalesce(sum(size), 0) FROM media_items")
+        n, size = self._one("SELECT count(*), coalesce(sum(size), 0) FROM media_items", ())
         return int(n), int(size)
 
 
-__all__ = ["MEDIA_SCHEMA", "MediaCatalogMixin", "MediaRow", "MemberRow", "SetRow"]
+__all__ = ["MEDIA_SCHEMA", "MediaCatalog", "MediaCatalogMixin", "MediaRow", "MemberRow", "SetRow"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from typing import Literal
 
 import grpc
 
@@ -149,7 +150,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
         )
 
     def GetFrame(self, request: dicom_pb2.GetFrameRequest, context: grpc.ServicerContext) -> dicom_pb2.GetFrameResponse:
-        fmt = "png" if request.format == dicom_pb2.PNG else "raw"
+        fmt: Literal["raw", "png"] = "png" if request.format == dicom_pb2.PNG else "raw"
         f = self._archive.frame(request.sop_instance_uid, request.frame, fmt=fmt)
         check_reply_size(
             len(f.payload),

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import grpc
 
 from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.dicom.reformat import SlabMode
 from voxelgate.imaging.dicom.series import SeriesVolumes, WindowRequest
 from voxelgate.imaging.dicom.volume import VolumeGrid
 from voxelgate.imaging.encode import ImageFormat
@@ -30,7 +31,7 @@ _ENCODINGS = {
 }
 #: Voxel bytes a GetVolume message carries: well under the 4 MiB a default gRPC client accepts.
 _CHUNK_BYTES = 2 << 20
-_SLAB = {volume_pb2.SLAB_MAX: "max", volume_pb2.SLAB_MIN: "min", volume_pb2.SLAB_MEAN: "mean"}
+_SLAB: dict[int, SlabMode] = {volume_pb2.SLAB_MAX: "max", volume_pb2.SLAB_MIN: "min", volume_pb2.SLAB_MEAN: "mean"}
 
 
 def _geometry(
@@ -69,7 +70,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
     ) -> volume_pb2.VolumeInfo:
         layout = self._volumes.layout(request.series_instance_uid)
         stacks = []
-        for i, (stack, grid) in enumerate(zip(layout.stacks, layout.grids)):
+        for i, (stack, grid) in enumerate(zip(layout.stacks, layout.grids, strict=True)):
             stacks.append(
                 volume_pb2.StackInfo(
                     stack=i,
@@ -107,7 +108,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             fmt=_ENCODINGS[request.encoding],
             interpolation="nearest" if request.interpolation == volume_pb2.NEAREST else "linear",
             slab_mm=request.slab_mm,
-            slab_mode=_SLAB[request.slab_mode],  # type: ignore[arg-type]
+            slab_mode=_SLAB[request.slab_mode],
         )
         g = r.geometry
         reply = volume_pb2.SliceImage(
@@ -146,7 +147,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
         yield volume_pb2.VolumeChunk(header=header)
         for chunk in chunks:
             if not context.is_active():
-                chunks.close()  # type: ignore[attr-defined]
+                chunks.close()
                 return
             yield chunk  # voxel bytes: written by chunk_wire as a data-only VolumeChunk
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 import numpy as np
 from PIL import Image
@@ -108,9 +108,10 @@ def ring_is_simple(ring: np.ndarray, *, block: int = 256) -> bool:
     idx = np.arange(n)
 
     def orient(p0: np.ndarray, p1: np.ndarray, q: np.ndarray) -> np.ndarray:
-        return np.sign(
+        sign: np.ndarray = np.sign(
             (p1[..., 0] - p0[..., 0]) * (q[..., 1] - p0[..., 1]) - (p1[..., 1] - p0[..., 1]) * (q[..., 0] - p0[..., 0])
         )
+        return sign
 
     for start in range(0, n, block):
         i = idx[start : start + block, None]
@@ -275,7 +276,7 @@ class Mask:
     @property
     def shape(self) -> tuple[int, int]:
         """``(H, W)``."""
-        return self.array.shape  # type: ignore[return-value]
+        return self.array.shape
 
 
 Shape: TypeAlias = Box | Points | Polyline | Polygon | Mask
@@ -417,7 +418,13 @@ def _trace_rings(mask: np.ndarray) -> list[np.ndarray]:
         for e1, e2 in segs:
             ax, ay = 2 * cols + mid2[e1, 0], 2 * rows + mid2[e1, 1]
             bx, by = 2 * cols + mid2[e2, 0], 2 * rows + mid2[e2, 1]
-            nxt.update(zip(zip(ax.tolist(), ay.tolist()), zip(bx.tolist(), by.tolist())))
+            nxt.update(
+                zip(
+                    zip(ax.tolist(), ay.tolist(), strict=True),
+                    zip(bx.tolist(), by.tolist(), strict=True),
+                    strict=True,
+                )
+            )
     rings = []
     while nxt:
         start, point = nxt.popitem()
@@ -512,7 +519,7 @@ def mask_to_polygon(mask: Mask, *, tolerance: float = 0.5) -> Polygon | None:
         around = [i for i, o in enumerate(outers) if _inside(hole[0], o)]
         if around:
             owned[min(around, key=lambda i: areas[i])].append(hole)
-    return Polygon._trusted([Ring(o, tuple(h)) for o, h in zip(outers, owned)])
+    return Polygon._trusted([Ring(o, tuple(h)) for o, h in zip(outers, owned, strict=True)])
 
 
 # --- mask encodings ---------------------------------------------------------------------------
@@ -533,7 +540,7 @@ def mask_to_rle(mask: Mask) -> dict[str, list[int]]:
     return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
 
 
-def mask_from_rle(rle: dict[str, object], *, plane_shape: tuple[int, int] | None = None) -> Mask:
+def mask_from_rle(rle: dict[str, Any], *, plane_shape: tuple[int, int] | None = None) -> Mask:
     """Decode COCO uncompressed RLE (see :func:`mask_to_rle`).
 
     Raises
@@ -543,7 +550,7 @@ def mask_from_rle(rle: dict[str, object], *, plane_shape: tuple[int, int] | None
         ``H * W``, or a size different from ``plane_shape``.
     """
     try:
-        h, w = (int(v) for v in rle["size"])  # type: ignore[union-attr]
+        h, w = (int(v) for v in rle["size"])
         counts = np.array(rle["counts"], dtype=np.int64)
     except (KeyError, TypeError, ValueError):
         raise InvalidInputError("RLE needs 'size': [H, W] and uncompressed integer 'counts'") from None

@@ -38,7 +38,8 @@ def _functional(ds: Dataset, index: int, sequence: str) -> Dataset | None:
             continue
         item = seq[index] if per_frame and index < len(seq) else (seq[0] if not per_frame else None)
         if item is not None and item.get(sequence):
-            return item.get(sequence)[0]
+            found: Dataset = item.get(sequence)[0]
+            return found
     return None
 
 
@@ -163,7 +164,8 @@ def voi_lut_display(values: np.ndarray, ds: Dataset, *, out_max: int) -> np.ndar
     bits = int(item.LUTDescriptor[2]) or 16
     mapped = apply_voi_lut(values, ds, index=0).astype(np.float32)
     scaled = np.rint(mapped * (out_max / float((1 << bits) - 1)))
-    return np.clip(scaled, 0, out_max).astype(np.uint16 if out_max > 255 else np.uint8)
+    display: np.ndarray = np.clip(scaled, 0, out_max).astype(np.uint16 if out_max > 255 else np.uint8)
+    return display
 
 
 def render_8bit(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarray, list[str]]:

@@ -8,8 +8,12 @@ timestamps, which need not be evenly spaced); the plane is the frame as
 
 from __future__ import annotations
 
+import numpy as np
+
+from voxelgate.cache.media_catalog import SetRow
 from voxelgate.errors import PreconditionError
 from voxelgate.imaging.annotations.planes import SliceGrid
+from voxelgate.imaging.media.formats import ImageInfo
 from voxelgate.imaging.media.library import MediaLibrary
 
 __all__ = ["media_grid"]
@@ -34,16 +38,16 @@ def media_grid(library: MediaLibrary, item_id: str) -> SliceGrid:
         sizes = {(video.height, video.width)}
     else:
         info = library.info(item_id)
-        members = getattr(info, "members", None)
-        if members is not None:
-            sizes = {(m.height, m.width) for m in members}
+        if isinstance(info, SetRow):
+            sizes = {(m.height, m.width) for m in info.members}
         else:
-            sizes = {(h, w) for w, h in info.page_sizes}  # type: ignore[union-attr]
+            assert isinstance(info, ImageInfo)  # not a video (above)
+            sizes = {(h, w) for w, h in info.page_sizes}
     if len(sizes) != 1:
         raise PreconditionError(
             f"frames come in {len(sizes)} sizes; annotate a sequence, whose frames share one size", subject=item_id
         )
     try:
-        return SliceGrid(times, next(iter(sizes)), (1.0, 1.0), "s", "frame")  # type: ignore[arg-type]
+        return SliceGrid(np.asarray(times), next(iter(sizes)), (1.0, 1.0), "s", "frame")
     except ValueError as exc:
         raise PreconditionError(f"frame times cannot serve as positions: {exc}", subject=item_id) from None

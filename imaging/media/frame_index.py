@@ -52,7 +52,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation, VideoRef
 from voxelgate.errors import InvalidInputError, NotFoundError
 from voxelgate.imaging.cpu import all_cores
 
-from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
+from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets, video_stream
 from .render import fit_size
 from .swscale import DirectRGB
 
@@ -172,7 +172,7 @@ class FrameIndex:
             raise ValueError(f"not a frame index: {exc}") from exc
 
 
-class Pieces(tuple):  # type: ignore[type-arg]
+class Pieces(tuple[memoryview, ...]):
     """Bytes in pieces: views of a frame's planes, rows without padding, in order.
 
     Whoever sends them joins or writes them once where they go (a reply's wire
@@ -224,7 +224,7 @@ class Picture:
     def data(self) -> bytes | memoryview:
         """The pixels in one buffer: a read-only view when they are one piece (a 1080p RGB picture), else a copy."""
         if len(self.pieces) == 1:
-            return self.pieces[0].toreadonly()  # type: ignore[no-any-return]
+            return self.pieces[0].toreadonly()
         return bytes(self.pieces)
 
 
@@ -263,7 +263,7 @@ def _write_planes(planes: list[tuple[av.video.plane.VideoPlane, int, int]], dst:
     is released); the piece is the view of what was written."""
     at = 0
     for plane, row, rows in planes:
-        src = np.frombuffer(plane, np.uint8)
+        src = np.frombuffer(memoryview(plane), np.uint8)
         target = np.frombuffer(dst, np.uint8, count=row * rows, offset=at)
         if plane.line_size == row:
             np.copyto(target, src[: row * rows])
@@ -387,10 +387,10 @@ class FrameReader:
         self._index = index
         self._container = open_video(path, name=self._name)
         try:
-            self._stream = self._container.streams[index.stream_index]
-        except (IndexError, KeyError) as exc:
+            self._stream = video_stream(self._container, index.stream_index, name=self._name)
+        except InvalidInputError:
             self._container.close()
-            raise InvalidInputError(f"no stream {index.stream_index}", subject=self._name) from exc
+            raise
         if threads:
             self._stream.thread_type = "AUTO"
         self._frames: Iterator[av.VideoFrame] | None = None
@@ -489,7 +489,7 @@ class FrameReader:
 
     def _seek_candidates(self, key: int) -> list[int]:
         keys = [int(k) for k in np.flatnonzero(self._index.keyframe[: key + 1])][::-1] if key >= 0 else []
-        return keys[:3] + [-1]  # -1: the start of the file
+        return [*keys[:3], -1]  # -1: the start of the file
 
     def _seek(self, pts: int | None) -> None:
         self.seeks += 1
@@ -527,7 +527,7 @@ class FrameReader:
                 codec.skip_frame = "NONREF" if skip else "DEFAULT"
                 skipping = skip
             try:
-                yield from packet.decode()
+                yield from self._stream.decode(packet)  # what packet.decode() does, typed by the stream
             except av.FFmpegError:
                 self.rejected_packets += 1
                 continue

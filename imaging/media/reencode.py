@@ -74,7 +74,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from voxelgate.errors import CancelledError, InvalidInputError, UnsupportedError, VoxelgateError
 
-from ._packets import ffmpeg_reason, open_video
+from ._packets import ffmpeg_reason, open_video, video_stream
 from .diagnose import MAX_KEYFRAME_INTERVAL_HD, Finding, diagnose
 from .frame_index import FrameIndex, build_frame_index
 from .probe_video import VideoInfo, VideoLimits, probe_video
@@ -539,7 +539,7 @@ def _full(
             open_video(src, name=job.name) as inp,
             av.open(str(tmp), "w", format="mp4", container_options=_FASTSTART) as out,
         ):
-            vin = inp.streams[index.stream_index]
+            vin = video_stream(inp, index.stream_index, name=job.name)
             vin.thread_type = "AUTO"
             vout = add_h264_stream(
                 out,
@@ -691,8 +691,10 @@ def _full_changes(
     codes = {f.code: f for f in findings}
     fps = _rate_text(rate)
     changes = [
-        f"re-encoded {info.codec} {info.width}x{info.height} ({info.container}) to H.264 yuv420p "
-        f"{out_w}x{out_h} at a constant {fps} fps, MP4 with faststart"
+        (
+            f"re-encoded {info.codec} {info.width}x{info.height} ({info.container}) to H.264 yuv420p "
+            f"{out_w}x{out_h} at a constant {fps} fps, MP4 with faststart"
+        )
     ]
     if "variable_frame_rate" in codes:
         steps = codes["variable_frame_rate"].evidence.get("steps", {})

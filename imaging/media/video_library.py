@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
-from voxelgate.cache.media_catalog import MediaRow
+from voxelgate.cache.media_catalog import MediaCatalog, MediaRow
 from voxelgate.cache.store import Store
 from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
 from voxelgate.imaging.cpu import use_all_cores
@@ -217,7 +217,7 @@ class VideoLibraryMixin:
     """The video half of ``MediaLibrary`` (needs its ``store``, ``catalog``, ``cache``)."""
 
     store: Store
-    catalog: Any
+    catalog: MediaCatalog
     cache: DerivedCache
     video_limits: VideoLimits
     readers: ReaderPool
@@ -279,7 +279,8 @@ class VideoLibraryMixin:
         tb = index.time_base
         # int64 x int / int in float64 is the correctly rounded float of the exact fraction
         # for timestamps below 2**53, as FrameIndex.time_of gives.
-        return (index.pts * tb.numerator / tb.denominator).tolist()
+        times: list[float] = (index.pts * tb.numerator / tb.denominator).tolist()
+        return times
 
     # -- frames -----------------------------------------------------------------------
 
@@ -320,7 +321,8 @@ class VideoLibraryMixin:
         row, info = self.video(media_id)
         if not 0 <= n < info.addressable_frames:
             raise NotFoundError(
-                f"frame {n} does not exist; the video has {info.addressable_frames} frames (0..{info.addressable_frames - 1})",
+                f"frame {n} does not exist; "
+                f"the video has {info.addressable_frames} frames (0..{info.addressable_frames - 1})",
                 subject=media_id,
             )
         _check_frame_request(media_id, fmt, max_size)
@@ -377,10 +379,10 @@ class VideoLibraryMixin:
             pic, index = self.readers.use(media_id, n, opener, lambda r: _picture(r, n, fmt, max_size))
             decoded()
             return _raw_result(pic, index.time_of(n))
-        params = {"n": n, "fmt": fmt, "max": list(max_size) if max_size else None}
-        key = make_key("media", "video-frame", media_id, params, version=1)
+        max_param = list(max_size) if max_size else None
+        key = make_key("media", "video-frame", media_id, {"n": n, "fmt": fmt, "max": max_param}, version=1)
 
-        def compute() -> tuple[bytes, str, dict[str, object]]:
+        def compute() -> tuple[bytes, str, dict[str, Any]]:
             arr, index = self.readers.use(media_id, n, opener, lambda r: r.read(n))
             decoded()
             if cancel is not None and cancel.is_set():
@@ -390,7 +392,7 @@ class VideoLibraryMixin:
 
         if fmt == "raw":  # RGB fitted within a size: Pillow's Lanczos, as for images; not cached either
             payload, media_type, meta = compute()
-            return payload, media_type, str(meta["dtype"]), tuple(int(v) for v in meta["shape"]), float(meta["time"])  # type: ignore[arg-type]
+            return payload, media_type, str(meta["dtype"]), tuple(int(v) for v in meta["shape"]), float(meta["time"])
         v = self.cache.get_or_compute(key, compute, tag=media_id, write_behind=True)
         return (
             v.payload,
@@ -460,6 +462,7 @@ class VideoLibraryMixin:
         max_size: tuple[int, int] | None,
         into: Callable[[int], memoryview] | None,
     ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
+        payload: bytes | memoryview | Pieces
         with reader:
             for n in wanted:
                 if fmt == "yuv420p" or (fmt == "raw" and not _resizes(max_size)):
