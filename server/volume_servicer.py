@@ -152,8 +152,9 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             yield chunk  # voxel bytes: written by chunk_wire as a data-only VolumeChunk
 
 
-#: The wire tag of ``VolumeChunk.data``: a voxel chunk holds nothing else.
-_DATA_TAG = wire.field_tag(volume_pb2.VolumeChunk.DESCRIPTOR.fields_by_name["data"])
+#: The wire tag of ``VolumeChunk.data``: a voxel chunk holds nothing else. (Through the file's
+#: descriptor: the stubs type a message class's DESCRIPTOR as either protobuf implementation's.)
+_DATA_TAG = wire.field_tag(volume_pb2.DESCRIPTOR.message_types_by_name["VolumeChunk"].fields_by_name["data"])
 
 
 def chunk_wire(chunk: volume_pb2.VolumeChunk | bytes | memoryview) -> bytes:
