@@ -34,7 +34,7 @@ from typing import TypeVar
 
 import grpc
 from _orthanc import find_orthanc, orthanc_server, request, store_instance
-from _report import MiB, cleanup, machine_line, ratio, skip_peer, table, workdir
+from _report import MiB, Report, add_report_arguments, cleanup, ratio_value, skip_peer, table, workdir
 from _server import VOXELGATE, process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 
@@ -184,6 +184,33 @@ def _median(runs: list[Measure]) -> Measure:
     return replace(mid, cpu=statistics.median(cpus) if cpus else None)
 
 
+def record(report: Report, results: list[Measure], orthanc: str | None, size: int, repeat: int) -> None:
+    """Print the ratios and keep the run's figures: ours beside Orthanc's with the same number of clients."""
+    peer = {m.clients: m for m in results if m.system != "voxelgate"}
+    if orthanc is not None:
+        report.peer("Orthanc", orthanc.removeprefix("Orthanc "))
+        print("ratios, voxelgate inst/s / Orthanc inst/s with the same number of clients (target >= 1.00):")
+    for m in sorted((m for m in results if m.system == "voxelgate"), key=lambda m: (m.clients, m.method)):
+        p = peer.get(m.clients)
+        r = ratio_value(p.seconds, m.seconds) if p else None
+        clients = f"{m.clients} client{'s' if m.clients > 1 else ''}"
+        if r is not None:
+            print(f"  {clients:<9} {m.method:<33} {r:.2f}  {'met' if r >= 1.0 else 'MISSED'}")
+        report.figure(
+            f"ingest {m.files} CT slices {size}x{size}, {clients}, {m.method}",
+            m.files / m.seconds,
+            unit="inst/s",
+            peer=f"Orthanc {REST}, {clients}" if p else "",
+            peer_value=p.files / p.seconds if p else None,
+            ratio=r,
+            target=">= 1 (ours / Orthanc)",
+            met=None if r is None else r >= 1.0,
+            note=f"{m.nbytes / MiB / m.seconds:.0f} MiB/s" + ("" if m.cpu is None else f", server CPU {m.cpu:.2f} s"),
+        )
+    report.note(f"median of {repeat} runs, a fresh server and data directory for each run")
+    report.save()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=300, help="number of CT slices (default 300)")
@@ -192,7 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         "--repeat", type=int, default=3, help="runs of each measurement; the median is shown (default 3)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
+    report = Report.start(
+        "bench_ingest",
+        "ingest throughput beside Orthanc's REST API",
+        args,
+        parser,
+        requires="Orthanc (`apt-get install orthanc`)",
+    )
 
     work = workdir("voxelgate-bench-ingest-")
     try:
@@ -204,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             f"bench_ingest: {len(paths)} CT slices {args.size}x{args.size} int16, explicit VR LE, "
             f"{nbytes / MiB:.1f} MiB, written in {time.perf_counter() - t0:.1f} s"
         )
-        print(machine_line())
+        print(report.machine_line())
 
         binary, version = find_orthanc()
         runs: dict[tuple[str, str, int], list[Measure]] = {}
@@ -245,15 +280,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print()
+        record(report, results, version if binary is not None else None, args.size, args.repeat)
         if binary is None:
             return skip_peer("Orthanc", version)
-        peer = {m.clients: m for m in results if m.system != "voxelgate"}
-        print("ratios, voxelgate inst/s / Orthanc inst/s with the same number of clients (target >= 1.00):")
-        for m in sorted((m for m in results if m.system == "voxelgate"), key=lambda m: (m.clients, m.method)):
-            p = peer[m.clients]
-            r = ratio(p.seconds, m.seconds)
-            verdict = "met" if float(r) >= 1.0 else "MISSED"
-            print(f"  {m.clients} client{'s' if m.clients > 1 else ' '}  {m.method:<33} {r}  {verdict}")
         return 0
     finally:
         cleanup(work, keep=args.keep)

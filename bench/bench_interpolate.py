@@ -41,6 +41,7 @@ time.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -51,7 +52,7 @@ from pathlib import Path
 import _itk_peer
 import numpy as np
 import SimpleITK as sitk
-from _report import cleanup, machine_line, ratio, skip_peer, table, workdir
+from _report import Report, add_report_arguments, cleanup, ratio, skip_peer, table, workdir
 
 from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.annotations import Mask, Polygon, interpolate
@@ -62,7 +63,7 @@ from voxelgate.imaging.dicom.pixels import decode_frames, has_pixels
 from voxelgate.imaging.dicom.stacks import frame_refs, split_stacks
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("VOXELGATE_CORPUS", ROOT.parent / "shared" / "corpus"))  # as tests/conftest.py
 CT_SERIES = {
     "GE head CT (uneven)": "dicom/ct-ge-head-tilt-variable-spacing",
     "Philips head CT": "dicom/ct-philips-head-study/S3010",
@@ -303,7 +304,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default="labels,ct", help="sets to run: labels, ct (default both)")
     parser.add_argument("--detail", action="store_true", help="also print a row per case")
     parser.add_argument("--no-itk", action="store_true", help="skip the ITK peer")
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
+    report = Report.start(
+        "bench_interpolate",
+        "annotation interpolation quality beside ITK's morphological contour interpolation",
+        args,
+        parser,
+        requires="the `peers` extra (ITK's filter, installed by `dev.py bench`) and ../shared/corpus",
+    )
     ks = [int(v) for v in args.k.split(",")]
     groups = [g.strip() for g in args.cases.split(",") if g.strip()]
     if not (CORPUS / "labels").is_dir():
@@ -325,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{c.spacing[0]:.3g}x{c.spacing[1]:.3g} mm, slice steps {', '.join(f'{s:g}' for s in steps)} mm, "
             f"slices per label {extents}"
         )
-    print(machine_line())
+    print(report.machine_line())
 
     work = workdir("voxelgate-bench-interpolate-")
     status = 0
@@ -339,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         else:
             use_itk = True
+            report.peer("ITK morphological contour interpolation", probe.versions)
             print(
                 f"ITK peer ({probe.versions}) runs in a child process per case; loading its wrapping takes "
                 f"{probe.load_seconds:.1f} s there (not counted below)"
@@ -428,8 +438,46 @@ def main(argv: list[str] | None = None) -> int:
             verdicts.append(f"{group} k={k}: {'met' if all(beats) else 'NOT met'}")
     print()
     print("target (ours sdf mean Dice above nearest and ITK): " + "; ".join(verdicts))
+    record(report, scores, groups, ks, len(cases))
     cleanup(work, keep=False)
     return status
+
+
+def record(
+    report: Report, scores: dict[tuple[str, int, str], Score], groups: list[str], ks: list[int], cases: int
+) -> None:
+    """Keep the run's figures: our mean Dice beside ITK's (the peer) and the nearest key's, per set and k."""
+
+    def mean(s: Score | None) -> float | None:
+        return float(np.mean(s.dices)) if s is not None and s.dices else None
+
+    for group in groups:
+        for k in ks:
+            ours_s = scores.get((group, k, "ours sdf"))
+            ours = mean(ours_s)
+            if ours_s is None or ours is None:
+                continue
+            itk_s, near = scores.get((group, k, "ITK")), mean(scores.get((group, k, "nearest")))
+            itk = mean(itk_s)
+            beats = [ours > other for other in (itk, near) if other is not None]
+            time_note = (
+                "" if itk_s is None or not itk_s.seconds else f"time {ours_s.seconds / itk_s.seconds:.2f} of ITK's"
+            )
+            report.figure(
+                f"{group}: every {k}-th slice kept as a key, mean Dice of the slices between",
+                ours,
+                peer="ITK" if itk is not None else "",
+                peer_value=itk,
+                ratio=None if itk is None else ours / itk,
+                target="above ITK's and the nearest key's",
+                met=all(beats) if beats else None,
+                note=f"nearest key {near:.3f}" + (f", {time_note}" if time_note else "") if near is not None else "",
+            )
+    report.note(
+        f"{cases} cases: `labels` are the label maps of ../shared/corpus/labels, `ct` the skull and intracranial "
+        "masks of the two real head CTs; Dice over the held-out slices, sdf method"
+    )
+    report.save()
 
 
 def _merge_notes(notes: list[str]) -> str:

@@ -52,7 +52,7 @@ from pathlib import Path
 import av
 import numpy as np
 from _client import cache_stats
-from _report import cleanup, machine_line, skip_peer, table, workdir
+from _report import Report, add_report_arguments, cleanup, skip_peer, table, workdir
 from _server import voxelgate_server
 from PIL import Image
 
@@ -215,6 +215,70 @@ def reader_latencies(
     return random_s, step_s
 
 
+#: Throughput rows with a target (>= 0.8 of the ffmpeg CLI's frames/s).
+STREAM_TARGET = 0.8
+#: Latency rows with a target: (what, how) of the table -> p50 bound in ms.
+LATENCY_TARGETS = {
+    ("GetFrame random, cold", "raw RGB: seek + decode"): 100.0,
+    ("GetFrame next frame", "raw RGB: n+1 right after n"): 10.0,
+    ("GetFrame next frame", "raw YUV: n+1 right after n"): 10.0,
+    ("GetFrame next frame", "JPEG: n+1 right after n"): 10.0,
+}
+
+
+def record(
+    report: Report,
+    fps_of: dict[str, float],
+    echo_rate: float,
+    lat: list[tuple[str, str, float, float]],
+    total: int,
+    tuned: bool,
+) -> None:
+    """Keep the run's figures: frames/s beside the ffmpeg CLI's, latencies (p50) beside a plain PyAV seek."""
+    ffmpeg = next(((k, v) for k, v in fps_of.items() if k.startswith("ffmpeg")), None)
+    if ffmpeg is not None:
+        report.peer("ffmpeg CLI", ffmpeg[0].removeprefix("ffmpeg CLI "))
+    report.peer("PyAV", av.__version__)
+    video = f"1080p H.264, {total} frames"
+    for name, fps in [*fps_of.items(), ("gRPC transport alone (6 MB messages, no decoding)", echo_rate)]:
+        if name.startswith("ffmpeg"):
+            continue
+        r = None if ffmpeg is None else fps / ffmpeg[1]
+        judged = name.startswith("StreamFrames") and r is not None
+        report.figure(
+            f"{name}, {video}",
+            fps,
+            unit="frames/s",
+            peer="" if ffmpeg is None else "ffmpeg -i x.mp4 -f null -",
+            peer_value=None if ffmpeg is None else ffmpeg[1],
+            ratio=r,
+            target=f">= {STREAM_TARGET:g} of ffmpeg" if name.startswith("StreamFrames") else "",
+            met=(r >= STREAM_TARGET) if judged and r is not None else None,
+        )
+    plain = next((p50 for what, _, p50, _ in lat if what.startswith("PyAV")), None)
+    for what, how, p50, p99 in lat:
+        if what.startswith("PyAV"):
+            continue
+        bound = LATENCY_TARGETS.get((what, how))
+        beside = what.endswith("random, cold") or what == "FrameReader random"
+        report.figure(
+            f"{what}, {how}: p50",
+            p50,
+            unit="ms",
+            peer="PyAV open + seek + decode, same frames" if beside and plain is not None else "",
+            peer_value=plain if beside else None,
+            ratio=p50 / plain if beside and plain else None,
+            target="" if bound is None else f"p50 <= {bound:g} ms",
+            met=None if bound is None else p50 <= bound,
+            note=f"p99 {p99:.1f} ms",
+        )
+    report.note(
+        "throughput: best of interleaved rounds; this client's malloc thresholds "
+        + ("raised as the server does" if tuned else "left at glibc's defaults")
+    )
+    report.save()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="video length (default 30)")
@@ -224,7 +288,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (video, data dir, log)")
     parser.add_argument("--video", type=Path, help="measure this video instead of writing one (a kept x.mp4)")
     parser.add_argument("--no-tune-malloc", action="store_true", help="leave this client's malloc as it is")
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
+    report = Report.start(
+        "bench_video",
+        "video frames: StreamFrames beside the ffmpeg CLI, GetFrame latency",
+        args,
+        parser,
+        requires="the ffmpeg CLI (`apt-get install ffmpeg`)",
+        packages=("av",),
+    )
     tuned = False if args.no_tune_malloc else tune_malloc()
 
     work = workdir("voxelgate-bench-video-")
@@ -240,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({info.duration_s:.1f} s), keyframe every {info.keyframe_interval_max} frames, "
             f"{info.size_bytes / 2**20:.0f} MiB; ready in {time.perf_counter() - t0:.1f} s"
         )
-        print(machine_line())
+        print(report.machine_line())
         print(f"client malloc thresholds {'raised as the server does' if tuned else 'left at glibc defaults'}")
         rng = np.random.default_rng(args.seed)
         picks = [int(n) for n in rng.choice(total - 1, size=min(args.samples, total - 1), replace=False)]
@@ -406,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{what} ({target}: {'meets' if ok else 'MISSES'})")
             if not ok:
                 status |= 1
+        record(report, fps_of, echo_rate, lat, total, tuned)
         return status
     finally:
         cleanup(work, keep=args.keep)

@@ -79,6 +79,12 @@ class Dialect:
         escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return f"{column} LIKE ? ESCAPE '\\'", escaped.replace("*", "%").replace("?", "_")
 
+    def json_text(self, column: str, key: str) -> str:
+        """The text of top-level ``key`` of the JSON object held (as text) in ``column``; NULL when absent."""
+        if self.name == "sqlite":
+            return f"json_extract({column}, '$.{key}')"
+        return f"({column}::json ->> '{key}')"
+
     def string_agg_distinct(self, column: str) -> str:
         """The distinct values of ``column`` joined by commas (in no particular order)."""
         if self.name == "sqlite":

@@ -51,9 +51,8 @@ def encode_png(arr: np.ndarray) -> bytes:
     every row (most of its time): rows go unfiltered (8-bit; windowed images are
     mostly runs) or with the Sub filter (16-bit, where neighbouring values share
     their high byte), deflated by ISA-L's igzip at level 1 (python-isal), which
-    makes the same zlib stream format three to five times faster than zlib's
-    fastest setting and about as small (a noisy 512x512 slice here: 0.65 ms
-    instead of 3.2). It works with the GIL released, so renders in other threads go on
+    makes the same zlib stream format several times faster than zlib's fastest
+    setting and about as small (docs/performance.md). It works with the GIL released, so renders in other threads go on
     meanwhile. Any PNG decoder gives back exactly ``arr``; the bytes themselves may differ
     from one call to the next for the same ``arr`` (ISA-L's match search also reads bytes of
     its own state past the input, which it then checks: a 23x32 slice came out as 235 and as
@@ -100,11 +99,11 @@ def pillow_save(img: Image.Image, **params: Any) -> bytes:
     releases it while its encoder writes into a file descriptor
     (``ImageFile._save`` then calls ``encode_to_file``). On Linux the image is
     therefore encoded into an anonymous memory file (``memfd_create``) and read
-    back: the same bytes, and other threads run meanwhile. Two 1080p JPEG
-    encodes in two threads took 9.5 ms each that way, 18.8 ms each into memory;
-    it lets a video's next frame be encoded ahead while this one is. Images
-    under ``_FILE_ENCODE_PIXELS`` are encoded into memory: for them the file
-    costs more (0.2 ms for a 512x512 JPEG of 1.3 ms) than holding the GIL does.
+    back: the same bytes, and other threads run meanwhile, so two encodes in two
+    threads run side by side instead of in turn; it lets a video's next frame be
+    encoded ahead while this one is. Images under ``_FILE_ENCODE_PIXELS`` are
+    encoded into memory: for them the file costs more than holding the GIL does
+    (docs/performance.md has both measurements).
     """
     if not hasattr(os, "memfd_create") or img.width * img.height < _FILE_ENCODE_PIXELS:
         buf = io.BytesIO()

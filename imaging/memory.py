@@ -4,11 +4,10 @@ numpy asks the kernel for transparent huge pages on every large array
 (``madvise(MADV_HUGEPAGE)``). On a virtual machine that hands free memory back
 to its host (virtio-balloon free page reporting, which reports free blocks of
 huge-page size), the first touch of such an array is either very fast or very
-slow: on this project's 2-core machine, writing a fresh 150 MiB array took
-0.025 s or 0.3 to 0.68 s from run to run, where the same array in 4 KiB pages
-took 0.11 s every time (``/tmp`` probe, fresh processes, alternating). A cold ``GetVolume`` of that
-size paid it twice, once in the server's build and once in the client's array:
-0.83 to 1.06 s, against 0.41 to 0.57 s with :func:`fresh_array` in both.
+slow from run to run, where the same array in 4 KiB pages costs the same every
+time. A cold ``GetVolume`` pays it twice, once in the server's build and once in
+the client's array, so both take their arrays from :func:`fresh_array` (the
+measurements are in docs/performance.md).
 
 Small arrays and platforms without anonymous ``mmap`` get :func:`numpy.empty`.
 """
@@ -55,8 +54,8 @@ def fault_in(mapping: mmap.mmap) -> None:
     Numpy writes a zero byte into each page, with the interpreter lock released.
     ``MAP_POPULATE`` would do it in one call, but Python's ``mmap`` holds the
     lock through the call, and the kernel holds the process's memory-map lock
-    through a populating call, so other threads stopped for its whole length
-    (90 ms for 150 MB here; a page at a time took 105 to 137 ms in all, and no
-    other thread waited longer than 0.5 ms).
+    through a populating call, so other threads would stop for its whole length;
+    a page at a time takes a little longer in all, and no other thread waits for
+    more than a moment.
     """
     np.ndarray((len(mapping),), dtype=np.uint8, buffer=mapping)[:: mmap.PAGESIZE] = 0

@@ -373,10 +373,10 @@ def _window_to(values: np.ndarray, center: float, width: float, function: VoiFun
         src = np.ascontiguousarray(values).reshape(-1)
         with _table_lock:  # concurrent requests with a new window build its table once
             lut = _lut(*key)
-            # The arithmetic form takes 1.5 to 5 ms to find. A volume's worth of values pays
-            # that back at once; a 512x512 slice saves 0.1 ms by it (0.2 ms against the
-            # table's 0.3), so a slice takes it once its window came back a few times (a
-            # viewer paging with it), not for each window of a viewer's window drag.
+            # The arithmetic form takes longer to find than a slice's worth of table lookups.
+            # A volume's worth of values pays that back at once; a slice saves a little by it,
+            # so a slice takes it once its window came back a few times (a viewer paging with
+            # it), not for each window of a viewer's window drag (docs/performance.md).
             uses = _window_uses.pop(key, 0) + 1
             _window_uses[key] = uses
             if len(_window_uses) > _WINDOW_USES_KEPT:

@@ -250,8 +250,8 @@ def tune_malloc() -> bool:
     By default glibc serves blocks above 128 KiB (rising to at most 32 MiB) with
     their own mmap and gives freed heap tops back to the kernel, so each 3-6 MB
     video frame, protobuf message and gRPC buffer is born in fresh pages: page
-    faults cost more than the copies themselves (a 6 MB message: ~18 ms to
-    build, serialise and parse instead of ~2 ms). A fixed mmap threshold of 32 MiB
+    faults cost more than the copies themselves (several times over: see
+    docs/performance.md). A fixed mmap threshold of 32 MiB
     and a trim threshold of 128 MiB let such buffers reuse heap memory; the price
     is up to that much free memory kept per malloc arena. Not done on other C
     libraries; the environment's ``MALLOC_*`` settings win.
@@ -275,15 +275,14 @@ def freeze_startup_objects() -> int:
 
     A full collection walks every object the collector tracks, holding the
     interpreter lock meanwhile: with grpc, numpy, pydicom, SimpleITK and PyAV
-    imported, about 140,000 of them, 43 to 60 ms here, during which no request
-    of the process moves. Python runs one whenever the long-lived objects have
-    grown by a quarter, which a server that keeps series layouts and volumes for
+    imported, over a hundred thousand of them, during which no request of the
+    process moves. Python runs one whenever the long-lived objects have grown
+    by a quarter, which a server that keeps series layouts and volumes for
     hours does from time to time. Start-up's objects live as long as the process,
-    so there is nothing for the collector to find among them: after ``gc.freeze``
-    the same full collection took 5.9 ms. Reference counting still frees them,
-    and what requests make later is collected as before. (In ``bench_slice``
-    runs every full collection came during the imports, so the benches do not
-    show this.)
+    so there is nothing for the collector to find among them, and after
+    ``gc.freeze`` a full collection walks only what came later (the gain is in
+    docs/performance.md). Reference counting still frees them, and what requests
+    make later is collected as before.
     """
     gc.collect()  # garbage of start-up goes now rather than being frozen
     gc.freeze()

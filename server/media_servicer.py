@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import grpc
 
-from voxelgate.cache.media_catalog import SetRow
+from voxelgate.cache.media_catalog import MediaEntry, MediaQuery, SetRow
 from voxelgate.errors import InvalidInputError, LimitExceededError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 from voxelgate.imaging.media import Finding, ImageInfo, VideoInfo
@@ -73,6 +73,9 @@ def frame_reply(f: MediaFrameResult, fmt: str) -> FrameReply:
         width=width,
         height=height,
         pixel_format=pixel_format,
+        rotation=f.rotation,
+        mirrored=f.mirrored,
+        pixel_aspect_ratio=_ratio(f.pixel_ratio) if f.pixel_ratio else None,
     )
     return FrameReply(head, f.payload)
 
@@ -243,6 +246,9 @@ def video_pb(
         size_bytes=info.size_bytes,
         reencoded_from=report_pb(reencoded_from) if reencoded_from else None,
         reencoded_as=reencoded_as or [],
+        mirrored=info.mirrored,
+        display_width=info.display_size[0],
+        display_height=info.display_size[1],
     )
 
 
@@ -280,6 +286,50 @@ def set_pb(s: SetRow) -> media_pb2.MediaSet:
             )
             for m in s.members
         ],
+    )
+
+
+_KIND_PB = {
+    "image": media_pb2.MEDIA_KIND_IMAGE,
+    "video": media_pb2.MEDIA_KIND_VIDEO,
+    "group": media_pb2.MEDIA_KIND_GROUP,
+    "sequence": media_pb2.MEDIA_KIND_SEQUENCE,
+}
+_KIND_NAME = {v: k for k, v in _KIND_PB.items()}
+
+
+def media_query(request: media_pb2.ListMediaRequest) -> MediaQuery:
+    """The domain query of a ``ListMedia`` request.
+
+    Raises
+    ------
+    InvalidInputError
+        A kind left unspecified.
+    """
+    if any(k not in _KIND_NAME for k in request.kinds):
+        raise InvalidInputError("kinds: MEDIA_KIND_UNSPECIFIED is not a kind (leave kinds empty for every kind)")
+    return MediaQuery(
+        kinds=tuple(_KIND_NAME[k] for k in request.kinds),
+        name_prefix=request.name_prefix,
+        created_from=request.created_from or None,
+        created_to=request.created_to or None,
+        source_id=request.source_id,
+    )
+
+
+def entry_pb(e: MediaEntry) -> media_pb2.MediaEntry:
+    return media_pb2.MediaEntry(
+        id=e.id,
+        kind=_KIND_PB[e.kind],
+        name=e.name,
+        created=e.created,
+        format=e.format,
+        width=e.width,
+        height=e.height,
+        frames=e.frames,
+        size_bytes=e.size,
+        source_id=e.source_id,
+        sets=e.sets,
     )
 
 
@@ -347,6 +397,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             window=window,  # type: ignore[arg-type]
             max_bytes=self._max_message_bytes - REPLY_OVERHEAD,
             after_reply=_after_call(context),
+            stored=request.stored_orientation,
         )
         check_reply_size(
             len(f.payload),
@@ -429,7 +480,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             error: Exception | None = None
             try:
                 # No read-ahead thread: a reply here is a few bytes, sent at once, so this thread decodes and
-                # converts itself (one thread and two hand-overs a frame fewer: 0.2 to 0.3 ms of CPU a frame).
+                # converts itself (one thread and two hand-overs a frame fewer, which saves CPU a frame).
                 for head in self._replies(start.frames, context, reply, into=into, depth=0):
                     pending.append(head)
                     if len(pending) >= batch or not given_back.free():
@@ -467,6 +518,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             fmt=fmt,
             max_size=max_size,
             into=into,
+            stored=request.stored_orientation,
         )
 
         def messages() -> Iterator[_Reply]:
@@ -561,6 +613,26 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             raise InvalidInputError("export_id is required")
         for chunk in self._library.iter_export(request.export_id):
             yield media_pb2.MediaChunk(data=chunk)
+
+    def ListMedia(
+        self, request: media_pb2.ListMediaRequest, context: grpc.ServicerContext
+    ) -> media_pb2.ListMediaResponse:
+        entries, token = self._library.list_media(
+            media_query(request), page_size=request.page.page_size, token=request.page.page_token
+        )
+        return media_pb2.ListMediaResponse(items=[entry_pb(e) for e in entries], next_page_token=token)
+
+    def DeleteMedia(
+        self, request: media_pb2.DeleteMediaRequest, context: grpc.ServicerContext
+    ) -> media_pb2.DeleteMediaResponse:
+        gone = self._library.delete_media(request.id)
+        return media_pb2.DeleteMediaResponse(
+            id=gone.id,
+            kind=_KIND_PB[gone.kind],
+            name=gone.name,
+            freed_bytes=gone.freed_bytes,
+            derived_entries=gone.derived_entries,
+        )
 
 
 #: MediaService methods whose replies are ``FrameReply`` objects.

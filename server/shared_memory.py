@@ -61,7 +61,7 @@ def batch(slots: int) -> int:
 
     The client gives slots back that many at a time; the server describes that many
     frames in a reply (and, when no slot is left free, what it has written). A message a
-    frame cost the two sides 0.35 ms (releases) and the client 0.25 ms (replies) of CPU a frame.
+    frame costs both sides CPU for every frame (docs/performance.md).
     """
     return max(1, slots // 2)
 

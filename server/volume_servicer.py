@@ -7,12 +7,13 @@ from collections.abc import Iterator
 import grpc
 
 from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.dicom.display import WindowRequest
 from voxelgate.imaging.dicom.reformat import SlabMode
-from voxelgate.imaging.dicom.series import SeriesVolumes, WindowRequest
+from voxelgate.imaging.dicom.series import SeriesVolumes
 from voxelgate.imaging.dicom.volume import VolumeGrid
 from voxelgate.imaging.encode import ImageFormat
 from voxelgate.imaging.windowing import VoiFunction
-from voxelgate.v1 import volume_pb2, volume_pb2_grpc
+from voxelgate.v1 import dicom_pb2, volume_pb2, volume_pb2_grpc
 
 from . import wire
 
@@ -23,6 +24,12 @@ _FUNCTIONS = {
     volume_pb2.VOI_SIGMOID: VoiFunction.SIGMOID,
 }
 _FUNCTIONS_PB = {v: k for k, v in _FUNCTIONS.items()}
+#: The value spaces of the domain (``voxelgate.imaging.dicom.archive.ValueSpace``) on the wire.
+VALUE_SPACES = {
+    "stored": volume_pb2.VALUE_SPACE_STORED,
+    "modality": volume_pb2.VALUE_SPACE_MODALITY,
+    "presentation": volume_pb2.VALUE_SPACE_PRESENTATION,
+}
 _ENCODINGS = {
     volume_pb2.ENCODING_PNG: ImageFormat.PNG,
     volume_pb2.ENCODING_PNG16: ImageFormat.PNG16,
@@ -49,16 +56,29 @@ def _grid_geometry(grid: VolumeGrid) -> volume_pb2.Geometry:
     return _geometry(grid.shape, spacing, grid.origin, direction)
 
 
-def window_request(request: volume_pb2.GetSliceRequest) -> WindowRequest:
+def window_request(request: volume_pb2.GetSliceRequest | dicom_pb2.GetFrameRequest) -> WindowRequest:
+    """The ``windowing`` oneof (and ``window_index``) that GetSlice and GetFrame share."""
     which = request.WhichOneof("windowing")
     if which == "window":
         w = request.window
+        if w.function not in _FUNCTIONS:
+            raise InvalidInputError(f"unknown VOI LUT function {w.function}", subject="window")
         return WindowRequest("explicit", w.center, w.width, _FUNCTIONS[w.function])
     if which == "preset":
         return WindowRequest("preset", preset=request.preset)
     if which == "auto_window" and request.auto_window:
         return WindowRequest("auto")
+    if which == "object_voi_lut" and request.object_voi_lut:
+        return WindowRequest("voi_lut", object_index=request.window_index)
     return WindowRequest("object", object_index=request.window_index)
+
+
+def window_pb(window: tuple[float, float, VoiFunction] | None) -> volume_pb2.Window | None:
+    """The Window message of an applied window (None stays None)."""
+    if window is None:
+        return None
+    c, w, fn = window
+    return volume_pb2.Window(center=c, width=w, function=_FUNCTIONS_PB[fn])
 
 
 class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
@@ -109,6 +129,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             interpolation="nearest" if request.interpolation == volume_pb2.NEAREST else "linear",
             slab_mm=request.slab_mm,
             slab_mode=_SLAB[request.slab_mode],
+            float_values=request.float_values,
         )
         g = r.geometry
         reply = volume_pb2.SliceImage(
@@ -124,10 +145,13 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             position_mm=g.position_mm,
             slice_count=r.slice_count,
             warnings=list(r.warnings),
+            rounded=r.rounded,
+            inverted=r.inverted,
+            value_space=VALUE_SPACES[r.values],
         )
-        if r.window is not None:
-            c, w, fn = r.window
-            reply.window.CopyFrom(volume_pb2.Window(center=c, width=w, function=_FUNCTIONS_PB[fn]))
+        window = window_pb(r.window)
+        if window is not None:
+            reply.window.CopyFrom(window)
         return reply
 
     def GetVolume(

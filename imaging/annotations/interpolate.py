@@ -24,12 +24,14 @@ Methods (the name reported with every result):
     the blend is thresholded at 0. Splits, merges and several components
     follow from the level set. Three refinements (see :class:`_MaskPair`):
     connected components that overlap (or nearly touch) on neighbouring keys
-    are one structure, interpolated on its own crop and carried along the
-    move of its centroid, so that what moves between slices is not faded out
-    at one place and in at the other; a shape with holes is its filled
-    outline minus its holes, each interpolated apart, so that a thin ring
-    whose radius changes survives; and a structure on both keys never breaks
-    off between them (its deepest pixel is kept).
+    are one structure, and so are the components of like area left over on
+    both keys, paired by nearest centroids however far they moved; each
+    structure is interpolated on its own crop and carried along the move of
+    its centroid, so that what moves between slices is not faded out at one
+    place and in at the other; a shape with holes is its filled outline minus
+    its holes, each interpolated apart, so that a thin ring whose radius
+    changes survives; and a structure on both keys never breaks off between
+    them (its deepest pixel is kept).
 ``mask-fallback``
     Polygons whose keys differ in their number of rings or holes, or whose
     morph would intersect itself: both keys are rasterised and interpolated
@@ -478,6 +480,10 @@ class _Parts:
         return cls(labels, np.column_stack([cx, cy]), area)
 
 
+#: Largest ratio of two lone components' areas for them to be taken as one structure that moved.
+_ALIKE_AREAS = 2.0
+
+
 def _group_parts(p0: _Parts, p1: _Parts) -> list[tuple[list[int], list[int]]]:
     """Which components of two neighbouring keys are the same structure.
 
@@ -485,8 +491,16 @@ def _group_parts(p0: _Parts, p1: _Parts) -> list[tuple[list[int], list[int]]]:
     group of several). A component of key 0 that overlaps nothing joins the
     nearest component of key 1 that overlaps nothing either, when they nearly
     touch (a small structure that moved by more than its size; several may
-    join one, as in a merge); what is left ends between the keys. Returns
-    ``(labels in key 0, labels in key 1)`` per group.
+    join one, as in a merge). The lone components left on both keys are then
+    paired one to one, nearest centroids first, however far apart, when their
+    areas are alike (within :data:`_ALIKE_AREAS` of each other): the keys are
+    one object drawn twice, and a structure that moved by more than its size
+    between them (a lesion across widely spaced key slices, an organ tracked
+    across frames) is the same structure, to be carried along, not faded out
+    at one place and in at the other. Unlike areas tell a structure that ends
+    from one that begins elsewhere (skull fragments on CT slices). What is left
+    after that ends between the keys.
+    Returns ``(labels in key 0, labels in key 1)`` per group.
     """
     n0, n1 = len(p0.radii), len(p1.radii)
     parent = list(range(n0 + n1))
@@ -511,13 +525,24 @@ def _group_parts(p0: _Parts, p1: _Parts) -> list[tuple[list[int], list[int]]]:
     if lone0.size and lone1.size:
         gap = np.hypot(*(p0.centroids[lone0, None, :] - p1.centroids[None, lone1, :]).transpose(2, 0, 1))
         reach = p0.radii[lone0, None] + p1.radii[None, lone1] + 2.0
-        for flat in np.argsort(gap, axis=None).tolist():
+        order = np.argsort(gap, axis=None).tolist()
+        joined0 = np.zeros(len(lone0), dtype=bool)
+        joined1 = np.zeros(len(lone1), dtype=bool)
+        for flat in order:
             i, j = divmod(flat, len(lone1))
             a, b = int(lone0[i]), int(lone1[j])
             if gap[i, j] > reach[i, j]:
                 break
             if find(a) == a and find(n0 + b) == n0 + b:
                 parent[a] = n0 + b
+                joined0[i] = joined1[j] = True
+        a0, a1 = p0.areas[lone0], p1.areas[lone1]
+        alike = np.maximum(a0[:, None], a1[None, :]) <= _ALIKE_AREAS * np.minimum(a0[:, None], a1[None, :])
+        for flat in order:  # one to one, at any distance: see the docstring
+            i, j = divmod(flat, len(lone1))
+            if alike[i, j] and not (joined0[i] or joined1[j]):
+                parent[int(lone0[i])] = n0 + int(lone1[j])
+                joined0[i] = joined1[j] = True
     groups: dict[int, tuple[list[int], list[int]]] = {}
     for a in range(n0):
         groups.setdefault(find(a), ([], []))[0].append(a + 1)

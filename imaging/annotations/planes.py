@@ -30,7 +30,8 @@ from voxelgate.imaging.annotations.shapes import (
 
 __all__ = ["Filled", "SliceGrid", "SlicePlacement", "as_mask", "fill"]
 
-Unit = Literal["mm", "s"]
+#: Of positions: millimetres, seconds, or the frames' order (where a source gives no times).
+Unit = Literal["mm", "s", "frame"]
 
 
 @dataclass(frozen=True, eq=False)

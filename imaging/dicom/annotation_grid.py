@@ -55,12 +55,18 @@ class DicomPlane:
     sources: tuple[Dataset, ...] = field(repr=False)
     frame_of_reference_uid: str
     warnings: tuple[str, ...] = ()
+    #: ``(SOP Instance UID, frame number)`` of each slice of the acquired frames (empty for a plane).
+    frames: tuple[tuple[str, int], ...] = ()
 
 
 def _stack_of(layout: SeriesLayout, index: int) -> Stack:
     if not layout.stacks:
         reason = f" ({layout.excluded[0].reason})" if layout.excluded else ""
-        raise PreconditionError(f"series holds no stack that forms a volume{reason}", subject=layout.series_uid)
+        raise PreconditionError(
+            f"series holds no stack that forms a volume{reason}; to track across the frames of a 2D "
+            "acquisition, give them as a dicom_frames source",
+            subject=layout.series_uid,
+        )
     if not 0 <= index < len(layout.stacks):
         raise NotFoundError(f"stack {index} out of range (0..{len(layout.stacks) - 1})", subject=layout.series_uid)
     return layout.stacks[index]
@@ -99,7 +105,16 @@ def dicom_plane(volumes: SeriesVolumes, series_uid: str, stack: int = 0, *, plan
             return SlicePlacement(position, r, c, st.pixel_spacing)
 
         grid = SliceGrid(np.asarray(st.positions_mm), (st.rows, st.columns), st.pixel_spacing, "mm", "slice", placed)
-        return DicomPlane(grid, series_uid, stack, None, sources, st.frame_of_reference_uid, tuple(st.warnings))
+        return DicomPlane(
+            grid,
+            series_uid,
+            stack,
+            None,
+            sources,
+            st.frame_of_reference_uid,
+            tuple(st.warnings),
+            tuple((f.sop_uid, f.frame_index) for f in st.frames),
+        )
     plane = Plane.parse(plane)
     vol, _ = volumes.volume(series_uid, stack, layout=layout)
     pg = plane_grid(vol, plane)

@@ -247,6 +247,7 @@ def reformat(
     slab_mm: float = 0.0,
     slab_mode: SlabMode = "max",
     fill_value: float | None = None,
+    keep_float: bool = False,
 ) -> Slice:
     """One axial, coronal or sagittal slice (or slab) of ``volume``, in the display convention.
 
@@ -270,6 +271,9 @@ def reformat(
         Projection through the slab: ``"max"`` (MIP), ``"min"`` (MinIP) or ``"mean"``.
     fill_value:
         Value outside the volume (default: the volume's lowest value).
+    keep_float:
+        Return float32 values as sampled, instead of rounding those of an integer
+        volume to its dtype (:func:`on_voxels` tells whether rounding changes any).
 
     Returns
     -------
@@ -310,7 +314,8 @@ def reformat(
     half = math.floor(slab_mm / 2 / grid.axis_spacing + 1e-6) if slab_mm > 0 else 0
     w = np.asarray(grid.axis)
     dtype = volume.array.dtype
-    native = half == 0 and dtype.kind in "iu"  # integers straight out, filled with the volume's lowest value
+    # integers straight out, filled with the volume's lowest value
+    native = half == 0 and dtype.kind in "iu" and not keep_float
     samples = sample_grid(
         volume,
         np.asarray(grid.origin_at(position)) - half * grid.axis_spacing * w,
@@ -337,8 +342,40 @@ def reformat(
         if outside.any():
             fill = volume.value_range[0] if fill_value is None else float(fill_value)
             out = np.where(outside, np.float32(fill), out)
-        out = round_to_dtype(out, dtype) if dtype.kind in "iu" else out.astype(dtype, copy=False)
+        if keep_float:
+            out = out.astype(np.float32, copy=False)
+        elif dtype.kind in "iu":
+            out = round_to_dtype(out, dtype)
+        else:
+            out = out.astype(dtype, copy=False)
     return _placed(volume, grid, out, index, position, slab_mm, slab_mode)
+
+
+def on_voxels(volume: Volume, sl: Slice, interpolation: Interpolation = "linear") -> bool:
+    """Whether every value of ``sl`` is a voxel's own value (or the fill outside the volume).
+
+    True for nearest sampling, and for linear sampling when every pixel (and every
+    plane of a MIP or MinIP slab) falls on a voxel centre: the slice's first pixel
+    and its steps along rows, columns and the slab's axis are whole steps in the
+    volume's index space. A mean slab averages, so it is False for one. When
+    True, rounding to the volume's dtype changes nothing.
+    """
+    grid = plane_grid(volume, sl.plane)
+    half = math.floor(sl.slab_mm / 2 / grid.axis_spacing + 1e-6) if sl.slab_mm > 0 else 0
+    if half and sl.slab_mode == "mean":
+        return False
+    if interpolation == "nearest":
+        return True
+    o = np.asarray(sl.origin, dtype=np.float64)
+    points = [
+        o,
+        o + sl.pixel_spacing[1] * np.asarray(sl.row_direction),
+        o + sl.pixel_spacing[0] * np.asarray(sl.column_direction),
+        o + grid.axis_spacing * np.asarray(grid.axis),
+    ]
+    index = volume.patient_to_index(np.array(points))
+    values = np.concatenate([index[0], (index[1:] - index[0]).ravel()])
+    return bool(np.all(np.abs(values - np.rint(values)) < 1e-6))
 
 
 def _placed(

@@ -33,39 +33,17 @@ from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError
 from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
 from ..memory import fresh_array
-from ..windowing import PRESETS, VoiFunction, auto_window, preset, window_to_uint8, window_to_uint16
-from .archive import NPY, DicomArchive
-from .frames import modality_dtype, modality_values, object_window, voi_lut_display
+from ..windowing import PRESETS, VoiFunction, auto_window
+from .archive import NPY, DicomArchive, ValueSpace
+from .display import Voi, WindowRequest, choose_voi, inverts, to_display
+from .frames import modality_dtype, modality_values
 from .headers import InstanceHeader
 from .parse import read_dataset
 from .pixels import NativeLayout
-from .reformat import Plane, PlaneStacks, Slice, plane_grid
+from .reformat import Plane, PlaneStacks, Slice, on_voxels, plane_grid
+from .reformat import reformat as reformat_slice
 from .stacks import Excluded, FrameRef, Stack, frame_refs, split_stacks
 from .volume import Volume, VolumeGrid, build_volume, plan_volume
-
-WindowSource = Literal["object", "preset", "auto", "explicit"]
-
-
-@dataclass(frozen=True)
-class WindowRequest:
-    """How to window: the object's own window, a named preset, automatic, or explicit."""
-
-    source: WindowSource = "object"
-    center: float = 0.0
-    width: float = 0.0
-    function: VoiFunction = VoiFunction.LINEAR
-    preset: str = ""
-    object_index: int = 0
-
-    def params(self) -> dict[str, object]:
-        return {
-            "src": self.source,
-            "c": self.center,
-            "w": self.width,
-            "fn": self.function.value,
-            "preset": self.preset,
-            "oi": self.object_index,
-        }
 
 
 class _Datasets(Mapping[str, Dataset]):
@@ -146,6 +124,9 @@ class RenderedSlice:
     slice_count: int
     window: tuple[float, float, VoiFunction] | None
     warnings: tuple[str, ...]
+    inverted: bool = False
+    rounded: bool = False  # RAW of an integer volume: interpolated values were rounded to its dtype
+    values: ValueSpace = "presentation"
 
 
 class SeriesVolumes:
@@ -517,41 +498,23 @@ class SeriesVolumes:
 
     # -- windowing ------------------------------------------------------------
 
-    def _window(
-        self, layout: SeriesLayout, stack: Stack, vol: Volume, req: WindowRequest
-    ) -> tuple[float, float, VoiFunction, bool, list[str]]:
-        """(center, width, function, use the object's VOI LUT table instead, notes)."""
-        notes: list[str] = []
-        if req.source == "explicit":
-            if not (math.isfinite(req.center) and math.isfinite(req.width)):
-                raise InvalidInputError(f"window center and width must be finite, got {req.center}, {req.width}")
-            if req.function is VoiFunction.LINEAR and req.width < 1:
-                raise InvalidInputError(f"window width must be at least 1 for LINEAR, got {req.width}")
-            if req.width <= 0:
-                raise InvalidInputError(f"window width must be positive, got {req.width}")
-            return req.center, req.width, req.function, False, notes
-        if req.source == "preset":
-            try:
-                c, w = preset(req.preset)
-            except ValueError as exc:
-                raise InvalidInputError(str(exc)) from None
-            return c, w, VoiFunction.LINEAR, False, notes
-        if req.source == "object":
-            ds = layout.datasets[stack.frames[len(stack.frames) // 2].sop_uid]
-            found = object_window(ds, stack.frames[len(stack.frames) // 2].frame_index, req.object_index)
-            if found is not None:
-                return (*found, False, notes)
-            if ds.get("VOILUTSequence"):
-                notes.append("windowed with the object's VOI LUT Sequence")
-                return 0.0, 0.0, VoiFunction.LINEAR, True, notes
-            notes.append("the object has no window; used the automatic window")
-        key = make_key("dicom", "autowindow", layout.identity, {"stack": stack.digest})
-        value = self.archive.cache.get_or_compute(
-            key,
-            lambda: (b"", "text/plain", dict(zip(("c", "w"), auto_window(vol.array), strict=True))),
-            tag=f"series:{layout.series_uid}",
-        )
-        return float(value.meta["c"]), float(value.meta["w"]), VoiFunction.LINEAR, False, notes
+    def _voi(self, layout: SeriesLayout, stack: Stack, vol: Volume, req: WindowRequest) -> Voi:
+        """The VOI transformation of a stack's slices (the middle frame's own window or table)."""
+        middle = stack.frames[len(stack.frames) // 2]
+
+        def auto() -> tuple[float, float]:
+            key = make_key("dicom", "autowindow", layout.identity, {"stack": stack.digest})
+            value = self.archive.cache.get_or_compute(
+                key,
+                lambda: (b"", "text/plain", dict(zip(("c", "w"), auto_window(vol.array), strict=True))),
+                tag=f"series:{layout.series_uid}",
+            )
+            return float(value.meta["c"]), float(value.meta["w"])
+
+        def fallback() -> tuple[float, float, str]:
+            return (*auto(), "the object has no window; used the automatic window")
+
+        return choose_voi(req, layout.datasets[middle.sop_uid], middle.frame_index, auto=auto, fallback=fallback)
 
     # -- slices ---------------------------------------------------------------
 
@@ -563,13 +526,18 @@ class SeriesVolumes:
         plane: Plane | str = Plane.AXIAL,
         index: int | None = None,
         position_mm: float | None = None,
-        window: WindowRequest = WindowRequest(),
+        window: WindowRequest | None = None,
         fmt: ImageFormat = ImageFormat.PNG,
         interpolation: Literal["linear", "nearest"] = "linear",
         slab_mm: float = 0.0,
         slab_mode: Literal["max", "min", "mean"] = "max",
+        float_values: bool = False,
     ) -> RenderedSlice:
         """One reformatted slice, windowed and encoded (cached by its parameters).
+
+        RAW slices carry modality values in the volume's dtype: linearly interpolated
+        values of an integer volume are rounded to it (``rounded`` says when that
+        changed any), or come as float32 with ``float_values``.
 
         Raises
         ------
@@ -587,11 +555,12 @@ class SeriesVolumes:
                 Plane.parse(plane),
                 index,
                 position_mm,
-                window,
+                window or WindowRequest(),
                 fmt,
                 interpolation,
                 slab_mm,
                 slab_mode,
+                float_values,
             )
         except VoxelgateError as exc:
             raise exc.with_subject(series_uid) from exc.__cause__
@@ -608,6 +577,7 @@ class SeriesVolumes:
         interpolation: Literal["linear", "nearest"],
         slab_mm: float,
         slab_mode: Literal["max", "min", "mean"],
+        float_values: bool,
     ) -> RenderedSlice:
         # Checked before any cache key is made of them (keys refuse non-finite numbers).
         if position_mm is not None and not math.isfinite(position_mm):
@@ -618,11 +588,6 @@ class SeriesVolumes:
         vol, _ = self.volume(series_uid, stack, layout=layout)
         st = self._stack(layout, stack)
         grid = plane_grid(vol, plane)
-        first = layout.datasets[st.frames[0].sop_uid]
-        invert = (
-            str(first.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
-            or str(first.get("PresentationLUTShape", "")).strip() == "INVERSE"
-        )
         # The volume's own key names what it was built from (its bytes follow from that).
         volume_id = self._volume_id(layout, st)
 
@@ -640,9 +605,38 @@ class SeriesVolumes:
 
         if fmt is ImageFormat.RAW:
             sl = reformat()
+            integers = vol.array.dtype.kind in "iu"
+            exact = not integers or on_voxels(vol, sl, interpolation)
+            if float_values and integers:
+                sl = reformat_slice(
+                    vol,
+                    plane,
+                    index=index,
+                    position_mm=position_mm,
+                    interpolation=interpolation,
+                    slab_mm=slab_mm,
+                    slab_mode=slab_mode,
+                    keep_float=True,
+                )
             payload, dtype, shape = encode_raw(sl.array)
-            return RenderedSlice(payload, fmt.media_type, dtype, shape, _geometry(sl), grid.count, None, ())
-        c, w, fn, use_lut, notes = self._window(layout, st, vol, window)
+            rounded = not exact and not float_values
+            return RenderedSlice(
+                payload,
+                fmt.media_type,
+                dtype,
+                shape,
+                _geometry(sl),
+                grid.count,
+                None,
+                (),
+                rounded=rounded,
+                values="modality",
+            )
+        if float_values:
+            raise InvalidInputError("float_values applies to RAW slices")
+        voi = self._voi(layout, st, vol, window)
+        invert, presentation_notes = inverts(layout.datasets[st.frames[len(st.frames) // 2].sop_uid])
+        out_max: Literal[255, 65535] = 65535 if fmt is ImageFormat.PNG16 else 255
         key = make_key(
             "dicom",
             "slice",
@@ -655,15 +649,10 @@ class SeriesVolumes:
                 "slab": slab_mm,
                 "mode": slab_mode,
                 "fmt": fmt.value,
-                "c": c,
-                "w": w,
-                "fn": fn.value,
                 "inv": invert,
-                "lut": use_lut,
+                **voi.key(),
             },
         )
-
-        lut_ds = first if use_lut else None
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
             with self._render_slots:
@@ -671,18 +660,8 @@ class SeriesVolumes:
 
         def render() -> tuple[bytes, str, dict[str, object]]:
             sl = reformat()
-            if lut_ds is not None:
-                img = voi_lut_display(sl.array, lut_ds, out_max=65535 if fmt is ImageFormat.PNG16 else 255)
-                img = (65535 if fmt is ImageFormat.PNG16 else 255) - img if invert else img
-                data = encode_png(img) if fmt is not ImageFormat.JPEG else encode_jpeg(img)
-            elif fmt is ImageFormat.PNG16:
-                img = window_to_uint16(sl.array, c, w, function=fn)
-                data = encode_png(65535 - img if invert else img)
-            else:  # PNG or JPEG, 8-bit
-                img = window_to_uint8(sl.array, c, w, function=fn)
-                if invert:
-                    img = 255 - img
-                data = encode_png(img) if fmt is ImageFormat.PNG else encode_jpeg(img)
+            img = to_display(sl.array, voi, invert=invert, out_max=out_max)
+            data = encode_jpeg(img) if fmt is ImageFormat.JPEG else encode_png(img)
             return data, fmt.media_type, {"shape": list(img.shape), "geometry": _geometry(sl).to_json()}
 
         # Kept in the cache's memory tier: rendering again (a few ms) costs less than writing it
@@ -696,8 +675,9 @@ class SeriesVolumes:
             tuple(value.meta["shape"]),
             SliceGeometry.from_json(value.meta["geometry"]),
             grid.count,
-            None if lut_ds is not None else (c, w, fn),
-            tuple(notes),
+            voi.window,
+            (*voi.notes, *presentation_notes),
+            inverted=invert,
         )
 
 

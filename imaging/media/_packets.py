@@ -32,6 +32,7 @@ class PacketTable:
     pos: np.ndarray
     keyframe: np.ndarray
     corrupt: np.ndarray
+    discard: np.ndarray  # the container tells decoders to drop the frame (outside an MP4 edit list)
 
 
 #: Placeholder for a missing timestamp in ``PacketTable``.
@@ -93,7 +94,7 @@ def scan_packets(
         counted first, so the message gives the real number).
     """
     video = container.streams.video[0]
-    rows: list[tuple[int, int, int, int, int, bool, bool]] = []
+    rows: list[tuple[int, int, int, int, int, bool, bool, bool]] = []
     counted = 0  # video packets, still counted (not stored) past max_frames
     timeline: list[tuple[float, int]] = []
     file_size = getattr(container, "size", 0) or 0
@@ -126,6 +127,7 @@ def scan_packets(
                     pos,
                     bool(packet.is_keyframe),
                     bool(packet.is_corrupt),
+                    bool(packet.is_discard),
                 )
             )
     except av.FFmpegError as exc:
@@ -134,7 +136,7 @@ def scan_packets(
         ) from exc
     if max_frames is not None and counted > max_frames:
         raise LimitExceededError(f"the video has {counted} frames; the limit is {max_frames}", subject=name)
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 7)
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 8)
     table = PacketTable(
         stream_index=video.index,
         time_base=Fraction(video.time_base) if video.time_base else Fraction(1, 1),
@@ -145,5 +147,6 @@ def scan_packets(
         pos=arr[:, 4].copy(),
         keyframe=arr[:, 5].astype(bool),
         corrupt=arr[:, 6].astype(bool),
+        discard=arr[:, 7].astype(bool),
     )
     return table, timeline

@@ -29,8 +29,10 @@ from voxelgate.imaging.cpu import all_cores, use_all_cores
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
+from .formats import SUPPORTED_FORMATS, describe_bytes, sniff_format
 from .frame_index import Pieces
-from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
+from .inventory import InventoryMixin
+from .probe_video import VIDEO_FORMATS, VideoInfo, VideoLimits, probe_video, sniff_video_format
 from .sequence import resize_exact
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 
@@ -64,6 +66,9 @@ class MediaFrameResult:
     page: int
     frame: int = 0  # the index asked for (page, position in a set, or video frame)
     time_s: float | None = None  # video frames: presentation time
+    rotation: int = 0  # video frames: counter-clockwise degrees the stored picture was turned (display matrix)
+    mirrored: bool = False  # video frames: the stored picture was mirrored (before the turn)
+    pixel_ratio: tuple[int, int] | None = None  # video frames: aspect ratio of one pixel of the picture sent
 
 
 @dataclass
@@ -120,7 +125,7 @@ class _SniffedFile(IncomingFile[MediaReport]):
         super().write(data)
 
 
-class MediaLibrary(VideoLibraryMixin):
+class MediaLibrary(VideoLibraryMixin, InventoryMixin):
     """Non-DICOM images and videos over the shared store, catalog and derived cache.
 
     Parameters
@@ -211,11 +216,21 @@ class MediaLibrary(VideoLibraryMixin):
 
     @all_cores()  # decoding every page (or scanning every packet): native work, off the request threads' core
     def _probe(self, path: Path, name: str) -> ImageInfo | VideoInfo:
-        """Probe a received file as a video or an image, by its first bytes (never its name)."""
+        """Probe a received file as a video or an image, by its first bytes (never its name).
+
+        Raises
+        ------
+        InvalidInputError
+            Bytes of neither (saying what they look like and what is accepted), or a broken file.
+        LimitExceededError
+            A file over the image or video limits.
+        """
         with path.open("rb") as fh:
-            head = fh.read(64)
+            head = fh.read(512)
         if sniff_video_format(head) is not None:
             return probe_video(path, name=name, limits=self.video_limits)
+        if head and sniff_format(head) is None:
+            raise InvalidInputError(unsupported_media(head), subject=name)
         return probe_image(path, name=name, limits=self.limits)
 
     # -- items and sets -------------------------------------------------------
@@ -347,10 +362,12 @@ class MediaLibrary(VideoLibraryMixin):
         window: tuple[float, float] | None = None,
         max_bytes: int | None = None,
         after_reply: Callable[[Callable[[], None]], None] | None = None,
+        stored: bool = False,
     ) -> MediaFrameResult:
         """Frame ``index`` of a media item (its page) or of a group or sequence, through the derived cache.
 
-        Video frames come from ``video_frame`` (``after_reply`` is for it).
+        Video frames come from ``video_frame`` (``after_reply`` is for it), turned as displayed unless
+        ``stored`` (images are always as displayed: their EXIF orientation is applied).
 
         Raises
         ------
@@ -367,9 +384,12 @@ class MediaLibrary(VideoLibraryMixin):
             if fmt == "png16":
                 raise InvalidInputError("video frames are 8-bit: ask for png, jpeg, webp or raw", subject=item_id)
             payload, media_type, dtype, shape, time_s = self.video_frame(
-                item_id, index, fmt=fmt, max_size=max_size, after_reply=after_reply
+                item_id, index, fmt=fmt, max_size=max_size, after_reply=after_reply, stored=stored
             )
-            return MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, index, time_s)
+            turn, ratio = self.frame_turn(item_id, stored=stored)
+            return MediaFrameResult(
+                payload, media_type, dtype, shape, item_id, 0, index, time_s, turn[0], turn[1], ratio
+            )
         media_id, page, exact = self._resolve(item_id, index)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
             raise InvalidInputError("max size must not be negative")
@@ -412,10 +432,12 @@ class MediaLibrary(VideoLibraryMixin):
         fmt: FrameFormat = "raw",
         max_size: tuple[int, int] | None = None,
         into: Callable[[int], memoryview] | None = None,
+        stored: bool = False,
     ) -> Iterator[MediaFrameResult]:
         """Frames ``range(start, stop, every)`` of a video (decoded sequentially) or of an image or set.
 
         ``into`` (videos' raw frames only): where to write each frame, as ``iter_video_frames`` says.
+        Video frames are turned as displayed unless ``stored`` (as ``frame``).
 
         Raises
         ------
@@ -425,10 +447,13 @@ class MediaLibrary(VideoLibraryMixin):
             A bad range, step, format or size, or a frame that cannot be decoded.
         """
         if self.is_video(item_id):
+            turn, ratio = self.frame_turn(item_id, stored=stored)
             for n, time_s, payload, media_type, dtype, shape in self.iter_video_frames(
-                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size, into=into
+                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size, into=into, stored=stored
             ):
-                yield MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, n, time_s)
+                yield MediaFrameResult(
+                    payload, media_type, dtype, shape, item_id, 0, n, time_s, turn[0], turn[1], ratio
+                )
             return
         if every < 1:
             raise InvalidInputError(f"every must be at least 1, got {every}")
@@ -550,6 +575,17 @@ class MediaLibrary(VideoLibraryMixin):
             self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id
         )
         yield from entry.iter_chunks(chunk_size)
+
+
+def unsupported_media(head: bytes) -> str:
+    """Why a file's first bytes are not media this library takes: what they look like, and what it accepts."""
+    what = describe_bytes(head)
+    if what is None:
+        what = f"bytes of no format known here (they start {head[:4].hex(' ')})"
+    return (
+        f"not a supported image or video: the file is {what}. MediaService takes images "
+        f"({', '.join(SUPPORTED_FORMATS)}) and videos ({', '.join(VIDEO_FORMATS)}), told apart by their bytes"
+    )
 
 
 def _row(r: MediaReport) -> MediaRow:

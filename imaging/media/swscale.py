@@ -3,7 +3,7 @@
 PyAV's ``VideoReformatter`` always allocates the frame it converts into, so a
 raw RGB frame bound for a buffer of the caller's (a shared memory slot of
 ``StreamFramesShared``) would be copied a second time: 6 MB per 1080p frame,
-about a fifth of the stream's time on this machine. ``DirectRGB`` calls the
+a good part of the stream's time (docs/performance.md). ``DirectRGB`` calls the
 libswscale that PyAV itself loaded (found in ``/proc/self/maps``: the same
 code, the same version) through its public C API (``sws_getCachedContext``,
 ``sws_setColorspaceDetails``, ``sws_scale``), with the caller's buffer as the

@@ -83,11 +83,11 @@ def test_frames_show_what_was_encoded(videos: dict[str, Path]) -> None:
         assert all(_looks_like(reader.read(n), n) for n in (0, 1, 2, 7, 13, 29))
 
 
-def test_ghost_frames_are_not_addressable(videos: dict[str, Path]) -> None:
-    path = videos["ghost_mp4"]
+def test_ghost_frames_hidden_by_the_edit_list_are_not_frames(videos: dict[str, Path]) -> None:
+    path = videos["ghost_mp4"]  # the MP4 muxer keeps negative timestamps behind an edit list
     index = build_frame_index(path, name=path.name)
     assert len(index) == 30 - GHOSTS
-    assert len(index.ghost_pts) == GHOSTS and (index.ghost_pts < 0).all()
+    assert len(index.discarded_pts) == GHOSTS and (index.discarded_pts < 0).all() and index.negative == 0
     # Picture i was written at pts i - 3: frame 0 is picture 3.
     for n in (0, 1, 10, len(index) - 1):
         assert _looks_like(read_frame(path, index, n), n + GHOSTS)
@@ -121,7 +121,8 @@ def test_index_bytes_round_trip(videos: dict[str, Path]) -> None:
     index = build_frame_index(videos["ghost_mp4"], name="ghost.mp4")
     back = FrameIndex.from_bytes(index.to_bytes())
     assert (back.stream_index, back.time_base) == (index.stream_index, index.time_base)
-    for field in ("pts", "keyframe", "pos", "ghost_pts"):
+    assert not back.decoded
+    for field in ("pts", "keyframe", "pos", "discarded_pts"):
         assert np.array_equal(getattr(back, field), getattr(index, field))
     with pytest.raises(ValueError, match="not a frame index"):
         FrameIndex.from_bytes(b"nonsense")
@@ -176,3 +177,10 @@ def test_a_corrupt_keyframe_costs_its_gop_only(videos: dict[str, Path], tmp_path
                 with pytest.raises(InvalidInputError, match=rf"frame {n} \(pts {pts}\) cannot be decoded"):
                     reader.read(n)
         assert reader.rejected_packets >= 1
+
+
+def test_frames_sharing_a_time_are_spread_for_interpolation() -> None:
+    from voxelgate.imaging.media.annotation_grid import spread_ties
+
+    assert spread_ties([0.0, 1.0, 1.0, 2.0, 3.0, 3.0, 3.0]) == pytest.approx([0, 1, 1.5, 2, 3, 3 + 1 / 3, 3 + 2 / 3])
+    assert spread_ties([-0.1, 0.0, 0.1]) == [-0.1, 0.0, 0.1]  # nothing to spread: unchanged
