@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -490,7 +490,8 @@ class DicomArchive:
             tuple(int(s) for s in meta["shape"]),
             bool(meta["rescaled"]),
             list(meta.get("warnings", [])),
-            str(meta.get("values", "modality" if fmt == "raw" else "presentation")),  # type: ignore[arg-type]
+            # compute() above wrote it: one of ValueSpace (older entries have none).
+            cast("ValueSpace", str(meta.get("values", "modality" if fmt == "raw" else "presentation"))),
             (float(applied[0]), float(applied[1]), VoiFunction(applied[2])) if applied else None,
             bool(meta.get("inverted", False)),
         )
