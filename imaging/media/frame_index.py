@@ -172,7 +172,8 @@ class FrameIndex:
     @property
     def known(self) -> np.ndarray:
         """bool: frame n has a timestamp."""
-        return self.pts != NO_TS  # type: ignore[no-any-return]
+        known: np.ndarray = self.pts != NO_TS
+        return known
 
     @property
     def negative(self) -> int:
