@@ -294,7 +294,7 @@ def peak_bitrate(timeline: list[tuple[float, int]], window_s: float = 1.0) -> in
     # For each packet i, the window [t_i, t_i + w) ends before index j.
     ends = np.searchsorted(times, times + window_s, side="left")
     best = int((cum[ends] - cum[np.arange(len(times))]).max())
-    return int(round(best * 8 / window_s))
+    return round(best * 8 / window_s)
 
 
 def keyframe_intervals(keyframe_in_presentation: np.ndarray) -> tuple[int, float]:
@@ -400,7 +400,7 @@ def probe_video(path: Path, *, name: str, limits: VideoLimits | None = None) -> 
         frame_count=len(table.size),
         addressable_frames=len(index),
         duration_s=duration_s,
-        bitrate=int(round(size * 8 / duration_s)) if duration_s > 0 else 0,
+        bitrate=round(size * 8 / duration_s) if duration_s > 0 else 0,
         peak_bitrate=peak_bitrate(timeline),
         keyframe_interval_max=kf_max,
         keyframe_interval_mean=kf_mean,

@@ -92,7 +92,7 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from voxelgate.errors import CancelledError, InvalidInputError, UnsupportedError, VoxelgateError
 
-from ._packets import ffmpeg_reason, open_video
+from ._packets import ffmpeg_reason, open_video, video_stream
 from .diagnose import MAX_KEYFRAME_INTERVAL_HD, Finding, diagnose
 from .frame_index import FrameIndex, Placer, build_frame_index
 from .orientation import Rotator
@@ -616,7 +616,7 @@ def _full(
             open_video(src, name=job.name) as inp,
             av.open(str(tmp), "w", format="mp4", container_options=_FASTSTART) as out,
         ):
-            vin = inp.streams.video[0]  # the stream ``build_frame_index`` indexed
+            vin = video_stream(inp, index.stream_index, name=job.name)
             vin.thread_type = "AUTO"
             vout = add_h264_stream(
                 out,

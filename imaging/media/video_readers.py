@@ -321,7 +321,7 @@ class ReadAhead:
                         self._skipped += 1
             except AheadCancelled:
                 pass
-            except Exception as exc:  # an ask for this frame makes it again and gets the error itself
+            except Exception as exc:  # noqa: BLE001 - an ask for this frame makes it again and gets the error itself
                 log.debug("read-ahead of a video frame failed: %s", type(exc).__name__)
             finally:
                 with self._cond:
