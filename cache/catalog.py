@@ -8,7 +8,6 @@ server database can implement instead.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import sqlite3
@@ -18,15 +17,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
-
-MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 100
+from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_token, encode_token
+from .sql_dialect import SQLITE, Connection, Dialect
 
 
 @dataclass(frozen=True)
@@ -120,7 +118,7 @@ class Page:
 class PutOutcome:
     """What :meth:`Catalog.put_instance` did."""
 
-    outcome: str  # "stored" | "duplicate" | "replaced"
+    outcome: Literal["stored", "duplicate", "replaced"]
     replaced: InstanceRow | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -204,88 +202,46 @@ def _cols(cls: type) -> list[str]:
     return [f.name for f in fields(cls)]
 
 
-def _glob(pattern: str) -> str:
-    # DICOM wildcards are * and ?; SQLite GLOB also treats [ specially.
-    return pattern.replace("[", "[[]")
-
-
 def _encode_token(key: Sequence[object], flt: QueryFilter) -> str:
-    raw = json.dumps({"k": list(key), "f": flt.digest()}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    return encode_token(key, flt.digest())
 
 
-def _decode_token(token: str, flt: QueryFilter, arity: int) -> list[object] | None:
-    if not token:
-        return None
-    try:
-        obj = json.loads(base64.urlsafe_b64decode(token.encode()))
-        key = obj["k"]
-        ok = obj["f"] == flt.digest() and isinstance(key, list) and len(key) == arity
-        ok = ok and all(isinstance(v, str) or (isinstance(v, int) and abs(v) < 2**63) for v in key)
-    except (ValueError, KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise InvalidInputError("page token is malformed or belongs to another query")
-    return key
+def _decode_token(token: str, flt: QueryFilter, types: tuple[type, ...]) -> list[object] | None:
+    return decode_token(token, flt.digest(), types)
 
 
-class SqliteCatalog(MediaCatalogMixin):
-    """SQLite catalog in WAL mode; one connection per thread.
+class SqlCatalog(MediaCatalogMixin):
+    """The catalog's queries, written once for every SQL engine (see :mod:`voxelgate.cache.sql_dialect`).
 
-    Parameters
-    ----------
-    path:
-        Database file; created with its schema when missing.
+    A subclass gives the engine: its :class:`Dialect` (``_sql``), ``_read()``
+    (a connection for reads) and ``_tx()`` (one write transaction that also
+    raises the generation counter), ``generation()`` and ``close()``.
     """
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
-        self._all_lock = threading.Lock()
-        # Writers queue on this (see _tx), those of other processes on this database too.
-        self._write_lock = ProcessLock(self.path.with_name(self.path.name + ".writer"))
-        # executescript manages its own transaction.
-        self._db().executescript(_SCHEMA + MEDIA_SCHEMA)
-
-    def _db(self) -> sqlite3.Connection:
-        db = getattr(self._local, "db", None)
-        if db is None:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA foreign_keys=ON")
-            self._local.db = db
-            with self._all_lock:
-                self._all.append(db)
-        return db
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        db = self._db()
-        # Writers queue on a lock, across processes too: SQLite's own busy handler
-        # sleeps in steps of up to 100 ms, which would stall concurrent ingests.
-        with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-                db.execute("UPDATE catalog_generation SET n = n + 1")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
-            db.execute("COMMIT")
+    _sql: Dialect = SQLITE
 
     def generation(self) -> int:
         """A number that changes whenever a change to the catalog is committed, by any process."""
-        return int(self._db().execute("SELECT n FROM catalog_generation").fetchone()[0])
+        raise NotImplementedError
 
     def close(self) -> None:
-        with self._all_lock:
-            for db in self._all:
-                db.close()
-            self._all.clear()
-        self._local = threading.local()
+        raise NotImplementedError
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        raise NotImplementedError
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        raise NotImplementedError
+
+    def _one(self, sql: str, args: Sequence[object] = ()) -> Any:
+        with self._read() as db:
+            return db.execute(self._sql.q(sql), args).fetchone()
+
+    def _all(self, sql: str, args: Sequence[object] = ()) -> list[Any]:
+        with self._read() as db:
+            return list(db.execute(self._sql.q(sql), args).fetchall())
 
     # -- writes ---------------------------------------------------------------
 
@@ -318,18 +274,29 @@ class SqliteCatalog(MediaCatalogMixin):
                 db.execute("SAVEPOINT item")
                 try:
                     outs.append(self._put(db, study, series, inst, overwrite))
-                    db.execute("RELEASE item")
+                    db.execute("RELEASE SAVEPOINT item")
                 except VoxelgateError as exc:
-                    db.execute("ROLLBACK TO item")
-                    db.execute("RELEASE item")
+                    db.execute("ROLLBACK TO SAVEPOINT item")
+                    db.execute("RELEASE SAVEPOINT item")
                     outs.append(exc)
         return outs
 
     def _put(
-        self, db: sqlite3.Connection, study: StudyRow, series: SeriesRow, inst: InstanceRow, overwrite: bool
+        self,
+        db: Connection,
+        study: StudyRow,
+        series: SeriesRow,
+        inst: InstanceRow,
+        overwrite: bool,
+        *,
+        again: bool = True,
     ) -> PutOutcome:
+        # Written for writers that do not queue on one lock (several hosts on one PostgreSQL):
+        # rows are inserted first and checked after, and the instance's row changes only if it is
+        # still what was read; otherwise the item is decided again on what the other writer committed.
+        q = self._sql.q
         inst_cols = _cols(InstanceRow)
-        row = db.execute(f"SELECT {','.join(inst_cols)} FROM instances WHERE sop_uid=?", (inst.sop_uid,)).fetchone()
+        row = db.execute(q(f"SELECT {','.join(inst_cols)} FROM instances WHERE sop_uid=?"), (inst.sop_uid,)).fetchone()
         existing = InstanceRow(*row) if row else None
         if existing and existing.sha256 == inst.sha256:
             return PutOutcome("duplicate")
@@ -339,63 +306,86 @@ class SqliteCatalog(MediaCatalogMixin):
                 "(ask for overwrite to replace it)",
                 subject=inst.sop_uid,
             )
-        other = db.execute("SELECT study_uid FROM series WHERE series_uid=?", (series.series_uid,)).fetchone()
+        db.execute(self._sql.insert_ignore("studies", _cols(StudyRow)), astuple(study))
+        db.execute(self._sql.insert_ignore("series", _cols(SeriesRow)), astuple(series))
+        other = db.execute(q("SELECT study_uid FROM series WHERE series_uid=?"), (series.series_uid,)).fetchone()
         if other and other[0] != study.study_uid:
             raise InvalidInputError("series is already stored under another study", subject=series.series_uid)
         if existing and existing.series_uid != inst.series_uid:
             raise InvalidInputError("SOP Instance UID is already stored in another series", subject=inst.sop_uid)
-        scols = _cols(StudyRow)
-        db.execute(
-            f"INSERT OR IGNORE INTO studies ({','.join(scols)}) VALUES ({','.join('?' * len(scols))})",
-            astuple(study),
-        )
-        secols = _cols(SeriesRow)
-        db.execute(
-            f"INSERT OR IGNORE INTO series ({','.join(secols)}) VALUES ({','.join('?' * len(secols))})",
-            astuple(series),
-        )
-        values = astuple(inst)[:-1] + (inst.stored_at or time.time(),)
-        db.execute(
-            f"INSERT OR REPLACE INTO instances ({','.join(inst_cols)}) VALUES ({','.join('?' * len(inst_cols))})",
-            values,
-        )
+        values = (*astuple(inst)[:-1], inst.stored_at or time.time())
+        if existing is None:
+            done = db.execute(self._sql.insert_ignore("instances", inst_cols), values).rowcount == 1
+        else:
+            sets = ",".join(f"{c}=?" for c in inst_cols[1:])
+            done = (
+                db.execute(
+                    q(f"UPDATE instances SET {sets} WHERE sop_uid=? AND sha256=?"),
+                    (*values[1:], inst.sop_uid, existing.sha256),
+                ).rowcount
+                == 1
+            )
+        if not done:
+            if not again:  # pragma: no cover - a second writer changed the row twice meanwhile
+                raise ConflictError(
+                    "the instance changed while it was being stored; send it again", subject=inst.sop_uid
+                )
+            return self._put(db, study, series, inst, overwrite, again=False)
         return PutOutcome("replaced", replaced=existing) if existing else PutOutcome("stored")
 
     def delete_instances(self, sop_uids: Sequence[str]) -> list[InstanceRow]:
         """Delete instances, and series and studies left empty; return the deleted rows."""
+        q = self._sql.q
         cols = _cols(InstanceRow)
         deleted: list[InstanceRow] = []
         with self._tx() as db:
             for uid in sop_uids:
-                row = db.execute(f"SELECT {','.join(cols)} FROM instances WHERE sop_uid=?", (uid,)).fetchone()
-                if row is None:
-                    continue
-                db.execute("DELETE FROM instances WHERE sop_uid=?", (uid,))
-                deleted.append(InstanceRow(*row))
+                row = db.execute(
+                    q(f"DELETE FROM instances WHERE sop_uid=? RETURNING {','.join(cols)}"), (uid,)
+                ).fetchone()
+                if row is not None:
+                    deleted.append(InstanceRow(*row))
             for sha in {r.sha256 for r in deleted}:
                 db.execute(
-                    "DELETE FROM instance_headers WHERE sha256=? AND NOT EXISTS "
-                    "(SELECT 1 FROM instances WHERE sha256=?)",
+                    q(
+                        "DELETE FROM instance_headers WHERE sha256=? "
+                        "AND NOT EXISTS (SELECT 1 FROM instances WHERE sha256=?)"
+                    ),
                     (sha, sha),
                 )
-            db.execute(
-                "DELETE FROM series WHERE NOT EXISTS (SELECT 1 FROM instances i WHERE i.series_uid = series.series_uid)"
-            )
-            db.execute(
-                "DELETE FROM studies WHERE NOT EXISTS (SELECT 1 FROM series s WHERE s.study_uid = studies.study_uid)"
-            )
+            # Only the series and studies the deleted instances were in can have become empty.
+            for series_uid in sorted({r.series_uid for r in deleted}):
+                db.execute(
+                    q(
+                        "DELETE FROM series WHERE series_uid=? "
+                        "AND NOT EXISTS (SELECT 1 FROM instances WHERE series_uid=?)"
+                    ),
+                    (series_uid, series_uid),
+                )
+            for study_uid in sorted({r.study_uid for r in deleted}):
+                db.execute(
+                    q("DELETE FROM studies WHERE study_uid=? AND NOT EXISTS (SELECT 1 FROM series WHERE study_uid=?)"),
+                    (study_uid, study_uid),
+                )
         return deleted
+
+    def put_headers(self, items: Sequence[tuple[str, str]]) -> None:
+        """Keep header summaries, ``(sha256, text)`` pairs, of stored content (one transaction)."""
+        if not items:
+            return
+        sql = self._sql.upsert("instance_headers", ["sha256", "header"], ["sha256"])
+        with self._tx() as db:
+            for item in items:
+                db.execute(sql, item)
 
     # -- reads ----------------------------------------------------------------
 
     def get_instance(self, sop_uid: str) -> InstanceRow | None:
-        cols = _cols(InstanceRow)
-        row = self._db().execute(f"SELECT {','.join(cols)} FROM instances WHERE sop_uid=?", (sop_uid,)).fetchone()
+        row = self._one(f"SELECT {','.join(_cols(InstanceRow))} FROM instances WHERE sop_uid=?", (sop_uid,))
         return InstanceRow(*row) if row else None
 
     def instances(self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "") -> list[InstanceRow]:
         """All instances of a study, a series, or the one instance, in series order."""
-        cols = _cols(InstanceRow)
         where, args = [], []
         for col, v in (("study_uid", study_uid), ("series_uid", series_uid), ("sop_uid", sop_uid)):
             if v:
@@ -403,23 +393,12 @@ class SqliteCatalog(MediaCatalogMixin):
                 args.append(v)
         if not where:
             raise ValueError("instances() needs study_uid, series_uid or sop_uid")
-        rows = (
-            self._db()
-            .execute(
-                f"SELECT {','.join(cols)} FROM instances WHERE {' AND '.join(where)} "
-                "ORDER BY series_uid, instance_number, sop_uid",
-                args,
-            )
-            .fetchall()
+        rows = self._all(
+            f"SELECT {','.join(_cols(InstanceRow))} FROM instances WHERE {' AND '.join(where)} "
+            "ORDER BY series_uid, instance_number, sop_uid",
+            args,
         )
         return [InstanceRow(*r) for r in rows]
-
-    def put_headers(self, items: Sequence[tuple[str, str]]) -> None:
-        """Keep header summaries, ``(sha256, text)`` pairs, of stored content (one transaction)."""
-        if not items:
-            return
-        with self._tx() as db:
-            db.executemany("INSERT OR REPLACE INTO instance_headers (sha256, header) VALUES (?, ?)", list(items))
 
     def headers(self, sha256s: Sequence[str]) -> dict[str, str]:
         """The header summaries kept for these contents (those without one are left out)."""
@@ -427,38 +406,31 @@ class SqliteCatalog(MediaCatalogMixin):
         shas = list(dict.fromkeys(sha256s))
         for i in range(0, len(shas), 500):  # SQLite limits the number of parameters
             part = shas[i : i + 500]
-            rows = (
-                self._db()
-                .execute(
-                    f"SELECT sha256, header FROM instance_headers WHERE sha256 IN ({','.join('?' * len(part))})", part
-                )
-                .fetchall()
+            rows = self._all(
+                f"SELECT sha256, header FROM instance_headers WHERE sha256 IN ({','.join('?' * len(part))})", part
             )
-            out.update(rows)
+            out.update((str(r[0]), str(r[1])) for r in rows)
         return out
 
     def is_referenced(self, sha256: str) -> bool:
         """Whether a DICOM instance or a media item holds this content."""
-        return (
-            self._db().execute("SELECT 1 FROM instances WHERE sha256=? LIMIT 1", (sha256,)).fetchone() is not None
-        ) or self.media_referenced(sha256)
+        found = self._one("SELECT 1 FROM instances WHERE sha256=? LIMIT 1", (sha256,)) is not None
+        return found or self.media_referenced(sha256)
 
     def totals(self) -> tuple[int, int]:
         """(objects, bytes) of everything stored, DICOM and media."""
-        n, size = self._db().execute("SELECT count(*), coalesce(sum(size), 0) FROM instances").fetchone()
+        n, size = self._one("SELECT count(*), coalesce(sum(size), 0) FROM instances")
         mn, msize = self.media_totals()
         return int(n) + mn, int(size) + msize
 
-    @staticmethod
-    def _study_where(flt: QueryFilter, alias: str) -> tuple[list[str], list[object]]:
+    def _study_where(self, flt: QueryFilter, alias: str) -> tuple[list[str], list[object]]:
         where: list[str] = []
         args: list[object] = []
-        if flt.patient_id:
-            where.append(f"{alias}.patient_id GLOB ?")
-            args.append(_glob(flt.patient_id))
-        if flt.accession_number:
-            where.append(f"{alias}.accession_number GLOB ?")
-            args.append(_glob(flt.accession_number))
+        for column, pattern in (("patient_id", flt.patient_id), ("accession_number", flt.accession_number)):
+            if pattern:
+                cond, arg = self._sql.wildcard(f"{alias}.{column}", pattern)
+                where.append(cond)
+                args.append(arg)
         if flt.study_uid:
             where.append(f"{alias}.study_uid = ?")
             args.append(flt.study_uid)
@@ -483,7 +455,7 @@ class SqliteCatalog(MediaCatalogMixin):
         if flt.series_uid:
             where.append("EXISTS (SELECT 1 FROM series x WHERE x.study_uid=st.study_uid AND x.series_uid=?)")
             args.append(flt.series_uid)
-        after = _decode_token(page.token, flt, 2)
+        after = _decode_token(page.token, flt, (str, str))
         if after:
             where.append("(st.study_date, st.study_uid) > (?, ?)")
             args.extend(after)
@@ -491,13 +463,13 @@ class SqliteCatalog(MediaCatalogMixin):
         cols = ",".join(f"st.{c}" for c in _cols(StudyRow))
         sql = (
             f"SELECT {cols}, "
-            "(SELECT group_concat(DISTINCT modality) FROM series x WHERE x.study_uid=st.study_uid), "
+            f"(SELECT {self._sql.string_agg_distinct('modality')} FROM series x WHERE x.study_uid=st.study_uid), "
             "(SELECT count(*) FROM series x WHERE x.study_uid=st.study_uid), "
             "(SELECT count(*) FROM instances i WHERE i.study_uid=st.study_uid) "
             f"FROM studies st {'WHERE ' + ' AND '.join(where) if where else ''} "
             "ORDER BY st.study_date, st.study_uid LIMIT ?"
         )
-        rows = self._db().execute(sql, [*args, limit + 1]).fetchall()
+        rows = self._all(sql, [*args, limit + 1])
         n = len(_cols(StudyRow))
         out = [
             StudySummary(
@@ -522,7 +494,7 @@ class SqliteCatalog(MediaCatalogMixin):
         if flt.series_uid:
             where.append("se.series_uid = ?")
             args.append(flt.series_uid)
-        after = _decode_token(page.token, flt, 3)
+        after = _decode_token(page.token, flt, (str, int, str))
         if after:
             where.append("(se.study_uid, se.series_number, se.series_uid) > (?, ?, ?)")
             args.extend(after)
@@ -534,7 +506,7 @@ class SqliteCatalog(MediaCatalogMixin):
             f"{'WHERE ' + ' AND '.join(where) if where else ''} "
             "ORDER BY se.study_uid, se.series_number, se.series_uid LIMIT ?"
         )
-        rows = self._db().execute(sql, [*args, limit + 1]).fetchall()
+        rows = self._all(sql, [*args, limit + 1])
         n = len(_cols(SeriesRow))
         out = [SeriesSummary(SeriesRow(*r[:n]), int(r[n])) for r in rows[:limit]]
         token = ""
@@ -551,7 +523,7 @@ class SqliteCatalog(MediaCatalogMixin):
         if flt.series_uid:
             where.append("i.series_uid = ?")
             args.append(flt.series_uid)
-        after = _decode_token(page.token, flt, 3)
+        after = _decode_token(page.token, flt, (str, int, str))
         if after:
             where.append("(i.series_uid, i.instance_number, i.sop_uid) > (?, ?, ?)")
             args.extend(after)
@@ -563,10 +535,76 @@ class SqliteCatalog(MediaCatalogMixin):
             f"{'WHERE ' + ' AND '.join(where) if where else ''} "
             "ORDER BY i.series_uid, i.instance_number, i.sop_uid LIMIT ?"
         )
-        rows = self._db().execute(sql, [*args, limit + 1]).fetchall()
+        rows = self._all(sql, [*args, limit + 1])
         out = [InstanceRow(*r) for r in rows[:limit]]
         token = ""
         if len(rows) > limit:
             i = out[-1]
             token = _encode_token([i.series_uid, i.instance_number, i.sop_uid], flt)
         return out, token
+
+
+class SqliteCatalog(SqlCatalog):
+    """SQLite catalog in WAL mode; one connection per thread.
+
+    Parameters
+    ----------
+    path:
+        Database file; created with its schema when missing.
+    """
+
+    _sql = SQLITE
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._connections_lock = threading.Lock()
+        # Writers queue on this (see _tx), those of other processes on this database too.
+        self._write_lock = ProcessLock(self.path.with_name(self.path.name + ".writer"))
+        # executescript manages its own transaction.
+        self._db().executescript(_SCHEMA + MEDIA_SCHEMA)
+        self._migrate_media_sqlite()
+
+    def _db(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA foreign_keys=ON")
+            self._local.db = db
+            with self._connections_lock:
+                self._connections.append(db)
+        return db
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        yield self._db()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._db()
+        # Writers queue on a lock, across processes too: SQLite's own busy handler
+        # sleeps in steps of up to 100 ms, which would stall concurrent ingests.
+        with self._write_lock:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("UPDATE catalog_generation SET n = n + 1")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def generation(self) -> int:
+        """A number that changes whenever a change to the catalog is committed, by any process."""
+        return int(self._db().execute("SELECT n FROM catalog_generation").fetchone()[0])
+
+    def close(self) -> None:
+        with self._connections_lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()

@@ -11,13 +11,13 @@ import logging
 import threading
 from collections.abc import Callable
 
-from .store import ObjectStore
+from .store import Store
 
 log = logging.getLogger(__name__)
 
 
 def remove_orphans(
-    store: ObjectStore, is_referenced: Callable[[str], bool], *, stop: threading.Event | None = None
+    store: Store, is_referenced: Callable[[str], bool], *, stop: threading.Event | None = None
 ) -> tuple[int, int]:
     """Delete objects for which ``is_referenced`` is false; return (objects, bytes) removed."""
     removed = freed = 0

@@ -15,9 +15,9 @@ import os
 import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 
@@ -37,7 +37,7 @@ def _load_syncfs() -> Callable[[int], int] | None:
         return None
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 _SYNCFS = _load_syncfs()
@@ -60,7 +60,7 @@ class StagedFile:
         self.max_bytes = max_bytes
         self.size = 0
         self._hash = hashlib.sha256()
-        self._fh: BinaryIO | None = open(path, "xb")
+        self._fh: BinaryIO | None = open(path, "xb")  # noqa: SIM115  (open across write() calls; commit or discard closes it)
         self.sha256: str | None = None
         self.synced = False
 
@@ -237,6 +237,31 @@ class ObjectStore:
     def exists(self, sha256: str) -> bool:
         return self._path(sha256).exists()
 
+    def open(self, sha256: str) -> BinaryIO:
+        """A stored object opened for reading (seekable).
+
+        Raises
+        ------
+        NotFoundError
+            When no object has that hash.
+        """
+        return open(self.path(sha256), "rb")
+
+    def read_range(self, sha256: str, offset: int, length: int) -> bytes:
+        """``length`` bytes of an object from ``offset`` (fewer where the object ends first)."""
+        with self.open(sha256) as fh:
+            return os.pread(fh.fileno(), length, offset)
+
+    def iter_bytes(self, sha256: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+        """The bytes of an object, in chunks."""
+        with self.open(sha256) as fh:
+            while chunk := fh.read(chunk_size):
+                yield chunk
+
+    def is_local(self, sha256: str) -> bool:
+        """Whether :meth:`path` gives the object without fetching it (always, here)."""
+        return True
+
     def delete(self, sha256: str) -> int:
         """Remove an object; return the bytes freed (0 when absent)."""
         p = self._path(sha256)
@@ -247,6 +272,9 @@ class ObjectStore:
             return 0
         return size
 
+    def close(self) -> None:
+        """Nothing to release (the S3 store's uploads have a pool to stop)."""
+
     def hashes(self) -> Iterator[str]:
         """Every stored content hash (walks the directory tree)."""
         for sub in self.objects.iterdir():
@@ -254,3 +282,26 @@ class ObjectStore:
                 for p in sub.iterdir():
                     if len(p.name) == 64:
                         yield p.name
+
+
+class Store(Protocol):
+    """What the rest of the code needs of an object store: :class:`ObjectStore` (a local folder,
+    the default) and ``voxelgate.cache.s3_store.S3ObjectStore`` (any S3 API)."""
+
+    @property
+    def staging(self) -> Path: ...
+    def sweep_staging(self) -> int: ...
+    def stage(self, *, name: str, max_bytes: int) -> StagedFile: ...
+    def lock(self, sha256: str) -> AbstractContextManager[None]: ...
+    def lock_many(self, hashes: Iterable[str]) -> AbstractContextManager[None]: ...
+    def commit(self, staged: StagedFile, *, sync: bool = True) -> str: ...
+    def sync_batch(self, hashes: Iterable[str]) -> None: ...
+    def path(self, sha256: str) -> Path: ...
+    def exists(self, sha256: str) -> bool: ...
+    def open(self, sha256: str) -> BinaryIO: ...
+    def read_range(self, sha256: str, offset: int, length: int) -> bytes: ...
+    def iter_bytes(self, sha256: str, chunk_size: int = ...) -> Iterator[bytes]: ...
+    def is_local(self, sha256: str) -> bool: ...
+    def delete(self, sha256: str) -> int: ...
+    def hashes(self) -> Iterator[str]: ...
+    def close(self) -> None: ...

@@ -1,6 +1,6 @@
-"""Render the README's pictures from the real corpus through the domain API.
+"""Render the pictures of docs/api/ (ct_frame.png, reformats.png) from the real corpus through the domain API.
 
-python3.11 dev.py env && .venv/bin/python docs/make_figures.py
+python3 dev.py env && .venv/bin/python docs/make_figures.py
 """
 
 from __future__ import annotations

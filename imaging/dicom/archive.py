@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal, cast
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -27,13 +29,16 @@ from voxelgate.cache.catalog import (
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.npy import npy_array, npy_bytes
-from voxelgate.cache.store import ObjectStore
-from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError
+from voxelgate.cache.store import Store
+from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError, VoxelgateError
 
 from ..encode import encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
 from ..limits import Limits
-from .frames import decode_frame, modality_values, render_8bit
+from ..windowing import VoiFunction
+from .bulk import BulkValue, open_bulk, parse_bulk_uri, parse_tag_path
+from .display import WindowRequest, render_frame
+from .frames import decode_frame, modality_values
 from .headers import InstanceHeader, summarize
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
 from .parse import ParsedInstance, parse_instance, read_dataset
@@ -46,6 +51,10 @@ Outcome = Literal["stored", "duplicate", "replaced"]
 NPY = "application/x-npy"
 #: Decoded bytes per file that ingest keeps in the derived cache (compressed data only).
 WARM_BYTES = 256 * 1024 * 1024
+
+
+#: Transfer syntaxes whose frames sit at known offsets (NativeLayout): read with ranged GETs from an object store.
+_NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 
 
 def _decoded_key(sha: str, index: int) -> str:
@@ -66,14 +75,29 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
 
 
+#: What a frame's values are: stored (before any LUT), modality (after the Modality LUT) or
+#: presentation (P-Values: after the VOI and Presentation LUTs, as PNG carries them).
+ValueSpace = Literal["stored", "modality", "presentation"]
+FrameFormat = Literal["raw", "png", "png16"]
+
+
 @dataclass
 class FrameResult:
+    """One frame as :meth:`DicomArchive.frame` returns it.
+
+    ``window`` is the window applied to a greyscale PNG (None for RAW, colour, or a VOI LUT
+    table); ``inverted`` whether the Presentation LUT inverted it.
+    """
+
     payload: bytes
     media_type: str
     dtype: str
     shape: tuple[int, ...]
     rescaled: bool
     warnings: list[str]
+    values: ValueSpace = "modality"
+    window: tuple[float, float, VoiFunction] | None = None
+    inverted: bool = False
 
 
 class DicomArchive:
@@ -89,7 +113,7 @@ class DicomArchive:
 
     def __init__(
         self,
-        store: ObjectStore,
+        store: Store,
         catalog: Catalog,
         cache: DerivedCache,
         *,
@@ -104,7 +128,7 @@ class DicomArchive:
 
     # -- ingest ---------------------------------------------------------------
 
-    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile[IngestReport]:
         """Start receiving a file called ``name`` (as the client knows it)."""
         return begin_file(
             self,
@@ -119,15 +143,15 @@ class DicomArchive:
         """Ingest a local file (used by tests and tools; the server streams instead)."""
         return ingest_path(self, path, name=name, overwrite=overwrite)
 
-    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[IngestReport | Exception]:
+    def finish_batch(self, items: Sequence[tuple[IncomingFile[IngestReport], str]]) -> list[IngestReport | Exception]:
         """Validate and commit received files; each gets its report or its error.
 
         The files of a batch share one directory sync and one catalog transaction
         (group commit): a report means the file is durable, and a file's failure
         touches no other file of the batch.
         """
-        results: list[IngestReport | Exception | None] = [None] * len(items)
-        pending: list[tuple[int, IncomingFile, ParsedInstance, IngestReport]] = []
+        results: dict[int, IngestReport | Exception] = {}
+        pending: list[tuple[int, IncomingFile[IngestReport], ParsedInstance, IngestReport]] = []
         try:
             for i, (incoming, expected) in enumerate(items):
                 try:
@@ -157,11 +181,11 @@ class DicomArchive:
                         [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending]
                     )
                     headers: dict[str, str] = {}
-                    for (i, _, parsed, report), out in zip(pending, outs):
+                    for (i, _, parsed, report), out in zip(pending, outs, strict=True):
                         if isinstance(out, Exception):
                             results[i] = out
                             continue
-                        report.outcome = out.outcome  # type: ignore[assignment]
+                        report.outcome = out.outcome
                         results[i] = report
                         if out.replaced is not None:
                             replaced.append(out.replaced.sha256)
@@ -180,18 +204,21 @@ class DicomArchive:
         finally:
             for incoming, _ in items:
                 incoming.staged.discard()
-        for (incoming, _), r in zip(items, results):
-            sha = incoming.staged.sha256
+        ordered = [results[i] for i in range(len(items))]
+        for (incoming, _), r in zip(items, ordered, strict=True):
+            staged_sha = incoming.staged.sha256
             if isinstance(r, IngestReport):
                 log.info(
                     "ingested",
                     extra={"outcome": r.outcome, "sha256": r.sha256[:16], "bytes": r.size, "warnings": len(r.warnings)},
                 )
-            elif sha and not self.catalog.is_referenced(sha):
-                self.cache.evict_tag(sha)  # frames kept while validating a file that was not stored
-        return results  # type: ignore[return-value]
+            elif staged_sha and not self.catalog.is_referenced(staged_sha):
+                self.cache.evict_tag(staged_sha)  # frames kept while validating a file that was not stored
+        return ordered
 
-    def _validate(self, incoming: IncomingFile, expected_sha256: str) -> tuple[ParsedInstance, IngestReport]:
+    def _validate(
+        self, incoming: IncomingFile[IngestReport], expected_sha256: str
+    ) -> tuple[ParsedInstance, IngestReport]:
         staged = incoming.staged
         sha = incoming.check(expected_sha256)
         parsed = parse_instance(
@@ -287,11 +314,19 @@ class DicomArchive:
         return self.store.path(row.sha256)
 
     def iter_file(self, sop_uid: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
-        """The stored bytes of an instance, in chunks."""
-        path = self.file_path(self.instance(sop_uid))
-        with open(path, "rb") as fh:
-            while chunk := fh.read(chunk_size):
-                yield chunk
+        """The stored bytes of an instance, in chunks (streamed from the store)."""
+        yield from self.store.iter_bytes(self.instance(sop_uid).sha256, chunk_size)
+
+    @contextmanager
+    def _frame_source(self, row: InstanceRow) -> Iterator[Path | BinaryIO]:
+        """Where one frame of ``row`` is read from: the stored file, or (native pixel data of an object not
+        on this host) the object read with ranged GETs, so a frame of a large file costs its header and its
+        own bytes. Encapsulated (compressed) data is fetched whole: its decoders read the whole pixel data."""
+        if self.store.is_local(row.sha256) or row.transfer_syntax not in _NATIVE_SYNTAXES:
+            yield self.file_path(row)
+            return
+        with self.store.open(row.sha256) as fh:
+            yield fh
 
     def metadata(
         self,
@@ -300,10 +335,12 @@ class DicomArchive:
         series_uid: str = "",
         include_private: bool = False,
         bulk_data_threshold: int = 0,
+        keywords: bool = False,
     ) -> list[tuple[str, str]]:
         """The JSON model of one instance or of every instance of a series.
 
-        Returns ``(sop_uid, json text)`` pairs in series order.
+        Returns ``(sop_uid, json text)`` pairs in series order. See
+        :func:`.metadata.instance_json` (``keywords`` adds each element's keyword).
         """
         rows = [self.instance(sop_uid)] if sop_uid else self.series_instances(series_uid)
         threshold = bulk_data_threshold or DEFAULT_BULK_THRESHOLD
@@ -312,61 +349,142 @@ class DicomArchive:
             model = instance_json(
                 self.file_path(row),
                 sop_uid=row.sop_uid,
+                study_uid=row.study_uid,
+                series_uid=row.series_uid,
                 name=row.sop_uid,
                 include_private=include_private,
                 bulk_data_threshold=threshold,
+                keywords=keywords,
             )
             out.append((row.sop_uid, json.dumps(model, ensure_ascii=False, separators=(",", ":"))))
         return out
 
+    def bulk_data(
+        self,
+        *,
+        uri: str = "",
+        sop_uid: str = "",
+        tag_path: str = "",
+        frame: int | None = None,
+        offset: int = 0,
+        length: int = 0,
+        chunk_size: int = 1 << 20,
+    ) -> BulkValue:
+        """The stored bytes a BulkDataURI of the JSON model names (or an instance and tag path).
+
+        Raises
+        ------
+        InvalidInputError
+            Neither or both of ``uri`` and ``sop_uid``/``tag_path``, a malformed URI or
+            path, and as :func:`.bulk.open_bulk`.
+        NotFoundError
+            No such instance, element, item or frame.
+        """
+        if bool(uri) == bool(sop_uid or tag_path):
+            raise InvalidInputError("give a BulkDataURI, or a SOP Instance UID and a tag path", subject="target")
+        if uri:
+            sop_uid, path = parse_bulk_uri(uri)
+        else:
+            path = parse_tag_path(tag_path)
+        row = self.instance(sop_uid)
+        file = self.file_path(row)
+        try:
+            ds, _ = read_dataset(file, name=sop_uid)
+            return open_bulk(file, ds, path, frame=frame, offset=offset, length=length, chunk_size=chunk_size)
+        except VoxelgateError as exc:
+            raise exc.with_subject(sop_uid) from exc.__cause__
+
     # -- frames ---------------------------------------------------------------
 
-    def frame(self, sop_uid: str, index: int, *, fmt: Literal["raw", "png"]) -> FrameResult:
-        """One decoded frame as modality values or as a windowed PNG, through the derived cache.
+    def frame(
+        self,
+        sop_uid: str,
+        index: int,
+        *,
+        fmt: FrameFormat,
+        window: WindowRequest | None = None,
+        values: ValueSpace = "modality",
+    ) -> FrameResult:
+        """One decoded frame as raw values or as a rendered PNG, through the derived cache.
+
+        Parameters
+        ----------
+        sop_uid, index:
+            The instance and its 0-based frame.
+        fmt:
+            ``raw`` (little-endian values), ``png`` (8 bits) or ``png16`` (16-bit greyscale).
+        window:
+            PNG only: the VOI transformation (:func:`.display.choose_voi`); the object's own by default.
+        values:
+            RAW only: ``modality`` values (after the Modality LUT, the default) or ``stored``
+            values (as the pixel data holds them, before any LUT; colour as RGB either way).
 
         Raises
         ------
         NotFoundError
             Unknown instance, no pixel data, or frame out of range.
+        InvalidInputError
+            A bad window (see :func:`.display.render_frame`), or a window or value space
+            that does not apply to the format.
         """
+        window = window or WindowRequest()
         row = self.instance(sop_uid)
         if row.frames == 0:
             raise NotFoundError("instance has no pixel data", subject=sop_uid)
         if not 0 <= index < row.frames:
             raise NotFoundError(f"frame {index} out of range (0..{row.frames - 1})", subject=sop_uid)
-        key = make_key("dicom", "frame", row.sha256, {"index": index, "format": fmt})
+        if fmt == "raw" and window != WindowRequest():
+            raise InvalidInputError("a window applies to PNG and PNG16, not RAW", subject=sop_uid)
+        if fmt != "raw" and values != "modality":
+            raise InvalidInputError("stored values come as RAW; PNG is windowed from modality values", subject=sop_uid)
+        if window.source == "explicit" and not (math.isfinite(window.center) and math.isfinite(window.width)):
+            # Checked before a cache key is made of them (keys refuse non-finite numbers).
+            raise InvalidInputError(f"window center and width must be finite, got {window.center}, {window.width}")
+        params: dict[str, str | int | float] = {"index": index, "format": fmt}
+        if fmt == "raw":
+            params["values"] = values
+        else:
+            params.update(window.params())
+        key = make_key("dicom", "frame", row.sha256, params)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
-            path = self.file_path(row)
-            ds, _ = read_dataset(path, name=sop_uid)
-            arr = self.decoded_frame(row, ds, index)
-            if fmt == "png":
-                out, notes = render_8bit(arr, ds, index)
+            with self._frame_source(row) as source:
+                ds, _ = read_dataset(source, name=sop_uid, size=row.size)
+                arr = self.decoded_frame(row, ds, index, source=source)
+                return render(ds, arr)
+
+        def render(ds: Dataset, arr: np.ndarray) -> tuple[bytes, str, dict[str, object]]:
+            if fmt != "raw":
+                try:
+                    r = render_frame(arr, ds, index, window, out_max=65535 if fmt == "png16" else 255)
+                except VoxelgateError as exc:
+                    raise exc.with_subject(sop_uid) from exc.__cause__
                 return (
-                    encode_png(out),
+                    encode_png(r.image),
                     "image/png",
                     {
-                        "dtype": "|u1",
-                        "shape": list(out.shape),
+                        "dtype": r.image.dtype.str,
+                        "shape": list(r.image.shape),
                         "rescaled": False,
-                        "warnings": notes,
+                        "values": "presentation",
+                        "window": [*r.voi.window[:2], r.voi.window[2].value]
+                        if r.voi is not None and r.voi.window is not None
+                        else None,
+                        "inverted": r.inverted,
+                        "warnings": list(r.notes),
                     },
                 )
-            values, rescaled = modality_values(arr, ds, index)
-            payload, dtype, shape = encode_raw(values)
+            out, rescaled = (arr, False) if values == "stored" else modality_values(arr, ds, index)
+            payload, dtype, shape = encode_raw(out)
             return (
                 payload,
                 "application/octet-stream",
-                {
-                    "dtype": dtype,
-                    "shape": list(shape),
-                    "rescaled": rescaled,
-                    "warnings": [],
-                },
+                {"dtype": dtype, "shape": list(shape), "rescaled": rescaled, "values": values, "warnings": []},
             )
 
         value = self.cache.get_or_compute(key, compute, tag=row.sha256)
         meta = value.meta
+        applied = meta.get("window")
         return FrameResult(
             value.payload,
             value.media_type,
@@ -374,6 +492,10 @@ class DicomArchive:
             tuple(int(s) for s in meta["shape"]),
             bool(meta["rescaled"]),
             list(meta.get("warnings", [])),
+            # compute() above wrote it: one of ValueSpace (older entries have none).
+            cast("ValueSpace", str(meta.get("values", "modality" if fmt == "raw" else "presentation"))),
+            (float(applied[0]), float(applied[1]), VoiFunction(applied[2])) if applied else None,
+            bool(meta.get("inverted", False)),
         )
 
     def cached_frame(self, row: InstanceRow, index: int) -> np.ndarray | None:
@@ -381,13 +503,16 @@ class DicomArchive:
         value = self.cache.get(_decoded_key(row.sha256, index))
         return None if value is None else npy_array(value.payload)
 
-    def decoded_frame(self, row: InstanceRow, ds: Dataset, index: int) -> np.ndarray:
+    def decoded_frame(
+        self, row: InstanceRow, ds: Dataset, index: int, *, source: Path | BinaryIO | None = None
+    ) -> np.ndarray:
         """Stored values of frame ``index`` (colour as RGB), decoded once for compressed data.
 
         Compressed frames live in the derived cache (filled at ingest, where
-        validation decodes them anyway); native frames are read directly.
+        validation decodes them anyway); native frames are read directly, from
+        ``source`` when given (the file ``ds`` was read from).
         """
-        path = self.file_path(row)
+        path = self.file_path(row) if source is None else source
         if not ds.file_meta.TransferSyntaxUID.is_encapsulated:
             return decode_frame(path, ds, index, name=row.sop_uid)
         value = self.cache.get_or_compute(

@@ -13,6 +13,7 @@ import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import pydicom
 from pydicom.datadict import dictionary_VR
@@ -38,6 +39,7 @@ from .pixels import (
     has_pixels,
     held_length,
     pixel_layout,
+    raw_item,
     validate_pixels,
 )
 
@@ -91,7 +93,7 @@ def _check_elements(ds: Dataset, name: str, file_size: int | None) -> None:
     are parsed now because a garbled sequence only shows when its items are read.
     """
     for tag in list(ds.keys()):
-        raw = ds.get_item(tag, keep_deferred=True)
+        raw = raw_item(ds, tag)
         if not isinstance(raw, RawDataElement):
             continue
         if raw.length != 0xFFFFFFFF:
@@ -111,8 +113,14 @@ def _check_elements(ds: Dataset, name: str, file_size: int | None) -> None:
                     _check_elements(item, name, None)
 
 
-def read_dataset(path: Path, *, name: str, stop_before_pixels: bool = False) -> tuple[Dataset, list[str]]:
+def read_dataset(
+    path: Path | BinaryIO, *, name: str, stop_before_pixels: bool = False, size: int | None = None
+) -> tuple[Dataset, list[str]]:
     """Read a file's dataset (pixel data deferred), Part 10 or bare.
+
+    ``path`` may also be a seekable binary file (an object read with ranged
+    GETs), whose ``size`` is then given; deferred values are read from it, so it
+    stays open while the dataset is used.
 
     Returns the dataset and the warnings collected while reading.
 
@@ -121,7 +129,8 @@ def read_dataset(path: Path, *, name: str, stop_before_pixels: bool = False) -> 
     InvalidInputError
         When the bytes are empty, not DICOM, or the header is truncated or corrupt.
     """
-    if path.stat().st_size == 0:
+    file_size = path.stat().st_size if isinstance(path, Path) else size
+    if file_size == 0:
         raise InvalidInputError("empty file", subject=name)
     found: list[str] = []
     with warnings.catch_warnings(record=True) as caught:
@@ -130,6 +139,8 @@ def read_dataset(path: Path, *, name: str, stop_before_pixels: bool = False) -> 
             try:
                 ds = pydicom.dcmread(path, defer_size="256 KB", stop_before_pixels=stop_before_pixels)
             except InvalidDicomError:
+                if not isinstance(path, Path):
+                    path.seek(0)
                 ds = pydicom.dcmread(path, defer_size="256 KB", stop_before_pixels=stop_before_pixels, force=True)
                 found.append("no DICOM preamble/meta header; read as a bare dataset")
             # pydicom stops quietly where a file ends inside an undefined-length value.
@@ -138,7 +149,7 @@ def read_dataset(path: Path, *, name: str, stop_before_pixels: bool = False) -> 
             # The pixel data stays deferred (it may be gigabytes); the rest of the
             # header must hold what it announces so that a cut-off file fails here.
             deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
-            _check_elements(ds, name, None if deflated else path.stat().st_size)
+            _check_elements(ds, name, None if deflated else file_size)
         except (
             InvalidDicomError,
             EOFError,

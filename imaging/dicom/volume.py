@@ -31,7 +31,7 @@ import SimpleITK as sitk
 
 from voxelgate.cache.npy import npy_array, npy_bytes
 from voxelgate.imaging.cpu import use_all_cores
-from voxelgate.imaging.memory import fresh_array
+from voxelgate.memory import fresh_array
 
 #: Format version of :meth:`Volume.geometry`; bump when its layout changes.
 GEOMETRY_VERSION = 1
@@ -315,7 +315,7 @@ def _columns_outermost(arr: np.ndarray) -> np.ndarray:
     Each slice is transposed while it is in cache, where numpy's copy of the whole
     moved axis would read two bytes from every row of every slice in its inner
     loop (several times slower). Its memory is faulted in at once
-    (:func:`~voxelgate.imaging.memory.fresh_array`), which takes the same time
+    (:func:`~voxelgate.memory.fresh_array`), which takes the same time
     from run to run where numpy's huge pages do not.
     """
     out = fresh_array((arr.shape[2], arr.shape[0], arr.shape[1]), arr.dtype, populate=True)

@@ -1,4 +1,4 @@
-"""The SQLite catalog: puts, conflicts, filters, keyset paging, deletion, WAL."""
+"""The catalog on both engines (SQLite, PostgreSQL): puts, conflicts, filters, keyset paging, deletion, WAL."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from voxelgate.cache.catalog import (
     Page,
     QueryFilter,
     SeriesRow,
+    SqlCatalog,
     SqliteCatalog,
     StudyRow,
 )
@@ -56,8 +57,33 @@ def _rows(
     )
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqliteCatalog]:
+    """An empty catalog on each engine (typed as the SQLite one: both have its methods)."""
+    if request.param == "sqlite":
+        c: SqlCatalog = SqliteCatalog(tmp_path / "catalog.sqlite3")
+    else:
+        from voxelgate.cache.pg_catalog import PostgresCatalog
+
+        c = PostgresCatalog(request.getfixturevalue("pg_url"), max_connections=4)
+    try:
+        yield c  # type: ignore[misc]  # an SqlCatalog of either engine
+    finally:
+        c.close()
+
+
+def reopen(c: SqlCatalog) -> SqlCatalog:
+    """A second catalog on the same database, as another serving process (or host) opens it."""
+    if isinstance(c, SqliteCatalog):
+        return SqliteCatalog(c.path)
+    from voxelgate.cache.pg_catalog import PostgresCatalog
+
+    assert isinstance(c, PostgresCatalog)
+    return PostgresCatalog(c.url, max_connections=4)
+
+
 @pytest.fixture
-def catalog(tmp_path: Path) -> Iterator[SqliteCatalog]:
+def sqlite_catalog(tmp_path: Path) -> Iterator[SqliteCatalog]:
     c = SqliteCatalog(tmp_path / "catalog.sqlite3")
     try:
         yield c
@@ -165,7 +191,7 @@ def test_instances_needs_a_target(catalog: SqliteCatalog) -> None:
     assert [r.sop_uid for r in catalog.instances(series_uid="1.1.1")] == ["x1", "x2"]
     assert [r.sop_uid for r in catalog.instances(study_uid="1.1")] == ["x1", "x2"]
     assert [r.sop_uid for r in catalog.instances(sop_uid="x2")] == ["x2"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs study_uid, series_uid or sop_uid"):
         catalog.instances()
 
 
@@ -361,7 +387,8 @@ def test_token_with_the_right_shape_but_forged_filter_digest(many: SqliteCatalog
 # -- the database itself --------------------------------------------------------
 
 
-def test_wal_mode_is_on(catalog: SqliteCatalog) -> None:
+def test_wal_mode_is_on(sqlite_catalog: SqliteCatalog) -> None:
+    catalog = sqlite_catalog
     _put(catalog, "1.1", "1.1.1", "x")
     db = sqlite3.connect(catalog.path)
     try:
@@ -372,7 +399,7 @@ def test_wal_mode_is_on(catalog: SqliteCatalog) -> None:
 
 
 def test_a_second_catalog_on_the_same_file_sees_committed_rows(catalog: SqliteCatalog) -> None:
-    other = SqliteCatalog(catalog.path)
+    other = reopen(catalog)
     try:
         assert other.get_instance("x") is None
         _put(catalog, "1.1", "1.1.1", "x")
@@ -420,9 +447,9 @@ def test_token_with_a_valid_digest_but_odd_values_is_invalid_input(many: SqliteC
         many.list_studies(flt, Page(size=2, token=forged))
 
 
-def test_generation_moves_with_every_commit_seen_from_another_connection(tmp_path: Path) -> None:
-    # Two catalogs on one file stand for two serving processes: each sees the other's commits.
-    a, b = SqliteCatalog(tmp_path / "c.sqlite3"), SqliteCatalog(tmp_path / "c.sqlite3")
+def test_generation_moves_with_every_commit_seen_from_another_connection(catalog: SqliteCatalog) -> None:
+    # Two catalogs on one database stand for two serving processes: each sees the other's commits.
+    a, b = catalog, reopen(catalog)
     try:
         g0 = b.generation()
         _put(a, "1.1", "1.1.1", "1.1.1.1")
@@ -431,5 +458,4 @@ def test_generation_moves_with_every_commit_seen_from_another_connection(tmp_pat
         _put(b, "1.1", "1.1.1", "1.1.1.2")
         assert a.generation() not in (g0, g1) and a.generation() == b.generation()
     finally:
-        a.close()
         b.close()

@@ -1,4 +1,8 @@
-"""The durable, content-addressed object store."""
+"""The durable, content-addressed object store: the local folder and S3 (SeaweedFS) run the same tests.
+
+What only one of them has: fsync and flock here (local), ranged reads and the
+read cache in test_s3_store.py.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,52 @@ import hashlib
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from voxelgate.cache.store import ObjectStore
+from voxelgate.cache.store import ObjectStore, Store
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ObjectStore]:
+    """An empty store of each kind (typed as the local one: both have its methods)."""
+    if request.param == "local":
+        yield ObjectStore(tmp_path / "store")
+        return
+    from voxelgate.cache.s3_store import S3ObjectStore
+
+    s3 = S3ObjectStore(request.getfixturevalue("s3_url"), tmp_path / "s3-local")
+    try:
+        yield s3  # type: ignore[misc]  # a Store of the other kind
+    finally:
+        s3.close()
+
+
 @pytest.fixture
-def store(tmp_path: Path) -> ObjectStore:
+def local_store(tmp_path: Path) -> ObjectStore:
     return ObjectStore(tmp_path / "store")
 
 
-def _staging_files(store: ObjectStore) -> list[Path]:
+def reopen(store: Store) -> Store:
+    """The same store opened again, as at start-up after a crash."""
+    if isinstance(store, ObjectStore):
+        return ObjectStore(store.root)
+    from voxelgate.cache.s3_store import S3ObjectStore
+
+    assert isinstance(store, S3ObjectStore)
+    return S3ObjectStore(store.url, store.root)
+
+
+def _staging_files(store: Store) -> list[Path]:
     return list(store.staging.iterdir())
 
 
-def _put(store: ObjectStore, data: bytes, chunk: int = 7) -> str:
+def _put(store: Store, data: bytes, chunk: int = 7) -> str:
     staged = store.stage(name="x.dcm", max_bytes=1 << 20)
     for i in range(0, len(data), chunk):
         staged.write(data[i : i + chunk])
@@ -45,8 +75,10 @@ def test_staging_then_commit_is_content_addressed(store: ObjectStore) -> None:
 
     assert sha == hashlib.sha256(data).hexdigest()
     path = store.path(sha)
-    assert path == store.objects / sha[:2] / sha
+    if isinstance(store, ObjectStore):
+        assert path == store.objects / sha[:2] / sha
     assert path.read_bytes() == data
+    assert list(store.hashes()) == [sha]
     assert store.exists(sha)
     assert _staging_files(store) == []
 
@@ -84,19 +116,23 @@ def test_discard_removes_the_staging_file_and_is_repeatable(store: ObjectStore) 
 
 
 def test_context_manager_discards_on_error(store: ObjectStore) -> None:
-    with pytest.raises(KeyError), store.stage(name="a.dcm", max_bytes=100) as staged:
-        staged.write(b"abc")
-        raise KeyError("boom")
+    def stage_then_fail() -> None:
+        with store.stage(name="a.dcm", max_bytes=100) as staged:
+            staged.write(b"abc")
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        stage_then_fail()
     assert _staging_files(store) == []
 
 
-def test_sweep_staging_removes_leftovers(store: ObjectStore, tmp_path: Path) -> None:
+def test_sweep_staging_removes_leftovers(store: ObjectStore) -> None:
     left = [store.stage(name=f"{i}.dcm", max_bytes=100) for i in range(3)]
     for s in left:
         s.write(b"partial")
     sha = _put(store, b"kept")
     # A new store over the same directory, as at start-up after a crash.
-    again = ObjectStore(tmp_path / "store")
+    again = reopen(store)
     assert again.sweep_staging() == 3
     assert _staging_files(again) == []
     assert again.path(sha).read_bytes() == b"kept"
@@ -110,8 +146,11 @@ def test_commit_is_idempotent_per_content(store: ObjectStore) -> None:
     mtime = store.path(first).stat().st_mtime_ns
     second = _put(store, b"same bytes", chunk=3)
     assert first == second
-    assert store.path(first).stat().st_mtime_ns == mtime
-    assert [p.name for p in (store.objects / first[:2]).iterdir()] == [first]
+    assert list(store.hashes()) == [first]
+    assert store.path(first).read_bytes() == b"same bytes"
+    if isinstance(store, ObjectStore):
+        assert store.path(first).stat().st_mtime_ns == mtime
+        assert [p.name for p in (store.objects / first[:2]).iterdir()] == [first]
     assert _staging_files(store) == []
 
 
@@ -155,9 +194,10 @@ def test_staging_names_are_unique(store: ObjectStore) -> None:
 
 @pytest.mark.parametrize("with_syncfs", [True, False])
 def test_a_batch_committed_unsynced_is_made_durable_by_sync_batch(
-    store: ObjectStore, monkeypatch: pytest.MonkeyPatch, with_syncfs: bool
+    local_store: ObjectStore, monkeypatch: pytest.MonkeyPatch, with_syncfs: bool
 ) -> None:
     """Group commit: renames without fsync, then one sync_batch (syncfs, or per-file fsync without it)."""
+    store = local_store
     import voxelgate.cache.store as store_module
 
     calls: list[str] = []
@@ -191,8 +231,9 @@ with store.lock(sys.argv[2]):
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="flock: POSIX")
-def test_a_hash_lock_excludes_other_processes(store: ObjectStore) -> None:
+def test_a_hash_lock_excludes_other_processes(local_store: ObjectStore) -> None:
     """Commit and delete of one content exclude each other across the processes serving a store."""
+    store = local_store
     sha = hashlib.sha256(b"x").hexdigest()
     holder = subprocess.Popen(
         [sys.executable, "-c", _HOLDER, str(store.root), sha],
@@ -225,3 +266,18 @@ def test_a_hash_lock_excludes_other_processes(store: ObjectStore) -> None:
     finally:
         holder.kill()
         holder.wait(10)
+
+
+def test_a_batch_committed_unsynced_is_whole_after_sync_batch(store: ObjectStore) -> None:
+    """Either kind: objects committed with sync=False are all there, each whole, once sync_batch returns."""
+    datas = [bytes([i]) * (1000 + i) for i in range(6)] + [bytes([1]) * 1001]  # the same content twice too
+    shas = []
+    for i, data in enumerate(datas):
+        staged = store.stage(name=f"f{i}", max_bytes=1 << 20)
+        staged.write(data)
+        shas.append(store.commit(staged, sync=False))
+    store.sync_batch(shas)
+    assert sorted(store.hashes()) == sorted(set(shas))
+    for sha, data in zip(shas, datas, strict=True):
+        assert store.read_range(sha, 0, len(data) + 10) == data
+        assert b"".join(store.iter_bytes(sha, 100)) == data
