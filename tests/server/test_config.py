@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from voxelgate.imaging.limits import Limits, VideoLimits
-from voxelgate.server.config import Config, TlsConfig, add_arguments, from_arguments, parse_size
+from voxelgate.server.config import Backends, Config, TlsConfig, add_arguments, from_arguments, parse_size
 
 MiB = 1024 * 1024
 
@@ -24,6 +24,7 @@ def _parse(argv: list[str], environ: dict[str, str] | None = None) -> argparse.N
 def test_no_options_make_the_default_config() -> None:
     assert from_arguments(_parse([])) == Config()
     assert Config().limits == Limits() and Config().video_limits == VideoLimits()
+    assert Config().backends == Backends(catalog_connections=Config().workers + 2)
 
 
 def test_every_option_sets_its_field() -> None:
@@ -48,6 +49,11 @@ def test_every_option_sets_its_field() -> None:
         "--request-cores": "0",
         "--processes": "3",
         "--grace": "1.5",
+        "--catalog": "postgresql://vg@db/vg",
+        "--store": "s3://bucket/prefix",
+        "--s3-endpoint": "http://127.0.0.1:8333",
+        "--s3-region": "eu-west-1",
+        "--object-cache-size": "5G",
     }
     args = _parse([*itertools.chain.from_iterable(given.items()), "--insecure"])
     assert from_arguments(args) == Config(
@@ -67,6 +73,14 @@ def test_every_option_sets_its_field() -> None:
         request_cores=0,
         processes=3,
         grace_seconds=1.5,
+        backends=Backends(
+            catalog="postgresql://vg@db/vg",
+            store="s3://bucket/prefix",
+            s3_endpoint="http://127.0.0.1:8333",
+            s3_region="eu-west-1",
+            object_cache_bytes=5 * 1024 * MiB,
+            catalog_connections=4,  # two workers, two more, at least 4
+        ),
     )
     # Each field with options is set by them (a field added with options is on the command line).
     assert {f.name for f in fields(Config) if f.metadata.get("options")} == {f.name for f in fields(Config)}
@@ -78,12 +92,17 @@ def test_variables_change_the_defaults_and_options_win() -> None:
         "VOXELGATE_MAX_VIDEO_FRAMES": "7",
         "VOXELGATE_DATA_DIR": "/srv/data",
         "VOXELGATE_WORKERS": "3",  # workers take no variable
+        "VOXELGATE_OBJECT_CACHE_SIZE": "1G",
+        "VOXELGATE_STORE": "s3://b/p",
     }
     config = from_arguments(_parse(["--data-dir", "/elsewhere"], environ))
     assert config.cache_bytes == 1024 * MiB
     assert config.video_limits == VideoLimits(max_frames=7)
     assert config.data_dir == Path("/elsewhere")
     assert config.workers == Config().workers
+    assert config.backends == Backends(
+        store="s3://b/p", object_cache_bytes=1024 * MiB, catalog_connections=Config().workers + 2
+    )
 
 
 def test_the_variables_are_the_documented_ones() -> None:
@@ -105,7 +124,31 @@ def test_the_variables_are_the_documented_ones() -> None:
             "MAX_VIDEO_FRAMES",
             "TOKEN_FILE",
             "PROCESSES",
+            "CATALOG",
+            "STORE",
+            "S3_ENDPOINT",
+            "S3_REGION",
+            "OBJECT_CACHE_SIZE",
         )
+    }
+
+
+def test_the_catalog_pool_follows_the_workers_unless_given() -> None:
+    assert from_arguments(_parse(["--workers", "30"])).backends.catalog_connections == 32
+    assert Config(workers=1).backends.catalog_connections == 4
+    assert Config(workers=30, backends=Backends(catalog_connections=8)).backends.catalog_connections == 8
+
+
+def test_the_backend_options_are_listed_as_a_group() -> None:
+    parser = argparse.ArgumentParser(prog="serve")
+    add_arguments(parser, {})
+    (group,) = (g for g in parser._action_groups if g.title and g.title.startswith("backends"))
+    assert {o for a in group._group_actions for o in a.option_strings} == {
+        "--catalog",
+        "--store",
+        "--s3-endpoint",
+        "--s3-region",
+        "--object-cache-size",
     }
 
 
