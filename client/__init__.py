@@ -27,6 +27,7 @@ from .admin import CacheStats, HealthStatus, ServerInfo
 from .annotations import (
     Box,
     Coordinates,
+    DicomFrameSource,
     DicomSource,
     InterpolatedShape,
     InterpolationResult,
@@ -39,6 +40,7 @@ from .annotations import (
     Remapped,
     Ring,
     StoredSegmentation,
+    Unit,
 )
 from .bulk import BulkData, BulkDataHeader, BulkDataStream
 from .dicom import DeleteResult, Frame, FrameFormat, Instance, Series, Study
@@ -86,6 +88,7 @@ __all__ = [
     "Coordinates",
     "Deadlines",
     "DeleteResult",
+    "DicomFrameSource",
     "DicomSource",
     "Encoding",
     "ExcludedFrame",
@@ -130,6 +133,7 @@ __all__ = [
     "StackInfo",
     "StoredSegmentation",
     "Study",
+    "Unit",
     "ValueSpace",
     "VideoInfo",
     "VoiFunction",

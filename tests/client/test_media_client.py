@@ -140,6 +140,11 @@ def test_boxes_on_a_series_filled_between_two_key_slices_and_stored_as_a_seg(vg:
     middle = filled.shape_at(2)
     assert isinstance(middle, Box) and middle.min == pytest.approx((4, 4)) and middle.max == pytest.approx((10, 10))
     assert [s.method for s in filled.shapes] == ["key", "linear", "linear", "linear", "key"]
+    assert all(s.sop_instance_uid == "" and s.frame is None for s in filled.shapes)  # a reformatted plane
+    # On the acquired frames, each shape names its instance (in stack order: z up) and frame.
+    on_frames = vg.interpolate(DicomSource(series, source_frames=True), keys)
+    by_z = sorted(vg.get_series_metadata(series), key=lambda ds: float(ds.ImagePositionPatient[2]))
+    assert [(s.sop_instance_uid, s.frame) for s in on_frames.shapes] == [(ds.SOPInstanceUID, 0) for ds in by_z]
     assert filled.segmentation is not None and filled.segmentation.frames > 0
     ds = vg.get_metadata(filled.segmentation.sop_instance_uid)
     assert ds.Modality == "SEG" and ds.SegmentSequence[0].SegmentLabel == "lesion"
