@@ -60,6 +60,7 @@ from .media import (
     Severity,
     VideoInfo,
 )
+from .media_inventory import DeletedMedia, MediaEntry, MediaKind
 from .transport import Deadlines, Keepalive, Retry
 from .volumes import (
     Encoding,
@@ -88,6 +89,7 @@ __all__ = [
     "Coordinates",
     "Deadlines",
     "DeleteResult",
+    "DeletedMedia",
     "DicomFrameSource",
     "DicomSource",
     "Encoding",
@@ -107,8 +109,10 @@ __all__ = [
     "InterpolationResult",
     "Keepalive",
     "Mask",
+    "MediaEntry",
     "MediaFormat",
     "MediaFrame",
+    "MediaKind",
     "MediaSet",
     "MediaSource",
     "Outcome",

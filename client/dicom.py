@@ -5,15 +5,15 @@ from __future__ import annotations
 import datetime
 import enum
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
+from voxelgate.v1 import dicom_pb2, dicom_pb2_grpc
 
 from ._calls import Calls
 from ._ingest import IngestCall, Source, items
@@ -24,7 +24,6 @@ from .volumes import _VALUE_SPACES, ValueSpace, Window, applied_window, set_wind
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-_Row = TypeVar("_Row")
 Date = str | datetime.date
 
 
@@ -200,24 +199,6 @@ class DicomCalls(Calls):
         return self._start_ingest(self._dicom.Ingest, files, done, overwrite=overwrite, timeout=timeout)
 
     # -- the tree -------------------------------------------------------------------------------
-
-    def _pages(
-        self,
-        method: Callable[..., Any],
-        make: Callable[[common_pb2.PageRequest], Any],
-        rows: Callable[[Any], Iterable[_Row]],
-        *,
-        page_size: int,
-        timeout: float | None,
-    ) -> Iterator[_Row]:
-        token = ""
-        while True:
-            page = common_pb2.PageRequest(page_size=page_size, page_token=token)
-            reply = self._unary(method, make(page), kind="quick", timeout=timeout)
-            yield from rows(reply)
-            token = reply.next_page_token
-            if not token:
-                return
 
     def list_studies(
         self,
