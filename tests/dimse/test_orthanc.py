@@ -19,7 +19,7 @@ from voxelgate.client import Client
 from voxelgate.dimse.config import Peer
 
 sys.path.insert(0, str(ROOT / "bench"))
-from _orthanc import find_orthanc, orthanc_server, request, store_instance  # noqa: E402
+from _orthanc import find_orthanc, orthanc_server, request, store_instance
 
 pytestmark = pytest.mark.slow
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
