@@ -204,3 +204,33 @@ def test_a_study_pushed_by_storescu_is_listed_with_every_instance(
     series = list(vg.list_series("1.2.3"))
     assert sorted(s.series_instance_uid for s in series) == ["1.2.3.4.0", "1.2.3.4.1", "1.2.3.4.2"]
     assert sum(s.instance_count for s in series) == 12
+
+
+def test_echo_over_dicom_tls(service: tuple[int, Client], tmp_path: Path) -> None:
+    """The node's port with [tls]: a caller that trusts its certificate echoes; a plain caller cannot associate."""
+    import shutil
+    import ssl
+
+    from voxelgate.dimse.config import Tls
+
+    openssl = shutil.which("openssl")
+    require_peer("openssl", openssl is not None, "to make a test certificate")
+    assert openssl is not None
+    cert, key = tmp_path / "node.crt", tmp_path / "node.key"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days",
+         "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    tls = Tls(cert_file=cert, key_file=key, ca_file=None, require_client_cert=False)
+    with running_node(node_config(service[0], tmp_path / "spool", tls=tls)) as node:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(cert))
+        ae = AE(ae_title="STORESCU")
+        ae.add_requested_context("1.2.840.10008.1.1")
+        ae.acse_timeout = 5
+        assoc = ae.associate("127.0.0.1", node.port, tls_args=(ctx, "127.0.0.1"))
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0
+        assoc.release()
+        plain = ae.associate("127.0.0.1", node.port)
+        assert not plain.is_established
