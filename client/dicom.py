@@ -9,11 +9,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voxelgate.v1 import dicom_pb2, dicom_pb2_grpc
+from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
 from ._calls import Calls, translate
 from ._ingest import IngestCall, Source, items
