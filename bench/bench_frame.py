@@ -32,11 +32,12 @@ from pathlib import Path
 import grpc
 import pydicom
 from _orthanc import find_gdcm_plugin, find_orthanc, orthanc_server, request, store_instance
-from _report import MiB, cleanup, machine_line, ratio, skip_peer, table, workdir
+from _report import MiB, Report, add_report_arguments, cleanup, ratio, ratio_value, skip_peer, table, workdir
 from _server import voxelgate_server
 from _synth import write_mammo
 
-from voxelgate.server.client import channel, ingest_requests
+from voxelgate.client.files import ingest_requests
+from voxelgate.client.transport import channel
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
 BIG_MESSAGES = "64M"
@@ -139,11 +140,67 @@ def pydicom_decode(path: Path) -> float:
     return elapsed
 
 
+def record(report: Report, rows: list[Timing], orthanc: str | None, gdcm: bool, later: int) -> None:
+    """Keep the run's figures: our PNG beside Orthanc's rendered frame, our RAW beside a bare pydicom decode."""
+    if orthanc is not None:
+        report.peer("Orthanc", orthanc.removeprefix("Orthanc ") + (" with the GDCM plugin" if gdcm else ""))
+    report.peer("pydicom", pydicom.__version__)
+    later_label = f"later calls (median of {later})"
+    for t in rows:
+        if t.system != "voxelgate":
+            continue
+        what = f"`{t.call}` of a 4096x3328 12-bit mammogram, {t.obj}"
+        if t.failed:
+            report.figure(what, f"failed: {t.failed}")
+            continue
+        if t.call != "GetFrame PNG":
+            ref = next(p for p in rows if p.system.startswith("pydicom") and p.obj == t.obj)
+            report.figure(
+                f"{what}, first call after ingest",
+                t.first if t.first is not None else "n/a",
+                unit="s",
+                peer=f"{ref.system} {ref.call}",
+                peer_value=ref.first,
+                ratio=ratio_value(t.first, ref.first),
+            )
+            if t.later_median is not None:
+                report.figure(f"{what}, {later_label}", t.later_median, unit="s")
+            continue
+        peer = next((p for p in rows if p.system == orthanc and p.obj == t.obj), None)
+        for when, ours, limit in (("first call after ingest", t.first, 1.0), (later_label, t.later_median, 0.5)):
+            theirs: float | str | None = None
+            if peer is not None:
+                theirs = (
+                    f"failed: {peer.failed}" if peer.failed else (peer.first if limit == 1.0 else peer.later_median)
+                )
+            r = ratio_value(ours, theirs) if isinstance(theirs, float) else None
+            report.figure(
+                f"{what}, {when}",
+                ours if ours is not None else "n/a",
+                unit="s",
+                peer="" if peer is None else f"{peer.system} {peer.call}",
+                peer_value=theirs,
+                ratio=r,
+                target=f"<= {limit:g} (ours / Orthanc)",
+                met=None if r is None else r <= limit,
+            )
+    report.save()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--later", type=int, default=5, help="calls timed after the first (default 5)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
+    report = Report.start(
+        "bench_frame",
+        "frame latency beside Orthanc's rendered frame",
+        args,
+        parser,
+        requires="Orthanc and its GDCM plugin for JPEG 2000 (`apt-get install orthanc orthanc-gdcm`)",
+        packages=("pylibjpeg-openjpeg", "pillow"),
+    )
 
     work = workdir("voxelgate-bench-frame-")
     try:
@@ -158,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for obj, p in objects.items():
             print(f"  {obj:<13} {p.stat().st_size / MiB:5.1f} MiB  {p.name}")
-        print(machine_line())
+        print(report.machine_line())
         rows: list[Timing] = [
             Timing(f"pydicom {pydicom.__version__}", obj, "dcmread + pixel_array, in-process", pydicom_decode(p))
             for obj, p in objects.items()
@@ -203,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         for i, note in enumerate(notes, 1):
             print(f"  ({i}) {note}")
         print()
+        record(report, rows, version if binary is not None else None, gdcm is not None, args.later)
         if binary is None:
             return skip_peer("Orthanc", version)
         print("ratios, voxelgate PNG / Orthanc rendered (first: target <= 1.00; later: target <= 0.50):")

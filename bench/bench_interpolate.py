@@ -41,6 +41,7 @@ time.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -51,7 +52,7 @@ from pathlib import Path
 import _itk_peer
 import numpy as np
 import SimpleITK as sitk
-from _report import cleanup, machine_line, ratio, skip_peer, table, workdir
+from _report import Report, add_report_arguments, cleanup, ratio, skip_peer, table, workdir
 
 from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.annotations import Mask, Polygon, interpolate
@@ -62,7 +63,7 @@ from voxelgate.imaging.dicom.pixels import decode_frames, has_pixels
 from voxelgate.imaging.dicom.stacks import frame_refs, split_stacks
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("VOXELGATE_CORPUS", ROOT.parent / "shared" / "corpus"))  # as tests/conftest.py
 CT_SERIES = {
     "GE head CT (uneven)": "dicom/ct-ge-head-tilt-variable-spacing",
     "Philips head CT": "dicom/ct-philips-head-study/S3010",
@@ -123,7 +124,7 @@ def read_stack(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float
         path, ds = datasets[ref.sop_uid]
         frame = list(decode_frames(path, ds))[ref.frame_index]
         slices.append(modality_values(frame, ds, ref.frame_index)[0].astype(np.float32))
-    return np.stack(slices), np.asarray(stack.positions_mm, dtype=np.float64), tuple(stack.pixel_spacing)  # type: ignore[return-value]
+    return np.stack(slices), np.asarray(stack.positions_mm, dtype=np.float64), stack.pixel_spacing
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -220,8 +221,9 @@ def ours(case: Case, k: int, method: str) -> Run:
             method=method,
             pixel_spacing=case.spacing,
         )
-        for z, (_, shape, _) in zip(held, out):
-            filled[label, z] = shape.array  # type: ignore[union-attr]
+        for z, (_, shape, _) in zip(held, out, strict=True):
+            assert isinstance(shape, Mask)  # mask keys interpolate to masks
+            filled[label, z] = shape.array
     return Run(filled, time.perf_counter() - t0)
 
 
@@ -241,14 +243,16 @@ def ours_polygon(case: Case, k: int) -> Run:
         else:
             key_shapes = polygons
         out = interpolate(
-            [(case.positions[z], s) for z, s in zip(keys, key_shapes)],
+            [(case.positions[z], s) for z, s in zip(keys, key_shapes, strict=True)],
             [case.positions[z] for z in held],
             pixel_spacing=case.spacing,
             plane_shape=plane,
         )
-        for z, (_, shape, how) in zip(held, out):
+        for z, (_, shape, how) in zip(held, out, strict=True):
             methods[how] = methods.get(how, 0) + 1
-            filled[label, z] = rasterize_polygon(shape, plane).array if isinstance(shape, Polygon) else shape.array  # type: ignore[union-attr]
+            mask = rasterize_polygon(shape, plane) if isinstance(shape, Polygon) else shape
+            assert isinstance(mask, Mask)  # polygons, or masks where the keys or a morph fall back to them
+            filled[label, z] = mask.array
     seconds = time.perf_counter() - t0
     return Run(filled, seconds, ", ".join(f"{n} {m}" for m, n in sorted(methods.items())))
 
@@ -300,7 +304,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cases", default="labels,ct", help="sets to run: labels, ct (default both)")
     parser.add_argument("--detail", action="store_true", help="also print a row per case")
     parser.add_argument("--no-itk", action="store_true", help="skip the ITK peer")
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
+    report = Report.start(
+        "bench_interpolate",
+        "annotation interpolation quality beside ITK's morphological contour interpolation",
+        args,
+        parser,
+        requires="the `peers` extra (ITK's filter, installed by `dev.py bench`) and ../shared/corpus",
+    )
     ks = [int(v) for v in args.k.split(",")]
     groups = [g.strip() for g in args.cases.split(",") if g.strip()]
     if not (CORPUS / "labels").is_dir():
@@ -322,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{c.spacing[0]:.3g}x{c.spacing[1]:.3g} mm, slice steps {', '.join(f'{s:g}' for s in steps)} mm, "
             f"slices per label {extents}"
         )
-    print(machine_line())
+    print(report.machine_line())
 
     work = workdir("voxelgate-bench-interpolate-")
     status = 0
@@ -336,6 +348,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         else:
             use_itk = True
+            report.peer("ITK morphological contour interpolation", probe.versions)
             print(
                 f"ITK peer ({probe.versions}) runs in a child process per case; loading its wrapping takes "
                 f"{probe.load_seconds:.1f} s there (not counted below)"
@@ -425,8 +438,46 @@ def main(argv: list[str] | None = None) -> int:
             verdicts.append(f"{group} k={k}: {'met' if all(beats) else 'NOT met'}")
     print()
     print("target (ours sdf mean Dice above nearest and ITK): " + "; ".join(verdicts))
+    record(report, scores, groups, ks, len(cases))
     cleanup(work, keep=False)
     return status
+
+
+def record(
+    report: Report, scores: dict[tuple[str, int, str], Score], groups: list[str], ks: list[int], cases: int
+) -> None:
+    """Keep the run's figures: our mean Dice beside ITK's (the peer) and the nearest key's, per set and k."""
+
+    def mean(s: Score | None) -> float | None:
+        return float(np.mean(s.dices)) if s is not None and s.dices else None
+
+    for group in groups:
+        for k in ks:
+            ours_s = scores.get((group, k, "ours sdf"))
+            ours = mean(ours_s)
+            if ours_s is None or ours is None:
+                continue
+            itk_s, near = scores.get((group, k, "ITK")), mean(scores.get((group, k, "nearest")))
+            itk = mean(itk_s)
+            beats = [ours > other for other in (itk, near) if other is not None]
+            time_note = (
+                "" if itk_s is None or not itk_s.seconds else f"time {ours_s.seconds / itk_s.seconds:.2f} of ITK's"
+            )
+            report.figure(
+                f"{group}: every {k}-th slice kept as a key, mean Dice of the slices between",
+                ours,
+                peer="ITK" if itk is not None else "",
+                peer_value=itk,
+                ratio=None if itk is None else ours / itk,
+                target="above ITK's and the nearest key's",
+                met=all(beats) if beats else None,
+                note=f"nearest key {near:.3f}" + (f", {time_note}" if time_note else "") if near is not None else "",
+            )
+    report.note(
+        f"{cases} cases: `labels` are the label maps of ../shared/corpus/labels, `ct` the skull and intracranial "
+        "masks of the two real head CTs; Dice over the held-out slices, sdf method"
+    )
+    report.save()
 
 
 def _merge_notes(notes: list[str]) -> str:

@@ -36,13 +36,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import numpy as np
 from _client import cache_stats, ingest_paths, series_uid_of
-from _report import cleanup, machine_line, table, workdir
+from _report import Report, add_report_arguments, cleanup, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 
-from voxelgate.server.client import channel, fetch_volume, process_channel
+from voxelgate.client.streams import fetch_volume
+from voxelgate.client.transport import channel, process_channel
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 PLANES = (("axial", volume_pb2.AXIAL), ("coronal", volume_pb2.CORONAL), ("sagittal", volume_pb2.SAGITTAL))
@@ -110,7 +112,7 @@ def _warm_every_process(target: str, series_uid: str, plane: int, processes: int
     time.sleep(settle)
 
 
-def _volume_written(admin: object, nbytes: int, *, timeout: float = 120.0) -> float:
+def _volume_written(admin: grpc.Channel, nbytes: int, *, timeout: float = 120.0) -> float:
     """Wait until the derived cache holds at least ``nbytes`` on disk (the volume's file); seconds waited.
 
     Raises
@@ -119,7 +121,7 @@ def _volume_written(admin: object, nbytes: int, *, timeout: float = 120.0) -> fl
         When it does not within ``timeout`` seconds.
     """
     t0 = time.monotonic()
-    while cache_stats(admin).bytes < nbytes:  # type: ignore[arg-type]
+    while cache_stats(admin).bytes < nbytes:
         if time.monotonic() - t0 > timeout:
             raise RuntimeError(f"the volume's cache file was not written within {timeout:g} s")
         time.sleep(0.02)
@@ -155,7 +157,7 @@ def _stacks_built(log_path: Path, plane: str, processes: int, *, timeout: float 
 
 
 def run_pass(
-    target: str, requests: Sequence[volume_pb2.GetSliceRequest], clients: int, pid: int, admin: object
+    target: str, requests: Sequence[volume_pb2.GetSliceRequest], clients: int, pid: int, admin: grpc.Channel
 ) -> tuple[np.ndarray, float, int, int, float | None]:
     """Send ``requests`` split round-robin over ``clients`` threads (own channel each), all at once.
 
@@ -184,13 +186,13 @@ def run_pass(
                 lat[k].append(time.perf_counter() - t0)
                 if reply.media_type != "image/png" or not reply.data.startswith(b"\x89PNG"):
                     raise RuntimeError(f"not a PNG: {reply.media_type}")
-        except BaseException as exc:  # reported by the main thread
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
-    before = cache_stats(admin)  # type: ignore[arg-type]
+    before = cache_stats(admin)
     cpu0 = process_cpu_seconds(pid)
     start.wait()
     t0 = time.perf_counter()
@@ -198,7 +200,7 @@ def run_pass(
         t.join()
     wall = time.perf_counter() - t0
     cpu1 = process_cpu_seconds(pid)
-    after = cache_stats(admin)  # type: ignore[arg-type]
+    after = cache_stats(admin)
     for ch in channels:
         ch.close()
     if errors:
@@ -277,6 +279,34 @@ def serve_passes(
     return passes
 
 
+def record(report: Report, passes: Sequence[Pass], most: int, count: int, size: int) -> None:
+    """Keep every pass as a figure (p50), beside the same pass on one process; targets on ``most`` clients."""
+    one = {(p.plane, p.clients, p.phase): p for p in passes if p.processes == 1}
+    for p in passes:
+        alone = one.get((p.plane, p.clients, p.phase)) if p.processes > 1 else None
+        judged = p.clients == most and p.phase == "first time"
+        ok = p.pct(50) < P50_TARGET_MS and p.pct(99) < P99_TARGET_MS
+        cpu = "" if p.cpu is None else f", server CPU {p.cpu * 1e3 / len(p.latencies):.1f} ms a request"
+        report.figure(
+            f"`GetSlice` PNG {p.plane}, {p.clients} client{'s' if p.clients > 1 else ''}, "
+            f"{'slices not rendered before' if p.phase == 'first time' else 'slices rendered before'}, "
+            f"{p.processes} process{'es' if p.processes > 1 else ''}: p50",
+            p.pct(50),
+            unit="ms",
+            peer="" if alone is None else "same pass, 1 process",
+            peer_value=None if alone is None else alone.pct(50),
+            ratio=None if alone is None else p.pct(50) / alone.pct(50),
+            target=f"p50 < {P50_TARGET_MS:g} ms, p99 < {P99_TARGET_MS:g} ms" if judged else "",
+            met=ok if judged else None,
+            note=f"p99 {p.pct(99):.1f} ms, {len(p.latencies) / p.wall:.0f} requests/s{cpu}",
+        )
+    report.note(
+        f"a {count}-slice {size}x{size} int16 CT volume, 8-bit PNG, window {CENTER:g}/{WIDTH:g} LINEAR, linear "
+        "interpolation; each client its own connection; the client threads share the machine with the server"
+    )
+    report.save()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=300, help="requests per plane and client count (default 300)")
@@ -291,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
         "sagittal slice resampled when asked for)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
+    report = Report.start("bench_slice", "GetSlice latency, 1 and 8 clients, 1 and 2 processes", args, parser)
     counts = [int(c) for c in args.clients.split(",")]
     process_counts = [int(c) for c in args.processes.split(",")]
 
@@ -307,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
             f"8-bit PNG, window {CENTER:g}/{WIDTH:g} LINEAR, linear interpolation, {args.requests} requests "
             "per configuration"
         )
-        print(machine_line())
+        print(report.machine_line())
         passes: list[Pass] = []
         for processes in process_counts:
             rng = np.random.default_rng(20240316)  # the same requests for each server
@@ -374,6 +406,7 @@ def main(argv: list[str] | None = None) -> int:
             f"rendered slices cached by the server: {'yes' if cached else 'no'} "
             "(repeat passes answered from the derived cache)"
         )
+        record(report, passes, max(counts), len(paths), args.size)
         return 0
     finally:
         cleanup(work, keep=args.keep)

@@ -29,7 +29,7 @@ beside the peers on the same file:
 Targets (issue 6): StreamFrames >= 0.8 x the ffmpeg CLI's frames/s; random
 GetFrame p50 <= 100 ms cold; stepping p50 <= 10 ms.
 
-Frames are received as a viewer would, through ``voxelgate.server.client.get_frame`` and
+Frames are received as a viewer would, through ``voxelgate.client.streams.get_frame`` and
 ``stream_frames``: the reply's bytes are taken as they arrive, without protobuf
 copying the frame twice more.
 
@@ -52,14 +52,16 @@ from pathlib import Path
 import av
 import numpy as np
 from _client import cache_stats
-from _report import cleanup, machine_line, skip_peer, table, workdir
+from _report import Report, add_report_arguments, cleanup, skip_peer, table, workdir
 from _server import voxelgate_server
 from PIL import Image
 
+from voxelgate.client.files import ingest_requests
+from voxelgate.client.streams import get_frame, stream_frames, stream_frames_shared
+from voxelgate.client.transport import channel
 from voxelgate.imaging.media.frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames
 from voxelgate.imaging.media.probe_video import probe_video
 from voxelgate.server.app import tune_malloc
-from voxelgate.server.client import channel, get_frame, ingest_requests, stream_frames, stream_frames_shared
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 WIDTH, HEIGHT, FPS, GOP = 1920, 1080, 30, 50
@@ -72,7 +74,7 @@ def make_video(path: Path, *, seconds: float, seed: int) -> Path:
     small = rng.integers(0, 256, ((HEIGHT + margin_y) // 24, (WIDTH + margin_x) // 24, 3), dtype=np.uint8)
     texture = np.asarray(Image.fromarray(small).resize((WIDTH + margin_x, HEIGHT + margin_y), Image.Resampling.BICUBIC))
     texture = np.clip(texture.astype(np.int16) + rng.integers(-6, 7, texture.shape), 0, 255).astype(np.uint8)
-    frames = int(round(seconds * FPS))
+    frames = round(seconds * FPS)
     with av.open(str(path), "w", format="mp4", container_options={"movflags": "+faststart"}) as c:
         s = c.add_stream("libx264", rate=FPS)
         s.width, s.height, s.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -215,6 +217,70 @@ def reader_latencies(
     return random_s, step_s
 
 
+#: Throughput rows with a target (>= 0.8 of the ffmpeg CLI's frames/s).
+STREAM_TARGET = 0.8
+#: Latency rows with a target: (what, how) of the table -> p50 bound in ms.
+LATENCY_TARGETS = {
+    ("GetFrame random, cold", "raw RGB: seek + decode"): 100.0,
+    ("GetFrame next frame", "raw RGB: n+1 right after n"): 10.0,
+    ("GetFrame next frame", "raw YUV: n+1 right after n"): 10.0,
+    ("GetFrame next frame", "JPEG: n+1 right after n"): 10.0,
+}
+
+
+def record(
+    report: Report,
+    fps_of: dict[str, float],
+    echo_rate: float,
+    lat: list[tuple[str, str, float, float]],
+    total: int,
+    tuned: bool,
+) -> None:
+    """Keep the run's figures: frames/s beside the ffmpeg CLI's, latencies (p50) beside a plain PyAV seek."""
+    ffmpeg = next(((k, v) for k, v in fps_of.items() if k.startswith("ffmpeg")), None)
+    if ffmpeg is not None:
+        report.peer("ffmpeg CLI", ffmpeg[0].removeprefix("ffmpeg CLI "))
+    report.peer("PyAV", av.__version__)
+    video = f"1080p H.264, {total} frames"
+    for name, fps in [*fps_of.items(), ("gRPC transport alone (6 MB messages, no decoding)", echo_rate)]:
+        if name.startswith("ffmpeg"):
+            continue
+        r = None if ffmpeg is None else fps / ffmpeg[1]
+        judged = name.startswith("StreamFrames") and r is not None
+        report.figure(
+            f"{name}, {video}",
+            fps,
+            unit="frames/s",
+            peer="" if ffmpeg is None else "ffmpeg -i x.mp4 -f null -",
+            peer_value=None if ffmpeg is None else ffmpeg[1],
+            ratio=r,
+            target=f">= {STREAM_TARGET:g} of ffmpeg" if name.startswith("StreamFrames") else "",
+            met=(r >= STREAM_TARGET) if judged and r is not None else None,
+        )
+    plain = next((p50 for what, _, p50, _ in lat if what.startswith("PyAV")), None)
+    for what, how, p50, p99 in lat:
+        if what.startswith("PyAV"):
+            continue
+        bound = LATENCY_TARGETS.get((what, how))
+        beside = what.endswith("random, cold") or what == "FrameReader random"
+        report.figure(
+            f"{what}, {how}: p50",
+            p50,
+            unit="ms",
+            peer="PyAV open + seek + decode, same frames" if beside and plain is not None else "",
+            peer_value=plain if beside else None,
+            ratio=p50 / plain if beside and plain else None,
+            target="" if bound is None else f"p50 <= {bound:g} ms",
+            met=None if bound is None else p50 <= bound,
+            note=f"p99 {p99:.1f} ms",
+        )
+    report.note(
+        "throughput: best of interleaved rounds; this client's malloc thresholds "
+        + ("raised as the server does" if tuned else "left at glibc's defaults")
+    )
+    report.save()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="video length (default 30)")
@@ -224,7 +290,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (video, data dir, log)")
     parser.add_argument("--video", type=Path, help="measure this video instead of writing one (a kept x.mp4)")
     parser.add_argument("--no-tune-malloc", action="store_true", help="leave this client's malloc as it is")
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
+    report = Report.start(
+        "bench_video",
+        "video frames: StreamFrames beside the ffmpeg CLI, GetFrame latency",
+        args,
+        parser,
+        requires="the ffmpeg CLI (`apt-get install ffmpeg`)",
+        packages=("av",),
+    )
     tuned = False if args.no_tune_malloc else tune_malloc()
 
     work = workdir("voxelgate-bench-video-")
@@ -240,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
             f"({info.duration_s:.1f} s), keyframe every {info.keyframe_interval_max} frames, "
             f"{info.size_bytes / 2**20:.0f} MiB; ready in {time.perf_counter() - t0:.1f} s"
         )
-        print(machine_line())
+        print(report.machine_line())
         print(f"client malloc thresholds {'raised as the server does' if tuned else 'left at glibc defaults'}")
         rng = np.random.default_rng(args.seed)
         picks = [int(n) for n in rng.choice(total - 1, size=min(args.samples, total - 1), replace=False)]
@@ -406,13 +481,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{what} ({target}: {'meets' if ok else 'MISSES'})")
             if not ok:
                 status |= 1
+        record(report, fps_of, echo_rate, lat, total, tuned)
         return status
     finally:
         cleanup(work, keep=args.keep)
 
 
 def _ffmpeg_version() -> str:
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-version"], capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-version"], capture_output=True, text=True, check=False
+    ).stdout.split()
     return out[2] if len(out) > 2 else "?"
 
 

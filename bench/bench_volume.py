@@ -18,7 +18,7 @@ little endian) and a compressed copy of the same pixels: JPEG Lossless SV1
   stops; a second, fresh server process on that data directory answers the first
   ``GetVolume`` (cold: stack split from the stored headers, frames decoded or read,
   volume built, streamed, then written to the derived cache; timed until the client
-  holds the whole array, received with :func:`voxelgate.server.client.fetch_volume`, which
+  holds the whole array, received with :func:`voxelgate.client.streams.fetch_volume`, which
   copies each chunk once into the preallocated array), then a second ``GetVolume``
   (cached);
 - SimpleITK: ``ImageSeriesReader`` with GDCM's series file names (the names step,
@@ -30,8 +30,8 @@ Ingest validation decodes every compressed frame and keeps it in the derived
 cache, so the compressed volume build does not decode again: the ingest time is
 printed beside it. This process (the client, and the in-process peers SimpleITK and
 pydicom) sets glibc's malloc thresholds as ``voxelgate serve`` does
-(``voxelgate.server.app.tune_malloc``; ``--no-tune-malloc`` leaves them). Target: our cold GetVolume faster than both peers. When
-dcm2niix is missing its rows are skipped (exit status 1 if ``VOXELGATE_REQUIRE_PEERS=1``).
+(``voxelgate.server.app.tune_malloc``; ``--no-tune-malloc`` leaves them). Target: our cold GetVolume
+faster than both peers. When dcm2niix is missing its rows are skipped (exit status 1 if ``VOXELGATE_REQUIRE_PEERS=1``).
 """
 
 from __future__ import annotations
@@ -52,13 +52,14 @@ import numpy as np
 import pydicom
 import SimpleITK as sitk
 from _client import ingest_paths, series_uid_of
-from _report import MiB, cleanup, machine_line, ratio, require_peers, table, workdir
+from _report import MiB, Report, add_report_arguments, cleanup, ratio, ratio_value, require_peers, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 from pydicom.uid import RLELossless
 
+from voxelgate.client.streams import FetchedVolume, fetch_volume
+from voxelgate.client.transport import channel
 from voxelgate.server.app import tune_malloc
-from voxelgate.server.client import FetchedVolume, channel, fetch_volume
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 DCM2NIIX = "/usr/bin/dcm2niix"
@@ -118,7 +119,7 @@ def write_compressed_copy(codec: Codec, paths: Sequence[Path], directory: Path) 
     directory.mkdir(parents=True, exist_ok=True)
     out = [directory / p.name for p in paths]
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda a: _compress_one(codec, *a), zip(paths, out)))
+        list(pool.map(lambda a: _compress_one(codec, *a), zip(paths, out, strict=True)))
     ds = pydicom.dcmread(out[0], stop_before_pixels=True)
     if str(ds.file_meta.TransferSyntaxUID) != codec.transfer_syntax:
         raise RuntimeError(f"compressed copy has transfer syntax {ds.file_meta.TransferSyntaxUID}")
@@ -184,7 +185,7 @@ def dcm2niix_run(directory: Path) -> float:
     with tempfile.TemporaryDirectory(prefix="voxelgate-dcm2niix-") as out:
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [DCM2NIIX, "-z", "n", "-o", out, "-f", "vol", str(directory)], capture_output=True, text=True
+            [DCM2NIIX, "-z", "n", "-o", out, "-f", "vol", str(directory)], capture_output=True, text=True, check=False
         )
         elapsed = time.perf_counter() - t0
         if proc.returncode != 0 or not list(Path(out).glob("*.nii")):
@@ -205,6 +206,18 @@ def pydicom_loop(paths: Sequence[Path]) -> float:
     slices.sort(key=lambda s: s[0])
     np.stack([s[1] for s in slices])
     return time.perf_counter() - t0
+
+
+def _dcm2niix_version() -> str:
+    """dcm2niix's version line (it prints it first, and exits non-zero, when run without arguments)."""
+    try:
+        out = subprocess.run([DCM2NIIX], capture_output=True, text=True, timeout=30, check=False).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return "?"
+    for line in out.splitlines():
+        if "version" in line.lower():
+            return line.split("version", 1)[-1].strip() or line.strip()
+    return "?"
 
 
 # -- checks -----------------------------------------------------------------------------
@@ -233,7 +246,7 @@ def _median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-def run_build(args: argparse.Namespace, work: Path) -> int:
+def run_build(args: argparse.Namespace, work: Path, report: Report) -> int:
     src = work / "ct"
     t0 = time.perf_counter()
     paths = write_ct_series(src, count=args.count, size=args.size)
@@ -252,8 +265,12 @@ def run_build(args: argparse.Namespace, work: Path) -> int:
         f"compressed copy: {codec.label} ({codec.transfer_syntax}) by {codec.how}, "
         f"{packed_bytes / MiB:.1f} MiB (in {time.perf_counter() - t0:.1f} s)"
     )
-    print(machine_line())
+    print(report.machine_line())
     have_dcm2niix = Path(DCM2NIIX).exists() or shutil.which("dcm2niix") is not None
+    report.peer("SimpleITK", sitk.Version_VersionString())
+    if have_dcm2niix:
+        report.peer("dcm2niix", _dcm2niix_version())
+    report.note(f"compressed copy: {codec.label} ({codec.transfer_syntax}) by {codec.how}")
 
     copies = (("native", "explicit VR LE", src, paths), ("compressed", codec.label, work / "ct-compressed", packed))
     rows: list[tuple[object, ...]] = []
@@ -309,13 +326,33 @@ def run_build(args: argparse.Namespace, work: Path) -> int:
             ),
             (label, "pydicom loop (reference)", _median(loop_s), f"pydicom {pydicom.__version__}"),
         ]
+        what = f"{len(files)} slices {args.size}x{args.size}, {label}"
+        ingest_s = _median([o.ingest for o in ours])
+        report.figure(f"ingest, {what} (1 Ingest call, fresh data directory)", ingest_s, unit="s")
         for peer, secs in (("SimpleITK", _median(sitk_s)), ("dcm2niix", _median(niix_s) if niix_s else None)):
             r = ratio(secs, cold)
             verdict = "n/a" if r == "n/a" else ("met" if float(r) > 1.0 else "MISSED")
             ratios.append(f"  {label:<15} {peer:<10} {r:>5}  {verdict}")
+            value = ratio_value(secs, cold)
+            report.figure(
+                f"first `GetVolume`, {what} (fresh server process, until the client holds the array)",
+                cold,
+                unit="s",
+                peer="SimpleITK ImageSeriesReader (GDCM names + read)" if peer == "SimpleITK" else "dcm2niix -z n",
+                peer_value=secs if secs is not None else "not installed",
+                ratio=value,
+                target="> 1 (peer / ours)",
+                met=None if value is None else value > 1.0,
+                note=f"header after {_median([o.cold_header for o in ours]):.2f} s"
+                + (f", server CPU {statistics.median(cpus):.2f} s" if cpus else ""),
+            )
             if tag == "compressed":
                 with_ingest = ratio(secs, cold + _median([o.ingest for o in ours]))
                 ratios.append(f"  {label:<15} {peer:<10} {with_ingest:>5}  (ingest + first GetVolume, for honesty)")
+        report.figure(f"second `GetVolume` (cached), {what}", _median([o.cached for o in ours]), unit="s")
+        report.figure(
+            f"pydicom loop (read, decode, rescale, sort, stack), {what}", _median(loop_s), unit="s", note="reference"
+        )
 
     print()
     print(f"median of {args.repeat} runs; seconds until the whole volume is in the client's memory")
@@ -331,6 +368,13 @@ def run_build(args: argparse.Namespace, work: Path) -> int:
         "compressed volume build reads decoded frames instead of decoding again; the peers decode in the\n"
         "times above. The ingest row is the price of that."
     )
+    for n in notes:
+        report.note(n)
+    report.note(
+        "ingest validation decodes every compressed frame and keeps it in the derived cache, so the compressed "
+        "volume build reads decoded frames; the peers decode in their times; the ingest row is the price of that"
+    )
+    report.save()
     if not have_dcm2niix:
         print("peer dcm2niix skipped: /usr/bin/dcm2niix missing (Debian package dcm2niix)")
         if require_peers():
@@ -360,7 +404,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
     parser.add_argument("--no-tune-malloc", action="store_true", help="leave this client's malloc as it is")
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
+    report = Report.start(
+        "bench_volume",
+        "volume build: first GetVolume beside SimpleITK and dcm2niix",
+        args,
+        parser,
+        requires="dcm2niix (`apt-get install dcm2niix`) and DCMTK's dcmcjpeg for the JPEG-lossless copy "
+        "(`apt-get install dcmtk`)",
+        packages=("SimpleITK", "pylibjpeg-libjpeg"),
+        ignore=("parts",),
+    )
     if not args.no_tune_malloc:
         tune_malloc()  # as voxelgate serve does: 2 MB chunks received into reused heap pages, not fresh ones
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
@@ -372,7 +427,8 @@ def main(argv: list[str] | None = None) -> int:
     runners: dict[str, Callable[[], int]] = {}
     work = workdir("voxelgate-bench-volume-")
     try:
-        runners["build"] = lambda: run_build(args, work)
+        runners["build"] = lambda: run_build(args, work, report)
+        results = ["--results", str(args.results)] if args.results is not None else []
 
         def slice_part() -> int:
             import bench_slice
@@ -380,12 +436,13 @@ def main(argv: list[str] | None = None) -> int:
             return bench_slice.main(
                 ["--count", str(args.count), "--size", str(args.size)]
                 + (["--source", str(work / "ct")] if (work / "ct").is_dir() else [])
+                + results
             )
 
         def window_part() -> int:
             import bench_window
 
-            return bench_window.main(["--count", str(args.count), "--size", str(args.size)])
+            return bench_window.main(["--count", str(args.count), "--size", str(args.size), *results])
 
         runners["slice"], runners["window"] = slice_part, window_part
         for i, part in enumerate(parts):

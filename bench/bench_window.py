@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
-from _report import machine_line, table
+from _report import Report, add_report_arguments, table
 from _synth import _ct_phantom_hu  # the same phantom the DICOM series carry
 
 from voxelgate.imaging.windowing import apply_window, to_uint8, window_to_uint8, window_to_uint16
@@ -50,12 +50,39 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
     return best
 
 
+def record(report: Report, results: list[tuple[str, str, float]], gb: float, volume: str) -> None:
+    """Print the verdicts and keep the run's figures: each windowing's GB/s beside the copy's, same calls."""
+    copy_gbs = {how: gb / s for what, how, s in results if what.startswith("numpy.copyto")}
+    report.peer("numpy.copyto", report.versions.get("numpy", "?"))
+    for what, how, s in results:
+        if what.startswith("numpy.copyto"):
+            continue
+        r = (gb / s) / copy_gbs[how]
+        judged = what.startswith("window_to")
+        if judged:
+            print(f"  {what:<17} {how:<15} {r:.3f}  {'met' if r >= TARGET else 'MISSED'}")
+        report.figure(
+            f"`{what}` of a {volume} volume, 40/80 LINEAR, {how}" if judged else f"{what}, {how}",
+            gb / s,
+            unit="GB/s",
+            peer="numpy.copyto int16 -> int16",
+            peer_value=copy_gbs[how],
+            ratio=r,
+            target=f">= {TARGET:.2f} of the copy" if judged else "",
+            met=r >= TARGET if judged else None,
+        )
+    report.note("GB/s of input (int16 bytes, 1 GB = 1e9 bytes); best of the timed runs after one untimed call.")
+    report.save()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=300, help="slices (default 300)")
     parser.add_argument("--size", type=int, default=512, help="rows and columns (default 512)")
     parser.add_argument("--repeat", type=int, default=5, help="timed runs of each; the best is shown (default 5)")
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
+    report = Report.start("bench_window", "windowing throughput against a memory copy", args, parser)
 
     t0 = time.perf_counter()
     vol = phantom_volume(args.count, args.size)
@@ -63,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         f"bench_window: {vol.dtype}{list(vol.shape)} HU volume ({vol.nbytes / 1e6:.0f} MB) made in "
         f"{time.perf_counter() - t0:.1f} s; window {CENTER:g}/{WIDTH:g} LINEAR; best of {args.repeat}"
     )
-    print(machine_line())
+    print(report.machine_line())
     n = vol.shape[0]
     copy_dst = np.empty_like(vol)
 
@@ -119,10 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         f"target: windowing >= {TARGET:.2f} of copy's bandwidth (element-wise numpy, no BLAS: "
         "OPENBLAS_CORETYPE plays no part)"
     )
-    for what, how, s in results:
-        if what.startswith("window_to"):
-            r = (gb / s) / copy_gbs[how]
-            print(f"  {what:<17} {how:<15} {r:.3f}  {'met' if r >= TARGET else 'MISSED'}")
+    record(report, results, gb, f"{vol.dtype}{list(vol.shape)}")
     return 0
 
 

@@ -8,8 +8,6 @@ server database can implement instead.
 
 from __future__ import annotations
 
-import base64
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -17,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from voxelgate.errors import InvalidInputError, VoxelgateError
+from voxelgate.errors import VoxelgateError
 
 from .catalog_rows import (
     DEFAULT_PAGE_SIZE,
@@ -36,7 +34,8 @@ from .catalog_writes import InstanceWritesMixin
 from .coordination import COORDINATION_SCHEMA, CoordinationMixin
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
-from .sql_dialect import SQLITE, Dialect
+from .paging import decode_token, encode_token
+from .sql_dialect import SQLITE, Connection, Dialect
 
 _T = TypeVar("_T")
 
@@ -155,47 +154,11 @@ _SQLITE_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 
 def _encode_token(key: Sequence[object], flt: QueryFilter) -> str:
-    raw = json.dumps({"k": list(key), "f": flt.digest()}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    return encode_token(key, flt.digest())
 
 
 def _decode_token(token: str, flt: QueryFilter, types: tuple[type, ...]) -> list[object] | None:
-    """The key a page token carries, checked value by value against the key's column types.
-
-    The filter digest is no secret (a client can forge it), so each value must
-    have its column's type: an engine with strict types (PostgreSQL) would
-    otherwise fail on it instead of refusing the token.
-    """
-    if not token:
-        return None
-    try:
-        obj = json.loads(base64.urlsafe_b64decode(token.encode()))
-        key = obj["k"]
-        ok = obj["f"] == flt.digest() and isinstance(key, list) and len(key) == len(types)
-        ok = ok and all(
-            (isinstance(v, str) if t is str else (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**63))
-            for v, t in zip(key, types, strict=True)
-        )
-    except (ValueError, KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise InvalidInputError("page token is malformed or belongs to another query")
-    return list(key)
-
-
-class Cursor(Protocol):
-    """What the catalog needs of a DB-API cursor (sqlite3's and psycopg's both are)."""
-
-    @property
-    def rowcount(self) -> int: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
-class Connection(Protocol):
-    """What the catalog needs of a connection: ``execute`` returning a cursor."""
-
-    def execute(self, sql: Any, params: Any = ..., /) -> Any: ...
+    return decode_token(token, flt.digest(), types)
 
 
 class SqlCatalog(InstanceWritesMixin, MediaCatalogMixin, CoordinationMixin):
@@ -428,6 +391,7 @@ class SqliteCatalog(SqlCatalog):
         self._write_lock = ProcessLock(self.path.with_name(self.path.name + ".writer"))
         # executescript manages its own transaction.
         self._db().executescript(_SCHEMA + MEDIA_SCHEMA + COORDINATION_SCHEMA)
+        self._migrate_media_sqlite()
         self._upgrade()
 
     def _upgrade(self) -> None:

@@ -9,11 +9,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import astuple, dataclass, field, fields
+from typing import Literal
 
 from voxelgate.errors import InvalidInputError
 
-MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 100
+from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class Page:
 class PutOutcome:
     """What :meth:`Catalog.put_instance` did."""
 
-    outcome: str  # "stored" | "duplicate" | "replaced"
+    outcome: Literal["stored", "duplicate", "replaced"]
     replaced: InstanceRow | None = None
     warnings: list[str] = field(default_factory=list)
 

@@ -43,6 +43,7 @@ CREATE INDEX IF NOT EXISTS upload_intents_host ON upload_intents(host, created);
 CREATE TABLE IF NOT EXISTS jobs (
     job_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,                 -- reencode | export
+    subject TEXT NOT NULL DEFAULT '',   -- the item it concerns (a re-encode's video, an export's sequence)
     params TEXT NOT NULL,               -- JSON: what a runner needs to run it
     state TEXT NOT NULL,                -- running | done | failed | cancelled
     owner TEXT NOT NULL DEFAULT '',     -- the serving process that runs it
@@ -60,6 +61,7 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs(state, lease_until);
 CREATE INDEX IF NOT EXISTS jobs_result ON jobs(result_sha256);
+CREATE INDEX IF NOT EXISTS jobs_subject ON jobs(subject, kind);
 """
 
 #: PostgreSQL's spelling of the same tables (pg_catalog's migrations 5 and 6).
@@ -76,6 +78,7 @@ PG_JOBS = """
 CREATE TABLE jobs (
     job_id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,
+    subject TEXT NOT NULL DEFAULT '',
     params TEXT NOT NULL,
     state TEXT NOT NULL,
     owner TEXT NOT NULL DEFAULT '',
@@ -93,6 +96,7 @@ CREATE TABLE jobs (
 );
 CREATE INDEX jobs_lease ON jobs (state, lease_until);
 CREATE INDEX jobs_result ON jobs (result_sha256);
+CREATE INDEX jobs_subject ON jobs (subject, kind);
 """
 
 RUNNING, DONE, FAILED, CANCELLED = "running", "done", "failed", "cancelled"
@@ -204,15 +208,26 @@ class CoordinationMixin:
     # -- jobs -----------------------------------------------------------------------------
 
     def create_job(
-        self, job_id: str, kind: str, params: dict[str, Any], *, owner: str, lease_s: float, total: int = 0
+        self,
+        job_id: str,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        owner: str,
+        lease_s: float,
+        total: int = 0,
+        subject: str = "",
     ) -> bool:
-        """Insert a job, running and held by ``owner`` (attempt 1); False when ``job_id`` exists."""
+        """Insert a job, running and held by ``owner`` (attempt 1); False when ``job_id`` exists.
+
+        ``subject``: the item it concerns, for :meth:`running_jobs` and :meth:`forget_jobs`.
+        """
         now = self._sql.now
         sql = self._sql.q(
-            "INSERT INTO jobs (job_id, kind, params, state, owner, attempt, lease_until, total, created, updated) "
-            f"VALUES (?, ?, ?, 'running', ?, 1, {now} + ?, ?, {now}, {now}) ON CONFLICT DO NOTHING"
+            "INSERT INTO jobs (job_id, kind, subject, params, state, owner, attempt, lease_until, total, created, "
+            f"updated) VALUES (?, ?, ?, ?, 'running', ?, 1, {now} + ?, ?, {now}, {now}) ON CONFLICT DO NOTHING"
         )
-        args = (job_id, kind, json.dumps(params), owner, lease_s, total)
+        args = (job_id, kind, subject, json.dumps(params), owner, lease_s, total)
         return bool(self._write(lambda db: db.execute(sql, args).rowcount == 1, bump=False))
 
     def restart_job(self, job_id: str, *, owner: str, lease_s: float, total: int = 0) -> Claim | None:
@@ -295,6 +310,27 @@ class CoordinationMixin:
         """Ask a running job to stop (its runner sees it when it next renews); False when it is not running."""
         sql = self._sql.q(f"UPDATE jobs SET cancel={self._true} WHERE job_id=? AND state='running'")
         return bool(self._write(lambda db: db.execute(sql, (job_id,)).rowcount == 1, bump=False))
+
+    def running_jobs(self, kind: str, subject: str) -> int:
+        """How many jobs of ``kind`` about ``subject`` are running, on any replica."""
+        row = self._one("SELECT count(*) FROM jobs WHERE subject=? AND kind=? AND state='running'", (subject, kind))
+        return int(row[0])
+
+    def forget_jobs(self, kind: str, subject: str) -> list[str]:
+        """Stop the running jobs of ``kind`` about ``subject`` (their subject is going) and delete the finished
+        ones; the result objects of those deleted (for the caller to delete unless referenced otherwise)."""
+
+        def write(db: Any) -> list[str]:
+            q = self._sql.q
+            stop = f"UPDATE jobs SET cancel={self._true} WHERE subject=? AND kind=? AND state='running'"
+            db.execute(q(stop), (subject, kind))
+            rows = db.execute(
+                q("DELETE FROM jobs WHERE subject=? AND kind=? AND state != 'running' RETURNING result_sha256"),
+                (subject, kind),
+            ).fetchall()
+            return [str(r[0]) for r in rows if r[0]]
+
+        return list(self._write(write, bump=False))
 
     def get_job(self, job_id: str) -> JobRow | None:
         row = self._one(f"SELECT {_JOB_COLS} FROM jobs WHERE job_id=?", (job_id,))

@@ -151,6 +151,14 @@ CREATE INDEX instances_study ON instances (study_uid);
     (
         4,
         """
+-- A re-encode's source may be deleted (MediaService.DeleteMedia): the items re-encoded from it
+-- stay, with their reports and frame maps.
+ALTER TABLE media_reencodes DROP CONSTRAINT IF EXISTS media_reencodes_source_id_fkey;
+""",
+    ),
+    (
+        5,
+        """
 -- Counts kept by every write (voxelgate.cache.catalog_writes) instead of counted per list page,
 -- filled once from the rows.
 ALTER TABLE studies ADD COLUMN series_count BIGINT NOT NULL DEFAULT 0,
@@ -168,11 +176,11 @@ UPDATE studies SET series_count = c.n
 """,
     ),
     (
-        5,
+        6,
         "-- Upload intents (voxelgate.cache.coordination): the orphan sweep reads these, not the bucket.\n"
         + PG_INTENTS,
     ),
-    (6, "-- Background jobs claimed by replicas (voxelgate.cache.coordination).\n" + PG_JOBS),
+    (7, "-- Background jobs claimed by replicas (voxelgate.cache.coordination).\n" + PG_JOBS),
 )
 
 #: The schema version this code serves.

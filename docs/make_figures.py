@@ -1,6 +1,6 @@
-"""Render the README's pictures from the real corpus through the domain API.
+"""Render the pictures of docs/api/ (ct_frame.png, reformats.png) from the real corpus through the domain API.
 
-python3.11 dev.py env && .venv/bin/python docs/make_figures.py
+python3 dev.py env && .venv/bin/python docs/make_figures.py
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from voxelgate.cache.catalog import SqliteCatalog  # noqa: E402
 from voxelgate.cache.derived import DerivedCache  # noqa: E402
 from voxelgate.cache.store import ObjectStore  # noqa: E402
 from voxelgate.imaging.dicom.archive import DicomArchive  # noqa: E402
-from voxelgate.imaging.dicom.pixels import Limits  # noqa: E402
 from voxelgate.imaging.dicom.reformat import plane_grid  # noqa: E402
 from voxelgate.imaging.dicom.series import SeriesVolumes, WindowRequest  # noqa: E402
+from voxelgate.imaging.limits import Limits  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "dicom"
 

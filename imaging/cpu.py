@@ -3,9 +3,9 @@
 Request handling is Python holding the interpreter lock most of the time. With its
 threads spread over the cores, every hand-over of the lock is a wake-up on another
 core (on a virtual machine, an interrupt between virtual CPUs), and the threads pay
-that on each of the dozens of numpy calls a request makes: on this project's 2-core
-machine, 8 concurrent ``GetSlice`` requests cost 3.7 ms of server CPU each spread
-over both cores and 1.8 ms on one. So ``voxelgate serve`` keeps the threads that run
+that on each of the dozens of numpy calls a request makes, so concurrent requests
+cost much more server CPU spread over the cores than on one (docs/performance.md
+has the measurement). So ``voxelgate serve`` keeps the threads that run
 requests on one core (:func:`pin_requests`; threads inherit their creator's cores),
 and work that runs without the lock in native code for long, with threads of its
 own (FFmpeg's frame threads, the volume readers, SimpleITK, codecs), goes back to

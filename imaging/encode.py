@@ -7,6 +7,7 @@ import os
 import struct
 import zlib
 from enum import Enum
+from typing import Any
 
 import numpy as np
 from isal import isal_zlib
@@ -50,9 +51,8 @@ def encode_png(arr: np.ndarray) -> bytes:
     every row (most of its time): rows go unfiltered (8-bit; windowed images are
     mostly runs) or with the Sub filter (16-bit, where neighbouring values share
     their high byte), deflated by ISA-L's igzip at level 1 (python-isal), which
-    makes the same zlib stream format three to five times faster than zlib's
-    fastest setting and about as small (a noisy 512x512 slice here: 0.65 ms
-    instead of 3.2). It works with the GIL released, so renders in other threads go on
+    makes the same zlib stream format several times faster than zlib's fastest
+    setting and about as small (docs/performance.md). It works with the GIL released, so renders in other threads go on
     meanwhile. Any PNG decoder gives back exactly ``arr``; the bytes themselves may differ
     from one call to the next for the same ``arr`` (ISA-L's match search also reads bytes of
     its own state past the input, which it then checks: a 23x32 slice came out as 235 and as
@@ -83,7 +83,7 @@ def encode_png(arr: np.ndarray) -> bytes:
         raise InvalidInputError(f"cannot encode a {arr.dtype} array of shape {arr.shape} as PNG")
     if rows == 0 or cols == 0:
         raise InvalidInputError(f"cannot encode an empty image of shape {arr.shape} as PNG")
-    data = isal_zlib.compress(memoryview(raw).cast("B"), 1)
+    data = isal_zlib.compress(raw.data.cast("B"), 1)
     header = struct.pack(">IIBBBBB", cols, rows, depth, colour, 0, 0, 0)
     return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", data), _png_chunk(b"IEND", b"")))
 
@@ -92,25 +92,25 @@ def encode_png(arr: np.ndarray) -> bytes:
 _FILE_ENCODE_PIXELS = 1 << 20
 
 
-def pillow_save(img: Image.Image, **params: object) -> bytes:
+def pillow_save(img: Image.Image, **params: Any) -> bytes:
     """The bytes of ``img.save(file, **params)``, encoded with the GIL released where Pillow allows it.
 
     Pillow holds the GIL while it encodes into memory (``io.BytesIO``), but
     releases it while its encoder writes into a file descriptor
     (``ImageFile._save`` then calls ``encode_to_file``). On Linux the image is
     therefore encoded into an anonymous memory file (``memfd_create``) and read
-    back: the same bytes, and other threads run meanwhile. Two 1080p JPEG
-    encodes in two threads took 9.5 ms each that way, 18.8 ms each into memory;
-    it lets a video's next frame be encoded ahead while this one is. Images
-    under ``_FILE_ENCODE_PIXELS`` are encoded into memory: for them the file
-    costs more (0.2 ms for a 512x512 JPEG of 1.3 ms) than holding the GIL does.
+    back: the same bytes, and other threads run meanwhile, so two encodes in two
+    threads run side by side instead of in turn; it lets a video's next frame be
+    encoded ahead while this one is. Images under ``_FILE_ENCODE_PIXELS`` are
+    encoded into memory: for them the file costs more than holding the GIL does
+    (docs/performance.md has both measurements).
     """
     if not hasattr(os, "memfd_create") or img.width * img.height < _FILE_ENCODE_PIXELS:
         buf = io.BytesIO()
-        img.save(buf, **params)  # type: ignore[arg-type]
+        img.save(buf, **params)
         return buf.getvalue()
     with open(os.memfd_create("voxelgate-encode", os.MFD_CLOEXEC), "w+b") as f:
-        img.save(f, **params)  # type: ignore[arg-type]
+        img.save(f, **params)
         f.flush()
         f.seek(0)
         return f.read()

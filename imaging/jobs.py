@@ -46,7 +46,15 @@ class JobCatalog(Protocol):
     """What the runner needs of the catalog (``CoordinationMixin``)."""
 
     def create_job(
-        self, job_id: str, kind: str, params: dict[str, Any], *, owner: str, lease_s: float, total: int = 0
+        self,
+        job_id: str,
+        kind: str,
+        params: dict[str, Any],
+        *,
+        owner: str,
+        lease_s: float,
+        total: int = 0,
+        subject: str = "",
     ) -> bool: ...
     def restart_job(self, job_id: str, *, owner: str, lease_s: float, total: int = 0) -> Claim | None: ...
     def claim_job(self, kinds: list[str], *, owner: str, lease_s: float) -> JobRow | None: ...
@@ -63,6 +71,8 @@ class JobCatalog(Protocol):
         db: Any = None,
     ) -> bool: ...
     def cancel_job(self, job_id: str) -> bool: ...
+    def running_jobs(self, kind: str, subject: str) -> int: ...
+    def forget_jobs(self, kind: str, subject: str) -> list[str]: ...
     def get_job(self, job_id: str) -> JobRow | None: ...
     def prune_jobs(self, older_than: float) -> list[tuple[str, str]]: ...
 
@@ -190,8 +200,10 @@ class JobRunner:
 
     # -- running ----------------------------------------------------------------------
 
-    def submit(self, kind: str, params: dict[str, Any], *, total: int = 0, job_id: str = "") -> LocalJob:
-        """Record a new job held by this process and start it here.
+    def submit(
+        self, kind: str, params: dict[str, Any], *, total: int = 0, job_id: str = "", subject: str = ""
+    ) -> LocalJob:
+        """Record a new job held by this process and start it here (``subject``: the item it concerns).
 
         Raises
         ------
@@ -201,7 +213,9 @@ class JobRunner:
         if kind not in self._handlers:
             raise ValueError(f"no handler for jobs of kind {kind!r}")
         job_id = job_id or uuid.uuid4().hex
-        if not self.catalog.create_job(job_id, kind, params, owner=self.owner, lease_s=self.lease_s, total=total):
+        if not self.catalog.create_job(
+            job_id, kind, params, owner=self.owner, lease_s=self.lease_s, total=total, subject=subject
+        ):
             raise ValueError(f"job {job_id} exists")
         return self._start(LocalJob(Claim(job_id, self.owner, 1), kind, params, total))
 

@@ -22,7 +22,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from voxelgate.cache.catalog import SqlCatalog
-from voxelgate.cache.derived import DerivedCache, SharedCacheState
+from voxelgate.cache.derived import DerivedCache
+from voxelgate.cache.shared_state import SharedCacheState
 from voxelgate.cache.store import Store
 from voxelgate.imaging.cpu import all_cores, pin_requests
 from voxelgate.imaging.dicom.archive import DicomArchive
@@ -220,7 +221,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     )
     volumes = SeriesVolumes(archive, plane_stack_bytes=config.plane_stack_bytes)
     add_volume_service(VolumeServicer(volumes), server)
-    lease = config.job_lease_seconds
+    lease = config.replicas.job_lease_seconds
     jobs = JobRunner(
         catalog,
         owner=f"{replica_id(config.data_dir)}/{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}",
@@ -296,8 +297,8 @@ def tune_malloc() -> bool:
     By default glibc serves blocks above 128 KiB (rising to at most 32 MiB) with
     their own mmap and gives freed heap tops back to the kernel, so each 3-6 MB
     video frame, protobuf message and gRPC buffer is born in fresh pages: page
-    faults cost more than the copies themselves (a 6 MB message: ~18 ms to
-    build, serialise and parse instead of ~2 ms). A fixed mmap threshold of 32 MiB
+    faults cost more than the copies themselves (several times over: see
+    docs/performance.md). A fixed mmap threshold of 32 MiB
     and a trim threshold of 128 MiB let such buffers reuse heap memory; the price
     is up to that much free memory kept per malloc arena. Not done on other C
     libraries; the environment's ``MALLOC_*`` settings win.
@@ -321,15 +322,14 @@ def freeze_startup_objects() -> int:
 
     A full collection walks every object the collector tracks, holding the
     interpreter lock meanwhile: with grpc, numpy, pydicom, SimpleITK and PyAV
-    imported, about 140,000 of them, 43 to 60 ms here, during which no request
-    of the process moves. Python runs one whenever the long-lived objects have
-    grown by a quarter, which a server that keeps series layouts and volumes for
+    imported, over a hundred thousand of them, during which no request of the
+    process moves. Python runs one whenever the long-lived objects have grown
+    by a quarter, which a server that keeps series layouts and volumes for
     hours does from time to time. Start-up's objects live as long as the process,
-    so there is nothing for the collector to find among them: after ``gc.freeze``
-    the same full collection took 5.9 ms. Reference counting still frees them,
-    and what requests make later is collected as before. (In ``bench_slice``
-    runs every full collection came during the imports, so the benches do not
-    show this.)
+    so there is nothing for the collector to find among them, and after
+    ``gc.freeze`` a full collection walks only what came later (the gain is in
+    docs/performance.md). Reference counting still frees them, and what requests
+    make later is collected as before.
     """
     gc.collect()  # garbage of start-up goes now rather than being frozen
     gc.freeze()
@@ -395,11 +395,11 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
         "shutting down",
         extra={
             "signal": signal.Signals(received[0]).name,
-            "drain_s": config.drain_seconds,
+            "drain_s": config.replicas.drain_seconds,
             "grace_s": config.grace_seconds,
         },
     )
-    running.drain(config.drain_seconds)
+    running.drain(config.replicas.drain_seconds)
     running.stop(config.grace_seconds)
     log.info("stopped")
     return 0

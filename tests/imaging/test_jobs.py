@@ -15,7 +15,7 @@ import pytest
 
 from voxelgate.cache.catalog import SqlCatalog, SqliteCatalog
 from voxelgate.cache.coordination import CANCELLED, DONE, FAILED, RUNNING, Claim
-from voxelgate.errors import CancelledError, InvalidInputError
+from voxelgate.errors import CancelledError, InternalError, InvalidInputError
 from voxelgate.imaging.jobs import JobRunner, LocalJob, Outcome, error_from, error_record
 
 
@@ -216,5 +216,5 @@ def test_finished_jobs_are_pruned_with_their_result_objects(catalog: SqlCatalog)
 def test_error_records_round_trip() -> None:
     err = error_from(error_record(InvalidInputError("bad", subject="x")))
     assert isinstance(err, InvalidInputError) and err.subject == "x" and err.reason == "bad"
-    other = error_from(error_record(ZeroDivisionError("secret detail")))
-    assert isinstance(other, RuntimeError) and "secret" not in str(other)
+    other = error_from(error_record(ZeroDivisionError("secret detail")))  # a bug: INTERNAL, its details only logged
+    assert isinstance(other, InternalError) and "secret" not in str(other)
