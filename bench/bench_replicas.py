@@ -41,7 +41,7 @@ from _report import cleanup, machine_line, ratio, skip_peer, table, workdir
 from _server import VOXELGATE, process_cpu_seconds, stop_process, wait_serving
 from _synth import write_ct_series
 
-from voxelgate.server.client import ingest_requests
+from voxelgate.client.files import ingest_requests
 from voxelgate.v1 import common_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
