@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from voxelgate.cache.budget import MemoryBudget
 from voxelgate.cache.catalog import SqlCatalog
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.shared_state import SharedCacheState
@@ -219,7 +220,14 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     dicom_pb2_grpc.add_DicomServiceServicer_to_server(
         DicomServicer(archive, max_message_bytes=config.max_message_bytes), server
     )
-    volumes = SeriesVolumes(archive, plane_stack_bytes=config.plane_stack_bytes)
+    memory = MemoryBudget(config.memory_bytes)
+    memory.reserve(config.cache_memory_bytes)  # the derived cache's memory tier bounds itself within its share
+    volumes = SeriesVolumes(
+        archive,
+        plane_stack_bytes=config.plane_stack_bytes,
+        stack_dir=config.data_dir,  # nameless files (O_TMPFILE): nothing is left there
+        memory=memory,
+    )
     add_volume_service(VolumeServicer(volumes), server)
     lease = config.replicas.job_lease_seconds
     jobs = JobRunner(

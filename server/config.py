@@ -166,14 +166,27 @@ class Config:
         ),
     )
     plane_stack_bytes: int = field(  # per process: voxelgate.imaging.dicom.reformat.PlaneStacks
-        default=1024 * MiB,
+        default=4 * 1024 * MiB,
         metadata=_set_by(
             Option(
                 "--plane-stacks",
                 kind="size",
                 env=True,
-                help="memory per process for whole coronal and sagittal planes reformatted in the background "
-                "for volumes a viewer pages through (0: none; each slice is then resampled when asked for)",
+                help="disk per process (files in the data directory, read through the page cache) for whole "
+                "coronal and sagittal planes reformatted in the background for volumes a viewer pages through "
+                "(0: none; each slice is then resampled when asked for)",
+            )
+        ),
+    )
+    memory_bytes: int = field(  # per process: voxelgate.cache.budget.MemoryBudget
+        default=4 * 1024 * MiB,
+        metadata=_set_by(
+            Option(
+                "--memory",
+                kind="size",
+                env=True,
+                help="memory per process for derived data: volumes, their column-major copies and the derived "
+                "cache's in-memory tier (--cache-memory is part of it), least recently used given up first",
             )
         ),
     )
@@ -298,6 +311,11 @@ class Config:
     )
 
     def __post_init__(self) -> None:
+        if self.cache_memory_bytes > self.memory_bytes:
+            raise ValueError(
+                f"--cache-memory ({self.cache_memory_bytes} bytes) is part of --memory ({self.memory_bytes} bytes) "
+                "and must not exceed it"
+            )
         if self.backends.catalog_connections is None:
             # A catalog connection for each request thread, so that none waits for one, and two more.
             connections = max(4, self.workers + 2)

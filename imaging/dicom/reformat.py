@@ -36,10 +36,14 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -418,8 +422,68 @@ def _lies_in(volume: Volume, grid: PlaneGrid) -> bool:
     )
 
 
-def _held_bytes(entry: tuple[np.ndarray, int]) -> int:
-    return entry[1]
+class StackFile:
+    """The slices of a plane, one after the other, in a file of this process's own (unlinked once made).
+
+    Its pages live in the page cache, which the kernel gives up under pressure and
+    fills again from the file: a slice read costs the process one slice's memory for
+    as long as it is used, not the stack's. The file goes when the object does.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be made.
+    """
+
+    def __init__(self, directory: Path | None, shape: tuple[int, int, int], dtype: np.dtype) -> None:
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.slice_bytes = shape[1] * shape[2] * self.dtype.itemsize
+        self.nbytes = shape[0] * self.slice_bytes
+        self._fd = _nameless_file(directory)
+        fd = self._fd
+        # Closed with the last reference (the LRU's or a reader's): never under a read in flight.
+        weakref.finalize(self, os.close, fd)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def write(self, index: int, values: np.ndarray) -> None:
+        """Write slice ``index`` (only while the stack is made, before anyone reads it)."""
+        data = np.ascontiguousarray(values, dtype=self.dtype)
+        written = os.pwrite(self._fd, data.data.cast("B"), index * self.slice_bytes)
+        if written != self.slice_bytes:
+            raise OSError(f"wrote {written} of {self.slice_bytes} bytes of a plane stack's slice")
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """Slice ``index``, read from the file into an array of its own (read-only)."""
+        out = np.empty(self.shape[1:], dtype=self.dtype)
+        got = os.preadv(self._fd, [out.data.cast("B")], index * self.slice_bytes)
+        if got != self.slice_bytes:
+            raise OSError(f"read {got} of {self.slice_bytes} bytes of a plane stack's slice")
+        out.flags.writeable = False
+        return out
+
+
+def _nameless_file(directory: Path | None) -> int:
+    """A descriptor of a new file without a name in ``directory``: nothing to sweep after a crash."""
+    where = str(directory) if directory is not None else tempfile.gettempdir()
+    if hasattr(os, "O_TMPFILE"):
+        try:
+            return os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+        except OSError:
+            pass  # a file system without it: named for a moment
+    fd, path = tempfile.mkstemp(prefix="plane-stack-", dir=where)
+    os.unlink(path)
+    return fd
+
+
+#: A stack that is the volume's own slices (a plane the acquisition lies in): nothing kept but this mark.
+_OWN_SLICES = "own slices"
+
+
+def _file_bytes(entry: StackFile | str) -> int:
+    return entry.nbytes if isinstance(entry, StackFile) else 0
 
 
 class PlaneStacks:
@@ -430,30 +494,35 @@ class PlaneStacks:
     time it is asked for (a gather, a blend in float64, rounding): on a busy
     server, half of a ``GetSlice``'s CPU. So the first request for such a plane
     of a volume starts a background thread that reformats every slice of the
-    plane with :func:`reformat` itself, one after the other, into one array
-    (about half a second for 512 slices of 307x512); from then on a plain slice
-    by index with linear interpolation is a view of that array, the very values
-    :func:`reformat` gives. A plane the acquisition lies in needs no copy when
-    its slices are the volume's own (same directions, square pixels, same
-    extent; checked on a few slices): they are then views of the volume.
+    plane with :func:`reformat` itself, one after the other, into a file
+    (:class:`StackFile`); from then on a plain slice by index with linear
+    interpolation is read from there, the very values :func:`reformat` gives. The
+    stacks take no memory of the process: a volume's worth each would otherwise
+    double and triple what a viewer of one series costs (the memory budget,
+    :class:`~voxelgate.cache.budget.MemoryBudget`, bounds the volumes). A plane the
+    acquisition lies in needs no stack when its slices are the volume's own (same
+    directions, square pixels, same extent; checked on a few slices): they are
+    then views of the volume.
 
     Everything else goes to :func:`reformat` each time: positions in mm, nearest
     sampling, slabs, float volumes and volumes whose axes are not the patient's
     (sampled by SimpleITK, several times slower to stack), and a plane whose
     stack would not fit.
 
-    Stacks are kept per process within ``max_bytes`` (least recently used out
-    first; 0 turns stacks off), at most ``max_stacks`` of them, keyed by a name
-    of the volume's content, so that a volume mapped again from the cache finds them.
+    Stack files are kept per process within ``max_bytes`` of disk (least recently
+    used out first; 0 turns stacks off), at most ``max_stacks`` of them, keyed by a
+    name of the volume's content, so that a volume mapped again from the cache
+    finds them. They are made in ``directory`` (None: the system's temporary one).
     """
 
-    def __init__(self, max_bytes: int, *, max_stacks: int = 16) -> None:
+    def __init__(self, max_bytes: int, *, max_stacks: int = 16, directory: Path | None = None) -> None:
         self.max_bytes = int(max_bytes)
         self.max_stacks = int(max_stacks)
+        self.directory = directory
         self._lock = threading.Lock()
-        # (volume name, plane) -> (stack, bytes it holds), under _lock
-        self._stacks: LRU[tuple[str, Plane], tuple[np.ndarray, int]] = LRU(
-            self.max_stacks, max_bytes=max(0, self.max_bytes), size=_held_bytes
+        # (volume name, plane) -> its stack file, or _OWN_SLICES; under _lock
+        self._stacks: LRU[tuple[str, Plane], StackFile | str] = LRU(
+            self.max_stacks, max_bytes=max(0, self.max_bytes), size=_file_bytes
         )
         self._building: set[tuple[str, Plane]] = set()
         self._failed: set[tuple[str, Plane]] = set()
@@ -472,7 +541,8 @@ class PlaneStacks:
     ) -> Slice:
         """:func:`reformat`, from the plane's stack when it is there (``name`` names ``volume``'s content).
 
-        A slice from a stack is a read-only view of it (or of the volume); :func:`reformat`'s own are copies.
+        A slice from a stack is read-only (a view of the volume, or read from the
+        stack's file); :func:`reformat`'s own are writable copies.
 
         Raises
         ------
@@ -501,8 +571,8 @@ class PlaneStacks:
             slab_mode=slab_mode,
         )
 
-    def stack(self, volume: Volume, name: str, plane: Plane) -> np.ndarray | None:
-        """The plane's stack (read-only, ``(count, rows, columns)``), or None.
+    def stack(self, volume: Volume, name: str, plane: Plane) -> np.ndarray | StackFile | None:
+        """The plane's stack: the volume's array (its own slices), a :class:`StackFile`, or None.
 
         When there is none yet, its build starts if the stack is worth one.
         """
@@ -510,7 +580,7 @@ class PlaneStacks:
         with self._lock:
             known = self._stacks.get(key)
             if known is not None:
-                return known[0]
+                return volume.array if isinstance(known, str) else known
             if key in self._building or key in self._failed or not self._worth(volume, plane):
                 return None
             self._building.add(key)
@@ -531,23 +601,22 @@ class PlaneStacks:
         use_all_cores()  # a background job, not one for the request threads' core
         plane = key[1]
         started = time.perf_counter()
+        stack: StackFile | str
         try:
             grid = plane_grid(volume, plane)
             if _lies_in(volume, grid):
-                stack, held = volume.array, 0
+                stack = _OWN_SLICES
                 for i in sorted({0, grid.count // 2, grid.count - 1}):
-                    if not np.array_equal(stack[i], reformat(volume, plane, index=i).array):
+                    if not np.array_equal(volume.array[i], reformat(volume, plane, index=i).array):
                         raise ValueError(f"{plane.value.lower()} slice {i} is not the volume's own slice {i}")
             else:
                 axes = volume.patient_axes
                 assert axes is not None  # _worth starts builds of axis-aligned volumes only
                 if CONVENTION[plane][2][axes[0]] != 0.0:
                     volume.column_major(wait=True)  # planes across the columns read them from there
-                stack = np.empty((grid.count, grid.rows, grid.columns), dtype=volume.array.dtype)
+                stack = StackFile(self.directory, (grid.count, grid.rows, grid.columns), volume.array.dtype)
                 for i in range(grid.count):  # a slice at a time: its blend stays in cache (a block at once is slower)
-                    stack[i] = reformat(volume, plane, index=i).array
-                stack.flags.writeable = False
-                held = stack.nbytes
+                    stack.write(i, reformat(volume, plane, index=i).array)
         except Exception:
             log.warning("could not build the %s stack of a volume", plane.value.lower(), exc_info=True)
             with self._lock:
@@ -556,11 +625,11 @@ class PlaneStacks:
             return
         with self._lock:
             self._building.discard(key)
-            self._stacks.put(key, (stack, held))
+            self._stacks.put(key, stack)
         log.info(
             "%s stack of a volume %s: %d slices of %dx%d in %.2f s",
             plane.value.lower(),
-            "reformatted" if held else "taken as it is",
+            "taken as it is" if isinstance(stack, str) else "reformatted",
             grid.count,
             grid.rows,
             grid.columns,
@@ -568,7 +637,7 @@ class PlaneStacks:
         )
 
     def held_bytes(self) -> int:
-        """Memory the stacks hold (views of volumes count nothing)."""
+        """Bytes of the stack files kept (the volume's own slices count nothing)."""
         with self._lock:
             return self._stacks.nbytes
 
