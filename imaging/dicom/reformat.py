@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import logging
 import math
+import mmap
 import os
 import tempfile
 import threading
@@ -478,6 +479,75 @@ def _nameless_file(directory: Path | None) -> int:
     return fd
 
 
+class _ColumnWindow:
+    """A few columns of a volume at a time in column-major order, for a stack of planes across the columns.
+
+    A sagittal slice of an axial acquisition reads two columns; read where they lie,
+    that is two bytes from every row of every slice. :meth:`Volume.column_major` copies
+    the whole volume once for that, which a stack build would hold next to the volume.
+    This copies the columns the next slices need (about 32 MiB) into an anonymous
+    mapping of the copy's full size and gives back the pages of columns left behind
+    (``MADV_DONTNEED``), so the build costs a window's memory, not a volume's.
+    """
+
+    WINDOW_BYTES = 32 << 20
+
+    def __init__(self, array: np.ndarray) -> None:
+        slices, rows, columns = array.shape
+        self.array = array
+        self.column_bytes = slices * rows * array.dtype.itemsize
+        self.width = max(4, self.WINDOW_BYTES // self.column_bytes)
+        self.mapping = mmap.mmap(-1, columns * self.column_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            self.mapping.madvise(mmap.MADV_NOHUGEPAGE)  # pages given back one by one
+        self.copy = np.ndarray((columns, slices, rows), dtype=array.dtype, buffer=self.mapping)
+        self.lo = self.hi = 0  # the columns held: lo..hi-1
+
+    @property
+    def view(self) -> np.ndarray:
+        """The copy shaped as :meth:`Volume.column_major` gives it (only the columns held are filled)."""
+        return self.copy.transpose(1, 2, 0)
+
+    def cover(self, first: int, last: int) -> None:
+        """Hold columns ``first`` to ``last`` (clamped), the window reaching on in the direction it moves."""
+        columns = self.copy.shape[0]
+        first, last = max(0, first), min(columns - 1, last)
+        if self.lo <= first and last < self.hi:
+            return
+        if first >= self.lo:
+            lo, hi = first, min(columns, max(first + self.width, last + 1))
+        else:
+            lo, hi = max(0, min(first, last + 1 - self.width)), last + 1
+        for a, b in ((self.lo, min(self.hi, lo)), (max(self.lo, hi), self.hi)):
+            self._give_back(a, b)
+        for a, b in ((lo, min(hi, self.lo)), (max(lo, self.hi), hi)) if self.hi > self.lo else ((lo, hi),):
+            if a < b:
+                for k in range(self.array.shape[0]):  # a block of every slice at a time: its rows stay in cache
+                    self.copy[a:b, k, :] = self.array[k, :, a:b].T
+        self.lo, self.hi = lo, hi
+
+    def _give_back(self, a: int, b: int) -> None:
+        """Return the pages that hold only columns ``a`` to ``b - 1`` to the system (they read as zeros after)."""
+        page = mmap.PAGESIZE
+        start = -(-a * self.column_bytes // page) * page
+        stop = b * self.column_bytes // page * page
+        if a < b and start < stop:
+            self.mapping.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+
+def _stack_across_columns(volume: Volume, grid: PlaneGrid, stack: StackFile) -> None:
+    """Write every slice of a plane across the columns into ``stack``, through a :class:`_ColumnWindow`."""
+    window = _ColumnWindow(volume.array)  # unmapped when the last view of it goes, with this function's locals
+    windowed = volume.sharing_voxels(window.view)  # same geometry: the very samples reformat takes
+    for i in range(grid.count):
+        column = float(volume.patient_to_index(grid.origin_at(grid.position_of(i)))[0])
+        window.cover(math.floor(column) - 1, math.floor(column) + 2)  # linear: two columns, and a margin
+        stack.write(i, reformat(windowed, grid.plane, index=i).array)
+    for i in sorted({0, grid.count // 2, grid.count - 1}):  # as reformat of the volume itself gives them
+        if not np.array_equal(stack[i], reformat(volume.sharing_voxels(), grid.plane, index=i).array):
+            raise ValueError(f"{grid.plane.value.lower()} slice {i} differs from the volume's reformat")
+
+
 #: A stack that is the volume's own slices (a plane the acquisition lies in): nothing kept but this mark.
 _OWN_SLICES = "own slices"
 
@@ -561,6 +631,10 @@ class PlaneStacks:
             stack = self.stack(volume, name, grid.plane)
             if stack is not None:
                 return _placed(volume, grid, stack[index], index, grid.position_of(index), 0.0, slab_mode)
+            with self._lock:
+                building = (name, grid.plane) in self._building
+            if building:  # the build reads a window of columns: no whole copy of the volume beside it meanwhile
+                volume = volume.sharing_voxels()
         return reformat(
             volume,
             plane,
@@ -612,11 +686,12 @@ class PlaneStacks:
             else:
                 axes = volume.patient_axes
                 assert axes is not None  # _worth starts builds of axis-aligned volumes only
-                if CONVENTION[plane][2][axes[0]] != 0.0:
-                    volume.column_major(wait=True)  # planes across the columns read them from there
                 stack = StackFile(self.directory, (grid.count, grid.rows, grid.columns), volume.array.dtype)
-                for i in range(grid.count):  # a slice at a time: its blend stays in cache (a block at once is slower)
-                    stack.write(i, reformat(volume, plane, index=i).array)
+                if CONVENTION[plane][2][axes[0]] != 0.0:  # across the columns: a window of them at a time
+                    _stack_across_columns(volume, grid, stack)
+                else:  # a slice at a time: its blend stays in cache (a block at once is slower)
+                    for i in range(grid.count):
+                        stack.write(i, reformat(volume, plane, index=i).array)
         except Exception:
             log.warning("could not build the %s stack of a volume", plane.value.lower(), exc_info=True)
             with self._lock:

@@ -314,14 +314,21 @@ class SeriesVolumes:
         resident in the process while it is mapped. Its column-major copy, when one
         is made, is admitted on its own.
         """
-        vol.budget_column_major(functools.partial(self._admit_column_major, key, vol))
+        vol.budget_column_major(functools.partial(self._admit_column_major, key))  # not ``vol``: no cycle
         with self._lock:
             self._volumes.put(key, (vol, entry))
         if not self.memory.admit(("volume", key), vol.array.nbytes, functools.partial(self._give_up_volume, key)):
             self._give_up_volume(key)  # larger than the whole budget: served, not kept
 
-    def _admit_column_major(self, key: str, vol: Volume, nbytes: int) -> bool:
-        return self.memory.admit(("column-major", key), nbytes, vol.drop_column_major)
+    def _admit_column_major(self, key: str, nbytes: int) -> bool:
+        return self.memory.admit(("column-major", key), nbytes, functools.partial(self._drop_column_major, key))
+
+    def _drop_column_major(self, key: str) -> None:
+        """The budget gave up a volume's column-major copy to make room."""
+        with self._lock:
+            known = self._volumes.peek(key)
+        if known is not None:
+            known[0].drop_column_major()
 
     def _give_up_volume(self, key: str) -> None:
         """The budget gave up a volume to make room: no longer at hand here (requests using it keep it meanwhile)."""

@@ -189,6 +189,21 @@ class Volume:
             done.wait()
         return state.copy
 
+    def sharing_voxels(self, column_major: np.ndarray | None = None) -> Volume:
+        """A volume over the same voxels and geometry whose column-major copy is ``column_major`` or none.
+
+        ``column_major`` is shaped as :meth:`column_major` gives it; it need only hold
+        the columns the caller will sample. Without it, no copy is ever made for the
+        new volume (planes across the columns read the voxels as they are). Its lowest
+        and highest values are this volume's (computed once, here).
+        """
+        other = Volume(self.array, self.affine, self.frame_of_reference_uid, self.warnings)
+        other.__dict__["value_range"] = self.value_range  # a cached_property: not computed again
+        state = other._column_major
+        state.copy, state.started = column_major, True
+        state.done.set()
+        return other
+
     def budget_column_major(self, admit: Callable[[int], bool]) -> None:
         """Ask ``admit(nbytes)`` before a column-major copy is made (:meth:`column_major`); False: none is."""
         self._column_major.admit = admit

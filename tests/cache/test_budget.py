@@ -33,7 +33,7 @@ def test_a_holding_larger_than_the_budget_is_refused_and_costs_nothing() -> None
     assert budget.admit("a", 60, lambda: released.append("a"))
     assert not budget.admit("big", 101, lambda: released.append("big"))
     assert budget.holdings() == ["a"] and released == [] and budget.refusals == 1
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="negative"):
         MemoryBudget(-1)
 
 

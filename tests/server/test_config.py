@@ -117,6 +117,7 @@ def test_the_variables_are_the_documented_ones() -> None:
             "CACHE_SIZE",
             "CACHE_MEMORY",
             "PLANE_STACKS",
+            "MEMORY",
             "MAX_FILE_SIZE",
             "MAX_PIXEL_BYTES",
             "MAX_FRAMES",
@@ -129,6 +130,8 @@ def test_the_variables_are_the_documented_ones() -> None:
             "S3_ENDPOINT",
             "S3_REGION",
             "OBJECT_CACHE_SIZE",
+            "DRAIN",
+            "JOB_LEASE",
         )
     }
 
