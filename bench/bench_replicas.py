@@ -37,7 +37,7 @@ from pathlib import Path
 
 import grpc
 from _client import series_uid_of
-from _report import cleanup, machine_line, ratio, skip_peer, table, workdir
+from _report import Report, add_report_arguments, cleanup, machine_line, ratio, ratio_value, skip_peer, table, workdir
 from _server import VOXELGATE, process_cpu_seconds, stop_process, wait_serving
 from _synth import write_ct_series
 
@@ -190,7 +190,9 @@ def _where(before: dict[str, float], after: dict[str, float], seconds: float) ->
     return ", ".join(f"{k} {v:.2f}" for k, v in parts if v >= 0.005)
 
 
-def run(args: argparse.Namespace, work: Path, cluster: PostgresCluster, s3: SeaweedS3, nginx: str) -> None:
+def run(
+    args: argparse.Namespace, work: Path, cluster: PostgresCluster, s3: SeaweedS3, nginx: str, report: Report
+) -> None:
     paths_by_series = [
         write_ct_series(work / f"series{k}", count=args.slices, size=512, seed=1000 + k) for k in range(args.series)
     ]
@@ -229,6 +231,25 @@ def run(args: argparse.Namespace, work: Path, cluster: PostgresCluster, s3: Seaw
             slice_where = _where(before, s.cpu(), wall)
         mbps, sps = nbytes / seconds / 1e6, served / wall
         base = base or (mbps, sps)
+        peer = "embedded (SQLite and a folder), same run" if base != (mbps, sps) else ""
+        report.figure(
+            f"ingest, {name}",
+            round(mbps, 1),
+            unit="MB/s",
+            peer=peer,
+            peer_value=round(base[0], 1) if peer else None,
+            ratio=ratio_value(mbps, base[0]) if peer else None,
+            note=f"cores used by: {ingest_where}",
+        )
+        report.figure(
+            f"GetSlice axial PNG routed by series, {name}",
+            round(sps),
+            unit="slices/s",
+            peer=peer,
+            peer_value=round(base[1]) if peer else None,
+            ratio=ratio_value(sps, base[1]) if peer else None,
+            note=f"p50 {statistics.median(lat):.1f} ms; cores used by: {slice_where}",
+        )
         rows.append(
             [
                 name,
@@ -269,7 +290,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clients", type=int, default=4, help="client threads (each its own channel)")
     p.add_argument("--seconds", type=float, default=20.0, help="of GetSlice per set-up")
     p.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    add_report_arguments(p)
     args = p.parse_args(argv)
+    report = Report.start(
+        "bench_replicas",
+        "Replicas behind nginx against one embedded server",
+        args,
+        p,
+        requires="PostgreSQL, SeaweedFS (weed), nginx",
+        packages=("psycopg", "boto3"),
+        ignore=("keep",),
+    )
     print(machine_line())
     bindir, weed, nginx = postgres_bindir(), weed_program(), nginx_program()
     missing = [n for n, v in (("PostgreSQL", bindir), ("SeaweedFS", weed), ("nginx", nginx)) if v is None]
@@ -283,7 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         s3 = SeaweedS3(weed)
         try:
-            run(args, work, cluster, s3, nginx)
+            run(args, work, cluster, s3, nginx, report)
+            report.note("the machine's two cores bind before the replicas do; indicative only while it is shared")
+            report.save()
         finally:
             s3.stop()
     finally:

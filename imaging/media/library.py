@@ -146,7 +146,13 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         self.catalog = catalog
         self.cache = cache
         self.limits = limits
-        self.jobs = jobs or JobRunner(catalog, owner=f"local:{os.getpid()}:{uuid.uuid4().hex[:8]}")  # type: ignore[arg-type]
+        self.jobs = (
+            jobs
+            or JobRunner(
+                catalog,  # type: ignore[arg-type]  # MediaCatalog's type names no jobs table; the SQL catalogs have one
+                owner=f"local:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            )
+        )
         self.jobs.register(EXPORT, self._export_job)
         self.jobs.on_result_pruned = self._drop_result
         self._init_video(video_limits)
