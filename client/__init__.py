@@ -40,7 +40,8 @@ from .annotations import (
     Ring,
     StoredSegmentation,
 )
-from .dicom import DeleteResult, Frame, Instance, Series, Study
+from .bulk import BulkData, BulkDataHeader, BulkDataStream
+from .dicom import DeleteResult, Frame, FrameFormat, Instance, Series, Study
 from .media import (
     AudioStream,
     Export,
@@ -67,6 +68,7 @@ from .volumes import (
     SlabMode,
     Slice,
     StackInfo,
+    ValueSpace,
     VoiFunction,
     Volume,
     VolumeInfo,
@@ -76,6 +78,9 @@ from .volumes import (
 __all__ = [
     "AudioStream",
     "Box",
+    "BulkData",
+    "BulkDataHeader",
+    "BulkDataStream",
     "CacheStats",
     "Client",
     "Coordinates",
@@ -87,6 +92,7 @@ __all__ = [
     "Export",
     "Finding",
     "Frame",
+    "FrameFormat",
     "Geometry",
     "HealthStatus",
     "ImageInfo",
@@ -124,6 +130,7 @@ __all__ = [
     "StackInfo",
     "StoredSegmentation",
     "Study",
+    "ValueSpace",
     "VideoInfo",
     "VoiFunction",
     "Volume",

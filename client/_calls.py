@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -111,7 +111,7 @@ class Calls:
         kind: Kind,
         timeout: float | None = None,
         route: str | None = None,
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         """The replies of a streaming call, its errors raised (while iterating) as :mod:`voxelgate.errors`.
 
         The call is made at once (so that its deadline runs from now); leaving the iteration
@@ -126,7 +126,7 @@ class Calls:
         call = method(request, timeout=deadline, metadata=self._metadata(route))
         return self._replies(call, deadline)
 
-    def _replies(self, call: Any, deadline: float | None) -> Iterator[Any]:
+    def _replies(self, call: Any, deadline: float | None) -> Generator[Any, None, None]:
         try:
             yield from call
         except grpc.RpcError as exc:

@@ -51,6 +51,7 @@ IDEMPOTENT: Mapping[str, tuple[str, ...]] = {
         "ListSeries",
         "ListInstances",
         "GetMetadata",
+        "GetBulkData",
         "GetFrame",
         "GetInstanceFile",
     ),
