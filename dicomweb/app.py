@@ -124,8 +124,8 @@ class AccessLog:
             await self.app(scope, receive, counting)
         finally:
             route = scope.get("route")
-            template = getattr(route, "path", None) or "(no route)"
-            mount = scope.get("root_path", "")
+            template = route.path if isinstance(route, Route) else "(no route)"
+            mount = scope.get("root_path", "") if isinstance(route, Route) else ""
             query = scope.get("query_string", b"").decode("latin-1")
             keys = sorted({p.split("=", 1)[0] for p in query.split("&") if p})
             access_log.info(
@@ -145,7 +145,8 @@ async def _starlette_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     messages = {404: f"no DICOMweb resource at {request.url.path}", 405: f"{request.method} is not allowed here"}
     text = messages.get(exc.status_code, str(exc.detail))
-    return error_response(exc.status_code, "NOT_FOUND" if exc.status_code == 404 else "HTTP", text, exc.headers)
+    code = "NOT_FOUND" if exc.status_code == 404 else "HTTP"
+    return error_response(exc.status_code, code, text, dict(exc.headers or {}))
 
 
 def create_app(client: Client, settings: GatewaySettings | None = None) -> Starlette:

@@ -84,7 +84,9 @@ class MediaRange:
 
 def _split(text: str, sep: str) -> list[str]:
     """``text`` split at ``sep`` outside double quotes."""
-    out, cur, quoted = [], [], False
+    out: list[str] = []
+    cur: list[str] = []
+    quoted = False
     for c in text:
         if c == '"':
             quoted = not quoted
@@ -261,12 +263,7 @@ def choose_pixels(ranges: Sequence[MediaRange], stored: str, *, single_allowed: 
             plan = _octet_plan(ts, stored, multipart)
             if plan is not None:
                 return plan
-        elif (
-            stored_media is not None
-            and part is not None
-            and _media_matches(part, stored_media)
-            and ts in (None, "*", stored)
-        ):
+        elif stored_media is not None and _media_matches(part, stored_media) and ts in (None, "*", stored):
             return PixelPlan(stored_media, stored, decode=False, multipart=multipart)
     offer = ['multipart/related; type="application/octet-stream" (Explicit VR Little Endian)']
     if stored_media is not None:

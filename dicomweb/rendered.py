@@ -15,6 +15,7 @@ import io
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
@@ -26,6 +27,9 @@ from .errors import HttpError, bad_request
 from .negotiation import choose_rendered, parse_accept
 from .responses import client_for, settings_of
 from .wado import frame_numbers, uid
+
+if TYPE_CHECKING:
+    from PIL import Image
 
 #: PS3.18 8.3.5.1.3's VOI LUT functions, as the client names them.
 _FUNCTIONS = {"linear": "linear", "linear-exact": "linear_exact", "sigmoid": "sigmoid"}
@@ -142,16 +146,15 @@ def transform(image: bytes, r: Rendering) -> bytes:
     return out.getvalue()
 
 
-def _fit(img: object, v: Viewport) -> object:
+def _fit(img: Image.Image, v: Viewport) -> Image.Image:
     from PIL import Image, ImageOps
 
-    assert isinstance(img, Image.Image)
     if v.region is not None:
         sx, sy, sw, sh = v.region
         box = (min(sx, sx + sw), min(sy, sy + sh), max(sx, sx + sw), max(sy, sy + sh))
         if box[2] - box[0] < 1 or box[3] - box[1] < 1:
             raise bad_request("viewport: the source region is empty")
-        img = img.crop(tuple(round(c) for c in box))
+        img = img.crop((round(box[0]), round(box[1]), round(box[2]), round(box[3])))
         if sw < 0:
             img = ImageOps.mirror(img)
         if sh < 0:
