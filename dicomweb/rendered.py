@@ -150,11 +150,12 @@ def _fit(img: Image.Image, v: Viewport) -> Image.Image:
     from PIL import Image, ImageOps
 
     if v.region is not None:
+        # (sx, sy) is the region's top left corner, |sw| x |sh| its size; a negative size flips it.
         sx, sy, sw, sh = v.region
-        box = (min(sx, sx + sw), min(sy, sy + sh), max(sx, sx + sw), max(sy, sy + sh))
-        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
-            raise bad_request("viewport: the source region is empty")
-        img = img.crop((round(box[0]), round(box[1]), round(box[2]), round(box[3])))
+        box = (round(sx), round(sy), round(sx + abs(sw)), round(sy + abs(sh)))
+        if box[2] - box[0] < 1 or box[3] - box[1] < 1 or box[0] < 0 or box[1] < 0:
+            raise bad_request("viewport: the source region is empty or starts outside the image")
+        img = img.crop(box)
         if sw < 0:
             img = ImageOps.mirror(img)
         if sh < 0:
@@ -201,9 +202,20 @@ def _images(vg: Client, study: str, series: str) -> list[Instance]:
 
 
 def rendered_series(request: Request) -> Response:
-    """``GET studies/{study}/series/{series}/rendered``: the first frame of each instance, one part each."""
+    """``GET studies/{study}/series/{series}/rendered``: the first frame of each instance, one part each.
+
+    Asked as a single image (``Accept: image/jpeg``, as dicomweb-client asks), the series'
+    middle image; asked as ``multipart/related``, every instance's first frame in order.
+    """
     study, series = uid(request, "study"), uid(request, "series")
-    media = choose_rendered(parse_accept(request.headers.get("accept")), multipart=True)
+    ranges = parse_accept(request.headers.get("accept"))
+    if ranges and ranges[0].media_type.startswith("image/"):
+        r = rendering(request, media_type=choose_rendered(ranges))
+        vg = client_for(request)
+        found = _images(vg, study, series)
+        middle = found[len(found) // 2]
+        return _image(render_frame(vg, middle.sop_instance_uid, middle.number_of_frames // 2, r), r.media_type)
+    media = choose_rendered(ranges, multipart=True)
     r = rendering(request, media_type=media)
     vg = client_for(request)
     found = _images(vg, study, series)
