@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .catalog import SqlCatalog
+from .catalog_index import POSTGRES_INDEX_MIGRATION
 from .sql_dialect import POSTGRESQL
 
 if TYPE_CHECKING:
@@ -142,6 +143,8 @@ CREATE INDEX series_modality ON series (modality, study_uid);
 CREATE INDEX instances_study ON instances (study_uid);
 """,
     ),
+    # Search and the indexed metadata. Written as a step of its own: renumber it after steps added meanwhile.
+    (4, POSTGRES_INDEX_MIGRATION),
 )
 
 #: The schema version this code serves.
