@@ -288,7 +288,7 @@ def _name_condition(prefix: str, key: names.NameKey) -> Cond:
     if key.kind == "fuzzy":
         return AllOf(tuple(Leaf(f"{prefix}_words", "like", f"* {w}*") for w in key.words))
     if key.kind == "groups":
-        return Leaf(f"{prefix}_key", "like", key.pattern)
+        return AnyOf((Leaf(f"{prefix}_key", "like", key.pattern), Leaf(f"{prefix}_key", "like", key.pattern + "=*")))
     if key.kind == "single":
         return AnyOf((Leaf(f"{prefix}_family", "like", key.pattern), Leaf(f"{prefix}_key", "like", key.pattern)))
     return AllOf(
@@ -330,7 +330,7 @@ def _check(value: str, vr: str, name: str) -> str:
     pattern = {"DA": _DA, "TM": _TM, "DT": _DT}[vr]
     clean = _clean_time(value) if vr == "TM" else value.replace(".", "") if vr == "DA" else value
     if not pattern.fullmatch(clean):
-        raise InvalidInputError(f"{name}: {value!r} is not a {vr} value", subject=name)
+        raise InvalidInputError(f"{value!r} is not a {vr} value", subject=name)
     return clean
 
 
@@ -341,11 +341,11 @@ def _term(value: str, vr: str, name: str) -> Term:
             lo = _check(r.lo, vr, name) if r.lo else None
             hi = _check(r.hi, vr, name) if r.hi else None
             if lo is None and hi is None:
-                raise InvalidInputError(f"{name}: a range needs at least one end", subject=name)
+                raise InvalidInputError(f"a range needs at least one end", subject=name)
             if vr == "TM" and hi is not None:
                 hi = _time_high(hi)
-            if vr != "DT" and lo is not None and hi is not None and lo > hi:
-                raise InvalidInputError(f"{name}: range {value!r} ends before it starts", subject=name)
+            if vr == "DA" and lo is not None and hi is not None and lo > hi:
+                raise InvalidInputError(f"range {value!r} ends before it starts", subject=name)
             return Term("range", lo=lo, hi=hi)
         clean = _check(value, vr, name)
         if vr == "DT":  # a DT names a span as long as its precision: match it as a range
@@ -355,11 +355,11 @@ def _term(value: str, vr: str, name: str) -> Term:
         try:
             number = float(value)
         except ValueError:
-            raise InvalidInputError(f"{name}: {value!r} is not a number", subject=name) from None
+            raise InvalidInputError(f"{value!r} is not a number", subject=name) from None
         return Term("eq", int(number) if number.is_integer() else number)
     if vr == "UI":
         if has_wildcards(value):
-            raise InvalidInputError(f"{name}: a UID takes no wild cards", subject=name)
+            raise InvalidInputError(f"a UID takes no wild cards", subject=name)
         return Term("eq", value)
     if vr == "CS":
         value = value.upper()
@@ -414,6 +414,24 @@ def nest(keys: Sequence[Key]) -> list[Key]:
     return [Key((h,), "SQ", items=nest(inner[h])) if h in inner else plain[h] for h in order]
 
 
+def check_time_ranges(keys: Sequence[Key]) -> None:
+    """Refuse a TM range that crosses midnight (PS3.4 C.2.2.2.5.2), unless it was combined with its date.
+
+    Raises
+    ------
+    InvalidInputError
+        For the first such key.
+    """
+    for k in keys:
+        for t in k.terms:
+            if k.vr == "TM" and t.op == "range" and t.lo is not None and t.hi is not None and t.lo > t.hi:
+                raise InvalidInputError(
+                    "a time range cannot cross midnight (combine it with its date to match across days)",
+                    subject=str(k),
+                )
+        check_time_ranges(k.items)
+
+
 def combine_date_time(keys: list[Key]) -> list[Key]:
     """Pairs of DA and TM keys with the same form of range made into one combined key (C.2.2.2.5.4)."""
     by_tag = {k.tag: k for k in keys if len(k.path) == 1}
@@ -438,6 +456,7 @@ __all__ = [
     "INDEXED",
     "Key",
     "Term",
+    "check_time_ranges",
     "combine_date_time",
     "nest",
     "parse_key",

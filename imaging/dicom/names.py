@@ -16,7 +16,8 @@ What we chose, after dcm4chee-arc (component-wise, case-insensitive) and Orthanc
 - A key of one component (``DOE``, ``DOE*``, ``*OHN*``) matches a name whose
   family name matches it (dcm4chee) or whose whole value does (Orthanc): both
   peers' clients find what they expect.
-- A key with component groups (``YAMADA^TARO=山田^太郎``) matches the whole folded value.
+- A key with component groups (``YAMADA^TARO=山田^太郎``) matches group by group the
+  whole folded groups it gives (an empty one matches any; groups it leaves out too).
 - Fuzzy semantic matching (QIDO-RS ``fuzzymatching``, C-FIND extended negotiation)
   is order-tolerant word matching: every word of the key (split at anything but
   letters, digits, ``*`` and ``?``) must begin a word of the name, in any
@@ -83,7 +84,7 @@ class NameKey:
     the whole folded value) or ``fuzzy`` (``words``, each to begin a word of the name)."""
 
     kind: str
-    pattern: str = ""
+    pattern: str = ""  # single: the component; groups: the groups, "=" between, an empty one as "*"
     components: tuple[str, str, str] = ("", "", "")
     words: tuple[str, ...] = ()
 
@@ -97,7 +98,8 @@ def parse_key(value: str, *, fuzzy: bool) -> NameKey:
         words = tuple(w for w in _KEY_WORD_BREAK.split(folded) if w and w != "*")
         return NameKey("fuzzy", words=words) if words else NameKey("universal")
     if "=" in folded:
-        return NameKey("groups", pattern=canonical(folded))
+        groups = [g or "*" for g in canonical(folded).split("=")]
+        return NameKey("groups", pattern="=".join(groups))
     if "^" not in folded:
         return NameKey("single", pattern=folded)
     comps = [c.strip() for c in folded.split("^")] + ["", "", ""]
@@ -115,7 +117,7 @@ def matches(value: str, key: NameKey) -> bool:
     if key.kind == "fuzzy":
         return bool(f.words) and all(wildcard_match(f"* {w}*", f.words) for w in key.words)
     if key.kind == "groups":
-        return wildcard_match(key.pattern, f.key)
+        return wildcard_match(key.pattern, f.key) or wildcard_match(key.pattern + "=*", f.key)
     if key.kind == "single":
         return wildcard_match(key.pattern, f.family) or wildcard_match(key.pattern, f.key)
     return all(

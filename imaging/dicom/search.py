@@ -33,7 +33,7 @@ from voxelgate.cache.catalog import Catalog, InstanceRow, SeriesRow, StudyRow
 from voxelgate.cache.catalog_search import SearchRow, SearchSpec
 from voxelgate.errors import InvalidInputError
 
-from .matching import Key, combine_date_time, nest, parse_key
+from .matching import Key, check_time_ranges, combine_date_time, nest, parse_key
 from .metadata_index import model_of
 from .query_model import (
     COMPUTED,
@@ -144,6 +144,7 @@ class _Plan:
         keys = nest(keys)
         if query.combined_datetime:
             keys = combine_date_time(keys)
+        check_time_ranges(keys)
         where = []
         self.scanned: list[Key] = []
         self.returns: dict[int, _Return] = {}
