@@ -77,10 +77,9 @@ def dataset_json(
     """
     pixel: tuple[int, str] | None = None
     if has_pixels(ds):
-        # Named, not read (it may be gigabytes): its VR as the file gives it, OW where implicit.
+        # Named, not read (it may be gigabytes).
         tag = next(t for t in PIXEL_TAGS if t in ds)
-        vr = raw_element(ds, tag).VR
-        pixel = (tag, vr if vr in ("OB", "OW", "OF", "OD") else "OW")
+        pixel = (tag, _pixel_vr(ds, tag))
 
     def uri(at: TagPath) -> str:
         return bulk_uri(study_uid, series_uid, sop_uid, at)
@@ -93,6 +92,22 @@ def dataset_json(
         if keywords:
             model[f"{tag:08X}"]["keyword"] = keyword_of(tag)
     return model
+
+
+def _pixel_vr(ds: Dataset, tag: int) -> str:
+    """The VR of the pixel data element without reading its value: as the file gives it, or as pydicom
+    resolves ``OB or OW`` when it reads it (PS3.5 A.1, A.2, A.4)."""
+    raw = raw_element(ds, tag)
+    if raw.VR in ("OB", "OW", "OF", "OD"):
+        return str(raw.VR)
+    if raw.VR == "OB or OW" or raw.VR is None:
+        if tag == 0x7FE00010 and getattr(raw, "length", 0) == 0xFFFFFFFF:
+            return "OB"  # encapsulated
+        if ds.original_encoding[0] or raw.VR is None:
+            return "OW"  # implicit VR
+        bits = ds.get("BitsAllocated")
+        return "OB" if isinstance(bits, int) and bits <= 8 else "OW"
+    return "OW"
 
 
 def keyword_of(tag: int) -> str:
