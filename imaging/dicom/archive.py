@@ -6,7 +6,6 @@ but composes the durable store, the catalog and the derived cache it is given.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -26,6 +25,7 @@ from voxelgate.cache.catalog import (
     SeriesSummary,
     StudySummary,
 )
+from voxelgate.cache.catalog_index import IndexedInstance
 from voxelgate.cache.derived import DerivedCache, npy_array, npy_bytes
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.store import Store
@@ -38,9 +38,10 @@ from .bulk import BulkValue, open_bulk, parse_bulk_uri, parse_tag_path
 from .display import WindowRequest, render_frame
 from .frames import decode_frame, modality_values
 from .headers import InstanceHeader, summarize
-from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
+from .metadata_index import Backfill, MetadataRequest, entry_from_dataset, serve
 from .parse import ParsedInstance, parse_instance, read_dataset
 from .pixels import FrameSink, Limits
+from .search import SearchQuery, SearchReply, search
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +54,18 @@ WARM_BYTES = 256 * 1024 * 1024
 
 #: Transfer syntaxes whose frames sit at known offsets (NativeLayout): read with ranged GETs from an object store.
 _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+
+
+def _index_entry(parsed: ParsedInstance) -> IndexedInstance | None:
+    """The metadata entry ingest keeps with an instance's row (None when it cannot be made: the backfill
+    then makes it from the stored file, and reports why it could not)."""
+    if parsed.dataset is None:
+        return None
+    try:
+        return entry_from_dataset(parsed.dataset, parsed.instance)
+    except Exception:
+        log.debug("no metadata entry for an ingested instance", exc_info=True)
+        return None
 
 
 def _decoded_key(sha: str, index: int) -> str:
@@ -123,6 +136,8 @@ class DicomArchive:
         self.cache = cache
         self.limits = limits
         self.warm_bytes = warm_bytes
+        #: Makes the metadata entries of instances stored before the index existed (started by the server).
+        self.backfill = Backfill(catalog, self.file_path)
 
     # -- ingest ---------------------------------------------------------------
 
@@ -171,12 +186,15 @@ class DicomArchive:
             replaced: list[str] = []
             if pending:
                 shas = {p[3].sha256 for p in pending}
+                # Made while the staged files are still there (large values are read from them).
+                index = [_index_entry(p) for _, _, p, _ in pending]
                 with self.store.lock_many(shas):
                     for _, incoming, _, _ in pending:
                         self.store.commit(incoming.staged, sync=False)
                     self.store.sync_batch(shas)
                     outs = self.catalog.put_instances(
-                        [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending]
+                        [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
+                        index,
                     )
                     headers: dict[str, str] = {}
                     for (i, _, parsed, report), out in zip(pending, outs):
@@ -328,31 +346,45 @@ class DicomArchive:
         *,
         sop_uid: str = "",
         series_uid: str = "",
+        study_uid: str = "",
         include_private: bool = False,
         bulk_data_threshold: int = 0,
         keywords: bool = False,
     ) -> list[tuple[str, str]]:
-        """The JSON model of one instance or of every instance of a series.
+        """The JSON model of one instance, or of every instance of a series or a study.
 
-        Returns ``(sop_uid, json text)`` pairs in series order. See
-        :func:`.metadata.instance_json` (``keywords`` adds each element's keyword).
+        Returns ``(sop_uid, json text)`` pairs in series order, from the models kept in the
+        catalog (:mod:`.metadata_index`): one catalog read, whatever the store. See
+        :func:`.metadata.instance_json` for the model (``keywords`` adds each element's keyword).
+
+        Raises
+        ------
+        InvalidInputError
+            Not exactly one target given.
+        NotFoundError
+            Nothing is stored under the UID.
         """
-        rows = [self.instance(sop_uid)] if sop_uid else self.series_instances(series_uid)
-        threshold = bulk_data_threshold or DEFAULT_BULK_THRESHOLD
-        out = []
-        for row in rows:
-            model = instance_json(
-                self.file_path(row),
-                sop_uid=row.sop_uid,
-                study_uid=row.study_uid,
-                series_uid=row.series_uid,
-                name=row.sop_uid,
-                include_private=include_private,
-                bulk_data_threshold=threshold,
-                keywords=keywords,
+        if sum(bool(x) for x in (sop_uid, series_uid, study_uid)) != 1:
+            raise InvalidInputError("give one of sop_instance_uid, series_instance_uid or study_instance_uid")
+        request = MetadataRequest(include_private, bulk_data_threshold, keywords)
+        kept = self.catalog.stored_models(
+            study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid, private=include_private
+        )
+        if not kept:
+            what = "instance" if sop_uid else "series" if series_uid else "study"
+            raise NotFoundError(f"no such {what}", subject=sop_uid or series_uid or study_uid)
+        return serve(kept, request, file_of=self.file_path, repair=self.catalog.put_index)
+
+    def search(self, query: SearchQuery, *, max_bytes: int) -> SearchReply:
+        """The standard's query over the catalog (:func:`.search.search`); says when the index is still
+        being built from stored files (matches on what it keeps may then be missing)."""
+        reply = search(self.catalog, query, max_bytes=max_bytes)
+        if self.backfill.pending:
+            reply.warnings.append(
+                "the metadata index is still being built from instances stored before it existed: "
+                "results may be incomplete until it is done"
             )
-            out.append((row.sop_uid, json.dumps(model, ensure_ascii=False, separators=(",", ":"))))
-        return out
+        return reply
 
     def bulk_data(
         self,
