@@ -58,6 +58,7 @@ from .media import (
     Severity,
     VideoInfo,
 )
+from .search import QueryLevel, SearchResult
 from .transport import Deadlines, Keepalive, Retry
 from .volumes import (
     Encoding,
@@ -114,12 +115,14 @@ __all__ = [
     "Points",
     "Polygon",
     "Polyline",
+    "QueryLevel",
     "ReencodeMode",
     "ReencodeReport",
     "Reencoded",
     "Remapped",
     "Retry",
     "Ring",
+    "SearchResult",
     "SequenceMode",
     "Series",
     "ServerInfo",
