@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from voxelgate.client import Client, HealthStatus
 from voxelgate.errors import VoxelgateError
 
-from . import mpr, rendered, stow, wado
+from . import mpr, qido, rendered, stow, wado
 from .errors import HttpError, error_response, handle_http_error, handle_service_error, handle_unexpected
 from .settings import GatewaySettings
 
@@ -54,6 +54,13 @@ def routes() -> list[BaseRoute]:
     plane = se + "/mpr/{plane}"
     get = ["GET"]
     return [
+        # QIDO-RS
+        Route("/studies", qido.studies, methods=get),
+        Route("/series", qido.series, methods=get),
+        Route("/instances", qido.instances, methods=get),
+        Route(st + "/series", qido.series, methods=get),
+        Route(st + "/instances", qido.instances, methods=get),
+        Route(se + "/instances", qido.instances, methods=get),
         # WADO-RS
         Route(st, wado.retrieve, methods=get),
         Route(se, wado.retrieve, methods=get),
