@@ -10,7 +10,6 @@ from archive_support import Archive
 from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import generate_uid
 
-
 #: The study and series the copies are stored in (not the session's native one, which other tests count).
 STUDY, SERIES = generate_uid(), generate_uid()
 
