@@ -24,7 +24,7 @@ from starlette.responses import Response
 from voxelgate.client import Client, Plane, Slice
 
 from .errors import HttpError, bad_request
-from .negotiation import OCTET_STREAM, choose_json, choose_rendered, parse_accept
+from .negotiation import OCTET_STREAM, accepted, choose_json, choose_rendered
 from .rendered import Rendering, rendering, transform
 from .responses import client_for, json_response, service_root
 from .wado import uid
@@ -59,7 +59,7 @@ def _in_study(vg: Client, study: str, series: str) -> None:
 
 
 def _json(request: Request, obj: object) -> Response:
-    media_type = choose_json(parse_accept(request.headers.get("accept")))
+    media_type = choose_json(accepted(request))
     media_type = "application/json" if media_type.endswith("dicom+json") else media_type
     return json_response(request, json.dumps(obj).encode(), media_type)
 
@@ -158,7 +158,7 @@ def rendered(request: Request) -> Response:
     which, stack, n = _plane(request), _stack(request), _frame(request)
     q = request.query_params
     extra = {k: v for k, v in q.items() if k != "stack"}
-    media = choose_rendered(parse_accept(request.headers.get("accept")))
+    media = choose_rendered(accepted(request))
     r = rendering(_without_stack(request, extra), media_type=media)
     data = _rendered_slice(client_for(request), series, which, n - 1, stack, r)
     return Response(data, media_type=media, headers={"Cache-Control": "private, max-age=3600"})
@@ -178,7 +178,7 @@ def raw(request: Request) -> Response:
     uid(request, "study")
     series = uid(request, "series")
     which, stack, n = _plane(request), _stack(request), _frame(request)
-    ranges = parse_accept(request.headers.get("accept"))
+    ranges = accepted(request)
     if not any(r.matches(OCTET_STREAM) for r in ranges):
         raise HttpError(406, "raw MPR frames are sent as application/octet-stream; rendered ones at .../rendered")
     s: Slice = client_for(request).get_slice(series, plane=which, index=n - 1, stack=stack, encoding="raw")

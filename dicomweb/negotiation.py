@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from starlette.requests import Request
+
 from .errors import bad_request, not_acceptable
 
 EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
@@ -137,6 +139,17 @@ def parse_accept(header: str | None) -> list[MediaRange]:
         if q > 0:
             ranges.append(MediaRange(media_type, params, q))
     return sorted(ranges, key=lambda r: -r.q)  # sorted() is stable: ties keep their order
+
+
+def accepted(request: Request) -> list[MediaRange]:
+    """The media ranges a request accepts: its ``accept`` query parameter, which wins (PS3.18 8.3.3.1), else its header.
+
+    Raises
+    ------
+    HttpError
+        400 for a malformed range.
+    """
+    return parse_accept(request.query_params.get("accept") or request.headers.get("accept"))
 
 
 def accepts_json(ranges: Sequence[MediaRange]) -> bool:

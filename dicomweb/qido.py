@@ -17,13 +17,13 @@ from starlette.responses import Response
 from voxelgate.client import QueryLevel
 
 from .errors import bad_request
-from .negotiation import choose_json, parse_accept
+from .negotiation import accepted, choose_json
 from .responses import absolute_uris, client_for, json_array, json_response, service_root, settings_of
 from .wado import uid
 
 #: The Search call's own bound on matches per reply.
 MAX_LIMIT = 10000
-_CONTROL = {"limit", "offset", "fuzzymatching", "includefield"}
+_CONTROL = {"limit", "offset", "fuzzymatching", "includefield", "accept"}
 
 
 def _whole(request: Request, name: str, default: int) -> int:
@@ -42,7 +42,7 @@ def _warning(text: str) -> str:
 
 def search(request: Request, level: QueryLevel) -> Response:
     """Search ``level`` with the request's keys; the matches as a JSON array."""
-    media_type = choose_json(parse_accept(request.headers.get("accept")))
+    media_type = choose_json(accepted(request))
     settings = settings_of(request)
     limit = _whole(request, "limit", settings.qido_limit)
     offset = _whole(request, "offset", 0)

@@ -24,7 +24,7 @@ from voxelgate.client import Client, Instance, Window
 
 from . import multipart
 from .errors import HttpError, bad_request
-from .negotiation import choose_rendered, parse_accept
+from .negotiation import accepted, choose_rendered
 from .responses import client_for, settings_of
 from .wado import frame_numbers, uid
 
@@ -178,7 +178,7 @@ def rendered_frames(request: Request) -> Response:
     numbers = frame_numbers(request.path_params["frames"], settings_of(request).max_frames)
     if len(numbers) != 1:
         raise bad_request("a rendered frame resource names one frame (ask for each, or for the instance)")
-    r = rendering(request, media_type=choose_rendered(parse_accept(request.headers.get("accept"))), thumbnail=thumbnail)
+    r = rendering(request, media_type=choose_rendered(accepted(request)), thumbnail=thumbnail)
     return _image(render_frame(client_for(request), sop, numbers[0] - 1, r), r.media_type)
 
 
@@ -188,7 +188,7 @@ def rendered_instance(request: Request) -> Response:
     uid(request, "study")
     uid(request, "series")
     sop = uid(request, "instance")
-    r = rendering(request, media_type=choose_rendered(parse_accept(request.headers.get("accept"))), thumbnail=thumbnail)
+    r = rendering(request, media_type=choose_rendered(accepted(request)), thumbnail=thumbnail)
     return _image(render_frame(client_for(request), sop, 0, r), r.media_type)
 
 
@@ -208,7 +208,7 @@ def rendered_series(request: Request) -> Response:
     middle image; asked as ``multipart/related``, every instance's first frame in order.
     """
     study, series = uid(request, "study"), uid(request, "series")
-    ranges = parse_accept(request.headers.get("accept"))
+    ranges = accepted(request)
     if ranges and ranges[0].media_type.startswith("image/"):
         r = rendering(request, media_type=choose_rendered(ranges))
         vg = client_for(request)
@@ -236,7 +236,7 @@ def rendered_series(request: Request) -> Response:
 def series_thumbnail(request: Request) -> Response:
     """``GET studies/{study}/series/{series}/thumbnail``: its middle image, small."""
     study, series = uid(request, "study"), uid(request, "series")
-    r = rendering(request, media_type=choose_rendered(parse_accept(request.headers.get("accept"))), thumbnail=True)
+    r = rendering(request, media_type=choose_rendered(accepted(request)), thumbnail=True)
     vg = client_for(request)
     found = _images(vg, study, series)
     middle = found[len(found) // 2]
@@ -246,7 +246,7 @@ def series_thumbnail(request: Request) -> Response:
 def study_thumbnail(request: Request) -> Response:
     """``GET studies/{study}/thumbnail``: the thumbnail of its first series with images."""
     study = uid(request, "study")
-    r = rendering(request, media_type=choose_rendered(parse_accept(request.headers.get("accept"))), thumbnail=True)
+    r = rendering(request, media_type=choose_rendered(accepted(request)), thumbnail=True)
     vg = client_for(request)
     for s in sorted(vg.list_series(study), key=lambda s: (s.series_number, s.series_instance_uid)):
         try:

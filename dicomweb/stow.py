@@ -27,7 +27,7 @@ from voxelgate.errors import VoxelgateError
 
 from .errors import HttpError
 from .multipart import MultipartReader, Part, parse_content_type
-from .negotiation import DICOM, choose_json, parse_accept
+from .negotiation import DICOM, accepted, choose_json
 from .responses import client_for, json_response, service_root, settings_of
 from .wado import uid
 
@@ -81,7 +81,7 @@ async def store(request: Request) -> Response:
     """``POST studies[/{study}]``: store the DICOM parts of a ``multipart/related`` body."""
     study = uid(request, "study") if "study" in request.path_params else None
     settings = settings_of(request)
-    media_type = choose_json(parse_accept(request.headers.get("accept")))
+    media_type = choose_json(accepted(request))
     ctype, params = parse_content_type(request.headers.get("content-type", ""))
     if ctype != "multipart/related":
         raise HttpError(415, f'STOW-RS takes multipart/related; type="application/dicom", not {ctype or "no type"}')

@@ -24,11 +24,11 @@ from .negotiation import (
     DICOM,
     OCTET_STREAM,
     PixelPlan,
+    accepted,
     choose_bulk,
     choose_instances,
     choose_json,
     choose_pixels,
-    parse_accept,
 )
 from .responses import absolute_uris, client_for, json_array, json_response, service_root, settings_of
 
@@ -87,7 +87,7 @@ def retrieve(request: Request) -> Response:
     series = uid(request, "series") if "series" in request.path_params else None
     sop = uid(request, "instance") if "instance" in request.path_params else None
     found = _instances(request, study, series, sop)
-    plan = choose_instances(parse_accept(request.headers.get("accept")), [i.transfer_syntax_uid for i in found])
+    plan = choose_instances(accepted(request), [i.transfer_syntax_uid for i in found])
     vg = client_for(request)
     first = vg.iter_instance_file(found[0].sop_instance_uid)
     head = next(first, b"")  # errors of the first call become the response's status
@@ -136,7 +136,7 @@ def metadata(request: Request) -> Response:
     study = uid(request, "study")
     series = uid(request, "series") if "series" in request.path_params else None
     sop = uid(request, "instance") if "instance" in request.path_params else None
-    media_type = choose_json(parse_accept(request.headers.get("accept")))
+    media_type = choose_json(accepted(request))
     vg = client_for(request)
     texts: list[bytes] = []
     if sop is not None:
@@ -192,7 +192,7 @@ def frames(request: Request) -> Response:
     uid(request, "series")
     sop = uid(request, "instance")
     numbers = frame_numbers(request.path_params["frames"], settings_of(request).max_frames)
-    ranges = parse_accept(request.headers.get("accept"))
+    ranges = accepted(request)
     vg = client_for(request)
     with vg.iter_bulk_data(sop_instance_uid=sop, frame=numbers[0] - 1) as first:
         stored = first.header.transfer_syntax_uid
@@ -242,7 +242,7 @@ def bulk(request: Request) -> Response:
     study, series, sop = uid(request, "study"), uid(request, "series"), uid(request, "instance")
     path = request.path_params["tag"]
     relative = f"studies/{study}/series/{series}/instances/{sop}/bulk/{path}"
-    multipart_wanted = choose_bulk(parse_accept(request.headers.get("accept")))
+    multipart_wanted = choose_bulk(accepted(request))
     vg = client_for(request)
 
     def total() -> int:
