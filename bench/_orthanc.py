@@ -37,6 +37,15 @@ def find_orthanc() -> tuple[str | None, str]:
     return None, "no Orthanc binary (/usr/sbin/Orthanc or Orthanc on PATH); install the Debian package 'orthanc'"
 
 
+def find_dicomweb_plugin() -> Path | None:
+    """Orthanc's DICOMweb plugin (Debian package ``orthanc-dicomweb``), when installed."""
+    for d in PLUGIN_DIRS:
+        hits = sorted(Path(d).glob("libOrthancDicomWeb*.so*")) if Path(d).is_dir() else []
+        if hits:
+            return hits[0]
+    return None
+
+
 def find_gdcm_plugin() -> Path | None:
     """The GDCM decoder plugin of Orthanc (Debian package ``orthanc-gdcm``), when installed.
 
@@ -94,11 +103,17 @@ def store_instance(conn: http.client.HTTPConnection, data: bytes) -> str:
 
 @contextmanager
 def orthanc_server(
-    work: Path, *, binary: str = "/usr/sbin/Orthanc", plugins: tuple[Path, ...] = (), timeout: float = 30.0
+    work: Path,
+    *,
+    binary: str = "/usr/sbin/Orthanc",
+    plugins: tuple[Path, ...] = (),
+    extra: dict[str, object] | None = None,
+    timeout: float = 30.0,
 ) -> Iterator[OrthancProcess]:
     """Run Orthanc with a temporary configuration under ``work``; stop it on exit.
 
-    No plugin is loaded unless ``plugins`` names some.
+    No plugin is loaded unless ``plugins`` names some; ``extra`` adds configuration
+    sections (a plugin's, such as ``DicomWeb``).
 
     Raises
     ------
@@ -120,6 +135,7 @@ def orthanc_server(
         "StorageCompression": False,
         "SyncStorageArea": True,  # fsync, as our store does
         "SaveJobs": False,
+        **(extra or {}),
     }
     config_path = work / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=1))

@@ -3,7 +3,9 @@
 Not a test module. What the browser tests need comes from the npm registry and is kept
 between runs under ``~/.cache/voxelgate`` (``$VOXELGATE_CACHE``): the ``@ohif/app`` tarball,
 whose ``dist/`` is OHIF built (served here as static files, no build), and playwright-core
-(which drives ``/usr/bin/chromium``; no browser is downloaded).
+(which drives ``/usr/bin/chromium``; no browser is downloaded). ``python3
+tests/dicomweb/browser_support.py`` (the standard library only) fetches both, as ``.ci/run``
+does before the tests.
 """
 
 from __future__ import annotations
@@ -19,12 +21,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import FileResponse, Response
-from starlette.routing import Route
 
 OHIF_VERSION = "3.13.2"
 PLAYWRIGHT_VERSION = "1.65.1"
@@ -128,6 +124,11 @@ def ohif_config(gateway_url: str) -> str:
 @contextmanager
 def serve_static(folder: Path, overrides: dict[str, bytes]) -> Iterator[str]:
     """Serve ``folder`` (a single-page app: unknown paths get ``index.html``) on loopback; yield its origin."""
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, Response
+    from starlette.routing import Route
 
     def page(request: Request) -> Response:
         name = request.path_params["path"] or "index.html"
@@ -180,3 +181,8 @@ def drive(script: str, args: dict[str, Any], *, timeout: float = 300) -> dict[st
         raise RuntimeError(f"{script} failed ({out.returncode}):\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+if __name__ == "__main__":
+    print(f"OHIF {OHIF_VERSION}: {ohif_dist()}")
+    print(f"playwright-core {PLAYWRIGHT_VERSION}: {playwright_modules() / 'playwright-core'}")
