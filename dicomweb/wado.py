@@ -198,20 +198,28 @@ def frames(request: Request) -> Response:
         stored = first.header.transfer_syntax_uid
         plan = choose_pixels(ranges, stored, single_allowed=len(numbers) == 1)
         head = None if plan.decode else b"".join(first)
-    data = [head if head is not None else _frame_bytes(request, sop, numbers[0], plan)]
+    first_frame = head if head is not None else _frame_bytes(request, sop, numbers[0], plan)
     if not plan.multipart:
-        return Response(data[0], media_type=plan.content_type)
+        return Response(first_frame, media_type=plan.content_type)
     boundary = multipart.new_boundary()
+    media_type = multipart.content_type(boundary, plan.media_type)
+
+    def part(frame: bytes) -> bytes:
+        # One buffer per frame: one send, one thread hop (a frame is at most some megabytes).
+        return b"".join(
+            (multipart.part_head(boundary, plan.content_type, length=len(frame)), frame, multipart.part_end())
+        )
+
+    if len(numbers) == 1:  # the common case (viewers ask frame by frame): one body, sent at once
+        return Response(part(first_frame) + multipart.closing(boundary), media_type=media_type)
 
     def body() -> Iterator[bytes]:
-        for n, number in enumerate(numbers):
-            frame = data[0] if n == 0 else _frame_bytes(request, sop, number, plan)
-            yield multipart.part_head(boundary, plan.content_type, length=len(frame))
-            yield frame
-            yield multipart.part_end()
+        yield part(first_frame)
+        for number in numbers[1:]:
+            yield part(_frame_bytes(request, sop, number, plan))
         yield multipart.closing(boundary)
 
-    return StreamingResponse(body(), media_type=multipart.content_type(boundary, plan.media_type))
+    return StreamingResponse(body(), media_type=media_type)
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
