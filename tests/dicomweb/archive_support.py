@@ -1,7 +1,8 @@
 """What the gateway tests share: a server holding real DICOM in several transfer syntaxes, and a gateway.
 
-Not a test module (tests/dicomweb/conftest.py makes the session's archive with it; the test
-modules import its types by name).
+Not a test module. The test modules import :func:`archive` from it (a fixture): the first
+one to ask starts the server and the gateway, which the others share until the session ends.
+This folder has no conftest.py: the suite's own tests/conftest.py is imported by that name.
 """
 
 from __future__ import annotations
@@ -93,3 +94,21 @@ def make_archive() -> Iterator[Archive]:
         finally:
             vg.close()
             running.stop(1.0)
+
+
+_shared: list[Archive] = []
+
+
+@pytest.fixture(scope="session")
+def archive(request: pytest.FixtureRequest) -> Archive:
+    """The session's archive (one for every test module that imports this fixture)."""
+    if not _shared:
+        made = make_archive()
+        _shared.append(made.__enter__())
+
+        def stop() -> None:
+            _shared.clear()
+            made.__exit__(None, None, None)
+
+        request.session.config.add_cleanup(stop)
+    return _shared[0]

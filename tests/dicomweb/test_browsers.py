@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from archive_support import Archive
+from archive_support import Archive, archive  # noqa: F401 - the fixture
 from browser_support import CHROMIUM, HERE, drive, ohif_config, ohif_dist, require_peer, serve_static
 from gateway_support import serve_gateway
 from PIL import Image

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from archive_support import Archive
+from archive_support import Archive, archive  # noqa: F401 - the fixture
 from gateway_support import serve_gateway
 from pydicom.data import get_testdata_file
 
@@ -98,9 +98,14 @@ def test_a_service_that_is_away_is_503_with_retry_after() -> None:
 def test_health_and_an_access_log_without_patient_data(archive: Archive, caplog: pytest.LogCaptureFixture) -> None:
     assert requests.get(f"{archive.gateway.origin}/healthz", timeout=30).json() == {"status": "SERVING"}
     f = archive.files["native"]
-    with caplog.at_level(logging.INFO, logger="voxelgate.dicomweb.access"):
-        requests.get(f"{archive.url}/studies/{f.study}/series/{f.series}/metadata?PatientName=DOE*", timeout=30)
-        requests.get(f"{archive.url}/studies/{f.study}/series/{f.series}/instances/{f.sop}/frames/1", timeout=30)
+    access = logging.getLogger("voxelgate.dicomweb.access")
+    access.addHandler(caplog.handler)  # directly: another test's logging set-up may stop propagation
+    try:
+        with caplog.at_level(logging.INFO, logger=access.name):
+            requests.get(f"{archive.url}/studies/{f.study}/series/{f.series}/metadata?PatientName=DOE*", timeout=30)
+            requests.get(f"{archive.url}/studies/{f.study}/series/{f.series}/instances/{f.sop}/frames/1", timeout=30)
+    finally:
+        access.removeHandler(caplog.handler)
     lines = [r.getMessage() for r in caplog.records if r.name == "voxelgate.dicomweb.access"]
     assert any("/studies/{study}/series/{series}/metadata ?PatientName 200" in line for line in lines), lines
     assert any("/frames/{frames} 200" in line for line in lines), lines

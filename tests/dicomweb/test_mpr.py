@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 import requests
-from archive_support import Archive
+from archive_support import Archive, archive  # noqa: F401 - the fixture
 from PIL import Image
 
 

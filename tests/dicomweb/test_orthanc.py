@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from archive_support import ROOT, Archive
+from archive_support import ROOT, Archive, archive  # noqa: F401 - the fixture
 from browser_support import require_peer
 
 sys.path.insert(0, str(ROOT / "bench"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import requests
-from archive_support import Archive
+from archive_support import Archive, archive  # noqa: F401 - the fixture
 from dicomweb_client.api import DICOMwebClient
 
 

@@ -6,7 +6,7 @@ import io
 
 import pydicom
 import requests
-from archive_support import Archive
+from archive_support import Archive, archive  # noqa: F401 - the fixture
 from dicomweb_client.api import DICOMwebClient
 from pydicom.uid import generate_uid
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import requests
-from archive_support import Archive, Stored
+from archive_support import Archive, Stored, archive  # noqa: F401 - the fixture
 from dicomweb_client.api import DICOMwebClient
 from pydicom.encaps import generate_frames
 

@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from archive_support import Archive
+from archive_support import Archive, archive  # noqa: F401 - the fixture
 
 VOXELGATE = Path(sys.executable).with_name("voxelgate")
 
