@@ -27,6 +27,7 @@ import subprocess
 import sys
 import venv
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 VENV = Path(os.environ.get("VOXELGATE_VENV", ROOT / ".venv")).resolve()
@@ -52,7 +53,7 @@ def _run(*args: str | Path) -> None:
     subprocess.run([str(a) for a in args], check=True, cwd=ROOT)
 
 
-def _read_stamp() -> dict[str, object]:
+def _read_stamp() -> dict[str, Any]:
     try:
         return dict(json.loads(STAMP.read_text()))
     except (OSError, ValueError):
@@ -70,7 +71,7 @@ def ensure_env(extras: tuple[str, ...] = DEVELOPMENT) -> None:
         venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
         stamp = {}
     pyproject = _digest(ROOT / "pyproject.toml")
-    have = set(stamp.get("extras", [])) if stamp.get("pyproject") == pyproject else None  # type: ignore[arg-type]
+    have = set(stamp.get("extras", [])) if stamp.get("pyproject") == pyproject else None
     if have is None or not set(extras) <= have:
         if not PY.exists():
             print(f"dev.py: creating {VENV.name}", file=sys.stderr)
@@ -147,9 +148,10 @@ def typecheck() -> int:
         text=True,
         check=False,
     )
-    for line in (out.stdout + out.stderr).splitlines():
+    for found in (out.stdout + out.stderr).splitlines():
+        line = found
         for prefix, real in back:
-            if line.startswith(prefix + "/") or line.startswith(prefix + ":"):
+            if line.startswith((prefix + "/", prefix + ":")):
                 line = real + line[len(prefix) :]
                 break
         print(line)

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 
@@ -26,7 +26,7 @@ from .catalog_search import SearchMixin, SearchRow, SearchSpec
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
 from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_token, encode_token
-from .sql_dialect import SQLITE, Dialect
+from .sql_dialect import SQLITE, Connection, Dialect
 
 
 @dataclass(frozen=True)
@@ -120,7 +120,7 @@ class Page:
 class PutOutcome:
     """What :meth:`Catalog.put_instance` did."""
 
-    outcome: str  # "stored" | "duplicate" | "replaced"
+    outcome: Literal["stored", "duplicate", "replaced"]
     replaced: InstanceRow | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -220,21 +220,6 @@ def _encode_token(key: Sequence[object], flt: QueryFilter) -> str:
 
 def _decode_token(token: str, flt: QueryFilter, types: tuple[type, ...]) -> list[object] | None:
     return decode_token(token, flt.digest(), types)
-
-
-class Cursor(Protocol):
-    """What the catalog needs of a DB-API cursor (sqlite3's and psycopg's both are)."""
-
-    @property
-    def rowcount(self) -> int: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
-class Connection(Protocol):
-    """What the catalog needs of a connection: ``execute`` returning a cursor."""
-
-    def execute(self, sql: Any, params: Any = ..., /) -> Any: ...
 
 
 class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):

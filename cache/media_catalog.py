@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from voxelgate.errors import InvalidInputError, PreconditionError
 
 from .paging import decode_token, encode_token, page_limit
-from .sql_dialect import Dialect
+from .sql_dialect import Connection, Dialect
 
 #: What ``list_media`` lists: media items (images and videos), and sets (groups and sequences).
 MEDIA_KINDS: tuple[str, ...] = ("image", "video", "group", "sequence")
@@ -194,22 +194,48 @@ _HOLDERS = (
 )
 
 
+class MediaCatalog(Protocol):
+    """The media tables' interface the media library depends on."""
+
+    def put_media(self, rows: Sequence[MediaRow]) -> list[bool]: ...
+    def get_media(self, media_id: str) -> MediaRow | None: ...
+    def update_media_info(self, media_id: str, info: dict[str, Any], pages: int) -> None: ...
+    def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool: ...
+    def get_reencode(self, media_id: str) -> tuple[str, dict[str, Any]] | None: ...
+    def reencodes_of(self, source_id: str) -> list[str]: ...
+    def put_set(
+        self, kind: str, set_id: str, name: str, members: Sequence[MemberRow], warnings: Sequence[str]
+    ) -> None: ...
+    def get_set(self, set_id: str) -> SetRow | None: ...
+    def get_member(self, set_id: str, position: int) -> tuple[int, MemberRow | None] | None: ...
+    def list_media(self, query: MediaQuery, *, page_size: int = 0, token: str = "") -> tuple[list[MediaEntry], str]: ...
+    def sets_holding(self, media_id: str) -> list[tuple[str, str, str]]: ...
+    def delete_media(self, media_id: str) -> MediaRow | None: ...
+    def delete_set(self, set_id: str) -> SetRow | None: ...
+    def media_referenced(self, sha256: str) -> bool: ...
+    def media_totals(self) -> tuple[int, int]: ...
+    def is_referenced(self, sha256: str) -> bool:
+        """Whether anything in the catalog (a DICOM instance or a media item) holds this content."""
+        ...
+
+
 class MediaCatalogMixin:
     """Media tables of the SQL catalogs (needs their ``_sql``, ``_read``, ``_tx``, ``_one`` and ``_all``)."""
 
+    # Given by the SQL catalog this is mixed into (voxelgate.cache.catalog.SqlCatalog).
     _sql: Dialect
-    _read: Any
-    _tx: Any
-    _one: Any
-    _all: Any
+    _read: Callable[[], AbstractContextManager[Connection]]
+    _tx: Callable[[], AbstractContextManager[Connection]]
+    _one: Callable[[str, Sequence[object]], Any]
+    _all: Callable[[str, Sequence[object]], list[Any]]
 
     def _migrate_media_sqlite(self) -> None:
         """SQLite catalogs made before media could be deleted tie a re-encode's source to an existing item: drop
         that foreign key (a deleted source leaves its re-encodes and their frame maps). PostgreSQL's is a migration
         of its own (``voxelgate.cache.pg_catalog``)."""
 
-        def tied(db: sqlite3.Connection) -> bool:
-            return any(r[3] == "source_id" for r in db.execute("PRAGMA foreign_key_list(media_reencodes)"))
+        def tied(db: Connection) -> bool:
+            return any(r[3] == "source_id" for r in db.execute("PRAGMA foreign_key_list(media_reencodes)").fetchall())
 
         with self._read() as db:
             if not tied(db):
@@ -440,13 +466,14 @@ class MediaCatalogMixin:
         return self._one("SELECT 1 FROM media_items WHERE media_id=? LIMIT 1", (sha256,)) is not None
 
     def media_totals(self) -> tuple[int, int]:
-        n, size = self._one("SELECT count(*), coalesce(sum(size), 0) FROM media_items")
+        n, size = self._one("SELECT count(*), coalesce(sum(size), 0) FROM media_items", ())
         return int(n), int(size)
 
 
 __all__ = [
     "MEDIA_KINDS",
     "MEDIA_SCHEMA",
+    "MediaCatalog",
     "MediaCatalogMixin",
     "MediaEntry",
     "MediaQuery",

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 from ._client import Client
 from ._ingest import IngestCall, IngestResult, Outcome
+from ._stream import IngestStream
 from .admin import CacheStats, HealthStatus, ServerInfo
 from .annotations import (
     Box,
     Coordinates,
+    DicomFrameSource,
     DicomSource,
     InterpolatedShape,
     InterpolationResult,
@@ -39,6 +41,7 @@ from .annotations import (
     Remapped,
     Ring,
     StoredSegmentation,
+    Unit,
 )
 from .bulk import BulkData, BulkDataHeader, BulkDataStream
 from .dicom import DeleteResult, Frame, FrameFormat, Instance, Series, Study
@@ -58,6 +61,7 @@ from .media import (
     Severity,
     VideoInfo,
 )
+from .media_inventory import DeletedMedia, MediaEntry, MediaKind
 from .search import QueryLevel, SearchResult
 from .transport import Deadlines, Keepalive, Retry
 from .volumes import (
@@ -87,6 +91,8 @@ __all__ = [
     "Coordinates",
     "Deadlines",
     "DeleteResult",
+    "DeletedMedia",
+    "DicomFrameSource",
     "DicomSource",
     "Encoding",
     "ExcludedFrame",
@@ -99,14 +105,17 @@ __all__ = [
     "ImageInfo",
     "IngestCall",
     "IngestResult",
+    "IngestStream",
     "Instance",
     "InterpolatedShape",
     "Interpolation",
     "InterpolationResult",
     "Keepalive",
     "Mask",
+    "MediaEntry",
     "MediaFormat",
     "MediaFrame",
+    "MediaKind",
     "MediaSet",
     "MediaSource",
     "Outcome",
@@ -133,6 +142,7 @@ __all__ = [
     "StackInfo",
     "StoredSegmentation",
     "Study",
+    "Unit",
     "ValueSpace",
     "VideoInfo",
     "VoiFunction",

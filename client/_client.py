@@ -18,6 +18,7 @@ from .annotations import AnnotationCalls
 from .bulk import BulkDataCalls
 from .dicom import DicomCalls
 from .media import MediaCalls
+from .media_inventory import MediaInventoryCalls
 from .search import SearchCalls
 from .transport import (
     ChannelOptions,
@@ -31,7 +32,9 @@ from .transport import (
 from .volumes import VolumeCalls
 
 
-class Client(DicomCalls, SearchCalls, BulkDataCalls, VolumeCalls, MediaCalls, AnnotationCalls, AdminCalls):
+class Client(
+    DicomCalls, SearchCalls, BulkDataCalls, VolumeCalls, MediaCalls, MediaInventoryCalls, AnnotationCalls, AdminCalls
+):
     """A connection to a voxelgate server, with every call of its API as a method.
 
     Use it as a context manager (or call :meth:`close`)::

@@ -60,7 +60,10 @@ class AdminCalls(Calls):
             No server at the address.
         """
         reply = self._unary(
-            self._health.Check, health_pb2.HealthCheckRequest(service=service), kind="quick", timeout=timeout
+            self._health.Check,  # type: ignore[attr-defined]  # typeshed's health stub leaves out its methods
+            health_pb2.HealthCheckRequest(service=service),
+            kind="quick",
+            timeout=timeout,
         )
         return HealthStatus(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 

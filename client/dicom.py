@@ -5,26 +5,26 @@ from __future__ import annotations
 import datetime
 import enum
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
-from ._calls import Calls
+from ._calls import Calls, translate
 from ._ingest import IngestCall, Source, items
 from ._pixels import decode_image, raw_array
+from ._stream import IngestStream
 from .files import write_whole
 from .volumes import _VALUE_SPACES, ValueSpace, Window, applied_window, set_windowing, value_space_of
 
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-_Row = TypeVar("_Row")
 Date = str | datetime.date
 
 
@@ -199,25 +199,28 @@ class DicomCalls(Calls):
         files, done = items(sources, sniff=skip_non_dicom)
         return self._start_ingest(self._dicom.Ingest, files, done, overwrite=overwrite, timeout=timeout)
 
-    # -- the tree -------------------------------------------------------------------------------
+    def open_ingest(self, *, timeout: float | None = None) -> IngestStream:
+        """Open an ``Ingest`` call fed one file at a time: ``stream.send(name, data)`` returns a future result.
 
-    def _pages(
-        self,
-        method: Callable[..., Any],
-        make: Callable[[common_pb2.PageRequest], Any],
-        rows: Callable[[Any], Iterable[_Row]],
-        *,
-        page_size: int,
-        timeout: float | None,
-    ) -> Iterator[_Row]:
-        token = ""
-        while True:
-            page = common_pb2.PageRequest(page_size=page_size, page_token=token)
-            reply = self._unary(method, make(page), kind="quick", timeout=timeout)
-            yield from rows(reply)
-            token = reply.next_page_token
-            if not token:
-                return
+        For a program that receives files one by one and must know each one's fate before
+        it answers its own peer (the DIMSE node answers each C-STORE once its file is
+        committed). ``timeout`` bounds the whole call (default: the ``transfer`` deadline;
+        ``math.inf`` for none). See :class:`~voxelgate.client.IngestStream`.
+
+        Raises
+        ------
+        ValueError
+            A timeout that is not a positive number.
+        """
+        deadline = self._deadline("transfer", timeout)
+        method = self._dicom.Ingest
+
+        def start(requests: Iterator[common_pb2.IngestChunk]) -> Any:
+            return method(requests, timeout=deadline)
+
+        return IngestStream(start, translate=lambda exc: translate(exc, self.address, deadline))
+
+    # -- the tree -------------------------------------------------------------------------------
 
     def list_studies(
         self,

@@ -76,7 +76,9 @@ def fetch_volume(
     )
     t0 = time.perf_counter()
     messages = call(
-        volume_pb2.GetVolumeRequest(series_instance_uid=series_uid, stack=stack), timeout=timeout, metadata=metadata
+        volume_pb2.GetVolumeRequest(series_instance_uid=series_uid, stack=stack),
+        timeout=timeout,
+        metadata=tuple(metadata),
     )
     first = volume_pb2.VolumeChunk.FromString(next(messages))
     if first.WhichOneof("part") != "header":
@@ -126,8 +128,8 @@ def split_frame(message: bytes) -> ReceivedFrame:
     """
     found = wire.leading_bytes(message, _FRAME_DATA_TAG)
     data, end = found if found is not None else (memoryview(b""), 0)
-    # protobuf parses any buffer (its stub says bytes): a view of the rest, not a copy of it
-    info = media_pb2.MediaFrame.FromString(memoryview(message)[end:])  # type: ignore[arg-type]
+    rest = memoryview(message)[end:]  # a view of the rest, not a copy of it
+    info = media_pb2.MediaFrame.FromString(rest)  # type: ignore[arg-type]  # protobuf parses any buffer; its stub says bytes
     if info.data:  # data parsed by protobuf (another order, or written again: the last one counts)
         data = memoryview(info.data)
         info.ClearField("data")
@@ -153,7 +155,7 @@ def get_frame(
         request_serializer=media_pb2.GetMediaFrameRequest.SerializeToString,
         response_deserializer=split_frame,
     )
-    return call(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]  # grpc is untyped
+    return call(request, timeout=timeout, metadata=tuple(metadata))
 
 
 def stream_frames(
@@ -175,7 +177,7 @@ def stream_frames(
         request_serializer=media_pb2.StreamFramesRequest.SerializeToString,
         response_deserializer=split_frame,
     )
-    return call(request, timeout=timeout, metadata=metadata)  # type: ignore[no-any-return]  # grpc is untyped
+    return call(request, timeout=timeout, metadata=tuple(metadata))
 
 
 def stream_frames_shared(
@@ -233,7 +235,7 @@ def stream_frames_shared(
             while (done := given_back.get()) is not None:
                 yield media_pb2.SharedFramesRequest(releases=media_pb2.SharedSlots(slots=done))
 
-        replies = call(requests(), timeout=timeout, metadata=metadata)
+        replies = call(requests(), timeout=timeout, metadata=tuple(metadata))
         batch = shared_memory.batch(slots)
         held: list[int] = []
         try:

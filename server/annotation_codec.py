@@ -13,6 +13,7 @@ from voxelgate.imaging.annotations import (
     Points,
     Polygon,
     Polyline,
+    Ring,
     Shape,
     mask_from_png,
     mask_from_rle,
@@ -55,7 +56,9 @@ def shape_from_pb(pb: annotation_pb2.Shape, plane_shape: tuple[int, int], to_pix
     if kind == "polyline":
         return Polyline(to_pixels(_xyz(pb.polyline)))
     if kind == "polygon":
-        return Polygon([(to_pixels(_xyz(r.outer)), [to_pixels(_xyz(h)) for h in r.holes]) for r in pb.polygon.rings])
+        return Polygon(
+            tuple(Ring(to_pixels(_xyz(r.outer)), tuple(to_pixels(_xyz(h)) for h in r.holes)) for r in pb.polygon.rings)
+        )
     if kind == "mask":
         which = pb.mask.WhichOneof("encoding")
         if which == "rle":

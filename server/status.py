@@ -62,7 +62,8 @@ def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
         except grpc.RpcError:
             raise
         except Exception as exc:
-            if context.code() is not None and context.code() is not grpc.StatusCode.OK:
+            code = context.code()  # type: ignore[attr-defined]  # grpcio has it (1.38+); typeshed's stub lacks it
+            if code is not None and code is not grpc.StatusCode.OK:
                 raise
             _abort(context, exc, method)
 
@@ -77,7 +78,8 @@ def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str) -> Callable[...,
             raise
         except Exception as exc:
             # context.abort() inside the handler raises after setting its code: keep that code.
-            if context.code() is not None and context.code() is not grpc.StatusCode.OK:
+            code = context.code()  # type: ignore[attr-defined]  # grpcio has it (1.38+); typeshed's stub lacks it
+            if code is not None and code is not grpc.StatusCode.OK:
                 raise
             _abort(context, exc, method)
 

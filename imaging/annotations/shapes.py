@@ -109,9 +109,10 @@ def ring_is_simple(ring: np.ndarray, *, block: int = 256) -> bool:
     idx = np.arange(n)
 
     def orient(p0: np.ndarray, p1: np.ndarray, q: np.ndarray) -> np.ndarray:
-        return np.sign(
+        sign: np.ndarray = np.sign(
             (p1[..., 0] - p0[..., 0]) * (q[..., 1] - p0[..., 1]) - (p1[..., 1] - p0[..., 1]) * (q[..., 0] - p0[..., 0])
         )
+        return sign
 
     for start in range(0, n, block):
         i = idx[start : start + block, None]
@@ -276,7 +277,7 @@ class Mask:
     @property
     def shape(self) -> tuple[int, int]:
         """``(H, W)``."""
-        return self.array.shape  # type: ignore[return-value]
+        return self.array.shape
 
 
 Shape: TypeAlias = Box | Points | Polyline | Polygon | Mask
@@ -418,7 +419,13 @@ def _trace_rings(mask: np.ndarray) -> list[np.ndarray]:
         for e1, e2 in segs:
             ax, ay = 2 * cols + mid2[e1, 0], 2 * rows + mid2[e1, 1]
             bx, by = 2 * cols + mid2[e2, 0], 2 * rows + mid2[e2, 1]
-            nxt.update(zip(zip(ax.tolist(), ay.tolist()), zip(bx.tolist(), by.tolist())))
+            nxt.update(
+                zip(
+                    zip(ax.tolist(), ay.tolist(), strict=True),
+                    zip(bx.tolist(), by.tolist(), strict=True),
+                    strict=True,
+                )
+            )
     rings = []
     while nxt:
         start, point = nxt.popitem()
@@ -513,7 +520,7 @@ def mask_to_polygon(mask: Mask, *, tolerance: float = 0.5) -> Polygon | None:
         around = [i for i, o in enumerate(outers) if _inside(hole[0], o)]
         if around:
             owned[min(around, key=lambda i: areas[i])].append(hole)
-    return Polygon._trusted([Ring(o, tuple(h)) for o, h in zip(outers, owned)])
+    return Polygon._trusted([Ring(o, tuple(h)) for o, h in zip(outers, owned, strict=True)])
 
 
 # --- mask encodings ---------------------------------------------------------------------------

@@ -38,17 +38,18 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
 import numpy as np
 
+from voxelgate.cache.lru import LRU
 from voxelgate.errors import InvalidInputError, NotFoundError
 from voxelgate.imaging.cpu import use_all_cores
 
-from .volume import Interpolation, Volume, round_to_dtype, sample_grid
+from .sampling import Interpolation, round_to_dtype, sample_grid
+from .volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class Slice:
     @property
     def image_orientation(self) -> tuple[float, float, float, float, float, float]:
         """ImageOrientationPatient of the slice."""
-        return (*self.row_direction, *self.column_direction)  # type: ignore[return-value]
+        return (*self.row_direction, *self.column_direction)
 
     def to_patient(self, row: float, column: float) -> tuple[float, float, float]:
         """LPS mm of the (fractional) pixel ``[row, column]``."""
@@ -220,7 +221,7 @@ def _plane_grid(volume: Volume, plane: Plane) -> PlaneGrid:
     pu, pv, pw = corners @ u, corners @ v, corners @ w
 
     def count(lo: float, hi: float, step: float) -> int:
-        return int(math.floor((hi - lo) / step + 1e-6)) + 1
+        return math.floor((hi - lo) / step + 1e-6) + 1
 
     return PlaneGrid(
         plane=plane,
@@ -311,7 +312,7 @@ def reformat(
             )
         position = float(position_mm)
         index = grid.nearest_index(position)
-    half = int(math.floor(slab_mm / 2 / grid.axis_spacing + 1e-6)) if slab_mm > 0 else 0
+    half = math.floor(slab_mm / 2 / grid.axis_spacing + 1e-6) if slab_mm > 0 else 0
     w = np.asarray(grid.axis)
     dtype = volume.array.dtype
     # integers straight out, filled with the volume's lowest value
@@ -417,6 +418,10 @@ def _lies_in(volume: Volume, grid: PlaneGrid) -> bool:
     )
 
 
+def _held_bytes(entry: tuple[np.ndarray, int]) -> int:
+    return entry[1]
+
+
 class PlaneStacks:
     """Every slice of a plane reformatted once, in the background, for the volumes a viewer pages through.
 
@@ -446,8 +451,10 @@ class PlaneStacks:
         self.max_bytes = int(max_bytes)
         self.max_stacks = int(max_stacks)
         self._lock = threading.Lock()
-        self._stacks: OrderedDict[tuple[str, Plane], tuple[np.ndarray, int]] = OrderedDict()  # -> (stack, bytes held)
-        self._bytes = 0
+        # (volume name, plane) -> (stack, bytes it holds), under _lock
+        self._stacks: LRU[tuple[str, Plane], tuple[np.ndarray, int]] = LRU(
+            self.max_stacks, max_bytes=max(0, self.max_bytes), size=_held_bytes
+        )
         self._building: set[tuple[str, Plane]] = set()
         self._failed: set[tuple[str, Plane]] = set()
 
@@ -495,12 +502,14 @@ class PlaneStacks:
         )
 
     def stack(self, volume: Volume, name: str, plane: Plane) -> np.ndarray | None:
-        """The plane's stack (read-only, ``(count, rows, columns)``), or None, starting its build when it is worth one."""
+        """The plane's stack (read-only, ``(count, rows, columns)``), or None.
+
+        When there is none yet, its build starts if the stack is worth one.
+        """
         key = (name, plane)
         with self._lock:
             known = self._stacks.get(key)
             if known is not None:
-                self._stacks.move_to_end(key)
                 return known[0]
             if key in self._building or key in self._failed or not self._worth(volume, plane):
                 return None
@@ -530,7 +539,9 @@ class PlaneStacks:
                     if not np.array_equal(stack[i], reformat(volume, plane, index=i).array):
                         raise ValueError(f"{plane.value.lower()} slice {i} is not the volume's own slice {i}")
             else:
-                if CONVENTION[plane][2][volume.patient_axes[0]] != 0.0:  # type: ignore[index]
+                axes = volume.patient_axes
+                assert axes is not None  # _worth starts builds of axis-aligned volumes only
+                if CONVENTION[plane][2][axes[0]] != 0.0:
                     volume.column_major(wait=True)  # planes across the columns read them from there
                 stack = np.empty((grid.count, grid.rows, grid.columns), dtype=volume.array.dtype)
                 for i in range(grid.count):  # a slice at a time: its blend stays in cache (a block at once is slower)
@@ -545,11 +556,7 @@ class PlaneStacks:
             return
         with self._lock:
             self._building.discard(key)
-            while self._stacks and (self._bytes + held > self.max_bytes or len(self._stacks) >= self.max_stacks):
-                _, (_, old) = self._stacks.popitem(last=False)
-                self._bytes -= old
-            self._stacks[key] = (stack, held)
-            self._bytes += held
+            self._stacks.put(key, (stack, held))
         log.info(
             "%s stack of a volume %s: %d slices of %dx%d in %.2f s",
             plane.value.lower(),
@@ -563,9 +570,9 @@ class PlaneStacks:
     def held_bytes(self) -> int:
         """Memory the stacks hold (views of volumes count nothing)."""
         with self._lock:
-            return self._bytes
+            return self._stacks.nbytes
 
     def held(self) -> list[tuple[str, Plane]]:
         """(volume name, plane) of each stack kept, least recently used first."""
         with self._lock:
-            return list(self._stacks)
+            return self._stacks.keys()

@@ -1,7 +1,7 @@
 """Series volumes for viewers: stacks, cached volumes, windowed reformats.
 
 This composes the pieces: the archive's catalog and decoded frames, stack
-splitting (:mod:`.stacks`), volume building (:mod:`.volume`), reformats
+splitting (:mod:`.stacks`), volume building (:mod:`.building`), reformats
 (:mod:`.reformat`) and windowing (:mod:`voxelgate.imaging.windowing`). Volumes are built
 once into the derived cache and memory-mapped from there; rendered slices are
 cached too.
@@ -14,20 +14,21 @@ import hashlib
 import math
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.ma
 from pydicom.dataset import Dataset
 
 from voxelgate.cache.catalog import InstanceRow
-from voxelgate.cache.derived import CachedFile, npy_memmap, npy_parts
 from voxelgate.cache.keys import make_key
+from voxelgate.cache.lru import LRU
+from voxelgate.cache.npy import npy_parts
+from voxelgate.cache.records import CachedFile
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 from voxelgate.memory import fresh_array
 
@@ -35,6 +36,7 @@ from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
 from ..windowing import PRESETS, VoiFunction, auto_window
 from .archive import NPY, DicomArchive, ValueSpace
+from .building import VolumeGrid, build_volume, plan_volume, volume_from_cache
 from .display import Voi, WindowRequest, choose_voi, inverts, to_display
 from .frames import modality_dtype, modality_values
 from .headers import InstanceHeader
@@ -43,7 +45,7 @@ from .pixels import NativeLayout
 from .reformat import Plane, PlaneStacks, Slice, on_voxels, plane_grid
 from .reformat import reformat as reformat_slice
 from .stacks import Excluded, FrameRef, Stack, frame_refs, split_stacks
-from .volume import Volume, VolumeGrid, build_volume, plan_volume
+from .volume import Volume
 
 
 class _Datasets(Mapping[str, Dataset]):
@@ -110,7 +112,8 @@ class SliceGeometry:
 
     @classmethod
     def from_json(cls, d: dict[str, object]) -> SliceGeometry:
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})  # type: ignore[arg-type]
+        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -147,11 +150,10 @@ class SeriesVolumes:
         #: Whole planes reformatted once for the volumes a viewer pages through (see PlaneStacks).
         self.planes = PlaneStacks(plane_stack_bytes)
         self._lock = threading.Lock()
-        self._layouts: OrderedDict[str, SeriesLayout] = OrderedDict()
+        # Both under _lock, with _by_series.
+        self._layouts: LRU[str, SeriesLayout] = LRU(memo_series, on_evict=self._forget_series)
         self._by_series: dict[str, tuple[int, SeriesLayout]] = {}
-        self._volumes: OrderedDict[str, tuple[Volume, CachedFile]] = OrderedDict()
-        self._memo_series = memo_series
-        self._memo_volumes = memo_volumes
+        self._volumes: LRU[str, tuple[Volume, CachedFile]] = LRU(memo_volumes)
         # Renders run a core's worth at a time: more at once only trade the GIL back and forth
         # between threads (each numpy call releases and retakes it), which costs more than it gives.
         self._render_slots = threading.BoundedSemaphore(os.cpu_count() or 2)
@@ -175,15 +177,15 @@ class SeriesVolumes:
         identity = tuple(sorted(r.sha256 for r in rows))
         memo_key = hashlib.sha256("\n".join(identity).encode()).hexdigest()
         with self._lock:
-            if memo_key in self._layouts:
-                self._layouts.move_to_end(memo_key)
-                self._by_series[series_uid] = (generation, self._layouts[memo_key])
-                return self._layouts[memo_key]
+            memo = self._layouts.get(memo_key)
+            if memo is not None:
+                self._by_series[series_uid] = (generation, memo)
+                return memo
         by_uid = {r.sop_uid: r for r in rows}
         datasets = _Datasets(self.archive, by_uid)
         summaries = self.archive.headers(rows)
         headers: dict[str, InstanceHeader] = {}
-        refs = []
+        refs: list[FrameRef] = []
         for row in rows:
             if row.frames == 0:
                 continue
@@ -197,12 +199,13 @@ class SeriesVolumes:
         grids = tuple(plan_volume(s) for s in stacks)
         out = SeriesLayout(series_uid, tuple(stacks), grids, tuple(excluded), identity, datasets, headers, by_uid)
         with self._lock:
-            self._layouts[memo_key] = out
             self._by_series[series_uid] = (generation, out)
-            while len(self._layouts) > self._memo_series:
-                _, dropped = self._layouts.popitem(last=False)
-                self._by_series.pop(dropped.series_uid, None)
+            self._layouts.put(memo_key, out)
         return out
+
+    def _forget_series(self, _: str, dropped: SeriesLayout) -> None:
+        """A layout left the memo: its series is looked up again (``_lock`` held)."""
+        self._by_series.pop(dropped.series_uid, None)
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
@@ -248,11 +251,10 @@ class SeriesVolumes:
         with self._lock:
             known = self._volumes.get(key)
             if known is not None:
-                self._volumes.move_to_end(key)
                 if known[1].path or known[1].payload is not None or self.archive.cache.pending(key):
                     return known
                 # Built here and written to the cache since: map the file, let the memory go.
-                del self._volumes[key]
+                self._volumes.pop(key)
         rows = {r.sop_uid: r for r in self.archive.series_instances(series_uid)}
 
         def load_frame(sop_uid: str, frame_index: int) -> np.ndarray:
@@ -266,7 +268,7 @@ class SeriesVolumes:
 
         built: list[Volume] = []
 
-        def compute() -> tuple[bytes, str, dict[str, object]]:
+        def compute() -> tuple[list[bytes | memoryview], str, dict[str, object]]:
             grid = layout.grids[stack_index]
             voxels = self._summary_voxels(layout, stack, grid)
             if voxels is not None:
@@ -274,21 +276,14 @@ class SeriesVolumes:
             else:
                 vol = build_volume(stack, load_frame, grid=grid)
             built.append(vol)
-            return npy_parts(vol.array), NPY, vol.geometry()  # type: ignore[return-value]
+            return npy_parts(vol.array), NPY, vol.geometry()  # written without a copy
 
         # The builder answers from the volume in memory while the cache file is written
         # behind it (150 MB of a CT); other callers wait for the file and map it.
         entry = self.archive.cache.get_or_compute_file(key, compute, tag=f"series:{series_uid}", write_behind=True)
-        if built:
-            vol = built[0]
-        elif entry.payload is not None:
-            vol = Volume.from_npy_bytes(entry.payload, dict(entry.meta))
-        else:
-            vol = Volume.from_array(npy_memmap(entry.path, entry.offset), dict(entry.meta))
+        vol = built[0] if built else volume_from_cache(entry)
         with self._lock:
-            self._volumes[key] = (vol, entry)
-            while len(self._volumes) > self._memo_volumes:
-                self._volumes.popitem(last=False)
+            self._volumes.put(key, (vol, entry))
         return vol, entry
 
     def _stored_frame(self, layout: SeriesLayout, row: InstanceRow, index: int) -> np.ndarray:
@@ -301,7 +296,7 @@ class SeriesVolumes:
     def _summary_voxels(self, layout: SeriesLayout, stack: Stack, grid: VolumeGrid) -> np.ndarray | None:
         """The voxels of an untilted, evenly spaced stack, built from the header summaries kept at ingest.
 
-        What :func:`~.volume.build_volume` makes of ``load_frame`` in :meth:`volume`
+        What :func:`~.building.build_volume` makes of ``load_frame`` in :meth:`volume`
         (modality values, int32 narrowed to int16 when a frame's values allow, the
         frames' common dtype), without parsing a header: uncompressed frames are read
         straight into their place in the result and rescaled there; compressed ones
@@ -330,9 +325,10 @@ class SeriesVolumes:
         else:  # hoping that every int32 frame narrows to int16 (widened below when one does not)
             target = np.result_type(*{np.dtype(np.int16) if m == np.int32 else m for _, _, _, m in plans})
         out = fresh_array((len(plans), stack.rows, stack.columns), target)  # faulted in by the reader threads
-        if all(native is not None and np.dtype(native.dtype) == target for _, native, _, _ in plans):
+        native_plans = [(r, n, f, m) for r, n, f, m in plans if n is not None and np.dtype(n.dtype) == target]
+        if len(native_plans) == len(plans):
             try:
-                self._read_in_place(plans, out)
+                self._read_in_place(native_plans, out)
                 return out
             except _NeedsInt32:
                 pass  # a frame's values leave int16: the loop below widens the result
@@ -342,29 +338,28 @@ class SeriesVolumes:
             row, native, ref, _ = plan
             return None if native is not None else self._stored_frame(layout, row, ref.frame_index)
 
+        # Uncompressed frames of the result's dtype are read straight into place by two threads
+        # (reads and page faults release the GIL); compressed ones are fetched ahead the same way.
+        direct = {
+            k: native
+            for k, (_, native, _, _) in enumerate(plans)
+            if native is not None and np.dtype(native.dtype) == target
+        }
+
         def read_into_place(ks: list[int]) -> list[bool]:
             return [
-                plans[k][1].read(
-                    self.archive.file_path(plans[k][0]),
-                    plans[k][2].frame_index,  # type: ignore[union-attr]
-                    out=out[k],
-                )
-                is not None
+                direct[k].read(self.archive.file_path(plans[k][0]), plans[k][2].frame_index, out=out[k]) is not None
                 for k in ks
             ]
 
-        # Uncompressed frames of the result's dtype are read straight into place by two threads
-        # (reads and page faults release the GIL); compressed ones are fetched ahead the same way.
-        direct = [
-            k for k, (_, native, _, _) in enumerate(plans) if native is not None and np.dtype(native.dtype) == target
-        ]
         with ThreadPoolExecutor(2, thread_name_prefix="volume-frames", initializer=use_all_cores) as pool:
-            halves = [direct[: len(direct) // 2], direct[len(direct) // 2 :]]
+            keys = list(direct)
+            halves = [keys[: len(keys) // 2], keys[len(keys) // 2 :]]
             if not all(ok for part in pool.map(read_into_place, halves) for ok in part):
                 raise InvalidInputError("pixel data of a frame is cut short", subject=stack.frames[0].sop_uid)
             in_place = set(direct)
             fetched = pool.map(decoded, plans)
-            for k, ((row, native, ref, mdt), stored) in enumerate(zip(plans, fetched)):
+            for k, ((row, native, ref, mdt), stored) in enumerate(zip(plans, fetched, strict=True)):
                 rescale = ref.rescale if ref.rescale not in (None, (1.0, 0.0)) else None
                 if k in in_place:
                     raw = out[k]  # read above (if the result was widened since, widened with it)
@@ -450,7 +445,7 @@ class SeriesVolumes:
 
     def stream_volume(
         self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20
-    ) -> tuple[Volume, Iterator[bytes | memoryview]]:
+    ) -> tuple[Volume, Generator[bytes | memoryview, None, None]]:
         """A stack's volume (as :meth:`volume`) and its voxels in chunks (views of it where it allows).
 
         A volume built for this call is written to the derived cache once the last
@@ -481,7 +476,7 @@ class SeriesVolumes:
         """
         stack = layout.stacks[stack_index]
         with self._lock:
-            known = self._volumes.get(self._volume_key(layout, stack))
+            known = self._volumes.peek(self._volume_key(layout, stack))
         if known is not None:
             return known[0].array.dtype.newbyteorder("<").str
         dtypes = {
@@ -713,7 +708,7 @@ def _rescale_in_place(frame: np.ndarray, rescale: tuple[float, float] | None) ->
 
 def _released_after(
     chunks: Iterator[bytes | memoryview], hold: AbstractContextManager[None]
-) -> Iterator[bytes | memoryview]:
+) -> Generator[bytes | memoryview, None, None]:
     """``chunks``, then ``hold`` released (also when the consumer stops early; a hold never
     iterated lapses by itself, see ``DerivedCache.hold_writes``)."""
     try:
@@ -734,7 +729,7 @@ def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> Iterator[bytes | memoryvie
     in_place = flat.flags.c_contiguous and flat.dtype == le
     for start in range(0, flat.shape[0], rows_per_chunk):
         rows = flat[start : start + rows_per_chunk]
-        yield memoryview(rows).cast("B") if in_place else np.ascontiguousarray(rows, dtype=le).tobytes()
+        yield rows.data.cast("B") if in_place else np.ascontiguousarray(rows, dtype=le).tobytes()
 
 
 def _geometry(sl: Slice) -> SliceGeometry:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -62,6 +63,23 @@ def open_video(path: Path, *, name: str) -> av.container.InputContainer:
     return container
 
 
+def video_stream(container: av.container.InputContainer, index: int, *, name: str) -> av.video.stream.VideoStream:
+    """Stream ``index`` of ``container``, the one its frame index was built from.
+
+    Raises
+    ------
+    InvalidInputError
+        When the container has no such stream, or it is not a video stream.
+    """
+    try:
+        stream = container.streams[index]
+    except (IndexError, KeyError) as exc:
+        raise InvalidInputError(f"no stream {index}", subject=name) from exc
+    if not isinstance(stream, av.video.stream.VideoStream):
+        raise InvalidInputError(f"stream {index} is not a video stream", subject=name)
+    return stream
+
+
 def scan_packets(
     container: av.container.InputContainer, *, name: str, max_frames: int | None = None
 ) -> tuple[PacketTable, list[tuple[float, int]]]:
@@ -86,8 +104,10 @@ def scan_packets(
                 continue  # flush packets at the end of each stream
             ts = packet.dts if packet.dts is not None else packet.pts
             over = max_frames is not None and counted > max_frames
-            if ts is not None and packet.time_base is not None and not over:
-                timeline.append((float(ts * packet.time_base), packet.size))
+            # PyAV gives None for a packet's 0/0 time base; its stub says Fraction.
+            time_base = cast("Fraction | None", packet.time_base)
+            if ts is not None and time_base is not None and not over:
+                timeline.append((float(ts * time_base), packet.size))
             if packet.stream.index != video.index:
                 continue
             counted += 1

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from voxelgate.cache.media_catalog import SetRow
 from voxelgate.errors import PreconditionError
 from voxelgate.imaging.annotations.planes import SliceGrid
+from voxelgate.imaging.media.formats import ImageInfo
 from voxelgate.imaging.media.library import MediaLibrary
 
 __all__ = ["media_grid", "spread_ties"]
@@ -40,15 +42,17 @@ def media_grid(library: MediaLibrary, item_id: str) -> SliceGrid:
         sizes = {(height, width)}
     else:
         info = library.info(item_id)
-        members = getattr(info, "members", None)
-        pages = getattr(info, "page_sizes", ())  # an image: its pages
-        sizes = {(m.height, m.width) for m in members} if members is not None else {(h, w) for w, h in pages}
+        if isinstance(info, SetRow):
+            sizes = {(m.height, m.width) for m in info.members}
+        else:
+            assert isinstance(info, ImageInfo)  # not a video (above)
+            sizes = {(h, w) for w, h in info.page_sizes}
     if len(sizes) != 1:
         raise PreconditionError(
             f"frames come in {len(sizes)} sizes; annotate a sequence, whose frames share one size", subject=item_id
         )
     try:
-        return SliceGrid(times, next(iter(sizes)), (1.0, 1.0), "s", "frame")  # type: ignore[arg-type]
+        return SliceGrid(np.asarray(times), next(iter(sizes)), (1.0, 1.0), "s", "frame")
     except ValueError as exc:
         raise PreconditionError(f"frame times cannot serve as positions: {exc}", subject=item_id) from None
 
@@ -70,4 +74,5 @@ def spread_ties(times: list[float]) -> list[float]:
                 gap = (t[i] - t[start]) if i < len(t) and t[i] > t[start] else step
                 out[start:i] = t[start] + gap * np.arange(run) / run
             start = i
-    return out.tolist()  # type: ignore[no-any-return]
+    spread: list[float] = out.tolist()
+    return spread

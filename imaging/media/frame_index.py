@@ -60,7 +60,7 @@ from av.video.reformatter import VideoReformatter
 from voxelgate.errors import InvalidInputError, NotFoundError
 from voxelgate.imaging.cpu import all_cores
 
-from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
+from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets, video_stream
 from .orientation import Orientation, Rotator
 from .pictures import RAW_PIXEL_FORMATS, Picture, Pieces, payload_bytes, picture_bytes, to_picture
 from .render import fit_size
@@ -172,7 +172,8 @@ class FrameIndex:
     @property
     def known(self) -> np.ndarray:
         """bool: frame n has a timestamp."""
-        return self.pts != NO_TS  # type: ignore[no-any-return]
+        known: np.ndarray = self.pts != NO_TS
+        return known
 
     @property
     def negative(self) -> int:
@@ -441,14 +442,10 @@ class FrameReader:
     def _open(self) -> None:
         self._container = open_video(self._path, name=self._name)
         try:
-            stream = self._container.streams[self._index.stream_index]
-        except (IndexError, KeyError) as exc:
+            self._stream = video_stream(self._container, self._index.stream_index, name=self._name)
+        except InvalidInputError:
             self._container.close()
-            raise InvalidInputError(f"no stream {self._index.stream_index}", subject=self._name) from exc
-        if not isinstance(stream, av.VideoStream):
-            self._container.close()
-            raise InvalidInputError(f"stream {self._index.stream_index} is not a video stream", subject=self._name)
-        self._stream = stream
+            raise
         if self._threads:
             self._stream.thread_type = "AUTO"
 
@@ -586,7 +583,7 @@ class FrameReader:
                 codec.skip_frame = "NONREF" if skip else "DEFAULT"
                 skipping = skip
             try:
-                pictures = packet.decode()
+                pictures = self._stream.decode(packet)  # what packet.decode() does, typed by the stream
             except av.FFmpegError:
                 self.rejected_packets += 1
                 continue

@@ -27,14 +27,17 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from voxelgate.cache.derived import DerivedCache
-from voxelgate.cache.media_catalog import MediaEntry, MediaQuery
+from voxelgate.cache.media_catalog import MediaCatalog, MediaEntry, MediaQuery
 from voxelgate.cache.store import Store
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError
 
 from .video_readers import ReaderPool
+
+if TYPE_CHECKING:
+    from .video_library import ReencodeJob
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,10 @@ class InventoryMixin:
     """The listing and deleting half of ``MediaLibrary`` (needs its storage, readers and re-encode jobs)."""
 
     store: Store
-    catalog: Any
+    catalog: MediaCatalog
     cache: DerivedCache
     readers: ReaderPool
-    _reencode_jobs: dict[str, Any]
+    _reencode_jobs: dict[str, ReencodeJob]
     _reencode_lock: threading.Lock
 
     def list_media(self, query: MediaQuery, *, page_size: int = 0, token: str = "") -> tuple[list[MediaEntry], str]:
@@ -78,7 +81,7 @@ class InventoryMixin:
         InvalidInputError
             A token that is malformed or belongs to another query.
         """
-        return self.catalog.list_media(query, page_size=page_size, token=token)  # type: ignore[no-any-return]
+        return self.catalog.list_media(query, page_size=page_size, token=token)
 
     def delete_media(self, item_id: str) -> Deleted:
         """Delete a media item, a group or a sequence (see the module's docstring).

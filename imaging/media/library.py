@@ -18,19 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
-from voxelgate.cache.media_catalog import MediaRow, MemberRow, SetRow
+from voxelgate.cache.media_catalog import MediaCatalog, MediaRow, MemberRow, SetRow
 from voxelgate.cache.store import Store
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
+from ..limits import VideoLimits
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
 from .formats import SUPPORTED_FORMATS, describe_bytes, sniff_format
 from .frame_index import Pieces
 from .inventory import InventoryMixin
-from .probe_video import VIDEO_FORMATS, VideoInfo, VideoLimits, probe_video, sniff_video_format
+from .probe_video import VIDEO_FORMATS, VideoInfo, probe_video, sniff_video_format
 from .sequence import resize_exact
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 
@@ -81,7 +84,7 @@ class ExportJob:
     size_bytes: int = 0
 
 
-class _SniffedFile(IncomingFile):
+class _SniffedFile(IncomingFile[MediaReport]):
     """An incoming media file whose size limit is the image or the video one, sniffed from its first bytes.
 
     The limit is enforced while the bytes stream in; the error gives the limit
@@ -90,7 +93,9 @@ class _SniffedFile(IncomingFile):
 
     _HEAD = 64
 
-    def __init__(self, sink: IngestSink, base: IncomingFile, *, image_bytes: int, video_bytes: int) -> None:
+    def __init__(
+        self, sink: IngestSink[MediaReport], base: IncomingFile[MediaReport], *, image_bytes: int, video_bytes: int
+    ) -> None:
         super().__init__(sink, base.staged, declared_size=base.declared_size, overwrite=base.overwrite)
         self._image_bytes, self._video_bytes = image_bytes, video_bytes
         self._head = b""
@@ -137,7 +142,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
     def __init__(
         self,
         store: Store,
-        catalog: object,
+        catalog: MediaCatalog,
         cache: DerivedCache,
         *,
         limits: MediaLimits,
@@ -153,7 +158,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
 
     # -- ingest ---------------------------------------------------------------
 
-    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile[MediaReport]:
         """Start receiving a file called ``name`` (image or video: the limit follows its first bytes)."""
         image_bytes, video_bytes = self.limits.max_file_bytes, self.video_limits.max_file_bytes
         base = begin_file(
@@ -170,13 +175,13 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         """Ingest a local file (tests and tools; the server streams instead)."""
         return ingest_path(self, path, name=name)
 
-    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[MediaReport | Exception]:
+    def finish_batch(self, items: Sequence[tuple[IncomingFile[MediaReport], str]]) -> list[MediaReport | Exception]:
         """Probe (every page must decode) and commit received files; one report or error each.
 
         The files of a batch share one directory sync and one catalog transaction.
         """
-        results: list[MediaReport | Exception | None] = [None] * len(items)
-        pending: list[tuple[int, IncomingFile, MediaReport]] = []
+        results: dict[int, MediaReport | Exception] = {}
+        pending: list[tuple[int, IncomingFile[MediaReport], MediaReport]] = []
         try:
             for i, (incoming, expected) in enumerate(items):
                 try:
@@ -184,7 +189,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
                     info = self._probe(incoming.staged.path, incoming.name)
                     warnings = list(info.warnings) if isinstance(info, ImageInfo) else []
                     report = MediaReport(incoming.name, "stored", sha, incoming.size, info, warnings)
-                    if self.catalog.get_media(sha) is not None:  # type: ignore[attr-defined]
+                    if self.catalog.get_media(sha) is not None:
                         report.outcome = "duplicate"
                         results[i] = report
                     else:
@@ -197,17 +202,18 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
                     for _, incoming, _ in pending:
                         self.store.commit(incoming.staged, sync=False)
                     self.store.sync_batch(shas)
-                    new = self.catalog.put_media([_row(r) for _, _, r in pending])  # type: ignore[attr-defined]
+                    new = self.catalog.put_media([_row(r) for _, _, r in pending])
                 for (i, _, report), is_new in zip(pending, new, strict=True):
                     report.outcome = "stored" if is_new else "duplicate"
                     results[i] = report
         finally:
             for incoming, _ in items:
                 incoming.staged.discard()
-        for r in results:
+        ordered = [results[i] for i in range(len(items))]
+        for r in ordered:
             if isinstance(r, MediaReport):
                 log.info("media ingested", extra={"outcome": r.outcome, "sha256": r.media_id[:16], "bytes": r.size})
-        return results  # type: ignore[return-value]
+        return ordered
 
     @all_cores()  # decoding every page (or scanning every packet): native work, off the request threads' core
     def _probe(self, path: Path, name: str) -> ImageInfo | VideoInfo:
@@ -240,7 +246,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         InvalidInputError
             The item is a video (see ``video``).
         """
-        row = self.catalog.get_media(media_id) if media_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(media_id) if media_id else None
         if row is None:
             raise NotFoundError("no such media item", subject=media_id or "(empty id)")
         if row.kind == "video":
@@ -255,14 +261,14 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         NotFoundError
             No set has that id.
         """
-        row = self.catalog.get_set(set_id) if set_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_set(set_id) if set_id else None
         if row is None:
             raise NotFoundError("no such group or sequence", subject=set_id or "(empty id)")
         return row
 
     def info(self, item_id: str) -> ImageInfo | VideoInfo | SetRow:
         """A media item's description (image or video), or a group's or sequence's frames."""
-        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(item_id) if item_id else None
         if row is not None:
             return self.video(item_id)[1] if row.kind == "video" else self.media(item_id)[1]
         return self.media_set(item_id)
@@ -283,7 +289,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         """
         if not fps > 0:
             raise InvalidInputError(f"fps must be positive, got {fps}")
-        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(item_id) if item_id else None
         if row is not None and row.kind == "video":
             return self.video_frame_times(item_id)
         count = self.media(item_id)[1].pages if row is not None else len(self.media_set(item_id).members)
@@ -292,7 +298,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
     def _pages(self, media_ids: Sequence[str]) -> list[tuple[str, int, str, int, int]]:
         if not media_ids:
             raise InvalidInputError("empty group or sequence: give at least one media id")
-        out = []
+        out: list[tuple[str, int, str, int, int]] = []
         for media_id in media_ids:
             row, info = self.media(media_id)
             # probe_image records every page's displayed size at ingest.
@@ -304,7 +310,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         pages = self._pages(media_ids)
         members = [MemberRow(i, m, p, n, w, h) for i, (m, p, n, w, h) in enumerate(pages)]
         set_id = uuid.uuid4().hex
-        self.catalog.put_set("group", set_id, name, members, [])  # type: ignore[attr-defined]
+        self.catalog.put_set("group", set_id, name, members, [])
         return self.media_set(set_id)
 
     def create_sequence(
@@ -324,7 +330,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
                     )
             set_id = uuid.uuid4().hex
             label = name if len(plans) == 1 else f"{name} [{frames[0].width}x{frames[0].height}]"
-            self.catalog.put_set("sequence", set_id, label, members, warnings)  # type: ignore[attr-defined]
+            self.catalog.put_set("sequence", set_id, label, members, warnings)
             out.append(self.media_set(set_id))
             log.info("sequence created", extra={"frames": len(members), "resized": len(warnings), "part": k})
         return out
@@ -333,13 +339,13 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
 
     def _resolve(self, item_id: str, index: int) -> tuple[str, int, tuple[int, int] | None]:
         """(media id, page, exact size the frame must have or None) of frame ``index`` of an item or set."""
-        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(item_id) if item_id else None
         if row is not None:
             _, info = self.media(item_id)
             if not 0 <= index < info.pages:
                 raise NotFoundError(f"page {index} out of range (0..{info.pages - 1})", subject=item_id)
             return item_id, index, None
-        found = self.catalog.get_member(item_id, index) if item_id else None  # type: ignore[attr-defined]
+        found = self.catalog.get_member(item_id, index) if item_id else None
         if found is None:
             raise NotFoundError("no such media item, group or sequence", subject=item_id or "(empty id)")
         count, m = found
@@ -528,7 +534,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
     def _encode(self, s: SetRow, fps: float, job: ExportJob | None) -> tuple[bytes, str, dict[str, object]]:
         width, height = s.members[0].width, s.members[0].height
 
-        def frames() -> Iterator:  # type: ignore[type-arg]
+        def frames() -> Iterator[np.ndarray]:
             for m in s.members:  # the set is loaded once: resolving frame i from the catalog each time is quadratic
                 arr = decode_page(self.store.path(m.media_id), m.page, name=m.media_id, limits=self.limits)
                 if (arr.shape[1], arr.shape[0]) != (width, height):

@@ -33,7 +33,7 @@ RAW_PIXEL_FORMATS: tuple[str, ...] = ("rgb24", "yuv420p")
 _MATRIX = {1: "bt709", 4: "fcc", 5: "bt601", 6: "bt601", 7: "smpte240m", 9: "bt2020", 10: "bt2020c"}
 
 
-class Pieces(tuple):  # type: ignore[type-arg]
+class Pieces(tuple[memoryview, ...]):
     """Bytes in pieces: views of a frame's planes, rows without padding, in order.
 
     Whoever sends them joins or writes them once where they go (a reply's wire
@@ -85,7 +85,7 @@ class Picture:
     def data(self) -> bytes | memoryview:
         """The pixels in one buffer: a read-only view when they are one piece (a 1080p RGB picture), else a copy."""
         if len(self.pieces) == 1:
-            return self.pieces[0].toreadonly()  # type: ignore[no-any-return]
+            return self.pieces[0].toreadonly()
         return bytes(self.pieces)
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from voxelgate.errors import InvalidInputError, LimitExceededError
 
+from ..limits import VideoLimits
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
 from .formats import describe_bytes
 from .frame_index import FrameIndex, index_packets
@@ -74,32 +75,6 @@ def sniff_video_format(head: bytes) -> str | None:
     if len(head) >= 8 and head[4:8] in _QT_ATOMS:
         return "mov"
     return None
-
-
-@dataclass(frozen=True)
-class VideoLimits:
-    """Bounds enforced on every video file.
-
-    Parameters
-    ----------
-    max_file_bytes:
-        Largest file accepted (1 GiB by default).
-    max_frames:
-        Most video frames (packets of the video stream) a file may hold.
-
-    Raises
-    ------
-    ValueError
-        When a bound is not positive.
-    """
-
-    max_file_bytes: int = 1024**3
-    max_frames: int = 100_000
-
-    def __post_init__(self) -> None:
-        for name in ("max_file_bytes", "max_frames"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"VideoLimits.{name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
@@ -294,7 +269,7 @@ def peak_bitrate(timeline: list[tuple[float, int]], window_s: float = 1.0) -> in
     # For each packet i, the window [t_i, t_i + w) ends before index j.
     ends = np.searchsorted(times, times + window_s, side="left")
     best = int((cum[ends] - cum[np.arange(len(times))]).max())
-    return int(round(best * 8 / window_s))
+    return round(best * 8 / window_s)
 
 
 def keyframe_intervals(keyframe_in_presentation: np.ndarray) -> tuple[int, float]:
@@ -400,7 +375,7 @@ def probe_video(path: Path, *, name: str, limits: VideoLimits | None = None) -> 
         frame_count=len(table.size),
         addressable_frames=len(index),
         duration_s=duration_s,
-        bitrate=int(round(size * 8 / duration_s)) if duration_s > 0 else 0,
+        bitrate=round(size * 8 / duration_s) if duration_s > 0 else 0,
         peak_bitrate=peak_bitrate(timeline),
         keyframe_interval_max=kf_max,
         keyframe_interval_mean=kf_mean,

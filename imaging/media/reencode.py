@@ -92,11 +92,12 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from voxelgate.errors import CancelledError, InvalidInputError, UnsupportedError, VoxelgateError
 
-from ._packets import ffmpeg_reason, open_video
+from ..limits import VideoLimits
+from ._packets import ffmpeg_reason, open_video, video_stream
 from .diagnose import MAX_KEYFRAME_INTERVAL_HD, Finding, diagnose
 from .frame_index import FrameIndex, Placer, build_frame_index
 from .orientation import Rotator
-from .probe_video import VideoInfo, VideoLimits, probe_video
+from .probe_video import VideoInfo, probe_video
 from .video import add_h264_stream, atomic_output, frame_rate
 
 MODES: tuple[str, ...] = ("auto", "full")
@@ -616,7 +617,7 @@ def _full(
             open_video(src, name=job.name) as inp,
             av.open(str(tmp), "w", format="mp4", container_options=_FASTSTART) as out,
         ):
-            vin = inp.streams.video[0]  # the stream ``build_frame_index`` indexed
+            vin = video_stream(inp, index.stream_index, name=job.name)
             vin.thread_type = "AUTO"
             vout = add_h264_stream(
                 out,

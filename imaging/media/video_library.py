@@ -33,14 +33,15 @@ from typing import Any, Literal
 
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
-from voxelgate.cache.media_catalog import MediaRow
+from voxelgate.cache.media_catalog import MediaCatalog, MediaRow
 from voxelgate.cache.store import Store
 from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
 from voxelgate.imaging.cpu import use_all_cores
 
+from ..limits import VideoLimits
 from .diagnose import Finding, diagnose
 from .frame_index import FrameIndex, FrameReader, Picture, Pieces, build_frame_index
-from .probe_video import VideoInfo, VideoLimits, probe_video
+from .probe_video import VideoInfo, probe_video
 from .reencode import ReencodeResult, reencode
 from .render import render_frame
 from .video_readers import AheadCancelled, AheadStats, FrameResult, ReadAhead, ReaderPool, ReaderStats, Stream
@@ -224,7 +225,7 @@ class VideoLibraryMixin:
     """The video half of ``MediaLibrary`` (needs its ``store``, ``catalog``, ``cache``)."""
 
     store: Store
-    catalog: Any
+    catalog: MediaCatalog
     cache: DerivedCache
     video_limits: VideoLimits
     readers: ReaderPool
@@ -265,7 +266,7 @@ class VideoLibraryMixin:
             raise NotFoundError("no such media item", subject=media_id or "(empty id)")
         if row.kind != "video":
             raise InvalidInputError(f"is a {row.format} image, not a video", subject=media_id)
-        return row  # type: ignore[no-any-return]
+        return row
 
     def is_video(self, item_id: str) -> bool:
         row = self.catalog.get_media(item_id) if item_id else None
@@ -306,7 +307,8 @@ class VideoLibraryMixin:
 
     def video_frame_times(self, media_id: str) -> list[float]:
         """Presentation time in seconds of every frame of a video (frame n at [n]; see ``FrameIndex.seconds``)."""
-        return self.frame_index(media_id).seconds().tolist()  # type: ignore[no-any-return]
+        times: list[float] = self.frame_index(media_id).seconds().tolist()
+        return times
 
     # -- frames -----------------------------------------------------------------------
 
@@ -349,7 +351,8 @@ class VideoLibraryMixin:
         row, info = self.video(media_id)
         if not 0 <= n < info.addressable_frames:
             raise NotFoundError(
-                f"frame {n} does not exist; the video has {info.addressable_frames} frames (0..{info.addressable_frames - 1})",
+                f"frame {n} does not exist; "
+                f"the video has {info.addressable_frames} frames (0..{info.addressable_frames - 1})",
                 subject=media_id,
             )
         _check_frame_request(media_id, fmt, max_size)
@@ -407,10 +410,12 @@ class VideoLibraryMixin:
             pic, index = self.readers.use(media_id, n, opener, lambda r: _picture(r, n, fmt, max_size, stored=stored))
             decoded()
             return _raw_result(pic, index.time_of(n))
-        params = {"n": n, "fmt": fmt, "max": list(max_size) if max_size else None, "stored": stored}
-        key = make_key("media", "video-frame", media_id, params, version=2)
+        max_param = list(max_size) if max_size else None
+        key = make_key(
+            "media", "video-frame", media_id, {"n": n, "fmt": fmt, "max": max_param, "stored": stored}, version=2
+        )
 
-        def compute() -> tuple[bytes, str, dict[str, object]]:
+        def compute() -> tuple[bytes, str, dict[str, Any]]:
             arr, index = self.readers.use(media_id, n, opener, lambda r: r.read(n, stored=stored))
             decoded()
             if cancel is not None and cancel.is_set():
@@ -420,7 +425,7 @@ class VideoLibraryMixin:
 
         if fmt == "raw":  # RGB fitted within a size: Pillow's Lanczos, as for images; not cached either
             payload, media_type, meta = compute()
-            return payload, media_type, str(meta["dtype"]), tuple(int(v) for v in meta["shape"]), float(meta["time"])  # type: ignore[arg-type]
+            return payload, media_type, str(meta["dtype"]), tuple(int(v) for v in meta["shape"]), float(meta["time"])
         v = self.cache.get_or_compute(key, compute, tag=media_id, write_behind=True)
         return (
             v.payload,
@@ -494,6 +499,7 @@ class VideoLibraryMixin:
         into: Callable[[int], memoryview] | None,
         stored: bool,
     ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
+        payload: bytes | memoryview | Pieces
         with reader:
             for n in wanted:
                 if fmt == "yuv420p" or (fmt == "raw" and not _resizes(max_size)):

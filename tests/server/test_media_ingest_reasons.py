@@ -8,7 +8,7 @@ import numpy as np
 from e2e_support import OUTCOME, serve
 
 from tests.imaging.media._videos import make_video
-from voxelgate.server.client import ingest_bytes_requests
+from voxelgate.client.files import ingest_bytes_requests
 from voxelgate.v1 import media_pb2_grpc
 
 ACCEPTED = "MediaService takes images (jpeg, png, webp, avif, bmp, tiff) and videos (mp4, mov, webm, mkv)"

@@ -24,7 +24,7 @@ from e2e_support import OUTCOME, Server, object_files, serve
 from PIL import Image
 
 from tests.imaging.media._videos import make_video
-from voxelgate.server.client import ingest_bytes_requests
+from voxelgate.client.files import ingest_bytes_requests
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 KIND = media_pb2.MediaKind.Name

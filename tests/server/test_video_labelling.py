@@ -22,7 +22,7 @@ from PIL import Image
 
 from tests.conftest import have_program, require_peer
 from tests.imaging.media._videos import collapse_pairs, ffmpeg_frames, make_video
-from voxelgate.server.client import ingest_bytes_requests
+from voxelgate.client.files import ingest_bytes_requests
 from voxelgate.v1 import media_pb2, media_pb2_grpc
 
 
