@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from voxelgate.client import Client, Instance, Window
+from voxelgate.client import Client, Instance, VoiFunction, Window
 
 from . import multipart
 from .errors import HttpError, bad_request
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
 #: PS3.18 8.3.5.1.3's VOI LUT functions, as the client names them.
-_FUNCTIONS = {"linear": "linear", "linear-exact": "linear_exact", "sigmoid": "sigmoid"}
+_FUNCTIONS = {"linear": VoiFunction.LINEAR, "linear-exact": VoiFunction.LINEAR_EXACT, "sigmoid": VoiFunction.SIGMOID}
 #: Query parameters of rendered resources that the gateway knows (others are refused, not ignored).
 _KNOWN = {"window", "viewport", "quality", "preset", "iccprofile", "annotation", "charset", "accept"}
 
@@ -92,7 +92,7 @@ def rendering(request: Request, *, media_type: str, thumbnail: bool = False) -> 
         center, width = _numbers(",".join(pieces[:2]), "window", (2,))
         if width <= 0:
             raise bad_request(f"window width must be positive, got {width:g}")
-        window = Window(center, width, _FUNCTIONS[function])  # type: ignore[arg-type]
+        window = Window(center, width, _FUNCTIONS[function])
     if window is not None and q.get("preset"):
         raise bad_request("give window or preset, not both")
     limit = settings_of(request).max_viewport

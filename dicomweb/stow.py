@@ -72,7 +72,7 @@ def _header_uids(source: bytes | Path) -> tuple[str, str, str]:
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
     try:
         ds = dcmread(fp, stop_before_pixels=True, specific_tags=tags, force=True)
-        return tuple(str(ds.get(t, "")) for t in tags)  # type: ignore[return-value]
+        return str(ds.get(tags[0], "")), str(ds.get(tags[1], "")), str(ds.get(tags[2], ""))
     except (InvalidDicomError, ValueError, TypeError, EOFError, OSError, AttributeError, KeyError):
         return "", "", ""
 
@@ -138,9 +138,9 @@ def _ingest(vg: Client, received: list[_Received], study: str | None) -> dict[st
             continue
         if item.data is not None:
             sources.append((item.name, item.data))
-        else:
-            sources.append(os.fspath(item.path))  # type: ignore[arg-type]
-            by_path[os.fspath(item.path)] = item.name  # type: ignore[arg-type]
+        elif item.path is not None:
+            sources.append(os.fspath(item.path))
+            by_path[os.fspath(item.path)] = item.name
     out: dict[str, IngestResult | str] = {}
     if not sources:
         return out
