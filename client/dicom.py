@@ -34,9 +34,15 @@ class FrameFormat(enum.StrEnum):
     RAW = "raw"  #: the values as an array: modality values, or stored ones (``values="stored"``)
     PNG = "png"  #: 8-bit P-Values (greyscale windowed; colour as RGB)
     PNG16 = "png16"  #: 16-bit greyscale P-Values (0..65535)
+    JPEG = "jpeg"  #: PNG's 8-bit P-Values as baseline JPEG (``quality``)
 
 
-_FRAME_FORMATS = {FrameFormat.RAW: dicom_pb2.RAW, FrameFormat.PNG: dicom_pb2.PNG, FrameFormat.PNG16: dicom_pb2.PNG16}
+_FRAME_FORMATS = {
+    FrameFormat.RAW: dicom_pb2.RAW,
+    FrameFormat.PNG: dicom_pb2.PNG,
+    FrameFormat.PNG16: dicom_pb2.PNG16,
+    FrameFormat.JPEG: dicom_pb2.JPEG,
+}
 
 
 @dataclass(frozen=True)
@@ -419,9 +425,10 @@ class DicomCalls(Calls):
         object_voi_lut: bool = False,
         window_index: int = 0,
         values: ValueSpace | str | None = None,
+        quality: int = 0,
         timeout: float | None = None,
     ) -> Frame:
-        """Frame ``index`` (from 0) of an instance, decoded: values (``raw``), or an 8 or 16-bit PNG.
+        """Frame ``index`` (from 0) of an instance, decoded: values (``raw``), an 8 or 16-bit PNG, or a JPEG.
 
         ``raw`` gives modality values, or the stored values with ``values="stored"`` (for a
         viewer that applies the rescale itself). ``png`` and ``png16`` go through the display
@@ -432,7 +439,8 @@ class DicomCalls(Calls):
         object's VOI LUT Sequence); none of them: the object's own window, its
         ``window_index``-th (per-frame ones first), else its VOI LUT table, else the frame's
         range. The Presentation LUT (INVERSE, MONOCHROME1) is applied; :attr:`Frame.inverted`
-        says so. ``png16`` is for greyscale frames only.
+        says so. ``png16`` is for greyscale frames only. ``jpeg`` is ``png``'s image as
+        baseline JPEG at ``quality`` (1 to 100; 0: the server's 90), for rendered images.
 
         Raises
         ------
@@ -447,8 +455,13 @@ class DicomCalls(Calls):
         voxelgate.errors.UnsupportedError
             A transfer syntax no decoder here handles.
         """
+        if not 0 <= quality <= 100:
+            raise ValueError(f"quality is 1 to 100 (0: the server's 90), got {quality}")
         request = dicom_pb2.GetFrameRequest(
-            sop_instance_uid=sop_instance_uid, frame=index, format=_FRAME_FORMATS[FrameFormat(format)]
+            sop_instance_uid=sop_instance_uid,
+            frame=index,
+            format=_FRAME_FORMATS[FrameFormat(format)],
+            quality=quality,
         )
         set_windowing(
             request,

@@ -1,12 +1,11 @@
 """Rendered and thumbnail resources (PS3.18 8.3.5, 10.4.1.1.3): JPEG or PNG, with ``window``, ``viewport``, ``quality``.
 
-The service renders (``GetFrame``: the display pipeline of PS3.3 C.11, the object's own
-window unless ``window`` or the ``preset`` extension names one; the Presentation LUT
-applied); the gateway only crops and scales for a ``viewport`` and encodes JPEG at the
-asked ``quality``. An instance's rendered image is its first frame; a series' rendered
-resource is every instance's first frame, in parts of one ``multipart/related`` body; the
-thumbnail of a series is its middle instance (by Instance Number), of a study its first
-series'.
+The service renders (``GetFrame`` PNG or JPEG: the display pipeline of PS3.3 C.11, the
+object's own window unless ``window`` or the ``preset`` extension names one; the
+Presentation LUT applied); the gateway only crops and scales for a ``viewport``. An
+instance's rendered image is its first frame; a series' rendered resource is every
+instance's first frame, in parts of one ``multipart/related`` body; the thumbnail of a
+series is its middle instance (by Instance Number), of a study its first series'.
 """
 
 from __future__ import annotations
@@ -122,9 +121,10 @@ def render_frame(vg: Client, sop: str, index: int, r: Rendering) -> bytes:
     voxelgate.errors.VoxelgateError
         From the service (no such frame, a bad window or preset, an undecodable syntax).
     """
+    if r.viewport is None:  # the service's image as it is (cached there: the next asker gets it at once)
+        fmt = "jpeg" if r.media_type == "image/jpeg" else "png"
+        return vg.get_frame(sop, index, format=fmt, window=r.window, preset=r.preset, quality=r.quality).data
     png = vg.get_frame(sop, index, format="png", window=r.window, preset=r.preset).data
-    if r.viewport is None and r.media_type == "image/png":
-        return png
     return transform(png, r)
 
 

@@ -25,6 +25,7 @@ _FORMATS: dict[int, FrameFormat] = {
     dicom_pb2.RAW: "raw",
     dicom_pb2.PNG: "png",
     dicom_pb2.PNG16: "png16",
+    dicom_pb2.JPEG: "jpeg",
 }
 _VALUES: dict[int, ValueSpace] = {
     volume_pb2.VALUE_SPACE_UNSPECIFIED: "modality",
@@ -264,6 +265,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             fmt=fmt,
             window=window_request(request) if windowed else None,
             values=values,
+            quality=request.quality or 90,
         )
         check_reply_size(
             len(f.payload),

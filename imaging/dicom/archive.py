@@ -32,7 +32,7 @@ from voxelgate.cache.npy import npy_array, npy_bytes
 from voxelgate.cache.store import Store
 from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError, VoxelgateError
 
-from ..encode import encode_png, encode_raw
+from ..encode import encode_jpeg, encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
 from ..limits import Limits
 from ..windowing import VoiFunction
@@ -91,7 +91,7 @@ class IngestReport:
 #: What a frame's values are: stored (before any LUT), modality (after the Modality LUT) or
 #: presentation (P-Values: after the VOI and Presentation LUTs, as PNG carries them).
 ValueSpace = Literal["stored", "modality", "presentation"]
-FrameFormat = Literal["raw", "png", "png16"]
+FrameFormat = Literal["raw", "png", "png16", "jpeg"]
 
 
 @dataclass
@@ -436,15 +436,17 @@ class DicomArchive:
         fmt: FrameFormat,
         window: WindowRequest | None = None,
         values: ValueSpace = "modality",
+        quality: int = 90,
     ) -> FrameResult:
-        """One decoded frame as raw values or as a rendered PNG, through the derived cache.
+        """One decoded frame as raw values or as a rendered PNG or JPEG, through the derived cache.
 
         Parameters
         ----------
         sop_uid, index:
             The instance and its 0-based frame.
         fmt:
-            ``raw`` (little-endian values), ``png`` (8 bits) or ``png16`` (16-bit greyscale).
+            ``raw`` (little-endian values), ``png`` (8 bits), ``png16`` (16-bit greyscale) or
+            ``jpeg`` (the 8-bit P-Values of ``png``, baseline JPEG at ``quality``, 1 to 100).
         window:
             PNG only: the VOI transformation (:func:`.display.choose_voi`); the object's own by default.
         values:
@@ -472,11 +474,15 @@ class DicomArchive:
         if window.source == "explicit" and not (math.isfinite(window.center) and math.isfinite(window.width)):
             # Checked before a cache key is made of them (keys refuse non-finite numbers).
             raise InvalidInputError(f"window center and width must be finite, got {window.center}, {window.width}")
+        if fmt == "jpeg" and not 1 <= quality <= 100:
+            raise InvalidInputError(f"JPEG quality is 1 to 100, got {quality}", subject="quality")
         params: dict[str, str | int | float] = {"index": index, "format": fmt}
         if fmt == "raw":
             params["values"] = values
         else:
             params.update(window.params())
+        if fmt == "jpeg":
+            params["quality"] = quality
         key = make_key("dicom", "frame", row.sha256, params)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
@@ -491,9 +497,10 @@ class DicomArchive:
                     r = render_frame(arr, ds, index, window, out_max=65535 if fmt == "png16" else 255)
                 except VoxelgateError as exc:
                     raise exc.with_subject(sop_uid) from exc.__cause__
+                jpeg = fmt == "jpeg"
                 return (
-                    encode_png(r.image),
-                    "image/png",
+                    encode_jpeg(r.image, quality=quality) if jpeg else encode_png(r.image),
+                    "image/jpeg" if jpeg else "image/png",
                     {
                         "dtype": r.image.dtype.str,
                         "shape": list(r.image.shape),

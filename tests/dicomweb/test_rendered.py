@@ -103,3 +103,13 @@ def test_bad_rendering_parameters_are_400_and_other_types_406(archive: Archive) 
         assert r.json()["message"]
     r = requests.get(url, headers={"Accept": "image/gif"}, timeout=30)
     assert r.status_code == 406 and "image/jpeg or image/png" in r.json()["message"]
+
+
+def test_jpeg_comes_from_the_service_at_the_quality_asked(archive: Archive) -> None:
+    f = archive.files["native"]
+    url = f"{archive.url}/studies/{f.study}/series/{f.series}/instances/{f.sop}/frames/1/rendered"
+    got = requests.get(url, params={"quality": "70", "window": "40,400"}, headers={"Accept": "image/jpeg"}, timeout=30)
+    frame = archive.gateway.client.get_frame(f.sop, 0, format="jpeg", quality=70, window=Window(40, 400))
+    assert frame.media_type == "image/jpeg" and got.content == frame.data
+    png = np.asarray(_image(archive.gateway.client.get_frame(f.sop, 0, format="png", window=Window(40, 400)).data))
+    assert np.abs(np.asarray(_image(frame.data), float) - png).mean() < 8  # lossy, on a noisy 128x128 CT

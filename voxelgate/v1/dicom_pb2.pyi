@@ -28,6 +28,7 @@ class FrameFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     RAW: _ClassVar[FrameFormat]
     PNG: _ClassVar[FrameFormat]
     PNG16: _ClassVar[FrameFormat]
+    JPEG: _ClassVar[FrameFormat]
 QUERY_LEVEL_UNSPECIFIED: QueryLevel
 QUERY_LEVEL_PATIENT: QueryLevel
 QUERY_LEVEL_STUDY: QueryLevel
@@ -39,6 +40,7 @@ FRAME_FORMAT_UNSPECIFIED: FrameFormat
 RAW: FrameFormat
 PNG: FrameFormat
 PNG16: FrameFormat
+JPEG: FrameFormat
 
 class QueryFilter(_message.Message):
     __slots__ = ("patient_id", "study_instance_uid", "modality", "study_date_from", "study_date_to", "accession_number", "series_instance_uid")
@@ -309,7 +311,7 @@ class BulkDataChunk(_message.Message):
     def __init__(self, header: _Optional[_Union[BulkDataHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GetFrameRequest(_message.Message):
-    __slots__ = ("sop_instance_uid", "frame", "format", "window", "preset", "auto_window", "object_window", "object_voi_lut", "window_index", "values")
+    __slots__ = ("sop_instance_uid", "frame", "format", "window", "preset", "auto_window", "object_window", "object_voi_lut", "window_index", "values", "quality")
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -320,6 +322,7 @@ class GetFrameRequest(_message.Message):
     OBJECT_VOI_LUT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_INDEX_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     sop_instance_uid: str
     frame: int
     format: FrameFormat
@@ -330,7 +333,8 @@ class GetFrameRequest(_message.Message):
     object_voi_lut: bool
     window_index: int
     values: _volume_pb2.ValueSpace
-    def __init__(self, sop_instance_uid: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., window: _Optional[_Union[_volume_pb2.Window, _Mapping]] = ..., preset: _Optional[str] = ..., auto_window: _Optional[bool] = ..., object_window: _Optional[bool] = ..., object_voi_lut: _Optional[bool] = ..., window_index: _Optional[int] = ..., values: _Optional[_Union[_volume_pb2.ValueSpace, str]] = ...) -> None: ...
+    quality: int
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., window: _Optional[_Union[_volume_pb2.Window, _Mapping]] = ..., preset: _Optional[str] = ..., auto_window: _Optional[bool] = ..., object_window: _Optional[bool] = ..., object_voi_lut: _Optional[bool] = ..., window_index: _Optional[int] = ..., values: _Optional[_Union[_volume_pb2.ValueSpace, str]] = ..., quality: _Optional[int] = ...) -> None: ...
 
 class GetFrameResponse(_message.Message):
     __slots__ = ("data", "media_type", "dtype", "shape", "rescaled", "warnings", "value_space", "window", "inverted")
