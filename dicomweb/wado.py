@@ -11,17 +11,20 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from voxelgate.client import Instance
+from voxelgate.client import Client, Instance
 
 from . import multipart
 from .errors import HttpError, bad_request
 from .negotiation import (
     DICOM,
+    NATIVE_LE,
     OCTET_STREAM,
     PixelPlan,
     accepted,
@@ -178,10 +181,45 @@ def frame_numbers(text: str, limit: int) -> list[int]:
     return numbers
 
 
-def _frame_bytes(request: Request, sop: str, number: int, plan: PixelPlan) -> bytes:
-    vg = client_for(request)
+#: The transfer syntax of instances whose frames were asked for, most recent last (bounded). It
+#: only picks the way a frame is fetched: a syntax that changed since (an instance stored again
+#: with other bytes) still gets a right answer, as the service decodes whatever is stored.
+_SYNTAX_OF: OrderedDict[str, str] = OrderedDict()
+_SYNTAX_LIMIT = 100_000
+_syntax_lock = threading.Lock()
+
+
+def _remember(sop: str, syntax: str) -> None:
+    with _syntax_lock:
+        _SYNTAX_OF[sop] = syntax
+        _SYNTAX_OF.move_to_end(sop)
+        while len(_SYNTAX_OF) > _SYNTAX_LIMIT:
+            _SYNTAX_OF.popitem(last=False)
+
+
+def _known_syntax(sop: str) -> str | None:
+    with _syntax_lock:
+        return _SYNTAX_OF.get(sop)
+
+
+def _decoded_16bit(vg: Client, sop: str, index: int) -> bytes | None:
+    """A 16-bit greyscale frame stored uncompressed, from the service's decoded-frame cache; None for others.
+
+    ``GetFrame`` of stored values answers from the derived cache, where ``GetBulkData`` reads the
+    file's header again for each frame. For 16-bit greyscale pixel data stored little endian the
+    values are the stored bytes (bits above High Bit come masked, or sign-extended when signed,
+    as every reader interprets them). Other layouts (8 or 1-bit, colour planes) are not the same
+    bytes decoded, so they come from ``GetBulkData``.
+    """
+    frame = vg.get_frame(sop, index, format="raw", values="stored")
+    return frame.data if len(frame.shape) == 2 and frame.dtype in ("<i2", "<u2") else None
+
+
+def _frame_bytes(vg: Client, sop: str, number: int, plan: PixelPlan, stored: str) -> bytes:
     if plan.decode:
         return vg.get_frame(sop, number - 1, format="raw", values="stored").data
+    if stored in NATIVE_LE and (data := _decoded_16bit(vg, sop, number - 1)) is not None:
+        return data
     with vg.iter_bulk_data(sop_instance_uid=sop, frame=number - 1) as stream:
         return b"".join(stream)
 
@@ -194,11 +232,18 @@ def frames(request: Request) -> Response:
     numbers = frame_numbers(request.path_params["frames"], settings_of(request).max_frames)
     ranges = accepted(request)
     vg = client_for(request)
-    with vg.iter_bulk_data(sop_instance_uid=sop, frame=numbers[0] - 1) as first:
-        stored = first.header.transfer_syntax_uid
-        plan = choose_pixels(ranges, stored, single_allowed=len(numbers) == 1)
-        head = None if plan.decode else b"".join(first)
-    first_frame = head if head is not None else _frame_bytes(request, sop, numbers[0], plan)
+    single = len(numbers) == 1
+    stored = _known_syntax(sop)
+    if stored is not None:
+        plan = choose_pixels(ranges, stored, single_allowed=single)
+        first_frame = _frame_bytes(vg, sop, numbers[0], plan, stored)
+    else:  # the first frame asked of this instance: its header says how it is stored
+        with vg.iter_bulk_data(sop_instance_uid=sop, frame=numbers[0] - 1) as first:
+            stored = first.header.transfer_syntax_uid
+            plan = choose_pixels(ranges, stored, single_allowed=single)
+            head = None if plan.decode else b"".join(first)
+        _remember(sop, stored)
+        first_frame = head if head is not None else _frame_bytes(vg, sop, numbers[0], plan, stored)
     if not plan.multipart:
         return Response(first_frame, media_type=plan.content_type)
     boundary = multipart.new_boundary()
@@ -216,7 +261,7 @@ def frames(request: Request) -> Response:
     def body() -> Iterator[bytes]:
         yield part(first_frame)
         for number in numbers[1:]:
-            yield part(_frame_bytes(request, sop, number, plan))
+            yield part(_frame_bytes(vg, sop, number, plan, stored))
         yield multipart.closing(boundary)
 
     return StreamingResponse(body(), media_type=media_type)
