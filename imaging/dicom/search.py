@@ -168,6 +168,7 @@ class _Plan:
         self.keys = keys
         self.fuzzy_applied = query.fuzzy
         self._plan_returns(query, keys)
+        self.ordered = [(f"{tag:08X}", self.returns[tag]) for tag in sorted(self.returns)]
         tags = set(self.returns) | {k.tag for k in self.scanned}
         study_counts = {T["ModalitiesInStudy"], T["NumberOfStudyRelatedSeries"], T["NumberOfStudyRelatedInstances"]}
         self.spec = SearchSpec(
@@ -358,11 +359,10 @@ def _project(elem: dict[str, Any] | None, key: Key | None, tag: int, always: boo
 
 def _result(plan: _Plan, ds: dict[str, Any]) -> bytes:
     out: dict[str, Any] = {}
-    for tag in sorted(plan.returns):
-        r = plan.returns[tag]
-        elem = _project(ds.get(f"{tag:08X}"), r.key, tag, r.always)
+    for key, r in plan.ordered:
+        elem = _project(ds.get(key), r.key, r.tag, r.always)
         if elem is not None:
-            out[f"{tag:08X}"] = elem
+            out[key] = elem
     text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
     if not text.isascii():
         out = {f"{T['SpecificCharacterSet']:08X}": {"vr": "CS", "Value": ["ISO_IR 192"]}, **out}
