@@ -29,7 +29,9 @@ def find_orthanc() -> tuple[str | None, str]:
         path = candidate if os.path.isabs(candidate) and os.access(candidate, os.X_OK) else shutil.which(candidate)
         if path:
             try:
-                out = subprocess.run([path, "--version"], capture_output=True, text=True, timeout=10).stdout
+                out = subprocess.run(
+                    [path, "--version"], capture_output=True, text=True, timeout=10, check=False
+                ).stdout
             except (OSError, subprocess.TimeoutExpired) as exc:
                 return None, f"{path} does not run: {exc}"
             first = (out.splitlines() or ["?"])[0].split()

@@ -143,8 +143,16 @@ CREATE INDEX series_modality ON series (modality, study_uid);
 CREATE INDEX instances_study ON instances (study_uid);
 """,
     ),
+    (
+        4,
+        """
+-- A re-encode's source may be deleted (MediaService.DeleteMedia): the items re-encoded from it
+-- stay, with their reports and frame maps.
+ALTER TABLE media_reencodes DROP CONSTRAINT IF EXISTS media_reencodes_source_id_fkey;
+""",
+    ),
     # Search and the indexed metadata. Written as a step of its own: renumber it after steps added meanwhile.
-    (4, POSTGRES_INDEX_MIGRATION),
+    (5, POSTGRES_INDEX_MIGRATION),
 )
 
 #: The schema version this code serves.

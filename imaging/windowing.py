@@ -116,12 +116,14 @@ def apply_window(
     # C.11.2.1.3.1 SIGMOID
     with np.errstate(over="ignore"):  # exp overflows to inf far below the window: y -> y_min
         y = y_range / (1 + np.exp(-4 * (xf - center) / width)) + y_min
-    return y.astype(np.float32, copy=False)
+    sigmoid: np.ndarray = y.astype(np.float32, copy=False)
+    return sigmoid
 
 
 def to_uint8(y: np.ndarray) -> np.ndarray:
     """Round a windowed float array in [0, 255] to uint8."""
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    rounded: np.ndarray = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    return rounded
 
 
 _LUT_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16))
@@ -144,7 +146,7 @@ _FIT_AFTER_USES = 3
 
 
 def _threads() -> ThreadPoolExecutor:
-    global _pool
+    global _pool  # noqa: PLW0603 - made once, on first use, under the lock
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(
@@ -162,7 +164,7 @@ def _lut(dtype: str, center: float, width: float, function: VoiFunction, out_max
     if dt.kind == "i":
         domain = domain.view(dt)
     y = apply_window(domain, center, width, function=function, y_min=0.0, y_max=float(out_max))
-    lut = np.clip(np.rint(y), 0, out_max).astype(np.uint8 if out_max == 255 else np.uint16)
+    lut: np.ndarray = np.clip(np.rint(y), 0, out_max).astype(np.uint8 if out_max == 255 else np.uint16)
     lut.flags.writeable = False
     return lut
 
@@ -406,7 +408,8 @@ def _window_to(values: np.ndarray, center: float, width: float, function: VoiFun
                 helper.result()
         return out.reshape(values.shape)
     y = apply_window(values, center, width, function=function, y_min=0.0, y_max=float(out_max))
-    return np.clip(np.rint(y), 0, out_max).astype(out_dtype)
+    display: np.ndarray = np.clip(np.rint(y), 0, out_max).astype(out_dtype)
+    return display
 
 
 def window_to_uint8(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import grpc
+import numpy as np
 
 from voxelgate.errors import InvalidInputError, VoxelgateError
 from voxelgate.imaging.annotations import Shape
@@ -69,7 +72,8 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
             if len(p.pixel_spacing) != 2:
                 raise InvalidInputError("pixel_spacing takes two values (rows, columns)", subject="plane")
             try:
-                grid = SliceGrid(list(p.slice_positions), (p.rows, p.columns), tuple(p.pixel_spacing), "mm", "slice")
+                spacing = (p.pixel_spacing[0], p.pixel_spacing[1])
+                grid = SliceGrid(np.asarray(list(p.slice_positions)), (p.rows, p.columns), spacing, "mm", "slice")
             except ValueError as exc:
                 raise InvalidInputError(str(exc), subject="plane") from None
             return grid, None, False, (), ()
@@ -90,9 +94,7 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
         for i, key in enumerate(request.keys):
             subject = key_subject(grid, i, key.index)
             grid.check_index(key.index, subject=subject)
-            to_pixels: ToPixels = (
-                (lambda pts, k=key.index, s=subject: grid.to_pixels(k, pts, subject=s)) if patient else pixels
-            )
+            to_pixels: ToPixels = partial(grid.to_pixels, key.index, subject=subject) if patient else pixels
             try:
                 keys.append((key.index, shape_from_pb(key.shape, grid.plane_shape, to_pixels)))
             except InvalidInputError as exc:
@@ -108,7 +110,7 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
             warnings=[*source_warnings, *warnings],
         )
         for f in filled:
-            to_request: ToRequest = (lambda xy, k=f.index: grid.to_patient(k, xy)) if patient else identity
+            to_request: ToRequest = partial(grid.to_patient, f.index) if patient else identity
             sop, frame = frames[f.index] if frames else ("", 0)
             reply.shapes.append(
                 annotation_pb2.InterpolatedShape(

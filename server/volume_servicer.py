@@ -6,15 +6,17 @@ from collections.abc import Iterator
 
 import grpc
 
+from voxelgate import wire
 from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.dicom.display import WindowRequest
+from voxelgate.imaging.dicom.reformat import SlabMode
 from voxelgate.imaging.dicom.series import SeriesVolumes
 from voxelgate.imaging.dicom.volume import VolumeGrid
 from voxelgate.imaging.encode import ImageFormat
 from voxelgate.imaging.windowing import VoiFunction
 from voxelgate.v1 import dicom_pb2, volume_pb2, volume_pb2_grpc
 
-from . import wire
+from .serializers import add_service
 
 _PLANES = {volume_pb2.AXIAL: "axial", volume_pb2.CORONAL: "coronal", volume_pb2.SAGITTAL: "sagittal"}
 _FUNCTIONS = {
@@ -37,7 +39,7 @@ _ENCODINGS = {
 }
 #: Voxel bytes a GetVolume message carries: well under the 4 MiB a default gRPC client accepts.
 _CHUNK_BYTES = 2 << 20
-_SLAB = {volume_pb2.SLAB_MAX: "max", volume_pb2.SLAB_MIN: "min", volume_pb2.SLAB_MEAN: "mean"}
+_SLAB: dict[int, SlabMode] = {volume_pb2.SLAB_MAX: "max", volume_pb2.SLAB_MIN: "min", volume_pb2.SLAB_MEAN: "mean"}
 
 
 def _geometry(
@@ -89,7 +91,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
     ) -> volume_pb2.VolumeInfo:
         layout = self._volumes.layout(request.series_instance_uid)
         stacks = []
-        for i, (stack, grid) in enumerate(zip(layout.stacks, layout.grids)):
+        for i, (stack, grid) in enumerate(zip(layout.stacks, layout.grids, strict=True)):
             stacks.append(
                 volume_pb2.StackInfo(
                     stack=i,
@@ -127,7 +129,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             fmt=_ENCODINGS[request.encoding],
             interpolation="nearest" if request.interpolation == volume_pb2.NEAREST else "linear",
             slab_mm=request.slab_mm,
-            slab_mode=_SLAB[request.slab_mode],  # type: ignore[arg-type]
+            slab_mode=_SLAB[request.slab_mode],
             float_values=request.float_values,
         )
         g = r.geometry
@@ -170,18 +172,19 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
         yield volume_pb2.VolumeChunk(header=header)
         for chunk in chunks:
             if not context.is_active():
-                chunks.close()  # type: ignore[attr-defined]
+                chunks.close()
                 return
             yield chunk  # voxel bytes: written by chunk_wire as a data-only VolumeChunk
 
 
-#: The wire tag of ``VolumeChunk.data``: a voxel chunk holds nothing else.
-_DATA_TAG = wire.field_tag(volume_pb2.VolumeChunk.DESCRIPTOR.fields_by_name["data"])
+#: The wire tag of ``VolumeChunk.data``: a voxel chunk holds nothing else. (Through the file's
+#: descriptor: the stubs type a message class's DESCRIPTOR as either protobuf implementation's.)
+_DATA_TAG = wire.field_tag(volume_pb2.DESCRIPTOR.message_types_by_name["VolumeChunk"].fields_by_name["data"])
 
 
 def chunk_wire(chunk: volume_pb2.VolumeChunk | bytes | memoryview) -> bytes:
     """A ``GetVolume`` reply: a message as protobuf serialises it; voxel bytes as a ``VolumeChunk``
-    holding only ``data``, copied once, straight from the volume (see :mod:`voxelgate.server.wire`)."""
+    holding only ``data``, copied once, straight from the volume (see :mod:`voxelgate.wire`)."""
     if isinstance(chunk, volume_pb2.VolumeChunk):
         return chunk.SerializeToString()
     return wire.bytes_first(_DATA_TAG, chunk)
@@ -189,7 +192,7 @@ def chunk_wire(chunk: volume_pb2.VolumeChunk | bytes | memoryview) -> bytes:
 
 def add_volume_service(servicer: VolumeServicer, server: grpc.Server) -> None:
     """Register ``servicer`` as the generated code does, with ``chunk_wire`` serialising ``GetVolume``."""
-    wire.add_service(
+    add_service(
         volume_pb2_grpc.add_VolumeServiceServicer_to_server,
         servicer,
         server,

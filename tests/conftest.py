@@ -34,6 +34,13 @@ def have_program(name: str) -> bool:
     return shutil.which(name) is not None
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that take the ``corpus`` fixture carry the ``corpus`` marker (``-m "not corpus"``)."""
+    for item in items:
+        if "corpus" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.corpus)
+
+
 @pytest.fixture
 def corpus() -> Path:
     """``../shared/corpus``; tests that need it skip where a clone does not have it."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from voxelgate.errors import NotFoundError, PreconditionError
@@ -96,12 +97,14 @@ def dicom_plane(volumes: SeriesVolumes, series_uid: str, stack: int = 0, *, plan
     st = _stack_of(layout, stack)
     sources = tuple(layout.datasets[uid] for uid in dict.fromkeys(f.sop_uid for f in st.frames))
     if plane is None:
-        r, c = tuple(st.orientation[:3]), tuple(st.orientation[3:])
+        r, c = st.orientation[:3], st.orientation[3:]
 
         def placed(i: int) -> SlicePlacement:
-            return SlicePlacement(st.frames[i].position, r, c, st.pixel_spacing)  # type: ignore[arg-type]
+            position = st.frames[i].position
+            assert position is not None  # split_stacks leaves out frames without one
+            return SlicePlacement(position, r, c, st.pixel_spacing)
 
-        grid = SliceGrid(st.positions_mm, (st.rows, st.columns), st.pixel_spacing, "mm", "slice", placed)
+        grid = SliceGrid(np.asarray(st.positions_mm), (st.rows, st.columns), st.pixel_spacing, "mm", "slice", placed)
         return DicomPlane(
             grid,
             series_uid,
@@ -121,6 +124,11 @@ def dicom_plane(volumes: SeriesVolumes, series_uid: str, stack: int = 0, *, plan
         return SlicePlacement(pg.origin_at(pg.position_of(i)), pg.row_direction, pg.column_direction, spacing)
 
     grid = SliceGrid(
-        [pg.position_of(i) for i in range(pg.count)], (pg.rows, pg.columns), spacing, "mm", "slice", placed_reformat
+        np.asarray([pg.position_of(i) for i in range(pg.count)]),
+        (pg.rows, pg.columns),
+        spacing,
+        "mm",
+        "slice",
+        placed_reformat,
     )
     return DicomPlane(grid, series_uid, stack, plane, sources, vol.frame_of_reference_uid, tuple(vol.warnings))

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -141,7 +141,7 @@ class DicomArchive:
 
     # -- ingest ---------------------------------------------------------------
 
-    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile[IngestReport]:
         """Start receiving a file called ``name`` (as the client knows it)."""
         return begin_file(
             self,
@@ -156,15 +156,15 @@ class DicomArchive:
         """Ingest a local file (used by tests and tools; the server streams instead)."""
         return ingest_path(self, path, name=name, overwrite=overwrite)
 
-    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[IngestReport | Exception]:
+    def finish_batch(self, items: Sequence[tuple[IncomingFile[IngestReport], str]]) -> list[IngestReport | Exception]:
         """Validate and commit received files; each gets its report or its error.
 
         The files of a batch share one directory sync and one catalog transaction
         (group commit): a report means the file is durable, and a file's failure
         touches no other file of the batch.
         """
-        results: list[IngestReport | Exception | None] = [None] * len(items)
-        pending: list[tuple[int, IncomingFile, ParsedInstance, IngestReport]] = []
+        results: dict[int, IngestReport | Exception] = {}
+        pending: list[tuple[int, IncomingFile[IngestReport], ParsedInstance, IngestReport]] = []
         try:
             for i, (incoming, expected) in enumerate(items):
                 try:
@@ -197,11 +197,11 @@ class DicomArchive:
                         index,
                     )
                     headers: dict[str, str] = {}
-                    for (i, _, parsed, report), out in zip(pending, outs):
+                    for (i, _, parsed, report), out in zip(pending, outs, strict=True):
                         if isinstance(out, Exception):
                             results[i] = out
                             continue
-                        report.outcome = out.outcome  # type: ignore[assignment]
+                        report.outcome = out.outcome
                         results[i] = report
                         if out.replaced is not None:
                             replaced.append(out.replaced.sha256)
@@ -220,18 +220,21 @@ class DicomArchive:
         finally:
             for incoming, _ in items:
                 incoming.staged.discard()
-        for (incoming, _), r in zip(items, results):
-            sha = incoming.staged.sha256
+        ordered = [results[i] for i in range(len(items))]
+        for (incoming, _), r in zip(items, ordered, strict=True):
+            staged_sha = incoming.staged.sha256
             if isinstance(r, IngestReport):
                 log.info(
                     "ingested",
                     extra={"outcome": r.outcome, "sha256": r.sha256[:16], "bytes": r.size, "warnings": len(r.warnings)},
                 )
-            elif sha and not self.catalog.is_referenced(sha):
-                self.cache.evict_tag(sha)  # frames kept while validating a file that was not stored
-        return results  # type: ignore[return-value]
+            elif staged_sha and not self.catalog.is_referenced(staged_sha):
+                self.cache.evict_tag(staged_sha)  # frames kept while validating a file that was not stored
+        return ordered
 
-    def _validate(self, incoming: IncomingFile, expected_sha256: str) -> tuple[ParsedInstance, IngestReport]:
+    def _validate(
+        self, incoming: IncomingFile[IngestReport], expected_sha256: str
+    ) -> tuple[ParsedInstance, IngestReport]:
         staged = incoming.staged
         sha = incoming.check(expected_sha256)
         parsed = parse_instance(
@@ -519,7 +522,8 @@ class DicomArchive:
             tuple(int(s) for s in meta["shape"]),
             bool(meta["rescaled"]),
             list(meta.get("warnings", [])),
-            str(meta.get("values", "modality" if fmt == "raw" else "presentation")),  # type: ignore[arg-type]
+            # compute() above wrote it: one of ValueSpace (older entries have none).
+            cast("ValueSpace", str(meta.get("values", "modality" if fmt == "raw" else "presentation"))),
             (float(applied[0]), float(applied[1]), VoiFunction(applied[2])) if applied else None,
             bool(meta.get("inverted", False)),
         )

@@ -25,12 +25,14 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.valuerep import DT
 
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError
-from voxelgate.imaging.annotations.planes import SliceGrid
+from voxelgate.imaging.annotations.planes import SliceGrid, Unit
 
 from .archive import DicomArchive
 from .frames import _functional
@@ -67,8 +69,8 @@ class FrameSeries:
     warnings: tuple[str, ...] = ()
 
 
-def _values(value: object) -> list[object]:
-    """The values of an element's value: one, several (MultiValue, list), or none."""
+def _values(value: object) -> list[Any]:
+    """The values of an element's value: one, several (MultiValue, list), or none (as pydicom gives them: untyped)."""
     if value is None or value == "":
         return []
     if isinstance(value, str | bytes) or not isinstance(value, Iterable):
@@ -78,7 +80,7 @@ def _values(value: object) -> list[object]:
 
 def _floats(value: object) -> list[float] | None:
     try:
-        values = [float(v) for v in _values(value)]  # type: ignore[arg-type]
+        values = [float(v) for v in _values(value)]
     except (TypeError, ValueError):
         return None
     return values if values and all(math.isfinite(v) for v in values) else None
@@ -103,7 +105,7 @@ def frame_times(ds: Dataset) -> tuple[list[float] | None, str]:
     ``(None, why)`` when the instance gives no usable times (see the module docstring).
     """
     n = pixel_layout(ds)[3]
-    pointers = [int(p) for p in _values(ds.get("FrameIncrementPointer"))]  # type: ignore[call-overload]
+    pointers = [int(p) for p in _values(ds.get("FrameIncrementPointer"))]
     order = [t for t in pointers if t in (_FRAME_TIME_VECTOR, _FRAME_TIME)] + [_FRAME_TIME_VECTOR, _FRAME_TIME]
     problems: list[str] = []
     for tag in dict.fromkeys(order):
@@ -136,9 +138,10 @@ def frame_times(ds: Dataset) -> tuple[list[float] | None, str]:
                 content.get("FrameAcquisitionDateTime")
             )
         stamps.append(value)
-    if n > 1 and all(s is not None for s in stamps):
+    known = [s for s in stamps if s is not None]
+    if n > 1 and len(known) == n:
         try:
-            times = [(s - stamps[0]).total_seconds() for s in stamps]  # type: ignore[operator]
+            times = [(s - known[0]).total_seconds() for s in known]
         except TypeError:  # some with a time zone, some without
             times = []
         if times and _increasing(times):
@@ -207,20 +210,22 @@ def frame_series(archive: DicomArchive, *, sop_uid: str = "", series_uid: str = 
         )
     headers = [(r, read_dataset(archive.file_path(r), name=r.sop_uid, stop_before_pixels=True)[0]) for r in rows]
     stamps = [instance_time(ds) for _, ds in headers]
-    timed = all(s is not None for s in stamps)
+    # Every instance's time without its zone, or None when some instance has none.
+    naive = [s.replace(tzinfo=None) for s in stamps if s is not None]
+    times_of = naive if len(naive) == len(stamps) else None
     order = sorted(
         range(len(headers)),
         key=lambda i: (
-            stamps[i].replace(tzinfo=None) if timed else datetime.min,  # type: ignore[union-attr]
+            times_of[i] if times_of is not None else datetime.min,
             headers[i][0].instance_number,
             headers[i][0].sop_uid,
         ),
     )
     seconds: list[float] | None = None
     what = "some instances have no acquisition or content time"
-    if timed:
-        first = stamps[order[0]].replace(tzinfo=None)  # type: ignore[union-attr]
-        seconds = [(stamps[i].replace(tzinfo=None) - first).total_seconds() for i in order]  # type: ignore[union-attr]
+    if times_of is not None:
+        first = times_of[order[0]]
+        seconds = [(times_of[i] - first).total_seconds() for i in order]
         what = "each instance's acquisition (or content) time"
         if not _increasing(seconds):
             seconds, what = None, "instances share an acquisition (or content) time"
@@ -243,10 +248,11 @@ def _series(
             f"its {kind} come in {len(sizes)} sizes; frames to track across share one", subject=subject
         )
     warnings: list[str] = []
+    unit: Unit
     if times is None:
         warnings.append(f"{kind} positioned by their order, not by time: {what}")
         positions, unit, timing = [float(i) for i in range(len(frames))], "frame", "order"
     else:
         positions, unit, timing = times, "s", what
-    grid = SliceGrid(positions, next(iter(sizes)), spacing, unit, "frame")  # type: ignore[arg-type]
+    grid = SliceGrid(np.asarray(positions), next(iter(sizes)), spacing, unit, "frame")
     return FrameSeries(grid, frames, timing, tuple(warnings))

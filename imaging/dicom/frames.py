@@ -39,7 +39,8 @@ def _functional(ds: Dataset, index: int, sequence: str) -> Dataset | None:
             continue
         item = seq[index] if per_frame and index < len(seq) else (seq[0] if not per_frame else None)
         if item is not None and item.get(sequence):
-            return item.get(sequence)[0]
+            found: Dataset = item.get(sequence)[0]
+            return found
     return None
 
 

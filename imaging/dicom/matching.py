@@ -341,7 +341,7 @@ def _term(value: str, vr: str, name: str) -> Term:
             lo = _check(r.lo, vr, name) if r.lo else None
             hi = _check(r.hi, vr, name) if r.hi else None
             if lo is None and hi is None:
-                raise InvalidInputError(f"a range needs at least one end", subject=name)
+                raise InvalidInputError("a range needs at least one end", subject=name)
             if vr == "TM" and hi is not None:
                 hi = _time_high(hi)
             if vr == "DA" and lo is not None and hi is not None and lo > hi:
@@ -359,7 +359,7 @@ def _term(value: str, vr: str, name: str) -> Term:
         return Term("eq", int(number) if number.is_integer() else number)
     if vr == "UI":
         if has_wildcards(value):
-            raise InvalidInputError(f"a UID takes no wild cards", subject=name)
+            raise InvalidInputError("a UID takes no wild cards", subject=name)
         return Term("eq", value)
     if vr == "CS":
         value = value.upper()

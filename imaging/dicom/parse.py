@@ -39,6 +39,7 @@ from .pixels import (
     has_pixels,
     held_length,
     pixel_layout,
+    raw_item,
     validate_pixels,
 )
 
@@ -92,7 +93,7 @@ def _check_elements(ds: Dataset, name: str, file_size: int | None) -> None:
     are parsed now because a garbled sequence only shows when its items are read.
     """
     for tag in list(ds.keys()):
-        raw = ds.get_item(tag, keep_deferred=True)
+        raw = raw_item(ds, tag)
         if not isinstance(raw, RawDataElement):
             continue
         if raw.length != 0xFFFFFFFF:

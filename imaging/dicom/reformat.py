@@ -176,7 +176,7 @@ class Slice:
     @property
     def image_orientation(self) -> tuple[float, float, float, float, float, float]:
         """ImageOrientationPatient of the slice."""
-        return (*self.row_direction, *self.column_direction)  # type: ignore[return-value]
+        return (*self.row_direction, *self.column_direction)
 
     def to_patient(self, row: float, column: float) -> tuple[float, float, float]:
         """LPS mm of the (fractional) pixel ``[row, column]``."""
@@ -220,7 +220,7 @@ def _plane_grid(volume: Volume, plane: Plane) -> PlaneGrid:
     pu, pv, pw = corners @ u, corners @ v, corners @ w
 
     def count(lo: float, hi: float, step: float) -> int:
-        return int(math.floor((hi - lo) / step + 1e-6)) + 1
+        return math.floor((hi - lo) / step + 1e-6) + 1
 
     return PlaneGrid(
         plane=plane,
@@ -311,7 +311,7 @@ def reformat(
             )
         position = float(position_mm)
         index = grid.nearest_index(position)
-    half = int(math.floor(slab_mm / 2 / grid.axis_spacing + 1e-6)) if slab_mm > 0 else 0
+    half = math.floor(slab_mm / 2 / grid.axis_spacing + 1e-6) if slab_mm > 0 else 0
     w = np.asarray(grid.axis)
     dtype = volume.array.dtype
     # integers straight out, filled with the volume's lowest value
@@ -495,7 +495,10 @@ class PlaneStacks:
         )
 
     def stack(self, volume: Volume, name: str, plane: Plane) -> np.ndarray | None:
-        """The plane's stack (read-only, ``(count, rows, columns)``), or None, starting its build when it is worth one."""
+        """The plane's stack (read-only, ``(count, rows, columns)``), or None.
+
+        When there is none yet, its build starts if the stack is worth one.
+        """
         key = (name, plane)
         with self._lock:
             known = self._stacks.get(key)
@@ -530,7 +533,9 @@ class PlaneStacks:
                     if not np.array_equal(stack[i], reformat(volume, plane, index=i).array):
                         raise ValueError(f"{plane.value.lower()} slice {i} is not the volume's own slice {i}")
             else:
-                if CONVENTION[plane][2][volume.patient_axes[0]] != 0.0:  # type: ignore[index]
+                axes = volume.patient_axes
+                assert axes is not None  # _worth starts builds of axis-aligned volumes only
+                if CONVENTION[plane][2][axes[0]] != 0.0:
                     volume.column_major(wait=True)  # planes across the columns read them from there
                 stack = np.empty((grid.count, grid.rows, grid.columns), dtype=volume.array.dtype)
                 for i in range(grid.count):  # a slice at a time: its blend stays in cache (a block at once is slower)

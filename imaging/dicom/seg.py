@@ -58,7 +58,7 @@ def _header(ds: Dataset) -> Dataset:
     """A header-only copy of ``ds`` (its elements shared, not copied) with absent type 2 attributes empty."""
     out = Dataset()
     out.file_meta = ds.file_meta
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset gives its elements, not its tags
         if int(tag) not in _PIXEL_TAGS:
             out[tag] = ds[tag]
     for keyword in _TYPE2_COPIED:
@@ -110,11 +110,14 @@ def segmentation(
         raise InvalidInputError("no slice to store in a segmentation", subject="as_dicom_seg")
     grid = plane.grid
     masks = np.stack([as_mask(f.shape, grid.plane_shape, subject=f"{grid.kind} {f.index}").array for f in filled])
+    placement = grid.placement
+    assert placement is not None  # a DicomPlane's grid always has its patient geometry
     positions, orientation = [], None
     for f in filled:
-        place = grid.placement(f.index)  # type: ignore[misc]
+        place = placement(f.index)
         positions.append(hd.PlanePositionSequence("PATIENT", [float(v) for v in place.origin]))
         orientation = [float(v) for v in (*place.row_direction, *place.column_direction)]
+    assert orientation is not None  # filled is not empty
     thickness, between = _slice_measures(plane, filled)
     version = _version()
     description = hd.seg.SegmentDescription(
@@ -152,7 +155,7 @@ def segmentation(
                 pixel_measures=hd.PixelMeasuresSequence(
                     pixel_spacing=list(grid.pixel_spacing), slice_thickness=thickness
                 ),
-                plane_orientation=hd.PlaneOrientationSequence("PATIENT", orientation),  # type: ignore[arg-type]
+                plane_orientation=hd.PlaneOrientationSequence("PATIENT", orientation),
                 plane_positions=positions,
                 omit_empty_frames=False,
             )

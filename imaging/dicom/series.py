@@ -15,11 +15,11 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.ma
@@ -29,10 +29,10 @@ from voxelgate.cache.catalog import InstanceRow
 from voxelgate.cache.derived import CachedFile, npy_memmap, npy_parts
 from voxelgate.cache.keys import make_key
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
+from voxelgate.memory import fresh_array
 
 from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
-from ..memory import fresh_array
 from ..windowing import PRESETS, VoiFunction, auto_window
 from .archive import NPY, DicomArchive, ValueSpace
 from .display import Voi, WindowRequest, choose_voi, inverts, to_display
@@ -110,7 +110,8 @@ class SliceGeometry:
 
     @classmethod
     def from_json(cls, d: dict[str, object]) -> SliceGeometry:
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})  # type: ignore[arg-type]
+        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ class SeriesVolumes:
         datasets = _Datasets(self.archive, by_uid)
         summaries = self.archive.headers(rows)
         headers: dict[str, InstanceHeader] = {}
-        refs = []
+        refs: list[FrameRef] = []
         for row in rows:
             if row.frames == 0:
                 continue
@@ -274,7 +275,8 @@ class SeriesVolumes:
             else:
                 vol = build_volume(stack, load_frame, grid=grid)
             built.append(vol)
-            return npy_parts(vol.array), NPY, vol.geometry()  # type: ignore[return-value]
+            parts = npy_parts(vol.array)  # written without a copy
+            return parts, NPY, vol.geometry()  # type: ignore[return-value]  # derived.py says bytes; takes buffer lists too
 
         # The builder answers from the volume in memory while the cache file is written
         # behind it (150 MB of a CT); other callers wait for the file and map it.
@@ -330,9 +332,10 @@ class SeriesVolumes:
         else:  # hoping that every int32 frame narrows to int16 (widened below when one does not)
             target = np.result_type(*{np.dtype(np.int16) if m == np.int32 else m for _, _, _, m in plans})
         out = fresh_array((len(plans), stack.rows, stack.columns), target)  # faulted in by the reader threads
-        if all(native is not None and np.dtype(native.dtype) == target for _, native, _, _ in plans):
+        native_plans = [(r, n, f, m) for r, n, f, m in plans if n is not None and np.dtype(n.dtype) == target]
+        if len(native_plans) == len(plans):
             try:
-                self._read_in_place(plans, out)
+                self._read_in_place(native_plans, out)
                 return out
             except _NeedsInt32:
                 pass  # a frame's values leave int16: the loop below widens the result
@@ -342,29 +345,28 @@ class SeriesVolumes:
             row, native, ref, _ = plan
             return None if native is not None else self._stored_frame(layout, row, ref.frame_index)
 
+        # Uncompressed frames of the result's dtype are read straight into place by two threads
+        # (reads and page faults release the GIL); compressed ones are fetched ahead the same way.
+        direct = {
+            k: native
+            for k, (_, native, _, _) in enumerate(plans)
+            if native is not None and np.dtype(native.dtype) == target
+        }
+
         def read_into_place(ks: list[int]) -> list[bool]:
             return [
-                plans[k][1].read(
-                    self.archive.file_path(plans[k][0]),
-                    plans[k][2].frame_index,  # type: ignore[union-attr]
-                    out=out[k],
-                )
-                is not None
+                direct[k].read(self.archive.file_path(plans[k][0]), plans[k][2].frame_index, out=out[k]) is not None
                 for k in ks
             ]
 
-        # Uncompressed frames of the result's dtype are read straight into place by two threads
-        # (reads and page faults release the GIL); compressed ones are fetched ahead the same way.
-        direct = [
-            k for k, (_, native, _, _) in enumerate(plans) if native is not None and np.dtype(native.dtype) == target
-        ]
         with ThreadPoolExecutor(2, thread_name_prefix="volume-frames", initializer=use_all_cores) as pool:
-            halves = [direct[: len(direct) // 2], direct[len(direct) // 2 :]]
+            keys = list(direct)
+            halves = [keys[: len(keys) // 2], keys[len(keys) // 2 :]]
             if not all(ok for part in pool.map(read_into_place, halves) for ok in part):
                 raise InvalidInputError("pixel data of a frame is cut short", subject=stack.frames[0].sop_uid)
             in_place = set(direct)
             fetched = pool.map(decoded, plans)
-            for k, ((row, native, ref, mdt), stored) in enumerate(zip(plans, fetched)):
+            for k, ((row, native, ref, mdt), stored) in enumerate(zip(plans, fetched, strict=True)):
                 rescale = ref.rescale if ref.rescale not in (None, (1.0, 0.0)) else None
                 if k in in_place:
                     raw = out[k]  # read above (if the result was widened since, widened with it)
@@ -450,7 +452,7 @@ class SeriesVolumes:
 
     def stream_volume(
         self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20
-    ) -> tuple[Volume, Iterator[bytes | memoryview]]:
+    ) -> tuple[Volume, Generator[bytes | memoryview, None, None]]:
         """A stack's volume (as :meth:`volume`) and its voxels in chunks (views of it where it allows).
 
         A volume built for this call is written to the derived cache once the last
@@ -713,7 +715,7 @@ def _rescale_in_place(frame: np.ndarray, rescale: tuple[float, float] | None) ->
 
 def _released_after(
     chunks: Iterator[bytes | memoryview], hold: AbstractContextManager[None]
-) -> Iterator[bytes | memoryview]:
+) -> Generator[bytes | memoryview, None, None]:
     """``chunks``, then ``hold`` released (also when the consumer stops early; a hold never
     iterated lapses by itself, see ``DerivedCache.hold_writes``)."""
     try:
@@ -734,7 +736,7 @@ def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> Iterator[bytes | memoryvie
     in_place = flat.flags.c_contiguous and flat.dtype == le
     for start in range(0, flat.shape[0], rows_per_chunk):
         rows = flat[start : start + rows_per_chunk]
-        yield memoryview(rows).cast("B") if in_place else np.ascontiguousarray(rows, dtype=le).tobytes()
+        yield rows.data.cast("B") if in_place else np.ascontiguousarray(rows, dtype=le).tobytes()
 
 
 def _geometry(sl: Slice) -> SliceGeometry:

@@ -43,7 +43,7 @@ import SimpleITK as sitk
 from voxelgate.cache.derived import npy_array, npy_bytes
 from voxelgate.errors import InvalidInputError, UnsupportedError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
-from voxelgate.imaging.memory import fresh_array
+from voxelgate.memory import fresh_array
 
 from .stacks import Stack, uneven_spacing
 
@@ -463,7 +463,7 @@ def _columns_outermost(arr: np.ndarray) -> np.ndarray:
     Each slice is transposed while it is in cache, where numpy's copy of the whole
     moved axis would read two bytes from every row of every slice in its inner
     loop: 0.17 s instead of 0.57 s for a 300x512x512 int16 volume. Its memory is faulted in
-    at once (:func:`~voxelgate.imaging.memory.fresh_array`): 0.2 s every time, where numpy's huge
+    at once (:func:`~voxelgate.memory.fresh_array`): 0.2 s every time, where numpy's huge
     pages took 0.15 s or 0.7 s from run to run here.
     """
     out = fresh_array((arr.shape[2], arr.shape[0], arr.shape[1]), arr.dtype, populate=True)

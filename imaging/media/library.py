@@ -18,23 +18,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
-from voxelgate.cache.media_catalog import MediaRow, MemberRow, SetRow
+from voxelgate.cache.media_catalog import MediaCatalog, MediaRow, MemberRow, SetRow
 from voxelgate.cache.store import Store
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
+from .formats import SUPPORTED_FORMATS, describe_bytes, sniff_format
 from .frame_index import Pieces
-from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
+from .inventory import InventoryMixin
+from .probe_video import VIDEO_FORMATS, VideoInfo, VideoLimits, probe_video, sniff_video_format
 from .sequence import resize_exact
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 
 log = logging.getLogger(__name__)
 
-FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original"]
+FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original", "yuv420p"]
 _KEEP_JOBS = 64
 
 
@@ -62,6 +66,9 @@ class MediaFrameResult:
     page: int
     frame: int = 0  # the index asked for (page, position in a set, or video frame)
     time_s: float | None = None  # video frames: presentation time
+    rotation: int = 0  # video frames: counter-clockwise degrees the stored picture was turned (display matrix)
+    mirrored: bool = False  # video frames: the stored picture was mirrored (before the turn)
+    pixel_ratio: tuple[int, int] | None = None  # video frames: aspect ratio of one pixel of the picture sent
 
 
 @dataclass
@@ -76,7 +83,7 @@ class ExportJob:
     size_bytes: int = 0
 
 
-class _SniffedFile(IncomingFile):
+class _SniffedFile(IncomingFile[MediaReport]):
     """An incoming media file whose size limit is the image or the video one, sniffed from its first bytes.
 
     The limit is enforced while the bytes stream in; the error gives the limit
@@ -85,7 +92,9 @@ class _SniffedFile(IncomingFile):
 
     _HEAD = 64
 
-    def __init__(self, sink: IngestSink, base: IncomingFile, *, image_bytes: int, video_bytes: int) -> None:
+    def __init__(
+        self, sink: IngestSink[MediaReport], base: IncomingFile[MediaReport], *, image_bytes: int, video_bytes: int
+    ) -> None:
         super().__init__(sink, base.staged, declared_size=base.declared_size, overwrite=base.overwrite)
         self._image_bytes, self._video_bytes = image_bytes, video_bytes
         self._head = b""
@@ -116,7 +125,7 @@ class _SniffedFile(IncomingFile):
         super().write(data)
 
 
-class MediaLibrary(VideoLibraryMixin):
+class MediaLibrary(VideoLibraryMixin, InventoryMixin):
     """Non-DICOM images and videos over the shared store, catalog and derived cache.
 
     Parameters
@@ -132,7 +141,7 @@ class MediaLibrary(VideoLibraryMixin):
     def __init__(
         self,
         store: Store,
-        catalog: object,
+        catalog: MediaCatalog,
         cache: DerivedCache,
         *,
         limits: MediaLimits,
@@ -148,7 +157,7 @@ class MediaLibrary(VideoLibraryMixin):
 
     # -- ingest ---------------------------------------------------------------
 
-    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile[MediaReport]:
         """Start receiving a file called ``name`` (image or video: the limit follows its first bytes)."""
         image_bytes, video_bytes = self.limits.max_file_bytes, self.video_limits.max_file_bytes
         base = begin_file(
@@ -165,13 +174,13 @@ class MediaLibrary(VideoLibraryMixin):
         """Ingest a local file (tests and tools; the server streams instead)."""
         return ingest_path(self, path, name=name)
 
-    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[MediaReport | Exception]:
+    def finish_batch(self, items: Sequence[tuple[IncomingFile[MediaReport], str]]) -> list[MediaReport | Exception]:
         """Probe (every page must decode) and commit received files; one report or error each.
 
         The files of a batch share one directory sync and one catalog transaction.
         """
-        results: list[MediaReport | Exception | None] = [None] * len(items)
-        pending: list[tuple[int, IncomingFile, MediaReport]] = []
+        results: dict[int, MediaReport | Exception] = {}
+        pending: list[tuple[int, IncomingFile[MediaReport], MediaReport]] = []
         try:
             for i, (incoming, expected) in enumerate(items):
                 try:
@@ -179,7 +188,7 @@ class MediaLibrary(VideoLibraryMixin):
                     info = self._probe(incoming.staged.path, incoming.name)
                     warnings = list(info.warnings) if isinstance(info, ImageInfo) else []
                     report = MediaReport(incoming.name, "stored", sha, incoming.size, info, warnings)
-                    if self.catalog.get_media(sha) is not None:  # type: ignore[attr-defined]
+                    if self.catalog.get_media(sha) is not None:
                         report.outcome = "duplicate"
                         results[i] = report
                     else:
@@ -192,25 +201,36 @@ class MediaLibrary(VideoLibraryMixin):
                     for _, incoming, _ in pending:
                         self.store.commit(incoming.staged, sync=False)
                     self.store.sync_batch(shas)
-                    new = self.catalog.put_media([_row(r) for _, _, r in pending])  # type: ignore[attr-defined]
-                for (i, _, report), is_new in zip(pending, new):
+                    new = self.catalog.put_media([_row(r) for _, _, r in pending])
+                for (i, _, report), is_new in zip(pending, new, strict=True):
                     report.outcome = "stored" if is_new else "duplicate"
                     results[i] = report
         finally:
             for incoming, _ in items:
                 incoming.staged.discard()
-        for r in results:
+        ordered = [results[i] for i in range(len(items))]
+        for r in ordered:
             if isinstance(r, MediaReport):
                 log.info("media ingested", extra={"outcome": r.outcome, "sha256": r.media_id[:16], "bytes": r.size})
-        return results  # type: ignore[return-value]
+        return ordered
 
     @all_cores()  # decoding every page (or scanning every packet): native work, off the request threads' core
     def _probe(self, path: Path, name: str) -> ImageInfo | VideoInfo:
-        """Probe a received file as a video or an image, by its first bytes (never its name)."""
+        """Probe a received file as a video or an image, by its first bytes (never its name).
+
+        Raises
+        ------
+        InvalidInputError
+            Bytes of neither (saying what they look like and what is accepted), or a broken file.
+        LimitExceededError
+            A file over the image or video limits.
+        """
         with path.open("rb") as fh:
-            head = fh.read(64)
+            head = fh.read(512)
         if sniff_video_format(head) is not None:
             return probe_video(path, name=name, limits=self.video_limits)
+        if head and sniff_format(head) is None:
+            raise InvalidInputError(unsupported_media(head), subject=name)
         return probe_image(path, name=name, limits=self.limits)
 
     # -- items and sets -------------------------------------------------------
@@ -225,7 +245,7 @@ class MediaLibrary(VideoLibraryMixin):
         InvalidInputError
             The item is a video (see ``video``).
         """
-        row = self.catalog.get_media(media_id) if media_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(media_id) if media_id else None
         if row is None:
             raise NotFoundError("no such media item", subject=media_id or "(empty id)")
         if row.kind == "video":
@@ -240,14 +260,14 @@ class MediaLibrary(VideoLibraryMixin):
         NotFoundError
             No set has that id.
         """
-        row = self.catalog.get_set(set_id) if set_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_set(set_id) if set_id else None
         if row is None:
             raise NotFoundError("no such group or sequence", subject=set_id or "(empty id)")
         return row
 
     def info(self, item_id: str) -> ImageInfo | VideoInfo | SetRow:
         """A media item's description (image or video), or a group's or sequence's frames."""
-        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(item_id) if item_id else None
         if row is not None:
             return self.video(item_id)[1] if row.kind == "video" else self.media(item_id)[1]
         return self.media_set(item_id)
@@ -268,7 +288,7 @@ class MediaLibrary(VideoLibraryMixin):
         """
         if not fps > 0:
             raise InvalidInputError(f"fps must be positive, got {fps}")
-        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(item_id) if item_id else None
         if row is not None and row.kind == "video":
             return self.video_frame_times(item_id)
         count = self.media(item_id)[1].pages if row is not None else len(self.media_set(item_id).members)
@@ -277,7 +297,7 @@ class MediaLibrary(VideoLibraryMixin):
     def _pages(self, media_ids: Sequence[str]) -> list[tuple[str, int, str, int, int]]:
         if not media_ids:
             raise InvalidInputError("empty group or sequence: give at least one media id")
-        out = []
+        out: list[tuple[str, int, str, int, int]] = []
         for media_id in media_ids:
             row, info = self.media(media_id)
             # probe_image records every page's displayed size at ingest.
@@ -289,7 +309,7 @@ class MediaLibrary(VideoLibraryMixin):
         pages = self._pages(media_ids)
         members = [MemberRow(i, m, p, n, w, h) for i, (m, p, n, w, h) in enumerate(pages)]
         set_id = uuid.uuid4().hex
-        self.catalog.put_set("group", set_id, name, members, [])  # type: ignore[attr-defined]
+        self.catalog.put_set("group", set_id, name, members, [])
         return self.media_set(set_id)
 
     def create_sequence(
@@ -309,7 +329,7 @@ class MediaLibrary(VideoLibraryMixin):
                     )
             set_id = uuid.uuid4().hex
             label = name if len(plans) == 1 else f"{name} [{frames[0].width}x{frames[0].height}]"
-            self.catalog.put_set("sequence", set_id, label, members, warnings)  # type: ignore[attr-defined]
+            self.catalog.put_set("sequence", set_id, label, members, warnings)
             out.append(self.media_set(set_id))
             log.info("sequence created", extra={"frames": len(members), "resized": len(warnings), "part": k})
         return out
@@ -318,13 +338,13 @@ class MediaLibrary(VideoLibraryMixin):
 
     def _resolve(self, item_id: str, index: int) -> tuple[str, int, tuple[int, int] | None]:
         """(media id, page, exact size the frame must have or None) of frame ``index`` of an item or set."""
-        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(item_id) if item_id else None
         if row is not None:
             _, info = self.media(item_id)
             if not 0 <= index < info.pages:
                 raise NotFoundError(f"page {index} out of range (0..{info.pages - 1})", subject=item_id)
             return item_id, index, None
-        found = self.catalog.get_member(item_id, index) if item_id else None  # type: ignore[attr-defined]
+        found = self.catalog.get_member(item_id, index) if item_id else None
         if found is None:
             raise NotFoundError("no such media item, group or sequence", subject=item_id or "(empty id)")
         count, m = found
@@ -342,10 +362,12 @@ class MediaLibrary(VideoLibraryMixin):
         window: tuple[float, float] | None = None,
         max_bytes: int | None = None,
         after_reply: Callable[[Callable[[], None]], None] | None = None,
+        stored: bool = False,
     ) -> MediaFrameResult:
         """Frame ``index`` of a media item (its page) or of a group or sequence, through the derived cache.
 
-        Video frames come from ``video_frame`` (``after_reply`` is for it).
+        Video frames come from ``video_frame`` (``after_reply`` is for it), turned as displayed unless
+        ``stored`` (images are always as displayed: their EXIF orientation is applied).
 
         Raises
         ------
@@ -362,9 +384,12 @@ class MediaLibrary(VideoLibraryMixin):
             if fmt == "png16":
                 raise InvalidInputError("video frames are 8-bit: ask for png, jpeg, webp or raw", subject=item_id)
             payload, media_type, dtype, shape, time_s = self.video_frame(
-                item_id, index, fmt=fmt, max_size=max_size, after_reply=after_reply
+                item_id, index, fmt=fmt, max_size=max_size, after_reply=after_reply, stored=stored
             )
-            return MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, index, time_s)
+            turn, ratio = self.frame_turn(item_id, stored=stored)
+            return MediaFrameResult(
+                payload, media_type, dtype, shape, item_id, 0, index, time_s, turn[0], turn[1], ratio
+            )
         media_id, page, exact = self._resolve(item_id, index)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
             raise InvalidInputError("max size must not be negative")
@@ -407,10 +432,12 @@ class MediaLibrary(VideoLibraryMixin):
         fmt: FrameFormat = "raw",
         max_size: tuple[int, int] | None = None,
         into: Callable[[int], memoryview] | None = None,
+        stored: bool = False,
     ) -> Iterator[MediaFrameResult]:
         """Frames ``range(start, stop, every)`` of a video (decoded sequentially) or of an image or set.
 
         ``into`` (videos' raw frames only): where to write each frame, as ``iter_video_frames`` says.
+        Video frames are turned as displayed unless ``stored`` (as ``frame``).
 
         Raises
         ------
@@ -420,10 +447,13 @@ class MediaLibrary(VideoLibraryMixin):
             A bad range, step, format or size, or a frame that cannot be decoded.
         """
         if self.is_video(item_id):
+            turn, ratio = self.frame_turn(item_id, stored=stored)
             for n, time_s, payload, media_type, dtype, shape in self.iter_video_frames(
-                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size, into=into
+                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size, into=into, stored=stored
             ):
-                yield MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, n, time_s)
+                yield MediaFrameResult(
+                    payload, media_type, dtype, shape, item_id, 0, n, time_s, turn[0], turn[1], ratio
+                )
             return
         if every < 1:
             raise InvalidInputError(f"every must be at least 1, got {every}")
@@ -503,7 +533,7 @@ class MediaLibrary(VideoLibraryMixin):
     def _encode(self, s: SetRow, fps: float, job: ExportJob | None) -> tuple[bytes, str, dict[str, object]]:
         width, height = s.members[0].width, s.members[0].height
 
-        def frames() -> Iterator:  # type: ignore[type-arg]
+        def frames() -> Iterator[np.ndarray]:
             for m in s.members:  # the set is loaded once: resolving frame i from the catalog each time is quadratic
                 arr = decode_page(self.store.path(m.media_id), m.page, name=m.media_id, limits=self.limits)
                 if (arr.shape[1], arr.shape[0]) != (width, height):
@@ -545,6 +575,17 @@ class MediaLibrary(VideoLibraryMixin):
             self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id
         )
         yield from entry.iter_chunks(chunk_size)
+
+
+def unsupported_media(head: bytes) -> str:
+    """Why a file's first bytes are not media this library takes: what they look like, and what it accepts."""
+    what = describe_bytes(head)
+    if what is None:
+        what = f"bytes of no format known here (they start {head[:4].hex(' ')})"
+    return (
+        f"not a supported image or video: the file is {what}. MediaService takes images "
+        f"({', '.join(SUPPORTED_FORMATS)}) and videos ({', '.join(VIDEO_FORMATS)}), told apart by their bytes"
+    )
 
 
 def _row(r: MediaReport) -> MediaRow:

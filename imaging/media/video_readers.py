@@ -157,6 +157,15 @@ class ReaderPool:
         with self._lock:
             return ReaderStats(self._opened, self._reused, self._seeks, len(self._idle))
 
+    def forget(self, media_id: str) -> int:
+        """Close the idle readers of a video (deleted: their open files would keep its bytes); return how many."""
+        with self._lock:
+            gone = [e for e in self._idle if e.media_id == media_id]
+            self._idle = [e for e in self._idle if e.media_id != media_id]
+        for e in gone:
+            e.reader.close()
+        return len(gone)
+
     def close(self) -> None:
         """Close every idle reader."""
         with self._lock:
@@ -172,8 +181,8 @@ class AheadCancelled(Exception):
     """A frame being read ahead was given up: its viewer asked for another one."""
 
 
-#: A viewer's stream of frames: (media id, format, size box).
-Stream = tuple[str, str, "tuple[int, int] | None"]
+#: A viewer's stream of frames: (media id, format, size box, stored orientation).
+Stream = tuple[str, str, "tuple[int, int] | None", bool]
 
 
 @dataclass(eq=False)
@@ -312,7 +321,7 @@ class ReadAhead:
                         self._skipped += 1
             except AheadCancelled:
                 pass
-            except Exception as exc:  # an ask for this frame makes it again and gets the error itself
+            except Exception as exc:  # noqa: BLE001 - an ask for this frame makes it again and gets the error itself
                 log.debug("read-ahead of a video frame failed: %s", type(exc).__name__)
             finally:
                 with self._cond:

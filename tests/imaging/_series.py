@@ -79,7 +79,7 @@ def write_series(
     r, c = np.asarray(orientation[:3]), np.asarray(orientation[3:])
     jj, ii = np.meshgrid(np.arange(columns), np.arange(rows))
     paths = []
-    for n, pos in zip(numbers, positions):
+    for n, pos in zip(numbers, positions, strict=True):
         pts = np.asarray(pos) + jj[..., None] * pixel_spacing[1] * r + ii[..., None] * pixel_spacing[0] * c
         stored = np.clip(np.rint((field(pts) - intercept) / slope), -32768, 32767).astype(np.int16)
         meta = FileMetaDataset()

@@ -124,9 +124,10 @@ def _dcm2niix_volume(folder: Path, out: Path) -> Volume:
     return Volume.from_sitk(image)
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 @pytest.mark.parametrize(
-    "series,tilt", [("ct-ge-head-tilt-variable-spacing", 18.5), ("ct-philips-head-study/S3010", 16.5)]
+    ("series", "tilt"), [("ct-ge-head-tilt-variable-spacing", 18.5), ("ct-philips-head-study/S3010", 16.5)]
 )
 def test_tilted_ct_reproduces_every_slice(
     corpus: Path, tmp_path: Path, series: str, tilt: float, record_property: Callable[[str, object], None]

@@ -331,7 +331,7 @@ def test_preset_values_are_the_ones_the_api_guide_documents() -> None:
 
 
 def test_unknown_preset_names_the_known_ones() -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="unknown window preset 'lungs'") as info:
         preset("lungs")
     message = str(info.value)
     assert "lungs" in message
@@ -399,7 +399,7 @@ def test_threaded_lookup_of_a_whole_volume_equals_the_float_path(monkeypatch: py
 
 
 @pytest.mark.parametrize(
-    "shape,dtype",
+    ("shape", "dtype"),
     [
         ((37, 53), np.uint8),
         ((1, 1), np.uint8),

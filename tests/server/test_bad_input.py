@@ -179,7 +179,7 @@ def test_size_limit_enforced_while_streaming(outcome) -> None:  # type: ignore[n
 
 def test_nothing_partial_is_left(outcome, server: Server) -> None:  # type: ignore[no-untyped-def]
     """No staging file remains; the store holds exactly the catalogued objects."""
-    results, goods = outcome
+    _, goods = outcome
     assert staging_files(server.data_dir) == []
     instances = all_instances(server.dicom)
     assert len(instances) == len(goods)

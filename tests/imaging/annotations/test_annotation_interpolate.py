@@ -65,7 +65,7 @@ def test_sphere_sampled_at_uneven_positions() -> None:
     R = 24.0
     key_z = np.array([-20.0, -15.5, -9.0, -4.5, 1.5, 5.0, 11.5, 16.0, 20.5])  # uneven steps, mm
     true_r = np.sqrt(R**2 - key_z**2)
-    keys = [(float(z), _ellipse_mask(r, r)) for z, r in zip(key_z, true_r)]
+    keys = [(float(z), _ellipse_mask(r, r)) for z, r in zip(key_z, true_r, strict=True)]
     positions = [-17.0, -12.0, -6.5, -1.0, 3.0, 8.0, 14.0, 18.5]
     out = interpolate(keys, positions, pixel_spacing=SPACING)
     for z, mask, method in out:
@@ -315,7 +315,8 @@ def test_rings_pair_by_position_not_order() -> None:
     left = _star(4, 8, 7, 0.0, False, (20, 30))
     right = _star(4, 8, 7, 0.0, False, (60, 30))
     a = Polygon([(left, []), (right, [])])
-    b = Polygon([(right + (0, 4), []), (left + (0, 4), [])])  # same structures, listed the other way
+    shift = np.array([0.0, 4.0])
+    b = Polygon([(right + shift, []), (left + shift, [])])  # same structures, listed the other way
     [(_, poly, method)] = interpolate([(0.0, a), (1.0, b)], [0.5])
     assert method == "contour-morph"
     xs = sorted(float(r.outer[:, 0].mean()) for r in poly.rings)

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pydicom
 import pytest
-from e2e_support import clean_env as _env
-from e2e_support import json_lines as _json_lines
-from e2e_support import vg
 from pydicom.data import get_testdata_file
 
+from tests.server.e2e_support import clean_env as _env
+from tests.server.e2e_support import json_lines as _json_lines
+from tests.server.e2e_support import vg
 from voxelgate.server.app import Running
 
 FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")

@@ -1,4 +1,4 @@
-"""Shared memory between a client and the server on one host (Linux): their one home.
+"""Shared memory between a client and the server on one host (Linux): the segment protocol both ends follow.
 
 ``StreamFramesShared`` writes each frame into a slot of a shared memory segment
 that the client made, instead of sending it over the connection. For raw 1080p
@@ -25,7 +25,7 @@ The server then maps it and writes into the mapping. The seal is what makes that
 safe: a write through a mapping past the end of its file kills the writer with
 ``SIGBUS``, and no one, the client included, can remove a seal or shrink a
 sealed file. (The client faults the segment's pages in when it maps it, so its
-memory is there before the server writes: ``voxelgate.imaging.memory.fault_in``.)
+memory is there before the server writes: ``voxelgate.memory.fault_in``.)
 
 A client on another host or in another PID namespace (a container of its own)
 cannot name its descriptor to the server: the call ends with NOT_FOUND and it
@@ -34,6 +34,7 @@ uses ``StreamFrames``.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import mmap
 import os
@@ -46,7 +47,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError, PreconditionError, UnsupportedError
-from voxelgate.imaging.memory import fault_in
+from voxelgate.memory import fault_in
 
 PREFIX = "voxelgate-"
 #: How the link of a segment's descriptor reads (``/proc/self/fd/N``).
@@ -89,10 +90,8 @@ class _Mapped:
     def _unmap(self) -> None:
         """Unmap the segment now, or (a view is still held) when the last view goes."""
         if self._map is not None:
-            try:
+            with contextlib.suppress(BufferError):  # a view is still held: the mapping goes with the last one
                 self._map.close()
-            except BufferError:
-                pass  # a view is still held: the mapping goes with the last one
             self._map = None
 
 

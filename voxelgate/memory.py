@@ -10,6 +10,9 @@ the client's array, so both take their arrays from :func:`fresh_array` (the
 measurements are in docs/performance.md).
 
 Small arrays and platforms without anonymous ``mmap`` get :func:`numpy.empty`.
+
+Both ends use it: the domain for volumes (``voxelgate.imaging``), the client for the
+array ``GetVolume`` fills and for shared memory segments (``voxelgate.client``).
 """
 
 from __future__ import annotations

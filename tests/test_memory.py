@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from voxelgate.imaging.memory import SMALL_BYTES, fresh_array
+from voxelgate.memory import SMALL_BYTES, fresh_array
 
 linux = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self (Linux)")
 MiB = 1 << 20
@@ -78,24 +78,47 @@ def test_without_populate_pages_come_on_first_write_and_are_small() -> None:
 
 
 def _longest_stop_of_this_thread(work: Callable[[], object]) -> float:
-    """The longest time (s) this thread could not run Python while another thread ran ``work``."""
-    worker = threading.Thread(target=work)
+    """The longest time (s) this thread could not run Python while another thread ran ``work``.
+
+    Raises what ``work`` raised: a call that failed at once would otherwise look like one
+    that never stopped this thread.
+    """
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            work()
+        except BaseException as exc:  # noqa: BLE001 - raised again below
+            failed.append(exc)
+
+    worker = threading.Thread(target=run)
     longest, last = 0.0, time.perf_counter()
     worker.start()
     while worker.is_alive():
         now = time.perf_counter()
         longest, last = max(longest, now - last), now
     worker.join()
+    if failed:
+        raise failed[0]
     return longest
 
 
+@pytest.mark.slow
 @linux
 def test_populating_does_not_stop_other_threads() -> None:
     # MAP_POPULATE holds the interpreter lock (Python's mmap) and the kernel's memory-map lock for the
     # whole call; fresh_array faults the pages in one by one from numpy instead.
+    # How long this thread is stopped is the behaviour, so it is timed: the least of three runs
+    # (the one a loaded machine disturbed least), and only half the stop of MAP_POPULATE asked
+    # (a quarter or less on an idle machine).
     nbytes = 160 * MiB
-    held = _longest_stop_of_this_thread(
-        lambda: mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+    held = min(
+        _longest_stop_of_this_thread(
+            lambda: mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | mmap.MAP_POPULATE)
+        )
+        for _ in range(3)
     )
-    ours = _longest_stop_of_this_thread(lambda: fresh_array((nbytes // 2,), np.int16, populate=True))
+    ours = min(
+        _longest_stop_of_this_thread(lambda: fresh_array((nbytes // 2,), np.int16, populate=True)) for _ in range(3)
+    )
     assert ours < held / 2, (ours, held)

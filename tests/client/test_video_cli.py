@@ -7,10 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e_support import vg
 from PIL import Image
 
 from tests.imaging.media._videos import GHOSTS, decode_all, make_video
+from tests.server.e2e_support import vg
 from voxelgate.server.app import Running
 
 
@@ -68,9 +68,15 @@ def test_video_commands(server: str, tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     names = sorted(p.name for p in folder.iterdir())
     want = list(range(0, 30 - GHOSTS, 5))
-    assert names == sorted(f"frame_{k}.png" for k in range(len(want)))
-    for k, n in enumerate(want):
-        assert np.array_equal(np.asarray(Image.open(folder / f"frame_{k}.png").convert("RGB")), ref[n]), n
+    # Each file is named by the video's frame index (issue 19): frame_0, frame_5, ...
+    assert names == sorted(f"frame_{n}.png" for n in want)
+    for n in want:
+        assert np.array_equal(np.asarray(Image.open(folder / f"frame_{n}.png").convert("RGB")), ref[n]), n
+    later = tmp_path / "later"
+    out = vg("media", "frames", vid, "--start", "3", "--every", "10", "-o", later, "--server", server)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in later.iterdir()) == sorted(f"frame_{n}.png" for n in range(3, 30 - GHOSTS, 10))
+    assert np.array_equal(np.asarray(Image.open(later / "frame_13.png").convert("RGB")), ref[13])
 
     re_out = vg("media", "reencode", vid, "--mode", "auto", "--json", "--server", server)
     assert re_out.returncode == 0, re_out.stderr

@@ -1,162 +1,28 @@
-"""Client-side helpers shared by the CLI, the benchmarks and the tests."""
+"""The calls whose replies are mostly bytes, received without protobuf copying them.
+
+A volume's voxels and a video's frames are almost all of their messages. These
+functions take the messages as bytes and find the payload in place
+(:mod:`voxelgate.wire`), write a volume's chunks straight into its array, and
+receive frames through shared memory when the server is on this host
+(:mod:`voxelgate.shared_memory`). They work on a plain channel
+(:func:`voxelgate.client.transport.channel`) and raise ``grpc.RpcError``;
+:class:`voxelgate.client.Client` uses them and raises :mod:`voxelgate.errors` instead.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import os
 import queue
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import numpy as np
 
-from voxelgate.imaging.memory import fresh_array
-from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc, volume_pb2
-
-from . import shared_memory, wire
-from .shared_memory import ClientSegment
-
-CHUNK = 1 << 20
-DEFAULT_SERVER = "127.0.0.1:50051"
-DICOMDIR_CLASS = b"1.2.840.10008.1.3.10"
-
-
-def channel(
-    target: str | None = None,
-    *,
-    ca_file: Path | None = None,
-    token: str | None = None,
-    max_message_bytes: int = 64 * 1024 * 1024,
-    own_connection: bool = False,
-) -> grpc.Channel:
-    """A channel to the server: ``target`` or ``$VOXELGATE_SERVER`` or the local default.
-
-    Channels of one process to one target share a connection unless ``own_connection``
-    (gRPC's global subchannel pool): a client standing for a separate program, such as
-    one of several simulated viewers, wants its own (and may reach another serving
-    process, see ``voxelgate serve --processes``).
-    """
-    target = target or os.environ.get("VOXELGATE_SERVER") or DEFAULT_SERVER
-    token = token or os.environ.get("VOXELGATE_TOKEN") or None
-    options = [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-    ]
-    if own_connection:
-        options.append(("grpc.use_local_subchannel_pool", 1))
-    if ca_file is None and token is None:
-        return grpc.insecure_channel(target, options=options)
-    creds = grpc.ssl_channel_credentials(Path(ca_file).read_bytes() if ca_file else None)
-    if token:
-        creds = grpc.composite_channel_credentials(creds, grpc.access_token_call_credentials(token))
-    return grpc.secure_channel(target, creds, options=options)
-
-
-def process_channel(target: str, process: int, *, tries: int = 200, **kwargs: object) -> grpc.Channel:
-    """A channel of its own whose connection serving process ``process`` (from 1) answers.
-
-    With ``voxelgate serve --processes N`` the kernel hands each new connection to
-    one process, so connections are made until ``GetServerInfo`` names the one
-    wanted (a process that is starting again is waited for). ``kwargs`` go to
-    :func:`channel`.
-
-    Raises
-    ------
-    RuntimeError
-        When ``tries`` connections did not reach it.
-    """
-    for _ in range(tries):
-        ch = channel(target, own_connection=True, **kwargs)  # type: ignore[arg-type]
-        try:
-            info = admin_pb2_grpc.AdminServiceStub(ch).GetServerInfo(admin_pb2.GetServerInfoRequest(), timeout=30)
-        except grpc.RpcError:
-            ch.close()
-            time.sleep(0.1)
-            continue
-        if info.process == process:
-            return ch
-        ch.close()
-    raise RuntimeError(f"{tries} connections to {target} never reached serving process {process}")
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """A local file to send, or to skip with the reason."""
-
-    path: Path
-    skip_reason: str = ""
-
-
-def _media_storage_class(head: bytes) -> bytes:
-    """(0002,0002) Media Storage SOP Class UID from the explicit-VR meta header, or b''."""
-    at = head.find(b"\x02\x00\x02\x00UI", 132)
-    if at < 0:
-        return b""
-    length = int.from_bytes(head[at + 6 : at + 8], "little")
-    return head[at + 8 : at + 8 + length].rstrip(b"\x00 ")
-
-
-def sniff_dicom(path: Path) -> str:
-    """Return why ``path`` is not worth sending as a DICOM instance, or '' if it may be one."""
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(1024)
-    except OSError as exc:
-        return f"cannot read: {exc.strerror}"
-    if not head:
-        return ""  # an empty file is sent so that the server reports it
-    if head[128:132] == b"DICM":
-        if _media_storage_class(head) == DICOMDIR_CLASS:
-            return "DICOMDIR (a media directory, not an instance)"
-        return ""
-    # A bare dataset (no preamble) starts with a group 0002 or 0008 element.
-    group = int.from_bytes(head[:2], "little")
-    if group in (0x0002, 0x0008) and len(head) >= 8:
-        return ""
-    return "not a DICOM file (no DICM preamble nor a dataset start)"
-
-
-def collect(paths: Iterable[Path], *, sniff: bool = True) -> list[Candidate]:
-    """Files under ``paths`` (recursively, in name order) with the ones to skip marked."""
-    out: list[Candidate] = []
-    for p in paths:
-        p = Path(p)
-        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
-        for f in files:
-            reason = sniff_dicom(f) if sniff and p.is_dir() else ""
-            out.append(Candidate(f, reason))
-    return out
-
-
-def ingest_requests(
-    files: Iterable[tuple[str, Path]], *, overwrite: bool = False, checksum: bool = True, chunk_size: int = CHUNK
-) -> Iterator[common_pb2.IngestChunk]:
-    """The request stream of an ``Ingest`` call for ``(name, path)`` pairs."""
-    for name, path in files:
-        size = path.stat().st_size
-        yield common_pb2.IngestChunk(header=common_pb2.FileHeader(name=name, size=size, overwrite=overwrite))
-        digest = hashlib.sha256() if checksum else None
-        with open(path, "rb") as fh:
-            while chunk := fh.read(chunk_size):
-                if digest is not None:
-                    digest.update(chunk)
-                yield common_pb2.IngestChunk(data=chunk)
-        yield common_pb2.IngestChunk(end=common_pb2.FileEnd(sha256=digest.hexdigest() if digest else ""))
-
-
-def ingest_bytes_requests(
-    files: Iterable[tuple[str, bytes]], *, overwrite: bool = False, chunk_size: int = CHUNK
-) -> Iterator[common_pb2.IngestChunk]:
-    """The request stream for in-memory files."""
-    for name, data in files:
-        yield common_pb2.IngestChunk(header=common_pb2.FileHeader(name=name, size=len(data), overwrite=overwrite))
-        for i in range(0, len(data), chunk_size):
-            yield common_pb2.IngestChunk(data=data[i : i + chunk_size])
-        yield common_pb2.IngestChunk(end=common_pb2.FileEnd(sha256=hashlib.sha256(data).hexdigest()))
-
+from voxelgate import shared_memory, wire
+from voxelgate.memory import fresh_array
+from voxelgate.shared_memory import ClientSegment
+from voxelgate.v1 import media_pb2, media_pb2_grpc, volume_pb2
 
 # -- volumes -------------------------------------------------------------------------------------
 
@@ -182,7 +48,14 @@ def _data_view(message: bytes) -> memoryview | None:
     return found[0] if found is not None and found[1] == len(message) else None
 
 
-def fetch_volume(ch: grpc.Channel, series_uid: str, *, stack: int = 0, timeout: float | None = None) -> FetchedVolume:
+def fetch_volume(
+    ch: grpc.Channel,
+    series_uid: str,
+    *,
+    stack: int = 0,
+    timeout: float | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
+) -> FetchedVolume:
     """Stream a stack's voxels into one numpy array, written in place as the chunks arrive.
 
     The messages are taken as bytes and the voxels copied once, straight from each
@@ -202,7 +75,11 @@ def fetch_volume(ch: grpc.Channel, series_uid: str, *, stack: int = 0, timeout: 
         response_deserializer=bytes,  # as received: see _data_view
     )
     t0 = time.perf_counter()
-    messages = call(volume_pb2.GetVolumeRequest(series_instance_uid=series_uid, stack=stack), timeout=timeout)
+    messages = call(
+        volume_pb2.GetVolumeRequest(series_instance_uid=series_uid, stack=stack),
+        timeout=timeout,
+        metadata=tuple(metadata),
+    )
     first = volume_pb2.VolumeChunk.FromString(next(messages))
     if first.WhichOneof("part") != "header":
         raise RuntimeError("GetVolume did not start with a header")
@@ -213,12 +90,11 @@ def fetch_volume(ch: grpc.Channel, series_uid: str, *, stack: int = 0, timeout: 
         raise RuntimeError(
             f"GetVolume header announces {header.total_bytes} bytes for {header.dtype}{list(header.shape)}"
         )
-    dst = memoryview(array.reshape(-1)).cast("B")
+    dst = array.reshape(-1).data.cast("B")
     at = 0
     for message in messages:
-        data = _data_view(message)
-        if data is None:
-            data = volume_pb2.VolumeChunk.FromString(message).data
+        view = _data_view(message)
+        data = view if view is not None else volume_pb2.VolumeChunk.FromString(message).data
         n = len(data)
         if at + n > len(dst):
             raise RuntimeError(f"GetVolume sent more than the {header.total_bytes} bytes its header announced")
@@ -252,7 +128,8 @@ def split_frame(message: bytes) -> ReceivedFrame:
     """
     found = wire.leading_bytes(message, _FRAME_DATA_TAG)
     data, end = found if found is not None else (memoryview(b""), 0)
-    info = media_pb2.MediaFrame.FromString(memoryview(message)[end:])
+    # protobuf parses any buffer (its stub says bytes): a view of the rest, not a copy of it
+    info = media_pb2.MediaFrame.FromString(memoryview(message)[end:])  # type: ignore[arg-type]
     if info.data:  # data parsed by protobuf (another order, or written again: the last one counts)
         data = memoryview(info.data)
         info.ClearField("data")
@@ -260,7 +137,11 @@ def split_frame(message: bytes) -> ReceivedFrame:
 
 
 def get_frame(
-    ch: grpc.Channel, request: media_pb2.GetMediaFrameRequest, *, timeout: float | None = None
+    ch: grpc.Channel,
+    request: media_pb2.GetMediaFrameRequest,
+    *,
+    timeout: float | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> ReceivedFrame:
     """``MediaService.GetFrame`` with the reply taken by ``split_frame`` (its data not copied by protobuf).
 
@@ -274,11 +155,15 @@ def get_frame(
         request_serializer=media_pb2.GetMediaFrameRequest.SerializeToString,
         response_deserializer=split_frame,
     )
-    return call(request, timeout=timeout)  # type: ignore[no-any-return]
+    return call(request, timeout=timeout, metadata=tuple(metadata))
 
 
 def stream_frames(
-    ch: grpc.Channel, request: media_pb2.StreamFramesRequest, *, timeout: float | None = None
+    ch: grpc.Channel,
+    request: media_pb2.StreamFramesRequest,
+    *,
+    timeout: float | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> Iterator[ReceivedFrame]:
     """``MediaService.StreamFrames`` with each frame taken by ``split_frame`` (its data not copied by protobuf).
 
@@ -292,7 +177,7 @@ def stream_frames(
         request_serializer=media_pb2.StreamFramesRequest.SerializeToString,
         response_deserializer=split_frame,
     )
-    return call(request, timeout=timeout)  # type: ignore[no-any-return]
+    return call(request, timeout=timeout, metadata=tuple(metadata))
 
 
 def stream_frames_shared(
@@ -302,6 +187,7 @@ def stream_frames_shared(
     slot_bytes: int | None = None,
     slots: int = 6,
     timeout: float | None = None,
+    metadata: Sequence[tuple[str, str]] = (),
 ) -> Iterator[ReceivedFrame]:
     """``MediaService.StreamFramesShared``: the frames of ``request`` written by the server into
     shared memory of this process's, for a client on the server's host (Linux).
@@ -315,7 +201,7 @@ def stream_frames_shared(
     slots go back to the server half of them at a time, in one message (a message
     a frame cost the two sides about 0.35 ms of CPU a frame more here), and the
     server describes the frames it wrote about as many at a time.
-    The segment is a sealed memfd of this process's (``voxelgate.server.shared_memory``).
+    The segment is a sealed memfd of this process's (:mod:`voxelgate.shared_memory`).
 
     Raises
     ------
@@ -326,7 +212,7 @@ def stream_frames_shared(
     """
     if slot_bytes is None:
         info = media_pb2_grpc.MediaServiceStub(ch).GetMediaInfo(
-            media_pb2.GetMediaInfoRequest(id=request.id), timeout=timeout
+            media_pb2.GetMediaInfoRequest(id=request.id), timeout=timeout, metadata=metadata
         )
         if info.WhichOneof("item") != "video":
             raise ValueError("slot_bytes must be given for frames of an image or a set")
@@ -349,7 +235,7 @@ def stream_frames_shared(
             while (done := given_back.get()) is not None:
                 yield media_pb2.SharedFramesRequest(releases=media_pb2.SharedSlots(slots=done))
 
-        replies = call(requests(), timeout=timeout)
+        replies = call(requests(), timeout=timeout, metadata=tuple(metadata))
         batch = shared_memory.batch(slots)
         held: list[int] = []
         try:

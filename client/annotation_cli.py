@@ -4,7 +4,7 @@ The label map (NRRD or NIfTI, read with SimpleITK) is cut into planes across
 ``--axis``; for every label value the slices where it is drawn are its keys (or
 the slices ``--keys`` names, where an empty key ends the object), sent as
 run-length masks with the file's pixel spacing and slice positions in mm
-(a ``PlaneSource``: no volume is stored on the server). Filled pixels go only
+(a :class:`~voxelgate.client.PlaneSource`: no volume is stored on the server). Filled pixels go only
 where the map holds 0, so nothing drawn is overwritten; the output keeps the
 input's geometry.
 """
@@ -13,22 +13,36 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
 import numpy as np
-import SimpleITK as sitk
 
-from voxelgate.v1 import annotation_pb2, annotation_pb2_grpc
+from ._cli import OK, UsageError, add_connection_args, command
+from .annotations import Mask, PlaneSource
 
-from .annotation_codec import mask_array, mask_shape_pb
+if TYPE_CHECKING:
+    import SimpleITK as sitk
+
+    from ._client import Client
 
 SUFFIXES = (".nrrd", ".nii", ".nii.gz")
 #: numpy axis of the (z, y, x) array, and the SimpleITK index axis, for each --axis.
 AXES = {"z": (0, 2), "y": (1, 1), "x": (2, 0)}
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``voxelgate interpolate``."""
+    ip = sub.add_parser("interpolate", help="fill a sparse label map (NRRD, NIfTI) between its drawn slices")
+    ip.set_defaults(run=command("interpolate", cmd_interpolate))
+    ip.add_argument("input", type=Path, help="SPARSE.nrrd, .nii or .nii.gz")
+    ip.add_argument("-o", "--output", type=Path, required=True, help="FILLED.nrrd, .nii or .nii.gz")
+    ip.add_argument("--axis", choices=["z", "y", "x"], default="z", help="the slices are across this axis")
+    ip.add_argument("--method", choices=["sdf", "nearest"], default=None, help="default: sdf (shape-based)")
+    ip.add_argument("--keys", default="", help="the drawn slices, e.g. 12,15,18; an empty key slice ends an object")
+    ip.add_argument("--json", action="store_true", help="one JSON line per label: keys, filled slices, methods")
+    add_connection_args(ip)
 
 
 def _label_map(path: Path) -> tuple[sitk.Image, np.ndarray]:
@@ -39,6 +53,8 @@ def _label_map(path: Path) -> tuple[sitk.Image, np.ndarray]:
     ValueError
         Not a readable 3-D scalar integer image.
     """
+    import SimpleITK as sitk
+
     try:
         img = sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -66,25 +82,25 @@ def _parse_keys(text: str, count: int) -> list[int] | None:
     return keys
 
 
-def plane_source(img: sitk.Image, axis: str) -> annotation_pb2.PlaneSource:
+def plane_source(img: sitk.Image, axis: str) -> PlaneSource:
     """The planes across ``axis``: their size, pixel spacing and every slice's position (mm)."""
-    np_axis, k = AXES[axis]
+    k = AXES[axis][1]
     size = img.GetSize()  # x, y, z
     spacing = img.GetSpacing()
     direction = np.array(img.GetDirection()).reshape(3, 3)
     # Position along the axis's own direction, so the positions grow with the index.
     start = float(np.dot(img.GetOrigin(), direction[:, k]))
     in_plane = [a for a in (2, 1, 0) if a != k]  # SimpleITK axes of the plane's rows, then columns
-    return annotation_pb2.PlaneSource(
+    return PlaneSource(
         rows=size[in_plane[0]],
         columns=size[in_plane[1]],
-        pixel_spacing=[spacing[in_plane[0]], spacing[in_plane[1]]],
-        slice_positions=[start + i * spacing[k] for i in range(size[k])],
+        pixel_spacing=(spacing[in_plane[0]], spacing[in_plane[1]]),
+        slice_positions=tuple(start + i * spacing[k] for i in range(size[k])),
     )
 
 
 def fill_label_map(
-    stub: annotation_pb2_grpc.AnnotationServiceStub,
+    vg: Client,
     img: sitk.Image,
     arr: np.ndarray,
     *,
@@ -96,7 +112,7 @@ def fill_label_map(
 
     Raises
     ------
-    grpc.RpcError
+    voxelgate.errors.VoxelgateError
         When the server refuses a request.
     """
     source = plane_source(img, axis)
@@ -116,20 +132,16 @@ def fill_label_map(
         if len(label_keys) < 2:
             entry["skipped"] = "drawn on one slice only: nothing to fill between"
             continue
-        reply = stub.Interpolate(
-            annotation_pb2.InterpolateRequest(
-                plane=source,
-                keys=[annotation_pb2.Key(index=i, shape=mask_shape_pb(planes[i] == label)) for i in label_keys],
-                options=annotation_pb2.InterpolateOptions(method=method or ""),
-            )
-        )
+        reply = vg.interpolate(source, {i: Mask(planes[i] == label) for i in label_keys}, method=method or "")
         methods: Counter[str] = Counter()
         for s in reply.shapes:
             if s.method == "key":
                 continue
             methods[s.method] += 1
             target = out_planes[s.index]
-            write = mask_array(s.shape, plane_shape) & (target == 0)
+            if not isinstance(s.shape, Mask) or s.shape.array.shape != plane_shape:
+                raise ValueError(f"slice {s.index} came back as a {type(s.shape).__name__}, not a plane mask")
+            write = s.shape.array & (target == 0)
             if write.any():
                 target[write] = label
                 entry["filled"].append(int(s.index))
@@ -137,25 +149,19 @@ def fill_label_map(
     return out, report
 
 
-def cmd_interpolate(args: argparse.Namespace, channel: grpc.Channel) -> int:
+def cmd_interpolate(args: argparse.Namespace, vg: Client) -> int:
     """Run ``voxelgate interpolate`` (see the module docstring)."""
+    import SimpleITK as sitk
+
     for path, what in ((args.input, "input"), (args.output, "output")):
         if not path.name.lower().endswith(SUFFIXES):
-            print(f"voxelgate interpolate: the {what} must end in .nrrd, .nii or .nii.gz", file=sys.stderr)
-            return 2
+            raise UsageError(f"the {what} must end in .nrrd, .nii or .nii.gz")
     try:
         img, arr = _label_map(args.input)
         keys = _parse_keys(args.keys, arr.shape[AXES[args.axis][0]])
     except ValueError as exc:
-        print(f"voxelgate interpolate: {exc}", file=sys.stderr)
-        return 2
-    try:
-        out, report = fill_label_map(
-            annotation_pb2_grpc.AnnotationServiceStub(channel), img, arr, axis=args.axis, method=args.method, keys=keys
-        )
-    except grpc.RpcError as exc:
-        print(f"voxelgate interpolate: {exc.code().name}: {exc.details()}", file=sys.stderr)
-        return 1
+        raise UsageError(str(exc)) from None
+    out, report = fill_label_map(vg, img, arr, axis=args.axis, method=args.method, keys=keys)
     filled = sitk.GetImageFromArray(out)
     filled.CopyInformation(img)
     sitk.WriteImage(filled, str(args.output), useCompression=True)
@@ -167,4 +173,4 @@ def cmd_interpolate(args: argparse.Namespace, channel: grpc.Channel) -> int:
         else:
             methods = ", ".join(f"{k} x{v}" for k, v in sorted(entry["methods"].items())) or "nothing between the keys"
             print(f"label {entry['label']}: keys {entry['keys']}, filled {len(entry['filled'])} slice(s) ({methods})")
-    return 0
+    return OK

@@ -9,20 +9,43 @@ length as a varint, the bytes, then the other fields as protobuf serialises them
 :func:`bytes_first` writes exactly that, copying the bytes once, and
 :func:`leading_bytes` finds them in a received message without copying. The wire
 format stays protobuf's, so any client parses these replies with its stock code.
+
+Both ends use it: the server writes replies (its media and volume servicers), the client
+reads them (``voxelgate.client.streams``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
+from typing import Protocol
 
-import grpc
-from google.protobuf.descriptor import FieldDescriptor
+#: ``FieldDescriptor.TYPE_STRING`` and ``TYPE_BYTES``: the length-delimited scalar types (this
+#: module imports no protobuf, so that the root package stays below every layer).
+_LENGTH_DELIMITED = (9, 12)
 
 
-def field_tag(field: FieldDescriptor) -> int:
-    """The wire tag (first byte) of a length-delimited field numbered below 16."""
-    if field.number >= 16 or field.type not in (FieldDescriptor.TYPE_BYTES, FieldDescriptor.TYPE_STRING):
+class Field(Protocol):
+    """What :func:`field_tag` reads of a protobuf ``FieldDescriptor``."""
+
+    @property
+    def number(self) -> int: ...
+
+    @property
+    def type(self) -> int: ...
+
+    @property
+    def full_name(self) -> str: ...
+
+
+def field_tag(field: Field) -> int:
+    """The wire tag (first byte) of a length-delimited field numbered below 16.
+
+    Raises
+    ------
+    ValueError
+        For another field (another type, or a number of 16 or more, whose tag takes two bytes).
+    """
+    if field.number >= 16 or field.type not in _LENGTH_DELIMITED:
         raise ValueError(f"{field.full_name} is not a bytes field numbered below 16")
     return field.number << 3 | 2
 
@@ -71,40 +94,3 @@ def leading_bytes(message: bytes, tag: int) -> tuple[memoryview, int] | None:
             return (memoryview(message)[at:end], end) if end <= len(message) else None
         shift += 7
     return None
-
-
-class _HandlerTable:
-    """Stands in for a server to take the method handlers the generated code registers."""
-
-    def __init__(self) -> None:
-        self.handlers: dict[str, Any] = {}
-
-    def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
-        pass
-
-    def add_registered_method_handlers(self, service_name: str, method_handlers: dict[str, Any]) -> None:
-        self.handlers = dict(method_handlers)
-
-
-def add_service(
-    add_to_server: Callable[[Any, Any], None],
-    servicer: object,
-    server: grpc.Server,
-    service_name: str,
-    serializers: Mapping[str, Callable[[Any], bytes]],
-) -> None:
-    """Register ``servicer`` as the generated ``add_..._to_server`` does, with some response serializers replaced.
-
-    The handler table is the generated one (request deserializers, the other
-    methods); only the methods named in ``serializers`` get theirs.
-    """
-    table = _HandlerTable()
-    add_to_server(servicer, table)
-    if not set(serializers) <= table.handlers.keys():
-        raise RuntimeError(f"the generated {service_name} registration no longer hands over its method handlers")
-    handlers = {
-        name: h._replace(response_serializer=serializers[name]) if name in serializers else h
-        for name, h in table.handlers.items()
-    }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_name, handlers),))
-    server.add_registered_method_handlers(service_name, handlers)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from conftest import CORPUS
-from e2e_support import vg
 
+from tests.server.e2e_support import vg
 from voxelgate.server.app import Running
 
 

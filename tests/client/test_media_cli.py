@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from e2e_support import json_lines, vg
 from PIL import Image
 
+from tests.server.e2e_support import json_lines, vg
 from voxelgate.server.app import Running
 
 SIZES = {"frame1.png": (64, 48), "frame2.png": (32, 24), "frame10.png": (64, 48), "frame3.jpg": (32, 24)}
