@@ -40,7 +40,7 @@ from .annotations import (
     Ring,
     StoredSegmentation,
 )
-from .dicom import DeleteResult, Frame, Instance, Series, Study
+from .dicom import DeleteResult, Frame, Instance, SearchPage, Series, Study
 from .media import (
     AudioStream,
     Export,
@@ -114,6 +114,7 @@ __all__ = [
     "Remapped",
     "Retry",
     "Ring",
+    "SearchPage",
     "SequenceMode",
     "Series",
     "ServerInfo",

@@ -115,6 +115,33 @@ def _date(value: Date) -> str:
 
 
 @dataclass(frozen=True)
+class SearchPage:
+    """One reply of ``Search``: the matches (DICOM JSON model objects, UTF-8 bytes, as the server sent
+    them) and what the server says of them."""
+
+    matches: tuple[bytes, ...]
+    more: bool = False  # others follow: ask again from offset + len(matches)
+    total: int | None = None  # every match, when count was asked
+    fuzzy_matching_applied: bool = False
+    scanned_keys: tuple[str, ...] = ()  # matched on each candidate (not indexed by the catalog)
+    ignored_keys: tuple[str, ...] = ()  # neither matched nor returned, each with the reason
+    warnings: tuple[str, ...] = ()
+
+    def datasets(self) -> list[Dataset]:
+        """The matches as pydicom Datasets."""
+        return [_dataset(m.decode()) for m in self.matches]
+
+
+_LEVELS = {
+    "patient": dicom_pb2.QUERY_LEVEL_PATIENT,
+    "study": dicom_pb2.QUERY_LEVEL_STUDY,
+    "series": dicom_pb2.QUERY_LEVEL_SERIES,
+    "instance": dicom_pb2.QUERY_LEVEL_INSTANCE,
+}
+Level = Literal["patient", "study", "series", "instance"]
+
+
+@dataclass(frozen=True)
 class _Filter:
     patient_id: str = ""
     study_instance_uid: str = ""
@@ -294,6 +321,84 @@ class DicomCalls(Calls):
             timeout=timeout,
         )
 
+    # -- search ---------------------------------------------------------------------------------------
+
+    def search(
+        self,
+        level: Level,
+        match: dict[str, str | Iterable[str]] | None = None,
+        *,
+        include: Iterable[str] = (),
+        fuzzy_matching: bool = False,
+        combined_datetime_matching: bool = False,
+        limit: int = 0,
+        offset: int = 0,
+        cfind: bool = False,
+        count: bool = False,
+        compress: bool = False,
+        timeout: float | None = None,
+    ) -> SearchPage:
+        """One page of the standard's query (C-FIND, QIDO-RS) at ``level`` (docs/api/dicom.md, Search).
+
+        ``match`` maps attributes (keywords, 8-hex-digit tags, or dotted sequence paths) to a
+        value (``""``: universal matching) or several (list matching); ``include`` asks for
+        more attributes (``"all"``: every one the index keeps at the level); ``cfind`` returns
+        exactly the keys asked, present even when empty, as a C-FIND identifier.
+
+        Raises
+        ------
+        ValueError
+            An unknown level.
+        voxelgate.errors.InvalidInputError
+            A key the standard does not allow (a date that is no date, an unknown keyword, ...).
+        """
+        if level not in _LEVELS:
+            raise ValueError(f"level is one of {sorted(_LEVELS)}, not {level!r}")
+        keys = [
+            dicom_pb2.MatchKey(attribute=a, values=[v] if isinstance(v, str) else list(v))
+            for a, v in (match or {}).items()
+        ]
+        request = dicom_pb2.SearchRequest(
+            level=_LEVELS[level],
+            match=keys,
+            include=list(include),
+            fuzzy_matching=fuzzy_matching,
+            combined_datetime_matching=combined_datetime_matching,
+            limit=limit,
+            offset=offset,
+            return_keys=dicom_pb2.RETURN_KEYS_CFIND if cfind else dicom_pb2.RETURN_KEYS_QIDO,
+            count=count,
+            compress=compress,
+        )
+        reply = self._unary(self._dicom.Search, request, kind="quick", timeout=timeout)
+        return SearchPage(
+            matches=tuple(reply.matches),
+            more=reply.more,
+            total=reply.total if reply.HasField("total") else None,
+            fuzzy_matching_applied=reply.fuzzy_matching_applied,
+            scanned_keys=tuple(reply.scanned_keys),
+            ignored_keys=tuple(reply.ignored_keys),
+            warnings=tuple(reply.warnings),
+        )
+
+    def search_all(
+        self, level: Level, match: dict[str, str | Iterable[str]] | None = None, **kwargs: Any
+    ) -> Iterator[bytes]:
+        """Every match of :meth:`search`, page after page (by offset) as the iteration goes.
+
+        Raises
+        ------
+        voxelgate.errors.VoxelgateError
+            As :meth:`search`, while iterating.
+        """
+        offset = int(kwargs.pop("offset", 0))
+        while True:
+            page = self.search(level, match, offset=offset, **kwargs)
+            yield from page.matches
+            offset += len(page.matches)
+            if not page.more or not page.matches:
+                return
+
     # -- metadata, frames, files ------------------------------------------------------------------
 
     def get_metadata(
@@ -350,30 +455,36 @@ class DicomCalls(Calls):
         *,
         sop_instance_uid: str = "",
         series_instance_uid: str = "",
+        study_instance_uid: str = "",
         include_private: bool = False,
         bulk_data_threshold: int = 0,
+        compress: bool = False,
         timeout: float | None = None,
     ) -> list[tuple[str, str]]:
-        """``(SOP Instance UID, DICOM JSON text)`` of an instance, or of every instance of a series.
+        """``(SOP Instance UID, DICOM JSON text)`` of an instance, or of every instance of a series or a study.
 
         The server's text as it is (PS3.18 F.2), for a caller that passes it on (a DICOMweb
-        gateway); :meth:`get_metadata` parses it.
+        gateway); :meth:`get_metadata` parses it. ``compress`` has the reply gzipped on the wire.
 
         Raises
         ------
         ValueError
             Not exactly one UID given.
         voxelgate.errors.NotFoundError
-            No such instance (or series).
+            No such instance (or series, or study).
         """
-        if bool(sop_instance_uid) == bool(series_instance_uid):
-            raise ValueError("give exactly one of sop_instance_uid and series_instance_uid")
-        request = dicom_pb2.GetMetadataRequest(include_private=include_private, bulk_data_threshold=bulk_data_threshold)
+        if sum(map(bool, (sop_instance_uid, series_instance_uid, study_instance_uid))) != 1:
+            raise ValueError("give exactly one of sop_instance_uid, series_instance_uid and study_instance_uid")
+        request = dicom_pb2.GetMetadataRequest(
+            include_private=include_private, bulk_data_threshold=bulk_data_threshold, compress=compress
+        )
         if sop_instance_uid:
             request.sop_instance_uid = sop_instance_uid
-        else:
+        elif series_instance_uid:
             request.series_instance_uid = series_instance_uid
-        route = sop_instance_uid or series_instance_uid
+        else:
+            request.study_instance_uid = study_instance_uid
+        route = sop_instance_uid or series_instance_uid or study_instance_uid
         reply = self._unary(self._dicom.GetMetadata, request, kind="quick", timeout=timeout, route=route)
         return [(i.sop_instance_uid, i.json) for i in reply.instances]
 
