@@ -7,8 +7,9 @@ on an object store is a GET per instance). Three tables, each removed with the r
 it describes (``ON DELETE CASCADE``), so deletion needs no code of its own:
 
 ``instance_metadata``
-    per instance: the model (zlib), the model with private elements when the
-    instance has any, the instance-level attributes Search returns (JSON text),
+    per instance: the model (zlib), the model with private elements (made from
+    the stored file when first asked: ingest leaves them unconverted), the
+    instance-level attributes Search returns (JSON text),
     the sha256 of the content it was made from (a replaced instance's old entry
     is never served) and the version of the code that made it.
 ``study_index``, ``series_index``
@@ -57,7 +58,8 @@ CREATE TABLE {ine}instance_metadata (
     attrs TEXT NOT NULL DEFAULT '',     -- JSON: the instance-level attributes Search returns
     error TEXT NOT NULL DEFAULT '',     -- why no model could be made (then model is NULL)
     model {blob},                        -- zlib: the DICOM JSON model, public elements
-    full_model {blob}                    -- zlib: the model with private elements (NULL: it has none)
+    full_model {blob}                    -- zlib: the model with private elements (empty: it has none;
+                                         -- NULL: not made yet, made from the file when first asked)
 );
 CREATE TABLE {ine}study_index (
     study_uid TEXT PRIMARY KEY REFERENCES studies (study_uid) ON DELETE CASCADE,
@@ -207,6 +209,16 @@ class IndexMixin:
             ],
         )
         return len(entries)
+
+    def put_full_models(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        """Keep models with private elements, ``(sop_uid, sha256, blob)``, of entries that had none made
+        (an instance replaced meanwhile keeps its own)."""
+        if items:
+            with self._tx() as db:
+                db.cursor().executemany(
+                    self._sql.q("UPDATE instance_metadata SET full_model = ? WHERE sop_uid = ? AND sha256 = ?"),
+                    [(blob, sop, sha) for sop, sha, blob in items],
+                )
 
     def put_index(self, entries: Sequence[IndexedInstance]) -> int:
         """Keep entries made apart from ingest (backfill, repair), in one transaction; an entry whose

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from voxelgate.cache.catalog import Catalog, InstanceRow
@@ -30,7 +31,7 @@ from voxelgate.cache.catalog_index import IndexedInstance, SeriesIndexRow, Store
 from voxelgate.errors import VoxelgateError
 
 from . import names
-from .bulk import bulk_uri
+from .bulk import bulk_uri, raw_element
 from .metadata import DEFAULT_BULK_THRESHOLD, dataset_json, instance_json, keyword_of
 from .parse import read_dataset
 from .query_model import INSTANCE_LEVEL, SERIES_LEVEL, STUDY_LEVEL, T
@@ -77,9 +78,15 @@ def _name_columns(prefix: str, value: str) -> dict[str, str]:
     }
 
 
-def entry_from_model(row: InstanceRow, public: dict[str, Any], full: dict[str, Any] | None) -> IndexedInstance:
-    """The catalog entry of an instance whose model (and model with private elements, when it has any)
-    are made."""
+#: ``full_model`` of an entry whose instance has no private elements: its model is the whole of it.
+NO_PRIVATE = b""
+
+
+def entry_from_model(
+    row: InstanceRow, public: dict[str, Any], full: dict[str, Any] | None = None, *, has_private: bool = True
+) -> IndexedInstance:
+    """The catalog entry of an instance whose model is made; with the model that has its private elements
+    when that is made too, else (``has_private``) to be made from the file when first asked."""
     study = StudyIndexRow(
         study_uid=row.study_uid,
         attrs=_level_attrs(public, STUDY_LEVEL),
@@ -96,43 +103,51 @@ def entry_from_model(row: InstanceRow, public: dict[str, Any], full: dict[str, A
         series_time=_first_string(public, T["SeriesTime"]).replace(":", ""),
     )
     text = _dumps(public).encode()
-    full_text = None if full is None else _dumps(full).encode()
-    if full_text == text:
-        full_text = None
+    full_model: bytes | None = None if has_private else NO_PRIVATE
+    if full is not None:
+        full_text = _dumps(full).encode()
+        full_model = NO_PRIVATE if full_text == text else zlib.compress(full_text, _LEVEL)
     return IndexedInstance(
         sop_uid=row.sop_uid,
         sha256=row.sha256,
         version=MODEL_VERSION,
         attrs=_level_attrs(public, INSTANCE_LEVEL),
         model=zlib.compress(text, _LEVEL),
-        full_model=None if full_text is None else zlib.compress(full_text, _LEVEL),
+        full_model=full_model,
         study=study,
         series=series,
     )
 
 
+def _has_private(ds: Dataset) -> bool:
+    """Whether the dataset has private elements at any depth (True for a sequence not parsed yet: it may)."""
+    for key in list(ds.keys()):  # keys: iterating the dataset would read deferred values
+        if key.is_private:
+            return True
+        raw = raw_element(ds, key)
+        if isinstance(raw, RawDataElement):
+            if raw.VR == "SQ" or raw.length == 0xFFFFFFFF:
+                return True
+            continue
+        if raw.VR == "SQ" and any(_has_private(item) for item in raw.value):
+            return True
+    return False
+
+
 def entry_from_dataset(ds: Dataset, row: InstanceRow) -> IndexedInstance:
-    """The entry of an instance parsed at ingest (its dataset as :func:`.parse.read_dataset` reads it)."""
-    full = dataset_json(
+    """The entry of an instance parsed at ingest (its dataset as :func:`.parse.read_dataset` reads it).
+
+    Its private elements are not converted here (half of some vendors' headers, and rarely asked
+    for): the model with them is made from the stored file when first asked.
+    """
+    public = dataset_json(
         ds,
         sop_uid=row.sop_uid,
         study_uid=row.study_uid,
         series_uid=row.series_uid,
-        include_private=True,
         bulk_data_threshold=INDEX_THRESHOLD,
     )
-    return entry_from_model(row, _public(full), full)
-
-
-def _public(model: dict[str, Any]) -> dict[str, Any]:
-    """``model`` without its private elements, at any depth (what ``include_private=False`` makes)."""
-    out: dict[str, Any] = {}
-    for key, obj in model.items():
-        if int(key[:4], 16) % 2:
-            continue
-        sequence = obj.get("vr") == "SQ" and "Value" in obj
-        out[key] = {**obj, "Value": [_public(item) for item in obj["Value"]]} if sequence else obj
-    return out
+    return entry_from_model(row, public, has_private=_has_private(ds))
 
 
 def entry_from_file(path: Path, row: InstanceRow) -> IndexedInstance:
@@ -194,15 +209,31 @@ class MetadataRequest:
         return self.threshold or DEFAULT_BULK_THRESHOLD
 
 
+def _full_text(path: Path, row: InstanceRow) -> str:
+    """The model with private elements, at the kept threshold, from the stored file."""
+    model = instance_json(
+        path,
+        sop_uid=row.sop_uid,
+        study_uid=row.study_uid,
+        series_uid=row.series_uid,
+        name=row.sop_uid,
+        include_private=True,
+        bulk_data_threshold=INDEX_THRESHOLD,
+    )
+    return _dumps(model)
+
+
 def serve(
     kept: Sequence[tuple[InstanceRow, StoredModel | None]],
     request: MetadataRequest,
     *,
     file_of: Callable[[InstanceRow], Path],
     repair: Callable[[Sequence[IndexedInstance]], object],
+    keep_full: Callable[[Sequence[tuple[str, str, bytes]]], object],
 ) -> list[tuple[str, str]]:
     """``(SOP Instance UID, JSON text)`` of each instance, from its kept entry when it has a current one,
-    else from its stored file (and the entry made then is handed to ``repair`` to be kept).
+    else from its stored file (and the entry made then is handed to ``repair`` to be kept). A model
+    with private elements not made yet is made from the file and handed to ``keep_full``.
 
     Raises
     ------
@@ -212,14 +243,21 @@ def serve(
     threshold = request.bulk_threshold
     out: list[tuple[str, str]] = []
     made: list[IndexedInstance] = []
+    fulls: list[tuple[str, str, bytes]] = []
     for row, entry in kept:
         current = entry is not None and entry.fresh(row.sha256, MODEL_VERSION) and entry.model is not None
         if not current:
             made.append(entry_from_file(file_of(row), row))
         if current and threshold <= INDEX_THRESHOLD:
             assert entry is not None and entry.model is not None
-            blob = entry.full_model if request.include_private and entry.full_model is not None else entry.model
-            text = zlib.decompress(blob).decode()
+            if not request.include_private or entry.full_model == NO_PRIVATE:
+                text = zlib.decompress(entry.model).decode()
+            elif entry.full_model is not None:
+                text = zlib.decompress(entry.full_model).decode()
+            else:  # not made yet: from the file, and kept
+                text = _full_text(file_of(row), row)
+                same = text == zlib.decompress(entry.model).decode()
+                fulls.append((row.sop_uid, row.sha256, NO_PRIVATE if same else zlib.compress(text.encode(), _LEVEL)))
             if threshold < INDEX_THRESHOLD or request.keywords:
                 text = _adapt(text, row, threshold=threshold, keywords=request.keywords)
             out.append((row.sop_uid, text))
@@ -235,11 +273,13 @@ def serve(
             keywords=request.keywords,
         )
         out.append((row.sop_uid, _dumps(model)))
-    if made:
-        try:
+    try:
+        if made:
             repair(made)
-        except Exception:  # the reply stands; the backfill will try again
-            log.warning("could not keep metadata entries made while serving", exc_info=True)
+        if fulls:
+            keep_full(fulls)
+    except Exception:  # the reply stands; the backfill (or the next request) will try again
+        log.warning("could not keep metadata entries made while serving", exc_info=True)
     return out
 
 
@@ -336,6 +376,7 @@ class Backfill:
 __all__ = [
     "INDEX_THRESHOLD",
     "MODEL_VERSION",
+    "NO_PRIVATE",
     "Backfill",
     "MetadataRequest",
     "entry_from_dataset",
