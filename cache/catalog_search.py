@@ -124,7 +124,6 @@ class SearchRow:
     modalities: tuple[str, ...] | None = None
     sop_classes: tuple[str, ...] | None = None
     model: bytes | None = None
-    model_version: int = 0
     patient_id: str = ""
 
 
@@ -245,7 +244,7 @@ class SearchMixin:
         if "se" in aliases:
             extra.append("sex.attrs")
         if spec.level == "instance":
-            extra += ["m.attrs", "m.sha256", "m.version", "m.model" if spec.models else "NULL"]
+            extra += ["m.attrs", "m.sha256", "m.model" if spec.models else "NULL"]
         counts: list[str] = []
         if spec.level == "study" or spec.study_counts:
             counts += ["study_series", "study_instances"]
@@ -280,10 +279,10 @@ class SearchMixin:
                 row.series_attrs = r[k]
                 k += 1
             if spec.level == "instance":
-                attrs, sha, version, model = r[k : k + 4]
-                k += 4
+                attrs, sha, model = r[k : k + 3]
+                k += 3
                 if sha is not None and sha == row.instance.sha256:
-                    row.instance_attrs, row.model_version = attrs, int(version)
+                    row.instance_attrs = attrs
                     row.model = None if model is None else bytes(model)
             for c in counts:
                 row.counts[c] = int(r[k])

@@ -133,7 +133,6 @@ class _Plan:
         self.level: Level = query.level
         self.depth = DEPTH[query.level]
         self.ignored: list[str] = []
-        self.cfind = query.cfind
         keys: list[Key] = []
         for attribute, values in query.keys:
             path = parse_attribute(attribute)
@@ -165,7 +164,6 @@ class _Plan:
                 self.returns[k.tag] = _Return(k.tag, k if k.items else None, True)
             elif k.universal:
                 self.ignored.append(f"{k}: a {level} attribute, not returned by a {self.level} search")
-        self.keys = keys
         self.fuzzy_applied = query.fuzzy
         self._plan_returns(query, keys)
         self.ordered = [(f"{tag:08X}", self.returns[tag]) for tag in sorted(self.returns)]
