@@ -194,7 +194,11 @@ def ours(target: str, queries: dict[str, dict[str, str]], series: str, repeat: i
 
 
 def _get(conn: http.client.HTTPConnection, path: str, **headers: str) -> bytes:
-    status, body = request(conn, "GET", path, headers=headers)
+    try:
+        status, body = request(conn, "GET", path, headers=headers)
+    except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        conn.close()  # Orthanc closed the kept-alive connection: the next request opens another
+        status, body = request(conn, "GET", path, headers=headers)
     if status != 200:
         raise RuntimeError(f"Orthanc GET {path}: HTTP {status}: {body[:200]!r}")
     return body

@@ -355,16 +355,23 @@ def _project(elem: dict[str, Any] | None, key: Key | None, tag: int, always: boo
     return {"vr": "SQ", **({"Value": items} if items else {})}
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_UTF8 = '{"00080005":{"vr":"CS","Value":["ISO_IR 192"]},'
+
+
 def _result(plan: _Plan, ds: dict[str, Any]) -> bytes:
     out: dict[str, Any] = {}
     for key, r in plan.ordered:
-        elem = _project(ds.get(key), r.key, r.tag, r.always)
+        elem = ds.get(key)
+        if r.key is None and elem is not None and "vr" in elem and len(elem) > 1:
+            out[key] = elem  # present, whole: the common case
+            continue
+        elem = _project(elem, r.key, r.tag, r.always)
         if elem is not None:
             out[key] = elem
-    text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
-    if not text.isascii():
-        out = {f"{T['SpecificCharacterSet']:08X}": {"vr": "CS", "Value": ["ISO_IR 192"]}, **out}
-        text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+    text = _ENCODE(out)
+    if not text.isascii() and len(text) > 2:
+        text = _UTF8 + text[1:]  # first: no returned attribute sorts before (0008,0005)
     return text.encode()
 
 
