@@ -374,6 +374,7 @@ def fill(catalog: Any, n_instances: int, *, per_series: int = 50, series_per_stu
     from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
     from voxelgate.cache.catalog_index import SeriesIndexRow, StudyIndexRow
     from voxelgate.imaging.dicom import names
+    from voxelgate.imaging.dicom.metadata_index import attrs_text
 
     rng = random.Random(seed)
     n_studies = max(1, n_instances // (per_series * series_per_study))
@@ -401,11 +402,11 @@ def fill(catalog: Any, n_instances: int, *, per_series: int = 50, series_per_stu
         date = f"{rng.randrange(2000, 2025)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}"
         srow = StudyRow(study, f"P{s // 2:08d}", name, "", "", date, "101500", f"A{s:09d}", "")
         tables["studies"].append(astuple(srow))
-        attrs = json.dumps(
+        attrs = attrs_text(
             {
+                "00080020": {"vr": "DA", "Value": [date]},
                 "00100010": {"vr": "PN", "Value": [{"Alphabetic": name}]},
                 "00100020": {"vr": "LO", "Value": [srow.patient_id]},
-                "00080020": {"vr": "DA", "Value": [date]},
             }
         )
         f = names.forms(name)
@@ -415,7 +416,7 @@ def fill(catalog: Any, n_instances: int, *, per_series: int = 50, series_per_stu
             modality = MODALITIES[(s + k) % len(MODALITIES)]
             tables["series"].append(astuple(SeriesRow(series, study, modality, k + 1, "", "")))
             tables["series_index"].append(
-                astuple(SeriesIndexRow(series, json.dumps({"00080060": {"vr": "CS", "Value": [modality]}})))
+                astuple(SeriesIndexRow(series, attrs_text({"00080060": {"vr": "CS", "Value": [modality]}})))
             )
             for i in range(per_series):
                 sha = f"{s:024x}{k:08x}{i:032x}"

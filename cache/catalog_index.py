@@ -134,8 +134,8 @@ class IndexedInstance:
     attrs: str
     model: bytes | None
     full_model: bytes | None
-    study: StudyIndexRow
-    series: SeriesIndexRow
+    study: StudyIndexRow | None  # None: nothing to say of them (no model could be made)
+    series: SeriesIndexRow | None
     error: str = ""
 
 
@@ -190,8 +190,8 @@ class IndexMixin:
                 current.update((str(r[0]), str(r[1])) for r in rows)
             entries = [e for e in entries if (e.sop_uid, e.sha256) in current]
         cur = db.cursor()
-        studies = {e.study.study_uid: e.study for e in entries}
-        series = {e.series.series_uid: e.series for e in entries}
+        studies = {e.study.study_uid: e.study for e in entries if e.study is not None}
+        series = {e.series.series_uid: e.series for e in entries if e.series is not None}
         # Studies, then series, then instances, each by UID: the lock order of the catalog's other writers.
         cur.executemany(
             self._sql.insert_ignore("study_index", [f.name for f in fields(StudyIndexRow)]),

@@ -50,8 +50,20 @@ def _dumps(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def attrs_text(elements: dict[str, Any]) -> str:
+    """Attributes as the index keeps a level's: one ``tag<TAB>JSON of the attribute`` line each, so Search
+    copies an attribute into a result without decoding and encoding it again (JSON never holds a raw
+    tab or newline)."""
+    return "\n".join(f"{k}\t{_dumps(v)}" for k, v in elements.items())
+
+
+def parse_attrs(text: str) -> dict[str, str]:
+    """The lines of :func:`attrs_text`: tag -> the attribute's JSON text."""
+    return dict(line.split("\t", 1) for line in text.split("\n") if line)
+
+
 def _level_attrs(model: dict[str, Any], tags: frozenset[int]) -> str:
-    return _dumps({k: v for k, v in model.items() if int(k, 16) in tags})
+    return attrs_text({k: v for k, v in model.items() if int(k, 16) in tags})
 
 
 def _first_string(model: dict[str, Any], tag: int) -> str:
@@ -157,11 +169,12 @@ def entry_from_file(path: Path, row: InstanceRow) -> IndexedInstance:
         ds, _ = read_dataset(path, name=row.sop_uid)
         return entry_from_dataset(ds, row)
     except (VoxelgateError, ValueError, TypeError, KeyError, OSError) as exc:
-        reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-        empty = StudyIndexRow(row.study_uid, "{}")
-        return IndexedInstance(
-            row.sop_uid, row.sha256, MODEL_VERSION, "", None, None, empty, SeriesIndexRow(row.series_uid, "{}"), reason
-        )
+        return _unreadable(row, f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _unreadable(row: InstanceRow, reason: str) -> IndexedInstance:
+    """The entry of an instance whose model cannot be made: why (its study and series keep what others say)."""
+    return IndexedInstance(row.sop_uid, row.sha256, MODEL_VERSION, "", None, None, None, None, reason)
 
 
 # -- serving GetMetadata --------------------------------------------------------------------
@@ -312,14 +325,22 @@ class Backfill:
         self._batch = batch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.pending = bool(catalog.unindexed(MODEL_VERSION, limit=1))
+        #: Work is left (as far as :meth:`check` or a run found): Search then says so.
+        self.pending = False
         self.done = 0
         self.failed = 0
+
+    def check(self) -> bool:
+        """Whether any instance lacks a current entry (sets :attr:`pending`)."""
+        self.pending = bool(self._catalog.unindexed(MODEL_VERSION, limit=1))
+        return self.pending
 
     def run(self, *, stop: threading.Event | None = None) -> int:
         """Make every missing entry (or until ``stop``); returns how many were kept."""
         stop = stop or self._stop
         kept = 0
+        if not self.check():
+            return 0
         with self._catalog.backfill_claim() as claimed:
             if not claimed:
                 log.info("metadata backfill runs in another process")
@@ -348,15 +369,14 @@ class Backfill:
                 path = None
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"
             if path is None:
-                empty = StudyIndexRow(row.study_uid, "{}")
-                series = SeriesIndexRow(row.series_uid, "{}")
-                yield IndexedInstance(row.sop_uid, row.sha256, MODEL_VERSION, "", None, None, empty, series, reason)
+                yield _unreadable(row, reason)
                 continue
             yield entry_from_file(path, row)
 
     def start(self) -> None:
-        """Run in a daemon thread (when there is work)."""
-        if not self.pending or self._thread is not None:
+        """Run in a daemon thread: looking for work is itself a scan of the catalog, so it is not done while
+        the server starts."""
+        if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._guarded, name="metadata-backfill", daemon=True)
         self._thread.start()
@@ -379,9 +399,11 @@ __all__ = [
     "NO_PRIVATE",
     "Backfill",
     "MetadataRequest",
+    "attrs_text",
     "entry_from_dataset",
     "entry_from_file",
     "entry_from_model",
     "model_of",
+    "parse_attrs",
     "serve",
 ]
