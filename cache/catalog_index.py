@@ -7,8 +7,9 @@ on an object store is a GET per instance). Three tables, each removed with the r
 it describes (``ON DELETE CASCADE``), so deletion needs no code of its own:
 
 ``instance_metadata``
-    per instance: the model (zlib), the model with private elements when the
-    instance has any, the instance-level attributes Search returns (JSON text),
+    per instance: the model (zlib), the model with private elements (made from
+    the stored file when first asked: ingest leaves them unconverted), the
+    instance-level attributes Search returns (JSON text),
     the sha256 of the content it was made from (a replaced instance's old entry
     is never served) and the version of the code that made it.
 ``study_index``, ``series_index``
@@ -57,7 +58,8 @@ CREATE TABLE {ine}instance_metadata (
     attrs TEXT NOT NULL DEFAULT '',     -- JSON: the instance-level attributes Search returns
     error TEXT NOT NULL DEFAULT '',     -- why no model could be made (then model is NULL)
     model {blob},                        -- zlib: the DICOM JSON model, public elements
-    full_model {blob}                    -- zlib: the model with private elements (NULL: it has none)
+    full_model {blob}                    -- zlib: the model with private elements (empty: it has none;
+                                         -- NULL: not made yet, made from the file when first asked)
 );
 CREATE TABLE {ine}study_index (
     study_uid TEXT PRIMARY KEY REFERENCES studies (study_uid) ON DELETE CASCADE,
@@ -132,8 +134,8 @@ class IndexedInstance:
     attrs: str
     model: bytes | None
     full_model: bytes | None
-    study: StudyIndexRow
-    series: SeriesIndexRow
+    study: StudyIndexRow | None  # None: nothing to say of them (no model could be made)
+    series: SeriesIndexRow | None
     error: str = ""
 
 
@@ -188,8 +190,8 @@ class IndexMixin:
                 current.update((str(r[0]), str(r[1])) for r in rows)
             entries = [e for e in entries if (e.sop_uid, e.sha256) in current]
         cur = db.cursor()
-        studies = {e.study.study_uid: e.study for e in entries}
-        series = {e.series.series_uid: e.series for e in entries}
+        studies = {e.study.study_uid: e.study for e in entries if e.study is not None}
+        series = {e.series.series_uid: e.series for e in entries if e.series is not None}
         # Studies, then series, then instances, each by UID: the lock order of the catalog's other writers.
         cur.executemany(
             self._sql.insert_ignore("study_index", [f.name for f in fields(StudyIndexRow)]),
@@ -207,6 +209,16 @@ class IndexMixin:
             ],
         )
         return len(entries)
+
+    def put_full_models(self, items: Sequence[tuple[str, str, bytes]]) -> None:
+        """Keep models with private elements, ``(sop_uid, sha256, blob)``, of entries that had none made
+        (an instance replaced meanwhile keeps its own)."""
+        if items:
+            with self._tx() as db:
+                db.cursor().executemany(
+                    self._sql.q("UPDATE instance_metadata SET full_model = ? WHERE sop_uid = ? AND sha256 = ?"),
+                    [(blob, sop, sha) for sop, sha, blob in items],
+                )
 
     def put_index(self, entries: Sequence[IndexedInstance]) -> int:
         """Keep entries made apart from ingest (backfill, repair), in one transaction; an entry whose

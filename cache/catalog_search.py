@@ -11,11 +11,12 @@ levels below become ``EXISTS`` over the entity's series and instances, so a stud
 matches when one of its series (and one instance of that series) matches the
 series (and instance) keys.
 
-Counts (series and instances of a study, instances of a series) are counted in
-the query from the catalog's indexes (``instances_study``, ``series_order``,
-``instances_series``): one index range per count and result row, which a page of
-results affords. They live in :data:`_COUNTS`, one place to change when counts
-kept at write time are read instead.
+Counts (series and instances of a study, instances of a series), a study's
+modalities and SOP classes are counted for a page of results by a few grouped
+queries over its studies and series, served by the catalog's indexes
+(``series_order``, ``instances_study``, ``instances_series``); patients' counts sum
+:data:`_COUNTS`. Those are the places to change when counts kept at write time are
+read instead.
 """
 
 from __future__ import annotations
@@ -124,11 +125,12 @@ class SearchRow:
     modalities: tuple[str, ...] | None = None
     sop_classes: tuple[str, ...] | None = None
     model: bytes | None = None
-    model_version: int = 0
     patient_id: str = ""
 
 
-#: The counts a row may carry, as SQL over the row's aliases (see the module docstring).
+#: UIDs per ``IN (...)`` list of the grouped queries (SQLite takes up to 32766 parameters).
+_IN_CHUNK = 500
+#: The counts of a study or series, as SQL over a row's aliases (patients' counts sum them).
 _COUNTS = {
     "study_series": "(SELECT count(*) FROM series x WHERE x.study_uid = st.study_uid)",
     "study_instances": "(SELECT count(*) FROM instances x WHERE x.study_uid = st.study_uid)",
@@ -245,22 +247,7 @@ class SearchMixin:
         if "se" in aliases:
             extra.append("sex.attrs")
         if spec.level == "instance":
-            extra += ["m.attrs", "m.sha256", "m.version", "m.model" if spec.models else "NULL"]
-        counts: list[str] = []
-        if spec.level == "study" or spec.study_counts:
-            counts += ["study_series", "study_instances"]
-        if spec.level == "series" or (spec.series_counts and spec.level == "instance"):
-            counts.append("series_instances")
-        extra += [_COUNTS[c] for c in counts]
-        if spec.level == "study" or spec.study_counts:
-            extra.append(
-                f"(SELECT {self._sql.string_agg_distinct('x.modality')} FROM series x WHERE x.study_uid = st.study_uid)"
-            )
-        if spec.sop_classes:
-            extra.append(
-                f"(SELECT {self._sql.string_agg_distinct('x.sop_class_uid')} FROM instances x "
-                "WHERE x.study_uid = st.study_uid)"
-            )
+            extra += ["m.attrs", "m.sha256", "m.model" if spec.models else "NULL"]
         args: list[object] = []
         where = self._where(spec, args)
         source, order = self._from(spec.level)
@@ -280,22 +267,64 @@ class SearchMixin:
                 row.series_attrs = r[k]
                 k += 1
             if spec.level == "instance":
-                attrs, sha, version, model = r[k : k + 4]
-                k += 4
+                attrs, sha, model = r[k : k + 3]
+                k += 3
                 if sha is not None and sha == row.instance.sha256:
-                    row.instance_attrs, row.model_version = attrs, int(version)
+                    row.instance_attrs = attrs
                     row.model = None if model is None else bytes(model)
-            for c in counts:
-                row.counts[c] = int(r[k])
-                k += 1
-            if spec.level == "study" or spec.study_counts:
-                row.modalities = _split((r[k] or "",))
-                k += 1
-            if spec.sop_classes:
-                row.sop_classes = _split((r[k] or "",))
-                k += 1
             out.append(row)
+        self._aggregates(
+            out,
+            study=spec.level == "study" or spec.study_counts,
+            series=spec.level == "series" or (spec.series_counts and spec.level == "instance"),
+            sop_classes=spec.sop_classes,
+        )
         return out
+
+    def _grouped(self, sql: str, uids: Sequence[str]) -> dict[str, tuple[Any, ...]]:
+        """``sql`` (``... WHERE key IN`` then a group by the key, which it selects first) over ``uids``."""
+        out: dict[str, tuple[Any, ...]] = {}
+        for i in range(0, len(uids), _IN_CHUNK):
+            part = list(uids[i : i + _IN_CHUNK])
+            marks = ",".join("?" * len(part))
+            for r in self._all(sql.format(marks=marks), part):
+                out[str(r[0])] = tuple(r[1:])
+        return out
+
+    def _aggregates(self, rows: list[SearchRow], *, study: bool, series: bool, sop_classes: bool) -> None:
+        """The counts, modalities and SOP classes a page's rows carry, by a few grouped queries over the
+        page's studies and series (the catalog's indexes serve each), not one sub-query per row."""
+        agg = self._sql.string_agg_distinct
+        studies = sorted({r.study.study_uid for r in rows if r.study is not None})
+        if study:
+            per_series = self._grouped(
+                f"SELECT study_uid, count(*), {agg('modality')} FROM series WHERE study_uid IN ({{marks}}) "
+                "GROUP BY study_uid",
+                studies,
+            )
+            per_instance = self._grouped(
+                "SELECT study_uid, count(*) FROM instances WHERE study_uid IN ({marks}) GROUP BY study_uid", studies
+            )
+            for r in rows:
+                n_series, modalities = per_series.get(r.study.study_uid, (0, ""))
+                r.counts["study_series"] = int(n_series)
+                r.counts["study_instances"] = int(per_instance.get(r.study.study_uid, (0,))[0])
+                r.modalities = _split((modalities or "",))
+        if series:
+            uids = sorted({r.series.series_uid for r in rows if r.series is not None})
+            per = self._grouped(
+                "SELECT series_uid, count(*) FROM instances WHERE series_uid IN ({marks}) GROUP BY series_uid", uids
+            )
+            for r in rows:
+                r.counts["series_instances"] = int(per.get(r.series.series_uid, (0,))[0])
+        if sop_classes:
+            per = self._grouped(
+                f"SELECT study_uid, {agg('sop_class_uid')} FROM instances WHERE study_uid IN ({{marks}}) "
+                "GROUP BY study_uid",
+                studies,
+            )
+            for r in rows:
+                r.sop_classes = _split((per.get(r.study.study_uid, ("",))[0] or "",))
 
     def _search_patients(self, spec: SearchSpec, *, offset: int, limit: int) -> list[SearchRow]:
         """Patients (by Patient ID) with a matching study: counts over those studies, and the attributes of

@@ -379,37 +379,45 @@ class DicomCalls(Calls):
         *,
         sop_instance_uid: str = "",
         series_instance_uid: str = "",
+        study_instance_uid: str = "",
         include_private: bool = False,
         bulk_data_threshold: int = 0,
         keywords: bool = False,
+        compress: bool = False,
         timeout: float | None = None,
     ) -> list[tuple[str, str]]:
-        """``(SOP Instance UID, DICOM JSON text)`` of an instance, or of every instance of a series.
+        """``(SOP Instance UID, DICOM JSON text)`` of an instance, or of every instance of a series or a study.
 
         The server's text as it is (PS3.18 F.2), for a caller that passes it on (a DICOMweb
         gateway); :meth:`get_metadata` parses it. Each bulk value (over
         ``bulk_data_threshold`` bytes, 0: 1024; always the pixel data) is a relative
         ``BulkDataURI`` that :meth:`~voxelgate.client.Client.get_bulk_data` takes.
         ``keywords`` adds ``"keyword": "PatientName"`` beside each public element's ``vr``
-        (not part of PS3.18 F.2; readers of the model ignore it).
+        (not part of PS3.18 F.2; readers of the model ignore it). ``compress`` has the reply
+        gzipped on the wire.
 
         Raises
         ------
         ValueError
             Not exactly one UID given.
         voxelgate.errors.NotFoundError
-            No such instance (or series).
+            No such instance (or series, or study).
         """
-        if bool(sop_instance_uid) == bool(series_instance_uid):
-            raise ValueError("give exactly one of sop_instance_uid and series_instance_uid")
+        if sum(map(bool, (sop_instance_uid, series_instance_uid, study_instance_uid))) != 1:
+            raise ValueError("give exactly one of sop_instance_uid, series_instance_uid and study_instance_uid")
         request = dicom_pb2.GetMetadataRequest(
-            include_private=include_private, bulk_data_threshold=bulk_data_threshold, keywords=keywords
+            include_private=include_private,
+            bulk_data_threshold=bulk_data_threshold,
+            keywords=keywords,
+            compress=compress,
         )
         if sop_instance_uid:
             request.sop_instance_uid = sop_instance_uid
-        else:
+        elif series_instance_uid:
             request.series_instance_uid = series_instance_uid
-        route = sop_instance_uid or series_instance_uid
+        else:
+            request.study_instance_uid = study_instance_uid
+        route = sop_instance_uid or series_instance_uid or study_instance_uid
         reply = self._unary(self._dicom.GetMetadata, request, kind="quick", timeout=timeout, route=route)
         return [(i.sop_instance_uid, i.json) for i in reply.instances]
 

@@ -14,12 +14,18 @@ sequences) are the server's; ``proto/voxelgate/v1/dicom.proto`` spells them out.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from voxelgate.v1 import dicom_pb2, dicom_pb2_grpc
 
 from ._calls import Calls
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
+
+Match = Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str | Sequence[str]]]
 
 
 class QueryLevel(enum.StrEnum):
@@ -57,6 +63,12 @@ class SearchResult:
     ignored_keys: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
 
+    def datasets(self) -> list[Dataset]:
+        """The matches as pydicom Datasets (bulk data URIs left empty)."""
+        from pydicom import Dataset
+
+        return [Dataset.from_json(m.decode(), bulk_data_uri_handler=lambda tag, vr, uri: None) for m in self.matches]
+
 
 class SearchCalls(Calls):
     """``DicomService.Search`` (mixed into :class:`voxelgate.client.Client`)."""
@@ -66,7 +78,7 @@ class SearchCalls(Calls):
     def search(
         self,
         level: QueryLevel | str,
-        match: Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str | Sequence[str]]] = (),
+        match: Match = (),
         *,
         include: Sequence[str] = (),
         fuzzy_matching: bool = False,
@@ -123,3 +135,49 @@ class SearchCalls(Calls):
             ignored_keys=tuple(reply.ignored_keys),
             warnings=tuple(reply.warnings),
         )
+
+    def search_all(
+        self,
+        level: QueryLevel | str,
+        match: Match = (),
+        *,
+        include: Sequence[str] = (),
+        fuzzy_matching: bool = False,
+        combined_datetime_matching: bool = False,
+        page_size: int = 0,
+        cfind: bool = False,
+        compress: bool = False,
+        timeout: float | None = None,
+    ) -> Iterator[bytes]:
+        """Every match of :meth:`search`, page after page (by offset), as the iteration goes.
+
+        ``page_size`` is each page's ``limit`` (0: the server's); ``timeout`` bounds each page.
+        Matches added or deleted between pages can shift the offsets (the catalog is not frozen
+        for the iteration).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`search`, when iterating starts.
+        voxelgate.errors.VoxelgateError
+            As :meth:`search`, while iterating.
+        """
+        pairs = list(match.items() if isinstance(match, Mapping) else match)
+        offset = 0
+        while True:
+            page = self.search(
+                level,
+                pairs,
+                include=include,
+                fuzzy_matching=fuzzy_matching,
+                combined_datetime_matching=combined_datetime_matching,
+                limit=page_size,
+                offset=offset,
+                cfind=cfind,
+                compress=compress,
+                timeout=timeout,
+            )
+            yield from page.matches
+            offset += len(page.matches)
+            if not page.more or not page.matches:
+                return

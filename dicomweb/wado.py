@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from voxelgate.client import Client, Instance
+from voxelgate.errors import LimitExceededError
 
 from . import multipart
 from .errors import HttpError, bad_request
@@ -151,8 +152,12 @@ def metadata(request: Request) -> Response:
         if texts:
             _check_place(texts[0], study, series, f"series {series}")
     else:
-        for s in vg.list_series(study):
-            texts += [t.encode() for _, t in vg.get_metadata_json(series_instance_uid=s.series_instance_uid)]
+        try:
+            texts = [t.encode() for _, t in vg.get_metadata_json(study_instance_uid=study)]
+        except LimitExceededError:
+            # Too large for one gRPC message: the study's series one by one.
+            for s in vg.list_series(study):
+                texts += [t.encode() for _, t in vg.get_metadata_json(series_instance_uid=s.series_instance_uid)]
         if not texts:
             raise HttpError(404, f"no study {study}", code="NOT_FOUND")
     body = absolute_uris(json_array(texts), service_root(request))

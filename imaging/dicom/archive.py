@@ -378,7 +378,9 @@ class DicomArchive:
         if not kept:
             what = "instance" if sop_uid else "series" if series_uid else "study"
             raise NotFoundError(f"no such {what}", subject=sop_uid or series_uid or study_uid)
-        return serve(kept, request, file_of=self.file_path, repair=self.catalog.put_index)
+        return serve(
+            kept, request, file_of=self.file_path, repair=self.catalog.put_index, keep_full=self.catalog.put_full_models
+        )
 
     def search(self, query: SearchQuery, *, max_bytes: int) -> SearchReply:
         """The standard's query over the catalog (:func:`.search.search`); says when the index is still

@@ -10,6 +10,7 @@ from typing import Any
 from pydicom.datadict import dictionary_has_tag, dictionary_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from .bulk import TagPath, bulk_uri, raw_element
 from .parse import read_dataset
@@ -116,6 +117,51 @@ def keyword_of(tag: int) -> str:
     return str(dictionary_keyword(tag)) if dictionary_has_tag(tag) else ""
 
 
+_INT_VRS = frozenset({"IS", "SL", "SS", "SV", "UL", "US", "UV", "US or SS"})
+_FLOAT_VRS = frozenset({"DS", "FD", "FL"})
+#: VRs whose JSON pydicom's ``to_json_dict`` writes as a plain list of the values (numbers converted).
+_PLAIN_VRS = (
+    frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
+    | _INT_VRS
+    | _FLOAT_VRS
+)
+
+
+def _value_json(elem: DataElement) -> dict[str, Any] | None:
+    """``elem.to_json_dict`` for the common VRs (text, numbers, person names), written out for speed
+    (ingest makes every instance's model); None for any other VR, or a value of an unexpected kind,
+    which then goes through pydicom. Equal to pydicom's by construction: tests compare the two on
+    every test file."""
+    vr = elem.VR
+    if vr not in _PLAIN_VRS and vr != "PN":
+        return None
+    value = elem.value
+    if value is None or value == "" or (isinstance(value, MultiValue | list) and not value):
+        return {"vr": vr}
+    values = list(value) if isinstance(value, MultiValue | list) else [value]
+    try:
+        if vr == "PN":
+            out: list[Any] = []
+            for v in values:
+                comps = v.components
+                item = {"Alphabetic": comps[0]}
+                if len(comps) > 1:
+                    item["Ideographic"] = comps[1]
+                if len(comps) > 2:
+                    item["Phonetic"] = comps[2]
+                out.append(item)
+            return {"vr": vr, "Value": out}
+        if vr in _INT_VRS:
+            return {"vr": vr, "Value": [int(v) if v is not None else None for v in values]}
+        if vr in _FLOAT_VRS:
+            return {"vr": vr, "Value": [float(v) if v is not None else None for v in values]}
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return None
+    if not all(isinstance(v, str) for v in values):
+        return None
+    return {"vr": vr, "Value": values}
+
+
 def _named(uri: Callable[[TagPath], str], at: TagPath, _elem: DataElement) -> str:
     return uri(at)
 
@@ -160,7 +206,7 @@ def _model(
                 ],
             }
         else:
-            obj = elem.to_json_dict(functools.partial(_named, uri, (*at, tag)), threshold)
+            obj = _value_json(elem) or elem.to_json_dict(functools.partial(_named, uri, (*at, tag)), threshold)
         if keywords and elem.keyword:
             obj["keyword"] = elem.keyword
         out[f"{tag:08X}"] = obj

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 
 from voxelgate.cache.catalog import Catalog, InstanceRow
@@ -30,7 +31,7 @@ from voxelgate.cache.catalog_index import IndexedInstance, SeriesIndexRow, Store
 from voxelgate.errors import VoxelgateError
 
 from . import names
-from .bulk import bulk_uri
+from .bulk import bulk_uri, raw_element
 from .metadata import DEFAULT_BULK_THRESHOLD, dataset_json, instance_json, keyword_of
 from .parse import read_dataset
 from .query_model import INSTANCE_LEVEL, SERIES_LEVEL, STUDY_LEVEL, T
@@ -49,8 +50,20 @@ def _dumps(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
 
 
+def attrs_text(elements: dict[str, Any]) -> str:
+    """Attributes as the index keeps a level's: one ``tag<TAB>JSON of the attribute`` line each, so Search
+    copies an attribute into a result without decoding and encoding it again (JSON never holds a raw
+    tab or newline)."""
+    return "\n".join(f"{k}\t{_dumps(v)}" for k, v in elements.items())
+
+
+def parse_attrs(text: str) -> dict[str, str]:
+    """The lines of :func:`attrs_text`: tag -> the attribute's JSON text."""
+    return dict(line.split("\t", 1) for line in text.split("\n") if line)
+
+
 def _level_attrs(model: dict[str, Any], tags: frozenset[int]) -> str:
-    return _dumps({k: v for k, v in model.items() if int(k, 16) in tags})
+    return attrs_text({k: v for k, v in model.items() if int(k, 16) in tags})
 
 
 def _first_string(model: dict[str, Any], tag: int) -> str:
@@ -77,9 +90,15 @@ def _name_columns(prefix: str, value: str) -> dict[str, str]:
     }
 
 
-def entry_from_model(row: InstanceRow, public: dict[str, Any], full: dict[str, Any] | None) -> IndexedInstance:
-    """The catalog entry of an instance whose model (and model with private elements, when it has any)
-    are made."""
+#: ``full_model`` of an entry whose instance has no private elements: its model is the whole of it.
+NO_PRIVATE = b""
+
+
+def entry_from_model(
+    row: InstanceRow, public: dict[str, Any], full: dict[str, Any] | None = None, *, has_private: bool = True
+) -> IndexedInstance:
+    """The catalog entry of an instance whose model is made; with the model that has its private elements
+    when that is made too, else (``has_private``) to be made from the file when first asked."""
     study = StudyIndexRow(
         study_uid=row.study_uid,
         attrs=_level_attrs(public, STUDY_LEVEL),
@@ -96,43 +115,51 @@ def entry_from_model(row: InstanceRow, public: dict[str, Any], full: dict[str, A
         series_time=_first_string(public, T["SeriesTime"]).replace(":", ""),
     )
     text = _dumps(public).encode()
-    full_text = None if full is None else _dumps(full).encode()
-    if full_text == text:
-        full_text = None
+    full_model: bytes | None = None if has_private else NO_PRIVATE
+    if full is not None:
+        full_text = _dumps(full).encode()
+        full_model = NO_PRIVATE if full_text == text else zlib.compress(full_text, _LEVEL)
     return IndexedInstance(
         sop_uid=row.sop_uid,
         sha256=row.sha256,
         version=MODEL_VERSION,
         attrs=_level_attrs(public, INSTANCE_LEVEL),
         model=zlib.compress(text, _LEVEL),
-        full_model=None if full_text is None else zlib.compress(full_text, _LEVEL),
+        full_model=full_model,
         study=study,
         series=series,
     )
 
 
+def _has_private(ds: Dataset) -> bool:
+    """Whether the dataset has private elements at any depth (True for a sequence not parsed yet: it may)."""
+    for key in list(ds.keys()):  # keys: iterating the dataset would read deferred values
+        if key.is_private:
+            return True
+        raw = raw_element(ds, key)
+        if isinstance(raw, RawDataElement):
+            if raw.VR == "SQ" or raw.length == 0xFFFFFFFF:
+                return True
+            continue
+        if raw.VR == "SQ" and any(_has_private(item) for item in raw.value):
+            return True
+    return False
+
+
 def entry_from_dataset(ds: Dataset, row: InstanceRow) -> IndexedInstance:
-    """The entry of an instance parsed at ingest (its dataset as :func:`.parse.read_dataset` reads it)."""
-    full = dataset_json(
+    """The entry of an instance parsed at ingest (its dataset as :func:`.parse.read_dataset` reads it).
+
+    Its private elements are not converted here (half of some vendors' headers, and rarely asked
+    for): the model with them is made from the stored file when first asked.
+    """
+    public = dataset_json(
         ds,
         sop_uid=row.sop_uid,
         study_uid=row.study_uid,
         series_uid=row.series_uid,
-        include_private=True,
         bulk_data_threshold=INDEX_THRESHOLD,
     )
-    return entry_from_model(row, _public(full), full)
-
-
-def _public(model: dict[str, Any]) -> dict[str, Any]:
-    """``model`` without its private elements, at any depth (what ``include_private=False`` makes)."""
-    out: dict[str, Any] = {}
-    for key, obj in model.items():
-        if int(key[:4], 16) % 2:
-            continue
-        sequence = obj.get("vr") == "SQ" and "Value" in obj
-        out[key] = {**obj, "Value": [_public(item) for item in obj["Value"]]} if sequence else obj
-    return out
+    return entry_from_model(row, public, has_private=_has_private(ds))
 
 
 def entry_from_file(path: Path, row: InstanceRow) -> IndexedInstance:
@@ -142,11 +169,12 @@ def entry_from_file(path: Path, row: InstanceRow) -> IndexedInstance:
         ds, _ = read_dataset(path, name=row.sop_uid)
         return entry_from_dataset(ds, row)
     except (VoxelgateError, ValueError, TypeError, KeyError, OSError) as exc:
-        reason = f"{type(exc).__name__}: {str(exc)[:200]}"
-        empty = StudyIndexRow(row.study_uid, "{}")
-        return IndexedInstance(
-            row.sop_uid, row.sha256, MODEL_VERSION, "", None, None, empty, SeriesIndexRow(row.series_uid, "{}"), reason
-        )
+        return _unreadable(row, f"{type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _unreadable(row: InstanceRow, reason: str) -> IndexedInstance:
+    """The entry of an instance whose model cannot be made: why (its study and series keep what others say)."""
+    return IndexedInstance(row.sop_uid, row.sha256, MODEL_VERSION, "", None, None, None, None, reason)
 
 
 # -- serving GetMetadata --------------------------------------------------------------------
@@ -194,15 +222,31 @@ class MetadataRequest:
         return self.threshold or DEFAULT_BULK_THRESHOLD
 
 
+def _full_text(path: Path, row: InstanceRow) -> str:
+    """The model with private elements, at the kept threshold, from the stored file."""
+    model = instance_json(
+        path,
+        sop_uid=row.sop_uid,
+        study_uid=row.study_uid,
+        series_uid=row.series_uid,
+        name=row.sop_uid,
+        include_private=True,
+        bulk_data_threshold=INDEX_THRESHOLD,
+    )
+    return _dumps(model)
+
+
 def serve(
     kept: Sequence[tuple[InstanceRow, StoredModel | None]],
     request: MetadataRequest,
     *,
     file_of: Callable[[InstanceRow], Path],
     repair: Callable[[Sequence[IndexedInstance]], object],
+    keep_full: Callable[[Sequence[tuple[str, str, bytes]]], object],
 ) -> list[tuple[str, str]]:
     """``(SOP Instance UID, JSON text)`` of each instance, from its kept entry when it has a current one,
-    else from its stored file (and the entry made then is handed to ``repair`` to be kept).
+    else from its stored file (and the entry made then is handed to ``repair`` to be kept). A model
+    with private elements not made yet is made from the file and handed to ``keep_full``.
 
     Raises
     ------
@@ -212,14 +256,21 @@ def serve(
     threshold = request.bulk_threshold
     out: list[tuple[str, str]] = []
     made: list[IndexedInstance] = []
+    fulls: list[tuple[str, str, bytes]] = []
     for row, entry in kept:
         current = entry is not None and entry.fresh(row.sha256, MODEL_VERSION) and entry.model is not None
         if not current:
             made.append(entry_from_file(file_of(row), row))
         if current and threshold <= INDEX_THRESHOLD:
             assert entry is not None and entry.model is not None
-            blob = entry.full_model if request.include_private and entry.full_model is not None else entry.model
-            text = zlib.decompress(blob).decode()
+            if not request.include_private or entry.full_model == NO_PRIVATE:
+                text = zlib.decompress(entry.model).decode()
+            elif entry.full_model is not None:
+                text = zlib.decompress(entry.full_model).decode()
+            else:  # not made yet: from the file, and kept
+                text = _full_text(file_of(row), row)
+                same = text == zlib.decompress(entry.model).decode()
+                fulls.append((row.sop_uid, row.sha256, NO_PRIVATE if same else zlib.compress(text.encode(), _LEVEL)))
             if threshold < INDEX_THRESHOLD or request.keywords:
                 text = _adapt(text, row, threshold=threshold, keywords=request.keywords)
             out.append((row.sop_uid, text))
@@ -235,11 +286,13 @@ def serve(
             keywords=request.keywords,
         )
         out.append((row.sop_uid, _dumps(model)))
-    if made:
-        try:
+    try:
+        if made:
             repair(made)
-        except Exception:  # the reply stands; the backfill will try again
-            log.warning("could not keep metadata entries made while serving", exc_info=True)
+        if fulls:
+            keep_full(fulls)
+    except Exception:  # the reply stands; the backfill (or the next request) will try again
+        log.warning("could not keep metadata entries made while serving", exc_info=True)
     return out
 
 
@@ -272,14 +325,22 @@ class Backfill:
         self._batch = batch
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.pending = bool(catalog.unindexed(MODEL_VERSION, limit=1))
+        #: Work is left (as far as :meth:`check` or a run found): Search then says so.
+        self.pending = False
         self.done = 0
         self.failed = 0
+
+    def check(self) -> bool:
+        """Whether any instance lacks a current entry (sets :attr:`pending`)."""
+        self.pending = bool(self._catalog.unindexed(MODEL_VERSION, limit=1))
+        return self.pending
 
     def run(self, *, stop: threading.Event | None = None) -> int:
         """Make every missing entry (or until ``stop``); returns how many were kept."""
         stop = stop or self._stop
         kept = 0
+        if not self.check():
+            return 0
         with self._catalog.backfill_claim() as claimed:
             if not claimed:
                 log.info("metadata backfill runs in another process")
@@ -308,15 +369,14 @@ class Backfill:
                 path = None
                 reason = f"{type(exc).__name__}: {str(exc)[:200]}"
             if path is None:
-                empty = StudyIndexRow(row.study_uid, "{}")
-                series = SeriesIndexRow(row.series_uid, "{}")
-                yield IndexedInstance(row.sop_uid, row.sha256, MODEL_VERSION, "", None, None, empty, series, reason)
+                yield _unreadable(row, reason)
                 continue
             yield entry_from_file(path, row)
 
     def start(self) -> None:
-        """Run in a daemon thread (when there is work)."""
-        if not self.pending or self._thread is not None:
+        """Run in a daemon thread: looking for work is itself a scan of the catalog, so it is not done while
+        the server starts."""
+        if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._guarded, name="metadata-backfill", daemon=True)
         self._thread.start()
@@ -336,11 +396,14 @@ class Backfill:
 __all__ = [
     "INDEX_THRESHOLD",
     "MODEL_VERSION",
+    "NO_PRIVATE",
     "Backfill",
     "MetadataRequest",
+    "attrs_text",
     "entry_from_dataset",
     "entry_from_file",
     "entry_from_model",
     "model_of",
+    "parse_attrs",
     "serve",
 ]

@@ -13,6 +13,7 @@ instance's :data:`INSTANCE_LEVEL` ones; Search returns them from there.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -167,6 +168,7 @@ def tag_level(tag: int) -> Level:
     return "instance"
 
 
+@functools.lru_cache(maxsize=4096)
 def vr_of(tag: int) -> str:
     """The VR the data dictionary gives ``tag`` (the first of an ambiguous one; UN when unknown)."""
     try:

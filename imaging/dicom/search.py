@@ -34,7 +34,7 @@ from voxelgate.cache.catalog_search import SearchRow, SearchSpec
 from voxelgate.errors import InvalidInputError
 
 from .matching import Key, check_time_ranges, combine_date_time, nest, parse_key
-from .metadata_index import model_of
+from .metadata_index import model_of, parse_attrs
 from .query_model import (
     COMPUTED,
     DEPTH,
@@ -133,7 +133,6 @@ class _Plan:
         self.level: Level = query.level
         self.depth = DEPTH[query.level]
         self.ignored: list[str] = []
-        self.cfind = query.cfind
         keys: list[Key] = []
         for attribute, values in query.keys:
             path = parse_attribute(attribute)
@@ -165,9 +164,9 @@ class _Plan:
                 self.returns[k.tag] = _Return(k.tag, k if k.items else None, True)
             elif k.universal:
                 self.ignored.append(f"{k}: a {level} attribute, not returned by a {self.level} search")
-        self.keys = keys
         self.fuzzy_applied = query.fuzzy
         self._plan_returns(query, keys)
+        self.ordered = [(f"{tag:08X}", self.returns[tag]) for tag in sorted(self.returns)]
         tags = set(self.returns) | {k.tag for k in self.scanned}
         study_counts = {T["ModalitiesInStudy"], T["NumberOfStudyRelatedSeries"], T["NumberOfStudyRelatedInstances"]}
         self.spec = SearchSpec(
@@ -284,38 +283,54 @@ def _instance_columns(i: InstanceRow) -> dict[str, Any]:
     return {f"{T[k]:08X}": _elem(vr, v) for k, vr, v in pairs if v}
 
 
-def _loads(text: str | None, fallback: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_UTF8 = '{"00080005":{"vr":"CS","Value":["ISO_IR 192"]},'
+_ONLINE = '{"vr":"CS","Value":["ONLINE"]}'
+#: The JSON text of an attribute without a value is ``{"vr":"XX"}``: eleven characters.
+_EMPTY = len('{"vr":"XX"}')
+
+
+def _snippets(text: str | None, fallback: Callable[[], dict[str, Any]]) -> dict[str, str]:
+    """A level's kept attributes as tag -> JSON text (from the catalog's columns where not indexed yet)."""
     if text:
-        return dict(json.loads(text))
-    return fallback()
+        return parse_attrs(text)
+    return {k: _ENCODE(v) for k, v in fallback().items()}
 
 
-def _dataset(row: SearchRow, level: Level, *, models: bool) -> dict[str, Any]:
-    """Everything known of a result: its levels' kept attributes (columns where not indexed yet), its
+def _dataset(row: SearchRow, level: Level, *, models: bool) -> dict[str, str]:
+    """Everything known of a result as tag -> the attribute's JSON text: its levels' kept attributes, its
     model (instance level, when read) and the computed attributes."""
-    ds: dict[str, Any] = {}
+    ds: dict[str, str] = {}
     if row.study is not None:
-        ds.update(_loads(row.study_attrs, lambda: _study_columns(row.study)))
+        ds.update(_snippets(row.study_attrs, lambda: _study_columns(row.study)))
     if level == "patient":
         ds = {k: v for k, v in ds.items() if int(k, 16) in PATIENT_LEVEL}
-        ds[f"{T['PatientID']:08X}"] = _elem("LO", row.patient_id)
+        ds[f"{T['PatientID']:08X}"] = _ENCODE(_elem("LO", row.patient_id))
     if row.series is not None:
-        ds.update(_loads(row.series_attrs, lambda: _series_columns(row.series)))
+        ds.update(_snippets(row.series_attrs, lambda: _series_columns(row.series)))
     if row.instance is not None:
         if models and row.model is not None:
-            ds.update(model_of(row.model) or {})
-        ds.update(_loads(row.instance_attrs, lambda: _instance_columns(row.instance)))
-    c = row.counts
+            ds.update((k, _ENCODE(v)) for k, v in (model_of(row.model) or {}).items())
+        ds.update(_snippets(row.instance_attrs, lambda: _instance_columns(row.instance)))
     if row.modalities is not None:
-        ds[f"{T['ModalitiesInStudy']:08X}"] = {
-            "vr": "CS",
-            **({"Value": list(row.modalities)} if row.modalities else {}),
-        }
+        ds["00080061"] = '{"vr":"CS"' + (f',"Value":{_ENCODE(list(row.modalities))}}}' if row.modalities else "}")
     if row.sop_classes is not None:
-        ds[f"{T['SOPClassesInStudy']:08X}"] = {
-            "vr": "UI",
-            **({"Value": list(row.sop_classes)} if row.sop_classes else {}),
-        }
+        ds["00080062"] = '{"vr":"UI"' + (f',"Value":{_ENCODE(list(row.sop_classes))}}}' if row.sop_classes else "}")
+    for name, n in row.counts.items():
+        ds[_COUNT_TAGS[name]] = f'{{"vr":"IS","Value":[{int(n)}]}}'
+    ds["00080056"] = _ONLINE
+    if row.study is not None and level != "patient":
+        url = f"studies/{row.study.study_uid}"
+        if row.series is not None:
+            url += f"/series/{row.series.series_uid}"
+            if row.instance is not None:
+                url += f"/instances/{row.instance.sop_uid}"
+        ds["00081190"] = '{"vr":"UR","Value":' + _ENCODE([url]) + "}"
+    return ds
+
+
+_COUNT_TAGS = {
+    name: f"{T[key]:08X}"
     for name, key in (
         ("study_series", "NumberOfStudyRelatedSeries"),
         ("study_instances", "NumberOfStudyRelatedInstances"),
@@ -323,30 +338,34 @@ def _dataset(row: SearchRow, level: Level, *, models: bool) -> dict[str, Any]:
         ("patient_studies", "NumberOfPatientRelatedStudies"),
         ("patient_series", "NumberOfPatientRelatedSeries"),
         ("patient_instances", "NumberOfPatientRelatedInstances"),
-    ):
-        if name in c:
-            ds[f"{T[key]:08X}"] = {"vr": "IS", "Value": [c[name]]}
-    ds[f"{T['InstanceAvailability']:08X}"] = {"vr": "CS", "Value": ["ONLINE"]}
-    url = ""
-    if row.study is not None and level != "patient":
-        url = f"studies/{row.study.study_uid}"
-        if row.series is not None:
-            url += f"/series/{row.series.series_uid}"
-            if row.instance is not None:
-                url += f"/instances/{row.instance.sop_uid}"
-    if url:
-        ds[f"{T['RetrieveURL']:08X}"] = {"vr": "UR", "Value": [url]}
-    return ds
+    )
+}
 
 
-def _project(elem: dict[str, Any] | None, key: Key | None, tag: int, always: bool) -> dict[str, Any] | None:
-    """The attribute as a result holds it: whole, or (a sequence asked with item keys) its matching items
+class _Parsed(dict[str, Any]):
+    """A result's attributes as JSON objects, decoded when a key asks for one (matching in Python)."""
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        super().__init__()
+        self._texts = texts
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key not in self:
+            text = self._texts.get(key)
+            if text is None:
+                return default
+            self[key] = json.loads(text)
+        return self[key]
+
+
+def _project(elem: dict[str, Any] | None, key: Key, tag: int, always: bool) -> dict[str, Any] | None:
+    """An attribute as a result holds it: whole, or (a sequence asked with item keys) its matching items
     with just those keys."""
     present = elem is not None and ("Value" in elem or "BulkDataURI" in elem or "InlineBinary" in elem)
     if not present:
         return {"vr": elem["vr"] if elem else vr_of(tag)} if always else None
     assert elem is not None
-    if key is None or not key.items:
+    if not key.items:
         return elem
     items = []
     for item in elem.get("Value", ()):
@@ -356,17 +375,21 @@ def _project(elem: dict[str, Any] | None, key: Key | None, tag: int, always: boo
     return {"vr": "SQ", **({"Value": items} if items else {})}
 
 
-def _result(plan: _Plan, ds: dict[str, Any]) -> bytes:
-    out: dict[str, Any] = {}
-    for tag in sorted(plan.returns):
-        r = plan.returns[tag]
-        elem = _project(ds.get(f"{tag:08X}"), r.key, tag, r.always)
-        if elem is not None:
-            out[f"{tag:08X}"] = elem
-    text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
-    if not text.isascii():
-        out = {f"{T['SpecificCharacterSet']:08X}": {"vr": "CS", "Value": ["ISO_IR 192"]}, **out}
-        text = json.dumps(out, ensure_ascii=False, separators=(",", ":"))
+def _result(plan: _Plan, ds: dict[str, str]) -> bytes:
+    """The result's JSON, made of the attributes' JSON texts as kept (no decoding but for projections)."""
+    parts = []
+    for key, r in plan.ordered:
+        text = ds.get(key)
+        if r.key is not None and r.key.items:
+            projected = _project(None if text is None else json.loads(text), r.key, r.tag, r.always)
+            if projected is not None:
+                parts.append(f'"{key}":{_ENCODE(projected)}')
+        elif text is not None and (len(text) > _EMPTY or r.always):
+            parts.append(f'"{key}":{text}')
+        elif r.always:
+            parts.append(f'"{key}":{{"vr":"{vr_of(r.tag)}"}}')
+    body = ",".join(parts)
+    text = ("{" + body + "}") if body.isascii() or not body else (_UTF8 + body + "}")
     return text.encode()
 
 
@@ -422,7 +445,8 @@ def search(catalog: Catalog, query: SearchQuery, *, max_bytes: int) -> SearchRep
         rows = catalog.search(plan.spec, offset=start, limit=_CHUNK)
         for row in rows:
             ds = _dataset(row, plan.level, models=models)
-            if not all(k.matches(ds) for k in plan.scanned):
+            parsed = _Parsed(ds)
+            if not all(k.matches(parsed) for k in plan.scanned):
                 continue
             matched += 1
             if skipped < query.offset:

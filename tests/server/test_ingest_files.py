@@ -556,6 +556,20 @@ def test_indexed_metadata_equals_the_stored_files(batch: Batch) -> None:
             if not v:
                 by_series.setdefault(row.series_uid, {})[sop] = reply.instances[0].json
     assert not failures, "\n".join(failures)
+    # The models with private elements, made from the files when first asked, are kept and served again.
+    kept = [e for sop in batch.instances for _, e in archive.catalog.stored_models(sop_uid=sop, private=True)]
+    assert all(e is not None and e.full_model is not None for e in kept)
+    for sop in list(batch.instances)[:20]:
+        again = batch.server.dicom.GetMetadata(dicom_pb2.GetMetadataRequest(sop_instance_uid=sop, include_private=True))
+        row = archive.instance(sop)
+        assert json.loads(again.instances[0].json) == instance_json(
+            archive.file_path(row),
+            sop_uid=sop,
+            study_uid=row.study_uid,
+            series_uid=row.series_uid,
+            name=sop,
+            include_private=True,
+        )
     for series, models in by_series.items():
         reply = batch.server.dicom.GetMetadata(dicom_pb2.GetMetadataRequest(series_instance_uid=series))
         assert {i.sop_instance_uid: i.json for i in reply.instances} == models

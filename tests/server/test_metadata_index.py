@@ -22,7 +22,7 @@ from conftest import CORPUS
 from e2e_support import Server, by_name, data_file, ingest, serve
 
 from voxelgate.cache.catalog import SqliteCatalog
-from voxelgate.imaging.dicom.metadata_index import MODEL_VERSION, Backfill
+from voxelgate.imaging.dicom.metadata_index import MODEL_VERSION, Backfill, parse_attrs
 from voxelgate.server.config import Backends
 from voxelgate.v1 import dicom_pb2, dicom_pb2_grpc
 
@@ -109,8 +109,8 @@ def test_the_backfill_makes_what_an_older_catalog_lacks_once(server: Server) -> 
     total = len(catalog.unindexed(MODEL_VERSION, limit=10_000))
     # Not indexed yet: Search answers from the catalog's columns and says it is incomplete.
     backfill = Backfill(catalog, server.running.archive.file_path, batch=7)
+    assert backfill.check()
     server.running.archive.backfill = backfill
-    assert backfill.pending
     reply = server.dicom.Search(dicom_pb2.SearchRequest(level=dicom_pb2.QUERY_LEVEL_STUDY))
     assert len(reply.matches) == len(expected_studies) and any("being built" in w for w in reply.warnings)
     # Stopped after its first batch (a restart), it goes on where it was.
@@ -131,7 +131,7 @@ def test_the_backfill_makes_what_an_older_catalog_lacks_once(server: Server) -> 
     assert Backfill(catalog, server.running.archive.file_path, batch=7).run() == total - 7
     assert catalog.unindexed(MODEL_VERSION) == []
     assert Backfill(catalog, server.running.archive.file_path).run() == 0  # idempotent: nothing left
-    assert not Backfill(catalog, server.running.archive.file_path).pending
+    assert not Backfill(catalog, server.running.archive.file_path).check()
     assert _studies(server) == expected_studies
     assert _metadata(server, series_instance_uid=series) == expected
 
@@ -150,14 +150,18 @@ def test_an_unreadable_stored_file_is_recorded_not_retried(server: Server) -> No
     _forget_the_index(server)
     catalog = server.running.catalog
     rows = catalog.instances(series_uid=series)
-    server.running.archive.file_path(rows[0]).write_bytes(b"not DICOM")  # a damaged store
+    first = min(rows, key=lambda r: r.sop_uid)  # the backfill meets it first (SOP Instance UID order)
+    server.running.archive.file_path(first).write_bytes(b"not DICOM")  # a damaged store
     assert Backfill(catalog, server.running.archive.file_path).run() > 0
     assert catalog.unindexed(MODEL_VERSION) == []
-    ((_, entry),) = catalog.stored_models(sop_uid=rows[0].sop_uid)
+    ((_, entry),) = catalog.stored_models(sop_uid=first.sop_uid)
     assert entry is not None and entry.model is None and "not" in entry.error
     with pytest.raises(grpc.RpcError) as err:  # served from the file, which says what is wrong
-        _metadata(server, sop_instance_uid=rows[0].sop_uid)
+        _metadata(server, sop_instance_uid=first.sop_uid)
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    # Its study and series keep the attributes of the instances that could be read.
+    ((attrs,),) = catalog._all("SELECT attrs FROM series_index WHERE series_uid = ?", [series])
+    assert json.loads(parse_attrs(attrs)["0020000E"])["Value"] == [series]
 
 
 def test_an_older_sqlite_catalog_gets_the_index_when_opened(tmp_path: Path) -> None:
