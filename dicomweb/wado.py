@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from voxelgate.client import Client, Instance
-from voxelgate.errors import LimitExceededError
+from voxelgate.errors import LimitExceededError, NotFoundError
 
 from . import multipart
 from .errors import HttpError, bad_request
@@ -154,6 +154,8 @@ def metadata(request: Request) -> Response:
     else:
         try:
             texts = [t.encode() for _, t in vg.get_metadata_json(study_instance_uid=study)]
+        except NotFoundError:
+            texts = []
         except LimitExceededError:
             # Too large for one gRPC message: the study's series one by one.
             for s in vg.list_series(study):

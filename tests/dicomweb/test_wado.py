@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import gzip
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import requests
 from archive_support import Archive, Stored, archive  # noqa: F401 - the fixture
 from dicomweb_client.api import DICOMwebClient
+from gateway_support import serve_gateway
 from pydicom.encaps import generate_frames
+from pydicom.uid import generate_uid
+
+from voxelgate.client import Client
+from voxelgate.errors import LimitExceededError
 
 
 def parts(response: requests.Response) -> list[tuple[str, bytes]]:
@@ -184,3 +190,30 @@ def test_colour_frames_decode_as_rgb(archive: Archive) -> None:
     assert ds.PhotometricInterpretation == "YBR_FULL"
     assert np.array_equal(rgb, ds.pixel_array)  # pydicom's decoding, YCbCr converted to RGB
     assert rgb[0, 0].tolist() == [254, 0, 0]  # the test file's red band
+
+
+def test_study_metadata_too_large_for_one_message_comes_series_by_series(archive: Archive, tmp_path: Path) -> None:
+    # A second series in the native file's study (deleted after), so that the study's reply is
+    # larger than either series'.
+    f = archive.files["native"]
+    ds = f.dataset
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(tmp_path / "other.dcm", enforce_file_format=True)
+    vg = archive.gateway.client
+    (stored,) = vg.ingest([tmp_path / "other.dcm"])
+    assert stored.ok, stored.reason
+    try:
+        series = {s.series_instance_uid for s in vg.list_series(f.study)}
+        largest = max(sum(len(t) for _, t in vg.get_metadata_json(series_instance_uid=s)) for s in series)
+        whole = sum(len(t) for _, t in vg.get_metadata_json(study_instance_uid=f.study))
+        assert whole > largest + 2048
+        with Client(vg.address, max_message_bytes=largest + 1024) as small, serve_gateway(small) as gw:
+            with pytest.raises(LimitExceededError):
+                small.get_metadata_json(study_instance_uid=f.study)
+            models = DICOMwebClient(gw.url).retrieve_study_metadata(f.study)
+        want = {sop for s in series for sop, _ in vg.get_metadata_json(series_instance_uid=s)}
+        assert {m["00080018"]["Value"][0] for m in models} == want
+        assert all(m["7FE00010"]["BulkDataURI"].startswith(gw.url + "/studies/") for m in models)
+    finally:
+        vg.delete(series_instance_uid=ds.SeriesInstanceUID)
