@@ -53,6 +53,7 @@ def test_the_command_serves_and_stops_on_sigterm(archive: Archive) -> None:
             proc.wait()
 
 
+@pytest.mark.slow  # two processes of the command (1-3 s)
 def test_an_exposed_address_needs_https_or_insecure() -> None:
     out = subprocess.run(
         [str(VOXELGATE), "dicomweb", "--host", "0.0.0.0", "--port", "1"],
