@@ -11,12 +11,13 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from voxelgate.errors import VoxelgateError
 
+from .catalog_index import SQLITE_INDEX_SCHEMA, IndexedInstance, IndexMixin, StoredModel
 from .catalog_rows import (
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
@@ -30,6 +31,7 @@ from .catalog_rows import (
     StudySummary,
     cols,
 )
+from .catalog_search import SearchMixin, SearchRow, SearchSpec
 from .catalog_writes import InstanceWritesMixin
 from .coordination import COORDINATION_SCHEMA, CoordinationMixin
 from .locks import ProcessLock
@@ -61,8 +63,19 @@ class Catalog(Protocol):
 
     def put_instance(self, study: StudyRow, series: SeriesRow, inst: InstanceRow, *, overwrite: bool) -> PutOutcome: ...
     def put_instances(
-        self, items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]]
+        self,
+        items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]],
+        index: Sequence[IndexedInstance | None] = (),
     ) -> list[PutOutcome | VoxelgateError]: ...
+    def put_index(self, entries: Sequence[IndexedInstance]) -> int: ...
+    def put_full_models(self, items: Sequence[tuple[str, str, bytes]]) -> None: ...
+    def stored_models(
+        self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "", private: bool = False
+    ) -> list[tuple[InstanceRow, StoredModel | None]]: ...
+    def unindexed(self, version: int, *, after: str = "", limit: int = ...) -> list[InstanceRow]: ...
+    def backfill_claim(self) -> AbstractContextManager[bool]: ...
+    def search(self, spec: SearchSpec, *, offset: int, limit: int) -> list[SearchRow]: ...
+    def search_count(self, spec: SearchSpec) -> int: ...
     def get_instance(self, sop_uid: str) -> InstanceRow | None: ...
     def instances(self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "") -> list[InstanceRow]: ...
     def delete_instances(self, sop_uids: Sequence[str]) -> list[InstanceRow]: ...
@@ -161,7 +174,7 @@ def _decode_token(token: str, flt: QueryFilter, types: tuple[type, ...]) -> list
     return decode_token(token, flt.digest(), types)
 
 
-class SqlCatalog(InstanceWritesMixin, MediaCatalogMixin, CoordinationMixin):
+class SqlCatalog(InstanceWritesMixin, IndexMixin, SearchMixin, MediaCatalogMixin, CoordinationMixin):
     """The catalog's queries, written once for every SQL engine (see :mod:`voxelgate.cache.sql_dialect`).
 
     A subclass gives the engine: its :class:`Dialect` (``_sql``), ``_read()``
@@ -390,7 +403,7 @@ class SqliteCatalog(SqlCatalog):
         # Writers queue on this (see _tx), those of other processes on this database too.
         self._write_lock = ProcessLock(self.path.with_name(self.path.name + ".writer"))
         # executescript manages its own transaction.
-        self._db().executescript(_SCHEMA + MEDIA_SCHEMA + COORDINATION_SCHEMA)
+        self._db().executescript(_SCHEMA + MEDIA_SCHEMA + COORDINATION_SCHEMA + SQLITE_INDEX_SCHEMA)
         self._migrate_media_sqlite()
         self._upgrade()
 

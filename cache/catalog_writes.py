@@ -35,6 +35,7 @@ from typing import Any, TypeVar
 
 from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 
+from .catalog_index import IndexedInstance
 from .catalog_rows import InstanceRow, PutOutcome, SeriesRow, StudyRow, cols
 from .sql_dialect import Dialect
 
@@ -105,6 +106,9 @@ class InstanceWritesMixin:
 
     _sql: Dialect
     _integrity_errors: tuple[type[BaseException], ...]
+    # IndexMixin's (voxelgate.cache.catalog_index), written in the same transaction; annotated only, so
+    # that this mixin, first in SqlCatalog's bases, does not hide it.
+    _put_index: Callable[..., int]
 
     def _write(self, fn: Callable[[Any], _T], *, bump: bool = True, durable: bool = True) -> _T:
         raise NotImplementedError
@@ -154,14 +158,25 @@ class InstanceWritesMixin:
             raise out
         return out
 
-    def put_instances(self, items: Sequence[Item]) -> list[PutOutcome | VoxelgateError]:
+    def put_instances(
+        self, items: Sequence[Item], index: Sequence[IndexedInstance | None] = ()
+    ) -> list[PutOutcome | VoxelgateError]:
         """Insert several instances in one transaction (one sync); each succeeds or fails alone.
 
-        Returns, per item, its :class:`PutOutcome` or the error :meth:`put_instance`
-        would have raised for it: the same as storing the items one after the
-        other.
+        ``index`` (aligned with ``items``, or empty) holds each instance's indexed metadata
+        (:mod:`voxelgate.cache.catalog_index`), kept in the same transaction for the items
+        stored or replaced. Returns, per item, its :class:`PutOutcome` or the error
+        :meth:`put_instance` would have raised for it: the same as storing the items one
+        after the other.
         """
-        return self._write(lambda db: self._put_batch(db, items))
+
+        def batch(db: Any) -> list[PutOutcome | VoxelgateError]:
+            outs = self._put_batch(db, items)
+            new = [isinstance(o, PutOutcome) and o.outcome != "duplicate" for o in outs]
+            self._put_index(db, [e for e, n in zip(index, new, strict=False) if e is not None and n])
+            return outs
+
+        return self._write(batch)
 
     def _put_batch(self, db: Any, items: Sequence[Item]) -> list[PutOutcome | VoxelgateError]:
         outs: list[PutOutcome | VoxelgateError | None] = [None] * len(items)

@@ -22,6 +22,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .catalog import SqlCatalog
+from .catalog_index import POSTGRES_INDEX_MIGRATION
 from .coordination import PG_INTENTS, PG_JOBS
 from .sql_dialect import POSTGRESQL
 
@@ -181,6 +182,8 @@ UPDATE studies SET series_count = c.n
         + PG_INTENTS,
     ),
     (7, "-- Background jobs claimed by replicas (voxelgate.cache.coordination).\n" + PG_JOBS),
+    # Search and the indexed metadata (main's 5, renumbered after replicas' 5 to 7 when the branches met).
+    (8, POSTGRES_INDEX_MIGRATION),
 )
 
 #: The schema version this code serves.

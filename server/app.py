@@ -101,6 +101,7 @@ class Running:
         over (their leases given up: another replica takes them at once), and close the storage."""
         self._not_ready()
         self.server.stop(grace).wait()
+        self.archive.backfill.stop()
         if self.jobs is not None:
             self.jobs.close(hand_off=True)
         self.health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -375,6 +376,9 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     received = _note_signals()
     frozen = freeze_startup_objects()
     running.server.start()
+    if worker is None or worker.index == 0:
+        # After serving starts: instances stored before the metadata index existed get their entries.
+        running.archive.backfill.start()
     if worker is not None:
         worker.ready.value = 1
     log.info(
