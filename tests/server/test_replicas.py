@@ -282,7 +282,13 @@ def test_frames_and_slices(cluster: Cluster, ingested: list[tuple[str, bytes]]) 
         coronal = vg.get_slice(uid, plane="coronal", index=5, encoding="raw").array
         assert coronal.shape[1] == SIZE and coronal.shape[0] > len(SERIES)
     # Every slice call of the series went to one replica: one volume built, not one per replica.
-    slices = [(u, key) for u, key in cluster.nginx.routes() if key == uid]  # type: ignore[attr-defined]
+    # nginx logs a call once its reply is sent, which may come after the client has read the reply.
+    deadline = time.monotonic() + 10
+    while True:
+        slices = [(u, key) for u, key in cluster.nginx.routes() if key == uid]  # type: ignore[attr-defined]
+        if len(slices) >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
     assert len(slices) >= 4 and len({u for u, _ in slices}) == 1, slices
 
 
