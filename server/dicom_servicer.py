@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import grpc
 
 from voxelgate.cache.catalog import InstanceRow, Page, QueryFilter
+from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.dicom.archive import DicomArchive, IngestReport
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
@@ -137,7 +138,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     ) -> dicom_pb2.GetMetadataResponse:
         target = request.WhichOneof("target")
         if target is None:
-            raise ValueError("give sop_instance_uid or series_instance_uid")
+            raise InvalidInputError("give sop_instance_uid or series_instance_uid", subject="target")
         items = self._archive.metadata(
             sop_uid=request.sop_instance_uid,
             series_uid=request.series_instance_uid,

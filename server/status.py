@@ -1,8 +1,10 @@
 """The one place that maps domain errors to gRPC status codes.
 
-Domain errors carry the object they concern and a reason without PHI; they go to
-the client as they are. Anything else becomes INTERNAL with a generic message
-and the traceback goes to the log, never to the client.
+Domain errors (``voxelgate.errors``) carry the object they concern and a reason
+without PHI; they go to the client as they are. Anything else, a library's
+``ValueError`` included, is a fault of the server, not of the request: it becomes
+INTERNAL with a generic message and the traceback goes to the log, never to the
+client. Domain code that refuses client input raises ``InvalidInputError``.
 """
 
 from __future__ import annotations
@@ -64,10 +66,17 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
             if cls in _CODES:
                 return _CODES[cls], str(exc)
         return grpc.StatusCode.INTERNAL, str(exc)
-    if isinstance(exc, (ValueError, TypeError)):
-        # Plain misuse of an argument, raised by the domain's own checks.
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)[:500]
     return grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Whether ``exc`` must go on up rather than become a status: an interpreter exit or interrupt.
+
+    Other exceptions outside ``Exception`` become INTERNAL like any stray one: a
+    native extension's panic (PyO3's ``PanicException`` derives from
+    ``BaseException``) must fail its call, not the thread that serves it.
+    """
+    return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
@@ -85,8 +94,8 @@ def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
             return fn(request, context)
         except grpc.RpcError:
             raise
-        except Exception as exc:
-            if context.code() is not None and context.code() is not grpc.StatusCode.OK:
+        except BaseException as exc:
+            if is_fatal(exc) or (context.code() is not None and context.code() is not grpc.StatusCode.OK):
                 raise
             _abort(context, exc, method)
 
@@ -99,9 +108,9 @@ def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str) -> Callable[...,
             yield from fn(request, context)
         except grpc.RpcError:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             # context.abort() inside the handler raises after setting its code: keep that code.
-            if context.code() is not None and context.code() is not grpc.StatusCode.OK:
+            if is_fatal(exc) or (context.code() is not None and context.code() is not grpc.StatusCode.OK):
                 raise
             _abort(context, exc, method)
 

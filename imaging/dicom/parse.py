@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import re
 import struct
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -19,7 +18,7 @@ import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.tag import Tag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -32,6 +31,7 @@ from pydicom.uid import (
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
 from voxelgate.errors import InvalidInputError
 
+from . import notes
 from .pixels import (
     PIXEL_TAGS,
     FrameSink,
@@ -43,6 +43,23 @@ from .pixels import (
 )
 
 log = logging.getLogger(__name__)
+
+#: What pydicom raises for a header it cannot read: a value that does not convert (an unknown VR, a
+#: length that is no multiple of its value size, text that is not a number), or a cut-off file.
+HEADER_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError,
+    BytesLengthException,
+    EOFError,
+    ValueError,
+    struct.error,
+    OverflowError,
+    KeyError,
+    IndexError,
+    TypeError,
+    NotImplementedError,
+    UnicodeError,
+    AttributeError,
+)
 
 _UID_RE = re.compile(r"^[0-9A-Za-z.\-_]{1,64}$")
 _STRICT_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -132,8 +149,7 @@ def read_dataset(
     if file_size == 0:
         raise InvalidInputError("empty file", subject=name)
     found: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with notes.collect() as caught:
         try:
             try:
                 ds = pydicom.dcmread(path, defer_size="256 KB", stop_before_pixels=stop_before_pixels)
@@ -143,24 +159,13 @@ def read_dataset(
                 ds = pydicom.dcmread(path, defer_size="256 KB", stop_before_pixels=stop_before_pixels, force=True)
                 found.append("no DICOM preamble/meta header; read as a bare dataset")
             # pydicom stops quietly where a file ends inside an undefined-length value.
-            if any("End of file reached" in str(w.message) for w in caught):
+            if any("End of file reached" in m for m in caught):
                 raise InvalidInputError("file is truncated: it ends inside an undefined-length element", subject=name)
             # The pixel data stays deferred (it may be gigabytes); the rest of the
             # header must hold what it announces so that a cut-off file fails here.
             deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
             _check_elements(ds, name, None if deflated else file_size)
-        except (
-            InvalidDicomError,
-            EOFError,
-            ValueError,
-            struct.error,
-            OverflowError,
-            KeyError,
-            TypeError,
-            NotImplementedError,
-            UnicodeError,
-            AttributeError,
-        ) as exc:
+        except HEADER_ERRORS as exc:
             raise InvalidInputError(
                 f"not a readable DICOM dataset ({type(exc).__name__}: {str(exc)[:200]})", subject=name
             ) from exc
@@ -171,7 +176,7 @@ def read_dataset(
             raise InvalidInputError(
                 f"not a readable DICOM dataset (truncated or corrupt: {str(exc)[:200]})", subject=name
             ) from exc
-    found.extend(str(w.message)[:300] for w in caught)
+    found.extend(m[:300] for m in caught)
     if not ds.get("file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         meta = ds.file_meta if isinstance(ds.get("file_meta"), FileMetaDataset) else FileMetaDataset()
         implicit, little = ds.original_encoding if ds.original_encoding != (None, None) else (True, True)
@@ -218,13 +223,26 @@ def parse_instance(
         As :func:`read_dataset` and :func:`validate_pixels`.
     """
     ds, found = read_dataset(path, name=name)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        parsed = _describe(
-            ds, path, found, name=name, sha256=sha256, size=size, limits=limits, validate=validate, on_frame=on_frame
-        )
-    for w in caught:
-        text = str(w.message)[:300]
+    with notes.collect() as caught:
+        try:
+            parsed = _describe(
+                ds,
+                path,
+                found,
+                name=name,
+                sha256=sha256,
+                size=size,
+                limits=limits,
+                validate=validate,
+                on_frame=on_frame,
+            )
+        except HEADER_ERRORS as exc:
+            # Values are converted when first read: a bit flipped in a VR or a length shows here.
+            raise InvalidInputError(
+                f"header element cannot be read ({type(exc).__name__}: {str(exc)[:200]})", subject=name
+            ) from exc
+    for m in caught:
+        text = m[:300]
         if text not in parsed.warnings:
             parsed.warnings.append(text)
     parsed.dataset = ds
@@ -249,34 +267,29 @@ def _describe(
     sop_class = _check_uid(ds, "SOPClassUID", name, found)
     study_uid = _check_uid(ds, "StudyInstanceUID", name, found)
     series_uid = _check_uid(ds, "SeriesInstanceUID", name, found)
-    try:
-        pixels = has_pixels(ds)
-        if pixels and validate:
-            found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame))
-        rows, cols, _samples, frames, _bits = pixel_layout(ds) if pixels else (0, 0, 0, 0, 0)
-        study = StudyRow(
-            study_uid=study_uid,
-            patient_id=_text(ds, "PatientID"),
-            patient_name=_text(ds, "PatientName"),
-            patient_birth_date=_text(ds, "PatientBirthDate"),
-            patient_sex=_text(ds, "PatientSex"),
-            study_date=_text(ds, "StudyDate"),
-            study_time=_text(ds, "StudyTime"),
-            accession_number=_text(ds, "AccessionNumber"),
-            study_description=_text(ds, "StudyDescription"),
-        )
-        series = SeriesRow(
-            series_uid=series_uid,
-            study_uid=study_uid,
-            modality=_text(ds, "Modality"),
-            series_number=_int(ds, "SeriesNumber"),
-            series_description=_text(ds, "SeriesDescription"),
-            body_part=_text(ds, "BodyPartExamined"),
-        )
-    except (UnicodeError, ValueError, TypeError, struct.error, EOFError) as exc:
-        raise InvalidInputError(
-            f"header element cannot be read ({type(exc).__name__}: {str(exc)[:200]})", subject=name
-        ) from exc
+    pixels = has_pixels(ds)
+    if pixels and validate:
+        found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame))
+    rows, cols, _samples, frames, _bits = pixel_layout(ds) if pixels else (0, 0, 0, 0, 0)
+    study = StudyRow(
+        study_uid=study_uid,
+        patient_id=_text(ds, "PatientID"),
+        patient_name=_text(ds, "PatientName"),
+        patient_birth_date=_text(ds, "PatientBirthDate"),
+        patient_sex=_text(ds, "PatientSex"),
+        study_date=_text(ds, "StudyDate"),
+        study_time=_text(ds, "StudyTime"),
+        accession_number=_text(ds, "AccessionNumber"),
+        study_description=_text(ds, "StudyDescription"),
+    )
+    series = SeriesRow(
+        series_uid=series_uid,
+        study_uid=study_uid,
+        modality=_text(ds, "Modality"),
+        series_number=_int(ds, "SeriesNumber"),
+        series_description=_text(ds, "SeriesDescription"),
+        body_part=_text(ds, "BodyPartExamined"),
+    )
     instance = InstanceRow(
         sop_uid=sop_uid,
         series_uid=series_uid,

@@ -10,6 +10,7 @@ video half lives in :mod:`voxelgate.imaging.media.video_library`.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import threading
 import uuid
@@ -35,6 +36,8 @@ from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibrary
 log = logging.getLogger(__name__)
 
 FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original"]
+#: Slowest export frame rate: an MP4 time base of 1001 cannot express slower rates.
+MIN_EXPORT_FPS = 0.001
 _KEEP_JOBS = 64
 
 
@@ -368,6 +371,10 @@ class MediaLibrary(VideoLibraryMixin):
         media_id, page, exact = self._resolve(item_id, index)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
             raise InvalidInputError("max size must not be negative")
+        if window is not None and not (math.isfinite(window[0]) and math.isfinite(window[1])):
+            raise InvalidInputError(
+                f"window center and width must be finite, got {window[0]}, {window[1]}", subject="window"
+            )
         if window is not None and window[1] < 1:
             raise InvalidInputError(f"window width must be at least 1, got {window[1]}")
         params = {
@@ -468,8 +475,8 @@ class MediaLibrary(VideoLibraryMixin):
 
     def start_export(self, set_id: str, fps: float = 25.0) -> ExportJob:
         """Start (or join) the MP4 export of a sequence in the background."""
-        if not 0 < fps <= 240:
-            raise InvalidInputError(f"fps must be in (0, 240], got {fps}")
+        if not MIN_EXPORT_FPS <= fps <= 240:  # also refuses NaN
+            raise InvalidInputError(f"fps must be in [{MIN_EXPORT_FPS:g}, 240], got {fps}", subject="fps")
         s = self.media_set(set_id)
         if s.kind != "sequence":
             raise InvalidInputError("only a sequence can be exported as video", subject=set_id)
@@ -540,6 +547,8 @@ class MediaLibrary(VideoLibraryMixin):
             fps = float(fps_text)
         except ValueError:
             raise NotFoundError("no such export", subject=export_id) from None
+        if not MIN_EXPORT_FPS <= fps <= 240:  # no export was made at such a rate (NaN included)
+            raise NotFoundError("no such export", subject=export_id)
         s = self.media_set(set_id)
         entry = self.cache.get_or_compute_file(
             self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id
