@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from voxelgate.cache.store import StagedFile, Store
+from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError, LimitExceededError
 
 
 class IngestSink(Protocol):
     def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile: ...
-    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[Any]: ...
+    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]], *, cancel: CancelToken = NEVER) -> list[Any]: ...
 
 
 class IncomingFile:
@@ -67,9 +68,9 @@ class IncomingFile:
             raise InvalidInputError("sha256 of the received bytes does not match the one sent", subject=self.name)
         return sha
 
-    def finish(self, expected_sha256: str = "") -> Any:
+    def finish(self, expected_sha256: str = "", *, cancel: CancelToken = NEVER) -> Any:
         """Validate and commit this one file; return its report (raises its error)."""
-        result = self._sink.finish_batch([(self, expected_sha256)])[0]
+        result = self._sink.finish_batch([(self, expected_sha256)], cancel=cancel)[0]
         if isinstance(result, BaseException):
             raise result
         return result

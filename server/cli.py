@@ -137,6 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve from N processes sharing the port, each with its own core for requests "
         "(default 1; on a machine with several cores, one per core answers more requests)",
     )
+    s.add_argument(
+        "--decode-workers",
+        type=int,
+        default=int(_env("DECODE_WORKERS", 2)),
+        metavar="N",
+        help="processes per serving process that decode a client's files at ingest, so that a decoder's "
+        "crash, hang or memory blow-up costs that file only (default 2; 0: in the serving process)",
+    )
+    s.add_argument(
+        "--decode-timeout",
+        type=float,
+        default=float(_env("DECODE_TIMEOUT", 600)),
+        metavar="SECONDS",
+        help="longest a file's ingest decoding may take before its worker is killed (default 600)",
+    )
+    s.add_argument(
+        "--decode-memory",
+        type=_size,
+        default=_size(_env("DECODE_MEMORY", "4G")),
+        help="memory a file's ingest decoding may allocate (default 4G)",
+    )
     s.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     _add_backend_options(s)
 
@@ -319,6 +340,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         processes=args.processes,
         grace_seconds=args.grace,
         backends=_backends(args),
+        decode_workers=args.decode_workers,
+        decode_seconds=args.decode_timeout,
+        decode_memory_bytes=args.decode_memory,
     )
     try:
         return serve(config)

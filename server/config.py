@@ -56,6 +56,11 @@ class Config:
     processes: int = 1  # processes serving the port (voxelgate.server.app.serve_processes)
     grace_seconds: float = 20.0
     backends: Backends = field(default_factory=Backends)
+    # Ingest decodes a client's bytes in worker processes (voxelgate.imaging.contained): a decoder's
+    # crash, hang or memory blow-up costs that file only. Per process; 0: in the server's own process.
+    decode_workers: int = 2
+    decode_seconds: float = 600.0  # per file: the worker is killed past it
+    decode_memory_bytes: int = 4 * 1024 * MiB  # per file: what a worker may allocate beyond its own size
 
     def check_security(self) -> None:
         """Refuse a non-loopback bind without TLS and tokens unless ``insecure``.

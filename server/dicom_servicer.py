@@ -12,6 +12,7 @@ from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.dicom.archive import DicomArchive, IngestReport
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
+from .calls import call_token
 from .ingest_stream import serve_ingest
 from .status import check_reply_size
 
@@ -80,7 +81,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.IngestResult]:
-        yield from serve_ingest(self._archive, request_iterator, _stored)
+        yield from serve_ingest(self._archive, request_iterator, _stored, cancel=call_token(context))
 
     def ListStudies(
         self, request: dicom_pb2.ListStudiesRequest, context: grpc.ServicerContext

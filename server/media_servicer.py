@@ -29,6 +29,7 @@ from voxelgate.imaging.media.video_library import ReencodeRecord, reencode_mode_
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 from . import shared_memory, wire
+from .calls import call_token
 from .ingest_stream import serve_ingest
 from .status import REPLY_OVERHEAD, check_reply_size
 from .streams import prefetch
@@ -301,7 +302,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.IngestResult]:
-        yield from serve_ingest(self._library, request_iterator, _result)
+        yield from serve_ingest(self._library, request_iterator, _result, cancel=call_token(context))
 
     def CreateGroup(self, request: media_pb2.CreateGroupRequest, context: grpc.ServicerContext) -> media_pb2.MediaSet:
         return set_pb(self._library.create_group(request.name, list(request.media_ids)))

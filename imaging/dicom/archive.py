@@ -28,15 +28,18 @@ from voxelgate.cache.catalog import (
 from voxelgate.cache.derived import DerivedCache, npy_array, npy_bytes
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.store import Store
+from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError
 
+from ..contained import Decoders, InProcess, OnItem
 from ..encode import encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
 from .frames import decode_frame, modality_values, render_8bit
-from .headers import InstanceHeader, summarize
+from .headers import InstanceHeader
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
-from .parse import ParsedInstance, parse_instance, read_dataset
-from .pixels import FrameSink, Limits
+from .parse import read_dataset
+from .pixels import Limits
+from .validate import Validated, validate_file
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +91,11 @@ class DicomArchive:
         The storage tiers (see ``cache``).
     limits:
         Size and count limits enforced on every file.
+    decoders:
+        Where ingest validation decodes a client's bytes: a
+        :class:`~voxelgate.imaging.contained.DecoderPool` in the server (a
+        decoder's crash costs that file only); in this process by default.
+        Later reads decode in this process: the same bytes were proven there.
     """
 
     def __init__(
@@ -98,12 +106,14 @@ class DicomArchive:
         *,
         limits: Limits,
         warm_bytes: int = WARM_BYTES,
+        decoders: Decoders | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.cache = cache
         self.limits = limits
         self.warm_bytes = warm_bytes
+        self.decoders: Decoders = decoders if decoders is not None else InProcess()
 
     # -- ingest ---------------------------------------------------------------
 
@@ -122,19 +132,23 @@ class DicomArchive:
         """Ingest a local file (used by tests and tools; the server streams instead)."""
         return ingest_path(self, path, name=name, overwrite=overwrite)
 
-    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[IngestReport | Exception]:
+    def finish_batch(
+        self, items: Sequence[tuple[IncomingFile, str]], *, cancel: CancelToken = NEVER
+    ) -> list[IngestReport | Exception]:
         """Validate and commit received files; each gets its report or its error.
 
         The files of a batch share one directory sync and one catalog transaction
         (group commit): a report means the file is durable, and a file's failure
-        touches no other file of the batch.
+        touches no other file of the batch. Once ``cancel`` is cancelled, the
+        validation under way stops and the files not yet committed fail with
+        ``CancelledError``.
         """
         results: list[IngestReport | Exception | None] = [None] * len(items)
-        pending: list[tuple[int, IncomingFile, ParsedInstance, IngestReport]] = []
+        pending: list[tuple[int, IncomingFile, Validated, IngestReport]] = []
         try:
             for i, (incoming, expected) in enumerate(items):
                 try:
-                    parsed, report = self._validate(incoming, expected)
+                    parsed, report = self._validate(incoming, expected, cancel)
                     existing = self.catalog.get_instance(report.sop_uid)
                     if existing is not None and existing.sha256 == report.sha256:
                         report.outcome = "duplicate"
@@ -168,9 +182,8 @@ class DicomArchive:
                         results[i] = report
                         if out.replaced is not None:
                             replaced.append(out.replaced.sha256)
-                        summary = self._summary(parsed)
-                        if summary is not None:
-                            headers[report.sha256] = summary
+                        if parsed.header is not None:
+                            headers[report.sha256] = parsed.header
                     # After the instances' commit: a summary is an aid to volume builds, not part
                     # of what was acknowledged (an instance without one is parsed when built).
                     self.catalog.put_headers(sorted(headers.items()))
@@ -194,28 +207,28 @@ class DicomArchive:
                 self.cache.evict_tag(sha)  # frames kept while validating a file that was not stored
         return results  # type: ignore[return-value]
 
-    def _validate(self, incoming: IncomingFile, expected_sha256: str) -> tuple[ParsedInstance, IngestReport]:
+    def _validate(
+        self, incoming: IncomingFile, expected_sha256: str, cancel: CancelToken
+    ) -> tuple[Validated, IngestReport]:
         staged = incoming.staged
         sha = incoming.check(expected_sha256)
-        parsed = parse_instance(
-            staged.path, name=incoming.name, sha256=sha, size=staged.size, limits=self.limits, on_frame=self._warm(sha)
+        parsed = self.decoders.run(
+            validate_file,
+            staged.path,
+            incoming.name,
+            sha,
+            staged.size,
+            self.limits,
+            self.warm_bytes,
+            subject=incoming.name,
+            on_item=self._warm(sha),
+            cancel=cancel,
         )
         inst = parsed.instance
         report = IngestReport(
             incoming.name, "stored", sha, staged.size, inst.sop_uid, inst.study_uid, inst.series_uid, parsed.warnings
         )
         return parsed, report
-
-    @staticmethod
-    def _summary(parsed: ParsedInstance) -> str | None:
-        """The header summary of an ingested instance (None when it cannot be made: built by parsing then)."""
-        if parsed.dataset is None or parsed.instance.frames == 0:
-            return None
-        try:
-            return summarize(parsed.dataset, parsed.instance.sop_uid).to_json()
-        except Exception:
-            log.debug("no header summary for an ingested instance", exc_info=True)
-            return None
 
     def headers(self, rows: Sequence[InstanceRow]) -> dict[str, InstanceHeader]:
         """Header summaries kept at ingest for these instances, by sha256 (some may be missing)."""
@@ -226,13 +239,11 @@ class DicomArchive:
                 out[sha] = header
         return out
 
-    def _warm(self, sha: str) -> FrameSink:
-        """Keep the frames that validation decodes, while they fit the warm-up budget."""
-        budget = [self.warm_bytes]
+    def _warm(self, sha: str) -> OnItem:
+        """Keep the frames that validation decoded (within its warm-up budget) in the derived cache."""
 
-        def keep(index: int, frame: np.ndarray) -> None:
-            if frame.nbytes <= budget[0]:
-                budget[0] -= frame.nbytes
+        def keep(index: int, frame: np.ndarray | None) -> None:
+            if frame is not None:
                 self.cache.put(_decoded_key(sha, index), npy_bytes(frame), NPY, tag=sha)
 
         return keep

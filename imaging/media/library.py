@@ -23,14 +23,17 @@ from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaRow, MemberRow, SetRow
 from voxelgate.cache.store import Store
+from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 
+from ..contained import Decoders, InProcess
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
-from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
+from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, render_frame
 from .frame_index import Pieces
-from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
+from .probe_video import VideoInfo, VideoLimits, sniff_video_format
 from .sequence import resize_exact
+from .validate import probe_file
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 
 log = logging.getLogger(__name__)
@@ -130,6 +133,11 @@ class MediaLibrary(VideoLibraryMixin):
         Size, pixel and page limits enforced on every image.
     video_limits:
         Size and frame limits enforced on every video (``VideoLimits()`` when None).
+    decoders:
+        Where ingest probes and decodes a client's bytes: a
+        :class:`~voxelgate.imaging.contained.DecoderPool` in the server; in this
+        process by default. Later reads decode in this process: the same bytes
+        were proven there.
     """
 
     def __init__(
@@ -140,7 +148,9 @@ class MediaLibrary(VideoLibraryMixin):
         *,
         limits: MediaLimits,
         video_limits: VideoLimits | None = None,
+        decoders: Decoders | None = None,
     ) -> None:
+        self.decoders: Decoders = decoders if decoders is not None else InProcess()
         self.store = store
         self.catalog = catalog
         self.cache = cache
@@ -168,10 +178,14 @@ class MediaLibrary(VideoLibraryMixin):
         """Ingest a local file (tests and tools; the server streams instead)."""
         return ingest_path(self, path, name=name)
 
-    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]]) -> list[MediaReport | Exception]:
-        """Probe (every page must decode) and commit received files; one report or error each.
+    def finish_batch(
+        self, items: Sequence[tuple[IncomingFile, str]], *, cancel: CancelToken = NEVER
+    ) -> list[MediaReport | Exception]:
+        """Probe (every page and frame must decode) and commit received files; one report or error each.
 
         The files of a batch share one directory sync and one catalog transaction.
+        Once ``cancel`` is cancelled, the probe under way stops and the files not
+        yet committed fail with ``CancelledError``.
         """
         results: list[MediaReport | Exception | None] = [None] * len(items)
         pending: list[tuple[int, IncomingFile, MediaReport]] = []
@@ -179,8 +193,7 @@ class MediaLibrary(VideoLibraryMixin):
             for i, (incoming, expected) in enumerate(items):
                 try:
                     sha = incoming.check(expected)
-                    info = self._probe(incoming.staged.path, incoming.name)
-                    warnings = list(info.warnings) if isinstance(info, ImageInfo) else []
+                    info, warnings = self._probe(incoming.staged.path, incoming.name, cancel)
                     report = MediaReport(incoming.name, "stored", sha, incoming.size, info, warnings)
                     if self.catalog.get_media(sha) is not None:  # type: ignore[attr-defined]
                         report.outcome = "duplicate"
@@ -207,14 +220,10 @@ class MediaLibrary(VideoLibraryMixin):
                 log.info("media ingested", extra={"outcome": r.outcome, "sha256": r.media_id[:16], "bytes": r.size})
         return results  # type: ignore[return-value]
 
-    @all_cores()  # decoding every page (or scanning every packet): native work, off the request threads' core
-    def _probe(self, path: Path, name: str) -> ImageInfo | VideoInfo:
+    @all_cores()  # decoding every page or frame: native work, off the request threads' core
+    def _probe(self, path: Path, name: str, cancel: CancelToken) -> tuple[ImageInfo | VideoInfo, list[str]]:
         """Probe a received file as a video or an image, by its first bytes (never its name)."""
-        with path.open("rb") as fh:
-            head = fh.read(64)
-        if sniff_video_format(head) is not None:
-            return probe_video(path, name=name, limits=self.video_limits)
-        return probe_image(path, name=name, limits=self.limits)
+        return self.decoders.run(probe_file, path, name, self.limits, self.video_limits, subject=name, cancel=cancel)
 
     # -- items and sets -------------------------------------------------------
 
