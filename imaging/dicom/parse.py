@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import struct
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -19,6 +20,7 @@ from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble  # to find where a deflated dataset starts
 from pydicom.tag import Tag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -29,7 +31,7 @@ from pydicom.uid import (
 )
 
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
-from voxelgate.errors import InvalidInputError
+from voxelgate.errors import InvalidInputError, LimitExceededError
 
 from . import notes
 from .pixels import (
@@ -60,6 +62,9 @@ HEADER_ERRORS: tuple[type[BaseException], ...] = (
     UnicodeError,
     AttributeError,
 )
+
+#: Room a deflated dataset may take, once inflated, beyond the pixel limit: its header.
+INFLATED_HEADER_BYTES = 64 * 1024 * 1024
 
 _UID_RE = re.compile(r"^[0-9A-Za-z.\-_]{1,64}$")
 _STRICT_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -129,14 +134,60 @@ def _check_elements(ds: Dataset, name: str, file_size: int | None) -> None:
                     _check_elements(item, name, None)
 
 
+def _check_inflated_size(path: Path, *, name: str, limit: int) -> None:
+    """Refuse a Deflated Explicit VR Little Endian file whose dataset inflates past ``limit`` bytes.
+
+    pydicom inflates the whole dataset in one call, however large it grows (a
+    megabyte of deflate can hold a gigabyte). Here it is inflated first in
+    bounded steps, counting and keeping nothing, and refused once past the limit.
+
+    Raises
+    ------
+    LimitExceededError
+        The dataset inflates past ``limit``; the message gives both.
+    InvalidInputError
+        The deflate stream is corrupt.
+    """
+    with open(path, "rb") as fh:
+        try:
+            read_preamble(fh, True)
+            meta = _read_file_meta_info(fh)
+        except Exception:  # noqa: BLE001 - what is wrong with the header, dcmread says better
+            return
+        if meta.get("TransferSyntaxUID") != DeflatedExplicitVRLittleEndian:
+            return
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        total = 0
+        try:
+            while not inflater.eof and (data := fh.read(1 << 20)):
+                while data:
+                    total += len(inflater.decompress(data, 1 << 20))  # at most 1 MiB out a step
+                    if total > limit:
+                        raise LimitExceededError(
+                            f"the deflated dataset inflates to more than {limit} bytes (the pixel limit plus "
+                            f"{INFLATED_HEADER_BYTES} for the header); stopped at {total}",
+                            subject=name,
+                        )
+                    data = inflater.unconsumed_tail
+        except zlib.error as exc:
+            raise InvalidInputError(f"the deflated dataset does not inflate: {exc}", subject=name) from exc
+
+
 def read_dataset(
-    path: Path | BinaryIO, *, name: str, stop_before_pixels: bool = False, size: int | None = None
+    path: Path | BinaryIO,
+    *,
+    name: str,
+    stop_before_pixels: bool = False,
+    size: int | None = None,
+    inflate_limit: int | None = None,
 ) -> tuple[Dataset, list[str]]:
     """Read a file's dataset (pixel data deferred), Part 10 or bare.
 
     ``path`` may also be a seekable binary file (an object read with ranged
     GETs), whose ``size`` is then given; deferred values are read from it, so it
-    stays open while the dataset is used.
+    stays open while the dataset is used. With ``inflate_limit``, a deflated
+    dataset that inflates past it is refused before pydicom inflates it (ingest
+    gives it; a stored file was checked then).
 
     Returns the dataset and the warnings collected while reading.
 
@@ -144,10 +195,14 @@ def read_dataset(
     ------
     InvalidInputError
         When the bytes are empty, not DICOM, or the header is truncated or corrupt.
+    LimitExceededError
+        A deflated dataset inflates past ``inflate_limit``.
     """
     file_size = path.stat().st_size if isinstance(path, Path) else size
     if file_size == 0:
         raise InvalidInputError("empty file", subject=name)
+    if inflate_limit is not None and isinstance(path, Path):
+        _check_inflated_size(path, name=name, limit=inflate_limit)
     found: list[str] = []
     with notes.collect() as caught:
         try:
@@ -222,7 +277,7 @@ def parse_instance(
     InvalidInputError, LimitExceededError, UnsupportedError
         As :func:`read_dataset` and :func:`validate_pixels`.
     """
-    ds, found = read_dataset(path, name=name)
+    ds, found = read_dataset(path, name=name, inflate_limit=limits.max_pixel_bytes + INFLATED_HEADER_BYTES)
     with notes.collect() as caught:
         try:
             parsed = _describe(

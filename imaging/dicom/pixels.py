@@ -22,6 +22,7 @@ from pydicom.pixels import iter_pixels
 from voxelgate.errors import InvalidInputError, LimitExceededError, UnsupportedError
 
 from ..cpu import all_cores
+from .codestreams import check_declared_sizes
 
 log = logging.getLogger(__name__)
 
@@ -221,6 +222,9 @@ def validate_pixels(
 ) -> list[str]:
     """Prove that the pixel data of ``ds`` decodes, frame by frame (bounded memory).
 
+    Compressed frames are checked against the size their codestream declares
+    before any is decoded.
+
     Compressed frames are handed to ``on_frame(index, array)`` as they are decoded
     (colour converted to RGB, as :func:`decode_frames` returns them), so that the
     caller can keep the work instead of decoding again later.
@@ -232,7 +236,8 @@ def validate_pixels(
     LimitExceededError
         The header claims more pixels or frames than allowed.
     InvalidInputError
-        The pixel data is truncated, corrupt, or inconsistent with the header.
+        The pixel data is truncated, corrupt, or inconsistent with the header
+        (a frame's codestream declares more samples than the header).
     UnsupportedError
         No installed decoder handles the transfer syntax.
     """
@@ -276,6 +281,13 @@ def validate_pixels(
         if length > need + 1:
             found.append(f"pixel data has {length - need} bytes more than the header needs")
         return found
+    check_declared_sizes(ds, None if tsyntax.is_deflated else path, name=name, rows=rows, columns=cols, samples=samples)
+    _decode_all(path, ds, name=name, frames=frames, on_frame=on_frame)
+    return found
+
+
+def _decode_all(path: Path, ds: Dataset, *, name: str, frames: int, on_frame: FrameSink | None) -> None:
+    """Decode every frame as GetFrame does (:func:`decode_frames`); ``on_frame`` gets each."""
     n = 0
     try:
         with all_cores():  # codecs that decode with threads of their own (openjpeg)
@@ -289,4 +301,3 @@ def validate_pixels(
         raise classify_decode_error(exc, ds, name) from exc
     if n != frames:
         raise InvalidInputError(f"{n} frames decoded where the header says {frames}", subject=name)
-    return found

@@ -43,8 +43,18 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str, str]] = {
         "INVALID_ARGUMENT",
         r"RLE Lossless.*does not decode.*PanicException.*index out of bounds",
     ),
+    "deflate-bomb.dcm": (
+        lambda: hostile.deflate_bomb(96 * 1024 * 1024),
+        "RESOURCE_EXHAUSTED",
+        rf"inflates to more than {INFLATE_LIMIT} bytes",
+    ),
     "unknown-vr.dcm": (hostile.unknown_vr, "INVALID_ARGUMENT", r"Unknown Value Representation 'UW'"),
     "odd-length.dcm": (hostile.odd_length, "INVALID_ARGUMENT", r"BytesLengthException"),
+    "jpeg-size-bomb.dcm": (
+        hostile.jpeg_size_bomb,
+        "INVALID_ARGUMENT",
+        r"frame 0 does not decode to the header's size: its codestream declares 65000 x 65000 x 3 samples",
+    ),
 }
 
 
