@@ -34,6 +34,7 @@ from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
 from voxelgate.errors import InvalidInputError, LimitExceededError
 
 from . import notes
+from .frames import modality_dtype
 from .pixels import (
     PIXEL_TAGS,
     FrameSink,
@@ -246,6 +247,17 @@ def read_dataset(
     return ds, found
 
 
+def _check_rescale(ds: Dataset, frames: int, name: str) -> None:
+    """Refuse a Modality LUT / rescale that GetFrame could not apply: values that are no numbers."""
+    for index in range(frames):
+        try:
+            modality_dtype(ds, index)
+        except HEADER_ERRORS as exc:
+            raise InvalidInputError(
+                f"the rescale of frame {index} cannot be read ({type(exc).__name__}: {str(exc)[:200]})", subject=name
+            ) from exc
+
+
 def _check_uid(ds: Dataset, keyword: str, name: str, found: list[str]) -> str:
     uid = _text(ds, keyword).rstrip("\x00 ")
     if not uid:
@@ -326,6 +338,8 @@ def _describe(
     if pixels and validate:
         found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame))
     rows, cols, _samples, frames, _bits = pixel_layout(ds) if pixels else (0, 0, 0, 0, 0)
+    if pixels and validate:
+        _check_rescale(ds, frames, name)
     study = StudyRow(
         study_uid=study_uid,
         patient_id=_text(ds, "PatientID"),

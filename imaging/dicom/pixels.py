@@ -220,10 +220,11 @@ FrameSink = Callable[[int, np.ndarray], None]
 def validate_pixels(
     ds: Dataset, path: Path, *, name: str, limits: Limits, on_frame: FrameSink | None = None
 ) -> list[str]:
-    """Prove that the pixel data of ``ds`` decodes, frame by frame (bounded memory).
+    """Prove that the pixel data of ``ds`` decodes the way GetFrame decodes it, frame by frame (bounded memory).
 
     Compressed frames are checked against the size their codestream declares
-    before any is decoded.
+    before any is decoded. Native frames that GetFrame reads straight from the
+    file need only their length; others are decoded like compressed ones.
 
     Compressed frames are handed to ``on_frame(index, array)`` as they are decoded
     (colour converted to RGB, as :func:`decode_frames` returns them), so that the
@@ -280,6 +281,11 @@ def validate_pixels(
             raise InvalidInputError(f"pixel data truncated: {length} bytes where the header needs {need}", subject=name)
         if length > need + 1:
             found.append(f"pixel data has {length - need} bytes more than the header needs")
+        if native_layout(ds) is not None:
+            return found  # GetFrame reads each frame at its offset: the length is all it needs
+        # Anything else (colour, packed bits, big endian, 13 bits allocated...) GetFrame decodes
+        # with pydicom: so does validation, every frame, so that what is stored can be served.
+        _decode_all(path, ds, name=name, frames=frames, on_frame=None)
         return found
     check_declared_sizes(ds, None if tsyntax.is_deflated else path, name=name, rows=rows, columns=cols, samples=samples)
     _decode_all(path, ds, name=name, frames=frames, on_frame=on_frame)

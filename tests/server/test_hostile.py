@@ -50,6 +50,11 @@ HOSTILE: dict[str, tuple[Callable[[], bytes], str, str]] = {
     ),
     "unknown-vr.dcm": (hostile.unknown_vr, "INVALID_ARGUMENT", r"Unknown Value Representation 'UW'"),
     "odd-length.dcm": (hostile.odd_length, "INVALID_ARGUMENT", r"BytesLengthException"),
+    "bits-allocated-13.dcm": (
+        hostile.bits_allocated_13,
+        "INVALID_ARGUMENT",
+        r"does not decode.*'Bits Allocated' value of '13'",
+    ),
     "jpeg-size-bomb.dcm": (
         hostile.jpeg_size_bomb,
         "INVALID_ARGUMENT",
