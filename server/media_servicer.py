@@ -544,7 +544,9 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             finished = job.finished.wait(0.2)
             if job.done_frames != last and not finished:
                 last = job.done_frames
-                yield media_pb2.ExportProgress(frames_done=job.done_frames, frames_total=job.total)
+                yield media_pb2.ExportProgress(
+                    frames_done=job.done_frames, frames_total=job.total, export_id=job.export_id
+                )
             if finished:
                 break
             if not context.is_active():
@@ -560,8 +562,14 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     ) -> Iterator[media_pb2.MediaChunk]:
         if not request.export_id:
             raise InvalidInputError("export_id is required")
-        for chunk in self._library.iter_export(request.export_id):
+        for chunk in self._library.iter_export(request.export_id, cancel=call_token(context)):
             yield media_pb2.MediaChunk(data=chunk)
+
+    def CancelExport(
+        self, request: media_pb2.CancelExportRequest, context: grpc.ServicerContext
+    ) -> media_pb2.ExportProgress:
+        job = self._library.cancel_export(request.export_id)
+        return media_pb2.ExportProgress(frames_done=job.done_frames, frames_total=job.total, export_id=job.export_id)
 
 
 #: MediaService methods whose replies are ``FrameReply`` objects.

@@ -14,6 +14,7 @@ from voxelgate.imaging.windowing import VoiFunction
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 from . import wire
+from .calls import call_token
 
 _PLANES = {volume_pb2.AXIAL: "axial", volume_pb2.CORONAL: "coronal", volume_pb2.SAGITTAL: "sagittal"}
 _FUNCTIONS = {
@@ -108,6 +109,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             interpolation="nearest" if request.interpolation == volume_pb2.NEAREST else "linear",
             slab_mm=request.slab_mm,
             slab_mode=_SLAB[request.slab_mode],  # type: ignore[arg-type]
+            cancel=call_token(context),
         )
         g = r.geometry
         reply = volume_pb2.SliceImage(
@@ -134,7 +136,9 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
     ) -> Iterator[volume_pb2.VolumeChunk | bytes | memoryview]:
         # A volume built for this call goes to the derived cache once the last chunk is out. The
         # header is a message; the voxel chunks are views of the volume that chunk_wire sends.
-        vol, chunks = self._volumes.stream_volume(request.series_instance_uid, request.stack, chunk_bytes=_CHUNK_BYTES)
+        vol, chunks = self._volumes.stream_volume(
+            request.series_instance_uid, request.stack, chunk_bytes=_CHUNK_BYTES, cancel=call_token(context)
+        )
         header = volume_pb2.VolumeHeader(
             geometry=_geometry(vol.shape, vol.spacing, vol.origin, vol.direction.ravel().tolist()),
             dtype=vol.array.dtype.newbyteorder("<").str,

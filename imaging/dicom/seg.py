@@ -24,6 +24,7 @@ from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from voxelgate.cache.catalog import Page, QueryFilter
+from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError, UnsupportedError
 from voxelgate.imaging.annotations.planes import Filled, as_mask
 from voxelgate.imaging.dicom.annotation_grid import DicomPlane
@@ -162,13 +163,15 @@ def segmentation(
         ) from exc
 
 
-def store_segmentation(archive: DicomArchive, seg: Dataset) -> IngestReport:
+def store_segmentation(archive: DicomArchive, seg: Dataset, *, cancel: CancelToken = NEVER) -> IngestReport:
     """Serialize ``seg`` and store it through the archive's ingest (validated, cataloged, durable).
 
     Raises
     ------
     InvalidInputError, LimitExceededError, ConflictError
         As any ingested file.
+    CancelledError
+        ``cancel`` was cancelled before the segmentation was committed (nothing is kept).
     """
     buf = io.BytesIO()
     seg.save_as(buf, enforce_file_format=True)
@@ -179,7 +182,7 @@ def store_segmentation(archive: DicomArchive, seg: Dataset) -> IngestReport:
     except BaseException:
         incoming.abort()
         raise
-    report = incoming.finish()
+    report = incoming.finish(cancel=cancel)
     log.info(
         "segmentation stored",
         extra={"sha256": report.sha256[:16], "bytes": report.size, "frames": len(seg.PerFrameFunctionalGroupsSequence)},

@@ -15,7 +15,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -28,7 +28,8 @@ from pydicom.dataset import Dataset
 from voxelgate.cache.catalog import InstanceRow
 from voxelgate.cache.derived import CachedFile, npy_memmap, npy_parts
 from voxelgate.cache.keys import make_key
-from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
+from voxelgate.cancel import NEVER, CancelToken
+from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 
 from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
@@ -44,6 +45,18 @@ from .stacks import Excluded, FrameRef, Stack, frame_refs, split_stacks
 from .volume import Volume, VolumeGrid, build_volume, plan_volume
 
 WindowSource = Literal["object", "preset", "auto", "explicit"]
+
+
+class _Build:
+    """A volume build under way in this process, and how many calls wait for it.
+
+    Its token is cancelled when the last of them goes (cancelled, deadline
+    passed): a build nobody waits for stops, between two frames.
+    """
+
+    def __init__(self) -> None:
+        self.token = CancelToken()
+        self.waiting = 0
 
 
 @dataclass(frozen=True)
@@ -169,6 +182,7 @@ class SeriesVolumes:
         self._layouts: OrderedDict[str, SeriesLayout] = OrderedDict()
         self._by_series: dict[str, tuple[int, SeriesLayout]] = {}
         self._volumes: OrderedDict[str, tuple[Volume, CachedFile]] = OrderedDict()
+        self._builds: dict[str, _Build] = {}
         self._memo_series = memo_series
         self._memo_volumes = memo_volumes
         # Renders run a core's worth at a time: more at once only trade the GIL back and forth
@@ -254,12 +268,24 @@ class SeriesVolumes:
     # -- volumes --------------------------------------------------------------
 
     def volume(
-        self, series_uid: str, stack_index: int = 0, *, layout: SeriesLayout | None = None
+        self,
+        series_uid: str,
+        stack_index: int = 0,
+        *,
+        layout: SeriesLayout | None = None,
+        cancel: CancelToken = NEVER,
     ) -> tuple[Volume, CachedFile]:
         """The volume of one stack and its cache entry.
 
         Memory-mapped from the derived cache; the caller that builds it gets it in
         memory (the entry's ``path`` is then empty) while the file is written.
+        Concurrent callers share one build; once every one of them is cancelled
+        (``cancel``), the build stops between two frames and nothing is kept.
+
+        Raises
+        ------
+        CancelledError
+            ``cancel`` was cancelled before the volume was there.
         """
         layout = layout or self.layout(series_uid)
         stack = self._stack(layout, stack_index)
@@ -274,7 +300,10 @@ class SeriesVolumes:
                 del self._volumes[key]
         rows = {r.sop_uid: r for r in self.archive.series_instances(series_uid)}
 
+        build, leave = self._join_build(key, cancel)
+
         def load_frame(sop_uid: str, frame_index: int) -> np.ndarray:
+            build.token.check(series_uid)
             row: InstanceRow = rows[sop_uid]
             ds = layout.datasets[sop_uid]
             values, _ = modality_values(self.archive.decoded_frame(row, ds, frame_index), ds, frame_index)
@@ -287,7 +316,7 @@ class SeriesVolumes:
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
             grid = layout.grids[stack_index]
-            voxels = self._summary_voxels(layout, stack, grid)
+            voxels = self._summary_voxels(layout, stack, grid, build.token)
             if voxels is not None:
                 vol = Volume(voxels, grid.affine, stack.frame_of_reference_uid, (*stack.warnings, *grid.warnings))
             else:
@@ -297,7 +326,21 @@ class SeriesVolumes:
 
         # The builder answers from the volume in memory while the cache file is written
         # behind it (150 MB of a CT); other callers wait for the file and map it.
-        entry = self.archive.cache.get_or_compute_file(key, compute, tag=f"series:{series_uid}", write_behind=True)
+        try:
+            while True:
+                try:
+                    entry = self.archive.cache.get_or_compute_file(
+                        key, compute, tag=f"series:{series_uid}", write_behind=True
+                    )
+                    break
+                except CancelledError:
+                    if cancel.cancelled:
+                        raise
+                    # The build this call joined was stopped as everyone else left it: build afresh.
+                    leave()
+                    build, leave = self._join_build(key, cancel)
+        finally:
+            leave()
         if built:
             vol = built[0]
         elif entry.payload is not None:
@@ -310,6 +353,39 @@ class SeriesVolumes:
                 self._volumes.popitem(last=False)
         return vol, entry
 
+    def _join_build(self, key: str, cancel: CancelToken) -> tuple[_Build, Callable[[], None]]:
+        """Count this call among those waiting for the build of ``key``; returns the build and how to leave it.
+
+        Leaving (or this call's cancellation) takes it off the count; the last to
+        go cancels the build.
+        """
+        with self._lock:
+            build = self._builds.get(key)
+            if build is None or build.token.cancelled:
+                build = self._builds[key] = _Build()
+            build.waiting += 1
+        gone = threading.Event()
+
+        def leave() -> None:
+            with self._lock:
+                if gone.is_set():
+                    return
+                gone.set()
+                build.waiting -= 1
+                last = build.waiting == 0
+                if last and self._builds.get(key) is build:
+                    del self._builds[key]
+            if last:
+                build.token.cancel("no call waits for this volume any more")
+
+        unregister = cancel.on_cancel(leave)
+
+        def done() -> None:
+            unregister()
+            leave()
+
+        return build, done
+
     def _stored_frame(self, layout: SeriesLayout, row: InstanceRow, index: int) -> np.ndarray:
         """Stored values of a frame that is not a plain array in its file: decoded at ingest, or now."""
         cached = self.archive.cached_frame(row, index)
@@ -317,7 +393,9 @@ class SeriesVolumes:
             return cached
         return self.archive.decoded_frame(row, layout.datasets[row.sop_uid], index)
 
-    def _summary_voxels(self, layout: SeriesLayout, stack: Stack, grid: VolumeGrid) -> np.ndarray | None:
+    def _summary_voxels(
+        self, layout: SeriesLayout, stack: Stack, grid: VolumeGrid, cancel: CancelToken = NEVER
+    ) -> np.ndarray | None:
         """The voxels of an untilted, evenly spaced stack, built from the header summaries kept at ingest.
 
         What :func:`~.volume.build_volume` makes of ``load_frame`` in :meth:`volume`
@@ -351,17 +429,19 @@ class SeriesVolumes:
         out = fresh_array((len(plans), stack.rows, stack.columns), target)  # faulted in by the reader threads
         if all(native is not None and np.dtype(native.dtype) == target for _, native, _, _ in plans):
             try:
-                self._read_in_place(plans, out)
+                self._read_in_place(plans, out, cancel)
                 return out
             except _NeedsInt32:
                 pass  # a frame's values leave int16: the loop below widens the result
         raw_buf: np.ndarray | None = None
 
         def decoded(plan: tuple[InstanceRow, object, FrameRef, np.dtype]) -> np.ndarray | None:
+            cancel.check(layout.series_uid)
             row, native, ref, _ = plan
             return None if native is not None else self._stored_frame(layout, row, ref.frame_index)
 
         def read_into_place(ks: list[int]) -> list[bool]:
+            cancel.check(layout.series_uid)
             return [
                 plans[k][1].read(
                     self.archive.file_path(plans[k][0]),
@@ -384,6 +464,7 @@ class SeriesVolumes:
             in_place = set(direct)
             fetched = pool.map(decoded, plans)
             for k, ((row, native, ref, mdt), stored) in enumerate(zip(plans, fetched)):
+                cancel.check(layout.series_uid)
                 rescale = ref.rescale if ref.rescale not in (None, (1.0, 0.0)) else None
                 if k in in_place:
                     raw = out[k]  # read above (if the result was widened since, widened with it)
@@ -431,7 +512,10 @@ class SeriesVolumes:
         return out
 
     def _read_in_place(
-        self, plans: list[tuple[InstanceRow, NativeLayout, FrameRef, np.dtype]], out: np.ndarray
+        self,
+        plans: list[tuple[InstanceRow, NativeLayout, FrameRef, np.dtype]],
+        out: np.ndarray,
+        cancel: CancelToken = NEVER,
     ) -> None:
         """Read uncompressed frames into ``out`` and rescale each in place.
 
@@ -451,6 +535,7 @@ class SeriesVolumes:
 
         def work() -> None:
             for a in starts:  # each start is handed out once, across threads
+                cancel.check(plans[0][2].sop_uid)
                 b = min(a + _SLICES_A_TURN, n)
                 for k in range(a, b):
                     row, native, ref, mdt = plans[k]
@@ -468,7 +553,7 @@ class SeriesVolumes:
                 part.result()
 
     def stream_volume(
-        self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20
+        self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20, cancel: CancelToken = NEVER
     ) -> tuple[Volume, Iterator[bytes | memoryview]]:
         """A stack's volume (as :meth:`volume`) and its voxels in chunks (views of it where it allows).
 
@@ -485,7 +570,7 @@ class SeriesVolumes:
         hold = self.archive.cache.hold_writes()
         hold.__enter__()
         try:
-            vol, _ = self.volume(series_uid, stack_index)
+            vol, _ = self.volume(series_uid, stack_index, cancel=cancel)
         except BaseException:
             hold.__exit__(None, None, None)
             raise
@@ -566,8 +651,11 @@ class SeriesVolumes:
         interpolation: Literal["linear", "nearest"] = "linear",
         slab_mm: float = 0.0,
         slab_mode: Literal["max", "min", "mean"] = "max",
+        cancel: CancelToken = NEVER,
     ) -> RenderedSlice:
         """One reformatted slice, windowed and encoded (cached by its parameters).
+
+        ``cancel`` stops the volume build this slice waits for (see :meth:`volume`).
 
         Raises
         ------
@@ -590,6 +678,7 @@ class SeriesVolumes:
                 interpolation,
                 slab_mm,
                 slab_mode,
+                cancel,
             )
         except VoxelgateError as exc:
             raise exc.with_subject(series_uid) from exc.__cause__
@@ -606,6 +695,7 @@ class SeriesVolumes:
         interpolation: Literal["linear", "nearest"],
         slab_mm: float,
         slab_mode: Literal["max", "min", "mean"],
+        cancel: CancelToken,
     ) -> RenderedSlice:
         # Checked before any cache key is made of them (keys refuse non-finite numbers).
         if position_mm is not None and not math.isfinite(position_mm):
@@ -613,7 +703,7 @@ class SeriesVolumes:
         if not math.isfinite(slab_mm) or slab_mm < 0:
             raise InvalidInputError(f"slab thickness must be >= 0 mm, got {slab_mm}")
         layout = self.layout(series_uid)
-        vol, _ = self.volume(series_uid, stack, layout=layout)
+        vol, _ = self.volume(series_uid, stack, layout=layout, cancel=cancel)
         st = self._stack(layout, stack)
         grid = plane_grid(vol, plane)
         first = layout.datasets[st.frames[0].sop_uid]

@@ -72,7 +72,7 @@ class MediaFrameResult:
 
 @dataclass
 class ExportJob:
-    """A video export running in the background."""
+    """A video export running in the background: it outlives the call that started it, ``cancel`` stops it."""
 
     export_id: str
     total: int
@@ -80,6 +80,7 @@ class ExportJob:
     finished: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     size_bytes: int = 0
+    cancel: CancelToken = field(default_factory=CancelToken)
 
 
 class _SniffedFile(IncomingFile):
@@ -492,7 +493,7 @@ class MediaLibrary(VideoLibraryMixin):
         export_id = self.export_id(set_id, fps)
         with self._jobs_lock:
             job = self._jobs.get(export_id)
-            if job is not None and (not job.finished.is_set() or job.error is None):
+            if job is not None and not job.cancel.cancelled and (not job.finished.is_set() or job.error is None):
                 return job
             job = self._jobs[export_id] = ExportJob(export_id, total=len(s.members))
             # Keep the last finished jobs for their callers; the MP4s live in the derived cache.
@@ -506,7 +507,7 @@ class MediaLibrary(VideoLibraryMixin):
         use_all_cores()  # encoding: native work, off the request threads' core
         try:
             entry = self.cache.get_or_compute_file(
-                self._export_key(s, fps), lambda: self._encode(s, fps, job), tag=s.set_id
+                self._export_key(s, fps), lambda: self._encode(s, fps, job, job.cancel), tag=s.set_id
             )
             job.size_bytes = entry.length
             job.done_frames = job.total
@@ -516,11 +517,14 @@ class MediaLibrary(VideoLibraryMixin):
         finally:
             job.finished.set()
 
-    def _encode(self, s: SetRow, fps: float, job: ExportJob | None) -> tuple[bytes, str, dict[str, object]]:
+    def _encode(
+        self, s: SetRow, fps: float, job: ExportJob | None, cancel: CancelToken
+    ) -> tuple[bytes, str, dict[str, object]]:
         width, height = s.members[0].width, s.members[0].height
 
         def frames() -> Iterator:  # type: ignore[type-arg]
             for m in s.members:  # the set is loaded once: resolving frame i from the catalog each time is quadratic
+                cancel.check(s.set_id)
                 arr = decode_page(self.store.path(m.media_id), m.page, name=m.media_id, limits=self.limits)
                 if (arr.shape[1], arr.shape[0]) != (width, height):
                     arr = resize_exact(arr, width, height)
@@ -543,13 +547,30 @@ class MediaLibrary(VideoLibraryMixin):
         with self._jobs_lock:
             return self._jobs.get(export_id)
 
-    def iter_export(self, export_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    def cancel_export(self, export_id: str) -> ExportJob:
+        """Stop a running export (it stops before its next frame; nothing is kept).
+
+        Raises
+        ------
+        NotFoundError
+            No export of that id runs or ran in this process.
+        """
+        job = self.export_job(export_id) if export_id else None
+        if job is None:
+            raise NotFoundError("no such export here", subject=export_id or "(empty id)")
+        if not job.finished.is_set():
+            job.cancel.cancel("the export was cancelled (CancelExport)")
+        return job
+
+    def iter_export(self, export_id: str, chunk_size: int = 1 << 20, *, cancel: CancelToken = NEVER) -> Iterator[bytes]:
         """The MP4 of an export, built now if it is not in the derived cache (any more).
 
         Raises
         ------
         NotFoundError
             The id names no sequence.
+        CancelledError
+            ``cancel`` was cancelled while the MP4 was being made (nothing is kept).
         """
         set_id, _, fps_text = export_id.partition("@")
         try:
@@ -560,7 +581,7 @@ class MediaLibrary(VideoLibraryMixin):
             raise NotFoundError("no such export", subject=export_id)
         s = self.media_set(set_id)
         entry = self.cache.get_or_compute_file(
-            self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id
+            self._export_key(s, fps), lambda: self._encode(s, fps, None, cancel), tag=s.set_id
         )
         yield from entry.iter_chunks(chunk_size)
 
