@@ -108,12 +108,12 @@ def _alive(pid: int) -> bool:
         return False
 
 
-#: Zeros inside the inflate limit, whose parsing (8-byte elements) takes pydicom far longer than 2 s.
+#: Zeros inside the inflate limit, whose parsing (8-byte elements) takes pydicom far longer than 3 s.
 SLOW_BYTES = 48 * 1024 * 1024
 
 
 def test_a_file_that_decodes_past_the_time_limit_is_stopped(tmp_path: Path) -> None:
-    with serve(tmp_path, limits=Limits(max_pixel_bytes=PIXEL_LIMIT), decode_seconds=2.0) as s:
+    with serve(tmp_path, limits=Limits(max_pixel_bytes=PIXEL_LIMIT), decode_seconds=3.0) as s:
         chunks = [
             *file_chunks("a.dcm", hostile.good_slice(50)),
             *file_chunks("slow.dcm", hostile.deflate_bomb(SLOW_BYTES)),
@@ -122,9 +122,9 @@ def test_a_file_that_decodes_past_the_time_limit_is_stopped(tmp_path: Path) -> N
         started = time.monotonic()
         a, slow, b = ingest_chunks(s.dicom, chunks)
         assert time.monotonic() - started < 30
-        assert (OUTCOME(a.outcome), OUTCOME(b.outcome)) == ("STORED", "STORED")
+        assert (OUTCOME(a.outcome), OUTCOME(b.outcome)) == ("STORED", "STORED"), (a.reason, b.reason)
         assert (OUTCOME(slow.outcome), slow.code) == ("REJECTED", "RESOURCE_EXHAUSTED")
-        assert "time limit of 2 s per file" in slow.reason
+        assert "time limit of 3 s per file" in slow.reason
         assert _pool(s).worker_pids(busy=True) == []
 
 
