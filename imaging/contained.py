@@ -41,6 +41,7 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any, Protocol, TypeVar
@@ -51,9 +52,12 @@ from voxelgate import errors
 from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import CancelledError, InvalidInputError, LimitExceededError, VoxelgateError
 
+from .cpu import all_cores
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: What a task calls to hand something back while it runs: ``emit(meta, array or None)``.
 Emit = Callable[[Any, "np.ndarray | None"], None]
@@ -98,7 +102,12 @@ class ContainLimits:
 
 
 class Decoders(Protocol):
-    """Runs decoding tasks: :class:`DecoderPool` (contained) or :class:`InProcess`."""
+    """Runs decoding tasks: :class:`DecoderPool` (contained) or :class:`InProcess`.
+
+    ``parallel`` is how many tasks it runs at once (see :func:`each`).
+    """
+
+    parallel: int
 
     def run(
         self,
@@ -114,6 +123,8 @@ class Decoders(Protocol):
 
 class InProcess:
     """Runs each task in the calling thread (tools, and tests over files they trust)."""
+
+    parallel = 1
 
     def run(
         self,
@@ -161,6 +172,7 @@ class DecoderPool:
         setup: tuple[Callable[..., None], tuple[Any, ...]] | None = None,
     ) -> None:
         self.limits = limits or ContainLimits()
+        self.parallel = self.limits.workers
         self._preload = list(preload)
         self._setup = setup
         self._slots = threading.BoundedSemaphore(self.limits.workers)
@@ -208,6 +220,30 @@ class DecoderPool:
         finally:
             self._give_back(worker)
             self._slots.release()
+
+    def start(self) -> None:
+        """Start the missing workers now and wait until each answers, rather than on the first files.
+
+        A server calls it before it serves: the fork server's start imports the
+        decoders (a second or more), which the first ingest would otherwise wait for.
+
+        Raises
+        ------
+        InvalidInputError
+            A worker died while starting (its exit status is in the message and the log).
+        """
+        with self._lock:
+            missing = self.limits.workers - len(self._idle) - len(self._busy)
+        fresh = [_Worker(self.limits.memory_bytes, self._preload, self._setup) for _ in range(missing)]
+        try:
+            for w in fresh:
+                w.call(ready, (), on_item=None, cancel=NEVER, limits=self.limits, subject="decoder start-up")
+        except BaseException:
+            for w in fresh:
+                w.stop()
+            raise
+        with self._lock:
+            self._idle.extend(fresh)
 
     def worker_pids(self, *, busy: bool) -> list[int]:
         """Process ids of the workers running a task (``busy``) or waiting for one."""
@@ -258,6 +294,32 @@ class DecoderPool:
             worker.stop()
 
 
+def ready(*, emit: Emit) -> int:
+    """The task :meth:`DecoderPool.start` runs: a worker that answers is up."""
+    return os.getpid()
+
+
+def each(decoders: Decoders, items: Sequence[T], fn: Callable[[T], R]) -> list[R | Exception]:
+    """``fn(item)`` for every item, up to ``decoders.parallel`` at once; an item's exception is its result.
+
+    The files of an ingest batch are validated this way: with a pool, two files
+    are in two workers at once, and the wait for one worker to be scheduled
+    overlaps the other's work.
+    """
+
+    def one(item: T) -> R | Exception:
+        try:
+            return fn(item)
+        except Exception as exc:  # noqa: BLE001 - one item's failure is its result
+            return exc
+
+    width = min(len(items), decoders.parallel)
+    if width <= 1:
+        return [one(item) for item in items]
+    with ThreadPoolExecutor(width, thread_name_prefix="contained") as threads:
+        return list(threads.map(one, items))
+
+
 class ContainedError(RuntimeError):
     """An unexpected exception inside a worker (a fault of the server): INTERNAL, with its traceback."""
 
@@ -283,7 +345,10 @@ class _Worker:
         self.process = ctx.Process(
             target=_serve, args=(child, memory_bytes, self._stderr, setup), name="voxelgate-decoder", daemon=True
         )
-        self.process.start()
+        # The fork server (started by the first worker) and every worker it forks run where the
+        # starting thread may run: every core, not the request threads' one (voxelgate.imaging.cpu).
+        with all_cores():
+            self.process.start()
         child.close()
         self.tasks = 0
         self.crashed = False
@@ -456,8 +521,9 @@ def _serve(
             fn, args = conn.recv()
         except (EOFError, OSError):
             return
-        os.ftruncate(2, 0)
-        os.lseek(2, 0, os.SEEK_SET)
+        if os.lseek(2, 0, os.SEEK_END):  # what the last task printed is not this one's
+            os.ftruncate(2, 0)
+            os.lseek(2, 0, os.SEEK_SET)
         try:
             reply: tuple[Any, ...] = ("ok", fn(*args, emit=emit))
         except VoxelgateError as exc:

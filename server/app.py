@@ -160,8 +160,9 @@ def _credentials(config: Config) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, chain)])
 
 
-#: The modules of the tasks contained workers run (imported once by the fork server).
-DECODER_TASKS = ("voxelgate.imaging.dicom.validate", "voxelgate.imaging.media.validate")
+#: The modules of the tasks contained workers run, imported once by the fork server; "__main__" (the
+#: ``voxelgate`` script) too, which multiprocessing would otherwise import again in every worker.
+DECODER_TASKS = ("__main__", "voxelgate.imaging.dicom.validate", "voxelgate.imaging.media.validate")
 
 
 def decoders_for(config: Config, media_limits: MediaLimits) -> Decoders:
@@ -346,6 +347,8 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     running = build_server(config, worker=worker)
     with all_cores():  # the cache writer hashes and writes whole volumes: every core
         running.cache.start_writer()
+    if isinstance(running.decoders, DecoderPool):
+        running.decoders.start()  # before serving: the first files need not wait for the decoders to load
     received = _note_signals()
     frozen = freeze_startup_objects()
     running.server.start()

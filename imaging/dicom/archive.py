@@ -31,7 +31,7 @@ from voxelgate.cache.store import Store
 from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError
 
-from ..contained import Decoders, InProcess, OnItem
+from ..contained import Decoders, InProcess, OnItem, each
 from ..encode import encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
 from .frames import decode_frame, modality_values, render_8bit
@@ -146,9 +146,13 @@ class DicomArchive:
         results: list[IngestReport | Exception | None] = [None] * len(items)
         pending: list[tuple[int, IncomingFile, Validated, IngestReport]] = []
         try:
-            for i, (incoming, expected) in enumerate(items):
+            checked = each(self.decoders, items, lambda item: self._validate(item[0], item[1], cancel))
+            for i, (incoming, _) in enumerate(items):
                 try:
-                    parsed, report = self._validate(incoming, expected, cancel)
+                    done = checked[i]
+                    if isinstance(done, Exception):
+                        raise done
+                    parsed, report = done
                     existing = self.catalog.get_instance(report.sop_uid)
                     if existing is not None and existing.sha256 == report.sha256:
                         report.outcome = "duplicate"

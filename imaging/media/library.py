@@ -27,7 +27,7 @@ from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 
-from ..contained import Decoders, InProcess
+from ..contained import Decoders, InProcess, each
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, render_frame
 from .frame_index import Pieces
@@ -191,10 +191,19 @@ class MediaLibrary(VideoLibraryMixin):
         results: list[MediaReport | Exception | None] = [None] * len(items)
         pending: list[tuple[int, IncomingFile, MediaReport]] = []
         try:
-            for i, (incoming, expected) in enumerate(items):
+
+            def probe(item: tuple[IncomingFile, str]) -> tuple[str, ImageInfo | VideoInfo, list[str]]:
+                incoming, expected = item
+                sha = incoming.check(expected)
+                return (sha, *self._probe(incoming.staged.path, incoming.name, cancel))
+
+            probed = each(self.decoders, items, probe)
+            for i, (incoming, _) in enumerate(items):
                 try:
-                    sha = incoming.check(expected)
-                    info, warnings = self._probe(incoming.staged.path, incoming.name, cancel)
+                    done = probed[i]
+                    if isinstance(done, Exception):
+                        raise done
+                    sha, info, warnings = done
                     report = MediaReport(incoming.name, "stored", sha, incoming.size, info, warnings)
                     if self.catalog.get_media(sha) is not None:  # type: ignore[attr-defined]
                         report.outcome = "duplicate"

@@ -158,3 +158,12 @@ def test_in_process_runs_the_same_tasks_here() -> None:
     got: list[object] = []
     assert InProcess().run(tasks.arrays, 2, 3, subject="f", on_item=lambda m, a: got.append(m)) == 2
     assert got == [("frame", 0), ("frame", 1), "note"]
+
+
+def test_start_brings_every_worker_up_before_any_task(pool: DecoderPool) -> None:
+    pool.start()
+    pids = pool.worker_pids(busy=False)
+    assert len(pids) == 2 and all(_alive(p) for p in pids)
+    assert pool.run(tasks.pid, subject="f") in pids  # a started worker takes the first task
+    pool.start()  # nothing missing: nothing more started
+    assert sorted(pool.worker_pids(busy=False)) == sorted(pids)
