@@ -1,5 +1,5 @@
 """gRPC client calls the volume benchmarks share: ingest files, cache counters (a whole volume:
-``voxelgate.server.client.fetch_volume``)."""
+``voxelgate.client.streams.fetch_volume``)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from pathlib import Path
 import grpc
 import pydicom
 
-from voxelgate.server.client import channel, ingest_requests
+from voxelgate.client.files import ingest_requests
+from voxelgate.client.transport import channel
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, dicom_pb2_grpc
 
 

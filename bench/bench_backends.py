@@ -47,7 +47,7 @@ from _report import (
 from _server import voxelgate_server
 from _synth import write_ct_series
 
-from voxelgate.server.client import channel
+from voxelgate.client.transport import channel
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

@@ -36,7 +36,8 @@ from _report import MiB, Report, add_report_arguments, cleanup, ratio, ratio_val
 from _server import voxelgate_server
 from _synth import write_mammo
 
-from voxelgate.server.client import channel, ingest_requests
+from voxelgate.client.files import ingest_requests
+from voxelgate.client.transport import channel
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
 BIG_MESSAGES = "64M"

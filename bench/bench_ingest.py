@@ -20,6 +20,7 @@ of clients. When Orthanc is missing the peer rows are skipped (exit status 1 if
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
 import shutil
 import statistics
@@ -29,6 +30,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 from _orthanc import find_orthanc, orthanc_server, request, store_instance
@@ -36,7 +38,8 @@ from _report import MiB, Report, add_report_arguments, cleanup, ratio_value, ski
 from _server import VOXELGATE, process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 
-from voxelgate.server.client import channel, ingest_requests
+from voxelgate.client.files import ingest_requests
+from voxelgate.client.transport import channel
 from voxelgate.v1 import common_pb2, dicom_pb2_grpc
 
 
@@ -64,8 +67,11 @@ def _split(paths: Sequence[Path], parts: int) -> list[list[Path]]:
     return [list(paths[i * n // parts : (i + 1) * n // parts]) for i in range(parts)]
 
 
+Conn = TypeVar("Conn")
+
+
 def _run_clients(
-    parts: list[list[Path]], prepare: Callable[[], object], send: Callable[[object, list[Path]], int], pid: int
+    parts: list[list[Path]], prepare: Callable[[], Conn], send: Callable[[Conn, list[Path]], int], pid: int
 ) -> tuple[float, float | None]:
     """Run one thread per part; connections are made before the clock starts.
 
@@ -82,16 +88,16 @@ def _run_clients(
     start = threading.Barrier(len(parts) + 1)
     errors: list[BaseException] = []
 
-    def work(conn: object, files: list[Path]) -> None:
+    def work(conn: Conn, files: list[Path]) -> None:
         start.wait()
         try:
             stored = send(conn, files)
             if stored != len(files):
                 raise RuntimeError(f"{stored} of {len(files)} files stored")
-        except BaseException as exc:  # reported by the main thread
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=work, args=(c, p)) for c, p in zip(conns, parts)]
+    threads = [threading.Thread(target=work, args=(c, p)) for c, p in zip(conns, parts, strict=True)]
     for t in threads:
         t.start()
     cpu0 = process_cpu_seconds(pid)
@@ -121,7 +127,7 @@ def voxelgate_cli(work: Path, src: Path, paths: Sequence[Path], nbytes: int) -> 
         cpu0 = process_cpu_seconds(srv.process.pid)
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [str(VOXELGATE), "ingest", str(src), "--server", srv.target], capture_output=True, text=True
+            [str(VOXELGATE), "ingest", str(src), "--server", srv.target], capture_output=True, text=True, check=False
         )
         elapsed = time.perf_counter() - t0
         cpu = _cpu_delta(srv.process.pid, cpu0)
@@ -139,7 +145,7 @@ def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int)
             grpc.channel_ready_future(ch).result(timeout=10)
             return ch
 
-        def send(ch: object, files: list[Path]) -> int:
+        def send(ch: grpc.Channel, files: list[Path]) -> int:
             stub = dicom_pb2_grpc.DicomServiceStub(ch)
             results = stub.Ingest(ingest_requests((p.name, p) for p in files))
             return sum(r.outcome == common_pb2.STORED for r in results)
@@ -152,14 +158,14 @@ def orthanc(work: Path, binary: str, version: str, paths: Sequence[Path], nbytes
     """``POST /instances`` of every file, keep-alive HTTP, one connection per client, fresh Orthanc."""
     with orthanc_server(work, binary=binary) as orth:
 
-        def prepare() -> object:
+        def prepare() -> http.client.HTTPConnection:
             conn = orth.connection()
             request(conn, "GET", "/system")  # connect before the clock starts
             return conn
 
-        def send(conn: object, files: list[Path]) -> int:
+        def send(conn: http.client.HTTPConnection, files: list[Path]) -> int:
             for p in files:
-                store_instance(conn, p.read_bytes())  # type: ignore[arg-type]
+                store_instance(conn, p.read_bytes())
             return len(files)
 
         elapsed, cpu = _run_clients(_split(paths, clients), prepare, send, orth.process.pid)

@@ -41,6 +41,7 @@ time.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -62,7 +63,7 @@ from voxelgate.imaging.dicom.pixels import decode_frames, has_pixels
 from voxelgate.imaging.dicom.stacks import frame_refs, split_stacks
 
 ROOT = Path(__file__).resolve().parent.parent
-CORPUS = ROOT.parent / "shared" / "corpus"
+CORPUS = Path(os.environ.get("VOXELGATE_CORPUS", ROOT.parent / "shared" / "corpus"))  # as tests/conftest.py
 CT_SERIES = {
     "GE head CT (uneven)": "dicom/ct-ge-head-tilt-variable-spacing",
     "Philips head CT": "dicom/ct-philips-head-study/S3010",
@@ -123,7 +124,7 @@ def read_stack(folder: Path) -> tuple[np.ndarray, np.ndarray, tuple[float, float
         path, ds = datasets[ref.sop_uid]
         frame = list(decode_frames(path, ds))[ref.frame_index]
         slices.append(modality_values(frame, ds, ref.frame_index)[0].astype(np.float32))
-    return np.stack(slices), np.asarray(stack.positions_mm, dtype=np.float64), tuple(stack.pixel_spacing)  # type: ignore[return-value]
+    return np.stack(slices), np.asarray(stack.positions_mm, dtype=np.float64), stack.pixel_spacing
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -220,8 +221,9 @@ def ours(case: Case, k: int, method: str) -> Run:
             method=method,
             pixel_spacing=case.spacing,
         )
-        for z, (_, shape, _) in zip(held, out):
-            filled[label, z] = shape.array  # type: ignore[union-attr]
+        for z, (_, shape, _) in zip(held, out, strict=True):
+            assert isinstance(shape, Mask)  # mask keys interpolate to masks
+            filled[label, z] = shape.array
     return Run(filled, time.perf_counter() - t0)
 
 
@@ -241,14 +243,16 @@ def ours_polygon(case: Case, k: int) -> Run:
         else:
             key_shapes = polygons
         out = interpolate(
-            [(case.positions[z], s) for z, s in zip(keys, key_shapes)],
+            [(case.positions[z], s) for z, s in zip(keys, key_shapes, strict=True)],
             [case.positions[z] for z in held],
             pixel_spacing=case.spacing,
             plane_shape=plane,
         )
-        for z, (_, shape, how) in zip(held, out):
+        for z, (_, shape, how) in zip(held, out, strict=True):
             methods[how] = methods.get(how, 0) + 1
-            filled[label, z] = rasterize_polygon(shape, plane).array if isinstance(shape, Polygon) else shape.array  # type: ignore[union-attr]
+            mask = rasterize_polygon(shape, plane) if isinstance(shape, Polygon) else shape
+            assert isinstance(mask, Mask)  # polygons, or masks where the keys or a morph fall back to them
+            filled[label, z] = mask.array
     seconds = time.perf_counter() - t0
     return Run(filled, seconds, ", ".join(f"{n} {m}" for m, n in sorted(methods.items())))
 

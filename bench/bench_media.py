@@ -39,7 +39,8 @@ from _report import MiB, Report, add_report_arguments, cleanup, table, workdir
 from _server import voxelgate_server
 from PIL import Image, ImageOps
 
-from voxelgate.server.client import channel, ingest_requests
+from voxelgate.client.files import ingest_requests
+from voxelgate.client.transport import channel
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, media_pb2, media_pb2_grpc
 
 #: (Pillow format, save options, weight in the mix, extension)
@@ -81,9 +82,9 @@ def write_images(folder: Path, count: int, seed: int) -> list[Path]:
 
 def pillow_read(path: Path, box: int, *, encode: bool) -> int:
     """Plain Pillow: open, decode, orient, convert, fit within box x box (and PNG-encode); bytes of the result."""
-    with Image.open(path) as img:
-        img.load()
-        img = ImageOps.exif_transpose(img)
+    with Image.open(path) as opened:
+        opened.load()
+        img = ImageOps.exif_transpose(opened)
         if img.mode not in ("L", "RGB", "RGBA", "I;16"):
             img = img.convert("RGBA" if "A" in img.mode or "transparency" in img.info else "RGB")
         if img.width > box or img.height > box:
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"ingest failed: {len(bad)} not stored, e.g. {bad[:1]}", file=sys.stderr)
                 return 1
             ids = [r.sha256 for r in results]
-            for p, r in zip(files[:20], results):
+            for p, r in zip(files[:20], results, strict=False):  # the first 20 checked
                 assert r.sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
 
             def read_all() -> tuple[float, int]:

@@ -36,13 +36,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import numpy as np
 from _client import cache_stats, ingest_paths, series_uid_of
 from _report import Report, add_report_arguments, cleanup, table, workdir
 from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 
-from voxelgate.server.client import channel, fetch_volume, process_channel
+from voxelgate.client.streams import fetch_volume
+from voxelgate.client.transport import channel, process_channel
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 PLANES = (("axial", volume_pb2.AXIAL), ("coronal", volume_pb2.CORONAL), ("sagittal", volume_pb2.SAGITTAL))
@@ -110,7 +112,7 @@ def _warm_every_process(target: str, series_uid: str, plane: int, processes: int
     time.sleep(settle)
 
 
-def _volume_written(admin: object, nbytes: int, *, timeout: float = 120.0) -> float:
+def _volume_written(admin: grpc.Channel, nbytes: int, *, timeout: float = 120.0) -> float:
     """Wait until the derived cache holds at least ``nbytes`` on disk (the volume's file); seconds waited.
 
     Raises
@@ -119,7 +121,7 @@ def _volume_written(admin: object, nbytes: int, *, timeout: float = 120.0) -> fl
         When it does not within ``timeout`` seconds.
     """
     t0 = time.monotonic()
-    while cache_stats(admin).bytes < nbytes:  # type: ignore[arg-type]
+    while cache_stats(admin).bytes < nbytes:
         if time.monotonic() - t0 > timeout:
             raise RuntimeError(f"the volume's cache file was not written within {timeout:g} s")
         time.sleep(0.02)
@@ -155,7 +157,7 @@ def _stacks_built(log_path: Path, plane: str, processes: int, *, timeout: float 
 
 
 def run_pass(
-    target: str, requests: Sequence[volume_pb2.GetSliceRequest], clients: int, pid: int, admin: object
+    target: str, requests: Sequence[volume_pb2.GetSliceRequest], clients: int, pid: int, admin: grpc.Channel
 ) -> tuple[np.ndarray, float, int, int, float | None]:
     """Send ``requests`` split round-robin over ``clients`` threads (own channel each), all at once.
 
@@ -184,13 +186,13 @@ def run_pass(
                 lat[k].append(time.perf_counter() - t0)
                 if reply.media_type != "image/png" or not reply.data.startswith(b"\x89PNG"):
                     raise RuntimeError(f"not a PNG: {reply.media_type}")
-        except BaseException as exc:  # reported by the main thread
+        except BaseException as exc:  # noqa: BLE001 - reported by the main thread
             errors.append(exc)
 
     threads = [threading.Thread(target=work, args=(k,)) for k in range(clients)]
     for t in threads:
         t.start()
-    before = cache_stats(admin)  # type: ignore[arg-type]
+    before = cache_stats(admin)
     cpu0 = process_cpu_seconds(pid)
     start.wait()
     t0 = time.perf_counter()
@@ -198,7 +200,7 @@ def run_pass(
         t.join()
     wall = time.perf_counter() - t0
     cpu1 = process_cpu_seconds(pid)
-    after = cache_stats(admin)  # type: ignore[arg-type]
+    after = cache_stats(admin)
     for ch in channels:
         ch.close()
     if errors:

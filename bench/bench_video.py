@@ -29,7 +29,7 @@ beside the peers on the same file:
 Targets (issue 6): StreamFrames >= 0.8 x the ffmpeg CLI's frames/s; random
 GetFrame p50 <= 100 ms cold; stepping p50 <= 10 ms.
 
-Frames are received as a viewer would, through ``voxelgate.server.client.get_frame`` and
+Frames are received as a viewer would, through ``voxelgate.client.streams.get_frame`` and
 ``stream_frames``: the reply's bytes are taken as they arrive, without protobuf
 copying the frame twice more.
 
@@ -56,10 +56,12 @@ from _report import Report, add_report_arguments, cleanup, skip_peer, table, wor
 from _server import voxelgate_server
 from PIL import Image
 
+from voxelgate.client.files import ingest_requests
+from voxelgate.client.streams import get_frame, stream_frames, stream_frames_shared
+from voxelgate.client.transport import channel
 from voxelgate.imaging.media.frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames
 from voxelgate.imaging.media.probe_video import probe_video
 from voxelgate.server.app import tune_malloc
-from voxelgate.server.client import channel, get_frame, ingest_requests, stream_frames, stream_frames_shared
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 WIDTH, HEIGHT, FPS, GOP = 1920, 1080, 30, 50
@@ -72,7 +74,7 @@ def make_video(path: Path, *, seconds: float, seed: int) -> Path:
     small = rng.integers(0, 256, ((HEIGHT + margin_y) // 24, (WIDTH + margin_x) // 24, 3), dtype=np.uint8)
     texture = np.asarray(Image.fromarray(small).resize((WIDTH + margin_x, HEIGHT + margin_y), Image.Resampling.BICUBIC))
     texture = np.clip(texture.astype(np.int16) + rng.integers(-6, 7, texture.shape), 0, 255).astype(np.uint8)
-    frames = int(round(seconds * FPS))
+    frames = round(seconds * FPS)
     with av.open(str(path), "w", format="mp4", container_options={"movflags": "+faststart"}) as c:
         s = c.add_stream("libx264", rate=FPS)
         s.width, s.height, s.pix_fmt = WIDTH, HEIGHT, "yuv420p"
@@ -486,7 +488,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _ffmpeg_version() -> str:
-    out = subprocess.run(["ffmpeg", "-hide_banner", "-version"], capture_output=True, text=True).stdout.split()
+    out = subprocess.run(
+        ["ffmpeg", "-hide_banner", "-version"], capture_output=True, text=True, check=False
+    ).stdout.split()
     return out[2] if len(out) > 2 else "?"
 
 

@@ -18,7 +18,7 @@ little endian) and a compressed copy of the same pixels: JPEG Lossless SV1
   stops; a second, fresh server process on that data directory answers the first
   ``GetVolume`` (cold: stack split from the stored headers, frames decoded or read,
   volume built, streamed, then written to the derived cache; timed until the client
-  holds the whole array, received with :func:`voxelgate.server.client.fetch_volume`, which
+  holds the whole array, received with :func:`voxelgate.client.streams.fetch_volume`, which
   copies each chunk once into the preallocated array), then a second ``GetVolume``
   (cached);
 - SimpleITK: ``ImageSeriesReader`` with GDCM's series file names (the names step,
@@ -30,8 +30,8 @@ Ingest validation decodes every compressed frame and keeps it in the derived
 cache, so the compressed volume build does not decode again: the ingest time is
 printed beside it. This process (the client, and the in-process peers SimpleITK and
 pydicom) sets glibc's malloc thresholds as ``voxelgate serve`` does
-(``voxelgate.server.app.tune_malloc``; ``--no-tune-malloc`` leaves them). Target: our cold GetVolume faster than both peers. When
-dcm2niix is missing its rows are skipped (exit status 1 if ``VOXELGATE_REQUIRE_PEERS=1``).
+(``voxelgate.server.app.tune_malloc``; ``--no-tune-malloc`` leaves them). Target: our cold GetVolume
+faster than both peers. When dcm2niix is missing its rows are skipped (exit status 1 if ``VOXELGATE_REQUIRE_PEERS=1``).
 """
 
 from __future__ import annotations
@@ -57,8 +57,9 @@ from _server import process_cpu_seconds, voxelgate_server
 from _synth import write_ct_series
 from pydicom.uid import RLELossless
 
+from voxelgate.client.streams import FetchedVolume, fetch_volume
+from voxelgate.client.transport import channel
 from voxelgate.server.app import tune_malloc
-from voxelgate.server.client import FetchedVolume, channel, fetch_volume
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 DCM2NIIX = "/usr/bin/dcm2niix"
@@ -118,7 +119,7 @@ def write_compressed_copy(codec: Codec, paths: Sequence[Path], directory: Path) 
     directory.mkdir(parents=True, exist_ok=True)
     out = [directory / p.name for p in paths]
     with ThreadPoolExecutor(2) as pool:
-        list(pool.map(lambda a: _compress_one(codec, *a), zip(paths, out)))
+        list(pool.map(lambda a: _compress_one(codec, *a), zip(paths, out, strict=True)))
     ds = pydicom.dcmread(out[0], stop_before_pixels=True)
     if str(ds.file_meta.TransferSyntaxUID) != codec.transfer_syntax:
         raise RuntimeError(f"compressed copy has transfer syntax {ds.file_meta.TransferSyntaxUID}")
@@ -184,7 +185,7 @@ def dcm2niix_run(directory: Path) -> float:
     with tempfile.TemporaryDirectory(prefix="voxelgate-dcm2niix-") as out:
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [DCM2NIIX, "-z", "n", "-o", out, "-f", "vol", str(directory)], capture_output=True, text=True
+            [DCM2NIIX, "-z", "n", "-o", out, "-f", "vol", str(directory)], capture_output=True, text=True, check=False
         )
         elapsed = time.perf_counter() - t0
         if proc.returncode != 0 or not list(Path(out).glob("*.nii")):

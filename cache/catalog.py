@@ -8,7 +8,6 @@ server database can implement instead.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import sqlite3
@@ -18,16 +17,14 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
-from .sql_dialect import SQLITE, Dialect
-
-MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 100
+from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_token, encode_token
+from .sql_dialect import SQLITE, Connection, Dialect
 
 
 @dataclass(frozen=True)
@@ -121,7 +118,7 @@ class Page:
 class PutOutcome:
     """What :meth:`Catalog.put_instance` did."""
 
-    outcome: str  # "stored" | "duplicate" | "replaced"
+    outcome: Literal["stored", "duplicate", "replaced"]
     replaced: InstanceRow | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -206,47 +203,11 @@ def _cols(cls: type) -> list[str]:
 
 
 def _encode_token(key: Sequence[object], flt: QueryFilter) -> str:
-    raw = json.dumps({"k": list(key), "f": flt.digest()}).encode()
-    return base64.urlsafe_b64encode(raw).decode()
+    return encode_token(key, flt.digest())
 
 
 def _decode_token(token: str, flt: QueryFilter, types: tuple[type, ...]) -> list[object] | None:
-    """The key a page token carries, checked value by value against the key's column types.
-
-    The filter digest is no secret (a client can forge it), so each value must
-    have its column's type: an engine with strict types (PostgreSQL) would
-    otherwise fail on it instead of refusing the token.
-    """
-    if not token:
-        return None
-    try:
-        obj = json.loads(base64.urlsafe_b64decode(token.encode()))
-        key = obj["k"]
-        ok = obj["f"] == flt.digest() and isinstance(key, list) and len(key) == len(types)
-        ok = ok and all(
-            (isinstance(v, str) if t is str else (isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**63))
-            for v, t in zip(key, types, strict=True)
-        )
-    except (ValueError, KeyError, TypeError):
-        ok = False
-    if not ok:
-        raise InvalidInputError("page token is malformed or belongs to another query")
-    return key
-
-
-class Cursor(Protocol):
-    """What the catalog needs of a DB-API cursor (sqlite3's and psycopg's both are)."""
-
-    @property
-    def rowcount(self) -> int: ...
-    def fetchone(self) -> Any: ...
-    def fetchall(self) -> list[Any]: ...
-
-
-class Connection(Protocol):
-    """What the catalog needs of a connection: ``execute`` returning a cursor."""
-
-    def execute(self, sql: Any, params: Any = ..., /) -> Any: ...
+    return decode_token(token, flt.digest(), types)
 
 
 class SqlCatalog(MediaCatalogMixin):
@@ -604,6 +565,7 @@ class SqliteCatalog(SqlCatalog):
         self._write_lock = ProcessLock(self.path.with_name(self.path.name + ".writer"))
         # executescript manages its own transaction.
         self._db().executescript(_SCHEMA + MEDIA_SCHEMA)
+        self._migrate_media_sqlite()
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)

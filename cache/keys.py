@@ -28,7 +28,7 @@ def _norm(value: _Param) -> str:
         return f"{value:.6f}"
     if isinstance(value, str):
         return json.dumps(value)
-    if isinstance(value, Sequence) and not isinstance(value, (bytes, bytearray)):
+    if not isinstance(value, (bytes, bytearray)) and isinstance(value, Sequence):
         return "[" + ",".join(_norm(v) for v in value) + "]"
     raise TypeError(f"unsupported cache key parameter type {type(value).__name__}")
 

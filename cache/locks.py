@@ -8,13 +8,13 @@ catalog's writers) takes this lock instead.
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from pathlib import Path
 
-try:
+# fcntl is POSIX; elsewhere (Windows) one process per data directory, the thread lock alone.
+if sys.platform != "win32":
     import fcntl
-except ImportError:  # not POSIX: one process per data directory
-    fcntl = None  # type: ignore[assignment]
 
 
 class ProcessLock:
@@ -32,7 +32,7 @@ class ProcessLock:
 
     def __enter__(self) -> None:
         self._thread.acquire()
-        if fcntl is None:
+        if sys.platform == "win32":
             return
         try:
             if self._fd is None:
@@ -44,7 +44,7 @@ class ProcessLock:
 
     def __exit__(self, *exc: object) -> None:
         try:
-            if fcntl is not None and self._fd is not None:
+            if sys.platform != "win32" and self._fd is not None:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread.release()
@@ -54,6 +54,17 @@ class ProcessLock:
         fd, self._fd = self._fd, None
         if fd is not None:
             os.close(fd)
+
+    def let_go(self) -> None:
+        """Release the lock and close its file, from whichever thread holds it now.
+
+        For a lock taken in one thread and handed to another that releases it
+        (the thread lock is a plain lock, which any thread may release).
+        """
+        try:
+            self.__exit__(None, None, None)
+        finally:
+            self.close()
 
 
 __all__ = ["ProcessLock"]

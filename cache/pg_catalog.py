@@ -142,6 +142,14 @@ CREATE INDEX series_modality ON series (modality, study_uid);
 CREATE INDEX instances_study ON instances (study_uid);
 """,
     ),
+    (
+        4,
+        """
+-- A re-encode's source may be deleted (MediaService.DeleteMedia): the items re-encoded from it
+-- stay, with their reports and frame maps.
+ALTER TABLE media_reencodes DROP CONSTRAINT IF EXISTS media_reencodes_source_id_fkey;
+""",
+    ),
 )
 
 #: The schema version this code serves.

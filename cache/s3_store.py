@@ -40,13 +40,16 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 from voxelgate.errors import BusyError, InvalidInputError, NotFoundError, VoxelgateError
 
 from .locks import ProcessLock
 from .store import StagedFile
+
+if TYPE_CHECKING:  # the stubs (boto3-stubs[s3]) are a test dependency, not a runtime one
+    from mypy_boto3_s3 import S3Client
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +60,7 @@ RANGED_BUFFER = 256 * 1024
 LARGE_READ = 16 * 1024
 
 LockFactory = Callable[[Iterable[str]], AbstractContextManager[None]]
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ class S3Location:
         return f"{self.prefix + '/' if self.prefix else ''}objects/"
 
 
-def make_client(*, endpoint_url: str | None = None, region: str | None = None, max_connections: int = 16) -> Any:
+def make_client(*, endpoint_url: str | None = None, region: str | None = None, max_connections: int = 16) -> S3Client:
     """A boto3 S3 client; what is not given comes from the standard AWS configuration."""
     import boto3
     from botocore.config import Config as BotoConfig
@@ -187,7 +191,7 @@ class S3ObjectStore:
         *,
         cache_bytes: int = 4 << 30,
         locks: LockFactory | None = None,
-        client: Any = None,
+        client: S3Client | None = None,
         endpoint_url: str | None = None,
         region: str | None = None,
         max_connections: int = 16,
@@ -228,7 +232,7 @@ class S3ObjectStore:
             raise InvalidInputError("not a sha256 hex digest", subject=sha256[:80])
         return self.location.key(sha256)
 
-    def _call(self, what: str, fn: Callable[..., Any], **kwargs: Any) -> Any:
+    def _call(self, what: str, fn: Callable[..., _T], **kwargs: Any) -> _T:
         """One S3 request; a missing key is NotFoundError, a service that fails is BusyError (retry)."""
         from botocore.exceptions import BotoCoreError, ClientError
 

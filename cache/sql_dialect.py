@@ -5,14 +5,31 @@ The catalog's queries are written once (``voxelgate.cache.catalog``,
 turns them into an engine's form and spells the few statements whose syntax
 differs: insert-or-ignore, upsert, DICOM wildcard matching and string
 aggregation. SQLite (the embedded default) and PostgreSQL
-(``voxelgate.cache.pg_catalog``) are the two.
+(``voxelgate.cache.pg_catalog``) are the two. :class:`Connection` and
+:class:`Cursor` say what the queries need of an engine's driver: the DB-API
+part that sqlite3 and psycopg share.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal, Protocol
+
+
+class Cursor(Protocol):
+    """What the catalog needs of a DB-API cursor (sqlite3's and psycopg's both are)."""
+
+    @property
+    def rowcount(self) -> int: ...
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+
+
+class Connection(Protocol):
+    """What the catalog needs of a connection (sqlite3's and psycopg's both are): ``execute`` returning a cursor."""
+
+    def execute(self, sql: Any, params: Any = ..., /) -> Cursor: ...
 
 
 @dataclass(frozen=True)
@@ -62,6 +79,12 @@ class Dialect:
         escaped = pattern.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         return f"{column} LIKE ? ESCAPE '\\'", escaped.replace("*", "%").replace("?", "_")
 
+    def json_text(self, column: str, key: str) -> str:
+        """The text of top-level ``key`` of the JSON object held (as text) in ``column``; NULL when absent."""
+        if self.name == "sqlite":
+            return f"json_extract({column}, '$.{key}')"
+        return f"({column}::json ->> '{key}')"
+
     def string_agg_distinct(self, column: str) -> str:
         """The distinct values of ``column`` joined by commas (in no particular order)."""
         if self.name == "sqlite":
@@ -72,4 +95,4 @@ class Dialect:
 SQLITE = Dialect("sqlite")
 POSTGRESQL = Dialect("postgresql")
 
-__all__ = ["POSTGRESQL", "SQLITE", "Dialect"]
+__all__ = ["POSTGRESQL", "SQLITE", "Connection", "Cursor", "Dialect"]

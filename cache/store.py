@@ -37,7 +37,7 @@ def _load_syncfs() -> Callable[[int], int] | None:
         return None
     fn.argtypes = [ctypes.c_int]
     fn.restype = ctypes.c_int
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 _SYNCFS = _load_syncfs()
@@ -60,7 +60,7 @@ class StagedFile:
         self.max_bytes = max_bytes
         self.size = 0
         self._hash = hashlib.sha256()
-        self._fh: BinaryIO | None = open(path, "xb")
+        self._fh: BinaryIO | None = open(path, "xb")  # noqa: SIM115  (open across write() calls; commit or discard closes it)
         self.sha256: str | None = None
         self.synced = False
 

@@ -419,7 +419,7 @@ class _Worker:
                             self._kill()  # the task is half done and the pipe out of step: start afresh
                             raise
                     continue
-                return self._outcome(kind, rest, limits, subject)  # type: ignore[no-any-return]
+                return self._outcome(kind, rest, limits, subject)  # type: ignore[no-any-return]  # what the task returned, unpickled: its T
         except (EOFError, ConnectionError):
             raise self._died(subject) from None
         except (KeyboardInterrupt, SystemExit):

@@ -7,6 +7,7 @@ import os
 import struct
 import zlib
 from enum import Enum
+from typing import Any
 
 import numpy as np
 from isal import isal_zlib
@@ -82,7 +83,7 @@ def encode_png(arr: np.ndarray) -> bytes:
         raise InvalidInputError(f"cannot encode a {arr.dtype} array of shape {arr.shape} as PNG")
     if rows == 0 or cols == 0:
         raise InvalidInputError(f"cannot encode an empty image of shape {arr.shape} as PNG")
-    data = isal_zlib.compress(memoryview(raw).cast("B"), 1)
+    data = isal_zlib.compress(raw.data.cast("B"), 1)
     header = struct.pack(">IIBBBBB", cols, rows, depth, colour, 0, 0, 0)
     return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", data), _png_chunk(b"IEND", b"")))
 
@@ -91,7 +92,7 @@ def encode_png(arr: np.ndarray) -> bytes:
 _FILE_ENCODE_PIXELS = 1 << 20
 
 
-def pillow_save(img: Image.Image, **params: object) -> bytes:
+def pillow_save(img: Image.Image, **params: Any) -> bytes:
     """The bytes of ``img.save(file, **params)``, encoded with the GIL released where Pillow allows it.
 
     Pillow holds the GIL while it encodes into memory (``io.BytesIO``), but
@@ -106,10 +107,10 @@ def pillow_save(img: Image.Image, **params: object) -> bytes:
     """
     if not hasattr(os, "memfd_create") or img.width * img.height < _FILE_ENCODE_PIXELS:
         buf = io.BytesIO()
-        img.save(buf, **params)  # type: ignore[arg-type]
+        img.save(buf, **params)
         return buf.getvalue()
     with open(os.memfd_create("voxelgate-encode", os.MFD_CLOEXEC), "w+b") as f:
-        img.save(f, **params)  # type: ignore[arg-type]
+        img.save(f, **params)
         f.flush()
         f.seek(0)
         return f.read()

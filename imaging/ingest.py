@@ -10,22 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Generic, Protocol, TypeVar
 
 from voxelgate.cache.store import StagedFile, Store
 from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError, LimitExceededError
 
-
-class IngestSink(Protocol):
-    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile: ...
-    def finish_batch(self, items: Sequence[tuple[IncomingFile, str]], *, cancel: CancelToken = NEVER) -> list[Any]: ...
+#: What a sink reports for a file it committed (``IngestReport``, ``MediaReport``).
+Report = TypeVar("Report")
 
 
-class IncomingFile:
+class IngestSink(Protocol[Report]):
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile[Report]: ...
+    def finish_batch(
+        self, items: Sequence[tuple[IncomingFile[Report], str]], *, cancel: CancelToken = NEVER
+    ) -> list[Report | Exception]: ...
+
+
+class IncomingFile(Generic[Report]):
     """A file being received for ingest: write chunks, then :meth:`finish` or :meth:`abort`."""
 
-    def __init__(self, sink: IngestSink, staged: StagedFile, *, declared_size: int, overwrite: bool) -> None:
+    def __init__(self, sink: IngestSink[Report], staged: StagedFile, *, declared_size: int, overwrite: bool) -> None:
         self._sink = sink
         self.staged = staged
         self.name = staged.name
@@ -68,7 +73,7 @@ class IncomingFile:
             raise InvalidInputError("sha256 of the received bytes does not match the one sent", subject=self.name)
         return sha
 
-    def finish(self, expected_sha256: str = "", *, cancel: CancelToken = NEVER) -> Any:
+    def finish(self, expected_sha256: str = "", *, cancel: CancelToken = NEVER) -> Report:
         """Validate and commit this one file; return its report (raises its error)."""
         result = self._sink.finish_batch([(self, expected_sha256)], cancel=cancel)[0]
         if isinstance(result, BaseException):
@@ -77,8 +82,8 @@ class IncomingFile:
 
 
 def begin_file(
-    sink: IngestSink, store: Store, name: str, *, max_bytes: int, declared_size: int, overwrite: bool
-) -> IncomingFile:
+    sink: IngestSink[Report], store: Store, name: str, *, max_bytes: int, declared_size: int, overwrite: bool
+) -> IncomingFile[Report]:
     """Open a staging file for ``name`` after checking its declared size against ``max_bytes``.
 
     Raises
@@ -95,7 +100,7 @@ def begin_file(
     )
 
 
-def ingest_path(sink: IngestSink, path: Path, *, name: str | None = None, overwrite: bool = False) -> Any:
+def ingest_path(sink: IngestSink[Report], path: Path, *, name: str | None = None, overwrite: bool = False) -> Report:
     """Ingest a local file through ``sink`` (tests and tools; the server streams instead)."""
     incoming = sink.begin(name or path.name, declared_size=path.stat().st_size, overwrite=overwrite)
     with open(path, "rb") as fh:

@@ -17,6 +17,8 @@ from enum import Enum
 
 import numpy as np
 
+from voxelgate.cache.lru import LRU
+
 from .cpu import use_all_cores
 
 #: Named CT windows (center, width) in HU, as radiology references list them
@@ -116,12 +118,14 @@ def apply_window(
     # C.11.2.1.3.1 SIGMOID
     with np.errstate(over="ignore"):  # exp overflows to inf far below the window: y -> y_min
         y = y_range / (1 + np.exp(-4 * (xf - center) / width)) + y_min
-    return y.astype(np.float32, copy=False)
+    sigmoid: np.ndarray = y.astype(np.float32, copy=False)
+    return sigmoid
 
 
 def to_uint8(y: np.ndarray) -> np.ndarray:
     """Round a windowed float array in [0, 255] to uint8."""
-    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    rounded: np.ndarray = np.clip(np.rint(y), 0, 255).astype(np.uint8)
+    return rounded
 
 
 _LUT_DTYPES = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16), np.dtype(np.uint16))
@@ -137,14 +141,14 @@ _BIG_CHUNKS = 4
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _table_lock = threading.Lock()
-#: Calls of each recent window by a slice's worth of values (see _window_to), oldest first.
-_window_uses: dict[tuple[str, float, float, VoiFunction, int], int] = {}
 _WINDOW_USES_KEPT = 1024
+#: Calls of each recent window by a slice's worth of values (see _window_to); under _table_lock.
+_window_uses: LRU[tuple[str, float, float, VoiFunction, int], int] = LRU(_WINDOW_USES_KEPT)
 _FIT_AFTER_USES = 3
 
 
 def _threads() -> ThreadPoolExecutor:
-    global _pool
+    global _pool  # noqa: PLW0603 - made once, on first use, under the lock
     with _pool_lock:
         if _pool is None:
             _pool = ThreadPoolExecutor(
@@ -162,7 +166,7 @@ def _lut(dtype: str, center: float, width: float, function: VoiFunction, out_max
     if dt.kind == "i":
         domain = domain.view(dt)
     y = apply_window(domain, center, width, function=function, y_min=0.0, y_max=float(out_max))
-    lut = np.clip(np.rint(y), 0, out_max).astype(np.uint8 if out_max == 255 else np.uint16)
+    lut: np.ndarray = np.clip(np.rint(y), 0, out_max).astype(np.uint8 if out_max == 255 else np.uint16)
     lut.flags.writeable = False
     return lut
 
@@ -375,10 +379,8 @@ def _window_to(values: np.ndarray, center: float, width: float, function: VoiFun
             # A volume's worth of values pays that back at once; a slice saves a little by it,
             # so a slice takes it once its window came back a few times (a viewer paging with
             # it), not for each window of a viewer's window drag (docs/performance.md).
-            uses = _window_uses.pop(key, 0) + 1
-            _window_uses[key] = uses
-            if len(_window_uses) > _WINDOW_USES_KEPT:
-                del _window_uses[next(iter(_window_uses))]
+            uses = (_window_uses.peek(key) or 0) + 1
+            _window_uses.put(key, uses)
             fit = src.size >= _PARALLEL_FROM or uses > _FIT_AFTER_USES
             plan = _affine(*key) if fit else None
         out = np.empty(src.shape, dtype=out_dtype)
@@ -406,7 +408,8 @@ def _window_to(values: np.ndarray, center: float, width: float, function: VoiFun
                 helper.result()
         return out.reshape(values.shape)
     y = apply_window(values, center, width, function=function, y_min=0.0, y_max=float(out_max))
-    return np.clip(np.rint(y), 0, out_max).astype(out_dtype)
+    display: np.ndarray = np.clip(np.rint(y), 0, out_max).astype(out_dtype)
+    return display
 
 
 def window_to_uint8(

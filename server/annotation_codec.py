@@ -1,4 +1,4 @@
-"""AnnotationService messages <-> ``voxelgate.imaging.annotations`` shapes (shared by the servicer and the CLI)."""
+"""AnnotationService messages <-> ``voxelgate.imaging.annotations`` shapes: the servicer's side of the codec."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from voxelgate.imaging.annotations import (
     Points,
     Polygon,
     Polyline,
+    Ring,
     Shape,
     mask_from_png,
     mask_from_rle,
@@ -55,7 +56,9 @@ def shape_from_pb(pb: annotation_pb2.Shape, plane_shape: tuple[int, int], to_pix
     if kind == "polyline":
         return Polyline(to_pixels(_xyz(pb.polyline)))
     if kind == "polygon":
-        return Polygon([(to_pixels(_xyz(r.outer)), [to_pixels(_xyz(h)) for h in r.holes]) for r in pb.polygon.rings])
+        return Polygon(
+            tuple(Ring(to_pixels(_xyz(r.outer)), tuple(to_pixels(_xyz(h)) for h in r.holes)) for r in pb.polygon.rings)
+        )
     if kind == "mask":
         which = pb.mask.WhichOneof("encoding")
         if which == "rle":
@@ -113,22 +116,3 @@ def shape_to_pb(shape: Shape, to_request: ToRequest, encoding: int) -> annotatio
 def identity(xy: np.ndarray) -> np.ndarray:
     """Pixel coordinates returned as they are (the ``to_request`` of pixel requests)."""
     return xy
-
-
-def mask_shape_pb(mask: np.ndarray, encoding: int = annotation_pb2.MASK_RLE) -> annotation_pb2.Shape:
-    """The message of a boolean ``(H, W)`` mask."""
-    return shape_to_pb(Mask(mask), identity, encoding)
-
-
-def mask_array(pb: annotation_pb2.Shape, plane_shape: tuple[int, int]) -> np.ndarray:
-    """The boolean array of a mask message.
-
-    Raises
-    ------
-    InvalidInputError
-        For a shape that is not a mask, or a mask of another size.
-    """
-    shape = shape_from_pb(pb, plane_shape, pixels)
-    if not isinstance(shape, Mask):
-        raise InvalidInputError(f"expected a mask, got a {type(shape).__name__.lower()}")
-    return shape.array

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import grpc
+import numpy as np
 
 from voxelgate.cancel import CancelToken
 from voxelgate.errors import InvalidInputError, VoxelgateError
@@ -10,6 +13,7 @@ from voxelgate.imaging.annotations import Shape
 from voxelgate.imaging.annotations.planes import SliceGrid, check_plane_size, fill, key_subject
 from voxelgate.imaging.dicom.annotation_grid import DicomPlane, dicom_plane
 from voxelgate.imaging.dicom.archive import DicomArchive
+from voxelgate.imaging.dicom.frame_series import frame_series
 from voxelgate.imaging.dicom.seg import next_series_number, segmentation, store_segmentation
 from voxelgate.imaging.dicom.series import SeriesVolumes
 from voxelgate.imaging.media.annotation_grid import media_grid
@@ -33,9 +37,19 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
 
     def _source(
         self, request: annotation_pb2.InterpolateRequest, cancel: CancelToken
-    ) -> tuple[SliceGrid, DicomPlane | None, bool]:
-        """The slice grid, the DICOM plane (DICOM sources) and whether coordinates are patient mm."""
+    ) -> tuple[SliceGrid, DicomPlane | None, bool, tuple[tuple[str, int], ...], tuple[str, ...]]:
+        """The slice grid, the DICOM plane (stacks), whether coordinates are patient mm, the DICOM frame
+        of each index (acquired frames) and the source's warnings."""
         which = request.WhichOneof("source")
+        if which == "dicom_frames":
+            f = request.dicom_frames
+            target = f.WhichOneof("target")
+            series = frame_series(
+                self._archive,
+                sop_uid=f.sop_instance_uid if target == "sop_instance_uid" else "",
+                series_uid=f.series_instance_uid if target == "series_instance_uid" else "",
+            )
+            return series.grid, None, False, series.frames, series.warnings
         if which == "dicom":
             d = request.dicom
             if not d.series_instance_uid:
@@ -56,9 +70,9 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
                 )
             except VoxelgateError as exc:
                 raise exc.with_subject(d.series_instance_uid) from exc.__cause__
-            return plane.grid, plane, d.coordinates == annotation_pb2.PATIENT_MM
+            return plane.grid, plane, d.coordinates == annotation_pb2.PATIENT_MM, plane.frames, plane.warnings
         if which == "media":
-            return media_grid(self._library, request.media.id), None, False
+            return media_grid(self._library, request.media.id), None, False, (), ()
         if which == "plane":
             p = request.plane
             if len(p.pixel_spacing) != 2:
@@ -66,28 +80,31 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
             # Refused before anything is made of that size (a 50000 x 50000 plane: 10 GB a distance map).
             check_plane_size(p.rows, p.columns, subject="plane.rows x plane.columns")
             try:
-                grid = SliceGrid(list(p.slice_positions), (p.rows, p.columns), tuple(p.pixel_spacing), "mm", "slice")
+                spacing = (p.pixel_spacing[0], p.pixel_spacing[1])
+                grid = SliceGrid(np.asarray(list(p.slice_positions)), (p.rows, p.columns), spacing, "mm", "slice")
             except ValueError as exc:
                 raise InvalidInputError(str(exc), subject="plane") from None
-            return grid, None, False
+            return grid, None, False, (), ()
         raise InvalidInputError("give a dicom, media or plane source", subject="source")
 
     def Interpolate(
         self, request: annotation_pb2.InterpolateRequest, context: grpc.ServicerContext
     ) -> annotation_pb2.InterpolateResponse:
         cancel = call_token(context)
-        grid, plane, patient = self._source(request, cancel)
+        grid, plane, patient, frames, source_warnings = self._source(request, cancel)
         check_plane_size(*grid.plane_shape, subject="source")  # DICOM and media planes too: before masks are drawn
         opts = request.options
         if opts.as_dicom_seg and plane is None:
-            raise InvalidInputError("a DICOM Segmentation needs a DICOM source", subject="as_dicom_seg")
+            raise InvalidInputError(
+                "a DICOM Segmentation needs a DICOM stack (a dicom source); frames of a 2D acquisition come "
+                "back named by instance and frame",
+                subject="as_dicom_seg",
+            )
         keys: list[tuple[int, Shape]] = []
         for i, key in enumerate(request.keys):
             subject = key_subject(grid, i, key.index)
             grid.check_index(key.index, subject=subject)
-            to_pixels: ToPixels = (
-                (lambda pts, k=key.index, s=subject: grid.to_pixels(k, pts, subject=s)) if patient else pixels
-            )
+            to_pixels: ToPixels = partial(grid.to_pixels, key.index, subject=subject) if patient else pixels
             try:
                 keys.append((key.index, shape_from_pb(key.shape, grid.plane_shape, to_pixels)))
             except InvalidInputError as exc:
@@ -100,16 +117,19 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
             unit=grid.unit,
             rows=grid.plane_shape[0],
             columns=grid.plane_shape[1],
-            warnings=[*(plane.warnings if plane else ()), *warnings],
+            warnings=[*source_warnings, *warnings],
         )
         for f in filled:
-            to_request: ToRequest = (lambda xy, k=f.index: grid.to_patient(k, xy)) if patient else identity
+            to_request: ToRequest = partial(grid.to_patient, f.index) if patient else identity
+            sop, frame = frames[f.index] if frames else ("", 0)
             reply.shapes.append(
                 annotation_pb2.InterpolatedShape(
                     index=f.index,
                     position=f.position,
                     method=f.method,
                     shape=shape_to_pb(f.shape, to_request, opts.mask_encoding),
+                    sop_instance_uid=sop,
+                    frame=frame,
                 )
             )
         if opts.as_dicom_seg:

@@ -9,15 +9,29 @@ import grpc
 
 from voxelgate.cache.catalog import InstanceRow, Page, QueryFilter
 from voxelgate.errors import InvalidInputError
-from voxelgate.imaging.dicom.archive import DicomArchive, IngestReport
-from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
+from voxelgate.imaging.dicom.archive import DicomArchive, FrameFormat, IngestReport, ValueSpace
+from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc, volume_pb2
 
 from .calls import call_token
 from .ingest_stream import serve_ingest
 from .status import check_reply_size
+from .volume_servicer import VALUE_SPACES, window_pb, window_request
 
 log = logging.getLogger(__name__)
 
+_FORMATS: dict[int, FrameFormat] = {
+    dicom_pb2.FRAME_FORMAT_UNSPECIFIED: "raw",
+    dicom_pb2.RAW: "raw",
+    dicom_pb2.PNG: "png",
+    dicom_pb2.PNG16: "png16",
+}
+_VALUES: dict[int, ValueSpace] = {
+    volume_pb2.VALUE_SPACE_UNSPECIFIED: "modality",
+    volume_pb2.VALUE_SPACE_MODALITY: "modality",
+    volume_pb2.VALUE_SPACE_STORED: "stored",
+}
+#: Bytes a GetBulkData message carries: well under the 4 MiB a default gRPC client accepts.
+_BULK_CHUNK_BYTES = 1 << 20
 _OUTCOMES = {
     "stored": common_pb2.STORED,
     "duplicate": common_pb2.DUPLICATE,
@@ -145,14 +159,57 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             series_uid=request.series_instance_uid,
             include_private=request.include_private,
             bulk_data_threshold=request.bulk_data_threshold,
+            keywords=request.keywords,
         )
         return dicom_pb2.GetMetadataResponse(
             instances=[dicom_pb2.InstanceMetadata(sop_instance_uid=uid, json=text) for uid, text in items]
         )
 
+    def GetBulkData(
+        self, request: dicom_pb2.GetBulkDataRequest, context: grpc.ServicerContext
+    ) -> Iterator[dicom_pb2.BulkDataChunk]:
+        target = request.WhichOneof("target")
+        value = self._archive.bulk_data(
+            uri=request.uri if target == "uri" else "",
+            sop_uid=request.element.sop_instance_uid if target == "element" else "",
+            tag_path=request.element.tag_path if target == "element" else "",
+            frame=request.frame if request.HasField("frame") else None,
+            offset=request.offset,
+            length=request.length,
+            chunk_size=_BULK_CHUNK_BYTES,
+        )
+        yield dicom_pb2.BulkDataChunk(
+            header=dicom_pb2.BulkDataHeader(
+                vr=value.vr,
+                total_length=value.total,
+                offset=value.offset,
+                length=value.length,
+                transfer_syntax_uid=value.transfer_syntax_uid,
+                encapsulated=value.encapsulated,
+            )
+        )
+        for chunk in value.chunks:
+            if not context.is_active():
+                return
+            yield dicom_pb2.BulkDataChunk(data=chunk)
+
     def GetFrame(self, request: dicom_pb2.GetFrameRequest, context: grpc.ServicerContext) -> dicom_pb2.GetFrameResponse:
-        fmt = "png" if request.format == dicom_pb2.PNG else "raw"
-        f = self._archive.frame(request.sop_instance_uid, request.frame, fmt=fmt)
+        fmt = _FORMATS.get(request.format)
+        if fmt is None:
+            raise InvalidInputError(f"unknown frame format {request.format}", subject="format")
+        values = _VALUES.get(request.values)
+        if values is None:
+            raise InvalidInputError(
+                "values takes VALUE_SPACE_STORED or VALUE_SPACE_MODALITY (RAW only)", subject="values"
+            )
+        windowed = request.WhichOneof("windowing") is not None or request.window_index
+        f = self._archive.frame(
+            request.sop_instance_uid,
+            request.frame,
+            fmt=fmt,
+            window=window_request(request) if windowed else None,
+            values=values,
+        )
         check_reply_size(
             len(f.payload),
             self._max_message_bytes,
@@ -167,6 +224,9 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             shape=list(f.shape),
             rescaled=f.rescaled,
             warnings=f.warnings,
+            value_space=VALUE_SPACES[f.values],
+            window=window_pb(f.window),
+            inverted=f.inverted,
         )
 
     def GetInstanceFile(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic
 
 import grpc
 
 from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError
-from voxelgate.imaging.ingest import IncomingFile, IngestSink
+from voxelgate.imaging.ingest import IncomingFile, IngestSink, Report
 from voxelgate.v1 import common_pb2
 
 from .status import status_for
@@ -36,18 +36,18 @@ _GROUP_COMMIT = 16  # most files committed in one catalog transaction
 
 
 @dataclass
-class _Received:
+class _Received(Generic[Report]):
     """A file received whole and staged, waiting for validation and commit."""
 
     index: int
-    incoming: IncomingFile
+    incoming: IncomingFile[Report]
     sha256: str
 
 
 def serve_ingest(
-    sink: IngestSink,
+    sink: IngestSink[Report],
     request_iterator: Iterator[common_pb2.IngestChunk],
-    to_result: Callable[[int, Any], common_pb2.IngestResult],
+    to_result: Callable[[int, Report], common_pb2.IngestResult],
     *,
     cancel: CancelToken = NEVER,
 ) -> Iterator[common_pb2.IngestResult]:
@@ -65,10 +65,11 @@ def serve_ingest(
                 yield event
                 continue
             # Files already received commit together (one sync for the batch).
-            batch = [event, *events.take_ready(lambda e: isinstance(e, _Received), limit=_GROUP_COMMIT - 1)]
+            ready = events.take_ready(lambda e: isinstance(e, _Received), limit=_GROUP_COMMIT - 1)
+            batch = [event, *(e for e in ready if isinstance(e, _Received))]  # all of them: the filter narrows
             cancel.check()
             results = sink.finish_batch([(e.incoming, e.sha256) for e in batch], cancel=cancel)
-            for e, result in zip(batch, results):
+            for e, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     yield rejected(e.incoming.name, e.index, result, e.incoming.size)
                 else:
@@ -80,10 +81,10 @@ def serve_ingest(
 
 
 def _receive(
-    sink: IngestSink, request_iterator: Iterator[common_pb2.IngestChunk]
-) -> Iterator[_Received | common_pb2.IngestResult]:
+    sink: IngestSink[Report], request_iterator: Iterator[common_pb2.IngestChunk]
+) -> Iterator[_Received[Report] | common_pb2.IngestResult]:
     """Stage the files of an ingest stream; yield each complete file or its rejection."""
-    current: IncomingFile | None = None
+    current: IncomingFile[Report] | None = None
     name, index, skipping = "", -1, False
     try:
         for msg in request_iterator:

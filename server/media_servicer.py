@@ -9,32 +9,32 @@ copy the pixels twice more on their way to gRPC.
 from __future__ import annotations
 
 import json
-import threading
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import grpc
 
-from voxelgate.cache.media_catalog import SetRow
-from voxelgate.errors import InvalidInputError, LimitExceededError
+from voxelgate import wire
+from voxelgate.cache.media_catalog import MediaEntry, MediaQuery, SetRow
+from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 from voxelgate.imaging.media import Finding, ImageInfo, VideoInfo
 from voxelgate.imaging.media.frame_index import Pieces, payload_bytes
-from voxelgate.imaging.media.library import MediaFrameResult, MediaLibrary, MediaReport
+from voxelgate.imaging.media.library import FrameFormat, MediaFrameResult, MediaLibrary, MediaReport
 from voxelgate.imaging.media.render import raw_pixel_format
 from voxelgate.imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
-from . import shared_memory, wire
 from .calls import call_token
 from .ingest_stream import serve_ingest
+from .serializers import add_service
+from .shared_frames import serve_shared_frames
 from .status import REPLY_OVERHEAD, check_reply_size
 from .streams import prefetch
 
-_FORMATS = {
+_FORMATS: dict[int, FrameFormat] = {
     media_pb2.MEDIA_PNG: "png",
     media_pb2.MEDIA_JPEG: "jpeg",
     media_pb2.MEDIA_WEBP: "webp",
@@ -74,6 +74,9 @@ def frame_reply(f: MediaFrameResult, fmt: str) -> FrameReply:
         width=width,
         height=height,
         pixel_format=pixel_format,
+        rotation=f.rotation,
+        mirrored=f.mirrored,
+        pixel_aspect_ratio=_ratio(f.pixel_ratio) if f.pixel_ratio else None,
     )
     return FrameReply(head, f.payload)
 
@@ -91,65 +94,6 @@ def frame_wire(reply: FrameReply) -> bytes:
 
 
 _Reply = TypeVar("_Reply")
-
-
-class _CallEnded(Exception):
-    """A ``StreamFramesShared`` call ended (cancelled, or its client went) while a frame waited for a slot."""
-
-
-class _SlotsGivenBack:
-    """The free slots of a ``StreamFramesShared`` call: every slot at first, then each slot written
-    once the client gives it back.
-
-    A thread of its own reads the client's messages (the releases) while the
-    call's thread writes frames. A release of a slot that is not out, or any
-    other message, ends the call with INVALID_ARGUMENT.
-    """
-
-    def __init__(self, slots: int, requests: Iterator[media_pb2.SharedFramesRequest]) -> None:
-        self._free = deque(range(slots))
-        self._out: set[int] = set()
-        self._error: InvalidInputError | None = None
-        self._cond = threading.Condition()
-        threading.Thread(target=self._read, args=(requests,), name="shared-slots", daemon=True).start()
-
-    def _read(self, requests: Iterator[media_pb2.SharedFramesRequest]) -> None:
-        try:
-            for msg in requests:
-                part = msg.WhichOneof("part")
-                slots = [msg.release] if part == "release" else list(msg.releases.slots) if part == "releases" else None
-                with self._cond:
-                    if slots is None:
-                        self._error = InvalidInputError("after its start, StreamFramesShared takes releases only")
-                    for slot in slots or ():
-                        if slot not in self._out:
-                            self._error = InvalidInputError(f"slot {slot} is not out: it cannot be given back")
-                            break
-                        self._out.remove(slot)
-                        self._free.append(slot)
-                    self._cond.notify()
-                    if self._error is not None:
-                        return
-        except Exception:  # noqa: BLE001 - the call ended (cancelled, or the client went away)
-            return
-
-    def free(self) -> int:
-        """How many slots are free now (more may come back at any time, none go out but by ``take``)."""
-        with self._cond:
-            return len(self._free)
-
-    def take(self, context: grpc.ServicerContext) -> int | None:
-        """A free slot, marked out (waiting for one to come back); None once the call has ended."""
-        with self._cond:
-            while not self._free and self._error is None:
-                if not context.is_active():
-                    return None
-                self._cond.wait(0.25)
-            if self._error is not None:
-                raise self._error
-            slot = self._free.popleft()
-            self._out.add(slot)
-            return slot
 
 
 def _result(index: int, r: MediaReport) -> common_pb2.IngestResult:
@@ -244,6 +188,9 @@ def video_pb(
         size_bytes=info.size_bytes,
         reencoded_from=report_pb(reencoded_from) if reencoded_from else None,
         reencoded_as=reencoded_as or [],
+        mirrored=info.mirrored,
+        display_width=info.display_size[0],
+        display_height=info.display_size[1],
     )
 
 
@@ -284,6 +231,50 @@ def set_pb(s: SetRow) -> media_pb2.MediaSet:
     )
 
 
+_KIND_PB = {
+    "image": media_pb2.MEDIA_KIND_IMAGE,
+    "video": media_pb2.MEDIA_KIND_VIDEO,
+    "group": media_pb2.MEDIA_KIND_GROUP,
+    "sequence": media_pb2.MEDIA_KIND_SEQUENCE,
+}
+_KIND_NAME = {v: k for k, v in _KIND_PB.items()}
+
+
+def media_query(request: media_pb2.ListMediaRequest) -> MediaQuery:
+    """The domain query of a ``ListMedia`` request.
+
+    Raises
+    ------
+    InvalidInputError
+        A kind left unspecified.
+    """
+    if any(k not in _KIND_NAME for k in request.kinds):
+        raise InvalidInputError("kinds: MEDIA_KIND_UNSPECIFIED is not a kind (leave kinds empty for every kind)")
+    return MediaQuery(
+        kinds=tuple(_KIND_NAME[k] for k in request.kinds),
+        name_prefix=request.name_prefix,
+        created_from=request.created_from or None,
+        created_to=request.created_to or None,
+        source_id=request.source_id,
+    )
+
+
+def entry_pb(e: MediaEntry) -> media_pb2.MediaEntry:
+    return media_pb2.MediaEntry(
+        id=e.id,
+        kind=_KIND_PB[e.kind],
+        name=e.name,
+        created=e.created,
+        format=e.format,
+        width=e.width,
+        height=e.height,
+        frames=e.frames,
+        size_bytes=e.size,
+        source_id=e.source_id,
+        sets=e.sets,
+    )
+
+
 def _after_call(context: grpc.ServicerContext) -> Callable[[Callable[[], None]], None]:
     """Runs a function when the call has ended (its reply sent), or at once if it already has."""
 
@@ -310,7 +301,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def CreateSequence(
         self, request: media_pb2.CreateSequenceRequest, context: grpc.ServicerContext
     ) -> media_pb2.CreateSequenceResponse:
-        mode = "split" if request.mode == media_pb2.SPLIT else "homogenize"
+        mode: Literal["homogenize", "split"] = "split" if request.mode == media_pb2.SPLIT else "homogenize"
         sets = self._library.create_sequence(
             request.name, list(request.media_ids), mode=mode, natural_order=request.natural_order
         )
@@ -345,9 +336,10 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             request.frame,
             fmt=fmt,
             max_size=max_size,
-            window=window,  # type: ignore[arg-type]
+            window=window,
             max_bytes=self._max_message_bytes - REPLY_OVERHEAD,
             after_reply=_after_call(context),
+            stored=request.stored_orientation,
         )
         check_reply_size(
             len(f.payload),
@@ -382,68 +374,16 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def StreamFramesShared(
         self, request_iterator: Iterator[media_pb2.SharedFramesRequest], context: grpc.ServicerContext
     ) -> Iterator[media_pb2.SharedFrames]:
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("part") != "start":
-            raise InvalidInputError("StreamFramesShared starts with a start message")
-        start = first.start
-        slots, slot_bytes, item = start.slots, start.slot_bytes, start.frames.id
-        if not 1 <= slots <= shared_memory.MAX_SLOTS or slot_bytes < 1:
-            raise InvalidInputError(
-                f"slots must be 1 to {shared_memory.MAX_SLOTS} and slot_bytes at least 1; got {slots} and {slot_bytes}",
-                subject=item,
-            )
+        def frames(
+            request: media_pb2.StreamFramesRequest,
+            reply: Callable[[MediaFrameResult, str], media_pb2.MediaFrame],
+            into: Callable[[int], memoryview],
+        ) -> Iterator[media_pb2.MediaFrame]:
+            # No read-ahead thread: a reply here is a few bytes, sent at once, so this thread decodes and
+            # converts itself (one thread and two hand-overs a frame fewer, which saves CPU a frame).
+            return self._replies(request, context, reply, into=into, depth=0)
 
-        with shared_memory.open_for_writing(start.pid, start.fd, slots * slot_bytes) as segment:
-            given_back = _SlotsGivenBack(slots, request_iterator)
-            written: list[int] = []  # the slot ``into`` gave the raw frame that ``reply`` gets next (one thread)
-
-            def take(nbytes: int, what: str) -> int:
-                if nbytes > slot_bytes:
-                    raise LimitExceededError(
-                        f"{what} {nbytes} bytes, over the slots' {slot_bytes} (make the slots larger)", subject=item
-                    )
-                slot = given_back.take(context)
-                if slot is None:
-                    raise _CallEnded
-                return slot
-
-            def into(nbytes: int) -> memoryview:
-                """Where a raw frame goes: a free slot, which the decoder's converter writes into."""
-                written.append(slot := take(nbytes, "raw frames are"))
-                return segment.view(slot * slot_bytes, slot_bytes)
-
-            def reply(f: MediaFrameResult, fmt: str) -> media_pb2.MediaFrame:
-                nbytes = payload_bytes(f.payload)
-                if written:
-                    slot = written.pop()  # ``into`` gave it: the frame is in it
-                else:  # encoded (or scaled) frames come as bytes: copied into a slot
-                    slot = take(nbytes, f"frame {f.frame} is")
-                    segment.write(slot * slot_bytes, f.payload)
-                head = frame_reply(f, fmt).head  # made for this frame alone: no copy needed
-                head.shared_slot, head.shared_bytes = slot, nbytes
-                return head
-
-            # A reply describes several frames (shared_memory.batch), or what is written when no slot is free:
-            # the next frame waits for the client, which waits for these.
-            batch = shared_memory.batch(slots)
-            pending: list[media_pb2.MediaFrame] = []
-            error: Exception | None = None
-            try:
-                # No read-ahead thread: a reply here is a few bytes, sent at once, so this thread decodes and
-                # converts itself (one thread and two hand-overs a frame fewer, which saves CPU a frame).
-                for head in self._replies(start.frames, context, reply, into=into, depth=0):
-                    pending.append(head)
-                    if len(pending) >= batch or not given_back.free():
-                        yield media_pb2.SharedFrames(frames=pending)
-                        pending = []
-            except _CallEnded:
-                return
-            except Exception as exc:  # the frames written before it are the client's: they go first
-                error = exc
-            if pending:
-                yield media_pb2.SharedFrames(frames=pending)
-            if error is not None:
-                raise error
+        yield from serve_shared_frames(request_iterator, context, frames, lambda f, fmt: frame_reply(f, fmt).head)
 
     def _replies(
         self,
@@ -468,9 +408,10 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             fmt=fmt,
             max_size=max_size,
             into=into,
+            stored=request.stored_orientation,
         )
 
-        def messages() -> Iterator[_Reply]:
+        def messages() -> Generator[_Reply, None, None]:
             try:
                 for f in frames:
                     yield reply(f, fmt)
@@ -571,6 +512,26 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
         job = self._library.cancel_export(request.export_id)
         return media_pb2.ExportProgress(frames_done=job.done_frames, frames_total=job.total, export_id=job.export_id)
 
+    def ListMedia(
+        self, request: media_pb2.ListMediaRequest, context: grpc.ServicerContext
+    ) -> media_pb2.ListMediaResponse:
+        entries, token = self._library.list_media(
+            media_query(request), page_size=request.page.page_size, token=request.page.page_token
+        )
+        return media_pb2.ListMediaResponse(items=[entry_pb(e) for e in entries], next_page_token=token)
+
+    def DeleteMedia(
+        self, request: media_pb2.DeleteMediaRequest, context: grpc.ServicerContext
+    ) -> media_pb2.DeleteMediaResponse:
+        gone = self._library.delete_media(request.id)
+        return media_pb2.DeleteMediaResponse(
+            id=gone.id,
+            kind=_KIND_PB[gone.kind],
+            name=gone.name,
+            freed_bytes=gone.freed_bytes,
+            derived_entries=gone.derived_entries,
+        )
+
 
 #: MediaService methods whose replies are ``FrameReply`` objects.
 _FRAME_METHODS = ("GetFrame", "StreamFrames")
@@ -583,7 +544,7 @@ def add_media_service(servicer: MediaServicer, server: grpc.Server) -> None:
     The handler table is the generated one (request deserializers and the other
     methods as generated); only those two serializers are replaced.
     """
-    wire.add_service(
+    add_service(
         media_pb2_grpc.add_MediaServiceServicer_to_server,
         servicer,
         server,

@@ -1,10 +1,11 @@
-"""The one place that maps domain errors to gRPC status codes.
+"""The server's side of the one table between error classes and gRPC status codes.
 
-Domain errors (``voxelgate.errors``) carry the object they concern and a reason
-without PHI; they go to the client as they are. Anything else, a library's
-``ValueError`` included, is a fault of the server, not of the request: it becomes
-INTERNAL with a generic message and the traceback goes to the log, never to the
-client. Domain code that refuses client input raises ``InvalidInputError``.
+The table itself is ``voxelgate.errors.STATUS_CODES``, which the client reads the
+other way round. Domain errors carry the object they concern and a reason without
+PHI; they go to the client as they are. Anything else, a library's ``ValueError``
+included, is a fault of the server, not of the request: it becomes INTERNAL with a
+generic message and the traceback goes to the log, never to the client. Domain
+code that refuses client input raises ``InvalidInputError``.
 """
 
 from __future__ import annotations
@@ -15,31 +16,9 @@ from typing import Any
 
 import grpc
 
-from voxelgate.errors import (
-    BusyError,
-    CancelledError,
-    ConflictError,
-    InvalidInputError,
-    LimitExceededError,
-    NotFoundError,
-    PreconditionError,
-    UnsupportedError,
-    VoxelgateError,
-)
+from voxelgate.errors import LimitExceededError, VoxelgateError
 
 log = logging.getLogger(__name__)
-
-_CODES: dict[type[VoxelgateError], grpc.StatusCode] = {
-    InvalidInputError: grpc.StatusCode.INVALID_ARGUMENT,
-    NotFoundError: grpc.StatusCode.NOT_FOUND,
-    ConflictError: grpc.StatusCode.ALREADY_EXISTS,
-    LimitExceededError: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    UnsupportedError: grpc.StatusCode.UNIMPLEMENTED,
-    PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
-    BusyError: grpc.StatusCode.UNAVAILABLE,
-    CancelledError: grpc.StatusCode.CANCELLED,
-}
-
 
 #: Room left in a reply for the fields around its payload.
 REPLY_OVERHEAD = 4096
@@ -62,10 +41,7 @@ def check_reply_size(size: int, limit: int, *, subject: str, what: str, advice: 
 def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and client message for an exception raised by the domain."""
     if isinstance(exc, VoxelgateError):
-        for cls in type(exc).__mro__:
-            if cls in _CODES:
-                return _CODES[cls], str(exc)
-        return grpc.StatusCode.INTERNAL, str(exc)
+        return grpc.StatusCode[exc.code], str(exc)
     return grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
 
 
@@ -95,7 +71,8 @@ def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
         except grpc.RpcError:
             raise
         except BaseException as exc:
-            if is_fatal(exc) or (context.code() is not None and context.code() is not grpc.StatusCode.OK):
+            code = context.code()  # type: ignore[attr-defined]  # grpcio has it (1.38+); typeshed's stub lacks it
+            if is_fatal(exc) or (code is not None and code is not grpc.StatusCode.OK):
                 raise
             _abort(context, exc, method)
 
@@ -110,7 +87,8 @@ def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str) -> Callable[...,
             raise
         except BaseException as exc:
             # context.abort() inside the handler raises after setting its code: keep that code.
-            if is_fatal(exc) or (context.code() is not None and context.code() is not grpc.StatusCode.OK):
+            code = context.code()  # type: ignore[attr-defined]  # grpcio has it (1.38+); typeshed's stub lacks it
+            if is_fatal(exc) or (code is not None and code is not grpc.StatusCode.OK):
                 raise
             _abort(context, exc, method)
 

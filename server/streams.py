@@ -6,11 +6,29 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-_ITEM, _END, _ERROR = range(3)
+
+# What the background thread hands over: an item, the end, or the source's exception.
+@dataclass(frozen=True, slots=True)
+class _Item(Generic[T]):
+    value: T
+
+
+@dataclass(frozen=True, slots=True)
+class _End:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Error:
+    exc: BaseException
+
+
+_END = _End()
 
 
 class prefetch(Generic[T]):
@@ -23,13 +41,13 @@ class prefetch(Generic[T]):
 
     def __init__(self, source: Iterator[T], *, depth: int, name: str = "prefetch") -> None:
         self._source = source
-        self._queue: queue.Queue[tuple[int, object]] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[_Item[T] | _End | _Error] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()
-        self._pending: tuple[int, object] | None = None
+        self._pending: _Item[T] | _End | _Error | None = None
         self._thread = threading.Thread(target=self._pump, name=name, daemon=True)
         self._thread.start()
 
-    def _put(self, item: tuple[int, object]) -> bool:
+    def _put(self, item: _Item[T] | _End | _Error) -> bool:
         while not self._stop.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -41,11 +59,11 @@ class prefetch(Generic[T]):
     def _pump(self) -> None:
         try:
             for item in self._source:
-                if not self._put((_ITEM, item)):
+                if not self._put(_Item(item)):
                     return
-            self._put((_END, None))
+            self._put(_END)
         except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            self._put((_ERROR, exc))
+            self._put(_Error(exc))
         finally:
             close = getattr(self._source, "close", None)
             if close is not None:
@@ -63,30 +81,30 @@ class prefetch(Generic[T]):
                     self._pending = self._queue.get_nowait()
                 except queue.Empty:
                     break
-            kind, value = self._pending
-            if kind != _ITEM or not accept(value):  # type: ignore[arg-type]
+            entry = self._pending
+            if not isinstance(entry, _Item) or not accept(entry.value):
                 break
-            taken.append(value)  # type: ignore[arg-type]
+            taken.append(entry.value)
             self._pending = None
         return taken
 
     def __iter__(self) -> Iterator[T]:
         while True:
             if self._pending is not None:
-                (kind, value), self._pending = self._pending, None
+                entry, self._pending = self._pending, None
             else:
                 try:
-                    kind, value = self._queue.get(timeout=0.1)
+                    entry = self._queue.get(timeout=0.1)
                 except queue.Empty:
                     if self._stop.is_set():  # stopped (``stop``): nothing more will come
                         return
                     continue
-            if kind == _ITEM:
-                yield value  # type: ignore[misc]
-            elif kind == _END:
+            if isinstance(entry, _Item):
+                yield entry.value
+            elif isinstance(entry, _End):
                 return
             else:
-                raise value  # type: ignore[misc]
+                raise entry.exc
 
     def stop(self) -> None:
         """Ask the background thread to stop after the item it is producing (safe from any thread)."""
@@ -100,15 +118,15 @@ class prefetch(Generic[T]):
         """
         self._stop.set()
         left: list[T] = []
-        if self._pending is not None and self._pending[0] == _ITEM:
-            left.append(self._pending[1])  # type: ignore[arg-type]
+        if isinstance(self._pending, _Item):
+            left.append(self._pending.value)
         self._pending = None
         deadline = time.monotonic() + timeout
         while (self._thread.is_alive() and time.monotonic() < deadline) or not self._queue.empty():
             try:
-                kind, value = self._queue.get(timeout=0.05)
+                entry = self._queue.get(timeout=0.05)
             except queue.Empty:
                 continue
-            if kind == _ITEM:
-                left.append(value)  # type: ignore[arg-type]
+            if isinstance(entry, _Item):
+                left.append(entry.value)
         return left

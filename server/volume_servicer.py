@@ -6,15 +6,18 @@ from collections.abc import Iterator
 
 import grpc
 
+from voxelgate import wire
 from voxelgate.errors import InvalidInputError
-from voxelgate.imaging.dicom.series import SeriesVolumes, WindowRequest
-from voxelgate.imaging.dicom.volume import VolumeGrid
+from voxelgate.imaging.dicom.building import VolumeGrid
+from voxelgate.imaging.dicom.display import WindowRequest
+from voxelgate.imaging.dicom.reformat import SlabMode
+from voxelgate.imaging.dicom.series import SeriesVolumes
 from voxelgate.imaging.encode import ImageFormat
 from voxelgate.imaging.windowing import VoiFunction
-from voxelgate.v1 import volume_pb2, volume_pb2_grpc
+from voxelgate.v1 import dicom_pb2, volume_pb2, volume_pb2_grpc
 
-from . import wire
 from .calls import call_token
+from .serializers import add_service
 
 _PLANES = {volume_pb2.AXIAL: "axial", volume_pb2.CORONAL: "coronal", volume_pb2.SAGITTAL: "sagittal"}
 _FUNCTIONS = {
@@ -23,6 +26,12 @@ _FUNCTIONS = {
     volume_pb2.VOI_SIGMOID: VoiFunction.SIGMOID,
 }
 _FUNCTIONS_PB = {v: k for k, v in _FUNCTIONS.items()}
+#: The value spaces of the domain (``voxelgate.imaging.dicom.archive.ValueSpace``) on the wire.
+VALUE_SPACES = {
+    "stored": volume_pb2.VALUE_SPACE_STORED,
+    "modality": volume_pb2.VALUE_SPACE_MODALITY,
+    "presentation": volume_pb2.VALUE_SPACE_PRESENTATION,
+}
 _ENCODINGS = {
     volume_pb2.ENCODING_PNG: ImageFormat.PNG,
     volume_pb2.ENCODING_PNG16: ImageFormat.PNG16,
@@ -31,7 +40,7 @@ _ENCODINGS = {
 }
 #: Voxel bytes a GetVolume message carries: well under the 4 MiB a default gRPC client accepts.
 _CHUNK_BYTES = 2 << 20
-_SLAB = {volume_pb2.SLAB_MAX: "max", volume_pb2.SLAB_MIN: "min", volume_pb2.SLAB_MEAN: "mean"}
+_SLAB: dict[int, SlabMode] = {volume_pb2.SLAB_MAX: "max", volume_pb2.SLAB_MIN: "min", volume_pb2.SLAB_MEAN: "mean"}
 
 
 def _geometry(
@@ -49,16 +58,29 @@ def _grid_geometry(grid: VolumeGrid) -> volume_pb2.Geometry:
     return _geometry(grid.shape, spacing, grid.origin, direction)
 
 
-def window_request(request: volume_pb2.GetSliceRequest) -> WindowRequest:
+def window_request(request: volume_pb2.GetSliceRequest | dicom_pb2.GetFrameRequest) -> WindowRequest:
+    """The ``windowing`` oneof (and ``window_index``) that GetSlice and GetFrame share."""
     which = request.WhichOneof("windowing")
     if which == "window":
         w = request.window
+        if w.function not in _FUNCTIONS:
+            raise InvalidInputError(f"unknown VOI LUT function {w.function}", subject="window")
         return WindowRequest("explicit", w.center, w.width, _FUNCTIONS[w.function])
     if which == "preset":
         return WindowRequest("preset", preset=request.preset)
     if which == "auto_window" and request.auto_window:
         return WindowRequest("auto")
+    if which == "object_voi_lut" and request.object_voi_lut:
+        return WindowRequest("voi_lut", object_index=request.window_index)
     return WindowRequest("object", object_index=request.window_index)
+
+
+def window_pb(window: tuple[float, float, VoiFunction] | None) -> volume_pb2.Window | None:
+    """The Window message of an applied window (None stays None)."""
+    if window is None:
+        return None
+    c, w, fn = window
+    return volume_pb2.Window(center=c, width=w, function=_FUNCTIONS_PB[fn])
 
 
 class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
@@ -70,7 +92,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
     ) -> volume_pb2.VolumeInfo:
         layout = self._volumes.layout(request.series_instance_uid)
         stacks = []
-        for i, (stack, grid) in enumerate(zip(layout.stacks, layout.grids)):
+        for i, (stack, grid) in enumerate(zip(layout.stacks, layout.grids, strict=True)):
             stacks.append(
                 volume_pb2.StackInfo(
                     stack=i,
@@ -108,7 +130,8 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             fmt=_ENCODINGS[request.encoding],
             interpolation="nearest" if request.interpolation == volume_pb2.NEAREST else "linear",
             slab_mm=request.slab_mm,
-            slab_mode=_SLAB[request.slab_mode],  # type: ignore[arg-type]
+            slab_mode=_SLAB[request.slab_mode],
+            float_values=request.float_values,
             cancel=call_token(context),
         )
         g = r.geometry
@@ -125,10 +148,13 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             position_mm=g.position_mm,
             slice_count=r.slice_count,
             warnings=list(r.warnings),
+            rounded=r.rounded,
+            inverted=r.inverted,
+            value_space=VALUE_SPACES[r.values],
         )
-        if r.window is not None:
-            c, w, fn = r.window
-            reply.window.CopyFrom(volume_pb2.Window(center=c, width=w, function=_FUNCTIONS_PB[fn]))
+        window = window_pb(r.window)
+        if window is not None:
+            reply.window.CopyFrom(window)
         return reply
 
     def GetVolume(
@@ -150,18 +176,19 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
         yield volume_pb2.VolumeChunk(header=header)
         for chunk in chunks:
             if not context.is_active():
-                chunks.close()  # type: ignore[attr-defined]
+                chunks.close()
                 return
             yield chunk  # voxel bytes: written by chunk_wire as a data-only VolumeChunk
 
 
-#: The wire tag of ``VolumeChunk.data``: a voxel chunk holds nothing else.
-_DATA_TAG = wire.field_tag(volume_pb2.VolumeChunk.DESCRIPTOR.fields_by_name["data"])
+#: The wire tag of ``VolumeChunk.data``: a voxel chunk holds nothing else. (Through the file's
+#: descriptor: the stubs type a message class's DESCRIPTOR as either protobuf implementation's.)
+_DATA_TAG = wire.field_tag(volume_pb2.DESCRIPTOR.message_types_by_name["VolumeChunk"].fields_by_name["data"])
 
 
 def chunk_wire(chunk: volume_pb2.VolumeChunk | bytes | memoryview) -> bytes:
     """A ``GetVolume`` reply: a message as protobuf serialises it; voxel bytes as a ``VolumeChunk``
-    holding only ``data``, copied once, straight from the volume (see :mod:`voxelgate.server.wire`)."""
+    holding only ``data``, copied once, straight from the volume (see :mod:`voxelgate.wire`)."""
     if isinstance(chunk, volume_pb2.VolumeChunk):
         return chunk.SerializeToString()
     return wire.bytes_first(_DATA_TAG, chunk)
@@ -169,7 +196,7 @@ def chunk_wire(chunk: volume_pb2.VolumeChunk | bytes | memoryview) -> bytes:
 
 def add_volume_service(servicer: VolumeServicer, server: grpc.Server) -> None:
     """Register ``servicer`` as the generated code does, with ``chunk_wire`` serialising ``GetVolume``."""
-    wire.add_service(
+    add_service(
         volume_pb2_grpc.add_VolumeServiceServicer_to_server,
         servicer,
         server,

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from voxelgate.imaging.dicom.pixels import Limits
+from voxelgate.imaging.limits import Limits
 from voxelgate.server.app import Running, build_server
 from voxelgate.server.config import Config
 
@@ -32,6 +32,13 @@ def require_peer(name: str, available: bool, why: str = "") -> None:
 
 def have_program(name: str) -> bool:
     return shutil.which(name) is not None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that take the ``corpus`` fixture carry the ``corpus`` marker (``-m "not corpus"``)."""
+    for item in items:
+        if "corpus" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.corpus)
 
 
 @pytest.fixture

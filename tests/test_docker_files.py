@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from voxelgate.client import cli as client_cli
+from voxelgate.client.admin import AdminCalls
 from voxelgate.server import cli
 from voxelgate.server.config import DEFAULT_PORT
 
@@ -75,7 +77,7 @@ def _one(stage: list[tuple[str, str]], ins: str) -> str:
 
 def _console_script() -> str:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    (name,) = [n for n, target in scripts.items() if target == "voxelgate.server.cli:main"]
+    (name,) = [n for n, target in scripts.items() if target == "voxelgate.cli:main"]
     return name
 
 
@@ -144,8 +146,8 @@ def test_healthcheck_uses_the_grpc_health_service(final: list[tuple[str, str]]) 
     assert re.search(rf"\bvoxelgate health --server 127\.0\.0\.1:{DEFAULT_PORT}\b", text), text
     assert "--ca-file" in text, "a TLS server needs the CA for the probe"
     # `voxelgate health` is a client of grpc.health.v1.Health, which the server leaves open.
-    source = inspect.getsource(cli.cmd_health)
-    assert "HealthStub" in source and "SERVING" in source
+    source = inspect.getsource(client_cli.cmd_health) + inspect.getsource(AdminCalls.health)
+    assert "HealthCheckRequest" in source and "SERVING" in source
     from voxelgate.server.auth import OPEN_PREFIXES
 
     assert "/grpc.health.v1.Health/" in OPEN_PREFIXES

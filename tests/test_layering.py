@@ -86,13 +86,18 @@ def _imports(path: Path, package: str | None = None) -> set[str]:
             elif node.level and here is not None:
                 base = here[: len(here) - (node.level - 1)]
                 found.add(".".join([*base, node.module] if node.module else base))
-        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in {
-            "import_module",
-            "__import__",
-        }:
-            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                found.add(node.args[0].value)
+        elif isinstance(node, ast.Call) and (dynamic := _dynamic_import_of(node)):
+            found.add(dynamic)
     return found
+
+
+def _dynamic_import_of(call: ast.Call) -> str | None:
+    """The module an ``import_module("x")`` or ``__import__("x")`` call names, when it is a literal."""
+    name = getattr(call.func, "attr", getattr(call.func, "id", ""))
+    if name not in {"import_module", "__import__"} or not call.args:
+        return None
+    first = call.args[0]
+    return first.value if isinstance(first, ast.Constant) and isinstance(first.value, str) else None
 
 
 def _hits(imported: set[str], forbidden: set[str]) -> set[str]:
@@ -180,7 +185,7 @@ def test_the_import_scanner_sees_what_it_should(tmp_path: Path) -> None:
         "voxelgate.v1.dicom_pb2",
     }
     # Relative imports resolve against the module's package.
-    inner = _folder("voxelgate.imaging") / "dicom" / "volume.py"
+    inner = _folder("voxelgate.imaging") / "dicom" / "building.py"
     assert "voxelgate.imaging.dicom.stacks" in _imports(inner, "voxelgate.imaging")
 
 

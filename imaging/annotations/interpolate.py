@@ -24,12 +24,14 @@ Methods (the name reported with every result):
     the blend is thresholded at 0. Splits, merges and several components
     follow from the level set. Three refinements (see :class:`_MaskPair`):
     connected components that overlap (or nearly touch) on neighbouring keys
-    are one structure, interpolated on its own crop and carried along the
-    move of its centroid, so that what moves between slices is not faded out
-    at one place and in at the other; a shape with holes is its filled
-    outline minus its holes, each interpolated apart, so that a thin ring
-    whose radius changes survives; and a structure on both keys never breaks
-    off between them (its deepest pixel is kept).
+    are one structure, and so are the components of like area left over on
+    both keys, paired by nearest centroids however far they moved; each
+    structure is interpolated on its own crop and carried along the move of
+    its centroid, so that what moves between slices is not faded out at one
+    place and in at the other; a shape with holes is its filled outline minus
+    its holes, each interpolated apart, so that a thin ring whose radius
+    changes survives; and a structure on both keys never breaks off between
+    them (its deepest pixel is kept).
 ``mask-fallback``
     Polygons whose keys differ in their number of rings or holes, or whose
     morph would intersect itself: both keys are rasterised and interpolated
@@ -43,6 +45,7 @@ Methods (the name reported with every result):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -174,20 +177,23 @@ def interpolate(
             )
     # Stable sort keeps the caller's index in error messages meaningful.
     order = sorted(range(len(parsed)), key=lambda i: parsed[i][0])
-    for a, b in zip(order, order[1:]):
-        if parsed[a][0] == parsed[b][0]:
-            raise InvalidInputError(f"same position as key {a}", subject=_key_name(b, parsed[b][0]))
-    if kind is Mask:
-        shape0 = plane_shape or parsed[0][1].shape  # type: ignore[union-attr]
+    for earlier, later in itertools.pairwise(order):
+        if parsed[earlier][0] == parsed[later][0]:
+            raise InvalidInputError(f"same position as key {earlier}", subject=_key_name(later, parsed[later][0]))
+    first = parsed[0][1]
+    if isinstance(first, Mask):
+        shape0 = plane_shape or first.shape
         for i, (pos, shape) in enumerate(parsed):
-            check_mask_shape(shape, tuple(shape0), subject=_key_name(i, pos))  # type: ignore[arg-type]
-        plane_shape = tuple(shape0)  # type: ignore[assignment]
-    if kind is Points:
-        n = len(parsed[0][1].array)  # type: ignore[union-attr]
+            assert isinstance(shape, Mask)  # every key is of key 0's kind (checked above)
+            check_mask_shape(shape, shape0, subject=_key_name(i, pos))
+        plane_shape = (shape0[0], shape0[1])  # as given, now known to be two values
+    if isinstance(first, Points):
+        n = len(first.array)
         for i, (pos, shape) in enumerate(parsed):
-            if len(shape.array) != n:  # type: ignore[union-attr]
+            assert isinstance(shape, Points)  # every key is of key 0's kind (checked above)
+            if len(shape.array) != n:
                 raise InvalidInputError(
-                    f"has {len(shape.array)} points but key 0 has {n}; landmarks must pair up",  # type: ignore[union-attr]
+                    f"has {len(shape.array)} points but key 0 has {n}; landmarks must pair up",
                     subject=_key_name(i, pos),
                 )
     chosen = _DEFAULT_METHOD[kind] if method is None else method
@@ -195,8 +201,8 @@ def interpolate(
         raise InvalidInputError(f"unknown method {chosen!r}; known: {', '.join(METHODS)}", subject="method")
     if kind not in METHODS[chosen]:
         raise InvalidInputError(f"{chosen!r} does not apply to {kind.__name__}", subject="method")
-    if kind is Polygon and plane_shape is None:
-        plane_shape = _covering_plane([s for _, s in parsed])  # type: ignore[misc]
+    if isinstance(first, Polygon) and plane_shape is None:
+        plane_shape = _covering_plane([s for _, s in parsed if isinstance(s, Polygon)])  # all: keys are of one kind
 
     key_pos = np.array([parsed[i][0] for i in order])
     key_shapes = [parsed[i][1] for i in order]
@@ -207,7 +213,11 @@ def interpolate(
         cancel.check()
         if k not in masks:
             shape = key_shapes[k]
-            masks[k] = (rasterize_polygon(shape, plane_shape) if isinstance(shape, Polygon) else shape).array  # type: ignore[arg-type, union-attr]
+            if isinstance(shape, Polygon):
+                assert plane_shape is not None  # chosen above for polygons
+                shape = rasterize_polygon(shape, plane_shape)
+            assert isinstance(shape, Mask)  # the methods that need masks take masks and polygons only
+            masks[k] = shape.array
         return masks[k]
 
     def pair(k: int) -> _MaskPair:
@@ -243,13 +253,14 @@ def interpolate(
         if chosen == "nearest":
             out.append((p, a if t <= 0.5 else b, "nearest"))
         elif chosen == "linear":
-            out.append((p, _linear(a, b, t), "linear"))  # type: ignore[arg-type]
+            out.append((p, _linear(a, b, t), "linear"))
         elif chosen == "sdf":
             out.append((p, pair(k).at(t), "sdf"))
-        elif isinstance(a, Polyline):
-            out.append((p, Polyline(_morph_open(a.array, b.array, t)), "contour-morph"))  # type: ignore[union-attr]
+        elif isinstance(a, Polyline) and isinstance(b, Polyline):
+            out.append((p, Polyline(_morph_open(a.array, b.array, t)), "contour-morph"))
         else:
-            morphed = _morph_polygon(a, b, t)  # type: ignore[arg-type]
+            assert isinstance(a, Polygon) and isinstance(b, Polygon)  # contour-morph: polylines or polygons
+            morphed = _morph_polygon(a, b, t)
             if morphed is None:
                 out.append((p, pair(k).at(t), "mask-fallback"))
             else:
@@ -277,11 +288,12 @@ def _covering_plane(shapes: Sequence[Polygon]) -> tuple[int, int]:
 # --- boxes and points -------------------------------------------------------------------------
 
 
-def _linear(a: Box | Points, b: Box | Points, t: float) -> Box | Points:
-    if isinstance(a, Box):
-        v = (1.0 - t) * a.as_array() + t * b.as_array()  # type: ignore[union-attr]
+def _linear(a: Shape, b: Shape, t: float) -> Box | Points:
+    if isinstance(a, Box) and isinstance(b, Box):
+        v = (1.0 - t) * a.as_array() + t * b.as_array()
         return Box(*v.tolist())
-    return Points((1.0 - t) * a.array + t * b.array)  # type: ignore[union-attr]
+    assert isinstance(a, Points) and isinstance(b, Points)  # linear: two boxes or two points
+    return Points((1.0 - t) * a.array + t * b.array)
 
 
 # --- masks ------------------------------------------------------------------------------------
@@ -328,7 +340,8 @@ def _edt(feature: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     g = np.minimum(rows - above, below - rows) * spacing[0]  # inf in columns without a feature
     cols = np.arange(w, dtype=np.float64) * spacing[1]
     dx2 = (cols[:, None] - cols[None, :]) ** 2  # (w, w)
-    return np.sqrt(np.min(g[:, None, :] ** 2 + dx2[None, :, :], axis=2))
+    dist: np.ndarray = np.sqrt(np.min(g[:, None, :] ** 2 + dx2[None, :, :], axis=2))
+    return dist
 
 
 def _signed_distance(mask: np.ndarray, spacing: tuple[float, float], cancel: CancelToken = NEVER) -> np.ndarray | None:
@@ -449,7 +462,8 @@ def _holes(mask: np.ndarray) -> np.ndarray:
     enclosed = np.ones(n + 1, dtype=bool)
     enclosed[border] = False
     enclosed[0] = False
-    return enclosed[labels]
+    holes: np.ndarray = enclosed[labels]
+    return holes
 
 
 @dataclass(frozen=True)
@@ -463,13 +477,15 @@ class _Parts:
     @property
     def radii(self) -> np.ndarray:
         """Radius in pixels of the disc of each component's area."""
-        return np.sqrt(self.areas / np.pi)
+        radii: np.ndarray = np.sqrt(self.areas / np.pi)
+        return radii
 
     def centroid(self, labels: Sequence[int]) -> np.ndarray:
         """Centroid of the union of some components."""
         idx = np.asarray(labels, dtype=np.int64) - 1
         w = self.areas[idx]
-        return (self.centroids[idx] * w[:, None]).sum(axis=0) / w.sum()
+        centroid: np.ndarray = (self.centroids[idx] * w[:, None]).sum(axis=0) / w.sum()
+        return centroid
 
     @classmethod
     def of(cls, mask: np.ndarray) -> _Parts:
@@ -482,6 +498,10 @@ class _Parts:
         return cls(labels, np.column_stack([cx, cy]), area)
 
 
+#: Largest ratio of two lone components' areas for them to be taken as one structure that moved.
+_ALIKE_AREAS = 2.0
+
+
 def _group_parts(p0: _Parts, p1: _Parts) -> list[tuple[list[int], list[int]]]:
     """Which components of two neighbouring keys are the same structure.
 
@@ -489,8 +509,16 @@ def _group_parts(p0: _Parts, p1: _Parts) -> list[tuple[list[int], list[int]]]:
     group of several). A component of key 0 that overlaps nothing joins the
     nearest component of key 1 that overlaps nothing either, when they nearly
     touch (a small structure that moved by more than its size; several may
-    join one, as in a merge); what is left ends between the keys. Returns
-    ``(labels in key 0, labels in key 1)`` per group.
+    join one, as in a merge). The lone components left on both keys are then
+    paired one to one, nearest centroids first, however far apart, when their
+    areas are alike (within :data:`_ALIKE_AREAS` of each other): the keys are
+    one object drawn twice, and a structure that moved by more than its size
+    between them (a lesion across widely spaced key slices, an organ tracked
+    across frames) is the same structure, to be carried along, not faded out
+    at one place and in at the other. Unlike areas tell a structure that ends
+    from one that begins elsewhere (skull fragments on CT slices). What is left
+    after that ends between the keys.
+    Returns ``(labels in key 0, labels in key 1)`` per group.
     """
     n0, n1 = len(p0.radii), len(p1.radii)
     parent = list(range(n0 + n1))
@@ -515,13 +543,24 @@ def _group_parts(p0: _Parts, p1: _Parts) -> list[tuple[list[int], list[int]]]:
     if lone0.size and lone1.size:
         gap = np.hypot(*(p0.centroids[lone0, None, :] - p1.centroids[None, lone1, :]).transpose(2, 0, 1))
         reach = p0.radii[lone0, None] + p1.radii[None, lone1] + 2.0
-        for flat in np.argsort(gap, axis=None).tolist():
+        order = np.argsort(gap, axis=None).tolist()
+        joined0 = np.zeros(len(lone0), dtype=bool)
+        joined1 = np.zeros(len(lone1), dtype=bool)
+        for flat in order:
             i, j = divmod(flat, len(lone1))
             a, b = int(lone0[i]), int(lone1[j])
             if gap[i, j] > reach[i, j]:
                 break
             if find(a) == a and find(n0 + b) == n0 + b:
                 parent[a] = n0 + b
+                joined0[i] = joined1[j] = True
+        a0, a1 = p0.areas[lone0], p1.areas[lone1]
+        alike = np.maximum(a0[:, None], a1[None, :]) <= _ALIKE_AREAS * np.minimum(a0[:, None], a1[None, :])
+        for flat in order:  # one to one, at any distance: see the docstring
+            i, j = divmod(flat, len(lone1))
+            if alike[i, j] and not (joined0[i] or joined1[j]):
+                parent[int(lone0[i])] = n0 + int(lone1[j])
+                joined0[i] = joined1[j] = True
     groups: dict[int, tuple[list[int], list[int]]] = {}
     for a in range(n0):
         groups.setdefault(find(a), ([], []))[0].append(a + 1)
@@ -585,7 +624,8 @@ class _Blend:
             maps.append(_signed_distance(local, spacing, cancel))
         d0, d1 = maps
         if d0 is None:
-            d0 = np.full_like(d1, -float(d1.min()))  # type: ignore[arg-type]
+            assert d1 is not None  # the structure has pixels on one key at least
+            d0 = np.full_like(d1, -float(d1.min()))
         if d1 is None:
             d1 = np.full_like(d0, -float(d0.min()))
         self.d0, self.d1 = d0, d1
@@ -723,7 +763,8 @@ def _morph_open(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
     # A line drawn the other way round is the same line.
     if np.sum((ra - rb[::-1]) ** 2) < np.sum((ra - rb) ** 2):
         rb = rb[::-1]
-    return (1.0 - t) * ra + t * rb
+    morphed: np.ndarray = (1.0 - t) * ra + t * rb
+    return morphed
 
 
 def _centroid(ring: np.ndarray) -> np.ndarray:
@@ -732,7 +773,8 @@ def _centroid(ring: np.ndarray) -> np.ndarray:
     cross = x * np.roll(y, -1) - np.roll(x, -1) * y
     area = cross.sum() / 2.0
     if abs(area) < 1e-12:
-        return ring.mean(axis=0)
+        mean: np.ndarray = ring.mean(axis=0)
+        return mean
     cx = ((x + np.roll(x, -1)) * cross).sum() / (6.0 * area)
     cy = ((y + np.roll(y, -1)) * cross).sum() / (6.0 * area)
     return np.array([cx, cy])
@@ -750,7 +792,7 @@ def _match(xs: Sequence[T], ys: Sequence[T], ring_of: Callable[[T], np.ndarray])
     pairs: list[tuple[T, T]] = []
     for _ in range(len(xs)):
         i, j = np.unravel_index(int(np.argmin(dist)), dist.shape)
-        pairs.append((xs[i], ys[j]))
+        pairs.append((xs[int(i)], ys[int(j)]))
         dist[i, :] = np.inf
         dist[:, j] = np.inf
     return pairs
@@ -758,7 +800,7 @@ def _match(xs: Sequence[T], ys: Sequence[T], ring_of: Callable[[T], np.ndarray])
 
 def _morph_polygon(a: Polygon, b: Polygon, t: float) -> Polygon | None:
     """The morphed polygon, or ``None`` when the rings do not pair up or the result is not simple."""
-    if len(a.rings) != len(b.rings) or any(len(x.holes) != len(y.holes) for x, y in zip(a.rings, b.rings)):
+    if len(a.rings) != len(b.rings) or any(len(x.holes) != len(y.holes) for x, y in zip(a.rings, b.rings, strict=True)):
         return None
     rings = []
     for x, y in _match(a.rings, b.rings, lambda r: r.outer):

@@ -19,11 +19,20 @@ import numpy as np
 from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError, LimitExceededError
 from voxelgate.imaging.annotations.interpolate import interpolate
-from voxelgate.imaging.annotations.shapes import Box, Mask, Polygon, Shape, check_mask_shape, rasterize_polygon
+from voxelgate.imaging.annotations.shapes import (
+    Box,
+    Mask,
+    Polygon,
+    Ring,
+    Shape,
+    check_mask_shape,
+    rasterize_polygon,
+)
 
 __all__ = ["MAX_PLANE_PIXELS", "Filled", "SliceGrid", "SlicePlacement", "as_mask", "check_plane_size", "fill"]
 
-Unit = Literal["mm", "s"]
+#: Of positions: millimetres, seconds, or the frames' order (where a source gives no times).
+Unit = Literal["mm", "s", "frame"]
 
 #: Largest plane (rows x columns) annotations are filled on: 8192 x 8192 holds any DICOM image and
 #: 8K video. A mask of it is 64 MiB and a distance map 256 MiB; a 50000 x 50000 plane would need
@@ -67,11 +76,12 @@ class SlicePlacement:
     def to_patient(self, xy: np.ndarray) -> np.ndarray:
         """LPS mm of ``(n, 2)`` pixel coordinates ``(x, y)``; shape ``(n, 3)``."""
         xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-        return (
+        lps: np.ndarray = (
             np.asarray(self.origin)
             + np.outer(xy[:, 0] * self.pixel_spacing[1], self.row_direction)
             + np.outer(xy[:, 1] * self.pixel_spacing[0], self.column_direction)
         )
+        return lps
 
     def to_pixels(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Pixel coordinates ``(n, 2)`` of LPS points ``(n, 3)``, and each point's distance off the plane (mm)."""
@@ -267,12 +277,13 @@ def fill(
         raise InvalidInputError(f"{grid.kind} {last} is outside the {grid.kind}s 0..{grid.count - 1}", subject="range")
     if len(indices) >= 2 and not extrapolate and (first < lo or last > hi):
         raise InvalidInputError(
-            f"{grid.kind}s {first}..{last} reach outside the keys ({lo}..{hi}); ask for extrapolation to hold the end keys",
+            f"{grid.kind}s {first}..{last} reach outside the keys ({lo}..{hi}); "
+            "ask for extrapolation to hold the end keys",
             subject="range",
         )
     wanted = list(range(first, last + 1))
     results = interpolate(
-        [(float(grid.positions[index]), shape) for index, (_, shape) in zip(indices, keys)],
+        [(float(grid.positions[index]), shape) for index, (_, shape) in zip(indices, keys, strict=True)],
         [float(grid.positions[j]) for j in wanted],
         method=method or None,
         extrapolate=extrapolate,
@@ -280,7 +291,7 @@ def fill(
         plane_shape=grid.plane_shape,
         cancel=cancel,
     )
-    out = [Filled(j, pos, shape, how) for j, (pos, shape, how) in zip(wanted, results)]
+    out = [Filled(j, pos, shape, how) for j, (pos, shape, how) in zip(wanted, results, strict=True)]
     warnings = []
     fallback = [f.index for f in out if f.method == "mask-fallback"]
     if fallback:
@@ -330,7 +341,7 @@ def as_mask(shape: Shape, plane_shape: tuple[int, int], *, subject: str) -> Mask
             )
             mask[r0:r1, c0:c1] = True
             return Mask(mask)
-        return rasterize_polygon(Polygon([(outer, ())]), plane_shape)
+        return rasterize_polygon(Polygon((Ring(outer, ()),)), plane_shape)
     raise InvalidInputError(
         f"a {type(shape).__name__.lower()} encloses no area; a segmentation needs masks, polygons or boxes",
         subject=subject,

@@ -20,6 +20,7 @@ from typing import NamedTuple, TypeAlias
 import numpy as np
 from PIL import Image
 
+from voxelgate import rle
 from voxelgate.errors import InvalidInputError
 
 __all__ = [
@@ -108,9 +109,10 @@ def ring_is_simple(ring: np.ndarray, *, block: int = 256) -> bool:
     idx = np.arange(n)
 
     def orient(p0: np.ndarray, p1: np.ndarray, q: np.ndarray) -> np.ndarray:
-        return np.sign(
+        sign: np.ndarray = np.sign(
             (p1[..., 0] - p0[..., 0]) * (q[..., 1] - p0[..., 1]) - (p1[..., 1] - p0[..., 1]) * (q[..., 0] - p0[..., 0])
         )
+        return sign
 
     for start in range(0, n, block):
         i = idx[start : start + block, None]
@@ -275,7 +277,7 @@ class Mask:
     @property
     def shape(self) -> tuple[int, int]:
         """``(H, W)``."""
-        return self.array.shape  # type: ignore[return-value]
+        return self.array.shape
 
 
 Shape: TypeAlias = Box | Points | Polyline | Polygon | Mask
@@ -417,7 +419,13 @@ def _trace_rings(mask: np.ndarray) -> list[np.ndarray]:
         for e1, e2 in segs:
             ax, ay = 2 * cols + mid2[e1, 0], 2 * rows + mid2[e1, 1]
             bx, by = 2 * cols + mid2[e2, 0], 2 * rows + mid2[e2, 1]
-            nxt.update(zip(zip(ax.tolist(), ay.tolist()), zip(bx.tolist(), by.tolist())))
+            nxt.update(
+                zip(
+                    zip(ax.tolist(), ay.tolist(), strict=True),
+                    zip(bx.tolist(), by.tolist(), strict=True),
+                    strict=True,
+                )
+            )
     rings = []
     while nxt:
         start, point = nxt.popitem()
@@ -512,28 +520,19 @@ def mask_to_polygon(mask: Mask, *, tolerance: float = 0.5) -> Polygon | None:
         around = [i for i, o in enumerate(outers) if _inside(hole[0], o)]
         if around:
             owned[min(around, key=lambda i: areas[i])].append(hole)
-    return Polygon._trusted([Ring(o, tuple(h)) for o, h in zip(outers, owned)])
+    return Polygon._trusted([Ring(o, tuple(h)) for o, h in zip(outers, owned, strict=True)])
 
 
 # --- mask encodings ---------------------------------------------------------------------------
 
 
 def mask_to_rle(mask: Mask) -> dict[str, list[int]]:
-    """COCO uncompressed RLE: ``{"size": [H, W], "counts": [...]}``.
-
-    Counts run in column-major (Fortran) order and start with a run of zeros
-    (possibly of length 0), exactly as pycocotools writes them.
-    """
-    flat = mask.array.ravel(order="F")
-    change = np.flatnonzero(flat[1:] != flat[:-1]) + 1
-    bounds = np.concatenate(([0], change, [flat.size]))
-    counts = np.diff(bounds).tolist()
-    if flat[0]:
-        counts.insert(0, 0)
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": [int(c) for c in counts]}
+    """COCO uncompressed RLE: ``{"size": [H, W], "counts": [...]}`` (:mod:`voxelgate.rle`)."""
+    size, counts = rle.encode(mask.array)
+    return {"size": size, "counts": counts}
 
 
-def mask_from_rle(rle: dict[str, object], *, plane_shape: tuple[int, int] | None = None) -> Mask:
+def mask_from_rle(encoded: dict[str, object], *, plane_shape: tuple[int, int] | None = None) -> Mask:
     """Decode COCO uncompressed RLE (see :func:`mask_to_rle`).
 
     Raises
@@ -543,19 +542,10 @@ def mask_from_rle(rle: dict[str, object], *, plane_shape: tuple[int, int] | None
         ``H * W``, or a size different from ``plane_shape``.
     """
     try:
-        h, w = (int(v) for v in rle["size"])  # type: ignore[union-attr]
-        counts = np.array(rle["counts"], dtype=np.int64)
-    except (KeyError, TypeError, ValueError):
+        size, counts = encoded["size"], encoded["counts"]
+    except (KeyError, TypeError):
         raise InvalidInputError("RLE needs 'size': [H, W] and uncompressed integer 'counts'") from None
-    if h <= 0 or w <= 0 or counts.ndim != 1:
-        raise InvalidInputError("RLE size must be positive and counts a flat list")
-    if (counts < 0).any():
-        raise InvalidInputError("RLE has negative counts")
-    if int(counts.sum()) != h * w:
-        raise InvalidInputError(f"RLE counts add up to {int(counts.sum())}, not {h}x{w}")
-    values = np.arange(len(counts)) % 2 == 1
-    flat = np.repeat(values, counts)
-    mask = Mask(flat.reshape((h, w), order="F"))
+    mask = Mask(rle.decode(size, counts))  # type: ignore[arg-type]  # checked there: any other value is refused
     if plane_shape is not None:
         check_mask_shape(mask, plane_shape)
     return mask

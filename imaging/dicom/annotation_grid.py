@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from pydicom.dataset import Dataset
 
 from voxelgate.cancel import NEVER, CancelToken
@@ -55,12 +56,18 @@ class DicomPlane:
     sources: tuple[Dataset, ...] = field(repr=False)
     frame_of_reference_uid: str
     warnings: tuple[str, ...] = ()
+    #: ``(SOP Instance UID, frame number)`` of each slice of the acquired frames (empty for a plane).
+    frames: tuple[tuple[str, int], ...] = ()
 
 
 def _stack_of(layout: SeriesLayout, index: int) -> Stack:
     if not layout.stacks:
         reason = f" ({layout.excluded[0].reason})" if layout.excluded else ""
-        raise PreconditionError(f"series holds no stack that forms a volume{reason}", subject=layout.series_uid)
+        raise PreconditionError(
+            f"series holds no stack that forms a volume{reason}; to track across the frames of a 2D "
+            "acquisition, give them as a dicom_frames source",
+            subject=layout.series_uid,
+        )
     if not 0 <= index < len(layout.stacks):
         raise NotFoundError(f"stack {index} out of range (0..{len(layout.stacks) - 1})", subject=layout.series_uid)
     return layout.stacks[index]
@@ -100,13 +107,24 @@ def dicom_plane(
     st = _stack_of(layout, stack)
     sources = tuple(layout.datasets[uid] for uid in dict.fromkeys(f.sop_uid for f in st.frames))
     if plane is None:
-        r, c = tuple(st.orientation[:3]), tuple(st.orientation[3:])
+        r, c = st.orientation[:3], st.orientation[3:]
 
         def placed(i: int) -> SlicePlacement:
-            return SlicePlacement(st.frames[i].position, r, c, st.pixel_spacing)  # type: ignore[arg-type]
+            position = st.frames[i].position
+            assert position is not None  # split_stacks leaves out frames without one
+            return SlicePlacement(position, r, c, st.pixel_spacing)
 
-        grid = SliceGrid(st.positions_mm, (st.rows, st.columns), st.pixel_spacing, "mm", "slice", placed)
-        return DicomPlane(grid, series_uid, stack, None, sources, st.frame_of_reference_uid, tuple(st.warnings))
+        grid = SliceGrid(np.asarray(st.positions_mm), (st.rows, st.columns), st.pixel_spacing, "mm", "slice", placed)
+        return DicomPlane(
+            grid,
+            series_uid,
+            stack,
+            None,
+            sources,
+            st.frame_of_reference_uid,
+            tuple(st.warnings),
+            tuple((f.sop_uid, f.frame_index) for f in st.frames),
+        )
     plane = Plane.parse(plane)
     vol, _ = volumes.volume(series_uid, stack, layout=layout, cancel=cancel)
     pg = plane_grid(vol, plane)
@@ -116,6 +134,11 @@ def dicom_plane(
         return SlicePlacement(pg.origin_at(pg.position_of(i)), pg.row_direction, pg.column_direction, spacing)
 
     grid = SliceGrid(
-        [pg.position_of(i) for i in range(pg.count)], (pg.rows, pg.columns), spacing, "mm", "slice", placed_reformat
+        np.asarray([pg.position_of(i) for i in range(pg.count)]),
+        (pg.rows, pg.columns),
+        spacing,
+        "mm",
+        "slice",
+        placed_reformat,
     )
     return DicomPlane(grid, series_uid, stack, plane, sources, vol.frame_of_reference_uid, tuple(vol.warnings))

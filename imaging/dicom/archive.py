@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, cast
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -25,20 +26,24 @@ from voxelgate.cache.catalog import (
     SeriesSummary,
     StudySummary,
 )
-from voxelgate.cache.derived import DerivedCache, npy_array, npy_bytes
+from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
+from voxelgate.cache.npy import npy_array, npy_bytes
 from voxelgate.cache.store import Store
 from voxelgate.cancel import NEVER, CancelToken
-from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError
+from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError, VoxelgateError
 
 from ..contained import Decoders, InProcess, OnItem, each
 from ..encode import encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
-from .frames import decode_frame, modality_values, render_8bit
+from ..limits import Limits
+from ..windowing import VoiFunction
+from .bulk import BulkValue, open_bulk, parse_bulk_uri, parse_tag_path
+from .display import WindowRequest, render_frame
+from .frames import decode_frame, modality_values
 from .headers import InstanceHeader
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
 from .parse import read_dataset
-from .pixels import Limits
 from .validate import Validated, validate_file
 
 log = logging.getLogger(__name__)
@@ -72,14 +77,29 @@ class IngestReport:
     warnings: list[str] = field(default_factory=list)
 
 
+#: What a frame's values are: stored (before any LUT), modality (after the Modality LUT) or
+#: presentation (P-Values: after the VOI and Presentation LUTs, as PNG carries them).
+ValueSpace = Literal["stored", "modality", "presentation"]
+FrameFormat = Literal["raw", "png", "png16"]
+
+
 @dataclass
 class FrameResult:
+    """One frame as :meth:`DicomArchive.frame` returns it.
+
+    ``window`` is the window applied to a greyscale PNG (None for RAW, colour, or a VOI LUT
+    table); ``inverted`` whether the Presentation LUT inverted it.
+    """
+
     payload: bytes
     media_type: str
     dtype: str
     shape: tuple[int, ...]
     rescaled: bool
     warnings: list[str]
+    values: ValueSpace = "modality"
+    window: tuple[float, float, VoiFunction] | None = None
+    inverted: bool = False
 
 
 class DicomArchive:
@@ -117,7 +137,7 @@ class DicomArchive:
 
     # -- ingest ---------------------------------------------------------------
 
-    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile[IngestReport]:
         """Start receiving a file called ``name`` (as the client knows it)."""
         return begin_file(
             self,
@@ -133,7 +153,7 @@ class DicomArchive:
         return ingest_path(self, path, name=name, overwrite=overwrite)
 
     def finish_batch(
-        self, items: Sequence[tuple[IncomingFile, str]], *, cancel: CancelToken = NEVER
+        self, items: Sequence[tuple[IncomingFile[IngestReport], str]], *, cancel: CancelToken = NEVER
     ) -> list[IngestReport | Exception]:
         """Validate and commit received files; each gets its report or its error.
 
@@ -143,8 +163,8 @@ class DicomArchive:
         validation under way stops and the files not yet committed fail with
         ``CancelledError``.
         """
-        results: list[IngestReport | Exception | None] = [None] * len(items)
-        pending: list[tuple[int, IncomingFile, Validated, IngestReport]] = []
+        results: dict[int, IngestReport | Exception] = {}
+        pending: list[tuple[int, IncomingFile[IngestReport], Validated, IngestReport]] = []
         try:
             checked = each(self.decoders, items, lambda item: self._validate(item[0], item[1], cancel))
             for i, (incoming, _) in enumerate(items):
@@ -178,11 +198,11 @@ class DicomArchive:
                         [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending]
                     )
                     headers: dict[str, str] = {}
-                    for (i, _, parsed, report), out in zip(pending, outs):
+                    for (i, _, parsed, report), out in zip(pending, outs, strict=True):
                         if isinstance(out, Exception):
                             results[i] = out
                             continue
-                        report.outcome = out.outcome  # type: ignore[assignment]
+                        report.outcome = out.outcome
                         results[i] = report
                         if out.replaced is not None:
                             replaced.append(out.replaced.sha256)
@@ -200,19 +220,20 @@ class DicomArchive:
         finally:
             for incoming, _ in items:
                 incoming.staged.discard()
-        for (incoming, _), r in zip(items, results):
-            sha = incoming.staged.sha256
+        ordered = [results[i] for i in range(len(items))]
+        for (incoming, _), r in zip(items, ordered, strict=True):
+            staged_sha = incoming.staged.sha256
             if isinstance(r, IngestReport):
                 log.info(
                     "ingested",
                     extra={"outcome": r.outcome, "sha256": r.sha256[:16], "bytes": r.size, "warnings": len(r.warnings)},
                 )
-            elif sha and not self.catalog.is_referenced(sha):
-                self.cache.evict_tag(sha)  # frames kept while validating a file that was not stored
-        return results  # type: ignore[return-value]
+            elif staged_sha and not self.catalog.is_referenced(staged_sha):
+                self.cache.evict_tag(staged_sha)  # frames kept while validating a file that was not stored
+        return ordered
 
     def _validate(
-        self, incoming: IncomingFile, expected_sha256: str, cancel: CancelToken
+        self, incoming: IncomingFile[IngestReport], expected_sha256: str, cancel: CancelToken
     ) -> tuple[Validated, IngestReport]:
         staged = incoming.staged
         sha = incoming.check(expected_sha256)
@@ -326,10 +347,12 @@ class DicomArchive:
         series_uid: str = "",
         include_private: bool = False,
         bulk_data_threshold: int = 0,
+        keywords: bool = False,
     ) -> list[tuple[str, str]]:
         """The JSON model of one instance or of every instance of a series.
 
-        Returns ``(sop_uid, json text)`` pairs in series order.
+        Returns ``(sop_uid, json text)`` pairs in series order. See
+        :func:`.metadata.instance_json` (``keywords`` adds each element's keyword).
         """
         rows = [self.instance(sop_uid)] if sop_uid else self.series_instances(series_uid)
         threshold = bulk_data_threshold or DEFAULT_BULK_THRESHOLD
@@ -338,29 +361,103 @@ class DicomArchive:
             model = instance_json(
                 self.file_path(row),
                 sop_uid=row.sop_uid,
+                study_uid=row.study_uid,
+                series_uid=row.series_uid,
                 name=row.sop_uid,
                 include_private=include_private,
                 bulk_data_threshold=threshold,
+                keywords=keywords,
             )
             out.append((row.sop_uid, json.dumps(model, ensure_ascii=False, separators=(",", ":"))))
         return out
 
+    def bulk_data(
+        self,
+        *,
+        uri: str = "",
+        sop_uid: str = "",
+        tag_path: str = "",
+        frame: int | None = None,
+        offset: int = 0,
+        length: int = 0,
+        chunk_size: int = 1 << 20,
+    ) -> BulkValue:
+        """The stored bytes a BulkDataURI of the JSON model names (or an instance and tag path).
+
+        Raises
+        ------
+        InvalidInputError
+            Neither or both of ``uri`` and ``sop_uid``/``tag_path``, a malformed URI or
+            path, and as :func:`.bulk.open_bulk`.
+        NotFoundError
+            No such instance, element, item or frame.
+        """
+        if bool(uri) == bool(sop_uid or tag_path):
+            raise InvalidInputError("give a BulkDataURI, or a SOP Instance UID and a tag path", subject="target")
+        if uri:
+            sop_uid, path = parse_bulk_uri(uri)
+        else:
+            path = parse_tag_path(tag_path)
+        row = self.instance(sop_uid)
+        file = self.file_path(row)
+        try:
+            ds, _ = read_dataset(file, name=sop_uid)
+            return open_bulk(file, ds, path, frame=frame, offset=offset, length=length, chunk_size=chunk_size)
+        except VoxelgateError as exc:
+            raise exc.with_subject(sop_uid) from exc.__cause__
+
     # -- frames ---------------------------------------------------------------
 
-    def frame(self, sop_uid: str, index: int, *, fmt: Literal["raw", "png"]) -> FrameResult:
-        """One decoded frame as modality values or as a windowed PNG, through the derived cache.
+    def frame(
+        self,
+        sop_uid: str,
+        index: int,
+        *,
+        fmt: FrameFormat,
+        window: WindowRequest | None = None,
+        values: ValueSpace = "modality",
+    ) -> FrameResult:
+        """One decoded frame as raw values or as a rendered PNG, through the derived cache.
+
+        Parameters
+        ----------
+        sop_uid, index:
+            The instance and its 0-based frame.
+        fmt:
+            ``raw`` (little-endian values), ``png`` (8 bits) or ``png16`` (16-bit greyscale).
+        window:
+            PNG only: the VOI transformation (:func:`.display.choose_voi`); the object's own by default.
+        values:
+            RAW only: ``modality`` values (after the Modality LUT, the default) or ``stored``
+            values (as the pixel data holds them, before any LUT; colour as RGB either way).
 
         Raises
         ------
         NotFoundError
             Unknown instance, no pixel data, or frame out of range.
+        InvalidInputError
+            A bad window (see :func:`.display.render_frame`), or a window or value space
+            that does not apply to the format.
         """
+        window = window or WindowRequest()
         row = self.instance(sop_uid)
         if row.frames == 0:
             raise NotFoundError("instance has no pixel data", subject=sop_uid)
         if not 0 <= index < row.frames:
             raise NotFoundError(f"frame {index} out of range (0..{row.frames - 1})", subject=sop_uid)
-        key = make_key("dicom", "frame", row.sha256, {"index": index, "format": fmt})
+        if fmt == "raw" and window != WindowRequest():
+            raise InvalidInputError("a window applies to PNG and PNG16, not RAW", subject=sop_uid)
+        if fmt != "raw" and values != "modality":
+            raise InvalidInputError("stored values come as RAW; PNG is windowed from modality values", subject=sop_uid)
+        if window.source == "explicit" and not (math.isfinite(window.center) and math.isfinite(window.width)):
+            # Checked before a cache key is made of them (keys refuse non-finite numbers).
+            raise InvalidInputError(f"window center and width must be finite, got {window.center}, {window.width}")
+        params: dict[str, str | int | float] = {"index": index, "format": fmt}
+        if fmt == "raw":
+            params["values"] = values
+        else:
+            params.update(window.params())
+        key = make_key("dicom", "frame", row.sha256, params)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
             with self._frame_source(row) as source:
@@ -369,33 +466,37 @@ class DicomArchive:
                 return render(ds, arr)
 
         def render(ds: Dataset, arr: np.ndarray) -> tuple[bytes, str, dict[str, object]]:
-            if fmt == "png":
-                out, notes = render_8bit(arr, ds, index)
+            if fmt != "raw":
+                try:
+                    r = render_frame(arr, ds, index, window, out_max=65535 if fmt == "png16" else 255)
+                except VoxelgateError as exc:
+                    raise exc.with_subject(sop_uid) from exc.__cause__
                 return (
-                    encode_png(out),
+                    encode_png(r.image),
                     "image/png",
                     {
-                        "dtype": "|u1",
-                        "shape": list(out.shape),
+                        "dtype": r.image.dtype.str,
+                        "shape": list(r.image.shape),
                         "rescaled": False,
-                        "warnings": notes,
+                        "values": "presentation",
+                        "window": [*r.voi.window[:2], r.voi.window[2].value]
+                        if r.voi is not None and r.voi.window is not None
+                        else None,
+                        "inverted": r.inverted,
+                        "warnings": list(r.notes),
                     },
                 )
-            values, rescaled = modality_values(arr, ds, index)
-            payload, dtype, shape = encode_raw(values)
+            out, rescaled = (arr, False) if values == "stored" else modality_values(arr, ds, index)
+            payload, dtype, shape = encode_raw(out)
             return (
                 payload,
                 "application/octet-stream",
-                {
-                    "dtype": dtype,
-                    "shape": list(shape),
-                    "rescaled": rescaled,
-                    "warnings": [],
-                },
+                {"dtype": dtype, "shape": list(shape), "rescaled": rescaled, "values": values, "warnings": []},
             )
 
         value = self.cache.get_or_compute(key, compute, tag=row.sha256)
         meta = value.meta
+        applied = meta.get("window")
         return FrameResult(
             value.payload,
             value.media_type,
@@ -403,6 +504,10 @@ class DicomArchive:
             tuple(int(s) for s in meta["shape"]),
             bool(meta["rescaled"]),
             list(meta.get("warnings", [])),
+            # compute() above wrote it: one of ValueSpace (older entries have none).
+            cast("ValueSpace", str(meta.get("values", "modality" if fmt == "raw" else "presentation"))),
+            (float(applied[0]), float(applied[1]), VoiFunction(applied[2])) if applied else None,
+            bool(meta.get("inverted", False)),
         )
 
     def cached_frame(self, row: InstanceRow, index: int) -> np.ndarray | None:

@@ -1,4 +1,7 @@
-"""One decoded frame: modality values (Modality LUT / rescale) and a windowed rendering."""
+"""One decoded frame and its modality values (Modality LUT or rescale).
+
+The rest of the display pipeline (VOI and Presentation LUTs) is in :mod:`.display`.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +12,11 @@ from typing import BinaryIO
 
 import numpy as np
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
-from pydicom.pixels import apply_color_lut, apply_modality_lut
+from pydicom.pixels.processing import apply_modality_lut
 
-from voxelgate.errors import InvalidInputError, NotFoundError
+from voxelgate.errors import NotFoundError
 
 from ..cpu import all_cores
-from ..windowing import VoiFunction, to_uint8, window_to_uint8
 from .pixels import classify_decode_error, decode_frames, has_pixels, pixel_layout, read_native_frame
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,8 @@ def _functional(ds: Dataset, index: int, sequence: str) -> Dataset | None:
             continue
         item = seq[index] if per_frame and index < len(seq) else (seq[0] if not per_frame else None)
         if item is not None and item.get(sequence):
-            return item.get(sequence)[0]
+            found: Dataset = item.get(sequence)[0]
+            return found
     return None
 
 
@@ -125,94 +127,3 @@ def decode_frame(path: Path | BinaryIO, ds: Dataset, index: int, *, name: str, r
         raise
     except BaseException as exc:  # codec errors come in many types; a Rust codec's panic is a BaseException
         raise classify_decode_error(exc, ds, name) from exc
-
-
-def object_window(ds: Dataset, frame_index: int = 0, which: int = 0) -> tuple[float, float, VoiFunction] | None:
-    """The object's own window for a frame: the ``which``-th WindowCenter/Width pair.
-
-    Per-frame (Frame VOI LUT) values come before shared and top-level ones.
-    Returns None when the object has no usable window (none, or values that are
-    not numbers).
-
-    Raises
-    ------
-    InvalidInputError
-        When ``which`` is past the number of windows the object has.
-    """
-    item = _functional(ds, frame_index, "FrameVOILUTSequence")
-    src = item if item is not None else ds
-    try:
-        centers, widths = src.get("WindowCenter"), src.get("WindowWidth")
-    except (ValueError, TypeError, OverflowError):  # a value that is no decimal string
-        return None
-    if centers is None or widths is None:
-        return None
-    cs = list(centers) if isinstance(centers, MultiValue) else [centers]
-    ws = list(widths) if isinstance(widths, MultiValue) else [widths]
-    if not 0 <= which < min(len(cs), len(ws)):
-        raise InvalidInputError(
-            f"window {which} out of range: the object has {min(len(cs), len(ws))}", subject="window_index"
-        )
-    try:
-        c, w = float(cs[which]), float(ws[which])
-    except (ValueError, TypeError, OverflowError):
-        return None
-    if w <= 0:
-        return None
-    return c, w, VoiFunction.parse(src.get("VOILUTFunction"))
-
-
-def voi_lut_display(values: np.ndarray, ds: Dataset, *, out_max: int) -> np.ndarray:
-    """Apply the object's first VOI LUT Sequence table, scaled from its nominal depth to 0..out_max.
-
-    The table's output range is 0 .. 2**bits - 1 (LUT Descriptor, third value);
-    values below the first mapped input take the first entry, above the last the last.
-    """
-    from pydicom.pixels import apply_voi_lut
-
-    item = ds.VOILUTSequence[0]
-    bits = int(item.LUTDescriptor[2]) or 16
-    mapped = apply_voi_lut(values, ds, index=0).astype(np.float32)
-    scaled = np.rint(mapped * (out_max / float((1 << bits) - 1)))
-    return np.clip(scaled, 0, out_max).astype(np.uint16 if out_max > 255 else np.uint8)
-
-
-def render_8bit(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarray, list[str]]:
-    """Display values of one frame: colour as RGB, greyscale windowed to 8 bits.
-
-    ``arr`` is the decoded frame (colour already converted to RGB by pydicom).
-    Uses the instance's own window (first value), else its VOI LUT Sequence,
-    else the frame's range. MONOCHROME1 comes out inverted.
-    """
-    notes: list[str] = []
-    photometric = str(ds.get("PhotometricInterpretation", "")).strip()
-    if photometric == "PALETTE COLOR":
-        rgb = apply_color_lut(arr, ds)
-        if rgb.dtype != np.uint8:
-            rgb = (rgb >> 8).astype(np.uint8) if rgb.dtype == np.uint16 else to_uint8(rgb)
-        return rgb, notes
-    if arr.ndim == 3:
-        if arr.dtype == np.uint8:
-            return arr, notes
-        top = float((1 << int(ds.get("BitsStored") or 16)) - 1)
-        return to_uint8(arr.astype(np.float32) * (255.0 / top)), notes
-    values, _ = modality_values(arr, ds, index)
-    window = object_window(ds, index)
-    out: np.ndarray | None = None
-    if window is not None:
-        c, w, fn = window
-        try:
-            out = window_to_uint8(values, c, w, function=fn)
-        except ValueError:
-            out = None
-    if out is None and ds.get("VOILUTSequence"):
-        out = voi_lut_display(values, ds, out_max=255).astype(np.uint8)
-        notes.append("rendered with the VOI LUT Sequence")
-    if out is None:
-        lo, hi = float(values.min()), float(values.max())
-        width = max(hi - lo, 1.0)
-        out = window_to_uint8(values, lo + width / 2 + 0.5, width + 1)
-        notes.append("no window in the object; rendered with the frame's range")
-    if photometric == "MONOCHROME1":
-        out = 255 - out
-    return out, notes

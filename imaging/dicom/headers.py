@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -25,6 +26,11 @@ from .stacks import FrameRef, frame_refs
 HEADER_VERSION = 1
 
 _TUPLE_FIELDS = frozenset({"position", "orientation", "pixel_spacing", "image_type", "dimension_index", "rescale"})
+
+
+def _frame_fields(saved: dict[str, Any], names: set[str]) -> dict[str, Any]:
+    """A saved frame's fields that ``FrameRef`` has, JSON lists made tuples again."""
+    return {k: (tuple(v) if k in _TUPLE_FIELDS and v is not None else v) for k, v in saved.items() if k in names}
 
 
 @dataclass(frozen=True)
@@ -68,12 +74,7 @@ class InstanceHeader:
             if d.get("version") != HEADER_VERSION:
                 return None
             names = {f.name for f in fields(FrameRef)}
-            frames = tuple(
-                FrameRef(
-                    **{k: (tuple(v) if k in _TUPLE_FIELDS and v is not None else v) for k, v in f.items() if k in names}
-                )
-                for f in d["frames"]
-            )
+            frames = tuple(FrameRef(**_frame_fields(f, names)) for f in d["frames"])
             native = NativeLayout(**d["native"]) if d["native"] is not None else None
             return cls(frames, tuple(str(t) for t in d["modality_dtypes"]), native, bool(d["modality_lut"]))
         except (ValueError, KeyError, TypeError):

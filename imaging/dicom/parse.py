@@ -33,15 +33,16 @@ from pydicom.uid import (
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
 from voxelgate.errors import InvalidInputError, LimitExceededError
 
+from ..limits import Limits
 from . import notes
 from .frames import modality_dtype
 from .pixels import (
     PIXEL_TAGS,
     FrameSink,
-    Limits,
     has_pixels,
     held_length,
     pixel_layout,
+    raw_item,
     validate_pixels,
 )
 
@@ -115,7 +116,7 @@ def _check_elements(ds: Dataset, name: str, file_size: int | None) -> None:
     are parsed now because a garbled sequence only shows when its items are read.
     """
     for tag in list(ds.keys()):
-        raw = ds.get_item(tag, keep_deferred=True)
+        raw = raw_item(ds, tag)
         if not isinstance(raw, RawDataElement):
             continue
         if raw.length != 0xFFFFFFFF:

@@ -12,31 +12,23 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, cast
 
 import numpy as np
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.pixels import iter_pixels
 
 from voxelgate.errors import InvalidInputError, LimitExceededError, UnsupportedError
 
 from ..cpu import all_cores
+from ..limits import Limits
 from .codestreams import check_declared_sizes
 
 log = logging.getLogger(__name__)
 
 #: Pixel Data, Float Pixel Data, Double Float Pixel Data (plain ints: cheap membership tests)
 PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds enforced on every file (bytes and counts)."""
-
-    max_file_bytes: int = 2 * 1024**3
-    max_pixel_bytes: int = 4 * 1024**3  # decoded Rows x Columns x Samples x Frames x Bits
-    max_frames: int = 100_000
 
 
 def _int(ds: Dataset, keyword: str) -> int:
@@ -60,6 +52,15 @@ def has_pixels(ds: Dataset) -> bool:
     return any(tag in ds for tag in PIXEL_TAGS)
 
 
+def raw_item(ds: Dataset, tag: int) -> DataElement | RawDataElement:
+    """``ds``'s element ``tag`` as held: a :class:`RawDataElement` while its value is unread.
+
+    pydicom's overload of ``Dataset.get_item`` types the result as a DataElement
+    only, which would make every raw-element branch unreachable to the type checker.
+    """
+    return cast("DataElement | RawDataElement", ds.get_item(tag, keep_deferred=True))
+
+
 def held_length(raw: RawDataElement, file_size: int | None) -> int | None:
     """Bytes the file really holds for a raw element's value (None when unknown)."""
     if raw.value is not None:
@@ -79,7 +80,7 @@ def native_length(ds: Dataset) -> int:
 
 
 def decode_frames(
-    path: Path | BinaryIO, ds: Dataset, *, indices: Iterable[int] | None = None, raw: bool = False, **opts: object
+    path: Path | BinaryIO, ds: Dataset, *, indices: Iterable[int] | None = None, raw: bool = False, **opts: Any
 ) -> Iterator[np.ndarray]:
     """Yield decoded frames of the file at ``path`` whose dataset is ``ds``.
 
@@ -158,7 +159,7 @@ class NativeLayout:
             arr = np.fromfile(path, dtype=self.dtype, count=count, offset=offset)
             return arr.reshape(self.rows, self.columns) if arr.size == count else None
         with open(path, "rb", buffering=0) as fh:
-            got = os.preadv(fh.fileno(), [memoryview(out).cast("B")], offset)
+            got = os.preadv(fh.fileno(), [out.data.cast("B")], offset)
         return out if got == self.frame_bytes else None
 
 
@@ -175,8 +176,8 @@ def native_layout(ds: Dataset) -> NativeLayout | None:
         return None
     # value_tell is where the value starts in the file the dataset was read from (also when
     # a small value was read along with the header).
-    raw = ds.get_item(0x7FE00010, keep_deferred=True) if 0x7FE00010 in ds else None
-    if not isinstance(raw, RawDataElement) or raw.value_tell is None or raw.length in (0, 0xFFFFFFFF):
+    raw = raw_item(ds, 0x7FE00010) if 0x7FE00010 in ds else None
+    if not isinstance(raw, RawDataElement) or raw.length in (0, 0xFFFFFFFF):
         return None
     rows, cols, samples, frames, bits = pixel_layout(ds)
     signed = bool(int(ds.get("PixelRepresentation") or 0))
@@ -265,7 +266,7 @@ def validate_pixels(
     tsyntax = ds.file_meta.TransferSyntaxUID
     if not tsyntax.is_encapsulated:
         # The raw element knows its length without loading a value of gigabytes.
-        raw = next(ds.get_item(t, keep_deferred=True) for t in PIXEL_TAGS if t in ds)
+        raw = next(raw_item(ds, t) for t in PIXEL_TAGS if t in ds)
         need = native_length(ds)
         length = None
         if isinstance(raw, RawDataElement):

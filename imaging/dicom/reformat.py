@@ -38,17 +38,18 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
 import numpy as np
 
+from voxelgate.cache.lru import LRU
 from voxelgate.errors import InvalidInputError, NotFoundError
 from voxelgate.imaging.cpu import use_all_cores
 
-from .volume import Interpolation, Volume, round_to_dtype, sample_grid
+from .sampling import Interpolation, round_to_dtype, sample_grid
+from .volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ class Slice:
     @property
     def image_orientation(self) -> tuple[float, float, float, float, float, float]:
         """ImageOrientationPatient of the slice."""
-        return (*self.row_direction, *self.column_direction)  # type: ignore[return-value]
+        return (*self.row_direction, *self.column_direction)
 
     def to_patient(self, row: float, column: float) -> tuple[float, float, float]:
         """LPS mm of the (fractional) pixel ``[row, column]``."""
@@ -220,7 +221,7 @@ def _plane_grid(volume: Volume, plane: Plane) -> PlaneGrid:
     pu, pv, pw = corners @ u, corners @ v, corners @ w
 
     def count(lo: float, hi: float, step: float) -> int:
-        return int(math.floor((hi - lo) / step + 1e-6)) + 1
+        return math.floor((hi - lo) / step + 1e-6) + 1
 
     return PlaneGrid(
         plane=plane,
@@ -247,6 +248,7 @@ def reformat(
     slab_mm: float = 0.0,
     slab_mode: SlabMode = "max",
     fill_value: float | None = None,
+    keep_float: bool = False,
 ) -> Slice:
     """One axial, coronal or sagittal slice (or slab) of ``volume``, in the display convention.
 
@@ -270,6 +272,9 @@ def reformat(
         Projection through the slab: ``"max"`` (MIP), ``"min"`` (MinIP) or ``"mean"``.
     fill_value:
         Value outside the volume (default: the volume's lowest value).
+    keep_float:
+        Return float32 values as sampled, instead of rounding those of an integer
+        volume to its dtype (:func:`on_voxels` tells whether rounding changes any).
 
     Returns
     -------
@@ -307,10 +312,11 @@ def reformat(
             )
         position = float(position_mm)
         index = grid.nearest_index(position)
-    half = int(math.floor(slab_mm / 2 / grid.axis_spacing + 1e-6)) if slab_mm > 0 else 0
+    half = math.floor(slab_mm / 2 / grid.axis_spacing + 1e-6) if slab_mm > 0 else 0
     w = np.asarray(grid.axis)
     dtype = volume.array.dtype
-    native = half == 0 and dtype.kind in "iu"  # integers straight out, filled with the volume's lowest value
+    # integers straight out, filled with the volume's lowest value
+    native = half == 0 and dtype.kind in "iu" and not keep_float
     samples = sample_grid(
         volume,
         np.asarray(grid.origin_at(position)) - half * grid.axis_spacing * w,
@@ -337,8 +343,40 @@ def reformat(
         if outside.any():
             fill = volume.value_range[0] if fill_value is None else float(fill_value)
             out = np.where(outside, np.float32(fill), out)
-        out = round_to_dtype(out, dtype) if dtype.kind in "iu" else out.astype(dtype, copy=False)
+        if keep_float:
+            out = out.astype(np.float32, copy=False)
+        elif dtype.kind in "iu":
+            out = round_to_dtype(out, dtype)
+        else:
+            out = out.astype(dtype, copy=False)
     return _placed(volume, grid, out, index, position, slab_mm, slab_mode)
+
+
+def on_voxels(volume: Volume, sl: Slice, interpolation: Interpolation = "linear") -> bool:
+    """Whether every value of ``sl`` is a voxel's own value (or the fill outside the volume).
+
+    True for nearest sampling, and for linear sampling when every pixel (and every
+    plane of a MIP or MinIP slab) falls on a voxel centre: the slice's first pixel
+    and its steps along rows, columns and the slab's axis are whole steps in the
+    volume's index space. A mean slab averages, so it is False for one. When
+    True, rounding to the volume's dtype changes nothing.
+    """
+    grid = plane_grid(volume, sl.plane)
+    half = math.floor(sl.slab_mm / 2 / grid.axis_spacing + 1e-6) if sl.slab_mm > 0 else 0
+    if half and sl.slab_mode == "mean":
+        return False
+    if interpolation == "nearest":
+        return True
+    o = np.asarray(sl.origin, dtype=np.float64)
+    points = [
+        o,
+        o + sl.pixel_spacing[1] * np.asarray(sl.row_direction),
+        o + sl.pixel_spacing[0] * np.asarray(sl.column_direction),
+        o + grid.axis_spacing * np.asarray(grid.axis),
+    ]
+    index = volume.patient_to_index(np.array(points))
+    values = np.concatenate([index[0], (index[1:] - index[0]).ravel()])
+    return bool(np.all(np.abs(values - np.rint(values)) < 1e-6))
 
 
 def _placed(
@@ -380,6 +418,10 @@ def _lies_in(volume: Volume, grid: PlaneGrid) -> bool:
     )
 
 
+def _held_bytes(entry: tuple[np.ndarray, int]) -> int:
+    return entry[1]
+
+
 class PlaneStacks:
     """Every slice of a plane reformatted once, in the background, for the volumes a viewer pages through.
 
@@ -409,8 +451,10 @@ class PlaneStacks:
         self.max_bytes = int(max_bytes)
         self.max_stacks = int(max_stacks)
         self._lock = threading.Lock()
-        self._stacks: OrderedDict[tuple[str, Plane], tuple[np.ndarray, int]] = OrderedDict()  # -> (stack, bytes held)
-        self._bytes = 0
+        # (volume name, plane) -> (stack, bytes it holds), under _lock
+        self._stacks: LRU[tuple[str, Plane], tuple[np.ndarray, int]] = LRU(
+            self.max_stacks, max_bytes=max(0, self.max_bytes), size=_held_bytes
+        )
         self._building: set[tuple[str, Plane]] = set()
         self._failed: set[tuple[str, Plane]] = set()
 
@@ -458,12 +502,14 @@ class PlaneStacks:
         )
 
     def stack(self, volume: Volume, name: str, plane: Plane) -> np.ndarray | None:
-        """The plane's stack (read-only, ``(count, rows, columns)``), or None, starting its build when it is worth one."""
+        """The plane's stack (read-only, ``(count, rows, columns)``), or None.
+
+        When there is none yet, its build starts if the stack is worth one.
+        """
         key = (name, plane)
         with self._lock:
             known = self._stacks.get(key)
             if known is not None:
-                self._stacks.move_to_end(key)
                 return known[0]
             if key in self._building or key in self._failed or not self._worth(volume, plane):
                 return None
@@ -493,7 +539,9 @@ class PlaneStacks:
                     if not np.array_equal(stack[i], reformat(volume, plane, index=i).array):
                         raise ValueError(f"{plane.value.lower()} slice {i} is not the volume's own slice {i}")
             else:
-                if CONVENTION[plane][2][volume.patient_axes[0]] != 0.0:  # type: ignore[index]
+                axes = volume.patient_axes
+                assert axes is not None  # _worth starts builds of axis-aligned volumes only
+                if CONVENTION[plane][2][axes[0]] != 0.0:
                     volume.column_major(wait=True)  # planes across the columns read them from there
                 stack = np.empty((grid.count, grid.rows, grid.columns), dtype=volume.array.dtype)
                 for i in range(grid.count):  # a slice at a time: its blend stays in cache (a block at once is slower)
@@ -508,11 +556,7 @@ class PlaneStacks:
             return
         with self._lock:
             self._building.discard(key)
-            while self._stacks and (self._bytes + held > self.max_bytes or len(self._stacks) >= self.max_stacks):
-                _, (_, old) = self._stacks.popitem(last=False)
-                self._bytes -= old
-            self._stacks[key] = (stack, held)
-            self._bytes += held
+            self._stacks.put(key, (stack, held))
         log.info(
             "%s stack of a volume %s: %d slices of %dx%d in %.2f s",
             plane.value.lower(),
@@ -526,9 +570,9 @@ class PlaneStacks:
     def held_bytes(self) -> int:
         """Memory the stacks hold (views of volumes count nothing)."""
         with self._lock:
-            return self._bytes
+            return self._stacks.nbytes
 
     def held(self) -> list[tuple[str, Plane]]:
         """(volume name, plane) of each stack kept, least recently used first."""
         with self._lock:
-            return list(self._stacks)
+            return self._stacks.keys()

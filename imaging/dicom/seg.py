@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import warnings
 from collections.abc import Sequence
 from importlib import metadata
@@ -22,6 +23,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
+from pydicom.valuerep import format_number_as_ds
 
 from voxelgate.cache.catalog import Page, QueryFilter
 from voxelgate.cancel import NEVER, CancelToken
@@ -57,7 +59,7 @@ def _header(ds: Dataset) -> Dataset:
     """A header-only copy of ``ds`` (its elements shared, not copied) with absent type 2 attributes empty."""
     out = Dataset()
     out.file_meta = ds.file_meta
-    for tag in ds.keys():
+    for tag in ds.keys():  # noqa: SIM118 - iterating a Dataset gives its elements, not its tags
         if int(tag) not in _PIXEL_TAGS:
             out[tag] = ds[tag]
     for keyword in _TYPE2_COPIED:
@@ -109,13 +111,15 @@ def segmentation(
         raise InvalidInputError("no slice to store in a segmentation", subject="as_dicom_seg")
     grid = plane.grid
     masks = np.stack([as_mask(f.shape, grid.plane_shape, subject=f"{grid.kind} {f.index}").array for f in filled])
+    placement = grid.placement
+    assert placement is not None  # a DicomPlane's grid always has its patient geometry
     positions, orientation = [], None
     for f in filled:
-        place = grid.placement(f.index)  # type: ignore[misc]
+        place = placement(f.index)
         positions.append(hd.PlanePositionSequence("PATIENT", [float(v) for v in place.origin]))
         orientation = [float(v) for v in (*place.row_direction, *place.column_direction)]
-    gaps = np.diff(grid.positions)
-    thickness = float(np.median(gaps)) if gaps.size else float(min(grid.pixel_spacing))
+    assert orientation is not None  # filled is not empty
+    thickness, between = _slice_measures(plane, filled)
     version = _version()
     description = hd.seg.SegmentDescription(
         segment_number=1,
@@ -134,7 +138,7 @@ def segmentation(
         # highdicom warns about odd patient names quoting the name: that must reach no log.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return hd.seg.Segmentation(
+            seg = hd.seg.Segmentation(
                 source_images=[_header(ds) for ds in plane.sources],
                 pixel_array=masks.astype(np.uint8),
                 segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
@@ -152,7 +156,7 @@ def segmentation(
                 pixel_measures=hd.PixelMeasuresSequence(
                     pixel_spacing=list(grid.pixel_spacing), slice_thickness=thickness
                 ),
-                plane_orientation=hd.PlaneOrientationSequence("PATIENT", orientation),  # type: ignore[arg-type]
+                plane_orientation=hd.PlaneOrientationSequence("PATIENT", orientation),
                 plane_positions=positions,
                 omit_empty_frames=False,
             )
@@ -161,6 +165,50 @@ def segmentation(
         raise UnsupportedError(
             f"cannot build a segmentation of this stack ({str(exc)[:200]})", subject=plane.series_uid
         ) from exc
+    # highdicom takes the source's Pixel Measures in place of these when the pixel spacing matches
+    # (SliceThickness 2.5 and SpacingBetweenSlices 2.5 of an axial CT on coronal frames 0.4 mm apart),
+    # and a reader that builds a volume from them (highdicom's get_volume) then refuses the object.
+    measures = seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0]
+    measures.PixelSpacing = [_ds(v) for v in grid.pixel_spacing]
+    measures.SliceThickness = _ds(thickness)
+    if between is not None:
+        measures.SpacingBetweenSlices = _ds(between)
+    elif "SpacingBetweenSlices" in measures:
+        del measures.SpacingBetweenSlices
+    return seg
+
+
+def _ds(value: float) -> str:
+    """A decimal string of at most 16 characters (DS) for ``value``."""
+    return format_number_as_ds(float(value))
+
+
+def _slice_measures(plane: DicomPlane, filled: Sequence[Filled]) -> tuple[float, float | None]:
+    """(SliceThickness, SpacingBetweenSlices or None) of the Segmentation's frames.
+
+    A reformatted plane's slices are samples one axis step apart: that step is both.
+    The acquired frames keep the source's own thickness (the median step when it has
+    none). SpacingBetweenSlices is declared only where the frames are evenly spaced
+    (within 1 %, as highdicom's volume check allows), at their mean step.
+    """
+    grid = plane.grid
+    positions = np.array([grid.positions[f.index] for f in filled], dtype=np.float64)
+    steps = np.diff(positions)
+    all_steps = np.diff(grid.positions)
+    if plane.plane is not None:
+        thickness = float(all_steps[0]) if all_steps.size else float(min(grid.pixel_spacing))
+    else:
+        own = plane.sources[0].get("SliceThickness") if plane.sources else None
+        try:
+            thickness = float(own) if own not in (None, "") else float("nan")
+        except (TypeError, ValueError):
+            thickness = float("nan")
+        if not (math.isfinite(thickness) and thickness > 0):
+            thickness = float(np.median(all_steps)) if all_steps.size else float(min(grid.pixel_spacing))
+    between = None
+    if steps.size and steps.min() > 0 and (steps.max() - steps.min()) <= 0.01 * steps.mean():
+        between = float(steps.mean())
+    return thickness, between
 
 
 def store_segmentation(archive: DicomArchive, seg: Dataset, *, cancel: CancelToken = NEVER) -> IngestReport:

@@ -1,7 +1,7 @@
 """Series volumes for viewers: stacks, cached volumes, windowed reformats.
 
 This composes the pieces: the archive's catalog and decoded frames, stack
-splitting (:mod:`.stacks`), volume building (:mod:`.volume`), reformats
+splitting (:mod:`.stacks`), volume building (:mod:`.building`), reformats
 (:mod:`.reformat`) and windowing (:mod:`voxelgate.imaging.windowing`). Volumes are built
 once into the derived cache and memory-mapped from there; rendered slices are
 cached too.
@@ -14,37 +14,39 @@ import hashlib
 import math
 import os
 import threading
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.ma
 from pydicom.dataset import Dataset
 
 from voxelgate.cache.catalog import InstanceRow
-from voxelgate.cache.derived import CachedFile, npy_memmap, npy_parts
 from voxelgate.cache.keys import make_key
+from voxelgate.cache.lru import LRU
+from voxelgate.cache.npy import npy_parts
+from voxelgate.cache.records import CachedFile
 from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
+from voxelgate.memory import fresh_array
 
 from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
-from ..memory import fresh_array
-from ..windowing import PRESETS, VoiFunction, auto_window, preset, window_to_uint8, window_to_uint16
-from .archive import NPY, DicomArchive
-from .frames import modality_dtype, modality_values, object_window, voi_lut_display
+from ..windowing import PRESETS, VoiFunction, auto_window
+from .archive import NPY, DicomArchive, ValueSpace
+from .building import VolumeGrid, build_volume, plan_volume, volume_from_cache
+from .display import Voi, WindowRequest, choose_voi, inverts, to_display
+from .frames import modality_dtype, modality_values
 from .headers import InstanceHeader
 from .parse import read_dataset
 from .pixels import NativeLayout
-from .reformat import Plane, PlaneStacks, Slice, plane_grid
+from .reformat import Plane, PlaneStacks, Slice, on_voxels, plane_grid
+from .reformat import reformat as reformat_slice
 from .stacks import Excluded, FrameRef, Stack, frame_refs, split_stacks
-from .volume import Volume, VolumeGrid, build_volume, plan_volume
-
-WindowSource = Literal["object", "preset", "auto", "explicit"]
+from .volume import Volume
 
 
 class _Build:
@@ -57,28 +59,6 @@ class _Build:
     def __init__(self) -> None:
         self.token = CancelToken()
         self.waiting = 0
-
-
-@dataclass(frozen=True)
-class WindowRequest:
-    """How to window: the object's own window, a named preset, automatic, or explicit."""
-
-    source: WindowSource = "object"
-    center: float = 0.0
-    width: float = 0.0
-    function: VoiFunction = VoiFunction.LINEAR
-    preset: str = ""
-    object_index: int = 0
-
-    def params(self) -> dict[str, object]:
-        return {
-            "src": self.source,
-            "c": self.center,
-            "w": self.width,
-            "fn": self.function.value,
-            "preset": self.preset,
-            "oi": self.object_index,
-        }
 
 
 class _Datasets(Mapping[str, Dataset]):
@@ -145,7 +125,8 @@ class SliceGeometry:
 
     @classmethod
     def from_json(cls, d: dict[str, object]) -> SliceGeometry:
-        return cls(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()})  # type: ignore[arg-type]
+        values: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in d.items()}
+        return cls(**values)
 
 
 @dataclass(frozen=True)
@@ -158,6 +139,9 @@ class RenderedSlice:
     slice_count: int
     window: tuple[float, float, VoiFunction] | None
     warnings: tuple[str, ...]
+    inverted: bool = False
+    rounded: bool = False  # RAW of an integer volume: interpolated values were rounded to its dtype
+    values: ValueSpace = "presentation"
 
 
 class SeriesVolumes:
@@ -179,12 +163,11 @@ class SeriesVolumes:
         #: Whole planes reformatted once for the volumes a viewer pages through (see PlaneStacks).
         self.planes = PlaneStacks(plane_stack_bytes)
         self._lock = threading.Lock()
-        self._layouts: OrderedDict[str, SeriesLayout] = OrderedDict()
+        # Both under _lock, with _by_series.
+        self._layouts: LRU[str, SeriesLayout] = LRU(memo_series, on_evict=self._forget_series)
         self._by_series: dict[str, tuple[int, SeriesLayout]] = {}
-        self._volumes: OrderedDict[str, tuple[Volume, CachedFile]] = OrderedDict()
+        self._volumes: LRU[str, tuple[Volume, CachedFile]] = LRU(memo_volumes)
         self._builds: dict[str, _Build] = {}
-        self._memo_series = memo_series
-        self._memo_volumes = memo_volumes
         # Renders run a core's worth at a time: more at once only trade the GIL back and forth
         # between threads (each numpy call releases and retakes it), which costs more than it gives.
         self._render_slots = threading.BoundedSemaphore(os.cpu_count() or 2)
@@ -208,15 +191,15 @@ class SeriesVolumes:
         identity = tuple(sorted(r.sha256 for r in rows))
         memo_key = hashlib.sha256("\n".join(identity).encode()).hexdigest()
         with self._lock:
-            if memo_key in self._layouts:
-                self._layouts.move_to_end(memo_key)
-                self._by_series[series_uid] = (generation, self._layouts[memo_key])
-                return self._layouts[memo_key]
+            memo = self._layouts.get(memo_key)
+            if memo is not None:
+                self._by_series[series_uid] = (generation, memo)
+                return memo
         by_uid = {r.sop_uid: r for r in rows}
         datasets = _Datasets(self.archive, by_uid)
         summaries = self.archive.headers(rows)
         headers: dict[str, InstanceHeader] = {}
-        refs = []
+        refs: list[FrameRef] = []
         for row in rows:
             if row.frames == 0:
                 continue
@@ -230,12 +213,13 @@ class SeriesVolumes:
         grids = tuple(plan_volume(s) for s in stacks)
         out = SeriesLayout(series_uid, tuple(stacks), grids, tuple(excluded), identity, datasets, headers, by_uid)
         with self._lock:
-            self._layouts[memo_key] = out
             self._by_series[series_uid] = (generation, out)
-            while len(self._layouts) > self._memo_series:
-                _, dropped = self._layouts.popitem(last=False)
-                self._by_series.pop(dropped.series_uid, None)
+            self._layouts.put(memo_key, out)
         return out
+
+    def _forget_series(self, _: str, dropped: SeriesLayout) -> None:
+        """A layout left the memo: its series is looked up again (``_lock`` held)."""
+        self._by_series.pop(dropped.series_uid, None)
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
@@ -293,11 +277,10 @@ class SeriesVolumes:
         with self._lock:
             known = self._volumes.get(key)
             if known is not None:
-                self._volumes.move_to_end(key)
                 if known[1].path or known[1].payload is not None or self.archive.cache.pending(key):
                     return known
                 # Built here and written to the cache since: map the file, let the memory go.
-                del self._volumes[key]
+                self._volumes.pop(key)
         rows = {r.sop_uid: r for r in self.archive.series_instances(series_uid)}
 
         build, leave = self._join_build(key, cancel)
@@ -314,7 +297,7 @@ class SeriesVolumes:
 
         built: list[Volume] = []
 
-        def compute() -> tuple[bytes, str, dict[str, object]]:
+        def compute() -> tuple[list[bytes | memoryview], str, dict[str, object]]:
             grid = layout.grids[stack_index]
             voxels = self._summary_voxels(layout, stack, grid, build.token)
             if voxels is not None:
@@ -322,7 +305,7 @@ class SeriesVolumes:
             else:
                 vol = build_volume(stack, load_frame, grid=grid)
             built.append(vol)
-            return npy_parts(vol.array), NPY, vol.geometry()  # type: ignore[return-value]
+            return npy_parts(vol.array), NPY, vol.geometry()  # written without a copy
 
         # The builder answers from the volume in memory while the cache file is written
         # behind it (150 MB of a CT); other callers wait for the file and map it.
@@ -341,16 +324,9 @@ class SeriesVolumes:
                     build, leave = self._join_build(key, cancel)
         finally:
             leave()
-        if built:
-            vol = built[0]
-        elif entry.payload is not None:
-            vol = Volume.from_npy_bytes(entry.payload, dict(entry.meta))
-        else:
-            vol = Volume.from_array(npy_memmap(entry.path, entry.offset), dict(entry.meta))
+        vol = built[0] if built else volume_from_cache(entry)
         with self._lock:
-            self._volumes[key] = (vol, entry)
-            while len(self._volumes) > self._memo_volumes:
-                self._volumes.popitem(last=False)
+            self._volumes.put(key, (vol, entry))
         return vol, entry
 
     def _join_build(self, key: str, cancel: CancelToken) -> tuple[_Build, Callable[[], None]]:
@@ -398,7 +374,7 @@ class SeriesVolumes:
     ) -> np.ndarray | None:
         """The voxels of an untilted, evenly spaced stack, built from the header summaries kept at ingest.
 
-        What :func:`~.volume.build_volume` makes of ``load_frame`` in :meth:`volume`
+        What :func:`~.building.build_volume` makes of ``load_frame`` in :meth:`volume`
         (modality values, int32 narrowed to int16 when a frame's values allow, the
         frames' common dtype), without parsing a header: uncompressed frames are read
         straight into their place in the result and rescaled there; compressed ones
@@ -427,9 +403,10 @@ class SeriesVolumes:
         else:  # hoping that every int32 frame narrows to int16 (widened below when one does not)
             target = np.result_type(*{np.dtype(np.int16) if m == np.int32 else m for _, _, _, m in plans})
         out = fresh_array((len(plans), stack.rows, stack.columns), target)  # faulted in by the reader threads
-        if all(native is not None and np.dtype(native.dtype) == target for _, native, _, _ in plans):
+        native_plans = [(r, n, f, m) for r, n, f, m in plans if n is not None and np.dtype(n.dtype) == target]
+        if len(native_plans) == len(plans):
             try:
-                self._read_in_place(plans, out, cancel)
+                self._read_in_place(native_plans, out, cancel)
                 return out
             except _NeedsInt32:
                 pass  # a frame's values leave int16: the loop below widens the result
@@ -440,30 +417,29 @@ class SeriesVolumes:
             row, native, ref, _ = plan
             return None if native is not None else self._stored_frame(layout, row, ref.frame_index)
 
+        # Uncompressed frames of the result's dtype are read straight into place by two threads
+        # (reads and page faults release the GIL); compressed ones are fetched ahead the same way.
+        direct = {
+            k: native
+            for k, (_, native, _, _) in enumerate(plans)
+            if native is not None and np.dtype(native.dtype) == target
+        }
+
         def read_into_place(ks: list[int]) -> list[bool]:
             cancel.check(layout.series_uid)
             return [
-                plans[k][1].read(
-                    self.archive.file_path(plans[k][0]),
-                    plans[k][2].frame_index,  # type: ignore[union-attr]
-                    out=out[k],
-                )
-                is not None
+                direct[k].read(self.archive.file_path(plans[k][0]), plans[k][2].frame_index, out=out[k]) is not None
                 for k in ks
             ]
 
-        # Uncompressed frames of the result's dtype are read straight into place by two threads
-        # (reads and page faults release the GIL); compressed ones are fetched ahead the same way.
-        direct = [
-            k for k, (_, native, _, _) in enumerate(plans) if native is not None and np.dtype(native.dtype) == target
-        ]
         with ThreadPoolExecutor(2, thread_name_prefix="volume-frames", initializer=use_all_cores) as pool:
-            halves = [direct[: len(direct) // 2], direct[len(direct) // 2 :]]
+            keys = list(direct)
+            halves = [keys[: len(keys) // 2], keys[len(keys) // 2 :]]
             if not all(ok for part in pool.map(read_into_place, halves) for ok in part):
                 raise InvalidInputError("pixel data of a frame is cut short", subject=stack.frames[0].sop_uid)
             in_place = set(direct)
             fetched = pool.map(decoded, plans)
-            for k, ((row, native, ref, mdt), stored) in enumerate(zip(plans, fetched)):
+            for k, ((row, native, ref, mdt), stored) in enumerate(zip(plans, fetched, strict=True)):
                 cancel.check(layout.series_uid)
                 rescale = ref.rescale if ref.rescale not in (None, (1.0, 0.0)) else None
                 if k in in_place:
@@ -554,7 +530,7 @@ class SeriesVolumes:
 
     def stream_volume(
         self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20, cancel: CancelToken = NEVER
-    ) -> tuple[Volume, Iterator[bytes | memoryview]]:
+    ) -> tuple[Volume, Generator[bytes | memoryview, None, None]]:
         """A stack's volume (as :meth:`volume`) and its voxels in chunks (views of it where it allows).
 
         A volume built for this call is written to the derived cache once the last
@@ -585,7 +561,7 @@ class SeriesVolumes:
         """
         stack = layout.stacks[stack_index]
         with self._lock:
-            known = self._volumes.get(self._volume_key(layout, stack))
+            known = self._volumes.peek(self._volume_key(layout, stack))
         if known is not None:
             return known[0].array.dtype.newbyteorder("<").str
         dtypes = {
@@ -600,41 +576,23 @@ class SeriesVolumes:
 
     # -- windowing ------------------------------------------------------------
 
-    def _window(
-        self, layout: SeriesLayout, stack: Stack, vol: Volume, req: WindowRequest
-    ) -> tuple[float, float, VoiFunction, bool, list[str]]:
-        """(center, width, function, use the object's VOI LUT table instead, notes)."""
-        notes: list[str] = []
-        if req.source == "explicit":
-            if not (math.isfinite(req.center) and math.isfinite(req.width)):
-                raise InvalidInputError(f"window center and width must be finite, got {req.center}, {req.width}")
-            if req.function is VoiFunction.LINEAR and req.width < 1:
-                raise InvalidInputError(f"window width must be at least 1 for LINEAR, got {req.width}")
-            if req.width <= 0:
-                raise InvalidInputError(f"window width must be positive, got {req.width}")
-            return req.center, req.width, req.function, False, notes
-        if req.source == "preset":
-            try:
-                c, w = preset(req.preset)
-            except ValueError as exc:
-                raise InvalidInputError(str(exc)) from None
-            return c, w, VoiFunction.LINEAR, False, notes
-        if req.source == "object":
-            ds = layout.datasets[stack.frames[len(stack.frames) // 2].sop_uid]
-            found = object_window(ds, stack.frames[len(stack.frames) // 2].frame_index, req.object_index)
-            if found is not None:
-                return (*found, False, notes)
-            if ds.get("VOILUTSequence"):
-                notes.append("windowed with the object's VOI LUT Sequence")
-                return 0.0, 0.0, VoiFunction.LINEAR, True, notes
-            notes.append("the object has no window; used the automatic window")
-        key = make_key("dicom", "autowindow", layout.identity, {"stack": stack.digest})
-        value = self.archive.cache.get_or_compute(
-            key,
-            lambda: (b"", "text/plain", dict(zip(("c", "w"), auto_window(vol.array)))),
-            tag=f"series:{layout.series_uid}",
-        )
-        return float(value.meta["c"]), float(value.meta["w"]), VoiFunction.LINEAR, False, notes
+    def _voi(self, layout: SeriesLayout, stack: Stack, vol: Volume, req: WindowRequest) -> Voi:
+        """The VOI transformation of a stack's slices (the middle frame's own window or table)."""
+        middle = stack.frames[len(stack.frames) // 2]
+
+        def auto() -> tuple[float, float]:
+            key = make_key("dicom", "autowindow", layout.identity, {"stack": stack.digest})
+            value = self.archive.cache.get_or_compute(
+                key,
+                lambda: (b"", "text/plain", dict(zip(("c", "w"), auto_window(vol.array), strict=True))),
+                tag=f"series:{layout.series_uid}",
+            )
+            return float(value.meta["c"]), float(value.meta["w"])
+
+        def fallback() -> tuple[float, float, str]:
+            return (*auto(), "the object has no window; used the automatic window")
+
+        return choose_voi(req, layout.datasets[middle.sop_uid], middle.frame_index, auto=auto, fallback=fallback)
 
     # -- slices ---------------------------------------------------------------
 
@@ -646,16 +604,20 @@ class SeriesVolumes:
         plane: Plane | str = Plane.AXIAL,
         index: int | None = None,
         position_mm: float | None = None,
-        window: WindowRequest = WindowRequest(),
+        window: WindowRequest | None = None,
         fmt: ImageFormat = ImageFormat.PNG,
         interpolation: Literal["linear", "nearest"] = "linear",
         slab_mm: float = 0.0,
         slab_mode: Literal["max", "min", "mean"] = "max",
+        float_values: bool = False,
         cancel: CancelToken = NEVER,
     ) -> RenderedSlice:
         """One reformatted slice, windowed and encoded (cached by its parameters).
 
-        ``cancel`` stops the volume build this slice waits for (see :meth:`volume`).
+        RAW slices carry modality values in the volume's dtype: linearly interpolated
+        values of an integer volume are rounded to it (``rounded`` says when that
+        changed any), or come as float32 with ``float_values``. ``cancel`` stops the
+        volume build this slice waits for (see :meth:`volume`).
 
         Raises
         ------
@@ -673,11 +635,12 @@ class SeriesVolumes:
                 Plane.parse(plane),
                 index,
                 position_mm,
-                window,
+                window or WindowRequest(),
                 fmt,
                 interpolation,
                 slab_mm,
                 slab_mode,
+                float_values,
                 cancel,
             )
         except VoxelgateError as exc:
@@ -695,6 +658,7 @@ class SeriesVolumes:
         interpolation: Literal["linear", "nearest"],
         slab_mm: float,
         slab_mode: Literal["max", "min", "mean"],
+        float_values: bool,
         cancel: CancelToken,
     ) -> RenderedSlice:
         # Checked before any cache key is made of them (keys refuse non-finite numbers).
@@ -706,11 +670,6 @@ class SeriesVolumes:
         vol, _ = self.volume(series_uid, stack, layout=layout, cancel=cancel)
         st = self._stack(layout, stack)
         grid = plane_grid(vol, plane)
-        first = layout.datasets[st.frames[0].sop_uid]
-        invert = (
-            str(first.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1"
-            or str(first.get("PresentationLUTShape", "")).strip() == "INVERSE"
-        )
         # The volume's own key names what it was built from (its bytes follow from that).
         volume_id = self._volume_id(layout, st)
 
@@ -728,9 +687,38 @@ class SeriesVolumes:
 
         if fmt is ImageFormat.RAW:
             sl = reformat()
+            integers = vol.array.dtype.kind in "iu"
+            exact = not integers or on_voxels(vol, sl, interpolation)
+            if float_values and integers:
+                sl = reformat_slice(
+                    vol,
+                    plane,
+                    index=index,
+                    position_mm=position_mm,
+                    interpolation=interpolation,
+                    slab_mm=slab_mm,
+                    slab_mode=slab_mode,
+                    keep_float=True,
+                )
             payload, dtype, shape = encode_raw(sl.array)
-            return RenderedSlice(payload, fmt.media_type, dtype, shape, _geometry(sl), grid.count, None, ())
-        c, w, fn, use_lut, notes = self._window(layout, st, vol, window)
+            rounded = not exact and not float_values
+            return RenderedSlice(
+                payload,
+                fmt.media_type,
+                dtype,
+                shape,
+                _geometry(sl),
+                grid.count,
+                None,
+                (),
+                rounded=rounded,
+                values="modality",
+            )
+        if float_values:
+            raise InvalidInputError("float_values applies to RAW slices")
+        voi = self._voi(layout, st, vol, window)
+        invert, presentation_notes = inverts(layout.datasets[st.frames[len(st.frames) // 2].sop_uid])
+        out_max: Literal[255, 65535] = 65535 if fmt is ImageFormat.PNG16 else 255
         key = make_key(
             "dicom",
             "slice",
@@ -743,15 +731,10 @@ class SeriesVolumes:
                 "slab": slab_mm,
                 "mode": slab_mode,
                 "fmt": fmt.value,
-                "c": c,
-                "w": w,
-                "fn": fn.value,
                 "inv": invert,
-                "lut": use_lut,
+                **voi.key(),
             },
         )
-
-        lut_ds = first if use_lut else None
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
             with self._render_slots:
@@ -759,18 +742,8 @@ class SeriesVolumes:
 
         def render() -> tuple[bytes, str, dict[str, object]]:
             sl = reformat()
-            if lut_ds is not None:
-                img = voi_lut_display(sl.array, lut_ds, out_max=65535 if fmt is ImageFormat.PNG16 else 255)
-                img = (65535 if fmt is ImageFormat.PNG16 else 255) - img if invert else img
-                data = encode_png(img) if fmt is not ImageFormat.JPEG else encode_jpeg(img)
-            elif fmt is ImageFormat.PNG16:
-                img = window_to_uint16(sl.array, c, w, function=fn)
-                data = encode_png(65535 - img if invert else img)
-            else:  # PNG or JPEG, 8-bit
-                img = window_to_uint8(sl.array, c, w, function=fn)
-                if invert:
-                    img = 255 - img
-                data = encode_png(img) if fmt is ImageFormat.PNG else encode_jpeg(img)
+            img = to_display(sl.array, voi, invert=invert, out_max=out_max)
+            data = encode_jpeg(img) if fmt is ImageFormat.JPEG else encode_png(img)
             return data, fmt.media_type, {"shape": list(img.shape), "geometry": _geometry(sl).to_json()}
 
         # Kept in the cache's memory tier: rendering again (a few ms) costs less than writing it
@@ -784,8 +757,9 @@ class SeriesVolumes:
             tuple(value.meta["shape"]),
             SliceGeometry.from_json(value.meta["geometry"]),
             grid.count,
-            None if lut_ds is not None else (c, w, fn),
-            tuple(notes),
+            voi.window,
+            (*voi.notes, *presentation_notes),
+            inverted=invert,
         )
 
 
@@ -823,7 +797,7 @@ def _rescale_in_place(frame: np.ndarray, rescale: tuple[float, float] | None) ->
 
 def _released_after(
     chunks: Iterator[bytes | memoryview], hold: AbstractContextManager[None]
-) -> Iterator[bytes | memoryview]:
+) -> Generator[bytes | memoryview, None, None]:
     """``chunks``, then ``hold`` released (also when the consumer stops early; a hold never
     iterated lapses by itself, see ``DerivedCache.hold_writes``)."""
     try:
@@ -844,7 +818,7 @@ def _row_chunks(arr: np.ndarray, chunk_bytes: int) -> Iterator[bytes | memoryvie
     in_place = flat.flags.c_contiguous and flat.dtype == le
     for start in range(0, flat.shape[0], rows_per_chunk):
         rows = flat[start : start + rows_per_chunk]
-        yield memoryview(rows).cast("B") if in_place else np.ascontiguousarray(rows, dtype=le).tobytes()
+        yield rows.data.cast("B") if in_place else np.ascontiguousarray(rows, dtype=le).tobytes()
 
 
 def _geometry(sl: Slice) -> SliceGeometry:

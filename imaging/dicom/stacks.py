@@ -13,7 +13,7 @@ positions and frames that all share one position (frame series: cine, time
 series), a single slice unlike the rest of the series, and duplicate positions.
 
 Only headers are read here; pixel data is the business of
-:func:`voxelgate.imaging.dicom.volume.build_volume`.
+:func:`voxelgate.imaging.dicom.building.build_volume`.
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from .frames import _functional, rescale_of
 from .pixels import has_pixels, pixel_layout
@@ -195,7 +196,13 @@ class Stack:
 # -- reading headers ---------------------------------------------------------------
 
 
-def _floats(value: object, n: int) -> tuple[float, ...] | None:
+@overload
+def _floats(value: Any, n: Literal[2]) -> tuple[float, float] | None: ...
+@overload
+def _floats(value: Any, n: Literal[3]) -> tuple[float, float, float] | None: ...
+@overload
+def _floats(value: Any, n: Literal[6]) -> tuple[float, float, float, float, float, float] | None: ...
+def _floats(value: Any, n: int) -> tuple[float, ...] | None:
     if value is None:
         return None
     try:
@@ -208,16 +215,16 @@ def _floats(value: object, n: int) -> tuple[float, ...] | None:
     return out
 
 
-def _opt_int(value: object) -> int | None:
+def _opt_int(value: Any) -> int | None:
     try:
-        return int(value) if value not in (None, "") else None  # type: ignore[call-overload]
+        return int(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
 
 
-def _opt_float(value: object) -> float | None:
+def _opt_float(value: Any) -> float | None:
     try:
-        out = float(value) if value not in (None, "") else None  # type: ignore[arg-type]
+        out = float(value) if value not in (None, "") else None
     except (TypeError, ValueError):
         return None
     return out if out is None or math.isfinite(out) else None
@@ -225,8 +232,8 @@ def _opt_float(value: object) -> float | None:
 
 def _first(value: object) -> object:
     """The first value of a multi-valued element (or the value itself)."""
-    if isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
-        return value[0] if len(value) else None  # type: ignore[index,arg-type]
+    if isinstance(value, (list, tuple, MultiValue)):
+        return value[0] if len(value) else None
     return value
 
 
@@ -289,7 +296,7 @@ def frame_refs(ds: Dataset, sop_uid: str) -> list[FrameRef]:
         return []
     rows, cols, samples, frames, _bits = pixel_layout(ds)
     enhanced = bool(ds.get("PerFrameFunctionalGroupsSequence") or ds.get("SharedFunctionalGroupsSequence"))
-    common = dict(
+    common: dict[str, Any] = dict(
         sop_class_uid=str(ds.get("SOPClassUID", "")).strip(),
         frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")).strip(),
         instance_number=_opt_int(ds.get("InstanceNumber")) or 0,
@@ -305,9 +312,9 @@ def frame_refs(ds: Dataset, sop_uid: str) -> list[FrameRef]:
         base = FrameRef(
             sop_uid=sop_uid,
             frame_index=0,
-            position=position,  # type: ignore[arg-type]
-            orientation=_floats(ds.get("ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-            pixel_spacing=_floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+            position=position,
+            orientation=_floats(ds.get("ImageOrientationPatient"), 6),
+            pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
             rows=rows,
             columns=cols,
             temporal_position=_opt_int(ds.get("TemporalPositionIdentifier")),
@@ -315,7 +322,7 @@ def frame_refs(ds: Dataset, sop_uid: str) -> list[FrameRef]:
             image_type=tuple(str(v).strip().upper() for v in ds.get("ImageType") or ()),
             rescale=rescale_of(ds, 0),
             slice_thickness=_opt_float(ds.get("SliceThickness")),
-            **common,  # type: ignore[arg-type]
+            **common,
         )
         return [base] if frames == 1 else [replace(base, frame_index=i) for i in range(frames)]
     dims = _non_spatial_dimensions(ds)
@@ -348,9 +355,9 @@ def frame_refs(ds: Dataset, sop_uid: str) -> list[FrameRef]:
             FrameRef(
                 sop_uid=sop_uid,
                 frame_index=i,
-                position=position,  # type: ignore[arg-type]
-                orientation=orientation or _floats(ds.get("ImageOrientationPatient"), 6),  # type: ignore[arg-type]
-                pixel_spacing=spacing or _floats(ds.get("PixelSpacing"), 2),  # type: ignore[arg-type]
+                position=position,
+                orientation=orientation or _floats(ds.get("ImageOrientationPatient"), 6),
+                pixel_spacing=spacing or _floats(ds.get("PixelSpacing"), 2),
                 rows=rows,
                 columns=cols,
                 temporal_position=temporal,
@@ -360,7 +367,7 @@ def frame_refs(ds: Dataset, sop_uid: str) -> list[FrameRef]:
                 dimension_index=dim_values,
                 rescale=rescale_of(ds, i),
                 slice_thickness=thickness if thickness is not None else _opt_float(ds.get("SliceThickness")),
-                **{**common, "acquisition_number": acquisition},  # type: ignore[arg-type]
+                **{**common, "acquisition_number": acquisition},
             )
         )
     return out
@@ -427,7 +434,7 @@ def _exclusion(ref: FrameRef) -> tuple[ExclusionKind, str] | None:
 
 @dataclass
 class _Group:
-    orientation: tuple[float, ...]
+    orientation: tuple[float, float, float, float, float, float]
     spacing: tuple[float, float]
     rows: int
     columns: int
@@ -440,8 +447,11 @@ class _Group:
             ref.frame_of_reference_uid == self.frame_of_reference_uid
             and ref.rows == self.rows
             and ref.columns == self.columns
-            and max(abs(a - b) for a, b in zip(ref.orientation, self.orientation)) <= tol
-            and all(abs(a - b) <= SPACING_TOLERANCE * max(a, b) for a, b in zip(ref.pixel_spacing, self.spacing))
+            and max(abs(a - b) for a, b in zip(ref.orientation, self.orientation, strict=True)) <= tol
+            and all(
+                abs(a - b) <= SPACING_TOLERANCE * max(a, b)
+                for a, b in zip(ref.pixel_spacing, self.spacing, strict=True)
+            )
         )
 
 
@@ -469,8 +479,21 @@ def _clusters(d: np.ndarray) -> list[list[int]]:
     return out
 
 
+def _placed(ref: FrameRef) -> tuple[float, float, float]:
+    """The position of a frame in a group (:func:`_exclusion` leaves out frames without one)."""
+    assert ref.position is not None
+    return ref.position
+
+
+def _directions(group: _Group) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column directions of a group (:func:`_exclusion` leaves out unusable orientations)."""
+    directions = _orthonormal(group.orientation)
+    assert directions is not None
+    return directions
+
+
 def _normal_positions(frames: Sequence[FrameRef], normal: np.ndarray) -> np.ndarray:
-    return np.array([np.dot(f.position, normal) for f in frames], dtype=np.float64)  # type: ignore[arg-type]
+    return np.array([np.dot(_placed(f), normal) for f in frames], dtype=np.float64)
 
 
 _SplitBy = tuple[tuple[str, str], ...]
@@ -495,7 +518,8 @@ def _resolve_repeats(frames: list[FrameRef], normal: np.ndarray) -> list[tuple[_
             if all(max(len(c) for c in _clusters(d[idx])) == 1 for idx in parts.values()):
                 ordered = sorted(parts.items(), key=lambda kv: tuple(_sort_value(v) for v in kv[0]))
                 return [
-                    (tuple((a, _fmt(v)) for a, v in zip(combo, key)), [frames[i] for i in idx]) for key, idx in ordered
+                    (tuple((a, _fmt(v)) for a, v in zip(combo, key, strict=True)), [frames[i] for i in idx])
+                    for key, idx in ordered
                 ]
     return [((), frames)]
 
@@ -510,11 +534,11 @@ def _fmt(value: object) -> str:
 
 def _describe_difference(single: _Group, main: _Group) -> str:
     what = []
-    if max(abs(a - b) for a, b in zip(single.orientation, main.orientation)) > ORIENTATION_TOLERANCE:
+    if max(abs(a - b) for a, b in zip(single.orientation, main.orientation, strict=True)) > ORIENTATION_TOLERANCE:
         what.append("orientation")
     if (single.rows, single.columns) != (main.rows, main.columns):
         what.append("rows/columns")
-    if not all(abs(a - b) <= SPACING_TOLERANCE * max(a, b) for a, b in zip(single.spacing, main.spacing)):
+    if not all(abs(a - b) <= SPACING_TOLERANCE * max(a, b) for a, b in zip(single.spacing, main.spacing, strict=True)):
         what.append("pixel spacing")
     if single.frame_of_reference_uid != main.frame_of_reference_uid:
         what.append("frame of reference")
@@ -524,7 +548,7 @@ def _describe_difference(single: _Group, main: _Group) -> str:
 def _order(
     group: _Group, frames: list[FrameRef], split_by: tuple[tuple[str, str], ...], excluded: list[Excluded]
 ) -> Stack:
-    r, c = _orthonormal(group.orientation)  # type: ignore[misc]
+    r, c = _directions(group)
     normal = np.cross(r, c)
     d = _normal_positions(frames, normal)
     warnings: list[str] = []
@@ -559,10 +583,12 @@ def _order(
             warnings.append(
                 f"uneven slice spacing: steps from {steps.min():.2f} to {steps.max():.2f} mm (median {median:.2f} mm)"
             )
+    rx, ry, rz = (float(v) for v in r)
+    cx, cy, cz = (float(v) for v in c)
     return Stack(
         frames=tuple(frames[i] for i in kept),
         positions_mm=tuple(float(p) for p in pos),
-        orientation=tuple(float(v) for v in (*r, *c)),  # type: ignore[arg-type]
+        orientation=(rx, ry, rz, cx, cy, cz),
         pixel_spacing=group.spacing,
         rows=group.rows,
         columns=group.columns,
@@ -635,7 +661,7 @@ def split_stacks(
                 )
             )
             continue
-        r, c = _orthonormal(g.orientation)  # type: ignore[misc]
+        r, c = _directions(g)
         d = _normal_positions(g.frames, np.cross(r, c))
         if len(g.frames) > 1 and len(_clusters(d)) == 1:
             excluded.extend(

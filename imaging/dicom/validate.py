@@ -17,9 +17,9 @@ import numpy as np
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
 
 from ..contained import Emit
+from ..limits import Limits
 from .headers import summarize
 from .parse import ParsedInstance, parse_instance
-from .pixels import Limits
 
 log = logging.getLogger(__name__)
 

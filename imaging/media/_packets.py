@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import cast
 
 import av
 import numpy as np
@@ -31,6 +32,7 @@ class PacketTable:
     pos: np.ndarray
     keyframe: np.ndarray
     corrupt: np.ndarray
+    discard: np.ndarray  # the container tells decoders to drop the frame (outside an MP4 edit list)
 
 
 #: Placeholder for a missing timestamp in ``PacketTable``.
@@ -61,6 +63,23 @@ def open_video(path: Path, *, name: str) -> av.container.InputContainer:
     return container
 
 
+def video_stream(container: av.container.InputContainer, index: int, *, name: str) -> av.video.stream.VideoStream:
+    """Stream ``index`` of ``container``, the one its frame index was built from.
+
+    Raises
+    ------
+    InvalidInputError
+        When the container has no such stream, or it is not a video stream.
+    """
+    try:
+        stream = container.streams[index]
+    except (IndexError, KeyError) as exc:
+        raise InvalidInputError(f"no stream {index}", subject=name) from exc
+    if not isinstance(stream, av.video.stream.VideoStream):
+        raise InvalidInputError(f"stream {index} is not a video stream", subject=name)
+    return stream
+
+
 def scan_packets(
     container: av.container.InputContainer, *, name: str, max_frames: int | None = None
 ) -> tuple[PacketTable, list[tuple[float, int]]]:
@@ -75,7 +94,7 @@ def scan_packets(
         counted first, so the message gives the real number).
     """
     video = container.streams.video[0]
-    rows: list[tuple[int, int, int, int, int, bool, bool]] = []
+    rows: list[tuple[int, int, int, int, int, bool, bool, bool]] = []
     counted = 0  # video packets, still counted (not stored) past max_frames
     timeline: list[tuple[float, int]] = []
     file_size = getattr(container, "size", 0) or 0
@@ -85,8 +104,10 @@ def scan_packets(
                 continue  # flush packets at the end of each stream
             ts = packet.dts if packet.dts is not None else packet.pts
             over = max_frames is not None and counted > max_frames
-            if ts is not None and packet.time_base is not None and not over:
-                timeline.append((float(ts * packet.time_base), packet.size))
+            # PyAV gives None for a packet's 0/0 time base; its stub says Fraction.
+            time_base = cast("Fraction | None", packet.time_base)
+            if ts is not None and time_base is not None and not over:
+                timeline.append((float(ts * time_base), packet.size))
             if packet.stream.index != video.index:
                 continue
             counted += 1
@@ -106,6 +127,7 @@ def scan_packets(
                     pos,
                     bool(packet.is_keyframe),
                     bool(packet.is_corrupt),
+                    bool(packet.is_discard),
                 )
             )
     except av.FFmpegError as exc:
@@ -114,7 +136,7 @@ def scan_packets(
         ) from exc
     if max_frames is not None and counted > max_frames:
         raise LimitExceededError(f"the video has {counted} frames; the limit is {max_frames}", subject=name)
-    arr = np.array(rows, dtype=np.int64).reshape(-1, 7)
+    arr = np.array(rows, dtype=np.int64).reshape(-1, 8)
     table = PacketTable(
         stream_index=video.index,
         time_base=Fraction(video.time_base) if video.time_base else Fraction(1, 1),
@@ -125,5 +147,6 @@ def scan_packets(
         pos=arr[:, 4].copy(),
         keyframe=arr[:, 5].astype(bool),
         corrupt=arr[:, 6].astype(bool),
+        discard=arr[:, 7].astype(bool),
     )
     return table, timeline

@@ -55,9 +55,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import ExifTags, Image, ImageCms, ImageFile
+
+if TYPE_CHECKING:
+    from PIL import TiffImagePlugin
 
 from voxelgate.errors import (
     InvalidInputError,
@@ -257,11 +261,19 @@ def _seek(src: _Source, page: int) -> bool:
     return True
 
 
+def _tiff_tags(src: _Source) -> TiffImagePlugin.ImageFileDirectory_v2:
+    """The tags of the current page of a TIFF (Pillow opens one as a ``TiffImageFile``)."""
+    from PIL import TiffImagePlugin  # loaded by then; importing it at start would register the plugin
+
+    assert isinstance(src.im, TiffImagePlugin.TiffImageFile)
+    return src.im.tag_v2
+
+
 def _orientation(src: _Source, warnings: list[str]) -> int:
     """EXIF orientation of the current page (1 when absent or invalid)."""
     try:
         if src.fmt == "tiff":
-            value = src.im.tag_v2.get(ExifTags.Base.Orientation, 1)  # type: ignore[attr-defined]
+            value = _tiff_tags(src).get(ExifTags.Base.Orientation, 1)
         else:
             value = src.im.getexif().get(ExifTags.Base.Orientation, 1)
     except _PILLOW_ERRORS:
@@ -281,7 +293,7 @@ def _orientation(src: _Source, warnings: list[str]) -> int:
 def _turned_on_load(src: _Source) -> bool:
     """Whether Pillow applied the loaded page's orientation itself: its TIFF reader does
     (``exif_transpose`` in ``load_end``) and then drops the Orientation tag."""
-    return src.fmt == "tiff" and ExifTags.Base.Orientation not in src.im.tag_v2  # type: ignore[attr-defined]
+    return src.fmt == "tiff" and ExifTags.Base.Orientation not in _tiff_tags(src)
 
 
 def _displayed_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
@@ -295,7 +307,7 @@ def _bit_depth(src: _Source) -> int:
         depth, colour_type = head[24], head[25]
         return 8 if colour_type == 3 else int(depth)
     if src.fmt == "tiff":
-        tags = im.tag_v2  # type: ignore[attr-defined]
+        tags = _tiff_tags(src)
         bps = tags.get(258)
         if tags.get(262) == 3:  # palette
             return 8

@@ -7,7 +7,8 @@ decode order (demuxed again; no decoding unless ``decode_check``) and returns
 - ``"remux-without-audio"``: copy the video packets untouched, drop the audio;
 - ``"faststart"``: rewrite the MP4 with ``moov`` first, packets untouched;
 - ``"remux"``: copy the packets into an MP4 (the codec is fine, the container is not);
-- ``"reencode"``: a full re-encode (H.264, constant frame rate, square pixels, faststart).
+- ``"reencode"``: a full re-encode (H.264, constant frame rate, square pixels, the display
+  matrix's turn applied to the pixels, faststart).
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def diagnose(
     -------
     list of Finding
         In a fixed order: audio, ghost frames, variable frame rate, aspect
-        ratio, corrupt packets, timestamps, keyframes, faststart, browser codec.
+        ratio, rotation, corrupt packets, timestamps, keyframes, faststart, browser codec.
 
     Raises
     ------
@@ -112,8 +113,9 @@ def diagnose(
     findings += _ghosts(index, table)
     findings += _vfr(index)
     findings += _sar(info)
+    findings += _rotation(info)
     findings += _corrupt(path, table, name=name, decode_check=decode_check)
-    findings += _timestamps(table)
+    findings += _timestamps(index, table)
     findings += _keyframes(info)
     findings += _faststart(path, info)
     findings += _browser(info)
@@ -135,17 +137,31 @@ def _audio(info: VideoInfo) -> list[Finding]:
 
 
 def _ghosts(index: FrameIndex, table: PacketTable) -> list[Finding]:
-    if len(index.ghost_pts) == 0:
+    hidden = sorted(int(p) for p in index.discarded_pts)
+    negative = sorted(int(p) for p in index.pts[index.known & (index.pts < 0)])
+    if not hidden and not negative:
         return []
-    ghosts = sorted(int(p) for p in index.ghost_pts)
+    parts = []
+    if hidden:
+        parts.append(
+            f"{len(hidden)} picture(s) hidden by the edit list: no player shows them and FFmpeg's decoder drops "
+            "them, so they are not frames"
+        )
+    if negative:
+        parts.append(
+            f"{len(negative)} frame(s) with a negative timestamp: FFmpeg's extraction writes them first, so they are "
+            f"frames 0 to {len(negative) - 1}, but a player that starts at 0 s may not show them"
+        )
+    ghosts = sorted(hidden + negative)
     return [
         Finding(
             "ghost_frames",
             "warning",
-            f"{len(ghosts)} frame(s) with a negative presentation timestamp; they are not addressable "
-            "and some tools count them, shifting frame numbers",
+            "; ".join(parts) + ". Tools that treat them otherwise number every later frame differently",
             {
                 "count": len(ghosts),
+                "discarded": len(hidden),
+                "negative_frames": len(negative),
                 "stream_index": table.stream_index,
                 "first_pts": ghosts[:_EXAMPLES],
                 "first_seconds": [round(float(p * table.time_base), 6) for p in ghosts[:_EXAMPLES]],
@@ -155,7 +171,9 @@ def _ghosts(index: FrameIndex, table: PacketTable) -> list[Finding]:
 
 
 def _steps(index: FrameIndex) -> Counter[int]:
-    return Counter(int(s) for s in np.diff(index.pts))
+    """Timestamp steps between frames with distinct timestamps (repeats are their own finding)."""
+    known = index.pts[index.known]
+    return Counter(int(s) for s in np.diff(known) if s > 0)
 
 
 def _vfr(index: FrameIndex) -> list[Finding]:
@@ -200,6 +218,43 @@ def _sar(info: VideoInfo) -> list[Finding]:
                 "display_aspect_ratio": list(info.display_aspect_ratio),
                 "width": info.width,
                 "height": info.height,
+            },
+        )
+    ]
+
+
+def _rotation(info: VideoInfo) -> list[Finding]:
+    if not info.rotation and not info.mirrored:
+        return []
+    turn = info.orientation
+    w, h = info.width, info.height
+    dw, dh = info.display_size
+    if turn is None:
+        message = (
+            f"the display matrix turns the picture {info.rotation} degrees, not a right angle: players differ "
+            "(Chrome turns only by right angles), and frames are returned as stored"
+        )
+    else:
+        what = " and ".join(
+            ([f"turned {turn.rotation} degrees counter-clockwise"] if turn.rotation else [])
+            + (["mirrored"] if turn.mirrored else [])
+        )
+        message = (
+            f"the display matrix shows the stored {w}x{h} picture {what} ({dw}x{dh}), as browsers and ffmpeg do: "
+            "frames are returned so (ask for the stored orientation to get them as stored); tools that ignore "
+            "the matrix see other pixels, so their label coordinates do not match the browser's"
+        )
+    return [
+        Finding(
+            "display_rotation",
+            "warning",
+            message,
+            {
+                "rotation": info.rotation,
+                "mirrored": info.mirrored,
+                "stored_size": [w, h],
+                "displayed_size": [dw, dh],
+                "applied": turn is not None,
             },
         )
     ]
@@ -256,12 +311,12 @@ def _ts(value: Any) -> int | None:
     return None if int(value) == NO_TS else int(value)
 
 
-def _timestamps(table: PacketTable) -> list[Finding]:
+def _timestamps(index: FrameIndex, table: PacketTable) -> list[Finding]:
     findings: list[Finding] = []
     pts = table.pts
-    have = pts != NO_TS
-    missing = int((~have).sum())
-    counts = Counter(int(p) for p in pts[have])
+    used = ~table.discard
+    missing = int(((pts == NO_TS) & used).sum())
+    counts = Counter(int(p) for p in index.pts[index.known])
     repeated = sorted(p for p, c in counts.items() if c > 1)
     if repeated or missing:
         findings.append(
@@ -270,7 +325,8 @@ def _timestamps(table: PacketTable) -> list[Finding]:
                 "error",
                 f"{len(repeated)} presentation timestamp(s) used by more than one frame"
                 + (f", {missing} packet(s) without one" if missing else "")
-                + ": those frames cannot be told apart by time",
+                + ": they are all frames (FFmpeg's numbering), but a player seeking by time shows one of each "
+                "repeat and labels on the others cannot be checked in a browser",
                 {
                     "stream_index": table.stream_index,
                     "repeated_pts": repeated[:_EXAMPLES],
@@ -279,6 +335,7 @@ def _timestamps(table: PacketTable) -> list[Finding]:
                 },
             )
         )
+    have = pts != NO_TS
     dts = table.dts
     both = (dts != NO_TS) & have
     d = dts[dts != NO_TS]

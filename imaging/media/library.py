@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
-from voxelgate.cache.media_catalog import MediaRow, MemberRow, SetRow
+from voxelgate.cache.media_catalog import MediaCatalog, MediaRow, MemberRow, SetRow
 from voxelgate.cache.store import Store
 from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
@@ -29,16 +31,18 @@ from voxelgate.imaging.cpu import all_cores, use_all_cores
 
 from ..contained import Decoders, InProcess, each
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
+from ..limits import VideoLimits
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, render_frame
 from .frame_index import Pieces
-from .probe_video import VideoInfo, VideoLimits, sniff_video_format
+from .inventory import InventoryMixin
+from .probe_video import VideoInfo, sniff_video_format
 from .sequence import resize_exact
 from .validate import probe_file
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 
 log = logging.getLogger(__name__)
 
-FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original"]
+FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original", "yuv420p"]
 #: Slowest export frame rate: an MP4 time base of 1001 cannot express slower rates.
 MIN_EXPORT_FPS = 0.001
 _KEEP_JOBS = 64
@@ -68,6 +72,9 @@ class MediaFrameResult:
     page: int
     frame: int = 0  # the index asked for (page, position in a set, or video frame)
     time_s: float | None = None  # video frames: presentation time
+    rotation: int = 0  # video frames: counter-clockwise degrees the stored picture was turned (display matrix)
+    mirrored: bool = False  # video frames: the stored picture was mirrored (before the turn)
+    pixel_ratio: tuple[int, int] | None = None  # video frames: aspect ratio of one pixel of the picture sent
 
 
 @dataclass
@@ -83,7 +90,7 @@ class ExportJob:
     cancel: CancelToken = field(default_factory=CancelToken)
 
 
-class _SniffedFile(IncomingFile):
+class _SniffedFile(IncomingFile[MediaReport]):
     """An incoming media file whose size limit is the image or the video one, sniffed from its first bytes.
 
     The limit is enforced while the bytes stream in; the error gives the limit
@@ -92,7 +99,9 @@ class _SniffedFile(IncomingFile):
 
     _HEAD = 64
 
-    def __init__(self, sink: IngestSink, base: IncomingFile, *, image_bytes: int, video_bytes: int) -> None:
+    def __init__(
+        self, sink: IngestSink[MediaReport], base: IncomingFile[MediaReport], *, image_bytes: int, video_bytes: int
+    ) -> None:
         super().__init__(sink, base.staged, declared_size=base.declared_size, overwrite=base.overwrite)
         self._image_bytes, self._video_bytes = image_bytes, video_bytes
         self._head = b""
@@ -123,7 +132,7 @@ class _SniffedFile(IncomingFile):
         super().write(data)
 
 
-class MediaLibrary(VideoLibraryMixin):
+class MediaLibrary(VideoLibraryMixin, InventoryMixin):
     """Non-DICOM images and videos over the shared store, catalog and derived cache.
 
     Parameters
@@ -144,7 +153,7 @@ class MediaLibrary(VideoLibraryMixin):
     def __init__(
         self,
         store: Store,
-        catalog: object,
+        catalog: MediaCatalog,
         cache: DerivedCache,
         *,
         limits: MediaLimits,
@@ -162,7 +171,7 @@ class MediaLibrary(VideoLibraryMixin):
 
     # -- ingest ---------------------------------------------------------------
 
-    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile:
+    def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile[MediaReport]:
         """Start receiving a file called ``name`` (image or video: the limit follows its first bytes)."""
         image_bytes, video_bytes = self.limits.max_file_bytes, self.video_limits.max_file_bytes
         base = begin_file(
@@ -180,7 +189,7 @@ class MediaLibrary(VideoLibraryMixin):
         return ingest_path(self, path, name=name)
 
     def finish_batch(
-        self, items: Sequence[tuple[IncomingFile, str]], *, cancel: CancelToken = NEVER
+        self, items: Sequence[tuple[IncomingFile[MediaReport], str]], *, cancel: CancelToken = NEVER
     ) -> list[MediaReport | Exception]:
         """Probe (every page and frame must decode) and commit received files; one report or error each.
 
@@ -188,11 +197,11 @@ class MediaLibrary(VideoLibraryMixin):
         Once ``cancel`` is cancelled, the probe under way stops and the files not
         yet committed fail with ``CancelledError``.
         """
-        results: list[MediaReport | Exception | None] = [None] * len(items)
-        pending: list[tuple[int, IncomingFile, MediaReport]] = []
+        results: dict[int, MediaReport | Exception] = {}
+        pending: list[tuple[int, IncomingFile[MediaReport], MediaReport]] = []
         try:
 
-            def probe(item: tuple[IncomingFile, str]) -> tuple[str, ImageInfo | VideoInfo, list[str]]:
+            def probe(item: tuple[IncomingFile[MediaReport], str]) -> tuple[str, ImageInfo | VideoInfo, list[str]]:
                 incoming, expected = item
                 sha = incoming.check(expected)
                 return (sha, *self._probe(incoming.staged.path, incoming.name, cancel))
@@ -205,7 +214,7 @@ class MediaLibrary(VideoLibraryMixin):
                         raise done
                     sha, info, warnings = done
                     report = MediaReport(incoming.name, "stored", sha, incoming.size, info, warnings)
-                    if self.catalog.get_media(sha) is not None:  # type: ignore[attr-defined]
+                    if self.catalog.get_media(sha) is not None:
                         report.outcome = "duplicate"
                         results[i] = report
                     else:
@@ -218,21 +227,30 @@ class MediaLibrary(VideoLibraryMixin):
                     for _, incoming, _ in pending:
                         self.store.commit(incoming.staged, sync=False)
                     self.store.sync_batch(shas)
-                    new = self.catalog.put_media([_row(r) for _, _, r in pending])  # type: ignore[attr-defined]
-                for (i, _, report), is_new in zip(pending, new):
+                    new = self.catalog.put_media([_row(r) for _, _, r in pending])
+                for (i, _, report), is_new in zip(pending, new, strict=True):
                     report.outcome = "stored" if is_new else "duplicate"
                     results[i] = report
         finally:
             for incoming, _ in items:
                 incoming.staged.discard()
-        for r in results:
+        ordered = [results[i] for i in range(len(items))]
+        for r in ordered:
             if isinstance(r, MediaReport):
                 log.info("media ingested", extra={"outcome": r.outcome, "sha256": r.media_id[:16], "bytes": r.size})
-        return results  # type: ignore[return-value]
+        return ordered
 
     @all_cores()  # decoding every page or frame: native work, off the request threads' core
     def _probe(self, path: Path, name: str, cancel: CancelToken) -> tuple[ImageInfo | VideoInfo, list[str]]:
-        """Probe a received file as a video or an image, by its first bytes (never its name)."""
+        """Probe a received file as a video or an image, by its first bytes (never its name), in a decoder.
+
+        Raises
+        ------
+        InvalidInputError
+            Bytes of neither (saying what they look like and what is accepted), or a broken file.
+        LimitExceededError
+            A file over the image or video limits, or its decoding over the decoders' time or memory.
+        """
         return self.decoders.run(probe_file, path, name, self.limits, self.video_limits, subject=name, cancel=cancel)
 
     # -- items and sets -------------------------------------------------------
@@ -247,7 +265,7 @@ class MediaLibrary(VideoLibraryMixin):
         InvalidInputError
             The item is a video (see ``video``).
         """
-        row = self.catalog.get_media(media_id) if media_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(media_id) if media_id else None
         if row is None:
             raise NotFoundError("no such media item", subject=media_id or "(empty id)")
         if row.kind == "video":
@@ -262,14 +280,14 @@ class MediaLibrary(VideoLibraryMixin):
         NotFoundError
             No set has that id.
         """
-        row = self.catalog.get_set(set_id) if set_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_set(set_id) if set_id else None
         if row is None:
             raise NotFoundError("no such group or sequence", subject=set_id or "(empty id)")
         return row
 
     def info(self, item_id: str) -> ImageInfo | VideoInfo | SetRow:
         """A media item's description (image or video), or a group's or sequence's frames."""
-        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(item_id) if item_id else None
         if row is not None:
             return self.video(item_id)[1] if row.kind == "video" else self.media(item_id)[1]
         return self.media_set(item_id)
@@ -290,7 +308,7 @@ class MediaLibrary(VideoLibraryMixin):
         """
         if not fps > 0:
             raise InvalidInputError(f"fps must be positive, got {fps}")
-        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(item_id) if item_id else None
         if row is not None and row.kind == "video":
             return self.video_frame_times(item_id)
         count = self.media(item_id)[1].pages if row is not None else len(self.media_set(item_id).members)
@@ -299,7 +317,7 @@ class MediaLibrary(VideoLibraryMixin):
     def _pages(self, media_ids: Sequence[str]) -> list[tuple[str, int, str, int, int]]:
         if not media_ids:
             raise InvalidInputError("empty group or sequence: give at least one media id")
-        out = []
+        out: list[tuple[str, int, str, int, int]] = []
         for media_id in media_ids:
             row, info = self.media(media_id)
             # probe_image records every page's displayed size at ingest.
@@ -311,7 +329,7 @@ class MediaLibrary(VideoLibraryMixin):
         pages = self._pages(media_ids)
         members = [MemberRow(i, m, p, n, w, h) for i, (m, p, n, w, h) in enumerate(pages)]
         set_id = uuid.uuid4().hex
-        self.catalog.put_set("group", set_id, name, members, [])  # type: ignore[attr-defined]
+        self.catalog.put_set("group", set_id, name, members, [])
         return self.media_set(set_id)
 
     def create_sequence(
@@ -331,7 +349,7 @@ class MediaLibrary(VideoLibraryMixin):
                     )
             set_id = uuid.uuid4().hex
             label = name if len(plans) == 1 else f"{name} [{frames[0].width}x{frames[0].height}]"
-            self.catalog.put_set("sequence", set_id, label, members, warnings)  # type: ignore[attr-defined]
+            self.catalog.put_set("sequence", set_id, label, members, warnings)
             out.append(self.media_set(set_id))
             log.info("sequence created", extra={"frames": len(members), "resized": len(warnings), "part": k})
         return out
@@ -340,13 +358,13 @@ class MediaLibrary(VideoLibraryMixin):
 
     def _resolve(self, item_id: str, index: int) -> tuple[str, int, tuple[int, int] | None]:
         """(media id, page, exact size the frame must have or None) of frame ``index`` of an item or set."""
-        row = self.catalog.get_media(item_id) if item_id else None  # type: ignore[attr-defined]
+        row = self.catalog.get_media(item_id) if item_id else None
         if row is not None:
             _, info = self.media(item_id)
             if not 0 <= index < info.pages:
                 raise NotFoundError(f"page {index} out of range (0..{info.pages - 1})", subject=item_id)
             return item_id, index, None
-        found = self.catalog.get_member(item_id, index) if item_id else None  # type: ignore[attr-defined]
+        found = self.catalog.get_member(item_id, index) if item_id else None
         if found is None:
             raise NotFoundError("no such media item, group or sequence", subject=item_id or "(empty id)")
         count, m = found
@@ -364,10 +382,12 @@ class MediaLibrary(VideoLibraryMixin):
         window: tuple[float, float] | None = None,
         max_bytes: int | None = None,
         after_reply: Callable[[Callable[[], None]], None] | None = None,
+        stored: bool = False,
     ) -> MediaFrameResult:
         """Frame ``index`` of a media item (its page) or of a group or sequence, through the derived cache.
 
-        Video frames come from ``video_frame`` (``after_reply`` is for it).
+        Video frames come from ``video_frame`` (``after_reply`` is for it), turned as displayed unless
+        ``stored`` (images are always as displayed: their EXIF orientation is applied).
 
         Raises
         ------
@@ -384,9 +404,12 @@ class MediaLibrary(VideoLibraryMixin):
             if fmt == "png16":
                 raise InvalidInputError("video frames are 8-bit: ask for png, jpeg, webp or raw", subject=item_id)
             payload, media_type, dtype, shape, time_s = self.video_frame(
-                item_id, index, fmt=fmt, max_size=max_size, after_reply=after_reply
+                item_id, index, fmt=fmt, max_size=max_size, after_reply=after_reply, stored=stored
             )
-            return MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, index, time_s)
+            turn, ratio = self.frame_turn(item_id, stored=stored)
+            return MediaFrameResult(
+                payload, media_type, dtype, shape, item_id, 0, index, time_s, turn[0], turn[1], ratio
+            )
         media_id, page, exact = self._resolve(item_id, index)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
             raise InvalidInputError("max size must not be negative")
@@ -433,10 +456,12 @@ class MediaLibrary(VideoLibraryMixin):
         fmt: FrameFormat = "raw",
         max_size: tuple[int, int] | None = None,
         into: Callable[[int], memoryview] | None = None,
+        stored: bool = False,
     ) -> Iterator[MediaFrameResult]:
         """Frames ``range(start, stop, every)`` of a video (decoded sequentially) or of an image or set.
 
         ``into`` (videos' raw frames only): where to write each frame, as ``iter_video_frames`` says.
+        Video frames are turned as displayed unless ``stored`` (as ``frame``).
 
         Raises
         ------
@@ -446,10 +471,13 @@ class MediaLibrary(VideoLibraryMixin):
             A bad range, step, format or size, or a frame that cannot be decoded.
         """
         if self.is_video(item_id):
+            turn, ratio = self.frame_turn(item_id, stored=stored)
             for n, time_s, payload, media_type, dtype, shape in self.iter_video_frames(
-                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size, into=into
+                item_id, start=start, stop=stop, every=every, fmt=fmt, max_size=max_size, into=into, stored=stored
             ):
-                yield MediaFrameResult(payload, media_type, dtype, shape, item_id, 0, n, time_s)
+                yield MediaFrameResult(
+                    payload, media_type, dtype, shape, item_id, 0, n, time_s, turn[0], turn[1], ratio
+                )
             return
         if every < 1:
             raise InvalidInputError(f"every must be at least 1, got {every}")
@@ -531,7 +559,7 @@ class MediaLibrary(VideoLibraryMixin):
     ) -> tuple[bytes, str, dict[str, object]]:
         width, height = s.members[0].width, s.members[0].height
 
-        def frames() -> Iterator:  # type: ignore[type-arg]
+        def frames() -> Iterator[np.ndarray]:
             for m in s.members:  # the set is loaded once: resolving frame i from the catalog each time is quadratic
                 cancel.check(s.set_id)
                 arr = decode_page(self.store.path(m.media_id), m.page, name=m.media_id, limits=self.limits)

@@ -22,9 +22,11 @@ import numpy as np
 
 from voxelgate.errors import InvalidInputError, LimitExceededError
 
+from ..limits import VideoLimits
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
 from .formats import describe_bytes
-from .frame_index import FrameIndex
+from .frame_index import FrameIndex, index_packets
+from .orientation import Orientation, display_matrix, matrix_rotation
 
 logger = logging.getLogger(__name__)
 
@@ -76,37 +78,6 @@ def sniff_video_format(head: bytes) -> str | None:
 
 
 @dataclass(frozen=True)
-class VideoLimits:
-    """Bounds enforced on every video file.
-
-    Parameters
-    ----------
-    max_file_bytes:
-        Largest file accepted (1 GiB by default).
-    max_frames:
-        Most video frames (packets of the video stream) a file may hold.
-    max_pixels:
-        Largest picture (width x height) of any frame, from the stream's header
-        before decoding and from every frame as it is decoded (8192 x 8192 by
-        default: 8K video fits).
-
-    Raises
-    ------
-    ValueError
-        When a bound is not positive.
-    """
-
-    max_file_bytes: int = 1024**3
-    max_frames: int = 100_000
-    max_pixels: int = 8192 * 8192
-
-    def __post_init__(self) -> None:
-        for name in ("max_file_bytes", "max_frames", "max_pixels"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"VideoLimits.{name} must be positive, got {getattr(self, name)}")
-
-
-@dataclass(frozen=True)
 class AudioStreamInfo:
     """One audio stream: its index in the container, codec, channels and sample rate."""
 
@@ -145,9 +116,12 @@ class VideoInfo:
     display_aspect_ratio:
         (num, den) of the displayed picture: width x SAR / height, reduced.
     rotation:
-        Counter-clockwise degrees in [0, 360) from the display matrix, read from
-        the first decoded frame's side data (PyAV's ``VideoFrame.rotation``);
-        0 when the file has none. Frames are returned unrotated.
+        Counter-clockwise degrees in [0, 360) the display matrix turns the picture (after
+        the mirror, see ``mirrored``), read from the first decoded frame's side data; 0
+        when the file has none. Frames are returned turned so (``orientation``) when the
+        turn is a right angle.
+    mirrored:
+        The display matrix also mirrors the picture (left to right, before the turn).
     average_rate, real_rate, guessed_rate:
         FFmpeg's average frame rate, its "real base" rate (``r_frame_rate``) and
         its guess; None when unknown.
@@ -193,6 +167,21 @@ class VideoInfo:
     keyframe_interval_mean: float
     audio: tuple[AudioStreamInfo, ...] = field(default=())
     size_bytes: int = 0
+    mirrored: bool = False
+
+    @property
+    def orientation(self) -> Orientation | None:
+        """How frames are turned for display; None when the display matrix turns by another angle than a
+        right one (frames are then returned as stored)."""
+        if self.rotation % 90:
+            return None
+        return Orientation.from_rotation(self.rotation, mirrored=self.mirrored)
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """(width, height) of the frames as displayed (turned; pixels not made square)."""
+        turn = self.orientation
+        return turn.displayed_size(self.width, self.height) if turn is not None else (self.width, self.height)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict of every field (rates as ``"num/den"`` strings)."""
@@ -217,6 +206,7 @@ class VideoInfo:
             "keyframe_interval_mean": self.keyframe_interval_mean,
             "audio": [a.to_json() for a in self.audio],
             "size_bytes": self.size_bytes,
+            "mirrored": self.mirrored,
         }
 
     @classmethod
@@ -255,6 +245,7 @@ class VideoInfo:
                     for a in data.get("audio", ())
                 ),
                 size_bytes=int(data.get("size_bytes", 0)),
+                mirrored=bool(data.get("mirrored", False)),
             )
         except (KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
             raise ValueError(f"not a VideoInfo record: {exc!r}") from exc
@@ -278,7 +269,7 @@ def peak_bitrate(timeline: list[tuple[float, int]], window_s: float = 1.0) -> in
     # For each packet i, the window [t_i, t_i + w) ends before index j.
     ends = np.searchsorted(times, times + window_s, side="left")
     best = int((cum[ends] - cum[np.arange(len(times))]).max())
-    return int(round(best * 8 / window_s))
+    return round(best * 8 / window_s)
 
 
 def keyframe_intervals(keyframe_in_presentation: np.ndarray) -> tuple[int, float]:
@@ -344,10 +335,11 @@ def probe_video(path: Path, *, name: str, limits: VideoLimits | None = None) -> 
         _check_complete(fmt, head, size, video, len(table.size), name=name)
         if len(table.size) == 0:
             raise InvalidInputError("the video stream holds no frames", subject=name)
-        index = FrameIndex.from_packets(table)
         cc = video.codec_context
+        # Before anything is decoded (the index may decode the stream, the display matrix a frame).
         _check_picture(cc.width, cc.height, limits, name=name, what="the stream declares")
-        rotation = _first_frame_rotation(path, name=name)
+        index = index_packets(path, table, name=name)
+        rotation, mirrored = _first_frame_display(path, name=name)
         codec = cc.name
         profile = video.profile or ""
         width, height = cc.width, cc.height
@@ -385,12 +377,13 @@ def probe_video(path: Path, *, name: str, limits: VideoLimits | None = None) -> 
         frame_count=len(table.size),
         addressable_frames=len(index),
         duration_s=duration_s,
-        bitrate=int(round(size * 8 / duration_s)) if duration_s > 0 else 0,
+        bitrate=round(size * 8 / duration_s) if duration_s > 0 else 0,
         peak_bitrate=peak_bitrate(timeline),
         keyframe_interval_max=kf_max,
         keyframe_interval_mean=kf_mean,
         audio=audio,
         size_bytes=size,
+        mirrored=mirrored,
     )
 
 
@@ -442,15 +435,18 @@ def _check_complete(fmt: str, head: bytes, size: int, video: Any, counted: int, 
 
 
 def _duration(table: PacketTable, index: FrameIndex) -> float:
-    """Seconds from the first addressable frame to the end of the last one."""
+    """Seconds from the first frame to the end of the last one."""
     if len(index) == 0:
         return 0.0
-    have = table.pts != NO_TS
-    ends = table.pts[have] + table.duration[have]
-    last = int(ends.max())
+    times = index.seconds()
+    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
+    have = (table.pts != NO_TS) & ~table.discard
+    if not have.any():
+        return float(times[-1] - times[0]) + step
+    last = float(int((table.pts[have] + table.duration[have]).max()) * table.time_base)
     if len(index) > 1 and not table.duration[have].any():
-        last += int(np.median(np.diff(index.pts)))  # no durations: assume the last frame lasts one step
-    return float((last - int(index.pts[0])) * table.time_base)
+        last += step  # no durations: assume the last frame lasts one step
+    return last - float(times[0])
 
 
 def _check_picture(width: int, height: int, limits: VideoLimits, *, name: str, what: str) -> None:
@@ -502,12 +498,18 @@ def decode_pass(path: Path, *, name: str, limits: VideoLimits) -> list[str]:
     return []
 
 
-def _first_frame_rotation(path: Path, *, name: str) -> int:
-    """Rotation of the first decodable frame (display-matrix side data), checking that one decodes."""
+def _first_frame_display(path: Path, *, name: str) -> tuple[int, bool]:
+    """(rotation, mirrored) of the first decodable frame's display matrix, checking that one decodes."""
     try:
         with av.open(str(path)) as container:
             for frame in container.decode(container.streams.video[0]):
-                return int(round(frame.rotation)) % 360
+                matrix = display_matrix(frame)
+                if matrix is None:
+                    return 0, False
+                turn = Orientation.from_matrix(matrix)
+                if turn is not None:
+                    return turn.rotation, turn.mirrored
+                return round(matrix_rotation(matrix)) % 360, False
     except av.FFmpegError as exc:
         raise InvalidInputError(f"the first frame cannot be decoded: {ffmpeg_reason(exc)}", subject=name) from exc
     raise InvalidInputError("no frame of the video can be decoded", subject=name)

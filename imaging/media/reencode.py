@@ -25,30 +25,48 @@ Modes
 
 Constant frame rate
 -------------------
-The target rate is ``fps`` when given, else the source's average rate
-(addressable frames / duration) snapped to the nearest common rate within 5%
-(``_COMMON_RATES``: 29.97 stays 30000/1001), else rounded to a whole number.
-Source frame *n* (the convention of ``frame_index``) falls in output slot
-``round(t_n * fps)`` with ``t_n`` its time from the first addressable frame.
-Output frame *k* shows the source frame of slot *k* nearest to ``k / fps``;
-when slot *k* is empty it repeats the frame shown before (the first shown
+Source frame *n* (the numbering of ``frame_index``) falls in output slot
+``round(t_n * rate)``, ``t_n`` its time from frame 0. Output frame *k* shows the
+frame of slot *k*; an empty slot repeats the frame shown before (the first shown
 frame fills any slots before it). The output lasts as long as the source
-(``round(duration * fps)`` frames). So frames are dropped when several fall in
-one slot and repeated across gaps, and a 30 fps source stored with
-millisecond timestamps (33, 34, 33 ms steps) maps one to one onto 30 fps.
-Frames the decoder rejects or flags corrupt are dropped: their slots show the
-frame before. ``frame_map[n]`` is the first output frame showing source frame
-*n*, -1 when none does.
+(``round(duration * rate)`` frames) or to its last frame's slot.
+
+**By default every presented frame is kept.** A label may sit on any frame, so
+a default that drops some loses labels. The rate is the lowest candidate at
+which no two frames with different timestamps fall in one slot: the source's
+average rate (frames / duration) snapped to the nearest common rate within 5%
+(``_COMMON_RATES``: 29.97 stays 30000/1001; else rounded to a whole number),
+then the common rates above it (NTSC for NTSC, whole for whole) and, for a
+common average, its whole multiples, up to ``MAX_AUTO_RATE`` (240 fps). A constant rate rather than the source's own
+variable timestamps, because frame *k* at ``k / rate`` is what players, browser
+seeking and labelling tools that map a frame number to a time assume; the
+price is repeated frames across the gaps, which carry no labels of their own.
+So a 30 fps source stored with millisecond timestamps (33, 34, 33 ms steps)
+maps one to one onto 30 fps, and a variable-rate one with 1/30 s gaps of 1, 2
+and 3 ticks and an average of 25.7 fps goes to 30 fps, not 25. Frames that
+share a timestamp, or that no candidate separates, take the next free slot
+(shown one output frame late, or more): still none is dropped, and the report
+counts them.
+
+**A rate asked for** (``fps``) is kept exactly: when several frames fall in one
+slot, the one nearest to ``k / rate`` is shown and the others are dropped; the
+frame map has -1 for them and the report lists the first.
+
+Frames the decoder rejects or flags corrupt are dropped either way: their slots
+show the frame before. ``frame_map[n]`` is the first output frame showing
+source frame *n*, -1 when none does.
 
 Rotation and colour
 -------------------
-The rotation is **carried**, not applied: the output's pixels are stored in the
-source's orientation and its display matrix gets the same rotation, so label
-coordinates in stored pixels (what ``frame_index`` returns) keep their
-orientation; only the scale (``width``/``height`` against the source's)
-changes. Colours are converted from the source frame's tagged colourspace
-(an untagged one is read as FFmpeg reads it, like ``GetFrame`` does) to
-BT.709, as ``export_mp4`` writes.
+A full re-encode **applies** the display matrix's turn (a right angle, and a mirror) to the
+pixels, with ffmpeg's own filters, and writes no display matrix: the output's stored
+pictures are what the source displayed, which is what ``GetFrame`` returns for either
+(label coordinates carry over; only the scale changes), and tools that ignore display
+matrices see the same. ``height`` and the output's aspect ratio are those of the displayed
+picture. A turn by another angle is carried in the display matrix, pixels as stored. A
+remux carries the matrix untouched. Colours are converted from the source frame's tagged
+colourspace (an untagged one is read as FFmpeg reads it, like ``GetFrame`` does) to BT.709,
+as ``export_mp4`` writes.
 
 Output
 ------
@@ -74,10 +92,12 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from voxelgate.errors import CancelledError, InvalidInputError, UnsupportedError, VoxelgateError
 
-from ._packets import ffmpeg_reason, open_video
+from ..limits import VideoLimits
+from ._packets import ffmpeg_reason, open_video, video_stream
 from .diagnose import MAX_KEYFRAME_INTERVAL_HD, Finding, diagnose
-from .frame_index import FrameIndex, build_frame_index
-from .probe_video import VideoInfo, VideoLimits, probe_video
+from .frame_index import FrameIndex, Placer, build_frame_index
+from .orientation import Rotator
+from .probe_video import VideoInfo, probe_video
 from .video import add_h264_stream, atomic_output, frame_rate
 
 MODES: tuple[str, ...] = ("auto", "full")
@@ -112,6 +132,8 @@ _COMMON_RATES: tuple[Fraction, ...] = tuple(
     )
 )
 _SNAP = 0.05
+#: Highest rate a full re-encode picks by itself to give every frame an output frame of its own.
+MAX_AUTO_RATE = Fraction(240)
 #: Decoded frames held to put them back in presentation order: FFmpeg's H.264
 #: decoder can emit frames out of order after a rejected packet.
 _REORDER_DEPTH = 16
@@ -263,9 +285,10 @@ def reencode(
     job.check_cancel(0, len(index))
     findings = diagnose(src, info, index, name=name, decode_check=(mode == "auto"))
     source_rate = _average_rate(info, index)
-    out_h = _even(height) if height is not None else _even(info.height)
+    shown_h = info.display_size[1]
+    out_h = _even(height) if height is not None else _even(shown_h)
     if mode == "auto":
-        same_shape = out_h == info.height and (rate is None or rate == frame_rate(source_rate))
+        same_shape = out_h == shown_h and (rate is None or rate == frame_rate(source_rate))
         if not findings and same_shape:
             return ReencodeResult(
                 "none",
@@ -287,9 +310,10 @@ def reencode(
         index,
         findings,
         job,
-        rate=rate or _snap_rate(source_rate),
+        rate=rate or keep_every_frame(index, _snap_rate(source_rate)),
         out_h=out_h,
         resized=height is not None,
+        keep_all=rate is None,
     )
 
 
@@ -488,28 +512,81 @@ class _CfrPlan:
         return n
 
 
-def _plan(index: FrameIndex, info: VideoInfo, rate: Fraction) -> _CfrPlan:
-    """Slot of every source frame at ``rate`` and the output's frame count.
+def _times(index: FrameIndex) -> list[Fraction]:
+    """Every frame's time from frame 0 in seconds: exact from the timestamps (estimated where a frame has none)."""
+    if len(index) == 0:
+        return []
+    if index.known.all():
+        pts0 = int(index.pts[0])
+        return [(int(p) - pts0) * index.time_base for p in index.pts]
+    secs = index.seconds()
+    return [Fraction(float(t - secs[0])) for t in secs]
+
+
+def _round(x: Fraction) -> int:
+    return math.floor(x + Fraction(1, 2))
+
+
+def _crowded(times: list[Fraction], rate: Fraction) -> int:
+    """How many frames fall in the slot of the frame before though their timestamps differ, at ``rate``."""
+    slots = [_round(t * rate) for t in times]
+    return sum(1 for i in range(1, len(times)) if times[i] != times[i - 1] and slots[i] <= slots[i - 1])
+
+
+def keep_every_frame(index: FrameIndex, base: Fraction) -> Fraction:
+    """The lowest rate from ``base`` at which no two frames with different timestamps share an output slot.
+
+    Tried in order: ``base``, the common rates above it (NTSC ones for an NTSC ``base``, whole ones otherwise)
+    and, for a common ``base``, its whole multiples, up to ``MAX_AUTO_RATE``.
+    When none separates every frame, the one that leaves the fewest sharing (the lowest of those).
+    """
+    times = _times(index)
+    ntsc = base.denominator == 1001  # an NTSC rate stays one (29.97 -> 59.94), a whole one stays whole
+    tried = sorted(
+        {base}
+        | {r for r in _COMMON_RATES if base < r <= MAX_AUTO_RATE and (r.denominator == 1001) == ntsc}
+        | ({base * k for k in range(2, 9) if base * k <= MAX_AUTO_RATE} if base in _COMMON_RATES else set())
+    )
+    crowded = {r: _crowded(times, r) for r in tried}
+    return min(tried, key=lambda r: (crowded[r], r))
+
+
+def _plan(index: FrameIndex, info: VideoInfo, rate: Fraction, *, keep_all: bool) -> tuple[_CfrPlan, int]:
+    """Slot of every source frame at ``rate``, the output's frame count, and how many frames were moved later.
 
     The output lasts as long as the source (``duration_s``, measured from the
-    packets); a last frame rounding to the instant where it ends competes for
-    the final slot instead of adding one.
+    packets). With ``keep_all`` every frame gets a slot of its own (one that
+    would share a slot takes the next free one, counted as moved) and the output
+    lasts at least to the last one. Otherwise frames may share a slot (the
+    plan shows the nearest), and a last frame rounding to the instant where the
+    video ends competes for the final slot instead of adding one.
     """
-    pts0 = int(index.pts[0]) if len(index) else 0
     total = max(1, round(info.duration_s * rate))
-    slots, offsets = [], []
-    for p in index.pts:
-        x = (int(p) - pts0) * index.time_base * rate  # exact, in output frames
-        slot = min(math.floor(x + Fraction(1, 2)), total - 1)
+    slots: list[int] = []
+    offsets: list[float] = []
+    moved = 0
+    for t in _times(index):
+        x = t * rate  # exact, in output frames
+        slot = _round(x)
+        if keep_all:
+            if slots and slot <= slots[-1]:
+                slot = slots[-1] + 1
+                moved += 1
+        else:
+            slot = min(slot, total - 1)
         slots.append(slot)
         offsets.append(abs(float(x - slot)))
-    return _CfrPlan(slots, offsets, total)
+    if keep_all and slots:
+        total = max(total, slots[-1] + 1)
+    return _CfrPlan(slots, offsets, total), moved
 
 
 def _out_size(info: VideoInfo, out_h: int) -> int:
-    """Even output width for ``out_h`` rows keeping the displayed aspect ratio (square pixels)."""
-    sar_n, sar_d = info.sample_aspect_ratio
-    return _even(out_h * info.width * sar_n / (info.height * sar_d))
+    """Even output width for ``out_h`` rows keeping the displayed picture's aspect ratio (square pixels)."""
+    turn = info.orientation
+    width, height = info.display_size
+    sar_n, sar_d = turn.displayed_ratio(info.sample_aspect_ratio) if turn else info.sample_aspect_ratio
+    return _even(out_h * width * sar_n / (height * sar_d))
 
 
 def _full(
@@ -523,13 +600,14 @@ def _full(
     rate: Fraction,
     out_h: int,
     resized: bool,
+    keep_all: bool,
 ) -> ReencodeResult:
     """Decode every frame, hold the rate constant, encode H.264 into an MP4 with faststart."""
     if len(index) == 0:
         raise InvalidInputError("the video has no addressable frame", subject=job.name)
     out_w = _out_size(info, out_h)
-    plan = _plan(index, info, rate)
-    pts_to_n = {int(p): i for i, p in enumerate(index.pts)}
+    plan, moved = _plan(index, info, rate, keep_all=keep_all)
+    placer = Placer(index, -1)  # frame numbers of the pictures a sequential decode gives
     total = len(index)
     flagged = 0
     decoded = _Decoded()
@@ -539,7 +617,7 @@ def _full(
             open_video(src, name=job.name) as inp,
             av.open(str(tmp), "w", format="mp4", container_options=_FASTSTART) as out,
         ):
-            vin = inp.streams[index.stream_index]
+            vin = video_stream(inp, index.stream_index, name=job.name)
             vin.thread_type = "AUTO"
             vout = add_h264_stream(
                 out,
@@ -551,9 +629,10 @@ def _full(
                 preset=_PRESET,
                 gop=MAX_KEYFRAME_INTERVAL_HD,
             )
-            if info.rotation:
+            turn = info.orientation
+            if turn is None:  # not a right angle: carried, not applied
                 vout.set_display_rotation(info.rotation)
-            encoder = _Encoder(out, vout, rate, out_w, out_h)
+            encoder = _Encoder(out, vout, rate, out_w, out_h, Rotator(turn) if turn and not turn.identity else None)
             held: dict[int, av.VideoFrame] = {}
             heap: list[tuple[int, int, av.VideoFrame]] = []
 
@@ -568,9 +647,9 @@ def _full(
 
             for frame in decoded.frames(inp, vin):
                 job.check_cancel(plan.taken, total)
-                n = pts_to_n.get(int(frame.pts)) if frame.pts is not None else None
+                n = placer.place(None if frame.pts is None else int(frame.pts))
                 if n is None:
-                    continue  # a ghost frame or a repeated timestamp: not addressable
+                    continue  # not one of the index's frames
                 if frame.is_corrupt:
                     flagged += 1
                     continue
@@ -603,8 +682,10 @@ def _full(
         out_h=out_h,
         resized=resized,
         lost=f"{lost} corrupt or undecodable frame(s) dropped ({lost_why})" if lost else "",
-        rate_dropped=plan.taken - shown_count,
+        rate_dropped=[n for n, k in enumerate(plan.frame_map) if k < 0][: plan.taken - shown_count],
         duplicated=plan.total_out - shown_count,
+        moved=moved,
+        keep_all=keep_all,
     )
     fixed = [f.code for f in findings]
     if lost and "corrupt_packets" not in fixed:
@@ -639,9 +720,16 @@ class _Encoder:
     """Converts each shown source frame once and encodes output frames 0, 1, 2, ..."""
 
     def __init__(
-        self, out: av.container.OutputContainer, stream: av.video.stream.VideoStream, rate: Fraction, w: int, h: int
+        self,
+        out: av.container.OutputContainer,
+        stream: av.video.stream.VideoStream,
+        rate: Fraction,
+        w: int,
+        h: int,
+        turn: Rotator | None = None,
     ) -> None:
         self._out, self._stream = out, stream
+        self._turn = turn  # the display matrix, applied to the pixels
         self._time_base = 1 / rate
         self._w, self._h = w, h
         self._converted: dict[int, av.VideoFrame] = {}
@@ -650,6 +738,8 @@ class _Encoder:
     def write(self, n: int, frame: av.VideoFrame) -> None:
         pic = self._converted.get(n)
         if pic is None:
+            if self._turn is not None:
+                frame = self._turn(frame)
             pic = frame.reformat(
                 width=self._w,
                 height=self._h,
@@ -685,37 +775,66 @@ def _full_changes(
     out_h: int,
     resized: bool,
     lost: str,
-    rate_dropped: int,
+    rate_dropped: list[int],
     duplicated: int,
+    moved: int,
+    keep_all: bool,
 ) -> list[str]:
     codes = {f.code: f for f in findings}
     fps = _rate_text(rate)
     changes = [
-        f"re-encoded {info.codec} {info.width}x{info.height} ({info.container}) to H.264 yuv420p "
-        f"{out_w}x{out_h} at a constant {fps} fps, MP4 with faststart"
+        (
+            f"re-encoded {info.codec} {info.width}x{info.height} ({info.container}) to H.264 yuv420p "
+            f"{out_w}x{out_h} at a constant {fps} fps, MP4 with faststart"
+        )
     ]
+    why = (
+        "the lowest common rate that gives every frame an output frame of its own" if keep_all else "the rate asked for"
+    )
     if "variable_frame_rate" in codes:
         steps = codes["variable_frame_rate"].evidence.get("steps", {})
-        changes.append(f"variable frame rate ({len(steps)} distinct steps) -> {fps} fps CFR")
+        changes.append(f"variable frame rate ({len(steps)} distinct steps) -> {fps} fps CFR, {why}")
     elif abs(_average_rate(info, index) - float(rate)) > 1e-3 * float(rate):
-        changes.append(f"{_rate_text(_average_rate(info, index))} fps -> {fps} fps")
+        changes.append(f"{_rate_text(_average_rate(info, index))} fps -> {fps} fps, {why}")
     if rate_dropped:
-        changes.append(f"{rate_dropped} frame(s) dropped: another frame fell nearer the same output instant")
+        first = ", ".join(str(n) for n in rate_dropped[:10]) + (", ..." if len(rate_dropped) > 10 else "")
+        changes.append(
+            f"{len(rate_dropped)} frame(s) dropped at {fps} fps: another frame fell nearer the same output instant "
+            f"(frame_map -1; frames {first})"
+        )
+    if moved:
+        changes.append(
+            f"{moved} frame(s) shown one output frame after their time or later: they share a timestamp with the "
+            "frame before, or fall within one output frame of it"
+        )
     if duplicated:
-        changes.append(f"{duplicated} output frame(s) repeat the frame before (timing gaps or dropped frames)")
-    if len(index.ghost_pts):
-        changes.append(f"{len(index.ghost_pts)} ghost frame(s) (negative timestamps) removed")
+        changes.append(f"{duplicated} output frame(s) repeat the frame before, where the source shows it longer")
+    if len(index.discarded_pts):
+        changes.append(f"{len(index.discarded_pts)} picture(s) hidden by the edit list left out (they were not frames)")
+    if index.negative:
+        changes.append(f"{index.negative} frame(s) with a negative timestamp kept: the output starts with them at 0 s")
     if lost:
         changes.append(lost)
+    turn = info.orientation
+    shown_w, shown_h = info.display_size
+    if turn is not None and not turn.identity:
+        what = " and ".join(
+            ([f"turned {turn.rotation} degrees counter-clockwise"] if turn.rotation else [])
+            + (["mirrored"] if turn.mirrored else [])
+        )
+        changes.append(
+            f"pixels {what} as the display matrix said ({info.width}x{info.height} stored -> {shown_w}x{shown_h} "
+            "shown); the output has no display matrix"
+        )
+    elif info.rotation:
+        changes.append(f"rotation {info.rotation} degrees (not a right angle) carried in the display matrix")
     if resized:
-        changes.append(f"resized {info.height}->{out_h} rows")
+        changes.append(f"resized {shown_h}->{out_h} rows")
     if info.sample_aspect_ratio[0] != info.sample_aspect_ratio[1]:
-        n, d = info.sample_aspect_ratio
-        changes.append(f"non-square pixels {n}:{d} made square: {info.width}x{info.height} -> {out_w}x{out_h}")
-    elif not resized and (out_w, out_h) != (info.width, info.height):
-        changes.append(f"scaled to even sides: {info.width}x{info.height} -> {out_w}x{out_h}")
-    if info.rotation:
-        changes.append(f"rotation {info.rotation} degrees carried in the display matrix (pixels not rotated)")
+        n, d = turn.displayed_ratio(info.sample_aspect_ratio) if turn else info.sample_aspect_ratio
+        changes.append(f"non-square pixels {n}:{d} made square: {shown_w}x{shown_h} -> {out_w}x{out_h}")
+    elif not resized and (out_w, out_h) != (shown_w, shown_h):
+        changes.append(f"scaled to even sides: {shown_w}x{shown_h} -> {out_w}x{out_h}")
     if info.audio:
         changes.append(f"{len(info.audio)} audio stream(s) removed")
     if "sparse_keyframes" in codes:

@@ -63,7 +63,8 @@ def _resize(arr: np.ndarray, width: int, height: int) -> np.ndarray:
     if arr.dtype.kind in "ui":
         # Lanczos overshoots at edges: clip to the source type's range, not wrap.
         info = np.iinfo(arr.dtype)
-        return np.clip(np.rint(out), info.min, info.max).astype(arr.dtype)
+        clipped: np.ndarray = np.clip(np.rint(out), info.min, info.max).astype(arr.dtype)
+        return clipped
     return out.astype(arr.dtype, copy=False)
 
 
@@ -85,7 +86,8 @@ def _resize_alpha(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         straight = _resize_float(colour, size)
         planes.append(np.where(visible, premultiplied / np.where(visible, alpha_r, 1.0), straight))
     planes.append(alpha_r * 255.0)
-    return np.clip(np.rint(np.stack(planes, axis=-1)), 0, 255).astype(np.uint8)
+    rgba: np.ndarray = np.clip(np.rint(np.stack(planes, axis=-1)), 0, 255).astype(np.uint8)
+    return rgba
 
 
 def fit_size(width: int, height: int, max_width: int, max_height: int) -> tuple[int, int]:

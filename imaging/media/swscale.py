@@ -81,9 +81,10 @@ _lib_lock = threading.Lock()
 
 
 def _load() -> _Lib | None:
-    global _lib, _lib_error
-    if _lib is not None:  # loaded: no lock (``takes`` asks once a frame)
-        return _lib
+    global _lib, _lib_error  # noqa: PLW0603 - loaded once, on first use, under the lock
+    loaded = _lib
+    if loaded is not None:  # loaded: no lock (``takes`` asks once a frame)
+        return loaded
     with _lib_lock:
         if _lib is None and _lib_error is None:
             try:
@@ -164,11 +165,11 @@ class DirectRGB:
             if lib.sws.sws_setColorspaceDetails(ctx, table, full, table, 1, 0, 1 << 16, 1 << 16) < 0:
                 return False
             self._details = (ctx, coefficients, full)
-        planes = [np.frombuffer(p, np.uint8) for p in frame.planes[:3]]
+        planes = [np.frombuffer(memoryview(p), np.uint8) for p in frame.planes[:3]]
         src = (ctypes.c_void_p * 4)(*(a.ctypes.data for a in planes), None)
         src_stride = (ctypes.c_int * 4)(*(p.line_size for p in frame.planes[:3]), 0)
         dst_ptr = (ctypes.c_void_p * 4)(out.ctypes.data, None, None, None)
         dst_stride = (ctypes.c_int * 4)(width * 3, 0, 0, 0)
-        rows = lib.sws.sws_scale(ctx, src, src_stride, 0, height, dst_ptr, dst_stride)
+        rows: int = lib.sws.sws_scale(ctx, src, src_stride, 0, height, dst_ptr, dst_stride)
         del planes, out
         return rows == height

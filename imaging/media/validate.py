@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from voxelgate.errors import InvalidInputError
+
 from ..contained import Emit
+from ..limits import VideoLimits
 from .decode import probe_image
-from .formats import ImageInfo, MediaLimits
-from .probe_video import VideoInfo, VideoLimits, decode_pass, probe_video, sniff_video_format
+from .formats import SUPPORTED_FORMATS, ImageInfo, MediaLimits, describe_bytes, sniff_format
+from .probe_video import VIDEO_FORMATS, VideoInfo, decode_pass, probe_video, sniff_video_format
 
 
 def probe_file(
@@ -23,13 +26,28 @@ def probe_file(
 
     Raises
     ------
+    InvalidInputError
+        Bytes of neither (saying what they look like and what is accepted), and as below.
     InvalidInputError, LimitExceededError, UnsupportedError
         As ``probe_image``, ``probe_video`` and ``decode_pass``.
     """
     with path.open("rb") as fh:
-        head = fh.read(64)
+        head = fh.read(512)
     if sniff_video_format(head) is not None:
         info = probe_video(path, name=name, limits=video_limits)
         return info, decode_pass(path, name=name, limits=video_limits)
+    if head and sniff_format(head) is None:
+        raise InvalidInputError(unsupported_media(head), subject=name)
     image = probe_image(path, name=name, limits=limits)
     return image, list(image.warnings)
+
+
+def unsupported_media(head: bytes) -> str:
+    """Why a file's first bytes are not media this library takes: what they look like, and what it accepts."""
+    what = describe_bytes(head)
+    if what is None:
+        what = f"bytes of no format known here (they start {head[:4].hex(' ')})"
+    return (
+        f"not a supported image or video: the file is {what}. MediaService takes images "
+        f"({', '.join(SUPPORTED_FORMATS)}) and videos ({', '.join(VIDEO_FORMATS)}), told apart by their bytes"
+    )

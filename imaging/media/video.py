@@ -98,7 +98,7 @@ def add_h264_stream(
     stream = container.add_stream("libx264", rate=rate)
     stream.width, stream.height = width, height
     stream.pix_fmt = "yuv420p"
-    options = {"crf": str(crf), "preset": preset}
+    options: dict[str, object] = {"crf": str(crf), "preset": preset}
     if gop is not None:
         options["g"] = str(gop)
     stream.options = options

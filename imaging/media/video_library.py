@@ -4,9 +4,10 @@ Mixed into :class:`voxelgate.imaging.media.library.MediaLibrary`, over the same 
 catalog and derived cache as the images. A video is a ``media_items`` row whose
 ``info`` is its ``VideoInfo`` record with ``"kind": "video"``.
 
-Frame numbers follow ``voxelgate.imaging.media.frame_index``: frame *n* is the n-th
-frame in presentation order among those with a timestamp >= 0 (ghost frames
-are not addressable). The frame index is built once per video and kept in the
+Frame numbers follow ``voxelgate.imaging.media.frame_index``: frame *n* is the picture
+``ffmpeg -fps_mode passthrough frame_%d.png`` writes as ``frame_{n+1}.png`` (pictures
+sharing a timestamp, or with a negative one, are frames; those an edit list hides are
+not). The frame index is built once per video and kept in the
 derived cache; open ``FrameReader`` objects are pooled per process so that a
 viewer stepping to frame n+1 right after frame n decodes one frame on instead
 of seeking back to the keyframe, and after serving frame n the pooled reader
@@ -32,14 +33,15 @@ from typing import Any, Literal
 
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
-from voxelgate.cache.media_catalog import MediaRow
+from voxelgate.cache.media_catalog import MediaCatalog, MediaRow
 from voxelgate.cache.store import Store
 from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
 from voxelgate.imaging.cpu import use_all_cores
 
+from ..limits import VideoLimits
 from .diagnose import Finding, diagnose
 from .frame_index import FrameIndex, FrameReader, Picture, Pieces, build_frame_index
-from .probe_video import VideoInfo, VideoLimits, probe_video
+from .probe_video import VideoInfo, probe_video
 from .reencode import ReencodeResult, reencode
 from .render import render_frame
 from .video_readers import AheadCancelled, AheadStats, FrameResult, ReadAhead, ReaderPool, ReaderStats, Stream
@@ -55,7 +57,10 @@ VIDEO_MEDIA_TYPES: dict[str, str] = {
 }
 #: Frame rate that gives image sequences, groups and multi-page images their frame times.
 DEFAULT_SEQUENCE_FPS = 25.0
-_INDEX_VERSION = 1
+_INDEX_VERSION = 2
+#: The frame numbering a catalog record's ``addressable_frames`` counts in (1: presentation order among
+#: timestamps >= 0, repeats dropped; 2: FFmpeg's passthrough numbering). Older records are recounted.
+FRAME_NUMBERING = 2
 _KEEP_JOBS = 64
 ReencodeMode = Literal["auto", "full"]
 #: Frame formats of a video: encoded (cached) and raw (RGB array, or the decoder's I420 planes).
@@ -63,8 +68,8 @@ VIDEO_FRAME_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp", "raw", "yuv420p")
 
 
 def video_record(info: VideoInfo) -> dict[str, Any]:
-    """The catalog ``info`` of a video: its probe record marked ``"kind": "video"``."""
-    return {"kind": "video", **info.to_json()}
+    """The catalog ``info`` of a video: its probe record marked ``"kind": "video"`` and its frame numbering."""
+    return {"kind": "video", "numbering": FRAME_NUMBERING, **info.to_json()}
 
 
 def reencode_mode_for(finding: Finding) -> str:
@@ -187,12 +192,15 @@ def _picture(
     fmt: str,
     max_size: tuple[int, int] | None,
     into: Callable[[int], memoryview] | None = None,
+    *,
+    stored: bool = False,
 ) -> Picture:
     """Frame ``n`` as raw bytes: RGB (``raw``) or I420 (``yuv420p``, fitted within ``max_size`` by FFmpeg's Lanczos);
-    written into the buffer ``into`` gives, if given (``FrameReader.read_picture``)."""
+    written into the buffer ``into`` gives, if given (``FrameReader.read_picture``); as displayed unless ``stored``."""
     if fmt == "raw":
-        return reader.read_picture(n, "rgb24", into=into)
-    return reader.read_picture(n, "yuv420p", max_size=max_size if _resizes(max_size) else None, into=into)
+        return reader.read_picture(n, "rgb24", into=into, stored=stored)
+    size = max_size if _resizes(max_size) else None
+    return reader.read_picture(n, "yuv420p", max_size=size, into=into, stored=stored)
 
 
 def raw_media_type(pic: Picture) -> str:
@@ -217,7 +225,7 @@ class VideoLibraryMixin:
     """The video half of ``MediaLibrary`` (needs its ``store``, ``catalog``, ``cache``)."""
 
     store: Store
-    catalog: Any
+    catalog: MediaCatalog
     cache: DerivedCache
     video_limits: VideoLimits
     readers: ReaderPool
@@ -244,12 +252,21 @@ class VideoLibraryMixin:
         InvalidInputError
             The item is an image.
         """
+        row = self._video_row(media_id)
+        info = VideoInfo.from_json(row.info)
+        if row.info.get("numbering") != FRAME_NUMBERING:  # stored before frames were FFmpeg's: count them again
+            info = replace(info, addressable_frames=len(self.frame_index(media_id)))
+            self.catalog.update_media_info(media_id, video_record(info), info.addressable_frames)
+            row = replace(row, info=video_record(info), pages=info.addressable_frames)
+        return row, info
+
+    def _video_row(self, media_id: str) -> MediaRow:
         row = self.catalog.get_media(media_id) if media_id else None
         if row is None:
             raise NotFoundError("no such media item", subject=media_id or "(empty id)")
         if row.kind != "video":
             raise InvalidInputError(f"is a {row.format} image, not a video", subject=media_id)
-        return row, VideoInfo.from_json(row.info)
+        return row
 
     def is_video(self, item_id: str) -> bool:
         row = self.catalog.get_media(item_id) if item_id else None
@@ -263,7 +280,7 @@ class VideoLibraryMixin:
         NotFoundError, InvalidInputError
             See ``video``; also when the stored file cannot be demuxed.
         """
-        row, _ = self.video(media_id)
+        row = self._video_row(media_id)
         key = make_key("media", "frame-index", media_id, version=_INDEX_VERSION)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
@@ -273,13 +290,25 @@ class VideoLibraryMixin:
         value = self.cache.get_or_compute(key, compute, tag=media_id)
         return FrameIndex.from_bytes(value.payload)
 
+    def frame_turn(self, media_id: str, *, stored: bool = False) -> tuple[tuple[int, bool], tuple[int, int]]:
+        """((rotation, mirrored), pixel aspect ratio) of a video's frames as returned: turned as displayed (or not,
+        when ``stored`` or the turn is not a right angle); pixels keep their aspect ratio, swapped by a quarter turn.
+
+        Raises
+        ------
+        NotFoundError, InvalidInputError
+            See ``video``.
+        """
+        _, info = self.video(media_id)
+        turn = None if stored else info.orientation
+        if turn is None:
+            return (0, False), info.sample_aspect_ratio
+        return (turn.rotation, turn.mirrored), turn.displayed_ratio(info.sample_aspect_ratio)
+
     def video_frame_times(self, media_id: str) -> list[float]:
-        """Presentation time in seconds of every addressable frame of a video (frame n at [n])."""
-        index = self.frame_index(media_id)
-        tb = index.time_base
-        # int64 x int / int in float64 is the correctly rounded float of the exact fraction
-        # for timestamps below 2**53, as FrameIndex.time_of gives.
-        return (index.pts * tb.numerator / tb.denominator).tolist()
+        """Presentation time in seconds of every frame of a video (frame n at [n]; see ``FrameIndex.seconds``)."""
+        times: list[float] = self.frame_index(media_id).seconds().tolist()
+        return times
 
     # -- frames -----------------------------------------------------------------------
 
@@ -291,6 +320,7 @@ class VideoLibraryMixin:
         fmt: str = "png",
         max_size: tuple[int, int] | None = None,
         after_reply: Callable[[Callable[[], None]], None] | None = None,
+        stored: bool = False,
     ) -> FrameResult:
         """Exactly frame ``n`` of a video, encoded: (payload, media type, dtype, shape, time in s).
 
@@ -299,7 +329,8 @@ class VideoLibraryMixin:
         miss reads the frame through the reader pool. ``yuv420p`` gives the
         shape as (height, width) of the picture, its media type
         ``video/x-raw; format=yuv420p; matrix=...; range=...`` (see
-        ``voxelgate.imaging.media.frame_index.Picture``).
+        ``voxelgate.imaging.media.frame_index.Picture``). Frames are turned as the video is
+        displayed (its display matrix, ``VideoInfo.orientation``), as stored with ``stored``.
 
         As soon as frame n is decoded, frame n + 1 in the same format is made
         in the background by the same reader (``ReadAhead``), for a viewer
@@ -320,11 +351,12 @@ class VideoLibraryMixin:
         row, info = self.video(media_id)
         if not 0 <= n < info.addressable_frames:
             raise NotFoundError(
-                f"frame {n} does not exist; the video has {info.addressable_frames} frames (0..{info.addressable_frames - 1})",
+                f"frame {n} does not exist; "
+                f"the video has {info.addressable_frames} frames (0..{info.addressable_frames - 1})",
                 subject=media_id,
             )
         _check_frame_request(media_id, fmt, max_size)
-        stream: Stream = (media_id, fmt, max_size)
+        stream: Stream = (media_id, fmt, max_size, stored)
         more = n + 1 < info.addressable_frames
         ready = self.ahead.claim(stream, n)
         if ready is not None:
@@ -345,7 +377,7 @@ class VideoLibraryMixin:
 
         for attempt in (1, 2):
             try:
-                result = self._make_frame(media_id, row.name, n, fmt, max_size, decoded=decoded)
+                result = self._make_frame(media_id, row.name, n, fmt, max_size, decoded=decoded, stored=stored)
                 break
             except AheadCancelled:
                 # This key was being made ahead for another viewer, who went elsewhere.
@@ -364,6 +396,7 @@ class VideoLibraryMixin:
         *,
         decoded: Callable[[], None] = lambda: None,
         cancel: threading.Event | None = None,
+        stored: bool = False,
     ) -> FrameResult:
         """Frame ``n`` made now (raw) or through the derived cache (encoded); ``decoded`` is called
         once it is out of the decoder, ``cancel`` stops a read-ahead before the encoding."""
@@ -374,14 +407,16 @@ class VideoLibraryMixin:
             # Raw frames are large (6 MB of RGB at 1080p) and cheap to make from the pooled
             # reader: hashing and writing them to the derived cache costs more than
             # decoding one frame on. The bytes come straight out of the frame's planes.
-            pic, index = self.readers.use(media_id, n, opener, lambda r: _picture(r, n, fmt, max_size))
+            pic, index = self.readers.use(media_id, n, opener, lambda r: _picture(r, n, fmt, max_size, stored=stored))
             decoded()
             return _raw_result(pic, index.time_of(n))
-        params = {"n": n, "fmt": fmt, "max": list(max_size) if max_size else None}
-        key = make_key("media", "video-frame", media_id, params, version=1)
+        max_param = list(max_size) if max_size else None
+        key = make_key(
+            "media", "video-frame", media_id, {"n": n, "fmt": fmt, "max": max_param, "stored": stored}, version=2
+        )
 
-        def compute() -> tuple[bytes, str, dict[str, object]]:
-            arr, index = self.readers.use(media_id, n, opener, lambda r: r.read(n))
+        def compute() -> tuple[bytes, str, dict[str, Any]]:
+            arr, index = self.readers.use(media_id, n, opener, lambda r: r.read(n, stored=stored))
             decoded()
             if cancel is not None and cancel.is_set():
                 raise AheadCancelled(f"frame {n}")
@@ -390,7 +425,7 @@ class VideoLibraryMixin:
 
         if fmt == "raw":  # RGB fitted within a size: Pillow's Lanczos, as for images; not cached either
             payload, media_type, meta = compute()
-            return payload, media_type, str(meta["dtype"]), tuple(int(v) for v in meta["shape"]), float(meta["time"])  # type: ignore[arg-type]
+            return payload, media_type, str(meta["dtype"]), tuple(int(v) for v in meta["shape"]), float(meta["time"])
         v = self.cache.get_or_compute(key, compute, tag=media_id, write_behind=True)
         return (
             v.payload,
@@ -402,15 +437,16 @@ class VideoLibraryMixin:
 
     def _make_ahead(self, stream: Stream, n: int, cancel: threading.Event) -> FrameResult | None:
         """``ReadAhead``'s maker: frame ``n`` by the pooled reader standing just before it, else LookupError."""
-        media_id, fmt, max_size = stream
+        media_id, fmt, max_size, stored = stream
         row = self.catalog.get_media(media_id)
         if row is None or cancel.is_set():
             return None
-        return self._make_frame(media_id, row.name, n, fmt, max_size, cancel=cancel)
+        return self._make_frame(media_id, row.name, n, fmt, max_size, cancel=cancel, stored=stored)
 
     def _open_reader(self, media_id: str, name: str) -> tuple[FrameReader, FrameIndex]:
         index = self.frame_index(media_id)
-        return FrameReader(self.store.path(media_id), index, name=name, threads=True), index
+        turn = self.video(media_id)[1].orientation
+        return FrameReader(self.store.path(media_id), index, name=name, threads=True, orientation=turn), index
 
     def iter_video_frames(
         self,
@@ -422,6 +458,7 @@ class VideoLibraryMixin:
         fmt: str = "raw",
         max_size: tuple[int, int] | None = None,
         into: Callable[[int], memoryview] | None = None,
+        stored: bool = False,
     ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
         """Frames ``range(start, stop, every)`` decoded sequentially: (n, time s, payload, media type, dtype, shape).
 
@@ -430,7 +467,8 @@ class VideoLibraryMixin:
         called with each raw frame's size in bytes and returns a writable buffer at least that long (a
         shared memory slot), which libswscale writes RGB into directly where it can (``to_picture``).
         Encoded frames are bytes either way. One reader of its own decodes forward (frame-threaded); it seeks only
-        when ``every`` spans a keyframe. Nothing goes to the derived cache.
+        when ``every`` spans a keyframe. Nothing goes to the derived cache. Frames are turned as
+        displayed, or as stored with ``stored`` (as ``video_frame``).
 
         Raises
         ------
@@ -449,7 +487,7 @@ class VideoLibraryMixin:
         _check_frame_request(media_id, fmt, max_size)
         stop = min(stop, total)
         reader, index = self._open_reader(media_id, row.name)
-        return self._iter_frames(reader, index, range(start, stop, every), fmt, max_size, into)
+        return self._iter_frames(reader, index, range(start, stop, every), fmt, max_size, into, stored)
 
     @staticmethod
     def _iter_frames(
@@ -459,14 +497,17 @@ class VideoLibraryMixin:
         fmt: str,
         max_size: tuple[int, int] | None,
         into: Callable[[int], memoryview] | None,
+        stored: bool,
     ) -> Iterator[tuple[int, float, bytes | memoryview | Pieces, str, str, tuple[int, ...]]]:
+        payload: bytes | memoryview | Pieces
         with reader:
             for n in wanted:
                 if fmt == "yuv420p" or (fmt == "raw" and not _resizes(max_size)):
-                    pic = _picture(reader, n, fmt, max_size, into)  # views: joined or written once by the sender
+                    pic = _picture(reader, n, fmt, max_size, into, stored=stored)  # views: joined or written once
                     payload, media_type, dtype, shape = pic.pieces, raw_media_type(pic), "|u1", _raw_shape(pic)
                 else:
-                    payload, media_type, dtype, shape = render_frame(reader.read(n), fmt, max_size=max_size)
+                    frame = reader.read(n, stored=stored)
+                    payload, media_type, dtype, shape = render_frame(frame, fmt, max_size=max_size)
                 yield n, index.time_of(n), payload, media_type, dtype, shape
 
     # -- diagnostics ------------------------------------------------------------------
@@ -482,7 +523,7 @@ class VideoLibraryMixin:
             See ``video``.
         """
         row, info = self.video(media_id)
-        key = make_key("media", "diagnose", media_id, {"decode": decode_check}, version=1)
+        key = make_key("media", "diagnose", media_id, {"decode": decode_check}, version=2)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
             found = diagnose(

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 
+from voxelgate.cache.lru import LRU
 from voxelgate.errors import NotFoundError
 from voxelgate.imaging.cpu import use_all_cores
 
@@ -157,6 +158,15 @@ class ReaderPool:
         with self._lock:
             return ReaderStats(self._opened, self._reused, self._seeks, len(self._idle))
 
+    def forget(self, media_id: str) -> int:
+        """Close the idle readers of a video (deleted: their open files would keep its bytes); return how many."""
+        with self._lock:
+            gone = [e for e in self._idle if e.media_id == media_id]
+            self._idle = [e for e in self._idle if e.media_id != media_id]
+        for e in gone:
+            e.reader.close()
+        return len(gone)
+
     def close(self) -> None:
         """Close every idle reader."""
         with self._lock:
@@ -172,8 +182,8 @@ class AheadCancelled(Exception):
     """A frame being read ahead was given up: its viewer asked for another one."""
 
 
-#: A viewer's stream of frames: (media id, format, size box).
-Stream = tuple[str, str, "tuple[int, int] | None"]
+#: A viewer's stream of frames: (media id, format, size box, stored orientation).
+Stream = tuple[str, str, "tuple[int, int] | None", bool]
 
 
 @dataclass(eq=False)
@@ -216,7 +226,8 @@ class ReadAhead:
 
     def __init__(self, make: Callable[[Stream, int, threading.Event], FrameResult | None]) -> None:
         self._make = make
-        self._pending: OrderedDict[Stream, _Ahead] = OrderedDict()
+        # A stream's frame ahead, the streams scheduled longest ago dropped first (under _cond).
+        self._pending: LRU[Stream, _Ahead] = LRU(_AHEAD_STREAMS, on_evict=lambda _, old: self._drop(old))
         self._queue: deque[_Ahead] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -237,17 +248,15 @@ class ReadAhead:
         """
         entry = _Ahead(stream, n)
         with self._cond:
-            old = self._pending.pop(stream, None)
+            old = self._pending.pop(stream)
             if old is not None:
                 self._drop(old)
-            self._pending[stream] = entry
-            while len(self._pending) > _AHEAD_STREAMS:
-                self._drop(self._pending.popitem(last=False)[1])
+            self._pending.put(stream, entry)
             self._scheduled += 1
 
         def start() -> None:
             with self._cond:
-                if entry.cancel.is_set() or self._pending.get(stream) is not entry or entry.queued:
+                if entry.cancel.is_set() or self._pending.peek(stream) is not entry or entry.queued:
                     return
                 entry.queued = True
                 self._queue.append(entry)
@@ -261,7 +270,7 @@ class ReadAhead:
     def claim(self, stream: Stream, n: int) -> FrameResult | None:
         """Frame ``n`` of ``stream`` if it was read ahead (waiting while it is being made), else None."""
         with self._cond:
-            entry = self._pending.pop(stream, None)
+            entry = self._pending.pop(stream)
             if entry is None:
                 return None
             if entry.n != n or not entry.started:
@@ -312,7 +321,7 @@ class ReadAhead:
                         self._skipped += 1
             except AheadCancelled:
                 pass
-            except Exception as exc:  # an ask for this frame makes it again and gets the error itself
+            except Exception as exc:  # noqa: BLE001 - an ask for this frame makes it again and gets the error itself
                 log.debug("read-ahead of a video frame failed: %s", type(exc).__name__)
             finally:
                 with self._cond:

@@ -191,7 +191,7 @@ def test_instances_needs_a_target(catalog: SqliteCatalog) -> None:
     assert [r.sop_uid for r in catalog.instances(series_uid="1.1.1")] == ["x1", "x2"]
     assert [r.sop_uid for r in catalog.instances(study_uid="1.1")] == ["x1", "x2"]
     assert [r.sop_uid for r in catalog.instances(sop_uid="x2")] == ["x2"]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="needs study_uid, series_uid or sop_uid"):
         catalog.instances()
 
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import os
 import random
 import threading
-import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
-from voxelgate.cache.derived import CachedValue, DerivedCache, SharedCacheState
+from tests._threads import in_thread
+from voxelgate.cache.derived import DerivedCache
+from voxelgate.cache.locks import ProcessLock
+from voxelgate.cache.records import CachedValue
+from voxelgate.cache.shared_state import SharedCacheState
 
 MiB = 1024 * 1024
 
@@ -31,11 +35,14 @@ def cache(cache_dir: Path) -> Iterator[DerivedCache]:
 
 
 def _entry_files(directory: Path) -> list[Path]:
-    """The files diskcache keeps values in (everything but its SQLite database and the build locks)."""
+    """The files diskcache keeps values in (everything but the SQLite databases and the build locks).
+
+    The databases are diskcache's own (``cache.db``) and the recency index (``recency.db``).
+    """
     return [
         p
         for p in directory.rglob("*")
-        if p.is_file() and not p.name.startswith("cache.db") and p.parent.name != "flights"
+        if p.is_file() and not p.name.startswith(("cache.db", "recency.db")) and p.parent.name != "flights"
     ]
 
 
@@ -88,7 +95,7 @@ def test_corrupt_file_is_a_miss_and_the_entry_is_dropped(cache: DerivedCache, ca
     path.write_bytes(bytes(raw))
 
     assert cache.get("k") is None
-    assert "k" not in cache._cache
+    assert "k" not in cache._disk
     s = cache.stats()
     assert (s.hits, s.misses, s.entries, s.evictions) == (0, 1, 0, 0)
     # The next request computes it again.
@@ -103,46 +110,56 @@ def test_truncated_file_is_a_miss(cache: DerivedCache, cache_dir: Path) -> None:
     (path,) = _entry_files(cache_dir)
     path.write_bytes(path.read_bytes()[:6])
     assert cache.get("k") is None
-    assert "k" not in cache._cache
+    assert "k" not in cache._disk
 
 
 @pytest.mark.parametrize("blob", [b"garbage", b"VGC1\xff\xff\xff\xff{", b"VGC1\x02\x00\x00\x00{}payload", 12345])
 def test_foreign_value_written_directly_is_a_miss(cache: DerivedCache, blob: object) -> None:
-    cache._cache.set("k", blob)
+    cache._disk.diskcache.set("k", blob)
     assert cache.get("k") is None
-    assert "k" not in cache._cache
+    assert "k" not in cache._disk
+
+
+class _CountedFlights(dict[str, object]):
+    """Stands in for ``DerivedCache._flights`` and counts its lookups.
+
+    Every call of ``get_or_compute`` that misses looks its key up here once, under the
+    cache's lock, before it either leads or waits for the leader. A computation that
+    holds until every caller has looked knows they all found it in flight: no sleep
+    that a loaded machine could outlast.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._changed = threading.Condition()
+        self._lookups = 0
+
+    def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+        with self._changed:
+            self._lookups += 1
+            self._changed.notify_all()
+        return super().get(key, default)
+
+    def wait_for_lookups(self, n: int) -> None:
+        with self._changed:
+            assert self._changed.wait_for(lambda: self._lookups >= n, timeout=30), f"{self._lookups} of {n} callers"
 
 
 def test_get_or_compute_computes_once_under_concurrency(cache: DerivedCache) -> None:
+    flights = cache._flights = _CountedFlights()
     calls = 0
     calls_lock = threading.Lock()
-    start = threading.Barrier(16)
 
     def compute() -> tuple[bytes, str, dict[str, object]]:
         nonlocal calls
         with calls_lock:
             calls += 1
-        time.sleep(0.3)
+        flights.wait_for_lookups(16)  # every caller is here while this one computes
         return b"expensive", "text/plain", {"n": 1}
 
-    results: list[CachedValue] = []
-    errors: list[BaseException] = []
-
-    def worker() -> None:
-        try:
-            start.wait()
-            results.append(cache.get_or_compute("k", compute, tag="t"))
-        except BaseException as exc:  # noqa: BLE001
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert errors == []
+    futures = [in_thread(partial(cache.get_or_compute, "k", compute, tag="t")) for _ in range(16)]
+    results = [f.result(timeout=60) for f in futures]
     assert calls == 1
-    assert len(results) == 16
     assert {r.payload for r in results} == {b"expensive"}
     assert {r.checksum for r in results} == {results[0].checksum}
     assert cache.stats().computations == 1
@@ -153,17 +170,15 @@ def test_get_or_compute_computes_once_under_concurrency(cache: DerivedCache) -> 
 
 
 def test_different_keys_compute_in_parallel(cache: DerivedCache) -> None:
+    # Each computation waits for the other three: computations run one after another break it.
+    together = threading.Barrier(4, timeout=30)
+
     def compute() -> tuple[bytes, str, dict[str, object]]:
-        time.sleep(0.3)
+        together.wait()
         return b"v", "text/plain", {}
 
-    threads = [threading.Thread(target=cache.get_or_compute, args=(f"k{i}", compute)) for i in range(4)]
-    t0 = time.monotonic()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
-    assert time.monotonic() - t0 < 1.0  # not 4 x 0.3 s in a row
+    futures = [in_thread(partial(cache.get_or_compute, f"k{i}", compute)) for i in range(4)]
+    assert [f.result(timeout=60).payload for f in futures] == [b"v"] * 4
     assert cache.stats().computations == 4
 
 
@@ -171,35 +186,21 @@ def test_exception_in_compute_reaches_every_waiter_and_nothing_is_cached(cache: 
     class Boom(RuntimeError):
         pass
 
+    flights = cache._flights = _CountedFlights()
     calls = 0
-    start = threading.Barrier(16)
 
     def compute() -> tuple[bytes, str, dict[str, object]]:
         nonlocal calls
         calls += 1
-        time.sleep(0.3)
+        flights.wait_for_lookups(16)  # every caller waits for this computation
         raise Boom("decoder failed")
 
-    caught: list[BaseException] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        start.wait()
-        try:
-            cache.get_or_compute("k", compute)
-        except BaseException as exc:  # noqa: BLE001
-            with lock:
-                caught.append(exc)
-
-    threads = [threading.Thread(target=worker) for _ in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    futures = [in_thread(partial(cache.get_or_compute, "k", compute)) for _ in range(16)]
+    for f in futures:
+        with pytest.raises(Boom, match=r"^decoder failed$"):
+            f.result(timeout=60)
     assert calls == 1
-    assert len(caught) == 16
-    assert all(isinstance(e, Boom) and str(e) == "decoder failed" for e in caught)
-    assert "k" not in cache._cache
+    assert "k" not in cache._disk
     assert cache.get("k") is None
     assert cache._flights == {}
     # A later call tries again.
@@ -267,7 +268,7 @@ def test_the_bound_holds_on_disk_and_least_recently_used_go_first(tmp_path: Path
         assert s.evictions > 0
         assert s.entries >= 6  # about 7 values of 1 MiB fit; not emptied wholesale
         assert s.evictions == 40 - s.entries
-        present = {k for k in keys if k in c._cache}
+        present = {k for k in keys if k in c._disk}
         newest = keys[len(keys) - (s.entries - 1) :]
         assert present == {"k00", *newest}
         for k in newest:
@@ -323,45 +324,59 @@ def _never() -> tuple[bytes, str, dict[str, object]]:
 
 
 @pytest.mark.parametrize("write_behind", [False, True])
-def test_processes_build_a_file_value_once(cache_dir: Path, write_behind: bool) -> None:
+def test_processes_build_a_file_value_once(
+    cache_dir: Path, write_behind: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Two caches sharing a SharedCacheState stand for two serving processes asked for one new volume."""
     state = SharedCacheState(2)
     a = DerivedCache(cache_dir, size_limit=64 * MiB, shared=state, process=0)
     b = DerivedCache(cache_dir, size_limit=64 * MiB, shared=state, process=1)
     payload = bytes(range(256)) * 4096
     calls: list[str] = []
-    started = threading.Event()
+    a_builds = threading.Event()
+    # A process that misses takes the key's lock, which the building process holds, before it
+    # builds: a's build goes on once b has come to that lock, so b is sure to find a building.
+    b_waits = threading.Event()
+    take_lock = b._other_processes_wait
 
-    def slow() -> tuple[bytes, str, dict[str, object]]:
+    def b_takes_lock(key: str) -> ProcessLock:
+        b_waits.set()
+        return take_lock(key)
+
+    monkeypatch.setattr(b, "_other_processes_wait", b_takes_lock)
+
+    def build_in_a(*, fails: bool) -> tuple[bytes, str, dict[str, object]]:
         calls.append("a")
-        started.set()
-        time.sleep(0.5)
+        a_builds.set()
+        assert b_waits.wait(30), "b did not wait for the key's lock"
+        if fails:
+            raise RuntimeError("decoder failed")
+        return payload, "application/octet-stream", {}
+
+    def build_in_b() -> tuple[bytes, str, dict[str, object]]:
+        calls.append("b")
         return payload, "application/octet-stream", {}
 
     try:
-        first = threading.Thread(
-            target=a.get_or_compute_file, args=("vol", slow), kwargs={"write_behind": write_behind}
+        first = in_thread(
+            partial(a.get_or_compute_file, "vol", partial(build_in_a, fails=False), write_behind=write_behind)
         )
-        first.start()
-        assert started.wait(10)
-        got = b.get_or_compute_file("vol", lambda: (calls.append("b"), (payload, "application/octet-stream", {}))[1])
-        first.join(10)
+        assert a_builds.wait(30)
+        got = in_thread(partial(b.get_or_compute_file, "vol", build_in_b)).result(timeout=60)
+        first.result(timeout=60)
         assert calls == ["a"] and got.read() == payload and got.path  # b waited for a's file
         assert a.stats().computations == 1
 
         # A build that fails lets the other process build it.
-        def fail() -> tuple[bytes, str, dict[str, object]]:
-            started.set()
-            time.sleep(0.3)
-            raise RuntimeError("decoder failed")
-
-        started.clear()
-        failing = threading.Thread(target=lambda: pytest.raises(RuntimeError, a.get_or_compute_file, "vol2", fail))
-        failing.start()
-        assert started.wait(10)
-        again = b.get_or_compute_file("vol2", lambda: (payload, "application/octet-stream", {}))
-        failing.join(10)
-        assert again.read() == payload
+        calls.clear()
+        a_builds.clear()
+        b_waits.clear()
+        failing = in_thread(partial(a.get_or_compute_file, "vol2", partial(build_in_a, fails=True)))
+        assert a_builds.wait(30)
+        again = in_thread(partial(b.get_or_compute_file, "vol2", build_in_b)).result(timeout=60)
+        with pytest.raises(RuntimeError, match="decoder failed"):
+            failing.result(timeout=60)
+        assert calls == ["a", "b"] and again.read() == payload
     finally:
         a.close()
         b.close()

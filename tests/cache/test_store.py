@@ -116,9 +116,13 @@ def test_discard_removes_the_staging_file_and_is_repeatable(store: ObjectStore) 
 
 
 def test_context_manager_discards_on_error(store: ObjectStore) -> None:
-    with pytest.raises(KeyError), store.stage(name="a.dcm", max_bytes=100) as staged:
-        staged.write(b"abc")
-        raise KeyError("boom")
+    def stage_then_fail() -> None:
+        with store.stage(name="a.dcm", max_bytes=100) as staged:
+            staged.write(b"abc")
+            raise KeyError("boom")
+
+    with pytest.raises(KeyError, match="boom"):
+        stage_then_fail()
     assert _staging_files(store) == []
 
 

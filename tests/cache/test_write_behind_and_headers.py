@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests._threads import in_thread
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, SqliteCatalog, StudyRow
-from voxelgate.cache.derived import DerivedCache, npy_memmap, npy_parts
+from voxelgate.cache.derived import DerivedCache
+from voxelgate.cache.npy import npy_memmap, npy_parts
 
 MiB = 1024 * 1024
 
@@ -47,55 +51,51 @@ def test_write_behind_value_is_served_at_once_and_lands_on_disk(tmp_path: Path, 
 
 
 def test_evicting_a_tag_drops_its_pending_writes(cache: DerivedCache) -> None:
-    gate = threading.Event()
+    writing, gate = threading.Event(), threading.Event()
     real_put = cache.put
 
-    def slow_put(*args: object, **kwargs: object) -> object:
-        gate.wait(5)
+    def held_put(*args: object, **kwargs: object) -> object:
+        writing.set()
+        gate.wait(30)
         return real_put(*args, **kwargs)  # type: ignore[arg-type]
 
-    cache.put = slow_put  # type: ignore[method-assign]
+    cache.put = held_put  # type: ignore[method-assign]
     cache.get_or_compute("a", lambda: (b"1" * 10, "x", {}), tag="series:1", write_behind=True)
     cache.get_or_compute("b", lambda: (b"2" * 10, "x", {}), tag="series:1", write_behind=True)
-    evicting = threading.Thread(target=cache.evict_tag, args=("series:1",))
-    evicting.start()  # waits while the writer is inside a put
+    assert writing.wait(30)  # the writer is inside the put of one of them
+    evicting = in_thread(partial(cache.evict_tag, "series:1"))  # waits while the writer is inside a put
     gate.set()
-    evicting.join(10)
+    evicting.result(timeout=30)
     cache.flush()
     cache.put = real_put  # type: ignore[method-assign]
-    # Whether the writer got to them first or not, nothing of the evicted tag is left.
+    # Whether evict_tag got its turn before the writer's second put or not, nothing of the tag is left.
     assert cache.get("a") is None and cache.get("b") is None
 
 
 def test_write_behind_file_value_waiters_get_the_file(cache: DerivedCache) -> None:
     arr = np.arange(3 * 64 * 64, dtype=np.int16).reshape(3, 64, 64)
     started, release = threading.Event(), threading.Event()
-    results: list[object] = []
 
     def compute() -> tuple[object, str, dict[str, object]]:
         started.set()
-        release.wait(5)
+        release.wait(30)
         return npy_parts(arr), "application/x-npy", {"shape": [3, 64, 64]}
 
-    def waiter() -> None:
-        started.wait(5)
-        results.append(cache.get_or_compute_file("vol", compute, write_behind=True))
-
-    t = threading.Thread(target=waiter)
-    t.start()
-    leader = threading.Thread(
-        target=lambda: results.append(cache.get_or_compute_file("vol", compute, write_behind=True))
-    )
-    leader.start()
-    started.wait(5)
-    release.set()
-    t.join(10)
-    leader.join(10)
+    try:
+        leader = in_thread(partial(cache.get_or_compute_file, "vol", compute, write_behind=True))
+        assert started.wait(30)
+        waiter = in_thread(partial(cache.get_or_compute_file, "vol", compute, write_behind=True))
+        # The waiter's miss is counted just before it finds the leader's computation in flight.
+        deadline = time.monotonic() + 30
+        while cache.stats().misses < 2:
+            assert time.monotonic() < deadline, "the second caller never asked"
+            time.sleep(0.001)
+    finally:
+        release.set()
+    led, waited = leader.result(timeout=30), waiter.result(timeout=30)
     assert cache.stats().computations == 1
-    paths = sorted(r.path for r in results)
-    assert paths[0] == "" and paths[1]  # the leader holds the value; the waiter got the written file
-    entry = next(r for r in results if r.path)
-    np.testing.assert_array_equal(npy_memmap(entry.path, entry.offset), arr)  # type: ignore[attr-defined]
+    assert led.path == "" and waited.path  # the leader holds the value; the waiter got the written file
+    np.testing.assert_array_equal(npy_memmap(waited.path, waited.offset), arr)
 
 
 def _rows(sha: str, sop: str) -> tuple[StudyRow, SeriesRow, InstanceRow, bool]:
@@ -150,7 +150,7 @@ def test_memory_only_values_are_hits_and_never_written(tmp_path: Path) -> None:
         assert cache.get_or_compute("s", compute, tag="series:9", memory_only=True).payload == b"p" * 50_000
         assert cache.stats().hits == before.hits + 1 and calls == [1]
         cache.flush()
-        assert "s" not in cache._cache  # nothing on disk
+        assert "s" not in cache._disk  # nothing on disk
         cache.evict_tag("series:9")
         cache.get_or_compute("s", compute, tag="series:9", memory_only=True)
         assert calls == [1, 1]  # evicted with its tag
@@ -180,8 +180,8 @@ def test_a_hold_lasts_at_most_its_bound(cache: DerivedCache) -> None:
     arr = np.arange(1000, dtype=np.int16)
     with cache.hold_writes(at_most=0.1):
         cache.get_or_compute_file("vol", lambda: (npy_parts(arr), "application/x-npy", {}), write_behind=True)
-        for _ in range(100):
-            if not cache.pending("vol"):
-                break
-            threading.Event().wait(0.05)
-        assert not cache.pending("vol")
+        # Written while the block still runs, once the hold's 0.1 s are over.
+        deadline = time.monotonic() + 30
+        while cache.pending("vol"):
+            assert time.monotonic() < deadline, "held past its bound"
+            time.sleep(0.01)

@@ -1,4 +1,7 @@
-"""voxelgate.imaging.cpu: request threads kept on one core, native work on every core (checked in a child interpreter)."""
+"""voxelgate.imaging.cpu: request threads kept on one core, native work on every core.
+
+Checked in a child interpreter, whose thread affinities the test may change.
+"""
 
 from __future__ import annotations
 

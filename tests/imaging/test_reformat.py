@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,11 @@ import pytest
 
 from tests.imaging._series import read_series, rotation
 from voxelgate.errors import InvalidInputError, NotFoundError
-from voxelgate.imaging.dicom import volume as volume_module
+from voxelgate.imaging.dicom import sampling as sampling_module
 from voxelgate.imaging.dicom.reformat import Plane, PlaneStacks, Slice, plane_grid, reformat
+from voxelgate.imaging.dicom.sampling import sample_plane
 from voxelgate.imaging.dicom.stacks import split_stacks
-from voxelgate.imaging.dicom.volume import Volume, sample_plane
+from voxelgate.imaging.dicom.volume import Volume
 
 MARKER = np.array([20.0, -25.0, 30.0])  # patient's left, anterior, superior of the centre (LPS)
 
@@ -160,7 +162,7 @@ def test_bad_requests_are_named() -> None:
         reformat(vol, "axial", index=16)
     with pytest.raises(NotFoundError, match="out of range"):
         reformat(vol, "coronal", index=-1)
-    with pytest.raises(NotFoundError, match="sagittal position 500.0 mm outside the volume"):
+    with pytest.raises(NotFoundError, match=r"sagittal position 500\.0 mm outside the volume"):
         reformat(vol, "sagittal", position_mm=500.0)
     with pytest.raises(InvalidInputError, match="exactly one"):
         reformat(vol, "axial", index=1, position_mm=0.0)
@@ -211,21 +213,22 @@ def _both_paths(
     monkeypatch: pytest.MonkeyPatch, vol: Volume, plane: Plane, **kw: object
 ) -> tuple[np.ndarray, np.ndarray, int]:
     calls = []
-    real = volume_module._sample_aligned
+    real = sampling_module._sample_aligned
 
     def spy(*args: object, **kwargs: object) -> object:
         out = real(*args, **kwargs)  # type: ignore[arg-type]
         calls.append(out is not None)
         return out
 
-    monkeypatch.setattr(volume_module, "_sample_aligned", spy)
+    monkeypatch.setattr(sampling_module, "_sample_aligned", spy)
     fast = reformat(vol, plane, **kw).array  # type: ignore[arg-type]
-    monkeypatch.setattr(volume_module, "_grid_axes", lambda *a: None)
+    monkeypatch.setattr(sampling_module, "_grid_axes", lambda *a: None)
     general = reformat(vol, plane, **kw).array  # type: ignore[arg-type]
     monkeypatch.undo()
     return fast, general, sum(calls)
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 @pytest.mark.parametrize("acquisition", list(ALIGNED))
 def test_fast_path_equals_simpleitk_on_real_ct(corpus: Path, monkeypatch: pytest.MonkeyPatch, acquisition: str) -> None:
@@ -268,11 +271,11 @@ def test_fast_path_equals_simpleitk_on_real_ct(corpus: Path, monkeypatch: pytest
 def test_fast_path_leaves_oblique_grids_to_simpleitk(monkeypatch: pytest.MonkeyPatch) -> None:
     vol = _acquired("oblique", size=24)
     taken = []
-    monkeypatch.setattr(volume_module, "_sample_aligned", lambda *a, **k: taken.append(1))
+    monkeypatch.setattr(sampling_module, "_sample_aligned", lambda *a, **k: taken.append(1))
     reformat(vol, "axial", index=3)
     assert not taken
-    frame = volume_module._grid_frame(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)), (1.0, 1.0, 1.0), (1, 2, 2))
-    assert volume_module._grid_axes(_acquired("axial", size=8), frame) == (0, 1, 2)
+    frame = sampling_module._grid_frame(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)), (1.0, 1.0, 1.0), (1, 2, 2))
+    assert sampling_module._grid_axes(_acquired("axial", size=8), frame) == (0, 1, 2)
 
 
 def test_fast_path_is_much_faster_than_simpleitk(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -289,8 +292,11 @@ def test_fast_path_is_much_faster_than_simpleitk(monkeypatch: pytest.MonkeyPatch
             out = min(out, time.perf_counter() - t0)
         return out
 
+    # The fast path exists only to be faster, so here timing is the behaviour. It is about ten
+    # times faster on an idle machine; the best of five runs of each, and only "faster" asked,
+    # keep a loaded machine from failing it. How much faster is bench/'s to say.
     fast = best()
-    monkeypatch.setattr(volume_module, "_grid_axes", lambda *a: None)
+    monkeypatch.setattr(sampling_module, "_grid_axes", lambda *a: None)
     general = best()
     assert fast < general, (fast, general)
 
@@ -321,7 +327,7 @@ def test_sagittal_planes_come_from_a_column_major_copy_with_the_same_values() ->
     assert copy.shape == vol.array.shape and np.array_equal(copy, vol.array)
     assert copy.strides[2] > copy.strides[0] and not copy.flags.writeable  # columns outermost
     after = [reformat(vol, "sagittal", index=i).array for i in range(len(before))]
-    assert all(np.array_equal(a, b) for a, b in zip(before, after))
+    assert all(np.array_equal(a, b) for a, b in zip(before, after, strict=True))
     assert Volume(vol.array, vol.affine).column_major(max_bytes=16) is None  # too big: never copied
 
 
@@ -364,6 +370,7 @@ def _same_slice(a: Slice, b: Slice) -> bool:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 @pytest.mark.parametrize("acquisition", list(ALIGNED))
 def test_stacked_planes_give_every_slice_as_reformat_does_on_real_ct(corpus: Path, acquisition: str) -> None:
@@ -434,20 +441,21 @@ def test_concurrent_first_requests_build_a_plane_once(caplog: pytest.LogCaptureF
     rng = np.random.default_rng(23)
     vol = Volume(rng.integers(-1000, 2000, (40, 64, 64)).astype(np.int16), np.diag([0.7, 0.7, 1.3, 1.0]))
     stacks = PlaneStacks(1 << 30)
-    start = threading.Barrier(8)
-    got: list[Slice] = []
+    start = threading.Barrier(8, timeout=30)
 
-    def ask(i: int) -> None:
+    def ask(i: int) -> Slice:
         start.wait()
-        got.append(stacks.reformat(vol, "v", "coronal", index=i))
+        return stacks.reformat(vol, "v", "coronal", index=i)
 
     with caplog.at_level(logging.INFO, logger="voxelgate.imaging.dicom.reformat"):
-        threads = [threading.Thread(target=ask, args=(i,)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        with ThreadPoolExecutor(8) as pool:
+            got = [f.result(timeout=60) for f in [pool.submit(ask, i) for i in range(8)]]
         _stacked(stacks, vol, "v", Plane.CORONAL)
+        # The build logs once its stack is in place, a moment after: count once the builders are done.
+        deadline = time.monotonic() + 60
+        while any(t.name == "plane-stack" for t in threading.enumerate()):
+            assert time.monotonic() < deadline, "a plane-stack build never ended"
+            time.sleep(0.01)
     assert all(_same_slice(s, reformat(vol, "coronal", index=s.index)) for s in got)
     built = [r for r in caplog.records if "coronal stack of a volume reformatted" in r.getMessage()]
     assert len(built) == 1

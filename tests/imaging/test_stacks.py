@@ -63,7 +63,7 @@ def test_acquisition_numbers_that_change_every_slice_do_not_split() -> None:
 
 
 @pytest.mark.parametrize(
-    "attribute,values",
+    ("attribute", "values"),
     [
         ("temporal_position", (1, 2, 3)),
         ("echo", (10.0, 40.0, 80.0)),
@@ -78,7 +78,7 @@ def test_repeated_positions_split_by_what_differs(attribute: str, values: tuple[
     assert not excluded
     assert [len(s.frames) for s in stacks] == [4, 4, 4]
     assert [s.split_by[0][0] for s in stacks] == [attribute] * 3
-    for stack, v in zip(stacks, values):
+    for stack, v in zip(stacks, values, strict=True):
         assert {getattr(f, attribute) for f in stack.frames} == {v}
         assert stack.positions_mm == (0.0, 3.0, 6.0, 9.0)
 
@@ -96,7 +96,7 @@ def test_two_dimensions_split_together() -> None:
 
 
 def test_duplicates_that_nothing_tells_apart_are_reported() -> None:
-    refs = _series([0.0, 2.0, 4.0, 6.0]) + [_ref(9, 4.0)]
+    refs = [*_series([0.0, 2.0, 4.0, 6.0]), _ref(9, 4.0)]
     (stack,), excluded = split_stacks(refs)
     assert len(stack.frames) == 4
     assert [(e.kind, e.frame.instance_number) for e in excluded] == [("duplicate", 9)]

@@ -23,8 +23,10 @@ from pydicom.data import get_testdata_file
 
 from tests.conftest import have_program, require_peer
 from tests.imaging._series import read_series, reproduce, rotation, smooth_field, write_series
+from voxelgate.imaging.dicom.building import build_volume, plan_volume
+from voxelgate.imaging.dicom.sampling import sample_plane
 from voxelgate.imaging.dicom.stacks import split_stacks
-from voxelgate.imaging.dicom.volume import Volume, build_volume, plan_volume, sample_plane
+from voxelgate.imaging.dicom.volume import Volume
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 
@@ -124,9 +126,10 @@ def _dcm2niix_volume(folder: Path, out: Path) -> Volume:
     return Volume.from_sitk(image)
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 @pytest.mark.parametrize(
-    "series,tilt", [("ct-ge-head-tilt-variable-spacing", 18.5), ("ct-philips-head-study/S3010", 16.5)]
+    ("series", "tilt"), [("ct-ge-head-tilt-variable-spacing", 18.5), ("ct-philips-head-study/S3010", 16.5)]
 )
 def test_tilted_ct_reproduces_every_slice(
     corpus: Path, tmp_path: Path, series: str, tilt: float, record_property: Callable[[str, object], None]

@@ -27,8 +27,8 @@ from conftest import make_config
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_modality_lut
 
+from voxelgate.client.files import ingest_requests
 from voxelgate.server.app import Running, build_server
-from voxelgate.server.client import ingest_requests
 from voxelgate.v1 import admin_pb2_grpc, common_pb2, dicom_pb2, dicom_pb2_grpc
 
 PYDICOM_DATA = Path(pydicom.data.__file__).resolve().parent
@@ -60,6 +60,14 @@ def serve(data_dir: Path, **overrides: Any) -> Iterator[Server]:
     finally:
         ch.close()
         running.stop(1.0)
+
+
+def call_through(call: Callable[[], object]) -> None:
+    """Make ``call`` and read a streamed reply to its end: a stream's error comes while it is read."""
+    result = call()
+    if isinstance(result, Iterator):
+        for _ in result:
+            pass
 
 
 def pydicom_name(path: Path) -> str:
@@ -356,7 +364,7 @@ def synthetic_slice(spec: SyntheticSpec, rng: np.random.Generator, *, rows: int 
 def ingest_bytes(
     stub: dicom_pb2_grpc.DicomServiceStub, files: Iterable[tuple[str, bytes]], *, overwrite: bool = False
 ) -> list[common_pb2.IngestResult]:
-    from voxelgate.server.client import ingest_bytes_requests
+    from voxelgate.client.files import ingest_bytes_requests
 
     return list(stub.Ingest(ingest_bytes_requests(files, overwrite=overwrite)))
 

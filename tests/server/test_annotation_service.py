@@ -35,8 +35,8 @@ from e2e_support import (
 )
 from PIL import Image
 
+from voxelgate.client.files import ingest_bytes_requests
 from voxelgate.imaging.annotations import Mask, mask_from_png, mask_to_png, mask_to_rle
-from voxelgate.server.client import ingest_bytes_requests
 from voxelgate.v1 import annotation_pb2 as A
 from voxelgate.v1 import annotation_pb2_grpc, dicom_pb2, media_pb2_grpc, volume_pb2, volume_pb2_grpc
 
@@ -222,10 +222,10 @@ def test_patient_mm_coordinates_match_pixels(stored: Stored) -> None:
         )
     )
     assert len(pix.shapes) == len(mm.shapes) == 11
-    for p, m in zip(pix.shapes, mm.shapes):
+    for p, m in zip(pix.shapes, mm.shapes, strict=True):
         xy = [(q.x, q.y) for q in p.shape.points.points]
         expected = patient(p.index, xy)
-        for e, q in zip(expected, m.shape.points.points):
+        for e, q in zip(expected, m.shape.points.points, strict=True):
             assert (q.x, q.y, q.z) == pytest.approx((e.x, e.y, e.z), abs=1e-6)
             assert q.y == pytest.approx(m.position, abs=1e-6)  # coronal: the axis is y
 
@@ -255,7 +255,7 @@ def test_masks_round_trip_rle_and_png(stored: Stored) -> None:
     assert [s.shape.mask.WhichOneof("encoding") for s in rle.shapes] == ["rle"] * 7
     assert [s.shape.mask.WhichOneof("encoding") for s in png.shapes] == ["png"] * 7
     areas = []
-    for r, p in zip(rle.shapes, png.shapes):
+    for r, p in zip(rle.shapes, png.shapes, strict=True):
         assert np.array_equal(mask_of(r.shape), mask_of(p.shape)), r.index
         areas.append(int(mask_of(r.shape).sum()))
     assert np.array_equal(mask_of(rle.shapes[0].shape), k0) and np.array_equal(mask_of(png.shapes[-1].shape), k1)
@@ -303,7 +303,7 @@ def test_segmentation_on_a_reformatted_plane_is_stored_and_fetched(stored: Store
     assert ds.ReferencedSeriesSequence[0].SeriesInstanceUID == uid
     assert len(ds.ReferencedSeriesSequence[0].ReferencedInstanceSequence) == 28
     # highdicom orders the frames along its dimension index (the plane positions): match by position.
-    frames = dict(zip(_frame_positions(ds), ds.pixel_array.astype(bool)))
+    frames = dict(zip(_frame_positions(ds), ds.pixel_array.astype(bool), strict=True))
     assert len(frames) == 5
     for s in reply.shapes:
         sl = stored.volume.GetSlice(
@@ -335,7 +335,7 @@ def test_segmentation_of_an_axial_acquisition_references_each_source_image(store
         ds, _ = _seg_of(stored, reply.segmentation.sop_instance_uid, reply.segmentation.series_instance_uid)
         assert int(ds.NumberOfFrames) == 4
         numbers.append(int(ds.SeriesNumber))
-        frames = dict(zip(_frame_positions(ds), ds.pixel_array.astype(bool)))
+        frames = dict(zip(_frame_positions(ds), ds.pixel_array.astype(bool), strict=True))
         refs = {
             _rounded(item.PlanePositionSequence[0].ImagePositionPatient): item.DerivationImageSequence[0]
             .SourceImageSequence[0]

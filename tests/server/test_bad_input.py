@@ -38,7 +38,7 @@ from e2e_support import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydicom.encaps import generate_frames
 
-from voxelgate.imaging.dicom.pixels import Limits
+from voxelgate.imaging.limits import Limits
 from voxelgate.v1 import admin_pb2, common_pb2, dicom_pb2
 
 MAX_FILE = 256 * 1024
@@ -179,7 +179,7 @@ def test_size_limit_enforced_while_streaming(outcome) -> None:  # type: ignore[n
 
 def test_nothing_partial_is_left(outcome, server: Server) -> None:  # type: ignore[no-untyped-def]
     """No staging file remains; the store holds exactly the catalogued objects."""
-    results, goods = outcome
+    _, goods = outcome
     assert staging_files(server.data_dir) == []
     instances = all_instances(server.dicom)
     assert len(instances) == len(goods)

@@ -40,8 +40,10 @@ from conftest import ROOT
 from e2e_support import OUTCOME, SyntheticSpec, all_instances, ingest, instance_file, synthetic_slice
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from voxelgate.server.client import ingest_requests
+from voxelgate.client.files import ingest_requests
 from voxelgate.v1 import dicom_pb2_grpc
+
+pytestmark = pytest.mark.slow  # each test starts and kills server processes
 
 N_FILES = 150
 KILL_AT = 40
@@ -53,7 +55,7 @@ class ServerProcess:
 
     def __init__(self, data_dir: Path, log: Path, extra: Sequence[str] = ()) -> None:
         self.log = log
-        self._log_fh = open(log, "wb")
+        self._log_fh = open(log, "wb")  # noqa: SIM115 - the server's stderr until close()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -184,7 +186,7 @@ def test_kill_during_ingest_keeps_acknowledged_and_nothing_partial(
     def requests() -> Iterator[object]:
         for i, item in enumerate(slices):
             with lock:
-                lock.wait_for(lambda: state["killed"] or state["received"] >= i - WINDOW)
+                lock.wait_for(lambda i=i: state["killed"] or state["received"] >= i - WINDOW)
                 if state["killed"]:
                     return
                 state["released"] = i + 1
@@ -273,7 +275,7 @@ def test_kill_with_a_file_half_received(
         done = next(call)
         assert OUTCOME(done.outcome) == "STORED"
         staging = backend.staging
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not any(staging.iterdir()):
             assert time.monotonic() < deadline, "the half file never reached staging"
             time.sleep(0.01)

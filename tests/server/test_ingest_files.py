@@ -54,9 +54,8 @@ _UNDECODABLE = r"does not decode"
 #: bytes are not listed: :func:`expected_outcomes` derives them from the UIDs.
 EXPECTED_REJECTED: dict[str, tuple[str, str]] = {
     # Not DICOM at all: text, JSON, gzip, an ICC profile, pydicom's text dumps, a licence.
-    **{
-        name: ("INVALID_ARGUMENT", _NOT_DICOM)
-        for name in (
+    **dict.fromkeys(
+        (
             "pydicom/test_files/README.txt",
             "pydicom/test_files/dicomdirtests/README.txt",
             "pydicom/test_files/dicomdirtests/TINY_ALPHA/README",
@@ -71,12 +70,12 @@ EXPECTED_REJECTED: dict[str, tuple[str, str]] = {
             "corpus/LICENSE-dcm_qa",
             # Starts one byte into its first element: parsed as a dataset it is garbage.
             "pydicom/test_files/no_meta.dcm",
-        )
-    },
+        ),
+        ("INVALID_ARGUMENT", _NOT_DICOM),
+    ),
     # DICOM datasets without the UIDs an archive files them under (Type 1 in every IOD).
-    **{
-        name: ("INVALID_ARGUMENT", _NO_UID)
-        for name in (
+    **dict.fromkeys(
+        (
             "pydicom/test_files/no_meta_group_length.dcm",
             "pydicom/test_files/meta_missing_tsyntax.dcm",
             "pydicom/test_files/priv_SQ.dcm",
@@ -95,8 +94,9 @@ EXPECTED_REJECTED: dict[str, tuple[str, str]] = {
                 f"pydicom/palettes/{p}.dcm"
                 for p in ("fall", "hotiron", "hotmetalblue", "pet", "pet20step", "spring", "summer", "winter")
             ),
-        )
-    },
+        ),
+        ("INVALID_ARGUMENT", _NO_UID),
+    ),
     # Media directories, not instances (the Philips study's vendor DIRFILEs are DICOMDIRs).
     **dict.fromkeys(
         (

@@ -1,10 +1,11 @@
-"""MediaFrame replies written without protobuf copying the frame (``frame_wire``) and read without it (``split_frame``)."""
+"""MediaFrame replies written without protobuf copying the frame (``frame_wire``), and read without
+it (``split_frame``)."""
 
 from __future__ import annotations
 
 import pytest
 
-from voxelgate.server.client import split_frame
+from voxelgate.client.streams import split_frame
 from voxelgate.server.media_servicer import FrameReply, frame_wire
 from voxelgate.v1 import media_pb2
 

@@ -19,19 +19,23 @@ import hashlib
 import io
 import re
 import struct
+import threading
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
 import pytest
-from e2e_support import OUTCOME, Server, object_files, serve, staging_files
+from e2e_support import OUTCOME, Server, call_through, object_files, serve, staging_files
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from PIL import Image, ImageOps
 
+from voxelgate.client.files import ingest_bytes_requests
 from voxelgate.imaging.windowing import window_to_uint8, window_to_uint16
-from voxelgate.server.client import ingest_bytes_requests
 from voxelgate.v1 import admin_pb2, common_pb2, media_pb2, media_pb2_grpc
 
 W, H = 64, 48  # the default picture size (not square: orientation and aspect errors show)
@@ -302,9 +306,7 @@ def ids(batch: dict[str, common_pb2.IngestResult], *names: str) -> list[str]:
 
 def rpc_error(call: Callable[[], object]) -> grpc.RpcError:
     with pytest.raises(grpc.RpcError) as info:
-        result = call()
-        if isinstance(result, Iterator):
-            list(result)
+        call_through(call)
     return info.value
 
 
@@ -380,7 +382,8 @@ def test_original_is_byte_for_byte(media: Media, batch: dict[str, common_pb2.Ing
 
 
 @pytest.mark.parametrize(
-    "fmt,pillow_format", [(media_pb2.MEDIA_PNG, "PNG"), (media_pb2.MEDIA_JPEG, "JPEG"), (media_pb2.MEDIA_WEBP, "WEBP")]
+    ("fmt", "pillow_format"),
+    [(media_pb2.MEDIA_PNG, "PNG"), (media_pb2.MEDIA_JPEG, "JPEG"), (media_pb2.MEDIA_WEBP, "WEBP")],
 )
 @pytest.mark.parametrize(
     "name", ["rgb.png", "gray.png", "rgba.png", "palette.png", "cmyk.jpg", "orient-6.jpg", "photo.avif"]
@@ -402,7 +405,7 @@ def test_encoded_frames_decode_at_the_right_size(media: Media, batch, fmt: int, 
 
 
 @pytest.mark.parametrize(
-    "box,expected",
+    ("box", "expected"),
     [
         ((32, 32), (32, 24)),  # width binds
         ((100, 24), (32, 24)),  # height binds
@@ -547,7 +550,7 @@ def test_group_keeps_every_page_at_its_size(media: Media, batch) -> None:  # typ
     assert list(group.warnings) == []
     expected = [(n, p) for n in names for p in range(BY_NAME[n].pages)]
     assert [(f.name, f.page) for f in group.frames] == expected
-    for i, (f, (name, page)) in enumerate(zip(group.frames, expected)):
+    for i, (f, (name, page)) in enumerate(zip(group.frames, expected, strict=True)):
         s = BY_NAME[name]
         assert f.index == i and f.media_id == s.sha
         want = s.pixels[page]
@@ -592,7 +595,7 @@ def sequence(media: Media, frames, order: list[str], *, mode: int, natural: bool
     return list(media.stub.CreateSequence(req).sequences)
 
 
-@pytest.mark.parametrize("natural,order", [(True, NATURAL), (False, GIVEN)])
+@pytest.mark.parametrize(("natural", "order"), [(True, NATURAL), (False, GIVEN)])
 def test_homogenize(media: Media, frames, natural: bool, order: list[str]) -> None:  # type: ignore[no-untyped-def]
     """Every frame gets the first frame's size; exactly the resized ones are listed, with their sizes."""
     (seq,) = sequence(media, frames, GIVEN, mode=media_pb2.HOMOGENIZE, natural=natural)
@@ -720,15 +723,29 @@ def test_export_mp4(media: Media, frames) -> None:  # type: ignore[no-untyped-de
     assert progress2[-1].export_id == progress[-1].export_id and data2 == data
 
 
-def test_export_reports_progress(media: Media) -> None:
-    """A longer export streams progress (frames done, rising) before the message with the export id.
+def test_export_reports_progress(media: Media, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An export streams progress (frames done, rising) while it runs, then the message with the export id.
 
-    The server reports every 0.2 s; an export that takes 0.5 s or more must have shown some.
+    The encoder is held after 8 and again after 24 of the 32 frames until the caller has
+    seen a message saying so: the test does not depend on how long encoding takes here.
     """
-    import time
-
     import av
 
+    from voxelgate.imaging.media import library
+
+    holds = {8: threading.Event(), 24: threading.Event()}
+    encode_mp4 = library.export_mp4
+
+    def export_held(frames: Iterable[np.ndarray], out: Path, **options: Any) -> int:
+        def held() -> Iterator[np.ndarray]:
+            for i, frame in enumerate(frames):
+                if i in holds:
+                    holds[i].wait(30)
+                yield frame
+
+        return encode_mp4(held(), out, **options)
+
+    monkeypatch.setattr(library, "export_mp4", export_held)
     rng = np.random.default_rng(9)
     results = media.ingest([(f"long{i}.png", encode(Image.fromarray(picture(rng, 320, 240)), "PNG")) for i in range(4)])
     (seq,) = list(
@@ -739,15 +756,27 @@ def test_export_reports_progress(media: Media) -> None:
         ).sequences
     )
     assert len(seq.frames) == 32  # an item may appear more than once in a sequence
-    t0 = time.monotonic()
-    progress, data = export(media, seq.set_id, 25.0)
-    elapsed = time.monotonic() - t0
-    middle = progress[:-1]
-    assert all(not p.done and p.export_id == progress[-1].export_id and p.frames_total == 32 for p in middle)
-    done = [p.frames_done for p in progress]
-    assert done == sorted(done) and done[-1] == 32
-    if elapsed >= 0.5:
-        assert middle, f"no progress message in a {elapsed:.2f} s export"
+    stream = media.stub.ExportVideo(media_pb2.ExportVideoRequest(set_id=seq.set_id, fps=25.0), timeout=120)
+    progress: list[media_pb2.ExportProgress] = []
+    try:
+        for frames_done, release in holds.items():
+            for p in stream:
+                progress.append(p)
+                if p.done or p.frames_done == frames_done:
+                    break
+            assert progress and not progress[-1].done and progress[-1].frames_done == frames_done, progress
+            release.set()
+    finally:
+        for release in holds.values():
+            release.set()
+    progress += list(stream)
+    middle, done = progress[:-1], progress[-1]
+    assert all(not p.done and p.export_id == done.export_id and p.frames_total == 32 for p in middle)
+    counts = [p.frames_done for p in progress]
+    assert counts == sorted(counts) and counts[-1] == 32
+    assert done.done and done.export_id
+    data = b"".join(c.data for c in media.stub.GetExport(media_pb2.GetExportRequest(export_id=done.export_id)))
+    assert done.size_bytes == len(data)
     with av.open(io.BytesIO(data)) as container:
         assert sum(1 for _ in container.decode(video=0)) == 32
 
@@ -812,7 +841,7 @@ def test_unknown_ids_are_not_found(media: Media, batch) -> None:  # type: ignore
 
 def test_frame_out_of_range_is_not_found(media: Media, batch) -> None:  # type: ignore[no-untyped-def]
     for name in ("rgb.png", "gray16.tif"):
-        err = rpc_error(lambda: media.frame(batch[name].sha256, 1))
+        err = rpc_error(partial(media.frame, batch[name].sha256, 1))
         assert err.code() is grpc.StatusCode.NOT_FOUND, err.details()
     err = rpc_error(lambda: media.frame(batch["rgb.png"].sha256, 2**32 - 1))
     assert err.code() is grpc.StatusCode.NOT_FOUND
@@ -841,13 +870,13 @@ def tiff_with_bad_second_page(rng: np.random.Generator) -> bytes:
     data = bytearray(encode(pages[0], "TIFF", save_all=True, append_images=pages[1:], compression="tiff_adobe_deflate"))
     with Image.open(io.BytesIO(bytes(data))) as img:
         img.seek(1)
-        spans = list(zip(img.tag_v2[273], img.tag_v2[279]))  # StripOffsets, StripByteCounts
+        spans = list(zip(img.tag_v2[273], img.tag_v2[279], strict=True))  # StripOffsets, StripByteCounts
     for offset, count in spans:
         data[offset : offset + count] = b"\xff" * count
     with Image.open(io.BytesIO(bytes(data))) as img:  # the first page still decodes; the second does not
         img.load()
         img.seek(1)
-        with pytest.raises(OSError):
+        with pytest.raises(OSError, match="decoder error"):
             img.load()
     return bytes(data)
 
@@ -921,7 +950,7 @@ def test_good_files_around_them_are_stored(media: Media, bad_batch) -> None:  # 
     for name, data in bads.items():  # nothing of the bad ones was kept
         sha = hashlib.sha256(data).hexdigest()
         assert sha not in object_files(media.server.data_dir), name
-        err = rpc_error(lambda: media.stub.GetMediaInfo(media_pb2.GetMediaInfoRequest(id=sha)))
+        err = rpc_error(partial(media.stub.GetMediaInfo, media_pb2.GetMediaInfoRequest(id=sha)))
         assert err.code() is grpc.StatusCode.NOT_FOUND
 
 

@@ -29,10 +29,14 @@ import pytest
 from conftest import ROOT
 from e2e_support import ingest, object_files, staging_files
 
-from voxelgate.server.client import fetch_volume, process_channel
+from voxelgate.client.streams import fetch_volume
+from voxelgate.client.transport import process_channel
 from voxelgate.v1 import admin_pb2, admin_pb2_grpc, common_pb2, dicom_pb2_grpc, volume_pb2, volume_pb2_grpc
 
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc: Linux")
+pytestmark = [
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="SO_REUSEPORT and /proc: Linux"),
+    pytest.mark.slow,  # every test starts server processes (two or three interpreters each)
+]
 
 
 class Processes:
@@ -41,7 +45,7 @@ class Processes:
     def __init__(self, data_dir: Path, log: Path) -> None:
         self.data_dir = data_dir
         self.log = log
-        self._fh = open(log, "wb")
+        self._fh = open(log, "wb")  # noqa: SIM115 - the server's stderr until close()
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -63,7 +67,9 @@ class Processes:
             stdout=subprocess.DEVNULL,
             stderr=self._fh,
         )
-        self.address = self.wait_record("voxelgate serving")["address"]
+        # Both processes: connections reach only the ones listening, so a test that asks for
+        # process 2 while it still starts would never get it.
+        self.address = self.wait_record("voxelgate serving", count=2)["address"]
 
     def records(self) -> list[dict[str, object]]:
         out = []
@@ -210,7 +216,7 @@ def test_the_same_files_sent_to_both_processes_at_once_are_stored_once(processes
 
     with ThreadPoolExecutor(2) as pool:
         first, second = pool.map(send, (one, two))
-    for a, b in zip(first, second):  # each file: stored by one process, a duplicate for the other
+    for a, b in zip(first, second, strict=True):  # each file: stored by one process, a duplicate for the other
         assert sorted((a, b)) == sorted((common_pb2.STORED, common_pb2.DUPLICATE))
     assert len(object_files(processes.data_dir)) == len(files) and not staging_files(processes.data_dir)
     assert _stats(one).store_objects == len(files)
@@ -259,6 +265,7 @@ def test_a_port_in_use_is_refused_before_any_process_starts(tmp_path: Path) -> N
             capture_output=True,
             text=True,
             timeout=60,
+            check=False,
         )
     assert out.returncode == 2
     assert f"cannot bind 127.0.0.1:{port}" in out.stderr
@@ -269,7 +276,8 @@ def test_a_client_in_another_process_gets_frames_through_shared_memory(processes
     """``StreamFramesShared`` across processes: the worker opens the client's memfd through /proc, writes each
     frame into it (RGB by libswscale itself), and lets the segment go when the stream ends."""
     from tests.imaging.media._videos import make_video
-    from voxelgate.server.client import ingest_requests, stream_frames_shared
+    from voxelgate.client.files import ingest_requests
+    from voxelgate.client.streams import stream_frames_shared
     from voxelgate.v1 import media_pb2, media_pb2_grpc
 
     video = make_video(tmp_path / "clip.mp4", "mp4", n=12)
@@ -286,7 +294,7 @@ def test_a_client_in_another_process_gets_frames_through_shared_memory(processes
     def mapped_anywhere() -> bool:
         return any("memfd:voxelgate-" in Path(f"/proc/{pid}/maps").read_text() for pid in processes.workers())
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while mapped_anywhere() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not mapped_anywhere()

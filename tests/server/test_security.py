@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from conftest import make_config
 from e2e_support import VOXELGATE, clean_env
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydicom.data import get_testdata_file
+from pydicom.uid import UID, AllTransferSyntaxes
 
 from voxelgate import errors
 from voxelgate.server.app import build_server
@@ -58,6 +60,7 @@ def test_build_server_refuses_before_touching_storage(tmp_path: Path) -> None:
     assert not (tmp_path / "data").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("env", [{}, {"VOXELGATE_TOKEN_FILE": ""}], ids=["no-env", "empty-token-env"])
 def test_cli_serve_on_all_interfaces_without_tls_exits_2(tmp_path: Path, env: dict[str, str]) -> None:
     out = subprocess.run(
@@ -349,7 +352,8 @@ class _Proc:
             self._queue.put(line)
         self._queue.put(None)
 
-    def wait_for(self, msg: str, timeout: float = 30) -> dict[str, object]:
+    def wait_for(self, msg: str, timeout: float = 30, **fields: object) -> dict[str, object]:
+        """The next log record with this message (and these fields), reading past the others."""
         deadline = time.monotonic() + timeout
         while (left := deadline - time.monotonic()) > 0:
             try:
@@ -363,9 +367,9 @@ class _Proc:
                 rec = json.loads(line)
             except ValueError:
                 continue
-            if rec.get("msg") == msg:
+            if rec.get("msg") == msg and all(rec.get(k) == v for k, v in fields.items()):
                 return rec
-        raise AssertionError(f"no {msg!r} log line; stderr so far:\n{''.join(self.lines)[-3000:]}")
+        raise AssertionError(f"no {msg!r} log line {fields or ''}; stderr so far:\n{''.join(self.lines)[-3000:]}")
 
     def close(self) -> None:
         if self.p.poll() is None:
@@ -376,8 +380,11 @@ class _Proc:
         self.p.stderr.close()
 
 
+@pytest.mark.slow
 def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) -> None:
-    grace = 10.0
+    # A grace period far longer than the test takes: timing decides nothing here
+    # but the last check, that the server did not wait the whole of it.
+    grace = 60.0
     proc = _Proc(tmp_path / "data", grace)
     try:
         rec = proc.wait_for("voxelgate serving")
@@ -389,56 +396,52 @@ def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) ->
         pieces = [data[i : i + 1500] for i in range(0, len(data), 1500)]
         assert len(pieces) >= 25
         halfway = threading.Event()
+        go_on = threading.Event()
 
-        def slow_requests() -> Iterator[common_pb2.IngestChunk]:
+        def held_requests() -> Iterator[common_pb2.IngestChunk]:
+            """The file in pieces, held halfway until the test has seen new calls refused."""
             yield common_pb2.IngestChunk(header=common_pb2.FileHeader(name="slow.dcm", size=len(data)))
             for i, piece in enumerate(pieces):
                 if i == 5:
                     halfway.set()
-                time.sleep(0.1)
+                    go_on.wait(30)
                 yield common_pb2.IngestChunk(data=piece)
             yield common_pb2.IngestChunk(end=common_pb2.FileEnd())
 
-        results: list[common_pb2.IngestResult] = []
-        failure: list[BaseException] = []
-
-        def call() -> None:
+        def call() -> list[common_pb2.IngestResult]:
             with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-                try:
-                    results.extend(dicom_pb2_grpc.DicomServiceStub(ch).Ingest(slow_requests(), timeout=30))
-                except BaseException as exc:  # noqa: BLE001
-                    failure.append(exc)
+                return list(dicom_pb2_grpc.DicomServiceStub(ch).Ingest(held_requests(), timeout=60))
 
-        caller = threading.Thread(target=call)
-        caller.start()
-        assert halfway.wait(15), "the ingest call never got going"
-        t_term = time.monotonic()
-        proc.p.send_signal(signal.SIGTERM)
-        proc.wait_for("shutting down", timeout=10)
+        with ThreadPoolExecutor(1) as pool:
+            try:
+                ingest = pool.submit(call)
+                assert halfway.wait(30), "the ingest call never got going"
+                t_term = time.monotonic()
+                proc.p.send_signal(signal.SIGTERM)
+                proc.wait_for("shutting down", timeout=30)
 
-        # New calls are refused while the old one is still streaming. The log line
-        # comes from the signal handler a moment before the server stops listening,
-        # so a call may still slip in just before; soon after, every call is refused.
-        refused: grpc.RpcError | None = None
-        deadline = time.monotonic() + 1.5
-        while refused is None and time.monotonic() < deadline:
-            # A connection of its own, as another client's would be (channels of one
-            # process otherwise share the in-flight call's connection).
-            with grpc.insecure_channel(f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]) as ch:
-                try:
-                    dicom_pb2_grpc.DicomServiceStub(ch).ListStudies(dicom_pb2.ListStudiesRequest(), timeout=3)
-                except grpc.RpcError as exc:
-                    refused = exc
-            time.sleep(0.02)
-        assert refused is not None, "new calls were still served 1.5 s after SIGTERM"
-        # UNAVAILABLE once the listener is closed; CANCELLED when the call arrived
-        # as the server was stopping.
-        assert refused.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
-        assert caller.is_alive(), f"the slow call ended before the refused call was tried: {failure or results}"
-
-        caller.join(20)
-        assert not caller.is_alive()
-        assert failure == [], "".join(proc.lines)[-3000:] + f"\nrc={proc.p.poll()} t={time.monotonic() - t_term}"
+                # New calls are refused while the old one is held mid-stream. The log line
+                # comes from the signal handler a moment before the server stops listening,
+                # so a call may still slip in just before; soon after, every call is refused.
+                refused: grpc.RpcError | None = None
+                deadline = time.monotonic() + 20
+                while refused is None and time.monotonic() < deadline:
+                    # A connection of its own, as another client's would be (channels of one
+                    # process otherwise share the in-flight call's connection).
+                    options = [("grpc.use_local_subchannel_pool", 1)]
+                    with grpc.insecure_channel(f"127.0.0.1:{port}", options=options) as ch:
+                        try:
+                            dicom_pb2_grpc.DicomServiceStub(ch).ListStudies(dicom_pb2.ListStudiesRequest(), timeout=3)
+                        except grpc.RpcError as exc:
+                            refused = exc
+                assert refused is not None, "new calls were still served 20 s after SIGTERM"
+                # UNAVAILABLE once the listener is closed; CANCELLED when the call arrived
+                # as the server was stopping.
+                assert refused.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+                assert not ingest.done(), f"the held call ended before the refused call was tried: {ingest}"
+            finally:
+                go_on.set()
+            results = ingest.result(timeout=60)
         assert len(results) == 1
         assert results[0].outcome == common_pb2.STORED, results[0].reason
         assert results[0].code == "OK" and results[0].name == "slow.dcm"
@@ -446,7 +449,7 @@ def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) ->
         rc = proc.p.wait(timeout=grace + 5)
         elapsed = time.monotonic() - t_term
         assert rc == 0, "".join(proc.lines)[-3000:]
-        assert elapsed < grace, f"took {elapsed:.1f}s: shutdown waited for the whole grace period"
+        assert elapsed < grace / 2, f"took {elapsed:.1f}s: shutdown waited for the whole grace period"
         proc.wait_for("stopped", timeout=5)
     finally:
         proc.close()
@@ -463,13 +466,13 @@ def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) ->
 
 
 def test_sigint_stops_an_idle_server_at_once(tmp_path: Path) -> None:
-    proc = _Proc(tmp_path / "data", grace=10.0)
+    # "At once" is the behaviour: an idle server must not wait out its grace period
+    # (60 s). 30 s tells the two apart on a loaded machine.
+    proc = _Proc(tmp_path / "data", grace=60.0)
     try:
         proc.wait_for("voxelgate serving")
-        t0 = time.monotonic()
         proc.p.send_signal(signal.SIGINT)
-        assert proc.p.wait(timeout=10) == 0
-        assert time.monotonic() - t0 < 3
+        assert proc.p.wait(timeout=30) == 0
         proc.wait_for("stopped", timeout=5)
     finally:
         proc.close()
@@ -495,11 +498,13 @@ def test_sigterm_delivered_to_another_thread_still_stops_the_server(tmp_path: Pa
     proc = _Proc(tmp_path / "data", grace=10.0)
     try:
         proc.wait_for("voxelgate serving")
-        time.sleep(0.3)  # let start-up finish, so that the main thread is waiting
+        # The decoder report is the last thing start-up logs before the main thread waits
+        # for a signal: sent earlier, the signal would be handled whatever the wait.
+        proc.wait_for("decoder", transfer_syntax=UID(AllTransferSyntaxes[-1]).name)
         others = [int(t.name) for t in Path(f"/proc/{proc.p.pid}/task").iterdir() if int(t.name) != proc.p.pid]
         assert others, "the server runs no other thread"
         _tgkill(proc.p.pid, others[0], signal.SIGTERM)
-        assert proc.p.wait(timeout=5) == 0
+        assert proc.p.wait(timeout=30) == 0
         proc.wait_for("stopped", timeout=5)
     finally:
         proc.close()
@@ -514,8 +519,14 @@ DOCUMENTED = {
     errors.LimitExceededError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.UnsupportedError: grpc.StatusCode.UNIMPLEMENTED,
     errors.PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,
     errors.BusyError: grpc.StatusCode.UNAVAILABLE,
+    errors.ServerUnreachableError: grpc.StatusCode.UNAVAILABLE,
     errors.CancelledError: grpc.StatusCode.CANCELLED,
+    errors.DeadlineExceededError: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+    errors.InternalError: grpc.StatusCode.INTERNAL,
 }
 
 

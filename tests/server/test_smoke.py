@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from voxelgate.server.client import collect, ingest_requests
+from voxelgate.client.files import collect, ingest_requests
 from voxelgate.v1 import common_pb2, dicom_pb2
 
 

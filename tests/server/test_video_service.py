@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import gc
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -22,6 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 
 import av
 import grpc
@@ -31,9 +33,11 @@ from e2e_support import OUTCOME, Server, object_files, serve, staging_files
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, make_video, picture
-from voxelgate.imaging.media.probe_video import VideoLimits, probe_video
-from voxelgate.server import shared_memory
-from voxelgate.server.client import ReceivedFrame, get_frame, ingest_bytes_requests, stream_frames, stream_frames_shared
+from voxelgate import shared_memory
+from voxelgate.client.files import ingest_bytes_requests
+from voxelgate.client.streams import ReceivedFrame, get_frame, stream_frames, stream_frames_shared
+from voxelgate.imaging.limits import VideoLimits
+from voxelgate.imaging.media.probe_video import probe_video
 from voxelgate.v1 import media_pb2, media_pb2_grpc
 
 CONTAINERS = {"bframes_mp4": "mp4", "sar_mov": "mov", "vp9_webm": "webm", "vfr_mkv": "mkv", "vp8_mkv": "mkv"}
@@ -89,25 +93,21 @@ def decoded(r: media_pb2.MediaFrame) -> np.ndarray:
 
 def yuv_reference(path: Path) -> list[bytes]:
     """Frame n of a plain sequential decode as I420 bytes (Y, U, V planes without row padding)."""
-    seen: dict[int, bytes] = {}
+    out: list[bytes] = []
     with av.open(str(path)) as c:
         for f in c.decode(video=0):
-            if f.pts is None or f.pts < 0 or f.pts in seen:
-                continue
             g = f if f.format.name == "yuv420p" else f.reformat(format="yuv420p")
-            seen[f.pts] = b"".join(
-                np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].tobytes() for p in g.planes
+            out.append(
+                b"".join(
+                    np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width].tobytes() for p in g.planes
+                )
             )
-    return [seen[p] for p in sorted(seen)]
+    return out
 
 
 def reference(path: Path) -> list[np.ndarray]:
-    """Frame n of a plain sequential decode: presentation order, timestamps >= 0, first of a repeat."""
-    seen: dict[int, np.ndarray] = {}
-    for pts, rgb in decode_all(path):
-        if pts is not None and pts >= 0 and pts not in seen:
-            seen[pts] = rgb
-    return [seen[p] for p in sorted(seen)]
+    """Frame n of a plain sequential decode: every picture the decoder gives, in its order (FFmpeg's numbering)."""
+    return [rgb for _, rgb in decode_all(path)]
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +122,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Videos]:
         v = Videos(s, media_pb2_grpc.MediaServiceStub(s.channel), paths, {})
         results = v.ingest([(p.name, p.read_bytes()) for p in paths.values()])
         assert [OUTCOME(r.outcome) for r in results] == ["STORED"] * len(paths), [r.reason for r in results]
-        v.ids = {k: r.sha256 for k, r in zip(paths, results)}
+        v.ids = {k: r.sha256 for k, r in zip(paths, results, strict=True)}
         yield v
 
 
@@ -287,9 +287,13 @@ def test_get_frame_equals_the_sequential_decode(videos: Videos, kind: str) -> No
     ref = reference(videos.paths[kind])
     info = videos.info(kind)
     assert info.addressable_frames == len(ref)
+    turn = probe_video(videos.paths[kind], name=kind).orientation  # sar_mov is turned 90 degrees for display
+    assert turn is not None
     rng = np.random.default_rng(11)
     for n in [0, len(ref) - 1, *(int(k) for k in rng.choice(len(ref), size=8, replace=False))]:
-        assert np.array_equal(videos.raw(videos.ids[kind], n), ref[n]), f"{kind} frame {n}"
+        assert np.array_equal(videos.raw(videos.ids[kind], n), turn.apply(ref[n])), f"{kind} frame {n}"
+        stored = videos.raw(videos.ids[kind], n, stored_orientation=True)
+        assert np.array_equal(stored, ref[n]), f"{kind} frame {n} as stored"
 
 
 def test_frame_times_and_reply_times(videos: Videos) -> None:
@@ -351,17 +355,17 @@ def test_stepping_does_not_seek_back_to_the_keyframe(videos: Videos) -> None:
     ref = reference(videos.paths["long_gop_mp4"])
     assert videos.info("long_gop_mp4").keyframe_interval_max == 120  # one keyframe: every seek goes to frame 0
     assert np.array_equal(videos.raw(vid, 60), ref[60])
-    seeks = lib.readers.stats().seeks
-    t0 = time.perf_counter()
+    before = lib.readers.stats()
     for n in range(61, 90):  # a viewer stepping forward, one frame at a time
         assert np.array_equal(videos.raw(vid, n), ref[n]), n
-    per_step = (time.perf_counter() - t0) / 29
-    # Each step decoded on from the last frame: no seek back to the keyframe.
-    assert lib.readers.stats().seeks == seeks
-    assert per_step < 0.25, per_step  # generous: a loaded CI machine, a 64x48 picture
+    # Each step decoded on from the last frame with the same reader: no seek back to the
+    # keyframe, no reader opened afresh (which would decode from frame 0). How fast that
+    # is belongs to bench/.
+    after = lib.readers.stats()
+    assert (after.seeks, after.opened) == (before.seeks, before.opened)
     # Going back does seek (the counter is live).
     assert np.array_equal(videos.raw(vid, 10), ref[10])
-    assert lib.readers.stats().seeks > seeks
+    assert lib.readers.stats().seeks > after.seeks
 
 
 @pytest.mark.parametrize("fmt", [media_pb2.MEDIA_PNG, media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420])
@@ -495,7 +499,7 @@ def test_stream_frames_range_and_png(videos: Videos) -> None:
     assert err.value.code() is grpc.StatusCode.INVALID_ARGUMENT and "outside 0..26" in err.value.details()
 
 
-def _wait_until(check: object, timeout: float = 5.0) -> bool:
+def _wait_until(check: object, timeout: float = 30.0) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():  # type: ignore[operator]
@@ -532,11 +536,12 @@ def test_stream_frames_cancelled_stops_its_decoder_thread_and_closes_its_reader(
         import sys
 
         waiting = []
-        for frame in sys._current_frames().values():
+        for top in sys._current_frames().values():
+            frame: FrameType | None = top
             while frame is not None:
                 if frame.f_code.co_filename.endswith("streams.py") and frame.f_code.co_name == "__iter__":
                     waiting.append(frame)
-                frame = frame.f_back  # type: ignore[assignment]
+                frame = frame.f_back
         return [t for t in threading.enumerate() if t.name == "stream-frames"] + waiting
 
     assert _wait_until(lambda: not producers())  # none left over from earlier tests
@@ -587,7 +592,7 @@ def test_diagnose_findings_match_the_files(videos: Videos) -> None:
     for k, v in _evidence(vfr)["steps_seconds"].items():  # type: ignore[union-attr]
         steps[round(float(k) * 30)] = steps.get(round(float(k) * 30), 0) + v  # ms: 33 and 34 are one step
     want: dict[int, int] = {}
-    for a, b in zip(VFR_PTS, VFR_PTS[1:]):
+    for a, b in itertools.pairwise(VFR_PTS):
         want[b - a] = want.get(b - a, 0) + 1
     assert steps == want and vfr.reencode_mode == "full"
 
@@ -1005,9 +1010,14 @@ def test_bad_shared_memory_requests_get_clear_statuses(videos: Videos, tmp_path:
     def status(requests: list[media_pb2.SharedFramesRequest]) -> tuple[grpc.StatusCode, str, int]:
         call = _shared_call(videos, requests)
         got = 0
-        with pytest.raises(grpc.RpcError) as err:
+
+        def read_all() -> None:
+            nonlocal got
             for _ in call:
                 got += 1
+
+        with pytest.raises(grpc.RpcError) as err:
+            read_all()
         return err.value.code(), err.value.details(), got
 
     with shared_memory.ClientSegment(4 * frame_bytes) as seg:

@@ -1,4 +1,5 @@
-"""``voxelgate.server.app.tune_malloc``: set once by ``voxelgate serve`` so that 3-6 MB video frames reuse heap pages."""
+"""``voxelgate.server.app.tune_malloc``: set once by ``voxelgate serve``, so that 3-6 MB video frames
+reuse heap pages."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow  # each test starts interpreters that copy 360 MB
 _PROBE = """
 import resource, sys, threading
 from voxelgate.server.app import tune_malloc

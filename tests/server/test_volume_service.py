@@ -21,16 +21,16 @@ import grpc
 import numpy as np
 import pytest
 from conftest import CORPUS
-from e2e_support import OUTCOME, PYDICOM_DATA, Server, by_name, data_file, ingest, read, serve, uid_for
+from e2e_support import OUTCOME, PYDICOM_DATA, Server, by_name, call_through, data_file, ingest, read, serve, uid_for
 from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
+from voxelgate.imaging.dicom.building import build_volume, plan_volume
 from voxelgate.imaging.dicom.frames import modality_values
 from voxelgate.imaging.dicom.pixels import decode_frames
 from voxelgate.imaging.dicom.reformat import Plane
 from voxelgate.imaging.dicom.stacks import frame_refs, split_stacks
-from voxelgate.imaging.dicom.volume import build_volume, plan_volume
 from voxelgate.imaging.windowing import PRESETS, VoiFunction, auto_window, window_to_uint8, window_to_uint16
 from voxelgate.v1 import admin_pb2, volume_pb2, volume_pb2_grpc
 
@@ -297,9 +297,7 @@ def in_process_volume(paths: list[Path]):  # type: ignore[no-untyped-def]
 
 def expect_error(call, code: grpc.StatusCode, *needles: str) -> str:  # type: ignore[no-untyped-def]
     with pytest.raises(grpc.RpcError) as info_:
-        result = call()
-        if isinstance(result, Iterator):
-            list(result)
+        call_through(call)
     err = info_.value
     assert err.code() == code, (err.code(), err.details())
     for needle in needles:
@@ -451,7 +449,7 @@ def test_reformats_of_the_tilted_cts_follow_the_display_convention(stored: Store
     # The slice lies at its position along the axis, and the image covers the volume's whole extent.
     assert float(np.dot(reply.origin, axis)) == pytest.approx(reply.position_mm, abs=1e-6)
     corners = _corners(geometry)
-    for direction, n, at in ((row_dir, reply.shape[1], 0), (col_dir, reply.shape[0], 1)):
+    for direction, n in ((row_dir, reply.shape[1]), (col_dir, reply.shape[0])):
         along = corners @ direction
         assert float(np.dot(reply.origin, direction)) == pytest.approx(along.min(), abs=1e-6)
         assert along.max() - ps < along.min() + (n - 1) * ps <= along.max() + 1e-6
@@ -726,6 +724,7 @@ def test_repeated_requests_are_served_from_the_cache(stored: Stored) -> None:
     assert after.computations == before.computations and after.misses == before.misses
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 def test_concurrent_requests_build_a_volume_once_and_a_restart_reuses_it(tmp_path: Path, corpus: Path) -> None:
     data_dir = tmp_path / "data"
@@ -888,7 +887,7 @@ def test_series_that_cannot_form_a_volume_fail_the_precondition(stored: Stored, 
 def test_export_cli_writes_the_volume_with_its_geometry(stored: Stored, tmp_path: Path) -> None:
     import SimpleITK as sitk
 
-    from voxelgate.server.cli import main
+    from voxelgate.client.cli import main
 
     syn = stored.synthetic["even"]
     target = f"127.0.0.1:{stored.server.running.port}"

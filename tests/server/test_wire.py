@@ -1,11 +1,11 @@
-"""voxelgate.server.wire: replies written as protobuf's own wire bytes, without protobuf copying the payload."""
+"""voxelgate.wire: replies written as protobuf's own wire bytes, without protobuf copying the payload."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from voxelgate.server import wire
+from voxelgate import wire
 from voxelgate.server.volume_servicer import chunk_wire
 from voxelgate.v1 import media_pb2, volume_pb2
 
@@ -51,7 +51,7 @@ def test_leading_bytes_refuses_what_it_cannot_take_in_place() -> None:
 
 def test_field_tag_only_for_small_bytes_fields() -> None:
     assert wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"]) == 0x0A
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a bytes field numbered below 16"):
         wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["frame"])
 
 

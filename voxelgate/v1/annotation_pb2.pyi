@@ -56,6 +56,14 @@ class DicomSource(_message.Message):
     coordinates: CoordinateSpace
     def __init__(self, series_instance_uid: _Optional[str] = ..., stack: _Optional[int] = ..., plane: _Optional[_Union[_volume_pb2.Plane, str]] = ..., source_frames: _Optional[bool] = ..., coordinates: _Optional[_Union[CoordinateSpace, str]] = ...) -> None: ...
 
+class DicomFrameSource(_message.Message):
+    __slots__ = ("sop_instance_uid", "series_instance_uid")
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    sop_instance_uid: str
+    series_instance_uid: str
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ...) -> None: ...
+
 class MediaSource(_message.Message):
     __slots__ = ("id",)
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -175,30 +183,36 @@ class InterpolateOptions(_message.Message):
     def __init__(self, method: _Optional[str] = ..., extrapolate: _Optional[bool] = ..., range: _Optional[_Union[IndexRange, _Mapping]] = ..., mask_encoding: _Optional[_Union[MaskEncoding, str]] = ..., as_dicom_seg: _Optional[bool] = ..., segment_label: _Optional[str] = ...) -> None: ...
 
 class InterpolateRequest(_message.Message):
-    __slots__ = ("dicom", "media", "plane", "keys", "options")
+    __slots__ = ("dicom", "media", "plane", "dicom_frames", "keys", "options")
     DICOM_FIELD_NUMBER: _ClassVar[int]
     MEDIA_FIELD_NUMBER: _ClassVar[int]
     PLANE_FIELD_NUMBER: _ClassVar[int]
+    DICOM_FRAMES_FIELD_NUMBER: _ClassVar[int]
     KEYS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     dicom: DicomSource
     media: MediaSource
     plane: PlaneSource
+    dicom_frames: DicomFrameSource
     keys: _containers.RepeatedCompositeFieldContainer[Key]
     options: InterpolateOptions
-    def __init__(self, dicom: _Optional[_Union[DicomSource, _Mapping]] = ..., media: _Optional[_Union[MediaSource, _Mapping]] = ..., plane: _Optional[_Union[PlaneSource, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., options: _Optional[_Union[InterpolateOptions, _Mapping]] = ...) -> None: ...
+    def __init__(self, dicom: _Optional[_Union[DicomSource, _Mapping]] = ..., media: _Optional[_Union[MediaSource, _Mapping]] = ..., plane: _Optional[_Union[PlaneSource, _Mapping]] = ..., dicom_frames: _Optional[_Union[DicomFrameSource, _Mapping]] = ..., keys: _Optional[_Iterable[_Union[Key, _Mapping]]] = ..., options: _Optional[_Union[InterpolateOptions, _Mapping]] = ...) -> None: ...
 
 class InterpolatedShape(_message.Message):
-    __slots__ = ("index", "position", "shape", "method")
+    __slots__ = ("index", "position", "shape", "method", "sop_instance_uid", "frame")
     INDEX_FIELD_NUMBER: _ClassVar[int]
     POSITION_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
     index: int
     position: float
     shape: Shape
     method: str
-    def __init__(self, index: _Optional[int] = ..., position: _Optional[float] = ..., shape: _Optional[_Union[Shape, _Mapping]] = ..., method: _Optional[str] = ...) -> None: ...
+    sop_instance_uid: str
+    frame: int
+    def __init__(self, index: _Optional[int] = ..., position: _Optional[float] = ..., shape: _Optional[_Union[Shape, _Mapping]] = ..., method: _Optional[str] = ..., sop_instance_uid: _Optional[str] = ..., frame: _Optional[int] = ...) -> None: ...
 
 class StoredSegmentation(_message.Message):
     __slots__ = ("sop_instance_uid", "series_instance_uid", "study_instance_uid", "sha256", "frames")

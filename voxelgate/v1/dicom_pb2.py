@@ -23,55 +23,64 @@ _sym_db = _symbol_database.Default()
 
 
 from voxelgate.v1 import common_pb2 as voxelgate_dot_v1_dot_common__pb2
+from voxelgate.v1 import volume_pb2 as voxelgate_dot_v1_dot_volume__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voxelgate/v1/dicom.proto\x12\x0cvoxelgate.v1\x1a\x19voxelgate/v1/common.proto\"\xb6\x01\n\x0bQueryFilter\x12\x12\n\npatient_id\x18\x01 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x02 \x01(\t\x12\x10\n\x08modality\x18\x03 \x01(\t\x12\x17\n\x0fstudy_date_from\x18\x04 \x01(\t\x12\x15\n\rstudy_date_to\x18\x05 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x06 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x07 \x01(\t\"\x9d\x02\n\x05Study\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x14\n\x0cpatient_name\x18\x03 \x01(\t\x12\x1a\n\x12patient_birth_date\x18\x04 \x01(\t\x12\x13\n\x0bpatient_sex\x18\x05 \x01(\t\x12\x12\n\nstudy_date\x18\x06 \x01(\t\x12\x12\n\nstudy_time\x18\x07 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x08 \x01(\t\x12\x19\n\x11study_description\x18\t \x01(\t\x12\x12\n\nmodalities\x18\n \x03(\t\x12\x14\n\x0cseries_count\x18\x0b \x01(\r\x12\x16\n\x0einstance_count\x18\x0c \x01(\r\"\xba\x01\n\x06Series\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x02 \x01(\t\x12\x10\n\x08modality\x18\x03 \x01(\t\x12\x15\n\rseries_number\x18\x04 \x01(\x05\x12\x1a\n\x12series_description\x18\x05 \x01(\t\x12\x16\n\x0einstance_count\x18\x06 \x01(\r\x12\x1a\n\x12\x62ody_part_examined\x18\x07 \x01(\t\"\xa5\x02\n\x08Instance\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x02 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x03 \x01(\t\x12\x15\n\rsop_class_uid\x18\x04 \x01(\t\x12\x17\n\x0finstance_number\x18\x05 \x01(\x05\x12\x1b\n\x13transfer_syntax_uid\x18\x06 \x01(\t\x12\x0c\n\x04rows\x18\x07 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x08 \x01(\r\x12\x18\n\x10number_of_frames\x18\t \x01(\r\x12\x0e\n\x06sha256\x18\n \x01(\t\x12\x0c\n\x04size\x18\x0b \x01(\x04\x12\"\n\x1aphotometric_interpretation\x18\x0c \x01(\t\"h\n\x12ListStudiesRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.voxelgate.v1.QueryFilter\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.voxelgate.v1.PageRequest\"T\n\x13ListStudiesResponse\x12$\n\x07studies\x18\x01 \x03(\x0b\x32\x13.voxelgate.v1.Study\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"g\n\x11ListSeriesRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.voxelgate.v1.QueryFilter\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.voxelgate.v1.PageRequest\"S\n\x12ListSeriesResponse\x12$\n\x06series\x18\x01 \x03(\x0b\x32\x14.voxelgate.v1.Series\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x14ListInstancesRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.voxelgate.v1.QueryFilter\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.voxelgate.v1.PageRequest\"[\n\x15ListInstancesResponse\x12)\n\tinstances\x18\x01 \x03(\x0b\x32\x16.voxelgate.v1.Instance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x8f\x01\n\x12GetMetadataRequest\x12\x1a\n\x10sop_instance_uid\x18\x01 \x01(\tH\x00\x12\x1d\n\x13series_instance_uid\x18\x02 \x01(\tH\x00\x12\x17\n\x0finclude_private\x18\x03 \x01(\x08\x12\x1b\n\x13\x62ulk_data_threshold\x18\x04 \x01(\rB\x08\n\x06target\":\n\x10InstanceMetadata\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\t\"H\n\x13GetMetadataResponse\x12\x31\n\tinstances\x18\x01 \x03(\x0b\x32\x1e.voxelgate.v1.InstanceMetadata\"e\n\x0fGetFrameRequest\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\r\n\x05\x66rame\x18\x02 \x01(\r\x12)\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.voxelgate.v1.FrameFormat\"v\n\x10GetFrameResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05\x64type\x18\x03 \x01(\t\x12\r\n\x05shape\x18\x04 \x03(\r\x12\x10\n\x08rescaled\x18\x05 \x01(\x08\x12\x10\n\x08warnings\x18\x06 \x03(\t\"2\n\x16GetInstanceFileRequest\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\"\x19\n\tFileChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"r\n\rDeleteRequest\x12\x1c\n\x12study_instance_uid\x18\x01 \x01(\tH\x00\x12\x1d\n\x13series_instance_uid\x18\x02 \x01(\tH\x00\x12\x1a\n\x10sop_instance_uid\x18\x03 \x01(\tH\x00\x42\x08\n\x06target\"@\n\x0e\x44\x65leteResponse\x12\x19\n\x11instances_deleted\x18\x01 \x01(\r\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x04*=\n\x0b\x46rameFormat\x12\x1c\n\x18\x46RAME_FORMAT_UNSPECIFIED\x10\x00\x12\x07\n\x03RAW\x10\x01\x12\x07\n\x03PNG\x10\x02\x32\x8a\x05\n\x0c\x44icomService\x12\x43\n\x06Ingest\x12\x19.voxelgate.v1.IngestChunk\x1a\x1a.voxelgate.v1.IngestResult(\x01\x30\x01\x12R\n\x0bListStudies\x12 .voxelgate.v1.ListStudiesRequest\x1a!.voxelgate.v1.ListStudiesResponse\x12O\n\nListSeries\x12\x1f.voxelgate.v1.ListSeriesRequest\x1a .voxelgate.v1.ListSeriesResponse\x12X\n\rListInstances\x12\".voxelgate.v1.ListInstancesRequest\x1a#.voxelgate.v1.ListInstancesResponse\x12R\n\x0bGetMetadata\x12 .voxelgate.v1.GetMetadataRequest\x1a!.voxelgate.v1.GetMetadataResponse\x12I\n\x08GetFrame\x12\x1d.voxelgate.v1.GetFrameRequest\x1a\x1e.voxelgate.v1.GetFrameResponse\x12R\n\x0fGetInstanceFile\x12$.voxelgate.v1.GetInstanceFileRequest\x1a\x17.voxelgate.v1.FileChunk0\x01\x12\x43\n\x06\x44\x65lete\x12\x1b.voxelgate.v1.DeleteRequest\x1a\x1c.voxelgate.v1.DeleteResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voxelgate/v1/dicom.proto\x12\x0cvoxelgate.v1\x1a\x19voxelgate/v1/common.proto\x1a\x19voxelgate/v1/volume.proto\"\xb6\x01\n\x0bQueryFilter\x12\x12\n\npatient_id\x18\x01 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x02 \x01(\t\x12\x10\n\x08modality\x18\x03 \x01(\t\x12\x17\n\x0fstudy_date_from\x18\x04 \x01(\t\x12\x15\n\rstudy_date_to\x18\x05 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x06 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x07 \x01(\t\"\x9d\x02\n\x05Study\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x12\n\npatient_id\x18\x02 \x01(\t\x12\x14\n\x0cpatient_name\x18\x03 \x01(\t\x12\x1a\n\x12patient_birth_date\x18\x04 \x01(\t\x12\x13\n\x0bpatient_sex\x18\x05 \x01(\t\x12\x12\n\nstudy_date\x18\x06 \x01(\t\x12\x12\n\nstudy_time\x18\x07 \x01(\t\x12\x18\n\x10\x61\x63\x63\x65ssion_number\x18\x08 \x01(\t\x12\x19\n\x11study_description\x18\t \x01(\t\x12\x12\n\nmodalities\x18\n \x03(\t\x12\x14\n\x0cseries_count\x18\x0b \x01(\r\x12\x16\n\x0einstance_count\x18\x0c \x01(\r\"\xba\x01\n\x06Series\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x02 \x01(\t\x12\x10\n\x08modality\x18\x03 \x01(\t\x12\x15\n\rseries_number\x18\x04 \x01(\x05\x12\x1a\n\x12series_description\x18\x05 \x01(\t\x12\x16\n\x0einstance_count\x18\x06 \x01(\r\x12\x1a\n\x12\x62ody_part_examined\x18\x07 \x01(\t\"\xa5\x02\n\x08Instance\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\x02 \x01(\t\x12\x1a\n\x12study_instance_uid\x18\x03 \x01(\t\x12\x15\n\rsop_class_uid\x18\x04 \x01(\t\x12\x17\n\x0finstance_number\x18\x05 \x01(\x05\x12\x1b\n\x13transfer_syntax_uid\x18\x06 \x01(\t\x12\x0c\n\x04rows\x18\x07 \x01(\r\x12\x0f\n\x07\x63olumns\x18\x08 \x01(\r\x12\x18\n\x10number_of_frames\x18\t \x01(\r\x12\x0e\n\x06sha256\x18\n \x01(\t\x12\x0c\n\x04size\x18\x0b \x01(\x04\x12\"\n\x1aphotometric_interpretation\x18\x0c \x01(\t\"h\n\x12ListStudiesRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.voxelgate.v1.QueryFilter\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.voxelgate.v1.PageRequest\"T\n\x13ListStudiesResponse\x12$\n\x07studies\x18\x01 \x03(\x0b\x32\x13.voxelgate.v1.Study\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"g\n\x11ListSeriesRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.voxelgate.v1.QueryFilter\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.voxelgate.v1.PageRequest\"S\n\x12ListSeriesResponse\x12$\n\x06series\x18\x01 \x03(\x0b\x32\x14.voxelgate.v1.Series\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x14ListInstancesRequest\x12)\n\x06\x66ilter\x18\x01 \x01(\x0b\x32\x19.voxelgate.v1.QueryFilter\x12\'\n\x04page\x18\x02 \x01(\x0b\x32\x19.voxelgate.v1.PageRequest\"[\n\x15ListInstancesResponse\x12)\n\tinstances\x18\x01 \x03(\x0b\x32\x16.voxelgate.v1.Instance\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa1\x01\n\x12GetMetadataRequest\x12\x1a\n\x10sop_instance_uid\x18\x01 \x01(\tH\x00\x12\x1d\n\x13series_instance_uid\x18\x02 \x01(\tH\x00\x12\x17\n\x0finclude_private\x18\x03 \x01(\x08\x12\x1b\n\x13\x62ulk_data_threshold\x18\x04 \x01(\r\x12\x10\n\x08keywords\x18\x05 \x01(\x08\x42\x08\n\x06target\":\n\x10InstanceMetadata\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x0c\n\x04json\x18\x02 \x01(\t\"H\n\x13GetMetadataResponse\x12\x31\n\tinstances\x18\x01 \x03(\x0b\x32\x1e.voxelgate.v1.InstanceMetadata\"\x9d\x01\n\x12GetBulkDataRequest\x12\r\n\x03uri\x18\x01 \x01(\tH\x00\x12\x30\n\x07\x65lement\x18\x02 \x01(\x0b\x32\x1d.voxelgate.v1.BulkDataElementH\x00\x12\x12\n\x05\x66rame\x18\x03 \x01(\rH\x01\x88\x01\x01\x12\x0e\n\x06offset\x18\x04 \x01(\x04\x12\x0e\n\x06length\x18\x05 \x01(\x04\x42\x08\n\x06targetB\x08\n\x06_frame\"=\n\x0f\x42ulkDataElement\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x10\n\x08tag_path\x18\x02 \x01(\t\"\x85\x01\n\x0e\x42ulkDataHeader\x12\n\n\x02vr\x18\x01 \x01(\t\x12\x14\n\x0ctotal_length\x18\x02 \x01(\x04\x12\x0e\n\x06offset\x18\x03 \x01(\x04\x12\x0e\n\x06length\x18\x04 \x01(\x04\x12\x1b\n\x13transfer_syntax_uid\x18\x05 \x01(\t\x12\x14\n\x0c\x65ncapsulated\x18\x06 \x01(\x08\"W\n\rBulkDataChunk\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.voxelgate.v1.BulkDataHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\xb6\x02\n\x0fGetFrameRequest\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\r\n\x05\x66rame\x18\x02 \x01(\r\x12)\n\x06\x66ormat\x18\x03 \x01(\x0e\x32\x19.voxelgate.v1.FrameFormat\x12&\n\x06window\x18\x04 \x01(\x0b\x32\x14.voxelgate.v1.WindowH\x00\x12\x10\n\x06preset\x18\x05 \x01(\tH\x00\x12\x15\n\x0b\x61uto_window\x18\x06 \x01(\x08H\x00\x12\x17\n\robject_window\x18\x07 \x01(\x08H\x00\x12\x18\n\x0eobject_voi_lut\x18\x08 \x01(\x08H\x00\x12\x14\n\x0cwindow_index\x18\t \x01(\r\x12(\n\x06values\x18\n \x01(\x0e\x32\x18.voxelgate.v1.ValueSpaceB\x0b\n\twindowing\"\xdd\x01\n\x10GetFrameResponse\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05\x64type\x18\x03 \x01(\t\x12\r\n\x05shape\x18\x04 \x03(\r\x12\x10\n\x08rescaled\x18\x05 \x01(\x08\x12\x10\n\x08warnings\x18\x06 \x03(\t\x12-\n\x0bvalue_space\x18\x07 \x01(\x0e\x32\x18.voxelgate.v1.ValueSpace\x12$\n\x06window\x18\x08 \x01(\x0b\x32\x14.voxelgate.v1.Window\x12\x10\n\x08inverted\x18\t \x01(\x08\"2\n\x16GetInstanceFileRequest\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\"\x19\n\tFileChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"r\n\rDeleteRequest\x12\x1c\n\x12study_instance_uid\x18\x01 \x01(\tH\x00\x12\x1d\n\x13series_instance_uid\x18\x02 \x01(\tH\x00\x12\x1a\n\x10sop_instance_uid\x18\x03 \x01(\tH\x00\x42\x08\n\x06target\"@\n\x0e\x44\x65leteResponse\x12\x19\n\x11instances_deleted\x18\x01 \x01(\r\x12\x13\n\x0b\x62ytes_freed\x18\x02 \x01(\x04*H\n\x0b\x46rameFormat\x12\x1c\n\x18\x46RAME_FORMAT_UNSPECIFIED\x10\x00\x12\x07\n\x03RAW\x10\x01\x12\x07\n\x03PNG\x10\x02\x12\t\n\x05PNG16\x10\x03\x32\xda\x05\n\x0c\x44icomService\x12\x43\n\x06Ingest\x12\x19.voxelgate.v1.IngestChunk\x1a\x1a.voxelgate.v1.IngestResult(\x01\x30\x01\x12R\n\x0bListStudies\x12 .voxelgate.v1.ListStudiesRequest\x1a!.voxelgate.v1.ListStudiesResponse\x12O\n\nListSeries\x12\x1f.voxelgate.v1.ListSeriesRequest\x1a .voxelgate.v1.ListSeriesResponse\x12X\n\rListInstances\x12\".voxelgate.v1.ListInstancesRequest\x1a#.voxelgate.v1.ListInstancesResponse\x12R\n\x0bGetMetadata\x12 .voxelgate.v1.GetMetadataRequest\x1a!.voxelgate.v1.GetMetadataResponse\x12N\n\x0bGetBulkData\x12 .voxelgate.v1.GetBulkDataRequest\x1a\x1b.voxelgate.v1.BulkDataChunk0\x01\x12I\n\x08GetFrame\x12\x1d.voxelgate.v1.GetFrameRequest\x1a\x1e.voxelgate.v1.GetFrameResponse\x12R\n\x0fGetInstanceFile\x12$.voxelgate.v1.GetInstanceFileRequest\x1a\x17.voxelgate.v1.FileChunk0\x01\x12\x43\n\x06\x44\x65lete\x12\x1b.voxelgate.v1.DeleteRequest\x1a\x1c.voxelgate.v1.DeleteResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voxelgate.v1.dicom_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_FRAMEFORMAT']._serialized_start=2374
-  _globals['_FRAMEFORMAT']._serialized_end=2435
-  _globals['_QUERYFILTER']._serialized_start=70
-  _globals['_QUERYFILTER']._serialized_end=252
-  _globals['_STUDY']._serialized_start=255
-  _globals['_STUDY']._serialized_end=540
-  _globals['_SERIES']._serialized_start=543
-  _globals['_SERIES']._serialized_end=729
-  _globals['_INSTANCE']._serialized_start=732
-  _globals['_INSTANCE']._serialized_end=1025
-  _globals['_LISTSTUDIESREQUEST']._serialized_start=1027
-  _globals['_LISTSTUDIESREQUEST']._serialized_end=1131
-  _globals['_LISTSTUDIESRESPONSE']._serialized_start=1133
-  _globals['_LISTSTUDIESRESPONSE']._serialized_end=1217
-  _globals['_LISTSERIESREQUEST']._serialized_start=1219
-  _globals['_LISTSERIESREQUEST']._serialized_end=1322
-  _globals['_LISTSERIESRESPONSE']._serialized_start=1324
-  _globals['_LISTSERIESRESPONSE']._serialized_end=1407
-  _globals['_LISTINSTANCESREQUEST']._serialized_start=1409
-  _globals['_LISTINSTANCESREQUEST']._serialized_end=1515
-  _globals['_LISTINSTANCESRESPONSE']._serialized_start=1517
-  _globals['_LISTINSTANCESRESPONSE']._serialized_end=1608
-  _globals['_GETMETADATAREQUEST']._serialized_start=1611
-  _globals['_GETMETADATAREQUEST']._serialized_end=1754
-  _globals['_INSTANCEMETADATA']._serialized_start=1756
-  _globals['_INSTANCEMETADATA']._serialized_end=1814
-  _globals['_GETMETADATARESPONSE']._serialized_start=1816
-  _globals['_GETMETADATARESPONSE']._serialized_end=1888
-  _globals['_GETFRAMEREQUEST']._serialized_start=1890
-  _globals['_GETFRAMEREQUEST']._serialized_end=1991
-  _globals['_GETFRAMERESPONSE']._serialized_start=1993
-  _globals['_GETFRAMERESPONSE']._serialized_end=2111
-  _globals['_GETINSTANCEFILEREQUEST']._serialized_start=2113
-  _globals['_GETINSTANCEFILEREQUEST']._serialized_end=2163
-  _globals['_FILECHUNK']._serialized_start=2165
-  _globals['_FILECHUNK']._serialized_end=2190
-  _globals['_DELETEREQUEST']._serialized_start=2192
-  _globals['_DELETEREQUEST']._serialized_end=2306
-  _globals['_DELETERESPONSE']._serialized_start=2308
-  _globals['_DELETERESPONSE']._serialized_end=2372
-  _globals['_DICOMSERVICE']._serialized_start=2438
-  _globals['_DICOMSERVICE']._serialized_end=3088
+  _globals['_FRAMEFORMAT']._serialized_start=3181
+  _globals['_FRAMEFORMAT']._serialized_end=3253
+  _globals['_QUERYFILTER']._serialized_start=97
+  _globals['_QUERYFILTER']._serialized_end=279
+  _globals['_STUDY']._serialized_start=282
+  _globals['_STUDY']._serialized_end=567
+  _globals['_SERIES']._serialized_start=570
+  _globals['_SERIES']._serialized_end=756
+  _globals['_INSTANCE']._serialized_start=759
+  _globals['_INSTANCE']._serialized_end=1052
+  _globals['_LISTSTUDIESREQUEST']._serialized_start=1054
+  _globals['_LISTSTUDIESREQUEST']._serialized_end=1158
+  _globals['_LISTSTUDIESRESPONSE']._serialized_start=1160
+  _globals['_LISTSTUDIESRESPONSE']._serialized_end=1244
+  _globals['_LISTSERIESREQUEST']._serialized_start=1246
+  _globals['_LISTSERIESREQUEST']._serialized_end=1349
+  _globals['_LISTSERIESRESPONSE']._serialized_start=1351
+  _globals['_LISTSERIESRESPONSE']._serialized_end=1434
+  _globals['_LISTINSTANCESREQUEST']._serialized_start=1436
+  _globals['_LISTINSTANCESREQUEST']._serialized_end=1542
+  _globals['_LISTINSTANCESRESPONSE']._serialized_start=1544
+  _globals['_LISTINSTANCESRESPONSE']._serialized_end=1635
+  _globals['_GETMETADATAREQUEST']._serialized_start=1638
+  _globals['_GETMETADATAREQUEST']._serialized_end=1799
+  _globals['_INSTANCEMETADATA']._serialized_start=1801
+  _globals['_INSTANCEMETADATA']._serialized_end=1859
+  _globals['_GETMETADATARESPONSE']._serialized_start=1861
+  _globals['_GETMETADATARESPONSE']._serialized_end=1933
+  _globals['_GETBULKDATAREQUEST']._serialized_start=1936
+  _globals['_GETBULKDATAREQUEST']._serialized_end=2093
+  _globals['_BULKDATAELEMENT']._serialized_start=2095
+  _globals['_BULKDATAELEMENT']._serialized_end=2156
+  _globals['_BULKDATAHEADER']._serialized_start=2159
+  _globals['_BULKDATAHEADER']._serialized_end=2292
+  _globals['_BULKDATACHUNK']._serialized_start=2294
+  _globals['_BULKDATACHUNK']._serialized_end=2381
+  _globals['_GETFRAMEREQUEST']._serialized_start=2384
+  _globals['_GETFRAMEREQUEST']._serialized_end=2694
+  _globals['_GETFRAMERESPONSE']._serialized_start=2697
+  _globals['_GETFRAMERESPONSE']._serialized_end=2918
+  _globals['_GETINSTANCEFILEREQUEST']._serialized_start=2920
+  _globals['_GETINSTANCEFILEREQUEST']._serialized_end=2970
+  _globals['_FILECHUNK']._serialized_start=2972
+  _globals['_FILECHUNK']._serialized_end=2997
+  _globals['_DELETEREQUEST']._serialized_start=2999
+  _globals['_DELETEREQUEST']._serialized_end=3113
+  _globals['_DELETERESPONSE']._serialized_start=3115
+  _globals['_DELETERESPONSE']._serialized_end=3179
+  _globals['_DICOMSERVICE']._serialized_start=3256
+  _globals['_DICOMSERVICE']._serialized_end=3986
 # @@protoc_insertion_point(module_scope)

@@ -1,4 +1,5 @@
 from voxelgate.v1 import common_pb2 as _common_pb2
+from voxelgate.v1 import volume_pb2 as _volume_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -13,9 +14,11 @@ class FrameFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     FRAME_FORMAT_UNSPECIFIED: _ClassVar[FrameFormat]
     RAW: _ClassVar[FrameFormat]
     PNG: _ClassVar[FrameFormat]
+    PNG16: _ClassVar[FrameFormat]
 FRAME_FORMAT_UNSPECIFIED: FrameFormat
 RAW: FrameFormat
 PNG: FrameFormat
+PNG16: FrameFormat
 
 class QueryFilter(_message.Message):
     __slots__ = ("patient_id", "study_instance_uid", "modality", "study_date_from", "study_date_to", "accession_number", "series_instance_uid")
@@ -158,16 +161,18 @@ class ListInstancesResponse(_message.Message):
     def __init__(self, instances: _Optional[_Iterable[_Union[Instance, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetMetadataRequest(_message.Message):
-    __slots__ = ("sop_instance_uid", "series_instance_uid", "include_private", "bulk_data_threshold")
+    __slots__ = ("sop_instance_uid", "series_instance_uid", "include_private", "bulk_data_threshold", "keywords")
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PRIVATE_FIELD_NUMBER: _ClassVar[int]
     BULK_DATA_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    KEYWORDS_FIELD_NUMBER: _ClassVar[int]
     sop_instance_uid: str
     series_instance_uid: str
     include_private: bool
     bulk_data_threshold: int
-    def __init__(self, sop_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., include_private: _Optional[bool] = ..., bulk_data_threshold: _Optional[int] = ...) -> None: ...
+    keywords: bool
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., include_private: _Optional[bool] = ..., bulk_data_threshold: _Optional[int] = ..., keywords: _Optional[bool] = ...) -> None: ...
 
 class InstanceMetadata(_message.Message):
     __slots__ = ("sop_instance_uid", "json")
@@ -183,31 +188,97 @@ class GetMetadataResponse(_message.Message):
     instances: _containers.RepeatedCompositeFieldContainer[InstanceMetadata]
     def __init__(self, instances: _Optional[_Iterable[_Union[InstanceMetadata, _Mapping]]] = ...) -> None: ...
 
+class GetBulkDataRequest(_message.Message):
+    __slots__ = ("uri", "element", "frame", "offset", "length")
+    URI_FIELD_NUMBER: _ClassVar[int]
+    ELEMENT_FIELD_NUMBER: _ClassVar[int]
+    FRAME_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    uri: str
+    element: BulkDataElement
+    frame: int
+    offset: int
+    length: int
+    def __init__(self, uri: _Optional[str] = ..., element: _Optional[_Union[BulkDataElement, _Mapping]] = ..., frame: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class BulkDataElement(_message.Message):
+    __slots__ = ("sop_instance_uid", "tag_path")
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    TAG_PATH_FIELD_NUMBER: _ClassVar[int]
+    sop_instance_uid: str
+    tag_path: str
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., tag_path: _Optional[str] = ...) -> None: ...
+
+class BulkDataHeader(_message.Message):
+    __slots__ = ("vr", "total_length", "offset", "length", "transfer_syntax_uid", "encapsulated")
+    VR_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_LENGTH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_SYNTAX_UID_FIELD_NUMBER: _ClassVar[int]
+    ENCAPSULATED_FIELD_NUMBER: _ClassVar[int]
+    vr: str
+    total_length: int
+    offset: int
+    length: int
+    transfer_syntax_uid: str
+    encapsulated: bool
+    def __init__(self, vr: _Optional[str] = ..., total_length: _Optional[int] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ..., transfer_syntax_uid: _Optional[str] = ..., encapsulated: _Optional[bool] = ...) -> None: ...
+
+class BulkDataChunk(_message.Message):
+    __slots__ = ("header", "data")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    header: BulkDataHeader
+    data: bytes
+    def __init__(self, header: _Optional[_Union[BulkDataHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class GetFrameRequest(_message.Message):
-    __slots__ = ("sop_instance_uid", "frame", "format")
+    __slots__ = ("sop_instance_uid", "frame", "format", "window", "preset", "auto_window", "object_window", "object_voi_lut", "window_index", "values")
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    PRESET_FIELD_NUMBER: _ClassVar[int]
+    AUTO_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_VOI_LUT_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_INDEX_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
     sop_instance_uid: str
     frame: int
     format: FrameFormat
-    def __init__(self, sop_instance_uid: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[FrameFormat, str]] = ...) -> None: ...
+    window: _volume_pb2.Window
+    preset: str
+    auto_window: bool
+    object_window: bool
+    object_voi_lut: bool
+    window_index: int
+    values: _volume_pb2.ValueSpace
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., window: _Optional[_Union[_volume_pb2.Window, _Mapping]] = ..., preset: _Optional[str] = ..., auto_window: _Optional[bool] = ..., object_window: _Optional[bool] = ..., object_voi_lut: _Optional[bool] = ..., window_index: _Optional[int] = ..., values: _Optional[_Union[_volume_pb2.ValueSpace, str]] = ...) -> None: ...
 
 class GetFrameResponse(_message.Message):
-    __slots__ = ("data", "media_type", "dtype", "shape", "rescaled", "warnings")
+    __slots__ = ("data", "media_type", "dtype", "shape", "rescaled", "warnings", "value_space", "window", "inverted")
     DATA_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
     SHAPE_FIELD_NUMBER: _ClassVar[int]
     RESCALED_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    VALUE_SPACE_FIELD_NUMBER: _ClassVar[int]
+    WINDOW_FIELD_NUMBER: _ClassVar[int]
+    INVERTED_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     media_type: str
     dtype: str
     shape: _containers.RepeatedScalarFieldContainer[int]
     rescaled: bool
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., rescaled: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    value_space: _volume_pb2.ValueSpace
+    window: _volume_pb2.Window
+    inverted: bool
+    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., rescaled: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ..., value_space: _Optional[_Union[_volume_pb2.ValueSpace, str]] = ..., window: _Optional[_Union[_volume_pb2.Window, _Mapping]] = ..., inverted: _Optional[bool] = ...) -> None: ...
 
 class GetInstanceFileRequest(_message.Message):
     __slots__ = ("sop_instance_uid",)

@@ -62,6 +62,11 @@ class DicomServiceStub:
                 request_serializer=voxelgate_dot_v1_dot_dicom__pb2.GetMetadataRequest.SerializeToString,
                 response_deserializer=voxelgate_dot_v1_dot_dicom__pb2.GetMetadataResponse.FromString,
                 _registered_method=True)
+        self.GetBulkData = channel.unary_stream(
+                '/voxelgate.v1.DicomService/GetBulkData',
+                request_serializer=voxelgate_dot_v1_dot_dicom__pb2.GetBulkDataRequest.SerializeToString,
+                response_deserializer=voxelgate_dot_v1_dot_dicom__pb2.BulkDataChunk.FromString,
+                _registered_method=True)
         self.GetFrame = channel.unary_unary(
                 '/voxelgate.v1.DicomService/GetFrame',
                 request_serializer=voxelgate_dot_v1_dot_dicom__pb2.GetFrameRequest.SerializeToString,
@@ -116,6 +121,13 @@ class DicomServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBulkData(self, request, context):
+        """The value a BulkDataURI of GetMetadata names, as stored: a header, then the bytes in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetFrame(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -162,6 +174,11 @@ def add_DicomServiceServicer_to_server(servicer, server):
                     servicer.GetMetadata,
                     request_deserializer=voxelgate_dot_v1_dot_dicom__pb2.GetMetadataRequest.FromString,
                     response_serializer=voxelgate_dot_v1_dot_dicom__pb2.GetMetadataResponse.SerializeToString,
+            ),
+            'GetBulkData': grpc.unary_stream_rpc_method_handler(
+                    servicer.GetBulkData,
+                    request_deserializer=voxelgate_dot_v1_dot_dicom__pb2.GetBulkDataRequest.FromString,
+                    response_serializer=voxelgate_dot_v1_dot_dicom__pb2.BulkDataChunk.SerializeToString,
             ),
             'GetFrame': grpc.unary_unary_rpc_method_handler(
                     servicer.GetFrame,
@@ -316,6 +333,33 @@ class DicomService:
             '/voxelgate.v1.DicomService/GetMetadata',
             voxelgate_dot_v1_dot_dicom__pb2.GetMetadataRequest.SerializeToString,
             voxelgate_dot_v1_dot_dicom__pb2.GetMetadataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBulkData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/voxelgate.v1.DicomService/GetBulkData',
+            voxelgate_dot_v1_dot_dicom__pb2.GetBulkDataRequest.SerializeToString,
+            voxelgate_dot_v1_dot_dicom__pb2.BulkDataChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,14 @@ class ReencodeMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     REENCODE_AUTO: _ClassVar[ReencodeMode]
     REENCODE_FULL: _ClassVar[ReencodeMode]
+
+class MediaKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    MEDIA_KIND_UNSPECIFIED: _ClassVar[MediaKind]
+    MEDIA_KIND_IMAGE: _ClassVar[MediaKind]
+    MEDIA_KIND_VIDEO: _ClassVar[MediaKind]
+    MEDIA_KIND_GROUP: _ClassVar[MediaKind]
+    MEDIA_KIND_SEQUENCE: _ClassVar[MediaKind]
 HOMOGENIZE: SequenceMode
 SPLIT: SequenceMode
 MEDIA_PNG: MediaFormat
@@ -49,6 +57,11 @@ SEVERITY_WARNING: FindingSeverity
 SEVERITY_ERROR: FindingSeverity
 REENCODE_AUTO: ReencodeMode
 REENCODE_FULL: ReencodeMode
+MEDIA_KIND_UNSPECIFIED: MediaKind
+MEDIA_KIND_IMAGE: MediaKind
+MEDIA_KIND_VIDEO: MediaKind
+MEDIA_KIND_GROUP: MediaKind
+MEDIA_KIND_SEQUENCE: MediaKind
 
 class ImageDescription(_message.Message):
     __slots__ = ("media_id", "name", "format", "width", "height", "bit_depth", "mode", "source_mode", "orientation", "pages", "size_bytes", "icc", "warnings")
@@ -177,7 +190,7 @@ class AudioStream(_message.Message):
     def __init__(self, index: _Optional[int] = ..., codec: _Optional[str] = ..., channels: _Optional[int] = ..., sample_rate: _Optional[int] = ...) -> None: ...
 
 class VideoDescription(_message.Message):
-    __slots__ = ("media_id", "name", "container", "codec", "profile", "width", "height", "sample_aspect_ratio", "display_aspect_ratio", "rotation", "average_rate", "real_rate", "guessed_rate", "frame_count", "addressable_frames", "duration_s", "bitrate", "peak_bitrate", "keyframe_interval_max", "keyframe_interval_mean", "audio", "size_bytes", "reencoded_from", "reencoded_as")
+    __slots__ = ("media_id", "name", "container", "codec", "profile", "width", "height", "sample_aspect_ratio", "display_aspect_ratio", "rotation", "average_rate", "real_rate", "guessed_rate", "frame_count", "addressable_frames", "duration_s", "bitrate", "peak_bitrate", "keyframe_interval_max", "keyframe_interval_mean", "audio", "size_bytes", "reencoded_from", "reencoded_as", "mirrored", "display_width", "display_height")
     MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_FIELD_NUMBER: _ClassVar[int]
@@ -202,6 +215,9 @@ class VideoDescription(_message.Message):
     SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
     REENCODED_FROM_FIELD_NUMBER: _ClassVar[int]
     REENCODED_AS_FIELD_NUMBER: _ClassVar[int]
+    MIRRORED_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_HEIGHT_FIELD_NUMBER: _ClassVar[int]
     media_id: str
     name: str
     container: str
@@ -226,10 +242,13 @@ class VideoDescription(_message.Message):
     size_bytes: int
     reencoded_from: ReencodeReport
     reencoded_as: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, media_id: _Optional[str] = ..., name: _Optional[str] = ..., container: _Optional[str] = ..., codec: _Optional[str] = ..., profile: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., sample_aspect_ratio: _Optional[_Union[Ratio, _Mapping]] = ..., display_aspect_ratio: _Optional[_Union[Ratio, _Mapping]] = ..., rotation: _Optional[int] = ..., average_rate: _Optional[_Union[Ratio, _Mapping]] = ..., real_rate: _Optional[_Union[Ratio, _Mapping]] = ..., guessed_rate: _Optional[_Union[Ratio, _Mapping]] = ..., frame_count: _Optional[int] = ..., addressable_frames: _Optional[int] = ..., duration_s: _Optional[float] = ..., bitrate: _Optional[int] = ..., peak_bitrate: _Optional[int] = ..., keyframe_interval_max: _Optional[int] = ..., keyframe_interval_mean: _Optional[float] = ..., audio: _Optional[_Iterable[_Union[AudioStream, _Mapping]]] = ..., size_bytes: _Optional[int] = ..., reencoded_from: _Optional[_Union[ReencodeReport, _Mapping]] = ..., reencoded_as: _Optional[_Iterable[str]] = ...) -> None: ...
+    mirrored: bool
+    display_width: int
+    display_height: int
+    def __init__(self, media_id: _Optional[str] = ..., name: _Optional[str] = ..., container: _Optional[str] = ..., codec: _Optional[str] = ..., profile: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., sample_aspect_ratio: _Optional[_Union[Ratio, _Mapping]] = ..., display_aspect_ratio: _Optional[_Union[Ratio, _Mapping]] = ..., rotation: _Optional[int] = ..., average_rate: _Optional[_Union[Ratio, _Mapping]] = ..., real_rate: _Optional[_Union[Ratio, _Mapping]] = ..., guessed_rate: _Optional[_Union[Ratio, _Mapping]] = ..., frame_count: _Optional[int] = ..., addressable_frames: _Optional[int] = ..., duration_s: _Optional[float] = ..., bitrate: _Optional[int] = ..., peak_bitrate: _Optional[int] = ..., keyframe_interval_max: _Optional[int] = ..., keyframe_interval_mean: _Optional[float] = ..., audio: _Optional[_Iterable[_Union[AudioStream, _Mapping]]] = ..., size_bytes: _Optional[int] = ..., reencoded_from: _Optional[_Union[ReencodeReport, _Mapping]] = ..., reencoded_as: _Optional[_Iterable[str]] = ..., mirrored: _Optional[bool] = ..., display_width: _Optional[int] = ..., display_height: _Optional[int] = ...) -> None: ...
 
 class GetMediaFrameRequest(_message.Message):
-    __slots__ = ("id", "frame", "format", "max_width", "max_height", "has_window", "window_center", "window_width")
+    __slots__ = ("id", "frame", "format", "max_width", "max_height", "has_window", "window_center", "window_width", "stored_orientation")
     ID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -238,6 +257,7 @@ class GetMediaFrameRequest(_message.Message):
     HAS_WINDOW_FIELD_NUMBER: _ClassVar[int]
     WINDOW_CENTER_FIELD_NUMBER: _ClassVar[int]
     WINDOW_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    STORED_ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     frame: int
     format: MediaFormat
@@ -246,10 +266,11 @@ class GetMediaFrameRequest(_message.Message):
     has_window: bool
     window_center: float
     window_width: float
-    def __init__(self, id: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[MediaFormat, str]] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., has_window: _Optional[bool] = ..., window_center: _Optional[float] = ..., window_width: _Optional[float] = ...) -> None: ...
+    stored_orientation: bool
+    def __init__(self, id: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[MediaFormat, str]] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., has_window: _Optional[bool] = ..., window_center: _Optional[float] = ..., window_width: _Optional[float] = ..., stored_orientation: _Optional[bool] = ...) -> None: ...
 
 class MediaFrame(_message.Message):
-    __slots__ = ("data", "media_type", "dtype", "shape", "media_id", "page", "frame", "time_s", "width", "height", "pixel_format", "shared_slot", "shared_bytes")
+    __slots__ = ("data", "media_type", "dtype", "shape", "media_id", "page", "frame", "time_s", "width", "height", "pixel_format", "shared_slot", "shared_bytes", "rotation", "mirrored", "pixel_aspect_ratio")
     DATA_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +284,9 @@ class MediaFrame(_message.Message):
     PIXEL_FORMAT_FIELD_NUMBER: _ClassVar[int]
     SHARED_SLOT_FIELD_NUMBER: _ClassVar[int]
     SHARED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_FIELD_NUMBER: _ClassVar[int]
+    MIRRORED_FIELD_NUMBER: _ClassVar[int]
+    PIXEL_ASPECT_RATIO_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     media_type: str
     dtype: str
@@ -276,10 +300,13 @@ class MediaFrame(_message.Message):
     pixel_format: str
     shared_slot: int
     shared_bytes: int
-    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., media_id: _Optional[str] = ..., page: _Optional[int] = ..., frame: _Optional[int] = ..., time_s: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., pixel_format: _Optional[str] = ..., shared_slot: _Optional[int] = ..., shared_bytes: _Optional[int] = ...) -> None: ...
+    rotation: int
+    mirrored: bool
+    pixel_aspect_ratio: Ratio
+    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., media_id: _Optional[str] = ..., page: _Optional[int] = ..., frame: _Optional[int] = ..., time_s: _Optional[float] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., pixel_format: _Optional[str] = ..., shared_slot: _Optional[int] = ..., shared_bytes: _Optional[int] = ..., rotation: _Optional[int] = ..., mirrored: _Optional[bool] = ..., pixel_aspect_ratio: _Optional[_Union[Ratio, _Mapping]] = ...) -> None: ...
 
 class StreamFramesRequest(_message.Message):
-    __slots__ = ("id", "start", "stop", "every", "format", "max_width", "max_height")
+    __slots__ = ("id", "start", "stop", "every", "format", "max_width", "max_height", "stored_orientation")
     ID_FIELD_NUMBER: _ClassVar[int]
     START_FIELD_NUMBER: _ClassVar[int]
     STOP_FIELD_NUMBER: _ClassVar[int]
@@ -287,6 +314,7 @@ class StreamFramesRequest(_message.Message):
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     MAX_WIDTH_FIELD_NUMBER: _ClassVar[int]
     MAX_HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    STORED_ORIENTATION_FIELD_NUMBER: _ClassVar[int]
     id: str
     start: int
     stop: int
@@ -294,7 +322,8 @@ class StreamFramesRequest(_message.Message):
     format: MediaFormat
     max_width: int
     max_height: int
-    def __init__(self, id: _Optional[str] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., every: _Optional[int] = ..., format: _Optional[_Union[MediaFormat, str]] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ...) -> None: ...
+    stored_orientation: bool
+    def __init__(self, id: _Optional[str] = ..., start: _Optional[int] = ..., stop: _Optional[int] = ..., every: _Optional[int] = ..., format: _Optional[_Union[MediaFormat, str]] = ..., max_width: _Optional[int] = ..., max_height: _Optional[int] = ..., stored_orientation: _Optional[bool] = ...) -> None: ...
 
 class SharedFramesRequest(_message.Message):
     __slots__ = ("start", "release", "releases")
@@ -466,3 +495,73 @@ class MediaChunk(_message.Message):
     DATA_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class ListMediaRequest(_message.Message):
+    __slots__ = ("kinds", "name_prefix", "created_from", "created_to", "source_id", "page")
+    KINDS_FIELD_NUMBER: _ClassVar[int]
+    NAME_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FROM_FIELD_NUMBER: _ClassVar[int]
+    CREATED_TO_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    PAGE_FIELD_NUMBER: _ClassVar[int]
+    kinds: _containers.RepeatedScalarFieldContainer[MediaKind]
+    name_prefix: str
+    created_from: float
+    created_to: float
+    source_id: str
+    page: _common_pb2.PageRequest
+    def __init__(self, kinds: _Optional[_Iterable[_Union[MediaKind, str]]] = ..., name_prefix: _Optional[str] = ..., created_from: _Optional[float] = ..., created_to: _Optional[float] = ..., source_id: _Optional[str] = ..., page: _Optional[_Union[_common_pb2.PageRequest, _Mapping]] = ...) -> None: ...
+
+class MediaEntry(_message.Message):
+    __slots__ = ("id", "kind", "name", "created", "format", "width", "height", "frames", "size_bytes", "source_id", "sets")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    CREATED_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FRAMES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_ID_FIELD_NUMBER: _ClassVar[int]
+    SETS_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: MediaKind
+    name: str
+    created: float
+    format: str
+    width: int
+    height: int
+    frames: int
+    size_bytes: int
+    source_id: str
+    sets: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[MediaKind, str]] = ..., name: _Optional[str] = ..., created: _Optional[float] = ..., format: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., frames: _Optional[int] = ..., size_bytes: _Optional[int] = ..., source_id: _Optional[str] = ..., sets: _Optional[int] = ...) -> None: ...
+
+class ListMediaResponse(_message.Message):
+    __slots__ = ("items", "next_page_token")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[MediaEntry]
+    next_page_token: str
+    def __init__(self, items: _Optional[_Iterable[_Union[MediaEntry, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class DeleteMediaRequest(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class DeleteMediaResponse(_message.Message):
+    __slots__ = ("id", "kind", "name", "freed_bytes", "derived_entries")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DERIVED_ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    kind: MediaKind
+    name: str
+    freed_bytes: int
+    derived_entries: int
+    def __init__(self, id: _Optional[str] = ..., kind: _Optional[_Union[MediaKind, str]] = ..., name: _Optional[str] = ..., freed_bytes: _Optional[int] = ..., derived_entries: _Optional[int] = ...) -> None: ...

@@ -31,9 +31,13 @@ class MediaServiceStub:
     (MP4, MOV, WebM, MKV), over the same store, catalog and derived cache as DICOM.
     A media id is the sha256 of the file's bytes; groups and sequences get their own ids.
 
-    Video frame numbers: frame n is the n-th frame in presentation order among the
-    frames of the first video stream whose presentation timestamp is >= 0. Frames
-    with a negative timestamp ("ghost frames") are not addressable.
+    Video frame numbers: frame n is the picture that
+    `ffmpeg -i VIDEO -fps_mode passthrough frame_%d.png` writes as frame_{n+1}.png: every
+    picture the decoder of the first video stream outputs, in presentation order. Pictures
+    that share a timestamp are each a frame; pictures with a negative timestamp that the
+    decoder outputs (a WebM starting at -0.1 s) are the first frames; pictures an MP4/MOV
+    edit list hides ("ghost frames": no player shows them, FFmpeg's decoder drops them) are
+    not frames. Diagnose reports all three.
     """
 
     def __init__(self, channel):
@@ -102,6 +106,16 @@ class MediaServiceStub:
                 request_serializer=voxelgate_dot_v1_dot_media__pb2.CancelExportRequest.SerializeToString,
                 response_deserializer=voxelgate_dot_v1_dot_media__pb2.ExportProgress.FromString,
                 _registered_method=True)
+        self.ListMedia = channel.unary_unary(
+                '/voxelgate.v1.MediaService/ListMedia',
+                request_serializer=voxelgate_dot_v1_dot_media__pb2.ListMediaRequest.SerializeToString,
+                response_deserializer=voxelgate_dot_v1_dot_media__pb2.ListMediaResponse.FromString,
+                _registered_method=True)
+        self.DeleteMedia = channel.unary_unary(
+                '/voxelgate.v1.MediaService/DeleteMedia',
+                request_serializer=voxelgate_dot_v1_dot_media__pb2.DeleteMediaRequest.SerializeToString,
+                response_deserializer=voxelgate_dot_v1_dot_media__pb2.DeleteMediaResponse.FromString,
+                _registered_method=True)
 
 
 class MediaServiceServicer:
@@ -109,9 +123,13 @@ class MediaServiceServicer:
     (MP4, MOV, WebM, MKV), over the same store, catalog and derived cache as DICOM.
     A media id is the sha256 of the file's bytes; groups and sequences get their own ids.
 
-    Video frame numbers: frame n is the n-th frame in presentation order among the
-    frames of the first video stream whose presentation timestamp is >= 0. Frames
-    with a negative timestamp ("ghost frames") are not addressable.
+    Video frame numbers: frame n is the picture that
+    `ffmpeg -i VIDEO -fps_mode passthrough frame_%d.png` writes as frame_{n+1}.png: every
+    picture the decoder of the first video stream outputs, in presentation order. Pictures
+    that share a timestamp are each a frame; pictures with a negative timestamp that the
+    decoder outputs (a WebM starting at -0.1 s) are the first frames; pictures an MP4/MOV
+    edit list hides ("ghost frames": no player shows them, FFmpeg's decoder drops them) are
+    not frames. Diagnose reports all three.
     """
 
     def Ingest(self, request_iterator, context):
@@ -210,6 +228,26 @@ class MediaServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMedia(self, request, context):
+        """Media items (images and videos), groups and sequences, oldest first, filtered, a page at a
+        time (keyset paging, as DicomService's lists).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteMedia(self, request, context):
+        """Delete a media item, a group or a sequence. An item goes with its stored file (unless other
+        catalog rows hold the same bytes), its derived-cache entries and its link to the video it was
+        re-encoded from; items re-encoded from it stay, with their reports. An item that a group or
+        sequence holds is refused with FAILED_PRECONDITION naming them (taking a frame out would
+        renumber the set's later frames, which labels refer to): delete the sets first, which keeps
+        their items. A video being re-encoded is refused (FAILED_PRECONDITION) until that ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MediaServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -273,6 +311,16 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     request_deserializer=voxelgate_dot_v1_dot_media__pb2.CancelExportRequest.FromString,
                     response_serializer=voxelgate_dot_v1_dot_media__pb2.ExportProgress.SerializeToString,
             ),
+            'ListMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMedia,
+                    request_deserializer=voxelgate_dot_v1_dot_media__pb2.ListMediaRequest.FromString,
+                    response_serializer=voxelgate_dot_v1_dot_media__pb2.ListMediaResponse.SerializeToString,
+            ),
+            'DeleteMedia': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteMedia,
+                    request_deserializer=voxelgate_dot_v1_dot_media__pb2.DeleteMediaRequest.FromString,
+                    response_serializer=voxelgate_dot_v1_dot_media__pb2.DeleteMediaResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'voxelgate.v1.MediaService', rpc_method_handlers)
@@ -286,9 +334,13 @@ class MediaService:
     (MP4, MOV, WebM, MKV), over the same store, catalog and derived cache as DICOM.
     A media id is the sha256 of the file's bytes; groups and sequences get their own ids.
 
-    Video frame numbers: frame n is the n-th frame in presentation order among the
-    frames of the first video stream whose presentation timestamp is >= 0. Frames
-    with a negative timestamp ("ghost frames") are not addressable.
+    Video frame numbers: frame n is the picture that
+    `ffmpeg -i VIDEO -fps_mode passthrough frame_%d.png` writes as frame_{n+1}.png: every
+    picture the decoder of the first video stream outputs, in presentation order. Pictures
+    that share a timestamp are each a frame; pictures with a negative timestamp that the
+    decoder outputs (a WebM starting at -0.1 s) are the first frames; pictures an MP4/MOV
+    edit list hides ("ghost frames": no player shows them, FFmpeg's decoder drops them) are
+    not frames. Diagnose reports all three.
     """
 
     @staticmethod
@@ -605,6 +657,60 @@ class MediaService:
             '/voxelgate.v1.MediaService/CancelExport',
             voxelgate_dot_v1_dot_media__pb2.CancelExportRequest.SerializeToString,
             voxelgate_dot_v1_dot_media__pb2.ExportProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxelgate.v1.MediaService/ListMedia',
+            voxelgate_dot_v1_dot_media__pb2.ListMediaRequest.SerializeToString,
+            voxelgate_dot_v1_dot_media__pb2.ListMediaResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteMedia(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxelgate.v1.MediaService/DeleteMedia',
+            voxelgate_dot_v1_dot_media__pb2.DeleteMediaRequest.SerializeToString,
+            voxelgate_dot_v1_dot_media__pb2.DeleteMediaResponse.FromString,
             options,
             channel_credentials,
             insecure,

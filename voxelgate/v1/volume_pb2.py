@@ -24,23 +24,25 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19voxelgate/v1/volume.proto\x12\x0cvoxelgate.v1\"L\n\x08Geometry\x12\x0c\n\x04size\x18\x01 \x03(\r\x12\x0f\n\x07spacing\x18\x02 \x03(\x01\x12\x0e\n\x06origin\x18\x03 \x03(\x01\x12\x11\n\tdirection\x18\x04 \x03(\x01\"3\n\x14GetVolumeInfoRequest\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\"\xca\x01\n\tStackInfo\x12\r\n\x05stack\x18\x01 \x01(\r\x12\x13\n\x0bslice_count\x18\x02 \x01(\r\x12(\n\x08geometry\x18\x03 \x01(\x0b\x32\x16.voxelgate.v1.Geometry\x12\x1e\n\x16\x66rame_of_reference_uid\x18\x04 \x01(\t\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t\x12\x19\n\x11sop_instance_uids\x18\x07 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\"H\n\rExcludedFrame\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\r\n\x05\x66rame\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x01\n\nVolumeInfo\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\'\n\x06stacks\x18\x02 \x03(\x0b\x32\x17.voxelgate.v1.StackInfo\x12-\n\x08\x65xcluded\x18\x03 \x03(\x0b\x32\x1b.voxelgate.v1.ExcludedFrame\x12\x10\n\x08warnings\x18\x04 \x03(\t\"W\n\x06Window\x12\x0e\n\x06\x63\x65nter\x18\x01 \x01(\x01\x12\r\n\x05width\x18\x02 \x01(\x01\x12.\n\x08\x66unction\x18\x03 \x01(\x0e\x32\x1c.voxelgate.v1.VoiLutFunction\"\xc1\x03\n\x0fGetSliceRequest\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\r\n\x05stack\x18\x02 \x01(\r\x12\"\n\x05plane\x18\x03 \x01(\x0e\x32\x13.voxelgate.v1.Plane\x12\x0f\n\x05index\x18\x04 \x01(\rH\x00\x12\x15\n\x0bposition_mm\x18\x05 \x01(\x01H\x00\x12&\n\x06window\x18\x06 \x01(\x0b\x32\x14.voxelgate.v1.WindowH\x01\x12\x10\n\x06preset\x18\x07 \x01(\tH\x01\x12\x15\n\x0b\x61uto_window\x18\x08 \x01(\x08H\x01\x12\x17\n\robject_window\x18\t \x01(\x08H\x01\x12-\n\x08\x65ncoding\x18\n \x01(\x0e\x32\x1b.voxelgate.v1.ImageEncoding\x12\x32\n\rinterpolation\x18\x0b \x01(\x0e\x32\x1b.voxelgate.v1.Interpolation\x12\x0f\n\x07slab_mm\x18\x0c \x01(\x01\x12)\n\tslab_mode\x18\r \x01(\x0e\x32\x16.voxelgate.v1.SlabMode\x12\x14\n\x0cwindow_index\x18\x0e \x01(\rB\n\n\x08locationB\x0b\n\twindowing\"\x95\x02\n\nSliceImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05\x64type\x18\x03 \x01(\t\x12\r\n\x05shape\x18\x04 \x03(\r\x12\x15\n\rpixel_spacing\x18\x05 \x03(\x01\x12\x0e\n\x06origin\x18\x06 \x03(\x01\x12\x15\n\rrow_direction\x18\x07 \x03(\x01\x12\x18\n\x10\x63olumn_direction\x18\x08 \x03(\x01\x12\r\n\x05index\x18\t \x01(\r\x12\x13\n\x0bposition_mm\x18\n \x01(\x01\x12\x13\n\x0bslice_count\x18\x0b \x01(\r\x12$\n\x06window\x18\x0c \x01(\x0b\x32\x14.voxelgate.v1.Window\x12\x10\n\x08warnings\x18\r \x03(\t\">\n\x10GetVolumeRequest\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\r\n\x05stack\x18\x02 \x01(\r\"\x9d\x01\n\x0cVolumeHeader\x12(\n\x08geometry\x18\x01 \x01(\x0b\x32\x16.voxelgate.v1.Geometry\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\r\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12\x1e\n\x16\x66rame_of_reference_uid\x18\x06 \x01(\t\"S\n\x0bVolumeChunk\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.voxelgate.v1.VolumeHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*D\n\x05Plane\x12\x15\n\x11PLANE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41XIAL\x10\x01\x12\x0b\n\x07\x43ORONAL\x10\x02\x12\x0c\n\x08SAGITTAL\x10\x03*(\n\rInterpolation\x12\n\n\x06LINEAR\x10\x00\x12\x0b\n\x07NEAREST\x10\x01*G\n\x0eVoiLutFunction\x12\x0e\n\nVOI_LINEAR\x10\x00\x12\x14\n\x10VOI_LINEAR_EXACT\x10\x01\x12\x0f\n\x0bVOI_SIGMOID\x10\x02*Z\n\rImageEncoding\x12\x10\n\x0c\x45NCODING_PNG\x10\x00\x12\x12\n\x0e\x45NCODING_PNG16\x10\x01\x12\x11\n\rENCODING_JPEG\x10\x02\x12\x10\n\x0c\x45NCODING_RAW\x10\x03*5\n\x08SlabMode\x12\x0c\n\x08SLAB_MAX\x10\x00\x12\x0c\n\x08SLAB_MIN\x10\x01\x12\r\n\tSLAB_MEAN\x10\x02\x32\xed\x01\n\rVolumeService\x12M\n\rGetVolumeInfo\x12\".voxelgate.v1.GetVolumeInfoRequest\x1a\x18.voxelgate.v1.VolumeInfo\x12\x43\n\x08GetSlice\x12\x1d.voxelgate.v1.GetSliceRequest\x1a\x18.voxelgate.v1.SliceImage\x12H\n\tGetVolume\x12\x1e.voxelgate.v1.GetVolumeRequest\x1a\x19.voxelgate.v1.VolumeChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19voxelgate/v1/volume.proto\x12\x0cvoxelgate.v1\"L\n\x08Geometry\x12\x0c\n\x04size\x18\x01 \x03(\r\x12\x0f\n\x07spacing\x18\x02 \x03(\x01\x12\x0e\n\x06origin\x18\x03 \x03(\x01\x12\x11\n\tdirection\x18\x04 \x03(\x01\"3\n\x14GetVolumeInfoRequest\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\"\xca\x01\n\tStackInfo\x12\r\n\x05stack\x18\x01 \x01(\r\x12\x13\n\x0bslice_count\x18\x02 \x01(\r\x12(\n\x08geometry\x18\x03 \x01(\x0b\x32\x16.voxelgate.v1.Geometry\x12\x1e\n\x16\x66rame_of_reference_uid\x18\x04 \x01(\t\x12\r\n\x05\x64type\x18\x05 \x01(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t\x12\x19\n\x11sop_instance_uids\x18\x07 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x08 \x01(\t\"H\n\rExcludedFrame\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\r\n\x05\x66rame\x18\x02 \x01(\r\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x93\x01\n\nVolumeInfo\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\'\n\x06stacks\x18\x02 \x03(\x0b\x32\x17.voxelgate.v1.StackInfo\x12-\n\x08\x65xcluded\x18\x03 \x03(\x0b\x32\x1b.voxelgate.v1.ExcludedFrame\x12\x10\n\x08warnings\x18\x04 \x03(\t\"W\n\x06Window\x12\x0e\n\x06\x63\x65nter\x18\x01 \x01(\x01\x12\r\n\x05width\x18\x02 \x01(\x01\x12.\n\x08\x66unction\x18\x03 \x01(\x0e\x32\x1c.voxelgate.v1.VoiLutFunction\"\xf1\x03\n\x0fGetSliceRequest\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\r\n\x05stack\x18\x02 \x01(\r\x12\"\n\x05plane\x18\x03 \x01(\x0e\x32\x13.voxelgate.v1.Plane\x12\x0f\n\x05index\x18\x04 \x01(\rH\x00\x12\x15\n\x0bposition_mm\x18\x05 \x01(\x01H\x00\x12&\n\x06window\x18\x06 \x01(\x0b\x32\x14.voxelgate.v1.WindowH\x01\x12\x10\n\x06preset\x18\x07 \x01(\tH\x01\x12\x15\n\x0b\x61uto_window\x18\x08 \x01(\x08H\x01\x12\x17\n\robject_window\x18\t \x01(\x08H\x01\x12\x18\n\x0eobject_voi_lut\x18\x10 \x01(\x08H\x01\x12-\n\x08\x65ncoding\x18\n \x01(\x0e\x32\x1b.voxelgate.v1.ImageEncoding\x12\x32\n\rinterpolation\x18\x0b \x01(\x0e\x32\x1b.voxelgate.v1.Interpolation\x12\x0f\n\x07slab_mm\x18\x0c \x01(\x01\x12)\n\tslab_mode\x18\r \x01(\x0e\x32\x16.voxelgate.v1.SlabMode\x12\x14\n\x0cwindow_index\x18\x0e \x01(\r\x12\x14\n\x0c\x66loat_values\x18\x0f \x01(\x08\x42\n\n\x08locationB\x0b\n\twindowing\"\xe7\x02\n\nSliceImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x12\n\nmedia_type\x18\x02 \x01(\t\x12\r\n\x05\x64type\x18\x03 \x01(\t\x12\r\n\x05shape\x18\x04 \x03(\r\x12\x15\n\rpixel_spacing\x18\x05 \x03(\x01\x12\x0e\n\x06origin\x18\x06 \x03(\x01\x12\x15\n\rrow_direction\x18\x07 \x03(\x01\x12\x18\n\x10\x63olumn_direction\x18\x08 \x03(\x01\x12\r\n\x05index\x18\t \x01(\r\x12\x13\n\x0bposition_mm\x18\n \x01(\x01\x12\x13\n\x0bslice_count\x18\x0b \x01(\r\x12$\n\x06window\x18\x0c \x01(\x0b\x32\x14.voxelgate.v1.Window\x12\x10\n\x08warnings\x18\r \x03(\t\x12\x0f\n\x07rounded\x18\x0e \x01(\x08\x12\x10\n\x08inverted\x18\x0f \x01(\x08\x12-\n\x0bvalue_space\x18\x10 \x01(\x0e\x32\x18.voxelgate.v1.ValueSpace\">\n\x10GetVolumeRequest\x12\x1b\n\x13series_instance_uid\x18\x01 \x01(\t\x12\r\n\x05stack\x18\x02 \x01(\r\"\x9d\x01\n\x0cVolumeHeader\x12(\n\x08geometry\x18\x01 \x01(\x0b\x32\x16.voxelgate.v1.Geometry\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\r\x12\x13\n\x0btotal_bytes\x18\x04 \x01(\x04\x12\x10\n\x08warnings\x18\x05 \x03(\t\x12\x1e\n\x16\x66rame_of_reference_uid\x18\x06 \x01(\t\"S\n\x0bVolumeChunk\x12,\n\x06header\x18\x01 \x01(\x0b\x32\x1a.voxelgate.v1.VolumeHeaderH\x00\x12\x0e\n\x04\x64\x61ta\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part*D\n\x05Plane\x12\x15\n\x11PLANE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41XIAL\x10\x01\x12\x0b\n\x07\x43ORONAL\x10\x02\x12\x0c\n\x08SAGITTAL\x10\x03*(\n\rInterpolation\x12\n\n\x06LINEAR\x10\x00\x12\x0b\n\x07NEAREST\x10\x01*G\n\x0eVoiLutFunction\x12\x0e\n\nVOI_LINEAR\x10\x00\x12\x14\n\x10VOI_LINEAR_EXACT\x10\x01\x12\x0f\n\x0bVOI_SIGMOID\x10\x02*y\n\nValueSpace\x12\x1b\n\x17VALUE_SPACE_UNSPECIFIED\x10\x00\x12\x16\n\x12VALUE_SPACE_STORED\x10\x01\x12\x18\n\x14VALUE_SPACE_MODALITY\x10\x02\x12\x1c\n\x18VALUE_SPACE_PRESENTATION\x10\x03*Z\n\rImageEncoding\x12\x10\n\x0c\x45NCODING_PNG\x10\x00\x12\x12\n\x0e\x45NCODING_PNG16\x10\x01\x12\x11\n\rENCODING_JPEG\x10\x02\x12\x10\n\x0c\x45NCODING_RAW\x10\x03*5\n\x08SlabMode\x12\x0c\n\x08SLAB_MAX\x10\x00\x12\x0c\n\x08SLAB_MIN\x10\x01\x12\r\n\tSLAB_MEAN\x10\x02\x32\xed\x01\n\rVolumeService\x12M\n\rGetVolumeInfo\x12\".voxelgate.v1.GetVolumeInfoRequest\x1a\x18.voxelgate.v1.VolumeInfo\x12\x43\n\x08GetSlice\x12\x1d.voxelgate.v1.GetSliceRequest\x1a\x18.voxelgate.v1.SliceImage\x12H\n\tGetVolume\x12\x1e.voxelgate.v1.GetVolumeRequest\x1a\x19.voxelgate.v1.VolumeChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'voxelgate.v1.volume_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PLANE']._serialized_start=1733
-  _globals['_PLANE']._serialized_end=1801
-  _globals['_INTERPOLATION']._serialized_start=1803
-  _globals['_INTERPOLATION']._serialized_end=1843
-  _globals['_VOILUTFUNCTION']._serialized_start=1845
-  _globals['_VOILUTFUNCTION']._serialized_end=1916
-  _globals['_IMAGEENCODING']._serialized_start=1918
-  _globals['_IMAGEENCODING']._serialized_end=2008
-  _globals['_SLABMODE']._serialized_start=2010
-  _globals['_SLABMODE']._serialized_end=2063
+  _globals['_PLANE']._serialized_start=1863
+  _globals['_PLANE']._serialized_end=1931
+  _globals['_INTERPOLATION']._serialized_start=1933
+  _globals['_INTERPOLATION']._serialized_end=1973
+  _globals['_VOILUTFUNCTION']._serialized_start=1975
+  _globals['_VOILUTFUNCTION']._serialized_end=2046
+  _globals['_VALUESPACE']._serialized_start=2048
+  _globals['_VALUESPACE']._serialized_end=2169
+  _globals['_IMAGEENCODING']._serialized_start=2171
+  _globals['_IMAGEENCODING']._serialized_end=2261
+  _globals['_SLABMODE']._serialized_start=2263
+  _globals['_SLABMODE']._serialized_end=2316
   _globals['_GEOMETRY']._serialized_start=43
   _globals['_GEOMETRY']._serialized_end=119
   _globals['_GETVOLUMEINFOREQUEST']._serialized_start=121
@@ -54,15 +56,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_WINDOW']._serialized_start=603
   _globals['_WINDOW']._serialized_end=690
   _globals['_GETSLICEREQUEST']._serialized_start=693
-  _globals['_GETSLICEREQUEST']._serialized_end=1142
-  _globals['_SLICEIMAGE']._serialized_start=1145
-  _globals['_SLICEIMAGE']._serialized_end=1422
-  _globals['_GETVOLUMEREQUEST']._serialized_start=1424
-  _globals['_GETVOLUMEREQUEST']._serialized_end=1486
-  _globals['_VOLUMEHEADER']._serialized_start=1489
-  _globals['_VOLUMEHEADER']._serialized_end=1646
-  _globals['_VOLUMECHUNK']._serialized_start=1648
-  _globals['_VOLUMECHUNK']._serialized_end=1731
-  _globals['_VOLUMESERVICE']._serialized_start=2066
-  _globals['_VOLUMESERVICE']._serialized_end=2303
+  _globals['_GETSLICEREQUEST']._serialized_end=1190
+  _globals['_SLICEIMAGE']._serialized_start=1193
+  _globals['_SLICEIMAGE']._serialized_end=1552
+  _globals['_GETVOLUMEREQUEST']._serialized_start=1554
+  _globals['_GETVOLUMEREQUEST']._serialized_end=1616
+  _globals['_VOLUMEHEADER']._serialized_start=1619
+  _globals['_VOLUMEHEADER']._serialized_end=1776
+  _globals['_VOLUMECHUNK']._serialized_start=1778
+  _globals['_VOLUMECHUNK']._serialized_end=1861
+  _globals['_VOLUMESERVICE']._serialized_start=2319
+  _globals['_VOLUMESERVICE']._serialized_end=2556
 # @@protoc_insertion_point(module_scope)

@@ -25,6 +25,13 @@ class VoiLutFunction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     VOI_LINEAR_EXACT: _ClassVar[VoiLutFunction]
     VOI_SIGMOID: _ClassVar[VoiLutFunction]
 
+class ValueSpace(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    VALUE_SPACE_UNSPECIFIED: _ClassVar[ValueSpace]
+    VALUE_SPACE_STORED: _ClassVar[ValueSpace]
+    VALUE_SPACE_MODALITY: _ClassVar[ValueSpace]
+    VALUE_SPACE_PRESENTATION: _ClassVar[ValueSpace]
+
 class ImageEncoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ENCODING_PNG: _ClassVar[ImageEncoding]
@@ -46,6 +53,10 @@ NEAREST: Interpolation
 VOI_LINEAR: VoiLutFunction
 VOI_LINEAR_EXACT: VoiLutFunction
 VOI_SIGMOID: VoiLutFunction
+VALUE_SPACE_UNSPECIFIED: ValueSpace
+VALUE_SPACE_STORED: ValueSpace
+VALUE_SPACE_MODALITY: ValueSpace
+VALUE_SPACE_PRESENTATION: ValueSpace
 ENCODING_PNG: ImageEncoding
 ENCODING_PNG16: ImageEncoding
 ENCODING_JPEG: ImageEncoding
@@ -125,7 +136,7 @@ class Window(_message.Message):
     def __init__(self, center: _Optional[float] = ..., width: _Optional[float] = ..., function: _Optional[_Union[VoiLutFunction, str]] = ...) -> None: ...
 
 class GetSliceRequest(_message.Message):
-    __slots__ = ("series_instance_uid", "stack", "plane", "index", "position_mm", "window", "preset", "auto_window", "object_window", "encoding", "interpolation", "slab_mm", "slab_mode", "window_index")
+    __slots__ = ("series_instance_uid", "stack", "plane", "index", "position_mm", "window", "preset", "auto_window", "object_window", "object_voi_lut", "encoding", "interpolation", "slab_mm", "slab_mode", "window_index", "float_values")
     SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     STACK_FIELD_NUMBER: _ClassVar[int]
     PLANE_FIELD_NUMBER: _ClassVar[int]
@@ -135,11 +146,13 @@ class GetSliceRequest(_message.Message):
     PRESET_FIELD_NUMBER: _ClassVar[int]
     AUTO_WINDOW_FIELD_NUMBER: _ClassVar[int]
     OBJECT_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_VOI_LUT_FIELD_NUMBER: _ClassVar[int]
     ENCODING_FIELD_NUMBER: _ClassVar[int]
     INTERPOLATION_FIELD_NUMBER: _ClassVar[int]
     SLAB_MM_FIELD_NUMBER: _ClassVar[int]
     SLAB_MODE_FIELD_NUMBER: _ClassVar[int]
     WINDOW_INDEX_FIELD_NUMBER: _ClassVar[int]
+    FLOAT_VALUES_FIELD_NUMBER: _ClassVar[int]
     series_instance_uid: str
     stack: int
     plane: Plane
@@ -149,15 +162,17 @@ class GetSliceRequest(_message.Message):
     preset: str
     auto_window: bool
     object_window: bool
+    object_voi_lut: bool
     encoding: ImageEncoding
     interpolation: Interpolation
     slab_mm: float
     slab_mode: SlabMode
     window_index: int
-    def __init__(self, series_instance_uid: _Optional[str] = ..., stack: _Optional[int] = ..., plane: _Optional[_Union[Plane, str]] = ..., index: _Optional[int] = ..., position_mm: _Optional[float] = ..., window: _Optional[_Union[Window, _Mapping]] = ..., preset: _Optional[str] = ..., auto_window: _Optional[bool] = ..., object_window: _Optional[bool] = ..., encoding: _Optional[_Union[ImageEncoding, str]] = ..., interpolation: _Optional[_Union[Interpolation, str]] = ..., slab_mm: _Optional[float] = ..., slab_mode: _Optional[_Union[SlabMode, str]] = ..., window_index: _Optional[int] = ...) -> None: ...
+    float_values: bool
+    def __init__(self, series_instance_uid: _Optional[str] = ..., stack: _Optional[int] = ..., plane: _Optional[_Union[Plane, str]] = ..., index: _Optional[int] = ..., position_mm: _Optional[float] = ..., window: _Optional[_Union[Window, _Mapping]] = ..., preset: _Optional[str] = ..., auto_window: _Optional[bool] = ..., object_window: _Optional[bool] = ..., object_voi_lut: _Optional[bool] = ..., encoding: _Optional[_Union[ImageEncoding, str]] = ..., interpolation: _Optional[_Union[Interpolation, str]] = ..., slab_mm: _Optional[float] = ..., slab_mode: _Optional[_Union[SlabMode, str]] = ..., window_index: _Optional[int] = ..., float_values: _Optional[bool] = ...) -> None: ...
 
 class SliceImage(_message.Message):
-    __slots__ = ("data", "media_type", "dtype", "shape", "pixel_spacing", "origin", "row_direction", "column_direction", "index", "position_mm", "slice_count", "window", "warnings")
+    __slots__ = ("data", "media_type", "dtype", "shape", "pixel_spacing", "origin", "row_direction", "column_direction", "index", "position_mm", "slice_count", "window", "warnings", "rounded", "inverted", "value_space")
     DATA_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +186,9 @@ class SliceImage(_message.Message):
     SLICE_COUNT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDED_FIELD_NUMBER: _ClassVar[int]
+    INVERTED_FIELD_NUMBER: _ClassVar[int]
+    VALUE_SPACE_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     media_type: str
     dtype: str
@@ -184,7 +202,10 @@ class SliceImage(_message.Message):
     slice_count: int
     window: Window
     warnings: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., pixel_spacing: _Optional[_Iterable[float]] = ..., origin: _Optional[_Iterable[float]] = ..., row_direction: _Optional[_Iterable[float]] = ..., column_direction: _Optional[_Iterable[float]] = ..., index: _Optional[int] = ..., position_mm: _Optional[float] = ..., slice_count: _Optional[int] = ..., window: _Optional[_Union[Window, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+    rounded: bool
+    inverted: bool
+    value_space: ValueSpace
+    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., pixel_spacing: _Optional[_Iterable[float]] = ..., origin: _Optional[_Iterable[float]] = ..., row_direction: _Optional[_Iterable[float]] = ..., column_direction: _Optional[_Iterable[float]] = ..., index: _Optional[int] = ..., position_mm: _Optional[float] = ..., slice_count: _Optional[int] = ..., window: _Optional[_Union[Window, _Mapping]] = ..., warnings: _Optional[_Iterable[str]] = ..., rounded: _Optional[bool] = ..., inverted: _Optional[bool] = ..., value_space: _Optional[_Union[ValueSpace, str]] = ...) -> None: ...
 
 class GetVolumeRequest(_message.Message):
     __slots__ = ("series_instance_uid", "stack")

@@ -65,7 +65,7 @@ def test_sphere_sampled_at_uneven_positions() -> None:
     R = 24.0
     key_z = np.array([-20.0, -15.5, -9.0, -4.5, 1.5, 5.0, 11.5, 16.0, 20.5])  # uneven steps, mm
     true_r = np.sqrt(R**2 - key_z**2)
-    keys = [(float(z), _ellipse_mask(r, r)) for z, r in zip(key_z, true_r)]
+    keys = [(float(z), _ellipse_mask(r, r)) for z, r in zip(key_z, true_r, strict=True)]
     positions = [-17.0, -12.0, -6.5, -1.0, 3.0, 8.0, 14.0, 18.5]
     out = interpolate(keys, positions, pixel_spacing=SPACING)
     for z, mask, method in out:
@@ -189,6 +189,54 @@ def test_a_structure_that_moves_is_carried_not_faded() -> None:
     assert _components(mid) == 2
 
 
+def _area_and_centroid(mask: np.ndarray) -> tuple[int, np.ndarray]:
+    rows, cols = np.nonzero(mask)
+    return int(rows.size), np.array([cols.mean(), rows.mean()]) if rows.size else np.full(2, np.nan)
+
+
+@pytest.mark.parametrize("diameters", [1.0, 1.5, 3.0, 6.0])
+def test_a_disc_that_moves_past_itself_keeps_its_area_and_moves_linearly(diameters: float) -> None:
+    # Issue 19: a disc of 1257 px (radius 20) whose two keys do not overlap, moved by one to six
+    # of its diameters (diagonally, so no axis is favoured), was faded out and back in (areas
+    # 1257, 149, 0, 149, 1257) with a centroid that never moved. It is one structure: at every
+    # filled position its area stays within 10 % of the key's and its centroid lies on the
+    # straight line between the keys' centroids, at the position's fraction of the way.
+    plane = (420, 420)
+    yy, xx = np.mgrid[: plane[0], : plane[1]]
+    step = 40.0 * diameters / np.sqrt(2.0)
+    c0, c1 = np.array([60.0, 60.0]), np.array([60.0 + step, 60.0 + step])  # (x, y) pixels
+    k0 = (xx - c0[0]) ** 2 + (yy - c0[1]) ** 2 <= 400
+    k1 = (xx - c1[0]) ** 2 + (yy - c1[1]) ** 2 <= 400
+    assert k0.sum() == 1257 and not (k0 & k1).any()
+    positions = [1.0, 2.0, 3.0]
+    out = interpolate([(0.0, Mask(k0)), (4.0, Mask(k1))], positions, pixel_spacing=(0.8, 0.8))
+    for (p, mask, method), t in zip(out, [0.25, 0.5, 0.75], strict=True):
+        assert method == "sdf"
+        area, centroid = _area_and_centroid(mask.array)
+        assert abs(area - 1257) <= 0.1 * 1257, (p, area)
+        np.testing.assert_allclose(centroid, c0 + t * (c1 - c0), atol=0.5)
+        assert _components(mask) == 1
+
+
+def test_lone_structures_pair_one_to_one_and_the_extra_one_ends() -> None:
+    # Key 0: one disc at the left. Key 1: a disc far to the right and a smaller one far below.
+    # The nearer of the two is the disc that moved (carried, whole); the other has no partner
+    # and grows from nothing, as a structure found on one key only does.
+    plane = (300, 300)
+    yy, xx = np.mgrid[: plane[0], : plane[1]]
+    k0 = (xx - 40) ** 2 + (yy - 40) ** 2 <= 15**2
+    moved = (xx - 200) ** 2 + (yy - 60) ** 2 <= 15**2
+    other = (xx - 60) ** 2 + (yy - 250) ** 2 <= 10**2
+    [(_, mid, _)] = interpolate([(0.0, Mask(k0)), (4.0, Mask(moved | other))], [3.0])
+    top = mid.array.copy()
+    top[200:] = False  # the moving disc's half of the plane
+    area, centroid = _area_and_centroid(top)
+    assert abs(area - k0.sum()) <= 0.1 * k0.sum()
+    np.testing.assert_allclose(centroid, [160.0, 55.0], atol=0.5)
+    below = mid.array[200:]
+    assert 0 < below.sum() < other.sum()  # on its way in (it appears half way), smaller than on the key
+
+
 # --- boxes and points ---------------------------------------------------------------------------
 
 
@@ -267,7 +315,8 @@ def test_rings_pair_by_position_not_order() -> None:
     left = _star(4, 8, 7, 0.0, False, (20, 30))
     right = _star(4, 8, 7, 0.0, False, (60, 30))
     a = Polygon([(left, []), (right, [])])
-    b = Polygon([(right + (0, 4), []), (left + (0, 4), [])])  # same structures, listed the other way
+    shift = np.array([0.0, 4.0])
+    b = Polygon([(right + shift, []), (left + shift, [])])  # same structures, listed the other way
     [(_, poly, method)] = interpolate([(0.0, a), (1.0, b)], [0.5])
     assert method == "contour-morph"
     xs = sorted(float(r.outer[:, 0].mean()) for r in poly.rings)

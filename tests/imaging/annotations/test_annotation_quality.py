@@ -47,7 +47,7 @@ def _fill(masks: np.ndarray, positions: np.ndarray, spacing: tuple[float, float]
         method=method,
         pixel_spacing=spacing,
     )
-    return {z: shape.array for z, (_, shape, _) in zip(held, out)}  # type: ignore[union-attr]
+    return {z: shape.array for z, (_, shape, _) in zip(held, out, strict=True)}  # type: ignore[union-attr]
 
 
 def _mean_dice(filled: dict[int, np.ndarray], masks: np.ndarray) -> float:
@@ -68,11 +68,14 @@ def test_sdf_and_polygons_beat_the_nearest_key_on_a_real_lesion(corpus: Path) ->
     polygons = [mask_to_polygon(Mask(masks[z])) for z in keys]
     assert all(isinstance(p, Polygon) for p in polygons)
     out = interpolate(
-        list(zip(positions[keys], polygons)), positions[held], pixel_spacing=spacing, plane_shape=masks.shape[1:]
+        list(zip(positions[keys], polygons, strict=True)),
+        positions[held],
+        pixel_spacing=spacing,
+        plane_shape=masks.shape[1:],
     )
     filled = {
         z: rasterize_polygon(s, masks.shape[1:]).array if isinstance(s, Polygon) else s.array  # type: ignore[union-attr]
-        for z, (_, s, _) in zip(held, out)
+        for z, (_, s, _) in zip(held, out, strict=True)
     }
     assert _mean_dice(filled, masks) > nearest + 0.015
 
@@ -86,6 +89,7 @@ def _itk_peer():  # type: ignore[no-untyped-def]
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 def test_itk_morphological_contour_interpolation_is_not_better(corpus: Path, tmp_path: Path) -> None:
     peer = _itk_peer()

@@ -36,7 +36,7 @@ def _random_mask(seed: int, shape: tuple[int, int] = (37, 53)) -> Mask:
 
 
 def test_polygon_keeps_rings_and_drops_the_closing_point() -> None:
-    poly = Polygon([(SQUARE + [SQUARE[0]], [[(2, 2), (4, 2), (4, 4)]])])
+    poly = Polygon([([*SQUARE, SQUARE[0]], [[(2, 2), (4, 2), (4, 4)]])])
     assert len(poly.rings) == 1
     assert poly.rings[0].outer.shape == (4, 2)
     assert poly.area() == pytest.approx(100 - 2)
@@ -93,7 +93,7 @@ def test_other_shapes_validate() -> None:
 
 
 def test_mask_shape_mismatch_names_the_subject() -> None:
-    with pytest.raises(InvalidInputError, match="key 1 at 2.5: mask is 4x5 but the plane is 5x4"):
+    with pytest.raises(InvalidInputError, match=r"key 1 at 2\.5: mask is 4x5 but the plane is 5x4"):
         check_mask_shape(Mask(np.zeros((4, 5))), (5, 4), subject="key 1 at 2.5")
 
 

@@ -66,10 +66,10 @@ def _profile(device_class: bytes, space: bytes, pcs: bytes, tags: list[tuple[byt
     offset = 128 + table_len
     entries, blobs = [], []
     for sig, data in tags:
-        data += bytes(-len(data) % 4)
-        entries.append(struct.pack(">4sII", sig, offset, len(data)))
-        blobs.append(data)
-        offset += len(data)
+        padded = data + bytes(-len(data) % 4)
+        entries.append(struct.pack(">4sII", sig, offset, len(padded)))
+        blobs.append(padded)
+        offset += len(padded)
     header = bytearray(128)
     struct.pack_into(">I", header, 0, offset)
     header[8:12] = bytes((2, 0x10, 0, 0))

@@ -96,7 +96,7 @@ def _mux(
 
 
 #: Presentation timestamps (1/30 s) of the variable-frame-rate file: gaps of 2 and 3 ticks among 1s.
-VFR_PTS: list[int] = [0, 1, 2, 4, 5, 6, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24] + list(range(25, 35))
+VFR_PTS: list[int] = [0, 1, 2, 4, 5, 6, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 21, 22, 23, 24, *range(25, 35)]
 #: Frames of the ghost file that get a negative timestamp (pts = i - GHOSTS).
 GHOSTS = 3
 
@@ -115,3 +115,43 @@ def make_set(d: Path) -> dict[str, Path]:
             d / "audio.mp4", "mp4", audio="aac", options={"g": "12"}, container_options={"movflags": "+faststart"}
         ),
     }
+
+
+# -- FFmpeg's own numbering (the ffmpeg CLI as the peer) --------------------------------
+
+
+def ffmpeg_frames(path: Path, out: Path, *, autorotate: bool = True) -> list[np.ndarray]:
+    """The pictures ``ffmpeg -i path -fps_mode passthrough frame_%d.png`` writes, in its numbering (RGB).
+
+    Raises ``subprocess.CalledProcessError`` when ffmpeg fails.
+    """
+    import subprocess
+
+    from PIL import Image
+
+    out.mkdir(parents=True, exist_ok=True)
+    args = ["ffmpeg", "-nostdin", "-v", "error"] + ([] if autorotate else ["-noautorotate"])
+    args += ["-i", str(path), "-fps_mode", "passthrough", "-pix_fmt", "rgb24", str(out / "frame_%d.png")]
+    subprocess.run(args, check=True, capture_output=True)
+    files = sorted(out.glob("frame_*.png"), key=lambda p: int(p.stem.split("_")[1]))
+    assert [int(p.stem.split("_")[1]) for p in files] == list(range(1, len(files) + 1))
+    return [np.asarray(Image.open(p).convert("RGB")) for p in files]
+
+
+def ffmpeg_cut(src: Path, dst: Path, start_s: float) -> Path:
+    """``ffmpeg -ss start_s -i src -c copy dst``: a cut without re-encoding, which an MP4 keeps with an edit list
+    (the packets from the keyframe before the cut stay, marked for the decoder to drop)."""
+    import subprocess
+
+    args = ["ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", f"{start_s}", "-i", str(src), "-c", "copy", str(dst)]
+    subprocess.run(args, check=True, capture_output=True)
+    return dst
+
+
+def collapse_pairs(k: int, packet: av.Packet) -> None:
+    """``retime`` that gives frames 2i and 2i+1 one timestamp (i), decode timestamps likewise (Matroska
+    allows equal ones): every frame shares its timestamp with a neighbour."""
+    if packet.pts is not None:
+        packet.pts = packet.pts // 2
+    if packet.dts is not None:
+        packet.dts = packet.dts // 2

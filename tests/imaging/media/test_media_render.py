@@ -139,7 +139,7 @@ def test_jpeg_composites_alpha_on_white() -> None:
     rgba = np.zeros((16, 16, 4), np.uint8)
     rgba[..., 0] = 255
     rgba[:, 8:, 3] = 255  # right half opaque red, left half transparent
-    payload, _, dtype, shape = render_frame(rgba, "jpeg")
+    payload, _, _, shape = render_frame(rgba, "jpeg")
     assert shape == (16, 16, 3)
     got = _decode(payload).astype(np.int16)
     assert np.abs(got[:, :6] - 255).max() <= 6  # white

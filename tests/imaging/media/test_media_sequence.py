@@ -88,9 +88,9 @@ def test_split_groups_by_size_in_order_of_first_appearance() -> None:
 
 
 def test_bad_plans() -> None:
-    with pytest.raises(InvalidInputError, match="^empty sequence$"):
+    with pytest.raises(InvalidInputError, match=r"^empty sequence$"):
         plan_sequence([], mode="split", natural_order=True)
     with pytest.raises(ValueError, match="mode: expected"):
         plan_sequence(ITEMS, mode="stretch", natural_order=True)  # type: ignore[arg-type]
-    with pytest.raises(InvalidInputError, match="zero.png: frame has 0 x 5 pixels"):
+    with pytest.raises(InvalidInputError, match=r"zero\.png: frame has 0 x 5 pixels"):
         plan_sequence([("m", 0, "zero.png", 0, 5)], mode="split", natural_order=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from fractions import Fraction
 from pathlib import Path
 
@@ -72,7 +73,7 @@ def test_constant_frame_rate_at_ntsc_rates(tmp_path: Path) -> None:
         stream = container.streams.video[0]
         pts = [f.pts * f.time_base for f in container.decode(stream)]
         assert stream.average_rate == Fraction(2997, 100)
-    steps = {b - a for a, b in zip(pts, pts[1:])}
+    steps = {b - a for a, b in itertools.pairwise(pts)}
     assert steps == {Fraction(100, 2997)}
 
 
@@ -99,7 +100,7 @@ def test_alpha_is_composited_on_white(tmp_path: Path) -> None:
 
 def test_bad_frames_name_the_output_and_leave_nothing(tmp_path: Path) -> None:
     out = tmp_path / "bad.mp4"
-    frames = _frames(3, 16, 16) + [np.zeros((16, 18, 3), np.uint8)]
+    frames = [*_frames(3, 16, 16), np.zeros((16, 18, 3), np.uint8)]
     with pytest.raises(InvalidInputError, match=r"bad\.mp4: frame 3 is 18 x 16, expected 16 x 16"):
         export_mp4(frames, out, fps=10, width=16, height=16)
     with pytest.raises(InvalidInputError, match=r"bad\.mp4: no frames to export"):

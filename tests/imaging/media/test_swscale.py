@@ -1,4 +1,5 @@
-"""libswscale writing RGB straight into a caller's buffer (``voxelgate.imaging.media.swscale``) and ``to_picture(into=...)``."""
+"""libswscale writing RGB straight into a caller's buffer (``voxelgate.imaging.media.swscale``),
+and ``to_picture(into=...)``."""
 
 from __future__ import annotations
 

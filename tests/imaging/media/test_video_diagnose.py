@@ -12,7 +12,7 @@ import av
 import numpy as np
 import pytest
 
-from tests.imaging.media._videos import GHOSTS, VFR_PTS, make_set, make_video
+from tests.imaging.media._videos import GHOSTS, VFR_PTS, collapse_pairs, make_set, make_video
 from voxelgate.imaging.media.diagnose import Finding, diagnose
 from voxelgate.imaging.media.frame_index import build_frame_index
 from voxelgate.imaging.media.probe_video import probe_video
@@ -145,7 +145,7 @@ def test_repeated_timestamps(tmp_path: Path) -> None:
     found = _diagnose(path)
     f = found["timestamps_repeated"]
     assert f.evidence["repeated_pts"] == [dup] and f.evidence["repeated_count"] == 1 and f.severity == "error"
-    assert len(build_frame_index(path, name=path.name)) == 19  # the repeat is not addressable
+    assert len(build_frame_index(path, name=path.name)) == 20  # the repeat is a frame (FFmpeg writes it)
     assert "timestamps_repeated" not in _diagnose(make_video(tmp_path / "plain.mkv", "matroska", n=20))
 
 
@@ -153,3 +153,26 @@ def test_well_formed_files_have_ordered_timestamps(videos: dict[str, Path]) -> N
     for kind in ("bframes_mp4", "ghost_mp4", "vfr_mkv", "sar_mov", "vp9_webm", "vp8_mkv", "audio_mp4"):
         found = _diagnose(videos[kind])
         assert "timestamps_out_of_order" not in found and "timestamps_repeated" not in found, kind
+
+
+def test_ghost_frames_that_are_shown(tmp_path: Path) -> None:
+    # A WebM keeps negative timestamps without an edit list: FFmpeg writes those pictures, so they are frames.
+    path = make_video(
+        tmp_path / "negative.webm",
+        "webm",
+        codec="libvpx",
+        pts=[i - GHOSTS for i in range(30)],
+        container_options={"avoid_negative_ts": "disabled"},
+    )
+    f = _diagnose(path)["ghost_frames"]
+    assert (f.evidence["count"], f.evidence["discarded"], f.evidence["negative_frames"]) == (GHOSTS, 0, GHOSTS)
+    assert "frames 0 to 2" in f.message and f.fix == "reencode"
+    assert len(build_frame_index(path, name=path.name)) == 30
+
+
+def test_repeated_timestamps_with_b_frames(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "pairs.mkv", "matroska", n=40, options={"g": "12"}, retime=collapse_pairs)
+    found = _diagnose(path)
+    f = found["timestamps_repeated"]
+    assert f.evidence["repeated_count"] == 20 and f.evidence["packets_without_pts"] == 0
+    assert "variable_frame_rate" not in found  # the repeats are not steps of the rate

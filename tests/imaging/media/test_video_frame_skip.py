@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.imaging.media._videos import decode_all, make_video
-from voxelgate.imaging.media.frame_index import FrameReader, build_frame_index
+from voxelgate.imaging.media.frame_index import FrameReader, Placer, build_frame_index
 
 
 @pytest.fixture(scope="module")
@@ -29,8 +29,8 @@ def _counting(reader: FrameReader) -> list[int]:
     count = [0]
     inner = reader._decode_packets
 
-    def counted() -> Iterator[av.VideoFrame]:
-        for frame in inner():
+    def counted(placer: Placer) -> Iterator[av.VideoFrame]:
+        for frame in inner(placer):
             count[0] += 1
             yield frame
 

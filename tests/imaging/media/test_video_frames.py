@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import av
@@ -83,11 +84,11 @@ def test_frames_show_what_was_encoded(videos: dict[str, Path]) -> None:
         assert all(_looks_like(reader.read(n), n) for n in (0, 1, 2, 7, 13, 29))
 
 
-def test_ghost_frames_are_not_addressable(videos: dict[str, Path]) -> None:
-    path = videos["ghost_mp4"]
+def test_ghost_frames_hidden_by_the_edit_list_are_not_frames(videos: dict[str, Path]) -> None:
+    path = videos["ghost_mp4"]  # the MP4 muxer keeps negative timestamps behind an edit list
     index = build_frame_index(path, name=path.name)
     assert len(index) == 30 - GHOSTS
-    assert len(index.ghost_pts) == GHOSTS and (index.ghost_pts < 0).all()
+    assert len(index.discarded_pts) == GHOSTS and (index.discarded_pts < 0).all() and index.negative == 0
     # Picture i was written at pts i - 3: frame 0 is picture 3.
     for n in (0, 1, 10, len(index) - 1):
         assert _looks_like(read_frame(path, index, n), n + GHOSTS)
@@ -121,7 +122,8 @@ def test_index_bytes_round_trip(videos: dict[str, Path]) -> None:
     index = build_frame_index(videos["ghost_mp4"], name="ghost.mp4")
     back = FrameIndex.from_bytes(index.to_bytes())
     assert (back.stream_index, back.time_base) == (index.stream_index, index.time_base)
-    for field in ("pts", "keyframe", "pos", "ghost_pts"):
+    assert not back.decoded
+    for field in ("pts", "keyframe", "pos", "discarded_pts"):
         assert np.array_equal(getattr(back, field), getattr(index, field))
     with pytest.raises(ValueError, match="not a frame index"):
         FrameIndex.from_bytes(b"nonsense")
@@ -147,7 +149,7 @@ def test_not_a_video(tmp_path: Path) -> None:
 def test_a_corrupt_keyframe_costs_its_gop_only(videos: dict[str, Path], tmp_path: Path) -> None:
     src = videos["bframes_mp4"]  # g=10
     index = build_frame_index(src, name=src.name)
-    k0, k1, k2 = (int(k) for k in np.flatnonzero(index.keyframe)[:3])
+    _, k1, k2 = (int(k) for k in np.flatnonzero(index.keyframe)[:3])
     with av.open(str(src)) as c:
         packets = [p for p in c.demux(video=0) if p.size]
         [(pos, size)] = [(p.pos, p.size) for p in packets if p.pts == index.pts[k1]]
@@ -160,11 +162,11 @@ def test_a_corrupt_keyframe_costs_its_gop_only(videos: dict[str, Path], tmp_path
     survived: dict[int, np.ndarray] = {}
     with av.open(str(broken)) as c:
         for packet in c.demux(video=0):
-            try:
+            with contextlib.suppress(av.FFmpegError):
                 survived.update((f.pts, f.to_ndarray(format="rgb24")) for f in packet.decode())
-            except av.FFmpegError:
-                pass
     assert int(index.pts[k1]) not in survived
+    other_gops = [n for n in range(len(index)) if n < k1 - 2 or n >= k2]
+    assert all(int(index.pts[n]) in survived for n in other_gops)  # FFmpeg lost only the broken GOP
     with FrameReader(broken, index, name="broken.mp4") as reader:
         for n in range(len(index)):
             pts = int(index.pts[n])
@@ -176,3 +178,10 @@ def test_a_corrupt_keyframe_costs_its_gop_only(videos: dict[str, Path], tmp_path
                 with pytest.raises(InvalidInputError, match=rf"frame {n} \(pts {pts}\) cannot be decoded"):
                     reader.read(n)
         assert reader.rejected_packets >= 1
+
+
+def test_frames_sharing_a_time_are_spread_for_interpolation() -> None:
+    from voxelgate.imaging.media.annotation_grid import spread_ties
+
+    assert spread_ties([0.0, 1.0, 1.0, 2.0, 3.0, 3.0, 3.0]) == pytest.approx([0, 1, 1.5, 2, 3, 3 + 1 / 3, 3 + 2 / 3])
+    assert spread_ties([-0.1, 0.0, 0.1]) == [-0.1, 0.0, 0.1]  # nothing to spread: unchanged

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import threading
+import time
+from functools import partial
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
 
+from tests._threads import in_thread
 from tests.imaging.media._videos import make_video
 from voxelgate.imaging.media.frame_index import FrameReader, Pieces, build_frame_index, payload_bytes, to_picture
 from voxelgate.imaging.media.video_readers import AheadCancelled, ReadAhead
@@ -88,6 +91,7 @@ class _Maker:
 
     def __init__(self) -> None:
         self.go = threading.Event()
+        self.started = threading.Event()
         self.seen: list[tuple[int, bool]] = []
         self.nice: int | None = None
 
@@ -96,7 +100,8 @@ class _Maker:
     ) -> tuple[bytes, str, str, tuple[int, ...], float]:
         if hasattr(os, "getpriority"):
             self.nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        self.go.wait(10)
+        self.started.set()
+        self.go.wait(30)
         self.seen.append((n, cancel.is_set()))
         if n < 0:
             raise LookupError("no reader")
@@ -110,10 +115,17 @@ def test_an_ask_waits_for_its_frame_being_made_and_takes_it() -> None:
     ahead = ReadAhead(make)
     stream = ("v", "raw", None)
     ahead.schedule(stream, 5)
-    while make.nice is None:  # the maker has started
-        threading.Event().wait(0.01)
-    threading.Timer(0.1, make.go.set).start()
-    assert ahead.claim(stream, 5) == (b"5", "x", "|u1", (1,), 0.0)
+    assert make.started.wait(30)
+    try:
+        claim = in_thread(partial(ahead.claim, stream, 5))
+        deadline = time.monotonic() + 30
+        while stream in ahead._pending:  # until the ask has taken the frame being made
+            assert time.monotonic() < deadline, "the ask never came"
+            time.sleep(0.001)
+        assert not claim.done()  # it waits, since the frame is still being made
+    finally:
+        make.go.set()
+    assert claim.result(timeout=30) == (b"5", "x", "|u1", (1,), 0.0)
     assert ahead.claim(stream, 5) is None  # taken once
     st = ahead.stats()
     assert (st.scheduled, st.made, st.served, st.cancelled) == (1, 1, 1, 0)
@@ -126,8 +138,7 @@ def test_an_ask_for_another_frame_cancels_the_frame_ahead() -> None:
     ahead = ReadAhead(make)
     stream = ("v", "jpeg", (64, 0))
     ahead.schedule(stream, 8)
-    while make.nice is None:
-        threading.Event().wait(0.01)
+    assert make.started.wait(30)
     assert ahead.claim(stream, 20) is None  # the viewer jumped
     make.go.set()
     assert ahead.idle()
@@ -139,8 +150,7 @@ def test_frames_not_started_are_taken_over_and_skips_are_counted() -> None:
     make = _Maker()
     ahead = ReadAhead(make)
     ahead.schedule(("a", "raw", None), -1)  # the thread is busy with this one
-    while make.nice is None:
-        threading.Event().wait(0.01)
+    assert make.started.wait(30)
     ahead.schedule(("b", "raw", None), 3)
     assert ahead.claim(("b", "raw", None), 3) is None  # queued, not started: the asker makes it sooner
     for i in range(10):  # more viewers than are kept: the oldest lose their frame ahead
@@ -166,15 +176,14 @@ def test_a_frame_cancelled_while_its_maker_finishes_counts_once() -> None:
         def __call__(
             self, stream: object, n: int, cancel: threading.Event
         ) -> tuple[bytes, str, str, tuple[int, ...], float]:
-            self.nice = 0
-            self.go.wait(10)
+            self.started.set()
+            self.go.wait(30)
             return str(n).encode(), "x", "|u1", (1,), 0.0
 
     make = FinishesAnyway()
     ahead = ReadAhead(make)
     ahead.schedule(("v", "raw", None), 1)
-    while make.nice is None:  # being made
-        threading.Event().wait(0.01)
+    assert make.started.wait(30)  # being made
     assert ahead.claim(("v", "raw", None), 7) is None  # the viewer went elsewhere: cancelled
     make.go.set()
     assert ahead.idle()

@@ -113,7 +113,7 @@ def test_sniff_video_format(videos: dict[str, Path]) -> None:
 def test_not_a_video(tmp_path: Path) -> None:
     path = tmp_path / "notes.mp4"
     path.write_text("hello\n" * 20)
-    with pytest.raises(InvalidInputError, match="not a video.*looks like text") as err:
+    with pytest.raises(InvalidInputError, match=r"not a video.*looks like text") as err:
         probe_video(path, name="notes.mp4")
     assert err.value.subject == "notes.mp4"
 

@@ -1,0 +1,45 @@
+"""Services registered with some reply serializers replaced (the replies :mod:`voxelgate.wire` writes)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import grpc
+
+
+class _HandlerTable:
+    """Stands in for a server to take the method handlers the generated code registers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Any] = {}
+
+    def add_generic_rpc_handlers(self, generic_handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service_name: str, method_handlers: dict[str, Any]) -> None:
+        self.handlers = dict(method_handlers)
+
+
+def add_service(
+    add_to_server: Callable[[Any, Any], None],
+    servicer: object,
+    server: grpc.Server,
+    service_name: str,
+    serializers: Mapping[str, Callable[[Any], bytes]],
+) -> None:
+    """Register ``servicer`` as the generated ``add_..._to_server`` does, with some response serializers replaced.
+
+    The handler table is the generated one (request deserializers, the other
+    methods); only the methods named in ``serializers`` get theirs.
+    """
+    table = _HandlerTable()
+    add_to_server(servicer, table)
+    if not set(serializers) <= table.handlers.keys():
+        raise RuntimeError(f"the generated {service_name} registration no longer hands over its method handlers")
+    handlers = {
+        name: h._replace(response_serializer=serializers[name]) if name in serializers else h
+        for name, h in table.handlers.items()
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_name, handlers),))
+    server.add_registered_method_handlers(service_name, handlers)

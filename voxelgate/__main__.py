@@ -1,0 +1,3 @@
+from voxelgate.cli import main
+
+raise SystemExit(main())

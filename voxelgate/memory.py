@@ -1,0 +1,64 @@
+"""Volume-sized arrays in memory of their own, in small pages.
+
+numpy asks the kernel for transparent huge pages on every large array
+(``madvise(MADV_HUGEPAGE)``). On a virtual machine that hands free memory back
+to its host (virtio-balloon free page reporting, which reports free blocks of
+huge-page size), the first touch of such an array is either very fast or very
+slow from run to run, where the same array in 4 KiB pages costs the same every
+time. A cold ``GetVolume`` pays it twice, once in the server's build and once in
+the client's array, so both take their arrays from :func:`fresh_array` (the
+measurements are in docs/performance.md).
+
+Small arrays and platforms without anonymous ``mmap`` get :func:`numpy.empty`.
+
+Both ends use it: the domain for volumes (``voxelgate.imaging``), the client for the
+array ``GetVolume`` fills and for shared memory segments (``voxelgate.client``).
+"""
+
+from __future__ import annotations
+
+import mmap
+from collections.abc import Sequence
+
+import numpy as np
+
+#: Below this many bytes an array comes from numpy's allocator as usual.
+SMALL_BYTES = 16 << 20
+
+
+def fresh_array(shape: Sequence[int], dtype: np.typing.DTypeLike, *, populate: bool = False) -> np.ndarray:
+    """An uninitialised C-contiguous array of ``shape`` and ``dtype`` in anonymous memory of its own.
+
+    With ``populate`` every page is faulted in before the array is returned:
+    for a single thread about to write the whole array. Without it, pages are
+    faulted in as they are first written, which lets several threads share the
+    work. The memory is returned to the system when the array (and every view
+    of it) is gone.
+
+    The pages are faulted in by :func:`fault_in`, not by ``MAP_POPULATE``.
+    """
+    dtype = np.dtype(dtype)
+    shape = tuple(int(n) for n in shape)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if nbytes < SMALL_BYTES or not hasattr(mmap, "MAP_ANONYMOUS"):
+        return np.empty(shape, dtype)
+    mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+    if hasattr(mmap, "MADV_NOHUGEPAGE"):
+        mapping.madvise(mmap.MADV_NOHUGEPAGE)  # small pages even where the kernel would give huge ones unasked
+    if populate:
+        fault_in(mapping)
+    # One array over the mapping, so that views of it name it as their base, as numpy.empty's do.
+    return np.ndarray(shape, dtype=dtype, buffer=mapping)
+
+
+def fault_in(mapping: mmap.mmap) -> None:
+    """Fault in every page of a fresh, writable (so zero-filled) ``mapping`` before it is used.
+
+    Numpy writes a zero byte into each page, with the interpreter lock released.
+    ``MAP_POPULATE`` would do it in one call, but Python's ``mmap`` holds the
+    lock through the call, and the kernel holds the process's memory-map lock
+    through a populating call, so other threads would stop for its whole length;
+    a page at a time takes a little longer in all, and no other thread waits for
+    more than a moment.
+    """
+    np.ndarray((len(mapping),), dtype=np.uint8, buffer=mapping)[:: mmap.PAGESIZE] = 0
