@@ -16,7 +16,7 @@ from pydicom.dataset import Dataset
 from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.dicom import notes
 from voxelgate.imaging.dicom.parse import parse_instance
-from voxelgate.imaging.dicom.pixels import Limits
+from voxelgate.imaging.limits import Limits
 
 
 def _slice(folder: Path, n: int) -> Dataset:

@@ -22,7 +22,7 @@ from e2e_support import OUTCOME, Server, file_chunks, ingest_chunks, serve
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from voxelgate.imaging.contained import DecoderPool
-from voxelgate.imaging.dicom.pixels import Limits
+from voxelgate.imaging.limits import Limits
 from voxelgate.v1 import dicom_pb2
 
 #: The pixel limit of these servers: a deflated dataset may inflate to it plus 64 MiB.
