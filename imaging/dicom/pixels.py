@@ -89,6 +89,9 @@ def decode_frames(
     transfer syntax), pydicom decodes from the parsed dataset instead.
     """
     idx = list(indices) if indices is not None else None
+    if _bit_packed(ds):
+        yield from _packed_frames(path, ds, idx)
+        return
     if "decoding_plugin" not in opts and _prefer_pillow(ds):
         # Pillow's bundled openjpeg decodes with OPJ_NUM_THREADS threads (set by
         # the server at start-up); pylibjpeg-openjpeg decodes on one core.
@@ -112,6 +115,62 @@ def decode_frames(
                 raise
             log.debug("path decoding failed, decoding from the dataset", exc_info=True)
     yield from iter_pixels(ds, indices=idx, raw=raw, **opts)
+
+
+def _bit_packed(ds: Dataset) -> bool:
+    """Native, little-endian, one bit a pixel (a DICOM Segmentation's BINARY frames, overlays)."""
+    tsyntax = ds.file_meta.get("TransferSyntaxUID")
+    return (
+        tsyntax is not None
+        and not tsyntax.is_encapsulated
+        and not tsyntax.is_deflated
+        and tsyntax.is_little_endian
+        and _int(ds, "BitsAllocated") == 1
+        and 0x7FE00010 in ds
+    )
+
+
+def _packed_frames(path: Path | BinaryIO, ds: Dataset, indices: list[int] | None) -> Iterator[np.ndarray]:
+    """Frames of 1-bit pixel data, unpacked here (uint8 0/1, as pydicom gives them).
+
+    Frames follow each other bit by bit, so that a frame whose pixel count is no
+    multiple of 8 starts inside a byte: pydicom 3.0's ``iter_pixels`` fails on
+    every frame after the first of those ("cannot reshape"), while such
+    segmentations are valid and common (any plane of odd size).
+
+    Raises
+    ------
+    IndexError
+        A frame past the end.
+    ValueError
+        The pixel data is shorter than the frames need.
+    """
+    rows, cols, samples, frames, _ = pixel_layout(ds)
+    n = rows * cols * samples
+    raw = raw_item(ds, 0x7FE00010)
+    if isinstance(raw, RawDataElement) and raw.value is None and raw.value_tell is not None:
+        data = _read_at(path, int(raw.value_tell), int(raw.length))
+    else:
+        data = bytes(ds.PixelData)
+    for i in indices if indices is not None else range(frames):
+        if not 0 <= i < frames:
+            raise IndexError(f"frame {i} out of range (0..{frames - 1})")
+        start = i * n
+        first, end = start // 8, (start + n + 7) // 8
+        if end > len(data):
+            raise ValueError(f"pixel data holds {len(data)} bytes; frame {i} needs {end}")
+        bits = np.unpackbits(np.frombuffer(data, np.uint8, end - first, first), bitorder="little")
+        frame = bits[start - first * 8 : start - first * 8 + n]
+        yield frame.reshape((rows, cols, samples) if samples > 1 else (rows, cols))
+
+
+def _read_at(path: Path | BinaryIO, offset: int, length: int) -> bytes:
+    if isinstance(path, Path):
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read(length)
+    path.seek(offset)
+    return path.read(length)
 
 
 _J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}

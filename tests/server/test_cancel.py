@@ -199,7 +199,7 @@ def _noise_jpeg(rng: np.random.Generator) -> bytes:
 
 @pytest.mark.slow
 def test_an_export_outlives_its_caller_and_cancel_export_stops_it(tmp_path: object) -> None:
-    from voxelgate.server.client import ingest_bytes_requests
+    from voxelgate.client.files import ingest_bytes_requests
     from voxelgate.v1 import media_pb2, media_pb2_grpc
 
     rng = np.random.default_rng(3)
