@@ -85,6 +85,7 @@ class Running:
         self.server.stop(grace).wait()
         if self.decoders is not None:
             self.decoders.close()
+        self.archive.backfill.stop()
         if self.media is not None:
             self.media.readers.close()
         self.catalog.close()
@@ -353,6 +354,9 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     received = _note_signals()
     frozen = freeze_startup_objects()
     running.server.start()
+    if worker is None or worker.index == 0:
+        # After serving starts: instances stored before the metadata index existed get their entries.
+        running.archive.backfill.start()
     if worker is not None:
         worker.ready.value = 1
     log.info(

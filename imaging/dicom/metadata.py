@@ -8,9 +8,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from .bulk import TagPath, bulk_uri, raw_element
 from .parse import HEADER_ERRORS, read_dataset
@@ -43,9 +44,7 @@ def instance_json(
     ``include_private``. With ``keywords`` each attribute object also carries the
     element's ``keyword`` from the data dictionary (public elements), beside the
     ``vr`` and value the standard defines; readers of the model ignore it. The
-    result round-trips through ``Dataset.from_json``. An element whose value
-    pydicom cannot convert (ingest reads only the elements it needs) is left out,
-    as is a sequence holding one.
+    result round-trips through ``Dataset.from_json``.
 
     Raises
     ------
@@ -55,25 +54,118 @@ def instance_json(
     """
     # Large values stay deferred: the pixel data and other bulk values are not read for metadata.
     ds, _ = read_dataset(path, name=name)
-    pixel_vr = None
+    return dataset_json(
+        ds,
+        sop_uid=sop_uid,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        include_private=include_private,
+        bulk_data_threshold=bulk_data_threshold,
+        keywords=keywords,
+    )
+
+
+def dataset_json(
+    ds: Dataset,
+    *,
+    sop_uid: str,
+    study_uid: str,
+    series_uid: str,
+    include_private: bool = False,
+    bulk_data_threshold: int = DEFAULT_BULK_THRESHOLD,
+    keywords: bool = False,
+) -> dict[str, Any]:
+    """The JSON model of a dataset read by :func:`.parse.read_dataset` (see :func:`instance_json`).
+
+    The dataset is not changed; deferred values that become BulkDataURIs are not read.
+    """
+    pixel: tuple[int, str] | None = None
     if has_pixels(ds):
-        pix = next(ds[t] for t in PIXEL_TAGS if t in ds)
-        pixel_vr = (int(pix.tag), pix.VR if pix.VR in ("OB", "OW", "OF", "OD") else "OW")
-        del ds[pix.tag]
+        # Named, not read (it may be gigabytes).
+        tag = next(t for t in PIXEL_TAGS if t in ds)
+        pixel = (tag, _pixel_vr(ds, tag))
 
     def uri(at: TagPath) -> str:
         return bulk_uri(study_uid, series_uid, sop_uid, at)
 
+    skip = frozenset() if pixel is None else frozenset({pixel[0]})
     left_out: list[int] = []
-    model = _model(ds, (), uri, bulk_data_threshold, keywords, private=include_private, left_out=left_out)
+    model = _model(ds, (), uri, bulk_data_threshold, keywords, include_private, left_out, skip)
     if left_out:
         log.info("elements left out of a JSON model: their values do not convert", extra={"elements": len(left_out)})
-    if pixel_vr is not None:
-        tag, vr = pixel_vr
+    if pixel is not None:
+        tag, vr = pixel
         model[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": uri((tag,))}
         if keywords:
-            model[f"{tag:08X}"]["keyword"] = keyword_for_tag(tag)
+            model[f"{tag:08X}"]["keyword"] = keyword_of(tag)
     return model
+
+
+def _pixel_vr(ds: Dataset, tag: int) -> str:
+    """The VR of the pixel data element without reading its value: as the file gives it, or as pydicom
+    resolves ``OB or OW`` when it reads it (PS3.5 A.1, A.2, A.4)."""
+    raw = raw_element(ds, tag)
+    if raw.VR in ("OB", "OW", "OF", "OD"):
+        return str(raw.VR)
+    if raw.VR == "OB or OW" or raw.VR is None:
+        if tag == 0x7FE00010 and getattr(raw, "length", 0) == 0xFFFFFFFF:
+            return "OB"  # encapsulated
+        if ds.original_encoding[0] or raw.VR is None:
+            return "OW"  # implicit VR
+        bits = ds.get("BitsAllocated")
+        return "OB" if isinstance(bits, int) and bits <= 8 else "OW"
+    return "OW"
+
+
+def keyword_of(tag: int) -> str:
+    """The keyword the model gives an element: the data dictionary's, empty for private, repeating-group
+    and unknown elements (as ``DataElement.keyword``)."""
+    return str(dictionary_keyword(tag)) if dictionary_has_tag(tag) else ""
+
+
+_INT_VRS = frozenset({"IS", "SL", "SS", "SV", "UL", "US", "UV", "US or SS"})
+_FLOAT_VRS = frozenset({"DS", "FD", "FL"})
+#: VRs whose JSON pydicom's ``to_json_dict`` writes as a plain list of the values (numbers converted).
+_PLAIN_VRS = (
+    frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
+    | _INT_VRS
+    | _FLOAT_VRS
+)
+
+
+def _value_json(elem: DataElement) -> dict[str, Any] | None:
+    """``elem.to_json_dict`` for the common VRs (text, numbers, person names), written out for speed
+    (ingest makes every instance's model); None for any other VR, or a value of an unexpected kind,
+    which then goes through pydicom. Equal to pydicom's by construction: tests compare the two on
+    every test file."""
+    vr = elem.VR
+    if vr not in _PLAIN_VRS and vr != "PN":
+        return None
+    value = elem.value
+    if value is None or value == "" or (isinstance(value, MultiValue | list) and not value):
+        return {"vr": vr}
+    values = list(value) if isinstance(value, MultiValue | list) else [value]
+    try:
+        if vr == "PN":
+            out: list[Any] = []
+            for v in values:
+                comps = v.components
+                item = {"Alphabetic": comps[0]}
+                if len(comps) > 1:
+                    item["Ideographic"] = comps[1]
+                if len(comps) > 2:
+                    item["Phonetic"] = comps[2]
+                out.append(item)
+            return {"vr": vr, "Value": out}
+        if vr in _INT_VRS:
+            return {"vr": vr, "Value": [int(v) if v is not None else None for v in values]}
+        if vr in _FLOAT_VRS:
+            return {"vr": vr, "Value": [float(v) if v is not None else None for v in values]}
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return None
+    if not all(isinstance(v, str) for v in values):
+        return None
+    return {"vr": vr, "Value": values}
 
 
 def _named(uri: Callable[[TagPath], str], at: TagPath, _elem: DataElement) -> str:
@@ -86,54 +178,69 @@ def _model(
     uri: Callable[[TagPath], str],
     threshold: int,
     keywords: bool,
-    *,
     private: bool,
     left_out: list[int],
+    skip: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     """``ds.to_json_dict`` with each BulkDataURI naming its element's path (pydicom's handler sees
-    the element only, not where it sits: nested values would all get the top-level tag).
+    the element only, not where it sits: nested values would all get the top-level tag). Private
+    elements (at any depth) only with ``private``; the tags in ``skip`` are left out.
 
-    Private elements are left out unless ``private`` (pydicom's ``remove_private_tags``
-    converts every element on the way), and so is an element whose value does not
-    convert (pydicom's ``suppress_invalid_tags`` switches a process-wide reading mode
-    that other request threads would see): its tag is counted in ``left_out``, never
-    logged with its value.
+    So is an element whose value pydicom cannot convert (ingest reads only the elements it
+    needs), at any depth: its tag goes to ``left_out``, never its value to a log.
+    pydicom's own ``suppress_invalid_tags`` would switch a process-wide reading mode that other
+    request threads see.
     """
     out: dict[str, Any] = {}
     for key in sorted(ds.keys()):  # tags; iterating the dataset would read every deferred value
-        if not private and key.is_private:
+        if int(key) in skip or (not private and key.is_private):
             continue
         try:
-            raw = raw_element(ds, key)
-            if (
-                isinstance(raw, RawDataElement)
-                and raw.value is None
-                and raw.VR in _BINARY
-                and raw.length != 0xFFFFFFFF
-                and raw.length > (threshold // 4) * 3
-            ):
-                # Deferred (large) and bulk either way: named without reading it (as pydicom would decide).
-                tag = int(raw.tag)
-                out[f"{tag:08X}"] = {"vr": raw.VR, "BulkDataURI": uri((*at, tag))}
-                if keywords and keyword_for_tag(tag):
-                    out[f"{tag:08X}"]["keyword"] = keyword_for_tag(tag)
-                continue
-            elem = ds[key]
-            tag = int(elem.tag)
-            if elem.VR == "SQ":
-                obj: dict[str, Any] = {
-                    "vr": "SQ",
-                    "Value": [
-                        _model(item, (*at, tag, i), uri, threshold, keywords, private=private, left_out=left_out)
-                        for i, item in enumerate(elem.value)
-                    ],
-                }
-            else:
-                obj = elem.to_json_dict(functools.partial(_named, uri, (*at, tag)), threshold)
-            if keywords and elem.keyword:
-                obj["keyword"] = elem.keyword
+            obj = _element_json(ds, key, at, uri, threshold, keywords, private, left_out)
         except HEADER_ERRORS:
             left_out.append(int(key))
             continue
-        out[f"{tag:08X}"] = obj
+        out[f"{int(key):08X}"] = obj
     return out
+
+
+def _element_json(
+    ds: Dataset,
+    key: Any,
+    at: TagPath,
+    uri: Callable[[TagPath], str],
+    threshold: int,
+    keywords: bool,
+    private: bool,
+    left_out: list[int],
+) -> dict[str, Any]:
+    """One element's attribute object in the model (see :func:`_model`)."""
+    raw = raw_element(ds, key)
+    if (
+        isinstance(raw, RawDataElement)
+        and raw.value is None
+        and raw.VR in _BINARY
+        and raw.length != 0xFFFFFFFF
+        and raw.length > (threshold // 4) * 3
+    ):
+        # Deferred (large) and bulk either way: named without reading it (as pydicom would decide).
+        tag = int(raw.tag)
+        named: dict[str, Any] = {"vr": raw.VR, "BulkDataURI": uri((*at, tag))}
+        if keywords and keyword_of(tag):
+            named["keyword"] = keyword_of(tag)
+        return named
+    elem = ds[key]
+    tag = int(elem.tag)
+    if elem.VR == "SQ":
+        obj: dict[str, Any] = {
+            "vr": "SQ",
+            "Value": [
+                _model(item, (*at, tag, i), uri, threshold, keywords, private, left_out)
+                for i, item in enumerate(elem.value)
+            ],
+        }
+    else:
+        obj = _value_json(elem) or elem.to_json_dict(functools.partial(_named, uri, (*at, tag)), threshold)
+    if keywords and elem.keyword:
+        obj["keyword"] = elem.keyword
+    return obj

@@ -15,10 +15,12 @@ from pathlib import Path
 import numpy as np
 
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
+from voxelgate.cache.catalog_index import IndexedInstance
 
 from ..contained import Emit
 from ..limits import Limits
 from .headers import summarize
+from .metadata_index import entry_from_dataset
 from .parse import ParsedInstance, parse_instance
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ class Validated:
     instance: InstanceRow
     warnings: list[str] = field(default_factory=list)
     header: str | None = None  # the summary volume builds use (headers.InstanceHeader as JSON), when made
+    index: IndexedInstance | None = None  # the metadata entry kept with the row (None: the backfill makes it)
 
 
 def validate_file(
@@ -54,7 +57,9 @@ def validate_file(
             emit(index, frame)
 
     parsed = parse_instance(path, name=name, sha256=sha256, size=size, limits=limits, on_frame=keep)
-    return Validated(parsed.study, parsed.series, parsed.instance, parsed.warnings, header_summary(parsed))
+    return Validated(
+        parsed.study, parsed.series, parsed.instance, parsed.warnings, header_summary(parsed), index_entry(parsed)
+    )
 
 
 def header_summary(parsed: ParsedInstance) -> str | None:
@@ -65,4 +70,16 @@ def header_summary(parsed: ParsedInstance) -> str | None:
         return summarize(parsed.dataset, parsed.instance.sop_uid).to_json()
     except Exception:  # an aid, not a requirement
         log.debug("no header summary for an ingested instance", exc_info=True)
+        return None
+
+
+def index_entry(parsed: ParsedInstance) -> IndexedInstance | None:
+    """The metadata entry ingest keeps with an instance's row (None when it cannot be made: the backfill
+    then makes it from the stored file, and reports why it could not)."""
+    if parsed.dataset is None:
+        return None
+    try:
+        return entry_from_dataset(parsed.dataset, parsed.instance)
+    except Exception:
+        log.debug("no metadata entry for an ingested instance", exc_info=True)
         return None
