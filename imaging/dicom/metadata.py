@@ -13,7 +13,7 @@ from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
-from .bulk import TagPath, bulk_uri, raw_element
+from .bulk import TagPath, bulk_uri, element_vr, raw_element
 from .parse import HEADER_ERRORS, read_dataset
 from .pixels import PIXEL_TAGS, has_pixels
 
@@ -102,19 +102,9 @@ def dataset_json(
 
 
 def _pixel_vr(ds: Dataset, tag: int) -> str:
-    """The VR of the pixel data element without reading its value: as the file gives it, or as pydicom
-    resolves ``OB or OW`` when it reads it (PS3.5 A.1, A.2, A.4)."""
-    raw = raw_element(ds, tag)
-    if raw.VR in ("OB", "OW", "OF", "OD"):
-        return str(raw.VR)
-    if raw.VR == "OB or OW" or raw.VR is None:
-        if tag == 0x7FE00010 and getattr(raw, "length", 0) == 0xFFFFFFFF:
-            return "OB"  # encapsulated
-        if ds.original_encoding[0] or raw.VR is None:
-            return "OW"  # implicit VR
-        bits = ds.get("BitsAllocated")
-        return "OB" if isinstance(bits, int) and bits <= 8 else "OW"
-    return "OW"
+    """The VR of the pixel data element without reading its value (see :func:`.bulk.element_vr`)."""
+    vr = element_vr(ds, raw_element(ds, tag), tag)
+    return vr if vr in ("OB", "OW", "OF", "OD") else "OW"
 
 
 def keyword_of(tag: int) -> str:
