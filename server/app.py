@@ -46,6 +46,7 @@ from .auth import BearerAuthInterceptor, load_tokens
 from .backends import open_catalog, open_store
 from .config import Backends, Config
 from .dicom_servicer import DicomServicer
+from .door import DoorInterceptor
 from .media_servicer import MediaServicer, add_media_service
 from .status import ErrorInterceptor
 from .volume_servicer import VolumeServicer, add_volume_service
@@ -177,6 +178,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     if config.token_file is not None:
         interceptors.append(BearerAuthInterceptor(load_tokens(config.token_file)))
     interceptors.append(ErrorInterceptor())
+    interceptors.append(DoorInterceptor())  # inside the error mapping: what the door refuses becomes a status
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
