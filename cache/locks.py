@@ -55,5 +55,16 @@ class ProcessLock:
         if fd is not None:
             os.close(fd)
 
+    def let_go(self) -> None:
+        """Release the lock and close its file, from whichever thread holds it now.
+
+        For a lock taken in one thread and handed to another that releases it
+        (the thread lock is a plain lock, which any thread may release).
+        """
+        try:
+            self.__exit__(None, None, None)
+        finally:
+            self.close()
+
 
 __all__ = ["ProcessLock"]

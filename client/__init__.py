@@ -27,6 +27,7 @@ from .admin import CacheStats, HealthStatus, ServerInfo
 from .annotations import (
     Box,
     Coordinates,
+    DicomFrameSource,
     DicomSource,
     InterpolatedShape,
     InterpolationResult,
@@ -39,8 +40,10 @@ from .annotations import (
     Remapped,
     Ring,
     StoredSegmentation,
+    Unit,
 )
-from .dicom import DeleteResult, Frame, Instance, Series, Study
+from .bulk import BulkData, BulkDataHeader, BulkDataStream
+from .dicom import DeleteResult, Frame, FrameFormat, Instance, Series, Study
 from .media import (
     AudioStream,
     Export,
@@ -57,6 +60,7 @@ from .media import (
     Severity,
     VideoInfo,
 )
+from .media_inventory import DeletedMedia, MediaEntry, MediaKind
 from .transport import Deadlines, Keepalive, Retry
 from .volumes import (
     Encoding,
@@ -67,6 +71,7 @@ from .volumes import (
     SlabMode,
     Slice,
     StackInfo,
+    ValueSpace,
     VoiFunction,
     Volume,
     VolumeInfo,
@@ -76,17 +81,23 @@ from .volumes import (
 __all__ = [
     "AudioStream",
     "Box",
+    "BulkData",
+    "BulkDataHeader",
+    "BulkDataStream",
     "CacheStats",
     "Client",
     "Coordinates",
     "Deadlines",
     "DeleteResult",
+    "DeletedMedia",
+    "DicomFrameSource",
     "DicomSource",
     "Encoding",
     "ExcludedFrame",
     "Export",
     "Finding",
     "Frame",
+    "FrameFormat",
     "Geometry",
     "HealthStatus",
     "ImageInfo",
@@ -98,8 +109,10 @@ __all__ = [
     "InterpolationResult",
     "Keepalive",
     "Mask",
+    "MediaEntry",
     "MediaFormat",
     "MediaFrame",
+    "MediaKind",
     "MediaSet",
     "MediaSource",
     "Outcome",
@@ -124,6 +137,8 @@ __all__ = [
     "StackInfo",
     "StoredSegmentation",
     "Study",
+    "Unit",
+    "ValueSpace",
     "VideoInfo",
     "VoiFunction",
     "Volume",

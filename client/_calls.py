@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, TypeVar
 
 import grpc
@@ -14,11 +14,13 @@ from voxelgate.errors import (
     VoxelgateError,
     error_for,
 )
+from voxelgate.v1 import common_pb2
 
 from ._ingest import IngestCall
 from .transport import ROUTE_KEY, Deadlines, Kind, Settings
 
 _T = TypeVar("_T")
+_Row = TypeVar("_Row")
 
 #: What gRPC's core says when no connection could be made (no server, a name that does not
 #: resolve, no route), as opposed to a server that answered UNAVAILABLE itself.
@@ -110,7 +112,7 @@ class Calls:
         kind: Kind,
         timeout: float | None = None,
         route: str | None = None,
-    ) -> Iterator[Any]:
+    ) -> Generator[Any, None, None]:
         """The replies of a streaming call, its errors raised (while iterating) as :mod:`voxelgate.errors`.
 
         The call is made at once (so that its deadline runs from now); leaving the iteration
@@ -125,13 +127,34 @@ class Calls:
         call = method(request, timeout=deadline, metadata=self._metadata(route))
         return self._replies(call, deadline)
 
-    def _replies(self, call: Any, deadline: float | None) -> Iterator[Any]:
+    def _replies(self, call: Any, deadline: float | None) -> Generator[Any, None, None]:
         try:
             yield from call
         except grpc.RpcError as exc:
             raise translate(exc, self.address, deadline) from exc
         finally:
             call.cancel()  # nothing if the call is over; else the caller stopped early and the server stops too
+
+    def _pages(
+        self,
+        method: Callable[..., Any],
+        make: Callable[[common_pb2.PageRequest], Any],
+        rows: Callable[[Any], Iterable[_Row]],
+        *,
+        page_size: int,
+        timeout: float | None,
+    ) -> Iterator[_Row]:
+        """The rows of a list call, a page at a time: ``make(page)`` is the request of a page, ``rows(reply)``
+        its rows; the next page is asked for when this one is used up (errors raise while iterating).
+        """
+        token = ""
+        while True:
+            page = common_pb2.PageRequest(page_size=page_size, page_token=token)
+            reply = self._unary(method, make(page), kind="quick", timeout=timeout)
+            yield from rows(reply)
+            token = reply.next_page_token
+            if not token:
+                return
 
     def _start_ingest(
         self, method: Callable[..., Any], files: list[Any], done: list[Any], *, overwrite: bool, timeout: float | None

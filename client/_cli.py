@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import datetime
 import enum
 import json
 import os
@@ -146,7 +147,7 @@ def output_closed() -> int:
 
 
 def jsonable(value: Any) -> Any:
-    """Dataclasses, enums, fractions and paths as JSON values (arrays and bytes left out)."""
+    """Dataclasses, enums, fractions, times and paths as JSON values (arrays and bytes left out)."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {
             f.name: jsonable(getattr(value, f.name))
@@ -159,6 +160,8 @@ def jsonable(value: Any) -> Any:
         return {"num": value.numerator, "den": value.denominator}
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
     if isinstance(value, (list, tuple)):
         return [jsonable(v) for v in value]
     if isinstance(value, dict):

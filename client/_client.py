@@ -13,8 +13,10 @@ from voxelgate.v1 import admin_pb2_grpc, annotation_pb2_grpc, dicom_pb2_grpc, me
 
 from .admin import AdminCalls
 from .annotations import AnnotationCalls
+from .bulk import BulkDataCalls
 from .dicom import DicomCalls
 from .media import MediaCalls
+from .media_inventory import MediaInventoryCalls
 from .transport import (
     ChannelOptions,
     Deadlines,
@@ -27,7 +29,7 @@ from .transport import (
 from .volumes import VolumeCalls
 
 
-class Client(DicomCalls, VolumeCalls, MediaCalls, AnnotationCalls, AdminCalls):
+class Client(DicomCalls, BulkDataCalls, VolumeCalls, MediaCalls, MediaInventoryCalls, AnnotationCalls, AdminCalls):
     """A connection to a voxelgate server, with every call of its API as a method.
 
     Use it as a context manager (or call :meth:`close`)::

@@ -44,6 +44,26 @@ class DicomSource:
 
 
 @dataclass(frozen=True)
+class DicomFrameSource:
+    """The frames of a 2D acquisition that forms no volume, in time order: one multi-frame instance's
+    (``sop_instance_uid``: an ultrasound cine loop, an XA run, tomosynthesis projections), or a
+    series' images (``series_instance_uid``: MG, CR or DX views, ultrasound stills). Give one.
+
+    Keys count frames in time order (one instance: its frame numbers from 0); shapes are in
+    pixels of the frame as :meth:`~voxelgate.client.Client.get_frame` returns it; positions are
+    seconds from the first frame (Frame Time Vector, Frame Time, per-frame or acquisition
+    date-times), or the order when the frames carry no times (:attr:`Unit.FRAME`).
+    """
+
+    sop_instance_uid: str = ""
+    series_instance_uid: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.sop_instance_uid) == bool(self.series_instance_uid):
+            raise ValueError("a DicomFrameSource names exactly one of sop_instance_uid and series_instance_uid")
+
+
+@dataclass(frozen=True)
 class MediaSource:
     """A video (media id) or an image group or sequence (set id); positions are presentation times."""
 
@@ -61,7 +81,15 @@ class PlaneSource:
     slice_positions: tuple[float, ...]
 
 
-Source: TypeAlias = DicomSource | MediaSource | PlaneSource
+Source: TypeAlias = DicomSource | DicomFrameSource | MediaSource | PlaneSource
+
+
+class Unit(enum.StrEnum):
+    """What the positions of an interpolation's shapes count."""
+
+    MM = "mm"  #: millimetres along the plane's axis (DICOM stacks and planes)
+    SECONDS = "s"  #: presentation or acquisition times (videos, sets, 2D acquisitions)
+    FRAME = "frame"  #: the frames' order, for frames without times (a warning says why)
 
 
 def _points(value: object, what: str) -> np.ndarray:
@@ -142,12 +170,19 @@ Shape: TypeAlias = Box | Points | Polyline | Polygon | Mask
 @dataclass(frozen=True)
 class InterpolatedShape:
     """The shape on one slice or frame: ``method`` is key, linear, contour-morph, sdf, mask-fallback, nearest
-    or hold; ``position`` is physical (mm along the plane's axis, or seconds)."""
+    or hold; ``position`` is physical (mm along the plane's axis, or seconds) or the order.
+
+    A shape on a DICOM frame (a :class:`DicomFrameSource`, or a :class:`DicomSource` with
+    ``source_frames``) names it: ``sop_instance_uid`` and ``frame`` (0-based), as
+    :meth:`~voxelgate.client.Client.get_frame` takes them; both unset on reformatted planes.
+    """
 
     index: int
     position: float
     shape: Shape
     method: str
+    sop_instance_uid: str = ""
+    frame: int | None = None
 
 
 @dataclass(frozen=True)
@@ -166,7 +201,7 @@ class InterpolationResult:
     """What ``Interpolate`` answered: a shape for every slice or frame of the range, in index order."""
 
     shapes: tuple[InterpolatedShape, ...]
-    unit: str  #: of the positions: mm or s
+    unit: Unit  #: of the positions: mm, s, or frame (the order)
     rows: int  #: plane (frame) size the shapes belong to
     columns: int
     warnings: tuple[str, ...] = ()
@@ -278,6 +313,12 @@ def _set_source(request: annotation_pb2.InterpolateRequest, source: Source) -> N
                 else annotation_pb2.PIXELS,
             )
         )
+    elif isinstance(source, DicomFrameSource):
+        frames = request.dicom_frames
+        if source.sop_instance_uid:
+            frames.sop_instance_uid = source.sop_instance_uid
+        else:
+            frames.series_instance_uid = source.series_instance_uid
     elif isinstance(source, MediaSource):
         request.media.CopyFrom(annotation_pb2.MediaSource(id=source.id))
     elif isinstance(source, PlaneSource):
@@ -290,12 +331,16 @@ def _set_source(request: annotation_pb2.InterpolateRequest, source: Source) -> N
             )
         )
     else:
-        raise TypeError(f"a source is a DicomSource, MediaSource or PlaneSource, not {type(source).__name__}")
+        raise TypeError(
+            f"a source is a DicomSource, DicomFrameSource, MediaSource or PlaneSource, not {type(source).__name__}"
+        )
 
 
 def _route(source: Source) -> str | None:
     if isinstance(source, DicomSource):
         return source.series_instance_uid
+    if isinstance(source, DicomFrameSource):
+        return source.sop_instance_uid or source.series_instance_uid
     if isinstance(source, MediaSource):
         return source.id
     return None
@@ -325,17 +370,20 @@ class AnnotationCalls(Calls):
         (first, last) defaults to the first key to the last; ``extrapolate`` holds the end
         keys outside them. ``as_dicom_seg`` also stores the result as a DICOM Segmentation
         in a new series of the source's study (DICOM sources), labelled ``segment_label``.
-        An empty mask as a key ends an object there.
+        An empty mask as a key ends an object there. A :class:`DicomFrameSource` tracks the
+        shape across the frames of a 2D acquisition, weighted by their times; each shape then
+        names its instance and frame.
 
         Raises
         ------
         voxelgate.errors.InvalidInputError
             Fewer than two keys, a shape outside the plane, a range outside the keys without
-            ``extrapolate``, shapes of different kinds.
+            ``extrapolate``, shapes of different kinds, ``as_dicom_seg`` of a source that is
+            not a stack.
         voxelgate.errors.NotFoundError
-            No such series, stack or media item.
+            No such series, instance, stack or media item.
         voxelgate.errors.PreconditionError
-            A series that forms no volume.
+            A series that forms no volume (a :class:`DicomFrameSource` takes its frames).
         """
         pairs = sorted(keys.items() if isinstance(keys, Mapping) else keys, key=lambda kv: kv[0])
         options = annotation_pb2.InterpolateOptions(
@@ -359,10 +407,17 @@ class AnnotationCalls(Calls):
         seg = reply.segmentation if reply.HasField("segmentation") else None
         return InterpolationResult(
             shapes=tuple(
-                InterpolatedShape(s.index, s.position, shape_from_pb(s.shape, three=three), s.method)
+                InterpolatedShape(
+                    s.index,
+                    s.position,
+                    shape_from_pb(s.shape, three=three),
+                    s.method,
+                    sop_instance_uid=s.sop_instance_uid,
+                    frame=s.frame if s.sop_instance_uid else None,
+                )
                 for s in reply.shapes
             ),
-            unit=reply.unit,
+            unit=Unit(reply.unit),
             rows=reply.rows,
             columns=reply.columns,
             warnings=tuple(reply.warnings),

@@ -69,12 +69,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     m = add("meta", cmd_meta, help="DICOM JSON model of an instance, or of every instance of a series")
     m.add_argument("uid")
     m.add_argument("--private", action="store_true", help="include private tags")
+    m.add_argument("--keywords", action="store_true", help='add "keyword" (e.g. PatientName) beside each "vr"')
+    m.add_argument("--bulk-threshold", type=int, default=0, help="bytes; longer binary values become BulkDataURIs")
     add_connection_args(m)
 
-    f = add("frame", cmd_frame, help="one decoded frame of an instance")
+    b = add("bulk", cmd_bulk, help="a value a BulkDataURI of `meta` names, as stored (pixel data, a frame, a LUT)")
+    b.add_argument("uri", nargs="?", default="", help="the BulkDataURI (relative, or absolute as a gateway gives it)")
+    b.add_argument("--instance", default="", help="a SOP Instance UID instead of a URI, with --tag")
+    b.add_argument("--tag", default="7FE00010", help="tag path with --instance, e.g. 00283010/0/00283006 (Pixel Data)")
+    b.add_argument("--frame", type=int, default=None, help="pixel data: one frame (its bitstream if compressed)")
+    b.add_argument("--offset", type=int, default=0, help="first byte of the range")
+    b.add_argument("--length", type=int, default=None, help="bytes of the range (default: to the end)")
+    b.add_argument("-o", "--output", type=Path, required=True)
+    add_connection_args(b)
+
+    f = add("frame", cmd_frame, help="one frame of an instance: its values, or a windowed 8 or 16-bit PNG")
     f.add_argument("uid")
     f.add_argument("index", type=int, nargs="?", default=0)
-    f.add_argument("--format", choices=["png", "raw"], default="png")
+    f.add_argument("--format", choices=["png", "png16", "raw"], default="png")
+    add_windowing_args(f, auto="window from the frame's percentiles")
+    f.add_argument(
+        "--values", choices=["modality", "stored"], default=None, help="raw: modality values (default) or stored ones"
+    )
     f.add_argument("-o", "--output", type=Path, required=True)
     add_connection_args(f)
 
@@ -99,12 +115,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     where = sl.add_mutually_exclusive_group(required=True)
     where.add_argument("--index", type=int)
     where.add_argument("--mm", type=float, help="position along the plane's axis in patient mm")
-    win = sl.add_mutually_exclusive_group()
-    win.add_argument("--window", help="CENTER,WIDTH (e.g. --window -600,1500)")
-    win.add_argument("--preset", help="brain, subdural, stroke, bone, lung, mediastinum, abdomen, liver, ...")
-    win.add_argument("--auto", action="store_true", help="window from the stack's percentiles")
-    sl.add_argument("--function", choices=["linear", "linear_exact", "sigmoid"], default="linear")
+    add_windowing_args(sl, auto="window from the stack's percentiles")
     sl.add_argument("--format", choices=["png", "png16", "jpeg", "raw"], default="png")
+    sl.add_argument("--float", action="store_true", help="raw: interpolated values as float32, not rounded")
     sl.add_argument("--nearest", action="store_true", help="nearest-neighbour instead of linear interpolation")
     sl.add_argument("--slab", type=float, default=0.0, help="slab thickness in mm (projection)")
     sl.add_argument("--slab-mode", choices=["max", "min", "mean"], default="max")
@@ -122,6 +135,34 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     annotation_cli.register(sub)
 
     add_connection_args(add("health", cmd_health, help="exit 0 when the server reports SERVING"))
+
+
+def add_windowing_args(p: argparse.ArgumentParser, *, auto: str) -> None:
+    """The windowing options ``slice`` and ``frame`` share (one of them; none: the object's own window)."""
+    win = p.add_mutually_exclusive_group()
+    win.add_argument("--window", help="CENTER,WIDTH in modality units (e.g. --window -600,1500)")
+    win.add_argument("--preset", help="brain, subdural, stroke, bone, lung, mediastinum, abdomen, liver, ...")
+    win.add_argument("--auto", action="store_true", help=auto)
+    win.add_argument("--voi-lut", action="store_true", help="a table of the object's VOI LUT Sequence")
+    p.add_argument("--function", choices=["linear", "linear_exact", "sigmoid"], default="linear")
+    p.add_argument("--window-index", type=int, default=0, help="which of the object's windows or VOI LUT tables")
+
+
+def windowing(args: argparse.Namespace) -> dict[str, Any]:
+    """The windowing keywords of ``get_slice`` and ``get_frame`` from :func:`add_windowing_args`'s options."""
+    from .volumes import Window
+
+    window = None
+    if args.window:
+        center, width = pair(args.window, "--window")
+        window = Window(center, width, args.function)
+    return {
+        "window": window,
+        "preset": args.preset or "",
+        "auto_window": args.auto,
+        "object_voi_lut": args.voi_lut,
+        "window_index": args.window_index,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,22 +288,43 @@ def cmd_ls(args: argparse.Namespace, vg: Client) -> int:
 
 
 def cmd_meta(args: argparse.Namespace, vg: Client) -> int:
+    options = {"include_private": args.private, "keywords": args.keywords, "bulk_data_threshold": args.bulk_threshold}
     try:
-        found = vg.get_metadata_json(sop_instance_uid=args.uid, include_private=args.private)
+        found = vg.get_metadata_json(sop_instance_uid=args.uid, **options)
     except NotFoundError:
-        found = vg.get_metadata_json(series_instance_uid=args.uid, include_private=args.private)
+        found = vg.get_metadata_json(series_instance_uid=args.uid, **options)
     models = [json.loads(text) for _, text in found]
     one = len(found) == 1 and found[0][0] == args.uid
     print(json.dumps(models[0] if one else models, indent=1, ensure_ascii=False))
     return OK
 
 
+def cmd_bulk(args: argparse.Namespace, vg: Client) -> int:
+    """The value written to ``--output`` (whole or not at all); its header as JSON on stdout."""
+    from .files import write_whole
+
+    if bool(args.uri) == bool(args.instance):
+        raise UsageError("give a BulkDataURI or --instance UID (with --tag), not both")
+    with vg.iter_bulk_data(
+        args.uri,
+        sop_instance_uid=args.instance,
+        tag_path=args.tag,
+        frame=args.frame,
+        offset=args.offset,
+        length=args.length,
+    ) as stream:
+        write_whole(args.output, stream)
+    print_json({"output": args.output, **jsonable(stream.header)})
+    return OK
+
+
 def cmd_frame(args: argparse.Namespace, vg: Client) -> int:
     from .files import write_whole
 
-    f = vg.get_frame(args.uid, args.index, format=args.format)
+    f = vg.get_frame(args.uid, args.index, format=args.format, values=args.values, **windowing(args))
     write_whole(args.output, [f.data])
-    print_json({"media_type": f.media_type, "dtype": f.dtype, "shape": list(f.shape), "rescaled": f.rescaled})
+    keys = ("media_type", "dtype", "shape", "value_space", "window", "inverted", "rescaled", "warnings")
+    print_json({k: getattr(f, k) for k in keys})
     return OK
 
 
@@ -312,25 +374,19 @@ def cmd_volume(args: argparse.Namespace, vg: Client) -> int:
 
 def cmd_slice(args: argparse.Namespace, vg: Client) -> int:
     from .files import write_whole
-    from .volumes import Window
 
-    window = None
-    if args.window:
-        center, width = pair(args.window, "--window")
-        window = Window(center, width, args.function)
     s = vg.get_slice(
         args.series_uid,
         plane=args.plane,
         index=args.index,
         position_mm=args.mm,
         stack=args.stack,
-        window=window,
-        preset=args.preset or "",
-        auto_window=args.auto,
         encoding=args.format,
         interpolation="nearest" if args.nearest else "linear",
         slab_mm=args.slab,
         slab_mode=args.slab_mode,
+        float_values=args.float,
+        **windowing(args),
     )
     write_whole(args.output, [s.data])
     if args.json:

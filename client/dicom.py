@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import datetime
+import enum
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
+from voxelgate.v1 import dicom_pb2, dicom_pb2_grpc
 
 from ._calls import Calls
 from ._ingest import IngestCall, Source, items
 from ._pixels import decode_image, raw_array
 from .files import write_whole
+from .volumes import _VALUE_SPACES, ValueSpace, Window, applied_window, set_windowing, value_space_of
 
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-_Row = TypeVar("_Row")
 Date = str | datetime.date
+
+
+class FrameFormat(enum.StrEnum):
+    """How :meth:`DicomCalls.get_frame` returns a frame: values, or an image of P-Values."""
+
+    RAW = "raw"  #: the values as an array: modality values, or stored ones (``values="stored"``)
+    PNG = "png"  #: 8-bit P-Values (greyscale windowed; colour as RGB)
+    PNG16 = "png16"  #: 16-bit greyscale P-Values (0..65535)
+
+
+_FRAME_FORMATS = {FrameFormat.RAW: dicom_pb2.RAW, FrameFormat.PNG: dicom_pb2.PNG, FrameFormat.PNG16: dicom_pb2.PNG16}
 
 
 @dataclass(frozen=True)
@@ -79,11 +91,15 @@ class Instance:
 class Frame:
     """A decoded frame of an instance (``DicomService.GetFrame``).
 
-    ``format="raw"``: :attr:`array` holds modality values (Rescale Slope and Intercept
-    applied when ``rescaled``), ``(rows, columns)`` or ``(rows, columns, samples)``.
-    ``format="png"``: ``data`` is an 8-bit PNG windowed with the instance's own window;
-    :attr:`array` decodes it. Where the frame lies in the patient is in the instance's
-    metadata (:meth:`DicomCalls.get_metadata`), or in a slice of its series
+    ``value_space`` says what :attr:`array` holds. Raw frames: ``modality`` values
+    (Rescale Slope and Intercept or the Modality LUT applied when ``rescaled``) or
+    ``stored`` values, ``(rows, columns)`` or ``(rows, columns, samples)``. PNG and
+    PNG16 frames: ``presentation`` values (P-Values, 8 or 16 bits), ``data`` the PNG as
+    sent, ``window`` the window applied (None for colour and a VOI LUT table) and
+    ``inverted`` whether the Presentation LUT inverted the display (INVERSE,
+    MONOCHROME1). The reply carries no geometry: where the frame lies in the patient is
+    in the instance's metadata (``ImagePositionPatient``, ``ImageOrientationPatient``,
+    ``PixelSpacing``: :meth:`DicomCalls.get_metadata`), or in a slice of its series
     (:meth:`voxelgate.client.Client.get_slice`).
     """
 
@@ -93,6 +109,9 @@ class Frame:
     shape: tuple[int, ...]
     rescaled: bool = False
     warnings: tuple[str, ...] = ()
+    value_space: ValueSpace = ValueSpace.MODALITY
+    window: Window | None = None
+    inverted: bool = False
 
     @cached_property
     def array(self) -> np.ndarray:
@@ -180,24 +199,6 @@ class DicomCalls(Calls):
         return self._start_ingest(self._dicom.Ingest, files, done, overwrite=overwrite, timeout=timeout)
 
     # -- the tree -------------------------------------------------------------------------------
-
-    def _pages(
-        self,
-        method: Callable[..., Any],
-        make: Callable[[common_pb2.PageRequest], Any],
-        rows: Callable[[Any], Iterable[_Row]],
-        *,
-        page_size: int,
-        timeout: float | None,
-    ) -> Iterator[_Row]:
-        token = ""
-        while True:
-            page = common_pb2.PageRequest(page_size=page_size, page_token=token)
-            reply = self._unary(method, make(page), kind="quick", timeout=timeout)
-            yield from rows(reply)
-            token = reply.next_page_token
-            if not token:
-                return
 
     def list_studies(
         self,
@@ -352,12 +353,17 @@ class DicomCalls(Calls):
         series_instance_uid: str = "",
         include_private: bool = False,
         bulk_data_threshold: int = 0,
+        keywords: bool = False,
         timeout: float | None = None,
     ) -> list[tuple[str, str]]:
         """``(SOP Instance UID, DICOM JSON text)`` of an instance, or of every instance of a series.
 
         The server's text as it is (PS3.18 F.2), for a caller that passes it on (a DICOMweb
-        gateway); :meth:`get_metadata` parses it.
+        gateway); :meth:`get_metadata` parses it. Each bulk value (over
+        ``bulk_data_threshold`` bytes, 0: 1024; always the pixel data) is a relative
+        ``BulkDataURI`` that :meth:`~voxelgate.client.Client.get_bulk_data` takes.
+        ``keywords`` adds ``"keyword": "PatientName"`` beside each public element's ``vr``
+        (not part of PS3.18 F.2; readers of the model ignore it).
 
         Raises
         ------
@@ -368,7 +374,9 @@ class DicomCalls(Calls):
         """
         if bool(sop_instance_uid) == bool(series_instance_uid):
             raise ValueError("give exactly one of sop_instance_uid and series_instance_uid")
-        request = dicom_pb2.GetMetadataRequest(include_private=include_private, bulk_data_threshold=bulk_data_threshold)
+        request = dicom_pb2.GetMetadataRequest(
+            include_private=include_private, bulk_data_threshold=bulk_data_threshold, keywords=keywords
+        )
         if sop_instance_uid:
             request.sop_instance_uid = sop_instance_uid
         else:
@@ -382,31 +390,55 @@ class DicomCalls(Calls):
         sop_instance_uid: str,
         index: int = 0,
         *,
-        format: Literal["raw", "png"] = "raw",
+        format: FrameFormat | str = FrameFormat.RAW,
+        window: Window | tuple[float, float] | None = None,
+        preset: str = "",
+        auto_window: bool = False,
+        object_voi_lut: bool = False,
+        window_index: int = 0,
+        values: ValueSpace | str | None = None,
         timeout: float | None = None,
     ) -> Frame:
-        """Frame ``index`` (from 0) of an instance, decoded: modality values (``raw``) or an 8-bit PNG.
+        """Frame ``index`` (from 0) of an instance, decoded: values (``raw``), or an 8 or 16-bit PNG.
+
+        ``raw`` gives modality values, or the stored values with ``values="stored"`` (for a
+        viewer that applies the rescale itself). ``png`` and ``png16`` go through the display
+        pipeline of :meth:`~voxelgate.client.Client.get_slice` (the same window gives the same
+        pixels): at most one of ``window`` (a :class:`Window` or ``(center, width)`` in
+        modality units), ``preset`` (``brain``, ``bone``, ``lung``, ...), ``auto_window``
+        (the frame's 0.5 to 99.5 percentiles) and ``object_voi_lut`` (a table of the
+        object's VOI LUT Sequence); none of them: the object's own window, its
+        ``window_index``-th (per-frame ones first), else its VOI LUT table, else the frame's
+        range. The Presentation LUT (INVERSE, MONOCHROME1) is applied; :attr:`Frame.inverted`
+        says so. ``png16`` is for greyscale frames only.
 
         Raises
         ------
+        ValueError
+            An unknown format or value space, several windowings, a negative ``window_index``.
         voxelgate.errors.NotFoundError
             No such instance or frame.
+        voxelgate.errors.InvalidInputError
+            A windowing or ``values`` with a format that does not take it (a window of a raw
+            or colour frame, stored values as PNG, PNG16 of colour), an unknown preset, no
+            such window or VOI LUT table.
         voxelgate.errors.UnsupportedError
             A transfer syntax no decoder here handles.
         """
-        if format not in ("raw", "png"):
-            raise ValueError(f"format is 'raw' or 'png', not {format!r}")
-        reply = self._unary(
-            self._dicom.GetFrame,
-            dicom_pb2.GetFrameRequest(
-                sop_instance_uid=sop_instance_uid,
-                frame=index,
-                format=dicom_pb2.PNG if format == "png" else dicom_pb2.RAW,
-            ),
-            kind="quick",
-            timeout=timeout,
-            route=sop_instance_uid,
+        request = dicom_pb2.GetFrameRequest(
+            sop_instance_uid=sop_instance_uid, frame=index, format=_FRAME_FORMATS[FrameFormat(format)]
         )
+        set_windowing(
+            request,
+            window=window,
+            preset=preset,
+            auto_window=auto_window,
+            object_voi_lut=object_voi_lut,
+            window_index=window_index,
+        )
+        if values is not None:
+            request.values = _VALUE_SPACES[ValueSpace(values)]
+        reply = self._unary(self._dicom.GetFrame, request, kind="quick", timeout=timeout, route=sop_instance_uid)
         return Frame(
             data=reply.data,
             media_type=reply.media_type,
@@ -414,6 +446,9 @@ class DicomCalls(Calls):
             shape=tuple(reply.shape),
             rescaled=reply.rescaled,
             warnings=tuple(reply.warnings),
+            value_space=value_space_of(reply),
+            window=applied_window(reply),
+            inverted=reply.inverted,
         )
 
     def iter_instance_file(self, sop_instance_uid: str, *, timeout: float | None = None) -> Iterator[bytes]:

@@ -1,8 +1,11 @@
 """``MediaService`` for scripts: images, groups, sequences and videos; frames as numpy arrays.
 
 A media item's id is the sha256 of its bytes (:attr:`IngestResult.media_id`); groups
-and sequences get ids of their own. Video frame ``n`` is the n-th frame in
-presentation order among the frames with a timestamp >= 0.
+and sequences get ids of their own. Video frame ``n`` is FFmpeg's: the picture that
+``ffmpeg -i VIDEO -fps_mode passthrough frame_%d.png`` writes as ``frame_{n+1}.png`` (every
+picture the decoder outputs, in presentation order). Video frames come as displayed: the
+display matrix's turn and mirror applied, as browsers and ffmpeg show them
+(``stored_orientation=True`` gives them as stored).
 """
 
 from __future__ import annotations
@@ -130,7 +133,13 @@ class ReencodeReport:
 
 @dataclass(frozen=True)
 class VideoInfo:
-    """A stored video as probed: container, codec, stored size, rates (None: unknown), frame counts, bit rates."""
+    """A stored video as probed: container, codec, stored size, rates (None: unknown), frame counts, bit rates.
+
+    ``width`` and ``height`` are the stored picture's; ``display_width`` and ``display_height``
+    those of frames as returned (turned by the display matrix: ``mirrored`` left to right,
+    then ``rotation`` degrees counter-clockwise; pixels not made square). ``addressable_frames``
+    is the range of frame numbers.
+    """
 
     media_id: str
     name: str
@@ -156,6 +165,9 @@ class VideoInfo:
     size_bytes: int = 0
     reencoded_from: ReencodeReport | None = None
     reencoded_as: tuple[str, ...] = ()
+    mirrored: bool = False
+    display_width: int = 0
+    display_height: int = 0
 
 
 @dataclass(frozen=True)
@@ -194,7 +206,11 @@ class MediaFrame:
     ``data`` holds the bytes as sent: an encoded image, the raw array (:attr:`array`,
     ``pixel_format`` says its layout), I420 planes (:attr:`planes`) or the original file.
     ``frame`` is the index asked for (a page, a position in a set, a video frame);
-    ``time_s`` a video frame's presentation time.
+    ``time_s`` a video frame's presentation time. A video frame also says how the stored
+    picture was turned to give it (``mirrored`` left to right first, then ``rotation``
+    degrees counter-clockwise; 0 and False when sent as stored) and ``pixel_aspect_ratio``,
+    width:height of one of its pixels (None for images): pixels are never resampled to
+    square, so a player shows the picture stretched by it.
     """
 
     data: bytes | memoryview
@@ -208,6 +224,9 @@ class MediaFrame:
     width: int
     height: int
     pixel_format: str = ""
+    rotation: int = 0
+    mirrored: bool = False
+    pixel_aspect_ratio: Fraction | None = None
 
     @cached_property
     def array(self) -> np.ndarray:
@@ -320,6 +339,9 @@ def _video(v: media_pb2.VideoDescription) -> VideoInfo:
         size_bytes=v.size_bytes,
         reencoded_from=_report(v.reencoded_from) if v.HasField("reencoded_from") else None,
         reencoded_as=tuple(v.reencoded_as),
+        mirrored=v.mirrored,
+        display_width=v.display_width,
+        display_height=v.display_height,
     )
 
 
@@ -377,6 +399,9 @@ def _frame(received: ReceivedFrame) -> MediaFrame:
         width=f.width,
         height=f.height,
         pixel_format=f.pixel_format,
+        rotation=f.rotation,
+        mirrored=f.mirrored,
+        pixel_aspect_ratio=_fraction(f.pixel_aspect_ratio) if f.HasField("pixel_aspect_ratio") else None,
     )
 
 
@@ -483,12 +508,15 @@ class MediaCalls(Calls):
         format: MediaFormat | str = MediaFormat.RAW,
         max_size: tuple[int, int] | None = None,
         window: tuple[float, float] | None = None,
+        stored_orientation: bool = False,
         timeout: float | None = None,
     ) -> MediaFrame:
         """A page of an image, a frame of a group or sequence, or exactly frame ``index`` of a video.
 
         ``max_size`` (width, height) fits the frame in that box keeping its aspect ratio
         (0: no bound on that side); ``window`` (center, width) maps a 16-bit image to 8 bits.
+        A video frame comes as displayed (so that a box drawn on what a browser shows lands
+        on the same pixels), or as stored in the file with ``stored_orientation``.
 
         Raises
         ------
@@ -499,7 +527,12 @@ class MediaCalls(Calls):
         """
         width, height = _max_size(max_size)
         request = media_pb2.GetMediaFrameRequest(
-            id=id, frame=index, format=_FORMATS[MediaFormat(format)], max_width=width, max_height=height
+            id=id,
+            frame=index,
+            format=_FORMATS[MediaFormat(format)],
+            max_width=width,
+            max_height=height,
+            stored_orientation=stored_orientation,
         )
         if window is not None:
             request.has_window = True
@@ -519,16 +552,18 @@ class MediaCalls(Calls):
         every: int = 1,
         format: MediaFormat | str = MediaFormat.RAW,
         max_size: tuple[int, int] | None = None,
+        stored_orientation: bool = False,
         shared: bool = False,
         timeout: float | None = None,
     ) -> Iterator[MediaFrame]:
         """Frames ``start``, ``start + every``, ... before ``stop`` (None: to the end) of a video or set, in order.
 
         Each frame's ``frame`` is its index in the video. Formats: png, jpeg, webp, raw
-        or yuv420p (the fastest for videos). With ``shared``, a server on this host
-        writes the frames into shared memory of this process (Linux): each frame's
-        ``data`` (and raw ``array``) is then a view that is good only until the next frame
-        is taken; copy what must outlive it. Leaving the iteration early stops the server.
+        or yuv420p (the fastest for videos). Video frames come as displayed, or as stored
+        with ``stored_orientation`` (see :meth:`get_media_frame`). With ``shared``, a server
+        on this host writes the frames into shared memory of this process (Linux): each
+        frame's ``data`` (and raw ``array``) is then a view that is good only until the next
+        frame is taken; copy what must outlive it. Leaving the iteration early stops the server.
 
         Raises
         ------
@@ -551,6 +586,7 @@ class MediaCalls(Calls):
             format=_FORMATS[MediaFormat(format)],
             max_width=width,
             max_height=height,
+            stored_orientation=stored_orientation,
         )
         deadline = self._deadline("transfer", timeout)
         metadata = self._metadata(id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import sys
 from pathlib import Path
@@ -51,6 +52,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="yuv420p: a video frame's raw I420 planes (Y, U, V), as the decoder gives them",
     )
     mf.add_argument("--window", default="", help="CENTER,WIDTH for 16-bit sources")
+    mf.add_argument("--stored-orientation", action="store_true", help=_STORED)
     mf.add_argument("-o", "--output", type=Path, required=True)
     add_connection_args(mf)
     md = add("diagnose", cmd_diagnose, help="what in a video threatens frame-accurate labels or playback")
@@ -67,6 +69,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ms.add_argument("--every", type=int, default=1, help="every K-th frame")
     ms.add_argument("--start", type=int, default=0)
     ms.add_argument("--stop", type=int, default=0, help="exclusive; 0 = to the end")
+    ms.add_argument("--stored-orientation", action="store_true", help=_STORED)
     ms.add_argument("-o", "--output", type=Path, required=True, help="folder (created when missing)")
     add_connection_args(ms)
     mr = add("reencode", cmd_reencode, help="re-encode a video (auto: least invasive fix; full: H.264 CFR faststart)")
@@ -81,6 +84,33 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     me.add_argument("--fps", type=float, default=25.0)
     me.add_argument("-o", "--output", type=Path, required=True)
     add_connection_args(me)
+    ml = add("list", cmd_list, help="stored images, videos, groups and sequences, oldest first")
+    ml.add_argument(
+        "--kind", action="append", choices=["image", "video", "group", "sequence"], default=[], help="repeatable"
+    )
+    ml.add_argument("--name", default="", help="names starting with this (case-sensitive)")
+    ml.add_argument("--from", dest="created_from", type=_instant, default=None, help="created from (ISO date or time)")
+    ml.add_argument("--to", dest="created_to", type=_instant, default=None, help="created before (ISO date or time)")
+    ml.add_argument("--source", default="", help="the items a re-encode made from this video")
+    ml.add_argument("--json", action="store_true", help="one JSON object per entry")
+    add_connection_args(ml)
+    mx = add("delete", cmd_delete, help="delete a media item (with its file), a group or a sequence")
+    mx.add_argument("id")
+    add_connection_args(mx)
+
+
+_STORED = "video frames as stored in the file, not turned by its display matrix"
+
+
+def _instant(text: str) -> datetime.datetime:
+    """An ISO date or date and time; without a zone, the local one."""
+    try:
+        when = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not an ISO date or time: {text!r} (e.g. 2024-05-01 or 2024-05-01T12:00)"
+        ) from None
+    return when if when.tzinfo is not None else when.astimezone()
 
 
 def cmd_ingest(args: argparse.Namespace, vg: Client) -> int:
@@ -128,10 +158,18 @@ def cmd_frame(args: argparse.Namespace, vg: Client) -> int:
 
     max_size = pair(args.max_size, "--max-size", int, sep="x") if args.max_size else None
     window = pair(args.window, "--window") if args.window else None
-    f = vg.get_media_frame(args.id, args.index, format=args.format, max_size=max_size, window=window)
+    f = vg.get_media_frame(
+        args.id,
+        args.index,
+        format=args.format,
+        max_size=max_size,
+        window=window,
+        stored_orientation=args.stored_orientation,
+    )
     write_whole(args.output, [f.data])
     keys = ("media_type", "dtype", "shape", "media_id", "page", "width", "height", "pixel_format")
-    print_json({k: getattr(f, k) for k in keys})
+    video = ("time_s", "rotation", "mirrored", "pixel_aspect_ratio")  # 0, False and None for images
+    print_json({k: getattr(f, k) for k in keys + video})
     return OK
 
 
@@ -158,7 +196,14 @@ def cmd_frames(args: argparse.Namespace, vg: Client) -> int:
         raise UsageError("--every must be at least 1, --start and --stop not negative")
     args.output.mkdir(parents=True, exist_ok=True)
     written = 0
-    frames = vg.stream_frames(args.id, start=args.start, stop=args.stop or None, every=args.every, format="png")
+    frames = vg.stream_frames(
+        args.id,
+        start=args.start,
+        stop=args.stop or None,
+        every=args.every,
+        format="png",
+        stored_orientation=args.stored_orientation,
+    )
     for f in frames:
         write_whole(args.output / f"frame_{f.frame}.png", [f.data])
         written += 1
@@ -212,4 +257,31 @@ def cmd_export(args: argparse.Namespace, vg: Client) -> int:
     export = vg.export_video(args.id, fps=args.fps, progress=progress)
     vg.save_export(export.export_id, args.output)
     print(f"\n{args.output}: {export.size_bytes} bytes" if sys.stderr.isatty() else str(args.output))
+    return OK
+
+
+def cmd_list(args: argparse.Namespace, vg: Client) -> int:
+    entries = vg.list_media(
+        kinds=args.kind,
+        name_prefix=args.name,
+        created_from=args.created_from,
+        created_to=args.created_to,
+        source_id=args.source,
+    )
+    for e in entries:
+        if args.json:
+            print_json(e)
+            continue
+        size = f"{e.width}x{e.height}" if e.width else "-"
+        held = f"  in {e.sets} set(s)" if e.sets else ""
+        source = f"  from {e.source_id}" if e.source_id else ""
+        print(
+            f"{e.id}  {e.kind.value:<8} {e.created.astimezone():%Y-%m-%d %H:%M:%S}  {e.format or '-':<5} {size:>9} "
+            f"{e.frames:>6} fr  {e.name}{held}{source}"
+        )
+    return OK
+
+
+def cmd_delete(args: argparse.Namespace, vg: Client) -> int:
+    print_json(vg.delete_media(args.id))
     return OK

@@ -128,8 +128,8 @@ def split_frame(message: bytes) -> ReceivedFrame:
     """
     found = wire.leading_bytes(message, _FRAME_DATA_TAG)
     data, end = found if found is not None else (memoryview(b""), 0)
-    # protobuf parses any buffer (its stub says bytes): a view of the rest, not a copy of it
-    info = media_pb2.MediaFrame.FromString(memoryview(message)[end:])  # type: ignore[arg-type]
+    rest = memoryview(message)[end:]  # a view of the rest, not a copy of it
+    info = media_pb2.MediaFrame.FromString(rest)  # type: ignore[arg-type]  # protobuf parses any buffer; its stub says bytes
     if info.data:  # data parsed by protobuf (another order, or written again: the last one counts)
         data = memoryview(info.data)
         info.ClearField("data")

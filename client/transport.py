@@ -43,19 +43,20 @@ MiB = 1 << 20
 Kind = Literal["quick", "compute", "transfer"]
 
 #: Methods that may be made again when the server was unavailable: they read, or compute
-#: without storing anything. Ingest, Delete, CreateGroup, CreateSequence, Interpolate
-#: (which may store a SEG), Reencode, ExportVideo and StreamFramesShared are left out.
+#: without storing anything. Ingest, Delete, DeleteMedia, CreateGroup, CreateSequence,
+#: Interpolate (which may store a SEG), Reencode, ExportVideo and StreamFramesShared are left out.
 IDEMPOTENT: Mapping[str, tuple[str, ...]] = {
     "voxelgate.v1.DicomService": (
         "ListStudies",
         "ListSeries",
         "ListInstances",
         "GetMetadata",
+        "GetBulkData",
         "GetFrame",
         "GetInstanceFile",
     ),
     "voxelgate.v1.VolumeService": ("GetVolumeInfo", "GetSlice", "GetVolume"),
-    "voxelgate.v1.MediaService": ("GetMediaInfo", "GetFrame", "Diagnose", "StreamFrames", "GetExport"),
+    "voxelgate.v1.MediaService": ("GetMediaInfo", "GetFrame", "Diagnose", "StreamFrames", "GetExport", "ListMedia"),
     "voxelgate.v1.AnnotationService": ("RemapFrames",),
     "voxelgate.v1.AdminService": ("GetCacheStats", "GetServerInfo"),
     "grpc.health.v1.Health": ("Check",),

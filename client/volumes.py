@@ -55,6 +55,14 @@ class Encoding(enum.StrEnum):
     RAW = "raw"
 
 
+class ValueSpace(enum.StrEnum):
+    """What an image's values are, along the display pipeline of PS3.3 C.11."""
+
+    STORED = "stored"  #: the stored pixel values, before any LUT (what the pixel data holds)
+    MODALITY = "modality"  #: after the Modality LUT (Rescale Slope/Intercept or its table): HU, ...
+    PRESENTATION = "presentation"  #: P-Values: after the VOI LUT (window or table) and the Presentation LUT
+
+
 class Interpolation(enum.StrEnum):
     """How a reformatted slice samples the volume."""
 
@@ -81,6 +89,11 @@ _ENCODINGS = {
     Encoding.PNG16: volume_pb2.ENCODING_PNG16,
     Encoding.JPEG: volume_pb2.ENCODING_JPEG,
     Encoding.RAW: volume_pb2.ENCODING_RAW,
+}
+_VALUE_SPACES = {
+    ValueSpace.STORED: volume_pb2.VALUE_SPACE_STORED,
+    ValueSpace.MODALITY: volume_pb2.VALUE_SPACE_MODALITY,
+    ValueSpace.PRESENTATION: volume_pb2.VALUE_SPACE_PRESENTATION,
 }
 _INTERPOLATIONS = {Interpolation.LINEAR: volume_pb2.LINEAR, Interpolation.NEAREST: volume_pb2.NEAREST}
 _SLABS = {SlabMode.MAX: volume_pb2.SLAB_MAX, SlabMode.MIN: volume_pb2.SLAB_MIN, SlabMode.MEAN: volume_pb2.SLAB_MEAN}
@@ -164,7 +177,11 @@ class Slice:
     between columns) in mm; ``origin`` the centre of pixel (0, 0); ``row_direction`` the
     direction of increasing column, ``column_direction`` of increasing row (LPS, unit
     vectors). ``index`` and ``position_mm`` place the slice along the plane's axis;
-    ``window`` is the one applied (None for raw values).
+    ``window`` is the one applied (None for raw values and a VOI LUT table); ``inverted``
+    says the Presentation LUT inverted the display (INVERSE, MONOCHROME1); ``value_space``
+    is ``modality`` for raw values, ``presentation`` for images. ``rounded``: raw values
+    interpolated between voxels were rounded to ``dtype`` (``float_values=True`` gives
+    them unrounded).
     """
 
     data: bytes
@@ -180,6 +197,9 @@ class Slice:
     slice_count: int
     window: Window | None = None
     warnings: tuple[str, ...] = ()
+    rounded: bool = False
+    inverted: bool = False
+    value_space: ValueSpace = ValueSpace.PRESENTATION
 
     @cached_property
     def array(self) -> np.ndarray:
@@ -262,6 +282,58 @@ def _window(w: Window | tuple[float, float]) -> volume_pb2.Window:
     return volume_pb2.Window(center=w.center, width=w.width, function=_VOI[VoiFunction(w.function)])
 
 
+def set_windowing(
+    request: Any,
+    *,
+    window: Window | tuple[float, float] | None,
+    preset: str,
+    auto_window: bool,
+    object_voi_lut: bool,
+    window_index: int,
+) -> None:
+    """Fill the ``windowing`` oneof and ``window_index`` that ``GetSliceRequest`` and ``GetFrameRequest`` share.
+
+    None of them: the object's own window (its ``window_index``-th one).
+
+    Raises
+    ------
+    ValueError
+        More than one windowing, or a negative ``window_index``.
+    """
+    if sum((window is not None, bool(preset), auto_window, object_voi_lut)) > 1:
+        raise ValueError("give at most one of window, preset, auto_window and object_voi_lut")
+    if window_index < 0:
+        raise ValueError(f"window_index counts the object's windows from 0, got {window_index}")
+    request.window_index = window_index
+    if window is not None:
+        request.window.CopyFrom(_window(window))
+    elif preset:
+        request.preset = preset
+    elif auto_window:
+        request.auto_window = True
+    elif object_voi_lut:
+        request.object_voi_lut = True
+
+
+def applied_window(reply: Any) -> Window | None:
+    """The ``window`` a ``SliceImage`` or ``GetFrameResponse`` says was applied (None: unset)."""
+    if not reply.HasField("window"):
+        return None
+    return Window(reply.window.center, reply.window.width, _voi_name(reply.window.function))
+
+
+def value_space_of(reply: Any) -> ValueSpace:
+    """The :class:`ValueSpace` a ``SliceImage`` or ``GetFrameResponse`` names.
+
+    A server from before value spaces names none: its raw values were modality values and
+    its images P-Values.
+    """
+    for name, pb in _VALUE_SPACES.items():
+        if pb == reply.value_space:
+            return name
+    return ValueSpace.MODALITY if reply.media_type == "application/octet-stream" else ValueSpace.PRESENTATION
+
+
 class VolumeCalls(Calls):
     """The calls of ``VolumeService`` (mixed into :class:`voxelgate.client.Client`)."""
 
@@ -312,11 +384,13 @@ class VolumeCalls(Calls):
         window: Window | tuple[float, float] | None = None,
         preset: str = "",
         auto_window: bool = False,
+        object_voi_lut: bool = False,
         window_index: int = 0,
         encoding: Encoding | str = Encoding.PNG,
         interpolation: Interpolation | str = Interpolation.LINEAR,
         slab_mm: float = 0.0,
         slab_mode: SlabMode | str = SlabMode.MAX,
+        float_values: bool = False,
         timeout: float | None = None,
     ) -> Slice:
         """An axial, coronal or sagittal slice of a stack, windowed and encoded, with its geometry.
@@ -324,8 +398,11 @@ class VolumeCalls(Calls):
         Exactly one of ``index`` (along the plane's axis, in the reformatted grid) and
         ``position_mm`` (along that axis, in patient coordinates). At most one of ``window``
         (a :class:`Window` or ``(center, width)``), ``preset`` (``brain``, ``bone``, ``lung``,
-        ...) and ``auto_window``; none of them: the object's own window (``window_index``
-        picks one of several). ``encoding="raw"`` gives modality values, unwindowed.
+        ...), ``auto_window`` and ``object_voi_lut`` (a table of the object's VOI LUT
+        Sequence); none of them: the object's own window (``window_index`` picks one of
+        several windows or tables). ``encoding="raw"`` gives modality values, unwindowed;
+        values interpolated between voxels of an integer volume are rounded to its dtype
+        (:attr:`Slice.rounded`) unless ``float_values`` asks for them as float32.
         ``slab_mm`` > 0 projects a thick slab (``slab_mode``).
 
         Raises
@@ -340,8 +417,6 @@ class VolumeCalls(Calls):
         """
         if (index is None) == (position_mm is None):
             raise ValueError("give exactly one of index and position_mm")
-        if sum((window is not None, bool(preset), auto_window)) > 1:
-            raise ValueError("give at most one of window, preset and auto_window")
         request = volume_pb2.GetSliceRequest(
             series_instance_uid=series_instance_uid,
             stack=stack,
@@ -350,22 +425,21 @@ class VolumeCalls(Calls):
             interpolation=_INTERPOLATIONS[Interpolation(interpolation)],
             slab_mm=slab_mm,
             slab_mode=_SLABS[SlabMode(slab_mode)],
+            float_values=float_values,
+        )
+        set_windowing(
+            request,
+            window=window,
+            preset=preset,
+            auto_window=auto_window,
+            object_voi_lut=object_voi_lut,
             window_index=window_index,
         )
         if index is not None:
             request.index = index
         elif position_mm is not None:
             request.position_mm = float(position_mm)
-        if window is not None:
-            request.window.CopyFrom(_window(window))
-        elif preset:
-            request.preset = preset
-        elif auto_window:
-            request.auto_window = True
         reply = self._unary(self._volume.GetSlice, request, kind="compute", timeout=timeout, route=series_instance_uid)
-        applied = None
-        if reply.HasField("window"):
-            applied = Window(reply.window.center, reply.window.width, _voi_name(reply.window.function))
         spacing = [float(v) for v in reply.pixel_spacing] + [0.0, 0.0]
         return Slice(
             data=reply.data,
@@ -379,8 +453,11 @@ class VolumeCalls(Calls):
             index=reply.index,
             position_mm=reply.position_mm,
             slice_count=reply.slice_count,
-            window=applied,
+            window=applied_window(reply),
             warnings=tuple(reply.warnings),
+            rounded=reply.rounded,
+            inverted=reply.inverted,
+            value_space=value_space_of(reply),
         )
 
     def get_volume(self, series_instance_uid: str, *, stack: int = 0, timeout: float | None = None) -> Volume:

@@ -19,9 +19,9 @@ from voxelgate.cache.catalog import SqliteCatalog  # noqa: E402
 from voxelgate.cache.derived import DerivedCache  # noqa: E402
 from voxelgate.cache.store import ObjectStore  # noqa: E402
 from voxelgate.imaging.dicom.archive import DicomArchive  # noqa: E402
-from voxelgate.imaging.dicom.pixels import Limits  # noqa: E402
 from voxelgate.imaging.dicom.reformat import plane_grid  # noqa: E402
 from voxelgate.imaging.dicom.series import SeriesVolumes, WindowRequest  # noqa: E402
+from voxelgate.imaging.limits import Limits  # noqa: E402
 
 CORPUS = ROOT.parent / "shared" / "corpus" / "dicom"
 

@@ -17,6 +17,8 @@ from enum import Enum
 
 import numpy as np
 
+from voxelgate.cache.lru import LRU
+
 from .cpu import use_all_cores
 
 #: Named CT windows (center, width) in HU, as radiology references list them
@@ -139,9 +141,9 @@ _BIG_CHUNKS = 4
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 _table_lock = threading.Lock()
-#: Calls of each recent window by a slice's worth of values (see _window_to), oldest first.
-_window_uses: dict[tuple[str, float, float, VoiFunction, int], int] = {}
 _WINDOW_USES_KEPT = 1024
+#: Calls of each recent window by a slice's worth of values (see _window_to); under _table_lock.
+_window_uses: LRU[tuple[str, float, float, VoiFunction, int], int] = LRU(_WINDOW_USES_KEPT)
 _FIT_AFTER_USES = 3
 
 
@@ -377,10 +379,8 @@ def _window_to(values: np.ndarray, center: float, width: float, function: VoiFun
             # A volume's worth of values pays that back at once; a slice saves a little by it,
             # so a slice takes it once its window came back a few times (a viewer paging with
             # it), not for each window of a viewer's window drag (docs/performance.md).
-            uses = _window_uses.pop(key, 0) + 1
-            _window_uses[key] = uses
-            if len(_window_uses) > _WINDOW_USES_KEPT:
-                del _window_uses[next(iter(_window_uses))]
+            uses = (_window_uses.peek(key) or 0) + 1
+            _window_uses.put(key, uses)
             fit = src.size >= _PARALLEL_FROM or uses > _FIT_AFTER_USES
             plan = _affine(*key) if fit else None
         out = np.empty(src.shape, dtype=out_dtype)

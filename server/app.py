@@ -21,8 +21,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from voxelgate.cache.catalog import SqlCatalog
-from voxelgate.cache.derived import DerivedCache, SharedCacheState
+from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.gc import remove_orphans
+from voxelgate.cache.shared_state import SharedCacheState
 from voxelgate.cache.store import Store
 from voxelgate.imaging.cpu import all_cores, pin_requests
 from voxelgate.imaging.dicom.archive import DicomArchive

@@ -40,7 +40,8 @@ def open_catalog(backends: Backends, data_dir: Path) -> SqlCatalog:
     from psycopg_pool import PoolTimeout
 
     try:
-        catalog = PostgresCatalog(url, max_connections=backends.catalog_connections)
+        connections = backends.catalog_connections
+        catalog = PostgresCatalog(url) if connections is None else PostgresCatalog(url, max_connections=connections)
     except (psycopg.Error, PoolTimeout) as exc:
         # psycopg's messages name host and port, never the password.
         raise RuntimeError(f"cannot open the PostgreSQL catalog: {str(exc).strip()[:300]}") from None

@@ -8,10 +8,10 @@ import grpc
 
 from voxelgate import wire
 from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.dicom.building import VolumeGrid
 from voxelgate.imaging.dicom.display import WindowRequest
 from voxelgate.imaging.dicom.reformat import SlabMode
 from voxelgate.imaging.dicom.series import SeriesVolumes
-from voxelgate.imaging.dicom.volume import VolumeGrid
 from voxelgate.imaging.encode import ImageFormat
 from voxelgate.imaging.windowing import VoiFunction
 from voxelgate.v1 import dicom_pb2, volume_pb2, volume_pb2_grpc

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 
-from voxelgate.imaging.dicom.pixels import Limits
+from voxelgate.imaging.limits import Limits
 from voxelgate.server.app import Running, build_server
 from voxelgate.server.config import Config
 

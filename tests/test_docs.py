@@ -15,9 +15,12 @@ import re
 import shlex
 import tomllib
 from collections.abc import Iterator
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
+
+from voxelgate.server.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
@@ -204,14 +207,17 @@ def _serve_table() -> list[tuple[str, str]]:
     """(option, environment variable) of each row of the serve options that names a variable."""
     text = (ROOT / "docs" / "operations.md").read_text()
     section = text.split("## Options of `voxelgate serve`", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^\| `(--[\w-]+)` \| `(VOXELGATE_[A-Z_]+)` \|", section, re.M)
+    return re.findall(r"^\| `(--[\w-]+)` \| `(VOXELGATE_[A-Z0-9_]+)` \|", section, re.M)
 
 
 def _serve_default(option: str) -> object:
+    """The option's value when ``serve`` is given none (argparse.ArgumentError: its variable does not parse)."""
     for parser in _parsers():
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         if "serve" in sub.choices:
-            args = sub.choices["serve"].parse_args([])
+            serve = sub.choices["serve"]
+            serve.exit_on_error = False  # a variable that does not parse is a usage error: raise it instead
+            args = serve.parse_args([])
             return getattr(args, option.lstrip("-").replace("-", "_"))
     raise AssertionError("no serve command")
 
@@ -228,12 +234,18 @@ def test_the_environment_variables_documented_for_serve_set_their_option(monkeyp
             try:
                 if _serve_default(option) != plain:
                     break
-            except (ValueError, TypeError):
+            except (ValueError, TypeError, argparse.ArgumentError):
                 continue
         else:
             ignored.append(f"{variable} -> {option}")
         monkeypatch.delenv(variable)
     assert ignored == [], "documented variables that do not change their option's default"
+
+
+def test_each_serve_variable_is_documented_beside_its_option() -> None:
+    named = {(o.flag, o.env_name) for f in fields(Config) for o in f.metadata.get("options", ()) if o.env}
+    assert len(named) >= 10
+    assert named - set(_serve_table()) == set(), "serve options whose variable docs/operations.md does not name"
 
 
 def test_every_environment_variable_the_code_reads_is_documented() -> None:
@@ -245,9 +257,11 @@ def test_every_environment_variable_the_code_reads_is_documented() -> None:
     read = set()
     for path in sources:
         code = path.read_text()
-        read |= set(re.findall(r"VOXELGATE_[A-Z][A-Z_]*[A-Z]", code))
-        read |= {f"VOXELGATE_{n}" for n in re.findall(r'_env\("([A-Z_]+)"', code)}
+        read |= set(re.findall(r"VOXELGATE_[A-Z][A-Z0-9_]*[A-Z0-9]", code))
+        read |= {f"VOXELGATE_{n}" for n in re.findall(r'_env\("([A-Z0-9_]+)"', code)}
     assert read, "no environment variable found: the scan is broken"
+    # serve's variables are named from its options (voxelgate.server.config.Option.env_name)
+    read |= {o.env_name for f in fields(Config) for o in f.metadata.get("options", ()) if o.env}
     assert sorted(v for v in read if f"`{v}`" not in text) == []
 
 

@@ -185,7 +185,7 @@ def test_the_import_scanner_sees_what_it_should(tmp_path: Path) -> None:
         "voxelgate.v1.dicom_pb2",
     }
     # Relative imports resolve against the module's package.
-    inner = _folder("voxelgate.imaging") / "dicom" / "volume.py"
+    inner = _folder("voxelgate.imaging") / "dicom" / "building.py"
     assert "voxelgate.imaging.dicom.stacks" in _imports(inner, "voxelgate.imaging")
 
 

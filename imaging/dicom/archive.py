@@ -26,13 +26,15 @@ from voxelgate.cache.catalog import (
     SeriesSummary,
     StudySummary,
 )
-from voxelgate.cache.derived import DerivedCache, npy_array, npy_bytes
+from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
+from voxelgate.cache.npy import npy_array, npy_bytes
 from voxelgate.cache.store import Store
 from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError, VoxelgateError
 
 from ..encode import encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
+from ..limits import Limits
 from ..windowing import VoiFunction
 from .bulk import BulkValue, open_bulk, parse_bulk_uri, parse_tag_path
 from .display import WindowRequest, render_frame
@@ -40,7 +42,7 @@ from .frames import decode_frame, modality_values
 from .headers import InstanceHeader, summarize
 from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
 from .parse import ParsedInstance, parse_instance, read_dataset
-from .pixels import FrameSink, Limits
+from .pixels import FrameSink
 
 log = logging.getLogger(__name__)
 

@@ -32,10 +32,10 @@ from pydicom.uid import (
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
 from voxelgate.errors import InvalidInputError
 
+from ..limits import Limits
 from .pixels import (
     PIXEL_TAGS,
     FrameSink,
-    Limits,
     has_pixels,
     held_length,
     pixel_layout,

@@ -22,20 +22,12 @@ from pydicom.pixels import iter_pixels
 from voxelgate.errors import InvalidInputError, LimitExceededError, UnsupportedError
 
 from ..cpu import all_cores
+from ..limits import Limits
 
 log = logging.getLogger(__name__)
 
 #: Pixel Data, Float Pixel Data, Double Float Pixel Data (plain ints: cheap membership tests)
 PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
-
-
-@dataclass(frozen=True)
-class Limits:
-    """Bounds enforced on every file (bytes and counts)."""
-
-    max_file_bytes: int = 2 * 1024**3
-    max_pixel_bytes: int = 4 * 1024**3  # decoded Rows x Columns x Samples x Frames x Bits
-    max_frames: int = 100_000
 
 
 def _int(ds: Dataset, keyword: str) -> int:

@@ -38,17 +38,18 @@ import logging
 import math
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
 
 import numpy as np
 
+from voxelgate.cache.lru import LRU
 from voxelgate.errors import InvalidInputError, NotFoundError
 from voxelgate.imaging.cpu import use_all_cores
 
-from .volume import Interpolation, Volume, round_to_dtype, sample_grid
+from .sampling import Interpolation, round_to_dtype, sample_grid
+from .volume import Volume
 
 log = logging.getLogger(__name__)
 
@@ -461,6 +462,10 @@ def _lies_in(volume: Volume, grid: PlaneGrid) -> bool:
     )
 
 
+def _held_bytes(entry: tuple[np.ndarray, int]) -> int:
+    return entry[1]
+
+
 class PlaneStacks:
     """Every slice of a plane reformatted once, in the background, for the volumes a viewer pages through.
 
@@ -490,8 +495,10 @@ class PlaneStacks:
         self.max_bytes = int(max_bytes)
         self.max_stacks = int(max_stacks)
         self._lock = threading.Lock()
-        self._stacks: OrderedDict[tuple[str, Plane], tuple[np.ndarray, int]] = OrderedDict()  # -> (stack, bytes held)
-        self._bytes = 0
+        # (volume name, plane) -> (stack, bytes it holds), under _lock
+        self._stacks: LRU[tuple[str, Plane], tuple[np.ndarray, int]] = LRU(
+            self.max_stacks, max_bytes=max(0, self.max_bytes), size=_held_bytes
+        )
         self._building: set[tuple[str, Plane]] = set()
         self._failed: set[tuple[str, Plane]] = set()
 
@@ -547,7 +554,6 @@ class PlaneStacks:
         with self._lock:
             known = self._stacks.get(key)
             if known is not None:
-                self._stacks.move_to_end(key)
                 return known[0]
             if key in self._building or key in self._failed or not self._worth(volume, plane):
                 return None
@@ -594,11 +600,7 @@ class PlaneStacks:
             return
         with self._lock:
             self._building.discard(key)
-            while self._stacks and (self._bytes + held > self.max_bytes or len(self._stacks) >= self.max_stacks):
-                _, (_, old) = self._stacks.popitem(last=False)
-                self._bytes -= old
-            self._stacks[key] = (stack, held)
-            self._bytes += held
+            self._stacks.put(key, (stack, held))
         log.info(
             "%s stack of a volume %s: %d slices of %dx%d in %.2f s",
             plane.value.lower(),
@@ -612,9 +614,9 @@ class PlaneStacks:
     def held_bytes(self) -> int:
         """Memory the stacks hold (views of volumes count nothing)."""
         with self._lock:
-            return self._bytes
+            return self._stacks.nbytes
 
     def held(self) -> list[tuple[str, Plane]]:
         """(volume name, plane) of each stack kept, least recently used first."""
         with self._lock:
-            return list(self._stacks)
+            return self._stacks.keys()

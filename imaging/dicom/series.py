@@ -1,7 +1,7 @@
 """Series volumes for viewers: stacks, cached volumes, windowed reformats.
 
 This composes the pieces: the archive's catalog and decoded frames, stack
-splitting (:mod:`.stacks`), volume building (:mod:`.volume`), reformats
+splitting (:mod:`.stacks`), volume building (:mod:`.building`), reformats
 (:mod:`.reformat`) and windowing (:mod:`voxelgate.imaging.windowing`). Volumes are built
 once into the derived cache and memory-mapped from there; rendered slices are
 cached too.
@@ -14,7 +14,6 @@ import hashlib
 import math
 import os
 import threading
-from collections import OrderedDict
 from collections.abc import Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -26,8 +25,10 @@ import numpy.ma
 from pydicom.dataset import Dataset
 
 from voxelgate.cache.catalog import InstanceRow
-from voxelgate.cache.derived import CachedFile, npy_memmap, npy_parts
 from voxelgate.cache.keys import make_key
+from voxelgate.cache.lru import LRU
+from voxelgate.cache.npy import npy_parts
+from voxelgate.cache.records import CachedFile
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 from voxelgate.memory import fresh_array
 
@@ -35,6 +36,7 @@ from ..cpu import use_all_cores
 from ..encode import ImageFormat, encode_jpeg, encode_png, encode_raw
 from ..windowing import PRESETS, VoiFunction, auto_window
 from .archive import NPY, DicomArchive, ValueSpace
+from .building import VolumeGrid, build_volume, plan_volume, volume_from_cache
 from .display import Voi, WindowRequest, choose_voi, inverts, to_display
 from .frames import modality_dtype, modality_values
 from .headers import InstanceHeader
@@ -43,7 +45,7 @@ from .pixels import NativeLayout
 from .reformat import Plane, PlaneStacks, Slice, on_voxels, plane_grid
 from .reformat import reformat as reformat_slice
 from .stacks import Excluded, FrameRef, Stack, frame_refs, split_stacks
-from .volume import Volume, VolumeGrid, build_volume, plan_volume
+from .volume import Volume
 
 
 class _Datasets(Mapping[str, Dataset]):
@@ -148,11 +150,10 @@ class SeriesVolumes:
         #: Whole planes reformatted once for the volumes a viewer pages through (see PlaneStacks).
         self.planes = PlaneStacks(plane_stack_bytes)
         self._lock = threading.Lock()
-        self._layouts: OrderedDict[str, SeriesLayout] = OrderedDict()
+        # Both under _lock, with _by_series.
+        self._layouts: LRU[str, SeriesLayout] = LRU(memo_series, on_evict=self._forget_series)
         self._by_series: dict[str, tuple[int, SeriesLayout]] = {}
-        self._volumes: OrderedDict[str, tuple[Volume, CachedFile]] = OrderedDict()
-        self._memo_series = memo_series
-        self._memo_volumes = memo_volumes
+        self._volumes: LRU[str, tuple[Volume, CachedFile]] = LRU(memo_volumes)
         # Renders run a core's worth at a time: more at once only trade the GIL back and forth
         # between threads (each numpy call releases and retakes it), which costs more than it gives.
         self._render_slots = threading.BoundedSemaphore(os.cpu_count() or 2)
@@ -176,10 +177,10 @@ class SeriesVolumes:
         identity = tuple(sorted(r.sha256 for r in rows))
         memo_key = hashlib.sha256("\n".join(identity).encode()).hexdigest()
         with self._lock:
-            if memo_key in self._layouts:
-                self._layouts.move_to_end(memo_key)
-                self._by_series[series_uid] = (generation, self._layouts[memo_key])
-                return self._layouts[memo_key]
+            memo = self._layouts.get(memo_key)
+            if memo is not None:
+                self._by_series[series_uid] = (generation, memo)
+                return memo
         by_uid = {r.sop_uid: r for r in rows}
         datasets = _Datasets(self.archive, by_uid)
         summaries = self.archive.headers(rows)
@@ -198,12 +199,13 @@ class SeriesVolumes:
         grids = tuple(plan_volume(s) for s in stacks)
         out = SeriesLayout(series_uid, tuple(stacks), grids, tuple(excluded), identity, datasets, headers, by_uid)
         with self._lock:
-            self._layouts[memo_key] = out
             self._by_series[series_uid] = (generation, out)
-            while len(self._layouts) > self._memo_series:
-                _, dropped = self._layouts.popitem(last=False)
-                self._by_series.pop(dropped.series_uid, None)
+            self._layouts.put(memo_key, out)
         return out
+
+    def _forget_series(self, _: str, dropped: SeriesLayout) -> None:
+        """A layout left the memo: its series is looked up again (``_lock`` held)."""
+        self._by_series.pop(dropped.series_uid, None)
 
     @staticmethod
     @functools.lru_cache(maxsize=256)
@@ -249,11 +251,10 @@ class SeriesVolumes:
         with self._lock:
             known = self._volumes.get(key)
             if known is not None:
-                self._volumes.move_to_end(key)
                 if known[1].path or known[1].payload is not None or self.archive.cache.pending(key):
                     return known
                 # Built here and written to the cache since: map the file, let the memory go.
-                del self._volumes[key]
+                self._volumes.pop(key)
         rows = {r.sop_uid: r for r in self.archive.series_instances(series_uid)}
 
         def load_frame(sop_uid: str, frame_index: int) -> np.ndarray:
@@ -267,7 +268,7 @@ class SeriesVolumes:
 
         built: list[Volume] = []
 
-        def compute() -> tuple[bytes, str, dict[str, object]]:
+        def compute() -> tuple[list[bytes | memoryview], str, dict[str, object]]:
             grid = layout.grids[stack_index]
             voxels = self._summary_voxels(layout, stack, grid)
             if voxels is not None:
@@ -275,22 +276,14 @@ class SeriesVolumes:
             else:
                 vol = build_volume(stack, load_frame, grid=grid)
             built.append(vol)
-            parts = npy_parts(vol.array)  # written without a copy
-            return parts, NPY, vol.geometry()  # type: ignore[return-value]  # derived.py says bytes; takes buffer lists too
+            return npy_parts(vol.array), NPY, vol.geometry()  # written without a copy
 
         # The builder answers from the volume in memory while the cache file is written
         # behind it (150 MB of a CT); other callers wait for the file and map it.
         entry = self.archive.cache.get_or_compute_file(key, compute, tag=f"series:{series_uid}", write_behind=True)
-        if built:
-            vol = built[0]
-        elif entry.payload is not None:
-            vol = Volume.from_npy_bytes(entry.payload, dict(entry.meta))
-        else:
-            vol = Volume.from_array(npy_memmap(entry.path, entry.offset), dict(entry.meta))
+        vol = built[0] if built else volume_from_cache(entry)
         with self._lock:
-            self._volumes[key] = (vol, entry)
-            while len(self._volumes) > self._memo_volumes:
-                self._volumes.popitem(last=False)
+            self._volumes.put(key, (vol, entry))
         return vol, entry
 
     def _stored_frame(self, layout: SeriesLayout, row: InstanceRow, index: int) -> np.ndarray:
@@ -303,7 +296,7 @@ class SeriesVolumes:
     def _summary_voxels(self, layout: SeriesLayout, stack: Stack, grid: VolumeGrid) -> np.ndarray | None:
         """The voxels of an untilted, evenly spaced stack, built from the header summaries kept at ingest.
 
-        What :func:`~.volume.build_volume` makes of ``load_frame`` in :meth:`volume`
+        What :func:`~.building.build_volume` makes of ``load_frame`` in :meth:`volume`
         (modality values, int32 narrowed to int16 when a frame's values allow, the
         frames' common dtype), without parsing a header: uncompressed frames are read
         straight into their place in the result and rescaled there; compressed ones
@@ -483,7 +476,7 @@ class SeriesVolumes:
         """
         stack = layout.stacks[stack_index]
         with self._lock:
-            known = self._volumes.get(self._volume_key(layout, stack))
+            known = self._volumes.peek(self._volume_key(layout, stack))
         if known is not None:
             return known[0].array.dtype.newbyteorder("<").str
         dtypes = {

@@ -13,7 +13,7 @@ positions and frames that all share one position (frame series: cine, time
 series), a single slice unlike the rest of the series, and duplicate positions.
 
 Only headers are read here; pixel data is the business of
-:func:`voxelgate.imaging.dicom.volume.build_volume`.
+:func:`voxelgate.imaging.dicom.building.build_volume`.
 """
 
 from __future__ import annotations

@@ -31,7 +31,7 @@ from .formats import (
     sniff_format,
 )
 from .frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames, read_frame
-from .probe_video import VideoInfo, VideoLimits, probe_video, sniff_video_format
+from .probe_video import VideoInfo, probe_video, sniff_video_format
 from .reencode import ReencodeResult, reencode
 from .render import RENDER_FORMATS, fit_size, render_frame, resize_exact, resize_fit
 from .sequence import SequenceFrame, natural_key, plan_sequence, resized_frames
@@ -49,7 +49,6 @@ __all__ = [
     "ReencodeResult",
     "SequenceFrame",
     "VideoInfo",
-    "VideoLimits",
     "build_frame_index",
     "decode_page",
     "describe_bytes",

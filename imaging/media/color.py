@@ -17,12 +17,12 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageCms
+
+from voxelgate.cache.lru import LRU
 
 #: Relative colorimetric keeps in-gamut colours exactly (it matters for stain and
 #: skin colour); black point compensation keeps CMYK shadows from crushing.
@@ -30,8 +30,7 @@ _INTENT = ImageCms.Intent.RELATIVE_COLORIMETRIC
 _FLAGS = ImageCms.Flags.BLACKPOINTCOMPENSATION
 _SRGB_TOLERANCE = 2
 _CACHE_SIZE = 64
-_classified: OrderedDict[bytes, ProfileInfo] = OrderedDict()
-_classified_lock = threading.Lock()
+_classified: LRU[bytes, ProfileInfo] = LRU(_CACHE_SIZE, locked=True)  # by the profile's sha256
 
 
 @dataclass(frozen=True)
@@ -61,15 +60,10 @@ def _load(icc: bytes) -> ImageCms.ImageCmsProfile:
 def classify_profile(icc: bytes) -> ProfileInfo:
     """Describe an embedded ICC profile (cached per distinct profile, least recently used out)."""
     digest = hashlib.sha256(icc).digest()
-    with _classified_lock:
-        if (known := _classified.get(digest)) is not None:
-            _classified.move_to_end(digest)
-            return known
+    if (known := _classified.get(digest)) is not None:
+        return known
     info = _classify(icc)
-    with _classified_lock:
-        _classified[digest] = info
-        while len(_classified) > _CACHE_SIZE:
-            _classified.popitem(last=False)
+    _classified.put(digest, info)
     return info
 
 

@@ -28,11 +28,12 @@ from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundErro
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
+from ..limits import VideoLimits
 from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
 from .formats import SUPPORTED_FORMATS, describe_bytes, sniff_format
 from .frame_index import Pieces
 from .inventory import InventoryMixin
-from .probe_video import VIDEO_FORMATS, VideoInfo, VideoLimits, probe_video, sniff_video_format
+from .probe_video import VIDEO_FORMATS, VideoInfo, probe_video, sniff_video_format
 from .sequence import resize_exact
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from voxelgate.errors import InvalidInputError, LimitExceededError
 
+from ..limits import VideoLimits
 from ._packets import NO_TS, PacketTable, ffmpeg_reason, open_video, scan_packets
 from .formats import describe_bytes
 from .frame_index import FrameIndex, index_packets
@@ -74,32 +75,6 @@ def sniff_video_format(head: bytes) -> str | None:
     if len(head) >= 8 and head[4:8] in _QT_ATOMS:
         return "mov"
     return None
-
-
-@dataclass(frozen=True)
-class VideoLimits:
-    """Bounds enforced on every video file.
-
-    Parameters
-    ----------
-    max_file_bytes:
-        Largest file accepted (1 GiB by default).
-    max_frames:
-        Most video frames (packets of the video stream) a file may hold.
-
-    Raises
-    ------
-    ValueError
-        When a bound is not positive.
-    """
-
-    max_file_bytes: int = 1024**3
-    max_frames: int = 100_000
-
-    def __post_init__(self) -> None:
-        for name in ("max_file_bytes", "max_frames"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"VideoLimits.{name} must be positive, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)

@@ -92,11 +92,12 @@ from av.video.reformatter import ColorRange, Colorspace, Interpolation
 
 from voxelgate.errors import CancelledError, InvalidInputError, UnsupportedError, VoxelgateError
 
+from ..limits import VideoLimits
 from ._packets import ffmpeg_reason, open_video, video_stream
 from .diagnose import MAX_KEYFRAME_INTERVAL_HD, Finding, diagnose
 from .frame_index import FrameIndex, Placer, build_frame_index
 from .orientation import Rotator
-from .probe_video import VideoInfo, VideoLimits, probe_video
+from .probe_video import VideoInfo, probe_video
 from .video import add_h264_stream, atomic_output, frame_rate
 
 MODES: tuple[str, ...] = ("auto", "full")

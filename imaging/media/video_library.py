@@ -38,9 +38,10 @@ from voxelgate.cache.store import Store
 from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
 from voxelgate.imaging.cpu import use_all_cores
 
+from ..limits import VideoLimits
 from .diagnose import Finding, diagnose
 from .frame_index import FrameIndex, FrameReader, Picture, Pieces, build_frame_index
-from .probe_video import VideoInfo, VideoLimits, probe_video
+from .probe_video import VideoInfo, probe_video
 from .reencode import ReencodeResult, reencode
 from .render import render_frame
 from .video_readers import AheadCancelled, AheadStats, FrameResult, ReadAhead, ReaderPool, ReaderStats, Stream

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
 import numpy as np
 
+from voxelgate.cache.lru import LRU
 from voxelgate.errors import NotFoundError
 from voxelgate.imaging.cpu import use_all_cores
 
@@ -225,7 +226,8 @@ class ReadAhead:
 
     def __init__(self, make: Callable[[Stream, int, threading.Event], FrameResult | None]) -> None:
         self._make = make
-        self._pending: OrderedDict[Stream, _Ahead] = OrderedDict()
+        # A stream's frame ahead, the streams scheduled longest ago dropped first (under _cond).
+        self._pending: LRU[Stream, _Ahead] = LRU(_AHEAD_STREAMS, on_evict=lambda _, old: self._drop(old))
         self._queue: deque[_Ahead] = deque()
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -246,17 +248,15 @@ class ReadAhead:
         """
         entry = _Ahead(stream, n)
         with self._cond:
-            old = self._pending.pop(stream, None)
+            old = self._pending.pop(stream)
             if old is not None:
                 self._drop(old)
-            self._pending[stream] = entry
-            while len(self._pending) > _AHEAD_STREAMS:
-                self._drop(self._pending.popitem(last=False)[1])
+            self._pending.put(stream, entry)
             self._scheduled += 1
 
         def start() -> None:
             with self._cond:
-                if entry.cancel.is_set() or self._pending.get(stream) is not entry or entry.queued:
+                if entry.cancel.is_set() or self._pending.peek(stream) is not entry or entry.queued:
                     return
                 entry.queued = True
                 self._queue.append(entry)
@@ -270,7 +270,7 @@ class ReadAhead:
     def claim(self, stream: Stream, n: int) -> FrameResult | None:
         """Frame ``n`` of ``stream`` if it was read ahead (waiting while it is being made), else None."""
         with self._cond:
-            entry = self._pending.pop(stream, None)
+            entry = self._pending.pop(stream)
             if entry is None:
                 return None
             if entry.n != n or not entry.started:

@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests._threads import in_thread
-from voxelgate.cache.derived import CachedValue, DerivedCache, SharedCacheState
+from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.locks import ProcessLock
+from voxelgate.cache.records import CachedValue
+from voxelgate.cache.shared_state import SharedCacheState
 
 MiB = 1024 * 1024
 
@@ -33,11 +35,14 @@ def cache(cache_dir: Path) -> Iterator[DerivedCache]:
 
 
 def _entry_files(directory: Path) -> list[Path]:
-    """The files diskcache keeps values in (everything but its SQLite database and the build locks)."""
+    """The files diskcache keeps values in (everything but the SQLite databases and the build locks).
+
+    The databases are diskcache's own (``cache.db``) and the recency index (``recency.db``).
+    """
     return [
         p
         for p in directory.rglob("*")
-        if p.is_file() and not p.name.startswith("cache.db") and p.parent.name != "flights"
+        if p.is_file() and not p.name.startswith(("cache.db", "recency.db")) and p.parent.name != "flights"
     ]
 
 
@@ -90,7 +95,7 @@ def test_corrupt_file_is_a_miss_and_the_entry_is_dropped(cache: DerivedCache, ca
     path.write_bytes(bytes(raw))
 
     assert cache.get("k") is None
-    assert "k" not in cache._cache
+    assert "k" not in cache._disk
     s = cache.stats()
     assert (s.hits, s.misses, s.entries, s.evictions) == (0, 1, 0, 0)
     # The next request computes it again.
@@ -105,14 +110,14 @@ def test_truncated_file_is_a_miss(cache: DerivedCache, cache_dir: Path) -> None:
     (path,) = _entry_files(cache_dir)
     path.write_bytes(path.read_bytes()[:6])
     assert cache.get("k") is None
-    assert "k" not in cache._cache
+    assert "k" not in cache._disk
 
 
 @pytest.mark.parametrize("blob", [b"garbage", b"VGC1\xff\xff\xff\xff{", b"VGC1\x02\x00\x00\x00{}payload", 12345])
 def test_foreign_value_written_directly_is_a_miss(cache: DerivedCache, blob: object) -> None:
-    cache._cache.set("k", blob)
+    cache._disk.diskcache.set("k", blob)
     assert cache.get("k") is None
-    assert "k" not in cache._cache
+    assert "k" not in cache._disk
 
 
 class _CountedFlights(dict[str, object]):
@@ -195,7 +200,7 @@ def test_exception_in_compute_reaches_every_waiter_and_nothing_is_cached(cache: 
         with pytest.raises(Boom, match=r"^decoder failed$"):
             f.result(timeout=60)
     assert calls == 1
-    assert "k" not in cache._cache
+    assert "k" not in cache._disk
     assert cache.get("k") is None
     assert cache._flights == {}
     # A later call tries again.
@@ -263,7 +268,7 @@ def test_the_bound_holds_on_disk_and_least_recently_used_go_first(tmp_path: Path
         assert s.evictions > 0
         assert s.entries >= 6  # about 7 values of 1 MiB fit; not emptied wholesale
         assert s.evictions == 40 - s.entries
-        present = {k for k in keys if k in c._cache}
+        present = {k for k in keys if k in c._disk}
         newest = keys[len(keys) - (s.entries - 1) :]
         assert present == {"k00", *newest}
         for k in newest:

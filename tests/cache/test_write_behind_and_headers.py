@@ -14,7 +14,8 @@ import pytest
 
 from tests._threads import in_thread
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, SqliteCatalog, StudyRow
-from voxelgate.cache.derived import DerivedCache, npy_memmap, npy_parts
+from voxelgate.cache.derived import DerivedCache
+from voxelgate.cache.npy import npy_memmap, npy_parts
 
 MiB = 1024 * 1024
 
@@ -149,7 +150,7 @@ def test_memory_only_values_are_hits_and_never_written(tmp_path: Path) -> None:
         assert cache.get_or_compute("s", compute, tag="series:9", memory_only=True).payload == b"p" * 50_000
         assert cache.stats().hits == before.hits + 1 and calls == [1]
         cache.flush()
-        assert "s" not in cache._cache  # nothing on disk
+        assert "s" not in cache._disk  # nothing on disk
         cache.evict_tag("series:9")
         cache.get_or_compute("s", compute, tag="series:9", memory_only=True)
         assert calls == [1, 1]  # evicted with its tag

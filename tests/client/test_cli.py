@@ -6,8 +6,10 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
+from PIL import Image
 from pydicom.data import get_testdata_file
 
 from tests.server.e2e_support import clean_env as _env
@@ -187,3 +189,51 @@ def test_stats_and_health(server: str, folder: Path) -> None:
     assert int(stats["size_limit"]) > 0
     out = vg("health", "--server", server)
     assert (out.returncode, out.stdout.strip()) == (0, "SERVING")
+
+
+def test_frame_windowed_into_16_bits_and_stored_values(server: str, tmp_path: Path) -> None:
+    """CT_small: the bone preset as a 16-bit PNG of P-Values; raw stored values are the pixel data's."""
+    path = get_testdata_file("CT_small.dcm")
+    assert vg("ingest", path, "--server", server).returncode == 0
+    ds = pydicom.dcmread(path)
+    png = tmp_path / "f.png"
+    out = vg("frame", _uid("CT_small.dcm"), "0", "--format", "png16", "--preset", "bone", "-o", png, "--server", server)
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout)
+    assert said["value_space"] == "presentation" and said["dtype"] == "<u2" and said["inverted"] is False
+    assert said["window"] == {"center": 400.0, "width": 1800.0, "function": "linear"}
+    with Image.open(png) as img:
+        assert img.size == (128, 128) and np.asarray(img).dtype == np.uint16
+    raw = tmp_path / "f.raw"
+    out = vg("frame", _uid("CT_small.dcm"), "--format", "raw", "--values", "stored", "-o", raw, "--server", server)
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout)
+    assert said["value_space"] == "stored" and said["window"] is None and not said["rescaled"]
+    got = np.frombuffer(raw.read_bytes(), dtype=said["dtype"]).reshape(said["shape"])
+    np.testing.assert_array_equal(got, ds.pixel_array)
+    wrong = vg("frame", _uid("CT_small.dcm"), "--format", "raw", "--window", "40,400", "-o", raw, "--server", server)
+    assert wrong.returncode == 1 and "INVALID_ARGUMENT" in wrong.stderr and "Traceback" not in wrong.stderr
+
+
+def test_meta_keywords_and_bulk_data_by_uri(server: str, tmp_path: Path) -> None:
+    path = get_testdata_file("CT_small.dcm")
+    assert vg("ingest", path, "--server", server).returncode == 0
+    uid = _uid("CT_small.dcm")
+    out = vg("meta", uid, "--keywords", "--server", server)
+    assert out.returncode == 0, out.stderr
+    model = json.loads(out.stdout)
+    assert model["00100010"]["keyword"] == "PatientName"
+    uri = model["7FE00010"]["BulkDataURI"]
+    target = tmp_path / "pixels.bin"
+    out = vg("bulk", uri, "-o", target, "--server", server)
+    assert out.returncode == 0, out.stderr
+    header = json.loads(out.stdout)
+    ds = pydicom.dcmread(path)
+    assert target.read_bytes() == ds.PixelData and header["length"] == len(ds.PixelData)
+    assert header["transfer_syntax_uid"] == ds.file_meta.TransferSyntaxUID and header["output"] == str(target)
+    out = vg("bulk", "--instance", uid, "--offset", "100", "--length", "8", "-o", target, "--server", server)
+    assert out.returncode == 0, out.stderr
+    assert target.read_bytes() == ds.PixelData[100:108]
+    assert vg("bulk", uri, "--instance", uid, "-o", target, "--server", server).returncode == 2
+    gone = vg("bulk", "--instance", "1.2.3.4", "-o", tmp_path / "none.bin", "--server", server)
+    assert gone.returncode == 1 and "NOT_FOUND" in gone.stderr and not (tmp_path / "none.bin").exists()

@@ -79,6 +79,26 @@ def test_a_video_frame_by_frame(vg: Client, clip: Path) -> None:
         vg.stream_frames(result.media_id, every=0)
 
 
+def test_video_frames_come_as_displayed_or_as_stored(vg: Client, tmp_path: Path) -> None:
+    """A 64x48 MOV of 4:3 pixels whose display matrix turns it 270 degrees: frames come 48x64, turned (the
+    I420 planes are the stored ones turned, exactly), their pixels 3:4; as stored on request."""
+    src = make_video(tmp_path / "turned.mov", "mov", n=12, rotation=270, sar=Fraction(4, 3))
+    (result,) = list(vg.ingest_media(src))
+    info = vg.get_media_info(result.media_id)
+    assert isinstance(info, VideoInfo) and (info.rotation, info.mirrored) == (270, False)
+    assert (info.width, info.height, info.display_width, info.display_height) == (64, 48, 48, 64)
+    shown = vg.get_media_frame(result.media_id, 5, format="yuv420p")
+    stored = vg.get_media_frame(result.media_id, 5, format="yuv420p", stored_orientation=True)
+    assert (shown.rotation, shown.mirrored, shown.pixel_aspect_ratio) == (270, False, Fraction(3, 4))
+    assert (stored.rotation, stored.mirrored, stored.pixel_aspect_ratio) == (0, False, Fraction(4, 3))
+    assert (shown.width, shown.height, stored.width, stored.height) == (48, 64, 64, 48)
+    for turned, plane in zip(shown.planes, stored.planes, strict=True):
+        np.testing.assert_array_equal(turned, np.rot90(plane, k=3))  # 270 degrees counter-clockwise
+    streamed = list(vg.stream_frames(result.media_id, start=2, every=5, stored_orientation=True))
+    assert [f.frame for f in streamed] == [2, 7] and all(f.array.shape == (48, 64, 3) for f in streamed)
+    assert [f.array.shape for f in vg.stream_frames(result.media_id, start=2, every=5)] == [(64, 48, 3)] * 2
+
+
 @pytest.mark.skipif(not shared_memory.available(), reason="shared memory segments need Linux (memfd)")
 def test_frames_through_shared_memory_are_the_same_frames(vg: Client, clip: Path) -> None:
     (result,) = list(vg.ingest_media(clip))
@@ -140,6 +160,11 @@ def test_boxes_on_a_series_filled_between_two_key_slices_and_stored_as_a_seg(vg:
     middle = filled.shape_at(2)
     assert isinstance(middle, Box) and middle.min == pytest.approx((4, 4)) and middle.max == pytest.approx((10, 10))
     assert [s.method for s in filled.shapes] == ["key", "linear", "linear", "linear", "key"]
+    assert all(s.sop_instance_uid == "" and s.frame is None for s in filled.shapes)  # a reformatted plane
+    # On the acquired frames, each shape names its instance (in stack order: z up) and frame.
+    on_frames = vg.interpolate(DicomSource(series, source_frames=True), keys)
+    by_z = sorted(vg.get_series_metadata(series), key=lambda ds: float(ds.ImagePositionPatient[2]))
+    assert [(s.sop_instance_uid, s.frame) for s in on_frames.shapes] == [(ds.SOPInstanceUID, 0) for ds in by_z]
     assert filled.segmentation is not None and filled.segmentation.frames > 0
     ds = vg.get_metadata(filled.segmentation.sop_instance_uid)
     assert ds.Modality == "SEG" and ds.SegmentSequence[0].SegmentLabel == "lesion"

@@ -106,3 +106,22 @@ def test_video_command_errors(server: str, tmp_path: Path) -> None:
     assert out.returncode == 1
     [line] = [json.loads(x) for x in out.stdout.splitlines()]
     assert line["status"] == "rejected" and line["code"] == "INVALID_ARGUMENT" and "truncated" in line["reason"]
+
+
+def test_frames_as_displayed_or_as_stored(server: str, tmp_path: Path) -> None:
+    vid = ingest(server, make_video(tmp_path / "turned.mp4", "mp4", n=8, rotation=90))
+    shown, stored = tmp_path / "shown.png", tmp_path / "stored.png"
+    out = vg("media", "frame", vid, "3", "-o", shown, "--server", server)
+    assert out.returncode == 0, out.stderr
+    said = json.loads(out.stdout)
+    assert (said["rotation"], said["mirrored"], said["width"], said["height"]) == (90, False, 48, 64)
+    assert said["pixel_aspect_ratio"] == {"num": 1, "den": 1}
+    out = vg("media", "frame", vid, "3", "--stored-orientation", "-o", stored, "--server", server)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["rotation"] == 0
+    assert Image.open(shown).size == (48, 64) and Image.open(stored).size == (64, 48)
+    folder = tmp_path / "frames"
+    out = vg("media", "frames", vid, "--every", "4", "--stored-orientation", "-o", folder, "--server", server)
+    assert out.returncode == 0, out.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["frame_0.png", "frame_4.png"]
+    assert {Image.open(p).size for p in folder.iterdir()} == {(64, 48)}

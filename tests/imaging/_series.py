@@ -12,11 +12,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
 from voxelgate.errors import InvalidInputError
+from voxelgate.imaging.dicom.building import LoadFrame
 from voxelgate.imaging.dicom.frames import modality_values
 from voxelgate.imaging.dicom.parse import read_dataset
 from voxelgate.imaging.dicom.pixels import decode_frames, has_pixels
+from voxelgate.imaging.dicom.sampling import sample_plane
 from voxelgate.imaging.dicom.stacks import FrameRef, frame_refs
-from voxelgate.imaging.dicom.volume import LoadFrame, Volume, sample_plane
+from voxelgate.imaging.dicom.volume import Volume
 
 
 def read_series(paths: Iterable[Path]) -> tuple[list[FrameRef], LoadFrame]:

@@ -12,10 +12,11 @@ import pytest
 
 from tests.imaging._series import read_series, rotation
 from voxelgate.errors import InvalidInputError, NotFoundError
-from voxelgate.imaging.dicom import volume as volume_module
+from voxelgate.imaging.dicom import sampling as sampling_module
 from voxelgate.imaging.dicom.reformat import Plane, PlaneStacks, Slice, plane_grid, reformat
+from voxelgate.imaging.dicom.sampling import sample_plane
 from voxelgate.imaging.dicom.stacks import split_stacks
-from voxelgate.imaging.dicom.volume import Volume, sample_plane
+from voxelgate.imaging.dicom.volume import Volume
 
 MARKER = np.array([20.0, -25.0, 30.0])  # patient's left, anterior, superior of the centre (LPS)
 
@@ -246,16 +247,16 @@ def _both_paths(
     monkeypatch: pytest.MonkeyPatch, vol: Volume, plane: Plane, **kw: object
 ) -> tuple[np.ndarray, np.ndarray, int]:
     calls = []
-    real = volume_module._sample_aligned
+    real = sampling_module._sample_aligned
 
     def spy(*args: object, **kwargs: object) -> object:
         out = real(*args, **kwargs)  # type: ignore[arg-type]
         calls.append(out is not None)
         return out
 
-    monkeypatch.setattr(volume_module, "_sample_aligned", spy)
+    monkeypatch.setattr(sampling_module, "_sample_aligned", spy)
     fast = reformat(vol, plane, **kw).array  # type: ignore[arg-type]
-    monkeypatch.setattr(volume_module, "_grid_axes", lambda *a: None)
+    monkeypatch.setattr(sampling_module, "_grid_axes", lambda *a: None)
     general = reformat(vol, plane, **kw).array  # type: ignore[arg-type]
     monkeypatch.undo()
     return fast, general, sum(calls)
@@ -304,11 +305,11 @@ def test_fast_path_equals_simpleitk_on_real_ct(corpus: Path, monkeypatch: pytest
 def test_fast_path_leaves_oblique_grids_to_simpleitk(monkeypatch: pytest.MonkeyPatch) -> None:
     vol = _acquired("oblique", size=24)
     taken = []
-    monkeypatch.setattr(volume_module, "_sample_aligned", lambda *a, **k: taken.append(1))
+    monkeypatch.setattr(sampling_module, "_sample_aligned", lambda *a, **k: taken.append(1))
     reformat(vol, "axial", index=3)
     assert not taken
-    frame = volume_module._grid_frame(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)), (1.0, 1.0, 1.0), (1, 2, 2))
-    assert volume_module._grid_axes(_acquired("axial", size=8), frame) == (0, 1, 2)
+    frame = sampling_module._grid_frame(((1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, 0.0, 1.0)), (1.0, 1.0, 1.0), (1, 2, 2))
+    assert sampling_module._grid_axes(_acquired("axial", size=8), frame) == (0, 1, 2)
 
 
 def test_fast_path_is_much_faster_than_simpleitk(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -329,7 +330,7 @@ def test_fast_path_is_much_faster_than_simpleitk(monkeypatch: pytest.MonkeyPatch
     # times faster on an idle machine; the best of five runs of each, and only "faster" asked,
     # keep a loaded machine from failing it. How much faster is bench/'s to say.
     fast = best()
-    monkeypatch.setattr(volume_module, "_grid_axes", lambda *a: None)
+    monkeypatch.setattr(sampling_module, "_grid_axes", lambda *a: None)
     general = best()
     assert fast < general, (fast, general)
 

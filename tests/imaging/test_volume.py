@@ -17,8 +17,10 @@ import SimpleITK as sitk
 from tests.conftest import ROOT
 from tests.imaging._series import rotation
 from voxelgate.errors import InvalidInputError, UnsupportedError
+from voxelgate.imaging.dicom.building import build_volume, plan_volume
+from voxelgate.imaging.dicom.sampling import sample_grid, sample_plane
 from voxelgate.imaging.dicom.stacks import FrameRef, split_stacks
-from voxelgate.imaging.dicom.volume import Volume, build_volume, plan_volume, sample_grid, sample_plane
+from voxelgate.imaging.dicom.volume import Volume
 
 
 def _affine(
@@ -196,7 +198,8 @@ def test_tilted_stack_is_widened_to_hold_every_slice() -> None:
 
 def test_imaging_does_not_load_grpc() -> None:
     code = (
-        "import sys, voxelgate.imaging.dicom.volume, voxelgate.imaging.dicom.stacks, voxelgate.imaging.dicom.reformat; "
+        "import sys, voxelgate.imaging.dicom.volume, voxelgate.imaging.dicom.building, voxelgate.imaging.dicom.stacks, "
+        "voxelgate.imaging.dicom.reformat; "
         "assert not any(m == 'grpc' or m.startswith(('grpc.', 'server')) for m in sys.modules), 'grpc loaded'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=ROOT)
@@ -220,7 +223,7 @@ def _archive(root: Path):  # type: ignore[no-untyped-def]
     from voxelgate.cache.derived import DerivedCache
     from voxelgate.cache.store import ObjectStore
     from voxelgate.imaging.dicom.archive import DicomArchive
-    from voxelgate.imaging.dicom.pixels import Limits
+    from voxelgate.imaging.limits import Limits
 
     return DicomArchive(
         ObjectStore(root / "store"),

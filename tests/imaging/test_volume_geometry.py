@@ -23,8 +23,10 @@ from pydicom.data import get_testdata_file
 
 from tests.conftest import have_program, require_peer
 from tests.imaging._series import read_series, reproduce, rotation, smooth_field, write_series
+from voxelgate.imaging.dicom.building import build_volume, plan_volume
+from voxelgate.imaging.dicom.sampling import sample_plane
 from voxelgate.imaging.dicom.stacks import split_stacks
-from voxelgate.imaging.dicom.volume import Volume, build_volume, plan_volume, sample_plane
+from voxelgate.imaging.dicom.volume import Volume
 
 AXIAL = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0)
 

@@ -510,9 +510,11 @@ def test_threaded_arithmetic_of_a_whole_volume_equals_the_float_path(
 def test_a_slice_takes_the_arithmetic_form_once_its_window_came_back(monkeypatch: pytest.MonkeyPatch) -> None:
     # Finding the arithmetic form costs milliseconds: a slice windowed with a new window (a
     # viewer's window drag) goes through the table; a window used again and again (paging) earns it.
+    from voxelgate.cache.lru import LRU
     from voxelgate.imaging import windowing
 
-    monkeypatch.setattr(windowing, "_window_uses", {})
+    assert windowing._window_uses.max_items == windowing._WINDOW_USES_KEPT
+    monkeypatch.setattr(windowing, "_window_uses", LRU(windowing._WINDOW_USES_KEPT))
     windowing._affine.cache_clear()
     rng = np.random.default_rng(12)
     sl = rng.integers(-1100, 3100, size=(64, 48)).astype(np.int16)
@@ -523,7 +525,7 @@ def test_a_slice_takes_the_arithmetic_form_once_its_window_came_back(monkeypatch
         fitted = windowing._affine.cache_info().currsize
         assert fitted == (1 if use > windowing._FIT_AFTER_USES else 0), use
     # The record of windows seen stays bounded.
-    monkeypatch.setattr(windowing, "_WINDOW_USES_KEPT", 4)
+    monkeypatch.setattr(windowing._window_uses, "max_items", 4)
     for k in range(10):
         window_to_uint8(sl, 40.0, 100.0 + k)
     assert len(windowing._window_uses) <= 4

@@ -38,7 +38,7 @@ from e2e_support import (
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from pydicom.encaps import generate_frames
 
-from voxelgate.imaging.dicom.pixels import Limits
+from voxelgate.imaging.limits import Limits
 from voxelgate.v1 import admin_pb2, common_pb2, dicom_pb2
 
 MAX_FILE = 256 * 1024

@@ -36,7 +36,8 @@ from tests.imaging.media._videos import GHOSTS, VFR_PTS, decode_all, make_set, m
 from voxelgate import shared_memory
 from voxelgate.client.files import ingest_bytes_requests
 from voxelgate.client.streams import ReceivedFrame, get_frame, stream_frames, stream_frames_shared
-from voxelgate.imaging.media.probe_video import VideoLimits, probe_video
+from voxelgate.imaging.limits import VideoLimits
+from voxelgate.imaging.media.probe_video import probe_video
 from voxelgate.v1 import media_pb2, media_pb2_grpc
 
 CONTAINERS = {"bframes_mp4": "mp4", "sar_mov": "mov", "vp9_webm": "webm", "vfr_mkv": "mkv", "vp8_mkv": "mkv"}

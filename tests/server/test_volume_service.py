@@ -27,11 +27,11 @@ from PIL import Image
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian
 
+from voxelgate.imaging.dicom.building import build_volume, plan_volume
 from voxelgate.imaging.dicom.frames import modality_values
 from voxelgate.imaging.dicom.pixels import decode_frames
 from voxelgate.imaging.dicom.reformat import Plane
 from voxelgate.imaging.dicom.stacks import frame_refs, split_stacks
-from voxelgate.imaging.dicom.volume import build_volume, plan_volume
 from voxelgate.imaging.windowing import PRESETS, VoiFunction, auto_window, window_to_uint8, window_to_uint16
 from voxelgate.v1 import admin_pb2, volume_pb2, volume_pb2_grpc
 

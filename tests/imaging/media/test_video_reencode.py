@@ -14,9 +14,10 @@ from PIL import Image
 from tests.imaging.media._videos import GHOSTS, VFR_PTS, make_set, make_video, picture
 from tests.imaging.media.test_video_diagnose import _corrupt_copy
 from voxelgate.errors import CancelledError, InvalidInputError, LimitExceededError
+from voxelgate.imaging.limits import VideoLimits
 from voxelgate.imaging.media.diagnose import diagnose
 from voxelgate.imaging.media.frame_index import FrameIndex, build_frame_index
-from voxelgate.imaging.media.probe_video import VideoLimits, probe_video
+from voxelgate.imaging.media.probe_video import probe_video
 from voxelgate.imaging.media.reencode import ReencodeResult, reencode
 from voxelgate.imaging.media.video import mp4_top_level_boxes
 

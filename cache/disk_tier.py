@@ -1,0 +1,226 @@
+"""The derived cache on disk: diskcache's entries, bounded in bytes, least recently used out first.
+
+diskcache keeps the entries (small ones inside its SQLite database, large ones in
+files of their own) and their tags. It is opened without an eviction policy, so it
+neither writes down each read nor culls on its own (its cull drops entries ten at
+a time, which empties a small cache); :class:`~.recency.RecencyIndex` keeps the
+order of use, and :meth:`DiskTier.write` evicts by it until the entries, the
+database and the index fit the bound again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO
+
+import diskcache
+
+from .recency import RecencyIndex
+from .records import DAMAGED, CachedFile, CachedValue, PartsReader, decode, header, read_header
+from .shared_state import DELETES, PUTS, Counters, SharedCacheState
+
+log = logging.getLogger(__name__)
+
+
+class DiskTier:
+    """Derived values on disk, with their counters and the processes' shared state.
+
+    Parameters
+    ----------
+    directory:
+        Where diskcache keeps its files (and the recency index its own).
+    size_limit:
+        Bound in bytes on what the entries, diskcache's database and the recency
+        index occupy.
+    shared, process:
+        What this process shares with the other processes serving ``directory``,
+        and its row there; with ``shared`` None the directory is opened alone
+        (before any process serves it): the recency index is then made to agree
+        with the entries.
+
+    Raises
+    ------
+    ValueError
+        If ``size_limit`` is not positive.
+    """
+
+    def __init__(self, directory: Path, *, size_limit: int, shared: SharedCacheState | None, process: int) -> None:
+        if size_limit <= 0:
+            raise ValueError(f"size_limit must be positive, got {size_limit}")
+        self.size_limit = size_limit
+        #: The diskcache underneath: entries by key, their files and tags.
+        self.diskcache = diskcache.Cache(str(directory), eviction_policy="none", cull_limit=0)
+        self._recency = RecencyIndex.open(Path(directory) / "recency.db", remake=shared is None)
+        if shared is None:
+            self._recency.reconcile(self.diskcache.iterkeys())
+        #: Counters and checked files of every process serving the directory.
+        self.shared = shared if shared is not None else SharedCacheState(initial_entries=len(self), stamps=1)
+        #: This process's counters.
+        self.counters = Counters(self.shared, process)
+        self._verified: set[tuple[str, str]] = set()  # (file, checksum) read whole and found right here
+        self._verified_lock = threading.Lock()
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.diskcache
+
+    def __len__(self) -> int:
+        return len(self.diskcache)
+
+    def nbytes(self) -> int:
+        """What the entries, diskcache's database and the recency index occupy."""
+        return int(self.diskcache.volume()) + self._recency.nbytes()
+
+    # -- reading ----------------------------------------------------------------
+
+    def read(self, key: str) -> CachedValue | None:
+        """The value of ``key``, read whole; None when absent, or damaged (then dropped)."""
+        try:
+            handle = self.diskcache.get(key, default=None, read=True)
+        except Exception:  # a damaged entry is a miss, never an error
+            log.warning("unreadable derived-cache entry dropped", exc_info=True)
+            self.drop(key)
+            return None
+        if handle is None:
+            return None
+        try:
+            blob = handle.read() if hasattr(handle, "read") else bytes(handle)
+        finally:
+            if hasattr(handle, "close"):
+                handle.close()
+        try:
+            value = decode(blob)
+        except DAMAGED:
+            log.warning("corrupt derived-cache entry dropped", extra={"key": key})
+            self.drop(key)
+            return None
+        self._recency.used(key)
+        return value
+
+    def read_file(self, key: str) -> CachedFile | None:
+        """Where the payload of ``key`` lies; None when absent, or damaged (then dropped).
+
+        A file is read whole and checked against its checksum the first time any
+        process serving the directory opens it.
+        """
+        try:
+            handle = self.diskcache.get(key, default=None, read=True)
+        except Exception:  # noqa: BLE001 - a damaged entry is a miss
+            self.drop(key)
+            return None
+        if handle is None:
+            return None
+        try:
+            path = getattr(handle, "name", None)
+            head, offset = read_header(handle)
+            if not isinstance(path, str):
+                # Small values live inside diskcache's database, not in a file.
+                payload = handle.read()
+                if hashlib.sha256(payload).hexdigest() != head["checksum"]:
+                    raise ValueError("checksum mismatch")
+                found = CachedFile(
+                    "", 0, len(payload), head["media_type"], head["meta"], head["checksum"], head["created"], payload
+                )
+            else:
+                length = os.fstat(handle.fileno()).st_size - offset
+                self._check(path, head["checksum"], handle)
+                found = CachedFile(
+                    path, offset, length, head["media_type"], head["meta"], head["checksum"], head["created"]
+                )
+        except (*DAMAGED, OSError):
+            log.warning("corrupt derived-cache entry dropped", extra={"key": key})
+            self.drop(key)
+            return None
+        finally:
+            handle.close()
+        self._recency.used(key)
+        return found
+
+    def _check(self, path: str, checksum: str, handle: IO[bytes]) -> None:
+        """Read the rest of ``handle`` and compare it with ``checksum``, unless some process did.
+
+        Raises
+        ------
+        ValueError
+            On a mismatch.
+        """
+        stamp = (path, checksum)
+        if stamp not in self._verified and not self.shared.verified(stamp):
+            digest = hashlib.sha256()
+            while chunk := handle.read(1 << 22):
+                digest.update(chunk)
+            if digest.hexdigest() != checksum:
+                raise ValueError("checksum mismatch")
+            self.shared.mark_verified(stamp)
+        with self._verified_lock:
+            self._verified.add(stamp)
+
+    # -- writing ----------------------------------------------------------------
+
+    def write(self, key: str, value: CachedValue, parts: Sequence[bytes | memoryview], tag: str | None) -> None:
+        """Store ``value`` (its payload ``parts``, streamed to disk without joining them) under ``key``.
+
+        Then evict, least recently used first, until the bound holds: the new entry
+        goes last, and goes too if it alone is larger than the bound.
+        """
+        # read=True streams a file-like value into diskcache's file (4 MiB at a time). A key
+        # already there (a value put again) is replaced: add, and set only when add refuses.
+        added = self.diskcache.add(key, PartsReader([header(value), *parts]), read=True, tag=tag)
+        if not added:
+            self.diskcache.set(key, PartsReader([header(value), *parts]), read=True, tag=tag)
+        self._recency.stored(key, tag)
+        self._enforce_bound()
+        if len(parts) > 1:
+            # This process wrote the file: reading it back needs no check, here or elsewhere.
+            handle = self.diskcache.get(key, default=None, read=True)
+            if handle is not None:
+                stamp = (getattr(handle, "name", ""), value.checksum)
+                self.shared.mark_verified(stamp)
+                with self._verified_lock:
+                    self._verified.add(stamp)
+                handle.close()
+        if added:
+            self.counters.add(PUTS)
+
+    def _enforce_bound(self) -> None:
+        while self.nbytes() > self.size_limit:
+            key = self._recency.oldest()
+            if key is None:
+                # Entries the index does not know (written by another program): take them in as the oldest.
+                if not self._recency.reconcile(self.diskcache.iterkeys()):
+                    break
+                continue
+            self.diskcache.delete(key)
+            self._recency.forget(key)
+
+    # -- removing ---------------------------------------------------------------
+
+    def drop(self, key: str) -> None:
+        """Remove ``key`` (counted as a delete, not an eviction)."""
+        if self.diskcache.delete(key):
+            self.counters.add(DELETES)
+        self._recency.forget(key)
+
+    def evict_tag(self, tag: str) -> int:
+        """Remove every entry stored with ``tag``; return how many."""
+        n = int(self.diskcache.evict(tag))
+        self._recency.forget_tag(tag)
+        self.counters.add(DELETES, n)
+        return n
+
+    def clear(self) -> None:
+        """Remove every entry."""
+        self.counters.add(DELETES, len(self.diskcache))
+        self.diskcache.clear()
+        self._recency.clear()
+
+    def close(self) -> None:
+        self.diskcache.close()
+        self._recency.close()
+
+
+__all__ = ["DiskTier"]
