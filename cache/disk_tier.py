@@ -14,12 +14,14 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 import diskcache
 
+from .headroom import free_bytes, is_disk_full
 from .recency import RecencyIndex
 from .records import DAMAGED, CachedFile, CachedValue, PartsReader, decode, header, read_header
 from .shared_state import DELETES, PUTS, Counters, SharedCacheState
@@ -42,6 +44,10 @@ class DiskTier:
         and its row there; with ``shared`` None the directory is opened alone
         (before any process serves it): the recency index is then made to agree
         with the entries.
+    keep_free:
+        Bytes of the volume a write leaves free: derived values give way to the
+        stored files (and the headroom kept for deletes), so a value that would
+        leave less is not written; the caller serves it as computed.
 
     Raises
     ------
@@ -49,10 +55,21 @@ class DiskTier:
         If ``size_limit`` is not positive.
     """
 
-    def __init__(self, directory: Path, *, size_limit: int, shared: SharedCacheState | None, process: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        size_limit: int,
+        shared: SharedCacheState | None,
+        process: int,
+        keep_free: int = 0,
+    ) -> None:
         if size_limit <= 0:
             raise ValueError(f"size_limit must be positive, got {size_limit}")
         self.size_limit = size_limit
+        self.keep_free = keep_free
+        self._directory = Path(directory)
+        self._quiet_until = 0.0  # of the warning that values are not written for want of room
         #: The diskcache underneath: entries by key, their files and tags.
         self.diskcache = diskcache.Cache(str(directory), eviction_policy="none", cull_limit=0)
         self._recency = RecencyIndex.open(Path(directory) / "recency.db", remake=shared is None)
@@ -161,19 +178,34 @@ class DiskTier:
 
     # -- writing ----------------------------------------------------------------
 
-    def write(self, key: str, value: CachedValue, parts: Sequence[bytes | memoryview], tag: str | None) -> None:
-        """Store ``value`` (its payload ``parts``, streamed to disk without joining them) under ``key``.
+    def write(self, key: str, value: CachedValue, parts: Sequence[bytes | memoryview], tag: str | None) -> bool:
+        """Store ``value`` (its payload ``parts``, streamed to disk without joining them) under ``key``; whether it was.
 
         Then evict, least recently used first, until the bound holds: the new entry
-        goes last, and goes too if it alone is larger than the bound.
+        goes last, and goes too if it alone is larger than the bound. A value is not
+        written when the volume would be left with less than ``keep_free`` bytes, nor
+        kept when the volume turns out full while it is written (reads go on: the
+        caller serves what it computed).
         """
-        # read=True streams a file-like value into diskcache's file (4 MiB at a time). A key
-        # already there (a value put again) is replaced: add, and set only when add refuses.
-        added = self.diskcache.add(key, PartsReader([header(value), *parts]), read=True, tag=tag)
-        if not added:
-            self.diskcache.set(key, PartsReader([header(value), *parts]), read=True, tag=tag)
-        self._recency.stored(key, tag)
-        self._enforce_bound()
+        need = sum(memoryview(p).nbytes for p in parts) + 4096
+        if self.keep_free and free_bytes(self._directory) - need < self.keep_free:
+            self._not_written("nearly full", need)
+            return False
+        try:
+            # read=True streams a file-like value into diskcache's file (4 MiB at a time). A key
+            # already there (a value put again) is replaced: add, and set only when add refuses.
+            added = self.diskcache.add(key, PartsReader([header(value), *parts]), read=True, tag=tag)
+            if not added:
+                self.diskcache.set(key, PartsReader([header(value), *parts]), read=True, tag=tag)
+            self._recency.stored(key, tag)
+            self._enforce_bound()
+        except Exception as exc:
+            # diskcache makes its directories quietly, so a full volume can also surface as a missing one.
+            if not (is_disk_full(exc) or (isinstance(exc, OSError) and free_bytes(self._directory) < need)):
+                raise
+            self._not_written("full", need)
+            self._forget_quietly(key)
+            return False
         if len(parts) > 1:
             # This process wrote the file: reading it back needs no check, here or elsewhere.
             handle = self.diskcache.get(key, default=None, read=True)
@@ -185,6 +217,29 @@ class DiskTier:
                 handle.close()
         if added:
             self.counters.add(PUTS)
+        return True
+
+    def _not_written(self, volume: str, need: int) -> None:
+        now = time.monotonic()
+        if now >= self._quiet_until:  # once a minute: every value a read makes meets it
+            self._quiet_until = now + 60.0
+            log.warning(
+                "derived values are not written to disk, for want of room; they are served as computed",
+                extra={
+                    "volume": volume,
+                    "bytes": need,
+                    "free": free_bytes(self._directory),
+                    "keep_free": self.keep_free,
+                },
+            )
+
+    def _forget_quietly(self, key: str) -> None:
+        """Remove what a failed write may have left of ``key`` (a removal may fail on a full volume too)."""
+        try:
+            self.diskcache.delete(key)
+            self._recency.forget(key)
+        except Exception:  # best effort: an entry left is evicted or replaced later
+            log.debug("derived-cache entry not removed after a failed write", exc_info=True)
 
     def _enforce_bound(self) -> None:
         while self.nbytes() > self.size_limit:
