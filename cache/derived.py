@@ -26,8 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
 
-from voxelgate.errors import LimitExceededError
-
 from .disk_tier import DiskTier
 from .locks import ProcessLock
 from .memory_tier import MemoryTier
@@ -297,12 +295,12 @@ class DerivedCache:
         With ``write_behind``, the caller that computes gets back a record with an
         empty ``path`` at once (it holds the value it computed) while one background
         thread writes the file; the payload's buffers must not change meanwhile.
-        Everyone else asking for the key waits until the file is written.
+        Everyone else asking for the key waits until the file is written. A value
+        larger than the cache's bound is never written: the caller serves what it
+        holds (:meth:`holds` says False), and others compute it again.
 
-        Raises
-        ------
-        LimitExceededError
-            When the value is larger than the cache's bound (it cannot be kept).
+        Without ``write_behind``, a value that cannot be kept comes back with its
+        ``payload`` in memory and an empty ``path``.
         """
         value = self._counted(self._read_file(key))
         if value is not None:
@@ -319,10 +317,8 @@ class DerivedCache:
             parts = _parts(payload)
             length = sum(memoryview(p).nbytes for p in parts)
             if length > self.size_limit:
-                raise LimitExceededError(
-                    f"derived value of {length} bytes does not fit the cache bound of {self.size_limit} bytes",
-                    subject=key.split("?", maxsplit=1)[0],
-                )
+                # Never kept: the caller serves the value it holds; others asking meanwhile compute it too.
+                return CachedFile("", 0, length, media_type, dict(meta or {}), "", time.time()), True
             queued = self._put_behind(key, b"", parts, media_type, meta, tag, key_lock=lease.take())
             return CachedFile("", 0, length, media_type, queued.meta, "", queued.created), True
         stored = self.put(key, payload, media_type, meta, tag=tag)
@@ -335,6 +331,10 @@ class DerivedCache:
     def pending(self, key: str) -> bool:
         """Whether a write-behind value of ``key`` is still waiting to be written."""
         return self._behind.pending(key)
+
+    def holds(self, key: str) -> bool:
+        """Whether the cache has a value of ``key``: on disk, or waiting to be written (no hit or miss counted)."""
+        return self._behind.pending(key) or key in self._disk
 
     def _single_flight(
         self,
