@@ -11,6 +11,7 @@ import logging
 import re
 import struct
 import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -19,7 +20,7 @@ import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.tag import Tag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -44,6 +45,24 @@ from .pixels import (
 )
 
 log = logging.getLogger(__name__)
+
+#: What pydicom raises for a header it cannot read: a value that does not convert (an unknown VR, a
+#: length that is no multiple of its value size, text that is not a number), or a cut-off file.
+HEADER_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError,
+    BytesLengthException,
+    EOFError,
+    ValueError,
+    struct.error,
+    OverflowError,
+    KeyError,
+    IndexError,
+    TypeError,
+    NotImplementedError,
+    UnicodeError,
+    AttributeError,
+    zlib.error,  # a deflated dataset cut short (found by fuzzing: tests/fuzz/corpus/dicom)
+)
 
 _UID_RE = re.compile(r"^[0-9A-Za-z.\-_]{1,64}$")
 _STRICT_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -150,18 +169,7 @@ def read_dataset(
             # header must hold what it announces so that a cut-off file fails here.
             deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
             _check_elements(ds, name, None if deflated else file_size)
-        except (
-            InvalidDicomError,
-            EOFError,
-            ValueError,
-            struct.error,
-            OverflowError,
-            KeyError,
-            TypeError,
-            NotImplementedError,
-            UnicodeError,
-            AttributeError,
-        ) as exc:
+        except HEADER_ERRORS as exc:
             raise InvalidInputError(
                 f"not a readable DICOM dataset ({type(exc).__name__}: {str(exc)[:200]})", subject=name
             ) from exc
@@ -221,9 +229,23 @@ def parse_instance(
     ds, found = read_dataset(path, name=name)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        parsed = _describe(
-            ds, path, found, name=name, sha256=sha256, size=size, limits=limits, validate=validate, on_frame=on_frame
-        )
+        try:
+            parsed = _describe(
+                ds,
+                path,
+                found,
+                name=name,
+                sha256=sha256,
+                size=size,
+                limits=limits,
+                validate=validate,
+                on_frame=on_frame,
+            )
+        except HEADER_ERRORS as exc:
+            # Values are converted when first read: a bit flipped in a VR or a length shows here.
+            raise InvalidInputError(
+                f"header element cannot be read ({type(exc).__name__}: {str(exc)[:200]})", subject=name
+            ) from exc
     for w in caught:
         text = str(w.message)[:300]
         if text not in parsed.warnings:

@@ -284,7 +284,9 @@ def validate_pixels(
                 if on_frame is not None:
                     on_frame(n, frame)
                 n += 1
-    except Exception as exc:  # codec errors come in many types
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # codec errors come in many types; a Rust codec's panic is a BaseException
         raise classify_decode_error(exc, ds, name) from exc
     if n != frames:
         raise InvalidInputError(f"{n} frames decoded where the header says {frames}", subject=name)
