@@ -1,6 +1,6 @@
 """Soak: clients mixing every kind of work against one server for minutes; errors, memory and cache against bounds.
 
-    python3 dev.py bench bench_soak.py [--minutes 10] [--clients 8] [--cache-size 64M] [--memory-bound 2G]
+    python3 dev.py bench bench_soak.py [--minutes 10] [--clients 8] [--cache-size 32M] [--memory-bound 2G]
 
 A fresh ``voxelgate serve --cache-size SIZE`` holds two synthetic CT series (48 slices,
 256x256), a few images and a short H.264 video. ``--clients`` threads, each on a channel
@@ -332,7 +332,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--minutes", type=float, default=10.0, help="how long the clients run (default 10)")
     parser.add_argument("--seconds", type=float, default=None, help="how long, in seconds (instead of --minutes)")
     parser.add_argument("--clients", type=int, default=8, help="client threads, a channel each (default 8)")
-    parser.add_argument("--cache-size", default="64M", help="the server's --cache-size (default 64M)")
+    parser.add_argument(
+        "--cache-size", default="32M", help="the server's --cache-size (default 32M: less than the working set)"
+    )
     parser.add_argument("--memory-bound", default="2G", help="bound of the server's resident memory (default 2G)")
     parser.add_argument("--seed", type=int, default=18)
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (data dir, log)")
