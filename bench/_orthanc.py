@@ -53,11 +53,12 @@ def find_gdcm_plugin() -> Path | None:
 
 @dataclass(frozen=True)
 class OrthancProcess:
-    """A running Orthanc: loopback HTTP port, working directory, process."""
+    """A running Orthanc: loopback HTTP port, working directory, process, and its DICOM port (0: none)."""
 
     port: int
     work: Path
     process: subprocess.Popen[bytes]
+    dicom_port: int = 0
 
     def connection(self, timeout: float = 120.0) -> http.client.HTTPConnection:
         """A new keep-alive HTTP connection to this Orthanc."""
@@ -96,11 +97,20 @@ def store_instance(conn: http.client.HTTPConnection, data: bytes) -> str:
 
 @contextmanager
 def orthanc_server(
-    work: Path, *, binary: str = "/usr/sbin/Orthanc", plugins: tuple[Path, ...] = (), timeout: float = 30.0
+    work: Path,
+    *,
+    binary: str = "/usr/sbin/Orthanc",
+    plugins: tuple[Path, ...] = (),
+    timeout: float = 30.0,
+    dicom_aet: str = "",
+    modalities: dict[str, tuple[str, str, int]] | None = None,
 ) -> Iterator[OrthancProcess]:
     """Run Orthanc with a temporary configuration under ``work``; stop it on exit.
 
-    No plugin is loaded unless ``plugins`` names some.
+    No plugin is loaded unless ``plugins`` names some. With ``dicom_aet``, Orthanc's DICOM
+    server listens on a free loopback port as that AE title, and ``modalities`` (name ->
+    AE title, host, port) are the peers it knows (for ``/modalities/{name}/store``) and
+    accepts associations from.
 
     Raises
     ------
@@ -109,6 +119,7 @@ def orthanc_server(
     """
     work.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    dicom_port = free_port() if dicom_aet else 0
     config = {
         "Name": "voxelgate-bench-peer",
         "StorageDirectory": str(work / "storage"),
@@ -117,17 +128,25 @@ def orthanc_server(
         "HttpPort": port,
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": False,
-        "DicomServerEnabled": False,
+        "DicomServerEnabled": bool(dicom_aet),
         "Plugins": [str(p) for p in plugins],
         "StorageCompression": False,
         "SyncStorageArea": True,  # fsync, as our store does
         "SaveJobs": False,
     }
+    if dicom_aet:
+        config |= {
+            "DicomAet": dicom_aet,
+            "DicomPort": dicom_port,
+            "DicomModalities": {name: list(m) for name, m in (modalities or {}).items()},
+            "DicomAlwaysAllowStore": True,
+            "DicomCheckCalledAet": False,
+        }
     config_path = work / "orthanc.json"
     config_path.write_text(json.dumps(config, indent=1))
     with open(work / "orthanc.log", "wb") as log:
         proc = subprocess.Popen([binary, str(config_path)], stdout=log, stderr=subprocess.STDOUT, cwd=work)
-    running = OrthancProcess(port, work, proc)
+    running = OrthancProcess(port, work, proc, dicom_port)
     try:
         deadline = time.monotonic() + timeout
         while True:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from ._client import Client
 from ._ingest import IngestCall, IngestResult, Outcome
+from ._stream import IngestStream
 from .admin import CacheStats, HealthStatus, ServerInfo
 from .annotations import (
     Box,
@@ -103,6 +104,7 @@ __all__ = [
     "ImageInfo",
     "IngestCall",
     "IngestResult",
+    "IngestStream",
     "Instance",
     "InterpolatedShape",
     "Interpolation",

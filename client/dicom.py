@@ -9,15 +9,16 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from voxelgate.v1 import dicom_pb2, dicom_pb2_grpc
+from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
-from ._calls import Calls
+from ._calls import Calls, translate
 from ._ingest import IngestCall, Source, items
 from ._pixels import decode_image, raw_array
+from ._stream import IngestStream
 from .files import write_whole
 from .volumes import _VALUE_SPACES, ValueSpace, Window, applied_window, set_windowing, value_space_of
 
@@ -197,6 +198,27 @@ class DicomCalls(Calls):
         """
         files, done = items(sources, sniff=skip_non_dicom)
         return self._start_ingest(self._dicom.Ingest, files, done, overwrite=overwrite, timeout=timeout)
+
+    def open_ingest(self, *, timeout: float | None = None) -> IngestStream:
+        """Open an ``Ingest`` call fed one file at a time: ``stream.send(name, data)`` returns a future result.
+
+        For a program that receives files one by one and must know each one's fate before
+        it answers its own peer (the DIMSE node answers each C-STORE once its file is
+        committed). ``timeout`` bounds the whole call (default: the ``transfer`` deadline;
+        ``math.inf`` for none). See :class:`~voxelgate.client.IngestStream`.
+
+        Raises
+        ------
+        ValueError
+            A timeout that is not a positive number.
+        """
+        deadline = self._deadline("transfer", timeout)
+        method = self._dicom.Ingest
+
+        def start(requests: Iterator[common_pb2.IngestChunk]) -> Any:
+            return method(requests, timeout=deadline)
+
+        return IngestStream(start, translate=lambda exc: translate(exc, self.address, deadline))
 
     # -- the tree -------------------------------------------------------------------------------
 

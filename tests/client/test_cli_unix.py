@@ -156,6 +156,11 @@ def test_a_door_registers_its_commands_in_one_line() -> None:
     from conftest import ROOT
 
     table = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["entry-points"]["voxelgate.commands"]
-    assert table == {"server": "voxelgate.server.cli:register", "client": "voxelgate.client.cli:register"}
+    assert table == {
+        "server": "voxelgate.server.cli:register",
+        "client": "voxelgate.client.cli:register",
+        "dimse": "voxelgate.dimse.cli:register",
+    }
     out = vg("--help")
     assert out.returncode == 0 and "serve" in out.stdout and "ingest" in out.stdout
+    assert "dimse" in out.stdout and "send" in out.stdout

@@ -1,0 +1,16 @@
+"""voxelgate.dimse: a DICOM node (pynetdicom) that is a client of the voxelgate service.
+
+``voxelgate dimse`` runs it: C-ECHO; C-STORE into ``Ingest`` (one call per association,
+each file answered with its DIMSE status, a durable spool while the service is away);
+C-MOVE and C-GET of stored files, byte for byte; ``voxelgate send`` pushes stored
+instances to a PACS. It imports :mod:`voxelgate.client`, never the server.
+``docs/dimse.md`` is the guide.
+"""
+
+from __future__ import annotations
+
+from .config import ConfigError, NodeConfig, Peer, load_config, parse_config
+from .node import DicomNode
+from .spool import Spool
+
+__all__ = ["ConfigError", "DicomNode", "NodeConfig", "Peer", "Spool", "load_config", "parse_config"]
