@@ -24,6 +24,7 @@ from voxelgate.errors import DiskFullError
 
 from .catalog import SqlCatalog
 from .headroom import is_disk_full
+from .catalog_index import POSTGRES_INDEX_MIGRATION
 from .sql_dialect import POSTGRESQL
 
 if TYPE_CHECKING:
@@ -153,6 +154,8 @@ CREATE INDEX instances_study ON instances (study_uid);
 ALTER TABLE media_reencodes DROP CONSTRAINT IF EXISTS media_reencodes_source_id_fkey;
 """,
     ),
+    # Search and the indexed metadata. Written as a step of its own: renumber it after steps added meanwhile.
+    (5, POSTGRES_INDEX_MIGRATION),
 )
 
 #: The schema version this code serves.

@@ -62,6 +62,7 @@ from .media import (
     VideoInfo,
 )
 from .media_inventory import DeletedMedia, MediaEntry, MediaKind
+from .search import QueryLevel, SearchResult
 from .transport import Deadlines, Keepalive, Retry
 from .volumes import (
     Encoding,
@@ -123,12 +124,14 @@ __all__ = [
     "Points",
     "Polygon",
     "Polyline",
+    "QueryLevel",
     "ReencodeMode",
     "ReencodeReport",
     "Reencoded",
     "Remapped",
     "Retry",
     "Ring",
+    "SearchResult",
     "SequenceMode",
     "Series",
     "ServerInfo",
