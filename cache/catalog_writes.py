@@ -109,6 +109,8 @@ class InstanceWritesMixin:
     # IndexMixin's (voxelgate.cache.catalog_index), written in the same transaction; annotated only, so
     # that this mixin, first in SqlCatalog's bases, does not hide it.
     _put_index: Callable[..., int]
+    # SqlCatalog's: on a full volume, releases the headroom before a delete (voxelgate.cache.headroom).
+    _freeing: Callable[[], None]
 
     def _write(self, fn: Callable[[Any], _T], *, bump: bool = True, durable: bool = True) -> _T:
         raise NotImplementedError
@@ -338,6 +340,7 @@ class InstanceWritesMixin:
 
     def delete_instances(self, sop_uids: Sequence[str]) -> list[InstanceRow]:
         """Delete instances, and series and studies left empty; return the deleted rows."""
+        self._freeing()
         return self._write(lambda db: self._delete(db, sop_uids))
 
     def _delete(self, db: Any, sop_uids: Sequence[str]) -> list[InstanceRow]:

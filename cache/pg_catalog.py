@@ -21,9 +21,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from voxelgate.errors import DiskFullError
+
 from .catalog import SqlCatalog
 from .catalog_index import POSTGRES_INDEX_MIGRATION
 from .coordination import PG_INTENTS, PG_JOBS
+from .headroom import is_disk_full
 from .sql_dialect import POSTGRESQL
 
 if TYPE_CHECKING:
@@ -275,13 +278,18 @@ class PostgresCatalog(SqlCatalog):
 
     @contextmanager
     def _tx(self, *, bump: bool = True, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as conn, conn.transaction():
-            if not durable:  # committed without waiting for the WAL flush: the next durable commit carries it
-                conn.execute("SET LOCAL synchronous_commit = off")
-            yield conn
-            if bump:
-                # Last, so the counter's row lock is held only for the commit itself.
-                conn.execute("UPDATE catalog_generation SET n = n + 1")
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                if not durable:  # committed without waiting for the WAL flush: the next durable commit carries it
+                    conn.execute("SET LOCAL synchronous_commit = off")
+                yield conn
+                if bump:
+                    # Last, so the counter's row lock is held only for the commit itself.
+                    conn.execute("UPDATE catalog_generation SET n = n + 1")
+        except Exception as exc:
+            if is_disk_full(exc):  # SQLSTATE 53100, disk_full
+                raise DiskFullError("the catalog's database (PostgreSQL) has no disk space left") from exc
+            raise
 
     def _write(self, fn: Callable[[Any], _T], *, bump: bool = True, durable: bool = True) -> _T:
         """``fn(connection)`` in one write transaction, run again (up to :data:`WRITE_ATTEMPTS` times) when

@@ -29,6 +29,7 @@ from voxelgate.imaging.media.render import raw_pixel_format
 from voxelgate.imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
+from .calls import call_token
 from .ingest_stream import serve_ingest
 from .serializers import add_service
 from .shared_frames import serve_shared_frames
@@ -294,7 +295,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.IngestResult]:
-        yield from serve_ingest(self._library, request_iterator, _result)
+        yield from serve_ingest(self._library, request_iterator, _result, cancel=call_token(context))
 
     def CreateGroup(self, request: media_pb2.CreateGroupRequest, context: grpc.ServicerContext) -> media_pb2.MediaSet:
         return set_pb(self._library.create_group(request.name, list(request.media_ids)))
@@ -503,9 +504,10 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     ) -> Iterator[media_pb2.ExportProgress]:
         # The job goes on without its caller (on another replica if this one goes); asked again, it is joined.
         job_id = self._library.start_export(request.set_id, request.fps or 25.0)
+        export_id = self._library.export_of(job_id)
         for status in self._library.jobs.follow(job_id, alive=context.is_active):
             if not status.finished:
-                yield media_pb2.ExportProgress(frames_done=status.done, frames_total=status.total)
+                yield media_pb2.ExportProgress(frames_done=status.done, frames_total=status.total, export_id=export_id)
                 continue
             if status.state != DONE or status.result is None:
                 raise status.error or CancelledError("the export stopped")
@@ -513,7 +515,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                 frames_done=status.total,
                 frames_total=status.total,
                 done=True,
-                export_id=self._library.export_of(job_id),
+                export_id=export_id,
                 size_bytes=int(status.result["size_bytes"]),
             )
 
@@ -522,8 +524,17 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     ) -> Iterator[media_pb2.MediaChunk]:
         if not request.export_id:
             raise InvalidInputError("export_id is required")
-        for chunk in self._library.iter_export(request.export_id):
+        for chunk in self._library.iter_export(request.export_id, cancel=call_token(context)):
             yield media_pb2.MediaChunk(data=chunk)
+
+    def CancelExport(
+        self, request: media_pb2.CancelExportRequest, context: grpc.ServicerContext
+    ) -> media_pb2.ExportProgress:
+        # Recorded in the job's catalog row: the replica running it stops before its next frame.
+        status = self._library.cancel_export(request.export_id)
+        return media_pb2.ExportProgress(
+            frames_done=status.done, frames_total=status.total, done=status.state == DONE, export_id=request.export_id
+        )
 
     def ListMedia(
         self, request: media_pb2.ListMediaRequest, context: grpc.ServicerContext

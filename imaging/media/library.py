@@ -10,6 +10,7 @@ video half lives in :mod:`voxelgate.imaging.media.video_library`.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
 import uuid
@@ -25,23 +26,34 @@ from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaCatalog, MediaRow, MemberRow, SetRow
 from voxelgate.cache.store import Store
-from voxelgate.errors import CancelledError, ConflictError, InvalidInputError, LimitExceededError, NotFoundError
+from voxelgate.cancel import NEVER, CancelToken
+from voxelgate.errors import (
+    CancelledError,
+    ConflictError,
+    DiskFullError,
+    InvalidInputError,
+    LimitExceededError,
+    NotFoundError,
+)
 from voxelgate.imaging.cpu import all_cores
 from voxelgate.imaging.jobs import JobRunner, JobStatus, LocalJob, Outcome
 
+from ..contained import Decoders, InProcess, each
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from ..limits import VideoLimits
-from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
-from .formats import SUPPORTED_FORMATS, describe_bytes, sniff_format
+from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, render_frame
 from .frame_index import Pieces
 from .inventory import InventoryMixin
-from .probe_video import VIDEO_FORMATS, VideoInfo, probe_video, sniff_video_format
+from .probe_video import VideoInfo, sniff_video_format
 from .sequence import resize_exact
+from .validate import probe_file
 from .video_library import DEFAULT_SEQUENCE_FPS, EXPORT, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 
 log = logging.getLogger(__name__)
 
 FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original", "yuv420p"]
+#: Slowest export frame rate: an MP4 time base of 1001 cannot express slower rates.
+MIN_EXPORT_FPS = 0.001
 
 
 @dataclass
@@ -130,6 +142,11 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         Runs re-encodes and exports in the background, claimed through the
         catalog (``voxelgate.imaging.jobs``); one of this process's own when
         None (``catalog`` must then offer the jobs table).
+    decoders:
+        Where ingest probes and decodes a client's bytes: a
+        :class:`~voxelgate.imaging.contained.DecoderPool` in the server; in this
+        process by default. Later reads decode in this process: the same bytes
+        were proven there.
     """
 
     def __init__(
@@ -141,7 +158,9 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         limits: MediaLimits,
         video_limits: VideoLimits | None = None,
         jobs: JobRunner | None = None,
+        decoders: Decoders | None = None,
     ) -> None:
+        self.decoders: Decoders = decoders if decoders is not None else InProcess()
         self.store = store
         self.catalog = catalog
         self.cache = cache
@@ -176,19 +195,31 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         """Ingest a local file (tests and tools; the server streams instead)."""
         return ingest_path(self, path, name=name)
 
-    def finish_batch(self, items: Sequence[tuple[IncomingFile[MediaReport], str]]) -> list[MediaReport | Exception]:
-        """Probe (every page must decode) and commit received files; one report or error each.
+    def finish_batch(
+        self, items: Sequence[tuple[IncomingFile[MediaReport], str]], *, cancel: CancelToken = NEVER
+    ) -> list[MediaReport | Exception]:
+        """Probe (every page and frame must decode) and commit received files; one report or error each.
 
         The files of a batch share one directory sync and one catalog transaction.
+        Once ``cancel`` is cancelled, the probe under way stops and the files not
+        yet committed fail with ``CancelledError``.
         """
         results: dict[int, MediaReport | Exception] = {}
         pending: list[tuple[int, IncomingFile[MediaReport], MediaReport]] = []
         try:
-            for i, (incoming, expected) in enumerate(items):
+
+            def probe(item: tuple[IncomingFile[MediaReport], str]) -> tuple[str, ImageInfo | VideoInfo, list[str]]:
+                incoming, expected = item
+                sha = incoming.check(expected)
+                return (sha, *self._probe(incoming.staged.path, incoming.name, cancel))
+
+            probed = each(self.decoders, items, probe)
+            for i, (incoming, _) in enumerate(items):
                 try:
-                    sha = incoming.check(expected)
-                    info = self._probe(incoming.staged.path, incoming.name)
-                    warnings = list(info.warnings) if isinstance(info, ImageInfo) else []
+                    done = probed[i]
+                    if isinstance(done, Exception):
+                        raise done
+                    sha, info, warnings = done
                     report = MediaReport(incoming.name, "stored", sha, incoming.size, info, warnings)
                     if self.catalog.get_media(sha) is not None:
                         report.outcome = "duplicate"
@@ -200,11 +231,19 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
             if pending:
                 shas = {r.media_id for _, _, r in pending}
                 with self.store.lock_many(shas):
-                    self.store.intend(shas)  # cleared once the rows committed (see DicomArchive.finish_batch)
-                    for _, incoming, _ in pending:
-                        self.store.commit(incoming.staged, sync=False)
-                    self.store.sync_batch(shas)
-                    new = self.catalog.put_media([_row(r) for _, _, r in pending])
+                    try:
+                        self.store.intend(shas)  # cleared once the rows committed (see DicomArchive.finish_batch)
+                        for _, incoming, _ in pending:
+                            self.store.commit(incoming.staged, sync=False)
+                        self.store.sync_batch(shas)
+                        new = self.catalog.put_media([_row(r) for _, _, r in pending])
+                    except DiskFullError as exc:  # the batch's commit: each of its files gets the error
+                        for i, incoming, _ in pending:
+                            results[i] = exc.with_subject(incoming.name)
+                        for sha in shas:
+                            if not self.catalog.is_referenced(sha):
+                                self.store.delete(sha)
+                        pending, new = [], []
                     self.store.settle(shas)
                 for (i, _, report), is_new in zip(pending, new, strict=True):
                     report.outcome = "stored" if is_new else "duplicate"
@@ -218,24 +257,18 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
                 log.info("media ingested", extra={"outcome": r.outcome, "sha256": r.media_id[:16], "bytes": r.size})
         return ordered
 
-    @all_cores()  # decoding every page (or scanning every packet): native work, off the request threads' core
-    def _probe(self, path: Path, name: str) -> ImageInfo | VideoInfo:
-        """Probe a received file as a video or an image, by its first bytes (never its name).
+    @all_cores()  # decoding every page or frame: native work, off the request threads' core
+    def _probe(self, path: Path, name: str, cancel: CancelToken) -> tuple[ImageInfo | VideoInfo, list[str]]:
+        """Probe a received file as a video or an image, by its first bytes (never its name), in a decoder.
 
         Raises
         ------
         InvalidInputError
             Bytes of neither (saying what they look like and what is accepted), or a broken file.
         LimitExceededError
-            A file over the image or video limits.
+            A file over the image or video limits, or its decoding over the decoders' time or memory.
         """
-        with path.open("rb") as fh:
-            head = fh.read(512)
-        if sniff_video_format(head) is not None:
-            return probe_video(path, name=name, limits=self.video_limits)
-        if head and sniff_format(head) is None:
-            raise InvalidInputError(unsupported_media(head), subject=name)
-        return probe_image(path, name=name, limits=self.limits)
+        return self.decoders.run(probe_file, path, name, self.limits, self.video_limits, subject=name, cancel=cancel)
 
     # -- items and sets -------------------------------------------------------
 
@@ -397,6 +430,10 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         media_id, page, exact = self._resolve(item_id, index)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
             raise InvalidInputError("max size must not be negative")
+        if window is not None and not (math.isfinite(window[0]) and math.isfinite(window[1])):
+            raise InvalidInputError(
+                f"window center and width must be finite, got {window[0]}, {window[1]}", subject="window"
+            )
         if window is not None and window[1] < 1:
             raise InvalidInputError(f"window width must be at least 1, got {window[1]}")
         params = {
@@ -510,7 +547,8 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
 
         One job per sequence and rate, recorded in the catalog: asked again on
         any replica, the export running (or done) is joined; a failed or
-        cancelled one runs again. Its MP4 is kept in the object store for
+        cancelled one runs again. It outlives the call that started it, and
+        :meth:`cancel_export` stops it. Its MP4 is kept in the object store for
         ``GetExport`` on any replica, until the job is pruned.
 
         Raises
@@ -520,8 +558,8 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         NotFoundError
             No such set.
         """
-        if not 0 < fps <= 240:
-            raise InvalidInputError(f"fps must be in (0, 240], got {fps}")
+        if not MIN_EXPORT_FPS <= fps <= 240:  # also refuses NaN
+            raise InvalidInputError(f"fps must be in [{MIN_EXPORT_FPS:g}, 240], got {fps}", subject="fps")
         s = self.media_set(set_id)
         if s.kind != "sequence":
             raise InvalidInputError("only a sequence can be exported as video", subject=set_id)
@@ -546,6 +584,28 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
             No such job.
         """
         return self.jobs.status(job_id)
+
+    def cancel_export(self, export_id: str) -> JobStatus:
+        """Stop an export wherever it runs; its status (still running when its replica has not seen the cancel yet).
+
+        The cancel is recorded in the job's catalog row: a runner on this replica
+        stops at once, one on another replica when it next renews its lease
+        (within ``JobRunner.progress_s``); either stops before its next frame and
+        keeps nothing. A finished export is left as it is.
+
+        Raises
+        ------
+        NotFoundError
+            No export of that id runs or ran (on any replica, since the job was pruned).
+        """
+        job_id = self._export_job_id(export_id)
+        st = self.jobs.status(job_id) if export_id else None
+        if st is None:
+            raise NotFoundError("no such export", subject="(empty id)")
+        if not st.finished:
+            self.jobs.cancel(job_id)
+            st = self.jobs.status(job_id)
+        return st
 
     def _export_job(self, job: LocalJob) -> Outcome:
         """Encode the export, keep its MP4 in the store and record the end, as one runner's (see ``_store_result``)."""
@@ -596,6 +656,8 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
 
         def frames() -> Iterator[np.ndarray]:
             for m in s.members:  # the set is loaded once: resolving frame i from the catalog each time is quadratic
+                if job.cancel.is_set():
+                    raise CancelledError("the export was stopped", subject=s.set_id)
                 arr = decode_page(self.store.path(m.media_id), m.page, name=m.media_id, limits=self.limits)
                 if (arr.shape[1], arr.shape[0]) != (width, height):
                     arr = resize_exact(arr, width, height)
@@ -608,20 +670,27 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
 
         export_mp4(frames(), out, fps=fps, width=width, height=height, on_progress=progress)
 
-    def iter_export(self, export_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    def iter_export(self, export_id: str, chunk_size: int = 1 << 20, *, cancel: CancelToken = NEVER) -> Iterator[bytes]:
         """The MP4 of an export: from the object store once its job is done (on any replica), after waiting for
         the job (started now if there is none: it was never asked for, or pruned).
+
+        The job is an export like any other (it goes on, and CancelExport stops
+        it); ``cancel`` stops this call's waiting for it.
 
         Raises
         ------
         NotFoundError
-            The id names no sequence.
+            The id names no sequence, or the export failed or was cancelled.
+        CancelledError
+            ``cancel`` was cancelled before the MP4 was there.
         """
         set_id, _, fps_text = export_id.partition("@")
         try:
             fps = float(fps_text)
         except ValueError:
             raise NotFoundError("no such export", subject=export_id) from None
+        if not MIN_EXPORT_FPS <= fps <= 240:  # no export was made at such a rate (NaN included)
+            raise NotFoundError("no such export", subject=export_id)
         job_id = self._export_job_id(export_id)
         try:
             st = self.jobs.status(job_id)
@@ -629,24 +698,14 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
             st = None
         if st is None or st.state in (FAILED, CANCELLED):
             job_id = self.start_export(set_id, fps)
-        *_, st = self.jobs.follow(job_id)  # its last status: finished
+        *_, st = self.jobs.follow(job_id, alive=lambda: not cancel.cancelled)  # its last status: finished
+        cancel.check(export_id)
         if st.state != DONE:
             raise st.error or NotFoundError("no such export", subject=export_id)
         row = self.jobs.catalog.get_job(job_id)
         if row is None or not row.result_sha256:
             raise NotFoundError("the export is gone; ask for it again", subject=export_id)
         yield from self.store.iter_bytes(row.result_sha256, chunk_size)
-
-
-def unsupported_media(head: bytes) -> str:
-    """Why a file's first bytes are not media this library takes: what they look like, and what it accepts."""
-    what = describe_bytes(head)
-    if what is None:
-        what = f"bytes of no format known here (they start {head[:4].hex(' ')})"
-    return (
-        f"not a supported image or video: the file is {what}. MediaService takes images "
-        f"({', '.join(SUPPORTED_FORMATS)}) and videos ({', '.join(VIDEO_FORMATS)}), told apart by their bytes"
-    )
 
 
 def _row(r: MediaReport) -> MediaRow:

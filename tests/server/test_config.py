@@ -116,6 +116,7 @@ def test_the_variables_are_the_documented_ones() -> None:
             "MAX_MESSAGE_SIZE",
             "CACHE_SIZE",
             "CACHE_MEMORY",
+            "DISK_RESERVE",
             "PLANE_STACKS",
             "MEMORY",
             "MAX_FILE_SIZE",
@@ -132,6 +133,9 @@ def test_the_variables_are_the_documented_ones() -> None:
             "OBJECT_CACHE_SIZE",
             "DRAIN",
             "JOB_LEASE",
+            "DECODE_WORKERS",
+            "DECODE_TIMEOUT",
+            "DECODE_MEMORY",
         )
     }
 
