@@ -6,6 +6,7 @@ but composes the durable store, the catalog and the derived cache it is given.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -43,6 +44,7 @@ from .frames import decode_frame, modality_values
 from .headers import InstanceHeader
 from .metadata_index import Backfill, MetadataRequest, serve
 from .parse import read_dataset
+from .pixels import NeedsDecoding
 from .search import SearchQuery, SearchReply, search
 from .validate import Validated, validate_file
 
@@ -242,18 +244,18 @@ class DicomArchive:
     ) -> tuple[Validated, IngestReport]:
         staged = incoming.staged
         sha = incoming.check(expected_sha256)
-        parsed = self.decoders.run(
-            validate_file,
-            staged.path,
-            incoming.name,
-            sha,
-            staged.size,
-            self.limits,
-            self.warm_bytes,
-            subject=incoming.name,
-            on_item=self._warm(sha),
-            cancel=cancel,
-        )
+        args = (staged.path, incoming.name, sha, staged.size, self.limits, self.warm_bytes)
+        parsed = None
+        if not isinstance(self.decoders, InProcess):
+            # Uncompressed frames that GetFrame reads in place need no decoder: proven here, without
+            # the round trip to a worker. What a decoder (or zlib) must see goes to one.
+            cancel.check(incoming.name)
+            with contextlib.suppress(NeedsDecoding):
+                parsed = validate_file(*args, emit=_no_frames, decode=False)
+        if parsed is None:
+            parsed = self.decoders.run(
+                validate_file, *args, subject=incoming.name, on_item=self._warm(sha), cancel=cancel
+            )
         inst = parsed.instance
         report = IngestReport(
             incoming.name, "stored", sha, staged.size, inst.sop_uid, inst.study_uid, inst.series_uid, parsed.warnings
@@ -584,3 +586,7 @@ class DicomArchive:
         for uid in {r.series_uid for r in deleted}:
             self.cache.evict_tag(f"series:{uid}")
         return len(deleted), freed
+
+
+def _no_frames(meta: object, array: np.ndarray | None = None) -> None:
+    """``emit`` of a validation that decodes nothing (it is never called)."""

@@ -279,8 +279,12 @@ def parse_instance(
     limits: Limits,
     validate: bool = True,
     on_frame: FrameSink | None = None,
+    decode: bool = True,
 ) -> ParsedInstance:
     """Read, validate and describe the DICOM file at ``path``.
+
+    ``decode=False``: pixel data that needs a decoder to be proven raises
+    :class:`~.pixels.NeedsDecoding` (see :func:`validate_pixels`).
 
     What pydicom tolerates with a warning (an invalid value, a wrong VR) is kept
     and reported in :attr:`ParsedInstance.warnings`.
@@ -303,6 +307,7 @@ def parse_instance(
                 limits=limits,
                 validate=validate,
                 on_frame=on_frame,
+                decode=decode,
             )
         except HEADER_ERRORS as exc:
             # Values are converted when first read: a bit flipped in a VR or a length shows here.
@@ -328,6 +333,7 @@ def _describe(
     limits: Limits,
     validate: bool,
     on_frame: FrameSink | None,
+    decode: bool = True,
 ) -> ParsedInstance:
     if ds.file_meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage:
         raise InvalidInputError("a DICOMDIR (media storage directory), not an instance", subject=name)
@@ -337,7 +343,7 @@ def _describe(
     series_uid = _check_uid(ds, "SeriesInstanceUID", name, found)
     pixels = has_pixels(ds)
     if pixels and validate:
-        found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame))
+        found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame, decode=decode))
     rows, cols, _samples, frames, _bits = pixel_layout(ds) if pixels else (0, 0, 0, 0, 0)
     if pixels and validate:
         _check_rescale(ds, frames, name)

@@ -277,8 +277,24 @@ def classify_decode_error(exc: BaseException, ds: Dataset, name: str) -> Excepti
 FrameSink = Callable[[int, np.ndarray], None]
 
 
+class NeedsDecoding(Exception):
+    """Validation with ``decode=False`` reached pixel data that only a decoder can prove servable.
+
+    Ingest validates uncompressed frames that GetFrame reads in place without
+    any decoder, in the serving process; anything that a decoder must see
+    (compressed, deflated, packed, colour...) it hands to a contained worker
+    when this is raised (:mod:`voxelgate.imaging.contained`).
+    """
+
+
 def validate_pixels(
-    ds: Dataset, path: Path, *, name: str, limits: Limits, on_frame: FrameSink | None = None
+    ds: Dataset,
+    path: Path,
+    *,
+    name: str,
+    limits: Limits,
+    on_frame: FrameSink | None = None,
+    decode: bool = True,
 ) -> list[str]:
     """Prove that the pixel data of ``ds`` decodes the way GetFrame decodes it, frame by frame (bounded memory).
 
@@ -289,6 +305,9 @@ def validate_pixels(
     Compressed frames are handed to ``on_frame(index, array)`` as they are decoded
     (colour converted to RGB, as :func:`decode_frames` returns them), so that the
     caller can keep the work instead of decoding again later.
+
+    With ``decode=False`` nothing is decoded: pixel data that needs a decoder
+    raises :class:`NeedsDecoding` once the header's limits are checked.
 
     Returns warnings about tolerated oddities.
 
@@ -301,6 +320,8 @@ def validate_pixels(
         (a frame's codestream declares more samples than the header).
     UnsupportedError
         No installed decoder handles the transfer syntax.
+    NeedsDecoding
+        ``decode`` is False and the pixel data needs a decoder.
     """
     found: list[str] = []
     for keyword in ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames", "BitsAllocated"):
@@ -323,6 +344,8 @@ def validate_pixels(
             subject=name,
         )
     tsyntax = ds.file_meta.TransferSyntaxUID
+    if not decode and (tsyntax.is_encapsulated or tsyntax.is_deflated):
+        raise NeedsDecoding(name)
     if not tsyntax.is_encapsulated:
         # The raw element knows its length without loading a value of gigabytes.
         raw = next(raw_item(ds, t) for t in PIXEL_TAGS if t in ds)
@@ -345,6 +368,8 @@ def validate_pixels(
             return found  # GetFrame reads each frame at its offset: the length is all it needs
         # Anything else (colour, packed bits, big endian, 13 bits allocated...) GetFrame decodes
         # with pydicom: so does validation, every frame, so that what is stored can be served.
+        if not decode:
+            raise NeedsDecoding(name)
         _decode_all(path, ds, name=name, frames=frames, on_frame=None)
         return found
     check_declared_sizes(ds, None if tsyntax.is_deflated else path, name=name, rows=rows, columns=cols, samples=samples)

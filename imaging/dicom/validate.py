@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from pydicom.filereader import read_file_meta_info
+from pydicom.uid import UID
 
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
 from voxelgate.cache.catalog_index import IndexedInstance
@@ -22,6 +24,7 @@ from ..limits import Limits
 from .headers import summarize
 from .metadata_index import entry_from_dataset
 from .parse import ParsedInstance, parse_instance
+from .pixels import NeedsDecoding
 
 log = logging.getLogger(__name__)
 
@@ -39,16 +42,32 @@ class Validated:
 
 
 def validate_file(
-    path: Path, name: str, sha256: str, size: int, limits: Limits, warm_bytes: int, *, emit: Emit
+    path: Path,
+    name: str,
+    sha256: str,
+    size: int,
+    limits: Limits,
+    warm_bytes: int,
+    *,
+    emit: Emit,
+    decode: bool = True,
 ) -> Validated:
     """Validate the DICOM file at ``path``; decoded frames go to ``emit((index,), frame)`` while
     their bytes fit ``warm_bytes`` in all.
+
+    ``decode=False`` (the serving process's own attempt, before a contained worker's) proves
+    only what needs no native code: uncompressed frames that GetFrame reads in place; a
+    deflated dataset, or pixel data that a decoder must see, raises :class:`NeedsDecoding`.
 
     Raises
     ------
     InvalidInputError, LimitExceededError, UnsupportedError
         As :func:`~voxelgate.imaging.dicom.parse.parse_instance`.
+    NeedsDecoding
+        ``decode`` is False and the file needs a decoder (or zlib) to be proven.
     """
+    if not decode and not _plain_encoding(path):
+        raise NeedsDecoding(name)
     budget = [warm_bytes]
 
     def keep(index: int, frame: np.ndarray) -> None:
@@ -56,10 +75,27 @@ def validate_file(
             budget[0] -= frame.nbytes
             emit(index, frame)
 
-    parsed = parse_instance(path, name=name, sha256=sha256, size=size, limits=limits, on_frame=keep)
+    parsed = parse_instance(path, name=name, sha256=sha256, size=size, limits=limits, on_frame=keep, decode=decode)
     return Validated(
         parsed.study, parsed.series, parsed.instance, parsed.warnings, header_summary(parsed), index_entry(parsed)
     )
+
+
+def _plain_encoding(path: Path) -> bool:
+    """Whether the file's meta header names a native transfer syntax, read without inflating (zlib sees no
+    byte) and without a decoder; compressed files go to a worker without their header read twice here.
+
+    Only group 2 is read (pure Python); a file without a readable one goes to a worker.
+    """
+    try:
+        tsyntax = read_file_meta_info(path).get("TransferSyntaxUID")
+        return (
+            isinstance(tsyntax, UID)
+            and tsyntax.is_transfer_syntax
+            and not (tsyntax.is_deflated or tsyntax.is_encapsulated)
+        )
+    except Exception:  # noqa: BLE001 - anything odd is for the contained validation to explain
+        return False
 
 
 def header_summary(parsed: ParsedInstance) -> str | None:
