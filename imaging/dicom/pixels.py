@@ -142,7 +142,7 @@ def _packed_frames(path: Path | BinaryIO, ds: Dataset, indices: list[int] | None
     ------
     IndexError
         A frame past the end.
-    ValueError
+    InvalidInputError
         The pixel data is shorter than the frames need.
     """
     rows, cols, samples, frames, _ = pixel_layout(ds)
@@ -158,7 +158,8 @@ def _packed_frames(path: Path | BinaryIO, ds: Dataset, indices: list[int] | None
         start = i * n
         first, end = start // 8, (start + n + 7) // 8
         if end > len(data):
-            raise ValueError(f"pixel data holds {len(data)} bytes; frame {i} needs {end}")
+            # The file's own bytes fall short of what its header announces: the input's fault.
+            raise InvalidInputError(f"pixel data holds {len(data)} bytes; frame {i} needs {end}")
         bits = np.unpackbits(np.frombuffer(data, np.uint8, end - first, first), bitorder="little")
         frame = bits[start - first * 8 : start - first * 8 + n]
         yield frame.reshape((rows, cols, samples) if samples > 1 else (rows, cols))
