@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from pydicom.filereader import read_file_meta_info
-from pydicom.uid import UID
 
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
 from voxelgate.cache.catalog_index import IndexedInstance
@@ -24,7 +22,6 @@ from ..limits import Limits
 from .headers import summarize
 from .metadata_index import entry_from_dataset
 from .parse import ParsedInstance, parse_instance
-from .pixels import NeedsDecoding
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +60,9 @@ def validate_file(
     ------
     InvalidInputError, LimitExceededError, UnsupportedError
         As :func:`~voxelgate.imaging.dicom.parse.parse_instance`.
-    NeedsDecoding
+    ~voxelgate.imaging.dicom.pixels.NeedsDecoding
         ``decode`` is False and the file needs a decoder (or zlib) to be proven.
     """
-    if not decode and not _plain_encoding(path):
-        raise NeedsDecoding(name)
     budget = [warm_bytes]
 
     def keep(index: int, frame: np.ndarray) -> None:
@@ -79,23 +74,6 @@ def validate_file(
     return Validated(
         parsed.study, parsed.series, parsed.instance, parsed.warnings, header_summary(parsed), index_entry(parsed)
     )
-
-
-def _plain_encoding(path: Path) -> bool:
-    """Whether the file's meta header names a native transfer syntax, read without inflating (zlib sees no
-    byte) and without a decoder; compressed files go to a worker without their header read twice here.
-
-    Only group 2 is read (pure Python); a file without a readable one goes to a worker.
-    """
-    try:
-        tsyntax = read_file_meta_info(path).get("TransferSyntaxUID")
-        return (
-            isinstance(tsyntax, UID)
-            and tsyntax.is_transfer_syntax
-            and not (tsyntax.is_deflated or tsyntax.is_encapsulated)
-        )
-    except Exception:  # noqa: BLE001 - anything odd is for the contained validation to explain
-        return False
 
 
 def header_summary(parsed: ParsedInstance) -> str | None:
