@@ -30,7 +30,7 @@ from voxelgate.cache.keys import make_key
 from voxelgate.cache.npy import npy_array, npy_bytes
 from voxelgate.cache.store import Store
 from voxelgate.cancel import NEVER, CancelToken
-from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError, VoxelgateError
+from voxelgate.errors import ConflictError, DiskFullError, InvalidInputError, NotFoundError, VoxelgateError
 
 from ..contained import Decoders, InProcess, OnItem, each
 from ..encode import encode_jpeg, encode_png, encode_raw
@@ -196,13 +196,16 @@ class DicomArchive:
                 # Made by the validation (where the dataset was parsed, in a contained worker).
                 index = [p.index for _, _, p, _ in pending]
                 with self.store.lock_many(shas):
-                    for _, incoming, _, _ in pending:
-                        self.store.commit(incoming.staged, sync=False)
-                    self.store.sync_batch(shas)
-                    outs = self.catalog.put_instances(
-                        [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
-                        index,
-                    )
+                    try:
+                        for _, incoming, _, _ in pending:
+                            self.store.commit(incoming.staged, sync=False)
+                        self.store.sync_batch(shas)
+                        outs = self.catalog.put_instances(
+                            [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
+                            index,
+                        )
+                    except DiskFullError as exc:  # the batch's commit: each of its files gets the error
+                        outs = [exc.with_subject(inc.name) for _, inc, _, _ in pending]
                     headers: dict[str, str] = {}
                     for (i, _, parsed, report), out in zip(pending, outs, strict=True):
                         if isinstance(out, Exception):
@@ -216,7 +219,10 @@ class DicomArchive:
                             headers[report.sha256] = parsed.header
                     # After the instances' commit: a summary is an aid to volume builds, not part
                     # of what was acknowledged (an instance without one is parsed when built).
-                    self.catalog.put_headers(sorted(headers.items()))
+                    try:
+                        self.catalog.put_headers(sorted(headers.items()))
+                    except DiskFullError:
+                        log.warning("header summaries not kept: the data volume is full", extra={"n": len(headers)})
                     for sha in shas:
                         if not self.catalog.is_referenced(sha):  # every file of this content failed
                             self.store.delete(sha)
