@@ -21,7 +21,7 @@ import statistics
 
 import bench_frame
 import bench_ingest
-from _report import cleanup, workdir
+from _report import Report, add_report_arguments, cleanup, workdir
 from _synth import write_ct_series, write_mammo
 
 
@@ -30,12 +30,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     parser.add_argument("--count", type=int, default=150, help="CT slices to ingest (default 150)")
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
+    add_report_arguments(parser)
     args = parser.parse_args(argv)
+    report = Report.start("bench_contained", "what containment costs, both ways in interleaved rounds", args, parser)
     work = workdir("voxelgate-bench-contained-")
     try:
         paths = write_ct_series(work / "ct", count=args.count, size=512)
         nbytes = sum(p.stat().st_size for p in paths)
         mammo = write_mammo(work / "mg_j2k.dcm")
+        print(report.machine_line())
         runs: dict[tuple[str, bool], list[float]] = {}
         loads: list[float] = []
 
@@ -63,10 +66,23 @@ def main(argv: list[str] | None = None) -> int:
             if not a or not b:
                 continue
             ma, mb = statistics.median(a), statistics.median(b)
+            report.figure(
+                f"{what}, contained (median of {len(a)})",
+                ma,
+                unit="s",
+                peer="same, --decode-workers 0, interleaved",
+                peer_value=mb,
+                ratio=ma / mb,
+                target="<= 1.10 (contained / uncontained)",
+                met=ma / mb <= 1.10,
+                note="rounds: " + ", ".join(f"{x:.3f}" for x in a) + " / " + ", ".join(f"{x:.3f}" for x in b),
+            )
             print(
                 f"{what:<40} contained {ma:.3f} s  --decode-workers 0 {mb:.3f} s  ratio {ma / mb:.2f}"
                 f"  (rounds: {', '.join(f'{x:.3f}' for x in a)} / {', '.join(f'{x:.3f}' for x in b)})"
             )
+        report.note(f"load average (1 min) at each round's start and at the end: {loads}")
+        report.save()
         return 0
     finally:
         cleanup(work, keep=args.keep)
