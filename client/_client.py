@@ -15,6 +15,7 @@ from .admin import AdminCalls
 from .annotations import AnnotationCalls
 from .bulk import BulkDataCalls
 from .dicom import DicomCalls
+from .imports import ImportCalls
 from .media import MediaCalls
 from .media_inventory import MediaInventoryCalls
 from .transport import (
@@ -29,7 +30,16 @@ from .transport import (
 from .volumes import VolumeCalls
 
 
-class Client(DicomCalls, BulkDataCalls, VolumeCalls, MediaCalls, MediaInventoryCalls, AnnotationCalls, AdminCalls):
+class Client(
+    DicomCalls,
+    BulkDataCalls,
+    VolumeCalls,
+    MediaCalls,
+    MediaInventoryCalls,
+    ImportCalls,
+    AnnotationCalls,
+    AdminCalls,
+):
     """A connection to a voxelgate server, with every call of its API as a method.
 
     Use it as a context manager (or call :meth:`close`)::
