@@ -147,12 +147,13 @@ def _event(e: import_pb2.ImportEvent) -> ImportEvent:
             series_instance_uid=r.series_instance_uid,
             warnings=tuple(r.warnings),
         )
-        kind = _OBJECT_KINDS.get(o.kind, ObjectKind.UNKNOWN)
-        return ImportedObject(result, r.index, o.uri, kind, o.attempts, o.group, o.sequence)
+        return ImportedObject(
+            result, r.index, o.uri, _OBJECT_KINDS.get(o.kind, ObjectKind.UNKNOWN), o.attempts, o.group, o.sequence
+        )
     if which == "set":
         s = e.set
-        kind: Literal["group", "sequence"] = "group" if s.kind == "group" else "sequence"
-        return ImportedSet(s.name, kind, tuple(_set(m) for m in s.sets), tuple(s.indexes), s.code, s.reason)
+        set_kind: Literal["group", "sequence"] = "group" if s.kind == "group" else "sequence"
+        return ImportedSet(s.name, set_kind, tuple(_set(m) for m in s.sets), tuple(s.indexes), s.code, s.reason)
     m = e.summary
     return ImportSummary(
         m.objects, m.stored, m.duplicate, m.replaced, m.rejected, m.bytes, m.sets, m.retries, tuple(m.warnings)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,7 +89,7 @@ def select_instances(client: Client, identifier: Any) -> list[Instance]:
     return list(found.values())
 
 
-def instances_by_uid(client: Client, sops: list[str], *, series: list[str] = ()) -> list[Instance]:  # type: ignore[assignment]
+def instances_by_uid(client: Client, sops: list[str], *, series: Sequence[str] = ()) -> list[Instance]:
     """The catalog rows of these SOP Instance UIDs (unknown ones left out), through their series.
 
     Raises

@@ -36,7 +36,7 @@ _FORMATS: dict[int, ManifestFormat] = {
     import_pb2.MANIFEST_FORMAT_JSON: "json",
     import_pb2.MANIFEST_FORMAT_CSV: "csv",
 }
-_OBJECT_KINDS: dict[str, import_pb2.ObjectKind.ValueType] = {
+_OBJECT_KINDS: dict[str, import_pb2.ObjectKind] = {
     "dicom": import_pb2.OBJECT_KIND_DICOM,
     "media": import_pb2.OBJECT_KIND_MEDIA,
     "": import_pb2.OBJECT_KIND_UNSPECIFIED,

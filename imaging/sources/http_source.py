@@ -161,7 +161,7 @@ class HttpFetcher:
                 raise NotFoundError(f"HTTP {status}: no such object", subject=name)
             if status in (401, 403):
                 raise PermissionDeniedError(f"HTTP {status}: the server refused access", subject=name)
-            if 500 <= status < 600:
+            if 500 <= status < 600 and status != 501:  # 501: the server cannot serve this at all
                 raise TransientError(f"HTTP {status}")
             raise InvalidInputError(f"HTTP {status}", subject=name)
         raise InvalidInputError(f"more than {self._config.max_redirects} redirects", subject=name)

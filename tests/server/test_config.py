@@ -129,6 +129,7 @@ def test_the_variables_are_the_documented_ones() -> None:
             "S3_ENDPOINT",
             "S3_REGION",
             "OBJECT_CACHE_SIZE",
+            "SOURCES",
         )
     }
 
