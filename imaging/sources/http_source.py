@@ -64,15 +64,15 @@ class HttpFetcher:
         self._lock = threading.Lock()
         self._context: ssl.SSLContext | None = None
 
-    def _pool(self, t: HttpTarget) -> urllib3.HTTPConnectionPool:
-        key = (t.scheme, t.address, t.port, t.host)
+    def _pool(self, t: HttpTarget, address: str) -> urllib3.HTTPConnectionPool:
+        key = (t.scheme, address, t.port, t.host)
         with self._lock:
             pool = self._pools.get(key)
             if pool is None:
                 timeout = urllib3.Timeout(connect=self._config.connect_timeout, read=self._config.read_timeout)
                 if t.scheme == "https":
                     pool = urllib3.HTTPSConnectionPool(
-                        t.address,
+                        address,
                         t.port,
                         timeout=timeout,
                         maxsize=self._pool_size,
@@ -83,7 +83,7 @@ class HttpFetcher:
                         ssl_context=self._tls_context(),
                     )
                 else:
-                    pool = urllib3.HTTPConnectionPool(t.address, t.port, timeout=timeout, maxsize=self._pool_size)
+                    pool = urllib3.HTTPConnectionPool(address, t.port, timeout=timeout, maxsize=self._pool_size)
                 self._pools[key] = pool
             return pool
 
@@ -127,22 +127,7 @@ class HttpFetcher:
                 "User-Agent": _USER_AGENT,
                 **self._config.headers_for(target.host),
             }
-            try:
-                resp = self._pool(target).urlopen(
-                    "GET",
-                    target.path,
-                    headers=headers,
-                    retries=False,
-                    redirect=False,
-                    preload_content=False,
-                    assert_same_host=False,
-                )
-            except SSLError:
-                raise PreconditionError(
-                    "TLS handshake failed (certificate not trusted or not for this host)", subject=name
-                ) from None
-            except (HTTPError, OSError) as exc:
-                raise TransientError(transient_reason(exc) or "request failed") from None
+            resp = self._request(target, headers, name)
             status = resp.status
             if status == 200:
                 return _body(resp)
@@ -165,6 +150,30 @@ class HttpFetcher:
                 raise TransientError(f"HTTP {status}")
             raise InvalidInputError(f"HTTP {status}", subject=name)
         raise InvalidInputError(f"more than {self._config.max_redirects} redirects", subject=name)
+
+    def _request(self, target: HttpTarget, headers: dict[str, str], name: str) -> Any:
+        """The answer's status and headers (its body not read), from the first address that takes the connection."""
+        failure = "request failed"
+        for address in target.addresses:
+            try:
+                return self._pool(target, address).urlopen(
+                    "GET",
+                    target.path,
+                    headers=headers,
+                    retries=False,
+                    redirect=False,
+                    preload_content=False,
+                    assert_same_host=False,
+                )
+            except SSLError:
+                raise PreconditionError(
+                    "TLS handshake failed (certificate not trusted or not for this host)", subject=name
+                ) from None
+            except (ConnectTimeoutError, NewConnectionError) as exc:
+                failure = transient_reason(exc) or failure  # the host's next address may answer
+            except (HTTPError, OSError) as exc:
+                raise TransientError(transient_reason(exc) or failure) from None
+        raise TransientError(failure)
 
 
 def _discard(resp: Any) -> None:

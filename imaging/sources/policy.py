@@ -23,12 +23,12 @@ from .config import SourcesConfig, matches
 
 @dataclass(frozen=True)
 class HttpTarget:
-    """An http(s) URL that passed the policy, and the address to connect to."""
+    """An http(s) URL that passed the policy, and the addresses to connect to (in the resolver's order)."""
 
     scheme: str
     host: str  # as in the URL (lower case, IPv6 without brackets)
     port: int
-    address: str  # the checked address the connection goes to
+    addresses: tuple[str, ...]  # the checked addresses the connection goes to, tried in order
     path: str  # path and query, as sent in the request line
 
     @property
@@ -185,7 +185,7 @@ def check_http(config: SourcesConfig, url: str) -> HttpTarget:
     path = p.path or "/"
     if p.query:
         path += "?" + p.query
-    return HttpTarget(scheme, host, port, addresses[0], path)
+    return HttpTarget(scheme, host, port, tuple(addresses), path)
 
 
 __all__ = ["HttpTarget", "allowed_address", "check_bucket", "check_http", "check_scheme", "display_url", "scheme_of"]

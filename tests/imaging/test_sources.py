@@ -100,8 +100,8 @@ def test_urls_the_policy_refuses() -> None:
     allowed = check_http(
         SourcesConfig(schemes=("http",), networks=(ipaddress.ip_network("127.0.0.1/32"),)), "http://127.0.0.1:81/a?b=c"
     )
-    assert (allowed.address, allowed.port, allowed.path, allowed.host_header) == (
-        "127.0.0.1",
+    assert (allowed.addresses, allowed.port, allowed.path, allowed.host_header) == (
+        ("127.0.0.1",),
         81,
         "/a?b=c",
         "127.0.0.1:81",
@@ -186,3 +186,28 @@ def test_retries_back_off_and_give_up() -> None:
     slow = SourcesConfig(backoff=1.0, backoff_max=20.0)
     assert 0.75 <= delay(slow, 1) <= 1.0 and 3.0 <= delay(slow, 3) <= 4.0 and delay(slow, 10) <= 20.0
     assert delay(slow, 1, retry_after=7.0) == 7.0 and delay(slow, 1, retry_after=99.0) == 20.0
+
+
+def test_s3_failures_are_classified() -> None:
+    """What the service answers decides: throttling and 5xx are retried, the rest is final and named."""
+    from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
+
+    from voxelgate.errors import NotFoundError, PreconditionError
+    from voxelgate.imaging.sources.s3_source import classify
+
+    def answer(code: str, status: int) -> ClientError:
+        return ClientError(
+            {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "GetObject"
+        )
+
+    for code, status in (("SlowDown", 503), ("ThrottlingException", 400), ("InternalError", 500), ("", 502)):
+        assert isinstance(classify(answer(code, status), "s3://b/k"), TransientError), code
+    assert isinstance(classify(EndpointConnectionError(endpoint_url="http://x"), "s3://b/k"), TransientError)
+    denied = classify(answer("AccessDenied", 403), "s3://b/k")
+    assert (
+        isinstance(denied, PermissionDeniedError)
+        and str(denied) == "s3://b/k: the S3 service refused access (AccessDenied)"
+    )
+    assert isinstance(classify(answer("NoSuchKey", 404), "s3://b/k"), NotFoundError)
+    assert isinstance(classify(answer("InvalidRange", 416), "s3://b/k"), InvalidInputError)
+    assert isinstance(classify(NoCredentialsError(), "s3://b/k"), PreconditionError)

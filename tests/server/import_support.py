@@ -10,10 +10,12 @@ got.
 from __future__ import annotations
 
 import http.server
+import ssl
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
@@ -35,6 +37,7 @@ class FileServer:
     behaviours: dict[str, Behaviour] = field(default_factory=dict)
     hits: Counter[str] = field(default_factory=Counter)
     paths_seen: list[str] = field(default_factory=list)
+    tls: tuple[Path, Path] | None = None  # certificate and key: https, at localhost
 
     def __post_init__(self) -> None:
         server = self
@@ -104,6 +107,10 @@ class FileServer:
 
         self._httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
+        if self.tls is not None:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(str(self.tls[0]), str(self.tls[1]))
+            self._httpd.socket = ctx.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="file-server", daemon=True)
         self._thread.start()
 
@@ -112,6 +119,8 @@ class FileServer:
         return int(self._httpd.server_address[1])
 
     def url(self, path: str) -> str:
+        if self.tls is not None:
+            return f"https://localhost:{self.port}/{path.lstrip('/')}"
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
 
     def put(self, path: str, data: bytes, **behaviour: object) -> str:

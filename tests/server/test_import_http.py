@@ -12,6 +12,8 @@ import io
 import ipaddress
 import json
 import logging
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import make_config
+from conftest import make_config, require_peer
 from e2e_support import data_file, json_lines, vg
 from import_support import FileServer
 from PIL import Image
@@ -283,6 +285,38 @@ def test_the_allow_list(tmp_path: Path, files: FileServer) -> None:
         assert "pw" not in objects[2].result.name
     finally:
         r.stop(1.0)
+
+
+def test_https_trusts_the_configured_ca_and_nothing_else(tmp_path: Path) -> None:
+    openssl = shutil.which("openssl")
+    require_peer("openssl", openssl is not None, "to make a test certificate")
+    assert openssl is not None
+    cert, key = tmp_path / "site.crt", tmp_path / "site.key"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert), "-days",
+         "1", "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    site = FileServer(tls=(cert, key))
+    try:
+        url = site.put("secure/scan.dcm", data_file("CT_small.dcm").read_bytes())
+        assert url.startswith("https://localhost:")
+        # localhost may resolve to ::1 first, where nothing listens: the next address is tried.
+        networks = (LOOPBACK, ipaddress.ip_network("::1/128"))
+        r = _start(tmp_path / "a", sources=_sources(schemes=("https",), networks=networks, ca_file=cert))
+        try:
+            (o,), _, _ = _run(r, url)
+            assert o.result.outcome is Outcome.STORED, o
+        finally:
+            r.stop(1.0)
+        r = _start(tmp_path / "b", sources=_sources(schemes=("https",), networks=networks))
+        try:
+            (o,), _, _ = _run(r, url)
+            assert o.result.code == "FAILED_PRECONDITION" and "TLS" in o.result.reason and o.attempts == 1
+        finally:
+            r.stop(1.0)
+    finally:
+        site.stop()
 
 
 def test_the_source_itself_failing_fails_the_call(server: Running, files: FileServer) -> None:
