@@ -31,7 +31,9 @@ def rejected(name: str, index: int, exc: BaseException, size: int = 0) -> common
     )
 
 
-_GROUP_COMMIT = 16  # most files committed in one catalog transaction
+#: Most files committed in one catalog transaction, and most files staged ahead of the commit:
+#: while a batch commits, the reader receives the next one (files wait on disk, not in memory).
+_GROUP_COMMIT = 16
 
 
 @dataclass
@@ -54,7 +56,7 @@ def serve_ingest(
     validates and commits the previous ones (files already received commit
     together); results keep the stream's order.
     """
-    events = prefetch(_receive(sink, request_iterator), depth=4)
+    events = prefetch(_receive(sink, request_iterator), depth=_GROUP_COMMIT)
     try:
         for event in events:
             if not isinstance(event, _Received):
