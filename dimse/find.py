@@ -250,8 +250,8 @@ def accept_extended(app_info: dict[Any, bytes]) -> dict[Any, bytes]:
     for uid, info in app_info.items():
         if str(uid) not in FIND_MODELS or not info:
             continue
-        asked = bytes(info[:3]).ljust(3, b"\x00")
-        out[uid] = bytes(1 if b else 0 for b in asked) + b"\x00"
+        # As many bytes as asked (those after the first may be left out), at most the four of C-FIND.
+        out[uid] = bytes(1 if b and i < 3 else 0 for i, b in enumerate(bytes(info[:4])))
     return out
 
 

@@ -117,13 +117,22 @@ def test_image_level_uid_list(catalog: tuple[Client, DicomNode], tmp_path: Path)
     assert all(d.QueryRetrieveLevel == "IMAGE" and "SOPClassUID" in d for d in got)
 
 
-def _find(node: DicomNode, identifier: pydicom.Dataset, model: str) -> list[tuple[int, pydicom.Dataset | None]]:
+def _find(
+    node: DicomNode, identifier: pydicom.Dataset, model: str, extended: bytes = b""
+) -> list[tuple[int, pydicom.Dataset | None]]:
     """pynetdicom's C-FIND as an SCU: (status, identifier) of each response."""
     from pynetdicom import AE
+    from pynetdicom.pdu_primitives import SOPClassExtendedNegotiation
 
     ae = AE(ae_title="FINDSCU")
     ae.add_requested_context(model)
-    assoc = ae.associate("127.0.0.1", node.port, ae_title="VOXELGATE")
+    ext_neg = []
+    if extended:
+        item = SOPClassExtendedNegotiation()
+        item.sop_class_uid = model
+        item.service_class_application_information = extended
+        ext_neg.append(item)
+    assoc = ae.associate("127.0.0.1", node.port, ae_title="VOXELGATE", ext_neg=ext_neg)
     assert assoc.is_established
     try:
         return [(int(s.Status), i) for s, i in assoc.send_c_find(identifier, model)]
@@ -166,3 +175,18 @@ def test_private_keys_are_a_pending_warning_and_the_rest_matches(catalog: tuple[
     match = got[0][1]
     assert match is not None and match.PatientID == "PLASTIC" and match.RetrieveAETitle == "VOXELGATE"
     assert match.StudyInstanceUID == PHILIPS_STUDY and 0x00091010 not in match
+
+
+def test_combined_date_time_matching_when_negotiated(catalog: tuple[Client, DicomNode]) -> None:
+    from pynetdicom.sop_class import StudyRootQueryRetrieveInformationModelFind as StudyRoot
+
+    _, node = catalog
+    ds = pydicom.Dataset()
+    ds.QueryRetrieveLevel = "STUDY"
+    ds.StudyInstanceUID = ""
+    ds.StudyDate = "20150205-20150206"  # the Philips study: 2015-02-06 09:34:25
+    ds.StudyTime = "1200-0935"  # as one range: from the 5th at noon to the 6th at 09:35
+    # Apart, the time range would cross midnight: refused (PS3.4 C.2.2.2.5.2).
+    assert [s for s, _ in _find(node, ds, StudyRoot)] == [0xA900]
+    got = _find(node, ds, StudyRoot, extended=b"\x01\x01")
+    assert [(s, i.StudyInstanceUID if i else None) for s, i in got] == [(0xFF00, PHILIPS_STUDY), (0x0000, None)]

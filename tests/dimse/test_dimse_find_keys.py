@@ -70,4 +70,4 @@ def test_image_level_is_the_instance_search() -> None:
 
 def test_extended_negotiation_accepts_relational_datetime_and_fuzzy_not_timezone() -> None:
     asked = {STUDY_ROOT_FIND: b"\x01\x01\x00\x01", "1.2.840.10008.5.1.4.1.2.2.3": b"\x01", PATIENT_ROOT_FIND: b"\x00"}
-    assert accept_extended(asked) == {STUDY_ROOT_FIND: b"\x01\x01\x00\x00", PATIENT_ROOT_FIND: b"\x00\x00\x00\x00"}
+    assert accept_extended(asked) == {STUDY_ROOT_FIND: b"\x01\x01\x00\x00", PATIENT_ROOT_FIND: b"\x00"}
