@@ -130,6 +130,7 @@ class Catalog(Protocol):
     def put_instances(
         self,
         items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]],
+        *,
         headers: Sequence[str | None] | None = None,
     ) -> list[PutOutcome | VoxelgateError]: ...
     def get_instance(self, sop_uid: str) -> InstanceRow | None: ...
@@ -266,6 +267,7 @@ class SqlCatalog(MediaCatalogMixin):
     def put_instances(
         self,
         items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]],
+        *,
         headers: Sequence[str | None] | None = None,
     ) -> list[PutOutcome | VoxelgateError]:
         """Insert several instances in one transaction (one sync); each succeeds or fails alone.

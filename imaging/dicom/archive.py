@@ -186,7 +186,8 @@ class DicomArchive:
                         self.store.commit(incoming.staged, sync=False)
                     self.store.sync_batch(shas)
                     outs = self.catalog.put_instances(
-                        [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending], summaries
+                        [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
+                        headers=summaries,
                     )
                     kept: set[str] = set()
                     for (i, _, _, report), out in zip(pending, outs, strict=True):
