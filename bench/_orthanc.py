@@ -39,6 +39,15 @@ def find_orthanc() -> tuple[str | None, str]:
     return None, "no Orthanc binary (/usr/sbin/Orthanc or Orthanc on PATH); install the Debian package 'orthanc'"
 
 
+def find_dicomweb_plugin() -> Path | None:
+    """Orthanc's DICOMweb plugin (Debian package ``orthanc-dicomweb``), when installed."""
+    for d in PLUGIN_DIRS:
+        hits = sorted(Path(d).glob("libOrthancDicomWeb*.so*")) if Path(d).is_dir() else []
+        if hits:
+            return hits[0]
+    return None
+
+
 def find_gdcm_plugin() -> Path | None:
     """The GDCM decoder plugin of Orthanc (Debian package ``orthanc-gdcm``), when installed.
 
@@ -101,6 +110,7 @@ def orthanc_server(
     *,
     binary: str = "/usr/sbin/Orthanc",
     plugins: tuple[Path, ...] = (),
+    extra: dict[str, object] | None = None,
     timeout: float = 30.0,
     dicom_aet: str = "",
     modalities: dict[str, tuple[str, str, int]] | None = None,
@@ -110,7 +120,8 @@ def orthanc_server(
     No plugin is loaded unless ``plugins`` names some. With ``dicom_aet``, Orthanc's DICOM
     server listens on a free loopback port as that AE title, and ``modalities`` (name ->
     AE title, host, port) are the peers it knows (for ``/modalities/{name}/store``) and
-    accepts associations from.
+    accepts associations from. ``extra`` adds configuration sections (a plugin's, such as
+    ``DicomWeb``).
 
     Raises
     ------
@@ -133,6 +144,7 @@ def orthanc_server(
         "StorageCompression": False,
         "SyncStorageArea": True,  # fsync, as our store does
         "SaveJobs": False,
+        **(extra or {}),
     }
     if dicom_aet:
         config |= {

@@ -14,13 +14,15 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 
+from .catalog_index import SQLITE_INDEX_SCHEMA, IndexedInstance, IndexMixin, StoredModel
+from .catalog_search import SearchMixin, SearchRow, SearchSpec
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
 from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_token, encode_token
@@ -130,9 +132,19 @@ class Catalog(Protocol):
     def put_instances(
         self,
         items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]],
+        index: Sequence[IndexedInstance | None] = (),
         *,
         headers: Sequence[str | None] | None = None,
     ) -> list[PutOutcome | VoxelgateError]: ...
+    def put_index(self, entries: Sequence[IndexedInstance]) -> int: ...
+    def put_full_models(self, items: Sequence[tuple[str, str, bytes]]) -> None: ...
+    def stored_models(
+        self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "", private: bool = False
+    ) -> list[tuple[InstanceRow, StoredModel | None]]: ...
+    def unindexed(self, version: int, *, after: str = "", limit: int = ...) -> list[InstanceRow]: ...
+    def backfill_claim(self) -> AbstractContextManager[bool]: ...
+    def search(self, spec: SearchSpec, *, offset: int, limit: int) -> list[SearchRow]: ...
+    def search_count(self, spec: SearchSpec) -> int: ...
     def get_instance(self, sop_uid: str) -> InstanceRow | None: ...
     def get_instances(self, sop_uids: Sequence[str]) -> dict[str, InstanceRow]: ...
     def instances(self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "") -> list[InstanceRow]: ...
@@ -214,7 +226,7 @@ def _decode_token(token: str, flt: QueryFilter, types: tuple[type, ...]) -> list
     return decode_token(token, flt.digest(), types)
 
 
-class SqlCatalog(MediaCatalogMixin):
+class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
     """The catalog's queries, written once for every SQL engine (see :mod:`voxelgate.cache.sql_dialect`).
 
     A subclass gives the engine: its :class:`Dialect` (``_sql``), ``_read()``
@@ -267,16 +279,17 @@ class SqlCatalog(MediaCatalogMixin):
     def put_instances(
         self,
         items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]],
+        index: Sequence[IndexedInstance | None] = (),
         *,
         headers: Sequence[str | None] | None = None,
     ) -> list[PutOutcome | VoxelgateError]:
         """Insert several instances in one transaction (one sync); each succeeds or fails alone.
 
-        ``headers``, aligned with ``items``, are header summaries (:meth:`put_headers`) kept
-        in the same transaction for the instances stored or replaced (None: none for that one).
-
-        Returns, per item, its :class:`PutOutcome` or the error :meth:`put_instance`
-        would have raised for it.
+        ``index`` (aligned with ``items``, or empty) holds each instance's indexed metadata
+        (:mod:`voxelgate.cache.catalog_index`), and ``headers`` (aligned with ``items``, or None)
+        header summaries (:meth:`put_headers`; None: none for that one), both kept in the same
+        transaction for the items stored or replaced. Returns, per item, its :class:`PutOutcome`
+        or the error :meth:`put_instance` would have raised for it.
         """
         outs: list[PutOutcome | VoxelgateError] = []
         summaries = list(headers) if headers is not None else [None] * len(items)
@@ -296,6 +309,8 @@ class SqlCatalog(MediaCatalogMixin):
                     db.execute("ROLLBACK TO SAVEPOINT item")
                     db.execute("RELEASE SAVEPOINT item")
                     outs.append(exc)
+            new = [isinstance(o, PutOutcome) and o.outcome != "duplicate" for o in outs]
+            self._put_index(db, [e for e, n in zip(index, new, strict=False) if e is not None and n])
         return outs
 
     def _put(
@@ -592,7 +607,7 @@ class SqliteCatalog(SqlCatalog):
         # Writers queue on this (see _tx), those of other processes on this database too.
         self._write_lock = ProcessLock(self.path.with_name(self.path.name + ".writer"))
         # executescript manages its own transaction.
-        self._db().executescript(_SCHEMA + MEDIA_SCHEMA)
+        self._db().executescript(_SCHEMA + MEDIA_SCHEMA + SQLITE_INDEX_SCHEMA)
         self._migrate_media_sqlite()
 
     def _db(self) -> sqlite3.Connection:

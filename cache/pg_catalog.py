@@ -21,6 +21,7 @@ from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from .catalog import SqlCatalog
+from .catalog_index import POSTGRES_INDEX_MIGRATION
 from .sql_dialect import POSTGRESQL
 
 if TYPE_CHECKING:
@@ -150,6 +151,8 @@ CREATE INDEX instances_study ON instances (study_uid);
 ALTER TABLE media_reencodes DROP CONSTRAINT IF EXISTS media_reencodes_source_id_fkey;
 """,
     ),
+    # Search and the indexed metadata. Written as a step of its own: renumber it after steps added meanwhile.
+    (5, POSTGRES_INDEX_MIGRATION),
 )
 
 #: The schema version this code serves.

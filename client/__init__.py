@@ -72,6 +72,7 @@ from .media import (
     VideoInfo,
 )
 from .media_inventory import DeletedMedia, MediaEntry, MediaKind
+from .search import QueryLevel, SearchResult
 from .transport import Deadlines, Keepalive, Retry
 from .volumes import (
     Encoding,
@@ -141,12 +142,14 @@ __all__ = [
     "Points",
     "Polygon",
     "Polyline",
+    "QueryLevel",
     "ReencodeMode",
     "ReencodeReport",
     "Reencoded",
     "Remapped",
     "Retry",
     "Ring",
+    "SearchResult",
     "SequenceMode",
     "Series",
     "ServerInfo",

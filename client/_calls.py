@@ -65,6 +65,8 @@ class Calls:
     _channel: grpc.Channel
     _settings: Settings
     _deadlines: Deadlines
+    #: Request metadata every call of this client carries (``Client.with_token``'s bearer token).
+    _call_metadata: tuple[tuple[str, str], ...] = ()
 
     @property
     def address(self) -> str:
@@ -78,9 +80,8 @@ class Calls:
             raise ValueError(f"timeout must be a positive number of seconds (or math.inf), got {timeout}")
         return None if math.isinf(timeout) else timeout
 
-    @staticmethod
-    def _metadata(route: str | None) -> tuple[tuple[str, str], ...]:
-        return ((ROUTE_KEY, route),) if route else ()
+    def _metadata(self, route: str | None) -> tuple[tuple[str, str], ...]:
+        return (*self._call_metadata, (ROUTE_KEY, route)) if route else self._call_metadata
 
     def _unary(
         self,
@@ -163,7 +164,7 @@ class Calls:
         deadline = self._deadline("transfer", timeout)
 
         def start(requests: Iterator[Any]) -> Any:
-            return method(requests, timeout=deadline)
+            return method(requests, timeout=deadline, metadata=self._metadata(None))
 
         def errors(exc: Exception) -> VoxelgateError:
             return translate(exc, self.address, deadline)

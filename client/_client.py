@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import ipaddress
 import os
 from collections.abc import Sequence
 from types import TracebackType
@@ -18,6 +20,7 @@ from .dicom import DicomCalls
 from .imports import ImportCalls
 from .media import MediaCalls
 from .media_inventory import MediaInventoryCalls
+from .search import SearchCalls
 from .transport import (
     ChannelOptions,
     Deadlines,
@@ -32,6 +35,7 @@ from .volumes import VolumeCalls
 
 class Client(
     DicomCalls,
+    SearchCalls,
     BulkDataCalls,
     VolumeCalls,
     MediaCalls,
@@ -144,6 +148,30 @@ class Client(
         """The ``grpc.Channel`` itself, for the generated stubs of ``voxelgate.v1``."""
         return self._channel
 
+    def with_token(self, token: str) -> Client:
+        """A client on this one's channel whose calls carry ``authorization: Bearer <token>``.
+
+        For a gateway that passes each of its own callers' tokens on to the server (the
+        DICOMweb door): one channel, a token per request. The view is cheap to make and
+        owns nothing; close this client, not the view.
+
+        Raises
+        ------
+        ValueError
+            An empty token or one with a line break; this client has a token of its own
+            (two ``authorization`` headers would be sent); or the channel is plaintext to
+            an address other than loopback (a token never crosses a network in clear).
+        """
+        if not token or any(c in token for c in "\r\n"):
+            raise ValueError("a bearer token is a non-empty single line")
+        if self._settings.token:
+            raise ValueError("this client sends a token of its own; a client without one passes others' on")
+        if not self._settings.uses_tls and not _is_loopback(self._settings.address):
+            raise ValueError(f"a bearer token is sent only over TLS or to a loopback address, not to {self.address}")
+        view = copy.copy(self)
+        view._call_metadata = (*self._call_metadata, ("authorization", f"Bearer {token}"))
+        return view
+
     def close(self) -> None:
         """Close the channel; calls under way are cancelled."""
         self._channel.close()
@@ -159,3 +187,15 @@ class Client(
     def __repr__(self) -> str:
         tls = "tls" if self._settings.uses_tls else "plaintext"
         return f"Client({self._settings.address!r}, {tls})"
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether ``host:port`` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

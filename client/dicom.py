@@ -34,9 +34,15 @@ class FrameFormat(enum.StrEnum):
     RAW = "raw"  #: the values as an array: modality values, or stored ones (``values="stored"``)
     PNG = "png"  #: 8-bit P-Values (greyscale windowed; colour as RGB)
     PNG16 = "png16"  #: 16-bit greyscale P-Values (0..65535)
+    JPEG = "jpeg"  #: PNG's 8-bit P-Values as baseline JPEG (``quality``)
 
 
-_FRAME_FORMATS = {FrameFormat.RAW: dicom_pb2.RAW, FrameFormat.PNG: dicom_pb2.PNG, FrameFormat.PNG16: dicom_pb2.PNG16}
+_FRAME_FORMATS = {
+    FrameFormat.RAW: dicom_pb2.RAW,
+    FrameFormat.PNG: dicom_pb2.PNG,
+    FrameFormat.PNG16: dicom_pb2.PNG16,
+    FrameFormat.JPEG: dicom_pb2.JPEG,
+}
 
 
 @dataclass(frozen=True)
@@ -373,37 +379,45 @@ class DicomCalls(Calls):
         *,
         sop_instance_uid: str = "",
         series_instance_uid: str = "",
+        study_instance_uid: str = "",
         include_private: bool = False,
         bulk_data_threshold: int = 0,
         keywords: bool = False,
+        compress: bool = False,
         timeout: float | None = None,
     ) -> list[tuple[str, str]]:
-        """``(SOP Instance UID, DICOM JSON text)`` of an instance, or of every instance of a series.
+        """``(SOP Instance UID, DICOM JSON text)`` of an instance, or of every instance of a series or a study.
 
         The server's text as it is (PS3.18 F.2), for a caller that passes it on (a DICOMweb
         gateway); :meth:`get_metadata` parses it. Each bulk value (over
         ``bulk_data_threshold`` bytes, 0: 1024; always the pixel data) is a relative
         ``BulkDataURI`` that :meth:`~voxelgate.client.Client.get_bulk_data` takes.
         ``keywords`` adds ``"keyword": "PatientName"`` beside each public element's ``vr``
-        (not part of PS3.18 F.2; readers of the model ignore it).
+        (not part of PS3.18 F.2; readers of the model ignore it). ``compress`` has the reply
+        gzipped on the wire.
 
         Raises
         ------
         ValueError
             Not exactly one UID given.
         voxelgate.errors.NotFoundError
-            No such instance (or series).
+            No such instance (or series, or study).
         """
-        if bool(sop_instance_uid) == bool(series_instance_uid):
-            raise ValueError("give exactly one of sop_instance_uid and series_instance_uid")
+        if sum(map(bool, (sop_instance_uid, series_instance_uid, study_instance_uid))) != 1:
+            raise ValueError("give exactly one of sop_instance_uid, series_instance_uid and study_instance_uid")
         request = dicom_pb2.GetMetadataRequest(
-            include_private=include_private, bulk_data_threshold=bulk_data_threshold, keywords=keywords
+            include_private=include_private,
+            bulk_data_threshold=bulk_data_threshold,
+            keywords=keywords,
+            compress=compress,
         )
         if sop_instance_uid:
             request.sop_instance_uid = sop_instance_uid
-        else:
+        elif series_instance_uid:
             request.series_instance_uid = series_instance_uid
-        route = sop_instance_uid or series_instance_uid
+        else:
+            request.study_instance_uid = study_instance_uid
+        route = sop_instance_uid or series_instance_uid or study_instance_uid
         reply = self._unary(self._dicom.GetMetadata, request, kind="quick", timeout=timeout, route=route)
         return [(i.sop_instance_uid, i.json) for i in reply.instances]
 
@@ -419,9 +433,10 @@ class DicomCalls(Calls):
         object_voi_lut: bool = False,
         window_index: int = 0,
         values: ValueSpace | str | None = None,
+        quality: int = 0,
         timeout: float | None = None,
     ) -> Frame:
-        """Frame ``index`` (from 0) of an instance, decoded: values (``raw``), or an 8 or 16-bit PNG.
+        """Frame ``index`` (from 0) of an instance, decoded: values (``raw``), an 8 or 16-bit PNG, or a JPEG.
 
         ``raw`` gives modality values, or the stored values with ``values="stored"`` (for a
         viewer that applies the rescale itself). ``png`` and ``png16`` go through the display
@@ -432,7 +447,8 @@ class DicomCalls(Calls):
         object's VOI LUT Sequence); none of them: the object's own window, its
         ``window_index``-th (per-frame ones first), else its VOI LUT table, else the frame's
         range. The Presentation LUT (INVERSE, MONOCHROME1) is applied; :attr:`Frame.inverted`
-        says so. ``png16`` is for greyscale frames only.
+        says so. ``png16`` is for greyscale frames only. ``jpeg`` is ``png``'s image as
+        baseline JPEG at ``quality`` (1 to 100; 0: the server's 90), for rendered images.
 
         Raises
         ------
@@ -447,8 +463,13 @@ class DicomCalls(Calls):
         voxelgate.errors.UnsupportedError
             A transfer syntax no decoder here handles.
         """
+        if not 0 <= quality <= 100:
+            raise ValueError(f"quality is 1 to 100 (0: the server's 90), got {quality}")
         request = dicom_pb2.GetFrameRequest(
-            sop_instance_uid=sop_instance_uid, frame=index, format=_FRAME_FORMATS[FrameFormat(format)]
+            sop_instance_uid=sop_instance_uid,
+            frame=index,
+            format=_FRAME_FORMATS[FrameFormat(format)],
+            quality=quality,
         )
         set_windowing(
             request,

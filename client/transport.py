@@ -50,6 +50,7 @@ IDEMPOTENT: Mapping[str, tuple[str, ...]] = {
         "ListStudies",
         "ListSeries",
         "ListInstances",
+        "Search",
         "GetMetadata",
         "GetBulkData",
         "GetFrame",

@@ -85,6 +85,7 @@ class Running:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
+        self.archive.backfill.stop()
         if self.media is not None:
             self.media.readers.close()
         self.catalog.close()
@@ -327,6 +328,9 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     received = _note_signals()
     frozen = freeze_startup_objects()
     running.server.start()
+    if worker is None or worker.index == 0:
+        # After serving starts: instances stored before the metadata index existed get their entries.
+        running.archive.backfill.start()
     if worker is not None:
         worker.ready.value = 1
     log.info(

@@ -10,6 +10,8 @@ import grpc
 from voxelgate.cache.catalog import InstanceRow, Page, QueryFilter
 from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.dicom.archive import DicomArchive, FrameFormat, IngestReport, ValueSpace
+from voxelgate.imaging.dicom.query_model import Level
+from voxelgate.imaging.dicom.search import SearchQuery
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc, volume_pb2
 
 from .ingest_stream import serve_ingest
@@ -23,6 +25,7 @@ _FORMATS: dict[int, FrameFormat] = {
     dicom_pb2.RAW: "raw",
     dicom_pb2.PNG: "png",
     dicom_pb2.PNG16: "png16",
+    dicom_pb2.JPEG: "jpeg",
 }
 _VALUES: dict[int, ValueSpace] = {
     volume_pb2.VALUE_SPACE_UNSPECIFIED: "modality",
@@ -31,6 +34,14 @@ _VALUES: dict[int, ValueSpace] = {
 }
 #: Bytes a GetBulkData message carries: well under the 4 MiB a default gRPC client accepts.
 _BULK_CHUNK_BYTES = 1 << 20
+_LEVELS: dict[int, Level] = {
+    dicom_pb2.QUERY_LEVEL_PATIENT: "patient",
+    dicom_pb2.QUERY_LEVEL_STUDY: "study",
+    dicom_pb2.QUERY_LEVEL_SERIES: "series",
+    dicom_pb2.QUERY_LEVEL_INSTANCE: "instance",
+}
+#: A Search reply stays under what a gRPC client accepts by default (4 MiB), whatever the server allows.
+_SEARCH_REPLY_BYTES = 4 * 1024 * 1024 - 64 * 1024
 _OUTCOMES = {
     "stored": common_pb2.STORED,
     "duplicate": common_pb2.DUPLICATE,
@@ -147,19 +158,65 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
         rows, token = self._archive.list_instances(query_filter(request.filter), page(request.page))
         return dicom_pb2.ListInstancesResponse(instances=[instance_pb(r) for r in rows], next_page_token=token)
 
+    def Search(self, request: dicom_pb2.SearchRequest, context: grpc.ServicerContext) -> dicom_pb2.SearchResponse:
+        level = _LEVELS.get(request.level)
+        if level is None:
+            raise InvalidInputError("level must be QUERY_LEVEL_PATIENT, _STUDY, _SERIES or _INSTANCE", subject="level")
+        if request.return_keys not in (dicom_pb2.RETURN_KEYS_QIDO, dicom_pb2.RETURN_KEYS_CFIND):
+            raise InvalidInputError(f"unknown return_keys {request.return_keys}", subject="return_keys")
+        reply = self._archive.search(
+            SearchQuery(
+                level=level,
+                keys=[(k.attribute, list(k.values)) for k in request.match],
+                include=list(request.include),
+                fuzzy=request.fuzzy_matching,
+                combined_datetime=request.combined_datetime_matching,
+                limit=request.limit,
+                offset=request.offset,
+                cfind=request.return_keys == dicom_pb2.RETURN_KEYS_CFIND,
+                count=request.count,
+            ),
+            max_bytes=min(_SEARCH_REPLY_BYTES, self._max_message_bytes),
+        )
+        if request.compress:
+            context.set_compression(grpc.Compression.Gzip)
+        out = dicom_pb2.SearchResponse(
+            matches=reply.matches,
+            more=reply.more,
+            fuzzy_matching_applied=reply.fuzzy_applied,
+            scanned_keys=reply.scanned,
+            ignored_keys=reply.ignored,
+            warnings=reply.warnings,
+        )
+        if reply.total is not None:
+            out.total = reply.total
+        return out
+
     def GetMetadata(
         self, request: dicom_pb2.GetMetadataRequest, context: grpc.ServicerContext
     ) -> dicom_pb2.GetMetadataResponse:
         target = request.WhichOneof("target")
         if target is None:
-            raise ValueError("give sop_instance_uid or series_instance_uid")
+            raise InvalidInputError(
+                "give sop_instance_uid, series_instance_uid or study_instance_uid", subject="target"
+            )
         items = self._archive.metadata(
             sop_uid=request.sop_instance_uid,
             series_uid=request.series_instance_uid,
+            study_uid=request.study_instance_uid,
             include_private=request.include_private,
             bulk_data_threshold=request.bulk_data_threshold,
             keywords=request.keywords,
         )
+        check_reply_size(
+            sum(len(uid) + len(text.encode()) + 16 for uid, text in items),
+            self._max_message_bytes,
+            subject=request.sop_instance_uid or request.series_instance_uid or request.study_instance_uid,
+            what=f"the metadata of {len(items)} instance(s)",
+            advice="raise --max-message-size, or ask series by series",
+        )
+        if request.compress:
+            context.set_compression(grpc.Compression.Gzip)
         return dicom_pb2.GetMetadataResponse(
             instances=[dicom_pb2.InstanceMetadata(sop_instance_uid=uid, json=text) for uid, text in items]
         )
@@ -208,6 +265,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             fmt=fmt,
             window=window_request(request) if windowed else None,
             values=values,
+            quality=request.quality or 90,
         )
         check_reply_size(
             len(f.payload),

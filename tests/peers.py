@@ -230,9 +230,10 @@ class SeaweedS3:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
+            # A throwaway server: its data goes with it, so a slow graceful shutdown buys nothing.
             self.proc.terminate()
             try:
-                self.proc.wait(20)
+                self.proc.wait(3)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)

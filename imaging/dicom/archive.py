@@ -6,7 +6,6 @@ but composes the durable store, the catalog and the derived cache it is given.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Iterator, Sequence
@@ -26,13 +25,14 @@ from voxelgate.cache.catalog import (
     SeriesSummary,
     StudySummary,
 )
+from voxelgate.cache.catalog_index import IndexedInstance
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.npy import npy_array, npy_bytes
 from voxelgate.cache.store import Store
 from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError, VoxelgateError
 
-from ..encode import encode_png, encode_raw
+from ..encode import encode_jpeg, encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
 from ..limits import Limits
 from ..windowing import VoiFunction
@@ -40,9 +40,10 @@ from .bulk import BulkValue, open_bulk, parse_bulk_uri, parse_tag_path
 from .display import WindowRequest, render_frame
 from .frames import decode_frame, modality_values
 from .headers import InstanceHeader, summarize
-from .metadata import DEFAULT_BULK_THRESHOLD, instance_json
+from .metadata_index import Backfill, MetadataRequest, entry_from_dataset, serve
 from .parse import ParsedInstance, parse_instance, read_dataset
 from .pixels import FrameSink
+from .search import SearchQuery, SearchReply, search
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,18 @@ WARM_BYTES = 256 * 1024 * 1024
 
 #: Transfer syntaxes whose frames sit at known offsets (NativeLayout): read with ranged GETs from an object store.
 _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
+
+
+def _index_entry(parsed: ParsedInstance) -> IndexedInstance | None:
+    """The metadata entry ingest keeps with an instance's row (None when it cannot be made: the backfill
+    then makes it from the stored file, and reports why it could not)."""
+    if parsed.dataset is None:
+        return None
+    try:
+        return entry_from_dataset(parsed.dataset, parsed.instance)
+    except Exception:
+        log.debug("no metadata entry for an ingested instance", exc_info=True)
+        return None
 
 
 def _decoded_key(sha: str, index: int) -> str:
@@ -78,7 +91,7 @@ class IngestReport:
 #: What a frame's values are: stored (before any LUT), modality (after the Modality LUT) or
 #: presentation (P-Values: after the VOI and Presentation LUTs, as PNG carries them).
 ValueSpace = Literal["stored", "modality", "presentation"]
-FrameFormat = Literal["raw", "png", "png16"]
+FrameFormat = Literal["raw", "png", "png16", "jpeg"]
 
 
 @dataclass
@@ -125,6 +138,8 @@ class DicomArchive:
         self.cache = cache
         self.limits = limits
         self.warm_bytes = warm_bytes
+        #: Makes the metadata entries of instances stored before the index existed (started by the server).
+        self.backfill = Backfill(catalog, self.file_path)
 
     # -- ingest ---------------------------------------------------------------
 
@@ -178,6 +193,8 @@ class DicomArchive:
             replaced: list[str] = []
             if pending:
                 shas = {p[3].sha256 for p in pending}
+                # Made while the staged files are still there (large values are read from them).
+                index = [_index_entry(p) for _, _, p, _ in pending]
                 # The header summaries (an aid to volume builds: an instance without one is parsed
                 # when built) go in the instances' transaction: one catalog sync for both.
                 summaries = [self._summary(p) for _, _, p, _ in pending]
@@ -187,6 +204,7 @@ class DicomArchive:
                     self.store.sync_batch(shas)
                     outs = self.catalog.put_instances(
                         [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
+                        index,
                         headers=summaries,
                     )
                     kept: set[str] = set()
@@ -337,31 +355,47 @@ class DicomArchive:
         *,
         sop_uid: str = "",
         series_uid: str = "",
+        study_uid: str = "",
         include_private: bool = False,
         bulk_data_threshold: int = 0,
         keywords: bool = False,
     ) -> list[tuple[str, str]]:
-        """The JSON model of one instance or of every instance of a series.
+        """The JSON model of one instance, or of every instance of a series or a study.
 
-        Returns ``(sop_uid, json text)`` pairs in series order. See
-        :func:`.metadata.instance_json` (``keywords`` adds each element's keyword).
+        Returns ``(sop_uid, json text)`` pairs in series order, from the models kept in the
+        catalog (:mod:`.metadata_index`): one catalog read, whatever the store. See
+        :func:`.metadata.instance_json` for the model (``keywords`` adds each element's keyword).
+
+        Raises
+        ------
+        InvalidInputError
+            Not exactly one target given.
+        NotFoundError
+            Nothing is stored under the UID.
         """
-        rows = [self.instance(sop_uid)] if sop_uid else self.series_instances(series_uid)
-        threshold = bulk_data_threshold or DEFAULT_BULK_THRESHOLD
-        out = []
-        for row in rows:
-            model = instance_json(
-                self.file_path(row),
-                sop_uid=row.sop_uid,
-                study_uid=row.study_uid,
-                series_uid=row.series_uid,
-                name=row.sop_uid,
-                include_private=include_private,
-                bulk_data_threshold=threshold,
-                keywords=keywords,
+        if sum(bool(x) for x in (sop_uid, series_uid, study_uid)) != 1:
+            raise InvalidInputError("give one of sop_instance_uid, series_instance_uid or study_instance_uid")
+        request = MetadataRequest(include_private, bulk_data_threshold, keywords)
+        kept = self.catalog.stored_models(
+            study_uid=study_uid, series_uid=series_uid, sop_uid=sop_uid, private=include_private
+        )
+        if not kept:
+            what = "instance" if sop_uid else "series" if series_uid else "study"
+            raise NotFoundError(f"no such {what}", subject=sop_uid or series_uid or study_uid)
+        return serve(
+            kept, request, file_of=self.file_path, repair=self.catalog.put_index, keep_full=self.catalog.put_full_models
+        )
+
+    def search(self, query: SearchQuery, *, max_bytes: int) -> SearchReply:
+        """The standard's query over the catalog (:func:`.search.search`); says when the index is still
+        being built from stored files (matches on what it keeps may then be missing)."""
+        reply = search(self.catalog, query, max_bytes=max_bytes)
+        if self.backfill.pending:
+            reply.warnings.append(
+                "the metadata index is still being built from instances stored before it existed: "
+                "results may be incomplete until it is done"
             )
-            out.append((row.sop_uid, json.dumps(model, ensure_ascii=False, separators=(",", ":"))))
-        return out
+        return reply
 
     def bulk_data(
         self,
@@ -408,15 +442,17 @@ class DicomArchive:
         fmt: FrameFormat,
         window: WindowRequest | None = None,
         values: ValueSpace = "modality",
+        quality: int = 90,
     ) -> FrameResult:
-        """One decoded frame as raw values or as a rendered PNG, through the derived cache.
+        """One decoded frame as raw values or as a rendered PNG or JPEG, through the derived cache.
 
         Parameters
         ----------
         sop_uid, index:
             The instance and its 0-based frame.
         fmt:
-            ``raw`` (little-endian values), ``png`` (8 bits) or ``png16`` (16-bit greyscale).
+            ``raw`` (little-endian values), ``png`` (8 bits), ``png16`` (16-bit greyscale) or
+            ``jpeg`` (the 8-bit P-Values of ``png``, baseline JPEG at ``quality``, 1 to 100).
         window:
             PNG only: the VOI transformation (:func:`.display.choose_voi`); the object's own by default.
         values:
@@ -444,11 +480,15 @@ class DicomArchive:
         if window.source == "explicit" and not (math.isfinite(window.center) and math.isfinite(window.width)):
             # Checked before a cache key is made of them (keys refuse non-finite numbers).
             raise InvalidInputError(f"window center and width must be finite, got {window.center}, {window.width}")
+        if fmt == "jpeg" and not 1 <= quality <= 100:
+            raise InvalidInputError(f"JPEG quality is 1 to 100, got {quality}", subject="quality")
         params: dict[str, str | int | float] = {"index": index, "format": fmt}
         if fmt == "raw":
             params["values"] = values
         else:
             params.update(window.params())
+        if fmt == "jpeg":
+            params["quality"] = quality
         key = make_key("dicom", "frame", row.sha256, params)
 
         def compute() -> tuple[bytes, str, dict[str, object]]:
@@ -463,9 +503,10 @@ class DicomArchive:
                     r = render_frame(arr, ds, index, window, out_max=65535 if fmt == "png16" else 255)
                 except VoxelgateError as exc:
                     raise exc.with_subject(sop_uid) from exc.__cause__
+                jpeg = fmt == "jpeg"
                 return (
-                    encode_png(r.image),
-                    "image/png",
+                    encode_jpeg(r.image, quality=quality) if jpeg else encode_png(r.image),
+                    "image/jpeg" if jpeg else "image/png",
                     {
                         "dtype": r.image.dtype.str,
                         "shape": list(r.image.shape),

@@ -7,9 +7,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydicom.datadict import keyword_for_tag
+from pydicom.datadict import dictionary_has_tag, dictionary_keyword
 from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from .bulk import TagPath, bulk_uri, raw_element
 from .parse import read_dataset
@@ -50,35 +51,137 @@ def instance_json(
     """
     # Large values stay deferred: the pixel data and other bulk values are not read for metadata.
     ds, _ = read_dataset(path, name=name)
-    pixel_vr = None
+    return dataset_json(
+        ds,
+        sop_uid=sop_uid,
+        study_uid=study_uid,
+        series_uid=series_uid,
+        include_private=include_private,
+        bulk_data_threshold=bulk_data_threshold,
+        keywords=keywords,
+    )
+
+
+def dataset_json(
+    ds: Dataset,
+    *,
+    sop_uid: str,
+    study_uid: str,
+    series_uid: str,
+    include_private: bool = False,
+    bulk_data_threshold: int = DEFAULT_BULK_THRESHOLD,
+    keywords: bool = False,
+) -> dict[str, Any]:
+    """The JSON model of a dataset read by :func:`.parse.read_dataset` (see :func:`instance_json`).
+
+    The dataset is not changed; deferred values that become BulkDataURIs are not read.
+    """
+    pixel: tuple[int, str] | None = None
     if has_pixels(ds):
-        pix = next(ds[t] for t in PIXEL_TAGS if t in ds)
-        pixel_vr = (int(pix.tag), pix.VR if pix.VR in ("OB", "OW", "OF", "OD") else "OW")
-        del ds[pix.tag]
-    if not include_private:
-        ds.remove_private_tags()
+        # Named, not read (it may be gigabytes).
+        tag = next(t for t in PIXEL_TAGS if t in ds)
+        pixel = (tag, _pixel_vr(ds, tag))
 
     def uri(at: TagPath) -> str:
         return bulk_uri(study_uid, series_uid, sop_uid, at)
 
-    model = _model(ds, (), uri, bulk_data_threshold, keywords)
-    if pixel_vr is not None:
-        tag, vr = pixel_vr
+    skip = frozenset() if pixel is None else frozenset({pixel[0]})
+    model = _model(ds, (), uri, bulk_data_threshold, keywords, include_private, skip)
+    if pixel is not None:
+        tag, vr = pixel
         model[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": uri((tag,))}
         if keywords:
-            model[f"{tag:08X}"]["keyword"] = keyword_for_tag(tag)
+            model[f"{tag:08X}"]["keyword"] = keyword_of(tag)
     return model
+
+
+def _pixel_vr(ds: Dataset, tag: int) -> str:
+    """The VR of the pixel data element without reading its value: as the file gives it, or as pydicom
+    resolves ``OB or OW`` when it reads it (PS3.5 A.1, A.2, A.4)."""
+    raw = raw_element(ds, tag)
+    if raw.VR in ("OB", "OW", "OF", "OD"):
+        return str(raw.VR)
+    if raw.VR == "OB or OW" or raw.VR is None:
+        if tag == 0x7FE00010 and getattr(raw, "length", 0) == 0xFFFFFFFF:
+            return "OB"  # encapsulated
+        if ds.original_encoding[0] or raw.VR is None:
+            return "OW"  # implicit VR
+        bits = ds.get("BitsAllocated")
+        return "OB" if isinstance(bits, int) and bits <= 8 else "OW"
+    return "OW"
+
+
+def keyword_of(tag: int) -> str:
+    """The keyword the model gives an element: the data dictionary's, empty for private, repeating-group
+    and unknown elements (as ``DataElement.keyword``)."""
+    return str(dictionary_keyword(tag)) if dictionary_has_tag(tag) else ""
+
+
+_INT_VRS = frozenset({"IS", "SL", "SS", "SV", "UL", "US", "UV", "US or SS"})
+_FLOAT_VRS = frozenset({"DS", "FD", "FL"})
+#: VRs whose JSON pydicom's ``to_json_dict`` writes as a plain list of the values (numbers converted).
+_PLAIN_VRS = (
+    frozenset({"AE", "AS", "CS", "DA", "DT", "LO", "LT", "SH", "ST", "TM", "UC", "UI", "UR", "UT"})
+    | _INT_VRS
+    | _FLOAT_VRS
+)
+
+
+def _value_json(elem: DataElement) -> dict[str, Any] | None:
+    """``elem.to_json_dict`` for the common VRs (text, numbers, person names), written out for speed
+    (ingest makes every instance's model); None for any other VR, or a value of an unexpected kind,
+    which then goes through pydicom. Equal to pydicom's by construction: tests compare the two on
+    every test file."""
+    vr = elem.VR
+    if vr not in _PLAIN_VRS and vr != "PN":
+        return None
+    value = elem.value
+    if value is None or value == "" or (isinstance(value, MultiValue | list) and not value):
+        return {"vr": vr}
+    values = list(value) if isinstance(value, MultiValue | list) else [value]
+    try:
+        if vr == "PN":
+            out: list[Any] = []
+            for v in values:
+                comps = v.components
+                item = {"Alphabetic": comps[0]}
+                if len(comps) > 1:
+                    item["Ideographic"] = comps[1]
+                if len(comps) > 2:
+                    item["Phonetic"] = comps[2]
+                out.append(item)
+            return {"vr": vr, "Value": out}
+        if vr in _INT_VRS:
+            return {"vr": vr, "Value": [int(v) if v is not None else None for v in values]}
+        if vr in _FLOAT_VRS:
+            return {"vr": vr, "Value": [float(v) if v is not None else None for v in values]}
+    except (TypeError, ValueError, AttributeError, IndexError):
+        return None
+    if not all(isinstance(v, str) for v in values):
+        return None
+    return {"vr": vr, "Value": values}
 
 
 def _named(uri: Callable[[TagPath], str], at: TagPath, _elem: DataElement) -> str:
     return uri(at)
 
 
-def _model(ds: Dataset, at: TagPath, uri: Callable[[TagPath], str], threshold: int, keywords: bool) -> dict[str, Any]:
+def _model(
+    ds: Dataset,
+    at: TagPath,
+    uri: Callable[[TagPath], str],
+    threshold: int,
+    keywords: bool,
+    private: bool,
+    skip: frozenset[int] = frozenset(),
+) -> dict[str, Any]:
     """``ds.to_json_dict`` with each BulkDataURI naming its element's path (pydicom's handler sees
-    the element only, not where it sits: nested values would all get the top-level tag)."""
+    the element only, not where it sits: nested values would all get the top-level tag). Private
+    elements (at any depth) only with ``private``; the tags in ``skip`` are left out."""
     out: dict[str, Any] = {}
     for key in sorted(ds.keys()):  # tags; iterating the dataset would read every deferred value
+        if int(key) in skip or (not private and key.is_private):
+            continue
         raw = raw_element(ds, key)
         if (
             isinstance(raw, RawDataElement)
@@ -90,18 +193,20 @@ def _model(ds: Dataset, at: TagPath, uri: Callable[[TagPath], str], threshold: i
             # Deferred (large) and bulk either way: named without reading it (as pydicom would decide).
             tag = int(raw.tag)
             out[f"{tag:08X}"] = {"vr": raw.VR, "BulkDataURI": uri((*at, tag))}
-            if keywords and keyword_for_tag(tag):
-                out[f"{tag:08X}"]["keyword"] = keyword_for_tag(tag)
+            if keywords and keyword_of(tag):
+                out[f"{tag:08X}"]["keyword"] = keyword_of(tag)
             continue
         elem = ds[key]
         tag = int(elem.tag)
         if elem.VR == "SQ":
             obj: dict[str, Any] = {
                 "vr": "SQ",
-                "Value": [_model(item, (*at, tag, i), uri, threshold, keywords) for i, item in enumerate(elem.value)],
+                "Value": [
+                    _model(item, (*at, tag, i), uri, threshold, keywords, private) for i, item in enumerate(elem.value)
+                ],
             }
         else:
-            obj = elem.to_json_dict(functools.partial(_named, uri, (*at, tag)), threshold)
+            obj = _value_json(elem) or elem.to_json_dict(functools.partial(_named, uri, (*at, tag)), threshold)
         if keywords and elem.keyword:
             obj["keyword"] = elem.keyword
         out[f"{tag:08X}"] = obj

@@ -160,7 +160,8 @@ def test_a_door_registers_its_commands_in_one_line() -> None:
         "server": "voxelgate.server.cli:register",
         "client": "voxelgate.client.cli:register",
         "dimse": "voxelgate.dimse.cli:register",
+        "dicomweb": "voxelgate.dicomweb.cli:register",
     }
     out = vg("--help")
     assert out.returncode == 0 and "serve" in out.stdout and "ingest" in out.stdout
-    assert "dimse" in out.stdout and "send" in out.stdout
+    assert "dimse" in out.stdout and "send" in out.stdout and "dicomweb" in out.stdout

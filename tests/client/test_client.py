@@ -239,3 +239,21 @@ def test_health_info_and_stats(vg: Client) -> None:
     assert info.process == 1 and info.processes == 1
     stats = vg.get_cache_stats()
     assert stats.size_limit > 0 and stats.store_objects >= 1
+
+
+def test_search_pages_and_study_metadata(vg: Client, stored: dict[str, IngestResult]) -> None:
+    study = stored["CT_small.dcm"].study_instance_uid
+    page = vg.search("study", {"StudyInstanceUID": study, "PatientName": ""}, count=True)
+    (ds,) = page.datasets()
+    assert ds.StudyInstanceUID == study and page.total == 1 and not page.more
+    assert str(ds.PatientName) == str(pydicom.dcmread(get_testdata_file("CT_small.dcm")).PatientName)
+    everything = list(vg.search_all("instance", page_size=2))  # pages of two, by offset
+    assert len(everything) == len(set(everything)) == len(stored)
+    cfind = vg.search("series", {"Modality": ["CT", "MR"]}, include=["SeriesNumber"], cfind=True)
+    assert cfind.matches and all(set(d.keys()) >= {0x00080060, 0x00200011} for d in cfind.datasets())
+    with pytest.raises(errors.InvalidInputError, match="StudyDate"):
+        vg.search("study", {"StudyDate": "yesterday"})
+    with pytest.raises(ValueError, match="QueryLevel"):
+        vg.search("studies", {})
+    metadata = vg.get_metadata_json(study_instance_uid=stored["MR_small.dcm"].study_instance_uid, compress=True)
+    assert [uid for uid, _ in metadata] == [stored["MR_small.dcm"].sop_instance_uid]

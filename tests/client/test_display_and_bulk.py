@@ -130,8 +130,10 @@ def test_windowing_mistakes(vg: Client, sop: dict[str, str]) -> None:
     uid = sop["693_UNCI.dcm"]
     with pytest.raises(ValueError, match="at most one of window, preset, auto_window and object_voi_lut"):
         vg.get_frame(uid, format="png", window=(40, 400), preset="bone")
-    with pytest.raises(ValueError, match="'jpeg' is not a valid FrameFormat"):
-        vg.get_frame(uid, format="jpeg")
+    with pytest.raises(ValueError, match="'gif' is not a valid FrameFormat"):
+        vg.get_frame(uid, format="gif")
+    with pytest.raises(ValueError, match="quality is 1 to 100"):
+        vg.get_frame(uid, format="jpeg", quality=101)
     with pytest.raises(ValueError, match="'hounsfield' is not a valid ValueSpace"):
         vg.get_frame(uid, values="hounsfield")
     with pytest.raises(ValueError, match="window_index"):

@@ -56,6 +56,7 @@ def test_ingest_reports_a_bad_file_and_fails(server: str, images: Path) -> None:
     assert {by_name[n]["status"] for n in SIZES} == {"stored"}
 
 
+@pytest.mark.slow
 def test_sequence_info_frame_export(server: str, images: Path, tmp_path: Path) -> None:
     import av
 

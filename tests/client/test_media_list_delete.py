@@ -96,6 +96,7 @@ def test_delete_media_in_the_order_the_server_allows(server: str, stored: dict[s
         assert left.id == stored["reencoded"]
 
 
+@pytest.mark.slow
 def test_media_list_and_delete_commands(server: str, tmp_path: Path) -> None:
     (tmp_path / "x.png").write_bytes(_png(9))
     out = vg("media", "ingest", tmp_path / "x.png", "--json", "--server", server)

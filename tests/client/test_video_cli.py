@@ -32,6 +32,7 @@ def ingest(server: str, path: Path) -> str:
     return str(line["media_id"])
 
 
+@pytest.mark.slow
 def test_video_commands(server: str, tmp_path: Path) -> None:
     src = make_video(tmp_path / "ghost.mov", "mov", pts=[i - GHOSTS for i in range(30)], audio="aac")
     vid = ingest(server, src)
@@ -90,6 +91,7 @@ def test_video_commands(server: str, tmp_path: Path) -> None:
     assert full.stdout.startswith("full -> ") and "32x24" in full.stdout
 
 
+@pytest.mark.slow
 def test_video_command_errors(server: str, tmp_path: Path) -> None:
     bad = vg("media", "diagnose", "0" * 64, "--server", server)
     assert bad.returncode == 1 and "NOT_FOUND" in bad.stderr
@@ -108,6 +110,7 @@ def test_video_command_errors(server: str, tmp_path: Path) -> None:
     assert line["status"] == "rejected" and line["code"] == "INVALID_ARGUMENT" and "truncated" in line["reason"]
 
 
+@pytest.mark.slow
 def test_frames_as_displayed_or_as_stored(server: str, tmp_path: Path) -> None:
     vid = ingest(server, make_video(tmp_path / "turned.mp4", "mp4", n=8, rotation=90))
     shown, stored = tmp_path / "shown.png", tmp_path / "stored.png"

@@ -10,10 +10,12 @@ and that what the store holds is byte for byte what was sent.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -39,6 +41,8 @@ from e2e_support import (
 )
 from pydicom.uid import generate_uid
 
+from voxelgate.imaging.dicom.metadata import instance_json
+from voxelgate.imaging.dicom.metadata_index import MODEL_VERSION
 from voxelgate.v1 import admin_pb2, common_pb2, dicom_pb2
 
 # -- what each file must do ----------------------------------------------------------------
@@ -522,3 +526,55 @@ def test_corpus_studies(corpus: Path, batch: Batch) -> None:
         r for n, r in batch.results.items() if n.startswith("corpus/ct-philips-head-study/") and "DIRFILE" not in n
     ]
     assert len(philips) == 64 and {OUTCOME(r.outcome) for r in philips} == {"STORED"}
+
+
+def test_indexed_metadata_equals_the_stored_files(batch: Batch) -> None:
+    """GetMetadata, served from what ingest indexed, is for every stored instance the model its stored file
+    gives: by default, with private elements and keywords, and with a smaller bulk data threshold; by
+    instance, by series and by study alike. Ingest indexed every instance it stored."""
+    archive = batch.server.running.archive
+    assert archive.catalog.unindexed(MODEL_VERSION) == []
+    variants: list[dict[str, Any]] = [{}, {"include_private": True, "keywords": True}, {"bulk_data_threshold": 48}]
+    failures = []
+    by_series: dict[str, dict[str, str]] = {}
+    for sop in batch.instances:
+        row = archive.instance(sop)
+        for v in variants:
+            reply = batch.server.dicom.GetMetadata(dicom_pb2.GetMetadataRequest(sop_instance_uid=sop, **v))
+            want = instance_json(
+                archive.file_path(row),
+                sop_uid=sop,
+                study_uid=row.study_uid,
+                series_uid=row.series_uid,
+                name=sop,
+                include_private=v.get("include_private", False),
+                bulk_data_threshold=v.get("bulk_data_threshold", 1024),
+                keywords=v.get("keywords", False),
+            )
+            if json.loads(reply.instances[0].json) != want:
+                failures.append(f"{sop} {v}")
+            if not v:
+                by_series.setdefault(row.series_uid, {})[sop] = reply.instances[0].json
+    assert not failures, "\n".join(failures)
+    # The models with private elements, made from the files when first asked, are kept and served again.
+    kept = [e for sop in batch.instances for _, e in archive.catalog.stored_models(sop_uid=sop, private=True)]
+    assert all(e is not None and e.full_model is not None for e in kept)
+    for sop in list(batch.instances)[:20]:
+        again = batch.server.dicom.GetMetadata(dicom_pb2.GetMetadataRequest(sop_instance_uid=sop, include_private=True))
+        row = archive.instance(sop)
+        assert json.loads(again.instances[0].json) == instance_json(
+            archive.file_path(row),
+            sop_uid=sop,
+            study_uid=row.study_uid,
+            series_uid=row.series_uid,
+            name=sop,
+            include_private=True,
+        )
+    for series, models in by_series.items():
+        reply = batch.server.dicom.GetMetadata(dicom_pb2.GetMetadataRequest(series_instance_uid=series))
+        assert {i.sop_instance_uid: i.json for i in reply.instances} == models
+    study = batch.results["corpus/ct-philips-head-study/S3010/I10"].study_instance_uid
+    reply = batch.server.dicom.GetMetadata(dicom_pb2.GetMetadataRequest(study_instance_uid=study))
+    assert (
+        len(reply.instances) == 64 and len({json.loads(i.json)["0020000E"]["Value"][0] for i in reply.instances}) == 3
+    )

@@ -9,16 +9,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class QueryLevel(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    QUERY_LEVEL_UNSPECIFIED: _ClassVar[QueryLevel]
+    QUERY_LEVEL_PATIENT: _ClassVar[QueryLevel]
+    QUERY_LEVEL_STUDY: _ClassVar[QueryLevel]
+    QUERY_LEVEL_SERIES: _ClassVar[QueryLevel]
+    QUERY_LEVEL_INSTANCE: _ClassVar[QueryLevel]
+
+class ReturnKeys(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RETURN_KEYS_QIDO: _ClassVar[ReturnKeys]
+    RETURN_KEYS_CFIND: _ClassVar[ReturnKeys]
+
 class FrameFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     FRAME_FORMAT_UNSPECIFIED: _ClassVar[FrameFormat]
     RAW: _ClassVar[FrameFormat]
     PNG: _ClassVar[FrameFormat]
     PNG16: _ClassVar[FrameFormat]
+    JPEG: _ClassVar[FrameFormat]
+QUERY_LEVEL_UNSPECIFIED: QueryLevel
+QUERY_LEVEL_PATIENT: QueryLevel
+QUERY_LEVEL_STUDY: QueryLevel
+QUERY_LEVEL_SERIES: QueryLevel
+QUERY_LEVEL_INSTANCE: QueryLevel
+RETURN_KEYS_QIDO: ReturnKeys
+RETURN_KEYS_CFIND: ReturnKeys
 FRAME_FORMAT_UNSPECIFIED: FrameFormat
 RAW: FrameFormat
 PNG: FrameFormat
 PNG16: FrameFormat
+JPEG: FrameFormat
 
 class QueryFilter(_message.Message):
     __slots__ = ("patient_id", "study_instance_uid", "modality", "study_date_from", "study_date_to", "accession_number", "series_instance_uid")
@@ -160,19 +182,73 @@ class ListInstancesResponse(_message.Message):
     next_page_token: str
     def __init__(self, instances: _Optional[_Iterable[_Union[Instance, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
+class MatchKey(_message.Message):
+    __slots__ = ("attribute", "values")
+    ATTRIBUTE_FIELD_NUMBER: _ClassVar[int]
+    VALUES_FIELD_NUMBER: _ClassVar[int]
+    attribute: str
+    values: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, attribute: _Optional[str] = ..., values: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SearchRequest(_message.Message):
+    __slots__ = ("level", "match", "include", "fuzzy_matching", "combined_datetime_matching", "limit", "offset", "return_keys", "count", "compress")
+    LEVEL_FIELD_NUMBER: _ClassVar[int]
+    MATCH_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_FIELD_NUMBER: _ClassVar[int]
+    FUZZY_MATCHING_FIELD_NUMBER: _ClassVar[int]
+    COMBINED_DATETIME_MATCHING_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    RETURN_KEYS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    COMPRESS_FIELD_NUMBER: _ClassVar[int]
+    level: QueryLevel
+    match: _containers.RepeatedCompositeFieldContainer[MatchKey]
+    include: _containers.RepeatedScalarFieldContainer[str]
+    fuzzy_matching: bool
+    combined_datetime_matching: bool
+    limit: int
+    offset: int
+    return_keys: ReturnKeys
+    count: bool
+    compress: bool
+    def __init__(self, level: _Optional[_Union[QueryLevel, str]] = ..., match: _Optional[_Iterable[_Union[MatchKey, _Mapping]]] = ..., include: _Optional[_Iterable[str]] = ..., fuzzy_matching: _Optional[bool] = ..., combined_datetime_matching: _Optional[bool] = ..., limit: _Optional[int] = ..., offset: _Optional[int] = ..., return_keys: _Optional[_Union[ReturnKeys, str]] = ..., count: _Optional[bool] = ..., compress: _Optional[bool] = ...) -> None: ...
+
+class SearchResponse(_message.Message):
+    __slots__ = ("matches", "more", "total", "fuzzy_matching_applied", "scanned_keys", "ignored_keys", "warnings")
+    MATCHES_FIELD_NUMBER: _ClassVar[int]
+    MORE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FUZZY_MATCHING_APPLIED_FIELD_NUMBER: _ClassVar[int]
+    SCANNED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    IGNORED_KEYS_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
+    matches: _containers.RepeatedScalarFieldContainer[bytes]
+    more: bool
+    total: int
+    fuzzy_matching_applied: bool
+    scanned_keys: _containers.RepeatedScalarFieldContainer[str]
+    ignored_keys: _containers.RepeatedScalarFieldContainer[str]
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, matches: _Optional[_Iterable[bytes]] = ..., more: _Optional[bool] = ..., total: _Optional[int] = ..., fuzzy_matching_applied: _Optional[bool] = ..., scanned_keys: _Optional[_Iterable[str]] = ..., ignored_keys: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class GetMetadataRequest(_message.Message):
-    __slots__ = ("sop_instance_uid", "series_instance_uid", "include_private", "bulk_data_threshold", "keywords")
+    __slots__ = ("sop_instance_uid", "series_instance_uid", "study_instance_uid", "include_private", "bulk_data_threshold", "keywords", "compress")
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     SERIES_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PRIVATE_FIELD_NUMBER: _ClassVar[int]
     BULK_DATA_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     KEYWORDS_FIELD_NUMBER: _ClassVar[int]
+    COMPRESS_FIELD_NUMBER: _ClassVar[int]
     sop_instance_uid: str
     series_instance_uid: str
+    study_instance_uid: str
     include_private: bool
     bulk_data_threshold: int
     keywords: bool
-    def __init__(self, sop_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., include_private: _Optional[bool] = ..., bulk_data_threshold: _Optional[int] = ..., keywords: _Optional[bool] = ...) -> None: ...
+    compress: bool
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., study_instance_uid: _Optional[str] = ..., include_private: _Optional[bool] = ..., bulk_data_threshold: _Optional[int] = ..., keywords: _Optional[bool] = ..., compress: _Optional[bool] = ...) -> None: ...
 
 class InstanceMetadata(_message.Message):
     __slots__ = ("sop_instance_uid", "json")
@@ -235,7 +311,7 @@ class BulkDataChunk(_message.Message):
     def __init__(self, header: _Optional[_Union[BulkDataHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GetFrameRequest(_message.Message):
-    __slots__ = ("sop_instance_uid", "frame", "format", "window", "preset", "auto_window", "object_window", "object_voi_lut", "window_index", "values")
+    __slots__ = ("sop_instance_uid", "frame", "format", "window", "preset", "auto_window", "object_window", "object_voi_lut", "window_index", "values", "quality")
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -246,6 +322,7 @@ class GetFrameRequest(_message.Message):
     OBJECT_VOI_LUT_FIELD_NUMBER: _ClassVar[int]
     WINDOW_INDEX_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
     sop_instance_uid: str
     frame: int
     format: FrameFormat
@@ -256,7 +333,8 @@ class GetFrameRequest(_message.Message):
     object_voi_lut: bool
     window_index: int
     values: _volume_pb2.ValueSpace
-    def __init__(self, sop_instance_uid: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., window: _Optional[_Union[_volume_pb2.Window, _Mapping]] = ..., preset: _Optional[str] = ..., auto_window: _Optional[bool] = ..., object_window: _Optional[bool] = ..., object_voi_lut: _Optional[bool] = ..., window_index: _Optional[int] = ..., values: _Optional[_Union[_volume_pb2.ValueSpace, str]] = ...) -> None: ...
+    quality: int
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., window: _Optional[_Union[_volume_pb2.Window, _Mapping]] = ..., preset: _Optional[str] = ..., auto_window: _Optional[bool] = ..., object_window: _Optional[bool] = ..., object_voi_lut: _Optional[bool] = ..., window_index: _Optional[int] = ..., values: _Optional[_Union[_volume_pb2.ValueSpace, str]] = ..., quality: _Optional[int] = ...) -> None: ...
 
 class GetFrameResponse(_message.Message):
     __slots__ = ("data", "media_type", "dtype", "shape", "rescaled", "warnings", "value_space", "window", "inverted")

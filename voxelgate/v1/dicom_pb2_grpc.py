@@ -57,6 +57,11 @@ class DicomServiceStub:
                 request_serializer=voxelgate_dot_v1_dot_dicom__pb2.ListInstancesRequest.SerializeToString,
                 response_deserializer=voxelgate_dot_v1_dot_dicom__pb2.ListInstancesResponse.FromString,
                 _registered_method=True)
+        self.Search = channel.unary_unary(
+                '/voxelgate.v1.DicomService/Search',
+                request_serializer=voxelgate_dot_v1_dot_dicom__pb2.SearchRequest.SerializeToString,
+                response_deserializer=voxelgate_dot_v1_dot_dicom__pb2.SearchResponse.FromString,
+                _registered_method=True)
         self.GetMetadata = channel.unary_unary(
                 '/voxelgate.v1.DicomService/GetMetadata',
                 request_serializer=voxelgate_dot_v1_dot_dicom__pb2.GetMetadataRequest.SerializeToString,
@@ -115,8 +120,18 @@ class DicomServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Search(self, request, context):
+        """The standard's query (C-FIND, PS3.4 C.6; QIDO-RS, PS3.18 10.6) at patient, study, series or
+        instance level: matching keys, return keys, paging; each match as a DICOM JSON model object.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetMetadata(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The DICOM JSON model of an instance, a series or a study, from what ingest indexed (one
+        catalog read, whatever the object store).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -169,6 +184,11 @@ def add_DicomServiceServicer_to_server(servicer, server):
                     servicer.ListInstances,
                     request_deserializer=voxelgate_dot_v1_dot_dicom__pb2.ListInstancesRequest.FromString,
                     response_serializer=voxelgate_dot_v1_dot_dicom__pb2.ListInstancesResponse.SerializeToString,
+            ),
+            'Search': grpc.unary_unary_rpc_method_handler(
+                    servicer.Search,
+                    request_deserializer=voxelgate_dot_v1_dot_dicom__pb2.SearchRequest.FromString,
+                    response_serializer=voxelgate_dot_v1_dot_dicom__pb2.SearchResponse.SerializeToString,
             ),
             'GetMetadata': grpc.unary_unary_rpc_method_handler(
                     servicer.GetMetadata,
@@ -306,6 +326,33 @@ class DicomService:
             '/voxelgate.v1.DicomService/ListInstances',
             voxelgate_dot_v1_dot_dicom__pb2.ListInstancesRequest.SerializeToString,
             voxelgate_dot_v1_dot_dicom__pb2.ListInstancesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Search(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxelgate.v1.DicomService/Search',
+            voxelgate_dot_v1_dot_dicom__pb2.SearchRequest.SerializeToString,
+            voxelgate_dot_v1_dot_dicom__pb2.SearchResponse.FromString,
             options,
             channel_credentials,
             insecure,
