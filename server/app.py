@@ -25,10 +25,12 @@ from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.gc import remove_orphans
 from voxelgate.cache.shared_state import SharedCacheState
 from voxelgate.cache.store import Store
+from voxelgate.imaging.contained import ContainLimits, DecoderPool, Decoders, InProcess
 from voxelgate.imaging.cpu import all_cores, pin_requests
 from voxelgate.imaging.dicom.archive import DicomArchive
 from voxelgate.imaging.dicom.series import SeriesVolumes
 from voxelgate.imaging.media import MediaLimits
+from voxelgate.imaging.media.decode import bound_pillow
 from voxelgate.imaging.media.library import MediaLibrary
 from voxelgate.imaging.sources.importer import Importer
 from voxelgate.v1 import (
@@ -80,11 +82,14 @@ class Running:
     store: Store | None = None
     media: MediaLibrary | None = None
     volumes: SeriesVolumes | None = None
+    decoders: Decoders | None = None
 
     def stop(self, grace: float | None = None) -> None:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
+        if self.decoders is not None:
+            self.decoders.close()
         self.archive.backfill.stop()
         if self.media is not None:
             self.media.readers.close()
@@ -162,6 +167,29 @@ def _credentials(config: Config) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, chain)])
 
 
+#: The modules of the tasks contained workers run, imported once by the fork server; "__main__" (the
+#: ``voxelgate`` script) too, which multiprocessing would otherwise import again in every worker.
+DECODER_TASKS = ("__main__", "voxelgate.imaging.dicom.validate", "voxelgate.imaging.media.validate")
+
+
+def decoders_for(config: Config, media_limits: MediaLimits) -> Decoders:
+    """Where ingest decodes a client's bytes: worker processes under limits, or (0 workers) this process.
+
+    Each worker sets Pillow's bomb bound from ``media_limits`` as the server does.
+
+    Raises
+    ------
+    ValueError
+        When a limit is not positive.
+    """
+    if config.decode_workers == 0:
+        return InProcess()
+    limits = ContainLimits(
+        workers=config.decode_workers, seconds=config.decode_seconds, memory_bytes=config.decode_memory_bytes
+    )
+    return DecoderPool(limits, preload=DECODER_TASKS, setup=(bound_pillow, (media_limits.max_pixels,)))
+
+
 def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     """Build the gRPC server with every service registered, bound but not started.
 
@@ -179,7 +207,10 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     store, catalog, cache = open_storage(
         config.data_dir, config.cache_bytes, config.cache_memory_bytes, worker=worker, backends=config.backends
     )
-    archive = DicomArchive(store, catalog, cache, limits=config.limits)
+    media_limits = MediaLimits(max_file_bytes=config.limits.max_file_bytes)
+    bound_pillow(media_limits.max_pixels)  # where GetFrame decodes stored images, in this process
+    decoders = decoders_for(config, media_limits)
+    archive = DicomArchive(store, catalog, cache, limits=config.limits, decoders=decoders)
     interceptors: list[grpc.ServerInterceptor] = []
     if config.token_file is not None:
         interceptors.append(BearerAuthInterceptor(load_tokens(config.token_file)))
@@ -204,8 +235,9 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         store,
         catalog,
         cache,
-        limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes),
+        limits=media_limits,
         video_limits=config.video_limits,
+        decoders=decoders,
     )
     add_media_service(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
     annotation_pb2_grpc.add_AnnotationServiceServicer_to_server(AnnotationServicer(volumes, archive, library), server)
@@ -234,7 +266,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         recover_storage(store, catalog)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, archive, cache, catalog, store, library, volumes)
+    return Running(server, port, health_servicer, archive, cache, catalog, store, library, volumes, decoders)
 
 
 def codec_report() -> dict[str, list[str]]:
@@ -325,6 +357,8 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     running = build_server(config, worker=worker)
     with all_cores():  # the cache writer hashes and writes whole volumes: every core
         running.cache.start_writer()
+    if isinstance(running.decoders, DecoderPool):
+        running.decoders.start()  # before serving: the first files need not wait for the decoders to load
     received = _note_signals()
     frozen = freeze_startup_objects()
     running.server.start()

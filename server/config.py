@@ -258,6 +258,44 @@ class Config:
             group="backends (default: SQLite and a folder in the data directory)",
         ),
     )
+    # Ingest decodes a client's bytes in worker processes (voxelgate.imaging.contained): a decoder's
+    # crash, hang or memory blow-up costs that file only. Per serving process; 0: in its own process.
+    decode_workers: int = field(
+        default=2,
+        metadata=_set_by(
+            Option(
+                "--decode-workers",
+                kind="int",
+                env=True,
+                metavar="N",
+                help="processes per serving process that decode a client's files at ingest, so that a decoder's "
+                "crash, hang or memory blow-up costs that file only (default 2; 0: in the serving process)",
+            )
+        ),
+    )
+    decode_seconds: float = field(  # per file: the worker is killed past it
+        default=600.0,
+        metadata=_set_by(
+            Option(
+                "--decode-timeout",
+                kind="float",
+                env=True,
+                metavar="SECONDS",
+                help="longest a file's ingest decoding may take before its worker is killed (default 600)",
+            )
+        ),
+    )
+    decode_memory_bytes: int = field(  # per file: what a worker may allocate beyond its own size
+        default=4 * 1024 * MiB,
+        metadata=_set_by(
+            Option(
+                "--decode-memory",
+                kind="size",
+                env=True,
+                help="memory a file's ingest decoding may allocate beyond the worker's own (default 4G)",
+            )
+        ),
+    )
 
     sources: SourcesConfig = field(  # ImportService: what callers may ingest from (voxelgate.imaging.sources)
         default_factory=SourcesConfig,

@@ -216,7 +216,7 @@ def open_bulk(
     text = format_tag_path(tag_path)
     container, tag = _element(ds, tag_path, text)
     raw = raw_element(container, tag)
-    vr = _vr(raw, tag)
+    vr = element_vr(ds, raw, tag)
     if not (set(vr.replace(" or ", " ").split()) & _BINARY):
         raise InvalidInputError(f"{text} is a {vr} element: its value is in the metadata, it has no bulk value")
     tsyntax = ds.file_meta.TransferSyntaxUID
@@ -271,14 +271,26 @@ def raw_element(container: Dataset, tag: int) -> DataElement | RawDataElement:
 _BINARY = frozenset({"OB", "OD", "OF", "OL", "OV", "OW", "UN"})
 
 
-def _vr(raw: DataElement | RawDataElement, tag: int) -> str:
-    """The element's VR, from the file (explicit VR) or the dictionary (implicit), without reading its value."""
-    if raw.VR:
-        return str(raw.VR)
-    try:
-        return str(dictionary_VR(tag))
-    except KeyError:
-        return "UN"
+def element_vr(ds: Dataset, raw: DataElement | RawDataElement, tag: int) -> str:
+    """The element's VR without reading its value: from the file (explicit VR) or the dictionary
+    (implicit), with ``OB or OW`` resolved as pydicom resolves it when it reads the value
+    (PS3.5 A.1, A.2, A.4: encapsulated pixel data is OB, implicit VR is OW, else by Bits Allocated)."""
+    vr = str(raw.VR) if raw.VR else ""
+    if not vr:
+        try:
+            vr = str(dictionary_VR(tag))
+        except KeyError:
+            return "UN"
+    if vr == "OB or OW":
+        if tag in PIXEL_TAGS and getattr(raw, "length", 0) == 0xFFFFFFFF:
+            return "OB"
+        if ds.original_encoding[0] or not raw.VR:
+            return "OW"
+        bits = ds.get("BitsAllocated")
+        return "OB" if isinstance(bits, int) and bits <= 8 else "OW"
+    if vr in ("US or OW", "US or SS or OW"):
+        return "OW"  # a LUT's data: bulk data is its bytes
+    return vr
 
 
 def _value_bytes(container: Dataset, tag: int) -> bytes:

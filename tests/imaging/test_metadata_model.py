@@ -25,6 +25,7 @@ def _files() -> dict[str, Path]:
     return files
 
 
+@pytest.mark.slow  # every pydicom test file, through both paths (8 s at load 8)
 def test_the_fast_values_equal_pydicoms_for_every_test_file(monkeypatch: pytest.MonkeyPatch) -> None:
     compared = 0
     failures = []

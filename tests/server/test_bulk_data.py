@@ -70,15 +70,15 @@ def _uris(model: dict[str, Any]) -> Iterator[str]:
             yield from _uris(item)
 
 
-def _pydicom_value(ds: Dataset, path: str) -> bytes:
-    """The value at ``tag/item/tag...`` found by pydicom alone."""
+def _pydicom_element(ds: Dataset, path: str) -> tuple[str, bytes]:
+    """The VR and value at ``tag/item/tag...`` found by pydicom alone (which resolves ``OB or OW`` as it reads)."""
     parts = path.split("/")
     container = ds
     for k in range(0, len(parts) - 1, 2):
         container = container[int(parts[k], 16)].value[int(parts[k + 1])]
-    value = container[int(parts[-1], 16)].value
-    assert isinstance(value, bytes)
-    return value
+    element = container[int(parts[-1], 16)]
+    assert isinstance(element.value, bytes)
+    return str(element.VR), element.value
 
 
 def fetch(stored: Stored, **kw: Any) -> tuple[dicom_pb2.BulkDataHeader, bytes]:
@@ -106,9 +106,10 @@ def test_every_bulk_data_uri_resolves_to_pydicoms_value(stored: Stored, name: st
     for uri in uris:
         prefix = f"studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}/bulk/"
         assert uri.startswith(prefix), uri
-        want = _pydicom_value(ds, uri[len(prefix) :])
+        vr, want = _pydicom_element(ds, uri[len(prefix) :])
         header, got = fetch(stored, uri=uri)
         assert got == want, uri
+        assert header.vr == vr, uri
         assert header.total_length == header.length == len(want) and header.offset == 0
         assert header.transfer_syntax_uid == ds.file_meta.TransferSyntaxUID
 

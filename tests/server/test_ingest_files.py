@@ -528,6 +528,7 @@ def test_corpus_studies(corpus: Path, batch: Batch) -> None:
     assert len(philips) == 64 and {OUTCOME(r.outcome) for r in philips} == {"STORED"}
 
 
+@pytest.mark.slow  # every stored file read and compared (12 s at load 8)
 def test_indexed_metadata_equals_the_stored_files(batch: Batch) -> None:
     """GetMetadata, served from what ingest indexed, is for every stored instance the model its stored file
     gives: by default, with private elements and keywords, and with a smaller bulk data threshold; by
