@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from voxelgate.cache.catalog import SqlCatalog
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.gc import remove_orphans
+from voxelgate.cache.headroom import Headroom
 from voxelgate.cache.shared_state import SharedCacheState
 from voxelgate.cache.store import Store
 from voxelgate.imaging.contained import ContainLimits, DecoderPool, Decoders, InProcess
@@ -52,6 +53,7 @@ from .auth import BearerAuthInterceptor, load_tokens
 from .backends import open_catalog, open_store
 from .config import Backends, Config
 from .dicom_servicer import DicomServicer
+from .door import DoorInterceptor
 from .import_servicer import ImportServicer
 from .media_servicer import MediaServicer, add_media_service
 from .status import ErrorInterceptor
@@ -121,17 +123,21 @@ def open_storage(
     *,
     worker: Worker | None = None,
     backends: Backends | None = None,
+    reserve_bytes: int = 0,
 ) -> tuple[Store, SqlCatalog, DerivedCache]:
     """Open (creating when missing) the three storage pieces: under ``data_dir``, or where ``backends`` says.
 
     Alone (no ``worker``) it also removes staging files left by a crash: only
-    before any process serves the directory.
+    before any process serves the directory. ``reserve_bytes`` of the data
+    volume are kept for deletes on a full volume (:mod:`voxelgate.cache.headroom`),
+    and the derived cache leaves twice that free.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     backends = backends or Backends()
-    catalog = open_catalog(backends, data_dir)
+    headroom = Headroom(data_dir, reserve_bytes)
+    catalog = open_catalog(backends, data_dir, headroom)
     try:
-        store = open_store(backends, data_dir, catalog)
+        store = open_store(backends, data_dir, catalog, headroom)
     except BaseException:
         catalog.close()
         raise
@@ -143,6 +149,7 @@ def open_storage(
         memory_bytes=memory_bytes,
         shared=worker.cache_state if worker else None,
         process=worker.index if worker else 0,
+        keep_free=2 * reserve_bytes,
     )
     return store, catalog, cache
 
@@ -205,7 +212,12 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     """
     config.check_security()
     store, catalog, cache = open_storage(
-        config.data_dir, config.cache_bytes, config.cache_memory_bytes, worker=worker, backends=config.backends
+        config.data_dir,
+        config.cache_bytes,
+        config.cache_memory_bytes,
+        worker=worker,
+        backends=config.backends,
+        reserve_bytes=config.disk_reserve_bytes,
     )
     media_limits = MediaLimits(max_file_bytes=config.limits.max_file_bytes)
     bound_pillow(media_limits.max_pixels)  # where GetFrame decodes stored images, in this process
@@ -215,6 +227,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     if config.token_file is not None:
         interceptors.append(BearerAuthInterceptor(load_tokens(config.token_file)))
     interceptors.append(ErrorInterceptor())
+    interceptors.append(DoorInterceptor())  # inside the error mapping: what the door refuses becomes a status
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
@@ -433,7 +446,9 @@ def serve_processes(config: Config) -> int:
         The security configuration is refused, or the address cannot be bound.
     """
     config.check_security()
-    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes, backends=config.backends)
+    store, catalog, cache = open_storage(
+        config.data_dir, config.cache_bytes, backends=config.backends, reserve_bytes=config.disk_reserve_bytes
+    )
     try:
         recover_storage(store, catalog)
         state = SharedCacheState(config.processes, initial_entries=cache.stats().entries)

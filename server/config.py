@@ -198,6 +198,17 @@ class Config:
         default=False,
         metadata=_set_by(Option("--insecure", kind="flag", help="allow a non-loopback bind without TLS and tokens")),
     )
+    disk_reserve_bytes: int = field(
+        default=16 * MiB,
+        metadata=_set_by(
+            Option(
+                "--disk-reserve",
+                kind="size",
+                env=True,
+                help="room kept on the data volume so that Delete works when it is full (0: none)",
+            )
+        ),
+    )
     workers: int = field(default=16, metadata=_set_by(Option("--workers", kind="int")))
     request_cores: int = field(  # cores the request threads run on (voxelgate.imaging.cpu); 0: every core
         default=1,

@@ -30,7 +30,7 @@ from voxelgate.cache.keys import make_key
 from voxelgate.cache.npy import npy_array, npy_bytes
 from voxelgate.cache.store import Store
 from voxelgate.cancel import NEVER, CancelToken
-from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError, VoxelgateError
+from voxelgate.errors import ConflictError, DiskFullError, InvalidInputError, NotFoundError, VoxelgateError
 
 from ..contained import Decoders, InProcess, OnItem, each
 from ..encode import encode_jpeg, encode_png, encode_raw
@@ -203,14 +203,17 @@ class DicomArchive:
                 # when built) go in the instances' transaction: one catalog sync for both.
                 summaries = [p.header for _, _, p, _ in pending]
                 with self.store.lock_many(shas):
-                    for _, incoming, _, _ in pending:
-                        self.store.commit(incoming.staged, sync=False)
-                    self.store.sync_batch(shas)
-                    outs = self.catalog.put_instances(
-                        [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
-                        index,
-                        headers=summaries,
-                    )
+                    try:
+                        for _, incoming, _, _ in pending:
+                            self.store.commit(incoming.staged, sync=False)
+                        self.store.sync_batch(shas)
+                        outs = self.catalog.put_instances(
+                            [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
+                            index,
+                            headers=summaries,
+                        )
+                    except DiskFullError as exc:  # the batch's commit: each of its files gets the error
+                        outs = [exc.with_subject(inc.name) for _, inc, _, _ in pending]
                     kept: set[str] = set()
                     for (i, _, _, report), out in zip(pending, outs, strict=True):
                         if isinstance(out, Exception):

@@ -277,7 +277,10 @@ class SeriesVolumes:
         with self._lock:
             known = self._volumes.get(key)
             if known is not None:
-                if known[1].path or known[1].payload is not None or self.archive.cache.pending(key):
+                cache = self.archive.cache
+                if known[1].path or known[1].payload is not None or cache.pending(key) or not cache.holds(key):
+                    # Mapped from its file; or in memory while its file is written, or for good when the cache
+                    # could not keep it (larger than the cache, no room on the volume): not built again.
                     return known
                 # Built here and written to the cache since: map the file, let the memory go.
                 self._volumes.pop(key)

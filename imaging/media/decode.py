@@ -461,7 +461,8 @@ def probe_image(path: Path, *, name: str, limits: MediaLimits = MediaLimits()) -
         When ``path`` does not exist.
     """
     with _open(path, name=name, limits=limits) as src:
-        frames = getattr(src.im, "n_frames", 1)
+        with _pillow_errors(name, src.fmt, None):  # counting frames reads them (a TIFF's IFDs)
+            frames = getattr(src.im, "n_frames", 1)
         if src.fmt != "tiff" and isinstance(frames, int) and frames > limits.max_pages:
             raise LimitExceededError(f"{frames} frames; the limit is {limits.max_pages}", subject=name)
         if src.fmt == "jpeg" and "mp" in src.im.info:

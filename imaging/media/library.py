@@ -26,7 +26,7 @@ from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaCatalog, MediaRow, MemberRow, SetRow
 from voxelgate.cache.store import Store
 from voxelgate.cancel import NEVER, CancelToken
-from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
+from voxelgate.errors import DiskFullError, InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 
 from ..contained import Decoders, InProcess, each
@@ -224,10 +224,18 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
             if pending:
                 shas = {r.media_id for _, _, r in pending}
                 with self.store.lock_many(shas):
-                    for _, incoming, _ in pending:
-                        self.store.commit(incoming.staged, sync=False)
-                    self.store.sync_batch(shas)
-                    new = self.catalog.put_media([_row(r) for _, _, r in pending])
+                    try:
+                        for _, incoming, _ in pending:
+                            self.store.commit(incoming.staged, sync=False)
+                        self.store.sync_batch(shas)
+                        new = self.catalog.put_media([_row(r) for _, _, r in pending])
+                    except DiskFullError as exc:  # the batch's commit: each of its files gets the error
+                        for i, incoming, _ in pending:
+                            results[i] = exc.with_subject(incoming.name)
+                        for sha in shas:
+                            if not self.catalog.is_referenced(sha):
+                                self.store.delete(sha)
+                        pending, new = [], []
                 for (i, _, report), is_new in zip(pending, new, strict=True):
                     report.outcome = "stored" if is_new else "duplicate"
                     results[i] = report

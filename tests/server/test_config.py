@@ -116,6 +116,7 @@ def test_the_variables_are_the_documented_ones() -> None:
             "MAX_MESSAGE_SIZE",
             "CACHE_SIZE",
             "CACHE_MEMORY",
+            "DISK_RESERVE",
             "PLANE_STACKS",
             "MAX_FILE_SIZE",
             "MAX_PIXEL_BYTES",
