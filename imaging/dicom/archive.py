@@ -170,31 +170,39 @@ class DicomArchive:
         pending: list[tuple[int, IncomingFile[IngestReport], Validated, IngestReport]] = []
         try:
             checked = self._validate_all(items, cancel)
+            validated: list[tuple[int, IncomingFile[IngestReport], Validated, IngestReport]] = []
             for i, (incoming, _) in enumerate(items):
                 try:
                     done = checked[i]
                     if isinstance(done, Exception):
                         raise done
                     parsed, report = done
-                    existing = self.catalog.get_instance(report.sop_uid)
-                    if existing is not None and existing.sha256 == report.sha256:
-                        report.outcome = "duplicate"
-                        results[i] = report
-                    elif existing is not None and not incoming.overwrite:
-                        raise ConflictError(
-                            "an instance with this SOP Instance UID is stored with different bytes "
-                            "(ask for overwrite to replace it)",
-                            subject=report.sop_uid,
-                        )
-                    else:
-                        pending.append((i, incoming, parsed, report))
+                    validated.append((i, incoming, parsed, report))
                 except Exception as exc:  # noqa: BLE001 - one file's failure is its result
                     results[i] = exc
+            # One lookup for the batch: a duplicate is answered without touching the store.
+            existing_rows = self.catalog.get_instances([v[3].sop_uid for v in validated]) if validated else {}
+            for i, incoming, parsed, report in validated:
+                existing = existing_rows.get(report.sop_uid)
+                if existing is not None and existing.sha256 == report.sha256:
+                    report.outcome = "duplicate"
+                    results[i] = report
+                elif existing is not None and not incoming.overwrite:
+                    results[i] = ConflictError(
+                        "an instance with this SOP Instance UID is stored with different bytes "
+                        "(ask for overwrite to replace it)",
+                        subject=report.sop_uid,
+                    )
+                else:
+                    pending.append((i, incoming, parsed, report))
             replaced: list[str] = []
             if pending:
                 shas = {p[3].sha256 for p in pending}
                 # Made by the validation (where the dataset was parsed, in a contained worker).
                 index = [p.index for _, _, p, _ in pending]
+                # The header summaries (an aid to volume builds: an instance without one is parsed
+                # when built) go in the instances' transaction: one catalog sync for both.
+                summaries = [p.header for _, _, p, _ in pending]
                 with self.store.lock_many(shas):
                     try:
                         for _, incoming, _, _ in pending:
@@ -203,27 +211,21 @@ class DicomArchive:
                         outs = self.catalog.put_instances(
                             [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
                             index,
+                            headers=summaries,
                         )
                     except DiskFullError as exc:  # the batch's commit: each of its files gets the error
                         outs = [exc.with_subject(inc.name) for _, inc, _, _ in pending]
-                    headers: dict[str, str] = {}
-                    for (i, _, parsed, report), out in zip(pending, outs, strict=True):
+                    kept: set[str] = set()
+                    for (i, _, _, report), out in zip(pending, outs, strict=True):
                         if isinstance(out, Exception):
                             results[i] = out
                             continue
                         report.outcome = out.outcome
                         results[i] = report
+                        kept.add(report.sha256)
                         if out.replaced is not None:
                             replaced.append(out.replaced.sha256)
-                        if parsed.header is not None:
-                            headers[report.sha256] = parsed.header
-                    # After the instances' commit: a summary is an aid to volume builds, not part
-                    # of what was acknowledged (an instance without one is parsed when built).
-                    try:
-                        self.catalog.put_headers(sorted(headers.items()))
-                    except DiskFullError:
-                        log.warning("header summaries not kept: the data volume is full", extra={"n": len(headers)})
-                    for sha in shas:
+                    for sha in shas - kept:
                         if not self.catalog.is_referenced(sha):  # every file of this content failed
                             self.store.delete(sha)
                             self.cache.evict_tag(sha)
