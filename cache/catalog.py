@@ -67,6 +67,8 @@ class Catalog(Protocol):
         self,
         items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]],
         index: Sequence[IndexedInstance | None] = (),
+        *,
+        headers: Sequence[str | None] | None = None,
     ) -> list[PutOutcome | VoxelgateError]: ...
     def put_index(self, entries: Sequence[IndexedInstance]) -> int: ...
     def put_full_models(self, items: Sequence[tuple[str, str, bytes]]) -> None: ...
@@ -78,6 +80,7 @@ class Catalog(Protocol):
     def search(self, spec: SearchSpec, *, offset: int, limit: int) -> list[SearchRow]: ...
     def search_count(self, spec: SearchSpec) -> int: ...
     def get_instance(self, sop_uid: str) -> InstanceRow | None: ...
+    def get_instances(self, sop_uids: Sequence[str]) -> dict[str, InstanceRow]: ...
     def instances(self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "") -> list[InstanceRow]: ...
     def delete_instances(self, sop_uids: Sequence[str]) -> list[InstanceRow]: ...
     def is_referenced(self, sha256: str) -> bool: ...
@@ -230,6 +233,17 @@ class SqlCatalog(InstanceWritesMixin, IndexMixin, SearchMixin, MediaCatalogMixin
     def get_instance(self, sop_uid: str) -> InstanceRow | None:
         row = self._one(f"SELECT {','.join(cols(InstanceRow))} FROM instances WHERE sop_uid=?", (sop_uid,))
         return InstanceRow(*row) if row else None
+
+    def get_instances(self, sop_uids: Sequence[str]) -> dict[str, InstanceRow]:
+        """The stored rows of these SOP Instance UIDs, by UID (unknown ones left out); one query per 500."""
+        out: dict[str, InstanceRow] = {}
+        uids = list(dict.fromkeys(sop_uids))
+        names = ",".join(cols(InstanceRow))
+        for i in range(0, len(uids), 500):  # SQLite limits the number of parameters
+            part = uids[i : i + 500]
+            rows = self._all(f"SELECT {names} FROM instances WHERE sop_uid IN ({','.join('?' * len(part))})", part)
+            out.update((r.sop_uid, r) for r in (InstanceRow(*row) for row in rows))
+        return out
 
     def instances(self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "") -> list[InstanceRow]:
         """All instances of a study, a series, or the one instance, in series order."""

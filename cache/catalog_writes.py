@@ -161,21 +161,40 @@ class InstanceWritesMixin:
         return out
 
     def put_instances(
-        self, items: Sequence[Item], index: Sequence[IndexedInstance | None] = ()
+        self,
+        items: Sequence[Item],
+        index: Sequence[IndexedInstance | None] = (),
+        *,
+        headers: Sequence[str | None] | None = None,
     ) -> list[PutOutcome | VoxelgateError]:
         """Insert several instances in one transaction (one sync); each succeeds or fails alone.
 
         ``index`` (aligned with ``items``, or empty) holds each instance's indexed metadata
-        (:mod:`voxelgate.cache.catalog_index`), kept in the same transaction for the items
-        stored or replaced. Returns, per item, its :class:`PutOutcome` or the error
-        :meth:`put_instance` would have raised for it: the same as storing the items one
-        after the other.
+        (:mod:`voxelgate.cache.catalog_index`), and ``headers`` (aligned with ``items``, or None)
+        header summaries (:meth:`put_headers`; None: none for that one), both kept in the same
+        transaction for the items stored or replaced. Returns, per item, its :class:`PutOutcome`
+        or the error :meth:`put_instance` would have raised for it: the same as storing the items
+        one after the other.
+
+        Raises
+        ------
+        ValueError
+            ``headers`` is not aligned with ``items`` (a caller's bug).
         """
+        summaries = list(headers) if headers is not None else [None] * len(items)
+        if len(summaries) != len(items):
+            raise ValueError(f"{len(summaries)} headers for {len(items)} instances")
+        upsert = self._sql.upsert("instance_headers", ["sha256", "header"], ["sha256"])
 
         def batch(db: Any) -> list[PutOutcome | VoxelgateError]:
             outs = self._put_batch(db, items)
             new = [isinstance(o, PutOutcome) and o.outcome != "duplicate" for o in outs]
             self._put_index(db, [e for e, n in zip(index, new, strict=False) if e is not None and n])
+            kept = sorted(
+                {(item[2].sha256, h) for item, h, n in zip(items, summaries, new, strict=True) if n and h is not None}
+            )
+            if kept:
+                db.cursor().executemany(upsert, kept)
             return outs
 
         return self._write(batch)

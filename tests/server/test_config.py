@@ -133,6 +133,7 @@ def test_the_variables_are_the_documented_ones() -> None:
             "OBJECT_CACHE_SIZE",
             "DRAIN",
             "JOB_LEASE",
+            "SOURCES",
             "DECODE_WORKERS",
             "DECODE_TIMEOUT",
             "DECODE_MEMORY",
