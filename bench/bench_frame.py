@@ -1,6 +1,6 @@
 """Frame latency: voxelgate GetFrame beside Orthanc's rendered frame, same file, same run.
 
-    python3 dev.py bench bench_frame.py [--later 5] [--keep]
+    python3 dev.py bench bench_frame.py [--later 5] [--uncontained] [--keep]
 
 Builds one mammography-sized frame (4096 x 3328, 12 bits stored in 16,
 MONOCHROME2, breast-like blob plus noise, seeded, with a Window Center/Width)
@@ -17,6 +17,9 @@ a bare ``pydicom.dcmread(...).pixel_array`` of the same file in this process.
 Targets: our first PNG no slower than Orthanc's first; our later ones at most
 half of Orthanc's later ones. Orthanc without a decoder plugin cannot decode
 JPEG 2000; the GDCM plugin is loaded for that object when it is installed.
+With ``--uncontained`` the PNG rows are measured again, in the same run, on
+servers with ``--decode-workers 0`` (ingest decodes in the serving process):
+the ingest column and the first call show what containment costs.
 When Orthanc is missing the peer rows are skipped (exit status 1 if
 ``VOXELGATE_REQUIRE_PEERS=1``).
 """
@@ -55,6 +58,7 @@ class Timing:
     later: list[float] | None = None
     nbytes: int = 0
     failed: str = ""
+    ingest: float | None = None  # seconds of the Ingest call that stored the file
 
     @property
     def later_median(self) -> float | None:
@@ -77,13 +81,28 @@ def _ingest(target: str, path: Path) -> str:
 
 
 def voxelgate_frames(
-    work: Path, path: Path, obj: str, fmt: str, later: int, extra_args: tuple[str, ...] = ()
+    work: Path,
+    path: Path,
+    obj: str,
+    fmt: str,
+    later: int,
+    extra_args: tuple[str, ...] = (),
+    *,
+    contained: bool = True,
 ) -> Timing:
-    """Fresh server, ingest ``path``, then GetFrame in ``fmt`` once (cold) and ``later`` times."""
+    """Fresh server, ingest ``path``, then GetFrame in ``fmt`` once (cold) and ``later`` times.
+
+    ``contained=False``: the server decodes at ingest in its own process (``--decode-workers 0``).
+    """
     call = f"GetFrame {fmt}" + (f" (--max-message-size {extra_args[-1]})" if extra_args else "")
+    if not contained:
+        call += " (--decode-workers 0)"
+        extra_args = (*extra_args, "--decode-workers", "0")
     timing = Timing("voxelgate", obj, call)
     with voxelgate_server(work, extra_args=extra_args) as srv:
+        t0 = time.perf_counter()
         uid = _ingest(srv.target, path)
+        timing.ingest = time.perf_counter() - t0
         with channel(srv.target) as ch:
             stub = dicom_pb2_grpc.DicomServiceStub(ch)
             req = dicom_pb2.GetFrameRequest(sop_instance_uid=uid, frame=0, format=getattr(dicom_pb2, fmt))
@@ -153,6 +172,14 @@ def record(report: Report, rows: list[Timing], orthanc: str | None, gdcm: bool, 
         if t.failed:
             report.figure(what, f"failed: {t.failed}")
             continue
+        if t.ingest is not None and t.call.startswith("GetFrame PNG"):
+            uncontained = "decode-workers 0" in t.call
+            report.figure(
+                f"`Ingest` of a 4096x3328 12-bit mammogram, {t.obj}"
+                + (", decoded in the serving process (--decode-workers 0)" if uncontained else ", decoded contained"),
+                t.ingest,
+                unit="s",
+            )
         if t.call != "GetFrame PNG":
             ref = next(p for p in rows if p.system.startswith("pydicom") and p.obj == t.obj)
             report.figure(
@@ -190,6 +217,11 @@ def record(report: Report, rows: list[Timing], orthanc: str | None, gdcm: bool, 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--later", type=int, default=5, help="calls timed after the first (default 5)")
+    parser.add_argument(
+        "--uncontained",
+        action="store_true",
+        help="also measure the PNG rows with --decode-workers 0 (decoding in the serving process), same run",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
     add_report_arguments(parser)
     args = parser.parse_args(argv)
@@ -225,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         gdcm = find_gdcm_plugin()
         for i, (obj, p) in enumerate(objects.items()):
             rows.append(voxelgate_frames(work / f"vg-png-{i}", p, obj, "PNG", args.later))
+            if args.uncontained:
+                rows.append(voxelgate_frames(work / f"vg-png-unc-{i}", p, obj, "PNG", args.later, contained=False))
             raw = voxelgate_frames(work / f"vg-raw-{i}", p, obj, "RAW", args.later)
             rows.append(raw)
             if raw.failed.startswith("RESOURCE_EXHAUSTED"):
@@ -241,12 +275,22 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(
             table(
-                ["system", "object", "call", "first s", f"later s (median of {args.later})", "reply MiB", "note"],
+                [
+                    "system",
+                    "object",
+                    "call",
+                    "ingest s",
+                    "first s",
+                    f"later s (median of {args.later})",
+                    "reply MiB",
+                    "note",
+                ],
                 [
                     (
                         t.system,
                         t.obj,
                         t.call,
+                        "-" if t.ingest is None else f"{t.ingest:.3f}",
                         "-" if t.first is None else f"{t.first:.3f}",
                         "-" if t.later_median is None else f"{t.later_median:.4f}",
                         f"{t.nbytes / MiB:.2f}" if t.nbytes else "-",
@@ -254,7 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                     )
                     for t in rows
                 ],
-                align="<<<>>><",
+                align="<<<>>>><",
             )
         )
         for i, note in enumerate(notes, 1):

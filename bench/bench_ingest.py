@@ -1,6 +1,6 @@
 """Ingest throughput: voxelgate (CLI and gRPC stub) beside Orthanc's REST API, same files, same run.
 
-    python3 dev.py bench bench_ingest.py [--count 300] [--size 512] [--repeat 3] [--keep]
+    python3 dev.py bench bench_ingest.py [--count 300] [--size 512] [--repeat 3] [--uncontained] [--keep]
 
 Writes a synthetic CT series (CT Image Storage, one series, 512x512 int16,
 explicit VR little endian, uncompressed) to a temp directory, then stores it:
@@ -10,6 +10,10 @@ explicit VR little endian, uncompressed) to a temp directory, then stores it:
   ``Ingest`` call per client (1 client, then 2 concurrent clients, each on its own
   channel and connection with half of the files, as Orthanc's clients below);
 - into Orthanc (``POST /instances`` over keep-alive HTTP, 1 then 2 clients).
+
+With ``--uncontained`` the stub rows are measured a second time, in the same
+run, with ``--decode-workers 0`` (ingest decodes in the serving process rather
+than in contained workers): what containment costs.
 
 Every measurement gets a fresh server and data directory, so nothing is a
 duplicate. Target: voxelgate at least Orthanc's instances/s with the same number
@@ -118,6 +122,7 @@ def _run_clients(
 
 CLI = "CLI: voxelgate ingest DIR"
 STUB = "gRPC stub: 1 Ingest call/client"
+UNCONTAINED = "gRPC stub, --decode-workers 0"
 REST = "REST: POST /instances, keep-alive"
 
 
@@ -136,9 +141,12 @@ def voxelgate_cli(work: Path, src: Path, paths: Sequence[Path], nbytes: int) -> 
     return Measure("voxelgate", CLI, 1, elapsed, len(paths), nbytes, cpu)
 
 
-def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int) -> Measure:
-    """One ``Ingest`` call per client (own channel, own slice of the files) against a fresh server."""
-    with voxelgate_server(work) as srv:
+def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int, *, contained: bool = True) -> Measure:
+    """One ``Ingest`` call per client (own channel, own slice of the files) against a fresh server.
+
+    ``contained=False``: the server decodes in its own process (``--decode-workers 0``).
+    """
+    with voxelgate_server(work, extra_args=() if contained else ("--decode-workers", "0")) as srv:
 
         def prepare() -> grpc.Channel:
             ch = channel(srv.target, own_connection=True)  # not gRPC's shared subchannel: one connection each
@@ -151,7 +159,7 @@ def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int)
             return sum(r.outcome == common_pb2.STORED for r in results)
 
         elapsed, cpu = _run_clients(_split(paths, clients), prepare, send, srv.process.pid)
-    return Measure("voxelgate", STUB, clients, elapsed, len(paths), nbytes, cpu)
+    return Measure("voxelgate", STUB if contained else UNCONTAINED, clients, elapsed, len(paths), nbytes, cpu)
 
 
 def orthanc(work: Path, binary: str, version: str, paths: Sequence[Path], nbytes: int, clients: int) -> Measure:
@@ -219,6 +227,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of each measurement; the median is shown (default 3)"
     )
+    parser.add_argument(
+        "--uncontained",
+        action="store_true",
+        help="also measure the stub rows with --decode-workers 0 (decoding in the serving process), same run",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
     add_report_arguments(parser)
     args = parser.parse_args(argv)
@@ -252,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
             add(voxelgate_cli(work / f"vg-cli-{r}", src, paths, nbytes))
             for n in (1, 2):
                 add(voxelgate_stub(work / f"vg-stub-{n}-{r}", paths, nbytes, n))
+                if args.uncontained:
+                    add(voxelgate_stub(work / f"vg-uncontained-{n}-{r}", paths, nbytes, n, contained=False))
             if binary is not None:
                 for n in (1, 2):
                     add(orthanc(work / f"orthanc-{n}-{r}", binary, version, paths, nbytes, n))

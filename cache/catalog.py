@@ -23,6 +23,7 @@ from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
 
 from .catalog_index import SQLITE_INDEX_SCHEMA, IndexedInstance, IndexMixin, StoredModel
 from .catalog_search import SearchMixin, SearchRow, SearchSpec
+from .headroom import Headroom, disk_full, is_disk_full
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
 from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_token, encode_token
@@ -232,10 +233,17 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
     """
 
     _sql: Dialect = SQLITE
+    #: Room kept on the data volume (:mod:`.headroom`), released before a delete when the volume is full.
+    headroom: Headroom | None = None
 
     def generation(self) -> int:
         """A number that changes whenever a change to the catalog is committed, by any process."""
         raise NotImplementedError
+
+    def _freeing(self) -> None:
+        """Before a delete's transaction: on a full volume, release the headroom so that it can commit."""
+        if self.headroom is not None:
+            self.headroom.release_if_full()
 
     def close(self) -> None:
         raise NotImplementedError
@@ -357,6 +365,7 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
         q = self._sql.q
         cols = _cols(InstanceRow)
         deleted: list[InstanceRow] = []
+        self._freeing()
         with self._tx() as db:
             for uid in sop_uids:
                 row = db.execute(
@@ -574,8 +583,9 @@ class SqliteCatalog(SqlCatalog):
 
     _sql = SQLITE
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, headroom: Headroom | None = None) -> None:
         self.path = Path(path)
+        self.headroom = headroom
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
@@ -612,10 +622,13 @@ class SqliteCatalog(SqlCatalog):
             try:
                 yield db
                 db.execute("UPDATE catalog_generation SET n = n + 1")
-            except BaseException:
-                db.execute("ROLLBACK")
+                db.execute("COMMIT")
+            except BaseException as exc:
+                if db.in_transaction:  # SQLite may have rolled back already (a full volume does)
+                    db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error) and is_disk_full(exc):
+                    raise disk_full(self.path.parent) from exc
                 raise
-            db.execute("COMMIT")
 
     def generation(self) -> int:
         """A number that changes whenever a change to the catalog is committed, by any process."""

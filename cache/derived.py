@@ -14,6 +14,7 @@ one process while the others wait for its file.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import shutil
@@ -24,8 +25,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar, cast
-
-from voxelgate.errors import LimitExceededError
 
 from .disk_tier import DiskTier
 from .locks import ProcessLock
@@ -113,6 +112,8 @@ class DerivedCache:
         (:class:`~.shared_state.SharedCacheState`), and its number among them
         (default: this process alone). Every process's memory tier and
         computations in flight are its own.
+    keep_free:
+        Bytes of the volume the disk tier leaves free (:class:`~.disk_tier.DiskTier`).
 
     Raises
     ------
@@ -128,9 +129,12 @@ class DerivedCache:
         memory_bytes: int = 0,
         shared: SharedCacheState | None = None,
         process: int = 0,
+        keep_free: int = 0,
     ) -> None:
         self.size_limit = size_limit
-        self._disk = DiskTier(Path(directory), size_limit=size_limit, shared=shared, process=process)
+        self._disk = DiskTier(
+            Path(directory), size_limit=size_limit, shared=shared, process=process, keep_free=keep_free
+        )
         self._counters = self._disk.counters
         self._memory = MemoryTier(memory_bytes)
         self._spilled = False  # a memory_only value went to disk (see _read_memory_only)
@@ -242,10 +246,7 @@ class DerivedCache:
             value fits it (else as ``write_behind``): for values that cost less to
             compute again than to write (a rendered slice: a few milliseconds).
 
-        Raises
-        ------
-        LimitExceededError
-            When the value is larger than the cache's bound (it cannot be kept).
+        A value that cannot be kept on disk (the volume is full) is returned as computed.
         """
         in_memory = memory_only and bool(self._memory.limit)
         read = self._read_memory_only if in_memory else self._read
@@ -272,11 +273,9 @@ class DerivedCache:
             return self._put_behind(key, bytes(payload), None, media_type, meta, tag), False
         stored = self.put(key, payload, media_type, meta, tag=tag)
         kept = stored if in_memory else self._read(key)
-        if kept is None:
-            raise LimitExceededError(
-                f"derived value of {len(payload)} bytes does not fit the cache bound of {self.size_limit} bytes",
-                subject=key.split("?", maxsplit=1)[0],
-            )
+        if kept is None:  # not kept (no room on the volume): served as computed
+            parts = _parts(payload)
+            kept = stored if len(parts) == 1 else dataclasses.replace(stored, payload=b"".join(parts))
         return kept, False
 
     def get_or_compute_file(
@@ -296,12 +295,12 @@ class DerivedCache:
         With ``write_behind``, the caller that computes gets back a record with an
         empty ``path`` at once (it holds the value it computed) while one background
         thread writes the file; the payload's buffers must not change meanwhile.
-        Everyone else asking for the key waits until the file is written.
+        Everyone else asking for the key waits until the file is written. A value
+        larger than the cache's bound is never written: the caller serves what it
+        holds (:meth:`holds` says False), and others compute it again.
 
-        Raises
-        ------
-        LimitExceededError
-            When the value is larger than the cache's bound (it cannot be kept).
+        Without ``write_behind``, a value that cannot be kept comes back with its
+        ``payload`` in memory and an empty ``path``.
         """
         value = self._counted(self._read_file(key))
         if value is not None:
@@ -318,24 +317,24 @@ class DerivedCache:
             parts = _parts(payload)
             length = sum(memoryview(p).nbytes for p in parts)
             if length > self.size_limit:
-                raise LimitExceededError(
-                    f"derived value of {length} bytes does not fit the cache bound of {self.size_limit} bytes",
-                    subject=key.split("?", maxsplit=1)[0],
-                )
+                # Never kept: the caller serves the value it holds; others asking meanwhile compute it too.
+                return CachedFile("", 0, length, media_type, dict(meta or {}), "", time.time()), True
             queued = self._put_behind(key, b"", parts, media_type, meta, tag, key_lock=lease.take())
             return CachedFile("", 0, length, media_type, queued.meta, "", queued.created), True
-        self.put(key, payload, media_type, meta, tag=tag)
+        stored = self.put(key, payload, media_type, meta, tag=tag)
         value = self._read_file(key)
-        if value is None:
-            raise LimitExceededError(
-                f"derived value of {len(payload)} bytes does not fit the cache bound of {self.size_limit} bytes",
-                subject=key.split("?", maxsplit=1)[0],
-            )
+        if value is None:  # not kept (no room on the volume): served as computed, from memory
+            whole = b"".join(_parts(payload))
+            value = CachedFile("", 0, len(whole), media_type, stored.meta, stored.checksum, stored.created, whole)
         return value, False
 
     def pending(self, key: str) -> bool:
         """Whether a write-behind value of ``key`` is still waiting to be written."""
         return self._behind.pending(key)
+
+    def holds(self, key: str) -> bool:
+        """Whether the cache has a value of ``key``: on disk, or waiting to be written (no hit or miss counted)."""
+        return self._behind.pending(key) or key in self._disk
 
     def _single_flight(
         self,

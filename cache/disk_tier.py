@@ -4,8 +4,16 @@ diskcache keeps the entries (small ones inside its SQLite database, large ones i
 files of their own) and their tags. It is opened without an eviction policy, so it
 neither writes down each read nor culls on its own (its cull drops entries ten at
 a time, which empties a small cache); :class:`~.recency.RecencyIndex` keeps the
-order of use, and :meth:`DiskTier.write` evicts by it until the entries, the
-database and the index fit the bound again.
+order of use, and :meth:`DiskTier.write` evicts by it until everything in the
+directory fits the bound again.
+
+The bound is what ``du`` says of the directory: the blocks of every file (the
+values' files, as the index records them when they are written; both databases
+with their write-ahead logs and shared-memory files) and of the directories
+themselves. Value files lie flat in the directory (diskcache's default spreads
+them over two levels of subdirectories, a directory of 4 KiB or more for
+nearly every file), and the write-ahead logs are checkpointed at about 1 % of
+the bound.
 """
 
 from __future__ import annotations
@@ -14,17 +22,31 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import diskcache
 
-from .recency import RecencyIndex
+from .headroom import free_bytes, is_disk_full
+from .recency import RecencyIndex, blocks, wal_pages
 from .records import DAMAGED, CachedFile, CachedValue, PartsReader, decode, header, read_header
 from .shared_state import DELETES, PUTS, Counters, SharedCacheState
 
 log = logging.getLogger(__name__)
+
+
+class FlatDisk(diskcache.Disk):
+    """diskcache's storage of values, with their files straight in the cache's directory (not two levels below)."""
+
+    def __init__(self, directory: str, **settings: Any) -> None:
+        super().__init__(directory, **settings)
+        self.root = directory
+
+    def filename(self, key: object = diskcache.UNKNOWN, value: object = diskcache.UNKNOWN) -> tuple[str, str]:
+        name = os.urandom(16).hex() + ".val"
+        return name, os.path.join(self.root, name)
 
 
 class DiskTier:
@@ -42,6 +64,10 @@ class DiskTier:
         and its row there; with ``shared`` None the directory is opened alone
         (before any process serves it): the recency index is then made to agree
         with the entries.
+    keep_free:
+        Bytes of the volume a write leaves free: derived values give way to the
+        stored files (and the headroom kept for deletes), so a value that would
+        leave less is not written; the caller serves it as computed.
 
     Raises
     ------
@@ -49,15 +75,44 @@ class DiskTier:
         If ``size_limit`` is not positive.
     """
 
-    def __init__(self, directory: Path, *, size_limit: int, shared: SharedCacheState | None, process: int) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        size_limit: int,
+        shared: SharedCacheState | None,
+        process: int,
+        keep_free: int = 0,
+    ) -> None:
         if size_limit <= 0:
             raise ValueError(f"size_limit must be positive, got {size_limit}")
         self.size_limit = size_limit
+        self.keep_free = keep_free
+        self._directory = Path(directory)
+        self._quiet_until = 0.0  # of the warning that values are not written for want of room
+        pages = wal_pages(size_limit)
         #: The diskcache underneath: entries by key, their files and tags.
-        self.diskcache = diskcache.Cache(str(directory), eviction_policy="none", cull_limit=0)
-        self._recency = RecencyIndex.open(Path(directory) / "recency.db", remake=shared is None)
+        self.diskcache = diskcache.Cache(
+            str(directory),
+            eviction_policy="none",
+            cull_limit=0,
+            disk=FlatDisk,
+            sqlite_wal_autocheckpoint=pages,
+            sqlite_journal_size_limit=pages * 4096,
+        )
+        self._recency = RecencyIndex.open(Path(directory) / "recency.db", remake=shared is None, wal_pages=pages)
+        db = Path(self.diskcache.directory) / "cache.db"
+        # What du counts besides the value files: both databases' files and the directories.
+        self._fixed = (
+            self._directory,
+            self._directory / "flights",
+            db,
+            db.with_name("cache.db-wal"),
+            db.with_name("cache.db-shm"),
+            *self._recency.files,
+        )
         if shared is None:
-            self._recency.reconcile(self.diskcache.iterkeys())
+            self._recency.reconcile(self.diskcache.iterkeys(), sizes=self._file_bytes)
         #: Counters and checked files of every process serving the directory.
         self.shared = shared if shared is not None else SharedCacheState(initial_entries=len(self), stamps=1)
         #: This process's counters.
@@ -72,8 +127,35 @@ class DiskTier:
         return len(self.diskcache)
 
     def nbytes(self) -> int:
-        """What the entries, diskcache's database and the recency index occupy."""
-        return int(self.diskcache.volume()) + self._recency.nbytes()
+        """What the directory occupies, as ``du`` counts it (see the module's docstring).
+
+        Value files the index does not know yet (written by another program, or by a
+        process between its write and its index entry) count by diskcache's own sum of
+        their sizes, when that is the larger.
+        """
+        fixed = sum(blocks(p) for p in self._fixed)
+        unindexed = int(self.diskcache.volume()) - blocks(self._fixed[2])  # diskcache's sum of file sizes
+        return max(self._recency.file_bytes(), unindexed) + fixed
+
+    def _file_bytes(self, key: str) -> int:
+        """What the file of ``key``'s value occupies (0 for a value inside the database, or none)."""
+        return self._file_of(key)[1]
+
+    def _file_of(self, key: str) -> tuple[str | None, int]:
+        """The file of ``key``'s value and what it occupies; (None, 0) for a value inside the database, or none."""
+        try:
+            handle = self.diskcache.get(key, default=None, read=True)
+        except Exception:  # noqa: BLE001 - a damaged entry: counted as nothing, dropped when read
+            return None, 0
+        if handle is None:
+            return None, 0
+        try:
+            name = getattr(handle, "name", None)
+            if not isinstance(name, str):
+                return None, 0
+            return name, int(os.fstat(handle.fileno()).st_blocks) * 512
+        finally:
+            handle.close()
 
     # -- reading ----------------------------------------------------------------
 
@@ -161,33 +243,74 @@ class DiskTier:
 
     # -- writing ----------------------------------------------------------------
 
-    def write(self, key: str, value: CachedValue, parts: Sequence[bytes | memoryview], tag: str | None) -> None:
-        """Store ``value`` (its payload ``parts``, streamed to disk without joining them) under ``key``.
+    def write(self, key: str, value: CachedValue, parts: Sequence[bytes | memoryview], tag: str | None) -> bool:
+        """Store ``value`` (its payload ``parts``, streamed to disk without joining them) under ``key``; whether it was.
 
-        Then evict, least recently used first, until the bound holds: the new entry
-        goes last, and goes too if it alone is larger than the bound.
+        Entries are evicted first, least recently used first, to make room for it, and
+        again after it if the databases grew: the directory never holds more than the
+        bound. A value larger than the bound is not written (and nothing is evicted for
+        it), nor is one that would leave the volume with less than ``keep_free`` bytes,
+        nor kept when the volume turns out full while it is written: the caller serves
+        what it computed.
         """
-        # read=True streams a file-like value into diskcache's file (4 MiB at a time). A key
-        # already there (a value put again) is replaced: add, and set only when add refuses.
-        added = self.diskcache.add(key, PartsReader([header(value), *parts]), read=True, tag=tag)
-        if not added:
-            self.diskcache.set(key, PartsReader([header(value), *parts]), read=True, tag=tag)
-        self._recency.stored(key, tag)
-        self._enforce_bound()
-        if len(parts) > 1:
+        need = sum(memoryview(p).nbytes for p in parts) + 4096
+        if need + sum(blocks(p) for p in self._fixed) > self.size_limit:
+            return False  # larger than the whole bound: not written, nothing evicted for it
+        if self.keep_free and free_bytes(self._directory) - need < self.keep_free:
+            self._not_written("nearly full", need)
+            return False
+        try:
+            self._enforce_bound(room=need)  # room first: the directory never holds more than the bound
+            # read=True streams a file-like value into diskcache's file (4 MiB at a time). A key
+            # already there (a value put again) is replaced: add, and set only when add refuses.
+            added = self.diskcache.add(key, PartsReader([header(value), *parts]), read=True, tag=tag)
+            if not added:
+                self.diskcache.set(key, PartsReader([header(value), *parts]), read=True, tag=tag)
+            path, nbytes = self._file_of(key)
+            self._recency.stored(key, tag, nbytes)
+            self._enforce_bound()
+        except Exception as exc:
+            # diskcache makes its directories quietly, so a full volume can also surface as a missing one.
+            if not (is_disk_full(exc) or (isinstance(exc, OSError) and free_bytes(self._directory) < need)):
+                raise
+            self._not_written("full", need)
+            self._forget_quietly(key)
+            return False
+        if len(parts) > 1 and path is not None:
             # This process wrote the file: reading it back needs no check, here or elsewhere.
-            handle = self.diskcache.get(key, default=None, read=True)
-            if handle is not None:
-                stamp = (getattr(handle, "name", ""), value.checksum)
-                self.shared.mark_verified(stamp)
-                with self._verified_lock:
-                    self._verified.add(stamp)
-                handle.close()
+            stamp = (path, value.checksum)
+            self.shared.mark_verified(stamp)
+            with self._verified_lock:
+                self._verified.add(stamp)
         if added:
             self.counters.add(PUTS)
+        return True
 
-    def _enforce_bound(self) -> None:
-        while self.nbytes() > self.size_limit:
+    def _not_written(self, volume: str, need: int) -> None:
+        now = time.monotonic()
+        if now >= self._quiet_until:  # once a minute: every value a read makes meets it
+            self._quiet_until = now + 60.0
+            log.warning(
+                "derived values are not written to disk, for want of room; they are served as computed",
+                extra={
+                    "volume": volume,
+                    "bytes": need,
+                    "free": free_bytes(self._directory),
+                    "keep_free": self.keep_free,
+                },
+            )
+
+    def _forget_quietly(self, key: str) -> None:
+        """Remove what a failed write may have left of ``key`` (a removal may fail on a full volume too)."""
+        try:
+            self.diskcache.delete(key)
+            self._recency.forget(key)
+        except Exception:  # best effort: an entry left is evicted or replaced later
+            log.debug("derived-cache entry not removed after a failed write", exc_info=True)
+
+    def _enforce_bound(self, room: int = 0) -> None:
+        """Evict, least recently used first, until the directory holds at most the bound less ``room``."""
+        while self.nbytes() + room > self.size_limit:
             key = self._recency.oldest()
             if key is None:
                 # Entries the index does not know (written by another program): take them in as the oldest.

@@ -228,6 +228,7 @@ class MediaCatalogMixin:
     _tx: Callable[[], AbstractContextManager[Connection]]
     _one: Callable[[str, Sequence[object]], Any]
     _all: Callable[[str, Sequence[object]], list[Any]]
+    _freeing: Callable[[], None]
 
     def _migrate_media_sqlite(self) -> None:
         """SQLite catalogs made before media could be deleted tie a re-encode's source to an existing item: drop
@@ -433,6 +434,7 @@ class MediaCatalogMixin:
             When a group or sequence holds it (naming them): removing a frame from a set would renumber
             the set's later frames, which labels refer to.
         """
+        self._freeing()
         with self._tx() as db:
             q = self._sql.q
             row = db.execute(
@@ -457,6 +459,7 @@ class MediaCatalogMixin:
         found = self.get_set(set_id)
         if found is None:
             return None
+        self._freeing()
         with self._tx() as db:
             db.execute(self._sql.q("DELETE FROM media_members WHERE set_id=?"), (set_id,))
             gone = db.execute(self._sql.q("DELETE FROM media_sets WHERE set_id=?"), (set_id,)).rowcount

@@ -20,8 +20,11 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
+from voxelgate.errors import DiskFullError
+
 from .catalog import SqlCatalog
 from .catalog_index import POSTGRES_INDEX_MIGRATION
+from .headroom import is_disk_full
 from .sql_dialect import POSTGRESQL
 
 if TYPE_CHECKING:
@@ -235,10 +238,15 @@ class PostgresCatalog(SqlCatalog):
 
     @contextmanager
     def _tx(self) -> Iterator[psycopg.Connection[Any]]:
-        with self._pool.connection() as conn, conn.transaction():
-            yield conn
-            # Last, so the counter's row lock is held only for the commit itself.
-            conn.execute("UPDATE catalog_generation SET n = n + 1")
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                yield conn
+                # Last, so the counter's row lock is held only for the commit itself.
+                conn.execute("UPDATE catalog_generation SET n = n + 1")
+        except Exception as exc:
+            if is_disk_full(exc):  # SQLSTATE 53100, disk_full
+                raise DiskFullError("the catalog's database (PostgreSQL) has no disk space left") from exc
+            raise
 
     def generation(self) -> int:
         """A number that changes whenever a change to the catalog is committed, by any replica."""

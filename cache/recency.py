@@ -1,29 +1,49 @@
-"""When each derived-cache entry was last used: the order the disk tier evicts in.
+"""When each derived-cache entry was last used, and what its file takes on disk: the order the disk tier
+evicts in, and the larger part of the bound it keeps.
 
 A SQLite file of our own beside diskcache's (diskcache keeps its files and tags;
 it has no public way to name its least recently used key). Every process serving
 the directory writes to it, so the order is the same for all of them and survives a
-restart. It is advisory: :meth:`RecencyIndex.reconcile` makes it agree with the
-cache when the cache is opened alone (an entry it did not know is then the
-oldest), and :meth:`RecencyIndex.open` makes a damaged file again.
+restart. Each key also carries the bytes its value's file occupies (the blocks
+``du`` counts; 0 for a value inside diskcache's database), and a trigger keeps
+their sum, so the disk tier knows what its files take without walking them. It is
+advisory: :meth:`RecencyIndex.reconcile` makes it agree with the cache when the
+cache is opened alone (an entry it did not know is then the oldest), and
+:meth:`RecencyIndex.open` makes a damaged file again.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_WAL_PAGES = 256  # checkpoint the write-ahead log at about 1 MiB
 _SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS used (key TEXT PRIMARY KEY, at REAL NOT NULL, tag TEXT) WITHOUT ROWID",
+    (
+        "CREATE TABLE IF NOT EXISTS used"
+        " (key TEXT PRIMARY KEY, at REAL NOT NULL, tag TEXT, bytes INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID"
+    ),
     "CREATE INDEX IF NOT EXISTS used_at ON used (at)",
+    "CREATE TABLE IF NOT EXISTS total (bytes INTEGER NOT NULL)",
+    "INSERT INTO total (bytes) SELECT coalesce(sum(bytes), 0) FROM used WHERE NOT EXISTS (SELECT 1 FROM total)",
+    "CREATE TRIGGER IF NOT EXISTS used_added AFTER INSERT ON used BEGIN UPDATE total SET bytes = bytes+NEW.bytes; END",
+    "CREATE TRIGGER IF NOT EXISTS used_gone AFTER DELETE ON used BEGIN UPDATE total SET bytes = bytes-OLD.bytes; END",
+    (
+        "CREATE TRIGGER IF NOT EXISTS used_resized AFTER UPDATE OF bytes ON used"
+        " BEGIN UPDATE total SET bytes = bytes - OLD.bytes + NEW.bytes; END"
+    ),
 )
+
+
+def wal_pages(size_limit: int) -> int:
+    """Pages of a write-ahead log the derived cache's databases checkpoint at: about 1 % of its bound."""
+    return max(16, min(1000, size_limit // 4096 // 100))
 
 
 class RecencyIndex:
@@ -33,6 +53,8 @@ class RecencyIndex:
     ----------
     path:
         The SQLite file (created when missing).
+    wal_pages:
+        Pages its write-ahead log is checkpointed at (and cut back to): it counts in the cache's bound.
 
     Raises
     ------
@@ -40,28 +62,31 @@ class RecencyIndex:
         When the file cannot be opened or is not a database.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, wal_pages: int = 256) -> None:
         # One connection for this process's threads, behind a lock: they never meet in
         # SQLite's busy handler, which sleeps in steps of up to 100 ms.
         self._con = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
         self._lock = threading.Lock()
         self._wal = path.with_name(path.name + "-wal")
+        self.files = (path, self._wal, path.with_name(path.name + "-shm"))
         try:
             self._con.execute("PRAGMA journal_mode=WAL")
             # Never synced: the order is advisory, and a file damaged by a power cut is made again.
             self._con.execute("PRAGMA synchronous=OFF")
             # A short write-ahead log: it counts in the cache's bound (see nbytes).
-            self._con.execute(f"PRAGMA wal_autocheckpoint={_WAL_PAGES}")
-            self._con.execute(f"PRAGMA journal_size_limit={_WAL_PAGES * 4096}")
+            self._con.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+            self._con.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
+            columns = {r[1] for r in self._con.execute("PRAGMA table_info(used)").fetchall()}
+            if columns and "bytes" not in columns:  # made before sizes were kept: known again by reconcile
+                self._con.execute("DROP TABLE used")
             for statement in _SCHEMA:
                 self._con.execute(statement)
-            self._page_size = int(self._con.execute("PRAGMA page_size").fetchone()[0])
         except BaseException:
             self._con.close()
             raise
 
     @classmethod
-    def open(cls, path: Path, *, remake: bool) -> RecencyIndex:
+    def open(cls, path: Path, *, remake: bool, wal_pages: int = 256) -> RecencyIndex:
         """The index in ``path``; with ``remake``, an empty one in place of a damaged file.
 
         Raises
@@ -70,19 +95,28 @@ class RecencyIndex:
             When the file is damaged and ``remake`` is False (other processes may have it open).
         """
         try:
-            return cls(path)
+            return cls(path, wal_pages=wal_pages)
         except sqlite3.DatabaseError:
             if not remake:
                 raise
             log.warning("damaged derived-cache recency index made again; its entries count as the oldest")
             for damaged in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
                 damaged.unlink(missing_ok=True)
-            return cls(path)
+            return cls(path, wal_pages=wal_pages)
 
-    def stored(self, key: str, tag: str | None) -> None:
-        """``key`` was stored (again) now, with ``tag``."""
+    def stored(self, key: str, tag: str | None, nbytes: int = 0) -> None:
+        """``key`` was stored (again) now, with ``tag``; its file takes ``nbytes`` on disk (0: none of its own)."""
         with self._lock:
-            self._con.execute("INSERT OR REPLACE INTO used (key, at, tag) VALUES (?, ?, ?)", (key, time.time(), tag))
+            self._con.execute(
+                "INSERT INTO used (key, at, tag, bytes) VALUES (?, ?, ?, ?) ON CONFLICT (key)"
+                " DO UPDATE SET at = excluded.at, tag = excluded.tag, bytes = excluded.bytes",
+                (key, time.time(), tag, nbytes),
+            )
+
+    def file_bytes(self) -> int:
+        """What the files of the keys known take on disk."""
+        with self._lock:
+            return int(self._con.execute("SELECT bytes FROM total").fetchone()[0])
 
     def used(self, key: str) -> None:
         """``key`` was read now (a failure to note it is logged: it costs the order, not the read)."""
@@ -114,10 +148,10 @@ class RecencyIndex:
         with self._lock:
             self._con.execute("DELETE FROM used")
 
-    def reconcile(self, present: Iterable[str]) -> int:
+    def reconcile(self, present: Iterable[str], sizes: Callable[[str], int] | None = None) -> int:
         """Agree with the cache's keys: forget the others, and take those not known as the oldest.
 
-        Returns how many keys were taken in.
+        ``sizes`` gives the bytes on disk of a key taken in. Returns how many keys were taken in.
         """
         with self._lock:
             self._con.execute("BEGIN IMMEDIATE")
@@ -126,10 +160,17 @@ class RecencyIndex:
                 self._con.execute("DELETE FROM temp.present")
                 self._con.executemany("INSERT OR IGNORE INTO temp.present (key) VALUES (?)", ((k,) for k in present))
                 self._con.execute("DELETE FROM used WHERE key NOT IN (SELECT key FROM temp.present)")
-                added = self._con.execute(
-                    "INSERT INTO used (key, at) SELECT key, 0.0 FROM temp.present"
-                    " WHERE key NOT IN (SELECT key FROM used)"
-                ).rowcount
+                new = [
+                    str(r[0])
+                    for r in self._con.execute(
+                        "SELECT key FROM temp.present WHERE key NOT IN (SELECT key FROM used)"
+                    ).fetchall()
+                ]
+                self._con.executemany(
+                    "INSERT INTO used (key, at, bytes) VALUES (?, 0.0, ?)",
+                    ((k, sizes(k) if sizes is not None else 0) for k in new),
+                )
+                added = len(new)
                 self._con.execute("DELETE FROM temp.present")
                 self._con.execute("COMMIT")
             except BaseException:
@@ -138,18 +179,20 @@ class RecencyIndex:
         return int(added)
 
     def nbytes(self) -> int:
-        """What the index occupies: its database and its write-ahead log."""
-        with self._lock:
-            pages = int(self._con.execute("PRAGMA page_count").fetchone()[0])
-        try:
-            wal = self._wal.stat().st_size
-        except FileNotFoundError:
-            wal = 0
-        return pages * self._page_size + wal
+        """What the index occupies: its database, its write-ahead log and its shared-memory file (as ``du`` counts)."""
+        return sum(blocks(p) for p in self.files)
 
     def close(self) -> None:
         with self._lock:
             self._con.close()
 
 
-__all__ = ["RecencyIndex"]
+def blocks(path: Path | str) -> int:
+    """Bytes ``du`` counts for one file or directory (its allocated blocks); 0 when it is gone."""
+    try:
+        return int(os.lstat(path).st_blocks) * 512
+    except FileNotFoundError:
+        return 0
+
+
+__all__ = ["RecencyIndex", "blocks", "wal_pages"]

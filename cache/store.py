@@ -8,6 +8,7 @@ either the whole object or only a staging file, which start-up sweeps away.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import logging
@@ -21,6 +22,7 @@ from typing import BinaryIO, Protocol
 
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
 
+from .headroom import Headroom, disk_full, is_disk_full
 from .locks import ProcessLock
 
 log = logging.getLogger(__name__)
@@ -77,7 +79,11 @@ class StagedFile:
         if self.size + len(data) > self.max_bytes:
             self.discard()
             raise LimitExceededError(f"file exceeds the size limit of {self.max_bytes} bytes", subject=self.name)
-        self._fh.write(data)
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            self._refuse_full(exc)
+            raise
         self._hash.update(data)
         self.size += len(data)
 
@@ -88,10 +94,14 @@ class StagedFile:
         before anything refers to it.
         """
         if self._fh is not None:
-            self._fh.flush()
-            if sync:
-                os.fsync(self._fh.fileno())
-                self.synced = True
+            try:
+                self._fh.flush()
+                if sync:
+                    os.fsync(self._fh.fileno())
+                    self.synced = True
+            except OSError as exc:
+                self._refuse_full(exc)
+                raise
             self._fh.close()
             self._fh = None
             self.sha256 = self._hash.hexdigest()
@@ -102,9 +112,16 @@ class StagedFile:
     def discard(self) -> None:
         """Remove the staging file; safe to call more than once."""
         if self._fh is not None:
-            self._fh.close()
+            with contextlib.suppress(OSError):  # the flush of what it buffered: the file goes anyway
+                self._fh.close()
             self._fh = None
         self.path.unlink(missing_ok=True)
+
+    def _refuse_full(self, exc: OSError) -> None:
+        """After a failed write: on a full volume, drop the file and raise its DiskFullError (else return)."""
+        if is_disk_full(exc):
+            self.discard()
+            raise disk_full(self.path.parent, subject=self.name) from exc
 
     def __enter__(self) -> StagedFile:
         return self
@@ -120,10 +137,14 @@ class ObjectStore:
     ----------
     root:
         Directory of the store; created when missing.
+    headroom:
+        Room kept on the volume for deletes (:mod:`.headroom`): a new file is refused
+        while it cannot be kept, and it is made again once objects are deleted.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, headroom: Headroom | None = None) -> None:
         self.root = Path(root)
+        self.headroom = headroom
         self.objects = self.root / "objects"
         self.staging = self.root / "staging"
         self.objects.mkdir(parents=True, exist_ok=True)
@@ -148,8 +169,21 @@ class ObjectStore:
         return removed
 
     def stage(self, *, name: str, max_bytes: int) -> StagedFile:
-        """Open a new staging file for an incoming object called ``name`` (for messages)."""
-        return StagedFile(self.staging / f"{uuid.uuid4().hex}.part", name=name, max_bytes=max_bytes)
+        """Open a new staging file for an incoming object called ``name`` (for messages).
+
+        Raises
+        ------
+        DiskFullError
+            The volume is full (its headroom cannot be kept).
+        """
+        if self.headroom is not None:
+            self.headroom.require(subject=name)
+        try:
+            return StagedFile(self.staging / f"{uuid.uuid4().hex}.part", name=name, max_bytes=max_bytes)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise disk_full(self.staging, subject=name) from exc
+            raise
 
     @contextmanager
     def lock(self, sha256: str) -> Iterator[None]:
@@ -263,13 +297,15 @@ class ObjectStore:
         return True
 
     def delete(self, sha256: str) -> int:
-        """Remove an object; return the bytes freed (0 when absent)."""
+        """Remove an object; return the bytes freed (0 when absent). The headroom is made again if it was spent."""
         p = self._path(sha256)
         try:
             size = p.stat().st_size
             p.unlink()
         except FileNotFoundError:
             return 0
+        if self.headroom is not None:
+            self.headroom.ensure()
         return size
 
     def close(self) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Generic, Protocol, TypeVar
 
 from voxelgate.cache.store import StagedFile, Store
+from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError, LimitExceededError
 
 #: What a sink reports for a file it committed (``IngestReport``, ``MediaReport``).
@@ -21,7 +22,9 @@ Report = TypeVar("Report")
 
 class IngestSink(Protocol[Report]):
     def begin(self, name: str, *, declared_size: int = 0, overwrite: bool = False) -> IncomingFile[Report]: ...
-    def finish_batch(self, items: Sequence[tuple[IncomingFile[Report], str]]) -> list[Report | Exception]: ...
+    def finish_batch(
+        self, items: Sequence[tuple[IncomingFile[Report], str]], *, cancel: CancelToken = NEVER
+    ) -> list[Report | Exception]: ...
 
 
 class IncomingFile(Generic[Report]):
@@ -70,9 +73,9 @@ class IncomingFile(Generic[Report]):
             raise InvalidInputError("sha256 of the received bytes does not match the one sent", subject=self.name)
         return sha
 
-    def finish(self, expected_sha256: str = "") -> Report:
+    def finish(self, expected_sha256: str = "", *, cancel: CancelToken = NEVER) -> Report:
         """Validate and commit this one file; return its report (raises its error)."""
-        result = self._sink.finish_batch([(self, expected_sha256)])[0]
+        result = self._sink.finish_batch([(self, expected_sha256)], cancel=cancel)[0]
         if isinstance(result, BaseException):
             raise result
         return result

@@ -29,6 +29,10 @@ class VideoLimits:
         Largest file accepted (1 GiB by default).
     max_frames:
         Most video frames (packets of the video stream) a file may hold.
+    max_pixels:
+        Largest picture (width x height) of any frame, from the stream's header
+        before decoding and from every frame as it is decoded (8192 x 8192 by
+        default: 8K video fits).
 
     Raises
     ------
@@ -38,9 +42,10 @@ class VideoLimits:
 
     max_file_bytes: int = 1024**3
     max_frames: int = 100_000
+    max_pixels: int = 8192 * 8192
 
     def __post_init__(self) -> None:
-        for name in ("max_file_bytes", "max_frames"):
+        for name in ("max_file_bytes", "max_frames", "max_pixels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"VideoLimits.{name} must be positive, got {getattr(self, name)}")
 

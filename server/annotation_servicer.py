@@ -7,9 +7,10 @@ from functools import partial
 import grpc
 import numpy as np
 
+from voxelgate.cancel import CancelToken
 from voxelgate.errors import InvalidInputError, VoxelgateError
 from voxelgate.imaging.annotations import Shape
-from voxelgate.imaging.annotations.planes import SliceGrid, fill, key_subject
+from voxelgate.imaging.annotations.planes import SliceGrid, check_plane_size, fill, key_subject
 from voxelgate.imaging.dicom.annotation_grid import DicomPlane, dicom_plane
 from voxelgate.imaging.dicom.archive import DicomArchive
 from voxelgate.imaging.dicom.frame_series import frame_series
@@ -20,6 +21,7 @@ from voxelgate.imaging.media.library import MediaLibrary
 from voxelgate.v1 import annotation_pb2, annotation_pb2_grpc, volume_pb2
 
 from .annotation_codec import ToPixels, ToRequest, identity, pixels, shape_from_pb, shape_to_pb
+from .calls import call_token
 
 _PLANES = {volume_pb2.AXIAL: "AXIAL", volume_pb2.CORONAL: "CORONAL", volume_pb2.SAGITTAL: "SAGITTAL"}
 
@@ -34,7 +36,7 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
         self._library = library
 
     def _source(
-        self, request: annotation_pb2.InterpolateRequest
+        self, request: annotation_pb2.InterpolateRequest, cancel: CancelToken
     ) -> tuple[SliceGrid, DicomPlane | None, bool, tuple[tuple[str, int], ...], tuple[str, ...]]:
         """The slice grid, the DICOM plane (stacks), whether coordinates are patient mm, the DICOM frame
         of each index (acquired frames) and the source's warnings."""
@@ -60,7 +62,11 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
                 )
             try:
                 plane = dicom_plane(
-                    self._volumes, d.series_instance_uid, d.stack, plane=None if d.source_frames else _PLANES[d.plane]
+                    self._volumes,
+                    d.series_instance_uid,
+                    d.stack,
+                    plane=None if d.source_frames else _PLANES[d.plane],
+                    cancel=cancel,
                 )
             except VoxelgateError as exc:
                 raise exc.with_subject(d.series_instance_uid) from exc.__cause__
@@ -71,6 +77,8 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
             p = request.plane
             if len(p.pixel_spacing) != 2:
                 raise InvalidInputError("pixel_spacing takes two values (rows, columns)", subject="plane")
+            # Refused before anything is made of that size (a 50000 x 50000 plane: 10 GB a distance map).
+            check_plane_size(p.rows, p.columns, subject="plane.rows x plane.columns")
             try:
                 spacing = (p.pixel_spacing[0], p.pixel_spacing[1])
                 grid = SliceGrid(np.asarray(list(p.slice_positions)), (p.rows, p.columns), spacing, "mm", "slice")
@@ -82,7 +90,9 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
     def Interpolate(
         self, request: annotation_pb2.InterpolateRequest, context: grpc.ServicerContext
     ) -> annotation_pb2.InterpolateResponse:
-        grid, plane, patient, frames, source_warnings = self._source(request)
+        cancel = call_token(context)
+        grid, plane, patient, frames, source_warnings = self._source(request, cancel)
+        check_plane_size(*grid.plane_shape, subject="source")  # DICOM and media planes too: before masks are drawn
         opts = request.options
         if opts.as_dicom_seg and plane is None:
             raise InvalidInputError(
@@ -101,7 +111,7 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
                 raise exc.with_subject(subject) from exc.__cause__
         index_range = (opts.range.first, opts.range.last) if opts.HasField("range") else None
         filled, warnings = fill(
-            grid, keys, method=opts.method or None, extrapolate=opts.extrapolate, index_range=index_range
+            grid, keys, method=opts.method or None, extrapolate=opts.extrapolate, index_range=index_range, cancel=cancel
         )
         reply = annotation_pb2.InterpolateResponse(
             unit=grid.unit,
@@ -125,8 +135,9 @@ class AnnotationServicer(annotation_pb2_grpc.AnnotationServiceServicer):
         if opts.as_dicom_seg:
             assert plane is not None
             number = next_series_number(self._archive, str(plane.sources[0].StudyInstanceUID))
+            cancel.check()
             seg = segmentation(plane, filled, label=opts.segment_label, series_number=number)
-            report = store_segmentation(self._archive, seg)
+            report = store_segmentation(self._archive, seg, cancel=cancel)
             reply.segmentation.CopyFrom(
                 annotation_pb2.StoredSegmentation(
                     sop_instance_uid=report.sop_uid,

@@ -23,12 +23,15 @@ from grpc_reflection.v1alpha import reflection
 from voxelgate.cache.catalog import SqlCatalog
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.gc import remove_orphans
+from voxelgate.cache.headroom import Headroom
 from voxelgate.cache.shared_state import SharedCacheState
 from voxelgate.cache.store import Store
+from voxelgate.imaging.contained import ContainLimits, DecoderPool, Decoders, InProcess
 from voxelgate.imaging.cpu import all_cores, pin_requests
 from voxelgate.imaging.dicom.archive import DicomArchive
 from voxelgate.imaging.dicom.series import SeriesVolumes
 from voxelgate.imaging.media import MediaLimits
+from voxelgate.imaging.media.decode import bound_pillow
 from voxelgate.imaging.media.library import MediaLibrary
 from voxelgate.memory import tune_malloc
 from voxelgate.v1 import (
@@ -48,6 +51,7 @@ from .auth import BearerAuthInterceptor, load_tokens
 from .backends import open_catalog, open_store
 from .config import Backends, Config
 from .dicom_servicer import DicomServicer
+from .door import DoorInterceptor
 from .media_servicer import MediaServicer, add_media_service
 from .status import ErrorInterceptor
 from .volume_servicer import VolumeServicer, add_volume_service
@@ -76,11 +80,14 @@ class Running:
     store: Store | None = None
     media: MediaLibrary | None = None
     volumes: SeriesVolumes | None = None
+    decoders: Decoders | None = None
 
     def stop(self, grace: float | None = None) -> None:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         self.server.stop(grace).wait()
+        if self.decoders is not None:
+            self.decoders.close()
         self.archive.backfill.stop()
         if self.media is not None:
             self.media.readers.close()
@@ -112,17 +119,21 @@ def open_storage(
     *,
     worker: Worker | None = None,
     backends: Backends | None = None,
+    reserve_bytes: int = 0,
 ) -> tuple[Store, SqlCatalog, DerivedCache]:
     """Open (creating when missing) the three storage pieces: under ``data_dir``, or where ``backends`` says.
 
     Alone (no ``worker``) it also removes staging files left by a crash: only
-    before any process serves the directory.
+    before any process serves the directory. ``reserve_bytes`` of the data
+    volume are kept for deletes on a full volume (:mod:`voxelgate.cache.headroom`),
+    and the derived cache leaves twice that free.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
     backends = backends or Backends()
-    catalog = open_catalog(backends, data_dir)
+    headroom = Headroom(data_dir, reserve_bytes)
+    catalog = open_catalog(backends, data_dir, headroom)
     try:
-        store = open_store(backends, data_dir, catalog)
+        store = open_store(backends, data_dir, catalog, headroom)
     except BaseException:
         catalog.close()
         raise
@@ -134,6 +145,7 @@ def open_storage(
         memory_bytes=memory_bytes,
         shared=worker.cache_state if worker else None,
         process=worker.index if worker else 0,
+        keep_free=2 * reserve_bytes,
     )
     return store, catalog, cache
 
@@ -158,6 +170,29 @@ def _credentials(config: Config) -> grpc.ServerCredentials | None:
     return grpc.ssl_server_credentials([(key, chain)])
 
 
+#: The modules of the tasks contained workers run, imported once by the fork server; "__main__" (the
+#: ``voxelgate`` script) too, which multiprocessing would otherwise import again in every worker.
+DECODER_TASKS = ("__main__", "voxelgate.imaging.dicom.validate", "voxelgate.imaging.media.validate")
+
+
+def decoders_for(config: Config, media_limits: MediaLimits) -> Decoders:
+    """Where ingest decodes a client's bytes: worker processes under limits, or (0 workers) this process.
+
+    Each worker sets Pillow's bomb bound from ``media_limits`` as the server does.
+
+    Raises
+    ------
+    ValueError
+        When a limit is not positive.
+    """
+    if config.decode_workers == 0:
+        return InProcess()
+    limits = ContainLimits(
+        workers=config.decode_workers, seconds=config.decode_seconds, memory_bytes=config.decode_memory_bytes
+    )
+    return DecoderPool(limits, preload=DECODER_TASKS, setup=(bound_pillow, (media_limits.max_pixels,)))
+
+
 def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     """Build the gRPC server with every service registered, bound but not started.
 
@@ -173,13 +208,22 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     """
     config.check_security()
     store, catalog, cache = open_storage(
-        config.data_dir, config.cache_bytes, config.cache_memory_bytes, worker=worker, backends=config.backends
+        config.data_dir,
+        config.cache_bytes,
+        config.cache_memory_bytes,
+        worker=worker,
+        backends=config.backends,
+        reserve_bytes=config.disk_reserve_bytes,
     )
-    archive = DicomArchive(store, catalog, cache, limits=config.limits)
+    media_limits = MediaLimits(max_file_bytes=config.limits.max_file_bytes)
+    bound_pillow(media_limits.max_pixels)  # where GetFrame decodes stored images, in this process
+    decoders = decoders_for(config, media_limits)
+    archive = DicomArchive(store, catalog, cache, limits=config.limits, decoders=decoders)
     interceptors: list[grpc.ServerInterceptor] = []
     if config.token_file is not None:
         interceptors.append(BearerAuthInterceptor(load_tokens(config.token_file)))
     interceptors.append(ErrorInterceptor())
+    interceptors.append(DoorInterceptor())  # inside the error mapping: what the door refuses becomes a status
     options = [
         ("grpc.max_receive_message_length", config.max_message_bytes),
         ("grpc.max_send_message_length", config.max_message_bytes),
@@ -200,8 +244,9 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         store,
         catalog,
         cache,
-        limits=MediaLimits(max_file_bytes=config.limits.max_file_bytes),
+        limits=media_limits,
         video_limits=config.video_limits,
+        decoders=decoders,
     )
     add_media_service(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
     annotation_pb2_grpc.add_AnnotationServiceServicer_to_server(AnnotationServicer(volumes, archive, library), server)
@@ -227,7 +272,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         recover_storage(store, catalog)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, archive, cache, catalog, store, library, volumes)
+    return Running(server, port, health_servicer, archive, cache, catalog, store, library, volumes, decoders)
 
 
 def codec_report() -> dict[str, list[str]]:
@@ -292,6 +337,8 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     running = build_server(config, worker=worker)
     with all_cores():  # the cache writer hashes and writes whole volumes: every core
         running.cache.start_writer()
+    if isinstance(running.decoders, DecoderPool):
+        running.decoders.start()  # before serving: the first files need not wait for the decoders to load
     received = _note_signals()
     frozen = freeze_startup_objects()
     running.server.start()
@@ -366,7 +413,9 @@ def serve_processes(config: Config) -> int:
         The security configuration is refused, or the address cannot be bound.
     """
     config.check_security()
-    store, catalog, cache = open_storage(config.data_dir, config.cache_bytes, backends=config.backends)
+    store, catalog, cache = open_storage(
+        config.data_dir, config.cache_bytes, backends=config.backends, reserve_bytes=config.disk_reserve_bytes
+    )
     try:
         recover_storage(store, catalog)
         state = SharedCacheState(config.processes, initial_entries=cache.stats().entries)

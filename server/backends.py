@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from voxelgate.cache.catalog import SqlCatalog, SqliteCatalog
+from voxelgate.cache.headroom import Headroom
 from voxelgate.cache.store import ObjectStore, Store
 
 from .config import Backends
@@ -19,8 +20,10 @@ from .config import Backends
 log = logging.getLogger(__name__)
 
 
-def open_catalog(backends: Backends, data_dir: Path) -> SqlCatalog:
+def open_catalog(backends: Backends, data_dir: Path, headroom: Headroom | None = None) -> SqlCatalog:
     """The catalog ``backends.catalog`` names (migrated to the current schema).
+
+    The embedded one releases ``headroom`` before a delete on a full volume.
 
     Raises
     ------
@@ -31,7 +34,7 @@ def open_catalog(backends: Backends, data_dir: Path) -> SqlCatalog:
     """
     url = backends.catalog
     if not url:
-        return SqliteCatalog(data_dir / "catalog.sqlite3")
+        return SqliteCatalog(data_dir / "catalog.sqlite3", headroom=headroom)
     from voxelgate.cache.pg_catalog import PostgresCatalog, is_postgres_url
 
     if not is_postgres_url(url):
@@ -49,8 +52,10 @@ def open_catalog(backends: Backends, data_dir: Path) -> SqlCatalog:
     return catalog
 
 
-def open_store(backends: Backends, data_dir: Path, catalog: SqlCatalog) -> Store:
+def open_store(backends: Backends, data_dir: Path, catalog: SqlCatalog, headroom: Headroom | None = None) -> Store:
     """The object store ``backends.store`` names.
+
+    The local one refuses new files while ``headroom`` cannot be kept.
 
     An S3 store takes its per-content locks from a PostgreSQL catalog (they then
     hold across hosts), else from lock files in the data directory.
@@ -64,7 +69,7 @@ def open_store(backends: Backends, data_dir: Path, catalog: SqlCatalog) -> Store
     """
     url = backends.store
     if not url:
-        return ObjectStore(data_dir / "store")
+        return ObjectStore(data_dir / "store", headroom=headroom)
     if not url.startswith("s3://"):
         raise ValueError("--store must be an s3:// URL (or empty: a folder in the data directory)")
     from voxelgate.cache.pg_catalog import PostgresCatalog

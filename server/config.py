@@ -197,6 +197,17 @@ class Config:
         default=False,
         metadata=_set_by(Option("--insecure", kind="flag", help="allow a non-loopback bind without TLS and tokens")),
     )
+    disk_reserve_bytes: int = field(
+        default=16 * MiB,
+        metadata=_set_by(
+            Option(
+                "--disk-reserve",
+                kind="size",
+                env=True,
+                help="room kept on the data volume so that Delete works when it is full (0: none)",
+            )
+        ),
+    )
     workers: int = field(default=16, metadata=_set_by(Option("--workers", kind="int")))
     request_cores: int = field(  # cores the request threads run on (voxelgate.imaging.cpu); 0: every core
         default=1,
@@ -255,6 +266,44 @@ class Config:
             ),
             make=Backends,
             group="backends (default: SQLite and a folder in the data directory)",
+        ),
+    )
+    # Ingest decodes a client's bytes in worker processes (voxelgate.imaging.contained): a decoder's
+    # crash, hang or memory blow-up costs that file only. Per serving process; 0: in its own process.
+    decode_workers: int = field(
+        default=2,
+        metadata=_set_by(
+            Option(
+                "--decode-workers",
+                kind="int",
+                env=True,
+                metavar="N",
+                help="processes per serving process that decode a client's files at ingest, so that a decoder's "
+                "crash, hang or memory blow-up costs that file only (default 2; 0: in the serving process)",
+            )
+        ),
+    )
+    decode_seconds: float = field(  # per file: the worker is killed past it
+        default=600.0,
+        metadata=_set_by(
+            Option(
+                "--decode-timeout",
+                kind="float",
+                env=True,
+                metavar="SECONDS",
+                help="longest a file's ingest decoding may take before its worker is killed (default 600)",
+            )
+        ),
+    )
+    decode_memory_bytes: int = field(  # per file: what a worker may allocate beyond its own size
+        default=4 * 1024 * MiB,
+        metadata=_set_by(
+            Option(
+                "--decode-memory",
+                kind="size",
+                env=True,
+                help="memory a file's ingest decoding may allocate beyond the worker's own (default 4G)",
+            )
         ),
     )
 

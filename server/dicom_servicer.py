@@ -14,6 +14,7 @@ from voxelgate.imaging.dicom.query_model import Level
 from voxelgate.imaging.dicom.search import SearchQuery
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc, volume_pb2
 
+from .calls import call_token
 from .ingest_stream import serve_ingest
 from .status import check_reply_size
 from .volume_servicer import VALUE_SPACES, window_pb, window_request
@@ -105,7 +106,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.IngestResult]:
-        yield from serve_ingest(self._archive, request_iterator, _stored)
+        yield from serve_ingest(self._archive, request_iterator, _stored, cancel=call_token(context))
 
     def ListStudies(
         self, request: dicom_pb2.ListStudiesRequest, context: grpc.ServicerContext

@@ -9,6 +9,7 @@ from typing import Generic
 
 import grpc
 
+from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.ingest import IncomingFile, IngestSink, Report
 from voxelgate.v1 import common_pb2
@@ -47,12 +48,15 @@ def serve_ingest(
     sink: IngestSink[Report],
     request_iterator: Iterator[common_pb2.IngestChunk],
     to_result: Callable[[int, Report], common_pb2.IngestResult],
+    *,
+    cancel: CancelToken = NEVER,
 ) -> Iterator[common_pb2.IngestResult]:
     """Run one ``Ingest`` stream (DICOM or media) against ``sink``; yield one result per file.
 
     A reader thread receives and stages the next files while this thread
     validates and commits the previous ones (files already received commit
-    together); results keep the stream's order.
+    together); results keep the stream's order. When ``cancel`` is cancelled (the
+    call ended), the validation under way stops and nothing more is committed.
     """
     events = prefetch(_receive(sink, request_iterator), depth=4)
     try:
@@ -63,7 +67,8 @@ def serve_ingest(
             # Files already received commit together (one sync for the batch).
             ready = events.take_ready(lambda e: isinstance(e, _Received), limit=_GROUP_COMMIT - 1)
             batch = [event, *(e for e in ready if isinstance(e, _Received))]  # all of them: the filter narrows
-            results = sink.finish_batch([(e.incoming, e.sha256) for e in batch])
+            cancel.check()
+            results = sink.finish_batch([(e.incoming, e.sha256) for e in batch], cancel=cancel)
             for e, result in zip(batch, results, strict=True):
                 if isinstance(result, Exception):
                     yield rejected(e.incoming.name, e.index, result, e.incoming.size)

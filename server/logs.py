@@ -10,6 +10,7 @@ import json
 import logging
 import sys
 import time
+import warnings
 
 _STD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
@@ -52,6 +53,11 @@ def configure(level: str = "INFO", *, process: int | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # pydicom warns about every non-conformant file through its logger; the
-    # warnings travel in the ingest results instead.
-    logging.getLogger("pydicom").setLevel(logging.ERROR)
+    # pydicom reports what it tolerates in a file through its logger and as a Python warning.
+    # voxelgate.imaging.dicom.notes collects the log records of each call (they travel in the
+    # ingest results), so the logger lets warnings through; they stop there, and the Python
+    # warnings are dropped: the values they quote may be patient data.
+    pydicom_log = logging.getLogger("pydicom")
+    pydicom_log.setLevel(logging.WARNING)
+    pydicom_log.propagate = False
+    warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")

@@ -27,6 +27,7 @@ from voxelgate.imaging.media.render import raw_pixel_format
 from voxelgate.imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
+from .calls import call_token
 from .ingest_stream import serve_ingest
 from .serializers import add_service
 from .shared_frames import serve_shared_frames
@@ -292,7 +293,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.IngestResult]:
-        yield from serve_ingest(self._library, request_iterator, _result)
+        yield from serve_ingest(self._library, request_iterator, _result, cancel=call_token(context))
 
     def CreateGroup(self, request: media_pb2.CreateGroupRequest, context: grpc.ServicerContext) -> media_pb2.MediaSet:
         return set_pb(self._library.create_group(request.name, list(request.media_ids)))
@@ -484,7 +485,9 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             finished = job.finished.wait(0.2)
             if job.done_frames != last and not finished:
                 last = job.done_frames
-                yield media_pb2.ExportProgress(frames_done=job.done_frames, frames_total=job.total)
+                yield media_pb2.ExportProgress(
+                    frames_done=job.done_frames, frames_total=job.total, export_id=job.export_id
+                )
             if finished:
                 break
             if not context.is_active():
@@ -500,8 +503,14 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     ) -> Iterator[media_pb2.MediaChunk]:
         if not request.export_id:
             raise InvalidInputError("export_id is required")
-        for chunk in self._library.iter_export(request.export_id):
+        for chunk in self._library.iter_export(request.export_id, cancel=call_token(context)):
             yield media_pb2.MediaChunk(data=chunk)
+
+    def CancelExport(
+        self, request: media_pb2.CancelExportRequest, context: grpc.ServicerContext
+    ) -> media_pb2.ExportProgress:
+        job = self._library.cancel_export(request.export_id)
+        return media_pb2.ExportProgress(frames_done=job.done_frames, frames_total=job.total, export_id=job.export_id)
 
     def ListMedia(
         self, request: media_pb2.ListMediaRequest, context: grpc.ServicerContext

@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from voxelgate import shared_memory
-from voxelgate.errors import InvalidInputError, LimitExceededError
+from voxelgate.errors import InvalidInputError, LimitExceededError, VoxelgateError
 from voxelgate.imaging.media.frame_index import payload_bytes
 from voxelgate.imaging.media.library import MediaFrameResult
 from voxelgate.v1 import media_pb2
@@ -63,7 +63,7 @@ class SlotsGivenBack:
     def __init__(self, slots: int, requests: Iterator[media_pb2.SharedFramesRequest]) -> None:
         self._free = deque(range(slots))
         self._out: set[int] = set()
-        self._error: InvalidInputError | None = None
+        self._error: VoxelgateError | None = None
         self._cond = threading.Condition()
         threading.Thread(target=self._read, args=(requests,), name="shared-slots", daemon=True).start()
 
@@ -84,6 +84,10 @@ class SlotsGivenBack:
                     self._cond.notify()
                     if self._error is not None:
                         return
+        except VoxelgateError as exc:  # a message the door refused (voxelgate.server.door): it ends the call
+            with self._cond:
+                self._error = exc
+                self._cond.notify()
         except Exception:  # noqa: BLE001 - the call ended (cancelled, or the client went away)
             return
 

@@ -2,8 +2,10 @@
 
 The table itself is ``voxelgate.errors.STATUS_CODES``, which the client reads the
 other way round. Domain errors carry the object they concern and a reason without
-PHI; they go to the client as they are. Anything else becomes INTERNAL with a
-generic message and the traceback goes to the log, never to the client.
+PHI; they go to the client as they are. Anything else, a library's ``ValueError``
+included, is a fault of the server, not of the request: it becomes INTERNAL with a
+generic message and the traceback goes to the log, never to the client. Domain
+code that refuses client input raises ``InvalidInputError``.
 """
 
 from __future__ import annotations
@@ -40,10 +42,17 @@ def status_for(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and client message for an exception raised by the domain."""
     if isinstance(exc, VoxelgateError):
         return grpc.StatusCode[exc.code], str(exc)
-    if isinstance(exc, (ValueError, TypeError)):
-        # Plain misuse of an argument, raised by the domain's own checks.
-        return grpc.StatusCode.INVALID_ARGUMENT, str(exc)[:500]
     return grpc.StatusCode.INTERNAL, "internal error; the server log has the details"
+
+
+def is_fatal(exc: BaseException) -> bool:
+    """Whether ``exc`` must go on up rather than become a status: an interpreter exit or interrupt.
+
+    Other exceptions outside ``Exception`` become INTERNAL like any stray one: a
+    native extension's panic (PyO3's ``PanicException`` derives from
+    ``BaseException``) must fail its call, not the thread that serves it.
+    """
+    return isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit))
 
 
 def _abort(context: grpc.ServicerContext, exc: BaseException, method: str) -> None:
@@ -61,9 +70,9 @@ def _wrap_unary(fn: Callable[..., Any], method: str) -> Callable[..., Any]:
             return fn(request, context)
         except grpc.RpcError:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             code = context.code()  # type: ignore[attr-defined]  # grpcio has it (1.38+); typeshed's stub lacks it
-            if code is not None and code is not grpc.StatusCode.OK:
+            if is_fatal(exc) or (code is not None and code is not grpc.StatusCode.OK):
                 raise
             _abort(context, exc, method)
 
@@ -76,10 +85,10 @@ def _wrap_stream(fn: Callable[..., Iterator[Any]], method: str) -> Callable[...,
             yield from fn(request, context)
         except grpc.RpcError:
             raise
-        except Exception as exc:
+        except BaseException as exc:
             # context.abort() inside the handler raises after setting its code: keep that code.
             code = context.code()  # type: ignore[attr-defined]  # grpcio has it (1.38+); typeshed's stub lacks it
-            if code is not None and code is not grpc.StatusCode.OK:
+            if is_fatal(exc) or (code is not None and code is not grpc.StatusCode.OK):
                 raise
             _abort(context, exc, method)
 

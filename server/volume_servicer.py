@@ -16,6 +16,7 @@ from voxelgate.imaging.encode import ImageFormat
 from voxelgate.imaging.windowing import VoiFunction
 from voxelgate.v1 import dicom_pb2, volume_pb2, volume_pb2_grpc
 
+from .calls import call_token
 from .serializers import add_service
 
 _PLANES = {volume_pb2.AXIAL: "axial", volume_pb2.CORONAL: "coronal", volume_pb2.SAGITTAL: "sagittal"}
@@ -131,6 +132,7 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
             slab_mm=request.slab_mm,
             slab_mode=_SLAB[request.slab_mode],
             float_values=request.float_values,
+            cancel=call_token(context),
         )
         g = r.geometry
         reply = volume_pb2.SliceImage(
@@ -160,7 +162,9 @@ class VolumeServicer(volume_pb2_grpc.VolumeServiceServicer):
     ) -> Iterator[volume_pb2.VolumeChunk | bytes | memoryview]:
         # A volume built for this call goes to the derived cache once the last chunk is out. The
         # header is a message; the voxel chunks are views of the volume that chunk_wire sends.
-        vol, chunks = self._volumes.stream_volume(request.series_instance_uid, request.stack, chunk_bytes=_CHUNK_BYTES)
+        vol, chunks = self._volumes.stream_volume(
+            request.series_instance_uid, request.stack, chunk_bytes=_CHUNK_BYTES, cancel=call_token(context)
+        )
         header = volume_pb2.VolumeHeader(
             geometry=_geometry(vol.shape, vol.spacing, vol.origin, vol.direction.ravel().tolist()),
             dtype=vol.array.dtype.newbyteorder("<").str,

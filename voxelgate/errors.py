@@ -72,6 +72,10 @@ class LimitExceededError(VoxelgateError):
     """A configured size or count limit was exceeded."""
 
 
+class DiskFullError(LimitExceededError):
+    """The data volume has no room left for a write (reads and deletes go on)."""
+
+
 class UnsupportedError(VoxelgateError):
     """Valid input that this server cannot handle (e.g. no decoder available)."""
 

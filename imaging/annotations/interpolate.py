@@ -48,11 +48,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import SimpleITK as sitk
 
+from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError
 from voxelgate.imaging.annotations.shapes import (
     Box,
@@ -106,6 +107,7 @@ def interpolate(
     extrapolate: bool = False,
     pixel_spacing: tuple[float, float] = (1.0, 1.0),
     plane_shape: tuple[int, int] | None = None,
+    cancel: CancelToken = NEVER,
 ) -> list[tuple[float, Shape, str]]:
     """Shapes at ``positions`` from key shapes at other positions along the same axis.
 
@@ -132,6 +134,9 @@ def interpolate(
         ``(H, W)`` of the plane. Masks must match it; polygons are rasterised
         on it when they fall back to masks (by default on a grid just covering
         the keys' coordinates from the origin).
+    cancel:
+        Checked before each position: once cancelled, the work stops
+        (:class:`~voxelgate.errors.CancelledError`).
 
     Returns
     -------
@@ -205,6 +210,7 @@ def interpolate(
     pairs: dict[int, _MaskPair] = {}
 
     def mask_of(k: int) -> np.ndarray:
+        cancel.check()
         if k not in masks:
             shape = key_shapes[k]
             if isinstance(shape, Polygon):
@@ -217,11 +223,12 @@ def interpolate(
     def pair(k: int) -> _MaskPair:
         # Distance maps are built once per pair of neighbouring keys, on the pair's crop.
         if k not in pairs:
-            pairs[k] = _MaskPair(mask_of(k), mask_of(k + 1), spacing)
+            pairs[k] = _MaskPair(mask_of(k), mask_of(k + 1), spacing, cancel)
         return pairs[k]
 
     out: list[tuple[float, Shape, str]] = []
     for j, raw in enumerate(positions):
+        cancel.check()
         try:
             p = float(raw)
         except (TypeError, ValueError):
@@ -292,11 +299,21 @@ def _linear(a: Shape, b: Shape, t: float) -> Box | Points:
 # --- masks ------------------------------------------------------------------------------------
 
 
-def _maurer(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+def _maurer(mask: np.ndarray, spacing: tuple[float, float], cancel: CancelToken = NEVER) -> np.ndarray:
     img = sitk.GetImageFromArray(mask.astype(np.uint8))
     img.SetSpacing((spacing[1], spacing[0]))  # SimpleITK spacing is (x, y) = (column, row)
-    with all_cores():  # ITK's threads
-        dist = sitk.SignedMaurerDistanceMap(img, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    maurer: Any = cast(Any, sitk).SignedMaurerDistanceMapImageFilter()  # SimpleITK's classes are untyped
+    maurer.SetInsideIsPositive(False)
+    maurer.SetSquaredDistance(False)
+    maurer.SetUseImageSpacing(True)
+    # One map of a large plane takes seconds: ITK looks at its abort flag as it reports progress.
+    maurer.AddCommand(sitk.sitkProgressEvent, lambda: maurer.Abort() if cancel.cancelled else None)
+    try:
+        with all_cores():  # ITK's threads
+            dist = maurer.Execute(img)
+    except RuntimeError:
+        cancel.check()  # aborted: the caller's cancellation, not a failure
+        raise
     return sitk.GetArrayFromImage(dist).astype(np.float64)
 
 
@@ -327,7 +344,7 @@ def _edt(feature: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
     return dist
 
 
-def _signed_distance(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarray | None:
+def _signed_distance(mask: np.ndarray, spacing: tuple[float, float], cancel: CancelToken = NEVER) -> np.ndarray | None:
     """Signed distance in physical units, negative inside, symmetric about the boundary.
 
     ITK's map gives inside pixels their distance to the object's own border
@@ -347,8 +364,9 @@ def _signed_distance(mask: np.ndarray, spacing: tuple[float, float]) -> np.ndarr
     h, w = mask.shape
     if h * w * min(h, w) <= _NUMPY_EDT_LIMIT:
         return np.where(mask, -_edt(~mask, spacing), _edt(mask, spacing))
-    outside = _maurer(mask, spacing)  # >0 outside: distance to the nearest object pixel
-    inside = _maurer(~mask, spacing)  # >0 inside the object: distance to the nearest background pixel
+    outside = _maurer(mask, spacing, cancel)  # >0 outside: distance to the nearest object pixel
+    cancel.check()
+    inside = _maurer(~mask, spacing, cancel)  # >0 inside the object: distance to the nearest background pixel
     return np.where(mask, -inside, outside)
 
 
@@ -569,7 +587,9 @@ class _Blend:
         origin: tuple[int, int],
         plane_shape: tuple[int, int],
         spacing: tuple[float, float],
+        cancel: CancelToken = NEVER,
     ) -> None:
+        self.cancel = cancel
         b0, b1 = _bbox(g0), _bbox(g1)
         self.both = b0 is not None and b1 is not None
         self.delta = delta if self.both else np.zeros(2)
@@ -598,9 +618,10 @@ class _Blend:
         )
         maps = []
         for g in (g0, g1):
+            cancel.check()  # each map of a large plane takes a while
             local = np.zeros(size, dtype=bool)
             local[dst] = g[src]
-            maps.append(_signed_distance(local, spacing))
+            maps.append(_signed_distance(local, spacing, cancel))
         d0, d1 = maps
         if d0 is None:
             assert d1 is not None  # the structure has pixels on one key at least
@@ -615,9 +636,9 @@ class _Blend:
         """OR the structure at ``t`` into ``out`` (the whole plane)."""
         # At t the structure's centroid is at c0 + t delta: key 0 is seen from x - t delta,
         # key 1 from x + (1 - t) delta.
-        blend = (1.0 - t) * _shifted(self.d0, -t * self.delta, self.fill) + t * _shifted(
-            self.d1, (1.0 - t) * self.delta, self.fill
-        )
+        blend = (1.0 - t) * _shifted(self.d0, -t * self.delta, self.fill)
+        self.cancel.check()
+        blend += t * _shifted(self.d1, (1.0 - t) * self.delta, self.fill)
         inside = blend < 0.0
         if self.both and not inside.any():
             # Narrower than a pixel here, but present on both keys: keep its deepest pixel
@@ -644,8 +665,11 @@ class _MaskPair:
     shrinks towards that point and vanishes half way.
     """
 
-    def __init__(self, m0: np.ndarray, m1: np.ndarray, spacing: tuple[float, float]) -> None:
+    def __init__(
+        self, m0: np.ndarray, m1: np.ndarray, spacing: tuple[float, float], cancel: CancelToken = NEVER
+    ) -> None:
         self.shape = m0.shape
+        self.cancel = cancel
         self.blends: list[_Blend] = []
         self.holes: _MaskPair | None = None
         box = [b for b in (_bbox(m0), _bbox(m1)) if b is not None]
@@ -657,15 +681,21 @@ class _MaskPair:
         # A shape with holes is its filled outline minus its holes, each interpolated on its own:
         # a thin ring (a skull) whose radius changes by more than its thickness between the keys
         # would otherwise break up, since the blend of two rings' maps is positive between them.
-        h0, h1 = _holes(k0), _holes(k1)
+        h0 = _holes(k0)
+        cancel.check()
+        h1 = _holes(k1)
+        cancel.check()
         if h0.any() or h1.any():
             k0, k1 = k0 | h0, k1 | h1
             pad0 = np.zeros(self.shape, dtype=bool)
             pad1 = np.zeros(self.shape, dtype=bool)
             pad0[r0:r1, c0:c1] = h0
             pad1[r0:r1, c0:c1] = h1
-            self.holes = _MaskPair(pad0, pad1, spacing)
-        p0, p1 = _Parts.of(k0), _Parts.of(k1)
+            self.holes = _MaskPair(pad0, pad1, spacing, cancel)
+        cancel.check()
+        p0 = _Parts.of(k0)
+        cancel.check()
+        p1 = _Parts.of(k1)
         groups = _group_parts(p0, p1)
         for labels0, labels1 in groups:
             # The centroid's move from key 0 to key 1, (dx, dy) in pixels.
@@ -675,7 +705,7 @@ class _MaskPair:
             else:
                 g0 = np.isin(p0.labels, labels0) if labels0 else np.zeros(k0.shape, dtype=bool)
                 g1 = np.isin(p1.labels, labels1) if labels1 else np.zeros(k1.shape, dtype=bool)
-            self.blends.append(_Blend(g0, g1, delta, (r0, c0), self.shape, spacing))
+            self.blends.append(_Blend(g0, g1, delta, (r0, c0), self.shape, spacing, cancel))
 
     def at(self, t: float) -> Mask:
         return Mask(self._at(t))
@@ -683,6 +713,7 @@ class _MaskPair:
     def _at(self, t: float) -> np.ndarray:
         out = np.zeros(self.shape, dtype=bool)
         for blend in self.blends:
+            self.cancel.check()
             blend.into(out, t)
         if self.holes is not None:
             out &= ~self.holes._at(t)

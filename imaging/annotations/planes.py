@@ -16,7 +16,8 @@ from typing import Literal
 
 import numpy as np
 
-from voxelgate.errors import InvalidInputError
+from voxelgate.cancel import NEVER, CancelToken
+from voxelgate.errors import InvalidInputError, LimitExceededError
 from voxelgate.imaging.annotations.interpolate import interpolate
 from voxelgate.imaging.annotations.shapes import (
     Box,
@@ -28,10 +29,30 @@ from voxelgate.imaging.annotations.shapes import (
     rasterize_polygon,
 )
 
-__all__ = ["Filled", "SliceGrid", "SlicePlacement", "as_mask", "fill"]
+__all__ = ["MAX_PLANE_PIXELS", "Filled", "SliceGrid", "SlicePlacement", "as_mask", "check_plane_size", "fill"]
 
 #: Of positions: millimetres, seconds, or the frames' order (where a source gives no times).
 Unit = Literal["mm", "s", "frame"]
+
+#: Largest plane (rows x columns) annotations are filled on: 8192 x 8192 holds any DICOM image and
+#: 8K video. A mask of it is 64 MiB and a distance map 256 MiB; a 50000 x 50000 plane would need
+#: 10 GB a map.
+MAX_PLANE_PIXELS = 8192 * 8192
+
+
+def check_plane_size(rows: int, columns: int, *, subject: str) -> None:
+    """Refuse a plane past :data:`MAX_PLANE_PIXELS` before anything is made of that size.
+
+    Raises
+    ------
+    LimitExceededError
+        Naming ``subject``, the size and the limit.
+    """
+    if rows * columns > MAX_PLANE_PIXELS:
+        raise LimitExceededError(
+            f"a plane of {rows} x {columns} = {rows * columns} pixels; the limit is {MAX_PLANE_PIXELS} (8192 x 8192)",
+            subject=subject,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -199,6 +220,7 @@ def fill(
     method: str | None = None,
     extrapolate: bool = False,
     index_range: tuple[int, int] | None = None,
+    cancel: CancelToken = NEVER,
 ) -> tuple[list[Filled], list[str]]:
     """Shapes at every index of ``index_range`` from key shapes at other indices.
 
@@ -212,6 +234,8 @@ def fill(
         As :func:`~voxelgate.imaging.annotations.interpolate.interpolate`.
     index_range:
         ``(first, last)`` inclusive; default from the first key to the last.
+    cancel:
+        Checked before each index is made: once cancelled, the work stops.
 
     Returns
     -------
@@ -225,7 +249,12 @@ def fill(
         key outside the grid, a mask whose size is not the plane's, or a range
         outside the grid (or outside the keys without ``extrapolate``). Keys
         are named ``key i (slice n)``.
+    LimitExceededError
+        The plane is larger than :data:`MAX_PLANE_PIXELS`.
+    CancelledError
+        ``cancel`` was cancelled.
     """
+    check_plane_size(*grid.plane_shape, subject="plane")
     indices = []
     for i, (index, shape) in enumerate(keys):
         subject = key_subject(grid, i, index)
@@ -260,6 +289,7 @@ def fill(
         extrapolate=extrapolate,
         pixel_spacing=grid.pixel_spacing,
         plane_shape=grid.plane_shape,
+        cancel=cancel,
     )
     out = [Filled(j, pos, shape, how) for j, (pos, shape, how) in zip(wanted, results, strict=True)]
     warnings = []

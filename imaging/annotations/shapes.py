@@ -291,10 +291,13 @@ def check_mask_shape(mask: Mask, plane_shape: tuple[int, int], *, subject: str |
     InvalidInputError
         When the sizes differ; the message names ``subject``.
     """
-    if tuple(mask.shape) != tuple(plane_shape):
+    _check_size((int(mask.shape[0]), int(mask.shape[1])), plane_shape, subject=subject)
+
+
+def _check_size(size: tuple[int, int], plane_shape: tuple[int, int], *, subject: str | None = None) -> None:
+    if tuple(size) != tuple(plane_shape):
         raise InvalidInputError(
-            f"mask is {mask.shape[0]}x{mask.shape[1]} but the plane is {plane_shape[0]}x{plane_shape[1]}",
-            subject=subject,
+            f"mask is {size[0]}x{size[1]} but the plane is {plane_shape[0]}x{plane_shape[1]}", subject=subject
         )
 
 
@@ -545,6 +548,9 @@ def mask_from_rle(encoded: dict[str, object], *, plane_shape: tuple[int, int] | 
         size, counts = encoded["size"], encoded["counts"]
     except (KeyError, TypeError):
         raise InvalidInputError("RLE needs 'size': [H, W] and uncompressed integer 'counts'") from None
+    # Before decoding: a claimed size is refused without allocating it (any other value decode refuses).
+    if plane_shape is not None and isinstance(size, (list, tuple)) and [type(v) for v in size] == [int, int]:
+        _check_size((size[0], size[1]), plane_shape)
     mask = Mask(rle.decode(size, counts))  # type: ignore[arg-type]  # checked there: any other value is refused
     if plane_shape is not None:
         check_mask_shape(mask, plane_shape)
@@ -572,6 +578,8 @@ def mask_from_png(data: bytes, *, plane_shape: tuple[int, int] | None = None) ->
         with Image.open(io.BytesIO(data)) as img:
             if img.format != "PNG":
                 raise InvalidInputError(f"mask image is {img.format}, not PNG")
+            if plane_shape is not None:
+                _check_size((img.height, img.width), plane_shape)  # from the header, before decoding
             img.load()
             if img.mode in ("1", "L", "P", "I", "I;16", "F"):
                 arr = np.asarray(img) != 0

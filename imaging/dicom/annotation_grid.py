@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from pydicom.dataset import Dataset
 
+from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import NotFoundError, PreconditionError
 from voxelgate.imaging.annotations.planes import SliceGrid, SlicePlacement
 from voxelgate.imaging.dicom.reformat import Plane, plane_grid
@@ -72,7 +73,14 @@ def _stack_of(layout: SeriesLayout, index: int) -> Stack:
     return layout.stacks[index]
 
 
-def dicom_plane(volumes: SeriesVolumes, series_uid: str, stack: int = 0, *, plane: Plane | str | None) -> DicomPlane:
+def dicom_plane(
+    volumes: SeriesVolumes,
+    series_uid: str,
+    stack: int = 0,
+    *,
+    plane: Plane | str | None,
+    cancel: CancelToken = NEVER,
+) -> DicomPlane:
     """The grid annotations on ``stack`` of ``series_uid`` are drawn on.
 
     Parameters
@@ -83,6 +91,8 @@ def dicom_plane(volumes: SeriesVolumes, series_uid: str, stack: int = 0, *, plan
         The source stack.
     plane:
         A reformat plane, or ``None`` for the stack's acquired frames.
+    cancel:
+        Stops the volume build a reformat plane waits for (see ``SeriesVolumes.volume``).
 
     Raises
     ------
@@ -116,7 +126,7 @@ def dicom_plane(volumes: SeriesVolumes, series_uid: str, stack: int = 0, *, plan
             tuple((f.sop_uid, f.frame_index) for f in st.frames),
         )
     plane = Plane.parse(plane)
-    vol, _ = volumes.volume(series_uid, stack, layout=layout)
+    vol, _ = volumes.volume(series_uid, stack, layout=layout, cancel=cancel)
     pg = plane_grid(vol, plane)
     spacing = (pg.pixel_spacing, pg.pixel_spacing)
 

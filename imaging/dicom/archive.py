@@ -25,13 +25,14 @@ from voxelgate.cache.catalog import (
     SeriesSummary,
     StudySummary,
 )
-from voxelgate.cache.catalog_index import IndexedInstance
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.npy import npy_array, npy_bytes
 from voxelgate.cache.store import Store
-from voxelgate.errors import ConflictError, InvalidInputError, NotFoundError, VoxelgateError
+from voxelgate.cancel import NEVER, CancelToken
+from voxelgate.errors import ConflictError, DiskFullError, InvalidInputError, NotFoundError, VoxelgateError
 
+from ..contained import Decoders, InProcess, OnItem, each
 from ..encode import encode_jpeg, encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
 from ..limits import Limits
@@ -39,11 +40,11 @@ from ..windowing import VoiFunction
 from .bulk import BulkValue, open_bulk, parse_bulk_uri, parse_tag_path
 from .display import WindowRequest, render_frame
 from .frames import decode_frame, modality_values
-from .headers import InstanceHeader, summarize
-from .metadata_index import Backfill, MetadataRequest, entry_from_dataset, serve
-from .parse import ParsedInstance, parse_instance, read_dataset
-from .pixels import FrameSink
+from .headers import InstanceHeader
+from .metadata_index import Backfill, MetadataRequest, serve
+from .parse import read_dataset
 from .search import SearchQuery, SearchReply, search
+from .validate import Validated, validate_file
 
 log = logging.getLogger(__name__)
 
@@ -56,18 +57,6 @@ WARM_BYTES = 256 * 1024 * 1024
 
 #: Transfer syntaxes whose frames sit at known offsets (NativeLayout): read with ranged GETs from an object store.
 _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
-
-
-def _index_entry(parsed: ParsedInstance) -> IndexedInstance | None:
-    """The metadata entry ingest keeps with an instance's row (None when it cannot be made: the backfill
-    then makes it from the stored file, and reports why it could not)."""
-    if parsed.dataset is None:
-        return None
-    try:
-        return entry_from_dataset(parsed.dataset, parsed.instance)
-    except Exception:
-        log.debug("no metadata entry for an ingested instance", exc_info=True)
-        return None
 
 
 def _decoded_key(sha: str, index: int) -> str:
@@ -122,6 +111,11 @@ class DicomArchive:
         The storage tiers (see ``cache``).
     limits:
         Size and count limits enforced on every file.
+    decoders:
+        Where ingest validation decodes a client's bytes: a
+        :class:`~voxelgate.imaging.contained.DecoderPool` in the server (a
+        decoder's crash costs that file only); in this process by default.
+        Later reads decode in this process: the same bytes were proven there.
     """
 
     def __init__(
@@ -132,12 +126,14 @@ class DicomArchive:
         *,
         limits: Limits,
         warm_bytes: int = WARM_BYTES,
+        decoders: Decoders | None = None,
     ) -> None:
         self.store = store
         self.catalog = catalog
         self.cache = cache
         self.limits = limits
         self.warm_bytes = warm_bytes
+        self.decoders: Decoders = decoders if decoders is not None else InProcess()
         #: Makes the metadata entries of instances stored before the index existed (started by the server).
         self.backfill = Backfill(catalog, self.file_path)
 
@@ -158,19 +154,27 @@ class DicomArchive:
         """Ingest a local file (used by tests and tools; the server streams instead)."""
         return ingest_path(self, path, name=name, overwrite=overwrite)
 
-    def finish_batch(self, items: Sequence[tuple[IncomingFile[IngestReport], str]]) -> list[IngestReport | Exception]:
+    def finish_batch(
+        self, items: Sequence[tuple[IncomingFile[IngestReport], str]], *, cancel: CancelToken = NEVER
+    ) -> list[IngestReport | Exception]:
         """Validate and commit received files; each gets its report or its error.
 
         The files of a batch share one directory sync and one catalog transaction
         (group commit): a report means the file is durable, and a file's failure
-        touches no other file of the batch.
+        touches no other file of the batch. Once ``cancel`` is cancelled, the
+        validation under way stops and the files not yet committed fail with
+        ``CancelledError``.
         """
         results: dict[int, IngestReport | Exception] = {}
-        pending: list[tuple[int, IncomingFile[IngestReport], ParsedInstance, IngestReport]] = []
+        pending: list[tuple[int, IncomingFile[IngestReport], Validated, IngestReport]] = []
         try:
-            for i, (incoming, expected) in enumerate(items):
+            checked = each(self.decoders, items, lambda item: self._validate(item[0], item[1], cancel))
+            for i, (incoming, _) in enumerate(items):
                 try:
-                    parsed, report = self._validate(incoming, expected)
+                    done = checked[i]
+                    if isinstance(done, Exception):
+                        raise done
+                    parsed, report = done
                     existing = self.catalog.get_instance(report.sop_uid)
                     if existing is not None and existing.sha256 == report.sha256:
                         report.outcome = "duplicate"
@@ -188,16 +192,19 @@ class DicomArchive:
             replaced: list[str] = []
             if pending:
                 shas = {p[3].sha256 for p in pending}
-                # Made while the staged files are still there (large values are read from them).
-                index = [_index_entry(p) for _, _, p, _ in pending]
+                # Made by the validation (where the dataset was parsed, in a contained worker).
+                index = [p.index for _, _, p, _ in pending]
                 with self.store.lock_many(shas):
-                    for _, incoming, _, _ in pending:
-                        self.store.commit(incoming.staged, sync=False)
-                    self.store.sync_batch(shas)
-                    outs = self.catalog.put_instances(
-                        [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
-                        index,
-                    )
+                    try:
+                        for _, incoming, _, _ in pending:
+                            self.store.commit(incoming.staged, sync=False)
+                        self.store.sync_batch(shas)
+                        outs = self.catalog.put_instances(
+                            [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
+                            index,
+                        )
+                    except DiskFullError as exc:  # the batch's commit: each of its files gets the error
+                        outs = [exc.with_subject(inc.name) for _, inc, _, _ in pending]
                     headers: dict[str, str] = {}
                     for (i, _, parsed, report), out in zip(pending, outs, strict=True):
                         if isinstance(out, Exception):
@@ -207,12 +214,14 @@ class DicomArchive:
                         results[i] = report
                         if out.replaced is not None:
                             replaced.append(out.replaced.sha256)
-                        summary = self._summary(parsed)
-                        if summary is not None:
-                            headers[report.sha256] = summary
+                        if parsed.header is not None:
+                            headers[report.sha256] = parsed.header
                     # After the instances' commit: a summary is an aid to volume builds, not part
                     # of what was acknowledged (an instance without one is parsed when built).
-                    self.catalog.put_headers(sorted(headers.items()))
+                    try:
+                        self.catalog.put_headers(sorted(headers.items()))
+                    except DiskFullError:
+                        log.warning("header summaries not kept: the data volume is full", extra={"n": len(headers)})
                     for sha in shas:
                         if not self.catalog.is_referenced(sha):  # every file of this content failed
                             self.store.delete(sha)
@@ -235,29 +244,27 @@ class DicomArchive:
         return ordered
 
     def _validate(
-        self, incoming: IncomingFile[IngestReport], expected_sha256: str
-    ) -> tuple[ParsedInstance, IngestReport]:
+        self, incoming: IncomingFile[IngestReport], expected_sha256: str, cancel: CancelToken
+    ) -> tuple[Validated, IngestReport]:
         staged = incoming.staged
         sha = incoming.check(expected_sha256)
-        parsed = parse_instance(
-            staged.path, name=incoming.name, sha256=sha, size=staged.size, limits=self.limits, on_frame=self._warm(sha)
+        parsed = self.decoders.run(
+            validate_file,
+            staged.path,
+            incoming.name,
+            sha,
+            staged.size,
+            self.limits,
+            self.warm_bytes,
+            subject=incoming.name,
+            on_item=self._warm(sha),
+            cancel=cancel,
         )
         inst = parsed.instance
         report = IngestReport(
             incoming.name, "stored", sha, staged.size, inst.sop_uid, inst.study_uid, inst.series_uid, parsed.warnings
         )
         return parsed, report
-
-    @staticmethod
-    def _summary(parsed: ParsedInstance) -> str | None:
-        """The header summary of an ingested instance (None when it cannot be made: built by parsing then)."""
-        if parsed.dataset is None or parsed.instance.frames == 0:
-            return None
-        try:
-            return summarize(parsed.dataset, parsed.instance.sop_uid).to_json()
-        except Exception:
-            log.debug("no header summary for an ingested instance", exc_info=True)
-            return None
 
     def headers(self, rows: Sequence[InstanceRow]) -> dict[str, InstanceHeader]:
         """Header summaries kept at ingest for these instances, by sha256 (some may be missing)."""
@@ -268,13 +275,11 @@ class DicomArchive:
                 out[sha] = header
         return out
 
-    def _warm(self, sha: str) -> FrameSink:
-        """Keep the frames that validation decodes, while they fit the warm-up budget."""
-        budget = [self.warm_bytes]
+    def _warm(self, sha: str) -> OnItem:
+        """Keep the frames that validation decoded (within its warm-up budget) in the derived cache."""
 
-        def keep(index: int, frame: np.ndarray) -> None:
-            if frame.nbytes <= budget[0]:
-                budget[0] -= frame.nbytes
+        def keep(index: int, frame: np.ndarray | None) -> None:
+            if frame is not None:
                 self.cache.put(_decoded_key(sha, index), npy_bytes(frame), NPY, tag=sha)
 
         return keep

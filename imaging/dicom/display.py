@@ -117,7 +117,8 @@ def object_window(ds: Dataset, frame_index: int = 0, which: int = 0) -> tuple[fl
     """The object's own window for a frame: the ``which``-th WindowCenter/Width pair.
 
     Per-frame (Frame VOI LUT) values come before shared and top-level ones.
-    Returns None when the object has no usable window.
+    Returns None when the object has no usable window (none, or values that are
+    not numbers).
 
     Raises
     ------
@@ -126,14 +127,22 @@ def object_window(ds: Dataset, frame_index: int = 0, which: int = 0) -> tuple[fl
     """
     item = _functional(ds, frame_index, "FrameVOILUTSequence")
     src = item if item is not None else ds
-    centers, widths = src.get("WindowCenter"), src.get("WindowWidth")
+    try:
+        centers, widths = src.get("WindowCenter"), src.get("WindowWidth")
+    except (ValueError, TypeError, OverflowError):  # a value that is no decimal string
+        return None
     if centers is None or widths is None:
         return None
     cs = list(centers) if isinstance(centers, MultiValue) else [centers]
     ws = list(widths) if isinstance(widths, MultiValue) else [widths]
     if not 0 <= which < min(len(cs), len(ws)):
-        raise InvalidInputError(f"window {which} out of range: the object has {min(len(cs), len(ws))}")
-    c, w = float(cs[which]), float(ws[which])
+        raise InvalidInputError(
+            f"window {which} out of range: the object has {min(len(cs), len(ws))}", subject="window_index"
+        )
+    try:
+        c, w = float(cs[which]), float(ws[which])
+    except (ValueError, TypeError, OverflowError):
+        return None
     if w <= 0:
         return None
     return c, w, VoiFunction.parse(src.get("VOILUTFunction"))

@@ -123,5 +123,7 @@ def decode_frame(path: Path | BinaryIO, ds: Dataset, index: int, *, name: str, r
     try:
         with all_cores():  # codecs that decode with threads of their own (openjpeg)
             return next(iter(decode_frames(path, ds, indices=[index], raw=raw_color)))
-    except Exception as exc:
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # codec errors come in many types; a Rust codec's panic is a BaseException
         raise classify_decode_error(exc, ds, name) from exc

@@ -331,6 +331,12 @@ def _check(value: str, vr: str, name: str) -> str:
     clean = _clean_time(value) if vr == "TM" else value.replace(".", "") if vr == "DA" else value
     if not pattern.fullmatch(clean):
         raise InvalidInputError(f"{value!r} is not a {vr} value", subject=name)
+    if vr == "DT":
+        try:  # digits in the right places may still name no moment (month 13): refused here, not when matched
+            _dt_bound(clean, high=False)
+            _dt_bound(clean, high=True)
+        except ValueError:
+            raise InvalidInputError(f"{value!r} is not a DT value: it names no moment", subject=name) from None
     return clean
 
 

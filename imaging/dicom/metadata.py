@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,10 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from .bulk import TagPath, bulk_uri, element_vr, raw_element
-from .parse import read_dataset
+from .parse import HEADER_ERRORS, read_dataset
 from .pixels import PIXEL_TAGS, has_pixels
+
+log = logging.getLogger(__name__)
 
 DEFAULT_BULK_THRESHOLD = 1024
 #: VRs whose values the JSON model gives inline as base64 or as a BulkDataURI (PS3.18 F.2.7).
@@ -86,7 +89,10 @@ def dataset_json(
         return bulk_uri(study_uid, series_uid, sop_uid, at)
 
     skip = frozenset() if pixel is None else frozenset({pixel[0]})
-    model = _model(ds, (), uri, bulk_data_threshold, keywords, include_private, skip)
+    left_out: list[int] = []
+    model = _model(ds, (), uri, bulk_data_threshold, keywords, include_private, left_out, skip)
+    if left_out:
+        log.info("elements left out of a JSON model: their values do not convert", extra={"elements": len(left_out)})
     if pixel is not None:
         tag, vr = pixel
         model[f"{tag:08X}"] = {"vr": vr, "BulkDataURI": uri((tag,))}
@@ -163,41 +169,68 @@ def _model(
     threshold: int,
     keywords: bool,
     private: bool,
+    left_out: list[int],
     skip: frozenset[int] = frozenset(),
 ) -> dict[str, Any]:
     """``ds.to_json_dict`` with each BulkDataURI naming its element's path (pydicom's handler sees
     the element only, not where it sits: nested values would all get the top-level tag). Private
-    elements (at any depth) only with ``private``; the tags in ``skip`` are left out."""
+    elements (at any depth) only with ``private``; the tags in ``skip`` are left out.
+
+    So is an element whose value pydicom cannot convert (ingest reads only the elements it
+    needs), at any depth: its tag goes to ``left_out``, never its value to a log.
+    pydicom's own ``suppress_invalid_tags`` would switch a process-wide reading mode that other
+    request threads see.
+    """
     out: dict[str, Any] = {}
     for key in sorted(ds.keys()):  # tags; iterating the dataset would read every deferred value
         if int(key) in skip or (not private and key.is_private):
             continue
-        raw = raw_element(ds, key)
-        if (
-            isinstance(raw, RawDataElement)
-            and raw.value is None
-            and raw.VR in _BINARY
-            and raw.length != 0xFFFFFFFF
-            and raw.length > (threshold // 4) * 3
-        ):
-            # Deferred (large) and bulk either way: named without reading it (as pydicom would decide).
-            tag = int(raw.tag)
-            out[f"{tag:08X}"] = {"vr": raw.VR, "BulkDataURI": uri((*at, tag))}
-            if keywords and keyword_of(tag):
-                out[f"{tag:08X}"]["keyword"] = keyword_of(tag)
+        try:
+            obj = _element_json(ds, key, at, uri, threshold, keywords, private, left_out)
+        except HEADER_ERRORS:
+            left_out.append(int(key))
             continue
-        elem = ds[key]
-        tag = int(elem.tag)
-        if elem.VR == "SQ":
-            obj: dict[str, Any] = {
-                "vr": "SQ",
-                "Value": [
-                    _model(item, (*at, tag, i), uri, threshold, keywords, private) for i, item in enumerate(elem.value)
-                ],
-            }
-        else:
-            obj = _value_json(elem) or elem.to_json_dict(functools.partial(_named, uri, (*at, tag)), threshold)
-        if keywords and elem.keyword:
-            obj["keyword"] = elem.keyword
-        out[f"{tag:08X}"] = obj
+        out[f"{int(key):08X}"] = obj
     return out
+
+
+def _element_json(
+    ds: Dataset,
+    key: Any,
+    at: TagPath,
+    uri: Callable[[TagPath], str],
+    threshold: int,
+    keywords: bool,
+    private: bool,
+    left_out: list[int],
+) -> dict[str, Any]:
+    """One element's attribute object in the model (see :func:`_model`)."""
+    raw = raw_element(ds, key)
+    if (
+        isinstance(raw, RawDataElement)
+        and raw.value is None
+        and raw.VR in _BINARY
+        and raw.length != 0xFFFFFFFF
+        and raw.length > (threshold // 4) * 3
+    ):
+        # Deferred (large) and bulk either way: named without reading it (as pydicom would decide).
+        tag = int(raw.tag)
+        named: dict[str, Any] = {"vr": raw.VR, "BulkDataURI": uri((*at, tag))}
+        if keywords and keyword_of(tag):
+            named["keyword"] = keyword_of(tag)
+        return named
+    elem = ds[key]
+    tag = int(elem.tag)
+    if elem.VR == "SQ":
+        obj: dict[str, Any] = {
+            "vr": "SQ",
+            "Value": [
+                _model(item, (*at, tag, i), uri, threshold, keywords, private, left_out)
+                for i, item in enumerate(elem.value)
+            ],
+        }
+    else:
+        obj = _value_json(elem) or elem.to_json_dict(functools.partial(_named, uri, (*at, tag)), threshold)
+    if keywords and elem.keyword:
+        obj["keyword"] = elem.keyword
+    return obj

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import struct
-import warnings
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -19,7 +19,8 @@ import pydicom
 from pydicom.datadict import dictionary_VR
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
+from pydicom.filereader import _read_file_meta_info, read_preamble  # to find where a deflated dataset starts
 from pydicom.tag import Tag
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -30,9 +31,11 @@ from pydicom.uid import (
 )
 
 from voxelgate.cache.catalog import InstanceRow, SeriesRow, StudyRow
-from voxelgate.errors import InvalidInputError
+from voxelgate.errors import InvalidInputError, LimitExceededError
 
 from ..limits import Limits
+from . import notes
+from .frames import modality_dtype
 from .pixels import (
     PIXEL_TAGS,
     FrameSink,
@@ -44,6 +47,27 @@ from .pixels import (
 )
 
 log = logging.getLogger(__name__)
+
+#: What pydicom raises for a header it cannot read: a value that does not convert (an unknown VR, a
+#: length that is no multiple of its value size, text that is not a number), or a cut-off file.
+HEADER_ERRORS: tuple[type[BaseException], ...] = (
+    InvalidDicomError,
+    BytesLengthException,
+    EOFError,
+    ValueError,
+    struct.error,
+    OverflowError,
+    KeyError,
+    IndexError,
+    TypeError,
+    NotImplementedError,
+    UnicodeError,
+    AttributeError,
+    zlib.error,  # a deflated dataset cut short (found by fuzzing: tests/fuzz/corpus/dicom)
+)
+
+#: Room a deflated dataset may take, once inflated, beyond the pixel limit: its header.
+INFLATED_HEADER_BYTES = 64 * 1024 * 1024
 
 _UID_RE = re.compile(r"^[0-9A-Za-z.\-_]{1,64}$")
 _STRICT_UID_RE = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
@@ -113,14 +137,63 @@ def _check_elements(ds: Dataset, name: str, file_size: int | None) -> None:
                     _check_elements(item, name, None)
 
 
+def _check_inflated_size(path: Path, *, name: str, limit: int) -> None:
+    """Refuse a Deflated Explicit VR Little Endian file whose dataset inflates past ``limit`` bytes.
+
+    pydicom inflates the whole dataset in one call, however large it grows (a
+    megabyte of deflate can hold a gigabyte). Here it is inflated first in
+    bounded steps, counting and keeping nothing, and refused once past the limit.
+
+    Raises
+    ------
+    LimitExceededError
+        The dataset inflates past ``limit``; the message gives both.
+    InvalidInputError
+        The deflate stream is corrupt.
+    """
+    with open(path, "rb") as fh:
+        try:
+            read_preamble(fh, True)
+            meta = _read_file_meta_info(fh)
+            # Read here: a raw element's value is converted when first read (an unknown VR fails then).
+            deflated = meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
+        except Exception:  # noqa: BLE001 - what is wrong with the header, dcmread says better
+            return
+        if not deflated:
+            return
+        inflater = zlib.decompressobj(-zlib.MAX_WBITS)
+        total = 0
+        try:
+            while not inflater.eof and (data := fh.read(1 << 20)):
+                # At the stream's end the rest stays in unconsumed_tail (found by fuzzing): stop there.
+                while data and not inflater.eof:
+                    total += len(inflater.decompress(data, 1 << 20))  # at most 1 MiB out a step
+                    if total > limit:
+                        raise LimitExceededError(
+                            f"the deflated dataset inflates to more than {limit} bytes (the pixel limit plus "
+                            f"{INFLATED_HEADER_BYTES} for the header); stopped at {total}",
+                            subject=name,
+                        )
+                    data = inflater.unconsumed_tail
+        except zlib.error as exc:
+            raise InvalidInputError(f"the deflated dataset does not inflate: {exc}", subject=name) from exc
+
+
 def read_dataset(
-    path: Path | BinaryIO, *, name: str, stop_before_pixels: bool = False, size: int | None = None
+    path: Path | BinaryIO,
+    *,
+    name: str,
+    stop_before_pixels: bool = False,
+    size: int | None = None,
+    inflate_limit: int | None = None,
 ) -> tuple[Dataset, list[str]]:
     """Read a file's dataset (pixel data deferred), Part 10 or bare.
 
     ``path`` may also be a seekable binary file (an object read with ranged
     GETs), whose ``size`` is then given; deferred values are read from it, so it
-    stays open while the dataset is used.
+    stays open while the dataset is used. With ``inflate_limit``, a deflated
+    dataset that inflates past it is refused before pydicom inflates it (ingest
+    gives it; a stored file was checked then).
 
     Returns the dataset and the warnings collected while reading.
 
@@ -128,13 +201,16 @@ def read_dataset(
     ------
     InvalidInputError
         When the bytes are empty, not DICOM, or the header is truncated or corrupt.
+    LimitExceededError
+        A deflated dataset inflates past ``inflate_limit``.
     """
     file_size = path.stat().st_size if isinstance(path, Path) else size
     if file_size == 0:
         raise InvalidInputError("empty file", subject=name)
+    if inflate_limit is not None and isinstance(path, Path):
+        _check_inflated_size(path, name=name, limit=inflate_limit)
     found: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with notes.collect() as caught:
         try:
             try:
                 ds = pydicom.dcmread(path, defer_size="256 KB", stop_before_pixels=stop_before_pixels)
@@ -144,24 +220,13 @@ def read_dataset(
                 ds = pydicom.dcmread(path, defer_size="256 KB", stop_before_pixels=stop_before_pixels, force=True)
                 found.append("no DICOM preamble/meta header; read as a bare dataset")
             # pydicom stops quietly where a file ends inside an undefined-length value.
-            if any("End of file reached" in str(w.message) for w in caught):
+            if any("End of file reached" in m for m in caught):
                 raise InvalidInputError("file is truncated: it ends inside an undefined-length element", subject=name)
             # The pixel data stays deferred (it may be gigabytes); the rest of the
             # header must hold what it announces so that a cut-off file fails here.
             deflated = ds.file_meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
             _check_elements(ds, name, None if deflated else file_size)
-        except (
-            InvalidDicomError,
-            EOFError,
-            ValueError,
-            struct.error,
-            OverflowError,
-            KeyError,
-            TypeError,
-            NotImplementedError,
-            UnicodeError,
-            AttributeError,
-        ) as exc:
+        except HEADER_ERRORS as exc:
             raise InvalidInputError(
                 f"not a readable DICOM dataset ({type(exc).__name__}: {str(exc)[:200]})", subject=name
             ) from exc
@@ -172,7 +237,7 @@ def read_dataset(
             raise InvalidInputError(
                 f"not a readable DICOM dataset (truncated or corrupt: {str(exc)[:200]})", subject=name
             ) from exc
-    found.extend(str(w.message)[:300] for w in caught)
+    found.extend(m[:300] for m in caught)
     if not ds.get("file_meta") or "TransferSyntaxUID" not in ds.file_meta:
         meta = ds.file_meta if isinstance(ds.get("file_meta"), FileMetaDataset) else FileMetaDataset()
         implicit, little = ds.original_encoding if ds.original_encoding != (None, None) else (True, True)
@@ -185,6 +250,17 @@ def read_dataset(
         ds.file_meta = meta
         found.append(f"no Transfer Syntax UID; inferred {meta.TransferSyntaxUID.name}")
     return ds, found
+
+
+def _check_rescale(ds: Dataset, frames: int, name: str) -> None:
+    """Refuse a Modality LUT / rescale that GetFrame could not apply: values that are no numbers."""
+    for index in range(frames):
+        try:
+            modality_dtype(ds, index)
+        except HEADER_ERRORS as exc:
+            raise InvalidInputError(
+                f"the rescale of frame {index} cannot be read ({type(exc).__name__}: {str(exc)[:200]})", subject=name
+            ) from exc
 
 
 def _check_uid(ds: Dataset, keyword: str, name: str, found: list[str]) -> str:
@@ -218,14 +294,27 @@ def parse_instance(
     InvalidInputError, LimitExceededError, UnsupportedError
         As :func:`read_dataset` and :func:`validate_pixels`.
     """
-    ds, found = read_dataset(path, name=name)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        parsed = _describe(
-            ds, path, found, name=name, sha256=sha256, size=size, limits=limits, validate=validate, on_frame=on_frame
-        )
-    for w in caught:
-        text = str(w.message)[:300]
+    ds, found = read_dataset(path, name=name, inflate_limit=limits.max_pixel_bytes + INFLATED_HEADER_BYTES)
+    with notes.collect() as caught:
+        try:
+            parsed = _describe(
+                ds,
+                path,
+                found,
+                name=name,
+                sha256=sha256,
+                size=size,
+                limits=limits,
+                validate=validate,
+                on_frame=on_frame,
+            )
+        except HEADER_ERRORS as exc:
+            # Values are converted when first read: a bit flipped in a VR or a length shows here.
+            raise InvalidInputError(
+                f"header element cannot be read ({type(exc).__name__}: {str(exc)[:200]})", subject=name
+            ) from exc
+    for m in caught:
+        text = m[:300]
         if text not in parsed.warnings:
             parsed.warnings.append(text)
     parsed.dataset = ds
@@ -250,34 +339,31 @@ def _describe(
     sop_class = _check_uid(ds, "SOPClassUID", name, found)
     study_uid = _check_uid(ds, "StudyInstanceUID", name, found)
     series_uid = _check_uid(ds, "SeriesInstanceUID", name, found)
-    try:
-        pixels = has_pixels(ds)
-        if pixels and validate:
-            found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame))
-        rows, cols, _samples, frames, _bits = pixel_layout(ds) if pixels else (0, 0, 0, 0, 0)
-        study = StudyRow(
-            study_uid=study_uid,
-            patient_id=_text(ds, "PatientID"),
-            patient_name=_text(ds, "PatientName"),
-            patient_birth_date=_text(ds, "PatientBirthDate"),
-            patient_sex=_text(ds, "PatientSex"),
-            study_date=_text(ds, "StudyDate"),
-            study_time=_text(ds, "StudyTime"),
-            accession_number=_text(ds, "AccessionNumber"),
-            study_description=_text(ds, "StudyDescription"),
-        )
-        series = SeriesRow(
-            series_uid=series_uid,
-            study_uid=study_uid,
-            modality=_text(ds, "Modality"),
-            series_number=_int(ds, "SeriesNumber"),
-            series_description=_text(ds, "SeriesDescription"),
-            body_part=_text(ds, "BodyPartExamined"),
-        )
-    except (UnicodeError, ValueError, TypeError, struct.error, EOFError) as exc:
-        raise InvalidInputError(
-            f"header element cannot be read ({type(exc).__name__}: {str(exc)[:200]})", subject=name
-        ) from exc
+    pixels = has_pixels(ds)
+    if pixels and validate:
+        found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame))
+    rows, cols, _samples, frames, _bits = pixel_layout(ds) if pixels else (0, 0, 0, 0, 0)
+    if pixels and validate:
+        _check_rescale(ds, frames, name)
+    study = StudyRow(
+        study_uid=study_uid,
+        patient_id=_text(ds, "PatientID"),
+        patient_name=_text(ds, "PatientName"),
+        patient_birth_date=_text(ds, "PatientBirthDate"),
+        patient_sex=_text(ds, "PatientSex"),
+        study_date=_text(ds, "StudyDate"),
+        study_time=_text(ds, "StudyTime"),
+        accession_number=_text(ds, "AccessionNumber"),
+        study_description=_text(ds, "StudyDescription"),
+    )
+    series = SeriesRow(
+        series_uid=series_uid,
+        study_uid=study_uid,
+        modality=_text(ds, "Modality"),
+        series_number=_int(ds, "SeriesNumber"),
+        series_description=_text(ds, "SeriesDescription"),
+        body_part=_text(ds, "BodyPartExamined"),
+    )
     instance = InstanceRow(
         sop_uid=sop_uid,
         series_uid=series_uid,

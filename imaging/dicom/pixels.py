@@ -23,6 +23,7 @@ from voxelgate.errors import InvalidInputError, LimitExceededError, UnsupportedE
 
 from ..cpu import all_cores
 from ..limits import Limits
+from .codestreams import check_declared_sizes
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,9 @@ def decode_frames(
     transfer syntax), pydicom decodes from the parsed dataset instead.
     """
     idx = list(indices) if indices is not None else None
+    if _bit_packed(ds):
+        yield from _packed_frames(path, ds, idx)
+        return
     if "decoding_plugin" not in opts and _prefer_pillow(ds):
         # Pillow's bundled openjpeg decodes with OPJ_NUM_THREADS threads (set by
         # the server at start-up); pylibjpeg-openjpeg decodes on one core.
@@ -111,6 +115,62 @@ def decode_frames(
                 raise
             log.debug("path decoding failed, decoding from the dataset", exc_info=True)
     yield from iter_pixels(ds, indices=idx, raw=raw, **opts)
+
+
+def _bit_packed(ds: Dataset) -> bool:
+    """Native, little-endian, one bit a pixel (a DICOM Segmentation's BINARY frames, overlays)."""
+    tsyntax = ds.file_meta.get("TransferSyntaxUID")
+    return (
+        tsyntax is not None
+        and not tsyntax.is_encapsulated
+        and not tsyntax.is_deflated
+        and tsyntax.is_little_endian
+        and _int(ds, "BitsAllocated") == 1
+        and 0x7FE00010 in ds
+    )
+
+
+def _packed_frames(path: Path | BinaryIO, ds: Dataset, indices: list[int] | None) -> Iterator[np.ndarray]:
+    """Frames of 1-bit pixel data, unpacked here (uint8 0/1, as pydicom gives them).
+
+    Frames follow each other bit by bit, so that a frame whose pixel count is no
+    multiple of 8 starts inside a byte: pydicom 3.0's ``iter_pixels`` fails on
+    every frame after the first of those ("cannot reshape"), while such
+    segmentations are valid and common (any plane of odd size).
+
+    Raises
+    ------
+    IndexError
+        A frame past the end.
+    ValueError
+        The pixel data is shorter than the frames need.
+    """
+    rows, cols, samples, frames, _ = pixel_layout(ds)
+    n = rows * cols * samples
+    raw = raw_item(ds, 0x7FE00010)
+    if isinstance(raw, RawDataElement) and raw.value is None and raw.value_tell is not None:
+        data = _read_at(path, int(raw.value_tell), int(raw.length))
+    else:
+        data = bytes(ds.PixelData)
+    for i in indices if indices is not None else range(frames):
+        if not 0 <= i < frames:
+            raise IndexError(f"frame {i} out of range (0..{frames - 1})")
+        start = i * n
+        first, end = start // 8, (start + n + 7) // 8
+        if end > len(data):
+            raise ValueError(f"pixel data holds {len(data)} bytes; frame {i} needs {end}")
+        bits = np.unpackbits(np.frombuffer(data, np.uint8, end - first, first), bitorder="little")
+        frame = bits[start - first * 8 : start - first * 8 + n]
+        yield frame.reshape((rows, cols, samples) if samples > 1 else (rows, cols))
+
+
+def _read_at(path: Path | BinaryIO, offset: int, length: int) -> bytes:
+    if isinstance(path, Path):
+        with path.open("rb") as fh:
+            fh.seek(offset)
+            return fh.read(length)
+    path.seek(offset)
+    return path.read(length)
 
 
 _J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91"}
@@ -220,7 +280,11 @@ FrameSink = Callable[[int, np.ndarray], None]
 def validate_pixels(
     ds: Dataset, path: Path, *, name: str, limits: Limits, on_frame: FrameSink | None = None
 ) -> list[str]:
-    """Prove that the pixel data of ``ds`` decodes, frame by frame (bounded memory).
+    """Prove that the pixel data of ``ds`` decodes the way GetFrame decodes it, frame by frame (bounded memory).
+
+    Compressed frames are checked against the size their codestream declares
+    before any is decoded. Native frames that GetFrame reads straight from the
+    file need only their length; others are decoded like compressed ones.
 
     Compressed frames are handed to ``on_frame(index, array)`` as they are decoded
     (colour converted to RGB, as :func:`decode_frames` returns them), so that the
@@ -233,7 +297,8 @@ def validate_pixels(
     LimitExceededError
         The header claims more pixels or frames than allowed.
     InvalidInputError
-        The pixel data is truncated, corrupt, or inconsistent with the header.
+        The pixel data is truncated, corrupt, or inconsistent with the header
+        (a frame's codestream declares more samples than the header).
     UnsupportedError
         No installed decoder handles the transfer syntax.
     """
@@ -276,7 +341,19 @@ def validate_pixels(
             raise InvalidInputError(f"pixel data truncated: {length} bytes where the header needs {need}", subject=name)
         if length > need + 1:
             found.append(f"pixel data has {length - need} bytes more than the header needs")
+        if native_layout(ds) is not None:
+            return found  # GetFrame reads each frame at its offset: the length is all it needs
+        # Anything else (colour, packed bits, big endian, 13 bits allocated...) GetFrame decodes
+        # with pydicom: so does validation, every frame, so that what is stored can be served.
+        _decode_all(path, ds, name=name, frames=frames, on_frame=None)
         return found
+    check_declared_sizes(ds, None if tsyntax.is_deflated else path, name=name, rows=rows, columns=cols, samples=samples)
+    _decode_all(path, ds, name=name, frames=frames, on_frame=on_frame)
+    return found
+
+
+def _decode_all(path: Path, ds: Dataset, *, name: str, frames: int, on_frame: FrameSink | None) -> None:
+    """Decode every frame as GetFrame does (:func:`decode_frames`); ``on_frame`` gets each."""
     n = 0
     try:
         with all_cores():  # codecs that decode with threads of their own (openjpeg)
@@ -284,8 +361,9 @@ def validate_pixels(
                 if on_frame is not None:
                     on_frame(n, frame)
                 n += 1
-    except Exception as exc:  # codec errors come in many types
+    except (KeyboardInterrupt, SystemExit, GeneratorExit):
+        raise
+    except BaseException as exc:  # codec errors come in many types; a Rust codec's panic is a BaseException
         raise classify_decode_error(exc, ds, name) from exc
     if n != frames:
         raise InvalidInputError(f"{n} frames decoded where the header says {frames}", subject=name)
-    return found

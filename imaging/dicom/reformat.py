@@ -313,31 +313,22 @@ def reformat(
         position = float(position_mm)
         index = grid.nearest_index(position)
     half = math.floor(slab_mm / 2 / grid.axis_spacing + 1e-6) if slab_mm > 0 else 0
-    w = np.asarray(grid.axis)
     dtype = volume.array.dtype
     # integers straight out, filled with the volume's lowest value
     native = half == 0 and dtype.kind in "iu" and not keep_float
-    samples = sample_grid(
-        volume,
-        np.asarray(grid.origin_at(position)) - half * grid.axis_spacing * w,
-        (grid.row_direction, grid.column_direction, grid.axis),
-        (grid.pixel_spacing, grid.pixel_spacing, grid.axis_spacing),
-        (2 * half + 1, grid.rows, grid.columns),
-        interpolation=interpolation,
-        fill_value=fill_value if native else math.nan,
-        native=native,
-    )
     if half == 0:
-        out = samples[0]
-    elif slab_mode == "max":
-        out = np.fmax.reduce(samples, axis=0)
-    elif slab_mode == "min":
-        out = np.fmin.reduce(samples, axis=0)
+        out = sample_grid(
+            volume,
+            grid.origin_at(position),
+            (grid.row_direction, grid.column_direction, grid.axis),
+            (grid.pixel_spacing, grid.pixel_spacing, grid.axis_spacing),
+            (1, grid.rows, grid.columns),
+            interpolation=interpolation,
+            fill_value=fill_value if native else math.nan,
+            native=native,
+        )[0]
     else:
-        valid = ~np.isnan(samples)
-        total = np.where(valid, samples, 0.0).sum(axis=0, dtype=np.float64)
-        n = valid.sum(axis=0)
-        out = np.divide(total, n, out=np.full(total.shape, np.nan), where=n > 0).astype(np.float32)
+        out = _slab(volume, grid, position, half, slab_mode, interpolation)
     if not native:
         outside = np.isnan(out)
         if outside.any():
@@ -350,6 +341,59 @@ def reformat(
         else:
             out = out.astype(dtype, copy=False)
     return _placed(volume, grid, out, index, position, slab_mm, slab_mode)
+
+
+#: Bytes of samples a slab projection holds at once (float32 planes, twice over for a mean).
+_SLAB_CHUNK_BYTES = 64 << 20
+
+
+def _slab(
+    volume: Volume, grid: PlaneGrid, position: float, half: int, mode: SlabMode, interpolation: Interpolation
+) -> np.ndarray:
+    """The float32 projection of the ``2 * half + 1`` planes centred on ``position`` (NaN where none is inside).
+
+    Planes further than one step beyond the volume's first or last slice sample
+    nothing but its outside (NaN, which every projection ignores), so they are
+    left out: a slab thicker than the volume costs what the volume's planes cost.
+    The planes are sampled and reduced a few at a time, so that memory stays
+    bounded whatever the thickness.
+    """
+    s = grid.axis_spacing
+    below = min(half, max(0, math.floor((position - grid.first_mm) / s + 1)))
+    above = min(half, max(0, math.floor((grid.position_of(grid.count - 1) - position) / s + 1)))
+    planes = below + above + 1
+    step = max(1, _SLAB_CHUNK_BYTES // max(1, grid.rows * grid.columns * 8))
+    w = np.asarray(grid.axis)
+    first = np.asarray(grid.origin_at(position)) - below * s * w
+    acc: np.ndarray | None = None
+    count: np.ndarray | None = None
+    for start in range(0, planes, step):
+        samples = sample_grid(
+            volume,
+            first + start * s * w,
+            (grid.row_direction, grid.column_direction, grid.axis),
+            (grid.pixel_spacing, grid.pixel_spacing, s),
+            (min(step, planes - start), grid.rows, grid.columns),
+            interpolation=interpolation,
+            fill_value=math.nan,
+        )
+        if mode == "max":
+            part = np.fmax.reduce(samples, axis=0)
+            acc = part if acc is None else np.fmax(acc, part)
+        elif mode == "min":
+            part = np.fmin.reduce(samples, axis=0)
+            acc = part if acc is None else np.fmin(acc, part)
+        else:
+            valid = ~np.isnan(samples)
+            total = np.where(valid, samples, 0.0).sum(axis=0, dtype=np.float64)
+            n = valid.sum(axis=0)
+            acc, count = (total, n) if acc is None or count is None else (acc + total, count + n)
+    assert acc is not None
+    if mode != "mean":
+        return acc
+    assert count is not None
+    mean: np.ndarray = np.divide(acc, count, out=np.full(acc.shape, np.nan), where=count > 0).astype(np.float32)
+    return mean
 
 
 def on_voxels(volume: Volume, sl: Slice, interpolation: Interpolation = "linear") -> bool:

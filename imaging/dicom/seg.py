@@ -26,6 +26,7 @@ from pydicom.uid import generate_uid
 from pydicom.valuerep import format_number_as_ds
 
 from voxelgate.cache.catalog import Page, QueryFilter
+from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import InvalidInputError, UnsupportedError
 from voxelgate.imaging.annotations.planes import Filled, as_mask
 from voxelgate.imaging.dicom.annotation_grid import DicomPlane
@@ -210,13 +211,15 @@ def _slice_measures(plane: DicomPlane, filled: Sequence[Filled]) -> tuple[float,
     return thickness, between
 
 
-def store_segmentation(archive: DicomArchive, seg: Dataset) -> IngestReport:
+def store_segmentation(archive: DicomArchive, seg: Dataset, *, cancel: CancelToken = NEVER) -> IngestReport:
     """Serialize ``seg`` and store it through the archive's ingest (validated, cataloged, durable).
 
     Raises
     ------
     InvalidInputError, LimitExceededError, ConflictError
         As any ingested file.
+    CancelledError
+        ``cancel`` was cancelled before the segmentation was committed (nothing is kept).
     """
     buf = io.BytesIO()
     seg.save_as(buf, enforce_file_format=True)
@@ -227,7 +230,7 @@ def store_segmentation(archive: DicomArchive, seg: Dataset) -> IngestReport:
     except BaseException:
         incoming.abort()
         raise
-    report = incoming.finish()
+    report = incoming.finish(cancel=cancel)
     log.info(
         "segmentation stored",
         extra={"sha256": report.sha256[:16], "bytes": report.size, "frames": len(seg.PerFrameFunctionalGroupsSequence)},

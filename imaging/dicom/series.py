@@ -14,7 +14,7 @@ import hashlib
 import math
 import os
 import threading
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -29,7 +29,8 @@ from voxelgate.cache.keys import make_key
 from voxelgate.cache.lru import LRU
 from voxelgate.cache.npy import npy_parts
 from voxelgate.cache.records import CachedFile
-from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
+from voxelgate.cancel import NEVER, CancelToken
+from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, PreconditionError, VoxelgateError
 from voxelgate.memory import fresh_array
 
 from ..cpu import use_all_cores
@@ -46,6 +47,18 @@ from .reformat import Plane, PlaneStacks, Slice, on_voxels, plane_grid
 from .reformat import reformat as reformat_slice
 from .stacks import Excluded, FrameRef, Stack, frame_refs, split_stacks
 from .volume import Volume
+
+
+class _Build:
+    """A volume build under way in this process, and how many calls wait for it.
+
+    Its token is cancelled when the last of them goes (cancelled, deadline
+    passed): a build nobody waits for stops, between two frames.
+    """
+
+    def __init__(self) -> None:
+        self.token = CancelToken()
+        self.waiting = 0
 
 
 class _Datasets(Mapping[str, Dataset]):
@@ -154,6 +167,7 @@ class SeriesVolumes:
         self._layouts: LRU[str, SeriesLayout] = LRU(memo_series, on_evict=self._forget_series)
         self._by_series: dict[str, tuple[int, SeriesLayout]] = {}
         self._volumes: LRU[str, tuple[Volume, CachedFile]] = LRU(memo_volumes)
+        self._builds: dict[str, _Build] = {}
         # Renders run a core's worth at a time: more at once only trade the GIL back and forth
         # between threads (each numpy call releases and retakes it), which costs more than it gives.
         self._render_slots = threading.BoundedSemaphore(os.cpu_count() or 2)
@@ -238,12 +252,24 @@ class SeriesVolumes:
     # -- volumes --------------------------------------------------------------
 
     def volume(
-        self, series_uid: str, stack_index: int = 0, *, layout: SeriesLayout | None = None
+        self,
+        series_uid: str,
+        stack_index: int = 0,
+        *,
+        layout: SeriesLayout | None = None,
+        cancel: CancelToken = NEVER,
     ) -> tuple[Volume, CachedFile]:
         """The volume of one stack and its cache entry.
 
         Memory-mapped from the derived cache; the caller that builds it gets it in
         memory (the entry's ``path`` is then empty) while the file is written.
+        Concurrent callers share one build; once every one of them is cancelled
+        (``cancel``), the build stops between two frames and nothing is kept.
+
+        Raises
+        ------
+        CancelledError
+            ``cancel`` was cancelled before the volume was there.
         """
         layout = layout or self.layout(series_uid)
         stack = self._stack(layout, stack_index)
@@ -251,13 +277,19 @@ class SeriesVolumes:
         with self._lock:
             known = self._volumes.get(key)
             if known is not None:
-                if known[1].path or known[1].payload is not None or self.archive.cache.pending(key):
+                cache = self.archive.cache
+                if known[1].path or known[1].payload is not None or cache.pending(key) or not cache.holds(key):
+                    # Mapped from its file; or in memory while its file is written, or for good when the cache
+                    # could not keep it (larger than the cache, no room on the volume): not built again.
                     return known
                 # Built here and written to the cache since: map the file, let the memory go.
                 self._volumes.pop(key)
         rows = {r.sop_uid: r for r in self.archive.series_instances(series_uid)}
 
+        build, leave = self._join_build(key, cancel)
+
         def load_frame(sop_uid: str, frame_index: int) -> np.ndarray:
+            build.token.check(series_uid)
             row: InstanceRow = rows[sop_uid]
             ds = layout.datasets[sop_uid]
             values, _ = modality_values(self.archive.decoded_frame(row, ds, frame_index), ds, frame_index)
@@ -270,7 +302,7 @@ class SeriesVolumes:
 
         def compute() -> tuple[list[bytes | memoryview], str, dict[str, object]]:
             grid = layout.grids[stack_index]
-            voxels = self._summary_voxels(layout, stack, grid)
+            voxels = self._summary_voxels(layout, stack, grid, build.token)
             if voxels is not None:
                 vol = Volume(voxels, grid.affine, stack.frame_of_reference_uid, (*stack.warnings, *grid.warnings))
             else:
@@ -280,11 +312,58 @@ class SeriesVolumes:
 
         # The builder answers from the volume in memory while the cache file is written
         # behind it (150 MB of a CT); other callers wait for the file and map it.
-        entry = self.archive.cache.get_or_compute_file(key, compute, tag=f"series:{series_uid}", write_behind=True)
+        try:
+            while True:
+                try:
+                    entry = self.archive.cache.get_or_compute_file(
+                        key, compute, tag=f"series:{series_uid}", write_behind=True
+                    )
+                    break
+                except CancelledError:
+                    if cancel.cancelled:
+                        raise
+                    # The build this call joined was stopped as everyone else left it: build afresh.
+                    leave()
+                    build, leave = self._join_build(key, cancel)
+        finally:
+            leave()
         vol = built[0] if built else volume_from_cache(entry)
         with self._lock:
             self._volumes.put(key, (vol, entry))
         return vol, entry
+
+    def _join_build(self, key: str, cancel: CancelToken) -> tuple[_Build, Callable[[], None]]:
+        """Count this call among those waiting for the build of ``key``; returns the build and how to leave it.
+
+        Leaving (or this call's cancellation) takes it off the count; the last to
+        go cancels the build.
+        """
+        with self._lock:
+            build = self._builds.get(key)
+            if build is None or build.token.cancelled:
+                build = self._builds[key] = _Build()
+            build.waiting += 1
+        gone = threading.Event()
+
+        def leave() -> None:
+            with self._lock:
+                if gone.is_set():
+                    return
+                gone.set()
+                build.waiting -= 1
+                last = build.waiting == 0
+                if last and self._builds.get(key) is build:
+                    del self._builds[key]
+            if last:
+                build.token.cancel("no call waits for this volume any more")
+
+        unregister = cancel.on_cancel(leave)
+
+        def done() -> None:
+            unregister()
+            leave()
+
+        return build, done
 
     def _stored_frame(self, layout: SeriesLayout, row: InstanceRow, index: int) -> np.ndarray:
         """Stored values of a frame that is not a plain array in its file: decoded at ingest, or now."""
@@ -293,7 +372,9 @@ class SeriesVolumes:
             return cached
         return self.archive.decoded_frame(row, layout.datasets[row.sop_uid], index)
 
-    def _summary_voxels(self, layout: SeriesLayout, stack: Stack, grid: VolumeGrid) -> np.ndarray | None:
+    def _summary_voxels(
+        self, layout: SeriesLayout, stack: Stack, grid: VolumeGrid, cancel: CancelToken = NEVER
+    ) -> np.ndarray | None:
         """The voxels of an untilted, evenly spaced stack, built from the header summaries kept at ingest.
 
         What :func:`~.building.build_volume` makes of ``load_frame`` in :meth:`volume`
@@ -328,13 +409,14 @@ class SeriesVolumes:
         native_plans = [(r, n, f, m) for r, n, f, m in plans if n is not None and np.dtype(n.dtype) == target]
         if len(native_plans) == len(plans):
             try:
-                self._read_in_place(native_plans, out)
+                self._read_in_place(native_plans, out, cancel)
                 return out
             except _NeedsInt32:
                 pass  # a frame's values leave int16: the loop below widens the result
         raw_buf: np.ndarray | None = None
 
         def decoded(plan: tuple[InstanceRow, object, FrameRef, np.dtype]) -> np.ndarray | None:
+            cancel.check(layout.series_uid)
             row, native, ref, _ = plan
             return None if native is not None else self._stored_frame(layout, row, ref.frame_index)
 
@@ -347,6 +429,7 @@ class SeriesVolumes:
         }
 
         def read_into_place(ks: list[int]) -> list[bool]:
+            cancel.check(layout.series_uid)
             return [
                 direct[k].read(self.archive.file_path(plans[k][0]), plans[k][2].frame_index, out=out[k]) is not None
                 for k in ks
@@ -360,6 +443,7 @@ class SeriesVolumes:
             in_place = set(direct)
             fetched = pool.map(decoded, plans)
             for k, ((row, native, ref, mdt), stored) in enumerate(zip(plans, fetched, strict=True)):
+                cancel.check(layout.series_uid)
                 rescale = ref.rescale if ref.rescale not in (None, (1.0, 0.0)) else None
                 if k in in_place:
                     raw = out[k]  # read above (if the result was widened since, widened with it)
@@ -407,7 +491,10 @@ class SeriesVolumes:
         return out
 
     def _read_in_place(
-        self, plans: list[tuple[InstanceRow, NativeLayout, FrameRef, np.dtype]], out: np.ndarray
+        self,
+        plans: list[tuple[InstanceRow, NativeLayout, FrameRef, np.dtype]],
+        out: np.ndarray,
+        cancel: CancelToken = NEVER,
     ) -> None:
         """Read uncompressed frames into ``out`` and rescale each in place.
 
@@ -427,6 +514,7 @@ class SeriesVolumes:
 
         def work() -> None:
             for a in starts:  # each start is handed out once, across threads
+                cancel.check(plans[0][2].sop_uid)
                 b = min(a + _SLICES_A_TURN, n)
                 for k in range(a, b):
                     row, native, ref, mdt = plans[k]
@@ -444,7 +532,7 @@ class SeriesVolumes:
                 part.result()
 
     def stream_volume(
-        self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20
+        self, series_uid: str, stack_index: int = 0, *, chunk_bytes: int = 2 << 20, cancel: CancelToken = NEVER
     ) -> tuple[Volume, Generator[bytes | memoryview, None, None]]:
         """A stack's volume (as :meth:`volume`) and its voxels in chunks (views of it where it allows).
 
@@ -461,7 +549,7 @@ class SeriesVolumes:
         hold = self.archive.cache.hold_writes()
         hold.__enter__()
         try:
-            vol, _ = self.volume(series_uid, stack_index)
+            vol, _ = self.volume(series_uid, stack_index, cancel=cancel)
         except BaseException:
             hold.__exit__(None, None, None)
             raise
@@ -525,12 +613,14 @@ class SeriesVolumes:
         slab_mm: float = 0.0,
         slab_mode: Literal["max", "min", "mean"] = "max",
         float_values: bool = False,
+        cancel: CancelToken = NEVER,
     ) -> RenderedSlice:
         """One reformatted slice, windowed and encoded (cached by its parameters).
 
         RAW slices carry modality values in the volume's dtype: linearly interpolated
         values of an integer volume are rounded to it (``rounded`` says when that
-        changed any), or come as float32 with ``float_values``.
+        changed any), or come as float32 with ``float_values``. ``cancel`` stops the
+        volume build this slice waits for (see :meth:`volume`).
 
         Raises
         ------
@@ -554,6 +644,7 @@ class SeriesVolumes:
                 slab_mm,
                 slab_mode,
                 float_values,
+                cancel,
             )
         except VoxelgateError as exc:
             raise exc.with_subject(series_uid) from exc.__cause__
@@ -571,6 +662,7 @@ class SeriesVolumes:
         slab_mm: float,
         slab_mode: Literal["max", "min", "mean"],
         float_values: bool,
+        cancel: CancelToken,
     ) -> RenderedSlice:
         # Checked before any cache key is made of them (keys refuse non-finite numbers).
         if position_mm is not None and not math.isfinite(position_mm):
@@ -578,7 +670,7 @@ class SeriesVolumes:
         if not math.isfinite(slab_mm) or slab_mm < 0:
             raise InvalidInputError(f"slab thickness must be >= 0 mm, got {slab_mm}")
         layout = self.layout(series_uid)
-        vol, _ = self.volume(series_uid, stack, layout=layout)
+        vol, _ = self.volume(series_uid, stack, layout=layout, cancel=cancel)
         st = self._stack(layout, stack)
         grid = plane_grid(vol, plane)
         # The volume's own key names what it was built from (its bytes follow from that).

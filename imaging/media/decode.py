@@ -38,11 +38,12 @@ Grey with alpha stays two channels rather than growing to RGBA: nothing is
 invented, and every consumer here (resize, PNG, JPEG, WebP, MP4) accepts it.
 Returned arrays may be read-only (they are views of Pillow's buffer, not copies).
 
-Pillow's process-wide ``Image.MAX_IMAGE_PIXELS`` is never changed. Headers are
-parsed by the plugin class directly, so Pillow's own bomb check at ``open``
-does not pre-empt ours; where Pillow still applies it (TIFF pages, above
+Headers are parsed by the plugin class directly, so Pillow's own bomb check at
+``open`` does not pre-empt ours; where Pillow still applies it (TIFF pages, above
 2 x MAX_IMAGE_PIXELS), its ``DecompressionBombError`` becomes a
-``LimitExceededError``.
+``LimitExceededError``. Importing changes no global state: Pillow's process-wide
+``Image.MAX_IMAGE_PIXELS`` is set from our limit only by :func:`bound_pillow`,
+which the server calls at start-up and a contained decoder before each file.
 """
 
 from __future__ import annotations
@@ -172,6 +173,16 @@ def _pillow_errors(name: str, fmt: str, page: int | None) -> Iterator[None]:
                 f"{_where(page)}{fmt.upper()} variant not supported: {reason}", subject=name
             ) from exc
         raise InvalidInputError(f"{_where(page)}truncated or corrupt {fmt.upper()}: {reason}", subject=name) from exc
+
+
+def bound_pillow(max_pixels: int) -> None:
+    """Make Pillow's own decompression-bomb bound (process-wide) ``MediaLimits.max_pixels``.
+
+    Ours is checked first, from each page's header; Pillow's stays as a
+    backstop wherever it looks itself, with the same number rather than its own
+    default of about 89 million pixels.
+    """
+    Image.MAX_IMAGE_PIXELS = max_pixels
 
 
 def _check_size(size: tuple[int, int], limits: MediaLimits, name: str, page: int | None) -> None:
@@ -450,7 +461,8 @@ def probe_image(path: Path, *, name: str, limits: MediaLimits = MediaLimits()) -
         When ``path`` does not exist.
     """
     with _open(path, name=name, limits=limits) as src:
-        frames = getattr(src.im, "n_frames", 1)
+        with _pillow_errors(name, src.fmt, None):  # counting frames reads them (a TIFF's IFDs)
+            frames = getattr(src.im, "n_frames", 1)
         if src.fmt != "tiff" and isinstance(frames, int) and frames > limits.max_pages:
             raise LimitExceededError(f"{frames} frames; the limit is {limits.max_pages}", subject=name)
         if src.fmt == "jpeg" and "mp" in src.im.info:

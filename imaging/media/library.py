@@ -10,6 +10,7 @@ video half lives in :mod:`voxelgate.imaging.media.video_library`.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 import threading
 import uuid
@@ -24,22 +25,26 @@ from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaCatalog, MediaRow, MemberRow, SetRow
 from voxelgate.cache.store import Store
-from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError
+from voxelgate.cancel import NEVER, CancelToken
+from voxelgate.errors import DiskFullError, InvalidInputError, LimitExceededError, NotFoundError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 
+from ..contained import Decoders, InProcess, each
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
 from ..limits import VideoLimits
-from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, probe_image, render_frame
-from .formats import SUPPORTED_FORMATS, describe_bytes, sniff_format
+from . import ImageInfo, MediaLimits, decode_page, export_mp4, plan_sequence, render_frame
 from .frame_index import Pieces
 from .inventory import InventoryMixin
-from .probe_video import VIDEO_FORMATS, VideoInfo, probe_video, sniff_video_format
+from .probe_video import VideoInfo, sniff_video_format
 from .sequence import resize_exact
+from .validate import probe_file
 from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 
 log = logging.getLogger(__name__)
 
 FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original", "yuv420p"]
+#: Slowest export frame rate: an MP4 time base of 1001 cannot express slower rates.
+MIN_EXPORT_FPS = 0.001
 _KEEP_JOBS = 64
 
 
@@ -74,7 +79,7 @@ class MediaFrameResult:
 
 @dataclass
 class ExportJob:
-    """A video export running in the background."""
+    """A video export running in the background: it outlives the call that started it, ``cancel`` stops it."""
 
     export_id: str
     total: int
@@ -82,6 +87,7 @@ class ExportJob:
     finished: threading.Event = field(default_factory=threading.Event)
     error: BaseException | None = None
     size_bytes: int = 0
+    cancel: CancelToken = field(default_factory=CancelToken)
 
 
 class _SniffedFile(IncomingFile[MediaReport]):
@@ -137,6 +143,11 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         Size, pixel and page limits enforced on every image.
     video_limits:
         Size and frame limits enforced on every video (``VideoLimits()`` when None).
+    decoders:
+        Where ingest probes and decodes a client's bytes: a
+        :class:`~voxelgate.imaging.contained.DecoderPool` in the server; in this
+        process by default. Later reads decode in this process: the same bytes
+        were proven there.
     """
 
     def __init__(
@@ -147,7 +158,9 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         *,
         limits: MediaLimits,
         video_limits: VideoLimits | None = None,
+        decoders: Decoders | None = None,
     ) -> None:
+        self.decoders: Decoders = decoders if decoders is not None else InProcess()
         self.store = store
         self.catalog = catalog
         self.cache = cache
@@ -175,19 +188,31 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         """Ingest a local file (tests and tools; the server streams instead)."""
         return ingest_path(self, path, name=name)
 
-    def finish_batch(self, items: Sequence[tuple[IncomingFile[MediaReport], str]]) -> list[MediaReport | Exception]:
-        """Probe (every page must decode) and commit received files; one report or error each.
+    def finish_batch(
+        self, items: Sequence[tuple[IncomingFile[MediaReport], str]], *, cancel: CancelToken = NEVER
+    ) -> list[MediaReport | Exception]:
+        """Probe (every page and frame must decode) and commit received files; one report or error each.
 
         The files of a batch share one directory sync and one catalog transaction.
+        Once ``cancel`` is cancelled, the probe under way stops and the files not
+        yet committed fail with ``CancelledError``.
         """
         results: dict[int, MediaReport | Exception] = {}
         pending: list[tuple[int, IncomingFile[MediaReport], MediaReport]] = []
         try:
-            for i, (incoming, expected) in enumerate(items):
+
+            def probe(item: tuple[IncomingFile[MediaReport], str]) -> tuple[str, ImageInfo | VideoInfo, list[str]]:
+                incoming, expected = item
+                sha = incoming.check(expected)
+                return (sha, *self._probe(incoming.staged.path, incoming.name, cancel))
+
+            probed = each(self.decoders, items, probe)
+            for i, (incoming, _) in enumerate(items):
                 try:
-                    sha = incoming.check(expected)
-                    info = self._probe(incoming.staged.path, incoming.name)
-                    warnings = list(info.warnings) if isinstance(info, ImageInfo) else []
+                    done = probed[i]
+                    if isinstance(done, Exception):
+                        raise done
+                    sha, info, warnings = done
                     report = MediaReport(incoming.name, "stored", sha, incoming.size, info, warnings)
                     if self.catalog.get_media(sha) is not None:
                         report.outcome = "duplicate"
@@ -199,10 +224,18 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
             if pending:
                 shas = {r.media_id for _, _, r in pending}
                 with self.store.lock_many(shas):
-                    for _, incoming, _ in pending:
-                        self.store.commit(incoming.staged, sync=False)
-                    self.store.sync_batch(shas)
-                    new = self.catalog.put_media([_row(r) for _, _, r in pending])
+                    try:
+                        for _, incoming, _ in pending:
+                            self.store.commit(incoming.staged, sync=False)
+                        self.store.sync_batch(shas)
+                        new = self.catalog.put_media([_row(r) for _, _, r in pending])
+                    except DiskFullError as exc:  # the batch's commit: each of its files gets the error
+                        for i, incoming, _ in pending:
+                            results[i] = exc.with_subject(incoming.name)
+                        for sha in shas:
+                            if not self.catalog.is_referenced(sha):
+                                self.store.delete(sha)
+                        pending, new = [], []
                 for (i, _, report), is_new in zip(pending, new, strict=True):
                     report.outcome = "stored" if is_new else "duplicate"
                     results[i] = report
@@ -215,24 +248,18 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
                 log.info("media ingested", extra={"outcome": r.outcome, "sha256": r.media_id[:16], "bytes": r.size})
         return ordered
 
-    @all_cores()  # decoding every page (or scanning every packet): native work, off the request threads' core
-    def _probe(self, path: Path, name: str) -> ImageInfo | VideoInfo:
-        """Probe a received file as a video or an image, by its first bytes (never its name).
+    @all_cores()  # decoding every page or frame: native work, off the request threads' core
+    def _probe(self, path: Path, name: str, cancel: CancelToken) -> tuple[ImageInfo | VideoInfo, list[str]]:
+        """Probe a received file as a video or an image, by its first bytes (never its name), in a decoder.
 
         Raises
         ------
         InvalidInputError
             Bytes of neither (saying what they look like and what is accepted), or a broken file.
         LimitExceededError
-            A file over the image or video limits.
+            A file over the image or video limits, or its decoding over the decoders' time or memory.
         """
-        with path.open("rb") as fh:
-            head = fh.read(512)
-        if sniff_video_format(head) is not None:
-            return probe_video(path, name=name, limits=self.video_limits)
-        if head and sniff_format(head) is None:
-            raise InvalidInputError(unsupported_media(head), subject=name)
-        return probe_image(path, name=name, limits=self.limits)
+        return self.decoders.run(probe_file, path, name, self.limits, self.video_limits, subject=name, cancel=cancel)
 
     # -- items and sets -------------------------------------------------------
 
@@ -394,6 +421,10 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         media_id, page, exact = self._resolve(item_id, index)
         if max_size is not None and (max_size[0] < 0 or max_size[1] < 0):
             raise InvalidInputError("max size must not be negative")
+        if window is not None and not (math.isfinite(window[0]) and math.isfinite(window[1])):
+            raise InvalidInputError(
+                f"window center and width must be finite, got {window[0]}, {window[1]}", subject="window"
+            )
         if window is not None and window[1] < 1:
             raise InvalidInputError(f"window width must be at least 1, got {window[1]}")
         params = {
@@ -499,15 +530,15 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
 
     def start_export(self, set_id: str, fps: float = 25.0) -> ExportJob:
         """Start (or join) the MP4 export of a sequence in the background."""
-        if not 0 < fps <= 240:
-            raise InvalidInputError(f"fps must be in (0, 240], got {fps}")
+        if not MIN_EXPORT_FPS <= fps <= 240:  # also refuses NaN
+            raise InvalidInputError(f"fps must be in [{MIN_EXPORT_FPS:g}, 240], got {fps}", subject="fps")
         s = self.media_set(set_id)
         if s.kind != "sequence":
             raise InvalidInputError("only a sequence can be exported as video", subject=set_id)
         export_id = self.export_id(set_id, fps)
         with self._jobs_lock:
             job = self._jobs.get(export_id)
-            if job is not None and (not job.finished.is_set() or job.error is None):
+            if job is not None and not job.cancel.cancelled and (not job.finished.is_set() or job.error is None):
                 return job
             job = self._jobs[export_id] = ExportJob(export_id, total=len(s.members))
             # Keep the last finished jobs for their callers; the MP4s live in the derived cache.
@@ -521,7 +552,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         use_all_cores()  # encoding: native work, off the request threads' core
         try:
             entry = self.cache.get_or_compute_file(
-                self._export_key(s, fps), lambda: self._encode(s, fps, job), tag=s.set_id
+                self._export_key(s, fps), lambda: self._encode(s, fps, job, job.cancel), tag=s.set_id
             )
             job.size_bytes = entry.length
             job.done_frames = job.total
@@ -531,11 +562,14 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         finally:
             job.finished.set()
 
-    def _encode(self, s: SetRow, fps: float, job: ExportJob | None) -> tuple[bytes, str, dict[str, object]]:
+    def _encode(
+        self, s: SetRow, fps: float, job: ExportJob | None, cancel: CancelToken
+    ) -> tuple[bytes, str, dict[str, object]]:
         width, height = s.members[0].width, s.members[0].height
 
         def frames() -> Iterator[np.ndarray]:
             for m in s.members:  # the set is loaded once: resolving frame i from the catalog each time is quadratic
+                cancel.check(s.set_id)
                 arr = decode_page(self.store.path(m.media_id), m.page, name=m.media_id, limits=self.limits)
                 if (arr.shape[1], arr.shape[0]) != (width, height):
                     arr = resize_exact(arr, width, height)
@@ -558,35 +592,43 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         with self._jobs_lock:
             return self._jobs.get(export_id)
 
-    def iter_export(self, export_id: str, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    def cancel_export(self, export_id: str) -> ExportJob:
+        """Stop a running export (it stops before its next frame; nothing is kept).
+
+        Raises
+        ------
+        NotFoundError
+            No export of that id runs or ran in this process.
+        """
+        job = self.export_job(export_id) if export_id else None
+        if job is None:
+            raise NotFoundError("no such export here", subject=export_id or "(empty id)")
+        if not job.finished.is_set():
+            job.cancel.cancel("the export was cancelled (CancelExport)")
+        return job
+
+    def iter_export(self, export_id: str, chunk_size: int = 1 << 20, *, cancel: CancelToken = NEVER) -> Iterator[bytes]:
         """The MP4 of an export, built now if it is not in the derived cache (any more).
 
         Raises
         ------
         NotFoundError
             The id names no sequence.
+        CancelledError
+            ``cancel`` was cancelled while the MP4 was being made (nothing is kept).
         """
         set_id, _, fps_text = export_id.partition("@")
         try:
             fps = float(fps_text)
         except ValueError:
             raise NotFoundError("no such export", subject=export_id) from None
+        if not MIN_EXPORT_FPS <= fps <= 240:  # no export was made at such a rate (NaN included)
+            raise NotFoundError("no such export", subject=export_id)
         s = self.media_set(set_id)
         entry = self.cache.get_or_compute_file(
-            self._export_key(s, fps), lambda: self._encode(s, fps, None), tag=s.set_id
+            self._export_key(s, fps), lambda: self._encode(s, fps, None, cancel), tag=s.set_id
         )
         yield from entry.iter_chunks(chunk_size)
-
-
-def unsupported_media(head: bytes) -> str:
-    """Why a file's first bytes are not media this library takes: what they look like, and what it accepts."""
-    what = describe_bytes(head)
-    if what is None:
-        what = f"bytes of no format known here (they start {head[:4].hex(' ')})"
-    return (
-        f"not a supported image or video: the file is {what}. MediaService takes images "
-        f"({', '.join(SUPPORTED_FORMATS)}) and videos ({', '.join(VIDEO_FORMATS)}), told apart by their bytes"
-    )
 
 
 def _row(r: MediaReport) -> MediaRow:

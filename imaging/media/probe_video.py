@@ -335,9 +335,11 @@ def probe_video(path: Path, *, name: str, limits: VideoLimits | None = None) -> 
         _check_complete(fmt, head, size, video, len(table.size), name=name)
         if len(table.size) == 0:
             raise InvalidInputError("the video stream holds no frames", subject=name)
+        cc = video.codec_context
+        # Before anything is decoded (the index may decode the stream, the display matrix a frame).
+        _check_picture(cc.width, cc.height, limits, name=name, what="the stream declares")
         index = index_packets(path, table, name=name)
         rotation, mirrored = _first_frame_display(path, name=name)
-        cc = video.codec_context
         codec = cc.name
         profile = video.profile or ""
         width, height = cc.width, cc.height
@@ -445,6 +447,55 @@ def _duration(table: PacketTable, index: FrameIndex) -> float:
     if len(index) > 1 and not table.duration[have].any():
         last += step  # no durations: assume the last frame lasts one step
     return last - float(times[0])
+
+
+def _check_picture(width: int, height: int, limits: VideoLimits, *, name: str, what: str) -> None:
+    if width * height > limits.max_pixels:
+        raise LimitExceededError(
+            f"{what} {width} x {height} = {width * height} pixels a frame; the limit is {limits.max_pixels}",
+            subject=name,
+        )
+
+
+def decode_pass(path: Path, *, name: str, limits: VideoLimits) -> list[str]:
+    """Decode every frame of the video stream once, under ``limits``; warnings about what did not decode.
+
+    Ingest runs it (contained, see ``voxelgate.imaging.contained``) so that the
+    decoder has seen every byte of a video before it is stored: a crash there
+    costs that file only, and later reads decode bytes the decoder survived.
+    A packet the decoder rejects is tolerated and counted (``diagnose`` with
+    ``decode_check`` lists them); the frames decoded and their sizes are bounded.
+
+    Raises
+    ------
+    InvalidInputError
+        When FFmpeg cannot open the file.
+    LimitExceededError
+        When the decoder gives more frames than ``limits.max_frames``, or a
+        frame larger than ``limits.max_pixels``.
+    """
+    failed = frames = 0
+    with open_video(path, name=name) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        codec = stream.codec_context
+        for packet in container.demux(stream):
+            try:
+                decoded = codec.decode(packet)
+            except av.FFmpegError:
+                failed += 1
+                continue
+            for frame in decoded:
+                frames += 1
+                if frames > limits.max_frames:
+                    raise LimitExceededError(
+                        f"the decoder gives more than {limits.max_frames} frames; the limit is {limits.max_frames}",
+                        subject=name,
+                    )
+                _check_picture(frame.width, frame.height, limits, name=name, what=f"frame {frames - 1} decodes to")
+    if failed:
+        return [f"{failed} video packet(s) do not decode (Diagnose with decode_check lists them)"]
+    return []
 
 
 def _first_frame_display(path: Path, *, name: str) -> tuple[int, bool]:

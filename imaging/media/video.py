@@ -35,12 +35,15 @@ def frame_rate(fps: float) -> Fraction:
 
     Raises
     ------
-    ValueError
-        When ``fps`` is not positive.
+    InvalidInputError
+        When ``fps`` is not a usable rate (positive and finite, at least one frame in 1001 seconds once
+        written as a fraction).
     """
+    if not 0 < fps < float("inf"):
+        raise InvalidInputError(f"fps must be positive, got {fps}")
     rate = Fraction(fps).limit_denominator(1001)
     if rate <= 0:
-        raise ValueError(f"fps must be positive, got {fps}")
+        raise InvalidInputError(f"fps {fps} is below the lowest rate a video can carry (1/1001)")
     return rate
 
 

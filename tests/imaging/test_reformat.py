@@ -148,6 +148,40 @@ def test_slabs_project_max_min_and_mean() -> None:
     assert coronal_mip.array.max() == 900
 
 
+def test_a_slab_thicker_than_the_volume_is_the_whole_volume_at_the_cost_of_its_planes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GetSlice slab_mm=1e9 (issue 18) once asked for 10^9 planes; planes wholly outside add nothing."""
+    import tracemalloc
+
+    from voxelgate.imaging.dicom import reformat as reformat_module
+
+    rng = np.random.default_rng(18)
+    vol = Volume(rng.integers(-1000, 1000, size=(40, 24, 20), dtype=np.int16), np.diag([0.7, 0.7, 1.5, 1.0]))
+    for mode in ("max", "min", "mean"):
+        for plane in Plane:
+            index = plane_grid(vol, plane).count // 3
+            whole = reformat(vol, plane, index=index, slab_mm=500.0, slab_mode=mode)
+            tracemalloc.start()
+            try:
+                huge = reformat(vol, plane, index=index, slab_mm=1e9, slab_mode=mode)
+                peak = tracemalloc.get_traced_memory()[1]
+            finally:
+                tracemalloc.stop()
+            np.testing.assert_array_equal(huge.array, whole.array)
+            assert peak < 16 << 20, (mode, plane, peak)  # 10^9 planes would be terabytes
+        # A few planes at a time gives what all at once gives.
+        axial = plane_grid(vol, "axial")
+        monkeypatch.setattr(reformat_module, "_SLAB_CHUNK_BYTES", axial.rows * axial.columns * 8 * 3)
+        chunked = reformat(vol, "axial", index=20, slab_mm=30.0, slab_mode=mode)
+        monkeypatch.undo()
+        np.testing.assert_array_equal(
+            chunked.array, reformat(vol, "axial", index=20, slab_mm=30.0, slab_mode=mode).array
+        )
+    expected = vol.array.max(axis=0)  # the axial MIP through everything, as the volume holds it
+    np.testing.assert_array_equal(reformat(vol, "axial", index=0, slab_mm=1e9).array, expected)
+
+
 def test_float_volume_keeps_float32() -> None:
     vol = Volume(np.linspace(0, 1, 60, dtype=np.float32).reshape(3, 4, 5), np.diag([1.0, 1.0, 1.0, 1.0]))
     sl = reformat(vol, "sagittal", index=2)

@@ -450,3 +450,11 @@ def test_entries_of_replaced_content_are_not_served_and_unindexed_finds_them(cat
     assert catalog.put_index([entry_from_model(row, tree.models[sop], None)]) == 0
     assert catalog.put_index([entry_from_model(new, tree.models[sop], None)]) == 1
     assert catalog.unindexed(MODEL_VERSION) == []
+
+
+@pytest.mark.parametrize("value", ["20151301", "2015123199-", "-20150230"])
+def test_a_datetime_that_names_no_moment_is_the_clients_mistake(catalog: SqlCatalog, value: str) -> None:
+    # Digits where a DT wants them, but no such month or day: refused as input, never a ValueError
+    # at match time (a library error would be INTERNAL).
+    with pytest.raises(InvalidInputError, match="names no moment"):
+        _uids(catalog, "instance", [("AcquisitionDateTime", [value])])

@@ -116,6 +116,7 @@ def test_the_variables_are_the_documented_ones() -> None:
             "MAX_MESSAGE_SIZE",
             "CACHE_SIZE",
             "CACHE_MEMORY",
+            "DISK_RESERVE",
             "PLANE_STACKS",
             "MAX_FILE_SIZE",
             "MAX_PIXEL_BYTES",
@@ -129,6 +130,9 @@ def test_the_variables_are_the_documented_ones() -> None:
             "S3_ENDPOINT",
             "S3_REGION",
             "OBJECT_CACHE_SIZE",
+            "DECODE_WORKERS",
+            "DECODE_TIMEOUT",
+            "DECODE_MEMORY",
         )
     }
 

@@ -696,7 +696,7 @@ def test_export_mp4(media: Media, frames) -> None:  # type: ignore[no-untyped-de
     (seq,) = sequence(media, frames, GIVEN, mode=media_pb2.HOMOGENIZE, natural=True)
     n = len(seq.frames)
     progress, data = export(media, seq.set_id, 10.0)
-    assert all(not p.done and not p.export_id for p in progress[:-1])
+    assert all(not p.done and p.export_id == progress[-1].export_id for p in progress[:-1])
     assert all(p.frames_total == n for p in progress)
     done_counts = [p.frames_done for p in progress]
     assert done_counts == sorted(done_counts) and done_counts[-1] == n
@@ -771,7 +771,7 @@ def test_export_reports_progress(media: Media, monkeypatch: pytest.MonkeyPatch) 
             release.set()
     progress += list(stream)
     middle, done = progress[:-1], progress[-1]
-    assert all(not p.done and not p.export_id and p.frames_total == 32 for p in middle)
+    assert all(not p.done and p.export_id == done.export_id and p.frames_total == 32 for p in middle)
     counts = [p.frames_done for p in progress]
     assert counts == sorted(counts) and counts[-1] == 32
     assert done.done and done.export_id

@@ -517,6 +517,7 @@ DOCUMENTED = {
     errors.NotFoundError: grpc.StatusCode.NOT_FOUND,
     errors.ConflictError: grpc.StatusCode.ALREADY_EXISTS,
     errors.LimitExceededError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.DiskFullError: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.UnsupportedError: grpc.StatusCode.UNIMPLEMENTED,
     errors.PreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
     errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,

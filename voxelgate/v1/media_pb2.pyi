@@ -484,6 +484,12 @@ class GetExportRequest(_message.Message):
     export_id: str
     def __init__(self, export_id: _Optional[str] = ...) -> None: ...
 
+class CancelExportRequest(_message.Message):
+    __slots__ = ("export_id",)
+    EXPORT_ID_FIELD_NUMBER: _ClassVar[int]
+    export_id: str
+    def __init__(self, export_id: _Optional[str] = ...) -> None: ...
+
 class MediaChunk(_message.Message):
     __slots__ = ("data",)
     DATA_FIELD_NUMBER: _ClassVar[int]

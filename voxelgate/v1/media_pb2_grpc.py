@@ -101,6 +101,11 @@ class MediaServiceStub:
                 request_serializer=voxelgate_dot_v1_dot_media__pb2.GetExportRequest.SerializeToString,
                 response_deserializer=voxelgate_dot_v1_dot_media__pb2.MediaChunk.FromString,
                 _registered_method=True)
+        self.CancelExport = channel.unary_unary(
+                '/voxelgate.v1.MediaService/CancelExport',
+                request_serializer=voxelgate_dot_v1_dot_media__pb2.CancelExportRequest.SerializeToString,
+                response_deserializer=voxelgate_dot_v1_dot_media__pb2.ExportProgress.FromString,
+                _registered_method=True)
         self.ListMedia = channel.unary_unary(
                 '/voxelgate.v1.MediaService/ListMedia',
                 request_serializer=voxelgate_dot_v1_dot_media__pb2.ListMediaRequest.SerializeToString,
@@ -190,7 +195,8 @@ class MediaServiceServicer:
 
     def Reencode(self, request, context):
         """Re-encode a video: progress messages, the last one (done) with the new item and
-        the report (frame map included). Cancelling the call stops the job; nothing is stored.
+        the report (frame map included). The job lives as long as its call: cancelling the
+        call (or its deadline passing) stops it, and nothing is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -198,14 +204,26 @@ class MediaServiceServicer:
 
     def ExportVideo(self, request, context):
         """Export a sequence as MP4 (H.264, constant frame rate, faststart): progress messages,
-        the last one with the export id; the job goes on if the caller goes away.
+        the last one with done set. The job is meant to outlive its caller: it goes on if the
+        caller goes away (calling again with the same set and fps follows the same job), and
+        only CancelExport stops it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetExport(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The MP4 of an export; made now (and kept) if it is not in the cache any more, and that
+        work stops when this call ends.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelExport(self, request, context):
+        """Stop a running export: its followers get CANCELLED and nothing is kept. Answers the
+        export's progress; NOT_FOUND when no export of that id runs or ran here.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -287,6 +305,11 @@ def add_MediaServiceServicer_to_server(servicer, server):
                     servicer.GetExport,
                     request_deserializer=voxelgate_dot_v1_dot_media__pb2.GetExportRequest.FromString,
                     response_serializer=voxelgate_dot_v1_dot_media__pb2.MediaChunk.SerializeToString,
+            ),
+            'CancelExport': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelExport,
+                    request_deserializer=voxelgate_dot_v1_dot_media__pb2.CancelExportRequest.FromString,
+                    response_serializer=voxelgate_dot_v1_dot_media__pb2.ExportProgress.SerializeToString,
             ),
             'ListMedia': grpc.unary_unary_rpc_method_handler(
                     servicer.ListMedia,
@@ -607,6 +630,33 @@ class MediaService:
             '/voxelgate.v1.MediaService/GetExport',
             voxelgate_dot_v1_dot_media__pb2.GetExportRequest.SerializeToString,
             voxelgate_dot_v1_dot_media__pb2.MediaChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelExport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxelgate.v1.MediaService/CancelExport',
+            voxelgate_dot_v1_dot_media__pb2.CancelExportRequest.SerializeToString,
+            voxelgate_dot_v1_dot_media__pb2.ExportProgress.FromString,
             options,
             channel_credentials,
             insecure,

@@ -132,6 +132,23 @@ def test_rle_size_must_match_the_plane() -> None:
         mask_from_rle({"size": [2, 2], "counts": [4]}, plane_shape=(3, 3))
 
 
+def test_a_mask_of_another_size_than_the_plane_is_refused_before_it_is_decoded() -> None:
+    """An RleMask of 10^6 x 10^6 (issue 18) once allocated a terabyte before its size was compared."""
+    with pytest.raises(InvalidInputError, match="mask is 1000000x1000000 but the plane is 3x3"):
+        mask_from_rle({"size": [1_000_000, 1_000_000], "counts": [10**12]}, plane_shape=(3, 3))
+    # A PNG's size comes from its header: a 9000 x 9000 one is refused without decoding its pixels.
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 9000, 9000, 1, 0, 0, 0, 0)  # 1-bit greyscale
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+    with pytest.raises(InvalidInputError, match="mask is 9000x9000 but the plane is 3x3"):
+        mask_from_png(png, plane_shape=(3, 3))
+
+
 def test_png_round_trip_and_other_encodings() -> None:
     mask = _random_mask(7)
     data = mask_to_png(mask)

@@ -107,8 +107,10 @@ def test_bad_frames_name_the_output_and_leave_nothing(tmp_path: Path) -> None:
         export_mp4([], out, fps=10, width=16, height=16)
     with pytest.raises(InvalidInputError, match=r"bad\.mp4: frame 0: cannot encode"):
         export_mp4([np.zeros((16, 16, 5), np.uint8)], out, fps=10, width=16, height=16)
-    with pytest.raises(ValueError, match="fps must be positive"):
+    with pytest.raises(InvalidInputError, match="fps must be positive"):
         export_mp4(_frames(1, 16, 16), out, fps=0, width=16, height=16)
+    with pytest.raises(InvalidInputError, match="below the lowest rate"):  # positive, but 0 as a fraction
+        export_mp4(_frames(1, 16, 16), out, fps=2.8e-232, width=16, height=16)
     assert list(tmp_path.iterdir()) == []
 
 

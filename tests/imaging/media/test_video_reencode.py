@@ -295,7 +295,7 @@ def test_bad_input(videos: dict[str, Path], tmp_path: Path) -> None:
         reencode(videos["bframes_mp4"], tmp_path / "out.mp4", limits=VideoLimits(max_frames=10))
     with pytest.raises(ValueError, match="mode"):
         reencode(videos["bframes_mp4"], tmp_path / "out.mp4", mode="fast")
-    with pytest.raises(ValueError, match="fps"):
+    with pytest.raises(InvalidInputError, match="fps"):
         reencode(videos["bframes_mp4"], tmp_path / "out.mp4", fps=0)
     with pytest.raises(ValueError, match="height"):
         reencode(videos["bframes_mp4"], tmp_path / "out.mp4", height=0)
