@@ -1,7 +1,8 @@
 """GetSlice latency over gRPC from a cached volume: axial, coronal, sagittal, windowed, PNG, 1 and 8 clients.
 
     python3 dev.py bench bench_slice.py [--requests 300] [--clients 1,8] [--processes 1,2] [--count 300]
-                                           [--size 512] [--source DIR] [--plane-stacks SIZE] [--keep]
+                                           [--size 512] [--source DIR] [--plane-stacks SIZE] [--uncontained]
+                                           [--keep]
 
 Writes (or takes from ``--source``) a synthetic CT series, ingests it into a fresh
 ``voxelgate serve`` (once for each ``--processes`` value), builds its volume with one
@@ -25,6 +26,11 @@ as the volume's own once it checked a few (``PlaneStacks``); the passes start
 once every process logged that, and the times are printed. So they measure a
 viewer paging through a plane it opened a moment before. ``--plane-stacks 0``
 measures slices resampled on every request instead.
+
+``--uncontained`` runs every pass again, in the same run right after each
+server, on a server with ``--decode-workers 0`` (ingest decodes in the serving
+process rather than in contained workers), to show what containment costs
+``GetSlice`` (issue 18 bounds it at 10 %).
 """
 
 from __future__ import annotations
@@ -68,6 +74,7 @@ class Pass:
     hits: int
     computations: int
     cpu: float | None
+    contained: bool = True
 
     def pct(self, q: float) -> float:
         return float(np.percentile(self.latencies, q) * 1e3)
@@ -225,10 +232,14 @@ def serve_passes(
     rng: np.random.Generator,
     *,
     plane_stacks: str | None = None,
+    contained: bool = True,
 ) -> list[Pass]:
-    """Every pass against a fresh ``voxelgate serve --processes {processes}`` (``--plane-stacks``, when given)."""
+    """Every pass against a fresh ``voxelgate serve --processes {processes}`` (``--plane-stacks``, when given;
+    ``--decode-workers 0`` when not ``contained``)."""
     passes: list[Pass] = []
     extra = ("--processes", str(processes), *(("--plane-stacks", plane_stacks) if plane_stacks is not None else ()))
+    if not contained:
+        extra = (*extra, "--decode-workers", "0")
     stacked = plane_stacks is None or plane_stacks.strip() not in ("0", "0B", "0K", "0M", "0G")
     stack_times: list[str] = []
     with voxelgate_server(work, extra_args=extra) as srv, channel(srv.target) as admin:
@@ -246,7 +257,8 @@ def serve_passes(
         # the passes start after that, from the volume mapped from its file.
         written = _volume_written(admin, vol.array.nbytes)
         print(
-            f"{processes} serving process{'es' if processes > 1 else ''}: volume {vol.header.dtype}"
+            f"{processes} serving process{'es' if processes > 1 else ''}"
+            f"{'' if contained else ' (--decode-workers 0)'}: volume {vol.header.dtype}"
             f"{list(vol.array.shape)} built and fetched in {built:.2f} s, fetched again from the derived cache "
             f"in {again:.2f} s, its cache file written {written:.2f} s later (not part of the latencies)"
         )
@@ -270,7 +282,7 @@ def serve_passes(
                 reqs = [_request(series_uid, plane, int(i), width) for i in idx]
                 for phase in ("first time", "repeat"):
                     lat, wall, hits, comps, cpu = run_pass(srv.target, reqs, clients, srv.process.pid, admin)
-                    passes.append(Pass(processes, name, clients, phase, lat, wall, hits, comps, cpu))
+                    passes.append(Pass(processes, name, clients, phase, lat, wall, hits, comps, cpu, contained))
         print("  first request per plane (volume mapped, nothing rendered yet; one process): " + "; ".join(firsts))
         print(
             "  whole planes stacked in the background after the first request (each process; the passes "
@@ -280,9 +292,24 @@ def serve_passes(
 
 
 def record(report: Report, passes: Sequence[Pass], most: int, count: int, size: int) -> None:
-    """Keep every pass as a figure (p50), beside the same pass on one process; targets on ``most`` clients."""
-    one = {(p.plane, p.clients, p.phase): p for p in passes if p.processes == 1}
+    """Keep every pass as a figure (p50), beside the same pass on one process (or, for a pass with
+    ``--decode-workers 0``, beside the same pass contained); targets on ``most`` clients."""
+    one = {(p.plane, p.clients, p.phase): p for p in passes if p.processes == 1 and p.contained}
+    same = {(p.processes, p.plane, p.clients, p.phase): p for p in passes if p.contained}
     for p in passes:
+        if not p.contained:
+            ref = same.get((p.processes, p.plane, p.clients, p.phase))
+            if ref is not None:
+                report.figure(
+                    f"`GetSlice` PNG {p.plane}, {p.clients} client{'s' if p.clients > 1 else ''}, {p.phase}, "
+                    f"{p.processes} process{'es' if p.processes > 1 else ''}, contained: p50",
+                    ref.pct(50),
+                    unit="ms",
+                    peer="same pass, --decode-workers 0",
+                    peer_value=p.pct(50),
+                    ratio=ref.pct(50) / p.pct(50),
+                )
+            continue
         alone = one.get((p.plane, p.clients, p.phase)) if p.processes > 1 else None
         judged = p.clients == most and p.phase == "first time"
         ok = p.pct(50) < P50_TARGET_MS and p.pct(99) < P99_TARGET_MS
@@ -320,6 +347,11 @@ def main(argv: list[str] | None = None) -> int:
         help="the servers' --plane-stacks (default theirs; 0: every coronal and "
         "sagittal slice resampled when asked for)",
     )
+    parser.add_argument(
+        "--uncontained",
+        action="store_true",
+        help="also run every pass on a server with --decode-workers 0, right after each server (same run)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory")
     add_report_arguments(parser)
     args = parser.parse_args(argv)
@@ -342,23 +374,25 @@ def main(argv: list[str] | None = None) -> int:
         print(report.machine_line())
         passes: list[Pass] = []
         for processes in process_counts:
-            rng = np.random.default_rng(20240316)  # the same requests for each server
-            passes += serve_passes(
-                work / f"vg{processes}",
-                paths,
-                series_uid,
-                processes,
-                counts,
-                args.requests,
-                rng,
-                plane_stacks=args.plane_stacks,
-            )
+            for contained in (True, False) if args.uncontained else (True,):
+                rng = np.random.default_rng(20240316)  # the same requests for each server
+                passes += serve_passes(
+                    work / f"vg{processes}{'' if contained else '-dw0'}",
+                    paths,
+                    series_uid,
+                    processes,
+                    counts,
+                    args.requests,
+                    rng,
+                    plane_stacks=args.plane_stacks,
+                    contained=contained,
+                )
         print()
         rows = []
         for p in passes:
             rows.append(
                 (
-                    p.processes,
+                    p.processes if p.contained else f"{p.processes} dw0",
                     p.plane,
                     p.clients,
                     p.phase,
@@ -393,9 +427,27 @@ def main(argv: list[str] | None = None) -> int:
             )
         )
         print()
+        if args.uncontained:
+            print("dw0: a server with --decode-workers 0 (ingest decodes in the serving process), same requests")
+            for p in passes:
+                ref = next(
+                    (
+                        q
+                        for q in passes
+                        if q.contained
+                        and (q.processes, q.plane, q.clients, q.phase) == (p.processes, p.plane, p.clients, p.phase)
+                    ),
+                    None,
+                )
+                if not p.contained and ref is not None:
+                    print(
+                        f"  contained / dw0, p50: {p.processes} process{'es' if p.processes > 1 else '':<2} "
+                        f"{p.plane:<9} {p.clients} client{'s' if p.clients > 1 else ' '} {p.phase:<10} "
+                        f"{ref.pct(50):6.1f} / {p.pct(50):6.1f} ms = {ref.pct(50) / p.pct(50):.2f}"
+                    )
         print(f"target with 8 clients, first-time slices: p50 < {P50_TARGET_MS:g} ms and p99 < {P99_TARGET_MS:g} ms")
         for p in passes:
-            if p.clients == max(counts):
+            if p.clients == max(counts) and p.contained:
                 ok = p.pct(50) < P50_TARGET_MS and p.pct(99) < P99_TARGET_MS
                 print(
                     f"  {p.processes} process{'es' if p.processes > 1 else '':<2} {p.plane:<9} {p.phase:<10} "

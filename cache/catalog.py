@@ -134,6 +134,8 @@ class Catalog(Protocol):
         self,
         items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]],
         index: Sequence[IndexedInstance | None] = (),
+        *,
+        headers: Sequence[str | None] | None = None,
     ) -> list[PutOutcome | VoxelgateError]: ...
     def put_index(self, entries: Sequence[IndexedInstance]) -> int: ...
     def put_full_models(self, items: Sequence[tuple[str, str, bytes]]) -> None: ...
@@ -145,6 +147,7 @@ class Catalog(Protocol):
     def search(self, spec: SearchSpec, *, offset: int, limit: int) -> list[SearchRow]: ...
     def search_count(self, spec: SearchSpec) -> int: ...
     def get_instance(self, sop_uid: str) -> InstanceRow | None: ...
+    def get_instances(self, sop_uids: Sequence[str]) -> dict[str, InstanceRow]: ...
     def instances(self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "") -> list[InstanceRow]: ...
     def delete_instances(self, sop_uids: Sequence[str]) -> list[InstanceRow]: ...
     def is_referenced(self, sha256: str) -> bool: ...
@@ -285,20 +288,30 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
         self,
         items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]],
         index: Sequence[IndexedInstance | None] = (),
+        *,
+        headers: Sequence[str | None] | None = None,
     ) -> list[PutOutcome | VoxelgateError]:
         """Insert several instances in one transaction (one sync); each succeeds or fails alone.
 
         ``index`` (aligned with ``items``, or empty) holds each instance's indexed metadata
-        (:mod:`voxelgate.cache.catalog_index`), kept in the same transaction for the items
-        stored or replaced. Returns, per item, its :class:`PutOutcome` or the error
-        :meth:`put_instance` would have raised for it.
+        (:mod:`voxelgate.cache.catalog_index`), and ``headers`` (aligned with ``items``, or None)
+        header summaries (:meth:`put_headers`; None: none for that one), both kept in the same
+        transaction for the items stored or replaced. Returns, per item, its :class:`PutOutcome`
+        or the error :meth:`put_instance` would have raised for it.
         """
         outs: list[PutOutcome | VoxelgateError] = []
+        summaries = list(headers) if headers is not None else [None] * len(items)
+        if len(summaries) != len(items):
+            raise ValueError(f"{len(summaries)} headers for {len(items)} instances")
+        upsert = self._sql.upsert("instance_headers", ["sha256", "header"], ["sha256"])
         with self._tx() as db:
-            for study, series, inst, overwrite in items:
+            for (study, series, inst, overwrite), header in zip(items, summaries, strict=True):
                 db.execute("SAVEPOINT item")
                 try:
-                    outs.append(self._put(db, study, series, inst, overwrite))
+                    out = self._put(db, study, series, inst, overwrite)
+                    if header is not None and out.outcome != "duplicate":
+                        db.execute(upsert, (inst.sha256, header))
+                    outs.append(out)
                     db.execute("RELEASE SAVEPOINT item")
                 except VoxelgateError as exc:
                     db.execute("ROLLBACK TO SAVEPOINT item")
@@ -411,6 +424,17 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
     def get_instance(self, sop_uid: str) -> InstanceRow | None:
         row = self._one(f"SELECT {','.join(_cols(InstanceRow))} FROM instances WHERE sop_uid=?", (sop_uid,))
         return InstanceRow(*row) if row else None
+
+    def get_instances(self, sop_uids: Sequence[str]) -> dict[str, InstanceRow]:
+        """The stored rows of these SOP Instance UIDs, by UID (unknown ones left out); one query per 500."""
+        out: dict[str, InstanceRow] = {}
+        uids = list(dict.fromkeys(sop_uids))
+        cols = ",".join(_cols(InstanceRow))
+        for i in range(0, len(uids), 500):  # SQLite limits the number of parameters
+            part = uids[i : i + 500]
+            rows = self._all(f"SELECT {cols} FROM instances WHERE sop_uid IN ({','.join('?' * len(part))})", part)
+            out.update((r.sop_uid, r) for r in (InstanceRow(*row) for row in rows))
+        return out
 
     def instances(self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "") -> list[InstanceRow]:
         """All instances of a study, a series, or the one instance, in series order."""

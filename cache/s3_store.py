@@ -92,22 +92,46 @@ class S3Location:
         return f"{self.prefix + '/' if self.prefix else ''}objects/"
 
 
-def make_client(*, endpoint_url: str | None = None, region: str | None = None, max_connections: int = 16) -> S3Client:
-    """A boto3 S3 client; what is not given comes from the standard AWS configuration."""
+def make_client(
+    *,
+    endpoint_url: str | None = None,
+    region: str | None = None,
+    max_connections: int = 16,
+    profile: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+    session_token: str | None = None,
+    max_attempts: int = 5,
+    connect_timeout: float = 60.0,
+    read_timeout: float = 60.0,
+) -> S3Client:
+    """A boto3 S3 client; what is not given comes from the standard AWS configuration.
+
+    ``profile`` names a profile of the AWS shared files; keys given here win over both.
+    ``max_attempts`` is botocore's (1: the caller retries).
+    """
     import boto3
     from botocore.config import Config as BotoConfig
 
     endpoint = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     config = BotoConfig(
         max_pool_connections=max_connections,
-        retries={"mode": "standard", "max_attempts": 5},
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        connect_timeout=connect_timeout,
+        read_timeout=read_timeout,
         # We send the sha256 ourselves (it is the object's name); no second checksum of the body.
         request_checksum_calculation="when_required",
         response_checksum_validation="when_required",
         # Services other than AWS (SeaweedFS, MinIO, Ceph) serve buckets by path.
         s3={"addressing_style": "path" if endpoint else "auto"},
     )
-    return boto3.session.Session().client("s3", endpoint_url=endpoint, region_name=region, config=config)
+    session = boto3.session.Session(
+        profile_name=profile or None,
+        aws_access_key_id=access_key_id or None,
+        aws_secret_access_key=secret_access_key or None,
+        aws_session_token=session_token or None,
+    )
+    return session.client("s3", endpoint_url=endpoint, region_name=region, config=config)
 
 
 def _error_code(exc: Exception) -> str:

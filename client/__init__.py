@@ -45,6 +45,16 @@ from .annotations import (
 )
 from .bulk import BulkData, BulkDataHeader, BulkDataStream
 from .dicom import DeleteResult, Frame, FrameFormat, Instance, Series, Study
+from .imports import (
+    ImportCall,
+    ImportedObject,
+    ImportedSet,
+    ImportEvent,
+    ImportKind,
+    ImportProgress,
+    ImportSummary,
+    ObjectKind,
+)
 from .media import (
     AudioStream,
     Export,
@@ -103,6 +113,13 @@ __all__ = [
     "Geometry",
     "HealthStatus",
     "ImageInfo",
+    "ImportCall",
+    "ImportEvent",
+    "ImportKind",
+    "ImportProgress",
+    "ImportSummary",
+    "ImportedObject",
+    "ImportedSet",
     "IngestCall",
     "IngestResult",
     "IngestStream",
@@ -118,6 +135,7 @@ __all__ = [
     "MediaKind",
     "MediaSet",
     "MediaSource",
+    "ObjectKind",
     "Outcome",
     "Plane",
     "PlaneSource",

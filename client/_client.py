@@ -17,6 +17,7 @@ from .admin import AdminCalls
 from .annotations import AnnotationCalls
 from .bulk import BulkDataCalls
 from .dicom import DicomCalls
+from .imports import ImportCalls
 from .media import MediaCalls
 from .media_inventory import MediaInventoryCalls
 from .search import SearchCalls
@@ -33,7 +34,15 @@ from .volumes import VolumeCalls
 
 
 class Client(
-    DicomCalls, SearchCalls, BulkDataCalls, VolumeCalls, MediaCalls, MediaInventoryCalls, AnnotationCalls, AdminCalls
+    DicomCalls,
+    SearchCalls,
+    BulkDataCalls,
+    VolumeCalls,
+    MediaCalls,
+    MediaInventoryCalls,
+    ImportCalls,
+    AnnotationCalls,
+    AdminCalls,
 ):
     """A connection to a voxelgate server, with every call of its API as a method.
 

@@ -6,12 +6,13 @@ import enum
 import hashlib
 import io
 import os
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeGuard
 
 from voxelgate.errors import VoxelgateError, error_for
 from voxelgate.v1 import common_pb2
@@ -110,9 +111,8 @@ def items(sources: Source | Iterable[Source], *, sniff: bool) -> tuple[list[_Ite
     TypeError
         A source of another type.
     """
-    from pydicom import Dataset
-
-    single = isinstance(sources, (str, os.PathLike, bytes, bytearray, memoryview, Dataset)) or _named(sources)
+    single = isinstance(sources, (str, os.PathLike, bytes, bytearray, memoryview)) or _is_dataset(sources)
+    single = single or _named(sources)
     given: list[Any] = [sources] if single else list(sources)  # type: ignore[arg-type]  # narrowed above
     out: list[_Item] = []
     done: list[IngestResult] = []
@@ -130,7 +130,7 @@ def items(sources: Source | Iterable[Source], *, sniff: bool) -> tuple[list[_Ite
             out.append(_Item(f"bytes {k}", data=bytes(source)))
         elif _named(source):
             out.append(_Item(str(source[0]), data=bytes(source[1])))
-        elif isinstance(source, Dataset):
+        elif _is_dataset(source):
             name = f"dataset {getattr(source, 'SOPInstanceUID', k)}"
             try:
                 out.append(_Item(name, data=_dataset_bytes(source)))
@@ -142,6 +142,15 @@ def items(sources: Source | Iterable[Source], *, sniff: bool) -> tuple[list[_Ite
                 f"ingest takes paths, bytes, (name, bytes) pairs or pydicom Datasets, not {type(source).__name__}"
             )
     return out, done
+
+
+def _is_dataset(source: object) -> TypeGuard[Dataset]:
+    """Whether ``source`` is a pydicom Dataset, without importing pydicom for paths (a CLI's start-up).
+
+    A Dataset can only have been made if pydicom is imported.
+    """
+    module = sys.modules.get("pydicom.dataset")
+    return module is not None and isinstance(source, module.Dataset)
 
 
 def _named(source: object) -> bool:

@@ -35,6 +35,7 @@ from ._cli import (
     print_json,
     unreachable,
 )
+from .import_cli import add_import_args, run_import
 
 if TYPE_CHECKING:
     from ._client import Client
@@ -50,10 +51,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         p.set_defaults(run=command(name, run))
         return p
 
-    i = add("ingest", cmd_ingest, help="send DICOM files or folders (recursive) to the server")
-    i.add_argument("paths", nargs="+", type=Path)
+    i = add(
+        "ingest",
+        cmd_ingest,
+        help="send DICOM files or folders (recursive) to the server, or have it pull from S3, URLs or manifests",
+    )
+    i.add_argument(
+        "paths", nargs="+", metavar="PATH|URI", help="files, folders, s3://bucket/prefix, https://..., manifests"
+    )
     i.add_argument("--json", action="store_true", help="one JSON line per file as its result arrives")
     i.add_argument("--overwrite", action="store_true", help="replace instances stored with other bytes")
+    add_import_args(i)
     add_connection_args(i)
 
     ls = add("ls", cmd_ls, help="list studies and their series")
@@ -249,10 +257,30 @@ def _summary(counts: dict[str, int]) -> str:
 
 
 def cmd_ingest(args: argparse.Namespace, vg: Client) -> int:
-    missing_paths(args.paths)
-    call = vg.ingest(args.paths, overwrite=args.overwrite)
-    status, _ = stream_ingest("ingest", call, address=vg.address, as_json=args.json)
+    """Local files and folders are sent (``Ingest``); URIs and manifests are pulled by the server (``Import``)."""
+    from .imports import is_remote
+
+    pulled = [a for a in args.paths if is_remote(a) or (Path(a).is_file() and (args.manifest or _manifest_name(a)))]
+    local = [Path(a) for a in args.paths if a not in pulled]
+    missing_paths(local)
+    if args.manifest and local:
+        raise UsageError(f"--manifest: not a manifest file: {', '.join(map(str, local))}")
+    status = OK
+    if local:
+        call = vg.ingest(local, overwrite=args.overwrite)
+        status, _ = stream_ingest("ingest", call, address=vg.address, as_json=args.json)
+        if status not in (OK, FAILED):
+            return status
+    for source in pulled:
+        code = run_import(source, args, vg)
+        if code not in (OK, FAILED):
+            return code
+        status = max(status, code)
     return status
+
+
+def _manifest_name(arg: str) -> bool:
+    return arg.lower().endswith((".json", ".csv"))
 
 
 # -- the tree, metadata, frames --------------------------------------------------------------------

@@ -2,8 +2,8 @@
 
 ``voxelgate dimse`` runs it: C-ECHO; C-STORE into ``Ingest`` (one call per association,
 each file answered with its DIMSE status, a durable spool while the service is away);
-C-MOVE and C-GET of stored files, byte for byte; ``voxelgate send`` pushes stored
-instances to a PACS. It imports :mod:`voxelgate.client`, never the server.
+C-FIND through the service's ``Search``; C-MOVE and C-GET of stored files, byte for byte;
+``voxelgate send`` pushes stored instances to a PACS. It imports :mod:`voxelgate.client`, never the server.
 ``docs/dimse.md`` is the guide.
 """
 

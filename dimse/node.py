@@ -12,6 +12,7 @@ from voxelgate.client import Client
 from voxelgate.errors import VoxelgateError
 
 from .config import NodeConfig, Tls, same_host
+from .find import FIND_MODELS, accept_extended, find_responses, negotiated
 from .retrieve import StoredFiles, retrieve_items, select_instances, send_stored_files, storage_contexts
 from .spool import Spool
 from .store import StoreScp, pynetdicom_handler
@@ -161,7 +162,7 @@ class DicomNode:
         for cx in AllStoragePresentationContexts:
             # SCU and SCP roles: the node stores what it receives, and sends on a C-GET's association.
             ae.add_supported_context(str(cx.abstract_syntax), ALL_TRANSFER_SYNTAXES, scu_role=True, scp_role=True)
-        for model in RETRIEVE_MODELS:
+        for model in RETRIEVE_MODELS + FIND_MODELS:
             ae.add_supported_context(model, ALL_TRANSFER_SYNTAXES)
         self._files = StoredFiles(self.client, config.spool)
         # C-MOVE sub-operations go over associations the service class makes with ae.associate:
@@ -200,6 +201,8 @@ class DicomNode:
             (evt.EVT_REQUESTED, self._on_requested),
             (evt.EVT_C_ECHO, lambda event: 0x0000),
             (evt.EVT_C_STORE, pynetdicom_handler(self.store)),
+            (evt.EVT_SOP_EXTENDED, lambda event: accept_extended(event.app_info)),
+            (evt.EVT_C_FIND, self._on_find),
             (evt.EVT_C_GET, self._on_get),
             (evt.EVT_C_MOVE, self._on_move),
             (evt.EVT_RELEASED, self._on_ended),
@@ -258,7 +261,19 @@ class DicomNode:
         calling = str(getattr(primitive, "calling_ae_title", "") or "").strip()
         self.store.association_ended(id(assoc), calling)
 
-    # -- retrieve -------------------------------------------------------------------------------
+    # -- query and retrieve ---------------------------------------------------------------------
+
+    def _on_find(self, event: Any) -> Iterator[Any]:
+        """C-FIND: the service's Search, one pending response per match."""
+        model = str(event.request.AffectedSOPClassUID)
+        yield from find_responses(
+            self.client,
+            event.identifier,
+            model,
+            ae_title=self.config.ae_title,
+            options=negotiated(event.assoc, model),
+            cancelled=lambda: bool(event.is_cancelled),
+        )
 
     def _selection(self, event: Any) -> list[Any]:
         """The instances a C-GET or C-MOVE asks for.

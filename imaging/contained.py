@@ -23,7 +23,8 @@ imported the decoders once and forks each worker from itself. What crosses the
 boundary: a task is a module-level function and small arguments (paths,
 limits); its result is a small record; arrays it hands back on the way
 (``emit``: decoded frames that ingest keeps in the derived cache) go as their
-raw bytes on the pipe, never pickled.
+raw bytes, never pickled: in a memfd passed over the socket when large, on the
+pipe when small.
 
 :class:`InProcess` runs the same tasks in the calling thread, for tools and
 tests over trusted files.
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import mmap
 import multiprocessing
 import os
 import signal
@@ -44,6 +46,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
+from multiprocessing.reduction import recv_handle, send_handle
 from typing import Any, Protocol, TypeVar
 
 import numpy as np
@@ -408,16 +411,18 @@ class _Worker:
                     continue
                 kind, *rest = self.conn.recv()
                 if kind == "item":
-                    meta, dtype, shape = rest
-                    array = None
-                    if dtype is not None:
-                        array = np.frombuffer(self.conn.recv_bytes(), dtype=np.dtype(dtype)).reshape(shape)
-                    if on_item is not None:
-                        try:
+                    meta, dtype, shape, shared = rest
+                    try:
+                        array = None
+                        if shared:
+                            array = _receive_shared(self.conn, np.dtype(dtype), shape)
+                        elif dtype is not None:
+                            array = np.frombuffer(self.conn.recv_bytes(), dtype=np.dtype(dtype)).reshape(shape)
+                        if on_item is not None:
                             on_item(meta, array)
-                        except BaseException:
-                            self._kill()  # the task is half done and the pipe out of step: start afresh
-                            raise
+                    except BaseException:
+                        self._kill()  # the task is half done and the pipe out of step: start afresh
+                        raise
                     continue
                 return self._outcome(kind, rest, limits, subject)  # type: ignore[no-any-return]  # what the task returned, unpickled: its T
         except (EOFError, ConnectionError):
@@ -484,13 +489,57 @@ def _limit_memory(memory_bytes: int) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
 
 
+#: Arrays of at least this many bytes go back in a memfd rather than through the pipe.
+SHARED_BYTES = 1 << 20
+
+
 def _send_item(conn: Connection, meta: Any, array: np.ndarray | None = None) -> None:
+    """Hand ``meta`` and ``array`` to the caller: a large array in a memfd whose descriptor crosses the socket.
+
+    Through the pipe, a 26 MiB frame crosses in socket-buffer-sized pieces, each a hand-over
+    between the two processes: on a loaded machine every one waits for the scheduler, which cost
+    tenths of a second a frame. A memfd is written in one call and mapped by the caller.
+    """
     if array is None:
-        conn.send(("item", meta, None, None))
+        conn.send(("item", meta, None, None, False))
         return
     array = np.ascontiguousarray(array)
-    conn.send(("item", meta, array.dtype.str, array.shape))
+    if array.nbytes >= SHARED_BYTES and hasattr(os, "memfd_create"):
+        fd = os.memfd_create("voxelgate-decoded", os.MFD_CLOEXEC)
+        try:
+            view = array.data.cast("B")
+            done = 0
+            while done < len(view):
+                done += os.write(fd, view[done:])
+            conn.send(("item", meta, array.dtype.str, array.shape, True))
+            send_handle(conn, fd, os.getppid())
+        finally:
+            os.close(fd)
+        return
+    conn.send(("item", meta, array.dtype.str, array.shape, False))
     conn.send_bytes(array.data.cast("B"))
+
+
+def _receive_shared(conn: Connection, dtype: np.dtype[Any], shape: tuple[int, ...]) -> np.ndarray:
+    """The array a worker wrote into a memfd (:func:`_send_item`), mapped read-only.
+
+    Raises
+    ------
+    ContainedError
+        The memfd does not hold the bytes announced (a fault of the worker's side).
+    """
+    fd = recv_handle(conn)
+    try:
+        nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        if os.fstat(fd).st_size != nbytes:
+            raise ContainedError(f"a decoded array's memfd holds {os.fstat(fd).st_size} bytes, not {nbytes}")
+        if nbytes == 0:
+            return np.empty(shape, dtype)
+        populate = getattr(mmap, "MAP_POPULATE", 0)  # its pages mapped at once, not one fault each
+        mapping = mmap.mmap(fd, nbytes, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
+    return np.frombuffer(mapping, dtype=dtype).reshape(shape)  # the mapping lives as long as the array
 
 
 def _serve(

@@ -33,6 +33,7 @@ from voxelgate.imaging.dicom.series import SeriesVolumes
 from voxelgate.imaging.media import MediaLimits
 from voxelgate.imaging.media.decode import bound_pillow
 from voxelgate.imaging.media.library import MediaLibrary
+from voxelgate.imaging.sources.importer import Importer
 from voxelgate.memory import tune_malloc
 from voxelgate.v1 import (
     admin_pb2,
@@ -41,6 +42,8 @@ from voxelgate.v1 import (
     annotation_pb2_grpc,
     dicom_pb2,
     dicom_pb2_grpc,
+    import_pb2,
+    import_pb2_grpc,
     media_pb2,
     volume_pb2,
 )
@@ -52,6 +55,7 @@ from .backends import open_catalog, open_store
 from .config import Backends, Config
 from .dicom_servicer import DicomServicer
 from .door import DoorInterceptor
+from .import_servicer import ImportServicer
 from .media_servicer import MediaServicer, add_media_service
 from .status import ErrorInterceptor
 from .volume_servicer import VolumeServicer, add_volume_service
@@ -64,6 +68,7 @@ SERVICE_NAMES = (
     annotation_pb2.DESCRIPTOR.services_by_name["AnnotationService"].full_name,
     media_pb2.DESCRIPTOR.services_by_name["MediaService"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
+    import_pb2.DESCRIPTOR.services_by_name["ImportService"].full_name,
 )
 
 
@@ -250,6 +255,9 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     )
     add_media_service(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
     annotation_pb2_grpc.add_AnnotationServiceServicer_to_server(AnnotationServicer(volumes, archive, library), server)
+    import_pb2_grpc.add_ImportServiceServicer_to_server(
+        ImportServicer(Importer(archive, library, config.sources)), server
+    )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(cache, catalog, process=worker.index + 1 if worker else 1, processes=config.processes), server
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from voxelgate.imaging.limits import Limits, VideoLimits
+from voxelgate.imaging.sources.config import SourcesConfig, load_sources
 
 DEFAULT_PORT = 50051
 DEFAULT_DATA_DIR = Path("voxelgate-data")
@@ -304,6 +305,22 @@ class Config:
                 env=True,
                 help="memory a file's ingest decoding may allocate beyond the worker's own (default 4G)",
             )
+        ),
+    )
+
+    sources: SourcesConfig = field(  # ImportService: what callers may ingest from (voxelgate.imaging.sources)
+        default_factory=SourcesConfig,
+        metadata=_set_by(
+            Option(
+                "--sources",
+                "path",
+                "path",
+                env=True,
+                metavar="FILE",
+                help="TOML: which schemes, hosts, networks and S3 buckets ImportService may fetch from, "
+                "credentials, concurrency, retries (default: public https hosts and the AWS configuration's buckets)",
+            ),
+            make=load_sources,
         ),
     )
 

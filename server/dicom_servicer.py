@@ -83,7 +83,7 @@ def instance_pb(r: InstanceRow) -> dicom_pb2.Instance:
     )
 
 
-def _stored(index: int, r: IngestReport) -> common_pb2.IngestResult:
+def dicom_result(index: int, r: IngestReport) -> common_pb2.IngestResult:
     return common_pb2.IngestResult(
         name=r.name,
         index=index,
@@ -106,7 +106,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.IngestResult]:
-        yield from serve_ingest(self._archive, request_iterator, _stored, cancel=call_token(context))
+        yield from serve_ingest(self._archive, request_iterator, dicom_result, cancel=call_token(context))
 
     def ListStudies(
         self, request: dicom_pb2.ListStudiesRequest, context: grpc.ServicerContext

@@ -32,7 +32,9 @@ def rejected(name: str, index: int, exc: BaseException, size: int = 0) -> common
     )
 
 
-_GROUP_COMMIT = 16  # most files committed in one catalog transaction
+#: Most files committed in one catalog transaction, and most files staged ahead of the commit:
+#: while a batch commits, the reader receives the next one (files wait on disk, not in memory).
+_GROUP_COMMIT = 16
 
 
 @dataclass
@@ -58,7 +60,7 @@ def serve_ingest(
     together); results keep the stream's order. When ``cancel`` is cancelled (the
     call ended), the validation under way stops and nothing more is committed.
     """
-    events = prefetch(_receive(sink, request_iterator), depth=4)
+    events = prefetch(_receive(sink, request_iterator), depth=_GROUP_COMMIT)
     try:
         for event in events:
             if not isinstance(event, _Received):

@@ -61,3 +61,11 @@ def configure(level: str = "INFO", *, process: int | None = None) -> None:
     pydicom_log.setLevel(logging.WARNING)
     pydicom_log.propagate = False
     warnings.filterwarnings("ignore", module=r"pydicom(\.|$)")
+    # HTTP and S3 clients log request lines (a URL's query: a presigned signature), headers and
+    # signing details at DEBUG: never, whatever the level asked for.
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+
+
+#: Loggers of libraries that write URLs, headers or credentials below WARNING.
+QUIET_LOGGERS = ("urllib3", "botocore", "boto3", "s3transfer")

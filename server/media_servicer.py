@@ -96,7 +96,7 @@ def frame_wire(reply: FrameReply) -> bytes:
 _Reply = TypeVar("_Reply")
 
 
-def _result(index: int, r: MediaReport) -> common_pb2.IngestResult:
+def media_result(index: int, r: MediaReport) -> common_pb2.IngestResult:
     return common_pb2.IngestResult(
         name=r.name,
         index=index,
@@ -293,7 +293,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
     ) -> Iterator[common_pb2.IngestResult]:
-        yield from serve_ingest(self._library, request_iterator, _result, cancel=call_token(context))
+        yield from serve_ingest(self._library, request_iterator, media_result, cancel=call_token(context))
 
     def CreateGroup(self, request: media_pb2.CreateGroupRequest, context: grpc.ServicerContext) -> media_pb2.MediaSet:
         return set_pb(self._library.create_group(request.name, list(request.media_ids)))

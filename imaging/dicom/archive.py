@@ -43,6 +43,7 @@ from .frames import decode_frame, modality_values
 from .headers import InstanceHeader
 from .metadata_index import Backfill, MetadataRequest, serve
 from .parse import read_dataset
+from .pixels import NeedsDecoding
 from .search import SearchQuery, SearchReply, search
 from .validate import Validated, validate_file
 
@@ -168,32 +169,40 @@ class DicomArchive:
         results: dict[int, IngestReport | Exception] = {}
         pending: list[tuple[int, IncomingFile[IngestReport], Validated, IngestReport]] = []
         try:
-            checked = each(self.decoders, items, lambda item: self._validate(item[0], item[1], cancel))
+            checked = self._validate_all(items, cancel)
+            validated: list[tuple[int, IncomingFile[IngestReport], Validated, IngestReport]] = []
             for i, (incoming, _) in enumerate(items):
                 try:
                     done = checked[i]
                     if isinstance(done, Exception):
                         raise done
                     parsed, report = done
-                    existing = self.catalog.get_instance(report.sop_uid)
-                    if existing is not None and existing.sha256 == report.sha256:
-                        report.outcome = "duplicate"
-                        results[i] = report
-                    elif existing is not None and not incoming.overwrite:
-                        raise ConflictError(
-                            "an instance with this SOP Instance UID is stored with different bytes "
-                            "(ask for overwrite to replace it)",
-                            subject=report.sop_uid,
-                        )
-                    else:
-                        pending.append((i, incoming, parsed, report))
+                    validated.append((i, incoming, parsed, report))
                 except Exception as exc:  # noqa: BLE001 - one file's failure is its result
                     results[i] = exc
+            # One lookup for the batch: a duplicate is answered without touching the store.
+            existing_rows = self.catalog.get_instances([v[3].sop_uid for v in validated]) if validated else {}
+            for i, incoming, parsed, report in validated:
+                existing = existing_rows.get(report.sop_uid)
+                if existing is not None and existing.sha256 == report.sha256:
+                    report.outcome = "duplicate"
+                    results[i] = report
+                elif existing is not None and not incoming.overwrite:
+                    results[i] = ConflictError(
+                        "an instance with this SOP Instance UID is stored with different bytes "
+                        "(ask for overwrite to replace it)",
+                        subject=report.sop_uid,
+                    )
+                else:
+                    pending.append((i, incoming, parsed, report))
             replaced: list[str] = []
             if pending:
                 shas = {p[3].sha256 for p in pending}
                 # Made by the validation (where the dataset was parsed, in a contained worker).
                 index = [p.index for _, _, p, _ in pending]
+                # The header summaries (an aid to volume builds: an instance without one is parsed
+                # when built) go in the instances' transaction: one catalog sync for both.
+                summaries = [p.header for _, _, p, _ in pending]
                 with self.store.lock_many(shas):
                     try:
                         for _, incoming, _, _ in pending:
@@ -202,27 +211,21 @@ class DicomArchive:
                         outs = self.catalog.put_instances(
                             [(p.study, p.series, p.instance, inc.overwrite) for _, inc, p, _ in pending],
                             index,
+                            headers=summaries,
                         )
                     except DiskFullError as exc:  # the batch's commit: each of its files gets the error
                         outs = [exc.with_subject(inc.name) for _, inc, _, _ in pending]
-                    headers: dict[str, str] = {}
-                    for (i, _, parsed, report), out in zip(pending, outs, strict=True):
+                    kept: set[str] = set()
+                    for (i, _, _, report), out in zip(pending, outs, strict=True):
                         if isinstance(out, Exception):
                             results[i] = out
                             continue
                         report.outcome = out.outcome
                         results[i] = report
+                        kept.add(report.sha256)
                         if out.replaced is not None:
                             replaced.append(out.replaced.sha256)
-                        if parsed.header is not None:
-                            headers[report.sha256] = parsed.header
-                    # After the instances' commit: a summary is an aid to volume builds, not part
-                    # of what was acknowledged (an instance without one is parsed when built).
-                    try:
-                        self.catalog.put_headers(sorted(headers.items()))
-                    except DiskFullError:
-                        log.warning("header summaries not kept: the data volume is full", extra={"n": len(headers)})
-                    for sha in shas:
+                    for sha in shas - kept:
                         if not self.catalog.is_referenced(sha):  # every file of this content failed
                             self.store.delete(sha)
                             self.cache.evict_tag(sha)
@@ -243,11 +246,61 @@ class DicomArchive:
                 self.cache.evict_tag(staged_sha)  # frames kept while validating a file that was not stored
         return ordered
 
-    def _validate(
+    def _validate_all(
+        self, items: Sequence[tuple[IncomingFile[IngestReport], str]], cancel: CancelToken
+    ) -> list[tuple[Validated, IngestReport] | Exception]:
+        """Each file's validation or its error: in this process one by one where no decoder is needed (as
+        with ``--decode-workers 0``), then the rest in the contained decoders, up to their width at once."""
+        checked: list[tuple[Validated, IngestReport] | Exception] = []
+        todo: list[tuple[int, str]] = []
+        for i, (incoming, expected) in enumerate(items):
+            try:
+                here = self._validate_here(incoming, expected, cancel)
+            except Exception as exc:  # noqa: BLE001 - one file's failure is its result
+                checked.append(exc)
+                continue
+            if isinstance(here, str):
+                todo.append((i, here))
+                checked.append(InvalidInputError("not validated"))  # replaced below
+            else:
+                checked.append(here)
+        done = each(self.decoders, todo, lambda job: self._validate_contained(items[job[0]][0], job[1], cancel))
+        for (i, _), result in zip(todo, done, strict=True):
+            checked[i] = result
+        return checked
+
+    def _validate_here(
         self, incoming: IncomingFile[IngestReport], expected_sha256: str, cancel: CancelToken
+    ) -> tuple[Validated, IngestReport] | str:
+        """Validate in this process what needs no decoder; else return the sha256 for :meth:`_validate_contained`.
+
+        Uncompressed frames that GetFrame reads in place are proven by the header and the lengths
+        (pure Python: no decoder, no zlib sees the bytes), so they skip the round trip to a worker.
+        """
+        sha = incoming.check(expected_sha256)
+        if isinstance(self.decoders, InProcess):
+            return sha  # one path for everything, in this process
+        cancel.check(incoming.name)
+        staged = incoming.staged
+        try:
+            parsed = validate_file(
+                staged.path,
+                incoming.name,
+                sha,
+                staged.size,
+                self.limits,
+                self.warm_bytes,
+                emit=_no_frames,
+                decode=False,
+            )
+        except NeedsDecoding:
+            return sha
+        return parsed, _report(incoming, sha, parsed)
+
+    def _validate_contained(
+        self, incoming: IncomingFile[IngestReport], sha: str, cancel: CancelToken
     ) -> tuple[Validated, IngestReport]:
         staged = incoming.staged
-        sha = incoming.check(expected_sha256)
         parsed = self.decoders.run(
             validate_file,
             staged.path,
@@ -260,11 +313,7 @@ class DicomArchive:
             on_item=self._warm(sha),
             cancel=cancel,
         )
-        inst = parsed.instance
-        report = IngestReport(
-            incoming.name, "stored", sha, staged.size, inst.sop_uid, inst.study_uid, inst.series_uid, parsed.warnings
-        )
-        return parsed, report
+        return parsed, _report(incoming, sha, parsed)
 
     def headers(self, rows: Sequence[InstanceRow]) -> dict[str, InstanceHeader]:
         """Header summaries kept at ingest for these instances, by sha256 (some may be missing)."""
@@ -590,3 +639,21 @@ class DicomArchive:
         for uid in {r.series_uid for r in deleted}:
             self.cache.evict_tag(f"series:{uid}")
         return len(deleted), freed
+
+
+def _no_frames(meta: object, array: np.ndarray | None = None) -> None:
+    """``emit`` of a validation that decodes nothing (it is never called)."""
+
+
+def _report(incoming: IncomingFile[IngestReport], sha: str, parsed: Validated) -> IngestReport:
+    inst = parsed.instance
+    return IngestReport(
+        incoming.name,
+        "stored",
+        sha,
+        incoming.staged.size,
+        inst.sop_uid,
+        inst.study_uid,
+        inst.series_uid,
+        parsed.warnings,
+    )

@@ -23,6 +23,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.filereader import _read_file_meta_info, read_preamble  # to find where a deflated dataset starts
 from pydicom.tag import Tag
 from pydicom.uid import (
+    UID,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
@@ -39,6 +40,7 @@ from .frames import modality_dtype
 from .pixels import (
     PIXEL_TAGS,
     FrameSink,
+    NeedsDecoding,
     has_pixels,
     held_length,
     pixel_layout,
@@ -137,6 +139,27 @@ def _check_elements(ds: Dataset, name: str, file_size: int | None) -> None:
                     _check_elements(item, name, None)
 
 
+def _peek_transfer_syntax(path: Path) -> UID | None:
+    """The Transfer Syntax UID of the file's meta header (group 2 only); None when it has none readable."""
+    with open(path, "rb") as fh:
+        try:
+            read_preamble(fh, True)
+            found = _read_file_meta_info(fh).get("TransferSyntaxUID")
+        except Exception:  # noqa: BLE001 - what is wrong with the header, dcmread says better
+            return None
+    return found if isinstance(found, UID) else None
+
+
+def _native(tsyntax: UID | None) -> bool:
+    """A known native transfer syntax that is not deflated: its bytes are read as they are."""
+    try:
+        return (
+            tsyntax is not None and tsyntax.is_transfer_syntax and not (tsyntax.is_deflated or tsyntax.is_encapsulated)
+        )
+    except ValueError:
+        return False
+
+
 def _check_inflated_size(path: Path, *, name: str, limit: int) -> None:
     """Refuse a Deflated Explicit VR Little Endian file whose dataset inflates past ``limit`` bytes.
 
@@ -152,15 +175,8 @@ def _check_inflated_size(path: Path, *, name: str, limit: int) -> None:
         The deflate stream is corrupt.
     """
     with open(path, "rb") as fh:
-        try:
-            read_preamble(fh, True)
-            meta = _read_file_meta_info(fh)
-            # Read here: a raw element's value is converted when first read (an unknown VR fails then).
-            deflated = meta.get("TransferSyntaxUID") == DeflatedExplicitVRLittleEndian
-        except Exception:  # noqa: BLE001 - what is wrong with the header, dcmread says better
-            return
-        if not deflated:
-            return
+        read_preamble(fh, True)
+        _read_file_meta_info(fh)  # read before: it parsed then
         inflater = zlib.decompressobj(-zlib.MAX_WBITS)
         total = 0
         try:
@@ -186,8 +202,13 @@ def read_dataset(
     stop_before_pixels: bool = False,
     size: int | None = None,
     inflate_limit: int | None = None,
+    decode: bool = True,
 ) -> tuple[Dataset, list[str]]:
     """Read a file's dataset (pixel data deferred), Part 10 or bare.
+
+    ``decode=False`` reads only a file whose meta header names a native transfer syntax that
+    is not deflated (no zlib, no decoder sees its bytes); any other raises
+    :class:`~.pixels.NeedsDecoding` before the dataset is read.
 
     ``path`` may also be a seekable binary file (an object read with ranged
     GETs), whose ``size`` is then given; deferred values are read from it, so it
@@ -203,12 +224,18 @@ def read_dataset(
         When the bytes are empty, not DICOM, or the header is truncated or corrupt.
     LimitExceededError
         A deflated dataset inflates past ``inflate_limit``.
+    NeedsDecoding
+        ``decode`` is False and the file is not plainly native.
     """
     file_size = path.stat().st_size if isinstance(path, Path) else size
     if file_size == 0:
         raise InvalidInputError("empty file", subject=name)
-    if inflate_limit is not None and isinstance(path, Path):
-        _check_inflated_size(path, name=name, limit=inflate_limit)
+    if (inflate_limit is not None or not decode) and isinstance(path, Path):
+        tsyntax = _peek_transfer_syntax(path)
+        if not decode and not _native(tsyntax):
+            raise NeedsDecoding(name)
+        if inflate_limit is not None and tsyntax == DeflatedExplicitVRLittleEndian:
+            _check_inflated_size(path, name=name, limit=inflate_limit)
     found: list[str] = []
     with notes.collect() as caught:
         try:
@@ -283,8 +310,12 @@ def parse_instance(
     limits: Limits,
     validate: bool = True,
     on_frame: FrameSink | None = None,
+    decode: bool = True,
 ) -> ParsedInstance:
     """Read, validate and describe the DICOM file at ``path``.
+
+    ``decode=False``: pixel data that needs a decoder to be proven raises
+    :class:`~.pixels.NeedsDecoding` (see :func:`validate_pixels`).
 
     What pydicom tolerates with a warning (an invalid value, a wrong VR) is kept
     and reported in :attr:`ParsedInstance.warnings`.
@@ -294,7 +325,9 @@ def parse_instance(
     InvalidInputError, LimitExceededError, UnsupportedError
         As :func:`read_dataset` and :func:`validate_pixels`.
     """
-    ds, found = read_dataset(path, name=name, inflate_limit=limits.max_pixel_bytes + INFLATED_HEADER_BYTES)
+    ds, found = read_dataset(
+        path, name=name, inflate_limit=limits.max_pixel_bytes + INFLATED_HEADER_BYTES, decode=decode
+    )
     with notes.collect() as caught:
         try:
             parsed = _describe(
@@ -307,6 +340,7 @@ def parse_instance(
                 limits=limits,
                 validate=validate,
                 on_frame=on_frame,
+                decode=decode,
             )
         except HEADER_ERRORS as exc:
             # Values are converted when first read: a bit flipped in a VR or a length shows here.
@@ -332,6 +366,7 @@ def _describe(
     limits: Limits,
     validate: bool,
     on_frame: FrameSink | None,
+    decode: bool = True,
 ) -> ParsedInstance:
     if ds.file_meta.get("MediaStorageSOPClassUID") == MediaStorageDirectoryStorage:
         raise InvalidInputError("a DICOMDIR (media storage directory), not an instance", subject=name)
@@ -341,7 +376,7 @@ def _describe(
     series_uid = _check_uid(ds, "SeriesInstanceUID", name, found)
     pixels = has_pixels(ds)
     if pixels and validate:
-        found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame))
+        found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame, decode=decode))
     rows, cols, _samples, frames, _bits = pixel_layout(ds) if pixels else (0, 0, 0, 0, 0)
     if pixels and validate:
         _check_rescale(ds, frames, name)

@@ -142,7 +142,7 @@ def _packed_frames(path: Path | BinaryIO, ds: Dataset, indices: list[int] | None
     ------
     IndexError
         A frame past the end.
-    ValueError
+    InvalidInputError
         The pixel data is shorter than the frames need.
     """
     rows, cols, samples, frames, _ = pixel_layout(ds)
@@ -158,7 +158,8 @@ def _packed_frames(path: Path | BinaryIO, ds: Dataset, indices: list[int] | None
         start = i * n
         first, end = start // 8, (start + n + 7) // 8
         if end > len(data):
-            raise ValueError(f"pixel data holds {len(data)} bytes; frame {i} needs {end}")
+            # The file's own bytes fall short of what its header announces: the input's fault.
+            raise InvalidInputError(f"pixel data holds {len(data)} bytes; frame {i} needs {end}")
         bits = np.unpackbits(np.frombuffer(data, np.uint8, end - first, first), bitorder="little")
         frame = bits[start - first * 8 : start - first * 8 + n]
         yield frame.reshape((rows, cols, samples) if samples > 1 else (rows, cols))
@@ -277,8 +278,24 @@ def classify_decode_error(exc: BaseException, ds: Dataset, name: str) -> Excepti
 FrameSink = Callable[[int, np.ndarray], None]
 
 
+class NeedsDecoding(Exception):
+    """Validation with ``decode=False`` reached pixel data that only a decoder can prove servable.
+
+    Ingest validates uncompressed frames that GetFrame reads in place without
+    any decoder, in the serving process; anything that a decoder must see
+    (compressed, deflated, packed, colour...) it hands to a contained worker
+    when this is raised (:mod:`voxelgate.imaging.contained`).
+    """
+
+
 def validate_pixels(
-    ds: Dataset, path: Path, *, name: str, limits: Limits, on_frame: FrameSink | None = None
+    ds: Dataset,
+    path: Path,
+    *,
+    name: str,
+    limits: Limits,
+    on_frame: FrameSink | None = None,
+    decode: bool = True,
 ) -> list[str]:
     """Prove that the pixel data of ``ds`` decodes the way GetFrame decodes it, frame by frame (bounded memory).
 
@@ -289,6 +306,9 @@ def validate_pixels(
     Compressed frames are handed to ``on_frame(index, array)`` as they are decoded
     (colour converted to RGB, as :func:`decode_frames` returns them), so that the
     caller can keep the work instead of decoding again later.
+
+    With ``decode=False`` nothing is decoded: pixel data that needs a decoder
+    raises :class:`NeedsDecoding` once the header's limits are checked.
 
     Returns warnings about tolerated oddities.
 
@@ -301,6 +321,8 @@ def validate_pixels(
         (a frame's codestream declares more samples than the header).
     UnsupportedError
         No installed decoder handles the transfer syntax.
+    NeedsDecoding
+        ``decode`` is False and the pixel data needs a decoder.
     """
     found: list[str] = []
     for keyword in ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames", "BitsAllocated"):
@@ -323,6 +345,8 @@ def validate_pixels(
             subject=name,
         )
     tsyntax = ds.file_meta.TransferSyntaxUID
+    if not decode and (tsyntax.is_encapsulated or tsyntax.is_deflated):
+        raise NeedsDecoding(name)
     if not tsyntax.is_encapsulated:
         # The raw element knows its length without loading a value of gigabytes.
         raw = next(raw_item(ds, t) for t in PIXEL_TAGS if t in ds)
@@ -345,6 +369,8 @@ def validate_pixels(
             return found  # GetFrame reads each frame at its offset: the length is all it needs
         # Anything else (colour, packed bits, big endian, 13 bits allocated...) GetFrame decodes
         # with pydicom: so does validation, every frame, so that what is stored can be served.
+        if not decode:
+            raise NeedsDecoding(name)
         _decode_all(path, ds, name=name, frames=frames, on_frame=None)
         return found
     check_declared_sizes(ds, None if tsyntax.is_deflated else path, name=name, rows=rows, columns=cols, samples=samples)

@@ -39,15 +39,29 @@ class Validated:
 
 
 def validate_file(
-    path: Path, name: str, sha256: str, size: int, limits: Limits, warm_bytes: int, *, emit: Emit
+    path: Path,
+    name: str,
+    sha256: str,
+    size: int,
+    limits: Limits,
+    warm_bytes: int,
+    *,
+    emit: Emit,
+    decode: bool = True,
 ) -> Validated:
     """Validate the DICOM file at ``path``; decoded frames go to ``emit((index,), frame)`` while
     their bytes fit ``warm_bytes`` in all.
+
+    ``decode=False`` (the serving process's own attempt, before a contained worker's) proves
+    only what needs no native code: uncompressed frames that GetFrame reads in place; a
+    deflated dataset, or pixel data that a decoder must see, raises :class:`NeedsDecoding`.
 
     Raises
     ------
     InvalidInputError, LimitExceededError, UnsupportedError
         As :func:`~voxelgate.imaging.dicom.parse.parse_instance`.
+    ~voxelgate.imaging.dicom.pixels.NeedsDecoding
+        ``decode`` is False and the file needs a decoder (or zlib) to be proven.
     """
     budget = [warm_bytes]
 
@@ -56,7 +70,7 @@ def validate_file(
             budget[0] -= frame.nbytes
             emit(index, frame)
 
-    parsed = parse_instance(path, name=name, sha256=sha256, size=size, limits=limits, on_frame=keep)
+    parsed = parse_instance(path, name=name, sha256=sha256, size=size, limits=limits, on_frame=keep, decode=decode)
     return Validated(
         parsed.study, parsed.series, parsed.instance, parsed.warnings, header_summary(parsed), index_entry(parsed)
     )

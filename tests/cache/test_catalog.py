@@ -110,6 +110,31 @@ def test_put_and_get(catalog: SqliteCatalog) -> None:
     assert catalog.totals() == (1, 100)
 
 
+def test_batch_put_keeps_headers_in_its_transaction_and_get_instances_looks_up_many(catalog: SqliteCatalog) -> None:
+    _put(catalog, "1.1", "1.1.1", "1.1.1.1")
+    items = [
+        (*_rows("1.1", "1.1.1", "1.1.1.1"), False),  # duplicate: its header is not written
+        (*_rows("1.1", "1.1.1", "1.1.1.2"), False),  # stored, with a header
+        (*_rows("1.1", "1.1.1", "1.1.1.3"), False),  # stored, without one
+        (*_rows("1.1", "1.1.1", "1.1.1.1", sha=_sha("other")), False),  # conflict: nothing written
+    ]
+    outs = catalog.put_instances(items, headers=['{"d": 1}', '{"a": 2}', None, '{"c": 4}'])  # type: ignore[arg-type]
+    assert [o.outcome if not isinstance(o, Exception) else type(o) for o in outs] == [
+        "duplicate",
+        "stored",
+        "stored",
+        ConflictError,
+    ]
+    shas = [_sha("1.1.1.1"), _sha("1.1.1.2"), _sha("1.1.1.3"), _sha("other")]
+    assert catalog.headers(shas) == {_sha("1.1.1.2"): '{"a": 2}'}
+    with pytest.raises(ValueError, match="1 headers for 2 instances"):
+        catalog.put_instances(items[:2], headers=[None])  # type: ignore[arg-type]
+    uids = [f"1.1.1.{i}" for i in range(1, 4)] + ["1.1.1.9"] + [f"9.{i}" for i in range(600)]
+    got = catalog.get_instances(uids)  # more than one query's worth of parameters
+    assert sorted(got) == ["1.1.1.1", "1.1.1.2", "1.1.1.3"]
+    assert got["1.1.1.2"].sha256 == _sha("1.1.1.2") and got["1.1.1.1"].sha256 == _sha("1.1.1.1")
+
+
 def test_stored_at_is_filled_in_when_missing(catalog: SqliteCatalog) -> None:
     study, series, inst = _rows("1.1", "1.1.1", "1.1.1.1")
     inst = InstanceRow(**{**inst.__dict__, "stored_at": 0.0})

@@ -123,3 +123,33 @@ def test_a_series_moved_to_orthanc_arrives_as_stored(peers: tuple[Any, Any, Clie
         assert status == 200
         sop = str(pydicom.dcmread(pydicom.filebase.DicomBytesIO(data), stop_before_pixels=True).SOPInstanceUID)
         assert dataset_bytes(data) == dataset_bytes(vg.get_instance_file(sop)), sop
+
+
+def _query(orth: Any, level: str, keys: dict[str, str]) -> list[dict[str, Any]]:
+    """Orthanc's C-FIND to the node (``/modalities/vg/query``): each answer's keys by name."""
+    q = _rest(orth, "POST", "/modalities/vg/query", {"Level": level, "Query": keys})
+    count = len(_rest(orth, "GET", f"/queries/{q['ID']}/answers"))
+    return [_rest(orth, "GET", f"/queries/{q['ID']}/answers/{i}/content?simplify") for i in range(count)]
+
+
+def test_orthanc_queries_the_node_at_study_series_and_instance_level(
+    peers: tuple[Any, Any, Client], tmp_path: Path
+) -> None:
+    orth, _, vg = peers
+    results = list(vg.ingest(_series(tmp_path / "series", 4)))
+    assert all(r.ok for r in results)
+    first = results[0]
+    (study,) = vg.list_studies()
+    got = _query(orth, "Study", {"StudyInstanceUID": "", "PatientID": "SYN*", "StudyDate": ""})
+    assert [a["StudyInstanceUID"] for a in got] == [study.study_instance_uid]
+    keys = {"StudyInstanceUID": study.study_instance_uid, "SeriesInstanceUID": "", "Modality": ""}
+    got = _query(orth, "Series", keys)
+    assert [(a["SeriesInstanceUID"], a["Modality"]) for a in got] == [(first.series_instance_uid, "CT")]
+    got = _query(
+        orth,
+        "Instance",
+        {"StudyInstanceUID": study.study_instance_uid, "SeriesInstanceUID": first.series_instance_uid,
+         "SOPInstanceUID": ""},
+    )  # fmt: skip
+    assert sorted(a["SOPInstanceUID"] for a in got) == sorted(r.sop_instance_uid for r in results)
+    assert _query(orth, "Study", {"PatientID": "NOBODY*"}) == []

@@ -16,7 +16,7 @@ import pytest
 
 from voxelgate.cancel import CancelToken
 from voxelgate.errors import CancelledError, InvalidInputError, LimitExceededError
-from voxelgate.imaging.contained import ContainedError, ContainLimits, DecoderPool, InProcess
+from voxelgate.imaging.contained import SHARED_BYTES, ContainedError, ContainLimits, DecoderPool, InProcess
 
 
 @pytest.fixture
@@ -50,6 +50,23 @@ def test_emitted_arrays_arrive_whole_and_in_order(pool: DecoderPool) -> None:
         assert arr is not None and arr.shape == (700, 700) and arr.dtype == np.uint16
         assert int(arr.min()) == int(arr.max()) == k
     assert got[5][1] is None
+
+
+def test_large_arrays_come_back_in_shared_memory_whole_and_in_order(pool: DecoderPool) -> None:
+    """2 MB frames (a memfd each, past SHARED_BYTES) between small items, and the worker answers after."""
+    got: list[tuple[object, np.ndarray | None]] = []
+    assert 1000 * 1000 * 2 >= SHARED_BYTES > 700 * 700 * 2  # this test takes the memfd path, the one above the pipe
+    for _ in range(2):
+        got.clear()
+        count = pool.run(tasks.arrays, 3, 1000, subject="f", on_item=lambda meta, arr: got.append((meta, arr)))
+        assert count == 3
+        assert [m for m, _ in got] == [("frame", k) for k in range(3)] + ["note"]
+        for k, (_, arr) in enumerate(got[:3]):
+            assert arr is not None and arr.shape == (1000, 1000) and arr.dtype == np.uint16
+            assert not arr.flags.writeable
+            assert int(arr.min()) == int(arr.max()) == k
+    assert pool.run(tasks.echo, 7, subject="f") == 7  # the pipe is in step after them
+    assert pool.crashes == 0
 
 
 def test_a_domain_error_comes_back_as_itself_and_the_worker_is_kept(pool: DecoderPool) -> None:

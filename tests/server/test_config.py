@@ -130,6 +130,7 @@ def test_the_variables_are_the_documented_ones() -> None:
             "S3_ENDPOINT",
             "S3_REGION",
             "OBJECT_CACHE_SIZE",
+            "SOURCES",
             "DECODE_WORKERS",
             "DECODE_TIMEOUT",
             "DECODE_MEMORY",

@@ -1,0 +1,92 @@
+"""What containment costs, both ways in interleaved rounds: ingest and the first GetFrame after it.
+
+    python3 dev.py bench bench_contained.py [--rounds 5] [--count 150]
+
+Each round runs, on fresh servers, once contained (the default ``--decode-workers``)
+and once with ``--decode-workers 0`` (ingest decodes in the serving process), the
+order alternating from round to round so that a machine whose load drifts does not
+favour one way: the ingest of ``--count`` uncompressed CT slices with 1 and 2 clients
+(``bench_ingest.voxelgate_stub``), and the ingest of a JPEG 2000 mammogram with its
+first and later ``GetFrame`` PNG (``bench_frame.voxelgate_frames``). Prints each
+measurement's median both ways, their ratio (target: within 10 %, issue 18) and every
+round's values, and the load average at each round's start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+
+import bench_frame
+import bench_ingest
+from _report import Report, add_report_arguments, cleanup, workdir
+from _synth import write_ct_series, write_mammo
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    parser.add_argument("--count", type=int, default=150, help="CT slices to ingest (default 150)")
+    parser.add_argument("--keep", action="store_true", help="keep the temp directory")
+    add_report_arguments(parser)
+    args = parser.parse_args(argv)
+    report = Report.start("bench_contained", "what containment costs, both ways in interleaved rounds", args, parser)
+    work = workdir("voxelgate-bench-contained-")
+    try:
+        paths = write_ct_series(work / "ct", count=args.count, size=512)
+        nbytes = sum(p.stat().st_size for p in paths)
+        mammo = write_mammo(work / "mg_j2k.dcm")
+        print(report.machine_line())
+        runs: dict[tuple[str, bool], list[float]] = {}
+        loads: list[float] = []
+
+        def add(what: str, contained: bool, value: float | None) -> None:
+            if value is not None:
+                runs.setdefault((what, contained), []).append(value)
+
+        for r in range(args.rounds):
+            loads.append(round(os.getloadavg()[0], 2))
+            for contained in (True, False) if r % 2 == 0 else (False, True):
+                tag = "contained" if contained else "dw0"
+                for n in (1, 2):
+                    m = bench_ingest.voxelgate_stub(work / f"s-{tag}-{n}-{r}", paths, nbytes, n, contained=contained)
+                    add(f"{args.count} CT slices, ingest, {n} client{'s' if n > 1 else ''}", contained, m.seconds)
+                t = bench_frame.voxelgate_frames(work / f"f-{tag}-{r}", mammo, "J2K", "PNG", 3, contained=contained)
+                add("J2K mammogram, ingest", contained, t.ingest)
+                add("J2K mammogram, first GetFrame PNG", contained, t.first)
+                add("J2K mammogram, later GetFrame PNG", contained, t.later_median)
+            for d in work.glob(f"*-{r}"):
+                shutil.rmtree(d, ignore_errors=True)
+        loads.append(round(os.getloadavg()[0], 2))
+        print(f"{args.rounds} rounds; load average (1 min) at each round's start and at the end: {loads}")
+        for what in dict.fromkeys(w for w, _ in runs):
+            a, b = runs.get((what, True), []), runs.get((what, False), [])
+            if not a or not b:
+                continue
+            ma, mb = statistics.median(a), statistics.median(b)
+            report.figure(
+                f"{what}, contained (median of {len(a)})",
+                ma,
+                unit="s",
+                peer="same, --decode-workers 0, interleaved",
+                peer_value=mb,
+                ratio=ma / mb,
+                target="<= 1.10 (contained / uncontained)",
+                met=ma / mb <= 1.10,
+                note="rounds: " + ", ".join(f"{x:.3f}" for x in a) + " / " + ", ".join(f"{x:.3f}" for x in b),
+            )
+            print(
+                f"{what:<40} contained {ma:.3f} s  --decode-workers 0 {mb:.3f} s  ratio {ma / mb:.2f}"
+                f"  (rounds: {', '.join(f'{x:.3f}' for x in a)} / {', '.join(f'{x:.3f}' for x in b)})"
+            )
+        report.note(f"load average (1 min) at each round's start and at the end: {loads}")
+        report.save()
+        return 0
+    finally:
+        cleanup(work, keep=args.keep)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
