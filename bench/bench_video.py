@@ -34,7 +34,7 @@ Frames are received as a viewer would, through ``voxelgate.client.streams.get_fr
 copying the frame twice more.
 
 This process (the client) sets glibc's malloc thresholds as ``voxelgate serve``
-does (``voxelgate.server.app.tune_malloc``): receiving 3-6 MB messages in fresh pages
+does (``voxelgate.memory.tune_malloc``): receiving 3-6 MB messages in fresh pages
 otherwise costs the client more than the server's work (``--no-tune-malloc``).
 """
 
@@ -61,7 +61,7 @@ from voxelgate.client.streams import get_frame, stream_frames, stream_frames_sha
 from voxelgate.client.transport import channel
 from voxelgate.imaging.media.frame_index import FrameIndex, FrameReader, build_frame_index, iter_frames
 from voxelgate.imaging.media.probe_video import probe_video
-from voxelgate.server.app import tune_malloc
+from voxelgate.memory import tune_malloc
 from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 WIDTH, HEIGHT, FPS, GOP = 1920, 1080, 30, 50
@@ -144,7 +144,7 @@ def pyav_seek_decode(path: Path, pts: int) -> float:
 _ECHO_SERVER = """
 import sys, grpc
 from concurrent import futures
-from voxelgate.server.app import tune_malloc
+from voxelgate.memory import tune_malloc
 tune_malloc()  # as voxelgate serve does
 size = int(sys.argv[1])
 payload = bytes(size)

@@ -30,7 +30,7 @@ Ingest validation decodes every compressed frame and keeps it in the derived
 cache, so the compressed volume build does not decode again: the ingest time is
 printed beside it. This process (the client, and the in-process peers SimpleITK and
 pydicom) sets glibc's malloc thresholds as ``voxelgate serve`` does
-(``voxelgate.server.app.tune_malloc``; ``--no-tune-malloc`` leaves them). Target: our cold GetVolume
+(``voxelgate.memory.tune_malloc``; ``--no-tune-malloc`` leaves them). Target: our cold GetVolume
 faster than both peers. When dcm2niix is missing its rows are skipped (exit status 1 if ``VOXELGATE_REQUIRE_PEERS=1``).
 """
 
@@ -59,7 +59,7 @@ from pydicom.uid import RLELossless
 
 from voxelgate.client.streams import FetchedVolume, fetch_volume
 from voxelgate.client.transport import channel
-from voxelgate.server.app import tune_malloc
+from voxelgate.memory import tune_malloc
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
 
 DCM2NIIX = "/usr/bin/dcm2niix"

@@ -21,6 +21,7 @@ read instead.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -138,7 +139,9 @@ _COUNTS = {
 }
 
 
+@functools.lru_cache(maxsize=1024)
 def _split(parts: tuple[str, ...]) -> tuple[str, ...]:
+    """The distinct values of comma-joined aggregates, sorted (the same few recur across a page's rows)."""
     return tuple(sorted({m for p in parts for m in p.split(",") if m}))
 
 
@@ -252,23 +255,23 @@ class SearchMixin:
         where = self._where(spec, args)
         source, order = self._from(spec.level)
         sql = f"SELECT {','.join(select + extra)} FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?"
+        # Where each level's row sits in a result row, worked out once rather than per row.
+        classes = {"st": ("study", StudyRow), "se": ("series", SeriesRow), "i": ("instance", InstanceRow)}
+        spans: list[tuple[str, Any, int, int]] = []
+        k = 0
+        for a in aliases:
+            spans.append((*classes[a], k, k + len(names[a])))
+            k += len(names[a])
         out: list[SearchRow] = []
         for r in self._all(sql, [*args, limit, offset]):
             row = SearchRow()
-            k = 0
-            for a in aliases:
-                n = len(names[a])
-                value = {"st": StudyRow, "se": SeriesRow, "i": InstanceRow}[a](*r[k : k + n])
-                setattr(row, {"st": "study", "se": "series", "i": "instance"}[a], value)
-                k += n
+            for attr, cls, begin, end in spans:
+                setattr(row, attr, cls(*r[begin:end]))
             row.study_attrs = r[k]
-            k += 1
             if "se" in aliases:
-                row.series_attrs = r[k]
-                k += 1
+                row.series_attrs = r[k + 1]
             if spec.level == "instance":
-                attrs, sha, model = r[k : k + 3]
-                k += 3
+                attrs, sha, model = r[k + 2 : k + 5]
                 if sha is not None and sha == row.instance.sha256:
                     row.instance_attrs = attrs
                     row.model = None if model is None else bytes(model)

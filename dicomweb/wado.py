@@ -256,14 +256,14 @@ def frames(request: Request) -> Response:
     boundary = multipart.new_boundary()
     media_type = multipart.content_type(boundary, plan.media_type)
 
-    def part(frame: bytes) -> bytes:
-        # One buffer per frame: one send, one thread hop (a frame is at most some megabytes).
-        return b"".join(
-            (multipart.part_head(boundary, plan.content_type, length=len(frame)), frame, multipart.part_end())
-        )
+    def part(frame: bytes, *tail: bytes) -> bytes:
+        # One buffer per frame, the frame copied once: one send, one thread hop (a frame is at most
+        # some megabytes).
+        head = multipart.part_head(boundary, plan.content_type, length=len(frame))
+        return b"".join((head, frame, multipart.part_end(), *tail))
 
     if len(numbers) == 1:  # the common case (viewers ask frame by frame): one body, sent at once
-        return Response(part(first_frame) + multipart.closing(boundary), media_type=media_type)
+        return Response(part(first_frame, multipart.closing(boundary)), media_type=media_type)
 
     def body() -> Iterator[bytes]:
         yield part(first_frame)

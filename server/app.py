@@ -36,6 +36,7 @@ from voxelgate.imaging.media import MediaLimits
 from voxelgate.imaging.media.decode import bound_pillow
 from voxelgate.imaging.media.library import MediaLibrary
 from voxelgate.imaging.sources.importer import Importer
+from voxelgate.memory import tune_malloc
 from voxelgate.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -351,32 +352,6 @@ def codec_report() -> dict[str, list[str]]:
         except (NotImplementedError, ValueError):
             out[UID(uid).name] = []
     return out
-
-
-def tune_malloc() -> bool:
-    """Keep glibc from mapping and unmapping fresh pages for every large buffer; True when set.
-
-    By default glibc serves blocks above 128 KiB (rising to at most 32 MiB) with
-    their own mmap and gives freed heap tops back to the kernel, so each 3-6 MB
-    video frame, protobuf message and gRPC buffer is born in fresh pages: page
-    faults cost more than the copies themselves (several times over: see
-    docs/performance.md). A fixed mmap threshold of 32 MiB
-    and a trim threshold of 128 MiB let such buffers reuse heap memory; the price
-    is up to that much free memory kept per malloc arena. Not done on other C
-    libraries; the environment's ``MALLOC_*`` settings win.
-    """
-    import ctypes
-    import ctypes.util
-
-    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
-    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
 
 
 def freeze_startup_objects() -> int:

@@ -1,4 +1,4 @@
-"""Volume-sized arrays in memory of their own, in small pages.
+"""Volume-sized arrays in memory of their own, in small pages; glibc's malloc thresholds (:func:`tune_malloc`).
 
 numpy asks the kernel for transparent huge pages on every large array
 (``madvise(MADV_HUGEPAGE)``). On a virtual machine that hands free memory back
@@ -17,7 +17,10 @@ array ``GetVolume`` fills and for shared memory segments (``voxelgate.client``).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import mmap
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -62,3 +65,30 @@ def fault_in(mapping: mmap.mmap) -> None:
     more than a moment.
     """
     np.ndarray((len(mapping),), dtype=np.uint8, buffer=mapping)[:: mmap.PAGESIZE] = 0
+
+
+def tune_malloc() -> bool:
+    """Keep glibc from mapping and unmapping fresh pages for every large buffer; True when set.
+
+    For processes that move large buffers all day: ``voxelgate serve`` and ``voxelgate dicomweb``
+    (whose 512 KiB CT frames are received over gRPC and written to HTTP by different threads)
+    call it as they start.
+
+    By default glibc serves blocks above 128 KiB (rising to at most 32 MiB) with
+    their own mmap and gives freed heap tops back to the kernel, so each 3-6 MB
+    video frame, protobuf message and gRPC buffer is born in fresh pages: page
+    faults cost more than the copies themselves (several times over: see
+    docs/performance.md). A fixed mmap threshold of 32 MiB
+    and a trim threshold of 128 MiB let such buffers reuse heap memory; the price
+    is up to that much free memory kept per malloc arena. Not done on other C
+    libraries; the environment's ``MALLOC_*`` settings win.
+    """
+    if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))

@@ -24,6 +24,7 @@ with text beyond ASCII carries ``SpecificCharacterSet`` ``ISO_IR 192`` (the JSON
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -313,9 +314,9 @@ def _dataset(row: SearchRow, level: Level, *, models: bool) -> dict[str, str]:
             ds.update((k, _ENCODE(v)) for k, v in (model_of(row.model) or {}).items())
         ds.update(_snippets(row.instance_attrs, lambda: _instance_columns(row.instance)))
     if row.modalities is not None:
-        ds["00080061"] = '{"vr":"CS"' + (f',"Value":{_ENCODE(list(row.modalities))}}}' if row.modalities else "}")
+        ds["00080061"] = _strings_elem("CS", row.modalities)
     if row.sop_classes is not None:
-        ds["00080062"] = '{"vr":"UI"' + (f',"Value":{_ENCODE(list(row.sop_classes))}}}' if row.sop_classes else "}")
+        ds["00080062"] = _strings_elem("UI", row.sop_classes)
     for name, n in row.counts.items():
         ds[_COUNT_TAGS[name]] = f'{{"vr":"IS","Value":[{int(n)}]}}'
     ds["00080056"] = _ONLINE
@@ -325,8 +326,23 @@ def _dataset(row: SearchRow, level: Level, *, models: bool) -> dict[str, str]:
             url += f"/series/{row.series.series_uid}"
             if row.instance is not None:
                 url += f"/instances/{row.instance.sop_uid}"
-        ds["00081190"] = '{"vr":"UR","Value":' + _ENCODE([url]) + "}"
+        ds["00081190"] = '{"vr":"UR","Value":[' + _json_string(url) + "]}"
     return ds
+
+
+def _json_string(text: str) -> str:
+    """``text`` as a JSON string: quoted as is when nothing in it needs escaping (UIDs, code strings),
+    which is most of what a search returns, else by the encoder."""
+    if text.isascii() and text.isprintable() and '"' not in text and "\\" not in text:
+        return '"' + text + '"'
+    return _ENCODE(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _strings_elem(vr: str, values: tuple[str, ...]) -> str:
+    """An attribute of string values as JSON text; the same few (modalities, SOP classes) recur in every
+    match of a search."""
+    return f'{{"vr":"{vr}","Value":{_ENCODE(list(values))}}}' if values else f'{{"vr":"{vr}"}}'
 
 
 _COUNT_TAGS = {

@@ -39,14 +39,14 @@ def _region(shot: Path, box: tuple[int, int, int, int]) -> np.ndarray:
     return np.asarray(Image.open(shot).convert("L").crop(box), dtype=float)
 
 
-def test_ohif_lists_the_studies_and_shows_a_ct(archive: Archive) -> None:
+def test_ohif_lists_the_studies_shows_a_ct_and_its_coronal_reformat(archive: Archive) -> None:
     _browser_peers()
     ct = archive.need_ct()[0]
     dist = ohif_dist()
     with tempfile.TemporaryDirectory() as tmp, serve_gateway(archive.gateway.client, cors_origins=("*",)) as gw:
         config = ohif_config(gw.url).encode()
         with serve_static(dist, {"app-config.js": config}) as ohif:
-            shots = {"list": Path(tmp) / "list.png", "viewer": Path(tmp) / "viewer.png"}
+            shots = {name: Path(tmp) / f"{name}.png" for name in ("list", "viewer", "mpr")}
             seen = drive(
                 "ohif_driver.cjs",
                 {
@@ -56,12 +56,17 @@ def test_ohif_lists_the_studies_and_shows_a_ct(archive: Archive) -> None:
                     "scroll": 29,
                     "listShot": str(shots["list"]),
                     "viewerShot": str(shots["viewer"]),
+                    "mprShot": str(shots["mpr"]),
                 },
                 timeout=600,
             )
         for name, shot in shots.items():
             _keep(shot, f"dicomweb-ohif-{name}.png")
         viewport = _region(shots["viewer"], (300, 60, 1350, 880))  # right of the study panel
+        mpr = seen["mpr"]
+        assert mpr["coronal"] is not None, mpr  # the coronal viewport never drew anything but black
+        x, y, w, h = (int(v) for v in mpr["coronal"]["box"])
+        coronal = _region(shots["mpr"], (x + 10, y + 60, x + w - 40, y + h - 60))  # inside the overlay texts
     assert seen["log"] == [], seen["log"]  # no failed request, no error in the console
     # Every ingested study is listed: the corpus' head CT and pydicom's four (by patient name).
     assert "1-5 of 5" in seen["listText"]
@@ -71,6 +76,13 @@ def test_ohif_lists_the_studies_and_shows_a_ct(archive: Archive) -> None:
     assert seen["canvas"] is not None
     # The viewport shows the head: bright skull on black, with structure.
     assert viewport.std() > 40 and (viewport > 200).mean() > 0.05 and (viewport < 30).mean() > 0.3
+    # OHIF's MPR layout (its hanging protocol "mpr"): three volume viewports, the coronal one showing
+    # the head as a coronal section: bone across many rows, wider (left-right) than high.
+    assert mpr["viewports"] == ["mpr-axial", "mpr-sagittal", "mpr-coronal"], mpr["viewports"]
+    bone = coronal > 200
+    rows, columns = np.nonzero(bone.sum(axis=1) > 3)[0], np.nonzero(bone.sum(axis=0) > 3)[0]
+    assert coronal.std() > 30 and (coronal < 30).mean() > 0.5 and len(rows) > 100
+    assert columns.max() - columns.min() > rows.max() - rows.min() > 100
 
 
 def test_the_coronal_reformat_in_a_minimal_page(archive: Archive) -> None:

@@ -1,4 +1,4 @@
-"""``voxelgate.server.app.tune_malloc``: set once by ``voxelgate serve``, so that 3-6 MB video frames
+"""``voxelgate.memory.tune_malloc``: set once by ``voxelgate serve``, so that 3-6 MB video frames
 reuse heap pages."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow  # each test starts interpreters that copy 360 MB
 _PROBE = """
 import resource, sys, threading
-from voxelgate.server.app import tune_malloc
+from voxelgate.memory import tune_malloc
 tuned = tune_malloc() if sys.argv[1] == "1" else False
 frame = b"x" * (6 << 20)
 faults = []
