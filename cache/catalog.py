@@ -8,122 +8,55 @@ server database can implement instead.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import sqlite3
 import threading
-import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import astuple, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol, TypeVar
 
-from voxelgate.errors import ConflictError, InvalidInputError, VoxelgateError
+from voxelgate.errors import VoxelgateError
 
 from .catalog_index import SQLITE_INDEX_SCHEMA, IndexedInstance, IndexMixin, StoredModel
+from .catalog_rows import (
+    DEFAULT_PAGE_SIZE,
+    MAX_PAGE_SIZE,
+    InstanceRow,
+    Page,
+    PutOutcome,
+    QueryFilter,
+    SeriesRow,
+    SeriesSummary,
+    StudyRow,
+    StudySummary,
+    cols,
+)
 from .catalog_search import SearchMixin, SearchRow, SearchSpec
+from .catalog_writes import InstanceWritesMixin
+from .coordination import COORDINATION_SCHEMA, CoordinationMixin
 from .headroom import Headroom, disk_full, is_disk_full
 from .locks import ProcessLock
 from .media_catalog import MEDIA_SCHEMA, MediaCatalogMixin
-from .paging import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, decode_token, encode_token
+from .paging import decode_token, encode_token
 from .sql_dialect import SQLITE, Connection, Dialect
 
+_T = TypeVar("_T")
 
-@dataclass(frozen=True)
-class StudyRow:
-    study_uid: str
-    patient_id: str = ""
-    patient_name: str = ""
-    patient_birth_date: str = ""
-    patient_sex: str = ""
-    study_date: str = ""
-    study_time: str = ""
-    accession_number: str = ""
-    study_description: str = ""
-
-
-@dataclass(frozen=True)
-class SeriesRow:
-    series_uid: str
-    study_uid: str
-    modality: str = ""
-    series_number: int = 0
-    series_description: str = ""
-    body_part: str = ""
-
-
-@dataclass(frozen=True)
-class InstanceRow:
-    sop_uid: str
-    series_uid: str
-    study_uid: str
-    sop_class_uid: str
-    sha256: str
-    size: int
-    instance_number: int = 0
-    transfer_syntax: str = ""
-    rows: int = 0
-    columns: int = 0
-    frames: int = 0
-    photometric: str = ""
-    name: str = ""
-    stored_at: float = 0.0
-
-
-@dataclass(frozen=True)
-class StudySummary:
-    study: StudyRow
-    modalities: tuple[str, ...]
-    series_count: int
-    instance_count: int
-
-
-@dataclass(frozen=True)
-class SeriesSummary:
-    series: SeriesRow
-    instance_count: int
-
-
-@dataclass(frozen=True)
-class QueryFilter:
-    """Filters of the list queries; empty strings do not filter.
-
-    ``patient_id`` and ``accession_number`` take DICOM wildcards ``*`` and ``?``;
-    dates are ``YYYYMMDD`` and inclusive.
-    """
-
-    patient_id: str = ""
-    study_uid: str = ""
-    series_uid: str = ""
-    modality: str = ""
-    date_from: str = ""
-    date_to: str = ""
-    accession_number: str = ""
-
-    def __post_init__(self) -> None:
-        for name in ("date_from", "date_to"):
-            v = getattr(self, name)
-            if v and not (len(v) == 8 and v.isdigit()):
-                raise InvalidInputError(f"{name} must be YYYYMMDD, got {v[:20]!r}")
-
-    def digest(self) -> str:
-        return hashlib.sha256(json.dumps(astuple(self)).encode()).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class Page:
-    size: int = DEFAULT_PAGE_SIZE
-    token: str = ""
-
-
-@dataclass
-class PutOutcome:
-    """What :meth:`Catalog.put_instance` did."""
-
-    outcome: Literal["stored", "duplicate", "replaced"]
-    replaced: InstanceRow | None = None
-    warnings: list[str] = field(default_factory=list)
+__all__ = [
+    "DEFAULT_PAGE_SIZE",
+    "MAX_PAGE_SIZE",
+    "Catalog",
+    "InstanceRow",
+    "Page",
+    "PutOutcome",
+    "QueryFilter",
+    "SeriesRow",
+    "SeriesSummary",
+    "SqlCatalog",
+    "SqliteCatalog",
+    "StudyRow",
+    "StudySummary",
+]
 
 
 class Catalog(Protocol):
@@ -171,7 +104,9 @@ CREATE TABLE IF NOT EXISTS studies (
     study_date TEXT NOT NULL DEFAULT '',
     study_time TEXT NOT NULL DEFAULT '',
     accession_number TEXT NOT NULL DEFAULT '',
-    study_description TEXT NOT NULL DEFAULT ''
+    study_description TEXT NOT NULL DEFAULT '',
+    series_count INTEGER NOT NULL DEFAULT 0,    -- kept by every write (voxelgate.cache.catalog_writes)
+    instance_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS studies_patient ON studies(patient_id);
 CREATE INDEX IF NOT EXISTS studies_date ON studies(study_date, study_uid);
@@ -181,7 +116,8 @@ CREATE TABLE IF NOT EXISTS series (
     modality TEXT NOT NULL DEFAULT '',
     series_number INTEGER NOT NULL DEFAULT 0,
     series_description TEXT NOT NULL DEFAULT '',
-    body_part TEXT NOT NULL DEFAULT ''
+    body_part TEXT NOT NULL DEFAULT '',
+    instance_count INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS series_study ON series(study_uid);
 CREATE TABLE IF NOT EXISTS instances (
@@ -214,9 +150,24 @@ CREATE TABLE IF NOT EXISTS catalog_generation (n INTEGER NOT NULL);
 INSERT INTO catalog_generation (n) SELECT 0 WHERE NOT EXISTS (SELECT 1 FROM catalog_generation);
 """
 
-
-def _cols(cls: type) -> list[str]:
-    return [f.name for f in fields(cls)]
+#: Columns added to the SQLite schema after its first release, with how to fill them in an older database.
+_SQLITE_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
+    (
+        "series",
+        "instance_count",
+        "UPDATE series SET instance_count = (SELECT count(*) FROM instances i WHERE i.series_uid = series.series_uid)",
+    ),
+    (
+        "studies",
+        "series_count",
+        "UPDATE studies SET series_count = (SELECT count(*) FROM series x WHERE x.study_uid = studies.study_uid)",
+    ),
+    (
+        "studies",
+        "instance_count",
+        "UPDATE studies SET instance_count = (SELECT count(*) FROM instances i WHERE i.study_uid = studies.study_uid)",
+    ),
+)
 
 
 def _encode_token(key: Sequence[object], flt: QueryFilter) -> str:
@@ -227,15 +178,20 @@ def _decode_token(token: str, flt: QueryFilter, types: tuple[type, ...]) -> list
     return decode_token(token, flt.digest(), types)
 
 
-class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
+class SqlCatalog(InstanceWritesMixin, IndexMixin, SearchMixin, MediaCatalogMixin, CoordinationMixin):
     """The catalog's queries, written once for every SQL engine (see :mod:`voxelgate.cache.sql_dialect`).
 
     A subclass gives the engine: its :class:`Dialect` (``_sql``), ``_read()``
-    (a connection for reads) and ``_tx()`` (one write transaction that also
-    raises the generation counter), ``generation()`` and ``close()``.
+    (a connection for reads), ``_tx()`` (one write transaction that also raises
+    the generation counter unless ``bump`` is false, and is not flushed on its
+    own when ``durable`` is false), ``generation()``,
+    ``close()``, and the errors its driver raises for a broken constraint
+    (``_integrity_errors``). Writes go through ``_write``, which an engine whose
+    writers can deadlock each other runs again when they do.
     """
 
     _sql: Dialect = SQLITE
+    _integrity_errors: tuple[type[BaseException], ...] = (sqlite3.IntegrityError,)
     #: Room kept on the data volume (:mod:`.headroom`), released before a delete when the volume is full.
     headroom: Headroom | None = None
 
@@ -256,8 +212,13 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
         raise NotImplementedError
 
     @contextmanager
-    def _tx(self) -> Iterator[Connection]:
+    def _tx(self, *, bump: bool = True, durable: bool = True) -> Iterator[Connection]:
         raise NotImplementedError
+
+    def _write(self, fn: Callable[[Any], _T], *, bump: bool = True, durable: bool = True) -> _T:
+        """``fn(connection)`` in one write transaction; its result."""
+        with self._tx(bump=bump, durable=durable) as db:
+            return fn(db)
 
     def _one(self, sql: str, args: Sequence[object] = ()) -> Any:
         with self._read() as db:
@@ -267,172 +228,20 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
         with self._read() as db:
             return list(db.execute(self._sql.q(sql), args).fetchall())
 
-    # -- writes ---------------------------------------------------------------
-
-    def put_instance(self, study: StudyRow, series: SeriesRow, inst: InstanceRow, *, overwrite: bool) -> PutOutcome:
-        """Insert an instance with its study and series, atomically.
-
-        Raises
-        ------
-        ConflictError
-            Same SOP Instance UID with other bytes and ``overwrite`` is false.
-        InvalidInputError
-            The series already belongs to another study, or the UID to another series.
-        """
-        out = self.put_instances([(study, series, inst, overwrite)])[0]
-        if isinstance(out, VoxelgateError):
-            raise out
-        return out
-
-    def put_instances(
-        self,
-        items: Sequence[tuple[StudyRow, SeriesRow, InstanceRow, bool]],
-        index: Sequence[IndexedInstance | None] = (),
-        *,
-        headers: Sequence[str | None] | None = None,
-    ) -> list[PutOutcome | VoxelgateError]:
-        """Insert several instances in one transaction (one sync); each succeeds or fails alone.
-
-        ``index`` (aligned with ``items``, or empty) holds each instance's indexed metadata
-        (:mod:`voxelgate.cache.catalog_index`), and ``headers`` (aligned with ``items``, or None)
-        header summaries (:meth:`put_headers`; None: none for that one), both kept in the same
-        transaction for the items stored or replaced. Returns, per item, its :class:`PutOutcome`
-        or the error :meth:`put_instance` would have raised for it.
-        """
-        outs: list[PutOutcome | VoxelgateError] = []
-        summaries = list(headers) if headers is not None else [None] * len(items)
-        if len(summaries) != len(items):
-            raise ValueError(f"{len(summaries)} headers for {len(items)} instances")
-        upsert = self._sql.upsert("instance_headers", ["sha256", "header"], ["sha256"])
-        with self._tx() as db:
-            for (study, series, inst, overwrite), header in zip(items, summaries, strict=True):
-                db.execute("SAVEPOINT item")
-                try:
-                    out = self._put(db, study, series, inst, overwrite)
-                    if header is not None and out.outcome != "duplicate":
-                        db.execute(upsert, (inst.sha256, header))
-                    outs.append(out)
-                    db.execute("RELEASE SAVEPOINT item")
-                except VoxelgateError as exc:
-                    db.execute("ROLLBACK TO SAVEPOINT item")
-                    db.execute("RELEASE SAVEPOINT item")
-                    outs.append(exc)
-            new = [isinstance(o, PutOutcome) and o.outcome != "duplicate" for o in outs]
-            self._put_index(db, [e for e, n in zip(index, new, strict=False) if e is not None and n])
-        return outs
-
-    def _put(
-        self,
-        db: Connection,
-        study: StudyRow,
-        series: SeriesRow,
-        inst: InstanceRow,
-        overwrite: bool,
-        *,
-        again: bool = True,
-    ) -> PutOutcome:
-        # Written for writers that do not queue on one lock (several hosts on one PostgreSQL):
-        # rows are inserted first and checked after, and the instance's row changes only if it is
-        # still what was read; otherwise the item is decided again on what the other writer committed.
-        q = self._sql.q
-        inst_cols = _cols(InstanceRow)
-        row = db.execute(q(f"SELECT {','.join(inst_cols)} FROM instances WHERE sop_uid=?"), (inst.sop_uid,)).fetchone()
-        existing = InstanceRow(*row) if row else None
-        if existing and existing.sha256 == inst.sha256:
-            return PutOutcome("duplicate")
-        if existing and not overwrite:
-            raise ConflictError(
-                "an instance with this SOP Instance UID is stored with different bytes "
-                "(ask for overwrite to replace it)",
-                subject=inst.sop_uid,
-            )
-        db.execute(self._sql.insert_ignore("studies", _cols(StudyRow)), astuple(study))
-        db.execute(self._sql.insert_ignore("series", _cols(SeriesRow)), astuple(series))
-        other = db.execute(q("SELECT study_uid FROM series WHERE series_uid=?"), (series.series_uid,)).fetchone()
-        if other and other[0] != study.study_uid:
-            raise InvalidInputError("series is already stored under another study", subject=series.series_uid)
-        if existing and existing.series_uid != inst.series_uid:
-            raise InvalidInputError("SOP Instance UID is already stored in another series", subject=inst.sop_uid)
-        values = (*astuple(inst)[:-1], inst.stored_at or time.time())
-        if existing is None:
-            done = db.execute(self._sql.insert_ignore("instances", inst_cols), values).rowcount == 1
-        else:
-            sets = ",".join(f"{c}=?" for c in inst_cols[1:])
-            done = (
-                db.execute(
-                    q(f"UPDATE instances SET {sets} WHERE sop_uid=? AND sha256=?"),
-                    (*values[1:], inst.sop_uid, existing.sha256),
-                ).rowcount
-                == 1
-            )
-        if not done:
-            if not again:  # pragma: no cover - a second writer changed the row twice meanwhile
-                raise ConflictError(
-                    "the instance changed while it was being stored; send it again", subject=inst.sop_uid
-                )
-            return self._put(db, study, series, inst, overwrite, again=False)
-        return PutOutcome("replaced", replaced=existing) if existing else PutOutcome("stored")
-
-    def delete_instances(self, sop_uids: Sequence[str]) -> list[InstanceRow]:
-        """Delete instances, and series and studies left empty; return the deleted rows."""
-        q = self._sql.q
-        cols = _cols(InstanceRow)
-        deleted: list[InstanceRow] = []
-        self._freeing()
-        with self._tx() as db:
-            for uid in sop_uids:
-                row = db.execute(
-                    q(f"DELETE FROM instances WHERE sop_uid=? RETURNING {','.join(cols)}"), (uid,)
-                ).fetchone()
-                if row is not None:
-                    deleted.append(InstanceRow(*row))
-            for sha in {r.sha256 for r in deleted}:
-                db.execute(
-                    q(
-                        "DELETE FROM instance_headers WHERE sha256=? "
-                        "AND NOT EXISTS (SELECT 1 FROM instances WHERE sha256=?)"
-                    ),
-                    (sha, sha),
-                )
-            # Only the series and studies the deleted instances were in can have become empty.
-            for series_uid in sorted({r.series_uid for r in deleted}):
-                db.execute(
-                    q(
-                        "DELETE FROM series WHERE series_uid=? "
-                        "AND NOT EXISTS (SELECT 1 FROM instances WHERE series_uid=?)"
-                    ),
-                    (series_uid, series_uid),
-                )
-            for study_uid in sorted({r.study_uid for r in deleted}):
-                db.execute(
-                    q("DELETE FROM studies WHERE study_uid=? AND NOT EXISTS (SELECT 1 FROM series WHERE study_uid=?)"),
-                    (study_uid, study_uid),
-                )
-        return deleted
-
-    def put_headers(self, items: Sequence[tuple[str, str]]) -> None:
-        """Keep header summaries, ``(sha256, text)`` pairs, of stored content (one transaction)."""
-        if not items:
-            return
-        sql = self._sql.upsert("instance_headers", ["sha256", "header"], ["sha256"])
-        with self._tx() as db:
-            for item in items:
-                db.execute(sql, item)
-
     # -- reads ----------------------------------------------------------------
 
     def get_instance(self, sop_uid: str) -> InstanceRow | None:
-        row = self._one(f"SELECT {','.join(_cols(InstanceRow))} FROM instances WHERE sop_uid=?", (sop_uid,))
+        row = self._one(f"SELECT {','.join(cols(InstanceRow))} FROM instances WHERE sop_uid=?", (sop_uid,))
         return InstanceRow(*row) if row else None
 
     def get_instances(self, sop_uids: Sequence[str]) -> dict[str, InstanceRow]:
         """The stored rows of these SOP Instance UIDs, by UID (unknown ones left out); one query per 500."""
         out: dict[str, InstanceRow] = {}
         uids = list(dict.fromkeys(sop_uids))
-        cols = ",".join(_cols(InstanceRow))
+        names = ",".join(cols(InstanceRow))
         for i in range(0, len(uids), 500):  # SQLite limits the number of parameters
             part = uids[i : i + 500]
-            rows = self._all(f"SELECT {cols} FROM instances WHERE sop_uid IN ({','.join('?' * len(part))})", part)
+            rows = self._all(f"SELECT {names} FROM instances WHERE sop_uid IN ({','.join('?' * len(part))})", part)
             out.update((r.sop_uid, r) for r in (InstanceRow(*row) for row in rows))
         return out
 
@@ -446,7 +255,7 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
         if not where:
             raise ValueError("instances() needs study_uid, series_uid or sop_uid")
         rows = self._all(
-            f"SELECT {','.join(_cols(InstanceRow))} FROM instances WHERE {' AND '.join(where)} "
+            f"SELECT {','.join(cols(InstanceRow))} FROM instances WHERE {' AND '.join(where)} "
             "ORDER BY series_uid, instance_number, sop_uid",
             args,
         )
@@ -465,15 +274,16 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
         return out
 
     def is_referenced(self, sha256: str) -> bool:
-        """Whether a DICOM instance or a media item holds this content."""
+        """Whether a DICOM instance, a media item or a job's result holds this content."""
         found = self._one("SELECT 1 FROM instances WHERE sha256=? LIMIT 1", (sha256,)) is not None
-        return found or self.media_referenced(sha256)
+        return found or self.media_referenced(sha256) or self.job_referenced(sha256)
 
     def totals(self) -> tuple[int, int]:
-        """(objects, bytes) of everything stored, DICOM and media."""
+        """(objects, bytes) of everything stored: DICOM, media, and the results jobs keep (exports)."""
         n, size = self._one("SELECT count(*), coalesce(sum(size), 0) FROM instances")
         mn, msize = self.media_totals()
-        return int(n) + mn, int(size) + msize
+        jn, jsize = self.job_totals()
+        return int(n) + mn + jn, int(size) + msize + jsize
 
     def _study_where(self, flt: QueryFilter, alias: str) -> tuple[list[str], list[object]]:
         where: list[str] = []
@@ -512,17 +322,16 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
             where.append("(st.study_date, st.study_uid) > (?, ?)")
             args.extend(after)
         limit = self._limit(page)
-        cols = ",".join(f"st.{c}" for c in _cols(StudyRow))
+        selected = ",".join(f"st.{c}" for c in cols(StudyRow))
         sql = (
-            f"SELECT {cols}, "
+            f"SELECT {selected}, "
             f"(SELECT {self._sql.string_agg_distinct('modality')} FROM series x WHERE x.study_uid=st.study_uid), "
-            "(SELECT count(*) FROM series x WHERE x.study_uid=st.study_uid), "
-            "(SELECT count(*) FROM instances i WHERE i.study_uid=st.study_uid) "
+            "st.series_count, st.instance_count "
             f"FROM studies st {'WHERE ' + ' AND '.join(where) if where else ''} "
             "ORDER BY st.study_date, st.study_uid LIMIT ?"
         )
         rows = self._all(sql, [*args, limit + 1])
-        n = len(_cols(StudyRow))
+        n = len(cols(StudyRow))
         out = [
             StudySummary(
                 StudyRow(*r[:n]),
@@ -551,15 +360,15 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
             where.append("(se.study_uid, se.series_number, se.series_uid) > (?, ?, ?)")
             args.extend(after)
         limit = self._limit(page)
-        cols = ",".join(f"se.{c}" for c in _cols(SeriesRow))
+        selected = ",".join(f"se.{c}" for c in cols(SeriesRow))
         sql = (
-            f"SELECT {cols}, (SELECT count(*) FROM instances i WHERE i.series_uid=se.series_uid) "
+            f"SELECT {selected}, se.instance_count "
             "FROM series se JOIN studies st ON st.study_uid = se.study_uid "
             f"{'WHERE ' + ' AND '.join(where) if where else ''} "
             "ORDER BY se.study_uid, se.series_number, se.series_uid LIMIT ?"
         )
         rows = self._all(sql, [*args, limit + 1])
-        n = len(_cols(SeriesRow))
+        n = len(cols(SeriesRow))
         out = [SeriesSummary(SeriesRow(*r[:n]), int(r[n])) for r in rows[:limit]]
         token = ""
         if len(rows) > limit:
@@ -580,9 +389,9 @@ class SqlCatalog(IndexMixin, SearchMixin, MediaCatalogMixin):
             where.append("(i.series_uid, i.instance_number, i.sop_uid) > (?, ?, ?)")
             args.extend(after)
         limit = self._limit(page)
-        cols = ",".join(f"i.{c}" for c in _cols(InstanceRow))
+        selected = ",".join(f"i.{c}" for c in cols(InstanceRow))
         sql = (
-            f"SELECT {cols} FROM instances i JOIN series se ON se.series_uid = i.series_uid "
+            f"SELECT {selected} FROM instances i JOIN series se ON se.series_uid = i.series_uid "
             "JOIN studies st ON st.study_uid = i.study_uid "
             f"{'WHERE ' + ' AND '.join(where) if where else ''} "
             "ORDER BY i.series_uid, i.instance_number, i.sop_uid LIMIT ?"
@@ -617,8 +426,29 @@ class SqliteCatalog(SqlCatalog):
         # Writers queue on this (see _tx), those of other processes on this database too.
         self._write_lock = ProcessLock(self.path.with_name(self.path.name + ".writer"))
         # executescript manages its own transaction.
-        self._db().executescript(_SCHEMA + MEDIA_SCHEMA + SQLITE_INDEX_SCHEMA)
+        self._db().executescript(_SCHEMA + MEDIA_SCHEMA + COORDINATION_SCHEMA + SQLITE_INDEX_SCHEMA)
         self._migrate_media_sqlite()
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Add the columns later releases added to an older database, filled from its rows (once, under
+        the write lock: processes opening it at once do it once)."""
+
+        def missing(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+            have = {
+                (t, str(r[1])) for t in ("series", "studies") for r in db.execute(f"PRAGMA table_info({t})").fetchall()
+            }
+            return [a for a in _SQLITE_ADDED_COLUMNS if (a[0], a[1]) not in have]
+
+        if not missing(self._db()):
+            return
+
+        def add(db: sqlite3.Connection) -> None:
+            for table, column, fill in missing(db):
+                db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+                db.execute(fill)
+
+        self._write(add, bump=False)
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -637,22 +467,29 @@ class SqliteCatalog(SqlCatalog):
         yield self._db()
 
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
+    def _tx(self, *, bump: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
         db = self._db()
         # Writers queue on a lock, across processes too: SQLite's own busy handler
         # sleeps in steps of up to 100 ms, which would stall concurrent ingests.
         with self._write_lock:
-            db.execute("BEGIN IMMEDIATE")
+            if not durable:  # WAL without a flush of its own: the next durable commit carries it
+                db.execute("PRAGMA synchronous=NORMAL")
             try:
-                yield db
-                db.execute("UPDATE catalog_generation SET n = n + 1")
-                db.execute("COMMIT")
-            except BaseException as exc:
-                if db.in_transaction:  # SQLite may have rolled back already (a full volume does)
-                    db.execute("ROLLBACK")
-                if isinstance(exc, sqlite3.Error) and is_disk_full(exc):
-                    raise disk_full(self.path.parent) from exc
-                raise
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                    if bump:
+                        db.execute("UPDATE catalog_generation SET n = n + 1")
+                    db.execute("COMMIT")
+                except BaseException as exc:
+                    if db.in_transaction:  # SQLite may have rolled back already (a full volume does)
+                        db.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.Error) and is_disk_full(exc):
+                        raise disk_full(self.path.parent) from exc
+                    raise
+            finally:
+                if not durable:
+                    db.execute("PRAGMA synchronous=FULL")
 
     def generation(self) -> int:
         """A number that changes whenever a change to the catalog is committed, by any process."""

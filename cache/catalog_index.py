@@ -240,7 +240,7 @@ class IndexMixin:
     ) -> list[tuple[Any, StoredModel | None]]:
         """The instances of a study, a series, or one instance, in series order, each with its kept entry
         (None when it has none); one read. ``private`` also reads the models with private elements."""
-        from .catalog import InstanceRow  # imported late: catalog.py mixes this class in
+        from .catalog_rows import InstanceRow
 
         where = [(c, v) for c, v in (("study_uid", study_uid), ("series_uid", series_uid), ("sop_uid", sop_uid)) if v]
         if not where:
@@ -272,7 +272,7 @@ class IndexMixin:
     def unindexed(self, version: int, *, after: str = "", limit: int = _CHUNK) -> list[Any]:
         """Instances (in SOP Instance UID order, after ``after``) whose entry is missing, of other content
         or of an older version: what a backfill has left."""
-        from .catalog import InstanceRow
+        from .catalog_rows import InstanceRow
 
         inst = [f.name for f in fields(InstanceRow)]
         rows = self._all(

@@ -235,7 +235,7 @@ class SearchMixin:
     def search(self, spec: SearchSpec, *, offset: int, limit: int) -> list[SearchRow]:
         """The matches of ``spec`` from ``offset``, at most ``limit``, in the level's order: studies (and
         patients' representative studies) most recent first, series and instances as listed."""
-        from .catalog import InstanceRow, SeriesRow, StudyRow  # catalog.py mixes this class in
+        from .catalog_rows import InstanceRow, SeriesRow, StudyRow
 
         if spec.level == "patient":
             return self._search_patients(spec, offset=offset, limit=limit)
@@ -332,7 +332,7 @@ class SearchMixin:
     def _search_patients(self, spec: SearchSpec, *, offset: int, limit: int) -> list[SearchRow]:
         """Patients (by Patient ID) with a matching study: counts over those studies, and the attributes of
         the most recent one."""
-        from .catalog import StudyRow
+        from .catalog_rows import StudyRow
 
         args: list[object] = []
         where = self._where(spec, args)

@@ -15,8 +15,9 @@ from contextlib import AbstractContextManager
 from dataclasses import astuple, dataclass
 from typing import Any, Protocol
 
-from voxelgate.errors import InvalidInputError, PreconditionError
+from voxelgate.errors import ConflictError, InvalidInputError, PreconditionError
 
+from .coordination import DONE, Claim
 from .paging import decode_token, encode_token, page_limit
 from .sql_dialect import Connection, Dialect
 
@@ -200,7 +201,15 @@ class MediaCatalog(Protocol):
     def put_media(self, rows: Sequence[MediaRow]) -> list[bool]: ...
     def get_media(self, media_id: str) -> MediaRow | None: ...
     def update_media_info(self, media_id: str, info: dict[str, Any], pages: int) -> None: ...
-    def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool: ...
+    def put_reencoded(
+        self,
+        row: MediaRow,
+        source_id: str,
+        report: dict[str, Any],
+        *,
+        job: Claim | None = None,
+        job_result: dict[str, Any] | None = None,
+    ) -> bool: ...
     def get_reencode(self, media_id: str) -> tuple[str, dict[str, Any]] | None: ...
     def reencodes_of(self, source_id: str) -> list[str]: ...
     def put_set(
@@ -228,6 +237,7 @@ class MediaCatalogMixin:
     _tx: Callable[[], AbstractContextManager[Connection]]
     _one: Callable[[str, Sequence[object]], Any]
     _all: Callable[[str, Sequence[object]], list[Any]]
+    finish_job: Callable[..., bool]  # (voxelgate.cache.coordination.CoordinationMixin)
     _freeing: Callable[[], None]
 
     def _migrate_media_sqlite(self) -> None:
@@ -292,11 +302,26 @@ class MediaCatalogMixin:
                 (json.dumps(info), pages, media_id),
             )
 
-    def put_reencoded(self, row: MediaRow, source_id: str, report: dict[str, Any]) -> bool:
+    def put_reencoded(
+        self,
+        row: MediaRow,
+        source_id: str,
+        report: dict[str, Any],
+        *,
+        job: Claim | None = None,
+        job_result: dict[str, Any] | None = None,
+    ) -> bool:
         """Store a re-encoded video and its link to the source in one transaction; True when the item is new.
 
         When the same bytes were stored before, the item stays and its link and
-        report are replaced by these.
+        report are replaced by these. With ``job``, the job that made it ends
+        (done, ``job_result``) in the same transaction: a replica that lost the
+        job to another stores nothing.
+
+        Raises
+        ------
+        ConflictError
+            ``job`` is no longer this runner's (another replica took it over).
         """
         with self._tx() as db:
             cur = db.execute(
@@ -317,6 +342,8 @@ class MediaCatalogMixin:
                 self._sql.upsert("media_reencodes", ["media_id", "source_id", "report", "created"], ["media_id"]),
                 (row.media_id, source_id, json.dumps(report), time.time()),
             )
+            if job is not None and not self.finish_job(job, DONE, result=job_result, db=db):
+                raise ConflictError("another replica took this job over", subject=job.job_id)
         return bool(cur.rowcount == 1)
 
     def get_reencode(self, media_id: str) -> tuple[str, dict[str, Any]] | None:

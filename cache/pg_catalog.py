@@ -15,15 +15,17 @@ schema is complete.
 from __future__ import annotations
 
 import logging
+import time
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from voxelgate.errors import DiskFullError
 
 from .catalog import SqlCatalog
 from .catalog_index import POSTGRES_INDEX_MIGRATION
+from .coordination import PG_INTENTS, PG_JOBS
 from .headroom import is_disk_full
 from .sql_dialect import POSTGRESQL
 
@@ -32,6 +34,10 @@ if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+#: Times a write transaction is run again when PostgreSQL aborts it for a conflict with another writer.
+WRITE_ATTEMPTS = 5
 
 #: Key of the advisory lock under which migrations run (any fixed 64-bit number, named for readers).
 MIGRATION_LOCK = zlib.crc32(b"voxelgate catalog migrations")
@@ -154,8 +160,33 @@ CREATE INDEX instances_study ON instances (study_uid);
 ALTER TABLE media_reencodes DROP CONSTRAINT IF EXISTS media_reencodes_source_id_fkey;
 """,
     ),
-    # Search and the indexed metadata. Written as a step of its own: renumber it after steps added meanwhile.
-    (5, POSTGRES_INDEX_MIGRATION),
+    (
+        5,
+        """
+-- Counts kept by every write (voxelgate.cache.catalog_writes) instead of counted per list page,
+-- filled once from the rows.
+ALTER TABLE studies ADD COLUMN series_count BIGINT NOT NULL DEFAULT 0,
+                    ADD COLUMN instance_count BIGINT NOT NULL DEFAULT 0;
+ALTER TABLE series ADD COLUMN instance_count BIGINT NOT NULL DEFAULT 0;
+UPDATE series SET instance_count = c.n
+  FROM (SELECT series_uid, count(*) AS n FROM instances GROUP BY series_uid) c
+ WHERE series.series_uid = c.series_uid;
+UPDATE studies SET instance_count = c.n
+  FROM (SELECT study_uid, count(*) AS n FROM instances GROUP BY study_uid) c
+ WHERE studies.study_uid = c.study_uid;
+UPDATE studies SET series_count = c.n
+  FROM (SELECT study_uid, count(*) AS n FROM series GROUP BY study_uid) c
+ WHERE studies.study_uid = c.study_uid;
+""",
+    ),
+    (
+        6,
+        "-- Upload intents (voxelgate.cache.coordination): the orphan sweep reads these, not the bucket.\n"
+        + PG_INTENTS,
+    ),
+    (7, "-- Background jobs claimed by replicas (voxelgate.cache.coordination).\n" + PG_JOBS),
+    # Search and the indexed metadata (main's 5, renumbered after replicas' 5 to 7 when the branches met).
+    (8, POSTGRES_INDEX_MIGRATION),
 )
 
 #: The schema version this code serves.
@@ -214,7 +245,16 @@ class PostgresCatalog(SqlCatalog):
     _sql = POSTGRESQL
 
     def __init__(self, url: str, *, max_connections: int = 16, migrate_schema: bool = True) -> None:
+        import psycopg
         from psycopg_pool import ConnectionPool
+
+        self._integrity_errors = (psycopg.errors.IntegrityError,)
+        # Another writer's transaction made this one fail; it is run again from the start.
+        self._retry_errors: tuple[type[BaseException], ...] = (
+            psycopg.errors.DeadlockDetected,
+            psycopg.errors.SerializationFailure,
+            psycopg.errors.ForeignKeyViolation,  # a series deleted between this ingest's insert and its use
+        )
 
         self.url = url
         self._pool: ConnectionPool[Any] = ConnectionPool(
@@ -237,16 +277,33 @@ class PostgresCatalog(SqlCatalog):
             yield conn
 
     @contextmanager
-    def _tx(self) -> Iterator[psycopg.Connection[Any]]:
+    def _tx(self, *, bump: bool = True, durable: bool = True) -> Iterator[psycopg.Connection[Any]]:
         try:
             with self._pool.connection() as conn, conn.transaction():
+                if not durable:  # committed without waiting for the WAL flush: the next durable commit carries it
+                    conn.execute("SET LOCAL synchronous_commit = off")
                 yield conn
-                # Last, so the counter's row lock is held only for the commit itself.
-                conn.execute("UPDATE catalog_generation SET n = n + 1")
+                if bump:
+                    # Last, so the counter's row lock is held only for the commit itself.
+                    conn.execute("UPDATE catalog_generation SET n = n + 1")
         except Exception as exc:
             if is_disk_full(exc):  # SQLSTATE 53100, disk_full
                 raise DiskFullError("the catalog's database (PostgreSQL) has no disk space left") from exc
             raise
+
+    def _write(self, fn: Callable[[Any], _T], *, bump: bool = True, durable: bool = True) -> _T:
+        """``fn(connection)`` in one write transaction, run again (up to :data:`WRITE_ATTEMPTS` times) when
+        PostgreSQL aborts it for another writer's sake (a deadlock, or a row it relied on deleted meanwhile)."""
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                with self._tx(bump=bump, durable=durable) as db:
+                    return fn(db)
+            except self._retry_errors as exc:
+                if attempt == WRITE_ATTEMPTS:
+                    raise
+                log.info("catalog write run again", extra={"reason": type(exc).__name__, "attempt": attempt})
+                time.sleep(0.01 * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def generation(self) -> int:
         """A number that changes whenever a change to the catalog is committed, by any replica."""

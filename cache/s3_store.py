@@ -7,8 +7,10 @@ and size-checked on the way, as :class:`~voxelgate.cache.store.StagedFile`
 does); its commit is one PUT that carries the sha256 (``x-amz-checksum-sha256``),
 so the service refuses bytes that do not hash to it. A PUT that returned is
 durable, so the catalog row committed after it refers to a whole object; a crash
-between the two leaves an object no row references, which
-:func:`voxelgate.cache.gc.remove_orphans` sweeps under the content's lock.
+between the two leaves an object no row references. Its hash was recorded as an
+upload intent before the PUT (in the catalog, ``voxelgate.cache.coordination``,
+when replicas share one), so the sweep at start (:meth:`S3ObjectStore.sweep_intents`)
+looks at those objects only, under their content locks, never at the whole bucket.
 
 Reads: readers that need a file (pydicom's parser, PyAV, Pillow, the volume
 builder) get one from a bounded local cache of whole objects, fetched once and
@@ -46,7 +48,7 @@ from urllib.parse import urlsplit
 from voxelgate.errors import BusyError, InvalidInputError, NotFoundError, VoxelgateError
 
 from .locks import ProcessLock
-from .store import StagedFile
+from .store import IntentLog, IntentsMixin, LocalIntents, StagedFile
 
 if TYPE_CHECKING:  # the stubs (boto3-stubs[s3]) are a test dependency, not a runtime one
     from mypy_boto3_s3 import S3Client
@@ -187,7 +189,7 @@ class _RangedReader(io.RawIOBase):
         return n
 
 
-class S3ObjectStore:
+class S3ObjectStore(IntentsMixin):
     """Content-addressed objects in an S3 bucket, with local staging and a bounded local read cache.
 
     Parameters
@@ -204,6 +206,13 @@ class S3ObjectStore:
         PostgreSQL catalog's advisory locks when replicas share the bucket
         (``PostgresCatalog.content_locks``); without it, file locks in
         ``local_dir``, which hold between the processes of one host only.
+    intents:
+        Where upload intents are recorded: the catalog (``CoordinationMixin``)
+        when replicas share the bucket; without it, markers in ``local_dir``
+        (one host).
+    host:
+        This replica's name among those sharing ``intents`` (a stable id of
+        its data directory): the sweep at start takes this host's intents.
     client:
         A boto3 S3 client (:func:`make_client` when None).
     """
@@ -215,6 +224,8 @@ class S3ObjectStore:
         *,
         cache_bytes: int = 4 << 30,
         locks: LockFactory | None = None,
+        intents: IntentLog | None = None,
+        host: str = "local",
         client: S3Client | None = None,
         endpoint_url: str | None = None,
         region: str | None = None,
@@ -248,6 +259,8 @@ class S3ObjectStore:
 
             locks = local_locks
         self._locks = locks
+        self._intents = intents or LocalIntents(self.root / "pending", sync=True)
+        self._host = host
 
     # -- the bucket -----------------------------------------------------------
 
@@ -488,7 +501,7 @@ class S3ObjectStore:
             body.close()
 
     def hashes(self) -> Iterator[str]:
-        """Every stored content hash (lists the bucket's prefix)."""
+        """Every stored content hash (lists the bucket's prefix: a full check, not the start-up sweep)."""
         paginator = self._client.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.location.bucket, Prefix=self.location.objects_prefix):
             for item in page.get("Contents", []):

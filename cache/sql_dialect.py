@@ -4,7 +4,7 @@ The catalog's queries are written once (``voxelgate.cache.catalog``,
 ``voxelgate.cache.media_catalog``) with ``?`` placeholders; a :class:`Dialect`
 turns them into an engine's form and spells the few statements whose syntax
 differs: insert-or-ignore, upsert, DICOM wildcard matching and string
-aggregation. SQLite (the embedded default) and PostgreSQL
+aggregation, the clock, row locks. SQLite (the embedded default) and PostgreSQL
 (``voxelgate.cache.pg_catalog``) are the two. :class:`Connection` and
 :class:`Cursor` say what the queries need of an engine's driver: the DB-API
 part that sqlite3 and psycopg share.
@@ -53,6 +53,15 @@ class Dialect:
             return self.q(f"INSERT OR IGNORE INTO {table} ({','.join(cols)}) VALUES ({values})")
         return self.q(f"INSERT INTO {table} ({','.join(cols)}) VALUES ({values}) ON CONFLICT DO NOTHING")
 
+    def insert_many_ignore(self, table: str, cols: Sequence[str], rows: int, *, returning: str) -> str:
+        """Insert ``rows`` rows in one statement, skipping those whose key exists; returns ``returning`` of
+        the rows inserted (one round trip for a batch). Both engines spell it alike."""
+        one = "(" + ",".join("?" * len(cols)) + ")"
+        return self.q(
+            f"INSERT INTO {table} ({','.join(cols)}) VALUES {','.join([one] * rows)} "
+            f"ON CONFLICT DO NOTHING RETURNING {returning}"
+        )
+
     def upsert(self, table: str, cols: Sequence[str], key: Sequence[str]) -> str:
         """Insert a row, or replace the values of the one with the same ``key``."""
         values = ",".join("?" * len(cols))
@@ -90,6 +99,18 @@ class Dialect:
         if self.name == "sqlite":
             return f"group_concat(DISTINCT {column})"
         return f"string_agg(DISTINCT {column}, ',')"
+
+    @property
+    def now(self) -> str:
+        """The database server's clock in seconds since the epoch: one clock for every replica's leases."""
+        if self.name == "sqlite":
+            return "((julianday('now') - 2440587.5) * 86400.0)"
+        return "extract(epoch from clock_timestamp())::double precision"
+
+    @property
+    def skip_locked(self) -> str:
+        """Lock the rows a SELECT reads, skipping those another transaction holds (a work queue's claim)."""
+        return "" if self.name == "sqlite" else " FOR UPDATE SKIP LOCKED"
 
 
 SQLITE = Dialect("sqlite")

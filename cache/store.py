@@ -14,6 +14,8 @@ import hashlib
 import logging
 import os
 import sys
+import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -28,6 +30,8 @@ from .locks import ProcessLock
 log = logging.getLogger(__name__)
 
 _HEX = set("0123456789abcdef")
+#: An intent older than this (seconds) is swept by any replica: its upload is long over, or its host gone.
+STALE_INTENT_S = 3600.0
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -130,13 +134,142 @@ class StagedFile:
         self.discard()
 
 
-class ObjectStore:
+class IntentLog(Protocol):
+    """Where a store records the objects it is about to write (``voxelgate.cache.coordination`` in the
+    catalog, or :class:`LocalIntents`), so that a crash between an object and its row is found without
+    listing every object."""
+
+    def add_intents(self, hashes: Iterable[str], host: str) -> None: ...
+    def remove_intents(self, hashes: Iterable[str], host: str) -> None: ...
+    def intents(self, *, host: str = "", older_than: float | None = None) -> list[tuple[str, str]]: ...
+    def has_intent(self, sha256: str, host: str) -> bool: ...
+
+
+class LocalIntents:
+    """Intents as empty files named by hash in a directory of this host (a store only this host writes to).
+
+    A marker is created before its object is written. Without ``sync`` it is
+    not flushed on its own: a journalling file system commits metadata in
+    order, so an object renamed into place after its marker was made cannot
+    outlive the marker in a crash. An object written elsewhere (a bucket) is
+    durable on its own, so there the directory is flushed (``sync``) first.
+    """
+
+    def __init__(self, directory: Path, *, sync: bool = False) -> None:
+        self.dir = Path(directory)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._sync = sync
+
+    def add_intents(self, hashes: Iterable[str], host: str) -> None:
+        for h in sorted(set(hashes)):
+            marker = self.dir / h
+            try:
+                os.close(os.open(marker, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
+            except OSError as exc:
+                if is_disk_full(exc):
+                    raise disk_full(self.dir) from exc
+                raise
+            os.utime(marker)  # a leftover marker of this content counts from now
+        if self._sync:
+            _fsync_dir(self.dir)
+
+    def remove_intents(self, hashes: Iterable[str], host: str) -> None:
+        for h in set(hashes):
+            (self.dir / h).unlink(missing_ok=True)
+
+    def intents(self, *, host: str = "", older_than: float | None = None) -> list[tuple[str, str]]:
+        """Every marker when ``host`` is given (they are all this host's), else those older than ``older_than``."""
+        if not host and older_than is None:
+            return []
+        limit = None if host else time.time() - (older_than or 0.0)
+        found = []
+        for p in self.dir.iterdir():
+            if len(p.name) != 64 or not set(p.name) <= _HEX:
+                continue
+            try:
+                if limit is not None and p.stat().st_mtime >= limit:
+                    continue
+            except FileNotFoundError:
+                continue
+            found.append((p.name, host))
+        return sorted(found)
+
+    def has_intent(self, sha256: str, host: str) -> bool:
+        return (self.dir / sha256).exists()
+
+
+class IntentsMixin:
+    """``intend``, ``settle`` and ``sweep_intents`` of a store over its :class:`IntentLog` (``_intents``),
+    as ``host`` (``_host``)."""
+
+    _intents: IntentLog
+    _host: str
+
+    def lock(self, sha256: str) -> AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def delete(self, sha256: str) -> int:
+        raise NotImplementedError
+
+    def intend(self, hashes: Iterable[str]) -> None:
+        """Record that objects with these hashes are about to be written (under their locks, before commit).
+
+        Raises
+        ------
+        InvalidInputError
+            A hash is not a sha256 hex digest.
+        """
+        hashes = sorted(set(hashes))
+        for h in hashes:
+            if len(h) != 64 or not set(h) <= _HEX:
+                raise InvalidInputError("not a sha256 hex digest", subject=h[:80])
+        self._intents.add_intents(hashes, self._host)
+
+    def settle(self, hashes: Iterable[str]) -> None:
+        """Forget the intents of these objects: the rows that refer to them committed, or they were deleted.
+
+        A failure is logged, not raised: what was acknowledged stays so, and
+        the sweep clears an intent left behind.
+        """
+        try:
+            self._intents.remove_intents(hashes, self._host)
+        except Exception as exc:  # noqa: BLE001 - the sweep clears what is left
+            log.warning("upload intents not cleared", extra={"error": type(exc).__name__})
+
+    def sweep_intents(
+        self, is_referenced: Callable[[str], bool], *, startup: bool, stop: threading.Event | None = None
+    ) -> tuple[int, int]:
+        """Delete the objects of left intents that no row references; return (objects, bytes) removed.
+
+        ``startup``: this host's intents (any age: its uploads of before the
+        restart are over), and every host's older than :data:`STALE_INTENT_S`;
+        otherwise those old ones only. Each is dealt with under its content's
+        lock, so an upload of the same content in flight finishes first.
+        """
+        removed = freed = 0
+        for sha, host in self._intents.intents(host=self._host if startup else "", older_than=STALE_INTENT_S):
+            if stop is not None and stop.is_set():
+                break
+            with self.lock(sha):
+                if not self._intents.has_intent(sha, host):
+                    continue  # settled meanwhile
+                if not is_referenced(sha):
+                    freed += self.delete(sha)
+                    removed += 1
+                self._intents.remove_intents([sha], host)
+        if removed:
+            log.info("removed objects of unfinished uploads", extra={"count": removed, "bytes": freed})
+        return removed, freed
+
+
+class ObjectStore(IntentsMixin):
     """Content-addressed files under ``root/objects/ab/abcdef...``.
 
     Parameters
     ----------
     root:
-        Directory of the store; created when missing.
+        Directory of the store; created when missing. Its ``pending/`` holds
+        the markers of objects being written (:class:`LocalIntents`).
     headroom:
         Room kept on the volume for deletes (:mod:`.headroom`): a new file is refused
         while it cannot be kept, and it is made again once objects are deleted.
@@ -144,6 +277,8 @@ class ObjectStore:
 
     def __init__(self, root: Path, *, headroom: Headroom | None = None) -> None:
         self.root = Path(root)
+        self._intents = LocalIntents(self.root / "pending")
+        self._host = "local"
         self.headroom = headroom
         self.objects = self.root / "objects"
         self.staging = self.root / "staging"
@@ -341,3 +476,8 @@ class Store(Protocol):
     def delete(self, sha256: str) -> int: ...
     def hashes(self) -> Iterator[str]: ...
     def close(self) -> None: ...
+    def intend(self, hashes: Iterable[str]) -> None: ...
+    def settle(self, hashes: Iterable[str]) -> None: ...
+    def sweep_intents(
+        self, is_referenced: Callable[[str], bool], *, startup: bool, stop: threading.Event | None = ...
+    ) -> tuple[int, int]: ...

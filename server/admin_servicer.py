@@ -11,17 +11,23 @@ from voxelgate.v1 import admin_pb2, admin_pb2_grpc
 
 
 class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
-    def __init__(self, cache: DerivedCache, catalog: Catalog, *, process: int = 1, processes: int = 1) -> None:
+    def __init__(
+        self, cache: DerivedCache, catalog: Catalog, *, process: int = 1, processes: int = 1, replica: str = ""
+    ) -> None:
         self._cache = cache
         self._catalog = catalog
         self._process, self._processes = process, processes
+        self._replica = replica
 
     def GetServerInfo(
         self, request: admin_pb2.GetServerInfoRequest, context: grpc.ServicerContext
     ) -> admin_pb2.ServerInfo:
         cores = request_cores()
         return admin_pb2.ServerInfo(
-            process=self._process, processes=self._processes, request_cores=sorted(cores) if cores else []
+            process=self._process,
+            processes=self._processes,
+            request_cores=sorted(cores) if cores else [],
+            replica=self._replica,
         )
 
     def GetCacheStats(

@@ -11,6 +11,7 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,9 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from voxelgate.cache.budget import MemoryBudget
 from voxelgate.cache.catalog import SqlCatalog
 from voxelgate.cache.derived import DerivedCache
-from voxelgate.cache.gc import remove_orphans
 from voxelgate.cache.headroom import Headroom
 from voxelgate.cache.shared_state import SharedCacheState
 from voxelgate.cache.store import Store
@@ -30,6 +31,7 @@ from voxelgate.imaging.contained import ContainLimits, DecoderPool, Decoders, In
 from voxelgate.imaging.cpu import all_cores, pin_requests
 from voxelgate.imaging.dicom.archive import DicomArchive
 from voxelgate.imaging.dicom.series import SeriesVolumes
+from voxelgate.imaging.jobs import POLL_S, PROGRESS_S, JobRunner
 from voxelgate.imaging.media import MediaLimits
 from voxelgate.imaging.media.decode import bound_pillow
 from voxelgate.imaging.media.library import MediaLibrary
@@ -51,7 +53,7 @@ from voxelgate.v1 import (
 from .admin_servicer import AdminServicer
 from .annotation_servicer import AnnotationServicer
 from .auth import BearerAuthInterceptor, load_tokens
-from .backends import open_catalog, open_store
+from .backends import open_catalog, open_store, replica_id
 from .config import Backends, Config
 from .dicom_servicer import DicomServicer
 from .door import DoorInterceptor
@@ -70,6 +72,10 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name,
     import_pb2.DESCRIPTOR.services_by_name["ImportService"].full_name,
 )
+#: The health service's name for liveness: SERVING while the process serves at all, draining included
+#: (a probe that fails restarts the process). The empty name and the services' names are readiness:
+#: SERVING once start-up is done, NOT_SERVING from SIGTERM on (a load balancer sends no new calls).
+LIVENESS = "liveness"
 
 
 @dataclass
@@ -85,15 +91,33 @@ class Running:
     store: Store | None = None
     media: MediaLibrary | None = None
     volumes: SeriesVolumes | None = None
+    jobs: JobRunner | None = None
     decoders: Decoders | None = None
 
-    def stop(self, grace: float | None = None) -> None:
+    def drain(self, seconds: float) -> None:
+        """Report NOT_SERVING (readiness) while still answering, for ``seconds``: load balancers and
+        Kubernetes stop sending new calls before the server stops taking them."""
+        self._not_ready()
+        if seconds > 0:
+            time.sleep(seconds)
+
+    def _not_ready(self) -> None:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if self.jobs is not None:
+            self.jobs.draining = True
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls, give those in flight ``grace`` seconds, hand this process's background jobs
+        over (their leases given up: another replica takes them at once), and close the storage."""
+        self._not_ready()
         self.server.stop(grace).wait()
         if self.decoders is not None:
             self.decoders.close()
         self.archive.backfill.stop()
+        if self.jobs is not None:
+            self.jobs.close(hand_off=True)
+        self.health.set(LIVENESS, health_pb2.HealthCheckResponse.NOT_SERVING)
         if self.media is not None:
             self.media.readers.close()
         self.catalog.close()
@@ -158,9 +182,13 @@ def open_storage(
 def recover_storage(store: Store, catalog: SqlCatalog) -> None:
     """Remove objects left by a crash between store and catalog commit; before serving.
 
-    It holds each object's lock, so it would be safe beside ingests too.
+    Only the objects of upload intents are looked at (this replica's, and any
+    replica's that are long stale), never a listing of the whole store: its
+    cost follows the uploads that were in flight, not the store's size. Each is
+    dealt with under its content's lock, so it is safe beside ingests of other
+    replicas too.
     """
-    remove_orphans(store, catalog.is_referenced)
+    store.sweep_intents(catalog.is_referenced, startup=True)
 
 
 def _credentials(config: Config) -> grpc.ServerCredentials | None:
@@ -243,14 +271,30 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
     dicom_pb2_grpc.add_DicomServiceServicer_to_server(
         DicomServicer(archive, max_message_bytes=config.max_message_bytes), server
     )
-    volumes = SeriesVolumes(archive, plane_stack_bytes=config.plane_stack_bytes)
+    memory = MemoryBudget(config.memory_bytes)
+    memory.reserve(config.cache_memory_bytes)  # the derived cache's memory tier bounds itself within its share
+    volumes = SeriesVolumes(
+        archive,
+        plane_stack_bytes=config.plane_stack_bytes,
+        stack_dir=config.data_dir,  # nameless files (O_TMPFILE): nothing is left there
+        memory=memory,
+    )
     add_volume_service(VolumeServicer(volumes), server)
+    lease = config.replicas.job_lease_seconds
+    jobs = JobRunner(
+        catalog,
+        owner=f"{replica_id(config.data_dir)}/{socket.gethostname()}/{os.getpid()}/{uuid.uuid4().hex[:8]}",
+        lease_s=lease,
+        poll_s=min(POLL_S, lease / 4),
+        progress_s=min(PROGRESS_S, lease / 4),
+    )
     library = MediaLibrary(
         store,
         catalog,
         cache,
         limits=media_limits,
         video_limits=config.video_limits,
+        jobs=jobs,
         decoders=decoders,
     )
     add_media_service(MediaServicer(library, max_message_bytes=config.max_message_bytes), server)
@@ -259,10 +303,20 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         ImportServicer(Importer(archive, library, config.sources)), server
     )
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
-        AdminServicer(cache, catalog, process=worker.index + 1 if worker else 1, processes=config.processes), server
+        AdminServicer(
+            cache,
+            catalog,
+            process=worker.index + 1 if worker else 1,
+            processes=config.processes,
+            replica=replica_id(config.data_dir),
+        ),
+        server,
     )
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    for name in ("", *SERVICE_NAMES):  # ready once start-up below is done
+        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+    health_servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
     reflection.enable_server_reflection(
         (*SERVICE_NAMES, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
         server,
@@ -280,7 +334,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         recover_storage(store, catalog)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, archive, cache, catalog, store, library, volumes, decoders)
+    return Running(server, port, health_servicer, archive, cache, catalog, store, library, volumes, jobs, decoders)
 
 
 def codec_report() -> dict[str, list[str]]:
@@ -345,6 +399,8 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     running = build_server(config, worker=worker)
     with all_cores():  # the cache writer hashes and writes whole volumes: every core
         running.cache.start_writer()
+        if running.jobs is not None:
+            running.jobs.start()  # renews this process's jobs, takes over those of replicas that died
     if isinstance(running.decoders, DecoderPool):
         running.decoders.start()  # before serving: the first files need not wait for the decoders to load
     received = _note_signals()
@@ -377,7 +433,15 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
         time.sleep(0.1)
         if worker is not None and os.getppid() != worker.parent_pid:  # the parent died (SIGKILL): stop too
             received.append(signal.SIGTERM)
-    log.info("shutting down", extra={"signal": signal.Signals(received[0]).name, "grace_s": config.grace_seconds})
+    log.info(
+        "shutting down",
+        extra={
+            "signal": signal.Signals(received[0]).name,
+            "drain_s": config.replicas.drain_seconds,
+            "grace_s": config.grace_seconds,
+        },
+    )
+    running.drain(config.replicas.drain_seconds)
     running.stop(config.grace_seconds)
     log.info("stopped")
     return 0

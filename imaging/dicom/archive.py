@@ -205,6 +205,9 @@ class DicomArchive:
                 summaries = [p.header for _, _, p, _ in pending]
                 with self.store.lock_many(shas):
                     try:
+                        # Recorded before any byte is written, cleared once the rows committed: a crash in
+                        # between leaves intents, which the sweep at start reads (not the whole store).
+                        self.store.intend(shas)
                         for _, incoming, _, _ in pending:
                             self.store.commit(incoming.staged, sync=False)
                         self.store.sync_batch(shas)
@@ -229,6 +232,7 @@ class DicomArchive:
                         if not self.catalog.is_referenced(sha):  # every file of this content failed
                             self.store.delete(sha)
                             self.cache.evict_tag(sha)
+                    self.store.settle(shas)
             for sha in replaced:
                 self._forget_content(sha)
         finally:

@@ -36,10 +36,15 @@ from __future__ import annotations
 
 import logging
 import math
+import mmap
+import os
+import tempfile
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from enum import Enum
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -462,8 +467,137 @@ def _lies_in(volume: Volume, grid: PlaneGrid) -> bool:
     )
 
 
-def _held_bytes(entry: tuple[np.ndarray, int]) -> int:
-    return entry[1]
+class StackFile:
+    """The slices of a plane, one after the other, in a file of this process's own (unlinked once made).
+
+    Its pages live in the page cache, which the kernel gives up under pressure and
+    fills again from the file: a slice read costs the process one slice's memory for
+    as long as it is used, not the stack's. The file goes when the object does.
+
+    Raises
+    ------
+    OSError
+        When the file cannot be made.
+    """
+
+    def __init__(self, directory: Path | None, shape: tuple[int, int, int], dtype: np.dtype) -> None:
+        self.shape = shape
+        self.dtype = np.dtype(dtype)
+        self.slice_bytes = shape[1] * shape[2] * self.dtype.itemsize
+        self.nbytes = shape[0] * self.slice_bytes
+        self._fd = _nameless_file(directory)
+        fd = self._fd
+        # Closed with the last reference (the LRU's or a reader's): never under a read in flight.
+        weakref.finalize(self, os.close, fd)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def write(self, index: int, values: np.ndarray) -> None:
+        """Write slice ``index`` (only while the stack is made, before anyone reads it)."""
+        data = np.ascontiguousarray(values, dtype=self.dtype)
+        written = os.pwrite(self._fd, data.data.cast("B"), index * self.slice_bytes)
+        if written != self.slice_bytes:
+            raise OSError(f"wrote {written} of {self.slice_bytes} bytes of a plane stack's slice")
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """Slice ``index``, read from the file into an array of its own (read-only)."""
+        out = np.empty(self.shape[1:], dtype=self.dtype)
+        got = os.preadv(self._fd, [out.data.cast("B")], index * self.slice_bytes)
+        if got != self.slice_bytes:
+            raise OSError(f"read {got} of {self.slice_bytes} bytes of a plane stack's slice")
+        out.flags.writeable = False
+        return out
+
+
+def _nameless_file(directory: Path | None) -> int:
+    """A descriptor of a new file without a name in ``directory``: nothing to sweep after a crash."""
+    where = str(directory) if directory is not None else tempfile.gettempdir()
+    if hasattr(os, "O_TMPFILE"):
+        try:
+            return os.open(where, os.O_TMPFILE | os.O_RDWR, 0o600)
+        except OSError:
+            pass  # a file system without it: named for a moment
+    fd, path = tempfile.mkstemp(prefix="plane-stack-", dir=where)
+    os.unlink(path)
+    return fd
+
+
+class _ColumnWindow:
+    """A few columns of a volume at a time in column-major order, for a stack of planes across the columns.
+
+    A sagittal slice of an axial acquisition reads two columns; read where they lie,
+    that is two bytes from every row of every slice. :meth:`Volume.column_major` copies
+    the whole volume once for that, which a stack build would hold next to the volume.
+    This copies the columns the next slices need (about 32 MiB) into an anonymous
+    mapping of the copy's full size and gives back the pages of columns left behind
+    (``MADV_DONTNEED``), so the build costs a window's memory, not a volume's.
+    """
+
+    WINDOW_BYTES = 32 << 20
+
+    def __init__(self, array: np.ndarray) -> None:
+        slices, rows, columns = array.shape
+        self.array = array
+        self.column_bytes = slices * rows * array.dtype.itemsize
+        self.width = max(4, self.WINDOW_BYTES // self.column_bytes)
+        self.mapping = mmap.mmap(-1, columns * self.column_bytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        if hasattr(mmap, "MADV_NOHUGEPAGE"):
+            self.mapping.madvise(mmap.MADV_NOHUGEPAGE)  # pages given back one by one
+        self.copy = np.ndarray((columns, slices, rows), dtype=array.dtype, buffer=self.mapping)
+        self.lo = self.hi = 0  # the columns held: lo..hi-1
+
+    @property
+    def view(self) -> np.ndarray:
+        """The copy shaped as :meth:`Volume.column_major` gives it (only the columns held are filled)."""
+        return self.copy.transpose(1, 2, 0)
+
+    def cover(self, first: int, last: int) -> None:
+        """Hold columns ``first`` to ``last`` (clamped), the window reaching on in the direction it moves."""
+        columns = self.copy.shape[0]
+        first, last = max(0, first), min(columns - 1, last)
+        if self.lo <= first and last < self.hi:
+            return
+        if first >= self.lo:
+            lo, hi = first, min(columns, max(first + self.width, last + 1))
+        else:
+            lo, hi = max(0, min(first, last + 1 - self.width)), last + 1
+        for a, b in ((self.lo, min(self.hi, lo)), (max(self.lo, hi), self.hi)):
+            self._give_back(a, b)
+        for a, b in ((lo, min(hi, self.lo)), (max(lo, self.hi), hi)) if self.hi > self.lo else ((lo, hi),):
+            if a < b:
+                for k in range(self.array.shape[0]):  # a block of every slice at a time: its rows stay in cache
+                    self.copy[a:b, k, :] = self.array[k, :, a:b].T
+        self.lo, self.hi = lo, hi
+
+    def _give_back(self, a: int, b: int) -> None:
+        """Return the pages that hold only columns ``a`` to ``b - 1`` to the system (they read as zeros after)."""
+        page = mmap.PAGESIZE
+        start = -(-a * self.column_bytes // page) * page
+        stop = b * self.column_bytes // page * page
+        if a < b and start < stop:
+            self.mapping.madvise(mmap.MADV_DONTNEED, start, stop - start)
+
+
+def _stack_across_columns(volume: Volume, grid: PlaneGrid, stack: StackFile) -> None:
+    """Write every slice of a plane across the columns into ``stack``, through a :class:`_ColumnWindow`."""
+    window = _ColumnWindow(volume.array)  # unmapped when the last view of it goes, with this function's locals
+    windowed = volume.sharing_voxels(window.view)  # same geometry: the very samples reformat takes
+    for i in range(grid.count):
+        column = float(volume.patient_to_index(grid.origin_at(grid.position_of(i)))[0])
+        window.cover(math.floor(column) - 1, math.floor(column) + 2)  # linear: two columns, and a margin
+        stack.write(i, reformat(windowed, grid.plane, index=i).array)
+    for i in sorted({0, grid.count // 2, grid.count - 1}):  # as reformat of the volume itself gives them
+        if not np.array_equal(stack[i], reformat(volume.sharing_voxels(), grid.plane, index=i).array):
+            raise ValueError(f"{grid.plane.value.lower()} slice {i} differs from the volume's reformat")
+
+
+#: A stack that is the volume's own slices (a plane the acquisition lies in): nothing kept but this mark.
+_OWN_SLICES = "own slices"
+
+
+def _file_bytes(entry: StackFile | str) -> int:
+    return entry.nbytes if isinstance(entry, StackFile) else 0
 
 
 class PlaneStacks:
@@ -474,30 +608,35 @@ class PlaneStacks:
     time it is asked for (a gather, a blend in float64, rounding): on a busy
     server, half of a ``GetSlice``'s CPU. So the first request for such a plane
     of a volume starts a background thread that reformats every slice of the
-    plane with :func:`reformat` itself, one after the other, into one array
-    (about half a second for 512 slices of 307x512); from then on a plain slice
-    by index with linear interpolation is a view of that array, the very values
-    :func:`reformat` gives. A plane the acquisition lies in needs no copy when
-    its slices are the volume's own (same directions, square pixels, same
-    extent; checked on a few slices): they are then views of the volume.
+    plane with :func:`reformat` itself, one after the other, into a file
+    (:class:`StackFile`); from then on a plain slice by index with linear
+    interpolation is read from there, the very values :func:`reformat` gives. The
+    stacks take no memory of the process: a volume's worth each would otherwise
+    double and triple what a viewer of one series costs (the memory budget,
+    :class:`~voxelgate.cache.budget.MemoryBudget`, bounds the volumes). A plane the
+    acquisition lies in needs no stack when its slices are the volume's own (same
+    directions, square pixels, same extent; checked on a few slices): they are
+    then views of the volume.
 
     Everything else goes to :func:`reformat` each time: positions in mm, nearest
     sampling, slabs, float volumes and volumes whose axes are not the patient's
     (sampled by SimpleITK, several times slower to stack), and a plane whose
     stack would not fit.
 
-    Stacks are kept per process within ``max_bytes`` (least recently used out
-    first; 0 turns stacks off), at most ``max_stacks`` of them, keyed by a name
-    of the volume's content, so that a volume mapped again from the cache finds them.
+    Stack files are kept per process within ``max_bytes`` of disk (least recently
+    used out first; 0 turns stacks off), at most ``max_stacks`` of them, keyed by a
+    name of the volume's content, so that a volume mapped again from the cache
+    finds them. They are made in ``directory`` (None: the system's temporary one).
     """
 
-    def __init__(self, max_bytes: int, *, max_stacks: int = 16) -> None:
+    def __init__(self, max_bytes: int, *, max_stacks: int = 16, directory: Path | None = None) -> None:
         self.max_bytes = int(max_bytes)
         self.max_stacks = int(max_stacks)
+        self.directory = directory
         self._lock = threading.Lock()
-        # (volume name, plane) -> (stack, bytes it holds), under _lock
-        self._stacks: LRU[tuple[str, Plane], tuple[np.ndarray, int]] = LRU(
-            self.max_stacks, max_bytes=max(0, self.max_bytes), size=_held_bytes
+        # (volume name, plane) -> its stack file, or _OWN_SLICES; under _lock
+        self._stacks: LRU[tuple[str, Plane], StackFile | str] = LRU(
+            self.max_stacks, max_bytes=max(0, self.max_bytes), size=_file_bytes
         )
         self._building: set[tuple[str, Plane]] = set()
         self._failed: set[tuple[str, Plane]] = set()
@@ -516,7 +655,8 @@ class PlaneStacks:
     ) -> Slice:
         """:func:`reformat`, from the plane's stack when it is there (``name`` names ``volume``'s content).
 
-        A slice from a stack is a read-only view of it (or of the volume); :func:`reformat`'s own are copies.
+        A slice from a stack is read-only (a view of the volume, or read from the
+        stack's file); :func:`reformat`'s own are writable copies.
 
         Raises
         ------
@@ -535,6 +675,10 @@ class PlaneStacks:
             stack = self.stack(volume, name, grid.plane)
             if stack is not None:
                 return _placed(volume, grid, stack[index], index, grid.position_of(index), 0.0, slab_mode)
+            with self._lock:
+                building = (name, grid.plane) in self._building
+            if building:  # the build reads a window of columns: no whole copy of the volume beside it meanwhile
+                volume = volume.sharing_voxels()
         return reformat(
             volume,
             plane,
@@ -545,8 +689,8 @@ class PlaneStacks:
             slab_mode=slab_mode,
         )
 
-    def stack(self, volume: Volume, name: str, plane: Plane) -> np.ndarray | None:
-        """The plane's stack (read-only, ``(count, rows, columns)``), or None.
+    def stack(self, volume: Volume, name: str, plane: Plane) -> np.ndarray | StackFile | None:
+        """The plane's stack: the volume's array (its own slices), a :class:`StackFile`, or None.
 
         When there is none yet, its build starts if the stack is worth one.
         """
@@ -554,7 +698,7 @@ class PlaneStacks:
         with self._lock:
             known = self._stacks.get(key)
             if known is not None:
-                return known[0]
+                return volume.array if isinstance(known, str) else known
             if key in self._building or key in self._failed or not self._worth(volume, plane):
                 return None
             self._building.add(key)
@@ -575,23 +719,23 @@ class PlaneStacks:
         use_all_cores()  # a background job, not one for the request threads' core
         plane = key[1]
         started = time.perf_counter()
+        stack: StackFile | str
         try:
             grid = plane_grid(volume, plane)
             if _lies_in(volume, grid):
-                stack, held = volume.array, 0
+                stack = _OWN_SLICES
                 for i in sorted({0, grid.count // 2, grid.count - 1}):
-                    if not np.array_equal(stack[i], reformat(volume, plane, index=i).array):
+                    if not np.array_equal(volume.array[i], reformat(volume, plane, index=i).array):
                         raise ValueError(f"{plane.value.lower()} slice {i} is not the volume's own slice {i}")
             else:
                 axes = volume.patient_axes
                 assert axes is not None  # _worth starts builds of axis-aligned volumes only
-                if CONVENTION[plane][2][axes[0]] != 0.0:
-                    volume.column_major(wait=True)  # planes across the columns read them from there
-                stack = np.empty((grid.count, grid.rows, grid.columns), dtype=volume.array.dtype)
-                for i in range(grid.count):  # a slice at a time: its blend stays in cache (a block at once is slower)
-                    stack[i] = reformat(volume, plane, index=i).array
-                stack.flags.writeable = False
-                held = stack.nbytes
+                stack = StackFile(self.directory, (grid.count, grid.rows, grid.columns), volume.array.dtype)
+                if CONVENTION[plane][2][axes[0]] != 0.0:  # across the columns: a window of them at a time
+                    _stack_across_columns(volume, grid, stack)
+                else:  # a slice at a time: its blend stays in cache (a block at once is slower)
+                    for i in range(grid.count):
+                        stack.write(i, reformat(volume, plane, index=i).array)
         except Exception:
             log.warning("could not build the %s stack of a volume", plane.value.lower(), exc_info=True)
             with self._lock:
@@ -600,11 +744,11 @@ class PlaneStacks:
             return
         with self._lock:
             self._building.discard(key)
-            self._stacks.put(key, (stack, held))
+            self._stacks.put(key, stack)
         log.info(
             "%s stack of a volume %s: %d slices of %dx%d in %.2f s",
             plane.value.lower(),
-            "reformatted" if held else "taken as it is",
+            "taken as it is" if isinstance(stack, str) else "reformatted",
             grid.count,
             grid.rows,
             grid.columns,
@@ -612,7 +756,7 @@ class PlaneStacks:
         )
 
     def held_bytes(self) -> int:
-        """Memory the stacks hold (views of volumes count nothing)."""
+        """Bytes of the stack files kept (the volume's own slices count nothing)."""
         with self._lock:
             return self._stacks.nbytes
 

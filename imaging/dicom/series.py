@@ -13,17 +13,20 @@ import functools
 import hashlib
 import math
 import os
+import sys
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import numpy.ma
 from pydicom.dataset import Dataset
 
+from voxelgate.cache.budget import MemoryBudget
 from voxelgate.cache.catalog import InstanceRow
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.lru import LRU
@@ -152,21 +155,36 @@ class SeriesVolumes:
     archive:
         Where instances, their files and the derived cache come from.
     memo_series, memo_volumes:
-        How many series layouts (parsed headers) and memory-mapped volumes this
-        process keeps at hand; the derived cache holds the rest.
+        How many series layouts (parsed headers) and volumes this process keeps at
+        hand; the derived cache holds the rest.
+    plane_stack_bytes, stack_dir:
+        Disk for the plane stacks' files, and where they are made (:class:`PlaneStacks`).
+    memory:
+        The process's budget for derived data in memory: each volume kept at hand
+        (memory-mapped from the derived cache, or built here and not written yet)
+        and each column-major copy of one is admitted into it, and given up, least
+        recently used first, to make room (None: a budget without a bound).
     """
 
     def __init__(
-        self, archive: DicomArchive, *, memo_series: int = 16, memo_volumes: int = 8, plane_stack_bytes: int = 1 << 30
+        self,
+        archive: DicomArchive,
+        *,
+        memo_series: int = 16,
+        memo_volumes: int = 8,
+        plane_stack_bytes: int = 1 << 30,
+        stack_dir: Path | None = None,
+        memory: MemoryBudget | None = None,
     ) -> None:
         self.archive = archive
         #: Whole planes reformatted once for the volumes a viewer pages through (see PlaneStacks).
-        self.planes = PlaneStacks(plane_stack_bytes)
+        self.planes = PlaneStacks(plane_stack_bytes, directory=stack_dir)
+        self.memory = memory if memory is not None else MemoryBudget(sys.maxsize)
         self._lock = threading.Lock()
         # Both under _lock, with _by_series.
         self._layouts: LRU[str, SeriesLayout] = LRU(memo_series, on_evict=self._forget_series)
         self._by_series: dict[str, tuple[int, SeriesLayout]] = {}
-        self._volumes: LRU[str, tuple[Volume, CachedFile]] = LRU(memo_volumes)
+        self._volumes: LRU[str, tuple[Volume, CachedFile]] = LRU(memo_volumes, on_evict=self._volume_left)
         self._builds: dict[str, _Build] = {}
         # Renders run a core's worth at a time: more at once only trade the GIL back and forth
         # between threads (each numpy call releases and retakes it), which costs more than it gives.
@@ -281,9 +299,11 @@ class SeriesVolumes:
                 if known[1].path or known[1].payload is not None or cache.pending(key) or not cache.holds(key):
                     # Mapped from its file; or in memory while its file is written, or for good when the cache
                     # could not keep it (larger than the cache, no room on the volume): not built again.
+                    self.memory.touch(("volume", key))
                     return known
                 # Built here and written to the cache since: map the file, let the memory go.
                 self._volumes.pop(key)
+                self._volume_left(key, known)
         rows = {r.sop_uid: r for r in self.archive.series_instances(series_uid)}
 
         build, leave = self._join_build(key, cancel)
@@ -328,9 +348,46 @@ class SeriesVolumes:
         finally:
             leave()
         vol = built[0] if built else volume_from_cache(entry)
+        self._keep_volume(key, vol, entry)
+        return vol, entry
+
+    # -- memory ---------------------------------------------------------------
+
+    def _keep_volume(self, key: str, vol: Volume, entry: CachedFile) -> None:
+        """Keep a volume at hand if the budget has room for it (given up, least recently used first, for others).
+
+        A memory-mapped volume counts its whole size: the pages a reformat reads stay
+        resident in the process while it is mapped. Its column-major copy, when one
+        is made, is admitted on its own.
+        """
+        vol.budget_column_major(functools.partial(self._admit_column_major, key))  # not ``vol``: no cycle
         with self._lock:
             self._volumes.put(key, (vol, entry))
-        return vol, entry
+        if not self.memory.admit(("volume", key), vol.array.nbytes, functools.partial(self._give_up_volume, key)):
+            self._give_up_volume(key)  # larger than the whole budget: served, not kept
+
+    def _admit_column_major(self, key: str, nbytes: int) -> bool:
+        return self.memory.admit(("column-major", key), nbytes, functools.partial(self._drop_column_major, key))
+
+    def _drop_column_major(self, key: str) -> None:
+        """The budget gave up a volume's column-major copy to make room."""
+        with self._lock:
+            known = self._volumes.peek(key)
+        if known is not None:
+            known[0].drop_column_major()
+
+    def _give_up_volume(self, key: str) -> None:
+        """The budget gave up a volume to make room: no longer at hand here (requests using it keep it meanwhile)."""
+        with self._lock:
+            known = self._volumes.pop(key)
+            if known is not None:
+                self._volume_left(key, known)
+
+    def _volume_left(self, key: str, kept: tuple[Volume, CachedFile]) -> None:
+        """A volume is no longer at hand: its copy and its place in the budget go with it (``_lock`` held)."""
+        kept[0].drop_column_major()
+        self.memory.forget(("column-major", key))
+        self.memory.forget(("volume", key))
 
     def _join_build(self, key: str, cancel: CancelToken) -> tuple[_Build, Callable[[], None]]:
         """Count this call among those waiting for the build of ``key``; returns the build and how to leave it.

@@ -21,7 +21,7 @@ DICOM frames (or from its derived-cache entry) is :mod:`.building`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -50,13 +50,16 @@ def readonly(arr: np.ndarray) -> np.ndarray:
 class _ColumnMajor:
     """A volume's voxels copied column by column, made once in a background thread (:meth:`Volume.column_major`)."""
 
-    __slots__ = ("copy", "done", "lock", "started")
+    __slots__ = ("admit", "copy", "done", "generation", "lock", "started")
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.copy: np.ndarray | None = None
         self.started = False
         self.done = threading.Event()  # set once the copy is there or was not made
+        self.generation = 0  # raised when the copy is given up: a copy still being made is then not kept
+        # Asked for the copy's bytes before it is made (a memory budget); False: it is not made.
+        self.admit: Callable[[int], bool] | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -162,19 +165,57 @@ class Volume:
         with state.lock:
             started = state.started
             state.started = True
+            generation, done = state.generation, state.done
+        if not started and state.admit is not None and not state.admit(self.array.nbytes):
+            with state.lock:  # no room for it now: asked again next time
+                state.started = False
+                state.done = threading.Event()
+            done.set()  # those waiting for it read the volume as it is
+            return None
 
         def copy() -> None:
             use_all_cores()  # a volume's worth of memory traffic: not on the request threads' core
             try:
-                state.copy = readonly(_columns_outermost(self.array)).transpose(1, 2, 0)
+                made = readonly(_columns_outermost(self.array)).transpose(1, 2, 0)
+                with state.lock:
+                    if state.generation == generation:
+                        state.copy = made
             finally:
-                state.done.set()
+                done.set()
 
         if not started:
             threading.Thread(target=copy, name="volume-column-major", daemon=True).start()
         if wait:
-            state.done.wait()
+            done.wait()
         return state.copy
+
+    def sharing_voxels(self, column_major: np.ndarray | None = None) -> Volume:
+        """A volume over the same voxels and geometry whose column-major copy is ``column_major`` or none.
+
+        ``column_major`` is shaped as :meth:`column_major` gives it; it need only hold
+        the columns the caller will sample. Without it, no copy is ever made for the
+        new volume (planes across the columns read the voxels as they are). Its lowest
+        and highest values are this volume's (computed once, here).
+        """
+        other = Volume(self.array, self.affine, self.frame_of_reference_uid, self.warnings)
+        other.__dict__["value_range"] = self.value_range  # a cached_property: not computed again
+        state = other._column_major
+        state.copy, state.started = column_major, True
+        state.done.set()
+        return other
+
+    def budget_column_major(self, admit: Callable[[int], bool]) -> None:
+        """Ask ``admit(nbytes)`` before a column-major copy is made (:meth:`column_major`); False: none is."""
+        self._column_major.admit = admit
+
+    def drop_column_major(self) -> None:
+        """Give up the column-major copy (made again when asked for), and one being made."""
+        state = self._column_major
+        with state.lock:
+            state.copy = None
+            state.started = False
+            state.generation += 1
+            state.done = threading.Event()
 
     def index_to_patient(self, index: np.ndarray | Sequence[float]) -> np.ndarray:
         """LPS mm of ``(column, row, slice)`` indices, shape ``(..., 3)``."""

@@ -18,26 +18,24 @@ What deleting does
   rather than Orthanc's (an instance deleted from a series leaves the series shorter), because in a
   labelling platform frame numbers carry labels. Delete the sets first: they are lists, and
   deleting one keeps its items.
-- **A group or sequence**: the set and its list of frames, and its derived-cache entries (MP4
-  exports). Its items stay.
-- **A video being re-encoded** is refused until the re-encode ends (cancel it to end it sooner).
+- **A group or sequence**: the set and its list of frames, its derived-cache entries, and its MP4
+  exports (their jobs and their objects; an export still running is stopped). Its items stay.
+- **A video being re-encoded**, on any replica, is refused until the re-encode ends (cancel it
+  to end it sooner).
 """
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.media_catalog import MediaCatalog, MediaEntry, MediaQuery
 from voxelgate.cache.store import Store
 from voxelgate.errors import InvalidInputError, NotFoundError, PreconditionError
+from voxelgate.imaging.jobs import JobRunner
 
+from .video_library import EXPORT, REENCODE
 from .video_readers import ReaderPool
-
-if TYPE_CHECKING:
-    from .video_library import ReencodeJob
 
 
 @dataclass(frozen=True)
@@ -68,8 +66,10 @@ class InventoryMixin:
     catalog: MediaCatalog
     cache: DerivedCache
     readers: ReaderPool
-    _reencode_jobs: dict[str, ReencodeJob]
-    _reencode_lock: threading.Lock
+    jobs: JobRunner
+
+    def _drop_result(self, sha: str) -> None:
+        raise NotImplementedError
 
     def list_media(self, query: MediaQuery, *, page_size: int = 0, token: str = "") -> tuple[list[MediaEntry], str]:
         """Media items, groups and sequences matching ``query``, oldest first, a page at a time (keyset paging).
@@ -102,12 +102,12 @@ class InventoryMixin:
         gone = self.catalog.delete_set(item_id)
         if gone is None:
             raise NotFoundError("no such media item, group or sequence", subject=item_id)
+        for sha in self.jobs.catalog.forget_jobs(EXPORT, item_id):  # its MP4 exports
+            self._drop_result(sha)
         return Deleted(item_id, gone.kind, gone.name, 0, self.cache.evict_tag(item_id))
 
     def _delete_item(self, media_id: str) -> Deleted:
-        with self._reencode_lock:
-            running = any(j.source_id == media_id and not j.finished.is_set() for j in self._reencode_jobs.values())
-        if running:
+        if self.jobs.catalog.running_jobs(REENCODE, media_id):
             raise PreconditionError("a re-encode of it is running; cancel it or let it end first", subject=media_id)
         with self.store.lock(media_id):
             row = self.catalog.delete_media(media_id)

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
-import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -21,13 +21,22 @@ from typing import Literal
 
 import numpy as np
 
+from voxelgate.cache.coordination import CANCELLED, DONE, FAILED
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaCatalog, MediaRow, MemberRow, SetRow
 from voxelgate.cache.store import Store
 from voxelgate.cancel import NEVER, CancelToken
-from voxelgate.errors import DiskFullError, InvalidInputError, LimitExceededError, NotFoundError
-from voxelgate.imaging.cpu import all_cores, use_all_cores
+from voxelgate.errors import (
+    CancelledError,
+    ConflictError,
+    DiskFullError,
+    InvalidInputError,
+    LimitExceededError,
+    NotFoundError,
+)
+from voxelgate.imaging.cpu import all_cores
+from voxelgate.imaging.jobs import JobRunner, JobStatus, LocalJob, Outcome
 
 from ..contained import Decoders, InProcess, each
 from ..ingest import IncomingFile, IngestSink, begin_file, ingest_path
@@ -38,14 +47,13 @@ from .inventory import InventoryMixin
 from .probe_video import VideoInfo, sniff_video_format
 from .sequence import resize_exact
 from .validate import probe_file
-from .video_library import DEFAULT_SEQUENCE_FPS, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
+from .video_library import DEFAULT_SEQUENCE_FPS, EXPORT, VIDEO_MEDIA_TYPES, VideoLibraryMixin, video_record
 
 log = logging.getLogger(__name__)
 
 FrameFormat = Literal["png", "png16", "jpeg", "webp", "raw", "original", "yuv420p"]
 #: Slowest export frame rate: an MP4 time base of 1001 cannot express slower rates.
 MIN_EXPORT_FPS = 0.001
-_KEEP_JOBS = 64
 
 
 @dataclass
@@ -75,19 +83,6 @@ class MediaFrameResult:
     rotation: int = 0  # video frames: counter-clockwise degrees the stored picture was turned (display matrix)
     mirrored: bool = False  # video frames: the stored picture was mirrored (before the turn)
     pixel_ratio: tuple[int, int] | None = None  # video frames: aspect ratio of one pixel of the picture sent
-
-
-@dataclass
-class ExportJob:
-    """A video export running in the background: it outlives the call that started it, ``cancel`` stops it."""
-
-    export_id: str
-    total: int
-    done_frames: int = 0
-    finished: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    size_bytes: int = 0
-    cancel: CancelToken = field(default_factory=CancelToken)
 
 
 class _SniffedFile(IncomingFile[MediaReport]):
@@ -143,6 +138,10 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         Size, pixel and page limits enforced on every image.
     video_limits:
         Size and frame limits enforced on every video (``VideoLimits()`` when None).
+    jobs:
+        Runs re-encodes and exports in the background, claimed through the
+        catalog (``voxelgate.imaging.jobs``); one of this process's own when
+        None (``catalog`` must then offer the jobs table).
     decoders:
         Where ingest probes and decodes a client's bytes: a
         :class:`~voxelgate.imaging.contained.DecoderPool` in the server; in this
@@ -158,6 +157,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         *,
         limits: MediaLimits,
         video_limits: VideoLimits | None = None,
+        jobs: JobRunner | None = None,
         decoders: Decoders | None = None,
     ) -> None:
         self.decoders: Decoders = decoders if decoders is not None else InProcess()
@@ -165,8 +165,15 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         self.catalog = catalog
         self.cache = cache
         self.limits = limits
-        self._jobs: dict[str, ExportJob] = {}
-        self._jobs_lock = threading.Lock()
+        self.jobs = (
+            jobs
+            or JobRunner(
+                catalog,  # type: ignore[arg-type]  # MediaCatalog's type names no jobs table; the SQL catalogs have one
+                owner=f"local:{os.getpid()}:{uuid.uuid4().hex[:8]}",
+            )
+        )
+        self.jobs.register(EXPORT, self._export_job)
+        self.jobs.on_result_pruned = self._drop_result
         self._init_video(video_limits)
 
     # -- ingest ---------------------------------------------------------------
@@ -225,6 +232,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
                 shas = {r.media_id for _, _, r in pending}
                 with self.store.lock_many(shas):
                     try:
+                        self.store.intend(shas)  # cleared once the rows committed (see DicomArchive.finish_batch)
                         for _, incoming, _ in pending:
                             self.store.commit(incoming.staged, sync=False)
                         self.store.sync_batch(shas)
@@ -236,6 +244,7 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
                             if not self.catalog.is_referenced(sha):
                                 self.store.delete(sha)
                         pending, new = [], []
+                    self.store.settle(shas)
                 for (i, _, report), is_new in zip(pending, new, strict=True):
                     report.outcome = "stored" if is_new else "duplicate"
                     results[i] = report
@@ -524,98 +533,156 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
     def export_id(set_id: str, fps: float) -> str:
         return f"{set_id}@{fps:g}"
 
-    def _export_key(self, set_row: SetRow, fps: float) -> str:
-        ids = [f"{m.media_id}:{m.page}:{m.width}x{m.height}" for m in set_row.members]
-        return make_key("media", "mp4", set_row.set_id, {"fps": fps, "frames": ids}, version=1)
+    @staticmethod
+    def _export_job_id(export_id: str) -> str:
+        return f"{EXPORT}:{export_id}"
 
-    def start_export(self, set_id: str, fps: float = 25.0) -> ExportJob:
-        """Start (or join) the MP4 export of a sequence in the background."""
+    @staticmethod
+    def export_of(job_id: str) -> str:
+        """The export id (``set@fps``) of an export job."""
+        return job_id.removeprefix(f"{EXPORT}:")
+
+    def start_export(self, set_id: str, fps: float = 25.0) -> str:
+        """Start (or join) the MP4 export of a sequence in the background; the job's id.
+
+        One job per sequence and rate, recorded in the catalog: asked again on
+        any replica, the export running (or done) is joined; a failed or
+        cancelled one runs again. It outlives the call that started it, and
+        :meth:`cancel_export` stops it. Its MP4 is kept in the object store for
+        ``GetExport`` on any replica, until the job is pruned.
+
+        Raises
+        ------
+        InvalidInputError
+            A bad rate, or a set that is not a sequence.
+        NotFoundError
+            No such set.
+        """
         if not MIN_EXPORT_FPS <= fps <= 240:  # also refuses NaN
             raise InvalidInputError(f"fps must be in [{MIN_EXPORT_FPS:g}, 240], got {fps}", subject="fps")
         s = self.media_set(set_id)
         if s.kind != "sequence":
             raise InvalidInputError("only a sequence can be exported as video", subject=set_id)
-        export_id = self.export_id(set_id, fps)
-        with self._jobs_lock:
-            job = self._jobs.get(export_id)
-            if job is not None and not job.cancel.cancelled and (not job.finished.is_set() or job.error is None):
-                return job
-            job = self._jobs[export_id] = ExportJob(export_id, total=len(s.members))
-            # Keep the last finished jobs for their callers; the MP4s live in the derived cache.
-            finished = [k for k, j in self._jobs.items() if j.finished.is_set()]
-            for k in finished[: max(0, len(finished) - _KEEP_JOBS)]:
-                del self._jobs[k]
-        threading.Thread(target=self._run_export, args=(job, s, fps), name="export", daemon=True).start()
-        return job
+        job_id = self._export_job_id(self.export_id(set_id, fps))
+        params = {"set_id": set_id, "fps": fps}
+        for _ in range(3):
+            try:
+                return self.jobs.submit(EXPORT, params, total=len(s.members), job_id=job_id, subject=set_id).job_id
+            except ValueError:  # it exists: join it, or run it again if it failed
+                pass
+            st = self.jobs.status(job_id)
+            if st.state not in (FAILED, CANCELLED) or self.jobs.resubmit(job_id, EXPORT, params, total=len(s.members)):
+                return job_id
+        return job_id
 
-    def _run_export(self, job: ExportJob, s: SetRow, fps: float) -> None:
-        use_all_cores()  # encoding: native work, off the request threads' core
+    def export_status(self, job_id: str) -> JobStatus:
+        """An export job's state, wherever it runs (see ``voxelgate.imaging.jobs.JobRunner.follow``).
+
+        Raises
+        ------
+        NotFoundError
+            No such job.
+        """
+        return self.jobs.status(job_id)
+
+    def cancel_export(self, export_id: str) -> JobStatus:
+        """Stop an export wherever it runs; its status (still running when its replica has not seen the cancel yet).
+
+        The cancel is recorded in the job's catalog row: a runner on this replica
+        stops at once, one on another replica when it next renews its lease
+        (within ``JobRunner.progress_s``); either stops before its next frame and
+        keeps nothing. A finished export is left as it is.
+
+        Raises
+        ------
+        NotFoundError
+            No export of that id runs or ran (on any replica, since the job was pruned).
+        """
+        job_id = self._export_job_id(export_id)
+        st = self.jobs.status(job_id) if export_id else None
+        if st is None:
+            raise NotFoundError("no such export", subject="(empty id)")
+        if not st.finished:
+            self.jobs.cancel(job_id)
+            st = self.jobs.status(job_id)
+        return st
+
+    def _export_job(self, job: LocalJob) -> Outcome:
+        """Encode the export, keep its MP4 in the store and record the end, as one runner's (see ``_store_result``)."""
+        set_id, fps = str(job.params["set_id"]), float(job.params["fps"])
+        s = self.media_set(set_id)
+        job.progress(0, len(s.members))
+        with tempfile.TemporaryDirectory(prefix="voxelgate-export-") as tmp:
+            out = Path(tmp) / "export.mp4"
+            self._encode(s, fps, out, job)
+            meta = {"fps": fps, "frames": len(s.members), "width": s.members[0].width, "height": s.members[0].height}
+            return self._store_result(job, out, "export.mp4", {**meta, "size_bytes": out.stat().st_size})
+
+    def _store_result(self, job: LocalJob, path: Path, name: str, result: dict[str, object]) -> Outcome:
+        """Keep a job's result file in the object store and end the job with it (a runner that lost the job
+        keeps nothing)."""
+        staged = self.store.stage(name=name, max_bytes=max(self.video_limits.max_file_bytes, path.stat().st_size))
         try:
-            entry = self.cache.get_or_compute_file(
-                self._export_key(s, fps), lambda: self._encode(s, fps, job, job.cancel), tag=s.set_id
-            )
-            job.size_bytes = entry.length
-            job.done_frames = job.total
-        except BaseException as exc:
-            job.error = exc
-            log.warning("export failed", extra={"frames": job.total}, exc_info=exc)
+            with path.open("rb") as fh:
+                while chunk := fh.read(1 << 22):
+                    staged.write(chunk)
+            sha = staged.close(sync=False)
+            with self.store.lock(sha):
+                self.store.intend([sha])
+                try:
+                    self.store.commit(staged, sync=True)
+                    if not self.jobs.catalog.finish_job(
+                        job.claim, DONE, result=result, result_sha256=sha, result_size=staged.size
+                    ):
+                        raise ConflictError("another replica took this job over", subject=job.job_id)
+                except BaseException:
+                    if not self.catalog.is_referenced(sha):
+                        self.store.delete(sha)
+                    raise
+                finally:
+                    self.store.settle([sha])
         finally:
-            job.finished.set()
+            staged.discard()
+        return Outcome(result, sha, recorded=True)
 
-    def _encode(
-        self, s: SetRow, fps: float, job: ExportJob | None, cancel: CancelToken
-    ) -> tuple[bytes, str, dict[str, object]]:
+    def _drop_result(self, sha: str) -> None:
+        """Delete a pruned job's result object unless something else holds the same bytes."""
+        with self.store.lock(sha):
+            if not self.catalog.is_referenced(sha):
+                self.store.delete(sha)
+
+    def _encode(self, s: SetRow, fps: float, out: Path, job: LocalJob) -> None:
         width, height = s.members[0].width, s.members[0].height
 
         def frames() -> Iterator[np.ndarray]:
             for m in s.members:  # the set is loaded once: resolving frame i from the catalog each time is quadratic
-                cancel.check(s.set_id)
+                if job.cancel.is_set():
+                    raise CancelledError("the export was stopped", subject=s.set_id)
                 arr = decode_page(self.store.path(m.media_id), m.page, name=m.media_id, limits=self.limits)
                 if (arr.shape[1], arr.shape[0]) != (width, height):
                     arr = resize_exact(arr, width, height)
                 yield arr
 
         def progress(n: int) -> None:
-            if job is not None:
-                job.done_frames = n
+            if job.cancel.is_set():
+                raise CancelledError("the export was stopped", subject=s.set_id)
+            job.progress(n, len(s.members))
 
-        with tempfile.TemporaryDirectory(prefix="voxelgate-export-") as tmp:
-            out = Path(tmp) / "export.mp4"
-            export_mp4(frames(), out, fps=fps, width=width, height=height, on_progress=progress)
-            return (
-                out.read_bytes(),
-                "video/mp4",
-                {"fps": fps, "frames": len(s.members), "width": width, "height": height},
-            )
-
-    def export_job(self, export_id: str) -> ExportJob | None:
-        with self._jobs_lock:
-            return self._jobs.get(export_id)
-
-    def cancel_export(self, export_id: str) -> ExportJob:
-        """Stop a running export (it stops before its next frame; nothing is kept).
-
-        Raises
-        ------
-        NotFoundError
-            No export of that id runs or ran in this process.
-        """
-        job = self.export_job(export_id) if export_id else None
-        if job is None:
-            raise NotFoundError("no such export here", subject=export_id or "(empty id)")
-        if not job.finished.is_set():
-            job.cancel.cancel("the export was cancelled (CancelExport)")
-        return job
+        export_mp4(frames(), out, fps=fps, width=width, height=height, on_progress=progress)
 
     def iter_export(self, export_id: str, chunk_size: int = 1 << 20, *, cancel: CancelToken = NEVER) -> Iterator[bytes]:
-        """The MP4 of an export, built now if it is not in the derived cache (any more).
+        """The MP4 of an export: from the object store once its job is done (on any replica), after waiting for
+        the job (started now if there is none: it was never asked for, or pruned).
+
+        The job is an export like any other (it goes on, and CancelExport stops
+        it); ``cancel`` stops this call's waiting for it.
 
         Raises
         ------
         NotFoundError
-            The id names no sequence.
+            The id names no sequence, or the export failed or was cancelled.
         CancelledError
-            ``cancel`` was cancelled while the MP4 was being made (nothing is kept).
+            ``cancel`` was cancelled before the MP4 was there.
         """
         set_id, _, fps_text = export_id.partition("@")
         try:
@@ -624,11 +691,21 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
             raise NotFoundError("no such export", subject=export_id) from None
         if not MIN_EXPORT_FPS <= fps <= 240:  # no export was made at such a rate (NaN included)
             raise NotFoundError("no such export", subject=export_id)
-        s = self.media_set(set_id)
-        entry = self.cache.get_or_compute_file(
-            self._export_key(s, fps), lambda: self._encode(s, fps, None, cancel), tag=s.set_id
-        )
-        yield from entry.iter_chunks(chunk_size)
+        job_id = self._export_job_id(export_id)
+        try:
+            st = self.jobs.status(job_id)
+        except NotFoundError:
+            st = None
+        if st is None or st.state in (FAILED, CANCELLED):
+            job_id = self.start_export(set_id, fps)
+        *_, st = self.jobs.follow(job_id, alive=lambda: not cancel.cancelled)  # its last status: finished
+        cancel.check(export_id)
+        if st.state != DONE:
+            raise st.error or NotFoundError("no such export", subject=export_id)
+        row = self.jobs.catalog.get_job(job_id)
+        if row is None or not row.result_sha256:
+            raise NotFoundError("the export is gone; ask for it again", subject=export_id)
+        yield from self.store.iter_bytes(row.result_sha256, chunk_size)
 
 
 def _row(r: MediaReport) -> MediaRow:

@@ -27,7 +27,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -35,8 +35,8 @@ from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
 from voxelgate.cache.media_catalog import MediaCatalog, MediaRow
 from voxelgate.cache.store import Store
-from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError, VoxelgateError
-from voxelgate.imaging.cpu import use_all_cores
+from voxelgate.errors import CancelledError, InvalidInputError, NotFoundError
+from voxelgate.imaging.jobs import JobRunner, JobStatus, LocalJob, Outcome
 
 from ..limits import VideoLimits
 from .diagnose import Finding, diagnose
@@ -61,7 +61,10 @@ _INDEX_VERSION = 2
 #: The frame numbering a catalog record's ``addressable_frames`` counts in (1: presentation order among
 #: timestamps >= 0, repeats dropped; 2: FFmpeg's passthrough numbering). Older records are recounted.
 FRAME_NUMBERING = 2
-_KEEP_JOBS = 64
+#: The kinds of the media library's background jobs (``voxelgate.imaging.jobs``): a video's re-encode,
+#: a sequence's MP4 export.
+REENCODE = "reencode"
+EXPORT = "export"
 ReencodeMode = Literal["auto", "full"]
 #: Frame formats of a video: encoded (cached) and raw (RGB array, or the decoder's I420 planes).
 VIDEO_FRAME_FORMATS: tuple[str, ...] = ("png", "jpeg", "webp", "raw", "yuv420p")
@@ -148,23 +151,6 @@ class ReencodeRecord:
         )
 
 
-@dataclass
-class ReencodeJob:
-    """A re-encode running in the background; ``cancel`` stops it (nothing is stored then)."""
-
-    job_id: str
-    source_id: str
-    total: int
-    done: int = 0
-    cancel: threading.Event = field(default_factory=threading.Event)
-    finished: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    record: ReencodeRecord | None = None
-
-    def progress(self, done: int, total: int) -> None:
-        self.done, self.total = int(done), int(total)
-
-
 def normalized_name(name: str) -> str:
     """``clip.mov`` -> ``clip_normalized.mp4`` (the re-encoded file is always an MP4)."""
     stem = PurePosixPath(name.replace("\\", "/")).name
@@ -230,15 +216,13 @@ class VideoLibraryMixin:
     video_limits: VideoLimits
     readers: ReaderPool
     ahead: ReadAhead
-    _reencode_jobs: dict[str, ReencodeJob]
-    _reencode_lock: threading.Lock
+    jobs: JobRunner
 
     def _init_video(self, video_limits: VideoLimits | None) -> None:
         self.video_limits = video_limits or VideoLimits()
         self.readers = ReaderPool()
         self.ahead = ReadAhead(self._make_ahead)
-        self._reencode_jobs = {}
-        self._reencode_lock = threading.Lock()
+        self.jobs.register(REENCODE, self._reencode_job)
 
     # -- items ------------------------------------------------------------------------
 
@@ -540,13 +524,15 @@ class VideoLibraryMixin:
 
     def start_reencode(
         self, media_id: str, *, mode: str = "auto", height: int | None = None, fps: float | None = None
-    ) -> ReencodeJob:
+    ) -> LocalJob:
         """Start re-encoding a video in the background (see ``voxelgate.imaging.media.reencode``).
 
         The result becomes a new media item named like the original with
         ``_normalized`` before the extension, linked to its source with the
-        report (frame map included). Setting ``job.cancel`` stops the job and
-        stores nothing.
+        report (frame map included). The job is recorded in the catalog
+        (``voxelgate.imaging.jobs``): its progress can be followed from any
+        replica, and another replica runs it again if this one dies.
+        ``jobs.cancel`` stops it; nothing is stored then.
 
         Raises
         ------
@@ -559,29 +545,30 @@ class VideoLibraryMixin:
             raise InvalidInputError(f"height must be in [2, 8192], got {height}")
         if fps is not None and not 0 < fps <= 240:
             raise InvalidInputError(f"fps must be in (0, 240], got {fps}")
-        row, info = self.video(media_id)
-        job = ReencodeJob(uuid.uuid4().hex, media_id, total=info.addressable_frames)
-        with self._reencode_lock:
-            self._reencode_jobs[job.job_id] = job
-            finished = [k for k, j in self._reencode_jobs.items() if j.finished.is_set()]
-            for k in finished[: max(0, len(finished) - _KEEP_JOBS)]:
-                del self._reencode_jobs[k]
-        threading.Thread(
-            target=self._run_reencode, args=(job, row, mode, height, fps), name="reencode", daemon=True
-        ).start()
-        return job
+        _, info = self.video(media_id)
+        params = {"media_id": media_id, "mode": mode, "height": height, "fps": fps}
+        return self.jobs.submit(REENCODE, params, total=info.addressable_frames, subject=media_id)
 
-    def reencode_job(self, job_id: str) -> ReencodeJob | None:
-        with self._reencode_lock:
-            return self._reencode_jobs.get(job_id)
+    def reencode_status(self, job_id: str) -> JobStatus:
+        """A re-encoding job's state, wherever it runs; its ``result`` holds the ``"record"`` once done.
+
+        Raises
+        ------
+        NotFoundError
+            No such job.
+        """
+        return self.jobs.status(job_id)
 
     def reencodes_running(self) -> int:
-        """How many re-encodes are running now."""
-        with self._reencode_lock:
-            return sum(1 for j in self._reencode_jobs.values() if not j.finished.is_set())
+        """How many re-encodes run in this process now."""
+        return self.jobs.running(REENCODE)
 
-    def _run_reencode(self, job: ReencodeJob, row: MediaRow, mode: str, height: int | None, fps: float | None) -> None:
-        use_all_cores()  # decoding and encoding: native work, off the request threads' core
+    def _reencode_job(self, job: LocalJob) -> Outcome:
+        """Run one re-encoding job: here, or taken over from a replica that died (then from the start)."""
+        p = job.params
+        mode, height, fps = str(p["mode"]), p.get("height"), p.get("fps")
+        row, info = self.video(str(p["media_id"]))
+        job.progress(0, info.addressable_frames)
         dst = self.store.staging / f"{uuid.uuid4().hex}.reencode.mp4"  # swept at start-up after a crash
         try:
             result = reencode(
@@ -599,28 +586,21 @@ class VideoLibraryMixin:
             record = ReencodeRecord(
                 media_id="", source_id=row.media_id, requested_mode=mode, height=height, fps=fps, result=result
             )
-            if result.mode != "none":
-                record = self._store_reencoded(dst, row, record, job.cancel)
-            job.record = record
-            job.done = job.total
+            if result.mode == "none":
+                return Outcome({"record": record.to_json()})
+            record = self._store_reencoded(dst, row, record, job)
             log.info(
                 "reencoded", extra={"mode": result.mode, "frames_in": result.frames_in, "frames_out": result.frames_out}
             )
-        except BaseException as exc:
-            if job.cancel.is_set():
-                job.error = CancelledError("re-encoding cancelled; nothing was stored", subject=row.media_id)
+            return Outcome({"record": record.to_json()}, recorded=True)
+        except BaseException:
+            if job.cancel.is_set() and not job.handed_off:
                 log.info("reencode cancelled", extra={"frames": job.done})
-            else:
-                job.error = exc
-                if not isinstance(exc, VoxelgateError):
-                    log.warning("reencode failed", exc_info=exc)
+            raise
         finally:
             dst.unlink(missing_ok=True)
-            job.finished.set()
 
-    def _store_reencoded(
-        self, dst: Path, source: MediaRow, record: ReencodeRecord, cancel: threading.Event
-    ) -> ReencodeRecord:
+    def _store_reencoded(self, dst: Path, source: MediaRow, record: ReencodeRecord, job: LocalJob) -> ReencodeRecord:
         name = normalized_name(source.name)
         staged = self.store.stage(name=name, max_bytes=self.video_limits.max_file_bytes)
         try:
@@ -641,10 +621,21 @@ class VideoLibraryMixin:
                 video_record(info),
             )
             with self.store.lock(sha):
-                if cancel.is_set():  # the last moment a cancel still leaves nothing behind
+                if job.cancel.is_set():  # the last moment a cancel still leaves nothing behind
                     raise CancelledError("re-encoding cancelled; nothing was stored", subject=source.media_id)
+                self.store.intend([sha])
                 self.store.commit(staged, sync=True)
-                self.catalog.put_reencoded(row, source.media_id, record.to_json())
+                try:
+                    # The item, its link and the job's end in one transaction: a runner that lost the job stores none.
+                    self.catalog.put_reencoded(
+                        row, source.media_id, record.to_json(), job=job.claim, job_result={"record": record.to_json()}
+                    )
+                except BaseException:
+                    if not self.catalog.is_referenced(sha):
+                        self.store.delete(sha)
+                    raise
+                finally:
+                    self.store.settle([sha])
         finally:
             staged.discard()
         return record
@@ -674,6 +665,8 @@ class VideoLibraryMixin:
 
 __all__ = [
     "DEFAULT_SEQUENCE_FPS",
+    "EXPORT",
+    "REENCODE",
     "VIDEO_FRAME_FORMATS",
     "VIDEO_MEDIA_TYPES",
     "AheadCancelled",
@@ -682,7 +675,6 @@ __all__ = [
     "ReadAhead",
     "ReaderPool",
     "ReaderStats",
-    "ReencodeJob",
     "ReencodeRecord",
     "VideoLibraryMixin",
     "normalized_name",

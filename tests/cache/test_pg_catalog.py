@@ -71,6 +71,12 @@ def test_an_old_schema_is_migrated_at_start_and_keeps_its_rows(pg_url: str) -> N
         assert _versions(pg_url) == [v for v, _ in MIGRATIONS]
         row = c.get_instance("1.2.1.1")
         assert row is not None and row.sha256 == "a" * 64
+        # Migration 4 counted the rows that were there.
+        from voxelgate.cache.catalog import Page, QueryFilter
+
+        studies, _ = c.list_studies(QueryFilter(), Page())
+        assert [(s.series_count, s.instance_count) for s in studies] == [(1, 1)]
+        assert [s.instance_count for s in c.list_series(QueryFilter(), Page())[0]] == [1]
         c.put_headers([("a" * 64, '{"x": 1}')])  # the table migration 2 added
         assert c.headers(["a" * 64]) == {"a" * 64: '{"x": 1}'}
         with psycopg.connect(pg_url) as conn:

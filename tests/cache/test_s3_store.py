@@ -232,3 +232,31 @@ def test_get_frame_on_another_host_reads_ranges_not_the_file(
         assert not other_host.is_local(report.sha256)
     # The stored bytes stream back whole and unchanged.
     assert hashlib.sha256(b"".join(reading.iter_file(report.sop_uid))).hexdigest() == report.sha256
+
+
+def test_intents_in_a_shared_catalog_are_swept_by_their_host_at_start(s3_url: str, pg_url: str, tmp_path: Path) -> None:
+    """Replicas record intents in the PostgreSQL catalog: a restarted host sweeps its own, not another's."""
+    from voxelgate.cache.pg_catalog import PostgresCatalog
+
+    catalog = PostgresCatalog(pg_url, max_connections=4)
+    a = S3ObjectStore(s3_url, tmp_path / "a", intents=catalog, host="host-a", locks=catalog.content_locks)
+    b = S3ObjectStore(s3_url, tmp_path / "b", intents=catalog, host="host-b", locks=catalog.content_locks)
+    try:
+        in_flight_on_a, left_by_b = b"host a uploads this now", b"host b died after this PUT"
+        sha_a, sha_b = (hashlib.sha256(d).hexdigest() for d in (in_flight_on_a, left_by_b))
+        a.intend([sha_a])
+        _put(a, in_flight_on_a)
+        b.intend([sha_b])
+        _put(b, left_by_b)
+        assert sorted(catalog.intents(older_than=-1.0)) == sorted([(sha_a, "host-a"), (sha_b, "host-b")])
+        restarted_b = S3ObjectStore(s3_url, tmp_path / "b", intents=catalog, host="host-b", locks=catalog.content_locks)
+        try:
+            assert restarted_b.sweep_intents(catalog.is_referenced, startup=True) == (1, len(left_by_b))
+        finally:
+            restarted_b.close()
+        assert a.exists(sha_a) and not a.exists(sha_b)  # a's upload in flight is a's to settle
+        assert catalog.intents(older_than=-1.0) == [(sha_a, "host-a")]
+    finally:
+        a.close()
+        b.close()
+        catalog.close()

@@ -281,3 +281,97 @@ def test_a_batch_committed_unsynced_is_whole_after_sync_batch(store: ObjectStore
     for sha, data in zip(shas, datas, strict=True):
         assert store.read_range(sha, 0, len(data) + 10) == data
         assert b"".join(store.iter_bytes(sha, 100)) == data
+
+
+# -- upload intents: what the sweep after a crash looks at ------------------------------------------------
+
+
+def _crashed_upload(store: Store, data: bytes) -> str:
+    """An object written under its intent, as an ingest does, that never got its row (the host died)."""
+    staged = store.stage(name="x.dcm", max_bytes=1 << 20)
+    staged.write(data)
+    sha = hashlib.sha256(data).hexdigest()
+    with store.lock(sha):
+        store.intend([sha])
+        store.commit(staged)
+    return sha
+
+
+def test_the_sweep_removes_objects_of_unfinished_uploads_only(store: ObjectStore) -> None:
+    settled = _put_settled(store, b"ingested, its row committed")
+    orphan = _crashed_upload(store, b"written, then the host died before its row")
+    referenced = _crashed_upload(store, b"written, its row committed, then the host died before settling")
+    again = reopen(store)
+    try:
+        assert again.sweep_intents(lambda sha: sha in (settled, referenced), startup=True) == (
+            1,
+            len(b"written, then the host died before its row"),
+        )
+        assert not again.exists(orphan)
+        assert again.exists(settled) and again.exists(referenced)
+        # Nothing is left to look at: the intents went with the sweep.
+        assert again.sweep_intents(lambda sha: False, startup=True) == (0, 0)
+        assert again.exists(settled)
+    finally:
+        if again is not store:
+            again.close()
+
+
+def _put_settled(store: Store, data: bytes) -> str:
+    sha = hashlib.sha256(data).hexdigest()
+    with store.lock(sha):
+        store.intend([sha])
+        _put(store, data)
+        store.settle([sha])
+    return sha
+
+
+def test_an_object_without_an_intent_is_never_looked_at(store: ObjectStore) -> None:
+    """The sweep reads the intents, not the store: its cost follows the uploads in flight, not the store's size."""
+    sha = _put(store, b"stored without an intent (by a release before intents)")
+    listed: list[bool] = []
+    original = type(store).hashes
+
+    def counting(self: Store) -> Iterator[str]:
+        listed.append(True)
+        return original(self)  # type: ignore[arg-type]
+
+    type(store).hashes = counting  # type: ignore[method-assign]
+    try:
+        assert store.sweep_intents(lambda s: False, startup=True) == (0, 0)
+    finally:
+        type(store).hashes = original  # type: ignore[method-assign]
+    assert listed == [] and store.exists(sha)
+
+
+def test_a_sweep_waits_for_an_upload_in_flight_and_keeps_its_object(store: ObjectStore) -> None:
+    data = b"an upload of the same content on another thread"
+    sha = hashlib.sha256(data).hexdigest()
+    rows: set[str] = set()
+    swept: list[tuple[int, int]] = []
+    with store.lock(sha):
+        store.intend([sha])
+        t = threading.Thread(target=lambda: swept.append(store.sweep_intents(lambda s: s in rows, startup=True)))
+        t.start()
+        _put(store, data)
+        rows.add(sha)  # the row commits while the lock is held ...
+    t.join(30)
+    assert swept == [(0, 0)] and store.exists(sha)  # ... so the sweep, let in after, keeps the object
+
+
+def test_intents_of_other_hosts_are_swept_only_when_stale(tmp_path: Path) -> None:
+    from voxelgate.cache.catalog import SqliteCatalog
+    from voxelgate.cache.store import STALE_INTENT_S
+
+    catalog = SqliteCatalog(tmp_path / "c.sqlite3")
+    try:
+        catalog.add_intents(["a" * 64], "host-a")
+        catalog.add_intents(["b" * 64], "host-b")
+        assert catalog.intents(host="host-a") == [("a" * 64, "host-a")]
+        assert catalog.intents(older_than=STALE_INTENT_S) == []
+        assert catalog.intents(older_than=-1.0) == [("a" * 64, "host-a"), ("b" * 64, "host-b")]
+        assert catalog.has_intent("a" * 64, "host-a") and not catalog.has_intent("a" * 64, "host-b")
+        catalog.remove_intents(["a" * 64], "host-a")
+        assert catalog.intents(host="host-a") == []
+    finally:
+        catalog.close()

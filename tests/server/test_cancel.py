@@ -215,7 +215,8 @@ def test_an_export_outlives_its_caller_and_cancel_export_stops_it(tmp_path: obje
         export_id = next(call).export_id
         assert export_id
         call.cancel()
-        job = library.export_job(export_id)
+        job_id = library._export_job_id(export_id)
+        job = library.jobs.local(job_id)
         assert job is not None
         time.sleep(0.5)
         assert not job.finished.is_set(), "the export stopped with its caller; it is meant to go on"
@@ -229,12 +230,17 @@ def test_an_export_outlives_its_caller_and_cancel_export_stops_it(tmp_path: obje
         assert info.value.code() is grpc.StatusCode.CANCELLED
         assert job.finished.wait(5)
         assert _idle_after(0.5) < 0.3
-        mp4 = library._export_key(library.media_set(seq.set_id), 25.0)
-        assert s.running.cache.get(mp4) is None  # nothing of the cancelled export was kept
-        # Exported again from the start, it completes.
+        # The cancel is recorded in the job's catalog row (where another replica running it would read it),
+        # and nothing of the cancelled export was kept.
+        row = library.jobs.catalog.get_job(job_id)
+        assert row is not None and row.state == "cancelled" and not row.result_sha256
+        # Exported again from the start, it completes, its MP4 kept in the store.
         done = list(stub.ExportVideo(media_pb2.ExportVideoRequest(set_id=seq.set_id, fps=25)))[-1]
         assert done.done and done.size_bytes > 0
-        assert s.running.cache.get(mp4) is not None
+        row = library.jobs.catalog.get_job(job_id)
+        assert row is not None and row.state == "done" and row.result_sha256
+        mp4 = b"".join(library.iter_export(export_id))
+        assert len(mp4) == done.size_bytes and mp4[4:8] == b"ftyp"
         with pytest.raises(grpc.RpcError) as info:
             stub.CancelExport(media_pb2.CancelExportRequest(export_id="nothing@25"))
         assert info.value.code() is grpc.StatusCode.NOT_FOUND

@@ -666,7 +666,8 @@ def test_reencode_auto_remuxes_away_the_audio(videos: Videos) -> None:
 
 def test_reencode_auto_with_nothing_to_fix_stores_nothing(videos: Videos) -> None:
     before = set(object_files(videos.server.data_dir))
-    [last] = _reencode(videos, "faststart_mp4")
+    first, *_, last = _reencode(videos, "faststart_mp4")
+    assert first.job_id and not first.done and last.job_id == first.job_id  # the first message names the job
     assert last.done and last.report.mode == "none" and last.report.media_id == "" and not last.HasField("item")
     assert list(last.report.frame_map) == list(range(30))
     assert set(object_files(videos.server.data_dir)) == before

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voxelgate/v1/admin.proto\x12\x0cvoxelgate.v1\"\x16\n\x14GetServerInfoRequest\"G\n\nServerInfo\x12\x0f\n\x07process\x18\x01 \x01(\r\x12\x11\n\tprocesses\x18\x02 \x01(\r\x12\x15\n\rrequest_cores\x18\x03 \x03(\r\"\x16\n\x14GetCacheStatsRequest\"\xb3\x01\n\nCacheStats\x12\x0c\n\x04hits\x18\x01 \x01(\x04\x12\x0e\n\x06misses\x18\x02 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x12\n\nsize_limit\x18\x05 \x01(\x04\x12\x11\n\tevictions\x18\x06 \x01(\x04\x12\x14\n\x0c\x63omputations\x18\x07 \x01(\x04\x12\x15\n\rstore_objects\x18\x08 \x01(\x04\x12\x13\n\x0bstore_bytes\x18\t \x01(\x04\x32\xac\x01\n\x0c\x41\x64minService\x12M\n\rGetCacheStats\x12\".voxelgate.v1.GetCacheStatsRequest\x1a\x18.voxelgate.v1.CacheStats\x12M\n\rGetServerInfo\x12\".voxelgate.v1.GetServerInfoRequest\x1a\x18.voxelgate.v1.ServerInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18voxelgate/v1/admin.proto\x12\x0cvoxelgate.v1\"\x16\n\x14GetServerInfoRequest\"X\n\nServerInfo\x12\x0f\n\x07process\x18\x01 \x01(\r\x12\x11\n\tprocesses\x18\x02 \x01(\r\x12\x15\n\rrequest_cores\x18\x03 \x03(\r\x12\x0f\n\x07replica\x18\x04 \x01(\t\"\x16\n\x14GetCacheStatsRequest\"\xb3\x01\n\nCacheStats\x12\x0c\n\x04hits\x18\x01 \x01(\x04\x12\x0e\n\x06misses\x18\x02 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x03 \x01(\x04\x12\r\n\x05\x62ytes\x18\x04 \x01(\x04\x12\x12\n\nsize_limit\x18\x05 \x01(\x04\x12\x11\n\tevictions\x18\x06 \x01(\x04\x12\x14\n\x0c\x63omputations\x18\x07 \x01(\x04\x12\x15\n\rstore_objects\x18\x08 \x01(\x04\x12\x13\n\x0bstore_bytes\x18\t \x01(\x04\x32\xac\x01\n\x0c\x41\x64minService\x12M\n\rGetCacheStats\x12\".voxelgate.v1.GetCacheStatsRequest\x1a\x18.voxelgate.v1.CacheStats\x12M\n\rGetServerInfo\x12\".voxelgate.v1.GetServerInfoRequest\x1a\x18.voxelgate.v1.ServerInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,11 +34,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETSERVERINFOREQUEST']._serialized_start=42
   _globals['_GETSERVERINFOREQUEST']._serialized_end=64
   _globals['_SERVERINFO']._serialized_start=66
-  _globals['_SERVERINFO']._serialized_end=137
-  _globals['_GETCACHESTATSREQUEST']._serialized_start=139
-  _globals['_GETCACHESTATSREQUEST']._serialized_end=161
-  _globals['_CACHESTATS']._serialized_start=164
-  _globals['_CACHESTATS']._serialized_end=343
-  _globals['_ADMINSERVICE']._serialized_start=346
-  _globals['_ADMINSERVICE']._serialized_end=518
+  _globals['_SERVERINFO']._serialized_end=154
+  _globals['_GETCACHESTATSREQUEST']._serialized_start=156
+  _globals['_GETCACHESTATSREQUEST']._serialized_end=178
+  _globals['_CACHESTATS']._serialized_start=181
+  _globals['_CACHESTATS']._serialized_end=360
+  _globals['_ADMINSERVICE']._serialized_start=363
+  _globals['_ADMINSERVICE']._serialized_end=535
 # @@protoc_insertion_point(module_scope)

@@ -11,14 +11,16 @@ class GetServerInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ServerInfo(_message.Message):
-    __slots__ = ("process", "processes", "request_cores")
+    __slots__ = ("process", "processes", "request_cores", "replica")
     PROCESS_FIELD_NUMBER: _ClassVar[int]
     PROCESSES_FIELD_NUMBER: _ClassVar[int]
     REQUEST_CORES_FIELD_NUMBER: _ClassVar[int]
+    REPLICA_FIELD_NUMBER: _ClassVar[int]
     process: int
     processes: int
     request_cores: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, process: _Optional[int] = ..., processes: _Optional[int] = ..., request_cores: _Optional[_Iterable[int]] = ...) -> None: ...
+    replica: str
+    def __init__(self, process: _Optional[int] = ..., processes: _Optional[int] = ..., request_cores: _Optional[_Iterable[int]] = ..., replica: _Optional[str] = ...) -> None: ...
 
 class GetCacheStatsRequest(_message.Message):
     __slots__ = ()

@@ -403,16 +403,18 @@ class DiagnoseResponse(_message.Message):
     def __init__(self, media_id: _Optional[str] = ..., findings: _Optional[_Iterable[_Union[Finding, _Mapping]]] = ...) -> None: ...
 
 class ReencodeRequest(_message.Message):
-    __slots__ = ("media_id", "mode", "height", "fps")
+    __slots__ = ("media_id", "mode", "height", "fps", "job_id")
     MEDIA_ID_FIELD_NUMBER: _ClassVar[int]
     MODE_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     FPS_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
     media_id: str
     mode: ReencodeMode
     height: int
     fps: float
-    def __init__(self, media_id: _Optional[str] = ..., mode: _Optional[_Union[ReencodeMode, str]] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ...) -> None: ...
+    job_id: str
+    def __init__(self, media_id: _Optional[str] = ..., mode: _Optional[_Union[ReencodeMode, str]] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class ReencodeReport(_message.Message):
     __slots__ = ("source_id", "media_id", "requested_mode", "mode", "frame_map", "changes", "fixed", "frames_in", "frames_out", "width", "height", "fps")
@@ -443,18 +445,20 @@ class ReencodeReport(_message.Message):
     def __init__(self, source_id: _Optional[str] = ..., media_id: _Optional[str] = ..., requested_mode: _Optional[str] = ..., mode: _Optional[str] = ..., frame_map: _Optional[_Iterable[int]] = ..., changes: _Optional[_Iterable[str]] = ..., fixed: _Optional[_Iterable[str]] = ..., frames_in: _Optional[int] = ..., frames_out: _Optional[int] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., fps: _Optional[float] = ...) -> None: ...
 
 class ReencodeProgress(_message.Message):
-    __slots__ = ("frames_done", "frames_total", "done", "report", "item")
+    __slots__ = ("frames_done", "frames_total", "done", "report", "item", "job_id")
     FRAMES_DONE_FIELD_NUMBER: _ClassVar[int]
     FRAMES_TOTAL_FIELD_NUMBER: _ClassVar[int]
     DONE_FIELD_NUMBER: _ClassVar[int]
     REPORT_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
     frames_done: int
     frames_total: int
     done: bool
     report: ReencodeReport
     item: VideoDescription
-    def __init__(self, frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., done: _Optional[bool] = ..., report: _Optional[_Union[ReencodeReport, _Mapping]] = ..., item: _Optional[_Union[VideoDescription, _Mapping]] = ...) -> None: ...
+    job_id: str
+    def __init__(self, frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., done: _Optional[bool] = ..., report: _Optional[_Union[ReencodeReport, _Mapping]] = ..., item: _Optional[_Union[VideoDescription, _Mapping]] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class ExportVideoRequest(_message.Message):
     __slots__ = ("set_id", "fps")

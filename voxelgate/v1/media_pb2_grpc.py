@@ -195,8 +195,12 @@ class MediaServiceServicer:
 
     def Reencode(self, request, context):
         """Re-encode a video: progress messages, the last one (done) with the new item and
-        the report (frame map included). The job lives as long as its call: cancelling the
-        call (or its deadline passing) stops it, and nothing is stored.
+        the report (frame map included). A job: it runs in the background on one replica and
+        is recorded in the catalog, and the first message names it (job_id). It outlives its
+        replica, not its caller: cancelling the call (or its deadline passing) stops the job,
+        wherever it runs, and nothing is stored; when the call breaks because its replica went
+        away, the job goes on (another replica takes it over), and a Reencode with that job_id,
+        on any replica, follows it to its end (cancelling that call stops it too).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -204,25 +208,26 @@ class MediaServiceServicer:
 
     def ExportVideo(self, request, context):
         """Export a sequence as MP4 (H.264, constant frame rate, faststart): progress messages,
-        the last one with done set. The job is meant to outlive its caller: it goes on if the
-        caller goes away (calling again with the same set and fps follows the same job), and
-        only CancelExport stops it.
+        the last one with done set. A job meant to outlive its caller: it goes on if the caller
+        goes away (on another replica if this one does), ExportVideo asked again with the same
+        set and fps on any replica follows the same job, and only CancelExport stops it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetExport(self, request, context):
-        """The MP4 of an export; made now (and kept) if it is not in the cache any more, and that
-        work stops when this call ends.
+        """The MP4 of an export, once its job is done; the job is started (as ExportVideo would) when
+        there is none. Ending this call stops its waiting, not the job.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelExport(self, request, context):
-        """Stop a running export: its followers get CANCELLED and nothing is kept. Answers the
-        export's progress; NOT_FOUND when no export of that id runs or ran here.
+        """Stop a running export, on whichever replica runs it (recorded in the catalog; it stops
+        before its next frame): its followers get CANCELLED and nothing is kept. Answers the
+        export's progress; NOT_FOUND when no export of that id runs or ran (until it is pruned).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
