@@ -340,6 +340,7 @@ def test_nginx_routes_by_the_key_over_every_replica() -> None:
         assert directive in TESTED and directive in conf
 
 
+@pytest.mark.slow
 def test_nginx_accepts_its_configuration(tmp_path: Path) -> None:
     """``nginx -t`` on docker/nginx.conf, its replicas and secrets pointed at this host (nginx, openssl: Debian)."""
     import shutil

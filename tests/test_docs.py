@@ -222,6 +222,7 @@ def _serve_default(option: str) -> object:
     raise AssertionError("no serve command")
 
 
+@pytest.mark.slow
 def test_the_environment_variables_documented_for_serve_set_their_option(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = _serve_table()
     assert len(rows) >= 10

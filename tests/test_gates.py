@@ -62,6 +62,7 @@ def test_the_rule_reads_comments_as_meant(line: str, flagged: bool) -> None:
     assert bool(unexplained(line)) is flagged
 
 
+@pytest.mark.slow
 def test_every_type_ignore_in_the_package_names_its_codes_and_why() -> None:
     files = package_files()
     # The folders the package maps (voxelgate/, cache/, imaging/, server/ and any added later).

@@ -104,6 +104,7 @@ def _hits(imported: set[str], forbidden: set[str]) -> set[str]:
     return {m for m in imported for bad in forbidden if m == bad or m.startswith(bad + ".")}
 
 
+@pytest.mark.slow
 def test_domain_imports_without_grpc_in_a_fresh_interpreter() -> None:
     modules = ["voxelgate.errors", *_all_modules("voxelgate.cache"), *_all_modules("voxelgate.imaging")]
     code = (
@@ -124,6 +125,7 @@ def test_domain_imports_without_grpc_in_a_fresh_interpreter() -> None:
     assert not leaked, f"importing the domain loaded {sorted(leaked)}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("package", sorted(FORBIDDEN))
 def test_static_imports_point_down(package: str) -> None:
     if package not in PACKAGE_DIR:
@@ -145,6 +147,7 @@ def test_the_root_package_imports_no_layer() -> None:
     assert offenders == {}
 
 
+@pytest.mark.slow
 def test_every_import_name_is_under_voxelgate() -> None:
     # The repository's folders are not import names of their own: `import server` or
     # `from cache.store import ...` would work from the repository root and nowhere else.
@@ -159,6 +162,7 @@ def test_every_import_name_is_under_voxelgate() -> None:
     assert offenders == []
 
 
+@pytest.mark.slow
 def test_relative_imports_do_not_climb_out_of_the_package() -> None:
     # ``from ..server import x`` inside cache/ would dodge the checks above.
     offenders = []

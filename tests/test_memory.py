@@ -56,6 +56,7 @@ def test_small_arrays_come_from_numpy() -> None:
     assert a.flags.owndata and a.nbytes < SMALL_BYTES
 
 
+@pytest.mark.slow
 @linux
 def test_populate_faults_the_pages_in_before_any_write() -> None:
     gc.collect()
@@ -65,6 +66,7 @@ def test_populate_faults_the_pages_in_before_any_write() -> None:
     del a
 
 
+@pytest.mark.slow
 @linux
 def test_without_populate_pages_come_on_first_write_and_are_small() -> None:
     gc.collect()

@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SETUPTOOLS = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
 
 
+@pytest.mark.slow
 def test_every_package_folder_is_listed() -> None:
     found = set()
     for name, folder in SETUPTOOLS["package-dir"].items():

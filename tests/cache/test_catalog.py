@@ -98,6 +98,7 @@ def _put(c: SqliteCatalog, *args: str, overwrite: bool = False, **kw: object):  
 # -- writes -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_put_and_get(catalog: SqliteCatalog) -> None:
     out = _put(catalog, "1.1", "1.1.1", "1.1.1.1", number=5)
     assert out.outcome == "stored" and out.replaced is None
@@ -324,6 +325,7 @@ def _pages(list_fn, flt: QueryFilter, size: int) -> tuple[list, int]:  # type: i
         assert calls < 1000
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 2, 7])
 def test_paging_studies_gives_every_row_once_in_order(many: SqliteCatalog, size: int) -> None:
     everything, _ = many.list_studies(QueryFilter(), Page(size=1000))
@@ -335,6 +337,7 @@ def test_paging_studies_gives_every_row_once_in_order(many: SqliteCatalog, size:
     assert keys == sorted(keys)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 2, 7])
 def test_paging_series_gives_every_row_once_in_order(many: SqliteCatalog, size: int) -> None:
     everything, _ = many.list_series(QueryFilter(), Page(size=1000))
@@ -344,6 +347,7 @@ def test_paging_series_gives_every_row_once_in_order(many: SqliteCatalog, size: 
     assert len({s.series.series_uid for s in paged}) == 15
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", [1, 2, 7])
 def test_paging_instances_gives_every_row_once_in_order(many: SqliteCatalog, size: int) -> None:
     everything, _ = many.list_instances(QueryFilter(), Page(size=1000))
@@ -357,6 +361,7 @@ def test_paging_instances_gives_every_row_once_in_order(many: SqliteCatalog, siz
     assert keys == sorted(keys)
 
 
+@pytest.mark.slow
 def test_paging_with_a_filter(many: SqliteCatalog) -> None:
     flt = QueryFilter(date_to="20240101")
     paged, _ = _pages(many.list_instances, flt, 3)
@@ -365,6 +370,7 @@ def test_paging_with_a_filter(many: SqliteCatalog) -> None:
     assert [i.sop_uid for i in paged] == [i.sop_uid for i in everything]
 
 
+@pytest.mark.slow
 def test_page_size_is_capped_and_zero_means_default(many: SqliteCatalog) -> None:
     from voxelgate.cache.catalog import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 
@@ -375,6 +381,7 @@ def test_page_size_is_capped_and_zero_means_default(many: SqliteCatalog) -> None
     assert len(rows) == 45
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "token",
     [
@@ -390,6 +397,7 @@ def test_bad_page_token_is_invalid_input(many: SqliteCatalog, token: str) -> Non
             fn(QueryFilter(), Page(size=2, token=token))
 
 
+@pytest.mark.slow
 def test_token_of_another_query_is_refused(many: SqliteCatalog) -> None:
     _, token = many.list_instances(QueryFilter(patient_id="P"), Page(size=2))
     assert token
@@ -403,6 +411,7 @@ def test_token_of_another_query_is_refused(many: SqliteCatalog) -> None:
     assert len(rows) == 2
 
 
+@pytest.mark.slow
 def test_token_with_the_right_shape_but_forged_filter_digest(many: SqliteCatalog) -> None:
     forged = base64.urlsafe_b64encode(json.dumps({"k": ["", "x"], "f": "0" * 16}).encode()).decode()
     with pytest.raises(InvalidInputError):
@@ -462,6 +471,7 @@ def test_reads_from_other_threads(catalog: SqliteCatalog) -> None:
     assert catalog.totals()[0] == 9
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", [[{"a": 1}, "x"], [["nested"], "x"], [10**30, "x"], [1.5, None]])
 def test_token_with_a_valid_digest_but_odd_values_is_invalid_input(many: SqliteCatalog, key: list) -> None:
     # The filter digest is no secret: a client can forge it. Odd key values must

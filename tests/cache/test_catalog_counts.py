@@ -85,6 +85,7 @@ def _outcome(o: object) -> str:
     return str(getattr(o, "outcome", o))
 
 
+@pytest.mark.slow
 def test_a_batch_is_what_its_items_one_after_the_other_are(where: tuple[str, str], tmp_path: Path) -> None:
     """Random batches full of the awkward cases (a UID twice, a series claimed by two studies, duplicates,
     conflicts, replacements) against the same items put one by one into a second database."""

@@ -243,6 +243,7 @@ def test_overwriting_a_key_is_not_an_eviction(cache: DerivedCache) -> None:
     assert cache.stats().entries == 1
 
 
+@pytest.mark.slow
 def test_the_bound_holds_on_disk_and_least_recently_used_go_first(tmp_path: Path) -> None:
     directory = tmp_path / "bounded"
     limit = 8 * MiB
@@ -395,6 +396,7 @@ def _du(directory: Path) -> int:
     return total
 
 
+@pytest.mark.slow
 def test_the_bound_is_what_du_says_write_ahead_logs_and_directories_included(tmp_path: Path) -> None:
     """Issue 18: with --cache-size 20M, du reached 25.7 MB (the WAL outside the count) while the stats said 20.6 MB."""
     directory = tmp_path / "bounded"

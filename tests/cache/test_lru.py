@@ -102,6 +102,7 @@ def _yielding_len(value: bytes) -> int:
     return len(value)
 
 
+@pytest.mark.slow
 def test_a_locked_lru_keeps_its_bounds_under_threads() -> None:
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)

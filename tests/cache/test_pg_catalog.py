@@ -114,6 +114,7 @@ c.close()
 """
 
 
+@pytest.mark.slow
 def test_replicas_starting_at_once_migrate_once(pg_url: str) -> None:
     """Four processes open an empty database at the same instant: each migration runs once, all start."""
     import time
@@ -176,6 +177,7 @@ def test_two_hosts_storing_one_uid_with_other_bytes_at_once_never_replace_silent
         other.close()
 
 
+@pytest.mark.slow
 def test_content_locks_exclude_other_hosts(pg: PostgresCatalog) -> None:
     other = PostgresCatalog(pg.url, max_connections=2)
     sha = "d" * 64

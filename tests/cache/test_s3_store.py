@@ -68,6 +68,7 @@ def test_urls_are_parsed_and_checked() -> None:
             S3Location.parse(bad)
 
 
+@pytest.mark.slow
 def test_the_uploaded_bytes_are_kept_as_the_cached_copy(s3: S3ObjectStore) -> None:
     data = b"DICM" * 1000
     seen = _requests(s3)
@@ -78,6 +79,7 @@ def test_the_uploaded_bytes_are_kept_as_the_cached_copy(s3: S3ObjectStore) -> No
     assert list(s3.staging.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_a_frame_sized_read_is_one_ranged_get(s3: S3ObjectStore, other_host: S3ObjectStore) -> None:
     data = np.random.default_rng(3).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()
     sha = _put(s3, data)
@@ -89,6 +91,7 @@ def test_a_frame_sized_read_is_one_ranged_get(s3: S3ObjectStore, other_host: S3O
     assert not other_host.is_local(sha)  # nothing was downloaded whole
 
 
+@pytest.mark.slow
 def test_a_ranged_reader_seeks_and_reads_ahead(s3: S3ObjectStore, other_host: S3ObjectStore) -> None:
     data = bytes(range(256)) * 4096  # 1 MiB
     sha = _put(s3, data)
@@ -116,6 +119,7 @@ def test_a_whole_object_is_fetched_once_and_checked(s3: S3ObjectStore, other_hos
     assert [op for op, _ in seen] == ["GetObject"]
 
 
+@pytest.mark.slow
 def test_an_object_that_does_not_hash_to_its_name_is_refused(s3: S3ObjectStore) -> None:
     wrong = hashlib.sha256(b"what the name says").hexdigest()
     s3._client.put_object(Bucket=s3.location.bucket, Key=s3.location.key(wrong), Body=b"other bytes")
@@ -139,6 +143,7 @@ def test_a_missing_object_is_not_found(s3: S3ObjectStore) -> None:
         s3.read_range("../" + "a" * 61, 0, 1)
 
 
+@pytest.mark.slow
 def test_orphans_are_swept_and_referenced_objects_kept(s3: S3ObjectStore, other_host: S3ObjectStore) -> None:
     kept, orphan = _put(s3, b"referenced"), _put(s3, b"left by a crash before its row")
     removed = remove_orphans(other_host, lambda sha: sha == kept)
@@ -204,6 +209,7 @@ def _archive(store: S3ObjectStore, root: Path) -> Any:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rle", [False, True], ids=["native", "rle"])
 def test_get_frame_on_another_host_reads_ranges_not_the_file(
     s3: S3ObjectStore, other_host: S3ObjectStore, tmp_path: Path, rle: bool
@@ -234,6 +240,7 @@ def test_get_frame_on_another_host_reads_ranges_not_the_file(
     assert hashlib.sha256(b"".join(reading.iter_file(report.sop_uid))).hexdigest() == report.sha256
 
 
+@pytest.mark.slow
 def test_intents_in_a_shared_catalog_are_swept_by_their_host_at_start(s3_url: str, pg_url: str, tmp_path: Path) -> None:
     """Replicas record intents in the PostgreSQL catalog: a restarted host sweeps its own, not another's."""
     from voxelgate.cache.pg_catalog import PostgresCatalog

@@ -62,6 +62,7 @@ def _put(store: Store, data: bytes, chunk: int = 7) -> str:
     return store.commit(staged)
 
 
+@pytest.mark.slow
 def test_staging_then_commit_is_content_addressed(store: ObjectStore) -> None:
     data = b"DICM" + bytes(range(256)) * 40
     staged = store.stage(name="a.dcm", max_bytes=1 << 20)
@@ -106,6 +107,7 @@ def test_a_single_oversized_chunk_is_refused_before_it_is_written(store: ObjectS
     assert _staging_files(store) == []
 
 
+@pytest.mark.slow
 def test_discard_removes_the_staging_file_and_is_repeatable(store: ObjectStore) -> None:
     staged = store.stage(name="a.dcm", max_bytes=100)
     staged.write(b"abc")
@@ -126,6 +128,7 @@ def test_context_manager_discards_on_error(store: ObjectStore) -> None:
     assert _staging_files(store) == []
 
 
+@pytest.mark.slow
 def test_sweep_staging_removes_leftovers(store: ObjectStore) -> None:
     left = [store.stage(name=f"{i}.dcm", max_bytes=100) for i in range(3)]
     for s in left:
@@ -154,6 +157,7 @@ def test_commit_is_idempotent_per_content(store: ObjectStore) -> None:
     assert _staging_files(store) == []
 
 
+@pytest.mark.slow
 def test_different_content_gets_different_objects(store: ObjectStore) -> None:
     a, b = _put(store, b"one"), _put(store, b"two")
     assert a != b
@@ -168,6 +172,7 @@ def test_empty_object(store: ObjectStore) -> None:
     assert store.path(sha).read_bytes() == b""
 
 
+@pytest.mark.slow
 def test_delete(store: ObjectStore) -> None:
     sha = _put(store, b"12345")
     assert store.delete(sha) == 5
@@ -177,6 +182,7 @@ def test_delete(store: ObjectStore) -> None:
     assert store.delete(sha) == 0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad", ["", "../" + "a" * 61, "A" * 64, "g" * 64, "a" * 63])
 def test_hashes_are_checked_before_touching_the_file_system(store: ObjectStore, bad: str) -> None:
     with pytest.raises(InvalidInputError):
@@ -192,6 +198,7 @@ def test_staging_names_are_unique(store: ObjectStore) -> None:
         s.discard()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("with_syncfs", [True, False])
 def test_a_batch_committed_unsynced_is_made_durable_by_sync_batch(
     local_store: ObjectStore, monkeypatch: pytest.MonkeyPatch, with_syncfs: bool
@@ -230,6 +237,7 @@ with store.lock(sys.argv[2]):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="flock: POSIX")
 def test_a_hash_lock_excludes_other_processes(local_store: ObjectStore) -> None:
     """Commit and delete of one content exclude each other across the processes serving a store."""
@@ -297,6 +305,7 @@ def _crashed_upload(store: Store, data: bytes) -> str:
     return sha
 
 
+@pytest.mark.slow
 def test_the_sweep_removes_objects_of_unfinished_uploads_only(store: ObjectStore) -> None:
     settled = _put_settled(store, b"ingested, its row committed")
     orphan = _crashed_upload(store, b"written, then the host died before its row")
@@ -326,6 +335,7 @@ def _put_settled(store: Store, data: bytes) -> str:
     return sha
 
 
+@pytest.mark.slow
 def test_an_object_without_an_intent_is_never_looked_at(store: ObjectStore) -> None:
     """The sweep reads the intents, not the store: its cost follows the uploads in flight, not the store's size."""
     sha = _put(store, b"stored without an intent (by a release before intents)")

@@ -158,6 +158,7 @@ def test_memory_only_values_are_hits_and_never_written(tmp_path: Path) -> None:
         cache.close()
 
 
+@pytest.mark.slow
 def test_held_writes_wait_for_the_end_of_the_block_or_a_flush(cache: DerivedCache) -> None:
     arr = np.arange(300_000, dtype=np.int16)
     with cache.hold_writes():

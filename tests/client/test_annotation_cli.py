@@ -46,6 +46,7 @@ def _pooled_dice(got: np.ndarray, truth: np.ndarray, slices: list[int]) -> float
     return 2 * inter / total
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["prostate_phantom_subvolume-label.nrrd", "lung2_label.nrrd"])
 def test_fills_real_labels_better_than_the_nearest_slice(server: str, tmp_path: Path, name: str) -> None:
     src = CORPUS / "labels" / name
@@ -78,6 +79,7 @@ def test_fills_real_labels_better_than_the_nearest_slice(server: str, tmp_path: 
     assert scores["sdf"] > scores["nearest"] + 0.02, scores
 
 
+@pytest.mark.slow
 def test_keys_option_lets_an_empty_key_end_an_object(server: str, tmp_path: Path) -> None:
     arr = np.zeros((10, 24, 20), np.uint8)
     yy, xx = np.mgrid[:24, :20]
@@ -100,6 +102,7 @@ def test_keys_option_lets_an_empty_key_end_an_object(server: str, tmp_path: Path
     assert entry["filled"] == [i for i in (3, 4, 6, 7) if areas[i]]
 
 
+@pytest.mark.slow
 def test_other_axis_and_text_report(server: str, tmp_path: Path) -> None:
     arr = np.zeros((12, 16, 14), np.int16)
     arr[3:9, 2, 4:10] = 1  # drawn on y = 2 and y = 10 (slices across y)
@@ -117,6 +120,7 @@ def test_other_axis_and_text_report(server: str, tmp_path: Path) -> None:
     assert out[6, 6, 6] == 2
 
 
+@pytest.mark.slow
 def test_bad_arguments(server: str, tmp_path: Path) -> None:
     sparse = _write(np.zeros((4, 5, 6), np.uint8), None, tmp_path / "sparse.nrrd")
     wrong = vg("interpolate", sparse, "-o", tmp_path / "out.png", "--server", server)

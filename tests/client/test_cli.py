@@ -39,6 +39,7 @@ def _uid(name: str) -> str:
     return str(pydicom.dcmread(get_testdata_file(name), stop_before_pixels=True).SOPInstanceUID)
 
 
+@pytest.mark.slow
 def test_ingest_folder_json(server: str, folder: Path) -> None:
     out = vg("ingest", folder, "--json", "--server", server)
     assert out.returncode == 0, out.stderr
@@ -59,6 +60,7 @@ def test_ingest_folder_json(server: str, folder: Path) -> None:
     assert {line["status"] for line in _json_lines(again.stdout)} == {"duplicate"}
 
 
+@pytest.mark.slow
 def test_ingest_reports_non_dicom_files_as_skipped(server: str, folder: Path) -> None:
     (folder / "notes.txt").write_text("not an image\n")
     (folder / "sub" / "thumbs.db").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
@@ -73,6 +75,7 @@ def test_ingest_reports_non_dicom_files_as_skipped(server: str, folder: Path) ->
     assert [lines[n]["status"] for n in FILES] == ["stored"] * 3
 
 
+@pytest.mark.slow
 def test_ingest_exits_1_when_a_file_is_rejected(server: str, folder: Path, tmp_path: Path) -> None:
     # Looks like DICOM from its preamble, so it is sent, but the header is cut off.
     (folder / "broken.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes()[:400])
@@ -91,6 +94,7 @@ def test_ingest_exits_1_when_a_file_is_rejected(server: str, folder: Path, tmp_p
     assert "2 rejected" in out.stderr
 
 
+@pytest.mark.slow
 def test_ingest_without_json_reports_problems_on_stderr(server: str, folder: Path) -> None:
     (folder / "notes.txt").write_text("hello")
     out = vg("ingest", folder, "--server", server)
@@ -100,12 +104,14 @@ def test_ingest_without_json_reports_problems_on_stderr(server: str, folder: Pat
     assert "3 stored" in out.stderr
 
 
+@pytest.mark.slow
 def test_ingest_missing_path_exits_2(server: str, tmp_path: Path) -> None:
     out = vg("ingest", tmp_path / "nope", "--server", server)
     assert out.returncode == 2
     assert "no such file or folder" in out.stderr
 
 
+@pytest.mark.slow
 def test_ingest_against_no_server_fails_every_file(folder: Path) -> None:
     out = vg("ingest", folder, "--json", "--server", "127.0.0.1:1")
     assert out.returncode == 1
@@ -114,6 +120,7 @@ def test_ingest_against_no_server_fails_every_file(folder: Path) -> None:
     assert "UNAVAILABLE" in out.stderr
 
 
+@pytest.mark.slow
 def test_ls_json(server: str, folder: Path) -> None:
     assert vg("ingest", folder, "--server", server).returncode == 0
     out = vg("ls", "--json", "--server", server)
@@ -132,6 +139,7 @@ def test_ls_json(server: str, folder: Path) -> None:
     assert _json_lines(vg("ls", "--json", "--patient-id", "no-such-*", "--server", server).stdout) == []
 
 
+@pytest.mark.slow
 def test_ls_bad_date_is_a_clear_error(server: str) -> None:
     out = vg("ls", "--from", "2024-01-01", "--server", server)
     assert out.returncode == 1
@@ -139,6 +147,7 @@ def test_ls_bad_date_is_a_clear_error(server: str) -> None:
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.slow
 def test_meta_prints_the_dicom_json_model(server: str, folder: Path) -> None:
     assert vg("ingest", folder, "--server", server).returncode == 0
     uid = _uid("CT_small.dcm")
@@ -157,6 +166,7 @@ def test_meta_prints_the_dicom_json_model(server: str, folder: Path) -> None:
     assert isinstance(models, list) and [m["00080018"]["Value"][0] for m in models] == [uid]
 
 
+@pytest.mark.slow
 def test_meta_of_an_unknown_uid_exits_1(server: str) -> None:
     out = vg("meta", "1.2.3.4.5.6.7", "--server", server)
     assert out.returncode == 1
@@ -164,6 +174,7 @@ def test_meta_of_an_unknown_uid_exits_1(server: str) -> None:
     assert out.stdout == ""
 
 
+@pytest.mark.slow
 def test_voxelgate_server_env_var_is_honoured(server: str, folder: Path) -> None:
     env = _env(VOXELGATE_SERVER=server)
     out = vg("ingest", folder / "CT_small.dcm", "--json", env=env)
@@ -180,6 +191,7 @@ def test_voxelgate_server_env_var_is_honoured(server: str, folder: Path) -> None
     assert vg("health", env=_env(VOXELGATE_SERVER="127.0.0.1:1")).returncode == 1
 
 
+@pytest.mark.slow
 def test_stats_and_health(server: str, folder: Path) -> None:
     assert vg("ingest", folder, "--server", server).returncode == 0
     out = vg("stats", "--server", server)
@@ -191,6 +203,7 @@ def test_stats_and_health(server: str, folder: Path) -> None:
     assert (out.returncode, out.stdout.strip()) == (0, "SERVING")
 
 
+@pytest.mark.slow
 def test_frame_windowed_into_16_bits_and_stored_values(server: str, tmp_path: Path) -> None:
     """CT_small: the bone preset as a 16-bit PNG of P-Values; raw stored values are the pixel data's."""
     path = get_testdata_file("CT_small.dcm")
@@ -215,6 +228,7 @@ def test_frame_windowed_into_16_bits_and_stored_values(server: str, tmp_path: Pa
     assert wrong.returncode == 1 and "INVALID_ARGUMENT" in wrong.stderr and "Traceback" not in wrong.stderr
 
 
+@pytest.mark.slow
 def test_meta_keywords_and_bulk_data_by_uri(server: str, tmp_path: Path) -> None:
     path = get_testdata_file("CT_small.dcm")
     assert vg("ingest", path, "--server", server).returncode == 0

@@ -44,6 +44,7 @@ def _stored_uids(server: str) -> set[str]:
         return {i.sop_instance_uid for s in c.list_series() for i in c.list_instances(s.series_instance_uid)}
 
 
+@pytest.mark.slow
 def test_a_closed_pipe_ends_quietly_and_every_file_sent_is_committed(server: str, tmp_path: Path) -> None:
     folder = tmp_path / "many"
     positions = [(-10.0, -20.0, float(z)) for z in range(120)]
@@ -72,6 +73,7 @@ def test_a_closed_pipe_ends_quietly_and_every_file_sent_is_committed(server: str
     assert len(_stored_uids(server)) == stored
 
 
+@pytest.mark.slow
 def test_stop_sends_no_further_file_and_the_ones_sent_are_answered(server: str, tmp_path: Path) -> None:
     positions = [(-10.0, -20.0, float(z)) for z in range(60)]
     paths = write_series(tmp_path / "s", orientation=(1, 0, 0, 0, 1, 0), positions=positions, rows=64, columns=64)
@@ -86,6 +88,7 @@ def test_stop_sends_no_further_file_and_the_ones_sent_are_answered(server: str, 
         assert {r.sop_instance_uid for r in results} == _stored_uids(server)
 
 
+@pytest.mark.slow
 def test_no_server_is_one_clear_line(tmp_path: Path) -> None:
     out = vg("ls", "--server", "127.0.0.1:1")
     assert out.returncode == 1 and out.stdout == ""
@@ -94,6 +97,7 @@ def test_no_server_is_one_clear_line(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.slow
 def test_a_negative_window_and_position_zero(server: str, series: str, tmp_path: Path) -> None:
     out = vg(
         "slice", series, "--index", "2", "--window", "-600,1500", "--json", "-o", tmp_path / "s.png", "--server", server
@@ -109,6 +113,7 @@ def test_a_negative_window_and_position_zero(server: str, series: str, tmp_path:
     assert meta["position_mm"] == pytest.approx(-1.0) and "window" in meta and meta["window"] is None
 
 
+@pytest.mark.slow
 def test_exit_codes_say_what_went_wrong(server: str, series: str, tmp_path: Path) -> None:
     bad_window = vg("slice", series, "--index", "0", "--window", "40", "-o", tmp_path / "x.png", "--server", server)
     assert bad_window.returncode == 2 and "--window takes CENTER,WIDTH" in bad_window.stderr
@@ -140,6 +145,7 @@ def silent() -> Iterator[str]:
         server.stop(0)
 
 
+@pytest.mark.slow
 def test_a_call_that_does_not_answer_ends_at_its_deadline(silent: str) -> None:
     late = vg("volume", "1.2.3", "--timeout", "0.5", "--server", silent)
     assert late.returncode == 1 and "Traceback" not in late.stderr
@@ -150,6 +156,7 @@ def test_a_call_that_does_not_answer_ends_at_its_deadline(silent: str) -> None:
     assert from_env.returncode == 1 and "deadline of 0.5 s" in from_env.stderr
 
 
+@pytest.mark.slow
 def test_a_door_registers_its_commands_in_one_line() -> None:
     import tomllib
 

@@ -48,6 +48,7 @@ def _box(b: np.ndarray) -> Box:
     return Box((b[0], b[1]), (b[2], b[3]))
 
 
+@pytest.mark.slow
 def test_a_box_tracked_across_a_cine_loop_names_each_frame(vg: Client, stored: dict[str, tuple[str, str]]) -> None:
     """Frame Time 33.333 ms: frame i is at i x 0.033333 s, the box moves linearly in time between frames 10
     and 40, and each shape says which instance and frame it is on."""

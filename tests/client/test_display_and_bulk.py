@@ -77,6 +77,7 @@ def assert_rendered(got: np.ndarray, want: np.ndarray) -> None:
 # -- frames ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_raw_frames_come_as_stored_or_modality_values_and_say_which(vg: Client, sop: dict[str, str]) -> None:
     ds = pydicom.dcmread(data_file("693_UNCI.dcm"))
     stored = vg.get_frame(sop["693_UNCI.dcm"], values="stored")
@@ -99,6 +100,7 @@ def test_a_preset_into_16_bits(vg: Client, sop: dict[str, str]) -> None:
     assert_rendered(f.array, linear(hu, 400, 1800, 65535.0))
 
 
+@pytest.mark.slow
 def test_an_explicit_window_and_the_presentation_lut(vg: Client, sop: dict[str, str]) -> None:
     """A MONOCHROME1 CR: the window as asked (a tuple, or a Window with its function), then inverted."""
     x = pydicom.dcmread(data_file("RG3_UNCI.dcm")).pixel_array.astype(np.float64)

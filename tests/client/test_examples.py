@@ -75,6 +75,7 @@ def test_every_example_is_tested() -> None:
     assert {p.name for p in EXAMPLES.glob("*.py")} == set(re.findall(r'"(\w+\.py)"', here))
 
 
+@pytest.mark.slow
 def test_ingest_folder(server: str, scan: Path, series_uid: str) -> None:
     out = run(server, "ingest_folder.py", scan)  # again: now duplicates
     assert out.returncode == 1, out.stderr
@@ -85,6 +86,7 @@ def test_ingest_folder(server: str, scan: Path, series_uid: str) -> None:
     assert lines[-1] == f"{len(Z)} duplicate, 1 rejected, 1 skipped"
 
 
+@pytest.mark.slow
 def test_coronal_and_nifti(server: str, series_uid: str, tmp_path: Path) -> None:
     out = run(server, "coronal_and_nifti.py", tmp_path)
     assert out.returncode == 0, out.stderr
@@ -95,6 +97,7 @@ def test_coronal_and_nifti(server: str, series_uid: str, tmp_path: Path) -> None
     assert image.GetOrigin() == pytest.approx((-20.0, -30.0, -6.0))  # LPS, as SimpleITK reads NIfTI back
 
 
+@pytest.mark.slow
 def test_series_metadata(server: str, series_uid: str) -> None:
     out = run(server, "series_metadata.py", series_uid)
     assert out.returncode == 0, out.stderr
@@ -104,6 +107,7 @@ def test_series_metadata(server: str, series_uid: str) -> None:
     assert positions == Z
 
 
+@pytest.mark.slow
 def test_interpolate_seg(server: str, series_uid: str) -> None:
     out = run(server, "interpolate_seg.py", series_uid)
     assert out.returncode == 0, out.stderr
@@ -112,6 +116,7 @@ def test_interpolate_seg(server: str, series_uid: str) -> None:
     assert re.fullmatch(r"SEG [\d.]+: \d+ frames, segment 'lesion'", lines[-1]), lines[-1]
 
 
+@pytest.mark.slow
 def test_video_frames(server: str, tmp_path: Path) -> None:
     video = make_video(tmp_path / "clip.mp4", "mp4", n=25)
     out = run(server, "video_frames.py", video, tmp_path / "frames.npy")

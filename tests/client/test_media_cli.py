@@ -32,6 +32,7 @@ def images(tmp_path: Path) -> Path:
     return d
 
 
+@pytest.mark.slow
 def test_ingest_json_one_line_per_file(server: str, images: Path) -> None:
     files = sorted(images.iterdir())
     out = vg("media", "ingest", *files, "--json", "--server", server)
@@ -46,6 +47,7 @@ def test_ingest_json_one_line_per_file(server: str, images: Path) -> None:
     assert len(json_lines(again.stdout)) == len(files)
 
 
+@pytest.mark.slow
 def test_ingest_reports_a_bad_file_and_fails(server: str, images: Path) -> None:
     (images / "broken.png").write_bytes(b"not an image at all")
     out = vg("media", "ingest", images, "--json", "--server", server)
@@ -116,6 +118,7 @@ def test_sequence_info_frame_export(server: str, images: Path, tmp_path: Path) -
         assert sum(1 for _ in container.decode(video=0)) == 2
 
 
+@pytest.mark.slow
 def test_unknown_id_fails_cleanly(server: str, tmp_path: Path) -> None:
     out = vg("media", "frame", "ab" * 32, "0", "-o", tmp_path / "x.png", "--server", server)
     assert out.returncode != 0

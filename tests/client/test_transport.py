@@ -83,6 +83,7 @@ def _client(fake: Fake, **kw: Any) -> Client:
     return Client(f"127.0.0.1:{fake.port}", own_connection=True, **kw)
 
 
+@pytest.mark.slow
 def test_a_read_is_made_again_while_the_server_is_unavailable(fake: Fake) -> None:
     fake.failures = 2
     with _client(fake) as vg:
@@ -127,6 +128,7 @@ def test_calls_carry_the_series_or_media_id_they_concern(fake: Fake) -> None:
     assert ROUTE_KEY not in fake.calls["/voxelgate.v1.DicomService/ListStudies"][0]  # concerns no one series
 
 
+@pytest.mark.slow
 def test_every_call_has_a_deadline(fake: Fake) -> None:
     fake.block.clear()
     hang = grpc.server(futures.ThreadPoolExecutor(2))

@@ -21,6 +21,7 @@ from voxelgate.server.config import Config
 TOKEN = "gateway-caller-token"
 
 
+@pytest.mark.slow
 def test_cors_preflight_and_exposed_headers(archive: Archive) -> None:
     f = archive.files["native"]
     url = f"{archive.url}/studies/{f.study}/series/{f.series}/metadata"
@@ -61,6 +62,7 @@ def token_service() -> Iterator[Running]:
             running.stop(1.0)
 
 
+@pytest.mark.slow
 def test_bearer_tokens_pass_through_to_the_service(token_service: Running) -> None:
     ct = get_testdata_file("CT_small.dcm")
     with Client(f"127.0.0.1:{token_service.port}", retry=None) as vg:
@@ -84,6 +86,7 @@ def test_bearer_tokens_pass_through_to_the_service(token_service: Running) -> No
             assert kept.status_code == 401  # not passed on
 
 
+@pytest.mark.slow
 def test_a_service_that_is_away_is_503_with_retry_after() -> None:
     from peers import free_port
 

@@ -16,6 +16,7 @@ def _series_url(archive: Archive) -> tuple[str, str]:
     return f"{archive.url}/studies/{ct[0].study}/series/{ct[0].series}", ct[0].series
 
 
+@pytest.mark.slow
 def test_stacks_and_plane_geometry(archive: Archive) -> None:
     url, series = _series_url(archive)
     stacks = requests.get(f"{url}/mpr", timeout=120).json()

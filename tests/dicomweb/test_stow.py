@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import pydicom
+import pytest
 import requests
 from archive_support import Archive, archive  # noqa: F401 - the fixture
 from dicomweb_client.api import DICOMwebClient
@@ -91,6 +92,7 @@ def test_malformed_or_oversized_bodies(archive: Archive) -> None:
     assert r.status_code == 406
 
 
+@pytest.mark.slow
 def test_the_upload_limit_answers_413(archive: Archive) -> None:
     from gateway_support import serve_gateway
 

@@ -192,6 +192,7 @@ def test_colour_frames_decode_as_rgb(archive: Archive) -> None:
     assert rgb[0, 0].tolist() == [254, 0, 0]  # the test file's red band
 
 
+@pytest.mark.slow
 def test_study_metadata_too_large_for_one_message_comes_series_by_series(archive: Archive, tmp_path: Path) -> None:
     # A second series in the native file's study (deleted after), so that the study's reply is
     # larger than either series'.

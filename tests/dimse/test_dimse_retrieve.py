@@ -39,6 +39,7 @@ def _same_as_stored(vg: Client, folder: Path, results: list[IngestResult]) -> No
         assert dataset_bytes(path) == dataset_bytes(vg.get_instance_file(uid)), uid
 
 
+@pytest.mark.slow
 def test_getscu_brings_back_the_stored_bytes(stored: tuple[int, Client, list[IngestResult]], tmp_path: Path) -> None:
     port, vg, results = stored
     out = tmp_path / "got"
@@ -55,6 +56,7 @@ def test_getscu_brings_back_the_stored_bytes(stored: tuple[int, Client, list[Ing
     _same_as_stored(vg, out, results)
 
 
+@pytest.mark.slow
 def test_movescu_brings_back_the_stored_bytes(stored: tuple[int, Client, list[IngestResult]], tmp_path: Path) -> None:
     port, vg, results = stored
     out = tmp_path / "moved"
@@ -81,6 +83,7 @@ def test_movescu_brings_back_the_stored_bytes(stored: tuple[int, Client, list[In
     _same_as_stored(vg, out, results)
 
 
+@pytest.mark.slow
 def test_voxelgate_send_pushes_a_series_to_storescp(
     stored: tuple[int, Client, list[IngestResult]], tmp_path: Path
 ) -> None:

@@ -106,6 +106,7 @@ def _ct(sop: str, *, series: str = "1.2.3.4", study: str = "1.2.3", description:
     return ds
 
 
+@pytest.mark.slow
 def test_echoscu(has_dcmtk: None, service: tuple[int, Client], tmp_path: Path) -> None:
     with running_node(node_config(service[0], tmp_path / "spool")) as node:
         r = subprocess.run(
@@ -118,6 +119,7 @@ def test_echoscu(has_dcmtk: None, service: tuple[int, Client], tmp_path: Path) -
     assert r.returncode == 0, r.stderr
 
 
+@pytest.mark.slow
 def test_storescu_files_are_stored_as_sent(has_dcmtk: None, service: tuple[int, Client], tmp_path: Path) -> None:
     port, vg = service
     files = distinct_files(tmp_path / "in")
@@ -136,6 +138,7 @@ def test_storescu_files_are_stored_as_sent(has_dcmtk: None, service: tuple[int, 
                 assert stored[elem.tag].value == elem.value, (f.name, elem.tag)
 
 
+@pytest.mark.slow
 def test_files_sent_as_stored_are_kept_byte_for_byte(service: tuple[int, Client], tmp_path: Path) -> None:
     """pynetdicom sending from files without decoding them: what the service keeps is each file's dataset."""
     from voxelgate.dimse.node import configure_pynetdicom
@@ -157,6 +160,7 @@ def test_files_sent_as_stored_are_kept_byte_for_byte(service: tuple[int, Client]
         assert dataset_bytes(vg.get_instance_file(sop_uid(f))) == dataset_bytes(f), f.name
 
 
+@pytest.mark.slow
 def test_unknown_caller_is_rejected(has_dcmtk: None, service: tuple[int, Client], tmp_path: Path) -> None:
     with running_node(node_config(service[0], tmp_path / "spool", allow_any_caller=False)) as node:
         files = [Path(get_testdata_file("CT_small.dcm"))]
@@ -166,6 +170,7 @@ def test_unknown_caller_is_rejected(has_dcmtk: None, service: tuple[int, Client]
     assert "Calling AE Title Not Recognized" in r.stderr or "rejected" in r.stderr.lower(), r.stderr
 
 
+@pytest.mark.slow
 def test_a_refused_file_gets_a_failure_status_naming_the_reason(service: tuple[int, Client], tmp_path: Path) -> None:
     bad = _ct("1.2.3.4.5.6")
     del bad.SeriesInstanceUID
@@ -177,6 +182,7 @@ def test_a_refused_file_gets_a_failure_status_naming_the_reason(service: tuple[i
     assert len(status.ErrorComment) <= 64
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("policy", "expected"), [("reject", 0x0111), ("keep", 0xB000), ("overwrite", 0x0000)])
 def test_same_uid_other_bytes_follows_the_policy(
     service: tuple[int, Client], tmp_path: Path, policy: str, expected: int
@@ -191,6 +197,7 @@ def test_same_uid_other_bytes_follows_the_policy(
     assert kept.SeriesDescription == ("second" if policy == "overwrite" else "first")
 
 
+@pytest.mark.slow
 def test_a_study_pushed_by_storescu_is_listed_with_every_instance(
     has_dcmtk: None, service: tuple[int, Client], tmp_path: Path
 ) -> None:
@@ -206,6 +213,7 @@ def test_a_study_pushed_by_storescu_is_listed_with_every_instance(
     assert sum(s.instance_count for s in series) == 12
 
 
+@pytest.mark.slow
 def test_echo_over_dicom_tls(service: tuple[int, Client], tmp_path: Path) -> None:
     """The node's port with [tls]: a caller that trusts its certificate echoes; a plain caller cannot associate."""
     import shutil

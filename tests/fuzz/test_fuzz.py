@@ -24,6 +24,7 @@ def _kept(target: str) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", sorted(targets.TARGETS))
 def test_every_input_that_ever_failed_is_answered_now(target: str) -> None:
     assert (CORPUS / target).is_dir()
@@ -31,6 +32,7 @@ def test_every_input_that_ever_failed_is_answered_now(target: str) -> None:
         targets.TARGETS[target](path.read_bytes())  # raises what the server would not answer cleanly
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("target", sorted(targets.TARGETS))
 def test_the_seeds_are_answered(target: str) -> None:
     seeds = list(targets.seeds(target))

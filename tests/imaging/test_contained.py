@@ -105,6 +105,7 @@ def test_a_panic_in_a_rust_decoder_is_the_tasks_error(pool: DecoderPool) -> None
     assert pool.run(tasks.echo, 2, subject="f") == 2
 
 
+@pytest.mark.slow
 def test_a_task_past_the_time_limit_is_killed() -> None:
     pool = DecoderPool(ContainLimits(workers=1, seconds=1.0), preload=["contained_tasks"])
     try:
@@ -130,6 +131,7 @@ def test_a_task_past_the_memory_limit_fails_with_the_limit() -> None:
         pool.close()
 
 
+@pytest.mark.slow
 def test_cancelling_stops_the_task_within_a_second(pool: DecoderPool) -> None:
     token = CancelToken()
     worker: list[int] = []
@@ -155,6 +157,7 @@ def test_cancelling_stops_the_task_within_a_second(pool: DecoderPool) -> None:
     assert worker and not _alive(worker[0])
 
 
+@pytest.mark.slow
 def test_tasks_beyond_the_workers_wait_their_turn_and_a_waiting_one_can_be_cancelled() -> None:
     pool = DecoderPool(ContainLimits(workers=1), preload=["contained_tasks"])
     try:

@@ -67,6 +67,7 @@ def _wait(predicate: object, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
+@pytest.mark.slow
 def test_a_job_runs_and_its_progress_and_result_are_read_from_another_replica(catalog: SqlCatalog) -> None:
     here, there = _runner(catalog, "here"), _runner(catalog, "there")
     handler = Counting()
@@ -84,6 +85,7 @@ def test_a_job_runs_and_its_progress_and_result_are_read_from_another_replica(ca
         there.close()
 
 
+@pytest.mark.slow
 def test_a_dead_replicas_job_is_taken_over_and_finishes(catalog: SqlCatalog) -> None:
     # A replica recorded the job and died: nobody renews its lease.
     assert catalog.create_job("j1", "count", {"n": 3}, owner="dead", lease_s=0.5, total=3)
@@ -101,6 +103,7 @@ def test_a_dead_replicas_job_is_taken_over_and_finishes(catalog: SqlCatalog) -> 
         survivor.close()
 
 
+@pytest.mark.slow
 def test_a_runner_that_lost_its_lease_records_nothing(catalog: SqlCatalog) -> None:
     slow, other = _runner(catalog, "slow"), _runner(catalog, "other")
     held, quick = Counting(), Counting()
@@ -123,6 +126,7 @@ def test_a_runner_that_lost_its_lease_records_nothing(catalog: SqlCatalog) -> No
         other.close()
 
 
+@pytest.mark.slow
 def test_a_job_is_cancelled_from_another_replica(catalog: SqlCatalog) -> None:
     here, there = _runner(catalog, "here"), _runner(catalog, "there")
     handler = Counting()
@@ -153,6 +157,7 @@ def test_a_failure_reaches_followers_as_the_same_error(catalog: SqlCatalog) -> N
         there.close()
 
 
+@pytest.mark.slow
 def test_a_stopping_replica_hands_its_jobs_over_at_once(catalog: SqlCatalog) -> None:
     leaving = _runner(catalog, "leaving", lease_s=60.0, progress_s=0.1)
     staying = _runner(catalog, "staying", lease_s=60.0, progress_s=0.1)

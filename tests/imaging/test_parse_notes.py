@@ -56,6 +56,7 @@ def test_each_call_gets_its_own_warnings(files: dict[str, Path]) -> None:
     assert _parse(files["cut"]) == "rejected: file is truncated: it ends inside an undefined-length element"
 
 
+@pytest.mark.slow
 def test_many_threads_at_once_get_the_same_answers(files: dict[str, Path]) -> None:
     expected = {name: _parse(path) for name, path in files.items()}
     wrong: list[str] = []

@@ -262,6 +262,7 @@ QUERIES: list[tuple[str, list[tuple[str, list[str]]]]] = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("level", "keys"), QUERIES, ids=[f"{lv}:{k}" for lv, k in QUERIES])
 def test_search_finds_what_the_rules_find(catalog: SqlCatalog, tree: Tree, level: str, keys: list) -> None:
     if level == "study" and keys == [("StudyDate", ["2011*"])]:
@@ -274,12 +275,14 @@ def test_search_finds_what_the_rules_find(catalog: SqlCatalog, tree: Tree, level
         assert expected or not keys, "a query that finds nothing tests little"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("query", ["john doe", "doe", "hans müller", "tarou", "山田", "do jo", "jane smith"])
 def test_fuzzy_person_names_on_the_catalog(catalog: SqlCatalog, tree: Tree, query: str) -> None:
     keys = [("PatientName", [query])]
     assert _uids(catalog, "study", keys, fuzzy=True) == _reference(tree, "study", keys, fuzzy=True)
 
 
+@pytest.mark.slow
 def test_combined_datetime_on_the_catalog(catalog: SqlCatalog, tree: Tree) -> None:
     keys = [("StudyDate", ["20120101-20150315"]), ("StudyTime", ["1000-0900"])]
     parsed = combine_date_time(nest([parse_key(parse_attribute(a), v) for a, v in keys]))
@@ -288,6 +291,7 @@ def test_combined_datetime_on_the_catalog(catalog: SqlCatalog, tree: Tree) -> No
     assert _uids(catalog, "study", keys, combined_datetime=True) == expected
 
 
+@pytest.mark.slow
 def test_studies_come_most_recent_first_and_pages_give_each_once(catalog: SqlCatalog, tree: Tree) -> None:
     seen: list[str] = []
     offset = 0
@@ -303,6 +307,7 @@ def test_studies_come_most_recent_first_and_pages_give_each_once(catalog: SqlCat
     assert keys == sorted(keys, reverse=True)
 
 
+@pytest.mark.slow
 def test_scanned_keys_page_and_count_like_indexed_ones(catalog: SqlCatalog, tree: Tree) -> None:
     keys = [("ImageType", ["LOCALIZER"])]
     expected = _reference(tree, "instance", keys)
@@ -319,12 +324,14 @@ def test_scanned_keys_page_and_count_like_indexed_ones(catalog: SqlCatalog, tree
     assert len(got) == len(set(got)) and set(got) == expected
 
 
+@pytest.mark.slow
 def test_a_reply_stops_at_its_size_and_says_more_follow(catalog: SqlCatalog, tree: Tree) -> None:
     one = search(catalog, SearchQuery("study", limit=1), max_bytes=1 << 30).matches[0]
     reply = search(catalog, SearchQuery("study"), max_bytes=len(one) * 3)
     assert 1 <= len(reply.matches) <= 3 and reply.more
 
 
+@pytest.mark.slow
 def test_qido_results_hold_the_level_attributes_and_counts(catalog: SqlCatalog, tree: Tree) -> None:
     reply = search(catalog, SearchQuery("study", [("StudyInstanceUID", ["2.25.3"])]), max_bytes=1 << 30)
     (result,) = [json.loads(m) for m in reply.matches]
@@ -351,6 +358,7 @@ def test_qido_results_hold_the_level_attributes_and_counts(catalog: SqlCatalog, 
     assert any("Modality" in i for i in reply.ignored)
 
 
+@pytest.mark.slow
 def test_series_of_all_studies_carry_the_study_attributes(catalog: SqlCatalog, tree: Tree) -> None:
     # PS3.18 10.6.3.3.2: for the All Series target, the study attributes of Table 10.6.3-3 too.
     anywhere = json.loads(search(catalog, SearchQuery("series", limit=1), max_bytes=1 << 30).matches[0])
@@ -361,6 +369,7 @@ def test_series_of_all_studies_carry_the_study_attributes(catalog: SqlCatalog, t
     assert "00201206" not in scoped and "00201209" in scoped and "00400275" in scoped
 
 
+@pytest.mark.slow
 def test_cfind_results_hold_exactly_the_keys_asked_present_even_when_empty(catalog: SqlCatalog, tree: Tree) -> None:
     # PS3.4 C.4.1.1.3.2: the identifier holds the keys asked, zero-length where the entity has no value.
     uid = next(u for u, s in tree.study_rows.items() if not s.accession_number)
@@ -399,6 +408,7 @@ def test_cfind_sequence_return_keys_hold_the_matching_items_with_the_keys_asked(
     }
 
 
+@pytest.mark.slow
 def test_patients_group_their_studies(catalog: SqlCatalog, tree: Tree) -> None:
     reply = search(catalog, SearchQuery("patient", [("PatientID", ["P001"])]), max_bytes=1 << 30)
     (result,) = [json.loads(m) for m in reply.matches]
@@ -416,6 +426,7 @@ def test_keys_below_the_level_that_are_not_indexed_are_ignored_and_said(catalog:
     assert reply.ignored and "ImageType" in reply.ignored[0]
 
 
+@pytest.mark.slow
 def test_names_beyond_ascii_say_their_character_set(catalog: SqlCatalog, tree: Tree) -> None:
     reply = search(catalog, SearchQuery("study", [("PatientName", ["muller^hans"])]), max_bytes=1 << 30)
     result = json.loads(reply.matches[0])
@@ -423,6 +434,7 @@ def test_names_beyond_ascii_say_their_character_set(catalog: SqlCatalog, tree: T
     assert result["00100010"]["Value"][0]["Alphabetic"] == "Müller^Hans"
 
 
+@pytest.mark.slow
 def test_entries_go_with_their_rows(catalog: SqlCatalog, tree: Tree) -> None:
     study = "2.25.2"
     sops = [s for s, r in tree.rows.items() if r.study_uid == study]
@@ -437,6 +449,7 @@ def test_entries_go_with_their_rows(catalog: SqlCatalog, tree: Tree) -> None:
         assert catalog._all(sql, [study, f"{study}.%"])[0][0] == 0, table
 
 
+@pytest.mark.slow
 def test_entries_of_replaced_content_are_not_served_and_unindexed_finds_them(catalog: SqlCatalog, tree: Tree) -> None:
     sop = "2.25.5.1.1"
     row = tree.rows[sop]

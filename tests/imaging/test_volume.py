@@ -196,6 +196,7 @@ def test_tilted_stack_is_widened_to_hold_every_slice() -> None:
         np.testing.assert_allclose(got[:-1], 100, atol=0.5)
 
 
+@pytest.mark.slow
 def test_imaging_does_not_load_grpc() -> None:
     code = (
         "import sys, voxelgate.imaging.dicom.volume, voxelgate.imaging.dicom.building, voxelgate.imaging.dicom.stacks, "
@@ -280,6 +281,7 @@ def _check_summary_builds(root: Path, paths: list[Path]) -> int:
         archive.catalog.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "kw",
     [
@@ -341,6 +343,7 @@ def _ingested_axial_series(tmp_path: Path, positions: list[list[float]]):  # typ
     return archive, str(pydicom.dcmread(paths[0], stop_before_pixels=True).SeriesInstanceUID)
 
 
+@pytest.mark.slow
 def test_stream_volume_sends_the_volume_and_caches_it_after(tmp_path: Path) -> None:
     from voxelgate.imaging.dicom.series import SeriesVolumes
 

@@ -203,6 +203,7 @@ def test_siemens_enhanced_mr_splits_time_points_and_matches_simpleitk(corpus: Pa
     np.testing.assert_array_equal(first.array, sitk.GetArrayFromImage(ref))
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 def test_philips_enhanced_mr_splits_two_stacks_with_per_frame_scaling(corpus: Path) -> None:
     refs, load = read_series([corpus / "dicom" / "mr-enhanced-multiframe" / "Philips" / "IM_0027_fMAP.dcm"])

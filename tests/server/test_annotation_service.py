@@ -140,6 +140,7 @@ def ge_positions() -> tuple[np.ndarray, list[str]]:
 # -- positions are physical --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_acquired_frames_weigh_by_mm_not_by_index(stored: Stored) -> None:
     uid = ge_uid(stored)
     mm, _ = ge_positions()
@@ -165,6 +166,7 @@ def test_acquired_frames_weigh_by_mm_not_by_index(stored: Stored) -> None:
     assert any(w.startswith("uneven") for w in reply.warnings)
 
 
+@pytest.mark.slow
 def test_axial_plane_is_the_grid_getslice_serves(stored: Stored) -> None:
     uid = ge_uid(stored)
     a, b = np.array([100.0, 300, 200, 400]), np.array([180.0, 260, 300, 420])

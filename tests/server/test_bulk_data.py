@@ -95,6 +95,7 @@ def metadata(stored: Stored, name: str, **kw: Any) -> dict[str, Any]:
     return json.loads(item.json)  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*FILES, "philips"])
 def test_every_bulk_data_uri_resolves_to_pydicoms_value(stored: Stored, name: str) -> None:
     if name not in stored.sop:

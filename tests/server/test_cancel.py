@@ -164,6 +164,7 @@ def test_a_huge_client_plane_is_refused_at_the_door(tmp_path: object) -> None:
         assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 200 * 1024  # KiB: nothing was allocated
 
 
+@pytest.mark.slow
 def test_an_interpolation_stops_with_its_call(tmp_path: object) -> None:
     with serve(tmp_path) as s:  # type: ignore[arg-type]
         stub = annotation_pb2_grpc.AnnotationServiceStub(s.channel)

@@ -167,6 +167,7 @@ def stored_values(stored: Stored, label: str) -> np.ndarray:
 # -- Presentation LUT Shape ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("label", "inverse"), [("m1", True), ("m1_inverse", True), ("m2_inverse", True), ("m2_identity", False)]
 )

@@ -132,6 +132,7 @@ def interpolate(
 B0, B1 = np.array([100.0, 120.0, 180.0, 200.0]), np.array([300.0, 160.0, 420.0, 290.0])
 
 
+@pytest.mark.slow
 def test_a_box_across_a_real_ultrasound_cine_loop(stored: Stored) -> None:
     """Frame Time 33.333 ms: frame i is at i x 0.033333 s; between key frames 10 and 40 the box moves
     linearly in time, and each shape names its instance and frame."""

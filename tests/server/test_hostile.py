@@ -68,6 +68,7 @@ def _health(server: Server) -> int:
     return int(stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(HOSTILE))
 def test_a_hostile_file_between_two_good_ones(server: Server, name: str) -> None:
     make, code, reason = HOSTILE[name]
@@ -112,6 +113,7 @@ def _alive(pid: int) -> bool:
 SLOW_BYTES = 48 * 1024 * 1024
 
 
+@pytest.mark.slow
 def test_a_file_that_decodes_past_the_time_limit_is_stopped(tmp_path: Path) -> None:
     with serve(tmp_path, limits=Limits(max_pixel_bytes=PIXEL_LIMIT), decode_seconds=3.0) as s:
         chunks = [
@@ -128,6 +130,7 @@ def test_a_file_that_decodes_past_the_time_limit_is_stopped(tmp_path: Path) -> N
         assert _pool(s).worker_pids(busy=True) == []
 
 
+@pytest.mark.slow
 def test_a_cancelled_ingest_stops_its_decoding_within_a_second(tmp_path: Path) -> None:
     with serve(tmp_path, limits=Limits(max_pixel_bytes=PIXEL_LIMIT)) as s:
         pool = _pool(s)

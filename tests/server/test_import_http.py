@@ -208,6 +208,7 @@ def test_wrong_sha256_wrong_size_and_bad_entries_are_rejected_each(server: Runni
     assert _staging_empty(server)
 
 
+@pytest.mark.slow
 def test_over_the_size_limit_while_streaming(tmp_path: Path, files: FileServer) -> None:
     big = data_file("MR_small.dcm").read_bytes()  # 9.8 KB: over a limit of 8 KB
     declared = files.put("big/declared.dcm", big)
@@ -231,6 +232,7 @@ def test_a_404_is_not_found_and_the_rest_goes_on(server: Running, files: FileSer
     assert isinstance(summary, ImportSummary) and summary.rejected == 1
 
 
+@pytest.mark.slow
 def test_a_server_that_fails_twice_then_answers(server: Running, files: FileServer) -> None:
     url = files.put("flaky/busy.png", _png(11), fail_first=2)
     cut = files.put("flaky/cut.dcm", files.objects["/dicom/rtplan.dcm"], cut_first=2)
@@ -253,6 +255,7 @@ def test_a_server_that_keeps_failing_is_unavailable(tmp_path: Path, files: FileS
     assert summary.retries == 2
 
 
+@pytest.mark.slow
 def test_the_allow_list(tmp_path: Path, files: FileServer) -> None:
     png = files.url("img/frame1.png")
     # Default: https and s3 only, public addresses only.
@@ -287,6 +290,7 @@ def test_the_allow_list(tmp_path: Path, files: FileServer) -> None:
         r.stop(1.0)
 
 
+@pytest.mark.slow
 def test_https_trusts_the_configured_ca_and_nothing_else(tmp_path: Path) -> None:
     openssl = shutil.which("openssl")
     require_peer("openssl", openssl is not None, "to make a test certificate")
@@ -363,6 +367,7 @@ def test_served_logs_keep_http_and_s3_clients_quiet() -> None:
             logging.getLogger(n).setLevel(lv)
 
 
+@pytest.mark.slow
 def test_cancelling_stops_the_fetches_and_leaves_nothing_staged(server: Running, files: FileServer) -> None:
     slow = [files.put(f"slow/{k}.png", _png(100 + k, (512, 512)), slow=0.2) for k in range(6)]
     with Client(f"127.0.0.1:{server.port}") as client:
@@ -380,6 +385,7 @@ def test_cancelling_stops_the_fetches_and_leaves_nothing_staged(server: Running,
     assert objects[0].result.ok, "the server goes on"
 
 
+@pytest.mark.slow
 def test_voxelgate_ingest_uri_and_manifest(server: Running, files: FileServer, tmp_path: Path) -> None:
     address = f"127.0.0.1:{server.port}"
     out = vg("ingest", files.url("dicom/CT_small.dcm"), "--json", "--server", address)

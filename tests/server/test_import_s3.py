@@ -64,6 +64,7 @@ def _objects(events: list[Any]) -> list[ImportedObject]:
     return objects
 
 
+@pytest.mark.slow
 def test_a_bucket_prefix_of_dicom_and_images(tmp_path: Path, bucket: tuple[Any, str]) -> None:
     weed, prefix = bucket
     r = _start(tmp_path, SourcesConfig(backoff=0.05))
@@ -113,6 +114,7 @@ def test_a_manifest_of_s3_urls_with_a_sequence(tmp_path: Path, bucket: tuple[Any
     assert clip.ok and [f.name for f in clip.sets[0].frames] == ["t2", "t0", "t1"]
 
 
+@pytest.mark.slow
 def test_credentials_and_endpoint_from_the_sources_file(
     tmp_path: Path, bucket: tuple[Any, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -377,6 +377,7 @@ def _stored(batch: Batch, name: str) -> dicom_pb2.Instance:
 # -- tests ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_one_result_per_file_in_order(batch: Batch) -> None:
     """The batch answers every file once, in order, echoing its name and position."""
     names = list(batch.paths)
@@ -386,6 +387,7 @@ def test_one_result_per_file_in_order(batch: Batch) -> None:
     assert len(names) > 250  # pydicom + pydicom-data really were found
 
 
+@pytest.mark.slow
 def test_every_file_has_its_expected_outcome(batch: Batch) -> None:
     """Each file is stored, a duplicate, or refused with the right code and a reason naming it."""
     expected = expected_outcomes(batch.paths)
@@ -437,6 +439,7 @@ def test_reference_table(batch: Batch, ref: Ref) -> None:
     assert_modality_equal(got, pydicom_modality_frame(batch.paths[ref.name], ref.frame), what=ref.name)
 
 
+@pytest.mark.slow
 def test_every_stored_image_decodes(batch: Batch) -> None:
     """Whatever ingest accepted as an image gives its first and last frames back."""
     failures = []
@@ -455,6 +458,7 @@ def test_every_stored_image_decodes(batch: Batch) -> None:
     assert not failures, "\n".join(failures)
 
 
+@pytest.mark.slow
 def test_stored_files_come_back_byte_for_byte(batch: Batch) -> None:
     """GetInstanceFile returns exactly the bytes of the file that was stored."""
     for name, r in batch.results.items():

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from e2e_support import OUTCOME, serve
 
 from tests.imaging.media._videos import make_video
@@ -14,6 +15,7 @@ from voxelgate.v1 import media_pb2_grpc
 ACCEPTED = "MediaService takes images (jpeg, png, webp, avif, bmp, tiff) and videos (mp4, mov, webm, mkv)"
 
 
+@pytest.mark.slow
 def test_the_reason_lists_images_and_videos_and_says_what_was_found(tmp_path: Path) -> None:
     files = [
         ("random.mp4", np.random.default_rng(5).integers(0, 256, 4096, dtype=np.uint8).tobytes()),

@@ -151,6 +151,7 @@ def test_an_item_in_a_group_is_kept_until_the_group_goes(lib: Lib) -> None:
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
+@pytest.mark.slow
 def test_delete_frees_the_store_and_the_derived_cache(lib: Lib, tmp_path: Path) -> None:
     video = make_video(tmp_path / "v.mp4", "mp4", n=20, audio="aac")
     [vid] = lib.ingest([("v.mp4", video.read_bytes())])
@@ -188,6 +189,7 @@ def test_delete_frees_the_store_and_the_derived_cache(lib: Lib, tmp_path: Path) 
     assert object_files(lib.server.data_dir) == {} and media.catalog.totals() == (0, 0)
 
 
+@pytest.mark.slow
 def test_delete_racing_an_ingest_of_the_same_bytes(lib: Lib) -> None:
     data = _png(7, 64, 64)
     sha = hashlib.sha256(data).hexdigest()

@@ -723,6 +723,7 @@ def test_export_mp4(media: Media, frames) -> None:  # type: ignore[no-untyped-de
     assert progress2[-1].export_id == progress[-1].export_id and data2 == data
 
 
+@pytest.mark.slow
 def test_export_reports_progress(media: Media, monkeypatch: pytest.MonkeyPatch) -> None:
     """An export streams progress (frames done, rising) while it runs, then the message with the export id.
 

@@ -91,6 +91,7 @@ def _comparable(ds: Dataset) -> dict[int, object]:
 # -- GetMetadata ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_instance_metadata_round_trips_through_pydicom(stored: Stored) -> None:
     """The JSON model of CT_small reads back with Dataset.from_json and every public element
     (sequences included) equals the file's; pixel data is a BulkDataURI, private tags are out."""
@@ -246,6 +247,7 @@ def test_monochrome1_is_inverted(stored: Stored) -> None:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["SC_rgb_jpeg_dcmtk.dcm", "examples_ybr_color.dcm", "ExplVR_BigEnd.dcm"])
 def test_colour_comes_out_rgb(stored: Stored, name: str) -> None:
     """8-bit colour (RGB, YBR_FULL, YBR_FULL_422) renders as RGB equal to pydicom's RGB."""

@@ -67,6 +67,7 @@ def _studies(s: Server) -> list[bytes]:
     return list(s.dicom.Search(dicom_pb2.SearchRequest(level=dicom_pb2.QUERY_LEVEL_STUDY, include=["all"])).matches)
 
 
+@pytest.mark.slow
 def test_a_series_metadata_is_served_without_its_files(server: Server) -> None:
     series = _series_uid(server)
     before = _metadata(server, series_instance_uid=series)
@@ -80,6 +81,7 @@ def test_a_series_metadata_is_served_without_its_files(server: Server) -> None:
         _metadata(server, series_instance_uid=series, bulk_data_threshold=1 << 20)
 
 
+@pytest.mark.slow
 def test_a_replaced_instance_serves_its_new_model(server: Server, tmp_path: Path) -> None:
     path = data_file("MR_small.dcm")
     ds = pydicom.dcmread(path)
@@ -100,6 +102,7 @@ def _forget_the_index(s: Server) -> None:
             db.execute(f"DELETE FROM {table}")
 
 
+@pytest.mark.slow
 def test_the_backfill_makes_what_an_older_catalog_lacks_once(server: Server) -> None:
     expected_studies = _studies(server)
     series = _series_uid(server)
@@ -136,6 +139,7 @@ def test_the_backfill_makes_what_an_older_catalog_lacks_once(server: Server) -> 
     assert _metadata(server, series_instance_uid=series) == expected
 
 
+@pytest.mark.slow
 def test_serving_an_instance_without_an_entry_makes_its_entry(server: Server) -> None:
     series = _series_uid(server)
     expected = _metadata(server, series_instance_uid=series)
@@ -145,6 +149,7 @@ def test_serving_an_instance_without_an_entry_makes_its_entry(server: Server) ->
     assert all(e is not None and e.fresh(r.sha256, MODEL_VERSION) for r, e in kept)
 
 
+@pytest.mark.slow
 def test_an_unreadable_stored_file_is_recorded_not_retried(server: Server) -> None:
     series = _series_uid(server)
     _forget_the_index(server)
@@ -252,6 +257,7 @@ class _CountingProxy:
         self._listen.close()
 
 
+@pytest.mark.slow
 def test_replies_are_gzipped_when_the_client_asks(server: Server) -> None:
     series = _series_uid(server)
     proxy = _CountingProxy(server.running.port)
@@ -277,6 +283,7 @@ def test_replies_are_gzipped_when_the_client_asks(server: Server) -> None:
 # -- several hosts ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_host_serves_metadata_and_search_without_fetching_an_object(
     tmp_path: Path, pg_url: str, s3_url: str
 ) -> None:

@@ -98,6 +98,7 @@ def _uid(s: Server, name: str, field: str = "study_instance_uid") -> str:
 # -- what a DIMSE door needs -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_cfind_at_each_level_finds_what_the_list_calls_list(server: Server) -> None:
     studies = walk(server.dicom.ListStudies, dicom_pb2.ListStudiesRequest, "studies", page_size=1000)
     series = walk(server.dicom.ListSeries, dicom_pb2.ListSeriesRequest, "series", page_size=1000)

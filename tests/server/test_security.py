@@ -261,6 +261,7 @@ def test_health_needs_no_token(tls_token_server: int, pki: Pki) -> None:
         assert _health(ch) == health_pb2.HealthCheckResponse.SERVING
 
 
+@pytest.mark.slow
 def test_cli_health_over_tls(tls_token_server: int, pki: Pki) -> None:
     out = subprocess.run(
         [str(VOXELGATE), "health", "--server", f"127.0.0.1:{tls_token_server}", "--ca-file", str(pki.ca)],
@@ -465,6 +466,7 @@ def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) ->
         cat.close()
 
 
+@pytest.mark.slow
 def test_sigint_stops_an_idle_server_at_once(tmp_path: Path) -> None:
     # "At once" is the behaviour: an idle server must not wait out its grace period
     # (60 s). 30 s tells the two apart on a loaded machine.
@@ -486,6 +488,7 @@ def _tgkill(pid: int, tid: int, sig: int) -> None:
         raise OSError(ctypes.get_errno(), "tgkill failed")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs Linux /proc and tgkill")
 def test_sigterm_delivered_to_another_thread_still_stops_the_server(tmp_path: Path) -> None:
     # The kernel may hand a process-directed signal to any thread; Python then runs

@@ -78,6 +78,7 @@ def _mask_of(shape: A.Shape) -> np.ndarray:
     return values.reshape((h, w), order="F")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plane", list(PLANES))
 @pytest.mark.parametrize("label", list(SERIES))
 def test_segmentation_of_a_plane_reads_back_as_a_volume_aligned_with_the_ct(

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from voxelgate.client.files import collect, ingest_requests
 from voxelgate.v1 import common_pb2, dicom_pb2
 
 
+@pytest.mark.slow
 def test_ingest_philips_study(corpus: Path, dicom_stub) -> None:  # type: ignore[no-untyped-def]
     folder = corpus / "dicom" / "ct-philips-head-study"
     cands = collect([folder])

@@ -72,6 +72,7 @@ def _frame(lib: Library, kind: str, n: int, **kw: object) -> media_pb2.MediaFram
     return lib.stub.GetFrame(media_pb2.GetMediaFrameRequest(id=lib.ids[kind], frame=n, **kw))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["pairs", "negative"])
 def test_frame_n_is_ffmpegs_frame_n(lib: Library, kind: str) -> None:
     want = lib.shown[kind]

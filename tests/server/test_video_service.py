@@ -129,6 +129,7 @@ def videos(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Videos]:
 # -- ingest ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(CONTAINERS))
 def test_each_container_is_stored_as_a_video(videos: Videos, kind: str) -> None:
     data = videos.paths[kind].read_bytes()
@@ -735,6 +736,7 @@ def test_reencode_bad_requests(videos: Videos) -> None:
         assert err.value.code() is code, err.value.details()
 
 
+@pytest.mark.slow
 def test_reencode_cancelled_stops_and_stores_nothing(tmp_path: Path) -> None:
     src = make_video(tmp_path / "long.mp4", "mp4", n=300, rate=30, options={"g": "30"})
     with serve(tmp_path / "data") as s:
@@ -892,6 +894,7 @@ def _readlink(path: str) -> str:
         return ""
 
 
+@pytest.mark.slow
 @shared_memory_only
 @pytest.mark.parametrize(
     "fmt", [media_pb2.MEDIA_RAW, media_pb2.MEDIA_RAW_YUV420, media_pb2.MEDIA_PNG], ids=["raw", "yuv420p", "png"]
@@ -930,6 +933,7 @@ def test_slots_given_back_several_at_a_time_keep_the_stream_going(videos: Videos
     assert got == streamed and used == set(range(slots))
 
 
+@pytest.mark.slow
 @shared_memory_only
 @pytest.mark.parametrize(("slots", "replies"), [(6, [3, 3]), (5, [2, 2, 1]), (1, [1])])
 def test_a_reply_describes_half_the_slots_or_what_is_written_when_no_slot_is_free(
@@ -966,6 +970,7 @@ def test_a_reply_describes_half_the_slots_or_what_is_written_when_no_slot_is_fre
     assert _wait_until(lambda: _segments_held() == 0)  # the server let the segment go when the call ended
 
 
+@pytest.mark.slow
 @shared_memory_only
 def test_frames_written_before_an_error_reach_the_client_before_the_error(videos: Videos) -> None:
     """A frame that does not fit a slot ends the call with RESOURCE_EXHAUSTED; the frames written before it,
@@ -987,6 +992,7 @@ def test_frames_written_before_an_error_reach_the_client_before_the_error(videos
     assert _wait_until(lambda: _segments_held() == 0)
 
 
+@pytest.mark.slow
 @shared_memory_only
 def test_a_client_that_stops_early_leaves_no_segment_and_the_server_stops(videos: Videos) -> None:
     assert _segments_held() == 0

@@ -315,6 +315,7 @@ def _directions(g: volume_pb2.Geometry) -> np.ndarray:
     return d
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 def test_info_of_the_tilted_unevenly_spaced_ge_series(stored: Stored) -> None:
     reply = info(stored, "ge")
@@ -422,6 +423,7 @@ def _corners(g: volume_pb2.Geometry) -> np.ndarray:
     return np.asarray(g.origin) + (ijk * np.asarray(g.spacing)) @ d.T
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 @pytest.mark.parametrize("label", ["ge", "philips_axial"])
 @pytest.mark.parametrize("plane", PLANES)
@@ -646,6 +648,7 @@ def test_get_volume_streams_the_original_voxels(stored: Stored) -> None:
     assert header.frame_of_reference_uid == uid_for("for", "pair")
 
 
+@pytest.mark.slow
 @pytest.mark.corpus
 def test_get_volume_of_the_tilted_ct_equals_the_volume_built_in_process(stored: Stored) -> None:
     header, voxels = get_volume(stored, _need(stored, "ge"))
@@ -670,6 +673,7 @@ def test_get_volume_of_each_enhanced_mr_stack(stored: Stored) -> None:
 # -- the derived cache ---------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("plane", [AXIAL, CORONAL, SAGITTAL], ids=["axial", "coronal", "sagittal"])
 def test_slices_from_a_stacked_plane_are_those_resampled_on_request(stored: Stored, plane: int) -> None:
     # The first request of a plane stacks it in the background (voxelgate.imaging.dicom.reformat.PlaneStacks);

@@ -198,6 +198,7 @@ def test_rasterize_polygon_samples_pixel_centres() -> None:
     assert both[4, 4] and both[5, 5] and not both[3, 3] and both[0, 0]
 
 
+@pytest.mark.slow
 def test_mask_to_polygon_gives_the_mask_back() -> None:
     rng = np.random.default_rng(7)
     for _ in range(40):

@@ -343,6 +343,7 @@ def test_the_callers_file_is_not_touched(tmp_path: Path) -> None:
     assert (path.read_bytes(), path.stat().st_mtime_ns) == before
 
 
+@pytest.mark.slow
 def test_importing_changes_no_global_state() -> None:
     code = (
         "import sys, warnings\n"

@@ -81,6 +81,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, lis
     return out
 
 
+@pytest.mark.slow
 def test_the_files_are_what_they_claim(built: dict[str, tuple[Path, list[np.ndarray]]]) -> None:
     """Each file holds the feature its test is about (else the comparison below proves nothing)."""
 

@@ -107,6 +107,7 @@ def test_rotator_uses_ffmpegs_filters_on_any_format(name: str) -> None:
     assert np.array_equal(out.to_ndarray(), turn.apply(rgb))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [*sorted(CASES), "rot90_mov"])
 def test_frames_are_ffmpegs_autorotated_frames(turned: dict[str, Path], name: str, tmp_path: Path) -> None:
     require_peer("ffmpeg", have_program("ffmpeg"), "apt-get install ffmpeg")

@@ -89,6 +89,7 @@ def test_the_default_keeps_every_frame_of_the_tick_grid(vfr: dict[str, Path], tm
     _check_output(vfr["ticks"], dst, result)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["bursts", "repeats"])
 def test_the_default_keeps_every_presented_frame(vfr: dict[str, Path], tmp_path: Path, kind: str) -> None:
     src = vfr[kind]
@@ -103,6 +104,7 @@ def test_the_default_keeps_every_presented_frame(vfr: dict[str, Path], tmp_path:
     _check_output(src, dst, result, min_psnr=28)
 
 
+@pytest.mark.slow
 def test_a_rate_asked_for_drops_frames_and_lists_them(vfr: dict[str, Path], tmp_path: Path) -> None:
     src = vfr["bursts"]
     dst = tmp_path / "out.mp4"
