@@ -327,12 +327,15 @@ class SqlCatalog(InstanceWritesMixin, IndexMixin, SearchMixin, MediaCatalogMixin
             args.extend(after)
         limit = self._limit(page)
         selected = ",".join(f"st.{c}" for c in cols(StudyRow))
+        # The page's keys first, then its rows: a patient prefix matches thousands of studies, whose keys
+        # an index holds (PostgreSQL's studies_patient_keys), so only the page's rows are read.
         sql = (
             f"SELECT {selected}, "
             f"(SELECT {self._sql.string_agg_distinct('modality')} FROM series x WHERE x.study_uid=st.study_uid), "
             "st.series_count, st.instance_count "
-            f"FROM studies st {'WHERE ' + ' AND '.join(where) if where else ''} "
-            "ORDER BY st.study_date, st.study_uid LIMIT ?"
+            f"FROM (SELECT st.study_uid FROM studies st {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY st.study_date, st.study_uid LIMIT ?) k JOIN studies st ON st.study_uid = k.study_uid "
+            "ORDER BY st.study_date, st.study_uid"
         )
         rows = self._all(sql, [*args, limit + 1])
         n = len(cols(StudyRow))

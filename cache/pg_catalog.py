@@ -198,6 +198,15 @@ ALTER TABLE instances ADD COLUMN index_version INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX instances_index_version ON instances (index_version);
 """,
     ),
+    (
+        10,
+        """
+-- A patient prefix (ListStudies, Search) matches thousands of studies: their keys in the order pages
+-- are read from the index alone, sorted, and only the page's rows are read (was: every matching row).
+CREATE INDEX studies_patient_keys ON studies (patient_id text_pattern_ops) INCLUDE (study_date, study_time, study_uid);
+DROP INDEX studies_patient;
+""",
+    ),
 )
 
 #: The schema version this code serves.
