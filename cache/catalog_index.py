@@ -159,6 +159,8 @@ assert [f.name for f in fields(SeriesIndexRow)][2:] == list(_SERIES_COLUMNS)
 _INSTANCE_COLS = ["sop_uid", "sha256", "version", "attrs", "error", "model", "full_model"]
 #: Instance rows per backfill read and per ``IN (...)`` list.
 _CHUNK = 500
+#: Instance rows per read of :meth:`IndexMixin.unindexed` (most of them only marked, after an upgrade).
+_MARK_PAGE = 5000
 
 
 class IndexMixin:
@@ -294,26 +296,29 @@ class IndexMixin:
         inst = [f.name for f in fields(InstanceRow)]
         n = len(inst)
         out: list[Any] = []
+        mark = self._sql.q(
+            "UPDATE instances SET index_version = "
+            "(SELECT m.version FROM instance_metadata m WHERE m.sop_uid = instances.sop_uid) "
+            "WHERE index_version < ? AND sop_uid > ? AND sop_uid <= ? AND EXISTS (SELECT 1 FROM instance_metadata m "
+            "WHERE m.sop_uid = instances.sop_uid AND m.sha256 = instances.sha256 AND m.version >= ?)"
+        )
         while len(out) < limit:
+            # Pages of at least _MARK_PAGE rows: after an upgrade nearly every row is only to be marked.
             rows = self._all(
                 f"SELECT {','.join('i.' + c for c in inst)}, m.sha256, m.version FROM instances i "
                 "LEFT JOIN instance_metadata m ON m.sop_uid = i.sop_uid "
                 "WHERE i.index_version < ? AND i.sop_uid > ? ORDER BY i.sop_uid LIMIT ?",
-                [version, after, limit],
+                [version, after, max(limit, _MARK_PAGE)],
             )
             if not rows:
                 break
-            after = str(rows[-1][0])
             # r[4]: the row's sha256; r[n], r[n + 1]: its entry's
-            current = [r for r in rows if r[n] is not None and r[n] == r[4] and int(r[n + 1]) >= version]
-            made = {str(r[0]) for r in current}
-            if current:
+            current = {str(r[0]) for r in rows if r[n] is not None and r[n] == r[4] and int(r[n + 1]) >= version}
+            if current:  # marked in one statement, which decides again on what is committed then
                 with self._tx() as db:
-                    db.cursor().executemany(
-                        self._sql.q("UPDATE instances SET index_version = ? WHERE sop_uid = ? AND sha256 = ?"),
-                        [(int(r[n + 1]), r[0], r[4]) for r in current],
-                    )
-            out += [InstanceRow(*r[:n]) for r in rows if str(r[0]) not in made]
+                    db.execute(mark, [version, after, str(rows[-1][0]), version])
+            after = str(rows[-1][0])
+            out += [InstanceRow(*r[:n]) for r in rows if str(r[0]) not in current]
         return out[:limit]
 
     @contextmanager
