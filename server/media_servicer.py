@@ -452,6 +452,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def Reencode(
         self, request: media_pb2.ReencodeRequest, context: grpc.ServicerContext
     ) -> Iterator[media_pb2.ReencodeProgress]:
+        first: media_pb2.ReencodeProgress | None = None
         if request.job_id:  # follow a job started by an earlier call (maybe on a replica since gone)
             job_id = request.job_id
             status = self._library.reencode_status(job_id)
@@ -466,14 +467,21 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
                 fps=request.fps or None,
             )
             job_id = job.job_id
-            yield media_pb2.ReencodeProgress(frames_done=0, frames_total=job.total, job_id=job_id)
+            first = media_pb2.ReencodeProgress(frames_done=0, frames_total=job.total, job_id=job_id)
         ended: list[bool] = []
 
         def on_call_end() -> None:  # the caller went away or cancelled: stop the job, store nothing
             if not ended and not self._library.jobs.draining:  # (a call cut by this replica's shutdown: it goes on)
                 self._library.jobs.cancel(job_id)
 
-        context.add_callback(on_call_end)
+        # Registered before the first message goes: a cancel that lands between that message and the
+        # generator's next turn would otherwise end the call with no callback (gRPC refuses callbacks of an
+        # ended call, and may never resume the generator), and the job would run on and store its item.
+        if not context.add_callback(on_call_end):
+            on_call_end()
+            return
+        if first is not None:
+            yield first
         for status in self._library.jobs.follow(job_id, alive=context.is_active):
             if status.finished:
                 ended.append(True)
