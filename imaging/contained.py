@@ -302,8 +302,10 @@ def ready(*, emit: Emit) -> int:
     return os.getpid()
 
 
-def each(decoders: Decoders, items: Sequence[T], fn: Callable[[T], R]) -> list[R | Exception]:
-    """``fn(item)`` for every item, up to ``decoders.parallel`` at once; an item's exception is its result.
+def each(
+    decoders: Decoders, items: Sequence[T], fn: Callable[[T], R], *, width: int | None = None
+) -> list[R | Exception]:
+    """``fn(item)`` for every item, up to ``width`` (``decoders.parallel``) at once; an item's exception is its result.
 
     The files of an ingest batch are validated this way: with a pool, two files
     are in two workers at once, and the wait for one worker to be scheduled
@@ -316,7 +318,7 @@ def each(decoders: Decoders, items: Sequence[T], fn: Callable[[T], R]) -> list[R
         except Exception as exc:  # noqa: BLE001 - one item's failure is its result
             return exc
 
-    width = min(len(items), decoders.parallel)
+    width = min(len(items), decoders.parallel if width is None else width)
     if width <= 1:
         return [one(item) for item in items]
     with ThreadPoolExecutor(width, thread_name_prefix="contained") as threads:
