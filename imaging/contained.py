@@ -307,9 +307,9 @@ def each(
 ) -> list[R | Exception]:
     """``fn(item)`` for every item, up to ``width`` (``decoders.parallel``) at once; an item's exception is its result.
 
-    The files of an ingest batch are validated this way: with a pool, two files
-    are in two workers at once, and the wait for one worker to be scheduled
-    overlaps the other's work.
+    The files of an ingest batch are validated this way: with a pool, one file in
+    the serving process and two in two workers at once (``width`` 3), and the wait
+    for one worker to be scheduled overlaps the others' work.
     """
 
     def one(item: T) -> R | Exception:

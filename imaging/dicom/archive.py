@@ -275,8 +275,8 @@ class DicomArchive:
 
         Uncompressed frames that GetFrame reads in place are proven by the header and the lengths
         (pure Python: no decoder, no zlib sees the bytes), so they skip the round trip to a worker,
-        unless another validation runs here already (another stream's): then a worker proves the
-        file (the same checks, :func:`.validate.validate_file`) on another core, in parallel.
+        unless another validation runs here already (another file of the batch, or another stream's):
+        then a worker proves the file (the same checks, :func:`.validate.validate_file`) on another core.
         """
         sha = incoming.check(expected_sha256)
         if isinstance(self.decoders, InProcess):
