@@ -9,7 +9,9 @@ first slice fetches every object. Printed as ratios to the embedded pair.
 Part 2, a large catalog (``--catalog-rows``, synthetic rows built with COPY in
 PostgreSQL): ListStudies and ListSeries with filters (p50, p95 over repeated
 queries), and the ingest commit rate (``put_instances`` batches of new rows)
-against the same on an empty PostgreSQL catalog and on SQLite.
+against the same on an empty PostgreSQL catalog and on SQLite. In-process (the
+catalog's own time); ``bench_catalog_scale.py`` measures a hospital-shaped catalog of
+10 million instances through a real server and client.
 
 Peers: PostgreSQL (Debian package) and SeaweedFS (``weed`` from the peers
 extra), started on free loopback ports in temporary directories

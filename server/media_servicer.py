@@ -16,7 +16,6 @@ from typing import Literal, TypeVar
 
 import grpc
 
-from voxelgate import wire
 from voxelgate.cache.coordination import DONE
 from voxelgate.cache.media_catalog import MediaEntry, MediaQuery, SetRow
 from voxelgate.errors import CancelledError, InvalidInputError
@@ -31,7 +30,7 @@ from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 from .calls import call_token
 from .ingest_stream import serve_ingest
-from .serializers import add_service
+from .serializers import add_service, bytes_first_serializer
 from .shared_frames import serve_shared_frames
 from .status import REPLY_OVERHEAD, check_reply_size
 from .streams import prefetch
@@ -49,7 +48,7 @@ _STREAMED = ("png", "jpeg", "webp", "raw", "yuv420p")
 
 
 #: The wire tag of ``MediaFrame.data`` (field 1: written first).
-_DATA_TAG = wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"])
+_frame_serializer = bytes_first_serializer(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"])
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ def frame_wire(reply: FrameReply) -> bytes:
     message (a test checks it), which makes building the message and
     serialising it (two copies of the bytes) unnecessary.
     """
-    return wire.bytes_first(_DATA_TAG, reply.data, reply.head.SerializeToString())
+    return _frame_serializer(reply)
 
 
 _Reply = TypeVar("_Reply")

@@ -65,7 +65,8 @@ class PostgresCluster:
 
     user = "voxelgate"
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, *, settings: dict[str, str] | None = None) -> None:
+        """Start it; ``settings`` override the server's (e.g. a larger ``shared_buffers`` for a large catalog)."""
         self.bindir = bindir
         self.dir = Path(tempfile.mkdtemp(prefix="voxelgate-pg-"))
         self.data = self.dir / "data"
@@ -89,7 +90,7 @@ class PostgresCluster:
         options = (
             f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
             "-c shared_buffers=128MB -c max_locks_per_transaction=256"
-        )
+        ) + "".join(f" -c {k}={v}" for k, v in (settings or {}).items())
         self._run(
             str(bindir / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"), "-w", "start"
         )

@@ -254,6 +254,7 @@ def _check_summary_builds(root: Path, paths: list[Path]) -> int:
     import pydicom
 
     from voxelgate.imaging.dicom.series import SeriesVolumes
+    from voxelgate.imaging.dicom.summary_voxels import summary_voxels
 
     archive = _archive(root)
     try:
@@ -266,7 +267,7 @@ def _check_summary_builds(root: Path, paths: list[Path]) -> int:
             layout = volumes.layout(uid)
             assert layout.headers, "ingest kept no header summary"
             for i, stack in enumerate(layout.stacks):
-                voxels = volumes._summary_voxels(layout, stack, layout.grids[i])
+                voxels = summary_voxels(volumes.archive, layout, stack, layout.grids[i])
                 want = _general_build(volumes, layout, i)
                 served, _ = volumes.volume(uid, i, layout=layout)
                 assert served.array.dtype == want.array.dtype
