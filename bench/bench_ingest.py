@@ -49,7 +49,8 @@ from voxelgate.v1 import common_pb2, dicom_pb2_grpc
 
 @dataclass(frozen=True)
 class Measure:
-    """One timed ingest of ``files`` instances totalling ``nbytes``; ``cpu``: the server's CPU seconds."""
+    """One timed ingest of ``files`` instances totalling ``nbytes``; ``cpu``: the server's CPU seconds (with its
+    decoder workers), ``own``: the serving process's alone (its request threads share one core)."""
 
     system: str
     method: str
@@ -58,11 +59,23 @@ class Measure:
     files: int
     nbytes: int
     cpu: float | None
+    own: float | None = None
 
 
-def _cpu_delta(pid: int, before: float | None) -> float | None:
-    after = process_cpu_seconds(pid)
-    return None if before is None or after is None else after - before
+Cpu = tuple[float | None, float | None]
+
+
+def _cpu(pid: int) -> Cpu:
+    """CPU seconds of process ``pid`` with its descendants, and its own."""
+    return process_cpu_seconds(pid), process_cpu_seconds(pid, descendants=False)
+
+
+def _cpu_delta(pid: int, before: Cpu) -> Cpu:
+    after = _cpu(pid)
+    return (
+        None if before[0] is None or after[0] is None else after[0] - before[0],
+        None if before[1] is None or after[1] is None else after[1] - before[1],
+    )
 
 
 def _split(paths: Sequence[Path], parts: int) -> list[list[Path]]:
@@ -76,12 +89,12 @@ Conn = TypeVar("Conn")
 
 def _run_clients(
     parts: list[list[Path]], prepare: Callable[[], Conn], send: Callable[[Conn, list[Path]], int], pid: int
-) -> tuple[float, float | None]:
+) -> tuple[float, Cpu]:
     """Run one thread per part; connections are made before the clock starts.
 
     ``prepare`` opens a client's connection, ``send(conn, files)`` stores the files
     and returns how many were stored. Returns the wall time from the common start
-    to the last client's end, and the CPU seconds process ``pid`` used meanwhile.
+    to the last client's end, and the CPU seconds process ``pid`` used meanwhile (:func:`_cpu`).
 
     Raises
     ------
@@ -104,7 +117,7 @@ def _run_clients(
     threads = [threading.Thread(target=work, args=(c, p)) for c, p in zip(conns, parts, strict=True)]
     for t in threads:
         t.start()
-    cpu0 = process_cpu_seconds(pid)
+    cpu0 = _cpu(pid)
     start.wait()
     t0 = time.perf_counter()
     for t in threads:
@@ -129,16 +142,16 @@ REST = "REST: POST /instances, keep-alive"
 def voxelgate_cli(work: Path, src: Path, paths: Sequence[Path], nbytes: int) -> Measure:
     """``voxelgate ingest SRC --server ...`` against a fresh server: wall time of the command."""
     with voxelgate_server(work) as srv:
-        cpu0 = process_cpu_seconds(srv.process.pid)
+        cpu0 = _cpu(srv.process.pid)
         t0 = time.perf_counter()
         proc = subprocess.run(
             [str(VOXELGATE), "ingest", str(src), "--server", srv.target], capture_output=True, text=True, check=False
         )
         elapsed = time.perf_counter() - t0
-        cpu = _cpu_delta(srv.process.pid, cpu0)
+        cpu, own = _cpu_delta(srv.process.pid, cpu0)
     if proc.returncode != 0 or f"{len(paths)} stored" not in proc.stderr:
         raise RuntimeError(f"voxelgate ingest failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    return Measure("voxelgate", CLI, 1, elapsed, len(paths), nbytes, cpu)
+    return Measure("voxelgate", CLI, 1, elapsed, len(paths), nbytes, cpu, own)
 
 
 def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int, *, contained: bool = True) -> Measure:
@@ -158,8 +171,8 @@ def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int,
             results = stub.Ingest(ingest_requests((p.name, p) for p in files))
             return sum(r.outcome == common_pb2.STORED for r in results)
 
-        elapsed, cpu = _run_clients(_split(paths, clients), prepare, send, srv.process.pid)
-    return Measure("voxelgate", STUB if contained else UNCONTAINED, clients, elapsed, len(paths), nbytes, cpu)
+        elapsed, (cpu, own) = _run_clients(_split(paths, clients), prepare, send, srv.process.pid)
+    return Measure("voxelgate", STUB if contained else UNCONTAINED, clients, elapsed, len(paths), nbytes, cpu, own)
 
 
 def orthanc(work: Path, binary: str, version: str, paths: Sequence[Path], nbytes: int, clients: int) -> Measure:
@@ -176,21 +189,22 @@ def orthanc(work: Path, binary: str, version: str, paths: Sequence[Path], nbytes
                 store_instance(conn, p.read_bytes())
             return len(files)
 
-        elapsed, cpu = _run_clients(_split(paths, clients), prepare, send, orth.process.pid)
+        elapsed, (cpu, own) = _run_clients(_split(paths, clients), prepare, send, orth.process.pid)
         conn = orth.connection()
         status, body = request(conn, "GET", "/statistics")
         conn.close()
         if status != 200 or json.loads(body).get("CountInstances") != len(paths):
             raise RuntimeError(f"Orthanc does not hold {len(paths)} instances: {body[:300]!r}")
-    return Measure(version, REST, clients, elapsed, len(paths), nbytes, cpu)
+    return Measure(version, REST, clients, elapsed, len(paths), nbytes, cpu, own)
 
 
 def _median(runs: list[Measure]) -> Measure:
-    """The run of median wall time, with the median server CPU of all runs."""
+    """The run of median wall time, with the median server CPU (all, and own) of all runs."""
     by_time = sorted(runs, key=lambda m: m.seconds)
     mid = by_time[(len(by_time) - 1) // 2]
     cpus = [m.cpu for m in runs if m.cpu is not None]
-    return replace(mid, cpu=statistics.median(cpus) if cpus else None)
+    owns = [m.own for m in runs if m.own is not None]
+    return replace(mid, cpu=statistics.median(cpus) if cpus else None, own=statistics.median(owns) if owns else None)
 
 
 def record(report: Report, results: list[Measure], orthanc: str | None, size: int, repeat: int) -> None:
@@ -214,7 +228,10 @@ def record(report: Report, results: list[Measure], orthanc: str | None, size: in
             ratio=r,
             target=">= 1 (ours / Orthanc)",
             met=None if r is None else r >= 1.0,
-            note=f"{m.nbytes / MiB / m.seconds:.0f} MiB/s" + ("" if m.cpu is None else f", server CPU {m.cpu:.2f} s"),
+            note=f"{m.nbytes / MiB / m.seconds:.0f} MiB/s"
+            + ("" if m.cpu is None else f", server CPU {m.cpu:.2f} s")
+            + ("" if m.own is None else f" (serving process {m.own:.2f} s)")
+            + ("" if p is None or p.cpu is None else f", Orthanc's {p.cpu:.2f} s"),
         )
     report.note(f"median of {repeat} runs, a fresh server and data directory for each run")
     report.save()
@@ -279,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"median of {args.repeat} runs, fresh server and data directory for each run")
         print(
             table(
-                ["system", "client", "clients", "seconds", "inst/s", "MiB/s", "server CPU s"],
+                ["system", "client", "clients", "seconds", "inst/s", "MiB/s", "server CPU s", "own CPU s"],
                 [
                     (
                         m.system,
@@ -289,10 +306,11 @@ def main(argv: list[str] | None = None) -> int:
                         m.files / m.seconds,
                         m.nbytes / MiB / m.seconds,
                         "n/a" if m.cpu is None else f"{m.cpu:.2f}",
+                        "n/a" if m.own is None else f"{m.own:.2f}",
                     )
                     for m in results
                 ],
-                align="<<>>>>>",
+                align="<<>>>>>>",
             )
         )
         print()

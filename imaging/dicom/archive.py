@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -149,6 +150,9 @@ class DicomArchive:
         self.limits = limits
         self.warm_bytes = warm_bytes
         self.decoders: Decoders = decoders if decoders is not None else InProcess()
+        # One validation at a time in this process (it is Python under the interpreter lock, on the request
+        # threads' core): a file that arrives while one runs goes to a contained worker, on another core.
+        self._here = threading.Lock()
         #: Makes the metadata entries of instances stored before the index existed (started by the server).
         self.backfill = Backfill(catalog, self.file_path)
 
@@ -267,25 +271,16 @@ class DicomArchive:
     def _validate_all(
         self, items: Sequence[tuple[IncomingFile[IngestReport], str]], cancel: CancelToken
     ) -> list[tuple[Validated, IngestReport] | Exception]:
-        """Each file's validation or its error: in this process one by one where no decoder is needed (as
-        with ``--decode-workers 0``), then the rest in the contained decoders, up to their width at once."""
-        checked: list[tuple[Validated, IngestReport] | Exception] = []
-        todo: list[tuple[int, str]] = []
-        for i, (incoming, expected) in enumerate(items):
-            try:
-                here = self._validate_here(incoming, expected, cancel)
-            except Exception as exc:  # noqa: BLE001 - one file's failure is its result
-                checked.append(exc)
-                continue
-            if isinstance(here, str):
-                todo.append((i, here))
-                checked.append(InvalidInputError("not validated"))  # replaced below
-            else:
-                checked.append(here)
-        done = each(self.decoders, todo, lambda job: self._validate_contained(items[job[0]][0], job[1], cancel))
-        for (i, _), result in zip(todo, done, strict=True):
-            checked[i] = result
-        return checked
+        """Each file's validation or its error, the files of the batch at once: in this process one at a time
+        where no decoder is needed, the others in the contained decoders (up to their width), on other cores."""
+
+        def one(i: int) -> tuple[Validated, IngestReport]:
+            incoming, expected = items[i]
+            here = self._validate_here(incoming, expected, cancel)
+            return self._validate_contained(incoming, here, cancel) if isinstance(here, str) else here
+
+        width = 1 if isinstance(self.decoders, InProcess) else 1 + self.decoders.parallel
+        return each(self.decoders, range(len(items)), one, width=width)
 
     def _validate_here(
         self, incoming: IncomingFile[IngestReport], expected_sha256: str, cancel: CancelToken
@@ -293,12 +288,16 @@ class DicomArchive:
         """Validate in this process what needs no decoder; else return the sha256 for :meth:`_validate_contained`.
 
         Uncompressed frames that GetFrame reads in place are proven by the header and the lengths
-        (pure Python: no decoder, no zlib sees the bytes), so they skip the round trip to a worker.
+        (pure Python: no decoder, no zlib sees the bytes), so they skip the round trip to a worker,
+        unless another validation runs here already (another file of the batch, or another stream's):
+        then a worker proves the file (the same checks, :func:`.validate.validate_file`) on another core.
         """
         sha = incoming.check(expected_sha256)
         if isinstance(self.decoders, InProcess):
             return sha  # one path for everything, in this process
         cancel.check(incoming.name)
+        if not self._here.acquire(blocking=False):
+            return sha
         staged = incoming.staged
         try:
             parsed = validate_file(
@@ -313,6 +312,8 @@ class DicomArchive:
             )
         except NeedsDecoding:
             return sha
+        finally:
+            self._here.release()
         return parsed, _report(incoming, sha, parsed)
 
     def _validate_contained(
