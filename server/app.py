@@ -103,8 +103,6 @@ class Running:
     def _not_ready(self) -> None:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        if self.jobs is not None:
-            self.jobs.draining = True
 
     def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, give those in flight ``grace`` seconds, hand this process's background jobs

@@ -451,6 +451,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def Reencode(
         self, request: media_pb2.ReencodeRequest, context: grpc.ServicerContext
     ) -> Iterator[media_pb2.ReencodeProgress]:
+        # The job goes on without its caller (on another replica if this one goes); CancelReencode stops it.
         if request.job_id:  # follow a job started by an earlier call (maybe on a replica since gone)
             job_id = request.job_id
             status = self._library.reencode_status(job_id)
@@ -466,19 +467,20 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             )
             job_id = job.job_id
             yield media_pb2.ReencodeProgress(frames_done=0, frames_total=job.total, job_id=job_id)
-        ended: list[bool] = []
-
-        def on_call_end() -> None:  # the caller went away or cancelled: stop the job, store nothing
-            if not ended and not self._library.jobs.draining:  # (a call cut by this replica's shutdown: it goes on)
-                self._library.jobs.cancel(job_id)
-
-        context.add_callback(on_call_end)
         for status in self._library.jobs.follow(job_id, alive=context.is_active):
             if status.finished:
-                ended.append(True)
                 yield self._reencode_end(status)
                 return
             yield media_pb2.ReencodeProgress(frames_done=status.done, frames_total=status.total, job_id=job_id)
+
+    def CancelReencode(
+        self, request: media_pb2.CancelReencodeRequest, context: grpc.ServicerContext
+    ) -> media_pb2.ReencodeProgress:
+        # Recorded in the job's catalog row: the replica running it stops before its next frame.
+        status = self._library.cancel_reencode(request.job_id)
+        if status.state == DONE:
+            return self._reencode_end(status)
+        return media_pb2.ReencodeProgress(frames_done=status.done, frames_total=status.total, job_id=request.job_id)
 
     def _reencode_end(self, status: JobStatus) -> media_pb2.ReencodeProgress:
         """The last message of a re-encode (its error raised when it failed or was cancelled)."""

@@ -28,7 +28,8 @@ from voxelgate.cache.catalog import (
 )
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
-from voxelgate.cache.npy import npy_array, npy_bytes
+from voxelgate.cache.npy import npy_array, npy_bytes, npy_memmap, npy_parts
+from voxelgate.cache.records import CachedFile
 from voxelgate.cache.store import Store
 from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import ConflictError, DiskFullError, InvalidInputError, NotFoundError, VoxelgateError
@@ -63,6 +64,19 @@ _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 
 def _decoded_key(sha: str, index: int) -> str:
     return make_key("dicom", "decoded", sha, {"index": index})
+
+
+#: Decoded frames of at least this many bytes are written to the derived cache from their own memory.
+_MAPPED_FRAME_BYTES = 1 << 20
+
+
+def _npy_of(entry: CachedFile) -> np.ndarray:
+    """The array of a decoded frame in the derived cache: mapped from its file (read-only, its pages shared with
+    the page cache: no fresh memory to fault in and no copy, which a 27 MB mammogram's first GetFrame felt), or
+    from the bytes of a value kept inside the cache's database."""
+    if entry.path:
+        return npy_memmap(entry.path, entry.offset)
+    return npy_array(entry.read())
 
 
 @dataclass
@@ -334,7 +348,10 @@ class DicomArchive:
 
         def keep(index: int, frame: np.ndarray | None) -> None:
             if frame is not None:
-                self.cache.put(_decoded_key(sha, index), npy_bytes(frame), NPY, tag=sha)
+                # A large frame (a mammogram: 27 MB) is written from its own memory (the worker's memfd), not
+                # copied twice into .npy bytes first; small ones (a CT slice) as bytes, which the memory tier keeps.
+                payload = npy_parts(frame) if frame.nbytes >= _MAPPED_FRAME_BYTES else npy_bytes(frame)
+                self.cache.put(_decoded_key(sha, index), payload, NPY, tag=sha)
 
         return keep
 
@@ -600,8 +617,8 @@ class DicomArchive:
 
     def cached_frame(self, row: InstanceRow, index: int) -> np.ndarray | None:
         """Stored values of a compressed frame kept in the derived cache (at ingest), or None."""
-        value = self.cache.get(_decoded_key(row.sha256, index))
-        return None if value is None else npy_array(value.payload)
+        entry = self.cache.get_file(_decoded_key(row.sha256, index))
+        return None if entry is None else _npy_of(entry)
 
     def decoded_frame(
         self, row: InstanceRow, ds: Dataset, index: int, *, source: Path | BinaryIO | None = None
@@ -615,12 +632,12 @@ class DicomArchive:
         path = self.file_path(row) if source is None else source
         if not ds.file_meta.TransferSyntaxUID.is_encapsulated:
             return decode_frame(path, ds, index, name=row.sop_uid)
-        value = self.cache.get_or_compute(
+        entry = self.cache.get_or_compute_file(
             _decoded_key(row.sha256, index),
             lambda: (npy_bytes(decode_frame(path, ds, index, name=row.sop_uid)), NPY, {}),
             tag=row.sha256,
         )
-        return npy_array(value.payload)
+        return _npy_of(entry)
 
     # -- deletion -------------------------------------------------------------
 
