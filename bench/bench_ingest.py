@@ -1,6 +1,7 @@
 """Ingest throughput: voxelgate (CLI and gRPC stub) beside Orthanc's REST API, same files, same run.
 
-    python3 dev.py bench bench_ingest.py [--count 300] [--size 512] [--repeat 3] [--uncontained] [--keep]
+    python3 dev.py bench bench_ingest.py [--count 300] [--size 512] [--repeat 3] [--uncontained]
+        [--variant "SERVE OPTIONS"]... [--keep]
 
 Writes a synthetic CT series (CT Image Storage, one series, 512x512 int16,
 explicit VR little endian, uncompressed) to a temp directory, then stores it:
@@ -13,7 +14,9 @@ explicit VR little endian, uncompressed) to a temp directory, then stores it:
 
 With ``--uncontained`` the stub rows are measured a second time, in the same
 run, with ``--decode-workers 0`` (ingest decodes in the serving process rather
-than in contained workers): what containment costs.
+than in contained workers): what containment costs. Each ``--variant`` (for
+example ``--variant "--processes 2"``) measures the stub rows once more against a
+server started with those ``voxelgate serve`` options, same run, labelled with them.
 
 Every measurement gets a fresh server and data directory, so nothing is a
 duplicate. Target: voxelgate at least Orthanc's instances/s with the same number
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -154,12 +158,16 @@ def voxelgate_cli(work: Path, src: Path, paths: Sequence[Path], nbytes: int) -> 
     return Measure("voxelgate", CLI, 1, elapsed, len(paths), nbytes, cpu, own)
 
 
-def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int, *, contained: bool = True) -> Measure:
+def voxelgate_stub(
+    work: Path, paths: Sequence[Path], nbytes: int, clients: int, *, contained: bool = True, variant: str = ""
+) -> Measure:
     """One ``Ingest`` call per client (own channel, own slice of the files) against a fresh server.
 
-    ``contained=False``: the server decodes in its own process (``--decode-workers 0``).
+    ``contained=False``: the server decodes in its own process (``--decode-workers 0``); ``variant``: more
+    ``voxelgate serve`` options (the row is labelled with them).
     """
-    with voxelgate_server(work, extra_args=() if contained else ("--decode-workers", "0")) as srv:
+    extra = (() if contained else ("--decode-workers", "0")) + tuple(shlex.split(variant))
+    with voxelgate_server(work, extra_args=extra) as srv:
 
         def prepare() -> grpc.Channel:
             ch = channel(srv.target, own_connection=True)  # not gRPC's shared subchannel: one connection each
@@ -172,7 +180,8 @@ def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int,
             return sum(r.outcome == common_pb2.STORED for r in results)
 
         elapsed, (cpu, own) = _run_clients(_split(paths, clients), prepare, send, srv.process.pid)
-    return Measure("voxelgate", STUB if contained else UNCONTAINED, clients, elapsed, len(paths), nbytes, cpu, own)
+    method = (STUB if contained else UNCONTAINED) + (f", serve {variant}" if variant else "")
+    return Measure("voxelgate", method, clients, elapsed, len(paths), nbytes, cpu, own)
 
 
 def orthanc(work: Path, binary: str, version: str, paths: Sequence[Path], nbytes: int, clients: int) -> Measure:
@@ -249,6 +258,13 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also measure the stub rows with --decode-workers 0 (decoding in the serving process), same run",
     )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="OPTIONS",
+        help='also measure the stub rows against a server started with these serve options, e.g. "--processes 2"',
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
     add_report_arguments(parser)
     args = parser.parse_args(argv)
@@ -284,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                 add(voxelgate_stub(work / f"vg-stub-{n}-{r}", paths, nbytes, n))
                 if args.uncontained:
                     add(voxelgate_stub(work / f"vg-uncontained-{n}-{r}", paths, nbytes, n, contained=False))
+                for k, variant in enumerate(args.variant):
+                    add(voxelgate_stub(work / f"vg-variant{k}-{n}-{r}", paths, nbytes, n, variant=variant))
             if binary is not None:
                 for n in (1, 2):
                     add(orthanc(work / f"orthanc-{n}-{r}", binary, version, paths, nbytes, n))
