@@ -19,14 +19,17 @@ ROOT = Path(__file__).resolve().parent.parent
 VOXELGATE = ROOT / ".venv" / "bin" / "voxelgate"
 
 
-def process_cpu_seconds(pid: int) -> float | None:
+def process_cpu_seconds(pid: int, *, descendants: bool = True) -> float | None:
     """User plus system CPU seconds used so far by process ``pid`` and its live descendants
-    (the serving processes of ``voxelgate serve --processes N``), from Linux ``/proc``; else ``None``."""
+    (the serving processes of ``voxelgate serve --processes N``, the decoder workers), from Linux
+    ``/proc``; else ``None``. ``descendants=False``: process ``pid``'s own."""
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
         return None
     total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    if not descendants:
+        return total
     for task in Path(f"/proc/{pid}/task").glob("*/children"):
         try:
             children = [int(c) for c in task.read_text().split()]

@@ -1,6 +1,7 @@
 """Ingest throughput: voxelgate (CLI and gRPC stub) beside Orthanc's REST API, same files, same run.
 
-    python3 dev.py bench bench_ingest.py [--count 300] [--size 512] [--repeat 3] [--uncontained] [--keep]
+    python3 dev.py bench bench_ingest.py [--count 300] [--size 512] [--repeat 3] [--uncontained]
+        [--variant "SERVE OPTIONS"]... [--keep]
 
 Writes a synthetic CT series (CT Image Storage, one series, 512x512 int16,
 explicit VR little endian, uncompressed) to a temp directory, then stores it:
@@ -13,7 +14,9 @@ explicit VR little endian, uncompressed) to a temp directory, then stores it:
 
 With ``--uncontained`` the stub rows are measured a second time, in the same
 run, with ``--decode-workers 0`` (ingest decodes in the serving process rather
-than in contained workers): what containment costs.
+than in contained workers): what containment costs. Each ``--variant`` (for
+example ``--variant "--processes 2"``) measures the stub rows once more against a
+server started with those ``voxelgate serve`` options, same run, labelled with them.
 
 Every measurement gets a fresh server and data directory, so nothing is a
 duplicate. Target: voxelgate at least Orthanc's instances/s with the same number
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -49,7 +53,8 @@ from voxelgate.v1 import common_pb2, dicom_pb2_grpc
 
 @dataclass(frozen=True)
 class Measure:
-    """One timed ingest of ``files`` instances totalling ``nbytes``; ``cpu``: the server's CPU seconds."""
+    """One timed ingest of ``files`` instances totalling ``nbytes``; ``cpu``: the server's CPU seconds (with its
+    decoder workers), ``own``: the serving process's alone (its request threads share one core)."""
 
     system: str
     method: str
@@ -58,11 +63,23 @@ class Measure:
     files: int
     nbytes: int
     cpu: float | None
+    own: float | None = None
 
 
-def _cpu_delta(pid: int, before: float | None) -> float | None:
-    after = process_cpu_seconds(pid)
-    return None if before is None or after is None else after - before
+Cpu = tuple[float | None, float | None]
+
+
+def _cpu(pid: int) -> Cpu:
+    """CPU seconds of process ``pid`` with its descendants, and its own."""
+    return process_cpu_seconds(pid), process_cpu_seconds(pid, descendants=False)
+
+
+def _cpu_delta(pid: int, before: Cpu) -> Cpu:
+    after = _cpu(pid)
+    return (
+        None if before[0] is None or after[0] is None else after[0] - before[0],
+        None if before[1] is None or after[1] is None else after[1] - before[1],
+    )
 
 
 def _split(paths: Sequence[Path], parts: int) -> list[list[Path]]:
@@ -76,12 +93,12 @@ Conn = TypeVar("Conn")
 
 def _run_clients(
     parts: list[list[Path]], prepare: Callable[[], Conn], send: Callable[[Conn, list[Path]], int], pid: int
-) -> tuple[float, float | None]:
+) -> tuple[float, Cpu]:
     """Run one thread per part; connections are made before the clock starts.
 
     ``prepare`` opens a client's connection, ``send(conn, files)`` stores the files
     and returns how many were stored. Returns the wall time from the common start
-    to the last client's end, and the CPU seconds process ``pid`` used meanwhile.
+    to the last client's end, and the CPU seconds process ``pid`` used meanwhile (:func:`_cpu`).
 
     Raises
     ------
@@ -104,7 +121,7 @@ def _run_clients(
     threads = [threading.Thread(target=work, args=(c, p)) for c, p in zip(conns, parts, strict=True)]
     for t in threads:
         t.start()
-    cpu0 = process_cpu_seconds(pid)
+    cpu0 = _cpu(pid)
     start.wait()
     t0 = time.perf_counter()
     for t in threads:
@@ -129,24 +146,28 @@ REST = "REST: POST /instances, keep-alive"
 def voxelgate_cli(work: Path, src: Path, paths: Sequence[Path], nbytes: int) -> Measure:
     """``voxelgate ingest SRC --server ...`` against a fresh server: wall time of the command."""
     with voxelgate_server(work) as srv:
-        cpu0 = process_cpu_seconds(srv.process.pid)
+        cpu0 = _cpu(srv.process.pid)
         t0 = time.perf_counter()
         proc = subprocess.run(
             [str(VOXELGATE), "ingest", str(src), "--server", srv.target], capture_output=True, text=True, check=False
         )
         elapsed = time.perf_counter() - t0
-        cpu = _cpu_delta(srv.process.pid, cpu0)
+        cpu, own = _cpu_delta(srv.process.pid, cpu0)
     if proc.returncode != 0 or f"{len(paths)} stored" not in proc.stderr:
         raise RuntimeError(f"voxelgate ingest failed ({proc.returncode}): {proc.stderr.strip()[-500:]}")
-    return Measure("voxelgate", CLI, 1, elapsed, len(paths), nbytes, cpu)
+    return Measure("voxelgate", CLI, 1, elapsed, len(paths), nbytes, cpu, own)
 
 
-def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int, *, contained: bool = True) -> Measure:
+def voxelgate_stub(
+    work: Path, paths: Sequence[Path], nbytes: int, clients: int, *, contained: bool = True, variant: str = ""
+) -> Measure:
     """One ``Ingest`` call per client (own channel, own slice of the files) against a fresh server.
 
-    ``contained=False``: the server decodes in its own process (``--decode-workers 0``).
+    ``contained=False``: the server decodes in its own process (``--decode-workers 0``); ``variant``: more
+    ``voxelgate serve`` options (the row is labelled with them).
     """
-    with voxelgate_server(work, extra_args=() if contained else ("--decode-workers", "0")) as srv:
+    extra = (() if contained else ("--decode-workers", "0")) + tuple(shlex.split(variant))
+    with voxelgate_server(work, extra_args=extra) as srv:
 
         def prepare() -> grpc.Channel:
             ch = channel(srv.target, own_connection=True)  # not gRPC's shared subchannel: one connection each
@@ -158,8 +179,9 @@ def voxelgate_stub(work: Path, paths: Sequence[Path], nbytes: int, clients: int,
             results = stub.Ingest(ingest_requests((p.name, p) for p in files))
             return sum(r.outcome == common_pb2.STORED for r in results)
 
-        elapsed, cpu = _run_clients(_split(paths, clients), prepare, send, srv.process.pid)
-    return Measure("voxelgate", STUB if contained else UNCONTAINED, clients, elapsed, len(paths), nbytes, cpu)
+        elapsed, (cpu, own) = _run_clients(_split(paths, clients), prepare, send, srv.process.pid)
+    method = (STUB if contained else UNCONTAINED) + (f", serve {variant}" if variant else "")
+    return Measure("voxelgate", method, clients, elapsed, len(paths), nbytes, cpu, own)
 
 
 def orthanc(work: Path, binary: str, version: str, paths: Sequence[Path], nbytes: int, clients: int) -> Measure:
@@ -176,21 +198,22 @@ def orthanc(work: Path, binary: str, version: str, paths: Sequence[Path], nbytes
                 store_instance(conn, p.read_bytes())
             return len(files)
 
-        elapsed, cpu = _run_clients(_split(paths, clients), prepare, send, orth.process.pid)
+        elapsed, (cpu, own) = _run_clients(_split(paths, clients), prepare, send, orth.process.pid)
         conn = orth.connection()
         status, body = request(conn, "GET", "/statistics")
         conn.close()
         if status != 200 or json.loads(body).get("CountInstances") != len(paths):
             raise RuntimeError(f"Orthanc does not hold {len(paths)} instances: {body[:300]!r}")
-    return Measure(version, REST, clients, elapsed, len(paths), nbytes, cpu)
+    return Measure(version, REST, clients, elapsed, len(paths), nbytes, cpu, own)
 
 
 def _median(runs: list[Measure]) -> Measure:
-    """The run of median wall time, with the median server CPU of all runs."""
+    """The run of median wall time, with the median server CPU (all, and own) of all runs."""
     by_time = sorted(runs, key=lambda m: m.seconds)
     mid = by_time[(len(by_time) - 1) // 2]
     cpus = [m.cpu for m in runs if m.cpu is not None]
-    return replace(mid, cpu=statistics.median(cpus) if cpus else None)
+    owns = [m.own for m in runs if m.own is not None]
+    return replace(mid, cpu=statistics.median(cpus) if cpus else None, own=statistics.median(owns) if owns else None)
 
 
 def record(report: Report, results: list[Measure], orthanc: str | None, size: int, repeat: int) -> None:
@@ -214,7 +237,10 @@ def record(report: Report, results: list[Measure], orthanc: str | None, size: in
             ratio=r,
             target=">= 1 (ours / Orthanc)",
             met=None if r is None else r >= 1.0,
-            note=f"{m.nbytes / MiB / m.seconds:.0f} MiB/s" + ("" if m.cpu is None else f", server CPU {m.cpu:.2f} s"),
+            note=f"{m.nbytes / MiB / m.seconds:.0f} MiB/s"
+            + ("" if m.cpu is None else f", server CPU {m.cpu:.2f} s")
+            + ("" if m.own is None else f" (serving process {m.own:.2f} s)")
+            + ("" if p is None or p.cpu is None else f", Orthanc's {p.cpu:.2f} s"),
         )
     report.note(f"median of {repeat} runs, a fresh server and data directory for each run")
     report.save()
@@ -231,6 +257,13 @@ def main(argv: list[str] | None = None) -> int:
         "--uncontained",
         action="store_true",
         help="also measure the stub rows with --decode-workers 0 (decoding in the serving process), same run",
+    )
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="OPTIONS",
+        help='also measure the stub rows against a server started with these serve options, e.g. "--processes 2"',
     )
     parser.add_argument("--keep", action="store_true", help="keep the temp directory (files, data dirs, logs)")
     add_report_arguments(parser)
@@ -267,6 +300,8 @@ def main(argv: list[str] | None = None) -> int:
                 add(voxelgate_stub(work / f"vg-stub-{n}-{r}", paths, nbytes, n))
                 if args.uncontained:
                     add(voxelgate_stub(work / f"vg-uncontained-{n}-{r}", paths, nbytes, n, contained=False))
+                for k, variant in enumerate(args.variant):
+                    add(voxelgate_stub(work / f"vg-variant{k}-{n}-{r}", paths, nbytes, n, variant=variant))
             if binary is not None:
                 for n in (1, 2):
                     add(orthanc(work / f"orthanc-{n}-{r}", binary, version, paths, nbytes, n))
@@ -279,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"median of {args.repeat} runs, fresh server and data directory for each run")
         print(
             table(
-                ["system", "client", "clients", "seconds", "inst/s", "MiB/s", "server CPU s"],
+                ["system", "client", "clients", "seconds", "inst/s", "MiB/s", "server CPU s", "own CPU s"],
                 [
                     (
                         m.system,
@@ -289,10 +324,11 @@ def main(argv: list[str] | None = None) -> int:
                         m.files / m.seconds,
                         m.nbytes / MiB / m.seconds,
                         "n/a" if m.cpu is None else f"{m.cpu:.2f}",
+                        "n/a" if m.own is None else f"{m.own:.2f}",
                     )
                     for m in results
                 ],
-                align="<<>>>>>",
+                align="<<>>>>>>",
             )
         )
         print()

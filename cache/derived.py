@@ -158,6 +158,10 @@ class DerivedCache:
         """Return the value of ``key`` or ``None``; counts a hit or a miss."""
         return self._counted(self._read(key))
 
+    def get_file(self, key: str) -> CachedFile | None:
+        """Where the value of ``key`` lies (see :meth:`get_or_compute_file`), or ``None``; counts a hit or a miss."""
+        return self._counted(self._read_file(key))
+
     def _counted(self, value: _V | None) -> _V | None:
         """Count a lookup's outcome as a hit or a miss and pass the value on."""
         self._counters.add(MISSES if value is None else HITS)

@@ -13,7 +13,8 @@ Everything goes through :class:`Client`, a connection to one server::
 Results are frozen dataclasses, enums print their names, lists page themselves,
 pixels come as numpy arrays with their geometry, metadata as pydicom Datasets, and
 failed calls raise the :mod:`voxelgate.errors` class of their status code (with
-``.code`` and ``.details``). ``docs/client.md`` is the guide. Lower levels:
+``.code`` and ``.details``). :class:`AsyncClient` awaits, for asyncio programs, the calls
+a door makes most (frames) with the same conventions. ``docs/client.md`` is the guide. Lower levels:
 :mod:`voxelgate.client.transport` (channels for the generated stubs),
 :mod:`voxelgate.client.streams` (the zero-copy receiving paths),
 :mod:`voxelgate.client.files` (what ingest sends).
@@ -21,6 +22,7 @@ failed calls raise the :mod:`voxelgate.errors` class of their status code (with
 
 from __future__ import annotations
 
+from ._async import AsyncClient
 from ._client import Client
 from ._ingest import IngestCall, IngestResult, Outcome
 from ._stream import IngestStream
@@ -60,6 +62,7 @@ from .media import (
     Export,
     Finding,
     ImageInfo,
+    JobProgress,
     MediaFormat,
     MediaFrame,
     MediaSet,
@@ -91,6 +94,7 @@ from .volumes import (
 )
 
 __all__ = [
+    "AsyncClient",
     "AudioStream",
     "Box",
     "BulkData",
@@ -127,6 +131,7 @@ __all__ = [
     "InterpolatedShape",
     "Interpolation",
     "InterpolationResult",
+    "JobProgress",
     "Keepalive",
     "Mask",
     "MediaEntry",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, TypeVar
@@ -54,24 +55,52 @@ def translate(exc: BaseException, address: str, timeout: float | None = None) ->
     return error_for(name, details or name)
 
 
-class Calls:
-    """The channel, settings and deadlines of a client, and how each call is made.
+class CallSettings:
+    """What a call of a client is made with, whichever its channel (:class:`Calls`, or the asyncio one of
+    :class:`voxelgate.client.AsyncClient`): deadlines, routing key, bearer token, how errors read.
 
     Each call gets a deadline (its own ``timeout``, or its kind's in :class:`Deadlines`),
     request metadata with the routing key of the series or media item it concerns, and
     its errors as :mod:`voxelgate.errors` exceptions.
     """
 
-    _channel: grpc.Channel
     _settings: Settings
     _deadlines: Deadlines
-    #: Request metadata every call of this client carries (``Client.with_token``'s bearer token).
+    #: Request metadata every call of this client carries (``with_token``'s bearer token).
     _call_metadata: tuple[tuple[str, str], ...] = ()
 
     @property
     def address(self) -> str:
         """The server's ``host:port``."""
         return self._settings.address
+
+    @property
+    def settings(self) -> Settings:
+        """Where and how this client connects."""
+        return self._settings
+
+    @property
+    def deadlines(self) -> Deadlines:
+        """The default deadline of each kind of call."""
+        return self._deadlines
+
+    def _token_metadata(self, token: str) -> tuple[tuple[str, str], ...]:
+        """This client's call metadata with ``authorization: Bearer <token>`` (for ``with_token``).
+
+        Raises
+        ------
+        ValueError
+            An empty token or one with a line break; this client has a token of its own
+            (two ``authorization`` headers would be sent); or the channel is plaintext to
+            an address other than loopback (a token never crosses a network in clear).
+        """
+        if not token or any(c in token for c in "\r\n"):
+            raise ValueError("a bearer token is a non-empty single line")
+        if self._settings.token:
+            raise ValueError("this client sends a token of its own; a client without one passes others' on")
+        if not self._settings.uses_tls and not is_loopback(self._settings.address):
+            raise ValueError(f"a bearer token is sent only over TLS or to a loopback address, not to {self.address}")
+        return (*self._call_metadata, ("authorization", f"Bearer {token}"))
 
     def _deadline(self, kind: Kind, timeout: float | None) -> float | None:
         if timeout is None:
@@ -82,6 +111,12 @@ class Calls:
 
     def _metadata(self, route: str | None) -> tuple[tuple[str, str], ...]:
         return (*self._call_metadata, (ROUTE_KEY, route)) if route else self._call_metadata
+
+
+class Calls(CallSettings):
+    """The channel of a client, and how each call is made on it (blocking)."""
+
+    _channel: grpc.Channel
 
     def _unary(
         self,
@@ -170,3 +205,15 @@ class Calls:
             return translate(exc, self.address, deadline)
 
         return IngestCall(start, files, done, overwrite=overwrite, translate=errors)
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``host:port`` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
+    host = host.strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

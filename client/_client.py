@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import ipaddress
 import os
 from collections.abc import Sequence
 from types import TracebackType
@@ -116,16 +115,14 @@ class Client(
         )
         every = timeout if timeout is not None else environment_timeout()
         self._deadlines = Deadlines.every(every) if every is not None else (deadlines or Deadlines())
-        self._channel = open_channel(
-            self._settings,
-            ChannelOptions(
-                retry=retry,
-                keepalive=keepalive,
-                max_message_bytes=max_message_bytes,
-                own_connection=own_connection,
-                extra=tuple(options),
-            ),
+        self._options = ChannelOptions(
+            retry=retry,
+            keepalive=keepalive,
+            max_message_bytes=max_message_bytes,
+            own_connection=own_connection,
+            extra=tuple(options),
         )
+        self._channel = open_channel(self._settings, self._options)
         self._dicom = dicom_pb2_grpc.DicomServiceStub(self._channel)
         self._volume = volume_pb2_grpc.VolumeServiceStub(self._channel)
         self._media = media_pb2_grpc.MediaServiceStub(self._channel)
@@ -134,14 +131,9 @@ class Client(
         self._health = health_pb2_grpc.HealthStub(self._channel)
 
     @property
-    def settings(self) -> Settings:
-        """Where and how this client connects."""
-        return self._settings
-
-    @property
-    def deadlines(self) -> Deadlines:
-        """The default deadline of each kind of call."""
-        return self._deadlines
+    def channel_options(self) -> ChannelOptions:
+        """What this client's channel was opened with (retries, keepalive, message size...)."""
+        return self._options
 
     @property
     def channel(self) -> Any:
@@ -162,14 +154,8 @@ class Client(
             (two ``authorization`` headers would be sent); or the channel is plaintext to
             an address other than loopback (a token never crosses a network in clear).
         """
-        if not token or any(c in token for c in "\r\n"):
-            raise ValueError("a bearer token is a non-empty single line")
-        if self._settings.token:
-            raise ValueError("this client sends a token of its own; a client without one passes others' on")
-        if not self._settings.uses_tls and not _is_loopback(self._settings.address):
-            raise ValueError(f"a bearer token is sent only over TLS or to a loopback address, not to {self.address}")
         view = copy.copy(self)
-        view._call_metadata = (*self._call_metadata, ("authorization", f"Bearer {token}"))
+        view._call_metadata = self._token_metadata(token)
         return view
 
     def close(self) -> None:
@@ -187,15 +173,3 @@ class Client(
     def __repr__(self) -> str:
         tls = "tls" if self._settings.uses_tls else "plaintext"
         return f"Client({self._settings.address!r}, {tls})"
-
-
-def _is_loopback(address: str) -> bool:
-    """Whether ``host:port`` names this machine (localhost, 127.0.0.0/8, ::1)."""
-    host = address.rsplit(":", 1)[0] if address.count(":") == 1 or address.startswith("[") else address
-    host = host.strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -463,36 +463,20 @@ class DicomCalls(Calls):
         voxelgate.errors.UnsupportedError
             A transfer syntax no decoder here handles.
         """
-        if not 0 <= quality <= 100:
-            raise ValueError(f"quality is 1 to 100 (0: the server's 90), got {quality}")
-        request = dicom_pb2.GetFrameRequest(
-            sop_instance_uid=sop_instance_uid,
-            frame=index,
-            format=_FRAME_FORMATS[FrameFormat(format)],
-            quality=quality,
-        )
-        set_windowing(
-            request,
+        request = frame_request(
+            sop_instance_uid,
+            index,
+            format=format,
             window=window,
             preset=preset,
             auto_window=auto_window,
             object_voi_lut=object_voi_lut,
             window_index=window_index,
+            values=values,
+            quality=quality,
         )
-        if values is not None:
-            request.values = _VALUE_SPACES[ValueSpace(values)]
         reply = self._unary(self._dicom.GetFrame, request, kind="quick", timeout=timeout, route=sop_instance_uid)
-        return Frame(
-            data=reply.data,
-            media_type=reply.media_type,
-            dtype=reply.dtype,
-            shape=tuple(reply.shape),
-            rescaled=reply.rescaled,
-            warnings=tuple(reply.warnings),
-            value_space=value_space_of(reply),
-            window=applied_window(reply),
-            inverted=reply.inverted,
-        )
+        return frame_of(reply)
 
     def iter_instance_file(self, sop_instance_uid: str, *, timeout: float | None = None) -> Iterator[bytes]:
         """The stored file of an instance, byte for byte, in chunks as they arrive.
@@ -563,6 +547,62 @@ class DicomCalls(Calls):
             request = dicom_pb2.DeleteRequest(sop_instance_uid=sop_instance_uid)
         reply = self._unary(self._dicom.Delete, request, kind="quick", timeout=timeout, route=given[0])
         return DeleteResult(reply.instances_deleted, reply.bytes_freed)
+
+
+def frame_request(
+    sop_instance_uid: str,
+    index: int,
+    *,
+    format: FrameFormat | str,
+    window: Window | tuple[float, float] | None,
+    preset: str,
+    auto_window: bool,
+    object_voi_lut: bool,
+    window_index: int,
+    values: ValueSpace | str | None,
+    quality: int,
+) -> dicom_pb2.GetFrameRequest:
+    """The ``GetFrame`` request of :meth:`DicomCalls.get_frame`'s arguments (the async client's too).
+
+    Raises
+    ------
+    ValueError
+        An unknown format or value space, several windowings, a quality outside 0 to 100.
+    """
+    if not 0 <= quality <= 100:
+        raise ValueError(f"quality is 1 to 100 (0: the server's 90), got {quality}")
+    request = dicom_pb2.GetFrameRequest(
+        sop_instance_uid=sop_instance_uid,
+        frame=index,
+        format=_FRAME_FORMATS[FrameFormat(format)],
+        quality=quality,
+    )
+    set_windowing(
+        request,
+        window=window,
+        preset=preset,
+        auto_window=auto_window,
+        object_voi_lut=object_voi_lut,
+        window_index=window_index,
+    )
+    if values is not None:
+        request.values = _VALUE_SPACES[ValueSpace(values)]
+    return request
+
+
+def frame_of(reply: dicom_pb2.GetFrameResponse) -> Frame:
+    """The :class:`Frame` of a ``GetFrame`` reply."""
+    return Frame(
+        data=reply.data,
+        media_type=reply.media_type,
+        dtype=reply.dtype,
+        shape=tuple(reply.shape),
+        rescaled=reply.rescaled,
+        warnings=tuple(reply.warnings),
+        value_space=value_space_of(reply),
+        window=applied_window(reply),
+        inverted=reply.inverted,
+    )
 
 
 def _study(s: dicom_pb2.Study) -> Study:

@@ -288,8 +288,23 @@ class Export:
     frames: int
 
 
+@dataclass(frozen=True)
+class JobProgress:
+    """Where a background job stood when a cancel reached it (:meth:`MediaCalls.cancel_reencode`,
+    :meth:`MediaCalls.cancel_export`): ``done`` when it had already ended with its result (left as it is)."""
+
+    job_id: str  #: a re-encode's job id, or an export id
+    frames_done: int
+    frames_total: int
+    done: bool
+
+
 #: Called with (frames done, frames in all) as a job goes.
 Progress = Callable[[int, int], None]
+
+
+class _Started(Exception):
+    """Ends a Reencode call once its job is named (:meth:`MediaCalls.start_reencode`): the job goes on."""
 
 
 def _fraction(r: media_pb2.Ratio) -> Fraction | None:
@@ -645,18 +660,23 @@ class MediaCalls(Calls):
         height: int | None = None,
         fps: float | None = None,
         progress: Progress | None = None,
+        on_job: Callable[[str], None] | None = None,
         timeout: float | None = None,
     ) -> Reencoded:
         """Re-encode a video (``auto``: the least invasive fix; ``full``: H.264 CFR faststart) and store it.
 
         ``height`` (width follows) or ``fps`` imply a full re-encode. ``progress(done, total)``
-        is called as frames are encoded. Interrupting the call (its deadline, or an
-        exception in ``progress``) stops the job and stores nothing.
+        is called as frames are encoded, ``on_job(job_id)`` once the server has started the job.
+        The job outlives this call: interrupting it (its deadline, an exception in a callback)
+        leaves the job running on the server; :meth:`follow_reencode` waits for it again and
+        :meth:`cancel_reencode` stops it.
 
         Raises
         ------
         voxelgate.errors.NotFoundError
             No such video.
+        voxelgate.errors.CancelledError
+            The job was cancelled (:meth:`cancel_reencode`); nothing was stored.
         voxelgate.errors.InternalError
             The stream ended before the job did.
         """
@@ -666,13 +686,87 @@ class MediaCalls(Calls):
             height=height or 0,
             fps=fps or 0.0,
         )
+        return self._reencoded(request, media_id, progress, on_job, timeout)
+
+    def start_reencode(
+        self,
+        media_id: str,
+        *,
+        mode: ReencodeMode | str = ReencodeMode.AUTO,
+        height: int | None = None,
+        fps: float | None = None,
+        timeout: float | None = None,
+    ) -> str:
+        """Start a re-encode on the server and return its job id without waiting for it (see :meth:`reencode`).
+
+        Raises
+        ------
+        voxelgate.errors.NotFoundError
+            No such video.
+        """
+        job: list[str] = []
+
+        def started(job_id: str) -> None:
+            job.append(job_id)
+            raise _Started
+
+        try:
+            self.reencode(media_id, mode=mode, height=height, fps=fps, on_job=started, timeout=timeout)
+        except _Started:
+            return job[0]
+        raise InternalError("the re-encode ended before it named its job", subject=media_id)
+
+    def follow_reencode(
+        self, job_id: str, *, progress: Progress | None = None, timeout: float | None = None
+    ) -> Reencoded:
+        """Wait for a re-encode started earlier (by any client, on any replica) and return its result.
+
+        Raises
+        ------
+        voxelgate.errors.NotFoundError
+            No re-encode of that id runs or ran (finished jobs are kept 24 hours).
+        voxelgate.errors.CancelledError
+            The job was cancelled; nothing was stored.
+        voxelgate.errors.InternalError
+            The stream ended before the job did.
+        """
+        return self._reencoded(media_pb2.ReencodeRequest(job_id=job_id), job_id, progress, None, timeout)
+
+    def cancel_reencode(self, job_id: str, *, timeout: float | None = None) -> JobProgress:
+        """Stop a re-encode wherever it runs (before its next frame): nothing is stored, and whoever follows it
+        gets ``CancelledError``. One that had already stored its item is left as it is (``done``).
+
+        Raises
+        ------
+        voxelgate.errors.NotFoundError
+            No re-encode of that id runs or ran.
+        """
+        p = self._unary(
+            self._media.CancelReencode, media_pb2.CancelReencodeRequest(job_id=job_id), kind="quick", timeout=timeout
+        )
+        return JobProgress(job_id, int(p.frames_done), int(p.frames_total), p.done)
+
+    def _reencoded(
+        self,
+        request: media_pb2.ReencodeRequest,
+        subject: str,
+        progress: Progress | None,
+        on_job: Callable[[str], None] | None,
+        timeout: float | None,
+    ) -> Reencoded:
         last = None
-        for p in self._stream(self._media.Reencode, request, kind="transfer", timeout=timeout, route=media_id):
-            if progress is not None:
-                progress(int(p.frames_done), int(p.frames_total))
-            last = p
+        replies = self._stream(self._media.Reencode, request, kind="transfer", timeout=timeout, route=subject)
+        try:
+            for p in replies:
+                if last is None and on_job is not None:
+                    on_job(p.job_id)
+                if progress is not None:
+                    progress(int(p.frames_done), int(p.frames_total))
+                last = p
+        finally:
+            replies.close()  # ends the call now (the job goes on), not when the generator is collected
         if last is None or not last.done:
-            raise InternalError("the re-encoding stream ended before the job did", subject=media_id)
+            raise InternalError("the re-encoding stream ended before the job did", subject=subject)
         return Reencoded(_report(last.report), _video(last.item) if last.HasField("item") else None)
 
     def export_video(
@@ -723,3 +817,17 @@ class MediaCalls(Calls):
             ``path`` cannot be written.
         """
         return write_whole(Path(path), self.iter_export(export_id, timeout=timeout))
+
+    def cancel_export(self, export_id: str, *, timeout: float | None = None) -> JobProgress:
+        """Stop an export wherever it runs (before its next frame): nothing is kept, and whoever follows it
+        gets ``CancelledError``. A finished export is left as it is (``done``).
+
+        Raises
+        ------
+        voxelgate.errors.NotFoundError
+            No export of that id runs or ran.
+        """
+        p = self._unary(
+            self._media.CancelExport, media_pb2.CancelExportRequest(export_id=export_id), kind="quick", timeout=timeout
+        )
+        return JobProgress(export_id, int(p.frames_done), int(p.frames_total), p.done)

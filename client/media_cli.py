@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from voxelgate.errors import DeadlineExceededError
+
 from ._cli import FAILED, OK, UsageError, add_connection_args, command, pair, print_json
 
 if TYPE_CHECKING:
@@ -72,8 +74,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ms.add_argument("--stored-orientation", action="store_true", help=_STORED)
     ms.add_argument("-o", "--output", type=Path, required=True, help="folder (created when missing)")
     add_connection_args(ms)
-    mr = add("reencode", cmd_reencode, help="re-encode a video (auto: least invasive fix; full: H.264 CFR faststart)")
-    mr.add_argument("id")
+    mr = add(
+        "reencode",
+        cmd_reencode,
+        help="re-encode a video (auto: least invasive fix; full: H.264 CFR faststart); the job outlives this command",
+    )
+    mr.add_argument("id", nargs="?", default="", help="the video (not with --follow or --cancel)")
+    job = mr.add_mutually_exclusive_group()
+    job.add_argument("--detach", action="store_true", help="start it, print its job id and return (the job goes on)")
+    job.add_argument("--follow", metavar="JOB", default="", help="wait for a re-encode started earlier, by its job id")
+    job.add_argument("--cancel", metavar="JOB", default="", help="stop a re-encode wherever it runs; nothing is stored")
     mr.add_argument("--mode", choices=["auto", "full"], default="auto")
     mr.add_argument("--height", type=int, default=0, help="new height (width follows; implies a full re-encode)")
     mr.add_argument("--fps", type=float, default=0.0, help="new constant frame rate (implies a full re-encode)")
@@ -218,7 +228,20 @@ def cmd_frames(args: argparse.Namespace, vg: Client) -> int:
 def cmd_reencode(args: argparse.Namespace, vg: Client) -> int:
     from ._cli import Progress
 
+    if bool(args.id) == bool(args.follow or args.cancel):
+        raise UsageError("give a video id, or --follow JOB or --cancel JOB")
+    if args.cancel:
+        p = vg.cancel_reencode(args.cancel)
+        if p.done:
+            print(f"{args.cancel}: it had already ended; left as it is")
+        else:
+            print(f"{args.cancel}: cancelled at frame {p.frames_done} of {p.frames_total}; nothing is stored")
+        return OK
+    if args.detach:
+        print(vg.start_reencode(args.id, mode=args.mode, height=args.height or None, fps=args.fps or None))
+        return OK
     bar: Progress | None = None
+    job: list[str] = [args.follow] if args.follow else []
 
     def progress(done: int, total: int) -> None:
         nonlocal bar
@@ -227,7 +250,25 @@ def cmd_reencode(args: argparse.Namespace, vg: Client) -> int:
         bar.step(min(done, total))
 
     try:
-        done = vg.reencode(args.id, mode=args.mode, height=args.height or None, fps=args.fps or None, progress=progress)
+        if args.follow:
+            done = vg.follow_reencode(args.follow, progress=progress)
+        else:
+            done = vg.reencode(
+                args.id,
+                mode=args.mode,
+                height=args.height or None,
+                fps=args.fps or None,
+                progress=progress,
+                on_job=job.append,
+            )
+    except (KeyboardInterrupt, DeadlineExceededError):
+        if job:  # the job goes on without this command: say how to reach it
+            print(
+                f"voxelgate media reencode: the re-encode goes on as job {job[0]}: "
+                f"`voxelgate media reencode --follow {job[0]}` waits for it, `--cancel {job[0]}` stops it",
+                file=sys.stderr,
+            )
+        raise
     finally:
         if bar is not None:
             bar.close()

@@ -1,9 +1,12 @@
 """The gateway's ASGI application: routes, CORS, access log, errors.
 
 :func:`create_app` builds it around a :class:`voxelgate.client.Client`; ``voxelgate
-dicomweb`` (:mod:`voxelgate.dicomweb.cli`) serves it with uvicorn. Handlers are plain
+dicomweb`` (:mod:`voxelgate.dicomweb.cli`) serves it with uvicorn. Most handlers are plain
 functions: Starlette runs them in a thread of its pool (``GatewaySettings.threads``), where
-the client's blocking calls belong; streamed bodies are produced in the same pool.
+the client's blocking calls belong; streamed bodies are produced in the same pool. The
+frame resources viewers ask for most (a frame's pixels, a rendered frame) are coroutines
+awaiting the service on the event loop (:class:`voxelgate.client.AsyncClient`), without
+the two thread hops a pooled call costs.
 """
 
 from __future__ import annotations
@@ -117,6 +120,9 @@ def create_app(client: Client, settings: GatewaySettings | None = None) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.threads
         yield
+        avg = getattr(app.state, "async_client", None)
+        if avg is not None:
+            await avg.close()
 
     middleware = [Middleware(AccessLog)]
     if settings.cors_origins:

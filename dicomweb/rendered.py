@@ -16,15 +16,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from voxelgate.client import Client, Instance, VoiFunction, Window
+from voxelgate.client import AsyncClient, Client, Instance, VoiFunction, Window
 
 from . import multipart
 from .errors import HttpError, bad_request
 from .negotiation import accepted, choose_rendered
-from .responses import client_for, settings_of
+from .responses import async_client_for, client_for, settings_of
 from .wado import frame_numbers, uid
 
 if TYPE_CHECKING:
@@ -169,7 +170,22 @@ def _image(data: bytes, media_type: str) -> Response:
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
 
-def rendered_frames(request: Request) -> Response:
+async def render_frame_async(avg: AsyncClient, sop: str, index: int, r: Rendering) -> bytes:
+    """:func:`render_frame` awaited on the event loop (a viewport's scaling in the thread pool).
+
+    Raises
+    ------
+    voxelgate.errors.VoxelgateError
+        From the service (no such frame, a bad window or preset, an undecodable syntax).
+    """
+    if r.viewport is None:
+        fmt = "jpeg" if r.media_type == "image/jpeg" else "png"
+        return (await avg.get_frame(sop, index, format=fmt, window=r.window, preset=r.preset, quality=r.quality)).data
+    png = (await avg.get_frame(sop, index, format="png", window=r.window, preset=r.preset)).data
+    return await run_in_threadpool(transform, png, r)
+
+
+async def rendered_frames(request: Request) -> Response:
     """``GET .../instances/{instance}/frames/{frames}/rendered`` (one frame) and ``.../thumbnail``."""
     thumbnail = request.url.path.endswith("/thumbnail")
     uid(request, "study")
@@ -179,17 +195,17 @@ def rendered_frames(request: Request) -> Response:
     if len(numbers) != 1:
         raise bad_request("a rendered frame resource names one frame (ask for each, or for the instance)")
     r = rendering(request, media_type=choose_rendered(accepted(request)), thumbnail=thumbnail)
-    return _image(render_frame(client_for(request), sop, numbers[0] - 1, r), r.media_type)
+    return _image(await render_frame_async(async_client_for(request), sop, numbers[0] - 1, r), r.media_type)
 
 
-def rendered_instance(request: Request) -> Response:
+async def rendered_instance(request: Request) -> Response:
     """``GET .../instances/{instance}/rendered`` and ``.../thumbnail``: its first frame."""
     thumbnail = request.url.path.endswith("/thumbnail")
     uid(request, "study")
     uid(request, "series")
     sop = uid(request, "instance")
     r = rendering(request, media_type=choose_rendered(accepted(request)), thumbnail=thumbnail)
-    return _image(render_frame(client_for(request), sop, 0, r), r.media_type)
+    return _image(await render_frame_async(async_client_for(request), sop, 0, r), r.media_type)
 
 
 def _images(vg: Client, study: str, series: str) -> list[Instance]:

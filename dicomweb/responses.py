@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from isal import igzip
 from starlette.requests import Request
@@ -12,7 +12,7 @@ from starlette.responses import Response
 from .settings import GatewaySettings
 
 if TYPE_CHECKING:
-    from voxelgate.client import Client
+    from voxelgate.client import AsyncClient, Client
 
 #: A relative reference into the resource tree, as the service writes it in DICOM JSON: a
 #: BulkDataURI's value, or RetrieveURL's (00081190) first value. Quotes inside JSON strings are
@@ -36,19 +36,53 @@ def client_for(request: Request) -> Client:
     HttpError
         400 for a token the client refuses (empty, or several lines).
     """
+    vg: Client = request.app.state.client
+    token = _passed_token(request)
+    return vg if token is None else _with_token(vg, token)
+
+
+def async_client_for(request: Request) -> AsyncClient:
+    """:func:`client_for`'s asyncio twin, for handlers that await the service on the event loop.
+
+    The app's :class:`~voxelgate.client.AsyncClient` is made at the first such request, in the
+    loop that serves it (gRPC binds an asyncio channel to its loop).
+
+    Raises
+    ------
+    HttpError
+        400 for a token the client refuses (empty, or several lines).
+    """
+    from voxelgate.client import AsyncClient
+
+    state = request.app.state
+    avg: AsyncClient | None = getattr(state, "async_client", None)
+    if avg is None:
+        avg = state.async_client = AsyncClient.like(state.client)
+    token = _passed_token(request)
+    return avg if token is None else _with_token(avg, token)
+
+
+_Viewed = TypeVar("_Viewed", "Client", "AsyncClient")
+
+
+def _with_token(vg: _Viewed, token: str) -> _Viewed:
     from .errors import bad_request
 
-    vg: Client = request.app.state.client
-    auth = request.headers.get("authorization", "")
-    if not auth or not settings_of(request).pass_tokens:
-        return vg
-    scheme, _, token = auth.partition(" ")
-    if scheme.lower() != "bearer":
-        return vg  # another scheme is for a proxy in front of us, not for the service
     try:
-        return vg.with_token(token.strip())
+        return vg.with_token(token)
     except ValueError as exc:
         raise bad_request(f"Authorization: {exc}") from None
+
+
+def _passed_token(request: Request) -> str | None:
+    """The request's bearer token when tokens pass on to the service; else None."""
+    auth = request.headers.get("authorization", "")
+    if not auth or not settings_of(request).pass_tokens:
+        return None
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() != "bearer":
+        return None  # another scheme is for a proxy in front of us, not for the service
+    return token.strip()
 
 
 def service_root(request: Request) -> str:

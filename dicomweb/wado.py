@@ -15,10 +15,11 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from voxelgate.client import Client, Instance
+from voxelgate.client import Client, Frame, Instance
 from voxelgate.errors import LimitExceededError, NotFoundError
 
 from . import multipart
@@ -27,6 +28,7 @@ from .negotiation import (
     DICOM,
     NATIVE_LE,
     OCTET_STREAM,
+    MediaRange,
     PixelPlan,
     accepted,
     choose_bulk,
@@ -34,7 +36,7 @@ from .negotiation import (
     choose_json,
     choose_pixels,
 )
-from .responses import absolute_uris, client_for, json_array, json_response, service_root, settings_of
+from .responses import absolute_uris, async_client_for, client_for, json_array, json_response, service_root, settings_of
 
 log = logging.getLogger(__name__)
 
@@ -209,38 +211,79 @@ def _known_syntax(sop: str) -> str | None:
         return _SYNTAX_OF.get(sop)
 
 
-def _decoded_16bit(vg: Client, sop: str, index: int) -> bytes | None:
-    """A 16-bit greyscale frame stored uncompressed, from the service's decoded-frame cache; None for others.
+def _via_frame_cache(plan: PixelPlan, stored: str) -> bool:
+    """Whether a frame is asked of ``GetFrame`` (stored values) first rather than of ``GetBulkData``.
 
     ``GetFrame`` of stored values answers from the derived cache, where ``GetBulkData`` reads the
-    file's header again for each frame. For 16-bit greyscale pixel data stored little endian the
-    values are the stored bytes (bits above High Bit come masked, or sign-extended when signed,
-    as every reader interprets them). Other layouts (8 or 1-bit, colour planes) are not the same
-    bytes decoded, so they come from ``GetBulkData``.
+    file's header again for each frame: decoded frames come from it, and uncompressed ones
+    when its values are the stored bytes (:func:`_same_as_stored`).
     """
-    frame = vg.get_frame(sop, index, format="raw", values="stored")
-    return frame.data if len(frame.shape) == 2 and frame.dtype in ("<i2", "<u2") else None
+    return plan.decode or stored in NATIVE_LE
 
 
-def _frame_bytes(vg: Client, sop: str, number: int, plan: PixelPlan, stored: str) -> bytes:
-    if plan.decode:
-        return vg.get_frame(sop, number - 1, format="raw", values="stored").data
-    if stored in NATIVE_LE and (data := _decoded_16bit(vg, sop, number - 1)) is not None:
-        return data
+def _same_as_stored(frame: Frame, plan: PixelPlan) -> bool:
+    """Whether ``GetFrame``'s values are what the plan sends: decoded values, or a frame's bytes as stored.
+
+    For 16-bit greyscale pixel data stored little endian the values are the stored bytes (bits
+    above High Bit come masked, or sign-extended when signed, as every reader interprets them).
+    Other layouts (8 or 1-bit, colour planes) are not the same bytes decoded, so they come
+    from ``GetBulkData``.
+    """
+    return plan.decode or (len(frame.shape) == 2 and frame.dtype in ("<i2", "<u2"))
+
+
+def _bulk_frame(vg: Client, sop: str, number: int) -> bytes:
     with vg.iter_bulk_data(sop_instance_uid=sop, frame=number - 1) as stream:
         return b"".join(stream)
 
 
-def frames(request: Request) -> Response:
-    """``GET .../instances/{instance}/frames/{frames}``: frames as stored, or decoded to Explicit VR Little Endian."""
+def _frame_bytes(vg: Client, sop: str, number: int, plan: PixelPlan, stored: str) -> bytes:
+    if _via_frame_cache(plan, stored):
+        frame = vg.get_frame(sop, number - 1, format="raw", values="stored")
+        if _same_as_stored(frame, plan):
+            return frame.data
+    return _bulk_frame(vg, sop, number)
+
+
+async def frames(request: Request) -> Response:
+    """``GET .../instances/{instance}/frames/{frames}``: frames as stored, or decoded to Explicit VR Little Endian.
+
+    A single frame of an instance whose transfer syntax the gateway has seen (a viewer asks for a
+    series frame by frame) is awaited on the event loop; others are fetched in the thread pool.
+    """
     uid(request, "study")
     uid(request, "series")
     sop = uid(request, "instance")
     numbers = frame_numbers(request.path_params["frames"], settings_of(request).max_frames)
     ranges = accepted(request)
+    stored = _known_syntax(sop)
+    if stored is None or len(numbers) != 1:
+        return await run_in_threadpool(_frames, request, sop, numbers, ranges, stored)
+    plan = choose_pixels(ranges, stored, single_allowed=True)
+    data: bytes | None = None
+    if _via_frame_cache(plan, stored):
+        frame = await async_client_for(request).get_frame(sop, numbers[0] - 1, format="raw", values="stored")
+        data = frame.data if _same_as_stored(frame, plan) else None
+    if data is None:
+        data = await run_in_threadpool(_bulk_frame, client_for(request), sop, numbers[0])
+    return _one_frame(plan, data)
+
+
+def _one_frame(plan: PixelPlan, data: bytes) -> Response:
+    """One frame: the frame alone (``single_allowed``), or a ``multipart/related`` body of one part sent at once."""
+    if not plan.multipart:
+        return Response(data, media_type=plan.content_type)
+    boundary = multipart.new_boundary()
+    head = multipart.part_head(boundary, plan.content_type, length=len(data))
+    # One buffer, the frame copied once: one send.
+    body = b"".join((head, data, multipart.part_end(), multipart.closing(boundary)))
+    return Response(body, media_type=multipart.content_type(boundary, plan.media_type))
+
+
+def _frames(request: Request, sop: str, numbers: list[int], ranges: list[MediaRange], stored: str | None) -> Response:
+    """The frames of :func:`frames`, with the blocking client (in the thread pool)."""
     vg = client_for(request)
     single = len(numbers) == 1
-    stored = _known_syntax(sop)
     if stored is not None:
         plan = choose_pixels(ranges, stored, single_allowed=single)
         first_frame = _frame_bytes(vg, sop, numbers[0], plan, stored)
@@ -251,27 +294,24 @@ def frames(request: Request) -> Response:
             head = None if plan.decode else b"".join(first)
         _remember(sop, stored)
         first_frame = head if head is not None else _frame_bytes(vg, sop, numbers[0], plan, stored)
-    if not plan.multipart:
-        return Response(first_frame, media_type=plan.content_type)
+    if single:
+        return _one_frame(plan, first_frame)
     boundary = multipart.new_boundary()
-    media_type = multipart.content_type(boundary, plan.media_type)
+    known = stored
 
-    def part(frame: bytes, *tail: bytes) -> bytes:
+    def part(frame: bytes) -> bytes:
         # One buffer per frame, the frame copied once: one send, one thread hop (a frame is at most
         # some megabytes).
         head = multipart.part_head(boundary, plan.content_type, length=len(frame))
-        return b"".join((head, frame, multipart.part_end(), *tail))
-
-    if len(numbers) == 1:  # the common case (viewers ask frame by frame): one body, sent at once
-        return Response(part(first_frame, multipart.closing(boundary)), media_type=media_type)
+        return b"".join((head, frame, multipart.part_end()))
 
     def body() -> Iterator[bytes]:
         yield part(first_frame)
         for number in numbers[1:]:
-            yield part(_frame_bytes(vg, sop, number, plan, stored))
+            yield part(_frame_bytes(vg, sop, number, plan, known))
         yield multipart.closing(boundary)
 
-    return StreamingResponse(body(), media_type=media_type)
+    return StreamingResponse(body(), media_type=multipart.content_type(boundary, plan.media_type))
 
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")

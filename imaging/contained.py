@@ -302,12 +302,14 @@ def ready(*, emit: Emit) -> int:
     return os.getpid()
 
 
-def each(decoders: Decoders, items: Sequence[T], fn: Callable[[T], R]) -> list[R | Exception]:
-    """``fn(item)`` for every item, up to ``decoders.parallel`` at once; an item's exception is its result.
+def each(
+    decoders: Decoders, items: Sequence[T], fn: Callable[[T], R], *, width: int | None = None
+) -> list[R | Exception]:
+    """``fn(item)`` for every item, up to ``width`` (``decoders.parallel``) at once; an item's exception is its result.
 
-    The files of an ingest batch are validated this way: with a pool, two files
-    are in two workers at once, and the wait for one worker to be scheduled
-    overlaps the other's work.
+    The files of an ingest batch are validated this way: with a pool, one file in
+    the serving process and two in two workers at once (``width`` 3), and the wait
+    for one worker to be scheduled overlaps the others' work.
     """
 
     def one(item: T) -> R | Exception:
@@ -316,7 +318,7 @@ def each(decoders: Decoders, items: Sequence[T], fn: Callable[[T], R]) -> list[R
         except Exception as exc:  # noqa: BLE001 - one item's failure is its result
             return exc
 
-    width = min(len(items), decoders.parallel)
+    width = min(len(items), decoders.parallel if width is None else width)
     if width <= 1:
         return [one(item) for item in items]
     with ThreadPoolExecutor(width, thread_name_prefix="contained") as threads:

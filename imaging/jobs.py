@@ -125,6 +125,7 @@ class JobStatus:
     total: int
     result: dict[str, Any] | None = None
     error: BaseException | None = None
+    kind: str = ""
 
     @property
     def finished(self) -> bool:
@@ -190,9 +191,6 @@ class JobRunner:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        #: Set when this process stops serving: a call that ends then was cut by the shutdown, not by its
-        #: caller, and its job goes on (on another replica) instead of being cancelled.
-        self.draining = False
 
     def register(self, kind: str, handler: Handler) -> None:
         """Run jobs of ``kind`` with ``handler`` (here, and when taken over from another replica)."""
@@ -267,33 +265,51 @@ class JobRunner:
         with self._lock:
             return sum(1 for j in self._jobs.values() if not j.finished.is_set() and (not kind or j.kind == kind))
 
-    def cancel(self, job_id: str) -> None:
-        """Stop a job wherever it runs (its runner sees the request within ``progress_s``)."""
+    def cancel(self, job_id: str, *, kind: str = "") -> JobStatus:
+        """Stop a job wherever it runs: here at once, on another replica when its runner next renews the
+        lease (within ``progress_s``). Its status then: still running when its runner has not seen the
+        request yet; a finished job is left as it is.
+
+        Raises
+        ------
+        NotFoundError
+            No such job (of ``kind``, when given).
+        """
+        st = self.status(job_id, kind=kind)
+        if st.finished:
+            return st
         job = self.local(job_id)
         if job is not None:
             job.cancel.set()
         self.catalog.cancel_job(job_id)
+        return self.status(job_id, kind=kind)
 
     # -- following --------------------------------------------------------------------
 
-    def status(self, job_id: str) -> JobStatus:
+    def status(self, job_id: str, *, kind: str = "") -> JobStatus:
         """A job's state now.
 
         Raises
         ------
         NotFoundError
-            No such job.
+            No such job (of ``kind``, when given: a job's id followed or cancelled as another kind's is unknown).
         """
         job = self.local(job_id)
         if job is not None and not (job.finished.is_set() and job.handed_off):
-            if not job.finished.is_set():
-                return JobStatus(job_id, RUNNING, job.done, job.total)
-            return JobStatus(job_id, job.state, job.total, job.total, job.result, job.error)
-        row = self.catalog.get_job(job_id)
-        if row is None:
-            raise NotFoundError("no such job", subject=job_id)
-        error = error_from(row.error) if row.state in (FAILED, CANCELLED) else None
-        return JobStatus(job_id, row.state, row.done, row.total, row.result, error)
+            st = (
+                JobStatus(job_id, RUNNING, job.done, job.total, kind=job.kind)
+                if not job.finished.is_set()
+                else JobStatus(job_id, job.state, job.total, job.total, job.result, job.error, job.kind)
+            )
+        else:
+            row = self.catalog.get_job(job_id)
+            if row is None:
+                raise NotFoundError("no such job", subject=job_id or "(empty id)")
+            error = error_from(row.error) if row.state in (FAILED, CANCELLED) else None
+            st = JobStatus(job_id, row.state, row.done, row.total, row.result, error, row.kind)
+        if kind and st.kind != kind:
+            raise NotFoundError(f"no such {kind} job", subject=job_id)
+        return st
 
     def follow(
         self, job_id: str, *, every: float = 0.2, alive: Callable[[], bool] = lambda: True

@@ -43,7 +43,6 @@ from voxelgate.v1 import (
     annotation_pb2,
     annotation_pb2_grpc,
     dicom_pb2,
-    dicom_pb2_grpc,
     import_pb2,
     import_pb2_grpc,
     media_pb2,
@@ -55,7 +54,7 @@ from .annotation_servicer import AnnotationServicer
 from .auth import BearerAuthInterceptor, load_tokens
 from .backends import open_catalog, open_store, replica_id
 from .config import Backends, Config
-from .dicom_servicer import DicomServicer
+from .dicom_servicer import DicomServicer, add_dicom_service
 from .door import DoorInterceptor
 from .import_servicer import ImportServicer
 from .media_servicer import MediaServicer, add_media_service
@@ -104,8 +103,6 @@ class Running:
     def _not_ready(self) -> None:
         for name in ("", *SERVICE_NAMES):
             self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-        if self.jobs is not None:
-            self.jobs.draining = True
 
     def stop(self, grace: float | None = None) -> None:
         """Stop taking calls, give those in flight ``grace`` seconds, hand this process's background jobs
@@ -268,9 +265,7 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         options=options,
         maximum_concurrent_rpcs=config.workers * 4,
     )
-    dicom_pb2_grpc.add_DicomServiceServicer_to_server(
-        DicomServicer(archive, max_message_bytes=config.max_message_bytes), server
-    )
+    add_dicom_service(DicomServicer(archive, max_message_bytes=config.max_message_bytes), server)
     memory = MemoryBudget(config.memory_bytes)
     memory.reserve(config.cache_memory_bytes)  # the derived cache's memory tier bounds itself within its share
     volumes = SeriesVolumes(

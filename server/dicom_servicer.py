@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import grpc
 
@@ -16,6 +17,7 @@ from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc, volume_pb2
 
 from .calls import call_token
 from .ingest_stream import serve_ingest
+from .serializers import add_service, bytes_first_serializer
 from .status import check_reply_size
 from .volume_servicer import VALUE_SPACES, window_pb, window_request
 
@@ -96,6 +98,18 @@ def dicom_result(index: int, r: IngestReport) -> common_pb2.IngestResult:
         series_instance_uid=r.series_uid,
         warnings=r.warnings,
     )
+
+
+@dataclass(frozen=True)
+class FrameReply:
+    """A ``GetFrameResponse`` as :func:`add_dicom_service` sends it: ``head`` holds every field but ``data``.
+
+    A 512x512 16-bit frame is 512 KiB of a reply of some dozen bytes more: building the
+    message and serialising it would copy the frame twice (docs/performance.md).
+    """
+
+    head: dicom_pb2.GetFrameResponse
+    data: bytes
 
 
 class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
@@ -250,7 +264,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
                 return
             yield dicom_pb2.BulkDataChunk(data=chunk)
 
-    def GetFrame(self, request: dicom_pb2.GetFrameRequest, context: grpc.ServicerContext) -> dicom_pb2.GetFrameResponse:
+    def GetFrame(self, request: dicom_pb2.GetFrameRequest, context: grpc.ServicerContext) -> FrameReply:
         fmt = _FORMATS.get(request.format)
         if fmt is None:
             raise InvalidInputError(f"unknown frame format {request.format}", subject="format")
@@ -275,8 +289,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             what=f"frame {request.frame} as {fmt}",
             advice="raise --max-message-size, or ask for PNG",
         )
-        return dicom_pb2.GetFrameResponse(
-            data=f.payload,
+        head = dicom_pb2.GetFrameResponse(
             media_type=f.media_type,
             dtype=f.dtype,
             shape=list(f.shape),
@@ -286,6 +299,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             window=window_pb(f.window),
             inverted=f.inverted,
         )
+        return FrameReply(head, f.payload)
 
     def GetInstanceFile(
         self, request: dicom_pb2.GetInstanceFileRequest, context: grpc.ServicerContext
@@ -300,3 +314,16 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             sop_uid=request.sop_instance_uid,
         )
         return dicom_pb2.DeleteResponse(instances_deleted=n, bytes_freed=freed)
+
+
+def add_dicom_service(servicer: DicomServicer, server: grpc.Server) -> None:
+    """Register ``servicer`` as ``dicom_pb2_grpc.add_DicomServiceServicer_to_server`` does, with
+    ``GetFrame``'s replies (:class:`FrameReply`) written with the frame copied once.
+    """
+    add_service(
+        dicom_pb2_grpc.add_DicomServiceServicer_to_server,
+        servicer,
+        server,
+        dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name,
+        {"GetFrame": bytes_first_serializer(dicom_pb2.GetFrameResponse.DESCRIPTOR.fields_by_name["data"])},
+    )

@@ -120,6 +120,10 @@ LIMITS: dict[str, Limit] = {
     _v1("ReencodeRequest.height"): Limit(most=8192, unit="pixels", code=INVALID, what="a re-encoded video's height"),
     _v1("ReencodeRequest.fps"): Limit(least=0, most=240, code=INVALID, what="a re-encoded video's frame rate"),
     _v1("ExportVideoRequest.fps"): Limit(least=0, most=240, code=INVALID, what="an exported video's frame rate"),
+    _v1("ReencodeRequest.job_id"): Limit(chars=64, code=INVALID, what="a re-encode's job id, as the server made it"),
+    _v1("CancelReencodeRequest.job_id"): Limit(
+        chars=64, code=INVALID, what="a re-encode's job id, as the server made it"
+    ),
 }
 
 

@@ -16,7 +16,6 @@ from typing import Literal, TypeVar
 
 import grpc
 
-from voxelgate import wire
 from voxelgate.cache.coordination import DONE
 from voxelgate.cache.media_catalog import MediaEntry, MediaQuery, SetRow
 from voxelgate.errors import CancelledError, InvalidInputError
@@ -31,7 +30,7 @@ from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 from .calls import call_token
 from .ingest_stream import serve_ingest
-from .serializers import add_service
+from .serializers import add_service, bytes_first_serializer
 from .shared_frames import serve_shared_frames
 from .status import REPLY_OVERHEAD, check_reply_size
 from .streams import prefetch
@@ -49,7 +48,7 @@ _STREAMED = ("png", "jpeg", "webp", "raw", "yuv420p")
 
 
 #: The wire tag of ``MediaFrame.data`` (field 1: written first).
-_DATA_TAG = wire.field_tag(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"])
+_frame_serializer = bytes_first_serializer(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"])
 
 
 @dataclass(frozen=True)
@@ -92,7 +91,7 @@ def frame_wire(reply: FrameReply) -> bytes:
     message (a test checks it), which makes building the message and
     serialising it (two copies of the bytes) unnecessary.
     """
-    return wire.bytes_first(_DATA_TAG, reply.data, reply.head.SerializeToString())
+    return _frame_serializer(reply)
 
 
 _Reply = TypeVar("_Reply")
@@ -452,6 +451,7 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
     def Reencode(
         self, request: media_pb2.ReencodeRequest, context: grpc.ServicerContext
     ) -> Iterator[media_pb2.ReencodeProgress]:
+        # The job goes on without its caller (on another replica if this one goes); CancelReencode stops it.
         if request.job_id:  # follow a job started by an earlier call (maybe on a replica since gone)
             job_id = request.job_id
             status = self._library.reencode_status(job_id)
@@ -467,19 +467,20 @@ class MediaServicer(media_pb2_grpc.MediaServiceServicer):
             )
             job_id = job.job_id
             yield media_pb2.ReencodeProgress(frames_done=0, frames_total=job.total, job_id=job_id)
-        ended: list[bool] = []
-
-        def on_call_end() -> None:  # the caller went away or cancelled: stop the job, store nothing
-            if not ended and not self._library.jobs.draining:  # (a call cut by this replica's shutdown: it goes on)
-                self._library.jobs.cancel(job_id)
-
-        context.add_callback(on_call_end)
         for status in self._library.jobs.follow(job_id, alive=context.is_active):
             if status.finished:
-                ended.append(True)
                 yield self._reencode_end(status)
                 return
             yield media_pb2.ReencodeProgress(frames_done=status.done, frames_total=status.total, job_id=job_id)
+
+    def CancelReencode(
+        self, request: media_pb2.CancelReencodeRequest, context: grpc.ServicerContext
+    ) -> media_pb2.ReencodeProgress:
+        # Recorded in the job's catalog row: the replica running it stops before its next frame.
+        status = self._library.cancel_reencode(request.job_id)
+        if status.state == DONE:
+            return self._reencode_end(status)
+        return media_pb2.ReencodeProgress(frames_done=status.done, frames_total=status.total, job_id=request.job_id)
 
     def _reencode_end(self, status: JobStatus) -> media_pb2.ReencodeProgress:
         """The last message of a re-encode (its error raised when it failed or was cancelled)."""

@@ -3,9 +3,41 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
+
+from voxelgate import wire
+
+
+class BytesFirstReply(Protocol):
+    """A reply that is mostly one bytes field: ``head`` holds every other field, ``data`` that one."""
+
+    @property
+    def head(self) -> Any: ...
+
+    @property
+    def data(self) -> Any: ...
+
+
+def bytes_first_serializer(field: wire.Field) -> Callable[[BytesFirstReply], bytes]:
+    """The response serializer of replies whose bytes field ``field`` (their lowest numbered) is most of them.
+
+    It writes what ``SerializeToString`` of the whole message would, with the bytes copied
+    once (:func:`voxelgate.wire.bytes_first`), where building the message and serialising
+    it copies them twice more.
+
+    Raises
+    ------
+    ValueError
+        ``field`` is not a bytes field numbered below 16.
+    """
+    tag = wire.field_tag(field)
+
+    def serialize(reply: BytesFirstReply) -> bytes:
+        return wire.bytes_first(tag, reply.data, reply.head.SerializeToString())
+
+    return serialize
 
 
 class _HandlerTable:

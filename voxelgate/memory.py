@@ -72,7 +72,7 @@ def tune_malloc() -> bool:
 
     For processes that move large buffers all day: ``voxelgate serve`` and ``voxelgate dicomweb``
     (whose 512 KiB CT frames are received over gRPC and written to HTTP by different threads)
-    call it as they start.
+    call it as they start, ``voxelgate ingest`` and ``voxelgate media ingest`` before they send.
 
     By default glibc serves blocks above 128 KiB (rising to at most 32 MiB) with
     their own mmap and gives freed heap tops back to the kernel, so each 3-6 MB

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +28,8 @@ from voxelgate.cache.catalog import (
 )
 from voxelgate.cache.derived import DerivedCache
 from voxelgate.cache.keys import make_key
-from voxelgate.cache.npy import npy_array, npy_bytes
+from voxelgate.cache.npy import npy_array, npy_bytes, npy_memmap, npy_parts
+from voxelgate.cache.records import CachedFile
 from voxelgate.cache.store import Store
 from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import ConflictError, DiskFullError, InvalidInputError, NotFoundError, VoxelgateError
@@ -62,6 +64,19 @@ _NATIVE_SYNTAXES = frozenset({"1.2.840.10008.1.2", "1.2.840.10008.1.2.1"})
 
 def _decoded_key(sha: str, index: int) -> str:
     return make_key("dicom", "decoded", sha, {"index": index})
+
+
+#: Decoded frames of at least this many bytes are written to the derived cache from their own memory.
+_MAPPED_FRAME_BYTES = 1 << 20
+
+
+def _npy_of(entry: CachedFile) -> np.ndarray:
+    """The array of a decoded frame in the derived cache: mapped from its file (read-only, its pages shared with
+    the page cache: no fresh memory to fault in and no copy, which a 27 MB mammogram's first GetFrame felt), or
+    from the bytes of a value kept inside the cache's database."""
+    if entry.path:
+        return npy_memmap(entry.path, entry.offset)
+    return npy_array(entry.read())
 
 
 @dataclass
@@ -135,6 +150,9 @@ class DicomArchive:
         self.limits = limits
         self.warm_bytes = warm_bytes
         self.decoders: Decoders = decoders if decoders is not None else InProcess()
+        # One validation at a time in this process (it is Python under the interpreter lock, on the request
+        # threads' core): a file that arrives while one runs goes to a contained worker, on another core.
+        self._here = threading.Lock()
         #: Makes the metadata entries of instances stored before the index existed (started by the server).
         self.backfill = Backfill(catalog, self.file_path)
 
@@ -253,25 +271,16 @@ class DicomArchive:
     def _validate_all(
         self, items: Sequence[tuple[IncomingFile[IngestReport], str]], cancel: CancelToken
     ) -> list[tuple[Validated, IngestReport] | Exception]:
-        """Each file's validation or its error: in this process one by one where no decoder is needed (as
-        with ``--decode-workers 0``), then the rest in the contained decoders, up to their width at once."""
-        checked: list[tuple[Validated, IngestReport] | Exception] = []
-        todo: list[tuple[int, str]] = []
-        for i, (incoming, expected) in enumerate(items):
-            try:
-                here = self._validate_here(incoming, expected, cancel)
-            except Exception as exc:  # noqa: BLE001 - one file's failure is its result
-                checked.append(exc)
-                continue
-            if isinstance(here, str):
-                todo.append((i, here))
-                checked.append(InvalidInputError("not validated"))  # replaced below
-            else:
-                checked.append(here)
-        done = each(self.decoders, todo, lambda job: self._validate_contained(items[job[0]][0], job[1], cancel))
-        for (i, _), result in zip(todo, done, strict=True):
-            checked[i] = result
-        return checked
+        """Each file's validation or its error, the files of the batch at once: in this process one at a time
+        where no decoder is needed, the others in the contained decoders (up to their width), on other cores."""
+
+        def one(i: int) -> tuple[Validated, IngestReport]:
+            incoming, expected = items[i]
+            here = self._validate_here(incoming, expected, cancel)
+            return self._validate_contained(incoming, here, cancel) if isinstance(here, str) else here
+
+        width = 1 if isinstance(self.decoders, InProcess) else 1 + self.decoders.parallel
+        return each(self.decoders, range(len(items)), one, width=width)
 
     def _validate_here(
         self, incoming: IncomingFile[IngestReport], expected_sha256: str, cancel: CancelToken
@@ -279,12 +288,16 @@ class DicomArchive:
         """Validate in this process what needs no decoder; else return the sha256 for :meth:`_validate_contained`.
 
         Uncompressed frames that GetFrame reads in place are proven by the header and the lengths
-        (pure Python: no decoder, no zlib sees the bytes), so they skip the round trip to a worker.
+        (pure Python: no decoder, no zlib sees the bytes), so they skip the round trip to a worker,
+        unless another validation runs here already (another file of the batch, or another stream's):
+        then a worker proves the file (the same checks, :func:`.validate.validate_file`) on another core.
         """
         sha = incoming.check(expected_sha256)
         if isinstance(self.decoders, InProcess):
             return sha  # one path for everything, in this process
         cancel.check(incoming.name)
+        if not self._here.acquire(blocking=False):
+            return sha
         staged = incoming.staged
         try:
             parsed = validate_file(
@@ -299,6 +312,8 @@ class DicomArchive:
             )
         except NeedsDecoding:
             return sha
+        finally:
+            self._here.release()
         return parsed, _report(incoming, sha, parsed)
 
     def _validate_contained(
@@ -333,7 +348,10 @@ class DicomArchive:
 
         def keep(index: int, frame: np.ndarray | None) -> None:
             if frame is not None:
-                self.cache.put(_decoded_key(sha, index), npy_bytes(frame), NPY, tag=sha)
+                # A large frame (a mammogram: 27 MB) is written from its own memory (the worker's memfd), not
+                # copied twice into .npy bytes first; small ones (a CT slice) as bytes, which the memory tier keeps.
+                payload = npy_parts(frame) if frame.nbytes >= _MAPPED_FRAME_BYTES else npy_bytes(frame)
+                self.cache.put(_decoded_key(sha, index), payload, NPY, tag=sha)
 
         return keep
 
@@ -599,8 +617,8 @@ class DicomArchive:
 
     def cached_frame(self, row: InstanceRow, index: int) -> np.ndarray | None:
         """Stored values of a compressed frame kept in the derived cache (at ingest), or None."""
-        value = self.cache.get(_decoded_key(row.sha256, index))
-        return None if value is None else npy_array(value.payload)
+        entry = self.cache.get_file(_decoded_key(row.sha256, index))
+        return None if entry is None else _npy_of(entry)
 
     def decoded_frame(
         self, row: InstanceRow, ds: Dataset, index: int, *, source: Path | BinaryIO | None = None
@@ -614,12 +632,12 @@ class DicomArchive:
         path = self.file_path(row) if source is None else source
         if not ds.file_meta.TransferSyntaxUID.is_encapsulated:
             return decode_frame(path, ds, index, name=row.sop_uid)
-        value = self.cache.get_or_compute(
+        entry = self.cache.get_or_compute_file(
             _decoded_key(row.sha256, index),
             lambda: (npy_bytes(decode_frame(path, ds, index, name=row.sop_uid)), NPY, {}),
             tag=row.sha256,
         )
-        return npy_array(value.payload)
+        return _npy_of(entry)
 
     # -- deletion -------------------------------------------------------------
 

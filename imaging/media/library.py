@@ -598,14 +598,12 @@ class MediaLibrary(VideoLibraryMixin, InventoryMixin):
         NotFoundError
             No export of that id runs or ran (on any replica, since the job was pruned).
         """
-        job_id = self._export_job_id(export_id)
-        st = self.jobs.status(job_id) if export_id else None
-        if st is None:
+        if not export_id:
             raise NotFoundError("no such export", subject="(empty id)")
-        if not st.finished:
-            self.jobs.cancel(job_id)
-            st = self.jobs.status(job_id)
-        return st
+        try:
+            return self.jobs.cancel(self._export_job_id(export_id), kind=EXPORT)
+        except NotFoundError:
+            raise NotFoundError("no such export", subject=export_id) from None
 
     def _export_job(self, job: LocalJob) -> Outcome:
         """Encode the export, keep its MP4 in the store and record the end, as one runner's (see ``_store_result``)."""

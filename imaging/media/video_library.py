@@ -530,9 +530,10 @@ class VideoLibraryMixin:
         The result becomes a new media item named like the original with
         ``_normalized`` before the extension, linked to its source with the
         report (frame map included). The job is recorded in the catalog
-        (``voxelgate.imaging.jobs``): its progress can be followed from any
-        replica, and another replica runs it again if this one dies.
-        ``jobs.cancel`` stops it; nothing is stored then.
+        (``voxelgate.imaging.jobs``): it outlives the call that started it, its
+        progress can be followed from any replica, and another replica runs it
+        again if this one dies. :meth:`cancel_reencode` stops it; nothing is
+        stored then.
 
         Raises
         ------
@@ -555,9 +556,30 @@ class VideoLibraryMixin:
         Raises
         ------
         NotFoundError
-            No such job.
+            No re-encode of that id runs or ran (on any replica, since the job was pruned).
         """
-        return self.jobs.status(job_id)
+        return self._reencode_job_call(self.jobs.status, job_id)
+
+    def cancel_reencode(self, job_id: str) -> JobStatus:
+        """Stop a re-encode wherever it runs; its status (still running when its replica has not seen the cancel
+        yet). As ``cancel_export``: it stops before its next frame and stores nothing; one that already stored
+        its item (or found nothing to fix) is left as it is.
+
+        Raises
+        ------
+        NotFoundError
+            No re-encode of that id runs or ran (on any replica, since the job was pruned).
+        """
+        return self._reencode_job_call(self.jobs.cancel, job_id)
+
+    @staticmethod
+    def _reencode_job_call(call: Callable[..., JobStatus], job_id: str) -> JobStatus:
+        if not job_id:
+            raise NotFoundError("no such re-encode", subject="(empty id)")
+        try:
+            return call(job_id, kind=REENCODE)
+        except NotFoundError:
+            raise NotFoundError("no such re-encode", subject=job_id) from None
 
     def reencodes_running(self) -> int:
         """How many re-encodes run in this process now."""

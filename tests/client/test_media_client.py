@@ -124,6 +124,31 @@ def test_findings_and_a_reencode(vg: Client, clip: Path) -> None:
     assert remapped.source_id == result.media_id and remapped.frames == (0, 5, 26) and remapped.dropped == 0
 
 
+@pytest.mark.slow
+def test_a_reencode_started_followed_and_cancelled_by_its_job_id(vg: Client, tmp_path: Path) -> None:
+    long = make_video(tmp_path / "long.mp4", "mp4", n=300, options={"g": "30"})
+    (result,) = list(vg.ingest_media(long))
+    job_id = vg.start_reencode(result.media_id, mode="full", height=720)  # returns at once; the job goes on
+    seen: list[tuple[int, int]] = []
+    with pytest.raises(errors.DeadlineExceededError):  # a follower gives up: the job is not touched
+        vg.follow_reencode(job_id, progress=lambda d, t: seen.append((d, t)), timeout=0.3)
+    assert seen and seen[0][1] == 300
+    stopped = vg.cancel_reencode(job_id)
+    assert stopped.job_id == job_id and not stopped.done and stopped.frames_total == 300
+    with pytest.raises(errors.CancelledError):
+        vg.follow_reencode(job_id)
+    assert vg.get_media_info(result.media_id).reencoded_as == ()  # nothing was stored
+    with pytest.raises(errors.NotFoundError):
+        vg.cancel_reencode("0" * 32)
+    with pytest.raises(errors.NotFoundError):
+        vg.follow_reencode("0" * 32)
+    # A short one, followed to its end by id after its starter returned.
+    short = vg.start_reencode(result.media_id, mode="full", height=24, fps=5)
+    done = vg.follow_reencode(short)
+    assert done.item is not None and done.item.height == 24
+    assert vg.cancel_reencode(short).done  # a finished re-encode is left as it is
+
+
 def test_images_a_sequence_and_its_export(vg: Client, tmp_path: Path) -> None:
     rng = np.random.default_rng(5)
     files = []
@@ -146,6 +171,9 @@ def test_images_a_sequence_and_its_export(vg: Client, tmp_path: Path) -> None:
     with av.open(io.BytesIO(mp4.read_bytes())) as container:
         assert sum(1 for _ in container.decode(video=0)) == 3
     assert export.size_bytes == mp4.stat().st_size
+    assert vg.cancel_export(export.export_id).done  # a finished export is left as it is
+    with pytest.raises(errors.NotFoundError):
+        vg.cancel_export(f"{sequence.set_id}@7")
 
 
 def test_boxes_on_a_series_filled_between_two_key_slices_and_stored_as_a_seg(vg: Client, tmp_path: Path) -> None:

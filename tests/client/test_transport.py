@@ -6,6 +6,7 @@ answer as the test says (UNAVAILABLE a few times, then a reply), counting the at
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ import grpc
 import pytest
 
 from voxelgate import errors
-from voxelgate.client import Client, Deadlines, Retry
+from voxelgate.client import AsyncClient, Client, Deadlines, Retry
 from voxelgate.client.transport import (
     IDEMPOTENT,
     ROUTE_KEY,
@@ -26,6 +27,8 @@ from voxelgate.client.transport import (
     service_config,
 )
 from voxelgate.v1 import admin_pb2, dicom_pb2, media_pb2, volume_pb2
+
+OCTET = "application/octet-stream"
 
 
 @dataclass
@@ -61,6 +64,10 @@ def fake() -> Iterator[Fake]:
         },
         "voxelgate.v1.DicomService": {
             "Delete": (dicom_pb2.DeleteResponse(instances_deleted=1), dicom_pb2.DeleteRequest),
+            "GetFrame": (
+                dicom_pb2.GetFrameResponse(data=b"\x01\x00", media_type=OCTET, dtype="<u2", shape=[1, 1]),
+                dicom_pb2.GetFrameRequest,
+            ),
             "ListStudies": (dicom_pb2.ListStudiesResponse(), dicom_pb2.ListStudiesRequest),
         },
         "voxelgate.v1.MediaService": {"GetMediaInfo": (media_pb2.MediaInfo(), media_pb2.GetMediaInfoRequest)},
@@ -220,3 +227,41 @@ def test_the_environment_sets_the_address_and_the_deadline(fake: Fake, monkeypat
         assert vg.address == f"127.0.0.1:{fake.port}" and vg.deadlines == Deadlines.every(7.0)
         assert vg.get_server_info().processes == 1
         assert repr(vg) == f"Client('127.0.0.1:{fake.port}', plaintext)"
+
+
+def test_the_asyncio_client_calls_as_the_blocking_one(fake: Fake) -> None:
+    """AsyncClient shares the blocking client's conventions: retries of a read while the server is
+    unavailable, the routing key, a caller's token, errors as voxelgate.errors."""
+    fake.failures = 1
+
+    async def calls() -> None:
+        with Client(f"127.0.0.1:{fake.port}", own_connection=True) as vg:
+            async with AsyncClient.like(vg) as avg:
+                frame = await avg.with_token("a-caller-token").get_frame("1.2.840.7", values="stored")
+                assert (frame.data, frame.dtype, frame.shape, frame.array.tolist()) == (
+                    b"\x01\x00",
+                    "<u2",
+                    (1, 1),
+                    [[1]],
+                )
+                fake.failures = 10
+                with pytest.raises(errors.UnavailableError, match="not now"):
+                    await avg.get_frame("1.2.840.7", timeout=5)
+                with pytest.raises(ValueError, match="timeout"):
+                    await avg.get_frame("1.2.840.7", timeout=-1)
+
+    asyncio.run(calls())
+    attempts = fake.calls["/voxelgate.v1.DicomService/GetFrame"]
+    assert len(attempts) == 2 + 5  # a retry that succeeded, then the policy's five attempts
+    assert attempts[0][ROUTE_KEY] == "1.2.840.7" and attempts[0]["authorization"] == "Bearer a-caller-token"
+    assert "authorization" not in attempts[2]  # the view left the client as it was
+
+
+def test_the_asyncio_client_names_a_server_that_is_not_there() -> None:
+    async def call() -> None:
+        with Client("127.0.0.1:1", retry=None) as vg:
+            async with AsyncClient.like(vg) as avg:
+                await avg.get_frame("1.2.3")
+
+    with pytest.raises(errors.ServerUnreachableError, match=r"127\.0\.0\.1:1\b"):
+        asyncio.run(call())

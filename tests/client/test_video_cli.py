@@ -90,11 +90,26 @@ def test_video_commands(server: str, tmp_path: Path) -> None:
     assert full.returncode == 0, full.stderr
     assert full.stdout.startswith("full -> ") and "32x24" in full.stdout
 
+    # Detached: the job id, then followed and cancelled by it (a finished job is left as it is).
+    started = vg("media", "reencode", vid, "--mode", "full", "--height", "24", "--detach", "--server", server)
+    assert started.returncode == 0, started.stderr
+    job_id = started.stdout.strip()
+    assert len(job_id) == 32
+    followed = vg("media", "reencode", "--follow", job_id, "--json", "--server", server)
+    assert followed.returncode == 0, followed.stderr
+    assert json.loads(followed.stdout)["height"] == 24
+    cancel = vg("media", "reencode", "--cancel", job_id, "--server", server)
+    assert cancel.returncode == 0 and "already ended" in cancel.stdout, cancel.stderr
+
 
 @pytest.mark.slow
 def test_video_command_errors(server: str, tmp_path: Path) -> None:
     bad = vg("media", "diagnose", "0" * 64, "--server", server)
     assert bad.returncode == 1 and "NOT_FOUND" in bad.stderr
+    bad = vg("media", "reencode", "--cancel", "0" * 32, "--server", server)
+    assert bad.returncode == 1 and "NOT_FOUND" in bad.stderr and "no such re-encode" in bad.stderr
+    assert vg("media", "reencode", "--server", server).returncode == 2  # neither a video nor a job
+    assert vg("media", "reencode", "ID", "--follow", "JOB", "--server", server).returncode == 2
     src = make_video(tmp_path / "clip.webm", "webm", codec="libvpx-vp9", n=10)
     vid = ingest(server, src)
     out = vg("media", "frame", vid, "10", "-o", tmp_path / "x.png", "--server", server)

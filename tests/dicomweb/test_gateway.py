@@ -77,6 +77,13 @@ def test_bearer_tokens_pass_through_to_the_service(token_service: Running) -> No
             assert wrong.status_code == 401
             right = requests.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
             assert right.status_code == 200 and right.json()[0]["00080018"]["Value"] == [stored.sop_instance_uid]
+            # The frame resources awaited on the event loop (AsyncClient): a frame whose syntax the gateway
+            # has seen (the first asks in the thread pool), and a rendered frame.
+            frame = url.replace("/metadata", f"/instances/{stored.sop_instance_uid}/frames/1")
+            for path, accept in ((frame, "*/*"), (frame, "*/*"), (frame + "/rendered", "image/jpeg")):
+                assert requests.get(path, headers={"Accept": accept}, timeout=30).status_code == 401
+                caller = {"Accept": accept, "Authorization": f"Bearer {TOKEN}"}
+                assert requests.get(path, headers=caller, timeout=30).status_code == 200
         with serve_gateway(vg, pass_tokens=False) as gw:
             kept = requests.get(
                 url.replace(url.split("/dicomweb", maxsplit=1)[0], gw.origin),
@@ -94,6 +101,8 @@ def test_a_service_that_is_away_is_503_with_retry_after() -> None:
         r = requests.get(f"{gw.url}/studies/1.2.3/series/4.5.6/metadata", timeout=30)
         assert r.status_code == 503 and r.headers["retry-after"]
         assert r.json()["code"] == "UNAVAILABLE" and "no voxelgate server" in r.json()["message"]
+        rendered = requests.get(f"{gw.url}/studies/1.2.3/series/4.5.6/instances/7.8/frames/1/rendered", timeout=30)
+        assert rendered.status_code == 503 and "no voxelgate server" in rendered.json()["message"]
         health = requests.get(f"{gw.origin}/healthz", timeout=30)
         assert health.status_code == 503
 

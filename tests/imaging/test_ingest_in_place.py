@@ -96,3 +96,56 @@ def test_a_truncated_native_file_is_refused_in_place(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="truncated"):
         archive.ingest_path(cut)
     assert decoders.subjects == []
+
+
+def _slices(tmp_path: Path, count: int) -> list[Path]:
+    """``count`` copies of CT_small.dcm, each its own instance (SOP Instance UID, instance number)."""
+    import pydicom
+
+    out = []
+    for i in range(count):
+        ds = pydicom.dcmread(_testdata("CT_small.dcm"))
+        ds.SOPInstanceUID = f"{ds.SOPInstanceUID}.{i + 1}"
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.InstanceNumber = i + 1
+        path = tmp_path / f"slice{i}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        out.append(path)
+    return out
+
+
+def _batch(archive: DicomArchive, paths: list[Path]) -> list[Any]:
+    items = []
+    for p in paths:
+        incoming = archive.begin(p.name, declared_size=p.stat().st_size)
+        incoming.write(p.read_bytes())
+        incoming.seal()
+        items.append((incoming, ""))
+    return archive.finish_batch(items)
+
+
+def test_while_a_file_is_validated_here_the_others_go_to_the_decoders(tmp_path: Path) -> None:
+    """One validation at a time in the serving process (its Python shares one core): a file that comes while
+    one runs (another stream's, here held by the test) is proven in a worker, with the same rows."""
+    decoders = Recording()
+    decoders.parallel = 2
+    archive = DicomArchive(
+        ObjectStore(tmp_path / "store"),
+        SqliteCatalog(tmp_path / "catalog.sqlite3"),
+        DerivedCache(tmp_path / "derived", size_limit=1 << 28),
+        limits=Limits(),
+        decoders=decoders,
+    )
+    paths = _slices(tmp_path, 4)
+    with archive._here:  # another validation under way in this process
+        spilled = _batch(archive, paths[:3])
+    assert sorted(decoders.subjects) == [p.name for p in paths[:3]]
+    alone = _batch(archive, paths[3:])  # nothing else under way: validated here, as before
+    assert decoders.subjects[3:] == []
+    for path, report in zip(paths, [*spilled, *alone], strict=True):
+        assert not isinstance(report, Exception), report
+        assert report.outcome == "stored"
+        row = archive.instance(report.sop_uid)
+        assert (row.name, row.frames, row.rows, row.columns) == (path.name, 1, 128, 128)
+    entries = archive.catalog.stored_models(series_uid=spilled[0].series_uid, private=False)
+    assert len(entries) == 4  # the metadata entries made in a worker are kept as those made here

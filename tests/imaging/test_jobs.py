@@ -15,7 +15,7 @@ import pytest
 
 from voxelgate.cache.catalog import SqlCatalog, SqliteCatalog
 from voxelgate.cache.coordination import CANCELLED, DONE, FAILED, RUNNING, Claim
-from voxelgate.errors import CancelledError, InternalError, InvalidInputError
+from voxelgate.errors import CancelledError, InternalError, InvalidInputError, NotFoundError
 from voxelgate.imaging.jobs import JobRunner, LocalJob, Outcome, error_from, error_record
 
 
@@ -134,10 +134,17 @@ def test_a_job_is_cancelled_from_another_replica(catalog: SqlCatalog) -> None:
     try:
         job = here.submit("count", {"n": 10_000, "step": 0.01}, total=10_000)
         _wait(lambda: job.done > 0)
-        there.cancel(job.job_id)  # a call on another replica went away
+        with pytest.raises(NotFoundError):  # a job is stopped (and followed) only as what it is
+            there.cancel(job.job_id, kind="export")
+        assert not job.cancel.is_set()
+        st = there.cancel(job.job_id, kind="count")  # a cancel asked on another replica
+        assert st.kind == "count" and st.job_id == job.job_id
         _wait(job.finished.is_set)
-        st = there.status(job.job_id)
+        st = there.status(job.job_id, kind="count")
         assert st.state == CANCELLED and isinstance(st.error, CancelledError)
+        assert there.cancel(job.job_id).state == CANCELLED  # a finished job is left as it is
+        with pytest.raises(NotFoundError):
+            there.cancel("no-such-job")
     finally:
         here.close()
         there.close()

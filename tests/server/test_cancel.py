@@ -3,7 +3,8 @@
 Each kind of long work is cancelled part way and the server's own CPU time is
 watched afterwards (the server runs in this process; its contained decoders are
 other processes, watched in ``test_hostile.py``): it must fall back to idle.
-Frame streaming and re-encoding are held the same way in ``test_video_service.py``.
+Frame streaming is held the same way in ``test_video_service.py``; re-encodes and exports are jobs meant to
+outlive their caller, stopped by CancelReencode and CancelExport (below and there).
 """
 
 from __future__ import annotations

@@ -730,34 +730,98 @@ def test_reencode_bad_requests(videos: Videos) -> None:
     for req, code in [
         (media_pb2.ReencodeRequest(media_id="f" * 64), grpc.StatusCode.NOT_FOUND),
         (media_pb2.ReencodeRequest(media_id=videos.ids["bframes_mp4"], fps=1000), grpc.StatusCode.INVALID_ARGUMENT),
+        (media_pb2.ReencodeRequest(job_id="0" * 32), grpc.StatusCode.NOT_FOUND),
+        (media_pb2.ReencodeRequest(job_id="j" * 65), grpc.StatusCode.INVALID_ARGUMENT),  # at the door
     ]:
         with pytest.raises(grpc.RpcError) as err:
             list(videos.stub.Reencode(req))
         assert err.value.code() is code, err.value.details()
+    for job_id, code in [
+        ("", grpc.StatusCode.NOT_FOUND),
+        ("0" * 32, grpc.StatusCode.NOT_FOUND),
+        ("j" * 65, grpc.StatusCode.INVALID_ARGUMENT),
+    ]:
+        with pytest.raises(grpc.RpcError) as err:
+            videos.stub.CancelReencode(media_pb2.CancelReencodeRequest(job_id=job_id))
+        assert err.value.code() is code, err.value.details()
+
+
+def _long_reencode(tmp_path: Path, s: Server) -> tuple[media_pb2_grpc.MediaServiceStub, str]:
+    """A video whose full re-encode to 720 lines takes seconds (300 frames, upscaled): stub and id."""
+    src = make_video(tmp_path / "long.mp4", "mp4", n=300, rate=30, options={"g": "30"})
+    stub = media_pb2_grpc.MediaServiceStub(s.channel)
+    [r] = list(stub.Ingest(ingest_bytes_requests([("long.mp4", src.read_bytes())])))
+    return stub, r.sha256
+
+
+_LONG = {"mode": media_pb2.REENCODE_FULL, "height": 720}
 
 
 @pytest.mark.slow
-def test_reencode_cancelled_stops_and_stores_nothing(tmp_path: Path) -> None:
-    src = make_video(tmp_path / "long.mp4", "mp4", n=300, rate=30, options={"g": "30"})
+def test_reencode_goes_on_when_its_caller_goes_away(tmp_path: Path) -> None:
     with serve(tmp_path / "data") as s:
-        stub = media_pb2_grpc.MediaServiceStub(s.channel)
-        [r] = list(stub.Ingest(ingest_bytes_requests([("long.mp4", src.read_bytes())])))
-        before = set(object_files(s.data_dir))
+        stub, video_id = _long_reencode(tmp_path, s)
         lib = s.running.media
         assert lib is not None
-        call = stub.Reencode(media_pb2.ReencodeRequest(media_id=r.sha256, mode=media_pb2.REENCODE_FULL, height=720))
+        before = set(object_files(s.data_dir))
+        call = stub.Reencode(media_pb2.ReencodeRequest(media_id=video_id, **_LONG))
         first = next(call)
-        assert not first.done and first.frames_total == 300
-        call.cancel()
+        assert not first.done and first.frames_total == 300 and first.job_id
+        call.cancel()  # the caller goes away
         with pytest.raises(grpc.RpcError) as err:
             list(call)
         assert err.value.code() is grpc.StatusCode.CANCELLED
-        deadline = time.monotonic() + 30
-        while lib.reencodes_running() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert lib.reencodes_running() == 0  # the job stopped
+        job = lib.jobs.local(first.job_id)
+        assert job is not None
+        time.sleep(0.5)
+        assert not job.finished.is_set(), "the re-encode stopped with its caller; it is meant to go on"
+        # Followed again by its id: to its end, the item stored.
+        msgs = list(stub.Reencode(media_pb2.ReencodeRequest(job_id=first.job_id)))
+        last = msgs[-1]
+        assert last.done and last.job_id == first.job_id and last.item.addressable_frames == 300
+        assert all(not m.done for m in msgs[:-1]) and all(m.job_id == first.job_id for m in msgs)
+        assert set(object_files(s.data_dir)) == before | {last.report.media_id}
+        assert lib.reencodes_of(video_id) == [last.report.media_id] and staging_files(s.data_dir) == []
+        # Cancelling a finished re-encode leaves it as it is and answers its end.
+        end = stub.CancelReencode(media_pb2.CancelReencodeRequest(job_id=first.job_id))
+        assert end.done and end.report.media_id == last.report.media_id
+        assert _alive(s)
+
+
+@pytest.mark.slow
+def test_cancel_reencode_stops_it_for_every_follower_and_stores_nothing(tmp_path: Path) -> None:
+    with serve(tmp_path / "data") as s:
+        stub, video_id = _long_reencode(tmp_path, s)
+        lib = s.running.media
+        assert lib is not None
+        before = set(object_files(s.data_dir))
+        starter = stub.Reencode(media_pb2.ReencodeRequest(media_id=video_id, **_LONG))
+        job_id = next(starter).job_id
+        follower = stub.Reencode(media_pb2.ReencodeRequest(job_id=job_id))
+        assert next(follower).job_id == job_id
+        job = lib.jobs.local(job_id)
+        assert job is not None and not job.finished.is_set()
+        t0 = time.monotonic()
+        progress = stub.CancelReencode(media_pb2.CancelReencodeRequest(job_id=job_id))
+        assert progress.job_id == job_id and not progress.done and progress.frames_total == 300
+        assert job.finished.wait(5)
+        stopped = time.monotonic() - t0
+        assert stopped < 1.0, f"the re-encode ran on {stopped:.2f} s after CancelReencode"
+        for call in (starter, follower):  # both followers hear CANCELLED
+            with pytest.raises(grpc.RpcError) as err:
+                list(call)
+            assert err.value.code() is grpc.StatusCode.CANCELLED
+        assert lib.reencodes_running() == 0
         assert set(object_files(s.data_dir)) == before and staging_files(s.data_dir) == []
-        assert lib.reencodes_of(r.sha256) == []
+        assert lib.reencodes_of(video_id) == []
+        row = lib.jobs.catalog.get_job(job_id)
+        assert row is not None and row.state == "cancelled"  # recorded where another replica would read it
+        # Followed afterwards: CANCELLED; cancelled again: its progress, not an error.
+        with pytest.raises(grpc.RpcError) as err:
+            list(stub.Reencode(media_pb2.ReencodeRequest(job_id=job_id)))
+        assert err.value.code() is grpc.StatusCode.CANCELLED
+        again = stub.CancelReencode(media_pb2.CancelReencodeRequest(job_id=job_id))
+        assert again.job_id == job_id and not again.done
         assert _alive(s)
 
 

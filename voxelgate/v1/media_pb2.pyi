@@ -460,6 +460,12 @@ class ReencodeProgress(_message.Message):
     job_id: str
     def __init__(self, frames_done: _Optional[int] = ..., frames_total: _Optional[int] = ..., done: _Optional[bool] = ..., report: _Optional[_Union[ReencodeReport, _Mapping]] = ..., item: _Optional[_Union[VideoDescription, _Mapping]] = ..., job_id: _Optional[str] = ...) -> None: ...
 
+class CancelReencodeRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
 class ExportVideoRequest(_message.Message):
     __slots__ = ("set_id", "fps")
     SET_ID_FIELD_NUMBER: _ClassVar[int]

@@ -91,6 +91,11 @@ class MediaServiceStub:
                 request_serializer=voxelgate_dot_v1_dot_media__pb2.ReencodeRequest.SerializeToString,
                 response_deserializer=voxelgate_dot_v1_dot_media__pb2.ReencodeProgress.FromString,
                 _registered_method=True)
+        self.CancelReencode = channel.unary_unary(
+                '/voxelgate.v1.MediaService/CancelReencode',
+                request_serializer=voxelgate_dot_v1_dot_media__pb2.CancelReencodeRequest.SerializeToString,
+                response_deserializer=voxelgate_dot_v1_dot_media__pb2.ReencodeProgress.FromString,
+                _registered_method=True)
         self.ExportVideo = channel.unary_stream(
                 '/voxelgate.v1.MediaService/ExportVideo',
                 request_serializer=voxelgate_dot_v1_dot_media__pb2.ExportVideoRequest.SerializeToString,
@@ -195,12 +200,22 @@ class MediaServiceServicer:
 
     def Reencode(self, request, context):
         """Re-encode a video: progress messages, the last one (done) with the new item and
-        the report (frame map included). A job: it runs in the background on one replica and
-        is recorded in the catalog, and the first message names it (job_id). It outlives its
-        replica, not its caller: cancelling the call (or its deadline passing) stops the job,
-        wherever it runs, and nothing is stored; when the call breaks because its replica went
-        away, the job goes on (another replica takes it over), and a Reencode with that job_id,
-        on any replica, follows it to its end (cancelling that call stops it too).
+        the report (frame map included). A job meant to outlive its caller: it runs in the
+        background on one replica and is recorded in the catalog, and the first message names it
+        (job_id). It goes on if the caller goes away (cancelled, deadline passed, connection
+        lost; on another replica if this one does), a Reencode with that job_id on any replica
+        follows it to its end, and only CancelReencode stops it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelReencode(self, request, context):
+        """Stop a running re-encode, on whichever replica runs it (recorded in the catalog; it stops
+        before its next frame, within a second): nothing is stored, and its followers get
+        CANCELLED. Answers the job's progress (done, with the report and item, when it had
+        already stored its item: a finished job is left as it is); NOT_FOUND when no re-encode
+        of that id runs or ran (until it is pruned, a day after it ended).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -299,6 +314,11 @@ def add_MediaServiceServicer_to_server(servicer, server):
             'Reencode': grpc.unary_stream_rpc_method_handler(
                     servicer.Reencode,
                     request_deserializer=voxelgate_dot_v1_dot_media__pb2.ReencodeRequest.FromString,
+                    response_serializer=voxelgate_dot_v1_dot_media__pb2.ReencodeProgress.SerializeToString,
+            ),
+            'CancelReencode': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelReencode,
+                    request_deserializer=voxelgate_dot_v1_dot_media__pb2.CancelReencodeRequest.FromString,
                     response_serializer=voxelgate_dot_v1_dot_media__pb2.ReencodeProgress.SerializeToString,
             ),
             'ExportVideo': grpc.unary_stream_rpc_method_handler(
@@ -580,6 +600,33 @@ class MediaService:
             target,
             '/voxelgate.v1.MediaService/Reencode',
             voxelgate_dot_v1_dot_media__pb2.ReencodeRequest.SerializeToString,
+            voxelgate_dot_v1_dot_media__pb2.ReencodeProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelReencode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/voxelgate.v1.MediaService/CancelReencode',
+            voxelgate_dot_v1_dot_media__pb2.CancelReencodeRequest.SerializeToString,
             voxelgate_dot_v1_dot_media__pb2.ReencodeProgress.FromString,
             options,
             channel_credentials,
