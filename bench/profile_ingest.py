@@ -6,7 +6,7 @@ A diagnostic, not a benchmark (no peer): it serves a fresh data directory in thi
 process, sends the synthetic CT series of bench_ingest.py from a client in another
 process (the gRPC stub, one ``Ingest`` call per client), and wraps the functions of
 each phase with a timer: staging (write and hash of the chunks), the pydicom parse
-and the checks of the header and pixel data (``parse_instance``), the header summary,
+and the checks of the header and pixel data (``validate_file``), the header summary, the Search index entry,
 the catalog lookups and commits, the store's commit and sync. It prints each phase's
 total and per-file milliseconds beside the wall time and the server's CPU time. Phases
 overlap (the reader thread stages the next files while the commit thread validates), so
@@ -60,8 +60,9 @@ assert n == len(paths), (n, len(paths))
 """
 
 
-def timed(owner: Any, attr: str, label: str) -> None:
-    """Replace ``owner.attr`` by a wrapper adding its wall time to ``label``."""
+def timed(owner: Any, attr: str, label: str, *, also: tuple[Any, ...] = ()) -> None:
+    """Replace ``owner.attr`` (and the same name in the modules ``also``, which imported it) by a wrapper
+    adding its wall time to ``label``."""
     fn: Callable[..., Any] = getattr(owner, attr)
 
     @functools.wraps(fn)
@@ -77,17 +78,28 @@ def timed(owner: Any, attr: str, label: str) -> None:
 
     static = isinstance(inspect.getattr_static(owner, attr), staticmethod)
     setattr(owner, attr, staticmethod(wrapper) if static else wrapper)
+    for module in also:
+        setattr(module, attr, wrapper)
 
 
 def instrument() -> None:
     from voxelgate.cache import catalog as catalog_mod
     from voxelgate.cache import store as store_mod
     from voxelgate.imaging.dicom import archive as archive_mod
+    from voxelgate.imaging.dicom import validate as validate_mod
 
     timed(store_mod.StagedFile, "write", "stage: write + sha256 of chunks")
     timed(store_mod.StagedFile, "close", "stage: close (flush)")
-    timed(archive_mod, "parse_instance", "parse_instance (pydicom read, checks, pixel validation)")
-    timed(archive_mod.DicomArchive, "_summary", "header summary")
+    # validate_file is also sent to the decoder workers by reference: the wrapper takes its place in both
+    # modules, so that pickling finds it where it looks (a worker then runs the original, untimed).
+    timed(
+        validate_mod,
+        "validate_file",
+        "validate_file (pydicom read, checks, pixel validation, summary, index)",
+        also=(archive_mod,),
+    )
+    timed(validate_mod, "header_summary", "header summary")
+    timed(validate_mod, "index_entry", "Search index entry")
     timed(archive_mod.DicomArchive, "finish_batch", "finish_batch (all of the commit thread's work)")
     timed(store_mod.ObjectStore, "commit", "store.commit (rename)")
     timed(store_mod.ObjectStore, "sync_batch", "store.sync_batch (syncfs / fsyncs)")

@@ -38,6 +38,8 @@ class ImageFormat(str, Enum):
 
 #: PNG colour type of an 8-bit array by its number of channels (PNG 1.2, 4.1.1 IHDR).
 _PNG_COLOUR = {1: 0, 2: 4, 3: 2, 4: 6}
+#: Bytes of filtered rows handed to the compressor at a time (a few rows of a large image).
+_PNG_BAND_BYTES = 1 << 18
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
@@ -65,27 +67,53 @@ def encode_png(arr: np.ndarray) -> bytes:
     """
     if arr.dtype == np.uint16 and arr.ndim == 2:
         rows, cols = arr.shape
-        depth, colour = 16, 0
-        raw = np.empty((rows, 1 + 2 * cols), dtype=np.uint8)
-        samples = raw[:, 1:]
-        samples.view(">u2")[...] = arr
-        # Sub filter (type 1): each byte minus the byte one pixel (2 bytes) to its left, modulo 256.
-        np.subtract(samples[:, 2:], np.ascontiguousarray(samples[:, :-2]), out=samples[:, 2:])
-        raw[:, 0] = 1
+        depth, colour, row_bytes = 16, 0, 2 * cols
     elif arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (2, 3, 4))):
         rows, cols = arr.shape[:2]
         channels = 1 if arr.ndim == 2 else arr.shape[2]
-        depth, colour = 8, _PNG_COLOUR[channels]
-        raw = np.empty((rows, 1 + cols * channels), dtype=np.uint8)
-        raw[:, 1:] = arr.reshape(rows, cols * channels)
-        raw[:, 0] = 0  # filter type None
+        depth, colour, row_bytes = 8, _PNG_COLOUR[channels], cols * channels
     else:
         raise InvalidInputError(f"cannot encode a {arr.dtype} array of shape {arr.shape} as PNG")
     if rows == 0 or cols == 0:
         raise InvalidInputError(f"cannot encode an empty image of shape {arr.shape} as PNG")
-    data = isal_zlib.compress(raw.data.cast("B"), 1)
+    # The filtered rows go to the compressor a band at a time through one small buffer: a whole
+    # image's worth of them was a second image-sized allocation, in fresh pages on a cold heap
+    # (docs/performance.md).
+    band = max(1, min(rows, _PNG_BAND_BYTES // (1 + row_bytes)))
+    buf = np.empty((band, 1 + row_bytes), dtype=np.uint8)
+    buf[:, 0] = 1 if depth == 16 else 0  # filter type: Sub (16-bit) or None (8-bit)
+    flat = arr.reshape(rows, row_bytes) if depth == 8 else arr
+    compressor = isal_zlib.compressobj(1)
+    parts = []
+    for a in range(0, rows, band):
+        n = min(band, rows - a)
+        raw = buf[:n]
+        samples = raw[:, 1:]
+        if depth == 16:
+            samples.view(">u2")[...] = flat[a : a + n]
+            # Sub filter (type 1): each byte minus the byte one pixel (2 bytes) to its left, modulo 256,
+            # right to left in place (numpy buffers overlapping operands, so a copy keeps it exact).
+            np.subtract(samples[:, 2:], np.ascontiguousarray(samples[:, :-2]), out=samples[:, 2:])
+        else:
+            samples[...] = flat[a : a + n]
+        parts.append(compressor.compress(raw.data.cast("B")))
+    parts.append(compressor.flush())
+    size = sum(len(p) for p in parts)
+    crc = zlib.crc32(b"IDAT")
+    for part in parts:
+        crc = zlib.crc32(part, crc)
     header = struct.pack(">IIBBBBB", cols, rows, depth, colour, 0, 0, 0)
-    return b"".join((_PNG_SIGNATURE, _png_chunk(b"IHDR", header), _png_chunk(b"IDAT", data), _png_chunk(b"IEND", b"")))
+    return b"".join(
+        (
+            _PNG_SIGNATURE,
+            _png_chunk(b"IHDR", header),
+            struct.pack(">I", size),
+            b"IDAT",
+            *parts,
+            struct.pack(">I", crc),
+            _png_chunk(b"IEND", b""),
+        )
+    )
 
 
 #: Pixels from which ``pillow_save`` encodes into a memory file, releasing the GIL.

@@ -276,8 +276,8 @@ def to_display(values: np.ndarray, voi: Voi, *, invert: bool, out_max: Literal[2
         img = window_to_uint16(values, voi.center, voi.width, function=voi.function)
     else:
         img = window_to_uint8(values, voi.center, voi.width, function=voi.function)
-    if invert:
-        img = np.subtract(out_max, img, dtype=img.dtype)
+    if invert:  # in place: img is this call's own array, and a second one would be born in fresh pages
+        np.subtract(out_max, img, out=img, dtype=img.dtype)
     return img
 
 

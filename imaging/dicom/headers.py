@@ -12,7 +12,7 @@ or of another version, are parsed as before.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,16 @@ _TUPLE_FIELDS = frozenset({"position", "orientation", "pixel_spacing", "image_ty
 def _frame_fields(saved: dict[str, Any], names: set[str]) -> dict[str, Any]:
     """A saved frame's fields that ``FrameRef`` has, JSON lists made tuples again."""
     return {k: (tuple(v) if k in _TUPLE_FIELDS and v is not None else v) for k, v in saved.items() if k in names}
+
+
+_FRAME_FIELDS = tuple(f.name for f in fields(FrameRef))
+_NATIVE_FIELDS = tuple(f.name for f in fields(NativeLayout))
+
+
+def _shallow(obj: object, names: tuple[str, ...]) -> dict[str, Any]:
+    """``dataclasses.asdict`` for a dataclass of plain values and tuples of them, as JSON writes it
+    (asdict's deep copies cost three times as much and change nothing JSON shows)."""
+    return {n: getattr(obj, n) for n in names}
 
 
 @dataclass(frozen=True)
@@ -58,9 +68,9 @@ class InstanceHeader:
         return json.dumps(
             {
                 "version": HEADER_VERSION,
-                "frames": [asdict(f) for f in self.frames],
+                "frames": [_shallow(f, _FRAME_FIELDS) for f in self.frames],
                 "modality_dtypes": list(self.modality_dtypes),
-                "native": asdict(self.native) if self.native is not None else None,
+                "native": _shallow(self.native, _NATIVE_FIELDS) if self.native is not None else None,
                 "modality_lut": self.modality_lut,
             },
             separators=(",", ":"),

@@ -14,6 +14,7 @@ entry is made on the way.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -46,8 +47,8 @@ INDEX_THRESHOLD = DEFAULT_BULK_THRESHOLD
 _LEVEL = 6
 
 
-def _dumps(obj: object) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+#: ``json.dumps(obj, ensure_ascii=False, separators=(",", ":"))`` without making an encoder per call.
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 
 
 def attrs_text(elements: dict[str, Any]) -> str:
@@ -62,8 +63,26 @@ def parse_attrs(text: str) -> dict[str, str]:
     return dict(line.split("\t", 1) for line in text.split("\n") if line)
 
 
-def _level_attrs(model: dict[str, Any], tags: frozenset[int]) -> str:
-    return attrs_text({k: v for k, v in model.items() if int(k, 16) in tags})
+@functools.lru_cache(maxsize=4096)
+def _levels_of(key: str) -> tuple[bool, bool, bool]:
+    """Whether the attribute keyed ``key`` in a model is kept at the study, series, instance level."""
+    tag = int(key, 16)
+    return tag in STUDY_LEVEL, tag in SERIES_LEVEL, tag in INSTANCE_LEVEL
+
+
+def _model_texts(model: dict[str, Any]) -> tuple[str, tuple[str, str, str]]:
+    """``_dumps(model)`` and the study, series and instance level :func:`attrs_text` of a model, each
+    attribute's JSON made once for all four (the same text: an object's members are written as
+    ``"key":value`` joined by commas; a key of letters and digits needs no escape)."""
+    texts = {k: _dumps(v) for k, v in model.items()}
+    whole = ",".join(f'"{k}":{t}' if k.isalnum() else f"{_dumps(k)}:{t}" for k, t in texts.items())
+    lines: tuple[list[str], list[str], list[str]] = ([], [], [])
+    for k, t in texts.items():
+        for kept, out in zip(_levels_of(k), lines, strict=True):
+            if kept:
+                out.append(f"{k}\t{t}")
+    study, series, instance = ("\n".join(out) for out in lines)
+    return "{" + whole + "}", (study, series, instance)
 
 
 def _first_string(model: dict[str, Any], tag: int) -> str:
@@ -99,22 +118,23 @@ def entry_from_model(
 ) -> IndexedInstance:
     """The catalog entry of an instance whose model is made; with the model that has its private elements
     when that is made too, else (``has_private``) to be made from the file when first asked."""
+    public_text, (study_attrs, series_attrs, instance_attrs) = _model_texts(public)
     study = StudyIndexRow(
         study_uid=row.study_uid,
-        attrs=_level_attrs(public, STUDY_LEVEL),
+        attrs=study_attrs,
         **_name_columns("patient_name", _first_string(public, T["PatientName"])),
         **_name_columns("referring_physician", _first_string(public, T["ReferringPhysicianName"])),
         study_id=_first_string(public, T["StudyID"]),
     )
     series = SeriesIndexRow(
         series_uid=row.series_uid,
-        attrs=_level_attrs(public, SERIES_LEVEL),
+        attrs=series_attrs,
         pps_start_date=_first_string(public, T["PerformedProcedureStepStartDate"]),
         pps_start_time=_first_string(public, T["PerformedProcedureStepStartTime"]).replace(":", ""),
         series_date=_first_string(public, T["SeriesDate"]),
         series_time=_first_string(public, T["SeriesTime"]).replace(":", ""),
     )
-    text = _dumps(public).encode()
+    text = public_text.encode()
     full_model: bytes | None = None if has_private else NO_PRIVATE
     if full is not None:
         full_text = _dumps(full).encode()
@@ -123,7 +143,7 @@ def entry_from_model(
         sop_uid=row.sop_uid,
         sha256=row.sha256,
         version=MODEL_VERSION,
-        attrs=_level_attrs(public, INSTANCE_LEVEL),
+        attrs=instance_attrs,
         model=zlib.compress(text, _LEVEL),
         full_model=full_model,
         study=study,

@@ -408,6 +408,11 @@ def test_threaded_lookup_of_a_whole_volume_equals_the_float_path(monkeypatch: py
         ((6, 4, 4), np.uint8),
         ((31, 17), np.uint16),
         ((600, 1), np.uint16),
+        # Several bands of rows through the compressor, the last one short (encode._PNG_BAND_BYTES).
+        ((1000, 700), np.uint8),
+        ((500, 600), np.uint16),
+        ((300, 900, 3), np.uint8),
+        ((9, 70000), np.uint16),  # a row longer than a band: one row at a time
     ],
 )
 def test_png_decodes_to_exactly_the_array(shape: tuple[int, ...], dtype: type) -> None:
@@ -529,3 +534,17 @@ def test_a_slice_takes_the_arithmetic_form_once_its_window_came_back(monkeypatch
     for k in range(10):
         window_to_uint8(sl, 40.0, 100.0 + k)
     assert len(windowing._window_uses) <= 4
+
+
+def test_png_of_a_strided_view_is_its_pixels() -> None:
+    from io import BytesIO
+
+    from PIL import Image
+
+    from voxelgate.imaging.encode import encode_png
+
+    base = np.random.default_rng(5).integers(0, 65536, size=(700, 800), dtype=np.uint16)
+    for view in (base[::-1, ::2], base.T, (base >> 8).astype(np.uint8)[100:650, 3:]):
+        img = Image.open(BytesIO(encode_png(view)))
+        img.load()
+        np.testing.assert_array_equal(np.asarray(img).astype(view.dtype), view)
