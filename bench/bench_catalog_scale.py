@@ -170,14 +170,14 @@ FROM gen_study g JOIN (SELECT study_uid, count(*) AS n, sum(instance_count) AS i
                 "instances",
                 f"""
 INSERT INTO instances (sop_uid, series_uid, study_uid, sop_class_uid, sha256, size, instance_number,
-                       transfer_syntax, rows, columns, frames, photometric, stored_at)
+                       transfer_syntax, rows, columns, frames, photometric, stored_at, index_version)
 SELECT se.series_uid || '.' || i, se.series_uid, se.study_uid, {_SOP_CLASS},
        md5(se.series_uid || '.' || i) || md5(se.series_uid || '/' || i),
        CASE WHEN se.modality IN ('CT', 'MR', 'PT', 'NM') THEN 526000 ELSE 8400000 END, i,
        '1.2.840.10008.1.2.1',
        CASE WHEN se.modality IN ('CT', 'MR', 'PT', 'NM') THEN 512 ELSE 2048 END,
        CASE WHEN se.modality IN ('CT', 'MR', 'PT', 'NM') THEN 512 ELSE 2048 END,
-       1, 'MONOCHROME2', 1700000000
+       1, 'MONOCHROME2', 1700000000, {MODEL_VERSION}
 FROM series se, generate_series(1, se.instance_count) i
 """,
             ),

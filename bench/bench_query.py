@@ -390,6 +390,9 @@ def fill(catalog: Any, n_instances: int, *, per_series: int = 50, series_per_stu
             ("series_index", SeriesIndexRow),
         )
     }
+    # The counts every write keeps (voxelgate.cache.catalog_writes), which Search and the lists read.
+    columns["studies"] += ["series_count", "instance_count"]
+    columns["series"] += ["instance_count"]
 
     def flush() -> None:
         for name in ("studies", "series", "instances", "study_index", "series_index"):
@@ -401,7 +404,7 @@ def fill(catalog: Any, n_instances: int, *, per_series: int = 50, series_per_stu
         name = f"{rng.choice(FAMILIES)}^{rng.choice(GIVEN)}"
         date = f"{rng.randrange(2000, 2025)}{rng.randrange(1, 13):02d}{rng.randrange(1, 29):02d}"
         srow = StudyRow(study, f"P{s // 2:08d}", name, "", "", date, "101500", f"A{s:09d}", "")
-        tables["studies"].append(astuple(srow))
+        tables["studies"].append((*astuple(srow), series_per_study, series_per_study * per_series))
         attrs = attrs_text(
             {
                 "00080020": {"vr": "DA", "Value": [date]},
@@ -414,7 +417,7 @@ def fill(catalog: Any, n_instances: int, *, per_series: int = 50, series_per_stu
         for k in range(series_per_study):
             series = f"{study}.{k}"
             modality = MODALITIES[(s + k) % len(MODALITIES)]
-            tables["series"].append(astuple(SeriesRow(series, study, modality, k + 1, "", "")))
+            tables["series"].append((*astuple(SeriesRow(series, study, modality, k + 1, "", "")), per_series))
             tables["series_index"].append(
                 astuple(SeriesIndexRow(series, attrs_text({"00080060": {"vr": "CS", "Value": [modality]}})))
             )

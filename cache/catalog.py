@@ -75,6 +75,7 @@ class Catalog(Protocol):
     def stored_models(
         self, *, study_uid: str = "", series_uid: str = "", sop_uid: str = "", private: bool = False
     ) -> list[tuple[InstanceRow, StoredModel | None]]: ...
+    def index_pending(self, version: int) -> bool: ...
     def unindexed(self, version: int, *, after: str = "", limit: int = ...) -> list[InstanceRow]: ...
     def backfill_claim(self) -> AbstractContextManager[bool]: ...
     def search(self, spec: SearchSpec, *, offset: int, limit: int) -> list[SearchRow]: ...
@@ -134,7 +135,8 @@ CREATE TABLE IF NOT EXISTS instances (
     frames INTEGER NOT NULL DEFAULT 0,
     photometric TEXT NOT NULL DEFAULT '',
     name TEXT NOT NULL DEFAULT '',
-    stored_at REAL NOT NULL DEFAULT 0
+    stored_at REAL NOT NULL DEFAULT 0,
+    index_version INTEGER NOT NULL DEFAULT 0  -- of its metadata entry for this content (0: none known)
 );
 CREATE INDEX IF NOT EXISTS instances_series ON instances(series_uid, instance_number, sop_uid);
 CREATE INDEX IF NOT EXISTS instances_sha ON instances(sha256);
@@ -167,6 +169,8 @@ _SQLITE_ADDED_COLUMNS: tuple[tuple[str, str, str], ...] = (
         "instance_count",
         "UPDATE studies SET instance_count = (SELECT count(*) FROM instances i WHERE i.study_uid = studies.study_uid)",
     ),
+    # 0 (none known): the backfill's first run marks the rows whose entry is current (IndexMixin.unindexed).
+    ("instances", "index_version", ""),
 )
 
 
@@ -323,12 +327,15 @@ class SqlCatalog(InstanceWritesMixin, IndexMixin, SearchMixin, MediaCatalogMixin
             args.extend(after)
         limit = self._limit(page)
         selected = ",".join(f"st.{c}" for c in cols(StudyRow))
+        # The page's keys first, then its rows: a patient prefix matches thousands of studies, whose keys
+        # an index holds (PostgreSQL's studies_patient_keys), so only the page's rows are read.
         sql = (
             f"SELECT {selected}, "
             f"(SELECT {self._sql.string_agg_distinct('modality')} FROM series x WHERE x.study_uid=st.study_uid), "
             "st.series_count, st.instance_count "
-            f"FROM studies st {'WHERE ' + ' AND '.join(where) if where else ''} "
-            "ORDER BY st.study_date, st.study_uid LIMIT ?"
+            f"FROM (SELECT st.study_uid FROM studies st {'WHERE ' + ' AND '.join(where) if where else ''} "
+            "ORDER BY st.study_date, st.study_uid LIMIT ?) k JOIN studies st ON st.study_uid = k.study_uid "
+            "ORDER BY st.study_date, st.study_uid"
         )
         rows = self._all(sql, [*args, limit + 1])
         n = len(cols(StudyRow))
@@ -429,6 +436,8 @@ class SqliteCatalog(SqlCatalog):
         self._db().executescript(_SCHEMA + MEDIA_SCHEMA + COORDINATION_SCHEMA + SQLITE_INDEX_SCHEMA)
         self._migrate_media_sqlite()
         self._upgrade()
+        # After the upgrade: an older database has the column only now.
+        self._db().execute("CREATE INDEX IF NOT EXISTS instances_index_version ON instances (index_version)")
 
     def _upgrade(self) -> None:
         """Add the columns later releases added to an older database, filled from its rows (once, under
@@ -436,7 +445,9 @@ class SqliteCatalog(SqlCatalog):
 
         def missing(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
             have = {
-                (t, str(r[1])) for t in ("series", "studies") for r in db.execute(f"PRAGMA table_info({t})").fetchall()
+                (t, str(r[1]))
+                for t in ("series", "studies", "instances")
+                for r in db.execute(f"PRAGMA table_info({t})").fetchall()
             }
             return [a for a in _SQLITE_ADDED_COLUMNS if (a[0], a[1]) not in have]
 
@@ -446,7 +457,8 @@ class SqliteCatalog(SqlCatalog):
         def add(db: sqlite3.Connection) -> None:
             for table, column, fill in missing(db):
                 db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
-                db.execute(fill)
+                if fill:
+                    db.execute(fill)
 
         self._write(add, bump=False)
 

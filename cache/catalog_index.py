@@ -159,6 +159,8 @@ assert [f.name for f in fields(SeriesIndexRow)][2:] == list(_SERIES_COLUMNS)
 _INSTANCE_COLS = ["sop_uid", "sha256", "version", "attrs", "error", "model", "full_model"]
 #: Instance rows per backfill read and per ``IN (...)`` list.
 _CHUNK = 500
+#: Instance rows per read of :meth:`IndexMixin.unindexed` (most of them only marked, after an upgrade).
+_MARK_PAGE = 5000
 
 
 class IndexMixin:
@@ -189,6 +191,12 @@ class IndexMixin:
                 ).fetchall()
                 current.update((str(r[0]), str(r[1])) for r in rows)
             entries = [e for e in entries if (e.sop_uid, e.sha256) in current]
+            # The rows say they have an entry now (ingest says so as it inserts them); before the index
+            # tables, in the order ingest locks them.
+            db.cursor().executemany(
+                q("UPDATE instances SET index_version = ? WHERE sop_uid = ? AND sha256 = ?"),
+                [(e.version, e.sop_uid, e.sha256) for e in sorted(entries, key=lambda e: e.sop_uid)],
+            )
         cur = db.cursor()
         studies = {e.study.study_uid: e.study for e in entries if e.study is not None}
         series = {e.series.series_uid: e.series for e in entries if e.series is not None}
@@ -269,20 +277,49 @@ class IndexMixin:
             out.append((InstanceRow(*r[:n]), kept))
         return out
 
+    def index_pending(self, version: int) -> bool:
+        """Whether any instance's row says it has no entry of ``version`` or later for its content: one
+        read of the ``instances (index_version)`` index, whatever the catalog's size."""
+        return bool(self._all("SELECT 1 FROM instances WHERE index_version < ? LIMIT 1", [version]))
+
     def unindexed(self, version: int, *, after: str = "", limit: int = _CHUNK) -> list[Any]:
         """Instances (in SOP Instance UID order, after ``after``) whose entry is missing, of other content
-        or of an older version: what a backfill has left."""
+        or of an older version: what a backfill has left.
+
+        Found through the rows' ``index_version`` (kept by every write of an instance or its entry). A row
+        whose entry turns out current (written before the column existed: a catalog upgraded to it says 0
+        everywhere) is marked on the way and not returned, so the first backfill after the upgrade reads
+        the catalog's entries once and the files of none of them.
+        """
         from .catalog_rows import InstanceRow
 
         inst = [f.name for f in fields(InstanceRow)]
-        rows = self._all(
-            f"SELECT {','.join('i.' + c for c in inst)} FROM instances i "
-            "LEFT JOIN instance_metadata m ON m.sop_uid = i.sop_uid "
-            "WHERE i.sop_uid > ? AND (m.sop_uid IS NULL OR m.sha256 != i.sha256 OR m.version < ?) "
-            "ORDER BY i.sop_uid LIMIT ?",
-            [after, version, limit],
+        n = len(inst)
+        out: list[Any] = []
+        mark = self._sql.q(
+            "UPDATE instances SET index_version = "
+            "(SELECT m.version FROM instance_metadata m WHERE m.sop_uid = instances.sop_uid) "
+            "WHERE index_version < ? AND sop_uid > ? AND sop_uid <= ? AND EXISTS (SELECT 1 FROM instance_metadata m "
+            "WHERE m.sop_uid = instances.sop_uid AND m.sha256 = instances.sha256 AND m.version >= ?)"
         )
-        return [InstanceRow(*r) for r in rows]
+        while len(out) < limit:
+            # Pages of at least _MARK_PAGE rows: after an upgrade nearly every row is only to be marked.
+            rows = self._all(
+                f"SELECT {','.join('i.' + c for c in inst)}, m.sha256, m.version FROM instances i "
+                "LEFT JOIN instance_metadata m ON m.sop_uid = i.sop_uid "
+                "WHERE i.index_version < ? AND i.sop_uid > ? ORDER BY i.sop_uid LIMIT ?",
+                [version, after, max(limit, _MARK_PAGE)],
+            )
+            if not rows:
+                break
+            # r[4]: the row's sha256; r[n], r[n + 1]: its entry's
+            current = {str(r[0]) for r in rows if r[n] is not None and r[n] == r[4] and int(r[n + 1]) >= version}
+            if current:  # marked in one statement, which decides again on what is committed then
+                with self._tx() as db:
+                    db.execute(mark, [version, after, str(rows[-1][0]), version])
+            after = str(rows[-1][0])
+            out += [InstanceRow(*r[:n]) for r in rows if str(r[0]) not in current]
+        return out[:limit]
 
     @contextmanager
     def backfill_claim(self) -> Iterator[bool]:

@@ -186,8 +186,12 @@ class InstanceWritesMixin:
             raise ValueError(f"{len(summaries)} headers for {len(items)} instances")
         upsert = self._sql.upsert("instance_headers", ["sha256", "header"], ["sha256"])
 
+        # Each row says the version of the entry written with it (0: none), so the backfill finds what
+        # lacks one through an index rather than by joining every instance with its entry.
+        versions = {(e.sop_uid, e.sha256): e.version for e in index if e is not None}
+
         def batch(db: Any) -> list[PutOutcome | VoxelgateError]:
-            outs = self._put_batch(db, items)
+            outs = self._put_batch(db, items, versions)
             new = [isinstance(o, PutOutcome) and o.outcome != "duplicate" for o in outs]
             self._put_index(db, [e for e, n in zip(index, new, strict=False) if e is not None and n])
             kept = sorted(
@@ -199,7 +203,9 @@ class InstanceWritesMixin:
 
         return self._write(batch)
 
-    def _put_batch(self, db: Any, items: Sequence[Item]) -> list[PutOutcome | VoxelgateError]:
+    def _put_batch(
+        self, db: Any, items: Sequence[Item], versions: dict[tuple[str, str], int]
+    ) -> list[PutOutcome | VoxelgateError]:
         outs: list[PutOutcome | VoxelgateError | None] = [None] * len(items)
         counts = Counts()
         inst_cols = cols(InstanceRow)
@@ -247,7 +253,7 @@ class InstanceWritesMixin:
             fallback: tuple[type[BaseException], ...] = (_Fallback, *self._integrity_errors)
             db.execute("SAVEPOINT batch")
             try:
-                self._insert_new(db, [items[i] for i in fast], owners)
+                self._insert_new(db, [items[i] for i in fast], owners, versions)
             except fallback:
                 db.execute("ROLLBACK TO SAVEPOINT batch")
                 slow = sorted(slow + fast)
@@ -261,7 +267,8 @@ class InstanceWritesMixin:
             mine = Counts()
             db.execute("SAVEPOINT item")
             try:
-                outs[i] = self._put(db, study, series, inst, overwrite, mine)
+                version = versions.get((inst.sop_uid, inst.sha256), 0)
+                outs[i] = self._put(db, study, series, inst, overwrite, mine, version)
                 counts.merge(mine)
             except VoxelgateError as exc:
                 db.execute("ROLLBACK TO SAVEPOINT item")
@@ -270,7 +277,9 @@ class InstanceWritesMixin:
         counts.apply(db, self._sql)
         return [o if o is not None else _conflict(items[n][2]) for n, o in enumerate(outs)]
 
-    def _insert_new(self, db: Any, items: Sequence[Item], owners: dict[str, str]) -> None:
+    def _insert_new(
+        self, db: Any, items: Sequence[Item], owners: dict[str, str], versions: dict[tuple[str, str], int]
+    ) -> None:
         """Insert instances none of which is stored, with their studies and series, and count them.
 
         One statement (or one pipeline) per step, in the order every writer takes
@@ -299,8 +308,11 @@ class InstanceWritesMixin:
             added.study_series[series[uid].study_uid] += 1
         added.apply_studies(db, self._sql)
         now = time.time()
-        rows = sorted((*astuple(inst)[:-1], inst.stored_at or now) for _, _, inst, _ in items)
-        if len(self._insert_ignore(db, "instances", cols(InstanceRow), rows)) != len(rows):
+        rows = sorted(
+            (*astuple(inst)[:-1], inst.stored_at or now, versions.get((inst.sop_uid, inst.sha256), 0))
+            for _, _, inst, _ in items
+        )
+        if len(self._insert_ignore(db, "instances", [*cols(InstanceRow), "index_version"], rows)) != len(rows):
             raise _Fallback
 
     def _put(
@@ -311,6 +323,7 @@ class InstanceWritesMixin:
         inst: InstanceRow,
         overwrite: bool,
         counts: Counts,
+        version: int,
         *,
         again: bool = True,
     ) -> PutOutcome:
@@ -333,13 +346,13 @@ class InstanceWritesMixin:
             raise InvalidInputError("series is already stored under another study", subject=series.series_uid)
         if existing and existing.series_uid != inst.series_uid:
             raise InvalidInputError("SOP Instance UID is already stored in another series", subject=inst.sop_uid)
-        values = (*astuple(inst)[:-1], inst.stored_at or time.time())
+        values = (*astuple(inst)[:-1], inst.stored_at or time.time(), version)
         if existing is None:
-            done = db.execute(self._sql.insert_ignore("instances", inst_cols), values).rowcount == 1
+            done = db.execute(self._sql.insert_ignore("instances", [*inst_cols, "index_version"]), values).rowcount == 1
             if done:
                 counts.instance_added(series.series_uid, study.study_uid)
         else:
-            sets = ",".join(f"{c}=?" for c in inst_cols[1:])
+            sets = ",".join(f"{c}=?" for c in [*inst_cols[1:], "index_version"])  # new content: its own entry, or 0
             done = (
                 db.execute(
                     q(f"UPDATE instances SET {sets} WHERE sop_uid=? AND sha256=?"),
@@ -352,7 +365,7 @@ class InstanceWritesMixin:
                 raise ConflictError(
                     "the instance changed while it was being stored; send it again", subject=inst.sop_uid
                 )
-            return self._put(db, study, series, inst, overwrite, counts, again=False)
+            return self._put(db, study, series, inst, overwrite, counts, version, again=False)
         return PutOutcome("replaced", replaced=existing) if existing else PutOutcome("stored")
 
     # -- deletion -----------------------------------------------------------------

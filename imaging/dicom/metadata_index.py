@@ -351,8 +351,9 @@ class Backfill:
         self.failed = 0
 
     def check(self) -> bool:
-        """Whether any instance lacks a current entry (sets :attr:`pending`)."""
-        self.pending = bool(self._catalog.unindexed(MODEL_VERSION, limit=1))
+        """Whether any instance lacks a current entry, as the rows say (sets :attr:`pending`): an index
+        read, so it runs at every start whatever the catalog's size."""
+        self.pending = self._catalog.index_pending(MODEL_VERSION)
         return self.pending
 
     def run(self, *, stop: threading.Event | None = None) -> int:
@@ -394,8 +395,8 @@ class Backfill:
             yield entry_from_file(path, row)
 
     def start(self) -> None:
-        """Run in a daemon thread: looking for work is itself a scan of the catalog, so it is not done while
-        the server starts."""
+        """Run in a daemon thread: the work found (after an upgrade, marking every row once) is not done
+        while the server starts."""
         if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._guarded, name="metadata-backfill", daemon=True)

@@ -81,7 +81,13 @@ def test_an_old_schema_is_migrated_at_start_and_keeps_its_rows(pg_url: str) -> N
         assert c.headers(["a" * 64]) == {"a" * 64: '{"x": 1}'}
         with psycopg.connect(pg_url) as conn:
             names = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE schemaname = 'public'")}
-        assert {"studies_patient", "studies_accession", "series_study", "instances_study"} <= names
+        assert {
+            "studies_patient_keys",
+            "studies_accession",
+            "series_study",
+            "instances_study",
+            "instances_index_version",
+        } <= names
     finally:
         c.close()
 

@@ -463,6 +463,40 @@ def test_entries_of_replaced_content_are_not_served_and_unindexed_finds_them(cat
     assert catalog.put_index([entry_from_model(row, tree.models[sop], None)]) == 0
     assert catalog.put_index([entry_from_model(new, tree.models[sop], None)]) == 1
     assert catalog.unindexed(MODEL_VERSION) == []
+    assert not catalog.index_pending(MODEL_VERSION)
+
+
+def test_the_rows_say_which_have_an_entry(catalog: SqlCatalog, tree: Tree) -> None:
+    # Written with their entries: nothing pending, read from an index at any catalog size.
+    assert not catalog.index_pending(MODEL_VERSION)
+    assert catalog.index_pending(MODEL_VERSION + 1)  # a newer model: every entry is to be made again
+    sop = "2.25.5.1.1"
+    row = tree.rows[sop]
+    study, series = tree.study_rows[row.study_uid], tree.series_rows[row.series_uid]
+    # Stored without one (ingest could not make it): pending until the backfill keeps one.
+    new = InstanceRow("2.25.5.1.99", row.series_uid, row.study_uid, row.sop_class_uid, "e" * 64, 11, stored_at=2.0)
+    catalog.put_instances([(study, series, new, False)], [None])
+    assert catalog.index_pending(MODEL_VERSION)
+    assert [r.sop_uid for r in catalog.unindexed(MODEL_VERSION)] == [new.sop_uid]
+    assert catalog.put_index([entry_from_model(new, tree.models[sop], None)]) == 1
+    assert not catalog.index_pending(MODEL_VERSION)
+
+
+def test_a_catalog_upgraded_to_the_marks_has_its_current_entries_marked_not_remade(
+    catalog: SqlCatalog, tree: Tree
+) -> None:
+    # What the upgrade leaves: every row says 0 (none known), whatever entries it has.
+    with catalog._tx() as db:
+        db.execute("UPDATE instances SET index_version = 0")
+        db.execute(catalog._sql.q("DELETE FROM instance_metadata WHERE sop_uid = ?"), ["2.25.3.1.1"])
+    assert catalog.index_pending(MODEL_VERSION)
+    # Only the instance without an entry is left to make from its file; the others are marked, in pages.
+    assert [r.sop_uid for r in catalog.unindexed(MODEL_VERSION, limit=2)] == ["2.25.3.1.1"]
+    assert catalog.index_pending(MODEL_VERSION)
+    row = tree.rows["2.25.3.1.1"]
+    assert catalog.put_index([entry_from_model(row, tree.models[row.sop_uid], None)]) == 1
+    assert not catalog.index_pending(MODEL_VERSION)
+    assert catalog.unindexed(MODEL_VERSION) == []
 
 
 @pytest.mark.parametrize("value", ["20151301", "2015123199-", "-20150230"])

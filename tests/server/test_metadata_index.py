@@ -100,6 +100,7 @@ def _forget_the_index(s: Server) -> None:
     with s.running.catalog._tx() as db:
         for table in ("instance_metadata", "series_index", "study_index"):
             db.execute(f"DELETE FROM {table}")
+        db.execute("UPDATE instances SET index_version = 0")  # what the upgrade to the column leaves
 
 
 @pytest.mark.slow
@@ -159,6 +160,7 @@ def test_an_unreadable_stored_file_is_recorded_not_retried(server: Server) -> No
     server.running.archive.file_path(first).write_bytes(b"not DICOM")  # a damaged store
     assert Backfill(catalog, server.running.archive.file_path).run() > 0
     assert catalog.unindexed(MODEL_VERSION) == []
+    assert not Backfill(catalog, server.running.archive.file_path).check()  # an unreadable file's entry counts
     ((_, entry),) = catalog.stored_models(sop_uid=first.sop_uid)
     assert entry is not None and entry.model is None and "not" in entry.error
     with pytest.raises(grpc.RpcError) as err:  # served from the file, which says what is wrong
@@ -210,7 +212,40 @@ def test_postgresql_migrates_an_older_catalog_to_the_index(pg_url: str) -> None:
     catalog = PostgresCatalog(pg_url, max_connections=2)
     try:
         assert catalog.schema_version() >= index_step
+        assert catalog.index_pending(MODEL_VERSION)
         assert [r.sop_uid for r in catalog.unindexed(MODEL_VERSION)] == ["1.2.1.1"]
+    finally:
+        catalog.close()
+
+
+def test_postgresql_migrates_entries_kept_before_the_rows_said_so(pg_url: str) -> None:
+    import psycopg
+
+    from voxelgate.cache.pg_catalog import MIGRATIONS, PostgresCatalog, migrate
+
+    mark_step = next(v for v, ddl in MIGRATIONS if "index_version" in ddl)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        migrate(conn, target=mark_step - 1)
+        conn.execute("INSERT INTO studies (study_uid) VALUES ('1.2')")
+        conn.execute("INSERT INTO series (series_uid, study_uid) VALUES ('1.2.1', '1.2')")
+        for sop, sha in (("1.2.1.1", "a"), ("1.2.1.2", "b"), ("1.2.1.3", "c")):
+            conn.execute(
+                "INSERT INTO instances (sop_uid, series_uid, study_uid, sop_class_uid, sha256, size) "
+                "VALUES (%s, '1.2.1', '1.2', '1.2.840.10008.5.1.4.1.1.2', %s, 1)",
+                (sop, sha),
+            )
+        # A current entry, one of other content, and none.
+        conn.execute(
+            "INSERT INTO instance_metadata (sop_uid, sha256, version, error) VALUES "
+            "('1.2.1.1', 'a', %s, 'x'), ('1.2.1.2', 'old', %s, 'x')",
+            (MODEL_VERSION, MODEL_VERSION),
+        )
+    catalog = PostgresCatalog(pg_url, max_connections=2)
+    try:
+        assert catalog.index_pending(MODEL_VERSION)
+        assert [r.sop_uid for r in catalog.unindexed(MODEL_VERSION)] == ["1.2.1.2", "1.2.1.3"]
+        ((version,),) = catalog._all("SELECT index_version FROM instances WHERE sop_uid = '1.2.1.1'", ())
+        assert version == MODEL_VERSION
     finally:
         catalog.close()
 
