@@ -332,7 +332,7 @@ def end_to_end(work: Path, args: argparse.Namespace, report: Report) -> int:
                     peer_value=theirs,
                     ratio=r,
                     target=f"{target} and ratio >= 1",
-                    met=ms < limit and (r or 0) >= 1.0,
+                    met=False if ms >= limit else (None if r is None else r >= 1.0),  # no ratio: not judged
                 )
     print()
     print("ratios: Orthanc's time / ours (above 1: voxelgate is faster), medians of", args.repeat, "rounds")
