@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import grpc
 
@@ -17,7 +16,7 @@ from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc, volume_pb2
 
 from .calls import call_token
 from .ingest_stream import serve_ingest
-from .serializers import add_service, bytes_first_serializer
+from .serializers import BytesFirstReply, add_service, bytes_first_serializer
 from .status import check_reply_size
 from .volume_servicer import VALUE_SPACES, window_pb, window_request
 
@@ -100,16 +99,10 @@ def dicom_result(index: int, r: IngestReport) -> common_pb2.IngestResult:
     )
 
 
-@dataclass(frozen=True)
-class FrameReply:
-    """A ``GetFrameResponse`` as :func:`add_dicom_service` sends it: ``head`` holds every field but ``data``.
-
-    A 512x512 16-bit frame is 512 KiB of a reply of some dozen bytes more: building the
-    message and serialising it would copy the frame twice (docs/performance.md).
-    """
-
-    head: dicom_pb2.GetFrameResponse
-    data: bytes
+#: A ``GetFrameResponse`` as :func:`add_dicom_service` sends it: a 512x512 16-bit frame is 512 KiB of a reply
+#: of some dozen bytes more, and building the message and serialising it would copy the frame twice
+#: (docs/performance.md).
+FrameReply = BytesFirstReply[dicom_pb2.GetFrameResponse]
 
 
 class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Generator, Iterator
-from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal, TypeVar
 
@@ -22,7 +21,7 @@ from voxelgate.errors import CancelledError, InvalidInputError
 from voxelgate.imaging.cpu import all_cores, use_all_cores
 from voxelgate.imaging.jobs import JobStatus
 from voxelgate.imaging.media import Finding, ImageInfo, VideoInfo
-from voxelgate.imaging.media.frame_index import Pieces, payload_bytes
+from voxelgate.imaging.media.frame_index import payload_bytes
 from voxelgate.imaging.media.library import FrameFormat, MediaFrameResult, MediaLibrary, MediaReport
 from voxelgate.imaging.media.render import raw_pixel_format
 from voxelgate.imaging.media.video_library import ReencodeRecord, reencode_mode_for, stream_indexes
@@ -30,7 +29,7 @@ from voxelgate.v1 import common_pb2, media_pb2, media_pb2_grpc
 
 from .calls import call_token
 from .ingest_stream import serve_ingest
-from .serializers import add_service, bytes_first_serializer
+from .serializers import BytesFirstReply, add_service, bytes_first_serializer
 from .shared_frames import serve_shared_frames
 from .status import REPLY_OVERHEAD, check_reply_size
 from .streams import prefetch
@@ -51,12 +50,8 @@ _STREAMED = ("png", "jpeg", "webp", "raw", "yuv420p")
 _frame_serializer = bytes_first_serializer(media_pb2.MediaFrame.DESCRIPTOR.fields_by_name["data"])
 
 
-@dataclass(frozen=True)
-class FrameReply:
-    """A ``MediaFrame`` reply as ``frame_wire`` sends it: ``head`` holds every field but ``data``."""
-
-    head: media_pb2.MediaFrame
-    data: bytes | memoryview | Pieces
+#: A ``MediaFrame`` reply as ``frame_wire`` sends it (the frame's bytes, or its pieces, apart from the rest).
+FrameReply = BytesFirstReply[media_pb2.MediaFrame]
 
 
 def frame_reply(f: MediaFrameResult, fmt: str) -> FrameReply:

@@ -2,25 +2,28 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 import grpc
 
 from voxelgate import wire
 
-
-class BytesFirstReply(Protocol):
-    """A reply that is mostly one bytes field: ``head`` holds every other field, ``data`` that one."""
-
-    @property
-    def head(self) -> Any: ...
-
-    @property
-    def data(self) -> Any: ...
+_Head = TypeVar("_Head")
 
 
-def bytes_first_serializer(field: wire.Field) -> Callable[[BytesFirstReply], bytes]:
+@dataclass(frozen=True)
+class BytesFirstReply(Generic[_Head]):
+    """A reply that is mostly one bytes field, as :func:`bytes_first_serializer` writes it: ``head`` holds
+    every other field (a message of the reply's type without that one), ``data`` that field's bytes
+    (or their pieces, written one after the other)."""
+
+    head: _Head
+    data: bytes | memoryview | Sequence[bytes | memoryview]
+
+
+def bytes_first_serializer(field: wire.Field) -> Callable[[BytesFirstReply[Any]], bytes]:
     """The response serializer of replies whose bytes field ``field`` (their lowest numbered) is most of them.
 
     It writes what ``SerializeToString`` of the whole message would, with the bytes copied
@@ -34,7 +37,7 @@ def bytes_first_serializer(field: wire.Field) -> Callable[[BytesFirstReply], byt
     """
     tag = wire.field_tag(field)
 
-    def serialize(reply: BytesFirstReply) -> bytes:
+    def serialize(reply: BytesFirstReply[Any]) -> bytes:
         return wire.bytes_first(tag, reply.data, reply.head.SerializeToString())
 
     return serialize
