@@ -11,8 +11,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
 from ._calls import Calls, translate
@@ -23,6 +21,7 @@ from .files import write_whole
 from .volumes import _VALUE_SPACES, ValueSpace, Window, applied_window, set_windowing, value_space_of
 
 if TYPE_CHECKING:
+    import numpy as np
     from pydicom import Dataset
 
 Date = str | datetime.date
