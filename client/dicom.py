@@ -617,10 +617,20 @@ def frame_of_message(message: bytes) -> Frame:
     message and only the small fields after it are parsed; protobuf would copy them twice
     (into its message, then into a bytes object). A message in any other order is parsed whole.
     """
+    head, data = frame_reply_parts(message)
+    return frame_of(head) if head.data else frame_of(head, data)
+
+
+def frame_reply_parts(message: bytes) -> tuple[dicom_pb2.GetFrameResponse, memoryview]:
+    """A serialised ``GetFrame`` reply as its fields but a leading ``data`` (parsed), and a view of that ``data``.
+
+    :func:`frame_of_message`'s parsing; a message that does not start with ``data`` is parsed
+    whole (its ``data`` in the message, the view empty).
+    """
     found = wire.leading_bytes(message, _FRAME_DATA_TAG)
     data, end = found if found is not None else (memoryview(b""), 0)
     head = dicom_pb2.GetFrameResponse.FromString(memoryview(message)[end:])  # type: ignore[arg-type]  # protobuf parses any buffer; its stub says bytes
-    return frame_of(head) if head.data else frame_of(head, data)
+    return head, data
 
 
 def _study(s: dicom_pb2.Study) -> Study:

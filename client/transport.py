@@ -19,6 +19,7 @@ in all. Calls that store or delete something are never retried.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -227,6 +228,23 @@ class Settings:
         if settings.token and settings.tls is False:
             raise ValueError("a bearer token is sent only over TLS")
         return settings
+
+    @property
+    def on_this_host(self) -> bool:
+        """Whether the address names this host: a Unix socket, ``localhost`` or a loopback address.
+
+        (A server there may still run in another container: shared memory then falls back.)
+        """
+        address = self.address
+        if address.startswith(("unix:", "unix-abstract:")):
+            return True
+        host = address.removeprefix("dns:///").removeprefix("ipv4:").removeprefix("ipv6:").rsplit(":", 1)[0]
+        if host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(host.strip("[]")).is_loopback
+        except ValueError:
+            return False
 
     @property
     def uses_tls(self) -> bool:

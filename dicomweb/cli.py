@@ -74,6 +74,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-frames", type=int, default=1000, help="frames one request may name")
     p.add_argument("--qido-limit", type=int, default=1000, help="matches a search returns without a limit")
     p.add_argument("--threads", type=int, default=32, help="requests calling the service at once")
+    p.add_argument(
+        "--no-shared-memory",
+        action="store_true",
+        help="take frames over the connection even from a service on this host (not in shared memory slots)",
+    )
     p.add_argument("--max-connections", type=int, default=1000, help="open connections; more are answered 503")
     p.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate chain")
     p.add_argument("--tls-key", type=Path, default=None)
@@ -117,6 +122,7 @@ def run(args: argparse.Namespace, vg: Client) -> int:
             max_frames=args.max_frames,
             qido_limit=args.qido_limit,
             threads=args.threads,
+            shared_memory=not args.no_shared_memory,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None
