@@ -107,11 +107,13 @@ FrameReply = BytesFirstReply[dicom_pb2.GetFrameResponse]
 
 
 class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
-    def __init__(self, archive: DicomArchive, *, max_message_bytes: int) -> None:
+    def __init__(
+        self, archive: DicomArchive, *, max_message_bytes: int, segments: shared_memory.KeptSegments | None = None
+    ) -> None:
         self._archive = archive
         self._max_message_bytes = max_message_bytes
         # Clients' shared memory segments GetFrame writes into, kept mapped across calls.
-        self._segments = shared_memory.KeptSegments()
+        self._segments = segments if segments is not None else shared_memory.KeptSegments()
 
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext

@@ -58,3 +58,19 @@ def test_at_most_limit_segments_are_kept_the_least_recently_used_let_go() -> Non
         for s in segments:
             s.close()
         kept.close()
+
+
+def test_the_segment_of_a_client_that_ended_is_let_go_when_another_opens() -> None:
+    kept = shared_memory.KeptSegments(limit=4)
+    ended, alive, another = (shared_memory.ClientSegment(SIZE) for _ in range(3))
+    try:
+        kept.view(ended.pid, ended.fd, SIZE, 0, 1)
+        kept.view(alive.pid, alive.fd, SIZE, 0, 1)
+        ended.close()  # as its process ending would
+        assert len(kept) == 2
+        kept.view(another.pid, another.fd, SIZE, 0, 1)
+        assert len(kept) == 2  # alive's and another's
+    finally:
+        alive.close()
+        another.close()
+        kept.close()

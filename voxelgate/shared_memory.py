@@ -209,7 +209,8 @@ class KeptSegments:
     while the client's descriptor still names the same file (its device and inode, from a
     ``stat`` of ``/proc/PID/fd/FD`` at each call): a descriptor closed and its number used
     again for another segment, or a process id used again, opens the new one. At most
-    ``limit`` segments are kept; the least recently used one is let go.
+    ``limit`` segments are kept; the least recently used one is let go, and those of clients
+    that have ended when another is opened.
     """
 
     def __init__(self, limit: int = 16) -> None:
@@ -250,6 +251,7 @@ class KeptSegments:
                     self._kept.move_to_end(key)
                     return kept.view(offset, length)
         self._drop(key)
+        self._prune()
         segment = open_for_writing(pid, fd, nbytes)
         gone: list[SharedSegment] = []
         with self._lock:
@@ -262,6 +264,25 @@ class KeptSegments:
         for g in gone:
             g.close()
         return view
+
+    def _prune(self) -> None:
+        """Let go of the segments whose descriptor is gone or names another file (a client that ended):
+        looked for when a segment is opened, which is rare, so that their memory does not wait for the LRU."""
+        with self._lock:
+            kept = list(self._kept.items())
+        for (pid, fd), segment in kept:
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+                alive = (st.st_dev, st.st_ino) == segment.identity
+            except OSError:
+                alive = False
+            if not alive:
+                with self._lock:
+                    if self._kept.get((pid, fd)) is segment:
+                        del self._kept[(pid, fd)]
+                    else:
+                        continue
+                segment.close()
 
     def _drop(self, key: tuple[int, int]) -> None:
         with self._lock:
