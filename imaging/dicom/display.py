@@ -420,8 +420,8 @@ def render_frame(
 
     voi = choose_voi(request, ds, index, auto=lambda: auto_window(values()), fallback=frame_range)
     invert, notes = inverts(ds)
-    if whole:
-        rows = DisplayRows(whole[0], voi, invert=invert, out_max=out_max)
+    if whole or not modality_values(arr[:1], ds, index)[1]:  # (a first row tells whether the LUT changes values)
+        rows = DisplayRows(whole[0] if whole else arr, voi, invert=invert, out_max=out_max)
     else:
         rows = DisplayRows(
             arr, voi, invert=invert, out_max=out_max, modality=lambda stored: modality_values(stored, ds, index)[0]
