@@ -42,9 +42,11 @@ MiB = 1 << 20
 #: Kinds of call, each with its default deadline in :class:`Deadlines`.
 Kind = Literal["quick", "compute", "transfer"]
 
-#: Methods that may be made again when the server was unavailable: they read, or compute
-#: without storing anything. Ingest, Delete, DeleteMedia, CreateGroup, CreateSequence,
-#: Interpolate (which may store a SEG), Reencode, ExportVideo and StreamFramesShared are left out.
+#: Methods that may be made again when the server was unavailable: they read, compute
+#: without storing anything, join what an earlier attempt started (ExportVideo: one job per
+#: sequence and rate) or stop a job (cancelling twice is cancelling once). Ingest, Delete,
+#: DeleteMedia, CreateGroup, CreateSequence, Interpolate (which may store a SEG), Reencode
+#: (each call starts a job of its own) and StreamFramesShared are left out.
 IDEMPOTENT: Mapping[str, tuple[str, ...]] = {
     "voxelgate.v1.DicomService": (
         "ListStudies",
@@ -57,7 +59,17 @@ IDEMPOTENT: Mapping[str, tuple[str, ...]] = {
         "GetInstanceFile",
     ),
     "voxelgate.v1.VolumeService": ("GetVolumeInfo", "GetSlice", "GetVolume"),
-    "voxelgate.v1.MediaService": ("GetMediaInfo", "GetFrame", "Diagnose", "StreamFrames", "GetExport", "ListMedia"),
+    "voxelgate.v1.MediaService": (
+        "GetMediaInfo",
+        "GetFrame",
+        "Diagnose",
+        "StreamFrames",
+        "ExportVideo",
+        "GetExport",
+        "CancelExport",
+        "CancelReencode",
+        "ListMedia",
+    ),
     "voxelgate.v1.AnnotationService": ("RemapFrames",),
     "voxelgate.v1.AdminService": ("GetCacheStats", "GetServerInfo"),
     "grpc.health.v1.Health": ("Check",),

@@ -197,6 +197,9 @@ def test_service_config_names_only_existing_idempotent_methods() -> None:
     }
     names = {(n["service"], n["method"]) for n in entry["name"]}
     assert ("voxelgate.v1.DicomService", "Ingest") not in names and ("voxelgate.v1.DicomService", "Delete") not in names
+    media = "voxelgate.v1.MediaService"
+    assert {(media, "CancelReencode"), (media, "CancelExport"), (media, "ExportVideo")} <= names
+    assert (media, "Reencode") not in names  # each call starts a job of its own
     assert json.loads(service_config(None)) == {"methodConfig": []}
     with pytest.raises(ValueError, match="attempts must be 1 to 5"):
         Retry(attempts=6)
