@@ -95,6 +95,23 @@ def _exec(program: str, *args: str) -> None:
     os.execv(str(path), [str(path), *args])
 
 
+def compile_package() -> None:
+    """Byte-compile the package's folders, as installing a wheel does, before a benchmark runs its commands.
+
+    The editable install leaves that to the first import, which does not write them where
+    ``PYTHONDONTWRITEBYTECODE`` is set: every start of ``voxelgate ingest`` in a benchmark would
+    then compile the package's sources again, CPU an installed voxelgate does not spend
+    (docs/performance.md). Only files changed since the last run are compiled again.
+    """
+    import tomllib
+
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+    folders = sorted({"voxelgate", *mapping.values()})
+    subprocess.run(
+        [str(PY), "-m", "compileall", "-q", "-j", "0", *folders], cwd=ROOT, check=True, stdout=subprocess.DEVNULL
+    )
+
+
 def check() -> int:
     """ruff (lint and format) and mypy; every finding printed, non-zero when any."""
     status = 0
@@ -182,6 +199,7 @@ def main(argv: list[str]) -> int:
         ensure_env()
         if not rest:
             sys.exit("usage: dev.py bench SCRIPT [options]")
+        compile_package()
         _exec("python", str(ROOT / "bench" / rest[0]), *rest[1:])
     if cmd == "run":
         ensure_env()

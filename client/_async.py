@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
-from voxelgate.v1 import dicom_pb2_grpc
+from voxelgate.v1 import dicom_pb2
 
 from ._calls import CallSettings, translate
-from .dicom import Frame, FrameFormat, frame_of, frame_request
+from .dicom import Frame, FrameFormat, frame_of_message, frame_request
 from .transport import ChannelOptions, Deadlines, Kind, Settings, open_aio_channel
 from .volumes import ValueSpace, Window
 
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._client import Client
 
 _T = TypeVar("_T")
+_DICOM_SERVICE = dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name
 
 
 class AsyncClient(CallSettings):
@@ -56,7 +57,12 @@ class AsyncClient(CallSettings):
         self._settings = settings
         self._deadlines = deadlines
         self._channel = open_aio_channel(settings, options)
-        self._dicom = dicom_pb2_grpc.DicomServiceStub(self._channel)
+        # The reply taken as received: the frame's bytes are not copied out of it (frame_of_message).
+        self._get_frame = self._channel.unary_unary(
+            f"/{_DICOM_SERVICE}/GetFrame",
+            request_serializer=dicom_pb2.GetFrameRequest.SerializeToString,
+            response_deserializer=frame_of_message,
+        )
 
     @classmethod
     def like(cls, client: Client) -> AsyncClient:
@@ -141,8 +147,10 @@ class AsyncClient(CallSettings):
             values=values,
             quality=quality,
         )
-        reply = await self._unary(self._dicom.GetFrame, request, kind="quick", timeout=timeout, route=sop_instance_uid)
-        return frame_of(reply)
+        frame: Frame = await self._unary(
+            self._get_frame, request, kind="quick", timeout=timeout, route=sop_instance_uid
+        )
+        return frame
 
     async def close(self) -> None:
         """Close the channel; calls under way are cancelled."""

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def raw_array(data: bytes | memoryview, dtype: str, shape: Sequence[int]) -> np.ndarray:
@@ -16,6 +18,8 @@ def raw_array(data: bytes | memoryview, dtype: str, shape: Sequence[int]) -> np.
     ValueError
         When the byte count does not match.
     """
+    import numpy as np
+
     dt = np.dtype(dtype or "|u1")
     expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
     if len(memoryview(data).cast("B")) != expected:
@@ -33,6 +37,7 @@ def decode_image(data: bytes | memoryview) -> np.ndarray:
     ValueError
         Bytes Pillow cannot decode.
     """
+    import numpy as np
     from PIL import Image, UnidentifiedImageError
 
     try:

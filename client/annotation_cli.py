@@ -17,12 +17,11 @@ from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from ._cli import OK, UsageError, add_connection_args, command
 from .annotations import Mask, PlaneSource
 
 if TYPE_CHECKING:
+    import numpy as np
     import SimpleITK as sitk
 
     from ._client import Client
@@ -84,6 +83,8 @@ def _parse_keys(text: str, count: int) -> list[int] | None:
 
 def plane_source(img: sitk.Image, axis: str) -> PlaneSource:
     """The planes across ``axis``: their size, pixel spacing and every slice's position (mm)."""
+    import numpy as np
+
     k = AXES[axis][1]
     size = img.GetSize()  # x, y, z
     spacing = img.GetSpacing()
@@ -115,6 +116,8 @@ def fill_label_map(
     voxelgate.errors.VoxelgateError
         When the server refuses a request.
     """
+    import numpy as np
+
     source = plane_source(img, axis)
     planes = np.moveaxis(arr, AXES[axis][0], 0)
     out = arr.copy()

@@ -13,9 +13,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
-
-import numpy as np
+from typing import TYPE_CHECKING, TypeAlias
 
 from voxelgate import rle
 from voxelgate.v1 import annotation_pb2, annotation_pb2_grpc, volume_pb2
@@ -23,6 +21,9 @@ from voxelgate.v1 import annotation_pb2, annotation_pb2_grpc, volume_pb2
 from ._calls import Calls
 from ._pixels import decode_image
 from .volumes import _PLANES, Plane
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Coordinates(enum.StrEnum):
@@ -93,6 +94,8 @@ class Unit(enum.StrEnum):
 
 
 def _points(value: object, what: str) -> np.ndarray:
+    import numpy as np
+
     arr = np.asarray(value, dtype=np.float64)
     if arr.ndim != 2 or arr.shape[1] not in (2, 3):
         raise ValueError(f"{what} is an (n, 2) or (n, 3) array of coordinates, got shape {arr.shape}")
@@ -148,6 +151,8 @@ class Polygon:
     @classmethod
     def of(cls, outer: object, holes: Iterable[object] = ()) -> Polygon:
         """A polygon of one ring."""
+        import numpy as np
+
         return cls((Ring(np.asarray(outer), tuple(np.asarray(h) for h in holes)),))
 
 
@@ -158,6 +163,8 @@ class Mask:
     array: np.ndarray
 
     def __post_init__(self) -> None:
+        import numpy as np
+
         arr = np.asarray(self.array)
         if arr.ndim != 2 or not arr.size:
             raise ValueError(f"a mask is a non-empty 2-D array, got shape {arr.shape}")
@@ -266,6 +273,8 @@ def shape_pb(shape: Shape) -> annotation_pb2.Shape:
 
 
 def _xyz(points: annotation_pb2.PointList, three: bool) -> np.ndarray:
+    import numpy as np
+
     if three:
         return np.array([(p.x, p.y, p.z) for p in points.points], dtype=np.float64).reshape(-1, 3)
     return np.array([(p.x, p.y) for p in points.points], dtype=np.float64).reshape(-1, 2)

@@ -11,8 +11,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
+from voxelgate import wire
 from voxelgate.v1 import common_pb2, dicom_pb2, dicom_pb2_grpc
 
 from ._calls import Calls, translate
@@ -23,6 +22,7 @@ from .files import write_whole
 from .volumes import _VALUE_SPACES, ValueSpace, Window, applied_window, set_windowing, value_space_of
 
 if TYPE_CHECKING:
+    import numpy as np
     from pydicom import Dataset
 
 Date = str | datetime.date
@@ -107,10 +107,12 @@ class Frame:
     MONOCHROME1). The reply carries no geometry: where the frame lies in the patient is
     in the instance's metadata (``ImagePositionPatient``, ``ImageOrientationPatient``,
     ``PixelSpacing``: :meth:`DicomCalls.get_metadata`), or in a slice of its series
-    (:meth:`voxelgate.client.Client.get_slice`).
+    (:meth:`voxelgate.client.Client.get_slice`). :class:`voxelgate.client.AsyncClient`
+    gives ``data`` as a view of the received reply rather than a copy of it
+    (:func:`frame_of_message`).
     """
 
-    data: bytes
+    data: bytes | memoryview
     media_type: str
     dtype: str
     shape: tuple[int, ...]
@@ -590,10 +592,10 @@ def frame_request(
     return request
 
 
-def frame_of(reply: dicom_pb2.GetFrameResponse) -> Frame:
-    """The :class:`Frame` of a ``GetFrame`` reply."""
+def frame_of(reply: dicom_pb2.GetFrameResponse, data: bytes | memoryview | None = None) -> Frame:
+    """The :class:`Frame` of a ``GetFrame`` reply (with ``data`` in place of the reply's, when given)."""
     return Frame(
-        data=reply.data,
+        data=reply.data if data is None else data,
         media_type=reply.media_type,
         dtype=reply.dtype,
         shape=tuple(reply.shape),
@@ -603,6 +605,22 @@ def frame_of(reply: dicom_pb2.GetFrameResponse) -> Frame:
         window=applied_window(reply),
         inverted=reply.inverted,
     )
+
+
+_FRAME_DATA_TAG = wire.field_tag(dicom_pb2.GetFrameResponse.DESCRIPTOR.fields_by_name["data"])
+
+
+def frame_of_message(message: bytes) -> Frame:
+    """The :class:`Frame` of a serialised ``GetFrame`` reply, its ``data`` a view of ``message`` (not copied).
+
+    The server writes ``data`` (field 1) first, so the frame's bytes are a slice of the
+    message and only the small fields after it are parsed; protobuf would copy them twice
+    (into its message, then into a bytes object). A message in any other order is parsed whole.
+    """
+    found = wire.leading_bytes(message, _FRAME_DATA_TAG)
+    data, end = found if found is not None else (memoryview(b""), 0)
+    head = dicom_pb2.GetFrameResponse.FromString(memoryview(message)[end:])  # type: ignore[arg-type]  # protobuf parses any buffer; its stub says bytes
+    return frame_of(head) if head.data else frame_of(head, data)
 
 
 def _study(s: dicom_pb2.Study) -> Study:

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import grpc
-import numpy as np
 
 from voxelgate.errors import InternalError
 from voxelgate.v1 import media_pb2, media_pb2_grpc
@@ -31,6 +30,9 @@ from ._ingest import IngestCall, Source, items
 from ._pixels import decode_image, raw_array
 from .files import write_whole
 from .streams import ReceivedFrame, get_frame, stream_frames, stream_frames_shared
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class MediaFormat(enum.StrEnum):
@@ -247,6 +249,8 @@ class MediaFrame:
         ValueError
             For a frame in another format.
         """
+        import numpy as np
+
         if self.pixel_format != "yuv420p":
             raise ValueError(f"planes are for yuv420p frames; this one is {self.pixel_format or self.media_type}")
         h, w = self.height, self.width

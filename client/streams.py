@@ -15,14 +15,17 @@ import queue
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
-import numpy as np
 
 from voxelgate import shared_memory, wire
 from voxelgate.memory import fresh_array
 from voxelgate.shared_memory import ClientSegment
 from voxelgate.v1 import media_pb2, media_pb2_grpc, volume_pb2
+
+if TYPE_CHECKING:
+    import numpy as np
 
 # -- volumes -------------------------------------------------------------------------------------
 
@@ -69,6 +72,8 @@ def fetch_volume(
     RuntimeError
         The stream has no header first, or its byte count differs from the header's.
     """
+    import numpy as np
+
     call = ch.unary_stream(
         f"/{_GET_VOLUME.containing_service.full_name}/{_GET_VOLUME.name}",
         request_serializer=volume_pb2.GetVolumeRequest.SerializeToString,

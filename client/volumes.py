@@ -17,7 +17,6 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import grpc
-import numpy as np
 
 from voxelgate.errors import InternalError
 from voxelgate.v1 import volume_pb2, volume_pb2_grpc
@@ -27,6 +26,7 @@ from ._pixels import decode_image, raw_array
 from .streams import fetch_volume
 
 if TYPE_CHECKING:
+    import numpy as np
     import SimpleITK
 
 
@@ -127,6 +127,8 @@ class Geometry:
     @property
     def affine(self) -> np.ndarray:
         """4x4: array index ``(k, j, i, 1)`` (slice, row, column) to its voxel's centre in LPS mm."""
+        import numpy as np
+
         d = np.array(self.direction, dtype=np.float64).reshape(3, 3)
         out = np.eye(4)
         for axis, (column, mm) in enumerate(zip((2, 1, 0), self.spacing[::-1], strict=True)):
@@ -211,11 +213,15 @@ class Slice:
     @property
     def normal(self) -> np.ndarray:
         """The unit normal of the plane: ``row_direction`` x ``column_direction``."""
+        import numpy as np
+
         return np.cross(self.row_direction, self.column_direction)
 
     @property
     def affine(self) -> np.ndarray:
         """4x4: ``(row, column, 0, 1)`` to the pixel's centre in LPS mm (the third column is the unit normal)."""
+        import numpy as np
+
         out = np.eye(4)
         out[:3, 0] = np.asarray(self.column_direction) * self.pixel_spacing[0]
         out[:3, 1] = np.asarray(self.row_direction) * self.pixel_spacing[1]

@@ -53,6 +53,10 @@ def routes() -> list[BaseRoute]:
     plane = se + "/mpr/{plane}"
     get = ["GET"]
     return [
+        # A frame's pixels and a rendered frame first: viewers ask for them most, and Starlette tries
+        # the routes in order (no other route matches their paths).
+        Route(frames, wado.frames, methods=get),
+        Route(frames + "/rendered", rendered.rendered_frames, methods=get),
         # QIDO-RS
         Route("/studies", qido.studies, methods=get),
         Route("/series", qido.series, methods=get),
@@ -67,12 +71,10 @@ def routes() -> list[BaseRoute]:
         Route(st + "/metadata", wado.metadata, methods=get),
         Route(se + "/metadata", wado.metadata, methods=get),
         Route(inst + "/metadata", wado.metadata, methods=get),
-        Route(frames, wado.frames, methods=get),
         Route(inst + "/bulk/{tag:path}", wado.bulk, methods=get),
         # rendered and thumbnails
         Route(inst + "/rendered", rendered.rendered_instance, methods=get),
         Route(inst + "/thumbnail", rendered.rendered_instance, methods=get),
-        Route(frames + "/rendered", rendered.rendered_frames, methods=get),
         Route(frames + "/thumbnail", rendered.rendered_frames, methods=get),
         Route(se + "/rendered", rendered.rendered_series, methods=get),
         Route(se + "/thumbnail", rendered.series_thumbnail, methods=get),

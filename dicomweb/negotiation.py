@@ -11,6 +11,7 @@ A DICOMweb client says what it wants in the Accept header, e.g.::
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -104,15 +105,21 @@ def _split(text: str, sep: str) -> list[str]:
 def parse_accept(header: str | None) -> list[MediaRange]:
     """The media ranges of an Accept header, highest quality first (ties in the header's order).
 
-    No header (or an empty one) is ``*/*``. Ranges with ``q=0`` are left out.
+    No header (or an empty one) is ``*/*``. Ranges with ``q=0`` are left out. A header is
+    parsed once: a viewer sends the same one with each of its requests.
 
     Raises
     ------
     HttpError
         400 for a range that is not ``type/subtype`` or a quality that is not a number.
     """
-    if not header or not header.strip():
-        return [MediaRange("*/*")]
+    return list(_parsed_accept(header or ""))
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed_accept(header: str) -> tuple[MediaRange, ...]:
+    if not header.strip():
+        return (MediaRange("*/*"),)
     ranges: list[MediaRange] = []
     for item in _split(header, ","):
         if not item.strip():
@@ -138,7 +145,7 @@ def parse_accept(header: str | None) -> list[MediaRange]:
                 params[name] = value
         if q > 0:
             ranges.append(MediaRange(media_type, params, q))
-    return sorted(ranges, key=lambda r: -r.q)  # sorted() is stable: ties keep their order
+    return tuple(sorted(ranges, key=lambda r: -r.q))  # sorted() is stable: ties keep their order
 
 
 def accepted(request: Request) -> list[MediaRange]:
@@ -149,7 +156,8 @@ def accepted(request: Request) -> list[MediaRange]:
     HttpError
         400 for a malformed range.
     """
-    return parse_accept(request.query_params.get("accept") or request.headers.get("accept"))
+    in_query = request.query_params.get("accept") if request.scope.get("query_string") else None
+    return parse_accept(in_query or request.headers.get("accept"))
 
 
 def accepts_json(ranges: Sequence[MediaRange]) -> bool:

@@ -114,7 +114,7 @@ def rendering(request: Request, *, media_type: str, thumbnail: bool = False) -> 
     return Rendering(media_type, window, q.get("preset", ""), viewport, quality)
 
 
-def render_frame(vg: Client, sop: str, index: int, r: Rendering) -> bytes:
+def render_frame(vg: Client, sop: str, index: int, r: Rendering) -> bytes | memoryview:
     """Frame ``index`` (from 0) of an instance rendered as ``r`` says.
 
     Raises
@@ -129,7 +129,7 @@ def render_frame(vg: Client, sop: str, index: int, r: Rendering) -> bytes:
     return transform(png, r)
 
 
-def transform(image: bytes, r: Rendering) -> bytes:
+def transform(image: bytes | memoryview, r: Rendering) -> bytes:
     """An encoded image cropped and scaled for ``r.viewport``, then encoded as ``r.media_type``."""
     from PIL import Image
 
@@ -166,11 +166,11 @@ def _fit(img: Image.Image, v: Viewport) -> Image.Image:
     return img if size == img.size else img.resize(size, Image.Resampling.LANCZOS)
 
 
-def _image(data: bytes, media_type: str) -> Response:
+def _image(data: bytes | memoryview, media_type: str) -> Response:
     return Response(data, media_type=media_type, headers={"Cache-Control": "private, max-age=3600"})
 
 
-async def render_frame_async(avg: AsyncClient, sop: str, index: int, r: Rendering) -> bytes:
+async def render_frame_async(avg: AsyncClient, sop: str, index: int, r: Rendering) -> bytes | memoryview:
     """:func:`render_frame` awaited on the event loop (a viewport's scaling in the thread pool).
 
     Raises
@@ -238,7 +238,7 @@ def rendered_series(request: Request) -> Response:
     first = render_frame(vg, found[0].sop_instance_uid, 0, r)
     boundary = multipart.new_boundary()
 
-    def body() -> Iterator[bytes]:
+    def body() -> Iterator[bytes | memoryview]:
         for n, inst in enumerate(found):
             data = first if n == 0 else render_frame(vg, inst.sop_instance_uid, 0, r)
             yield multipart.part_head(boundary, media, length=len(data))

@@ -237,7 +237,7 @@ def _bulk_frame(vg: Client, sop: str, number: int) -> bytes:
         return b"".join(stream)
 
 
-def _frame_bytes(vg: Client, sop: str, number: int, plan: PixelPlan, stored: str) -> bytes:
+def _frame_bytes(vg: Client, sop: str, number: int, plan: PixelPlan, stored: str) -> bytes | memoryview:
     if _via_frame_cache(plan, stored):
         frame = vg.get_frame(sop, number - 1, format="raw", values="stored")
         if _same_as_stored(frame, plan):
@@ -260,7 +260,7 @@ async def frames(request: Request) -> Response:
     if stored is None or len(numbers) != 1:
         return await run_in_threadpool(_frames, request, sop, numbers, ranges, stored)
     plan = choose_pixels(ranges, stored, single_allowed=True)
-    data: bytes | None = None
+    data: bytes | memoryview | None = None
     if _via_frame_cache(plan, stored):
         frame = await async_client_for(request).get_frame(sop, numbers[0] - 1, format="raw", values="stored")
         data = frame.data if _same_as_stored(frame, plan) else None
@@ -269,7 +269,7 @@ async def frames(request: Request) -> Response:
     return _one_frame(plan, data)
 
 
-def _one_frame(plan: PixelPlan, data: bytes) -> Response:
+def _one_frame(plan: PixelPlan, data: bytes | memoryview) -> Response:
     """One frame: the frame alone (``single_allowed``), or a ``multipart/related`` body of one part sent at once."""
     if not plan.multipart:
         return Response(data, media_type=plan.content_type)
@@ -299,7 +299,7 @@ def _frames(request: Request, sop: str, numbers: list[int], ranges: list[MediaRa
     boundary = multipart.new_boundary()
     known = stored
 
-    def part(frame: bytes) -> bytes:
+    def part(frame: bytes | memoryview) -> bytes:
         # One buffer per frame, the frame copied once: one send, one thread hop (a frame is at most
         # some megabytes).
         head = multipart.part_head(boundary, plan.content_type, length=len(frame))

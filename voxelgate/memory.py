@@ -22,8 +22,11 @@ import ctypes.util
 import mmap
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
+
 
 #: Below this many bytes an array comes from numpy's allocator as usual.
 SMALL_BYTES = 16 << 20
@@ -40,6 +43,8 @@ def fresh_array(shape: Sequence[int], dtype: np.typing.DTypeLike, *, populate: b
 
     The pages are faulted in by :func:`fault_in`, not by ``MAP_POPULATE``.
     """
+    import numpy as np
+
     dtype = np.dtype(dtype)
     shape = tuple(int(n) for n in shape)
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
@@ -64,6 +69,8 @@ def fault_in(mapping: mmap.mmap) -> None:
     a page at a time takes a little longer in all, and no other thread waits for
     more than a moment.
     """
+    import numpy as np
+
     np.ndarray((len(mapping),), dtype=np.uint8, buffer=mapping)[:: mmap.PAGESIZE] = 0
 
 

@@ -9,10 +9,12 @@ run of zeros (possibly of length 0), exactly as pycocotools writes them.
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from voxelgate.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def encode(mask: np.ndarray) -> tuple[list[int], list[int]]:
@@ -23,6 +25,8 @@ def encode(mask: np.ndarray) -> tuple[list[int], list[int]]:
     ValueError
         For an array that is not 2-D or is empty.
     """
+    import numpy as np
+
     if mask.ndim != 2 or not mask.size:
         raise ValueError(f"a mask is a non-empty 2-D array, got shape {mask.shape}")
     flat = mask.astype(bool, copy=False).ravel(order="F")
@@ -42,6 +46,8 @@ def decode(size: Sequence[int], counts: Sequence[int]) -> np.ndarray:
         For a size that is not two positive numbers, negative counts, or counts that do not add
         up to ``rows * columns``.
     """
+    import numpy as np
+
     try:
         h, w = (int(v) for v in size)
         runs = np.array(counts, dtype=np.int64)

@@ -43,11 +43,13 @@ import stat
 import sys
 import uuid
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError, PreconditionError, UnsupportedError
 from voxelgate.memory import fault_in
+
+if TYPE_CHECKING:
+    pass
 
 PREFIX = "voxelgate-"
 #: How the link of a segment's descriptor reads (``/proc/self/fd/N``).
@@ -105,6 +107,8 @@ class SharedSegment(_Mapped):
     def write(self, offset: int, data: bytes | memoryview | Sequence[bytes | memoryview]) -> int:
         """Copy ``data`` (one buffer, or pieces one after the other) to ``offset``; the GIL is released
         for large pieces (numpy). Returns the bytes written."""
+        import numpy as np
+
         pieces = data if isinstance(data, (list, tuple)) else (data,)
         sources = [np.frombuffer(p, np.uint8) for p in pieces]
         total = sum(s.nbytes for s in sources)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +13,9 @@ import pytest
 from PIL import Image
 from pydicom.data import get_testdata_file
 
+from tests.server.e2e_support import VOXELGATE, vg
 from tests.server.e2e_support import clean_env as _env
 from tests.server.e2e_support import json_lines as _json_lines
-from tests.server.e2e_support import vg
 from voxelgate.server.app import Running
 
 FILES = ("CT_small.dcm", "MR_small.dcm", "rtplan.dcm")
@@ -58,6 +59,31 @@ def test_ingest_folder_json(server: str, folder: Path) -> None:
     again = vg("ingest", folder, "--json", "--server", server)
     assert again.returncode == 0, again.stderr
     assert {line["status"] for line in _json_lines(again.stdout)} == {"duplicate"}
+
+
+@pytest.mark.slow
+def test_ingest_imports_no_pixel_library(server: str, folder: Path) -> None:
+    # The command's start-up is CPU the server needs too (a CLI beside its server shares the cores):
+    # sending files needs gRPC, not numpy, pydicom, SimpleITK or Pillow.
+    code = (
+        "import json, sys\n"
+        "from voxelgate.cli import main\n"
+        f"status = main(['ingest', {str(folder)!r}, '--server', {server!r}])\n"
+        "heavy = ('numpy', 'pydicom', 'SimpleITK', 'PIL', 'av')\n"
+        "print(json.dumps([status, sorted(m for m in sys.modules if m.split('.')[0] in heavy)]))\n"
+    )
+    out = subprocess.run(
+        [str(VOXELGATE.parent / "python"), "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=_env(),
+        cwd=folder,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "3 stored" in out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == [0, []]
 
 
 @pytest.mark.slow

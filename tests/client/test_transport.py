@@ -19,6 +19,7 @@ import pytest
 
 from voxelgate import errors
 from voxelgate.client import AsyncClient, Client, Deadlines, Retry
+from voxelgate.client.dicom import frame_of, frame_of_message
 from voxelgate.client.transport import (
     IDEMPOTENT,
     ROUTE_KEY,
@@ -258,6 +259,34 @@ def test_the_asyncio_client_calls_as_the_blocking_one(fake: Fake) -> None:
     assert len(attempts) == 2 + 5  # a retry that succeeded, then the policy's five attempts
     assert attempts[0][ROUTE_KEY] == "1.2.840.7" and attempts[0]["authorization"] == "Bearer a-caller-token"
     assert "authorization" not in attempts[2]  # the view left the client as it was
+
+
+def test_a_frame_reply_is_read_without_copying_its_bytes() -> None:
+    """frame_of_message (AsyncClient's GetFrame): the frame's bytes are a view of the message as received,
+    the other fields as protobuf reads them, whatever order the fields come in."""
+    reply = dicom_pb2.GetFrameResponse(data=b"\x01\x00\x02\x00", media_type=OCTET, dtype="<u2", shape=[1, 2])
+    message = reply.SerializeToString()
+    frame = frame_of_message(message)
+    assert isinstance(frame.data, memoryview) and frame.data.obj is message
+    assert (bytes(frame.data), frame.media_type, frame.dtype, frame.shape) == (
+        b"\x01\x00\x02\x00",
+        OCTET,
+        "<u2",
+        (1, 2),
+    )
+    assert frame.array.tolist() == [[1, 2]]
+    head = dicom_pb2.GetFrameResponse(media_type=OCTET, dtype="<u2", shape=[1, 2]).SerializeToString()
+    data_last = head + dicom_pb2.GetFrameResponse(data=b"\x01\x00\x02\x00").SerializeToString()
+    whole = frame_of(dicom_pb2.GetFrameResponse.FromString(data_last))
+    for other in (whole, frame_of_message(data_last)):
+        assert (bytes(other.data), other.media_type, other.dtype, other.shape) == (
+            b"\x01\x00\x02\x00",
+            OCTET,
+            "<u2",
+            (1, 2),
+        )
+    empty = frame_of_message(dicom_pb2.GetFrameResponse(media_type=OCTET, shape=[0, 0]).SerializeToString())
+    assert (bytes(empty.data), empty.shape) == (b"", (0, 0))
 
 
 def test_the_asyncio_client_names_a_server_that_is_not_there() -> None:
