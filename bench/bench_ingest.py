@@ -111,7 +111,6 @@ def recently_freed_memory() -> None:
     del block
 
 
-
 def _run_clients(
     parts: list[list[Path]], prepare: Callable[[], Conn], send: Callable[[Conn, list[Path]], int], pid: int
 ) -> tuple[float, Cpu]:
