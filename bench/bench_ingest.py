@@ -22,8 +22,9 @@ Every measurement gets a fresh server and data directory, so nothing is a
 duplicate, and starts from the same memory state (:func:`recently_freed_memory`):
 on a VM that hands freed memory back to its host, a round whose files land in
 memory the host took back pays for it, and which rounds do depended on timing
-(docs/performance.md, "Two clients: why some rounds are slow"). Target: voxelgate at least Orthanc's instances/s with the same number
-of clients. When Orthanc is missing the peer rows are skipped (exit status 1 if
+(docs/performance.md, "Two clients: why some rounds are slow"). Target:
+voxelgate at least Orthanc's instances/s with the same number of clients. When
+Orthanc is missing the peer rows are skipped (exit status 1 if
 ``VOXELGATE_REQUIRE_PEERS=1``).
 """
 
