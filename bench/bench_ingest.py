@@ -19,8 +19,12 @@ example ``--variant "--processes 2"``) measures the stub rows once more against 
 server started with those ``voxelgate serve`` options, same run, labelled with them.
 
 Every measurement gets a fresh server and data directory, so nothing is a
-duplicate. Target: voxelgate at least Orthanc's instances/s with the same number
-of clients. When Orthanc is missing the peer rows are skipped (exit status 1 if
+duplicate, and starts from the same memory state (:func:`recently_freed_memory`):
+on a VM that hands freed memory back to its host, a round whose files land in
+memory the host took back pays for it, and which rounds do depended on timing
+(docs/performance.md, "Two clients: why some rounds are slow"). Target:
+voxelgate at least Orthanc's instances/s with the same number of clients. When
+Orthanc is missing the peer rows are skipped (exit status 1 if
 ``VOXELGATE_REQUIRE_PEERS=1``).
 """
 
@@ -90,6 +94,23 @@ def _split(paths: Sequence[Path], parts: int) -> list[list[Path]]:
 
 Conn = TypeVar("Conn")
 
+#: Memory written and freed before each measurement (more than a round's 150 MiB of files).
+SETTLE_BYTES = 512 * MiB
+
+
+def recently_freed_memory() -> None:
+    """Write ``SETTLE_BYTES`` of anonymous memory and free it, just before the clock starts.
+
+    The page cache that a measurement's files go into is then taken from memory freed a
+    moment ago, for voxelgate's rounds and Orthanc's alike: a VM's balloon driver reports
+    free memory to its host within seconds, and the first write into memory the host took
+    back costs several times as much CPU (the kernel's copy into the page cache faults on
+    the host). Without this, a round's rate depended on how long the round before it had
+    left its memory free.
+    """
+    block = b"\x01" * SETTLE_BYTES  # written, so every page is really allocated
+    del block
+
 
 def _run_clients(
     parts: list[list[Path]], prepare: Callable[[], Conn], send: Callable[[Conn, list[Path]], int], pid: int
@@ -121,6 +142,7 @@ def _run_clients(
     threads = [threading.Thread(target=work, args=(c, p)) for c, p in zip(conns, parts, strict=True)]
     for t in threads:
         t.start()
+    recently_freed_memory()
     cpu0 = _cpu(pid)
     start.wait()
     t0 = time.perf_counter()
@@ -146,6 +168,7 @@ REST = "REST: POST /instances, keep-alive"
 def voxelgate_cli(work: Path, src: Path, paths: Sequence[Path], nbytes: int) -> Measure:
     """``voxelgate ingest SRC --server ...`` against a fresh server: wall time of the command."""
     with voxelgate_server(work) as srv:
+        recently_freed_memory()
         cpu0 = _cpu(srv.process.pid)
         t0 = time.perf_counter()
         proc = subprocess.run(
@@ -242,7 +265,10 @@ def record(report: Report, results: list[Measure], orthanc: str | None, size: in
             + ("" if m.own is None else f" (serving process {m.own:.2f} s)")
             + ("" if p is None or p.cpu is None else f", Orthanc's {p.cpu:.2f} s"),
         )
-    report.note(f"median of {repeat} runs, a fresh server and data directory for each run")
+    report.note(
+        f"median of {repeat} runs, a fresh server and data directory for each run, each started right after "
+        f"{SETTLE_BYTES // MiB} MiB were written and freed (the same memory state for every system)"
+    )
     report.save()
 
 

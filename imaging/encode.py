@@ -7,7 +7,7 @@ import os
 import struct
 import zlib
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from isal import isal_zlib
@@ -42,11 +42,30 @@ _PNG_COLOUR = {1: 0, 2: 4, 3: 2, 4: 6}
 _PNG_BAND_BYTES = 1 << 18
 
 
+class Rows(Protocol):
+    """An image whose rows are made when they are read, a band at a time (:func:`encode_png` reads it so).
+
+    ``shape`` and ``dtype`` are those of the whole image; ``rows_into(start, out)`` writes its rows
+    ``start`` to ``start + len(out)`` into ``out``, a C-contiguous array of ``dtype`` whose shape
+    is ``shape`` but for its first axis; ``whole()`` is the whole image as one array.
+    """
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def dtype(self) -> np.dtype: ...
+
+    def rows_into(self, start: int, out: np.ndarray) -> None: ...
+
+    def whole(self) -> np.ndarray: ...
+
+
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
-def encode_png(arr: np.ndarray) -> bytes:
+def encode_png(arr: np.ndarray | Rows) -> bytes:
     """PNG bytes of an 8-bit (grey, grey+alpha, RGB, RGBA) or 16-bit greyscale array; fast compression.
 
     Written here rather than by Pillow, whose encoder tries every row filter on
@@ -59,30 +78,45 @@ def encode_png(arr: np.ndarray) -> bytes:
     from one call to the next for the same ``arr`` (ISA-L's match search also reads bytes of
     its own state past the input, which it then checks: a 23x32 slice came out as 235 and as
     238 bytes of deflate, which inflate to the same rows), so compare PNGs by their pixels.
+    ``arr`` may also be :class:`Rows`, made a band at a time as they are compressed: the whole
+    image then never exists at once.
 
     Raises
     ------
     InvalidInputError
         For a dtype or shape PNG cannot carry.
     """
-    if arr.dtype == np.uint16 and arr.ndim == 2:
-        rows, cols = arr.shape
+    shape, dtype = tuple(arr.shape), np.dtype(arr.dtype)
+    if dtype == np.uint16 and len(shape) == 2:
+        rows, cols = shape
         depth, colour, row_bytes = 16, 0, 2 * cols
-    elif arr.dtype == np.uint8 and (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] in (2, 3, 4))):
-        rows, cols = arr.shape[:2]
-        channels = 1 if arr.ndim == 2 else arr.shape[2]
+    elif dtype == np.uint8 and (len(shape) == 2 or (len(shape) == 3 and shape[2] in (2, 3, 4))):
+        rows, cols = shape[:2]
+        channels = 1 if len(shape) == 2 else shape[2]
         depth, colour, row_bytes = 8, _PNG_COLOUR[channels], cols * channels
     else:
-        raise InvalidInputError(f"cannot encode a {arr.dtype} array of shape {arr.shape} as PNG")
+        raise InvalidInputError(f"cannot encode a {dtype} array of shape {shape} as PNG")
     if rows == 0 or cols == 0:
-        raise InvalidInputError(f"cannot encode an empty image of shape {arr.shape} as PNG")
+        raise InvalidInputError(f"cannot encode an empty image of shape {shape} as PNG")
     # The filtered rows go to the compressor a band at a time through one small buffer: a whole
     # image's worth of them was a second image-sized allocation, in fresh pages on a cold heap
     # (docs/performance.md).
     band = max(1, min(rows, _PNG_BAND_BYTES // (1 + row_bytes)))
     buf = np.empty((band, 1 + row_bytes), dtype=np.uint8)
     buf[:, 0] = 1 if depth == 16 else 0  # filter type: Sub (16-bit) or None (8-bit)
-    flat = arr.reshape(rows, row_bytes) if depth == 8 else arr
+    if isinstance(arr, np.ndarray):
+        whole = arr.reshape(rows, row_bytes) if depth == 8 else arr
+
+        def read(a: int, n: int) -> np.ndarray:
+            return whole[a : a + n]
+    else:
+        made = np.empty((band, *shape[1:]), dtype=dtype)
+        source = arr
+
+        def read(a: int, n: int) -> np.ndarray:
+            source.rows_into(a, made[:n])
+            return made[:n].reshape(n, row_bytes) if depth == 8 else made[:n]
+
     compressor = isal_zlib.compressobj(1)
     parts = []
     for a in range(0, rows, band):
@@ -90,12 +124,12 @@ def encode_png(arr: np.ndarray) -> bytes:
         raw = buf[:n]
         samples = raw[:, 1:]
         if depth == 16:
-            samples.view(">u2")[...] = flat[a : a + n]
+            samples.view(">u2")[...] = read(a, n)
             # Sub filter (type 1): each byte minus the byte one pixel (2 bytes) to its left, modulo 256,
             # right to left in place (numpy buffers overlapping operands, so a copy keeps it exact).
             np.subtract(samples[:, 2:], np.ascontiguousarray(samples[:, :-2]), out=samples[:, 2:])
         else:
-            samples[...] = flat[a : a + n]
+            samples[...] = read(a, n)
         parts.append(compressor.compress(raw.data.cast("B")))
     parts.append(compressor.flush())
     size = sum(len(p) for p in parts)

@@ -365,25 +365,43 @@ def _map_part(
         np.take(lut, index[a:b], out=out[a:b], mode="clip")
 
 
-def _window_to(values: np.ndarray, center: float, width: float, function: VoiFunction, out_max: int) -> np.ndarray:
-    out_dtype = np.uint8 if out_max == 255 else np.uint16
-    if values.dtype in _LUT_DTYPES:
-        # Through a table built with apply_window (same results): a volume's worth of 16-bit
-        # inputs by the table's integer-arithmetic form when it has one (a few SIMD passes),
-        # else one gather a pixel.
-        key = (values.dtype.str, float(center), float(width), function, out_max)
+class Windower:
+    """A VOI window made ready for values of one dtype, applied to a whole array or a band at a time.
+
+    Made by :func:`windower`; :meth:`apply` windows a whole array (with threads when it is
+    large), :meth:`into` one band of it into the caller's buffer. Both give the same
+    display values: each value's result depends on that value alone.
+    """
+
+    def __init__(
+        self, lut: np.ndarray | None, plan: _Affine | None, window: tuple[float, float, VoiFunction], out_max: int
+    ) -> None:
+        self._lut = lut
+        self._plan = plan
+        self._window = window
+        self.out_max = out_max
+        self.dtype = np.dtype(np.uint8 if out_max == 255 else np.uint16)
+
+    def into(self, values: np.ndarray, out: np.ndarray) -> None:
+        """Window ``values`` into ``out`` (both C-contiguous, of one shape) on this thread."""
+        if self._lut is None:
+            center, width, function = self._window
+            y = apply_window(values, center, width, function=function, y_min=0.0, y_max=float(self.out_max))
+            np.copyto(out, np.clip(np.rint(y), 0, self.out_max).astype(self.dtype))
+            return
+        n = values.size
+        _map_part(self._lut, self._plan, values.reshape(-1), out.reshape(-1), 0, n, _BIG_CHUNKS * _CHUNK)
+
+    def apply(self, values: np.ndarray) -> np.ndarray:
+        """The display values of ``values`` in a new array (several threads for a volume's worth)."""
+        if self._lut is None:
+            center, width, function = self._window
+            y = apply_window(values, center, width, function=function, y_min=0.0, y_max=float(self.out_max))
+            display: np.ndarray = np.clip(np.rint(y), 0, self.out_max).astype(self.dtype)
+            return display
+        lut, plan = self._lut, self._plan
         src = np.ascontiguousarray(values).reshape(-1)
-        with _table_lock:  # concurrent requests with a new window build its table once
-            lut = _lut(*key)
-            # The arithmetic form takes longer to find than a slice's worth of table lookups.
-            # A volume's worth of values pays that back at once; a slice saves a little by it,
-            # so a slice takes it once its window came back a few times (a viewer paging with
-            # it), not for each window of a viewer's window drag (docs/performance.md).
-            uses = (_window_uses.peek(key) or 0) + 1
-            _window_uses.put(key, uses)
-            fit = src.size >= _PARALLEL_FROM or uses > _FIT_AFTER_USES
-            plan = _affine(*key) if fit else None
-        out = np.empty(src.shape, dtype=out_dtype)
+        out = np.empty(src.shape, dtype=self.dtype)
         pool = _threads() if src.size >= _PARALLEL_FROM else None
         workers = pool._max_workers if pool is not None else 1
         if pool is None or workers < 2:
@@ -407,9 +425,35 @@ def _window_to(values: np.ndarray, center: float, width: float, function: VoiFun
             for helper in helpers:
                 helper.result()
         return out.reshape(values.shape)
-    y = apply_window(values, center, width, function=function, y_min=0.0, y_max=float(out_max))
-    display: np.ndarray = np.clip(np.rint(y), 0, out_max).astype(out_dtype)
-    return display
+
+
+def windower(dtype: np.dtype, size: int, center: float, width: float, function: VoiFunction, out_max: int) -> Windower:
+    """The window ``(center, width, function)`` to 0..``out_max`` (255 or 65535) for ``size`` values of ``dtype``.
+
+    8/16-bit integers go through a table built with :func:`apply_window` (same results): a
+    volume's worth of 16-bit inputs by the table's integer-arithmetic form when it has one (a
+    few SIMD passes), else one gather a pixel. Other dtypes through :func:`apply_window` itself.
+    ``size`` is the number of values the window is made for (the whole image, also when it is
+    applied a band at a time): it decides whether the arithmetic form is worth finding.
+    """
+    if dtype not in _LUT_DTYPES:
+        return Windower(None, None, (center, width, function), out_max)
+    key = (dtype.str, float(center), float(width), function, out_max)
+    with _table_lock:  # concurrent requests with a new window build its table once
+        lut = _lut(*key)
+        # The arithmetic form takes longer to find than a slice's worth of table lookups.
+        # A volume's worth of values pays that back at once; a slice saves a little by it,
+        # so a slice takes it once its window came back a few times (a viewer paging with
+        # it), not for each window of a viewer's window drag (docs/performance.md).
+        uses = (_window_uses.peek(key) or 0) + 1
+        _window_uses.put(key, uses)
+        fit = size >= _PARALLEL_FROM or uses > _FIT_AFTER_USES
+        plan = _affine(*key) if fit else None
+    return Windower(lut, plan, (center, width, function), out_max)
+
+
+def _window_to(values: np.ndarray, center: float, width: float, function: VoiFunction, out_max: int) -> np.ndarray:
+    return windower(values.dtype, values.size, center, width, function, out_max).apply(values)
 
 
 def window_to_uint8(

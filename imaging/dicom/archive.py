@@ -577,7 +577,7 @@ class DicomArchive:
                     raise exc.with_subject(sop_uid) from exc.__cause__
                 jpeg = fmt == "jpeg"
                 return (
-                    encode_jpeg(r.image, quality=quality) if jpeg else encode_png(r.image),
+                    encode_jpeg(r.array(), quality=quality) if jpeg else encode_png(r.image),
                     "image/jpeg" if jpeg else "image/png",
                     {
                         "dtype": r.image.dtype.str,

@@ -33,10 +33,20 @@ from pydicom.pixels.processing import apply_color_lut, apply_voi_lut
 
 from voxelgate.errors import InvalidInputError
 
-from ..windowing import VoiFunction, auto_window, preset, to_uint8, window_to_uint8, window_to_uint16
+from ..windowing import (
+    VoiFunction,
+    Windower,
+    auto_window,
+    preset,
+    to_uint8,
+    window_to_uint8,
+    window_to_uint16,
+    windower,
+)
 from .frames import _functional, modality_values
 
 __all__ = [
+    "DisplayRows",
     "Voi",
     "WindowRequest",
     "WindowSource",
@@ -281,17 +291,85 @@ def to_display(values: np.ndarray, voi: Voi, *, invert: bool, out_max: Literal[2
     return img
 
 
+class DisplayRows:
+    """Display values of a greyscale image, made a band of rows at a time as they are read.
+
+    :func:`~voxelgate.imaging.encode.encode_png` reads them so: the VOI and Presentation
+    LUTs (and the Modality LUT, when ``modality`` is given) go through one band of rows
+    into the encoder's small buffer, then the next, and the whole display image is
+    never allocated (on a heap that never held one, its fresh pages cost more than the
+    windowing: docs/performance.md). ``whole()`` makes it in one array, as
+    :func:`to_display` does (for JPEG: Pillow's encoder takes a whole image). Every
+    display value depends on its own stored value alone, so both give the same values.
+
+    Parameters
+    ----------
+    source:
+        Modality values, or stored values when ``modality`` maps them (a band at a time).
+    voi, invert, out_max:
+        As :func:`to_display`.
+    """
+
+    def __init__(
+        self,
+        source: np.ndarray,
+        voi: Voi,
+        *,
+        invert: bool,
+        out_max: Literal[255, 65535],
+        modality: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> None:
+        if out_max not in (255, 65535):
+            raise ValueError(f"out_max must be 255 or 65535, got {out_max}")
+        self._source = source
+        self._voi = voi
+        self._invert = invert
+        self._out_max: Literal[255, 65535] = out_max
+        self._modality = modality
+        self._windower: Windower | None = None
+        self.shape: tuple[int, ...] = tuple(source.shape)
+        self.dtype = np.dtype(np.uint8 if out_max == 255 else np.uint16)
+
+    def _values(self, stored: np.ndarray) -> np.ndarray:
+        return stored if self._modality is None else self._modality(stored)
+
+    def rows_into(self, start: int, out: np.ndarray) -> None:
+        """Display values of rows ``start`` .. ``start + len(out)`` into ``out`` (C-contiguous, this dtype)."""
+        values = np.ascontiguousarray(self._values(self._source[start : start + len(out)]))
+        voi = self._voi
+        if voi.lut is not None:
+            out[...] = voi_lut_display(values, voi.lut, out_max=self._out_max, index=voi.lut_index)
+        else:
+            if self._windower is None:  # made once, for the whole image's size (windower's choice of form)
+                self._windower = windower(
+                    values.dtype, self._source.size, voi.center, voi.width, voi.function, self._out_max
+                )
+            self._windower.into(values, out)
+        if self._invert:
+            np.subtract(self._out_max, out, out=out, dtype=out.dtype)
+
+    def whole(self) -> np.ndarray:
+        """The display values in one new array (:func:`to_display`)."""
+        return to_display(self._values(self._source), self._voi, invert=self._invert, out_max=self._out_max)
+
+
 @dataclass(frozen=True, eq=False)
 class RenderedFrame:
     """Display values of one frame and how they were made.
 
-    ``voi`` is None for colour frames (the VOI and Presentation LUTs apply to greyscale).
+    ``image`` is an array (colour) or :class:`DisplayRows` (greyscale: made as they are
+    encoded); ``array()`` gives it whole. ``voi`` is None for colour frames (the VOI and
+    Presentation LUTs apply to greyscale).
     """
 
-    image: np.ndarray
+    image: np.ndarray | DisplayRows
     voi: Voi | None
     inverted: bool
     notes: tuple[str, ...]
+
+    def array(self) -> np.ndarray:
+        """The display values in one array."""
+        return self.image if isinstance(self.image, np.ndarray) else self.image.whole()
 
 
 def render_frame(
@@ -326,14 +404,26 @@ def render_frame(
             top = float((1 << int(ds.get("BitsStored") or 16)) - 1)
             arr = to_uint8(arr.astype(np.float32) * (255.0 / top))
         return RenderedFrame(arr, None, False, ())
-    values, _ = modality_values(arr, ds, index)
+    # The whole frame's modality values only when a window is computed from them; else the
+    # Modality LUT goes a band at a time with the rest (DisplayRows).
+    whole: list[np.ndarray] = []
+
+    def values() -> np.ndarray:
+        if not whole:
+            whole.append(modality_values(arr, ds, index)[0])
+        return whole[0]
 
     def frame_range() -> tuple[float, float, str]:
-        lo, hi = float(values.min()), float(values.max())
+        lo, hi = float(values().min()), float(values().max())
         width = max(hi - lo, 1.0)
         return lo + width / 2 + 0.5, width + 1, "no window in the object; rendered with the frame's range"
 
-    voi = choose_voi(request, ds, index, auto=lambda: auto_window(values), fallback=frame_range)
+    voi = choose_voi(request, ds, index, auto=lambda: auto_window(values()), fallback=frame_range)
     invert, notes = inverts(ds)
-    image = to_display(values, voi, invert=invert, out_max=out_max)
-    return RenderedFrame(image, voi, invert, (*voi.notes, *notes))
+    if whole or not modality_values(arr[:1], ds, index)[1]:  # (a first row tells whether the LUT changes values)
+        rows = DisplayRows(whole[0] if whole else arr, voi, invert=invert, out_max=out_max)
+    else:
+        rows = DisplayRows(
+            arr, voi, invert=invert, out_max=out_max, modality=lambda stored: modality_values(stored, ds, index)[0]
+        )
+    return RenderedFrame(rows, voi, invert, (*voi.notes, *notes))

@@ -19,7 +19,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 
 from .frames import modality_dtype
-from .pixels import NativeLayout, native_layout
+from .pixels import Layout, NativeLayout, native_layout
 from .stacks import FrameRef, frame_refs
 
 #: Bump when the summary's content or meaning changes: older summaries are then ignored.
@@ -91,18 +91,27 @@ class InstanceHeader:
             return None
 
 
-def summarize(ds: Dataset, sop_uid: str) -> InstanceHeader:
+def summarize(
+    ds: Dataset, sop_uid: str, *, layout: Layout | None = None, modality_dtypes: tuple[str, ...] | None = None
+) -> InstanceHeader:
     """The :class:`InstanceHeader` of a parsed instance (pixel data need not be loaded).
+
+    Ingest gives what its checks read already: ``layout`` (:func:`.pixels.pixel_layout`)
+    and every frame's ``modality_dtypes`` (:func:`.frames.modality_dtype`, as ``dtype.str``).
 
     Raises
     ------
     ValueError
         If ``sop_uid`` is empty.
     """
-    refs = frame_refs(ds, sop_uid)
+    refs = frame_refs(ds, sop_uid, layout=layout)
+    known = modality_dtypes or ()
     return InstanceHeader(
         frames=tuple(refs),
-        modality_dtypes=tuple(np.dtype(modality_dtype(ds, r.frame_index)).str for r in refs),
-        native=native_layout(ds) if refs else None,
+        modality_dtypes=tuple(
+            known[r.frame_index] if r.frame_index < len(known) else np.dtype(modality_dtype(ds, r.frame_index)).str
+            for r in refs
+        ),
+        native=native_layout(ds, layout=layout) if refs else None,
         modality_lut=bool(ds.get("ModalityLUTSequence")),
     )

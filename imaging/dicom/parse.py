@@ -40,6 +40,7 @@ from .frames import modality_dtype
 from .pixels import (
     PIXEL_TAGS,
     FrameSink,
+    Layout,
     NeedsDecoding,
     has_pixels,
     held_length,
@@ -84,6 +85,10 @@ class ParsedInstance:
     instance: InstanceRow
     warnings: list[str] = field(default_factory=list)
     dataset: Dataset | None = field(default=None, repr=False)  # the parsed header (pixel data deferred)
+    #: What the checks read of the header, for the header summary to reuse: the pixel layout
+    #: (None without pixel data) and each frame's modality dtype (None when not checked).
+    layout: Layout | None = field(default=None, repr=False)
+    modality_dtypes: tuple[str, ...] | None = field(default=None, repr=False)
 
 
 def _text(ds: Dataset, keyword: str) -> str:
@@ -279,15 +284,20 @@ def read_dataset(
     return ds, found
 
 
-def _check_rescale(ds: Dataset, frames: int, name: str) -> None:
-    """Refuse a Modality LUT / rescale that GetFrame could not apply: values that are no numbers."""
+def _check_rescale(ds: Dataset, frames: int, name: str) -> tuple[str, ...]:
+    """Refuse a Modality LUT / rescale that GetFrame could not apply: values that are no numbers.
+
+    Returns each frame's modality dtype (``numpy.dtype.str``), which the header summary keeps.
+    """
+    dtypes = []
     for index in range(frames):
         try:
-            modality_dtype(ds, index)
+            dtypes.append(modality_dtype(ds, index).str)
         except HEADER_ERRORS as exc:
             raise InvalidInputError(
                 f"the rescale of frame {index} cannot be read ({type(exc).__name__}: {str(exc)[:200]})", subject=name
             ) from exc
+    return tuple(dtypes)
 
 
 def _check_uid(ds: Dataset, keyword: str, name: str, found: list[str]) -> str:
@@ -375,11 +385,13 @@ def _describe(
     study_uid = _check_uid(ds, "StudyInstanceUID", name, found)
     series_uid = _check_uid(ds, "SeriesInstanceUID", name, found)
     pixels = has_pixels(ds)
-    if pixels and validate:
-        found.extend(validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame, decode=decode))
-    rows, cols, _samples, frames, _bits = pixel_layout(ds) if pixels else (0, 0, 0, 0, 0)
-    if pixels and validate:
-        _check_rescale(ds, frames, name)
+    layout = pixel_layout(ds) if pixels else None
+    if layout is not None and validate:
+        found.extend(
+            validate_pixels(ds, path, name=name, limits=limits, on_frame=on_frame, decode=decode, layout=layout)
+        )
+    rows, cols, _samples, frames, _bits = layout or (0, 0, 0, 0, 0)
+    dtypes = _check_rescale(ds, frames, name) if layout is not None and validate else None
     study = StudyRow(
         study_uid=study_uid,
         patient_id=_text(ds, "PatientID"),
@@ -414,4 +426,4 @@ def _describe(
         photometric=_text(ds, "PhotometricInterpretation"),
         name=name,
     )
-    return ParsedInstance(study, series, instance, found)
+    return ParsedInstance(study, series, instance, found, layout=layout, modality_dtypes=dtypes)

@@ -39,8 +39,16 @@ def _int(ds: Dataset, keyword: str) -> int:
         return 0
 
 
-def pixel_layout(ds: Dataset) -> tuple[int, int, int, int, int]:
-    """Return (rows, columns, samples per pixel, frames, bits allocated)."""
+#: (rows, columns, samples per pixel, frames, bits allocated), as :func:`pixel_layout` reads them.
+Layout = tuple[int, int, int, int, int]
+
+
+def pixel_layout(ds: Dataset) -> Layout:
+    """Return (rows, columns, samples per pixel, frames, bits allocated).
+
+    Ingest reads it once a file and hands it to the functions below that take a
+    ``layout`` (each reads it from ``ds`` when given none).
+    """
     rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
     samples = _int(ds, "SamplesPerPixel") or 1
     frames = _int(ds, "NumberOfFrames") or 1
@@ -70,9 +78,9 @@ def held_length(raw: RawDataElement, file_size: int | None) -> int | None:
     return max(0, min(raw.length, file_size - raw.value_tell))
 
 
-def native_length(ds: Dataset) -> int:
+def native_length(ds: Dataset, *, layout: Layout | None = None) -> int:
     """Bytes that native (uncompressed) pixel data of ``ds`` must hold."""
-    rows, cols, samples, frames, bits = pixel_layout(ds)
+    rows, cols, samples, frames, bits = layout or pixel_layout(ds)
     if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
         # Two luminance samples share one pair of chrominance samples.
         return math.ceil(rows * cols * 2 * frames * bits / 8)
@@ -223,7 +231,7 @@ class NativeLayout:
         return out if got == self.frame_bytes else None
 
 
-def native_layout(ds: Dataset) -> NativeLayout | None:
+def native_layout(ds: Dataset, *, layout: Layout | None = None) -> NativeLayout | None:
     """The :class:`NativeLayout` of ``ds``'s pixel data, or None when it is not a plain array in the file.
 
     The common case of CT and MR series (8/16/32 bits allocated, all of them
@@ -239,7 +247,7 @@ def native_layout(ds: Dataset) -> NativeLayout | None:
     raw = raw_item(ds, 0x7FE00010) if 0x7FE00010 in ds else None
     if not isinstance(raw, RawDataElement) or raw.length in (0, 0xFFFFFFFF):
         return None
-    rows, cols, samples, frames, bits = pixel_layout(ds)
+    rows, cols, samples, frames, bits = layout or pixel_layout(ds)
     signed = bool(int(ds.get("PixelRepresentation") or 0))
     stored = int(ds.get("BitsStored") or bits)
     if samples != 1 or bits not in (8, 16, 32) or (signed and stored != bits) or rows < 1 or cols < 1:
@@ -296,6 +304,7 @@ def validate_pixels(
     limits: Limits,
     on_frame: FrameSink | None = None,
     decode: bool = True,
+    layout: Layout | None = None,
 ) -> list[str]:
     """Prove that the pixel data of ``ds`` decodes the way GetFrame decodes it, frame by frame (bounded memory).
 
@@ -309,6 +318,8 @@ def validate_pixels(
 
     With ``decode=False`` nothing is decoded: pixel data that needs a decoder
     raises :class:`NeedsDecoding` once the header's limits are checked.
+
+    ``layout`` is :func:`pixel_layout` of ``ds`` when the caller read it already.
 
     Returns warnings about tolerated oddities.
 
@@ -332,7 +343,8 @@ def validate_pixels(
             int(value) if value not in (None, "") else 0
         except (TypeError, ValueError):
             raise InvalidInputError(f"{keyword} {str(value)[:20]!r} is not an integer", subject=name) from None
-    rows, cols, samples, frames, bits = pixel_layout(ds)
+    layout = layout or pixel_layout(ds)
+    rows, cols, samples, frames, bits = layout
     if not rows or not cols or not bits:
         raise InvalidInputError("pixel data without Rows, Columns or Bits Allocated", subject=name)
     if frames > limits.max_frames:
@@ -350,7 +362,7 @@ def validate_pixels(
     if not tsyntax.is_encapsulated:
         # The raw element knows its length without loading a value of gigabytes.
         raw = next(raw_item(ds, t) for t in PIXEL_TAGS if t in ds)
-        need = native_length(ds)
+        need = native_length(ds, layout=layout)
         length = None
         if isinstance(raw, RawDataElement):
             if raw.length == 0xFFFFFFFF:
@@ -365,7 +377,7 @@ def validate_pixels(
             raise InvalidInputError(f"pixel data truncated: {length} bytes where the header needs {need}", subject=name)
         if length > need + 1:
             found.append(f"pixel data has {length - need} bytes more than the header needs")
-        if native_layout(ds) is not None:
+        if native_layout(ds, layout=layout) is not None:
             return found  # GetFrame reads each frame at its offset: the length is all it needs
         # Anything else (colour, packed bits, big endian, 13 bits allocated...) GetFrame decodes
         # with pydicom: so does validation, every frame, so that what is stored can be served.

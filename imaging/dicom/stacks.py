@@ -31,7 +31,7 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
 from .frames import _functional, rescale_of
-from .pixels import has_pixels, pixel_layout
+from .pixels import Layout, has_pixels, pixel_layout
 
 #: Largest difference of any direction cosine for two frames to share an orientation.
 ORIENTATION_TOLERANCE = 1e-3
@@ -263,7 +263,7 @@ def _non_spatial_dimensions(ds: Dataset) -> list[int]:
     return out
 
 
-def frame_refs(ds: Dataset, sop_uid: str) -> list[FrameRef]:
+def frame_refs(ds: Dataset, sop_uid: str, *, layout: Layout | None = None) -> list[FrameRef]:
     """Describe every frame of one instance for stack splitting.
 
     Single-frame and classic multi-frame objects are read from the top-level
@@ -279,6 +279,8 @@ def frame_refs(ds: Dataset, sop_uid: str) -> list[FrameRef]:
         The instance's dataset (pixel data need not be loaded).
     sop_uid:
         The SOP Instance UID the frames are reported under.
+    layout:
+        :func:`.pixels.pixel_layout` of ``ds``, when the caller read it already.
 
     Returns
     -------
@@ -294,7 +296,7 @@ def frame_refs(ds: Dataset, sop_uid: str) -> list[FrameRef]:
         raise ValueError("sop_uid must not be empty")
     if not has_pixels(ds):
         return []
-    rows, cols, samples, frames, _bits = pixel_layout(ds)
+    rows, cols, samples, frames, _bits = layout or pixel_layout(ds)
     enhanced = bool(ds.get("PerFrameFunctionalGroupsSequence") or ds.get("SharedFunctionalGroupsSequence"))
     common: dict[str, Any] = dict(
         sop_class_uid=str(ds.get("SOPClassUID", "")).strip(),

@@ -81,7 +81,9 @@ def header_summary(parsed: ParsedInstance) -> str | None:
     if parsed.dataset is None or parsed.instance.frames == 0:
         return None
     try:
-        return summarize(parsed.dataset, parsed.instance.sop_uid).to_json()
+        return summarize(
+            parsed.dataset, parsed.instance.sop_uid, layout=parsed.layout, modality_dtypes=parsed.modality_dtypes
+        ).to_json()
     except Exception:  # an aid, not a requirement
         log.debug("no header summary for an ingested instance", exc_info=True)
         return None
