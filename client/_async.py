@@ -226,6 +226,7 @@ class AsyncClient(CallSettings):
         if slots is None or slot is None:
             yield await self.get_frame(sop_instance_uid, index, format=format, values=values, timeout=timeout)
             return
+        answered = False
         try:
             request = frame_request(
                 sop_instance_uid,
@@ -247,6 +248,7 @@ class AsyncClient(CallSettings):
                 )
             except _SEGMENT_REFUSED as exc:
                 refused = exc
+            answered = True
             if refused is not None:
                 # The frame's own error (no such instance, frame out of range) is raised here.
                 frame = await self.get_frame(sop_instance_uid, index, format=format, values=values, timeout=timeout)
@@ -257,7 +259,10 @@ class AsyncClient(CallSettings):
             else:  # larger than a slot (or a server that knows no slots): inline
                 yield frame_of(head) if head.data else frame_of(head, data)
         finally:
-            slots.give_back(slot)
+            if answered:
+                slots.give_back(slot)
+            else:  # cancelled, or past its deadline: the server may not have finished with the slot
+                slots.give_back_later(slot)
 
     def _give_up(self, slots: FrameSlots, reason: Exception) -> None:
         """Stop lending frames in ``slots``: the server cannot use them (it answered without a slot)."""

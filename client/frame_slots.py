@@ -10,12 +10,17 @@ own until its frame has been used.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 from voxelgate import shared_memory
 from voxelgate.v1 import dicom_pb2
 
 MiB = 1 << 20
+#: Seconds a slot stays out after its call ended without the server's answer. The server checks that
+#: the call is still active just before it writes a frame, so a late write follows a cancellation by
+#: no more than the time the cancellation takes to reach it.
+LATE_S = 10.0
 
 
 class FrameSlots:
@@ -57,6 +62,11 @@ class FrameSlots:
             if not 0 <= slot < self.slots or slot in self._free:
                 raise ValueError(f"slot {slot} is not out")
             self._free.append(slot)
+
+    def give_back_later(self, slot: int) -> None:
+        """Return a slot :data:`LATE_S` seconds from now (in the running event loop): its call ended without
+        the server's answer (cancelled, past its deadline), and the server may still be writing into it."""
+        asyncio.get_running_loop().call_later(LATE_S, self.give_back, slot)
 
     def request(self, slot: int) -> dicom_pb2.SharedFrameSlot:
         """The ``GetFrameRequest.shared`` naming ``slot``."""

@@ -9,7 +9,7 @@ import grpc
 
 from voxelgate import shared_memory
 from voxelgate.cache.catalog import InstanceRow, Page, QueryFilter
-from voxelgate.errors import InvalidInputError
+from voxelgate.errors import CancelledError, InvalidInputError
 from voxelgate.imaging.dicom.archive import DicomArchive, FrameFormat, IngestReport, ValueSpace
 from voxelgate.imaging.dicom.query_model import Level
 from voxelgate.imaging.dicom.search import SearchQuery
@@ -307,6 +307,9 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             inverted=f.inverted,
         )
         if slot is not None and shared:
+            if not context.is_active():
+                # Its client gave up on the call and may have lent the slot to another one already.
+                raise CancelledError("the call ended before its frame was written", subject="shared")
             slot[:nbytes] = f.payload
             head.shared_bytes = nbytes
             return FrameReply(head, b"")

@@ -23,7 +23,7 @@ from pydicom.uid import generate_uid
 
 from tests.server.e2e_support import Server, data_file, serve
 from voxelgate import errors, shared_memory
-from voxelgate.client import AsyncClient, Client
+from voxelgate.client import AsyncClient, Client, frame_slots
 from voxelgate.client.dicom import Frame
 from voxelgate.v1 import dicom_pb2
 
@@ -189,5 +189,34 @@ def test_a_client_whose_segment_the_server_cannot_use_goes_on_over_the_connectio
         assert not avg.uses_shared_memory
         async with avg.lent_frame(sop, 3, values="stored") as lent:
             assert not _in_slot(lent) and _fields(lent) == _fields(sent)
+
+    _run(server, calls)
+
+
+def test_a_slot_whose_call_ended_without_an_answer_stays_out_for_a_while(
+    server: Server, stored: dict[str, tuple[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A call cancelled (or past its deadline) may still be under way in the server, which could write into
+    its slot: the slot is not lent again until frame_slots.LATE_S later."""
+    monkeypatch.setattr(frame_slots, "LATE_S", 0.5)
+    sop, _ = stored["CT_small.dcm"]
+
+    async def calls(avg: AsyncClient) -> None:
+        avg.use_shared_memory(slots=1, slot_bytes=1 << 20)
+
+        async def use() -> None:
+            async with avg.lent_frame(sop, values="stored"):
+                pytest.fail("the call was to be cancelled before its answer")
+
+        call = asyncio.create_task(use())
+        await asyncio.sleep(0)  # the call is sent and awaits its answer
+        call.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await call
+        async with avg.lent_frame(sop, values="stored") as lent:
+            assert not _in_slot(lent)  # the one slot is still out
+        await asyncio.sleep(1.0)
+        async with avg.lent_frame(sop, values="stored") as lent:
+            assert _in_slot(lent)
 
     _run(server, calls)
