@@ -228,18 +228,7 @@ class AsyncClient(CallSettings):
             return
         answered = False
         try:
-            request = frame_request(
-                sop_instance_uid,
-                index,
-                format=format,
-                window=None,
-                preset="",
-                auto_window=False,
-                object_voi_lut=False,
-                window_index=0,
-                values=values,
-                quality=0,
-            )
+            request = frame_request(sop_instance_uid, index, format=format, values=values)
             request.shared.CopyFrom(slots.request(slot))
             refused: Exception | None = None
             try:

@@ -556,13 +556,13 @@ def frame_request(
     index: int,
     *,
     format: FrameFormat | str,
-    window: Window | tuple[float, float] | None,
-    preset: str,
-    auto_window: bool,
-    object_voi_lut: bool,
-    window_index: int,
-    values: ValueSpace | str | None,
-    quality: int,
+    window: Window | tuple[float, float] | None = None,
+    preset: str = "",
+    auto_window: bool = False,
+    object_voi_lut: bool = False,
+    window_index: int = 0,
+    values: ValueSpace | str | None = None,
+    quality: int = 0,
 ) -> dicom_pb2.GetFrameRequest:
     """The ``GetFrame`` request of :meth:`DicomCalls.get_frame`'s arguments (the async client's too).
 

@@ -8,7 +8,6 @@ options to the service are the client commands' (``--server``, TLS, ``--token-fi
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from voxelgate.client._cli import USAGE, UsageError, add_connection_args, command
+from voxelgate.client.transport import is_loopback
 from voxelgate.memory import tune_malloc
 
 if TYPE_CHECKING:
@@ -87,15 +87,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_connection_args(p)
 
 
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def run(args: argparse.Namespace, vg: Client) -> int:
     """Serve until interrupted; the exit status."""
     import uvicorn
@@ -108,7 +99,7 @@ def run(args: argparse.Namespace, vg: Client) -> int:
     )
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
-    if not _loopback(args.host) and not args.tls_cert and not args.insecure:
+    if not is_loopback(args.host) and not args.tls_cert and not args.insecure:
         raise UsageError(
             f"listening on {args.host} needs HTTPS (--tls-cert/--tls-key), or --insecure on a trusted network"
         )
