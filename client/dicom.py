@@ -556,13 +556,13 @@ def frame_request(
     index: int,
     *,
     format: FrameFormat | str,
-    window: Window | tuple[float, float] | None,
-    preset: str,
-    auto_window: bool,
-    object_voi_lut: bool,
-    window_index: int,
-    values: ValueSpace | str | None,
-    quality: int,
+    window: Window | tuple[float, float] | None = None,
+    preset: str = "",
+    auto_window: bool = False,
+    object_voi_lut: bool = False,
+    window_index: int = 0,
+    values: ValueSpace | str | None = None,
+    quality: int = 0,
 ) -> dicom_pb2.GetFrameRequest:
     """The ``GetFrame`` request of :meth:`DicomCalls.get_frame`'s arguments (the async client's too).
 
@@ -617,10 +617,20 @@ def frame_of_message(message: bytes) -> Frame:
     message and only the small fields after it are parsed; protobuf would copy them twice
     (into its message, then into a bytes object). A message in any other order is parsed whole.
     """
+    head, data = frame_reply_parts(message)
+    return frame_of(head) if head.data else frame_of(head, data)
+
+
+def frame_reply_parts(message: bytes) -> tuple[dicom_pb2.GetFrameResponse, memoryview]:
+    """A serialised ``GetFrame`` reply as its fields but a leading ``data`` (parsed), and a view of that ``data``.
+
+    :func:`frame_of_message`'s parsing; a message that does not start with ``data`` is parsed
+    whole (its ``data`` in the message, the view empty).
+    """
     found = wire.leading_bytes(message, _FRAME_DATA_TAG)
     data, end = found if found is not None else (memoryview(b""), 0)
     head = dicom_pb2.GetFrameResponse.FromString(memoryview(message)[end:])  # type: ignore[arg-type]  # protobuf parses any buffer; its stub says bytes
-    return frame_of(head) if head.data else frame_of(head, data)
+    return head, data
 
 
 def _study(s: dicom_pb2.Study) -> Study:

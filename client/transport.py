@@ -19,6 +19,7 @@ in all. Calls that store or delete something are never retried.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import math
 import os
@@ -162,6 +163,16 @@ def service_config(retry: Retry | None) -> str:
     return json.dumps({"methodConfig": [{"name": names, "retryPolicy": policy}]})
 
 
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address, IPv6 in brackets or not) is ``localhost`` or a loopback address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 @dataclass(frozen=True)
 class Settings:
     """Where and how to connect, each setting given or read from the environment.
@@ -227,6 +238,19 @@ class Settings:
         if settings.token and settings.tls is False:
             raise ValueError("a bearer token is sent only over TLS")
         return settings
+
+    @property
+    def on_this_host(self) -> bool:
+        """Whether the address names this host: a Unix socket, ``localhost`` or a loopback address.
+
+        (A server there may still run in another container: shared memory then falls back.)
+        """
+        address = self.address
+        if address.startswith(("unix:", "unix-abstract:")):
+            return True
+        return is_loopback(
+            address.removeprefix("dns:///").removeprefix("ipv4:").removeprefix("ipv6:").rsplit(":", 1)[0]
+        )
 
     @property
     def uses_tls(self) -> bool:

@@ -8,7 +8,6 @@ options to the service are the client commands' (``--server``, TLS, ``--token-fi
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import logging
 import os
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from voxelgate.client._cli import USAGE, UsageError, add_connection_args, command
+from voxelgate.client.transport import is_loopback
 from voxelgate.memory import tune_malloc
 
 if TYPE_CHECKING:
@@ -74,21 +74,17 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--max-frames", type=int, default=1000, help="frames one request may name")
     p.add_argument("--qido-limit", type=int, default=1000, help="matches a search returns without a limit")
     p.add_argument("--threads", type=int, default=32, help="requests calling the service at once")
+    p.add_argument(
+        "--no-shared-memory",
+        action="store_true",
+        help="take frames over the connection even from a service on this host (not in shared memory slots)",
+    )
     p.add_argument("--max-connections", type=int, default=1000, help="open connections; more are answered 503")
     p.add_argument("--tls-cert", type=Path, default=None, help="serve HTTPS with this certificate chain")
     p.add_argument("--tls-key", type=Path, default=None)
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback address without HTTPS")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
     add_connection_args(p)
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def run(args: argparse.Namespace, vg: Client) -> int:
@@ -103,7 +99,7 @@ def run(args: argparse.Namespace, vg: Client) -> int:
     )
     if bool(args.tls_cert) != bool(args.tls_key):
         raise UsageError("--tls-cert and --tls-key go together")
-    if not _loopback(args.host) and not args.tls_cert and not args.insecure:
+    if not is_loopback(args.host) and not args.tls_cert and not args.insecure:
         raise UsageError(
             f"listening on {args.host} needs HTTPS (--tls-cert/--tls-key), or --insecure on a trusted network"
         )
@@ -117,6 +113,7 @@ def run(args: argparse.Namespace, vg: Client) -> int:
             max_frames=args.max_frames,
             qido_limit=args.qido_limit,
             threads=args.threads,
+            shared_memory=not args.no_shared_memory,
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

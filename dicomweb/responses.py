@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import TYPE_CHECKING, TypeVar
 
@@ -9,10 +10,14 @@ from isal import igzip
 from starlette.requests import Request
 from starlette.responses import Response
 
+from voxelgate.errors import UnsupportedError
+
 from .settings import GatewaySettings
 
 if TYPE_CHECKING:
     from voxelgate.client import AsyncClient, Client
+
+log = logging.getLogger(__name__)
 
 #: A relative reference into the resource tree, as the service writes it in DICOM JSON: a
 #: BulkDataURI's value, or RetrieveURL's (00081190) first value. Quotes inside JSON strings are
@@ -58,6 +63,12 @@ def async_client_for(request: Request) -> AsyncClient:
     avg: AsyncClient | None = getattr(state, "async_client", None)
     if avg is None:
         avg = state.async_client = AsyncClient.like(state.client)
+        settings = settings_of(request)
+        if settings.shared_memory and state.client.settings.on_this_host:
+            try:
+                avg.use_shared_memory(settings.shared_slots, settings.shared_slot_bytes)
+            except UnsupportedError as exc:
+                log.info("frames come over the connection: %s", exc)
     token = _passed_token(request)
     return avg if token is None else _with_token(avg, token)
 

@@ -36,6 +36,12 @@ class GatewaySettings:
         JSON bodies at least this long are gzipped for clients that accept it.
     threads:
         Threads making calls to the service at once (each request's calls run in one).
+    shared_memory:
+        Take frames from a service on this host (a loopback or Unix socket address) in shared
+        memory slots rather than over the connection (``AsyncClient.use_shared_memory``).
+    shared_slots, shared_slot_bytes:
+        How many slots (requests whose frames are in shared memory at once; others come over the
+        connection), and their size (larger frames come over the connection).
     """
 
     prefix: str = "/dicomweb"
@@ -49,12 +55,24 @@ class GatewaySettings:
     qido_limit: int = 1000
     gzip_min_bytes: int = 1024
     threads: int = 32
+    shared_memory: bool = True
+    shared_slots: int = 16
+    shared_slot_bytes: int = 2 * MiB
 
     def __post_init__(self) -> None:
         if self.prefix and (not self.prefix.startswith("/") or self.prefix.endswith("/")):
             raise ValueError(f"prefix starts with / and does not end with one (or is empty), got {self.prefix!r}")
         if self.public_url and not self.public_url.startswith(("http://", "https://")):
             raise ValueError(f"public_url is an absolute http(s) URL, got {self.public_url!r}")
-        for name in ("max_upload_bytes", "max_frames", "max_viewport", "thumbnail_size", "qido_limit", "threads"):
+        for name in (
+            "max_upload_bytes",
+            "max_frames",
+            "max_viewport",
+            "thumbnail_size",
+            "qido_limit",
+            "threads",
+            "shared_slots",
+            "shared_slot_bytes",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")

@@ -260,18 +260,25 @@ async def frames(request: Request) -> Response:
     if stored is None or len(numbers) != 1:
         return await run_in_threadpool(_frames, request, sop, numbers, ranges, stored)
     plan = choose_pixels(ranges, stored, single_allowed=True)
-    data: bytes | memoryview | None = None
     if _via_frame_cache(plan, stored):
-        frame = await async_client_for(request).get_frame(sop, numbers[0] - 1, format="raw", values="stored")
-        data = frame.data if _same_as_stored(frame, plan) else None
-    if data is None:
-        data = await run_in_threadpool(_bulk_frame, client_for(request), sop, numbers[0])
+        # The frame may be lent in a shared memory slot, valid inside the block: the response is
+        # made of a copy (the body is written after the slot has gone back).
+        async with async_client_for(request).lent_frame(sop, numbers[0] - 1, format="raw", values="stored") as frame:
+            if _same_as_stored(frame, plan):
+                return _one_frame(plan, frame.data, copy=True)
+    data = await run_in_threadpool(_bulk_frame, client_for(request), sop, numbers[0])
     return _one_frame(plan, data)
 
 
-def _one_frame(plan: PixelPlan, data: bytes | memoryview) -> Response:
-    """One frame: the frame alone (``single_allowed``), or a ``multipart/related`` body of one part sent at once."""
+def _one_frame(plan: PixelPlan, data: bytes | memoryview, *, copy: bool = False) -> Response:
+    """One frame: the frame alone (``single_allowed``), or a ``multipart/related`` body of one part sent at once.
+
+    ``copy``: ``data`` may be overwritten once this returns (a shared memory slot), so the body
+    is made of a copy (a multipart body is one anyway); a view of bytes is not copied.
+    """
     if not plan.multipart:
+        if copy and not (isinstance(data, bytes) or isinstance(data.obj, bytes)):
+            data = bytes(data)
         return Response(data, media_type=plan.content_type)
     boundary = multipart.new_boundary()
     head = multipart.part_head(boundary, plan.content_type, length=len(data))

@@ -21,6 +21,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from voxelgate import shared_memory
 from voxelgate.cache.budget import MemoryBudget
 from voxelgate.cache.catalog import SqlCatalog
 from voxelgate.cache.derived import DerivedCache
@@ -92,6 +93,7 @@ class Running:
     volumes: SeriesVolumes | None = None
     jobs: JobRunner | None = None
     decoders: Decoders | None = None
+    segments: shared_memory.KeptSegments | None = None  # clients' segments GetFrame writes into
 
     def drain(self, seconds: float) -> None:
         """Report NOT_SERVING (readiness) while still answering, for ``seconds``: load balancers and
@@ -121,6 +123,8 @@ class Running:
         if self.store is not None:
             self.store.close()
         self.cache.close()
+        if self.segments is not None:
+            self.segments.close()
 
 
 @dataclass(frozen=True)
@@ -265,7 +269,8 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         options=options,
         maximum_concurrent_rpcs=config.workers * 4,
     )
-    add_dicom_service(DicomServicer(archive, max_message_bytes=config.max_message_bytes), server)
+    segments = shared_memory.KeptSegments()
+    add_dicom_service(DicomServicer(archive, max_message_bytes=config.max_message_bytes, segments=segments), server)
     memory = MemoryBudget(config.memory_bytes)
     memory.reserve(config.cache_memory_bytes)  # the derived cache's memory tier bounds itself within its share
     volumes = SeriesVolumes(
@@ -329,7 +334,9 @@ def build_server(config: Config, *, worker: Worker | None = None) -> Running:
         recover_storage(store, catalog)
     for name in ("", *SERVICE_NAMES):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, archive, cache, catalog, store, library, volumes, jobs, decoders)
+    return Running(
+        server, port, health_servicer, archive, cache, catalog, store, library, volumes, jobs, decoders, segments
+    )
 
 
 def codec_report() -> dict[str, list[str]]:

@@ -7,8 +7,9 @@ from collections.abc import Iterator
 
 import grpc
 
+from voxelgate import shared_memory
 from voxelgate.cache.catalog import InstanceRow, Page, QueryFilter
-from voxelgate.errors import InvalidInputError
+from voxelgate.errors import CancelledError, InvalidInputError
 from voxelgate.imaging.dicom.archive import DicomArchive, FrameFormat, IngestReport, ValueSpace
 from voxelgate.imaging.dicom.query_model import Level
 from voxelgate.imaging.dicom.search import SearchQuery
@@ -106,9 +107,13 @@ FrameReply = BytesFirstReply[dicom_pb2.GetFrameResponse]
 
 
 class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
-    def __init__(self, archive: DicomArchive, *, max_message_bytes: int) -> None:
+    def __init__(
+        self, archive: DicomArchive, *, max_message_bytes: int, segments: shared_memory.KeptSegments | None = None
+    ) -> None:
         self._archive = archive
         self._max_message_bytes = max_message_bytes
+        # Clients' shared memory segments GetFrame writes into, kept mapped across calls.
+        self._segments = segments if segments is not None else shared_memory.KeptSegments()
 
     def Ingest(
         self, request_iterator: Iterator[common_pb2.IngestChunk], context: grpc.ServicerContext
@@ -267,6 +272,12 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
                 "values takes VALUE_SPACE_STORED or VALUE_SPACE_MODALITY (RAW only)", subject="values"
             )
         windowed = request.WhichOneof("windowing") is not None or request.window_index
+        slot = None
+        if request.HasField("shared"):  # the segment is checked before any frame work
+            sh = request.shared
+            if sh.capacity < 1:
+                raise InvalidInputError("a shared slot holds at least 1 byte", subject="shared.capacity")
+            slot = self._segments.view(sh.pid, sh.fd, sh.segment_bytes, sh.offset, sh.capacity)
         f = self._archive.frame(
             request.sop_instance_uid,
             request.frame,
@@ -275,13 +286,16 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             values=values,
             quality=request.quality or 90,
         )
-        check_reply_size(
-            len(f.payload),
-            self._max_message_bytes,
-            subject=request.sop_instance_uid,
-            what=f"frame {request.frame} as {fmt}",
-            advice="raise --max-message-size, or ask for PNG",
-        )
+        nbytes = len(f.payload)
+        shared = slot is not None and nbytes <= len(slot)
+        if not shared:
+            check_reply_size(
+                nbytes,
+                self._max_message_bytes,
+                subject=request.sop_instance_uid,
+                what=f"frame {request.frame} as {fmt}",
+                advice="raise --max-message-size, or ask for PNG",
+            )
         head = dicom_pb2.GetFrameResponse(
             media_type=f.media_type,
             dtype=f.dtype,
@@ -292,6 +306,13 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
             window=window_pb(f.window),
             inverted=f.inverted,
         )
+        if slot is not None and shared:
+            if not context.is_active():
+                # Its client gave up on the call and may have lent the slot to another one already.
+                raise CancelledError("the call ended before its frame was written", subject="shared")
+            slot[:nbytes] = f.payload
+            head.shared_bytes = nbytes
+            return FrameReply(head, b"")
         return FrameReply(head, f.payload)
 
     def GetInstanceFile(

@@ -41,15 +41,13 @@ import os
 import re
 import stat
 import sys
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from voxelgate.errors import InvalidInputError, LimitExceededError, NotFoundError, PreconditionError, UnsupportedError
 from voxelgate.memory import fault_in
-
-if TYPE_CHECKING:
-    pass
 
 PREFIX = "voxelgate-"
 #: How the link of a segment's descriptor reads (``/proc/self/fd/N``).
@@ -100,9 +98,11 @@ class _Mapped:
 class SharedSegment(_Mapped):
     """A client's segment, mapped for the server to write into."""
 
-    def __init__(self, name: str, mapping: mmap.mmap) -> None:
+    def __init__(self, name: str, mapping: mmap.mmap, identity: tuple[int, int] = (0, 0)) -> None:
         super().__init__(mapping)
         self.name = name
+        #: The file's device and inode: a descriptor still naming it names this segment.
+        self.identity = identity
 
     def write(self, offset: int, data: bytes | memoryview | Sequence[bytes | memoryview]) -> int:
         """Copy ``data`` (one buffer, or pieces one after the other) to ``offset``; the GIL is released
@@ -198,7 +198,104 @@ def open_for_writing(pid: int, fd: int, nbytes: int) -> SharedSegment:
             ) from None
     finally:
         os.close(own)  # the mapping keeps the memory
-    return SharedSegment(name, mapping)
+    return SharedSegment(name, mapping, (st.st_dev, st.st_ino))
+
+
+class KeptSegments:
+    """Segments opened once and kept, mapped, across calls (``DicomService.GetFrame`` into a slot).
+
+    Opening and mapping a segment for each call would cost more than the copies a slot saves:
+    a fresh mapping faults every page it is written through again. A kept segment is used
+    while the client's descriptor still names the same file (its device and inode, from a
+    ``stat`` of ``/proc/PID/fd/FD`` at each call): a descriptor closed and its number used
+    again for another segment, or a process id used again, opens the new one. At most
+    ``limit`` segments are kept; the least recently used one is let go, and those of clients
+    that have ended when another is opened.
+    """
+
+    def __init__(self, limit: int = 16) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self._limit = limit
+        self._kept: OrderedDict[tuple[int, int], SharedSegment] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._kept)
+
+    def view(self, pid: int, fd: int, nbytes: int, offset: int, length: int) -> memoryview:
+        """Bytes ``offset:offset + length`` of the segment of descriptor ``fd`` of process ``pid``, writable
+        (the segment's first ``nbytes`` mapped, as :func:`open_for_writing` checks them).
+
+        The view holds the mapping: a segment let go meanwhile is unmapped when the view goes.
+
+        Raises
+        ------
+        InvalidInputError, NotFoundError, PreconditionError, LimitExceededError, UnsupportedError
+            As :func:`open_for_writing`; InvalidInputError also for a slot outside the segment.
+        """
+        if not 0 <= offset <= offset + length <= nbytes:
+            raise InvalidInputError(
+                f"the slot (bytes {offset} to {offset + length}) lies outside the segment's {nbytes}", subject="shared"
+            )
+        key = (pid, fd)
+        try:
+            st = os.stat(f"/proc/{pid}/fd/{fd}") if pid >= 1 and fd >= 0 else None
+        except OSError:
+            st = None  # open_for_writing below says why
+        if st is not None:
+            with self._lock:
+                kept = self._kept.get(key)
+                if kept is not None and kept.identity == (st.st_dev, st.st_ino) and kept.size >= nbytes:
+                    self._kept.move_to_end(key)
+                    return kept.view(offset, length)
+        self._drop(key)
+        self._prune()
+        segment = open_for_writing(pid, fd, nbytes)
+        gone: list[SharedSegment] = []
+        with self._lock:
+            if (old := self._kept.pop(key, None)) is not None:
+                gone.append(old)
+            self._kept[key] = segment
+            while len(self._kept) > self._limit:
+                gone.append(self._kept.popitem(last=False)[1])
+            view = segment.view(offset, length)
+        for g in gone:
+            g.close()
+        return view
+
+    def _prune(self) -> None:
+        """Let go of the segments whose descriptor is gone or names another file (a client that ended):
+        looked for when a segment is opened, which is rare, so that their memory does not wait for the LRU."""
+        with self._lock:
+            kept = list(self._kept.items())
+        for (pid, fd), segment in kept:
+            try:
+                st = os.stat(f"/proc/{pid}/fd/{fd}")
+                alive = (st.st_dev, st.st_ino) == segment.identity
+            except OSError:
+                alive = False
+            if not alive:
+                with self._lock:
+                    if self._kept.get((pid, fd)) is segment:
+                        del self._kept[(pid, fd)]
+                    else:
+                        continue
+                segment.close()
+
+    def _drop(self, key: tuple[int, int]) -> None:
+        with self._lock:
+            old = self._kept.pop(key, None)
+        if old is not None:
+            old.close()
+
+    def close(self) -> None:
+        """Let every segment go (each unmapped once no view of it is left)."""
+        with self._lock:
+            kept, self._kept = list(self._kept.values()), OrderedDict()
+        for segment in kept:
+            segment.close()
 
 
 class ClientSegment(_Mapped):

@@ -297,3 +297,21 @@ def test_the_asyncio_client_names_a_server_that_is_not_there() -> None:
 
     with pytest.raises(errors.ServerUnreachableError, match=r"127\.0\.0\.1:1\b"):
         asyncio.run(call())
+
+
+@pytest.mark.parametrize(
+    ("address", "here"),
+    [
+        ("127.0.0.1:50051", True),
+        ("localhost:50051", True),
+        ("[::1]:50051", True),
+        ("ipv6:[::1]:50051", True),
+        ("dns:///localhost:50051", True),
+        ("unix:/run/voxelgate.sock", True),
+        ("10.0.0.5:50051", False),
+        ("voxelgate.example.org:443", False),
+    ],
+)
+def test_an_address_on_this_host_is_a_loopback_or_unix_one(address: str, here: bool) -> None:
+    """Where the DICOMweb gateway tries shared memory by default."""
+    assert Settings(address=address).on_this_host is here

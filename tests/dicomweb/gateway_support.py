@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import uvicorn
+from starlette.applications import Starlette
 
 from voxelgate.client import Client
 from voxelgate.dicomweb import GatewaySettings, create_app
@@ -24,6 +25,7 @@ class Gateway:
     url: str
     port: int
     client: Client
+    app: Starlette | None = None
 
     @property
     def origin(self) -> str:
@@ -61,7 +63,7 @@ def serve_gateway(client: Client, settings: GatewaySettings | None = None, **ove
     if not server.started:
         raise RuntimeError("the gateway did not start")
     try:
-        yield Gateway(f"http://127.0.0.1:{port}{settings.prefix}", port, client)
+        yield Gateway(f"http://127.0.0.1:{port}{settings.prefix}", port, client, app)
     finally:
         server.should_exit = True
         thread.join(10)

@@ -134,6 +134,40 @@ def test_frames_as_stored_and_as_explicit_vr_little_endian(archive: Archive, key
     assert decoded == np.ascontiguousarray(expected).astype(expected.dtype.newbyteorder("<")).tobytes()
 
 
+@pytest.mark.parametrize("key", ["native", "j2k_multiframe", "rle_rgb"])
+def test_frames_through_shared_memory_are_the_frames_sent_over_the_connection(archive: Archive, key: str) -> None:
+    """The archive's gateway takes frames from the service (on this host) in shared memory slots; one with
+    shared_memory=False takes them over the connection: every frame, as stored and decoded, single part and
+    multipart, the same bytes."""
+    f = archive.files[key]
+    count = int(f.dataset.get("NumberOfFrames", 1))
+    accepts = [
+        "application/octet-stream; transfer-syntax=*",
+        'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+        'multipart/related; type="application/octet-stream"; transfer-syntax=1.2.840.10008.1.2.1',
+        "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1",
+    ]
+    with serve_gateway(archive.gateway.client, shared_memory=False) as inline:
+        for accept in accepts:
+            for number in (*range(1, count + 1), 1):  # the first request of an instance learns its syntax
+                path = f"/studies/{f.study}/series/{f.series}/instances/{f.sop}/frames/{number}"
+                got = [
+                    requests.get(g.url + path, headers={"Accept": accept}, timeout=30)
+                    for g in (archive.gateway, inline)
+                ]
+                assert [r.status_code for r in got] == [200, 200], (accept, number)
+                if accept.startswith("multipart"):
+                    assert parts(got[0]) == parts(got[1]), (accept, number)
+                else:
+                    assert (
+                        got[0].content == got[1].content
+                        and got[0].headers["content-type"] == got[1].headers["content-type"]
+                    )
+        assert inline.app is not None and archive.gateway.app is not None
+        assert not inline.app.state.async_client.uses_shared_memory
+    assert archive.gateway.app.state.async_client.uses_shared_memory
+
+
 def test_compressed_frames_in_their_own_media_type(archive: Archive) -> None:
     f = archive.files["jpegls"]
     r = requests.get(

@@ -943,12 +943,30 @@ def _start(
     )
 
 
+_SEGMENT = re.compile(r"memfd:(voxelgate-[A-Za-z0-9_-]+)")
+#: Segments held when the test began: other modules' in this process (a DICOMweb gateway's slots
+#: and the server's mapping of them live for the test session), not this test's.
+_others: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _segments_of_others() -> None:
+    _others.clear()
+    _others.update(name for _, name in _segments())
+
+
+def _segments() -> list[tuple[str, str]]:
+    """(where, name) of every descriptor and mapping of a segment in this process."""
+    fds = [("fd", _readlink(f"/proc/self/fd/{fd}")) for fd in os.listdir("/proc/self/fd")]
+    maps = [("map", line) for line in Path("/proc/self/maps").read_text().splitlines()]
+    return [(where, m.group(1)) for where, text in fds + maps if (m := _SEGMENT.search(text))]
+
+
 def _segments_held() -> int:
-    """Segments this process (client and server: the server runs in it) still holds open or mapped."""
+    """Segments this process (client and server: the server runs in it) still holds open or mapped,
+    other than those held when the test began."""
     gc.collect()
-    fds = sum(1 for fd in os.listdir("/proc/self/fd") if "memfd:voxelgate-" in _readlink(f"/proc/self/fd/{fd}"))
-    maps = sum(1 for line in Path("/proc/self/maps").read_text().splitlines() if "memfd:voxelgate-" in line)
-    return fds + maps
+    return sum(1 for _, name in _segments() if name not in _others)
 
 
 def _readlink(path: str) -> str:

@@ -311,7 +311,7 @@ class BulkDataChunk(_message.Message):
     def __init__(self, header: _Optional[_Union[BulkDataHeader, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class GetFrameRequest(_message.Message):
-    __slots__ = ("sop_instance_uid", "frame", "format", "window", "preset", "auto_window", "object_window", "object_voi_lut", "window_index", "values", "quality")
+    __slots__ = ("sop_instance_uid", "frame", "format", "window", "preset", "auto_window", "object_window", "object_voi_lut", "window_index", "values", "quality", "shared")
     SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
     FRAME_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
@@ -323,6 +323,7 @@ class GetFrameRequest(_message.Message):
     WINDOW_INDEX_FIELD_NUMBER: _ClassVar[int]
     VALUES_FIELD_NUMBER: _ClassVar[int]
     QUALITY_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
     sop_instance_uid: str
     frame: int
     format: FrameFormat
@@ -334,10 +335,25 @@ class GetFrameRequest(_message.Message):
     window_index: int
     values: _volume_pb2.ValueSpace
     quality: int
-    def __init__(self, sop_instance_uid: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., window: _Optional[_Union[_volume_pb2.Window, _Mapping]] = ..., preset: _Optional[str] = ..., auto_window: _Optional[bool] = ..., object_window: _Optional[bool] = ..., object_voi_lut: _Optional[bool] = ..., window_index: _Optional[int] = ..., values: _Optional[_Union[_volume_pb2.ValueSpace, str]] = ..., quality: _Optional[int] = ...) -> None: ...
+    shared: SharedFrameSlot
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., frame: _Optional[int] = ..., format: _Optional[_Union[FrameFormat, str]] = ..., window: _Optional[_Union[_volume_pb2.Window, _Mapping]] = ..., preset: _Optional[str] = ..., auto_window: _Optional[bool] = ..., object_window: _Optional[bool] = ..., object_voi_lut: _Optional[bool] = ..., window_index: _Optional[int] = ..., values: _Optional[_Union[_volume_pb2.ValueSpace, str]] = ..., quality: _Optional[int] = ..., shared: _Optional[_Union[SharedFrameSlot, _Mapping]] = ...) -> None: ...
+
+class SharedFrameSlot(_message.Message):
+    __slots__ = ("pid", "fd", "segment_bytes", "offset", "capacity")
+    PID_FIELD_NUMBER: _ClassVar[int]
+    FD_FIELD_NUMBER: _ClassVar[int]
+    SEGMENT_BYTES_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    pid: int
+    fd: int
+    segment_bytes: int
+    offset: int
+    capacity: int
+    def __init__(self, pid: _Optional[int] = ..., fd: _Optional[int] = ..., segment_bytes: _Optional[int] = ..., offset: _Optional[int] = ..., capacity: _Optional[int] = ...) -> None: ...
 
 class GetFrameResponse(_message.Message):
-    __slots__ = ("data", "media_type", "dtype", "shape", "rescaled", "warnings", "value_space", "window", "inverted")
+    __slots__ = ("data", "media_type", "dtype", "shape", "rescaled", "warnings", "value_space", "window", "inverted", "shared_bytes")
     DATA_FIELD_NUMBER: _ClassVar[int]
     MEDIA_TYPE_FIELD_NUMBER: _ClassVar[int]
     DTYPE_FIELD_NUMBER: _ClassVar[int]
@@ -347,6 +363,7 @@ class GetFrameResponse(_message.Message):
     VALUE_SPACE_FIELD_NUMBER: _ClassVar[int]
     WINDOW_FIELD_NUMBER: _ClassVar[int]
     INVERTED_FIELD_NUMBER: _ClassVar[int]
+    SHARED_BYTES_FIELD_NUMBER: _ClassVar[int]
     data: bytes
     media_type: str
     dtype: str
@@ -356,7 +373,8 @@ class GetFrameResponse(_message.Message):
     value_space: _volume_pb2.ValueSpace
     window: _volume_pb2.Window
     inverted: bool
-    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., rescaled: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ..., value_space: _Optional[_Union[_volume_pb2.ValueSpace, str]] = ..., window: _Optional[_Union[_volume_pb2.Window, _Mapping]] = ..., inverted: _Optional[bool] = ...) -> None: ...
+    shared_bytes: int
+    def __init__(self, data: _Optional[bytes] = ..., media_type: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., rescaled: _Optional[bool] = ..., warnings: _Optional[_Iterable[str]] = ..., value_space: _Optional[_Union[_volume_pb2.ValueSpace, str]] = ..., window: _Optional[_Union[_volume_pb2.Window, _Mapping]] = ..., inverted: _Optional[bool] = ..., shared_bytes: _Optional[int] = ...) -> None: ...
 
 class GetInstanceFileRequest(_message.Message):
     __slots__ = ("sop_instance_uid",)
