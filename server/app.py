@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import multiprocessing
 import os
@@ -37,7 +36,7 @@ from voxelgate.imaging.media import MediaLimits
 from voxelgate.imaging.media.decode import bound_pillow
 from voxelgate.imaging.media.library import MediaLibrary
 from voxelgate.imaging.sources.importer import Importer
-from voxelgate.memory import tune_malloc
+from voxelgate.memory import freeze_startup_objects, tune_malloc
 from voxelgate.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -354,25 +353,6 @@ def codec_report() -> dict[str, list[str]]:
         except (NotImplementedError, ValueError):
             out[UID(uid).name] = []
     return out
-
-
-def freeze_startup_objects() -> int:
-    """Leave what start-up made (modules, codecs, the server) out of the cyclic garbage collector; how many.
-
-    A full collection walks every object the collector tracks, holding the
-    interpreter lock meanwhile: with grpc, numpy, pydicom, SimpleITK and PyAV
-    imported, over a hundred thousand of them, during which no request of the
-    process moves. Python runs one whenever the long-lived objects have grown
-    by a quarter, which a server that keeps series layouts and volumes for
-    hours does from time to time. Start-up's objects live as long as the process,
-    so there is nothing for the collector to find among them, and after
-    ``gc.freeze`` a full collection walks only what came later (the gain is in
-    docs/performance.md). Reference counting still frees them, and what requests
-    make later is collected as before.
-    """
-    gc.collect()  # garbage of start-up goes now rather than being frozen
-    gc.freeze()
-    return gc.get_freeze_count()
 
 
 def serve(config: Config) -> int:

@@ -21,6 +21,8 @@ import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
+from voxelgate.memory import freeze_startup_objects
+
 GROUP = "voxelgate.commands"
 
 #: A value that starts with a minus sign and a number but is no plain number, such as the
@@ -70,9 +72,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     The garbage collector is off while the commands are registered and the line parsed: that
     imports the modules, classes and functions every command lives with, which no collection
-    would free, only walk (dozens of times). They are then frozen (:func:`gc.freeze`), so that
-    later collections skip them too; a short command such as ``voxelgate ingest`` runs beside
-    a server that needs the same cores.
+    would free, only walk (dozens of times). They are then frozen
+    (:func:`~voxelgate.memory.freeze_startup_objects`), so that later collections skip them
+    too; a short command such as ``voxelgate ingest`` runs beside a server that needs the
+    same cores.
     """
     gc.disable()
     try:
@@ -82,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"voxelgate: {exc}", file=sys.stderr)
         return 2
     finally:
-        gc.freeze()
+        freeze_startup_objects(collect=False)
         gc.enable()
     status: int = args.run(args)
     return status

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import gc
 import mmap
 import os
 from collections.abc import Sequence
@@ -72,6 +73,30 @@ def fault_in(mapping: mmap.mmap) -> None:
     import numpy as np
 
     np.ndarray((len(mapping),), dtype=np.uint8, buffer=mapping)[:: mmap.PAGESIZE] = 0
+
+
+def freeze_startup_objects(*, collect: bool = True) -> int:
+    """Leave what start-up made (modules, codecs, the server) out of the cyclic garbage collector; how many.
+
+    A full collection walks every object the collector tracks, holding the
+    interpreter lock meanwhile: with grpc, numpy, pydicom, SimpleITK and PyAV
+    imported, over a hundred thousand of them, during which no request of the
+    process moves. Python runs one whenever the long-lived objects have grown
+    by a quarter, which a server that keeps series layouts and volumes for
+    hours does from time to time. Start-up's objects live as long as the process,
+    so there is nothing for the collector to find among them, and after
+    ``gc.freeze`` a full collection walks only what came later (the gain is in
+    docs/performance.md). Reference counting still frees them, and what requests
+    make later is collected as before.
+
+    ``collect``: collect start-up's garbage first (``voxelgate serve``); a short
+    command (``voxelgate ingest``), which ran its start-up with the collector off
+    and made no garbage worth a full walk, freezes without one.
+    """
+    if collect:
+        gc.collect()  # garbage of start-up goes now rather than being frozen
+    gc.freeze()
+    return gc.get_freeze_count()
 
 
 def tune_malloc() -> bool:
