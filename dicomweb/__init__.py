@@ -15,8 +15,9 @@ viewers and DICOMweb clients. It is a client of the service like any script: it 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from voxelgate.lazy import lazy_attributes
 
 if TYPE_CHECKING:
     from .app import create_app
@@ -24,15 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["GatewaySettings", "create_app"]
 
-_LAZY = {"create_app": ".app", "GatewaySettings": ".settings"}
-
-
-def __getattr__(name: str) -> Any:
-    """Import on first use (PEP 562): every ``voxelgate`` command loads this package's command registration,
-    and most commands never need the web app (Starlette)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+# Imported on first use: every ``voxelgate`` command loads this package's command registration, and most
+# commands never need the web app (Starlette).
+__getattr__ = lazy_attributes(__name__, {"create_app": ".app", "GatewaySettings": ".settings"})

@@ -9,8 +9,9 @@ C-FIND through the service's ``Search``; C-MOVE and C-GET of stored files, byte 
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from voxelgate.lazy import lazy_attributes
 
 from .config import ConfigError, NodeConfig, Peer, load_config, parse_config
 
@@ -20,15 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ConfigError", "DicomNode", "NodeConfig", "Peer", "Spool", "load_config", "parse_config"]
 
-_LAZY = {"DicomNode": ".node", "Spool": ".spool"}
-
-
-def __getattr__(name: str) -> Any:
-    """Import on first use (PEP 562): every ``voxelgate`` command loads this package's command registration,
-    and most commands never need the node (pynetdicom)."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+# Imported on first use: every ``voxelgate`` command loads this package's command registration, and most
+# commands never need the node (pynetdicom).
+__getattr__ = lazy_attributes(__name__, {"DicomNode": ".node", "Spool": ".spool"})
