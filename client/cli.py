@@ -306,8 +306,8 @@ def start_ingest(vg: Client, paths: list[Path], *, overwrite: bool, streams: int
     files, done = items(paths, sniff=True)  # the folders walked and sniffed once, here
     n = min(streams, len(files))
     parts = [files[k * len(files) // n : (k + 1) * len(files) // n] for k in range(n)]
-    # Each part is a list of files, sent as they are: nothing in it is walked or sniffed again.
-    calls = [vg.ingest([f.path for f in part if f.path], overwrite=overwrite, skip_non_dicom=False) for part in parts]
+    # The parts as found: a file gone since is answered "cannot read" by its call, as with one stream.
+    calls = [vg._start_ingest(vg._dicom.Ingest, part, [], overwrite=overwrite, timeout=None) for part in parts]
     return IngestCalls(calls, done)
 
 
