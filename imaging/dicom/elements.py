@@ -13,6 +13,7 @@ import functools
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
+from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
@@ -41,7 +42,8 @@ def value(ds: Dataset, keyword: str, default: Any = None) -> Any:
         ``keyword`` is not in pydicom's data dictionary.
     """
     try:
-        elem = ds.get(tag_of(keyword))
+        # pydicom types get(tag) as a DataElement; it returns the default (None) for an absent one.
+        elem: DataElement | None = ds.get(tag_of(keyword))
     except AttributeError:  # as ds.get(keyword), which reads the value through getattr
         return default
     return default if elem is None else elem.value
