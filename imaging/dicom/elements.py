@@ -13,7 +13,6 @@ import functools
 from typing import Any
 
 from pydicom.datadict import tag_for_keyword
-from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag, Tag
 
@@ -41,9 +40,12 @@ def value(ds: Dataset, keyword: str, default: Any = None) -> Any:
     KeyError
         ``keyword`` is not in pydicom's data dictionary.
     """
+    tag = tag_of(keyword)
+    if tag not in ds:
+        return default
     try:
-        # pydicom types get(tag) as a DataElement; it returns the default (None) for an absent one.
-        elem: DataElement | None = ds.get(tag_of(keyword))
+        # As Dataset.__getattr__ reads it; a KeyError while converting the value propagates as there
+        # (Dataset.get(tag) would read it as absent).
+        return ds[tag].value
     except AttributeError:  # as ds.get(keyword), which reads the value through getattr
         return default
-    return default if elem is None else elem.value
