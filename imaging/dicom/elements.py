@@ -2,9 +2,9 @@
 
 ``Dataset.get(keyword)`` goes through ``getattr``: pydicom looks the keyword up, makes a tag of
 it, and reads the element (an absent one raises and catches an ``AttributeError`` on the way).
-Ingest reads some sixty values by keyword from every file it validates (the catalog rows, the
+Ingest reads dozens of values by keyword from every file it validates (the catalog rows, the
 pixel layout, the rescale, the header summary), so the tag is looked up once per keyword here
-and the element read by it, which costs pydicom half as much.
+and the element read by it, as ``Dataset.__getattr__`` reads it (docs/performance.md).
 """
 
 from __future__ import annotations
