@@ -35,9 +35,9 @@ class HeldTransport(asyncio.Transport):
         self._held: list[bytes] = []
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._held:
-            self._held.append(bytes(data) if not isinstance(data, bytes) else data)
-            self.flush()
+        if self._held:  # the held pieces and this one in one writev, each under the transport's own rules
+            held, self._held = self._held, []
+            self._transport.writelines([*held, data])
         elif type(data) is bytes and len(data) <= HOLD_BYTES:
             self._held.append(data)
             self._loop.call_soon(self.flush)
