@@ -32,14 +32,14 @@ class HeldTransport(asyncio.Transport):
         super().__init__()
         self._transport = transport
         self._loop = loop
-        self._held: list[bytes] = []
+        self._held: bytes | None = None
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
-        if self._held:  # the held pieces and this one in one writev, each under the transport's own rules
-            held, self._held = self._held, []
-            self._transport.writelines([*held, data])
+        if self._held is not None:  # both in one writev, each under the transport's own rules
+            held, self._held = self._held, None
+            self._transport.writelines([held, data])
         elif type(data) is bytes and len(data) <= HOLD_BYTES:
-            self._held.append(data)
+            self._held = data
             self._loop.call_soon(self.flush)
         else:
             self._transport.write(data)
@@ -49,23 +49,17 @@ class HeldTransport(asyncio.Transport):
         self._transport.writelines(list_of_data)
 
     def flush(self) -> None:
-        """Write what is held now (one ``writev`` for several pieces)."""
-        if not self._held:
-            return
-        held, self._held = self._held, []
-        if self._transport.is_closing():  # as the transport itself would: nothing goes out once it closes
-            return
-        if len(held) == 1:
-            self._transport.write(held[0])
-        else:
-            self._transport.writelines(held)
+        """Write what is held now."""
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():  # nothing goes out once it closes
+            self._transport.write(held)
 
     def close(self) -> None:
         self.flush()
         self._transport.close()
 
     def abort(self) -> None:
-        self._held = []
+        self._held = None
         self._transport.abort()
 
     def is_closing(self) -> bool:
@@ -82,7 +76,7 @@ class HeldTransport(asyncio.Transport):
         return self._transport.get_extra_info(name, default)
 
     def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(len(b) for b in self._held)
+        return self._transport.get_write_buffer_size() + len(self._held or b"")
 
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return self._transport.get_write_buffer_limits()
