@@ -6,7 +6,6 @@ import enum
 import hashlib
 import io
 import os
-import queue
 import sys
 import threading
 from collections import deque
@@ -330,93 +329,3 @@ class IngestCall(Iterator[IngestResult]):
                 digest.update(chunk)
                 yield common_pb2.IngestChunk(data=chunk)
         yield common_pb2.IngestChunk(end=common_pb2.FileEnd(sha256=digest.hexdigest()))
-
-
-class IngestCalls(Iterator[IngestResult]):
-    """Several :class:`IngestCall` iterated as one: one :class:`IngestResult` per file, as each comes.
-
-    Each call sends its own part of the files on its own stream, so that the server
-    receives the files of one while it validates and commits those of the other (a
-    client of one stream waits for its file's messages to go before the next is read).
-    A thread per call passes its results on. The results of ``done`` (files skipped or
-    unreadable here) come first; the calls' results follow in the order they arrive.
-
-    :meth:`stop`, :meth:`cancel`, :meth:`close`, :attr:`files`, :attr:`sent` and
-    :attr:`unanswered` are :class:`IngestCall`'s, over all the calls.
-
-    Raises
-    ------
-    voxelgate.errors.VoxelgateError
-        While iterating, when a call fails: the others then send no further file, their
-        results for the files they sent still come, then the first failure is raised.
-    """
-
-    def __init__(self, calls: list[IngestCall], done: list[IngestResult]) -> None:
-        self._calls = calls
-        self._local: deque[IngestResult] = deque(done)
-        self._results: queue.SimpleQueue[IngestResult | VoxelgateError | None] = queue.SimpleQueue()
-        self._running = len(calls)
-        self._error: VoxelgateError | None = None
-        for k, call in enumerate(calls):
-            threading.Thread(target=self._forward, args=(call,), name=f"ingest-results-{k}", daemon=True).start()
-
-    def _forward(self, call: IngestCall) -> None:
-        """Every result of ``call``, its failure if it fails, then None."""
-        try:
-            for result in call:
-                self._results.put(result)
-        except VoxelgateError as exc:
-            self._results.put(exc)
-        finally:
-            self._results.put(None)
-
-    @property
-    def files(self) -> int:
-        """Files to send (the skipped ones not counted)."""
-        return sum(c.files for c in self._calls)
-
-    @property
-    def sent(self) -> int:
-        """Files sent whole so far."""
-        return sum(c.sent for c in self._calls)
-
-    @property
-    def unanswered(self) -> list[tuple[str, Path | None]]:
-        """Name and path of each file to send that has no result yet (not sent, or not confirmed)."""
-        return [pair for c in self._calls for pair in c.unanswered]
-
-    def stop(self) -> None:
-        """Send no file after the ones being sent; the results of the files sent still come."""
-        for c in self._calls:
-            c.stop()
-
-    def cancel(self) -> None:
-        """Abandon every call: nothing more is sent or received."""
-        for c in self._calls:
-            c.cancel()
-
-    def close(self) -> None:
-        """Cancel the calls still under way."""
-        for c in self._calls:
-            c.close()
-
-    def __iter__(self) -> IngestCalls:
-        return self
-
-    def __next__(self) -> IngestResult:
-        if self._local:
-            return self._local.popleft()
-        while self._running:
-            item = self._results.get()
-            if item is None:
-                self._running -= 1
-            elif isinstance(item, VoxelgateError):
-                if self._error is None:
-                    self._error = item
-                    self.stop()
-            else:
-                return item
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-        raise StopIteration

@@ -4,7 +4,7 @@
 codes and the connection options are :mod:`voxelgate.client._cli`'s.
 
 A closed output (``voxelgate ingest --json DIR | head -1``): ingest sends no file
-after the ones being sent (one a stream), waits for the results of every file it sent, so that each
+after the one being sent, waits for the results of every file it sent, so that each
 of them is committed (or rejected) on the server, says on stderr how many were
 stored and how many were not sent, and exits with 141. Other commands stop at once.
 """
@@ -40,7 +40,7 @@ from .import_cli import add_import_args, run_import
 
 if TYPE_CHECKING:
     from ._client import Client
-    from ._ingest import IngestCall, IngestCalls, IngestResult
+    from ._ingest import IngestCall, IngestResult
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -62,14 +62,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     i.add_argument("--json", action="store_true", help="one JSON line per file as its result arrives")
     i.add_argument("--overwrite", action="store_true", help="replace instances stored with other bytes")
-    i.add_argument(
-        "--streams",
-        type=_streams,
-        default=2,
-        metavar="N",
-        help="Ingest calls sending parts of the files side by side (default 2: the server validates the files "
-        "of one while it receives the other's)",
-    )
     add_import_args(i)
     add_connection_args(i)
 
@@ -205,9 +197,7 @@ def missing_paths(paths: list[Path]) -> None:
         raise UsageError(f"no such file or folder: {', '.join(map(str, missing))}")
 
 
-def stream_ingest(
-    name: str, call: IngestCall | IngestCalls, *, address: str, as_json: bool
-) -> tuple[int, list[IngestResult]]:
+def stream_ingest(name: str, call: IngestCall, *, address: str, as_json: bool) -> tuple[int, list[IngestResult]]:
     """Print one line per file of an ingest under way (JSON on stdout, or problems on stderr) and a summary.
 
     Returns the exit status and every result. A closed stdout stops sending (the files
@@ -279,7 +269,7 @@ def cmd_ingest(args: argparse.Namespace, vg: Client) -> int:
         raise UsageError(f"--manifest: not a manifest file: {', '.join(map(str, local))}")
     status = OK
     if local:
-        call = start_ingest(vg, local, overwrite=args.overwrite, streams=args.streams)
+        call = vg.ingest(local, overwrite=args.overwrite)
         status, _ = stream_ingest("ingest", call, address=vg.address, as_json=args.json)
         if status not in (OK, FAILED):
             return status
@@ -289,36 +279,6 @@ def cmd_ingest(args: argparse.Namespace, vg: Client) -> int:
             return code
         status = max(status, code)
     return status
-
-
-def start_ingest(vg: Client, paths: list[Path], *, overwrite: bool, streams: int) -> IngestCall | IngestCalls:
-    """The files under ``paths`` sent in ``streams`` calls, each a contiguous part of them (fewer for fewer files).
-
-    Raises
-    ------
-    FileNotFoundError
-        A path names nothing.
-    """
-    if streams == 1:
-        return vg.ingest(paths, overwrite=overwrite)
-    from ._ingest import IngestCalls, items
-
-    files, done = items(paths, sniff=True)  # the folders walked and sniffed once, here
-    n = min(streams, len(files))
-    parts = [files[k * len(files) // n : (k + 1) * len(files) // n] for k in range(n)]
-    # The parts as found: a file gone since is answered "cannot read" by its call, as with one stream.
-    calls = [vg._start_ingest(vg._dicom.Ingest, part, [], overwrite=overwrite, timeout=None) for part in parts]
-    return IngestCalls(calls, done)
-
-
-def _streams(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of streams: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"--streams takes 1 or more, got {text!r}")
-    return value
 
 
 def _manifest_name(arg: str) -> bool:

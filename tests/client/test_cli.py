@@ -121,30 +121,6 @@ def test_ingest_exits_1_when_a_file_is_rejected(server: str, folder: Path, tmp_p
 
 
 @pytest.mark.slow
-def test_ingest_in_several_streams_reports_every_file_once(server: str, folder: Path, tmp_path: Path) -> None:
-    # More streams than files that are sent: each stream gets one file, the skipped and rejected ones say so.
-    (folder / "notes.txt").write_text("not an image\n")
-    (folder / "broken.dcm").write_bytes(Path(get_testdata_file("CT_small.dcm")).read_bytes()[:400])
-    out = vg("ingest", folder, "--json", "--streams", "9", "--server", server)
-    assert out.returncode == 1, out.stderr
-    lines = _json_lines(out.stdout)
-    statuses = {Path(line["path"]).name: line["status"] for line in lines}
-    assert len(lines) == len(statuses) == 5
-    assert statuses == {**dict.fromkeys(FILES, "stored"), "notes.txt": "skipped", "broken.dcm": "rejected"}
-    assert "3 stored, 1 rejected, 1 skipped" in out.stderr
-
-    one = vg("ingest", folder, "--json", "--streams", "1", "--server", server)
-    assert one.returncode == 1, one.stderr
-    assert {Path(line["path"]).name: line["status"] for line in _json_lines(one.stdout)} == {
-        **dict.fromkeys(FILES, "duplicate"),
-        "notes.txt": "skipped",
-        "broken.dcm": "rejected",
-    }
-    bad = vg("ingest", folder, "--streams", "0", "--server", server)
-    assert bad.returncode == 2 and "--streams takes 1 or more" in bad.stderr
-
-
-@pytest.mark.slow
 def test_ingest_without_json_reports_problems_on_stderr(server: str, folder: Path) -> None:
     (folder / "notes.txt").write_text("hello")
     out = vg("ingest", folder, "--server", server)
