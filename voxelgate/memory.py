@@ -142,8 +142,9 @@ def share_one_arena(warm_bytes: int = WARM_BYTES) -> bool:
     :func:`tune_malloc` keeps, what any thread freed serves every thread, and the
     block faulted in here serves the first large reply (docs/performance.md). The
     request threads run on one core (:mod:`voxelgate.imaging.cpu`), so they seldom
-    wait for the arena's lock. Threads that already hold an arena keep it. Not done
-    on other C libraries; the environment's ``MALLOC_ARENA_MAX`` wins.
+    wait for the arena's lock. It must come before any thread but the main one has
+    allocated: glibc fixes the number of arenas when the first of them does. Not
+    done on other C libraries; the environment's ``MALLOC_ARENA_MAX`` wins.
     """
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
