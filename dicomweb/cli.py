@@ -92,6 +92,7 @@ def run(args: argparse.Namespace, vg: Client) -> int:
     import uvicorn
 
     from .app import create_app
+    from .protocol import HeadWithBodyProtocol
     from .settings import GatewaySettings
 
     logging.basicConfig(
@@ -129,6 +130,7 @@ def run(args: argparse.Namespace, vg: Client) -> int:
         app,
         host=args.host,
         port=args.port,
+        http=HeadWithBodyProtocol,  # a response's head and body in one write (docs/performance.md)
         log_config=None,
         access_log=False,  # ours (voxelgate.dicomweb.access) leaves patient data out
         server_header=False,

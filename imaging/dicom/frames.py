@@ -17,6 +17,8 @@ from pydicom.pixels.processing import apply_modality_lut
 from voxelgate.errors import NotFoundError
 
 from ..cpu import all_cores
+from .elements import tag_of
+from .elements import value as element_value
 from .pixels import classify_decode_error, decode_frames, has_pixels, pixel_layout, read_native_frame
 
 log = logging.getLogger(__name__)
@@ -34,7 +36,7 @@ class Frame:
 def _functional(ds: Dataset, index: int, sequence: str) -> Dataset | None:
     """The item of ``sequence`` for frame ``index``: per-frame first, then shared."""
     for groups, per_frame in (("PerFrameFunctionalGroupsSequence", True), ("SharedFunctionalGroupsSequence", False)):
-        seq = ds.get(groups)
+        seq = element_value(ds, groups)
         if not seq:
             continue
         item = seq[index] if per_frame and index < len(seq) else (seq[0] if not per_frame else None)
@@ -48,14 +50,14 @@ def rescale_of(ds: Dataset, index: int) -> tuple[float, float] | None:
     """Rescale (slope, intercept) of frame ``index``, or None when there is none."""
     item = _functional(ds, index, "PixelValueTransformationSequence")
     src = item if item is not None else ds
-    if "RescaleSlope" in src or "RescaleIntercept" in src:
-        return float(src.get("RescaleSlope", 1) or 1), float(src.get("RescaleIntercept", 0) or 0)
+    if tag_of("RescaleSlope") in src or tag_of("RescaleIntercept") in src:
+        return float(element_value(src, "RescaleSlope", 1) or 1), float(element_value(src, "RescaleIntercept", 0) or 0)
     return None
 
 
 def _stored_range(ds: Dataset) -> tuple[int, int]:
-    bits = int(ds.get("BitsStored") or ds.get("BitsAllocated") or 16)
-    if int(ds.get("PixelRepresentation") or 0):
+    bits = int(element_value(ds, "BitsStored") or element_value(ds, "BitsAllocated") or 16)
+    if int(element_value(ds, "PixelRepresentation") or 0):
         return -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     return 0, (1 << bits) - 1
 
@@ -66,9 +68,9 @@ def modality_values(arr: np.ndarray, ds: Dataset, index: int) -> tuple[np.ndarra
     Integer output when slope and intercept are integers (the narrowest of
     int16/int32 that holds the stored range); float32 otherwise.
     """
-    if arr.dtype.kind == "f" or int(ds.get("SamplesPerPixel") or 1) != 1:
+    if arr.dtype.kind == "f" or int(element_value(ds, "SamplesPerPixel") or 1) != 1:
         return arr, False
-    if ds.get("ModalityLUTSequence"):
+    if element_value(ds, "ModalityLUTSequence"):
         return apply_modality_lut(arr, ds), True
     rescale = rescale_of(ds, index)
     if rescale is None or rescale == (1.0, 0.0):
@@ -85,11 +87,11 @@ def modality_dtype(ds: Dataset, index: int) -> np.dtype:
     """The dtype :func:`modality_values` gives frame ``index``, known from the header alone."""
     if "FloatPixelData" in ds or "DoubleFloatPixelData" in ds:
         return np.dtype(np.float32 if "FloatPixelData" in ds else np.float64)
-    bits = int(ds.get("BitsAllocated") or 16)
-    stored = np.dtype(f"{'i' if int(ds.get('PixelRepresentation') or 0) else 'u'}{max(1, bits // 8)}")
-    if int(ds.get("SamplesPerPixel") or 1) != 1:
+    bits = int(element_value(ds, "BitsAllocated") or 16)
+    stored = np.dtype(f"{'i' if int(element_value(ds, 'PixelRepresentation') or 0) else 'u'}{max(1, bits // 8)}")
+    if int(element_value(ds, "SamplesPerPixel") or 1) != 1:
         return stored
-    if ds.get("ModalityLUTSequence"):
+    if element_value(ds, "ModalityLUTSequence"):
         return np.dtype(np.uint16)
     rescale = rescale_of(ds, index)
     if rescale is None or rescale == (1.0, 0.0):

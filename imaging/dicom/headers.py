@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from pydicom.dataset import Dataset
 
+from .elements import value as element_value
 from .frames import modality_dtype
 from .pixels import Layout, NativeLayout, native_layout
 from .stacks import FrameRef, frame_refs
@@ -113,5 +114,5 @@ def summarize(
             for r in refs
         ),
         native=native_layout(ds, layout=layout) if refs else None,
-        modality_lut=bool(ds.get("ModalityLUTSequence")),
+        modality_lut=bool(element_value(ds, "ModalityLUTSequence")),
     )

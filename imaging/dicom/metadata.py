@@ -219,7 +219,8 @@ def _element_json(
         if keywords and keyword_of(tag):
             named["keyword"] = keyword_of(tag)
         return named
-    elem = ds[key]
+    # Read already (by the checks of ingest, or an earlier model): the element itself, not ds[key] again.
+    elem = raw if isinstance(raw, DataElement) else ds[key]
     tag = int(elem.tag)
     if elem.VR == "SQ":
         obj: dict[str, Any] = {

@@ -36,6 +36,7 @@ from voxelgate.errors import InvalidInputError, LimitExceededError
 
 from ..limits import Limits
 from . import notes
+from .elements import value as element_value
 from .frames import modality_dtype
 from .pixels import (
     PIXEL_TAGS,
@@ -92,7 +93,7 @@ class ParsedInstance:
 
 
 def _text(ds: Dataset, keyword: str) -> str:
-    value = ds.get(keyword)
+    value = element_value(ds, keyword)
     if value is None:
         return ""
     if isinstance(value, pydicom.multival.MultiValue):
@@ -102,7 +103,7 @@ def _text(ds: Dataset, keyword: str) -> str:
 
 def _int(ds: Dataset, keyword: str) -> int:
     try:
-        value = ds.get(keyword)
+        value = element_value(ds, keyword)
         return int(value) if value not in (None, "") else 0
     except (TypeError, ValueError):
         return 0

@@ -24,6 +24,7 @@ from voxelgate.errors import InvalidInputError, LimitExceededError, UnsupportedE
 from ..cpu import all_cores
 from ..limits import Limits
 from .codestreams import check_declared_sizes
+from .elements import value as element_value
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
 
 def _int(ds: Dataset, keyword: str) -> int:
     try:
-        value = ds.get(keyword)
+        value = element_value(ds, keyword)
         return int(value) if value not in (None, "") else 0
     except (TypeError, ValueError):
         return 0
@@ -81,7 +82,7 @@ def held_length(raw: RawDataElement, file_size: int | None) -> int | None:
 def native_length(ds: Dataset, *, layout: Layout | None = None) -> int:
     """Bytes that native (uncompressed) pixel data of ``ds`` must hold."""
     rows, cols, samples, frames, bits = layout or pixel_layout(ds)
-    if str(ds.get("PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
+    if str(element_value(ds, "PhotometricInterpretation", "")).strip() == "YBR_FULL_422":
         # Two luminance samples share one pair of chrominance samples.
         return math.ceil(rows * cols * 2 * frames * bits / 8)
     return math.ceil(rows * cols * samples * frames * bits / 8)
@@ -189,9 +190,9 @@ def _prefer_pillow(ds: Dataset) -> bool:
     """JPEG 2000, unsigned, one sample: the case where Pillow's decoder is exact and faster."""
     return (
         str(ds.file_meta.get("TransferSyntaxUID", "")) in _J2K
-        and not int(ds.get("PixelRepresentation") or 0)
-        and int(ds.get("SamplesPerPixel") or 1) == 1
-        and int(ds.get("BitsStored") or 16) <= 16
+        and not int(element_value(ds, "PixelRepresentation") or 0)
+        and int(element_value(ds, "SamplesPerPixel") or 1) == 1
+        and int(element_value(ds, "BitsStored") or 16) <= 16
     )
 
 
@@ -248,8 +249,8 @@ def native_layout(ds: Dataset, *, layout: Layout | None = None) -> NativeLayout 
     if not isinstance(raw, RawDataElement) or raw.length in (0, 0xFFFFFFFF):
         return None
     rows, cols, samples, frames, bits = layout or pixel_layout(ds)
-    signed = bool(int(ds.get("PixelRepresentation") or 0))
-    stored = int(ds.get("BitsStored") or bits)
+    signed = bool(int(element_value(ds, "PixelRepresentation") or 0))
+    stored = int(element_value(ds, "BitsStored") or bits)
     if samples != 1 or bits not in (8, 16, 32) or (signed and stored != bits) or rows < 1 or cols < 1:
         return None
     dtype = np.dtype(f"<{'i' if signed else 'u'}{bits // 8}")
@@ -338,7 +339,7 @@ def validate_pixels(
     found: list[str] = []
     for keyword in ("Rows", "Columns", "SamplesPerPixel", "NumberOfFrames", "BitsAllocated"):
         # pixel_layout reads an unparsable value as 0 (absent); a decoder cannot.
-        value = ds.get(keyword)
+        value = element_value(ds, keyword)
         try:
             int(value) if value not in (None, "") else 0
         except (TypeError, ValueError):

@@ -30,6 +30,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 
+from .elements import value as element_value
 from .frames import _functional, rescale_of
 from .pixels import Layout, has_pixels, pixel_layout
 
@@ -250,13 +251,13 @@ def _frame_type(ds: Dataset, index: int) -> tuple[str, ...]:
                 value = elem.value[0].get("FrameType")
                 if value:
                     return tuple(str(v).strip().upper() for v in value)
-    return tuple(str(v).strip().upper() for v in ds.get("ImageType") or ())
+    return tuple(str(v).strip().upper() for v in element_value(ds, "ImageType") or ())
 
 
 def _non_spatial_dimensions(ds: Dataset) -> list[int]:
     """Positions, in Dimension Index Values, of the dimensions that are not spatial."""
     out = []
-    for i, item in enumerate(ds.get("DimensionIndexSequence") or ()):
+    for i, item in enumerate(element_value(ds, "DimensionIndexSequence") or ()):
         pointer = item.get("DimensionIndexPointer")
         if pointer is None or int(pointer) not in _SPATIAL_DIMENSIONS:
             out.append(i)
@@ -297,33 +298,35 @@ def frame_refs(ds: Dataset, sop_uid: str, *, layout: Layout | None = None) -> li
     if not has_pixels(ds):
         return []
     rows, cols, samples, frames, _bits = layout or pixel_layout(ds)
-    enhanced = bool(ds.get("PerFrameFunctionalGroupsSequence") or ds.get("SharedFunctionalGroupsSequence"))
+    enhanced = bool(
+        element_value(ds, "PerFrameFunctionalGroupsSequence") or element_value(ds, "SharedFunctionalGroupsSequence")
+    )
     common: dict[str, Any] = dict(
-        sop_class_uid=str(ds.get("SOPClassUID", "")).strip(),
-        frame_of_reference_uid=str(ds.get("FrameOfReferenceUID", "")).strip(),
-        instance_number=_opt_int(ds.get("InstanceNumber")) or 0,
+        sop_class_uid=str(element_value(ds, "SOPClassUID", "")).strip(),
+        frame_of_reference_uid=str(element_value(ds, "FrameOfReferenceUID", "")).strip(),
+        instance_number=_opt_int(element_value(ds, "InstanceNumber")) or 0,
         number_of_frames=frames,
         samples_per_pixel=samples,
-        acquisition_number=_opt_int(ds.get("AcquisitionNumber")),
+        acquisition_number=_opt_int(element_value(ds, "AcquisitionNumber")),
     )
     if not enhanced:
-        position = _floats(ds.get("ImagePositionPatient"), 3) if frames == 1 else None
-        echo = _opt_float(ds.get("EchoTime"))
+        position = _floats(element_value(ds, "ImagePositionPatient"), 3) if frames == 1 else None
+        echo = _opt_float(element_value(ds, "EchoTime"))
         if echo is None:
-            echo = _opt_float(_first(ds.get("EchoNumbers")))
+            echo = _opt_float(_first(element_value(ds, "EchoNumbers")))
         base = FrameRef(
             sop_uid=sop_uid,
             frame_index=0,
             position=position,
-            orientation=_floats(ds.get("ImageOrientationPatient"), 6),
-            pixel_spacing=_floats(ds.get("PixelSpacing"), 2),
+            orientation=_floats(element_value(ds, "ImageOrientationPatient"), 6),
+            pixel_spacing=_floats(element_value(ds, "PixelSpacing"), 2),
             rows=rows,
             columns=cols,
-            temporal_position=_opt_int(ds.get("TemporalPositionIdentifier")),
+            temporal_position=_opt_int(element_value(ds, "TemporalPositionIdentifier")),
             echo=echo,
-            image_type=tuple(str(v).strip().upper() for v in ds.get("ImageType") or ()),
+            image_type=tuple(str(v).strip().upper() for v in element_value(ds, "ImageType") or ()),
             rescale=rescale_of(ds, 0),
-            slice_thickness=_opt_float(ds.get("SliceThickness")),
+            slice_thickness=_opt_float(element_value(ds, "SliceThickness")),
             **common,
         )
         return [base] if frames == 1 else [replace(base, frame_index=i) for i in range(frames)]
@@ -337,7 +340,7 @@ def frame_refs(ds: Dataset, sop_uid: str, *, layout: Layout | None = None) -> li
         echo_item = _functional(ds, i, "MREchoSequence")
         position = _floats(pos_item.get("ImagePositionPatient"), 3) if pos_item is not None else None
         if position is None and frames == 1:
-            position = _floats(ds.get("ImagePositionPatient"), 3)
+            position = _floats(element_value(ds, "ImagePositionPatient"), 3)
         orientation = _floats(ori_item.get("ImageOrientationPatient"), 6) if ori_item is not None else None
         spacing = _floats(pix_item.get("PixelSpacing"), 2) if pix_item is not None else None
         thickness = _opt_float(pix_item.get("SliceThickness")) if pix_item is not None else None
@@ -358,8 +361,8 @@ def frame_refs(ds: Dataset, sop_uid: str, *, layout: Layout | None = None) -> li
                 sop_uid=sop_uid,
                 frame_index=i,
                 position=position,
-                orientation=orientation or _floats(ds.get("ImageOrientationPatient"), 6),
-                pixel_spacing=spacing or _floats(ds.get("PixelSpacing"), 2),
+                orientation=orientation or _floats(element_value(ds, "ImageOrientationPatient"), 6),
+                pixel_spacing=spacing or _floats(element_value(ds, "PixelSpacing"), 2),
                 rows=rows,
                 columns=cols,
                 temporal_position=temporal,
@@ -368,7 +371,7 @@ def frame_refs(ds: Dataset, sop_uid: str, *, layout: Layout | None = None) -> li
                 image_type=_frame_type(ds, i),
                 dimension_index=dim_values,
                 rescale=rescale_of(ds, i),
-                slice_thickness=thickness if thickness is not None else _opt_float(ds.get("SliceThickness")),
+                slice_thickness=thickness if thickness is not None else _opt_float(element_value(ds, "SliceThickness")),
                 **{**common, "acquisition_number": acquisition},
             )
         )

@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 
 from voxelgate.client import Client
 from voxelgate.dicomweb import GatewaySettings, create_app
+from voxelgate.dicomweb.protocol import HeadWithBodyProtocol
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,10 @@ def serve_gateway(client: Client, settings: GatewaySettings | None = None, **ove
         fields["public_url"] = f"http://127.0.0.1:{port}{fields['prefix']}"
     settings = GatewaySettings(**fields)  # type: ignore[arg-type]
     app = create_app(client, settings)
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2)
+    # The HTTP protocol `voxelgate dicomweb` serves with (a response's head and body in one write).
+    config = uvicorn.Config(
+        app, http=HeadWithBodyProtocol, log_config=None, access_log=False, lifespan="on", timeout_graceful_shutdown=2
+    )
     server = uvicorn.Server(config)
     started = threading.Event()
     thread = threading.Thread(target=lambda: server.run(sockets=[sock]), name="dicomweb-gateway", daemon=True)
