@@ -36,7 +36,7 @@ from voxelgate.imaging.media import MediaLimits
 from voxelgate.imaging.media.decode import bound_pillow
 from voxelgate.imaging.media.library import MediaLibrary
 from voxelgate.imaging.sources.importer import Importer
-from voxelgate.memory import freeze_startup_objects, tune_malloc
+from voxelgate.memory import freeze_startup_objects, share_one_arena, tune_malloc
 from voxelgate.v1 import (
     admin_pb2,
     admin_pb2_grpc,
@@ -372,6 +372,7 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
     # openjpeg (inside Pillow) decodes JPEG 2000 with this many threads.
     os.environ.setdefault("OPJ_NUM_THREADS", str(os.cpu_count() or 1))
     malloc_tuned = tune_malloc()
+    one_arena = share_one_arena() if malloc_tuned else False  # before any thread starts
     # Threads run where the thread that starts them may: from here this thread, and so gRPC's
     # own threads and the request threads, stay on one core (voxelgate.imaging.cpu says why). Each worker
     # of several takes the next cores.
@@ -401,6 +402,7 @@ def _serve(config: Config, worker: Worker | None = None) -> int:
             "tls": config.tls is not None,
             "auth": config.token_file is not None,
             "malloc_tuned": malloc_tuned,
+            "one_arena": one_arena,
             "request_cores": sorted(request_cores) if request_cores else "all",
             "processes": config.processes,
             "gc_frozen": frozen,

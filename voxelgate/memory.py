@@ -1,4 +1,4 @@
-"""Volume-sized arrays in memory of their own, in small pages; glibc's malloc thresholds (:func:`tune_malloc`).
+"""Volume-sized arrays in memory of their own, in small pages; glibc's malloc tuned for large buffers.
 
 numpy asks the kernel for transparent huge pages on every large array
 (``madvise(MADV_HUGEPAGE)``). On a virtual machine that hands free memory back
@@ -124,3 +124,38 @@ def tune_malloc() -> bool:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
+
+
+#: What :func:`share_one_arena` faults in: below :func:`tune_malloc`'s 32 MiB mmap threshold, so from the
+#: heap, and as much as a first large reply holds at once (a 4096x3328 frame's PNG, its reply, gRPC's copy).
+WARM_BYTES = 24 << 20
+
+
+def share_one_arena(warm_bytes: int = WARM_BYTES) -> bool:
+    """Every thread started from now on mallocs from the main arena, ``warm_bytes`` of it faulted in; True when set.
+
+    For ``voxelgate serve``, after :func:`tune_malloc` and before it starts any thread.
+    glibc gives each new thread an arena of its own (up to eight per core), whose
+    pages are faulted in the first time its heap grows that far: a request thread's
+    first multi-megabyte reply was born in fresh pages even when the process had
+    freed far more before, in other threads. With one arena, and a heap top that
+    :func:`tune_malloc` keeps, what any thread freed serves every thread, and the
+    block faulted in here serves the first large reply (docs/performance.md). The
+    request threads run on one core (:mod:`voxelgate.imaging.cpu`), so they seldom
+    wait for the arena's lock. It must come before any thread but the main one has
+    allocated: glibc fixes the number of arenas when the first of them does. Not
+    done on other C libraries; the environment's ``MALLOC_ARENA_MAX`` wins.
+    """
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_arena_max = -8  # glibc's <malloc.h>
+    if not mallopt(m_arena_max, 1):
+        return False
+    block = bytearray(warm_bytes)  # zero-filled: every page written, then kept in the heap when freed
+    del block
+    return True

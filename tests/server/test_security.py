@@ -4,6 +4,7 @@ shutdown of the real process, and the one mapping from domain errors to status c
 from __future__ import annotations
 
 import json
+import platform
 import queue
 import shutil
 import signal
@@ -392,6 +393,8 @@ def test_sigterm_lets_the_in_flight_ingest_finish_and_exits_0(tmp_path: Path) ->
         assert (
             int(rec["gc_frozen"]) > 50_000
         )  # start-up's objects are out of the collector's way (voxelgate.server.app)
+        if platform.libc_ver()[0] == "glibc":  # one malloc arena, warmed (voxelgate.memory.share_one_arena)
+            assert rec["malloc_tuned"] is True and rec["one_arena"] is True
         port = int(str(rec["address"]).rsplit(":", 1)[1])
         data = Path(get_testdata_file("CT_small.dcm")).read_bytes()
         pieces = [data[i : i + 1500] for i in range(0, len(data), 1500)]
