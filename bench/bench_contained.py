@@ -61,9 +61,11 @@ def write_j2k_series(directory: Path, paths: list[Path]) -> list[Path]:
 #: first call's 5.4 MB PNG was still being written to the cache (7 to 10 ms, either way), and
 #: the ratio moved with that: 20 calls a round, both ways, came out level (docs/performance.md).
 LATER_FRAMES = 10
+#: Later coronal GetSlice calls a round (docs/performance.md, "The later GetSlice calls").
+LATER_SLICES = 16
 
 
-def voxelgate_slices(work: Path, paths: list[Path], *, contained: bool, later: int = 8) -> SliceTiming:
+def voxelgate_slices(work: Path, paths: list[Path], *, contained: bool, later: int = LATER_SLICES) -> SliceTiming:
     """Fresh server, ingest ``paths`` (one series), then an axial GetSlice PNG (windowed) and ``later`` coronal ones."""
     extra = () if contained else ("--decode-workers", "0")
     series_uid = series_uid_of(paths[0])
@@ -89,7 +91,7 @@ def voxelgate_slices(work: Path, paths: list[Path], *, contained: bool, later: i
                 return time.perf_counter() - t
 
             first = one(volume_pb2.AXIAL, len(paths) // 2)
-            times = [one(volume_pb2.CORONAL, 100 + 30 * i) for i in range(later)]
+            times = [one(volume_pb2.CORONAL, 100 + 25 * i) for i in range(later)]
     return SliceTiming(ingest, first, statistics.median(times))
 
 
