@@ -23,7 +23,7 @@ import gc
 import mmap
 import os
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -99,6 +99,14 @@ def freeze_startup_objects(*, collect: bool = True) -> int:
     return gc.get_freeze_count()
 
 
+def _mallopt() -> Any:
+    """glibc's ``mallopt`` through ctypes, or None where the C library has none."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return None
+
+
 def tune_malloc() -> bool:
     """Keep glibc from mapping and unmapping fresh pages for every large buffer; True when set.
 
@@ -117,10 +125,8 @@ def tune_malloc() -> bool:
     """
     if os.environ.get("MALLOC_MMAP_THRESHOLD_") or os.environ.get("MALLOC_TRIM_THRESHOLD_"):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
     m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
     return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 128 << 20))
@@ -148,10 +154,8 @@ def share_one_arena(warm_bytes: int = WARM_BYTES) -> bool:
     """
     if os.environ.get("MALLOC_ARENA_MAX"):
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+    mallopt = _mallopt()
+    if mallopt is None:
         return False
     m_arena_max = -8  # glibc's <malloc.h>
     if not mallopt(m_arena_max, 1):
