@@ -35,6 +35,7 @@ from voxelgate.cancel import NEVER, CancelToken
 from voxelgate.errors import ConflictError, DiskFullError, InvalidInputError, NotFoundError, VoxelgateError
 
 from ..contained import Decoders, InProcess, OnItem, each
+from ..cpu import all_cores
 from ..encode import encode_jpeg, encode_png, encode_raw
 from ..ingest import IncomingFile, begin_file, ingest_path
 from ..limits import Limits
@@ -351,7 +352,11 @@ class DicomArchive:
                 # A large frame (a mammogram: 27 MB) is written from its own memory (the worker's memfd), not
                 # copied twice into .npy bytes first; small ones (a CT slice) as bytes, which the memory tier keeps.
                 payload = npy_parts(frame) if frame.nbytes >= _MAPPED_FRAME_BYTES else npy_bytes(frame)
-                self.cache.put(_decoded_key(sha, index), payload, NPY, tag=sha)
+                # Hashed and written on every core, as the frames decoded in this process are (they come here
+                # inside its all_cores block): on the request threads' one core, when busy, a mammogram's
+                # took tenths of a second.
+                with all_cores():
+                    self.cache.put(_decoded_key(sha, index), payload, NPY, tag=sha)
 
         return keep
 
