@@ -49,3 +49,18 @@ def value(ds: Dataset, keyword: str, default: Any = None) -> Any:
         return ds[tag].value
     except AttributeError:  # as ds.get(keyword), which reads the value through getattr
         return default
+
+
+def int_value(ds: Dataset, keyword: str) -> int:
+    """The element's value as an int; 0 when absent, empty or not a number (the header's readers take that as unset).
+
+    Raises
+    ------
+    KeyError
+        ``keyword`` is not in pydicom's data dictionary.
+    """
+    try:
+        found = value(ds, keyword)
+        return int(found) if found not in (None, "") else 0
+    except (TypeError, ValueError):
+        return 0

@@ -36,6 +36,7 @@ from voxelgate.errors import InvalidInputError, LimitExceededError
 
 from ..limits import Limits
 from . import notes
+from .elements import int_value
 from .elements import value as element_value
 from .frames import modality_dtype
 from .pixels import (
@@ -99,14 +100,6 @@ def _text(ds: Dataset, keyword: str) -> str:
     if isinstance(value, pydicom.multival.MultiValue):
         return "\\".join(str(v) for v in value)
     return str(value).strip()
-
-
-def _int(ds: Dataset, keyword: str) -> int:
-    try:
-        value = element_value(ds, keyword)
-        return int(value) if value not in (None, "") else 0
-    except (TypeError, ValueError):
-        return 0
 
 
 def _dictionary_vr(tag: int) -> str:
@@ -408,7 +401,7 @@ def _describe(
         series_uid=series_uid,
         study_uid=study_uid,
         modality=_text(ds, "Modality"),
-        series_number=_int(ds, "SeriesNumber"),
+        series_number=int_value(ds, "SeriesNumber"),
         series_description=_text(ds, "SeriesDescription"),
         body_part=_text(ds, "BodyPartExamined"),
     )
@@ -419,7 +412,7 @@ def _describe(
         sop_class_uid=sop_class,
         sha256=sha256,
         size=size,
-        instance_number=_int(ds, "InstanceNumber"),
+        instance_number=int_value(ds, "InstanceNumber"),
         transfer_syntax=str(ds.file_meta.TransferSyntaxUID),
         rows=rows,
         columns=cols,

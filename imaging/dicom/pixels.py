@@ -24,20 +24,13 @@ from voxelgate.errors import InvalidInputError, LimitExceededError, UnsupportedE
 from ..cpu import all_cores
 from ..limits import Limits
 from .codestreams import check_declared_sizes
+from .elements import int_value
 from .elements import value as element_value
 
 log = logging.getLogger(__name__)
 
 #: Pixel Data, Float Pixel Data, Double Float Pixel Data (plain ints: cheap membership tests)
 PIXEL_TAGS = frozenset((0x7FE00010, 0x7FE00008, 0x7FE00009))
-
-
-def _int(ds: Dataset, keyword: str) -> int:
-    try:
-        value = element_value(ds, keyword)
-        return int(value) if value not in (None, "") else 0
-    except (TypeError, ValueError):
-        return 0
 
 
 #: (rows, columns, samples per pixel, frames, bits allocated), as :func:`pixel_layout` reads them.
@@ -50,10 +43,10 @@ def pixel_layout(ds: Dataset) -> Layout:
     Ingest reads it once a file and hands it to the functions below that take a
     ``layout`` (each reads it from ``ds`` when given none).
     """
-    rows, cols = _int(ds, "Rows"), _int(ds, "Columns")
-    samples = _int(ds, "SamplesPerPixel") or 1
-    frames = _int(ds, "NumberOfFrames") or 1
-    bits = _int(ds, "BitsAllocated")
+    rows, cols = int_value(ds, "Rows"), int_value(ds, "Columns")
+    samples = int_value(ds, "SamplesPerPixel") or 1
+    frames = int_value(ds, "NumberOfFrames") or 1
+    bits = int_value(ds, "BitsAllocated")
     return rows, cols, samples, frames, bits
 
 
@@ -134,7 +127,7 @@ def _bit_packed(ds: Dataset) -> bool:
         and not tsyntax.is_encapsulated
         and not tsyntax.is_deflated
         and tsyntax.is_little_endian
-        and _int(ds, "BitsAllocated") == 1
+        and int_value(ds, "BitsAllocated") == 1
         and 0x7FE00010 in ds
     )
 
